@@ -1,0 +1,47 @@
+/*
+ * util.h - allocation that succeeds or does not return, and small string helpers.
+ *
+ * Postfix style: an out-of-memory condition is fatal, so callers never test for NULL from
+ * xmalloc() and friends.
+ */
+#ifndef CALSETA_UTIL_H
+#define CALSETA_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Growable byte buffer; data is always NUL-terminated (the NUL is not counted in len). */
+struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+void buf_init(struct buf *b);
+void buf_destroy(struct buf *b);
+void buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_puts(struct buf *b, const char *s);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_reset(struct buf *b);
+/* Drops the first n bytes. */
+void buf_consume(struct buf *b, size_t n);
+
+/* Parses a non-negative decimal integer that fits in a long long; 0 on success, -1 otherwise. */
+int parse_ll(const char *s, long long min, long long max, long long *out);
+/* Case-insensitive ASCII comparison of n bytes. */
+int ascii_casecmp_n(const char *a, const char *b, size_t n);
+
+/* Milliseconds since an arbitrary monotonic epoch, and wall-clock microseconds since 1970. */
+uint64_t now_mono_ms(void);
+int64_t now_wall_us(void);
+/* ISO-8601 UTC with microseconds and trailing Z, as the reference serialises datetimes. */
+void format_iso8601_us(int64_t wall_us, char out[32]);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * main.c - the `calseta` command: one sub-command per operator task.
+ *
+ *   up                     start every service from the table in services.c and watch them
+ *   migrate                apply migrations/NNNN_*.sql in order
+ *   create-api-key         make a key and print it once
+ *   list-api-keys          show keys (never the key itself)
+ *   revoke-api-key         deactivate a key by prefix or uuid
+ *   gen-encryption-key     print a new Fernet key for ENCRYPTION_KEY
+ *   rotate-encryption-key  re-encrypt every encrypted column under a new key
+ */
+#include "master.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} commands[] = {
+    {"up", cmd_up, "start all services and supervise them"},
+    {"migrate", cmd_migrate, "apply database migrations"},
+    {"create-api-key", cmd_create_api_key, "create an API key (--name N --scopes a,b ...)"},
+    {"list-api-keys", cmd_list_api_keys, "list API keys"},
+    {"revoke-api-key", cmd_revoke_api_key, "revoke an API key (prefix or uuid)"},
+    {"gen-encryption-key", cmd_gen_encryption_key, "print a new ENCRYPTION_KEY"},
+    {"rotate-encryption-key", cmd_rotate_encryption_key,
+     "re-encrypt secrets (--old-key K --new-key K [--dry-run])"},
+};
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: calseta <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(stderr, "  %-22s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage();
+        return 2;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    usage();
+    return 2;
+}
