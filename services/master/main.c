@@ -10,6 +10,7 @@
  *   rotate-encryption-key  re-encrypt every encrypted column under a new key
  */
 #include "master.h"
+#include "settings.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +28,8 @@ static const struct command {
     {"gen-encryption-key", cmd_gen_encryption_key, "print a new ENCRYPTION_KEY"},
     {"rotate-encryption-key", cmd_rotate_encryption_key,
      "re-encrypt secrets (--old-key K --new-key K [--dry-run])"},
+    {"config-check", settings_check_main,
+     "show the settings backend and which names are set (SHA-256, never values)"},
 };
 
 static void usage(void)

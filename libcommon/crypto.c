@@ -1,0 +1,283 @@
+/*
+ * crypto.c - random bytes, base64, hex, digests, HMAC, constant-time compare, UUIDs and the
+ * webhook signature header parser (see crypto.h).
+ *
+ * Base64 maps characters to values with arithmetic instead of table lookups, so decoding a
+ * key does not leave a secret-dependent cache footprint.
+ */
+#include "crypto.h"
+
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "log.h"
+
+void crypto_random(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        int chunk = n > (1u << 30) ? (1 << 30) : (int)n;
+        if (RAND_bytes(p, chunk) != 1)
+            msg_fatal("crypto: RAND_bytes failed; no secure randomness available");
+        p += chunk;
+        n -= (size_t)chunk;
+    }
+}
+
+/* ---- base64 ---------------------------------------------------------------------------- */
+
+/* Character for a 6-bit value, without branches on the value. */
+static char b64_char(unsigned v, int url)
+{
+    int x = (int)v, c = x + 'A';
+    c += ((25 - x) >> 8) & 6;
+    c -= ((51 - x) >> 8) & 75;
+    c -= ((61 - x) >> 8) & 15;
+    if (url) {
+        c += ((61 - x) >> 8) & 2;
+        c += ((62 - x) >> 8) & 49;
+    } else {
+        c += ((62 - x) >> 8) & 3;
+    }
+    return (char)c;
+}
+
+/* 6-bit value of a character, or -1; without branches on the character. */
+static int b64_value(unsigned char ch, int url)
+{
+    int c = ch, r = -1;
+    r += (((0x40 - c) & (c - 0x5b)) >> 8) & (c - 64);
+    r += (((0x60 - c) & (c - 0x7b)) >> 8) & (c - 70);
+    r += (((0x2f - c) & (c - 0x3a)) >> 8) & (c + 5);
+    if (url) {
+        r += (((0x2c - c) & (c - 0x2e)) >> 8) & 63;
+        r += (((0x5e - c) & (c - 0x60)) >> 8) & 64;
+    } else {
+        r += (((0x2a - c) & (c - 0x2c)) >> 8) & 63;
+        r += (((0x2e - c) & (c - 0x30)) >> 8) & 64;
+    }
+    return r;
+}
+
+size_t crypto_b64_encoded_len(size_t n, int flags)
+{
+    if (!(flags & CRYPTO_B64_NOPAD))
+        return (n + 2) / 3 * 4;
+    return n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
+}
+
+size_t crypto_b64_decoded_max(size_t len)
+{
+    return len / 4 * 3 + 3;
+}
+
+size_t crypto_b64_encode(const void *in, size_t n, int flags, char *out)
+{
+    const uint8_t *p = in;
+    int url = flags & CRYPTO_B64_URL;
+    size_t o = 0, i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        out[o++] = b64_char(v >> 18, url);
+        out[o++] = b64_char((v >> 12) & 63, url);
+        out[o++] = b64_char((v >> 6) & 63, url);
+        out[o++] = b64_char(v & 63, url);
+    }
+    if (n - i > 0) {
+        uint32_t v = (uint32_t)p[i] << 16 | (n - i == 2 ? (uint32_t)p[i + 1] << 8 : 0);
+        out[o++] = b64_char(v >> 18, url);
+        out[o++] = b64_char((v >> 12) & 63, url);
+        if (n - i == 2)
+            out[o++] = b64_char((v >> 6) & 63, url);
+        if (!(flags & CRYPTO_B64_NOPAD)) {
+            out[o++] = '=';
+            if (n - i == 1)
+                out[o++] = '=';
+        }
+    }
+    out[o] = 0;
+    return o;
+}
+
+/* Strips and validates padding; returns the number of data characters or (size_t)-1. */
+static size_t b64_data_len(const char *in, size_t len, int flags)
+{
+    size_t pad = 0;
+    while (pad < len && pad < 3 && in[len - 1 - pad] == '=')
+        pad++;
+    if (pad > 0) {
+        if ((flags & CRYPTO_B64_NOPAD) || pad > 2 || len % 4 != 0)
+            return (size_t)-1;
+    } else if (!(flags & (CRYPTO_B64_NOPAD | CRYPTO_B64_PADOPT)) && len % 4 != 0) {
+        return (size_t)-1;
+    }
+    size_t data = len - pad;
+    if (data % 4 == 1)
+        return (size_t)-1;
+    if (pad > 0 && (data + pad) % 4 != 0)
+        return (size_t)-1;
+    return data;
+}
+
+int crypto_b64_decode(const char *in, size_t len, int flags, uint8_t *out, size_t *outlen)
+{
+    int url = flags & CRYPTO_B64_URL;
+    size_t data = b64_data_len(in, len, flags);
+    if (data == (size_t)-1)
+        return -1;
+    uint32_t acc = 0;
+    int bits = 0, bad = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < data; i++) {
+        int v = b64_value((unsigned char)in[i], url);
+        bad |= v;
+        acc = (acc << 6) | ((uint32_t)v & 63);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    if (bad < 0)
+        return -1;
+    *outlen = o;
+    return 0;
+}
+
+/* ---- hex and digests ------------------------------------------------------------------- */
+
+void crypto_hex_encode(const void *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const uint8_t *p = in;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+void crypto_sha256(const void *p, size_t n, uint8_t out[32])
+{
+    SHA256(p, n, out);
+}
+
+void crypto_sha256_hex(const void *p, size_t n, char out[65])
+{
+    uint8_t d[32];
+    crypto_sha256(p, n, d);
+    crypto_hex_encode(d, 32, out);
+}
+
+void crypto_md5_hex(const void *p, size_t n, char out[33])
+{
+    uint8_t d[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    if (EVP_Digest(p, n, d, &dlen, EVP_md5(), NULL) != 1 || dlen != 16)
+        msg_fatal("crypto: MD5 digest unavailable");
+    crypto_hex_encode(d, 16, out);
+}
+
+void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n,
+                        uint8_t out[32])
+{
+    static const uint8_t empty[1];
+    unsigned int olen = 0;
+    if (keylen > (size_t)INT32_MAX)
+        msg_fatal("crypto: HMAC key too long");
+    if (!HMAC(EVP_sha256(), key ? key : empty, (int)keylen, msg ? msg : empty, n, out, &olen) ||
+        olen != 32)
+        msg_fatal("crypto: HMAC-SHA256 failed");
+}
+
+void crypto_hmac_sha256_hex(const void *key, size_t keylen, const void *msg, size_t n,
+                            char out[65])
+{
+    uint8_t d[32];
+    crypto_hmac_sha256(key, keylen, msg, n, d);
+    crypto_hex_encode(d, 32, out);
+}
+
+int crypto_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (alen != blen)
+        return 0;
+    const volatile uint8_t *x = a, *y = b;
+    uint8_t diff = 0;
+    for (size_t i = 0; i < alen; i++)
+        diff |= x[i] ^ y[i];
+    /* 1 when diff == 0, without a data-dependent branch */
+    return (int)(1 & ((uint32_t)(diff - 1) >> 8));
+}
+
+/* ---- UUIDs ----------------------------------------------------------------------------- */
+
+void crypto_uuid4(char out[37])
+{
+    uint8_t b[16];
+    char hex[33];
+    crypto_random(b, sizeof b);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    crypto_hex_encode(b, 16, hex);
+    memcpy(out, hex, 8);
+    out[8] = '-';
+    memcpy(out + 9, hex + 8, 4);
+    out[13] = '-';
+    memcpy(out + 14, hex + 12, 4);
+    out[18] = '-';
+    memcpy(out + 19, hex + 16, 4);
+    out[23] = '-';
+    memcpy(out + 24, hex + 20, 12);
+    out[36] = 0;
+}
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int crypto_uuid_valid(const char *s)
+{
+    if (!s)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : hex_value((unsigned char)s[i]) < 0)
+            return 0;
+    }
+    return s[36] == 0;
+}
+
+/* ---- webhook signatures ---------------------------------------------------------------- */
+
+int crypto_parse_hex_signature(const char *hdr, size_t len, uint8_t out[32])
+{
+    if (!hdr)
+        return -1;
+    if (len >= 7 && !memcmp(hdr, "sha256=", 7)) {
+        hdr += 7;
+        len -= 7;
+    }
+    if (len != 64)
+        return -1;
+    uint8_t tmp[32];
+    for (size_t i = 0; i < 32; i++) {
+        int hi = hex_value((unsigned char)hdr[2 * i]), lo = hex_value((unsigned char)hdr[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        tmp[i] = (uint8_t)(hi << 4 | lo);
+    }
+    memcpy(out, tmp, 32);
+    return 0;
+}

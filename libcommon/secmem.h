@@ -1,0 +1,23 @@
+/*
+ * secmem.h - locked, non-dumpable memory for decrypted secrets.
+ *
+ * secmem_alloc() maps fresh pages, locks them in RAM (best effort: a low RLIMIT_MEMLOCK only
+ * loses the lock, not the allocation) and excludes them from core dumps. secmem_free() wipes
+ * the whole region before unlocking and unmapping it. The size lives in a small header just
+ * before the returned pointer, so callers keep only the pointer.
+ */
+#ifndef CALSETA_SECMEM_H
+#define CALSETA_SECMEM_H
+
+#include <stddef.h>
+
+/* Zero-filled region of n bytes (n may be 0); never returns NULL (fatal when out of memory). */
+void *secmem_alloc(size_t n);
+/* Wipes, unlocks and releases p; NULL is ignored. */
+void secmem_free(void *p);
+/* The n given to secmem_alloc() for p. */
+size_t secmem_size(const void *p);
+/* 1 if p's pages are locked in RAM (mlock succeeded), 0 otherwise. */
+int secmem_locked(const void *p);
+
+#endif

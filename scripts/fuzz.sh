@@ -1,0 +1,31 @@
+#!/bin/sh
+# fuzz.sh - `make fuzz`: build every libFuzzer target in tests/fuzz/ with clang and run each
+# for FUZZ_SECONDS (default 60) over its seed corpus. Findings (crash-*, leak-*, timeout-*) are
+# written to build-fuzz/findings/<target>/.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+scripts/deps.sh
+CC=clang cmake -S . -B build-fuzz -DCALSETA_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-fuzz -j"$(nproc)"
+secs=${FUZZ_SECONDS:-60}
+status=0
+for bin in build-fuzz/bin/fuzz_*; do
+    [ -x "$bin" ] || continue
+    name=${bin##*/fuzz_}
+    corpus="tests/fuzz/corpus/$name"
+    work="build-fuzz/corpus/$name"
+    out="build-fuzz/findings/$name"
+    mkdir -p "$work" "$out"
+    [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/ 2>/dev/null || true
+    echo "== $name (${secs}s)"
+    if ! "$bin" -max_total_time="$secs" -artifact_prefix="$out/" -print_final_stats=1 "$work" 2>&1 |
+        grep -E "^(stat::number_of_executed_units|stat::average_exec_per_sec|==.*ERROR|SUMMARY)"; then
+        :
+    fi
+    if ls "$out"/crash-* "$out"/leak-* >/dev/null 2>&1; then
+        echo "   findings in $out"
+        status=1
+    fi
+done
+exit $status

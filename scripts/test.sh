@@ -1,0 +1,28 @@
+#!/bin/sh
+# test.sh - `make test`: install what is missing, build with ASan+UBSan, start a throwaway
+# PostgreSQL, apply migrations, run every unit and integration test, stop PostgreSQL.
+# Exits non-zero on any failure.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+scripts/deps.sh
+cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Debug -DCALSETA_SANITIZE=ON >/dev/null
+cmake --build build-test -j"$(nproc)"
+
+TMPDATA=$(mktemp -d /tmp/calseta-test.XXXXXX)
+chmod 755 "$TMPDATA"
+export CALSETA_DATA_DIR="$TMPDATA"
+cleanup() {
+    scripts/pg.sh stop || true
+    rm -rf "$TMPDATA"
+}
+trap cleanup EXIT INT TERM
+DATABASE_URL=$(PG_FSYNC=off scripts/pg.sh start)
+export DATABASE_URL
+build-test/bin/calseta migrate >/dev/null
+
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+[ -f tests/lsan.supp ] && export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp"
+ctest --test-dir build-test --output-on-failure -j2 --timeout 600

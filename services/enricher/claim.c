@@ -1,0 +1,172 @@
+/*
+ * claim.c - when to claim jobs, and keeping the leases of jobs in flight.
+ *
+ * A claim runs when a "work ready" message arrives on the job bus, every poll interval
+ * (messages are only hints: lost ones, jobs whose worker died, and leases that expired are
+ * found by the poll), and whenever a job finishes. At most one claim query is in flight, and a
+ * claim never asks for more jobs than the free slots (ENRICHER_CONCURRENCY). Leases of jobs in
+ * flight are renewed every third of the lease, so a long job keeps its lease while a dead
+ * worker's jobs are taken over by others after at most one lease.
+ */
+#include "bus.h"
+#include "enricher.h"
+#include "proto/job.h"
+#include "log.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+static void on_claimed(void *arg, PGresult *res, const char *err)
+{
+    struct enricher *en = arg;
+    int want = en->claiming;
+    en->claiming = 0;
+    if (err) {
+        msg_warn("claiming jobs failed: %s", err);
+        if (en->draining && en->inflight == 0 && en->drained)
+            en->drained(en);
+        return; /* the poll tries again */
+    }
+    int n = PQntuples(res);
+    for (int r = 0; r < n; r++) {
+        json_t *doc = json_loads(PQgetvalue(res, r, 3), 0, NULL);
+        if (!doc) {
+            msg_error("job %s: unreadable claim document", PQgetvalue(res, r, 0));
+            continue; /* its lease expires and the attempt count ends it */
+        }
+        job_start(en, atoll(PQgetvalue(res, r, 0)), atoll(PQgetvalue(res, r, 1)),
+                  atoi(PQgetvalue(res, r, 2)), doc);
+        json_decref(doc);
+    }
+    if (en->draining) {
+        if (en->inflight == 0 && en->drained)
+            en->drained(en);
+        return;
+    }
+    if (n == want || en->claim_again) {
+        en->claim_again = 0;
+        claim_kick(en);
+    }
+}
+
+void claim_kick(struct enricher *en)
+{
+    if (en->draining || !en->providers)
+        return;
+    if (en->claiming) {
+        en->claim_again = 1;
+        return;
+    }
+    int free_slots = en->cfg->enricher_concurrency - en->inflight;
+    if (free_slots <= 0)
+        return;
+    char lease[16], limit[16], attempts[16];
+    snprintf(lease, sizeof lease, "%d", en->cfg->enrich_job_lease_seconds);
+    snprintf(limit, sizeof limit, "%d", free_slots);
+    snprintf(attempts, sizeof attempts, "%d", en->opt.max_attempts);
+    const char *params[4] = {en->owner, lease, limit, attempts};
+    en->claiming = free_slots;
+    pg_exec(en->pg,
+            "SELECT job_id, alert_id, attempts, doc::text FROM calseta_enrich_claim($1, $2, $3, $4)",
+            4, params, on_claimed, en);
+}
+
+void claim_job_finished(struct enricher *en)
+{
+    if (en->draining) {
+        if (en->inflight == 0 && en->drained)
+            en->drained(en);
+        return;
+    }
+    claim_kick(en);
+}
+
+/* ---- wake-ups ---- */
+
+static void on_bus(void *arg)
+{
+    struct enricher *en = arg;
+    unsigned char msg[256];
+    int more, got = 0;
+    for (int i = 0; i < 1024; i++) {
+        int n = bus_recv_frame(en->pull, msg, sizeof msg, &more);
+        if (n < 0)
+            break;
+        if (more)
+            bus_skip_rest(en->pull);
+        struct job_ready jr;
+        if (n <= (int)sizeof msg && job_ready_decode(msg, (size_t)n, &jr) == 0)
+            msg_debug("job %lld ready (alert %lld)", (long long)jr.job_id,
+                      (long long)jr.alert_id);
+        else
+            msg_warn("job bus: ignoring a message that is not a JOB_READY");
+        got = 1;
+    }
+    if (got)
+        claim_kick(en);
+}
+
+static void on_poll(uv_timer_t *t)
+{
+    claim_kick(t->data);
+}
+
+static void on_renewed(void *arg, PGresult *res, const char *err)
+{
+    (void)arg;
+    (void)res;
+    if (err)
+        msg_warn("renewing job leases failed: %s", err);
+}
+
+static void on_renew(uv_timer_t *t)
+{
+    struct enricher *en = t->data;
+    if (!en->jobs)
+        return;
+    char *ids = jobs_in_flight_array(en);
+    char lease[16];
+    snprintf(lease, sizeof lease, "%d", en->cfg->enrich_job_lease_seconds);
+    const char *params[3] = {ids, en->owner, lease};
+    pg_exec(en->pg, "SELECT calseta_enrich_renew($1::bigint[], $2, $3)", 3, params, on_renewed,
+            en);
+    free(ids);
+}
+
+void claim_start(struct enricher *en)
+{
+    char err[256];
+    struct bus_opts bo = {.max_msg = 4096, .hwm = 10000, .linger_ms = 0, .allow_plain = 0};
+    en->pull = bus_client(ZMQ_PULL, en->cfg, en->cfg->job_bus_pull, &bo, err, sizeof err);
+    if (!en->pull)
+        msg_fatal("job bus: %s (JOB_BUS_PULL_ENDPOINT=%s)", err, en->cfg->job_bus_pull);
+    en->watch = bus_watch_new(en->loop, en->pull, on_bus, en);
+    uv_timer_init(en->loop, &en->poll_timer);
+    en->poll_timer.data = en;
+    uv_timer_start(&en->poll_timer, on_poll, 0, (uint64_t)en->opt.poll_ms);
+    uint64_t renew_ms = (uint64_t)en->cfg->enrich_job_lease_seconds * 1000 / 3;
+    uv_timer_init(en->loop, &en->renew_timer);
+    en->renew_timer.data = en;
+    uv_timer_start(&en->renew_timer, on_renew, renew_ms ? renew_ms : 300, renew_ms ? renew_ms : 300);
+}
+
+void claim_close(struct enricher *en)
+{
+    uv_timer_stop(&en->renew_timer);
+    uv_close((uv_handle_t *)&en->renew_timer, NULL);
+}
+
+void claim_stop(struct enricher *en)
+{
+    uv_timer_stop(&en->poll_timer);
+    uv_close((uv_handle_t *)&en->poll_timer, NULL);
+    if (en->watch)
+        bus_watch_free(en->watch);
+    en->watch = NULL;
+    if (en->pull)
+        zmq_close(en->pull);
+    en->pull = NULL;
+}

@@ -1,0 +1,617 @@
+/*
+ * engine.c - HTTP steps on curl multi + libuv, see engine.h.
+ */
+#include "engine.h"
+#include "creds.h"
+#include "guard.h"
+#include "limiter.h"
+#include "log.h"
+#include "malice.h"
+#include "step.h"
+#include "util.h"
+
+#include <curl/curl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BACKOFF_BASE_MS 500
+#define BACKOFF_MAX_MS 30000
+#define MAX_RETRIES 8
+
+struct engine {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    struct engine_opts o;
+    struct limiter *limiters;
+    struct call *waiting; /* calls waiting for a provider slot, FIFO */
+    size_t active;
+    struct sock_ctx *socks;
+    void (*closed)(void *);
+    void *closed_arg;
+};
+
+struct sock_ctx {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct engine *e;
+    struct sock_ctx *prev, *next; /* engine's list, for closing */
+};
+
+enum call_state { ST_IDLE, ST_CHECK, ST_WAIT, ST_HTTP, ST_BACKOFF };
+
+struct call {
+    struct engine *e;
+    const struct provider *p;
+    char *type, *value;
+    long long job_id;
+    uint64_t deadline_ms;
+    engine_done_cb cb;
+    void *arg;
+    enum call_state state;
+    size_t step, nsteps;
+    int retries;
+    json_t *steps;    /* {"name": {"response": body}} for templates */
+    json_t *raw_by;   /* {"name": body} */
+    json_t *last_raw; /* body of the last step */
+    struct creds *creds;
+    int creds_opened;
+    struct step_req req;
+    struct limiter *lim;
+    uv_timer_t timer;
+    uv_work_t work;
+    int blocked;
+    char pin[512];
+    char reason[256];
+    CURL *easy;
+    struct curl_slist *resolve;
+    struct buf resp;
+    int too_large;
+    long retry_after_s;
+    char curl_err[CURL_ERROR_SIZE];
+    struct call *wait_next;
+};
+
+static void next_step(struct call *c);
+static void send_request(struct call *c);
+static void unwait(struct call *c);
+static void wake_waiters(struct engine *e, struct limiter *l);
+
+/* ---- finishing ---- */
+
+static void call_freed(uv_handle_t *h)
+{
+    struct call *c = h->data;
+    free(c->type);
+    free(c->value);
+    free(c);
+}
+
+static void finish(struct call *c, json_t *result)
+{
+    struct engine *e = c->e;
+    if (c->creds)
+        creds_close(c->creds);
+    c->creds = NULL;
+    unwait(c);
+    step_req_wipe(&c->req);
+    curl_slist_free_all(c->resolve);
+    c->resolve = NULL;
+    json_decref(c->steps);
+    json_decref(c->raw_by);
+    json_decref(c->last_raw);
+    buf_destroy(&c->resp);
+    uv_timer_stop(&c->timer);
+    e->active--;
+    c->cb(c->arg, result);
+    uv_close((uv_handle_t *)&c->timer, call_freed);
+}
+
+static void fail(struct call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct call *c, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    finish(c, result_new(c->p->name, "failed", NULL, NULL, msg));
+}
+
+static json_t *raw_response(struct call *c)
+{
+    if (c->nsteps == 1)
+        return c->last_raw ? json_incref(c->last_raw) : json_object();
+    return json_incref(c->raw_by);
+}
+
+static void succeed(struct call *c, int not_found)
+{
+    json_t *raw = raw_response(c);
+    json_t *ext;
+    if (not_found) {
+        ext = json_object();
+        json_object_set_new(ext, "found", json_false());
+        json_object_set_new(ext, "malice", json_string(malice_not_found(c->p->malice_rules)));
+    } else {
+        ext = extract_fields(raw, c->p->rules, c->p->nrules, c->type);
+        json_object_set_new(ext, "malice",
+                            json_string(malice_evaluate(c->p->malice_rules, raw)));
+    }
+    finish(c, result_new(c->p->name, "success", ext, raw, NULL));
+}
+
+/* ---- curl multi on libuv ---- */
+
+static void check_done(struct engine *e);
+
+static void on_sock_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct sock_ctx *s = h->data;
+    int flags = 0, running;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    struct engine *e = s->e;
+    curl_multi_socket_action(e->multi, s->fd, flags, &running);
+    check_done(e);
+}
+
+static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
+{
+    struct engine *e = userp;
+    struct sock_ctx *s = socketp;
+    (void)easy;
+    if (action == CURL_POLL_REMOVE) {
+        if (s) {
+            if (s->prev)
+                s->prev->next = s->next;
+            else
+                e->socks = s->next;
+            if (s->next)
+                s->next->prev = s->prev;
+            uv_poll_stop(&s->poll);
+            uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+            curl_multi_assign(e->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (!s) {
+        s = xcalloc(1, sizeof *s);
+        s->fd = fd;
+        s->e = e;
+        uv_poll_init_socket(e->loop, &s->poll, fd);
+        s->poll.data = s;
+        s->next = e->socks;
+        if (e->socks)
+            e->socks->prev = s;
+        e->socks = s;
+        curl_multi_assign(e->multi, fd, s);
+    }
+    int ev = 0;
+    if (action != CURL_POLL_OUT)
+        ev |= UV_READABLE;
+    if (action != CURL_POLL_IN)
+        ev |= UV_WRITABLE;
+    uv_poll_start(&s->poll, ev, on_poll);
+    return 0;
+}
+
+static void on_curl_timer(uv_timer_t *t)
+{
+    struct engine *e = t->data;
+    int running;
+    curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(e);
+}
+
+static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct engine *e = userp;
+    (void)multi;
+    if (timeout_ms < 0)
+        uv_timer_stop(&e->timer);
+    else
+        uv_timer_start(&e->timer, on_curl_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* ---- limiter waiters ---- */
+
+static void wake_waiters(struct engine *e, struct limiter *l)
+{
+    struct call **pp = &e->waiting;
+    while (*pp) {
+        struct call *c = *pp;
+        if (c->lim == l && limiter_try(l, now_mono_ms())) {
+            *pp = c->wait_next;
+            c->wait_next = NULL;
+            uv_timer_stop(&c->timer);
+            send_request(c);
+            continue;
+        }
+        pp = &c->wait_next;
+    }
+}
+
+static void unwait(struct call *c)
+{
+    for (struct call **pp = &c->e->waiting; *pp; pp = &(*pp)->wait_next)
+        if (*pp == c) {
+            *pp = c->wait_next;
+            c->wait_next = NULL;
+            return;
+        }
+}
+
+/* ---- one request ---- */
+
+static size_t on_body(char *data, size_t size, size_t n, void *userp)
+{
+    struct call *c = userp;
+    size_t len = size * n;
+    if (c->resp.len + len > c->e->o.max_response_bytes) {
+        c->too_large = 1;
+        return 0;
+    }
+    buf_append(&c->resp, data, len);
+    return len;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *userp)
+{
+    struct call *c = userp;
+    size_t len = size * n;
+    if (len > 12 && !ascii_casecmp_n(data, "retry-after:", 12)) {
+        char v[64];
+        size_t k = len - 12 < sizeof v - 1 ? len - 12 : sizeof v - 1;
+        memcpy(v, data + 12, k);
+        v[k] = 0;
+        char *s = v + strspn(v, " \t");
+        s[strcspn(s, "\r\n")] = 0;
+        long long secs;
+        if (parse_ll(s, 0, 86400 * 7, &secs) == 0) {
+            c->retry_after_s = (long)secs;
+        } else {
+            time_t when = curl_getdate(s, NULL);
+            if (when > 0)
+                c->retry_after_s = when > time(NULL) ? (long)(when - time(NULL)) : 0;
+        }
+    }
+    return len;
+}
+
+static void send_request(struct call *c)
+{
+    uint64_t now = now_mono_ms();
+    if (now >= c->deadline_ms) {
+        limiter_release(c->lim);
+        wake_waiters(c->e, c->lim);
+        fail(c, "Step '%s' failed: job deadline exceeded", c->req.name);
+        return;
+    }
+    uint64_t left = c->deadline_ms - now;
+    uint64_t tmo = (uint64_t)c->req.timeout_s * 1000;
+    if (tmo > left)
+        tmo = left;
+    c->state = ST_HTTP;
+    buf_reset(&c->resp);
+    c->too_large = 0;
+    c->retry_after_s = -1;
+    c->curl_err[0] = 0;
+    CURL *h = curl_easy_init();
+    if (!h)
+        msg_fatal("curl_easy_init failed");
+    c->easy = h;
+    curl_easy_setopt(h, CURLOPT_URL, c->req.url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROXY, "");
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)tmo);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(tmo < 10000 ? tmo : 10000));
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "calseta-enricher");
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->req.headers);
+    curl_easy_setopt(h, CURLOPT_RESOLVE, c->resolve);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->curl_err);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, c);
+    if (c->req.body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)c->req.body_len);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->req.body);
+    }
+    if (!strcmp(c->req.method, "GET"))
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    else if (!strcmp(c->req.method, "HEAD"))
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    else if (strcmp(c->req.method, "POST") || !c->req.body)
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->req.method);
+    curl_multi_add_handle(c->e->multi, h);
+}
+
+static void on_wait_timer(uv_timer_t *t)
+{
+    struct call *c = t->data;
+    if (c->state == ST_WAIT)
+        unwait(c);
+    if (now_mono_ms() >= c->deadline_ms) {
+        fail(c, "Step '%s' failed: job deadline exceeded waiting for the provider",
+             c->req.name);
+        return;
+    }
+    /* backoff over, or a token may be available */
+    c->state = ST_WAIT;
+    if (limiter_try(c->lim, now_mono_ms())) {
+        send_request(c);
+        return;
+    }
+    struct call **pp = &c->e->waiting;
+    while (*pp)
+        pp = &(*pp)->wait_next;
+    *pp = c;
+    uint64_t w = limiter_wait_ms(c->lim, now_mono_ms());
+    uint64_t left = c->deadline_ms - now_mono_ms();
+    uv_timer_start(&c->timer, on_wait_timer, w && w < left ? w : left, 0);
+}
+
+static void acquire_and_send(struct call *c)
+{
+    c->lim = limiter_get(&c->e->limiters, c->p->name, c->p->max_concurrency,
+                         c->p->rate_per_second, now_mono_ms());
+    c->state = ST_WAIT;
+    on_wait_timer(&c->timer);
+}
+
+/* 429/5xx: wait and try the same step again if it fits before the deadline. */
+static int schedule_retry(struct call *c, long status)
+{
+    if (status != 429 && status < 500)
+        return 0;
+    if (c->retries >= MAX_RETRIES)
+        return 0;
+    uint64_t delay;
+    if (c->retry_after_s >= 0) {
+        delay = (uint64_t)c->retry_after_s * 1000;
+    } else {
+        delay = (uint64_t)BACKOFF_BASE_MS << c->retries;
+        if (delay > BACKOFF_MAX_MS)
+            delay = BACKOFF_MAX_MS;
+        delay += (uint64_t)(rand() % 250);
+    }
+    if (now_mono_ms() + delay + 100 >= c->deadline_ms)
+        return 0;
+    c->retries++;
+    c->state = ST_BACKOFF;
+    msg_info("provider %s returned HTTP %ld, retrying in %llu ms", c->p->name, status,
+             (unsigned long long)delay);
+    uv_timer_start(&c->timer, on_wait_timer, delay, 0);
+    return 1;
+}
+
+static void request_done(struct call *c, CURLcode rc)
+{
+    long status = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(c->e->multi, c->easy);
+    curl_easy_cleanup(c->easy);
+    c->easy = NULL;
+    limiter_release(c->lim);
+    wake_waiters(c->e, c->lim);
+    if (c->too_large) {
+        fail(c, "Step '%s' failed: response larger than %zu bytes", c->req.name,
+             c->e->o.max_response_bytes);
+        return;
+    }
+    if (rc != CURLE_OK) {
+        if (c->req.optional) {
+            c->step++;
+            next_step(c);
+            return;
+        }
+        fail(c, "Step '%s' failed: %s", c->req.name,
+             c->curl_err[0] ? c->curl_err : curl_easy_strerror(rc));
+        return;
+    }
+    if (status_listed(c->req.not_found, status)) {
+        json_t *st = json_pack("{s:i}", "status_code", (int)status);
+        json_object_set(c->raw_by, c->req.name, st);
+        json_decref(c->last_raw);
+        c->last_raw = st;
+        succeed(c, 1);
+        return;
+    }
+    json_t *expected = c->req.expected;
+    int ok = json_array_size(expected) ? status_listed(expected, status) : status == 200;
+    if (!ok) {
+        if (schedule_retry(c, status))
+            return;
+        if (c->req.optional) {
+            c->step++;
+            next_step(c);
+            return;
+        }
+        fail(c, "Step '%s' returned HTTP %ld", c->req.name, status);
+        return;
+    }
+    json_t *body = body_parse(c->resp.data, c->resp.len);
+    json_object_set_new(c->steps, c->req.name, json_pack("{s:O}", "response", body));
+    json_object_set(c->raw_by, c->req.name, body);
+    json_decref(c->last_raw);
+    c->last_raw = body;
+    c->step++;
+    next_step(c);
+}
+
+static void check_done(struct engine *e)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(e->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        struct call *c = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        request_done(c, m->data.result);
+    }
+}
+
+/* ---- steps ---- */
+
+static void on_checked(uv_work_t *w, int status)
+{
+    struct call *c = w->data;
+    if (status != 0 || c->blocked) {
+        if (c->req.optional) {
+            c->step++;
+            next_step(c);
+            return;
+        }
+        fail(c, "Step '%s' SSRF blocked: %s", c->req.name,
+             status ? "check cancelled" : c->reason);
+        return;
+    }
+    curl_slist_free_all(c->resolve);
+    c->resolve = c->pin[0] ? curl_slist_append(NULL, c->pin) : NULL;
+    acquire_and_send(c);
+}
+
+static void do_check(uv_work_t *w)
+{
+    struct call *c = w->data;
+    c->pin[0] = 0;
+    c->blocked = guard_check(c->e->o.guard, c->req.url, c->pin, sizeof c->pin, c->reason,
+                             sizeof c->reason) != 0;
+}
+
+static void next_step(struct call *c)
+{
+    step_req_wipe(&c->req);
+    curl_slist_free_all(c->resolve);
+    c->resolve = NULL;
+    c->retries = 0;
+    if (c->step >= c->nsteps) {
+        succeed(c, 0);
+        return;
+    }
+    if (!c->creds_opened) {
+        char err[256];
+        c->creds_opened = 1;
+        c->creds = creds_open(c->e->o.creds, c->p, c->job_id, err, sizeof err);
+        if (!c->creds) {
+            fail(c, "%s", err);
+            return;
+        }
+    }
+    struct tpl_ctx ctx = {c->type, c->value, creds_get, c->creds, c->steps};
+    char err[256];
+    if (step_build(c->p->http_config, c->step, &ctx, c->p->timeout_seconds, &c->req, err,
+                   sizeof err)) {
+        fail(c, "%s", err);
+        return;
+    }
+    c->state = ST_CHECK;
+    c->work.data = c;
+    uv_queue_work(c->e->loop, &c->work, do_check, on_checked);
+}
+
+static void start_call(uv_timer_t *t)
+{
+    struct call *c = t->data;
+    if (c->nsteps == 0) {
+        fail(c, "Provider %s has no http_config steps", c->p->name);
+        return;
+    }
+    next_step(c);
+}
+
+void engine_lookup(struct engine *e, const struct provider *p, const char *type,
+                   const char *value, long long job_id, uint64_t deadline_ms, engine_done_cb cb,
+                   void *arg)
+{
+    struct call *c = xcalloc(1, sizeof *c);
+    c->e = e;
+    c->p = p;
+    c->type = xstrdup(type);
+    c->value = xstrdup(value);
+    c->job_id = job_id;
+    c->deadline_ms = deadline_ms;
+    c->cb = cb;
+    c->arg = arg;
+    c->nsteps = step_count(p->http_config);
+    c->steps = json_object();
+    c->raw_by = json_object();
+    buf_init(&c->resp);
+    uv_timer_init(e->loop, &c->timer);
+    c->timer.data = c;
+    e->active++;
+    uv_timer_start(&c->timer, start_call, 0, 0); /* never call back from inside this call */
+}
+
+/* ---- engine ---- */
+
+struct engine *engine_new(uv_loop_t *loop, const struct engine_opts *o)
+{
+    struct engine *e = xcalloc(1, sizeof *e);
+    e->loop = loop;
+    e->o = *o;
+    if (!e->o.max_response_bytes)
+        e->o.max_response_bytes = 1 << 20;
+    e->multi = curl_multi_init();
+    if (!e->multi)
+        msg_fatal("curl_multi_init failed");
+    curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
+    curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+    curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
+    uv_timer_init(loop, &e->timer);
+    e->timer.data = e;
+    return e;
+}
+
+size_t engine_active(const struct engine *e)
+{
+    return e->active;
+}
+
+static void on_engine_closed(uv_handle_t *h)
+{
+    struct engine *e = h->data;
+    void (*done)(void *) = e->closed;
+    void *arg = e->closed_arg;
+    limiter_free_all(&e->limiters);
+    free(e);
+    if (done)
+        done(arg);
+}
+
+void engine_close(struct engine *e, void (*done)(void *), void *arg)
+{
+    if (e->active)
+        msg_warn("engine closed with %zu lookups active", e->active);
+    e->closed = done;
+    e->closed_arg = arg;
+    curl_multi_cleanup(e->multi);
+    e->multi = NULL;
+    while (e->socks) {
+        struct sock_ctx *s = e->socks;
+        e->socks = s->next;
+        uv_poll_stop(&s->poll);
+        uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+    }
+    uv_timer_stop(&e->timer);
+    uv_close((uv_handle_t *)&e->timer, on_engine_closed);
+}

@@ -1,0 +1,60 @@
+/*
+ * engine.h - provider lookups over HTTP: libcurl's multi interface driven by libuv.
+ *
+ * One engine per process runs any number of lookups (one indicator at one provider) at once on
+ * one loop: curl sockets are watched with uv_poll, curl's timer with a uv_timer
+ * (CURLMOPT_SOCKETFUNCTION / CURLMOPT_TIMERFUNCTION), so a slow provider never holds up others.
+ *
+ * A lookup runs the provider's http_config steps in order (reference §3.3): render, SSRF check
+ * with the resolved address pinned for the connection, per-provider caps (limiter.h), send,
+ * then classify the status (expected / not-found / optional skip). A 429 or 5xx is retried
+ * after Retry-After (seconds or HTTP date) or an exponential backoff, as long as the retry
+ * still fits before the deadline; otherwise the lookup fails. Each request's timeout is the
+ * step's timeout_seconds (default: the provider's) capped by the deadline. Redirects are not
+ * followed, only http/https are spoken, proxies from the environment are ignored, and a
+ * response body beyond max_response_bytes fails the lookup.
+ *
+ * Credentials are opened (creds.h) just before the first request of a lookup is built and
+ * wiped when the lookup ends. The result is the reference's per-provider result object; on
+ * success, extracted = field extractions + "malice" (malice rules over the raw response).
+ *
+ * Reusable by the intake for on-demand lookups (POST /v1/enrichments): load a provider_set with
+ * PROVIDER_CONFIG_SQL + provider_set_parse(), then engine_lookup() per provider.
+ */
+#ifndef ENRICHER_ENGINE_H
+#define ENRICHER_ENGINE_H
+
+#include "provider.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct creds_ctx;
+struct guard;
+struct engine;
+
+struct engine_opts {
+    struct creds_ctx *creds;   /* borrowed, outlives the engine */
+    struct guard *guard;       /* borrowed */
+    size_t max_response_bytes; /* ENRICHER_MAX_RESPONSE_BYTES, 1 MiB */
+};
+
+/* result: a new reference handed to the callee. Always called from the loop, exactly once. */
+typedef void (*engine_done_cb)(void *arg, json_t *result);
+
+struct engine *engine_new(uv_loop_t *loop, const struct engine_opts *o);
+/*
+ * Starts a lookup. p (and its provider_set) must stay valid until cb runs. deadline_ms is on
+ * the now_mono_ms() clock. job_id only labels audit events (0 for on-demand lookups).
+ */
+void engine_lookup(struct engine *e, const struct provider *p, const char *type,
+                   const char *value, long long job_id, uint64_t deadline_ms, engine_done_cb cb,
+                   void *arg);
+/* Lookups not finished yet. */
+size_t engine_active(const struct engine *e);
+/* Closes the engine once no lookup is active (call after the last callback); done(arg) runs
+ * from the loop when its handles are closed. */
+void engine_close(struct engine *e, void (*done)(void *), void *arg);
+
+#endif

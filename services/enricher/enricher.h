@@ -1,0 +1,90 @@
+/*
+ * enricher.h - the enrichment worker's one context struct and its modules.
+ *
+ *   options.c   enricher settings beyond struct config (read once, validated)
+ *   claim.c     claiming jobs (poll, ZeroMQ wake-ups, completions), lease renewal
+ *   providers   provider_set loading and reloads on NOTIFY calseta_providers (reload.c)
+ *   job.c       one job: pass 3, cache, lookups in parallel, one completing transaction
+ */
+#ifndef ENRICHER_ENRICHER_H
+#define ENRICHER_ENRICHER_H
+
+#include "cache.h"
+#include "config.h"
+#include "engine.h"
+#include "pg.h"
+#include "provider.h"
+
+#include <jansson.h>
+#include <uv.h>
+
+struct creds_ctx;
+struct guard;
+struct bus_watch;
+struct job;
+
+struct enricher_options {
+    int allow_loopback;          /* ENRICHER_ALLOW_LOOPBACK (tests only), false */
+    int max_attempts;            /* ENRICH_JOB_MAX_ATTEMPTS, 5 */
+    int poll_ms;                 /* ENRICHER_POLL_INTERVAL_MS, 2000 */
+    int reload_s;                /* ENRICHER_PROVIDER_RELOAD_SECONDS, 300 */
+    int cache_entries;           /* ENRICHER_CACHE_ENTRIES, 10000 */
+    long long max_response;      /* ENRICHER_MAX_RESPONSE_BYTES, 1048576 */
+    int db_connections;          /* ENRICHER_DB_CONNECTIONS, 4 */
+    struct provider_defaults provider;
+};
+
+struct enricher {
+    uv_loop_t *loop;
+    struct config *cfg;
+    struct enricher_options opt;
+    struct pg_pool *pg;
+    struct engine *engine;
+    struct creds_ctx *creds;
+    struct guard *guard;
+    struct cache *cache;
+    struct provider_set *providers; /* current snapshot, NULL until the first load */
+    void *audit;                    /* audit client, may be NULL */
+    void *pull;                     /* ZeroMQ PULL socket */
+    struct bus_watch *watch;
+    char owner[160]; /* lease owner: host:pid:random */
+    struct job *jobs;
+    int inflight;
+    int claiming, claim_again;
+    int loading, reload_again;
+    int draining;
+    unsigned long jobs_done;
+    uv_timer_t poll_timer;
+    uv_timer_t renew_timer;
+    uv_timer_t reload_timer;
+    uv_signal_t sigterm, sigint;
+    void (*drained)(struct enricher *en);
+};
+
+/* options.c */
+int enricher_options_load(struct enricher_options *o, const struct settings *s, char *err,
+                          size_t errlen);
+
+/* reload.c: loads providers now, again on NOTIFY calseta_providers and periodically. The first
+ * load exits with a clear error if stored credentials do not match ENCRYPTION_KEY. */
+void providers_start(struct enricher *en);
+void providers_reload(struct enricher *en);
+void providers_stop(struct enricher *en);
+
+/* claim.c */
+void claim_start(struct enricher *en);
+void claim_kick(struct enricher *en);
+/* Stops claiming (poll, job bus); leases of jobs in flight are still renewed. */
+void claim_stop(struct enricher *en);
+/* After the drain: stops lease renewal. */
+void claim_close(struct enricher *en);
+
+/* job.c */
+void job_start(struct enricher *en, long long job_id, long long alert_id, int attempts,
+               json_t *doc);
+/* Called by job.c when a job is over (done, released or lost). */
+void claim_job_finished(struct enricher *en);
+/* Ids of jobs in flight as a PostgreSQL array literal "{1,2}" (caller frees). */
+char *jobs_in_flight_array(const struct enricher *en);
+
+#endif

@@ -1,0 +1,24 @@
+/*
+ * guard.h - the SSRF guard as the enricher uses it (a thin layer over libcommon/ssrf.h).
+ *
+ * guard_check() blocks (it resolves the host), so the engine runs it on the libuv thread pool.
+ * On success it fills `pin` with a CURLOPT_RESOLVE entry ("host:port:address") so the request
+ * connects to exactly the address that was checked (fix 9: no DNS rebinding between check and
+ * connect). DNS failure blocks (fails closed). allow_loopback (ENRICHER_ALLOW_LOOPBACK, tests
+ * only) admits 127.0.0.0/8 and ::1 and nothing else; cloud-metadata addresses stay blocked
+ * whatever the allowlist says.
+ */
+#ifndef ENRICHER_GUARD_H
+#define ENRICHER_GUARD_H
+
+#include <stddef.h>
+
+struct guard;
+
+struct guard *guard_new(const char *allowed_hosts, int allow_loopback);
+void guard_free(struct guard *g);
+/* 0: allowed (pin filled); -1: blocked, reason filled. Thread-safe. */
+int guard_check(const struct guard *g, const char *url, char *pin, size_t pinlen, char *reason,
+                size_t reasonlen);
+
+#endif

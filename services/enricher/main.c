@@ -1,0 +1,158 @@
+/*
+ * main.c - calseta-enricher: the enrichment worker. Start any number, on any hosts, pointed at
+ * the same PostgreSQL and job bus.
+ *
+ *   1. configuration, logging, ENCRYPTION_KEY     config_load(), enricher_options_load(),
+ *                                                 creds_ctx_new() (clear error naming it)
+ *   2. loop, audit client, database pool          uv_default_loop(), audit_client_new(),
+ *                                                 pg_pool_new()
+ *   3. SSRF guard, result cache, HTTP engine      guard_new(), cache_new(), engine_new()
+ *   4. providers (+ LISTEN calseta_providers)     providers_start()
+ *   5. claim loop: job bus PULL, poll, leases     claim_start()
+ *   6. SIGTERM/SIGINT: drain                      stop claiming, finish the jobs in flight
+ *                                                 (bounded by their deadline), close, exit
+ */
+#include "audit.h"
+#include "bus.h"
+#include "creds.h"
+#include "enricher.h"
+#include "guard.h"
+#include "log.h"
+#include "util.h"
+
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+static void audit_decrypted(void *arg, const char *provider, long long job_id)
+{
+    struct enricher *en = arg;
+    audit_emit(en->audit, "credentials_decrypted", NULL, NULL, NULL,
+               json_pack("{s:s,s:I}", "provider", provider, "job_id", (json_int_t)job_id));
+}
+
+static void make_owner(struct enricher *en)
+{
+    char host[64] = "unknown";
+    unsigned char rnd[4] = {0};
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = 0;
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        msg_warn("getrandom failed; lease owner id less unique");
+    snprintf(en->owner, sizeof en->owner, "%s:%d:%02x%02x%02x%02x", host, (int)getpid(), rnd[0],
+             rnd[1], rnd[2], rnd[3]);
+}
+
+static void on_pool_closed(void *arg)
+{
+    struct enricher *en = arg;
+    en->pg = NULL;
+}
+
+static void on_engine_closed(void *arg)
+{
+    struct enricher *en = arg;
+    en->engine = NULL;
+    pg_pool_close(en->pg, on_pool_closed, en);
+}
+
+static void on_drained(struct enricher *en)
+{
+    msg_info("drained: no job in flight (%lu done), stopping", en->jobs_done);
+    en->drained = NULL;
+    claim_close(en);
+    uv_close((uv_handle_t *)&en->sigterm, NULL);
+    uv_close((uv_handle_t *)&en->sigint, NULL);
+    engine_close(en->engine, on_engine_closed, en);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct enricher *en = s->data;
+    if (en->draining) {
+        msg_warn("signal %d while draining: %d jobs still finishing", signum, en->inflight);
+        return;
+    }
+    msg_info("signal %d: draining %d jobs in flight", signum, en->inflight);
+    en->draining = 1;
+    en->drained = on_drained;
+    claim_stop(en);
+    providers_stop(en);
+    if (en->inflight == 0 && !en->claiming)
+        on_drained(en);
+}
+
+static void start(struct enricher *en)
+{
+    struct config *c = en->cfg;
+    char err[512];
+    en->creds = creds_ctx_new(c->encryption_key, c->settings, audit_decrypted, en, err,
+                              sizeof err);
+    if (!en->creds)
+        msg_fatal("configuration error: %s", err);
+    en->loop = uv_default_loop();
+    en->audit = audit_client_new(c, "enricher", en->loop);
+    en->pg = pg_pool_new(en->loop, c->database_url, en->opt.db_connections, 30000);
+    en->guard = guard_new(c->ssrf_allowed_hosts, en->opt.allow_loopback);
+    if (en->opt.allow_loopback)
+        msg_warn("ENRICHER_ALLOW_LOOPBACK=true: provider requests may reach loopback addresses "
+                 "(for tests only; cloud-metadata addresses stay blocked)");
+    en->cache = cache_new((size_t)en->opt.cache_entries);
+    struct engine_opts eo = {en->creds, en->guard, (size_t)en->opt.max_response};
+    en->engine = engine_new(en->loop, &eo);
+    make_owner(en);
+    providers_start(en);
+    claim_start(en);
+    uv_signal_init(en->loop, &en->sigterm);
+    uv_signal_init(en->loop, &en->sigint);
+    en->sigterm.data = en->sigint.data = en;
+    uv_signal_start(&en->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&en->sigint, on_signal, SIGINT);
+    msg_info("enricher %s: %d jobs at a time, lease %d s, deadline %d s, bus %s", en->owner,
+             c->enricher_concurrency, c->enrich_job_lease_seconds,
+             c->enrich_job_deadline_seconds, c->job_bus_pull);
+}
+
+static void stop(struct enricher *en)
+{
+    audit_client_flush(en->audit, 2000);
+    audit_client_free(en->audit);
+    uv_run(en->loop, UV_RUN_NOWAIT);
+    provider_set_unref(en->providers);
+    cache_free(en->cache);
+    guard_free(en->guard);
+    creds_ctx_free(en->creds);
+    bus_context_term();
+    if (uv_loop_close(en->loop) != 0)
+        msg_warn("event loop closed with handles still open");
+}
+
+int main(void)
+{
+    struct config c;
+    struct enricher en;
+    char err[512];
+    memset(&en, 0, sizeof en);
+    if (config_load(&c, err, sizeof err) != 0) {
+        fprintf(stderr, "calseta-enricher: configuration error: %s\n", err);
+        return 1;
+    }
+    config_init_log(&c, "enricher");
+    en.cfg = &c;
+    if (enricher_options_load(&en.opt, c.settings, err, sizeof err) != 0)
+        msg_fatal("configuration error: %s", err);
+    if (!*c.database_url)
+        msg_fatal("configuration error: DATABASE_URL is not set");
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        msg_fatal("libcurl initialisation failed");
+    start(&en);
+    uv_run(en.loop, UV_RUN_DEFAULT);
+    stop(&en);
+    curl_global_cleanup();
+    config_destroy(&c);
+    return 0;
+}

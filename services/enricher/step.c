@@ -1,0 +1,252 @@
+/*
+ * step.c - request building from http_config steps, body parsing, result objects.
+ */
+#include "step.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t step_count(json_t *http_config)
+{
+    return json_array_size(json_object_get(http_config, "steps"));
+}
+
+int status_listed(json_t *list, long status)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) if (json_is_integer(v) && json_integer_value(v) == status) return 1;
+    return 0;
+}
+
+static void wipe_free(char *s)
+{
+    template_free_wipe(s);
+}
+
+void step_req_wipe(struct step_req *r)
+{
+    free(r->name);
+    free(r->method);
+    wipe_free(r->url);
+    for (struct curl_slist *h = r->headers; h; h = h->next)
+        explicit_bzero(h->data, strlen(h->data));
+    curl_slist_free_all(r->headers);
+    if (r->body) {
+        explicit_bzero(r->body, r->body_len);
+        free(r->body);
+    }
+    memset(r, 0, sizeof *r);
+}
+
+/* Form encoding (application/x-www-form-urlencoded): spaces as '+'. */
+static void form_append(struct buf *b, const char *s)
+{
+    size_t n = strlen(s), start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || s[i] == ' ') {
+            urlencode_append(b, s + start, i - start);
+            if (i < n)
+                buf_puts(b, "+");
+            start = i + 1;
+        }
+    }
+}
+
+static char *render_value(json_t *v, const struct tpl_ctx *ctx)
+{
+    if (json_is_string(v))
+        return template_render(json_string_value(v), ctx, 0);
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *r = xstrdup(json_is_null(v) || !s ? "" : s);
+    free(s);
+    return r;
+}
+
+static void add_query(struct buf *url, json_t *params, const struct tpl_ctx *ctx)
+{
+    const char *k;
+    json_t *v;
+    int first = strchr(url->data, '?') == NULL;
+    json_object_foreach(params, k, v)
+    {
+        char *val = render_value(v, ctx);
+        buf_puts(url, first ? "?" : "&");
+        first = 0;
+        urlencode_append(url, k, strlen(k));
+        buf_puts(url, "=");
+        urlencode_append(url, val, strlen(val));
+        wipe_free(val);
+    }
+}
+
+static void add_headers(struct step_req *r, json_t *headers, const struct tpl_ctx *ctx)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(headers, k, v)
+    {
+        if (!*k || strpbrk(k, ":\r\n \t"))
+            continue;
+        char *val = render_value(v, ctx);
+        for (char *p = val; *p; p++)
+            if (*p == '\r' || *p == '\n')
+                *p = ' ';
+        /* "Name:" alone would remove a header; "Name;" sends it empty. */
+        char *line = *val ? xasprintf("%s: %s", k, val) : xasprintf("%s;", k);
+        r->headers = curl_slist_append(r->headers, line);
+        wipe_free(line);
+        wipe_free(val);
+    }
+}
+
+static void add_body(struct step_req *r, json_t *step, const struct tpl_ctx *ctx)
+{
+    json_t *jb = json_object_get(step, "json_body");
+    json_t *fb = json_object_get(step, "form_body");
+    if (jb && !json_is_null(jb)) {
+        json_t *rendered = template_render_json(jb, ctx);
+        r->body = json_dumps(rendered, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(rendered);
+        r->body_len = r->body ? strlen(r->body) : 0;
+        r->headers = curl_slist_append(r->headers, "Content-Type: application/json");
+    } else if (json_is_object(fb)) {
+        struct buf b;
+        buf_init(&b);
+        const char *k;
+        json_t *v;
+        json_object_foreach(fb, k, v)
+        {
+            char *val = render_value(v, ctx);
+            if (b.len)
+                buf_puts(&b, "&");
+            form_append(&b, k);
+            buf_puts(&b, "=");
+            form_append(&b, val);
+            wipe_free(val);
+        }
+        buf_append(&b, "", 0);
+        r->body = b.data;
+        r->body_len = b.len;
+        r->headers =
+            curl_slist_append(r->headers, "Content-Type: application/x-www-form-urlencoded");
+    }
+}
+
+int step_build(json_t *http_config, size_t index, const struct tpl_ctx *ctx, int default_timeout,
+               struct step_req *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    json_t *step = json_array_get(json_object_get(http_config, "steps"), index);
+    if (!json_is_object(step)) {
+        snprintf(err, errlen, "step %zu is not an object", index);
+        return -1;
+    }
+    const char *name = json_string_value(json_object_get(step, "name"));
+    out->name = name ? xstrdup(name) : xasprintf("step_%zu", index);
+    const char *method = json_string_value(json_object_get(step, "method"));
+    out->method = xstrdup(method ? method : "GET");
+    for (char *p = out->method; *p; p++)
+        *p = (char)toupper((unsigned char)*p);
+    const char *url = json_string_value(json_object_get(step, "url"));
+    if (index == 0) {
+        json_t *byt = json_object_get(json_object_get(http_config, "url_templates_by_type"),
+                                      ctx->type ? ctx->type : "");
+        if (json_is_string(byt))
+            url = json_string_value(byt);
+    }
+    if (!url) {
+        snprintf(err, errlen, "Step '%s' has no url", out->name);
+        return -1;
+    }
+    struct buf u;
+    buf_init(&u);
+    char *rendered = template_render(url, ctx, 1);
+    buf_puts(&u, rendered);
+    wipe_free(rendered);
+    buf_append(&u, "", 0);
+    add_query(&u, json_object_get(step, "query_params"), ctx);
+    out->url = u.data;
+    add_headers(out, json_object_get(step, "headers"), ctx);
+    add_body(out, step, ctx);
+    json_t *t = json_object_get(step, "timeout_seconds");
+    out->timeout_s = json_is_number(t) && json_number_value(t) > 0
+                         ? (int)(json_number_value(t) < 600 ? json_number_value(t) + 0.999 : 600)
+                         : default_timeout;
+    out->optional = json_is_true(json_object_get(step, "optional"));
+    out->expected = json_object_get(step, "expected_status");
+    out->not_found = json_object_get(step, "not_found_status");
+    return 0;
+}
+
+/* Copies valid UTF-8, replacing invalid bytes with U+FFFD and dropping NULs; stops at max
+ * characters. */
+static char *utf8_clean(const char *s, size_t n, size_t max_chars)
+{
+    struct buf b;
+    buf_init(&b);
+    size_t chars = 0;
+    for (size_t i = 0; i < n && chars < max_chars; chars++) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        int ok = len > 0 && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++)
+            ok = ((unsigned char)s[i + k] >> 6) == 2;
+        if (ok && len > 1) {
+            unsigned cp = c & (0x7f >> len);
+            for (size_t k = 1; k < len; k++)
+                cp = (cp << 6) | ((unsigned char)s[i + k] & 0x3f);
+            ok = !(cp < 0x80 || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+                   cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff));
+        }
+        if (!ok) {
+            buf_puts(&b, "\xef\xbf\xbd");
+            i++;
+        } else {
+            if (c != 0)
+                buf_append(&b, s + i, len);
+            i += len;
+        }
+    }
+    buf_append(&b, "", 0);
+    return b.data;
+}
+
+json_t *body_parse(const char *data, size_t len)
+{
+    json_error_t e;
+    json_t *v = len ? json_loadb(data, len, JSON_DECODE_ANY, &e) : NULL;
+    if (v)
+        return v;
+    char *text = utf8_clean(data ? data : "", len, 2000);
+    json_t *o = json_object();
+    json_object_set_new(o, "_raw_text", json_string(text));
+    free(text);
+    return o;
+}
+
+json_t *result_new(const char *provider, const char *status, json_t *extracted, json_t *raw,
+                   const char *error)
+{
+    char ts[32];
+    format_iso8601_us(now_wall_us(), ts);
+    json_t *r = json_object();
+    json_object_set_new(r, "provider_name", json_string(provider));
+    json_object_set_new(r, "status", json_string(status));
+    json_object_set_new(r, "success", json_boolean(!strcmp(status, "success")));
+    json_object_set_new(r, "extracted", extracted ? extracted : json_null());
+    json_object_set_new(r, "raw", raw ? raw : json_null());
+    json_object_set_new(r, "enriched_at", json_string(ts));
+    if (error) {
+        char *clean = utf8_clean(error, strlen(error), 1000);
+        json_object_set_new(r, "error_message", json_string(clean));
+        free(clean);
+    } else {
+        json_object_set_new(r, "error_message", json_null());
+    }
+    json_object_set_new(r, "debug_steps", json_null());
+    return r;
+}

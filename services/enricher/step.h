@@ -1,0 +1,51 @@
+/*
+ * step.h - one http_config step turned into a request, and provider results.
+ *
+ * step_build() renders a step of a provider's http_config for one indicator: URL (step 0 takes
+ * url_templates_by_type[type] when present; every substituted value URL-encoded), query
+ * parameters, headers, and a JSON (preferred) or form body, as the reference engine does.
+ * Header values lose any CR/LF (no header injection from provider responses). The rendered
+ * request may hold credentials: step_req_wipe() zeroes it before freeing.
+ *
+ * result_new() builds the stored per-provider result object of the reference:
+ * {provider_name, status, success, extracted, raw, enriched_at, error_message, debug_steps}.
+ */
+#ifndef ENRICHER_STEP_H
+#define ENRICHER_STEP_H
+
+#include "template.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+struct step_req {
+    char *name;
+    char *method;
+    char *url;
+    struct curl_slist *headers;
+    char *body; /* NULL: none */
+    size_t body_len;
+    int timeout_s;
+    int optional;
+    json_t *expected;  /* borrowed from the step */
+    json_t *not_found; /* borrowed from the step */
+};
+
+/* Returns 0, or -1 with err (a malformed step). */
+int step_build(json_t *http_config, size_t index, const struct tpl_ctx *ctx, int default_timeout,
+               struct step_req *out, char *err, size_t errlen);
+void step_req_wipe(struct step_req *r);
+/* Number of steps (0 when http_config has none). */
+size_t step_count(json_t *http_config);
+/* 1 when status is listed in the JSON array of status codes. */
+int status_listed(json_t *list, long status);
+
+/* Parses a response body: JSON when it is a JSON document, else {"_raw_text": first 2000
+ * characters} with invalid UTF-8 replaced and NUL bytes dropped. Never NULL. */
+json_t *body_parse(const char *data, size_t len);
+
+/* status: "success", "failed" or "skipped". extracted, raw: stolen (may be NULL). */
+json_t *result_new(const char *provider, const char *status, json_t *extracted, json_t *raw,
+                   const char *error);
+
+#endif

@@ -1,0 +1,531 @@
+/*
+ * auth.c - authentication, scopes and rate limits for every non-public route.
+ *
+ * One pass per request:
+ *   1. parse "Authorization: Bearer cai_…" strictly;
+ *   2. a key whose SHA-256 is in the verification cache skips bcrypt; otherwise the client IP's
+ *      unauthenticated budget (RATE_LIMIT_UNAUTHED_PER_MINUTE) is charged first, so no bcrypt
+ *      work is done for a client over its limit, then the row is looked up by prefix and the
+ *      bcrypt check runs on the libuv thread pool (never on the loop);
+ *   3. one round trip re-reads the key row (revocation, scope and expiry changes take effect on
+ *      the very next request, whatever process made them) and counts the request in the shared
+ *      fixed-window counter of its rate class;
+ *   4. scope check (admin passes all), then the route runs.
+ * Every failure goes through audit_auth_failure(), the one place that logs it (S13).
+ */
+#include "intake.h"
+#include "apikey.h"
+#include "audit.h"
+#include "crypto.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CACHE_BUCKETS 1024
+#define CACHE_MAX 20000
+
+struct cache_entry {
+    struct cache_entry *next;
+    uint8_t digest[32];
+    char prefix[9];
+    int64_t key_id;
+    uint64_t cached_ms;
+};
+
+struct auth_cache {
+    struct intake *in;
+    struct cache_entry *buckets[CACHE_BUCKETS];
+    size_t n;
+    uint64_t generation; /* bumped by every invalidation */
+};
+
+/* State of one authentication in progress. */
+struct auth_op {
+    struct reqctx *rc;
+    route_fn next;
+    char token[73];
+    char prefix[9];
+    uint8_t digest[32];
+    char *hash;
+    int64_t key_id;
+    int verified;
+    uint64_t generation;
+    uv_work_t work;
+    int from_cache;
+};
+
+static unsigned bucket_of(const uint8_t d[32])
+{
+    return ((unsigned)d[0] | (unsigned)d[1] << 8) % CACHE_BUCKETS;
+}
+
+struct auth_cache *auth_cache_new(struct intake *in)
+{
+    struct auth_cache *c = xcalloc(1, sizeof *c);
+    c->in = in;
+    return c;
+}
+
+static void cache_clear(struct auth_cache *c)
+{
+    for (size_t i = 0; i < CACHE_BUCKETS; i++) {
+        struct cache_entry *e = c->buckets[i];
+        while (e) {
+            struct cache_entry *nx = e->next;
+            explicit_bzero(e, sizeof *e);
+            free(e);
+            e = nx;
+        }
+        c->buckets[i] = NULL;
+    }
+    c->n = 0;
+}
+
+void auth_cache_free(struct auth_cache *c)
+{
+    if (!c)
+        return;
+    cache_clear(c);
+    free(c);
+}
+
+void auth_cache_invalidate(struct auth_cache *c, const char *prefix)
+{
+    c->generation++;
+    if (!prefix) {
+        cache_clear(c);
+        return;
+    }
+    for (size_t i = 0; i < CACHE_BUCKETS; i++) {
+        struct cache_entry **pp = &c->buckets[i];
+        while (*pp) {
+            struct cache_entry *e = *pp;
+            if (!strcmp(e->prefix, prefix)) {
+                *pp = e->next;
+                free(e);
+                c->n--;
+            } else {
+                pp = &e->next;
+            }
+        }
+    }
+}
+
+static struct cache_entry *cache_find(struct auth_cache *c, const uint8_t d[32])
+{
+    uint64_t ttl = (uint64_t)c->in->cfg.auth_cache_ttl_seconds * 1000;
+    struct cache_entry **pp = &c->buckets[bucket_of(d)];
+    while (*pp) {
+        struct cache_entry *e = *pp;
+        if (crypto_ct_equal(e->digest, 32, d, 32)) {
+            if (now_mono_ms() - e->cached_ms > ttl) {
+                *pp = e->next;
+                free(e);
+                c->n--;
+                return NULL;
+            }
+            return e;
+        }
+        pp = &e->next;
+    }
+    return NULL;
+}
+
+static void cache_put(struct auth_cache *c, const struct auth_op *op)
+{
+    if (c->in->cfg.auth_cache_ttl_seconds == 0 || op->generation != c->generation)
+        return;
+    if (c->n >= CACHE_MAX)
+        cache_clear(c);
+    struct cache_entry *e = xcalloc(1, sizeof *e);
+    memcpy(e->digest, op->digest, 32);
+    memcpy(e->prefix, op->prefix, 9);
+    e->key_id = op->key_id;
+    e->cached_ms = now_mono_ms();
+    unsigned b = bucket_of(e->digest);
+    e->next = c->buckets[b];
+    c->buckets[b] = e;
+    c->n++;
+}
+
+void auth_info_destroy(struct auth_info *a)
+{
+    json_decref(a->scopes);
+    json_decref(a->allowed_sources);
+    a->scopes = NULL;
+    a->allowed_sources = NULL;
+}
+
+int has_scope(const struct auth_info *a, const char *scope)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(a->scopes, i, v)
+    {
+        const char *s = json_string_value(v);
+        if (s && (!strcmp(s, "admin") || !strcmp(s, scope)))
+            return 1;
+    }
+    return 0;
+}
+
+static void op_free(struct auth_op *op)
+{
+    explicit_bzero(op->token, sizeof op->token);
+    free(op->hash);
+    free(op);
+}
+
+static void fail(struct auth_op *op, int status, const char *code, const char *message,
+                 const char *reason, const char *prefix)
+{
+    struct reqctx *rc = op->rc;
+    struct http_request *req = rc->req;
+    audit_auth_failure(rc->in->audit, req->method, req->path, rc->client_ip, prefix, reason, NULL,
+                       req->request_id);
+    op_free(op);
+    reply_error(rc, status, code, message, NULL);
+}
+
+static void reply_rate_limited(struct reqctx *rc, const struct rl_decision *d, const char *prefix)
+{
+    struct http_request *req = rc->req;
+    audit_auth_failure(rc->in->audit, req->method, req->path, rc->client_ip, prefix,
+                       "rate_limited", NULL, req->request_id);
+    char msg[96];
+    snprintf(msg, sizeof msg, "Rate limit exceeded. Retry after %ld seconds.", d->reset_seconds);
+    rc->rl_set = 1;
+    rc->rl_limit = d->limit;
+    rc->rl_remaining = 0;
+    rc->rl_reset = d->reset_seconds;
+    reply_error(rc, 429, "RATE_LIMITED", msg,
+                json_pack("{s:i}", "retry_after_seconds", (int)d->reset_seconds));
+}
+
+/* ---- step 3: re-read the key and count the request ---------------------------------------- */
+
+static const char *rate_class_name(enum rate_class r)
+{
+    switch (r) {
+    case RATE_DEFAULT:
+        return "default";
+    case RATE_INGEST:
+        return "ingest";
+    case RATE_ENRICHMENT:
+        return "enrichment";
+    case RATE_WORKFLOW_EXECUTE:
+        return "workflow_execute";
+    default:
+        return "none";
+    }
+}
+
+static long class_limit(const struct config *c, enum rate_class r)
+{
+    switch (r) {
+    case RATE_INGEST:
+        return c->rate_limit_ingest;
+    case RATE_ENRICHMENT:
+        return c->rate_limit_enrichment;
+    case RATE_WORKFLOW_EXECUTE:
+        return c->rate_limit_workflow_execute;
+    default:
+        return c->rate_limit_default;
+    }
+}
+
+static const char *REVALIDATE_SQL =
+    "WITH k AS (SELECT id, scopes, allowed_sources, expires_at, rate_limit_per_minute "
+    "             FROM api_keys WHERE id = $1 AND key_prefix = $2 AND is_active), "
+    "w AS (SELECT extract(epoch FROM clock_timestamp()) AS t), "
+    "hit AS (INSERT INTO rate_limit_counters AS r (bucket, window_start, count) "
+    "        SELECT 'k:' || k.id || ':' || $3, floor(w.t / 60)::bigint, 1 FROM k, w "
+    "         WHERE $3 <> 'none' AND (k.expires_at IS NULL OR k.expires_at >= now()) "
+    "        ON CONFLICT (bucket, window_start) DO UPDATE SET count = r.count + 1 "
+    "        RETURNING r.count) "
+    "SELECT array_to_json(k.scopes)::text, array_to_json(k.allowed_sources)::text, "
+    "       (k.expires_at IS NOT NULL AND k.expires_at < now()), k.rate_limit_per_minute, "
+    "       (SELECT count FROM hit), ceil(60 - (w.t - floor(w.t / 60) * 60))::int "
+    "  FROM k, w";
+
+static void on_revalidated(void *arg, PGresult *res, const char *err)
+{
+    struct auth_op *op = arg;
+    struct reqctx *rc = op->rc;
+    struct intake *in = rc->in;
+    if (!res) {
+        /* Limiter/database outage: a key verified in the cache keeps working under the local
+         * fallback limit; anything else cannot be checked. */
+        if (op->from_cache) {
+            struct rl_decision d;
+            long limit = class_limit(&in->cfg, rc->route->rate);
+            if (rl_local_hit(in, op->prefix, rate_class_name(rc->route->rate), limit, &d) != 0) {
+                reply_rate_limited(rc, &d, op->prefix);
+                op_free(op);
+                return;
+            }
+        }
+        msg_warn("authentication for %s unavailable: %s", op->prefix, err);
+        op_free(op);
+        reply_db_unavailable(rc);
+        return;
+    }
+    if (err) {
+        msg_error("key revalidation failed: %s", err);
+        op_free(op);
+        reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        /* Revoked or deleted since it was verified. */
+        auth_cache_invalidate(in->auth_cache, op->prefix);
+        fail(op, 401, "UNAUTHORIZED", "Invalid API key.", "invalid_key", op->prefix);
+        return;
+    }
+    if (!strcmp(PQgetvalue(res, 0, 2), "t")) {
+        fail(op, 401, "KEY_EXPIRED", "API key has expired.", "key_expired", op->prefix);
+        return;
+    }
+    struct auth_info *a = &rc->auth;
+    a->key_id = op->key_id;
+    memcpy(a->key_prefix, op->prefix, 9);
+    a->scopes = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    if (!json_is_array(a->scopes)) {
+        json_decref(a->scopes);
+        a->scopes = json_array();
+    }
+    a->allowed_sources = NULL;
+    if (!PQgetisnull(res, 0, 1)) {
+        json_t *as = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+        if (json_is_array(as) && json_array_size(as) > 0)
+            a->allowed_sources = as;
+        else
+            json_decref(as);
+    }
+    a->rate_limit_per_minute = PQgetisnull(res, 0, 3) ? 0 : atoi(PQgetvalue(res, 0, 3));
+    rc->authenticated = 1;
+    used_keys_note(in->used_keys, op->key_id);
+
+    const char *scope = rc->route->scope;
+    if (strcmp(scope, "*") != 0 && !has_scope(a, scope)) {
+        struct http_request *req = rc->req;
+        audit_auth_failure(in->audit, req->method, req->path, rc->client_ip, op->prefix,
+                           "insufficient_scope", scope, req->request_id);
+        char msg[128];
+        snprintf(msg, sizeof msg, "Insufficient scope. Required: %s", scope);
+        op_free(op);
+        reply_error(rc, 403, "FORBIDDEN", msg, json_pack("{s:[s]}", "required_scopes", scope));
+        return;
+    }
+    if (rc->route->rate != RATE_NONE && !PQgetisnull(res, 0, 4)) {
+        struct rl_decision d;
+        d.limit = a->rate_limit_per_minute > 0 ? a->rate_limit_per_minute
+                                               : class_limit(&in->cfg, rc->route->rate);
+        d.count = atol(PQgetvalue(res, 0, 4));
+        d.reset_seconds = atol(PQgetvalue(res, 0, 5));
+        if (d.reset_seconds < 1)
+            d.reset_seconds = 1;
+        if (d.count > d.limit) {
+            reply_rate_limited(rc, &d, op->prefix);
+            op_free(op);
+            return;
+        }
+        rc->rl_set = 1;
+        rc->rl_limit = d.limit;
+        rc->rl_remaining = d.limit - d.count;
+        rc->rl_reset = d.reset_seconds;
+    }
+    route_fn next = op->next;
+    op_free(op);
+    next(rc);
+}
+
+static void revalidate(struct auth_op *op)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long)op->key_id);
+    const char *params[3] = {id, op->prefix, rate_class_name(op->rc->route->rate)};
+    pg_exec(op->rc->in->pg, REVALIDATE_SQL, 3, params, on_revalidated, op);
+}
+
+/* ---- step 2: lookup by prefix and bcrypt on the thread pool -------------------------------- */
+
+static void bcrypt_work(uv_work_t *w)
+{
+    struct auth_op *op = w->data;
+    op->verified = apikey_verify(op->token, op->hash) == 1;
+}
+
+static void bcrypt_done(uv_work_t *w, int status)
+{
+    struct auth_op *op = w->data;
+    if (status != 0 || !op->verified) {
+        fail(op, 401, "UNAUTHORIZED", "Invalid API key.", "invalid_key", op->prefix);
+        return;
+    }
+    cache_put(op->rc->in->auth_cache, op);
+    revalidate(op);
+}
+
+static void on_key_row(void *arg, PGresult *res, const char *err)
+{
+    struct auth_op *op = arg;
+    if (!res || err) {
+        msg_warn("api key lookup failed: %s", err ? err : "?");
+        struct reqctx *rc = op->rc;
+        op_free(op);
+        reply_db_unavailable(rc);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        fail(op, 401, "UNAUTHORIZED", "Invalid API key.", "invalid_key", op->prefix);
+        return;
+    }
+    op->key_id = atoll(PQgetvalue(res, 0, 0));
+    op->hash = xstrdup(PQgetvalue(res, 0, 1));
+    op->work.data = op;
+    uv_queue_work(op->rc->in->loop, &op->work, bcrypt_work, bcrypt_done);
+}
+
+static void lookup_key(struct auth_op *op)
+{
+    const char *params[1] = {op->prefix};
+    pg_exec(op->rc->in->pg,
+            "SELECT id, key_hash FROM api_keys WHERE key_prefix = $1 AND is_active", 1, params,
+            on_key_row, op);
+}
+
+/* ---- step 1: the unauthenticated per-IP budget ------------------------------------------- */
+
+struct ip_check {
+    struct auth_op *op;
+    const char *reason; /* non-NULL: the request already failed with this reason */
+};
+
+static void after_ip_charge(struct auth_op *op, const char *reason, const struct rl_decision *d)
+{
+    if (d->count > d->limit) {
+        reply_rate_limited(op->rc, d, reason && !strcmp(reason, "missing_header") ? NULL
+                                      : op->prefix[0]                          ? op->prefix
+                                                                               : NULL);
+        op_free(op);
+        return;
+    }
+    if (!reason) {
+        lookup_key(op);
+        return;
+    }
+    if (!strcmp(reason, "missing_header"))
+        fail(op, 401, "UNAUTHORIZED",
+             "Missing or invalid Authorization header. Expected: Bearer cai_...", reason, NULL);
+    else
+        fail(op, 401, "UNAUTHORIZED", "Invalid API key format.", reason, NULL);
+}
+
+static void on_ip_charged(void *arg, const struct rl_decision *d, const char *err)
+{
+    struct ip_check *ic = arg;
+    struct auth_op *op = ic->op;
+    const char *reason = ic->reason;
+    free(ic);
+    if (err && !reason) {
+        /* No shared limiter and no database: the key cannot be checked either. */
+        struct reqctx *rc = op->rc;
+        op_free(op);
+        reply_db_unavailable(rc);
+        return;
+    }
+    after_ip_charge(op, reason, d);
+}
+
+void auth_request(struct reqctx *rc, route_fn next)
+{
+    struct intake *in = rc->in;
+    struct auth_op *op = xcalloc(1, sizeof *op);
+    op->rc = rc;
+    op->next = next;
+    op->generation = in->auth_cache->generation;
+
+    size_t hlen = 0;
+    const char *h = http_header_get(rc->req, "authorization", &hlen);
+    enum apikey_parse pr = apikey_parse_bearer(h, h ? hlen : 0, op->token, op->prefix);
+    struct ip_check *ic = xcalloc(1, sizeof *ic);
+    ic->op = op;
+    if (pr != APIKEY_OK) {
+        op->prefix[0] = 0;
+        ic->reason = pr == APIKEY_MISSING ? "missing_header" : "invalid_format";
+        rl_charge_ip(in, rc->client_ip, on_ip_charged, ic);
+        return;
+    }
+    crypto_sha256(op->token, strlen(op->token), op->digest);
+    struct cache_entry *e = cache_find(in->auth_cache, op->digest);
+    if (e) {
+        free(ic);
+        op->key_id = e->key_id;
+        op->from_cache = 1;
+        revalidate(op);
+        return;
+    }
+    rl_charge_ip(in, rc->client_ip, on_ip_charged, ic);
+}
+
+/* ---- last_used_at, written in batches ------------------------------------------------------ */
+
+struct used_keys {
+    int64_t *ids;
+    size_t n, cap;
+};
+
+struct used_keys *used_keys_new(void)
+{
+    return xcalloc(1, sizeof(struct used_keys));
+}
+
+void used_keys_note(struct used_keys *u, int64_t key_id)
+{
+    for (size_t i = 0; i < u->n; i++)
+        if (u->ids[i] == key_id)
+            return;
+    if (u->n == u->cap) {
+        u->cap = u->cap ? u->cap * 2 : 16;
+        u->ids = xrealloc(u->ids, u->cap * sizeof *u->ids);
+    }
+    u->ids[u->n++] = key_id;
+}
+
+static void on_used_flushed(void *arg, PGresult *res, const char *err)
+{
+    (void)arg;
+    (void)res;
+    if (err)
+        msg_warn("last_used_at update failed: %s", err);
+}
+
+void used_keys_flush(struct intake *in)
+{
+    struct used_keys *u = in->used_keys;
+    if (u->n == 0)
+        return;
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "{");
+    for (size_t i = 0; i < u->n; i++)
+        buf_printf(&b, "%s%lld", i ? "," : "", (long long)u->ids[i]);
+    buf_puts(&b, "}");
+    const char *params[1] = {b.data};
+    pg_exec(in->pg, "UPDATE api_keys SET last_used_at = now() WHERE id = ANY($1::bigint[])", 1,
+            params, on_used_flushed, NULL);
+    buf_destroy(&b);
+    u->n = 0;
+}
+
+void used_keys_free(struct used_keys *u)
+{
+    if (!u)
+        return;
+    free(u->ids);
+    free(u);
+}

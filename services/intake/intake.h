@@ -1,0 +1,144 @@
+/*
+ * intake.h - the intake service's single context and the pieces of the request pipeline.
+ *
+ * A request goes: HTTP server (libcommon/http_server) → route table (routes.c) → client IP
+ * (clientip.c) → authentication, scope and rate limit (auth.c, ratelimit.c) → the route's
+ * handler (ingest.c, alerts.c, api_keys.c, health.c, audit_events.c). All database work is
+ * asynchronous on the one libuv loop of the process.
+ */
+#ifndef CALSETA_INTAKE_H
+#define CALSETA_INTAKE_H
+
+#include "config.h"
+#include "http_server.h"
+#include "pg.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct audit_client;
+struct auth_cache;
+struct ingest_batcher;
+struct used_keys;
+
+/* Rate classes of the reference: the per-route limit a request is counted against. */
+enum rate_class { RATE_NONE = 0, RATE_DEFAULT, RATE_INGEST, RATE_ENRICHMENT, RATE_WORKFLOW_EXECUTE };
+
+struct intake {
+    struct config cfg;
+    uv_loop_t *loop;
+    struct pg_pool *pg;
+    struct audit_client *audit;
+    struct http_router *router;
+    struct http_server *http;
+    struct auth_cache *auth_cache;
+    struct ingest_batcher *batcher;
+    struct used_keys *used_keys;
+    void *zctx;     /* ZeroMQ context */
+    void *job_push; /* PUSH to the job bus */
+    uv_signal_t sigterm, sigint;
+    uv_timer_t housekeeping;
+    int draining;
+    uint64_t started_ms;
+};
+
+/* What a verified key may do; copied into each request. */
+struct auth_info {
+    int64_t key_id;
+    char key_prefix[9];
+    json_t *scopes;          /* array of strings */
+    json_t *allowed_sources; /* array or NULL = unrestricted */
+    int rate_limit_per_minute; /* 0 = route default */
+};
+
+struct route_def;
+
+/* Per-request state that lives from routing to the response. */
+struct reqctx {
+    struct intake *in;
+    struct http_request *req;
+    const struct route_def *route;
+    char client_ip[64];
+    int authenticated;
+    struct auth_info auth;
+    /* Rate-limit headers to add to the final response (X-RateLimit-*). */
+    int rl_set;
+    long rl_limit, rl_remaining, rl_reset;
+    void *handler_state;
+};
+
+typedef void (*route_fn)(struct reqctx *rc);
+
+struct route_def {
+    const char *method;
+    const char *pattern;
+    const char *scope; /* NULL = public */
+    enum rate_class rate;
+    route_fn fn;
+};
+
+/* routes.c */
+void routes_register(struct intake *in);
+/* Responses through these add the rate-limit headers and free the request context. */
+void reply_json(struct reqctx *rc, int status, json_t *body);
+void reply_data(struct reqctx *rc, int status, json_t *data); /* {"data":…,"meta":{}} */
+void reply_list(struct reqctx *rc, json_t *items, long long total, int page, int page_size);
+void reply_error(struct reqctx *rc, int status, const char *code, const char *message,
+                 json_t *details);
+void reply_empty(struct reqctx *rc, int status);
+void reply_db_unavailable(struct reqctx *rc);
+/* Path parameter i as a NUL-terminated copy in buf; returns buf. */
+const char *path_param(struct reqctx *rc, size_t i, char *buf, size_t buflen);
+/* Query parameter lookup (URL-decoded); returns 1 if present. */
+int query_param(struct reqctx *rc, const char *name, char *out, size_t outlen);
+/* page/page_size per the reference: defaults 1/50, page_size 1..500, 422 on violations. */
+int parse_pagination(struct reqctx *rc, int *page, int *page_size);
+/* Validates a path uuid (422 VALIDATION_ERROR on failure, then returns -1). */
+int require_uuid_param(struct reqctx *rc, size_t i, char out[37]);
+/* Parses the body as a JSON object (422 VALIDATION_ERROR on failure, then returns NULL). */
+json_t *body_json_object(struct reqctx *rc);
+int has_scope(const struct auth_info *a, const char *scope);
+
+/* clientip.c */
+void client_ip_resolve(const struct http_request *req, int trusted_proxy_count, char *out,
+                       size_t outlen);
+
+/* auth.c: authenticates, checks scope and rate limit, then calls next(rc) or replies. */
+struct auth_cache *auth_cache_new(struct intake *in);
+void auth_cache_free(struct auth_cache *c);
+void auth_request(struct reqctx *rc, route_fn next);
+void auth_info_destroy(struct auth_info *a);
+/* Forgets every cached verification of keys with this prefix (NULL = all). */
+void auth_cache_invalidate(struct auth_cache *c, const char *prefix);
+/* last_used_at bookkeeping: remembered in memory, written in batches. */
+struct used_keys *used_keys_new(void);
+void used_keys_note(struct used_keys *u, int64_t key_id);
+void used_keys_flush(struct intake *in);
+void used_keys_free(struct used_keys *u);
+
+/* ingest.c */
+struct ingest_batcher *ingest_batcher_new(struct intake *in);
+void ingest_batcher_free(struct ingest_batcher *b);
+void route_ingest_source(struct reqctx *rc);
+void route_post_alert(struct reqctx *rc);
+
+/* handlers */
+void route_health(struct reqctx *rc);
+void route_list_alerts(struct reqctx *rc);
+void route_get_alert(struct reqctx *rc);
+void route_patch_alert(struct reqctx *rc);
+void route_delete_alert(struct reqctx *rc);
+void route_alert_indicators(struct reqctx *rc);
+void route_alert_activity(struct reqctx *rc);
+void route_list_api_keys(struct reqctx *rc);
+void route_create_api_key(struct reqctx *rc);
+void route_get_api_key(struct reqctx *rc);
+void route_patch_api_key(struct reqctx *rc);
+void route_delete_api_key(struct reqctx *rc);
+void route_list_audit_events(struct reqctx *rc);
+
+/* The ten scopes; 1 if s is one of them. */
+int scope_known(const char *s);
+
+#endif

@@ -1,0 +1,162 @@
+/*
+ * main.c - calseta-intake: the HTTP front door.
+ *
+ *   1. configuration and logging           config_load()
+ *   2. event loop, database pool, audit     uv_default_loop(), pg_pool_new(), audit_client_new()
+ *   3. key-change notifications             LISTEN calseta_api_keys → auth cache
+ *   4. job bus                              PUSH to JOB_BUS_PUSH_ENDPOINT
+ *   5. routes and the HTTP server           routes_register(), http_server_new() (SO_REUSEPORT)
+ *   6. housekeeping timer                   last_used_at, rate-counter cleanup
+ *   7. SIGTERM/SIGINT: drain                stop accepting, finish in-flight, flush, exit
+ */
+#include "audit.h"
+#include "intake.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "signature.h"
+#include "util.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+static void on_key_change(void *arg, const char *channel, const char *payload)
+{
+    struct intake *in = arg;
+    (void)channel;
+    auth_cache_invalidate(in->auth_cache, payload); /* NULL payload: missed some, drop all */
+}
+
+static void on_housekeeping(uv_timer_t *t)
+{
+    struct intake *in = t->data;
+    used_keys_flush(in);
+    rl_cleanup(in);
+}
+
+static void on_pool_closed(void *arg)
+{
+    struct intake *in = arg;
+    in->pg = NULL;
+}
+
+static void on_drained(void *arg)
+{
+    struct intake *in = arg;
+    msg_info("drained: no request in flight, stopping");
+    used_keys_flush(in);
+    uv_timer_stop(&in->housekeeping);
+    uv_close((uv_handle_t *)&in->housekeeping, NULL);
+    uv_close((uv_handle_t *)&in->sigterm, NULL);
+    uv_close((uv_handle_t *)&in->sigint, NULL);
+    pg_pool_close(in->pg, on_pool_closed, in);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct intake *in = s->data;
+    if (in->draining)
+        return;
+    in->draining = 1;
+    msg_info("received %s: draining", strsignal(signum));
+    http_server_drain(in->http, on_drained, in);
+}
+
+static void job_bus_open(struct intake *in)
+{
+    in->zctx = zmq_ctx_new();
+    in->job_push = zmq_socket(in->zctx, ZMQ_PUSH);
+    int linger = 0, hwm = 10000, immediate = 1;
+    zmq_setsockopt(in->job_push, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(in->job_push, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(in->job_push, ZMQ_IMMEDIATE, &immediate, sizeof immediate);
+    if (zmq_connect(in->job_push, in->cfg.job_bus_push) != 0) {
+        msg_warn("job bus %s: %s (enrichers will find jobs by polling)", in->cfg.job_bus_push,
+                 zmq_strerror(zmq_errno()));
+        zmq_close(in->job_push);
+        in->job_push = NULL;
+    }
+}
+
+int main(void)
+{
+    static struct intake in; /* the service's one context */
+    char err[512];
+    if (config_load(&in.cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "calseta-intake: configuration error: %s\n", err);
+        return 1;
+    }
+    config_init_log(&in.cfg, "intake");
+    if (!*in.cfg.database_url)
+        msg_fatal("DATABASE_URL is not set");
+    signal(SIGPIPE, SIG_IGN);
+    in.loop = uv_default_loop();
+    in.started_ms = now_mono_ms();
+
+    in.pg = pg_pool_new(in.loop, in.cfg.database_url, 8, 3000);
+    in.audit = audit_client_new(&in.cfg, "intake", in.loop);
+    audit_emit_config_loaded(in.audit, &in.cfg);
+    webhook_warn_unsigned(&in.cfg);
+    in.auth_cache = auth_cache_new(&in);
+    in.used_keys = used_keys_new();
+    in.batcher = ingest_batcher_new(&in);
+    pg_pool_listen(in.pg, "calseta_api_keys", on_key_change, &in);
+    job_bus_open(&in);
+
+    in.router = http_router_new();
+    routes_register(&in);
+    struct http_server_config hc = {
+        .host = in.cfg.http_host,
+        .port = in.cfg.http_port,
+        .reuseport = 1,
+        .tls_cert_file = in.cfg.tls_cert_file,
+        .tls_key_file = in.cfg.tls_key_file,
+        .https_enabled = in.cfg.https_enabled,
+        .hsts_enabled = in.cfg.hsts_enabled,
+        .max_body_bytes = in.cfg.max_request_body_bytes,
+        .max_ingest_body_bytes = in.cfg.max_ingest_payload_bytes,
+        .max_body_mb = in.cfg.max_request_body_mb,
+        .max_ingest_body_mb = in.cfg.max_ingest_payload_mb,
+        .max_header_bytes = in.cfg.max_header_bytes,
+        .header_timeout_ms = in.cfg.header_timeout_ms,
+        .body_timeout_ms = in.cfg.body_timeout_ms,
+        .idle_timeout_ms = in.cfg.idle_timeout_ms,
+        .max_connections = in.cfg.max_connections,
+        .cors_allowed_origins = in.cfg.cors_allowed_origins,
+        .cors_allow_all = in.cfg.cors_allow_all,
+    };
+    in.http = http_server_new(in.loop, &hc, in.router, &in, err, sizeof err);
+    if (!in.http)
+        msg_fatal("cannot start the HTTP server on %s:%d: %s", in.cfg.http_host, in.cfg.http_port,
+                  err);
+    msg_info("listening on %s://%s:%d", *in.cfg.tls_cert_file ? "https" : "http",
+             in.cfg.http_host, http_server_port(in.http));
+
+    uv_timer_init(in.loop, &in.housekeeping);
+    in.housekeeping.data = &in;
+    uv_timer_start(&in.housekeeping, on_housekeeping, 15000, 15000);
+    uv_signal_init(in.loop, &in.sigterm);
+    uv_signal_init(in.loop, &in.sigint);
+    in.sigterm.data = in.sigint.data = &in;
+    uv_signal_start(&in.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&in.sigint, on_signal, SIGINT);
+
+    uv_run(in.loop, UV_RUN_DEFAULT);
+
+    http_server_free(in.http);
+    http_router_free(in.router);
+    ingest_batcher_free(in.batcher);
+    auth_cache_free(in.auth_cache);
+    used_keys_free(in.used_keys);
+    if (in.job_push)
+        zmq_close(in.job_push);
+    zmq_ctx_term(in.zctx);
+    audit_client_flush(in.audit, 3000);
+    audit_client_free(in.audit);
+    uv_run(in.loop, UV_RUN_NOWAIT); /* let libuv release the closed handles */
+    uv_loop_close(in.loop);
+    config_destroy(&in.cfg);
+    return 0;
+}

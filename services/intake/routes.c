@@ -1,0 +1,250 @@
+/*
+ * routes.c - the route table of the intake and the steps every request takes through it:
+ * client IP → authentication/scope/rate limit (non-public routes) → handler → response with
+ * the X-RateLimit-* headers of the request's rate class.
+ *
+ * The table is the API: method, path pattern, required scope ("*" = any valid key, NULL =
+ * public), rate class, handler. Scopes and rate classes follow the reference's route table.
+ */
+#include "crypto.h"
+#include "intake.h"
+#include "log.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct route_def ROUTES[] = {
+    {"GET", "/health", NULL, RATE_NONE, route_health},
+
+    {"GET", "/v1/api-keys", "admin", RATE_DEFAULT, route_list_api_keys},
+    {"POST", "/v1/api-keys", "admin", RATE_DEFAULT, route_create_api_key},
+    {"GET", "/v1/api-keys/{uuid}", "admin", RATE_DEFAULT, route_get_api_key},
+    {"PATCH", "/v1/api-keys/{uuid}", "admin", RATE_DEFAULT, route_patch_api_key},
+    {"DELETE", "/v1/api-keys/{uuid}", "admin", RATE_DEFAULT, route_delete_api_key},
+
+    {"POST", "/v1/ingest/{source}", "alerts:write", RATE_INGEST, route_ingest_source},
+    {"POST", "/v1/alerts", "alerts:write", RATE_INGEST, route_post_alert},
+    {"GET", "/v1/alerts", "alerts:read", RATE_DEFAULT, route_list_alerts},
+    {"GET", "/v1/alerts/{uuid}", "alerts:read", RATE_DEFAULT, route_get_alert},
+    {"PATCH", "/v1/alerts/{uuid}", "alerts:write", RATE_DEFAULT, route_patch_alert},
+    {"DELETE", "/v1/alerts/{uuid}", "alerts:write", RATE_DEFAULT, route_delete_alert},
+    {"GET", "/v1/alerts/{uuid}/indicators", "alerts:read", RATE_DEFAULT, route_alert_indicators},
+    {"GET", "/v1/alerts/{uuid}/activity", "alerts:read", RATE_DEFAULT, route_alert_activity},
+
+    {"GET", "/v1/audit-events", "admin", RATE_DEFAULT, route_list_audit_events},
+};
+
+static void dispatch(struct http_request *req, void *server_ctx)
+{
+    struct intake *in = server_ctx;
+    struct reqctx *rc = xcalloc(1, sizeof *rc);
+    rc->in = in;
+    rc->req = req;
+    rc->route = req->route_data;
+    client_ip_resolve(req, in->cfg.trusted_proxy_count, rc->client_ip, sizeof rc->client_ip);
+    if (!rc->route->scope) {
+        rc->route->fn(rc);
+        return;
+    }
+    auth_request(rc, rc->route->fn);
+}
+
+void routes_register(struct intake *in)
+{
+    for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++)
+        http_router_add(in->router, ROUTES[i].method, ROUTES[i].pattern, dispatch,
+                        (void *)&ROUTES[i]);
+}
+
+/* ---- responses -------------------------------------------------------------------------- */
+
+static void reqctx_free(struct reqctx *rc)
+{
+    auth_info_destroy(&rc->auth);
+    free(rc);
+}
+
+static size_t rate_headers(struct reqctx *rc, struct http_header *h, char bufs[3][24])
+{
+    if (!rc->rl_set)
+        return 0;
+    snprintf(bufs[0], 24, "%ld", rc->rl_limit);
+    snprintf(bufs[1], 24, "%ld", rc->rl_remaining < 0 ? 0 : rc->rl_remaining);
+    snprintf(bufs[2], 24, "%ld", rc->rl_reset);
+    h[0] = (struct http_header){"X-RateLimit-Limit", 17, bufs[0], strlen(bufs[0])};
+    h[1] = (struct http_header){"X-RateLimit-Remaining", 21, bufs[1], strlen(bufs[1])};
+    h[2] = (struct http_header){"X-RateLimit-Reset", 17, bufs[2], strlen(bufs[2])};
+    return 3;
+}
+
+void reply_json(struct reqctx *rc, int status, json_t *body)
+{
+    struct http_header h[4];
+    char bufs[3][24];
+    size_t n = rate_headers(rc, h, bufs);
+    if (status == 429) {
+        h[n++] = (struct http_header){"Retry-After", 11, bufs[2], strlen(bufs[2])};
+    }
+    http_respond_json(rc->req, status, body, h, n);
+    reqctx_free(rc);
+}
+
+void reply_data(struct reqctx *rc, int status, json_t *data)
+{
+    reply_json(rc, status, json_pack("{s:o,s:{}}", "data", data, "meta"));
+}
+
+void reply_list(struct reqctx *rc, json_t *items, long long total, int page, int page_size)
+{
+    long long pages = page_size > 0 ? (total + page_size - 1) / page_size : 0;
+    reply_json(rc, 200,
+               json_pack("{s:o,s:{s:I,s:i,s:i,s:I}}", "data", items, "meta", "total",
+                         (json_int_t)total, "page", page, "page_size", page_size, "total_pages",
+                         (json_int_t)pages));
+}
+
+void reply_error(struct reqctx *rc, int status, const char *code, const char *message,
+                 json_t *details)
+{
+    reply_json(rc, status,
+               json_pack("{s:{s:s,s:s,s:o}}", "error", "code", code, "message", message,
+                         "details", details ? details : json_object()));
+}
+
+void reply_empty(struct reqctx *rc, int status)
+{
+    struct http_header h[3];
+    char bufs[3][24];
+    size_t n = rate_headers(rc, h, bufs);
+    http_respond(rc->req, status, NULL, NULL, 0, h, n);
+    reqctx_free(rc);
+}
+
+void reply_db_unavailable(struct reqctx *rc)
+{
+    reply_error(rc, 503, "SERVICE_UNAVAILABLE",
+                "The database is unavailable; nothing was changed. Retry later.", NULL);
+}
+
+/* ---- request helpers ------------------------------------------------------------------------ */
+
+const char *path_param(struct reqctx *rc, size_t i, char *buf, size_t buflen)
+{
+    buf[0] = 0;
+    if (i >= rc->req->nparams)
+        return buf;
+    size_t n = rc->req->param_lens[i];
+    if (n >= buflen)
+        n = buflen - 1;
+    memcpy(buf, rc->req->params[i], n);
+    buf[n] = 0;
+    return buf;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int query_param(struct reqctx *rc, const char *name, char *out, size_t outlen)
+{
+    const char *q = rc->req->query;
+    if (!q)
+        return 0;
+    size_t nlen = strlen(name);
+    while (*q) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        if (len > nlen && !strncmp(q, name, nlen) && q[nlen] == '=') {
+            size_t o = 0;
+            for (size_t i = nlen + 1; i < len && o + 1 < outlen; i++) {
+                char c = q[i];
+                if (c == '+') {
+                    c = ' ';
+                } else if (c == '%' && i + 2 < len + 0 + 1 && hexval(q[i + 1]) >= 0 &&
+                           hexval(q[i + 2]) >= 0) {
+                    c = (char)(hexval(q[i + 1]) * 16 + hexval(q[i + 2]));
+                    i += 2;
+                }
+                if (c == 0)
+                    c = ' ';
+                out[o++] = c;
+            }
+            out[o] = 0;
+            return 1;
+        }
+        if (!amp)
+            break;
+        q = amp + 1;
+    }
+    return 0;
+}
+
+static void reply_query_invalid(struct reqctx *rc, const char *field, const char *msg)
+{
+    reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
+                json_pack("{s:[{s:s,s:[s,s],s:s}]}", "errors", "type", "value_error", "loc",
+                          "query", field, "msg", msg));
+}
+
+int parse_pagination(struct reqctx *rc, int *page, int *page_size)
+{
+    char v[32];
+    long long x;
+    *page = 1;
+    *page_size = 50;
+    if (query_param(rc, "page", v, sizeof v)) {
+        if (parse_ll(v, 1, 1000000000, &x)) {
+            reply_query_invalid(rc, "page", "Input should be greater than or equal to 1");
+            return -1;
+        }
+        *page = (int)x;
+    }
+    if (query_param(rc, "page_size", v, sizeof v)) {
+        if (parse_ll(v, 1, 500, &x)) {
+            reply_query_invalid(rc, "page_size", "Input should be between 1 and 500");
+            return -1;
+        }
+        *page_size = (int)x;
+    }
+    return 0;
+}
+
+int require_uuid_param(struct reqctx *rc, size_t i, char out[37])
+{
+    char buf[64];
+    path_param(rc, i, buf, sizeof buf);
+    if (!crypto_uuid_valid(buf)) {
+        reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
+                    json_pack("{s:[{s:s,s:[s,s],s:s}]}", "errors", "type", "uuid_parsing", "loc",
+                              "path", "uuid", "msg", "Input should be a valid UUID"));
+        return -1;
+    }
+    for (int k = 0; k < 36; k++)
+        out[k] = (char)tolower((unsigned char)buf[k]);
+    out[36] = 0;
+    return 0;
+}
+
+json_t *body_json_object(struct reqctx *rc)
+{
+    json_error_t e;
+    struct http_request *req = rc->req;
+    json_t *v = json_loadb(req->body.data ? req->body.data : "", req->body.len,
+                           JSON_REJECT_DUPLICATES, &e);
+    if (!json_is_object(v)) {
+        json_decref(v);
+        reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
+                    json_pack("{s:[{s:s,s:[s],s:s}]}", "errors", "type", "json_invalid", "loc",
+                              "body", "msg", "A JSON object is required"));
+        return NULL;
+    }
+    return v;
+}

@@ -1,0 +1,370 @@
+/*
+ * broker.c - ctx.http, performed by the runner parent on behalf of a sandboxed child.
+ *
+ * A child frame {"t":"http", method, url, headers[[k,v]], body_b64, timeout} is checked field
+ * by field (the child is hostile), the URL goes through the SSRF guard (http/https only; the
+ * name is resolved once and the request is pinned to that address with CURLOPT_RESOLVE;
+ * DNS failure blocks; private, loopback, link-local and metadata addresses are blocked, an
+ * allow-listed host may reach private ranges but never the metadata endpoints; loopback is
+ * reachable only in the test mode), and libcurl performs it with no redirects, no proxy, the
+ * smaller of the request's timeout and the run's remaining time, and a response size cap.
+ * The reply is {"t":"http_resp", status, headers, body_b64} or {"t":"http_err", kind, message}.
+ */
+#include "runner.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_URL 8192
+#define MAX_HEADERS 100
+#define MAX_REQUEST_BODY (10 * 1024 * 1024)
+#define MAX_RESPONSE_HEADER_BYTES (64 * 1024)
+
+struct response {
+    struct buf body;
+    json_t *headers;
+    size_t header_bytes;
+    long long max;
+    int too_big;
+};
+
+static char *http_err(const char *kind, const char *fmt, const char *arg)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, fmt, arg);
+    json_t *j = json_pack("{s:s, s:s, s:s}", "t", "http_err", "kind", kind, "message", msg);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return s;
+}
+
+/* ---- the SSRF guard ---------------------------------------------------------------------- */
+
+static int in4(uint32_t a, uint32_t net, int bits)
+{
+    uint32_t mask = bits ? 0xffffffffu << (32 - bits) : 0;
+    return (a & mask) == (net & mask);
+}
+
+/* 2: metadata (always blocked), 1: loopback, 3: other non-public, 0: public. */
+static int classify4(uint32_t a)
+{
+    if (in4(a, 0xa9fe0000u, 16)) /* 169.254.0.0/16 link-local, cloud metadata */
+        return 2;
+    if (in4(a, 0x64646464u, 32) || in4(a, 0xa8003f10u, 32)) /* other clouds' metadata */
+        return 2;
+    if (in4(a, 0x7f000000u, 8))
+        return 1;
+    static const struct {
+        uint32_t net;
+        int bits;
+    } private4[] = {
+        {0x00000000u, 8},  {0x0a000000u, 8},  {0x64400000u, 10}, {0xac100000u, 12},
+        {0xc0000000u, 24}, {0xc0000200u, 24}, {0xc0a80000u, 16}, {0xc6120000u, 15},
+        {0xc6336400u, 24}, {0xcb007100u, 24}, {0xe0000000u, 4},  {0xf0000000u, 4},
+    };
+    for (size_t i = 0; i < sizeof private4 / sizeof private4[0]; i++)
+        if (in4(a, private4[i].net, private4[i].bits))
+            return 3;
+    return 0;
+}
+
+static int classify6(const unsigned char *b)
+{
+    static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+    static const unsigned char ec2md[16] = {0xfd, 0, 0, 0xec, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x54};
+    if (!memcmp(b, v4mapped, 12) || !memcmp(b, nat64, 12)) {
+        uint32_t a;
+        memcpy(&a, b + 12, 4);
+        return classify4(ntohl(a));
+    }
+    if (!memcmp(b, ec2md, 16))
+        return 2;
+    static const unsigned char loop[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const unsigned char any[16] = {0};
+    if (!memcmp(b, loop, 16))
+        return 1;
+    if (!memcmp(b, any, 12)) /* :: and the deprecated IPv4-compatible form */
+        return 3;
+    if ((b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || b[0] == 0xff ||
+        (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8))
+        return 3;
+    return 0;
+}
+
+static int host_allowed(const char *allowed_csv, const char *host)
+{
+    if (!allowed_csv || !*allowed_csv)
+        return 0;
+    char *copy = xstrdup(allowed_csv), *save = NULL;
+    int hit = 0;
+    for (char *t = strtok_r(copy, ", ", &save); t && !hit; t = strtok_r(NULL, ", ", &save))
+        hit = !strcasecmp(t, host);
+    free(copy);
+    return hit;
+}
+
+/* Resolves host and checks every address; fills pin ("host:port:addr") on success. */
+static char *guard(const struct broker_opts *o, const char *host, long port, char *pin,
+                   size_t pinlen)
+{
+    static const char *const metadata_names[] = {"metadata.google.internal", "metadata",
+                                                 "metadata.azure.com", "instance-data"};
+    for (size_t i = 0; i < 4; i++)
+        if (!strcasecmp(host, metadata_names[i]))
+            return http_err("blocked", "blocked by SSRF guard: %s is a metadata endpoint", host);
+    int allow_private = host_allowed(o->allowed_hosts, host);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 || !res)
+        return http_err("blocked", "blocked by SSRF guard: cannot resolve %s (fail closed)", host);
+    char addr[INET6_ADDRSTRLEN] = "";
+    char *verdict = NULL;
+    for (struct addrinfo *ai = res; ai && !verdict; ai = ai->ai_next) {
+        int cls;
+        char text[INET6_ADDRSTRLEN];
+        if (ai->ai_family == AF_INET) {
+            struct sockaddr_in *s = (struct sockaddr_in *)ai->ai_addr;
+            cls = classify4(ntohl(s->sin_addr.s_addr));
+            inet_ntop(AF_INET, &s->sin_addr, text, sizeof text);
+        } else if (ai->ai_family == AF_INET6) {
+            struct sockaddr_in6 *s = (struct sockaddr_in6 *)ai->ai_addr;
+            cls = classify6(s->sin6_addr.s6_addr);
+            inet_ntop(AF_INET6, &s->sin6_addr, text, sizeof text);
+        } else {
+            continue;
+        }
+        if (cls == 2 || (cls == 1 && !o->allow_loopback && !allow_private) ||
+            (cls == 3 && !allow_private))
+            verdict = http_err("blocked", "blocked by SSRF guard: %s is not a public address",
+                               text);
+        else if (!addr[0])
+            snprintf(addr, sizeof addr, "%s", text);
+    }
+    freeaddrinfo(res);
+    if (verdict)
+        return verdict;
+    if (!addr[0])
+        return http_err("blocked", "blocked by SSRF guard: no usable address for %s", host);
+    const char *bare = host;
+    snprintf(pin, pinlen, strchr(addr, ':') ? "%s:%ld:[%s]" : "%s:%ld:%s", bare, port, addr);
+    return NULL;
+}
+
+/* ---- libcurl ----------------------------------------------------------------------------- */
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    struct response *r = arg;
+    size_t len = size * n;
+    if ((long long)(r->body.len + len) > r->max) {
+        r->too_big = 1;
+        return 0;
+    }
+    buf_append(&r->body, p, len);
+    return len;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+    struct response *r = arg;
+    size_t len = size * n;
+    r->header_bytes += len;
+    if (r->header_bytes > MAX_RESPONSE_HEADER_BYTES)
+        return 0;
+    if (len >= 5 && !strncmp(p, "HTTP/", 5)) {
+        json_array_clear(r->headers); /* a new response (after 100-continue) */
+        return len;
+    }
+    const char *colon = memchr(p, ':', len);
+    if (!colon)
+        return len;
+    size_t klen = (size_t)(colon - p), vstart = klen + 1;
+    while (vstart < len && (p[vstart] == ' ' || p[vstart] == '\t'))
+        vstart++;
+    size_t vend = len;
+    while (vend > vstart && (p[vend - 1] == '\r' || p[vend - 1] == '\n' || p[vend - 1] == ' '))
+        vend--;
+    json_array_append_new(r->headers, json_pack("[s#, s#]", p, klen, p + vstart, vend - vstart));
+    return len;
+}
+
+static int header_ok(const char *s)
+{
+    return s && !strpbrk(s, "\r\n") && strlen(s) < 8192;
+}
+
+static char *b64encode(const struct buf *b)
+{
+    char *out = xmalloc(4 * ((b->len + 2) / 3) + 1);
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)b->data, (int)b->len);
+    return out;
+}
+
+static int b64decode(const char *in, struct buf *out)
+{
+    size_t n = strlen(in);
+    if (n % 4 || n / 4 * 3 > MAX_REQUEST_BODY)
+        return -1;
+    buf_reserve(out, n / 4 * 3 + 1);
+    int got = EVP_DecodeBlock((unsigned char *)out->data, (const unsigned char *)in, (int)n);
+    if (got < 0)
+        return -1;
+    if (n >= 1 && in[n - 1] == '=')
+        got--;
+    if (n >= 2 && in[n - 2] == '=')
+        got--;
+    out->len = (size_t)got;
+    out->data[out->len] = 0;
+    return 0;
+}
+
+static char *perform(CURL *c, struct response *r, const char *url)
+{
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_WRITE_ERROR && r->too_big)
+        return http_err("error", "response from %s exceeded the size limit", url);
+    if (rc == CURLE_OPERATION_TIMEDOUT)
+        return http_err("timeout", "request to %s timed out", url);
+    if (rc != CURLE_OK)
+        return http_err("error", "request failed: %s", curl_easy_strerror(rc));
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    char *body = b64encode(&r->body);
+    json_t *j = json_pack("{s:s, s:i, s:O, s:s}", "t", "http_resp", "status", (json_int_t)status,
+                          "headers", r->headers, "body_b64", body);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    free(body);
+    return s;
+}
+
+static char *send_request(const struct broker_opts *o, json_t *req, const char *method,
+                          const char *url, const char *pin, long timeout_ms)
+{
+    struct buf body;
+    struct response r = {.headers = json_array(), .max = o->max_response_bytes};
+    struct curl_slist *hdrs = NULL, *resolve = curl_slist_append(NULL, pin);
+    char *reply = NULL;
+    buf_init(&body);
+    buf_init(&r.body);
+    const char *b64 = json_string_value(json_object_get(req, "body_b64"));
+    if (b64decode(b64 ? b64 : "", &body) != 0) {
+        reply = http_err("error", "invalid request body%s", "");
+        goto out;
+    }
+    json_t *hl = json_object_get(req, "headers");
+    if (json_array_size(hl) > MAX_HEADERS) {
+        reply = http_err("error", "too many request headers%s", "");
+        goto out;
+    }
+    for (size_t i = 0; i < json_array_size(hl); i++) {
+        const char *k = json_string_value(json_array_get(json_array_get(hl, i), 0));
+        const char *v = json_string_value(json_array_get(json_array_get(hl, i), 1));
+        if (!header_ok(k) || !header_ok(v) || !*k || strchr(k, ':')) {
+            reply = http_err("error", "invalid request header%s", "");
+            goto out;
+        }
+        char *line = xasprintf("%s: %s", k, v);
+        hdrs = curl_slist_append(hdrs, line);
+        free(line);
+    }
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (!strcmp(method, "HEAD"))
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    if (body.len || !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH")) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body.len);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "calseta-workflow/1");
+    reply = perform(c, &r, url);
+    curl_easy_cleanup(c);
+out:
+    curl_slist_free_all(hdrs);
+    curl_slist_free_all(resolve);
+    buf_destroy(&body);
+    buf_destroy(&r.body);
+    json_decref(r.headers);
+    return reply;
+}
+
+static int method_ok(const char *m)
+{
+    static const char *const ok[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"};
+    for (size_t i = 0; m && i < sizeof ok / sizeof ok[0]; i++)
+        if (!strcmp(m, ok[i]))
+            return 1;
+    return 0;
+}
+
+/* Splits the URL; fills host (without IPv6 brackets) and port, or returns an error reply. */
+static char *parse_url(const char *url, char **host, long *port)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *h = NULL, *p = NULL, *reply = NULL;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) != CURLUE_OK) {
+        reply = http_err("blocked", "blocked by SSRF guard: invalid URL%s", "");
+    } else if (strcasecmp(scheme, "http") && strcasecmp(scheme, "https")) {
+        reply = http_err("blocked", "blocked by SSRF guard: scheme %s is not allowed", scheme);
+    } else {
+        size_t n = strlen(h);
+        *host = (h[0] == '[' && n > 2) ? xstrndup(h + 1, n - 2) : xstrdup(h);
+        *port = strtol(p, NULL, 10);
+    }
+    curl_free(scheme);
+    curl_free(h);
+    curl_free(p);
+    curl_url_cleanup(u);
+    return reply;
+}
+
+char *broker_http(const struct broker_opts *o, const char *req_json, int remaining_ms)
+{
+    json_t *req = json_loads(req_json, JSON_REJECT_DUPLICATES, NULL);
+    const char *method = json_string_value(json_object_get(req, "method"));
+    const char *url = json_string_value(json_object_get(req, "url"));
+    char *host = NULL, *reply = NULL, pin[512];
+    long port = 0;
+    if (!method_ok(method) || !url || strlen(url) > MAX_URL) {
+        reply = http_err("error", "invalid ctx.http request%s", "");
+        goto out;
+    }
+    if ((reply = parse_url(url, &host, &port)) != NULL)
+        goto out;
+    if ((reply = guard(o, host, port, pin, sizeof pin)) != NULL)
+        goto out;
+    double t = json_number_value(json_object_get(req, "timeout"));
+    long timeout_ms = t > 0 && t < 3600 ? (long)(t * 1000) : 30000;
+    if (timeout_ms > remaining_ms)
+        timeout_ms = remaining_ms > 1 ? remaining_ms : 1;
+    reply = send_request(o, req, method, url, pin, timeout_ms);
+out:
+    free(host);
+    json_decref(req);
+    return reply;
+}

@@ -1,0 +1,164 @@
+/*
+ * main.c - calseta-runner: validates and runs workflow code in sandboxed children.
+ *
+ *   calseta-runner                         serve RUNNER_ENDPOINT (ZeroMQ ROUTER)
+ *   calseta-runner --one-shot-validate F   validate the code in F, JSON on stdout
+ *   calseta-runner --one-shot-run F        run the request in F, JSON on stdout
+ * Test-only switches (refused without a one-shot mode):
+ *   --layers=LIST       sandbox layers to apply (ast,pyguard,netns,userns,landlock,seccomp,
+ *                       rlimit, all, none); default all
+ *   --allow-loopback    ctx.http may reach 127.0.0.0/8 and ::1 (a local stand-in server)
+ *   --cpu-seconds=N     RLIMIT_CPU for the child instead of timeout_seconds + 1
+ *
+ * Start-up: read the configuration, wipe the secrets the runner never needs (database URL,
+ * encryption key, webhook secrets) and the environment, so that no child can inherit them
+ * (fix 12); probe the kernel and log every sandbox layer that is missing; start the zygote.
+ */
+#include "config.h"
+#include "log.h"
+#include "runner.h"
+
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RUNNER_CONCURRENCY 4
+
+struct args {
+    const char *validate_file;
+    const char *run_file;
+    int layers;
+    int allow_loopback;
+    int cpu_seconds;
+    int test_flags;
+};
+
+static volatile int stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* Child processes under AddressSanitizer must see allocation failure as MemoryError. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->layers = LAYER_ALL;
+    for (int i = 1; i < argc; i++) {
+        long long n;
+        if (!strcmp(argv[i], "--one-shot-validate") && i + 1 < argc) {
+            a->validate_file = argv[++i];
+        } else if (!strcmp(argv[i], "--one-shot-run") && i + 1 < argc) {
+            a->run_file = argv[++i];
+        } else if (!strncmp(argv[i], "--layers=", 9)) {
+            if (sandbox_layers_parse(argv[i] + 9, &a->layers) != 0)
+                return -1;
+            a->test_flags = 1;
+        } else if (!strcmp(argv[i], "--allow-loopback")) {
+            a->allow_loopback = a->test_flags = 1;
+        } else if (!strncmp(argv[i], "--cpu-seconds=", 14) &&
+                   parse_ll(argv[i] + 14, 1, 86400, &n) == 0) {
+            a->cpu_seconds = (int)n;
+            a->test_flags = 1;
+        } else {
+            return -1;
+        }
+    }
+    if (a->test_flags && !a->validate_file && !a->run_file)
+        return -1;
+    return 0;
+}
+
+static void wipe(char *s)
+{
+    if (s)
+        explicit_bzero(s, strlen(s));
+}
+
+/* The runner needs none of the platform's secrets; nothing of them survives into a child. */
+static void forget_platform_secrets(struct config *c)
+{
+    wipe(c->database_url);
+    wipe(c->encryption_key);
+    wipe(c->sentinel_webhook_secret);
+    wipe(c->elastic_webhook_secret);
+    wipe(c->splunk_webhook_secret);
+    wipe(c->curve_server_secret_key);
+    clearenv();
+}
+
+static void report_layers(struct zygote *z, int requested)
+{
+    char in_force[128], missing[128];
+    const struct sandbox_probe *p = zygote_probe(z);
+    sandbox_layers_string(zygote_layers(z), in_force, sizeof in_force);
+    msg_info("runner: sandbox layers in force: %s (landlock ABI %d)", in_force, p->landlock_abi);
+    int lost = requested & ~zygote_layers(z);
+    if (lost) {
+        sandbox_layers_string(lost, missing, sizeof missing);
+        msg_warn("runner: sandbox layers unavailable on this kernel: %s (%s)", missing, p->notes);
+    }
+    if (requested != LAYER_ALL)
+        msg_warn("runner: TEST MODE: only these layers were requested: %s", in_force);
+}
+
+int main(int argc, char **argv)
+{
+    struct args a;
+    struct config c;
+    char err[512];
+    if (parse_args(argc, argv, &a) != 0) {
+        fprintf(stderr, "usage: calseta-runner [--one-shot-validate FILE | --one-shot-run FILE "
+                        "[--layers=LIST] [--allow-loopback] [--cpu-seconds=N]]\n");
+        return 2;
+    }
+    if (config_load(&c, err, sizeof err) != 0) {
+        fprintf(stderr, "calseta-runner: configuration error: %s\n", err);
+        return 1;
+    }
+    config_init_log(&c, "runner");
+    forget_platform_secrets(&c);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct zygote_opts zo = {
+        .layers = a.layers,
+        .default_memory_mb = c.workflow_max_memory_mb,
+        .validate_timeout_seconds = 10,
+        .allow_loopback = a.allow_loopback,
+        .ssrf_allowed_hosts = c.ssrf_allowed_hosts,
+        .max_response_bytes = 10LL * 1024 * 1024,
+        .max_http_requests = 100,
+        .cpu_seconds = a.cpu_seconds,
+    };
+    struct zygote *z = zygote_new(&zo, err, sizeof err);
+    if (!z)
+        msg_fatal("runner: %s", err);
+    report_layers(z, a.layers);
+    int rc;
+    if (a.validate_file) {
+        rc = runner_oneshot_validate(z, a.validate_file);
+    } else if (a.run_file) {
+        rc = runner_oneshot_run(z, a.run_file);
+    } else {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        rc = runner_serve(z, c.runner_endpoint, RUNNER_CONCURRENCY, &stop_requested) ? 1 : 0;
+    }
+    zygote_free(z);
+    curl_global_cleanup();
+    config_destroy(&c);
+    return rc;
+}

@@ -1,0 +1,112 @@
+/*
+ * runner.h - the workflow runner's internal modules and how they fit together.
+ *
+ * sandbox.c   the layers a run child puts between user code and the machine (namespaces,
+ *             landlock, seccomp, rlimits), the kernel probe at start and the layer switches.
+ * validate.c  the AST validator (Python source embedded here) and its C entry point.
+ * runtime_py.c the in-sandbox runtime (calseta.workflows, ctx, the guarded import) and the
+ *             _calseta_chan module the child uses to talk to its parent.
+ * zygote.c    the initialised interpreter kept by the parent, the fork of one child per
+ *             validation or run, and the parent side of the child channel (deadline, frames).
+ * broker.c    ctx.http performed by the parent: SSRF guard, pinned address, limits.
+ * server.c    the ZeroMQ ROUTER front end and the worker threads that run requests.
+ * oneshot.c   --one-shot-validate / --one-shot-run: the same path, driven from a file.
+ */
+#ifndef CALSETA_RUNNER_H
+#define CALSETA_RUNNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/runner.h"
+#include "util.h"
+
+struct config;
+
+/* Sandbox layers; each one is enough on its own to stop the basic escapes it is meant for. */
+enum {
+    LAYER_AST = 1 << 0,      /* validation again just before running */
+    LAYER_PYGUARD = 1 << 1,  /* safe builtins, guarded import of preloaded module views */
+    LAYER_NETNS = 1 << 2,    /* a new, empty network namespace */
+    LAYER_USERNS = 1 << 3,   /* a new user namespace: no capability in the parent namespace */
+    LAYER_LANDLOCK = 1 << 4, /* no filesystem access, no TCP bind/connect, scoped signals */
+    LAYER_SECCOMP = 1 << 5,  /* syscall allow-list: compute and talk to the parent only */
+    LAYER_RLIMIT = 1 << 6,   /* address space, CPU, files, processes, file size */
+    LAYER_ALL = (1 << 7) - 1,
+};
+
+struct sandbox_probe {
+    int layers_available; /* subset of LAYER_ALL this kernel supports */
+    int landlock_abi;
+    char notes[512];      /* why a layer is missing */
+};
+
+struct sandbox_limits {
+    int max_memory_mb;
+    int cpu_seconds;
+};
+
+/* Kernel support, probed once at start in a throwaway child. */
+void sandbox_probe(struct sandbox_probe *p);
+/* "ast,pyguard,..." for a layer mask. */
+void sandbox_layers_string(int layers, char *out, size_t outlen);
+/* Parses "seccomp,landlock" (or "all", "none"); -1 on an unknown name. */
+int sandbox_layers_parse(const char *s, int *out);
+/* In the child: applies the OS layers in `layers` (ast/pyguard are Python-side). chan_fd is the
+ * highest descriptor that must stay usable. Returns 0, or -1 with err (the run must not go on). */
+int sandbox_enter(int layers, const struct sandbox_limits *lim, int landlock_abi, char *err,
+                  size_t errlen);
+
+/* Embedded Python sources and builtin modules. */
+extern const char runner_validator_py[];
+extern const char runner_runtime_py[];
+/* Registers _calseta_chan; call before the interpreter starts. */
+void runtime_register_chan(void);
+void runtime_set_chan_fd(int fd);
+
+/* Options of one zygote (interpreter + fork policy). */
+struct zygote_opts {
+    int layers;          /* layers requested */
+    int default_memory_mb;
+    int validate_timeout_seconds;
+    int allow_loopback;  /* test mode only: ctx.http may reach 127.0.0.0/8 */
+    const char *ssrf_allowed_hosts;
+    long long max_response_bytes;
+    int max_http_requests;
+    int cpu_seconds;     /* 0: derived from timeout_seconds */
+};
+
+struct zygote;
+
+/* Initialises the interpreter, loads the runtime and preloads the allowed modules. Called on the
+ * main thread before any other thread exists; returns with the GIL released. */
+struct zygote *zygote_new(const struct zygote_opts *o, char *err, size_t errlen);
+void zygote_free(struct zygote *z);
+int zygote_layers(const struct zygote *z); /* requested & available */
+const struct sandbox_probe *zygote_probe(const struct zygote *z);
+/* Thread-safe: fork a sandboxed child and wait for its answer. */
+void zygote_validate(struct zygote *z, const char *code, struct runner_validation *out);
+void zygote_run(struct zygote *z, const struct runner_run_req *req, struct runner_result *out);
+
+/* ctx.http from the parent side. `req` and the returned reply are JSON texts (channel frames). */
+struct broker_opts {
+    int allow_loopback;
+    const char *allowed_hosts;
+    long long max_response_bytes;
+};
+char *broker_http(const struct broker_opts *o, const char *req_json, int remaining_ms);
+
+/* One request (a msgpack VALIDATE or RUN) in, its reply out; the single path every front end
+ * takes. Returns 0 with reply filled, or -1 (undecodable request, logged; no reply). */
+int runner_dispatch(struct zygote *z, const void *req, size_t len, struct buf *reply);
+
+/* The ZeroMQ front end: a ROUTER on endpoint; returns when *stop becomes non-zero and every
+ * request in flight has been answered. */
+int runner_serve(struct zygote *z, const char *endpoint, int max_concurrent,
+                 volatile int *stop);
+
+/* One request from a JSON file, its reply as JSON on stdout (tests, operators). */
+int runner_oneshot_validate(struct zygote *z, const char *path);
+int runner_oneshot_run(struct zygote *z, const char *path);
+
+#endif

@@ -1,0 +1,603 @@
+/*
+ * runtime_py.c - the in-sandbox runtime and the channel module it talks to the parent with.
+ *
+ * _calseta_chan (C): send(bytes) writes one frame (4-byte big-endian length, then the bytes)
+ * to the inherited channel descriptor; recv() reads one. Nothing else: no descriptor, path or
+ * socket is reachable from it.
+ * runner_runtime_py (Python): calseta.workflows and app.workflows.context (WorkflowContext,
+ * WorkflowResult, ...), ctx.http (the httpx.AsyncClient subset, brokered by the parent),
+ * ctx.log, ctx.secrets (only the names handed over for this run), the guarded __import__ that
+ * serves read-only views of preloaded modules, and the driver that runs `async def run(ctx)` on
+ * an asyncio loop created before the sandbox closes (seccomp forbids new sockets/epolls).
+ */
+#include "runner.h"
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <unistd.h>
+
+#define CHAN_MAX_FRAME (16 * 1024 * 1024)
+
+static int chan_fd = -1;
+
+void runtime_set_chan_fd(int fd)
+{
+    chan_fd = fd;
+}
+
+static int write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(chan_fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int read_all(char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = read(chan_fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static PyObject *chan_send(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    char *data;
+    Py_ssize_t len;
+    if (PyBytes_AsStringAndSize(arg, &data, &len) != 0)
+        return NULL;
+    if (len > CHAN_MAX_FRAME) {
+        PyErr_SetString(PyExc_ValueError, "message too large for the runner channel");
+        return NULL;
+    }
+    uint32_t be = htonl((uint32_t)len);
+    if (write_all((const char *)&be, 4) != 0 || write_all(data, (size_t)len) != 0) {
+        PyErr_SetString(PyExc_OSError, "runner channel closed");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *chan_recv(PyObject *self, PyObject *noargs)
+{
+    (void)self;
+    (void)noargs;
+    uint32_t be;
+    if (read_all((char *)&be, 4) != 0) {
+        PyErr_SetString(PyExc_OSError, "runner channel closed");
+        return NULL;
+    }
+    uint32_t len = ntohl(be);
+    if (len > CHAN_MAX_FRAME) {
+        PyErr_SetString(PyExc_OSError, "oversized frame on the runner channel");
+        return NULL;
+    }
+    PyObject *b = PyBytes_FromStringAndSize(NULL, len);
+    if (!b)
+        return NULL;
+    if (read_all(PyBytes_AS_STRING(b), len) != 0) {
+        Py_DECREF(b);
+        PyErr_SetString(PyExc_OSError, "runner channel closed");
+        return NULL;
+    }
+    return b;
+}
+
+static PyMethodDef chan_methods[] = {
+    {"send", chan_send, METH_O, "Send one frame to the runner parent."},
+    {"recv", chan_recv, METH_NOARGS, "Receive one frame from the runner parent."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef chan_module = {
+    PyModuleDef_HEAD_INIT, "_calseta_chan", "Frames to and from the runner parent.", -1,
+    chan_methods, NULL, NULL, NULL, NULL,
+};
+
+static PyObject *chan_init(void)
+{
+    return PyModule_Create(&chan_module);
+}
+
+void runtime_register_chan(void)
+{
+    PyImport_AppendInittab("_calseta_chan", chan_init);
+}
+
+const char runner_runtime_py[] =
+    "# The in-sandbox side of a workflow run: calseta.workflows, the guarded import, ctx, and the\n"
+    "# driver that runs `async def run(ctx)` and reports over the parent channel.\n"
+    "import sys\n"
+    "import builtins\n"
+    "import types\n"
+    "import json as _json\n"
+    "import base64 as _b64\n"
+    "import time as _time\n"
+    "import asyncio\n"
+    "import inspect as _inspect\n"
+    "import linecache\n"
+    "import traceback\n"
+    "import urllib.parse as _up\n"
+    "import _calseta_chan as _chan\n"
+    "import _calseta_validator as _val\n"
+    "\n"
+    "PRELOAD = (\n"
+    "    \"asyncio\", \"base64\", \"collections\", \"collections.abc\", \"copy\", \"datetime\", \"enum\",\n"
+    "    \"functools\", \"hashlib\", \"hmac\", \"html\", \"html.parser\", \"html.entities\", \"http\",\n"
+    "    \"http.client\", \"inspect\", \"ipaddress\", \"itertools\", \"json\", \"logging\", \"math\", \"operator\",\n"
+    "    \"re\", \"statistics\", \"string\", \"textwrap\", \"time\", \"typing\", \"typing_extensions\",\n"
+    "    \"unicodedata\", \"urllib\", \"urllib.parse\", \"urllib.error\", \"uuid\", \"encodings.idna\",\n"
+    "    \"encodings.ascii\", \"encodings.latin_1\", \"encodings.utf_8\", \"encodings.utf_16\",\n"
+    "    \"encodings.base64_codec\", \"encodings.hex_codec\", \"os\", \"posix\", \"socket\", \"subprocess\",\n"
+    "    \"traceback\", \"linecache\")\n"
+    "\n"
+    "\n"
+    "def preload():\n"
+    "    import importlib\n"
+    "    for name in PRELOAD:\n"
+    "        try:\n"
+    "            importlib.import_module(name)\n"
+    "        except ImportError:\n"
+    "            pass\n"
+    "    import hashlib, hmac, uuid\n"
+    "    for alg in (\"md5\", \"sha1\", \"sha256\", \"sha512\"):\n"
+    "        hashlib.new(alg, b\"x\").hexdigest()\n"
+    "    hmac.new(b\"k\", b\"m\", \"sha256\").hexdigest()\n"
+    "    uuid.UUID(int=0)\n"
+    "\n"
+    "\n"
+    "def _send(obj):\n"
+    "    _chan.send(_json.dumps(obj, default=str).encode())\n"
+    "\n"
+    "\n"
+    "def _call(obj):\n"
+    "    _send(obj)\n"
+    "    return _json.loads(_chan.recv())\n"
+    "\n"
+    "\n"
+    "class WorkflowResult:\n"
+    "    def __init__(self, success, message, data=None):\n"
+    "        self.success = bool(success)\n"
+    "        self.message = str(message)\n"
+    "        self.data = dict(data) if data else {}\n"
+    "\n"
+    "    @classmethod\n"
+    "    def ok(cls, message=\"OK\", data=None):\n"
+    "        return cls(True, message, data)\n"
+    "\n"
+    "    @classmethod\n"
+    "    def fail(cls, message, data=None):\n"
+    "        return cls(False, message, data)\n"
+    "\n"
+    "    def __repr__(self):\n"
+    "        return \"WorkflowResult(success=%r, message=%r, data=%r)\" % (\n"
+    "            self.success, self.message, self.data)\n"
+    "\n"
+    "\n"
+    "class _Record:\n"
+    "    FIELDS = ()\n"
+    "\n"
+    "    def __init__(self, values):\n"
+    "        for f in self.FIELDS:\n"
+    "            setattr(self, f, values.get(f))\n"
+    "\n"
+    "    def __repr__(self):\n"
+    "        return \"%s(%s)\" % (type(self).__name__,\n"
+    "                           \", \".join(\"%s=%r\" % (f, getattr(self, f)) for f in self.FIELDS))\n"
+    "\n"
+    "\n"
+    "class IndicatorContext(_Record):\n"
+    "    FIELDS = (\"uuid\", \"type\", \"value\", \"malice\", \"is_enriched\", \"enrichment_results\",\n"
+    "              \"first_seen\", \"last_seen\", \"created_at\", \"updated_at\")\n"
+    "\n"
+    "\n"
+    "class AlertContext(_Record):\n"
+    "    FIELDS = (\"uuid\", \"title\", \"severity\", \"source_name\", \"status\", \"occurred_at\", \"tags\",\n"
+    "              \"raw_payload\")\n"
+    "\n"
+    "\n"
+    "class TriggerContext(_Record):\n"
+    "    FIELDS = (\"indicator_type\", \"indicator_value\", \"trigger_source\", \"alert_id\")\n"
+    "\n"
+    "\n"
+    "class HTTPError(Exception):\n"
+    "    pass\n"
+    "\n"
+    "\n"
+    "class RequestError(HTTPError):\n"
+    "    pass\n"
+    "\n"
+    "\n"
+    "class TimeoutException(RequestError):\n"
+    "    pass\n"
+    "\n"
+    "\n"
+    "class SSRFBlockedError(RequestError):\n"
+    "    pass\n"
+    "\n"
+    "\n"
+    "class HTTPStatusError(HTTPError):\n"
+    "    def __init__(self, message, request=None, response=None):\n"
+    "        super().__init__(message)\n"
+    "        self.request = request\n"
+    "        self.response = response\n"
+    "\n"
+    "\n"
+    "class Headers(dict):\n"
+    "    def __init__(self, pairs=()):\n"
+    "        super().__init__()\n"
+    "        for k, v in pairs:\n"
+    "            k = str(k).lower()\n"
+    "            super().__setitem__(k, v if k not in self else self[k] + \", \" + v)\n"
+    "\n"
+    "    def __getitem__(self, k):\n"
+    "        return super().__getitem__(str(k).lower())\n"
+    "\n"
+    "    def __contains__(self, k):\n"
+    "        return super().__contains__(str(k).lower())\n"
+    "\n"
+    "    def get(self, k, default=None):\n"
+    "        return super().get(str(k).lower(), default)\n"
+    "\n"
+    "\n"
+    "class Response:\n"
+    "    def __init__(self, status_code, headers, content, url, method):\n"
+    "        self.status_code = status_code\n"
+    "        self.headers = Headers(headers)\n"
+    "        self.content = content\n"
+    "        self.url = url\n"
+    "        self.method = method\n"
+    "\n"
+    "    @property\n"
+    "    def text(self):\n"
+    "        return self.content.decode(\"utf-8\", \"replace\")\n"
+    "\n"
+    "    @property\n"
+    "    def is_success(self):\n"
+    "        return 200 <= self.status_code < 300\n"
+    "\n"
+    "    @property\n"
+    "    def is_error(self):\n"
+    "        return self.status_code >= 400\n"
+    "\n"
+    "    @property\n"
+    "    def reason_phrase(self):\n"
+    "        import http\n"
+    "        try:\n"
+    "            return http.HTTPStatus(self.status_code).phrase\n"
+    "        except ValueError:\n"
+    "            return \"\"\n"
+    "\n"
+    "    def json(self):\n"
+    "        return _json.loads(self.content)\n"
+    "\n"
+    "    def raise_for_status(self):\n"
+    "        if self.status_code >= 400:\n"
+    "            kind = \"Client error\" if self.status_code < 500 else \"Server error\"\n"
+    "            raise HTTPStatusError(\"%s '%d %s' for url '%s'\" % (\n"
+    "                kind, self.status_code, self.reason_phrase, self.url), response=self)\n"
+    "        return self\n"
+    "\n"
+    "    def __repr__(self):\n"
+    "        return \"<Response [%d %s]>\" % (self.status_code, self.reason_phrase)\n"
+    "\n"
+    "\n"
+    "def _merge_params(url, params):\n"
+    "    if not params:\n"
+    "        return url\n"
+    "    items = list(params.items()) if isinstance(params, dict) else list(params)\n"
+    "    flat = []\n"
+    "    for k, v in items:\n"
+    "        if isinstance(v, (list, tuple)):\n"
+    "            flat.extend((k, x) for x in v)\n"
+    "        else:\n"
+    "            flat.append((k, v))\n"
+    "    parts = _up.urlsplit(url)\n"
+    "    query = parts.query + (\"&\" if parts.query else \"\") + _up.urlencode(flat)\n"
+    "    return _up.urlunsplit(parts._replace(query=query))\n"
+    "\n"
+    "\n"
+    "class HttpClient:\n"
+    "    \"\"\"The subset of httpx.AsyncClient that workflows use; every request goes to the parent.\"\"\"\n"
+    "\n"
+    "    def __init__(self, timeout):\n"
+    "        self.timeout = timeout\n"
+    "\n"
+    "    async def request(self, method, url, *, params=None, headers=None, json=None, data=None,\n"
+    "                      content=None, timeout=None, **_ignored):\n"
+    "        hdrs = [[str(k), str(v)] for k, v in (headers or {}).items()]\n"
+    "        body = b\"\"\n"
+    "        if json is not None:\n"
+    "            body = _json.dumps(json).encode()\n"
+    "            hdrs.append([\"Content-Type\", \"application/json\"])\n"
+    "        elif isinstance(data, dict):\n"
+    "            body = _up.urlencode(data, doseq=True).encode()\n"
+    "            hdrs.append([\"Content-Type\", \"application/x-www-form-urlencoded\"])\n"
+    "        elif data is not None or content is not None:\n"
+    "            raw = data if data is not None else content\n"
+    "            body = raw.encode() if isinstance(raw, str) else bytes(raw)\n"
+    "        full = _merge_params(str(url), params)\n"
+    "        t = self.timeout if timeout is None else timeout\n"
+    "        reply = _call({\"t\": \"http\", \"method\": str(method).upper(), \"url\": full, \"headers\": hdrs,\n"
+    "                       \"body_b64\": _b64.b64encode(body).decode(), \"timeout\": t})\n"
+    "        if reply.get(\"t\") != \"http_resp\":\n"
+    "            kind = reply.get(\"kind\")\n"
+    "            msg = reply.get(\"message\", \"request failed\")\n"
+    "            if kind == \"blocked\":\n"
+    "                raise SSRFBlockedError(msg)\n"
+    "            if kind == \"timeout\":\n"
+    "                raise TimeoutException(msg)\n"
+    "            raise RequestError(msg)\n"
+    "        return Response(reply[\"status\"], reply.get(\"headers\", []),\n"
+    "                        _b64.b64decode(reply.get(\"body_b64\", \"\")), full, str(method).upper())\n"
+    "\n"
+    "    async def get(self, url, **kw):\n"
+    "        return await self.request(\"GET\", url, **kw)\n"
+    "\n"
+    "    async def post(self, url, **kw):\n"
+    "        return await self.request(\"POST\", url, **kw)\n"
+    "\n"
+    "    async def put(self, url, **kw):\n"
+    "        return await self.request(\"PUT\", url, **kw)\n"
+    "\n"
+    "    async def patch(self, url, **kw):\n"
+    "        return await self.request(\"PATCH\", url, **kw)\n"
+    "\n"
+    "    async def delete(self, url, **kw):\n"
+    "        return await self.request(\"DELETE\", url, **kw)\n"
+    "\n"
+    "    async def head(self, url, **kw):\n"
+    "        return await self.request(\"HEAD\", url, **kw)\n"
+    "\n"
+    "\n"
+    "class WorkflowLogger:\n"
+    "    def _emit(self, level, message, extra):\n"
+    "        entry = {\"level\": level, \"message\": str(message),\n"
+    "                 \"ts\": _time.strftime(\"%Y-%m-%dT%H:%M:%S\", _time.gmtime()) + \"Z\"}\n"
+    "        if extra:\n"
+    "            entry[\"extra\"] = {str(k): v for k, v in extra.items()}\n"
+    "        _send({\"t\": \"log\", \"entry\": entry})\n"
+    "\n"
+    "    def info(self, message, **kw):\n"
+    "        self._emit(\"info\", message, kw)\n"
+    "\n"
+    "    def warning(self, message, **kw):\n"
+    "        self._emit(\"warning\", message, kw)\n"
+    "\n"
+    "    def error(self, message, **kw):\n"
+    "        self._emit(\"error\", message, kw)\n"
+    "\n"
+    "    def debug(self, message, **kw):\n"
+    "        self._emit(\"debug\", message, kw)\n"
+    "\n"
+    "    def __call__(self, message, **kw):\n"
+    "        self._emit(\"info\", message, kw)\n"
+    "\n"
+    "\n"
+    "class SecretsAccessor:\n"
+    "    \"\"\"Only the secrets the workflow declared and an admin allowed; nothing else exists here.\"\"\"\n"
+    "\n"
+    "    def __init__(self, allowed):\n"
+    "        self._values = {str(k): str(v) for k, v in (allowed or {}).items()}\n"
+    "\n"
+    "    def get(self, name, default=None):\n"
+    "        return self._values.get(str(name), default)\n"
+    "\n"
+    "\n"
+    "class IntegrationClients:\n"
+    "    def __init__(self):\n"
+    "        self.okta = None\n"
+    "        self.entra = None\n"
+    "\n"
+    "\n"
+    "class WorkflowContext:\n"
+    "    def __init__(self, indicator, alert, http, log, secrets, trigger=None):\n"
+    "        self.indicator = indicator\n"
+    "        self.alert = alert\n"
+    "        self.http = http\n"
+    "        self.log = log\n"
+    "        self.secrets = secrets\n"
+    "        self.trigger = trigger\n"
+    "        self.integrations = IntegrationClients()\n"
+    "\n"
+    "\n"
+    "class _Stream:\n"
+    "    def __init__(self, name):\n"
+    "        self.name = name\n"
+    "        self.pending = \"\"\n"
+    "\n"
+    "    def write(self, s):\n"
+    "        self.pending += str(s)\n"
+    "        while \"\\n\" in self.pending:\n"
+    "            line, self.pending = self.pending.split(\"\\n\", 1)\n"
+    "            _send({\"t\": \"log\", \"entry\": {\"level\": \"info\", \"message\": line,\n"
+    "                                         \"ts\": _time.strftime(\"%Y-%m-%dT%H:%M:%SZ\", _time.gmtime()),\n"
+    "                                         \"extra\": {\"stream\": self.name}}})\n"
+    "        return len(s)\n"
+    "\n"
+    "    def flush(self):\n"
+    "        pass\n"
+    "\n"
+    "\n"
+    "PUBLIC = (\"WorkflowContext\", \"WorkflowResult\", \"IndicatorContext\", \"AlertContext\",\n"
+    "          \"TriggerContext\", \"WorkflowLogger\", \"SecretsAccessor\", \"HttpClient\", \"Response\",\n"
+    "          \"HTTPError\", \"RequestError\", \"TimeoutException\", \"HTTPStatusError\", \"SSRFBlockedError\")\n"
+    "\n"
+    "\n"
+    "def install_modules():\n"
+    "    \"\"\"calseta, calseta.workflows, app, app.workflows and app.workflows.context.\"\"\"\n"
+    "    api = types.ModuleType(\"calseta.workflows\", \"Workflow API: WorkflowContext, WorkflowResult.\")\n"
+    "    for name in PUBLIC:\n"
+    "        setattr(api, name, globals()[name])\n"
+    "    ctxmod = types.ModuleType(\"app.workflows.context\")\n"
+    "    for name in PUBLIC:\n"
+    "        setattr(ctxmod, name, globals()[name])\n"
+    "    for pkg, sub, mod in ((\"calseta\", \"workflows\", api), (\"app\", \"workflows\", None)):\n"
+    "        parent = types.ModuleType(pkg)\n"
+    "        parent.__path__ = []\n"
+    "        sys.modules[pkg] = parent\n"
+    "        if mod is None:\n"
+    "            mod = types.ModuleType(\"app.workflows\")\n"
+    "            mod.__path__ = []\n"
+    "            mod.context = ctxmod\n"
+    "            sys.modules[\"app.workflows.context\"] = ctxmod\n"
+    "        setattr(parent, sub, mod)\n"
+    "        sys.modules[pkg + \".\" + sub] = mod\n"
+    "\n"
+    "\n"
+    "_VIEWS = {}\n"
+    "\n"
+    "\n"
+    "def _view(mod):\n"
+    "    \"\"\"A copy of a module without private names or modules outside the allowed list.\"\"\"\n"
+    "    name = mod.__name__\n"
+    "    if name in _VIEWS:\n"
+    "        return _VIEWS[name]\n"
+    "    if name.startswith(\"calseta\") or name.startswith(\"app\"):\n"
+    "        return mod\n"
+    "    v = types.ModuleType(name, getattr(mod, \"__doc__\", None))\n"
+    "    _VIEWS[name] = v\n"
+    "    for k, val in list(vars(mod).items()):\n"
+    "        if k.startswith(\"_\"):\n"
+    "            continue\n"
+    "        if isinstance(val, types.ModuleType):\n"
+    "            if not _val.module_allowed(val.__name__) or val.__name__.split(\".\")[0] in _val.BLOCKED:\n"
+    "                continue\n"
+    "            val = _view(val)\n"
+    "        setattr(v, k, val)\n"
+    "    return v\n"
+    "\n"
+    "\n"
+    "def _guarded_import(name, globals=None, locals=None, fromlist=(), level=0):\n"
+    "    if level:\n"
+    "        raise ImportError(\"relative imports are not allowed\")\n"
+    "    if name.split(\".\")[0] in _val.BLOCKED or not _val.module_allowed(name):\n"
+    "        raise ImportError(\"import of '%s' is not allowed\" % name)\n"
+    "    mod = sys.modules.get(name)\n"
+    "    if mod is None:\n"
+    "        raise ImportError(\"module '%s' is not available in the workflow sandbox\" % name)\n"
+    "    if fromlist:\n"
+    "        for item in fromlist:\n"
+    "            sub = sys.modules.get(name + \".\" + item)\n"
+    "            if sub is not None and _val.module_allowed(sub.__name__):\n"
+    "                _view(sub)\n"
+    "        return _view(mod)\n"
+    "    return _view(sys.modules[name.split(\".\")[0]])\n"
+    "\n"
+    "\n"
+    "def safe_builtins():\n"
+    "    blocked = _val.BLOCKED_CALLS | _val.BLOCKED_NAMES\n"
+    "    b = {k: v for k, v in vars(builtins).items() if not k.startswith(\"__\") and k not in blocked}\n"
+    "    b[\"__import__\"] = _guarded_import\n"
+    "    b[\"__name__\"] = \"workflow\"\n"
+    "    return b\n"
+    "\n"
+    "\n"
+    "class _Run:\n"
+    "    loop = None\n"
+    "\n"
+    "\n"
+    "def child_prepare(mode):\n"
+    "    import os\n"
+    "    os.environ.clear()\n"
+    "    try:\n"
+    "        import posix\n"
+    "        posix.environ.clear()\n"
+    "    except Exception:\n"
+    "        pass\n"
+    "    sys.stdin = None\n"
+    "    sys.stdout = _Stream(\"stdout\")\n"
+    "    sys.stderr = _Stream(\"stderr\")\n"
+    "    if mode == \"run\":\n"
+    "        _Run.loop = asyncio.new_event_loop()\n"
+    "        asyncio.set_event_loop(_Run.loop)\n"
+    "\n"
+    "\n"
+    "def child_validate(code):\n"
+    "    try:\n"
+    "        errors = _val.validate(code)\n"
+    "    except MemoryError:\n"
+    "        errors = [(0, \"Line 0: validation ran out of memory\")]\n"
+    "    _send({\"t\": \"validated\", \"errors\": [[l, m] for (l, m) in errors]})\n"
+    "\n"
+    "\n"
+    "def _fail(message, data=None):\n"
+    "    return WorkflowResult.fail(message, data)\n"
+    "\n"
+    "\n"
+    "def _build_ctx(req):\n"
+    "    ind = req.get(\"indicator\") or {}\n"
+    "    alert = req.get(\"alert\")\n"
+    "    trig = req.get(\"trigger_context\") or {}\n"
+    "    return WorkflowContext(\n"
+    "        IndicatorContext(ind if isinstance(ind, dict) else {}),\n"
+    "        AlertContext(alert) if isinstance(alert, dict) else None,\n"
+    "        HttpClient(req.get(\"timeout_seconds\", 30)), WorkflowLogger(),\n"
+    "        SecretsAccessor(req.get(\"secrets\")),\n"
+    "        TriggerContext(trig if isinstance(trig, dict) else {}))\n"
+    "\n"
+    "\n"
+    "def _execute(code, req, use_ast, use_pyguard):\n"
+    "    if use_ast:\n"
+    "        errors = _val.validate(code)\n"
+    "        if errors:\n"
+    "            return _fail(\"Workflow code failed validation: \" + \"; \".join(m for _, m in errors))\n"
+    "    linecache.cache[\"<workflow>\"] = (len(code), None, code.splitlines(True), \"<workflow>\")\n"
+    "    try:\n"
+    "        compiled = compile(code, \"<workflow>\", \"exec\")\n"
+    "    except SyntaxError as e:\n"
+    "        return _fail(\"Syntax error in workflow code: %s (line %s)\" % (e.msg, e.lineno))\n"
+    "    g = {\"__builtins__\": safe_builtins() if use_pyguard else builtins.__dict__,\n"
+    "         \"__name__\": \"workflow\"}\n"
+    "    ctx = _build_ctx(req)\n"
+    "    try:\n"
+    "        exec(compiled, g)\n"
+    "    except MemoryError:\n"
+    "        raise\n"
+    "    except BaseException:\n"
+    "        return _fail(\"Error loading workflow code:\\n\" + traceback.format_exc())\n"
+    "    run = g.get(\"run\")\n"
+    "    if run is None or not _inspect.iscoroutinefunction(run):\n"
+    "        return _fail(\"Workflow code must define an async function named 'run'\")\n"
+    "    try:\n"
+    "        result = _Run.loop.run_until_complete(run(ctx))\n"
+    "    except MemoryError:\n"
+    "        raise\n"
+    "    except BaseException:\n"
+    "        return _fail(\"Workflow raised an exception:\\n\" + traceback.format_exc())\n"
+    "    if not isinstance(result, WorkflowResult):\n"
+    "        return _fail(\"Workflow returned unexpected type: %s\" % type(result).__name__)\n"
+    "    return result\n"
+    "\n"
+    "\n"
+    "def child_run(code, req_json, use_ast, use_pyguard):\n"
+    "    req = _json.loads(req_json)\n"
+    "    try:\n"
+    "        result = _execute(code, req, use_ast, use_pyguard)\n"
+    "    except MemoryError:\n"
+    "        result = None\n"
+    "    if result is None:\n"
+    "        limit = req.get(\"max_memory_mb\", 0)\n"
+    "        result = _fail(\"Workflow exceeded its memory limit (%s MB)\" % limit)\n"
+    "    try:\n"
+    "        data = _json.loads(_json.dumps(result.data, default=str))\n"
+    "    except Exception:\n"
+    "        data = {\"repr\": repr(result.data)}\n"
+    "    _send({\"t\": \"result\", \"success\": result.success, \"message\": result.message, \"data\": data})\n";

@@ -1,0 +1,221 @@
+/*
+ * server.c - the runner's ZeroMQ front end and the dispatch every request goes through.
+ *
+ * A ROUTER socket receives [identity][msgpack request] from intake DEALERs. Each request gets a
+ * worker thread (at most max_concurrent run at once; the rest wait their turn), which calls
+ * runner_dispatch() and hands [identity][reply] back to the main thread over an inproc PUSH,
+ * since ZeroMQ sockets belong to one thread. Stopping drains: no new requests are read, and
+ * every request in flight is answered before runner_serve() returns.
+ */
+#include "runner.h"
+#include "log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#define RESULTS_ENDPOINT "inproc://runner-results"
+#define MAX_REQUEST_BYTES (8 * 1024 * 1024)
+
+struct server {
+    void *zctx;
+    struct zygote *z;
+    sem_t slots;
+    pthread_mutex_t lock;
+    int in_flight;
+};
+
+struct job {
+    struct server *srv;
+    void *identity;
+    size_t identity_len;
+    void *payload;
+    size_t payload_len;
+};
+
+int runner_dispatch(struct zygote *z, const void *req, size_t len, struct buf *reply)
+{
+    struct runner_msg msg;
+    char err[256];
+    if (runner_decode(req, len, &msg, err, sizeof err) != 0) {
+        msg_warn("runner: refused a request: %s", err);
+        return -1;
+    }
+    int rc = 0;
+    if (msg.type == RUNNER_MSG_VALIDATE) {
+        struct runner_validation v;
+        zygote_validate(z, msg.code, &v);
+        runner_encode_validation(msg.id, &v, reply);
+        runner_validation_destroy(&v);
+    } else if (msg.type == RUNNER_MSG_RUN) {
+        struct runner_result r;
+        zygote_run(z, &msg.run, &r);
+        msg_info("runner: run %s finished: %s in %lld ms", msg.run.run_uuid,
+                 runner_status_name(r.status), (long long)r.duration_ms);
+        runner_encode_result(msg.id, &r, reply);
+        runner_result_destroy(&r);
+    } else {
+        msg_warn("runner: refused a message of type %d (not a request)", (int)msg.type);
+        rc = -1;
+    }
+    runner_msg_destroy(&msg);
+    return rc;
+}
+
+static void job_free(struct job *j)
+{
+    free(j->identity);
+    free(j->payload);
+    free(j);
+}
+
+static void *worker(void *arg)
+{
+    struct job *j = arg;
+    struct server *s = j->srv;
+    struct buf reply;
+    buf_init(&reply);
+    while (sem_wait(&s->slots) != 0 && errno == EINTR)
+        ;
+    int rc = runner_dispatch(s->z, j->payload, j->payload_len, &reply);
+    sem_post(&s->slots);
+    void *push = zmq_socket(s->zctx, ZMQ_PUSH);
+    zmq_connect(push, RESULTS_ENDPOINT);
+    if (rc == 0) {
+        zmq_send(push, j->identity, j->identity_len, ZMQ_SNDMORE);
+        zmq_send(push, reply.data, reply.len, 0);
+    } else {
+        zmq_send(push, "", 0, 0); /* counts the job as done, nothing to answer */
+    }
+    zmq_close(push);
+    buf_destroy(&reply);
+    job_free(j);
+    return NULL;
+}
+
+static void *copy_msg(zmq_msg_t *m, size_t *len)
+{
+    *len = zmq_msg_size(m);
+    void *p = xmalloc(*len + 1);
+    memcpy(p, zmq_msg_data(m), *len);
+    return p;
+}
+
+/* Reads [identity][payload] (extra frames: refused) and starts a worker. */
+static void accept_request(struct server *s, void *router)
+{
+    zmq_msg_t id, body;
+    zmq_msg_init(&id);
+    zmq_msg_init(&body);
+    if (zmq_msg_recv(&id, router, ZMQ_DONTWAIT) < 0)
+        goto out;
+    if (!zmq_msg_more(&id) || zmq_msg_recv(&body, router, 0) < 0)
+        goto out;
+    if (zmq_msg_more(&body)) {
+        int more = 1;
+        while (more) {
+            zmq_msg_t extra;
+            zmq_msg_init(&extra);
+            zmq_msg_recv(&extra, router, 0);
+            more = zmq_msg_more(&extra);
+            zmq_msg_close(&extra);
+        }
+        msg_warn("runner: refused a request with extra frames");
+        goto out;
+    }
+    struct job *j = xcalloc(1, sizeof *j);
+    j->srv = s;
+    j->identity = copy_msg(&id, &j->identity_len);
+    j->payload = copy_msg(&body, &j->payload_len);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&s->lock);
+    s->in_flight++;
+    pthread_mutex_unlock(&s->lock);
+    if (pthread_create(&t, &attr, worker, j) != 0) {
+        msg_error("runner: cannot start a worker thread");
+        pthread_mutex_lock(&s->lock);
+        s->in_flight--;
+        pthread_mutex_unlock(&s->lock);
+        job_free(j);
+    }
+    pthread_attr_destroy(&attr);
+out:
+    zmq_msg_close(&id);
+    zmq_msg_close(&body);
+}
+
+/* Moves one finished reply from the workers to the ROUTER. */
+static void forward_reply(struct server *s, void *pull, void *router)
+{
+    zmq_msg_t id, body;
+    zmq_msg_init(&id);
+    zmq_msg_init(&body);
+    if (zmq_msg_recv(&id, pull, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&id);
+        zmq_msg_close(&body);
+        return;
+    }
+    if (zmq_msg_more(&id) && zmq_msg_recv(&body, pull, 0) >= 0) {
+        zmq_msg_send(&id, router, ZMQ_SNDMORE);
+        zmq_msg_send(&body, router, 0);
+    }
+    pthread_mutex_lock(&s->lock);
+    s->in_flight--;
+    pthread_mutex_unlock(&s->lock);
+    zmq_msg_close(&id);
+    zmq_msg_close(&body);
+}
+
+static int in_flight(struct server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int n = s->in_flight;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+int runner_serve(struct zygote *z, const char *endpoint, int max_concurrent, volatile int *stop)
+{
+    struct server s = {.z = z};
+    s.zctx = zmq_ctx_new();
+    sem_init(&s.slots, 0, (unsigned)(max_concurrent > 0 ? max_concurrent : 1));
+    pthread_mutex_init(&s.lock, NULL);
+    void *router = zmq_socket(s.zctx, ZMQ_ROUTER);
+    void *pull = zmq_socket(s.zctx, ZMQ_PULL);
+    int linger = 0;
+    int64_t maxmsg = MAX_REQUEST_BYTES;
+    zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    int rc = 0;
+    if (zmq_bind(pull, RESULTS_ENDPOINT) != 0 || zmq_bind(router, endpoint) != 0) {
+        msg_error("runner: cannot bind %s: %s", endpoint, zmq_strerror(errno));
+        rc = -1;
+        goto out;
+    }
+    msg_info("runner listening on %s", endpoint);
+    while (!*stop || in_flight(&s) > 0) {
+        zmq_pollitem_t items[] = {{pull, 0, ZMQ_POLLIN, 0}, {router, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, *stop ? 1 : 2, 200);
+        if (n < 0 && errno != EINTR)
+            break;
+        if (n <= 0)
+            continue;
+        if (items[0].revents & ZMQ_POLLIN)
+            forward_reply(&s, pull, router);
+        if (!*stop && (items[1].revents & ZMQ_POLLIN))
+            accept_request(&s, router);
+    }
+out:
+    zmq_close(router);
+    zmq_close(pull);
+    zmq_ctx_term(s.zctx);
+    sem_destroy(&s.slots);
+    pthread_mutex_destroy(&s.lock);
+    return rc;
+}

@@ -1,0 +1,274 @@
+"""harness.py - helpers for the integration tests: real processes, real sockets, real PostgreSQL.
+
+Each test module builds a Stack: a fresh database cloned from the migrated template database
+(`calseta`, migrated by scripts/test.sh), the service programs from CALSETA_BIN_DIR started as
+helper processes on free loopback ports, and small clients (HTTP over raw sockets, psql).
+Every process's stderr is kept; a sanitizer report in any of them fails the test.
+Standard library only.
+"""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+import uuid
+
+BIN = os.environ.get("CALSETA_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build-test/bin"))
+SRC = os.environ.get("CALSETA_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
+SHARED = os.path.join(SRC, "..", "shared")
+BASE_URL = os.environ.get("DATABASE_URL", "")
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "ERROR: UndefinedBehaviorSanitizer")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def db_url_for(dbname):
+    u = urllib.parse.urlsplit(BASE_URL)
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + dbname, u.query, u.fragment))
+
+
+def psql(url, sql, check=True):
+    """Runs SQL, returns rows as lists of strings (tab separated output)."""
+    r = subprocess.run(["psql", url, "-X", "-q", "-t", "-A", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                       capture_output=True, text=True, timeout=60)
+    if check and r.returncode != 0:
+        raise RuntimeError("psql failed: %s\n%s" % (sql, r.stderr))
+    rows = [line.split("\t") for line in r.stdout.splitlines() if line != ""]
+    return rows
+
+
+def psql_value(url, sql):
+    rows = psql(url, sql)
+    return rows[0][0] if rows else None
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # dict, lowercase names -> last value
+        self.header_list = []
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self):
+        return "<Response %d %r>" % (self.status, self.body[:300])
+
+
+class Proc:
+    def __init__(self, name, argv, env):
+        self.name = name
+        self.log_path = tempfile.mktemp(prefix="calseta-%s-" % name, suffix=".log")
+        self.log = open(self.log_path, "wb")
+        self.p = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def text(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return self.p.returncode
+
+
+class Stack:
+    """A database plus the services a test asks for."""
+
+    def __init__(self, name, env=None, services=("auditd", "intake"), intake_processes=1):
+        if not BASE_URL:
+            raise RuntimeError("DATABASE_URL is not set (run through `make test`)")
+        self.dbname = "t_%s_%s" % (re.sub(r"[^a-z0-9]", "_", name.lower())[:30], uuid.uuid4().hex[:8])
+        psql(db_url_for("postgres"), "CREATE DATABASE %s TEMPLATE calseta" % self.dbname)
+        self.db = db_url_for(self.dbname)
+        self.port = free_port()
+        self.data_dir = tempfile.mkdtemp(prefix="calseta-stack-")
+        self.env = dict(os.environ)
+        self.env.update({
+            "DATABASE_URL": self.db,
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": str(self.port),
+            "CALSETA_DATA_DIR": self.data_dir,
+            "LOG_FORMAT": "json",
+            "JOB_BUS_PUSH_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
+            "JOB_BUS_PULL_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
+            "AUDIT_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
+            "RUNNER_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
+            "AUDIT_SPOOL_DIR": os.path.join(self.data_dir, "spool"),
+        })
+        if env:
+            self.env.update({k: str(v) for k, v in env.items()})
+        self.procs = []
+        self.intakes = []
+        for svc in services:
+            if svc == "intake":
+                for _ in range(intake_processes):
+                    self.start_intake()
+            else:
+                self.start(svc)
+        if "intake" in services:
+            self.wait_healthy()
+
+    # -- processes -----------------------------------------------------------------------
+    def start(self, svc, extra_env=None):
+        env = dict(self.env)
+        if extra_env:
+            env.update({k: str(v) for k, v in extra_env.items()})
+        prog = os.path.join(BIN, "calseta-" + svc)
+        p = Proc(svc, [prog], env)
+        self.procs.append(p)
+        return p
+
+    def start_intake(self, extra_env=None):
+        p = self.start("intake", extra_env)
+        self.intakes.append(p)
+        return p
+
+    def wait_healthy(self, timeout=30):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            for p in self.intakes:
+                if not p.alive():
+                    raise RuntimeError("intake exited early:\n" + p.text()[-4000:])
+            try:
+                r = self.request("GET", "/health")
+                if r.status == 200:
+                    return
+                last = r
+            except OSError as e:
+                last = e
+            time.sleep(0.1)
+        raise RuntimeError("stack not healthy: %r" % (last,))
+
+    def cli(self, *args, check=True):
+        r = subprocess.run([os.path.join(BIN, "calseta")] + list(args), env=self.env,
+                           capture_output=True, text=True, timeout=120)
+        if check and r.returncode != 0:
+            raise RuntimeError("calseta %s failed (%d): %s %s" % (args, r.returncode, r.stdout, r.stderr))
+        return r
+
+    def create_key(self, scopes="admin", name="test", extra=()):
+        r = self.cli("create-api-key", "--name", name, "--scopes", scopes, *extra)
+        m = re.search(r"^(cai_[A-Za-z0-9_-]{43})$", r.stdout, re.M)
+        assert m, r.stdout
+        return m.group(1)
+
+    def sql(self, q):
+        return psql(self.db, q)
+
+    def sql_value(self, q):
+        return psql_value(self.db, q)
+
+    # -- HTTP -------------------------------------------------------------------------------
+    def request(self, method, path, headers=None, body=None, key=None, port=None, timeout=30):
+        conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=timeout)
+        hdrs = dict(headers or {})
+        if key:
+            hdrs["Authorization"] = "Bearer " + key
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            hdrs.setdefault("Content-Type", "application/json")
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            r = conn.getresponse()
+            data = r.read()
+            resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+            resp.header_list = r.getheaders()
+            return resp
+        finally:
+            conn.close()
+
+    def raw(self, data, read_timeout=5, port=None):
+        """Sends raw bytes, returns everything read until close or timeout."""
+        s = socket.create_connection(("127.0.0.1", port or self.port), timeout=read_timeout)
+        try:
+            s.sendall(data)
+            out = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            return out
+        finally:
+            s.close()
+
+    # -- teardown -------------------------------------------------------------------------
+    def stop(self):
+        problems = []
+        for p in reversed(self.procs):
+            p.stop()
+        for p in self.procs:
+            t = p.text()
+            for m in SANITIZER_MARKERS:
+                if m in t:
+                    problems.append("%s: sanitizer report:\n%s" % (p.name, t[-6000:]))
+                    break
+        try:
+            psql(db_url_for("postgres"), "DROP DATABASE IF EXISTS %s WITH (FORCE)" % self.dbname, check=False)
+        except Exception:
+            pass
+        if problems:
+            raise AssertionError("\n".join(problems))
+
+    def logs(self):
+        return "\n".join("== %s ==\n%s" % (p.name, p.text()[-3000:]) for p in self.procs)
+
+
+def run_tests(module_globals):
+    """Runs every function named test_* in definition order; exits non-zero on failure."""
+    only = sys.argv[1:] if len(sys.argv) > 1 else None
+    tests = [(n, f) for n, f in module_globals.items() if n.startswith("test_") and callable(f)]
+    failed = []
+    for name, fn in tests:
+        if only and name not in only:
+            continue
+        t0 = time.time()
+        try:
+            fn()
+            print("PASS %s (%.2fs)" % (name, time.time() - t0), flush=True)
+        except Exception:
+            failed.append(name)
+            print("FAIL %s (%.2fs)\n%s" % (name, time.time() - t0, traceback.format_exc()), flush=True)
+    print("%d passed, %d failed" % (len(tests) - len(failed) if not only else len(only) - len(failed), len(failed)))
+    sys.exit(1 if failed else 0)
+
+
+def assert_eq(a, b, msg=""):
+    if a != b:
+        raise AssertionError("%r != %r %s" % (a, b, msg))
+
+
+def fixture(name):
+    with open(os.path.join(SHARED, "fixtures", name), "rb") as f:
+        return f.read()

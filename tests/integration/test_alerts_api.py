@@ -1,0 +1,128 @@
+"""The alerts and API-key REST routes: envelopes, filters, pagination, the status lifecycle
+with its timestamps and activity events, delete, and key management bodies."""
+import time
+
+from harness import Stack, assert_eq, fixture, run_tests
+
+
+def ingest(s, k, title, severity="low", source="generic", **extra):
+    body = {"title": title, "severity": severity}
+    body.update(extra)
+    r = s.request("POST", "/v1/ingest/" + source, key=k, body=body)
+    assert_eq(r.status, 202, r.body)
+    return r.json()["data"]["alert_uuid"]
+
+
+def test_list_filters_and_pagination():
+    s = Stack("alerts_list")
+    try:
+        k = s.create_key("admin")
+        uuids = [ingest(s, k, "alert %d" % i, severity=("high" if i % 2 else "low"), tags=["t%d" % (i % 3)])
+                 for i in range(7)]
+        r = s.request("GET", "/v1/alerts?page=1&page_size=3", key=k)
+        assert_eq(r.status, 200)
+        b = r.json()
+        assert_eq(b["meta"], {"total": 7, "page": 1, "page_size": 3, "total_pages": 3})
+        assert_eq(len(b["data"]), 3)
+        assert_eq(b["data"][0]["uuid"], uuids[-1])  # newest first
+        assert "raw_payload" not in b["data"][0] or b["data"][0]["raw_payload"] is None
+        r = s.request("GET", "/v1/alerts?page=3&page_size=3", key=k).json()
+        assert_eq(len(r["data"]), 1)
+        r = s.request("GET", "/v1/alerts?severity=High", key=k).json()
+        assert_eq(r["meta"]["total"], 3)
+        r = s.request("GET", "/v1/alerts?severity=High,Low&sort_by=title&sort_order=asc", key=k).json()
+        assert_eq([a["title"] for a in r["data"]], ["alert %d" % i for i in range(7)])
+        r = s.request("GET", "/v1/alerts?tags=t0", key=k).json()
+        assert_eq(r["meta"]["total"], 3)
+        r = s.request("GET", "/v1/alerts?source_name=sentinel", key=k).json()
+        assert_eq(r["meta"]["total"], 0)
+        for bad in ("page=0", "page_size=501", "page_size=x", "severity=Huge", "sort_by=password",
+                    "sort_order=sideways", "is_enriched=maybe"):
+            r = s.request("GET", "/v1/alerts?" + bad, key=k)
+            assert_eq(r.status, 422, bad)
+            assert_eq(r.json()["error"]["code"], "VALIDATION_ERROR")
+        r = s.request("GET", "/v1/alerts/not-a-uuid", key=k)
+        assert_eq(r.status, 422)
+        r = s.request("GET", "/v1/alerts/00000000-0000-0000-0000-000000000000", key=k)
+        assert_eq(r.status, 404)
+        assert_eq(r.json()["error"]["code"], "NOT_FOUND")
+    finally:
+        s.stop()
+
+
+def test_status_lifecycle_and_activity():
+    s = Stack("alerts_patch")
+    try:
+        k = s.create_key("admin")
+        u = ingest(s, k, "lifecycle", src_ip="198.51.100.9")
+        r = s.request("PATCH", "/v1/alerts/" + u, key=k, body={"status": "Triaging"})
+        assert_eq(r.status, 200, r.body)
+        d = r.json()["data"]
+        assert_eq(d["status"], "Triaging")
+        assert d["acknowledged_at"] and d["triaged_at"] and d["closed_at"] is None
+        r = s.request("PATCH", "/v1/alerts/" + u, key=k, body={"status": "Closed"})
+        assert_eq(r.status, 422)
+        r = s.request("PATCH", "/v1/alerts/" + u, key=k, body={"status": "Closed", "close_classification": "Duplicate"})
+        d = r.json()["data"]
+        assert d["closed_at"] and d["close_classification"] == "Duplicate"
+        r = s.request("PATCH", "/v1/alerts/" + u, key=k, body={"status": "Open"})
+        d = r.json()["data"]
+        assert d["closed_at"] is None and d["close_classification"] is None
+        r = s.request("PATCH", "/v1/alerts/" + u, key=k, body={"severity": "Critical", "tags": ["x", "y"]})
+        assert_eq(r.json()["data"]["severity"], "Critical")
+        assert_eq(r.json()["data"]["tags"], ["x", "y"])
+        for bad in ({"status": "Done"}, {"severity": "urgent"}, {"tags": "x"}, {"malice_override": "Evil"}):
+            assert_eq(s.request("PATCH", "/v1/alerts/" + u, key=k, body=bad).status, 422, bad)
+        acts = s.request("GET", "/v1/alerts/%s/activity" % u, key=k).json()
+        types = [a["event_type"] for a in acts["data"]]
+        assert_eq(types[-1], "alert_ingested")
+        for t in ("alert_status_updated", "alert_closed", "alert_severity_updated"):
+            assert t in types, types
+        ind = s.request("GET", "/v1/alerts/%s/indicators" % u, key=k).json()
+        assert_eq([(i["type"], i["value"]) for i in ind["data"]], [("ip", "198.51.100.9")])
+        reader = s.create_key("alerts:read")
+        assert_eq(s.request("PATCH", "/v1/alerts/" + u, key=reader, body={"status": "Open"}).status, 403)
+        assert_eq(s.request("DELETE", "/v1/alerts/" + u, key=k).status, 204)
+        assert_eq(s.request("GET", "/v1/alerts/" + u, key=k).status, 404)
+        assert_eq(s.request("DELETE", "/v1/alerts/" + u, key=k).status, 404)
+        assert_eq(s.sql_value("SELECT count(*) FROM enrichment_jobs"), "0")
+    finally:
+        s.stop()
+
+
+def test_api_key_management_bodies():
+    s = Stack("keys_api")
+    try:
+        admin = s.create_key("admin")
+        r = s.request("POST", "/v1/api-keys", key=admin,
+                      body={"name": "agent-1", "scopes": ["alerts:read", "workflows:execute"], "key_type": "agent",
+                            "allowed_sources": ["sentinel"]})
+        assert_eq(r.status, 201, r.body)
+        d = r.json()["data"]
+        for f in ("uuid", "name", "key_prefix", "key", "scopes", "key_type", "is_active", "created_at",
+                  "expires_at", "allowed_sources"):
+            assert f in d, f
+        assert_eq(d["key_type"], "agent")
+        assert d["created_at"].endswith("Z")
+        for bad in ({"scopes": ["admin"]}, {"name": "", "scopes": ["admin"]}, {"name": "x", "scopes": []},
+                    {"name": "x", "scopes": ["admin"], "key_type": "robot"},
+                    {"name": "x", "scopes": ["admin"], "rate_limit_per_minute": 0},
+                    {"name": "x", "scopes": "admin"}):
+            assert_eq(s.request("POST", "/v1/api-keys", key=admin, body=bad).status, 422, bad)
+        r = s.request("PATCH", "/v1/api-keys/" + d["uuid"], key=admin, body={"allowed_sources": None})
+        assert_eq(r.json()["data"]["allowed_sources"], None)
+        r = s.request("PATCH", "/v1/api-keys/" + d["uuid"], key=admin, body={"is_active": False})
+        assert_eq(r.json()["data"]["is_active"], False)
+        lst = s.request("GET", "/v1/api-keys", key=admin).json()
+        assert d["uuid"] not in [x["uuid"] for x in lst["data"]]
+        assert_eq(s.request("GET", "/v1/api-keys/" + d["uuid"], key=admin).json()["data"]["is_active"], False)
+        assert_eq(s.request("DELETE", "/v1/api-keys/" + d["uuid"], key=admin).status, 204)
+        assert_eq(s.request("GET", "/v1/api-keys/00000000-0000-0000-0000-000000000000", key=admin).status, 404)
+        out = s.cli("list-api-keys").stdout
+        assert admin[:8] in out and admin not in out
+    finally:
+        s.stop()
+
+
+if __name__ == "__main__":
+    run_tests(globals())

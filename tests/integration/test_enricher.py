@@ -1,0 +1,550 @@
+"""test_enricher.py - the enrichment worker against real PostgreSQL and stand-in providers.
+
+Stand-ins (threads in this process, one HTTP server) speak the real request formats of the four
+built-in providers: VirusTotal v3 (x-apikey header, /api/v3/ip_addresses|domains|files/{v}),
+AbuseIPDB v2 (Key header, /api/v2/check?ipAddress=&maxAgeInDays=90), Okta (SSWS token,
+/api/v1/users/{login}, groups, manager) and Microsoft Entra (client-credentials token POST, then
+Graph /v1.0/users/{upn}). The seeded providers are pointed at them by rewriting their URL
+templates in the test database; credentials are stored as Fernet tokens made here (AES by the
+openssl command, HMAC by Python). Loopback is admitted with the test-only setting
+ENRICHER_ALLOW_LOOPBACK=true.
+
+Checks: results, extracted fields and malice written, job done, alert Enriched, pass-3
+indicators; 429 then 200 is retried; a hanging provider times out while the others complete;
+kill -9 mid-job -> the lease expires and another worker completes the job; a job run again
+changes no row (shared cache: no provider call either); hostile and huge provider bodies;
+SIGTERM drains the job in flight; wrong/missing/invalid ENCRYPTION_KEY -> a start-up error naming
+it; loopback blocked without the test setting; credentials never in logs or audit events.
+"""
+import base64
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Stack, assert_eq, run_tests  # noqa: E402
+
+VT_KEY = "vt-secret-7f3a9c1e55d2"
+ABUSE_KEY = "abuse-secret-0b8e4d2a91"
+OKTA_TOKEN = "okta-ssws-secret-4411aa"
+ENTRA_SECRET = "entra-client-secret-9c9c"
+ENTRA_TOKEN = "graph-access-token-x1y2"
+SECRETS = [VT_KEY, ABUSE_KEY, OKTA_TOKEN, ENTRA_SECRET]
+
+
+# ---- Fernet (the original's token format) -------------------------------------------------
+
+def fernet_key():
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def fernet_encrypt(key_b64, plaintext):
+    key = base64.urlsafe_b64decode(key_b64)
+    signing, enc = key[:16], key[16:]
+    iv = os.urandom(16)
+    ct = subprocess.run(["openssl", "enc", "-aes-128-cbc", "-K", enc.hex(), "-iv", iv.hex()],
+                        input=plaintext, capture_output=True, check=True).stdout
+    body = b"\x80" + struct.pack(">Q", int(time.time())) + iv + ct
+    mac = hmac.new(signing, body, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(body + mac).decode()
+
+
+# ---- stand-in providers ---------------------------------------------------------------------
+
+class Standin:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = []  # (method, path, headers dict, body)
+        self.abuse_429_left = {"9.9.9.9": 1}
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                outer.handle(self, "GET")
+
+            def do_POST(self):
+                outer.handle(self, "POST")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.handle_error = lambda request, address: None  # clients may hang up
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def count(self, needle):
+        with self.lock:
+            return sum(1 for r in self.requests if needle in r[1])
+
+    def send(self, h, status, obj=None, raw=None, headers=()):
+        data = raw if raw is not None else json.dumps(obj).encode()
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(data)))
+            for k, v in headers:
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(data)
+        except OSError:
+            pass
+
+    def handle(self, h, method):
+        n = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(n) if n else b""
+        u = urllib.parse.urlsplit(h.path)
+        with self.lock:
+            self.requests.append((method, h.path, dict(h.headers), body))
+        p = u.path
+        if p.startswith("/vt/"):
+            return self.vt(h, p[3:])
+        if p.startswith("/abuse/"):
+            return self.abuse(h, p[6:], urllib.parse.parse_qs(u.query))
+        if p.startswith("/okta/"):
+            return self.okta(h, p[5:])
+        if p.startswith("/entra/"):
+            return self.entra_token(h, p[6:], body)
+        if p.startswith("/graph/"):
+            return self.graph(h, p[6:], urllib.parse.parse_qs(u.query))
+        self.send(h, 404, {"error": "no route"})
+
+    def vt(self, h, p):
+        if h.headers.get("x-apikey") != VT_KEY:
+            return self.send(h, 401, {"error": {"code": "WrongCredentialsError"}})
+        value = urllib.parse.unquote(p.rsplit("/", 1)[-1])
+        kind = p.split("/")[3] if p.count("/") >= 4 else ""
+        if value == "93.184.216.34":      # slow: the kill -9 and drain scenarios
+            time.sleep(3)
+        if value == "7.7.7.7":            # huge body
+            return self.send(h, 200, raw=b'{"data":"' + b"A" * (3 << 20) + b'"}')
+        if value == "6.6.6.6":            # hostile shapes and types
+            return self.send(h, 200, {"data": {"attributes": {
+                "last_analysis_stats": {"malicious": "lots", "suspicious": [1]},
+                "asn": "AS-not-a-number", "tags": {"x": 1}, "country": ["a", "b"],
+                "\u0000weird": 1, "reputation": 1e300}}})
+        if kind not in ("ip_addresses", "domains", "files"):
+            return self.send(h, 400, {"error": "bad kind %s" % kind})
+        table = {
+            "185.220.101.34": (5, 1, ["tor"]),
+            "evil-c2.com": (0, 2, []),
+            "1.1.1.1": (0, 0, ["cdn"]),
+            "9.9.9.9": (0, 0, []),
+            "45.33.32.156": (0, 0, []),
+            "93.184.216.34": (0, 0, []),
+        }
+        if value not in table:
+            return self.send(h, 404, {"error": {"code": "NotFoundError"}})
+        mal, sus, tags = table[value]
+        self.send(h, 200, {"data": {"id": value, "type": kind[:-1] if kind != "ip_addresses" else "ip_address",
+                                    "attributes": {
+                                        "last_analysis_stats": {"malicious": mal, "suspicious": sus,
+                                                                "harmless": 60, "undetected": 10},
+                                        "reputation": -12 if mal else 3, "tags": tags,
+                                        "country": "DE", "as_owner": "Example AS", "asn": 64500,
+                                        "network": "185.220.100.0/22",
+                                        "registrar": "Example Registrar",
+                                        "creation_date": 1500000000,
+                                        "categories": {"vendor": "malware"}}}})
+
+    def abuse(self, h, p, q):
+        if p != "/api/v2/check" or h.headers.get("Key") != ABUSE_KEY \
+                or h.headers.get("Accept") != "application/json":
+            return self.send(h, 401, {"errors": [{"detail": "Authentication failed."}]})
+        ip = (q.get("ipAddress") or [""])[0]
+        if (q.get("maxAgeInDays") or [""])[0] != "90":
+            return self.send(h, 422, {"errors": [{"detail": "maxAgeInDays"}]})
+        with self.lock:
+            left = self.abuse_429_left.get(ip, 0)
+            if left:
+                self.abuse_429_left[ip] = left - 1
+        if left:
+            return self.send(h, 429, {"errors": [{"detail": "Daily rate limit exceeded"}]},
+                             headers=[("Retry-After", "1")])
+        if ip == "45.33.32.156":          # hangs past the step timeout
+            time.sleep(8)
+            return self.send(h, 200, {"data": {"abuseConfidenceScore": 0}})
+        if ip == "6.6.6.6":               # invalid JSON with a NUL escape and bad UTF-8
+            return self.send(h, 200, raw=b'{"data": {"isp": "\\u0000"}, \xff\xfe' + b"[" * 5000)
+        score = {"185.220.101.34": 100, "9.9.9.9": 30}.get(ip, 0)
+        self.send(h, 200, {"data": {"ipAddress": ip, "isPublic": True, "abuseConfidenceScore": score,
+                                    "countryCode": "DE", "usageType": "Data Center", "isp": "Example",
+                                    "totalReports": 12, "numDistinctUsers": 4, "isTor": score == 100,
+                                    "isWhitelisted": False, "lastReportedAt": "2026-01-01T00:00:00+00:00"}})
+
+    def okta(self, h, p):
+        if h.headers.get("Authorization") != "SSWS " + OKTA_TOKEN:
+            return self.send(h, 401, {"errorCode": "E0000011"})
+        parts = p.split("/")  # /api/v1/users/{x}[/groups|/linkedObjects/manager]
+        who = urllib.parse.unquote(parts[4]) if len(parts) > 4 else ""
+        if len(parts) == 5:
+            if who != "alice@contoso.com":
+                return self.send(h, 404, {"errorCode": "E0000007"})
+            return self.send(h, 200, {"id": "00u1alice", "status": "ACTIVE",
+                                      "created": "2024-01-01T00:00:00.000Z",
+                                      "lastLogin": "2026-01-01T00:00:00.000Z",
+                                      "passwordChanged": "2025-06-01T00:00:00.000Z",
+                                      "profile": {"login": who, "email": who, "firstName": "Alice",
+                                                  "lastName": "Doe", "department": "Finance",
+                                                  "title": "Analyst"}})
+        if who != "00u1alice":
+            return self.send(h, 404, {"errorCode": "E0000007"})
+        if parts[5] == "groups":
+            return self.send(h, 200, [{"id": "g1", "profile": {"name": "Everyone"}}])
+        return self.send(h, 200, [{"id": "00u1boss"}])
+
+    def entra_token(self, h, p, body):
+        form = urllib.parse.parse_qs(body.decode())
+        ok = (p == "/tenant-123/oauth2/v2.0/token"
+              and form.get("client_id") == ["client-abc"]
+              and form.get("client_secret") == [ENTRA_SECRET]
+              and form.get("grant_type") == ["client_credentials"]
+              and form.get("scope") == ["https://graph.microsoft.com/.default"])
+        if not ok:
+            return self.send(h, 401, {"error": "invalid_client"})
+        self.send(h, 200, {"token_type": "Bearer", "expires_in": 3599, "access_token": ENTRA_TOKEN})
+
+    def graph(self, h, p, q):
+        if h.headers.get("Authorization") != "Bearer " + ENTRA_TOKEN:
+            return self.send(h, 401, {"error": {"code": "InvalidAuthenticationToken"}})
+        parts = p.split("/")  # /v1.0/users/{x}[/memberOf|/manager]
+        who = urllib.parse.unquote(parts[3])
+        if len(parts) == 4:
+            if who != "alice@contoso.com" or "$select" not in q:
+                return self.send(h, 404, {"error": {"code": "Request_ResourceNotFound"}})
+            return self.send(h, 200, {"id": "obj-alice", "displayName": "Alice Doe",
+                                      "userPrincipalName": who, "mail": who, "accountEnabled": True,
+                                      "department": "Finance", "jobTitle": "Analyst",
+                                      "lastPasswordChangeDateTime": "2025-06-01T00:00:00Z"})
+        if parts[4] == "memberOf":
+            return self.send(h, 200, {"value": [{"displayName": "GlobalAdmins"}]})
+        return self.send(h, 404, {"error": {"code": "Request_ResourceNotFound"}})  # no manager
+
+
+# ---- fixture ---------------------------------------------------------------------------------
+
+STANDIN = Standin()
+KEY = fernet_key()
+STACK = None
+
+
+def setup():
+    global STACK
+    STACK = Stack("enricher", services=(), env={
+        "ENCRYPTION_KEY": KEY,
+        "ENRICHER_ALLOW_LOOPBACK": "true",
+        "ENRICHER_POLL_INTERVAL_MS": "200",
+        "ENRICH_JOB_DEADLINE_SECONDS": "60",
+        "LOG_LEVEL": "DEBUG",
+    })
+    base = "http://127.0.0.1:%d" % STANDIN.port
+    for old, new in (("https://www.virustotal.com", base + "/vt"),
+                     ("https://api.abuseipdb.com", base + "/abuse"),
+                     ("https://{{auth.domain}}", base + "/okta"),
+                     ("https://login.microsoftonline.com", base + "/entra"),
+                     ("https://graph.microsoft.com/v1.0", base + "/graph/v1.0")):
+        STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, '%s', '%s')::jsonb"
+                  % (old, new))
+    # AbuseIPDB answers within 2 s or not at all (the hanging stand-in takes 8)
+    STACK.sql("UPDATE enrichment_providers SET http_config = jsonb_set(http_config, '{steps,0,timeout_seconds}', '2') "
+              "WHERE provider_name = 'abuseipdb'")
+    creds = {
+        "virustotal": {"api_key": VT_KEY},
+        "abuseipdb": {"api_key": ABUSE_KEY},
+        "okta": {"api_token": OKTA_TOKEN, "domain": "contoso.okta.com"},
+        "entra": {"tenant_id": "tenant-123", "client_id": "client-abc", "client_secret": ENTRA_SECRET},
+    }
+    for name, c in creds.items():
+        tok = fernet_encrypt(KEY, json.dumps(c).encode())  # json.dumps separators, as the original
+        STACK.sql("UPDATE enrichment_providers SET auth_config = '%s'::jsonb WHERE provider_name = '%s'"
+                  % (json.dumps({"_encrypted": tok}), name))
+    # a pass-3 mapping: raw payload field -> indicator
+    STACK.sql("INSERT INTO indicator_field_mappings (source_name, field_path, indicator_type, extraction_target, "
+              "is_system, description) VALUES (NULL, 'detail.attacker.ip', 'ip', 'raw_payload', false, 'test')")
+
+
+def new_alert(indicators, raw=None, title="test alert"):
+    """Inserts an alert, its indicators and its job as the intake would; returns (alert_id, job_id)."""
+    vals = ",".join("('%s','%s',now(),now())" % (t, v) for t, v in indicators) or None
+    sql = ("WITH a AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload) "
+           "VALUES ('%s', 'High', 'generic', now(), '%s'::jsonb) RETURNING id)" % (title, json.dumps(raw or {})))
+    if vals:
+        sql += (", i AS (INSERT INTO indicators (type, value, first_seen, last_seen) VALUES %s "
+                "ON CONFLICT (type, value) DO UPDATE SET last_seen = now() RETURNING id), "
+                "l AS (INSERT INTO alert_indicators (alert_id, indicator_id) SELECT a.id, i.id FROM a, i) " % vals)
+    sql += " INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a RETURNING alert_id, id"
+    row = STACK.sql(sql)[0]
+    return int(row[0]), int(row[1])
+
+
+def wait_job(job_id, status="done", timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        s = STACK.sql_value("SELECT status FROM enrichment_jobs WHERE id = %d" % job_id)
+        if s == status:
+            return
+        time.sleep(0.1)
+    raise AssertionError("job %d not %s (is %s)\n%s" % (job_id, status, s, STACK.logs()))
+
+
+def indicator(t, v):
+    row = STACK.sql("SELECT malice, is_enriched, enrichment_results::text FROM indicators "
+                    "WHERE type = '%s' AND value = '%s'" % (t, v))
+    assert row, "no indicator %s %s" % (t, v)
+    return row[0][0], row[0][1], json.loads(row[0][2] or "null")
+
+
+def start_worker(**env):
+    p = STACK.start("enricher", env)
+    return p
+
+
+def stop_all_workers():
+    for p in STACK.procs:
+        if p.name == "enricher" and p.alive():
+            rc = p.stop()
+            assert_eq(rc, 0, "worker exit code\n" + p.text()[-3000:])
+
+
+# ---- tests -----------------------------------------------------------------------------------
+
+def test_enriches_all_providers():
+    setup()
+    alert, job = new_alert([("ip", "185.220.101.34"), ("domain", "evil-c2.com"),
+                            ("account", "alice@contoso.com"), ("ip", "10.0.0.5")],
+                           raw={"detail": {"attacker": {"ip": " 1.1.1.1 "}}})
+    start_worker()
+    wait_job(job)
+    assert_eq(STACK.sql_value("SELECT enrichment_status || ' ' || is_enriched FROM alerts WHERE id = %d" % alert),
+              "Enriched true")
+    malice, enriched, res = indicator("ip", "185.220.101.34")
+    assert_eq((malice, enriched), ("Malicious", "t"))
+    vt = res["virustotal"]
+    assert_eq((vt["status"], vt["success"], vt["provider_name"]), ("success", True, "virustotal"))
+    assert_eq(vt["extracted"]["malicious_count"], 5)
+    assert_eq(vt["extracted"]["asn"], 64500)
+    assert_eq(vt["extracted"]["tags"], ["tor"])
+    assert_eq(vt["extracted"]["malice"], "Malicious")
+    assert_eq(vt["raw"]["data"]["id"], "185.220.101.34")
+    ab = res["abuseipdb"]
+    assert_eq(ab["extracted"]["abuse_confidence_score"], 100)
+    assert_eq(ab["extracted"]["is_tor"], True)
+    assert_eq(ab["extracted"]["malice"], "Malicious")
+    # domain: suspicious by VT
+    malice, _, res = indicator("domain", "evil-c2.com")
+    assert_eq(malice, "Suspicious")
+    assert_eq(res["virustotal"]["extracted"]["registrar"], "Example Registrar")
+    # account: both identity providers, multi-step raw, no malice rules -> Pending
+    malice, _, res = indicator("account", "alice@contoso.com")
+    assert_eq(malice, "Pending")
+    okta = res["okta"]
+    assert_eq(okta["extracted"]["user_id"], "00u1alice")
+    assert_eq(okta["extracted"]["department"], "Finance")
+    assert_eq(sorted(okta["raw"].keys()), ["user_groups", "user_lookup", "user_manager"])
+    entra = res["entra"]
+    assert_eq(entra["status"], "success", entra)
+    assert_eq(entra["extracted"]["display_name"], "Alice Doe")
+    assert_eq(entra["extracted"]["account_enabled"], True)
+    assert "user_manager" not in entra["raw"]  # optional step, 404 skipped
+    # private IP: validation only, no provider called
+    malice, _, res = indicator("ip", "10.0.0.5")
+    assert_eq(list(res.keys()), ["_validation"])
+    assert_eq(res["_validation"]["status"], "skipped")
+    # pass 3: found in the raw payload, trimmed, linked and enriched
+    malice, _, res = indicator("ip", "1.1.1.1")
+    assert_eq(malice, "Benign")
+    assert_eq(STACK.sql_value("SELECT count(*) FROM alert_indicators ai JOIN indicators i ON i.id = ai.indicator_id "
+                              "WHERE ai.alert_id = %d" % alert), "5")
+    # one completion event with the reference's counters
+    ev = json.loads(STACK.sql_value("SELECT \"references\"::text FROM activity_events WHERE alert_id = %d "
+                                    "AND event_type = 'alert_enrichment_completed'" % alert))
+    assert_eq(ev["indicator_count"], 5)
+    assert_eq(ev["providers_failed"], 0)
+    assert ev["providers_succeeded"] >= 6, ev
+    # real request formats reached the stand-ins
+    assert STANDIN.count("/vt/api/v3/ip_addresses/185.220.101.34") == 1
+    assert STANDIN.count("/vt/api/v3/domains/evil-c2.com") == 1
+    assert STANDIN.count("/abuse/api/v2/check?ipAddress=185.220.101.34&maxAgeInDays=90") == 1
+    assert STANDIN.count("/okta/api/v1/users/alice%40contoso.com") == 1
+    assert STANDIN.count("/okta/api/v1/users/00u1alice/groups") == 1
+    assert STANDIN.count("/entra/tenant-123/oauth2/v2.0/token") == 1
+    assert STANDIN.count("/graph/v1.0/users/alice%40contoso.com?$select=") == 1
+    assert STANDIN.count("/10.0.0.5") == 0
+    assert_eq(STACK.sql_value("SELECT count(*) FROM enrichment_cache"), "7")
+
+
+def test_rerun_changes_nothing():
+    alert = int(STACK.sql_value("SELECT min(id) FROM alerts"))
+    snap_sql = ("SELECT i.id, i.type, i.value, i.malice, i.is_enriched, i.enrichment_results::text, "
+                "i.updated_at, i.last_seen FROM indicators i JOIN alert_indicators ai ON ai.indicator_id = i.id "
+                "WHERE ai.alert_id = %d ORDER BY i.id" % alert)
+    alert_sql = ("SELECT enrichment_status, enriched_at, updated_at, is_enriched, "
+                 "(SELECT count(*) FROM activity_events WHERE alert_id = %d), "
+                 "(SELECT count(*) FROM alert_indicators WHERE alert_id = %d) FROM alerts WHERE id = %d"
+                 % (alert, alert, alert))
+    before = (STACK.sql(snap_sql), STACK.sql(alert_sql))
+    calls = len(STANDIN.requests)
+    # a fresh worker (empty in-process cache) does the same job again: shared cache, no change
+    stop_all_workers()
+    start_worker()
+    job = int(STACK.sql_value("INSERT INTO enrichment_jobs (alert_id) VALUES (%d) RETURNING id" % alert))
+    wait_job(job)
+    after = (STACK.sql(snap_sql), STACK.sql(alert_sql))
+    assert_eq(after, before)
+    assert_eq(len(STANDIN.requests), calls, "providers called again instead of the shared cache")
+
+
+def test_429_then_200_is_retried():
+    alert, job = new_alert([("ip", "9.9.9.9")])
+    t0 = time.time()
+    wait_job(job)
+    assert time.time() - t0 >= 0.9, "Retry-After not honoured"
+    assert_eq(STANDIN.count("ipAddress=9.9.9.9&"), 2)
+    malice, _, res = indicator("ip", "9.9.9.9")
+    assert_eq(res["abuseipdb"]["status"], "success", res["abuseipdb"])
+    assert_eq(res["abuseipdb"]["extracted"]["abuse_confidence_score"], 30)
+    assert_eq(malice, "Suspicious")
+
+
+def test_hanging_provider_times_out_others_complete():
+    alert, job = new_alert([("ip", "45.33.32.156"), ("domain", "evil-c2.com")])
+    t0 = time.time()
+    wait_job(job, timeout=20)
+    took = time.time() - t0
+    assert took < 7, "job waited for the hanging provider (%.1fs)" % took
+    malice, _, res = indicator("ip", "45.33.32.156")
+    assert_eq(res["abuseipdb"]["status"], "failed")
+    assert "abuseipdb" not in STACK.sql_value("SELECT string_agg(provider_name, ',') FROM enrichment_cache "
+                                              "WHERE indicator_value = '45.33.32.156'") or ""
+    assert_eq(res["virustotal"]["status"], "success")
+    assert_eq(malice, "Benign")
+    ev = json.loads(STACK.sql_value("SELECT \"references\"::text FROM activity_events WHERE alert_id = %d "
+                                    "AND event_type = 'alert_enrichment_completed'" % alert))
+    assert_eq(ev["providers_failed"], 1)
+
+
+def test_hostile_provider_bodies():
+    alert, job = new_alert([("ip", "7.7.7.7"), ("ip", "6.6.6.6")])
+    wait_job(job)
+    _, _, res = indicator("ip", "7.7.7.7")
+    assert_eq(res["virustotal"]["status"], "failed")
+    assert "larger than" in res["virustotal"]["error_message"], res["virustotal"]
+    _, _, res = indicator("ip", "6.6.6.6")
+    vt = res["virustotal"]
+    assert_eq(vt["status"], "success")
+    assert "asn" not in vt["extracted"]  # "AS-not-a-number" does not coerce to int
+    assert_eq(vt["extracted"]["malice"], "Benign")  # "lots" > 0 is no match
+    ab = res["abuseipdb"]
+    assert_eq(ab["status"], "success")
+    assert "_raw_text" in ab["raw"]
+    assert "\u0000" not in ab["raw"]["_raw_text"]
+    workers = [p for p in STACK.procs if p.name == "enricher"]
+    assert all(p.p.returncode in (None, 0) for p in workers), "a worker died"
+    assert any(p.alive() for p in workers)
+
+
+def test_kill9_mid_job_lease_taken_over():
+    stop_all_workers()
+    w1 = start_worker(ENRICH_JOB_LEASE_SECONDS=2)
+    alert, job = new_alert([("ip", "93.184.216.34")])  # VT answers after 3 s
+    wait_job(job, status="running")
+    owner1 = STACK.sql_value("SELECT lease_owner FROM enrichment_jobs WHERE id = %d" % job)
+    time.sleep(0.5)
+    w1.p.kill()
+    w1.p.wait()
+    assert_eq(STACK.sql_value("SELECT status FROM enrichment_jobs WHERE id = %d" % job), "running")
+    start_worker(ENRICH_JOB_LEASE_SECONDS=2)
+    wait_job(job, timeout=30)
+    row = STACK.sql("SELECT attempts, lease_owner IS NULL FROM enrichment_jobs WHERE id = %d" % job)[0]
+    assert_eq(row, ["2", "t"])
+    assert_eq(STACK.sql_value("SELECT enrichment_status FROM alerts WHERE id = %d" % alert), "Enriched")
+    _, _, res = indicator("ip", "93.184.216.34")
+    assert_eq(res["virustotal"]["status"], "success")
+    assert owner1
+    assert_eq(STACK.sql_value("SELECT count(*) FROM activity_events WHERE alert_id = %d "
+                              "AND event_type = 'alert_enrichment_completed'" % alert), "1")
+
+
+def test_many_jobs_two_workers():
+    start_worker()
+    jobs = [new_alert([("ip", "1.1.1.1"), ("domain", "evil-c2.com")], title="bulk %d" % i)[1] for i in range(30)]
+    for j in jobs:
+        wait_job(j)
+    assert_eq(STACK.sql_value("SELECT count(*) FROM activity_events e JOIN enrichment_jobs j ON j.alert_id = e.alert_id "
+                              "WHERE e.event_type = 'alert_enrichment_completed' AND j.id IN (%s)"
+                              % ",".join(map(str, jobs))), "30")
+
+
+def test_sigterm_drains_job_in_flight():
+    stop_all_workers()
+    STACK.sql("DELETE FROM enrichment_cache WHERE indicator_value = '93.184.216.34'")
+    w = start_worker()
+    alert, job = new_alert([("ip", "93.184.216.34")])
+    wait_job(job, status="running")
+    w.p.send_signal(signal.SIGTERM)
+    rc = w.p.wait(30)
+    assert_eq(rc, 0, w.text()[-2000:])
+    assert_eq(STACK.sql_value("SELECT status FROM enrichment_jobs WHERE id = %d" % job), "done")
+
+
+def test_loopback_blocked_without_test_setting():
+    stop_all_workers()
+    STACK.sql("DELETE FROM enrichment_cache")
+    w = start_worker(ENRICHER_ALLOW_LOOPBACK="false")
+    alert, job = new_alert([("ip", "8.8.4.4")])
+    wait_job(job)
+    _, _, res = indicator("ip", "8.8.4.4")
+    assert_eq(res["virustotal"]["status"], "failed")
+    assert "SSRF" in res["virustotal"]["error_message"], res["virustotal"]
+    assert_eq(STANDIN.count("8.8.4.4"), 0)
+    assert_eq(w.stop(), 0)
+
+
+def test_bad_encryption_key_is_a_startup_error():
+    for key in ("", "short", fernet_key()):
+        p = start_worker(ENCRYPTION_KEY=key)
+        try:
+            p.p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.p.kill()
+            raise AssertionError("worker with ENCRYPTION_KEY=%r kept running" % key)
+        assert p.p.returncode != 0
+        assert "ENCRYPTION_KEY" in p.text(), p.text()[-2000:]
+
+
+def test_credentials_never_logged():
+    stop_all_workers()
+    texts = [p.text() for p in STACK.procs]
+    spool = os.path.join(STACK.data_dir, "spool")
+    spooled = ""
+    for root, _, files in os.walk(spool):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                spooled += fh.read().decode("latin-1")
+    for s in SECRETS + [ENTRA_TOKEN, KEY]:
+        for t in texts:
+            assert s not in t, "secret in a worker log"
+        assert s not in spooled, "secret in the audit spool"
+    assert "credentials_decrypted" in spooled, "no credentials_decrypted audit event"
+
+
+if __name__ == "__main__":
+    try:
+        run_tests(globals())
+    finally:
+        if STACK:
+            STACK.stop()
+        STANDIN.server.shutdown()

@@ -1,0 +1,304 @@
+"""The intake's HTTP front door over real sockets: routing errors, security headers and request
+ids on every status, body and header limits, slow clients, pipelining, TLS, drain on SIGTERM,
+health (SPEC S9-S11, §5 fixes 3, 5, 6)."""
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+
+import harness
+from harness import Stack, assert_eq, run_tests
+
+SEC = {"x-content-type-options": "nosniff", "x-frame-options": "DENY",
+       "x-xss-protection": "1; mode=block", "referrer-policy": "no-referrer",
+       "content-security-policy": "default-src 'none'; frame-ancestors 'none'"}
+
+
+def check_security_headers(headers, what=""):
+    for k, v in SEC.items():
+        assert_eq(headers.get(k), v, (what, k))
+    assert headers.get("x-request-id"), what
+
+
+def parse_raw(out):
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    return status, hdrs, body
+
+
+def test_routing_404_405_and_headers_everywhere():
+    s = Stack("routing", env={"MAX_REQUEST_BODY_SIZE_MB": 1, "MAX_INGEST_PAYLOAD_SIZE_MB": 1})
+    try:
+        k = s.create_key("admin")
+        r = s.request("GET", "/v1/nope", key=k)
+        assert_eq(r.status, 404)
+        assert_eq(r.json()["error"]["code"], "NOT_FOUND")
+        check_security_headers(r.headers, "404")
+        r = s.request("PUT", "/v1/alerts", key=k)
+        assert_eq(r.status, 405)
+        allow = {m.strip() for m in r.headers["allow"].split(",")}
+        assert {"GET", "POST"} <= allow, allow
+        check_security_headers(r.headers, "405")
+        for path, key in (("/health", None), ("/v1/alerts", None), ("/v1/alerts", k)):
+            r = s.request("GET", path, key=key)
+            check_security_headers(r.headers, path)
+        # 413 by Content-Length, before the body is sent
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        sock.sendall(b"POST /v1/ingest/generic HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + k.encode() +
+                     b"\r\nContent-Length: %d\r\n\r\n" % (2 * 1024 * 1024))
+        status, hdrs, body = parse_raw(sock.recv(65536))
+        sock.close()
+        assert_eq(status, 413)
+        assert b"PAYLOAD_TOO_LARGE" in body and b"1MB limit for ingest" in body, body
+        check_security_headers(hdrs, "413")
+        # 413 by counting a chunked body
+        chunk = b"x" * 65536
+        req = (b"POST /v1/ingest/generic HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + k.encode() +
+               b"\r\nTransfer-Encoding: chunked\r\n\r\n" + (b"10000\r\n" + chunk + b"\r\n") * 40 + b"0\r\n\r\n")
+        try:
+            out = s.raw(req)
+        except OSError as e:
+            out = b""
+        assert out.startswith(b"HTTP/1.1 413"), out[:100]
+        # client-supplied request id: echoed when sane, replaced when not
+        r = s.request("GET", "/health", headers={"X-Request-ID": "abc-123"})
+        assert_eq(r.headers["x-request-id"], "abc-123")
+        r = s.request("GET", "/health", headers={"X-Request-ID": "<script>" + "x" * 300})
+        assert r.headers["x-request-id"] != "<script>" and len(r.headers["x-request-id"]) == 36
+        # 431
+        r = s.raw(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+        st, hdrs, _ = parse_raw(r)
+        assert_eq(st, 431)
+        check_security_headers(hdrs, "431")
+        # malformed request line
+        st, hdrs, _ = parse_raw(s.raw(b"GARBAGE\r\n\r\n"))
+        assert_eq(st, 400)
+        check_security_headers(hdrs, "400")
+        # non-ASCII header bytes never crash
+        st, _, _ = parse_raw(s.raw(b"GET /health HTTP/1.1\r\nHost: x\r\nX-W: \xff\xfe\x80\r\nConnection: close\r\n\r\n"))
+        assert st in (200, 400), st
+        assert_eq(s.request("GET", "/health").status, 200)
+    finally:
+        s.stop()
+
+
+def test_pipelining_keepalive_chunked():
+    s = Stack("pipeline")
+    try:
+        k = s.create_key("admin").encode()
+        reqs = (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Request-ID: one\r\n\r\n"
+                b"GET /v1/alerts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + k + b"\r\nX-Request-ID: two\r\n\r\n"
+                b"GET /nope HTTP/1.1\r\nHost: x\r\nX-Request-ID: three\r\nConnection: close\r\n\r\n")
+        out = s.raw(reqs)
+        ids = [l.split(b":")[1].strip() for l in out.split(b"\r\n") if l.lower().startswith(b"x-request-id")]
+        assert_eq(ids, [b"one", b"two", b"three"])
+        assert_eq(out.count(b"HTTP/1.1 "), 3)
+        body = b'{"title": "chunked alert", "severity": "low"}'
+        req = (b"POST /v1/ingest/generic HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + k +
+               b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+               b"%x\r\n" % 10 + body[:10] + b"\r\n" + b"%x\r\n" % (len(body) - 10) + body[10:] + b"\r\n0\r\n\r\n")
+        out = s.raw(req)
+        assert out.startswith(b"HTTP/1.1 202"), out[:300]
+        # Expect: 100-continue
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        sock.sendall(b"POST /v1/ingest/generic HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + k +
+                     b"\r\nContent-Length: %d\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n" % len(body))
+        first = sock.recv(100)
+        assert first.startswith(b"HTTP/1.1 100"), first
+        sock.sendall(body)
+        rest = b""
+        while True:
+            d = sock.recv(65536)
+            if not d:
+                break
+            rest += d
+        assert b"HTTP/1.1 202" in first + rest, first + rest
+        sock.close()
+    finally:
+        s.stop()
+
+
+def test_slow_clients_get_408():
+    s = Stack("slow", env={"HTTP_HEADER_TIMEOUT_MS": 800, "HTTP_BODY_TIMEOUT_MS": 800})
+    try:
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        t0 = time.time()
+        out = sock.recv(65536)
+        assert out.startswith(b"HTTP/1.1 408"), out[:100]
+        assert time.time() - t0 < 4
+        check_security_headers(parse_raw(out)[1], "408")
+        sock.close()
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        sock.sendall(b"POST /v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        out = sock.recv(65536)
+        assert out.startswith(b"HTTP/1.1 408"), out[:100]
+        sock.close()
+        assert_eq(s.request("GET", "/health").status, 200)
+    finally:
+        s.stop()
+
+
+def test_connection_limit():
+    s = Stack("connlimit", env={"MAX_CONNECTIONS": 4})
+    try:
+        held = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(4)]
+        time.sleep(0.2)
+        extra = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        out = extra.recv(65536)
+        assert out.startswith(b"HTTP/1.1 503"), out[:100]
+        extra.close()
+        held[0].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert held[0].recv(65536).startswith(b"HTTP/1.1 200")
+        for h in held:
+            h.close()
+    finally:
+        s.stop()
+
+
+def test_tls_and_hsts():
+    d = tempfile.mkdtemp()
+    cert, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    s = Stack("tls", services=("auditd",), env={"TLS_CERT_FILE": cert, "TLS_KEY_FILE": key, "HTTPS_ENABLED": "true"})
+    try:
+        s.start_intake()
+        ctx = ssl.create_default_context(cafile=cert)
+        ctx.check_hostname = False
+        deadline = time.time() + 20
+        while True:
+            try:
+                raw = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+        t = ctx.wrap_socket(raw)
+        assert t.version() in ("TLSv1.2", "TLSv1.3"), t.version()
+        t.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        out = b""
+        while True:
+            dd = t.recv(65536)
+            if not dd:
+                break
+            out += dd
+        st, hdrs, body = parse_raw(out)
+        assert_eq(st, 200)
+        assert_eq(hdrs["strict-transport-security"], "max-age=63072000; includeSubDomains")
+        # TLS 1.1 is refused
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        old.check_hostname = False
+        old.verify_mode = ssl.CERT_NONE
+        try:
+            old.minimum_version = ssl.TLSVersion.TLSv1
+            old.maximum_version = ssl.TLSVersion.TLSv1_1
+            old.set_ciphers("ALL:@SECLEVEL=0")
+            raw = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            refused = False
+            try:
+                old.wrap_socket(raw)
+            except (ssl.SSLError, OSError):
+                refused = True
+            assert refused, "TLS 1.1 handshake succeeded"
+        except ValueError:
+            pass  # this OpenSSL cannot even offer TLS 1.1
+        # plain HTTP on the TLS port is not answered as HTTP
+        out = s.raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert not out.startswith(b"HTTP/1.1 200")
+    finally:
+        s.stop()
+
+
+def test_drain_on_sigterm_finishes_in_flight():
+    s = Stack("drain")
+    try:
+        k = s.create_key("admin").encode()
+        # a request whose body is still arriving when SIGTERM comes
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        body = b'{"title": "in flight", "severity": "low"}'
+        sock.sendall(b"POST /v1/ingest/generic HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + k +
+                     b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:5])
+        time.sleep(0.3)
+        s.intakes[0].p.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        sock.sendall(body[5:])
+        out = sock.recv(65536)
+        assert out.startswith(b"HTTP/1.1 202"), out[:200]
+        assert b"connection: close" in out.lower()
+        sock.close()
+        rc = s.intakes[0].p.wait(timeout=20)
+        assert_eq(rc, 0)
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts WHERE title = 'in flight'"), "1")
+        # the listener is closed
+        try:
+            socket.create_connection(("127.0.0.1", s.port), timeout=2).close()
+            refused = False
+        except OSError:
+            refused = True
+        assert refused
+    finally:
+        s.stop()
+
+
+def test_cors_off_by_default_and_exact_origin():
+    s = Stack("cors0")
+    s2 = Stack("cors1", env={"CORS_ALLOWED_ORIGINS": "https://soc.example.com, https://b.example"})
+    try:
+        r = s.request("GET", "/health", headers={"Origin": "https://soc.example.com"})
+        assert "access-control-allow-origin" not in r.headers
+        r = s2.request("GET", "/health", headers={"Origin": "https://soc.example.com"})
+        assert_eq(r.headers.get("access-control-allow-origin"), "https://soc.example.com")
+        assert_eq(r.headers.get("access-control-allow-credentials"), "true")
+        r = s2.request("GET", "/health", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
+        r = s2.request("OPTIONS", "/v1/alerts", headers={"Origin": "https://b.example",
+                                                          "Access-Control-Request-Method": "POST"})
+        assert_eq(r.status, 200)
+        assert "POST" in r.headers["access-control-allow-methods"]
+        assert_eq(r.headers.get("access-control-max-age"), "600")
+        r = s2.request("OPTIONS", "/v1/alerts", headers={"Origin": "https://evil.example",
+                                                          "Access-Control-Request-Method": "POST"})
+        assert_eq(r.status, 400)
+    finally:
+        s.stop()
+        s2.stop()
+
+
+def test_health_reports_database_down():
+    s = Stack("healthdown", services=(), env={"DATABASE_URL": "postgresql://x:y@127.0.0.1:%d/none" % harness.free_port()})
+    try:
+        s.start_intake()
+        deadline = time.time() + 20
+        while True:
+            try:
+                r = s.request("GET", "/health")
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert_eq(r.status, 503)
+        b = r.json()
+        assert_eq((b["status"], b["database"]), ("down", "error"))
+        check_security_headers(r.headers, "503")
+        r = s.request("GET", "/v1/alerts", key="cai_" + "A" * 43)
+        assert_eq(r.status, 503)
+        assert_eq(r.json()["error"]["code"], "SERVICE_UNAVAILABLE")
+    finally:
+        s.stop()
+
+
+if __name__ == "__main__":
+    run_tests(globals())
