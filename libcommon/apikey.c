@@ -48,8 +48,8 @@ int apikey_hash(const char *key, int cost, char out[61])
     if (n == 0 || n > APIKEY_MAX_TOKEN || cost < 4 || cost > 31)
         return -1;
     crypto_random(rnd, sizeof rnd);
-    if (!crypt_gensalt_rn("$2b$", (unsigned long)cost, (const char *)rnd, (int)sizeof rnd,
-                          setting, (int)sizeof setting))
+    if (!crypt_gensalt_rn("$2b$", (unsigned long)cost, (const char *)rnd, (int)sizeof rnd, setting,
+                          (int)sizeof setting))
         return -1;
     return bcrypt_run(key, setting, out);
 }
@@ -57,8 +57,7 @@ int apikey_hash(const char *key, int cost, char out[61])
 /* A hash libxcrypt's bcrypt accepts: $2a$/$2b$/$2y$, two-digit cost, 53 salt+hash chars. */
 static int hash_shape_ok(const char *h)
 {
-    if (strlen(h) != APIKEY_HASH_LEN || h[0] != '$' || h[1] != '2' || h[3] != '$' ||
-        h[6] != '$')
+    if (strlen(h) != APIKEY_HASH_LEN || h[0] != '$' || h[1] != '2' || h[3] != '$' || h[6] != '$')
         return 0;
     if (h[2] != 'a' && h[2] != 'b' && h[2] != 'y')
         return 0;

@@ -182,8 +182,7 @@ void crypto_md5_hex(const void *p, size_t n, char out[33])
     crypto_hex_encode(d, 16, out);
 }
 
-void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n,
-                        uint8_t out[32])
+void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n, uint8_t out[32])
 {
     static const uint8_t empty[1];
     unsigned int olen = 0;
@@ -194,8 +193,7 @@ void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t 
         msg_fatal("crypto: HMAC-SHA256 failed");
 }
 
-void crypto_hmac_sha256_hex(const void *key, size_t keylen, const void *msg, size_t n,
-                            char out[65])
+void crypto_hmac_sha256_hex(const void *key, size_t keylen, const void *msg, size_t n, char out[65])
 {
     uint8_t d[32];
     crypto_hmac_sha256(key, keylen, msg, n, d);
@@ -273,7 +271,8 @@ int crypto_parse_hex_signature(const char *hdr, size_t len, uint8_t out[32])
         return -1;
     uint8_t tmp[32];
     for (size_t i = 0; i < 32; i++) {
-        int hi = hex_value((unsigned char)hdr[2 * i]), lo = hex_value((unsigned char)hdr[2 * i + 1]);
+        int hi = hex_value((unsigned char)hdr[2 * i]),
+            lo = hex_value((unsigned char)hdr[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         tmp[i] = (uint8_t)(hi << 4 | lo);

@@ -22,8 +22,8 @@ int fernet_key_parse(const char *b64, struct fernet_key *out)
 {
     uint8_t raw[36];
     size_t n = 0;
-    if (!b64 || strlen(b64) != 44 ||
-        crypto_b64_decode(b64, 44, CRYPTO_B64_URL, raw, &n) != 0 || n != 32) {
+    if (!b64 || strlen(b64) != 44 || crypto_b64_decode(b64, 44, CRYPTO_B64_URL, raw, &n) != 0 ||
+        n != 32) {
         explicit_bzero(raw, sizeof raw);
         return -1;
     }
@@ -105,8 +105,7 @@ static uint8_t *token_decode(const char *token, size_t *n)
     return raw;
 }
 
-int fernet_decrypt(const struct fernet_key *k, const char *token, uint8_t **pt_out,
-                   size_t *n_out)
+int fernet_decrypt(const struct fernet_key *k, const char *token, uint8_t **pt_out, size_t *n_out)
 {
     uint8_t mac[32], *raw = NULL, *pt = NULL;
     size_t n = 0;

@@ -31,8 +31,7 @@ int fernet_encrypt_at(const struct fernet_key *k, const void *pt, size_t n, uint
 /* Decrypts token into *pt_out: secmem (locked) memory of *n_out bytes plus a NUL terminator
  * not counted in *n_out; release it with secmem_free(). 0 on success; -1 for anything wrong
  * (bad base64, truncated, bad version, bad HMAC / wrong key, bad padding), with *pt_out NULL. */
-int fernet_decrypt(const struct fernet_key *k, const char *token, uint8_t **pt_out,
-                   size_t *n_out);
+int fernet_decrypt(const struct fernet_key *k, const char *token, uint8_t **pt_out, size_t *n_out);
 /* The timestamp field of a token (no authentication); 0 and *ts set, or -1. */
 int fernet_token_timestamp(const char *token, uint64_t *ts);
 

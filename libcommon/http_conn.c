@@ -559,7 +559,8 @@ static int cb_headers_complete(llhttp_t *p)
     if (llhttp_get_upgrade(p))
         c->close_after = 1; /* no protocol switch here: answer, then close */
     request_route(c, p);
-    int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
+    int has_body = (p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) ||
+                   ((p->flags & F_CONTENT_LENGTH) && p->content_length);
     if (!has_body)
         return 0;
     if (c->action != ACT_DISPATCH) {
@@ -700,7 +701,8 @@ static void conn_process(struct http_conn *c)
             conn_act(c);
     }
     input_compact(c);
-    if (c->peer_eof && !c->closing && c->state != CS_HANDLER && c->state != CS_LINGER)
+    if (c->peer_eof && !c->closing && c->state != CS_HANDLER && c->state != CS_LINGER &&
+        c->in_off >= c->in.len)
         http_conn_close(c); /* EOF with no complete request left */
     c->processing = 0;
     http_conn_unref(c);

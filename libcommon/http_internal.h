@@ -57,24 +57,24 @@ struct http_conn {
     unsigned processing : 1;  /* inside conn_process() */
     unsigned read_stopped : 1;
     unsigned peer_eof : 1;
-    unsigned req_active : 1;  /* a request is waiting for its answer */
-    unsigned body_unread : 1; /* answered before the body was read */
-    unsigned in_value : 1;    /* last header callback was a value */
+    unsigned req_active : 1;   /* a request is waiting for its answer */
+    unsigned body_unread : 1;  /* answered before the body was read */
+    unsigned in_value : 1;     /* last header callback was a value */
     unsigned headers_done : 1; /* header section parsed (later fields are trailers) */
     unsigned shutdown_started : 1;
     unsigned listed : 1;
     unsigned act_ready : 1; /* c->action is to be carried out now */
     int writes_pending;
-    size_t write_queued; /* bytes handed to uv_write() and not yet written */
+    size_t write_queued;  /* bytes handed to uv_write() and not yet written */
     http_handler handler; /* for ACT_DISPATCH */
     /* input not yet parsed (plaintext) */
     struct buf in;
     size_t in_off;
     /* the request being parsed / handled; buffers are reused across requests */
     struct http_request req;
-    struct buf url;      /* raw request target */
-    struct buf pathbuf;  /* decoded path */
-    struct buf hdrs;     /* "name\0value\0" for each header */
+    struct buf url;     /* raw request target */
+    struct buf pathbuf; /* decoded path */
+    struct buf hdrs;    /* "name\0value\0" for each header */
     struct hdr_span *spans;
     size_t nspans, spans_cap;
     struct http_header *harr;
@@ -86,9 +86,9 @@ struct http_conn {
     int err_status;
     const char *err_code;
     char err_msg[128];
-    char allow[320]; /* for 405 */
-    struct buf out;    /* response scratch */
-    struct buf tlsout; /* ciphertext scratch */
+    char allow[320];    /* for 405 */
+    struct buf out;     /* response scratch */
+    struct buf tlsout;  /* ciphertext scratch */
     struct buf jsonbuf; /* serialised JSON body scratch */
 };
 
@@ -118,10 +118,10 @@ struct http_server {
     char date[40];
     /* connections */
     struct http_conn *conns;
-    int nopen;     /* open, counted against max_connections */
-    int nover;     /* open, over the limit (being answered 503) */
-    int nalive;    /* not yet freed */
-    int refs;      /* listener handle + alive connections + 1 until free */
+    int nopen;  /* open, counted against max_connections */
+    int nover;  /* open, over the limit (being answered 503) */
+    int nalive; /* not yet freed */
+    int refs;   /* listener handle + alive connections + 1 until free */
     int draining;
     int free_requested;
     void (*drain_done)(void *);
@@ -139,8 +139,8 @@ void http_server_conn_closed(struct http_server *s, struct http_conn *c);
 void http_server_conn_freed(struct http_server *s);
 struct http_server *http_server_new_fake(const struct http_server_config *cfg,
                                          struct http_router *router, void *ctx);
-int http_server_config_apply(struct http_server *s, const struct http_server_config *cfg,
-                             char *err, size_t errlen);
+int http_server_config_apply(struct http_server *s, const struct http_server_config *cfg, char *err,
+                             size_t errlen);
 void http_server_release(struct http_server *s);
 
 /* http_conn.c */
@@ -161,9 +161,8 @@ void http_conn_unref(struct http_conn *c);
 
 /* http_response.c */
 /* Builds and sends a full response for c->req; drops it when the connection is gone. */
-void http_response_send(struct http_conn *c, int status, const char *content_type,
-                        const char *body, size_t len, const struct http_header *extra,
-                        size_t nextra);
+void http_response_send(struct http_conn *c, int status, const char *content_type, const char *body,
+                        size_t len, const struct http_header *extra, size_t nextra);
 void http_response_error(struct http_conn *c, int status, const char *code, const char *message,
                          json_t *details, const struct http_header *extra, size_t nextra);
 /* The CORS preflight answer for c->req. */

@@ -17,58 +17,95 @@
 #include <sys/random.h>
 
 #define CSP_API_VALUE "default-src 'none'; frame-ancestors 'none'"
-#define CSP_UI_VALUE                                                                             \
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline' "                   \
-    "https://fonts.googleapis.com; font-src 'self' https://fonts.gstatic.com; connect-src "      \
+#define CSP_UI_VALUE                                                                               \
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline' "                     \
+    "https://fonts.googleapis.com; font-src 'self' https://fonts.gstatic.com; connect-src "        \
     "'self'; img-src 'self' data:; frame-ancestors 'none'"
-#define CSP_DOCS_VALUE                                                                           \
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; style-src " \
-    "'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "                     \
-    "https://cdn.jsdelivr.net https://fastapi.tiangolo.com; font-src 'self' "                    \
-    "https://cdn.jsdelivr.net https://fonts.gstatic.com; connect-src 'self'; frame-ancestors "   \
+#define CSP_DOCS_VALUE                                                                             \
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; style-src "   \
+    "'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "                       \
+    "https://cdn.jsdelivr.net https://fastapi.tiangolo.com; font-src 'self' "                      \
+    "https://cdn.jsdelivr.net https://fonts.gstatic.com; connect-src 'self'; frame-ancestors "     \
     "'none'"
 
 #define CORS_METHODS "GET, POST, PATCH, DELETE, OPTIONS"
-#define CORS_HEADERS                                                                             \
+#define CORS_HEADERS                                                                               \
     "Accept, Accept-Language, Authorization, Content-Language, Content-Type, X-Request-ID"
 
 static const char *const reserved_headers[] = {
-    "content-length", "connection", "date", "transfer-encoding", "x-request-id",
-    "x-content-type-options", "x-frame-options", "x-xss-protection", "referrer-policy",
-    "permissions-policy", "content-security-policy", "strict-transport-security",
-    "access-control-allow-origin", "access-control-allow-credentials",
+    "content-length",
+    "connection",
+    "date",
+    "transfer-encoding",
+    "x-request-id",
+    "x-content-type-options",
+    "x-frame-options",
+    "x-xss-protection",
+    "referrer-policy",
+    "permissions-policy",
+    "content-security-policy",
+    "strict-transport-security",
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
 };
 
 static const char *status_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
     }
 }
 
@@ -219,12 +256,12 @@ static void header_line(struct buf *o, const char *name, const char *v, size_t n
 }
 
 /* Headers of a simple (non-preflight) CORS response. */
-static void cors_simple(const struct http_server *s, const struct http_request *req,
-                        struct buf *o)
+static void cors_simple(const struct http_server *s, const struct http_request *req, struct buf *o)
 {
     size_t n;
     const char *origin;
-    if (!s->cors_enabled || !(origin = http_header_get(req, "origin", &n)) || !value_safe(origin, n))
+    if (!s->cors_enabled || !(origin = http_header_get(req, "origin", &n)) ||
+        !value_safe(origin, n))
         return;
     if (s->cors_allow_all) {
         if (http_header_get(req, "cookie", NULL)) {
@@ -284,8 +321,7 @@ static void access_log(struct http_conn *c, int status)
 
 /* trusted: extra headers made by the server itself (CORS preflight), no filtering, no CORS. */
 static void response_build(struct http_conn *c, int status, const char *ctype, const char *body,
-                           size_t len, const struct http_header *extra, size_t nextra,
-                           int trusted)
+                           size_t len, const struct http_header *extra, size_t nextra, int trusted)
 {
     struct http_server *s = c->srv;
     struct http_request *req = &c->req;
@@ -327,8 +363,7 @@ static void response_build(struct http_conn *c, int status, const char *ctype, c
 }
 
 static void response_finish(struct http_conn *c, int status, const char *ctype, const char *body,
-                            size_t len, const struct http_header *extra, size_t nextra,
-                            int trusted)
+                            size_t len, const struct http_header *extra, size_t nextra, int trusted)
 {
     struct http_request *req = &c->req;
     if (!c->req_active) {
@@ -362,8 +397,8 @@ static int json_to_buf(const char *p, size_t n, void *data)
     return 0;
 }
 
-void http_respond(struct http_request *req, int status, const char *content_type,
-                  const char *body, size_t len, const struct http_header *extra, size_t nextra)
+void http_respond(struct http_request *req, int status, const char *content_type, const char *body,
+                  size_t len, const struct http_header *extra, size_t nextra)
 {
     http_response_send(req->conn, status, content_type, body, len, extra, nextra);
 }
@@ -383,9 +418,8 @@ void http_respond_json(struct http_request *req, int status, json_t *body,
         buf_destroy(b);
 }
 
-void http_respond_error(struct http_request *req, int status, const char *code,
-                        const char *message, json_t *details, const struct http_header *extra,
-                        size_t nextra)
+void http_respond_error(struct http_request *req, int status, const char *code, const char *message,
+                        json_t *details, const struct http_header *extra, size_t nextra)
 {
     json_t *e = json_object();
     json_object_set_new(e, "code", json_string(code));

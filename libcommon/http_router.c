@@ -168,8 +168,7 @@ static int route_match_path(const struct http_route *rt, const char *path, const
     return 0;
 }
 
-static const struct route_method *route_find_method(const struct http_route *rt,
-                                                    const char *method)
+static const struct route_method *route_find_method(const struct http_route *rt, const char *method)
 {
     for (size_t i = 0; i < rt->nmethods; i++)
         if (strcmp(rt->methods[i].method, method) == 0)
@@ -231,8 +230,7 @@ enum route_result http_router_match(const struct http_router *r, struct http_req
     return first_path ? ROUTE_BAD_METHOD : ROUTE_NONE;
 }
 
-const char *http_request_param(const struct http_request *req, const char *name,
-                               size_t *len_out)
+const char *http_request_param(const struct http_request *req, const char *name, size_t *len_out)
 {
     const struct http_route *rt = req->route;
     if (!rt)

@@ -50,8 +50,8 @@ static void cors_parse(struct http_server *s, const char *list)
     }
 }
 
-int http_server_config_apply(struct http_server *s, const struct http_server_config *cfg,
-                             char *err, size_t errlen)
+int http_server_config_apply(struct http_server *s, const struct http_server_config *cfg, char *err,
+                             size_t errlen)
 {
     const long long mib = 1024 * 1024;
     s->max_body = cfg->max_body_bytes > 0 ? cfg->max_body_bytes : 10 * mib;
@@ -80,8 +80,8 @@ int http_server_config_apply(struct http_server *s, const struct http_server_con
         snprintf(err, errlen, "TLS_CERT_FILE and TLS_KEY_FILE must be set together");
         return -1;
     }
-    if (cert && !(s->ssl_ctx = http_tls_ctx_new(cfg->tls_cert_file, cfg->tls_key_file, err,
-                                                errlen)))
+    if (cert &&
+        !(s->ssl_ctx = http_tls_ctx_new(cfg->tls_cert_file, cfg->tls_key_file, err, errlen)))
         return -1;
     return 0;
 }
@@ -247,8 +247,7 @@ static struct http_server *server_alloc(void)
 }
 
 struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_config *cfg,
-                                    struct http_router *router, void *ctx, char *err,
-                                    size_t errlen)
+                                    struct http_router *router, void *ctx, char *err, size_t errlen)
 {
     struct http_server *s = server_alloc();
     s->loop = loop;
@@ -354,12 +353,12 @@ static void fz_info(struct http_request *req, void *ctx)
 {
     (void)ctx;
     if (http_header_get(req, "x-fail", NULL)) {
-        http_respond_error(req, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL,
-                           NULL, 0);
+        http_respond_error(req, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL, NULL,
+                           0);
         return;
     }
-    json_t *o = json_pack("{s:i,s:i,s:b}", "body", (int)req->body.len, "params",
-                          (int)req->nparams, "query", req->query != NULL);
+    json_t *o = json_pack("{s:i,s:i,s:b}", "body", (int)req->body.len, "params", (int)req->nparams,
+                          "query", req->query != NULL);
     http_respond_json(req, req->body.len ? 202 : 200, o, NULL, 0);
 }
 
@@ -376,13 +375,13 @@ static void fuzz_check_output(const char *o, size_t len)
         size_t hlen = (size_t)(hend - p) + 4;
         char *head = xstrndup(p, hlen);
         const char *cl = strstr(head, "\r\nContent-Length: ");
-        int ok = status == 100 ||
-                 (strstr(head, "\r\nX-Request-ID: ") && cl &&
-                  strstr(head, "\r\nX-Content-Type-Options: nosniff\r\n") &&
-                  strstr(head, "\r\nContent-Security-Policy: "));
+        int ok = status == 100 || (strstr(head, "\r\nX-Request-ID: ") && cl &&
+                                   strstr(head, "\r\nX-Content-Type-Options: nosniff\r\n") &&
+                                   strstr(head, "\r\nContent-Security-Policy: "));
         size_t blen = cl ? strtoul(cl + 18, NULL, 10) : 0;
         free(head);
-        if ((size_t)(end - p) - hlen >= 9 && strncmp(p + hlen, "HTTP/1.1 ", 9) == 0)
+        size_t rest = (size_t)(end - p) - hlen;
+        if (rest == 0 || (rest >= 9 && strncmp(p + hlen, "HTTP/1.1 ", 9) == 0))
             blen = 0; /* answer to HEAD: the length of a body not sent (bodies here are never
                          HTTP text) */
         if (!ok || blen > (size_t)(end - p) - hlen)

@@ -74,24 +74,24 @@ struct http_server;
 struct http_router;
 
 struct http_request {
-    const char *method;  /* "GET", "POST", … (static string) */
-    char *path;          /* percent-decoded, without the query string */
-    char *query;         /* raw text after '?', or NULL */
+    const char *method; /* "GET", "POST", … (static string) */
+    char *path;         /* percent-decoded, without the query string */
+    char *query;        /* raw text after '?', or NULL */
     struct http_header *headers;
     size_t nheaders;
     struct buf body;     /* complete body (len 0 when none); data is NUL-terminated */
     char request_id[65]; /* what X-Request-ID of the response will say */
     char peer_ip[INET6_ADDRSTRLEN];
     int peer_port;
-    int tls;                            /* arrived over TLS */
-    int http_minor;                     /* HTTP/1.<minor> */
+    int tls;                             /* arrived over TLS */
+    int http_minor;                      /* HTTP/1.<minor> */
     const char *params[HTTP_MAX_PARAMS]; /* path parameters, pointers into path (not NUL-ended) */
     size_t param_lens[HTTP_MAX_PARAMS];
     size_t nparams;
-    const struct http_route *route;     /* matched route */
-    const char *route_pattern;          /* its pattern, e.g. "/v1/alerts/{uuid}" */
-    void *route_data;                   /* as given to http_router_add() */
-    void *user;                         /* free for the handler */
+    const struct http_route *route; /* matched route */
+    const char *route_pattern;      /* its pattern, e.g. "/v1/alerts/{uuid}" */
+    void *route_data;               /* as given to http_router_add() */
+    void *user;                     /* free for the handler */
     json_t *log_fields; /* optional object merged into the access-log line (freed by the server) */
     uint64_t start_ms;  /* monotonic ms when the request's first byte was parsed */
     struct http_conn *conn; /* internal */
@@ -141,8 +141,7 @@ void http_server_free(struct http_server *s);
 const char *http_header_get(const struct http_request *req, const char *lowercase_name,
                             size_t *len_out);
 /* Path parameter by its name in the pattern ("uuid"), or NULL. */
-const char *http_request_param(const struct http_request *req, const char *name,
-                               size_t *len_out);
+const char *http_request_param(const struct http_request *req, const char *name, size_t *len_out);
 /* 1 if the client went away (connection closed, or it sent EOF): the answer will be dropped
  * or unread (but must still be given). */
 int http_request_aborted(const struct http_request *req);
@@ -153,15 +152,14 @@ int http_request_aborted(const struct http_request *req);
  * replace a server header (security headers, X-Request-ID, Content-Length, Connection, Date,
  * Transfer-Encoding, CORS) or contain CR/LF are ignored.
  */
-void http_respond(struct http_request *req, int status, const char *content_type,
-                  const char *body, size_t len, const struct http_header *extra, size_t nextra);
+void http_respond(struct http_request *req, int status, const char *content_type, const char *body,
+                  size_t len, const struct http_header *extra, size_t nextra);
 /* application/json, compact; body is stolen (json_decref'ed). */
 void http_respond_json(struct http_request *req, int status, json_t *body,
                        const struct http_header *extra, size_t nextra);
 /* The reference error envelope; details stolen, NULL = {}. */
-void http_respond_error(struct http_request *req, int status, const char *code,
-                        const char *message, json_t *details, const struct http_header *extra,
-                        size_t nextra);
+void http_respond_error(struct http_request *req, int status, const char *code, const char *message,
+                        json_t *details, const struct http_header *extra, size_t nextra);
 
 /* Fills out with a random uuid4 (lowercase, hyphenated). */
 void http_uuid4(char out[37]);

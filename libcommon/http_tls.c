@@ -72,7 +72,7 @@ struct http_tls *http_tls_new(SSL_CTX *ctx)
     t->wbio = BIO_new(BIO_s_mem());
     if (!t->rbio || !t->wbio)
         msg_fatal("BIO_new failed");
-    BIO_set_mem_eof_return(t->rbio, -1); /* empty read BIO = "want more", not EOF */
+    BIO_set_mem_eof_return(t->rbio, -1);   /* empty read BIO = "want more", not EOF */
     SSL_set_bio(t->ssl, t->rbio, t->wbio); /* SSL owns both now */
     SSL_set_accept_state(t->ssl);
     return t;

@@ -52,10 +52,12 @@ struct pg_pool;
  *   success:          res != NULL, PQresultStatus(res) is PGRES_TUPLES_OK or PGRES_COMMAND_OK,
  *                     err == NULL;
  *   SQL error:        res != NULL (PQresultErrorField(res, PG_DIAG_SQLSTATE) usable), err is the
- *                     server's message;
+ *                     server's primary message on one line ("empty query" for an empty one);
  *   no result:        res == NULL, err says why: "connection lost: ...", "database unavailable",
  *                     "database busy: queue timeout", "queue full", "query timeout",
  *                     "shutting down", "COPY is not supported".
+ * "connection lost" and "query timeout" mean the outcome is unknown: the statement may or may not
+ * have committed. The other no-result errors mean nothing was executed or committed.
  * res is valid only during the callback; the pool PQclear()s it afterwards.
  */
 typedef void (*pg_result_cb)(void *arg, PGresult *res, const char *err);

@@ -162,8 +162,7 @@ struct runner_client *runner_client_new(uv_loop_t *loop, const char *endpoint, c
     c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (zmq_connect(c->sock, endpoint) != 0 ||
-        zmq_getsockopt(c->sock, ZMQ_FD, &fd, &fdlen) != 0) {
+    if (zmq_connect(c->sock, endpoint) != 0 || zmq_getsockopt(c->sock, ZMQ_FD, &fd, &fdlen) != 0) {
         snprintf(err, errlen, "runner client: cannot connect to %s: %s", endpoint,
                  zmq_strerror(errno));
         zmq_close(c->sock);

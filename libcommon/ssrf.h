@@ -41,7 +41,8 @@ struct ssrf_result {
     int port;          /* explicit or the scheme's default (80/443) */
     int family;        /* AF_INET or AF_INET6 of addr */
     char addr[64];     /* the pinned numeric address */
-    char resolve[384]; /* "host:port:addr" for CURLOPT_RESOLVE (IPv6 addr in brackets) */
+    char resolve[384]; /* "host:port:addr" for CURLOPT_RESOLVE (IPv6 addr in brackets);
+                          "" when host is an IPv6 literal: curl connects to it directly */
 };
 
 /* 0: allowed (*out filled); -1: blocked, with a short human reason in reason[0..reasonlen).

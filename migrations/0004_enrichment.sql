@@ -43,7 +43,8 @@ CREATE FUNCTION calseta_enrichment_config() RETURNS JSONB LANGUAGE sql STABLE AS
                 'http_config', p.http_config, 'auth_type', p.auth_type,
                 'auth_config', p.auth_config, 'env_var_mapping', p.env_var_mapping,
                 'default_ttl', p.default_cache_ttl_seconds, 'ttl_by_type', p.cache_ttl_by_type,
-                'malice_rules', p.malice_rules) ORDER BY p.provider_name), '[]'::jsonb)
+                'malice_rules', p.malice_rules, 'mock_responses', p.mock_responses)
+                ORDER BY p.provider_name), '[]'::jsonb)
             FROM enrichment_providers p WHERE p.is_active),
         'extractions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                 'provider', x.provider_name, 'type', x.indicator_type,
@@ -335,6 +336,51 @@ VALUES
  '{"tenant_id": "ENTRA_TENANT_ID", "client_id": "ENTRA_CLIENT_ID", "client_secret": "ENTRA_CLIENT_SECRET"}',
  900, '{"account": 900}', NULL)
 ON CONFLICT (provider_name) DO UPDATE SET http_config = EXCLUDED.http_config, updated_at = now();
+
+-- Mock answers for ENRICHMENT_MOCK_MODE=true (reference §3.5): static per type, the verdicts
+-- the original seeds. Entry: {"raw": response, "malice": verdict}; extracted fields come from
+-- the provider's field extractions over raw.
+UPDATE enrichment_providers SET mock_responses = m.mock, updated_at = now()
+  FROM (VALUES
+    ('virustotal', '{
+       "ip": {"malice": "Malicious", "raw": {"data": {"id": "185.220.101.34", "type": "ip_address",
+              "attributes": {"last_analysis_stats": {"malicious": 14, "suspicious": 2, "harmless": 50, "undetected": 10},
+                             "reputation": -45, "tags": ["tor"], "country": "DE", "as_owner": "Tor exit relay operator",
+                             "asn": 60729, "network": "185.220.101.0/24", "categories": {}}}}},
+       "domain": {"malice": "Malicious", "raw": {"data": {"id": "evil-c2.example.com", "type": "domain",
+                  "attributes": {"last_analysis_stats": {"malicious": 9, "suspicious": 1, "harmless": 40, "undetected": 20},
+                                 "reputation": -30, "tags": [], "registrar": "Example Registrar",
+                                 "creation_date": 1700000000, "categories": {"vendor": "command and control"}}}}},
+       "hash_sha256": {"malice": "Malicious", "raw": {"data": {"type": "file",
+                  "attributes": {"last_analysis_stats": {"malicious": 58, "suspicious": 0, "harmless": 0, "undetected": 12},
+                                 "reputation": -80, "tags": ["emotet", "peexe"], "meaningful_name": "svchost_update.exe",
+                                 "type_description": "Win32 EXE", "size": 482304}}}}}'::jsonb),
+    ('abuseipdb', '{"ip": {"malice": "Malicious", "raw": {"data": {"ipAddress": "185.220.101.34",
+       "isPublic": true, "abuseConfidenceScore": 100, "countryCode": "DE", "usageType": "Data Center/Web Hosting/Transit",
+       "isp": "Tor exit relay operator", "totalReports": 1423, "numDistinctUsers": 312, "isTor": true,
+       "isWhitelisted": false, "lastReportedAt": "2026-01-01T00:00:00+00:00"}}}}'::jsonb),
+    ('okta', '{"account": {"malice": "Pending", "raw": {
+       "user_lookup": {"id": "00u1jmartinez", "status": "ACTIVE", "created": "2023-02-01T09:00:00.000Z",
+                       "lastLogin": "2026-01-01T08:00:00.000Z", "passwordChanged": "2025-10-01T08:00:00.000Z",
+                       "profile": {"login": "j.martinez@contoso.com", "email": "j.martinez@contoso.com",
+                                   "firstName": "Jordan", "lastName": "Martinez", "department": "Finance",
+                                   "title": "Senior Accountant"}},
+       "user_groups": [{"profile": {"name": "Everyone"}}, {"profile": {"name": "Finance"}},
+                       {"profile": {"name": "VPN Users"}}],
+       "user_manager": [{"profile": {"displayName": "Sunita Patel"}}]}}}'::jsonb),
+    ('entra', '{"account": {"malice": "Pending", "raw": {
+       "user_lookup": {"id": "6f1c2a9e-0000-4000-8000-00000000a001", "displayName": "Jordan Martinez",
+                       "userPrincipalName": "j.martinez@contoso.com", "mail": "j.martinez@contoso.com",
+                       "accountEnabled": true, "department": "Finance", "jobTitle": "Senior Accountant",
+                       "lastPasswordChangeDateTime": "2025-10-01T08:00:00Z"},
+       "user_groups": {"value": [{"displayName": "Finance"}, {"displayName": "GlobalAdmins"}]},
+       "user_manager": {"displayName": "Sunita Patel", "mail": "s.patel@contoso.com", "jobTitle": "Finance Director"}}}}'::jsonb)
+  ) AS m(name, mock)
+ WHERE enrichment_providers.provider_name = m.name;
+UPDATE enrichment_providers
+   SET mock_responses = jsonb_set(jsonb_set(mock_responses, '{hash_md5}', mock_responses->'hash_sha256'),
+                                  '{hash_sha1}', mock_responses->'hash_sha256')
+ WHERE provider_name = 'virustotal';
 
 INSERT INTO enrichment_field_extractions (provider_name, indicator_type, source_path, target_key,
                                           value_type, is_system, description)

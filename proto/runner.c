@@ -155,7 +155,7 @@ static int head_size(const unsigned char *p, size_t avail, size_t *hdr, uint64_t
     unsigned c = p[0];
     static const unsigned char fixed[] = {
         /* 0xc0..0xdf: header length, or 0 for the variable kinds handled below */
-        1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 5, 9, 2, 3, 5, 9,
+        1, 0, 1, 1, 0, 0, 0, 0,  0,  0, 5, 9, 2, 3, 5, 9,
         2, 3, 5, 9, 3, 4, 6, 10, 18, 0, 0, 0, 0, 0, 0, 0,
     };
     *payload = *elems = 0;
@@ -185,7 +185,7 @@ static int head_size(const unsigned char *p, size_t avail, size_t *hdr, uint64_t
     } var[] = {
         {0xc4, 1, 0, 0}, {0xc5, 2, 0, 0}, {0xc6, 4, 0, 0}, {0xc7, 1, 1, 0}, {0xc8, 2, 1, 0},
         {0xc9, 4, 1, 0}, {0xd9, 1, 0, 0}, {0xda, 2, 0, 0}, {0xdb, 4, 0, 0}, {0xdc, 2, 0, 1},
-        {0xdd, 4, 0, 1}, {0xde, 2, 0, 2},  {0xdf, 4, 0, 2},
+        {0xdd, 4, 0, 1}, {0xde, 2, 0, 2}, {0xdf, 4, 0, 2},
     };
     for (size_t i = 0; i < sizeof var / sizeof var[0]; i++) {
         if (var[i].code != c)

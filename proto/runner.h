@@ -66,7 +66,7 @@ struct runner_result {
     char *data_json;  /* JSON object text */
     char *log_output; /* newline-delimited JSON log entries */
     int64_t duration_ms;
-    char *sandbox;    /* layers that were in force, e.g. "ast,pyguard,netns,..." */
+    char *sandbox; /* layers that were in force, e.g. "ast,pyguard,netns,..." */
 };
 
 struct runner_msg {

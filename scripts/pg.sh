@@ -81,7 +81,7 @@ start() {
     fi
     port=""
     [ -f "$PORTFILE" ] && port=$(cat "$PORTFILE")
-    if [ -z "$port" ] || ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$port))" 2>/dev/null; then
+    if [ -z "$port" ] || ! python3 -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',$port))" 2>/dev/null; then
         port=$(free_port)
     fi
     echo "$port" >"$PORTFILE"

@@ -12,6 +12,7 @@ struct entry {
     size_t keylen;
     uint64_t hash;
     json_t *result;
+    size_t weight;
     uint64_t expires_ms;
     struct entry *next;             /* bucket chain */
     struct entry *older, *newer;    /* age list */
@@ -22,6 +23,7 @@ struct cache {
     size_t nbuckets;
     size_t size;
     size_t max;
+    size_t bytes, max_bytes;
     struct entry *oldest, *newest;
 };
 
@@ -43,10 +45,11 @@ static char *make_key(const char *p, const char *t, const char *v, size_t *len)
     return k;
 }
 
-struct cache *cache_new(size_t max_entries)
+struct cache *cache_new(size_t max_entries, size_t max_bytes)
 {
     struct cache *c = xcalloc(1, sizeof *c);
     c->max = max_entries ? max_entries : 1;
+    c->max_bytes = max_bytes ? max_bytes : 1;
     c->nbuckets = 1;
     while (c->nbuckets < c->max)
         c->nbuckets <<= 1;
@@ -69,6 +72,7 @@ static void unlink_entry(struct cache *c, struct entry *e)
     else
         c->newest = e->older;
     json_decref(e->result);
+    c->bytes -= e->weight;
     free(e->key);
     free(e);
     c->size--;
@@ -114,23 +118,23 @@ json_t *cache_get(struct cache *c, const char *provider, const char *type, const
     return json_incref(e->result);
 }
 
-static void make_room(struct cache *c, uint64_t now_ms)
+static void make_room(struct cache *c, size_t weight, uint64_t now_ms)
 {
-    if (c->size < c->max)
+    if (c->size < c->max && c->bytes + weight <= c->max_bytes)
         return;
     for (struct entry *e = c->oldest, *n; e; e = n) {
         n = e->newer;
         if (e->expires_ms <= now_ms)
             unlink_entry(c, e);
     }
-    while (c->size >= c->max)
+    while (c->oldest && (c->size >= c->max || c->bytes + weight > c->max_bytes))
         unlink_entry(c, c->oldest);
 }
 
 void cache_put(struct cache *c, const char *provider, const char *type, const char *value,
-               json_t *result, uint64_t now_ms, int64_t ttl_ms)
+               json_t *result, size_t weight, uint64_t now_ms, int64_t ttl_ms)
 {
-    if (ttl_ms <= 0 || !result)
+    if (ttl_ms <= 0 || !result || weight > c->max_bytes / 4)
         return;
     size_t len;
     char *key = make_key(provider, type, value, &len);
@@ -138,8 +142,10 @@ void cache_put(struct cache *c, const char *provider, const char *type, const ch
     struct entry *old = lookup(c, key, len, h);
     if (old)
         unlink_entry(c, old);
-    make_room(c, now_ms);
+    make_room(c, weight, now_ms);
     struct entry *e = xcalloc(1, sizeof *e);
+    e->weight = weight;
+    c->bytes += weight;
     e->key = key;
     e->keylen = len;
     e->hash = h;

@@ -528,9 +528,35 @@ static void next_step(struct call *c)
     uv_queue_work(c->e->loop, &c->work, do_check, on_checked);
 }
 
+/* Mock mode: the provider's stored answer for the type, no credentials, no HTTP. */
+static void mock_answer(struct call *c)
+{
+    json_t *m = c->p->mock_responses;
+    json_t *entry = json_object_get(m, c->type);
+    if (!entry)
+        entry = json_object_get(m, "default");
+    if (!json_is_object(entry)) {
+        finish(c, result_new(c->p->name, "skipped", NULL, NULL, "No mock response for type"));
+        return;
+    }
+    json_t *raw = json_object_get(entry, "raw");
+    raw = raw ? raw : entry;
+    json_t *ext = json_object_get(entry, "extracted");
+    ext = json_is_object(ext) ? json_deep_copy(ext)
+                              : extract_fields(raw, c->p->rules, c->p->nrules, c->type);
+    const char *malice = json_string_value(json_object_get(entry, "malice"));
+    json_object_set_new(ext, "malice",
+                        json_string(malice ? malice : malice_evaluate(c->p->malice_rules, raw)));
+    finish(c, result_new(c->p->name, "success", ext, json_incref(raw), NULL));
+}
+
 static void start_call(uv_timer_t *t)
 {
     struct call *c = t->data;
+    if (c->p->mock_responses) {
+        mock_answer(c);
+        return;
+    }
     if (c->nsteps == 0) {
         fail(c, "Provider %s has no http_config steps", c->p->name);
         return;

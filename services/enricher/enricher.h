@@ -29,6 +29,7 @@ struct enricher_options {
     int poll_ms;                 /* ENRICHER_POLL_INTERVAL_MS, 2000 */
     int reload_s;                /* ENRICHER_PROVIDER_RELOAD_SECONDS, 300 */
     int cache_entries;           /* ENRICHER_CACHE_ENTRIES, 10000 */
+    long long cache_bytes;       /* ENRICHER_CACHE_MAX_BYTES, 64 MiB */
     long long max_response;      /* ENRICHER_MAX_RESPONSE_BYTES, 1048576 */
     int db_connections;          /* ENRICHER_DB_CONNECTIONS, 4 */
     struct provider_defaults provider;

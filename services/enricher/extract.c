@@ -249,11 +249,6 @@ static int domain_ok(const char *value, const char **reason)
     return ok;
 }
 
-int ip_bytes_global(int family, const unsigned char *a)
-{
-    return family == AF_INET ? ipv4_global(a) : ipv6_global(a);
-}
-
 static int ip_ok(const char *value, const char **reason)
 {
     unsigned char a[16];

@@ -44,10 +44,6 @@ json_t *extract_coerce(json_t *v, const char *value_type);
 size_t extract_pass3(json_t *raw_payload, const char *source_name, const struct raw_mapping *m,
                      size_t n, json_t *out);
 
-/* 1 when the address (4 or 16 network-order bytes) is globally routable: not private,
- * loopback, link-local, shared, documentation, reserved or multicast. */
-int ip_bytes_global(int family, const unsigned char *a);
-
 /* 1 when the reference would call providers for this indicator; else 0 and a reason. */
 int is_enrichable(const char *type, const char *value, const char **reason);
 

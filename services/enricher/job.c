@@ -202,9 +202,12 @@ static void on_lookup(void *arg, json_t *result)
     if (json_is_true(json_object_get(result, "success"))) {
         json_t *ind = json_array_get(j->indicators, l->ind);
         const char *type = json_string_value(json_object_get(ind, "type"));
+        char *text = json_dumps(result, JSON_COMPACT);
+        size_t weight = text ? strlen(text) : 0;
+        free(text);
         cache_put(j->en->cache, l->p->name, type,
-                  json_string_value(json_object_get(ind, "value")), result, now_mono_ms(),
-                  (int64_t)provider_cache_ttl(l->p, type) * 1000);
+                  json_string_value(json_object_get(ind, "value")), result, weight,
+                  now_mono_ms(), (int64_t)provider_cache_ttl(l->p, type) * 1000);
     } else {
         msg_warn("job %lld: %s lookup failed: %s", j->id, l->p->name,
                  json_string_value(json_object_get(result, "error_message")));
@@ -255,7 +258,7 @@ static void on_shared_cache(void *arg, PGresult *res, const char *err)
                 continue;
             l->result = v;
             cache_put(j->en->cache, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1),
-                      PQgetvalue(res, r, 2), v, now_mono_ms(),
+                      PQgetvalue(res, r, 2), v, (size_t)PQgetlength(res, r, 3), now_mono_ms(),
                       atoll(PQgetvalue(res, r, 4)) * 1000);
         }
     }

@@ -3,7 +3,8 @@
  * the same PostgreSQL and job bus.
  *
  *   1. configuration, logging, ENCRYPTION_KEY     config_load(), enricher_options_load(),
- *                                                 creds_ctx_new() (clear error naming it)
+ *                                                 creds_ctx_new() (clear error naming it);
+ *                                                 not dumpable, no new privileges
  *   2. loop, audit client, database pool          uv_default_loop(), audit_client_new(),
  *                                                 pg_pool_new()
  *   3. SSRF guard, result cache, HTTP engine      guard_new(), cache_new(), engine_new()
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -86,10 +88,21 @@ static void on_signal(uv_signal_t *s, int signum)
         on_drained(en);
 }
 
+/* This process holds decrypted credentials: no core dumps, no ptrace by same-uid processes,
+ * no privilege gained through exec. */
+static void drop_privileges(void)
+{
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        msg_warn("prctl(PR_SET_DUMPABLE) failed");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        msg_warn("prctl(PR_SET_NO_NEW_PRIVS) failed");
+}
+
 static void start(struct enricher *en)
 {
     struct config *c = en->cfg;
     char err[512];
+    drop_privileges();
     en->creds = creds_ctx_new(c->encryption_key, c->settings, audit_decrypted, en, err,
                               sizeof err);
     if (!en->creds)
@@ -101,7 +114,7 @@ static void start(struct enricher *en)
     if (en->opt.allow_loopback)
         msg_warn("ENRICHER_ALLOW_LOOPBACK=true: provider requests may reach loopback addresses "
                  "(for tests only; cloud-metadata addresses stay blocked)");
-    en->cache = cache_new((size_t)en->opt.cache_entries);
+    en->cache = cache_new((size_t)en->opt.cache_entries, (size_t)en->opt.cache_bytes);
     struct engine_opts eo = {en->creds, en->guard, (size_t)en->opt.max_response};
     en->engine = engine_new(en->loop, &eo);
     make_owner(en);

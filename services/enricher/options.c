@@ -72,12 +72,15 @@ int enricher_options_load(struct enricher_options *o, const struct settings *s, 
 {
     memset(o, 0, sizeof *o);
     if (get_bool(s, "ENRICHER_ALLOW_LOOPBACK", &o->allow_loopback, err, errlen) ||
+        get_bool(s, "ENRICHMENT_MOCK_MODE", &o->provider.mock_mode, err, errlen) ||
         get_int(s, "ENRICH_JOB_MAX_ATTEMPTS", 5, 1, 1000, &o->max_attempts, err, errlen) ||
         get_int(s, "ENRICHER_POLL_INTERVAL_MS", 2000, 50, 600000, &o->poll_ms, err, errlen) ||
         get_int(s, "ENRICHER_PROVIDER_RELOAD_SECONDS", 300, 1, 86400, &o->reload_s, err,
                 errlen) ||
         get_int(s, "ENRICHER_CACHE_ENTRIES", 10000, 1, 10000000, &o->cache_entries, err,
                 errlen) ||
+        get_ll(s, "ENRICHER_CACHE_MAX_BYTES", 64LL << 20, 4096, 64LL << 30, &o->cache_bytes, err,
+               errlen) ||
         get_ll(s, "ENRICHER_MAX_RESPONSE_BYTES", 1048576, 1024, 64LL << 20, &o->max_response,
                err, errlen) ||
         get_int(s, "ENRICHER_DB_CONNECTIONS", 4, 1, 64, &o->db_connections, err, errlen) ||

@@ -74,6 +74,9 @@ static void parse_provider(struct provider *p, json_t *o, const struct provider_
     p->default_ttl = int_in(json_object_get(o, "default_ttl"), 3600, 0, 86400);
     p->ttl_by_type = ref_or_null(json_object_get(o, "ttl_by_type"));
     p->malice_rules = ref_or_null(json_object_get(o, "malice_rules"));
+    json_t *mock = json_object_get(o, "mock_responses");
+    if (d->mock_mode && json_is_object(mock) && json_object_size(mock) > 0)
+        p->mock_responses = json_incref(mock);
     p->max_concurrency =
         int_in(json_object_get(p->http_config, "max_concurrency"), d->max_concurrency, 1, 1000);
     json_t *rps = json_object_get(p->http_config, "rate_limit_per_second");
@@ -159,6 +162,7 @@ static void provider_destroy(struct provider *p)
     json_decref(p->env_var_mapping);
     json_decref(p->ttl_by_type);
     json_decref(p->malice_rules);
+    json_decref(p->mock_responses);
     for (size_t i = 0; i < p->nrules; i++) {
         free(p->rules[i].indicator_type);
         free(p->rules[i].source_path);
@@ -203,7 +207,7 @@ int provider_supports(const struct provider *p, const char *type)
 int provider_configured(const struct provider *p, const char *(*get_env)(void *, const char *),
                         void *arg)
 {
-    if (!strcmp(p->auth_type, "no_auth"))
+    if (p->mock_responses || !strcmp(p->auth_type, "no_auth"))
         return 1;
     if (p->encrypted_auth)
         return 1;

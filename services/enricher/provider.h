@@ -7,6 +7,9 @@
  * 0004). Snapshots are reference-counted: a reload (NOTIFY calseta_providers, or the periodic
  * refresh) swaps in a new one while jobs in flight keep the one they started with.
  *
+ * In mock mode (ENRICHMENT_MOCK_MODE=true, reference §3.5) a provider with mock_responses
+ * answers from them ({type: entry} or {"default": entry}) without credentials or HTTP.
+ *
  * Per-provider limits come from http_config when present ("max_concurrency",
  * "rate_limit_per_second", "timeout_seconds") and otherwise from the defaults given to
  * provider_set_parse().
@@ -23,6 +26,7 @@ struct provider_defaults {
     int max_concurrency;         /* ENRICHER_PROVIDER_MAX_CONCURRENCY, 4 */
     double rate_per_second;      /* ENRICHER_PROVIDER_RATE_PER_SECOND, 10 */
     int timeout_seconds;         /* ENRICHER_PROVIDER_TIMEOUT_SECONDS, 30 */
+    int mock_mode;               /* ENRICHMENT_MOCK_MODE, false */
 };
 
 struct provider {
@@ -37,6 +41,7 @@ struct provider {
     int default_ttl;
     json_t *ttl_by_type;
     json_t *malice_rules;
+    json_t *mock_responses; /* kept only in mock mode, when non-empty */
     struct field_rule *rules;
     size_t nrules;
     int max_concurrency;
@@ -64,8 +69,8 @@ void provider_set_unref(struct provider_set *s);
 const struct provider *provider_find(const struct provider_set *s, const char *name);
 int provider_supports(const struct provider *p, const char *type);
 /*
- * Whether the provider can run: no_auth, an encrypted auth_config, or at least one
- * env_var_mapping variable set (get_env(arg, NAME) != NULL).
+ * Whether the provider can run: mock mode with mock responses, no_auth, an encrypted
+ * auth_config, or at least one env_var_mapping variable set (get_env(arg, NAME) != NULL).
  */
 int provider_configured(const struct provider *p, const char *(*get_env)(void *, const char *),
                         void *arg);

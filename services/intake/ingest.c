@@ -16,7 +16,7 @@
 #include "audit.h"
 #include "indicators.h"
 #include "intake.h"
-#include "job.h"
+#include "proto/job.h"
 #include "log.h"
 #include "signature.h"
 #include "source.h"
@@ -226,29 +226,6 @@ static void flush(struct ingest_batcher *b)
 
 /* ---- checks shared by both routes ------------------------------------------------------- */
 
-/* 1 if any string or key in v contains a NUL character (PostgreSQL text cannot hold it). */
-static int has_nul(json_t *v, int depth)
-{
-    if (depth > 4096)
-        return 1;
-    if (json_is_string(v))
-        return strlen(json_string_value(v)) != json_string_length(v);
-    size_t i;
-    const char *k;
-    json_t *x;
-    if (json_is_array(v)) {
-        json_array_foreach(v, i, x) if (has_nul(x, depth + 1)) return 1;
-    } else if (json_is_object(v)) {
-        json_object_foreach(v, k, x)
-        {
-            (void)k;
-            if (has_nul(x, depth + 1))
-                return 1;
-        }
-    }
-    return 0;
-}
-
 static int source_allowed(const struct auth_info *a, const char *source)
 {
     if (!a->allowed_sources)
@@ -296,11 +273,6 @@ static void reply_payload_mismatch(struct reqctx *rc, const char *name)
 /* Normalise, extract, fingerprint and queue; payload is borrowed. */
 static void submit(struct reqctx *rc, const struct alert_source *src, json_t *payload)
 {
-    if (has_nul(payload, 0)) {
-        reply_error(rc, 422, "INVALID_PAYLOAD",
-                    "Payload contains NUL characters, which cannot be stored.", NULL);
-        return;
-    }
     struct normalized_alert na;
     if (src->normalize(payload, &na) != 0) {
         reply_payload_mismatch(rc, src->name);
@@ -337,6 +309,8 @@ static void submit(struct reqctx *rc, const struct alert_source *src, json_t *pa
     flush(b);
 }
 
+/* Strict JSON: duplicate keys are refused, and so is \u0000 (jansson's default), which
+ * PostgreSQL could not store. */
 static json_t *parse_strict(const char *data, size_t len)
 {
     json_error_t jerr;

@@ -245,16 +245,18 @@ int isotime_parse(const char *s, int64_t *out_us)
     size_t len = strlen(s);
     if (len < 7)
         return -1;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] >= 0x80)
-            return -1; /* CPython fails every non-ASCII string at some step */
     long sep = separator_position(s, len);
     if (sep < 0)
         return -1;
+    /* The separator is any one character, non-ASCII included; the rest is read as bytes. */
+    size_t after = (size_t)sep + 1;
+    if ((size_t)sep < len && (unsigned char)s[sep] >= 0xc0)
+        while (after < len && ((unsigned char)s[after] & 0xc0) == 0x80)
+            after++;
     struct isoparts t = {0};
     if (parse_date(s, (size_t)sep, &t) != 0)
         return -1;
-    if (len > (size_t)sep && parse_time(s + sep + 1, &t) != 0)
+    if (len > (size_t)sep && parse_time(s + after, &t) != 0)
         return -1;
     return parts_to_us(&t, out_us);
 }

@@ -2,25 +2,23 @@
  * broker.c - ctx.http, performed by the runner parent on behalf of a sandboxed child.
  *
  * A child frame {"t":"http", method, url, headers[[k,v]], body_b64, timeout} is checked field
- * by field (the child is hostile), the URL goes through the SSRF guard (http/https only; the
- * name is resolved once and the request is pinned to that address with CURLOPT_RESOLVE;
- * DNS failure blocks; private, loopback, link-local and metadata addresses are blocked, an
- * allow-listed host may reach private ranges but never the metadata endpoints; loopback is
- * reachable only in the test mode), and libcurl performs it with no redirects, no proxy, the
+ * by field (the child is hostile), the URL goes through the shared SSRF guard (libcommon/ssrf.h:
+ * http/https only; the name is resolved once and the request is pinned to that address with
+ * CURLOPT_RESOLVE; DNS failure blocks; private, loopback, link-local and metadata addresses
+ * are blocked, an allow-listed host may reach private ranges but never the metadata endpoints;
+ * loopback only in the test mode), and libcurl performs it with no redirects, no proxy, the
  * smaller of the request's timeout and the run's remaining time, and a response size cap.
  * The reply is {"t":"http_resp", status, headers, body_b64} or {"t":"http_err", kind, message}.
  */
 #include "runner.h"
+#include "ssrf.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <jansson.h>
-#include <netdb.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define MAX_URL 8192
 #define MAX_HEADERS 100
@@ -43,120 +41,6 @@ static char *http_err(const char *kind, const char *fmt, const char *arg)
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     return s;
-}
-
-/* ---- the SSRF guard ---------------------------------------------------------------------- */
-
-static int in4(uint32_t a, uint32_t net, int bits)
-{
-    uint32_t mask = bits ? 0xffffffffu << (32 - bits) : 0;
-    return (a & mask) == (net & mask);
-}
-
-/* 2: metadata (always blocked), 1: loopback, 3: other non-public, 0: public. */
-static int classify4(uint32_t a)
-{
-    if (in4(a, 0xa9fe0000u, 16)) /* 169.254.0.0/16 link-local, cloud metadata */
-        return 2;
-    if (in4(a, 0x64646464u, 32) || in4(a, 0xa8003f10u, 32)) /* other clouds' metadata */
-        return 2;
-    if (in4(a, 0x7f000000u, 8))
-        return 1;
-    static const struct {
-        uint32_t net;
-        int bits;
-    } private4[] = {
-        {0x00000000u, 8},  {0x0a000000u, 8},  {0x64400000u, 10}, {0xac100000u, 12},
-        {0xc0000000u, 24}, {0xc0000200u, 24}, {0xc0a80000u, 16}, {0xc6120000u, 15},
-        {0xc6336400u, 24}, {0xcb007100u, 24}, {0xe0000000u, 4},  {0xf0000000u, 4},
-    };
-    for (size_t i = 0; i < sizeof private4 / sizeof private4[0]; i++)
-        if (in4(a, private4[i].net, private4[i].bits))
-            return 3;
-    return 0;
-}
-
-static int classify6(const unsigned char *b)
-{
-    static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
-    static const unsigned char ec2md[16] = {0xfd, 0, 0, 0xec, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x54};
-    if (!memcmp(b, v4mapped, 12) || !memcmp(b, nat64, 12)) {
-        uint32_t a;
-        memcpy(&a, b + 12, 4);
-        return classify4(ntohl(a));
-    }
-    if (!memcmp(b, ec2md, 16))
-        return 2;
-    static const unsigned char loop[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-    static const unsigned char any[16] = {0};
-    if (!memcmp(b, loop, 16))
-        return 1;
-    if (!memcmp(b, any, 12)) /* :: and the deprecated IPv4-compatible form */
-        return 3;
-    if ((b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || b[0] == 0xff ||
-        (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8))
-        return 3;
-    return 0;
-}
-
-static int host_allowed(const char *allowed_csv, const char *host)
-{
-    if (!allowed_csv || !*allowed_csv)
-        return 0;
-    char *copy = xstrdup(allowed_csv), *save = NULL;
-    int hit = 0;
-    for (char *t = strtok_r(copy, ", ", &save); t && !hit; t = strtok_r(NULL, ", ", &save))
-        hit = !strcasecmp(t, host);
-    free(copy);
-    return hit;
-}
-
-/* Resolves host and checks every address; fills pin ("host:port:addr") on success. */
-static char *guard(const struct broker_opts *o, const char *host, long port, char *pin,
-                   size_t pinlen)
-{
-    static const char *const metadata_names[] = {"metadata.google.internal", "metadata",
-                                                 "metadata.azure.com", "instance-data"};
-    for (size_t i = 0; i < 4; i++)
-        if (!strcasecmp(host, metadata_names[i]))
-            return http_err("blocked", "blocked by SSRF guard: %s is a metadata endpoint", host);
-    int allow_private = host_allowed(o->allowed_hosts, host);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(host, NULL, &hints, &res);
-    if (rc != 0 || !res)
-        return http_err("blocked", "blocked by SSRF guard: cannot resolve %s (fail closed)", host);
-    char addr[INET6_ADDRSTRLEN] = "";
-    char *verdict = NULL;
-    for (struct addrinfo *ai = res; ai && !verdict; ai = ai->ai_next) {
-        int cls;
-        char text[INET6_ADDRSTRLEN];
-        if (ai->ai_family == AF_INET) {
-            struct sockaddr_in *s = (struct sockaddr_in *)ai->ai_addr;
-            cls = classify4(ntohl(s->sin_addr.s_addr));
-            inet_ntop(AF_INET, &s->sin_addr, text, sizeof text);
-        } else if (ai->ai_family == AF_INET6) {
-            struct sockaddr_in6 *s = (struct sockaddr_in6 *)ai->ai_addr;
-            cls = classify6(s->sin6_addr.s6_addr);
-            inet_ntop(AF_INET6, &s->sin6_addr, text, sizeof text);
-        } else {
-            continue;
-        }
-        if (cls == 2 || (cls == 1 && !o->allow_loopback && !allow_private) ||
-            (cls == 3 && !allow_private))
-            verdict = http_err("blocked", "blocked by SSRF guard: %s is not a public address",
-                               text);
-        else if (!addr[0])
-            snprintf(addr, sizeof addr, "%s", text);
-    }
-    freeaddrinfo(res);
-    if (verdict)
-        return verdict;
-    if (!addr[0])
-        return http_err("blocked", "blocked by SSRF guard: no usable address for %s", host);
-    const char *bare = host;
-    snprintf(pin, pinlen, strchr(addr, ':') ? "%s:%ld:[%s]" : "%s:%ld:%s", bare, port, addr);
-    return NULL;
 }
 
 /* ---- libcurl ----------------------------------------------------------------------------- */
@@ -252,7 +136,7 @@ static char *send_request(const struct broker_opts *o, json_t *req, const char *
 {
     struct buf body;
     struct response r = {.headers = json_array(), .max = o->max_response_bytes};
-    struct curl_slist *hdrs = NULL, *resolve = curl_slist_append(NULL, pin);
+    struct curl_slist *hdrs = NULL, *resolve = pin[0] ? curl_slist_append(NULL, pin) : NULL;
     char *reply = NULL;
     buf_init(&body);
     buf_init(&r.body);
@@ -319,52 +203,28 @@ static int method_ok(const char *m)
     return 0;
 }
 
-/* Splits the URL; fills host (without IPv6 brackets) and port, or returns an error reply. */
-static char *parse_url(const char *url, char **host, long *port)
-{
-    CURLU *u = curl_url();
-    char *scheme = NULL, *h = NULL, *p = NULL, *reply = NULL;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) != CURLUE_OK) {
-        reply = http_err("blocked", "blocked by SSRF guard: invalid URL%s", "");
-    } else if (strcasecmp(scheme, "http") && strcasecmp(scheme, "https")) {
-        reply = http_err("blocked", "blocked by SSRF guard: scheme %s is not allowed", scheme);
-    } else {
-        size_t n = strlen(h);
-        *host = (h[0] == '[' && n > 2) ? xstrndup(h + 1, n - 2) : xstrdup(h);
-        *port = strtol(p, NULL, 10);
-    }
-    curl_free(scheme);
-    curl_free(h);
-    curl_free(p);
-    curl_url_cleanup(u);
-    return reply;
-}
-
 char *broker_http(const struct broker_opts *o, const char *req_json, int remaining_ms)
 {
     json_t *req = json_loads(req_json, JSON_REJECT_DUPLICATES, NULL);
     const char *method = json_string_value(json_object_get(req, "method"));
     const char *url = json_string_value(json_object_get(req, "url"));
-    char *host = NULL, *reply = NULL, pin[512];
-    long port = 0;
+    struct ssrf_result sr;
+    char *reply = NULL, reason[256];
     if (!method_ok(method) || !url || strlen(url) > MAX_URL) {
         reply = http_err("error", "invalid ctx.http request%s", "");
         goto out;
     }
-    if ((reply = parse_url(url, &host, &port)) != NULL)
+    if (ssrf_check(url, o->allowed_hosts, o->allow_loopback ? SSRF_ALLOW_LOOPBACK : 0, &sr, reason,
+                   sizeof reason) != 0) {
+        reply = http_err("blocked", "blocked by SSRF guard: %s", reason);
         goto out;
-    if ((reply = guard(o, host, port, pin, sizeof pin)) != NULL)
-        goto out;
+    }
     double t = json_number_value(json_object_get(req, "timeout"));
     long timeout_ms = t > 0 && t < 3600 ? (long)(t * 1000) : 30000;
     if (timeout_ms > remaining_ms)
         timeout_ms = remaining_ms > 1 ? remaining_ms : 1;
-    reply = send_request(o, req, method, url, pin, timeout_ms);
+    reply = send_request(o, req, method, url, sr.resolve, timeout_ms);
 out:
-    free(host);
     json_decref(req);
     return reply;
 }

@@ -38,7 +38,7 @@ enum {
 struct sandbox_probe {
     int layers_available; /* subset of LAYER_ALL this kernel supports */
     int landlock_abi;
-    char notes[512];      /* why a layer is missing */
+    char notes[512]; /* why a layer is missing */
 };
 
 struct sandbox_limits {
@@ -52,8 +52,9 @@ void sandbox_probe(struct sandbox_probe *p);
 void sandbox_layers_string(int layers, char *out, size_t outlen);
 /* Parses "seccomp,landlock" (or "all", "none"); -1 on an unknown name. */
 int sandbox_layers_parse(const char *s, int *out);
-/* In the child: applies the OS layers in `layers` (ast/pyguard are Python-side). chan_fd is the
- * highest descriptor that must stay usable. Returns 0, or -1 with err (the run must not go on). */
+/* In the child: applies the OS layers in `layers` (ast/pyguard are Python-side) to the calling
+ * process; every descriptor it holds stays usable, no new one can be made. Returns 0, or -1
+ * with err (the run must not go on). */
 int sandbox_enter(int layers, const struct sandbox_limits *lim, int landlock_abi, char *err,
                   size_t errlen);
 
@@ -66,14 +67,14 @@ void runtime_set_chan_fd(int fd);
 
 /* Options of one zygote (interpreter + fork policy). */
 struct zygote_opts {
-    int layers;          /* layers requested */
+    int layers; /* layers requested */
     int default_memory_mb;
     int validate_timeout_seconds;
-    int allow_loopback;  /* test mode only: ctx.http may reach 127.0.0.0/8 */
+    int allow_loopback; /* test mode only: ctx.http may reach 127.0.0.0/8 */
     const char *ssrf_allowed_hosts;
     long long max_response_bytes;
     int max_http_requests;
-    int cpu_seconds;     /* 0: derived from timeout_seconds */
+    int cpu_seconds; /* 0: derived from timeout_seconds */
 };
 
 struct zygote;
@@ -102,8 +103,7 @@ int runner_dispatch(struct zygote *z, const void *req, size_t len, struct buf *r
 
 /* The ZeroMQ front end: a ROUTER on endpoint; returns when *stop becomes non-zero and every
  * request in flight has been answered. */
-int runner_serve(struct zygote *z, const char *endpoint, int max_concurrent,
-                 volatile int *stop);
+int runner_serve(struct zygote *z, const char *endpoint, int max_concurrent, volatile int *stop);
 
 /* One request from a JSON file, its reply as JSON on stdout (tests, operators). */
 int runner_oneshot_validate(struct zygote *z, const char *path);

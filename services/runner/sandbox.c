@@ -59,8 +59,8 @@ static const struct {
     int bit;
     const char *name;
 } layer_names[] = {
-    {LAYER_AST, "ast"},         {LAYER_PYGUARD, "pyguard"},   {LAYER_NETNS, "netns"},
-    {LAYER_USERNS, "userns"},   {LAYER_LANDLOCK, "landlock"}, {LAYER_SECCOMP, "seccomp"},
+    {LAYER_AST, "ast"},       {LAYER_PYGUARD, "pyguard"},   {LAYER_NETNS, "netns"},
+    {LAYER_USERNS, "userns"}, {LAYER_LANDLOCK, "landlock"}, {LAYER_SECCOMP, "seccomp"},
     {LAYER_RLIMIT, "rlimit"},
 };
 #define NLAYERS (sizeof layer_names / sizeof layer_names[0])
@@ -188,8 +188,7 @@ static int highest_fd_no_gaps(void)
     return hi < 0 ? 0 : hi;
 }
 
-static int set_limit(int res, rlim_t soft, rlim_t hard, const char *name, char *err,
-                     size_t errlen)
+static int set_limit(int res, rlim_t soft, rlim_t hard, const char *name, char *err, size_t errlen)
 {
     struct rlimit r = {soft, hard};
     if (setrlimit(res, &r) != 0) {
@@ -199,8 +198,7 @@ static int set_limit(int res, rlim_t soft, rlim_t hard, const char *name, char *
     return 0;
 }
 
-static int apply_rlimits(const struct sandbox_limits *lim, long long base, char *err,
-                         size_t errlen)
+static int apply_rlimits(const struct sandbox_limits *lim, long long base, char *err, size_t errlen)
 {
     rlim_t as = (rlim_t)base + (rlim_t)lim->max_memory_mb * 1024 * 1024;
     rlim_t nofile = (rlim_t)highest_fd_no_gaps() + 1;
@@ -256,15 +254,19 @@ static int apply_landlock(int abi, char *err, size_t errlen)
 
 /* Syscalls allowed without conditions; names unknown on this architecture are skipped. */
 static const char *const seccomp_allow[] = {
-    "read", "write", "readv", "writev", "pread64", "close", "lseek", "fstat",
-    "mmap", "munmap", "mremap", "mprotect", "brk", "madvise",
-    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack",
-    "getpid", "gettid", "getuid", "geteuid", "getgid", "getegid",
-    "exit", "exit_group", "clock_gettime", "clock_getres", "gettimeofday", "time",
-    "nanosleep", "clock_nanosleep", "getrandom", "futex", "sched_yield", "sched_getaffinity",
-    "epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl", "poll", "ppoll", "select",
-    "pselect6", "sendto", "recvfrom", "sendmsg", "recvmsg", "getrusage", "uname",
-    "set_robust_list", "rseq",
+    "read",         "write",       "readv",           "writev",
+    "pread64",      "close",       "lseek",           "fstat",
+    "mmap",         "munmap",      "mremap",          "mprotect",
+    "brk",          "madvise",     "rt_sigaction",    "rt_sigprocmask",
+    "rt_sigreturn", "sigaltstack", "getpid",          "gettid",
+    "getuid",       "geteuid",     "getgid",          "getegid",
+    "exit",         "exit_group",  "clock_gettime",   "clock_getres",
+    "gettimeofday", "time",        "nanosleep",       "clock_nanosleep",
+    "getrandom",    "futex",       "sched_yield",     "sched_getaffinity",
+    "epoll_wait",   "epoll_pwait", "epoll_pwait2",    "epoll_ctl",
+    "poll",         "ppoll",       "select",          "pselect6",
+    "sendto",       "recvfrom",    "sendmsg",         "recvmsg",
+    "getrusage",    "uname",       "set_robust_list", "rseq",
 };
 
 static int seccomp_rules(scmp_filter_ctx f)

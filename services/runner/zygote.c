@@ -177,8 +177,8 @@ static void child_sandbox_error(const char *err)
 }
 
 static __attribute__((noreturn)) void child_main(struct zygote *z, enum child_mode mode, int chan,
-                                                 const char *code, const char *req_json,
-                                                 int layers, const struct sandbox_limits *lim)
+                                                 const char *code, const char *req_json, int layers,
+                                                 const struct sandbox_limits *lim)
 {
     char err[256];
     child_fds(chan);
@@ -283,8 +283,8 @@ static void handle_frame(struct zygote *z, struct child_io *io, const char *data
         }
         send_frame(io->fd, reply);
         free(reply);
-    } else if (!io->answer && (!strcmp(t, "result") || !strcmp(t, "validated") ||
-                                !strcmp(t, "sandbox_error"))) {
+    } else if (!io->answer &&
+               (!strcmp(t, "result") || !strcmp(t, "validated") || !strcmp(t, "sandbox_error"))) {
         io->answer = json_incref(j);
     }
     json_decref(j);
@@ -453,13 +453,12 @@ static char *request_json(const struct runner_run_req *req, int memory_mb)
     json_t *secrets = json_object();
     for (size_t i = 0; i < req->nsecrets; i++)
         json_object_set_new(secrets, req->secrets[i].name, json_string(req->secrets[i].value));
-    json_t *j = json_pack("{s:o, s:o, s:o, s:o, s:i, s:i, s:s}",
-                          "indicator", json_or(req->indicator_json, json_object()),
-                          "alert", json_or(req->alert_json, json_null()),
-                          "trigger_context", json_or(req->trigger_context_json, json_object()),
-                          "secrets", secrets, "timeout_seconds", req->timeout_seconds,
-                          "max_memory_mb", memory_mb, "run_uuid",
-                          req->run_uuid ? req->run_uuid : "");
+    json_t *j = json_pack("{s:o, s:o, s:o, s:o, s:i, s:i, s:s}", "indicator",
+                          json_or(req->indicator_json, json_object()), "alert",
+                          json_or(req->alert_json, json_null()), "trigger_context",
+                          json_or(req->trigger_context_json, json_object()), "secrets", secrets,
+                          "timeout_seconds", req->timeout_seconds, "max_memory_mb", memory_mb,
+                          "run_uuid", req->run_uuid ? req->run_uuid : "");
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return s;
@@ -484,18 +483,18 @@ static void result_from_child(struct zygote *z, const struct runner_run_req *req
         out->success = json_is_true(json_object_get(io->answer, "success"));
         out->message = xstrdup(m ? m : "");
         out->data_json = json_is_object(data) ? json_dumps(data, JSON_COMPACT) : xstrdup("{}");
-        out->status = out->success ? RUNNER_SUCCESS
-                      : contains_timed_out(out->message) ? RUNNER_TIMED_OUT : RUNNER_FAILED;
+        out->status = out->success                       ? RUNNER_SUCCESS
+                      : contains_timed_out(out->message) ? RUNNER_TIMED_OUT
+                                                         : RUNNER_FAILED;
         return;
     }
     if (io->timed_out) {
         out->status = RUNNER_TIMED_OUT;
-        out->message = xasprintf("Workflow execution timed out after %d seconds",
-                                 req->timeout_seconds);
+        out->message =
+            xasprintf("Workflow execution timed out after %d seconds", req->timeout_seconds);
     } else if (WIFSIGNALED(io->status) && WTERMSIG(io->status) == SIGXCPU) {
         out->status = RUNNER_TIMED_OUT;
-        out->message = xasprintf("Workflow timed out: CPU time limit of %d seconds exceeded",
-                                 cpu);
+        out->message = xasprintf("Workflow timed out: CPU time limit of %d seconds exceeded", cpu);
     } else if (t && !strcmp(t, "sandbox_error")) {
         const char *m = json_string_value(json_object_get(io->answer, "message"));
         out->message = xasprintf("Workflow sandbox could not be set up: %s", m ? m : "?");

@@ -105,7 +105,15 @@ class Stack:
         if not BASE_URL:
             raise RuntimeError("DATABASE_URL is not set (run through `make test`)")
         self.dbname = "t_%s_%s" % (re.sub(r"[^a-z0-9]", "_", name.lower())[:30], uuid.uuid4().hex[:8])
-        psql(db_url_for("postgres"), "CREATE DATABASE %s TEMPLATE calseta" % self.dbname)
+        for attempt in range(50):
+            try:
+                psql(db_url_for("postgres"), "CREATE DATABASE %s TEMPLATE calseta" % self.dbname)
+                break
+            except RuntimeError as e:
+                # another test is cloning the template at this moment
+                if "being accessed by other users" not in str(e) or attempt == 49:
+                    raise
+                time.sleep(0.2)
         self.db = db_url_for(self.dbname)
         self.port = free_port()
         self.data_dir = tempfile.mkdtemp(prefix="calseta-stack-")

@@ -66,6 +66,8 @@ class Standin:
         self.lock = threading.Lock()
         self.requests = []  # (method, path, headers dict, body)
         self.abuse_429_left = {"9.9.9.9": 1}
+        self.slow_now = 0   # concurrent requests for the 31.13.x.x addresses
+        self.slow_max = 0
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -129,6 +131,14 @@ class Standin:
         kind = p.split("/")[3] if p.count("/") >= 4 else ""
         if value == "93.184.216.34":      # slow: the kill -9 and drain scenarios
             time.sleep(3)
+        if value.startswith("31.13."):     # slow, to observe the concurrency cap
+            with self.lock:
+                self.slow_now += 1
+                self.slow_max = max(self.slow_max, self.slow_now)
+            time.sleep(0.4)
+            with self.lock:
+                self.slow_now -= 1
+            return self.send(h, 404, {"error": {"code": "NotFoundError"}})
         if value == "7.7.7.7":            # huge body
             return self.send(h, 200, raw=b'{"data":"' + b"A" * (3 << 20) + b'"}')
         if value == "6.6.6.6":            # hostile shapes and types
@@ -241,25 +251,17 @@ KEY = fernet_key()
 STACK = None
 
 
-def setup():
-    global STACK
-    STACK = Stack("enricher", services=(), env={
-        "ENCRYPTION_KEY": KEY,
-        "ENRICHER_ALLOW_LOOPBACK": "true",
-        "ENRICHER_POLL_INTERVAL_MS": "200",
-        "ENRICH_JOB_DEADLINE_SECONDS": "60",
-        "LOG_LEVEL": "DEBUG",
-    })
+def configure_providers(stack):
     base = "http://127.0.0.1:%d" % STANDIN.port
     for old, new in (("https://www.virustotal.com", base + "/vt"),
                      ("https://api.abuseipdb.com", base + "/abuse"),
                      ("https://{{auth.domain}}", base + "/okta"),
                      ("https://login.microsoftonline.com", base + "/entra"),
                      ("https://graph.microsoft.com/v1.0", base + "/graph/v1.0")):
-        STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, '%s', '%s')::jsonb"
+        stack.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, '%s', '%s')::jsonb"
                   % (old, new))
     # AbuseIPDB answers within 2 s or not at all (the hanging stand-in takes 8)
-    STACK.sql("UPDATE enrichment_providers SET http_config = jsonb_set(http_config, '{steps,0,timeout_seconds}', '2') "
+    stack.sql("UPDATE enrichment_providers SET http_config = jsonb_set(http_config, '{steps,0,timeout_seconds}', '2') "
               "WHERE provider_name = 'abuseipdb'")
     creds = {
         "virustotal": {"api_key": VT_KEY},
@@ -269,8 +271,23 @@ def setup():
     }
     for name, c in creds.items():
         tok = fernet_encrypt(KEY, json.dumps(c).encode())  # json.dumps separators, as the original
-        STACK.sql("UPDATE enrichment_providers SET auth_config = '%s'::jsonb WHERE provider_name = '%s'"
+        stack.sql("UPDATE enrichment_providers SET auth_config = '%s'::jsonb WHERE provider_name = '%s'"
                   % (json.dumps({"_encrypted": tok}), name))
+
+
+WORKER_ENV = {
+    "ENCRYPTION_KEY": KEY,
+    "ENRICHER_ALLOW_LOOPBACK": "true",
+    "ENRICHER_POLL_INTERVAL_MS": "200",
+    "ENRICH_JOB_DEADLINE_SECONDS": "60",
+    "LOG_LEVEL": "DEBUG",
+}
+
+
+def setup():
+    global STACK
+    STACK = Stack("enricher", services=(), env=WORKER_ENV)
+    configure_providers(STACK)
     # a pass-3 mapping: raw payload field -> indicator
     STACK.sql("INSERT INTO indicator_field_mappings (source_name, field_path, indicator_type, extraction_target, "
               "is_system, description) VALUES (NULL, 'detail.attacker.ip', 'ip', 'raw_payload', false, 'test')")
@@ -456,6 +473,30 @@ def test_hostile_provider_bodies():
     assert any(p.alive() for p in workers)
 
 
+def test_provider_concurrency_cap_and_reload():
+    # a provider change reaches the running workers by NOTIFY: cap VirusTotal at 2 in flight
+    STACK.sql("UPDATE enrichment_providers SET http_config = http_config || '{\"max_concurrency\": 2}' "
+              "WHERE provider_name = 'virustotal'")
+    time.sleep(0.5)
+    ips = ["31.13.0.%d" % i for i in range(1, 7)]
+    alert, job = new_alert([("ip", ip) for ip in ips])
+    wait_job(job)
+    assert_eq(STANDIN.count("/vt/api/v3/ip_addresses/31.13."), 6)
+    assert STANDIN.slow_max <= 2, "cap not applied: %d in flight" % STANDIN.slow_max
+    assert_eq(STANDIN.slow_max, 2)
+    _, _, res = indicator("ip", "31.13.0.1")
+    assert_eq(res["virustotal"]["extracted"], {"found": False, "malice": "Pending"})
+    # deactivating a provider is picked up without a restart
+    STACK.sql("UPDATE enrichment_providers SET is_active = false WHERE provider_name = 'abuseipdb'")
+    time.sleep(0.5)
+    alert, job = new_alert([("ip", "31.13.1.1")])
+    wait_job(job)
+    _, _, res = indicator("ip", "31.13.1.1")
+    assert "abuseipdb" not in res and "virustotal" in res, res
+    STACK.sql("UPDATE enrichment_providers SET is_active = true WHERE provider_name = 'abuseipdb'")
+    time.sleep(0.5)
+
+
 def test_kill9_mid_job_lease_taken_over():
     stop_all_workers()
     w1 = start_worker(ENRICH_JOB_LEASE_SECONDS=2)
@@ -513,6 +554,25 @@ def test_loopback_blocked_without_test_setting():
     assert_eq(w.stop(), 0)
 
 
+def test_mock_mode():
+    stop_all_workers()
+    w = start_worker(ENRICHMENT_MOCK_MODE="true")
+    alert, job = new_alert([("ip", "2.2.2.2"), ("account", "nobody@contoso.com"), ("hash_md5", "d41d8cd98f00b204e9800998ecf8427e")])
+    wait_job(job)
+    malice, _, res = indicator("ip", "2.2.2.2")
+    assert_eq(malice, "Malicious")
+    assert_eq(res["virustotal"]["extracted"]["malicious_count"], 14)
+    assert_eq(res["abuseipdb"]["extracted"]["is_tor"], True)
+    _, _, res = indicator("account", "nobody@contoso.com")
+    assert_eq(res["okta"]["extracted"]["login"], "j.martinez@contoso.com")  # static per type, as the original
+    assert_eq(res["entra"]["extracted"]["malice"], "Pending")
+    malice, _, res = indicator("hash_md5", "d41d8cd98f00b204e9800998ecf8427e")
+    assert_eq((malice, res["virustotal"]["extracted"]["meaningful_name"]), ("Malicious", "svchost_update.exe"))
+    assert_eq(STANDIN.count("2.2.2.2"), 0)
+    assert_eq(STANDIN.count("nobody"), 0)
+    assert_eq(w.stop(), 0)
+
+
 def test_bad_encryption_key_is_a_startup_error():
     for key in ("", "short", fernet_key()):
         p = start_worker(ENCRYPTION_KEY=key)
@@ -539,6 +599,40 @@ def test_credentials_never_logged():
             assert s not in t, "secret in a worker log"
         assert s not in spooled, "secret in the audit spool"
     assert "credentials_decrypted" in spooled, "no credentials_decrypted audit event"
+
+
+def test_pipeline_intake_jobbus_worker():
+    """The real path: ingest over HTTP -> commit -> JOB_READY through calseta-jobbus -> worker.
+    The worker's poll is 60 s, so a quick completion can only come from the bus message."""
+    env = dict(WORKER_ENV, ENRICHER_POLL_INTERVAL_MS="60000")
+    s = Stack("enricher_pipeline", services=(), env=env)
+    try:
+        configure_providers(s)
+        s.start("jobbus")
+        w = s.start("enricher")
+        deadline = time.time() + 10
+        while "providers loaded" not in w.text() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # past the worker's first (start-up) poll
+        s.start_intake()
+        s.wait_healthy()
+        k = s.create_key("alerts:write,alerts:read")
+        r = s.request("POST", "/v1/alerts", key=k, body={"source_name": "generic", "payload": {
+            "title": "Tor login", "severity": "high", "src_ip": "185.220.101.34"}})
+        assert_eq(r.status, 202, r)
+        uuid = r.json()["data"]["alert_uuid"]
+        deadline = time.time() + 10
+        status = None
+        while time.time() < deadline:
+            status = s.sql_value("SELECT enrichment_status FROM alerts WHERE uuid = '%s'" % uuid)
+            if status == "Enriched":
+                break
+            time.sleep(0.1)
+        assert_eq(status, "Enriched", s.logs())
+        assert_eq(s.sql_value("SELECT malice FROM indicators WHERE type = 'ip' AND value = '185.220.101.34'"),
+                  "Malicious")
+    finally:
+        s.stop()
 
 
 if __name__ == "__main__":

@@ -100,8 +100,8 @@ static void h_alert(struct http_request *req, void *ctx)
     (void)ctx;
     size_t n;
     const char *u = http_request_param(req, "uuid", &n);
-    json_t *o = json_pack("{s:s%,s:s,s:s?}", "uuid", u ? u : "", u ? n : 0, "method",
-                          req->method, "query", req->query);
+    json_t *o = json_pack("{s:s%,s:s,s:s?}", "uuid", u ? u : "", u ? n : 0, "method", req->method,
+                          "query", req->query);
     http_respond_json(req, 200, o, NULL, 0);
 }
 
@@ -110,8 +110,8 @@ static void h_ingest(struct http_request *req, void *ctx)
     (void)ctx;
     size_t n;
     const char *src = http_request_param(req, "source", &n);
-    json_t *o = json_pack("{s:s%,s:i}", "source", src ? src : "", src ? n : 0, "len",
-                          (int)req->body.len);
+    json_t *o =
+        json_pack("{s:s%,s:i}", "source", src ? src : "", src ? n : 0, "len", (int)req->body.len);
     http_respond_json(req, 202, o, NULL, 0);
 }
 
@@ -120,7 +120,7 @@ static void h_boom(struct http_request *req, void *ctx)
     (void)ctx;
     struct http_header h[] = {
         {"Retry-After", 11, "60", 2},
-        {"X-Frame-Options", 15, "ALLOW", 5},   /* must be ignored */
+        {"X-Frame-Options", 15, "ALLOW", 5},  /* must be ignored */
         {"X-Bad", 5, "a\r\nInjected: 1", 14}, /* must be ignored */
     };
     if (strcmp(req->path, "/v1/t/boom") == 0)
@@ -420,7 +420,8 @@ static int is_uuid4(const char *s)
     if (!s || strlen(s) != 36 || s[14] != '4')
         return 0;
     for (int i = 0; i < 36; i++)
-        if ((i == 8 || i == 13 || i == 18 || i == 23) ? s[i] != '-' : !strchr("0123456789abcdef", s[i]))
+        if ((i == 8 || i == 13 || i == 18 || i == 23) ? s[i] != '-'
+                                                      : !strchr("0123456789abcdef", s[i]))
             return 0;
     return 1;
 }
@@ -519,7 +520,9 @@ static void test_chunked(void **state)
 {
     (void)state;
     struct cli *c = cli_new(S->port);
-    cli_sendf(c, "POST /v1/t/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+    cli_sendf(
+        c,
+        "POST /v1/t/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
     usleep(50000);
     cli_sendf(c, "6;ext=1\r\n world\r\n0\r\nX-Trailer: x\r\n\r\n");
     struct resp r;
@@ -847,18 +850,21 @@ static void test_malformed(void **state)
     }
     /* non-ASCII bytes in header names and values: an answer, no crash */
     struct cli *c = cli_new(S->port);
-    cli_send(c, "GET /v1/t/hello HTTP/1.1\r\nX-V: \xc3\xa9\xff\x80\r\n\r\n", sizeof("GET /v1/t/hello HTTP/1.1\r\nX-V: \xc3\xa9\xff\x80\r\n\r\n") - 1);
+    cli_send(c, "GET /v1/t/hello HTTP/1.1\r\nX-V: \xc3\xa9\xff\x80\r\n\r\n",
+             sizeof("GET /v1/t/hello HTTP/1.1\r\nX-V: \xc3\xa9\xff\x80\r\n\r\n") - 1);
     struct resp r;
     assert_int_equal(cli_read(c, &r, 0), 0);
     assert_true(r.status == 200 || r.status == 400);
     cli_free(c);
     c = cli_new(S->port);
-    cli_send(c, "GET /v1/t/hello HTTP/1.1\r\nX-\xff\xfe: v\r\n\r\n", sizeof("GET /v1/t/hello HTTP/1.1\r\nX-\xff\xfe: v\r\n\r\n") - 1);
+    cli_send(c, "GET /v1/t/hello HTTP/1.1\r\nX-\xff\xfe: v\r\n\r\n",
+             sizeof("GET /v1/t/hello HTTP/1.1\r\nX-\xff\xfe: v\r\n\r\n") - 1);
     assert_int_equal(cli_read(c, &r, 0), 0);
     assert_int_equal(r.status, 400);
     cli_free(c);
     c = cli_new(S->port);
-    cli_send(c, "GET /\xff\xfe\x80 HTTP/1.1\r\n\r\n", sizeof("GET /\xff\xfe\x80 HTTP/1.1\r\n\r\n") - 1);
+    cli_send(c, "GET /\xff\xfe\x80 HTTP/1.1\r\n\r\n",
+             sizeof("GET /\xff\xfe\x80 HTTP/1.1\r\n\r\n") - 1);
     assert_int_equal(cli_read(c, &r, 0), 0);
     assert_true(r.status == 404 || r.status == 400);
     cli_free(c);
@@ -901,9 +907,10 @@ static void test_cors(void **state)
     assert_int_equal(r.status, 404);
     assert_string_equal(hdr(&r, "Access-Control-Allow-Origin"), "https://b.example");
     /* preflight, allowed */
-    cli_sendf(c, "OPTIONS /v1/alerts HTTP/1.1\r\nOrigin: https://a.example\r\n"
-                 "Access-Control-Request-Method: PATCH\r\n"
-                 "Access-Control-Request-Headers: Content-Type, authorization,X-Request-ID\r\n\r\n");
+    cli_sendf(c,
+              "OPTIONS /v1/alerts HTTP/1.1\r\nOrigin: https://a.example\r\n"
+              "Access-Control-Request-Method: PATCH\r\n"
+              "Access-Control-Request-Headers: Content-Type, authorization,X-Request-ID\r\n\r\n");
     assert_int_equal(cli_read(c, &r, 0), 0);
     assert_int_equal(r.status, 200);
     assert_memory_equal(r.body, "OK", 2);

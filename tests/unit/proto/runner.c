@@ -90,8 +90,13 @@ static void test_validate_and_validation(void **state)
 static void test_result_roundtrip(void **state)
 {
     (void)state;
-    struct runner_result r = {RUNNER_TIMED_OUT, 0, "Workflow execution timed out after 2 seconds",
-                              "{}", "{\"level\":\"info\"}\n", 2012, "ast,seccomp"};
+    struct runner_result r = {RUNNER_TIMED_OUT,
+                              0,
+                              "Workflow execution timed out after 2 seconds",
+                              "{}",
+                              "{\"level\":\"info\"}\n",
+                              2012,
+                              "ast,seccomp"};
     struct runner_msg m;
     struct buf b;
     char err[128];
@@ -211,9 +216,9 @@ static void test_status_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_run_roundtrip),        cmocka_unit_test(test_validate_and_validation),
-        cmocka_unit_test(test_result_roundtrip),     cmocka_unit_test(test_truncation_and_flips),
-        cmocka_unit_test(test_hostile_fields),       cmocka_unit_test(test_status_names),
+        cmocka_unit_test(test_run_roundtrip),    cmocka_unit_test(test_validate_and_validation),
+        cmocka_unit_test(test_result_roundtrip), cmocka_unit_test(test_truncation_and_flips),
+        cmocka_unit_test(test_hostile_fields),   cmocka_unit_test(test_status_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,9 +49,8 @@ static int in_child(int layers, int (*attempt)(void))
         char err[256];
         struct sandbox_limits lim = {256, 5};
         close(fds[0]);
-        int e = sandbox_enter(layers, &lim, probe.landlock_abi, err, sizeof err) == 0
-                    ? attempt()
-                    : -1;
+        int e =
+            sandbox_enter(layers, &lim, probe.landlock_abi, err, sizeof err) == 0 ? attempt() : -1;
         ssize_t w = write(fds[1], &e, sizeof e);
         (void)w;
         _exit(0);

@@ -112,8 +112,8 @@ static void test_validate(void **state)
     runner_validate(c, "import os\nasync def run(ctx):\n    return 1\n", on_validate, &o[0]);
     runner_validate(c, "async def run(ctx):\n    x = 1\n    return ().__class__\n", on_validate,
                     &o[1]);
-    runner_validate(c, "import json\nasync def run(ctx):\n    return json.dumps({})\n",
-                    on_validate, &o[2]);
+    runner_validate(c, "import json\nasync def run(ctx):\n    return json.dumps({})\n", on_validate,
+                    &o[2]);
     wait_all(&loop, o, 3);
     assert_int_equal(o[0].status, RUNNER_CLIENT_OK);
     assert_false(o[0].ok);
@@ -152,8 +152,9 @@ static void test_runs(void **state)
         .code = "async def run(ctx):\n    while True:\n        pass\n",
         .timeout_seconds = 1,
     };
-    struct runner_run_req bad = {
-        .run_uuid = "r3", .code = "import os\nasync def run(ctx):\n    pass\n", .timeout_seconds = 5};
+    struct runner_run_req bad = {.run_uuid = "r3",
+                                 .code = "import os\nasync def run(ctx):\n    pass\n",
+                                 .timeout_seconds = 5};
     struct outcome o[3] = {{0}};
     runner_run(c, &loop_req, on_run, &o[1]);
     runner_run(c, &ok, on_run, &o[0]);
@@ -230,8 +231,10 @@ static void test_timeout_and_close(void **state)
 static int setup(void **state)
 {
     (void)state;
-    struct zygote_opts zo = {.layers = LAYER_ALL, .default_memory_mb = 256,
-                             .validate_timeout_seconds = 10, .max_response_bytes = 1 << 20,
+    struct zygote_opts zo = {.layers = LAYER_ALL,
+                             .default_memory_mb = 256,
+                             .validate_timeout_seconds = 10,
+                             .max_response_bytes = 1 << 20,
                              .max_http_requests = 10};
     char err[256];
     zyg = zygote_new(&zo, err, sizeof err);

@@ -1,0 +1,245 @@
+/*
+ * indicators.c - the de-duplicating indicator set, passes 2 and 3, the fingerprint.
+ */
+#include "indicators.h"
+#include "util.h"
+
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const known_types[] = {"ip",        "domain", "hash_md5", "hash_sha1",
+                                          "hash_sha256", "url",  "email",    "account"};
+
+int indicator_type_valid(const char *type)
+{
+    if (!type)
+        return 0;
+    for (size_t i = 0; i < sizeof known_types / sizeof *known_types; i++)
+        if (!strcmp(type, known_types[i]))
+            return 1;
+    return 0;
+}
+
+/* ---- Python whitespace ---- */
+
+static int py_isspace(unsigned cp)
+{
+    return (cp >= 0x09 && cp <= 0x0d) || (cp >= 0x1c && cp <= 0x20) || cp == 0x85 ||
+           cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 ||
+           cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000;
+}
+
+/* Code point of the UTF-8 sequence at p (n bytes available); its length in *clen. */
+static unsigned utf8_at(const unsigned char *p, size_t n, size_t *clen)
+{
+    size_t need = p[0] < 0x80 ? 1 : p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc0 ? 2 : 1;
+    if (need > n || need == 1) {
+        *clen = 1;
+        return p[0] < 0x80 ? p[0] : 0xfffd; /* stray bytes are never whitespace */
+    }
+    unsigned cp = p[0] & (0x7f >> need);
+    for (size_t i = 1; i < need; i++)
+        cp = (cp << 6) | (p[i] & 0x3f);
+    *clen = need;
+    return cp;
+}
+
+size_t py_strip(const char **s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)*s;
+    size_t clen;
+    while (len && py_isspace(utf8_at(p, len, &clen))) {
+        p += clen;
+        len -= clen;
+    }
+    while (len) {
+        size_t start = len - 1;
+        while (start > 0 && (p[start] & 0xc0) == 0x80 && len - start < 4)
+            start--;
+        if (!py_isspace(utf8_at(p + start, len - start, &clen)) || start + clen != len)
+            break;
+        len = start;
+    }
+    *s = (const char *)p;
+    return len;
+}
+
+/* ---- the set ---- */
+
+void indicator_set_init(struct indicator_set *s)
+{
+    memset(s, 0, sizeof *s);
+}
+
+void indicator_set_destroy(struct indicator_set *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->items[i].type);
+        free(s->items[i].value);
+    }
+    free(s->items);
+    free(s->slots);
+    memset(s, 0, sizeof *s);
+}
+
+static size_t hash_pair(const char *type, const char *value, size_t vlen)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const char *p = type; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+    for (size_t i = 0; i < vlen; i++)
+        h = (h ^ (unsigned char)value[i]) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+static void rehash(struct indicator_set *s)
+{
+    free(s->slots);
+    s->nslots = s->nslots ? s->nslots * 2 : 64;
+    s->slots = xcalloc(s->nslots, sizeof *s->slots);
+    for (size_t i = 0; i < s->n; i++) {
+        const struct indicator *it = &s->items[i];
+        size_t h = hash_pair(it->type, it->value, strlen(it->value)) & (s->nslots - 1);
+        while (s->slots[h])
+            h = (h + 1) & (s->nslots - 1);
+        s->slots[h] = i + 1;
+    }
+}
+
+int indicator_set_add(struct indicator_set *s, const char *type, const char *value, size_t len)
+{
+    if (!type || !value)
+        return 0;
+    const char *nul = memchr(value, '\0', len);
+    if (nul)
+        len = (size_t)(nul - value);
+    len = py_strip(&value, len);
+    if (len == 0)
+        return 0;
+    if ((s->n + 1) * 2 > s->nslots)
+        rehash(s);
+    size_t h = hash_pair(type, value, len) & (s->nslots - 1);
+    for (; s->slots[h]; h = (h + 1) & (s->nslots - 1)) {
+        const struct indicator *it = &s->items[s->slots[h] - 1];
+        if (!strcmp(it->type, type) && !strncmp(it->value, value, len) && !it->value[len])
+            return 0;
+    }
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 8;
+        s->items = xrealloc(s->items, s->cap * sizeof *s->items);
+    }
+    s->items[s->n].type = xstrdup(type);
+    s->items[s->n].value = xstrndup(value, len);
+    s->slots[h] = ++s->n;
+    return 1;
+}
+
+int indicator_set_add_json(struct indicator_set *s, const char *type, const json_t *v)
+{
+    if (!json_is_string(v))
+        return 0;
+    return indicator_set_add(s, type, json_string_value(v), json_string_length(v));
+}
+
+/* ---- passes 2 and 3 ---- */
+
+static int mapping_applies(const struct indicator_mapping *m, const char *source_name)
+{
+    if (!m->field_path || !m->indicator_type)
+        return 0;
+    return !m->source_name || (source_name && !strcmp(m->source_name, source_name));
+}
+
+void indicators_extract_normalized(const json_t *fields, const char *source_name,
+                                   const struct indicator_mapping *m, size_t n,
+                                   struct indicator_set *out)
+{
+    if (!json_is_object(fields))
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (mapping_applies(&m[i], source_name))
+            indicator_set_add_json(out, m[i].indicator_type,
+                                   json_object_get(fields, m[i].field_path));
+}
+
+/* fields[a][b]... for "a.b..."; NULL when a step is not an object or the key is missing. */
+static const json_t *walk_objects(const json_t *root, const char *path)
+{
+    const json_t *cur = root;
+    const char *seg = path;
+    for (;;) {
+        const char *dot = strchr(seg, '.');
+        size_t n = dot ? (size_t)(dot - seg) : strlen(seg);
+        if (!json_is_object(cur))
+            return NULL;
+        cur = json_object_getn(cur, seg, n);
+        if (!cur || !dot)
+            return cur;
+        seg = dot + 1;
+    }
+}
+
+void indicators_extract_raw(const json_t *raw, const char *source_name,
+                            const struct indicator_mapping *m, size_t n,
+                            struct indicator_set *out)
+{
+    for (size_t i = 0; i < n; i++)
+        if (mapping_applies(&m[i], source_name))
+            indicator_set_add_json(out, m[i].indicator_type, walk_objects(raw, m[i].field_path));
+}
+
+/* ---- fingerprint and JSON ---- */
+
+static int cmp_indicator(const void *a, const void *b)
+{
+    const struct indicator *x = *(const struct indicator *const *)a;
+    const struct indicator *y = *(const struct indicator *const *)b;
+    int c = strcmp(x->type, y->type);
+    return c ? c : strcmp(x->value, y->value);
+}
+
+void indicators_fingerprint(const char *title, const char *source_name,
+                            const struct indicator_set *s, char out[33])
+{
+    const struct indicator **sorted = xmalloc((s->n + 1) * sizeof *sorted);
+    for (size_t i = 0; i < s->n; i++)
+        sorted[i] = &s->items[i];
+    qsort(sorted, s->n, sizeof *sorted, cmp_indicator);
+
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_md5(), NULL) != 1)
+        abort(); /* out of memory or MD5 unavailable: nothing sensible to continue with */
+    title = title ? title : "";
+    source_name = source_name ? source_name : "";
+    EVP_DigestUpdate(ctx, title, strlen(title) + 1); /* with its NUL: the "\x00" separator */
+    EVP_DigestUpdate(ctx, source_name, strlen(source_name) + 1);
+    for (size_t i = 0; i < s->n; i++) {
+        if (i)
+            EVP_DigestUpdate(ctx, "|", 1);
+        EVP_DigestUpdate(ctx, sorted[i]->type, strlen(sorted[i]->type));
+        EVP_DigestUpdate(ctx, ":", 1);
+        EVP_DigestUpdate(ctx, sorted[i]->value, strlen(sorted[i]->value));
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    free(sorted);
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < 16; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[32] = '\0';
+}
+
+json_t *indicators_to_json(const struct indicator_set *s)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < s->n; i++)
+        json_array_append_new(a, json_pack("{s:s,s:s}", "type", s->items[i].type, "value",
+                                           s->items[i].value));
+    return a;
+}

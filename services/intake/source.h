@@ -1,0 +1,87 @@
+/*
+ * source.h - alert sources: one table entry per source, each source one file.
+ *
+ * A source turns a vendor payload into the common alert: validate() is the cheap shape check
+ * behind 422 INVALID_PAYLOAD, normalize() fills a struct normalized_alert, extract() is
+ * indicator extraction pass 1. All three are pure functions of the payload (a jansson value,
+ * borrowed) and never crash on hostile input: every access is type-checked. The reference
+ * semantics (security-and-ingest §10.2-10.4, 10.6 step 2) are documented in each source file.
+ *
+ * Adding a source: write services/intake/source_<name>.c defining a `const struct alert_source
+ * source_<name>`, and add it to the table in source_registry.c.
+ *
+ * Conventions shared by the sources:
+ * - The intake parses bodies with JSON_REJECT_DUPLICATES, so a source never sees duplicate
+ *   keys and the "last key wins" question of Python's json does not arise.
+ * - Strings are read up to their first NUL (json_string_value()); PostgreSQL text cannot hold
+ *   NUL, and the intake refuses payloads that contain one before normalising.
+ * - Where the reference raises (a 500 there, e.g. a non-string Sentinel title that pydantic
+ *   refuses), normalize() returns -1 and the intake answers 422 INVALID_PAYLOAD instead.
+ *   Where the reference's behaviour on an odd type is not pinned down, the source is lenient
+ *   (the value counts as absent) rather than failing.
+ */
+#ifndef INTAKE_SOURCE_H
+#define INTAKE_SOURCE_H
+
+#include "indicators.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct normalized_alert {
+    char *title;              /* never NULL after a successful normalize() */
+    char *severity;           /* Pending Informational Low Medium High Critical */
+    int64_t occurred_at_us;   /* wall-clock microseconds since 1970, UTC */
+    int occurred_at_was_now;  /* 1 when the payload had no usable timestamp */
+    char *description;        /* may be NULL */
+    json_t *tags;             /* array of strings, never NULL */
+    char *source_rule_ref;    /* detection-rule reference (§10.6 step 2), may be NULL */
+    json_t *normalized_fields; /* object: the optional normalised IOC fields (src_ip, dst_ip,
+                                  ...); the built-in sources leave it empty */
+};
+
+struct alert_source {
+    const char *name; /* lowercase, as in /v1/ingest/{name} */
+    /* 1 when the payload has the source's shape; never fails otherwise. */
+    int (*validate)(const json_t *payload);
+    /* 0 and *out filled (release with normalized_alert_destroy()), or -1 and *out empty. */
+    int (*normalize)(const json_t *payload, struct normalized_alert *out);
+    /* Pass 1: adds the indicators the source knows about to out. */
+    void (*extract)(const json_t *payload, struct indicator_set *out);
+};
+
+/* The registered source with exactly this name, or NULL. */
+const struct alert_source *source_lookup(const char *name);
+/* The registered sources in table order, NULL-terminated. */
+const struct alert_source *const *source_all(void);
+
+void normalized_alert_destroy(struct normalized_alert *a);
+/*
+ * The alert's top-level fields as pass 2 sees them (the reference's CalsetaAlert.model_dump()):
+ * title, severity, source_name, description (if any) and the normalized_fields. New reference.
+ */
+json_t *normalized_alert_fields(const struct normalized_alert *a, const char *source_name);
+
+/* ---- helpers for the source implementations (source_registry.c) ---- */
+
+/* Python truthiness: null, false, 0, 0.0, "", [] and {} are false. NULL is false. */
+int py_truthy(const json_t *v);
+/* Python str() of a JSON value (repr() inside containers, True/False/None). Caller frees. */
+char *py_str(const json_t *v);
+/* Copy of a JSON string up to its first NUL, or NULL when v is not a string. */
+char *json_strdup_or_null(const json_t *v);
+/* The first of a, b that is truthy, else NULL (Python `a or b`). */
+const json_t *py_or(const json_t *a, const json_t *b);
+/* ASCII-lowercased copy of a JSON string into buf (truncated); 0 if v is not a string. */
+int json_lower(const json_t *v, char *buf, size_t size);
+/* Starts an alert: tags = [], normalized_fields = {}, everything else zero. */
+void normalized_alert_init(struct normalized_alert *a);
+/* Sets occurred_at to now and occurred_at_was_now. */
+void normalized_alert_now(struct normalized_alert *a);
+
+extern const struct alert_source source_sentinel;
+extern const struct alert_source source_elastic;
+extern const struct alert_source source_splunk;
+extern const struct alert_source source_generic;
+
+#endif

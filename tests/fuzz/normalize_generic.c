@@ -1,0 +1,10 @@
+/*
+ * normalize_generic.c - libFuzzer target for the generic alert source (validate, normalize, the three
+ * extraction passes, the fingerprint); see normalize_common.h. Seeds: corpus/normalize_generic/.
+ */
+#include "normalize_common.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return fuzz_source("generic", data, size);
+}
