@@ -149,7 +149,7 @@ int proto_decode(const void *buf, size_t len, unsigned want_type, struct proto_m
     if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 != PROTO_VERSION)
         goto fail;
     if (!t || t->type != MSGPACK_OBJECT_POSITIVE_INTEGER || t->via.u64 < PROTO_AUDIT_EVENT ||
-        t->via.u64 > PROTO_JOB_READY)
+        t->via.u64 > PROTO_TYPE_MAX)
         goto fail;
     m->type = (unsigned)t->via.u64;
     if (want_type && m->type != want_type)

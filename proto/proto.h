@@ -25,6 +25,7 @@ enum proto_type {
     PROTO_AUDIT_EVENT = 1, /* producer -> auditd: one audit event */
     PROTO_AUDIT_ACK = 2,   /* auditd -> producer: event ids written durably */
     PROTO_JOB_READY = 3,   /* intake -> enrichers: a committed job id */
+    PROTO_TYPE_MAX = PROTO_JOB_READY, /* a new type goes above and moves this */
 };
 
 /* A decoded message: the envelope map, valid until proto_msg_destroy(). */

@@ -14,8 +14,8 @@ struct entry {
     json_t *result;
     size_t weight;
     uint64_t expires_ms;
-    struct entry *next;             /* bucket chain */
-    struct entry *older, *newer;    /* age list */
+    struct entry *next;          /* bucket chain */
+    struct entry *older, *newer; /* age list */
 };
 
 struct cache {

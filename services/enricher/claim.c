@@ -69,9 +69,10 @@ void claim_kick(struct enricher *en)
     snprintf(attempts, sizeof attempts, "%d", en->opt.max_attempts);
     const char *params[4] = {en->owner, lease, limit, attempts};
     en->claiming = free_slots;
-    pg_exec(en->pg,
-            "SELECT job_id, alert_id, attempts, doc::text FROM calseta_enrich_claim($1, $2, $3, $4)",
-            4, params, on_claimed, en);
+    pg_exec(
+        en->pg,
+        "SELECT job_id, alert_id, attempts, doc::text FROM calseta_enrich_claim($1, $2, $3, $4)", 4,
+        params, on_claimed, en);
 }
 
 void claim_job_finished(struct enricher *en)
@@ -99,8 +100,7 @@ static void on_bus(void *arg)
             bus_skip_rest(en->pull);
         struct job_ready jr;
         if (n <= (int)sizeof msg && job_ready_decode(msg, (size_t)n, &jr) == 0)
-            msg_debug("job %lld ready (alert %lld)", (long long)jr.job_id,
-                      (long long)jr.alert_id);
+            msg_debug("job %lld ready (alert %lld)", (long long)jr.job_id, (long long)jr.alert_id);
         else
             msg_warn("job bus: ignoring a message that is not a JOB_READY");
         got = 1;
@@ -131,8 +131,7 @@ static void on_renew(uv_timer_t *t)
     char lease[16];
     snprintf(lease, sizeof lease, "%d", en->cfg->enrich_job_lease_seconds);
     const char *params[3] = {ids, en->owner, lease};
-    pg_exec(en->pg, "SELECT calseta_enrich_renew($1::bigint[], $2, $3)", 3, params, on_renewed,
-            en);
+    pg_exec(en->pg, "SELECT calseta_enrich_renew($1::bigint[], $2, $3)", 3, params, on_renewed, en);
     free(ids);
 }
 
@@ -150,7 +149,8 @@ void claim_start(struct enricher *en)
     uint64_t renew_ms = (uint64_t)en->cfg->enrich_job_lease_seconds * 1000 / 3;
     uv_timer_init(en->loop, &en->renew_timer);
     en->renew_timer.data = en;
-    uv_timer_start(&en->renew_timer, on_renew, renew_ms ? renew_ms : 300, renew_ms ? renew_ms : 300);
+    uv_timer_start(&en->renew_timer, on_renew, renew_ms ? renew_ms : 300,
+                   renew_ms ? renew_ms : 300);
 }
 
 void claim_close(struct enricher *en)

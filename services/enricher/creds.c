@@ -42,16 +42,18 @@ struct creds_ctx *creds_ctx_new(const char *key_b64, const struct settings *sett
                                 creds_audit_fn audit, void *audit_arg, char *err, size_t errlen)
 {
     if (!key_b64 || !*key_b64) {
-        snprintf(err, errlen, "ENCRYPTION_KEY is not set: provider credentials cannot be "
-                              "decrypted (generate one with `calseta gen-encryption-key`)");
+        snprintf(err, errlen,
+                 "ENCRYPTION_KEY is not set: provider credentials cannot be "
+                 "decrypted (generate one with `calseta gen-encryption-key`)");
         return NULL;
     }
     struct creds_ctx *cc = xcalloc(1, sizeof *cc);
     if (fernet_key_parse(key_b64, &cc->key) != 0) {
         free(cc);
-        snprintf(err, errlen, "ENCRYPTION_KEY is not a valid Fernet key (44 characters of "
-                              "url-safe base64 encoding 32 bytes; generate one with `calseta "
-                              "gen-encryption-key`)");
+        snprintf(err, errlen,
+                 "ENCRYPTION_KEY is not a valid Fernet key (44 characters of "
+                 "url-safe base64 encoding 32 bytes; generate one with `calseta "
+                 "gen-encryption-key`)");
         return NULL;
     }
     cc->settings = settings;
@@ -252,8 +254,8 @@ static int from_env(struct creds_ctx *cc, const struct provider *p, struct creds
     json_t *v;
     json_object_foreach(p->env_var_mapping, k, v)
     {
-        const char *val = json_is_string(v) ? settings_get(cc->settings, json_string_value(v))
-                                            : NULL;
+        const char *val =
+            json_is_string(v) ? settings_get(cc->settings, json_string_value(v)) : NULL;
         if (!val || !*val)
             continue;
         c->f = xrealloc(c->f, (c->n + 1) * sizeof *c->f);
@@ -277,8 +279,7 @@ struct creds *creds_open(struct creds_ctx *cc, const struct provider *p, long lo
                 cc->audit(cc->audit_arg, p->name, job_id);
             if (parse_object(c) == 0 && c->n)
                 return c;
-            msg_warn("provider %s: decrypted auth_config is not a JSON object of fields",
-                     p->name);
+            msg_warn("provider %s: decrypted auth_config is not a JSON object of fields", p->name);
             creds_close(c);
             c = xcalloc(1, sizeof *c);
         }

@@ -25,8 +25,7 @@ typedef void (*creds_audit_fn)(void *arg, const char *provider, long long job_id
 /* key_b64: ENCRYPTION_KEY. Returns NULL with err when the key is missing or not a valid
  * Fernet key (the message names ENCRYPTION_KEY). */
 struct creds_ctx *creds_ctx_new(const char *key_b64, const struct settings *settings,
-                                creds_audit_fn audit, void *audit_arg, char *err,
-                                size_t errlen);
+                                creds_audit_fn audit, void *audit_arg, char *err, size_t errlen);
 void creds_ctx_free(struct creds_ctx *cc);
 /* Checks that token was made under this key (HMAC only, nothing decrypted): 0 or -1. */
 int creds_token_matches(const struct creds_ctx *cc, const char *token);

@@ -1,8 +1,10 @@
 /*
- * engine.c - HTTP steps on curl multi + libuv, see engine.h.
+ * engine.c - provider lookups: steps, SSRF check, caps, retries, results (see engine.h); the
+ * curl-on-libuv plumbing is curluv.c.
  */
 #include "engine.h"
 #include "creds.h"
+#include "curluv.h"
 #include "guard.h"
 #include "limiter.h"
 #include "log.h"
@@ -23,22 +25,13 @@
 
 struct engine {
     uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t timer;
+    struct curluv *cm;
     struct engine_opts o;
     struct limiter *limiters;
     struct call *waiting; /* calls waiting for a provider slot, FIFO */
     size_t active;
-    struct sock_ctx *socks;
     void (*closed)(void *);
     void *closed_arg;
-};
-
-struct sock_ctx {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    struct engine *e;
-    struct sock_ctx *prev, *next; /* engine's list, for closing */
 };
 
 enum call_state { ST_IDLE, ST_CHECK, ST_WAIT, ST_HTTP, ST_BACKOFF };
@@ -138,93 +131,9 @@ static void succeed(struct call *c, int not_found)
         json_object_set_new(ext, "malice", json_string(malice_not_found(c->p->malice_rules)));
     } else {
         ext = extract_fields(raw, c->p->rules, c->p->nrules, c->type);
-        json_object_set_new(ext, "malice",
-                            json_string(malice_evaluate(c->p->malice_rules, raw)));
+        json_object_set_new(ext, "malice", json_string(malice_evaluate(c->p->malice_rules, raw)));
     }
     finish(c, result_new(c->p->name, "success", ext, raw, NULL));
-}
-
-/* ---- curl multi on libuv ---- */
-
-static void check_done(struct engine *e);
-
-static void on_sock_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    struct sock_ctx *s = h->data;
-    int flags = 0, running;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    struct engine *e = s->e;
-    curl_multi_socket_action(e->multi, s->fd, flags, &running);
-    check_done(e);
-}
-
-static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
-{
-    struct engine *e = userp;
-    struct sock_ctx *s = socketp;
-    (void)easy;
-    if (action == CURL_POLL_REMOVE) {
-        if (s) {
-            if (s->prev)
-                s->prev->next = s->next;
-            else
-                e->socks = s->next;
-            if (s->next)
-                s->next->prev = s->prev;
-            uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-            curl_multi_assign(e->multi, fd, NULL);
-        }
-        return 0;
-    }
-    if (!s) {
-        s = xcalloc(1, sizeof *s);
-        s->fd = fd;
-        s->e = e;
-        uv_poll_init_socket(e->loop, &s->poll, fd);
-        s->poll.data = s;
-        s->next = e->socks;
-        if (e->socks)
-            e->socks->prev = s;
-        e->socks = s;
-        curl_multi_assign(e->multi, fd, s);
-    }
-    int ev = 0;
-    if (action != CURL_POLL_OUT)
-        ev |= UV_READABLE;
-    if (action != CURL_POLL_IN)
-        ev |= UV_WRITABLE;
-    uv_poll_start(&s->poll, ev, on_poll);
-    return 0;
-}
-
-static void on_curl_timer(uv_timer_t *t)
-{
-    struct engine *e = t->data;
-    int running;
-    curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(e);
-}
-
-static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct engine *e = userp;
-    (void)multi;
-    if (timeout_ms < 0)
-        uv_timer_stop(&e->timer);
-    else
-        uv_timer_start(&e->timer, on_curl_timer, (uint64_t)timeout_ms, 0);
-    return 0;
 }
 
 /* ---- limiter waiters ---- */
@@ -340,7 +249,7 @@ static void send_request(struct call *c)
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     else if (strcmp(c->req.method, "POST") || !c->req.body)
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->req.method);
-    curl_multi_add_handle(c->e->multi, h);
+    curluv_add(c->e->cm, h);
 }
 
 static void on_wait_timer(uv_timer_t *t)
@@ -349,8 +258,7 @@ static void on_wait_timer(uv_timer_t *t)
     if (c->state == ST_WAIT)
         unwait(c);
     if (now_mono_ms() >= c->deadline_ms) {
-        fail(c, "Step '%s' failed: job deadline exceeded waiting for the provider",
-             c->req.name);
+        fail(c, "Step '%s' failed: job deadline exceeded waiting for the provider", c->req.name);
         return;
     }
     /* backoff over, or a token may be available */
@@ -370,8 +278,8 @@ static void on_wait_timer(uv_timer_t *t)
 
 static void acquire_and_send(struct call *c)
 {
-    c->lim = limiter_get(&c->e->limiters, c->p->name, c->p->max_concurrency,
-                         c->p->rate_per_second, now_mono_ms());
+    c->lim = limiter_get(&c->e->limiters, c->p->name, c->p->max_concurrency, c->p->rate_per_second,
+                         now_mono_ms());
     c->state = ST_WAIT;
     on_wait_timer(&c->timer);
 }
@@ -406,7 +314,7 @@ static void request_done(struct call *c, CURLcode rc)
 {
     long status = 0;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(c->e->multi, c->easy);
+    curluv_remove(c->e->cm, c->easy);
     curl_easy_cleanup(c->easy);
     c->easy = NULL;
     limiter_release(c->lim);
@@ -456,17 +364,12 @@ static void request_done(struct call *c, CURLcode rc)
     next_step(c);
 }
 
-static void check_done(struct engine *e)
+static void on_transfer_done(void *arg, CURL *easy, CURLcode rc)
 {
-    CURLMsg *m;
-    int left;
-    while ((m = curl_multi_info_read(e->multi, &left))) {
-        if (m->msg != CURLMSG_DONE)
-            continue;
-        struct call *c = NULL;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-        request_done(c, m->data.result);
-    }
+    struct call *c = NULL;
+    (void)arg;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&c);
+    request_done(c, rc);
 }
 
 /* ---- steps ---- */
@@ -480,8 +383,7 @@ static void on_checked(uv_work_t *w, int status)
             next_step(c);
             return;
         }
-        fail(c, "Step '%s' SSRF blocked: %s", c->req.name,
-             status ? "check cancelled" : c->reason);
+        fail(c, "Step '%s' SSRF blocked: %s", c->req.name, status ? "check cancelled" : c->reason);
         return;
     }
     curl_slist_free_all(c->resolve);
@@ -564,9 +466,8 @@ static void start_call(uv_timer_t *t)
     next_step(c);
 }
 
-void engine_lookup(struct engine *e, const struct provider *p, const char *type,
-                   const char *value, long long job_id, uint64_t deadline_ms, engine_done_cb cb,
-                   void *arg)
+void engine_lookup(struct engine *e, const struct provider *p, const char *type, const char *value,
+                   long long job_id, uint64_t deadline_ms, engine_done_cb cb, void *arg)
 {
     struct call *c = xcalloc(1, sizeof *c);
     c->e = e;
@@ -596,15 +497,7 @@ struct engine *engine_new(uv_loop_t *loop, const struct engine_opts *o)
     e->o = *o;
     if (!e->o.max_response_bytes)
         e->o.max_response_bytes = 1 << 20;
-    e->multi = curl_multi_init();
-    if (!e->multi)
-        msg_fatal("curl_multi_init failed");
-    curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
-    curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
-    curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
-    uv_timer_init(loop, &e->timer);
-    e->timer.data = e;
+    e->cm = curluv_new(loop, on_transfer_done, e);
     return e;
 }
 
@@ -613,15 +506,15 @@ size_t engine_active(const struct engine *e)
     return e->active;
 }
 
-static void on_engine_closed(uv_handle_t *h)
+static void on_curluv_closed(void *arg)
 {
-    struct engine *e = h->data;
+    struct engine *e = arg;
     void (*done)(void *) = e->closed;
-    void *arg = e->closed_arg;
+    void *done_arg = e->closed_arg;
     limiter_free_all(&e->limiters);
     free(e);
     if (done)
-        done(arg);
+        done(done_arg);
 }
 
 void engine_close(struct engine *e, void (*done)(void *), void *arg)
@@ -630,14 +523,5 @@ void engine_close(struct engine *e, void (*done)(void *), void *arg)
         msg_warn("engine closed with %zu lookups active", e->active);
     e->closed = done;
     e->closed_arg = arg;
-    curl_multi_cleanup(e->multi);
-    e->multi = NULL;
-    while (e->socks) {
-        struct sock_ctx *s = e->socks;
-        e->socks = s->next;
-        uv_poll_stop(&s->poll);
-        uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-    }
-    uv_timer_stop(&e->timer);
-    uv_close((uv_handle_t *)&e->timer, on_engine_closed);
+    curluv_close(e->cm, on_curluv_closed, e);
 }

@@ -14,6 +14,8 @@
  * followed, only http/https are spoken, proxies from the environment are ignored, and a
  * response body beyond max_response_bytes fails the lookup.
  *
+ * In mock mode a provider with mock_responses answers from them at once (provider.h).
+ *
  * Credentials are opened (creds.h) just before the first request of a lookup is built and
  * wiped when the lookup ends. The result is the reference's per-provider result object; on
  * success, extracted = field extractions + "malice" (malice rules over the raw response).
@@ -48,9 +50,8 @@ struct engine *engine_new(uv_loop_t *loop, const struct engine_opts *o);
  * Starts a lookup. p (and its provider_set) must stay valid until cb runs. deadline_ms is on
  * the now_mono_ms() clock. job_id only labels audit events (0 for on-demand lookups).
  */
-void engine_lookup(struct engine *e, const struct provider *p, const char *type,
-                   const char *value, long long job_id, uint64_t deadline_ms, engine_done_cb cb,
-                   void *arg);
+void engine_lookup(struct engine *e, const struct provider *p, const char *type, const char *value,
+                   long long job_id, uint64_t deadline_ms, engine_done_cb cb, void *arg);
 /* Lookups not finished yet. */
 size_t engine_active(const struct engine *e);
 /* Closes the engine once no lookup is active (call after the last callback); done(arg) runs

@@ -3,8 +3,13 @@
  *
  *   options.c   enricher settings beyond struct config (read once, validated)
  *   claim.c     claiming jobs (poll, ZeroMQ wake-ups, completions), lease renewal
- *   providers   provider_set loading and reloads on NOTIFY calseta_providers (reload.c)
- *   job.c       one job: pass 3, cache, lookups in parallel, one completing transaction
+ *   reload.c    provider snapshots: first load, NOTIFY calseta_providers, periodic reload
+ *   job.c       one job: pass 3, caches, lookups in parallel, one completing transaction
+ *
+ * and the pieces they use: provider.h (provider snapshots), engine.h (lookups over HTTP, on
+ * curluv.h), step.h + template.h (requests from http_config), extract.h + malice.h + jpath.h
+ * (what results say), creds.h (credentials at the moment of use), guard.h (SSRF), cache.h and
+ * limiter.h (in-process cache, per-provider caps).
  */
 #ifndef ENRICHER_ENRICHER_H
 #define ENRICHER_ENRICHER_H
@@ -24,14 +29,14 @@ struct bus_watch;
 struct job;
 
 struct enricher_options {
-    int allow_loopback;          /* ENRICHER_ALLOW_LOOPBACK (tests only), false */
-    int max_attempts;            /* ENRICH_JOB_MAX_ATTEMPTS, 5 */
-    int poll_ms;                 /* ENRICHER_POLL_INTERVAL_MS, 2000 */
-    int reload_s;                /* ENRICHER_PROVIDER_RELOAD_SECONDS, 300 */
-    int cache_entries;           /* ENRICHER_CACHE_ENTRIES, 10000 */
-    long long cache_bytes;       /* ENRICHER_CACHE_MAX_BYTES, 64 MiB */
-    long long max_response;      /* ENRICHER_MAX_RESPONSE_BYTES, 1048576 */
-    int db_connections;          /* ENRICHER_DB_CONNECTIONS, 4 */
+    int allow_loopback;     /* ENRICHER_ALLOW_LOOPBACK (tests only), false */
+    int max_attempts;       /* ENRICH_JOB_MAX_ATTEMPTS, 5 */
+    int poll_ms;            /* ENRICHER_POLL_INTERVAL_MS, 2000 */
+    int reload_s;           /* ENRICHER_PROVIDER_RELOAD_SECONDS, 300 */
+    int cache_entries;      /* ENRICHER_CACHE_ENTRIES, 10000 */
+    long long cache_bytes;  /* ENRICHER_CACHE_MAX_BYTES, 64 MiB */
+    long long max_response; /* ENRICHER_MAX_RESPONSE_BYTES, 1048576 */
+    int db_connections;     /* ENRICHER_DB_CONNECTIONS, 4 */
     struct provider_defaults provider;
 };
 

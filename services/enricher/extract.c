@@ -229,8 +229,8 @@ static int ipv6_global(const unsigned char a[16])
 
 static int domain_ok(const char *value, const char **reason)
 {
-    static const char *bad[] = {"internal", "local", "localhost", "home", "lan", "corp",
-                                "test", "example", "invalid", "arpa"};
+    static const char *bad[] = {"internal", "local", "localhost", "home",    "lan",
+                                "corp",     "test",  "example",   "invalid", "arpa"};
     size_t n = strlen(value);
     char *d = xstrdup(value);
     for (size_t i = 0; i < n; i++)

@@ -116,9 +116,9 @@ static json_t *indicator_entry(struct job *j, size_t i, json_t *summary_counts, 
                                int *failed)
 {
     json_t *ind = json_array_get(j->indicators, i);
-    json_t *e = json_pack("{s:O,s:O,s:b}", "type", json_object_get(ind, "type"), "value",
-                          json_object_get(ind, "value"), "new",
-                          json_is_true(json_object_get(ind, "new")));
+    json_t *e =
+        json_pack("{s:O,s:O,s:b}", "type", json_object_get(ind, "type"), "value",
+                  json_object_get(ind, "value"), "new", json_is_true(json_object_get(ind, "new")));
     json_t *results = json_object();
     const char *worst = "Pending";
     json_t *reason = json_object_get(j->skipped, json_string_value(json_object_get(ind, "key")));
@@ -135,8 +135,8 @@ static json_t *indicator_entry(struct job *j, size_t i, json_t *summary_counts, 
         json_object_set(results, l->p->name, l->result);
         if (json_is_true(json_object_get(l->result, "success"))) {
             (*ok)++;
-            const char *m =
-                json_string_value(json_object_get(json_object_get(l->result, "extracted"), "malice"));
+            const char *m = json_string_value(
+                json_object_get(json_object_get(l->result, "extracted"), "malice"));
             if (m && malice_rank(m) >= 0)
                 worst = malice_worst(worst, m);
         } else if (!strcmp(json_string_value(json_object_get(l->result, "status")), "failed")) {
@@ -163,11 +163,11 @@ static void complete(struct job *j)
             continue;
         json_t *ind = json_array_get(j->indicators, l->ind);
         json_array_append_new(
-            cache, json_pack("{s:s,s:O,s:O,s:i,s:O}", "provider", l->p->name, "type",
-                             json_object_get(ind, "type"), "value", json_object_get(ind, "value"),
-                             "ttl", provider_cache_ttl(l->p, json_string_value(json_object_get(
-                                                                  ind, "type"))),
-                             "result", l->result));
+            cache,
+            json_pack("{s:s,s:O,s:O,s:i,s:O}", "provider", l->p->name, "type",
+                      json_object_get(ind, "type"), "value", json_object_get(ind, "value"), "ttl",
+                      provider_cache_ttl(l->p, json_string_value(json_object_get(ind, "type"))),
+                      "result", l->result));
     }
     json_object_set_new(doc, "indicators", inds);
     json_object_set_new(doc, "cache", cache);
@@ -177,11 +177,16 @@ static void complete(struct job *j)
                                   "providers_failed", failed, "malice_counts", counts));
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
+    if (!text) {
+        msg_error("job %lld: results could not be serialised", j->id);
+        release(j, "results could not be serialised");
+        return;
+    }
     char id[32];
     snprintf(id, sizeof id, "%lld", j->id);
     const char *params[3] = {id, j->en->owner, text};
-    pg_exec(j->en->pg, "SELECT calseta_enrich_complete($1, $2, $3::jsonb)", 3, params,
-            on_completed, j);
+    pg_exec(j->en->pg, "SELECT calseta_enrich_complete($1, $2, $3::jsonb)", 3, params, on_completed,
+            j);
     free(text);
 }
 
@@ -205,9 +210,8 @@ static void on_lookup(void *arg, json_t *result)
         char *text = json_dumps(result, JSON_COMPACT);
         size_t weight = text ? strlen(text) : 0;
         free(text);
-        cache_put(j->en->cache, l->p->name, type,
-                  json_string_value(json_object_get(ind, "value")), result, weight,
-                  now_mono_ms(), (int64_t)provider_cache_ttl(l->p, type) * 1000);
+        cache_put(j->en->cache, l->p->name, type, json_string_value(json_object_get(ind, "value")),
+                  result, weight, now_mono_ms(), (int64_t)provider_cache_ttl(l->p, type) * 1000);
     } else {
         msg_warn("job %lld: %s lookup failed: %s", j->id, l->p->name,
                  json_string_value(json_object_get(result, "error_message")));
@@ -251,8 +255,8 @@ static void on_shared_cache(void *arg, PGresult *res, const char *err)
         msg_warn("job %lld: shared cache unavailable (%s), looking everything up", j->id, err);
     } else {
         for (int r = 0; r < PQntuples(res); r++) {
-            struct lookup *l = find_lookup(j, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1),
-                                           PQgetvalue(res, r, 2));
+            struct lookup *l =
+                find_lookup(j, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2));
             json_t *v = l ? json_loads(PQgetvalue(res, r, 3), 0, NULL) : NULL;
             if (!v)
                 continue;
@@ -275,8 +279,8 @@ static void consult_caches(struct job *j)
         const char *value = json_string_value(json_object_get(ind, "value"));
         l->result = cache_get(j->en->cache, l->p->name, type, value, now_mono_ms());
         if (!l->result)
-            json_array_append_new(keys, json_pack("{s:s,s:s,s:s}", "provider", l->p->name,
-                                                  "type", type, "value", value));
+            json_array_append_new(keys, json_pack("{s:s,s:s,s:s}", "provider", l->p->name, "type",
+                                                  type, "value", value));
     }
     if (json_array_size(keys) == 0) {
         json_decref(keys);
@@ -339,8 +343,7 @@ static json_t *valid_indicators(json_t *in)
     return out;
 }
 
-void job_start(struct enricher *en, long long job_id, long long alert_id, int attempts,
-               json_t *doc)
+void job_start(struct enricher *en, long long job_id, long long alert_id, int attempts, json_t *doc)
 {
     struct job *j = xcalloc(1, sizeof *j);
     j->en = en;

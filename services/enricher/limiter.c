@@ -23,8 +23,8 @@ static void refill(struct limiter *l, uint64_t now_ms)
     l->last_ms = now_ms;
 }
 
-struct limiter *limiter_get(struct limiter **head, const char *name, int max_in_flight,
-                            double rate, uint64_t now_ms)
+struct limiter *limiter_get(struct limiter **head, const char *name, int max_in_flight, double rate,
+                            uint64_t now_ms)
 {
     struct limiter *l;
     for (l = *head; l; l = l->next)

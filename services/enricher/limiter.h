@@ -24,8 +24,8 @@ struct limiter {
 };
 
 /* Finds or creates the limiter of a provider in the list *head and applies the caps. */
-struct limiter *limiter_get(struct limiter **head, const char *name, int max_in_flight,
-                            double rate, uint64_t now_ms);
+struct limiter *limiter_get(struct limiter **head, const char *name, int max_in_flight, double rate,
+                            uint64_t now_ms);
 /* Takes a slot and a token and returns 1, or returns 0 and takes nothing. */
 int limiter_try(struct limiter *l, uint64_t now_ms);
 /* Milliseconds until a token is available (0 if one is; a full slot set is not counted). */

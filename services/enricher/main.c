@@ -103,8 +103,7 @@ static void start(struct enricher *en)
     struct config *c = en->cfg;
     char err[512];
     drop_privileges();
-    en->creds = creds_ctx_new(c->encryption_key, c->settings, audit_decrypted, en, err,
-                              sizeof err);
+    en->creds = creds_ctx_new(c->encryption_key, c->settings, audit_decrypted, en, err, sizeof err);
     if (!en->creds)
         msg_fatal("configuration error: %s", err);
     en->loop = uv_default_loop();
@@ -126,8 +125,8 @@ static void start(struct enricher *en)
     uv_signal_start(&en->sigterm, on_signal, SIGTERM);
     uv_signal_start(&en->sigint, on_signal, SIGINT);
     msg_info("enricher %s: %d jobs at a time, lease %d s, deadline %d s, bus %s", en->owner,
-             c->enricher_concurrency, c->enrich_job_lease_seconds,
-             c->enrich_job_deadline_seconds, c->job_bus_pull);
+             c->enricher_concurrency, c->enrich_job_lease_seconds, c->enrich_job_deadline_seconds,
+             c->job_bus_pull);
 }
 
 static void stop(struct enricher *en)

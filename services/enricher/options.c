@@ -24,8 +24,8 @@ static int get_ll(const struct settings *s, const char *name, long long def, lon
     return 0;
 }
 
-static int get_int(const struct settings *s, const char *name, int def, int lo, int hi,
-                   int *out, char *err, size_t errlen)
+static int get_int(const struct settings *s, const char *name, int def, int lo, int hi, int *out,
+                   char *err, size_t errlen)
 {
     long long v;
     if (get_ll(s, name, def, lo, hi, &v, err, errlen))
@@ -34,8 +34,7 @@ static int get_int(const struct settings *s, const char *name, int def, int lo, 
     return 0;
 }
 
-static int get_bool(const struct settings *s, const char *name, int *out, char *err,
-                    size_t errlen)
+static int get_bool(const struct settings *s, const char *name, int *out, char *err, size_t errlen)
 {
     const char *v = settings_get(s, name);
     *out = 0;
@@ -49,8 +48,8 @@ static int get_bool(const struct settings *s, const char *name, int *out, char *
     return -1;
 }
 
-static int get_rate(const struct settings *s, const char *name, double def, double *out,
-                    char *err, size_t errlen)
+static int get_rate(const struct settings *s, const char *name, double def, double *out, char *err,
+                    size_t errlen)
 {
     const char *v = settings_get(s, name);
     *out = def;
@@ -59,8 +58,8 @@ static int get_rate(const struct settings *s, const char *name, double def, doub
     char *end;
     double d = strtod(v, &end);
     if (end == v || *end || !(d > 0) || d > 100000) {
-        snprintf(err, errlen, "%s must be a number above 0 and at most 100000 (got \"%s\")",
-                 name, v);
+        snprintf(err, errlen, "%s must be a number above 0 and at most 100000 (got \"%s\")", name,
+                 v);
         return -1;
     }
     *out = d;
@@ -75,21 +74,19 @@ int enricher_options_load(struct enricher_options *o, const struct settings *s, 
         get_bool(s, "ENRICHMENT_MOCK_MODE", &o->provider.mock_mode, err, errlen) ||
         get_int(s, "ENRICH_JOB_MAX_ATTEMPTS", 5, 1, 1000, &o->max_attempts, err, errlen) ||
         get_int(s, "ENRICHER_POLL_INTERVAL_MS", 2000, 50, 600000, &o->poll_ms, err, errlen) ||
-        get_int(s, "ENRICHER_PROVIDER_RELOAD_SECONDS", 300, 1, 86400, &o->reload_s, err,
-                errlen) ||
-        get_int(s, "ENRICHER_CACHE_ENTRIES", 10000, 1, 10000000, &o->cache_entries, err,
-                errlen) ||
+        get_int(s, "ENRICHER_PROVIDER_RELOAD_SECONDS", 300, 1, 86400, &o->reload_s, err, errlen) ||
+        get_int(s, "ENRICHER_CACHE_ENTRIES", 10000, 1, 10000000, &o->cache_entries, err, errlen) ||
         get_ll(s, "ENRICHER_CACHE_MAX_BYTES", 64LL << 20, 4096, 64LL << 30, &o->cache_bytes, err,
                errlen) ||
-        get_ll(s, "ENRICHER_MAX_RESPONSE_BYTES", 1048576, 1024, 64LL << 20, &o->max_response,
-               err, errlen) ||
+        get_ll(s, "ENRICHER_MAX_RESPONSE_BYTES", 1048576, 1024, 64LL << 20, &o->max_response, err,
+               errlen) ||
         get_int(s, "ENRICHER_DB_CONNECTIONS", 4, 1, 64, &o->db_connections, err, errlen) ||
-        get_int(s, "ENRICHER_PROVIDER_MAX_CONCURRENCY", 4, 1, 1000,
-                &o->provider.max_concurrency, err, errlen) ||
+        get_int(s, "ENRICHER_PROVIDER_MAX_CONCURRENCY", 4, 1, 1000, &o->provider.max_concurrency,
+                err, errlen) ||
         get_rate(s, "ENRICHER_PROVIDER_RATE_PER_SECOND", 10, &o->provider.rate_per_second, err,
                  errlen) ||
-        get_int(s, "ENRICHER_PROVIDER_TIMEOUT_SECONDS", 30, 1, 600,
-                &o->provider.timeout_seconds, err, errlen))
+        get_int(s, "ENRICHER_PROVIDER_TIMEOUT_SECONDS", 30, 1, 600, &o->provider.timeout_seconds,
+                err, errlen))
         return -1;
     return 0;
 }

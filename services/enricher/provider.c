@@ -80,9 +80,8 @@ static void parse_provider(struct provider *p, json_t *o, const struct provider_
     p->max_concurrency =
         int_in(json_object_get(p->http_config, "max_concurrency"), d->max_concurrency, 1, 1000);
     json_t *rps = json_object_get(p->http_config, "rate_limit_per_second");
-    p->rate_per_second = json_is_number(rps) && json_number_value(rps) > 0
-                             ? json_number_value(rps)
-                             : d->rate_per_second;
+    p->rate_per_second = json_is_number(rps) && json_number_value(rps) > 0 ? json_number_value(rps)
+                                                                           : d->rate_per_second;
     p->timeout_seconds =
         int_in(json_object_get(p->http_config, "timeout_seconds"), d->timeout_seconds, 1, 600);
 }
@@ -118,8 +117,8 @@ static void add_mapping(struct provider_set *s, json_t *e)
     m->indicator_type = xstrdup(type);
 }
 
-struct provider_set *provider_set_parse(json_t *doc, const struct provider_defaults *d,
-                                        char *err, size_t errlen)
+struct provider_set *provider_set_parse(json_t *doc, const struct provider_defaults *d, char *err,
+                                        size_t errlen)
 {
     json_t *provs = json_object_get(doc, "providers");
     if (!json_is_array(provs)) {
@@ -227,7 +226,7 @@ int provider_cache_ttl(const struct provider *p, const char *type)
     static const struct {
         const char *type;
         int ttl;
-    } defaults[] = {{"ip", 3600},        {"domain", 21600},    {"hash_md5", 86400},
+    } defaults[] = {{"ip", 3600},         {"domain", 21600},      {"hash_md5", 86400},
                     {"hash_sha1", 86400}, {"hash_sha256", 86400}, {"url", 1800},
                     {"email", 3600},      {"account", 900}};
     json_t *v = json_object_get(p->ttl_by_type, type);

@@ -23,10 +23,10 @@
 #include <stddef.h>
 
 struct provider_defaults {
-    int max_concurrency;         /* ENRICHER_PROVIDER_MAX_CONCURRENCY, 4 */
-    double rate_per_second;      /* ENRICHER_PROVIDER_RATE_PER_SECOND, 10 */
-    int timeout_seconds;         /* ENRICHER_PROVIDER_TIMEOUT_SECONDS, 30 */
-    int mock_mode;               /* ENRICHMENT_MOCK_MODE, false */
+    int max_concurrency;    /* ENRICHER_PROVIDER_MAX_CONCURRENCY, 4 */
+    double rate_per_second; /* ENRICHER_PROVIDER_RATE_PER_SECOND, 10 */
+    int timeout_seconds;    /* ENRICHER_PROVIDER_TIMEOUT_SECONDS, 30 */
+    int mock_mode;          /* ENRICHMENT_MOCK_MODE, false */
 };
 
 struct provider {
@@ -35,8 +35,8 @@ struct provider {
     size_t ntypes;
     json_t *http_config;
     char *auth_type;
-    char *encrypted_auth;   /* the Fernet token of auth_config._encrypted, or NULL */
-    int plaintext_auth;     /* auth_config held a plain dict: refused (S6) */
+    char *encrypted_auth;    /* the Fernet token of auth_config._encrypted, or NULL */
+    int plaintext_auth;      /* auth_config held a plain dict: refused (S6) */
     json_t *env_var_mapping; /* {field: ENV_NAME} or NULL */
     int default_ttl;
     json_t *ttl_by_type;
@@ -61,8 +61,8 @@ struct provider_set {
 extern const char PROVIDER_CONFIG_SQL[];
 
 /* Parses the document; NULL and err on a malformed one. The set starts with one reference. */
-struct provider_set *provider_set_parse(json_t *doc, const struct provider_defaults *d,
-                                        char *err, size_t errlen);
+struct provider_set *provider_set_parse(json_t *doc, const struct provider_defaults *d, char *err,
+                                        size_t errlen);
 struct provider_set *provider_set_ref(struct provider_set *s);
 void provider_set_unref(struct provider_set *s);
 

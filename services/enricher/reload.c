@@ -77,8 +77,7 @@ out:
         en->reload_again = 0;
         providers_reload(en);
     } else if (!en->providers) {
-        uv_timer_start(&en->reload_timer, on_reload_timer, 1000,
-                       (uint64_t)en->opt.reload_s * 1000);
+        uv_timer_start(&en->reload_timer, on_reload_timer, 1000, (uint64_t)en->opt.reload_s * 1000);
     }
 }
 

@@ -18,7 +18,8 @@ int status_listed(json_t *list, long status)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(list, i, v) if (json_is_integer(v) && json_integer_value(v) == status) return 1;
+    json_array_foreach(list, i,
+                       v) if (json_is_integer(v) && json_integer_value(v) == status) return 1;
     return 0;
 }
 

@@ -40,6 +40,7 @@ struct auth_cache {
     struct cache_entry *buckets[CACHE_BUCKETS];
     size_t n;
     uint64_t generation; /* bumped by every invalidation */
+    struct auth_op *inflight; /* verifications running now, one per key (single flight) */
 };
 
 /* State of one authentication in progress. */
@@ -55,7 +56,14 @@ struct auth_op {
     uint64_t generation;
     uv_work_t work;
     int from_cache;
+    struct auth_cache *cache;     /* outlives rc, which a reply frees */
+    int leader;                   /* on the cache's in-flight list */
+    struct auth_op *inflight_next; /* next verification in flight */
+    struct auth_op *waiters;       /* same key, waiting for this verification */
+    struct auth_op *waiter_next;
 };
+
+static void auth_continue(struct auth_op *op);
 
 static unsigned bucket_of(const uint8_t d[32])
 {
@@ -172,8 +180,33 @@ int has_scope(const struct auth_info *a, const char *scope)
     return 0;
 }
 
+/* Ends this op's verification: the requests that waited for the same key go on (a success is
+ * in the cache by now, so they skip bcrypt; after a failure each is judged on its own). */
+static void leader_release(struct auth_op *op)
+{
+    if (!op->leader)
+        return;
+    op->leader = 0;
+    struct auth_cache *c = op->cache;
+    for (struct auth_op **pp = &c->inflight; *pp; pp = &(*pp)->inflight_next) {
+        if (*pp == op) {
+            *pp = op->inflight_next;
+            break;
+        }
+    }
+    struct auth_op *w = op->waiters;
+    op->waiters = NULL;
+    while (w) {
+        struct auth_op *next = w->waiter_next;
+        w->waiter_next = NULL;
+        auth_continue(w);
+        w = next;
+    }
+}
+
 static void op_free(struct auth_op *op)
 {
+    leader_release(op);
     explicit_bzero(op->token, sizeof op->token);
     free(op->hash);
     free(op);
@@ -367,6 +400,7 @@ static void bcrypt_done(uv_work_t *w, int status)
         return;
     }
     cache_put(op->rc->in->auth_cache, op);
+    leader_release(op);
     revalidate(op);
 }
 
@@ -447,6 +481,7 @@ void auth_request(struct reqctx *rc, route_fn next)
     struct auth_op *op = xcalloc(1, sizeof *op);
     op->rc = rc;
     op->next = next;
+    op->cache = in->auth_cache;
     op->generation = in->auth_cache->generation;
 
     size_t hlen = 0;
@@ -461,15 +496,36 @@ void auth_request(struct reqctx *rc, route_fn next)
         return;
     }
     crypto_sha256(op->token, strlen(op->token), op->digest);
-    struct cache_entry *e = cache_find(in->auth_cache, op->digest);
+    free(ic);
+    auth_continue(op);
+}
+
+/* A well-formed key: the cache, else join a verification of the same key already running,
+ * else charge the IP's unauthenticated budget and verify. */
+static void auth_continue(struct auth_op *op)
+{
+    struct auth_cache *c = op->rc->in->auth_cache;
+    op->generation = c->generation;
+    struct cache_entry *e = cache_find(c, op->digest);
     if (e) {
-        free(ic);
         op->key_id = e->key_id;
         op->from_cache = 1;
         revalidate(op);
         return;
     }
-    rl_charge_ip(in, rc->client_ip, on_ip_charged, ic);
+    for (struct auth_op *l = c->inflight; l; l = l->inflight_next) {
+        if (crypto_ct_equal(l->digest, 32, op->digest, 32)) {
+            op->waiter_next = l->waiters;
+            l->waiters = op;
+            return;
+        }
+    }
+    op->leader = 1;
+    op->inflight_next = c->inflight;
+    c->inflight = op;
+    struct ip_check *ic = xcalloc(1, sizeof *ic);
+    ic->op = op;
+    rl_charge_ip(op->rc->in, op->rc->client_ip, on_ip_charged, ic);
 }
 
 /* ---- last_used_at, written in batches ------------------------------------------------------ */

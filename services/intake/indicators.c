@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const known_types[] = {"ip",        "domain", "hash_md5", "hash_sha1",
-                                          "hash_sha256", "url",  "email",    "account"};
+static const char *const known_types[] = {"ip",          "domain", "hash_md5", "hash_sha1",
+                                          "hash_sha256", "url",    "email",    "account"};
 
 int indicator_type_valid(const char *type)
 {
@@ -25,9 +25,9 @@ int indicator_type_valid(const char *type)
 
 static int py_isspace(unsigned cp)
 {
-    return (cp >= 0x09 && cp <= 0x0d) || (cp >= 0x1c && cp <= 0x20) || cp == 0x85 ||
-           cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 ||
-           cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000;
+    return (cp >= 0x09 && cp <= 0x0d) || (cp >= 0x1c && cp <= 0x20) || cp == 0x85 || cp == 0xa0 ||
+           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0x202f || cp == 0x205f || cp == 0x3000;
 }
 
 /* Code point of the UTF-8 sequence at p (n bytes available); its length in *clen. */
@@ -182,8 +182,7 @@ static const json_t *walk_objects(const json_t *root, const char *path)
 }
 
 void indicators_extract_raw(const json_t *raw, const char *source_name,
-                            const struct indicator_mapping *m, size_t n,
-                            struct indicator_set *out)
+                            const struct indicator_mapping *m, size_t n, struct indicator_set *out)
 {
     for (size_t i = 0; i < n; i++)
         if (mapping_applies(&m[i], source_name))
@@ -239,7 +238,7 @@ json_t *indicators_to_json(const struct indicator_set *s)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < s->n; i++)
-        json_array_append_new(a, json_pack("{s:s,s:s}", "type", s->items[i].type, "value",
-                                           s->items[i].value));
+        json_array_append_new(
+            a, json_pack("{s:s,s:s}", "type", s->items[i].type, "value", s->items[i].value));
     return a;
 }

@@ -70,8 +70,7 @@ void indicators_extract_normalized(const json_t *fields, const char *source_name
                                    struct indicator_set *out);
 /* Pass 3, for the enrichment worker: fields[a][b][c] for field_path "a.b.c", strings only. */
 void indicators_extract_raw(const json_t *raw, const char *source_name,
-                            const struct indicator_mapping *m, size_t n,
-                            struct indicator_set *out);
+                            const struct indicator_mapping *m, size_t n, struct indicator_set *out);
 
 void indicators_fingerprint(const char *title, const char *source_name,
                             const struct indicator_set *s, char out[33]);

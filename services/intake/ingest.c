@@ -270,6 +270,21 @@ static void reply_payload_mismatch(struct reqctx *rc, const char *name)
     reply_error(rc, 422, "INVALID_PAYLOAD", msg, NULL);
 }
 
+/* The indicators to store: all of them count for the fingerprint, but a value longer than
+ * INDICATOR_STORE_MAX cannot be indexed (and is no indicator anyone looks up). */
+#define INDICATOR_STORE_MAX 2048
+static json_t *storable_indicators(const struct indicator_set *set)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < set->n; i++) {
+        if (strlen(set->items[i].value) > INDICATOR_STORE_MAX)
+            continue;
+        json_array_append_new(arr, json_pack("{s:s,s:s}", "type", set->items[i].type, "value",
+                                             set->items[i].value));
+    }
+    return arr;
+}
+
 /* Normalise, extract, fingerprint and queue; payload is borrowed. */
 static void submit(struct reqctx *rc, const struct alert_source *src, json_t *payload)
 {
@@ -281,6 +296,7 @@ static void submit(struct reqctx *rc, const struct alert_source *src, json_t *pa
     struct indicator_set set;
     indicator_set_init(&set);
     src->extract(payload, &set);
+    mappings_apply(rc->in, &na, src->name, &set);
     char fp[33];
     indicators_fingerprint(na.title, src->name, &set, fp);
     char ts[32];
@@ -296,7 +312,7 @@ static void submit(struct reqctx *rc, const struct alert_source *src, json_t *pa
     json_object_set(e, "raw_payload", payload);
     json_object_set(e, "tags", na.tags ? na.tags : json_array());
     json_object_set_new(e, "fingerprint", json_string(fp));
-    json_object_set_new(e, "indicators", indicators_to_json(&set));
+    json_object_set_new(e, "indicators", storable_indicators(&set));
     json_object_set_new(e, "rule_ref",
                         na.source_rule_ref ? json_string(na.source_rule_ref) : json_null());
     json_object_set_new(e, "actor_key_prefix", json_string(rc->auth.key_prefix));

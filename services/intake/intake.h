@@ -21,6 +21,9 @@ struct audit_client;
 struct auth_cache;
 struct ingest_batcher;
 struct used_keys;
+struct mapping_cache;
+struct normalized_alert;
+struct indicator_set;
 
 /* Rate classes of the reference: the per-route limit a request is counted against. */
 enum rate_class { RATE_NONE = 0, RATE_DEFAULT, RATE_INGEST, RATE_ENRICHMENT, RATE_WORKFLOW_EXECUTE };
@@ -35,6 +38,7 @@ struct intake {
     struct auth_cache *auth_cache;
     struct ingest_batcher *batcher;
     struct used_keys *used_keys;
+    struct mapping_cache *mappings; /* pass-2 indicator mappings */
     void *zctx;     /* ZeroMQ context */
     void *job_push; /* PUSH to the job bus */
     uv_signal_t sigterm, sigint;
@@ -122,6 +126,12 @@ struct ingest_batcher *ingest_batcher_new(struct intake *in);
 void ingest_batcher_free(struct ingest_batcher *b);
 void route_ingest_source(struct reqctx *rc);
 void route_post_alert(struct reqctx *rc);
+
+/* mappings.c: pass-2 indicator mappings, refreshed by housekeeping */
+void mappings_refresh(struct intake *in);
+void mappings_apply(struct intake *in, const struct normalized_alert *na, const char *source,
+                    struct indicator_set *set);
+void mappings_free(struct mapping_cache *c);
 
 /* handlers */
 void route_health(struct reqctx *rc);

@@ -34,6 +34,7 @@ static void on_housekeeping(uv_timer_t *t)
     struct intake *in = t->data;
     used_keys_flush(in);
     rl_cleanup(in);
+    mappings_refresh(in);
 }
 
 static void on_pool_closed(void *arg)
@@ -103,6 +104,7 @@ int main(void)
     in.used_keys = used_keys_new();
     in.batcher = ingest_batcher_new(&in);
     pg_pool_listen(in.pg, "calseta_api_keys", on_key_change, &in);
+    mappings_refresh(&in);
     job_bus_open(&in);
 
     in.router = http_router_new();
@@ -150,6 +152,7 @@ int main(void)
     ingest_batcher_free(in.batcher);
     auth_cache_free(in.auth_cache);
     used_keys_free(in.used_keys);
+    mappings_free(in.mappings);
     if (in.job_push)
         zmq_close(in.job_push);
     zmq_ctx_term(in.zctx);

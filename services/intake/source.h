@@ -29,13 +29,13 @@
 #include <stdint.h>
 
 struct normalized_alert {
-    char *title;              /* never NULL after a successful normalize() */
-    char *severity;           /* Pending Informational Low Medium High Critical */
-    int64_t occurred_at_us;   /* wall-clock microseconds since 1970, UTC */
-    int occurred_at_was_now;  /* 1 when the payload had no usable timestamp */
-    char *description;        /* may be NULL */
-    json_t *tags;             /* array of strings, never NULL */
-    char *source_rule_ref;    /* detection-rule reference (§10.6 step 2), may be NULL */
+    char *title;               /* never NULL after a successful normalize() */
+    char *severity;            /* Pending Informational Low Medium High Critical */
+    int64_t occurred_at_us;    /* wall-clock microseconds since 1970, UTC */
+    int occurred_at_was_now;   /* 1 when the payload had no usable timestamp */
+    char *description;         /* may be NULL */
+    json_t *tags;              /* array of strings, never NULL */
+    char *source_rule_ref;     /* detection-rule reference (§10.6 step 2), may be NULL */
     json_t *normalized_fields; /* object: the optional normalised IOC fields (src_ip, dst_ip,
                                   ...); the built-in sources leave it empty */
 };

@@ -60,12 +60,13 @@ static int elastic_validate(const json_t *payload)
 static const char *elastic_severity(const json_t *raw)
 {
     static const char *const names[][2] = {
-        {"critical", "Critical"}, {"high", "High"}, {"medium", "Medium"},
-        {"low", "Low"},           {"informational", "Informational"},
+        {"critical", "Critical"},           {"high", "High"}, {"medium", "Medium"}, {"low", "Low"},
+        {"informational", "Informational"},
     };
     char low[16];
-    if (!json_lower(py_or(get(raw, "kibana.alert.severity"), get(raw, "kibana.alert.rule.severity")),
-                    low, sizeof low))
+    if (!json_lower(
+            py_or(get(raw, "kibana.alert.severity"), get(raw, "kibana.alert.rule.severity")), low,
+            sizeof low))
         return "Pending";
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (!strcmp(low, names[i][0]))

@@ -29,9 +29,9 @@ static int generic_validate(const json_t *payload)
 static const char *generic_severity(const json_t *raw)
 {
     static const char *const names[][2] = {
-        {"critical", "Critical"},           {"high", "High"}, {"medium", "Medium"},
-        {"low", "Low"},                     {"info", "Informational"},
-        {"informational", "Informational"}, {"pending", "Pending"},
+        {"critical", "Critical"}, {"high", "High"},          {"medium", "Medium"},
+        {"low", "Low"},           {"info", "Informational"}, {"informational", "Informational"},
+        {"pending", "Pending"},
     };
     const json_t *v = json_object_get(raw, "severity");
     if (!v || !json_is_string(v))
@@ -90,11 +90,21 @@ static void explicit_indicators(const json_t *list, struct indicator_set *out)
 static void generic_extract(const json_t *payload, struct indicator_set *out)
 {
     static const char *const fields[][2] = {
-        {"src_ip", "ip"},       {"dest_ip", "ip"},         {"source_ip", "ip"},
-        {"destination_ip", "ip"}, {"ip", "ip"},            {"domain", "domain"},
-        {"hostname", "domain"}, {"url", "url"},            {"user", "account"},
-        {"username", "account"}, {"email", "email"},       {"md5", "hash_md5"},
-        {"sha1", "hash_sha1"},  {"sha256", "hash_sha256"}, {"hash", "hash_sha256"},
+        {"src_ip", "ip"},
+        {"dest_ip", "ip"},
+        {"source_ip", "ip"},
+        {"destination_ip", "ip"},
+        {"ip", "ip"},
+        {"domain", "domain"},
+        {"hostname", "domain"},
+        {"url", "url"},
+        {"user", "account"},
+        {"username", "account"},
+        {"email", "email"},
+        {"md5", "hash_md5"},
+        {"sha1", "hash_sha1"},
+        {"sha256", "hash_sha256"},
+        {"hash", "hash_sha256"},
     };
     if (!json_is_object(payload))
         return;

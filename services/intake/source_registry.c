@@ -66,8 +66,8 @@ json_t *normalized_alert_fields(const struct normalized_alert *a, const char *so
         json_object_set_new(o, "severity", json_string(a->severity));
     if (source_name)
         json_object_set_new(o, "source_name", json_string(source_name));
-    json_object_set_new(o, "description", a->description ? json_string(a->description)
-                                                          : json_null());
+    json_object_set_new(o, "description",
+                        a->description ? json_string(a->description) : json_null());
     return o;
 }
 

@@ -71,8 +71,8 @@ static int sentinel_tags(const json_t *props, json_t *tags)
 
 static char *sentinel_rule_ref(const json_t *props)
 {
-    const char *id = json_string_value(
-        json_array_get(json_object_get(props, "relatedAnalyticRuleIds"), 0));
+    const char *id =
+        json_string_value(json_array_get(json_object_get(props, "relatedAnalyticRuleIds"), 0));
     if (!id)
         return NULL;
     const char *slash = strrchr(id, '/');
@@ -155,7 +155,7 @@ static void sentinel_entity(const json_t *e, struct indicator_set *out)
         add_joined(out, "url", field2(e, "Url", "url"), 0, NULL);
     } else if (!strcmp(type, "filehash")) {
         const char *alg = field2(e, "Algorithm", "algorithm");
-        const char *t = !alg                          ? NULL
+        const char *t = !alg                         ? NULL
                         : !strcasecmp(alg, "SHA256") ? "hash_sha256"
                         : !strcasecmp(alg, "SHA1")   ? "hash_sha1"
                         : !strcasecmp(alg, "MD5")    ? "hash_md5"

@@ -34,8 +34,12 @@ static int splunk_validate(const json_t *payload)
 static const char *splunk_severity(const json_t *r)
 {
     static const char *const names[][2] = {
-        {"critical", "Critical"}, {"high", "High"}, {"medium", "Medium"}, {"low", "Low"},
-        {"informational", "Informational"}, {"info", "Informational"},
+        {"critical", "Critical"},
+        {"high", "High"},
+        {"medium", "Medium"},
+        {"low", "Low"},
+        {"informational", "Informational"},
+        {"info", "Informational"},
     };
     const json_t *v = py_or(json_object_get(r, "urgency"), json_object_get(r, "severity"));
     char low[16];
@@ -83,8 +87,8 @@ static int splunk_normalize(const json_t *payload, struct normalized_alert *out)
     if (!json_is_object(r) || !json_is_object(payload))
         goto fail;
     const json_t *search = json_object_get(payload, "search_name");
-    const json_t *title = py_or(py_or(json_object_get(r, "rule_name"), json_object_get(r, "signature")),
-                                search);
+    const json_t *title =
+        py_or(py_or(json_object_get(r, "rule_name"), json_object_get(r, "signature")), search);
     if (title && !json_is_string(title))
         goto fail;
     out->title = xstrdup(title ? json_string_value(title) : "Untitled Splunk Alert");
@@ -107,13 +111,14 @@ fail:
 static void splunk_extract(const json_t *payload, struct indicator_set *out)
 {
     static const char *const plain[][2] = {
-        {"user", "account"}, {"sha256", "hash_sha256"}, {"md5", "hash_md5"},
-        {"sha1", "hash_sha1"}, {"url", "url"},         {"domain", "domain"},
+        {"user", "account"}, {"sha256", "hash_sha256"}, {"md5", "hash_md5"}, {"sha1", "hash_sha1"},
+        {"url", "url"},      {"domain", "domain"},
     };
     const json_t *r = json_object_get(payload, "result");
     if (!json_is_object(r))
         return;
-    indicator_set_add_json(out, "ip", py_or(json_object_get(r, "src_ip"), json_object_get(r, "src")));
+    indicator_set_add_json(out, "ip",
+                           py_or(json_object_get(r, "src_ip"), json_object_get(r, "src")));
     indicator_set_add_json(out, "ip",
                            py_or(json_object_get(r, "dest_ip"), json_object_get(r, "dest")));
     for (size_t i = 0; i < sizeof plain / sizeof *plain; i++)

@@ -33,6 +33,15 @@ def psql(url, sql):
                    capture_output=True)
 
 
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
 def fsyncs_per_s(d, seconds=1.0):
     p = os.path.join(d, "fsync.probe")
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -65,10 +74,13 @@ def main():
                        check=True, capture_output=True)
         env = dict(os.environ, DATABASE_URL=url, AUDIT_FSYNC_MS=fsync_ms, AUDIT_STDOUT="false",
                    AUDIT_LOG_FILE=os.path.join(work, "audit-%s.log" % fsync_ms),
-                   AUDIT_ENDPOINT="tcp://127.0.0.1:45600", CALSETA_DATA_DIR=work,
+                   AUDIT_ENDPOINT="tcp://127.0.0.1:%d" % free_port(), CALSETA_DATA_DIR=work,
                    LOG_LEVEL="WARNING")
-        a = subprocess.Popen([auditd], env=env, stderr=subprocess.DEVNULL)
+        errpath = os.path.join(work, "auditd-%s.err" % fsync_ms)
+        a = subprocess.Popen([auditd], env=env, stderr=open(errpath, "wb"))
         time.sleep(0.3)
+        if a.poll() is not None:
+            sys.exit("calseta-auditd did not start:\n" + open(errpath).read())
         t0 = time.time()
         ps = [subprocess.Popen([auditd, "produce", str(events)], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL) for _ in range(nprod)]

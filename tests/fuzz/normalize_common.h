@@ -27,8 +27,8 @@ static void check(int ok)
 
 static void check_alert(const struct normalized_alert *a)
 {
-    static const char *const sev[] = {"Pending", "Informational", "Low", "Medium", "High",
-                                      "Critical"};
+    static const char *const sev[] = {"Pending", "Informational", "Low",
+                                      "Medium",  "High",          "Critical"};
     int known = 0;
     check(a->title != NULL && a->severity != NULL);
     for (size_t i = 0; i < 6; i++)
@@ -57,12 +57,16 @@ static void check_set(const struct indicator_set *s)
 static int fuzz_source(const char *name, const uint8_t *data, size_t size)
 {
     static const struct indicator_mapping pass2[] = {
-        {NULL, "title", "domain"}, {"sentinel", "description", "url"}, {NULL, "src_ip", "ip"},
-        {"elastic", "severity", "account"}, {NULL, NULL, "ip"},
+        {NULL, "title", "domain"}, {"sentinel", "description", "url"},
+        {NULL, "src_ip", "ip"},    {"elastic", "severity", "account"},
+        {NULL, NULL, "ip"},
     };
     static const struct indicator_mapping pass3[] = {
-        {NULL, "properties.title", "account"}, {NULL, "result.src", "ip"},
-        {NULL, "a.b.c", "email"}, {NULL, "", "url"}, {NULL, "..", "url"},
+        {NULL, "properties.title", "account"},
+        {NULL, "result.src", "ip"},
+        {NULL, "a.b.c", "email"},
+        {NULL, "", "url"},
+        {NULL, "..", "url"},
         {"generic", "title", "domain"},
     };
     const struct alert_source *src = source_lookup(name);

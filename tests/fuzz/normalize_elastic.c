@@ -1,6 +1,7 @@
 /*
- * normalize_elastic.c - libFuzzer target for the elastic alert source (validate, normalize, the three
- * extraction passes, the fingerprint); see normalize_common.h. Seeds: corpus/normalize_elastic/.
+ * normalize_elastic.c - libFuzzer target for the elastic alert source (validate, normalize, the
+ * three extraction passes, the fingerprint); see normalize_common.h. Seeds:
+ * corpus/normalize_elastic/.
  */
 #include "normalize_common.h"
 

@@ -1,6 +1,7 @@
 /*
- * normalize_generic.c - libFuzzer target for the generic alert source (validate, normalize, the three
- * extraction passes, the fingerprint); see normalize_common.h. Seeds: corpus/normalize_generic/.
+ * normalize_generic.c - libFuzzer target for the generic alert source (validate, normalize, the
+ * three extraction passes, the fingerprint); see normalize_common.h. Seeds:
+ * corpus/normalize_generic/.
  */
 #include "normalize_common.h"
 

@@ -1,6 +1,7 @@
 /*
- * normalize_sentinel.c - libFuzzer target for the sentinel alert source (validate, normalize, the three
- * extraction passes, the fingerprint); see normalize_common.h. Seeds: corpus/normalize_sentinel/.
+ * normalize_sentinel.c - libFuzzer target for the sentinel alert source (validate, normalize, the
+ * three extraction passes, the fingerprint); see normalize_common.h. Seeds:
+ * corpus/normalize_sentinel/.
  */
 #include "normalize_common.h"
 

@@ -23,7 +23,7 @@ import uuid
 
 BIN = os.environ.get("CALSETA_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build-test/bin"))
 SRC = os.environ.get("CALSETA_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
-SHARED = os.path.join(SRC, "..", "shared")
+SHARED = os.path.join(SRC, "tests", "data")  # copies of the shared fixtures and vectors
 BASE_URL = os.environ.get("DATABASE_URL", "")
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",

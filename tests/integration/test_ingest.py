@@ -114,6 +114,11 @@ def test_error_codes_and_nothing_changes():
         assert_eq(r.status, 202, r.body)
         assert_eq(s.sql_value("SELECT title FROM alerts"), many["title"])
         assert_eq(s.sql_value("SELECT count(*) FROM alert_indicators"), "250")
+        # an indicator value too long to index still makes a stored alert (without it)
+        r = post("/v1/ingest/generic", {"title": "long url", "url": "http://x.example/" + "a" * 5000,
+                                        "src_ip": "192.0.2.55"})
+        assert_eq(r.status, 202, r.body)
+        assert_eq(s.sql_value("SELECT count(*) FROM indicators WHERE value = '192.0.2.55'"), "1")
     finally:
         s.stop()
 

@@ -149,9 +149,20 @@ static void test_wrong_key_and_fallback(void **state)
 static void test_malformed_plaintexts(void **state)
 {
     (void)state;
-    const char *bad[] = {"", "[]", "\"str\"", "{", "{\"a\"", "{\"a\":", "{\"a\": \"x",
-                         "{\"a\": \"\\q\"}", "{\"a\": \"\\u12\"}", "{\"a\" \"b\"}", "{,}",
-                         "{}", "null", "{\"a\": \"\\"};
+    const char *bad[] = {"",
+                         "[]",
+                         "\"str\"",
+                         "{",
+                         "{\"a\"",
+                         "{\"a\":",
+                         "{\"a\": \"x",
+                         "{\"a\": \"\\q\"}",
+                         "{\"a\": \"\\u12\"}",
+                         "{\"a\" \"b\"}",
+                         "{,}",
+                         "{}",
+                         "null",
+                         "{\"a\": \"\\"};
     /* lenient but harmless: a trailing comma, trailing bytes */
     const char *odd[] = {"{\"a\": 1,}", "{\"a\": \"b\"} trailing"};
     char err[256];

@@ -94,8 +94,8 @@ static void test_fields(void **state)
     free(s);
     json_decref(out);
     /* hostile raw shapes: nothing extracted, nothing crashes */
-    const char *shapes[] = {"[]", "\"str\"", "null", "{\"data\":[]}", "{\"data\":{\"attributes\":7}}",
-                            "123"};
+    const char *shapes[] = {
+        "[]", "\"str\"", "null", "{\"data\":[]}", "{\"data\":{\"attributes\":7}}", "123"};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         json_t *r = json_loads(shapes[i], JSON_DECODE_ANY, NULL);
         json_t *o = extract_fields(r, rules, sizeof rules / sizeof rules[0], "ip");
@@ -110,20 +110,17 @@ static void test_pass3(void **state)
 {
     (void)state;
     struct raw_mapping m[] = {
-        {NULL, "event.src.address", "ip"},
-        {"splunk", "result.user", "account"},
-        {"elastic", "result.user", "account"},
-        {NULL, "event.list", "domain"},
-        {NULL, "event.blank", "domain"},
-        {NULL, "event.num", "ip"},
-        {NULL, "event.items.0", "domain"},
-        {NULL, "event.dup", "ip"},
+        {NULL, "event.src.address", "ip"},     {"splunk", "result.user", "account"},
+        {"elastic", "result.user", "account"}, {NULL, "event.list", "domain"},
+        {NULL, "event.blank", "domain"},       {NULL, "event.num", "ip"},
+        {NULL, "event.items.0", "domain"},     {NULL, "event.dup", "ip"},
         {NULL, "event.huge", "url"},
     };
-    json_t *raw = json_loads("{\"event\":{\"src\":{\"address\":\"  203.0.113.9 \"},\"list\":[\"a\"],"
-                             "\"blank\":\"   \",\"num\":5,\"items\":{\"0\":\"k.example.org\"},"
-                             "\"dup\":\"8.8.8.8\"},\"result\":{\"user\":\"alice\"}}",
-                             0, NULL);
+    json_t *raw =
+        json_loads("{\"event\":{\"src\":{\"address\":\"  203.0.113.9 \"},\"list\":[\"a\"],"
+                   "\"blank\":\"   \",\"num\":5,\"items\":{\"0\":\"k.example.org\"},"
+                   "\"dup\":\"8.8.8.8\"},\"result\":{\"user\":\"alice\"}}",
+                   0, NULL);
     char *big = malloc(INDICATOR_VALUE_MAX + 10);
     memset(big, 'a', INDICATOR_VALUE_MAX + 9);
     big[INDICATOR_VALUE_MAX + 9] = 0;

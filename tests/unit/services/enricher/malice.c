@@ -28,9 +28,9 @@ static const char *eval(const char *rules, const char *raw)
     return out;
 }
 
-#define VT                                                                                     \
+#define VT                                                                                         \
     "{\"rules\":[{\"field\":\"data.attributes.last_analysis_stats.malicious\",\"operator\":\">\"," \
-    "\"value\":0,\"verdict\":\"Malicious\"},{\"field\":\"data.attributes.last_analysis_stats."    \
+    "\"value\":0,\"verdict\":\"Malicious\"},{\"field\":\"data.attributes.last_analysis_stats."     \
     "suspicious\",\"operator\":\">\",\"value\":0,\"verdict\":\"Suspicious\"}],"                    \
     "\"default_verdict\":\"Benign\",\"not_found_verdict\":\"Pending\"}"
 
@@ -75,8 +75,8 @@ static void test_abuseipdb_thresholds(void **state)
     assert_string_equal(eval(rules, "{\"data\":{\"abuseConfidenceScore\":true}}"), "Benign");
 }
 
-#define ONE(op, val)                                                                           \
-    "{\"rules\":[{\"field\":\"x\",\"operator\":\"" op "\",\"value\":" val                        \
+#define ONE(op, val)                                                                               \
+    "{\"rules\":[{\"field\":\"x\",\"operator\":\"" op "\",\"value\":" val                          \
     ",\"verdict\":\"Malicious\"}],\"default_verdict\":\"Benign\"}"
 
 static void test_operators(void **state)
@@ -105,9 +105,8 @@ static void test_malformed(void **state)
     assert_string_equal(eval(NULL, "{\"x\":1}"), "Pending");
     assert_string_equal(eval("[]", "{\"x\":1}"), "Pending");
     assert_string_equal(eval("{\"rules\":\"nope\"}", "{}"), "Pending");
-    assert_string_equal(eval("{\"rules\":[1,null,{\"field\":7}],\"default_verdict\":\"Benign\"}",
-                             "{}"),
-                        "Benign");
+    assert_string_equal(
+        eval("{\"rules\":[1,null,{\"field\":7}],\"default_verdict\":\"Benign\"}", "{}"), "Benign");
     /* a rule without a verdict does not end the evaluation */
     assert_string_equal(eval("{\"rules\":[{\"field\":\"x\",\"operator\":\">\",\"value\":0},"
                              "{\"field\":\"x\",\"operator\":\">\",\"value\":0,\"verdict\":"

@@ -40,11 +40,11 @@ static char *render(const char *tpl, int url_mode)
     return s;
 }
 
-#define EXPECT(tpl, mode, want)                                                                \
-    do {                                                                                       \
-        char *got_ = render(tpl, mode);                                                        \
-        assert_string_equal(got_, want);                                                       \
-        free(got_);                                                                            \
+#define EXPECT(tpl, mode, want)                                                                    \
+    do {                                                                                           \
+        char *got_ = render(tpl, mode);                                                            \
+        assert_string_equal(got_, want);                                                           \
+        free(got_);                                                                                \
     } while (0)
 
 static void test_namespaces(void **state)
@@ -139,9 +139,12 @@ static void test_render_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_namespaces),   cmocka_unit_test(test_missing_and_unknown),
-        cmocka_unit_test(test_url_mode_and_filter), cmocka_unit_test(test_braces),
-        cmocka_unit_test(test_hostile),      cmocka_unit_test(test_render_json),
+        cmocka_unit_test(test_namespaces),
+        cmocka_unit_test(test_missing_and_unknown),
+        cmocka_unit_test(test_url_mode_and_filter),
+        cmocka_unit_test(test_braces),
+        cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_render_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

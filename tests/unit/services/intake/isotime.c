@@ -45,7 +45,7 @@ static const struct iso_case iso_cases[] = {
     {"2024-01-01T12:30:45.+05:00", 1704094245000000LL},
     {"2024-01-01T12:00:00.1234567", 1704110400123456LL}, /* 7th digit truncated */
     {"2024-01-01T12,5", 1704110400500000LL},
-    {"2024-01-01T12:00+05:99", 1704086460000000LL}, /* offset minutes are not range-checked */
+    {"2024-01-01T12:00+05:99", 1704086460000000LL},      /* offset minutes are not range-checked */
     {"2024-01-01T12:00-00:00:00.5", 1704110400000000LL}, /* zero seconds offset = UTC */
     {"2024-01-01T12:00+00:00:01.5", 1704110398500000LL},
     {"2024-W01", 1704067200000000LL},
@@ -74,9 +74,15 @@ static const struct iso_case iso_cases[] = {
     {"2024-W00", ERR},
     {"2024-01-01T12:00:00 ", ERR},
     {" 2024-01-01", ERR},
-    {"2024-01-01\xc3\xa9" "12:00", 1704110400000000LL}, /* any one character separates */
-    {"2024-01-01\xf0\x9f\x98\x80" "12:00", 1704110400000000LL},
-    {"2024-01-01\xc3\xa9\xc3\xa9" "12:00", ERR},
+    {"2024-01-01\xc3\xa9"
+     "12:00",
+     1704110400000000LL}, /* any one character separates */
+    {"2024-01-01\xf0\x9f\x98\x80"
+     "12:00",
+     1704110400000000LL},
+    {"2024-01-01\xc3\xa9\xc3\xa9"
+     "12:00",
+     ERR},
     {"2024-01-01T12:30:45.123456\xe2\x82\xac+05:30", 1704092445123456LL}, /* junk after 6 digits */
     {"2024-01-01T12:30:45x+05:00", 1704094245000000LL},
     {"2024-01-01T12:30:45\xc3\xa9+05:00", ERR},
@@ -162,8 +168,7 @@ static void test_epoch(void **state)
                 fail_msg("epoch case %zu (%s) accepted as %lld", i, epoch_cases[i].in,
                          (long long)us);
         } else if (rv != 0 || us != epoch_cases[i].want) {
-            fail_msg("epoch case %zu (%s): rv %d, %lld", i, epoch_cases[i].in, rv,
-                     (long long)us);
+            fail_msg("epoch case %zu (%s): rv %d, %lld", i, epoch_cases[i].in, rv, (long long)us);
         }
     }
     int64_t us;

@@ -89,7 +89,8 @@ static void test_fixture_malware(void **state)
     json_t *j = indicators_to_json(&set);
     char *s = json_dumps(j, JSON_COMPACT);
     assert_string_equal(
-        s, "[{\"type\":\"ip\",\"value\":\"198.51.100.42\"},{\"type\":\"ip\",\"value\":\"10.0.15.201\"},"
+        s, "[{\"type\":\"ip\",\"value\":\"198.51.100.42\"},{\"type\":\"ip\",\"value\":\"10.0.15."
+           "201\"},"
            "{\"type\":\"ip\",\"value\":\"fe80::1a2b:3c4d:5e6f:7890\"},"
            "{\"type\":\"hash_sha256\",\"value\":"
            "\"a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2\"},"
@@ -312,7 +313,8 @@ static void test_extract(void **state)
         "\"user.name\":null}",
         "[{\"type\":\"ip\",\"value\":\"1.1.1.1\"},{\"type\":\"ip\",\"value\":\"2.2.2.2\"},"
         "{\"type\":\"ip\",\"value\":\"3.3.3.3\"},{\"type\":\"ip\",\"value\":\"4.4.4.4\"},"
-        "{\"type\":\"domain\",\"value\":\"d.example\"},{\"type\":\"domain\",\"value\":\"q.example\"},"
+        "{\"type\":\"domain\",\"value\":\"d.example\"},{\"type\":\"domain\",\"value\":\"q."
+        "example\"},"
         "{\"type\":\"url\",\"value\":\"https://x.example/\"},"
         "{\"type\":\"hash_sha256\",\"value\":\"ff\"},{\"type\":\"hash_sha1\",\"value\":\"s1\"},"
         "{\"type\":\"hash_md5\",\"value\":\"m5\"},{\"type\":\"email\",\"value\":\"a@b.example\"}]");

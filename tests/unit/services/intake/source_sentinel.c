@@ -243,7 +243,8 @@ static void test_title_and_description(void **state)
 
     /* Unicode survives byte for byte. */
     norm("{\"properties\":{\"title\":\"\\u00dcberwachung \\ud83d\\udea8 \\u4e2d\\u6587\"}}", &a);
-    assert_string_equal(a.title, "\xc3\x9c" "berwachung \xf0\x9f\x9a\xa8 \xe4\xb8\xad\xe6\x96\x87");
+    assert_string_equal(a.title, "\xc3\x9c"
+                                 "berwachung \xf0\x9f\x9a\xa8 \xe4\xb8\xad\xe6\x96\x87");
     normalized_alert_destroy(&a);
 
     /* A string with a NUL (the intake's parser refuses \u0000; a caller might not) is read up
@@ -312,8 +313,8 @@ static void test_timestamps(void **state)
     expect_time(",\"firstActivityTimeUtc\":null,\"createdTimeUtc\":\"2026-03-01T15:23:11+01:00\"",
                 1772374991000000LL);
     /* truthy but unusable first value: no fallback to createdTimeUtc, now */
-    expect_time(",\"firstActivityTimeUtc\":\"yesterday\",\"createdTimeUtc\":\"2026-03-01T14:23:11Z\"",
-                -1);
+    expect_time(
+        ",\"firstActivityTimeUtc\":\"yesterday\",\"createdTimeUtc\":\"2026-03-01T14:23:11Z\"", -1);
     expect_time(",\"firstActivityTimeUtc\":12345,\"createdTimeUtc\":\"2026-03-01T14:23:11Z\"", -1);
     expect_time(",\"firstActivityTimeUtc\":[\"2026-03-01T14:23:11Z\"]", -1);
     expect_time("", -1);

@@ -1,0 +1,170 @@
+/*
+ * curluv.c - curl multi on libuv, see curluv.h.
+ */
+#include "curluv.h"
+#include "log.h"
+#include "util.h"
+
+#include <stdlib.h>
+
+struct sock_ctx {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct curluv *m;
+    struct sock_ctx *prev, *next; /* for closing */
+};
+
+struct curluv {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    struct sock_ctx *socks;
+    curluv_done_fn done;
+    void *arg;
+    void (*closed)(void *);
+    void *closed_arg;
+};
+
+static void check_done(struct curluv *m)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(m->multi, &left))) {
+        if (msg->msg == CURLMSG_DONE)
+            m->done(m->arg, msg->easy_handle, msg->data.result);
+    }
+}
+
+static void on_sock_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct sock_ctx *s = h->data;
+    struct curluv *m = s->m;
+    int flags = 0, running;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    curl_multi_socket_action(m->multi, s->fd, flags, &running);
+    check_done(m);
+}
+
+static void sock_forget(struct curluv *m, struct sock_ctx *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        m->socks = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+}
+
+static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
+{
+    struct curluv *m = userp;
+    struct sock_ctx *s = socketp;
+    (void)easy;
+    if (action == CURL_POLL_REMOVE) {
+        if (s) {
+            sock_forget(m, s);
+            curl_multi_assign(m->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (!s) {
+        s = xcalloc(1, sizeof *s);
+        s->fd = fd;
+        s->m = m;
+        uv_poll_init_socket(m->loop, &s->poll, fd);
+        s->poll.data = s;
+        s->next = m->socks;
+        if (m->socks)
+            m->socks->prev = s;
+        m->socks = s;
+        curl_multi_assign(m->multi, fd, s);
+    }
+    int ev = 0;
+    if (action != CURL_POLL_OUT)
+        ev |= UV_READABLE;
+    if (action != CURL_POLL_IN)
+        ev |= UV_WRITABLE;
+    uv_poll_start(&s->poll, ev, on_poll);
+    return 0;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct curluv *m = t->data;
+    int running;
+    curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(m);
+}
+
+static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct curluv *m = userp;
+    (void)multi;
+    if (timeout_ms < 0)
+        uv_timer_stop(&m->timer);
+    else
+        uv_timer_start(&m->timer, on_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+struct curluv *curluv_new(uv_loop_t *loop, curluv_done_fn done, void *arg)
+{
+    struct curluv *m = xcalloc(1, sizeof *m);
+    m->loop = loop;
+    m->done = done;
+    m->arg = arg;
+    m->multi = curl_multi_init();
+    if (!m->multi)
+        msg_fatal("curl_multi_init failed");
+    curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
+    curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+    curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+    uv_timer_init(loop, &m->timer);
+    m->timer.data = m;
+    return m;
+}
+
+void curluv_add(struct curluv *m, CURL *easy)
+{
+    curl_multi_add_handle(m->multi, easy);
+}
+
+void curluv_remove(struct curluv *m, CURL *easy)
+{
+    curl_multi_remove_handle(m->multi, easy);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct curluv *m = h->data;
+    void (*closed)(void *) = m->closed;
+    void *arg = m->closed_arg;
+    free(m);
+    if (closed)
+        closed(arg);
+}
+
+void curluv_close(struct curluv *m, void (*closed)(void *), void *arg)
+{
+    m->closed = closed;
+    m->closed_arg = arg;
+    curl_multi_cleanup(m->multi); /* closes cached connections (REMOVE callbacks) */
+    m->multi = NULL;
+    while (m->socks)
+        sock_forget(m, m->socks);
+    uv_timer_stop(&m->timer);
+    uv_close((uv_handle_t *)&m->timer, on_closed);
+}

@@ -1,0 +1,27 @@
+/*
+ * curluv.h - libcurl's multi interface driven by a libuv loop.
+ *
+ * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one uv_poll per socket) and
+ * when to call it back (CURLMOPT_TIMERFUNCTION: one uv_timer); we hand socket events and timer
+ * expiries to curl_multi_socket_action() and report finished transfers through done(). Any
+ * number of transfers share the loop; none waits for another.
+ */
+#ifndef ENRICHER_CURLUV_H
+#define ENRICHER_CURLUV_H
+
+#include <curl/curl.h>
+#include <uv.h>
+
+struct curluv;
+
+/* A transfer finished (rc: its result). The callee owns easy again: it must call
+ * curluv_remove() before curl_easy_cleanup(). May add new transfers. */
+typedef void (*curluv_done_fn)(void *arg, CURL *easy, CURLcode rc);
+
+struct curluv *curluv_new(uv_loop_t *loop, curluv_done_fn done, void *arg);
+void curluv_add(struct curluv *m, CURL *easy);
+void curluv_remove(struct curluv *m, CURL *easy);
+/* Call with no transfer left; closed(arg) runs from the loop when every handle is closed. */
+void curluv_close(struct curluv *m, void (*closed)(void *), void *arg);
+
+#endif

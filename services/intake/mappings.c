@@ -1,0 +1,88 @@
+/*
+ * mappings.c - the pass-2 mapping cache: active indicator_field_mappings with
+ * extraction_target = 'normalized', loaded at start and refreshed every housekeeping tick
+ * (the original loaded them once and never refreshed them).
+ */
+#include "indicators.h"
+#include "intake.h"
+#include "log.h"
+#include "source.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct mapping_cache {
+    struct indicator_mapping *m;
+    char **strings; /* owned copies the mappings point into */
+    size_t n, nstrings;
+};
+
+static void cache_clear(struct mapping_cache *c)
+{
+    for (size_t i = 0; i < c->nstrings; i++)
+        free(c->strings[i]);
+    free(c->strings);
+    free(c->m);
+    c->m = NULL;
+    c->strings = NULL;
+    c->n = c->nstrings = 0;
+}
+
+static const char *keep(struct mapping_cache *c, PGresult *res, int r, int col)
+{
+    if (PQgetisnull(res, r, col))
+        return NULL;
+    char *s = xstrdup(PQgetvalue(res, r, col));
+    c->strings[c->nstrings++] = s;
+    return s;
+}
+
+static void on_loaded(void *arg, PGresult *res, const char *err)
+{
+    struct intake *in = arg;
+    if (!res || err) {
+        msg_warn("loading indicator field mappings failed: %s (keeping the previous set)", err);
+        return;
+    }
+    struct mapping_cache *c = in->mappings;
+    cache_clear(c);
+    int rows = PQntuples(res);
+    c->m = xcalloc((size_t)rows + 1, sizeof *c->m);
+    c->strings = xcalloc((size_t)rows * 3 + 1, sizeof *c->strings);
+    for (int r = 0; r < rows; r++) {
+        c->m[c->n].source_name = keep(c, res, r, 0);
+        c->m[c->n].field_path = keep(c, res, r, 1);
+        c->m[c->n].indicator_type = keep(c, res, r, 2);
+        c->n++;
+    }
+}
+
+void mappings_refresh(struct intake *in)
+{
+    if (!in->mappings)
+        in->mappings = xcalloc(1, sizeof *in->mappings);
+    pg_exec(in->pg,
+            "SELECT source_name, field_path, indicator_type FROM indicator_field_mappings "
+            "WHERE is_active AND extraction_target = 'normalized' ORDER BY id",
+            0, NULL, on_loaded, in);
+}
+
+void mappings_apply(struct intake *in, const struct normalized_alert *na, const char *source,
+                    struct indicator_set *set)
+{
+    struct mapping_cache *c = in->mappings;
+    if (!c || c->n == 0)
+        return;
+    json_t *fields = normalized_alert_fields(na, source);
+    indicators_extract_normalized(fields, source, c->m, c->n, set);
+    json_decref(fields);
+}
+
+void mappings_free(struct mapping_cache *c)
+{
+    if (!c)
+        return;
+    cache_clear(c);
+    free(c);
+}
