@@ -336,7 +336,8 @@ static void response_build(struct http_conn *c, int status, const char *ctype, c
         header_line(o, "Content-Type", ctype, strlen(ctype));
     if (!informational && status != 204)
         buf_printf(o, "Content-Length: %zu\r\n", nobody ? (size_t)0 : len);
-    header_line(o, "Date", date_header(s), strlen(s->date));
+    const char *date = date_header(s); /* before strlen: argument order is unspecified */
+    header_line(o, "Date", date, strlen(date));
     buf_puts(o, http_conn_keep_alive(c) ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
     header_line(o, "X-Request-ID", req->request_id, strlen(req->request_id));
     enum csp_kind k = http_csp_for_path(req->path);

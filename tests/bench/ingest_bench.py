@@ -25,12 +25,13 @@ import harness  # noqa: E402
 
 WRK_LUA = r"""
 local n = 0
-local tid = 0
-setup = function(thread) tid = tid + 1; thread:set("tid", tid) end
+local threads = 0
+-- setup runs in the main Lua state; thread:set gives each thread its own global tid
+setup = function(thread) threads = threads + 1; thread:set("tid", threads) end
 request = function()
   n = n + 1
   local body = string.format('{"title":"bench %d-%d-%d","severity":"high","src_ip":"198.51.100.%d",'..
-    '"indicators":[{"type":"domain","value":"d%d.example"}]}', tid, n, math.random(1, 1e9), n %% 250, n %% 1000)
+    '"indicators":[{"type":"domain","value":"d%d.example"}]}', tid, n, math.random(1, 1e9), n % 250, n % 1000)
   return wrk.format("POST", "/v1/ingest/generic", {["Authorization"]="Bearer KEY",
     ["Content-Type"]="application/json"}, body)
 end
@@ -72,6 +73,7 @@ def main():
                              capture_output=True, text=True).stdout
         rps, lat, bad = parse_wrk(out)
         stored = int(s.sql_value("SELECT count(*) FROM alerts"))
+        dups = int(s.sql_value("SELECT coalesce(sum(duplicate_count), 0) FROM alerts"))
 
         f = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
         f.write(PGBENCH_SQL)
@@ -83,7 +85,7 @@ def main():
         lm = re.search(r"latency average = ([\d.]+) ms", pb.stdout)
 
         print("intake ingest (wrk, %d connections, %d s, %d intake processes):" % (a.connections, a.seconds, a.intake))
-        print("  throughput  %.0f alerts/s (202s; non-2xx: %d; alerts stored: %d)" % (rps, bad, stored))
+        print("  throughput  %.0f alerts/s (202s; non-2xx: %d; alerts stored: %d, deduplicated: %d)" % (rps, bad, stored, dups))
         print("  latency     p50 %.2f ms  p75 %.2f ms  p90 %.2f ms  p99 %.2f ms" %
               tuple(lat.get(p, float("nan")) for p in ("50", "75", "90", "99")))
         print("ceiling (pgbench, same rows, one alert per transaction, same concurrency):")
