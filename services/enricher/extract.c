@@ -2,6 +2,7 @@
  * extract.c - field extraction, pass-3 indicator extraction and the enrichable check.
  */
 #include "extract.h"
+#include "indicators.h"
 #include "jpath.h"
 #include "util.h"
 
@@ -160,32 +161,26 @@ static int already_have(json_t *out, const char *type, const char *value, size_t
 size_t extract_pass3(json_t *raw_payload, const char *source_name, const struct raw_mapping *m,
                      size_t n, json_t *out)
 {
+    /* The walk, the stripping and the de-duplication are the ingest's own (indicators.h), so
+     * pass 3 here finds exactly what the reference's pass 3 finds. */
+    struct indicator_mapping *im = xcalloc(n ? n : 1, sizeof *im);
+    for (size_t i = 0; i < n; i++)
+        im[i] = (struct indicator_mapping){m[i].source_name, m[i].field_path, m[i].indicator_type};
+    struct indicator_set set;
+    indicator_set_init(&set);
+    indicators_extract_raw(raw_payload, source_name, im, n, &set);
+    free(im);
     size_t added = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (m[i].source_name && (!source_name || strcmp(m[i].source_name, source_name)))
+    for (size_t i = 0; i < set.n; i++) {
+        const char *type = set.items[i].type, *value = set.items[i].value;
+        size_t len = strlen(value);
+        if (len > INDICATOR_VALUE_MAX || already_have(out, type, value, len))
             continue;
-        json_t *v = jpath_get_objects(raw_payload, m[i].field_path);
-        if (!json_is_string(v))
-            continue;
-        const char *s = json_string_value(v);
-        size_t len = json_string_length(v);
-        while (len && isspace((unsigned char)*s)) {
-            s++;
-            len--;
-        }
-        while (len && isspace((unsigned char)s[len - 1]))
-            len--;
-        if (!len || len > INDICATOR_VALUE_MAX || memchr(s, 0, len))
-            continue;
-        if (already_have(out, m[i].indicator_type, s, len))
-            continue;
-        json_t *e = json_object();
-        json_object_set_new(e, "type", json_string(m[i].indicator_type));
-        json_object_set_new(e, "value", json_stringn(s, len));
-        json_object_set_new(e, "new", json_true());
-        json_array_append_new(out, e);
+        json_array_append_new(out, json_pack("{s:s,s:s,s:b}", "type", type, "value", value,
+                                             "new", 1));
         added++;
     }
+    indicator_set_destroy(&set);
     return added;
 }
 

@@ -52,11 +52,6 @@ json_t *jpath_get(json_t *root, const char *path)
     return walk(root, path, 1);
 }
 
-json_t *jpath_get_objects(json_t *root, const char *path)
-{
-    return walk(root, path, 0);
-}
-
 char *jvalue_text(const json_t *v)
 {
     char tmp[64];

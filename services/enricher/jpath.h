@@ -12,8 +12,6 @@
 
 /* Value at path (borrowed) or NULL when missing or null. An empty path gives root. */
 json_t *jpath_get(json_t *root, const char *path);
-/* As jpath_get() but lists are not indexed (pass-3 raw-payload mappings). */
-json_t *jpath_get_objects(json_t *root, const char *path);
 /*
  * Text of a scalar as the reference's str() gives it: strings as-is, integers in decimal,
  * reals shortest round-trip, booleans "True"/"False"; objects and lists as compact JSON.

@@ -473,11 +473,23 @@ def test_hostile_provider_bodies():
     assert any(p.alive() for p in workers)
 
 
+def change_providers(sql):
+    """Runs sql and waits until every running worker has reloaded its providers (NOTIFY)."""
+    workers = [p for p in STACK.procs if p.name == "enricher" and p.alive()]
+    before = [p.text().count("providers reloaded") for p in workers]
+    STACK.sql(sql)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if all(p.text().count("providers reloaded") > n for p, n in zip(workers, before)):
+            return
+        time.sleep(0.05)
+    raise AssertionError("workers did not reload their providers")
+
+
 def test_provider_concurrency_cap_and_reload():
     # a provider change reaches the running workers by NOTIFY: cap VirusTotal at 2 in flight
-    STACK.sql("UPDATE enrichment_providers SET http_config = http_config || '{\"max_concurrency\": 2}' "
-              "WHERE provider_name = 'virustotal'")
-    time.sleep(0.5)
+    change_providers("UPDATE enrichment_providers SET http_config = http_config || '{\"max_concurrency\": 2}' "
+                     "WHERE provider_name = 'virustotal'")
     ips = ["31.13.0.%d" % i for i in range(1, 7)]
     alert, job = new_alert([("ip", ip) for ip in ips])
     wait_job(job)
@@ -487,14 +499,12 @@ def test_provider_concurrency_cap_and_reload():
     _, _, res = indicator("ip", "31.13.0.1")
     assert_eq(res["virustotal"]["extracted"], {"found": False, "malice": "Pending"})
     # deactivating a provider is picked up without a restart
-    STACK.sql("UPDATE enrichment_providers SET is_active = false WHERE provider_name = 'abuseipdb'")
-    time.sleep(0.5)
+    change_providers("UPDATE enrichment_providers SET is_active = false WHERE provider_name = 'abuseipdb'")
     alert, job = new_alert([("ip", "31.13.1.1")])
     wait_job(job)
     _, _, res = indicator("ip", "31.13.1.1")
     assert "abuseipdb" not in res and "virustotal" in res, res
-    STACK.sql("UPDATE enrichment_providers SET is_active = true WHERE provider_name = 'abuseipdb'")
-    time.sleep(0.5)
+    change_providers("UPDATE enrichment_providers SET is_active = true WHERE provider_name = 'abuseipdb'")
 
 
 def test_kill9_mid_job_lease_taken_over():

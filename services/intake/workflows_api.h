@@ -1,0 +1,82 @@
+/*
+ * workflows_api.h - the workflow side of the intake (issue 7): workflows CRUD with validation
+ * by the runner at save time, declared/admin-allowed secrets, execute/test through the runner,
+ * run records, and the approval gate (REST, token-authenticated decide pages, Slack callback).
+ *
+ * workflows_api.c  module state, CRUD, versions, run lists, secrets routes
+ * workflows_run.c  execute, test, and the run pipeline: claim → RUN → record the outcome
+ * approvals.c      /v1/workflow-approvals, /v1/approvals/{uuid}/decide, Slack callback
+ *
+ * Settings read here (not in struct config): SLACK_SIGNING_SECRET (unset: Slack callbacks are
+ * refused, SPEC §5 fix 10), APPROVAL_DEFAULT_TIMEOUT_SECONDS (3600), CALSETA_BASE_URL
+ * (decide links), WORKFLOW_RUN_GRACE_SECONDS (120: crash recovery of stale runs).
+ */
+#ifndef CALSETA_WORKFLOWS_API_H
+#define CALSETA_WORKFLOWS_API_H
+
+#include "fernet.h"
+#include "intake.h"
+
+struct runner_client;
+
+struct workflows {
+    struct intake *in;
+    struct runner_client *runner;
+    struct fernet_key key; /* ENCRYPTION_KEY, for workflow secrets */
+    int have_key;
+    char *slack_signing_secret; /* NULL: Slack callbacks refused */
+    char *base_url;
+    int approval_default_timeout;
+    int run_grace_seconds;
+    uv_signal_t sigterm, sigint; /* stop the runner client when the intake drains */
+    uv_timer_t stop_wait;
+    int stopping, open_handles, freed;
+};
+
+/* Once, after mappings_refresh(): runner client, settings, recovery of stale runs. */
+void workflows_api_init(struct intake *in);
+/* After uv_run() returned; leaves no handle open (run the loop once more afterwards). */
+void workflows_api_free(struct intake *in);
+
+/* workflows_api.c */
+void route_list_workflows(struct reqctx *rc);
+void route_create_workflow(struct reqctx *rc);
+void route_generate_workflow(struct reqctx *rc);
+void route_get_workflow(struct reqctx *rc);
+void route_patch_workflow(struct reqctx *rc);
+void route_delete_workflow(struct reqctx *rc);
+void route_workflow_versions(struct reqctx *rc);
+void route_workflow_runs(struct reqctx *rc);
+void route_list_workflow_runs(struct reqctx *rc);
+void route_list_workflow_secrets(struct reqctx *rc);
+void route_put_workflow_secret(struct reqctx *rc);
+void route_delete_workflow_secret(struct reqctx *rc);
+
+/* workflows_run.c */
+void route_execute_workflow(struct reqctx *rc);
+void route_test_workflow(struct reqctx *rc);
+/* Takes the queued run and sends it to the runner; the outcome is recorded later. */
+void wf_run_start(struct workflows *wf, const char *run_uuid);
+
+/* approvals.c */
+void route_list_approvals(struct reqctx *rc);
+void route_get_approval(struct reqctx *rc);
+void route_approve(struct reqctx *rc);
+void route_reject(struct reqctx *rc);
+void route_decide_page(struct reqctx *rc);
+void route_decide_submit(struct reqctx *rc);
+void route_slack_callback(struct reqctx *rc);
+void route_teams_callback(struct reqctx *rc);
+
+/* Shared helpers (workflows_api.c). */
+/* A non-JSON answer (text/html, text/plain); frees rc like the reply_* functions. */
+void wf_reply_text(struct reqctx *rc, int status, const char *content_type, const char *body);
+/* 422 VALIDATION_ERROR for one body field. */
+void wf_reply_invalid(struct reqctx *rc, const char *where, const char *field, const char *msg);
+/* Generic SQL completion: NULL/error → 503/422/500 and returns -1 (replied). */
+int wf_res_check(struct reqctx *rc, PGresult *res, const char *err);
+/* Paginated list from "SELECT total, json_agg" style results: column 0 total, column 1 items. */
+void wf_list_query(struct reqctx *rc, const char *sql, int nparams, const char **params,
+                   int page, int page_size);
+
+#endif
