@@ -28,8 +28,9 @@ SCHEME=http
 echo
 echo "Calseta is starting on $SCHEME://$HOST:$PORT  (health: $SCHEME://$HOST:$PORT/health)"
 if [ "$EMBEDDED" = 1 ]; then
-    echo "Embedded PostgreSQL: data in $CALSETA_DATA_DIR, DATABASE_URL=\$(CALSETA_DATA_DIR=$CALSETA_DATA_DIR scripts/pg.sh url)"
-    echo "First admin key:  DATABASE_URL=\$(CALSETA_DATA_DIR=$CALSETA_DATA_DIR scripts/pg.sh url) build/bin/calseta create-api-key --name admin --scopes admin"
+    echo "Embedded PostgreSQL: data in $CALSETA_DATA_DIR (URL: CALSETA_DATA_DIR=$CALSETA_DATA_DIR scripts/pg.sh url)"
+    echo "First admin key (in another terminal, from $ROOT):"
+    echo "    CALSETA_DATA_DIR=$CALSETA_DATA_DIR build/bin/calseta create-api-key --name admin --scopes admin"
 else
     echo "First admin key:  build/bin/calseta create-api-key --name admin --scopes admin   (with DATABASE_URL set)"
 fi

@@ -108,6 +108,7 @@ static void start(struct enricher *en)
         msg_fatal("configuration error: %s", err);
     en->loop = uv_default_loop();
     en->audit = audit_client_new(c, "enricher", en->loop);
+    audit_emit_config_loaded(en->audit, c);
     en->pg = pg_pool_new(en->loop, c->database_url, en->opt.db_connections, 30000);
     en->guard = guard_new(c->ssrf_allowed_hosts, en->opt.allow_loopback);
     if (en->opt.allow_loopback)

@@ -87,8 +87,8 @@ struct guard *enrich_api_guard(const struct enrich_api *a)
 void enrich_reply_validation(struct reqctx *rc, const char *field, const char *msg)
 {
     reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
-                json_pack("{s:[{s:s,s:[s,s],s:s}]}", "errors", "type", "value_error", "loc",
-                          "body", field, "msg", msg));
+                json_pack("{s:[{s:s,s:[s,s],s:s}]}", "errors", "type", "value_error", "loc", "body",
+                          field, "msg", msg));
 }
 
 void enrich_reply_db_error(struct reqctx *rc, PGresult *res, const char *err)
@@ -110,9 +110,8 @@ static int env_any_set(const struct enrich_api *a, json_t *map)
     json_t *v;
     json_object_foreach(map, k, v)
     {
-        const char *val = json_is_string(v) ? settings_get(a->in->cfg.settings,
-                                                            json_string_value(v))
-                                            : NULL;
+        const char *val =
+            json_is_string(v) ? settings_get(a->in->cfg.settings, json_string_value(v)) : NULL;
         if (val && *val)
             return 1;
     }
@@ -139,12 +138,9 @@ void enrich_provider_finish(const struct enrich_api *a, json_t *p)
 
 /* ---- field checks ------------------------------------------------------------------------ */
 
-static const char *const BUILTIN_PATCHABLE[] = {"is_active",
-                                                "auth_config",
-                                                "description",
-                                                "malice_rules",
-                                                "default_cache_ttl_seconds",
-                                                "cache_ttl_by_type"};
+static const char *const BUILTIN_PATCHABLE[] = {
+    "is_active",        "auth_config", "description", "malice_rules", "default_cache_ttl_seconds",
+    "cache_ttl_by_type"};
 /* Every field a body may set; anything else is ignored (as pydantic does). */
 static const char *const FIELDS[] = {"provider_name",
                                      "display_name",
@@ -384,11 +380,12 @@ static int collect_urls(struct save_op *op, json_t *hc)
         int bad;
         char *u = url_for_check(src[i], &bad);
         if (bad) {
+            json_t *details = json_pack("{s:s}", "url", src[i] ? src[i] : "");
             free(src);
             reply_error(op->rc, 400, "INVALID_PROVIDER_URL",
                         "http_config URL blocked by SSRF protection: the scheme must be http or "
                         "https",
-                        json_pack("{s:s}", "url", src[i] ? src[i] : ""));
+                        details);
             return -1;
         }
         if (u)
@@ -485,8 +482,8 @@ static void do_ssrf(uv_work_t *w)
     struct save_op *op = w->data;
     for (size_t i = 0; i < op->nurls && !op->blocked; i++) {
         char pin[512], why[256];
-        if (guard_check(enrich_api_guard(op->a), op->urls[i], pin, sizeof pin, why,
-                        sizeof why) != 0) {
+        if (guard_check(enrich_api_guard(op->a), op->urls[i], pin, sizeof pin, why, sizeof why) !=
+            0) {
             op->blocked = 1;
             snprintf(op->reason, sizeof op->reason, "%s (%s)", why, op->urls[i]);
         }
@@ -518,7 +515,8 @@ static void save_start(struct save_op *op)
         json_object_foreach(op->body, f, v)
         {
             if (in_list(f, FIELDS, sizeof FIELDS / sizeof *FIELDS) &&
-                !in_list(f, BUILTIN_PATCHABLE, sizeof BUILTIN_PATCHABLE / sizeof *BUILTIN_PATCHABLE)) {
+                !in_list(f, BUILTIN_PATCHABLE,
+                         sizeof BUILTIN_PATCHABLE / sizeof *BUILTIN_PATCHABLE)) {
                 char msg[256];
                 snprintf(msg, sizeof msg,
                          "Built-in providers only allow changes to is_active, auth_config, "

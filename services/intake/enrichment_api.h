@@ -71,14 +71,14 @@ void enrich_provider_finish(const struct enrich_api *a, json_t *p);
 
 /* One provider row `p` as JSON text (no secret: has_credentials only). */
 #define ENRICH_PROVIDER_JSON                                                                       \
-    "json_build_object('uuid', p.uuid, 'provider_name', p.provider_name, 'display_name', "        \
-    "p.display_name, 'description', p.description, 'is_builtin', p.is_builtin, 'is_active', "    \
-    "p.is_active, 'supported_indicator_types', p.supported_indicator_types, 'http_config', "      \
-    "p.http_config, 'auth_type', p.auth_type, 'env_var_mapping', p.env_var_mapping, "             \
-    "'default_cache_ttl_seconds', p.default_cache_ttl_seconds, 'cache_ttl_by_type', "             \
-    "p.cache_ttl_by_type, 'malice_rules', p.malice_rules, 'mock_responses', p.mock_responses, "   \
-    "'has_credentials', coalesce(jsonb_typeof(p.auth_config) = 'object' AND "                     \
-    "p.auth_config <> '{}', false), "                                                             \
+    "json_build_object('uuid', p.uuid, 'provider_name', p.provider_name, 'display_name', "         \
+    "p.display_name, 'description', p.description, 'is_builtin', p.is_builtin, 'is_active', "      \
+    "p.is_active, 'supported_indicator_types', p.supported_indicator_types, 'http_config', "       \
+    "p.http_config, 'auth_type', p.auth_type, 'env_var_mapping', p.env_var_mapping, "              \
+    "'default_cache_ttl_seconds', p.default_cache_ttl_seconds, 'cache_ttl_by_type', "              \
+    "p.cache_ttl_by_type, 'malice_rules', p.malice_rules, 'mock_responses', p.mock_responses, "    \
+    "'has_credentials', coalesce(jsonb_typeof(p.auth_config) = 'object' AND "                      \
+    "p.auth_config <> '{}', false), "                                                              \
     "'created_at', calseta_ts(p.created_at), 'updated_at', calseta_ts(p.updated_at))::text"
 
 #endif

@@ -55,6 +55,7 @@ struct lookup_op {
     json_t *to_cache; /* [{provider, ttl, result}] */
     json_t *test_result;
     uint64_t started_ms;
+    uv_timer_t defer; /* closes the engine outside its own callback */
 };
 
 static void lookup_free(struct lookup_op *op)
@@ -119,8 +120,7 @@ static void lookup_open(struct lookup_op *op)
         fernet_generate_key(tmp);
         key = tmp;
     }
-    op->creds = creds_ctx_new(key, op->rc->in->cfg.settings, audit_decrypted, op, err,
-                              sizeof err);
+    op->creds = creds_ctx_new(key, op->rc->in->cfg.settings, audit_decrypted, op, err, sizeof err);
     explicit_bzero(tmp, sizeof tmp);
     if (!op->creds)
         msg_fatal("credentials context: %s", err); /* cannot happen: the key was checked */
@@ -146,6 +146,17 @@ static void on_engine_closed(void *arg)
     finish_reply(op);
 }
 
+static void on_defer_closed(uv_handle_t *h)
+{
+    struct lookup_op *op = h->data;
+    engine_close(op->engine, on_engine_closed, op);
+}
+
+static void on_defer(uv_timer_t *t)
+{
+    uv_close((uv_handle_t *)t, on_defer_closed);
+}
+
 static json_t *public_result(json_t *result, int cache_hit)
 {
     json_t *r = json_deep_copy(result);
@@ -168,13 +179,15 @@ static void on_lookup_done(void *arg, json_t *result)
         if (json_is_true(json_object_get(result, "success")))
             json_array_append_new(op->to_cache,
                                   json_pack("{s:s,s:i,s:O}", "provider", l->p->name, "ttl",
-                                            provider_cache_ttl(l->p, op->type), "result",
-                                            result));
+                                            provider_cache_ttl(l->p, op->type), "result", result));
         json_object_set_new(op->results, l->p->name, public_result(result, 0));
         json_decref(result);
     }
-    if (--op->pending == 0)
-        engine_close(op->engine, on_engine_closed, op);
+    if (--op->pending == 0) {
+        uv_timer_init(op->rc->in->loop, &op->defer);
+        op->defer.data = op;
+        uv_timer_start(&op->defer, on_defer, 0, 0);
+    }
 }
 
 static void run_lookups(struct lookup_op *op)
@@ -243,8 +256,7 @@ static struct provider_set *parse_config(struct lookup_op *op, const char *text)
     char err[256];
     json_t *doc = json_loads(text, 0, NULL);
     struct provider_set *ps =
-        doc ? provider_set_parse(doc, &enrich_api_options(op->a)->provider, err, sizeof err)
-            : NULL;
+        doc ? provider_set_parse(doc, &enrich_api_options(op->a)->provider, err, sizeof err) : NULL;
     json_decref(doc);
     return ps;
 }
@@ -331,7 +343,8 @@ void route_enrich_on_demand(struct reqctx *rc)
             2, params, on_config, op);
 }
 
-/* ---- POST /v1/enrichment-providers/{uuid}/test ------------------------------------------------ */
+/* ---- POST /v1/enrichment-providers/{uuid}/test ------------------------------------------------
+ */
 
 static void on_test_config(void *arg, PGresult *res, const char *err)
 {
@@ -405,14 +418,20 @@ void route_test_provider(struct reqctx *rc)
             1, params, on_test_config, op);
 }
 
-/* ---- GET /v1/enrichments/providers ------------------------------------------------------------- */
+/* ---- GET /v1/enrichments/providers -------------------------------------------------------------
+ */
 
 static void on_summary(void *arg, PGresult *res, const char *err)
 {
     struct reqctx *rc = arg;
-    static const char *const keep[] = {"uuid",      "provider_name", "display_name",
-                                       "is_builtin", "is_active",    "supported_indicator_types",
-                                       "has_credentials", "is_configured"};
+    static const char *const keep[] = {"uuid",
+                                       "provider_name",
+                                       "display_name",
+                                       "is_builtin",
+                                       "is_active",
+                                       "supported_indicator_types",
+                                       "has_credentials",
+                                       "is_configured"};
     if (!res || err) {
         enrich_reply_db_error(rc, res, err);
         return;

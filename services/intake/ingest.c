@@ -86,7 +86,7 @@ static void enqueue(struct ingest_batcher *b, struct pending p, int front)
     b->n++;
 }
 
-static void push_job_ready(struct intake *in, long long job_id, long long alert_id)
+void push_job_ready(struct intake *in, long long job_id, long long alert_id)
 {
     if (!in->job_push)
         return;

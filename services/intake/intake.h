@@ -24,6 +24,7 @@ struct used_keys;
 struct mapping_cache;
 struct normalized_alert;
 struct indicator_set;
+struct workflows;
 
 /* Rate classes of the reference: the per-route limit a request is counted against. */
 enum rate_class { RATE_NONE = 0, RATE_DEFAULT, RATE_INGEST, RATE_ENRICHMENT, RATE_WORKFLOW_EXECUTE };
@@ -39,6 +40,8 @@ struct intake {
     struct ingest_batcher *batcher;
     struct used_keys *used_keys;
     struct mapping_cache *mappings; /* pass-2 indicator mappings */
+    struct enrich_api *enrich;      /* enrichment API: key, SSRF guard (enrichment_api.h) */
+    struct workflows *workflows;    /* workflows API, runner client (workflows_api.h) */
     void *zctx;     /* ZeroMQ context */
     void *job_push; /* PUSH to the job bus */
     uv_signal_t sigterm, sigint;

@@ -10,11 +10,13 @@
  *   7. SIGTERM/SIGINT: drain                stop accepting, finish in-flight, flush, exit
  */
 #include "audit.h"
+#include "enrichment_api.h"
 #include "intake.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "signature.h"
 #include "util.h"
+#include "workflows_api.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -105,6 +107,8 @@ int main(void)
     in.batcher = ingest_batcher_new(&in);
     pg_pool_listen(in.pg, "calseta_api_keys", on_key_change, &in);
     mappings_refresh(&in);
+    in.enrich = enrich_api_new(&in);
+    workflows_api_init(&in);
     job_bus_open(&in);
 
     in.router = http_router_new();
@@ -153,6 +157,8 @@ int main(void)
     auth_cache_free(in.auth_cache);
     used_keys_free(in.used_keys);
     mappings_free(in.mappings);
+    enrich_api_free(in.enrich);
+    workflows_api_free(&in);
     if (in.job_push)
         zmq_close(in.job_push);
     zmq_ctx_term(in.zctx);

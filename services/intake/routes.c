@@ -7,9 +7,11 @@
  * public), rate class, handler. Scopes and rate classes follow the reference's route table.
  */
 #include "crypto.h"
+#include "enrichment_api.h"
 #include "intake.h"
 #include "log.h"
 #include "util.h"
+#include "workflows_api.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -34,6 +36,64 @@ static const struct route_def ROUTES[] = {
     {"GET", "/v1/alerts/{uuid}/activity", "alerts:read", RATE_DEFAULT, route_alert_activity},
 
     {"GET", "/v1/audit-events", "admin", RATE_DEFAULT, route_list_audit_events},
+
+    {"GET", "/v1/workflows", "workflows:read", RATE_DEFAULT, route_list_workflows},
+    {"POST", "/v1/workflows", "workflows:write", RATE_DEFAULT, route_create_workflow},
+    {"POST", "/v1/workflows/generate", "workflows:write", RATE_DEFAULT, route_generate_workflow},
+    {"GET", "/v1/workflows/{uuid}", "workflows:read", RATE_DEFAULT, route_get_workflow},
+    {"PATCH", "/v1/workflows/{uuid}", "workflows:write", RATE_DEFAULT, route_patch_workflow},
+    {"DELETE", "/v1/workflows/{uuid}", "workflows:write", RATE_DEFAULT, route_delete_workflow},
+    {"POST", "/v1/workflows/{uuid}/execute", "workflows:execute", RATE_WORKFLOW_EXECUTE,
+     route_execute_workflow},
+    {"POST", "/v1/workflows/{uuid}/test", "workflows:execute", RATE_DEFAULT, route_test_workflow},
+    {"GET", "/v1/workflows/{uuid}/runs", "workflows:read", RATE_DEFAULT, route_workflow_runs},
+    {"GET", "/v1/workflows/{uuid}/versions", "workflows:read", RATE_DEFAULT,
+     route_workflow_versions},
+    {"GET", "/v1/workflows/{uuid}/secrets", "workflows:read", RATE_DEFAULT,
+     route_list_workflow_secrets},
+    {"PUT", "/v1/workflows/{uuid}/secrets/{name}", "admin", RATE_DEFAULT,
+     route_put_workflow_secret},
+    {"DELETE", "/v1/workflows/{uuid}/secrets/{name}", "admin", RATE_DEFAULT,
+     route_delete_workflow_secret},
+    {"GET", "/v1/workflow-runs", "workflows:read", RATE_DEFAULT, route_list_workflow_runs},
+    {"GET", "/v1/workflow-approvals", "approvals:write", RATE_DEFAULT, route_list_approvals},
+    {"GET", "/v1/workflow-approvals/{uuid}", "approvals:write", RATE_DEFAULT, route_get_approval},
+    {"POST", "/v1/workflow-approvals/{uuid}/approve", "approvals:write", RATE_DEFAULT,
+     route_approve},
+    {"POST", "/v1/workflow-approvals/{uuid}/reject", "approvals:write", RATE_DEFAULT,
+     route_reject},
+    {"GET", "/v1/approvals/{uuid}/decide", NULL, RATE_DEFAULT, route_decide_page},
+    {"POST", "/v1/approvals/{uuid}/decide", NULL, RATE_DEFAULT, route_decide_submit},
+    {"POST", "/v1/approvals/callback/slack", NULL, RATE_NONE, route_slack_callback},
+    {"POST", "/v1/approvals/callback/teams", NULL, RATE_NONE, route_teams_callback},
+
+    {"POST", "/v1/alerts/{uuid}/enrich", "alerts:write", RATE_ENRICHMENT, route_enrich_alert},
+    {"POST", "/v1/enrichments", "enrichments:read", RATE_ENRICHMENT, route_enrich_on_demand},
+    {"GET", "/v1/enrichments/providers", "enrichments:read", RATE_DEFAULT,
+     route_enrichment_providers_summary},
+    {"GET", "/v1/enrichment-providers", "enrichments:read", RATE_DEFAULT, route_list_providers},
+    {"POST", "/v1/enrichment-providers", "admin", RATE_DEFAULT, route_create_provider},
+    {"GET", "/v1/enrichment-providers/{uuid}", "enrichments:read", RATE_DEFAULT,
+     route_get_provider},
+    {"PATCH", "/v1/enrichment-providers/{uuid}", "admin", RATE_DEFAULT, route_patch_provider},
+    {"DELETE", "/v1/enrichment-providers/{uuid}", "admin", RATE_DEFAULT, route_delete_provider},
+    {"POST", "/v1/enrichment-providers/{uuid}/test", "admin", RATE_ENRICHMENT,
+     route_test_provider},
+    {"POST", "/v1/enrichment-providers/{uuid}/activate", "admin", RATE_DEFAULT,
+     route_activate_provider},
+    {"POST", "/v1/enrichment-providers/{uuid}/deactivate", "admin", RATE_DEFAULT,
+     route_deactivate_provider},
+    {"GET", "/v1/enrichment-field-extractions", "enrichments:read", RATE_DEFAULT,
+     route_list_extractions},
+    {"POST", "/v1/enrichment-field-extractions", "admin", RATE_DEFAULT, route_create_extraction},
+    {"POST", "/v1/enrichment-field-extractions/bulk", "admin", RATE_DEFAULT,
+     route_bulk_create_extractions},
+    {"GET", "/v1/enrichment-field-extractions/{uuid}", "enrichments:read", RATE_DEFAULT,
+     route_get_extraction},
+    {"PATCH", "/v1/enrichment-field-extractions/{uuid}", "admin", RATE_DEFAULT,
+     route_patch_extraction},
+    {"DELETE", "/v1/enrichment-field-extractions/{uuid}", "admin", RATE_DEFAULT,
+     route_delete_extraction},
 };
 
 static void dispatch(struct http_request *req, void *server_ctx)

@@ -5,9 +5,44 @@
 #include "config.h"
 #include "log.h"
 
+#include "util.h"
+
+#include <libgen.h>
 #include <libpq-fe.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Without DATABASE_URL the commands use the project's embedded cluster: scripts/pg.sh (next
+ * to the build folder) connects to it, starting it where needed, and prints its URL. */
+static char *embedded_database_url(void)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = 0;
+    char *script = xasprintf("%s/../../scripts/pg.sh", dirname(exe));
+    if (access(script, X_OK) != 0) {
+        free(script);
+        return NULL;
+    }
+    char *cmd = xasprintf("'%s' start", script);
+    free(script);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    if (!p)
+        return NULL;
+    char line[1024] = "";
+    char *got = fgets(line, sizeof line, p);
+    int rc = pclose(p);
+    if (!got || rc != 0)
+        return NULL;
+    line[strcspn(line, "\r\n")] = 0;
+    return strncmp(line, "postgresql://", 13) == 0 ? xstrdup(line) : NULL;
+}
 
 void master_config(struct config *c, const char *service)
 {
@@ -17,6 +52,13 @@ void master_config(struct config *c, const char *service)
         exit(1);
     }
     config_init_log(c, service);
+    if (!*c->database_url) {
+        char *url = embedded_database_url();
+        if (url) {
+            free(c->database_url);
+            c->database_url = url;
+        }
+    }
 }
 
 PGconn *master_db_connect(const struct config *c)

@@ -50,7 +50,8 @@ static void usage_create(void)
 {
     fprintf(stderr, "usage: calseta create-api-key --name NAME --scopes SCOPE[,SCOPE...]\n"
                     "       [--allowed-sources SRC ...] [--expires-at ISO8601]\n"
-                    "       [--expires-in-seconds N] [--rate-limit-per-minute N]\n");
+                    "       [--expires-in SECONDS] [--rate-limit-per-minute N]\n"
+                    "The key is the last line of stdout; everything else goes to stderr.\n");
 }
 
 int cmd_create_api_key(int argc, char **argv)
@@ -69,7 +70,8 @@ int cmd_create_api_key(int argc, char **argv)
             take_values(argc, argv, &i, sources);
         } else if (!strcmp(argv[i], "--expires-at") && i + 1 < argc)
             expires_at = argv[++i];
-        else if (!strcmp(argv[i], "--expires-in-seconds") && i + 1 < argc)
+        else if ((!strcmp(argv[i], "--expires-in-seconds") || !strcmp(argv[i], "--expires-in")) &&
+                 i + 1 < argc)
             expires_in = argv[++i];
         else if (!strcmp(argv[i], "--rate-limit-per-minute") && i + 1 < argc)
             rlpm = argv[++i];
@@ -138,16 +140,18 @@ int cmd_create_api_key(int argc, char **argv)
     }
     if (r && PQresultStatus(r) == PGRES_TUPLES_OK) {
         char *sj = json_dumps(scopes, JSON_COMPACT);
-        printf("Name:    %s\nUUID:    %s\nPrefix:  %s\nScopes:  %s\n", name, PQgetvalue(r, 0, 0),
-               prefix, sj);
+        fprintf(stderr, "Name:    %s\nUUID:    %s\nPrefix:  %s\nScopes:  %s\n", name,
+                PQgetvalue(r, 0, 0), prefix, sj);
         if (sources) {
             char *srcj = json_dumps(sources, JSON_COMPACT);
-            printf("Sources: %s\n", srcj);
+            fprintf(stderr, "Sources: %s\n", srcj);
             free(srcj);
         }
         if (!PQgetisnull(r, 0, 1))
-            printf("Expires: %s\n", PQgetvalue(r, 0, 1));
-        printf("\n%s\n\nSave this key now. It will not be shown again.\n", key);
+            fprintf(stderr, "Expires: %s\n", PQgetvalue(r, 0, 1));
+        fprintf(stderr, "Save this key now. It will not be shown again.\n");
+        printf("%s\n", key); /* the only line on stdout */
+        fflush(stdout);
         free(sj);
         struct audit_client *ac = audit_client_new(&c, "cli", NULL);
         audit_emit(ac, "api_key_created", NULL, NULL, NULL,

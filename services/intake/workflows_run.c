@@ -1,0 +1,442 @@
+/*
+ * workflows_run.c - POST /v1/workflows/{uuid}/execute and /test, and the run pipeline.
+ *
+ * Execute commits first (calseta_workflow_execute: a queued run, or a pending approval when
+ * the gate applies), answers 202, then takes the run (calseta_workflow_run_claim: status
+ * running, the current code, indicator/alert contexts, the allowed secrets as Fernet tokens),
+ * sends RUN to the runner and records the outcome (calseta_workflow_run_complete). Secrets are
+ * decrypted into locked memory only to build the request and wiped as soon as it is encoded.
+ * A run whose process dies stays queued/running and is failed at the next intake start.
+ * Test runs synchronously through the same runner with a synthetic indicator and stores nothing.
+ */
+#include "workflows_api.h"
+
+#include "audit.h"
+#include "crypto.h"
+#include "log.h"
+#include "runner_client.h"
+#include "secmem.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const IND_TYPES[] = {"ip",    "domain", "hash_md5", "hash_sha1", "hash_sha256",
+                                        "url",   "email",  "account",  NULL};
+
+static int ind_type_ok(const char *s)
+{
+    for (const char *const *t = IND_TYPES; *t; t++)
+        if (!strcmp(s, *t))
+            return 1;
+    return 0;
+}
+
+/* ---- building the RUN request -------------------------------------------------------------- */
+
+struct run_input {
+    struct runner_run_req req;
+};
+
+static char *dump_or_null(json_t *v)
+{
+    return json_is_object(v) ? json_dumps(v, JSON_COMPACT) : NULL;
+}
+
+/* Fills in->req from a claim/test document; secrets decrypted into secmem. */
+static void run_input_init(struct workflows *wf, struct run_input *in, json_t *doc,
+                           const char *run_uuid, int timeout_seconds)
+{
+    struct runner_run_req *r = &in->req;
+    memset(in, 0, sizeof *in);
+    r->run_uuid = xstrdup(run_uuid);
+    r->code = xstrdup(json_string_value(json_object_get(doc, "code")) ?: "");
+    r->timeout_seconds = timeout_seconds;
+    r->trigger_context_json = dump_or_null(json_object_get(doc, "trigger_context"));
+    r->indicator_json = dump_or_null(json_object_get(doc, "indicator"));
+    r->alert_json = dump_or_null(json_object_get(doc, "alert"));
+    json_t *secrets = json_object_get(doc, "secrets");
+    size_t n = json_object_size(secrets);
+    if (n > RUNNER_MAX_SECRETS)
+        n = RUNNER_MAX_SECRETS;
+    r->secrets = xcalloc(n ? n : 1, sizeof *r->secrets);
+    const char *name;
+    json_t *tok;
+    json_object_foreach(secrets, name, tok)
+    {
+        uint8_t *pt = NULL;
+        size_t ptlen;
+        if (r->nsecrets >= n)
+            break;
+        if (!wf->have_key || !json_is_string(tok) ||
+            fernet_decrypt(&wf->key, json_string_value(tok), &pt, &ptlen) != 0) {
+            json_t *f = json_pack("{s:s,s:s}", "run_uuid", run_uuid, "name", name);
+            log_event(LOG_WARN, "workflow_secret_decrypt_failed", f);
+            json_decref(f);
+            continue;
+        }
+        r->secrets[r->nsecrets].name = xstrdup(name);
+        r->secrets[r->nsecrets].value = (char *)pt; /* secmem, NUL-terminated */
+        r->nsecrets++;
+    }
+}
+
+static void run_input_destroy(struct run_input *in)
+{
+    struct runner_run_req *r = &in->req;
+    for (size_t i = 0; i < r->nsecrets; i++) {
+        free(r->secrets[i].name);
+        secmem_free(r->secrets[i].value);
+    }
+    free(r->secrets);
+    free(r->run_uuid);
+    free(r->code);
+    free(r->trigger_context_json);
+    free(r->indicator_json);
+    free(r->alert_json);
+    memset(in, 0, sizeof *in);
+}
+
+static json_t *result_json(const struct runner_result *r)
+{
+    json_t *data = r->data_json ? json_loads(r->data_json, 0, NULL) : NULL;
+    if (!json_is_object(data)) {
+        json_decref(data);
+        data = json_object();
+    }
+    return json_pack("{s:b,s:s,s:o}", "success", r->success, "message",
+                     r->message ? r->message : "", "data", data);
+}
+
+/* ---- the asynchronous run ---------------------------------------------------------------- */
+
+struct run_op {
+    struct workflows *wf;
+    char run_uuid[37];
+};
+
+static void on_completed(void *arg, PGresult *res, const char *err)
+{
+    struct run_op *op = arg;
+    if (!res || err)
+        msg_error("workflow run %s: recording the outcome failed: %s", op->run_uuid,
+                  err ? err : "database unavailable");
+    free(op);
+}
+
+static void run_complete(struct run_op *op, const char *status, json_t *result, const char *log,
+                         int64_t duration_ms)
+{
+    struct intake *in = op->wf->in;
+    json_t *f = json_pack("{s:s,s:s,s:I}", "run_uuid", op->run_uuid, "status", status,
+                          "duration_ms", (json_int_t)duration_ms);
+    log_event(LOG_INFO, "workflow_run_completed", f);
+    json_decref(f);
+    if (!in->pg) {
+        json_decref(result);
+        free(op);
+        return;
+    }
+    char *res = json_dumps(result, JSON_COMPACT);
+    char dur[24];
+    snprintf(dur, sizeof dur, "%lld", (long long)(duration_ms > INT32_MAX ? INT32_MAX : duration_ms));
+    const char *params[5] = {op->run_uuid, status, res, log ? log : "", dur};
+    pg_exec(in->pg,
+            "SELECT calseta_workflow_run_complete($1::uuid, $2, $3::jsonb, $4, $5::int)::text", 5,
+            params, on_completed, op);
+    free(res);
+    json_decref(result);
+}
+
+static void run_fail(struct run_op *op, const char *message)
+{
+    run_complete(op, "failed",
+                 json_pack("{s:b,s:s,s:{}}", "success", 0, "message", message, "data"), "", 0);
+}
+
+static void on_run_result(void *arg, int status, const struct runner_result *r)
+{
+    struct run_op *op = arg;
+    if (status == RUNNER_CLIENT_CLOSED) { /* shutting down: recovered at the next start */
+        free(op);
+        return;
+    }
+    if (status != RUNNER_CLIENT_OK) {
+        run_fail(op, "The workflow runner did not answer in time; the run is considered failed.");
+        return;
+    }
+    run_complete(op, runner_status_name(r->status), result_json(r), r->log_output,
+                 r->duration_ms);
+}
+
+static void on_claimed(void *arg, PGresult *res, const char *err)
+{
+    struct run_op *op = arg;
+    struct workflows *wf = op->wf;
+    if (!res || err || PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
+        if (!res || err)
+            msg_error("workflow run %s: claim failed: %s", op->run_uuid,
+                      err ? err : "database unavailable");
+        free(op); /* not queued any more, or recovered at the next start */
+        return;
+    }
+    json_t *doc = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    if (!doc || json_object_get(doc, "failed")) { /* failed in the claim (no indicator) */
+        json_decref(doc);
+        free(op);
+        return;
+    }
+    if (!wf->runner) {
+        json_decref(doc);
+        run_fail(op, "The workflow runner is not available.");
+        return;
+    }
+    struct run_input in;
+    int timeout = (int)json_integer_value(json_object_get(doc, "timeout_seconds"));
+    run_input_init(wf, &in, doc, op->run_uuid, timeout > 0 ? timeout : 300);
+    json_decref(doc);
+    runner_run(wf->runner, &in.req, on_run_result, op); /* encoded (copied) here */
+    run_input_destroy(&in);
+}
+
+void wf_run_start(struct workflows *wf, const char *run_uuid)
+{
+    if (!wf->in->pg)
+        return;
+    struct run_op *op = xcalloc(1, sizeof *op);
+    op->wf = wf;
+    snprintf(op->run_uuid, sizeof op->run_uuid, "%s", run_uuid);
+    const char *params[1] = {run_uuid};
+    pg_exec(wf->in->pg, "SELECT calseta_workflow_run_claim($1::uuid)::text", 1, params, on_claimed,
+            op);
+}
+
+/* ---- POST /v1/workflows/{uuid}/execute --------------------------------------------------- */
+
+struct exec_op {
+    struct reqctx *rc;
+    char wf_uuid[37];
+};
+
+static void reply_exec_error(struct reqctx *rc, const char *e, json_t *doc)
+{
+    if (!strcmp(e, "not_found"))
+        reply_error(rc, 404, "NOT_FOUND", "Workflow not found.", NULL);
+    else if (!strcmp(e, "alert_not_found"))
+        reply_error(rc, 404, "NOT_FOUND", "Alert not found.", NULL);
+    else if (!strcmp(e, "agent_fields_required"))
+        wf_reply_invalid(rc, "body", "reason",
+                         "Agent keys must provide reason and confidence when executing workflows");
+    else
+        reply_error(rc, 400, "WORKFLOW_NOT_EXECUTABLE",
+                    "Workflow is not active and cannot be executed.",
+                    json_pack("{s:O}", "state", json_object_get(doc, "state")));
+}
+
+static void on_executed(void *arg, PGresult *res, const char *err)
+{
+    struct exec_op *op = arg;
+    struct reqctx *rc = op->rc;
+    if (wf_res_check(rc, res, err) != 0) {
+        free(op);
+        return;
+    }
+    json_t *doc = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    const char *e = json_string_value(json_object_get(doc, "error"));
+    if (!doc || e) {
+        reply_exec_error(rc, e ? e : "not_found", doc);
+        json_decref(doc);
+        free(op);
+        return;
+    }
+    const char *status = json_string_value(json_object_get(doc, "status"));
+    json_t *out;
+    if (status && !strcmp(status, "queued")) {
+        const char *run = json_string_value(json_object_get(doc, "run_uuid"));
+        audit_emit(rc->in->audit, "workflow_run", rc->req->request_id, rc->auth.key_prefix,
+                   rc->client_ip,
+                   json_pack("{s:s,s:s,s:O}", "workflow_uuid", op->wf_uuid, "run_uuid", run,
+                             "trigger_type", json_object_get(doc, "trigger_type")));
+        wf_run_start(rc->in->workflows, run);
+        out = json_pack("{s:s,s:s}", "run_uuid", run, "status", "queued");
+    } else {
+        audit_emit(rc->in->audit, "workflow_approval_requested", rc->req->request_id,
+                   rc->auth.key_prefix, rc->client_ip,
+                   json_pack("{s:s,s:O,s:O}", "workflow_uuid", op->wf_uuid, "approval_uuid",
+                             json_object_get(doc, "approval_request_uuid"), "trigger_type",
+                             json_object_get(doc, "trigger_type")));
+        out = json_pack("{s:s,s:O,s:O}", "status", "pending_approval", "approval_request_uuid",
+                        json_object_get(doc, "approval_request_uuid"), "expires_at",
+                        json_object_get(doc, "expires_at"));
+    }
+    json_decref(doc);
+    free(op);
+    reply_data(rc, 202, out);
+}
+
+/* The checked execute body as an object, or NULL after a 422. */
+static json_t *execute_fields(struct reqctx *rc, json_t *body)
+{
+    json_t *t = json_object_get(body, "indicator_type");
+    json_t *v = json_object_get(body, "indicator_value");
+    json_t *a = json_object_get(body, "alert_uuid");
+    json_t *reason = json_object_get(body, "reason");
+    json_t *conf = json_object_get(body, "confidence");
+    if (!json_is_string(t) || !ind_type_ok(json_string_value(t))) {
+        wf_reply_invalid(rc, "body", "indicator_type", "Input should be a valid indicator type");
+        return NULL;
+    }
+    if (!json_is_string(v) || json_string_length(v) < 1 || json_string_length(v) > 2048 ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        wf_reply_invalid(rc, "body", "indicator_value", "String should have 1 to 2048 characters");
+        return NULL;
+    }
+    if (a && !json_is_null(a) && (!json_is_string(a) || !crypto_uuid_valid(json_string_value(a)))) {
+        wf_reply_invalid(rc, "body", "alert_uuid", "Input should be a valid UUID");
+        return NULL;
+    }
+    if (reason && !json_is_null(reason) &&
+        (!json_is_string(reason) || json_string_length(reason) > 4096)) {
+        wf_reply_invalid(rc, "body", "reason", "Input should be a string (at most 4096)");
+        return NULL;
+    }
+    if (conf && !json_is_null(conf) &&
+        (!json_is_number(conf) || json_number_value(conf) < 0 || json_number_value(conf) > 1)) {
+        wf_reply_invalid(rc, "body", "confidence", "Input should be a number between 0 and 1");
+        return NULL;
+    }
+    json_t *p = json_pack("{s:O,s:O}", "indicator_type", t, "indicator_value", v);
+    if (a && !json_is_null(a))
+        json_object_set(p, "alert_uuid", a);
+    if (reason && !json_is_null(reason))
+        json_object_set(p, "reason", reason);
+    if (conf && !json_is_null(conf))
+        json_object_set_new(p, "confidence", json_real(json_number_value(conf)));
+    return p;
+}
+
+void route_execute_workflow(struct reqctx *rc)
+{
+    char uuid[37];
+    if (require_uuid_param(rc, 0, uuid) != 0)
+        return;
+    json_t *body = body_json_object(rc);
+    if (!body)
+        return;
+    json_t *p = execute_fields(rc, body);
+    json_decref(body);
+    if (!p)
+        return;
+    uint8_t raw[32];
+    char token[48], dflt[16];
+    crypto_random(raw, sizeof raw);
+    crypto_b64_encode(raw, sizeof raw, CRYPTO_B64_URL | CRYPTO_B64_NOPAD, token);
+    snprintf(dflt, sizeof dflt, "%d", rc->in->workflows->approval_default_timeout);
+    struct exec_op *op = xcalloc(1, sizeof *op);
+    op->rc = rc;
+    memcpy(op->wf_uuid, uuid, sizeof op->wf_uuid);
+    char *ps = json_dumps(p, JSON_COMPACT);
+    const char *params[5] = {uuid, ps, rc->auth.key_prefix, dflt, token};
+    pg_exec(rc->in->pg,
+            "SELECT calseta_workflow_execute($1::uuid, $2::jsonb, $3, $4::int, $5)::text", 5,
+            params, on_executed, op);
+    free(ps);
+    json_decref(p);
+    explicit_bzero(token, sizeof token);
+}
+
+/* ---- POST /v1/workflows/{uuid}/test ------------------------------------------------------ */
+
+struct test_op {
+    struct reqctx *rc;
+    json_t *indicator;
+};
+
+static void on_test_result(void *arg, int status, const struct runner_result *r)
+{
+    struct test_op *op = arg;
+    struct reqctx *rc = op->rc;
+    json_decref(op->indicator);
+    free(op);
+    if (status != RUNNER_CLIENT_OK) {
+        reply_error(rc, 503, "SERVICE_UNAVAILABLE",
+                    "The workflow runner did not answer; the test did not complete.", NULL);
+        return;
+    }
+    json_t *out = result_json(r);
+    json_object_set_new(out, "status", json_string(runner_status_name(r->status)));
+    json_object_set_new(out, "log_output", json_string(r->log_output ? r->log_output : ""));
+    json_object_set_new(out, "duration_ms", json_integer(r->duration_ms));
+    json_object_set_new(out, "sandbox", json_string(r->sandbox ? r->sandbox : ""));
+    reply_data(rc, 200, out);
+}
+
+static void on_test_loaded(void *arg, PGresult *res, const char *err)
+{
+    struct test_op *op = arg;
+    struct reqctx *rc = op->rc;
+    struct workflows *wf = rc->in->workflows;
+    if (wf_res_check(rc, res, err) != 0 || PQntuples(res) == 0) {
+        if (res && !err)
+            reply_error(rc, 404, "NOT_FOUND", "Workflow not found.", NULL);
+        goto fail;
+    }
+    json_t *doc = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    if (!doc || !json_is_true(json_object_get(doc, "executable"))) {
+        json_decref(doc);
+        reply_error(rc, 400, "WORKFLOW_NOT_EXECUTABLE",
+                    "Workflow must be active (state active and is_active) to be tested.", NULL);
+        goto fail;
+    }
+    if (!wf->runner) {
+        json_decref(doc);
+        reply_error(rc, 503, "SERVICE_UNAVAILABLE", "The workflow runner is not available.",
+                    NULL);
+        goto fail;
+    }
+    json_object_set(doc, "indicator", op->indicator);
+    int timeout = (int)json_integer_value(json_object_get(doc, "timeout_seconds"));
+    char run_uuid[37];
+    crypto_uuid4(run_uuid);
+    struct run_input in;
+    run_input_init(wf, &in, doc, run_uuid, timeout > 30 || timeout < 1 ? 30 : timeout);
+    json_decref(doc);
+    runner_run(wf->runner, &in.req, on_test_result, op);
+    run_input_destroy(&in);
+    return;
+fail:
+    json_decref(op->indicator);
+    free(op);
+}
+
+void route_test_workflow(struct reqctx *rc)
+{
+    char uuid[37];
+    if (require_uuid_param(rc, 0, uuid) != 0)
+        return;
+    json_t *body = rc->req->body.len ? body_json_object(rc) : json_object();
+    if (!body)
+        return;
+    json_t *t = json_object_get(body, "indicator_type");
+    json_t *v = json_object_get(body, "indicator_value");
+    const char *ts = t ? json_string_value(t) : "ip";
+    const char *vs = v ? json_string_value(v) : "1.2.3.4";
+    if (!ts || !ind_type_ok(ts) || !vs || strlen(vs) < 1 || strlen(vs) > 2048) {
+        json_decref(body);
+        wf_reply_invalid(rc, "body", "indicator", "indicator_type/indicator_value are invalid");
+        return;
+    }
+    struct test_op *op = xcalloc(1, sizeof *op);
+    op->rc = rc;
+    op->indicator = json_pack("{s:s,s:s,s:s,s:b,s:{}}", "type", ts, "value", vs, "malice",
+                              "Pending", "is_enriched", 0, "enrichment_results");
+    json_decref(body);
+    const char *params[1] = {uuid};
+    pg_exec(rc->in->pg,
+            "SELECT jsonb_build_object('code', w.code, 'timeout_seconds', w.timeout_seconds, "
+            "'executable', w.state = 'active' AND w.is_active, "
+            "'trigger_context', jsonb_build_object('trigger_source', 'test'), "
+            "'secrets', calseta_workflow_secret_tokens(w.id))::text "
+            "FROM workflows w WHERE w.uuid = $1",
+            1, params, on_test_loaded, op);
+}

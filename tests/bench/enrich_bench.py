@@ -1,0 +1,519 @@
+#!/usr/bin/env python3
+"""enrich_bench.py - lookups per second of the enrichment worker (calseta-enricher) against a
+stand-in provider that answers after a fixed latency, with 1 and then 2 workers, and from cache.
+
+Load: N alerts with K distinct public IP indicators each (each IP is looked up at VirusTotal and
+AbuseIPDB, so 2*K lookups per job), inserted with their enrichment_jobs rows in one transaction
+while the workers are already running (they find the jobs by their claim poll). The seeded
+VirusTotal and AbuseIPDB providers are pointed at the stand-in by rewriting their URL templates,
+and their credentials are stored as Fernet tokens, as tests/integration/test_enricher.py does.
+The per-process caps are raised through their settings (ENRICHER_CONCURRENCY,
+ENRICHER_PROVIDER_MAX_CONCURRENCY, ENRICHER_PROVIDER_RATE_PER_SECOND).
+
+The stand-in is a separate process (asyncio, raw HTTP/1.1 with keep-alive, one Protocol per
+connection, the answer scheduled with call_later), so its CPU is its own and measurable.
+
+Phases:
+  1. one worker, fresh indicators             provider lookups/s, jobs/s
+  2. two workers, fresh indicators            same, in total and per worker
+  3. one fresh worker, new jobs on phase 1's  cache hits from the shared PostgreSQL cache
+     indicators                               (no provider call may happen)
+  4. the same worker again, more such jobs    cache hits from the warm in-process cache
+For each phase: elapsed, lookups/s, jobs/s, the CPU used in the phase by the worker(s), the
+stand-in, PostgreSQL (all processes of the cluster), the audit writer and this script, as % of
+one core; total machine CPU busy (other work on the host included); the load average; the
+worker's peak RSS (VmHWM); and a `ps` snapshot.
+
+Run by hand (not in CI), with a release build:
+    cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release && cmake --build build-rel -j2
+    export CALSETA_DATA_DIR=/tmp/calseta-bench; DATABASE_URL=$(scripts/pg.sh start); export DATABASE_URL
+    build-rel/bin/calseta migrate
+    CALSETA_BIN_DIR=build-rel/bin python3 tests/bench/enrich_bench.py [--jobs 2000]
+        [--indicators 10] [--latency-ms 50] [--concurrency 256] [--db-connections 8]
+Python standard library, psql and openssl only.
+"""
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+os.environ.setdefault("CALSETA_BIN_DIR", os.path.join(HERE, "..", "..", "build", "bin"))
+
+VT_KEY = "bench-vt-key"
+ABUSE_KEY = "bench-abuse-key"
+
+VT_BODY = json.dumps({"data": {"id": "x", "type": "ip_address", "attributes": {
+    "last_analysis_stats": {"malicious": 0, "suspicious": 1, "harmless": 60, "undetected": 10},
+    "reputation": 3, "tags": ["cdn"], "country": "DE", "as_owner": "Example AS", "asn": 64500,
+    "network": "23.0.0.0/8"}}}).encode()
+ABUSE_BODY = json.dumps({"data": {"ipAddress": "x", "isPublic": True, "abuseConfidenceScore": 30,
+                                  "countryCode": "DE", "usageType": "Data Center", "isp": "Example",
+                                  "totalReports": 12, "numDistinctUsers": 4, "isTor": False,
+                                  "isWhitelisted": False}}).encode()
+
+
+# ---- the stand-in provider (run as its own process: --standin) -----------------------------
+
+class Stats:
+    requests = 0
+    inflight = 0
+    max_inflight = 0
+    connections = 0
+    max_connections = 0
+
+
+def response(status, body, close=False):
+    reason = {200: "OK", 404: "Not Found", 400: "Bad Request"}.get(status, "X")
+    return (b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
+            % (status, reason.encode(), len(body), b"Connection: close\r\n" if close else b"")) + body
+
+
+class StandinProtocol(asyncio.Protocol):
+    latency = 0.05
+
+    def connection_made(self, transport):
+        self.tr = transport
+        self.buf = b""
+        self.ready_at = 0.0  # answers on one connection leave in order
+        self.loop = asyncio.get_running_loop()
+        Stats.connections += 1
+        Stats.max_connections = max(Stats.max_connections, Stats.connections)
+
+    def connection_lost(self, exc):
+        Stats.connections -= 1
+        self.tr = None
+
+    def data_received(self, data):
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > 65536:
+                    self.tr.close()
+                return
+            head = self.buf[:end]
+            clen = 0
+            low = head.lower()
+            i = low.find(b"\r\ncontent-length:")
+            if i >= 0:
+                j = low.find(b"\r\n", i + 2)
+                clen = int(low[i + 17:j if j >= 0 else len(low)].strip() or 0)
+            if len(self.buf) < end + 4 + clen:
+                return
+            self.buf = self.buf[end + 4 + clen:]
+            line = head.split(b"\r\n", 1)[0].split(b" ")
+            target = line[1] if len(line) > 1 else b"/"
+            self.request(target)
+
+    def request(self, target):
+        if target.startswith(b"/__stats"):
+            body = json.dumps({"requests": Stats.requests, "inflight": Stats.inflight,
+                               "max_inflight": Stats.max_inflight,
+                               "max_connections": Stats.max_connections}).encode()
+            self.tr.write(response(200, body))
+            return
+        if target.startswith(b"/__reset"):
+            Stats.max_inflight = Stats.inflight
+            Stats.max_connections = Stats.connections
+            self.tr.write(response(200, b"{}"))
+            return
+        if target.startswith(b"/vt/"):
+            out = response(200, VT_BODY)
+        elif target.startswith(b"/abuse/"):
+            out = response(200, ABUSE_BODY)
+        else:
+            out = response(404, b'{"error":"no route"}')
+        Stats.inflight += 1
+        Stats.max_inflight = max(Stats.max_inflight, Stats.inflight)
+        at = max(self.loop.time() + self.latency, self.ready_at)
+        self.ready_at = at
+        self.loop.call_at(at, self.answer, out)
+
+    def answer(self, out):
+        Stats.inflight -= 1
+        Stats.requests += 1
+        if self.tr is not None and not self.tr.is_closing():
+            self.tr.write(out)
+
+
+def standin_main(latency_ms):
+    StandinProtocol.latency = latency_ms / 1000.0
+
+    async def serve():
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(StandinProtocol, "127.0.0.1", 0, backlog=4096)
+        print(srv.sockets[0].getsockname()[1], flush=True)
+        await srv.serve_forever()
+
+    asyncio.run(serve())
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+def fernet_key():
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def fernet_encrypt(key_b64, plaintext):
+    key = base64.urlsafe_b64decode(key_b64)
+    signing, enc = key[:16], key[16:]
+    iv = os.urandom(16)
+    ct = subprocess.run(["openssl", "enc", "-aes-128-cbc", "-K", enc.hex(), "-iv", iv.hex()],
+                        input=plaintext, capture_output=True, check=True).stdout
+    body = b"\x80" + struct.pack(">Q", int(time.time())) + iv + ct
+    mac = hmac.new(signing, body, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(body + mac).decode()
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process in clock ticks (0 when it is gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def machine_ticks():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+def sched_ns(pid):
+    """(ns on a CPU, ns runnable but waiting for a CPU) of a process's main thread."""
+    try:
+        with open("/proc/%d/schedstat" % pid) as f:
+            v = f.read().split()
+        return int(v[0]), int(v[1])
+    except (OSError, IndexError, ValueError):
+        return 0, 0
+
+
+def vm_hwm_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def children_of(ppid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == ppid:
+                out.append(int(d))
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def postgres_pids(harness):
+    """The postmaster of DATABASE_URL's cluster and its children."""
+    try:
+        ddir = harness.psql_value(harness.db_url_for("postgres"), "SHOW data_directory")
+        with open(os.path.join(ddir, "postmaster.pid")) as f:
+            pm = int(f.readline())
+        return [pm] + children_of(pm)
+    except Exception as e:  # not readable: fall back to every process named postgres
+        print("note: cluster pids via data_directory failed (%s); counting every postgres process" % e)
+        pids = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open("/proc/%s/comm" % d) as f:
+                        if f.read().strip() == "postgres":
+                            pids.append(int(d))
+                except OSError:
+                    pass
+        return pids
+
+
+class CpuWindow:
+    """CPU used by groups of processes between start() and stop(), as % of one core."""
+
+    def __init__(self, groups):
+        self.groups = groups  # name -> callable returning pids
+
+    def start(self):
+        self.t0 = time.time()
+        self.m0 = machine_ticks()
+        self.self0 = os.times()
+        self.c0 = {}
+        for name, fn in self.groups.items():
+            for pid in fn():
+                self.c0[(name, pid)] = cpu_ticks(pid)
+
+    def stop(self):
+        dt = time.time() - self.t0
+        hz = os.sysconf("SC_CLK_TCK")
+        m1 = machine_ticks()
+        out = {}
+        for name, fn in self.groups.items():
+            ticks = 0
+            for pid in set(fn()) | {p for (n, p) in self.c0 if n == name}:
+                ticks += max(0, cpu_ticks(pid) - self.c0.get((name, pid), 0))
+            out[name] = 100.0 * ticks / hz / dt
+        s1 = os.times()
+        out["bench script"] = 100.0 * ((s1.user - self.self0.user) + (s1.system - self.self0.system)) / dt
+        busy = (m1[0] - self.m0[0]) / max(1, (m1[1] - self.m0[1]))
+        out["machine busy (all cores, all work)"] = 100.0 * busy * os.cpu_count()
+        return out
+
+
+# ---- the benchmark --------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args):
+        import harness
+        self.h = harness
+        self.args = args
+        self.key = fernet_key()
+        self.standin = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--standin",
+                                         "--latency-ms", str(args.latency_ms)],
+                                        stdout=subprocess.PIPE, text=True)
+        self.port = int(self.standin.stdout.readline())
+        self.env = {
+            "ENCRYPTION_KEY": self.key,
+            "ENRICHER_ALLOW_LOOPBACK": "true",
+            "ENRICHER_POLL_INTERVAL_MS": "100",
+            "ENRICHER_CONCURRENCY": str(args.concurrency),
+            "ENRICHER_PROVIDER_MAX_CONCURRENCY": "1000",
+            "ENRICHER_PROVIDER_RATE_PER_SECOND": "100000",
+            "ENRICHER_DB_CONNECTIONS": str(args.db_connections),
+            "ENRICHER_CACHE_ENTRIES": "1000000",
+            "ENRICHER_CACHE_MAX_BYTES": str(1 << 30),
+            "ENRICH_JOB_DEADLINE_SECONDS": "300",
+            "ENRICH_JOB_LEASE_SECONDS": "300",
+            "LOG_LEVEL": args.log_level,
+        }
+        self.stack = self.h.Stack("enrichbench", services=("auditd",), env=self.env)
+        self.configure()
+        self.pg = postgres_pids(self.h)
+        self.workers = []
+        self.results = []
+
+    def configure(self):
+        base = "http://127.0.0.1:%d" % self.port
+        s = self.stack
+        for old, new in (("https://www.virustotal.com", base + "/vt"),
+                         ("https://api.abuseipdb.com", base + "/abuse")):
+            s.sql("UPDATE enrichment_providers SET http_config = "
+                  "replace(http_config::text, '%s', '%s')::jsonb" % (old, new))
+        for name, c in (("virustotal", {"api_key": VT_KEY}), ("abuseipdb", {"api_key": ABUSE_KEY})):
+            tok = fernet_encrypt(self.key, json.dumps(c).encode())
+            s.sql("UPDATE enrichment_providers SET auth_config = '%s'::jsonb WHERE provider_name = '%s'"
+                  % (json.dumps({"_encrypted": tok}), name))
+        s.sql("UPDATE enrichment_providers SET is_active = (provider_name IN ('virustotal', 'abuseipdb'))")
+
+    def standin_stats(self, reset=False):
+        path = "/__reset" if reset else "/__stats"
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=10) as r:
+            return json.loads(r.read())
+
+    def start_workers(self, n):
+        for w in self.workers:
+            w.stop()
+        self.workers = [self.stack.start("enricher") for _ in range(n)]
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if all("providers loaded" in w.text() for w in self.workers):
+                return
+            for w in self.workers:
+                if not w.alive():
+                    raise RuntimeError("worker exited:\n" + w.text()[-3000:])
+            time.sleep(0.05)
+        raise RuntimeError("workers did not load their providers:\n" + self.stack.logs())
+
+    def insert(self, tag, first_octet, jobs, k, fresh=True):
+        """N alerts titled '<tag> <i>' with K IPs each, and their jobs; returns (lo, hi) job ids.
+        fresh=False links the (existing) indicators of the same numbers again."""
+        ip = ("(%d || '.' || ((n >> 16) & 255) || '.' || ((n >> 8) & 255) || '.' || (n & 255))"
+              % first_octet)
+        sql = (
+            "BEGIN;"
+            "CREATE TEMP TABLE b AS SELECT g AS a_no, (g - 1) * %(k)d + j AS n FROM generate_series(1, %(jobs)d) g, "
+            "generate_series(1, %(k)d) j;"
+            "INSERT INTO indicators (type, value, first_seen, last_seen) SELECT DISTINCT 'ip', %(ip)s, now(), now() FROM b "
+            "ON CONFLICT (type, value) DO UPDATE SET last_seen = now();"
+            "CREATE TEMP TABLE a AS WITH ins AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload) "
+            "SELECT '%(tag)s ' || g, 'High', 'generic', now(), '{}'::jsonb FROM generate_series(1, %(jobs)d) g "
+            "RETURNING id, title) SELECT id, split_part(title, ' ', 2)::int AS a_no FROM ins;"
+            "INSERT INTO alert_indicators (alert_id, indicator_id) SELECT a.id, i.id FROM a JOIN b USING (a_no) "
+            "JOIN indicators i ON i.type = 'ip' AND i.value = %(ip)s;"
+            "INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a ORDER BY id;"
+            "SELECT min(j.id), max(j.id) FROM enrichment_jobs j JOIN a ON a.id = j.alert_id;"
+            "COMMIT;" % {"k": k, "jobs": jobs, "ip": ip, "tag": tag})
+        rows = self.h.psql(self.stack.db, sql)
+        lo, hi = rows[-1]
+        return int(lo), int(hi)
+
+    def wait_done(self, lo, hi, timeout):
+        deadline = time.time() + timeout
+        n = hi - lo + 1
+        peak = {}
+        self.activity = {}
+        samples = 0
+        while time.time() < deadline:
+            rows = self.stack.sql("SELECT 'jobs', count(*) FILTER (WHERE status = 'done'), "
+                                  "count(*) FILTER (WHERE status = 'failed') FROM enrichment_jobs "
+                                  "WHERE id BETWEEN %d AND %d UNION ALL "
+                                  "SELECT state || ' ' || coalesce(wait_event_type || ':' || wait_event, 'on CPU'), "
+                                  "count(*), 0 FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND pid <> pg_backend_pid() AND backend_type = 'client backend' GROUP BY 1"
+                                  % (lo, hi))
+            row = rows[0][1:]
+            samples += 1
+            for r in rows[1:]:
+                self.activity[r[0]] = self.activity.get(r[0], 0) + int(r[1])
+            for w in self.workers:
+                peak[w.p.pid] = max(peak.get(w.p.pid, 0), vm_hwm_kb(w.p.pid))
+            done, failed = int(row[0]), int(row[1])
+            if done + failed >= n:
+                self.activity = {k: round(v / samples, 1) for k, v in
+                                 sorted(self.activity.items(), key=lambda kv: -kv[1])}
+                return done, failed, peak
+            for w in self.workers:
+                if not w.alive():
+                    raise RuntimeError("a worker died:\n" + w.text()[-3000:])
+            time.sleep(0.1)
+        raise RuntimeError("jobs not done in %ds:\n%s" % (timeout, self.stack.logs()))
+
+    def phase(self, name, nworkers, first_octet, jobs, k, fresh, restart=True):
+        a = self.args
+        if restart:
+            self.start_workers(nworkers)
+        self.standin_stats(reset=True)
+        before = self.standin_stats()["requests"]
+        cache_before = int(self.stack.sql_value("SELECT count(*) FROM enrichment_cache"))
+        cpu = CpuWindow({
+            "worker(s)": lambda: [w.p.pid for w in self.workers],
+            "stand-in provider": lambda: [self.standin.pid],
+            "postgresql (cluster)": lambda: self.pg + children_of(self.pg[0]) if self.pg else [],
+            "auditd": lambda: [p.p.pid for p in self.stack.procs if p.name == "auditd"],
+        })
+        tag = "%s-%d" % (name.split()[0], int(time.time() * 1000) % 100000000)
+        t_ins = time.time()
+        lo, hi = self.insert(tag, first_octet, jobs, k, fresh)
+        t0 = time.time()
+        cpu.start()
+        s0 = {w.p.pid: sched_ns(w.p.pid) for w in self.workers}
+        done, failed, peak = self.wait_done(lo, hi, a.timeout)
+        t1 = time.time()
+        usage = cpu.stop()
+        s1 = {w.p.pid: sched_ns(w.p.pid) for w in self.workers}
+        el_ns = (t1 - t0) * 1e9
+        sched = ["on CPU %d%%, runnable but waiting for a CPU %d%%"
+                 % (100 * (s1[p][0] - s0[p][0]) / el_ns, 100 * (s1[p][1] - s0[p][1]) / el_ns) for p in s0]
+        ps = subprocess.run(["ps", "-o", "pid,pcpu,rss,etimes,comm", "-p",
+                             ",".join(str(p) for p in [w.p.pid for w in self.workers] + [self.standin.pid])],
+                            capture_output=True, text=True).stdout
+        st = self.standin_stats()
+        calls = st["requests"] - before
+        cache_after = int(self.stack.sql_value("SELECT count(*) FROM enrichment_cache"))
+        lookups = jobs * k * 2
+        el = t1 - t0
+        r = {
+            "phase": name, "workers": nworkers, "jobs": jobs, "indicators/job": k,
+            "lookups": lookups, "provider calls": calls, "cache rows added": cache_after - cache_before,
+            "done": done, "failed": failed, "insert s": round(t0 - t_ins, 2), "elapsed s": round(el, 2),
+            "lookups/s": round(lookups / el), "provider calls/s": round(calls / el),
+            "jobs/s": round(jobs / el, 1),
+            "lookups/s per worker": round(lookups / el / nworkers),
+            "max provider requests in flight": st["max_inflight"],
+            "max provider connections": st["max_connections"],
+            "peak RSS MiB (VmHWM, per worker)": [round(v / 1024, 1) for v in peak.values()],
+            "cpu % of one core": {kk: round(v) for kk, v in usage.items()},
+            "worker main thread (schedstat)": sched,
+            "db sessions (mean per sample)": self.activity,
+            "load average (1/5/15)": loadavg(),
+        }
+        self.results.append(r)
+        print("\n== %s ==" % name)
+        for kk, v in r.items():
+            print("  %-34s %s" % (kk, v))
+        print("  ps:\n    " + ps.strip().replace("\n", "\n    "), flush=True)
+        if failed:
+            print("  WARNING: %d jobs failed" % failed)
+        if fresh and calls != lookups:
+            print("  WARNING: provider calls %d != lookups %d (failures or retries)" % (calls, lookups))
+        if not fresh and calls:
+            print("  WARNING: %d provider calls in a cache phase" % calls)
+        return r
+
+    def run(self):
+        a = self.args
+        print("stand-in on port %d, latency %d ms; database %s; load average %s"
+              % (self.port, a.latency_ms, self.stack.dbname, loadavg()), flush=True)
+        self.phase("1 worker, fresh indicators", 1, 23, a.jobs, a.indicators, True)
+        self.phase("2 workers, fresh indicators", 2, 24, a.jobs, a.indicators, True)
+        self.phase("cache: 1 fresh worker, shared PostgreSQL cache", 1, 23, a.jobs, a.indicators, False)
+        self.phase("cache: same worker, warm in-process cache", 1, 23, a.jobs, a.indicators, False,
+                   restart=False)
+        print("\nsummary:")
+        print("  %-48s %10s %10s %8s %10s %8s %8s %8s   %s" % ("phase", "lookups/s", "per wkr", "jobs/s",
+                                                         "RSS MiB", "wkr%", "stand%", "pg%", "load"))
+        for r in self.results:
+            c = r["cpu % of one core"]
+            print("  %-48s %10d %10d %8.1f %10s %8d %8d %8d   %s" % (
+                r["phase"], r["lookups/s"], r["lookups/s per worker"], r["jobs/s"],
+                "/".join(str(x) for x in r["peak RSS MiB (VmHWM, per worker)"]), c["worker(s)"],
+                c["stand-in provider"], c["postgresql (cluster)"], r["load average (1/5/15)"]))
+
+    def close(self):
+        try:
+            for w in self.workers:
+                w.stop()
+            self.stack.stop()
+        finally:
+            self.standin.terminate()
+            self.standin.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--standin", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--latency-ms", type=int, default=50)
+    ap.add_argument("--jobs", type=int, default=2000)
+    ap.add_argument("--indicators", type=int, default=10, help="IP indicators per job")
+    ap.add_argument("--concurrency", type=int, default=256, help="ENRICHER_CONCURRENCY")
+    ap.add_argument("--db-connections", type=int, default=8, help="ENRICHER_DB_CONNECTIONS")
+    ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds a phase may take")
+    args = ap.parse_args()
+    if args.standin:
+        return standin_main(args.latency_ms)
+    b = Bench(args)
+    try:
+        b.run()
+    finally:
+        b.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""runner_bench.py - runs/s and request-to-result time of the workflow runner (calseta-runner),
+for a trivial workflow and for one that makes one ctx.http call to a local stand-in.
+
+Served mode (the production path): calseta-runner serves RUNNER_ENDPOINT (ZeroMQ ROUTER) with
+every sandbox layer the kernel has, and tests/bench/runner_client_bench.c - the intake's own
+client (libcommon/runner_client.c), compiled here against the Release build's libcommon.a -
+sends runs: one at a time (latency: p50/p99 from runner_run() to the result callback) and then
+with 4 and 8 in flight (throughput; the runner runs at most 4 at once).
+
+One-shot mode (--one-shot-run with a JSON array: the same runner_dispatch() path, one process,
+runs in turn). ctx.http may reach loopback only there (--allow-loopback is refused in served
+mode), so the ctx.http workflow is measured this way, and the trivial one too for comparison.
+Per-run time is the gap between consecutive result lines on stdout (the first line, which
+includes process start-up and the zygote's set-up, is not counted); runs/s over the same span.
+
+For each figure: the load average at the time (the host is shared), and the runner's own
+duration_ms (measured inside the runner around the child) for comparison.
+
+Run by hand (not in CI), with a release build:
+    cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release && cmake --build build-rel -j2
+    CALSETA_BIN_DIR=build-rel/bin python3 tests/bench/runner_bench.py [--runs 300]
+Needs cc and the pkg-config files of libuv, libzmq, msgpack and jansson (already build deps).
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
+BIN = os.path.abspath(os.environ.get("CALSETA_BIN_DIR", os.path.join(SRC, "build", "bin")))
+RUNNER = os.path.join(BIN, "calseta-runner")
+
+TRIVIAL = ("from calseta.workflows import WorkflowResult\n"
+           "async def run(ctx):\n"
+           "    return WorkflowResult.ok('ok', {'n': 1})\n")
+HTTP = ("from calseta.workflows import WorkflowResult\n"
+        "async def run(ctx):\n"
+        "    r = await ctx.http.get('%s/vt/api/v3/ip_addresses/23.1.2.3')\n"
+        "    return WorkflowResult.ok('ok', {'status': r.status_code})\n")
+
+ENV = {"LOG_FORMAT": "text", "DATABASE_URL": "postgresql://calseta:unused@db/calseta",
+       "ENCRYPTION_KEY": "x" * 43 + "=", "LOG_LEVEL": "WARNING"}
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def pct(v, p):
+    v = sorted(v)
+    if not v:
+        return 0.0
+    i = int(p / 100.0 * (len(v) - 1) + 0.5)
+    return v[min(i, len(v) - 1)]
+
+
+def build_client():
+    """Compiles runner_client_bench.c against the Release build's libcommon.a."""
+    lib = os.path.join(os.path.dirname(BIN), "libcommon.a")
+    out = os.path.join(tempfile.gettempdir(), "calseta-runner-client-bench-%d" % os.getpid())
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libuv", "libzmq", "msgpack", "jansson"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["cc", "-O2", "-D_GNU_SOURCE", "-I" + SRC, "-I" + os.path.join(SRC, "libcommon"),
+                    os.path.join(HERE, "runner_client_bench.c"), lib] + flags + ["-o", out], check=True)
+    return out
+
+
+def standin():
+    """The asyncio stand-in of enrich_bench.py, answering at once."""
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "enrich_bench.py"), "--standin",
+                          "--latency-ms", "0"], stdout=subprocess.PIPE, text=True)
+    return p, int(p.stdout.readline())
+
+
+def served(client, code, runs, outstanding, results, name):
+    port = free_port()
+    endpoint = "tcp://127.0.0.1:%d" % port
+    env = dict(os.environ, **ENV)
+    env["RUNNER_ENDPOINT"] = endpoint
+    env["LOG_LEVEL"] = "INFO"
+    log = tempfile.NamedTemporaryFile(prefix="calseta-runner-bench-", suffix=".log", delete=False)
+    p = subprocess.Popen([RUNNER], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            with open(log.name) as f:
+                text = f.read()
+            if "sandbox layers in force" in text:
+                break
+            if p.poll() is not None:
+                raise RuntimeError("runner exited:\n" + text)
+            time.sleep(0.05)
+        layers = [l for l in text.splitlines() if "sandbox layers" in l]
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+            f.write(code)
+            code_path = f.name
+        for n_out in outstanding:
+            la = loadavg()
+            r = subprocess.run([client, endpoint, code_path, str(runs), str(n_out), "10"],
+                               capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                print(r.stderr[-2000:])
+            d = json.loads(r.stdout)
+            row = {"what": "%s, served (ZeroMQ), %d in flight" % (name, n_out), "runs": d["runs"],
+                   "failed": d["failed"], "runs/s": d["runs_per_s"], "p50 ms": d["p50_ms"],
+                   "p99 ms": d["p99_ms"], "max ms": d["max_ms"],
+                   "runner duration_ms (mean)": d["mean_runner_duration_ms"],
+                   "load before": la, "load after": loadavg()}
+            results.append(row)
+            print(json.dumps(row), flush=True)
+        os.unlink(code_path)
+        return layers
+    finally:
+        p.terminate()
+        p.wait(30)
+        os.unlink(log.name)
+
+
+def oneshot(code, runs, flags, results, name):
+    reqs = [{"code": code, "timeout_seconds": 30, "indicator": {"type": "ip", "value": "23.1.2.3"},
+             "run_uuid": "00000000-0000-4000-8000-%012d" % i} for i in range(runs + 1)]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(reqs, f)
+        path = f.name
+    env = dict(os.environ, **ENV)
+    la = loadavg()
+    t_start = time.perf_counter()
+    p = subprocess.Popen([RUNNER] + flags + ["--one-shot-run", path], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stamps, outs = [], []
+    for line in p.stdout:
+        stamps.append(time.perf_counter())
+        outs.append(json.loads(line))
+    err = p.stderr.read().decode("utf-8", "replace")
+    p.wait()
+    os.unlink(path)
+    failed = sum(1 for o in outs if o.get("status") != "success")
+    if failed or len(outs) != runs + 1:
+        print("one-shot: %d of %d results, %d not successful: %s\n%s"
+              % (len(outs), runs + 1, failed, outs[:1], err[-2000:]))
+    gaps = [(b - a) * 1000 for a, b in zip(stamps, stamps[1:])]
+    span = stamps[-1] - stamps[0] if len(stamps) > 1 else 0
+    dur = [o.get("duration_ms", 0) for o in outs[1:]]
+    row = {"what": "%s, one-shot array, in turn" % name, "runs": len(gaps), "failed": failed,
+           "runs/s": round(len(gaps) / span, 1) if span else 0, "p50 ms": round(pct(gaps, 50), 2),
+           "p99 ms": round(pct(gaps, 99), 2), "max ms": round(max(gaps), 2) if gaps else 0,
+           "runner duration_ms (mean)": round(sum(dur) / len(dur), 2) if dur else 0,
+           "first result after start ms": round((stamps[0] - t_start) * 1000, 1) if stamps else None,
+           "load before": la, "load after": loadavg()}
+    results.append(row)
+    print(json.dumps(row), flush=True)
+    return [l for l in err.splitlines() if "sandbox layers" in l]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--layers", default="all", help="one-shot runs only (served mode is always all)")
+    args = ap.parse_args()
+    results = []
+    client = build_client()
+    sp, port = standin()
+    try:
+        layers = served(client, TRIVIAL, args.runs, (1, 4, 8), results, "trivial")
+        print("served runner: " + " | ".join(layers))
+        lf = ["--layers=" + args.layers] if args.layers != "all" else []
+        # --allow-loopback counts as a test switch: give the layers explicitly with it
+        layers = oneshot(TRIVIAL, args.runs, lf, results, "trivial")
+        oneshot(HTTP % ("http://127.0.0.1:%d" % port), args.runs,
+                ["--layers=" + args.layers, "--allow-loopback"], results, "one ctx.http GET")
+        print("one-shot runner: " + " | ".join(layers))
+    finally:
+        sp.terminate()
+        sp.wait()
+        os.unlink(client)
+    print("\n%-48s %6s %6s %8s %8s %8s %8s %10s   %s" % ("what", "runs", "failed", "runs/s", "p50 ms",
+                                                         "p99 ms", "max ms", "runner ms", "load before -> after"))
+    for r in results:
+        print("%-48s %6d %6d %8.1f %8.2f %8.2f %8.2f %10.2f   %s -> %s" % (
+            r["what"], r["runs"], r["failed"], r["runs/s"], r["p50 ms"], r["p99 ms"], r["max ms"],
+            r["runner duration_ms (mean)"], r["load before"], r["load after"]))
+
+
+if __name__ == "__main__":
+    main()
