@@ -450,6 +450,9 @@ class Bench:
             "peak RSS MiB (VmHWM, per worker)": [round(v / 1024, 1) for v in peak.values()],
             "cpu % of one core": {kk: round(v) for kk, v in usage.items()},
             "worker main thread (schedstat)": sched,
+            "worker CPU us per lookup": round(usage["worker(s)"] / 100 * el * 1e6 / lookups, 1),
+            "implied lookups/s per worker at 100% of one core":
+                round(lookups / (usage["worker(s)"] / 100 * el / nworkers)) if usage["worker(s)"] else None,
             "db sessions (mean per sample)": self.activity,
             "load average (1/5/15)": loadavg(),
         }
@@ -476,14 +479,16 @@ class Bench:
         self.phase("cache: same worker, warm in-process cache", 1, 23, a.jobs, a.indicators, False,
                    restart=False)
         print("\nsummary:")
-        print("  %-48s %10s %10s %8s %10s %8s %8s %8s   %s" % ("phase", "lookups/s", "per wkr", "jobs/s",
-                                                         "RSS MiB", "wkr%", "stand%", "pg%", "load"))
+        print("  %-48s %10s %10s %8s %10s %8s %8s %8s %8s %8s   %s" % (
+            "phase", "lookups/s", "per wkr", "jobs/s", "RSS MiB", "wkr%", "stand%", "pg%", "us/lkp",
+            "@1core", "load"))
         for r in self.results:
             c = r["cpu % of one core"]
-            print("  %-48s %10d %10d %8.1f %10s %8d %8d %8d   %s" % (
+            print("  %-48s %10d %10d %8.1f %10s %8d %8d %8d %8s %8s   %s" % (
                 r["phase"], r["lookups/s"], r["lookups/s per worker"], r["jobs/s"],
                 "/".join(str(x) for x in r["peak RSS MiB (VmHWM, per worker)"]), c["worker(s)"],
-                c["stand-in provider"], c["postgresql (cluster)"], r["load average (1/5/15)"]))
+                c["stand-in provider"], c["postgresql (cluster)"], r["worker CPU us per lookup"],
+                r["implied lookups/s per worker at 100% of one core"], r["load average (1/5/15)"]))
 
     def close(self):
         try:

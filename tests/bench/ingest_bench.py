@@ -56,7 +56,7 @@ def wrk_script(key):
     return ("local reqs = {}\n" + "".join("reqs[%d] = %s\n" % (i + 1, r) for i, r in enumerate(reqs)) +
             "local n = 0\nrequest = function()\n  n = n + 1\n  return reqs[(n %% %d) + 1]\nend\n" % len(reqs) +
             "done = function(summary, latency, requests)\n"
-            "  io.write(string.format(\"p999_us %%d\\n\", latency:percentile(99.9)))\nend\n")
+            "  io.write(string.format(\"p999_us %d\\n\", latency:percentile(99.9)))\nend\n")
 
 
 def parse_wrk(out):
