@@ -35,14 +35,6 @@ static int one_of(const char *s, const char **set)
     return 0;
 }
 
-static void reply_invalid(struct reqctx *rc, const char *where, const char *field,
-                          const char *msg)
-{
-    reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
-                json_pack("{s:[{s:s,s:[s,s],s:s}]}", "errors", "type", "value_error", "loc", where,
-                          field, "msg", msg));
-}
-
 /* Generic completion: one row, one JSON text column; 404 when no row or NULL. */
 struct one_op {
     struct reqctx *rc;
@@ -66,7 +58,7 @@ static void on_one(void *arg, PGresult *res, const char *err)
     if (err) {
         const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (st && !strncmp(st, "22", 2))
-            reply_invalid(rc, "query", "value", "Invalid value");
+            reply_validation_error(rc, "value_error", "query", "value", "Invalid value");
         else
             reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
         return;
@@ -117,7 +109,7 @@ static int add_list_filter(struct reqctx *rc, struct buf *where, json_t *params,
             json_decref(arr);
             char msg[160];
             snprintf(msg, sizeof msg, "Invalid value for %s: '%.80s'", name, t);
-            reply_invalid(rc, "query", name, msg);
+            reply_validation_error(rc, "value_error", "query", name, msg);
             return -1;
         }
         json_array_append_new(arr, json_string(t));
@@ -154,7 +146,7 @@ void route_list_alerts(struct reqctx *rc)
         goto out;
     if (query_param(rc, "is_enriched", v, sizeof v)) {
         if (strcmp(v, "true") && strcmp(v, "false")) {
-            reply_invalid(rc, "query", "is_enriched", "Input should be a valid boolean");
+            reply_validation_error(rc, "value_error", "query", "is_enriched", "Input should be a valid boolean");
             goto out;
         }
         buf_printf(&where, " AND a.is_enriched = %s", v);
@@ -172,7 +164,7 @@ void route_list_alerts(struct reqctx *rc)
         static const char *cols[] = {"created_at", "occurred_at", "ingested_at", "updated_at",
                                      "status",     "title",       "severity",    NULL};
         if (!one_of(v, cols)) {
-            reply_invalid(rc, "query", "sort_by", "Invalid sort field");
+            reply_validation_error(rc, "value_error", "query", "sort_by", "Invalid sort field");
             goto out;
         }
         order = !strcmp(v, "severity")
@@ -188,7 +180,7 @@ void route_list_alerts(struct reqctx *rc)
     const char *dir = "DESC";
     if (query_param(rc, "sort_order", v, sizeof v)) {
         if (strcmp(v, "asc") && strcmp(v, "desc")) {
-            reply_invalid(rc, "query", "sort_order", "Input should be 'asc' or 'desc'");
+            reply_validation_error(rc, "value_error", "query", "sort_order", "Input should be 'asc' or 'desc'");
             goto out;
         }
         dir = !strcmp(v, "asc") ? "ASC" : "DESC";
@@ -256,29 +248,29 @@ void route_patch_alert(struct reqctx *rc)
     if ((v = json_object_get(body, "status"))) {
         status = json_string_value(v);
         if (!status || !one_of(status, STATUSES)) {
-            reply_invalid(rc, "body", "status",
+            reply_validation_error(rc, "value_error", "body", "status",
                           "Input should be 'Open', 'Triaging', 'Escalated' or 'Closed'");
             goto out;
         }
     }
     if ((v = json_object_get(body, "severity")) &&
         (!json_is_string(v) || !one_of(json_string_value(v), SEVERITIES))) {
-        reply_invalid(rc, "body", "severity", "Invalid severity");
+        reply_validation_error(rc, "value_error", "body", "severity", "Invalid severity");
         goto out;
     }
     if ((v = json_object_get(body, "close_classification")) &&
         (!json_is_string(v) || !one_of(json_string_value(v), CLOSE_CLASSES))) {
-        reply_invalid(rc, "body", "close_classification", "Invalid close_classification");
+        reply_validation_error(rc, "value_error", "body", "close_classification", "Invalid close_classification");
         goto out;
     }
     if (status && !strcmp(status, "Closed") && !json_object_get(body, "close_classification")) {
-        reply_invalid(rc, "body", "close_classification",
+        reply_validation_error(rc, "value_error", "body", "close_classification",
                       "close_classification is required when status is Closed");
         goto out;
     }
     if ((v = json_object_get(body, "malice_override")) && !json_is_null(v) &&
         (!json_is_string(v) || !one_of(json_string_value(v), MALICE))) {
-        reply_invalid(rc, "body", "malice_override", "Invalid malice value");
+        reply_validation_error(rc, "value_error", "body", "malice_override", "Invalid malice value");
         goto out;
     }
     if ((v = json_object_get(body, "tags"))) {
@@ -289,7 +281,7 @@ void route_patch_alert(struct reqctx *rc)
                                         strlen(json_string_value(t)) != json_string_length(t)) ok =
             0;
         if (!ok) {
-            reply_invalid(rc, "body", "tags", "Input should be a list of strings");
+            reply_validation_error(rc, "value_error", "body", "tags", "Input should be a list of strings");
             goto out;
         }
     }

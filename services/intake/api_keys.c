@@ -30,24 +30,17 @@ int scope_known(const char *s)
     return 0;
 }
 
-static void reply_validation(struct reqctx *rc, const char *field, const char *msg)
-{
-    reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
-                json_pack("{s:[{s:s,s:[s,s],s:s}]}", "errors", "type", "value_error", "loc",
-                          "body", field, "msg", msg));
-}
-
 /* Checks a list of strings; scopes additionally against the known set. Returns a PostgreSQL
  * array literal (caller frees) or NULL after replying. */
 static char *string_list(struct reqctx *rc, json_t *v, const char *field, int scopes,
                          int min_items)
 {
     if (!json_is_array(v)) {
-        reply_validation(rc, field, "Input should be a valid list");
+        reply_validation_error(rc, "value_error", "body", field, "Input should be a valid list");
         return NULL;
     }
     if (json_array_size(v) < (size_t)min_items) {
-        reply_validation(rc, field, "List should have at least 1 item after validation");
+        reply_validation_error(rc, "value_error", "body", field, "List should have at least 1 item after validation");
         return NULL;
     }
     json_t *arr = json_array();
@@ -58,14 +51,14 @@ static char *string_list(struct reqctx *rc, json_t *v, const char *field, int sc
         const char *s = json_string_value(x);
         if (!s || strlen(s) != json_string_length(x) || strlen(s) > 255) {
             json_decref(arr);
-            reply_validation(rc, field, "Input should be a list of valid strings");
+            reply_validation_error(rc, "value_error", "body", field, "Input should be a list of valid strings");
             return NULL;
         }
         if (scopes && !scope_known(s)) {
             json_decref(arr);
             char msg[320];
             snprintf(msg, sizeof msg, "Unknown scope '%.255s'", s);
-            reply_validation(rc, field, msg);
+            reply_validation_error(rc, "value_error", "body", field, msg);
             return NULL;
         }
         json_array_append(arr, x);
@@ -171,7 +164,7 @@ static void on_created(void *arg, PGresult *res, const char *err)
         }
         if (st && !strncmp(st, "22", 2)) {
             create_free(op);
-            reply_validation(rc, "expires_at", "Input should be a valid datetime");
+            reply_validation_error(rc, "value_error", "body", "expires_at", "Input should be a valid datetime");
             return;
         }
         msg_error("api key insert failed: %s", err);
@@ -239,12 +232,12 @@ void route_create_api_key(struct reqctx *rc)
     const char *ns = json_string_value(name);
     if (!ns || json_string_length(name) < 1 || json_string_length(name) > 255 ||
         strlen(ns) != json_string_length(name)) {
-        reply_validation(rc, "name", "String should have 1 to 255 characters");
+        reply_validation_error(rc, "value_error", "body", "name", "String should have 1 to 255 characters");
         goto fail;
     }
     op->name = xstrdup(ns);
     if (!scopes) {
-        reply_validation(rc, "scopes", "Field required");
+        reply_validation_error(rc, "value_error", "body", "scopes", "Field required");
         goto fail;
     }
     if (!(op->scopes = string_list(rc, scopes, "scopes", 1, 1)))
@@ -252,7 +245,7 @@ void route_create_api_key(struct reqctx *rc)
     if (kt && !json_is_null(kt)) {
         const char *k = json_string_value(kt);
         if (!k || (strcmp(k, "human") && strcmp(k, "agent"))) {
-            reply_validation(rc, "key_type", "key_type must be one of: ['agent', 'human']");
+            reply_validation_error(rc, "value_error", "body", "key_type", "key_type must be one of: ['agent', 'human']");
             goto fail;
         }
         op->key_type = xstrdup(k);
@@ -261,7 +254,7 @@ void route_create_api_key(struct reqctx *rc)
     }
     if (exp && !json_is_null(exp)) {
         if (!json_is_string(exp) || json_string_length(exp) > 64) {
-            reply_validation(rc, "expires_at", "Input should be a valid datetime");
+            reply_validation_error(rc, "value_error", "body", "expires_at", "Input should be a valid datetime");
             goto fail;
         }
         op->expires_at = xstrdup(json_string_value(exp));
@@ -269,7 +262,7 @@ void route_create_api_key(struct reqctx *rc)
     if (expin && !json_is_null(expin)) {
         if (!json_is_integer(expin) || json_integer_value(expin) <= 0 ||
             json_integer_value(expin) > 100LL * 365 * 86400) {
-            reply_validation(rc, "expires_in_seconds", "Input should be a positive integer");
+            reply_validation_error(rc, "value_error", "body", "expires_in_seconds", "Input should be a positive integer");
             goto fail;
         }
         op->expires_in = xasprintf("%lld", (long long)json_integer_value(expin));
@@ -279,7 +272,7 @@ void route_create_api_key(struct reqctx *rc)
     if (rl && !json_is_null(rl)) {
         if (!json_is_integer(rl) || json_integer_value(rl) < 1 ||
             json_integer_value(rl) > 100000000) {
-            reply_validation(rc, "rate_limit_per_minute",
+            reply_validation_error(rc, "value_error", "body", "rate_limit_per_minute",
                              "Input should be an integer between 1 and 100000000");
             goto fail;
         }
@@ -312,7 +305,7 @@ static void on_one(void *arg, PGresult *res, const char *err)
         if (!res)
             reply_db_unavailable(rc);
         else if (st && !strncmp(st, "22", 2))
-            reply_validation(rc, "body", "Invalid value");
+            reply_validation_error(rc, "value_error", "body", "body", "Invalid value");
         else
             reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
         return;
@@ -386,7 +379,7 @@ void route_patch_api_key(struct reqctx *rc)
         goto fail;
     if ((v = json_object_get(body, "is_active")) && !json_is_null(v)) {
         if (!json_is_boolean(v)) {
-            reply_validation(rc, "is_active", "Input should be a valid boolean");
+            reply_validation_error(rc, "value_error", "body", "is_active", "Input should be a valid boolean");
             goto fail;
         }
         active = json_is_true(v) ? "t" : "f";
@@ -401,7 +394,7 @@ void route_patch_api_key(struct reqctx *rc)
         if (!json_is_null(v)) {
             if (!json_is_integer(v) || json_integer_value(v) < 1 ||
                 json_integer_value(v) > 100000000) {
-                reply_validation(rc, "rate_limit_per_minute",
+                reply_validation_error(rc, "value_error", "body", "rate_limit_per_minute",
                                  "Input should be an integer between 1 and 100000000");
                 goto fail;
             }

@@ -56,7 +56,7 @@ static void reply_page(struct reqctx *rc, int status, const char *title, const c
     html_escape(&b, text);
     buf_puts(&b, "</p></body></html>");
     buf_append(&b, "", 1);
-    wf_reply_text(rc, status, HTML, b.data);
+    reply_body(rc, status, HTML, b.data, b.len);
     buf_destroy(&b);
 }
 
@@ -127,7 +127,7 @@ static void reply_decide_error(struct decide_op *op, const char *e, const char *
     struct reqctx *rc = op->rc;
     char msg[160];
     if (op->via == VIA_SLACK) {
-        wf_reply_text(rc, 200, TEXT, "ok");
+        reply_body(rc, 200, TEXT, "ok", 2);
     } else if (op->via == VIA_BROWSER) {
         if (!strcmp(e, "not_found")) {
             reply_page(rc, 404, "Not found", "Approval request not found.");
@@ -174,7 +174,7 @@ static void on_decided(void *arg, PGresult *res, const char *err)
     if (run)
         wf_run_start(rc->in->workflows, run);
     if (op->via == VIA_SLACK) {
-        wf_reply_text(rc, 200, TEXT, "ok");
+        reply_body(rc, 200, TEXT, "ok", 2);
     } else if (op->via == VIA_BROWSER) {
         reply_page(rc, 200, "Approval request",
                    op->approved ? "Approved. The workflow has been queued for execution."
@@ -209,7 +209,7 @@ static void rest_decide(struct reqctx *rc, int approved)
     json_t *r = json_object_get(body, "responder_id");
     if (r && !json_is_null(r) && (!json_is_string(r) || json_string_length(r) > 255)) {
         json_decref(body);
-        wf_reply_invalid(rc, "body", "responder_id", "Input should be a string (at most 255)");
+        reply_validation_error(rc, "value_error", "body", "responder_id", "Input should be a string (at most 255)");
         return;
     }
     struct decide_op *op = xcalloc(1, sizeof *op);
@@ -270,14 +270,14 @@ void route_list_approvals(struct reqctx *rc)
         for (size_t i = 0; i < 4; i++)
             ok |= !strcmp(st, STATUSES[i]);
         if (!ok) {
-            wf_reply_invalid(rc, "query", "status", "Invalid status");
+            reply_validation_error(rc, "value_error", "query", "status", "Invalid status");
             return;
         }
         status = st;
     }
     if (query_param(rc, "workflow_uuid", wfu, sizeof wfu)) {
         if (!crypto_uuid_valid(wfu)) {
-            wf_reply_invalid(rc, "query", "workflow_uuid", "Input should be a valid UUID");
+            reply_validation_error(rc, "value_error", "query", "workflow_uuid", "Input should be a valid UUID");
             return;
         }
         wf_uuid = wfu;
@@ -345,7 +345,7 @@ static void render_pending(struct page_op *op, json_t *a)
                  "<button type=\"submit\" name=\"decision\" value=\"reject\">Reject</button>"
                  "</form></body></html>");
     buf_append(&b, "", 1);
-    wf_reply_text(op->rc, 200, HTML, b.data);
+    reply_body(op->rc, 200, HTML, b.data, b.len);
     buf_destroy(&b);
 }
 
@@ -441,7 +441,7 @@ void route_decide_page(struct reqctx *rc)
 {
     char tok[256];
     if (!query_param(rc, "token", tok, sizeof tok)) {
-        wf_reply_invalid(rc, "query", "token", "Field required");
+        reply_validation_error(rc, "value_error", "query", "token", "Field required");
         return;
     }
     struct page_op *op = page_op_new(rc, xstrdup(tok));
@@ -485,7 +485,7 @@ static void slack_refuse(struct reqctx *rc, const char *reason, const char *text
 {
     audit_emit(rc->in->audit, "approval_callback_refused", rc->req->request_id, NULL,
                rc->client_ip, json_pack("{s:s,s:s}", "notifier", "slack", "reason", reason));
-    wf_reply_text(rc, 403, TEXT, text);
+    reply_body(rc, 403, TEXT, text, strlen(text));
 }
 
 /* 0 when the v0 signature and timestamp are right, else replied 403. */
@@ -541,14 +541,14 @@ void route_slack_callback(struct reqctx *rc)
     const struct buf *b = &rc->req->body;
     char *payload = form_field(b->data ? b->data : "", b->len, "payload");
     if (!payload) {
-        wf_reply_text(rc, 400, TEXT, "Missing payload");
+        reply_body(rc, 400, TEXT, "Missing payload", strlen("Missing payload"));
         return;
     }
     json_t *p = json_loads(payload, 0, NULL);
     free(payload);
     if (!json_is_object(p)) {
         json_decref(p);
-        wf_reply_text(rc, 400, TEXT, "Invalid JSON payload");
+        reply_body(rc, 400, TEXT, "Invalid JSON payload", strlen("Invalid JSON payload"));
         return;
     }
     const char *action = json_string_value(
@@ -557,7 +557,7 @@ void route_slack_callback(struct reqctx *rc)
     const char *colon = action ? strchr(action, ':') : NULL;
     if (!colon || !crypto_uuid_valid(colon + 1)) {
         json_decref(p);
-        wf_reply_text(rc, 200, TEXT, "ok");
+        reply_body(rc, 200, TEXT, "ok", 2);
         return;
     }
     struct decide_op *op = xcalloc(1, sizeof *op);

@@ -84,20 +84,13 @@ struct guard *enrich_api_guard(const struct enrich_api *a)
     return a->guard;
 }
 
-void enrich_reply_validation(struct reqctx *rc, const char *field, const char *msg)
-{
-    reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
-                json_pack("{s:[{s:s,s:[s,s],s:s}]}", "errors", "type", "value_error", "loc", "body",
-                          field, "msg", msg));
-}
-
 void enrich_reply_db_error(struct reqctx *rc, PGresult *res, const char *err)
 {
     const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (!res) {
         reply_db_unavailable(rc);
     } else if (st && !strncmp(st, "22", 2)) {
-        enrich_reply_validation(rc, "body", "Invalid value");
+        reply_validation_error(rc, "value_error", "body", "body", "Invalid value");
     } else {
         msg_error("enrichment API statement failed: %s", err ? err : "?");
         reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
@@ -433,7 +426,7 @@ static int check_field(struct reqctx *rc, const char *f, json_t *v, json_t *doc)
         e = "Input should be an object or null";
     }
     if (e) {
-        enrich_reply_validation(rc, f, e);
+        reply_validation_error(rc, "value_error", "body", f, e);
         return -1;
     }
     json_object_set(doc, f, v);
@@ -533,7 +526,7 @@ static void save_start(struct save_op *op)
                                                "supported_indicator_types", "http_config"};
         for (size_t i = 0; i < sizeof required / sizeof *required; i++)
             if (!json_object_get(op->body, required[i])) {
-                enrich_reply_validation(rc, required[i], "Field required");
+                reply_validation_error(rc, "value_error", "body", required[i], "Field required");
                 goto fail;
             }
     }
@@ -750,10 +743,8 @@ void route_list_providers(struct reqctx *rc)
     if (query_param(rc, "is_active", active, sizeof active)) {
         if (strcmp(active, "true") && strcmp(active, "false")) {
             free(op);
-            reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
-                        json_pack("{s:[{s:s,s:[s,s],s:s}]}", "errors", "type", "bool_parsing",
-                                  "loc", "query", "is_active", "msg",
-                                  "Input should be a valid boolean"));
+            reply_validation_error(rc, "bool_parsing", "query", "is_active",
+                                   "Input should be a valid boolean");
             return;
         }
         act = active;

@@ -62,8 +62,7 @@ const struct enricher_options *enrich_api_options(const struct enrich_api *a);
 /* ENCRYPTION_KEY as text when it is a valid Fernet key, else NULL. */
 const char *enrich_api_key(const struct enrich_api *a);
 struct guard *enrich_api_guard(const struct enrich_api *a);
-/* 422 VALIDATION_ERROR with one error at body.field. */
-void enrich_reply_validation(struct reqctx *rc, const char *field, const char *msg);
+
 /* 500 / 503 / 422 (SQLSTATE class 22) for a failed statement; res may be NULL. */
 void enrich_reply_db_error(struct reqctx *rc, PGresult *res, const char *err);
 /* Adds is_configured to a provider object made by ENRICH_PROVIDER_JSON. */

@@ -205,7 +205,7 @@ void route_create_extraction(struct reqctx *rc)
     json_t *row = check_extraction(body, 1, &field, &msg);
     json_decref(body);
     if (!row) {
-        enrich_reply_validation(rc, field, msg);
+        reply_validation_error(rc, "value_error", "body", field, msg);
         return;
     }
     json_t *rows = json_array();
@@ -223,7 +223,7 @@ void route_bulk_create_extractions(struct reqctx *rc)
     json_t *list = json_is_array(body) ? body : json_object_get(body, "extractions");
     if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > BULK_MAX) {
         json_decref(body);
-        enrich_reply_validation(rc, "extractions",
+        reply_validation_error(rc, "value_error", "body", "extractions",
                                 "A list of 1 to 500 extractions is required (a JSON array, or "
                                 "an object with an \"extractions\" array)");
         return;
@@ -240,7 +240,7 @@ void route_bulk_create_extractions(struct reqctx *rc)
             snprintf(m, sizeof m, "extractions[%zu].%s: %s", i, field, msg);
             json_decref(rows);
             json_decref(body);
-            enrich_reply_validation(rc, "extractions", m);
+            reply_validation_error(rc, "value_error", "body", "extractions", m);
             return;
         }
         json_array_append_new(rows, row);
@@ -283,9 +283,8 @@ void route_list_extractions(struct reqctx *rc)
     const char *ap = query_param(rc, "is_active", act, sizeof act) ? act : NULL;
     if (ap && strcmp(ap, "true") && strcmp(ap, "false")) {
         free(op);
-        reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
-                    json_pack("{s:[{s:s,s:[s,s],s:s}]}", "errors", "type", "bool_parsing", "loc",
-                              "query", "is_active", "msg", "Input should be a valid boolean"));
+        reply_validation_error(rc, "bool_parsing", "query", "is_active",
+                               "Input should be a valid boolean");
         return;
     }
     char limit[16], offset[24];
@@ -326,7 +325,7 @@ void route_patch_extraction(struct reqctx *rc)
     json_t *row = check_extraction(body, 0, &field, &msg);
     json_decref(body);
     if (!row) {
-        enrich_reply_validation(rc, field, msg);
+        reply_validation_error(rc, "value_error", "body", field, msg);
         return;
     }
     struct ext_op *op = xcalloc(1, sizeof *op);

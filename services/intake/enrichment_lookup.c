@@ -82,7 +82,7 @@ static int parse_indicator(struct reqctx *rc, json_t *body, struct lookup_op *op
     if (!v)
         v = json_object_get(body, "indicator_value");
     if (!indicator_type_valid(json_string_value(t))) {
-        enrich_reply_validation(rc, "type",
+        reply_validation_error(rc, "value_error", "body", "type",
                                 "type must be one of ip, domain, hash_md5, hash_sha1, "
                                 "hash_sha256, url, email, account");
         return -1;
@@ -90,7 +90,7 @@ static int parse_indicator(struct reqctx *rc, json_t *body, struct lookup_op *op
     const char *s = json_string_value(v);
     if (!s || strlen(s) != json_string_length(v) || json_string_length(v) < 1 ||
         json_string_length(v) > 2048) {
-        enrich_reply_validation(rc, "value", "value must be a string of 1 to 2048 characters");
+        reply_validation_error(rc, "value_error", "body", "value", "value must be a string of 1 to 2048 characters");
         return -1;
     }
     op->type = xstrdup(json_string_value(t));

@@ -94,6 +94,11 @@ void reply_list(struct reqctx *rc, json_t *items, long long total, int page, int
 void reply_error(struct reqctx *rc, int status, const char *code, const char *message,
                  json_t *details);
 void reply_empty(struct reqctx *rc, int status);
+void reply_body(struct reqctx *rc, int status, const char *content_type, const char *body,
+                size_t len);
+/* 422 VALIDATION_ERROR with one pydantic-style error {type, loc: [where, field], msg}. */
+void reply_validation_error(struct reqctx *rc, const char *type, const char *where,
+                            const char *field, const char *msg);
 void reply_db_unavailable(struct reqctx *rc);
 /* Path parameter i as a NUL-terminated copy in buf; returns buf. */
 const char *path_param(struct reqctx *rc, size_t i, char *buf, size_t buflen);

@@ -173,13 +173,27 @@ void reply_error(struct reqctx *rc, int status, const char *code, const char *me
                          "details", details ? details : json_object()));
 }
 
-void reply_empty(struct reqctx *rc, int status)
+void reply_body(struct reqctx *rc, int status, const char *content_type, const char *body,
+                size_t len)
 {
     struct http_header h[3];
     char bufs[3][24];
     size_t n = rate_headers(rc, h, bufs);
-    http_respond(rc->req, status, NULL, NULL, 0, h, n);
+    http_respond(rc->req, status, content_type, body, len, h, n);
     reqctx_free(rc);
+}
+
+void reply_empty(struct reqctx *rc, int status)
+{
+    reply_body(rc, status, NULL, NULL, 0);
+}
+
+void reply_validation_error(struct reqctx *rc, const char *type, const char *where,
+                            const char *field, const char *msg)
+{
+    reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
+                json_pack("{s:[{s:s,s:[s,s],s:s}]}", "errors", "type", type, "loc", where, field,
+                          "msg", msg));
 }
 
 void reply_db_unavailable(struct reqctx *rc)
@@ -247,13 +261,6 @@ int query_param(struct reqctx *rc, const char *name, char *out, size_t outlen)
     return 0;
 }
 
-static void reply_query_invalid(struct reqctx *rc, const char *field, const char *msg)
-{
-    reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
-                json_pack("{s:[{s:s,s:[s,s],s:s}]}", "errors", "type", "value_error", "loc",
-                          "query", field, "msg", msg));
-}
-
 int parse_pagination(struct reqctx *rc, int *page, int *page_size)
 {
     char v[32];
@@ -262,14 +269,14 @@ int parse_pagination(struct reqctx *rc, int *page, int *page_size)
     *page_size = 50;
     if (query_param(rc, "page", v, sizeof v)) {
         if (parse_ll(v, 1, 1000000000, &x)) {
-            reply_query_invalid(rc, "page", "Input should be greater than or equal to 1");
+            reply_validation_error(rc, "value_error", "query", "page", "Input should be greater than or equal to 1");
             return -1;
         }
         *page = (int)x;
     }
     if (query_param(rc, "page_size", v, sizeof v)) {
         if (parse_ll(v, 1, 500, &x)) {
-            reply_query_invalid(rc, "page_size", "Input should be between 1 and 500");
+            reply_validation_error(rc, "value_error", "query", "page_size", "Input should be between 1 and 500");
             return -1;
         }
         *page_size = (int)x;
@@ -282,9 +289,7 @@ int require_uuid_param(struct reqctx *rc, size_t i, char out[37])
     char buf[64];
     path_param(rc, i, buf, sizeof buf);
     if (!crypto_uuid_valid(buf)) {
-        reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
-                    json_pack("{s:[{s:s,s:[s,s],s:s}]}", "errors", "type", "uuid_parsing", "loc",
-                              "path", "uuid", "msg", "Input should be a valid UUID"));
+        reply_validation_error(rc, "uuid_parsing", "path", "uuid", "Input should be a valid UUID");
         return -1;
     }
     for (int k = 0; k < 36; k++)

@@ -25,20 +25,6 @@
 
 /* ---- shared helpers ----------------------------------------------------------------------- */
 
-void wf_reply_text(struct reqctx *rc, int status, const char *content_type, const char *body)
-{
-    http_respond(rc->req, status, content_type, body, strlen(body), NULL, 0);
-    auth_info_destroy(&rc->auth);
-    free(rc);
-}
-
-void wf_reply_invalid(struct reqctx *rc, const char *where, const char *field, const char *msg)
-{
-    reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
-                json_pack("{s:[{s:s,s:[s,s],s:s}]}", "errors", "type", "value_error", "loc", where,
-                          field, "msg", msg));
-}
-
 int wf_res_check(struct reqctx *rc, PGresult *res, const char *err)
 {
     if (!res) {
@@ -48,7 +34,7 @@ int wf_res_check(struct reqctx *rc, PGresult *res, const char *err)
     if (err) {
         const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (st && !strncmp(st, "22", 2)) {
-            wf_reply_invalid(rc, "body", "value", "Invalid value");
+            reply_validation_error(rc, "value_error", "body", "value", "Invalid value");
         } else {
             msg_error("workflows: query failed: %s", err);
             reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
@@ -219,7 +205,7 @@ static json_t *workflow_fields(struct reqctx *rc, json_t *body, int create)
         if (!v) {
             if (create && (!strcmp(f->name, "name") || !strcmp(f->name, "code"))) {
                 json_decref(p);
-                wf_reply_invalid(rc, "body", f->name, "Field required");
+                reply_validation_error(rc, "value_error", "body", f->name, "Field required");
                 return NULL;
             }
             continue;
@@ -227,7 +213,7 @@ static json_t *workflow_fields(struct reqctx *rc, json_t *body, int create)
         const char *why = check_field(v, f);
         if (why) {
             json_decref(p);
-            wf_reply_invalid(rc, "body", f->name, why);
+            reply_validation_error(rc, "value_error", "body", f->name, why);
             return NULL;
         }
         json_object_set(p, f->name, v);
@@ -465,7 +451,7 @@ static const char *list_filter(struct reqctx *rc, const char *name, const char *
     char *save = NULL;
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (!in_set(t, set)) {
-            wf_reply_invalid(rc, "query", name, "Invalid filter value");
+            reply_validation_error(rc, "value_error", "query", name, "Invalid filter value");
             return "";
         }
     }
@@ -521,14 +507,14 @@ void route_list_workflows(struct reqctx *rc)
     const char *a = NULL;
     if (query_param(rc, "is_active", active, sizeof active)) {
         if (strcmp(active, "true") && strcmp(active, "false")) {
-            wf_reply_invalid(rc, "query", "is_active", "Input should be a valid boolean");
+            reply_validation_error(rc, "value_error", "query", "is_active", "Input should be a valid boolean");
             return;
         }
         a = active;
     }
     const char *order = order_clause(rc);
     if (!order) {
-        wf_reply_invalid(rc, "query", "sort_by", "Invalid sort_by or sort_order");
+        reply_validation_error(rc, "value_error", "query", "sort_by", "Invalid sort_by or sort_order");
         return;
     }
     pagination_params(page, page_size, limit, offset);
@@ -588,7 +574,7 @@ void route_list_workflow_runs(struct reqctx *rc)
     char uuid[64];
     if (query_param(rc, "workflow_uuid", uuid, sizeof uuid)) {
         if (!crypto_uuid_valid(uuid)) {
-            wf_reply_invalid(rc, "query", "workflow_uuid", "Input should be a valid UUID");
+            reply_validation_error(rc, "value_error", "query", "workflow_uuid", "Input should be a valid UUID");
             return;
         }
         list_runs(rc, uuid, 0);
@@ -680,7 +666,7 @@ static struct secret_op *secret_op_new(struct reqctx *rc)
         return NULL;
     path_param(rc, 1, name, sizeof name);
     if (secret_name_ok(name, strlen(name)) != 0) {
-        wf_reply_invalid(rc, "path", "name",
+        reply_validation_error(rc, "value_error", "path", "name",
                          "Secret names are 1-64 of A-Z 0-9 _ (starting with a letter) and may "
                          "not be a platform setting");
         return NULL;
@@ -688,7 +674,7 @@ static struct secret_op *secret_op_new(struct reqctx *rc)
     struct secret_op *op = xcalloc(1, sizeof *op);
     op->rc = rc;
     memcpy(op->uuid, uuid, sizeof op->uuid);
-    snprintf(op->name, sizeof op->name, "%s", name);
+    snprintf(op->name, sizeof op->name, "%.64s", name); /* secret_name_ok: at most 64 */
     return op;
 }
 
@@ -709,7 +695,7 @@ void route_put_workflow_secret(struct reqctx *rc)
         strlen(value) != json_string_length(v)) {
         json_decref(body);
         free(op);
-        wf_reply_invalid(rc, "body", "value", "String should have 1 to 65536 characters");
+        reply_validation_error(rc, "value_error", "body", "value", "String should have 1 to 65536 characters");
         return;
     }
     char *token = NULL;

@@ -69,10 +69,7 @@ void route_slack_callback(struct reqctx *rc);
 void route_teams_callback(struct reqctx *rc);
 
 /* Shared helpers (workflows_api.c). */
-/* A non-JSON answer (text/html, text/plain); frees rc like the reply_* functions. */
-void wf_reply_text(struct reqctx *rc, int status, const char *content_type, const char *body);
-/* 422 VALIDATION_ERROR for one body field. */
-void wf_reply_invalid(struct reqctx *rc, const char *where, const char *field, const char *msg);
+
 /* Generic SQL completion: NULL/error → 503/422/500 and returns -1 (replied). */
 int wf_res_check(struct reqctx *rc, PGresult *res, const char *err);
 /* Paginated list from "SELECT total, json_agg" style results: column 0 total, column 1 items. */

@@ -225,7 +225,7 @@ static void reply_exec_error(struct reqctx *rc, const char *e, json_t *doc)
     else if (!strcmp(e, "alert_not_found"))
         reply_error(rc, 404, "NOT_FOUND", "Alert not found.", NULL);
     else if (!strcmp(e, "agent_fields_required"))
-        wf_reply_invalid(rc, "body", "reason",
+        reply_validation_error(rc, "value_error", "body", "reason",
                          "Agent keys must provide reason and confidence when executing workflows");
     else
         reply_error(rc, 400, "WORKFLOW_NOT_EXECUTABLE",
@@ -283,26 +283,26 @@ static json_t *execute_fields(struct reqctx *rc, json_t *body)
     json_t *reason = json_object_get(body, "reason");
     json_t *conf = json_object_get(body, "confidence");
     if (!json_is_string(t) || !ind_type_ok(json_string_value(t))) {
-        wf_reply_invalid(rc, "body", "indicator_type", "Input should be a valid indicator type");
+        reply_validation_error(rc, "value_error", "body", "indicator_type", "Input should be a valid indicator type");
         return NULL;
     }
     if (!json_is_string(v) || json_string_length(v) < 1 || json_string_length(v) > 2048 ||
         strlen(json_string_value(v)) != json_string_length(v)) {
-        wf_reply_invalid(rc, "body", "indicator_value", "String should have 1 to 2048 characters");
+        reply_validation_error(rc, "value_error", "body", "indicator_value", "String should have 1 to 2048 characters");
         return NULL;
     }
     if (a && !json_is_null(a) && (!json_is_string(a) || !crypto_uuid_valid(json_string_value(a)))) {
-        wf_reply_invalid(rc, "body", "alert_uuid", "Input should be a valid UUID");
+        reply_validation_error(rc, "value_error", "body", "alert_uuid", "Input should be a valid UUID");
         return NULL;
     }
     if (reason && !json_is_null(reason) &&
         (!json_is_string(reason) || json_string_length(reason) > 4096)) {
-        wf_reply_invalid(rc, "body", "reason", "Input should be a string (at most 4096)");
+        reply_validation_error(rc, "value_error", "body", "reason", "Input should be a string (at most 4096)");
         return NULL;
     }
     if (conf && !json_is_null(conf) &&
         (!json_is_number(conf) || json_number_value(conf) < 0 || json_number_value(conf) > 1)) {
-        wf_reply_invalid(rc, "body", "confidence", "Input should be a number between 0 and 1");
+        reply_validation_error(rc, "value_error", "body", "confidence", "Input should be a number between 0 and 1");
         return NULL;
     }
     json_t *p = json_pack("{s:O,s:O}", "indicator_type", t, "indicator_value", v);
@@ -423,7 +423,7 @@ void route_test_workflow(struct reqctx *rc)
     const char *vs = v ? json_string_value(v) : "1.2.3.4";
     if (!ts || !ind_type_ok(ts) || !vs || strlen(vs) < 1 || strlen(vs) > 2048) {
         json_decref(body);
-        wf_reply_invalid(rc, "body", "indicator", "indicator_type/indicator_value are invalid");
+        reply_validation_error(rc, "value_error", "body", "indicator", "indicator_type/indicator_value are invalid");
         return;
     }
     struct test_op *op = xcalloc(1, sizeof *op);

@@ -452,7 +452,7 @@ class Bench:
             "worker main thread (schedstat)": sched,
             "worker CPU us per lookup": round(usage["worker(s)"] / 100 * el * 1e6 / lookups, 1),
             "implied lookups/s per worker at 100% of one core":
-                round(lookups / (usage["worker(s)"] / 100 * el / nworkers)) if usage["worker(s)"] else None,
+                round(lookups / (usage["worker(s)"] / 100 * el)) if usage["worker(s)"] else None,
             "db sessions (mean per sample)": self.activity,
             "load average (1/5/15)": loadavg(),
         }

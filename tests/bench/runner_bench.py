@@ -14,12 +14,15 @@ mode), so the ctx.http workflow is measured this way, and the trivial one too fo
 Per-run time is the gap between consecutive result lines on stdout (the first line, which
 includes process start-up and the zygote's set-up, is not counted); runs/s over the same span.
 
+--sweep adds the trivial workflow one-shot with no sandbox layer and with each layer alone, to
+see what each layer costs per run.
+
 For each figure: the load average at the time (the host is shared), and the runner's own
 duration_ms (measured inside the runner around the child) for comparison.
 
 Run by hand (not in CI), with a release build:
     cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release && cmake --build build-rel -j2
-    CALSETA_BIN_DIR=build-rel/bin python3 tests/bench/runner_bench.py [--runs 300]
+    CALSETA_BIN_DIR=build-rel/bin python3 tests/bench/runner_bench.py [--runs 300] [--sweep]
 Needs cc and the pkg-config files of libuv, libzmq, msgpack and jansson (already build deps).
 """
 import argparse
@@ -171,6 +174,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--layers", default="all", help="one-shot runs only (served mode is always all)")
+    ap.add_argument("--sweep", action="store_true",
+                    help="also: the trivial workflow one-shot with no layer, then each layer alone")
     args = ap.parse_args()
     results = []
     client = build_client()
@@ -184,14 +189,18 @@ def main():
         oneshot(HTTP % ("http://127.0.0.1:%d" % port), args.runs,
                 ["--layers=" + args.layers, "--allow-loopback"], results, "one ctx.http GET")
         print("one-shot runner: " + " | ".join(layers))
+        if args.sweep:
+            for l in ("none", "ast", "pyguard", "netns", "userns", "landlock", "seccomp", "rlimit"):
+                oneshot(TRIVIAL, max(50, args.runs // 3), ["--layers=" + l], results,
+                        "trivial, layers=" + l)
     finally:
         sp.terminate()
         sp.wait()
         os.unlink(client)
-    print("\n%-48s %6s %6s %8s %8s %8s %8s %10s   %s" % ("what", "runs", "failed", "runs/s", "p50 ms",
+    print("\n%-52s %6s %6s %8s %8s %8s %8s %10s   %s" % ("what", "runs", "failed", "runs/s", "p50 ms",
                                                          "p99 ms", "max ms", "runner ms", "load before -> after"))
     for r in results:
-        print("%-48s %6d %6d %8.1f %8.2f %8.2f %8.2f %10.2f   %s -> %s" % (
+        print("%-52s %6d %6d %8.1f %8.2f %8.2f %8.2f %10.2f   %s -> %s" % (
             r["what"], r["runs"], r["failed"], r["runs/s"], r["p50 ms"], r["p99 ms"], r["max ms"],
             r["runner duration_ms (mean)"], r["load before"], r["load after"]))
 
