@@ -17,9 +17,21 @@ if [ -z "${DATABASE_URL:-}" ]; then
     EMBEDDED=1
     DATABASE_URL=$(scripts/pg.sh start)
     export DATABASE_URL
-    trap 'scripts/pg.sh stop' EXIT
+    trap 'scripts/pg.sh stop' EXIT INT TERM
 fi
 build/bin/calseta migrate
+
+# Provider credentials are stored encrypted; a stack without ENCRYPTION_KEY gets one of its own,
+# kept beside its data (mode 600) so it survives restarts.
+if [ -z "${ENCRYPTION_KEY:-}" ] && ! grep -qs '^ *\(export \)\?ENCRYPTION_KEY=.' .env; then
+    KEYFILE="$CALSETA_DATA_DIR/encryption.key"
+    if [ ! -s "$KEYFILE" ]; then
+        (umask 077 && build/bin/calseta gen-encryption-key >"$KEYFILE")
+        echo "ENCRYPTION_KEY was not set: generated one in $KEYFILE (back it up with the data)"
+    fi
+    ENCRYPTION_KEY=$(cat "$KEYFILE")
+    export ENCRYPTION_KEY
+fi
 
 HOST=${HTTP_HOST:-127.0.0.1}
 PORT=${HTTP_PORT:-8000}
