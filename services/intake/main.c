@@ -37,6 +37,7 @@ static void on_housekeeping(uv_timer_t *t)
     used_keys_flush(in);
     rl_cleanup(in);
     mappings_refresh(in);
+    workflows_recover(in);
 }
 
 static void on_pool_closed(void *arg)

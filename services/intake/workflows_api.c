@@ -844,6 +844,17 @@ void workflows_api_init(struct intake *in)
     uv_unref((uv_handle_t *)&wf->sigint);
     uv_unref((uv_handle_t *)&wf->stop_wait);
 
+    workflows_recover(in);
+}
+
+/* Runs whose process stopped (intake or runner killed) never stay 'queued'/'running': once
+ * their timeout plus the grace has passed they are failed. At start and every housekeeping
+ * tick, so a dead runner is noticed without an intake restart. */
+void workflows_recover(struct intake *in)
+{
+    struct workflows *wf = in->workflows;
+    if (!wf)
+        return;
     char grace[16];
     snprintf(grace, sizeof grace, "%d", wf->run_grace_seconds);
     const char *params[1] = {grace};

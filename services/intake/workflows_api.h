@@ -37,6 +37,8 @@ struct workflows {
 void workflows_api_init(struct intake *in);
 /* After uv_run() returned; leaves no handle open (run the loop once more afterwards). */
 void workflows_api_free(struct intake *in);
+/* Fails runs left behind by a stopped process (see workflows_api.c). */
+void workflows_recover(struct intake *in);
 
 /* workflows_api.c */
 void route_list_workflows(struct reqctx *rc);
