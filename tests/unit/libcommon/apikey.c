@@ -21,17 +21,11 @@
 #include "libcommon/apikey.h"
 #include "libcommon/crypto.h"
 #include "libcommon/util.h"
+#include "tests/unit/testdata.h"
 
 static json_t *load_vectors(const char *name)
 {
-    const char *dir = getenv("CALSETA_SHARED_DIR");
-    char *path = xasprintf("%s/vectors/%s", dir && *dir ? dir : "/work/shared", name);
-    json_error_t err;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
-    if (!j)
-        fail_msg("cannot load %s: %s", path, err.text);
-    free(path);
-    return j;
+    return test_data_json("vectors", name);
 }
 
 static void test_generate(void **state)

@@ -22,17 +22,11 @@
 #include "libcommon/fernet.h"
 #include "libcommon/secmem.h"
 #include "libcommon/util.h"
+#include "tests/unit/testdata.h"
 
 static json_t *load_vectors(void)
 {
-    const char *dir = getenv("CALSETA_SHARED_DIR");
-    char *path = xasprintf("%s/vectors/fernet.json", dir && *dir ? dir : "/work/shared");
-    json_error_t err;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
-    if (!j)
-        fail_msg("cannot load %s: %s", path, err.text);
-    free(path);
-    return j;
+    return test_data_json("vectors", "fernet.json");
 }
 
 static void test_valid_vectors(void **state)

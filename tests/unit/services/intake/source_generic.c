@@ -16,14 +16,11 @@
 
 #include "services/intake/source.h"
 #include "util.h"
+#include "tests/unit/testdata.h"
 
 static json_t *parse(const char *text)
 {
-    json_error_t err;
-    json_t *v = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
-    if (!v)
-        fail_msg("bad test JSON: %s", err.text);
-    return v;
+    return test_json(text, 0);
 }
 
 static const struct alert_source *src(void)

@@ -16,27 +16,17 @@
 
 #include "services/intake/source.h"
 #include "util.h"
+#include "tests/unit/testdata.h"
 
 static json_t *fixture(const char *name)
 {
-    const char *dir = getenv("CALSETA_SHARED_DIR");
-    char path[512];
-    snprintf(path, sizeof path, "%s/fixtures/%s", dir ? dir : "/work/shared", name);
-    json_error_t err;
-    json_t *v = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
-    if (!v)
-        fail_msg("%s: %s", path, err.text);
-    return v;
+    return test_data_json("fixtures", name);
 }
 
 /* JSON_ALLOW_NUL on top of the intake's flags, to reach the NUL handling. */
 static json_t *parse(const char *text)
 {
-    json_error_t err;
-    json_t *v = json_loads(text, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
-    if (!v)
-        fail_msg("bad test JSON: %s", err.text);
-    return v;
+    return test_json(text, JSON_ALLOW_NUL);
 }
 
 static const struct alert_source *src(void)

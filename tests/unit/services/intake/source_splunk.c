@@ -16,14 +16,11 @@
 
 #include "services/intake/source.h"
 #include "util.h"
+#include "tests/unit/testdata.h"
 
 static json_t *parse(const char *text)
 {
-    json_error_t err;
-    json_t *v = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
-    if (!v)
-        fail_msg("bad test JSON: %s", err.text);
-    return v;
+    return test_json(text, 0);
 }
 
 static const struct alert_source *src(void)
@@ -55,12 +52,7 @@ static char *indicators_text(const json_t *p)
 static void test_fixture(void **state)
 {
     (void)state;
-    const char *dir = getenv("CALSETA_SHARED_DIR");
-    char path[512];
-    snprintf(path, sizeof path, "%s/fixtures/03_splunk_anomalous_data_transfer.json",
-             dir ? dir : "/work/shared");
-    json_t *p = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
-    assert_non_null(p);
+    json_t *p = test_data_json("fixtures", "03_splunk_anomalous_data_transfer.json");
     assert_true(src()->validate(p));
     struct normalized_alert a;
     assert_int_equal(src()->normalize(p, &a), 0);
