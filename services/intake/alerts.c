@@ -51,18 +51,8 @@ static void on_one(void *arg, PGresult *res, const char *err)
     int status = op->status, empty = op->empty, list = op->list;
     int page = op->page, page_size = op->page_size;
     free(op);
-    if (!res) {
-        reply_db_unavailable(rc);
+    if (reply_if_pg_failed(rc, res, err))
         return;
-    }
-    if (err) {
-        const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (st && !strncmp(st, "22", 2))
-            reply_validation_error(rc, "value_error", "query", "value", "Invalid value");
-        else
-            reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
-        return;
-    }
     if (PQntuples(res) == 0 || PQgetisnull(res, 0, list ? 1 : 0)) {
         reply_error(rc, 404, "NOT_FOUND", "Alert not found.", NULL);
         return;

@@ -82,10 +82,7 @@ static void on_list(void *arg, PGresult *res, const char *err)
     struct reqctx *rc = op->rc;
     if (!res || err) {
         free(op);
-        if (!res)
-            reply_db_unavailable(rc);
-        else
-            reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
+        reply_pg_failure(rc, res, err);
         return;
     }
     json_t *items = json_array();
@@ -300,14 +297,8 @@ static void on_one(void *arg, PGresult *res, const char *err)
     struct one_op *op = arg;
     struct reqctx *rc = op->rc;
     if (!res || err) {
-        const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         free(op);
-        if (!res)
-            reply_db_unavailable(rc);
-        else if (st && !strncmp(st, "22", 2))
-            reply_validation_error(rc, "value_error", "body", "body", "Invalid value");
-        else
-            reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
+        reply_pg_failure(rc, res, err);
         return;
     }
     if (PQntuples(res) == 0) {

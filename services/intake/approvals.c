@@ -151,7 +151,7 @@ static void on_decided(void *arg, PGresult *res, const char *err)
 {
     struct decide_op *op = arg;
     struct reqctx *rc = op->rc;
-    if (wf_res_check(rc, res, err) != 0) {
+    if (reply_if_pg_failed(rc, res, err) != 0) {
         decide_free(op);
         return;
     }
@@ -235,7 +235,7 @@ void route_reject(struct reqctx *rc)
 static void on_one_approval(void *arg, PGresult *res, const char *err)
 {
     struct reqctx *rc = arg;
-    if (wf_res_check(rc, res, err) != 0)
+    if (reply_if_pg_failed(rc, res, err) != 0)
         return;
     if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
         reply_error(rc, 404, "NOT_FOUND", "Approval request not found.", NULL);

@@ -19,20 +19,8 @@ static void on_list(void *arg, PGresult *res, const char *err)
     struct reqctx *rc = op->rc;
     int page = op->page, page_size = op->page_size;
     free(op);
-    if (!res) {
-        reply_db_unavailable(rc);
+    if (reply_if_pg_failed(rc, res, err))
         return;
-    }
-    if (err) {
-        const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (st && !strncmp(st, "22", 2))
-            reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
-                        json_pack("{s:[{s:s,s:[s],s:s}]}", "errors", "type", "value_error", "loc",
-                                  "query", "msg", "Invalid filter value"));
-        else
-            reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
-        return;
-    }
     json_t *items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
     reply_list(rc, items ? items : json_array(), atoll(PQgetvalue(res, 0, 0)), page, page_size);
 }

@@ -84,19 +84,6 @@ struct guard *enrich_api_guard(const struct enrich_api *a)
     return a->guard;
 }
 
-void enrich_reply_db_error(struct reqctx *rc, PGresult *res, const char *err)
-{
-    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (!res) {
-        reply_db_unavailable(rc);
-    } else if (st && !strncmp(st, "22", 2)) {
-        reply_validation_error(rc, "value_error", "body", "body", "Invalid value");
-    } else {
-        msg_error("enrichment API statement failed: %s", err ? err : "?");
-        reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
-    }
-}
-
 static int env_any_set(const struct enrich_api *a, json_t *map)
 {
     const char *k;
@@ -573,7 +560,7 @@ static void on_saved(void *arg, PGresult *res, const char *err)
             reply_error(rc, 409, "CONFLICT", "A provider with this provider_name already exists.",
                         NULL);
         else
-            enrich_reply_db_error(rc, res, err);
+            reply_pg_failure(rc, res, err);
         save_free(op);
         return;
     }
@@ -670,7 +657,7 @@ static void on_patch_target(void *arg, PGresult *res, const char *err)
 {
     struct save_op *op = arg;
     if (!res || err) {
-        enrich_reply_db_error(op->rc, res, err);
+        reply_pg_failure(op->rc, res, err);
         save_free(op);
         return;
     }
@@ -715,7 +702,7 @@ static void on_list(void *arg, PGresult *res, const char *err)
     struct reqctx *rc = op->rc;
     if (!res || err) {
         free(op);
-        enrich_reply_db_error(rc, res, err);
+        reply_pg_failure(rc, res, err);
         return;
     }
     json_t *items = json_array();
@@ -766,7 +753,7 @@ static void on_one(void *arg, PGresult *res, const char *err)
     struct reqctx *rc = op->rc;
     if (!res || err) {
         free(op);
-        enrich_reply_db_error(rc, res, err);
+        reply_pg_failure(rc, res, err);
         return;
     }
     if (PQntuples(res) == 0) {
@@ -829,7 +816,7 @@ static void on_deleted(void *arg, PGresult *res, const char *err)
 {
     struct reqctx *rc = arg;
     if (!res || err) {
-        enrich_reply_db_error(rc, res, err);
+        reply_pg_failure(rc, res, err);
         return;
     }
     if (PQntuples(res) == 0) {

@@ -64,7 +64,6 @@ const char *enrich_api_key(const struct enrich_api *a);
 struct guard *enrich_api_guard(const struct enrich_api *a);
 
 /* 500 / 503 / 422 (SQLSTATE class 22) for a failed statement; res may be NULL. */
-void enrich_reply_db_error(struct reqctx *rc, PGresult *res, const char *err);
 /* Adds is_configured to a provider object made by ENRICH_PROVIDER_JSON. */
 void enrich_provider_finish(const struct enrich_api *a, json_t *p);
 

@@ -148,7 +148,7 @@ static void on_rows(void *arg, PGresult *res, const char *err)
                         "source_path already exists.",
                         NULL);
         else
-            enrich_reply_db_error(rc, res, err);
+            reply_pg_failure(rc, res, err);
         return;
     }
     if (PQntuples(res) == 0 && !op->bulk) {
@@ -256,7 +256,7 @@ static void on_list(void *arg, PGresult *res, const char *err)
     struct reqctx *rc = op->rc;
     if (!res || err) {
         free(op);
-        enrich_reply_db_error(rc, res, err);
+        reply_pg_failure(rc, res, err);
         return;
     }
     json_t *items = json_array();
@@ -353,7 +353,7 @@ static void on_deleted(void *arg, PGresult *res, const char *err)
 {
     struct reqctx *rc = arg;
     if (!res || err) {
-        enrich_reply_db_error(rc, res, err);
+        reply_pg_failure(rc, res, err);
         return;
     }
     if (PQntuples(res) == 0) {

@@ -266,7 +266,7 @@ static void on_config(void *arg, PGresult *res, const char *err)
     struct lookup_op *op = arg;
     struct reqctx *rc = op->rc;
     if (!res || err || PQntuples(res) != 1) {
-        enrich_reply_db_error(rc, res, err ? err : "no configuration row");
+        reply_pg_failure(rc, res, err ? err : "no configuration row");
         op->rc = NULL;
         lookup_free(op);
         return;
@@ -351,7 +351,7 @@ static void on_test_config(void *arg, PGresult *res, const char *err)
     struct lookup_op *op = arg;
     struct reqctx *rc = op->rc;
     if (!res || err) {
-        enrich_reply_db_error(rc, res, err);
+        reply_pg_failure(rc, res, err);
         op->rc = NULL;
         lookup_free(op);
         return;
@@ -433,7 +433,7 @@ static void on_summary(void *arg, PGresult *res, const char *err)
                                        "has_credentials",
                                        "is_configured"};
     if (!res || err) {
-        enrich_reply_db_error(rc, res, err);
+        reply_pg_failure(rc, res, err);
         return;
     }
     json_t *items = json_array();
@@ -470,7 +470,7 @@ static void on_job(void *arg, PGresult *res, const char *err)
     struct reqctx *rc = op->rc;
     if (!res || err) {
         free(op);
-        enrich_reply_db_error(rc, res, err);
+        reply_pg_failure(rc, res, err);
         return;
     }
     if (PQntuples(res) == 0) {

@@ -100,6 +100,11 @@ void reply_body(struct reqctx *rc, int status, const char *content_type, const c
 void reply_validation_error(struct reqctx *rc, const char *type, const char *where,
                             const char *field, const char *msg);
 void reply_db_unavailable(struct reqctx *rc);
+/* A failed pg_exec: unreachable → 503, a value PostgreSQL refused (SQLSTATE class 22) → 422,
+ * anything else → 500 (logged). */
+void reply_pg_failure(struct reqctx *rc, PGresult *res, const char *err);
+/* 0 when the query succeeded; otherwise replies as reply_pg_failure() and returns -1. */
+int reply_if_pg_failed(struct reqctx *rc, PGresult *res, const char *err);
 /* Path parameter i as a NUL-terminated copy in buf; returns buf. */
 const char *path_param(struct reqctx *rc, size_t i, char *buf, size_t buflen);
 /* Query parameter lookup (URL-decoded); returns 1 if present. */

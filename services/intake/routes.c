@@ -196,6 +196,28 @@ void reply_validation_error(struct reqctx *rc, const char *type, const char *whe
                           "msg", msg));
 }
 
+void reply_pg_failure(struct reqctx *rc, PGresult *res, const char *err)
+{
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (!res) {
+        reply_db_unavailable(rc);
+    } else if (st && !strncmp(st, "22", 2)) {
+        reply_validation_error(rc, "value_error", "body", "value", "Invalid value");
+    } else {
+        msg_error("%s %s: statement failed: %s", rc->req->method, rc->route->pattern,
+                  err ? err : "?");
+        reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
+    }
+}
+
+int reply_if_pg_failed(struct reqctx *rc, PGresult *res, const char *err)
+{
+    if (res && !err)
+        return 0;
+    reply_pg_failure(rc, res, err);
+    return -1;
+}
+
 void reply_db_unavailable(struct reqctx *rc)
 {
     reply_error(rc, 503, "SERVICE_UNAVAILABLE",

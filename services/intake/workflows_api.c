@@ -25,25 +25,6 @@
 
 /* ---- shared helpers ----------------------------------------------------------------------- */
 
-int wf_res_check(struct reqctx *rc, PGresult *res, const char *err)
-{
-    if (!res) {
-        reply_db_unavailable(rc);
-        return -1;
-    }
-    if (err) {
-        const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (st && !strncmp(st, "22", 2)) {
-            reply_validation_error(rc, "value_error", "body", "value", "Invalid value");
-        } else {
-            msg_error("workflows: query failed: %s", err);
-            reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
-        }
-        return -1;
-    }
-    return 0;
-}
-
 struct list_op {
     struct reqctx *rc;
     int page, page_size;
@@ -55,7 +36,7 @@ static void on_list(void *arg, PGresult *res, const char *err)
     struct reqctx *rc = op->rc;
     int page = op->page, page_size = op->page_size;
     free(op);
-    if (wf_res_check(rc, res, err) != 0)
+    if (reply_if_pg_failed(rc, res, err) != 0)
         return;
     if (PQntuples(res) == 0 || PQgetisnull(res, 0, 1)) {
         reply_error(rc, 404, "NOT_FOUND", "Workflow not found.", NULL);
@@ -240,7 +221,7 @@ static void on_saved(void *arg, PGresult *res, const char *err)
 {
     struct save_op *op = arg;
     struct reqctx *rc = op->rc;
-    if (wf_res_check(rc, res, err) != 0) {
+    if (reply_if_pg_failed(rc, res, err) != 0) {
         save_free(op);
         return;
     }
@@ -383,7 +364,7 @@ static void on_one(void *arg, PGresult *res, const char *err)
     struct reqctx *rc = op->rc;
     int del = op->del;
     free(op);
-    if (wf_res_check(rc, res, err) != 0)
+    if (reply_if_pg_failed(rc, res, err) != 0)
         return;
     if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
         reply_error(rc, 404, "NOT_FOUND", "Workflow not found.", NULL);
@@ -635,7 +616,7 @@ static void on_secret(void *arg, PGresult *res, const char *err)
 {
     struct secret_op *op = arg;
     struct reqctx *rc = op->rc;
-    if (wf_res_check(rc, res, err) != 0) {
+    if (reply_if_pg_failed(rc, res, err) != 0) {
         free(op);
         return;
     }

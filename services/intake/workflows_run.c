@@ -237,7 +237,7 @@ static void on_executed(void *arg, PGresult *res, const char *err)
 {
     struct exec_op *op = arg;
     struct reqctx *rc = op->rc;
-    if (wf_res_check(rc, res, err) != 0) {
+    if (reply_if_pg_failed(rc, res, err) != 0) {
         free(op);
         return;
     }
@@ -376,7 +376,7 @@ static void on_test_loaded(void *arg, PGresult *res, const char *err)
     struct test_op *op = arg;
     struct reqctx *rc = op->rc;
     struct workflows *wf = rc->in->workflows;
-    if (wf_res_check(rc, res, err) != 0 || PQntuples(res) == 0) {
+    if (reply_if_pg_failed(rc, res, err) != 0 || PQntuples(res) == 0) {
         if (res && !err)
             reply_error(rc, 404, "NOT_FOUND", "Workflow not found.", NULL);
         goto fail;

@@ -518,6 +518,7 @@ def test_scopes():
         r = s.request("POST", "/v1/enrichments", key=ro, body={"type": "ip", "value": IP})
         assert_eq(r.status, 200, r.body)
         res = r.json()["data"]["results"]
+        assert "virustotal" in res, r.body
         assert_eq(res["virustotal"]["extracted"]["malice"], "Malicious")
         assert_eq(res["abuseipdb"]["success"], True)
         assert_eq(s.request("POST", "/v1/enrichments", key=other, body={"type": "ip", "value": IP}).status, 403)
