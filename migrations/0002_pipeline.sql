@@ -76,11 +76,15 @@ DECLARE
     rule_id BIGINT;
     is_dup BOOLEAN[] := array_fill(false, ARRAY[n + 1]);
 BEGIN
-    IF dedup_hours > 0 THEN
-        PERFORM pg_advisory_xact_lock(k)
-           FROM (SELECT DISTINCT hashtextextended(x->>'fingerprint', 727274) AS k
-                   FROM jsonb_array_elements(batch) x ORDER BY 1) s;
-    END IF;
+    -- Identical fingerprints (de-duplication) and identical new detection-rule stubs are
+    -- serialised with transaction locks, all taken up front in one fixed order.
+    PERFORM pg_advisory_xact_lock(k)
+       FROM (SELECT hashtextextended(x->>'fingerprint', 727274) AS k
+               FROM jsonb_array_elements(batch) x WHERE dedup_hours > 0
+             UNION
+             SELECT hashtextextended((x->>'source_name') || chr(1) || (x->>'rule_ref'), 727275)
+               FROM jsonb_array_elements(batch) x WHERE coalesce(x->>'rule_ref', '') <> ''
+             ORDER BY 1) s;
     -- Indicators of the whole batch in one sorted upsert: a fixed lock order across batches.
     INSERT INTO indicators AS ind (type, value, first_seen, last_seen)
     SELECT DISTINCT x->>'type', x->>'value', now(), now()

@@ -9,6 +9,7 @@
 #include "limiter.h"
 #include "log.h"
 #include "malice.h"
+#include "ssrfcache.h"
 #include "step.h"
 #include "util.h"
 
@@ -22,11 +23,16 @@
 #define BACKOFF_BASE_MS 500
 #define BACKOFF_MAX_MS 30000
 #define MAX_RETRIES 8
+/* SSRF check results kept per host:port (ssrfcache.h) */
+#define SSRF_CACHE_ENTRIES 64
+#define SSRF_CACHE_TTL_MS 30000
+#define SSRF_CACHE_BLOCKED_TTL_MS 5000
 
 struct engine {
     uv_loop_t *loop;
     struct curluv *cm;
     struct engine_opts o;
+    struct ssrf_cache *ssrf;
     struct limiter *limiters;
     struct call *waiting; /* calls waiting for a provider slot, FIFO */
     size_t active;
@@ -58,6 +64,7 @@ struct call {
     uv_work_t work;
     int blocked;
     char pin[512];
+    char ssrf_key[272]; /* "" when the URL is not cacheable */
     char reason[256];
     CURL *easy;
     struct curl_slist *resolve;
@@ -374,21 +381,30 @@ static void on_transfer_done(void *arg, CURL *easy, CURLcode rc)
 
 /* ---- steps ---- */
 
-static void on_checked(uv_work_t *w, int status)
+/* The SSRF check is done (from the cache or the thread pool): go on or fail closed. */
+static void checked(struct call *c, int cancelled)
 {
-    struct call *c = w->data;
-    if (status != 0 || c->blocked) {
+    if (cancelled || c->blocked) {
         if (c->req.optional) {
             c->step++;
             next_step(c);
             return;
         }
-        fail(c, "Step '%s' SSRF blocked: %s", c->req.name, status ? "check cancelled" : c->reason);
+        fail(c, "Step '%s' SSRF blocked: %s", c->req.name,
+             cancelled ? "check cancelled" : c->reason);
         return;
     }
     curl_slist_free_all(c->resolve);
     c->resolve = c->pin[0] ? curl_slist_append(NULL, c->pin) : NULL;
     acquire_and_send(c);
+}
+
+static void on_checked(uv_work_t *w, int status)
+{
+    struct call *c = w->data;
+    if (status == 0 && c->ssrf_key[0])
+        ssrf_cache_put(c->e->ssrf, c->ssrf_key, now_mono_ms(), c->blocked, c->pin, c->reason);
+    checked(c, status != 0);
 }
 
 static void do_check(uv_work_t *w)
@@ -426,6 +442,23 @@ static void next_step(struct call *c)
         return;
     }
     c->state = ST_CHECK;
+    c->pin[0] = 0;
+    c->reason[0] = 0;
+    if (ssrf_cache_key(c->req.url, c->ssrf_key, sizeof c->ssrf_key) != 0)
+        c->ssrf_key[0] = 0;
+    switch (ssrf_cache_get(c->e->ssrf, c->ssrf_key, now_mono_ms(), c->pin, sizeof c->pin,
+                           c->reason, sizeof c->reason)) {
+    case SSRF_CACHE_ALLOWED:
+        c->blocked = 0;
+        checked(c, 0);
+        return;
+    case SSRF_CACHE_BLOCKED:
+        c->blocked = 1;
+        checked(c, 0);
+        return;
+    case SSRF_CACHE_MISS:
+        break;
+    }
     c->work.data = c;
     uv_queue_work(c->e->loop, &c->work, do_check, on_checked);
 }
@@ -498,6 +531,7 @@ struct engine *engine_new(uv_loop_t *loop, const struct engine_opts *o)
     if (!e->o.max_response_bytes)
         e->o.max_response_bytes = 1 << 20;
     e->cm = curluv_new(loop, on_transfer_done, e);
+    e->ssrf = ssrf_cache_new(SSRF_CACHE_ENTRIES, SSRF_CACHE_TTL_MS, SSRF_CACHE_BLOCKED_TTL_MS);
     return e;
 }
 
@@ -512,6 +546,7 @@ static void on_curluv_closed(void *arg)
     void (*done)(void *) = e->closed;
     void *done_arg = e->closed_arg;
     limiter_free_all(&e->limiters);
+    ssrf_cache_free(e->ssrf);
     free(e);
     if (done)
         done(done_arg);

@@ -55,7 +55,6 @@ static void reply_page(struct reqctx *rc, int status, const char *title, const c
     buf_puts(&b, "</h1><p>");
     html_escape(&b, text);
     buf_puts(&b, "</p></body></html>");
-    buf_append(&b, "", 1);
     reply_body(rc, status, HTML, b.data, b.len);
     buf_destroy(&b);
 }

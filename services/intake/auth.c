@@ -55,7 +55,7 @@ struct auth_op {
     int verified;
     uint64_t generation;
     uv_work_t work;
-    int from_cache;
+    int ip_charged; /* this request already counted against the IP's unauthenticated budget */
     struct auth_cache *cache;     /* outlives rc, which a reply frees */
     int leader;                   /* on the cache's in-flight list */
     struct auth_op *inflight_next; /* next verification in flight */
@@ -113,6 +113,7 @@ void auth_cache_invalidate(struct auth_cache *c, const char *prefix)
             struct cache_entry *e = *pp;
             if (!strcmp(e->prefix, prefix)) {
                 *pp = e->next;
+                explicit_bzero(e, sizeof *e);
                 free(e);
                 c->n--;
             } else {
@@ -131,6 +132,7 @@ static struct cache_entry *cache_find(struct auth_cache *c, const uint8_t d[32])
         if (crypto_ct_equal(e->digest, 32, d, 32)) {
             if (now_mono_ms() - e->cached_ms > ttl) {
                 *pp = e->next;
+                explicit_bzero(e, sizeof *e);
                 free(e);
                 c->n--;
                 return NULL;
@@ -212,8 +214,15 @@ static void op_free(struct auth_op *op)
     free(op);
 }
 
-static void fail(struct auth_op *op, int status, const char *code, const char *message,
-                 const char *reason, const char *prefix)
+/* The reply of a failed authentication, kept while its charge to the IP budget is counted. */
+struct failure {
+    struct auth_op *op;
+    int status;
+    const char *code, *message, *reason, *prefix;
+};
+
+static void fail_now(struct auth_op *op, int status, const char *code, const char *message,
+                     const char *reason, const char *prefix)
 {
     struct reqctx *rc = op->rc;
     struct http_request *req = rc->req;
@@ -221,6 +230,31 @@ static void fail(struct auth_op *op, int status, const char *code, const char *m
                        req->request_id);
     op_free(op);
     reply_error(rc, status, code, message, NULL);
+}
+
+static void on_failure_charged(void *arg, const struct rl_decision *d, const char *err)
+{
+    (void)d;
+    (void)err;
+    struct failure *f = arg;
+    fail_now(f->op, f->status, f->code, f->message, f->reason, f->prefix);
+    free(f);
+}
+
+/* Replies a failed authentication. A request that ends without a valid key counts against
+ * its IP's unauthenticated budget (requests with a valid key never do); the reply waits for
+ * that count so the client's next request sees it. prefix is NULL or op->prefix. */
+static void fail(struct auth_op *op, int status, const char *code, const char *message,
+                 const char *reason, const char *prefix)
+{
+    if (op->ip_charged) {
+        fail_now(op, status, code, message, reason, prefix);
+        return;
+    }
+    op->ip_charged = 1;
+    struct failure *f = xmalloc(sizeof *f);
+    *f = (struct failure){op, status, code, message, reason, prefix};
+    rl_charge_ip(op->rc->in, op->rc->client_ip, on_failure_charged, f);
 }
 
 static void reply_rate_limited(struct reqctx *rc, const struct rl_decision *d, const char *prefix)
@@ -290,17 +324,6 @@ static void on_revalidated(void *arg, PGresult *res, const char *err)
     struct reqctx *rc = op->rc;
     struct intake *in = rc->in;
     if (!res) {
-        /* Limiter/database outage: a key verified in the cache keeps working under the local
-         * fallback limit; anything else cannot be checked. */
-        if (op->from_cache) {
-            struct rl_decision d;
-            long limit = class_limit(&in->cfg, rc->route->rate);
-            if (rl_local_hit(in, op->prefix, rate_class_name(rc->route->rate), limit, &d) != 0) {
-                reply_rate_limited(rc, &d, op->prefix);
-                op_free(op);
-                return;
-            }
-        }
         msg_warn("authentication for %s unavailable: %s", op->prefix, err);
         op_free(op);
         reply_db_unavailable(rc);
@@ -432,7 +455,10 @@ static void lookup_key(struct auth_op *op)
             on_key_row, op);
 }
 
-/* ---- step 1: the unauthenticated per-IP budget ------------------------------------------- */
+/* ---- step 1: the unauthenticated per-IP budget ------------------------------------------- *
+ * A malformed or missing header is charged at once. A well-formed key that is not in the
+ * cache only looks at the budget (an IP over it gets no bcrypt work); it is charged if the key
+ * then turns out not to be valid (see fail()). */
 
 struct ip_check {
     struct auth_op *op;
@@ -491,6 +517,7 @@ void auth_request(struct reqctx *rc, route_fn next)
     ic->op = op;
     if (pr != APIKEY_OK) {
         op->prefix[0] = 0;
+        op->ip_charged = 1;
         ic->reason = pr == APIKEY_MISSING ? "missing_header" : "invalid_format";
         rl_charge_ip(in, rc->client_ip, on_ip_charged, ic);
         return;
@@ -509,7 +536,6 @@ static void auth_continue(struct auth_op *op)
     struct cache_entry *e = cache_find(c, op->digest);
     if (e) {
         op->key_id = e->key_id;
-        op->from_cache = 1;
         revalidate(op);
         return;
     }
@@ -525,7 +551,7 @@ static void auth_continue(struct auth_op *op)
     c->inflight = op;
     struct ip_check *ic = xcalloc(1, sizeof *ic);
     ic->op = op;
-    rl_charge_ip(op->rc->in, op->rc->client_ip, on_ip_charged, ic);
+    rl_peek_ip(op->rc->in, op->rc->client_ip, on_ip_charged, ic);
 }
 
 /* ---- last_used_at, written in batches ------------------------------------------------------ */

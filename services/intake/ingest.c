@@ -171,6 +171,12 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
                             "The alert contains a value the database cannot store.", NULL);
             else if (res)
                 reply_error(p->rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
+            else if (err && (!strncmp(err, "connection lost", 15) ||
+                             !strncmp(err, "query timeout", 13)))
+                reply_error(p->rc, 503, "SERVICE_UNAVAILABLE",
+                            "The database connection was lost while storing the alert; it may "
+                            "or may not be stored. Retrying is safe: a repeat is de-duplicated.",
+                            NULL);
             else
                 reply_db_unavailable(p->rc);
             json_decref(p->elem);

@@ -19,10 +19,14 @@ struct local_counter {
     long count;
 };
 
-/* One table for the current local window; everything is dropped when the minute turns. */
+/* One table for the current local window; everything is dropped when the minute turns. The
+ * same table remembers which IPs went over their unauthenticated budget this minute, so their
+ * further requests are refused from memory without a database write each (a flood of bad
+ * keys cannot queue up the pool). */
 static struct {
     long window;
     struct local_counter *buckets[LOCAL_BUCKETS];
+    struct local_counter *over[LOCAL_BUCKETS]; /* count = the limit that was exceeded */
     int outage_audited;
 } local; /* process-wide by nature: the fallback for this process */
 
@@ -34,28 +38,68 @@ static unsigned hash_str(const char *s)
     return h;
 }
 
+static void free_chain(struct local_counter **head)
+{
+    struct local_counter *c = *head;
+    while (c) {
+        struct local_counter *nx = c->next;
+        free(c->key);
+        free(c);
+        c = nx;
+    }
+    *head = NULL;
+}
+
 static void local_reset(long window)
 {
     for (size_t i = 0; i < LOCAL_BUCKETS; i++) {
-        struct local_counter *c = local.buckets[i];
-        while (c) {
-            struct local_counter *nx = c->next;
-            free(c->key);
-            free(c);
-            c = nx;
-        }
-        local.buckets[i] = NULL;
+        free_chain(&local.buckets[i]);
+        free_chain(&local.over[i]);
     }
     local.window = window;
+}
+
+static void local_roll(void)
+{
+    long window = (long)(time(NULL) / 60);
+    if (window != local.window)
+        local_reset(window);
+}
+
+static void over_mark(const char *ip)
+{
+    local_roll();
+    unsigned b = hash_str(ip) % LOCAL_BUCKETS;
+    for (struct local_counter *c = local.over[b]; c; c = c->next)
+        if (!strcmp(c->key, ip))
+            return;
+    struct local_counter *c = xcalloc(1, sizeof *c);
+    c->key = xstrdup(ip);
+    c->next = local.over[b];
+    local.over[b] = c;
+}
+
+/* 1 (and the decision) when ip already went over its budget in this minute. */
+static int over_known(struct intake *in, const char *ip, struct rl_decision *d)
+{
+    local_roll();
+    unsigned b = hash_str(ip) % LOCAL_BUCKETS;
+    for (struct local_counter *c = local.over[b]; c; c = c->next) {
+        if (!strcmp(c->key, ip)) {
+            d->limit = in->cfg.rate_limit_unauthed;
+            d->count = d->limit + 1;
+            d->reset_seconds = 60 - (long)(time(NULL) % 60);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 int rl_local_hit(struct intake *in, const char *who, const char *cls, long limit,
                  struct rl_decision *d)
 {
     time_t now = time(NULL);
-    long window = (long)(now / 60);
-    if (window != local.window)
-        local_reset(window);
+    local_roll();
     if (!local.outage_audited) {
         local.outage_audited = 1;
         msg_warn("shared rate limiter unreachable: falling back to per-process limits");
@@ -84,6 +128,7 @@ int rl_local_hit(struct intake *in, const char *who, const char *cls, long limit
 
 struct ip_op {
     struct intake *in;
+    int peek;
     char ip[64];
     void (*cb)(void *arg, const struct rl_decision *d, const char *err);
     void *arg;
@@ -100,30 +145,59 @@ static void on_ip_counted(void *arg, PGresult *res, const char *err)
         return;
     }
     local.outage_audited = 0;
-    d.count = atol(PQgetvalue(res, 0, 0));
+    d.count = atol(PQgetvalue(res, 0, 0)) + (op->peek ? 1 : 0);
     d.reset_seconds = atol(PQgetvalue(res, 0, 1));
     if (d.reset_seconds < 1)
         d.reset_seconds = 1;
+    if (d.count > d.limit)
+        over_mark(op->ip);
     op->cb(op->arg, &d, NULL);
     free(op);
+}
+
+static void count_ip(struct intake *in, const char *ip, int peek,
+                     void (*cb)(void *arg, const struct rl_decision *d, const char *err),
+                     void *arg)
+{
+    struct rl_decision known;
+    if (over_known(in, ip, &known)) {
+        cb(arg, &known, NULL);
+        return;
+    }
+    struct ip_op *op = xcalloc(1, sizeof *op);
+    op->in = in;
+    op->peek = peek;
+    snprintf(op->ip, sizeof op->ip, "%s", ip);
+    op->cb = cb;
+    op->arg = arg;
+    const char *params[1] = {ip};
+    if (peek)
+        pg_exec(in->pg,
+                "WITH w AS (SELECT extract(epoch FROM clock_timestamp()) AS t) "
+                "SELECT coalesce((SELECT r.count FROM rate_limit_counters r, w "
+                "  WHERE r.bucket = 'ip:' || $1 AND r.window_start = floor(w.t / 60)::bigint), 0), "
+                "ceil(60 - (w.t - floor(w.t / 60) * 60))::int FROM w",
+                1, params, on_ip_counted, op);
+    else
+        pg_exec(in->pg,
+                "WITH w AS (SELECT extract(epoch FROM clock_timestamp()) AS t) "
+                "INSERT INTO rate_limit_counters AS r (bucket, window_start, count) "
+                "SELECT 'ip:' || $1, floor(w.t / 60)::bigint, 1 FROM w "
+                "ON CONFLICT (bucket, window_start) DO UPDATE SET count = r.count + 1 "
+                "RETURNING r.count, (SELECT ceil(60 - (w.t - floor(w.t / 60) * 60))::int FROM w)",
+                1, params, on_ip_counted, op);
 }
 
 void rl_charge_ip(struct intake *in, const char *ip,
                   void (*cb)(void *arg, const struct rl_decision *d, const char *err), void *arg)
 {
-    struct ip_op *op = xcalloc(1, sizeof *op);
-    op->in = in;
-    snprintf(op->ip, sizeof op->ip, "%s", ip);
-    op->cb = cb;
-    op->arg = arg;
-    const char *params[1] = {ip};
-    pg_exec(in->pg,
-            "WITH w AS (SELECT extract(epoch FROM clock_timestamp()) AS t) "
-            "INSERT INTO rate_limit_counters AS r (bucket, window_start, count) "
-            "SELECT 'ip:' || $1, floor(w.t / 60)::bigint, 1 FROM w "
-            "ON CONFLICT (bucket, window_start) DO UPDATE SET count = r.count + 1 "
-            "RETURNING r.count, (SELECT ceil(60 - (w.t - floor(w.t / 60) * 60))::int FROM w)",
-            1, params, on_ip_counted, op);
+    count_ip(in, ip, 0, cb, arg);
+}
+
+void rl_peek_ip(struct intake *in, const char *ip,
+                void (*cb)(void *arg, const struct rl_decision *d, const char *err), void *arg)
+{
+    count_ip(in, ip, 1, cb, arg);
 }
 
 static void on_cleanup(void *arg, PGresult *res, const char *err)

@@ -22,6 +22,12 @@ struct rl_decision {
 void rl_charge_ip(struct intake *in, const char *ip,
                   void (*cb)(void *arg, const struct rl_decision *d, const char *err), void *arg);
 
+/* Reads the client IP's unauthenticated count without charging it (before bcrypt work for a
+ * key that may well be valid: only requests that end without a valid key are charged). The
+ * decision's count is what the next charge would make it. */
+void rl_peek_ip(struct intake *in, const char *ip,
+                void (*cb)(void *arg, const struct rl_decision *d, const char *err), void *arg);
+
 /* Local fallback: counts in this process only. Returns 0 if allowed, -1 if over the limit. The
  * first fallback decision of an outage is audited (rate_limiter_fallback). */
 int rl_local_hit(struct intake *in, const char *who, const char *cls, long limit,

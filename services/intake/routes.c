@@ -144,9 +144,8 @@ void reply_json(struct reqctx *rc, int status, json_t *body)
     struct http_header h[4];
     char bufs[3][24];
     size_t n = rate_headers(rc, h, bufs);
-    if (status == 429) {
+    if (status == 429 && rc->rl_set)
         h[n++] = (struct http_header){"Retry-After", 11, bufs[2], strlen(bufs[2])};
-    }
     http_respond_json(rc->req, status, body, h, n);
     reqctx_free(rc);
 }
@@ -168,9 +167,13 @@ void reply_list(struct reqctx *rc, json_t *items, long long total, int page, int
 void reply_error(struct reqctx *rc, int status, const char *code, const char *message,
                  json_t *details)
 {
-    reply_json(rc, status,
-               json_pack("{s:{s:s,s:s,s:o}}", "error", "code", code, "message", message,
-                         "details", details ? details : json_object()));
+    json_t *body = json_pack("{s:{s:s,s:s,s:o}}", "error", "code", code, "message", message,
+                             "details", details ? details : json_object());
+    if (!body) /* a message echoing request bytes that are not UTF-8: say it without them */
+        body = json_pack("{s:{s:s,s:s,s:{}}}", "error", "code", code, "message",
+                         "The request was refused (the reason contains invalid text).",
+                         "details");
+    reply_json(rc, status, body);
 }
 
 void reply_body(struct reqctx *rc, int status, const char *content_type, const char *body,

@@ -73,6 +73,7 @@ static int count_for(const struct config *c, const struct service_def *d)
 static pid_t spawn(struct up_ctx *u, struct child *ch, const sigset_t *oldmask)
 {
     char *path = xasprintf("%s/%s", u->bindir, ch->def->program);
+    pid_t master = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         msg_error("fork for %s failed: %s", ch->def->name, strerror(errno));
@@ -82,6 +83,8 @@ static pid_t spawn(struct up_ctx *u, struct child *ch, const sigset_t *oldmask)
     if (pid == 0) {
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != master) /* the master died before the line above */
+            _exit(0);
         sigprocmask(SIG_SETMASK, oldmask, NULL);
         char slot[16];
         snprintf(slot, sizeof slot, "%d", ch->slot);

@@ -1,0 +1,172 @@
+/*
+ * ssrfcache.c - per host:port cache of SSRF check results, see ssrfcache.h.
+ */
+#include "ssrfcache.h"
+#include "util.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define KEY_MAX 272 /* host (255) + ":65535" */
+#define PIN_MAX 384
+#define REASON_MAX 256
+
+struct ssrf_entry {
+    char key[KEY_MAX];
+    char pin[PIN_MAX];
+    char reason[REASON_MAX];
+    int blocked;
+    uint64_t expires_ms; /* 0: free slot */
+};
+
+struct ssrf_cache {
+    struct ssrf_entry *e;
+    size_t n;
+    uint64_t ttl_ms, blocked_ttl_ms;
+};
+
+struct ssrf_cache *ssrf_cache_new(size_t max_entries, uint64_t ttl_ms, uint64_t blocked_ttl_ms)
+{
+    struct ssrf_cache *c = xcalloc(1, sizeof *c);
+    c->n = max_entries ? max_entries : 1;
+    c->e = xcalloc(c->n, sizeof *c->e);
+    c->ttl_ms = ttl_ms;
+    c->blocked_ttl_ms = blocked_ttl_ms;
+    return c;
+}
+
+void ssrf_cache_free(struct ssrf_cache *c)
+{
+    if (!c)
+        return;
+    free(c->e);
+    free(c);
+}
+
+/* Host as the guard sees it: ASCII letters, digits, '.', '-', '_' only (no IPv6 literal). */
+static int host_ok(const char *h, size_t n)
+{
+    if (n == 0 || n > 255)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)h[i];
+        int alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+        if (!alpha && !(ch >= '0' && ch <= '9') && ch != '.' && ch != '-' && ch != '_')
+            return 0;
+    }
+    return 1;
+}
+
+int ssrf_cache_key(const char *url, char *key, size_t keylen)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL;
+    long long pn;
+    int rc = -1;
+    if (!u || !url || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+        goto done;
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0))
+        goto done;
+    if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host_ok(host, strlen(host)))
+        goto done;
+    if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+        parse_ll(port, 1, 65535, &pn) != 0)
+        goto done;
+    int n = snprintf(key, keylen, "%s:%lld", host, pn);
+    if (n < 0 || (size_t)n >= keylen)
+        goto done;
+    for (char *p = key; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    rc = 0;
+done:
+    if (rc != 0 && key && keylen)
+        key[0] = 0;
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+static struct ssrf_entry *find(struct ssrf_cache *c, const char *key, uint64_t now_ms)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        struct ssrf_entry *e = &c->e[i];
+        if (e->expires_ms && e->expires_ms <= now_ms)
+            e->expires_ms = 0; /* expired: free the slot */
+        if (e->expires_ms && !strcmp(e->key, key))
+            return e;
+    }
+    return NULL;
+}
+
+static void copy(char *dst, size_t len, const char *src)
+{
+    if (len)
+        snprintf(dst, len, "%s", src ? src : "");
+}
+
+enum ssrf_cache_hit ssrf_cache_get(struct ssrf_cache *c, const char *key, uint64_t now_ms,
+                                   char *pin, size_t pinlen, char *reason, size_t reasonlen)
+{
+    if (!key || !key[0])
+        return SSRF_CACHE_MISS;
+    struct ssrf_entry *e = find(c, key, now_ms);
+    if (!e)
+        return SSRF_CACHE_MISS;
+    if (e->blocked) {
+        copy(reason, reasonlen, e->reason);
+        return SSRF_CACHE_BLOCKED;
+    }
+    if (strlen(e->pin) >= pinlen)
+        return SSRF_CACHE_MISS;
+    copy(pin, pinlen, e->pin);
+    return SSRF_CACHE_ALLOWED;
+}
+
+int ssrf_cache_put(struct ssrf_cache *c, const char *key, uint64_t now_ms, int blocked,
+                   const char *pin, const char *reason)
+{
+    size_t kn = key ? strlen(key) : 0;
+    uint64_t ttl = blocked ? c->blocked_ttl_ms : c->ttl_ms;
+    if (kn == 0 || kn >= KEY_MAX || ttl == 0)
+        return 0;
+    if (!blocked && (!pin || strncmp(pin, key, kn) != 0 || pin[kn] != ':' || !pin[kn + 1] ||
+                     strlen(pin) >= PIN_MAX))
+        return 0; /* the pin must be for exactly this host:port */
+    struct ssrf_entry *e = find(c, key, now_ms);
+    if (!e) {
+        e = &c->e[0];
+        for (size_t i = 0; i < c->n; i++) {
+            if (!c->e[i].expires_ms) {
+                e = &c->e[i];
+                break;
+            }
+            if (c->e[i].expires_ms < e->expires_ms)
+                e = &c->e[i];
+        }
+    }
+    memset(e, 0, sizeof *e);
+    memcpy(e->key, key, kn + 1);
+    e->blocked = blocked ? 1 : 0;
+    if (blocked)
+        copy(e->reason, sizeof e->reason, reason);
+    else
+        copy(e->pin, sizeof e->pin, pin);
+    e->expires_ms = now_ms + ttl;
+    return 1;
+}
+
+size_t ssrf_cache_count(const struct ssrf_cache *c, uint64_t now_ms)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->e[i].expires_ms > now_ms)
+            k++;
+    return k;
+}
