@@ -578,28 +578,41 @@ void used_keys_note(struct used_keys *u, int64_t key_id)
     u->ids[u->n++] = key_id;
 }
 
+struct flush_op {
+    struct intake *in;
+    void (*done)(struct intake *in);
+};
+
 static void on_used_flushed(void *arg, PGresult *res, const char *err)
 {
-    (void)arg;
+    struct flush_op *f = arg;
     (void)res;
     if (err)
         msg_warn("last_used_at update failed: %s", err);
+    if (f->done)
+        f->done(f->in);
+    free(f);
 }
 
-void used_keys_flush(struct intake *in)
+void used_keys_flush(struct intake *in, void (*done)(struct intake *in))
 {
     struct used_keys *u = in->used_keys;
-    if (u->n == 0)
+    if (u->n == 0) {
+        if (done)
+            done(in);
         return;
+    }
     struct buf b;
     buf_init(&b);
     buf_puts(&b, "{");
     for (size_t i = 0; i < u->n; i++)
         buf_printf(&b, "%s%lld", i ? "," : "", (long long)u->ids[i]);
     buf_puts(&b, "}");
+    struct flush_op *f = xmalloc(sizeof *f);
+    *f = (struct flush_op){in, done};
     const char *params[1] = {b.data};
     pg_exec(in->pg, "UPDATE api_keys SET last_used_at = now() WHERE id = ANY($1::bigint[])", 1,
-            params, on_used_flushed, NULL);
+            params, on_used_flushed, f);
     buf_destroy(&b);
     u->n = 0;
 }

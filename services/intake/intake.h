@@ -46,6 +46,7 @@ struct intake {
     void *job_push; /* PUSH to the job bus */
     uv_signal_t sigterm, sigint;
     uv_timer_t housekeeping;
+    uv_timer_t drain_deadline; /* DRAIN_TIMEOUT_MS: then in-flight connections are closed */
     int draining;
     uint64_t started_ms;
 };
@@ -131,7 +132,8 @@ void auth_cache_invalidate(struct auth_cache *c, const char *prefix);
 /* last_used_at bookkeeping: remembered in memory, written in batches. */
 struct used_keys *used_keys_new(void);
 void used_keys_note(struct used_keys *u, int64_t key_id);
-void used_keys_flush(struct intake *in);
+/* Writes last_used_at of the keys used since the last flush; then done(in) if not NULL. */
+void used_keys_flush(struct intake *in, void (*done)(struct intake *in));
 void used_keys_free(struct used_keys *u);
 
 /* ingest.c */

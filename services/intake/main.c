@@ -34,7 +34,7 @@ static void on_key_change(void *arg, const char *channel, const char *payload)
 static void on_housekeeping(uv_timer_t *t)
 {
     struct intake *in = t->data;
-    used_keys_flush(in);
+    used_keys_flush(in, NULL);
     rl_cleanup(in);
     mappings_refresh(in);
     workflows_recover(in);
@@ -46,16 +46,28 @@ static void on_pool_closed(void *arg)
     in->pg = NULL;
 }
 
+static void close_pool(struct intake *in)
+{
+    pg_pool_close(in->pg, on_pool_closed, in);
+}
+
 static void on_drained(void *arg)
 {
     struct intake *in = arg;
     msg_info("drained: no request in flight, stopping");
-    used_keys_flush(in);
     uv_timer_stop(&in->housekeeping);
     uv_close((uv_handle_t *)&in->housekeeping, NULL);
+    uv_close((uv_handle_t *)&in->drain_deadline, NULL);
     uv_close((uv_handle_t *)&in->sigterm, NULL);
     uv_close((uv_handle_t *)&in->sigint, NULL);
-    pg_pool_close(in->pg, on_pool_closed, in);
+    used_keys_flush(in, close_pool); /* the last batch of last_used_at, then the pool */
+}
+
+static void on_drain_deadline(uv_timer_t *t)
+{
+    struct intake *in = t->data;
+    msg_warn("drain took longer than DRAIN_TIMEOUT_MS: closing the remaining connections");
+    http_server_close_all(in->http);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -65,6 +77,7 @@ static void on_signal(uv_signal_t *s, int signum)
         return;
     in->draining = 1;
     msg_info("received %s: draining", strsignal(signum));
+    uv_timer_start(&in->drain_deadline, on_drain_deadline, (uint64_t)in->cfg.drain_timeout_ms, 0);
     http_server_drain(in->http, on_drained, in);
 }
 
@@ -144,6 +157,8 @@ int main(void)
     uv_timer_init(in.loop, &in.housekeeping);
     in.housekeeping.data = &in;
     uv_timer_start(&in.housekeeping, on_housekeeping, 15000, 15000);
+    uv_timer_init(in.loop, &in.drain_deadline);
+    in.drain_deadline.data = &in;
     uv_signal_init(in.loop, &in.sigterm);
     uv_signal_init(in.loop, &in.sigint);
     in.sigterm.data = in.sigint.data = &in;
