@@ -248,6 +248,12 @@ class Stack:
             pass
         if problems:
             raise AssertionError("\n".join(problems))
+        for p in self.procs:  # kept only when something went wrong
+            try:
+                p.log.close()
+                os.unlink(p.log_path)
+            except OSError:
+                pass
 
     def logs(self):
         return "\n".join("== %s ==\n%s" % (p.name, p.text()[-3000:]) for p in self.procs)

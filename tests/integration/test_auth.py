@@ -259,6 +259,22 @@ def test_s7_unauthenticated_ip_limit_before_bcrypt():
         s.stop()
 
 
+def test_s7_valid_keys_never_spend_the_ip_budget():
+    # No verification cache: every request pays bcrypt, and still only keyless failures count.
+    s = Stack("s7e", env={"RATE_LIMIT_UNAUTHED_PER_MINUTE": 2, "AUTH_CACHE_TTL_SECONDS": 0})
+    try:
+        k = s.create_key("alerts:read")
+        wait_window_start()
+        codes = [s.request("GET", "/v1/alerts", key=k).status for _ in range(5)]
+        assert_eq(codes, [200] * 5)
+        codes = [s.request("GET", "/v1/alerts", key="cai_" + "Y" * 43).status for _ in range(3)]
+        assert_eq(codes, [401, 401, 429])
+        # the IP is over its budget now: refused before any bcrypt, even with a valid key
+        assert_eq(s.request("GET", "/v1/alerts", key=k).status, 429)
+    finally:
+        s.stop()
+
+
 def test_s8_trusted_proxy_count():
     s = Stack("s8", env={"RATE_LIMIT_UNAUTHED_PER_MINUTE": 2, "TRUSTED_PROXY_COUNT": 1})
     s0 = Stack("s8z", env={"RATE_LIMIT_UNAUTHED_PER_MINUTE": 2, "TRUSTED_PROXY_COUNT": 0})
