@@ -83,9 +83,13 @@ class Proc:
         return self.p.poll() is None
 
     def text(self):
-        self.log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+        if not self.log.closed:
+            self.log.flush()
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:  # removed after its stack passed
+            return ""
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.p.poll() is None:
