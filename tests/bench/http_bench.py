@@ -207,7 +207,10 @@ http {
     }
 }
 """ % {"port2": self.port_hdrs, "hdrs": hdrs,
-       "w": workers, "nofile": max_conns + 1024, "d": self.dir, "conns": max_conns + 512, "port": self.port,
+       "w": workers, "nofile": max_conns + 1024, "d": self.dir, "port": self.port,
+       # twice the held connections: nginx starts closing idle keep-alive connections well
+       # before worker_connections is reached ("reusing connections")
+       "conns": 2 * max_conns + 512,
        "locs": locs, "st": st, "body": q(body)}
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.conf, "w") as f:
