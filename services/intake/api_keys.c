@@ -71,48 +71,21 @@ static char *string_list(struct reqctx *rc, json_t *v, const char *field, int sc
 
 /* ---- list ------------------------------------------------------------------------------ */
 
-struct list_op {
-    struct reqctx *rc;
-    int page, page_size;
-};
-
-static void on_list(void *arg, PGresult *res, const char *err)
-{
-    struct list_op *op = arg;
-    struct reqctx *rc = op->rc;
-    if (!res || err) {
-        free(op);
-        reply_pg_failure(rc, res, err);
-        return;
-    }
-    json_t *items = json_array();
-    long long total = 0;
-    for (int r = 0; r < PQntuples(res); r++) {
-        json_array_append_new(items, json_loads(PQgetvalue(res, r, 0), 0, NULL));
-        total = atoll(PQgetvalue(res, r, 1));
-    }
-    if (PQntuples(res) == 0 && op->page > 1)
-        total = -1; /* unknown from this page; recount below is not worth a round trip */
-    reply_list(rc, items, total < 0 ? 0 : total, op->page, op->page_size);
-    free(op);
-}
-
 void route_list_api_keys(struct reqctx *rc)
 {
-    struct list_op *op = xcalloc(1, sizeof *op);
-    op->rc = rc;
-    if (parse_pagination(rc, &op->page, &op->page_size) != 0) {
-        free(op);
+    int page, page_size;
+    if (parse_pagination(rc, &page, &page_size) != 0)
         return;
-    }
     char limit[16], offset[24];
-    snprintf(limit, sizeof limit, "%d", op->page_size);
-    snprintf(offset, sizeof offset, "%lld", (long long)(op->page - 1) * op->page_size);
+    pagination_params(page, page_size, limit, offset);
     const char *params[2] = {limit, offset};
-    pg_exec(rc->in->pg,
-            "SELECT calseta_api_key_json(k)::text, count(*) OVER () FROM api_keys k "
-            "WHERE k.is_active ORDER BY k.created_at DESC, k.id DESC LIMIT $1 OFFSET $2",
-            2, params, on_list, op);
+    list_query(rc,
+               "WITH f AS (SELECT * FROM api_keys k WHERE k.is_active) "
+               "SELECT (SELECT count(*) FROM f), coalesce((SELECT json_agg(x.j ORDER BY x.n) "
+               "FROM (SELECT calseta_api_key_json(k) AS j, row_number() OVER (ORDER BY "
+               "k.created_at DESC, k.id DESC) AS n FROM f k ORDER BY k.created_at DESC, "
+               "k.id DESC LIMIT $1 OFFSET $2) x), '[]'::json)::text",
+               2, params, page, page_size, "API key not found.", NULL);
 }
 
 /* ---- create ---------------------------------------------------------------------------- */

@@ -281,10 +281,9 @@ void route_list_approvals(struct reqctx *rc)
         }
         wf_uuid = wfu;
     }
-    snprintf(limit, sizeof limit, "%d", page_size);
-    snprintf(offset, sizeof offset, "%lld", (long long)(page - 1) * page_size);
+    pagination_params(page, page_size, limit, offset);
     const char *params[4] = {status, wf_uuid, limit, offset};
-    wf_list_query(rc,
+    list_query(rc,
                   "WITH base AS (SELECT calseta_approval_json(a) AS j, row_number() OVER "
                   "(ORDER BY a.created_at DESC, a.id DESC) AS k FROM workflow_approval_requests a "
                   "WHERE ($2::uuid IS NULL OR a.workflow_id = "
@@ -293,7 +292,7 @@ void route_list_approvals(struct reqctx *rc)
                   " (SELECT coalesce(jsonb_agg(j ORDER BY k), '[]'::jsonb)::text FROM "
                   "(SELECT j, k FROM base WHERE $1::text IS NULL OR j->>'status' = $1 "
                   "ORDER BY k LIMIT $3 OFFSET $4) x)",
-                  4, params, page, page_size);
+                  4, params, page, page_size, "Workflow not found.", NULL);
 }
 
 /* ---- decide pages ------------------------------------------------------------------------ */

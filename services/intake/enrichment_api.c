@@ -692,44 +692,23 @@ void route_patch_provider(struct reqctx *rc)
 
 struct prov_op {
     struct reqctx *rc;
-    int page, page_size;
     const char *event; /* audit event on success, or NULL */
 };
 
-static void on_list(void *arg, PGresult *res, const char *err)
+static void finish_item(struct reqctx *rc, json_t *item)
 {
-    struct prov_op *op = arg;
-    struct reqctx *rc = op->rc;
-    if (!res || err) {
-        free(op);
-        reply_pg_failure(rc, res, err);
-        return;
-    }
-    json_t *items = json_array();
-    long long total = 0;
-    for (int r = 0; r < PQntuples(res); r++) {
-        json_t *p = json_loads(PQgetvalue(res, r, 0), 0, NULL);
-        enrich_provider_finish(rc->in->enrich, p);
-        json_array_append_new(items, p);
-        total = atoll(PQgetvalue(res, r, 1));
-    }
-    reply_list(rc, items, total, op->page, op->page_size);
-    free(op);
+    enrich_provider_finish(rc->in->enrich, item);
 }
 
 void route_list_providers(struct reqctx *rc)
 {
-    struct prov_op *op = xcalloc(1, sizeof *op);
-    op->rc = rc;
-    if (parse_pagination(rc, &op->page, &op->page_size) != 0) {
-        free(op);
+    int page, page_size;
+    if (parse_pagination(rc, &page, &page_size) != 0)
         return;
-    }
     char active[16] = "";
     const char *act = NULL;
     if (query_param(rc, "is_active", active, sizeof active)) {
         if (strcmp(active, "true") && strcmp(active, "false")) {
-            free(op);
             reply_validation_error(rc, "bool_parsing", "query", "is_active",
                                    "Input should be a valid boolean");
             return;
@@ -737,14 +716,16 @@ void route_list_providers(struct reqctx *rc)
         act = active;
     }
     char limit[16], offset[24];
-    snprintf(limit, sizeof limit, "%d", op->page_size);
-    snprintf(offset, sizeof offset, "%lld", (long long)(op->page - 1) * op->page_size);
+    pagination_params(page, page_size, limit, offset);
     const char *params[3] = {limit, offset, act};
-    pg_exec(rc->in->pg,
-            "SELECT " ENRICH_PROVIDER_JSON ", count(*) OVER () FROM enrichment_providers p "
-            "WHERE $3::boolean IS NULL OR p.is_active = $3::boolean "
-            "ORDER BY p.is_builtin DESC, p.provider_name LIMIT $1 OFFSET $2",
-            3, params, on_list, op);
+    list_query(rc,
+               "WITH f AS (SELECT * FROM enrichment_providers p "
+               "           WHERE $3::boolean IS NULL OR p.is_active = $3::boolean) "
+               "SELECT (SELECT count(*) FROM f), coalesce((SELECT json_agg(x.j ORDER BY x.n) "
+               "FROM (SELECT (" ENRICH_PROVIDER_JSON ")::json AS j, row_number() OVER (ORDER BY "
+               "p.is_builtin DESC, p.provider_name) AS n FROM f p ORDER BY p.is_builtin DESC, "
+               "p.provider_name LIMIT $1 OFFSET $2) x), '[]'::json)::text",
+               3, params, page, page_size, "Enrichment provider not found.", finish_item);
 }
 
 static void on_one(void *arg, PGresult *res, const char *err)

@@ -112,7 +112,6 @@ fail:
 
 struct ext_op {
     struct reqctx *rc;
-    int page, page_size;
     int bulk;
     const char *event;
     int empty;
@@ -250,54 +249,33 @@ void route_bulk_create_extractions(struct reqctx *rc)
     json_decref(rows);
 }
 
-static void on_list(void *arg, PGresult *res, const char *err)
-{
-    struct ext_op *op = arg;
-    struct reqctx *rc = op->rc;
-    if (!res || err) {
-        free(op);
-        reply_pg_failure(rc, res, err);
-        return;
-    }
-    json_t *items = json_array();
-    long long total = 0;
-    for (int r = 0; r < PQntuples(res); r++) {
-        json_array_append_new(items, json_loads(PQgetvalue(res, r, 0), 0, NULL));
-        total = atoll(PQgetvalue(res, r, 1));
-    }
-    reply_list(rc, items, total, op->page, op->page_size);
-    free(op);
-}
-
 void route_list_extractions(struct reqctx *rc)
 {
-    struct ext_op *op = xcalloc(1, sizeof *op);
-    op->rc = rc;
-    if (parse_pagination(rc, &op->page, &op->page_size) != 0) {
-        free(op);
+    int page, page_size;
+    if (parse_pagination(rc, &page, &page_size) != 0)
         return;
-    }
     char prov[128], type[32], act[16];
     const char *pp = query_param(rc, "provider_name", prov, sizeof prov) ? prov : NULL;
     const char *tp = query_param(rc, "indicator_type", type, sizeof type) ? type : NULL;
     const char *ap = query_param(rc, "is_active", act, sizeof act) ? act : NULL;
     if (ap && strcmp(ap, "true") && strcmp(ap, "false")) {
-        free(op);
         reply_validation_error(rc, "bool_parsing", "query", "is_active",
                                "Input should be a valid boolean");
         return;
     }
     char limit[16], offset[24];
-    snprintf(limit, sizeof limit, "%d", op->page_size);
-    snprintf(offset, sizeof offset, "%lld", (long long)(op->page - 1) * op->page_size);
+    pagination_params(page, page_size, limit, offset);
     const char *params[5] = {limit, offset, pp, tp, ap};
-    pg_exec(rc->in->pg,
-            "SELECT " EXTRACTION_JSON ", count(*) OVER () FROM enrichment_field_extractions x "
-            "WHERE ($3::text IS NULL OR x.provider_name = $3) "
-            "AND ($4::text IS NULL OR x.indicator_type = $4) "
-            "AND ($5::boolean IS NULL OR x.is_active = $5::boolean) "
-            "ORDER BY x.provider_name, x.indicator_type, x.id LIMIT $1 OFFSET $2",
-            5, params, on_list, op);
+    list_query(rc,
+               "WITH f AS (SELECT * FROM enrichment_field_extractions x "
+               "           WHERE ($3::text IS NULL OR x.provider_name = $3) "
+               "             AND ($4::text IS NULL OR x.indicator_type = $4) "
+               "             AND ($5::boolean IS NULL OR x.is_active = $5::boolean)) "
+               "SELECT (SELECT count(*) FROM f), coalesce((SELECT json_agg(y.j ORDER BY y.n) "
+               "FROM (SELECT (" EXTRACTION_JSON ")::json AS j, row_number() OVER (ORDER BY "
+               "x.provider_name, x.indicator_type, x.id) AS n FROM f x ORDER BY x.provider_name, "
+               "x.indicator_type, x.id LIMIT $1 OFFSET $2) y), '[]'::json)::text",
+               5, params, page, page_size, "Field extraction not found.", NULL);
 }
 
 void route_get_extraction(struct reqctx *rc)

@@ -110,6 +110,15 @@ int reply_if_pg_failed(struct reqctx *rc, PGresult *res, const char *err);
 const char *path_param(struct reqctx *rc, size_t i, char *buf, size_t buflen);
 /* Query parameter lookup (URL-decoded); returns 1 if present. */
 int query_param(struct reqctx *rc, const char *name, char *out, size_t outlen);
+/* Runs a list query whose one row is (total, JSON array of the page's items) - the shape that
+ * still knows the total past the last page - and replies the list envelope; no row or a NULL
+ * array → 404 with not_found (the parent of the list is missing). each (may be NULL) may
+ * adjust every item before the reply. */
+void list_query(struct reqctx *rc, const char *sql, int nparams, const char *const *params,
+                int page, int page_size, const char *not_found,
+                void (*each)(struct reqctx *rc, json_t *item));
+/* LIMIT and OFFSET parameters of a page. */
+void pagination_params(int page, int page_size, char limit[16], char offset[24]);
 /* page/page_size per the reference: defaults 1/50, page_size 1..500, 422 on violations. */
 int parse_pagination(struct reqctx *rc, int *page, int *page_size);
 /* Validates a path uuid (422 VALIDATION_ERROR on failure, then returns -1). */

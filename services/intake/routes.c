@@ -227,6 +227,54 @@ void reply_db_unavailable(struct reqctx *rc)
                 "The database is unavailable; nothing was changed. Retry later.", NULL);
 }
 
+/* ---- list routes ---------------------------------------------------------------------------- */
+
+struct list_op {
+    struct reqctx *rc;
+    int page, page_size;
+    const char *not_found;
+    void (*each)(struct reqctx *rc, json_t *item);
+};
+
+static void on_list(void *arg, PGresult *res, const char *err)
+{
+    struct list_op *op = arg;
+    struct reqctx *rc = op->rc;
+    struct list_op o = *op;
+    free(op);
+    if (reply_if_pg_failed(rc, res, err) != 0)
+        return;
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 1)) {
+        reply_error(rc, 404, "NOT_FOUND", o.not_found, NULL);
+        return;
+    }
+    json_t *items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+    if (!json_is_array(items)) {
+        json_decref(items);
+        items = json_array();
+    }
+    size_t i;
+    json_t *item;
+    if (o.each)
+        json_array_foreach(items, i, item) o.each(rc, item);
+    reply_list(rc, items, atoll(PQgetvalue(res, 0, 0)), o.page, o.page_size);
+}
+
+void list_query(struct reqctx *rc, const char *sql, int nparams, const char *const *params,
+                int page, int page_size, const char *not_found,
+                void (*each)(struct reqctx *rc, json_t *item))
+{
+    struct list_op *op = xcalloc(1, sizeof *op);
+    *op = (struct list_op){rc, page, page_size, not_found, each};
+    pg_exec(rc->in->pg, sql, nparams, params, on_list, op);
+}
+
+void pagination_params(int page, int page_size, char limit[16], char offset[24])
+{
+    snprintf(limit, 16, "%d", page_size);
+    snprintf(offset, 24, "%lld", (long long)(page - 1) * page_size);
+}
+
 /* ---- request helpers ------------------------------------------------------------------------ */
 
 const char *path_param(struct reqctx *rc, size_t i, char *buf, size_t buflen)

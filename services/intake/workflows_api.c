@@ -25,37 +25,6 @@
 
 /* ---- shared helpers ----------------------------------------------------------------------- */
 
-struct list_op {
-    struct reqctx *rc;
-    int page, page_size;
-};
-
-static void on_list(void *arg, PGresult *res, const char *err)
-{
-    struct list_op *op = arg;
-    struct reqctx *rc = op->rc;
-    int page = op->page, page_size = op->page_size;
-    free(op);
-    if (reply_if_pg_failed(rc, res, err) != 0)
-        return;
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 1)) {
-        reply_error(rc, 404, "NOT_FOUND", "Workflow not found.", NULL);
-        return;
-    }
-    json_t *items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
-    reply_list(rc, items ? items : json_array(), atoll(PQgetvalue(res, 0, 0)), page, page_size);
-}
-
-void wf_list_query(struct reqctx *rc, const char *sql, int nparams, const char **params, int page,
-                   int page_size)
-{
-    struct list_op *op = xcalloc(1, sizeof *op);
-    op->rc = rc;
-    op->page = page;
-    op->page_size = page_size;
-    pg_exec(rc->in->pg, sql, nparams, params, on_list, op);
-}
-
 /* ---- field checks ------------------------------------------------------------------------- */
 
 enum fkind { F_STR, F_INT, F_BOOL, F_ENUM, F_ENUMLIST, F_STRLIST, F_SECRETLIST };
@@ -464,12 +433,6 @@ static const char *order_clause(struct reqctx *rc)
     return NULL;
 }
 
-static void pagination_params(int page, int page_size, char limit[16], char offset[24])
-{
-    snprintf(limit, 16, "%d", page_size);
-    snprintf(offset, 24, "%lld", (long long)(page - 1) * page_size);
-}
-
 void route_list_workflows(struct reqctx *rc)
 {
     int page, page_size;
@@ -510,7 +473,7 @@ void route_list_workflows(struct reqctx *rc)
         "'[]'::jsonb)::text FROM (SELECT j, k FROM base ORDER BY k LIMIT $5 OFFSET $6) x)",
         order);
     const char *params[6] = {t, s, r, a, limit, offset};
-    wf_list_query(rc, sql, 6, params, page, page_size);
+    list_query(rc, sql, 6, params, page, page_size, "Workflow not found.", NULL);
     free(sql);
 }
 
@@ -529,7 +492,7 @@ static void list_runs(struct reqctx *rc, const char *wf_uuid, int must_exist)
         return;
     pagination_params(page, page_size, limit, offset);
     const char *params[5] = {wf_uuid, st, limit, offset, must_exist ? "t" : "f"};
-    wf_list_query(rc,
+    list_query(rc,
                   "WITH base AS (SELECT calseta_workflow_run_json(r) AS j, row_number() OVER "
                   "(ORDER BY r.created_at DESC, r.id DESC) AS k FROM workflow_runs r "
                   "WHERE ($1::uuid IS NULL OR r.workflow_id = "
@@ -539,7 +502,7 @@ static void list_runs(struct reqctx *rc, const char *wf_uuid, int must_exist)
                   "(SELECT 1 FROM workflows WHERE uuid = $1::uuid) THEN "
                   "(SELECT coalesce(jsonb_agg(j ORDER BY k), '[]'::jsonb)::text FROM "
                   "(SELECT j, k FROM base ORDER BY k LIMIT $3 OFFSET $4) x) END",
-                  5, params, page, page_size);
+                  5, params, page, page_size, "Workflow not found.", NULL);
 }
 
 void route_workflow_runs(struct reqctx *rc)
@@ -572,7 +535,7 @@ void route_workflow_versions(struct reqctx *rc)
         return;
     pagination_params(page, page_size, limit, offset);
     const char *params[3] = {uuid, limit, offset};
-    wf_list_query(rc,
+    list_query(rc,
                   "WITH w AS (SELECT id FROM workflows WHERE uuid = $1), "
                   "base AS (SELECT jsonb_build_object('version', v.version, 'code_preview', "
                   "left(v.code, 120), 'saved_at', calseta_ts(v.saved_at)) AS j, row_number() "
@@ -581,7 +544,7 @@ void route_workflow_versions(struct reqctx *rc)
                   "SELECT (SELECT count(*) FROM base), CASE WHEN EXISTS (SELECT 1 FROM w) THEN "
                   "(SELECT coalesce(jsonb_agg(j ORDER BY k), '[]'::jsonb)::text FROM "
                   "(SELECT j, k FROM base ORDER BY k LIMIT $2 OFFSET $3) x) END",
-                  3, params, page, page_size);
+                  3, params, page, page_size, "Workflow not found.", NULL);
 }
 
 /* ---- secrets ------------------------------------------------------------------------------ */
@@ -592,7 +555,7 @@ void route_list_workflow_secrets(struct reqctx *rc)
     if (require_uuid_param(rc, 0, uuid) != 0)
         return;
     const char *params[1] = {uuid};
-    wf_list_query(rc,
+    list_query(rc,
                   "WITH w AS (SELECT * FROM workflows WHERE uuid = $1), "
                   "n AS (SELECT unnest(w.secret_names) AS name FROM w UNION "
                   "SELECT s.name FROM workflow_secrets s JOIN w ON s.workflow_id = w.id) "
@@ -602,7 +565,7 @@ void route_list_workflow_secrets(struct reqctx *rc)
                   "calseta_ts(s.updated_at)) ORDER BY n.name), '[]'::jsonb)::text "
                   "FROM n CROSS JOIN w LEFT JOIN workflow_secrets s "
                   "ON s.workflow_id = w.id AND s.name = n.name) END",
-                  1, params, 1, 500);
+                  1, params, 1, 500, "Workflow not found.", NULL);
 }
 
 struct secret_op {

@@ -73,8 +73,5 @@ void route_teams_callback(struct reqctx *rc);
 /* Shared helpers (workflows_api.c). */
 
 /* Generic SQL completion: NULL/error → 503/422/500 and returns -1 (replied). */
-/* Paginated list from "SELECT total, json_agg" style results: column 0 total, column 1 items. */
-void wf_list_query(struct reqctx *rc, const char *sql, int nparams, const char **params,
-                   int page, int page_size);
 
 #endif

@@ -113,6 +113,8 @@ def test_api_key_management_bodies():
         assert_eq(r.json()["data"]["allowed_sources"], None)
         r = s.request("PATCH", "/v1/api-keys/" + d["uuid"], key=admin, body={"is_active": False})
         assert_eq(r.json()["data"]["is_active"], False)
+        past = s.request("GET", "/v1/api-keys?page=50&page_size=10", key=admin).json()
+        assert_eq((past["data"], past["meta"]["total"] >= 1, past["meta"]["page"]), ([], True, 50))
         lst = s.request("GET", "/v1/api-keys", key=admin).json()
         assert d["uuid"] not in [x["uuid"] for x in lst["data"]]
         assert_eq(s.request("GET", "/v1/api-keys/" + d["uuid"], key=admin).json()["data"]["is_active"], False)
