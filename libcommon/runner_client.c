@@ -18,6 +18,7 @@
 #define DEFAULT_VALIDATE_MS 15000
 #define DEFAULT_RUN_EXTRA_MS 15000
 #define SWEEP_MS 100
+#define UNSENT_WAIT_MS 3000
 #define MAX_REPLY_BYTES (32LL * 1024 * 1024)
 
 struct pending {
@@ -25,6 +26,10 @@ struct pending {
     uint64_t id;
     uint64_t deadline_ms;
     int is_run;
+    int unsent;          /* not yet handed to a connected runner */
+    uint64_t queued_ms;
+    uint64_t send_by_ms; /* ...and given up (RUNNER_CLIENT_UNSENT) after this */
+    struct buf msg;      /* the request while unsent (wiped: a run carries secrets) */
     runner_validate_cb vcb;
     runner_run_cb rcb;
     void *arg;
@@ -45,13 +50,21 @@ struct runner_client {
     int run_extra_ms;
 };
 
+static void pending_free(struct pending *p)
+{
+    if (p->msg.data)
+        explicit_bzero(p->msg.data, p->msg.len);
+    buf_destroy(&p->msg);
+    free(p);
+}
+
 static void finish(struct pending *p, int status, const struct runner_msg *m)
 {
     if (p->is_run)
         p->rcb(p->arg, status, m ? &m->result : NULL);
     else
         p->vcb(p->arg, status, m ? &m->validation : NULL);
-    free(p);
+    pending_free(p);
 }
 
 static struct pending *take(struct runner_client *c, uint64_t id)
@@ -129,6 +142,19 @@ static void on_kick(uv_timer_t *t)
     drain(t->data);
 }
 
+/* Hands an unsent request to a runner if one is connected now; its wait starts then. */
+static int try_send(struct runner_client *c, struct pending *p)
+{
+    if (zmq_send(c->sock, p->msg.data, p->msg.len, ZMQ_DONTWAIT) < 0)
+        return -1;
+    p->unsent = 0;
+    p->deadline_ms += now_mono_ms() - p->queued_ms;
+    explicit_bzero(p->msg.data, p->msg.len);
+    buf_destroy(&p->msg);
+    buf_init(&p->msg);
+    return 0;
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     struct runner_client *c = t->data;
@@ -136,7 +162,10 @@ static void on_sweep(uv_timer_t *t)
     struct pending **pp = &c->pending;
     while (*pp) {
         struct pending *p = *pp;
-        if (p->deadline_ms <= now) {
+        if (p->unsent && try_send(c, p) != 0 && now >= p->send_by_ms) {
+            *pp = p->next;
+            finish(p, RUNNER_CLIENT_UNSENT, NULL);
+        } else if (!p->unsent && p->deadline_ms <= now) {
             *pp = p->next;
             finish(p, RUNNER_CLIENT_TIMEOUT, NULL);
         } else {
@@ -148,11 +177,34 @@ static void on_sweep(uv_timer_t *t)
     drain(c);
 }
 
+/* Connects to every endpoint of a comma-separated list (one per runner host). */
+static int connect_all(void *sock, const char *list, char *err, size_t errlen)
+{
+    char *copy = xstrdup(list), *save = NULL;
+    int n = 0, rc = 0;
+    err[0] = 0;
+    for (char *e = strtok_r(copy, ", ", &save); e; e = strtok_r(NULL, ", ", &save)) {
+        if (zmq_connect(sock, e) != 0) {
+            snprintf(err, errlen, "runner client: cannot connect to %s: %s", e,
+                     zmq_strerror(errno));
+            rc = -1;
+            break;
+        }
+        n++;
+    }
+    if (rc == 0 && n == 0) {
+        snprintf(err, errlen, "runner client: RUNNER_ENDPOINT is empty");
+        rc = -1;
+    }
+    free(copy);
+    return rc;
+}
+
 struct runner_client *runner_client_new(uv_loop_t *loop, const char *endpoint, char *err,
                                         size_t errlen)
 {
     struct runner_client *c = xcalloc(1, sizeof *c);
-    int linger = 0, fd;
+    int linger = 0, fd, immediate = 1;
     int64_t maxmsg = MAX_REPLY_BYTES;
     size_t fdlen = sizeof fd;
     c->loop = loop;
@@ -162,9 +214,11 @@ struct runner_client *runner_client_new(uv_loop_t *loop, const char *endpoint, c
     c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (zmq_connect(c->sock, endpoint) != 0 || zmq_getsockopt(c->sock, ZMQ_FD, &fd, &fdlen) != 0) {
-        snprintf(err, errlen, "runner client: cannot connect to %s: %s", endpoint,
-                 zmq_strerror(errno));
+    zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &immediate, sizeof immediate);
+    if (connect_all(c->sock, endpoint, err, errlen) != 0 ||
+        zmq_getsockopt(c->sock, ZMQ_FD, &fd, &fdlen) != 0) {
+        if (!err[0])
+            snprintf(err, errlen, "runner client: %s", zmq_strerror(errno));
         zmq_close(c->sock);
         zmq_ctx_term(c->zctx);
         free(c);
@@ -215,12 +269,18 @@ void runner_client_free(struct runner_client *c)
 static uint64_t submit(struct runner_client *c, struct pending *p, const struct buf *msg,
                        int wait_ms)
 {
-    p->deadline_ms = now_mono_ms() + (uint64_t)wait_ms;
+    p->queued_ms = now_mono_ms();
+    p->deadline_ms = p->queued_ms + (uint64_t)wait_ms;
     p->next = c->pending;
     c->pending = p;
-    if (zmq_send(c->sock, msg->data, msg->len, ZMQ_DONTWAIT) < 0)
-        msg_warn("runner client: request %llu not sent (%s); it will time out",
-                 (unsigned long long)p->id, zmq_strerror(errno));
+    buf_init(&p->msg);
+    if (zmq_send(c->sock, msg->data, msg->len, ZMQ_DONTWAIT) < 0) {
+        /* No runner connected (ZMQ_IMMEDIATE): retried by the sweep for a short while, so a
+         * runner that is (re)starting is waited for, then answered RUNNER_CLIENT_UNSENT. */
+        p->unsent = 1;
+        p->send_by_ms = p->queued_ms + UNSENT_WAIT_MS;
+        buf_append(&p->msg, msg->data, msg->len);
+    }
     if (!uv_is_active((uv_handle_t *)&c->sweep))
         uv_timer_start(&c->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     uv_timer_start(&c->kick, on_kick, 0, 0);

@@ -37,7 +37,6 @@ static void on_housekeeping(uv_timer_t *t)
     used_keys_flush(in, NULL);
     rl_cleanup(in);
     mappings_refresh(in);
-    workflows_recover(in);
 }
 
 static void on_pool_closed(void *arg)

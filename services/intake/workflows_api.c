@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- shared helpers ----------------------------------------------------------------------- */
 
@@ -682,19 +683,48 @@ void route_delete_workflow_secret(struct reqctx *rc)
 
 /* ---- module state ------------------------------------------------------------------------- */
 
-static void on_recovered(void *arg, PGresult *res, const char *err)
+/* ---- the run sweep ------------------------------------------------------------------------ */
+
+#define SWEEP_MS 1000
+#define SWEEP_MIN_AGE_MS 1000
+
+static void on_claimable(void *arg, PGresult *res, const char *err)
 {
-    (void)arg;
+    struct workflows *wf = arg;
+    wf->sweeping = 0;
     if (!res || err) {
-        msg_warn("workflow run recovery failed: %s", err ? err : "database unavailable");
+        msg_warn("workflow run sweep failed: %s", err ? err : "database unavailable");
         return;
     }
-    int n = atoi(PQgetvalue(res, 0, 0));
-    if (n > 0) {
-        json_t *f = json_pack("{s:i}", "count", n);
-        log_event(LOG_WARN, "workflow_runs_recovered", f);
-        json_decref(f);
-    }
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++)
+        if (wf_run_start(wf, PQgetvalue(res, i, 0)) != 0)
+            break;
+}
+
+static void sweep(struct workflows *wf)
+{
+    int room = wf->max_inflight - wf->inflight;
+    if (wf->sweeping || wf->stopping || wf->freed || !wf->in->pg || !wf->runner || room <= 0 ||
+        uv_now(wf->in->loop) < wf->sweep_paused_until)
+        return;
+    char age[16], lim[16];
+    snprintf(age, sizeof age, "%d", SWEEP_MIN_AGE_MS);
+    snprintf(lim, sizeof lim, "%d", room);
+    const char *params[2] = {age, lim};
+    wf->sweeping = 1;
+    pg_exec(wf->in->pg, "SELECT calseta_workflow_runs_claimable($1::int, $2::int)::text", 2,
+            params, on_claimable, wf);
+}
+
+static void on_sweep_timer(uv_timer_t *t)
+{
+    sweep(t->data);
+}
+
+void wf_sweep_kick(struct workflows *wf)
+{
+    sweep(wf);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -707,11 +737,12 @@ static void on_handle_closed(uv_handle_t *h)
 static void close_handles(struct workflows *wf)
 {
     if (wf->runner) {
-        runner_client_free(wf->runner); /* runs still waiting stay 'running': recovered later */
+        runner_client_free(wf->runner); /* runs still waiting: their leases expire, others take them */
         wf->runner = NULL;
     }
     if (uv_is_closing((uv_handle_t *)&wf->stop_wait))
         return;
+    uv_close((uv_handle_t *)&wf->sweep, on_handle_closed);
     uv_close((uv_handle_t *)&wf->stop_wait, on_handle_closed);
     uv_close((uv_handle_t *)&wf->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&wf->sigint, on_handle_closed);
@@ -735,7 +766,19 @@ static void on_stop_signal(uv_signal_t *s, int signum)
     if (wf->stopping)
         return;
     wf->stopping = (int)uv_now(wf->in->loop) | 1;
+    uv_timer_stop(&wf->sweep);
     uv_timer_start(&wf->stop_wait, on_stop_wait, 100, 100);
+}
+
+/* intake:<host>:<pid>:<random>, unique per process start. */
+static void lease_owner(char *out, size_t outlen)
+{
+    char host[64] = "?";
+    uint8_t r[4];
+    gethostname(host, sizeof host - 1);
+    crypto_random(r, sizeof r);
+    snprintf(out, outlen, "intake:%s:%d:%02x%02x%02x%02x", host, (int)getpid(), r[0], r[1], r[2],
+             r[3]);
 }
 
 static char *setting_dup(const struct config *c, const char *name, const char *dflt)
@@ -773,37 +816,28 @@ void workflows_api_init(struct intake *in)
     wf->base_url = setting_dup(&in->cfg, "CALSETA_BASE_URL", "http://localhost:8000");
     wf->approval_default_timeout =
         setting_int(&in->cfg, "APPROVAL_DEFAULT_TIMEOUT_SECONDS", 1, 30LL * 86400, 3600);
-    wf->run_grace_seconds = setting_int(&in->cfg, "WORKFLOW_RUN_GRACE_SECONDS", 0, 86400, 120);
+    wf->run_grace_seconds = setting_int(&in->cfg, "WORKFLOW_RUN_GRACE_SECONDS", 1, 86400, 30);
+    wf->max_attempts = setting_int(&in->cfg, "WORKFLOW_RUN_MAX_ATTEMPTS", 1, 100, 3);
+    wf->max_inflight = setting_int(&in->cfg, "WORKFLOW_MAX_INFLIGHT", 1, 10000, 8);
+    lease_owner(wf->owner, sizeof wf->owner);
+    if (wf->runner) /* a sent run is given back after its timeout + the grace without answer */
+        runner_client_set_timeouts(wf->runner, 0, wf->run_grace_seconds * 1000);
     if (!wf->slack_signing_secret)
         msg_info("SLACK_SIGNING_SECRET is not set: Slack approval callbacks are refused (403)");
 
     uv_timer_init(in->loop, &wf->stop_wait);
+    uv_timer_init(in->loop, &wf->sweep);
     uv_signal_init(in->loop, &wf->sigterm);
     uv_signal_init(in->loop, &wf->sigint);
-    wf->stop_wait.data = wf->sigterm.data = wf->sigint.data = wf;
-    wf->open_handles = 3;
+    wf->stop_wait.data = wf->sweep.data = wf->sigterm.data = wf->sigint.data = wf;
+    wf->open_handles = 4;
     uv_signal_start(&wf->sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&wf->sigint, on_stop_signal, SIGINT);
     uv_unref((uv_handle_t *)&wf->sigterm);
     uv_unref((uv_handle_t *)&wf->sigint);
     uv_unref((uv_handle_t *)&wf->stop_wait);
-
-    workflows_recover(in);
-}
-
-/* Runs whose process stopped (intake or runner killed) never stay 'queued'/'running': once
- * their timeout plus the grace has passed they are failed. At start and every housekeeping
- * tick, so a dead runner is noticed without an intake restart. */
-void workflows_recover(struct intake *in)
-{
-    struct workflows *wf = in->workflows;
-    if (!wf)
-        return;
-    char grace[16];
-    snprintf(grace, sizeof grace, "%d", wf->run_grace_seconds);
-    const char *params[1] = {grace};
-    pg_exec(in->pg, "SELECT calseta_workflow_runs_recover($1::int)", 1, params, on_recovered,
-            NULL);
+    uv_timer_start(&wf->sweep, on_sweep_timer, 0, SWEEP_MS);
+    uv_unref((uv_handle_t *)&wf->sweep);
 }
 
 void workflows_api_free(struct intake *in)

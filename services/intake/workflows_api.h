@@ -9,7 +9,9 @@
  *
  * Settings read here (not in struct config): SLACK_SIGNING_SECRET (unset: Slack callbacks are
  * refused, SPEC §5 fix 10), APPROVAL_DEFAULT_TIMEOUT_SECONDS (3600), CALSETA_BASE_URL
- * (decide links), WORKFLOW_RUN_GRACE_SECONDS (120: crash recovery of stale runs).
+ * (decide links), WORKFLOW_RUN_GRACE_SECONDS (30: a run's lease is its timeout + this, and a sent run
+ * without an answer after as long is given back),
+ * WORKFLOW_RUN_MAX_ATTEMPTS (3), WORKFLOW_MAX_INFLIGHT (8 runs per intake process).
  */
 #ifndef CALSETA_WORKFLOWS_API_H
 #define CALSETA_WORKFLOWS_API_H
@@ -27,18 +29,26 @@ struct workflows {
     char *slack_signing_secret; /* NULL: Slack callbacks refused */
     char *base_url;
     int approval_default_timeout;
-    int run_grace_seconds;
+    int run_grace_seconds; /* lease = the workflow's timeout + this */
+    int max_attempts;      /* a run is taken at most this many times */
+    int max_inflight;      /* runs this process has taken and not finished, at most */
+    int inflight;
+    char owner[96];        /* lease owner: intake:<host>:<pid>:<random> */
+    uv_timer_t sweep;      /* takes queued runs and expired leases */
+    int sweeping;
+    uint64_t sweep_paused_until; /* after "no runner connected", loop time in ms */
     uv_signal_t sigterm, sigint; /* stop the runner client when the intake drains */
     uv_timer_t stop_wait;
     int stopping, open_handles, freed;
 };
 
-/* Once, after mappings_refresh(): runner client, settings, recovery of stale runs. */
+/* Once, after mappings_refresh(): runner client, settings, the run sweep. */
 void workflows_api_init(struct intake *in);
 /* After uv_run() returned; leaves no handle open (run the loop once more afterwards). */
 void workflows_api_free(struct intake *in);
-/* Fails runs left behind by a stopped process (see workflows_api.c). */
-void workflows_recover(struct intake *in);
+/* Takes queued runs and runs under an expired lease, up to the free slots (see workflows_run.c);
+ * every second, and at once after a slot frees up. */
+void wf_sweep_kick(struct workflows *wf);
 
 /* workflows_api.c */
 void route_list_workflows(struct reqctx *rc);
@@ -57,8 +67,9 @@ void route_delete_workflow_secret(struct reqctx *rc);
 /* workflows_run.c */
 void route_execute_workflow(struct reqctx *rc);
 void route_test_workflow(struct reqctx *rc);
-/* Takes the queued run and sends it to the runner; the outcome is recorded later. */
-void wf_run_start(struct workflows *wf, const char *run_uuid);
+/* Takes the queued run under a lease and sends it to a runner; the outcome is recorded later.
+ * -1 when this process has no free slot (the run stays queued for the sweep). */
+int wf_run_start(struct workflows *wf, const char *run_uuid);
 
 /* approvals.c */
 void route_list_approvals(struct reqctx *rc);

@@ -1,12 +1,16 @@
 /*
  * workflows_run.c - POST /v1/workflows/{uuid}/execute and /test, and the run pipeline.
  *
- * Execute commits first (calseta_workflow_execute: a queued run, or a pending approval when
- * the gate applies), answers 202, then takes the run (calseta_workflow_run_claim: status
- * running, the current code, indicator/alert contexts, the allowed secrets as Fernet tokens),
- * sends RUN to the runner and records the outcome (calseta_workflow_run_complete). Secrets are
+ * Runs are leased jobs (migrations/0006_workflow_leases.sql). Execute commits first
+ * (calseta_workflow_execute: a queued run, or a pending approval when the gate applies) and
+ * answers 202; then, if this process has a free slot (WORKFLOW_MAX_INFLIGHT), it takes the run
+ * under a lease (calseta_workflow_run_claim: status running, attempt + 1, the current code,
+ * indicator/alert contexts, the allowed secrets as Fernet tokens), sends RUN to a runner over
+ * ZeroMQ and records the outcome as the lease holder (calseta_workflow_run_finish). No answer
+ * (runner died) or no runner connected → the run is given back (calseta_workflow_run_release)
+ * and taken again; if this process dies, its lease expires. A sweep every second (wf_sweep in
+ * workflows_api.c) takes queued runs and expired leases, so no run is lost. Secrets are
  * decrypted into locked memory only to build the request and wiped as soon as it is encoded.
- * A run whose process dies stays queued/running and is failed at the next intake start.
  * Test runs synchronously through the same runner with a synthetic indicator and stores nothing.
  */
 #include "workflows_api.h"
@@ -108,65 +112,105 @@ static json_t *result_json(const struct runner_result *r)
                      r->message ? r->message : "", "data", data);
 }
 
-/* ---- the asynchronous run ---------------------------------------------------------------- */
+/* ---- the asynchronous run: claim under a lease → RUN → finish or release --------------- */
+
+#define NO_RUNNER_PAUSE_MS 5000
 
 struct run_op {
     struct workflows *wf;
     char run_uuid[37];
+    char attempt[12];
 };
 
-static void on_completed(void *arg, PGresult *res, const char *err)
+static void run_op_done(struct run_op *op)
+{
+    struct workflows *wf = op->wf;
+    wf->inflight--;
+    free(op);
+    wf_sweep_kick(wf); /* a slot is free: take the next queued run */
+}
+
+static void on_finished(void *arg, PGresult *res, const char *err)
 {
     struct run_op *op = arg;
     if (!res || err)
-        msg_error("workflow run %s: recording the outcome failed: %s", op->run_uuid,
-                  err ? err : "database unavailable");
-    free(op);
+        msg_error("workflow run %s: recording the outcome failed (the lease will expire and the "
+                  "run be taken again): %s",
+                  op->run_uuid, err ? err : "database unavailable");
+    else if (PQgetisnull(res, 0, 0))
+        msg_warn("workflow run %s: attempt %s lost its lease; its outcome was not recorded",
+                 op->run_uuid, op->attempt);
+    run_op_done(op);
 }
 
-static void run_complete(struct run_op *op, const char *status, json_t *result, const char *log,
-                         int64_t duration_ms)
+static void run_finish(struct run_op *op, const char *status, json_t *result, const char *log,
+                       int64_t duration_ms)
 {
     struct intake *in = op->wf->in;
-    json_t *f = json_pack("{s:s,s:s,s:I}", "run_uuid", op->run_uuid, "status", status,
-                          "duration_ms", (json_int_t)duration_ms);
+    json_t *f = json_pack("{s:s,s:s,s:I,s:s}", "run_uuid", op->run_uuid, "status", status,
+                          "duration_ms", (json_int_t)duration_ms, "attempt", op->attempt);
     log_event(LOG_INFO, "workflow_run_completed", f);
     json_decref(f);
     if (!in->pg) {
         json_decref(result);
-        free(op);
+        run_op_done(op);
         return;
     }
     char *res = json_dumps(result, JSON_COMPACT);
     char dur[24];
     snprintf(dur, sizeof dur, "%lld", (long long)(duration_ms > INT32_MAX ? INT32_MAX : duration_ms));
-    const char *params[5] = {op->run_uuid, status, res, log ? log : "", dur};
+    const char *params[7] = {op->run_uuid, op->wf->owner, op->attempt, status, res,
+                             log ? log : "", dur};
     pg_exec(in->pg,
-            "SELECT calseta_workflow_run_complete($1::uuid, $2, $3::jsonb, $4, $5::int)::text", 5,
-            params, on_completed, op);
+            "SELECT calseta_workflow_run_finish($1::uuid, $2, $3::int, $4, $5::jsonb, $6, "
+            "$7::int)::text",
+            7, params, on_finished, op);
     free(res);
     json_decref(result);
 }
 
-static void run_fail(struct run_op *op, const char *message)
+static void on_released(void *arg, PGresult *res, const char *err)
 {
-    run_complete(op, "failed",
-                 json_pack("{s:b,s:s,s:{}}", "success", 0, "message", message, "data"), "", 0);
+    struct run_op *op = arg;
+    if (!res || err)
+        msg_warn("workflow run %s: giving it back failed (its lease will expire): %s",
+                 op->run_uuid, err ? err : "database unavailable");
+    run_op_done(op);
+}
+
+/* No runner answered (unsent: none was connected): the run goes back to the queue, to be taken
+ * again by the sweep of any intake; a sent attempt counts towards the attempt limit. */
+static void run_release(struct run_op *op, int unsent)
+{
+    struct intake *in = op->wf->in;
+    json_t *f = json_pack("{s:s,s:s,s:s}", "run_uuid", op->run_uuid, "attempt", op->attempt,
+                          "reason", unsent ? "no runner connected" : "no answer from the runner");
+    log_event(LOG_WARN, "workflow_run_released", f);
+    json_decref(f);
+    if (!in->pg) {
+        run_op_done(op);
+        return;
+    }
+    const char *params[4] = {op->run_uuid, op->wf->owner, op->attempt, unsent ? "t" : "f"};
+    pg_exec(in->pg, "SELECT calseta_workflow_run_release($1::uuid, $2, $3::int, $4::boolean)", 4,
+            params, on_released, op);
 }
 
 static void on_run_result(void *arg, int status, const struct runner_result *r)
 {
     struct run_op *op = arg;
-    if (status == RUNNER_CLIENT_CLOSED) { /* shutting down: recovered at the next start */
+    if (status == RUNNER_CLIENT_CLOSED) { /* shutting down: the lease expires, another takes it */
+        op->wf->inflight--;
         free(op);
         return;
     }
     if (status != RUNNER_CLIENT_OK) {
-        run_fail(op, "The workflow runner did not answer in time; the run is considered failed.");
+        if (status == RUNNER_CLIENT_UNSENT) /* no runner: do not take runs back for a while */
+            op->wf->sweep_paused_until = uv_now(op->wf->in->loop) + NO_RUNNER_PAUSE_MS;
+        run_release(op, status == RUNNER_CLIENT_UNSENT);
         return;
     }
-    run_complete(op, runner_status_name(r->status), result_json(r), r->log_output,
-                 r->duration_ms);
+    run_finish(op, runner_status_name(r->status), result_json(r), r->log_output, r->duration_ms);
 }
 
 static void on_claimed(void *arg, PGresult *res, const char *err)
@@ -177,18 +221,20 @@ static void on_claimed(void *arg, PGresult *res, const char *err)
         if (!res || err)
             msg_error("workflow run %s: claim failed: %s", op->run_uuid,
                       err ? err : "database unavailable");
-        free(op); /* not queued any more, or recovered at the next start */
+        run_op_done(op); /* taken by another process, or finished */
         return;
     }
     json_t *doc = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    if (!doc || json_object_get(doc, "failed")) { /* failed in the claim (no indicator) */
+    if (!doc || json_object_get(doc, "failed")) { /* failed in the claim */
         json_decref(doc);
-        free(op);
+        run_op_done(op);
         return;
     }
+    snprintf(op->attempt, sizeof op->attempt, "%lld",
+             (long long)json_integer_value(json_object_get(doc, "attempt")));
     if (!wf->runner) {
         json_decref(doc);
-        run_fail(op, "The workflow runner is not available.");
+        run_release(op, 1);
         return;
     }
     struct run_input in;
@@ -199,16 +245,21 @@ static void on_claimed(void *arg, PGresult *res, const char *err)
     run_input_destroy(&in);
 }
 
-void wf_run_start(struct workflows *wf, const char *run_uuid)
+int wf_run_start(struct workflows *wf, const char *run_uuid)
 {
-    if (!wf->in->pg)
-        return;
+    if (!wf->in->pg || wf->stopping || wf->inflight >= wf->max_inflight)
+        return -1; /* stays queued: the sweep takes it when a slot is free */
     struct run_op *op = xcalloc(1, sizeof *op);
     op->wf = wf;
+    wf->inflight++;
     snprintf(op->run_uuid, sizeof op->run_uuid, "%s", run_uuid);
-    const char *params[1] = {run_uuid};
-    pg_exec(wf->in->pg, "SELECT calseta_workflow_run_claim($1::uuid)::text", 1, params, on_claimed,
-            op);
+    char grace[16], attempts[16];
+    snprintf(grace, sizeof grace, "%d", wf->run_grace_seconds);
+    snprintf(attempts, sizeof attempts, "%d", wf->max_attempts);
+    const char *params[4] = {run_uuid, wf->owner, grace, attempts};
+    pg_exec(wf->in->pg, "SELECT calseta_workflow_run_claim($1::uuid, $2, $3::int, $4::int)::text",
+            4, params, on_claimed, op);
+    return 0;
 }
 
 /* ---- POST /v1/workflows/{uuid}/execute --------------------------------------------------- */
