@@ -13,6 +13,7 @@
 #include "enrichment_api.h"
 #include "intake.h"
 #include "log.h"
+#include "notifier.h"
 #include "ratelimit.h"
 #include "signature.h"
 #include "util.h"
@@ -122,6 +123,7 @@ int main(void)
     mappings_refresh(&in);
     in.enrich = enrich_api_new(&in);
     workflows_api_init(&in);
+    notifier_init(&in);
     job_bus_open(&in);
 
     in.router = http_router_new();
@@ -174,6 +176,7 @@ int main(void)
     mappings_free(in.mappings);
     enrich_api_free(in.enrich);
     workflows_api_free(&in);
+    notifier_free(&in);
     if (in.job_push)
         zmq_close(in.job_push);
     zmq_ctx_term(in.zctx);

@@ -18,6 +18,7 @@
 #include "audit.h"
 #include "crypto.h"
 #include "log.h"
+#include "notifier.h"
 #include "runner_client.h"
 #include "secmem.h"
 #include "util.h"
@@ -140,6 +141,8 @@ static void on_finished(void *arg, PGresult *res, const char *err)
     else if (PQgetisnull(res, 0, 0))
         msg_warn("workflow run %s: attempt %s lost its lease; its outcome was not recorded",
                  op->run_uuid, op->attempt);
+    else
+        notifier_run_finished(op->wf->in, op->run_uuid);
     run_op_done(op);
 }
 
@@ -226,6 +229,8 @@ static void on_claimed(void *arg, PGresult *res, const char *err)
     }
     json_t *doc = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     if (!doc || json_object_get(doc, "failed")) { /* failed in the claim */
+        if (doc)
+            notifier_run_finished(wf->in, op->run_uuid);
         json_decref(doc);
         run_op_done(op);
         return;
@@ -316,6 +321,8 @@ static void on_executed(void *arg, PGresult *res, const char *err)
                    json_pack("{s:s,s:O,s:O}", "workflow_uuid", op->wf_uuid, "approval_uuid",
                              json_object_get(doc, "approval_request_uuid"), "trigger_type",
                              json_object_get(doc, "trigger_type")));
+        notifier_approval_requested(
+            rc->in, json_string_value(json_object_get(doc, "approval_request_uuid")));
         out = json_pack("{s:s,s:O,s:O}", "status", "pending_approval", "approval_request_uuid",
                         json_object_get(doc, "approval_request_uuid"), "expires_at",
                         json_object_get(doc, "expires_at"));

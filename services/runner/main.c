@@ -17,6 +17,7 @@
 #include "config.h"
 #include "log.h"
 #include "runner.h"
+#include "settings.h"
 
 #include <curl/curl.h>
 #include <signal.h>
@@ -24,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RUNNER_CONCURRENCY 4
+#define DEFAULT_CONCURRENCY 4
 
 struct args {
     const char *validate_file;
@@ -97,6 +98,16 @@ static void forget_platform_secrets(struct config *c)
     clearenv();
 }
 
+/* RUNNER_CONCURRENCY: runs at once, and warm children kept ready (default 4). */
+static int runner_concurrency(const struct config *c)
+{
+    const char *v = c->settings ? settings_get(c->settings, "RUNNER_CONCURRENCY") : NULL;
+    long long n = DEFAULT_CONCURRENCY;
+    if (v && *v && parse_ll(v, 1, 256, &n) != 0)
+        msg_fatal("RUNNER_CONCURRENCY must be an integer between 1 and 256");
+    return (int)n;
+}
+
 static void report_layers(struct zygote *z, int requested)
 {
     char in_force[128], missing[128];
@@ -127,6 +138,7 @@ int main(int argc, char **argv)
         return 1;
     }
     config_init_log(&c, "runner");
+    int concurrency = runner_concurrency(&c);
     forget_platform_secrets(&c);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct zygote_opts zo = {
@@ -138,6 +150,7 @@ int main(int argc, char **argv)
         .max_response_bytes = 10LL * 1024 * 1024,
         .max_http_requests = 100,
         .cpu_seconds = a.cpu_seconds,
+        .warm_children = a.validate_file ? 0 : concurrency,
     };
     struct zygote *z = zygote_new(&zo, err, sizeof err);
     if (!z)
@@ -155,7 +168,7 @@ int main(int argc, char **argv)
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
-        rc = runner_serve(z, c.runner_endpoint, RUNNER_CONCURRENCY, &stop_requested) ? 1 : 0;
+        rc = runner_serve(z, c.runner_endpoint, concurrency, &stop_requested) ? 1 : 0;
     }
     zygote_free(z);
     curl_global_cleanup();

@@ -57,6 +57,19 @@ int sandbox_layers_parse(const char *s, int *out);
  * with err (the run must not go on). */
 int sandbox_enter(int layers, const struct sandbox_limits *lim, int landlock_abi, char *err,
                   size_t errlen);
+/* The same in two steps, for a child prepared before its run is known (a warm child): early =
+ * parent-death signal, no-new-privs, namespaces, uid, landlock; late = the run's rlimits and
+ * seccomp, applied once the request has been read. Nothing of the run may execute in between. */
+struct sock_filter;
+struct sandbox_state {
+    long long base_bytes;   /* address space mapped before the run (RLIMIT_AS = this + limit) */
+    struct sock_filter *bpf; /* the seccomp program, compiled early (the child exits, never freed) */
+    unsigned short bpf_len;
+};
+int sandbox_enter_early(int layers, int landlock_abi, struct sandbox_state *st, char *err,
+                        size_t errlen);
+int sandbox_enter_late(int layers, const struct sandbox_limits *lim,
+                       const struct sandbox_state *st, char *err, size_t errlen);
 
 /* Embedded Python sources and builtin modules. */
 extern const char runner_validator_py[];
@@ -75,6 +88,7 @@ struct zygote_opts {
     long long max_response_bytes;
     int max_http_requests;
     int cpu_seconds; /* 0: derived from timeout_seconds */
+    int warm_children; /* runs' children prepared ahead (0: fork each run on demand) */
 };
 
 struct zygote;

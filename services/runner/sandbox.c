@@ -22,7 +22,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/filter.h>
 #include <linux/prctl.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -295,29 +297,60 @@ static int seccomp_rules(scmp_filter_ctx f)
     return 0;
 }
 
-static int apply_seccomp(char *err, size_t errlen)
+/* Builds the filter and keeps its BPF program (libseccomp's own output, read back through a
+ * pipe), so that installing it later is one system call. The tgkill rule names this process. */
+static int compile_seccomp(struct sandbox_state *st, char *err, size_t errlen)
 {
+    int p[2] = {-1, -1}, rc = -1;
     scmp_filter_ctx f = seccomp_init(SCMP_ACT_ERRNO(EPERM));
-    if (!f) {
-        snprintf(err, errlen, "seccomp_init failed");
-        return -1;
+    if (!f || seccomp_rules(f) != 0 || pipe2(p, O_CLOEXEC) != 0 ||
+        seccomp_export_bpf(f, p[1]) != 0) {
+        snprintf(err, errlen, "seccomp: cannot build the filter");
+        goto out;
     }
-    int rc = seccomp_rules(f);
-    if (rc == 0)
-        rc = seccomp_load(f);
-    seccomp_release(f);
-    if (rc != 0) {
-        snprintf(err, errlen, "seccomp: %s", strerror(rc < 0 ? -rc : errno));
+    close(p[1]);
+    p[1] = -1;
+    struct buf b;
+    buf_init(&b);
+    char chunk[4096];
+    ssize_t n;
+    while ((n = read(p[0], chunk, sizeof chunk)) > 0)
+        buf_append(&b, chunk, (size_t)n);
+    if (n < 0 || b.len == 0 || b.len % sizeof(struct sock_filter) != 0 ||
+        b.len / sizeof(struct sock_filter) > BPF_MAXINSNS) {
+        snprintf(err, errlen, "seccomp: the exported filter is unusable");
+        buf_destroy(&b);
+        goto out;
+    }
+    st->bpf = (struct sock_filter *)b.data;
+    st->bpf_len = (unsigned short)(b.len / sizeof(struct sock_filter));
+    rc = 0;
+out:
+    if (p[0] >= 0)
+        close(p[0]);
+    if (p[1] >= 0)
+        close(p[1]);
+    if (f)
+        seccomp_release(f);
+    return rc;
+}
+
+static int apply_seccomp(const struct sandbox_state *st, char *err, size_t errlen)
+{
+    struct sock_fprog prog = {st->bpf_len, st->bpf};
+    if (!st->bpf || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
+        snprintf(err, errlen, "seccomp: %s", st->bpf ? strerror(errno) : "no filter");
         return -1;
     }
     return 0;
 }
 
-int sandbox_enter(int layers, const struct sandbox_limits *lim, int landlock_abi, char *err,
-                  size_t errlen)
+int sandbox_enter_early(int layers, int landlock_abi, struct sandbox_state *st, char *err,
+                        size_t errlen)
 {
-    long long base = mapped_bytes();
-    if (base < 0) {
+    memset(st, 0, sizeof *st);
+    st->base_bytes = mapped_bytes(); /* /proc is out of reach once landlock is on */
+    if (st->base_bytes < 0) {
         snprintf(err, errlen, "cannot read /proc/self/statm");
         return -1;
     }
@@ -325,11 +358,28 @@ int sandbox_enter(int layers, const struct sandbox_limits *lim, int landlock_abi
         return -1;
     if ((layers & LAYER_LANDLOCK) && apply_landlock(landlock_abi, err, errlen) != 0)
         return -1;
-    if ((layers & LAYER_RLIMIT) && apply_rlimits(lim, base, err, errlen) != 0)
-        return -1;
-    if ((layers & LAYER_SECCOMP) && apply_seccomp(err, errlen) != 0)
+    if ((layers & LAYER_SECCOMP) && compile_seccomp(st, err, errlen) != 0)
         return -1;
     return 0;
+}
+
+int sandbox_enter_late(int layers, const struct sandbox_limits *lim,
+                       const struct sandbox_state *st, char *err, size_t errlen)
+{
+    if ((layers & LAYER_RLIMIT) && apply_rlimits(lim, st->base_bytes, err, errlen) != 0)
+        return -1;
+    if ((layers & LAYER_SECCOMP) && apply_seccomp(st, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+int sandbox_enter(int layers, const struct sandbox_limits *lim, int landlock_abi, char *err,
+                  size_t errlen)
+{
+    struct sandbox_state st;
+    if (sandbox_enter_early(layers, landlock_abi, &st, err, errlen) != 0)
+        return -1;
+    return sandbox_enter_late(layers, lim, &st, err, errlen);
 }
 
 /* ---- probe ------------------------------------------------------------------------------- */

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,14 @@
 #define MAX_LOG_BYTES (1024 * 1024)
 #define SETUP_GRACE_MS 250
 
-enum child_mode { MODE_VALIDATE, MODE_RUN };
+enum child_mode { MODE_VALIDATE, MODE_RUN, MODE_WARM };
+
+/* A child forked, prepared and sandboxed (all but the run's rlimits and seccomp) ahead of its
+ * run, waiting on its channel for the request. */
+struct warm {
+    pid_t pid;
+    int fd;
+};
 
 struct zygote {
     struct zygote_opts opts;
@@ -42,6 +50,15 @@ struct zygote {
     int layers;
     PyObject *runtime;
     PyThreadState *main_ts;
+    /* the warm pool: a long-lived thread keeps opts.warm_children ready (it must outlive them:
+     * their parent-death signal follows the thread that forked them) */
+    pthread_t pool_thread;
+    int pool_started, pool_stop, nready;
+    pthread_mutex_t pool_lock;
+    pthread_cond_t pool_need;
+    struct warm *ready;
+    pid_t *reap; /* children killed after their answer, reaped by the pool thread */
+    size_t nreap, reap_cap;
 };
 
 /* What the parent collected from one child. */
@@ -57,6 +74,10 @@ struct child_io {
     struct buf log;
     json_t *answer; /* the result / validated / sandbox_error frame */
 };
+
+static void pool_start(struct zygote *z);
+static void pool_stop(struct zygote *z);
+static void reap_later(struct zygote *z, pid_t pid);
 
 /* CPython keeps some allocations until exit on purpose; LeakSanitizer builds ignore them. */
 const char *__lsan_default_suppressions(void);
@@ -95,7 +116,9 @@ static int start_python(struct zygote *z, char *err, size_t errlen)
     z->runtime = val ? load_module("_calseta_rt", runner_runtime_py) : NULL;
     PyObject *r1 = z->runtime ? PyObject_CallMethod(z->runtime, "preload", NULL) : NULL;
     PyObject *r2 = r1 ? PyObject_CallMethod(z->runtime, "install_modules", NULL) : NULL;
-    if (!r2) {
+    PyObject *r3 = r2 ? PyObject_CallMethod(z->runtime, "freeze", NULL) : NULL;
+    Py_XDECREF(r3);
+    if (!r2 || !r3) {
         PyErr_Print();
         snprintf(err, errlen, "loading the workflow runtime failed");
         Py_XDECREF(r1);
@@ -118,6 +141,7 @@ struct zygote *zygote_new(const struct zygote_opts *o, char *err, size_t errlen)
         return NULL;
     }
     z->main_ts = PyEval_SaveThread();
+    pool_start(z);
     return z;
 }
 
@@ -125,6 +149,8 @@ void zygote_free(struct zygote *z)
 {
     if (!z)
         return;
+    pool_stop(z);
+    free(z->ready);
     PyEval_RestoreThread(z->main_ts);
     Py_XDECREF(z->runtime);
     Py_FinalizeEx();
@@ -176,6 +202,73 @@ static void child_sandbox_error(const char *err)
     _exit(3);
 }
 
+static int read_full(int fd, void *p, size_t n)
+{
+    char *c = p;
+    while (n > 0) {
+        ssize_t r = read(fd, c, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        c += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* A warm child's request: {"code", "req", "memory_mb", "cpu_seconds"}, or NULL (parent gone). */
+static json_t *child_read_go(void)
+{
+    uint32_t be;
+    if (read_full(CHILD_CHAN_FD, &be, 4) != 0 || ntohl(be) > MAX_FRAME)
+        return NULL;
+    size_t len = ntohl(be);
+    char *buf = malloc(len + 1);
+    if (!buf || read_full(CHILD_CHAN_FD, buf, len) != 0) {
+        free(buf);
+        return NULL;
+    }
+    json_t *j = json_loadb(buf, len, 0, NULL);
+    explicit_bzero(buf, len); /* it carried the run's secrets */
+    free(buf);
+    return j;
+}
+
+static PyObject *child_execute(struct zygote *z, const char *code, const char *req_json,
+                               int layers)
+{
+    return PyObject_CallMethod(z->runtime, "child_run", "ssii", code, req_json,
+                               (layers & LAYER_AST) != 0, (layers & LAYER_PYGUARD) != 0);
+}
+
+/* Warm: sandboxed up to landlock now; the run's limits and seccomp once its request is in. */
+static __attribute__((noreturn)) void child_warm(struct zygote *z, int layers)
+{
+    char err[256];
+    struct sandbox_state st;
+    if (sandbox_enter_early(layers, z->probe.landlock_abi, &st, err, sizeof err) != 0)
+        child_sandbox_error(err);
+    PyObject *r = PyObject_CallMethod(z->runtime, "child_rehearse", "ii",
+                                      (layers & LAYER_AST) != 0, (layers & LAYER_PYGUARD) != 0);
+    if (!r)
+        child_sandbox_error("runtime rehearsal failed");
+    Py_DECREF(r);
+    child_send("{\"t\":\"warm\"}"); /* ready: ignored by the parent's frame reader */
+    json_t *go = child_read_go();
+    const char *code = json_string_value(json_object_get(go, "code"));
+    const char *req = json_string_value(json_object_get(go, "req"));
+    if (!code || !req)
+        _exit(5);
+    struct sandbox_limits lim = {
+        (int)json_integer_value(json_object_get(go, "memory_mb")),
+        (int)json_integer_value(json_object_get(go, "cpu_seconds")),
+    };
+    if (sandbox_enter_late(layers, &lim, &st, err, sizeof err) != 0)
+        child_sandbox_error(err);
+    _exit(child_execute(z, code, req, layers) ? 0 : 2);
+}
+
 static __attribute__((noreturn)) void child_main(struct zygote *z, enum child_mode mode, int chan,
                                                  const char *code, const char *req_json, int layers,
                                                  const struct sandbox_limits *lim)
@@ -185,17 +278,18 @@ static __attribute__((noreturn)) void child_main(struct zygote *z, enum child_mo
     clearenv();
     runtime_set_chan_fd(CHILD_CHAN_FD);
     PyObject *r = PyObject_CallMethod(z->runtime, "child_prepare", "s",
-                                      mode == MODE_RUN ? "run" : "validate");
+                                      mode == MODE_VALIDATE ? "validate" : "run");
     if (!r)
         child_sandbox_error("runtime preparation failed");
     Py_DECREF(r);
+    if (mode == MODE_WARM)
+        child_warm(z, layers);
     if (sandbox_enter(layers, lim, z->probe.landlock_abi, err, sizeof err) != 0)
         child_sandbox_error(err);
     if (mode == MODE_VALIDATE)
         r = PyObject_CallMethod(z->runtime, "child_validate", "s", code);
     else
-        r = PyObject_CallMethod(z->runtime, "child_run", "ssii", code, req_json,
-                                (layers & LAYER_AST) != 0, (layers & LAYER_PYGUARD) != 0);
+        r = child_execute(z, code, req_json, layers);
     _exit(r ? 0 : 2);
 }
 
@@ -227,7 +321,7 @@ static pid_t spawn(struct zygote *z, enum child_mode mode, const char *code, con
 
 /* ---- parent side of the channel ---------------------------------------------------------- */
 
-static void send_frame(int fd, const char *s)
+static int send_frame(int fd, const char *s)
 {
     uint32_t len = (uint32_t)strlen(s), be = htonl(len);
     struct buf b;
@@ -243,7 +337,9 @@ static void send_frame(int fd, const char *s)
             break;
         off += (size_t)w;
     }
+    explicit_bzero(b.data, b.len);
     buf_destroy(&b);
+    return off == 4 + (size_t)len ? 0 : -1;
 }
 
 static void append_log(struct child_io *io, json_t *entry)
@@ -339,9 +435,22 @@ static void supervise(struct zygote *z, struct child_io *io)
             kill_child(io);
             break;
         }
+        if (io->answer) { /* its last word: nothing it does from now on matters */
+            kill_child(io);
+            break;
+        }
     }
     /* EOF does not mean exit: a child that closed its channel still meets the deadline. */
     for (;;) {
+        if (io->answer) { /* killed after its answer: its exit status says nothing */
+            reap_later(z, io->pid);
+            break;
+        }
+        if (io->timed_out) { /* killed: it goes at once */
+            while (waitpid(io->pid, &io->status, 0) < 0 && errno == EINTR)
+                ;
+            break;
+        }
         pid_t w = waitpid(io->pid, &io->status, WNOHANG);
         if (w == io->pid || (w < 0 && errno != EINTR))
             break;
@@ -354,6 +463,157 @@ static void supervise(struct zygote *z, struct child_io *io)
     close(io->fd);
 }
 
+/* ---- the warm pool ----------------------------------------------------------------------- */
+
+static void warm_discard(struct warm *w)
+{
+    kill(w->pid, SIGKILL);
+    close(w->fd);
+    while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/* Waits for killed children off the answer's path (their teardown takes a millisecond or
+ * two). Called and returns with pool_lock held. */
+static void reap_pending(struct zygote *z)
+{
+    while (z->nreap > 0) {
+        pid_t pid = z->reap[--z->nreap];
+        pthread_mutex_unlock(&z->pool_lock);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        pthread_mutex_lock(&z->pool_lock);
+    }
+}
+
+/* A child already sent SIGKILL: reaped by the pool thread, or here when there is none. */
+static void reap_later(struct zygote *z, pid_t pid)
+{
+    if (!z->pool_started) {
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return;
+    }
+    pthread_mutex_lock(&z->pool_lock);
+    if (z->nreap == z->reap_cap) {
+        z->reap_cap = z->reap_cap ? z->reap_cap * 2 : 16;
+        z->reap = xrealloc(z->reap, z->reap_cap * sizeof *z->reap);
+    }
+    z->reap[z->nreap++] = pid;
+    pthread_cond_signal(&z->pool_need);
+    pthread_mutex_unlock(&z->pool_lock);
+}
+
+static void *pool_main(void *arg)
+{
+    struct zygote *z = arg;
+    pthread_mutex_lock(&z->pool_lock);
+    while (!z->pool_stop) {
+        if (z->nreap > 0) { /* unlocks meanwhile: look at pool_stop again after */
+            reap_pending(z);
+            continue;
+        }
+        if (z->nready >= z->opts.warm_children) {
+            pthread_cond_wait(&z->pool_need, &z->pool_lock);
+            continue;
+        }
+        pthread_mutex_unlock(&z->pool_lock);
+        struct warm w;
+        w.pid = spawn(z, MODE_WARM, NULL, NULL, z->layers, NULL, &w.fd);
+        if (w.pid < 0)
+            usleep(100 * 1000);
+        pthread_mutex_lock(&z->pool_lock);
+        if (w.pid > 0)
+            z->ready[z->nready++] = w;
+    }
+    while (z->nready > 0)
+        warm_discard(&z->ready[--z->nready]);
+    reap_pending(z);
+    pthread_mutex_unlock(&z->pool_lock);
+    return NULL;
+}
+
+static void pool_start(struct zygote *z)
+{
+    if (z->opts.warm_children <= 0)
+        return;
+    z->ready = xcalloc((size_t)z->opts.warm_children, sizeof *z->ready);
+    pthread_mutex_init(&z->pool_lock, NULL);
+    pthread_cond_init(&z->pool_need, NULL);
+    if (pthread_create(&z->pool_thread, NULL, pool_main, z) != 0) {
+        msg_warn("runner: cannot start the warm pool thread; every run forks on demand");
+        return;
+    }
+    z->pool_started = 1;
+}
+
+static void pool_stop(struct zygote *z)
+{
+    if (!z->pool_started)
+        return;
+    pthread_mutex_lock(&z->pool_lock);
+    z->pool_stop = 1;
+    pthread_cond_broadcast(&z->pool_need);
+    pthread_mutex_unlock(&z->pool_lock);
+    pthread_join(z->pool_thread, NULL);
+    free(z->reap);
+    pthread_mutex_destroy(&z->pool_lock);
+    pthread_cond_destroy(&z->pool_need);
+    z->pool_started = 0;
+}
+
+/* The oldest child that has said it is warm, else the oldest (the nearest to ready). */
+static int pool_take(struct zygote *z, struct warm *w)
+{
+    int ok = 0;
+    if (!z->pool_started)
+        return -1;
+    pthread_mutex_lock(&z->pool_lock);
+    if (z->nready > 0) {
+        int pick = 0;
+        for (int i = 0; i < z->nready; i++) {
+            struct pollfd p = {z->ready[i].fd, POLLIN, 0};
+            if (poll(&p, 1, 0) == 1) {
+                pick = i;
+                break;
+            }
+        }
+        *w = z->ready[pick];
+        memmove(&z->ready[pick], &z->ready[pick + 1],
+                (size_t)(z->nready - pick - 1) * sizeof *z->ready);
+        z->nready--;
+        ok = 1;
+        pthread_cond_signal(&z->pool_need);
+    }
+    pthread_mutex_unlock(&z->pool_lock);
+    return ok ? 0 : -1;
+}
+
+/* Hands a run to a warm child: 0 with io->pid/fd set, or -1 (none ready, or it had died). */
+static int start_warm(struct zygote *z, const char *code, const char *req,
+                      const struct sandbox_limits *lim, struct child_io *io)
+{
+    struct warm w;
+    if (pool_take(z, &w) != 0)
+        return -1;
+    json_t *go = json_pack("{s:s, s:s, s:i, s:i}", "code", code, "req", req, "memory_mb",
+                           lim->max_memory_mb, "cpu_seconds", lim->cpu_seconds);
+    char *text = go ? json_dumps(go, JSON_COMPACT) : NULL;
+    json_decref(go);
+    int rc = text ? send_frame(w.fd, text) : -1;
+    if (text) {
+        explicit_bzero(text, strlen(text));
+        free(text);
+    }
+    if (rc != 0) {
+        warm_discard(&w);
+        return -1;
+    }
+    io->pid = w.pid;
+    io->fd = w.fd;
+    return 0;
+}
+
 static int run_child(struct zygote *z, enum child_mode mode, const char *code, const char *req,
                      int layers, const struct sandbox_limits *lim, uint64_t timeout_ms,
                      struct child_io *io)
@@ -362,7 +622,8 @@ static int run_child(struct zygote *z, enum child_mode mode, const char *code, c
     buf_init(&io->in);
     buf_init(&io->log);
     io->deadline_ms = now_mono_ms() + timeout_ms;
-    io->pid = spawn(z, mode, code, req, layers, lim, &io->fd);
+    if (mode != MODE_RUN || layers != z->layers || start_warm(z, code, req, lim, io) != 0)
+        io->pid = spawn(z, mode, code, req, layers, lim, &io->fd);
     if (io->pid < 0)
         return -1;
     supervise(z, io);

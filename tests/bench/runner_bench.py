@@ -90,10 +90,11 @@ def standin():
     return p, int(p.stdout.readline())
 
 
-def served(client, code, runs, outstanding, results, name):
+def served(client, code, runs, outstanding, results, name, extra_env=None):
     port = free_port()
     endpoint = "tcp://127.0.0.1:%d" % port
     env = dict(os.environ, **ENV)
+    env.update(extra_env or {})
     env["RUNNER_ENDPOINT"] = endpoint
     env["LOG_LEVEL"] = "INFO"
     log = tempfile.NamedTemporaryFile(prefix="calseta-runner-bench-", suffix=".log", delete=False)
@@ -112,14 +113,17 @@ def served(client, code, runs, outstanding, results, name):
         with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
             f.write(code)
             code_path = f.name
-        for n_out in outstanding:
+        for n_out, pause in outstanding:
             la = loadavg()
-            r = subprocess.run([client, endpoint, code_path, str(runs), str(n_out), "10"],
-                               capture_output=True, text=True, timeout=600)
+            r = subprocess.run([client, endpoint, code_path, str(runs), str(n_out), "10",
+                                str(pause)], capture_output=True, text=True, timeout=600)
             if r.returncode != 0:
                 print(r.stderr[-2000:])
             d = json.loads(r.stdout)
-            row = {"what": "%s, served (ZeroMQ), %d in flight" % (name, n_out), "runs": d["runs"],
+            what = "%s, served (ZeroMQ), %d in flight" % (name, n_out)
+            if pause:
+                what = "%s, served, one every %d ms" % (name, pause)
+            row = {"what": what, "runs": d["runs"],
                    "failed": d["failed"], "runs/s": d["runs_per_s"], "p50 ms": d["p50_ms"],
                    "p99 ms": d["p99_ms"], "max ms": d["max_ms"],
                    "runner duration_ms (mean)": d["mean_runner_duration_ms"],
@@ -174,6 +178,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--layers", default="all", help="one-shot runs only (served mode is always all)")
+    ap.add_argument("--http-served", action="store_true", default=True,
+                    help="also the ctx.http workflow served (stand-in allowed by SSRF_ALLOWED_HOSTS)")
     ap.add_argument("--sweep", action="store_true",
                     help="also: the trivial workflow one-shot with no layer, then each layer alone")
     args = ap.parse_args()
@@ -181,7 +187,13 @@ def main():
     client = build_client()
     sp, port = standin()
     try:
-        layers = served(client, TRIVIAL, args.runs, (1, 4, 8), results, "trivial")
+        # one run at a time with 20 ms between runs: the latency a run sees when the runner
+        # is not saturated (its warm children are ready); then back to back, and 4 and 8 at once
+        layers = served(client, TRIVIAL, args.runs, ((1, 20), (1, 0), (4, 0), (8, 0)), results,
+                        "trivial")
+        if args.http_served:
+            served(client, HTTP % ("http://localhost:%d" % port), args.runs, ((1, 20),), results,
+                   "one ctx.http GET", {"SSRF_ALLOWED_HOSTS": "localhost"})
         print("served runner: " + " | ".join(layers))
         lf = ["--layers=" + args.layers] if args.layers != "all" else []
         # --allow-loopback counts as a test switch: give the layers explicitly with it

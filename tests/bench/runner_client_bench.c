@@ -36,6 +36,9 @@ struct bench {
     uint64_t t_end;
     double *lat_ms;
     double runner_ms_sum;
+    int pause_ms; /* idle time between a result and the next run (latency at a light load) */
+    uv_timer_t pause;
+    uint64_t idle_ns; /* pauses, left out of runs/s */
 };
 
 struct one {
@@ -45,6 +48,11 @@ struct one {
 };
 
 static void send_one(struct bench *b, int counted);
+
+static void on_pause(uv_timer_t *t)
+{
+    send_one(t->data, 1);
+}
 
 static void on_result(void *arg, int status, const struct runner_result *r)
 {
@@ -75,7 +83,10 @@ static void on_result(void *arg, int status, const struct runner_result *r)
         b->failed++;
     }
     free(o);
-    if (b->sent < b->total)
+    if (b->sent < b->total && b->pause_ms > 0) {
+        b->idle_ns += (uint64_t)b->pause_ms * 1000000ULL;
+        uv_timer_start(&b->pause, on_pause, (uint64_t)b->pause_ms, 0);
+    } else if (b->sent < b->total)
         send_one(b, 1);
     else if (b->answered == b->total) {
         b->t_end = uv_hrtime();
@@ -130,7 +141,7 @@ int main(int argc, char **argv)
     char err[256];
     if (argc < 3) {
         fprintf(stderr, "usage: runner_client_bench ENDPOINT CODE_FILE [runs] [outstanding] "
-                        "[warmup]\n");
+                        "[warmup] [pause_ms]\n");
         return 2;
     }
     memset(&b, 0, sizeof b);
@@ -138,7 +149,8 @@ int main(int argc, char **argv)
     b.total = argc > 3 ? atoi(argv[3]) : 200;
     b.outstanding = argc > 4 ? atoi(argv[4]) : 1;
     b.warmup = argc > 5 ? atoi(argv[5]) : 5;
-    if (b.total < 1 || b.outstanding < 1 || b.warmup < 1) {
+    b.pause_ms = argc > 6 ? atoi(argv[6]) : 0;
+    if (b.total < 1 || b.outstanding < 1 || b.warmup < 1 || b.pause_ms < 0) {
         fprintf(stderr, "runs, outstanding and warmup must be positive\n");
         return 2;
     }
@@ -158,9 +170,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "runner client: %s\n", err);
         return 1;
     }
+    uv_timer_init(loop, &b.pause);
+    b.pause.data = &b;
+    uv_unref((uv_handle_t *)&b.pause);
     send_one(&b, 0);
     uv_run(loop, UV_RUN_DEFAULT);
-    double el = (double)(b.t_end - b.t_start) / 1e9;
+    uv_close((uv_handle_t *)&b.pause, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    double el = (double)(b.t_end - b.t_start - b.idle_ns) / 1e9;
     qsort(b.lat_ms, (size_t)b.answered, sizeof *b.lat_ms, cmp_double);
     printf("{\"runs\": %d, \"ok\": %d, \"failed\": %d, \"elapsed_s\": %.3f, \"runs_per_s\": %.1f, "
            "\"min_ms\": %.2f, \"p50_ms\": %.2f, \"p90_ms\": %.2f, \"p99_ms\": %.2f, "
