@@ -191,7 +191,8 @@ struct settings *settings_load_env(const char *dotenv_path, char *const *envp, c
                                    size_t errlen)
 {
     struct settings *s = settings_new(), *env = settings_new();
-    if (dotenv_load(dotenv_path ? dotenv_path : ".env", dotenv_store, s, err, errlen))
+    if ((!dotenv_path || *dotenv_path) &&
+        dotenv_load(dotenv_path ? dotenv_path : ".env", dotenv_store, s, err, errlen))
         goto fail;
     from_environ(env, envp);
     merge(s, env);

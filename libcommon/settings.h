@@ -17,7 +17,8 @@ struct settings;
 
 /* dotenv_path may be NULL (then ".env"). Returns NULL and fills err on failure. */
 struct settings *settings_load(const char *dotenv_path, char *err, size_t errlen);
-/* As settings_load() with an explicit environment (NULL-terminated "NAME=value" array). */
+/* As settings_load() with an explicit environment (NULL-terminated "NAME=value" array);
+ * dotenv_path "" reads no .env file at all. */
 struct settings *settings_load_env(const char *dotenv_path, char *const *envp, char *err,
                                    size_t errlen);
 /* An empty store (backend "environment"). */

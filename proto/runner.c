@@ -368,9 +368,9 @@ static int decode_result(const struct dec *d, struct runner_result *r)
     if (bad)
         return fail(d, "unknown status", "status");
     if (get_bool(d, "success", &r->success) != 0 ||
-        get_str(d, "message", 1 << 20, 0, &r->message) != 0 ||
-        get_str(d, "data", 8 << 20, 0, &r->data_json) != 0 ||
-        get_str(d, "log_output", 8 << 20, 0, &r->log_output) != 0 ||
+        get_str(d, "message", RUNNER_MAX_MESSAGE_BYTES, 0, &r->message) != 0 ||
+        get_str(d, "data", RUNNER_MAX_DATA_BYTES, 0, &r->data_json) != 0 ||
+        get_str(d, "log_output", RUNNER_MAX_LOG_BYTES, 0, &r->log_output) != 0 ||
         get_int(d, "duration_ms", 0, INT64_MAX, &dur) != 0 ||
         get_str(d, "sandbox", 1024, 1, &r->sandbox) != 0)
         return -1;

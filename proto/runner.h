@@ -21,6 +21,10 @@
 #define RUNNER_PROTO_VERSION 1
 #define RUNNER_MAX_CODE_BYTES (1024 * 1024)
 #define RUNNER_MAX_SECRETS 64
+/* A result's parts, at most (the runner cuts or refuses what is larger before encoding). */
+#define RUNNER_MAX_MESSAGE_BYTES (1 << 20)
+#define RUNNER_MAX_DATA_BYTES (8 << 20)
+#define RUNNER_MAX_LOG_BYTES (8 << 20)
 
 enum runner_msg_type {
     RUNNER_MSG_VALIDATE = 1,

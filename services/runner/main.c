@@ -10,9 +10,14 @@
  *   --allow-loopback    ctx.http may reach 127.0.0.0/8 and ::1 (a local stand-in server)
  *   --cpu-seconds=N     RLIMIT_CPU for the child instead of timeout_seconds + 1
  *
- * Start-up: read the configuration, wipe the secrets the runner never needs (database URL,
- * encryption key, webhook secrets) and the environment, so that no child can inherit them
- * (fix 12); probe the kernel and log every sandbox layer that is missing; start the zygote.
+ * Start-up, in two images. The first reads the configuration the way every service does
+ * (environment, .env, a secrets backend) and re-executes this program with an environment that
+ * holds only the few settings the runner uses and no secret at all: a workflow child is a copy
+ * of the runner's memory, so the runner must never have held the database URL, the encryption
+ * key or anything else a child must not read — wiping is not enough (freed heap, the initial
+ * environment block). The second image reads only that environment (no .env, no backend),
+ * starts the fork server (forkserver.c: probes the kernel, initialises the interpreter) and
+ * logs every sandbox layer that is missing.
  */
 #include "config.h"
 #include "log.h"
@@ -20,12 +25,23 @@
 #include "settings.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_CONCURRENCY 4
+#define CLEAN_MARK "CALSETA_RUNNER_CLEAN_ENV"
+
+/* What the second image may see: settings the runner uses, none of them secret. */
+static const char *const PASSED_ON[] = {
+    "RUNNER_ENDPOINT", "WORKFLOW_MAX_MEMORY_MB", "SSRF_ALLOWED_HOSTS", "RUNNER_CONCURRENCY",
+    "LOG_LEVEL",       "LOG_FORMAT",             "APP_VERSION",        "TZ",
+    "ASAN_OPTIONS",    "UBSAN_OPTIONS",          "LSAN_OPTIONS",       NULL,
+};
+
+extern char **environ;
 
 struct args {
     const char *validate_file;
@@ -108,6 +124,48 @@ static int runner_concurrency(const struct config *c)
     return (int)n;
 }
 
+/* First image: the full configuration in, a clean image of this program out. */
+static __attribute__((noreturn)) void reexec_clean(char **argv)
+{
+    struct config c;
+    char err[512];
+    if (config_load(&c, err, sizeof err) != 0) {
+        fprintf(stderr, "calseta-runner: configuration error: %s\n", err);
+        exit(1);
+    }
+    size_t n = 0;
+    char *env[sizeof PASSED_ON / sizeof PASSED_ON[0] + 1];
+    for (const char *const *name = PASSED_ON; *name; name++) {
+        const char *v = settings_get(c.settings, *name);
+        if (v)
+            env[n++] = xasprintf("%s=%s", *name, v);
+    }
+    env[n++] = xstrdup(CLEAN_MARK "=1");
+    env[n] = NULL;
+    config_destroy(&c);
+    execve("/proc/self/exe", argv, env);
+    fprintf(stderr, "calseta-runner: cannot re-execute itself: %s\n", strerror(errno));
+    exit(1);
+}
+
+/* Second image: only the environment it was given (no .env file, no secrets backend). */
+static int load_clean_config(struct config *c, char *err, size_t errlen)
+{
+    struct settings *s = settings_load_env("", environ, err, errlen);
+    if (!s)
+        return -1;
+    if (settings_get(s, "DATABASE_URL") || settings_get(s, "ENCRYPTION_KEY")) {
+        snprintf(err, errlen, "a platform secret reached the clean image");
+        settings_free(s);
+        return -1;
+    }
+    if (config_from_settings(c, s, err, errlen) != 0) {
+        config_destroy(c);
+        return -1;
+    }
+    return 0;
+}
+
 static void report_layers(struct zygote *z, int requested)
 {
     char in_force[128], missing[128];
@@ -133,7 +191,10 @@ int main(int argc, char **argv)
                         "[--layers=LIST] [--allow-loopback] [--cpu-seconds=N]]\n");
         return 2;
     }
-    if (config_load(&c, err, sizeof err) != 0) {
+    const char *mark = getenv(CLEAN_MARK);
+    if (!mark || strcmp(mark, "1") != 0)
+        reexec_clean(argv);
+    if (load_clean_config(&c, err, sizeof err) != 0) {
         fprintf(stderr, "calseta-runner: configuration error: %s\n", err);
         return 1;
     }

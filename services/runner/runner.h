@@ -6,8 +6,10 @@
  * validate.c  the AST validator (Python source embedded here) and its C entry point.
  * runtime_py.c the in-sandbox runtime (calseta.workflows, ctx, the guarded import) and the
  *             _calseta_chan module the child uses to talk to its parent.
- * zygote.c    the initialised interpreter kept by the parent, the fork of one child per
- *             validation or run, and the parent side of the child channel (deadline, frames).
+ * forkserver.c the single-threaded process that keeps the initialised interpreter and forks
+ *             every child (warm run children ahead of time), and the runner's client of it.
+ * zygote.c    the runner's side of a child: its request, its frames (deadline, ctx.http, log),
+ *             the outcome.
  * broker.c    ctx.http performed by the parent: SSRF guard, pinned address, limits.
  * server.c    the ZeroMQ ROUTER front end and the worker threads that run requests.
  * oneshot.c   --one-shot-validate / --one-shot-run: the same path, driven from a file.
@@ -17,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "proto/runner.h"
 #include "util.h"
@@ -93,8 +96,27 @@ struct zygote_opts {
 
 struct zygote;
 
-/* Initialises the interpreter, loads the runtime and preloads the allowed modules. Called on the
- * main thread before any other thread exists; returns with the GIL released. */
+/* forkserver.c: the process that forks every child (see there). */
+struct forkserver;
+struct fs_child {
+    pid_t pid;
+    int chan;      /* the child's channel (frames both ways) */
+    int pidfd;     /* for signals: never a recycled pid */
+    int status_fd; /* the wait status (an int) arrives here when the child is reaped */
+};
+struct forkserver *forkserver_start(const struct zygote_opts *o, char *err, size_t errlen);
+void forkserver_stop(struct forkserver *fs);
+int forkserver_layers(const struct forkserver *fs);
+const struct sandbox_probe *forkserver_probe(const struct forkserver *fs);
+/* Thread-safe: a run child (warm when one is ready) or a validation child. */
+int forkserver_child(struct forkserver *fs, int validate, struct fs_child *c);
+void fs_child_kill(const struct fs_child *c);
+/* 0 with *status once the fork server reaped the child (waits at most wait_ms), else -1. */
+int fs_child_status(const struct fs_child *c, int wait_ms, int *status);
+void fs_child_close(struct fs_child *c);
+
+/* Starts the fork server (which initialises the interpreter, loads the runtime and preloads the
+ * allowed modules). Called on the main thread before any other thread exists. */
 struct zygote *zygote_new(const struct zygote_opts *o, char *err, size_t errlen);
 void zygote_free(struct zygote *z);
 int zygote_layers(const struct zygote *z); /* requested & available */

@@ -3,7 +3,7 @@
  * a zygote and runner_serve() on a loopback port in a thread, the client on a libuv loop.
  * Validation errors, a successful run with secrets and logs, a run killed at its deadline,
  * concurrent requests matched to their ids, a garbage request that is refused while the server
- * keeps serving, client timeouts against an endpoint nobody serves, and free with requests
+ * keeps serving, UNSENT against an endpoint nobody serves, and free with requests
  * pending (callbacks run with CLOSED).
  */
 #include <setjmp.h>
@@ -217,7 +217,7 @@ static void test_timeout_and_close(void **state)
     runner_validate(c, "async def run(ctx):\n    pass\n", on_validate, &o[0]);
     assert_false(o[0].done); /* never inside the call */
     wait_all(&loop, o, 1);
-    assert_int_equal(o[0].status, RUNNER_CLIENT_TIMEOUT);
+    assert_int_equal(o[0].status, RUNNER_CLIENT_UNSENT); /* nobody connected: never sent */
     runner_run(c, &r, on_run, &o[1]);
     assert_int_equal(runner_client_pending(c), 1);
     runner_client_free(c);
