@@ -336,15 +336,21 @@ static int warm_count(const struct server *s)
     return n;
 }
 
+/* Tops the warm children up. While runs are in progress only up to half of the target: a fork
+ * and a child warming up take CPU from the runs; the rest follows when they are done. */
 static void refill(struct server *s)
 {
     if (now_mono_ms() < s->refill_after_ms)
         return;
-    while (warm_count(s) < s->opts.warm_children)
+    int warm = warm_count(s), busy = (int)s->nkids - warm;
+    int floor = (s->opts.warm_children + 1) / 2;
+    while (warm < s->opts.warm_children && (busy == 0 || warm < floor)) {
         if (spawn(s, MODE_RUN) < 0) {
             s->refill_after_ms = now_mono_ms() + REFILL_BACKOFF_MS;
             return;
         }
+        warm++;
+    }
 }
 
 /* Reaps every child that ended: its status goes to whoever holds its pipe. */

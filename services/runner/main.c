@@ -27,6 +27,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +195,7 @@ int main(int argc, char **argv)
     const char *mark = getenv(CLEAN_MARK);
     if (!mark || strcmp(mark, "1") != 0)
         reexec_clean(argv);
+    prctl(PR_SET_NAME, "calseta-runner"); /* not "exe", after the re-execution */
     if (load_clean_config(&c, err, sizeof err) != 0) {
         fprintf(stderr, "calseta-runner: configuration error: %s\n", err);
         return 1;

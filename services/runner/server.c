@@ -1,18 +1,17 @@
 /*
  * server.c - the runner's ZeroMQ front end and the dispatch every request goes through.
  *
- * A ROUTER socket receives [identity][msgpack request] from intake DEALERs. Each request gets a
- * worker thread (at most max_concurrent run at once; the rest wait their turn), which calls
- * runner_dispatch() and hands [identity][reply] back to the main thread over an inproc PUSH,
- * since ZeroMQ sockets belong to one thread. Stopping drains: no new requests are read, and
- * every request in flight is answered before runner_serve() returns.
+ * A ROUTER socket receives [identity][msgpack request] from intake DEALERs and queues it;
+ * max_concurrent worker threads take requests in turn, call runner_dispatch() and hand
+ * [identity][reply] back to the main thread over their own inproc PUSH, since ZeroMQ sockets
+ * belong to one thread. Stopping drains: no new requests are read, and every request queued or
+ * running is answered before runner_serve() returns.
  */
 #include "runner.h"
 #include "log.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -20,20 +19,24 @@
 #define RESULTS_ENDPOINT "inproc://runner-results"
 #define MAX_REQUEST_BYTES (8 * 1024 * 1024)
 
-struct server {
-    void *zctx;
-    struct zygote *z;
-    sem_t slots;
-    pthread_mutex_t lock;
-    int in_flight;
-};
-
 struct job {
-    struct server *srv;
+    struct job *next;
     void *identity;
     size_t identity_len;
     void *payload;
     size_t payload_len;
+};
+
+/* max_concurrent worker threads, each with its own PUSH to the main thread (a ZeroMQ socket
+ * belongs to one thread), taking requests from one queue. */
+struct server {
+    void *zctx;
+    struct zygote *z;
+    pthread_mutex_t lock;
+    pthread_cond_t more;
+    struct job *head, *tail;
+    int in_flight; /* queued or running, not yet answered */
+    int quit;
 };
 
 int runner_dispatch(struct zygote *z, const void *req, size_t len, struct buf *reply)
@@ -68,31 +71,46 @@ int runner_dispatch(struct zygote *z, const void *req, size_t len, struct buf *r
 static void job_free(struct job *j)
 {
     free(j->identity);
+    if (j->payload)
+        explicit_bzero(j->payload, j->payload_len); /* a run request carries secrets */
     free(j->payload);
     free(j);
 }
 
+static struct job *next_job(struct server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    while (!s->head && !s->quit)
+        pthread_cond_wait(&s->more, &s->lock);
+    struct job *j = s->head;
+    if (j) {
+        s->head = j->next;
+        if (!s->head)
+            s->tail = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return j;
+}
+
 static void *worker(void *arg)
 {
-    struct job *j = arg;
-    struct server *s = j->srv;
-    struct buf reply;
-    buf_init(&reply);
-    while (sem_wait(&s->slots) != 0 && errno == EINTR)
-        ;
-    int rc = runner_dispatch(s->z, j->payload, j->payload_len, &reply);
-    sem_post(&s->slots);
+    struct server *s = arg;
     void *push = zmq_socket(s->zctx, ZMQ_PUSH);
     zmq_connect(push, RESULTS_ENDPOINT);
-    if (rc == 0) {
-        zmq_send(push, j->identity, j->identity_len, ZMQ_SNDMORE);
-        zmq_send(push, reply.data, reply.len, 0);
-    } else {
-        zmq_send(push, "", 0, 0); /* counts the job as done, nothing to answer */
+    struct job *j;
+    while ((j = next_job(s)) != NULL) {
+        struct buf reply;
+        buf_init(&reply);
+        if (runner_dispatch(s->z, j->payload, j->payload_len, &reply) == 0) {
+            zmq_send(push, j->identity, j->identity_len, ZMQ_SNDMORE);
+            zmq_send(push, reply.data, reply.len, 0);
+        } else {
+            zmq_send(push, "", 0, 0); /* counts the job as done, nothing to answer */
+        }
+        buf_destroy(&reply);
+        job_free(j);
     }
     zmq_close(push);
-    buf_destroy(&reply);
-    job_free(j);
     return NULL;
 }
 
@@ -127,24 +145,17 @@ static void accept_request(struct server *s, void *router)
         goto out;
     }
     struct job *j = xcalloc(1, sizeof *j);
-    j->srv = s;
     j->identity = copy_msg(&id, &j->identity_len);
     j->payload = copy_msg(&body, &j->payload_len);
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_mutex_lock(&s->lock);
     s->in_flight++;
+    if (s->tail)
+        s->tail->next = j;
+    else
+        s->head = j;
+    s->tail = j;
+    pthread_cond_signal(&s->more);
     pthread_mutex_unlock(&s->lock);
-    if (pthread_create(&t, &attr, worker, j) != 0) {
-        msg_error("runner: cannot start a worker thread");
-        pthread_mutex_lock(&s->lock);
-        s->in_flight--;
-        pthread_mutex_unlock(&s->lock);
-        job_free(j);
-    }
-    pthread_attr_destroy(&attr);
 out:
     zmq_msg_close(&id);
     zmq_msg_close(&body);
@@ -183,9 +194,11 @@ static int in_flight(struct server *s)
 int runner_serve(struct zygote *z, const char *endpoint, int max_concurrent, volatile int *stop)
 {
     struct server s = {.z = z};
+    int nworkers = max_concurrent > 0 ? max_concurrent : 1, started = 0;
+    pthread_t *workers = xcalloc((size_t)nworkers, sizeof *workers);
     s.zctx = zmq_ctx_new();
-    sem_init(&s.slots, 0, (unsigned)(max_concurrent > 0 ? max_concurrent : 1));
     pthread_mutex_init(&s.lock, NULL);
+    pthread_cond_init(&s.more, NULL);
     void *router = zmq_socket(s.zctx, ZMQ_ROUTER);
     void *pull = zmq_socket(s.zctx, ZMQ_PULL);
     int linger = 0;
@@ -198,7 +211,10 @@ int runner_serve(struct zygote *z, const char *endpoint, int max_concurrent, vol
         rc = -1;
         goto out;
     }
-    msg_info("runner listening on %s", endpoint);
+    for (; started < nworkers; started++)
+        if (pthread_create(&workers[started], NULL, worker, &s) != 0)
+            msg_fatal("runner: cannot start worker threads");
+    msg_info("runner listening on %s (%d at once)", endpoint, nworkers);
     while (!*stop || in_flight(&s) > 0) {
         zmq_pollitem_t items[] = {{pull, 0, ZMQ_POLLIN, 0}, {router, 0, ZMQ_POLLIN, 0}};
         int n = zmq_poll(items, *stop ? 1 : 2, 200);
@@ -212,10 +228,17 @@ int runner_serve(struct zygote *z, const char *endpoint, int max_concurrent, vol
             accept_request(&s, router);
     }
 out:
+    pthread_mutex_lock(&s.lock);
+    s.quit = 1;
+    pthread_cond_broadcast(&s.more);
+    pthread_mutex_unlock(&s.lock);
+    for (int i = 0; i < started; i++)
+        pthread_join(workers[i], NULL);
+    free(workers);
     zmq_close(router);
     zmq_close(pull);
     zmq_ctx_term(s.zctx);
-    sem_destroy(&s.slots);
+    pthread_cond_destroy(&s.more);
     pthread_mutex_destroy(&s.lock);
     return rc;
 }
