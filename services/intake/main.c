@@ -51,6 +51,11 @@ static void close_pool(struct intake *in)
     pg_pool_close(in->pg, on_pool_closed, in);
 }
 
+static void flush_and_close_pool(struct intake *in)
+{
+    used_keys_flush(in, close_pool); /* the last batch of last_used_at, then the pool */
+}
+
 static void on_drained(void *arg)
 {
     struct intake *in = arg;
@@ -60,7 +65,7 @@ static void on_drained(void *arg)
     uv_close((uv_handle_t *)&in->drain_deadline, NULL);
     uv_close((uv_handle_t *)&in->sigterm, NULL);
     uv_close((uv_handle_t *)&in->sigint, NULL);
-    used_keys_flush(in, close_pool); /* the last batch of last_used_at, then the pool */
+    workflows_wait_runs(in, flush_and_close_pool);
 }
 
 static void on_drain_deadline(uv_timer_t *t)

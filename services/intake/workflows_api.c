@@ -743,6 +743,7 @@ static void close_handles(struct workflows *wf)
     if (uv_is_closing((uv_handle_t *)&wf->stop_wait))
         return;
     uv_close((uv_handle_t *)&wf->sweep, on_handle_closed);
+    uv_close((uv_handle_t *)&wf->runs_wait, on_handle_closed);
     uv_close((uv_handle_t *)&wf->stop_wait, on_handle_closed);
     uv_close((uv_handle_t *)&wf->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&wf->sigint, on_handle_closed);
@@ -759,15 +760,51 @@ static void on_stop_wait(uv_timer_t *t)
     close_handles(wf);
 }
 
-static void on_stop_signal(uv_signal_t *s, int signum)
+static void begin_stop(struct workflows *wf);
+
+static void on_runs_wait(uv_timer_t *t)
 {
-    struct workflows *wf = s->data;
-    (void)signum;
+    struct workflows *wf = t->data;
+    uint64_t waited = uv_now(wf->in->loop) - (uint64_t)wf->stopping;
+    if (wf->inflight > 0 && waited < (uint64_t)wf->in->cfg.drain_timeout_ms)
+        return;
+    if (wf->inflight > 0)
+        msg_warn("drain: %d workflow run(s) still in flight; their leases will expire and "
+                 "another intake will take them over", wf->inflight);
+    uv_timer_stop(t);
+    void (*done)(struct intake *) = wf->runs_done;
+    wf->runs_done = NULL;
+    if (done)
+        done(wf->in);
+}
+
+void workflows_wait_runs(struct intake *in, void (*done)(struct intake *in))
+{
+    struct workflows *wf = in->workflows;
+    if (wf)
+        begin_stop(wf); /* whichever handler of the signal ran first */
+    if (!wf || wf->inflight == 0) {
+        done(in);
+        return;
+    }
+    msg_info("drain: waiting for %d workflow run(s) in flight", wf->inflight);
+    wf->runs_done = done;
+    uv_timer_start(&wf->runs_wait, on_runs_wait, 100, 100);
+}
+
+static void begin_stop(struct workflows *wf)
+{
     if (wf->stopping)
         return;
     wf->stopping = (int)uv_now(wf->in->loop) | 1;
     uv_timer_stop(&wf->sweep);
     uv_timer_start(&wf->stop_wait, on_stop_wait, 100, 100);
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    begin_stop(s->data);
 }
 
 /* intake:<host>:<pid>:<random>, unique per process start. */
@@ -827,10 +864,12 @@ void workflows_api_init(struct intake *in)
 
     uv_timer_init(in->loop, &wf->stop_wait);
     uv_timer_init(in->loop, &wf->sweep);
+    uv_timer_init(in->loop, &wf->runs_wait);
     uv_signal_init(in->loop, &wf->sigterm);
     uv_signal_init(in->loop, &wf->sigint);
-    wf->stop_wait.data = wf->sweep.data = wf->sigterm.data = wf->sigint.data = wf;
-    wf->open_handles = 4;
+    wf->stop_wait.data = wf->sweep.data = wf->runs_wait.data = wf->sigterm.data = wf;
+    wf->sigint.data = wf;
+    wf->open_handles = 5;
     uv_signal_start(&wf->sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&wf->sigint, on_stop_signal, SIGINT);
     uv_unref((uv_handle_t *)&wf->sigterm);

@@ -39,11 +39,16 @@ struct workflows {
     uint64_t sweep_paused_until; /* after "no runner connected", loop time in ms */
     uv_signal_t sigterm, sigint; /* stop the runner client when the intake drains */
     uv_timer_t stop_wait;
+    uv_timer_t runs_wait;                /* drain: runs in flight finish first */
+    void (*runs_done)(struct intake *in);
     int stopping, open_handles, freed;
 };
 
 /* Once, after mappings_refresh(): runner client, settings, the run sweep. */
 void workflows_api_init(struct intake *in);
+/* Drain: calls done once no run this process took is in flight, or when DRAIN_TIMEOUT_MS has
+ * passed since the stop signal (runs still out then are taken over when their lease expires). */
+void workflows_wait_runs(struct intake *in, void (*done)(struct intake *in));
 /* After uv_run() returned; leaves no handle open (run the loop once more afterwards). */
 void workflows_api_free(struct intake *in);
 /* Takes queued runs and runs under an expired lease, up to the free slots (see workflows_run.c);

@@ -5,7 +5,8 @@ Real intake(s), real runner(s), real PostgreSQL. Failures are made with kill -9 
 moments; short timeouts (WORKFLOW_RUN_GRACE_SECONDS=2) keep the test fast. Checks: a run with
 no runner connected stays queued and runs once a runner appears (the attempt is not counted);
 a runner killed mid-run → the run is given back and completes on the next runner (attempt 2);
-an intake killed mid-run → its lease expires and another intake takes the run over; the attempt
+an intake killed mid-run → its lease expires and another intake takes the run over; an intake
+stopped with SIGTERM records its runs before it exits; the attempt
 limit fails a run that keeps losing its runner; a late outcome from a lost lease changes
 nothing; more runs than free slots all complete through the sweep; two runners share the load.
 """
@@ -161,6 +162,24 @@ def test_intake_killed_mid_run():
                              "activity_events WHERE event_type = 'workflow_executed'")
         assert_eq(owners, "1")
         assert owner1.startswith("intake:"), owner1
+    finally:
+        s.stop()
+
+
+def test_intake_drain_waits_for_its_runs():
+    s = Stack("lease_drain", services=("auditd", "runner", "intake"), env=ENV)
+    try:
+        k = setup(s)
+        u = create(s, k, SLEEPY % 2, timeout=4)
+        run = execute(s, k, u)
+        wait_for(s, run, lambda r: r[0] == "running", what="running")
+        t0 = time.time()
+        rc = s.intakes[0].stop(signal.SIGTERM)
+        assert_eq(rc, 0)
+        st, attempts, owner = row(s, run)
+        assert_eq((st, attempts, owner), ("success", 1, ""))  # recorded before it exited
+        assert time.time() - t0 < 10, time.time() - t0
+        assert "waiting for 1 workflow run" in s.intakes[0].text(), s.intakes[0].text()[-2000:]
     finally:
         s.stop()
 
