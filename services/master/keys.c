@@ -51,12 +51,14 @@ static void usage_create(void)
     fprintf(stderr, "usage: calseta create-api-key --name NAME --scopes SCOPE[,SCOPE...]\n"
                     "       [--allowed-sources SRC ...] [--expires-at ISO8601]\n"
                     "       [--expires-in SECONDS] [--rate-limit-per-minute N]\n"
+                    "       [--key-type human|agent]\n"
                     "The key is the last line of stdout; everything else goes to stderr.\n");
 }
 
 int cmd_create_api_key(int argc, char **argv)
 {
     const char *name = NULL, *expires_at = NULL, *expires_in = NULL, *rlpm = NULL;
+    const char *key_type = "human";
     json_t *scopes = json_array(), *sources = NULL;
     int rc = 1;
     for (int i = 1; i < argc; i++) {
@@ -75,6 +77,8 @@ int cmd_create_api_key(int argc, char **argv)
             expires_in = argv[++i];
         else if (!strcmp(argv[i], "--rate-limit-per-minute") && i + 1 < argc)
             rlpm = argv[++i];
+        else if (!strcmp(argv[i], "--key-type") && i + 1 < argc)
+            key_type = argv[++i];
         else {
             usage_create();
             goto out;
@@ -82,6 +86,10 @@ int cmd_create_api_key(int argc, char **argv)
     }
     if (!name || !*name || json_array_size(scopes) == 0) {
         usage_create();
+        goto out;
+    }
+    if (strcmp(key_type, "human") != 0 && strcmp(key_type, "agent") != 0) {
+        fprintf(stderr, "Error: --key-type is human or agent\n");
         goto out;
     }
     size_t k;
@@ -118,18 +126,18 @@ int cmd_create_api_key(int argc, char **argv)
         }
         char *sj = json_dumps(scopes, JSON_COMPACT);
         char *srcj = sources ? json_dumps(sources, JSON_COMPACT) : NULL;
-        const char *p[8] = {name, prefix, hash, sj, expires_at, srcj, expires_in, rlpm};
+        const char *p[9] = {name, prefix, hash, sj, expires_at, srcj, expires_in, rlpm, key_type};
         r = PQexecParams(
             db,
             "INSERT INTO api_keys AS k (name, key_prefix, key_hash, scopes, expires_at, "
-            "allowed_sources, rate_limit_per_minute) VALUES ($1, $2, $3, "
+            "allowed_sources, rate_limit_per_minute, key_type) VALUES ($1, $2, $3, "
             "ARRAY(SELECT json_array_elements_text($4::json)), "
             "CASE WHEN $7::bigint IS NOT NULL THEN now() + make_interval(secs => $7::bigint) "
             "ELSE $5::timestamptz END, "
             "CASE WHEN $6::json IS NULL THEN NULL "
-            "ELSE ARRAY(SELECT json_array_elements_text($6::json)) END, $8::int) "
+            "ELSE ARRAY(SELECT json_array_elements_text($6::json)) END, $8::int, $9) "
             "RETURNING k.uuid, calseta_ts(k.expires_at)",
-            8, NULL, p, NULL, NULL, 0);
+            9, NULL, p, NULL, NULL, 0);
         free(sj);
         free(srcj);
         const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -140,8 +148,8 @@ int cmd_create_api_key(int argc, char **argv)
     }
     if (r && PQresultStatus(r) == PGRES_TUPLES_OK) {
         char *sj = json_dumps(scopes, JSON_COMPACT);
-        fprintf(stderr, "Name:    %s\nUUID:    %s\nPrefix:  %s\nScopes:  %s\n", name,
-                PQgetvalue(r, 0, 0), prefix, sj);
+        fprintf(stderr, "Name:    %s\nUUID:    %s\nPrefix:  %s\nType:    %s\nScopes:  %s\n", name,
+                PQgetvalue(r, 0, 0), prefix, key_type, sj);
         if (sources) {
             char *srcj = json_dumps(sources, JSON_COMPACT);
             fprintf(stderr, "Sources: %s\n", srcj);
