@@ -119,6 +119,8 @@ const char *runner_status_name(enum runner_status s)
         return "success";
     case RUNNER_TIMED_OUT:
         return "timed_out";
+    case RUNNER_BUSY:
+        return "busy";
     default:
         return "failed";
     }
@@ -132,6 +134,8 @@ int runner_status_parse(const char *s, enum runner_status *out)
         *out = RUNNER_FAILED;
     else if (!strcmp(s, "timed_out"))
         *out = RUNNER_TIMED_OUT;
+    else if (!strcmp(s, "busy"))
+        *out = RUNNER_BUSY;
     else
         return -1;
     return 0;

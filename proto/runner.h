@@ -61,7 +61,9 @@ struct runner_run_req {
     struct runner_secret *secrets;
 };
 
-enum runner_status { RUNNER_SUCCESS = 0, RUNNER_FAILED, RUNNER_TIMED_OUT };
+/* RUNNER_BUSY: the run was not started (every worker of that runner busy, or no child could be
+ * had); the sender gives it back to the queue without counting an attempt. */
+enum runner_status { RUNNER_SUCCESS = 0, RUNNER_FAILED, RUNNER_TIMED_OUT, RUNNER_BUSY };
 
 struct runner_result {
     enum runner_status status;

@@ -754,7 +754,7 @@ static void close_handles(struct workflows *wf)
 static void on_stop_wait(uv_timer_t *t)
 {
     struct workflows *wf = t->data;
-    uint64_t waited = uv_now(wf->in->loop) - (uint64_t)wf->stopping;
+    uint64_t waited = uv_now(wf->in->loop) - wf->stop_started_ms;
     if (wf->in->pg && waited < (uint64_t)wf->in->cfg.drain_timeout_ms + 5000)
         return;
     close_handles(wf);
@@ -765,7 +765,7 @@ static void begin_stop(struct workflows *wf);
 static void on_runs_wait(uv_timer_t *t)
 {
     struct workflows *wf = t->data;
-    uint64_t waited = uv_now(wf->in->loop) - (uint64_t)wf->stopping;
+    uint64_t waited = uv_now(wf->in->loop) - wf->stop_started_ms;
     if (wf->inflight > 0 && waited < (uint64_t)wf->in->cfg.drain_timeout_ms)
         return;
     if (wf->inflight > 0)
@@ -796,7 +796,8 @@ static void begin_stop(struct workflows *wf)
 {
     if (wf->stopping)
         return;
-    wf->stopping = (int)uv_now(wf->in->loop) | 1;
+    wf->stopping = 1;
+    wf->stop_started_ms = uv_now(wf->in->loop);
     uv_timer_stop(&wf->sweep);
     uv_timer_start(&wf->stop_wait, on_stop_wait, 100, 100);
 }
@@ -853,7 +854,7 @@ void workflows_api_init(struct intake *in)
     wf->base_url = setting_dup(&in->cfg, "CALSETA_BASE_URL", "http://localhost:8000");
     wf->approval_default_timeout =
         setting_int(&in->cfg, "APPROVAL_DEFAULT_TIMEOUT_SECONDS", 1, 30LL * 86400, 3600);
-    wf->run_grace_seconds = setting_int(&in->cfg, "WORKFLOW_RUN_GRACE_SECONDS", 1, 86400, 30);
+    wf->run_grace_seconds = setting_int(&in->cfg, "WORKFLOW_RUN_GRACE_SECONDS", 3, 86400, 30);
     wf->max_attempts = setting_int(&in->cfg, "WORKFLOW_RUN_MAX_ATTEMPTS", 1, 100, 3);
     wf->max_inflight = setting_int(&in->cfg, "WORKFLOW_MAX_INFLIGHT", 1, 10000, 8);
     lease_owner(wf->owner, sizeof wf->owner);

@@ -42,6 +42,7 @@ struct workflows {
     uv_timer_t runs_wait;                /* drain: runs in flight finish first */
     void (*runs_done)(struct intake *in);
     int stopping, open_handles, freed;
+    uint64_t stop_started_ms; /* loop time of the stop signal */
 };
 
 /* Once, after mappings_refresh(): runner client, settings, the run sweep. */

@@ -116,6 +116,7 @@ static json_t *result_json(const struct runner_result *r)
 /* ---- the asynchronous run: claim under a lease → RUN → finish or release --------------- */
 
 #define NO_RUNNER_PAUSE_MS 5000
+#define BUSY_RUNNER_PAUSE_MS 500
 
 struct run_op {
     struct workflows *wf;
@@ -187,7 +188,8 @@ static void run_release(struct run_op *op, int unsent)
 {
     struct intake *in = op->wf->in;
     json_t *f = json_pack("{s:s,s:s,s:s}", "run_uuid", op->run_uuid, "attempt", op->attempt,
-                          "reason", unsent ? "no runner connected" : "no answer from the runner");
+                          "reason", unsent ? "not started (no runner connected, or busy)"
+                                           : "no answer from the runner");
     log_event(LOG_WARN, "workflow_run_released", f);
     json_decref(f);
     if (!in->pg) {
@@ -205,6 +207,11 @@ static void on_run_result(void *arg, int status, const struct runner_result *r)
     if (status == RUNNER_CLIENT_CLOSED) { /* shutting down: the lease expires, another takes it */
         op->wf->inflight--;
         free(op);
+        return;
+    }
+    if (status == RUNNER_CLIENT_OK && r->status == RUNNER_BUSY) { /* not started: uncounted */
+        op->wf->sweep_paused_until = uv_now(op->wf->in->loop) + BUSY_RUNNER_PAUSE_MS;
+        run_release(op, 1);
         return;
     }
     if (status != RUNNER_CLIENT_OK) {
@@ -416,9 +423,12 @@ static void on_test_result(void *arg, int status, const struct runner_result *r)
     struct reqctx *rc = op->rc;
     json_decref(op->indicator);
     free(op);
-    if (status != RUNNER_CLIENT_OK) {
+    if (status != RUNNER_CLIENT_OK || r->status == RUNNER_BUSY) {
         reply_error(rc, 503, "SERVICE_UNAVAILABLE",
-                    "The workflow runner did not answer; the test did not complete.", NULL);
+                    status == RUNNER_CLIENT_OK
+                        ? "Every workflow runner is busy; the test did not run. Try again."
+                        : "The workflow runner did not answer; the test did not complete.",
+                    NULL);
         return;
     }
     json_t *out = result_json(r);

@@ -415,7 +415,7 @@ static struct kid *take_run_child(struct server *s)
     for (size_t i = 0; i < s->nkids && !pick; i++) {
         struct kid *k = &s->kids[i];
         struct pollfd p = {k->chan, POLLIN, 0};
-        if (!k->handed && poll(&p, 1, 0) == 1)
+        if (!k->handed && poll(&p, 1, 0) == 1 && p.revents == POLLIN) /* said warm, not gone */
             pick = k;
     }
     for (size_t i = 0; i < s->nkids && !pick; i++)
@@ -574,6 +574,22 @@ const struct sandbox_probe *forkserver_probe(const struct forkserver *fs)
     return &fs->hello.probe;
 }
 
+static void close_rights(struct msghdr *m)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR(m, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+            close(fd);
+        }
+    }
+}
+
+/* 0 with c filled; -1 (no child this time); FS_DEAD (the server is gone). A child received
+ * incompletely is killed (its pidfd, when it came) and every received descriptor closed. */
 static int recv_kid(int ctl, struct fs_child *c)
 {
     int32_t pid;
@@ -588,10 +604,20 @@ static int recv_kid(int ctl, struct fs_child *c)
     do
         n = recvmsg(ctl, &m, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return FS_DEAD;
     struct cmsghdr *cm = n == (ssize_t)sizeof pid ? CMSG_FIRSTHDR(&m) : NULL;
     if (!cm || pid <= 0 || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
-        cm->cmsg_len != CMSG_LEN(3 * sizeof(int)) || (m.msg_flags & MSG_CTRUNC))
+        cm->cmsg_len != CMSG_LEN(3 * sizeof(int)) || (m.msg_flags & MSG_CTRUNC)) {
+        if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+            cm->cmsg_len >= CMSG_LEN(2 * sizeof(int))) {
+            int pidfd;
+            memcpy(&pidfd, CMSG_DATA(cm) + sizeof(int), sizeof pidfd);
+            syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        }
+        close_rights(&m);
         return -1;
+    }
     int fds[3];
     memcpy(fds, CMSG_DATA(cm), sizeof fds);
     c->pid = pid;
@@ -605,7 +631,7 @@ int forkserver_child(struct forkserver *fs, int validate, struct fs_child *c)
 {
     char what = validate ? 'V' : 'R';
     pthread_mutex_lock(&fs->lock);
-    int rc = send(fs->ctl, &what, 1, MSG_NOSIGNAL) == 1 ? recv_kid(fs->ctl, c) : -1;
+    int rc = send(fs->ctl, &what, 1, MSG_NOSIGNAL) == 1 ? recv_kid(fs->ctl, c) : FS_DEAD;
     pthread_mutex_unlock(&fs->lock);
     return rc;
 }

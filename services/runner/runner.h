@@ -108,7 +108,9 @@ struct forkserver *forkserver_start(const struct zygote_opts *o, char *err, size
 void forkserver_stop(struct forkserver *fs);
 int forkserver_layers(const struct forkserver *fs);
 const struct sandbox_probe *forkserver_probe(const struct forkserver *fs);
-/* Thread-safe: a run child (warm when one is ready) or a validation child. */
+/* Thread-safe: a run child (warm when one is ready) or a validation child. 0, or -1 when no
+ * child could be made this time, or FS_DEAD when the fork server is gone. */
+enum { FS_DEAD = -2 };
 int forkserver_child(struct forkserver *fs, int validate, struct fs_child *c);
 void fs_child_kill(const struct fs_child *c);
 /* 0 with *status once the fork server reaped the child (waits at most wait_ms), else -1. */

@@ -1,14 +1,27 @@
 /*
- * runtime_py.c - the in-sandbox runtime and the channel module it talks to the parent with.
+ * runtime_py.c - the in-sandbox runtime, the channel module it talks to the parent with, and
+ * the run-time guard of workflow code.
  *
  * _calseta_chan (C): send(bytes) writes one frame (4-byte big-endian length, then the bytes)
  * to the inherited channel descriptor; recv() reads one. Nothing else: no descriptor, path or
  * socket is reachable from it.
+ * _calseta_guard (C): an audit hook (PySys_AddAuditHook: it cannot be removed from Python)
+ * armed by exec_module() right before the workflow's module body runs, for the rest of the
+ * child's life. Armed, it refuses the audit events that give frames or code objects
+ * (object.__getattr__ of tb_frame, f_code, __code__ and the gi_, cr_, ag_ frames and code;
+ * sys._getframe, sys.settrace), new code (compile, exec, code.__new__, function.__new__,
+ * marshal), restricted attribute writes, imports of modules not yet loaded, files,
+ * processes, sockets and every other event,
+ * except builtins.id and the asyncio hooks. Only the stdlib's namedtuple/NamedTuple/ForwardRef
+ * frames may compile/exec, and only format_exc() may read tb_frame/f_code (to format a
+ * traceback).
  * runner_runtime_py (Python): calseta.workflows and app.workflows.context (WorkflowContext,
  * WorkflowResult, ...), ctx.http (the httpx.AsyncClient subset, brokered by the parent),
  * ctx.log, ctx.secrets (only the names handed over for this run), the guarded __import__ that
- * serves read-only views of preloaded modules, and the driver that runs `async def run(ctx)` on
- * an asyncio loop created before the sandbox closes (seccomp forbids new sockets/epolls).
+ * serves read-only views of preloaded modules (without attrgetter/methodcaller/Formatter/...,
+ * with attribute-list-free functools.wraps/update_wrapper and a memo-free copy.deepcopy), and
+ * the driver that runs `async def run(ctx)` on an asyncio loop created before the sandbox
+ * closes (seccomp forbids new sockets/epolls).
  */
 #include "runner.h"
 
@@ -17,6 +30,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
 
 #define CHAN_MAX_FRAME (16 * 1024 * 1024)
@@ -123,9 +137,197 @@ static PyObject *chan_init(void)
     return PyModule_Create(&chan_module);
 }
 
+/* ---- _calseta_guard: the run-time guard (an audit hook armed right before workflow code) ---- */
+
+/* The guard's whole state: armed once per child, never disarmed (there is no Python-visible
+ * way back); trusted is raised only by guard_format_exc around traceback.format_exc. */
+struct guard {
+    int armed;
+    int trusted;
+    PyObject *exec_codes; /* code objects whose frames may compile/exec/set attributes */
+    PyObject *format_exc; /* traceback.format_exc, captured in the zygote */
+};
+
+static struct guard guard;
+
+static const char *const guard_allowed_events[] = {
+    "builtins.id",
+    "sys.set_asyncgen_hook_firstiter",
+    "sys.set_asyncgen_hook_finalizer",
+    "cpython.PyInterpreterState_Clear",
+    "cpython._PySys_ClearAuditHooks",
+    NULL,
+};
+
+static const char *const guard_permission_prefixes[] = {
+    "open",    "os.",   "shutil.", "socket.",   "subprocess.", "tempfile.", "pty.",
+    "fcntl.",  "glob.", "mmap.",   "resource.", "signal.",     "syslog.",   "ctypes.",
+    "urllib.", "http.", "ftplib.", "smtplib.",  "webbrowser.", "sqlite3.",  NULL,
+};
+
+static int event_in(const char *event, const char *const *list, int prefix)
+{
+    for (size_t i = 0; list[i]; i++) {
+        size_t n = strlen(list[i]);
+        if (prefix ? strncmp(event, list[i], n) == 0 : strcmp(event, list[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The executing Python frame runs one of the stdlib code objects allowed to compile/exec. */
+static int guard_frame_trusted(void)
+{
+    PyFrameObject *f = PyEval_GetFrame();
+    if (!f || !guard.exec_codes)
+        return 0;
+    PyCodeObject *co = PyFrame_GetCode(f);
+    int ok = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(guard.exec_codes); i++)
+        if ((PyObject *)co == PyTuple_GET_ITEM(guard.exec_codes, i))
+            ok = 1;
+    Py_DECREF(co);
+    return ok;
+}
+
+static const char *guard_attr_name(PyObject *args)
+{
+    if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 2)
+        return "?";
+    PyObject *name = PyTuple_GET_ITEM(args, 1);
+    const char *s = PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+    if (!s)
+        PyErr_Clear();
+    return s ? s : "?";
+}
+
+static int guard_deny(PyObject *exc, const char *event, PyObject *args)
+{
+    if (strncmp(event, "object.", 7) == 0)
+        PyErr_Format(exc, "attribute '%s' is blocked by the workflow sandbox",
+                     guard_attr_name(args));
+    else
+        PyErr_Format(exc, "'%s' is blocked by the workflow sandbox", event);
+    return -1;
+}
+
+static int guard_hook(const char *event, PyObject *args, void *data)
+{
+    (void)data;
+    if (!guard.armed || event_in(event, guard_allowed_events, 0))
+        return 0;
+    if (strcmp(event, "object.__getattr__") == 0) {
+        const char *a = guard_attr_name(args);
+        if (guard.trusted && (strcmp(a, "tb_frame") == 0 || strcmp(a, "f_code") == 0))
+            return 0;
+        return guard_deny(PyExc_AttributeError, event, args);
+    }
+    if (strcmp(event, "object.__setattr__") == 0 || strcmp(event, "object.__delattr__") == 0)
+        return guard_frame_trusted() ? 0 : guard_deny(PyExc_AttributeError, event, args);
+    if (strcmp(event, "compile") == 0 || strcmp(event, "exec") == 0)
+        return guard_frame_trusted() ? 0 : guard_deny(PyExc_RuntimeError, event, args);
+    if (strcmp(event, "sys._getframe") == 0 || strcmp(event, "sys._current_frames") == 0)
+        return guard_deny(PyExc_ValueError, event, args); /* what the stdlib's callers expect */
+    if (strcmp(event, "import") == 0)
+        return guard_deny(PyExc_ImportError, event, args);
+    if (event_in(event, guard_permission_prefixes, 1))
+        return guard_deny(PyExc_PermissionError, event, args);
+    return guard_deny(PyExc_RuntimeError, event, args);
+}
+
+static PyObject *guard_configure(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *codes, *fmt;
+    if (!PyArg_ParseTuple(args, "O!O:configure", &PyTuple_Type, &codes, &fmt))
+        return NULL;
+    if (guard.armed) {
+        PyErr_SetString(PyExc_RuntimeError, "the workflow guard is armed");
+        return NULL;
+    }
+    Py_INCREF(codes);
+    Py_INCREF(fmt);
+    Py_XSETREF(guard.exec_codes, codes);
+    Py_XSETREF(guard.format_exc, fmt);
+    Py_RETURN_NONE;
+}
+
+static PyObject *guard_exec_module(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *code, *globals;
+    int arm;
+    if (!PyArg_ParseTuple(args, "O!O!p:exec_module", &PyCode_Type, &code, &PyDict_Type, &globals,
+                          &arm))
+        return NULL;
+    if (guard.armed) {
+        PyErr_SetString(PyExc_RuntimeError, "the workflow guard is armed");
+        return NULL;
+    }
+    if (arm) {
+        if (PySys_AddAuditHook(guard_hook, NULL) != 0)
+            return NULL;
+        guard.armed = 1;
+    }
+    return PyEval_EvalCode(code, globals, globals);
+}
+
+static PyObject *guard_format_exc(PyObject *self, PyObject *noargs)
+{
+    (void)self;
+    (void)noargs;
+    if (!guard.format_exc) {
+        PyErr_SetString(PyExc_RuntimeError, "the workflow guard is not configured");
+        return NULL;
+    }
+    guard.trusted++;
+    PyObject *r = PyObject_CallNoArgs(guard.format_exc);
+    guard.trusted--;
+    return r;
+}
+
+static PyObject *guard_is_coroutine_function(PyObject *self, PyObject *obj)
+{
+    (void)self;
+    if (!PyFunction_Check(obj))
+        Py_RETURN_FALSE;
+    PyCodeObject *co = (PyCodeObject *)PyFunction_GET_CODE(obj);
+    return PyBool_FromLong((co->co_flags & CO_COROUTINE) != 0);
+}
+
+static PyMethodDef guard_methods[] = {
+    {"configure", guard_configure, METH_VARARGS,
+     "configure(exec_codes, format_exc): set once in the zygote, refused once armed."},
+    {"exec_module", guard_exec_module, METH_VARARGS,
+     "exec_module(code, globals, arm): arm the audit hook (for good) and run a module body."},
+    {"format_exc", guard_format_exc, METH_NOARGS,
+     "traceback.format_exc(), allowed to read tb_frame/f_code while the guard is armed."},
+    {"is_coroutine_function", guard_is_coroutine_function, METH_O,
+     "True for a Python function defined with async def (reads no audited attribute)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef guard_module = {
+    PyModuleDef_HEAD_INIT,
+    "_calseta_guard",
+    "The run-time guard of workflow code: an audit hook that cannot be removed.",
+    -1,
+    guard_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+static PyObject *guard_init(void)
+{
+    return PyModule_Create(&guard_module);
+}
+
 void runtime_register_chan(void)
 {
     PyImport_AppendInittab("_calseta_chan", chan_init);
+    PyImport_AppendInittab("_calseta_guard", guard_init);
 }
 
 const char runner_runtime_py[] =
@@ -138,11 +340,15 @@ const char runner_runtime_py[] =
     "import base64 as _b64\n"
     "import time as _time\n"
     "import asyncio\n"
-    "import inspect as _inspect\n"
+    "import collections as _collections\n"
+    "import copy as _copy\n"
+    "import functools as _functools\n"
     "import linecache\n"
     "import traceback\n"
+    "import typing as _typing\n"
     "import urllib.parse as _up\n"
     "import _calseta_chan as _chan\n"
+    "import _calseta_guard as _guard\n"
     "import _calseta_validator as _val\n"
     "\n"
     "PRELOAD = (\n"
@@ -159,7 +365,10 @@ const char runner_runtime_py[] =
     "    \"encodings.ascii\", \"encodings.latin_1\", \"encodings.utf_8\", \"encodings.utf_16\",\n"
     "    \"encodings.base64_codec\", \"encodings.hex_codec\", \"os\", \"posix\", \"socket\", "
     "\"subprocess\",\n"
-    "    \"traceback\", \"linecache\")\n"
+    "    \"traceback\", \"linecache\", \"_strptime\", \"encodings.cp1252\", "
+    "\"encodings.utf_8_sig\",\n"
+    "    \"encodings.utf_32\", \"encodings.unicode_escape\", \"encodings.raw_unicode_escape\",\n"
+    "    \"encodings.punycode\")\n"
     "\n"
     "\n"
     "def preload():\n"
@@ -174,6 +383,18 @@ const char runner_runtime_py[] =
     "        hashlib.new(alg, b\"x\").hexdigest()\n"
     "    hmac.new(b\"k\", b\"m\", \"sha256\").hexdigest()\n"
     "    uuid.UUID(int=0)\n"
+    "    _guard.configure(_exec_codes(), traceback.format_exc)\n"
+    "\n"
+    "\n"
+    "def _exec_codes():\n"
+    "    \"\"\"The only code objects that may compile or exec source, or set restricted "
+    "attributes,\n"
+    "    once the guard is armed: the stdlib's own namedtuple (its field names are checked\n"
+    "    identifiers; it sets __defaults__/__module__ on what it made), typing's NamedTuple "
+    "helper,\n"
+    "    and typing.ForwardRef (compiles an annotation string, never runs it).\"\"\"\n"
+    "    return (_collections.namedtuple.__code__, _typing.ForwardRef.__init__.__code__,\n"
+    "            vars(_typing)[\"_make_nmtuple\"].__code__)\n"
     "\n"
     "\n"
     "def _send(obj):\n"
@@ -490,9 +711,41 @@ const char runner_runtime_py[] =
     "_VIEWS = {}\n"
     "\n"
     "\n"
+    "def _update_wrapper(wrapper, wrapped):\n"
+    "    \"\"\"functools.update_wrapper with its fixed attribute lists only: assigned=/updated= "
+    "would\n"
+    "    copy attributes named by (computed) strings, a getattr by another name.\"\"\"\n"
+    "    return _functools.update_wrapper(wrapper, wrapped)\n"
+    "\n"
+    "\n"
+    "def _wraps(wrapped):\n"
+    "    return _functools.partial(_update_wrapper, wrapped=wrapped)\n"
+    "\n"
+    "\n"
+    "def _deepcopy(x):\n"
+    "    \"\"\"copy.deepcopy without a caller's memo, which would keep every intermediate object "
+    "of the\n"
+    "    copy (the classes and the __dict__ of what is copied) for the caller to read.\"\"\"\n"
+    "    return _copy.deepcopy(x)\n"
+    "\n"
+    "\n"
+    "# What a module view leaves out (attribute access by a computed name) or replaces.\n"
+    "_HIDDEN = {\n"
+    "    \"operator\": frozenset((\"attrgetter\", \"methodcaller\")),\n"
+    "    \"string\": frozenset((\"Formatter\",)),\n"
+    "    \"logging\": frozenset((\"Formatter\", \"StrFormatStyle\")),\n"
+    "    \"typing\": frozenset((\"get_type_hints\",)),\n"
+    "    \"functools\": frozenset((\"singledispatch\", \"singledispatchmethod\")),\n"
+    "}\n"
+    "_REPLACED = {\n"
+    "    \"functools\": {\"update_wrapper\": _update_wrapper, \"wraps\": _wraps},\n"
+    "    \"copy\": {\"deepcopy\": _deepcopy},\n"
+    "}\n"
+    "\n"
+    "\n"
     "def _view(mod):\n"
-    "    \"\"\"A copy of a module without private names or modules outside the allowed "
-    "list.\"\"\"\n"
+    "    \"\"\"A copy of a module without private names, modules outside the allowed list, or the\n"
+    "    computed-attribute gadgets of _HIDDEN/_REPLACED.\"\"\"\n"
     "    name = mod.__name__\n"
     "    if name in _VIEWS:\n"
     "        return _VIEWS[name]\n"
@@ -500,9 +753,13 @@ const char runner_runtime_py[] =
     "        return mod\n"
     "    v = types.ModuleType(name, getattr(mod, \"__doc__\", None))\n"
     "    _VIEWS[name] = v\n"
+    "    hidden = _HIDDEN.get(name, ())\n"
+    "    replaced = _REPLACED.get(name, {})\n"
     "    for k, val in list(vars(mod).items()):\n"
-    "        if k.startswith(\"_\"):\n"
+    "        if k.startswith(\"_\") or k in hidden:\n"
     "            continue\n"
+    "        if k in replaced:\n"
+    "            val = replaced[k]\n"
     "        if isinstance(val, types.ModuleType):\n"
     "            if not _val.module_allowed(val.__name__) or val.__name__.split(\".\")[0] in "
     "_val.BLOCKED:\n"
@@ -512,9 +769,18 @@ const char runner_runtime_py[] =
     "    return v\n"
     "\n"
     "\n"
+    "# Private modules that C code of the allowed modules imports on demand (datetime.strptime "
+    "and\n"
+    "# time.strptime import _strptime through the caller's __import__): served to that C code "
+    "only.\n"
+    "_INTERNAL = frozenset((\"_strptime\",))\n"
+    "\n"
+    "\n"
     "def _guarded_import(name, globals=None, locals=None, fromlist=(), level=0):\n"
     "    if level:\n"
     "        raise ImportError(\"relative imports are not allowed\")\n"
+    "    if name in _INTERNAL and not fromlist and name in sys.modules:\n"
+    "        return sys.modules[name]\n"
     "    if name.split(\".\")[0] in _val.BLOCKED or not _val.module_allowed(name):\n"
     "        raise ImportError(\"import of '%s' is not allowed\" % name)\n"
     "    mod = sys.modules.get(name)\n"
@@ -582,7 +848,7 @@ const char runner_runtime_py[] =
     "        TriggerContext(trig if isinstance(trig, dict) else {}))\n"
     "\n"
     "\n"
-    "def _execute(code, req, use_ast, use_pyguard):\n"
+    "def _execute(code, req, use_ast, use_pyguard, arm):\n"
     "    if use_ast:\n"
     "        errors = _val.validate(code)\n"
     "        if errors:\n"
@@ -598,20 +864,26 @@ const char runner_runtime_py[] =
     "         \"__name__\": \"workflow\"}\n"
     "    ctx = _build_ctx(req)\n"
     "    try:\n"
-    "        exec(compiled, g)\n"
+    "        if use_pyguard:\n"
+    "            # arms the guard's audit hook (for good) and runs the module body: from here on "
+    "no\n"
+    "            # frame, code object, compile/exec, import, file, process or socket for anyone\n"
+    "            _guard.exec_module(compiled, g, arm)\n"
+    "        else:\n"
+    "            exec(compiled, g)\n"
     "    except MemoryError:\n"
     "        raise\n"
     "    except BaseException:\n"
-    "        return _fail(\"Error loading workflow code:\\n\" + traceback.format_exc())\n"
+    "        return _fail(\"Error loading workflow code:\\n\" + _guard.format_exc())\n"
     "    run = g.get(\"run\")\n"
-    "    if run is None or not _inspect.iscoroutinefunction(run):\n"
+    "    if run is None or not _guard.is_coroutine_function(run):\n"
     "        return _fail(\"Workflow code must define an async function named 'run'\")\n"
     "    try:\n"
     "        result = _Run.loop.run_until_complete(run(ctx))\n"
     "    except MemoryError:\n"
     "        raise\n"
     "    except BaseException:\n"
-    "        return _fail(\"Workflow raised an exception:\\n\" + traceback.format_exc())\n"
+    "        return _fail(\"Workflow raised an exception:\\n\" + _guard.format_exc())\n"
     "    if not isinstance(result, WorkflowResult):\n"
     "        return _fail(\"Workflow returned unexpected type: %s\" % type(result).__name__)\n"
     "    return result\n"
@@ -626,16 +898,18 @@ const char runner_runtime_py[] =
     "def child_rehearse(use_ast, use_pyguard):\n"
     "    \"\"\"A warm child walks the whole run path once with a fixed workflow of ours, so that\n"
     "    the pages a run touches are copied before its request arrives, not after.\"\"\"\n"
-    "    req = {\"indicator\": {\"type\": \"ip\", \"value\": \"192.0.2.1\"}, \"timeout_seconds\": 1}\n"
+    "    req = {\"indicator\": {\"type\": \"ip\", \"value\": \"192.0.2.1\"}, \"timeout_seconds\": "
+    "1}\n"
     "    try:\n"
-    "        r = _execute(_REHEARSAL, req, use_ast, use_pyguard)\n"
+    "        r = _execute(_REHEARSAL, req, use_ast, use_pyguard, False)\n"
     "        _json.loads(_json.dumps(r.data, default=str))\n"
     "    except BaseException:\n"
     "        pass\n"
     "\n"
     "\n"
     "def freeze():\n"
-    "    \"\"\"Called once in the zygote: everything loaded so far leaves the collector's view, so\n"
+    "    \"\"\"Called once in the zygote: everything loaded so far leaves the collector's view, "
+    "so\n"
     "    a child's collections do not touch (and copy) the zygote's pages.\"\"\"\n"
     "    import gc\n"
     "    gc.collect()\n"
@@ -645,7 +919,7 @@ const char runner_runtime_py[] =
     "def child_run(code, req_json, use_ast, use_pyguard):\n"
     "    req = _json.loads(req_json)\n"
     "    try:\n"
-    "        result = _execute(code, req, use_ast, use_pyguard)\n"
+    "        result = _execute(code, req, use_ast, use_pyguard, True)\n"
     "    except MemoryError:\n"
     "        result = None\n"
     "    if result is None:\n"

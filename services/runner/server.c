@@ -32,6 +32,7 @@ struct job {
 struct server {
     void *zctx;
     struct zygote *z;
+    int nworkers;
     pthread_mutex_t lock;
     pthread_cond_t more;
     struct job *head, *tail;
@@ -122,7 +123,39 @@ static void *copy_msg(zmq_msg_t *m, size_t *len)
     return p;
 }
 
-/* Reads [identity][payload] (extra frames: refused) and starts a worker. */
+/* A run is never queued behind busy workers: its sender's wait and lease started when it sent
+ * it, so a queued run could outlive them and be run twice. It is answered BUSY at once (not
+ * started; the sender gives it back uncounted). Validations may queue: they are short. */
+static int refuse_if_busy(struct server *s, void *router, zmq_msg_t *id, zmq_msg_t *body)
+{
+    pthread_mutex_lock(&s->lock);
+    int full = s->in_flight >= s->nworkers;
+    pthread_mutex_unlock(&s->lock);
+    if (!full)
+        return 0;
+    struct runner_msg msg;
+    char err[256];
+    if (runner_decode(zmq_msg_data(body), zmq_msg_size(body), &msg, err, sizeof err) != 0)
+        return 0; /* refused (and logged) by the worker */
+    int busy = msg.type == RUNNER_MSG_RUN;
+    if (busy) {
+        struct runner_result r = {.status = RUNNER_BUSY};
+        struct buf reply;
+        buf_init(&reply);
+        r.message = "every worker of this runner is busy";
+        r.data_json = "{}";
+        r.log_output = "";
+        r.sandbox = "";
+        runner_encode_result(msg.id, &r, &reply);
+        zmq_send(router, zmq_msg_data(id), zmq_msg_size(id), ZMQ_SNDMORE);
+        zmq_send(router, reply.data, reply.len, 0);
+        buf_destroy(&reply);
+    }
+    runner_msg_destroy(&msg);
+    return busy;
+}
+
+/* Reads [identity][payload] (extra frames: refused) and queues it for the workers. */
 static void accept_request(struct server *s, void *router)
 {
     zmq_msg_t id, body;
@@ -144,6 +177,8 @@ static void accept_request(struct server *s, void *router)
         msg_warn("runner: refused a request with extra frames");
         goto out;
     }
+    if (refuse_if_busy(s, router, &id, &body))
+        goto out;
     struct job *j = xcalloc(1, sizeof *j);
     j->identity = copy_msg(&id, &j->identity_len);
     j->payload = copy_msg(&body, &j->payload_len);
@@ -193,8 +228,8 @@ static int in_flight(struct server *s)
 
 int runner_serve(struct zygote *z, const char *endpoint, int max_concurrent, volatile int *stop)
 {
-    struct server s = {.z = z};
     int nworkers = max_concurrent > 0 ? max_concurrent : 1, started = 0;
+    struct server s = {.z = z, .nworkers = nworkers};
     pthread_t *workers = xcalloc((size_t)nworkers, sizeof *workers);
     s.zctx = zmq_ctx_new();
     pthread_mutex_init(&s.lock, NULL);

@@ -29,7 +29,7 @@
 #define MAX_FRAME (16 * 1024 * 1024)
 #define MAX_LOG_BYTES (1024 * 1024)
 #define SETUP_GRACE_MS 250
-#define STATUS_WAIT_MS 2000
+#define STATUS_WAIT_MS 1000
 
 struct zygote {
     struct zygote_opts opts;
@@ -47,6 +47,7 @@ struct child_io {
     int status;
     int http_count;
     int log_truncated;
+    int stalled; /* a reply to it could not be written before the deadline */
     struct buf in;
     struct buf log;
     json_t *answer; /* the result / validated / sandbox_error frame */
@@ -83,7 +84,9 @@ const struct sandbox_probe *zygote_probe(const struct zygote *z)
 
 /* ---- the channel ------------------------------------------------------------------------- */
 
-static int send_frame(int fd, const char *s)
+/* Writes one frame, never past the deadline: a child that does not read (its buffer full)
+ * cannot hold this thread. */
+static int send_frame(int fd, const char *s, uint64_t deadline_ms)
 {
     uint32_t len = (uint32_t)strlen(s), be = htonl(len);
     struct buf b;
@@ -92,9 +95,16 @@ static int send_frame(int fd, const char *s)
     buf_append(&b, s, len);
     size_t off = 0;
     while (off < b.len) {
-        ssize_t w = send(fd, b.data + off, b.len - off, MSG_NOSIGNAL);
+        ssize_t w = send(fd, b.data + off, b.len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && errno == EAGAIN) {
+            int64_t left = (int64_t)deadline_ms - (int64_t)now_mono_ms();
+            struct pollfd p = {fd, POLLOUT, 0};
+            if (left <= 0 || (poll(&p, 1, (int)left) < 0 && errno != EINTR))
+                break;
+            continue;
+        }
         if (w <= 0)
             break;
         off += (size_t)w;
@@ -139,7 +149,8 @@ static void handle_frame(struct zygote *z, struct child_io *io, const char *data
                                      z->opts.max_response_bytes};
             reply = broker_http(&bo, data, remaining > 0 ? (int)remaining : 1);
         }
-        send_frame(io->fd, reply);
+        if (send_frame(io->fd, reply, io->deadline_ms) != 0)
+            io->stalled = 1; /* it does not read: supervise() kills it */
         free(reply);
     } else if (!io->answer &&
                (!strcmp(t, "result") || !strcmp(t, "validated") || !strcmp(t, "sandbox_error"))) {
@@ -195,7 +206,7 @@ static void supervise(struct zygote *z, struct child_io *io)
         if (n <= 0)
             break;
         buf_append(&io->in, chunk, (size_t)n);
-        if (drain_frames(z, io) != 0 || io->answer) /* garbage, or its last word */
+        if (drain_frames(z, io) != 0 || io->answer || io->stalled) /* garbage, last word */
             break;
     }
     if (io->answer) { /* nothing it does from now on matters */
@@ -221,11 +232,14 @@ static int run_child(struct zygote *z, int validate, const char *go, uint64_t ti
     memset(io, 0, sizeof *io);
     buf_init(&io->in);
     buf_init(&io->log);
-    if (forkserver_child(z->fs, validate, &io->c) != 0)
+    int rc = forkserver_child(z->fs, validate, &io->c);
+    if (rc == FS_DEAD) /* nothing can run any more: exit, the supervisor restarts the runner */
+        msg_fatal("runner: the fork server is gone; exiting so that the runner is restarted");
+    if (rc != 0)
         return -1;
     io->fd = io->c.chan;
     io->deadline_ms = now_mono_ms() + timeout_ms;
-    if (send_frame(io->fd, go) != 0) { /* it died before reading: described by its status */
+    if (send_frame(io->fd, go, io->deadline_ms) != 0) { /* dead or stuck before reading */
         kill_child(io);
         io->have_status = fs_child_status(&io->c, STATUS_WAIT_MS, &io->status) == 0;
         return 0;
@@ -439,8 +453,8 @@ void zygote_run(struct zygote *z, const struct runner_run_req *req, struct runne
     int rc = run_child(z, 0, rj, timeout_ms, &io);
     explicit_bzero(rj, strlen(rj));
     free(rj);
-    if (rc != 0) {
-        out->status = RUNNER_FAILED;
+    if (rc != 0) { /* not started: the sender gives the run back uncounted */
+        out->status = RUNNER_BUSY;
         out->message = xstrdup("The runner could not start a workflow process");
         out->data_json = xstrdup("{}");
         out->log_output = xstrdup("");

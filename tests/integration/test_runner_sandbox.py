@@ -107,7 +107,8 @@ def escape_matrix():
 
 
 def python_level_escapes():
-    """Escapes that the Python-side layers alone do not stop are contained by the OS layers."""
+    """Python-level escapes (a subprocess through asyncio, the real builtins through a frame) are
+    stopped by the Python guard alone (its audit hook) and, separately, by the OS layers alone."""
     os_layers = "netns,userns,landlock,seccomp,rlimit"
     attacks = {
         "asyncio subprocess": "import asyncio\np = await asyncio.create_subprocess_exec('/bin/true')\n"
@@ -120,16 +121,171 @@ def python_level_escapes():
     }
     for name, body in attacks.items():
         code = wf_import(body)
-        control = run(code, layers="pyguard")
-        check(control.get("message") == "escaped", "control: %s gets past pyguard alone" % name,
+        control = run(code, layers="none")
+        check(control.get("message") == "escaped", "control: %s escapes with no layer" % name,
               control)
-        r = run(code, layers="pyguard," + os_layers)
+        r = run(code, layers="pyguard")
         check(r.get("status") == "failed" and "blocked:" in r.get("message", ""),
-              "%s contained by the OS layers" % name, r)
+              "%s stopped by the Python guard alone" % name, r)
+        r = run(code, layers=os_layers)
+        check(r.get("status") == "failed" and "blocked:" in r.get("message", ""),
+              "%s contained by the OS layers alone" % name, r)
         r = run(code)
         check(r.get("status") == "failed" and ("failed validation" in r.get("message", "") or
                                                "blocked:" in r.get("message", "")),
               "%s stopped with every layer on" % name, r)
+
+
+# ---- Python-level gadgets: refused by validation AND stopped by the guard alone ---------
+
+D2 = "D = '_' * 2\n"
+# (name, body, line of the first validation error inside wf_import(body) or None, escapes
+#  with no layer at all). Each body leaves the real sys module (or its loot) in `loot`.
+GADGETS = [
+    ("operator.attrgetter", "import operator\n" + D2 +
+     "ag = operator.attrgetter\nloot = ag(D + 'globals' + D)(ag(D + 'func' + D)(ctx.log.info))['sys']"
+     ".modules['os'].listdir('/')",
+     6, True),
+    ("from operator import attrgetter", "from operator import attrgetter\n" + D2 +
+     "loot = attrgetter(D + 'func' + D + '.' + D + 'globals' + D)(ctx.log.info)['sys']"
+     ".modules['os'].listdir('/')", 4, True),
+    ("operator.methodcaller", "import operator\n" + D2 +
+     "loot = operator.methodcaller(D + 'reduce_ex' + D, 2)(ctx.log)\nloot = loot[2]", 6, True),
+    ("inspect.getmembers", "import inspect\nfr = inspect.currentframe()\n"
+     "while 'sys' not in dict(inspect.getmembers(fr))['f_globals']:\n"
+     "    fr = dict(inspect.getmembers(fr))['f_back']\n"
+     "loot = dict(inspect.getmembers(fr))['f_globals']['sys'].modules['os'].listdir('/')", 4, True),
+    ("format-string walk", D2 + "loot = ('{0.' + D + 'func' + D + '.' + D + 'globals' + D + '}')"
+     ".format(ctx.log.info)\nif 'sys' not in loot:\n    raise ValueError(loot)", 5, True),
+    # (a str.format walk only ever yields a string: the guard cannot stop it; validation does)
+    ("format_map, custom mapping", "import collections\n" + D2 +
+     "m = collections.ChainMap({'c': ctx.log.info})\n"
+     "loot = ('{c.' + D + 'func' + D + '.' + D + 'globals' + D + '[sys]}').format_map(m)\n"
+     "if 'sys' not in loot:\n    raise ValueError(loot)", 7, True),
+    ("string.Formatter.get_field", "import string\n" + D2 +
+     "f = string.Formatter()\nloot = f.get_field('0.' + D + 'func' + D + '.' + D + 'globals' + D,"
+     " [ctx.log.info], {})[0]['sys']"
+     ".modules['os'].listdir('/')", 6, True),
+    ("functools.update_wrapper updated=", "import functools\n" + D2 +
+     "def f():\n    pass\nfunctools.update_wrapper(f, ctx.log.info, (), (D + 'globals' + D,))\n"
+     "loot = sys.modules['os'].listdir('/')", 8, True),
+    ("functools.wraps(...).func", "import functools\n" + D2 +
+     "def f():\n    pass\nfunctools.wraps(ctx.log.info).func(f, ctx.log.info, (), (D + 'globals' + D,))\n"
+     "loot = sys.modules['os'].listdir('/')", 8, True),
+    ("functools.reduce(getattr)", "import functools\n" + D2 +
+     "loot = functools.reduce(getattr, [D + 'func' + D, D + 'globals' + D], ctx.log.info)['sys']"
+     ".modules['os'].listdir('/')",
+     6, True),
+    ("copy.deepcopy memo", "import copy\nm = {}\ncopy.deepcopy(ctx.secrets, m)\n"
+     "loot = [v for v in m.values() if isinstance(v, dict) and 'API_TOKEN' in str(v)]\n"
+     "if not loot:\n    raise ValueError('nothing kept')", 6, True),
+    ("vars() dunders", "loot = vars(type(ctx.log))['info'].__globals__['sys'].modules['os'].listdir('/')", 4, True),
+    ("code.replace", "f = lambda: 1\nloot = f.__code__.replace(co_consts=(2,))", 5, True),
+    ("FunctionType", "T = ctx.log.info.__func__.__globals__['types']\n"
+     "loot = T.FunctionType((lambda: 1).__code__, {})", 4, True),
+    ("traceback tb_frame", "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n"
+     "    loot = e.__traceback__.tb_frame.f_back.f_globals['sys'].modules['os'].listdir('/')", 7, True),
+    ("generator gi_frame", "def g():\n    yield 1\nloot = g().gi_frame.f_builtins['open']('/etc/passwd').read()",
+     6, True),
+    ("coroutine cr_frame", "async def c():\n    pass\nco = c()\nfr = co.cr_frame\nco.close()\n"
+     "loot = fr.f_back", 7, True),
+    ("coroutine cr_code", "async def c():\n    pass\nco = c()\nloot = co.cr_code\nco.close()", 7, True),
+    ("async generator ag_frame", "async def a():\n    yield 1\nloot = a().ag_frame", 6, True),
+    ("asyncio task get_stack", "import asyncio\n"
+     "loot = asyncio.current_task().get_stack()[0].f_globals['sys']", 5, True),
+    ("type.__subclasses__", "cs = ().__class__.__base__.__subclasses__()\n"
+     "loot = [c for c in cs if c.__name__ == 'catch_warnings'][0]()._module.sys"
+     ".modules['os'].listdir('/')", 4, True),
+    ("object.__reduce_ex__", "r = ctx.log.__reduce_ex__(2)\n"
+     "loot = r[1][0].info.__globals__['sys'].modules['os'].listdir('/')", 4, True),
+    ("real builtins: open", "b = ctx.log.info.__func__.__globals__['builtins']\n"
+     "loot = b.open('/etc/passwd').read()", 4, True),
+    ("real builtins: import ctypes", "b = ctx.log.info.__func__.__globals__['builtins']\n"
+     "loot = b.__import__('ctypes')", 4, True),
+    ("real builtins: compile+eval", "b = ctx.log.info.__func__.__globals__['builtins']\n"
+     "loot = b.eval(b.compile('1 + 1', 'x', 'eval'))", 4, True),
+    ("sys._getframe", "s = ctx.log.info.__func__.__globals__['sys']\n"
+     "loot = s._getframe(0).f_back.f_locals", 4, True),
+    ("sys.settrace frames", "s = ctx.log.info.__func__.__globals__['sys']\nfr = []\n"
+     "s.settrace(lambda f, e, a: fr.append(f))\ndef q():\n    pass\nq()\ns.settrace(None)\n"
+     "loot = fr[0]", 4, True),
+    ("marshal.loads", "s = ctx.log.info.__func__.__globals__['sys']\n"
+     "loot = s.modules['marshal'].loads(s.modules['marshal'].dumps((lambda: 1).__code__))", 4, True),
+    ("gc.get_objects", "s = ctx.log.info.__func__.__globals__['sys']\n"
+     "loot = len(s.modules['gc'].get_objects())", 4, True),
+    ("set a function's __code__", "def f():\n    return 1\ndef g():\n    return 2\n"
+     "f.__code__ = g.__code__\nloot = f()", 8, True),
+    ("match class pattern attributes", "match ctx.log.info:\n"
+     "    case object(__func__=object(__globals__=g)):\n"
+     "        loot = g['builtins'].open('/etc/passwd').read()", 5, True),
+    ("singledispatch annotation eval", "import functools\n@functools.singledispatch\n"
+     "def g(x):\n    return 0\ndef h(a: \"open('/etc/passwd').read()\"):\n    return 1\n"
+     "try:\n    g.register(h)\nexcept (TypeError, SyntaxError) as e:\n    loot = str(e)\n"
+     "if 'root:' not in loot:\n    raise ValueError(loot)", 5, True),
+    ("re-configure the guard", "s = ctx.log.info.__func__.__globals__['sys']\n"
+     "g = s.modules['_calseta_guard']\ng.configure((), print)\nloot = g", 4, True),
+]
+
+
+def gadget_matrix():
+    """Every gadget: refused at validation with its line; stopped by the Python guard alone (the
+    run-time layer for code that skipped validation); and, as a control, most of them do reach
+    their loot with no layer at all."""
+    codes = [wf_import(body) for _, body, _, _ in GADGETS]
+    with_none = run(None, layers="none", many=[
+        {"code": c, "timeout_seconds": 10, "secrets": {"API_TOKEN": "t0k"}} for c in codes])
+    with_guard = run(None, layers="pyguard", many=[
+        {"code": c, "timeout_seconds": 10, "secrets": {"API_TOKEN": "t0k"}} for c in codes])
+    everything = run(None, layers="all", many=[
+        {"code": c, "timeout_seconds": 10} for c in codes])
+    for i, (name, body, line, escapes) in enumerate(GADGETS):
+        v = validate(codes[i])
+        if line is not None:
+            check(not v["ok"] and v["errors"][0]["line"] == line,
+                  "gadget %s refused by validation at line %d" % (name, line), v)
+        if escapes and i < len(with_none):
+            check(with_none[i].get("message") == "escaped",
+                  "control: gadget %s works with no layer" % name, with_none[i])
+        if i < len(with_guard) and not name.startswith("format"):
+            r = with_guard[i]
+            check(r.get("status") == "failed" and r.get("message", "").startswith("blocked:"),
+                  "gadget %s stopped by the Python guard alone" % name, r)
+        if i < len(everything):
+            r = everything[i]
+            check(r.get("status") == "failed" and r.get("message") != "escaped",
+                  "gadget %s stopped with every layer on" % name, r)
+
+
+def guard_keeps_stdlib_working():
+    """With the guard armed, the stdlib paths that read frames or compile internally still
+    work (namedtuple, typing, enum, logging, strptime) and tracebacks are still reported."""
+    body = ("import collections\nimport typing\nimport enum\nimport logging\nimport datetime\n"
+            "import time\nimport functools\nimport copy\n"
+            "P = collections.namedtuple('P', 'a b', defaults=(2,))\n"
+            "N = typing.NamedTuple('N', [('a', int)])\nE = enum.Enum('E', 'A B')\n"
+            "logging.getLogger('wf').warning('logged %s', 1)\n"
+            "d = datetime.datetime.strptime('2024-01-02', '%Y-%m-%d')\n"
+            "@functools.wraps(ctx.log.info)\ndef f():\n    return 1\n"
+            "data = {'p': list(P(1)), 'n': N(3).a, 'e': E.B.value, 'd': d.isoformat(),"
+            " 't': time.strptime('2024', '%Y').tm_year, 'o': str(typing.Optional['int']),"
+            " 'c': copy.deepcopy({'x': [1]}), 'f': f(), 'fmt': '{} {:>3}'.format(1, 2)}\n"
+            "return WorkflowResult.ok('stdlib', data)")
+    want = {"p": [1, 2], "n": 3, "e": 2, "d": "2024-01-02T00:00:00", "t": 2024,
+            "o": "typing.Optional[ForwardRef('int')]", "c": {"x": [1]}, "f": 1, "fmt": "1   2"}
+    for layers in ("pyguard", "all"):
+        r = run(wf_import(body), layers=layers)
+        check(r.get("status") == "success" and r.get("data") == want,
+              "stdlib works under the guard (%s)" % layers, r)
+    code = ("from calseta.workflows import WorkflowResult\nasync def run(ctx):\n"
+            "    x = {}\n    return x['missing']\n")
+    r = run(code, layers="pyguard")
+    msg = r.get("message", "")
+    check(r.get("status") == "failed" and 'File "<workflow>", line 4, in run' in msg and
+          "KeyError: 'missing'" in msg, "tracebacks still formatted under the guard", r)
+    r = run("from calseta.workflows import WorkflowResult\ndef run(ctx):\n    return 1\n",
+            layers="pyguard")
+    check(r.get("status") == "failed" and "async function named 'run'" in r.get("message", ""),
+          "a sync run is refused by the guard", r)
 
 
 def execve_matrix():
@@ -236,6 +392,13 @@ def limits():
     took = time.time() - t0
     check(r.get("status") == "timed_out" and "timed out after 2 seconds" in r.get("message", "")
           and took < 15, "infinite loop killed at the deadline", (r, took))
+    # a child that abuses its channel (closes it, or writes half a frame) and then spins: only
+    # reachable with the Python layers off, since the guard closes the way to fd 3
+    real_os = ("    os = ctx.log.info.__func__.__globals__['sys'].modules['os']\n")
+    for what, act in (("closed channel", "os.close(3)"), ("half a frame", "os.write(3, b'\\x00\\x00')")):
+        r = run("async def run(ctx):\n" + real_os + "    %s\n    while True:\n        pass\n" % act,
+                layers="rlimit", timeout_seconds=2)
+        check(r.get("status") == "timed_out", "a child that spins after a %s is killed" % what, r)
     r = run("import asyncio\nasync def run(ctx):\n    await asyncio.sleep(30)\n", timeout_seconds=1)
     check(r.get("status") == "timed_out", "sleeping run killed at the deadline", r)
     r = run("async def run(ctx):\n    while True:\n        pass\n", layers="rlimit",
@@ -328,7 +491,8 @@ def main():
         return 1
     p = runner(["--one-shot-validate"], "async def run(ctx):\n    pass\n")
     print(p.stderr.strip().splitlines()[0] if p.stderr.strip() else "", flush=True)
-    for t in (validation, escape_matrix, python_level_escapes, execve_matrix, socket_matrix, limits, secrets,
+    for t in (validation, escape_matrix, python_level_escapes, gadget_matrix,
+              guard_keeps_stdlib_working, execve_matrix, socket_matrix, limits, secrets,
               http_broker):
         t0 = time.time()
         t()

@@ -2,7 +2,7 @@
 lease held by the intake process that took them, never lost when a runner or an intake dies.
 
 Real intake(s), real runner(s), real PostgreSQL. Failures are made with kill -9 at chosen
-moments; short timeouts (WORKFLOW_RUN_GRACE_SECONDS=2) keep the test fast. Checks: a run with
+moments; short timeouts (WORKFLOW_RUN_GRACE_SECONDS=3, its minimum) keep the test fast. Checks: a run with
 no runner connected stays queued and runs once a runner appears (the attempt is not counted);
 a runner killed mid-run → the run is given back and completes on the next runner (attempt 2);
 an intake killed mid-run → its lease expires and another intake takes the run over; an intake
@@ -18,7 +18,7 @@ from harness import Stack, assert_eq, free_port, run_tests
 SLEEPY = ("import asyncio\nfrom calseta.workflows import WorkflowResult\n"
           "async def run(ctx):\n    await asyncio.sleep(%s)\n"
           "    return WorkflowResult.ok('slept', {'v': ctx.indicator.value})\n")
-ENV = {"WORKFLOW_RUN_GRACE_SECONDS": 2}
+ENV = {"WORKFLOW_RUN_GRACE_SECONDS": 3}
 
 
 def setup(s):
@@ -155,13 +155,58 @@ def test_intake_killed_mid_run():
         s.intakes.clear()
         s.start_intake()
         s.wait_healthy()
-        # lease = timeout 3 s + grace 2 s from the claim; then the new intake's sweep takes it
+        # lease = timeout 3 s + grace 3 s from the claim; then the new intake's sweep takes it
         st, attempts, _ = wait_for(s, run, finished, what="finished")
         assert_eq((st, attempts), ("success", 2), result(s, run))
         owners = s.sql_value("SELECT count(DISTINCT \"references\"->>'run_uuid') FROM "
                              "activity_events WHERE event_type = 'workflow_executed'")
         assert_eq(owners, "1")
         assert owner1.startswith("intake:"), owner1
+    finally:
+        s.stop()
+
+
+def test_busy_runner_never_runs_a_run_twice():
+    # one worker, three 1.5 s runs sent at once: the runner answers BUSY to what it cannot start
+    # (never queues it behind its worker), the intake gives those back uncounted and takes them
+    # again; every run executes exactly once, with attempt 1
+    s = Stack("lease_busy", services=("auditd", "intake"), env=dict(ENV, WORKFLOW_MAX_INFLIGHT=4))
+    try:
+        k = setup(s)
+        runner = s.start("runner", {"RUNNER_CONCURRENCY": 1})
+        time.sleep(1)
+        u = create(s, k, SLEEPY % 1.5, timeout=3)
+        runs = [execute(s, k, u) for _ in range(3)]
+        for run in runs:
+            st, attempts, _ = wait_for(s, run, finished, what="finished")
+            assert_eq((st, attempts), ("success", 1), result(s, run))
+        assert_eq(runner.text().count("finished: success"), 3)
+        assert "not started" in "".join(p.text() for p in s.intakes)
+    finally:
+        s.stop()
+
+
+def test_a_run_executes_the_version_it_was_queued_with():
+    s = Stack("lease_version", services=("auditd", "intake"), env=ENV)
+    try:
+        k = setup(s)
+        r = s.start("runner")
+        time.sleep(1)
+        v1 = ("from calseta.workflows import WorkflowResult\n"
+              "async def run(ctx):\n    return WorkflowResult.ok('code v1')\n")
+        u = create(s, k, v1)
+        r.stop()
+        run = execute(s, k, u)  # queued: no runner
+        time.sleep(0.5)
+        s.start("runner")
+        time.sleep(1)
+        resp = s.request("PATCH", "/v1/workflows/" + u, key=k, body={"code": v1.replace("v1", "v2")})
+        assert_eq(resp.status, 200, resp.body)
+        wait_for(s, run, finished, what="finished")
+        assert_eq(result(s, run), "code v1")
+        run2 = execute(s, k, u)
+        wait_for(s, run2, finished, what="finished")
+        assert_eq(result(s, run2), "code v2")
     finally:
         s.stop()
 
