@@ -5,8 +5,11 @@ for a trivial workflow and for one that makes one ctx.http call to a local stand
 Served mode (the production path): calseta-runner serves RUNNER_ENDPOINT (ZeroMQ ROUTER) with
 every sandbox layer the kernel has, and tests/bench/runner_client_bench.c - the intake's own
 client (libcommon/runner_client.c), compiled here against the Release build's libcommon.a -
-sends runs: one at a time (latency: p50/p99 from runner_run() to the result callback) and then
-with 4 and 8 in flight (throughput; the runner runs at most 4 at once).
+sends runs: one at a time with 20 ms between runs (latency at a light load: the runner's warm
+children are ready), one at a time back to back, and 4 and 8 in flight (throughput; the runner
+runs at most RUNNER_CONCURRENCY=4 at once and answers BUSY beyond that, which the client, like
+the intake, answers by sending the run again — counted in "busy answers"). The ctx.http workflow
+is also measured served, against the stand-in allowed by SSRF_ALLOWED_HOSTS=localhost.
 
 One-shot mode (--one-shot-run with a JSON array: the same runner_dispatch() path, one process,
 runs in turn). ctx.http may reach loopback only there (--allow-loopback is refused in served
@@ -127,6 +130,7 @@ def served(client, code, runs, outstanding, results, name, extra_env=None):
                    "failed": d["failed"], "runs/s": d["runs_per_s"], "p50 ms": d["p50_ms"],
                    "p99 ms": d["p99_ms"], "max ms": d["max_ms"],
                    "runner duration_ms (mean)": d["mean_runner_duration_ms"],
+                   "busy answers (sent again)": d.get("busy_answers", 0),
                    "load before": la, "load after": loadavg()}
             results.append(row)
             print(json.dumps(row), flush=True)
