@@ -78,7 +78,7 @@ void runner_encode_run(uint64_t id, const struct runner_run_req *r, struct buf *
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, buf_write);
-    pack_head(&pk, 8, "run", id);
+    pack_head(&pk, r->integrations_json ? 9 : 8, "run", id);
     pack_kv_str(&pk, "run_uuid", r->run_uuid ? r->run_uuid : "");
     pack_kv_str(&pk, "code", r->code ? r->code : "");
     pack_kv_int(&pk, "timeout_seconds", r->timeout_seconds);
@@ -92,6 +92,8 @@ void runner_encode_run(uint64_t id, const struct runner_run_req *r, struct buf *
         pack_cstr(&pk, r->secrets[i].name);
         pack_cstr(&pk, r->secrets[i].value);
     }
+    if (r->integrations_json) /* absent for user workflows */
+        pack_kv_str(&pk, "integrations", r->integrations_json);
 }
 
 void runner_encode_result(uint64_t id, const struct runner_result *r, struct buf *out)
@@ -358,6 +360,8 @@ static int decode_run(const struct dec *d, struct runner_run_req *r)
         return -1;
     r->timeout_seconds = (int)t;
     r->max_memory_mb = (int)mem;
+    if (get_str(d, "integrations", RUNNER_MAX_INTEGRATIONS_BYTES, 1, &r->integrations_json) != 0)
+        return -1;
     return decode_secrets(d, r);
 }
 
@@ -473,6 +477,10 @@ void runner_run_req_destroy(struct runner_run_req *r)
         }
     }
     free(r->secrets);
+    if (r->integrations_json) {
+        explicit_bzero(r->integrations_json, strlen(r->integrations_json));
+        free(r->integrations_json);
+    }
     memset(r, 0, sizeof *r);
 }
 
@@ -515,4 +523,5 @@ void runner_run_req_copy(struct runner_run_req *dst, const struct runner_run_req
         dst->secrets[i].name = xstrdup(src->secrets[i].name);
         dst->secrets[i].value = xstrdup(src->secrets[i].value);
     }
+    dst->integrations_json = dup_or_null(src->integrations_json);
 }

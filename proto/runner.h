@@ -3,7 +3,8 @@
  *
  * VALIDATE{code}                       -> VALIDATION{ok, errors[{line, message}]}
  * RUN{run_uuid, code, timeout_seconds, max_memory_mb, trigger_context, indicator, alert,
- *     secrets{name: value}}            -> RESULT{status, success, message, data, log_output,
+ *     secrets{name: value}, integrations?}
+ *                                      -> RESULT{status, success, message, data, log_output,
  *                                                duration_ms, sandbox}
  * Every message is a map {"v":1, "type":..., "id":u64, ...}; the id pairs a reply with its
  * request. JSON-valued fields (trigger_context, indicator, alert, data) travel as JSON text.
@@ -21,6 +22,7 @@
 #define RUNNER_PROTO_VERSION 1
 #define RUNNER_MAX_CODE_BYTES (1024 * 1024)
 #define RUNNER_MAX_SECRETS 64
+#define RUNNER_MAX_INTEGRATIONS_BYTES 65536
 /* A result's parts, at most (the runner cuts or refuses what is larger before encoding). */
 #define RUNNER_MAX_MESSAGE_BYTES (1 << 20)
 #define RUNNER_MAX_DATA_BYTES (8 << 20)
@@ -59,6 +61,9 @@ struct runner_run_req {
     char *alert_json;           /* JSON object or NULL */
     size_t nsecrets;
     struct runner_secret *secrets;
+    /* JSON object text or NULL: the Okta/Entra credentials, only for system workflows
+     * (a secret: wiped on destroy; at most RUNNER_MAX_INTEGRATIONS_BYTES) */
+    char *integrations_json;
 };
 
 /* RUNNER_BUSY: the run was not started (every worker of that runner busy, or no child could be

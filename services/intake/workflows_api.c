@@ -839,6 +839,35 @@ static int setting_int(const struct config *c, const char *name, long long min, 
     return (int)x;
 }
 
+static void on_builtins_activated(void *arg, PGresult *res, const char *err)
+{
+    (void)arg;
+    if (!res || err)
+        msg_warn("built-in workflows: setting is_active failed: %s",
+                 err ? err : "database unavailable");
+}
+
+/* is_active of the nine built-ins follows the configuration (reference §4.8): the Okta ones
+ * when OKTA_DOMAIN and OKTA_API_TOKEN are set, the Entra ones when ENTRA_TENANT_ID,
+ * ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET are. Execute still checks only state. */
+static void builtins_activate(struct intake *in)
+{
+    static const char *const okta[] = {"OKTA_DOMAIN", "OKTA_API_TOKEN", NULL};
+    static const char *const entra[] = {"ENTRA_TENANT_ID", "ENTRA_CLIENT_ID",
+                                        "ENTRA_CLIENT_SECRET", NULL};
+    const char *const *sets[2] = {okta, entra};
+    const char *params[2] = {"t", "t"};
+    for (int i = 0; i < 2; i++)
+        for (const char *const *n = sets[i]; *n; n++) {
+            const char *v = in->cfg.settings ? settings_get(in->cfg.settings, *n) : NULL;
+            if (!v || !*v)
+                params[i] = "f";
+        }
+    if (in->pg)
+        pg_exec(in->pg, "SELECT calseta_builtin_workflows_activate($1::boolean, $2::boolean)",
+                2, params, on_builtins_activated, NULL);
+}
+
 void workflows_api_init(struct intake *in)
 {
     char err[256];
@@ -862,6 +891,7 @@ void workflows_api_init(struct intake *in)
         runner_client_set_timeouts(wf->runner, 0, wf->run_grace_seconds * 1000);
     if (!wf->slack_signing_secret)
         msg_info("SLACK_SIGNING_SECRET is not set: Slack approval callbacks are refused (403)");
+    builtins_activate(in);
 
     uv_timer_init(in->loop, &wf->stop_wait);
     uv_timer_init(in->loop, &wf->sweep);

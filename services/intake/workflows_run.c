@@ -12,6 +12,10 @@
  * workflows_api.c) takes queued runs and expired leases, so no run is lost. Secrets are
  * decrypted into locked memory only to build the request and wiped as soon as it is encoded.
  * Test runs synchronously through the same runner with a synthetic indicator and stores nothing.
+ * A built-in (system) workflow running its seeded code (the claim says is_system, and which
+ * integration) also gets that integration's credentials from the settings in the request's
+ * `integrations` object (OKTA_DOMAIN/OKTA_API_TOKEN[/OKTA_BASE_URL], ENTRA_TENANT_ID/
+ * ENTRA_CLIENT_ID/ENTRA_CLIENT_SECRET[/ENTRA_LOGIN_URL/ENTRA_GRAPH_URL]); user workflows never.
  */
 #include "workflows_api.h"
 
@@ -21,6 +25,7 @@
 #include "notifier.h"
 #include "runner_client.h"
 #include "secmem.h"
+#include "settings.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -46,6 +51,53 @@ struct run_input {
 static char *dump_or_null(json_t *v)
 {
     return json_is_object(v) ? json_dumps(v, JSON_COMPACT) : NULL;
+}
+
+static const char *setting(struct workflows *wf, const char *name)
+{
+    const struct settings *st = wf->in->cfg.settings;
+    const char *v = st ? settings_get(st, name) : NULL;
+    return v && *v ? v : NULL;
+}
+
+/* Wipes every string inside v (credentials) before it is freed. */
+static void json_wipe_strings(json_t *v)
+{
+    const char *k;
+    json_t *x;
+    if (json_is_string(v))
+        explicit_bzero((char *)json_string_value(v), json_string_length(v));
+    json_object_foreach(v, k, x)
+    {
+        json_wipe_strings(x);
+    }
+}
+
+/* {"okta": {...}} or {"entra": {...}} for the built-in's own integration when every setting it
+ * needs is there, else {} (the workflow then fails "... integration is not configured"). */
+static char *integrations_json(struct workflows *wf, const char *integration)
+{
+    json_t *o = json_object();
+    if (integration && !strcmp(integration, "okta") && setting(wf, "OKTA_DOMAIN") &&
+        setting(wf, "OKTA_API_TOKEN")) {
+        const char *base = setting(wf, "OKTA_BASE_URL");
+        json_object_set_new(o, "okta",
+                            json_pack("{s:s,s:s,s:s?}", "domain", setting(wf, "OKTA_DOMAIN"),
+                                      "api_token", setting(wf, "OKTA_API_TOKEN"), "base_url",
+                                      base));
+    } else if (integration && !strcmp(integration, "entra") && setting(wf, "ENTRA_TENANT_ID") &&
+               setting(wf, "ENTRA_CLIENT_ID") && setting(wf, "ENTRA_CLIENT_SECRET")) {
+        json_object_set_new(
+            o, "entra",
+            json_pack("{s:s,s:s,s:s,s:s?,s:s?}", "tenant_id", setting(wf, "ENTRA_TENANT_ID"),
+                      "client_id", setting(wf, "ENTRA_CLIENT_ID"), "client_secret",
+                      setting(wf, "ENTRA_CLIENT_SECRET"), "login_url",
+                      setting(wf, "ENTRA_LOGIN_URL"), "graph_url", setting(wf, "ENTRA_GRAPH_URL")));
+    }
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_wipe_strings(o);
+    json_decref(o);
+    return text;
 }
 
 /* Fills in->req from a claim/test document; secrets decrypted into secmem. */
@@ -84,6 +136,9 @@ static void run_input_init(struct workflows *wf, struct run_input *in, json_t *d
         r->secrets[r->nsecrets].value = (char *)pt; /* secmem, NUL-terminated */
         r->nsecrets++;
     }
+    if (json_is_true(json_object_get(doc, "is_system"))) /* set by the claim only */
+        r->integrations_json =
+            integrations_json(wf, json_string_value(json_object_get(doc, "integration")));
 }
 
 static void run_input_destroy(struct run_input *in)
@@ -99,6 +154,10 @@ static void run_input_destroy(struct run_input *in)
     free(r->trigger_context_json);
     free(r->indicator_json);
     free(r->alert_json);
+    if (r->integrations_json) {
+        explicit_bzero(r->integrations_json, strlen(r->integrations_json));
+        free(r->integrations_json);
+    }
     memset(in, 0, sizeof *in);
 }
 

@@ -361,6 +361,8 @@ static char *request_json(const struct runner_run_req *req, int memory_mb)
                           json_or(req->trigger_context_json, json_object()), "secrets", secrets,
                           "timeout_seconds", req->timeout_seconds, "max_memory_mb", memory_mb,
                           "run_uuid", req->run_uuid ? req->run_uuid : "");
+    if (j) /* {} unless a system workflow: ctx.integrations' clients are then None */
+        json_object_set_new(j, "integrations", json_or(req->integrations_json, json_object()));
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return s;

@@ -203,6 +203,70 @@ static void test_hostile_fields(void **state)
     assert_int_equal(runner_decode(deep, sizeof deep, &m, err, sizeof err), -1);
 }
 
+/* The optional integrations field: round-trips and is copied when present, absent stays NULL,
+ * and an oversized, NUL-carrying or non-string value refuses the whole message. */
+static void test_integrations(void **state)
+{
+    (void)state;
+    struct runner_run_req r;
+    struct runner_msg m;
+    struct buf b;
+    char err[128];
+    sample_run(&r);
+    buf_init(&b);
+    runner_encode_run(5, &r, &b);
+    assert_int_equal(runner_decode(b.data, b.len, &m, err, sizeof err), 0);
+    assert_null(m.run.integrations_json);
+    runner_msg_destroy(&m);
+
+    r.integrations_json = "{\"okta\":{\"domain\":\"x.okta.com\",\"api_token\":\"s\"}}";
+    buf_reset(&b);
+    runner_encode_run(6, &r, &b);
+    assert_int_equal(runner_decode(b.data, b.len, &m, err, sizeof err), 0);
+    assert_string_equal(m.run.integrations_json, r.integrations_json);
+    assert_int_equal(m.run.nsecrets, 2);
+    struct runner_run_req copy;
+    runner_run_req_copy(&copy, &m.run);
+    assert_string_equal(copy.integrations_json, r.integrations_json);
+    runner_run_req_destroy(&copy);
+    assert_null(copy.integrations_json);
+    runner_msg_destroy(&m);
+
+    char *big = malloc(RUNNER_MAX_INTEGRATIONS_BYTES + 2);
+    memset(big, 'x', RUNNER_MAX_INTEGRATIONS_BYTES + 1);
+    big[RUNNER_MAX_INTEGRATIONS_BYTES + 1] = 0;
+    r.integrations_json = big;
+    buf_reset(&b);
+    runner_encode_run(7, &r, &b);
+    assert_int_equal(runner_decode(b.data, b.len, &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "integrations"));
+    big[RUNNER_MAX_INTEGRATIONS_BYTES] = 0; /* exactly the limit: accepted */
+    buf_reset(&b);
+    runner_encode_run(8, &r, &b);
+    assert_int_equal(runner_decode(b.data, b.len, &m, err, sizeof err), 0);
+    runner_msg_destroy(&m);
+    free(big);
+
+    /* a NUL inside, then an integer in place of the string (hand-made by patching bytes) */
+    r.integrations_json = "{\"a\":\"ZZ\"}";
+    buf_reset(&b);
+    runner_encode_run(9, &r, &b);
+    char *p = memmem(b.data, b.len, "ZZ", 2);
+    assert_non_null(p);
+    p[0] = 0;
+    assert_int_equal(runner_decode(b.data, b.len, &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "NUL"));
+    buf_reset(&b);
+    r.integrations_json = "7";
+    runner_encode_run(10, &r, &b);
+    assert_int_equal((unsigned char)b.data[b.len - 2], 0xa1); /* fixstr of length 1 */
+    b.data[b.len - 2] = 0x07;                                 /* positive fixint 7 */
+    b.len--;
+    assert_int_equal(runner_decode(b.data, b.len, &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a string"));
+    buf_destroy(&b);
+}
+
 static void test_status_names(void **state)
 {
     (void)state;
@@ -219,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_run_roundtrip),    cmocka_unit_test(test_validate_and_validation),
         cmocka_unit_test(test_result_roundtrip), cmocka_unit_test(test_truncation_and_flips),
         cmocka_unit_test(test_hostile_fields),   cmocka_unit_test(test_status_names),
+        cmocka_unit_test(test_integrations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
