@@ -137,13 +137,6 @@ static void dotenv_store(void *arg, const char *name, const char *value)
     settings_set(arg, name, value);
 }
 
-static void wiping_free(void *p)
-{
-    if (p) {
-        explicit_bzero(p, malloc_usable_size(p));
-        free(p);
-    }
-}
 
 /* The backend chosen by the real environment, or NULL. */
 static const struct backend *pick_backend(const struct settings *env)
@@ -168,7 +161,7 @@ static int run_backend(const struct backend *b, const struct settings *env, stru
     json_malloc_t old_malloc;
     json_free_t old_free;
     json_get_alloc_funcs(&old_malloc, &old_free);
-    json_set_alloc_funcs(malloc, wiping_free);
+    json_set_alloc_funcs(malloc, free_wiped);
     struct settings *secrets = settings_new();
     char why[768] = "";
     int rc = b->load(env, secrets, why, sizeof why);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -76,6 +77,21 @@ void buf_destroy(struct buf *b)
 {
     free(b->data);
     buf_init(b);
+}
+
+void buf_destroy_wiped(struct buf *b)
+{
+    if (b->data)
+        explicit_bzero(b->data, b->cap);
+    buf_destroy(b);
+}
+
+void free_wiped(void *p)
+{
+    if (p) {
+        explicit_bzero(p, malloc_usable_size(p));
+        free(p);
+    }
 }
 
 void buf_reserve(struct buf *b, size_t extra)

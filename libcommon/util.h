@@ -25,6 +25,11 @@ struct buf {
 };
 void buf_init(struct buf *b);
 void buf_destroy(struct buf *b);
+/* As buf_destroy(), zeroing the whole capacity first (the buffer held secrets). */
+void buf_destroy_wiped(struct buf *b);
+/* free() that zeroes the whole block first (malloc_usable_size); for allocators of libraries
+ * that handle secrets, e.g. json_set_alloc_funcs(malloc, free_wiped). */
+void free_wiped(void *p);
 void buf_reserve(struct buf *b, size_t extra);
 void buf_append(struct buf *b, const void *p, size_t n);
 void buf_puts(struct buf *b, const char *s);

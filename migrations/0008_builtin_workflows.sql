@@ -197,13 +197,13 @@ ORDER BY b.integration DESC, b.name;
 CREATE OR REPLACE FUNCTION calseta_builtin_workflows_activate(p_okta BOOLEAN, p_entra BOOLEAN)
 RETURNS INTEGER LANGUAGE sql AS $$
     WITH u AS (
-        UPDATE workflows w SET is_active = CASE b.integration WHEN 'okta' THEN p_okta
-                                                              ELSE p_entra END,
+        UPDATE workflows w SET is_active = w.state = 'active' AND
+                                   CASE b.integration WHEN 'okta' THEN p_okta ELSE p_entra END,
                updated_at = now()
         FROM calseta_builtin_workflows b
         WHERE w.is_system AND w.name = b.name
-          AND w.is_active IS DISTINCT FROM (CASE b.integration WHEN 'okta' THEN p_okta
-                                                               ELSE p_entra END)
+          AND w.is_active IS DISTINCT FROM (w.state = 'active' AND
+                                   CASE b.integration WHEN 'okta' THEN p_okta ELSE p_entra END)
         RETURNING 1)
     SELECT count(*)::int FROM u
 $$;

@@ -127,6 +127,7 @@ static char *perform(CURL *c, struct response *r, const char *url)
                           "headers", r->headers, "body_b64", body);
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
+    explicit_bzero(body, strlen(body));
     free(body);
     return s;
 }
@@ -188,8 +189,8 @@ static char *send_request(const struct broker_opts *o, json_t *req, const char *
 out:
     curl_slist_free_all(hdrs);
     curl_slist_free_all(resolve);
-    buf_destroy(&body);
-    buf_destroy(&r.body);
+    buf_destroy_wiped(&body); /* requests and answers may carry tokens */
+    buf_destroy_wiped(&r.body);
     json_decref(r.headers);
     return reply;
 }

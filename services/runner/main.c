@@ -25,6 +25,7 @@
 #include "settings.h"
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <errno.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -198,6 +199,9 @@ int main(int argc, char **argv)
                         "[--layers=LIST] [--allow-loopback] [--cpu-seconds=N]]\n");
         return 2;
     }
+    /* jansson holds run requests (secrets, integration credentials) and ctx.http traffic:
+     * every block it frees is zeroed first */
+    json_set_alloc_funcs(malloc, free_wiped);
     const char *mark = getenv(CLEAN_MARK);
     if (!mark || strcmp(mark, "1") != 0)
         reexec_clean(argv);

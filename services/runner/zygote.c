@@ -151,6 +151,7 @@ static void handle_frame(struct zygote *z, struct child_io *io, const char *data
         }
         if (send_frame(io->fd, reply, io->deadline_ms) != 0)
             io->stalled = 1; /* it does not read: supervise() kills it */
+        explicit_bzero(reply, strlen(reply));
         free(reply);
     } else if (!io->answer &&
                (!strcmp(t, "result") || !strcmp(t, "validated") || !strcmp(t, "sandbox_error"))) {
@@ -209,6 +210,7 @@ static void supervise(struct zygote *z, struct child_io *io)
         if (drain_frames(z, io) != 0 || io->answer || io->stalled) /* garbage, last word */
             break;
     }
+    explicit_bzero(chunk, sizeof chunk); /* frames carried ctx.http requests */
     if (io->answer) { /* nothing it does from now on matters */
         kill_child(io);
         return;
@@ -252,7 +254,7 @@ static void child_io_destroy(struct child_io *io)
 {
     if (io->c.chan > 0)
         fs_child_close(&io->c);
-    buf_destroy(&io->in);
+    buf_destroy_wiped(&io->in); /* frames carried ctx.http requests (headers, tokens) */
     buf_destroy(&io->log);
     json_decref(io->answer);
 }
