@@ -30,6 +30,10 @@ void buf_destroy_wiped(struct buf *b);
 /* free() that zeroes the whole block first (malloc_usable_size); for allocators of libraries
  * that handle secrets, e.g. json_set_alloc_funcs(malloc, free_wiped). */
 void free_wiped(void *p);
+
+/* Blocking read/write of exactly n bytes (EINTR retried); 0, or -1 on error or end of file. */
+int fd_read_full(int fd, void *p, size_t n);
+int fd_write_full(int fd, const void *p, size_t n);
 void buf_reserve(struct buf *b, size_t extra);
 void buf_append(struct buf *b, const void *p, size_t n);
 void buf_puts(struct buf *b, const char *s);

@@ -166,30 +166,15 @@ static __attribute__((noreturn)) void child_sandbox_error(const char *err)
     _exit(3);
 }
 
-static int read_full(int fd, void *p, size_t n)
-{
-    char *c = p;
-    while (n > 0) {
-        ssize_t r = read(fd, c, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        c += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 /* The request frame: a JSON object, or NULL (runner gone, or garbage). */
 static json_t *child_read_go(void)
 {
     uint32_t be;
-    if (read_full(CHILD_CHAN_FD, &be, 4) != 0 || ntohl(be) > MAX_GO_FRAME)
+    if (fd_read_full(CHILD_CHAN_FD, &be, 4) != 0 || ntohl(be) > MAX_GO_FRAME)
         return NULL;
     size_t len = ntohl(be);
     char *buf = malloc(len + 1);
-    if (!buf || read_full(CHILD_CHAN_FD, buf, len) != 0) {
+    if (!buf || fd_read_full(CHILD_CHAN_FD, buf, len) != 0) {
         free(buf);
         return NULL;
     }

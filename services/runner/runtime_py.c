@@ -44,34 +44,6 @@ void runtime_set_chan_fd(int fd)
     chan_fd = fd;
 }
 
-static int write_all(const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(chan_fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int read_all(char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t r = read(chan_fd, p, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 static PyObject *chan_send(PyObject *self, PyObject *arg)
 {
     (void)self;
@@ -84,7 +56,7 @@ static PyObject *chan_send(PyObject *self, PyObject *arg)
         return NULL;
     }
     uint32_t be = htonl((uint32_t)len);
-    if (write_all((const char *)&be, 4) != 0 || write_all(data, (size_t)len) != 0) {
+    if (fd_write_full(chan_fd, &be, 4) != 0 || fd_write_full(chan_fd, data, (size_t)len) != 0) {
         PyErr_SetString(PyExc_OSError, "runner channel closed");
         return NULL;
     }
@@ -96,7 +68,7 @@ static PyObject *chan_recv(PyObject *self, PyObject *noargs)
     (void)self;
     (void)noargs;
     uint32_t be;
-    if (read_all((char *)&be, 4) != 0) {
+    if (fd_read_full(chan_fd, &be, 4) != 0) {
         PyErr_SetString(PyExc_OSError, "runner channel closed");
         return NULL;
     }
@@ -108,7 +80,7 @@ static PyObject *chan_recv(PyObject *self, PyObject *noargs)
     PyObject *b = PyBytes_FromStringAndSize(NULL, len);
     if (!b)
         return NULL;
-    if (read_all(PyBytes_AS_STRING(b), len) != 0) {
+    if (fd_read_full(chan_fd, PyBytes_AS_STRING(b), len) != 0) {
         Py_DECREF(b);
         PyErr_SetString(PyExc_OSError, "runner channel closed");
         return NULL;
