@@ -293,6 +293,30 @@ static void adopt_orphans(struct audit_client *ac)
     closedir(d);
 }
 
+/* Records a dead process with our pid left under our spool name are copied into fd (they are
+ * replayed first) and that file removed; an adopter holding it is waited for. */
+static int take_over_same_pid(struct audit_client *ac, int fd)
+{
+    int old = open(ac->spool_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (old < 0)
+        return errno == ENOENT ? 0 : -1;
+    struct stat sb;
+    int rc = 0;
+    if (flock(old, LOCK_EX) == 0 && fstat(old, &sb) == 0 && sb.st_nlink > 0) {
+        off_t off = 0;
+        char *data;
+        size_t len;
+        while (rc == 0 && spool_read(old, &off, sb.st_size, &data, &len) == 0) {
+            rc = spool_append(fd, data, len);
+            free(data);
+        }
+        if (rc == 0 && fdatasync(fd) == 0)
+            unlink(ac->spool_path);
+    }
+    close(old);
+    return rc;
+}
+
 static void spool_open(struct audit_client *ac, const struct config *c)
 {
     ac->spool_fd = -1;
@@ -305,14 +329,24 @@ static void spool_open(struct audit_client *ac, const struct config *c)
                   strerror(errno));
         return;
     }
-    int fd = open(ac->spool_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    /* The spool appears under its name already locked (created as .new, locked, renamed):
+     * another process's adopt_orphans() must never see it unlocked and take it for a dead
+     * producer's. */
+    char *tmp = xasprintf("%s.new", ac->spool_path);
+    unlink(tmp); /* left by a process with our pid that died before its rename */
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0 || take_over_same_pid(ac, fd) != 0 ||
+        rename(tmp, ac->spool_path) != 0) {
         msg_error("audit spool %s: %s (events kept in memory only)", ac->spool_path,
                   strerror(errno));
-        if (fd >= 0)
+        if (fd >= 0) {
             close(fd);
+            unlink(tmp);
+        }
+        free(tmp);
         return;
     }
+    free(tmp);
     ac->spool_fd = fd;
     /* A dead process that had our pid may have left records: they are replayed first. */
     struct stat sb;

@@ -267,7 +267,9 @@ def test_rotation_and_sighup():
         # logrotate style: move the file away, then SIGHUP.
         os.rename(e.log, e.log + ".moved")
         a.send_signal(signal.SIGHUP)
-        time.sleep(0.3)
+        deadline = time.time() + 10  # reopened: the file exists again (not a fixed sleep)
+        while not os.path.exists(e.log) and time.time() < deadline:
+            time.sleep(0.05)
         st2 = e.finish(e.produce(50))
         assert os.path.exists(e.log)
         moved = open(e.log + ".moved").read()
