@@ -42,8 +42,7 @@ struct child_io {
     int fd; /* = c.chan */
     uint64_t deadline_ms;
     int timed_out;
-    int killed;
-    int have_status;
+    int have_status; /* status below came from the fork server */
     int status;
     int http_count;
     int log_truncated;
@@ -180,10 +179,7 @@ static int drain_frames(struct zygote *z, struct child_io *io)
 static void kill_child(struct child_io *io)
 {
     fs_child_kill(&io->c);
-    io->killed = 1;
 }
-
-/* Reads frames until EOF or the deadline, then reaps the child. */
 
 /* Reads frames until the answer, EOF or the deadline; the child is killed unless it ended. */
 static void supervise(struct zygote *z, struct child_io *io)
@@ -221,7 +217,7 @@ static void supervise(struct zygote *z, struct child_io *io)
         io->have_status = 1;
         return;
     }
-    if (!io->answer && now_mono_ms() >= io->deadline_ms)
+    if (now_mono_ms() >= io->deadline_ms)
         io->timed_out = 1;
     kill_child(io);
     io->have_status = fs_child_status(&io->c, STATUS_WAIT_MS, &io->status) == 0;
@@ -261,7 +257,9 @@ static void child_io_destroy(struct child_io *io)
 
 static void describe_exit(const struct child_io *io, char *out, size_t outlen)
 {
-    if (WIFSIGNALED(io->status))
+    if (!io->have_status)
+        snprintf(out, outlen, "status unknown");
+    else if (WIFSIGNALED(io->status))
         snprintf(out, outlen, "killed by signal %d (%s)", WTERMSIG(io->status),
                  strsignal(WTERMSIG(io->status)));
     else if (WIFEXITED(io->status))
@@ -422,7 +420,7 @@ static void result_from_child(struct zygote *z, const struct runner_run_req *req
         out->status = RUNNER_TIMED_OUT;
         out->message =
             xasprintf("Workflow execution timed out after %d seconds", req->timeout_seconds);
-    } else if (WIFSIGNALED(io->status) && WTERMSIG(io->status) == SIGXCPU) {
+    } else if (io->have_status && WIFSIGNALED(io->status) && WTERMSIG(io->status) == SIGXCPU) {
         out->status = RUNNER_TIMED_OUT;
         out->message = xasprintf("Workflow timed out: CPU time limit of %d seconds exceeded", cpu);
     } else if (t && !strcmp(t, "sandbox_error")) {
