@@ -64,6 +64,9 @@ struct http_conn {
     unsigned shutdown_started : 1;
     unsigned listed : 1;
     unsigned act_ready : 1; /* c->action is to be carried out now */
+    unsigned streaming : 1;     /* the answer is a stream (http_stream_begin) not yet ended */
+    unsigned stream_chunked : 1; /* its body goes out in chunked encoding (HTTP/1.1) */
+    int stream_status;
     int writes_pending;
     size_t write_queued;  /* bytes handed to uv_write() and not yet written */
     http_handler handler; /* for ACT_DISPATCH */

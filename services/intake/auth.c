@@ -25,6 +25,8 @@
 #include <string.h>
 
 #define CACHE_BUCKETS 1024
+/* The audit event of a failure: auth_failure, or the front end's own (mcp_auth_failure). */
+#define AUTH_EVENT(rc) ((rc)->audit_event ? (rc)->audit_event : "auth_failure")
 #define CACHE_MAX 20000
 
 struct cache_entry {
@@ -226,8 +228,8 @@ static void fail_now(struct auth_op *op, int status, const char *code, const cha
 {
     struct reqctx *rc = op->rc;
     struct http_request *req = rc->req;
-    audit_auth_failure(rc->in->audit, req->method, req->path, rc->client_ip, prefix, reason, NULL,
-                       req->request_id);
+    audit_auth_failure_as(rc->in->audit, AUTH_EVENT(rc), req->method, req->path, rc->client_ip,
+                          prefix, reason, NULL, req->request_id);
     op_free(op);
     reply_error(rc, status, code, message, NULL);
 }
@@ -260,8 +262,8 @@ static void fail(struct auth_op *op, int status, const char *code, const char *m
 static void reply_rate_limited(struct reqctx *rc, const struct rl_decision *d, const char *prefix)
 {
     struct http_request *req = rc->req;
-    audit_auth_failure(rc->in->audit, req->method, req->path, rc->client_ip, prefix,
-                       "rate_limited", NULL, req->request_id);
+    audit_auth_failure_as(rc->in->audit, AUTH_EVENT(rc), req->method, req->path, rc->client_ip,
+                          prefix, "rate_limited", NULL, req->request_id);
     char msg[96];
     snprintf(msg, sizeof msg, "Rate limit exceeded. Retry after %ld seconds.", d->reset_seconds);
     rc->rl_set = 1;
@@ -285,6 +287,8 @@ static const char *rate_class_name(enum rate_class r)
         return "enrichment";
     case RATE_WORKFLOW_EXECUTE:
         return "workflow_execute";
+    case RATE_MCP:
+        return "mcp";
     default:
         return "none";
     }
@@ -299,6 +303,8 @@ static long class_limit(const struct config *c, enum rate_class r)
         return c->rate_limit_enrichment;
     case RATE_WORKFLOW_EXECUTE:
         return c->rate_limit_workflow_execute;
+    case RATE_MCP:
+        return c->rate_limit_mcp;
     default:
         return c->rate_limit_default;
     }
@@ -368,7 +374,7 @@ static void on_revalidated(void *arg, PGresult *res, const char *err)
     const char *scope = rc->route->scope;
     if (strcmp(scope, "*") != 0 && !has_scope(a, scope)) {
         struct http_request *req = rc->req;
-        audit_auth_failure(in->audit, req->method, req->path, rc->client_ip, op->prefix,
+        audit_auth_failure_as(in->audit, AUTH_EVENT(rc), req->method, req->path, rc->client_ip, op->prefix,
                            "insufficient_scope", scope, req->request_id);
         char msg[128];
         snprintf(msg, sizeof msg, "Insufficient scope. Required: %s", scope);

@@ -45,6 +45,10 @@ void route_test_provider(struct reqctx *rc);
 void route_enrich_on_demand(struct reqctx *rc);
 void route_enrichment_providers_summary(struct reqctx *rc);
 void route_enrich_alert(struct reqctx *rc);
+/* POST /v1/enrichments without the HTTP part: done gets {provider: result} (borrowed) or NULL
+ * with a reason. rc (the caller's request, for audit and the loop) must stay open until then. */
+void enrich_on_demand(struct reqctx *rc, const char *type, const char *value,
+                      void (*done)(void *arg, json_t *results, const char *err), void *arg);
 
 /* enrichment_extractions.c */
 void route_list_extractions(struct reqctx *rc);

@@ -56,6 +56,9 @@ struct lookup_op {
     json_t *test_result;
     uint64_t started_ms;
     uv_timer_t defer; /* closes the engine outside its own callback */
+    /* enrich_on_demand(): the results go to done instead of a REST reply */
+    void (*done)(void *arg, json_t *results, const char *err);
+    void *done_arg;
 };
 
 static void lookup_free(struct lookup_op *op)
@@ -205,6 +208,11 @@ static void run_lookups(struct lookup_op *op)
 static void reply_results(struct lookup_op *op)
 {
     struct reqctx *rc = op->rc;
+    if (op->done) {
+        op->done(op->done_arg, op->results, NULL);
+        lookup_free(op);
+        return;
+    }
     json_t *data = json_pack("{s:s,s:s,s:O}", "indicator_type", op->type, "indicator_value",
                              op->value, "results", op->results);
     lookup_free(op);
@@ -266,7 +274,10 @@ static void on_config(void *arg, PGresult *res, const char *err)
     struct lookup_op *op = arg;
     struct reqctx *rc = op->rc;
     if (!res || err || PQntuples(res) != 1) {
-        reply_pg_failure(rc, res, err ? err : "no configuration row");
+        if (op->done)
+            op->done(op->done_arg, NULL, !res ? "the database is unavailable" : "query failed");
+        else
+            reply_pg_failure(rc, res, err ? err : "no configuration row");
         op->rc = NULL;
         lookup_free(op);
         return;
@@ -274,8 +285,12 @@ static void on_config(void *arg, PGresult *res, const char *err)
     op->ps = parse_config(op, PQgetvalue(res, 0, 0));
     op->cached = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
     if (!op->ps || !json_is_object(op->cached)) {
+        int own = op->done != NULL;
+        if (own)
+            op->done(op->done_arg, NULL, "the provider configuration could not be read");
         lookup_free(op);
-        reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
+        if (!own)
+            reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
         return;
     }
     const char *reason;
@@ -334,6 +349,23 @@ void route_enrich_on_demand(struct reqctx *rc)
         return;
     }
     json_decref(body);
+    const char *params[2] = {op->type, op->value};
+    pg_exec(rc->in->pg,
+            "SELECT calseta_enrichment_config()::text, "
+            "coalesce((SELECT jsonb_object_agg(c.provider_name, c.result) FROM enrichment_cache c "
+            "WHERE c.indicator_type = $1 AND c.indicator_value = $2 AND c.expires_at > now()), "
+            "'{}'::jsonb)::text",
+            2, params, on_config, op);
+}
+
+void enrich_on_demand(struct reqctx *rc, const char *type, const char *value,
+                      void (*done)(void *arg, json_t *results, const char *err), void *arg)
+{
+    struct lookup_op *op = lookup_new(rc, 0);
+    op->type = xstrdup(type);
+    op->value = xstrdup(value);
+    op->done = done;
+    op->done_arg = arg;
     const char *params[2] = {op->type, op->value};
     pg_exec(rc->in->pg,
             "SELECT calseta_enrichment_config()::text, "

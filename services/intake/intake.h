@@ -27,7 +27,14 @@ struct indicator_set;
 struct workflows;
 
 /* Rate classes of the reference: the per-route limit a request is counted against. */
-enum rate_class { RATE_NONE = 0, RATE_DEFAULT, RATE_INGEST, RATE_ENRICHMENT, RATE_WORKFLOW_EXECUTE };
+enum rate_class {
+    RATE_NONE = 0,
+    RATE_DEFAULT,
+    RATE_INGEST,
+    RATE_ENRICHMENT,
+    RATE_WORKFLOW_EXECUTE,
+    RATE_MCP
+};
 
 struct intake {
     struct config cfg;
@@ -43,6 +50,7 @@ struct intake {
     struct enrich_api *enrich;      /* enrichment API: key, SSRF guard (enrichment_api.h) */
     struct workflows *workflows;    /* workflows API, runner client (workflows_api.h) */
     struct notifier *notifier;      /* approval notifications, Slack/Teams (notifier.h) */
+    struct mcp *mcp;                /* MCP server: sessions and SSE streams (mcp.h) */
     void *zctx;     /* ZeroMQ context */
     void *job_push; /* PUSH to the job bus */
     uv_signal_t sigterm, sigint;
@@ -75,6 +83,10 @@ struct reqctx {
     int rl_set;
     long rl_limit, rl_remaining, rl_reset;
     void *handler_state;
+    /* Front ends other than REST: the audit event of an auth failure (NULL = auth_failure) and
+     * a WWW-Authenticate value for 401 answers (owned, freed with the context). */
+    const char *audit_event;
+    char *www_authenticate;
 };
 
 typedef void (*route_fn)(struct reqctx *rc);
@@ -92,6 +104,11 @@ void routes_register(struct intake *in);
 /* Responses through these add the rate-limit headers and free the request context. */
 void reply_json(struct reqctx *rc, int status, json_t *body);
 void reply_data(struct reqctx *rc, int status, json_t *data); /* {"data":…,"meta":{}} */
+/* reply_json with up to 4 extra headers. */
+void reply_json_headers(struct reqctx *rc, int status, json_t *body,
+                        const struct http_header *extra, size_t nextra);
+/* Ends a streamed answer (http_stream_begin on rc->req) and frees the request context. */
+void reply_stream_end(struct reqctx *rc);
 void reply_list(struct reqctx *rc, json_t *items, long long total, int page, int page_size);
 void reply_error(struct reqctx *rc, int status, const char *code, const char *message,
                  json_t *details);
@@ -172,6 +189,10 @@ void route_get_api_key(struct reqctx *rc);
 void route_patch_api_key(struct reqctx *rc);
 void route_delete_api_key(struct reqctx *rc);
 void route_list_audit_events(struct reqctx *rc);
+
+/* findings.c */
+void route_post_finding(struct reqctx *rc);
+void route_list_findings(struct reqctx *rc);
 
 /* The ten scopes; 1 if s is one of them. */
 int scope_known(const char *s);

@@ -12,6 +12,7 @@
 #include "audit.h"
 #include "enrichment_api.h"
 #include "intake.h"
+#include "mcp.h"
 #include "log.h"
 #include "notifier.h"
 #include "ratelimit.h"
@@ -83,6 +84,7 @@ static void on_signal(uv_signal_t *s, int signum)
     in->draining = 1;
     msg_info("received %s: draining", strsignal(signum));
     uv_timer_start(&in->drain_deadline, on_drain_deadline, (uint64_t)in->cfg.drain_timeout_ms, 0);
+    mcp_drain(in); /* SSE streams would otherwise hold the drain until its deadline */
     http_server_drain(in->http, on_drained, in);
 }
 
@@ -129,6 +131,7 @@ int main(void)
     in.enrich = enrich_api_new(&in);
     workflows_api_init(&in);
     notifier_init(&in);
+    mcp_init(&in);
     job_bus_open(&in);
 
     in.router = http_router_new();
@@ -182,6 +185,7 @@ int main(void)
     enrich_api_free(in.enrich);
     workflows_api_free(&in);
     notifier_free(&in);
+    mcp_free(&in);
     if (in.job_push)
         zmq_close(in.job_push);
     zmq_ctx_term(in.zctx);

@@ -10,6 +10,7 @@
 #include "enrichment_api.h"
 #include "intake.h"
 #include "log.h"
+#include "mcp.h"
 #include "util.h"
 #include "workflows_api.h"
 
@@ -34,6 +35,19 @@ static const struct route_def ROUTES[] = {
     {"DELETE", "/v1/alerts/{uuid}", "alerts:write", RATE_DEFAULT, route_delete_alert},
     {"GET", "/v1/alerts/{uuid}/indicators", "alerts:read", RATE_DEFAULT, route_alert_indicators},
     {"GET", "/v1/alerts/{uuid}/activity", "alerts:read", RATE_DEFAULT, route_alert_activity},
+    {"POST", "/v1/alerts/{uuid}/findings", "alerts:write", RATE_DEFAULT, route_post_finding},
+    {"GET", "/v1/alerts/{uuid}/findings", "alerts:read", RATE_DEFAULT, route_list_findings},
+
+    /* MCP: public in the table; the handlers check Origin/Host first, then authenticate with
+     * the MCP rate class and check each resource's and tool's scope (mcp_transport.c). */
+    {"POST", "/mcp", NULL, RATE_NONE, route_mcp_post},
+    {"DELETE", "/mcp", NULL, RATE_NONE, route_mcp_delete},
+    {"GET", "/sse", NULL, RATE_NONE, route_mcp_sse},
+    {"POST", "/messages/", NULL, RATE_NONE, route_mcp_messages},
+    {"POST", "/messages", NULL, RATE_NONE, route_mcp_messages},
+    {"GET", "/.well-known/oauth-protected-resource", NULL, RATE_NONE, route_mcp_resource_metadata},
+    {"GET", "/.well-known/oauth-protected-resource/mcp", NULL, RATE_NONE,
+     route_mcp_resource_metadata},
 
     {"GET", "/v1/audit-events", "admin", RATE_DEFAULT, route_list_audit_events},
 
@@ -123,6 +137,7 @@ void routes_register(struct intake *in)
 static void reqctx_free(struct reqctx *rc)
 {
     auth_info_destroy(&rc->auth);
+    free(rc->www_authenticate);
     free(rc);
 }
 
@@ -141,11 +156,22 @@ static size_t rate_headers(struct reqctx *rc, struct http_header *h, char bufs[3
 
 void reply_json(struct reqctx *rc, int status, json_t *body)
 {
-    struct http_header h[4];
+    reply_json_headers(rc, status, body, NULL, 0);
+}
+
+void reply_json_headers(struct reqctx *rc, int status, json_t *body,
+                        const struct http_header *extra, size_t nextra)
+{
+    struct http_header h[9];
     char bufs[3][24];
     size_t n = rate_headers(rc, h, bufs);
     if (status == 429 && rc->rl_set)
         h[n++] = (struct http_header){"Retry-After", 11, bufs[2], strlen(bufs[2])};
+    if (status == 401 && rc->www_authenticate)
+        h[n++] = (struct http_header){"WWW-Authenticate", 16, rc->www_authenticate,
+                                      strlen(rc->www_authenticate)};
+    for (size_t i = 0; i < nextra && n < sizeof h / sizeof h[0]; i++)
+        h[n++] = extra[i];
     http_respond_json(rc->req, status, body, h, n);
     reqctx_free(rc);
 }
@@ -183,6 +209,12 @@ void reply_body(struct reqctx *rc, int status, const char *content_type, const c
     char bufs[3][24];
     size_t n = rate_headers(rc, h, bufs);
     http_respond(rc->req, status, content_type, body, len, h, n);
+    reqctx_free(rc);
+}
+
+void reply_stream_end(struct reqctx *rc)
+{
+    http_stream_end(rc->req);
     reqctx_free(rc);
 }
 
