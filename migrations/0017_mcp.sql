@@ -149,52 +149,60 @@ LANGUAGE sql AS $$
     SELECT calseta_alert_patch(p_uuid, p, actor, 'api')
 $$;
 
--- An indicator's malice: a value is an analyst override; NULL recomputes it from the stored
--- enrichment results (worst extracted verdict/malice). The event is written only on change.
--- NULL if the indicator is missing.
-CREATE FUNCTION calseta_indicator_malice_set(p_uuid UUID, p_malice TEXT, p_actor_type TEXT,
-                                             p_actor TEXT)
+-- The indicator malice of 0012 (shared by PATCH /v1/indicators and the MCP tool) with the
+-- actor type of its front end, and indicator_malice_updated written only when the malice or
+-- its source really changes. The four-argument form stays for REST.
+CREATE FUNCTION calseta_indicator_set_malice(p_uuid UUID, p_malice TEXT, p_actor TEXT,
+                                             p_with_raw BOOLEAN, p_actor_type TEXT)
 RETURNS JSONB LANGUAGE plpgsql AS $$
 DECLARE
     i indicators;
     old TEXT;
-    newv TEXT;
-    src TEXT;
+    old_src TEXT;
+    computed TEXT;
 BEGIN
     SELECT * INTO i FROM indicators WHERE uuid = p_uuid FOR UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
     old := i.malice;
+    old_src := i.malice_source;
     IF p_malice IS NOT NULL THEN
-        newv := p_malice;
-        src := 'analyst';
-    ELSE
-        SELECT coalesce((ARRAY['Pending', 'Benign', 'Suspicious', 'Malicious'])[max(r)], 'Pending')
-          INTO newv
-          FROM (SELECT array_position(ARRAY['Pending', 'Benign', 'Suspicious', 'Malicious'],
-                       coalesce(v->'extracted'->>'verdict', v->'extracted'->>'malice')) AS r
-                  FROM jsonb_each(CASE WHEN jsonb_typeof(i.enrichment_results) = 'object'
-                                       THEN i.enrichment_results ELSE '{}'::jsonb END) e(k, v)
-                 WHERE jsonb_typeof(v) = 'object') x;
-        src := 'enrichment';
-    END IF;
-    IF newv IS DISTINCT FROM old OR src IS DISTINCT FROM i.malice_source THEN
-        UPDATE indicators SET malice = newv, malice_source = src,
-               malice_overridden_at = CASE WHEN src = 'analyst' THEN now() ELSE NULL END,
+        UPDATE indicators SET malice = p_malice, malice_source = 'analyst',
+               malice_overridden_at = CASE WHEN old = p_malice AND old_src = 'analyst'
+                                           THEN malice_overridden_at ELSE now() END,
                updated_at = now()
          WHERE id = i.id RETURNING * INTO i;
+    ELSE
+        SELECT coalesce((ARRAY['Pending', 'Benign', 'Suspicious', 'Malicious'])[max(
+                   array_position(ARRAY['Pending', 'Benign', 'Suspicious', 'Malicious'],
+                                  coalesce(v->'extracted'->>'verdict', v->'extracted'->>'malice')))],
+                   'Pending')
+          INTO computed
+          FROM jsonb_each(CASE WHEN jsonb_typeof(i.enrichment_results) = 'object'
+                               THEN i.enrichment_results ELSE '{}' END) e(k, v)
+         WHERE jsonb_typeof(v) = 'object' AND jsonb_typeof(v->'extracted') = 'object';
+        UPDATE indicators SET malice = coalesce(computed, 'Pending'), malice_source = 'enrichment',
+               malice_overridden_at = NULL, updated_at = now()
+         WHERE id = i.id RETURNING * INTO i;
+    END IF;
+    IF i.malice IS DISTINCT FROM old OR i.malice_source IS DISTINCT FROM old_src THEN
         INSERT INTO activity_events (event_type, actor_type, actor_key_prefix, alert_id, "references")
         VALUES ('indicator_malice_updated', p_actor_type, p_actor,
                 (SELECT ai.alert_id FROM alert_indicators ai WHERE ai.indicator_id = i.id
-                  ORDER BY ai.alert_id LIMIT 1),
-                jsonb_build_object('from_malice', old, 'to_malice', newv, 'malice_source', src,
-                                   'indicator_type', i.type, 'indicator_value', i.value));
+                  ORDER BY ai.created_at DESC, ai.alert_id DESC LIMIT 1),
+                jsonb_build_object('from_malice', old, 'to_malice', i.malice,
+                                   'malice_source', i.malice_source, 'indicator_type', i.type,
+                                   'indicator_value', i.value));
     END IF;
-    RETURN jsonb_build_object('indicator_uuid', i.uuid, 'malice', i.malice,
-                              'malice_source', i.malice_source,
-                              'updated_at', calseta_ts(i.updated_at));
+    RETURN calseta_indicator_detail_json(i, p_with_raw);
 END $$;
+
+CREATE OR REPLACE FUNCTION calseta_indicator_set_malice(p_uuid UUID, p_malice TEXT, p_actor TEXT,
+                                                        p_with_raw BOOLEAN)
+RETURNS JSONB LANGUAGE sql AS $$
+    SELECT calseta_indicator_set_malice(p_uuid, p_malice, p_actor, p_with_raw, 'api')
+$$;
 
 -- Whether targeting rules ({match_any: [rule], match_all: [rule]}, rule = {field, op, value} on
 -- source_name, severity or tags; ops eq, in, contains, gte, lte) select an alert. NULL or no

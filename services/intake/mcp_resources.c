@@ -7,6 +7,7 @@
  * percent-decoded.
  */
 #include "crypto.h"
+#include "detection_rules.h"
 #include "enrichment_api.h"
 #include "mcp.h"
 #include "util.h"
@@ -128,14 +129,7 @@ static const char SQL_RULES[] =
     "OVER (ORDER BY r.created_at DESC, r.id DESC) AS rn FROM detection_rules r ORDER BY "
     "r.created_at DESC, r.id DESC LIMIT 500) x";
 
-static const char SQL_RULE[] =
-    "SELECT json_build_object('uuid', r.uuid, 'name', r.name, 'source_rule_id', "
-    "r.source_rule_id, 'source_name', r.source_name, 'severity', r.severity, 'is_active', "
-    "r.is_active, 'mitre_tactics', r.mitre_tactics, 'mitre_techniques', r.mitre_techniques, "
-    "'mitre_subtechniques', r.mitre_subtechniques, 'data_sources', r.data_sources, "
-    "'run_frequency', r.run_frequency, 'created_by', r.created_by, 'documentation', "
-    "r.documentation, 'created_at', calseta_ts(r.created_at), 'updated_at', "
-    "calseta_ts(r.updated_at))::text FROM detection_rules r WHERE r.uuid = $1::uuid";
+static const char SQL_RULE[] = DETECTION_RULE_GET_SQL;
 
 static const char SQL_DOCS[] =
     "SELECT json_build_object('context_documents', coalesce(json_agg(x.j ORDER BY x.rn), "

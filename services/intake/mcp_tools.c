@@ -13,6 +13,7 @@
  */
 #include "findings.h"
 #include "crypto.h"
+#include "detection_rules.h"
 #include "indicators.h"
 #include "isotime.h"
 #include "mcp.h"
@@ -239,6 +240,33 @@ static void run_query(struct mcp_call *c, const char *sql, json_t *params, pg_re
     free(pv);
 }
 
+/* Characters of a UTF-8 string, and the bytes of its first n characters. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+static size_t utf8_prefix_bytes(const char *s, size_t n)
+{
+    size_t i = 0;
+    for (; s[i]; i++) {
+        if (((unsigned char)s[i] & 0xC0) != 0x80) {
+            if (n == 0)
+                break;
+            n--;
+        }
+    }
+    return i;
+}
+
+struct rules_op {
+    struct mcp_call *c;
+    int page, page_size;
+};
+
 /* ---- search_alerts ------------------------------------------------------------------------ */
 
 static void on_page(void *arg, PGresult *res, const char *err, const char *key)
@@ -256,11 +284,6 @@ static void on_page(void *arg, PGresult *res, const char *err, const char *key)
 static void on_alerts_page(void *arg, PGresult *res, const char *err)
 {
     on_page(arg, res, err, "alerts");
-}
-
-static void on_rules_page(void *arg, PGresult *res, const char *err)
-{
-    on_page(arg, res, err, "detection_rules");
 }
 
 static int time_param(struct mcp_call *c, json_t *params, const char *name, const char *v,
@@ -369,77 +392,72 @@ out:
 
 /* ---- search_detection_rules ----------------------------------------------------------------- */
 
+/* The REST list (detection_rules.c) reduced to the original's MCP item shape, with the
+ * documentation cut to 200 characters. */
+static void on_rules(void *arg, PGresult *res, const char *err)
+{
+    struct rules_op *op = arg;
+    struct mcp_call *c = op->c;
+    int page = op->page, page_size = op->page_size;
+    free(op);
+    if (mcp_pg_failed(c, res, err, 1))
+        return;
+    json_t *items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+    json_t *out = json_array();
+    static const char *KEEP[] = {"uuid", "name", "source_name", "severity", "is_active",
+                                 "mitre_tactics", "mitre_techniques", "mitre_subtechniques",
+                                 "documentation", "created_at"};
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it) {
+        json_t *o = json_object();
+        for (size_t k = 0; k < sizeof KEEP / sizeof KEEP[0]; k++) {
+            json_t *v = json_object_get(it, KEEP[k]);
+            json_object_set(o, KEEP[k], v ? v : json_null());
+        }
+        const char *doc = json_string_value(json_object_get(it, "documentation"));
+        if (doc && utf8_chars(doc) > 200) {
+            size_t cut = utf8_prefix_bytes(doc, 200);
+            char *t = xasprintf("%.*s...", (int)cut, doc);
+            json_object_set_new(o, "documentation", json_string(t));
+            free(t);
+        }
+        json_array_append_new(out, o);
+    }
+    json_decref(items);
+    mcp_tool_ok(c, json_pack("{s:o,s:I,s:i,s:i}", "detection_rules", out, "total",
+                             (json_int_t)atoll(PQgetvalue(res, 0, 0)), "page", page, "page_size",
+                             page_size));
+}
+
 static void tool_search_rules(struct mcp_call *c, json_t *args)
 {
     if (mcp_require_scope(c, "alerts:read", 1))
         return;
-    const char *name, *tactic, *tech, *source, *sort_by, *sort_order;
-    int active, page, page_size;
-    if (opt_str(c, args, "name", &name) || opt_str(c, args, "mitre_tactic", &tactic) ||
-        opt_str(c, args, "mitre_technique", &tech) || opt_str(c, args, "source_name", &source) ||
-        opt_str(c, args, "sort_by", &sort_by) || opt_str(c, args, "sort_order", &sort_order) ||
-        opt_bool(c, args, "is_active", &active) || paging(c, args, &page, &page_size))
+    struct dr_filter f = {.is_active = -1};
+    if (opt_str(c, args, "name", &f.name_contains) ||
+        opt_str(c, args, "mitre_tactic", &f.mitre_tactic) ||
+        opt_str(c, args, "mitre_technique", &f.mitre_technique) ||
+        opt_str(c, args, "source_name", &f.source_names) ||
+        opt_str(c, args, "sort_by", &f.sort_by) || opt_str(c, args, "sort_order", &f.sort_order) ||
+        opt_bool(c, args, "is_active", &f.is_active) || paging(c, args, &f.page, &f.page_size))
         return;
-    static const char *sorts[] = {"name", "source_name", "created_at", "severity", NULL};
-    if (sort_by && !one_of(sort_by, sorts)) {
-        mcp_tool_fail(c, "Invalid sort_by '%.40s'. Must be one of: ['created_at', 'name', "
-                         "'severity', 'source_name']", sort_by);
-        return;
-    }
-    if (sort_order && strcmp(sort_order, "asc") && strcmp(sort_order, "desc")) {
-        mcp_tool_fail(c, "Invalid sort_order '%.40s'. Must be 'asc' or 'desc'", sort_order);
-        return;
-    }
     json_t *params = json_array();
-    struct buf w;
-    buf_init(&w);
-    buf_puts(&w, "TRUE");
-    size_t n;
-    if (name) {
-        n = param(params, name);
-        buf_printf(&w, " AND r.name ILIKE '%%' || replace(replace(replace($%zu, '\\', '\\\\'), "
-                       "'%%', '\\%%'), '_', '\\_') || '%%'", n);
+    char *sql = NULL, err[160];
+    if (detection_rules_list_sql(&f, &sql, params, err, sizeof err) != 0) {
+        json_decref(params);
+        mcp_tool_fail(c, "%s", err);
+        return;
     }
-    if (tactic) {
-        n = param(params, tactic);
-        buf_printf(&w, " AND $%zu = ANY(r.mitre_tactics)", n);
-    }
-    if (tech) {
-        n = param(params, tech);
-        buf_printf(&w, " AND ($%zu = ANY(r.mitre_techniques) OR $%zu = ANY(r.mitre_subtechniques))",
-                   n, n);
-    }
-    if (source) {
-        if (list_param(c, params, "source_name", source, NULL, 0, &n))
-            goto out;
-        buf_printf(&w, " AND r.source_name = ANY(ARRAY(SELECT json_array_elements_text($%zu::json)))", n);
-    }
-    if (active >= 0)
-        buf_printf(&w, " AND r.is_active = %s", active ? "true" : "false");
-    const char *order = !sort_by || !strcmp(sort_by, "created_at") ? "r.created_at"
-                        : !strcmp(sort_by, "severity")
-                            ? "CASE r.severity WHEN 'Critical' THEN 5 WHEN 'High' THEN 4 WHEN "
-                              "'Medium' THEN 3 WHEN 'Low' THEN 2 WHEN 'Informational' THEN 1 "
-                              "ELSE 0 END"
-                        : !strcmp(sort_by, "name") ? "r.name"
-                                                   : "r.source_name";
-    const char *dir = sort_order && !strcmp(sort_order, "asc") ? "ASC" : "DESC";
-    char *sql = xasprintf(
-        "WITH f AS (SELECT r.* FROM detection_rules r WHERE %s) "
-        "SELECT (SELECT count(*) FROM f), coalesce((SELECT json_agg(x.j ORDER BY x.rn) FROM "
-        "(SELECT json_build_object('uuid', r.uuid, 'name', r.name, 'source_name', r.source_name, "
-        "'severity', r.severity, 'is_active', r.is_active, 'mitre_tactics', r.mitre_tactics, "
-        "'mitre_techniques', r.mitre_techniques, 'mitre_subtechniques', r.mitre_subtechniques, "
-        "'documentation', CASE WHEN length(r.documentation) > 200 THEN left(r.documentation, 200) "
-        "|| '...' ELSE r.documentation END, 'created_at', calseta_ts(r.created_at)) AS j, "
-        "row_number() OVER (ORDER BY %s %s, r.id %s) AS rn FROM f r ORDER BY %s %s, r.id %s "
-        "LIMIT %d OFFSET %lld) x), '[]'::json)::text, %d, %d",
-        w.data, order, dir, dir, order, dir, dir, page_size, (long long)(page - 1) * page_size,
-        page, page_size);
-    run_query(c, sql, params, on_rules_page);
+    struct rules_op *op = xcalloc(1, sizeof *op);
+    op->c = c;
+    op->page = f.page;
+    op->page_size = f.page_size;
+    const char **pv = param_values(params);
+    if (pg_exec(c->rc->in->pg, sql, (int)json_array_size(params), pv, on_rules, op) != 0)
+        on_rules(op, NULL, "database queue full");
+    free(pv);
     free(sql);
-out:
-    buf_destroy(&w);
     json_decref(params);
 }
 
@@ -652,8 +670,12 @@ static void on_indicator_malice(void *arg, PGresult *res, const char *err)
         mcp_tool_fail(c, "Indicator not found: %s", uuid);
         return;
     }
-    json_t *r = json_loads(PQgetvalue(res, 0, 0), JSON_DECODE_ANY, NULL);
-    mcp_tool_ok(c, r ? r : json_object());
+    json_t *i = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    mcp_tool_ok(c, json_pack("{s:O?,s:O?,s:O?,s:O?}", "indicator_uuid", json_object_get(i, "uuid"),
+                             "malice", json_object_get(i, "malice"), "malice_source",
+                             json_object_get(i, "malice_source"), "updated_at",
+                             json_object_get(i, "updated_at")));
+    json_decref(i);
 }
 
 static void tool_update_indicator_malice(struct mcp_call *c, json_t *args)
@@ -674,7 +696,7 @@ static void tool_update_indicator_malice(struct mcp_call *c, json_t *args)
     memcpy(op->uuid, uuid, sizeof uuid);
     const char *p[3] = {uuid, malice, c->rc->auth.key_prefix};
     if (pg_exec(c->rc->in->pg,
-                "SELECT calseta_indicator_malice_set($1::uuid, $2, 'mcp', $3)::text", 3, p,
+                "SELECT calseta_indicator_set_malice($1::uuid, $2, $3, false, 'mcp')::text", 3, p,
                 on_indicator_malice, op) != 0)
         on_indicator_malice(op, NULL, "database queue full");
 }
