@@ -31,6 +31,7 @@ static void on_key_change(void *arg, const char *channel, const char *payload)
     struct intake *in = arg;
     (void)channel;
     auth_cache_invalidate(in->auth_cache, payload); /* NULL payload: missed some, drop all */
+    mcp_keys_changed(in);                           /* open SSE streams re-check their keys */
 }
 
 static void on_housekeeping(uv_timer_t *t)

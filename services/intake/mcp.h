@@ -117,6 +117,8 @@ void mcp_init(struct intake *in);
 /* Drain: ends every SSE stream so in-flight requests can finish. */
 void mcp_drain(struct intake *in);
 void mcp_free(struct intake *in);
+/* An API key changed (revoked, expired, deleted): re-check the keys of open SSE streams now. */
+void mcp_keys_changed(struct intake *in);
 
 void route_mcp_post(struct reqctx *rc);
 void route_mcp_delete(struct reqctx *rc);

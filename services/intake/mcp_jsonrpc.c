@@ -106,6 +106,8 @@ int mcp_jsonrpc_parse(const char *data, size_t len, struct mcp_msg *out, int *co
         json_decref(root);
         return fail(code, JSONRPC_INVALID_REQUEST, err, errlen, why);
     }
+    json_decref(*id_out); /* a success carries the id in out */
+    *id_out = NULL;
     out->root = root;
     out->id = id;
     out->params = params;

@@ -48,10 +48,13 @@ struct mcp {
     uv_timer_t tick;
     unsigned ticks;
     int checking; /* a stream re-check is in flight */
+    int recheck;  /* keys changed while it was: check again */
     int stopped;
     char **hosts, **origins;
     size_t nhosts, norigins;
 };
+
+static void check_streams(struct mcp *m);
 
 static const struct route_def MCP_AUTH_ROUTE = {"POST", "/mcp", "*", RATE_MCP, NULL};
 
@@ -806,6 +809,8 @@ static void on_streams_checked(void *arg, PGresult *res, const char *err)
 {
     struct mcp *m = arg;
     m->checking = 0;
+    int again = m->recheck;
+    m->recheck = 0;
     if (!res || err || m->stopped) {
         for (struct sse_sess *s = m->sse; s; s = s->next)
             s->in_check = 0;
@@ -823,6 +828,8 @@ static void on_streams_checked(void *arg, PGresult *res, const char *err)
             sse_close(m, s, "key revoked or expired, or session removed");
         s = next;
     }
+    if (again)
+        check_streams(m);
 }
 
 static void check_streams(struct mcp *m)
@@ -879,6 +886,17 @@ static void on_tick(uv_timer_t *t)
         check_streams(m);
     if (m->ticks % SWEEP_TICKS == 0 && m->in->pg)
         sweep_sessions(m);
+}
+
+void mcp_keys_changed(struct intake *in)
+{
+    struct mcp *m = in->mcp;
+    if (!m || m->stopped)
+        return;
+    if (m->checking)
+        m->recheck = 1; /* one more pass once the one in flight is back */
+    else
+        check_streams(m);
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
