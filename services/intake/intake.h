@@ -174,7 +174,4 @@ void route_patch_api_key(struct reqctx *rc);
 void route_delete_api_key(struct reqctx *rc);
 void route_list_audit_events(struct reqctx *rc);
 
-/* The ten scopes; 1 if s is one of them. */
-int scope_known(const char *s);
-
 #endif
