@@ -17,9 +17,10 @@
 #include "crypto.h"
 #include "curluv.h"
 #include "dispatcher.h"
-#include "guard.h"
+#include "httpc.h"
 #include "log.h"
 #include "secmem.h"
+#include "ssrf.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -297,10 +298,7 @@ static void send_attempt(struct delivery *v)
     v->easy = h;
     long tmo = (long)v->timeout_s * 1000;
     curl_easy_setopt(h, CURLOPT_URL, v->url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_PROXY, "");
+    httpc_harden(h, 1); /* pinned to the checked address: no proxy, no redirects */
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, tmo);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, tmo < 10000 ? tmo : 10000L);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, v->headers);
@@ -319,8 +317,14 @@ static void send_attempt(struct delivery *v)
 static void do_guard(uv_work_t *w)
 {
     struct delivery *v = w->data;
-    if (guard_check(v->d->guard, v->url, v->pin, sizeof v->pin, v->reason, sizeof v->reason) != 0)
+    struct ssrf_result r;
+    if (ssrf_check(v->url, v->d->cfg->ssrf_allowed_hosts, v->d->ssrf_flags, &r, v->reason,
+                   sizeof v->reason) != 0 ||
+        strlen(r.resolve) >= sizeof v->pin) {
         v->blocked = 1;
+        return;
+    }
+    memcpy(v->pin, r.resolve, strlen(r.resolve) + 1);
 }
 
 static void after_guard(uv_work_t *w, int status)

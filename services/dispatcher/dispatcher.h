@@ -21,7 +21,6 @@
 #include <uv.h>
 
 struct curluv;
-struct guard;
 struct delivery;
 
 struct dispatcher_options {
@@ -39,7 +38,7 @@ struct dispatcher {
     struct dispatcher_options opt;
     uv_loop_t *loop;
     struct pg_pool *pg;
-    struct guard *guard;
+    unsigned ssrf_flags; /* SSRF_ALLOW_LOOPBACK in tests */
     struct curluv *cm;
     struct fernet_key *key; /* ENCRYPTION_KEY, in locked memory */
     char owner[128];

@@ -5,8 +5,8 @@
  *   1. configuration, options, ENCRYPTION_KEY     config_load(), dispatcher_options_load();
  *                                                 the key into locked memory; not dumpable,
  *                                                 no core files, no new privileges
- *   2. loop, database pool, SSRF guard, curl      uv_default_loop(), pg_pool_new(),
- *                                                 guard_new(), curluv_new()
+ *   2. loop, database pool, curl                  uv_default_loop(), pg_pool_new(),
+ *                                                 curluv_new()
  *   3. claims: LISTEN calseta_agent_deliveries    claim_start(): NOTIFY wake-ups plus a sweep
  *      and a periodic sweep
  *   4. every claimed row                          delivery_start() (deliver.c)
@@ -17,9 +17,9 @@
  */
 #include "curluv.h"
 #include "dispatcher.h"
-#include "guard.h"
 #include "log.h"
 #include "secmem.h"
+#include "ssrf.h"
 #include "util.h"
 
 #include <curl/curl.h>
@@ -138,7 +138,7 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     d.loop = uv_default_loop();
     d.pg = pg_pool_new(d.loop, cfg.database_url, d.opt.db_connections, 30000);
-    d.guard = guard_new(cfg.ssrf_allowed_hosts, d.opt.allow_loopback);
+    d.ssrf_flags = d.opt.allow_loopback ? SSRF_ALLOW_LOOPBACK : 0;
     if (d.opt.allow_loopback)
         msg_warn("AGENT_WEBHOOK_ALLOW_LOOPBACK=true: webhooks may reach loopback addresses (for "
                  "tests only; cloud-metadata addresses stay blocked)");
@@ -156,7 +156,6 @@ int main(void)
 
     uv_run(d.loop, UV_RUN_DEFAULT);
 
-    guard_free(d.guard);
     secmem_free(d.key);
     dispatcher_options_destroy(&d.opt);
     curl_global_cleanup();
