@@ -11,6 +11,7 @@
  */
 #include "audit.h"
 #include "enrichment_api.h"
+#include "agents_api.h"
 #include "intake.h"
 #include "mcp.h"
 #include "log.h"
@@ -132,6 +133,7 @@ int main(void)
     in.enrich = enrich_api_new(&in);
     workflows_api_init(&in);
     notifier_init(&in);
+    agents_api_init(&in);
     mcp_init(&in);
     job_bus_open(&in);
 
@@ -186,6 +188,7 @@ int main(void)
     enrich_api_free(in.enrich);
     workflows_api_free(&in);
     notifier_free(&in);
+    agents_api_free(&in);
     mcp_free(&in);
     if (in.job_push)
         zmq_close(in.job_push);

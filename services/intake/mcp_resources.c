@@ -64,10 +64,9 @@ json_t *mcp_resource_templates_list(void)
     "WHEN jsonb_typeof(v) = 'object' THEN v - 'raw' ELSE v END), '{}'::jsonb) FROM jsonb_each(" col \
     ") e(k, v)) ELSE " col " END"
 
-/* Applicable documents of alert a: globals first, then targeted ones, each by document_type. */
-#define APPLICABLE_DOCS                                                                            \
-    "FROM context_documents d WHERE d.is_global OR (d.targeting_rules IS NOT NULL AND "            \
-    "calseta_mcp_rules_match(a, d.targeting_rules))"
+/* Applicable documents of alert a, through the same function as REST's /context (globals
+ * first, then targeted ones, each by document_type). */
+#define APPLICABLE_DOCS "FROM calseta_applicable_documents(a.id) d"
 #define APPLICABLE_ORDER "d.is_global DESC, d.document_type, d.id"
 
 static const char SQL_ALERTS[] =
@@ -133,19 +132,13 @@ static const char SQL_RULE[] = DETECTION_RULE_GET_SQL;
 
 static const char SQL_DOCS[] =
     "SELECT json_build_object('context_documents', coalesce(json_agg(x.j ORDER BY x.rn), "
-    "'[]'::json), 'count', count(*))::text FROM (SELECT json_build_object('uuid', d.uuid, "
-    "'title', d.title, 'document_type', d.document_type, 'is_global', d.is_global, "
-    "'description', d.description, 'tags', d.tags, 'version', d.version, 'created_at', "
-    "calseta_ts(d.created_at), 'updated_at', calseta_ts(d.updated_at)) AS j, row_number() OVER "
-    "(ORDER BY d.created_at DESC, d.id DESC) AS rn FROM context_documents d ORDER BY "
-    "d.created_at DESC, d.id DESC LIMIT 500) x";
+    "'[]'::json), 'count', count(*))::text FROM (SELECT calseta_context_document_json(d, false) "
+    "AS j, row_number() OVER (ORDER BY d.created_at DESC, d.id DESC) AS rn FROM "
+    "context_documents d ORDER BY d.created_at DESC, d.id DESC LIMIT 500) x";
 
 static const char SQL_DOC[] =
-    "SELECT json_build_object('uuid', d.uuid, 'title', d.title, 'document_type', "
-    "d.document_type, 'is_global', d.is_global, 'description', d.description, 'content', "
-    "d.content, 'tags', d.tags, 'targeting_rules', d.targeting_rules, 'version', d.version, "
-    "'created_at', calseta_ts(d.created_at), 'updated_at', calseta_ts(d.updated_at))::text FROM "
-    "context_documents d WHERE d.uuid = $1::uuid";
+    "SELECT calseta_context_document_json(d, true)::text FROM context_documents d "
+    "WHERE d.uuid = $1::uuid";
 
 #define WORKFLOW_FIELDS                                                                            \
     "'uuid', w.uuid, 'name', w.name, 'workflow_type', w.workflow_type, 'indicator_types', "        \

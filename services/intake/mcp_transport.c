@@ -56,7 +56,7 @@ struct mcp {
 
 static void check_streams(struct mcp *m);
 
-static const struct route_def MCP_AUTH_ROUTE = {"POST", "/mcp", "*", RATE_MCP, NULL};
+static const struct route_def MCP_AUTH_ROUTE = {.method = "POST", .pattern = "/mcp", .scope = "*", .rate = RATE_MCP};
 
 /* ---- settings ------------------------------------------------------------------------------ */
 
