@@ -215,9 +215,16 @@ const struct setting_doc SETTINGS_TABLE[] = {
     /* ---- agents ---- */
     {AGENTS, "AGENT_SECRET_OVERLAP_SECONDS", "86400", "intake",
      "After a signing-secret rotation the old secret stays valid this long (0-2592000)."},
-    {AGENTS, "AGENT_WEBHOOK_ALLOW_LOOPBACK", "false", "intake",
+    {AGENTS, "AGENT_WEBHOOK_ALLOW_LOOPBACK", "false", "intake, dispatcher",
      "Tests only: agent webhook URLs may name loopback addresses."},
-    {AGENTS, "CALSETA_API_BASE_URL", "http://localhost:8000", "intake",
+    {AGENTS, "DISPATCHER_CONCURRENCY", "64", "dispatcher", "Agent deliveries in flight per dispatcher process."},
+    {AGENTS, "DISPATCHER_LEASE_SECONDS", "30", "dispatcher",
+     "Lease of a claimed delivery; a dead dispatcher's deliveries are taken over when it expires."},
+    {AGENTS, "DISPATCHER_POLL_INTERVAL_MS", "1000", "dispatcher", "Claim poll of the dispatcher."},
+    {AGENTS, "DISPATCHER_DB_CONNECTIONS", "4", "dispatcher", "PostgreSQL connections per dispatcher."},
+    {AGENTS, "AGENT_RESPONSE_MAX_BYTES", "65536", "dispatcher",
+     "Bytes of an agent webhook answer read and stored."},
+    {AGENTS, "CALSETA_API_BASE_URL", "http://localhost:8000", "intake, dispatcher",
      "Base URL of this API as agents should call it back, sent in agent payloads."},
 
     /* ---- Azure ---- */
