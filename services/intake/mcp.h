@@ -64,6 +64,7 @@ struct mcp_call {
     /* Called with the response to send (stolen; NULL for a notification). */
     void (*done)(struct mcp_call *c, json_t *response);
     void *transport;
+    int legacy; /* arrived over the HTTP+SSE transport (also speaks 2024-11-05) */
 };
 
 /* Serves one parsed message (not initialize on Streamable HTTP: the transport answers it). */

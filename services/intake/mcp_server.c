@@ -149,9 +149,11 @@ void mcp_dispatch(struct mcp_call *c, const struct mcp_msg *m)
     const char *meth = m->method;
     json_t *p = m->params;
     if (!strcmp(meth, "initialize")) {
-        json_t *v = json_object_get(p, "protocolVersion");
-        mcp_reply_result(c, mcp_initialize_result(c->rc->in, json_string_value(v),
-                                                  c->protocol_version));
+        const char *v = json_string_value(json_object_get(p, "protocolVersion"));
+        json_t *r = mcp_initialize_result(c->rc->in, v, c->protocol_version);
+        if (c->legacy && v && !strcmp(v, "2024-11-05")) /* the revision that defined HTTP+SSE */
+            json_object_set_new(r, "protocolVersion", json_string(v));
+        mcp_reply_result(c, r);
     } else if (!strcmp(meth, "ping")) {
         mcp_reply_result(c, json_object());
     } else if (!strcmp(meth, "tools/list")) {

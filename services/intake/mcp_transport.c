@@ -661,6 +661,7 @@ static void on_legacy_session(void *arg, PGresult *res, const char *err)
     }
     struct mcp_call *c = call_new(rc, &op->msg, op->session, "");
     c->transport = xstrdup(PQgetvalue(res, 0, 0));
+    c->legacy = 1;
     c->done = legacy_done;
     mcp_dispatch(c, &op->msg);
     post_op_free(op);

@@ -275,7 +275,7 @@ def test_legacy_sse():
         assert_eq(r.status, 202, r.body)
         assert_eq(r.body, b"Accepted")
         data = sse_read_until(sock, b"instructions")
-        assert b"event: message" in data and b"\"protocolVersion\"" in data, data
+        assert b"event: message" in data and b"\"protocolVersion\":\"2024-11-05\"" in data, data
         # Bound to its key: another valid key cannot post into it.
         r = s.request("POST", path, key=other, body={"jsonrpc": "2.0", "id": 2, "method": "ping"})
         assert_eq(r.status, 404)
