@@ -20,7 +20,7 @@ static const struct command {
     int (*fn)(int argc, char **argv);
     const char *help;
 } commands[] = {
-    {"up", cmd_up, "start all services and supervise them"},
+    {"up", cmd_up, "start all services (or the named ones) and supervise them"},
     {"migrate", cmd_migrate, "apply database migrations"},
     {"create-api-key", cmd_create_api_key, "create an API key (--name N --scopes a,b ...)"},
     {"list-api-keys", cmd_list_api_keys, "list API keys"},
