@@ -26,6 +26,7 @@ static const struct command {
     {"list-api-keys", cmd_list_api_keys, "list API keys"},
     {"revoke-api-key", cmd_revoke_api_key, "revoke an API key (prefix or uuid)"},
     {"gen-encryption-key", cmd_gen_encryption_key, "print a new ENCRYPTION_KEY"},
+    {"gen-curve-keys", cmd_gen_curve_keys, "print a new CURVE key pair for ZeroMQ links"},
     {"rotate-encryption-key", cmd_rotate_encryption_key,
      "re-encrypt secrets (--old-key K --new-key K [--dry-run])"},
     {"config-check", settings_check_main,
