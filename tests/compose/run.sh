@@ -152,7 +152,7 @@ $DC build -q migrate >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; 
 (
     while :; do
         for c in $(podman ps -q --filter "label=com.docker.compose.project=$PROJECT"); do
-            podman healthcheck run "$c" >/dev/null 2>&1
+            podman healthcheck run "$c" >/dev/null 2>&1 || true
         done
         sleep 2
     done
