@@ -160,54 +160,8 @@ static const char SQL_WORKFLOW[] =
     "w.approval_channel, 'approval_timeout_seconds', w.approval_timeout_seconds))::text FROM "
     "workflows w WHERE w.uuid = $1::uuid";
 
-/* The metrics summary of the last 30 days; "queue" is null (jobs live in their own tables). */
-static const char SQL_METRICS[] =
-    "WITH win AS (SELECT now() - interval '30 days' AS t), "
-    "al AS (SELECT a.* FROM alerts a, win WHERE a.created_at >= win.t), "
-    "cl AS (SELECT * FROM al WHERE status = 'Closed'), "
-    "ap AS (SELECT r.* FROM workflow_approval_requests r, win WHERE r.created_at >= win.t), "
-    "wr AS (SELECT r.* FROM workflow_runs r, win WHERE r.created_at >= win.t) "
-    "SELECT json_build_object('period', 'last_30_days', "
-    "'alerts', json_build_object('total', (SELECT count(*) FROM al), 'active', (SELECT count(*) "
-    "FROM al WHERE status IN ('Open', 'Triaging', 'Escalated')), 'by_severity', (SELECT "
-    "coalesce(json_object_agg(severity, n), '{}'::json) FROM (SELECT severity, count(*) n FROM al "
-    "WHERE status IN ('Open', 'Triaging', 'Escalated') GROUP BY severity) s), 'by_status', "
-    "(SELECT coalesce(json_object_agg(status, n), '{}'::json) FROM (SELECT status, count(*) n "
-    "FROM al GROUP BY status) s), 'by_source', (SELECT coalesce(json_object_agg(source_name, n), "
-    "'{}'::json) FROM (SELECT source_name, count(*) n FROM al GROUP BY source_name) s), "
-    "'enrichment_coverage', (SELECT CASE WHEN count(*) = 0 THEN 0.0 ELSE (count(*) FILTER "
-    "(WHERE is_enriched))::float8 / count(*) END FROM al), 'mean_time_to_enrich_seconds', "
-    "(SELECT avg(extract(epoch FROM enriched_at - ingested_at))::float8 FROM al WHERE "
-    "enriched_at IS NOT NULL), 'false_positive_rate', (SELECT CASE WHEN count(*) = 0 THEN 0.0 "
-    "ELSE (count(*) FILTER (WHERE close_classification LIKE 'False Positive%'))::float8 / "
-    "count(*) END FROM cl), 'mttd_seconds', (SELECT avg(extract(epoch FROM ingested_at - "
-    "occurred_at))::float8 FROM al), 'mtta_seconds', (SELECT avg(extract(epoch FROM "
-    "acknowledged_at - created_at))::float8 FROM al WHERE acknowledged_at IS NOT NULL), "
-    "'mttt_seconds', (SELECT avg(extract(epoch FROM triaged_at - created_at))::float8 FROM al "
-    "WHERE triaged_at IS NOT NULL), 'mttc_seconds', (SELECT avg(extract(epoch FROM closed_at - "
-    "created_at))::float8 FROM cl WHERE closed_at IS NOT NULL)), "
-    "'workflows', json_build_object('total_configured', (SELECT count(*) FROM workflows WHERE "
-    "state = 'active'), 'executions', (SELECT count(*) FROM wr), 'success_rate', (SELECT CASE "
-    "WHEN count(*) = 0 THEN 0.0 ELSE (count(*) FILTER (WHERE status = 'success'))::float8 / "
-    "count(*) END FROM wr), 'estimated_time_saved_hours', (SELECT coalesce(sum(w.time_saved_minutes), "
-    "0)::float8 / 60 FROM wr JOIN workflows w ON w.id = wr.workflow_id WHERE wr.status = "
-    "'success')), "
-    "'approvals', json_build_object('pending', (SELECT count(*) FROM workflow_approval_requests "
-    "WHERE status = 'pending'), 'approved_last_30_days', (SELECT count(*) FROM ap WHERE status = "
-    "'approved'), 'approval_rate', (SELECT CASE WHEN count(*) = 0 THEN 0.0 ELSE (count(*) FILTER "
-    "(WHERE status = 'approved'))::float8 / count(*) END FROM ap WHERE responded_at IS NOT NULL "
-    "AND status IN ('approved', 'rejected')), 'median_response_time_minutes', (SELECT "
-    "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM responded_at - created_at) / "
-    "60) FROM ap WHERE responded_at IS NOT NULL)), "
-    "'platform', json_build_object('context_documents', (SELECT count(*) FROM "
-    "context_documents), 'detection_rules', (SELECT count(*) FROM detection_rules), "
-    "'enrichment_providers', (SELECT count(*) FROM enrichment_providers WHERE is_active), "
-    "'enrichment_providers_by_indicator_type', (SELECT coalesce(json_object_agg(t, n), "
-    "'{}'::json) FROM (SELECT t, count(DISTINCT p.id) n FROM enrichment_providers p, "
-    "unnest(p.supported_indicator_types) t WHERE p.is_active GROUP BY t) s), 'agents', (SELECT "
-    "count(*) FROM agent_registrations WHERE is_active), 'workflows', (SELECT count(*) FROM "
-    "workflows), 'indicator_mappings', (SELECT count(*) FROM indicator_field_mappings)), "
-    "'queue', NULL)::text";
+/* The same summary as GET /v1/metrics/summary (the catalogue's function). */
+static const char SQL_METRICS[] = "SELECT calseta_metrics_summary()::text";
 
 /* ---- reading -------------------------------------------------------------------------------- */
 
