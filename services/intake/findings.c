@@ -19,7 +19,7 @@
 #define ACTION_MAX 50000
 #define EVIDENCE_MAX 65536
 
-/* Characters (not bytes) of a valid UTF-8 string, as the reference's length limits count. */
+/* Characters (not bytes) of a valid UTF-8 string: the length limits count characters. */
 static size_t utf8_chars(const char *s)
 {
     size_t n = 0;
