@@ -109,9 +109,13 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     c->max_ingest_payload_bytes = (long long)c->max_ingest_payload_mb * 1024 * 1024;
     INT("MAX_HEADER_SIZE_BYTES", 16384, 1024, 1048576, max_header_bytes);
     INT("HTTP_HEADER_TIMEOUT_MS", 10000, 100, 600000, header_timeout_ms);
-    INT("HTTP_BODY_TIMEOUT_MS", 30000, 100, 600000, body_timeout_ms);
+    INT("HTTP_BODY_TIMEOUT_MS", 10000, 100, 600000, body_timeout_ms);
+    INT("HTTP_BODY_MIN_RATE", 1024, 0, 1000000000, body_min_rate);
     INT("HTTP_IDLE_TIMEOUT_MS", 60000, 100, 3600000, idle_timeout_ms);
     INT("MAX_CONNECTIONS", 4096, 1, 1000000, max_connections);
+    INT("MAX_CONNECTIONS_PER_IP", 128, 0, 1000000, max_connections_per_ip);
+    INT("MAX_BODIES_PER_IP", 32, 0, 1000000, max_bodies_per_ip);
+    INT("MAX_CONNECTIONS_PER_PROXY", 0, 0, 1000000, max_connections_per_proxy);
     INT("DRAIN_TIMEOUT_MS", 15000, 0, 600000, drain_timeout_ms);
     c->cors_allowed_origins = get_str(s, "CORS_ALLOWED_ORIGINS", "");
     BOOL("CORS_ALLOW_ALL_ORIGINS", 0, cors_allow_all);
@@ -138,6 +142,7 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     c->audit_log_file = get_str(s, "AUDIT_LOG_FILE", "");
     BOOL("AUDIT_STDOUT", 1, audit_stdout);
     INT("AUDIT_FSYNC_MS", 0, 0, 60000, audit_fsync_ms);
+    INT("AUDIT_REFUSAL_WINDOW_SECONDS", 60, 0, 3600, audit_refusal_window_seconds);
     long long rot = 0;
     const char *rv = get(s, "AUDIT_ROTATE_BYTES", "0");
     if (parse_ll(rv, 0, (long long)1 << 50, &rot)) {

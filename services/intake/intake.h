@@ -89,6 +89,8 @@ struct route_def {
 
 /* routes.c */
 void routes_register(struct intake *in);
+/* Installs the admission gate (authentication before the body) on in->http. */
+void routes_attach(struct intake *in);
 /* Responses through these add the rate-limit headers and free the request context. */
 void reply_json(struct reqctx *rc, int status, json_t *body);
 void reply_data(struct reqctx *rc, int status, json_t *data); /* {"data":…,"meta":{}} */
