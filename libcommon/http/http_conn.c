@@ -820,7 +820,11 @@ static void parse_failed(struct http_conn *c)
     if (c->action != ACT_ERROR) { /* llhttp's own error, not one of our limits */
         if (c->state == CS_IDLE)
             req_reset(c);
-        conn_server_error(c, 400, "BAD_REQUEST", "Malformed HTTP request.");
+        if (llhttp_get_errno(&c->parser) == HPE_INVALID_TRANSFER_ENCODING)
+            conn_server_error(c, 501, "NOT_IMPLEMENTED", /* a coding after chunked */
+                              "Transfer-Encoding other than a single 'chunked' is not supported.");
+        else
+            conn_server_error(c, 400, "BAD_REQUEST", "Malformed HTTP request.");
     }
     c->body_unread = 1;
     c->act_ready = 1;

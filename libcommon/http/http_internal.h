@@ -129,7 +129,8 @@ struct http_server {
     size_t ip_nbuckets;
     /* idle connections, oldest first: the first to go when max_connections is reached */
     struct http_conn *idle_head, *idle_tail;
-    uint64_t evicted; /* idle connections closed to make room */
+    uint64_t evicted;        /* idle connections closed to make room */
+    uint64_t refused_per_ip; /* connections closed over their address's cap */
     int hsts;
     SSL_CTX *ssl_ctx;
     int cors_enabled, cors_allow_all;

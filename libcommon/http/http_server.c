@@ -9,7 +9,7 @@
  * beyond which they are closed without a word.
  *
  * Fairness: connections are counted per socket peer address; beyond max_connections_per_ip
- * a new connection is answered 503 and closed, and beyond max_bodies_per_ip a request with a
+ * a new connection is closed at once without an answer, and beyond max_bodies_per_ip a request with a
  * body is refused at the end of its headers. When max_connections is reached, the connection
  * idle the longest (a keep-alive connection between requests, or an accepted one that has not
  * sent a byte) is closed to make room, so held slots are only those doing work.
@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #define READ_BUF_BYTES (64u << 10)
+#define LISTEN_BACKLOG 4096 /* bursts of connections wait in the kernel, not as dropped SYNs */
 
 /* ---------- configuration ---------- */
 
@@ -283,13 +284,27 @@ static void on_connection(uv_stream_t *listener, int status)
     uint8_t addr[16];
     http_conn_peer(c, addr);
     struct ip_slot *ip = http_server_ip_slot(s, addr);
-    int over = s->max_connections_per_ip > 0 && ip->nopen >= s->max_connections_per_ip;
-    if (!over && s->nopen >= s->max_connections)
-        over = !evict_idle(s);
+    if (s->max_connections_per_ip > 0 && ip->nopen >= s->max_connections_per_ip) {
+        /* over its address's cap: closed at once, no answer (an answer and the linger after
+         * it would cost more than the connection is worth to a client holding that many) */
+        s->refused_per_ip++;
+        conn_link(s, c);
+        http_conn_close(c);
+        return;
+    }
+    int over = 0;
+    {
+        ip->nopen++; /* before an eviction, which may release the slot of its own address */
+        if (s->nopen >= s->max_connections && !evict_idle(s)) {
+            over = 1;
+            ip->nopen--;
+        }
+    }
     c->over_limit = over;
-    c->ip = ip;
-    if (!over)
-        ip->nopen++;
+    if (over)
+        http_server_ip_release(s, ip); /* a refused connection holds no slot */
+    else
+        c->ip = ip;
     conn_link(s, c);
     if (over && s->nover > (s->max_connections < 64 ? 64 : s->max_connections)) {
         http_conn_close(c); /* even the 503s are too many: close without a word */
@@ -385,7 +400,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_co
     if (rc != 0)
         close(fd); /* not the handle's yet */
     else
-        rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+        rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, on_connection);
     if (rc != 0) {
         snprintf(err, errlen, "listen: %s", uv_strerror(rc));
         s->listening = 0;

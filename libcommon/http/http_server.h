@@ -11,8 +11,11 @@
  *   - limits, each answered with the reference error envelope
  *     {"error":{"code":…,"message":…,"details":{}}}: header section → 431, body → 413 before
  *     any handler runs (Content-Length before a byte of the body is read, counting for chunked
- *     bodies), slow headers/body → 408 then close, too many connections → 503 then close,
- *     malformed HTTP → 400 then close;
+ *     bodies), slow headers/body (minimum rate per window) → 408 then close, too many
+ *     connections → the oldest idle one closed, else 503 then close, per-address caps on
+ *     connections and unread bodies, malformed HTTP → 400 then close, transfer codings other
+ *     than chunked → 501;
+ *   - an optional admission gate (authentication) between the header section and the body;
  *   - on every response (errors included): the security headers of SPEC S9 (CSP by path),
  *     HSTS when https_enabled && hsts_enabled, X-Request-ID (the client's if sane: 1..64 chars
  *     of [A-Za-z0-9._-], else a new uuid4), Date, Content-Length, Connection;
@@ -58,7 +61,7 @@ struct http_server_config {
     int idle_timeout_ms;   /* keep-alive connection with no request */
     int max_connections;   /* beyond: the oldest idle connection is closed to make room; with
                               none idle, accepted, answered 503 + Connection: close, closed */
-    int max_connections_per_ip; /* per socket peer address; beyond: 503 + close (0 = no cap) */
+    int max_connections_per_ip; /* per socket peer address; beyond: closed unanswered (0 = no cap) */
     int max_bodies_per_ip; /* requests of one peer with a body not yet fully read (0 = no cap) */
     const char *cors_allowed_origins; /* comma list of exact origins; NULL/"" = none */
     int cors_allow_all;               /* "*" without credentials; wins over the list */
