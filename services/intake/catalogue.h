@@ -9,6 +9,7 @@
 #ifndef INTAKE_CATALOGUE_H
 #define INTAKE_CATALOGUE_H
 
+#include "indicator_types.h"
 #include "intake.h"
 
 #include <jansson.h>
@@ -57,8 +58,7 @@ void route_patch_indicator(struct reqctx *rc);
 void route_add_alert_indicators(struct reqctx *rc);
 void route_relationship_graph(struct reqctx *rc);
 
-/* The eight indicator types and the four malice levels. */
-extern const char *const INDICATOR_TYPES[];
+/* The four malice levels (the indicator types are in indicator_types.h). */
 extern const char *const MALICE_LEVELS[];
 
 #endif
