@@ -16,7 +16,7 @@
  *     connections and unread bodies, malformed HTTP → 400 then close, transfer codings other
  *     than chunked → 501;
  *   - an optional admission gate (authentication) between the header section and the body;
- *   - on every response (errors included): the security headers of SPEC S9 (CSP by path),
+ *   - on every response (errors included): the security headers (CSP by path),
  *     HSTS when https_enabled && hsts_enabled, X-Request-ID (the client's if sane: 1..64 chars
  *     of [A-Za-z0-9._-], else a new uuid4), Date, Content-Length, Connection;
  *   - CORS as the reference (off unless cors_allow_all or cors_allowed_origins): preflights are
