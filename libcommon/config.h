@@ -58,6 +58,7 @@ struct config {
     /* ingest */
     int alert_dedup_window_hours;
     int ingest_batch_max;
+    int ingest_max_inflight; /* group commits one intake process has in the database at once */
 
     /* buses */
     char *job_bus_push;   /* intake connects PUSH here */

@@ -26,7 +26,6 @@
 #include <string.h>
 #include <zmq.h>
 
-#define MAX_INFLIGHT 2
 #define MAX_BATCH_BYTES (16u << 20)
 #define MAX_RETRIES 3
 #define ALERT_PAYLOAD_MAX 1048576
@@ -44,6 +43,7 @@ struct ingest_batcher {
     struct pending *q;
     size_t n, cap;
     int inflight;
+    int folding; /* a sightings fold is running */
 };
 
 struct batch {
@@ -226,8 +226,32 @@ static void send_batch(struct ingest_batcher *b)
 
 static void flush(struct ingest_batcher *b)
 {
-    while (b->n > 0 && b->inflight < MAX_INFLIGHT)
+    while (b->n > 0 && b->inflight < b->in->cfg.ingest_max_inflight)
         send_batch(b);
+}
+
+/* ---- indicators.last_seen, off the write path ------------------------------------------- */
+
+static void on_sightings_applied(void *arg, PGresult *res, const char *err)
+{
+    struct ingest_batcher *b = arg;
+    b->folding = 0;
+    if (err)
+        msg_warn("indicator last_seen update failed (kept for the next round): %s", err);
+    (void)res;
+}
+
+/* Ingest records a sighting row per (batch, indicator) instead of updating the indicator, which
+ * would hold a lock on a hot row until the commit; this folds them into last_seen. */
+void ingest_sightings_apply(struct intake *in)
+{
+    struct ingest_batcher *b = in->batcher;
+    if (!b || b->folding)
+        return;
+    b->folding = 1;
+    if (pg_exec(in->pg, "SELECT calseta_indicator_sightings_apply()", 0, NULL,
+                on_sightings_applied, b) != 0)
+        b->folding = 0;
 }
 
 /* ---- checks shared by both routes ------------------------------------------------------- */

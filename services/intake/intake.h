@@ -149,6 +149,8 @@ void used_keys_free(struct used_keys *u);
 /* ingest.c */
 struct ingest_batcher *ingest_batcher_new(struct intake *in);
 void ingest_batcher_free(struct ingest_batcher *b);
+/* Folds the indicator sightings of committed alerts into indicators.last_seen (housekeeping). */
+void ingest_sightings_apply(struct intake *in);
 void route_ingest_source(struct reqctx *rc);
 void route_post_alert(struct reqctx *rc);
 
