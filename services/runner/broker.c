@@ -2,7 +2,7 @@
  * broker.c - ctx.http, performed by the runner parent on behalf of a sandboxed child.
  *
  * A child frame {"t":"http", method, url, headers[[k,v]], body_b64, timeout} is checked field
- * by field (the child is hostile), the URL goes through the shared SSRF guard (libcommon/ssrf.h:
+ * by field (the child is hostile), the URL goes through the shared SSRF guard (libcommon/ssrf/ssrf.h:
  * http/https only; the name is resolved once and the request is pinned to that address with
  * CURLOPT_RESOLVE; DNS failure blocks; private, loopback, link-local and metadata addresses
  * are blocked, an allow-listed host may reach private ranges but never the metadata endpoints;
