@@ -49,7 +49,7 @@ static size_t number_token(const char *p, size_t len, int *big)
 enum json_parse_status json_scan_bytes(const char *data, size_t len, const struct json_limits *lim,
                                        struct json_scan *scan)
 {
-    static const struct json_limits defaults = {JSON_MAX_DEPTH_DEFAULT, JSON_MAX_VALUES_DEFAULT};
+    static const struct json_limits defaults = {JSON_MAX_DEPTH_DEFAULT, JSON_MAX_VALUES_DEFAULT, 0};
     if (!lim)
         lim = &defaults;
     struct json_scan s = {0};
@@ -104,6 +104,8 @@ enum json_parse_status json_scan_bytes(const char *data, size_t len, const struc
         if (st == JSONP_OK && lim->max_values && s.values > lim->max_values)
             st = JSONP_TOO_MANY;
     }
+    if (st == JSONP_OK && lim->max_bytes && s.compact_bytes > lim->max_bytes)
+        st = JSONP_TOO_BIG;
     if (scan)
         *scan = s;
     return st;
@@ -158,6 +160,9 @@ json_t *json_parse_limited(const char *data, size_t len, size_t flags,
     } else if (st == JSONP_TOO_MANY) {
         snprintf(err, errlen, "more than %zu values", lim ? lim->max_values
                                                            : (size_t)JSON_MAX_VALUES_DEFAULT);
+    } else if (st == JSONP_TOO_BIG) {
+        snprintf(err, errlen, "%zu bytes without whitespace, more than %zu", s.compact_bytes,
+                 lim->max_bytes);
     }
     if (st != JSONP_OK) {
         *status = st;

@@ -22,12 +22,14 @@
 struct json_limits {
     size_t max_depth;  /* nesting of arrays and objects; 0 = no limit */
     size_t max_values; /* values of every kind, object keys included; 0 = no limit */
+    size_t max_bytes;  /* size without insignificant whitespace; 0 = no limit */
 };
 
 enum json_parse_status {
     JSONP_OK,
     JSONP_TOO_DEEP,  /* nesting beyond max_depth (nothing was parsed) */
     JSONP_TOO_MANY,  /* more than max_values values (nothing was parsed) */
+    JSONP_TOO_BIG,   /* more than max_bytes without whitespace (nothing was parsed) */
     JSONP_INVALID,   /* not JSON (err says where) */
 };
 
@@ -49,7 +51,7 @@ json_t *json_parse_limited(const char *data, size_t len, size_t flags,
                            enum json_parse_status *status, char *err, size_t errlen);
 
 /* Walks data without parsing: the counts of json_parse_limited() and its verdict on the limits
- * (JSONP_OK, JSONP_TOO_DEEP or JSONP_TOO_MANY; syntax is not checked). */
+ * (JSONP_OK, JSONP_TOO_DEEP, JSONP_TOO_MANY or JSONP_TOO_BIG; syntax is not checked). */
 enum json_parse_status json_scan_bytes(const char *data, size_t len, const struct json_limits *lim,
                                        struct json_scan *scan);
 

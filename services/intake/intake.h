@@ -93,6 +93,11 @@ void routes_register(struct intake *in);
 void reply_json(struct reqctx *rc, int status, json_t *body);
 void reply_data(struct reqctx *rc, int status, json_t *data); /* {"data":…,"meta":{}} */
 void reply_list(struct reqctx *rc, json_t *items, long long total, int page, int page_size);
+/* As reply_data/reply_list with the data as JSON text written by PostgreSQL, passed through
+ * untouched: numbers beyond what jansson holds (u64 counters, 1e19) come back exactly. */
+void reply_data_text(struct reqctx *rc, int status, const char *data_json);
+void reply_list_text(struct reqctx *rc, const char *items_json, long long total, int page,
+                     int page_size);
 void reply_error(struct reqctx *rc, int status, const char *code, const char *message,
                  json_t *details);
 void reply_empty(struct reqctx *rc, int status);

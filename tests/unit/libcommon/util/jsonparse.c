@@ -44,7 +44,7 @@ static void test_depth_limit(void **state)
 {
     (void)state;
     enum json_parse_status st;
-    struct json_limits lim = {8, 0};
+    struct json_limits lim = {8, 0, 0};
     char *ok = repeat("[", 8, "1", "]");
     json_t *v = parse(ok, &lim, &st, NULL);
     assert_int_equal(st, JSONP_OK);
@@ -68,7 +68,7 @@ static void test_value_limit(void **state)
 {
     (void)state;
     enum json_parse_status st;
-    struct json_limits lim = {0, 10};
+    struct json_limits lim = {0, 10, 0};
     json_t *v = parse("[1,2,3,4,5,6,7,8,9]", &lim, &st, NULL); /* 9 + the array */
     assert_int_equal(st, JSONP_OK);
     json_decref(v);
@@ -95,7 +95,7 @@ static void test_strings_hide_nothing(void **state)
 {
     (void)state;
     enum json_parse_status st;
-    struct json_limits lim = {2, 5};
+    struct json_limits lim = {2, 5, 0};
     struct json_scan scan;
     const char *s = "{\"k\": \"[[[[[[[[ {{{{ \\\" ]]] 99999999999999999999999 \\\\\"}";
     json_t *v = parse(s, &lim, &st, &scan);
@@ -116,6 +116,10 @@ static void test_compact_bytes(void **state)
     const char *s = " { \"a b\" :\n [ 1 , true ,\t\"x y\" ] } ";
     assert_int_equal(json_scan_bytes(s, strlen(s), NULL, &scan), JSONP_OK);
     assert_int_equal(scan.compact_bytes, strlen("{\"a b\":[1,true,\"x y\"]}"));
+    struct json_limits lim = {0, 0, 21};
+    assert_int_equal(json_scan_bytes(s, strlen(s), &lim, &scan), JSONP_TOO_BIG);
+    lim.max_bytes = 22;
+    assert_int_equal(json_scan_bytes(s, strlen(s), &lim, &scan), JSONP_OK);
 }
 
 static void test_big_integers_become_reals(void **state)
