@@ -9,9 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const INDICATOR_TYPES[] = {"ip",          "domain", "hash_md5", "hash_sha1",
-                                       "hash_sha256", "url",    "email",    "account",
-                                       NULL};
 const char *const MALICE_LEVELS[] = {"Pending", "Benign", "Suspicious", "Malicious", NULL};
 
 int str_in(const char *s, const char *const *set)

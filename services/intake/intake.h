@@ -43,6 +43,7 @@ struct intake {
     struct enrich_api *enrich;      /* enrichment API: key, SSRF guard (enrichment_api.h) */
     struct workflows *workflows;    /* workflows API, runner client (workflows_api.h) */
     struct notifier *notifier;      /* approval notifications, Slack/Teams (notifier.h) */
+    struct agents_api *agents;      /* agents and context documents (agents_api.h) */
     void *zctx;     /* ZeroMQ context */
     void *job_push; /* PUSH to the job bus */
     uv_signal_t sigterm, sigint;
@@ -79,16 +80,31 @@ struct reqctx {
 
 typedef void (*route_fn)(struct reqctx *rc);
 
+/*
+ * One route. The fields after fn are its documentation, from which GET /openapi.json is
+ * generated (openapi.c); test_openapi.py fails for a route without summary and tag, or with a
+ * schema name that openapi_schemas.c does not define.
+ */
 struct route_def {
     const char *method;
     const char *pattern;
     const char *scope; /* NULL = public */
     enum rate_class rate;
     route_fn fn;
+    const char *summary;  /* one line */
+    const char *tag;      /* group in the document, e.g. "Detection rules" */
+    const char *request;  /* JSON body schema name; NULL = no body */
+    /* success body: "Name" = {"data": Name, "meta": {}}, "Name[]" = paginated list of Name,
+     * "-" = none, "text/html" or "text/plain" = that media type, NULL = {"data": object} */
+    const char *response;
+    int status;           /* success status; 0 = 200 */
+    const char *query;    /* query parameters "name[:int|:bool|:date-time|:number],..." */
 };
 
 /* routes.c */
 void routes_register(struct intake *in);
+/* The route table (for the OpenAPI document). */
+const struct route_def *routes_table(size_t *n);
 /* Responses through these add the rate-limit headers and free the request context. */
 void reply_json(struct reqctx *rc, int status, json_t *body);
 void reply_data(struct reqctx *rc, int status, json_t *data); /* {"data":…,"meta":{}} */
@@ -161,6 +177,8 @@ void route_post_alert(struct reqctx *rc);
 
 /* mappings.c: pass-2 indicator mappings, refreshed by housekeeping */
 void mappings_refresh(struct intake *in);
+/* Reloads on every change notification of indicator_field_mappings. */
+void mappings_listen(struct intake *in);
 void mappings_apply(struct intake *in, const struct normalized_alert *na, const char *source,
                     struct indicator_set *set);
 void mappings_free(struct mapping_cache *c);
@@ -179,8 +197,5 @@ void route_get_api_key(struct reqctx *rc);
 void route_patch_api_key(struct reqctx *rc);
 void route_delete_api_key(struct reqctx *rc);
 void route_list_audit_events(struct reqctx *rc);
-
-/* The ten scopes; 1 if s is one of them. */
-int scope_known(const char *s);
 
 #endif

@@ -8,12 +8,27 @@
  *   revoke-api-key         deactivate a key by prefix or uuid
  *   gen-encryption-key     print a new Fernet key for ENCRYPTION_KEY
  *   rotate-encryption-key  re-encrypt every encrypted column under a new key
+ *   config-check           which settings backend and names a host sees (never values)
+ *   settings-doc           print docs/configuration.md from the settings table
  */
 #include "master.h"
 #include "settings.h"
+#include "settings_table.h"
+
+#include <stdlib.h>
 
 #include <stdio.h>
 #include <string.h>
+
+static int cmd_settings_doc(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    char *md = settings_table_markdown();
+    int rc = fputs(md, stdout) < 0 || fflush(stdout) ? 1 : 0;
+    free(md);
+    return rc;
+}
 
 static const struct command {
     const char *name;
@@ -30,6 +45,7 @@ static const struct command {
      "re-encrypt secrets (--old-key K --new-key K [--dry-run])"},
     {"config-check", settings_check_main,
      "show the settings backend and which names are set (SHA-256, never values)"},
+    {"settings-doc", cmd_settings_doc, "print the configuration reference (Markdown)"},
 };
 
 static void usage(void)

@@ -10,6 +10,7 @@
  * smaller of the request's timeout and the run's remaining time, and a response size cap.
  * The reply is {"t":"http_resp", status, headers, body_b64} or {"t":"http_err", kind, message}.
  */
+#include "httpc.h"
 #include "runner.h"
 #include "ssrf.h"
 
@@ -173,10 +174,7 @@ static char *send_request(const struct broker_opts *o, json_t *req, const char *
     }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_PROXY, "");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    httpc_harden(c, 1);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
