@@ -47,6 +47,29 @@ static char *normalise_db_url(const char *url)
     return xasprintf("%.*s%s", (int)(p - url), url, rest);
 }
 
+/* DATABASE_URL, or, when it is unset and POSTGRES_HOST is set (the compose deployment), the URL
+ * built from POSTGRES_HOST/PORT/USER/PASSWORD/DB. A compose file cannot percent-encode a
+ * password itself, and an unencoded '@', '/' or '#' would silently point libpq elsewhere. */
+static char *database_url(struct settings *s)
+{
+    const char *url = get(s, "DATABASE_URL");
+    const char *host = get(s, "POSTGRES_HOST");
+    if (*url || !*host)
+        return normalise_db_url(url);
+    struct buf b;
+    buf_init(&b);
+    const char *parts[] = {"postgresql://", get(s, "POSTGRES_USER"), ":",
+                           get(s, "POSTGRES_PASSWORD"), "@", host, ":",
+                           get(s, "POSTGRES_PORT"), "/", get(s, "POSTGRES_DB")};
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        if (i % 2 == 0)
+            buf_puts(&b, parts[i]);
+        else
+            urlencode_append(&b, parts[i], strlen(parts[i]));
+    }
+    return b.data;
+}
+
 #define INT(name, min, max, field)                                                                 \
     if (get_int(s, name, min, max, &c->field, err, errlen))                                        \
         return -1;
@@ -59,7 +82,7 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     memset(c, 0, sizeof *c);
     c->settings = s;
     c->secrets_backend = settings_backend(s);
-    c->database_url = normalise_db_url(get(s, "DATABASE_URL"));
+    c->database_url = database_url(s);
     c->app_version = get_str(s, "APP_VERSION");
     c->log_level = get_str(s, "LOG_LEVEL");
     c->log_json = strcasecmp(get(s, "LOG_FORMAT"), "json") == 0;

@@ -36,6 +36,15 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "PostgreSQL URL (`postgresql://user:password@host:port/db`; the original's `+asyncpg` "
      "suffix is accepted). Unset: the `calseta` command uses the embedded cluster of "
      "`CALSETA_DATA_DIR`; auditd then writes its file and stdout only."},
+    {CORE, "POSTGRES_HOST", NULL, "all",
+     "Used only when `DATABASE_URL` is unset: the database host; with it the URL is built from "
+     "`POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_USER`, `POSTGRES_PASSWORD` and `POSTGRES_DB`, "
+     "each percent-encoded, so a password may contain any character (the compose deployment)."},
+    {CORE, "POSTGRES_PORT", "5432", "all", "Database port when the URL is built from parts."},
+    {CORE, "POSTGRES_USER", "calseta", "all", "Database user when the URL is built from parts."},
+    {CORE, "POSTGRES_PASSWORD", NULL, "all",
+     "Database password when the URL is built from parts (any characters)."},
+    {CORE, "POSTGRES_DB", "calseta", "all", "Database name when the URL is built from parts."},
     {CORE, "ENCRYPTION_KEY", NULL, "intake, enricher, master",
      "Fernet key (44 characters) that encrypts provider credentials, workflow secrets and agent "
      "secrets at rest. `calseta gen-encryption-key` makes one; `make run` generates "

@@ -35,12 +35,13 @@ static const struct command {
     int (*fn)(int argc, char **argv);
     const char *help;
 } commands[] = {
-    {"up", cmd_up, "start all services and supervise them"},
+    {"up", cmd_up, "start all services (or the named ones) and supervise them"},
     {"migrate", cmd_migrate, "apply database migrations"},
     {"create-api-key", cmd_create_api_key, "create an API key (--name N --scopes a,b ...)"},
     {"list-api-keys", cmd_list_api_keys, "list API keys"},
     {"revoke-api-key", cmd_revoke_api_key, "revoke an API key (prefix or uuid)"},
     {"gen-encryption-key", cmd_gen_encryption_key, "print a new ENCRYPTION_KEY"},
+    {"gen-curve-keys", cmd_gen_curve_keys, "print a new CURVE key pair for ZeroMQ links"},
     {"rotate-encryption-key", cmd_rotate_encryption_key,
      "re-encrypt secrets (--old-key K --new-key K [--dry-run])"},
     {"config-check", settings_check_main,
