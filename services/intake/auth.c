@@ -11,9 +11,10 @@
  *      the very next request, whatever process made them) and counts the request in the shared
  *      fixed-window counter of its rate class;
  *   4. scope check (admin passes all), then the route runs.
- * Every failure goes through audit_auth_failure(), the one place that logs it (S13).
+ * Every failure goes through audit_auth_failure(), the one place that logs it, so all look alike.
  */
 #include "intake.h"
+#include "prom.h"
 #include "apikey.h"
 #include "audit.h"
 #include "crypto.h"
@@ -534,6 +535,7 @@ static void auth_continue(struct auth_op *op)
     struct auth_cache *c = op->rc->in->auth_cache;
     op->generation = c->generation;
     struct cache_entry *e = cache_find(c, op->digest);
+    prom_auth_cache(op->rc->in, e != NULL);
     if (e) {
         op->key_id = e->key_id;
         revalidate(op);
