@@ -11,7 +11,7 @@
  *      the very next request, whatever process made them) and counts the request in the shared
  *      fixed-window counter of its rate class;
  *   4. scope check (admin passes all), then the route runs.
- * Every failure goes through audit_auth_failure(), the one place that logs it (S13).
+ * Every failure goes through audit_auth_failure(), the one place that logs it, so all look alike.
  */
 #include "intake.h"
 #include "prom.h"
