@@ -26,7 +26,6 @@ struct kwait {
 
 struct verified {
     uint8_t digest[32];
-    uint64_t at_ms;
 };
 
 struct rec {
@@ -39,6 +38,7 @@ struct rec {
     int refs;
     struct verified ok[VERIFIED_MAX];
     size_t nok;
+    char *ok_hash; /* the hash the digests in ok passed bcrypt against */
     struct kwait *head, **tail;
 };
 
@@ -92,6 +92,8 @@ static void rec_forget_verified(struct rec *r)
 {
     explicit_bzero(r->ok, sizeof r->ok);
     r->nok = 0;
+    free(r->ok_hash);
+    r->ok_hash = NULL;
 }
 
 static void rec_free(struct rec *r)
@@ -154,7 +156,6 @@ static json_t *json_array_or(const char *text, int empty_is_null)
 /* Takes row i of res (ROW_COLUMNS), or "no active key" when i < 0. */
 static void rec_apply(struct rec *r, PGresult *res, int i)
 {
-    char *old_hash = r->k.hash ? xstrdup(r->k.hash) : NULL;
     rec_clear_row(r);
     if (i >= 0) {
         r->k.present = 1;
@@ -168,12 +169,9 @@ static void rec_apply(struct rec *r, PGresult *res, int i)
             r->k.expires_ms = 1; /* the epoch itself: long expired, not "never" */
         r->k.rate_limit = PQgetisnull(res, i, 6) ? 0 : atoi(PQgetvalue(res, i, 6));
     }
-    if (!r->k.hash || !old_hash || strcmp(old_hash, r->k.hash))
+    /* Verifications survive a revocation and re-activation, not a new hash. */
+    if (r->k.hash && r->ok_hash && strcmp(r->ok_hash, r->k.hash))
         rec_forget_verified(r);
-    if (old_hash) {
-        explicit_bzero(old_hash, strlen(old_hash));
-        free(old_hash);
-    }
     r->stale = 0;
     r->checked_ms = now_mono_ms();
 }
@@ -269,11 +267,12 @@ void keycache_release(struct auth_cache *c, struct key_rec *k)
 int keycache_verified(struct auth_cache *c, const struct key_rec *k, const uint8_t digest[32])
 {
     const struct rec *r = (const struct rec *)k;
-    uint64_t ttl = (uint64_t)c->in->cfg.auth_cache_ttl_seconds * 1000;
-    uint64_t now = now_mono_ms();
+    if (c->in->cfg.auth_cache_ttl_seconds == 0 || !k->hash || !r->ok_hash ||
+        strcmp(r->ok_hash, k->hash))
+        return 0;
     int found = 0;
     for (size_t i = 0; i < r->nok; i++)
-        if (now - r->ok[i].at_ms <= ttl && crypto_ct_equal(r->ok[i].digest, 32, digest, 32))
+        if (crypto_ct_equal(r->ok[i].digest, 32, digest, 32))
             found = 1;
     return found;
 }
@@ -284,13 +283,16 @@ void keycache_add_verified(struct auth_cache *c, struct key_rec *k, const uint8_
     struct rec *r = (struct rec *)k;
     if (c->in->cfg.auth_cache_ttl_seconds == 0 || !k->hash || strcmp(k->hash, hash))
         return;
+    if (!r->ok_hash || strcmp(r->ok_hash, hash)) {
+        rec_forget_verified(r);
+        r->ok_hash = xstrdup(hash);
+    }
     if (r->nok == VERIFIED_MAX) { /* full: the oldest goes */
         memmove(&r->ok[0], &r->ok[1], (VERIFIED_MAX - 1) * sizeof r->ok[0]);
         r->nok--;
     }
     size_t i = r->nok++;
     memcpy(r->ok[i].digest, digest, 32);
-    r->ok[i].at_ms = now_mono_ms();
 }
 
 /* ---- announced changes -------------------------------------------------------------------- */

@@ -42,8 +42,9 @@ void keycache_get(struct auth_cache *c, const char *prefix, keycache_cb cb, void
 void keycache_hold(struct key_rec *k);
 void keycache_release(struct auth_cache *c, struct key_rec *k);
 
-/* 1 if a token with this SHA-256 digest passed bcrypt against k's current hash (within
- * AUTH_CACHE_TTL_SECONDS). */
+/* 1 if a token with this SHA-256 digest passed bcrypt against k's current hash in this process
+ * (always 0 with AUTH_CACHE_TTL_SECONDS=0: every request pays bcrypt). A verification lasts as
+ * long as the key's hash: rows are kept current, so time adds nothing to it. */
 int keycache_verified(struct auth_cache *c, const struct key_rec *k, const uint8_t digest[32]);
 /* Remembers that the token with this digest matches hash (ignored when k's hash changed). */
 void keycache_add_verified(struct auth_cache *c, struct key_rec *k, const uint8_t digest[32],

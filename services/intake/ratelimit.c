@@ -39,6 +39,7 @@ struct bucket {
     long left;  /* leased to this process, not used yet */
     long total; /* granted in this window across processes, as of our last lease */
     int leasing;
+    int keep; /* never given back: the unauthenticated budget, where refusing early harms no one */
     uint64_t exhausted_until_ms; /* the pool said no: refuse from memory until then */
     uint64_t last_use_ms;
     struct rl_wait *head, **tail;
@@ -313,10 +314,11 @@ static void lease(struct ratelimit *rl, struct bucket *b, long want)
             on_leased, op);
 }
 
-void rl_take(struct intake *in, const char *name, long limit, rl_cb cb, void *arg)
+static void take(struct intake *in, const char *name, long limit, int keep, rl_cb cb, void *arg)
 {
     struct ratelimit *rl = in->rl;
     struct bucket *b = bucket_get(rl, name);
+    b->keep = keep;
     bucket_roll(b);
     if (limit != b->limit) {
         b->limit = limit; /* a changed limit is worth asking the pool again */
@@ -342,6 +344,11 @@ void rl_take(struct intake *in, const char *name, long limit, rl_cb cb, void *ar
     }
     enqueue(b, cb, arg);
     serve(rl, b);
+}
+
+void rl_take(struct intake *in, const char *name, long limit, rl_cb cb, void *arg)
+{
+    take(in, name, limit, 0, cb, arg);
 }
 
 /* ---- the per-IP unauthenticated budget ---------------------------------------------------- */
@@ -380,7 +387,7 @@ void rl_charge_ip(struct intake *in, const char *ip, rl_cb cb, void *arg)
     snprintf(op->ip, sizeof op->ip, "%s", ip);
     char name[80];
     snprintf(name, sizeof name, "ip:%s", ip);
-    rl_take(in, name, in->cfg.rate_limit_unauthed, on_ip_taken, op);
+    take(in, name, in->cfg.rate_limit_unauthed, 1, on_ip_taken, op);
 }
 
 /* ---- give-backs and clean-up -------------------------------------------------------------- */
@@ -427,7 +434,8 @@ static void sweep(struct ratelimit *rl, int all)
                 bucket_free(b);
                 continue;
             }
-            if (!busy && b->left > 0 && (all || now - b->last_use_ms >= IDLE_GIVE_BACK_MS))
+            if (!busy && b->left > 0 && !b->keep &&
+                (all || now - b->last_use_ms >= IDLE_GIVE_BACK_MS))
                 give_back(rl, b);
             pp = &b->next;
         }
