@@ -12,6 +12,7 @@
  */
 #include "audit.h"
 #include "enrichment_api.h"
+#include "agents_api.h"
 #include "intake.h"
 #include "log.h"
 #include "notifier.h"
@@ -135,6 +136,7 @@ int main(void)
     in.enrich = enrich_api_new(&in);
     workflows_api_init(&in);
     notifier_init(&in);
+    agents_api_init(&in);
     job_bus_open(&in);
 
     in.router = http_router_new();
@@ -191,6 +193,7 @@ int main(void)
     enrich_api_free(in.enrich);
     workflows_api_free(&in);
     notifier_free(&in);
+    agents_api_free(&in);
     if (in.job_push)
         zmq_close(in.job_push);
     zmq_ctx_term(in.zctx);
