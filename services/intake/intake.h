@@ -83,16 +83,31 @@ struct reqctx {
 
 typedef void (*route_fn)(struct reqctx *rc);
 
+/*
+ * One route. The fields after fn are its documentation, from which GET /openapi.json is
+ * generated (openapi.c); test_openapi.py fails for a route without summary and tag, or with a
+ * schema name that openapi_schemas.c does not define.
+ */
 struct route_def {
     const char *method;
     const char *pattern;
     const char *scope; /* NULL = public */
     enum rate_class rate;
     route_fn fn;
+    const char *summary;  /* one line */
+    const char *tag;      /* group in the document, e.g. "Detection rules" */
+    const char *request;  /* JSON body schema name; NULL = no body */
+    /* success body: "Name" = {"data": Name, "meta": {}}, "Name[]" = paginated list of Name,
+     * "-" = none, "text/html" or "text/plain" = that media type, NULL = {"data": object} */
+    const char *response;
+    int status;           /* success status; 0 = 200 */
+    const char *query;    /* query parameters "name[:int|:bool|:date-time|:number],..." */
 };
 
 /* routes.c */
 void routes_register(struct intake *in);
+/* The route table (for the OpenAPI document). */
+const struct route_def *routes_table(size_t *n);
 /* Responses through these add the rate-limit headers and free the request context. */
 void reply_json(struct reqctx *rc, int status, json_t *body);
 void reply_data(struct reqctx *rc, int status, json_t *data); /* {"data":…,"meta":{}} */

@@ -40,6 +40,7 @@ static const struct service_def services[] = {
     {"jobbus", "calseta-jobbus", 3, RESTART_ALWAYS},
     {"runner", "calseta-runner", 2, RESTART_ALWAYS},
     {"enricher", "calseta-enricher", 1, RESTART_ALWAYS},
+    {"dispatcher", "calseta-dispatcher", 1, RESTART_ALWAYS},
     {"intake", "calseta-intake", 0, RESTART_ALWAYS},
 };
 #define NSERVICES (sizeof services / sizeof services[0])
