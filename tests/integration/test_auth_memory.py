@@ -163,29 +163,49 @@ def hammer(ports, key, n, threads_per_port=2):
     return counts
 
 
+def in_one_window(fn, attempts=3):
+    """Runs fn() within one rate-limit window (again if a slow run straddled two)."""
+    for _ in range(attempts):
+        wait_window_start(40)
+        window = int(time.time() // 60)
+        out = fn(window)
+        if int(time.time() // 60) == window:
+            return out
+        print("the run straddled a window: again")
+    raise AssertionError("every attempt straddled a window")
+
+
+def limited_key(s, admin, limit):
+    r = s.request("POST", "/v1/api-keys", key=admin,
+                  body={"name": "siem-%d" % limit, "scopes": ["alerts:read"], "rate_limit_per_minute": limit})
+    k = r.json()["data"]["key"]
+    return k, s.sql_value("SELECT id FROM api_keys WHERE key_prefix = '%s'" % k[:8])
+
+
 def test_leased_limit_is_exact_across_two_processes():
     s, port2 = two_intakes("leases")
     try:
         admin = s.create_key("admin")
-        r = s.request("POST", "/v1/api-keys", key=admin,
-                      body={"name": "siem", "scopes": ["alerts:read"], "rate_limit_per_minute": 600})
-        k = r.json()["data"]["key"]
-        kid = s.sql_value("SELECT id FROM api_keys WHERE key_prefix = '%s'" % k[:8])
-        wait_window_start(40)
-        window = int(time.time() // 60)
-        counts = hammer([s.port, port2], k, 700)
-        print("600/min key, 700 requests over two processes:", counts)
-        assert_eq(counts.get(200, 0), 600, counts)  # never more; and no request lost to a held lease
-        assert_eq(counts.get(429, 0), 100, counts)
-        granted = s.sql_value("SELECT count FROM rate_limit_counters WHERE bucket = 'k:%s:default' "
-                              "AND window_start = %d" % (kid, window))
-        assert_eq(granted, "600")
+
+        def run(window):
+            # a fresh key per attempt: a 300/min key leases blocks of 3
+            k, kid = limited_key(s, admin, 300)
+            counts = hammer([s.port, port2], k, 350)
+            granted = s.sql_value("SELECT count FROM rate_limit_counters WHERE bucket = 'k:%s:default' "
+                                  "AND window_start = %d" % (kid, window))
+            return k, counts, granted
+
+        k, counts, granted = in_one_window(run)
+        print("300/min key, 350 requests over two processes:", counts)
+        assert_eq(counts.get(200, 0), 300, counts)  # never more; and no request lost to a held lease
+        assert_eq(counts.get(429, 0), 50, counts)
+        assert_eq(granted, "300")
         # 429 tells the truth: Retry-After is the end of the window, remaining 0
         c = Client(port2)
         st, _, h = c.get("/v1/alerts?page_size=1", k)
-        assert_eq(st, 429)
-        assert abs(int(h["retry-after"]) - (60 - time.time() % 60)) <= 2, h
-        assert_eq(h["x-ratelimit-remaining"], "0")
+        if st == 429:  # (unless the window just turned)
+            assert abs(int(h["retry-after"]) - (60 - time.time() % 60)) <= 2, h
+            assert_eq(h["x-ratelimit-remaining"], "0")
         c.close()
     finally:
         s.stop()
@@ -195,18 +215,18 @@ def test_idle_leases_are_given_back():
     s, port2 = two_intakes("giveback")
     try:
         admin = s.create_key("admin")
-        r = s.request("POST", "/v1/api-keys", key=admin,
-                      body={"name": "siem", "scopes": ["alerts:read"], "rate_limit_per_minute": 1000})
-        k = r.json()["data"]["key"]
-        wait_window_start(40)
-        a = Client(s.port)
-        for _ in range(3):  # process A leases a block of 10 and uses 3 of it
-            assert_eq(a.get("/v1/alerts?page_size=1", k)[0], 200)
-        a.close()
-        time.sleep(2.5)  # A is idle: it gives back the 7 it did not use
-        counts = hammer([port2], k, 1050)
-        print("1000/min key, 3 on A then 1050 on B:", counts)
-        assert_eq(counts.get(200, 0), 997, counts)
+
+        def run(window):
+            k, _ = limited_key(s, admin, 400)  # blocks of 4
+            a = Client(s.port)
+            assert_eq(a.get("/v1/alerts?page_size=1", k)[0], 200)  # A leases 4, uses 1
+            a.close()
+            time.sleep(2.5)  # A is idle: it gives back the 3 it did not use
+            return hammer([port2], k, 420)
+
+        counts = in_one_window(run)
+        print("400/min key, 1 on A then 420 on B:", counts)
+        assert_eq(counts.get(200, 0), 399, counts)
     finally:
         s.stop()
 
