@@ -324,3 +324,29 @@ LANGUAGE sql STABLE AS $$
              WHERE ai.alert_id = a.id), '[]'))
       FROM alerts a WHERE a.uuid = p_uuid
 $$;
+
+-- PATCH of a mapping (values checked by the intake). A system mapping may change is_active
+-- only: anything else non-null answers {"readonly": true} and changes nothing.
+CREATE FUNCTION calseta_mapping_patch(p_uuid UUID, p JSONB) RETURNS JSONB
+LANGUAGE plpgsql AS $$
+DECLARE
+    m indicator_field_mappings;
+BEGIN
+    SELECT * INTO m FROM indicator_field_mappings WHERE uuid = p_uuid FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF m.is_system AND (jsonb_typeof(p->'field_path') IS DISTINCT FROM 'null' AND p ? 'field_path'
+                        OR jsonb_typeof(p->'indicator_type') IS DISTINCT FROM 'null' AND p ? 'indicator_type'
+                        OR jsonb_typeof(p->'description') IS DISTINCT FROM 'null' AND p ? 'description') THEN
+        RETURN '{"readonly": true}';
+    END IF;
+    UPDATE indicator_field_mappings SET
+           field_path = coalesce(p->>'field_path', field_path),
+           indicator_type = coalesce(p->>'indicator_type', indicator_type),
+           is_active = coalesce((p->>'is_active')::boolean, is_active),
+           description = coalesce(p->>'description', description),
+           updated_at = now()
+     WHERE id = m.id RETURNING * INTO m;
+    RETURN calseta_mapping_json(m);
+END $$;

@@ -174,6 +174,8 @@ void route_post_alert(struct reqctx *rc);
 
 /* mappings.c: pass-2 indicator mappings, refreshed by housekeeping */
 void mappings_refresh(struct intake *in);
+/* Reloads on every change notification of indicator_field_mappings. */
+void mappings_listen(struct intake *in);
 void mappings_apply(struct intake *in, const struct normalized_alert *na, const char *source,
                     struct indicator_set *set);
 void mappings_free(struct mapping_cache *c);

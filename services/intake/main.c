@@ -133,6 +133,7 @@ int main(void)
     in.batcher = ingest_batcher_new(&in);
     pg_pool_listen(in.pg, "calseta_api_keys", on_key_change, &in);
     mappings_refresh(&in);
+    mappings_listen(&in);
     in.enrich = enrich_api_new(&in);
     workflows_api_init(&in);
     notifier_init(&in);
