@@ -281,7 +281,7 @@ def test_memory_answers_need_no_database():
         assert_eq(c.get("/v1/alerts", k)[0], 403)        # key row and its verification cached
         wait_window_start(15)  # the IP's budget takes one lease per window: not while locked
         assert_eq(c.get("/v1/alerts", unknown)[0], 401)
-        locker = lock_tables(s.db, ["api_keys", "rate_limit_counters"], 4)
+        locker = lock_tables(s.db, ["api_keys", "rate_limit_counters"], 10)
         try:
             t0 = time.time()
             for _ in range(20):
@@ -291,7 +291,8 @@ def test_memory_answers_need_no_database():
                 assert_eq(st, 200)
             took = time.time() - t0
             print("60 answers with api_keys and rate_limit_counters locked: %.2f s" % took)
-            assert took < 2.0, "60 answers took %.2f s with the tables locked" % took
+            # a request that needed either table would have waited for the lock's end
+            assert locker.poll() is None, "the answers waited for the lock (%.2f s)" % took
         finally:
             locker.wait(20)
         c.close()
