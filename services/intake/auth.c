@@ -21,6 +21,7 @@
  * headers are complete (it never reads the body); it ends with next(rc) or with a reply.
  */
 #include "intake.h"
+#include "prom.h"
 #include "apikey.h"
 #include "audit.h"
 #include "crypto.h"
@@ -326,8 +327,13 @@ static void on_key(void *arg, struct key_rec *k, const char *err)
         fail(op, 401, "UNAUTHORIZED", "Invalid API key.", "invalid_key", op->prefix);
         return;
     }
-    if ((op->verified && op->hash && !strcmp(op->hash, k->hash)) ||
-        keycache_verified(op->rc->in->auth_cache, k, op->digest)) {
+    if (op->verified && op->hash && !strcmp(op->hash, k->hash)) {
+        authorize(op, k); /* just verified by bcrypt (or waited for that verification) */
+        return;
+    }
+    int hit = keycache_verified(op->rc->in->auth_cache, k, op->digest);
+    prom_auth_cache(op->rc->in, hit);
+    if (hit) {
         authorize(op, k);
         return;
     }

@@ -77,6 +77,11 @@ void route_delete_source(struct reqctx *rc);
 /* settings_api.c */
 void route_approval_defaults(struct reqctx *rc);
 
+/* metrics_api.c */
+void route_metrics_alerts(struct reqctx *rc);
+void route_metrics_workflows(struct reqctx *rc);
+void route_metrics_summary(struct reqctx *rc);
+
 /* The four malice levels (the indicator types are in indicator_types.h). */
 extern const char *const MALICE_LEVELS[];
 

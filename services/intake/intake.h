@@ -54,6 +54,7 @@ struct intake {
     uv_timer_t drain_deadline; /* DRAIN_TIMEOUT_MS: then in-flight connections are closed */
     int draining;
     uint64_t started_ms;
+    struct prom *prom; /* Prometheus counters of this process (prom.h) */
 };
 
 /* What a verified key may do; copied into each request. */
@@ -79,6 +80,7 @@ struct reqctx {
     int rl_set;
     long rl_limit, rl_remaining, rl_reset;
     void *handler_state;
+    uint64_t started_ns; /* uv_hrtime() when routed, for the latency histograms */
 };
 
 typedef void (*route_fn)(struct reqctx *rc);

@@ -16,6 +16,7 @@
 #include "intake.h"
 #include "log.h"
 #include "notifier.h"
+#include "prom.h"
 #include "ratelimit.h"
 #include "keycache.h"
 #include "signature.h"
@@ -142,6 +143,7 @@ int main(void)
 
     in.router = http_router_new();
     routes_register(&in);
+    in.prom = prom_new(&in);
     struct http_server_config hc = {
         .host = in.cfg.http_host,
         .port = in.cfg.http_port,
@@ -185,6 +187,7 @@ int main(void)
 
     http_server_free(in.http);
     http_router_free(in.router);
+    prom_free(in.prom);
     ingest_batcher_free(in.batcher);
     auth_cache_free(in.auth_cache);
     rl_free(in.rl);

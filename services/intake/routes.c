@@ -14,6 +14,7 @@
 #include "intake.h"
 #include "log.h"
 #include "openapi.h"
+#include "prom.h"
 #include "util.h"
 #include "workflows_api.h"
 
@@ -166,6 +167,16 @@ static const struct route_def ROUTES[] = {
     {"DELETE", "/v1/sources/{uuid}", "admin", RATE_DEFAULT, route_delete_source,
      "Delete a source integration", "Sources", NULL, "-", 204, NULL},
 
+    {"GET", "/v1/metrics/alerts", "alerts:read", RATE_DEFAULT, route_metrics_alerts,
+     "Alert metrics of a window (default: the last 30 days)", "Metrics", NULL, "AlertMetrics", 0,
+     "from_time:date-time,to_time:date-time"},
+    {"GET", "/v1/metrics/workflows", "workflows:read", RATE_DEFAULT, route_metrics_workflows,
+     "Workflow metrics of a window (default: the last 30 days)", "Metrics", NULL,
+     "WorkflowMetrics", 0, "from_time:date-time,to_time:date-time"},
+    {"GET", "/v1/metrics/summary", "alerts:read", RATE_DEFAULT, route_metrics_summary,
+     "Platform summary of the last 30 days, job queues included", "Metrics", NULL,
+     "MetricsSummary", 0, NULL},
+
     {"GET", "/v1/settings/approval-defaults", "admin", RATE_DEFAULT, route_approval_defaults,
      "Default approval notification settings", "Settings", NULL, "ApprovalDefaults", 0, NULL},
 
@@ -276,6 +287,9 @@ static const struct route_def ROUTES[] = {
      route_delete_extraction,
      "Delete a field extraction", "Enrichment", NULL, "-", 204, NULL},
 
+    {"GET", "/metrics", "alerts:read", RATE_DEFAULT, route_prometheus,
+     "Prometheus metrics of the intake process that answers (text format 0.0.4)", "Metrics",
+     NULL, "text/plain", 0, NULL},
     {"GET", "/openapi.json", NULL, RATE_NONE, route_openapi,
      "This document", "Documentation", NULL, "Object", 0, NULL},
     {"GET", "/docs", NULL, RATE_NONE, route_docs,
@@ -293,6 +307,7 @@ static void dispatch(struct http_request *req, void *server_ctx)
     rc->in = in;
     rc->req = req;
     rc->route = req->route_data;
+    rc->started_ns = uv_hrtime();
     client_ip_resolve(req, in->cfg.trusted_proxy_count, rc->client_ip, sizeof rc->client_ip);
     if (!rc->route->scope) {
         rc->route->fn(rc);
@@ -342,6 +357,7 @@ void reply_json(struct reqctx *rc, int status, json_t *body)
     size_t n = rate_headers(rc, h, bufs);
     if (status == 429 && rc->rl_set)
         h[n++] = (struct http_header){"Retry-After", 11, bufs[2], strlen(bufs[2])};
+    prom_request(rc->in, rc, status);
     http_respond_json(rc->req, status, body, h, n);
     reqctx_free(rc);
 }
@@ -378,6 +394,7 @@ void reply_body(struct reqctx *rc, int status, const char *content_type, const c
     struct http_header h[3];
     char bufs[3][24];
     size_t n = rate_headers(rc, h, bufs);
+    prom_request(rc->in, rc, status);
     http_respond(rc->req, status, content_type, body, len, h, n);
     reqctx_free(rc);
 }
