@@ -43,7 +43,7 @@ void audit_emit(struct audit_client *ac, const char *event_type, const char *req
                 const char *actor_key_prefix, const char *client_ip, json_t *fields);
 
 /*
- * SPEC S13: the one function every authentication failure goes through. Writes the process log
+ * The one function every authentication failure goes through, so none is logged differently. Writes the process log
  * line (warning "auth_failure" with timestamp, method, path, client_ip, key_prefix, reason,
  * required_scope, request_id) and emits the audit event "auth_failure". reason is one of
  * missing_header invalid_format invalid_key key_expired insufficient_scope invalid_signature

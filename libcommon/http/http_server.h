@@ -13,7 +13,7 @@
  *     any handler runs (Content-Length before a byte of the body is read, counting for chunked
  *     bodies), slow headers/body → 408 then close, too many connections → 503 then close,
  *     malformed HTTP → 400 then close;
- *   - on every response (errors included): the security headers of SPEC S9 (CSP by path),
+ *   - on every response (errors included): the security headers (CSP by path),
  *     HSTS when https_enabled && hsts_enabled, X-Request-ID (the client's if sane: 1..64 chars
  *     of [A-Za-z0-9._-], else a new uuid4), Date, Content-Length, Connection;
  *   - CORS as the reference (off unless cors_allow_all or cors_allowed_origins): preflights are

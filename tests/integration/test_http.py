@@ -1,6 +1,6 @@
 """The intake's HTTP front door over real sockets: routing errors, security headers and request
 ids on every status, body and header limits, slow clients, pipelining, TLS, drain on SIGTERM,
-health (SPEC S9-S11, §5 fixes 3, 5, 6)."""
+health."""
 import os
 import signal
 import socket
