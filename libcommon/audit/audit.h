@@ -53,6 +53,20 @@ void audit_auth_failure(struct audit_client *ac, const char *method, const char 
                         const char *client_ip, const char *key_prefix, const char *reason,
                         const char *required_scope, const char *request_id);
 
+/*
+ * Refusals are aggregated per (reason, client IP) and window of AUDIT_REFUSAL_WINDOW_SECONDS
+ * when the client runs on a loop: the first refusal of a window is written as above at once,
+ * the following ones are only counted, and when the window ends one more "auth_failure" event
+ * (fields aggregated=true, count, window_seconds, window_start, method/path of the last one)
+ * and one log line "auth_failure_summary" carry their number. audit_auth_failure() does this
+ * for the reasons that name no key (missing_header, invalid_format) and for rate_limited;
+ * audit_auth_refusal() for any reason (a well-formed key whose prefix matches no key). Beyond
+ * 4096 tracked clients, further ones share one entry per reason.
+ */
+void audit_auth_refusal(struct audit_client *ac, const char *method, const char *path,
+                        const char *client_ip, const char *key_prefix, const char *reason,
+                        const char *required_scope, const char *request_id);
+
 /* Emits "config_loaded": secrets backend, version, and which protections are off (never a
  * secret value). */
 void audit_emit_config_loaded(struct audit_client *ac, const struct config *c);

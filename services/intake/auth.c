@@ -45,6 +45,7 @@ struct auth_op {
     char *hash;          /* the hash the token passed bcrypt against (verified) */
     int verified;
     int over_budget;     /* holds one of the over-budget bcrypt slots */
+    int unknown_prefix;  /* no active key has this prefix */
     struct key_rec *key; /* held while bcrypt runs */
     uv_work_t work;
     struct auth_op *inflight_next; /* next verification in flight for the same key */
@@ -116,8 +117,11 @@ static void on_failure_charged(void *arg, const struct rl_decision *d, const cha
     if (d->count > d->limit) {
         reply_rate_limited(rc, d, f->prefix);
     } else {
-        audit_auth_failure(rc->in->audit, req->method, req->path, rc->client_ip, f->prefix,
-                           f->reason, NULL, req->request_id);
+        /* A prefix that matches no key says nothing about a real key: aggregated per client like
+         * a missing header, so guessing cannot flood the audit log. */
+        (op->unknown_prefix ? audit_auth_refusal : audit_auth_failure)(
+            rc->in->audit, req->method, req->path, rc->client_ip, f->prefix, f->reason, NULL,
+            req->request_id);
         reply_error(rc, f->status, f->code, f->message, NULL);
     }
     free(f);
@@ -324,6 +328,7 @@ static void on_key(void *arg, struct key_rec *k, const char *err)
         return;
     }
     if (!k->present) {
+        op->unknown_prefix = 1;
         fail(op, 401, "UNAUTHORIZED", "Invalid API key.", "invalid_key", op->prefix);
         return;
     }

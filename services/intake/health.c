@@ -6,8 +6,9 @@
  * the one field that changes per request, "age_ms": how old the check is. So a request costs no
  * database work and no JSON building. The body keeps the reference's fields; the answer is 503
  * ("down") when the last check failed or when the last good one is older than HEALTH_STALE_MS (a
- * hung database). Requests that come before the first check has finished wait for it. Anonymous callers (everyone: the route is
- * public) see the built-in providers only; names of custom providers are an operator's business.
+ * hung database). Requests that come before the first check has finished wait for it. Only the
+ * built-in enrichment providers are listed: the names of custom ones are not for anyone without
+ * a key (the route is public).
  */
 #include "intake.h"
 #include "log.h"

@@ -694,6 +694,7 @@ static void test_slow_headers_and_body(void **state)
     srv_stop(s);
 }
 
+/* At the cap, the connection idle the longest makes room; with none idle, 503 + close. */
 static void test_max_connections(void **state)
 {
     (void)state;
@@ -702,11 +703,11 @@ static void test_max_connections(void **state)
     struct srv *s = srv_start(&cfg);
     struct resp r;
     struct cli *c[3];
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 3; i++) { /* busy: in the middle of a header section */
         c[i] = cli_new(s->port);
-        get(c[i], "/v1/t/hello", &r);
-        assert_int_equal(r.status, 200);
+        cli_sendf(c[i], "GET /v1/t/hello HTTP/1.1\r\n");
     }
+    usleep(100000);
     struct cli *x = cli_new(s->port);
     cli_sendf(x, "GET /v1/t/hello HTTP/1.1\r\n\r\n");
     assert_int_equal(cli_read(x, &r, 0), 0);
@@ -716,18 +717,28 @@ static void test_max_connections(void **state)
     assert_true(is_uuid4(hdr(&r, "X-Request-ID")));
     assert_true(cli_closed(x));
     cli_free(x);
-    for (int i = 0; i < 3; i++) {
-        get(c[i], "/v1/t/hello", &r);
+    for (int i = 0; i < 3; i++) { /* finish: now idle keep-alive connections, oldest c[0] */
+        cli_sendf(c[i], "\r\n");
+        assert_int_equal(cli_read(c[i], &r, 0), 0);
         assert_int_equal(r.status, 200);
+        usleep(20000);
     }
-    cli_free(c[0]); /* frees a slot */
-    usleep(100000);
-    x = cli_new(s->port);
+    x = cli_new(s->port); /* the oldest idle connection is closed to make room */
     get(x, "/v1/t/hello", &r);
     assert_int_equal(r.status, 200);
+    assert_true(cli_closed(c[0]));
+    get(c[2], "/v1/t/hello", &r); /* the others stay (c[2] becomes the newest idle) */
+    assert_int_equal(r.status, 200);
+    struct cli *y = cli_new(s->port); /* evicts c[1], the oldest idle now */
+    get(y, "/v1/t/hello", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(cli_closed(c[1]));
+    get(c[2], "/v1/t/hello", &r);
+    assert_int_equal(r.status, 200);
+    cli_free(y);
     cli_free(x);
-    cli_free(c[1]);
-    cli_free(c[2]);
+    for (int i = 0; i < 3; i++)
+        cli_free(c[i]);
     srv_stop(s);
 }
 
