@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from harness import Stack, assert_eq, fixture, run_tests, SHARED
+from harness import Stack, assert_eq, fixture, run_tests, wait_for, SHARED
 
 GENERIC = {"title": "Test alert", "severity": "high", "src_ip": "203.0.113.7"}
 
@@ -129,12 +129,12 @@ def test_expiry():
     try:
         admin = s.create_key("admin")
         r = s.request("POST", "/v1/api-keys", key=admin,
-                      body={"name": "short", "scopes": ["alerts:read"], "expires_in_seconds": 1})
+                      body={"name": "short", "scopes": ["alerts:read"], "expires_in_seconds": 8})
         assert_eq(r.status, 201, r.body)
         k = r.json()["data"]["key"]
         assert_eq(s.request("GET", "/v1/alerts", key=k).status, 200)
-        time.sleep(1.6)
-        r = s.request("GET", "/v1/alerts", key=k)
+        r = wait_for(lambda: (lambda x: x if x.status != 200 else None)(
+            s.request("GET", "/v1/alerts", key=k)), 30, 0.5, "the key to expire")
         assert_eq(r.status, 401)
         assert_eq(r.json()["error"]["code"], "KEY_EXPIRED")
         r = s.request("POST", "/v1/api-keys", key=admin,
@@ -153,7 +153,7 @@ def test_revocation_takes_effect_on_next_request():
         import harness
         port2 = harness.free_port()
         other = s.start_intake({"HTTP_PORT": port2})
-        time.sleep(0.5)
+        s.wait_healthy(port=port2)
         admin = s.create_key("admin")
         r = s.request("POST", "/v1/api-keys", key=admin, body={"name": "victim", "scopes": ["alerts:read"]})
         d = r.json()["data"]
@@ -233,7 +233,7 @@ def test_limit_holds_across_processes():
     try:
         port2 = harness.free_port()
         s.start_intake({"HTTP_PORT": port2})
-        time.sleep(0.5)
+        s.wait_healthy(port=port2)
         k = s.create_key("alerts:read")
         wait_window_start(20)
         ok = 0
