@@ -25,6 +25,7 @@
 #include "fernet.h"
 #include "indicators.h"
 #include "log.h"
+#include "prom.h"
 #include "step.h"
 #include "util.h"
 
@@ -173,6 +174,9 @@ static void on_lookup_done(void *arg, json_t *result)
 {
     struct one_lookup *l = arg;
     struct lookup_op *op = l->op;
+    prom_enrichment_lookup(op->rc->in, l->p->name,
+                           json_is_true(json_object_get(result, "success")) ? "success"
+                                                                             : "failure");
     if (op->test) {
         op->test_result = result;
     } else {
@@ -295,6 +299,7 @@ static void on_config(void *arg, PGresult *res, const char *err)
             continue;
         json_t *hit = json_object_get(op->cached, p->name);
         if (json_is_object(hit)) {
+            prom_enrichment_lookup(rc->in, p->name, "cache_hit");
             json_object_set_new(op->results, p->name, public_result(hit, 1));
             continue;
         }
