@@ -73,6 +73,13 @@ static char *normalise_db_url(const char *url)
     return xasprintf("%.*s%s", (int)(p - url), url, rest);
 }
 
+static char *endpoint(struct settings *s, const char *name, const char *data_dir,
+                      const char *sock)
+{
+    const char *v = get(s, name, "");
+    return *v ? xstrdup(v) : xasprintf("ipc://%s/bus/%s.sock", data_dir, sock);
+}
+
 #define INT(name, def, min, max, field)                                                            \
     if (get_int(s, name, def, min, max, &c->field, err, errlen))                                   \
         return -1;
@@ -131,9 +138,13 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     INT("ALERT_DEDUP_WINDOW_HOURS", 24, 0, 87600, alert_dedup_window_hours);
     INT("INGEST_BATCH_MAX", 128, 1, 10000, ingest_batch_max);
 
-    c->job_bus_push = get_str(s, "JOB_BUS_PUSH_ENDPOINT", "tcp://127.0.0.1:5557");
-    c->job_bus_pull = get_str(s, "JOB_BUS_PULL_ENDPOINT", "tcp://127.0.0.1:5558");
-    c->audit_endpoint = get_str(s, "AUDIT_ENDPOINT", "tcp://127.0.0.1:5559");
+    /* Internal links default to sockets in the data folder: two stacks on one machine (two
+     * data folders) never reach each other's processes. */
+    c->job_bus_push = endpoint(s, "JOB_BUS_PUSH_ENDPOINT", c->data_dir, "jobs-in");
+    c->job_bus_pull = endpoint(s, "JOB_BUS_PULL_ENDPOINT", c->data_dir, "jobs-out");
+    c->audit_endpoint = endpoint(s, "AUDIT_ENDPOINT", c->data_dir, "audit");
+    c->lookup_front = endpoint(s, "LOOKUP_REQUEST_ENDPOINT", c->data_dir, "lookup-in");
+    c->lookup_back = endpoint(s, "LOOKUP_WORKER_ENDPOINT", c->data_dir, "lookup-out");
     c->audit_spool_dir = get_str(s, "AUDIT_SPOOL_DIR", "");
     c->audit_log_file = get_str(s, "AUDIT_LOG_FILE", "");
     BOOL("AUDIT_STDOUT", 1, audit_stdout);
@@ -145,7 +156,7 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
         return -1;
     }
     c->audit_rotate_bytes = rot;
-    c->runner_endpoint = get_str(s, "RUNNER_ENDPOINT", "tcp://127.0.0.1:5561");
+    c->runner_endpoint = endpoint(s, "RUNNER_ENDPOINT", c->data_dir, "runner");
     c->curve_server_public_key = get_str(s, "CURVE_SERVER_PUBLIC_KEY", "");
     c->curve_server_secret_key = get_str(s, "CURVE_SERVER_SECRET_KEY", "");
 
@@ -177,7 +188,7 @@ void config_destroy(struct config *c)
                      &c->sentinel_webhook_secret, &c->elastic_webhook_secret,
                      &c->splunk_webhook_secret, &c->job_bus_push, &c->job_bus_pull,
                      &c->audit_endpoint, &c->audit_spool_dir, &c->audit_log_file,
-                     &c->runner_endpoint, &c->curve_server_public_key,
+                     &c->runner_endpoint, &c->lookup_front, &c->lookup_back, &c->curve_server_public_key,
                      &c->curve_server_secret_key, &c->encryption_key, &c->ssrf_allowed_hosts};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (*strs[i] && strs[i] == &c->encryption_key)

@@ -69,6 +69,8 @@ struct config {
     int audit_fsync_ms;
     long long audit_rotate_bytes;
     char *runner_endpoint;
+    char *lookup_front; /* on-demand lookups: the job bus binds, intakes connect */
+    char *lookup_back;  /* ...and enrichers connect here to answer them */
     char *curve_server_public_key;
     char *curve_server_secret_key;
 

@@ -299,7 +299,7 @@ static void setup(struct auditd *d)
     d->db = store_new(d->cfg.database_url);
     if (!store_enabled(d->db))
         msg_warn("DATABASE_URL is not set: audit events go to the file/stdout only");
-    struct bus_opts o = {.hwm = 100000, .max_msg = PROTO_MAX_MSG};
+    struct bus_opts o = {.link = "audit", .hwm = 100000, .max_msg = PROTO_MAX_MSG};
     d->router = bus_server(ZMQ_ROUTER, &d->cfg, d->cfg.audit_endpoint, &o, err, sizeof err);
     if (!d->router)
         msg_fatal("audit endpoint: %s", err);

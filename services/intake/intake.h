@@ -43,7 +43,6 @@ struct intake {
     struct enrich_api *enrich;      /* enrichment API: key, SSRF guard (enrichment_api.h) */
     struct workflows *workflows;    /* workflows API, runner client (workflows_api.h) */
     struct notifier *notifier;      /* approval notifications, Slack/Teams (notifier.h) */
-    void *zctx;     /* ZeroMQ context */
     void *job_push; /* PUSH to the job bus */
     uv_signal_t sigterm, sigint;
     uv_timer_t housekeeping;

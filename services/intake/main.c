@@ -10,6 +10,7 @@
  *   7. SIGTERM/SIGINT: drain                stop accepting, finish in-flight, flush, exit
  */
 #include "audit.h"
+#include "bus.h"
 #include "enrichment_api.h"
 #include "intake.h"
 #include "log.h"
@@ -88,18 +89,11 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static void job_bus_open(struct intake *in)
 {
-    in->zctx = zmq_ctx_new();
-    in->job_push = zmq_socket(in->zctx, ZMQ_PUSH);
-    int linger = 0, hwm = 10000, immediate = 1;
-    zmq_setsockopt(in->job_push, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(in->job_push, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(in->job_push, ZMQ_IMMEDIATE, &immediate, sizeof immediate);
-    if (zmq_connect(in->job_push, in->cfg.job_bus_push) != 0) {
-        msg_warn("job bus %s: %s (enrichers will find jobs by polling)", in->cfg.job_bus_push,
-                 zmq_strerror(zmq_errno()));
-        zmq_close(in->job_push);
-        in->job_push = NULL;
-    }
+    char err[512];
+    struct bus_opts o = {.link = "jobs", .max_msg = 4096};
+    in->job_push = bus_client(ZMQ_PUSH, &in->cfg, in->cfg.job_bus_push, &o, err, sizeof err);
+    if (!in->job_push)
+        msg_warn("job bus: %s (enrichers will find jobs by polling)", err);
 }
 
 int main(void)
@@ -182,13 +176,12 @@ int main(void)
     enrich_api_free(in.enrich);
     workflows_api_free(&in);
     notifier_free(&in);
-    if (in.job_push)
-        zmq_close(in.job_push);
-    zmq_ctx_term(in.zctx);
+    bus_close(in.job_push);
     audit_client_flush(in.audit, 3000);
     audit_client_free(in.audit);
     uv_run(in.loop, UV_RUN_NOWAIT); /* let libuv release the closed handles */
     uv_loop_close(in.loop);
+    bus_context_term();
     config_destroy(&in.cfg);
     return 0;
 }
