@@ -1,7 +1,7 @@
 /*
  * main.c - calseta-auditd: the audit writer.
  *
- * Producers (libcommon/audit.c) send audit events over DEALER sockets to our ROUTER at
+ * Producers (libcommon/audit/audit.c) send audit events over DEALER sockets to our ROUTER at
  * AUDIT_ENDPOINT. Events are handled in groups:
  *   1. receive what is queued (up to 1000 messages), decode each (hostile input: refused
  *      unless valid);

@@ -6,6 +6,7 @@
 #include "creds.h"
 #include "curluv.h"
 #include "guard.h"
+#include "httpc.h"
 #include "limiter.h"
 #include "log.h"
 #include "malice.h"
@@ -231,10 +232,7 @@ static void send_request(struct call *c)
         msg_fatal("curl_easy_init failed");
     c->easy = h;
     curl_easy_setopt(h, CURLOPT_URL, c->req.url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_PROXY, "");
+    httpc_harden(h, 1);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)tmo);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(tmo < 10000 ? tmo : 10000));
     curl_easy_setopt(h, CURLOPT_USERAGENT, "calseta-enricher");

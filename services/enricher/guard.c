@@ -1,5 +1,5 @@
 /*
- * guard.c - the enricher's view of the SSRF guard (libcommon/ssrf.h), see guard.h.
+ * guard.c - the enricher's view of the SSRF guard (libcommon/ssrf/ssrf.h), see guard.h.
  */
 #include "guard.h"
 #include "ssrf.h"

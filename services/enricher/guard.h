@@ -1,5 +1,5 @@
 /*
- * guard.h - the SSRF guard as the enricher uses it (a thin layer over libcommon/ssrf.h).
+ * guard.h - the SSRF guard as the enricher uses it (a thin layer over libcommon/ssrf/ssrf.h).
  *
  * guard_check() blocks (it resolves the host), so the engine runs it on the libuv thread pool.
  * On success it fills `pin` with a CURLOPT_RESOLVE entry ("host:port:address") so the request

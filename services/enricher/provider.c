@@ -2,6 +2,7 @@
  * provider.c - provider snapshots from the configuration document, see provider.h.
  */
 #include "provider.h"
+#include "indicator_types.h"
 #include "log.h"
 #include "util.h"
 
@@ -10,17 +11,6 @@
 #include <string.h>
 
 const char PROVIDER_CONFIG_SQL[] = "SELECT calseta_enrichment_config()::text";
-
-static const char *const KNOWN_TYPES[] = {"ip",          "domain", "hash_md5", "hash_sha1",
-                                          "hash_sha256", "url",    "email",    "account"};
-
-static int known_type(const char *t)
-{
-    for (size_t i = 0; i < sizeof KNOWN_TYPES / sizeof KNOWN_TYPES[0]; i++)
-        if (!strcmp(KNOWN_TYPES[i], t))
-            return 1;
-    return 0;
-}
 
 static char *dup_or_null(json_t *v)
 {
@@ -60,7 +50,7 @@ static void parse_provider(struct provider *p, json_t *o, const struct provider_
     json_t *t;
     json_array_foreach(types, i, t)
     {
-        if (json_is_string(t) && known_type(json_string_value(t)))
+        if (json_is_string(t) && indicator_type_valid(json_string_value(t)))
             p->types[p->ntypes++] = xstrdup(json_string_value(t));
     }
     p->http_config = ref_or_null(json_object_get(o, "http_config"));
@@ -108,7 +98,7 @@ static void add_mapping(struct provider_set *s, json_t *e)
 {
     const char *path = json_string_value(json_object_get(e, "field_path"));
     const char *type = json_string_value(json_object_get(e, "indicator_type"));
-    if (!path || !type || !known_type(type))
+    if (!path || !type || !indicator_type_valid(type))
         return;
     s->mappings = xrealloc(s->mappings, (s->nmappings + 1) * sizeof *s->mappings);
     struct raw_mapping *m = &s->mappings[s->nmappings++];

@@ -210,7 +210,9 @@ void route_get_alert(struct reqctx *rc)
             "SELECT (calseta_alert_json(a, true)::jsonb || jsonb_build_object('indicators', "
             "coalesce((SELECT jsonb_agg(calseta_indicator_json(i) ORDER BY i.type, i.value) "
             "FROM alert_indicators ai JOIN indicators i ON i.id = ai.indicator_id "
-            "WHERE ai.alert_id = a.id), '[]'::jsonb)))::text FROM alerts a WHERE a.uuid = $1",
+            "WHERE ai.alert_id = a.id), '[]'::jsonb), "
+            "'context_documents', calseta_alert_context_json(a.id), "
+            "'_metadata', calseta_alert_metadata(a.id)))::text FROM alerts a WHERE a.uuid = $1",
             1, p, on_one, one_new(rc, 200));
 }
 

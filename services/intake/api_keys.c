@@ -12,23 +12,11 @@
 #include "crypto.h"
 #include "intake.h"
 #include "log.h"
+#include "scopes.h"
 #include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-static const char *scope_names[] = {"alerts:read",    "alerts:write",      "enrichments:read",
-                                    "workflows:read", "workflows:write",   "workflows:execute",
-                                    "approvals:write", "agents:read",      "agents:write",
-                                    "admin"};
-
-int scope_known(const char *s)
-{
-    for (size_t i = 0; i < sizeof scope_names / sizeof scope_names[0]; i++)
-        if (!strcmp(s, scope_names[i]))
-            return 1;
-    return 0;
-}
 
 /* Checks a list of strings; scopes additionally against the known set. Returns a PostgreSQL
  * array literal (caller frees) or NULL after replying. */

@@ -8,7 +8,7 @@
  * cache_ttl_by_type; a custom provider_name matches ^[a-z0-9_]+$ (1-100); TTLs are 0..86400.
  * auth_config is encrypted on write as {"_encrypted": Fernet token of the JSON object} under
  * ENCRYPTION_KEY (empty or null: stored as NULL) and is never returned. Every http_config URL of
- * a custom provider whose host is literal goes through the SSRF guard (libcommon/ssrf.h, on the
+ * a custom provider whose host is literal goes through the SSRF guard (libcommon/ssrf/ssrf.h, on the
  * thread pool since it resolves) before the row is written; URLs whose host is a template are
  * checked when a lookup renders them.
  */

@@ -43,6 +43,7 @@ struct intake {
     struct enrich_api *enrich;      /* enrichment API: key, SSRF guard (enrichment_api.h) */
     struct workflows *workflows;    /* workflows API, runner client (workflows_api.h) */
     struct notifier *notifier;      /* approval notifications, Slack/Teams (notifier.h) */
+    struct agents_api *agents;      /* agents and context documents (agents_api.h) */
     void *job_push; /* PUSH to the job bus */
     uv_signal_t sigterm, sigint;
     uv_timer_t housekeeping;
@@ -171,8 +172,5 @@ void route_get_api_key(struct reqctx *rc);
 void route_patch_api_key(struct reqctx *rc);
 void route_delete_api_key(struct reqctx *rc);
 void route_list_audit_events(struct reqctx *rc);
-
-/* The ten scopes; 1 if s is one of them. */
-int scope_known(const char *s);
 
 #endif

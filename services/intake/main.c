@@ -12,6 +12,7 @@
 #include "audit.h"
 #include "bus.h"
 #include "enrichment_api.h"
+#include "agents_api.h"
 #include "intake.h"
 #include "log.h"
 #include "notifier.h"
@@ -123,6 +124,7 @@ int main(void)
     in.enrich = enrich_api_new(&in);
     workflows_api_init(&in);
     notifier_init(&in);
+    agents_api_init(&in);
     job_bus_open(&in);
 
     in.router = http_router_new();
@@ -176,6 +178,7 @@ int main(void)
     enrich_api_free(in.enrich);
     workflows_api_free(&in);
     notifier_free(&in);
+    agents_api_free(&in);
     bus_close(in.job_push);
     audit_client_flush(in.audit, 3000);
     audit_client_free(in.audit);

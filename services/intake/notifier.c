@@ -17,6 +17,7 @@
 #include "audit.h"
 #include "crypto.h"
 #include "curluv.h"
+#include "httpc.h"
 #include "log.h"
 #include "settings.h"
 #include "ssrf.h"
@@ -393,10 +394,7 @@ static void transfer_start(struct send *s)
     buf_reset(&s->resp);
     s->easy = h;
     curl_easy_setopt(h, CURLOPT_URL, s->url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_PROXY, "");
+    httpc_harden(h, 1);
     curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L); /* no idle socket outlives a send */
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);

@@ -6,7 +6,10 @@
  * The table is the API: method, path pattern, required scope ("*" = any valid key, NULL =
  * public), rate class, handler. Scopes and rate classes follow the reference's route table.
  */
+#include "agents_api.h"
+#include "catalogue.h"
 #include "crypto.h"
+#include "detection_rules.h"
 #include "enrichment_api.h"
 #include "intake.h"
 #include "log.h"
@@ -34,6 +37,46 @@ static const struct route_def ROUTES[] = {
     {"DELETE", "/v1/alerts/{uuid}", "alerts:write", RATE_DEFAULT, route_delete_alert},
     {"GET", "/v1/alerts/{uuid}/indicators", "alerts:read", RATE_DEFAULT, route_alert_indicators},
     {"GET", "/v1/alerts/{uuid}/activity", "alerts:read", RATE_DEFAULT, route_alert_activity},
+    {"POST", "/v1/alerts/{uuid}/indicators", "alerts:write", RATE_DEFAULT,
+     route_add_alert_indicators},
+    {"GET", "/v1/alerts/{uuid}/relationship-graph", "alerts:read", RATE_DEFAULT,
+     route_relationship_graph},
+    {"GET", "/v1/indicators/{uuid}", "enrichments:read", RATE_DEFAULT, route_get_indicator},
+    {"PATCH", "/v1/indicators/{uuid}", "alerts:write", RATE_DEFAULT, route_patch_indicator},
+
+    {"GET", "/v1/detection-rules", "alerts:read", RATE_DEFAULT, route_list_detection_rules},
+    {"POST", "/v1/detection-rules", "admin", RATE_DEFAULT, route_create_detection_rule},
+    {"GET", "/v1/detection-rules/{uuid}", "alerts:read", RATE_DEFAULT, route_get_detection_rule},
+    {"PATCH", "/v1/detection-rules/{uuid}", "admin", RATE_DEFAULT, route_patch_detection_rule},
+    {"DELETE", "/v1/detection-rules/{uuid}", "admin", RATE_DEFAULT, route_delete_detection_rule},
+    {"GET", "/v1/detection-rules/{uuid}/metrics", "alerts:read", RATE_DEFAULT,
+     route_detection_rule_metrics},
+
+    {"GET", "/v1/alerts/{uuid}/context", "alerts:read", RATE_DEFAULT, route_alert_context},
+    {"POST", "/v1/alerts/{uuid}/trigger-agents", "agents:write", RATE_DEFAULT,
+     route_trigger_agents},
+    {"POST", "/v1/alerts/{uuid}/dispatch-agent", "agents:write", RATE_DEFAULT,
+     route_dispatch_agent},
+
+    {"GET", "/v1/agents", "agents:read", RATE_DEFAULT, route_list_agents},
+    {"POST", "/v1/agents", "agents:write", RATE_DEFAULT, route_create_agent},
+    {"GET", "/v1/agents/{uuid}", "agents:read", RATE_DEFAULT, route_get_agent},
+    {"PATCH", "/v1/agents/{uuid}", "agents:write", RATE_DEFAULT, route_patch_agent},
+    {"DELETE", "/v1/agents/{uuid}", "agents:write", RATE_DEFAULT, route_delete_agent},
+    {"POST", "/v1/agents/{uuid}/rotate-secret", "agents:write", RATE_DEFAULT,
+     route_rotate_agent_secret},
+    {"GET", "/v1/agents/{uuid}/runs", "agents:read", RATE_DEFAULT, route_agent_runs},
+    {"POST", "/v1/agents/{uuid}/test", "agents:write", RATE_DEFAULT, route_test_agent},
+
+    {"GET", "/v1/context-documents", "alerts:read", RATE_DEFAULT, route_list_context_documents},
+    {"POST", "/v1/context-documents", "alerts:write", RATE_DEFAULT,
+     route_create_context_document},
+    {"GET", "/v1/context-documents/{uuid}", "alerts:read", RATE_DEFAULT,
+     route_get_context_document},
+    {"PATCH", "/v1/context-documents/{uuid}", "alerts:write", RATE_DEFAULT,
+     route_patch_context_document},
+    {"DELETE", "/v1/context-documents/{uuid}", "alerts:write", RATE_DEFAULT,
+     route_delete_context_document},
 
     {"GET", "/v1/audit-events", "admin", RATE_DEFAULT, route_list_audit_events},
 

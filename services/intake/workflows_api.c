@@ -13,6 +13,7 @@
 
 #include "audit.h"
 #include "crypto.h"
+#include "indicator_types.h"
 #include "log.h"
 #include "runner_client.h"
 #include "settings.h"
@@ -42,13 +43,11 @@ static const char *const WF_TYPES[] = {"indicator", "alert", NULL};
 static const char *const STATES[] = {"draft", "active", "inactive", NULL};
 static const char *const RISKS[] = {"low", "medium", "high", "critical", NULL};
 static const char *const MODES[] = {"always", "agent_only", "never", NULL};
-static const char *const IND_TYPES[] = {"ip",    "domain", "hash_md5", "hash_sha1", "hash_sha256",
-                                        "url",   "email",  "account",  NULL};
 
 static const struct field FIELDS[] = {
     {"name", F_STR, 0, 1, 255, NULL},
     {"workflow_type", F_ENUM, 1, 0, 0, WF_TYPES},
-    {"indicator_types", F_ENUMLIST, 0, 0, 0, IND_TYPES},
+    {"indicator_types", F_ENUMLIST, 0, 0, 0, INDICATOR_TYPES},
     {"code", F_STR, 0, 1, RUNNER_MAX_CODE_BYTES, NULL},
     {"state", F_ENUM, 0, 0, 0, STATES},
     {"timeout_seconds", F_INT, 0, 1, 3600, NULL},

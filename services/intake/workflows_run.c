@@ -21,6 +21,7 @@
 
 #include "audit.h"
 #include "crypto.h"
+#include "indicator_types.h"
 #include "log.h"
 #include "notifier.h"
 #include "runner_client.h"
@@ -30,17 +31,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-static const char *const IND_TYPES[] = {"ip",    "domain", "hash_md5", "hash_sha1", "hash_sha256",
-                                        "url",   "email",  "account",  NULL};
-
-static int ind_type_ok(const char *s)
-{
-    for (const char *const *t = IND_TYPES; *t; t++)
-        if (!strcmp(s, *t))
-            return 1;
-    return 0;
-}
 
 /* ---- building the RUN request -------------------------------------------------------------- */
 
@@ -406,7 +396,7 @@ static json_t *execute_fields(struct reqctx *rc, json_t *body)
     json_t *a = json_object_get(body, "alert_uuid");
     json_t *reason = json_object_get(body, "reason");
     json_t *conf = json_object_get(body, "confidence");
-    if (!json_is_string(t) || !ind_type_ok(json_string_value(t))) {
+    if (!json_is_string(t) || !indicator_type_valid(json_string_value(t))) {
         reply_validation_error(rc, "value_error", "body", "indicator_type", "Input should be a valid indicator type");
         return NULL;
     }
@@ -548,7 +538,7 @@ void route_test_workflow(struct reqctx *rc)
     json_t *v = json_object_get(body, "indicator_value");
     const char *ts = t ? json_string_value(t) : "ip";
     const char *vs = v ? json_string_value(v) : "1.2.3.4";
-    if (!ts || !ind_type_ok(ts) || !vs || strlen(vs) < 1 || strlen(vs) > 2048) {
+    if (!ts || !indicator_type_valid(ts) || !vs || strlen(vs) < 1 || strlen(vs) > 2048) {
         json_decref(body);
         reply_validation_error(rc, "value_error", "body", "indicator", "indicator_type/indicator_value are invalid");
         return;

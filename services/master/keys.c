@@ -8,27 +8,13 @@
 #include "audit.h"
 #include "config.h"
 #include "master.h"
+#include "scopes.h"
 #include "util.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int scope_known_cli(const char *s);
-
-static const char *SCOPES[] = {"alerts:read",     "alerts:write",   "enrichments:read",
-                               "workflows:read",  "workflows:write", "workflows:execute",
-                               "approvals:write", "agents:read",    "agents:write",
-                               "admin"};
-
-int scope_known_cli(const char *s)
-{
-    for (size_t i = 0; i < sizeof SCOPES / sizeof SCOPES[0]; i++)
-        if (!strcmp(SCOPES[i], s))
-            return 1;
-    return 0;
-}
 
 /* Appends the comma- or space-separated values that follow option i to arr. */
 static int take_values(int argc, char **argv, int *i, json_t *arr)
@@ -96,7 +82,7 @@ int cmd_create_api_key(int argc, char **argv)
     json_t *v;
     json_array_foreach(scopes, k, v)
     {
-        if (!scope_known_cli(json_string_value(v))) {
+        if (!scope_known(json_string_value(v))) {
             fprintf(stderr, "Error: invalid scope(s): %s\n", json_string_value(v));
             goto out;
         }

@@ -2,7 +2,7 @@
  * broker.c - ctx.http, performed by the runner parent on behalf of a sandboxed child.
  *
  * A child frame {"t":"http", method, url, headers[[k,v]], body_b64, timeout} is checked field
- * by field (the child is hostile), the URL goes through the shared SSRF guard (libcommon/ssrf.h:
+ * by field (the child is hostile), the URL goes through the shared SSRF guard (libcommon/ssrf/ssrf.h:
  * http/https only; the name is resolved once and the request is pinned to that address with
  * CURLOPT_RESOLVE; DNS failure blocks; private, loopback, link-local and metadata addresses
  * are blocked, an allow-listed host may reach private ranges but never the metadata endpoints;
@@ -10,6 +10,7 @@
  * smaller of the request's timeout and the run's remaining time, and a response size cap.
  * The reply is {"t":"http_resp", status, headers, body_b64} or {"t":"http_err", kind, message}.
  */
+#include "httpc.h"
 #include "runner.h"
 #include "ssrf.h"
 
@@ -173,10 +174,7 @@ static char *send_request(const struct broker_opts *o, json_t *req, const char *
     }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_PROXY, "");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    httpc_harden(c, 1);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);

@@ -1,5 +1,5 @@
 /*
- * tests/bench/pg_bench.c - queries per second of the async pool (libcommon/pg.c) for a trivial
+ * tests/bench/pg_bench.c - queries per second of the async pool (libcommon/pg/pg.c) for a trivial
  * statement, to compare with pgbench on the same server (the ceiling).
  *
  *   pg_bench DATABASE_URL [connections=8] [seconds=10] [outstanding=64] [sql="SELECT 1"]
@@ -7,19 +7,17 @@
  * Keeps `outstanding` queries queued at all times (each callback queues the next) for `seconds`
  * and prints the rate, then runs pgbench with the same statement, connections and duration
  * (extended protocol, like the pool; 2 threads) as the ceiling and prints the ratio. Not a ctest;
- * build by hand against the common library (Release build), e.g.
- *   cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release && cmake --build build-rel --target common
- *   cc -O2 -D_GNU_SOURCE -I. -Ilibcommon tests/bench/pg_bench.c build-rel/libcommon.a \
- *      $(pkg-config --cflags --libs libuv libpq jansson) -o /tmp/pg_bench
- *   /tmp/pg_bench "$DATABASE_URL" 8 10 64
+ * built on request as a CMake target of a Release build:
+ *   cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release && cmake --build build-rel --target bench_pg_bench
+ *   build-rel/bench/bench_pg_bench "$DATABASE_URL" 8 10 64
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "libcommon/log.h"
-#include "libcommon/pg.h"
-#include "libcommon/util.h"
+#include "log.h"
+#include "pg.h"
+#include "util.h"
 
 struct bench {
     struct pg_pool *pool;

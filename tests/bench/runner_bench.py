@@ -4,7 +4,7 @@ for a trivial workflow and for one that makes one ctx.http call to a local stand
 
 Served mode (the production path): calseta-runner serves RUNNER_ENDPOINT (ZeroMQ ROUTER) with
 every sandbox layer the kernel has, and tests/bench/runner_client_bench.c - the intake's own
-client (libcommon/runner_client.c), compiled here against the Release build's libcommon.a -
+client (libcommon/bus/runner_client.c), built here as a CMake target of the Release build -
 sends runs: one at a time with 20 ms between runs (latency at a light load: the runner's warm
 children are ready), one at a time back to back, and 4 and 8 in flight (throughput; the runner
 runs at most RUNNER_CONCURRENCY=4 at once and answers BUSY beyond that, which the client, like
@@ -26,7 +26,6 @@ duration_ms (measured inside the runner around the child) for comparison.
 Run by hand (not in CI), with a release build:
     cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release && cmake --build build-rel -j2
     CALSETA_BIN_DIR=build-rel/bin python3 tests/bench/runner_bench.py [--runs 300] [--sweep]
-Needs cc and the pkg-config files of libuv, libzmq, msgpack and jansson (already build deps).
 """
 import argparse
 import json
@@ -76,14 +75,11 @@ def pct(v, p):
 
 
 def build_client():
-    """Compiles runner_client_bench.c against the Release build's libcommon.a."""
-    lib = os.path.join(os.path.dirname(BIN), "libcommon.a")
-    out = os.path.join(tempfile.gettempdir(), "calseta-runner-client-bench-%d" % os.getpid())
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libuv", "libzmq", "msgpack", "jansson"],
-                           capture_output=True, text=True, check=True).stdout.split()
-    subprocess.run(["cc", "-O2", "-D_GNU_SOURCE", "-I" + SRC, "-I" + os.path.join(SRC, "libcommon"),
-                    os.path.join(HERE, "runner_client_bench.c"), lib] + flags + ["-o", out], check=True)
-    return out
+    """Builds runner_client_bench.c (CMake target bench_runner_client_bench) in the build folder
+    that holds CALSETA_BIN_DIR."""
+    build = os.path.dirname(BIN)
+    subprocess.run(["cmake", "--build", build, "--target", "bench_runner_client_bench"], check=True)
+    return os.path.join(build, "bench", "bench_runner_client_bench")
 
 
 def standin():

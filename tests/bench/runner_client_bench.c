@@ -1,7 +1,7 @@
 /*
  * tests/bench/runner_client_bench.c - runs/s and request-to-result latency of a served
  * calseta-runner (RUNNER_ENDPOINT, ZeroMQ ROUTER), through the intake's own client
- * (libcommon/runner_client.c: DEALER on a libuv loop).
+ * (libcommon/bus/runner_client.c: DEALER on a libuv loop).
  *
  *   runner_client_bench ENDPOINT CODE_FILE [runs=200] [outstanding=1] [warmup=5]
  *
@@ -9,18 +9,17 @@
  * until `runs` have been answered. Each latency is from runner_run() to its callback. Prints one
  * JSON object: {"runs", "ok", "failed", "elapsed_s", "runs_per_s", "p50_ms", "p90_ms",
  * "p99_ms", "max_ms", "min_ms", "mean_runner_duration_ms"}. Not a ctest; tests/bench/runner_bench.py
- * builds it by hand against the common library of a Release build:
- *   cc -O2 -D_GNU_SOURCE -I. -Ilibcommon tests/bench/runner_client_bench.c build-rel/libcommon.a \
- *      $(pkg-config --cflags --libs libuv libzmq msgpack jansson) -o /tmp/runner_client_bench
+ * builds it as the CMake target bench_runner_client_bench of the Release build:
+ *   cmake --build build-rel --target bench_runner_client_bench
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
-#include "libcommon/log.h"
-#include "libcommon/runner_client.h"
-#include "libcommon/util.h"
+#include "log.h"
+#include "runner_client.h"
+#include "util.h"
 
 struct bench {
     struct runner_client *client;

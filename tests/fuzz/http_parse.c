@@ -3,7 +3,7 @@
  *
  * Runs arbitrary bytes through the server's own connection code (llhttp in strict mode, the
  * header/body limits, routing, CORS, the answers) on a socket-less connection:
- * http_conn_fuzz_feed() in libcommon/http_server.c. The first byte picks CORS and HSTS settings
+ * http_conn_fuzz_feed() in libcommon/http/http_server.c. The first byte picks CORS and HSTS settings
  * and how the rest is split into reads. The harness itself aborts when an answer lacks its
  * request id or security headers. Seeds: corpus/http_parse/.
  */

@@ -3,7 +3,7 @@
 Needs DATABASE_URL (a server where databases can be created) and python3-zmq (Debian package)
 for the hostile-input test. Each test gets a fresh database with migrations/0003_audit.sql and
 its own spool and log folders. Producers are `calseta-auditd produce N [RATE]`, which drive the
-real libcommon/audit.c client; they tag events with fields {"run", "seq"} so the tests can count
+real libcommon/audit/audit.c client; they tag events with fields {"run", "seq"} so the tests can count
 every event: each must be in the file and in the table exactly once, whatever was killed.
 """
 import json

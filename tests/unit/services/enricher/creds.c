@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "libcommon/fernet.h"
-#include "libcommon/secmem.h"
-#include "libcommon/settings.h"
+#include "fernet.h"
+#include "secmem.h"
+#include "settings.h"
 #include "services/enricher/creds.h"
 #include "services/enricher/provider.h"
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "services/enricher/template.h"
-#include "libcommon/util.h"
+#include "util.h"
 
 static const char *fake_auth(void *arg, const char *field, size_t *len)
 {

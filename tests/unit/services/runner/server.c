@@ -1,5 +1,5 @@
 /*
- * server.c - tests of services/runner/server.c with the real client (libcommon/runner_client.c):
+ * server.c - tests of services/runner/server.c with the real client (libcommon/bus/runner_client.c):
  * a zygote and runner_serve() on a loopback port in a thread, the client on a libuv loop.
  * Validation errors, a successful run with secrets and logs, a run killed at its deadline,
  * concurrent requests matched to their ids, a garbage request that is refused while the server

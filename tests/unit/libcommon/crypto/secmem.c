@@ -1,5 +1,5 @@
 /*
- * tests/unit/libcommon/secmem.c - locked memory for decrypted secrets.
+ * tests/unit/libcommon/crypto/secmem.c - locked memory for decrypted secrets.
  *
  * Checks what the kernel reports, not what the module claims: /proc/self/smaps shows the
  * region excluded from core dumps ("dd") and locked ("lo") when secmem says it is; after
@@ -23,7 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "libcommon/secmem.h"
+#include "secmem.h"
 
 /* The VmFlags line of the smaps entry containing p ("" if none). */
 static void vmflags_of(const void *p, char *out, size_t outlen)

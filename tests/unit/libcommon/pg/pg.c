@@ -1,5 +1,5 @@
 /*
- * tests/unit/libcommon/pg.c - the asynchronous PostgreSQL pool against a real server.
+ * tests/unit/libcommon/pg/pg.c - the asynchronous PostgreSQL pool against a real server.
  *
  * Needs DATABASE_URL (tests that need it are skipped, with a message, when it is unset). Covers
  * plain and parameterised queries (NULL, non-ASCII, invalid UTF-8, 2000 parameters, 16 MB of
@@ -29,8 +29,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "libcommon/pg.h"
-#include "libcommon/util.h"
+#include "pg.h"
+#include "util.h"
 
 static const char *db_url;
 

@@ -116,13 +116,19 @@ static void set_options(CURL *c, const struct httpc_request *req, struct curl_sl
     curl_easy_setopt(c, CURLOPT_HEADERDATA, k);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 10000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (req->no_proxy)
-        curl_easy_setopt(c, CURLOPT_PROXY, "");
+    httpc_harden(c, req->no_proxy);
+}
+
+void httpc_harden(CURL *h, int no_proxy)
+{
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (no_proxy)
+        curl_easy_setopt(h, CURLOPT_PROXY, "");
 }
 
 int httpc_perform(const struct httpc_request *req, struct httpc_response *resp, char *err,

@@ -8,19 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const known_types[] = {"ip",          "domain", "hash_md5", "hash_sha1",
-                                          "hash_sha256", "url",    "email",    "account"};
-
-int indicator_type_valid(const char *type)
-{
-    if (!type)
-        return 0;
-    for (size_t i = 0; i < sizeof known_types / sizeof *known_types; i++)
-        if (!strcmp(type, known_types[i]))
-            return 1;
-    return 0;
-}
-
 /* ---- Python whitespace ---- */
 
 static int py_isspace(unsigned cp)

@@ -8,6 +8,7 @@
 #ifndef CALSETA_HTTPC_H
 #define CALSETA_HTTPC_H
 
+#include <curl/curl.h>
 #include <stddef.h>
 
 struct httpc_request {
@@ -61,6 +62,15 @@ void httpc_url_destroy(struct httpc_url *u);
 int httpc_host_is_loopback(const char *host);
 /* 1 when a and b have the same scheme, host (case-insensitive) and port. */
 int httpc_url_same_origin(const struct httpc_url *a, const struct httpc_url *b);
+
+/*
+ * The options every outgoing request of ours carries, set in this one place: http and https
+ * only (redirect targets too, although redirects are never followed), no signals (the callers
+ * run on threads and libuv loops), TLS peer and host verified. no_proxy 1 disables any proxy,
+ * which requests pinned to an address the SSRF guard checked must do: a proxy would resolve the
+ * host itself. Callers add URL, method, headers, body, callbacks and timeouts.
+ */
+void httpc_harden(CURL *h, int no_proxy);
 
 /* Percent-encodes everything but RFC 3986 unreserved characters. Caller frees. */
 char *httpc_escape(const char *s);

@@ -1,5 +1,5 @@
 /*
- * tests/unit/libcommon/dotenv.c - `.env` parsing: the syntax of the common dotenv tools and
+ * tests/unit/libcommon/config/dotenv.c - `.env` parsing: the syntax of the common dotenv tools and
  * errors that name the line (never the value).
  *
  * Covers comments, blank lines, `export`, spaces around '=', empty values, single and double
@@ -19,8 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "libcommon/dotenv.h"
-#include "libcommon/util.h"
+#include "dotenv.h"
+#include "util.h"
 
 struct got {
     struct buf text; /* "NAME=[value]\n" per call */

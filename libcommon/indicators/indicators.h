@@ -19,6 +19,8 @@
 #ifndef INTAKE_INDICATORS_H
 #define INTAKE_INDICATORS_H
 
+#include "indicator_types.h"
+
 #include <jansson.h>
 #include <stddef.h>
 
@@ -50,9 +52,6 @@ void indicator_set_destroy(struct indicator_set *s);
 int indicator_set_add(struct indicator_set *s, const char *type, const char *value, size_t len);
 /* As indicator_set_add() for a JSON value: only strings are taken. */
 int indicator_set_add_json(struct indicator_set *s, const char *type, const json_t *v);
-
-/* 1 for ip domain hash_md5 hash_sha1 hash_sha256 url email account (exact, lowercase). */
-int indicator_type_valid(const char *type);
 
 /*
  * Python str.strip(): narrows [*s, *s+len) to exclude leading and trailing whitespace

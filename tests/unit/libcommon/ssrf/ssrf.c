@@ -1,5 +1,5 @@
 /*
- * tests/unit/libcommon/ssrf.c - the outbound URL guard.
+ * tests/unit/libcommon/ssrf/ssrf.c - the outbound URL guard.
  *
  * A table of URLs with the verdict each must get under a given allowlist and flags: schemes,
  * metadata hosts and addresses (still blocked when allowlisted or with loopback allowed),
@@ -21,7 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "libcommon/ssrf.h"
+#include "ssrf.h"
 
 #define LB SSRF_ALLOW_LOOPBACK
 

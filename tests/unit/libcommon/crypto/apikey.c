@@ -1,5 +1,5 @@
 /*
- * tests/unit/libcommon/apikey.c - API key format, bcrypt compatibility and the bearer parser.
+ * tests/unit/libcommon/crypto/apikey.c - API key format, bcrypt compatibility and the bearer parser.
  *
  * bcrypt: every vector of $CALSETA_SHARED_DIR/vectors/bcrypt.json (made by pyca/bcrypt, costs
  * 4, 10 and 12) verifies as recorded; generate + hash + verify round-trips at low cost; inputs
@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "libcommon/apikey.h"
-#include "libcommon/crypto.h"
-#include "libcommon/util.h"
+#include "apikey.h"
+#include "crypto.h"
+#include "util.h"
 #include "tests/unit/testdata.h"
 
 static json_t *load_vectors(const char *name)

@@ -1,5 +1,5 @@
 /*
- * tests/unit/libcommon/crypto.c - base64, hex, digests, HMAC, constant-time compare, UUIDs and
+ * tests/unit/libcommon/crypto/crypto.c - base64, hex, digests, HMAC, constant-time compare, UUIDs and
  * the webhook signature header parser.
  *
  * Base64 is checked against RFC 4648 vectors in both alphabets, with and without padding, and
@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "libcommon/crypto.h"
-#include "libcommon/util.h"
+#include "crypto.h"
+#include "util.h"
 
 static char *enc(const char *s, size_t n, int flags)
 {

@@ -6,8 +6,8 @@
  * expiries to curl_multi_socket_action() and report finished transfers through done(). Any
  * number of transfers share the loop; none waits for another.
  */
-#ifndef ENRICHER_CURLUV_H
-#define ENRICHER_CURLUV_H
+#ifndef CALSETA_CURLUV_H
+#define CALSETA_CURLUV_H
 
 #include <curl/curl.h>
 #include <uv.h>

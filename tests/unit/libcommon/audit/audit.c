@@ -1,5 +1,5 @@
 /*
- * tests/unit/libcommon/audit.c - the audit producer client against a real ROUTER socket in
+ * tests/unit/libcommon/audit/audit.c - the audit producer client against a real ROUTER socket in
  * this process playing auditd: spooling while nobody listens, delivery and acknowledgement,
  * resend after a lost acknowledgement, adoption of a dead producer's spool, and sanitising of
  * hostile strings so that every emitted event stays decodable.

@@ -1,5 +1,5 @@
 /*
- * tests/unit/libcommon/fernet.c - Fernet compatibility with Python's cryptography.
+ * tests/unit/libcommon/crypto/fernet.c - Fernet compatibility with Python's cryptography.
  *
  * Every valid vector of $CALSETA_SHARED_DIR/vectors/fernet.json decrypts to its plaintext and
  * re-encrypting it with the token's own timestamp and IV gives the very same token; every
@@ -18,10 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "libcommon/crypto.h"
-#include "libcommon/fernet.h"
-#include "libcommon/secmem.h"
-#include "libcommon/util.h"
+#include "crypto.h"
+#include "fernet.h"
+#include "secmem.h"
+#include "util.h"
 #include "tests/unit/testdata.h"
 
 static json_t *load_vectors(void)

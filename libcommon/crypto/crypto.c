@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -202,14 +203,10 @@ void crypto_hmac_sha256_hex(const void *key, size_t keylen, const void *msg, siz
 
 int crypto_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 {
+    /* Lengths are not secret (digests and tokens have a fixed size); the bytes are. */
     if (alen != blen)
         return 0;
-    const volatile uint8_t *x = a, *y = b;
-    uint8_t diff = 0;
-    for (size_t i = 0; i < alen; i++)
-        diff |= x[i] ^ y[i];
-    /* 1 when diff == 0, without a data-dependent branch */
-    return (int)(1 & ((uint32_t)(diff - 1) >> 8));
+    return alen == 0 || CRYPTO_memcmp(a, b, alen) == 0;
 }
 
 /* ---- UUIDs ----------------------------------------------------------------------------- */

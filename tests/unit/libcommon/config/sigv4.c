@@ -1,5 +1,5 @@
 /*
- * tests/unit/libcommon/sigv4.c - SigV4 against AWS's published signing examples.
+ * tests/unit/libcommon/config/sigv4.c - SigV4 against AWS's published signing examples.
  *
  * Vectors: the IAM ListUsers example of the SigV4 documentation (canonical request, its hash,
  * string to sign, signing key and signature), the signing-key derivation example
@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "libcommon/sigv4.h"
+#include "sigv4.h"
 
 #define AKID "AKIDEXAMPLE"
 #define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"

@@ -1,0 +1,64 @@
+/*
+ * catalogue.h - helpers shared by the catalogue routes (detection rules, indicator mappings,
+ * indicators, sources, metrics, settings): body validation from a field table, and one-statement
+ * handlers whose SQL returns the answer as one JSON text.
+ *
+ * The statements of these routes compute their whole answer in PostgreSQL (a JSON view of the
+ * row, or an aggregate) so a handler is: validate → one pg_exec → reply.
+ */
+#ifndef INTAKE_CATALOGUE_H
+#define INTAKE_CATALOGUE_H
+
+#include "indicator_types.h"
+#include "intake.h"
+
+#include <jansson.h>
+#include <stddef.h>
+
+enum field_kind { F_STR, F_BOOL, F_STRARR, F_OBJ, F_INT };
+
+/* One body field. Unknown fields are ignored (as the reference's models do); null is "absent"
+ * for an optional field and refused for a required one. */
+struct field_spec {
+    const char *name;
+    enum field_kind kind;
+    int required;                /* on create; a PATCH never requires */
+    size_t minlen, maxlen;       /* strings: length in characters; 0 = unbounded */
+    const char *const *one_of;   /* strings: allowed values, NULL-terminated; NULL = any */
+};
+
+/* Checks body against spec (patch: nothing required). 0, or a 422 reply and -1. */
+int validate_body(struct reqctx *rc, const json_t *body, const struct field_spec *spec, int patch);
+
+/*
+ * Runs sql with params (a JSON array of strings or nulls; stolen) and replies:
+ *   row 0 column 0 not NULL → status with {"data": <that JSON>, "meta": {}} (204: empty body);
+ *   no row or NULL          → 404 NOT_FOUND with not_found;
+ *   unique violation        → 409 CONFLICT with conflict (or a generic message);
+ *   other failures          → as reply_pg_failure().
+ */
+void cat_exec(struct reqctx *rc, const char *sql, json_t *params, int status,
+              const char *not_found, const char *conflict);
+
+/* As cat_exec() for a list statement whose one row is (total, JSON array). */
+void cat_list(struct reqctx *rc, const char *sql, json_t *params, int page, int page_size);
+
+/* Appends a string parameter (NULL → SQL NULL); returns its number ($n). */
+size_t param_add(json_t *params, const char *value);
+
+/* "true"/"false" query parameter: 1/0, -1 when absent; 422 reply and -2 when malformed. */
+int query_bool(struct reqctx *rc, const char *name);
+
+/* 1 if s is one of the NULL-terminated set. */
+int str_in(const char *s, const char *const *set);
+
+/* indicators_api.c */
+void route_get_indicator(struct reqctx *rc);
+void route_patch_indicator(struct reqctx *rc);
+void route_add_alert_indicators(struct reqctx *rc);
+void route_relationship_graph(struct reqctx *rc);
+
+/* The four malice levels (the indicator types are in indicator_types.h). */
+extern const char *const MALICE_LEVELS[];
+
+#endif
