@@ -104,6 +104,17 @@ static int attach(void *s, int server, const char *ep, char *err, size_t errlen)
     return 0;
 }
 
+static int attach_all(void *s, int server, const char *list, int tcp, char *err, size_t errlen)
+{
+    char *copy = xstrdup(list), *save = NULL;
+    int rc = 0;
+    for (char *e = strtok_r(copy, ", ", &save); e && rc == 0; e = strtok_r(NULL, ", ", &save))
+        if (!strncmp(e, "tcp://", 6) == !!tcp)
+            rc = attach(s, server, e, err, errlen);
+    free(copy);
+    return rc;
+}
+
 /* Every endpoint of a comma- or space-separated list; *tcp is set when one is tcp://. */
 static int endpoints_check(const char *list, int *tcp, char *err, size_t errlen)
 {
@@ -150,15 +161,14 @@ static void *make(int type, const struct config *c, const char *ep, const struct
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     if (!server)
         set_int(s, ZMQ_IMMEDIATE, 1);
-    if (o->router_mandatory && type == ZMQ_ROUTER)
-        set_int(s, ZMQ_ROUTER_MANDATORY, 1);
-    if (tcp && apply_curve(s, c, o->link ? o->link : "bus", server, err, errlen) != 0)
-        goto fail;
-    char *copy = xstrdup(ep), *save = NULL;
-    int rc = 0;
-    for (char *e = strtok_r(copy, ", ", &save); e && rc == 0; e = strtok_r(NULL, ", ", &save))
-        rc = attach(s, server, e, err, errlen);
-    free(copy);
+    /* A socket's options are copied into each connection or listener when it is made: ipc and
+     * inproc endpoints are attached first, without CURVE, then CURVE is set for the tcp ones.
+     * So one client may list a local runner (ipc) and a remote one (tcp). */
+    int rc = attach_all(s, server, ep, 0, err, errlen);
+    if (rc == 0 && tcp)
+        rc = apply_curve(s, c, o->link ? o->link : "bus", server, err, errlen);
+    if (rc == 0 && tcp)
+        rc = attach_all(s, server, ep, 1, err, errlen);
     if (rc != 0)
         goto fail;
     return s;

@@ -6,10 +6,10 @@
  * make us allocate more than max_msg bytes for one message) and, on connecting sockets,
  * ZMQ_IMMEDIATE (no queueing towards a peer that is not there). Endpoints are ipc:// (the
  * defaults, under CALSETA_DATA_DIR, so two stacks on one machine never meet), inproc:// or
- * tcp://. A socket with a tcp:// endpoint always speaks CURVE, loopback included: the binding
- * side is the CURVE server with its link's secret key, a connecting side checks the link's
- * public key and uses a fresh ephemeral pair (bus_curve_keys says where keys come from). There
- * is no plaintext TCP.
+ * tcp://. Every tcp:// link speaks CURVE, loopback included: the binding side is the CURVE
+ * server with its link's secret key, a connecting side checks the link's public key and uses a
+ * fresh ephemeral pair (bus_curve_keys says where keys come from). There is no plaintext TCP;
+ * ipc:// links are guarded by the data folder's permissions instead.
  *
  * ZMQ_FD is edge-triggered: it signals a change, not a level, and any zmq_send/zmq_recv/
  * ZMQ_EVENTS on the socket may consume the edge. bus_watch therefore drains while ZMQ_EVENTS
@@ -35,7 +35,6 @@ struct bus_opts {
     int64_t max_msg;      /* ZMQ_MAXMSGSIZE; 0 -> PROTO_MAX_MSG */
     int hwm;              /* send and receive high-water marks; 0 -> 10000 */
     int linger_ms;        /* 0 -> 0 (drop on close); bounded to 10 s */
-    int router_mandatory; /* ROUTER: a send to an unknown peer fails instead of vanishing */
 };
 
 /* Makes a socket of `type` and binds (bus_server) or connects (bus_client) it to every

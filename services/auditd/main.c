@@ -22,6 +22,7 @@
 #include "bus.h"
 #include "config.h"
 #include "log.h"
+#include "procsec.h"
 #include "proto/proto.h"
 
 #include <errno.h>
@@ -354,6 +355,9 @@ static void drain(struct auditd *d)
 int main(int argc, char **argv)
 {
     static struct auditd d; /* the service's one context */
+    char perr[160];
+    if (secure_process_init(perr, sizeof perr) != 0) /* before any secret is read */
+        fprintf(stderr, "calseta-auditd: %s\n", perr);
     char err[512];
     if (argc > 1 && !strcmp(argv[1], "produce"))
         return auditd_produce(argc, argv);

@@ -19,6 +19,7 @@
 #include "enricher.h"
 #include "guard.h"
 #include "log.h"
+#include "procsec.h"
 #include "util.h"
 
 #include <curl/curl.h>
@@ -88,21 +89,12 @@ static void on_signal(uv_signal_t *s, int signum)
         on_drained(en);
 }
 
-/* This process holds decrypted credentials: no core dumps, no ptrace by same-uid processes,
- * no privilege gained through exec. */
-static void drop_privileges(void)
-{
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
-        msg_warn("prctl(PR_SET_DUMPABLE) failed");
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        msg_warn("prctl(PR_SET_NO_NEW_PRIVS) failed");
-}
-
 static void start(struct enricher *en)
 {
     struct config *c = en->cfg;
     char err[512];
-    drop_privileges();
+    if (secure_process_init(err, sizeof err) != 0) /* it holds decrypted credentials */
+        msg_warn("%s", err);
     en->creds = creds_ctx_new(c->encryption_key, c->settings, audit_decrypted, en, err, sizeof err);
     if (!en->creds)
         msg_fatal("configuration error: %s", err);

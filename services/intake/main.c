@@ -15,6 +15,7 @@
 #include "agents_api.h"
 #include "intake.h"
 #include "log.h"
+#include "procsec.h"
 #include "notifier.h"
 #include "ratelimit.h"
 #include "signature.h"
@@ -100,6 +101,9 @@ static void job_bus_open(struct intake *in)
 int main(void)
 {
     static struct intake in; /* the service's one context */
+    char perr[160];
+    if (secure_process_init(perr, sizeof perr) != 0) /* before any secret is read */
+        fprintf(stderr, "calseta-intake: %s\n", perr);
     char err[512];
     if (config_load(&in.cfg, err, sizeof err) != 0) {
         fprintf(stderr, "calseta-intake: configuration error: %s\n", err);

@@ -16,6 +16,7 @@
 #include "bus.h"
 #include "config.h"
 #include "log.h"
+#include "procsec.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -71,6 +72,9 @@ static unsigned long forward(void *from, void *to)
 
 int main(void)
 {
+    char perr[160];
+    if (secure_process_init(perr, sizeof perr) != 0) /* before any secret is read */
+        fprintf(stderr, "calseta-jobbus: %s\n", perr);
     struct config c;
     char err[512];
     if (config_load(&c, err, sizeof err) != 0) {

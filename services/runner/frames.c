@@ -60,7 +60,9 @@ void chan_validation_from_answer(json_t *a, struct runner_validation *out)
         const char *m = json_string_value(json_array_get(e, 1));
         json_int_t line = json_integer_value(json_array_get(e, 0));
         out->errors[i].line = line < 0 ? 0 : line > INT32_MAX ? INT32_MAX : (int)line;
-        out->errors[i].message = xstrndup(m ? m : "invalid", 4096);
+        if (!m)
+            m = "invalid";
+        out->errors[i].message = xstrndup(m, strnlen(m, 4096));
     }
     out->nerrors = keep;
     if (keep < n) {

@@ -21,6 +21,7 @@
  */
 #include "bus.h"
 #include "config.h"
+#include "procsec.h"
 #include "log.h"
 #include "runner.h"
 #include "settings.h"
@@ -209,6 +210,8 @@ int main(int argc, char **argv)
     if (!mark || strcmp(mark, "1") != 0)
         reexec_clean(argv);
     prctl(PR_SET_NAME, "calseta-runner"); /* not "exe", after the re-execution */
+    if (secure_process_init(err, sizeof err) != 0) /* runs carry decrypted secrets */
+        fprintf(stderr, "calseta-runner: %s\n", err);
     if (load_clean_config(&c, err, sizeof err) != 0) {
         fprintf(stderr, "calseta-runner: configuration error: %s\n", err);
         return 1;
