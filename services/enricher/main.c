@@ -68,6 +68,7 @@ static void on_drained(struct enricher *en)
     msg_info("drained: no job in flight (%lu done), stopping", en->jobs_done);
     en->drained = NULL;
     claim_close(en);
+    lookups_close(en);
     uv_close((uv_handle_t *)&en->sigterm, NULL);
     uv_close((uv_handle_t *)&en->sigint, NULL);
     engine_close(en->engine, on_engine_closed, en);
@@ -84,6 +85,7 @@ static void on_signal(uv_signal_t *s, int signum)
     en->draining = 1;
     en->drained = on_drained;
     claim_stop(en);
+    lookups_stop(en);
     providers_stop(en);
     if (en->inflight == 0 && !en->claiming)
         on_drained(en);
@@ -112,6 +114,7 @@ static void start(struct enricher *en)
     make_owner(en);
     providers_start(en);
     claim_start(en);
+    lookups_start(en);
     uv_signal_init(en->loop, &en->sigterm);
     uv_signal_init(en->loop, &en->sigint);
     en->sigterm.data = en->sigint.data = en;

@@ -15,6 +15,7 @@
 #include "agents_api.h"
 #include "intake.h"
 #include "log.h"
+#include "lookup_client.h"
 #include "procsec.h"
 #include "notifier.h"
 #include "ratelimit.h"
@@ -96,6 +97,10 @@ static void job_bus_open(struct intake *in)
     in->job_push = bus_client(ZMQ_PUSH, &in->cfg, in->cfg.job_bus_push, &o, err, sizeof err);
     if (!in->job_push)
         msg_warn("job bus: %s (enrichers will find jobs by polling)", err);
+    in->lookups = lookup_client_new(in->loop, &in->cfg, err, sizeof err);
+    if (!in->lookups)
+        msg_fatal("on-demand lookups: %s (LOOKUP_REQUEST_ENDPOINT=%s)", err,
+                  in->cfg.lookup_front);
 }
 
 int main(void)
@@ -184,6 +189,7 @@ int main(void)
     notifier_free(&in);
     agents_api_free(&in);
     bus_close(in.job_push);
+    lookup_client_free(in.lookups);
     audit_client_flush(in.audit, 3000);
     audit_client_free(in.audit);
     uv_run(in.loop, UV_RUN_NOWAIT); /* let libuv release the closed handles */

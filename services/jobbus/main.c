@@ -16,6 +16,8 @@
 #include "bus.h"
 #include "config.h"
 #include "log.h"
+#include "proto/lookup.h"
+#include "util.h"
 #include "procsec.h"
 
 #include <errno.h>
@@ -24,7 +26,6 @@
 #include <string.h>
 #include <zmq.h>
 
-#define LOOKUP_MAX_MSG (1024 * 1024)
 
 static volatile sig_atomic_t stop_requested;
 
@@ -70,6 +71,41 @@ static unsigned long forward(void *from, void *to)
     return n;
 }
 
+/* Lookups from intakes to enrichers: [identity][request] is passed on whole, or, when no
+ * enricher is connected, answered at once with an error so the asker does not wait for its
+ * deadline. */
+static unsigned long forward_lookups(void *front, void *back)
+{
+    unsigned long n = 0;
+    struct buf parts[2];
+    size_t nparts;
+    buf_init(&parts[0]);
+    buf_init(&parts[1]);
+    while (bus_recv_msg(front, parts, 2, &nparts) == 0) {
+        if (nparts != 2)
+            continue; /* not [identity][request]: dropped */
+        if (bus_send(back, parts[0].data, parts[0].len, 1) == 0 &&
+            bus_send(back, parts[1].data, parts[1].len, 0) == 0) {
+            n++;
+            continue;
+        }
+        struct lookup_req req;
+        if (lookup_decode_request(parts[1].data, parts[1].len, &req) != 0)
+            continue;
+        struct lookup_reply r = {.id = req.id, .error = "no enricher is connected"};
+        struct buf b;
+        buf_init(&b);
+        lookup_encode_reply(&r, &b);
+        if (bus_send(front, parts[0].data, parts[0].len, 1) == 0)
+            bus_send(front, b.data, b.len, 0);
+        buf_destroy(&b);
+        lookup_req_destroy(&req);
+    }
+    buf_destroy(&parts[0]);
+    buf_destroy(&parts[1]);
+    return n;
+}
+
 int main(void)
 {
     char perr[160];
@@ -104,7 +140,7 @@ int main(void)
         if (rc <= 0)
             continue;
         jobs += forward(jobs_in, jobs_out);
-        lookups += forward(lookup_in, lookup_out);
+        lookups += forward_lookups(lookup_in, lookup_out);
         forward(lookup_out, lookup_in);
     }
     msg_info("job bus stopping after forwarding %lu job signals and %lu lookups", jobs, lookups);
