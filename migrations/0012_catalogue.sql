@@ -324,3 +324,246 @@ LANGUAGE sql STABLE AS $$
              WHERE ai.alert_id = a.id), '[]'))
       FROM alerts a WHERE a.uuid = p_uuid
 $$;
+
+-- PATCH of a mapping (values checked by the intake). A system mapping may change is_active
+-- only: anything else non-null answers {"readonly": true} and changes nothing.
+CREATE FUNCTION calseta_mapping_patch(p_uuid UUID, p JSONB) RETURNS JSONB
+LANGUAGE plpgsql AS $$
+DECLARE
+    m indicator_field_mappings;
+BEGIN
+    SELECT * INTO m FROM indicator_field_mappings WHERE uuid = p_uuid FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF m.is_system AND (jsonb_typeof(p->'field_path') IS DISTINCT FROM 'null' AND p ? 'field_path'
+                        OR jsonb_typeof(p->'indicator_type') IS DISTINCT FROM 'null' AND p ? 'indicator_type'
+                        OR jsonb_typeof(p->'description') IS DISTINCT FROM 'null' AND p ? 'description') THEN
+        RETURN '{"readonly": true}';
+    END IF;
+    UPDATE indicator_field_mappings SET
+           field_path = coalesce(p->>'field_path', field_path),
+           indicator_type = coalesce(p->>'indicator_type', indicator_type),
+           is_active = coalesce((p->>'is_active')::boolean, is_active),
+           description = coalesce(p->>'description', description),
+           updated_at = now()
+     WHERE id = m.id RETURNING * INTO m;
+    RETURN calseta_mapping_json(m);
+END $$;
+
+-- ---- metrics ---------------------------------------------------------------------------------
+-- The metrics read alerts by created_at window. One covering index answers them with an
+-- index-only scan (it replaces the plain created_at index, which it also serves).
+DROP INDEX IF EXISTS ix_alerts_created_at;
+CREATE INDEX ix_alerts_created_metrics ON alerts (created_at)
+    INCLUDE (status, severity, source_name, close_classification, is_enriched, detection_rule_id,
+             occurred_at, ingested_at, enriched_at, acknowledged_at, triaged_at, closed_at);
+CREATE INDEX ix_workflow_runs_created ON workflow_runs (created_at) INCLUDE (workflow_id, status);
+CREATE INDEX ix_enrichment_jobs_finished ON enrichment_jobs (completed_at)
+    WHERE status IN ('done', 'failed');
+CREATE INDEX ix_approvals_created ON workflow_approval_requests (created_at);
+
+-- The alert figures of one window in one pass (grouping sets), as JSONB:
+-- {total, by_status, by_severity, by_source, over_time, active_by_severity, top_rules,
+--  closed, fp, enriched, mtte, mttd, mtta, mttt, mttc}.
+CREATE FUNCTION calseta_alert_stats(p_from TIMESTAMPTZ, p_to TIMESTAMPTZ) RETURNS JSONB
+LANGUAGE sql STABLE AS $$
+    WITH g AS (
+        SELECT GROUPING(status, severity, source_name, d, detection_rule_id, active) AS gs,
+               status, severity, source_name, d, detection_rule_id, active,
+               count(*) AS n,
+               count(*) FILTER (WHERE status = 'Closed') AS closed,
+               count(*) FILTER (WHERE status = 'Closed'
+                                AND close_classification LIKE 'False Positive%') AS fp,
+               count(*) FILTER (WHERE is_enriched) AS enriched,
+               avg(extract(epoch FROM enriched_at - ingested_at))
+                   FILTER (WHERE is_enriched AND enriched_at IS NOT NULL) AS mtte,
+               avg(extract(epoch FROM created_at - occurred_at)) AS mttd,
+               avg(extract(epoch FROM acknowledged_at - created_at)) AS mtta,
+               avg(extract(epoch FROM triaged_at - created_at)) AS mttt,
+               avg(extract(epoch FROM closed_at - created_at)) AS mttc
+          FROM (SELECT *, (created_at AT TIME ZONE 'UTC')::date AS d,
+                       status IN ('Open', 'Triaging', 'Escalated') AS active
+                  FROM alerts WHERE created_at >= p_from AND created_at < p_to) a
+         GROUP BY GROUPING SETS ((), (status), (severity), (source_name), (d),
+                                 (detection_rule_id), (active, severity)))
+    SELECT jsonb_build_object(
+        'total', coalesce((SELECT n FROM g WHERE gs = 63), 0),
+        'closed', coalesce((SELECT closed FROM g WHERE gs = 63), 0),
+        'fp', coalesce((SELECT fp FROM g WHERE gs = 63), 0),
+        'enriched', coalesce((SELECT enriched FROM g WHERE gs = 63), 0),
+        'mtte', (SELECT mtte::float8 FROM g WHERE gs = 63),
+        'mttd', (SELECT mttd::float8 FROM g WHERE gs = 63),
+        'mtta', (SELECT mtta::float8 FROM g WHERE gs = 63),
+        'mttt', (SELECT mttt::float8 FROM g WHERE gs = 63),
+        'mttc', (SELECT mttc::float8 FROM g WHERE gs = 63),
+        'by_status', (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM g WHERE gs = 31),
+        'by_severity', (SELECT coalesce(jsonb_object_agg(severity, n), '{}') FROM g WHERE gs = 47),
+        'by_source', (SELECT coalesce(jsonb_object_agg(source_name, n), '{}') FROM g WHERE gs = 55),
+        'over_time', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                          'date', to_char(d, 'YYYY-MM-DD'), 'count', n) ORDER BY d), '[]')
+                        FROM g WHERE gs = 59),
+        'active_by_severity', (SELECT coalesce(jsonb_object_agg(severity, n), '{}')
+                                 FROM g WHERE gs = 46 AND active),
+        'top_rules', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                          'uuid', r.uuid, 'name', r.name, 'count', t.n)
+                          ORDER BY t.n DESC, r.name), '[]')
+                        FROM (SELECT detection_rule_id, n FROM g
+                               WHERE gs = 61 AND detection_rule_id IS NOT NULL
+                               ORDER BY n DESC LIMIT 10) t
+                        JOIN detection_rules r ON r.id = t.detection_rule_id))
+      FROM (SELECT 1) one
+$$;
+
+CREATE FUNCTION calseta_rate(num NUMERIC, den NUMERIC) RETURNS FLOAT8 LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN coalesce(den, 0) = 0 THEN 0.0 ELSE (num / den)::float8 END
+$$;
+
+-- GET /v1/metrics/alerts
+CREATE FUNCTION calseta_metrics_alerts(p_from TIMESTAMPTZ, p_to TIMESTAMPTZ) RETURNS JSONB
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'period_from', calseta_ts(p_from), 'period_to', calseta_ts(p_to),
+        'total_alerts', s->'total', 'alerts_by_status', s->'by_status',
+        'alerts_by_severity', s->'by_severity', 'alerts_by_source', s->'by_source',
+        'alerts_over_time', s->'over_time',
+        'false_positive_rate', calseta_rate((s->>'fp')::numeric, (s->>'closed')::numeric),
+        'mean_time_to_enrich', s->'mtte', 'mean_time_to_detect', s->'mttd',
+        'mean_time_to_acknowledge', s->'mtta', 'mean_time_to_triage', s->'mttt',
+        'mean_time_to_conclusion', s->'mttc',
+        'active_alerts_by_severity', s->'active_by_severity',
+        'top_detection_rules', s->'top_rules',
+        'enrichment_coverage', calseta_rate((s->>'enriched')::numeric, (s->>'total')::numeric))
+      FROM calseta_alert_stats(p_from, p_to) s
+$$;
+
+-- GET /v1/metrics/workflows
+CREATE FUNCTION calseta_metrics_workflows(p_from TIMESTAMPTZ, p_to TIMESTAMPTZ) RETURNS JSONB
+LANGUAGE sql STABLE AS $$
+    WITH r AS MATERIALIZED (
+        SELECT workflow_id, status, (created_at AT TIME ZONE 'UTC')::date AS d
+          FROM workflow_runs WHERE created_at >= p_from AND created_at < p_to)
+    SELECT jsonb_build_object(
+        'period_from', calseta_ts(p_from), 'period_to', calseta_ts(p_to),
+        'total_configured', (SELECT count(*) FROM workflows),
+        'workflows_by_type', (SELECT coalesce(jsonb_object_agg(k, n), '{}') FROM
+            (SELECT coalesce(workflow_type, 'unset') k, count(*) n FROM workflows GROUP BY 1) x),
+        'workflow_run_count', (SELECT count(*) FROM r),
+        'workflow_success_rate', (SELECT calseta_rate(count(*) FILTER (WHERE status = 'success'),
+                                                      count(*)) FROM r),
+        'workflow_runs_over_time', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'date', to_char(d, 'YYYY-MM-DD'), 'count', n) ORDER BY d), '[]') FROM
+            (SELECT d, count(*) n FROM r GROUP BY 1) x),
+        'time_saved_hours', (SELECT coalesce(sum(w.time_saved_minutes), 0)::float8 / 60
+                               FROM r JOIN workflows w ON w.id = r.workflow_id
+                              WHERE r.status = 'success'),
+        'most_executed_workflows', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'uuid', w.uuid, 'name', w.name, 'run_count', x.n) ORDER BY x.n DESC, w.name), '[]')
+            FROM (SELECT workflow_id, count(*) n FROM r GROUP BY 1 ORDER BY 2 DESC LIMIT 10) x
+            JOIN workflows w ON w.id = x.workflow_id))
+$$;
+
+-- The job queues, per kind: pending, in progress, finished in the last 30 days, mean run time,
+-- oldest pending age. Reads the partial indexes on unfinished jobs and the finished-at indexes.
+CREATE FUNCTION calseta_queue_stats() RETURNS JSONB LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    since TIMESTAMPTZ := now() - interval '30 days';
+    q JSONB := '[]';
+BEGIN
+    q := q || jsonb_build_array((SELECT jsonb_build_object(
+        'queue', 'enrichment',
+        'pending', count(*) FILTER (WHERE status = 'pending'),
+        'in_progress', count(*) FILTER (WHERE status = 'running'),
+        'oldest_pending_age_seconds', extract(epoch FROM now() - min(created_at)
+                                              FILTER (WHERE status = 'pending'))::float8)
+        FROM enrichment_jobs WHERE status IN ('pending', 'running'))
+        || (SELECT jsonb_build_object(
+        'succeeded_30d', count(*) FILTER (WHERE status = 'done'),
+        'failed_30d', count(*) FILTER (WHERE status = 'failed'),
+        'avg_duration_seconds', avg(extract(epoch FROM completed_at - created_at))
+                                FILTER (WHERE status = 'done')::float8)
+        FROM enrichment_jobs WHERE status IN ('done', 'failed') AND completed_at >= since));
+    q := q || jsonb_build_array((SELECT jsonb_build_object(
+        'queue', 'workflow_runs',
+        'pending', count(*) FILTER (WHERE status = 'queued'),
+        'in_progress', count(*) FILTER (WHERE status = 'running'),
+        'oldest_pending_age_seconds', extract(epoch FROM now() - min(created_at)
+                                              FILTER (WHERE status = 'queued'))::float8)
+        FROM workflow_runs WHERE status IN ('queued', 'running'))
+        || (SELECT jsonb_build_object(
+        'succeeded_30d', count(*) FILTER (WHERE status = 'success'),
+        'failed_30d', count(*) FILTER (WHERE status IN ('failed', 'timed_out')),
+        'avg_duration_seconds', (avg(duration_ms) / 1000.0)::float8)
+        FROM workflow_runs WHERE created_at >= since AND status IN ('success', 'failed', 'timed_out')));
+    IF to_regclass('agent_deliveries') IS NOT NULL THEN
+        q := q || jsonb_build_array((SELECT jsonb_build_object(
+            'queue', 'agent_deliveries',
+            'pending', count(*) FILTER (WHERE status = 'pending'),
+            'in_progress', count(*) FILTER (WHERE status = 'running'),
+            'oldest_pending_age_seconds', extract(epoch FROM now() - min(created_at)
+                                                  FILTER (WHERE status = 'pending'))::float8)
+            FROM agent_deliveries WHERE status IN ('pending', 'running'))
+            || (SELECT jsonb_build_object(
+            'succeeded_30d', count(*) FILTER (WHERE status = 'done'),
+            'failed_30d', count(*) FILTER (WHERE status = 'failed'),
+            'avg_duration_seconds', avg(extract(epoch FROM completed_at - created_at))
+                                    FILTER (WHERE status = 'done')::float8)
+            FROM agent_deliveries WHERE status IN ('done', 'failed') AND completed_at >= since));
+    END IF;
+    RETURN jsonb_build_object(
+        'queues', q,
+        'total_pending', (SELECT sum((e->>'pending')::bigint) FROM jsonb_array_elements(q) e),
+        'total_in_progress', (SELECT sum((e->>'in_progress')::bigint) FROM jsonb_array_elements(q) e),
+        'total_failed_30d', (SELECT sum((e->>'failed_30d')::bigint) FROM jsonb_array_elements(q) e),
+        'total_succeeded_30d', (SELECT sum((e->>'succeeded_30d')::bigint) FROM jsonb_array_elements(q) e),
+        'oldest_pending_age_seconds', (SELECT max((e->>'oldest_pending_age_seconds')::float8)
+                                         FROM jsonb_array_elements(q) e));
+END $$;
+
+-- GET /v1/metrics/summary: the last 30 days.
+CREATE FUNCTION calseta_metrics_summary() RETURNS JSONB LANGUAGE sql STABLE AS $$
+    WITH w AS (SELECT now() - interval '30 days' AS since),
+    ap AS (SELECT count(*) FILTER (WHERE status = 'approved') AS approved,
+                  count(*) FILTER (WHERE status = 'rejected' AND responded_at IS NOT NULL) AS rejected,
+                  count(*) FILTER (WHERE status = 'approved' AND responded_at IS NOT NULL) AS approved_resp,
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM responded_at - created_at) / 60)
+                      FILTER (WHERE responded_at IS NOT NULL) AS median_min
+             FROM workflow_approval_requests, w WHERE created_at >= w.since),
+    runs AS (SELECT count(*) AS n, count(*) FILTER (WHERE r.status = 'success') AS ok,
+                    coalesce(sum(wf.time_saved_minutes) FILTER (WHERE r.status = 'success'), 0) AS saved
+               FROM workflow_runs r JOIN workflows wf ON wf.id = r.workflow_id, w
+              WHERE r.created_at >= w.since)
+    SELECT jsonb_build_object(
+        'period', 'last_30_days',
+        'alerts', (SELECT jsonb_build_object(
+            'total', s->'total',
+            'active', (SELECT coalesce(sum(value::bigint), 0) FROM jsonb_each_text(s->'active_by_severity')),
+            'by_severity', s->'active_by_severity', 'by_status', s->'by_status',
+            'by_source', s->'by_source',
+            'enrichment_coverage', calseta_rate((s->>'enriched')::numeric, (s->>'total')::numeric),
+            'mean_time_to_enrich_seconds', s->'mtte',
+            'false_positive_rate', calseta_rate((s->>'fp')::numeric, (s->>'closed')::numeric),
+            'mttd_seconds', s->'mttd', 'mtta_seconds', s->'mtta', 'mttt_seconds', s->'mttt',
+            'mttc_seconds', s->'mttc')
+            FROM w, calseta_alert_stats(w.since, 'infinity') s),
+        'workflows', (SELECT jsonb_build_object(
+            'total_configured', (SELECT count(*) FROM workflows WHERE state = 'active'),
+            'executions', runs.n, 'success_rate', calseta_rate(runs.ok, runs.n),
+            'estimated_time_saved_hours', (runs.saved / 60.0)::float8) FROM runs),
+        'approvals', (SELECT jsonb_build_object(
+            'pending', (SELECT count(*) FROM workflow_approval_requests WHERE status = 'pending'),
+            'approved_last_30_days', ap.approved,
+            'approval_rate', calseta_rate(ap.approved_resp, ap.approved_resp + ap.rejected),
+            'median_response_time_minutes', ap.median_min) FROM ap),
+        'platform', jsonb_build_object(
+            'context_documents', (SELECT count(*) FROM context_documents),
+            'detection_rules', (SELECT count(*) FROM detection_rules),
+            'enrichment_providers', (SELECT count(*) FROM enrichment_providers WHERE is_active),
+            'enrichment_providers_by_indicator_type', (SELECT coalesce(jsonb_object_agg(t, n), '{}')
+                FROM (SELECT t, count(DISTINCT p.id) n FROM enrichment_providers p,
+                             unnest(p.supported_indicator_types) t WHERE p.is_active GROUP BY 1) x),
+            'agents', (SELECT count(*) FROM agent_registrations WHERE is_active),
+            'workflows', (SELECT count(*) FROM workflows),
+            'indicator_mappings', (SELECT count(*) FROM indicator_field_mappings)),
+        'queue', calseta_queue_stats())
+$$;

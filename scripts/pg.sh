@@ -35,7 +35,10 @@ fi
 SOCK="$PGDATA/run"
 PORTFILE="$DATA/pg.port"
 PWFILE="$DATA/pg.password"
+# The server writes its log itself, as its own user: beside a relocated cluster when it cannot
+# enter the data folder.
 LOG="$DATA/pg.log"
+[ "$PGDATA" = "$DATA/pg" ] || LOG="$PGDATA.log"
 
 run() { $RUNAS "$@"; }
 

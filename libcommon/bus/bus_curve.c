@@ -15,7 +15,6 @@
 #include "settings.h"
 #include "util.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -35,21 +34,31 @@ static int z85_ok(const char *k)
     return zmq_z85_decode(raw, k) != NULL;
 }
 
+/* The links and the settings that may give their key pair. */
+static const struct {
+    const char *link, *pub, *sec;
+} LINK_KEYS[] = {
+    {"audit", "CURVE_AUDIT_PUBLIC_KEY", "CURVE_AUDIT_SECRET_KEY"},
+    {"jobs", "CURVE_JOBS_PUBLIC_KEY", "CURVE_JOBS_SECRET_KEY"},
+    {"lookup", "CURVE_LOOKUP_PUBLIC_KEY", "CURVE_LOOKUP_SECRET_KEY"},
+    {"runner", "CURVE_RUNNER_PUBLIC_KEY", "CURVE_RUNNER_SECRET_KEY"},
+};
+
 /* CURVE_<LINK>_<WHAT>_KEY, then (except for the runner) CURVE_SERVER_<WHAT>_KEY. */
-static const char *configured(const struct config *c, const char *link, const char *what)
+static const char *configured(const struct config *c, const char *link, int public)
 {
-    if (!c || !c->settings)
+    if (!c)
         return NULL;
-    char name[64];
-    snprintf(name, sizeof name, "CURVE_%s_%s_KEY", link, what);
-    for (char *p = name; *p; p++)
-        *p = (char)toupper((unsigned char)*p);
-    const char *v = settings_get(c->settings, name);
-    if (v && *v)
-        return v;
+    for (size_t i = 0; c->settings && i < sizeof LINK_KEYS / sizeof LINK_KEYS[0]; i++) {
+        if (strcmp(LINK_KEYS[i].link, link))
+            continue;
+        const char *v = settings_get(c->settings, public ? LINK_KEYS[i].pub : LINK_KEYS[i].sec);
+        if (v && *v)
+            return v;
+    }
     if (!strcmp(link, "runner"))
         return NULL;
-    v = !strcmp(what, "public") ? c->curve_server_public_key : c->curve_server_secret_key;
+    const char *v = public ? c->curve_server_public_key : c->curve_server_secret_key;
     return v && *v ? v : NULL;
 }
 
@@ -138,8 +147,8 @@ out:
 int bus_curve_keys(const struct config *c, const char *link, char pub[41], char sec[41],
                    char *err, size_t errlen)
 {
-    const char *cp = configured(c, link, "public");
-    const char *cs = configured(c, link, "secret");
+    const char *cp = configured(c, link, 1);
+    const char *cs = configured(c, link, 0);
     pub[0] = sec[0] = 0;
     if (cp || cs) {
         if (cp && !z85_ok(cp)) {

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "log.h"
 #include "settings.h"
+#include "settings_table.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -11,53 +12,26 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *get(struct settings *s, const char *name, const char *def)
+/* Every default comes from the settings table (settings_table.c), never from here. */
+static const char *get(struct settings *s, const char *name)
 {
-    const char *v = settings_get(s, name);
-    return v ? v : def;
+    const char *v = setting_value(s, name);
+    return v ? v : "";
 }
 
-static char *get_str(struct settings *s, const char *name, const char *def)
+static char *get_str(struct settings *s, const char *name)
 {
-    return xstrdup(get(s, name, def));
+    return xstrdup(get(s, name));
 }
 
-static int get_int(struct settings *s, const char *name, long long def, long long min,
-                   long long max, int *out, char *err, size_t errlen)
+static int get_int(struct settings *s, const char *name, long long min, long long max, int *out,
+                   char *err, size_t errlen)
 {
-    const char *v = settings_get(s, name);
-    long long x = def;
-    if (v && *v && parse_ll(v, min, max, &x) != 0) {
-        snprintf(err, errlen, "%s must be an integer between %lld and %lld (got \"%s\")", name, min,
-                 max, v);
+    long long x;
+    if (setting_ll(s, name, min, max, &x, err, errlen))
         return -1;
-    }
     *out = (int)x;
     return 0;
-}
-
-static int get_bool(struct settings *s, const char *name, int def, int *out, char *err,
-                    size_t errlen)
-{
-    const char *v = settings_get(s, name);
-    if (!v || !*v) {
-        *out = def;
-        return 0;
-    }
-    static const char *yes[] = {"true", "1", "yes", "on", "t", "y"};
-    static const char *no[] = {"false", "0", "no", "off", "f", "n"};
-    for (size_t i = 0; i < 6; i++) {
-        if (!strcasecmp(v, yes[i])) {
-            *out = 1;
-            return 0;
-        }
-        if (!strcasecmp(v, no[i])) {
-            *out = 0;
-            return 0;
-        }
-    }
-    snprintf(err, errlen, "%s must be a boolean (true/false), got \"%s\"", name, v);
-    return -1;
 }
 
 static char *normalise_db_url(const char *url)
@@ -73,18 +47,43 @@ static char *normalise_db_url(const char *url)
     return xasprintf("%.*s%s", (int)(p - url), url, rest);
 }
 
+/* An internal link's endpoint: as configured, else a socket in the data folder, so two stacks
+ * on one machine (two data folders) never reach each other's processes. */
 static char *endpoint(struct settings *s, const char *name, const char *data_dir,
                       const char *sock)
 {
-    const char *v = get(s, name, "");
+    const char *v = get(s, name);
     return *v ? xstrdup(v) : xasprintf("ipc://%s/bus/%s.sock", data_dir, sock);
 }
 
-#define INT(name, def, min, max, field)                                                            \
-    if (get_int(s, name, def, min, max, &c->field, err, errlen))                                   \
+/* DATABASE_URL, or, when it is unset and POSTGRES_HOST is set (the compose deployment), the URL
+ * built from POSTGRES_HOST/PORT/USER/PASSWORD/DB. A compose file cannot percent-encode a
+ * password itself, and an unencoded '@', '/' or '#' would silently point libpq elsewhere. */
+static char *database_url(struct settings *s)
+{
+    const char *url = get(s, "DATABASE_URL");
+    const char *host = get(s, "POSTGRES_HOST");
+    if (*url || !*host)
+        return normalise_db_url(url);
+    struct buf b;
+    buf_init(&b);
+    const char *parts[] = {"postgresql://", get(s, "POSTGRES_USER"), ":",
+                           get(s, "POSTGRES_PASSWORD"), "@", host, ":",
+                           get(s, "POSTGRES_PORT"), "/", get(s, "POSTGRES_DB")};
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        if (i % 2 == 0)
+            buf_puts(&b, parts[i]);
+        else
+            urlencode_append(&b, parts[i], strlen(parts[i]));
+    }
+    return b.data;
+}
+
+#define INT(name, min, max, field)                                                                 \
+    if (get_int(s, name, min, max, &c->field, err, errlen))                                        \
         return -1;
-#define BOOL(name, def, field)                                                                     \
-    if (get_bool(s, name, def, &c->field, err, errlen))                                            \
+#define BOOL(name, field)                                                                          \
+    if (setting_bool(s, name, &c->field, err, errlen))                                             \
         return -1;
 
 int config_from_settings(struct config *c, struct settings *s, char *err, size_t errlen)
@@ -92,80 +91,78 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     memset(c, 0, sizeof *c);
     c->settings = s;
     c->secrets_backend = settings_backend(s);
-    c->database_url = normalise_db_url(get(s, "DATABASE_URL", ""));
-    c->app_version = get_str(s, "APP_VERSION", "dev");
-    c->log_level = get_str(s, "LOG_LEVEL", "INFO");
-    c->log_json = strcasecmp(get(s, "LOG_FORMAT", "json"), "json") == 0;
-    c->data_dir = get_str(s, "CALSETA_DATA_DIR", "var");
+    c->database_url = database_url(s);
+    c->app_version = get_str(s, "APP_VERSION");
+    c->log_level = get_str(s, "LOG_LEVEL");
+    c->log_json = strcasecmp(get(s, "LOG_FORMAT"), "json") == 0;
+    c->data_dir = get_str(s, "CALSETA_DATA_DIR");
 
-    c->http_host = get_str(s, "HTTP_HOST", "127.0.0.1");
-    INT("HTTP_PORT", 8000, 0, 65535, http_port);
-    INT("INTAKE_PROCESSES", 2, 1, 64, intake_processes);
-    INT("ENRICHER_PROCESSES", 1, 0, 64, enricher_processes);
-    c->tls_cert_file = get_str(s, "TLS_CERT_FILE", "");
-    c->tls_key_file = get_str(s, "TLS_KEY_FILE", "");
+    c->http_host = get_str(s, "HTTP_HOST");
+    INT("HTTP_PORT", 0, 65535, http_port);
+    INT("INTAKE_PROCESSES", 1, 64, intake_processes);
+    INT("ENRICHER_PROCESSES", 0, 64, enricher_processes);
+    c->tls_cert_file = get_str(s, "TLS_CERT_FILE");
+    c->tls_key_file = get_str(s, "TLS_KEY_FILE");
     if (!*c->tls_cert_file != !*c->tls_key_file) {
         snprintf(err, errlen, "TLS_CERT_FILE and TLS_KEY_FILE must be set together");
         return -1;
     }
-    BOOL("HTTPS_ENABLED", 0, https_enabled);
-    BOOL("SECURITY_HEADER_HSTS_ENABLED", 1, hsts_enabled);
-    INT("MAX_REQUEST_BODY_SIZE_MB", 10, 1, 1024, max_request_body_mb);
-    INT("MAX_INGEST_PAYLOAD_SIZE_MB", 5, 1, 1024, max_ingest_payload_mb);
+    BOOL("HTTPS_ENABLED", https_enabled);
+    BOOL("SECURITY_HEADER_HSTS_ENABLED", hsts_enabled);
+    INT("MAX_REQUEST_BODY_SIZE_MB", 1, 1024, max_request_body_mb);
+    INT("MAX_INGEST_PAYLOAD_SIZE_MB", 1, 1024, max_ingest_payload_mb);
     c->max_request_body_bytes = (long long)c->max_request_body_mb * 1024 * 1024;
     c->max_ingest_payload_bytes = (long long)c->max_ingest_payload_mb * 1024 * 1024;
-    INT("MAX_HEADER_SIZE_BYTES", 16384, 1024, 1048576, max_header_bytes);
-    INT("HTTP_HEADER_TIMEOUT_MS", 10000, 100, 600000, header_timeout_ms);
-    INT("HTTP_BODY_TIMEOUT_MS", 30000, 100, 600000, body_timeout_ms);
-    INT("HTTP_IDLE_TIMEOUT_MS", 60000, 100, 3600000, idle_timeout_ms);
-    INT("MAX_CONNECTIONS", 4096, 1, 1000000, max_connections);
-    INT("DRAIN_TIMEOUT_MS", 15000, 0, 600000, drain_timeout_ms);
-    c->cors_allowed_origins = get_str(s, "CORS_ALLOWED_ORIGINS", "");
-    BOOL("CORS_ALLOW_ALL_ORIGINS", 0, cors_allow_all);
-    INT("TRUSTED_PROXY_COUNT", 0, 0, 32, trusted_proxy_count);
+    INT("MAX_HEADER_SIZE_BYTES", 1024, 1048576, max_header_bytes);
+    INT("HTTP_HEADER_TIMEOUT_MS", 100, 600000, header_timeout_ms);
+    INT("HTTP_BODY_TIMEOUT_MS", 100, 600000, body_timeout_ms);
+    INT("HTTP_IDLE_TIMEOUT_MS", 100, 3600000, idle_timeout_ms);
+    INT("MAX_CONNECTIONS", 1, 1000000, max_connections);
+    INT("DRAIN_TIMEOUT_MS", 0, 600000, drain_timeout_ms);
+    c->cors_allowed_origins = get_str(s, "CORS_ALLOWED_ORIGINS");
+    BOOL("CORS_ALLOW_ALL_ORIGINS", cors_allow_all);
+    INT("TRUSTED_PROXY_COUNT", 0, 32, trusted_proxy_count);
 
-    INT("RATE_LIMIT_DEFAULT_PER_MINUTE", 60, 1, 100000000, rate_limit_default);
-    INT("RATE_LIMIT_UNAUTHED_PER_MINUTE", 10, 1, 100000000, rate_limit_unauthed);
-    INT("RATE_LIMIT_INGEST_PER_MINUTE", 120, 1, 100000000, rate_limit_ingest);
-    INT("RATE_LIMIT_ENRICHMENT_PER_MINUTE", 60, 1, 100000000, rate_limit_enrichment);
-    INT("RATE_LIMIT_WORKFLOW_EXECUTE_PER_MINUTE", 30, 1, 100000000, rate_limit_workflow_execute);
-    INT("AUTH_CACHE_TTL_SECONDS", 60, 0, 3600, auth_cache_ttl_seconds);
-    c->sentinel_webhook_secret = get_str(s, "SENTINEL_WEBHOOK_SECRET", "");
-    c->elastic_webhook_secret = get_str(s, "ELASTIC_WEBHOOK_SECRET", "");
-    c->splunk_webhook_secret = get_str(s, "SPLUNK_WEBHOOK_SECRET", "");
-    BOOL("WEBHOOK_SIGNATURE_REQUIRED", 0, webhook_signature_required);
+    INT("RATE_LIMIT_DEFAULT_PER_MINUTE", 1, 100000000, rate_limit_default);
+    INT("RATE_LIMIT_UNAUTHED_PER_MINUTE", 1, 100000000, rate_limit_unauthed);
+    INT("RATE_LIMIT_INGEST_PER_MINUTE", 1, 100000000, rate_limit_ingest);
+    INT("RATE_LIMIT_ENRICHMENT_PER_MINUTE", 1, 100000000, rate_limit_enrichment);
+    INT("RATE_LIMIT_WORKFLOW_EXECUTE_PER_MINUTE", 1, 100000000, rate_limit_workflow_execute);
+    INT("AUTH_CACHE_TTL_SECONDS", 0, 3600, auth_cache_ttl_seconds);
+    c->sentinel_webhook_secret = get_str(s, "SENTINEL_WEBHOOK_SECRET");
+    c->elastic_webhook_secret = get_str(s, "ELASTIC_WEBHOOK_SECRET");
+    c->splunk_webhook_secret = get_str(s, "SPLUNK_WEBHOOK_SECRET");
+    BOOL("WEBHOOK_SIGNATURE_REQUIRED", webhook_signature_required);
 
-    INT("ALERT_DEDUP_WINDOW_HOURS", 24, 0, 87600, alert_dedup_window_hours);
-    INT("INGEST_BATCH_MAX", 128, 1, 10000, ingest_batch_max);
+    INT("ALERT_DEDUP_WINDOW_HOURS", 0, 87600, alert_dedup_window_hours);
+    INT("INGEST_BATCH_MAX", 1, 10000, ingest_batch_max);
 
-    /* Internal links default to sockets in the data folder: two stacks on one machine (two
-     * data folders) never reach each other's processes. */
     c->job_bus_push = endpoint(s, "JOB_BUS_PUSH_ENDPOINT", c->data_dir, "jobs-in");
     c->job_bus_pull = endpoint(s, "JOB_BUS_PULL_ENDPOINT", c->data_dir, "jobs-out");
     c->audit_endpoint = endpoint(s, "AUDIT_ENDPOINT", c->data_dir, "audit");
     c->lookup_front = endpoint(s, "LOOKUP_REQUEST_ENDPOINT", c->data_dir, "lookup-in");
     c->lookup_back = endpoint(s, "LOOKUP_WORKER_ENDPOINT", c->data_dir, "lookup-out");
-    c->audit_spool_dir = get_str(s, "AUDIT_SPOOL_DIR", "");
-    c->audit_log_file = get_str(s, "AUDIT_LOG_FILE", "");
-    BOOL("AUDIT_STDOUT", 1, audit_stdout);
-    INT("AUDIT_FSYNC_MS", 0, 0, 60000, audit_fsync_ms);
+    c->audit_spool_dir = get_str(s, "AUDIT_SPOOL_DIR");
+    c->audit_log_file = get_str(s, "AUDIT_LOG_FILE");
+    BOOL("AUDIT_STDOUT", audit_stdout);
+    INT("AUDIT_FSYNC_MS", 0, 60000, audit_fsync_ms);
     long long rot = 0;
-    const char *rv = get(s, "AUDIT_ROTATE_BYTES", "0");
+    const char *rv = get(s, "AUDIT_ROTATE_BYTES");
     if (parse_ll(rv, 0, (long long)1 << 50, &rot)) {
         snprintf(err, errlen, "AUDIT_ROTATE_BYTES must be a non-negative integer (got \"%s\")", rv);
         return -1;
     }
     c->audit_rotate_bytes = rot;
     c->runner_endpoint = endpoint(s, "RUNNER_ENDPOINT", c->data_dir, "runner");
-    c->curve_server_public_key = get_str(s, "CURVE_SERVER_PUBLIC_KEY", "");
-    c->curve_server_secret_key = get_str(s, "CURVE_SERVER_SECRET_KEY", "");
+    c->curve_server_public_key = get_str(s, "CURVE_SERVER_PUBLIC_KEY");
+    c->curve_server_secret_key = get_str(s, "CURVE_SERVER_SECRET_KEY");
 
-    c->encryption_key = get_str(s, "ENCRYPTION_KEY", "");
-    c->ssrf_allowed_hosts = get_str(s, "SSRF_ALLOWED_HOSTS", "");
-    INT("WORKFLOW_MAX_MEMORY_MB", 256, 16, 65536, workflow_max_memory_mb);
-    INT("ENRICH_JOB_LEASE_SECONDS", 60, 1, 86400, enrich_job_lease_seconds);
-    INT("ENRICH_JOB_DEADLINE_SECONDS", 120, 1, 86400, enrich_job_deadline_seconds);
-    INT("ENRICHER_CONCURRENCY", 8, 1, 1024, enricher_concurrency);
+    c->encryption_key = get_str(s, "ENCRYPTION_KEY");
+    c->ssrf_allowed_hosts = get_str(s, "SSRF_ALLOWED_HOSTS");
+    INT("WORKFLOW_MAX_MEMORY_MB", 16, 65536, workflow_max_memory_mb);
+    INT("ENRICH_JOB_LEASE_SECONDS", 1, 86400, enrich_job_lease_seconds);
+    INT("ENRICH_JOB_DEADLINE_SECONDS", 1, 86400, enrich_job_deadline_seconds);
+    INT("ENRICHER_CONCURRENCY", 1, 1024, enricher_concurrency);
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <unistd.h>
 #include <stdarg.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -240,4 +241,18 @@ void format_iso8601_us(int64_t wall_us, char out[32])
     char date[24];
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out, 32, "%.19s.%06ldZ", date, us);
+}
+
+void urlencode_append(struct buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (isalnum(c) || c == '_' || c == '.' || c == '-' || c == '~') {
+            buf_append(b, &s[i], 1);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            buf_append(b, e, 3);
+        }
+    }
 }

@@ -41,6 +41,8 @@ void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(print
 void buf_reset(struct buf *b);
 /* Drops the first n bytes. */
 void buf_consume(struct buf *b, size_t n);
+/* Appends n bytes of s percent-encoded: everything but A-Z a-z 0-9 _ . - ~. */
+void urlencode_append(struct buf *b, const char *s, size_t n);
 
 /* Parses a non-negative decimal integer that fits in a long long; 0 on success, -1 otherwise. */
 int parse_ll(const char *s, long long min, long long max, long long *out);

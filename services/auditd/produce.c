@@ -11,6 +11,7 @@
 #include "config.h"
 #include "log.h"
 #include "settings.h"
+#include "settings_table.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,8 +108,7 @@ int auditd_produce(int argc, char **argv)
     struct loadgen g = {0};
     g.total = argc > 2 ? atoll(argv[2]) : 1000;
     g.rate = argc > 3 ? atoll(argv[3]) : 0;
-    const char *w = settings_get(c.settings, "PRODUCE_WAIT_MS");
-    g.wait_ms = w ? atoi(w) : 120000;
+    g.wait_ms = atoi(setting_value(c.settings, "PRODUCE_WAIT_MS"));
     if (g.total < 0)
         g.total = 0;
     g.lat_ns = xcalloc((size_t)g.total + 1, sizeof *g.lat_ns);

@@ -9,20 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void urlencode_append(struct buf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (isalnum(c) || c == '_' || c == '.' || c == '-' || c == '~') {
-            buf_append(b, &s[i], 1);
-        } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            buf_append(b, e, 3);
-        }
-    }
-}
-
 void template_free_wipe(char *s)
 {
     if (s) {

@@ -35,8 +35,6 @@ struct tpl_ctx {
 char *template_render(const char *tpl, const struct tpl_ctx *ctx, int url_mode);
 /* Renders every string inside a JSON value (object keys untouched); returns a new reference. */
 json_t *template_render_json(json_t *v, const struct tpl_ctx *ctx);
-/* Percent-encoding as Python's quote(s, safe=""), appended to b. */
-void urlencode_append(struct buf *b, const char *s, size_t n);
 /* Wipes and frees a rendered string (it may hold a credential). NULL is fine. */
 void template_free_wipe(char *s);
 

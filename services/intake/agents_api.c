@@ -22,6 +22,7 @@
 #include "settings.h"
 #include "targeting.h"
 #include "util.h"
+#include "settings_table.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -54,14 +55,14 @@ void agents_api_init(struct intake *in)
     struct agents_api *a = xcalloc(1, sizeof *a);
     a->in = in;
     const struct settings *s = in->cfg.settings;
-    const char *lb = settings_get(s, "AGENT_WEBHOOK_ALLOW_LOOPBACK");
-    int loopback = lb && (!strcasecmp(lb, "true") || !strcmp(lb, "1"));
+    char err[256];
+    int loopback;
+    if (setting_bool(s, "AGENT_WEBHOOK_ALLOW_LOOPBACK", &loopback, err, sizeof err))
+        msg_fatal("configuration error: %s", err);
     a->guard = guard_new(in->cfg.ssrf_allowed_hosts, loopback);
-    a->secret_overlap_s = 86400;
-    const char *ov = settings_get(s, "AGENT_SECRET_OVERLAP_SECONDS");
-    if (ov && *ov && parse_ll(ov, 0, 30LL * 86400, &a->secret_overlap_s) != 0)
-        msg_fatal("configuration error: AGENT_SECRET_OVERLAP_SECONDS must be an integer between "
-                  "0 and 2592000 (got \"%s\")", ov);
+    if (setting_ll(s, "AGENT_SECRET_OVERLAP_SECONDS", 0, 30LL * 86400, &a->secret_overlap_s, err,
+                   sizeof err))
+        msg_fatal("configuration error: %s", err);
     const char *k = in->cfg.encryption_key;
     struct fernet_key fk;
     if (k && *k && strlen(k) < sizeof a->key && fernet_key_parse(k, &fk) == 0) {
@@ -629,8 +630,7 @@ void route_test_agent(struct reqctx *rc)
     char uuid[37];
     if (require_uuid_param(rc, 0, uuid) != 0)
         return;
-    const char *base = settings_get(rc->in->cfg.settings, "CALSETA_API_BASE_URL");
-    const char *p[2] = {uuid, base && *base ? base : "http://localhost:8000"};
+    const char *p[2] = {uuid, setting_value(rc->in->cfg.settings, "CALSETA_API_BASE_URL")};
     pg_exec(rc->in->pg,
             "WITH g AS (SELECT * FROM agent_registrations WHERE uuid = $1), "
             "ins AS (INSERT INTO agent_deliveries (agent_id, kind, trigger, max_attempts, "

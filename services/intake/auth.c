@@ -14,6 +14,7 @@
  * Every failure goes through audit_auth_failure(), the one place that logs it (S13).
  */
 #include "intake.h"
+#include "prom.h"
 #include "apikey.h"
 #include "audit.h"
 #include "crypto.h"
@@ -534,6 +535,7 @@ static void auth_continue(struct auth_op *op)
     struct auth_cache *c = op->rc->in->auth_cache;
     op->generation = c->generation;
     struct cache_entry *e = cache_find(c, op->digest);
+    prom_auth_cache(op->rc->in, e != NULL);
     if (e) {
         op->key_id = e->key_id;
         revalidate(op);

@@ -58,6 +58,30 @@ void route_patch_indicator(struct reqctx *rc);
 void route_add_alert_indicators(struct reqctx *rc);
 void route_relationship_graph(struct reqctx *rc);
 
+/* mappings_api.c */
+void route_list_mappings(struct reqctx *rc);
+void route_create_mapping(struct reqctx *rc);
+void route_get_mapping(struct reqctx *rc);
+void route_patch_mapping(struct reqctx *rc);
+void route_delete_mapping(struct reqctx *rc);
+void route_source_plugin_fields(struct reqctx *rc);
+void route_test_extraction(struct reqctx *rc);
+
+/* sources_api.c */
+void route_list_sources(struct reqctx *rc);
+void route_create_source(struct reqctx *rc);
+void route_get_source(struct reqctx *rc);
+void route_patch_source(struct reqctx *rc);
+void route_delete_source(struct reqctx *rc);
+
+/* settings_api.c */
+void route_approval_defaults(struct reqctx *rc);
+
+/* metrics_api.c */
+void route_metrics_alerts(struct reqctx *rc);
+void route_metrics_workflows(struct reqctx *rc);
+void route_metrics_summary(struct reqctx *rc);
+
 /* The four malice levels (the indicator types are in indicator_types.h). */
 extern const char *const MALICE_LEVELS[];
 

@@ -46,6 +46,8 @@ static void text(struct conv *c, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
+        if (ch == 0)
+            continue; /* the result is a C string (and PostgreSQL text) */
         if (!c->pre && isspace(ch)) {
             c->pending_space = 1;
             continue;
@@ -95,19 +97,20 @@ static size_t entity(struct conv *c, const char *s, size_t n)
                  {"nbsp", ' '}, {"mdash", 0x2014}, {"ndash", 0x2013}, {"hellip", 0x2026},
                  {"copy", 0xA9}, {"rsquo", 0x2019}, {"lsquo", 0x2018}, {"rdquo", 0x201D},
                  {"ldquo", 0x201C}};
-    const char *semi = memchr(s, ';', n < 12 ? n : 12);
+    const char *semi = memchr(s, ';', n < 16 ? n : 16);
     if (!semi)
         return 0;
     size_t len = (size_t)(semi - s);
     if (len > 1 && s[0] == '#') {
-        char num[12];
-        memcpy(num, s + 1, len - 1);
+        char num[20];
+        memcpy(num, s + 1, len - 1); /* len <= 16, so it fits with its NUL */
         num[len - 1] = 0;
-        char *end;
-        unsigned long cp = (num[0] == 'x' || num[0] == 'X') ? strtoul(num + 1, &end, 16)
-                                                            : strtoul(num, &end, 10);
-        if (*end)
+        int hex = num[0] == 'x' || num[0] == 'X';
+        const char *digits = num + hex;
+        if (!*digits || strspn(digits, hex ? "0123456789abcdefABCDEF" : "0123456789") !=
+                            strlen(digits) || strlen(digits) != len - 1 - (size_t)hex)
             return 0;
+        unsigned long cp = strtoul(digits, NULL, hex ? 16 : 10);
         put_utf8(c, cp);
         return len + 1;
     }
@@ -215,7 +218,7 @@ static void tag(struct conv *c, const char *t, size_t n)
     } else if (!strcmp(name, "code") && !c->pre) {
         inline_mark(c, "`");
     } else if (!strcmp(name, "pre")) {
-        newline(c, 1);
+        newline(c, !closing);
         buf_puts(&c->out, "```\n");
         c->pre = !closing;
         if (closing)

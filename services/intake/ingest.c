@@ -16,6 +16,7 @@
 #include "audit.h"
 #include "indicators.h"
 #include "intake.h"
+#include "prom.h"
 #include "proto/job.h"
 #include "log.h"
 #include "signature.h"
@@ -219,6 +220,7 @@ static void send_batch(struct ingest_batcher *b)
     snprintf(hours, sizeof hours, "%d", in->cfg.alert_dedup_window_hours);
     const char *params[2] = {doc, hours};
     b->inflight++;
+    prom_ingest_batch(in, take);
     pg_exec(in->pg,
             "SELECT idx, alert_uuid, alert_id, job_id, is_duplicate, duplicate_count "
             "FROM calseta_ingest_batch($1::jsonb, $2::int)",

@@ -51,6 +51,7 @@ struct intake {
     uv_timer_t drain_deadline; /* DRAIN_TIMEOUT_MS: then in-flight connections are closed */
     int draining;
     uint64_t started_ms;
+    struct prom *prom; /* Prometheus counters of this process (prom.h) */
 };
 
 /* What a verified key may do; copied into each request. */
@@ -76,20 +77,36 @@ struct reqctx {
     int rl_set;
     long rl_limit, rl_remaining, rl_reset;
     void *handler_state;
+    uint64_t started_ns; /* uv_hrtime() when routed, for the latency histograms */
 };
 
 typedef void (*route_fn)(struct reqctx *rc);
 
+/*
+ * One route. The fields after fn are its documentation, from which GET /openapi.json is
+ * generated (openapi.c); test_openapi.py fails for a route without summary and tag, or with a
+ * schema name that openapi_schemas.c does not define.
+ */
 struct route_def {
     const char *method;
     const char *pattern;
     const char *scope; /* NULL = public */
     enum rate_class rate;
     route_fn fn;
+    const char *summary;  /* one line */
+    const char *tag;      /* group in the document, e.g. "Detection rules" */
+    const char *request;  /* JSON body schema name; NULL = no body */
+    /* success body: "Name" = {"data": Name, "meta": {}}, "Name[]" = paginated list of Name,
+     * "-" = none, "text/html" or "text/plain" = that media type, NULL = {"data": object} */
+    const char *response;
+    int status;           /* success status; 0 = 200 */
+    const char *query;    /* query parameters "name[:int|:bool|:date-time|:number],..." */
 };
 
 /* routes.c */
 void routes_register(struct intake *in);
+/* The route table (for the OpenAPI document). */
+const struct route_def *routes_table(size_t *n);
 /* Responses through these add the rate-limit headers and free the request context. */
 void reply_json(struct reqctx *rc, int status, json_t *body);
 void reply_data(struct reqctx *rc, int status, json_t *data); /* {"data":…,"meta":{}} */
@@ -155,6 +172,8 @@ void route_post_alert(struct reqctx *rc);
 
 /* mappings.c: pass-2 indicator mappings, refreshed by housekeeping */
 void mappings_refresh(struct intake *in);
+/* Reloads on every change notification of indicator_field_mappings. */
+void mappings_listen(struct intake *in);
 void mappings_apply(struct intake *in, const struct normalized_alert *na, const char *source,
                     struct indicator_set *set);
 void mappings_free(struct mapping_cache *c);

@@ -18,6 +18,7 @@
 #include "lookup_client.h"
 #include "procsec.h"
 #include "notifier.h"
+#include "prom.h"
 #include "ratelimit.h"
 #include "signature.h"
 #include "util.h"
@@ -130,6 +131,7 @@ int main(void)
     in.batcher = ingest_batcher_new(&in);
     pg_pool_listen(in.pg, "calseta_api_keys", on_key_change, &in);
     mappings_refresh(&in);
+    mappings_listen(&in);
     in.enrich = enrich_api_new(&in);
     workflows_api_init(&in);
     notifier_init(&in);
@@ -138,6 +140,7 @@ int main(void)
 
     in.router = http_router_new();
     routes_register(&in);
+    in.prom = prom_new(&in);
     struct http_server_config hc = {
         .host = in.cfg.http_host,
         .port = in.cfg.http_port,
@@ -180,6 +183,7 @@ int main(void)
 
     http_server_free(in.http);
     http_router_free(in.router);
+    prom_free(in.prom);
     ingest_batcher_free(in.batcher);
     auth_cache_free(in.auth_cache);
     used_keys_free(in.used_keys);

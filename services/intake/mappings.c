@@ -1,7 +1,10 @@
 /*
  * mappings.c - the pass-2 mapping cache: active indicator_field_mappings with
- * extraction_target = 'normalized', loaded at start and refreshed every housekeeping tick
- * (the original loaded them once and never refreshed them).
+ * extraction_target = 'normalized', loaded at start, reloaded as soon as PostgreSQL announces
+ * a change of indicator_field_mappings (the 'calseta_providers' notification its trigger sends),
+ * and every housekeeping tick as a safety net (the original loaded them once and never
+ * refreshed them). Loads can overlap; a generation number keeps an older answer from
+ * replacing a newer one.
  */
 #include "indicators.h"
 #include "intake.h"
@@ -16,6 +19,12 @@ struct mapping_cache {
     struct indicator_mapping *m;
     char **strings; /* owned copies the mappings point into */
     size_t n, nstrings;
+    uint64_t requested, applied; /* generations of loads */
+};
+
+struct load {
+    struct intake *in;
+    uint64_t generation;
 };
 
 static void cache_clear(struct mapping_cache *c)
@@ -40,12 +49,17 @@ static const char *keep(struct mapping_cache *c, PGresult *res, int r, int col)
 
 static void on_loaded(void *arg, PGresult *res, const char *err)
 {
-    struct intake *in = arg;
+    struct load l = *(struct load *)arg;
+    free(arg);
+    struct intake *in = l.in;
     if (!res || err) {
         msg_warn("loading indicator field mappings failed: %s (keeping the previous set)", err);
         return;
     }
     struct mapping_cache *c = in->mappings;
+    if (l.generation < c->applied)
+        return; /* a newer load already answered */
+    c->applied = l.generation;
     cache_clear(c);
     int rows = PQntuples(res);
     c->m = xcalloc((size_t)rows + 1, sizeof *c->m);
@@ -62,10 +76,25 @@ void mappings_refresh(struct intake *in)
 {
     if (!in->mappings)
         in->mappings = xcalloc(1, sizeof *in->mappings);
+    struct load *l = xmalloc(sizeof *l);
+    *l = (struct load){in, ++in->mappings->requested};
     pg_exec(in->pg,
             "SELECT source_name, field_path, indicator_type FROM indicator_field_mappings "
             "WHERE is_active AND extraction_target = 'normalized' ORDER BY id",
-            0, NULL, on_loaded, in);
+            0, NULL, on_loaded, l);
+}
+
+static void on_changed(void *arg, const char *channel, const char *payload)
+{
+    (void)channel;
+    /* NULL: the listen connection was (re)opened and changes may have been missed */
+    if (!payload || !strcmp(payload, "indicator_field_mappings"))
+        mappings_refresh(arg);
+}
+
+void mappings_listen(struct intake *in)
+{
+    pg_pool_listen(in->pg, "calseta_providers", on_changed, in);
 }
 
 void mappings_apply(struct intake *in, const struct normalized_alert *na, const char *source,

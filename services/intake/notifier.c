@@ -20,6 +20,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "settings.h"
+#include "settings_table.h"
 #include "ssrf.h"
 #include "util.h"
 
@@ -93,14 +94,6 @@ static void slist_wipe_free(struct curl_slist *l)
     for (struct curl_slist *p = l; p; p = p->next)
         explicit_bzero(p->data, strlen(p->data));
     curl_slist_free_all(l);
-}
-
-static char *setting_copy(const struct config *c, const char *name, const char *dflt)
-{
-    const char *v = c->settings ? settings_get(c->settings, name) : NULL;
-    if (v && *v)
-        return xstrdup(v);
-    return dflt ? xstrdup(dflt) : NULL;
 }
 
 static void strip_trailing_slashes(char *s)
@@ -832,7 +825,7 @@ void notifier_run_finished(struct intake *in, const char *run_uuid)
 
 static enum notifier_kind kind_setting(const struct config *c)
 {
-    char *v = setting_copy(c, "APPROVAL_NOTIFIER", "none");
+    char *v = setting_dup(c->settings, "APPROVAL_NOTIFIER");
     enum notifier_kind k = NOTIFY_NONE;
     if (!strcasecmp(v, "slack"))
         k = NOTIFY_SLACK;
@@ -855,18 +848,18 @@ static void read_settings(struct notifier *n)
 {
     const struct config *c = &n->in->cfg;
     long long retry = 30;
-    char *r = setting_copy(c, "NOTIFIER_RETRY_SECONDS", NULL);
+    char *r = setting_dup(c->settings, "NOTIFIER_RETRY_SECONDS");
     if (r && parse_ll(r, 0, 3600, &retry) != 0)
         msg_fatal("NOTIFIER_RETRY_SECONDS must be an integer between 0 and 3600");
     free(r);
     n->retry_seconds = (int)retry;
-    n->base_url = setting_copy(c, "CALSETA_BASE_URL", "http://localhost:8000");
+    n->base_url = setting_dup(c->settings, "CALSETA_BASE_URL");
     strip_trailing_slashes(n->base_url);
-    n->default_channel = setting_copy(c, "APPROVAL_DEFAULT_CHANNEL", "");
-    n->api_url = setting_copy(c, "SLACK_API_URL", "https://slack.com/api");
+    n->default_channel = setting_dup(c->settings, "APPROVAL_DEFAULT_CHANNEL");
+    n->api_url = setting_dup(c->settings, "SLACK_API_URL");
     strip_trailing_slashes(n->api_url);
     if (n->kind == NOTIFY_SLACK) {
-        n->token = setting_copy(c, "SLACK_BOT_TOKEN", NULL);
+        n->token = setting_dup(c->settings, "SLACK_BOT_TOKEN");
         if (!n->token || !url_ok(n->api_url) || strlen(n->api_url) > 500) {
             msg_warn("APPROVAL_NOTIFIER=slack needs SLACK_BOT_TOKEN and an http(s) SLACK_API_URL:"
                      " notifications are off");
@@ -876,7 +869,7 @@ static void read_settings(struct notifier *n)
             n->kind = NOTIFY_NONE;
         }
     } else if (n->kind == NOTIFY_TEAMS) {
-        n->webhook_url = setting_copy(c, "TEAMS_WEBHOOK_URL", NULL);
+        n->webhook_url = setting_dup(c->settings, "TEAMS_WEBHOOK_URL");
         if (!url_ok(n->webhook_url)) {
             msg_warn("APPROVAL_NOTIFIER=teams needs an http(s) TEAMS_WEBHOOK_URL: notifications "
                      "are off");

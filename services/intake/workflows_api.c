@@ -17,6 +17,7 @@
 #include "log.h"
 #include "runner_client.h"
 #include "settings.h"
+#include "settings_table.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -818,23 +819,12 @@ static void lease_owner(char *out, size_t outlen)
              r[3]);
 }
 
-static char *setting_dup(const struct config *c, const char *name, const char *dflt)
+static int setting_int(const struct config *c, const char *name, long long min, long long max)
 {
-    const char *v = c->settings ? settings_get(c->settings, name) : NULL;
-    if (v && *v)
-        return xstrdup(v);
-    return dflt ? xstrdup(dflt) : NULL;
-}
-
-static int setting_int(const struct config *c, const char *name, long long min, long long max,
-                       long long dflt)
-{
-    const char *v = c->settings ? settings_get(c->settings, name) : NULL;
+    char err[256];
     long long x;
-    if (!v || !*v)
-        return (int)dflt;
-    if (parse_ll(v, min, max, &x) != 0)
-        msg_fatal("%s must be an integer between %lld and %lld", name, min, max);
+    if (setting_ll(c->settings, name, min, max, &x, err, sizeof err))
+        msg_fatal("configuration error: %s", err);
     return (int)x;
 }
 
@@ -878,13 +868,13 @@ void workflows_api_init(struct intake *in)
         msg_warn("%s: workflow validation and runs answer 503", err);
     wf->have_key = in->cfg.encryption_key && *in->cfg.encryption_key &&
                    fernet_key_parse(in->cfg.encryption_key, &wf->key) == 0;
-    wf->slack_signing_secret = setting_dup(&in->cfg, "SLACK_SIGNING_SECRET", NULL);
-    wf->base_url = setting_dup(&in->cfg, "CALSETA_BASE_URL", "http://localhost:8000");
+    wf->slack_signing_secret = setting_dup(in->cfg.settings, "SLACK_SIGNING_SECRET");
+    wf->base_url = setting_dup(in->cfg.settings, "CALSETA_BASE_URL");
     wf->approval_default_timeout =
-        setting_int(&in->cfg, "APPROVAL_DEFAULT_TIMEOUT_SECONDS", 1, 30LL * 86400, 3600);
-    wf->run_grace_seconds = setting_int(&in->cfg, "WORKFLOW_RUN_GRACE_SECONDS", 3, 86400, 30);
-    wf->max_attempts = setting_int(&in->cfg, "WORKFLOW_RUN_MAX_ATTEMPTS", 1, 100, 3);
-    wf->max_inflight = setting_int(&in->cfg, "WORKFLOW_MAX_INFLIGHT", 1, 10000, 8);
+        setting_int(&in->cfg, "APPROVAL_DEFAULT_TIMEOUT_SECONDS", 1, 30LL * 86400);
+    wf->run_grace_seconds = setting_int(&in->cfg, "WORKFLOW_RUN_GRACE_SECONDS", 3, 86400);
+    wf->max_attempts = setting_int(&in->cfg, "WORKFLOW_RUN_MAX_ATTEMPTS", 1, 100);
+    wf->max_inflight = setting_int(&in->cfg, "WORKFLOW_MAX_INFLIGHT", 1, 10000);
     lease_owner(wf->owner, sizeof wf->owner);
     if (wf->runner) /* a sent run is given back after its timeout + the grace without answer */
         runner_client_set_timeouts(wf->runner, 0, wf->run_grace_seconds * 1000);

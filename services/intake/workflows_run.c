@@ -27,6 +27,7 @@
 #include "runner_client.h"
 #include "secmem.h"
 #include "settings.h"
+#include "settings_table.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -45,9 +46,7 @@ static char *dump_or_null(json_t *v)
 
 static const char *setting(struct workflows *wf, const char *name)
 {
-    const struct settings *st = wf->in->cfg.settings;
-    const char *v = st ? settings_get(st, name) : NULL;
-    return v && *v ? v : NULL;
+    return setting_value(wf->in->cfg.settings, name);
 }
 
 /* Wipes every string inside v (credentials) before it is freed. */

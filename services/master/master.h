@@ -10,6 +10,7 @@ int cmd_create_api_key(int argc, char **argv);
 int cmd_list_api_keys(int argc, char **argv);
 int cmd_revoke_api_key(int argc, char **argv);
 int cmd_gen_encryption_key(int argc, char **argv);
+int cmd_gen_curve_keys(int argc, char **argv);
 int cmd_rotate_encryption_key(int argc, char **argv);
 
 /* Loads the configuration and logging for a CLI command; exits with a message on error. */

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "settings.h"
 #include "util.h"
+#include "settings_table.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -43,7 +44,7 @@ static char *find_dir(const struct config *c, const char *opt)
 {
     if (opt)
         return xstrdup(opt);
-    const char *env = settings_get(c->settings, "CALSETA_MIGRATIONS_DIR");
+    const char *env = setting_value(c->settings, "CALSETA_MIGRATIONS_DIR");
     if (env)
         return xstrdup(env);
     char exe[PATH_MAX];

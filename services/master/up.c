@@ -4,7 +4,8 @@
  * killing any child that outlives its deadline.
  *
  * Like Postfix's master.cf, the table below is the whole process layout: name, program,
- * process count, restart policy. Children run in their own process group so that a Ctrl-C on
+ * process count, restart policy. `calseta up intake enricher` runs only the named services
+ * (one container per role runs its own master over its own slice of the table). Children run in their own process group so that a Ctrl-C on
  * the terminal reaches only the master, which then drains them in order; PR_SET_PDEATHSIG makes
  * a child stop if the master itself dies.
  */
@@ -40,6 +41,7 @@ static const struct service_def services[] = {
     {"jobbus", "calseta-jobbus", 3, RESTART_ALWAYS},
     {"runner", "calseta-runner", 2, RESTART_ALWAYS},
     {"enricher", "calseta-enricher", 1, RESTART_ALWAYS},
+    {"dispatcher", "calseta-dispatcher", 1, RESTART_ALWAYS},
     {"intake", "calseta-intake", 0, RESTART_ALWAYS},
 };
 #define NSERVICES (sizeof services / sizeof services[0])
@@ -201,11 +203,40 @@ static void find_bindir(struct up_ctx *u)
     snprintf(u->bindir, sizeof u->bindir, "%s", dirname(exe));
 }
 
+/* 1 when service `name` should run: every service when no names were given (argv[1..]), else
+ * only the named ones. */
+static int selected(int argc, char **argv, const char *name)
+{
+    if (argc <= 1)
+        return 1;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], name))
+            return 1;
+    return 0;
+}
+
+/* Every name given must be a service of the table: a typo must not start an empty master. */
+static int check_names(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        size_t k = 0;
+        while (k < NSERVICES && strcmp(services[k].name, argv[i]))
+            k++;
+        if (k == NSERVICES) {
+            fprintf(stderr, "calseta up: unknown service '%s'; services are:", argv[i]);
+            for (k = 0; k < NSERVICES; k++)
+                fprintf(stderr, " %s", services[k].name);
+            fprintf(stderr, "\n");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cmd_up(int argc, char **argv)
 {
-    (void)argv;
-    if (argc > 1) {
-        fprintf(stderr, "usage: calseta up\n");
+    if (check_names(argc, argv) < 0) {
+        fprintf(stderr, "usage: calseta up [SERVICE ...]\n");
         return 2;
     }
     struct config c;
@@ -213,6 +244,8 @@ int cmd_up(int argc, char **argv)
     struct up_ctx u = {0};
     find_bindir(&u);
     for (size_t i = 0; i < NSERVICES; i++) {
+        if (!selected(argc, argv, services[i].name))
+            continue;
         char *p = xasprintf("%s/%s", u.bindir, services[i].program);
         int present = access(p, X_OK) == 0;
         free(p);

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "runner.h"
 #include "settings.h"
+#include "settings_table.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -35,7 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_CONCURRENCY 4
 #define CLEAN_MARK "CALSETA_RUNNER_CLEAN_ENV"
 
 /* What the second image may see: settings the runner uses; the one secret among them is the
@@ -123,10 +123,10 @@ static void forget_platform_secrets(struct config *c)
 /* RUNNER_CONCURRENCY: runs at once, and warm children kept ready (default 4). */
 static int runner_concurrency(const struct config *c)
 {
-    const char *v = c->settings ? settings_get(c->settings, "RUNNER_CONCURRENCY") : NULL;
-    long long n = DEFAULT_CONCURRENCY;
-    if (v && *v && parse_ll(v, 1, 256, &n) != 0)
-        msg_fatal("RUNNER_CONCURRENCY must be an integer between 1 and 256");
+    char err[256];
+    long long n;
+    if (setting_ll(c->settings, "RUNNER_CONCURRENCY", 1, 256, &n, err, sizeof err))
+        msg_fatal("configuration error: %s", err);
     return (int)n;
 }
 

@@ -770,7 +770,10 @@ static void test_not_found_and_method(void **state)
     assert_non_null(strstr(hdr(&r, "Content-Security-Policy"), "default-src 'self'; script-src"));
     get(c, "/redoc", &r);
     assert_int_equal(r.status, 404);
-    assert_non_null(strstr(hdr(&r, "Content-Security-Policy"), "https://cdn.jsdelivr.net"));
+    assert_non_null(strstr(hdr(&r, "Content-Security-Policy"), "script-src 'self'; style-src"));
+    assert_null(strstr(hdr(&r, "Content-Security-Policy"), "https:"));
+    get(c, "/docs/docs.js", &r);
+    assert_non_null(strstr(hdr(&r, "Content-Security-Policy"), "connect-src 'self'"));
     get(c, "/", &r);
     assert_non_null(strstr(hdr(&r, "Content-Security-Policy"), "fonts.googleapis.com"));
     get(c, "/health", &r);

@@ -1,0 +1,183 @@
+"""The metrics routes (/v1/metrics/alerts, /workflows, /summary with its queue block) and the
+Prometheus endpoint, scraped and parsed as the text exposition format 0.0.4."""
+import re
+
+from harness import Stack, assert_eq, run_tests
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
+
+
+def parse_prometheus(text):
+    """Strict reader of the text format: returns {name: type}, [(name, {labels}, value)]."""
+    types, samples, helped = {}, [], set()
+    assert text.endswith("\n"), "the exposition ends with a line feed"
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            helped.add(line.split(" ")[2])
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ")
+            assert typ in ("counter", "gauge", "histogram", "summary", "untyped"), line
+            assert name not in types, "TYPE twice: " + name
+            types[name] = typ
+            continue
+        assert line and not line.startswith("#"), repr(line)
+        m = SAMPLE.match(line)
+        assert m, "not a sample line: %r" % line
+        name, labels = m.group(1), {}
+        if m.group(3):
+            rest = m.group(3)
+            while rest:
+                lm = LABEL.match(rest)
+                assert lm, "bad labels in %r" % line
+                labels[lm.group(1)] = lm.group(2)
+                rest = rest[lm.end():]
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert name in types or base in types, "sample before its TYPE: " + line
+        samples.append((name, labels, float(m.group(4))))
+    for name, typ in types.items():
+        assert name in helped, "no HELP for " + name
+        if typ == "counter":
+            assert name.endswith("_total"), name
+    return types, samples
+
+
+def value(samples, name, **labels):
+    found = [v for n, l, v in samples if n == name and all(l.get(k) == str(x) for k, x in labels.items())]
+    assert found, "no sample %s %r" % (name, labels)
+    return sum(found)
+
+
+def ingest(s, k, title, **extra):
+    body = {"title": title, "severity": "high"}
+    body.update(extra)
+    r = s.request("POST", "/v1/ingest/generic", key=k, body=body)
+    assert_eq(r.status, 202, r.body)
+    return r.json()["data"]["alert_uuid"]
+
+
+def test_metrics_routes():
+    s = Stack("metrics_routes")
+    try:
+        k = s.create_key("admin")
+        wf = s.create_key("workflows:read")
+        a1 = ingest(s, k, "one", rule_id="R1")
+        ingest(s, k, "two", rule_id="R1", severity="low")
+        ingest(s, k, "three", source="x")
+        s.request("PATCH", "/v1/alerts/" + a1, key=k,
+                  body={"status": "Closed", "close_classification": "False Positive - Inaccurate Data"})
+        r = s.request("GET", "/v1/metrics/alerts", key=k)
+        assert_eq(r.status, 200, r.body)
+        d = r.json()["data"]
+        assert_eq(d["total_alerts"], 3)
+        assert_eq(d["alerts_by_status"], {"Open": 2, "Closed": 1})
+        assert_eq(d["alerts_by_severity"], {"High": 2, "Low": 1})
+        assert_eq(d["alerts_by_source"], {"generic": 3})
+        assert_eq(d["active_alerts_by_severity"], {"High": 1, "Low": 1})
+        assert_eq(d["false_positive_rate"], 1.0)
+        assert_eq(d["enrichment_coverage"], 0.0)
+        assert_eq(d["mean_time_to_enrich"], None)
+        assert d["mean_time_to_conclusion"] is not None and d["mean_time_to_acknowledge"] is not None
+        assert_eq(sum(x["count"] for x in d["alerts_over_time"]), 3)
+        assert_eq([(x["name"], x["count"]) for x in d["top_detection_rules"]], [("R1", 2)])
+        for f in ("period_from", "period_to", "mean_time_to_detect", "mean_time_to_triage"):
+            assert f in d, f
+        r = s.request("GET", "/v1/metrics/alerts?from_time=2000-01-01T00:00:00Z&to_time=2000-02-01T00:00:00Z", key=k)
+        assert_eq((r.json()["data"]["total_alerts"], r.json()["data"]["period_from"]), (0, "2000-01-01T00:00:00.000000Z"))
+        # only one bound: both replaced by the last 30 days, as the original
+        assert_eq(s.request("GET", "/v1/metrics/alerts?from_time=2000-01-01T00:00:00Z", key=k).json()["data"]["total_alerts"], 3)
+        assert_eq(s.request("GET", "/v1/metrics/alerts?from_time=soon&to_time=later", key=k).status, 422)
+        assert_eq(s.request("GET", "/v1/metrics/alerts", key=wf).status, 403)
+        assert_eq(s.request("GET", "/v1/metrics/alerts").status, 401)
+        r = s.request("GET", "/v1/metrics/workflows", key=wf)
+        assert_eq(r.status, 200, r.body)
+        d = r.json()["data"]
+        for f in ("total_configured", "workflows_by_type", "workflow_run_count", "workflow_success_rate",
+                  "workflow_runs_over_time", "time_saved_hours", "most_executed_workflows"):
+            assert f in d, f
+        assert_eq(s.request("GET", "/v1/metrics/workflows", key=s.create_key("alerts:read")).status, 403)
+        r = s.request("GET", "/v1/metrics/summary", key=k)
+        assert_eq(r.status, 200, r.body)
+        d = r.json()["data"]
+        assert_eq(d["period"], "last_30_days")
+        assert_eq((d["alerts"]["total"], d["alerts"]["active"]), (3, 2))
+        assert_eq(d["alerts"]["by_severity"], {"High": 1, "Low": 1})  # active alerts only
+        for f in ("by_status", "by_source", "enrichment_coverage", "mean_time_to_enrich_seconds",
+                  "false_positive_rate", "mttd_seconds", "mtta_seconds", "mttt_seconds", "mttc_seconds"):
+            assert f in d["alerts"], f
+        assert_eq(sorted(d["workflows"]), ["estimated_time_saved_hours", "executions", "success_rate", "total_configured"])
+        assert_eq(sorted(d["approvals"]), ["approval_rate", "approved_last_30_days", "median_response_time_minutes", "pending"])
+        assert_eq(d["platform"]["detection_rules"], 1)
+        assert_eq(d["platform"]["indicator_mappings"], 14)
+        for f in ("context_documents", "enrichment_providers", "enrichment_providers_by_indicator_type", "agents", "workflows"):
+            assert f in d["platform"], f
+        q = d["queue"]
+        assert q is not None  # the original's was always null
+        assert_eq([x["queue"] for x in q["queues"]], ["enrichment", "workflow_runs", "agent_deliveries"])
+        enr = q["queues"][0]
+        assert_eq((enr["pending"], enr["in_progress"]), (3, 0))  # no enricher runs in this test
+        assert enr["oldest_pending_age_seconds"] > 0
+        for x in q["queues"]:
+            assert_eq(sorted(x), ["avg_duration_seconds", "failed_30d", "in_progress", "oldest_pending_age_seconds",
+                                  "pending", "queue", "succeeded_30d"])
+        assert_eq((q["total_pending"], q["total_in_progress"]), (3, 0))
+        s.sql("UPDATE enrichment_jobs SET status = 'done', completed_at = now() WHERE id = (SELECT min(id) FROM enrichment_jobs)")
+        q = s.request("GET", "/v1/metrics/summary", key=k).json()["data"]["queue"]
+        assert_eq((q["queues"][0]["pending"], q["queues"][0]["succeeded_30d"], q["total_succeeded_30d"]), (2, 1, 1))
+    finally:
+        s.stop()
+
+
+def test_prometheus_scrape():
+    s = Stack("prometheus")
+    try:
+        k = s.create_key("admin")
+        assert_eq(s.request("GET", "/metrics").status, 401)
+        assert_eq(s.request("GET", "/metrics", key=s.create_key("workflows:read")).status, 403)
+        for i in range(3):
+            ingest(s, k, "p%d" % i)
+        s.request("GET", "/v1/alerts/00000000-0000-0000-0000-000000000000", key=k)
+        slow = s.create_key("alerts:read", extra=("--rate-limit-per-minute", "3"))
+        codes = [s.request("GET", "/v1/alerts", key=slow).status for _ in range(5)]
+        assert 429 in codes, codes
+        r = s.request("GET", "/metrics", key=k)
+        assert_eq(r.status, 200, r.body)
+        assert r.headers["content-type"].startswith("text/plain; version=0.0.4"), r.headers
+        types, samples = parse_prometheus(r.body.decode())
+        assert_eq(types["calseta_http_request_duration_seconds"], "histogram")
+        assert_eq(types["calseta_queue_pending"], "gauge")
+        pids = {l["pid"] for n, l, v in samples if "pid" in l}
+        assert_eq(len(pids), 1)
+        assert_eq(value(samples, "calseta_http_requests_total", route="/v1/ingest/{source}", method="POST", code=202), 3)
+        assert_eq(value(samples, "calseta_http_requests_total", route="/v1/alerts/{uuid}", code=404), 1)
+        assert value(samples, "calseta_http_requests_total", route="/v1/alerts", code=429) >= 1
+        assert value(samples, "calseta_rate_limit_refusals_total", **{"class": "default"}) >= 1
+        # histogram: cumulative buckets, +Inf = count
+        b = [(l["le"], v) for n, l, v in samples
+             if n == "calseta_http_request_duration_seconds_bucket" and l["route"] == "/v1/ingest/{source}"]
+        assert_eq(b[-1][0], "+Inf")
+        assert all(b[i][1] <= b[i + 1][1] for i in range(len(b) - 1)), b
+        assert_eq(b[-1][1], value(samples, "calseta_http_request_duration_seconds_count", route="/v1/ingest/{source}"))
+        assert value(samples, "calseta_auth_cache_lookups_total", result="hit") >= 2
+        assert value(samples, "calseta_auth_cache_lookups_total", result="miss") >= 1
+        assert value(samples, "calseta_ingest_batches_total") >= 1
+        assert_eq(value(samples, "calseta_ingest_batch_size_sum"), 3)
+        assert_eq(value(samples, "calseta_queue_pending", queue="enrichment"), 3)
+        assert value(samples, "calseta_queue_oldest_pending_age_seconds", queue="enrichment") > 0
+        assert_eq(value(samples, "calseta_queue_in_progress", queue="agent_deliveries"), 0)
+        value(samples, "calseta_audit_events_pending")
+        value(samples, "calseta_audit_spool_bytes")
+        assert_eq(sorted({l["queue"] for n, l, v in samples if n == "calseta_queue_pending"}),
+                  ["agent_deliveries", "enrichment", "workflow_runs"])
+        # the queue figures are cached for a few seconds, not read on every scrape
+        s.sql("DELETE FROM enrichment_jobs")
+        _, again = parse_prometheus(s.request("GET", "/metrics", key=k).body.decode())
+        assert_eq(value(again, "calseta_queue_pending", queue="enrichment"), 3)
+        assert_eq(value(again, "calseta_http_requests_total", route="/metrics", code=200), 1)
+    finally:
+        s.stop()
+
+
+if __name__ == "__main__":
+    run_tests(globals())
