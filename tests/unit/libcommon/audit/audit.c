@@ -62,7 +62,8 @@ static void *router(struct fixture *f)
     char err[256];
     struct bus_opts o = {.link = "audit"};
     void *r = bus_server(ZMQ_ROUTER, &f->c, f->c.audit_endpoint, &o, err, sizeof err);
-    assert_non_null(r);
+    if (!r)
+        fail_msg("audit router: %s", err);
     return r;
 }
 
