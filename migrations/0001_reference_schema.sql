@@ -1,5 +1,5 @@
 -- 0001_reference_schema.sql - the tables shared with the original system, same names and
--- columns (reference: calseta-pipeline-and-workflows.md §1), with the quoted-default quirk fixed.
+-- columns (so data moves between the two), with the quoted-default quirk fixed.
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
 
 CREATE TABLE detection_rules (

@@ -250,7 +250,7 @@ RETURNS INTEGER LANGUAGE sql AS $$
 $$;
 
 ---------------------------------------------------------------------------------------------
--- Built-in providers as the reference seeds them (§3.4). Seeding is idempotent by
+-- Built-in providers as the original seeds them. Seeding is idempotent by
 -- provider_name; like the reference, an existing row gets its http_config refreshed and keeps
 -- everything an operator may change (is_active, auth_config, malice_rules, TTLs).
 -- Deliberate change: Entra's optional user_manager step has no not_found_status, so a user
@@ -337,7 +337,7 @@ VALUES
  900, '{"account": 900}', NULL)
 ON CONFLICT (provider_name) DO UPDATE SET http_config = EXCLUDED.http_config, updated_at = now();
 
--- Mock answers for ENRICHMENT_MOCK_MODE=true (reference §3.5): static per type, the verdicts
+-- Mock answers for ENRICHMENT_MOCK_MODE=true (as the original's): static per type, the verdicts
 -- the original seeds. Entry: {"raw": response, "malice": verdict}; extracted fields come from
 -- the provider's field extractions over raw.
 UPDATE enrichment_providers SET mock_responses = m.mock, updated_at = now()

@@ -1,7 +1,7 @@
 -- 0005_workflows.sql - workflows: declared secrets, admin-allowed encrypted values, and the
 -- statements of the workflow REST API (services/intake/workflows_*.c, approvals.c).
 --
--- Secrets (SPEC S15, fix 12): a workflow declares the names it wants (workflows.secret_names,
+-- Secrets (never readable by other workflows nor by the API): a workflow declares the names it wants (workflows.secret_names,
 -- set with workflows:write); an admin allows a name for that workflow by storing its value in
 -- workflow_secrets, Fernet-encrypted under ENCRYPTION_KEY (value_encrypted is the token). A run
 -- receives only names that are both declared and allowed; the values are decrypted by the

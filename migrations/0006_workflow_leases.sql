@@ -1,4 +1,4 @@
--- 0006_workflow_leases.sql - workflow runs become leased jobs (issue 7).
+-- 0006_workflow_leases.sql - workflow runs become leased jobs, so a dead intake or runner loses none.
 --
 -- A run is committed 'queued' first. An intake process takes it with a lease
 -- (calseta_workflow_run_claim: status 'running', lease_owner = that process, lease_expires_at =

@@ -1,4 +1,4 @@
--- 0008_builtin_workflows.sql - the nine built-in Okta/Entra workflows (reference §4.8).
+-- 0008_builtin_workflows.sql - the nine built-in Okta/Entra workflows the original ships.
 --
 -- * calseta_builtin_workflows: the seeded definitions (name, integration, risk, code). Kept as
 --   a table so that the run claim can tell a built-in running its own code (gets the
@@ -284,7 +284,7 @@ BEGIN
             'tags', to_jsonb(al.tags), 'raw_payload', al.raw_payload) END,
         'secrets', calseta_workflow_secret_tokens(w.id),
         -- credentials go only to a system workflow running its seeded code, never to code
-        -- a user saved over it (PATCH) or to any user workflow (SPEC S15)
+        -- a user saved over it (PATCH) or to any user workflow: user code never gets them
         'is_system', w.is_system AND EXISTS (SELECT 1 FROM calseta_builtin_workflows b
                                              WHERE b.name = w.name AND b.code = run_code),
         'integration', (SELECT b.integration FROM calseta_builtin_workflows b

@@ -6,6 +6,16 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
+# A merge that left its conflict markers behind fails here, before anything is built.
+if grep -rIln --exclude-dir=.git --exclude-dir='build*' --exclude-dir=node_modules --exclude-dir=var --exclude-dir='corpus*' \
+        -e '^<<<<<<< ' -e '^>>>>>>> ' . >/tmp/calseta-markers.$$ 2>/dev/null; then
+    echo "test.sh: merge conflict markers in:" >&2
+    cat /tmp/calseta-markers.$$ >&2
+    rm -f /tmp/calseta-markers.$$
+    exit 1
+fi
+rm -f /tmp/calseta-markers.$$
+
 scripts/deps.sh
 cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Debug -DCALSETA_SANITIZE=ON >/dev/null
 cmake --build build-test -j"$(nproc)"

@@ -1,5 +1,7 @@
 /*
- * audit.c - the audit producer: spool, send, acknowledge, replay (see audit.h).
+ * audit.c - the audit producer: spool, send, acknowledge, replay (see audit.h); and the
+ * aggregation of refusals that name no key, so a client without a key cannot turn every
+ * refused request into a durable audit row.
  */
 #include "audit.h"
 #include "bus.h"
@@ -25,6 +27,22 @@
 #define ADOPT_EVERY_MS 30000
 #define COMPACT_AT (32LL << 20)  /* rewrite the spool when this much of it is dead */
 #define REC_MAGIC 0x31445541u    /* "AUD1" little-endian */
+
+#define REFUSAL_BUCKETS 1024
+#define REFUSAL_MAX 4096 /* tracked (reason, client) pairs; beyond, one shared entry per reason */
+
+/* One (reason, client IP) pair's current window: its first refusal was written at once, the
+ * next ones are only counted until the window ends. */
+struct refusal {
+    struct refusal *next;
+    char reason[24];
+    char client_ip[64]; /* "" = the shared entry of clients beyond REFUSAL_MAX */
+    char method[12];
+    char path[128];    /* of the last refusal counted */
+    uint64_t start_ms; /* monotonic */
+    char started_at[32];
+    uint64_t count; /* refusals after the first, not written yet */
+};
 
 struct pending {
     char id[AUDIT_ID_LEN + 1];
@@ -58,6 +76,10 @@ struct audit_client {
     int unreachable_logged;
     char *rxbuf;
     struct audit_client_stats st;
+    /* refusal aggregation (only with a loop: the tick writes the summaries) */
+    int refusal_window_ms; /* 0 = every refusal written on its own */
+    struct refusal *refusals[REFUSAL_BUCKETS];
+    size_t nrefusals;
 };
 
 /* ---- queue ---------------------------------------------------------------------------- */
@@ -476,9 +498,12 @@ static void check_progress(struct audit_client *ac, int timeout_ms)
     ac->last_progress_ms = now;
 }
 
+static void refusals_sweep(struct audit_client *ac, int all);
+
 static void on_tick(uv_timer_t *t)
 {
     struct audit_client *ac = t->data;
+    refusals_sweep(ac, 0);
     check_progress(ac, ACK_TIMEOUT_MS);
     pump(ac);
     if (now_mono_ms() - ac->last_adopt_ms >= ADOPT_EVERY_MS) {
@@ -527,6 +552,7 @@ struct audit_client *audit_client_new(const struct config *c, const char *servic
     if (!ac->sock)
         msg_error("audit: %s (events are spooled in %s)", err, ac->spool_path);
     if (loop && ac->sock) {
+        ac->refusal_window_ms = c->audit_refusal_window_seconds * 1000;
         ac->watch = bus_watch_new(loop, ac->sock, on_readable, ac);
         uv_timer_init(loop, &ac->timer);
         ac->timer.data = ac;
@@ -594,9 +620,141 @@ out:
         json_decref(fields);
 }
 
+/* ---- refusal aggregation ---------------------------------------------------------------- */
+
+static unsigned refusal_hash(const char *reason, const char *ip)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = reason; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    for (const char *p = ip; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % REFUSAL_BUCKETS;
+}
+
+/* Writes the summary of a window that counted refusals after its first: one event and one
+ * log line carrying the count. */
+static void refusal_summary(struct audit_client *ac, const struct refusal *r)
+{
+    if (r->count == 0)
+        return;
+    const char *ip = r->client_ip[0] ? r->client_ip : NULL;
+    json_t *line = json_pack("{s:s,s:s?,s:I,s:i,s:s,s:s,s:s}", "reason", r->reason, "client_ip",
+                             ip, "count", (json_int_t)r->count, "window_seconds",
+                             ac->refusal_window_ms / 1000, "window_start", r->started_at,
+                             "last_method", r->method, "last_path", r->path);
+    if (!ip)
+        json_object_set_new(line, "client_ip", json_null());
+    log_event(LOG_WARN, "auth_failure_summary", line);
+    json_decref(line);
+    audit_emit(ac, "auth_failure", NULL, NULL, ip,
+               json_pack("{s:s,s:b,s:I,s:i,s:s,s:s,s:s}", "reason", r->reason, "aggregated", 1,
+                         "count", (json_int_t)r->count, "window_seconds",
+                         ac->refusal_window_ms / 1000, "window_start", r->started_at, "method",
+                         r->method, "path", r->path));
+}
+
+/* Ends the windows that are over (all: every window, at shutdown). */
+static void refusals_sweep(struct audit_client *ac, int all)
+{
+    uint64_t now = now_mono_ms();
+    for (size_t b = 0; b < REFUSAL_BUCKETS; b++) {
+        struct refusal **pp = &ac->refusals[b];
+        while (*pp) {
+            struct refusal *r = *pp;
+            if (all || now - r->start_ms >= (uint64_t)ac->refusal_window_ms) {
+                refusal_summary(ac, r);
+                *pp = r->next;
+                free(r);
+                ac->nrefusals--;
+            } else {
+                pp = &r->next;
+            }
+        }
+    }
+}
+
+/* 1 if this refusal is only counted (its window already wrote one); 0 if it is to be written
+ * now, as the first of a new window. */
+static int refusal_counted(struct audit_client *ac, const char *method, const char *path,
+                           const char *client_ip, const char *reason)
+{
+    if (!ac || ac->refusal_window_ms <= 0)
+        return 0;
+    const char *ip = client_ip ? client_ip : "";
+    struct refusal *r = NULL;
+    for (int pass = 0; pass < 2 && !r; pass++) {
+        unsigned b = refusal_hash(reason, ip);
+        for (struct refusal *e = ac->refusals[b]; e && !r; e = e->next)
+            if (!strcmp(e->reason, reason) && !strcmp(e->client_ip, ip))
+                r = e;
+        if (!r && ac->nrefusals >= REFUSAL_MAX)
+            ip = ""; /* too many clients: share one entry per reason */
+        else
+            break;
+    }
+    uint64_t now = now_mono_ms();
+    if (r && now - r->start_ms < (uint64_t)ac->refusal_window_ms) {
+        r->count++;
+        snprintf(r->method, sizeof r->method, "%s", method ? method : "");
+        snprintf(r->path, sizeof r->path, "%s", path ? path : "");
+        return 1;
+    }
+    if (r) { /* the tick has not ended it yet: end it now */
+        refusal_summary(ac, r);
+    } else {
+        r = xcalloc(1, sizeof *r);
+        snprintf(r->reason, sizeof r->reason, "%s", reason);
+        snprintf(r->client_ip, sizeof r->client_ip, "%s", ip);
+        unsigned b = refusal_hash(r->reason, r->client_ip);
+        r->next = ac->refusals[b];
+        ac->refusals[b] = r;
+        ac->nrefusals++;
+    }
+    r->start_ms = now;
+    r->count = 0;
+    format_iso8601_us(now_wall_us(), r->started_at);
+    snprintf(r->method, sizeof r->method, "%s", method ? method : "");
+    snprintf(r->path, sizeof r->path, "%s", path ? path : "");
+    return 0;
+}
+
+static int reason_aggregated(const char *reason)
+{
+    return reason && (!strcmp(reason, "missing_header") || !strcmp(reason, "invalid_format") ||
+                      !strcmp(reason, "rate_limited"));
+}
+
+static void auth_failure_write(struct audit_client *ac, const char *method, const char *path,
+                               const char *client_ip, const char *key_prefix, const char *reason,
+                               const char *required_scope, const char *request_id);
+
+void audit_auth_refusal(struct audit_client *ac, const char *method, const char *path,
+                        const char *client_ip, const char *key_prefix, const char *reason,
+                        const char *required_scope, const char *request_id)
+{
+    if (reason && refusal_counted(ac, method, path, client_ip, reason))
+        return;
+    auth_failure_write(ac, method, path, client_ip, key_prefix, reason, required_scope,
+                       request_id);
+}
+
 void audit_auth_failure(struct audit_client *ac, const char *method, const char *path,
                         const char *client_ip, const char *key_prefix, const char *reason,
                         const char *required_scope, const char *request_id)
+{
+    if (reason_aggregated(reason)) {
+        audit_auth_refusal(ac, method, path, client_ip, key_prefix, reason, required_scope,
+                           request_id);
+        return;
+    }
+    auth_failure_write(ac, method, path, client_ip, key_prefix, reason, required_scope,
+                       request_id);
+}
+
+static void auth_failure_write(struct audit_client *ac, const char *method, const char *path,
+                               const char *client_ip, const char *key_prefix, const char *reason,
+                               const char *required_scope, const char *request_id)
 {
     json_t *line = json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?}", "reason", reason, "method",
                              method, "path", path, "client_ip", client_ip, "key_prefix",
@@ -672,6 +830,7 @@ void audit_client_free(struct audit_client *ac)
 {
     if (!ac)
         return;
+    refusals_sweep(ac, 1);
     if (ac->watch)
         bus_watch_free(ac->watch);
     if (ac->timer_on)

@@ -43,13 +43,27 @@ void audit_emit(struct audit_client *ac, const char *event_type, const char *req
                 const char *actor_key_prefix, const char *client_ip, json_t *fields);
 
 /*
- * SPEC S13: the one function every authentication failure goes through. Writes the process log
+ * The one function every authentication failure goes through, so none is logged differently. Writes the process log
  * line (warning "auth_failure" with timestamp, method, path, client_ip, key_prefix, reason,
  * required_scope, request_id) and emits the audit event "auth_failure". reason is one of
  * missing_header invalid_format invalid_key key_expired insufficient_scope invalid_signature
  * source_not_allowed rate_limited. key_prefix, required_scope, request_id may be NULL.
  */
 void audit_auth_failure(struct audit_client *ac, const char *method, const char *path,
+                        const char *client_ip, const char *key_prefix, const char *reason,
+                        const char *required_scope, const char *request_id);
+
+/*
+ * Refusals are aggregated per (reason, client IP) and window of AUDIT_REFUSAL_WINDOW_SECONDS
+ * when the client runs on a loop: the first refusal of a window is written as above at once,
+ * the following ones are only counted, and when the window ends one more "auth_failure" event
+ * (fields aggregated=true, count, window_seconds, window_start, method/path of the last one)
+ * and one log line "auth_failure_summary" carry their number. audit_auth_failure() does this
+ * for the reasons that name no key (missing_header, invalid_format) and for rate_limited;
+ * audit_auth_refusal() for any reason (a well-formed key whose prefix matches no key). Beyond
+ * 4096 tracked clients, further ones share one entry per reason.
+ */
+void audit_auth_refusal(struct audit_client *ac, const char *method, const char *path,
                         const char *client_ip, const char *key_prefix, const char *reason,
                         const char *required_scope, const char *request_id);
 

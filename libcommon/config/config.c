@@ -116,8 +116,12 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     INT("MAX_HEADER_SIZE_BYTES", 1024, 1048576, max_header_bytes);
     INT("HTTP_HEADER_TIMEOUT_MS", 100, 600000, header_timeout_ms);
     INT("HTTP_BODY_TIMEOUT_MS", 100, 600000, body_timeout_ms);
+    INT("HTTP_BODY_MIN_RATE", 0, 1000000000, body_min_rate);
     INT("HTTP_IDLE_TIMEOUT_MS", 100, 3600000, idle_timeout_ms);
     INT("MAX_CONNECTIONS", 1, 1000000, max_connections);
+    INT("MAX_CONNECTIONS_PER_IP", 0, 1000000, max_connections_per_ip);
+    INT("MAX_BODIES_PER_IP", 0, 1000000, max_bodies_per_ip);
+    INT("MAX_CONNECTIONS_PER_PROXY", 0, 1000000, max_connections_per_proxy);
     INT("DRAIN_TIMEOUT_MS", 0, 600000, drain_timeout_ms);
     c->cors_allowed_origins = get_str(s, "CORS_ALLOWED_ORIGINS");
     BOOL("CORS_ALLOW_ALL_ORIGINS", cors_allow_all);
@@ -146,6 +150,7 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     c->audit_log_file = get_str(s, "AUDIT_LOG_FILE");
     BOOL("AUDIT_STDOUT", audit_stdout);
     INT("AUDIT_FSYNC_MS", 0, 60000, audit_fsync_ms);
+    INT("AUDIT_REFUSAL_WINDOW_SECONDS", 0, 3600, audit_refusal_window_seconds);
     long long rot = 0;
     const char *rv = get(s, "AUDIT_ROTATE_BYTES");
     if (parse_ll(rv, 0, (long long)1 << 50, &rot)) {

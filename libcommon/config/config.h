@@ -37,7 +37,11 @@ struct config {
     int header_timeout_ms;
     int body_timeout_ms;
     int idle_timeout_ms;
+    int body_min_rate;
     int max_connections;
+    int max_connections_per_ip;
+    int max_bodies_per_ip;
+    int max_connections_per_proxy; /* replaces both per-IP caps when TRUSTED_PROXY_COUNT >= 1 */
     int drain_timeout_ms;
     char *cors_allowed_origins; /* comma list, "" = off */
     int cors_allow_all;
@@ -67,6 +71,7 @@ struct config {
     char *audit_log_file;
     int audit_stdout;
     int audit_fsync_ms;
+    int audit_refusal_window_seconds; /* 0 = every refusal is its own event */
     long long audit_rotate_bytes;
     char *runner_endpoint;
     char *lookup_front; /* on-demand lookups: the job bus binds, intakes connect */

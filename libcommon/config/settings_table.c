@@ -82,11 +82,27 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Limit of the request's header section; larger gets 431."},
     {HTTP, "HTTP_HEADER_TIMEOUT_MS", "10000", "intake",
      "A client slower than this with its headers gets 408 and is closed."},
-    {HTTP, "HTTP_BODY_TIMEOUT_MS", "30000", "intake",
-     "A client slower than this with its body gets 408 and is closed."},
+    {HTTP, "HTTP_BODY_TIMEOUT_MS", "10000", "intake",
+     "The body-rate window: a body that brings less than `HTTP_BODY_MIN_RATE` bytes per second "
+     "(and at least one byte) over any consecutive window of this length gets 408 and is "
+     "closed. Not reset by each byte."},
+    {HTTP, "HTTP_BODY_MIN_RATE", "1024", "intake",
+     "Minimum body rate in bytes per second, averaged over each `HTTP_BODY_TIMEOUT_MS` window."},
     {HTTP, "HTTP_IDLE_TIMEOUT_MS", "60000", "intake", "Idle keep-alive connections are closed."},
     {HTTP, "MAX_CONNECTIONS", "4096", "intake",
-     "Connections per intake process; beyond it new connections get 503 and are closed."},
+     "Connections per intake process; at the cap the connection idle the longest is closed to "
+     "make room, and only with none idle do new connections get 503 and close."},
+    {HTTP, "MAX_CONNECTIONS_PER_IP", "128", "intake",
+     "Open connections per socket peer address and intake process; beyond it a new connection "
+     "is closed unanswered. 0: no cap. Replaced by `MAX_CONNECTIONS_PER_PROXY` when "
+     "`TRUSTED_PROXY_COUNT` >= 1."},
+    {HTTP, "MAX_BODIES_PER_IP", "32", "intake",
+     "Requests of one socket peer address whose body is announced and not yet fully received "
+     "(authentication included); beyond it 503 and close. 0: no cap. Replaced by "
+     "`MAX_CONNECTIONS_PER_PROXY` when `TRUSTED_PROXY_COUNT` >= 1."},
+    {HTTP, "MAX_CONNECTIONS_PER_PROXY", "0", "intake",
+     "Behind proxies (`TRUSTED_PROXY_COUNT` >= 1) every connection comes from a proxy: both "
+     "per-address caps use this value for each proxy address instead. 0: `MAX_CONNECTIONS`."},
     {HTTP, "DRAIN_TIMEOUT_MS", "15000", "intake, master",
      "How long a stopping intake may take to finish requests and record workflow runs in "
      "flight; `calseta up` kills a child that outlives it by 5 s."},
@@ -174,6 +190,11 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {AUDIT, "AUDIT_FSYNC_MS", "0", "auditd",
      "0: fsync and commit every batch before acknowledging it; N: group batches for N ms per "
      "fsync."},
+    {AUDIT, "AUDIT_REFUSAL_WINDOW_SECONDS", "60", "intake",
+     "Refusals that name no key (missing or malformed header, unknown key prefix, rate "
+     "limited) are aggregated per reason and client IP: the first of a window is written at "
+     "once, the rest as one event with their count when the window ends. 0: every refusal is "
+     "its own event."},
     {AUDIT, "AUDIT_SPOOL_DIR", NULL, "all",
      "Producers' spool files. Empty: `$CALSETA_DATA_DIR/audit-spool`."},
 

@@ -10,9 +10,12 @@
  * Limits are enforced here, before any handler runs: the header section is counted while it
  * arrives (431), the body limit is checked against Content-Length at the end of the headers
  * and against the running count of a chunked body (413), and the body is read only once the
- * route is known. One timer per connection carries the deadline of its state: TLS handshake
- * and header section (absolute, from the first byte), body (inactivity), keep-alive idle, and
- * the linger after a closing answer. An answer that closes the connection shuts the write side
+ * route is known and the admission gate (authentication) has let the request in: a refused
+ * request is answered without its body being read. The body buffer grows with what arrives,
+ * never reserved from Content-Length. One timer per connection carries the deadline of its
+ * state: TLS handshake and header section (absolute, from the first byte), body (a minimum
+ * rate per window, so trickling one byte at a time does not keep a body alive), keep-alive
+ * idle, and the linger after a closing answer. An answer that closes the connection shuts the write side
  * down and discards input until EOF (or 2 s) so the client reads the answer instead of a reset.
  *
  * Lifetime: c->refs counts the two libuv handles, pending writes, the request a handler holds
@@ -27,6 +30,8 @@
 #define INPUT_PAUSE_BYTES (1u << 20)  /* stop reading when this much waits behind a handler */
 #define OUTPUT_PAUSE_BYTES (4u << 20) /* stop parsing while this much waits to be written */
 #define KEEP_BUF_BYTES (256u << 10)   /* larger per-request buffers are released */
+#define GATE_PAUSE_BYTES (64u << 10)  /* stop reading when this much waits behind the gate */
+#define MAX_CHUNK_EXT_BYTES 1024      /* chunk extensions of one request, all chunks together */
 
 static void conn_process(struct http_conn *c);
 static void conn_act(struct http_conn *c);
@@ -69,11 +74,32 @@ static void on_handle_close(uv_handle_t *h)
     http_conn_unref(h->data);
 }
 
+/* An admitted request that will not reach its handler: the gate's state is released. */
+static void conn_drop_admitted(struct http_conn *c)
+{
+    if (!c->admitted)
+        return;
+    c->admitted = 0;
+    if (c->srv->dropped)
+        c->srv->dropped(&c->req, c->srv->ctx);
+    c->req.user = NULL;
+}
+
+static void body_uncount(struct http_conn *c)
+{
+    if (!c->body_counted)
+        return;
+    c->body_counted = 0;
+    if (c->ip)
+        c->ip->nbody--;
+}
+
 void http_conn_close(struct http_conn *c)
 {
     if (c->closing)
         return;
     c->closing = 1;
+    conn_drop_admitted(c);
     http_server_conn_closed(c->srv, c);
     if (c->fake) {
         c->refs -= 1; /* the two handle references */
@@ -110,12 +136,25 @@ static void conn_server_error(struct http_conn *c, int status, const char *code,
     c->action = ACT_ERROR;
 }
 
+/* The least a body must bring in one window (HTTP_BODY_TIMEOUT_MS) to stay alive. */
+static uint64_t body_window_min(const struct http_server *s)
+{
+    uint64_t need = (uint64_t)s->body_min_rate * (uint64_t)s->body_timeout_ms / 1000;
+    return need > 0 ? need : 1;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct http_conn *c = t->data;
     switch (c->state) {
-    case CS_HEADERS:
     case CS_BODY:
+        if (c->win_bytes >= body_window_min(c->srv)) {
+            c->win_bytes = 0;
+            conn_timer(c, c->srv->body_timeout_ms);
+            break;
+        }
+        /* fall through */
+    case CS_HEADERS:
         conn_server_error(c, 408, "REQUEST_TIMEOUT", "The request was not received in time.");
         c->body_unread = 1;
         http_conn_ref(c);
@@ -264,6 +303,12 @@ static void req_reset(struct http_conn *c)
     c->action = ACT_NONE;
     c->act_ready = 0;
     c->handler = NULL;
+    conn_drop_admitted(c);
+    body_uncount(c);
+    c->gating = 0;
+    c->msg_done = 0;
+    c->ext_bytes = 0;
+    c->win_bytes = 0;
     if (r->body.cap > KEEP_BUF_BYTES)
         buf_destroy(&r->body);
     r->body.len = 0;
@@ -315,6 +360,7 @@ static int cb_message_begin(llhttp_t *p)
 {
     struct http_conn *c = p->data;
     req_reset(c);
+    http_server_idle_leave(c->srv, c);
     c->state = CS_HEADERS;
     conn_timer(c, c->srv->header_timeout_ms);
     return 0;
@@ -474,7 +520,12 @@ static int target_split(struct http_conn *c)
             char ch = (char)(hi * 16 + lo);
             if (ch == '\0')
                 return -1;
-            *d++ = ch;
+            if (ch == '/') { /* an encoded slash stays encoded: it never splits a segment */
+                memcpy(d, u + i, 3);
+                d += 3;
+            } else {
+                *d++ = ch;
+            }
             i += 2;
         } else {
             *d++ = u[i];
@@ -537,6 +588,89 @@ static void request_route(struct http_conn *c, llhttp_t *p)
     }
 }
 
+/* Number of headers named name (lowercase). */
+static size_t header_count(const struct http_request *r, const char *name, size_t nlen)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nheaders; i++)
+        n += r->headers[i].name_len == nlen && !memcmp(r->headers[i].name, name, nlen);
+    return n;
+}
+
+/* 1 if every Transfer-Encoding header together names exactly one coding, chunked. Other
+ * codings (gzip, identity, ...) are not implemented, whatever their order. */
+static int transfer_encoding_ok(const struct http_request *r)
+{
+    int seen = 0;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const struct http_header *h = &r->headers[i];
+        if (h->name_len != 17 || memcmp(h->name, "transfer-encoding", 17) != 0)
+            continue;
+        const char *v = h->value, *end = h->value + h->value_len;
+        while (v < end) {
+            const char *comma = memchr(v, ',', (size_t)(end - v));
+            const char *te = comma ? comma : end;
+            const char *a = v, *z = te;
+            while (a < z && (*a == ' ' || *a == '\t'))
+                a++;
+            while (z > a && (z[-1] == ' ' || z[-1] == '\t'))
+                z--;
+            if (z > a) {
+                if (seen++ || z - a != 7 || ascii_casecmp_n(a, "chunked", 7) != 0)
+                    return 0;
+            }
+            v = comma ? comma + 1 : end;
+        }
+    }
+    return seen == 1;
+}
+
+/* Framing and singleton-header checks once the header section is complete; 0 if fine. */
+static int headers_check(struct http_conn *c, llhttp_t *p)
+{
+    struct http_request *r = &c->req;
+    if ((p->flags & F_TRANSFER_ENCODING) && !transfer_encoding_ok(r)) {
+        conn_server_error(c, 501, "NOT_IMPLEMENTED",
+                          "Transfer-Encoding other than a single 'chunked' is not supported.");
+        return -1;
+    }
+    if (header_count(r, "authorization", 13) > 1) {
+        conn_server_error(c, 400, "BAD_REQUEST", "More than one Authorization header.");
+        return -1;
+    }
+    return 0;
+}
+
+/* Counts a request with a body against its peer's cap on unread bodies; -1 when over it. */
+static int body_count(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+    if (!c->ip)
+        return 0;
+    if (s->max_bodies_per_ip > 0 && c->ip->nbody >= s->max_bodies_per_ip) {
+        conn_server_error(c, 503, "SERVICE_UNAVAILABLE",
+                          "Too many uploads in progress from this address; retry later.");
+        return -1;
+    }
+    c->ip->nbody++;
+    c->body_counted = 1;
+    return 0;
+}
+
+/* The body will be read now: Expect: 100-continue is answered and the rate window starts. */
+static void body_start(struct http_conn *c)
+{
+    struct http_request *r = &c->req;
+    size_t elen;
+    const char *expect = http_header_get(r, "expect", &elen);
+    if (expect && elen == 12 && ascii_casecmp_n(expect, "100-continue", 12) == 0 &&
+        r->http_minor >= 1)
+        http_conn_send(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    c->state = CS_BODY;
+    c->win_bytes = 0;
+    conn_timer(c, c->srv->body_timeout_ms);
+}
+
 static int cb_headers_complete(llhttp_t *p)
 {
     struct http_conn *c = p->data;
@@ -558,25 +692,32 @@ static int cb_headers_complete(llhttp_t *p)
     body_limit_set(c);
     if (llhttp_get_upgrade(p))
         c->close_after = 1; /* no protocol switch here: answer, then close */
+    if (headers_check(c, p) != 0) {
+        c->body_unread = 1;
+        c->act_ready = 1;
+        return HPE_PAUSED;
+    }
     request_route(c, p);
     int has_body = (p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)) ||
                    ((p->flags & F_CONTENT_LENGTH) && p->content_length);
     if (!has_body)
-        return 0;
+        return 0; /* the gate, if any, runs at the end of the message */
+    if (c->action == ACT_DISPATCH && body_count(c) != 0) {
+        c->body_unread = 1;
+        c->act_ready = 1;
+        return HPE_PAUSED;
+    }
     if (c->action != ACT_DISPATCH) {
         c->body_unread = 1; /* answered without reading the body */
         c->act_ready = 1;
         return HPE_PAUSED;
     }
-    size_t elen;
-    const char *expect = http_header_get(r, "expect", &elen);
-    if (expect && elen == 12 && ascii_casecmp_n(expect, "100-continue", 12) == 0 &&
-        r->http_minor >= 1)
-        http_conn_send(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    if (p->flags & F_CONTENT_LENGTH)
-        buf_reserve(&r->body, (size_t)p->content_length);
-    c->state = CS_BODY;
-    conn_timer(c, c->srv->body_timeout_ms);
+    if (c->srv->gate) {
+        c->action = ACT_GATE; /* the body waits for the gate's decision */
+        c->act_ready = 1;
+        return HPE_PAUSED;
+    }
+    body_start(c);
     return 0;
 }
 
@@ -592,13 +733,30 @@ static int cb_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+static int cb_chunk_extension(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    (void)at;
+    c->ext_bytes += len;
+    if (c->ext_bytes <= MAX_CHUNK_EXT_BYTES)
+        return 0;
+    conn_server_error(c, 400, "BAD_REQUEST", "Chunk extensions too long.");
+    c->body_unread = 1;
+    c->act_ready = 1;
+    return -1;
+}
+
 static int cb_message_complete(llhttp_t *p)
 {
     struct http_conn *c = p->data;
     if (!llhttp_should_keep_alive(p))
         c->close_after = 1;
+    c->msg_done = 1;
+    body_uncount(c);
     if (c->action == ACT_NONE) /* cannot happen: headers_complete always decides */
         conn_server_error(c, 400, "BAD_REQUEST", "Malformed HTTP request.");
+    else if (c->action == ACT_DISPATCH && c->srv->gate && !c->admitted)
+        c->action = ACT_GATE; /* no body: admission now, the handler right after */
     c->act_ready = 1;
     return HPE_PAUSED;
 }
@@ -612,6 +770,8 @@ static const llhttp_settings_t parser_settings = {
     .on_header_value_complete = cb_header_value_complete,
     .on_headers_complete = cb_headers_complete,
     .on_body = cb_body,
+    .on_chunk_extension_name = cb_chunk_extension,
+    .on_chunk_extension_value = cb_chunk_extension,
     .on_message_complete = cb_message_complete,
 };
 
@@ -625,9 +785,20 @@ static void conn_act(struct http_conn *c)
     c->state = CS_HANDLER;
     conn_timer_stop(c);
     c->req_active = 1;
-    http_conn_ref(c); /* released by http_conn_response_done() */
+    http_conn_ref(c); /* released by http_conn_response_done() or admission */
+    if (a != ACT_DISPATCH && a != ACT_GATE) {
+        conn_drop_admitted(c);
+        body_uncount(c);
+    }
     switch (a) {
+    case ACT_GATE:
+        c->gating = 1;
+        if (!c->msg_done)
+            c->body_unread = 1; /* until admitted: a refusal closes the connection */
+        c->srv->gate(&c->req, c->srv->ctx);
+        break;
     case ACT_DISPATCH:
+        c->admitted = 0;
         c->handler(&c->req, c->srv->ctx);
         break;
     case ACT_PREFLIGHT:
@@ -649,7 +820,11 @@ static void parse_failed(struct http_conn *c)
     if (c->action != ACT_ERROR) { /* llhttp's own error, not one of our limits */
         if (c->state == CS_IDLE)
             req_reset(c);
-        conn_server_error(c, 400, "BAD_REQUEST", "Malformed HTTP request.");
+        if (llhttp_get_errno(&c->parser) == HPE_INVALID_TRANSFER_ENCODING)
+            conn_server_error(c, 501, "NOT_IMPLEMENTED", /* a coding after chunked */
+                              "Transfer-Encoding other than a single 'chunked' is not supported.");
+        else
+            conn_server_error(c, 400, "BAD_REQUEST", "Malformed HTTP request.");
     }
     c->body_unread = 1;
     c->act_ready = 1;
@@ -708,6 +883,46 @@ static void conn_process(struct http_conn *c)
     http_conn_unref(c);
 }
 
+void http_request_admit(struct http_request *req, long long max_body)
+{
+    struct http_conn *c = req->conn;
+    if (!c->gating) {
+        msg_warn("http: admission of %s %s outside the gate ignored", req->method, req->path);
+        return;
+    }
+    c->gating = 0;
+    c->admitted = 1;
+    if (c->closing) { /* the client went away meanwhile: nothing to read, nobody to answer */
+        c->req_active = 0;
+        conn_drop_admitted(c);
+        http_conn_unref(c);
+        return;
+    }
+    if (c->msg_done) { /* no body: the handler runs now, as if dispatched */
+        c->admitted = 0;
+        c->handler(req, c->srv->ctx);
+        return;
+    }
+    c->req_active = 0;
+    c->body_unread = 0;
+    if (max_body > 0 && max_body < c->body_limit)
+        c->body_limit = max_body;
+    llhttp_t *p = &c->parser;
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)c->body_limit) {
+        error_413(c);
+        c->act_ready = 1;
+        conn_act(c); /* takes its own reference */
+        http_conn_unref(c);
+        return;
+    }
+    c->action = ACT_DISPATCH;
+    body_start(c);
+    if (c->read_stopped)
+        http_conn_read_start(c);
+    conn_process(c);
+    http_conn_unref(c);
+}
+
 int http_conn_keep_alive(const struct http_conn *c)
 {
     return !c->close_after && !c->body_unread && !c->srv->draining && !c->over_limit &&
@@ -717,6 +932,8 @@ int http_conn_keep_alive(const struct http_conn *c)
 void http_conn_response_done(struct http_conn *c)
 {
     c->req_active = 0;
+    c->gating = 0;
+    body_uncount(c);
     json_decref(c->req.log_fields);
     c->req.log_fields = NULL;
     if (!c->closing) {
@@ -727,6 +944,7 @@ void http_conn_response_done(struct http_conn *c)
         } else {
             c->state = CS_IDLE;
             conn_timer(c, c->srv->idle_timeout_ms);
+            http_server_idle_enter(c->srv, c);
             if (c->read_stopped)
                 http_conn_read_start(c);
             conn_process(c);
@@ -768,6 +986,8 @@ static void tls_input(struct http_conn *c, const char *data, size_t len)
     if (c->state == CS_HANDSHAKE && http_tls_handshake_done(c->tls)) {
         c->state = CS_IDLE;
         conn_timer(c, c->srv->header_timeout_ms);
+        if (!c->over_limit)
+            http_server_idle_enter(c->srv, c);
     }
     if (rc == 1)
         c->peer_eof = 1;
@@ -794,8 +1014,9 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         buf_append(&c->in, b->base, (size_t)nread);
     if (!c->closing) {
         if (c->state == CS_BODY)
-            conn_timer(c, c->srv->body_timeout_ms);
-        if (c->state == CS_HANDLER && c->in.len - c->in_off > INPUT_PAUSE_BYTES) {
+            c->win_bytes += (uint64_t)nread;
+        if (c->state == CS_HANDLER &&
+            c->in.len - c->in_off > (c->gating ? GATE_PAUSE_BYTES : INPUT_PAUSE_BYTES)) {
             uv_read_stop(st);
             c->read_stopped = 1;
         }
@@ -845,20 +1066,24 @@ struct http_conn *http_conn_new(struct http_server *s, int fake)
     return c;
 }
 
-static void peer_address(struct http_conn *c)
+void http_conn_peer(struct http_conn *c, uint8_t addr[16])
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
+    memset(addr, 0, 16);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
         return;
     if (ss.ss_family == AF_INET) {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
         uv_ip4_name(a, c->req.peer_ip, sizeof c->req.peer_ip);
         c->req.peer_port = ntohs(a->sin_port);
+        addr[10] = addr[11] = 0xff;
+        memcpy(addr + 12, &a->sin_addr, 4);
     } else if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
         uv_ip6_name(a, c->req.peer_ip, sizeof c->req.peer_ip);
         c->req.peer_port = ntohs(a->sin6_port);
+        memcpy(addr, &a->sin6_addr, 16);
         if (strncmp(c->req.peer_ip, "::ffff:", 7) == 0 && strchr(c->req.peer_ip, '.'))
             memmove(c->req.peer_ip, c->req.peer_ip + 7, strlen(c->req.peer_ip + 7) + 1);
     }
@@ -866,11 +1091,12 @@ static void peer_address(struct http_conn *c)
 
 int http_conn_start(struct http_conn *c)
 {
-    peer_address(c);
     uv_tcp_nodelay(&c->tcp, 1);
     if (c->srv->ssl_ctx) {
         c->tls = http_tls_new(c->srv->ssl_ctx);
         c->state = CS_HANDSHAKE;
+    } else if (!c->over_limit) {
+        http_server_idle_enter(c->srv, c);
     }
     conn_timer(c, c->srv->header_timeout_ms);
     http_conn_read_start(c);

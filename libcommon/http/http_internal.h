@@ -31,13 +31,20 @@ enum conn_state {
 };
 
 /* What to do once llhttp returns control (never done from inside a parser callback). */
-enum conn_action { ACT_NONE, ACT_DISPATCH, ACT_ERROR, ACT_PREFLIGHT };
+enum conn_action { ACT_NONE, ACT_DISPATCH, ACT_ERROR, ACT_PREFLIGHT, ACT_GATE };
 
 struct hdr_span {
     uint32_t name_off, name_len, value_off, value_len;
 };
 
 struct http_tls;
+
+/* Connections and unread bodies of one peer address (per-address caps). */
+struct ip_slot {
+    struct ip_slot *next;
+    uint8_t addr[16]; /* IPv4 as ::ffff:a.b.c.d */
+    int nopen, nbody;
+};
 
 struct http_conn {
     struct http_server *srv;
@@ -64,6 +71,15 @@ struct http_conn {
     unsigned shutdown_started : 1;
     unsigned listed : 1;
     unsigned act_ready : 1; /* c->action is to be carried out now */
+    unsigned gating : 1;      /* the request is with the admission gate */
+    unsigned admitted : 1;    /* the gate admitted it; its handler has not run yet */
+    unsigned msg_done : 1;    /* the whole request (body included) has been parsed */
+    unsigned body_counted : 1; /* counted in ip->nbody */
+    unsigned idle_listed : 1;  /* on the server's idle list */
+    struct ip_slot *ip;        /* peer address accounting (NULL: fuzzing) */
+    struct http_conn *idle_prev, *idle_next;
+    uint64_t win_bytes;        /* bytes received in the current body-rate window */
+    size_t ext_bytes;          /* chunk-extension bytes of the current request */
     int writes_pending;
     size_t write_queued;  /* bytes handed to uv_write() and not yet written */
     http_handler handler; /* for ACT_DISPATCH */
@@ -104,7 +120,17 @@ struct http_server {
     int max_body_mb, max_ingest_body_mb;
     int max_header_bytes;
     int header_timeout_ms, body_timeout_ms, idle_timeout_ms;
-    int max_connections;
+    int body_min_rate;
+    int max_connections, max_connections_per_ip, max_bodies_per_ip;
+    http_gate gate;
+    http_handler dropped;
+    /* per-address accounting: hash table of slots */
+    struct ip_slot **ip_buckets;
+    size_t ip_nbuckets;
+    /* idle connections, oldest first: the first to go when max_connections is reached */
+    struct http_conn *idle_head, *idle_tail;
+    uint64_t evicted;        /* idle connections closed to make room */
+    uint64_t refused_per_ip; /* connections closed over their address's cap */
     int hsts;
     SSL_CTX *ssl_ctx;
     int cors_enabled, cors_allow_all;
@@ -143,8 +169,17 @@ int http_server_config_apply(struct http_server *s, const struct http_server_con
                              size_t errlen);
 void http_server_release(struct http_server *s);
 
+/* Per-address accounting: the slot of addr (created), and its release when unused. */
+struct ip_slot *http_server_ip_slot(struct http_server *s, const uint8_t addr[16]);
+void http_server_ip_release(struct http_server *s, struct ip_slot *slot);
+/* Idle list: a connection waiting for a request (none buffered, none in progress). */
+void http_server_idle_enter(struct http_server *s, struct http_conn *c);
+void http_server_idle_leave(struct http_server *s, struct http_conn *c);
+
 /* http_conn.c */
 struct http_conn *http_conn_new(struct http_server *s, int fake);
+/* Fills c->req.peer_ip/peer_port and addr (16 bytes, IPv4 mapped) from the socket. */
+void http_conn_peer(struct http_conn *c, uint8_t addr[16]);
 int http_conn_start(struct http_conn *c); /* after accept into c->tcp */
 void http_conn_close(struct http_conn *c);
 void http_conn_feed(struct http_conn *c, const char *data, size_t len); /* plaintext */

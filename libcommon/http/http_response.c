@@ -3,9 +3,9 @@
  *
  * One buffer per answer, status line + headers + body, handed to the connection in one write.
  * Every answer carries, whoever made it (handler, router, limits, timeouts, 503): Date,
- * Content-Length, Connection, X-Request-ID, the security headers of SPEC S9 with the CSP chosen
- * by path (reference §6.1; the API CSP is SPEC S9's), HSTS when configured, and CORS headers
- * when CORS is on and the request has an Origin (reference §6.3, Starlette's CORSMiddleware
+ * Content-Length, Connection, X-Request-ID, the security headers with the CSP chosen by path
+ * (the API gets the strictest one, the /docs page the one it needs), HSTS when configured, and
+ * CORS headers when CORS is on and the request has an Origin (as Starlette's CORSMiddleware
  * semantics). The security header blocks are formatted once per server. Also here: request id
  * assignment, header lookup, the error envelope and the access-log line.
  */
@@ -437,7 +437,7 @@ void http_response_error(struct http_conn *c, int status, const char *code, cons
     http_respond_error(&c->req, status, code, message, details, extra, nextra);
 }
 
-/* ---------- CORS preflight (reference §6.3; Starlette's preflight_response) ---------- */
+/* ---------- CORS preflight (answers as Starlette's preflight_response does) ---------- */
 
 static int requested_headers_ok(const char *v, size_t n)
 {

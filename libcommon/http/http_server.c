@@ -8,6 +8,12 @@
  * clients get an answer instead of a hanging SYN; at most as many again are kept for that,
  * beyond which they are closed without a word.
  *
+ * Fairness: connections are counted per socket peer address; beyond max_connections_per_ip
+ * a new connection is closed at once without an answer, and beyond max_bodies_per_ip a request with a
+ * body is refused at the end of its headers. When max_connections is reached, the connection
+ * idle the longest (a keep-alive connection between requests, or an accepted one that has not
+ * sent a byte) is closed to make room, so held slots are only those doing work.
+ *
  * Lifetime: s->refs counts the owner (until http_server_free), the listener handle until its
  * close callback, and every connection not yet freed. Drain completes when the listener is
  * closed and no connection is left.
@@ -23,6 +29,7 @@
 #include <unistd.h>
 
 #define READ_BUF_BYTES (64u << 10)
+#define LISTEN_BACKLOG 4096 /* bursts of connections wait in the kernel, not as dropped SYNs */
 
 /* ---------- configuration ---------- */
 
@@ -61,9 +68,14 @@ int http_server_config_apply(struct http_server *s, const struct http_server_con
         cfg->max_ingest_body_mb > 0 ? cfg->max_ingest_body_mb : (int)(s->max_ingest_body / mib);
     s->max_header_bytes = cfg->max_header_bytes > 0 ? cfg->max_header_bytes : 16384;
     s->header_timeout_ms = cfg->header_timeout_ms > 0 ? cfg->header_timeout_ms : 10000;
-    s->body_timeout_ms = cfg->body_timeout_ms > 0 ? cfg->body_timeout_ms : 30000;
+    s->body_timeout_ms = cfg->body_timeout_ms > 0 ? cfg->body_timeout_ms : 10000;
+    s->body_min_rate = cfg->body_min_rate > 0 ? cfg->body_min_rate : 0;
     s->idle_timeout_ms = cfg->idle_timeout_ms > 0 ? cfg->idle_timeout_ms : 60000;
     s->max_connections = cfg->max_connections > 0 ? cfg->max_connections : 4096;
+    s->max_connections_per_ip = cfg->max_connections_per_ip > 0 ? cfg->max_connections_per_ip : 0;
+    s->max_bodies_per_ip = cfg->max_bodies_per_ip > 0 ? cfg->max_bodies_per_ip : 0;
+    s->ip_nbuckets = 4096;
+    s->ip_buckets = xcalloc(s->ip_nbuckets, sizeof *s->ip_buckets);
     s->hsts = cfg->https_enabled && cfg->hsts_enabled;
     s->cors_allow_all = cfg->cors_allow_all != 0;
     if (!s->cors_allow_all)
@@ -94,6 +106,12 @@ static void server_destroy(struct http_server *s)
     for (int k = 0; k < 3; k++)
         free(s->sec_headers[k]);
     free(s->rbuf);
+    for (size_t i = 0; i < s->ip_nbuckets; i++)
+        for (struct ip_slot *sl = s->ip_buckets[i], *nx; sl; sl = nx) {
+            nx = sl->next;
+            free(sl);
+        }
+    free(s->ip_buckets);
     if (s->ssl_ctx)
         SSL_CTX_free(s->ssl_ctx);
     buf_destroy(&s->fake_out);
@@ -116,6 +134,69 @@ static void maybe_drained(struct http_server *s)
 }
 
 /* ---------- connection accounting ---------- */
+
+static size_t ip_hash(const struct http_server *s, const uint8_t a[16])
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ a[i]) * 1099511628211ull;
+    return (size_t)(h % s->ip_nbuckets);
+}
+
+struct ip_slot *http_server_ip_slot(struct http_server *s, const uint8_t addr[16])
+{
+    struct ip_slot **b = &s->ip_buckets[ip_hash(s, addr)];
+    for (struct ip_slot *sl = *b; sl; sl = sl->next)
+        if (!memcmp(sl->addr, addr, 16))
+            return sl;
+    struct ip_slot *sl = xcalloc(1, sizeof *sl);
+    memcpy(sl->addr, addr, 16);
+    sl->next = *b;
+    *b = sl;
+    return sl;
+}
+
+void http_server_ip_release(struct http_server *s, struct ip_slot *slot)
+{
+    if (slot->nopen > 0 || slot->nbody > 0)
+        return;
+    for (struct ip_slot **pp = &s->ip_buckets[ip_hash(s, slot->addr)]; *pp; pp = &(*pp)->next)
+        if (*pp == slot) {
+            *pp = slot->next;
+            free(slot);
+            return;
+        }
+}
+
+void http_server_idle_enter(struct http_server *s, struct http_conn *c)
+{
+    if (c->idle_listed || c->closing || c->fake)
+        return;
+    c->idle_listed = 1;
+    c->idle_next = NULL;
+    c->idle_prev = s->idle_tail;
+    if (s->idle_tail)
+        s->idle_tail->idle_next = c;
+    else
+        s->idle_head = c;
+    s->idle_tail = c;
+}
+
+void http_server_idle_leave(struct http_server *s, struct http_conn *c)
+{
+    if (!c->idle_listed)
+        return;
+    c->idle_listed = 0;
+    if (c->idle_prev)
+        c->idle_prev->idle_next = c->idle_next;
+    else
+        s->idle_head = c->idle_next;
+    if (c->idle_next)
+        c->idle_next->idle_prev = c->idle_prev;
+    else
+        s->idle_tail = c->idle_prev;
+    c->idle_prev = c->idle_next = NULL;
+}
 
 static void conn_link(struct http_server *s, struct http_conn *c)
 {
@@ -148,6 +229,16 @@ void http_server_conn_closed(struct http_server *s, struct http_conn *c)
         s->nover--;
     else
         s->nopen--;
+    http_server_idle_leave(s, c);
+    if (c->ip) {
+        if (!c->over_limit)
+            c->ip->nopen--;
+        if (c->body_counted)
+            c->ip->nbody--;
+        c->body_counted = 0;
+        http_server_ip_release(s, c->ip);
+        c->ip = NULL;
+    }
 }
 
 void http_server_conn_freed(struct http_server *s)
@@ -166,6 +257,17 @@ int http_server_connections(const struct http_server *s)
 
 /* ---------- listening ---------- */
 
+/* Makes room at the global cap by closing the connection idle the longest; 1 if one went. */
+static int evict_idle(struct http_server *s)
+{
+    struct http_conn *c = s->idle_head;
+    if (!c)
+        return 0;
+    s->evicted++;
+    http_conn_close(c);
+    return 1;
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     struct http_server *s = listener->data;
@@ -174,20 +276,50 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     struct http_conn *c = http_conn_new(s, 0);
-    int over = s->nopen >= s->max_connections;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || s->draining ||
-        (over && s->nover >= (s->max_connections < 64 ? 64 : s->max_connections))) {
-        c->over_limit = over;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || s->draining) {
         conn_link(s, c);
         http_conn_close(c);
         return;
     }
+    uint8_t addr[16];
+    http_conn_peer(c, addr);
+    struct ip_slot *ip = http_server_ip_slot(s, addr);
+    if (s->max_connections_per_ip > 0 && ip->nopen >= s->max_connections_per_ip) {
+        /* over its address's cap: closed at once, no answer (an answer and the linger after
+         * it would cost more than the connection is worth to a client holding that many) */
+        s->refused_per_ip++;
+        conn_link(s, c);
+        http_conn_close(c);
+        return;
+    }
+    int over = 0;
+    {
+        ip->nopen++; /* before an eviction, which may release the slot of its own address */
+        if (s->nopen >= s->max_connections && !evict_idle(s)) {
+            over = 1;
+            ip->nopen--;
+        }
+    }
     c->over_limit = over;
+    if (over)
+        http_server_ip_release(s, ip); /* a refused connection holds no slot */
+    else
+        c->ip = ip;
     conn_link(s, c);
+    if (over && s->nover > (s->max_connections < 64 ? 64 : s->max_connections)) {
+        http_conn_close(c); /* even the 503s are too many: close without a word */
+        return;
+    }
     if (http_conn_start(c) != 0)
         return;
     if (over)
         http_conn_over_limit(c);
+}
+
+void http_server_set_gate(struct http_server *s, http_gate gate, http_handler dropped)
+{
+    s->gate = gate;
+    s->dropped = dropped;
 }
 
 static int listen_socket(const char *host, int port, int reuseport, int *family, char *err,
@@ -268,7 +400,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_co
     if (rc != 0)
         close(fd); /* not the handle's yet */
     else
-        rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+        rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, on_connection);
     if (rc != 0) {
         snprintf(err, errlen, "listen: %s", uv_strerror(rc));
         s->listening = 0;
@@ -362,6 +494,25 @@ static void fz_info(struct http_request *req, void *ctx)
     http_respond_json(req, req->body.len ? 202 : 200, o, NULL, 0);
 }
 
+/* The fuzzer's admission: "x-deny" refuses (the body is never read), "x-small" admits with a
+ * 100-byte body limit, anything else is admitted with the server's limit. */
+static void fz_gate(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    if (http_header_get(req, "x-deny", NULL)) {
+        http_respond_error(req, 401, "UNAUTHORIZED", "Denied.", NULL, NULL, 0);
+        return;
+    }
+    http_request_admit(req, http_header_get(req, "x-small", NULL) ? 100 : 0);
+}
+
+static void fz_dropped(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    if (req->user)
+        msg_fatal("fuzz: dropped request carries state");
+}
+
 /* Walks the answers one by one: each is a status line and header section, every final one
  * with a request id, the security headers and a Content-Length covering its body. */
 static void fuzz_check_output(const char *o, size_t len)
@@ -411,6 +562,7 @@ void http_conn_fuzz_feed(const uint8_t *data, size_t len)
         .hsts_enabled = (mode & 4) != 0,
     };
     struct http_server *s = http_server_new_fake(&cfg, r, NULL);
+    http_server_set_gate(s, fz_gate, fz_dropped);
     struct http_conn *c = http_conn_new(s, 1);
     conn_link(s, c);
     http_conn_ref(c);

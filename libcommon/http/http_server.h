@@ -11,9 +11,12 @@
  *   - limits, each answered with the reference error envelope
  *     {"error":{"code":…,"message":…,"details":{}}}: header section → 431, body → 413 before
  *     any handler runs (Content-Length before a byte of the body is read, counting for chunked
- *     bodies), slow headers/body → 408 then close, too many connections → 503 then close,
- *     malformed HTTP → 400 then close;
- *   - on every response (errors included): the security headers of SPEC S9 (CSP by path),
+ *     bodies), slow headers/body (minimum rate per window) → 408 then close, too many
+ *     connections → the oldest idle one closed, else 503 then close, per-address caps on
+ *     connections and unread bodies, malformed HTTP → 400 then close, transfer codings other
+ *     than chunked → 501;
+ *   - an optional admission gate (authentication) between the header section and the body;
+ *   - on every response (errors included): the security headers (CSP by path),
  *     HSTS when https_enabled && hsts_enabled, X-Request-ID (the client's if sane: 1..64 chars
  *     of [A-Za-z0-9._-], else a new uuid4), Date, Content-Length, Connection;
  *   - CORS as the reference (off unless cors_allow_all or cors_allowed_origins): preflights are
@@ -53,9 +56,13 @@ struct http_server_config {
     int max_body_mb, max_ingest_body_mb;      /* for the 413 messages; 0 = bytes / 1 MiB */
     int max_header_bytes;                     /* request line + header section → 431 */
     int header_timeout_ms; /* whole header section (and TLS handshake), from its first byte */
-    int body_timeout_ms;   /* longest pause while a body is being received */
+    int body_timeout_ms;   /* body rate window: each window must bring body_min_rate bytes/s */
+    int body_min_rate;     /* bytes per second, averaged over each body window (0 = 1 byte) */
     int idle_timeout_ms;   /* keep-alive connection with no request */
-    int max_connections;   /* beyond: accepted, answered 503 + Connection: close, closed */
+    int max_connections;   /* beyond: the oldest idle connection is closed to make room; with
+                              none idle, accepted, answered 503 + Connection: close, closed */
+    int max_connections_per_ip; /* per socket peer address; beyond: closed unanswered (0 = no cap) */
+    int max_bodies_per_ip; /* requests of one peer with a body not yet fully read (0 = no cap) */
     const char *cors_allowed_origins; /* comma list of exact origins; NULL/"" = none */
     int cors_allow_all;               /* "*" without credentials; wins over the list */
 };
@@ -100,6 +107,17 @@ struct http_request {
 /* ctx is the one given to http_server_new(). */
 typedef void (*http_handler)(struct http_request *req, void *ctx);
 
+/*
+ * Admission (optional, see http_server_set_gate): gate runs for every routed request once its
+ * header section is complete and before a byte of its body is read. It must either answer the
+ * request with http_respond*() (the body is then never read and, if one was announced, the
+ * connection closes after the answer) or call http_request_admit(), now or later from another
+ * loop callback: then the body is read and the route's handler runs. An admitted request that
+ * never reaches its handler (body too slow or too large, client gone) is handed to dropped, so
+ * whatever the gate attached to req->user can be released.
+ */
+typedef void (*http_gate)(struct http_request *req, void *ctx);
+
 /* --- router (build it before the server starts; read-only afterwards) --- */
 struct http_router *http_router_new(void);
 void http_router_free(struct http_router *r);
@@ -117,6 +135,12 @@ void http_router_add(struct http_router *r, const char *method, const char *patt
 struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_config *cfg,
                                     struct http_router *router, void *ctx, char *err,
                                     size_t errlen);
+/* Sets the admission gate and its dropped callback (both on the server's ctx). */
+void http_server_set_gate(struct http_server *s, http_gate gate, http_handler dropped);
+/* From the gate: read the body, at most max_body bytes (0 = the server's limit for the path;
+ * a larger value does not raise it), then run the route's handler. The request belongs to the
+ * server again until then: do not touch it after this call. */
+void http_request_admit(struct http_request *req, long long max_body);
 /* The bound port (useful after port 0). */
 int http_server_port(const struct http_server *s);
 /* Open connections (accepted and not yet closed). */

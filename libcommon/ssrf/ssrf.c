@@ -39,6 +39,7 @@ static const struct net4 nets4[] = {
     {IP4(169, 254, 170, 23), 32, SSRF_ADDR_METADATA},  /* EKS pod identity */
     {IP4(100, 100, 100, 200), 32, SSRF_ADDR_METADATA}, /* Alibaba Cloud */
     {IP4(192, 0, 0, 192), 32, SSRF_ADDR_METADATA},     /* Oracle Cloud (legacy) */
+    {IP4(168, 63, 129, 16), 32, SSRF_ADDR_METADATA},   /* Azure host endpoint (WireServer, DNS) */
     {IP4(0, 0, 0, 0), 8, SSRF_ADDR_RESERVED},          /* "this network", 0.0.0.0 */
     {IP4(10, 0, 0, 0), 8, SSRF_ADDR_PRIVATE},
     {IP4(100, 64, 0, 0), 10, SSRF_ADDR_PRIVATE}, /* carrier-grade NAT */
@@ -83,6 +84,8 @@ static enum ssrf_addr_class class6(const uint8_t b[16])
 {
     static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b};
     static const uint8_t aws_md[4] = {0xfd, 0x00, 0x0e, 0xc2};
+    static const uint8_t gcp_md[16] = {0xfd, 0x20, 0x00, 0xce, [15] = 0x54, [14] = 0x02};
+    static const uint8_t oci_md[16] = {0xfd, 0x00, 0x00, 0xc1, [12] = 0xa9, 0xfe, 0xa9, 0xfe};
     if (all_zero(b, 15))
         return b[15] == 1 ? SSRF_ADDR_LOOPBACK : SSRF_ADDR_RESERVED; /* ::1 or :: */
     if (all_zero(b, 10) && b[10] == 0xff && b[11] == 0xff)
@@ -95,6 +98,8 @@ static enum ssrf_addr_class class6(const uint8_t b[16])
         return SSRF_ADDR_RESERVED; /* ::a.b.c.d, deprecated IPv4-compatible */
     if (!memcmp(b, aws_md, 4))
         return SSRF_ADDR_METADATA; /* fd00:ec2::/32: AWS IMDS, DNS, time, pod identity */
+    if (!memcmp(b, gcp_md, 16) || !memcmp(b, oci_md, 16))
+        return SSRF_ADDR_METADATA; /* GCP and Oracle Cloud IPv6 metadata servers */
     if ((b[0] & 0xfe) == 0xfc)
         return SSRF_ADDR_PRIVATE; /* fc00::/7 unique local */
     if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)

@@ -1,5 +1,5 @@
 /*
- * ssrf.h - the outbound URL guard (SPEC fix 9, reference §13.3).
+ * ssrf.h - the outbound URL guard: no request of ours reaches private or metadata addresses.
  *
  * ssrf_check() decides whether the platform may fetch a URL, in this order:
  *   1. scheme http or https (URL parsed by libcurl's own parser, so the guard and the transfer

@@ -1,5 +1,5 @@
 /*
- * creds.h - provider credentials at the moment of use (S6).
+ * creds.h - provider credentials, decrypted only at the moment of use.
  *
  * creds_open() turns a provider's stored auth_config ({"_encrypted": Fernet token} under
  * ENCRYPTION_KEY) into field values held in locked memory (secmem): the token is decrypted

@@ -5,7 +5,7 @@
  * one loop: curl sockets are watched with uv_poll, curl's timer with a uv_timer
  * (CURLMOPT_SOCKETFUNCTION / CURLMOPT_TIMERFUNCTION), so a slow provider never holds up others.
  *
- * A lookup runs the provider's http_config steps in order (reference §3.3): render, SSRF check
+ * A lookup runs the provider's http_config steps in order (as the original): render, SSRF check
  * with the resolved address pinned for the connection, per-provider caps (limiter.h), send,
  * then classify the status (expected / not-found / optional skip). A 429 or 5xx is retried
  * after Retry-After (seconds or HTTP date) or an exponential backoff, as long as the retry

@@ -3,7 +3,7 @@
  *
  * guard_check() blocks (it resolves the host), so the engine runs it on the libuv thread pool.
  * On success it fills `pin` with a CURLOPT_RESOLVE entry ("host:port:address") so the request
- * connects to exactly the address that was checked (fix 9: no DNS rebinding between check and
+ * connects to exactly the address that was checked (no DNS rebinding between check and
  * connect). DNS failure blocks (fails closed). allow_loopback (ENRICHER_ALLOW_LOOPBACK, tests
  * only) admits 127.0.0.0/8 and ::1 and nothing else; cloud-metadata addresses stay blocked
  * whatever the allowlist says.

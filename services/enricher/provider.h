@@ -7,7 +7,7 @@
  * 0004). Snapshots are reference-counted: a reload (NOTIFY calseta_providers, or the periodic
  * refresh) swaps in a new one while jobs in flight keep the one they started with.
  *
- * In mock mode (ENRICHMENT_MOCK_MODE=true, reference §3.5) a provider with mock_responses
+ * In mock mode (ENRICHMENT_MOCK_MODE=true, as in the original) a provider with mock_responses
  * answers from them ({type: entry} or {"default": entry}) without credentials or HTTP.
  *
  * Per-provider limits come from http_config when present ("max_concurrency",
@@ -36,7 +36,7 @@ struct provider {
     json_t *http_config;
     char *auth_type;
     char *encrypted_auth;    /* the Fernet token of auth_config._encrypted, or NULL */
-    int plaintext_auth;      /* auth_config held a plain dict: refused (S6) */
+    int plaintext_auth;      /* auth_config held a plain dict: refused (never stored in clear) */
     json_t *env_var_mapping; /* {field: ENV_NAME} or NULL */
     int default_ttl;
     json_t *ttl_by_type;

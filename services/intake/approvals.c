@@ -10,8 +10,8 @@
  * the queued run when approved, the activity event); an approved run is then started like an
  * executed one. The decide token is compared in constant time here, never in SQL. The decide
  * pages are public routes charged to the client IP's unauthenticated budget. Slack callbacks
- * are refused (403) while SLACK_SIGNING_SECRET is unset (SPEC §5 fix 10); otherwise the v0
- * HMAC and a 300 s timestamp window are required.
+ * are refused (403) while SLACK_SIGNING_SECRET is unset (the original accepted them unsigned);
+ * otherwise the v0 HMAC and a 300 s timestamp window are required.
  */
 #include "workflows_api.h"
 

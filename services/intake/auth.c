@@ -11,7 +11,7 @@
  *      the very next request, whatever process made them) and counts the request in the shared
  *      fixed-window counter of its rate class;
  *   4. scope check (admin passes all), then the route runs.
- * Every failure goes through audit_auth_failure(), the one place that logs it (S13).
+ * Every failure goes through audit_auth_failure(), the one place that logs it, so all look alike.
  */
 #include "intake.h"
 #include "prom.h"
@@ -227,8 +227,13 @@ static void fail_now(struct auth_op *op, int status, const char *code, const cha
 {
     struct reqctx *rc = op->rc;
     struct http_request *req = rc->req;
-    audit_auth_failure(rc->in->audit, req->method, req->path, rc->client_ip, prefix, reason, NULL,
-                       req->request_id);
+    /* A prefix that matches no key says nothing about a real key: aggregated per client like
+     * a missing header, so guessing cannot flood the audit log. */
+    void (*audit)(struct audit_client *, const char *, const char *, const char *, const char *,
+                  const char *, const char *, const char *) =
+        !op->hash && !op->key_id ? audit_auth_refusal : audit_auth_failure;
+    audit(rc->in->audit, req->method, req->path, rc->client_ip, prefix, reason, NULL,
+          req->request_id);
     op_free(op);
     reply_error(rc, status, code, message, NULL);
 }

@@ -1,5 +1,5 @@
 /*
- * clientip.c - the client address used for rate limits and audit lines (SPEC S8).
+ * clientip.c - the client address used for rate limits and audit lines.
  *
  * TRUSTED_PROXY_COUNT = 0: the socket peer; X-Forwarded-For is ignored.
  * N >= 1: the N-th address from the right of X-Forwarded-For (all X-Forwarded-For headers

@@ -3,7 +3,7 @@
  * deactivate (see enrichment_api.h), plus the context and helpers the other enrichment route
  * files share.
  *
- * Rules (reference §3.2): built-in providers cannot be deleted and a PATCH on one may only
+ * Rules (as the original's): built-in providers cannot be deleted and a PATCH on one may only
  * change is_active, auth_config, description, malice_rules, default_cache_ttl_seconds and
  * cache_ttl_by_type; a custom provider_name matches ^[a-z0-9_]+$ (1-100); TTLs are 0..86400.
  * auth_config is encrypted on write as {"_encrypted": Fernet token of the JSON object} under

@@ -1,5 +1,5 @@
 /*
- * enrichment_api.h - the enrichment side of the REST API (issue 6, SPEC S6, fix 9).
+ * enrichment_api.h - the enrichment side of the REST API.
  *
  *   enrichment_api.c          /v1/enrichment-providers (+ activate, deactivate): CRUD with the
  *                             reference's builtin protection, auth_config encrypted with Fernet

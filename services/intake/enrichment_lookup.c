@@ -25,6 +25,7 @@
 #include "indicators.h"
 #include "log.h"
 #include "lookup_client.h"
+#include "prom.h"
 #include "step.h"
 #include "util.h"
 
@@ -125,6 +126,9 @@ static json_t *public_result(json_t *result, int cache_hit)
 
 static void take_result(struct lookup_op *op, const struct provider *p, json_t *result)
 {
+    prom_enrichment_lookup(op->in, p->name,
+                           json_is_true(json_object_get(result, "success")) ? "success"
+                                                                            : "failure");
     if (op->test) {
         json_decref(op->test_result);
         op->test_result = result;
@@ -294,6 +298,7 @@ static void on_config(void *arg, PGresult *res, const char *err)
             continue;
         json_t *hit = json_object_get(op->cached, p->name);
         if (json_is_object(hit)) {
+            prom_enrichment_lookup(op->in, p->name, "cache_hit");
             json_object_set_new(op->results, p->name, public_result(hit, 1));
             continue;
         }

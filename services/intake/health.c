@@ -1,5 +1,7 @@
 /*
- * health.c - GET /health (public): the reference's body; 503 when the database is down.
+ * health.c - GET /health (public): the reference's body; 503 when the database is down. Only
+ * the built-in enrichment providers are listed: the names of custom ones are not for anyone
+ * without a key.
  */
 #include "intake.h"
 #include "util.h"
@@ -31,6 +33,6 @@ void route_health(struct reqctx *rc)
                     "           CASE WHEN is_active AND (auth_type = 'no_auth' "
                     "                OR auth_config IS NOT NULL OR env_var_mapping IS NOT NULL) "
                     "           THEN 'configured' ELSE 'unconfigured' END) "
-                    "         FROM enrichment_providers), '{}'::json)::text",
+                    "         FROM enrichment_providers WHERE is_builtin), '{}'::json)::text",
                     0, NULL, 2000, on_health, rc);
 }

@@ -105,6 +105,8 @@ struct route_def {
 
 /* routes.c */
 void routes_register(struct intake *in);
+/* Installs the admission gate (authentication before the body) on in->http. */
+void routes_attach(struct intake *in);
 /* The route table (for the OpenAPI document). */
 const struct route_def *routes_table(size_t *n);
 /* Responses through these add the rate-limit headers and free the request context. */

@@ -157,7 +157,12 @@ int main(void)
         .header_timeout_ms = in.cfg.header_timeout_ms,
         .body_timeout_ms = in.cfg.body_timeout_ms,
         .idle_timeout_ms = in.cfg.idle_timeout_ms,
+        .body_min_rate = in.cfg.body_min_rate,
         .max_connections = in.cfg.max_connections,
+        .max_connections_per_ip = in.cfg.trusted_proxy_count > 0 ? in.cfg.max_connections_per_proxy
+                                                                 : in.cfg.max_connections_per_ip,
+        .max_bodies_per_ip = in.cfg.trusted_proxy_count > 0 ? in.cfg.max_connections_per_proxy
+                                                            : in.cfg.max_bodies_per_ip,
         .cors_allowed_origins = in.cfg.cors_allowed_origins,
         .cors_allow_all = in.cfg.cors_allow_all,
     };
@@ -165,6 +170,7 @@ int main(void)
     if (!in.http)
         msg_fatal("cannot start the HTTP server on %s:%d: %s", in.cfg.http_host, in.cfg.http_port,
                   err);
+    routes_attach(&in);
     msg_info("listening on %s://%s:%d", *in.cfg.tls_cert_file ? "https" : "http",
              in.cfg.http_host, http_server_port(in.http));
 

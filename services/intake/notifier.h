@@ -1,6 +1,6 @@
 /*
  * notifier.h - approval notifications: Slack (Web API, Block Kit) or Microsoft Teams (incoming
- * webhook, Adaptive Card), reference §4.7 "Notifiers".
+ * webhook, Adaptive Card), with the messages the original sends.
  *
  *   approval requested  Slack chat.postMessage with Approve/Reject buttons and the decide link
  *                       (its `ts` and channel are stored on the approval request), or a Teams

@@ -1,7 +1,8 @@
 /*
  * routes.c - the route table of the intake and the steps every request takes through it:
  * client IP → authentication/scope/rate limit (non-public routes) → handler → response with
- * the X-RateLimit-* headers of the request's rate class.
+ * the X-RateLimit-* headers of the request's rate class. Client IP and authentication run in
+ * the HTTP server's admission gate, before the body is read; the handler after it.
  *
  * The table is the API: method, path pattern, required scope ("*" = any valid key, NULL =
  * public), rate class, handler. Scopes and rate classes follow the reference's route table.
@@ -300,20 +301,50 @@ static const struct route_def ROUTES[] = {
      "Style sheet of the documentation page", "Documentation", NULL, "text/css", 0, NULL},
 };
 
-static void dispatch(struct http_request *req, void *server_ctx)
+/* Public routes read their body without a key: webhook callbacks and the decision form are
+ * small, so an unauthenticated client cannot make the intake buffer more than this. */
+#define PUBLIC_BODY_MAX (1024 * 1024)
+
+static void reqctx_free(struct reqctx *rc);
+
+static void admit(struct reqctx *rc)
+{
+    http_request_admit(rc->req, rc->route->scope ? 0 : PUBLIC_BODY_MAX);
+}
+
+/* The server's admission gate: runs once the header section is complete, before a byte of
+ * the body is read. Authentication (key, scope, rate limit) happens here, so a request without
+ * valid credentials is answered without its body ever being received. */
+static void gate(struct http_request *req, void *server_ctx)
 {
     struct intake *in = server_ctx;
     struct reqctx *rc = xcalloc(1, sizeof *rc);
     rc->in = in;
     rc->req = req;
     rc->route = req->route_data;
+    req->user = rc;
     rc->started_ns = uv_hrtime();
     client_ip_resolve(req, in->cfg.trusted_proxy_count, rc->client_ip, sizeof rc->client_ip);
     if (!rc->route->scope) {
-        rc->route->fn(rc);
+        admit(rc);
         return;
     }
-    auth_request(rc, rc->route->fn);
+    auth_request(rc, admit);
+}
+
+/* The body is complete: the route runs with what the gate established. */
+static void dispatch(struct http_request *req, void *server_ctx)
+{
+    (void)server_ctx;
+    struct reqctx *rc = req->user;
+    rc->route->fn(rc);
+}
+
+/* An admitted request that will not reach its handler (body too slow, too large, client gone). */
+static void dropped(struct http_request *req, void *server_ctx)
+{
+    (void)server_ctx;
+    reqctx_free(req->user);
 }
 
 const struct route_def *routes_table(size_t *n)
@@ -327,6 +358,11 @@ void routes_register(struct intake *in)
     for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++)
         http_router_add(in->router, ROUTES[i].method, ROUTES[i].pattern, dispatch,
                         (void *)&ROUTES[i]);
+}
+
+void routes_attach(struct intake *in)
+{
+    http_server_set_gate(in->http, gate, dropped);
 }
 
 /* ---- responses -------------------------------------------------------------------------- */

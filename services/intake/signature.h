@@ -1,5 +1,5 @@
 /*
- * signature.h - webhook signature verification for POST /v1/ingest/{source} (SPEC S12).
+ * signature.h - webhook signature verification for POST /v1/ingest/{source}.
  */
 #ifndef CALSETA_SIGNATURE_H
 #define CALSETA_SIGNATURE_H

@@ -5,7 +5,7 @@
  * behind 422 INVALID_PAYLOAD, normalize() fills a struct normalized_alert, extract() is
  * indicator extraction pass 1. All three are pure functions of the payload (a jansson value,
  * borrowed) and never crash on hostile input: every access is type-checked. The reference
- * semantics (security-and-ingest §10.2-10.4, 10.6 step 2) are documented in each source file.
+ * semantics (those of the original) are documented in each source file.
  *
  * Adding a source: write services/intake/source_<name>.c defining a `const struct alert_source
  * source_<name>`, and add it to the table in source_registry.c.
@@ -35,7 +35,7 @@ struct normalized_alert {
     int occurred_at_was_now;   /* 1 when the payload had no usable timestamp */
     char *description;         /* may be NULL */
     json_t *tags;              /* array of strings, never NULL */
-    char *source_rule_ref;     /* detection-rule reference (§10.6 step 2), may be NULL */
+    char *source_rule_ref;     /* the source's detection-rule id, may be NULL */
     json_t *normalized_fields; /* object: the optional normalised IOC fields (src_ip, dst_ip,
                                   ...); the built-in sources leave it empty */
 };

@@ -1,5 +1,5 @@
 /*
- * source_elastic.c - Elastic Security alerts (reference §10.2-10.4, §10.6 step 2).
+ * source_elastic.c - Elastic Security alerts, normalised as the original does.
  *
  * Every field is read with get(path): the flat dotted key first (raw["kibana.alert.rule.name"],
  * as Kibana sends them), then the nested objects; the first non-null wins.

@@ -1,6 +1,6 @@
 /*
  * source_generic.c - the generic source for anything that can send a flat JSON alert
- * (reference §10.2-10.4, §10.6 step 2).
+ * (normalised as the original does).
  *
  *   validate   top-level "title" truthy
  *   title      str(title), "Untitled Alert" when the key is absent (str(null) is "None")

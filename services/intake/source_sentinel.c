@@ -1,5 +1,5 @@
 /*
- * source_sentinel.c - Microsoft Sentinel incidents (reference §10.2-10.4, §10.6 step 2).
+ * source_sentinel.c - Microsoft Sentinel incidents, normalised as the original does.
  *
  *   validate   "properties" is an object and properties.title or properties.severity is truthy
  *   title      properties.title, "Untitled Sentinel Incident" when the key is absent;

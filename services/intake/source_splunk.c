@@ -1,5 +1,5 @@
 /*
- * source_splunk.c - Splunk alert-action webhooks (reference §10.2-10.4, §10.6 step 2).
+ * source_splunk.c - Splunk alert-action webhooks, normalised as the original does.
  *
  * The fields live in the "result" object except search_name and sid, which are top-level.
  *

@@ -72,7 +72,8 @@ static int in_set(const char *s, const char *const *set)
     return 0;
 }
 
-/* Names of the platform's own settings can never be workflow secrets (fix 12). */
+/* Names of the platform's own settings can never be workflow secrets: a workflow must not be
+ * able to ask for the database password or the encryption key. */
 static const char *const RESERVED[] = {"DATABASE_URL", "ENCRYPTION_KEY", "SLACK_SIGNING_SECRET",
                                        "SLACK_BOT_TOKEN", "SENTINEL_WEBHOOK_SECRET",
                                        "ELASTIC_WEBHOOK_SECRET", "SPLUNK_WEBHOOK_SECRET",
@@ -836,7 +837,7 @@ static void on_builtins_activated(void *arg, PGresult *res, const char *err)
                  err ? err : "database unavailable");
 }
 
-/* is_active of the nine built-ins follows the configuration (reference §4.8): the Okta ones
+/* is_active of the nine built-ins follows the configuration (as in the original): the Okta ones
  * when OKTA_DOMAIN and OKTA_API_TOKEN are set, the Entra ones when ENTRA_TENANT_ID,
  * ENTRA_CLIENT_ID and ENTRA_CLIENT_SECRET are. Execute still checks only state. */
 static void builtins_activate(struct intake *in)

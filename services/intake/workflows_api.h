@@ -1,5 +1,5 @@
 /*
- * workflows_api.h - the workflow side of the intake (issue 7): workflows CRUD with validation
+ * workflows_api.h - the workflow side of the intake: workflows CRUD with validation
  * by the runner at save time, declared/admin-allowed secrets, execute/test through the runner,
  * run records, and the approval gate (REST, token-authenticated decide pages, Slack callback).
  *
@@ -8,7 +8,7 @@
  * approvals.c      /v1/workflow-approvals, /v1/approvals/{uuid}/decide, Slack callback
  *
  * Settings read here (not in struct config): SLACK_SIGNING_SECRET (unset: Slack callbacks are
- * refused, SPEC §5 fix 10), APPROVAL_DEFAULT_TIMEOUT_SECONDS (3600), CALSETA_BASE_URL
+ * refused, unlike the original), APPROVAL_DEFAULT_TIMEOUT_SECONDS (3600), CALSETA_BASE_URL
  * (decide links), WORKFLOW_RUN_GRACE_SECONDS (30: a run's lease is its timeout + this, and a sent run
  * without an answer after as long is given back),
  * WORKFLOW_RUN_MAX_ATTEMPTS (3), WORKFLOW_MAX_INFLIGHT (8 runs per intake process).

@@ -9,7 +9,7 @@
  *   userns    a new user namespace, so no capability is held in the parent namespace;
  *   landlock  (before rlimit: it needs a descriptor for its ruleset)
  *   rlimit    address space = what the child already maps + the run's memory budget (so each
- *             run gets the whole budget, fix 11), CPU seconds, no new descriptors, no new
+ *             run gets the whole budget, never the runner), CPU seconds, no new descriptors, no new
  *             processes, no file writes, no core dumps;
  *   landlock  every filesystem right handled and none granted; TCP bind/connect denied;
  *             abstract unix sockets and signals scoped (as far as the kernel's ABI goes);

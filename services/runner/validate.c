@@ -4,7 +4,7 @@
  * validate(code) -> [(line, "Line N: message")], run inside a sandboxed child (zygote.c), so a
  * hostile parse (deep nesting, huge literals) spends the child's limits, not the runner's.
  * Rules: the reference's (top-level `async def run`, ALLOWED/BLOCKED imports, blocked builtin
- * calls, no relative imports) and S15's stricter ones, which together leave workflow code no
+ * calls, no relative imports) and stricter ones of ours, which together leave workflow code no
  * attribute access by a computed name and no introspection:
  *  - no dunder or private attribute access, no frame/code/function internals (f_*, gi_*, cr_*,
  *    ag_*, tb_*, co_*, func_*, im_*, mro, get_stack...), no dunder names or dunder strings;
@@ -22,7 +22,7 @@
 #include "runner.h"
 
 const char runner_validator_py[] =
-    "# Workflow code validation: the reference's rules plus the stricter ones of S15.\n"
+    "# Workflow code validation: the original's rules plus stricter ones.\n"
     "import ast\n"
     "import re\n"
     "import string as _string\n"
@@ -35,7 +35,7 @@ const char runner_validator_py[] =
     "    \"re\", \"statistics\", \"string\", \"textwrap\", \"time\", \"typing\", "
     "\"typing_extensions\",\n"
     "    \"unicodedata\", \"urllib\", \"uuid\", \"calseta\"))\n"
-    "# The reference's list, plus the introspection and code-object modules (S15: stricter).\n"
+    "# The original's list, plus the introspection and code-object modules.\n"
     "BLOCKED = frozenset((\n"
     "    \"os\", \"subprocess\", \"importlib\", \"sys\", \"builtins\", \"socket\", \"ctypes\", "
     "\"pickle\", \"pathlib\",\n"

@@ -1,4 +1,4 @@
-"""The nine built-in Okta/Entra workflows (reference §4.8) and ctx.integrations, full stack.
+"""The nine built-in Okta/Entra workflows and ctx.integrations, full stack.
 
 Real auditd, runner and intake; local stand-ins for the Okta API, the Microsoft login endpoint
 and Microsoft Graph, reached through ctx.http (so through the runner's SSRF guard, with

@@ -1,4 +1,4 @@
-"""The enrichment REST routes (issue 6, SPEC S6 and fix 9): provider and field-extraction CRUD
+"""The enrichment REST routes: provider and field-extraction CRUD
 with builtin protection and secrets that never come back, the SSRF guard at save time, real
 lookups (on-demand, cache-first; provider test) against small stand-in HTTP servers speaking the
 VirusTotal and AbuseIPDB formats on 127.0.0.1, re-enrichment jobs, scopes and audit events.

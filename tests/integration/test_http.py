@@ -1,6 +1,6 @@
 """The intake's HTTP front door over real sockets: routing errors, security headers and request
 ids on every status, body and header limits, slow clients, pipelining, TLS, drain on SIGTERM,
-health (SPEC S9-S11, §5 fixes 3, 5, 6)."""
+health."""
 import os
 import signal
 import socket
@@ -138,8 +138,11 @@ def test_slow_clients_get_408():
         assert time.time() - t0 < 4
         check_security_headers(parse_raw(out)[1], "408")
         sock.close()
+        # a body is read only after authentication; then it must keep coming
+        k = s.create_key("admin")
         sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
-        sock.sendall(b"POST /v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        sock.sendall(b"POST /v1/alerts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + k.encode() +
+                     b"\r\nContent-Length: 100\r\n\r\n{")
         out = sock.recv(65536)
         assert out.startswith(b"HTTP/1.1 408"), out[:100]
         sock.close()
@@ -151,15 +154,24 @@ def test_slow_clients_get_408():
 def test_connection_limit():
     s = Stack("connlimit", env={"MAX_CONNECTIONS": 4})
     try:
+        # busy connections (a request under way) hold their slots; idle ones would make room
         held = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(4)]
+        for h in held:
+            h.sendall(b"GET /health HTTP/1.1\r\n")
         time.sleep(0.2)
         extra = socket.create_connection(("127.0.0.1", s.port), timeout=5)
         extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         out = extra.recv(65536)
         assert out.startswith(b"HTTP/1.1 503"), out[:100]
         extra.close()
-        held[0].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        held[0].sendall(b"Host: x\r\n\r\n")
         assert held[0].recv(65536).startswith(b"HTTP/1.1 200")
+        # held[0] is idle now: a new client takes its slot instead of getting a 503
+        extra = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert extra.recv(65536).startswith(b"HTTP/1.1 200")
+        assert_eq(held[0].recv(65536), b"")
+        extra.close()
         for h in held:
             h.close()
     finally:

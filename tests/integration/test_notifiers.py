@@ -1,4 +1,4 @@
-"""Approval notifications (reference §4.7 "Notifiers") against a real intake, runner, auditd and
+"""Approval notifications (Slack and Teams, as the original sends them) against a real intake, runner, auditd and
 PostgreSQL, with local stand-ins for Slack's Web API (chat.postMessage / chat.update) and a Teams
 incoming webhook: the approval message (Block Kit / Adaptive Card) and its decide link, the
 stored Slack ts, chat.update after a Slack decision, the result message after an approved run

@@ -1,4 +1,4 @@
-"""A hostile child on its channel cannot hold the runner (issue 7).
+"""A hostile child on its channel cannot hold the runner.
 
 With every OS layer on but the two Python layers off (as if a workflow had escaped them), a
 child imports the channel module itself and floods the runner with ctx.http requests without

@@ -1,4 +1,4 @@
-"""Workflow runs as leased jobs (issue 7): committed first, sent to a runner over ZeroMQ under a
+"""Workflow runs as leased jobs: committed first, sent to a runner over ZeroMQ under a
 lease held by the intake process that took them, never lost when a runner or an intake dies.
 
 Real intake(s), real runner(s), real PostgreSQL. Failures are made with kill -9 at chosen

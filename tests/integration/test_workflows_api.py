@@ -1,4 +1,4 @@
-"""The workflow REST API (issue 7) against a real intake, a real runner and PostgreSQL:
+"""The workflow REST API against a real intake, a real runner and PostgreSQL:
 validation at save time by the runner (errors with their lines), versions, execute and the
 run records, containment at run time (tampered code, memory bomb, timeout), ctx.secrets
 (declared + admin-allowed only, never the platform's own), ctx.http SSRF, the approval gate

@@ -70,6 +70,10 @@ static const struct url_case cases[] = {
     {"http://100.100.100.200/latest/meta-data", "100.100.100.200", LB, 0, "metadata"},
     {"http://[fd00:ec2::254]/latest/", "fd00:ec2::254", LB, 0, "metadata"},
     {"http://[fd00:ec2::254]/latest/", "[fd00:ec2::254]", 0, 0, "metadata"},
+    {"http://168.63.129.16/", NULL, 0, 0, "metadata"},
+    {"http://168.63.129.16/machine?comp=goalstate", "168.63.129.16", LB, 0, "metadata"},
+    {"http://[fd20:ce::254]/computeMetadata/v1/", "fd20:ce::254", LB, 0, "metadata"},
+    {"http://[fd00:c1::a9fe:a9fe]/opc/v2/", "fd00:c1::a9fe:a9fe", LB, 0, "metadata"},
     {"http://[::ffff:169.254.169.254]/", "::ffff:169.254.169.254", 0, 0, "metadata"},
     {"http://[64:ff9b::a9fe:a9fe]/", NULL, 0, 0, "metadata"}, /* NAT64 of 169.254.169.254 */
     {"http://[2002:a9fe:a9fe::]/", NULL, 0, 0, "metadata"},   /* 6to4 of 169.254.169.254 */
