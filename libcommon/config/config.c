@@ -140,6 +140,9 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
 
     INT("ALERT_DEDUP_WINDOW_HOURS", 0, 87600, alert_dedup_window_hours);
     INT("INGEST_BATCH_MAX", 1, 10000, ingest_batch_max);
+    INT("INGEST_MAX_INFLIGHT", 1, 7, ingest_max_inflight);
+    INT("INGEST_JSON_MAX_DEPTH", 2, 1000, ingest_json_max_depth);
+    INT("INGEST_JSON_MAX_VALUES", 10, 10000000, ingest_json_max_values);
 
     c->job_bus_push = endpoint(s, "JOB_BUS_PUSH_ENDPOINT", c->data_dir, "jobs-in");
     c->job_bus_pull = endpoint(s, "JOB_BUS_PULL_ENDPOINT", c->data_dir, "jobs-out");

@@ -62,6 +62,9 @@ struct config {
     /* ingest */
     int alert_dedup_window_hours;
     int ingest_batch_max;
+    int ingest_max_inflight; /* group commits one intake process has in the database at once */
+    int ingest_json_max_depth;  /* nesting of an ingested document */
+    int ingest_json_max_values; /* values (keys included) of an ingested document */
 
     /* buses */
     char *job_bus_push;   /* intake connects PUSH here */

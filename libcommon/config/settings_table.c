@@ -139,6 +139,15 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "An alert with the same fingerprint within this window counts as a duplicate of the first "
      "(0 disables)."},
     {INGEST, "INGEST_BATCH_MAX", "128", "intake", "Most alerts committed in one group commit."},
+    {INGEST, "INGEST_MAX_INFLIGHT", "4", "intake",
+     "Group commits one intake process keeps in the database at once (1-7 of its 8 connections); "
+     "while they run, the next batch fills up."},
+    {INGEST, "INGEST_JSON_MAX_DEPTH", "64", "intake",
+     "Deepest nesting of arrays and objects an ingested body may have; checked on the raw bytes "
+     "before parsing (deeper: 422)."},
+    {INGEST, "INGEST_JSON_MAX_VALUES", "100000", "intake",
+     "Most JSON values (object keys included) an ingested body may have; checked on the raw bytes "
+     "before parsing (more: 413 on /v1/ingest, 422 on /v1/alerts)."},
 
     /* ---- processes and buses ---- */
     {BUS, "INTAKE_PROCESSES", "2", "master", "Intake processes sharing the HTTP port."},

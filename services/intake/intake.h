@@ -113,6 +113,11 @@ const struct route_def *routes_table(size_t *n);
 void reply_json(struct reqctx *rc, int status, json_t *body);
 void reply_data(struct reqctx *rc, int status, json_t *data); /* {"data":…,"meta":{}} */
 void reply_list(struct reqctx *rc, json_t *items, long long total, int page, int page_size);
+/* As reply_data/reply_list with the data as JSON text written by PostgreSQL, passed through
+ * untouched: numbers beyond what jansson holds (u64 counters, 1e19) come back exactly. */
+void reply_data_text(struct reqctx *rc, int status, const char *data_json);
+void reply_list_text(struct reqctx *rc, const char *items_json, long long total, int page,
+                     int page_size);
 void reply_error(struct reqctx *rc, int status, const char *code, const char *message,
                  json_t *details);
 void reply_empty(struct reqctx *rc, int status);
@@ -169,6 +174,8 @@ void used_keys_free(struct used_keys *u);
 /* ingest.c */
 struct ingest_batcher *ingest_batcher_new(struct intake *in);
 void ingest_batcher_free(struct ingest_batcher *b);
+/* Folds the indicator sightings of committed alerts into indicators.last_seen (housekeeping). */
+void ingest_sightings_apply(struct intake *in);
 void route_ingest_source(struct reqctx *rc);
 void route_post_alert(struct reqctx *rc);
 

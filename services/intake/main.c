@@ -41,6 +41,7 @@ static void on_housekeeping(uv_timer_t *t)
 {
     struct intake *in = t->data;
     used_keys_flush(in, NULL);
+    ingest_sightings_apply(in);
     rl_cleanup(in);
     mappings_refresh(in);
 }
