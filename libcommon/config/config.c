@@ -133,6 +133,7 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     INT("RATE_LIMIT_ENRICHMENT_PER_MINUTE", 1, 100000000, rate_limit_enrichment);
     INT("RATE_LIMIT_WORKFLOW_EXECUTE_PER_MINUTE", 1, 100000000, rate_limit_workflow_execute);
     INT("AUTH_CACHE_TTL_SECONDS", 0, 3600, auth_cache_ttl_seconds);
+    INT("AUTH_KEY_REFRESH_SECONDS", 1, 3600, auth_key_refresh_seconds);
     c->sentinel_webhook_secret = get_str(s, "SENTINEL_WEBHOOK_SECRET");
     c->elastic_webhook_secret = get_str(s, "ELASTIC_WEBHOOK_SECRET");
     c->splunk_webhook_secret = get_str(s, "SPLUNK_WEBHOOK_SECRET");

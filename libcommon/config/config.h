@@ -54,6 +54,7 @@ struct config {
     int rate_limit_enrichment;
     int rate_limit_workflow_execute;
     int auth_cache_ttl_seconds;
+    int auth_key_refresh_seconds;
     char *sentinel_webhook_secret;
     char *elastic_webhook_secret;
     char *splunk_webhook_secret;

@@ -121,11 +121,14 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Per key, enrichment lookups and provider tests."},
     {AUTH, "RATE_LIMIT_WORKFLOW_EXECUTE_PER_MINUTE", "30", "intake", "Per key, workflow execute."},
     {AUTH, "RATE_LIMIT_UNAUTHED_PER_MINUTE", "10", "intake",
-     "Per client IP, for requests that end without a valid key; checked before any bcrypt "
-     "work."},
+     "Per client IP, charged only by requests that end without a valid key (a valid key is never "
+     "refused for its IP's junk)."},
     {AUTH, "AUTH_CACHE_TTL_SECONDS", "60", "intake",
-     "Lifetime of a verified key in the per-process cache (0 disables). Revocation still takes "
-     "effect on the next request."},
+     "0: every request pays bcrypt. Otherwise a token that passed bcrypt is remembered by the "
+     "process while its key's hash is unchanged (key rows are kept current by notifications)."},
+    {AUTH, "AUTH_KEY_REFRESH_SECONDS", "10", "intake",
+     "Period of the background re-read of the key rows a process holds, and of forgetting "
+     "unknown prefixes: the bound on a key change if a notification were lost."},
 
     /* ---- ingest ---- */
     {INGEST, "SENTINEL_WEBHOOK_SECRET", NULL, "intake",

@@ -6,7 +6,8 @@
  *   3. key-change notifications             LISTEN calseta_api_keys → auth cache
  *   4. job bus                              PUSH to JOB_BUS_PUSH_ENDPOINT
  *   5. routes and the HTTP server           routes_register(), http_server_new() (SO_REUSEPORT)
- *   6. housekeeping timer                   last_used_at, rate-counter cleanup
+ *   6. housekeeping timer                   last_used_at, rate-counter cleanup; readiness
+ *      for /health, key-row refresh and rate-limit give-backs run on their own timers
  *   7. SIGTERM/SIGINT: drain                stop accepting, finish in-flight, flush, exit
  */
 #include "audit.h"
@@ -20,6 +21,7 @@
 #include "notifier.h"
 #include "prom.h"
 #include "ratelimit.h"
+#include "keycache.h"
 #include "signature.h"
 #include "util.h"
 #include "workflows_api.h"
@@ -71,6 +73,9 @@ static void on_drained(void *arg)
     uv_close((uv_handle_t *)&in->drain_deadline, NULL);
     uv_close((uv_handle_t *)&in->sigterm, NULL);
     uv_close((uv_handle_t *)&in->sigint, NULL);
+    health_stop(in);
+    keycache_stop(in->auth_cache);
+    rl_stop(in->rl);
     workflows_wait_runs(in, flush_and_close_pool);
 }
 
@@ -128,6 +133,7 @@ int main(void)
     audit_emit_config_loaded(in.audit, &in.cfg);
     webhook_warn_unsigned(&in.cfg);
     in.auth_cache = auth_cache_new(&in);
+    in.rl = rl_new(&in);
     in.used_keys = used_keys_new();
     in.batcher = ingest_batcher_new(&in);
     pg_pool_listen(in.pg, "calseta_api_keys", on_key_change, &in);
@@ -175,6 +181,7 @@ int main(void)
     msg_info("listening on %s://%s:%d", *in.cfg.tls_cert_file ? "https" : "http",
              in.cfg.http_host, http_server_port(in.http));
 
+    health_start(&in);
     uv_timer_init(in.loop, &in.housekeeping);
     in.housekeeping.data = &in;
     uv_timer_start(&in.housekeeping, on_housekeeping, 15000, 15000);
@@ -193,6 +200,8 @@ int main(void)
     prom_free(in.prom);
     ingest_batcher_free(in.batcher);
     auth_cache_free(in.auth_cache);
+    rl_free(in.rl);
+    health_free(&in);
     used_keys_free(in.used_keys);
     mappings_free(in.mappings);
     enrich_api_free(in.enrich);
