@@ -6,6 +6,10 @@
  * every intermediate form (canonical request, string to sign) as well as the signature and
  * the Authorization header value, so tests can compare each step with AWS's published
  * examples. All headers given are signed.
+ *
+ * Ours rather than libcurl's CURLOPT_AWS_SIGV4 because the libcurl we build against does not
+ * sort query parameters when it signs (tests/unit/libcommon/config/sigv4.c shows it failing
+ * AWS's query-order example while this signer passes it).
  */
 #ifndef CALSETA_SIGV4_H
 #define CALSETA_SIGV4_H

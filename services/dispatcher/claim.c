@@ -2,7 +2,8 @@
  * claim.c - when to claim: at start, on every NOTIFY calseta_agent_deliveries (a delivery was
  * queued or rescheduled), whenever a delivery finishes and frees a slot, and on a periodic
  * sweep (DISPATCHER_POLL_INTERVAL_MS) that also picks up retries that became due and leases
- * that expired. One claim query runs at a time; wake-ups during it ask for another round.
+ * that expired. Up to CLAIMS_IN_FLIGHT claim queries run at once, each for at most CLAIM_ROWS
+ * rows, never for more rows than there are free slots.
  */
 #include "dispatcher.h"
 #include "log.h"
@@ -11,24 +12,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Several claim queries may run at once (SKIP LOCKED keeps them apart): building payloads
+ * takes the database a few milliseconds per row, and one query at a time would leave slots
+ * idle while it runs. */
+#define CLAIMS_IN_FLIGHT 4
+#define CLAIM_ROWS 16
+
+struct claim_op {
+    struct dispatcher *d;
+    int asked;
+};
+
 static void on_claimed(void *arg, PGresult *res, const char *err)
 {
-    struct dispatcher *d = arg;
-    d->claiming = 0;
+    struct claim_op *op = arg;
+    struct dispatcher *d = op->d;
+    int asked = op->asked, got = 0;
+    free(op);
+    d->claiming--;
+    d->claim_reserved -= asked;
     if (err || !res) {
         msg_warn("claim failed: %s", err ? err : "no result");
     } else {
-        int n = PQntuples(res);
-        for (int i = 0; i < n; i++)
+        got = PQntuples(res);
+        for (int i = 0; i < got; i++)
             delivery_start(d, res, i);
-        if (n)
-            msg_debug("claimed %d deliveries (%d in flight)", n, d->inflight);
-        if (n > 0 && d->inflight < d->opt.concurrency)
-            d->claim_again = 1; /* there may be more */
+        if (got)
+            msg_debug("claimed %d deliveries (%d in flight)", got, d->inflight);
     }
-    if (d->claim_again && !d->draining) {
+    if (!d->draining && (got == asked || d->claim_again)) {
         d->claim_again = 0;
-        claim_now(d);
+        claim_now(d); /* there may be more */
     }
 }
 
@@ -36,24 +50,29 @@ void claim_now(struct dispatcher *d)
 {
     if (d->draining)
         return;
-    if (d->claiming) {
+    int room = d->opt.concurrency - d->inflight - d->claim_reserved;
+    if (room > 0 && d->claiming >= CLAIMS_IN_FLIGHT)
         d->claim_again = 1;
-        return;
-    }
-    int room = d->opt.concurrency - d->inflight;
-    if (room <= 0)
-        return;
-    char lease[16], limit[16];
-    snprintf(lease, sizeof lease, "%d", d->opt.lease_seconds);
-    snprintf(limit, sizeof limit, "%d", room < 100 ? room : 100);
-    const char *p[4] = {d->owner, lease, limit, d->opt.api_base_url};
-    d->claiming = 1;
-    if (pg_exec(d->pg,
-                "SELECT delivery_id, delivery_uuid, kind, attempt, agent::text, payload "
-                "FROM calseta_agent_claim($1, $2::int, $3::int, $4)",
-                4, p, on_claimed, d) != 0) {
-        d->claiming = 0;
-        msg_error("claim query refused");
+    while (room > 0 && d->claiming < CLAIMS_IN_FLIGHT) {
+        int n = room < CLAIM_ROWS ? room : CLAIM_ROWS;
+        char lease[16], limit[16];
+        snprintf(lease, sizeof lease, "%d", d->opt.lease_seconds);
+        snprintf(limit, sizeof limit, "%d", n);
+        const char *p[4] = {d->owner, lease, limit, d->opt.api_base_url};
+        struct claim_op *op = xcalloc(1, sizeof *op);
+        op->d = d;
+        op->asked = n;
+        if (pg_exec(d->pg,
+                    "SELECT delivery_id, delivery_uuid, kind, attempt, agent::text, payload "
+                    "FROM calseta_agent_claim($1, $2::int, $3::int, $4)",
+                    4, p, on_claimed, op) != 0) {
+            free(op);
+            msg_error("claim query refused");
+            return;
+        }
+        d->claiming++;
+        d->claim_reserved += n;
+        room -= n;
     }
 }
 

@@ -104,11 +104,9 @@ static char *utf8_clean(const char *s, size_t n)
     return o;
 }
 
-static void on_recorded(void *arg, PGresult *res, const char *err)
+void delivery_recorded(struct delivery *v, const char *outcome, const char *err)
 {
-    struct delivery *v = arg;
     struct dispatcher *d = v->d;
-    const char *outcome = (!err && res && PQntuples(res)) ? PQgetvalue(res, 0, 0) : NULL;
     if (!outcome) {
         msg_warn("delivery %s: attempt %d not recorded (%s); it will be retried when its lease "
                  "expires", v->uuid, v->attempt, err ? err : "no result");
@@ -119,29 +117,27 @@ static void on_recorded(void *arg, PGresult *res, const char *err)
             d->delivered++;
         else if (!strcmp(outcome, "failed"))
             d->failed++;
-        msg_info("delivery %s to agent %s: attempt %d %s", v->uuid,
-                 json_string_value(json_object_get(v->agent, "name")), v->attempt, outcome);
+        msg_debug("delivery %s to agent %s: attempt %d %s", v->uuid,
+                  json_string_value(json_object_get(v->agent, "name")), v->attempt, outcome);
     }
     delivery_free(v);
 }
 
+/* The outcome of this attempt, queued for the next batch (record.c). */
 static void record(struct delivery *v, const char *status, long code, const char *error)
 {
-    char id[32], codes[16], dur[24], retry[16];
-    snprintf(id, sizeof id, "%lld", v->id);
-    snprintf(codes, sizeof codes, "%ld", code);
-    snprintf(dur, sizeof dur, "%llu", (unsigned long long)(now_mono_ms() - v->started_ms));
     int shift = v->attempt - 1 < 9 ? v->attempt - 1 : 9;
     int delay = 1 << (shift < 0 ? 0 : shift);
-    snprintf(retry, sizeof retry, "%d", delay > 300 ? 300 : delay);
     char *body = v->resp.len ? utf8_clean(v->resp.data, v->resp.len) : NULL;
-    const char *p[10] = {id,    v->d->owner, status, code ? codes : NULL, body,
-                         v->truncated ? "true" : "false", error, v->started, dur, retry};
-    pg_exec(v->d->pg,
-            "SELECT calseta_agent_attempt($1::bigint, $2, $3, $4::int, $5, $6::boolean, $7, "
-            "$8::timestamptz, $9::int, $10::int)",
-            10, p, on_recorded, v);
+    json_t *r = json_pack("{s:I,s:s,s:o,s:o,s:b,s:o,s:s,s:I,s:i}", "id", (json_int_t)v->id,
+                          "status", status, "code", code ? json_integer(code) : json_null(),
+                          "body", body ? json_string(body) : json_null(), "truncated",
+                          v->truncated, "error", error ? json_string(error) : json_null(),
+                          "started", v->started, "dur",
+                          (json_int_t)(now_mono_ms() - v->started_ms), "retry",
+                          delay > 300 ? 300 : delay);
     free(body);
+    record_queue(v->d, v, r);
 }
 
 /* ---- 3. the transfer ----------------------------------------------------------------------- */

@@ -16,6 +16,8 @@
 #include "fernet.h"
 #include "pg.h"
 
+#include <jansson.h>
+
 #include <curl/curl.h>
 #include <stdint.h>
 #include <uv.h>
@@ -45,11 +47,18 @@ struct dispatcher {
     uv_timer_t sweep;
     uv_signal_t sigterm, sigint;
     int inflight;
-    int claiming;     /* a claim query is running */
-    int claim_again;  /* woken while claiming */
+    int claiming;       /* claim queries running */
+    int claim_reserved; /* slots those queries may fill */
+    int claim_again;    /* woken while every claim query was busy */
     int draining;
     unsigned long delivered, failed;
     struct delivery *list; /* in flight */
+    /* attempts waiting to be recorded (record.c) */
+    struct delivery **rec_v;
+    json_t *rec_batch;
+    size_t rec_n, rec_cap;
+    int rec_inflight; /* batches being written */
+    uv_timer_t rec_timer;
 };
 
 /* options.c */
@@ -65,6 +74,14 @@ void claim_stop(struct dispatcher *d);
 
 /* deliver.c: takes one claimed row (columns of calseta_agent_claim) */
 void delivery_start(struct dispatcher *d, PGresult *res, int row);
+/* The recorded outcome ('done', 'retry', 'failed', 'lease_lost'; NULL: not recorded, err says
+ * why); frees the delivery. */
+void delivery_recorded(struct delivery *v, const char *outcome, const char *err);
+
+/* record.c: attempts are recorded in batches, one statement (one commit) per batch */
+void record_queue(struct dispatcher *d, struct delivery *v, json_t *attempt);
+void record_init(struct dispatcher *d);
+void record_close(struct dispatcher *d);
 void delivery_curl_done(void *arg, CURL *easy, CURLcode rc);
 /* Called by deliver.c when a delivery is finished and freed. */
 void dispatcher_delivery_finished(struct dispatcher *d);

@@ -9,7 +9,8 @@
  *                                                 curluv_new()
  *   3. claims: LISTEN calseta_agent_deliveries    claim_start(): NOTIFY wake-ups plus a sweep
  *      and a periodic sweep
- *   4. every claimed row                          delivery_start() (deliver.c)
+ *   4. every claimed row                          delivery_start() (deliver.c); outcomes
+ *                                                 recorded in batches (record.c)
  *   5. SIGTERM/SIGINT: drain                      stop claiming, let the attempts in flight
  *                                                 finish (each bounded by its timeout), exit
  *
@@ -75,6 +76,7 @@ static void finish_drain(struct dispatcher *d)
     msg_info("drained: %lu delivered, %lu failed; stopping", d->delivered, d->failed);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
+    record_close(d);
     curluv_close(d->cm, on_curl_closed, d);
 }
 
@@ -144,6 +146,7 @@ int main(void)
                  "tests only; cloud-metadata addresses stay blocked)");
     d.cm = curluv_new(d.loop, delivery_curl_done, &d);
     make_owner(&d);
+    record_init(&d);
     claim_start(&d);
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_init(d.loop, &d.sigint);

@@ -8,6 +8,8 @@
  *   calseta_auth_cache_lookups_total{pid,result="hit"|"miss"}    counter
  *   calseta_ingest_batches_total{pid}, calseta_ingest_batch_size{pid} (histogram of alerts)
  *   calseta_audit_events_pending{pid}, calseta_audit_spool_bytes{pid}
+ *   calseta_enrichment_lookups_total{pid,provider,outcome}   lookups this process made for
+ *                                            the API (on-demand, provider tests)
  *   calseta_queue_pending{queue}, calseta_queue_in_progress{queue},
  *   calseta_queue_oldest_pending_age_seconds{queue}, calseta_workflow_runs{status}
  *                                            gauges read from PostgreSQL, cached for 5 s
@@ -46,7 +48,17 @@ struct route_stats {
     uint64_t count;
 };
 
+#define NPROVIDERS 32
+
+struct lookup_count {
+    char provider[64];
+    uint64_t n[3]; /* success, failure, cache_hit */
+};
+
+static const char *const OUTCOMES[3] = {"success", "failure", "cache_hit"};
+
 struct prom {
+    struct lookup_count lookups[NPROVIDERS];
     struct intake *in;
     const struct route_def *routes;
     size_t nroutes;
@@ -132,6 +144,36 @@ void prom_ingest_batch(struct intake *in, size_t n)
     observe(p->batch_buckets, SIZE_BUCKETS, NSIZES, (double)n);
 }
 
+void prom_enrichment_lookup(struct intake *in, const char *provider, const char *outcome)
+{
+    struct prom *p = in->prom;
+    if (!p || !provider)
+        return;
+    int o = !strcmp(outcome, "success") ? 0 : !strcmp(outcome, "failure") ? 1 : 2;
+    for (size_t i = 0; i < NPROVIDERS; i++) {
+        struct lookup_count *l = &p->lookups[i];
+        if (!l->provider[0])
+            snprintf(l->provider, sizeof l->provider, "%s", provider);
+        if (!strncmp(l->provider, provider, sizeof l->provider - 1)) {
+            l->n[o]++;
+            return;
+        }
+    }
+}
+
+/* A label value: backslash, quote and line feed escaped. */
+static void label_value(struct buf *b, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            buf_printf(b, "\\%c", *v);
+        else if (*v == '\n')
+            buf_puts(b, "\\n");
+        else
+            buf_append(b, v, 1);
+    }
+}
+
 /* ---- exposition ----------------------------------------------------------------------------- */
 
 static void help(struct buf *b, const char *name, const char *type, const char *text)
@@ -199,6 +241,15 @@ static void process_series(struct prom *p, struct buf *b)
     snprintf(lab, sizeof lab, "pid=\"%ld\"", pid);
     histogram(b, "calseta_ingest_batch_size", lab, p->batch_buckets, SIZE_BUCKETS, NSIZES,
               p->batch_sum, p->batches);
+    help(b, "calseta_enrichment_lookups_total", "counter",
+         "Provider lookups this process made for the API, by provider and outcome.");
+    for (size_t i = 0; i < NPROVIDERS && p->lookups[i].provider[0]; i++)
+        for (int o = 0; o < 3; o++) {
+            buf_printf(b, "calseta_enrichment_lookups_total{pid=\"%ld\",provider=\"", pid);
+            label_value(b, p->lookups[i].provider);
+            buf_printf(b, "\",outcome=\"%s\"} %llu\n", OUTCOMES[o],
+                       (unsigned long long)p->lookups[i].n[o]);
+        }
     struct audit_client_stats st = {0};
     if (p->in->audit)
         audit_client_get_stats(p->in->audit, &st);

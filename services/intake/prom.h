@@ -25,6 +25,10 @@ void prom_auth_cache(struct intake *in, int hit);
 /* One ingest batch of n alerts sent to PostgreSQL. */
 void prom_ingest_batch(struct intake *in, size_t n);
 
+/* One provider lookup made by this process for the API (on-demand or provider test); outcome
+ * "success", "failure" or "cache_hit". */
+void prom_enrichment_lookup(struct intake *in, const char *provider, const char *outcome);
+
 /* GET /metrics */
 void route_prometheus(struct reqctx *rc);
 

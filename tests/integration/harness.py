@@ -128,10 +128,6 @@ class Stack:
             "HTTP_PORT": str(self.port),
             "CALSETA_DATA_DIR": self.data_dir,
             "LOG_FORMAT": "json",
-            "JOB_BUS_PUSH_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
-            "JOB_BUS_PULL_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
-            "AUDIT_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
-            "RUNNER_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
             "AUDIT_SPOOL_DIR": os.path.join(self.data_dir, "spool"),
         })
         if env:
@@ -157,27 +153,36 @@ class Stack:
         self.procs.append(p)
         return p
 
+    def endpoint(self, name):
+        """The default (ipc) endpoint of an internal link: audit, jobs-in, jobs-out, runner,
+        lookup-in, lookup-out."""
+        return "ipc://%s/bus/%s.sock" % (self.data_dir, name)
+
     def start_intake(self, extra_env=None):
         p = self.start("intake", extra_env)
         self.intakes.append(p)
         return p
 
-    def wait_healthy(self, timeout=30):
-        deadline = time.time() + timeout
-        last = None
-        while time.time() < deadline:
+    def wait_healthy(self, timeout=30, port=None):
+        """Until /health answers 200 (on port, else the stack's port); an intake that exits
+        meanwhile fails at once with its log."""
+        last = [None]
+
+        def healthy():
             for p in self.intakes:
                 if not p.alive():
                     raise RuntimeError("intake exited early:\n" + p.text()[-4000:])
             try:
-                r = self.request("GET", "/health")
-                if r.status == 200:
-                    return
-                last = r
+                r = self.request("GET", "/health", port=port)
             except OSError as e:
-                last = e
-            time.sleep(0.1)
-        raise RuntimeError("stack not healthy: %r" % (last,))
+                last[0] = e
+                return False
+            last[0] = r
+            return r.status == 200
+        try:
+            wait_for(healthy, timeout, 0.1, "GET /health = 200")
+        except AssertionError:
+            raise RuntimeError("stack not healthy: %r" % (last[0],))
 
     def cli(self, *args, check=True):
         r = subprocess.run([os.path.join(BIN, "calseta")] + list(args), env=self.env,
@@ -261,6 +266,27 @@ class Stack:
 
     def logs(self):
         return "\n".join("== %s ==\n%s" % (p.name, p.text()[-3000:]) for p in self.procs)
+
+
+def wait_for(condition, timeout=20.0, interval=0.05, what=None):
+    """Polls condition() until it returns something true, and returns that. Raises
+    AssertionError after timeout seconds, naming what was awaited and the last value seen.
+    Use it wherever a test waits for something to happen; a fixed sleep is either too short on a
+    loaded machine or wastes time on an idle one. Exceptions of condition() count as not yet."""
+    deadline = time.time() + timeout
+    last = None
+    while True:
+        try:
+            last = condition()
+            if last:
+                return last
+        except (OSError, ValueError, KeyError, IndexError) as e:
+            last = e
+        if time.time() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s (last: %r)"
+                                 % (timeout, what or getattr(condition, "__name__", "condition"),
+                                    last))
+        time.sleep(interval)
 
 
 def run_tests(module_globals):

@@ -130,7 +130,9 @@ def test_metrics_routes():
 
 
 def test_prometheus_scrape():
-    s = Stack("prometheus")
+    from cryptography.fernet import Fernet
+    s = Stack("prometheus", env={"ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                                 "ENRICHMENT_MOCK_MODE": "true"})
     try:
         k = s.create_key("admin")
         assert_eq(s.request("GET", "/metrics").status, 401)
@@ -138,6 +140,9 @@ def test_prometheus_scrape():
         for i in range(3):
             ingest(s, k, "p%d" % i)
         s.request("GET", "/v1/alerts/00000000-0000-0000-0000-000000000000", key=k)
+        r = s.request("POST", "/v1/enrichments", key=k, body={"type": "ip", "value": "185.220.101.34"})
+        assert_eq(r.status, 200, r.body)
+        s.request("POST", "/v1/enrichments", key=k, body={"type": "ip", "value": "185.220.101.34"})
         slow = s.create_key("alerts:read", extra=("--rate-limit-per-minute", "3"))
         codes = [s.request("GET", "/v1/alerts", key=slow).status for _ in range(5)]
         assert 429 in codes, codes
@@ -166,6 +171,8 @@ def test_prometheus_scrape():
         assert_eq(value(samples, "calseta_queue_pending", queue="enrichment"), 3)
         assert value(samples, "calseta_queue_oldest_pending_age_seconds", queue="enrichment") > 0
         assert_eq(value(samples, "calseta_queue_in_progress", queue="agent_deliveries"), 0)
+        assert_eq(value(samples, "calseta_enrichment_lookups_total", provider="virustotal", outcome="success"), 1)
+        assert_eq(value(samples, "calseta_enrichment_lookups_total", provider="virustotal", outcome="cache_hit"), 1)
         value(samples, "calseta_audit_events_pending")
         value(samples, "calseta_audit_spool_bytes")
         assert_eq(sorted({l["queue"] for n, l, v in samples if n == "calseta_queue_pending"}),

@@ -49,7 +49,54 @@ struct srv {
     atomic_int drained;
     atomic_int aborted_seen;
     atomic_int slow_answered;
+    int use_gate;              /* install the admission gate below */
+    atomic_int gate_calls, gate_dropped, gate_handled;
 };
+
+/* ---------- the admission gate: answers 50 ms later, like an authentication round trip ---------- */
+
+struct gate_wait {
+    uv_timer_t t;
+    struct http_request *req;
+    struct srv *s;
+};
+
+static void gate_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_gate_timer(uv_timer_t *t)
+{
+    struct gate_wait *g = t->data;
+    struct http_request *req = g->req;
+    if (http_header_get(req, "x-deny", NULL)) {
+        http_respond_error(req, 401, "UNAUTHORIZED", "Denied.", NULL, NULL, 0);
+    } else {
+        req->user = strdup("gate state"); /* released by the handler or by dropped */
+        http_request_admit(req, http_header_get(req, "x-small", NULL) ? 10 : 0);
+    }
+    uv_close((uv_handle_t *)&g->t, gate_closed);
+}
+
+static void t_gate(struct http_request *req, void *ctx)
+{
+    struct srv *s = ctx;
+    atomic_fetch_add(&s->gate_calls, 1);
+    struct gate_wait *g = calloc(1, sizeof *g);
+    g->req = req;
+    g->s = s;
+    uv_timer_init(&s->loop, &g->t);
+    g->t.data = g;
+    uv_timer_start(&g->t, on_gate_timer, 50, 0);
+}
+
+static void t_dropped(struct http_request *req, void *ctx)
+{
+    struct srv *s = ctx;
+    atomic_fetch_add(&s->gate_dropped, 1);
+    free(req->user);
+}
 
 struct later {
     uv_timer_t t;
@@ -60,6 +107,7 @@ struct later {
 static void h_hello(struct http_request *req, void *ctx)
 {
     (void)ctx;
+    free(req->user); /* the gate's state, when a gate runs (NULL otherwise) */
     http_respond(req, 200, "text/plain", "hello", 5, NULL, 0);
 }
 
@@ -91,7 +139,12 @@ static void h_slow(struct http_request *req, void *ctx)
 
 static void h_echo(struct http_request *req, void *ctx)
 {
-    (void)ctx;
+    struct srv *s = ctx;
+    if (s->use_gate) {
+        assert_non_null(req->user);
+        free(req->user);
+        atomic_fetch_add(&s->gate_handled, 1);
+    }
     http_respond(req, 200, "application/octet-stream", req->body.data, req->body.len, NULL, 0);
 }
 
@@ -168,6 +221,8 @@ static void *srv_main(void *arg)
     s->http = http_server_new(&s->loop, &s->cfg, s->router, s, err, sizeof err);
     if (!s->http)
         fprintf(stderr, "server: %s\n", err);
+    else if (s->use_gate)
+        http_server_set_gate(s->http, t_gate, t_dropped);
     uv_async_init(&s->loop, &s->cmd, on_cmd);
     s->cmd.data = s;
     pthread_mutex_lock(&s->mu);
@@ -202,10 +257,11 @@ static struct http_server_config base_config(void)
     return c;
 }
 
-static struct srv *srv_start(const struct http_server_config *cfg)
+static struct srv *srv_start_gated(const struct http_server_config *cfg, int gated)
 {
     struct srv *s = calloc(1, sizeof *s);
     s->cfg = *cfg;
+    s->use_gate = gated;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_create(&s->thread, NULL, srv_main, s);
@@ -215,6 +271,11 @@ static struct srv *srv_start(const struct http_server_config *cfg)
     pthread_mutex_unlock(&s->mu);
     assert_true(s->port > 0);
     return s;
+}
+
+static struct srv *srv_start(const struct http_server_config *cfg)
+{
+    return srv_start_gated(cfg, 0);
 }
 
 static void srv_stop(struct srv *s)
@@ -742,6 +803,107 @@ static void test_max_connections(void **state)
     srv_stop(s);
 }
 
+/* The gate decides before a byte of the body is read: a refusal closes the connection without
+ * reading the announced body; an admitted body is read; an admitted request that never reaches
+ * its handler (client gone, body too slow, too large) is handed to dropped. */
+static void test_gate(void **state)
+{
+    (void)state;
+    struct http_server_config cfg = base_config();
+    cfg.body_min_rate = 100; /* 200 bytes per 2 s window */
+    struct srv *s = srv_start_gated(&cfg, 1);
+    struct resp r;
+    struct cli *c = cli_new(s->port);
+    cli_sendf(c, "POST /v1/t/echo HTTP/1.1\r\nX-Deny: 1\r\nExpect: 100-continue\r\n"
+                 "Content-Length: 100000\r\n\r\n");
+    assert_int_equal(cli_read(c, &r, 0), 0);
+    assert_error(&r, 401, "UNAUTHORIZED"); /* no 100 Continue before it */
+    assert_string_equal(hdr(&r, "Connection"), "close");
+    assert_true(cli_closed(c));
+    cli_free(c);
+    c = cli_new(s->port); /* refused without a body: the connection stays */
+    cli_sendf(c, "GET /v1/t/hello HTTP/1.1\r\nX-Deny: 1\r\n\r\n");
+    assert_int_equal(cli_read(c, &r, 0), 0);
+    assert_int_equal(r.status, 401);
+    get(c, "/v1/t/hello", &r);
+    assert_int_equal(r.status, 200);
+    cli_sendf(c, "POST /v1/t/echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    assert_int_equal(cli_read(c, &r, 1), 0);
+    assert_int_equal(r.status, 100);
+    cli_sendf(c, "hello");
+    assert_int_equal(cli_read(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body, "hello", 5);
+    cli_sendf(c, "POST /v1/t/echo HTTP/1.1\r\nX-Small: 1\r\nContent-Length: 11\r\n\r\nhello world");
+    assert_int_equal(cli_read(c, &r, 0), 0);
+    assert_error(&r, 413, "PAYLOAD_TOO_LARGE"); /* the gate's lower limit */
+    cli_free(c);
+    assert_int_equal(atomic_load(&s->gate_handled), 1);
+    assert_int_equal(atomic_load(&s->gate_dropped), 1);
+    c = cli_new(s->port); /* admitted, then the client goes away mid-body */
+    cli_sendf(c, "POST /v1/t/echo HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+    usleep(200000);
+    cli_free(c);
+    usleep(100000);
+    assert_int_equal(atomic_load(&s->gate_dropped), 2);
+    c = cli_new(s->port); /* admitted, then too slow: one byte every 300 ms is below the rate */
+    cli_sendf(c, "POST /v1/t/echo HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
+    for (int i = 0; i < 8; i++) {
+        cli_sendf(c, "x");
+        usleep(300000);
+    }
+    assert_int_equal(cli_read(c, &r, 0), 0);
+    assert_error(&r, 408, "REQUEST_TIMEOUT");
+    cli_free(c);
+    assert_int_equal(atomic_load(&s->gate_dropped), 3);
+    assert_int_equal(atomic_load(&s->gate_calls), 7);
+    srv_stop(s);
+}
+
+/* Framing and routing points: two Authorization headers, transfer codings, chunk extensions,
+ * an encoded slash. */
+static void test_framing_points(void **state)
+{
+    (void)state;
+    struct http_server_config cfg = base_config();
+    struct srv *s = srv_start(&cfg);
+    struct resp r;
+    struct cli *c = cli_new(s->port);
+    cli_sendf(c, "GET /v1/t/hello HTTP/1.1\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n");
+    assert_int_equal(cli_read(c, &r, 0), 0);
+    assert_error(&r, 400, "BAD_REQUEST");
+    cli_free(c);
+    const char *codings[] = {"gzip, chunked", "chunked, identity", "gzip", "chunked, chunked"};
+    for (size_t i = 0; i < 4; i++) {
+        c = cli_new(s->port);
+        cli_sendf(c, "POST /v1/t/echo HTTP/1.1\r\nTransfer-Encoding: %s\r\n\r\n0\r\n\r\n",
+                  codings[i]);
+        assert_int_equal(cli_read(c, &r, 0), 0);
+        if (i < 3)
+            assert_error(&r, 501, "NOT_IMPLEMENTED");
+        else /* chunked twice: refused either way */
+            assert_true(r.status == 501 || r.status == 400);
+        cli_free(c);
+    }
+    c = cli_new(s->port);
+    char ext[1200];
+    memset(ext, 'e', sizeof ext - 1);
+    ext[sizeof ext - 1] = 0;
+    cli_sendf(c, "POST /v1/t/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2;x=%s\r\nab\r\n0\r\n\r\n",
+              ext);
+    assert_int_equal(cli_read(c, &r, 0), 0);
+    assert_error(&r, 400, "BAD_REQUEST");
+    cli_free(c);
+    c = cli_new(s->port);
+    get(c, "/v1/alerts/abc%2Fdef", &r); /* one segment: the slash stays encoded */
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"uuid\":\"abc%2Fdef\""));
+    get(c, "/v1/alerts/abc%2fdef/x", &r);
+    assert_int_equal(r.status, 404);
+    cli_free(c);
+    srv_stop(s);
+}
+
 static void test_not_found_and_method(void **state)
 {
     (void)state;
@@ -1195,6 +1357,8 @@ int main(void)
         cmocka_unit_test(test_header_too_large),
         cmocka_unit_test(test_slow_headers_and_body),
         cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_gate),
+        cmocka_unit_test(test_framing_points),
         cmocka_unit_test(test_not_found_and_method),
         cmocka_unit_test(test_handler_errors),
         cmocka_unit_test(test_request_id),

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""metrics_bench.py - latency of the metrics routes with a million alerts in the table.
+
+Loads --alerts rows (default 1,000,000) into alerts with COPY, created_at spread evenly over the
+last --days days (default 30: every row inside the routes' default window, the hardest case),
+with mixed status, severity, source, close classification, timestamps, 50 detection rules, one
+enrichment job per alert (mostly done) and some workflow runs; VACUUM ANALYZE; then requests
+each route --requests times, one at a time over keep-alive, and prints p50/p99/max per route.
+
+Ceiling in the same run (not our code): psql running the plainest aggregate any of these
+answers needs - SELECT count(*) FROM alerts WHERE created_at >= now() - 30 days - timed by
+PostgreSQL (EXPLAIN ANALYZE execution time), p50/p99 over the same number of runs. The ratio
+route p99 / ceiling p99 says what the full answer (every breakdown, JSON, HTTP, auth) costs
+beyond counting the window.
+
+Run by hand (not in CI), with a release build:
+    cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release && cmake --build build-bench -j2
+    export CALSETA_DATA_DIR=/tmp/bench-pg; DATABASE_URL=$(scripts/pg.sh start); export DATABASE_URL
+    build-bench/bin/calseta migrate
+    CALSETA_BIN_DIR=build-bench/bin CALSETA_SOURCE_DIR=$PWD python3 tests/bench/metrics_bench.py \
+        [--alerts 1000000] [--days 30] [--requests 200]
+"""
+import argparse
+import http.client
+import os
+import random
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+import harness  # noqa: E402
+
+ROUTES = ["/v1/metrics/alerts", "/v1/metrics/summary", "/v1/metrics/workflows"]
+STATUSES = ["Open", "Open", "Triaging", "Escalated", "Closed", "Closed", "Closed"]
+SEVERITIES = ["Informational", "Low", "Medium", "High", "Critical", "Pending"]
+SOURCES = ["sentinel", "elastic", "splunk", "generic"]
+CLASSES = ["True Positive - Suspicious Activity", "False Positive - Incorrect Detection Logic",
+           "False Positive - Inaccurate Data", "Benign Positive - Suspicious but Expected", "Duplicate"]
+
+
+def ts(t):
+    return time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(t))
+
+
+def copy(db, table, cols, rows):
+    p = subprocess.Popen(["psql", db, "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                          "\\copy %s (%s) FROM STDIN" % (table, ",".join(cols))],
+                         stdin=subprocess.PIPE, text=True)
+    for r in rows:
+        p.stdin.write("\t".join("\\N" if v is None else str(v) for v in r) + "\n")
+    p.stdin.close()
+    assert p.wait() == 0, "COPY into %s failed" % table
+
+
+def alert_rows(n, days, rules):
+    now = time.time()
+    span = days * 86400
+    rnd = random.Random(7)
+    for i in range(n):
+        created = now - span * (i + 0.5) / n
+        st = rnd.choice(STATUSES)
+        closed = st == "Closed"
+        enriched = rnd.random() < 0.9
+        yield ("alert %d" % i, rnd.choice(SEVERITIES), rnd.choice(SOURCES), ts(created - rnd.randint(5, 600)),
+               ts(created), ts(created), ts(created + 30) if enriched else None, "t" if enriched else "f",
+               st, rnd.choice(CLASSES) if closed else None,
+               ts(created + 300) if st != "Open" else None, ts(created + 900) if st in ("Triaging", "Closed") else None,
+               ts(created + 3600) if closed else None, rnd.randint(1, rules) if rnd.random() < 0.8 else None)
+
+
+def sql(db, q):
+    subprocess.run(["psql", db, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", q], check=True, timeout=1800)
+
+
+def percentile(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--alerts", type=int, default=1000000)
+    ap.add_argument("--days", type=float, default=30)
+    ap.add_argument("--requests", type=int, default=200)
+    a = ap.parse_args()
+    s = harness.Stack("metrics_bench")
+    try:
+        db = s.db
+        t0 = time.time()
+        s.sql("INSERT INTO detection_rules (name, source_name, source_rule_id) "
+              "SELECT 'rule ' || g, 'generic', 'R' || g FROM generate_series(1, 50) g")
+        first_rule = int(s.sql_value("SELECT min(id) FROM detection_rules"))
+        copy(db, "alerts", ["title", "severity", "source_name", "occurred_at", "created_at", "ingested_at",
+                            "enriched_at", "is_enriched", "status", "close_classification", "acknowledged_at",
+                            "triaged_at", "closed_at", "detection_rule_id"],
+             ((r[:-1] + ((first_rule + r[-1] - 1) if r[-1] else None,)) for r in alert_rows(a.alerts, a.days, 50)))
+        sql(db, "INSERT INTO enrichment_jobs (alert_id, status, created_at, completed_at) "
+              "SELECT id, CASE WHEN id % 100 = 0 THEN 'pending' WHEN id % 97 = 0 THEN 'failed' ELSE 'done' END, "
+              "created_at, CASE WHEN id % 100 = 0 THEN NULL ELSE created_at + interval '30 seconds' END FROM alerts")
+        sql(db, "INSERT INTO workflow_runs (workflow_id, trigger_type, code_version_executed, status, duration_ms, created_at) "
+              "SELECT (SELECT min(id) FROM workflows), 'manual', 1, CASE WHEN g % 5 = 0 THEN 'failed' ELSE 'success' END, "
+              "1200, now() - (g % 30) * interval '1 day' FROM generate_series(1, 20000) g")
+        sql(db, "VACUUM ANALYZE")
+        print("loaded %d alerts (+ as many enrichment jobs, 20,000 runs) in %.1f s" % (a.alerts, time.time() - t0))
+        key = s.create_key("admin")
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+        print("%-24s %9s %9s %9s" % ("route", "p50 ms", "p99 ms", "max ms"))
+        p99s = {}
+        for route in ROUTES:
+            lat = []
+            for i in range(a.requests + 5):
+                t = time.perf_counter()
+                conn.request("GET", route, headers={"Authorization": "Bearer " + key})
+                r = conn.getresponse()
+                r.read()
+                assert r.status == 200, (route, r.status)
+                if i >= 5:  # warm-up
+                    lat.append((time.perf_counter() - t) * 1000)
+            p99s[route] = percentile(lat, 99)
+            print("%-24s %9.1f %9.1f %9.1f" % (route, percentile(lat, 50), p99s[route], max(lat)))
+        ceil = []
+        for i in range(a.requests):
+            out = s.sql_value("EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM alerts "
+                              "WHERE created_at >= now() - interval '30 days'")
+            import json
+            ceil.append(json.loads(out)[0]["Execution Time"])
+        c99 = percentile(ceil, 99)
+        print("%-24s %9.1f %9.1f %9.1f   (PostgreSQL alone: count(*) of the 30-day window)"
+              % ("ceiling", percentile(ceil, 50), c99, max(ceil)))
+        for route in ROUTES:
+            print("ratio p99 %-22s %.2f x ceiling   %s 50 ms" % (route, p99s[route] / c99,
+                                                             "within" if p99s[route] < 50 else "OVER"))
+        print("load average:", os.getloadavg())
+    finally:
+        s.stop()
+
+
+if __name__ == "__main__":
+    main()
