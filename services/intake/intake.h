@@ -36,15 +36,18 @@ struct intake {
     struct audit_client *audit;
     struct http_router *router;
     struct http_server *http;
-    struct auth_cache *auth_cache;
+    struct auth_cache *auth_cache;  /* API-key rows in memory (keycache.h) */
+    struct ratelimit *rl;           /* leased rate-limit windows (ratelimit.h) */
+    struct health *health;          /* readiness refreshed in the background (health.c) */
+    int auth_bcrypts_over_budget;   /* auth.c: bcrypt checks running for IPs over budget */
     struct ingest_batcher *batcher;
     struct used_keys *used_keys;
     struct mapping_cache *mappings; /* pass-2 indicator mappings */
     struct enrich_api *enrich;      /* enrichment API: key, SSRF guard (enrichment_api.h) */
+    struct lookup_client *lookups;  /* on-demand lookups asked of enrichers (lookup_client.h) */
     struct workflows *workflows;    /* workflows API, runner client (workflows_api.h) */
     struct notifier *notifier;      /* approval notifications, Slack/Teams (notifier.h) */
     struct agents_api *agents;      /* agents and context documents (agents_api.h) */
-    void *zctx;     /* ZeroMQ context */
     void *job_push; /* PUSH to the job bus */
     uv_signal_t sigterm, sigint;
     uv_timer_t housekeeping;
@@ -162,7 +165,8 @@ struct auth_cache *auth_cache_new(struct intake *in);
 void auth_cache_free(struct auth_cache *c);
 void auth_request(struct reqctx *rc, route_fn next);
 void auth_info_destroy(struct auth_info *a);
-/* Forgets every cached verification of keys with this prefix (NULL = all). */
+/* The key with this prefix changed (NULL = any key may have): its row is read again before its
+ * next use. */
 void auth_cache_invalidate(struct auth_cache *c, const char *prefix);
 /* last_used_at bookkeeping: remembered in memory, written in batches. */
 struct used_keys *used_keys_new(void);
@@ -186,6 +190,11 @@ void mappings_listen(struct intake *in);
 void mappings_apply(struct intake *in, const struct normalized_alert *na, const char *source,
                     struct indicator_set *set);
 void mappings_free(struct mapping_cache *c);
+
+/* health.c: readiness checked in the background; GET /health answers from memory */
+void health_start(struct intake *in);
+void health_stop(struct intake *in);
+void health_free(struct intake *in);
 
 /* handlers */
 void route_health(struct reqctx *rc);
