@@ -78,6 +78,8 @@ struct config {
     int audit_refusal_window_seconds; /* 0 = every refusal is its own event */
     long long audit_rotate_bytes;
     char *runner_endpoint;
+    char *lookup_front; /* on-demand lookups: the job bus binds, intakes connect */
+    char *lookup_back;  /* ...and enrichers connect here to answer them */
     char *curve_server_public_key;
     char *curve_server_secret_key;
 

@@ -156,21 +156,45 @@ const struct setting_doc SETTINGS_TABLE[] = {
     /* ---- processes and buses ---- */
     {BUS, "INTAKE_PROCESSES", "2", "master", "Intake processes sharing the HTTP port."},
     {BUS, "ENRICHER_PROCESSES", "1", "master", "Enrichment workers `calseta up` starts on this host."},
-    {BUS, "JOB_BUS_PUSH_ENDPOINT", "tcp://127.0.0.1:5557", "intake, jobbus",
-     "Intake processes push \"job ready\" hints here."},
-    {BUS, "JOB_BUS_PULL_ENDPOINT", "tcp://127.0.0.1:5558", "jobbus, enricher",
-     "Enrichers pull hints here; bind it on a routable address for workers on other hosts "
-     "(CURVE keys required off loopback)."},
-    {BUS, "RUNNER_ENDPOINT", "tcp://127.0.0.1:5561", "intake, runner",
-     "Workflow runner(s): a runner binds it; intakes connect to every one of a comma list."},
-    {BUS, "CURVE_SERVER_PUBLIC_KEY", NULL, "all",
-     "Z85 CURVE public key of the bus servers; required for any ZeroMQ link off loopback."},
-    {BUS, "CURVE_SERVER_SECRET_KEY", NULL, "jobbus, auditd, runner",
-     "Z85 CURVE secret key of the bus servers (only on the hosts that bind)."},
+    {BUS, "JOB_BUS_PUSH_ENDPOINT", NULL, "intake, jobbus",
+     "Intake processes push \"job ready\" hints here. Default: "
+     "`ipc://$CALSETA_DATA_DIR/bus/jobs-in.sock`."},
+    {BUS, "JOB_BUS_PULL_ENDPOINT", NULL, "jobbus, enricher",
+     "Enrichers pull hints here (default `ipc://$CALSETA_DATA_DIR/bus/jobs-out.sock`); set a "
+     "`tcp://` address for workers on other hosts (CURVE, see `CURVE_JOBS_PUBLIC_KEY`)."},
+    {BUS, "LOOKUP_REQUEST_ENDPOINT", NULL, "intake, jobbus",
+     "Intakes send on-demand lookups here (default "
+     "`ipc://$CALSETA_DATA_DIR/bus/lookup-in.sock`)."},
+    {BUS, "LOOKUP_WORKER_ENDPOINT", NULL, "jobbus, enricher",
+     "Enrichers take on-demand lookups here (default "
+     "`ipc://$CALSETA_DATA_DIR/bus/lookup-out.sock`); `tcp://` for enrichers on other hosts."},
+    {BUS, "RUNNER_ENDPOINT", NULL, "intake, runner",
+     "Workflow runner(s): a runner binds it; intakes connect to every one of a comma list "
+     "(default `ipc://$CALSETA_DATA_DIR/bus/runner.sock`)."},
+    {BUS, "CURVE_SERVER_PUBLIC_KEY", NULL, "all but the runner",
+     "Z85 CURVE public key for every `tcp://` link but the runner's, unless the link has its "
+     "own (`CURVE_<LINK>_PUBLIC_KEY`). Unset: each link's pair is made at first start in "
+     "`$CALSETA_DATA_DIR/curve/<link>.key` (mode 0600; first line public, second secret)."},
+    {BUS, "CURVE_SERVER_SECRET_KEY", NULL, "jobbus, auditd",
+     "Z85 CURVE secret key that goes with `CURVE_SERVER_PUBLIC_KEY` (only where a server binds)."},
+    {BUS, "CURVE_AUDIT_PUBLIC_KEY", NULL, "all", "Z85 CURVE public key of the audit link."},
+    {BUS, "CURVE_AUDIT_SECRET_KEY", NULL, "auditd", "Z85 CURVE secret key of the audit link."},
+    {BUS, "CURVE_JOBS_PUBLIC_KEY", NULL, "intake, jobbus, enricher",
+     "Z85 CURVE public key of the job-hint links."},
+    {BUS, "CURVE_JOBS_SECRET_KEY", NULL, "jobbus", "Z85 CURVE secret key of the job-hint links."},
+    {BUS, "CURVE_LOOKUP_PUBLIC_KEY", NULL, "intake, jobbus, enricher",
+     "Z85 CURVE public key of the on-demand lookup links."},
+    {BUS, "CURVE_LOOKUP_SECRET_KEY", NULL, "jobbus",
+     "Z85 CURVE secret key of the on-demand lookup links."},
+    {BUS, "CURVE_RUNNER_PUBLIC_KEY", NULL, "intake, runner",
+     "Z85 CURVE public key of the runner link (the stack-wide pair never applies to it, so a "
+     "runner holds no key of another link)."},
+    {BUS, "CURVE_RUNNER_SECRET_KEY", NULL, "runner", "Z85 CURVE secret key of the runner link."},
 
     /* ---- audit ---- */
-    {AUDIT, "AUDIT_ENDPOINT", "tcp://127.0.0.1:5559", "all",
-     "auditd binds it; every producer connects to it."},
+    {AUDIT, "AUDIT_ENDPOINT", NULL, "all",
+     "auditd binds it; every producer connects to it (default "
+     "`ipc://$CALSETA_DATA_DIR/bus/audit.sock`)."},
     {AUDIT, "AUDIT_STDOUT", "true", "auditd", "Write audit lines to auditd's stdout."},
     {AUDIT, "AUDIT_LOG_FILE", NULL, "auditd",
      "Append audit lines to this file (needed for exactly-once after a crash)."},

@@ -139,7 +139,7 @@ static void on_renew(uv_timer_t *t)
 void claim_start(struct enricher *en)
 {
     char err[256];
-    struct bus_opts bo = {.max_msg = 4096, .hwm = 10000, .linger_ms = 0, .allow_plain = 0};
+    struct bus_opts bo = {.link = "jobs", .max_msg = 4096, .hwm = 10000};
     en->pull = bus_client(ZMQ_PULL, en->cfg, en->cfg->job_bus_pull, &bo, err, sizeof err);
     if (!en->pull)
         msg_fatal("job bus: %s (JOB_BUS_PULL_ENDPOINT=%s)", err, en->cfg->job_bus_pull);

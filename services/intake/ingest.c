@@ -26,6 +26,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "bus.h"
+
 #include <zmq.h>
 
 #define MAX_BATCH_BYTES (16u << 20)
@@ -98,7 +100,7 @@ void push_job_ready(struct intake *in, long long job_id, long long alert_id)
     if (job_ready_encode(job_id, alert_id, msg, sizeof msg, &len) != 0)
         return;
     /* Never block the loop: a full or absent bus only delays the job until the poll. */
-    zmq_send(in->job_push, msg, len, ZMQ_DONTWAIT);
+    bus_send(in->job_push, msg, len, 0);
 }
 
 static void reply_accepted(struct reqctx *rc, PGresult *res, int row)

@@ -11,11 +11,14 @@
  *   7. SIGTERM/SIGINT: drain                stop accepting, finish in-flight, flush, exit
  */
 #include "audit.h"
+#include "bus.h"
 #include "enrichment_api.h"
 #include "agents_api.h"
 #include "intake.h"
 #include "mcp.h"
 #include "log.h"
+#include "lookup_client.h"
+#include "procsec.h"
 #include "notifier.h"
 #include "prom.h"
 #include "ratelimit.h"
@@ -99,23 +102,23 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static void job_bus_open(struct intake *in)
 {
-    in->zctx = zmq_ctx_new();
-    in->job_push = zmq_socket(in->zctx, ZMQ_PUSH);
-    int linger = 0, hwm = 10000, immediate = 1;
-    zmq_setsockopt(in->job_push, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(in->job_push, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(in->job_push, ZMQ_IMMEDIATE, &immediate, sizeof immediate);
-    if (zmq_connect(in->job_push, in->cfg.job_bus_push) != 0) {
-        msg_warn("job bus %s: %s (enrichers will find jobs by polling)", in->cfg.job_bus_push,
-                 zmq_strerror(zmq_errno()));
-        zmq_close(in->job_push);
-        in->job_push = NULL;
-    }
+    char err[512];
+    struct bus_opts o = {.link = "jobs", .max_msg = 4096};
+    in->job_push = bus_client(ZMQ_PUSH, &in->cfg, in->cfg.job_bus_push, &o, err, sizeof err);
+    if (!in->job_push)
+        msg_warn("job bus: %s (enrichers will find jobs by polling)", err);
+    in->lookups = lookup_client_new(in->loop, &in->cfg, err, sizeof err);
+    if (!in->lookups)
+        msg_fatal("on-demand lookups: %s (LOOKUP_REQUEST_ENDPOINT=%s)", err,
+                  in->cfg.lookup_front);
 }
 
 int main(void)
 {
     static struct intake in; /* the service's one context */
+    char perr[160];
+    if (secure_process_init(perr, sizeof perr) != 0) /* before any secret is read */
+        fprintf(stderr, "calseta-intake: %s\n", perr);
     char err[512];
     if (config_load(&in.cfg, err, sizeof err) != 0) {
         fprintf(stderr, "calseta-intake: configuration error: %s\n", err);
@@ -210,13 +213,13 @@ int main(void)
     notifier_free(&in);
     agents_api_free(&in);
     mcp_free(&in);
-    if (in.job_push)
-        zmq_close(in.job_push);
-    zmq_ctx_term(in.zctx);
+    bus_close(in.job_push);
+    lookup_client_free(in.lookups);
     audit_client_flush(in.audit, 3000);
     audit_client_free(in.audit);
     uv_run(in.loop, UV_RUN_NOWAIT); /* let libuv release the closed handles */
     uv_loop_close(in.loop);
+    bus_context_term();
     config_destroy(&in.cfg);
     return 0;
 }

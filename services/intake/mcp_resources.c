@@ -302,10 +302,30 @@ void mcp_resources_read(struct mcp_call *c, const char *uri)
     mcp_reply_error(c, MCP_RESOURCE_NOT_FOUND, "Unknown resource: %.200s", uri);
 }
 
-/* The one place MCP reaches on-demand enrichment; when lookups move behind the bus, only this
- * call changes. */
+/* The one place MCP reaches on-demand enrichment: the same path as POST /v1/enrichments (cache
+ * first, the rest answered by an enricher over the bus; the intake never decrypts). */
+struct enrich_box {
+    mcp_enrich_cb cb;
+    void *arg;
+};
+
+static void on_remote_lookup(void *arg, int status, json_t *data)
+{
+    struct enrich_box *b = arg;
+    if (status == 200) {
+        b->cb(b->arg, json_object_get(data, "results"), NULL);
+    } else {
+        const char *m = json_string_value(json_object_get(data, "message"));
+        b->cb(b->arg, NULL, m ? m : "the lookup failed");
+    }
+    free(b);
+}
+
 void mcp_enrich_lookup(struct reqctx *rc, const char *type, const char *value, mcp_enrich_cb cb,
                        void *arg)
 {
-    enrich_on_demand(rc, type, value, cb, arg);
+    struct enrich_box *b = xcalloc(1, sizeof *b);
+    b->cb = cb;
+    b->arg = arg;
+    enrich_remote_lookup(rc->in, type, value, NULL, on_remote_lookup, b);
 }
