@@ -6,7 +6,7 @@
  *       (enrichment_cache of migration 0004) is read first in the same statement as the
  *       configuration, misses run the engine in parallel, successes are written back in one
  *       statement before the reply. Per provider: the result without raw, plus cache_hit.
- *       Indicators the reference would not enrich get only a "_validation" skipped result.
+ *       Indicators the original would not enrich get only a "_validation" skipped result.
  *   POST /v1/enrichment-providers/{uuid}/test  one real lookup with that provider (active or
  *       not), no cache; the result with raw.
  *   GET  /v1/enrichments/providers           active providers and whether each can run.
@@ -112,7 +112,7 @@ static void audit_decrypted(void *arg, const char *provider, long long job_id)
 
 /* The engine and a credentials context for this request. Without a usable ENCRYPTION_KEY a
  * throw-away key stands in: stored tokens then fail to decrypt (warned) and env_var_mapping
- * credentials still work, as in the reference. */
+ * credentials still work, as in the original. */
 static void lookup_open(struct lookup_op *op)
 {
     const char *key = enrich_api_key(op->a);

@@ -1,5 +1,5 @@
 /*
- * health.c - GET /health (public): the reference's body; 503 when the database is down. Only
+ * health.c - GET /health (public): the original's body; 503 when the database is down. Only
  * the built-in enrichment providers are listed: the names of custom ones are not for anyone
  * without a key.
  */
