@@ -61,7 +61,7 @@ static char *database_url(struct settings *s)
 }
 
 #define INT(name, min, max, field)                                                                 \
-    if (setting_int(s, name, min, max, &c->field, err, errlen))                                    \
+    if (setting_integer(s, name, min, max, &c->field, err, errlen))                                \
         return -1;
 #define BOOL(name, field)                                                                          \
     if (setting_bool(s, name, &c->field, err, errlen))                                             \

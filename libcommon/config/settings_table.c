@@ -347,8 +347,8 @@ int setting_ll(const struct settings *s, const char *name, long long min, long l
     return 0;
 }
 
-int setting_int(const struct settings *s, const char *name, int min, int max, int *out, char *err,
-                size_t errlen)
+int setting_integer(const struct settings *s, const char *name, int min, int max, int *out,
+                    char *err, size_t errlen)
 {
     long long v;
     *out = 0;
