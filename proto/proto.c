@@ -67,7 +67,12 @@ static int header(const unsigned char **p, const unsigned char *end, uint64_t *s
 
 int proto_validate(const void *buf, size_t len)
 {
-    if (!buf || len == 0 || len > PROTO_MAX_MSG)
+    return proto_validate_max(buf, len, PROTO_MAX_MSG);
+}
+
+int proto_validate_max(const void *buf, size_t len, size_t max)
+{
+    if (!buf || len == 0 || len > max)
         return -1;
     const unsigned char *p = buf, *end = p + len;
     uint64_t left[PROTO_MAX_DEPTH + 1];
@@ -133,8 +138,14 @@ static int keys_ok(const msgpack_object_map *map)
 
 int proto_decode(const void *buf, size_t len, unsigned want_type, struct proto_msg *m)
 {
+    return proto_decode_max(buf, len, PROTO_MAX_MSG, want_type, m);
+}
+
+int proto_decode_max(const void *buf, size_t len, size_t max, unsigned want_type,
+                     struct proto_msg *m)
+{
     memset(m, 0, sizeof *m);
-    if (proto_validate(buf, len) != 0)
+    if (proto_validate_max(buf, len, max) != 0)
         return -1;
     msgpack_unpacked_init(&m->up);
     size_t off = 0;

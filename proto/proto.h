@@ -25,7 +25,13 @@ enum proto_type {
     PROTO_AUDIT_EVENT = 1, /* producer -> auditd: one audit event */
     PROTO_AUDIT_ACK = 2,   /* auditd -> producer: event ids written durably */
     PROTO_JOB_READY = 3,   /* intake -> enrichers: a committed job id */
-    PROTO_TYPE_MAX = PROTO_JOB_READY, /* a new type goes above and moves this */
+    PROTO_RUNNER_VALIDATE = 4,   /* workflow client -> runner: check code (proto/runner.h) */
+    PROTO_RUNNER_VALIDATION = 5, /* runner -> client: its verdict */
+    PROTO_RUNNER_RUN = 6,        /* workflow client -> runner: run code with its secrets */
+    PROTO_RUNNER_RESULT = 7,     /* runner -> client: the run's result */
+    PROTO_LOOKUP_REQUEST = 8,    /* intake -> enricher: an on-demand lookup (proto/lookup.h) */
+    PROTO_LOOKUP_REPLY = 9,      /* enricher -> intake: its results */
+    PROTO_TYPE_MAX = PROTO_LOOKUP_REPLY, /* a new type goes above and moves this */
 };
 
 /* A decoded message: the envelope map, valid until proto_msg_destroy(). */
@@ -37,6 +43,9 @@ struct proto_msg {
 
 /* Validates buf as exactly one msgpack object within the limits above; 0 or -1. */
 int proto_validate(const void *buf, size_t len);
+/* The same with another size limit, for the few messages (workflow code and results) that
+ * may be larger than PROTO_MAX_MSG. */
+int proto_validate_max(const void *buf, size_t len, size_t max);
 
 /*
  * Decodes an envelope: validates, unpacks, checks "v" == PROTO_VERSION and "t" == want_type
@@ -44,6 +53,8 @@ int proto_validate(const void *buf, size_t len);
  * any defect (nothing to free).
  */
 int proto_decode(const void *buf, size_t len, unsigned want_type, struct proto_msg *m);
+int proto_decode_max(const void *buf, size_t len, size_t max, unsigned want_type,
+                     struct proto_msg *m);
 void proto_msg_destroy(struct proto_msg *m);
 
 /* Field lookup in the envelope map; NULL when absent. Keys must be strings. */

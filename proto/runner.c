@@ -2,6 +2,7 @@
  * runner.c - msgpack encoding and hostile-input decoding of the intake <-> runner messages.
  */
 #include "proto/runner.h"
+#include "proto/proto.h"
 
 #include <msgpack.h>
 #include <stdlib.h>
@@ -38,11 +39,10 @@ static void pack_kv_int(msgpack_packer *pk, const char *k, int64_t v)
     msgpack_pack_int64(pk, v);
 }
 
-static void pack_head(msgpack_packer *pk, size_t nfields, const char *type, uint64_t id)
+/* The common envelope ("v", "t") and the request id that pairs a reply with its request. */
+static void pack_head(msgpack_packer *pk, size_t nfields, unsigned type, uint64_t id)
 {
-    msgpack_pack_map(pk, nfields + 3);
-    pack_kv_int(pk, "v", RUNNER_PROTO_VERSION);
-    pack_kv_str(pk, "type", type);
+    proto_pack_begin(pk, type, (uint32_t)nfields + 1);
     pack_cstr(pk, "id");
     msgpack_pack_uint64(pk, id);
 }
@@ -51,7 +51,7 @@ void runner_encode_validate(uint64_t id, const char *code, struct buf *out)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, buf_write);
-    pack_head(&pk, 1, "validate", id);
+    pack_head(&pk, 1, PROTO_RUNNER_VALIDATE, id);
     pack_kv_str(&pk, "code", code);
 }
 
@@ -59,7 +59,7 @@ void runner_encode_validation(uint64_t id, const struct runner_validation *v, st
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, buf_write);
-    pack_head(&pk, 2, "validation", id);
+    pack_head(&pk, 2, PROTO_RUNNER_VALIDATION, id);
     pack_cstr(&pk, "ok");
     if (v->ok)
         msgpack_pack_true(&pk);
@@ -78,7 +78,7 @@ void runner_encode_run(uint64_t id, const struct runner_run_req *r, struct buf *
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, buf_write);
-    pack_head(&pk, r->integrations_json ? 9 : 8, "run", id);
+    pack_head(&pk, r->integrations_json ? 9 : 8, PROTO_RUNNER_RUN, id);
     pack_kv_str(&pk, "run_uuid", r->run_uuid ? r->run_uuid : "");
     pack_kv_str(&pk, "code", r->code ? r->code : "");
     pack_kv_int(&pk, "timeout_seconds", r->timeout_seconds);
@@ -100,7 +100,7 @@ void runner_encode_result(uint64_t id, const struct runner_result *r, struct buf
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, buf_write);
-    pack_head(&pk, 7, "result", id);
+    pack_head(&pk, 7, PROTO_RUNNER_RESULT, id);
     pack_kv_str(&pk, "status", runner_status_name(r->status));
     pack_cstr(&pk, "success");
     if (r->success)
@@ -144,91 +144,6 @@ int runner_status_parse(const char *s, enum runner_status *out)
 }
 
 /* ---- decoding ---------------------------------------------------------------------------- */
-
-static uint64_t be_n(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/* Sizes of one msgpack header: bytes of the header, of the payload, and elements it contains.
- * -1 for the never-used byte 0xc1. */
-static int head_size(const unsigned char *p, size_t avail, size_t *hdr, uint64_t *payload,
-                     uint64_t *elems)
-{
-    unsigned c = p[0];
-    static const unsigned char fixed[] = {
-        /* 0xc0..0xdf: header length, or 0 for the variable kinds handled below */
-        1, 0, 1, 1, 0, 0, 0, 0,  0,  0, 5, 9, 2, 3, 5, 9,
-        2, 3, 5, 9, 3, 4, 6, 10, 18, 0, 0, 0, 0, 0, 0, 0,
-    };
-    *payload = *elems = 0;
-    *hdr = 1;
-    if (c <= 0x7f || c >= 0xe0)
-        return 0;
-    if (c <= 0x8f) {
-        *elems = 2 * (c & 0x0f);
-        return 0;
-    }
-    if (c <= 0x9f) {
-        *elems = c & 0x0f;
-        return 0;
-    }
-    if (c <= 0xbf) {
-        *payload = c & 0x1f;
-        return 0;
-    }
-    if (c == 0xc1)
-        return -1;
-    if (fixed[c - 0xc0]) {
-        *hdr = fixed[c - 0xc0];
-        return 0;
-    }
-    static const struct {
-        unsigned char code, lenbytes, extra, kind; /* kind 0: bytes, 1: array, 2: map */
-    } var[] = {
-        {0xc4, 1, 0, 0}, {0xc5, 2, 0, 0}, {0xc6, 4, 0, 0}, {0xc7, 1, 1, 0}, {0xc8, 2, 1, 0},
-        {0xc9, 4, 1, 0}, {0xd9, 1, 0, 0}, {0xda, 2, 0, 0}, {0xdb, 4, 0, 0}, {0xdc, 2, 0, 1},
-        {0xdd, 4, 0, 1}, {0xde, 2, 0, 2}, {0xdf, 4, 0, 2},
-    };
-    for (size_t i = 0; i < sizeof var / sizeof var[0]; i++) {
-        if (var[i].code != c)
-            continue;
-        if (avail < 1u + var[i].lenbytes)
-            return -1;
-        uint64_t n = be_n(p + 1, var[i].lenbytes);
-        *hdr = 1u + var[i].lenbytes + var[i].extra;
-        if (var[i].kind == 0)
-            *payload = n;
-        else
-            *elems = var[i].kind == 2 ? 2 * n : n;
-        return 0;
-    }
-    return -1;
-}
-
-/* Walks the raw bytes before msgpack-c sees them: every container must claim no more elements
- * than there are bytes left, so a 5-byte message cannot make the unpacker allocate gigabytes. */
-static int msgpack_bounded(const unsigned char *p, size_t len)
-{
-    size_t pos = 0;
-    uint64_t pending = 1;
-    while (pending > 0) {
-        size_t hdr;
-        uint64_t payload, elems;
-        if (pos >= len || head_size(p + pos, len - pos, &hdr, &payload, &elems) != 0)
-            return -1;
-        if (hdr > len - pos || payload > len - pos - hdr)
-            return -1;
-        pos += hdr + (size_t)payload;
-        pending = pending - 1 + elems;
-        if (pending > len - pos)
-            return -1;
-    }
-    return 0;
-}
 
 struct dec {
     const msgpack_object_map *map;
@@ -386,67 +301,40 @@ static int decode_result(const struct dec *d, struct runner_result *r)
     return 0;
 }
 
-static int decode_body(const struct dec *d, struct runner_msg *msg)
+static int decode_body(const struct dec *d, unsigned type, struct runner_msg *msg)
 {
-    int64_t v;
-    char *type = NULL;
-    if (get_int(d, "v", 0, INT32_MAX, &v) != 0)
-        return -1;
-    if (v != RUNNER_PROTO_VERSION)
-        return fail(d, "unsupported version", "v");
     const msgpack_object *id = field(d, "id");
     if (!id || id->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return fail(d, "missing or not an unsigned integer", "id");
     msg->id = id->via.u64;
-    if (get_str(d, "type", 32, 0, &type) != 0)
-        return -1;
-    int rc = -1;
-    if (!strcmp(type, "validate")) {
-        msg->type = RUNNER_MSG_VALIDATE;
-        rc = get_str(d, "code", RUNNER_MAX_CODE_BYTES, 0, &msg->code);
-    } else if (!strcmp(type, "validation")) {
-        msg->type = RUNNER_MSG_VALIDATION;
-        rc = decode_validation(d, &msg->validation);
-    } else if (!strcmp(type, "run")) {
-        msg->type = RUNNER_MSG_RUN;
-        rc = decode_run(d, &msg->run);
-    } else if (!strcmp(type, "result")) {
-        msg->type = RUNNER_MSG_RESULT;
-        rc = decode_result(d, &msg->result);
-    } else {
-        rc = fail(d, "unknown message type", "type");
+    msg->type = (enum runner_msg_type)type;
+    switch (type) {
+    case PROTO_RUNNER_VALIDATE:
+        return get_str(d, "code", RUNNER_MAX_CODE_BYTES, 0, &msg->code);
+    case PROTO_RUNNER_VALIDATION:
+        return decode_validation(d, &msg->validation);
+    case PROTO_RUNNER_RUN:
+        return decode_run(d, &msg->run);
+    case PROTO_RUNNER_RESULT:
+        return decode_result(d, &msg->result);
+    default:
+        return fail(d, "not a runner message", "t");
     }
-    free(type);
-    return rc;
 }
 
 int runner_decode(const void *data, size_t len, struct runner_msg *msg, char *err, size_t errlen)
 {
-    msgpack_unpacked up;
-    size_t off = 0;
-    int rc = -1;
+    struct proto_msg pm;
     memset(msg, 0, sizeof *msg);
-    msgpack_unpacked_init(&up);
-    if (msgpack_bounded(data, len) != 0) {
-        snprintf(err, errlen, "malformed msgpack (sizes beyond the message)");
-        goto out;
+    /* The shared envelope check walks every byte first (sizes within the message, bounded
+     * depth and counts, version, known type, no duplicate keys). */
+    if (proto_decode_max(data, len, RUNNER_MAX_MSG, 0, &pm) != 0) {
+        snprintf(err, errlen, "not a well-formed message envelope of this version");
+        return -1;
     }
-    if (msgpack_unpack_next(&up, data, len, &off) != MSGPACK_UNPACK_SUCCESS) {
-        snprintf(err, errlen, "not a msgpack value");
-        goto out;
-    }
-    if (off != len) {
-        snprintf(err, errlen, "trailing bytes after the message");
-        goto out;
-    }
-    if (up.data.type != MSGPACK_OBJECT_MAP) {
-        snprintf(err, errlen, "message is not a map");
-        goto out;
-    }
-    struct dec d = {&up.data.via.map, err, errlen};
-    rc = decode_body(&d, msg);
-out:
-    msgpack_unpacked_destroy(&up);
+    struct dec d = {pm.map, err, errlen};
+    int rc = decode_body(&d, pm.type, msg);
+    proto_msg_destroy(&pm);
     if (rc != 0)
         runner_msg_destroy(msg);
     return rc;

@@ -6,8 +6,8 @@
  *     secrets{name: value}, integrations?}
  *                                      -> RESULT{status, success, message, data, log_output,
  *                                                duration_ms, sandbox}
- * Every message is a map {"v":1, "type":..., "id":u64, ...}; the id pairs a reply with its
- * request. JSON-valued fields (trigger_context, indicator, alert, data) travel as JSON text.
+ * Every message travels in the common envelope of proto.h ({"v":1, "t":PROTO_RUNNER_*, ...})
+ * with an "id" (u64) that pairs a reply with its request. JSON-valued fields (trigger_context, indicator, alert, data) travel as JSON text.
  * runner_decode() treats every byte as hostile: wrong types, missing fields, embedded NULs and
  * oversized values are errors, never crashes.
  */
@@ -17,9 +17,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/proto.h"
 #include "util.h"
 
-#define RUNNER_PROTO_VERSION 1
+/* The largest message: a result with its message, data and log at their limits. */
+#define RUNNER_MAX_MSG (32 * 1024 * 1024)
 #define RUNNER_MAX_CODE_BYTES (1024 * 1024)
 #define RUNNER_MAX_SECRETS 64
 #define RUNNER_MAX_INTEGRATIONS_BYTES 65536
@@ -29,10 +31,10 @@
 #define RUNNER_MAX_LOG_BYTES (8 << 20)
 
 enum runner_msg_type {
-    RUNNER_MSG_VALIDATE = 1,
-    RUNNER_MSG_VALIDATION,
-    RUNNER_MSG_RUN,
-    RUNNER_MSG_RESULT,
+    RUNNER_MSG_VALIDATE = PROTO_RUNNER_VALIDATE,
+    RUNNER_MSG_VALIDATION = PROTO_RUNNER_VALIDATION,
+    RUNNER_MSG_RUN = PROTO_RUNNER_RUN,
+    RUNNER_MSG_RESULT = PROTO_RUNNER_RESULT,
 };
 
 struct runner_error {

@@ -547,7 +547,7 @@ struct audit_client *audit_client_new(const struct config *c, const char *servic
     spool_open(ac, c);
     adopt_orphans(ac);
     char err[256];
-    struct bus_opts o = {.hwm = 2 * MEM_MAX + 16};
+    struct bus_opts o = {.link = "audit", .hwm = 2 * MEM_MAX + 16};
     ac->sock = bus_client(ZMQ_DEALER, c, c->audit_endpoint, &o, err, sizeof err);
     if (!ac->sock)
         msg_error("audit: %s (events are spooled in %s)", err, ac->spool_path);

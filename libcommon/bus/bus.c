@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zmq.h>
 
 #define DRAIN_MAX 256
@@ -33,56 +34,119 @@ void bus_context_term(void)
     the_context = NULL;
 }
 
-int bus_endpoint_is_local(const char *ep)
-{
-    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9))
-        return 1;
-    if (strncmp(ep, "tcp://", 6))
-        return 0;
-    const char *h = ep + 6;
-    return !strncmp(h, "127.", 4) || !strncmp(h, "localhost:", 10) || !strncmp(h, "[::1]:", 6);
-}
-
 static void set_int(void *s, int opt, int v)
 {
     zmq_setsockopt(s, opt, &v, sizeof v);
 }
 
-static int apply_curve(void *s, const struct config *c, int server, char *err, size_t errlen)
+/* CURVE for a socket whose endpoints include tcp://: the server takes the link's secret key,
+ * a client the link's public key and a fresh ephemeral pair of its own. */
+static int apply_curve(void *s, const struct config *c, const char *link, int server, char *err,
+                       size_t errlen)
 {
-    const char *pub = c ? c->curve_server_public_key : NULL;
-    const char *sec = c ? c->curve_server_secret_key : NULL;
-    if (server && sec && *sec) {
+    char pub[41], sec[41], epub[41], esec[41];
+    int rc = -1;
+    if (bus_curve_keys(c, link, pub, sec, err, errlen) != 0)
+        goto out;
+    if (server) {
+        if (!sec[0]) {
+            snprintf(err, errlen, "the %s link has a CURVE public key but no secret key", link);
+            goto out;
+        }
         set_int(s, ZMQ_CURVE_SERVER, 1);
-        if (zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, strlen(sec)) != 0)
-            goto bad;
-        return 1;
-    }
-    if (!server && pub && *pub) {
-        char epub[41], esec[41];
+        rc = zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40);
+    } else {
         if (zmq_curve_keypair(epub, esec) != 0)
             goto bad;
-        int rc = zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, pub, strlen(pub)) |
-                 zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, epub, 40) |
-                 zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, esec, 40);
+        rc = zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, pub, 40) |
+             zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, epub, 40) |
+             zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, esec, 40);
         explicit_bzero(esec, sizeof esec);
-        if (rc != 0)
-            goto bad;
-        return 1;
+    }
+    if (rc != 0)
+        goto bad;
+    goto out;
+bad:
+    rc = -1;
+    snprintf(err, errlen, "CURVE setup failed (is libzmq built with CURVE?): %s",
+             zmq_strerror(errno));
+out:
+    explicit_bzero(sec, sizeof sec);
+    return rc;
+}
+
+/* An ipc:// path must fit in sun_path; its folder is made (0700) when missing. */
+static int ipc_ready(const char *ep, int server, char *err, size_t errlen)
+{
+    const char *path = ep + 6;
+    if (strlen(path) >= 107) {
+        snprintf(err, errlen, "%s: the socket path is longer than 107 bytes; use a shorter "
+                              "CALSETA_DATA_DIR", ep);
+        return -1;
+    }
+    const char *slash = strrchr(path, '/');
+    if (server && slash && slash > path) {
+        char *dir = xstrndup(path, (size_t)(slash - path));
+        mkdir(dir, 0700);
+        free(dir);
     }
     return 0;
-bad:
-    snprintf(err, errlen, "CURVE setup failed (keys must be 40-character Z85; is libzmq built "
-                          "with CURVE?): %s", zmq_strerror(errno));
-    return -1;
+}
+
+static int attach(void *s, int server, const char *ep, char *err, size_t errlen)
+{
+    if (!strncmp(ep, "ipc://", 6) && ipc_ready(ep, server, err, errlen) != 0)
+        return -1;
+    if ((server ? zmq_bind(s, ep) : zmq_connect(s, ep)) != 0) {
+        snprintf(err, errlen, "%s %s: %s", server ? "bind" : "connect", ep, zmq_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int attach_all(void *s, int server, const char *list, int tcp, char *err, size_t errlen)
+{
+    char *copy = xstrdup(list), *save = NULL;
+    int rc = 0;
+    for (char *e = strtok_r(copy, ", ", &save); e && rc == 0; e = strtok_r(NULL, ", ", &save))
+        if (!strncmp(e, "tcp://", 6) == !!tcp)
+            rc = attach(s, server, e, err, errlen);
+    free(copy);
+    return rc;
+}
+
+/* Every endpoint of a comma- or space-separated list; *tcp is set when one is tcp://. */
+static int endpoints_check(const char *list, int *tcp, char *err, size_t errlen)
+{
+    char *copy = xstrdup(list), *save = NULL;
+    int n = 0, rc = 0;
+    *tcp = 0;
+    for (char *e = strtok_r(copy, ", ", &save); e && rc == 0; e = strtok_r(NULL, ", ", &save)) {
+        n++;
+        if (!strncmp(e, "tcp://", 6))
+            *tcp = 1;
+        else if (strncmp(e, "ipc://", 6) && strncmp(e, "inproc://", 9)) {
+            snprintf(err, errlen, "%s: only tcp://, ipc:// and inproc:// endpoints are used", e);
+            rc = -1;
+        }
+    }
+    if (rc == 0 && n == 0) {
+        snprintf(err, errlen, "no endpoint given");
+        rc = -1;
+    }
+    free(copy);
+    return rc;
 }
 
 static void *make(int type, const struct config *c, const char *ep, const struct bus_opts *o,
                   int server, char *err, size_t errlen)
 {
     struct bus_opts d = {0};
+    int tcp;
     if (!o)
         o = &d;
+    if (!ep || endpoints_check(ep, &tcp, err, errlen) != 0)
+        return NULL;
     void *s = zmq_socket(bus_context(), type);
     if (!s) {
         snprintf(err, errlen, "zmq_socket: %s", zmq_strerror(errno));
@@ -97,18 +161,16 @@ static void *make(int type, const struct config *c, const char *ep, const struct
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     if (!server)
         set_int(s, ZMQ_IMMEDIATE, 1);
-    int curve = apply_curve(s, c, server, err, errlen);
-    if (curve < 0)
+    /* A socket's options are copied into each connection or listener when it is made: ipc and
+     * inproc endpoints are attached first, without CURVE, then CURVE is set for the tcp ones.
+     * So one client may list a local runner (ipc) and a remote one (tcp). */
+    int rc = attach_all(s, server, ep, 0, err, errlen);
+    if (rc == 0 && tcp)
+        rc = apply_curve(s, c, o->link ? o->link : "bus", server, err, errlen);
+    if (rc == 0 && tcp)
+        rc = attach_all(s, server, ep, 1, err, errlen);
+    if (rc != 0)
         goto fail;
-    if (!curve && !o->allow_plain && !bus_endpoint_is_local(ep)) {
-        snprintf(err, errlen, "%s is not a loopback endpoint: set CURVE_SERVER_PUBLIC_KEY and "
-                              "CURVE_SERVER_SECRET_KEY to encrypt it", ep);
-        goto fail;
-    }
-    if ((server ? zmq_bind(s, ep) : zmq_connect(s, ep)) != 0) {
-        snprintf(err, errlen, "%s %s: %s", server ? "bind" : "connect", ep, zmq_strerror(errno));
-        goto fail;
-    }
     return s;
 fail:
     zmq_close(s);
@@ -125,6 +187,52 @@ void *bus_client(int type, const struct config *c, const char *endpoint,
                  const struct bus_opts *opts, char *err, size_t errlen)
 {
     return make(type, c, endpoint, opts, 0, err, errlen);
+}
+
+void bus_close(void *sock)
+{
+    if (sock)
+        zmq_close(sock);
+}
+
+int bus_send(void *sock, const void *data, size_t len, int more)
+{
+    return zmq_send(sock, data, len, ZMQ_DONTWAIT | (more ? ZMQ_SNDMORE : 0)) < 0 ? -1 : 0;
+}
+
+int bus_readable(void *sock)
+{
+    uint32_t ev = 0;
+    size_t sz = sizeof ev;
+    if (zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &sz) != 0)
+        return 0;
+    return (ev & ZMQ_POLLIN) != 0;
+}
+
+int bus_recv_msg(void *sock, struct buf *parts, size_t maxparts, size_t *nparts)
+{
+    size_t n = 0;
+    int more = 1, got = 0;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, got ? 0 : ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            if (!got)
+                return -1;
+            break;
+        }
+        got = 1;
+        more = zmq_msg_more(&m);
+        if (n < maxparts) {
+            buf_reset(&parts[n]);
+            buf_append(&parts[n], zmq_msg_data(&m), zmq_msg_size(&m));
+        }
+        n++;
+        zmq_msg_close(&m);
+    }
+    *nparts = n;
+    return 0;
 }
 
 int bus_recv_frame(void *sock, void *buf, size_t cap, int *more)
@@ -163,15 +271,6 @@ struct bus_watch {
     int open_handles;
 };
 
-static int readable(void *sock)
-{
-    uint32_t ev = 0;
-    size_t sz = sizeof ev;
-    if (zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &sz) != 0)
-        return 0;
-    return (ev & ZMQ_POLLIN) != 0;
-}
-
 static void on_idle(uv_idle_t *h);
 
 /* The edge-triggered rule: keep going while ZMQ_EVENTS says POLLIN, whatever woke us. */
@@ -180,7 +279,7 @@ static void drain(struct bus_watch *w)
     for (int i = 0; i < DRAIN_MAX; i++) {
         if (w->closing)
             return;
-        if (!readable(w->sock)) {
+        if (!bus_readable(w->sock)) {
             uv_idle_stop(&w->idle);
             return;
         }
@@ -229,7 +328,7 @@ struct bus_watch *bus_watch_new(uv_loop_t *loop, void *sock, bus_readable_cb cb,
 
 void bus_watch_kick(struct bus_watch *w)
 {
-    if (w && !w->closing && readable(w->sock))
+    if (w && !w->closing && bus_readable(w->sock))
         uv_idle_start(&w->idle, on_idle);
 }
 

@@ -1,14 +1,15 @@
 /*
- * bus.h - thin ZeroMQ helpers: the process's one context, sockets with sane options, CURVE,
- * and a ZeroMQ socket watched from a libuv loop.
+ * bus.h - the one place ZeroMQ sockets are made: the process's context, sockets with sane
+ * options, CURVE on every tcp:// link, and a ZeroMQ socket watched from a libuv loop.
  *
  * Sockets made here have a bounded linger, high-water marks, ZMQ_MAXMSGSIZE (a peer cannot
  * make us allocate more than max_msg bytes for one message) and, on connecting sockets,
- * ZMQ_IMMEDIATE (no queueing towards a peer that is not there). When the configuration has a
- * CURVE key pair (CURVE_SERVER_PUBLIC_KEY / CURVE_SERVER_SECRET_KEY, Z85), binding sockets are
- * CURVE servers and connecting sockets CURVE clients with a fresh ephemeral key pair, so links
- * across hosts are authenticated and encrypted (DESIGN invariant 5). Without keys a
- * non-loopback endpoint is refused unless allow_plain is set in the options.
+ * ZMQ_IMMEDIATE (no queueing towards a peer that is not there). Endpoints are ipc:// (the
+ * defaults, under CALSETA_DATA_DIR, so two stacks on one machine never meet), inproc:// or
+ * tcp://. Every tcp:// link speaks CURVE, loopback included: the binding side is the CURVE
+ * server with its link's secret key, a connecting side checks the link's public key and uses a
+ * fresh ephemeral pair (bus_curve_keys says where keys come from). There is no plaintext TCP;
+ * ipc:// links are guarded by the data folder's permissions instead.
  *
  * ZMQ_FD is edge-triggered: it signals a change, not a level, and any zmq_send/zmq_recv/
  * ZMQ_EVENTS on the socket may consume the edge. bus_watch therefore drains while ZMQ_EVENTS
@@ -30,20 +31,39 @@ void *bus_context(void);
 void bus_context_term(void);
 
 struct bus_opts {
-    int64_t max_msg;  /* ZMQ_MAXMSGSIZE; 0 -> PROTO_MAX_MSG */
-    int hwm;          /* send and receive high-water marks; 0 -> 10000 */
-    int linger_ms;    /* 0 -> 0 (drop on close); bounded to 10 s */
-    int allow_plain;  /* permit a non-loopback endpoint without CURVE */
+    const char *link;     /* "audit", "jobs", "runner", "enricher": picks the CURVE keys */
+    int64_t max_msg;      /* ZMQ_MAXMSGSIZE; 0 -> PROTO_MAX_MSG */
+    int hwm;              /* send and receive high-water marks; 0 -> 10000 */
+    int linger_ms;        /* 0 -> 0 (drop on close); bounded to 10 s */
 };
 
-/* Makes a socket of `type` and binds (bus_server) or connects (bus_client) it to endpoint.
- * NULL with err filled on failure. opts may be NULL. */
+/* Makes a socket of `type` and binds (bus_server) or connects (bus_client) it to every
+ * endpoint of a comma-separated list. NULL with err filled on failure. opts may be NULL. */
 void *bus_server(int type, const struct config *c, const char *endpoint,
                  const struct bus_opts *opts, char *err, size_t errlen);
 void *bus_client(int type, const struct config *c, const char *endpoint,
                  const struct bus_opts *opts, char *err, size_t errlen);
-/* 1 when the endpoint is ipc://, inproc:// or tcp:// on 127.0.0.0/8, ::1 or localhost. */
-int bus_endpoint_is_local(const char *endpoint);
+void bus_close(void *sock);
+
+/*
+ * The CURVE key pair of a link (Z85, 40 characters + NUL): from CURVE_<LINK>_PUBLIC_KEY /
+ * CURVE_<LINK>_SECRET_KEY, else (every link but the runner's, whose process must not hold the
+ * stack's keys) CURVE_SERVER_PUBLIC_KEY / CURVE_SERVER_SECRET_KEY, else the file
+ * CALSETA_DATA_DIR/curve/<link>.key (0600; made at first start). sec is "" when only a public
+ * key is configured (a client on another host). 0, or -1 with err.
+ */
+int bus_curve_keys(const struct config *c, const char *link, char pub[41], char sec[41],
+                   char *err, size_t errlen);
+
+/* Sends one frame without blocking (more: another frame follows); 0 or -1 (errno). */
+int bus_send(void *sock, const void *data, size_t len, int more);
+/* 1 when a message can be read now. */
+int bus_readable(void *sock);
+/* Receives a whole multi-part message without blocking: its first maxparts frames are copied
+ * into parts[] (initialised bufs), *nparts is the count of frames the message had (it may
+ * exceed maxparts). -1 when no message is ready. */
+struct buf;
+int bus_recv_msg(void *sock, struct buf *parts, size_t maxparts, size_t *nparts);
 
 /* Receives one frame without blocking into buf (up to cap bytes). Returns its size (which may
  * exceed cap: then it was truncated), -1 when none is ready. *more is set to ZMQ_RCVMORE. */

@@ -6,6 +6,7 @@
  * requests are pending and fails those past their deadline.
  */
 #include "runner_client.h"
+#include "bus.h"
 #include "log.h"
 #include "util.h"
 
@@ -37,7 +38,6 @@ struct pending {
 
 struct runner_client {
     uv_loop_t *loop;
-    void *zctx;
     void *sock;
     uv_poll_t poll;
     uv_timer_t sweep;
@@ -145,7 +145,7 @@ static void on_kick(uv_timer_t *t)
 /* Hands an unsent request to a runner if one is connected now; its wait starts then. */
 static int try_send(struct runner_client *c, struct pending *p)
 {
-    if (zmq_send(c->sock, p->msg.data, p->msg.len, ZMQ_DONTWAIT) < 0)
+    if (bus_send(c->sock, p->msg.data, p->msg.len, 0) != 0)
         return -1;
     p->unsent = 0;
     p->deadline_ms += now_mono_ms() - p->queued_ms;
@@ -177,50 +177,26 @@ static void on_sweep(uv_timer_t *t)
     drain(c);
 }
 
-/* Connects to every endpoint of a comma-separated list (one per runner host). */
-static int connect_all(void *sock, const char *list, char *err, size_t errlen)
-{
-    char *copy = xstrdup(list), *save = NULL;
-    int n = 0, rc = 0;
-    err[0] = 0;
-    for (char *e = strtok_r(copy, ", ", &save); e; e = strtok_r(NULL, ", ", &save)) {
-        if (zmq_connect(sock, e) != 0) {
-            snprintf(err, errlen, "runner client: cannot connect to %s: %s", e,
-                     zmq_strerror(errno));
-            rc = -1;
-            break;
-        }
-        n++;
-    }
-    if (rc == 0 && n == 0) {
-        snprintf(err, errlen, "runner client: RUNNER_ENDPOINT is empty");
-        rc = -1;
-    }
-    free(copy);
-    return rc;
-}
-
-struct runner_client *runner_client_new(uv_loop_t *loop, const char *endpoint, char *err,
-                                        size_t errlen)
+struct runner_client *runner_client_new(uv_loop_t *loop, const struct config *cfg,
+                                        const char *endpoint, char *err, size_t errlen)
 {
     struct runner_client *c = xcalloc(1, sizeof *c);
-    int linger = 0, fd, immediate = 1;
-    int64_t maxmsg = MAX_REPLY_BYTES;
+    int fd;
     size_t fdlen = sizeof fd;
+    char berr[256];
     c->loop = loop;
     c->validate_ms = DEFAULT_VALIDATE_MS;
     c->run_extra_ms = DEFAULT_RUN_EXTRA_MS;
-    c->zctx = zmq_ctx_new();
-    c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
-    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &immediate, sizeof immediate);
-    if (connect_all(c->sock, endpoint, err, errlen) != 0 ||
-        zmq_getsockopt(c->sock, ZMQ_FD, &fd, &fdlen) != 0) {
-        if (!err[0])
-            snprintf(err, errlen, "runner client: %s", zmq_strerror(errno));
-        zmq_close(c->sock);
-        zmq_ctx_term(c->zctx);
+    struct bus_opts o = {.link = "runner", .max_msg = MAX_REPLY_BYTES};
+    c->sock = bus_client(ZMQ_DEALER, cfg, endpoint, &o, berr, sizeof berr);
+    if (!c->sock) {
+        snprintf(err, errlen, "runner client: %s", berr);
+        free(c);
+        return NULL;
+    }
+    if (zmq_getsockopt(c->sock, ZMQ_FD, &fd, &fdlen) != 0) {
+        snprintf(err, errlen, "runner client: %s", zmq_strerror(errno));
+        bus_close(c->sock);
         free(c);
         return NULL;
     }
@@ -245,8 +221,7 @@ static void on_closed(uv_handle_t *h)
 {
     struct runner_client *c = h->data;
     if (--c->open_handles == 0) {
-        zmq_close(c->sock);
-        zmq_ctx_term(c->zctx);
+        bus_close(c->sock);
         free(c);
     }
 }
@@ -274,7 +249,7 @@ static uint64_t submit(struct runner_client *c, struct pending *p, const struct 
     p->next = c->pending;
     c->pending = p;
     buf_init(&p->msg);
-    if (zmq_send(c->sock, msg->data, msg->len, ZMQ_DONTWAIT) < 0) {
+    if (bus_send(c->sock, msg->data, msg->len, 0) != 0) {
         /* No runner connected (ZMQ_IMMEDIATE): retried by the sweep for a short while, so a
          * runner that is (re)starting is waited for, then answered RUNNER_CLIENT_UNSENT. */
         p->unsent = 1;

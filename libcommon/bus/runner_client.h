@@ -35,9 +35,12 @@ struct runner_client;
 typedef void (*runner_validate_cb)(void *arg, int status, const struct runner_validation *v);
 typedef void (*runner_run_cb)(void *arg, int status, const struct runner_result *r);
 
-/* NULL with err on failure (bad endpoint). */
-struct runner_client *runner_client_new(uv_loop_t *loop, const char *endpoint, char *err,
-                                        size_t errlen);
+/* Connects to every runner of endpoint (a comma-separated list) through the bus module (cfg
+ * gives the CURVE keys of tcp:// endpoints; may be NULL for ipc://). NULL with err on failure
+ * (bad endpoint). */
+struct config;
+struct runner_client *runner_client_new(uv_loop_t *loop, const struct config *cfg,
+                                        const char *endpoint, char *err, size_t errlen);
 /* Pending callbacks run with RUNNER_CLIENT_CLOSED; the memory goes when the handles close. */
 void runner_client_free(struct runner_client *c);
 /* Waits in ms (validation; a run's extra over its timeout); 0 keeps the defaults. */

@@ -37,6 +37,15 @@ static char *normalise_db_url(const char *url)
     return xasprintf("%.*s%s", (int)(p - url), url, rest);
 }
 
+/* An internal link's endpoint: as configured, else a socket in the data folder, so two stacks
+ * on one machine (two data folders) never reach each other's processes. */
+static char *endpoint(struct settings *s, const char *name, const char *data_dir,
+                      const char *sock)
+{
+    const char *v = get(s, name);
+    return *v ? xstrdup(v) : xasprintf("ipc://%s/bus/%s.sock", data_dir, sock);
+}
+
 /* DATABASE_URL, or, when it is unset and POSTGRES_HOST is set (the compose deployment), the URL
  * built from POSTGRES_HOST/PORT/USER/PASSWORD/DB. A compose file cannot percent-encode a
  * password itself, and an unencoded '@', '/' or '#' would silently point libpq elsewhere. */
@@ -114,6 +123,7 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     INT("RATE_LIMIT_ENRICHMENT_PER_MINUTE", 1, 100000000, rate_limit_enrichment);
     INT("RATE_LIMIT_WORKFLOW_EXECUTE_PER_MINUTE", 1, 100000000, rate_limit_workflow_execute);
     INT("AUTH_CACHE_TTL_SECONDS", 0, 3600, auth_cache_ttl_seconds);
+    INT("AUTH_KEY_REFRESH_SECONDS", 1, 3600, auth_key_refresh_seconds);
     c->sentinel_webhook_secret = get_str(s, "SENTINEL_WEBHOOK_SECRET");
     c->elastic_webhook_secret = get_str(s, "ELASTIC_WEBHOOK_SECRET");
     c->splunk_webhook_secret = get_str(s, "SPLUNK_WEBHOOK_SECRET");
@@ -121,10 +131,15 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
 
     INT("ALERT_DEDUP_WINDOW_HOURS", 0, 87600, alert_dedup_window_hours);
     INT("INGEST_BATCH_MAX", 1, 10000, ingest_batch_max);
+    INT("INGEST_MAX_INFLIGHT", 1, 7, ingest_max_inflight);
+    INT("INGEST_JSON_MAX_DEPTH", 2, 1000, ingest_json_max_depth);
+    INT("INGEST_JSON_MAX_VALUES", 10, 10000000, ingest_json_max_values);
 
-    c->job_bus_push = get_str(s, "JOB_BUS_PUSH_ENDPOINT");
-    c->job_bus_pull = get_str(s, "JOB_BUS_PULL_ENDPOINT");
-    c->audit_endpoint = get_str(s, "AUDIT_ENDPOINT");
+    c->job_bus_push = endpoint(s, "JOB_BUS_PUSH_ENDPOINT", c->data_dir, "jobs-in");
+    c->job_bus_pull = endpoint(s, "JOB_BUS_PULL_ENDPOINT", c->data_dir, "jobs-out");
+    c->audit_endpoint = endpoint(s, "AUDIT_ENDPOINT", c->data_dir, "audit");
+    c->lookup_front = endpoint(s, "LOOKUP_REQUEST_ENDPOINT", c->data_dir, "lookup-in");
+    c->lookup_back = endpoint(s, "LOOKUP_WORKER_ENDPOINT", c->data_dir, "lookup-out");
     c->audit_spool_dir = get_str(s, "AUDIT_SPOOL_DIR");
     c->audit_log_file = get_str(s, "AUDIT_LOG_FILE");
     BOOL("AUDIT_STDOUT", audit_stdout);
@@ -137,7 +152,7 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
         return -1;
     }
     c->audit_rotate_bytes = rot;
-    c->runner_endpoint = get_str(s, "RUNNER_ENDPOINT");
+    c->runner_endpoint = endpoint(s, "RUNNER_ENDPOINT", c->data_dir, "runner");
     c->curve_server_public_key = get_str(s, "CURVE_SERVER_PUBLIC_KEY");
     c->curve_server_secret_key = get_str(s, "CURVE_SERVER_SECRET_KEY");
 
@@ -169,7 +184,7 @@ void config_destroy(struct config *c)
                      &c->sentinel_webhook_secret, &c->elastic_webhook_secret,
                      &c->splunk_webhook_secret, &c->job_bus_push, &c->job_bus_pull,
                      &c->audit_endpoint, &c->audit_spool_dir, &c->audit_log_file,
-                     &c->runner_endpoint, &c->curve_server_public_key,
+                     &c->runner_endpoint, &c->lookup_front, &c->lookup_back, &c->curve_server_public_key,
                      &c->curve_server_secret_key, &c->encryption_key, &c->ssrf_allowed_hosts};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (*strs[i] && strs[i] == &c->encryption_key)

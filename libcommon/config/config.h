@@ -54,6 +54,7 @@ struct config {
     int rate_limit_enrichment;
     int rate_limit_workflow_execute;
     int auth_cache_ttl_seconds;
+    int auth_key_refresh_seconds;
     char *sentinel_webhook_secret;
     char *elastic_webhook_secret;
     char *splunk_webhook_secret;
@@ -62,6 +63,9 @@ struct config {
     /* ingest */
     int alert_dedup_window_hours;
     int ingest_batch_max;
+    int ingest_max_inflight; /* group commits one intake process has in the database at once */
+    int ingest_json_max_depth;  /* nesting of an ingested document */
+    int ingest_json_max_values; /* values (keys included) of an ingested document */
 
     /* buses */
     char *job_bus_push;   /* intake connects PUSH here */
@@ -74,6 +78,8 @@ struct config {
     int audit_refusal_window_seconds; /* 0 = every refusal is its own event */
     long long audit_rotate_bytes;
     char *runner_endpoint;
+    char *lookup_front; /* on-demand lookups: the job bus binds, intakes connect */
+    char *lookup_back;  /* ...and enrichers connect here to answer them */
     char *curve_server_public_key;
     char *curve_server_secret_key;
 

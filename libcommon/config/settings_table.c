@@ -121,11 +121,14 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Per key, enrichment lookups and provider tests."},
     {AUTH, "RATE_LIMIT_WORKFLOW_EXECUTE_PER_MINUTE", "30", "intake", "Per key, workflow execute."},
     {AUTH, "RATE_LIMIT_UNAUTHED_PER_MINUTE", "10", "intake",
-     "Per client IP, for requests that end without a valid key; checked before any bcrypt "
-     "work."},
+     "Per client IP, charged only by requests that end without a valid key (a valid key is never "
+     "refused for its IP's junk)."},
     {AUTH, "AUTH_CACHE_TTL_SECONDS", "60", "intake",
-     "Lifetime of a verified key in the per-process cache (0 disables). Revocation still takes "
-     "effect on the next request."},
+     "0: every request pays bcrypt. Otherwise a token that passed bcrypt is remembered by the "
+     "process while its key's hash is unchanged (key rows are kept current by notifications)."},
+    {AUTH, "AUTH_KEY_REFRESH_SECONDS", "10", "intake",
+     "Period of the background re-read of the key rows a process holds, and of forgetting "
+     "unknown prefixes: the bound on a key change if a notification were lost."},
 
     /* ---- ingest ---- */
     {INGEST, "SENTINEL_WEBHOOK_SECRET", NULL, "intake",
@@ -139,25 +142,58 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "An alert with the same fingerprint within this window counts as a duplicate of the first "
      "(0 disables)."},
     {INGEST, "INGEST_BATCH_MAX", "128", "intake", "Most alerts committed in one group commit."},
+    {INGEST, "INGEST_MAX_INFLIGHT", "4", "intake",
+     "Group commits one intake process keeps in the database at once (1-7 of its 8 connections); "
+     "while they run, the next batch fills up."},
+    {INGEST, "INGEST_JSON_MAX_DEPTH", "64", "intake",
+     "Deepest nesting of arrays and objects an ingested body may have; checked on the raw bytes "
+     "before parsing (deeper: 422)."},
+    {INGEST, "INGEST_JSON_MAX_VALUES", "100000", "intake",
+     "Most JSON values (object keys included) an ingested body may have; checked on the raw bytes "
+     "before parsing (more: 413 on /v1/ingest, 422 on /v1/alerts)."},
 
     /* ---- processes and buses ---- */
     {BUS, "INTAKE_PROCESSES", "2", "master", "Intake processes sharing the HTTP port."},
     {BUS, "ENRICHER_PROCESSES", "1", "master", "Enrichment workers `calseta up` starts on this host."},
-    {BUS, "JOB_BUS_PUSH_ENDPOINT", "tcp://127.0.0.1:5557", "intake, jobbus",
-     "Intake processes push \"job ready\" hints here."},
-    {BUS, "JOB_BUS_PULL_ENDPOINT", "tcp://127.0.0.1:5558", "jobbus, enricher",
-     "Enrichers pull hints here; bind it on a routable address for workers on other hosts "
-     "(CURVE keys required off loopback)."},
-    {BUS, "RUNNER_ENDPOINT", "tcp://127.0.0.1:5561", "intake, runner",
-     "Workflow runner(s): a runner binds it; intakes connect to every one of a comma list."},
-    {BUS, "CURVE_SERVER_PUBLIC_KEY", NULL, "all",
-     "Z85 CURVE public key of the bus servers; required for any ZeroMQ link off loopback."},
-    {BUS, "CURVE_SERVER_SECRET_KEY", NULL, "jobbus, auditd, runner",
-     "Z85 CURVE secret key of the bus servers (only on the hosts that bind)."},
+    {BUS, "JOB_BUS_PUSH_ENDPOINT", NULL, "intake, jobbus",
+     "Intake processes push \"job ready\" hints here. Default: "
+     "`ipc://$CALSETA_DATA_DIR/bus/jobs-in.sock`."},
+    {BUS, "JOB_BUS_PULL_ENDPOINT", NULL, "jobbus, enricher",
+     "Enrichers pull hints here (default `ipc://$CALSETA_DATA_DIR/bus/jobs-out.sock`); set a "
+     "`tcp://` address for workers on other hosts (CURVE, see `CURVE_JOBS_PUBLIC_KEY`)."},
+    {BUS, "LOOKUP_REQUEST_ENDPOINT", NULL, "intake, jobbus",
+     "Intakes send on-demand lookups here (default "
+     "`ipc://$CALSETA_DATA_DIR/bus/lookup-in.sock`)."},
+    {BUS, "LOOKUP_WORKER_ENDPOINT", NULL, "jobbus, enricher",
+     "Enrichers take on-demand lookups here (default "
+     "`ipc://$CALSETA_DATA_DIR/bus/lookup-out.sock`); `tcp://` for enrichers on other hosts."},
+    {BUS, "RUNNER_ENDPOINT", NULL, "intake, runner",
+     "Workflow runner(s): a runner binds it; intakes connect to every one of a comma list "
+     "(default `ipc://$CALSETA_DATA_DIR/bus/runner.sock`)."},
+    {BUS, "CURVE_SERVER_PUBLIC_KEY", NULL, "all but the runner",
+     "Z85 CURVE public key for every `tcp://` link but the runner's, unless the link has its "
+     "own (`CURVE_<LINK>_PUBLIC_KEY`). Unset: each link's pair is made at first start in "
+     "`$CALSETA_DATA_DIR/curve/<link>.key` (mode 0600; first line public, second secret)."},
+    {BUS, "CURVE_SERVER_SECRET_KEY", NULL, "jobbus, auditd",
+     "Z85 CURVE secret key that goes with `CURVE_SERVER_PUBLIC_KEY` (only where a server binds)."},
+    {BUS, "CURVE_AUDIT_PUBLIC_KEY", NULL, "all", "Z85 CURVE public key of the audit link."},
+    {BUS, "CURVE_AUDIT_SECRET_KEY", NULL, "auditd", "Z85 CURVE secret key of the audit link."},
+    {BUS, "CURVE_JOBS_PUBLIC_KEY", NULL, "intake, jobbus, enricher",
+     "Z85 CURVE public key of the job-hint links."},
+    {BUS, "CURVE_JOBS_SECRET_KEY", NULL, "jobbus", "Z85 CURVE secret key of the job-hint links."},
+    {BUS, "CURVE_LOOKUP_PUBLIC_KEY", NULL, "intake, jobbus, enricher",
+     "Z85 CURVE public key of the on-demand lookup links."},
+    {BUS, "CURVE_LOOKUP_SECRET_KEY", NULL, "jobbus",
+     "Z85 CURVE secret key of the on-demand lookup links."},
+    {BUS, "CURVE_RUNNER_PUBLIC_KEY", NULL, "intake, runner",
+     "Z85 CURVE public key of the runner link (the stack-wide pair never applies to it, so a "
+     "runner holds no key of another link)."},
+    {BUS, "CURVE_RUNNER_SECRET_KEY", NULL, "runner", "Z85 CURVE secret key of the runner link."},
 
     /* ---- audit ---- */
-    {AUDIT, "AUDIT_ENDPOINT", "tcp://127.0.0.1:5559", "all",
-     "auditd binds it; every producer connects to it."},
+    {AUDIT, "AUDIT_ENDPOINT", NULL, "all",
+     "auditd binds it; every producer connects to it (default "
+     "`ipc://$CALSETA_DATA_DIR/bus/audit.sock`)."},
     {AUDIT, "AUDIT_STDOUT", "true", "auditd", "Write audit lines to auditd's stdout."},
     {AUDIT, "AUDIT_LOG_FILE", NULL, "auditd",
      "Append audit lines to this file (needed for exactly-once after a crash)."},

@@ -22,6 +22,7 @@
 #include "bus.h"
 #include "config.h"
 #include "log.h"
+#include "procsec.h"
 #include "proto/proto.h"
 
 #include <errno.h>
@@ -299,7 +300,7 @@ static void setup(struct auditd *d)
     d->db = store_new(d->cfg.database_url);
     if (!store_enabled(d->db))
         msg_warn("DATABASE_URL is not set: audit events go to the file/stdout only");
-    struct bus_opts o = {.hwm = 100000, .max_msg = PROTO_MAX_MSG};
+    struct bus_opts o = {.link = "audit", .hwm = 100000, .max_msg = PROTO_MAX_MSG};
     d->router = bus_server(ZMQ_ROUTER, &d->cfg, d->cfg.audit_endpoint, &o, err, sizeof err);
     if (!d->router)
         msg_fatal("audit endpoint: %s", err);
@@ -354,6 +355,9 @@ static void drain(struct auditd *d)
 int main(int argc, char **argv)
 {
     static struct auditd d; /* the service's one context */
+    char perr[160];
+    if (secure_process_init(perr, sizeof perr) != 0) /* before any secret is read */
+        fprintf(stderr, "calseta-auditd: %s\n", perr);
     char err[512];
     if (argc > 1 && !strcmp(argv[1], "produce"))
         return auditd_produce(argc, argv);

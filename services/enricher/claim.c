@@ -8,6 +8,7 @@
  * flight are renewed every third of the lease, so a long job keeps its lease while a dead
  * worker's jobs are taken over by others after at most one lease.
  */
+#include "jsonparse.h"
 #include "bus.h"
 #include "enricher.h"
 #include "proto/job.h"
@@ -32,7 +33,7 @@ static void on_claimed(void *arg, PGresult *res, const char *err)
     }
     int n = PQntuples(res);
     for (int r = 0; r < n; r++) {
-        json_t *doc = json_loads(PQgetvalue(res, r, 3), 0, NULL);
+        json_t *doc = json_loads_wide(PQgetvalue(res, r, 3), 0);
         if (!doc) {
             msg_error("job %s: unreadable claim document", PQgetvalue(res, r, 0));
             continue; /* its lease expires and the attempt count ends it */
@@ -138,7 +139,7 @@ static void on_renew(uv_timer_t *t)
 void claim_start(struct enricher *en)
 {
     char err[256];
-    struct bus_opts bo = {.max_msg = 4096, .hwm = 10000, .linger_ms = 0, .allow_plain = 0};
+    struct bus_opts bo = {.link = "jobs", .max_msg = 4096, .hwm = 10000};
     en->pull = bus_client(ZMQ_PULL, en->cfg, en->cfg->job_bus_pull, &bo, err, sizeof err);
     if (!en->pull)
         msg_fatal("job bus: %s (JOB_BUS_PULL_ENDPOINT=%s)", err, en->cfg->job_bus_pull);

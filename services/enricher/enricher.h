@@ -5,6 +5,7 @@
  *   claim.c     claiming jobs (poll, ZeroMQ wake-ups, completions), lease renewal
  *   reload.c    provider snapshots: first load, NOTIFY calseta_providers, periodic reload
  *   job.c       one job: pass 3, caches, lookups in parallel, one completing transaction
+ *   lookup.c    on-demand lookups for the intake over the bus, on the same engine
  *
  * and the pieces they use: provider.h (provider snapshots), engine.h (lookups over HTTP, on
  * curluv.h), step.h + template.h (requests from http_config), extract.h + malice.h + jpath.h
@@ -53,6 +54,8 @@ struct enricher {
     void *audit;                    /* audit client, may be NULL */
     void *pull;                     /* ZeroMQ PULL socket */
     struct bus_watch *watch;
+    void *lookup_sock; /* DEALER to the lookup broker: on-demand lookups for the intake */
+    struct bus_watch *lookup_watch;
     char owner[160]; /* lease owner: host:pid:random */
     struct job *jobs;
     int inflight;
@@ -84,6 +87,13 @@ void claim_kick(struct enricher *en);
 void claim_stop(struct enricher *en);
 /* After the drain: stops lease renewal. */
 void claim_close(struct enricher *en);
+
+/* lookup.c: on-demand lookups asked by intakes (counted in inflight, so the drain waits) */
+void lookups_start(struct enricher *en);
+/* Stops taking requests; lookups in flight still answer. */
+void lookups_stop(struct enricher *en);
+/* After the drain: closes the socket. */
+void lookups_close(struct enricher *en);
 
 /* job.c */
 void job_start(struct enricher *en, long long job_id, long long alert_id, int attempts,

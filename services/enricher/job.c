@@ -9,6 +9,7 @@
  *   4. one statement, calseta_enrich_complete(), writes everything and marks the job done
  *      (or a failure releases the job for another try)
  */
+#include "jsonparse.h"
 #include "creds.h"
 #include "enricher.h"
 #include "extract.h"
@@ -257,7 +258,7 @@ static void on_shared_cache(void *arg, PGresult *res, const char *err)
         for (int r = 0; r < PQntuples(res); r++) {
             struct lookup *l =
                 find_lookup(j, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2));
-            json_t *v = l ? json_loads(PQgetvalue(res, r, 3), 0, NULL) : NULL;
+            json_t *v = l ? json_loads_wide(PQgetvalue(res, r, 3), 0) : NULL;
             if (!v)
                 continue;
             l->result = v;

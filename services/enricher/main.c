@@ -19,6 +19,7 @@
 #include "enricher.h"
 #include "guard.h"
 #include "log.h"
+#include "procsec.h"
 #include "util.h"
 
 #include <curl/curl.h>
@@ -67,6 +68,7 @@ static void on_drained(struct enricher *en)
     msg_info("drained: no job in flight (%lu done), stopping", en->jobs_done);
     en->drained = NULL;
     claim_close(en);
+    lookups_close(en);
     uv_close((uv_handle_t *)&en->sigterm, NULL);
     uv_close((uv_handle_t *)&en->sigint, NULL);
     engine_close(en->engine, on_engine_closed, en);
@@ -83,26 +85,18 @@ static void on_signal(uv_signal_t *s, int signum)
     en->draining = 1;
     en->drained = on_drained;
     claim_stop(en);
+    lookups_stop(en);
     providers_stop(en);
     if (en->inflight == 0 && !en->claiming)
         on_drained(en);
-}
-
-/* This process holds decrypted credentials: no core dumps, no ptrace by same-uid processes,
- * no privilege gained through exec. */
-static void drop_privileges(void)
-{
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
-        msg_warn("prctl(PR_SET_DUMPABLE) failed");
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        msg_warn("prctl(PR_SET_NO_NEW_PRIVS) failed");
 }
 
 static void start(struct enricher *en)
 {
     struct config *c = en->cfg;
     char err[512];
-    drop_privileges();
+    if (secure_process_init(err, sizeof err) != 0) /* it holds decrypted credentials */
+        msg_warn("%s", err);
     en->creds = creds_ctx_new(c->encryption_key, c->settings, audit_decrypted, en, err, sizeof err);
     if (!en->creds)
         msg_fatal("configuration error: %s", err);
@@ -120,6 +114,7 @@ static void start(struct enricher *en)
     make_owner(en);
     providers_start(en);
     claim_start(en);
+    lookups_start(en);
     uv_signal_init(en->loop, &en->sigterm);
     uv_signal_init(en->loop, &en->sigint);
     en->sigterm.data = en->sigint.data = en;

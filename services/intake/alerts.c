@@ -57,18 +57,16 @@ static void on_one(void *arg, PGresult *res, const char *err)
         reply_error(rc, 404, "NOT_FOUND", "Alert not found.", NULL);
         return;
     }
+    /* PostgreSQL's JSON goes out as it is: raw payloads may hold numbers jansson cannot. */
     if (list) {
-        json_t *items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
-        reply_list(rc, items ? items : json_array(), atoll(PQgetvalue(res, 0, 0)), page,
-                   page_size);
+        reply_list_text(rc, PQgetvalue(res, 0, 1), atoll(PQgetvalue(res, 0, 0)), page, page_size);
         return;
     }
     if (empty) {
         reply_empty(rc, status);
         return;
     }
-    json_t *data = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    reply_data(rc, status, data ? data : json_object());
+    reply_data_text(rc, status, PQgetvalue(res, 0, 0));
 }
 
 static struct one_op *one_new(struct reqctx *rc, int status)

@@ -26,6 +26,18 @@ struct enrich_api;
 /* Reads ENCRYPTION_KEY, SSRF_ALLOWED_HOSTS, ENRICHER_ALLOW_LOOPBACK, ENRICHMENT_MOCK_MODE and
  * the provider defaults from in->cfg; exits with a message naming a malformed setting. */
 struct enrich_api *enrich_api_new(struct intake *in);
+
+/*
+ * On-demand lookup for callers other than POST /v1/enrichments (MCP tools): the same path —
+ * cached results first, the rest asked of an enricher over the bus, successes cached. cb gets
+ * 200 and {indicator_type, indicator_value, results: {provider: result}} (raw responses left
+ * out, cache_hit per result), or another status and {code, message}; data is borrowed for the
+ * call. provider_filter: only that provider (NULL: every active, configured one supporting
+ * the type). type and value must already be valid (indicator_type_valid, 1-2048 bytes).
+ */
+typedef void (*enrich_remote_cb)(void *arg, int status, json_t *data);
+void enrich_remote_lookup(struct intake *in, const char *type, const char *value,
+                          const char *provider_filter, enrich_remote_cb cb, void *arg);
 void enrich_api_free(struct enrich_api *a);
 
 /* ingest.c: wakes an enricher for a committed job (a lost message only delays the job). */

@@ -4,7 +4,8 @@
  *   POST /v1/enrichments                     {type, value} (or indicator_type/indicator_value):
  *       every active, configured provider supporting the type; the shared PostgreSQL cache
  *       (enrichment_cache of migration 0004) is read first in the same statement as the
- *       configuration, misses run the engine in parallel, successes are written back in one
+ *       configuration, misses are asked of an enricher over the bus (lookup_client.h) with the
+ *       configuration (credentials still encrypted), successes are written back in one
  *       statement before the reply. Per provider: the result without raw, plus cache_hit.
  *       Indicators the original would not enrich get only a "_validation" skipped result.
  *   POST /v1/enrichment-providers/{uuid}/test  one real lookup with that provider (active or
@@ -13,18 +14,17 @@
  *   POST /v1/alerts/{uuid}/enrich            202: a new enrichment job in one statement, then a
  *       JOB_READY wake-up on the job bus.
  *
- * Each lookup request owns its engine and credentials context (per-request audit of
- * credentials_decrypted with the caller's request id and key prefix); both are closed before
- * the reply, so nothing outlives the request.
+ * The intake never decrypts a provider credential: the enricher that answers opens them just
+ * in time (and audits credentials_decrypted), exactly as for jobs. enrich_remote_lookup() is
+ * the same on-demand path for callers other than the REST route (MCP tools).
  */
 #include "audit.h"
-#include "creds.h"
+#include "creds.h" /* creds_env_get only: whether a variable is set */
 #include "enricher.h"
 #include "enrichment_api.h"
-#include "extract.h"
-#include "fernet.h"
 #include "indicators.h"
 #include "log.h"
+#include "lookup_client.h"
 #include "prom.h"
 #include "step.h"
 #include "util.h"
@@ -42,13 +42,16 @@ struct one_lookup {
 };
 
 struct lookup_op {
-    struct reqctx *rc;
+    struct reqctx *rc;      /* the REST request, or NULL for enrich_remote_lookup() */
+    struct intake *in;
+    enrich_remote_cb cb;    /* ...which is answered here */
+    void *cb_arg;
+    char *provider_filter;  /* only this provider (NULL: every one) */
     struct enrich_api *a;
     char *type, *value;
     int test;
     struct provider_set *ps;
-    struct creds_ctx *creds;
-    struct engine *engine;
+    char *config_text;      /* as read: sent to the enricher (credentials encrypted) */
     struct one_lookup *lk;
     size_t nlk, pending;
     json_t *cached;   /* {provider: result} from the shared cache */
@@ -56,7 +59,6 @@ struct lookup_op {
     json_t *to_cache; /* [{provider, ttl, result}] */
     json_t *test_result;
     uint64_t started_ms;
-    uv_timer_t defer; /* closes the engine outside its own callback */
 };
 
 static void lookup_free(struct lookup_op *op)
@@ -64,7 +66,8 @@ static void lookup_free(struct lookup_op *op)
     free(op->type);
     free(op->value);
     provider_set_unref(op->ps);
-    creds_ctx_free(op->creds);
+    free(op->config_text);
+    free(op->provider_filter);
     free(op->lk);
     json_decref(op->cached);
     json_decref(op->results);
@@ -99,64 +102,15 @@ static int parse_indicator(struct reqctx *rc, json_t *body, struct lookup_op *op
     return 0;
 }
 
-static void audit_decrypted(void *arg, const char *provider, long long job_id)
+static int lookup_timeout_ms(struct lookup_op *op)
 {
-    struct lookup_op *op = arg;
-    struct reqctx *rc = op->rc;
-    (void)job_id;
-    audit_emit(rc->in->audit, "credentials_decrypted", rc->req->request_id, rc->auth.key_prefix,
-               rc->client_ip,
-               json_pack("{s:s,s:s}", "provider", provider, "origin",
-                         op->test ? "provider_test" : "on_demand"));
-}
-
-/* The engine and a credentials context for this request. Without a usable ENCRYPTION_KEY a
- * throw-away key stands in: stored tokens then fail to decrypt (warned) and env_var_mapping
- * credentials still work, as in the original. */
-static void lookup_open(struct lookup_op *op)
-{
-    const char *key = enrich_api_key(op->a);
-    char tmp[45], err[256];
-    if (!key) {
-        fernet_generate_key(tmp);
-        key = tmp;
-    }
-    op->creds = creds_ctx_new(key, op->rc->in->cfg.settings, audit_decrypted, op, err, sizeof err);
-    explicit_bzero(tmp, sizeof tmp);
-    if (!op->creds)
-        msg_fatal("credentials context: %s", err); /* cannot happen: the key was checked */
-    struct engine_opts eo = {op->creds, enrich_api_guard(op->a),
-                             (size_t)enrich_api_options(op->a)->max_response};
-    op->engine = engine_new(op->rc->in->loop, &eo);
-}
-
-static uint64_t lookup_deadline(struct lookup_op *op)
-{
-    int s = op->rc->in->cfg.enrich_job_deadline_seconds;
+    int s = op->in->cfg.enrich_job_deadline_seconds;
     if (s <= 0 || s > LOOKUP_MAX_SECONDS)
         s = LOOKUP_MAX_SECONDS;
-    return now_mono_ms() + (uint64_t)s * 1000;
+    return s * 1000;
 }
 
 static void finish_reply(struct lookup_op *op);
-
-static void on_engine_closed(void *arg)
-{
-    struct lookup_op *op = arg;
-    op->engine = NULL;
-    finish_reply(op);
-}
-
-static void on_defer_closed(uv_handle_t *h)
-{
-    struct lookup_op *op = h->data;
-    engine_close(op->engine, on_engine_closed, op);
-}
-
-static void on_defer(uv_timer_t *t)
-{
-    uv_close((uv_handle_t *)t, on_defer_closed);
-}
 
 static json_t *public_result(json_t *result, int cache_hit)
 {
@@ -170,49 +124,98 @@ static json_t *public_result(json_t *result, int cache_hit)
     return r;
 }
 
-static void on_lookup_done(void *arg, json_t *result)
+static void take_result(struct lookup_op *op, const struct provider *p, json_t *result)
 {
-    struct one_lookup *l = arg;
-    struct lookup_op *op = l->op;
-    prom_enrichment_lookup(op->rc->in, l->p->name,
+    prom_enrichment_lookup(op->in, p->name,
                            json_is_true(json_object_get(result, "success")) ? "success"
-                                                                             : "failure");
+                                                                            : "failure");
     if (op->test) {
+        json_decref(op->test_result);
         op->test_result = result;
-    } else {
-        if (json_is_true(json_object_get(result, "success")))
-            json_array_append_new(op->to_cache,
-                                  json_pack("{s:s,s:i,s:O}", "provider", l->p->name, "ttl",
-                                            provider_cache_ttl(l->p, op->type), "result", result));
-        json_object_set_new(op->results, l->p->name, public_result(result, 0));
-        json_decref(result);
+        return;
     }
-    if (--op->pending == 0) {
-        uv_timer_init(op->rc->in->loop, &op->defer);
-        op->defer.data = op;
-        uv_timer_start(&op->defer, on_defer, 0, 0);
+    if (json_is_true(json_object_get(result, "success")))
+        json_array_append_new(op->to_cache,
+                              json_pack("{s:s,s:i,s:O}", "provider", p->name, "ttl",
+                                        provider_cache_ttl(p, op->type), "result", result));
+    json_object_set_new(op->results, p->name, public_result(result, 0));
+    json_decref(result);
+}
+
+/* Every provider asked gets a result: the enricher's, or a failure saying why there is none
+ * (unreachable enricher, deadline, a provider it did not run). */
+static void on_remote(void *arg, const char *error, json_t *results)
+{
+    struct lookup_op *op = arg;
+    for (size_t i = 0; i < op->nlk; i++) {
+        const struct provider *p = op->lk[i].p;
+        json_t *r = results ? json_object_get(results, p->name) : NULL;
+        if (json_is_object(r) && json_is_string(json_object_get(r, "status")))
+            take_result(op, p, json_incref(r));
+        else if (error)
+            take_result(op, p, result_new(p->name, "failed", NULL, NULL, error));
+        else if (op->test)
+            take_result(op, p, result_new(p->name, "skipped", NULL, NULL,
+                                          "Provider is not configured on the enricher"));
+        /* on demand, a provider the enricher did not run (not configured there) is left out */
     }
+    if (op->test && !op->test_result)
+        op->test_result = result_new("unknown", "failed", NULL, NULL, "no result");
+    finish_reply(op);
 }
 
 static void run_lookups(struct lookup_op *op)
 {
-    uint64_t deadline = lookup_deadline(op);
-    lookup_open(op);
-    op->pending = op->nlk;
+    json_t *names = json_array();
     for (size_t i = 0; i < op->nlk; i++)
-        engine_lookup(op->engine, op->lk[i].p, op->type, op->value, 0, deadline, on_lookup_done,
-                      &op->lk[i]);
+        json_array_append_new(names, json_string(op->lk[i].p->name));
+    char *text = json_dumps(names, JSON_COMPACT);
+    json_decref(names);
+    lookup_client_ask(op->in->lookups, op->type, op->value, op->config_text, text,
+                      lookup_timeout_ms(op), on_remote, op);
+    free(text);
 }
 
 /* ---- POST /v1/enrichments ------------------------------------------------------------------ */
 
-static void reply_results(struct lookup_op *op)
+/* The answer: to the REST request, or to enrich_remote_lookup()'s callback. */
+static void answer(struct lookup_op *op, json_t *data)
 {
     struct reqctx *rc = op->rc;
-    json_t *data = json_pack("{s:s,s:s,s:O}", "indicator_type", op->type, "indicator_value",
-                             op->value, "results", op->results);
+    enrich_remote_cb cb = op->cb;
+    void *arg = op->cb_arg;
     lookup_free(op);
-    reply_data(rc, 200, data);
+    if (cb) {
+        cb(arg, 200, data);
+        json_decref(data);
+    } else {
+        reply_data(rc, 200, data);
+    }
+}
+
+static void fail(struct lookup_op *op, PGresult *res, const char *err)
+{
+    struct reqctx *rc = op->rc;
+    enrich_remote_cb cb = op->cb;
+    void *arg = op->cb_arg;
+    op->rc = NULL;
+    lookup_free(op);
+    if (cb) {
+        json_t *e = json_pack("{s:s,s:s}", "code", "SERVICE_UNAVAILABLE", "message",
+                              err ? err : "the configuration could not be read");
+        cb(arg, 503, e);
+        json_decref(e);
+    } else if (res || err) {
+        reply_pg_failure(rc, res, err);
+    } else {
+        reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
+    }
+}
+
+static void reply_results(struct lookup_op *op)
+{
+    answer(op, json_pack("{s:s,s:s,s:O}", "indicator_type", op->type, "indicator_value",
+                         op->value, "results", op->results));
 }
 
 static void on_cache_written(void *arg, PGresult *res, const char *err)
@@ -226,14 +229,12 @@ static void on_cache_written(void *arg, PGresult *res, const char *err)
 static void finish_reply(struct lookup_op *op)
 {
     if (op->test) {
-        struct reqctx *rc = op->rc;
         json_t *data = json_deep_copy(op->test_result);
         json_object_set_new(data, "indicator_type", json_string(op->type));
         json_object_set_new(data, "indicator_value", json_string(op->value));
         json_object_set_new(data, "duration_ms",
                             json_integer((json_int_t)(now_mono_ms() - op->started_ms)));
-        lookup_free(op);
-        reply_data(rc, 200, data);
+        answer(op, data);
         return;
     }
     if (json_array_size(op->to_cache) == 0) {
@@ -242,7 +243,7 @@ static void finish_reply(struct lookup_op *op)
     }
     char *doc = json_dumps(op->to_cache, JSON_COMPACT);
     const char *params[3] = {op->type, op->value, doc};
-    pg_exec(op->rc->in->pg,
+    pg_exec(op->in->pg,
             "INSERT INTO enrichment_cache AS c (provider_name, indicator_type, indicator_value, "
             "result, expires_at) "
             "SELECT x->>'provider', $1, $2, x->'result', "
@@ -268,18 +269,15 @@ static struct provider_set *parse_config(struct lookup_op *op, const char *text)
 static void on_config(void *arg, PGresult *res, const char *err)
 {
     struct lookup_op *op = arg;
-    struct reqctx *rc = op->rc;
     if (!res || err || PQntuples(res) != 1) {
-        reply_pg_failure(rc, res, err ? err : "no configuration row");
-        op->rc = NULL;
-        lookup_free(op);
+        fail(op, res, err ? err : "no configuration row");
         return;
     }
-    op->ps = parse_config(op, PQgetvalue(res, 0, 0));
+    op->config_text = xstrdup(PQgetvalue(res, 0, 0));
+    op->ps = parse_config(op, op->config_text);
     op->cached = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
     if (!op->ps || !json_is_object(op->cached)) {
-        lookup_free(op);
-        reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
+        fail(op, NULL, NULL);
         return;
     }
     const char *reason;
@@ -295,11 +293,12 @@ static void on_config(void *arg, PGresult *res, const char *err)
     for (size_t i = 0; i < op->ps->n; i++) {
         const struct provider *p = &op->ps->p[i];
         if (!provider_supports(p, op->type) ||
-            !provider_configured(p, creds_env_get, rc->in->cfg.settings))
+            (op->provider_filter && strcmp(p->name, op->provider_filter)) ||
+            !provider_configured(p, creds_env_get, op->in->cfg.settings))
             continue;
         json_t *hit = json_object_get(op->cached, p->name);
         if (json_is_object(hit)) {
-            prom_enrichment_lookup(rc->in, p->name, "cache_hit");
+            prom_enrichment_lookup(op->in, p->name, "cache_hit");
             json_object_set_new(op->results, p->name, public_result(hit, 1));
             continue;
         }
@@ -314,11 +313,12 @@ static void on_config(void *arg, PGresult *res, const char *err)
     run_lookups(op);
 }
 
-static struct lookup_op *lookup_new(struct reqctx *rc, int test)
+static struct lookup_op *lookup_new(struct intake *in, struct reqctx *rc, int test)
 {
     struct lookup_op *op = xcalloc(1, sizeof *op);
     op->rc = rc;
-    op->a = rc->in->enrich;
+    op->in = in;
+    op->a = in->enrich;
     op->test = test;
     op->results = json_object();
     op->to_cache = json_array();
@@ -326,12 +326,24 @@ static struct lookup_op *lookup_new(struct reqctx *rc, int test)
     return op;
 }
 
+/* Configuration and cached results in one statement, then on_config(). */
+static void start_on_demand(struct lookup_op *op)
+{
+    const char *params[2] = {op->type, op->value};
+    pg_exec(op->in->pg,
+            "SELECT calseta_enrichment_config()::text, "
+            "coalesce((SELECT jsonb_object_agg(c.provider_name, c.result) FROM enrichment_cache c "
+            "WHERE c.indicator_type = $1 AND c.indicator_value = $2 AND c.expires_at > now()), "
+            "'{}'::jsonb)::text",
+            2, params, on_config, op);
+}
+
 void route_enrich_on_demand(struct reqctx *rc)
 {
     json_t *body = body_json_object(rc);
     if (!body)
         return;
-    struct lookup_op *op = lookup_new(rc, 0);
+    struct lookup_op *op = lookup_new(rc->in, rc, 0);
     if (parse_indicator(rc, body, op) != 0) {
         json_decref(body);
         op->rc = NULL;
@@ -339,13 +351,19 @@ void route_enrich_on_demand(struct reqctx *rc)
         return;
     }
     json_decref(body);
-    const char *params[2] = {op->type, op->value};
-    pg_exec(rc->in->pg,
-            "SELECT calseta_enrichment_config()::text, "
-            "coalesce((SELECT jsonb_object_agg(c.provider_name, c.result) FROM enrichment_cache c "
-            "WHERE c.indicator_type = $1 AND c.indicator_value = $2 AND c.expires_at > now()), "
-            "'{}'::jsonb)::text",
-            2, params, on_config, op);
+    start_on_demand(op);
+}
+
+void enrich_remote_lookup(struct intake *in, const char *type, const char *value,
+                          const char *provider_filter, enrich_remote_cb cb, void *arg)
+{
+    struct lookup_op *op = lookup_new(in, NULL, 0);
+    op->cb = cb;
+    op->cb_arg = arg;
+    op->type = xstrdup(type);
+    op->value = xstrdup(value);
+    op->provider_filter = provider_filter ? xstrdup(provider_filter) : NULL;
+    start_on_demand(op);
 }
 
 /* ---- POST /v1/enrichment-providers/{uuid}/test ------------------------------------------------
@@ -366,7 +384,8 @@ static void on_test_config(void *arg, PGresult *res, const char *err)
         reply_error(rc, 404, "NOT_FOUND", "Enrichment provider not found.", NULL);
         return;
     }
-    op->ps = parse_config(op, PQgetvalue(res, 0, 0));
+    op->config_text = xstrdup(PQgetvalue(res, 0, 0));
+    op->ps = parse_config(op, op->config_text);
     if (!op->ps || op->ps->n != 1) {
         lookup_free(op);
         reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
@@ -396,7 +415,7 @@ void route_test_provider(struct reqctx *rc)
     json_t *body = body_json_object(rc);
     if (!body)
         return;
-    struct lookup_op *op = lookup_new(rc, 1);
+    struct lookup_op *op = lookup_new(rc->in, rc, 1);
     if (parse_indicator(rc, body, op) != 0) {
         json_decref(body);
         op->rc = NULL;

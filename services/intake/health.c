@@ -1,32 +1,102 @@
 /*
- * health.c - GET /health (public): the original's body; 503 when the database is down. Only
- * the built-in enrichment providers are listed: the names of custom ones are not for anyone
- * without a key.
+ * health.c - GET /health (public), answered from memory.
+ *
+ * A timer checks readiness every HEALTH_INTERVAL_MS (queue depth and provider configuration, one
+ * query with the original's 2 s timeout) and keeps the answer as two pieces of JSON text around
+ * the one field that changes per request, "age_ms": how old the check is. So a request costs no
+ * database work and no JSON building. The body keeps the original's fields; the answer is 503
+ * ("down") when the last check failed or when the last good one is older than HEALTH_STALE_MS (a
+ * hung database). Requests that come before the first check has finished wait for it. Only the
+ * built-in enrichment providers are listed: the names of custom ones are not for anyone without
+ * a key (the route is public).
  */
 #include "intake.h"
+#include "log.h"
 #include "util.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-static void on_health(void *arg, PGresult *res, const char *err)
+#define HEALTH_INTERVAL_MS 250
+#define HEALTH_TIMEOUT_MS 2000
+#define HEALTH_STALE_MS 3000
+
+struct health {
+    struct intake *in;
+    uv_timer_t timer;
+    int checking;
+    int ok;              /* the last finished check succeeded */
+    uint64_t checked_ms; /* when the last finished check was sent (0: none yet) */
+    uint64_t sent_ms;
+    char *head, *tail; /* body text before and after the age */
+    size_t head_len, tail_len;
+    struct reqctx **early; /* requests that came before the first check finished */
+    size_t nearly, capearly;
+};
+
+static void answer(struct health *h, struct reqctx *rc);
+
+/* Splits the body at the "age_ms" placeholder so requests only print the number. */
+static void set_body(struct health *h, json_t *body)
 {
-    struct reqctx *rc = arg;
-    int db_ok = res && !err && PQntuples(res) == 1;
-    json_t *body = json_object();
-    json_object_set_new(body, "status", json_string(db_ok ? "ok" : "down"));
-    json_object_set_new(body, "version", json_string(rc->in->cfg.app_version));
-    json_object_set_new(body, "database", json_string(db_ok ? "ok" : "error"));
-    json_object_set_new(body, "queue", json_string(db_ok ? "ok" : "error"));
-    json_object_set_new(body, "queue_depth",
-                        json_integer(db_ok ? atoll(PQgetvalue(res, 0, 0)) : 0));
-    json_t *prov = db_ok ? json_loads(PQgetvalue(res, 0, 1), 0, NULL) : NULL;
-    json_object_set_new(body, "enrichment_providers", prov ? prov : json_object());
-    reply_json(rc, db_ok ? 200 : 503, body);
+    json_object_set_new(body, "age_ms", json_integer(-1));
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    char *at = strstr(text, "\"age_ms\":-1");
+    free(h->head);
+    free(h->tail);
+    at += strlen("\"age_ms\":");
+    h->head_len = (size_t)(at - text);
+    h->head = xmalloc(h->head_len + 1);
+    memcpy(h->head, text, h->head_len);
+    h->head[h->head_len] = 0;
+    h->tail = xstrdup(at + 2);
+    h->tail_len = strlen(h->tail);
+    free(text);
 }
 
-void route_health(struct reqctx *rc)
+static json_t *body_new(struct health *h, int ok, long long depth, json_t *providers)
 {
-    pg_exec_timeout(rc->in->pg,
+    json_t *body = json_object();
+    json_object_set_new(body, "status", json_string(ok ? "ok" : "down"));
+    json_object_set_new(body, "version", json_string(h->in->cfg.app_version));
+    json_object_set_new(body, "database", json_string(ok ? "ok" : "error"));
+    json_object_set_new(body, "queue", json_string(ok ? "ok" : "error"));
+    json_object_set_new(body, "queue_depth", json_integer(depth));
+    json_object_set_new(body, "enrichment_providers", providers ? providers : json_object());
+    return body;
+}
+
+static void on_checked(void *arg, PGresult *res, const char *err)
+{
+    struct health *h = arg;
+    h->checking = 0;
+    int ok = res && !err && PQntuples(res) == 1;
+    if (ok) {
+        json_t *prov = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+        set_body(h, body_new(h, 1, atoll(PQgetvalue(res, 0, 0)), prov));
+    } else {
+        if (h->ok)
+            msg_warn("health check failed: %s", err ? err : "no result");
+        set_body(h, body_new(h, 0, 0, NULL));
+    }
+    h->ok = ok;
+    h->checked_ms = h->sent_ms;
+    for (size_t i = 0; i < h->nearly; i++)
+        answer(h, h->early[i]);
+    free(h->early);
+    h->early = NULL;
+    h->nearly = h->capearly = 0;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct health *h = t->data;
+    if (h->checking)
+        return;
+    h->checking = 1;
+    h->sent_ms = now_mono_ms();
+    pg_exec_timeout(h->in->pg,
                     "SELECT (SELECT count(*) FROM enrichment_jobs "
                     "         WHERE status IN ('pending', 'running')), "
                     "       coalesce((SELECT json_object_agg(provider_name, "
@@ -34,5 +104,72 @@ void route_health(struct reqctx *rc)
                     "                OR auth_config IS NOT NULL OR env_var_mapping IS NOT NULL) "
                     "           THEN 'configured' ELSE 'unconfigured' END) "
                     "         FROM enrichment_providers WHERE is_builtin), '{}'::json)::text",
-                    0, NULL, 2000, on_health, rc);
+                    0, NULL, HEALTH_TIMEOUT_MS, on_checked, h);
+}
+
+void health_start(struct intake *in)
+{
+    struct health *h = xcalloc(1, sizeof *h);
+    h->in = in;
+    set_body(h, body_new(h, 0, 0, NULL));
+    in->health = h;
+    uv_timer_init(in->loop, &h->timer);
+    h->timer.data = h;
+    uv_timer_start(&h->timer, on_tick, 0, HEALTH_INTERVAL_MS);
+}
+
+void health_stop(struct intake *in)
+{
+    uv_timer_stop(&in->health->timer);
+    uv_close((uv_handle_t *)&in->health->timer, NULL);
+}
+
+void health_free(struct intake *in)
+{
+    struct health *h = in->health;
+    if (!h)
+        return;
+    free(h->head);
+    free(h->tail);
+    free(h->early);
+    free(h);
+    in->health = NULL;
+}
+
+static void answer(struct health *h, struct reqctx *rc)
+{
+    uint64_t now = now_mono_ms();
+    long long age = h->checked_ms ? (long long)(now - h->checked_ms) : -1;
+    int up = h->ok && age >= 0 && age <= HEALTH_STALE_MS;
+    if (!up && h->ok) {
+        /* The last good answer is too old: report it as down without rebuilding it. */
+        json_t *body = body_new(h, 0, 0, NULL);
+        json_object_set_new(body, "age_ms", json_integer(age));
+        reply_json(rc, 503, body);
+        return;
+    }
+    char num[24];
+    int nlen = snprintf(num, sizeof num, "%lld", age);
+    struct buf b;
+    buf_init(&b);
+    buf_append(&b, h->head, h->head_len);
+    buf_append(&b, num, (size_t)nlen);
+    buf_append(&b, h->tail, h->tail_len);
+    reply_body(rc, up ? 200 : 503, "application/json", b.data, b.len);
+    buf_destroy(&b);
+}
+
+void route_health(struct reqctx *rc)
+{
+    struct health *h = rc->in->health;
+    if (!h->checked_ms) {
+        /* Just started: the first check is on its way (at most its timeout). */
+        if (h->nearly == h->capearly) {
+            h->capearly = h->capearly ? h->capearly * 2 : 16;
+            h->early = xrealloc(h->early, h->capearly * sizeof *h->early);
+        }
+        h->early[h->nearly++] = rc;
+        return;
+    }
+    answer(h, rc);
 }

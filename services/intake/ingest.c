@@ -16,6 +16,7 @@
 #include "audit.h"
 #include "indicators.h"
 #include "intake.h"
+#include "jsonparse.h"
 #include "prom.h"
 #include "proto/job.h"
 #include "log.h"
@@ -25,12 +26,14 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "bus.h"
+
 #include <zmq.h>
 
-#define MAX_INFLIGHT 2
 #define MAX_BATCH_BYTES (16u << 20)
 #define MAX_RETRIES 3
 #define ALERT_PAYLOAD_MAX 1048576
+#define ALERT_ENVELOPE_SLACK 4096 /* {"source_name": ..., "payload": ...} around the payload */
 
 struct pending {
     struct reqctx *rc;
@@ -45,6 +48,7 @@ struct ingest_batcher {
     struct pending *q;
     size_t n, cap;
     int inflight;
+    int folding; /* a sightings fold is running */
 };
 
 struct batch {
@@ -96,7 +100,7 @@ void push_job_ready(struct intake *in, long long job_id, long long alert_id)
     if (job_ready_encode(job_id, alert_id, msg, sizeof msg, &len) != 0)
         return;
     /* Never block the loop: a full or absent bus only delays the job until the poll. */
-    zmq_send(in->job_push, msg, len, ZMQ_DONTWAIT);
+    bus_send(in->job_push, msg, len, 0);
 }
 
 static void reply_accepted(struct reqctx *rc, PGresult *res, int row)
@@ -228,8 +232,32 @@ static void send_batch(struct ingest_batcher *b)
 
 static void flush(struct ingest_batcher *b)
 {
-    while (b->n > 0 && b->inflight < MAX_INFLIGHT)
+    while (b->n > 0 && b->inflight < b->in->cfg.ingest_max_inflight)
         send_batch(b);
+}
+
+/* ---- indicators.last_seen, off the write path ------------------------------------------- */
+
+static void on_sightings_applied(void *arg, PGresult *res, const char *err)
+{
+    struct ingest_batcher *b = arg;
+    b->folding = 0;
+    if (err)
+        msg_warn("indicator last_seen update failed (kept for the next round): %s", err);
+    (void)res;
+}
+
+/* Ingest records a sighting row per (batch, indicator) instead of updating the indicator, which
+ * would hold a lock on a hot row until the commit; this folds them into last_seen. */
+void ingest_sightings_apply(struct intake *in)
+{
+    struct ingest_batcher *b = in->batcher;
+    if (!b || b->folding)
+        return;
+    b->folding = 1;
+    if (pg_exec(in->pg, "SELECT calseta_indicator_sightings_apply()", 0, NULL,
+                on_sightings_applied, b) != 0)
+        b->folding = 0;
 }
 
 /* ---- checks shared by both routes ------------------------------------------------------- */
@@ -293,8 +321,11 @@ static json_t *storable_indicators(const struct indicator_set *set)
     return arr;
 }
 
-/* Normalise, extract, fingerprint and queue; payload is borrowed. */
-static void submit(struct reqctx *rc, const struct alert_source *src, json_t *payload)
+/* Normalise, extract, fingerprint and queue; payload is borrowed. raw_json, when not NULL, is
+ * the request body to store instead of payload (its member raw_member, or all of it when
+ * raw_member is NULL): payload had integers beyond 64 bits, which the tree only holds as reals. */
+static void submit(struct reqctx *rc, const struct alert_source *src, json_t *payload,
+                   const char *raw_json, const char *raw_member)
 {
     struct normalized_alert na;
     if (src->normalize(payload, &na) != 0) {
@@ -317,7 +348,12 @@ static void submit(struct reqctx *rc, const struct alert_source *src, json_t *pa
     json_object_set_new(e, "description",
                         na.description ? json_string(na.description) : json_null());
     json_object_set_new(e, "occurred_at", json_string(ts));
-    json_object_set(e, "raw_payload", payload);
+    if (raw_json) {
+        json_object_set_new(e, "raw_json", json_string(raw_json));
+        json_object_set_new(e, "raw_member", raw_member ? json_string(raw_member) : json_null());
+    } else {
+        json_object_set(e, "raw_payload", payload);
+    }
     json_object_set(e, "tags", na.tags ? na.tags : json_array());
     json_object_set_new(e, "fingerprint", json_string(fp));
     json_object_set_new(e, "indicators", storable_indicators(&set));
@@ -333,13 +369,121 @@ static void submit(struct reqctx *rc, const struct alert_source *src, json_t *pa
     flush(b);
 }
 
+/* ---- parsing, off the loop when the body is large ------------------------------------------
+ *
+ * A body is parsed with the limits of jsonparse.h (nesting, values; for POST /v1/alerts also the
+ * payload cap on the bytes received) before anything is built. Bodies larger than OFFLOOP_BYTES
+ * are parsed, measured and later freed on libuv's thread pool, and their payload is stored from
+ * the request's own text instead of being serialised again, so a request the limits let through
+ * costs the loop little more than a small one. */
+
+#define OFFLOOP_BYTES (64u << 10)
+
+struct parse_job;
+typedef void (*parsed_fn)(struct parse_job *pj);
+
+struct parse_job {
+    uv_work_t work;
+    struct reqctx *rc;
+    const struct alert_source *src; /* POST /v1/ingest/{source} */
+    struct json_limits lim;
+    int alerts_route;       /* POST /v1/alerts: measure the serialised payload too */
+    json_t *doc;            /* the parsed body, or NULL */
+    struct json_scan scan;
+    enum json_parse_status st;
+    size_t payload_size;    /* POST /v1/alerts: compact ASCII size of "payload" */
+    size_t body_len;        /* kept: rc is gone once the request is answered */
+    uv_loop_t *loop;
+    char err[160];
+    parsed_fn next;
+};
+
 /* Strict JSON: duplicate keys are refused, and so is \u0000 (jansson's default), which
- * PostgreSQL could not store. */
-static json_t *parse_strict(const char *data, size_t len)
+ * PostgreSQL could not store. Runs on the loop or on a pool thread (touches only pj). */
+static void parse_body(struct parse_job *pj)
 {
-    json_error_t jerr;
-    return json_loadb(data ? data : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    struct http_request *req = pj->rc->req;
+    pj->doc = json_parse_limited(req->body.data, req->body.len,
+                                 JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &pj->lim, &pj->scan,
+                                 &pj->st, pj->err, sizeof pj->err);
+    json_t *payload = pj->alerts_route ? json_object_get(pj->doc, "payload") : NULL;
+    if (json_is_object(payload))
+        pj->payload_size = json_dumpb(payload, NULL, 0, JSON_COMPACT | JSON_ENSURE_ASCII);
 }
+
+static void parse_work(uv_work_t *w)
+{
+    parse_body(w->data);
+}
+
+static void parse_after(uv_work_t *w, int status)
+{
+    struct parse_job *pj = w->data;
+    (void)status; /* never cancelled */
+    pj->next(pj);
+}
+
+static void parse_then(struct reqctx *rc, const struct alert_source *src, size_t max_bytes,
+                       parsed_fn next)
+{
+    struct parse_job *pj = xcalloc(1, sizeof *pj);
+    pj->rc = rc;
+    pj->src = src;
+    pj->lim = (struct json_limits){(size_t)rc->in->cfg.ingest_json_max_depth,
+                                   (size_t)rc->in->cfg.ingest_json_max_values, max_bytes};
+    pj->alerts_route = max_bytes > 0;
+    pj->next = next;
+    pj->body_len = rc->req->body.len;
+    pj->loop = rc->in->loop;
+    pj->work.data = pj;
+    if (rc->req->body.len <= OFFLOOP_BYTES ||
+        uv_queue_work(rc->in->loop, &pj->work, parse_work, parse_after) != 0) {
+        parse_body(pj);
+        next(pj);
+    }
+}
+
+static void free_work(uv_work_t *w)
+{
+    json_decref(w->data);
+}
+
+static void free_after(uv_work_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+/* Drops the parse job and its document (the request may be answered and gone by now); a large
+ * document is freed on the thread pool (only the job still refers to it, the stored element
+ * holds the body's text instead). */
+static void parse_job_free(struct parse_job *pj)
+{
+    if (pj->doc && pj->body_len > OFFLOOP_BYTES) {
+        uv_work_t *w = xcalloc(1, sizeof *w);
+        w->data = pj->doc;
+        if (uv_queue_work(pj->loop, w, free_work, free_after) != 0) {
+            json_decref(pj->doc);
+            free(w);
+        }
+    } else {
+        json_decref(pj->doc);
+    }
+    free(pj);
+}
+
+/* The body as a NUL-terminated string for raw_json (the parser accepted it: no NUL inside),
+ * when the payload is to be stored from it: integers beyond 64 bits (the tree holds them only
+ * as reals) or a large body (serialising its tree again would cost the loop). */
+static char *stored_text(struct parse_job *pj)
+{
+    struct http_request *req = pj->rc->req;
+    if (!pj->scan.big_integers && req->body.len <= OFFLOOP_BYTES)
+        return NULL;
+    return xstrndup(req->body.data ? req->body.data : "", req->body.len);
+}
+
+static void ingest_source_parsed(struct parse_job *pj);
 
 void route_ingest_source(struct reqctx *rc)
 {
@@ -356,23 +500,35 @@ void route_ingest_source(struct reqctx *rc)
         reply_error(rc, 401, "INVALID_SIGNATURE", "Webhook signature verification failed.", NULL);
         return;
     }
-    json_t *payload = parse_strict(req->body.data, req->body.len);
+    parse_then(rc, src, 0, ingest_source_parsed);
+}
+
+static void ingest_source_parsed(struct parse_job *pj)
+{
+    struct reqctx *rc = pj->rc;
+    const struct alert_source *src = pj->src;
+    json_t *payload = pj->doc;
+    char msg[256];
     if (!payload) {
-        reply_error(rc, 400, "INVALID_JSON", "Request body is not valid JSON.", NULL);
-        return;
-    }
-    if (!json_is_object(payload)) {
-        json_decref(payload);
+        if (pj->st == JSONP_TOO_MANY) {
+            snprintf(msg, sizeof msg, "Payload too large: %s.", pj->err);
+            reply_error(rc, 413, "PAYLOAD_TOO_LARGE", msg, NULL);
+        } else if (pj->st == JSONP_TOO_DEEP) {
+            snprintf(msg, sizeof msg, "Payload nesting too deep: %s.", pj->err);
+            reply_error(rc, 422, "INVALID_PAYLOAD", msg, NULL);
+        } else {
+            reply_error(rc, 400, "INVALID_JSON", "Request body is not valid JSON.", NULL);
+        }
+    } else if (!json_is_object(payload)) {
         reply_error(rc, 422, "INVALID_PAYLOAD", "Request body must be a JSON object.", NULL);
-        return;
+    } else if (!src->validate(payload)) {
+        reply_payload_mismatch(rc, src->name);
+    } else {
+        char *raw = stored_text(pj);
+        submit(rc, src, payload, raw, NULL);
+        free(raw);
     }
-    if (!src->validate(payload)) {
-        json_decref(payload);
-        reply_payload_mismatch(rc, name);
-        return;
-    }
-    submit(rc, src, payload);
-    json_decref(payload);
+    parse_job_free(pj);
 }
 
 static json_t *validation_error(const char *type, const char *field, const char *msg)
@@ -381,15 +537,36 @@ static json_t *validation_error(const char *type, const char *field, const char 
                      "msg", msg);
 }
 
+static void post_alert_parsed(struct parse_job *pj);
+
 void route_post_alert(struct reqctx *rc)
 {
-    struct http_request *req = rc->req;
-    json_t *body = parse_strict(req->body.data, req->body.len);
+    /* The payload cap on the bytes received (whitespace aside), before parsing: the payload
+     * is most of the body. The exact check on the serialised payload follows the parse. */
+    parse_then(rc, NULL, ALERT_PAYLOAD_MAX + ALERT_ENVELOPE_SLACK, post_alert_parsed);
+}
+
+/* The checks of POST /v1/alerts in the original's order; replies and returns -1 on failure. */
+static int post_alert_check(struct parse_job *pj)
+{
+    struct reqctx *rc = pj->rc;
+    json_t *body = pj->doc;
+    char msg[256];
+    if (!body && pj->st != JSONP_INVALID) {
+        if (pj->st == JSONP_TOO_BIG)
+            snprintf(msg, sizeof msg,
+                     "Value error, payload exceeds maximum size of 1 MB (%zu bytes received)",
+                     pj->scan.compact_bytes);
+        else
+            snprintf(msg, sizeof msg, "Value error, payload has %s", pj->err);
+        reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
+                    validation_error("value_error", "payload", msg));
+        return -1;
+    }
     if (!body || !json_is_object(body)) {
-        json_decref(body);
         reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
                     validation_error("json_invalid", "body", "JSON object expected"));
-        return;
+        return -1;
     }
     json_t *sn = json_object_get(body, "source_name");
     json_t *payload = json_object_get(body, "payload");
@@ -406,32 +583,35 @@ void route_post_alert(struct reqctx *rc)
         err_msg = "Input should be a valid dictionary";
     }
     if (err_field) {
-        json_decref(body);
         reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
                     validation_error(err_type, err_field, err_msg));
-        return;
+        return -1;
     }
-    size_t size = json_dumpb(payload, NULL, 0, JSON_COMPACT | JSON_ENSURE_ASCII);
-    if (size > ALERT_PAYLOAD_MAX) {
-        char msg[160];
+    if (pj->payload_size > ALERT_PAYLOAD_MAX) {
         snprintf(msg, sizeof msg,
-                 "Value error, payload exceeds maximum size of 1 MB (%zu bytes serialized)", size);
-        json_decref(body);
+                 "Value error, payload exceeds maximum size of 1 MB (%zu bytes serialized)",
+                 pj->payload_size);
         reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
                     validation_error("value_error", "payload", msg));
-        return;
+        return -1;
     }
-    const char *name = json_string_value(sn);
-    const struct alert_source *src = resolve_source(rc, name);
-    if (!src) {
-        json_decref(body);
-        return;
+    return 0;
+}
+
+static void post_alert_parsed(struct parse_job *pj)
+{
+    struct reqctx *rc = pj->rc;
+    if (post_alert_check(pj) == 0) {
+        json_t *payload = json_object_get(pj->doc, "payload");
+        const struct alert_source *src =
+            resolve_source(rc, json_string_value(json_object_get(pj->doc, "source_name")));
+        if (src && !src->validate(payload)) {
+            reply_payload_mismatch(rc, src->name);
+        } else if (src) {
+            char *raw = stored_text(pj);
+            submit(rc, src, payload, raw, "payload");
+            free(raw);
+        }
     }
-    if (!src->validate(payload)) {
-        reply_payload_mismatch(rc, src->name);
-        json_decref(body);
-        return;
-    }
-    submit(rc, src, payload);
-    json_decref(body);
+    parse_job_free(pj);
 }

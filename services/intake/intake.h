@@ -36,15 +36,18 @@ struct intake {
     struct audit_client *audit;
     struct http_router *router;
     struct http_server *http;
-    struct auth_cache *auth_cache;
+    struct auth_cache *auth_cache;  /* API-key rows in memory (keycache.h) */
+    struct ratelimit *rl;           /* leased rate-limit windows (ratelimit.h) */
+    struct health *health;          /* readiness refreshed in the background (health.c) */
+    int auth_bcrypts_over_budget;   /* auth.c: bcrypt checks running for IPs over budget */
     struct ingest_batcher *batcher;
     struct used_keys *used_keys;
     struct mapping_cache *mappings; /* pass-2 indicator mappings */
     struct enrich_api *enrich;      /* enrichment API: key, SSRF guard (enrichment_api.h) */
+    struct lookup_client *lookups;  /* on-demand lookups asked of enrichers (lookup_client.h) */
     struct workflows *workflows;    /* workflows API, runner client (workflows_api.h) */
     struct notifier *notifier;      /* approval notifications, Slack/Teams (notifier.h) */
     struct agents_api *agents;      /* agents and context documents (agents_api.h) */
-    void *zctx;     /* ZeroMQ context */
     void *job_push; /* PUSH to the job bus */
     uv_signal_t sigterm, sigint;
     uv_timer_t housekeeping;
@@ -113,6 +116,11 @@ const struct route_def *routes_table(size_t *n);
 void reply_json(struct reqctx *rc, int status, json_t *body);
 void reply_data(struct reqctx *rc, int status, json_t *data); /* {"data":…,"meta":{}} */
 void reply_list(struct reqctx *rc, json_t *items, long long total, int page, int page_size);
+/* As reply_data/reply_list with the data as JSON text written by PostgreSQL, passed through
+ * untouched: numbers beyond what jansson holds (u64 counters, 1e19) come back exactly. */
+void reply_data_text(struct reqctx *rc, int status, const char *data_json);
+void reply_list_text(struct reqctx *rc, const char *items_json, long long total, int page,
+                     int page_size);
 void reply_error(struct reqctx *rc, int status, const char *code, const char *message,
                  json_t *details);
 void reply_empty(struct reqctx *rc, int status);
@@ -157,7 +165,8 @@ struct auth_cache *auth_cache_new(struct intake *in);
 void auth_cache_free(struct auth_cache *c);
 void auth_request(struct reqctx *rc, route_fn next);
 void auth_info_destroy(struct auth_info *a);
-/* Forgets every cached verification of keys with this prefix (NULL = all). */
+/* The key with this prefix changed (NULL = any key may have): its row is read again before its
+ * next use. */
 void auth_cache_invalidate(struct auth_cache *c, const char *prefix);
 /* last_used_at bookkeeping: remembered in memory, written in batches. */
 struct used_keys *used_keys_new(void);
@@ -169,6 +178,8 @@ void used_keys_free(struct used_keys *u);
 /* ingest.c */
 struct ingest_batcher *ingest_batcher_new(struct intake *in);
 void ingest_batcher_free(struct ingest_batcher *b);
+/* Folds the indicator sightings of committed alerts into indicators.last_seen (housekeeping). */
+void ingest_sightings_apply(struct intake *in);
 void route_ingest_source(struct reqctx *rc);
 void route_post_alert(struct reqctx *rc);
 
@@ -179,6 +190,11 @@ void mappings_listen(struct intake *in);
 void mappings_apply(struct intake *in, const struct normalized_alert *na, const char *source,
                     struct indicator_set *set);
 void mappings_free(struct mapping_cache *c);
+
+/* health.c: readiness checked in the background; GET /health answers from memory */
+void health_start(struct intake *in);
+void health_stop(struct intake *in);
+void health_free(struct intake *in);
 
 /* handlers */
 void route_health(struct reqctx *rc);

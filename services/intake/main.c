@@ -6,17 +6,22 @@
  *   3. key-change notifications             LISTEN calseta_api_keys → auth cache
  *   4. job bus                              PUSH to JOB_BUS_PUSH_ENDPOINT
  *   5. routes and the HTTP server           routes_register(), http_server_new() (SO_REUSEPORT)
- *   6. housekeeping timer                   last_used_at, rate-counter cleanup
+ *   6. housekeeping timer                   last_used_at, rate-counter cleanup; readiness
+ *      for /health, key-row refresh and rate-limit give-backs run on their own timers
  *   7. SIGTERM/SIGINT: drain                stop accepting, finish in-flight, flush, exit
  */
 #include "audit.h"
+#include "bus.h"
 #include "enrichment_api.h"
 #include "agents_api.h"
 #include "intake.h"
 #include "log.h"
+#include "lookup_client.h"
+#include "procsec.h"
 #include "notifier.h"
 #include "prom.h"
 #include "ratelimit.h"
+#include "keycache.h"
 #include "signature.h"
 #include "util.h"
 #include "workflows_api.h"
@@ -38,6 +43,7 @@ static void on_housekeeping(uv_timer_t *t)
 {
     struct intake *in = t->data;
     used_keys_flush(in, NULL);
+    ingest_sightings_apply(in);
     rl_cleanup(in);
     mappings_refresh(in);
 }
@@ -67,6 +73,9 @@ static void on_drained(void *arg)
     uv_close((uv_handle_t *)&in->drain_deadline, NULL);
     uv_close((uv_handle_t *)&in->sigterm, NULL);
     uv_close((uv_handle_t *)&in->sigint, NULL);
+    health_stop(in);
+    keycache_stop(in->auth_cache);
+    rl_stop(in->rl);
     workflows_wait_runs(in, flush_and_close_pool);
 }
 
@@ -90,23 +99,23 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static void job_bus_open(struct intake *in)
 {
-    in->zctx = zmq_ctx_new();
-    in->job_push = zmq_socket(in->zctx, ZMQ_PUSH);
-    int linger = 0, hwm = 10000, immediate = 1;
-    zmq_setsockopt(in->job_push, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(in->job_push, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(in->job_push, ZMQ_IMMEDIATE, &immediate, sizeof immediate);
-    if (zmq_connect(in->job_push, in->cfg.job_bus_push) != 0) {
-        msg_warn("job bus %s: %s (enrichers will find jobs by polling)", in->cfg.job_bus_push,
-                 zmq_strerror(zmq_errno()));
-        zmq_close(in->job_push);
-        in->job_push = NULL;
-    }
+    char err[512];
+    struct bus_opts o = {.link = "jobs", .max_msg = 4096};
+    in->job_push = bus_client(ZMQ_PUSH, &in->cfg, in->cfg.job_bus_push, &o, err, sizeof err);
+    if (!in->job_push)
+        msg_warn("job bus: %s (enrichers will find jobs by polling)", err);
+    in->lookups = lookup_client_new(in->loop, &in->cfg, err, sizeof err);
+    if (!in->lookups)
+        msg_fatal("on-demand lookups: %s (LOOKUP_REQUEST_ENDPOINT=%s)", err,
+                  in->cfg.lookup_front);
 }
 
 int main(void)
 {
     static struct intake in; /* the service's one context */
+    char perr[160];
+    if (secure_process_init(perr, sizeof perr) != 0) /* before any secret is read */
+        fprintf(stderr, "calseta-intake: %s\n", perr);
     char err[512];
     if (config_load(&in.cfg, err, sizeof err) != 0) {
         fprintf(stderr, "calseta-intake: configuration error: %s\n", err);
@@ -124,6 +133,7 @@ int main(void)
     audit_emit_config_loaded(in.audit, &in.cfg);
     webhook_warn_unsigned(&in.cfg);
     in.auth_cache = auth_cache_new(&in);
+    in.rl = rl_new(&in);
     in.used_keys = used_keys_new();
     in.batcher = ingest_batcher_new(&in);
     pg_pool_listen(in.pg, "calseta_api_keys", on_key_change, &in);
@@ -171,6 +181,7 @@ int main(void)
     msg_info("listening on %s://%s:%d", *in.cfg.tls_cert_file ? "https" : "http",
              in.cfg.http_host, http_server_port(in.http));
 
+    health_start(&in);
     uv_timer_init(in.loop, &in.housekeeping);
     in.housekeeping.data = &in;
     uv_timer_start(&in.housekeeping, on_housekeeping, 15000, 15000);
@@ -189,19 +200,21 @@ int main(void)
     prom_free(in.prom);
     ingest_batcher_free(in.batcher);
     auth_cache_free(in.auth_cache);
+    rl_free(in.rl);
+    health_free(&in);
     used_keys_free(in.used_keys);
     mappings_free(in.mappings);
     enrich_api_free(in.enrich);
     workflows_api_free(&in);
     notifier_free(&in);
     agents_api_free(&in);
-    if (in.job_push)
-        zmq_close(in.job_push);
-    zmq_ctx_term(in.zctx);
+    bus_close(in.job_push);
+    lookup_client_free(in.lookups);
     audit_client_flush(in.audit, 3000);
     audit_client_free(in.audit);
     uv_run(in.loop, UV_RUN_NOWAIT); /* let libuv release the closed handles */
     uv_loop_close(in.loop);
+    bus_context_term();
     config_destroy(&in.cfg);
     return 0;
 }

@@ -412,6 +412,31 @@ void reply_list(struct reqctx *rc, json_t *items, long long total, int page, int
                          (json_int_t)pages));
 }
 
+void reply_data_text(struct reqctx *rc, int status, const char *data_json)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "{\"data\":");
+    buf_puts(&b, data_json);
+    buf_puts(&b, ",\"meta\":{}}");
+    reply_body(rc, status, "application/json", b.data, b.len);
+    buf_destroy(&b);
+}
+
+void reply_list_text(struct reqctx *rc, const char *items_json, long long total, int page,
+                     int page_size)
+{
+    long long pages = page_size > 0 ? (total + page_size - 1) / page_size : 0;
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "{\"data\":");
+    buf_puts(&b, items_json);
+    buf_printf(&b, ",\"meta\":{\"total\":%lld,\"page\":%d,\"page_size\":%d,\"total_pages\":%lld}}",
+               total, page, page_size, pages);
+    reply_body(rc, 200, "application/json", b.data, b.len);
+    buf_destroy(&b);
+}
+
 void reply_error(struct reqctx *rc, int status, const char *code, const char *message,
                  json_t *details)
 {

@@ -864,7 +864,7 @@ void workflows_api_init(struct intake *in)
     struct workflows *wf = xcalloc(1, sizeof *wf);
     wf->in = in;
     in->workflows = wf;
-    wf->runner = runner_client_new(in->loop, in->cfg.runner_endpoint, err, sizeof err);
+    wf->runner = runner_client_new(in->loop, &in->cfg, in->cfg.runner_endpoint, err, sizeof err);
     if (!wf->runner)
         msg_warn("%s: workflow validation and runs answer 503", err);
     wf->have_key = in->cfg.encryption_key && *in->cfg.encryption_key &&

@@ -17,6 +17,7 @@
  * `integrations` object (OKTA_DOMAIN/OKTA_API_TOKEN[/OKTA_BASE_URL], ENTRA_TENANT_ID/
  * ENTRA_CLIENT_ID/ENTRA_CLIENT_SECRET[/ENTRA_LOGIN_URL/ENTRA_GRAPH_URL]); user workflows never.
  */
+#include "jsonparse.h"
 #include "workflows_api.h"
 
 #include "audit.h"
@@ -282,7 +283,7 @@ static void on_claimed(void *arg, PGresult *res, const char *err)
         run_op_done(op); /* taken by another process, or finished */
         return;
     }
-    json_t *doc = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    json_t *doc = json_loads_wide(PQgetvalue(res, 0, 0), 0);
     if (!doc || json_object_get(doc, "failed")) { /* failed in the claim */
         if (doc)
             notifier_run_finished(wf->in, op->run_uuid);

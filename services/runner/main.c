@@ -19,7 +19,9 @@
  * starts the fork server (forkserver.c: probes the kernel, initialises the interpreter) and
  * logs every sandbox layer that is missing.
  */
+#include "bus.h"
 #include "config.h"
+#include "procsec.h"
 #include "log.h"
 #include "runner.h"
 #include "settings.h"
@@ -36,9 +38,11 @@
 
 #define CLEAN_MARK "CALSETA_RUNNER_CLEAN_ENV"
 
-/* What the second image may see: settings the runner uses, none of them secret. */
+/* What the second image may see: settings the runner uses; the one secret among them is the
+ * runner link's own CURVE key (never the stack-wide CURVE_SERVER_* pair). */
 static const char *const PASSED_ON[] = {
-    "RUNNER_ENDPOINT", "WORKFLOW_MAX_MEMORY_MB", "SSRF_ALLOWED_HOSTS", "RUNNER_CONCURRENCY",
+    "RUNNER_ENDPOINT", "CALSETA_DATA_DIR", "CURVE_RUNNER_PUBLIC_KEY", "CURVE_RUNNER_SECRET_KEY",
+    "WORKFLOW_MAX_MEMORY_MB", "SSRF_ALLOWED_HOSTS", "RUNNER_CONCURRENCY",
     "LOG_LEVEL",       "LOG_FORMAT",             "APP_VERSION",        "TZ",
     "ASAN_OPTIONS",    "UBSAN_OPTIONS",          "LSAN_OPTIONS",       NULL,
 };
@@ -206,6 +210,8 @@ int main(int argc, char **argv)
     if (!mark || strcmp(mark, "1") != 0)
         reexec_clean(argv);
     prctl(PR_SET_NAME, "calseta-runner"); /* not "exe", after the re-execution */
+    if (secure_process_init(err, sizeof err) != 0) /* runs carry decrypted secrets */
+        fprintf(stderr, "calseta-runner: %s\n", err);
     if (load_clean_config(&c, err, sizeof err) != 0) {
         fprintf(stderr, "calseta-runner: configuration error: %s\n", err);
         return 1;
@@ -241,7 +247,8 @@ int main(int argc, char **argv)
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
-        rc = runner_serve(z, c.runner_endpoint, concurrency, &stop_requested) ? 1 : 0;
+        rc = runner_serve(z, &c, c.runner_endpoint, concurrency, &stop_requested) ? 1 : 0;
+        bus_context_term();
     }
     zygote_free(z);
     curl_global_cleanup();

@@ -10,6 +10,7 @@
  *             every child (warm run children ahead of time), and the runner's client of it.
  * zygote.c    the runner's side of a child: its request, its frames (deadline, ctx.http, log),
  *             the outcome.
+ * frames.c    the frames a child writes on its channel (hostile input), answers decoded.
  * broker.c    ctx.http performed by the parent: SSRF guard, pinned address, limits.
  * server.c    the ZeroMQ ROUTER front end and the worker threads that run requests.
  * oneshot.c   --one-shot-validate / --one-shot-run: the same path, driven from a file.
@@ -19,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <sys/types.h>
 
 #include "proto/runner.h"
@@ -127,6 +129,19 @@ const struct sandbox_probe *zygote_probe(const struct zygote *z);
 void zygote_validate(struct zygote *z, const char *code, struct runner_validation *out);
 void zygote_run(struct zygote *z, const struct runner_run_req *req, struct runner_result *out);
 
+/* The child's channel: frames of a 4-byte big-endian length and a JSON object {"t": ...}. */
+#define CHAN_MAX_FRAME (16 * 1024 * 1024)
+enum chan_kind { CHAN_NONE, CHAN_LOG, CHAN_HTTP, CHAN_ANSWER };
+/* The next complete frame at the start of in: 1 with *frame (inside in) and *len, 0 when it
+ * is not complete yet, -1 when it claims more than CHAN_MAX_FRAME. */
+int chan_frame_next(const struct buf *in, const char **frame, size_t *len);
+/* The kind of a frame and its JSON object (*out: a new reference, NULL for CHAN_NONE, which
+ * is every frame that is not an object with a known "t"). */
+enum chan_kind chan_frame_parse(const char *data, size_t len, json_t **out);
+/* An answer frame as a validation verdict ("validated") or a run result ("result"). */
+void chan_validation_from_answer(json_t *a, struct runner_validation *out);
+void chan_result_from_answer(json_t *a, struct runner_result *out);
+
 /* ctx.http from the parent side. `req` and the returned reply are JSON texts (channel frames). */
 struct broker_opts {
     int allow_loopback;
@@ -141,7 +156,9 @@ int runner_dispatch(struct zygote *z, const void *req, size_t len, struct buf *r
 
 /* The ZeroMQ front end: a ROUTER on endpoint; returns when *stop becomes non-zero and every
  * request in flight has been answered. */
-int runner_serve(struct zygote *z, const char *endpoint, int max_concurrent, volatile int *stop);
+struct config;
+int runner_serve(struct zygote *z, const struct config *c, const char *endpoint,
+                 int max_concurrent, volatile int *stop);
 
 /* One request from a JSON file, its reply as JSON on stdout (tests, operators). */
 int runner_oneshot_validate(struct zygote *z, const char *path);

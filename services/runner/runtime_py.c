@@ -35,7 +35,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHAN_MAX_FRAME (16 * 1024 * 1024)
 
 static int chan_fd = -1;
 

@@ -8,6 +8,7 @@
  * running is answered before runner_serve() returns.
  */
 #include "runner.h"
+#include "bus.h"
 #include "log.h"
 
 #include <errno.h>
@@ -18,6 +19,7 @@
 
 #define RESULTS_ENDPOINT "inproc://runner-results"
 #define MAX_REQUEST_BYTES (8 * 1024 * 1024)
+#define MAX_REPLY_BYTES (32LL * 1024 * 1024)
 
 struct job {
     struct job *next;
@@ -30,7 +32,6 @@ struct job {
 /* max_concurrent worker threads, each with its own PUSH to the main thread (a ZeroMQ socket
  * belongs to one thread), taking requests from one queue. */
 struct server {
-    void *zctx;
     struct zygote *z;
     int nworkers;
     pthread_mutex_t lock;
@@ -96,8 +97,11 @@ static struct job *next_job(struct server *s)
 static void *worker(void *arg)
 {
     struct server *s = arg;
-    void *push = zmq_socket(s->zctx, ZMQ_PUSH);
-    zmq_connect(push, RESULTS_ENDPOINT);
+    char err[256];
+    struct bus_opts o = {.max_msg = MAX_REPLY_BYTES, .linger_ms = 1000};
+    void *push = bus_client(ZMQ_PUSH, NULL, RESULTS_ENDPOINT, &o, err, sizeof err);
+    if (!push)
+        msg_fatal("runner: %s", err);
     struct job *j;
     while ((j = next_job(s)) != NULL) {
         struct buf reply;
@@ -111,7 +115,7 @@ static void *worker(void *arg)
         buf_destroy(&reply);
         job_free(j);
     }
-    zmq_close(push);
+    bus_close(push);
     return NULL;
 }
 
@@ -226,23 +230,22 @@ static int in_flight(struct server *s)
     return n;
 }
 
-int runner_serve(struct zygote *z, const char *endpoint, int max_concurrent, volatile int *stop)
+int runner_serve(struct zygote *z, const struct config *c, const char *endpoint,
+                 int max_concurrent, volatile int *stop)
 {
     int nworkers = max_concurrent > 0 ? max_concurrent : 1, started = 0;
     struct server s = {.z = z, .nworkers = nworkers};
     pthread_t *workers = xcalloc((size_t)nworkers, sizeof *workers);
-    s.zctx = zmq_ctx_new();
+    char err[512];
     pthread_mutex_init(&s.lock, NULL);
     pthread_cond_init(&s.more, NULL);
-    void *router = zmq_socket(s.zctx, ZMQ_ROUTER);
-    void *pull = zmq_socket(s.zctx, ZMQ_PULL);
-    int linger = 0;
-    int64_t maxmsg = MAX_REQUEST_BYTES;
-    zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    struct bus_opts ro = {.link = "runner", .max_msg = MAX_REQUEST_BYTES};
+    struct bus_opts po = {.max_msg = MAX_REPLY_BYTES};
+    void *pull = bus_server(ZMQ_PULL, NULL, RESULTS_ENDPOINT, &po, err, sizeof err);
+    void *router = pull ? bus_server(ZMQ_ROUTER, c, endpoint, &ro, err, sizeof err) : NULL;
     int rc = 0;
-    if (zmq_bind(pull, RESULTS_ENDPOINT) != 0 || zmq_bind(router, endpoint) != 0) {
-        msg_error("runner: cannot bind %s: %s", endpoint, zmq_strerror(errno));
+    if (!router) {
+        msg_error("runner: %s", err);
         rc = -1;
         goto out;
     }
@@ -270,9 +273,8 @@ out:
     for (int i = 0; i < started; i++)
         pthread_join(workers[i], NULL);
     free(workers);
-    zmq_close(router);
-    zmq_close(pull);
-    zmq_ctx_term(s.zctx);
+    bus_close(router);
+    bus_close(pull);
     pthread_cond_destroy(&s.more);
     pthread_mutex_destroy(&s.lock);
     return rc;

@@ -26,7 +26,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_FRAME (16 * 1024 * 1024)
 #define MAX_LOG_BYTES (1024 * 1024)
 #define SETUP_GRACE_MS 250
 #define STATUS_WAIT_MS 1000
@@ -129,15 +128,11 @@ static void append_log(struct child_io *io, json_t *entry)
 
 static void handle_frame(struct zygote *z, struct child_io *io, const char *data, size_t len)
 {
-    json_t *j = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
-    const char *t = json_string_value(json_object_get(j, "t"));
-    if (!t) {
-        json_decref(j);
-        return;
-    }
-    if (!strcmp(t, "log")) {
+    json_t *j;
+    enum chan_kind k = chan_frame_parse(data, len, &j);
+    if (k == CHAN_LOG) {
         append_log(io, json_object_get(j, "entry"));
-    } else if (!strcmp(t, "http")) {
+    } else if (k == CHAN_HTTP) {
         char *reply;
         int64_t remaining = (int64_t)io->deadline_ms - (int64_t)now_mono_ms();
         if (++io->http_count > z->opts.max_http_requests) {
@@ -152,8 +147,7 @@ static void handle_frame(struct zygote *z, struct child_io *io, const char *data
             io->stalled = 1; /* it does not read: supervise() kills it */
         explicit_bzero(reply, strlen(reply));
         free(reply);
-    } else if (!io->answer &&
-               (!strcmp(t, "result") || !strcmp(t, "validated") || !strcmp(t, "sandbox_error"))) {
+    } else if (k == CHAN_ANSWER && !io->answer) {
         io->answer = json_incref(j);
     }
     json_decref(j);
@@ -162,18 +156,14 @@ static void handle_frame(struct zygote *z, struct child_io *io, const char *data
 /* Consumes complete frames; -1 on a protocol violation. */
 static int drain_frames(struct zygote *z, struct child_io *io)
 {
-    while (io->in.len >= 4) {
-        uint32_t be;
-        memcpy(&be, io->in.data, 4);
-        uint32_t len = ntohl(be);
-        if (len > MAX_FRAME)
-            return -1;
-        if (io->in.len < 4 + (size_t)len)
-            break;
-        handle_frame(z, io, io->in.data + 4, len);
-        buf_consume(&io->in, 4 + (size_t)len);
+    const char *frame;
+    size_t len;
+    int rc;
+    while ((rc = chan_frame_next(&io->in, &frame, &len)) == 1) {
+        handle_frame(z, io, frame, len);
+        buf_consume(&io->in, 4 + len);
     }
-    return 0;
+    return rc;
 }
 
 static void kill_child(struct child_io *io)
@@ -279,21 +269,6 @@ static void validation_error(struct runner_validation *out, const char *msg)
     out->errors[0].message = xstrdup(msg);
 }
 
-static void validation_from_answer(json_t *a, struct runner_validation *out)
-{
-    json_t *errs = json_object_get(a, "errors");
-    size_t n = json_array_size(errs);
-    out->errors = xcalloc(n + 1, sizeof *out->errors);
-    for (size_t i = 0; i < n; i++) {
-        json_t *e = json_array_get(errs, i);
-        const char *m = json_string_value(json_array_get(e, 1));
-        out->errors[i].line = (int)json_integer_value(json_array_get(e, 0));
-        out->errors[i].message = xstrdup(m ? m : "invalid");
-    }
-    out->nerrors = n;
-    out->ok = n == 0;
-}
-
 void zygote_validate(struct zygote *z, const char *code, struct runner_validation *out)
 {
     struct child_io io;
@@ -310,7 +285,7 @@ void zygote_validate(struct zygote *z, const char *code, struct runner_validatio
     }
     const char *t = json_string_value(json_object_get(io.answer, "t"));
     if (t && !strcmp(t, "validated")) {
-        validation_from_answer(io.answer, out);
+        chan_validation_from_answer(io.answer, out);
     } else {
         char why[128], msg[256];
         describe_exit(&io, why, sizeof why);
@@ -368,26 +343,6 @@ static char *request_json(const struct runner_run_req *req, int memory_mb)
     return s;
 }
 
-/* The message, cut on a character boundary to fit the result message's limit. */
-static char *bounded_message(const char *m)
-{
-    static const char cut[] = "... (message truncated)";
-    size_t n = strlen(m), max = RUNNER_MAX_MESSAGE_BYTES - sizeof cut;
-    if (n <= RUNNER_MAX_MESSAGE_BYTES)
-        return xstrdup(m);
-    while (max > 0 && ((unsigned char)m[max] & 0xC0) == 0x80)
-        max--;
-    char *out = xmalloc(max + sizeof cut);
-    memcpy(out, m, max);
-    memcpy(out + max, cut, sizeof cut);
-    return out;
-}
-
-static int contains_timed_out(const char *m)
-{
-    return strcasestr(m, "timed out") != NULL;
-}
-
 static void result_from_child(struct zygote *z, const struct runner_run_req *req,
                               const struct child_io *io, int cpu, struct runner_result *out)
 {
@@ -397,23 +352,7 @@ static void result_from_child(struct zygote *z, const struct runner_run_req *req
     out->success = 0;
     out->status = RUNNER_FAILED;
     if (t && !strcmp(t, "result")) {
-        const char *m = json_string_value(json_object_get(io->answer, "message"));
-        json_t *data = json_object_get(io->answer, "data");
-        out->success = json_is_true(json_object_get(io->answer, "success"));
-        out->message = bounded_message(m ? m : "");
-        out->data_json = json_is_object(data) ? json_dumps(data, JSON_COMPACT) : xstrdup("{}");
-        if (strlen(out->data_json) > RUNNER_MAX_DATA_BYTES) { /* recorded, never re-run */
-            size_t n = strlen(out->data_json);
-            free(out->data_json);
-            free(out->message);
-            out->data_json = xstrdup("{}");
-            out->message = xasprintf("Workflow result data is too large (%zu bytes; the limit is "
-                                     "%d bytes)", n, RUNNER_MAX_DATA_BYTES);
-            out->success = 0;
-        }
-        out->status = out->success                       ? RUNNER_SUCCESS
-                      : contains_timed_out(out->message) ? RUNNER_TIMED_OUT
-                                                         : RUNNER_FAILED;
+        chan_result_from_answer(io->answer, out);
         return;
     }
     if (io->timed_out) {

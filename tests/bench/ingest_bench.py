@@ -1,26 +1,37 @@
 #!/usr/bin/env python3
-"""ingest_bench.py - durable ingest through the real intake, and the ceiling measured in the same
-run on the same PostgreSQL.
+"""ingest_bench.py - durable ingest through the real intake, against a ceiling that is not our code,
+both measured in the same run on the same PostgreSQL.
 
-Load: the five fixtures round-robin, each signed (X-Webhook-Signature / X-Splunk-Signature) and
-authenticated with a high-limit key, over 64 keep-alive connections for 30 s (wrk). De-duplication
-is off (ALERT_DEDUP_WINDOW_HOURS=0) so every 202 is a new row, and the run checks that the number
-of rows equals the number of 202s. Printed: accepted alerts/s, p50/p99/p99.9 latency.
+Streams (each over N keep-alive connections with wrk, for --seconds):
+  fixtures    the five fixtures round-robin, signed (X-Webhook-Signature / X-Splunk-Signature),
+              de-duplication off (ALERT_DEDUP_WINDOW_HOURS=0): every 202 is a new alert
+  unique      distinct generic alerts (own IP, own domain each), de-duplication on (24 h)
+  dup30       as unique, but 30 % of the posts repeat an alert posted before
+  hot         as unique, but every alert carries the same IP indicator
+  fixtures-dedup  the five fixtures with de-duplication on: every post after the first five is a
+              duplicate of one of five alerts
+Each stream checks that every 202 left a row: a new alert, or an alert_deduplicated event
+(requests still in flight when wrk stops may be committed without their 202 being read: at most
+one per connection).
 
-Ceiling: the same rows (the normalised documents the intake stored, read back from the table)
-committed straight into the same PostgreSQL the same way - calseta_ingest_batch() with the
-average batch size the intake achieved (from pg_stat_user_functions) and the same number of
-concurrent batches the intake can have in flight (intake processes x 2) - with pgbench.
-Printed: alerts/s and intake/ceiling.
+Ceiling: pgbench inserting the five fixture documents (as the intake normalised them) as plain
+alert + enrichment-job rows - one statement per batch (INSERT ... RETURNING feeding the job
+INSERT), the batch size the intake achieved in the fixtures stream, 8 clients - into scratch
+tables with the same columns and indexes in a scratch database on the same server. No
+indicators, links, events, de-duplication or HTTP: what PostgreSQL itself can commit.
+
+While each stream runs, the wait events of the server's active backends are sampled (10 per
+second) and printed: what the write path waits for. The load average is printed per stream.
 
 Run by hand (not in CI), with a release build and a PostgreSQL that fsyncs:
-    make build
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build -j2
     export CALSETA_DATA_DIR=/tmp/calseta-bench; DATABASE_URL=$(scripts/pg.sh start); export DATABASE_URL
     build/bin/calseta migrate
-    python3 tests/bench/ingest_bench.py [--seconds 30] [--connections 64] [--intake 2]
+    python3 tests/bench/ingest_bench.py [--seconds 10] [--connections 64] [--intake 2] [--streams a,b]
 Needs wrk and pgbench.
 """
 import argparse
+import collections
 import hashlib
 import hmac
 import json
@@ -29,6 +40,8 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
@@ -39,13 +52,17 @@ SECRET = "bench-secret"
 FIXTURES = [("sentinel", "01_sentinel_brute_force_tor.json"), ("elastic", "02_elastic_malware_hash.json"),
             ("splunk", "03_splunk_anomalous_data_transfer.json"), ("sentinel", "04_sentinel_impossible_travel.json"),
             ("elastic", "05_elastic_suspicious_powershell.json")]
+STREAMS = ("fixtures", "unique", "dup30", "hot", "fixtures-dedup")
+
+WRK_DONE = ("done = function(summary, latency, requests)\n"
+            "  io.write(string.format(\"p999_us %d\\n\", latency:percentile(99.9)))\nend\n")
 
 
 def lua_string(b):
     return '"' + "".join("\\%d" % c for c in b) + '"'
 
 
-def wrk_script(key):
+def fixtures_script(key):
     reqs = []
     for src, name in FIXTURES:
         body = harness.fixture(name)
@@ -55,13 +72,52 @@ def wrk_script(key):
                     '["Content-Type"]="application/json", ["%s"]="%s"}, %s)' % (src, key, hdr, sig, lua_string(body)))
     return ("local reqs = {}\n" + "".join("reqs[%d] = %s\n" % (i + 1, r) for i, r in enumerate(reqs)) +
             "local n = 0\nrequest = function()\n  n = n + 1\n  return reqs[(n %% %d) + 1]\nend\n" % len(reqs) +
-            "done = function(summary, latency, requests)\n"
-            "  io.write(string.format(\"p999_us %d\\n\", latency:percentile(99.9)))\nend\n")
+            WRK_DONE)
+
+
+RUNS = [0]
+
+
+def generic_script(key, dup_share, hot):
+    """Distinct generic alerts built per request (each wrk thread numbers its own), about the size
+    of a fixture; dup_share of them repeat an earlier one of the same thread."""
+    filler = json.dumps("x" * 1500)
+    RUNS[0] += 1  # every run numbers its alerts apart from the runs before
+    return """
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("tid", counter)
+end
+local n = 0
+local titles = {"Brute force from Tor exit", "Malware hash on endpoint", "Anomalous data transfer",
+                "Impossible travel", "Suspicious PowerShell"}
+local hdrs = {["Authorization"]="Bearer %s", ["Content-Type"]="application/json"}
+request = function()
+  n = n + 1
+  local k = n
+  if n > 20 and math.random() < %f then k = math.random(1, n - 1) end
+  local u = %d + tid * 100000000 + k
+  local ip = "%s"
+  if ip == "" then
+    ip = string.format("10.%%d.%%d.%%d", math.floor(u / 65536) %% 256, math.floor(u / 256) %% 256, u %% 256)
+  end
+  local body = string.format('{"title": "%%s", "severity": "high", "rule_id": "bench-%%d", ' ..
+    '"occurred_at": "2026-01-01T00:00:00Z", "src_ip": "%%s", "tags": ["bench"], ' ..
+    '"indicators": [{"type": "domain", "value": "h%%.0f.bench.example"}], "raw": %s}',
+    titles[(k %% 5) + 1], k %% 5, ip, u)
+  return wrk.format("POST", "/v1/ingest/generic", hdrs, body)
+end
+""" % (key, dup_share, RUNS[0] * 1000000000, "203.0.113.7" if hot else "", filler) + WRK_DONE
 
 
 def parse_wrk(out):
-    total = int(re.search(r"(\d+) requests in", out).group(1))
+    m = re.search(r"(\d+) requests in", out)
+    if not m:
+        raise RuntimeError("wrk output not understood:\n" + out)
+    total = int(m.group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     lat = {}
     m = re.search(r"p999_us (\d+)", out)
     if m:
@@ -70,78 +126,221 @@ def parse_wrk(out):
         m = re.search(r"^\s+%s(?:\.0+)?%%\s+([\d.]+)(us|ms|s)\s*$" % re.escape(p), out, re.M)
         if m:
             lat[p] = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
-    return total, int(non2xx.group(1)) if non2xx else 0, lat
+    return total, int(non2xx.group(1)) if non2xx else 0, lat, errs.group(0) if errs else ""
+
+
+class WaitSampler(threading.Thread):
+    """Samples wait_event_type/wait_event of the database's active backends 10 times a second."""
+    SQL = ("SELECT coalesce(wait_event_type, 'CPU') || ':' || coalesce(wait_event, '-') FROM pg_stat_activity "
+           "WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+           "AND datname = current_database()")
+
+    def __init__(self, url, start_after, seconds):
+        super().__init__(daemon=True)
+        self.url, self.start_after, self.seconds = url, start_after, seconds
+        self.counts = collections.Counter()
+        self.samples = 0
+
+    def run(self):
+        time.sleep(self.start_after)
+        n = int(self.seconds * 10)
+        script = "".join("\\i %s\n\\! sleep 0.1\n" % self.qfile() for _ in range(n))
+        r = subprocess.run(["psql", self.url, "-X", "-q", "-t", "-A"], input=script, capture_output=True,
+                           text=True, timeout=self.seconds * 10 + 60)
+        self.samples = n
+        for line in r.stdout.splitlines():
+            if line.strip():
+                self.counts[line.strip()] += 1
+
+    def qfile(self):
+        if not hasattr(self, "_q"):
+            f = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+            f.write(self.SQL + ";\n")
+            f.close()
+            self._q = f.name
+        return self._q
+
+    def summary(self):
+        total = sum(self.counts.values())
+        if not total:
+            return "(no active backend seen)"
+        return ", ".join("%s %.0f%%" % (k, 100.0 * v / total) for k, v in self.counts.most_common(6)) + \
+            " (%.1f active on average)" % (total / max(1, self.samples))
+
+
+def warm_up(s, lua, a):
+    """Starts connections, fills caches and creates the rule stubs before anything is measured."""
+    f = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    f.write(lua)
+    f.close()
+    subprocess.run(["wrk", "-t2", "-c%d" % a.connections, "-d2s", "-s", f.name, "http://127.0.0.1:%d" % s.port],
+                   capture_output=True)
+    os.unlink(f.name)
+
+
+def run_stream(s, name, lua, a):
+    f = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    f.write(lua)
+    f.close()
+    before = int(s.sql_value("SELECT (SELECT count(*) FROM alerts) + (SELECT count(*) FROM activity_events "
+                             "WHERE event_type = 'alert_deduplicated')"))
+    calls0 = int(s.sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
+                             "WHERE funcname = 'calseta_ingest_batch'") or 0)
+    load0 = open("/proc/loadavg").read().split()[0]
+    sampler = WaitSampler(s.db, a.seconds * 0.3, a.seconds * 0.5)
+    sampler.start()
+    out = subprocess.run(["wrk", "-t2", "-c%d" % a.connections, "-d%ds" % a.seconds, "--latency", "--timeout", "10s",
+                          "-s", f.name, "http://127.0.0.1:%d" % s.port], capture_output=True, text=True).stdout
+    sampler.join()
+    load1 = open("/proc/loadavg").read().split()[0]
+    os.unlink(f.name)
+    total, bad, lat, errs = parse_wrk(out)
+    accepted = total - bad
+    after = int(s.sql_value("SELECT (SELECT count(*) FROM alerts) + (SELECT count(*) FROM activity_events "
+                            "WHERE event_type = 'alert_deduplicated')"))
+    calls = int(s.sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
+                            "WHERE funcname = 'calseta_ingest_batch'") or 0) - calls0
+    rows = after - before
+    batch = rows / calls if calls else 0
+    consistent = 0 <= rows - accepted <= a.connections and bad == 0
+    rate = accepted / a.seconds
+    print("%-15s %7.0f alerts/s  p50 %6.1f ms  p99 %7.1f ms  p99.9 %7.1f ms  batch %5.1f  load %s->%s" %
+          (name, rate, lat.get("50", float("nan")), lat.get("99", float("nan")), lat.get("99.9", float("nan")),
+           batch, load0, load1))
+    print("%-15s rows %d for %d x 202 (%d non-2xx%s): %s" %
+          ("", rows, accepted, bad, (", " + errs) if errs else "", "consistent" if consistent else "INCONSISTENT"))
+    print("%-15s waits: %s" % ("", sampler.summary()))
+    return rate, batch, consistent
+
+
+CEILING_DDL = """
+CREATE TABLE scratch_docs (i INT PRIMARY KEY, title TEXT, severity TEXT, source_name TEXT, description TEXT,
+                           occurred_at TIMESTAMPTZ, raw_payload JSONB, tags TEXT[], fingerprint TEXT);
+CREATE TABLE scratch_alerts (
+    id BIGSERIAL PRIMARY KEY, uuid UUID NOT NULL DEFAULT gen_random_uuid() UNIQUE,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(), updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    title TEXT NOT NULL, description TEXT, severity TEXT NOT NULL, source_name TEXT NOT NULL,
+    occurred_at TIMESTAMPTZ NOT NULL, raw_payload JSONB NOT NULL, tags TEXT[] NOT NULL,
+    fingerprint TEXT, duplicate_count INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'Open');
+CREATE INDEX ON scratch_alerts (fingerprint, created_at DESC);
+CREATE INDEX ON scratch_alerts (created_at DESC);
+CREATE TABLE scratch_jobs (
+    id BIGSERIAL PRIMARY KEY, alert_id BIGINT NOT NULL REFERENCES scratch_alerts(id),
+    status TEXT NOT NULL DEFAULT 'pending', lease_expires_at TIMESTAMPTZ,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(), updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE INDEX ON scratch_jobs (status, lease_expires_at) WHERE status IN ('pending', 'running');
+CREATE INDEX ON scratch_jobs (alert_id);
+"""
+
+CEILING_SQL = """WITH a AS (
+  INSERT INTO scratch_alerts (title, severity, source_name, description, occurred_at, raw_payload, tags, fingerprint)
+  SELECT d.title, d.severity, d.source_name, d.description, d.occurred_at, d.raw_payload, d.tags, d.fingerprint
+    FROM generate_series(1, :batch) g JOIN scratch_docs d ON d.i = g % 5
+  RETURNING id)
+INSERT INTO scratch_jobs (alert_id) SELECT id FROM a;
+"""
+
+
+def ceiling(s, batch, a):
+    """pgbench: the five documents as plain alert + job rows, one statement per batch."""
+    scratch = s.dbname + "_ceiling"
+    harness.psql(harness.db_url_for("postgres"), "CREATE DATABASE %s" % scratch)
+    url = harness.db_url_for(scratch)
+    try:
+        harness.psql(url, CEILING_DDL)
+        docs = s.sql_value("SELECT jsonb_agg(d) FROM (SELECT (row_number() OVER () - 1)::int AS i, title, severity, "
+                           "source_name, description, occurred_at, raw_payload, tags, fingerprint FROM "
+                           "(SELECT DISTINCT ON (source_name, title) * FROM alerts ORDER BY source_name, title) x "
+                           "LIMIT 5) d")
+        harness.psql(url, "INSERT INTO scratch_docs SELECT * FROM json_populate_recordset(NULL::scratch_docs, $$%s$$)"
+                     % docs)
+        f = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+        f.write(CEILING_SQL)
+        f.close()
+        load0 = open("/proc/loadavg").read().split()[0]
+        pb = subprocess.run(["pgbench", "-n", "-c", str(a.ceiling_clients), "-j", "2", "-T", str(a.seconds),
+                             "-D", "batch=%d" % batch, "-f", f.name, url], capture_output=True, text=True)
+        load1 = open("/proc/loadavg").read().split()[0]
+        os.unlink(f.name)
+        m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", pb.stdout)
+        if not m:
+            raise RuntimeError("pgbench failed:\n" + pb.stdout + pb.stderr)
+        rows = int(harness.psql_value(url, "SELECT count(*) FROM scratch_alerts"))
+        jobs = int(harness.psql_value(url, "SELECT count(*) FROM scratch_jobs"))
+        rate = float(m.group(1)) * batch
+        print("%-15s %7.0f alerts/s  (pgbench, %d clients, %d rows per statement, %d alerts + %d jobs written, "
+              "load %s->%s)" % ("ceiling", rate, a.ceiling_clients, batch, rows, jobs, load0, load1))
+        return rate
+    finally:
+        harness.psql(harness.db_url_for("postgres"), "DROP DATABASE IF EXISTS %s" % scratch, check=False)
+
+
+def stack(dedup_hours, a):
+    env = {"LOG_LEVEL": "WARNING", "ALERT_DEDUP_WINDOW_HOURS": dedup_hours, "SENTINEL_WEBHOOK_SECRET": SECRET,
+           "ELASTIC_WEBHOOK_SECRET": SECRET, "SPLUNK_WEBHOOK_SECRET": SECRET}
+    if a.inflight:
+        env["INGEST_MAX_INFLIGHT"] = a.inflight
+    s = harness.Stack("bench", services=(), env=env)
+    s.sql("ALTER DATABASE %s SET track_functions = 'pl'" % s.dbname)
+    s.start("auditd")
+    s.start("jobbus")
+    for _ in range(a.intake):
+        s.start_intake()
+    s.wait_healthy()
+    key = s.create_key("alerts:write", extra=("--rate-limit-per-minute", "100000000"))
+    return s, key
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--intake", type=int, default=2)
+    ap.add_argument("--inflight", type=int, default=0, help="INGEST_MAX_INFLIGHT (default: the intake's)")
+    ap.add_argument("--ceiling-clients", type=int, default=8)
+    ap.add_argument("--streams", default=",".join(STREAMS))
     a = ap.parse_args()
+    streams = [x for x in a.streams.split(",") if x]
+    for x in streams:
+        if x not in STREAMS:
+            ap.error("unknown stream %s (known: %s)" % (x, ", ".join(STREAMS)))
 
-    env = {"LOG_LEVEL": "WARNING", "ALERT_DEDUP_WINDOW_HOURS": 0, "SENTINEL_WEBHOOK_SECRET": SECRET,
-           "ELASTIC_WEBHOOK_SECRET": SECRET, "SPLUNK_WEBHOOK_SECRET": SECRET}
-    s = harness.Stack("bench", services=(), env=env)
+    print("%d connections, %d s per stream, %d intake processes, %d cores, PostgreSQL fsync=%s" %
+          (a.connections, a.seconds, a.intake, os.cpu_count(),
+           harness.psql_value(harness.db_url_for("postgres"), "SHOW fsync")))
+    ok = True
+    results = {}
+    batch = 0
+    s, key = stack(0, a)
     try:
-        s.sql("ALTER DATABASE %s SET track_functions = 'pl'" % s.dbname)
-        s.start("auditd")
-        s.start("jobbus")
-        for _ in range(a.intake):
-            s.start_intake()
-        s.wait_healthy()
-        key = s.create_key("alerts:write", extra=("--rate-limit-per-minute", "100000000"))
-        lua = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-        lua.write(wrk_script(key))
-        lua.close()
-        out = subprocess.run(["wrk", "-t2", "-c%d" % a.connections, "-d%ds" % a.seconds, "--latency",
-                              "--timeout", "10s", "-s", lua.name, "http://127.0.0.1:%d" % s.port],
-                             capture_output=True, text=True).stdout
-        total, bad, lat = parse_wrk(out)
-        accepted = total - bad
-        rows = int(s.sql_value("SELECT count(*) FROM alerts"))
-        calls = int(s.sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
-                                "WHERE funcname = 'calseta_ingest_batch'") or 0)
-        batch = max(1, round(rows / calls)) if calls else 1
-
-        # The ceiling: the very documents the intake stored, committed the same way.
-        s.sql("CREATE TABLE bench_elems AS SELECT row_number() OVER () - 1 AS i, jsonb_build_object("
-              "'title', a.title, 'severity', a.severity, 'source_name', a.source_name, 'description', "
-              "a.description, 'occurred_at', a.occurred_at::text, 'raw_payload', a.raw_payload, 'tags', "
-              "to_jsonb(a.tags), 'fingerprint', a.fingerprint, 'indicators', coalesce((SELECT jsonb_agg("
-              "jsonb_build_object('type', i.type, 'value', i.value)) FROM alert_indicators ai JOIN indicators i "
-              "ON i.id = ai.indicator_id WHERE ai.alert_id = a.id), '[]'), 'rule_ref', NULL, "
-              "'actor_key_prefix', 'cai_bench') AS e FROM (SELECT DISTINCT ON (source_name, title) * "
-              "FROM alerts ORDER BY source_name, title) a")
-        n_elems = int(s.sql_value("SELECT count(*) FROM bench_elems"))
-        f = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
-        f.write("SELECT count(*) FROM calseta_ingest_batch((SELECT jsonb_agg(b.e) FROM generate_series(0, "
-                ":batch - 1) g JOIN bench_elems b ON b.i = g %% %d), 0);\n" % n_elems)
-        f.close()
-        clients = a.intake * 2
-        pb = subprocess.run(["pgbench", "-n", "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(a.seconds),
-                             "-D", "batch=%d" % batch, "-f", f.name, s.db], capture_output=True, text=True)
-        m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", pb.stdout)
-        ceiling = float(m.group(1)) * batch if m else float("nan")
-
-        print("intake: %d connections, %d s, %d intake processes, five fixtures round-robin, signed" %
-              (a.connections, a.seconds, a.intake))
-        print("  accepted    %.0f alerts/s (%d x 202, %d non-2xx)" % (accepted / a.seconds, accepted, bad))
-        print("  latency     p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms" %
-              tuple(lat.get(p, float("nan")) for p in ("50", "99", "99.9")))
-        # Requests still in flight when wrk stops are committed but their 202 is never read:
-        # at most one per connection.
-        consistent = 0 <= rows - accepted <= a.connections
-        print("  rows        %d in alerts for %d x 202 (%d committed while wrk stopped reading): %s" %
-              (rows, accepted, rows - accepted, "consistent" if consistent else "INCONSISTENT"))
-        print("  batching    %d group commits, %d alerts per commit on average" % (calls, batch))
-        print("ceiling: pgbench, calseta_ingest_batch of %d documents, %d concurrent, same server" % (batch, clients))
-        print("  throughput  %.0f alerts/s" % ceiling)
-        print("ratio intake / ceiling: %.2f" % ((accepted / a.seconds) / ceiling))
-        if not consistent:
-            sys.exit(1)
+        if "fixtures" in streams:
+            warm_up(s, fixtures_script(key), a)
+            rate, batch, good = run_stream(s, "fixtures", fixtures_script(key), a)
+            results["fixtures"] = rate
+            ok &= good
+        if "fixtures" in results or streams == ["ceiling"]:
+            c = ceiling(s, max(1, round(batch)), a)
+            print("%-15s %.2f (fixtures / ceiling)" % ("ratio", results["fixtures"] / c))
     finally:
         s.stop()
+    rest = [x for x in streams if x != "fixtures"]
+    if rest:
+        s, key = stack(24, a)
+        try:
+            warm_up(s, generic_script(key, 0.0, False), a)
+            warm_up(s, fixtures_script(key), a)
+            for x in rest:
+                lua = fixtures_script(key) if x == "fixtures-dedup" else \
+                    generic_script(key, 0.3 if x == "dup30" else 0.0, x == "hot")
+                rate, _, good = run_stream(s, x, lua, a)
+                results[x] = rate
+                ok &= good
+        finally:
+            s.stop()
+    if "hot" in results and "unique" in results:
+        print("%-15s %.2f (hot / unique)" % ("hot ratio", results["hot"] / results["unique"]))
+    if not ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

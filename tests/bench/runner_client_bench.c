@@ -170,7 +170,7 @@ int main(int argc, char **argv)
     b.req.secrets = xcalloc(1, sizeof *b.req.secrets);
     b.lat_ms = xcalloc((size_t)b.total, sizeof *b.lat_ms);
     uv_loop_t *loop = uv_default_loop();
-    b.client = runner_client_new(loop, argv[1], err, sizeof err);
+    b.client = runner_client_new(loop, NULL, argv[1], err, sizeof err);
     if (!b.client) {
         fprintf(stderr, "runner client: %s\n", err);
         return 1;

@@ -106,7 +106,7 @@ def wait_health(url, seconds):
     last = None
     while time.time() < deadline:
         try:
-            c = http.client.HTTPConnection(u.hostname, u.port, timeout=3)
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=15)
             c.request("GET", "/health")
             r = c.getresponse()
             last = (r.status, r.read()[:200])

@@ -128,10 +128,6 @@ class Stack:
             "HTTP_PORT": str(self.port),
             "CALSETA_DATA_DIR": self.data_dir,
             "LOG_FORMAT": "json",
-            "JOB_BUS_PUSH_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
-            "JOB_BUS_PULL_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
-            "AUDIT_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
-            "RUNNER_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
             "AUDIT_SPOOL_DIR": os.path.join(self.data_dir, "spool"),
         })
         if env:
@@ -156,6 +152,11 @@ class Stack:
         p = Proc(svc, [prog], env)
         self.procs.append(p)
         return p
+
+    def endpoint(self, name):
+        """The default (ipc) endpoint of an internal link: audit, jobs-in, jobs-out, runner,
+        lookup-in, lookup-out."""
+        return "ipc://%s/bus/%s.sock" % (self.data_dir, name)
 
     def start_intake(self, extra_env=None):
         p = self.start("intake", extra_env)

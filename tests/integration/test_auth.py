@@ -146,6 +146,17 @@ def test_expiry():
         s.stop()
 
 
+def eventually(stack, key, want, port=None, limit=1.0):
+    """The status another process answers within limit seconds (key changes reach every process
+    through a notification: at once in the process that made the change, within a second in the
+    others)."""
+    deadline = time.time() + limit
+    while True:
+        st = stack.request("GET", "/v1/alerts", key=key, port=port).status
+        if st == want or time.time() > deadline:
+            return st
+
+
 def test_revocation_takes_effect_on_next_request():
     s = Stack("revoke", intake_processes=1)
     other = None
@@ -163,19 +174,19 @@ def test_revocation_takes_effect_on_next_request():
         assert_eq(s.request("GET", "/v1/alerts", key=k, port=port2).status, 200)
         assert_eq(s.request("DELETE", "/v1/api-keys/" + d["uuid"], key=admin).status, 204)
         assert_eq(s.request("GET", "/v1/alerts", key=k).status, 401)
-        assert_eq(s.request("GET", "/v1/alerts", key=k, port=port2).status, 401)
+        assert_eq(eventually(s, k, 401, port=port2), 401)
         # scope change takes effect at once too
         r = s.request("POST", "/v1/api-keys", key=admin, body={"name": "w", "scopes": ["alerts:read"]})
         d2 = r.json()["data"]
         assert_eq(s.request("GET", "/v1/alerts", key=d2["key"], port=port2).status, 200)
         r = s.request("PATCH", "/v1/api-keys/" + d2["uuid"], key=admin, body={"scopes": ["workflows:read"]})
         assert_eq(r.status, 200, r.body)
-        assert_eq(s.request("GET", "/v1/alerts", key=d2["key"], port=port2).status, 403)
+        assert_eq(eventually(s, d2["key"], 403, port=port2), 403)
         # CLI revoke
         k3 = s.create_key("alerts:read")
         assert_eq(s.request("GET", "/v1/alerts", key=k3).status, 200)
         s.cli("revoke-api-key", k3[:8])
-        assert_eq(s.request("GET", "/v1/alerts", key=k3).status, 401)
+        assert_eq(eventually(s, k3, 401), 401)
     finally:
         s.stop()
 
@@ -269,8 +280,11 @@ def test_valid_keys_never_spend_the_ip_budget():
         assert_eq(codes, [200] * 5)
         codes = [s.request("GET", "/v1/alerts", key="cai_" + "Y" * 43).status for _ in range(3)]
         assert_eq(codes, [401, 401, 429])
-        # the IP is over its budget now: refused before any bcrypt, even with a valid key
-        assert_eq(s.request("GET", "/v1/alerts", key=k).status, 429)
+        # the IP is over its budget now, and a valid key still passes (bcrypt runs, then the
+        # request is judged by its key, not by its IP's junk)
+        assert_eq(s.request("GET", "/v1/alerts", key=k).status, 200)
+        # junk with an unknown prefix from that IP is refused from memory
+        assert_eq(s.request("GET", "/v1/alerts", key="cai_" + "X" * 43).status, 429)
     finally:
         s.stop()
 

@@ -133,6 +133,21 @@ def provider_uuid(s, k, name):
     raise AssertionError("no provider " + name)
 
 
+# On-demand lookups are answered by an enricher over the bus (the intake holds no provider
+# credential), through the job bus's lookup broker.
+LOOKUP_SERVICES = ("auditd", "jobbus", "enricher", "intake")
+
+
+def wait_for_enricher(s, timeout=30):
+    deadline = time.time() + timeout
+    enricher = [p for p in s.procs if p.name == "enricher"][0]
+    while "jobs at a time" not in enricher.text():
+        if time.time() > deadline or not enricher.alive():
+            raise AssertionError("the enricher did not start:\n" + enricher.text()[-3000:])
+        time.sleep(0.1)
+    time.sleep(0.3)  # its lookup socket has connected to the job bus
+
+
 def test_provider_crud_builtins_and_secrets():
     key = gen_key()
     s = Stack("enr_crud", env={"ENCRYPTION_KEY": key, "ENRICHER_ALLOW_LOOPBACK": "true"})
@@ -296,8 +311,10 @@ def test_ssrf_guard_and_missing_key():
 def test_on_demand_lookup_cache_and_provider_test():
     stand = StandIn()
     s = Stack("enr_lookup", env={"ENCRYPTION_KEY": gen_key(), "ENRICHER_ALLOW_LOOPBACK": "true",
-                                 "VIRUSTOTAL_API_KEY": "", "ABUSEIPDB_API_KEY": ""})
+                                 "VIRUSTOTAL_API_KEY": "", "ABUSEIPDB_API_KEY": ""},
+              services=LOOKUP_SERVICES)
     try:
+        wait_for_enricher(s)
         k = s.create_key("admin")
         # the metadata block holds whatever the loopback allowance says
         b = vt_provider(stand.port, name="meta")
@@ -488,8 +505,10 @@ def test_field_extractions():
 
 
 def test_scopes():
-    s = Stack("enr_scopes", env={"ENCRYPTION_KEY": gen_key(), "ENRICHMENT_MOCK_MODE": "true"})
+    s = Stack("enr_scopes", env={"ENCRYPTION_KEY": gen_key(), "ENRICHMENT_MOCK_MODE": "true"},
+              services=LOOKUP_SERVICES)
     try:
+        wait_for_enricher(s)
         admin = s.create_key("admin")
         ro = s.create_key("enrichments:read")
         other = s.create_key("alerts:read,alerts:write")

@@ -162,7 +162,7 @@ def test_a_trickling_connections_cannot_lock_out_others():
         print("   " + attacker.stdout.read().strip())
         print("   %d health probes, slowest %.3f s" % (len(latencies), max(latencies or [0])))
         assert_eq(attacker.returncode, 0)
-        assert len(latencies) >= 20, "the probe ran %d times" % len(latencies)
+        assert len(latencies) >= 10, "the probe ran %d times" % len(latencies)
         assert not failures, "health from another client failed %d of %d times: %r" % (
             len(failures), len(latencies) + len(failures), failures[:5])
         assert s.intakes[0].alive(), s.logs()

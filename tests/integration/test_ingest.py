@@ -147,6 +147,65 @@ def test_concurrent_identical_posts_make_one_alert():
         s.stop()
 
 
+def test_shared_new_indicators_from_two_processes():
+    """Distinct alerts that all carry one indicator nobody has seen yet, posted at once to two
+    processes: every alert is linked to it and to its own, and the shared one exists once."""
+    s = Stack("sharedind", intake_processes=2)
+    try:
+        k = s.create_key("alerts:write", extra=("--rate-limit-per-minute", "100000"))
+        results = []
+        lock = threading.Lock()
+        def worker(w):
+            for i in range(10):
+                body = {"title": "shared %d-%d" % (w, i), "severity": "low",
+                        "indicators": [{"type": "ip", "value": "198.51.100.200"},
+                                       {"type": "domain", "value": "own-%d-%d.example" % (w, i)}]}
+                r = s.request("POST", "/v1/ingest/generic", key=k, body=body)
+                with lock:
+                    results.append(r)
+        ts = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        assert all(r.status == 202 for r in results), [r for r in results if r.status != 202][:2]
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts"), "80")
+        assert_eq(s.sql_value("SELECT count(*) FROM indicators WHERE value = '198.51.100.200'"), "1")
+        assert_eq(s.sql_value("SELECT count(*) FROM alert_indicators"), "160")
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts a WHERE (SELECT count(*) FROM alert_indicators ai "
+                              "WHERE ai.alert_id = a.id) <> 2"), "0")
+        assert_eq(s.sql_value("SELECT count(*) FROM enrichment_jobs"), "80")
+        assert_eq(s.sql_value("SELECT count(*) FROM activity_events WHERE event_type = 'alert_ingested'"), "80")
+    finally:
+        s.stop()
+
+
+def test_indicator_last_seen_follows_within_bound():
+    """Ingest never updates a known indicator; its last_seen catches up with the latest alert
+    carrying it within the housekeeping interval (15 s), through the committed sighting rows."""
+    s = Stack("lastseen")
+    try:
+        k = s.create_key("alerts:write")
+        body = {"title": "first", "indicators": [{"type": "domain", "value": "seen.example"}]}
+        assert_eq(s.request("POST", "/v1/ingest/generic", key=k, body=body).status, 202)
+        first = s.sql("SELECT first_seen, last_seen FROM indicators WHERE value = 'seen.example'")[0]
+        assert_eq(first[0], first[1])
+        time.sleep(1.0)
+        body["title"] = "second"
+        assert_eq(s.request("POST", "/v1/ingest/generic", key=k, body=body).status, 202)
+        created = s.sql_value("SELECT created_at FROM alerts WHERE title = 'second'")
+        deadline = time.time() + 25
+        while time.time() < deadline:
+            row = s.sql("SELECT first_seen, last_seen, last_seen = '%s'::timestamptz FROM indicators "
+                        "WHERE value = 'seen.example'" % created)[0]
+            if row[2] == "t":
+                break
+            time.sleep(0.5)
+        assert_eq(row[2], "t", (row, created))
+        assert_eq(row[0], first[0])
+        assert_eq(s.sql_value("SELECT count(*) FROM indicator_sightings"), "0")
+    finally:
+        s.stop()
+
+
 class TcpProxy:
     """A loopback TCP forwarder that the test can cut and restore (a database outage)."""
 

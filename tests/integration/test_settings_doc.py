@@ -26,6 +26,8 @@ LIST_FILES = {
     "services/intake/workflows_api.c",  # built-in integrations' activation
     "services/intake/signature.c",   # webhook secrets by source
     "libcommon/config/settings.c",   # secrets backend triggers
+    "libcommon/config/config.c",     # internal endpoints (defaults in the data folder)
+    "libcommon/bus/bus_curve.c",     # CURVE keys per link
 }
 
 

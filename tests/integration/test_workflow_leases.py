@@ -261,10 +261,10 @@ def test_more_runs_than_slots_and_two_runners():
               env=dict(ENV, WORKFLOW_MAX_INFLIGHT=2))
     try:
         k = setup(s)
-        # a second runner on its own endpoint; the intake connects to both
+        # a second runner on its own endpoint (TCP, so CURVE); the intake connects to both
         ep2 = "tcp://127.0.0.1:%d" % free_port()
         s.start("runner", {"RUNNER_ENDPOINT": ep2})
-        both = s.env["RUNNER_ENDPOINT"] + "," + ep2
+        both = s.endpoint("runner") + "," + ep2
         s.intakes[0].stop()
         s.intakes.clear()
         s.start_intake({"RUNNER_ENDPOINT": both})

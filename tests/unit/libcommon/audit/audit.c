@@ -40,6 +40,7 @@ static int setup(void **state)
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", 20000 + getpid() % 20000);
     settings_set(s, "AUDIT_ENDPOINT", ep);
     settings_set(s, "AUDIT_SPOOL_DIR", f->dir);
+    settings_set(s, "CALSETA_DATA_DIR", f->dir); /* the audit link's CURVE pair is made here */
     assert_int_equal(config_from_settings(&f->c, s, err, sizeof err), 0);
     *state = f;
     return 0;
@@ -59,8 +60,10 @@ static int teardown(void **state)
 static void *router(struct fixture *f)
 {
     char err[256];
-    void *r = bus_server(ZMQ_ROUTER, &f->c, f->c.audit_endpoint, NULL, err, sizeof err);
-    assert_non_null(r);
+    struct bus_opts o = {.link = "audit"};
+    void *r = bus_server(ZMQ_ROUTER, &f->c, f->c.audit_endpoint, &o, err, sizeof err);
+    if (!r)
+        fail_msg("audit router: %s", err);
     return r;
 }
 

@@ -21,11 +21,15 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "bus.h"
+#include "config.h"
 #include "runner.h"
 #include "runner_client.h"
 
 static struct zygote *zyg;
 static char endpoint[64];
+static char data_dir[] = "/tmp/calseta-runner-unit-XXXXXX";
+static struct config cfg; /* only data_dir: the runner link's CURVE pair is made there */
 static volatile int stop;
 static pthread_t server_thread;
 
@@ -84,7 +88,7 @@ static void wait_all(uv_loop_t *loop, struct outcome *o, int n)
 static void *serve(void *arg)
 {
     (void)arg;
-    runner_serve(zyg, endpoint, 4, &stop);
+    runner_serve(zyg, &cfg, endpoint, 4, &stop);
     return NULL;
 }
 
@@ -106,7 +110,7 @@ static void test_validate(void **state)
     uv_loop_t loop;
     char err[128];
     uv_loop_init(&loop);
-    struct runner_client *c = runner_client_new(&loop, endpoint, err, sizeof err);
+    struct runner_client *c = runner_client_new(&loop, &cfg, endpoint, err, sizeof err);
     assert_non_null(c);
     struct outcome o[3] = {{0}};
     runner_validate(c, "import os\nasync def run(ctx):\n    return 1\n", on_validate, &o[0]);
@@ -134,7 +138,7 @@ static void test_runs(void **state)
     uv_loop_t loop;
     char err[128];
     uv_loop_init(&loop);
-    struct runner_client *c = runner_client_new(&loop, endpoint, err, sizeof err);
+    struct runner_client *c = runner_client_new(&loop, &cfg, endpoint, err, sizeof err);
     struct runner_secret sec[1] = {{"API_TOKEN", "s3cret"}};
     struct runner_run_req ok = {
         .run_uuid = "r1",
@@ -179,20 +183,18 @@ static void test_runs(void **state)
 static void test_garbage_then_service(void **state)
 {
     (void)state;
-    void *ctx = zmq_ctx_new();
-    void *d = zmq_socket(ctx, ZMQ_DEALER);
-    int linger = 2000;
-    zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_connect(d, endpoint);
-    zmq_send(d, "\xdd\xff\xff\xff\xff", 5, 0);
+    char err[128];
+    struct bus_opts bo = {.link = "runner", .linger_ms = 2000};
+    void *d = bus_client(ZMQ_DEALER, &cfg, endpoint, &bo, err, sizeof err);
+    assert_non_null(d);
+    for (int i = 0; i < 200 && bus_send(d, "\xdd\xff\xff\xff\xff", 5, 0) != 0; i++)
+        usleep(10000); /* until the CURVE handshake is done */
     zmq_send(d, "a", 1, ZMQ_SNDMORE);
     zmq_send(d, "b", 1, 0);
-    zmq_close(d);
-    zmq_ctx_term(ctx);
+    bus_close(d);
     uv_loop_t loop;
-    char err[128];
     uv_loop_init(&loop);
-    struct runner_client *c = runner_client_new(&loop, endpoint, err, sizeof err);
+    struct runner_client *c = runner_client_new(&loop, &cfg, endpoint, err, sizeof err);
     struct outcome o = {0};
     runner_validate(c, "async def run(ctx):\n    pass\n", on_validate, &o);
     wait_all(&loop, &o, 1);
@@ -210,7 +212,7 @@ static void test_timeout_and_close(void **state)
     char err[128], nobody[64];
     uv_loop_init(&loop);
     snprintf(nobody, sizeof nobody, "tcp://127.0.0.1:%d", free_port());
-    struct runner_client *c = runner_client_new(&loop, nobody, err, sizeof err);
+    struct runner_client *c = runner_client_new(&loop, &cfg, nobody, err, sizeof err);
     runner_client_set_timeouts(c, 300, 300);
     struct outcome o[2] = {{0}};
     struct runner_run_req r = {.run_uuid = "x", .code = "x", .timeout_seconds = 1};
@@ -225,7 +227,7 @@ static void test_timeout_and_close(void **state)
     assert_int_equal(o[1].status, RUNNER_CLIENT_CLOSED);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
-    assert_null(runner_client_new(&loop, "nonsense://", err, sizeof err));
+    assert_null(runner_client_new(&loop, &cfg, "nonsense://", err, sizeof err));
 }
 
 static int setup(void **state)
@@ -242,6 +244,9 @@ static int setup(void **state)
         fprintf(stderr, "zygote: %s\n", err);
         return -1;
     }
+    if (!mkdtemp(data_dir))
+        return -1;
+    cfg.data_dir = data_dir;
     snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", free_port());
     pthread_create(&server_thread, NULL, serve, NULL);
     return 0;
@@ -253,6 +258,13 @@ static int teardown(void **state)
     stop = 1;
     pthread_join(server_thread, NULL);
     zygote_free(zyg);
+    bus_context_term();
+    char path[128];
+    snprintf(path, sizeof path, "%s/curve/runner.key", data_dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/curve", data_dir);
+    rmdir(path);
+    rmdir(data_dir);
     return 0;
 }
 

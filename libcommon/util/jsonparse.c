@@ -1,0 +1,205 @@
+/*
+ * jsonparse.c - bounded-cost parsing of untrusted JSON and integers beyond int64 (see
+ * jsonparse.h). The walk is a byte loop with no allocation; it does not validate syntax
+ * (jansson does that afterwards), it only counts, so it is fooled by nothing that matters:
+ * whatever it counts wrongly in invalid JSON is refused by the parser anyway.
+ */
+#include "jsonparse.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int is_num_char(char c)
+{
+    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+}
+
+/* Length of the number token at p (at most len), and whether it is an integer literal that
+ * does not fit int64. */
+static size_t number_token(const char *p, size_t len, int *big)
+{
+    size_t n = 0;
+    int integral = 1;
+    while (n < len && is_num_char(p[n])) {
+        if (p[n] == '.' || p[n] == 'e' || p[n] == 'E')
+            integral = 0;
+        n++;
+    }
+    *big = 0;
+    if (!integral)
+        return n;
+    int neg = p[0] == '-';
+    const char *d = p + neg;
+    size_t nd = n - (size_t)neg;
+    while (nd > 1 && *d == '0') /* invalid JSON anyway, but compare digits, not zeros */
+        d++, nd--;
+    const char *lim = neg ? "9223372036854775808" : "9223372036854775807";
+    if (nd > 19 || (nd == 19 && memcmp(d, lim, 19) > 0))
+        *big = 1;
+    return n;
+}
+
+enum json_parse_status json_scan_bytes(const char *data, size_t len, const struct json_limits *lim,
+                                       struct json_scan *scan)
+{
+    static const struct json_limits defaults = {JSON_MAX_DEPTH_DEFAULT, JSON_MAX_VALUES_DEFAULT, 0};
+    if (!lim)
+        lim = &defaults;
+    struct json_scan s = {0};
+    size_t depth = 0;
+    enum json_parse_status st = JSONP_OK;
+    for (size_t i = 0; i < len && st == JSONP_OK; i++) {
+        char c = data[i];
+        if (is_ws(c))
+            continue;
+        s.compact_bytes++;
+        switch (c) {
+        case '"': {
+            s.values++;
+            size_t j = i + 1;
+            while (j < len && data[j] != '"')
+                j += data[j] == '\\' ? 2 : 1;
+            if (j > len)
+                j = len;
+            s.compact_bytes += (j < len ? j : len - 1) - i;
+            i = j;
+            break;
+        }
+        case '[':
+        case '{':
+            s.values++;
+            if (++depth > s.depth)
+                s.depth = depth;
+            if (lim->max_depth && depth > lim->max_depth)
+                st = JSONP_TOO_DEEP;
+            break;
+        case ']':
+        case '}':
+            if (depth)
+                depth--;
+            break;
+        case ',':
+        case ':':
+            break;
+        default:
+            if (c == '-' || (c >= '0' && c <= '9')) {
+                int big;
+                size_t n = number_token(data + i, len - i, &big);
+                s.big_integers |= big;
+                s.compact_bytes += n - 1;
+                i += n - 1;
+            } else { /* true, false, null or junk the parser will refuse */
+                while (i + 1 < len && data[i + 1] >= 'a' && data[i + 1] <= 'z')
+                    i++, s.compact_bytes++;
+            }
+            s.values++;
+        }
+        if (st == JSONP_OK && lim->max_values && s.values > lim->max_values)
+            st = JSONP_TOO_MANY;
+    }
+    if (st == JSONP_OK && lim->max_bytes && s.compact_bytes > lim->max_bytes)
+        st = JSONP_TOO_BIG;
+    if (scan)
+        *scan = s;
+    return st;
+}
+
+/* A copy of data where every integer literal beyond int64 carries an exponent ("e0"), which
+ * makes jansson read it as a real. Strings are copied untouched. */
+static char *widen_integers(const char *data, size_t len, size_t *outlen)
+{
+    struct buf b;
+    buf_init(&b);
+    size_t i = 0, from = 0;
+    while (i < len) {
+        char c = data[i];
+        if (c == '"') {
+            i++;
+            while (i < len && data[i] != '"')
+                i += data[i] == '\\' ? 2 : 1;
+            i++;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            int big;
+            size_t n = number_token(data + i, len - i, &big);
+            i += n;
+            if (big) {
+                buf_append(&b, data + from, i - from);
+                buf_append(&b, "e0", 2);
+                from = i;
+            }
+        } else {
+            i++;
+        }
+    }
+    if (from < len)
+        buf_append(&b, data + from, len - from);
+    *outlen = b.len;
+    return b.data ? b.data : xstrdup(""); /* the buffer's block is the caller's now */
+}
+
+json_t *json_parse_limited(const char *data, size_t len, size_t flags,
+                           const struct json_limits *lim, struct json_scan *scan,
+                           enum json_parse_status *status, char *err, size_t errlen)
+{
+    struct json_scan s;
+    if (!data)
+        data = "", len = 0;
+    enum json_parse_status st = json_scan_bytes(data, len, lim, &s);
+    if (scan)
+        *scan = s;
+    if (st == JSONP_TOO_DEEP) {
+        snprintf(err, errlen, "nesting deeper than %zu levels", lim ? lim->max_depth
+                                                                   : (size_t)JSON_MAX_DEPTH_DEFAULT);
+    } else if (st == JSONP_TOO_MANY) {
+        snprintf(err, errlen, "more than %zu values", lim ? lim->max_values
+                                                           : (size_t)JSON_MAX_VALUES_DEFAULT);
+    } else if (st == JSONP_TOO_BIG) {
+        snprintf(err, errlen, "%zu bytes without whitespace, more than %zu", s.compact_bytes,
+                 lim->max_bytes);
+    }
+    if (st != JSONP_OK) {
+        *status = st;
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *v;
+    if (s.big_integers) {
+        size_t wlen;
+        char *wide = widen_integers(data, len, &wlen);
+        v = json_loadb(wide, wlen, flags, &jerr);
+        free(wide);
+    } else {
+        v = json_loadb(data, len, flags, &jerr);
+    }
+    if (!v) {
+        snprintf(err, errlen, "%s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        *status = JSONP_INVALID;
+        return NULL;
+    }
+    *status = JSONP_OK;
+    if (err && errlen)
+        *err = '\0';
+    return v;
+}
+
+json_t *json_loads_wide(const char *text, size_t flags)
+{
+    if (!text)
+        return NULL;
+    json_error_t jerr;
+    json_t *v = json_loads(text, flags, &jerr);
+    if (v || json_error_code(&jerr) != json_error_numeric_overflow)
+        return v;
+    size_t wlen;
+    char *wide = widen_integers(text, strlen(text), &wlen);
+    v = json_loadb(wide, wlen, flags, &jerr);
+    free(wide);
+    return v;
+}

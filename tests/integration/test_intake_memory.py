@@ -1,0 +1,159 @@
+"""test_intake_memory.py - the internet-facing intake never holds a provider credential.
+
+A provider is saved with an API key (through a first intake, which must see it once to encrypt
+it), that intake is replaced by a fresh one, and on-demand lookups and provider tests run
+through the fresh intake against a loopback stand-in that checks the key. The lookups succeed
+(an enricher answered them with the decrypted key), and the fresh intake's whole readable
+memory holds no trace of the key. A positive control checks that the scan finds a secret that is
+there.
+"""
+import http.server
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import BIN, Stack, assert_eq, free_port, run_tests  # noqa: E402
+
+KEY = "vt-secret-%s" % os.urandom(8).hex()
+IP = "185.220.101.34"
+
+
+class StandIn:
+    """A VirusTotal-like /api/v3/ip_addresses/<ip> that answers only with the right key."""
+
+    def __init__(self):
+        self.hits = 0
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                ok = self.headers.get("x-apikey") == KEY
+                outer.hits += ok
+                body = json.dumps({"data": {"attributes": {"reputation": -3}}} if ok else
+                                  {"error": "WrongCredentialsError"}).encode()
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def gen_key():
+    r = subprocess.run([os.path.join(BIN, "calseta"), "gen-encryption-key"], capture_output=True,
+                       text=True, timeout=30, check=True)
+    return r.stdout.strip().splitlines()[-1].strip()
+
+
+def provider(port):
+    return {
+        "provider_name": "vt_standin", "display_name": "VT stand-in",
+        "supported_indicator_types": ["ip"], "auth_type": "api_key",
+        "auth_config": {"api_key": KEY},
+        "http_config": {"steps": [{
+            "name": "lookup", "method": "GET",
+            "url": "http://127.0.0.1:%d/api/v3/ip_addresses/{{indicator.value}}" % port,
+            "headers": {"x-apikey": "{{auth.api_key}}"}, "expected_status": [200]}]},
+        "default_cache_ttl_seconds": 600,
+    }
+
+
+def provider_uuid(s, k, name):
+    r = s.request("GET", "/v1/enrichment-providers?page_size=500", key=k)
+    for p in r.json()["data"]:
+        if p["provider_name"] == name:
+            return p["uuid"]
+    raise AssertionError("no provider " + name)
+
+
+def scan(pid, needles):
+    """The needles found in the process's readable memory (None if it cannot be read)."""
+    found = set()
+    try:
+        maps = open("/proc/%d/maps" % pid).read().splitlines()
+        mem = open("/proc/%d/mem" % pid, "rb", 0)
+    except OSError:
+        return None
+    with mem:
+        for line in maps:
+            m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", line)
+            lo, hi, perms = int(m.group(1), 16), int(m.group(2), 16), m.group(3)
+            if perms[0] != "r" or hi - lo > (1 << 30) or "[vvar]" in line or "[vsyscall]" in line:
+                continue
+            try:
+                mem.seek(lo)
+                data = mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+            for n in needles:
+                if n.encode() in data:
+                    found.add(n)
+    return found
+
+
+def wait_for(what, fn, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if fn():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_no_provider_secret_in_the_intake():
+    stand = StandIn()
+    s = Stack("intake_mem", env={"ENCRYPTION_KEY": gen_key(), "ENRICHER_ALLOW_LOOPBACK": "true"},
+              services=("auditd", "jobbus", "enricher", "intake"))
+    try:
+        enricher = [p for p in s.procs if p.name == "enricher"][0]
+        wait_for("the enricher", lambda: "jobs at a time" in enricher.text())
+        k = s.create_key("admin")
+        r = s.request("POST", "/v1/enrichment-providers", key=k, body=provider(stand.port))
+        assert_eq(r.status, 201, r.body)
+        assert KEY not in r.body.decode()
+        uuid = provider_uuid(s, k, "vt_standin")
+
+        # a fresh intake: it never saw the key in a request body
+        s.intakes[0].stop()
+        s.intakes.clear()
+        port = free_port()
+        fresh = s.start_intake({"HTTP_PORT": port})
+        s.port = port
+        s.wait_healthy()
+        for i in range(3):
+            r = s.request("POST", "/v1/enrichments", key=k, body={"type": "ip", "value": "185.220.101.%d" % (40 + i)})
+            assert_eq(r.status, 200, r.body)
+            res = r.json()["data"]["results"]["vt_standin"]
+            assert_eq((res["success"], res["cache_hit"]), (True, False), res)
+            r = s.request("POST", "/v1/enrichment-providers/%s/test" % uuid, key=k,
+                          body={"type": "ip", "value": IP})
+            assert_eq(r.status, 200, r.body)
+            assert_eq(r.json()["data"]["success"], True, r.body)
+        assert stand.hits >= 6, stand.hits  # the key reached the provider every time
+        found = scan(fresh.p.pid, [KEY])
+        assert found is not None, "cannot read the intake's memory (the test must run as root)"
+        assert KEY not in found, "the provider's API key is in the intake's memory"
+        ctl = scan(os.getpid(), [KEY])
+        assert ctl is not None and KEY in ctl, "the scan does not find a secret that is there"
+    finally:
+        s.stop()
+        stand.close()
+
+
+if __name__ == "__main__":
+    run_tests(globals())
