@@ -725,17 +725,27 @@ static int reason_aggregated(const char *reason)
                       !strcmp(reason, "rate_limited"));
 }
 
-static void auth_failure_write(struct audit_client *ac, const char *method, const char *path,
-                               const char *client_ip, const char *key_prefix, const char *reason,
-                               const char *required_scope, const char *request_id);
+static void auth_failure_write(struct audit_client *ac, const char *event, const char *method,
+                               const char *path, const char *client_ip, const char *key_prefix,
+                               const char *reason, const char *required_scope,
+                               const char *request_id);
 
 void audit_auth_refusal(struct audit_client *ac, const char *method, const char *path,
                         const char *client_ip, const char *key_prefix, const char *reason,
                         const char *required_scope, const char *request_id)
 {
+    audit_auth_refusal_as(ac, "auth_failure", method, path, client_ip, key_prefix, reason,
+                          required_scope, request_id);
+}
+
+void audit_auth_refusal_as(struct audit_client *ac, const char *event, const char *method,
+                           const char *path, const char *client_ip, const char *key_prefix,
+                           const char *reason, const char *required_scope,
+                           const char *request_id)
+{
     if (reason && refusal_counted(ac, method, path, client_ip, reason))
         return;
-    auth_failure_write(ac, method, path, client_ip, key_prefix, reason, required_scope,
+    auth_failure_write(ac, event, method, path, client_ip, key_prefix, reason, required_scope,
                        request_id);
 }
 
@@ -743,18 +753,28 @@ void audit_auth_failure(struct audit_client *ac, const char *method, const char 
                         const char *client_ip, const char *key_prefix, const char *reason,
                         const char *required_scope, const char *request_id)
 {
+    audit_auth_failure_as(ac, "auth_failure", method, path, client_ip, key_prefix, reason,
+                          required_scope, request_id);
+}
+
+void audit_auth_failure_as(struct audit_client *ac, const char *event, const char *method,
+                           const char *path, const char *client_ip, const char *key_prefix,
+                           const char *reason, const char *required_scope,
+                           const char *request_id)
+{
     if (reason_aggregated(reason)) {
-        audit_auth_refusal(ac, method, path, client_ip, key_prefix, reason, required_scope,
-                           request_id);
+        audit_auth_refusal_as(ac, event, method, path, client_ip, key_prefix, reason,
+                              required_scope, request_id);
         return;
     }
-    auth_failure_write(ac, method, path, client_ip, key_prefix, reason, required_scope,
+    auth_failure_write(ac, event, method, path, client_ip, key_prefix, reason, required_scope,
                        request_id);
 }
 
-static void auth_failure_write(struct audit_client *ac, const char *method, const char *path,
-                               const char *client_ip, const char *key_prefix, const char *reason,
-                               const char *required_scope, const char *request_id)
+static void auth_failure_write(struct audit_client *ac, const char *event, const char *method,
+                               const char *path, const char *client_ip, const char *key_prefix,
+                               const char *reason, const char *required_scope,
+                               const char *request_id)
 {
     json_t *line = json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?}", "reason", reason, "method",
                              method, "path", path, "client_ip", client_ip, "key_prefix",
@@ -765,9 +785,9 @@ static void auth_failure_write(struct audit_client *ac, const char *method, cons
     for (size_t i = 0; i < 4; i++)
         if (!json_object_get(line, keys[i]))
             json_object_set_new(line, keys[i], json_null());
-    log_event(LOG_WARN, "auth_failure", line);
+    log_event(LOG_WARN, event, line);
     json_decref(line);
-    audit_emit(ac, "auth_failure", request_id, key_prefix, client_ip,
+    audit_emit(ac, event, request_id, key_prefix, client_ip,
                json_pack("{s:s?,s:s?,s:s?,s:s?}", "reason", reason, "method", method, "path",
                          path, "required_scope", required_scope));
 }

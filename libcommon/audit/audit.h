@@ -66,6 +66,16 @@ void audit_auth_failure(struct audit_client *ac, const char *method, const char 
 void audit_auth_refusal(struct audit_client *ac, const char *method, const char *path,
                         const char *client_ip, const char *key_prefix, const char *reason,
                         const char *required_scope, const char *request_id);
+/* audit_auth_failure() and audit_auth_refusal() under another event name (the MCP front end
+ * records mcp_auth_failure). */
+void audit_auth_failure_as(struct audit_client *ac, const char *event, const char *method,
+                           const char *path, const char *client_ip, const char *key_prefix,
+                           const char *reason, const char *required_scope,
+                           const char *request_id);
+void audit_auth_refusal_as(struct audit_client *ac, const char *event, const char *method,
+                           const char *path, const char *client_ip, const char *key_prefix,
+                           const char *reason, const char *required_scope,
+                           const char *request_id);
 
 /* Emits "config_loaded": secrets backend, version, and which protections are off (never a
  * secret value). */

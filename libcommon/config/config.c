@@ -162,6 +162,15 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     INT("ENRICH_JOB_LEASE_SECONDS", 1, 86400, enrich_job_lease_seconds);
     INT("ENRICH_JOB_DEADLINE_SECONDS", 1, 86400, enrich_job_deadline_seconds);
     INT("ENRICHER_CONCURRENCY", 1, 1024, enricher_concurrency);
+
+    INT("RATE_LIMIT_MCP_PER_MINUTE", 1, 100000000, rate_limit_mcp);
+    c->mcp_public_base_url = get_str(s, "MCP_PUBLIC_BASE_URL");
+    c->mcp_allowed_hosts = get_str(s, "MCP_ALLOWED_HOSTS");
+    c->mcp_allowed_origins = get_str(s, "MCP_ALLOWED_ORIGINS");
+    INT("MCP_MAX_SESSIONS_PER_KEY", 1, 100000, mcp_max_sessions_per_key);
+    INT("MCP_SESSION_IDLE_SECONDS", 10, 604800, mcp_session_idle_seconds);
+    INT("MCP_MAX_MESSAGE_BYTES", 1024, 67108864, mcp_max_message_bytes);
+    INT("MCP_SSE_MAX_BUFFER_BYTES", 65536, 67108864, mcp_sse_max_buffer_bytes);
     return 0;
 }
 
@@ -185,7 +194,8 @@ void config_destroy(struct config *c)
                      &c->splunk_webhook_secret, &c->job_bus_push, &c->job_bus_pull,
                      &c->audit_endpoint, &c->audit_spool_dir, &c->audit_log_file,
                      &c->runner_endpoint, &c->lookup_front, &c->lookup_back, &c->curve_server_public_key,
-                     &c->curve_server_secret_key, &c->encryption_key, &c->ssrf_allowed_hosts};
+                     &c->curve_server_secret_key, &c->encryption_key, &c->ssrf_allowed_hosts,
+                     &c->mcp_public_base_url, &c->mcp_allowed_hosts, &c->mcp_allowed_origins};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (*strs[i] && strs[i] == &c->encryption_key)
             explicit_bzero(*strs[i], strlen(*strs[i]));

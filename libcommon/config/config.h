@@ -91,6 +91,16 @@ struct config {
     int enrich_job_deadline_seconds;
     int enricher_concurrency;
 
+    /* MCP server (intake) */
+    int rate_limit_mcp;
+    char *mcp_public_base_url;  /* "" = from the request's Host */
+    char *mcp_allowed_hosts;    /* comma list of Host values; "" = see docs/mcp.md */
+    char *mcp_allowed_origins;  /* comma list of Origin values; "" = same host only */
+    int mcp_max_sessions_per_key;
+    int mcp_session_idle_seconds;
+    int mcp_max_message_bytes;
+    int mcp_sse_max_buffer_bytes;
+
     struct settings *settings; /* for provider env_var_mapping and the like */
 };
 

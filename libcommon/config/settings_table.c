@@ -26,6 +26,7 @@
 #define IDENTITY "Built-in identity integrations"
 #define NOTIFY "Approval notifications"
 #define AGENTS "Agents"
+#define MCP "MCP server"
 #define AZURE "Secrets backend: Azure Key Vault"
 #define AWS "Secrets backend: AWS Secrets Manager"
 #define TOOLS "Tools and tests"
@@ -292,6 +293,25 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Bytes of an agent webhook answer read and stored."},
     {AGENTS, "CALSETA_API_BASE_URL", "http://localhost:8000", "intake, dispatcher",
      "Base URL of this API as agents should call it back, sent in agent payloads."},
+
+    /* ---- MCP server (docs/mcp.md) ---- */
+    {MCP, "RATE_LIMIT_MCP_PER_MINUTE", "600", "intake",
+     "MCP requests per key per minute (a key's own rate_limit_per_minute wins)."},
+    {MCP, "MCP_PUBLIC_BASE_URL", NULL, "intake",
+     "Public base URL named by the RFC 9728 metadata and `WWW-Authenticate` (e.g. "
+     "`https://calseta.example.com`). Empty: the request's scheme and Host."},
+    {MCP, "MCP_ALLOWED_HOSTS", NULL, "intake",
+     "Comma list of accepted Host values (DNS rebinding). Empty: on a loopback listener only "
+     "localhost, 127.0.0.1 and [::1]; otherwise any."},
+    {MCP, "MCP_ALLOWED_ORIGINS", NULL, "intake",
+     "Comma list of accepted Origin values. Empty: a request with Origin must be same-origin."},
+    {MCP, "MCP_MAX_SESSIONS_PER_KEY", "32", "intake",
+     "Open MCP sessions per key (both transports); the next initialize or GET /sse is 429."},
+    {MCP, "MCP_SESSION_IDLE_SECONDS", "1800", "intake",
+     "Idle expiry of a Streamable HTTP session."},
+    {MCP, "MCP_MAX_MESSAGE_BYTES", "1048576", "intake", "Largest JSON-RPC message (413 beyond)."},
+    {MCP, "MCP_SSE_MAX_BUFFER_BYTES", "1048576", "intake",
+     "Unsent bytes allowed on one SSE stream; a reader that falls further behind is disconnected."},
 
     /* ---- Azure ---- */
     {AZURE, "AZURE_KEY_VAULT_URL", NULL, "all (process environment only)",

@@ -80,6 +80,9 @@ struct http_conn {
     struct http_conn *idle_prev, *idle_next;
     uint64_t win_bytes;        /* bytes received in the current body-rate window */
     size_t ext_bytes;          /* chunk-extension bytes of the current request */
+    unsigned streaming : 1;     /* the answer is a stream (http_stream_begin) not yet ended */
+    unsigned stream_chunked : 1; /* its body goes out in chunked encoding (HTTP/1.1) */
+    int stream_status;
     int writes_pending;
     size_t write_queued;  /* bytes handed to uv_write() and not yet written */
     http_handler handler; /* for ACT_DISPATCH */

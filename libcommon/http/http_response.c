@@ -319,9 +319,26 @@ static void access_log(struct http_conn *c, int status)
     json_decref(f);
 }
 
+static void response_head(struct http_conn *c, int status, const char *ctype, size_t len,
+                          const struct http_header *extra, size_t nextra, int trusted,
+                          int streamed);
+
 /* trusted: extra headers made by the server itself (CORS preflight), no filtering, no CORS. */
 static void response_build(struct http_conn *c, int status, const char *ctype, const char *body,
                            size_t len, const struct http_header *extra, size_t nextra, int trusted)
+{
+    response_head(c, status, ctype, len, extra, nextra, trusted, 0);
+    int nobody = (status >= 100 && status < 200) || status == 204 || status == 304;
+    int head = c->req.method && strcmp(c->req.method, "HEAD") == 0;
+    if (!nobody && !head && len)
+        buf_append(&c->out, body, len);
+}
+
+/* The status line and headers into c->out; streamed: no Content-Length (chunked on HTTP/1.1,
+ * else the body ends with the connection). */
+static void response_head(struct http_conn *c, int status, const char *ctype, size_t len,
+                          const struct http_header *extra, size_t nextra, int trusted,
+                          int streamed)
 {
     struct http_server *s = c->srv;
     struct http_request *req = &c->req;
@@ -334,7 +351,9 @@ static void response_build(struct http_conn *c, int status, const char *ctype, c
     buf_printf(o, "HTTP/1.1 %d %s\r\n", status, status_reason(status));
     if (ctype && !nobody && value_safe(ctype, strlen(ctype)))
         header_line(o, "Content-Type", ctype, strlen(ctype));
-    if (!informational && status != 204)
+    if (streamed && c->stream_chunked)
+        buf_puts(o, "Transfer-Encoding: chunked\r\n");
+    else if (!streamed && !informational && status != 204)
         buf_printf(o, "Content-Length: %zu\r\n", nobody ? (size_t)0 : len);
     const char *date = date_header(s); /* before strlen: argument order is unspecified */
     header_line(o, "Date", date, strlen(date));
@@ -359,15 +378,13 @@ static void response_build(struct http_conn *c, int status, const char *ctype, c
         buf_append(o, "\r\n", 2);
     }
     buf_append(o, "\r\n", 2);
-    if (!nobody && !head && len)
-        buf_append(o, body, len);
 }
 
 static void response_finish(struct http_conn *c, int status, const char *ctype, const char *body,
                             size_t len, const struct http_header *extra, size_t nextra, int trusted)
 {
     struct http_request *req = &c->req;
-    if (!c->req_active) {
+    if (!c->req_active || c->streaming) {
         msg_warn("http: second answer (%d) to %s %s ignored", status,
                  req->method ? req->method : "-", req->path ? req->path : "-");
         return;
@@ -512,4 +529,69 @@ void http_response_preflight(struct http_conn *c)
     else
         snprintf(body, sizeof body, "OK");
     response_finish(c, status, "text/plain; charset=utf-8", body, strlen(body), h, nh, 1);
+}
+
+/* ---------- streamed answers (server-sent events) ---------- */
+
+int http_stream_begin(struct http_request *req, int status, const char *content_type,
+                      const struct http_header *extra, size_t nextra)
+{
+    struct http_conn *c = req->conn;
+    if (!c->req_active || c->streaming) {
+        msg_warn("http: stream on an answered request ignored");
+        return -1;
+    }
+    if (!req->request_id[0])
+        http_request_id_assign(req);
+    c->streaming = 1;
+    c->stream_status = status;
+    c->stream_chunked = req->http_minor >= 1;
+    if (!c->stream_chunked)
+        c->close_after = 1; /* HTTP/1.0: the end of the body is the end of the connection */
+    if (c->closing)
+        return -1;
+    response_head(c, status, content_type, 0, extra, nextra, 0, 1);
+    http_conn_send(c, c->out.data, c->out.len);
+    return c->closing ? -1 : 0;
+}
+
+int http_stream_write(struct http_request *req, const char *data, size_t len)
+{
+    struct http_conn *c = req->conn;
+    if (!c->streaming || c->closing)
+        return -1;
+    if (len == 0)
+        return 0;
+    if (c->stream_chunked) {
+        struct buf *o = &c->out;
+        o->len = 0;
+        buf_printf(o, "%zx\r\n", len);
+        buf_append(o, data, len);
+        buf_append(o, "\r\n", 2);
+        http_conn_send(c, o->data, o->len);
+        if (o->cap > (256u << 10))
+            buf_destroy(o);
+    } else {
+        http_conn_send(c, data, len);
+    }
+    return c->closing ? -1 : 0;
+}
+
+size_t http_stream_queued(const struct http_request *req)
+{
+    return req->conn->write_queued;
+}
+
+void http_stream_end(struct http_request *req)
+{
+    struct http_conn *c = req->conn;
+    if (!c->streaming)
+        return;
+    if (c->stream_chunked && !c->closing)
+        http_conn_send(c, "0\r\n\r\n", 5);
+    c->streaming = 0;
+    if (!http_conn_keep_alive(c))
+        c->close_after = 1;
+    access_log(c, c->stream_status);
+    http_conn_response_done(c);
 }

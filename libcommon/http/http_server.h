@@ -185,6 +185,20 @@ void http_respond_json(struct http_request *req, int status, json_t *body,
 void http_respond_error(struct http_request *req, int status, const char *code, const char *message,
                         json_t *details, const struct http_header *extra, size_t nextra);
 
+/*
+ * Streamed answers (server-sent events): http_stream_begin() sends the status line and headers
+ * (no Content-Length; chunked on HTTP/1.1, close-delimited on HTTP/1.0) and the request stays
+ * open; http_stream_write() sends one piece of body, queued without blocking when the peer is
+ * slow (http_stream_queued() says how many bytes wait, so the caller can bound it);
+ * http_stream_end() ends the body and answers the request (exactly once, like http_respond).
+ * The caller learns of a peer that went away through http_request_aborted() or a -1 return.
+ */
+int http_stream_begin(struct http_request *req, int status, const char *content_type,
+                      const struct http_header *extra, size_t nextra);
+int http_stream_write(struct http_request *req, const char *data, size_t len);
+size_t http_stream_queued(const struct http_request *req);
+void http_stream_end(struct http_request *req);
+
 /* Fills out with a random uuid4 (lowercase, hyphenated). */
 void http_uuid4(char out[37]);
 

@@ -34,6 +34,8 @@
 #include <string.h>
 
 #define OVER_BUDGET_BCRYPTS 2
+/* The audit event of a failure: auth_failure, or the front end's own (mcp_auth_failure). */
+#define AUTH_EVENT(rc) ((rc)->audit_event ? (rc)->audit_event : "auth_failure")
 
 /* State of one authentication in progress. */
 struct auth_op {
@@ -95,8 +97,8 @@ struct failure {
 static void reply_rate_limited(struct reqctx *rc, const struct rl_decision *d, const char *prefix)
 {
     struct http_request *req = rc->req;
-    audit_auth_failure(rc->in->audit, req->method, req->path, rc->client_ip, prefix,
-                       "rate_limited", NULL, req->request_id);
+    audit_auth_failure_as(rc->in->audit, AUTH_EVENT(rc), req->method, req->path, rc->client_ip,
+                          prefix, "rate_limited", NULL, req->request_id);
     char msg[96];
     snprintf(msg, sizeof msg, "Rate limit exceeded. Retry after %ld seconds.", d->reset_seconds);
     rc->rl_set = 1;
@@ -119,9 +121,9 @@ static void on_failure_charged(void *arg, const struct rl_decision *d, const cha
     } else {
         /* A prefix that matches no key says nothing about a real key: aggregated per client like
          * a missing header, so guessing cannot flood the audit log. */
-        (op->unknown_prefix ? audit_auth_refusal : audit_auth_failure)(
-            rc->in->audit, req->method, req->path, rc->client_ip, f->prefix, f->reason, NULL,
-            req->request_id);
+        (op->unknown_prefix ? audit_auth_refusal_as : audit_auth_failure_as)(
+            rc->in->audit, AUTH_EVENT(rc), req->method, req->path, rc->client_ip, f->prefix,
+            f->reason, NULL, req->request_id);
         reply_error(rc, f->status, f->code, f->message, NULL);
     }
     free(f);
@@ -159,6 +161,8 @@ static const char *rate_class_name(enum rate_class r)
         return "enrichment";
     case RATE_WORKFLOW_EXECUTE:
         return "workflow_execute";
+    case RATE_MCP:
+        return "mcp";
     default:
         return "none";
     }
@@ -173,6 +177,8 @@ static long class_limit(const struct config *c, enum rate_class r)
         return c->rate_limit_enrichment;
     case RATE_WORKFLOW_EXECUTE:
         return c->rate_limit_workflow_execute;
+    case RATE_MCP:
+        return c->rate_limit_mcp;
     default:
         return c->rate_limit_default;
     }
@@ -217,8 +223,8 @@ static void authorize(struct auth_op *op, const struct key_rec *k)
     const char *scope = rc->route->scope;
     if (strcmp(scope, "*") != 0 && !has_scope(a, scope)) {
         struct http_request *req = rc->req;
-        audit_auth_failure(in->audit, req->method, req->path, rc->client_ip, op->prefix,
-                           "insufficient_scope", scope, req->request_id);
+        audit_auth_failure_as(in->audit, AUTH_EVENT(rc), req->method, req->path, rc->client_ip,
+                              op->prefix, "insufficient_scope", scope, req->request_id);
         char msg[128];
         snprintf(msg, sizeof msg, "Insufficient scope. Required: %s", scope);
         op_free(op);

@@ -70,6 +70,13 @@ int detection_rules_list_sql(const struct dr_filter *f, char **sql, json_t *para
                    "$%zu = ANY(d.mitre_subtechniques))",
                    p, p, p);
     }
+    if (f->mitre_tactic)
+        buf_printf(&w, " AND $%zu = ANY(d.mitre_tactics)", param_add(params, f->mitre_tactic));
+    if (f->mitre_technique) {
+        size_t p = param_add(params, f->mitre_technique);
+        buf_printf(&w, " AND ($%zu = ANY(d.mitre_techniques) OR $%zu = ANY(d.mitre_subtechniques))",
+                   p, p);
+    }
     const char *key = !strcmp(sort, "severity") ? "calseta_severity_rank(d.severity)"
                       : !strcmp(sort, "name")   ? "d.name"
                       : !strcmp(sort, "source_name") ? "d.source_name"

@@ -20,6 +20,8 @@ struct dr_filter {
     int is_active;             /* 1, 0, or -1 = any */
     const char *name_contains; /* case-insensitive substring of name; NULL = any */
     const char *mitre;         /* equals one of the tactics, techniques or sub-techniques */
+    const char *mitre_tactic;    /* equals one of the tactics (MCP search) */
+    const char *mitre_technique; /* equals one of the techniques or sub-techniques (MCP search) */
     const char *sort_by;       /* name | source_name | severity | created_at; NULL = created_at */
     const char *sort_order;    /* asc | desc; NULL = desc */
     int page, page_size;       /* 1-based page; page_size rows */

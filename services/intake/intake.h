@@ -27,7 +27,14 @@ struct indicator_set;
 struct workflows;
 
 /* Rate classes of the original: the per-route limit a request is counted against. */
-enum rate_class { RATE_NONE = 0, RATE_DEFAULT, RATE_INGEST, RATE_ENRICHMENT, RATE_WORKFLOW_EXECUTE };
+enum rate_class {
+    RATE_NONE = 0,
+    RATE_DEFAULT,
+    RATE_INGEST,
+    RATE_ENRICHMENT,
+    RATE_WORKFLOW_EXECUTE,
+    RATE_MCP
+};
 
 struct intake {
     struct config cfg;
@@ -48,6 +55,7 @@ struct intake {
     struct workflows *workflows;    /* workflows API, runner client (workflows_api.h) */
     struct notifier *notifier;      /* approval notifications, Slack/Teams (notifier.h) */
     struct agents_api *agents;      /* agents and context documents (agents_api.h) */
+    struct mcp *mcp;                /* MCP server: sessions and SSE streams (mcp.h) */
     void *job_push; /* PUSH to the job bus */
     uv_signal_t sigterm, sigint;
     uv_timer_t housekeeping;
@@ -81,6 +89,10 @@ struct reqctx {
     long rl_limit, rl_remaining, rl_reset;
     void *handler_state;
     uint64_t started_ns; /* uv_hrtime() when routed, for the latency histograms */
+    /* Front ends other than REST: the audit event of an auth failure (NULL = auth_failure) and
+     * a WWW-Authenticate value for 401 answers (owned, freed with the context). */
+    const char *audit_event;
+    char *www_authenticate;
 };
 
 typedef void (*route_fn)(struct reqctx *rc);
@@ -115,6 +127,11 @@ const struct route_def *routes_table(size_t *n);
 /* Responses through these add the rate-limit headers and free the request context. */
 void reply_json(struct reqctx *rc, int status, json_t *body);
 void reply_data(struct reqctx *rc, int status, json_t *data); /* {"data":…,"meta":{}} */
+/* reply_json with up to 4 extra headers. */
+void reply_json_headers(struct reqctx *rc, int status, json_t *body,
+                        const struct http_header *extra, size_t nextra);
+/* Ends a streamed answer (http_stream_begin on rc->req) and frees the request context. */
+void reply_stream_end(struct reqctx *rc);
 void reply_list(struct reqctx *rc, json_t *items, long long total, int page, int page_size);
 /* As reply_data/reply_list with the data as JSON text written by PostgreSQL, passed through
  * untouched: numbers beyond what jansson holds (u64 counters, 1e19) come back exactly. */
@@ -210,5 +227,9 @@ void route_get_api_key(struct reqctx *rc);
 void route_patch_api_key(struct reqctx *rc);
 void route_delete_api_key(struct reqctx *rc);
 void route_list_audit_events(struct reqctx *rc);
+
+/* findings.c */
+void route_post_finding(struct reqctx *rc);
+void route_list_findings(struct reqctx *rc);
 
 #endif

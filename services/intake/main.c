@@ -15,6 +15,7 @@
 #include "enrichment_api.h"
 #include "agents_api.h"
 #include "intake.h"
+#include "mcp.h"
 #include "log.h"
 #include "lookup_client.h"
 #include "procsec.h"
@@ -37,6 +38,7 @@ static void on_key_change(void *arg, const char *channel, const char *payload)
     struct intake *in = arg;
     (void)channel;
     auth_cache_invalidate(in->auth_cache, payload); /* NULL payload: missed some, drop all */
+    mcp_keys_changed(in);                           /* open SSE streams re-check their keys */
 }
 
 static void on_housekeeping(uv_timer_t *t)
@@ -94,6 +96,7 @@ static void on_signal(uv_signal_t *s, int signum)
     in->draining = 1;
     msg_info("received %s: draining", strsignal(signum));
     uv_timer_start(&in->drain_deadline, on_drain_deadline, (uint64_t)in->cfg.drain_timeout_ms, 0);
+    mcp_drain(in); /* SSE streams would otherwise hold the drain until its deadline */
     http_server_drain(in->http, on_drained, in);
 }
 
@@ -143,6 +146,7 @@ int main(void)
     workflows_api_init(&in);
     notifier_init(&in);
     agents_api_init(&in);
+    mcp_init(&in);
     job_bus_open(&in);
 
     in.router = http_router_new();
@@ -208,6 +212,7 @@ int main(void)
     workflows_api_free(&in);
     notifier_free(&in);
     agents_api_free(&in);
+    mcp_free(&in);
     bus_close(in.job_push);
     lookup_client_free(in.lookups);
     audit_client_flush(in.audit, 3000);

@@ -14,6 +14,7 @@
 #include "enrichment_api.h"
 #include "intake.h"
 #include "log.h"
+#include "mcp.h"
 #include "openapi.h"
 #include "prom.h"
 #include "util.h"
@@ -96,6 +97,33 @@ static const struct route_def ROUTES[] = {
      route_detection_rule_metrics,
      "Alert metrics of one detection rule", "Detection rules", NULL, "DetectionRuleMetrics", 0,
      "from:date-time,to:date-time"},
+    {"POST", "/v1/alerts/{uuid}/findings", "alerts:write", RATE_DEFAULT, route_post_finding,
+     "Post an agent finding on an alert (appended atomically)", "Alerts", "Object", NULL, 201,
+     NULL},
+    {"GET", "/v1/alerts/{uuid}/findings", "alerts:read", RATE_DEFAULT, route_list_findings,
+     "The findings of an alert, oldest first", "Alerts", NULL, "Object[]", 0, NULL},
+
+    /* MCP: public in the table; the handlers check Origin/Host first, then authenticate with
+     * the MCP rate class and check each resource's and tool's scope (mcp_transport.c). */
+    {"POST", "/mcp", NULL, RATE_NONE, route_mcp_post,
+     "MCP Streamable HTTP: one JSON-RPC message (bearer key required; see docs/mcp.md)", "MCP",
+     "Object", NULL, 0, NULL},
+    {"DELETE", "/mcp", NULL, RATE_NONE, route_mcp_delete,
+     "MCP Streamable HTTP: end the session named by Mcp-Session-Id", "MCP", NULL, "-", 204, NULL},
+    {"GET", "/sse", NULL, RATE_NONE, route_mcp_sse,
+     "MCP legacy HTTP+SSE: open the event stream (bearer key required)", "MCP", NULL,
+     "text/plain", 0, NULL},
+    {"POST", "/messages/", NULL, RATE_NONE, route_mcp_messages,
+     "MCP legacy HTTP+SSE: one JSON-RPC message for the stream's session", "MCP", "Object",
+     "text/plain", 202, "session_id"},
+    {"POST", "/messages", NULL, RATE_NONE, route_mcp_messages,
+     "MCP legacy HTTP+SSE: one JSON-RPC message for the stream's session", "MCP", "Object",
+     "text/plain", 202, "session_id"},
+    {"GET", "/.well-known/oauth-protected-resource", NULL, RATE_NONE, route_mcp_resource_metadata,
+     "RFC 9728 protected-resource metadata of the MCP endpoint", "MCP", NULL, "Object", 0, NULL},
+    {"GET", "/.well-known/oauth-protected-resource/mcp", NULL, RATE_NONE,
+     route_mcp_resource_metadata, "RFC 9728 protected-resource metadata of /mcp", "MCP", NULL,
+     "Object", 0, NULL},
 
     {"GET", "/v1/alerts/{uuid}/context", "alerts:read", RATE_DEFAULT, route_alert_context,
      "The context documents that apply to an alert", "Alerts", NULL, NULL, 0, NULL},
@@ -370,6 +398,7 @@ void routes_attach(struct intake *in)
 static void reqctx_free(struct reqctx *rc)
 {
     auth_info_destroy(&rc->auth);
+    free(rc->www_authenticate);
     free(rc);
 }
 
@@ -388,11 +417,22 @@ static size_t rate_headers(struct reqctx *rc, struct http_header *h, char bufs[3
 
 void reply_json(struct reqctx *rc, int status, json_t *body)
 {
-    struct http_header h[4];
+    reply_json_headers(rc, status, body, NULL, 0);
+}
+
+void reply_json_headers(struct reqctx *rc, int status, json_t *body,
+                        const struct http_header *extra, size_t nextra)
+{
+    struct http_header h[9];
     char bufs[3][24];
     size_t n = rate_headers(rc, h, bufs);
     if (status == 429 && rc->rl_set)
         h[n++] = (struct http_header){"Retry-After", 11, bufs[2], strlen(bufs[2])};
+    if (status == 401 && rc->www_authenticate)
+        h[n++] = (struct http_header){"WWW-Authenticate", 16, rc->www_authenticate,
+                                      strlen(rc->www_authenticate)};
+    for (size_t i = 0; i < nextra && n < sizeof h / sizeof h[0]; i++)
+        h[n++] = extra[i];
     prom_request(rc->in, rc, status);
     http_respond_json(rc->req, status, body, h, n);
     reqctx_free(rc);
@@ -457,6 +497,13 @@ void reply_body(struct reqctx *rc, int status, const char *content_type, const c
     size_t n = rate_headers(rc, h, bufs);
     prom_request(rc->in, rc, status);
     http_respond(rc->req, status, content_type, body, len, h, n);
+    reqctx_free(rc);
+}
+
+void reply_stream_end(struct reqctx *rc)
+{
+    /* Not counted in the request latency histograms: a stream lasts as long as its client. */
+    http_stream_end(rc->req);
     reqctx_free(rc);
 }
 

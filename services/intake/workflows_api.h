@@ -72,6 +72,14 @@ void route_delete_workflow_secret(struct reqctx *rc);
 
 /* workflows_run.c */
 void route_execute_workflow(struct reqctx *rc);
+/* One execution through the approval gate, for REST and MCP alike: p = {indicator_type,
+ * indicator_value, alert_uuid?, reason?, confidence?} (checked by the caller). Audits, starts
+ * the run or sends the approval notification, then cb gets the outcome document (status
+ * queued|pending_approval, or {"error": not_found|alert_not_found|agent_fields_required|
+ * not_executable, "state"}), or doc NULL with the failed statement's res/err. */
+typedef void (*wf_execute_cb)(void *arg, PGresult *res, const char *err, json_t *doc);
+void wf_execute(struct intake *in, const char *wf_uuid, json_t *p, const char *key_prefix,
+                const char *request_id, const char *client_ip, wf_execute_cb cb, void *arg);
 void route_test_workflow(struct reqctx *rc);
 /* Takes the queued run under a lease and sends it to a runner; the outcome is recorded later.
  * -1 when this process has no free slot (the run stays queued for the sweep). */

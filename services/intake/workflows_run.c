@@ -345,46 +345,97 @@ static void reply_exec_error(struct reqctx *rc, const char *e, json_t *doc)
                     json_pack("{s:O}", "state", json_object_get(doc, "state")));
 }
 
-static void on_executed(void *arg, PGresult *res, const char *err)
+/* One execution through the gate (wf_execute): the statement's outcome, then the audit
+ * record and the run start or approval notification, whoever asked. */
+struct wf_exec {
+    struct intake *in;
+    char wf_uuid[37];
+    char *key_prefix, *request_id, *client_ip;
+    wf_execute_cb cb;
+    void *arg;
+};
+
+static void on_wf_executed(void *arg, PGresult *res, const char *err)
+{
+    struct wf_exec *x = arg;
+    struct intake *in = x->in;
+    json_t *doc = res && !err && PQntuples(res) ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+    if (doc && !json_object_get(doc, "error")) {
+        const char *status = json_string_value(json_object_get(doc, "status"));
+        if (status && !strcmp(status, "queued")) {
+            const char *run = json_string_value(json_object_get(doc, "run_uuid"));
+            audit_emit(in->audit, "workflow_run", x->request_id, x->key_prefix, x->client_ip,
+                       json_pack("{s:s,s:s,s:O}", "workflow_uuid", x->wf_uuid, "run_uuid", run,
+                                 "trigger_type", json_object_get(doc, "trigger_type")));
+            wf_run_start(in->workflows, run);
+        } else {
+            audit_emit(in->audit, "workflow_approval_requested", x->request_id, x->key_prefix,
+                       x->client_ip,
+                       json_pack("{s:s,s:O,s:O}", "workflow_uuid", x->wf_uuid, "approval_uuid",
+                                 json_object_get(doc, "approval_request_uuid"), "trigger_type",
+                                 json_object_get(doc, "trigger_type")));
+            notifier_approval_requested(
+                in, json_string_value(json_object_get(doc, "approval_request_uuid")));
+        }
+    } else if (!doc && res && !err) {
+        err = "unreadable outcome";
+    }
+    x->cb(x->arg, res, err, doc);
+    json_decref(doc);
+    free(x->key_prefix);
+    free(x->request_id);
+    free(x->client_ip);
+    free(x);
+}
+
+void wf_execute(struct intake *in, const char *wf_uuid, json_t *p, const char *key_prefix,
+                const char *request_id, const char *client_ip, wf_execute_cb cb, void *arg)
+{
+    uint8_t raw[32];
+    char token[48], dflt[16];
+    crypto_random(raw, sizeof raw);
+    crypto_b64_encode(raw, sizeof raw, CRYPTO_B64_URL | CRYPTO_B64_NOPAD, token);
+    snprintf(dflt, sizeof dflt, "%d", in->workflows->approval_default_timeout);
+    struct wf_exec *x = xcalloc(1, sizeof *x);
+    x->in = in;
+    snprintf(x->wf_uuid, sizeof x->wf_uuid, "%s", wf_uuid);
+    x->key_prefix = xstrdup(key_prefix);
+    x->request_id = xstrdup(request_id);
+    x->client_ip = xstrdup(client_ip);
+    x->cb = cb;
+    x->arg = arg;
+    char *ps = json_dumps(p, JSON_COMPACT);
+    const char *params[5] = {wf_uuid, ps, key_prefix, dflt, token};
+    if (pg_exec(in->pg, "SELECT calseta_workflow_execute($1::uuid, $2::jsonb, $3, $4::int, $5)::text",
+                5, params, on_wf_executed, x) != 0)
+        on_wf_executed(x, NULL, "database queue full");
+    free(ps);
+    explicit_bzero(token, sizeof token);
+}
+
+static void on_executed(void *arg, PGresult *res, const char *err, json_t *doc)
 {
     struct exec_op *op = arg;
     struct reqctx *rc = op->rc;
-    if (reply_if_pg_failed(rc, res, err) != 0) {
-        free(op);
+    free(op);
+    if (!doc) {
+        reply_pg_failure(rc, res, err);
         return;
     }
-    json_t *doc = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     const char *e = json_string_value(json_object_get(doc, "error"));
-    if (!doc || e) {
-        reply_exec_error(rc, e ? e : "not_found", doc);
-        json_decref(doc);
-        free(op);
+    if (e) {
+        reply_exec_error(rc, e, doc);
         return;
     }
     const char *status = json_string_value(json_object_get(doc, "status"));
     json_t *out;
-    if (status && !strcmp(status, "queued")) {
-        const char *run = json_string_value(json_object_get(doc, "run_uuid"));
-        audit_emit(rc->in->audit, "workflow_run", rc->req->request_id, rc->auth.key_prefix,
-                   rc->client_ip,
-                   json_pack("{s:s,s:s,s:O}", "workflow_uuid", op->wf_uuid, "run_uuid", run,
-                             "trigger_type", json_object_get(doc, "trigger_type")));
-        wf_run_start(rc->in->workflows, run);
-        out = json_pack("{s:s,s:s}", "run_uuid", run, "status", "queued");
-    } else {
-        audit_emit(rc->in->audit, "workflow_approval_requested", rc->req->request_id,
-                   rc->auth.key_prefix, rc->client_ip,
-                   json_pack("{s:s,s:O,s:O}", "workflow_uuid", op->wf_uuid, "approval_uuid",
-                             json_object_get(doc, "approval_request_uuid"), "trigger_type",
-                             json_object_get(doc, "trigger_type")));
-        notifier_approval_requested(
-            rc->in, json_string_value(json_object_get(doc, "approval_request_uuid")));
+    if (status && !strcmp(status, "queued"))
+        out = json_pack("{s:O,s:s}", "run_uuid", json_object_get(doc, "run_uuid"), "status",
+                        "queued");
+    else
         out = json_pack("{s:s,s:O,s:O}", "status", "pending_approval", "approval_request_uuid",
                         json_object_get(doc, "approval_request_uuid"), "expires_at",
                         json_object_get(doc, "expires_at"));
-    }
-    json_decref(doc);
-    free(op);
     reply_data(rc, 202, out);
 }
 
@@ -441,22 +492,12 @@ void route_execute_workflow(struct reqctx *rc)
     json_decref(body);
     if (!p)
         return;
-    uint8_t raw[32];
-    char token[48], dflt[16];
-    crypto_random(raw, sizeof raw);
-    crypto_b64_encode(raw, sizeof raw, CRYPTO_B64_URL | CRYPTO_B64_NOPAD, token);
-    snprintf(dflt, sizeof dflt, "%d", rc->in->workflows->approval_default_timeout);
     struct exec_op *op = xcalloc(1, sizeof *op);
     op->rc = rc;
     memcpy(op->wf_uuid, uuid, sizeof op->wf_uuid);
-    char *ps = json_dumps(p, JSON_COMPACT);
-    const char *params[5] = {uuid, ps, rc->auth.key_prefix, dflt, token};
-    pg_exec(rc->in->pg,
-            "SELECT calseta_workflow_execute($1::uuid, $2::jsonb, $3, $4::int, $5)::text", 5,
-            params, on_executed, op);
-    free(ps);
+    wf_execute(rc->in, uuid, p, rc->auth.key_prefix, rc->req->request_id, rc->client_ip,
+               on_executed, op);
     json_decref(p);
-    explicit_bzero(token, sizeof token);
 }
 
 /* ---- POST /v1/workflows/{uuid}/test ------------------------------------------------------ */
