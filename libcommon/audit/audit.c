@@ -780,7 +780,7 @@ static void auth_failure_write(struct audit_client *ac, const char *event, const
                              method, "path", path, "client_ip", client_ip, "key_prefix",
                              key_prefix, "required_scope", required_scope, "request_id",
                              request_id);
-    /* The reference logs nulls explicitly. */
+    /* The original logs nulls explicitly. */
     const char *keys[] = {"key_prefix", "required_scope", "request_id", "client_ip"};
     for (size_t i = 0; i < 4; i++)
         if (!json_object_get(line, keys[i]))

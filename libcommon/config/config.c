@@ -24,16 +24,6 @@ static char *get_str(struct settings *s, const char *name)
     return xstrdup(get(s, name));
 }
 
-static int get_int(struct settings *s, const char *name, long long min, long long max, int *out,
-                   char *err, size_t errlen)
-{
-    long long x;
-    if (setting_ll(s, name, min, max, &x, err, errlen))
-        return -1;
-    *out = (int)x;
-    return 0;
-}
-
 static char *normalise_db_url(const char *url)
 {
     const char *p = strstr(url, "+asyncpg");
@@ -80,7 +70,7 @@ static char *database_url(struct settings *s)
 }
 
 #define INT(name, min, max, field)                                                                 \
-    if (get_int(s, name, min, max, &c->field, err, errlen))                                        \
+    if (setting_integer(s, name, min, max, &c->field, err, errlen))                                \
         return -1;
 #define BOOL(name, field)                                                                          \
     if (setting_bool(s, name, &c->field, err, errlen))                                             \

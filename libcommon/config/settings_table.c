@@ -403,6 +403,17 @@ int setting_ll(const struct settings *s, const char *name, long long min, long l
     return 0;
 }
 
+int setting_integer(const struct settings *s, const char *name, int min, int max, int *out,
+                    char *err, size_t errlen)
+{
+    long long v;
+    *out = 0;
+    if (setting_ll(s, name, min, max, &v, err, errlen))
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
 int setting_bool(const struct settings *s, const char *name, int *out, char *err, size_t errlen)
 {
     static const char *const yes[] = {"true", "1", "yes", "on", "t", "y"};

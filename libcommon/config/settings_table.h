@@ -37,6 +37,9 @@ char *setting_dup(const struct settings *s, const char *name);
  * with no value and no default gives 0. */
 int setting_ll(const struct settings *s, const char *name, long long min, long long max,
                long long *out, char *err, size_t errlen);
+/* setting_ll() narrowed to an int; min and max must lie within int's range. */
+int setting_integer(const struct settings *s, const char *name, int min, int max, int *out,
+                    char *err, size_t errlen);
 /* setting_value() as a boolean (true/false, 1/0, yes/no, on/off, t/f, y/n; any case). */
 int setting_bool(const struct settings *s, const char *name, int *out, char *err, size_t errlen);
 

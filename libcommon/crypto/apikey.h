@@ -1,5 +1,5 @@
 /*
- * apikey.h - API keys in the reference format.
+ * apikey.h - API keys in the original format.
  *
  * A key is "cai_" + base64url(32 random bytes, no padding): 47 characters. Its first 8
  * characters are the key_prefix (stored in clear, for lookup and display); only a bcrypt

@@ -41,7 +41,7 @@ void crypto_hex_encode(const void *in, size_t n, char *out);
 
 void crypto_sha256(const void *p, size_t n, uint8_t out[32]);
 void crypto_sha256_hex(const void *p, size_t n, char out[65]);
-/* MD5 is used only for the reference-compatible alert fingerprint, never for security. */
+/* MD5 is used only for the original-compatible alert fingerprint, never for security. */
 void crypto_md5_hex(const void *p, size_t n, char out[33]);
 void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n, uint8_t out[32]);
 void crypto_hmac_sha256_hex(const void *key, size_t keylen, const void *msg, size_t n,

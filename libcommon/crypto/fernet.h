@@ -5,7 +5,7 @@
  * last 16 encrypt (AES-128-CBC). Token: urlsafe base64 with padding of
  *   0x80 | timestamp (8 bytes, big-endian) | IV (16) | ciphertext (PKCS7) | HMAC (32)
  * where the HMAC covers everything before it. Decryption checks the HMAC, in constant time,
- * before touching the ciphertext; there is no TTL (as in the reference).
+ * before touching the ciphertext; there is no TTL (as in the original).
  */
 #ifndef CALSETA_FERNET_H
 #define CALSETA_FERNET_H

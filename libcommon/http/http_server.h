@@ -8,7 +8,7 @@
  *     chunked request bodies, Expect: 100-continue, Connection: close, HTTP/1.0;
  *   - a router with path parameters ("/v1/alerts/{uuid}") and per-route method lists:
  *     unknown path → 404 NOT_FOUND, known path with another method → 405 with Allow;
- *   - limits, each answered with the reference error envelope
+ *   - limits, each answered with the original error envelope
  *     {"error":{"code":…,"message":…,"details":{}}}: header section → 431, body → 413 before
  *     any handler runs (Content-Length before a byte of the body is read, counting for chunked
  *     bodies), slow headers/body (minimum rate per window) → 408 then close, too many
@@ -19,7 +19,7 @@
  *   - on every response (errors included): the security headers (CSP by path),
  *     HSTS when https_enabled && hsts_enabled, X-Request-ID (the client's if sane: 1..64 chars
  *     of [A-Za-z0-9._-], else a new uuid4), Date, Content-Length, Connection;
- *   - CORS as the reference (off unless cors_allow_all or cors_allowed_origins): preflights are
+ *   - CORS as the original (off unless cors_allow_all or cors_allowed_origins): preflights are
  *     answered by the server itself, simple responses get the allow-origin headers;
  *   - one access-log event "request" per response (method, path, status_code, duration_ms,
  *     request_id, client_ip, plus the handler's req->log_fields);
@@ -181,7 +181,7 @@ void http_respond(struct http_request *req, int status, const char *content_type
 /* application/json, compact; body is stolen (json_decref'ed). */
 void http_respond_json(struct http_request *req, int status, json_t *body,
                        const struct http_header *extra, size_t nextra);
-/* The reference error envelope; details stolen, NULL = {}. */
+/* The original error envelope; details stolen, NULL = {}. */
 void http_respond_error(struct http_request *req, int status, const char *code, const char *message,
                         json_t *details, const struct http_header *extra, size_t nextra);
 

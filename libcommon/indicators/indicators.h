@@ -1,7 +1,7 @@
 /*
  * indicators.h - indicator sets, extraction passes 2 and 3, and the alert fingerprint.
  *
- * An indicator is {type, value}. The reference merges its extraction passes in order and keeps
+ * An indicator is {type, value}. The original merges its extraction passes in order and keeps
  * the first of every (type, value.strip()) pair, dropping blank values; indicator_set_add()
  * does exactly that, storing the stripped value (Python str.strip(): ASCII and Unicode
  * whitespace). Values are byte strings up to their first NUL (PostgreSQL text cannot hold NUL).

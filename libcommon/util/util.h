@@ -52,7 +52,7 @@ int ascii_casecmp_n(const char *a, const char *b, size_t n);
 /* Milliseconds since an arbitrary monotonic epoch, and wall-clock microseconds since 1970. */
 uint64_t now_mono_ms(void);
 int64_t now_wall_us(void);
-/* ISO-8601 UTC with microseconds and trailing Z, as the reference serialises datetimes. */
+/* ISO-8601 UTC with microseconds and trailing Z, as the original serialises datetimes. */
 void format_iso8601_us(int64_t wall_us, char out[32]);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * creds.c - provider credentials decrypted into locked memory at the moment of use, see
- * creds.h. The decrypted JSON object ({"api_key": "...", ...}, as the reference stores
+ * creds.h. The decrypted JSON object ({"api_key": "...", ...}, as the original stores
  * json.dumps(auth_config)) is parsed in place inside the locked buffer: string values are
  * unescaped where they lie, and only their positions are kept elsewhere.
  */

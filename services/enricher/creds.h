@@ -6,7 +6,7 @@
  * straight into a locked buffer and its JSON object parsed in place there, so no plaintext copy
  * lands on the ordinary heap. Every decryption emits the audit event "credentials_decrypted"
  * {provider, job_id} (never the secret). When a provider has no stored credentials the
- * reference's env_var_mapping fallback applies (values from the settings). creds_close() wipes
+ * original's env_var_mapping fallback applies (values from the settings). creds_close() wipes
  * and unlocks. Values are exposed to templates through creds_get() (a tpl_auth_fn).
  */
 #ifndef ENRICHER_CREDS_H

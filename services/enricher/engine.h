@@ -17,7 +17,7 @@
  * In mock mode a provider with mock_responses answers from them at once (provider.h).
  *
  * Credentials are opened (creds.h) just before the first request of a lookup is built and
- * wiped when the lookup ends. The result is the reference's per-provider result object; on
+ * wiped when the lookup ends. The result is the original's per-provider result object; on
  * success, extracted = field extractions + "malice" (malice rules over the raw response).
  *
  * Reusable by the intake for on-demand lookups (POST /v1/enrichments): load a provider_set with

@@ -162,7 +162,7 @@ size_t extract_pass3(json_t *raw_payload, const char *source_name, const struct 
                      size_t n, json_t *out)
 {
     /* The walk, the stripping and the de-duplication are the ingest's own (indicators.h), so
-     * pass 3 here finds exactly what the reference's pass 3 finds. */
+     * pass 3 here finds exactly what the original's pass 3 finds. */
     struct indicator_mapping *im = xcalloc(n ? n : 1, sizeof *im);
     for (size_t i = 0; i < n; i++)
         im[i] = (struct indicator_mapping){m[i].source_name, m[i].field_path, m[i].indicator_type};

@@ -4,7 +4,7 @@
  *   extract_fields()   provider field extractions over a raw response (reference FieldExtractor)
  *   extract_pass3()    pass 3 of indicator extraction: custom indicator_field_mappings with
  *                      extraction_target = raw_payload, walked over the alert's raw payload
- *   is_enrichable()    the reference's pre-check (global IPs, public domains, URL hosts)
+ *   is_enrichable()    the original's pre-check (global IPs, public domains, URL hosts)
  */
 #ifndef ENRICHER_EXTRACT_H
 #define ENRICHER_EXTRACT_H
@@ -28,7 +28,7 @@ struct raw_mapping {
 };
 
 /*
- * Applies rules to raw and returns a new object {target_key: value}. As in the reference every
+ * Applies rules to raw and returns a new object {target_key: value}. As in the original every
  * rule of the provider runs whatever the indicator type; rules of the indicator's own type
  * run last so they win a clash.
  */
@@ -44,7 +44,7 @@ json_t *extract_coerce(json_t *v, const char *value_type);
 size_t extract_pass3(json_t *raw_payload, const char *source_name, const struct raw_mapping *m,
                      size_t n, json_t *out);
 
-/* 1 when the reference would call providers for this indicator; else 0 and a reason. */
+/* 1 when the original would call providers for this indicator; else 0 and a reason. */
 int is_enrichable(const char *type, const char *value, const char **reason);
 
 #endif

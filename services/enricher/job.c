@@ -3,7 +3,7 @@
  *
  *   1. pass 3: custom raw_payload mappings add indicators to those linked at ingest
  *   2. pairs: every indicator x every active, configured provider that supports its type
- *      (indicators the reference would not enrich get only a "_validation" skipped result)
+ *      (indicators the original would not enrich get only a "_validation" skipped result)
  *   3. results from the in-process cache, then the shared cache (one query), the rest looked
  *      up by the engine, all at once
  *   4. one statement, calseta_enrich_complete(), writes everything and marks the job done

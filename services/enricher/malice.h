@@ -1,5 +1,5 @@
 /*
- * malice.h - the reference's malice verdicts.
+ * malice.h - the original's malice verdicts.
  *
  * malice_evaluate(): rules {"rules":[{field, operator, value, verdict}], "default_verdict",
  * "not_found_verdict"} run in order against the raw provider response; the first match wins;

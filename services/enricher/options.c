@@ -12,16 +12,6 @@
 #include <string.h>
 
 /* Defaults come from the settings table (libcommon/config/settings_table.c). */
-static int get_int(const struct settings *s, const char *name, int lo, int hi, int *out,
-                   char *err, size_t errlen)
-{
-    long long v;
-    if (setting_ll(s, name, lo, hi, &v, err, errlen))
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 static int get_rate(const struct settings *s, const char *name, double *out, char *err,
                     size_t errlen)
 {
@@ -43,21 +33,21 @@ int enricher_options_load(struct enricher_options *o, const struct settings *s, 
     memset(o, 0, sizeof *o);
     if (setting_bool(s, "ENRICHER_ALLOW_LOOPBACK", &o->allow_loopback, err, errlen) ||
         setting_bool(s, "ENRICHMENT_MOCK_MODE", &o->provider.mock_mode, err, errlen) ||
-        get_int(s, "ENRICH_JOB_MAX_ATTEMPTS", 1, 1000, &o->max_attempts, err, errlen) ||
-        get_int(s, "ENRICHER_POLL_INTERVAL_MS", 50, 600000, &o->poll_ms, err, errlen) ||
-        get_int(s, "ENRICHER_PROVIDER_RELOAD_SECONDS", 1, 86400, &o->reload_s, err, errlen) ||
-        get_int(s, "ENRICHER_CACHE_ENTRIES", 1, 10000000, &o->cache_entries, err, errlen) ||
-        setting_ll(s, "ENRICHER_CACHE_MAX_BYTES", 4096, 64LL << 30, &o->cache_bytes, err,
-                   errlen) ||
+        setting_integer(s, "ENRICH_JOB_MAX_ATTEMPTS", 1, 1000, &o->max_attempts, err, errlen) ||
+        setting_integer(s, "ENRICHER_POLL_INTERVAL_MS", 50, 600000, &o->poll_ms, err, errlen) ||
+        setting_integer(s, "ENRICHER_PROVIDER_RELOAD_SECONDS", 1, 86400, &o->reload_s, err,
+                        errlen) ||
+        setting_integer(s, "ENRICHER_CACHE_ENTRIES", 1, 10000000, &o->cache_entries, err, errlen) ||
+        setting_ll(s, "ENRICHER_CACHE_MAX_BYTES", 4096, 64LL << 30, &o->cache_bytes, err, errlen) ||
         setting_ll(s, "ENRICHER_MAX_RESPONSE_BYTES", 1024, 64LL << 20, &o->max_response, err,
                    errlen) ||
-        get_int(s, "ENRICHER_DB_CONNECTIONS", 1, 64, &o->db_connections, err, errlen) ||
-        get_int(s, "ENRICHER_PROVIDER_MAX_CONCURRENCY", 1, 1000, &o->provider.max_concurrency,
-                err, errlen) ||
+        setting_integer(s, "ENRICHER_DB_CONNECTIONS", 1, 64, &o->db_connections, err, errlen) ||
+        setting_integer(s, "ENRICHER_PROVIDER_MAX_CONCURRENCY", 1, 1000,
+                        &o->provider.max_concurrency, err, errlen) ||
         get_rate(s, "ENRICHER_PROVIDER_RATE_PER_SECOND", &o->provider.rate_per_second, err,
                  errlen) ||
-        get_int(s, "ENRICHER_PROVIDER_TIMEOUT_SECONDS", 1, 600, &o->provider.timeout_seconds,
-                err, errlen))
+        setting_integer(s, "ENRICHER_PROVIDER_TIMEOUT_SECONDS", 1, 600,
+                        &o->provider.timeout_seconds, err, errlen))
         return -1;
     return 0;
 }

@@ -74,7 +74,7 @@ int provider_supports(const struct provider *p, const char *type);
  */
 int provider_configured(const struct provider *p, const char *(*get_env)(void *, const char *),
                         void *arg);
-/* Cache TTL for a type: the reference's per-type defaults overlaid by cache_ttl_by_type. */
+/* Cache TTL for a type: the original's per-type defaults overlaid by cache_ttl_by_type. */
 int provider_cache_ttl(const struct provider *p, const char *type);
 
 #endif

@@ -3,11 +3,11 @@
  *
  * step_build() renders a step of a provider's http_config for one indicator: URL (step 0 takes
  * url_templates_by_type[type] when present; every substituted value URL-encoded), query
- * parameters, headers, and a JSON (preferred) or form body, as the reference engine does.
+ * parameters, headers, and a JSON (preferred) or form body, as the original engine does.
  * Header values lose any CR/LF (no header injection from provider responses). The rendered
  * request may hold credentials: step_req_wipe() zeroes it before freeing.
  *
- * result_new() builds the stored per-provider result object of the reference:
+ * result_new() builds the stored per-provider result object of the original:
  * {provider_name, status, success, extracted, raw, enriched_at, error_message, debug_steps}.
  */
 #ifndef ENRICHER_STEP_H

@@ -1,10 +1,10 @@
 /*
- * template.h - the reference's {{...}} templates for provider HTTP steps.
+ * template.h - the original's {{...}} templates for provider HTTP steps.
  *
  * Syntax: {{ expr }} or {{ expr | urlencode }}, where expr is indicator.value, indicator.type
  * (or the shorthands value, type), auth.<field> or steps.<name>.response.<dot path>. Unknown
  * namespaces are left verbatim; a missing or null value renders as "". The urlencode filter
- * (and url mode, which encodes every substituted value, as the reference does for URLs)
+ * (and url mode, which encodes every substituted value, as the original does for URLs)
  * percent-encodes everything but A-Z a-z 0-9 _ . - ~.
  *
  * Auth values come through a callback so that they can stay in locked memory (creds.h) until

@@ -4,7 +4,7 @@
  *   /v1/workflow-approvals[/{uuid}], POST .../approve|reject   approvals:write (REST)
  *   GET/POST /v1/approvals/{uuid}/decide?token=                 decide_token (browser, HTML)
  *   POST /v1/approvals/callback/slack                           Slack v0 signature
- *   POST /v1/approvals/callback/teams                           stub, as the reference
+ *   POST /v1/approvals/callback/teams                           stub, as the original
  *
  * Every decision goes through calseta_approval_decide (one transaction: status, responder,
  * the queued run when approved, the activity event); an approved run is then started like an

@@ -17,7 +17,7 @@
 
 enum field_kind { F_STR, F_BOOL, F_STRARR, F_OBJ, F_INT };
 
-/* One body field. Unknown fields are ignored (as the reference's models do); null is "absent"
+/* One body field. Unknown fields are ignored (as the original's models do); null is "absent"
  * for an optional field and refused for a required one. */
 struct field_spec {
     const char *name;

@@ -3,7 +3,7 @@
  * JSON or from an uploaded file (multipart/form-data), get, patch, delete; and
  * GET /v1/alerts/{uuid}/context, the documents that apply to an alert.
  *
- * Validation follows the reference, with its defects fixed: a body that is not JSON is a 400
+ * Validation follows the original, with its defects fixed: a body that is not JSON is a 400
  * (never a 500), tags and targeting_rules of a form are checked like JSON ones (422), and the
  * targeting rules of every save go through targeting_validate(). Uploads: plain text and
  * Markdown are stored as they are, HTML is converted to Markdown (html2md.c); anything else

@@ -28,7 +28,7 @@ struct dr_filter {
 };
 
 /* Builds the list statement into *sql (caller frees), appending its parameters (strings) to
- * params. Returns -1 with a message in err (the reference's 400 text) for a bad sort. */
+ * params. Returns -1 with a message in err (the original's 400 text) for a bad sort. */
 int detection_rules_list_sql(const struct dr_filter *f, char **sql, json_t *params, char *err,
                              size_t errlen);
 

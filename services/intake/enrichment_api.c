@@ -439,7 +439,7 @@ static int encrypt_auth(struct save_op *op)
                     NULL);
         return -1;
     }
-    /* The reference's json.dumps form: ", " and ": " separators, ASCII only. */
+    /* The original's json.dumps form: ", " and ": " separators, ASCII only. */
     char *plain = json_dumps(ac, JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
     char *token = NULL;
     int rcode = fernet_encrypt(&k, plain, strlen(plain), &token);

@@ -2,7 +2,7 @@
  * enrichment_api.h - the enrichment side of the REST API.
  *
  *   enrichment_api.c          /v1/enrichment-providers (+ activate, deactivate): CRUD with the
- *                             reference's builtin protection, auth_config encrypted with Fernet
+ *                             original's builtin protection, auth_config encrypted with Fernet
  *                             under ENCRYPTION_KEY ({"_encrypted": token}, never returned: only
  *                             has_credentials / is_configured), http_config URLs of custom
  *                             providers checked by the SSRF guard at save time

@@ -7,7 +7,7 @@
  *       configuration, misses are asked of an enricher over the bus (lookup_client.h) with the
  *       configuration (credentials still encrypted), successes are written back in one
  *       statement before the reply. Per provider: the result without raw, plus cache_hit.
- *       Indicators the reference would not enrich get only a "_validation" skipped result.
+ *       Indicators the original would not enrich get only a "_validation" skipped result.
  *   POST /v1/enrichment-providers/{uuid}/test  one real lookup with that provider (active or
  *       not), no cache; the result with raw.
  *   GET  /v1/enrichments/providers           active providers and whether each can run.

@@ -2,9 +2,9 @@
  * health.c - GET /health (public), answered from memory.
  *
  * A timer checks readiness every HEALTH_INTERVAL_MS (queue depth and provider configuration, one
- * query with the reference's 2 s timeout) and keeps the answer as two pieces of JSON text around
+ * query with the original's 2 s timeout) and keeps the answer as two pieces of JSON text around
  * the one field that changes per request, "age_ms": how old the check is. So a request costs no
- * database work and no JSON building. The body keeps the reference's fields; the answer is 503
+ * database work and no JSON building. The body keeps the original's fields; the answer is 503
  * ("down") when the last check failed or when the last good one is older than HEALTH_STALE_MS (a
  * hung database). Requests that come before the first check has finished wait for it. Only the
  * built-in enrichment providers are listed: the names of custom ones are not for anyone without

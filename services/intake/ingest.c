@@ -546,7 +546,7 @@ void route_post_alert(struct reqctx *rc)
     parse_then(rc, NULL, ALERT_PAYLOAD_MAX + ALERT_ENVELOPE_SLACK, post_alert_parsed);
 }
 
-/* The checks of POST /v1/alerts in the reference's order; replies and returns -1 on failure. */
+/* The checks of POST /v1/alerts in the original's order; replies and returns -1 on failure. */
 static int post_alert_check(struct parse_job *pj)
 {
     struct reqctx *rc = pj->rc;

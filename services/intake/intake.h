@@ -26,7 +26,7 @@ struct normalized_alert;
 struct indicator_set;
 struct workflows;
 
-/* Rate classes of the reference: the per-route limit a request is counted against. */
+/* Rate classes of the original: the per-route limit a request is counted against. */
 enum rate_class {
     RATE_NONE = 0,
     RATE_DEFAULT,
@@ -165,7 +165,7 @@ void list_query(struct reqctx *rc, const char *sql, int nparams, const char *con
                 void (*each)(struct reqctx *rc, json_t *item));
 /* LIMIT and OFFSET parameters of a page. */
 void pagination_params(int page, int page_size, char limit[16], char offset[24]);
-/* page/page_size per the reference: defaults 1/50, page_size 1..500, 422 on violations. */
+/* page/page_size per the original: defaults 1/50, page_size 1..500, 422 on violations. */
 int parse_pagination(struct reqctx *rc, int *page, int *page_size);
 /* Validates a path uuid (422 VALIDATION_ERROR on failure, then returns -1). */
 int require_uuid_param(struct reqctx *rc, size_t i, char out[37]);

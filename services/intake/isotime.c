@@ -4,7 +4,7 @@
  * The ISO parser follows the behaviour of CPython's C implementation of
  * datetime.fromisoformat() step by step (separator position by the shape of the date, the time
  * zone at the first 'Z', '+' or '-' of the time part, the component loop that lets a fourth
- * two-digit group become the fraction), because alerts that the reference accepts must get
+ * two-digit group become the fraction), because alerts that the original accepts must get
  * the same occurred_at here and alerts it refuses must fall back to now the same way.
  */
 #include "isotime.h"

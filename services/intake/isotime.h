@@ -1,10 +1,10 @@
 /*
- * isotime.h - the timestamp parsers the alert normalisers need, with the reference's semantics.
+ * isotime.h - the timestamp parsers the alert normalisers need, with the original's semantics.
  *
  *   isotime_parse()       Python 3.11/3.12 datetime.fromisoformat() (CPython's C parser, quirks
  *                         included: any separator character, week dates, "Z", offsets with
  *                         seconds and fractions, "HH:MM:SS:ff" read as a fraction, 7+ fraction
- *                         digits truncated). A naive value is taken as UTC, as the reference
+ *                         digits truncated). A naive value is taken as UTC, as the original
  *                         stores it in a UTC container.
  *   isotime_parse_zfix()  the Sentinel/Elastic form: every "Z" replaced by "+00:00" first.
  *   isotime_from_epoch()  Splunk's _time: float(value) seconds since 1970, UTC, rounded to the
@@ -12,7 +12,7 @@
  *
  * All return 0 and store wall-clock microseconds since 1970 UTC, or -1 when Python would raise
  * (callers then fall back to now). Results outside 0001-01-01..9999-12-31 UTC are refused too:
- * the reference could not store them either. Input strings are NUL-terminated; a string with an
+ * the original could not store them either. Input strings are NUL-terminated; a string with an
  * embedded NUL is therefore read up to its first NUL.
  */
 #ifndef INTAKE_ISOTIME_H

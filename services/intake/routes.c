@@ -5,7 +5,7 @@
  * the HTTP server's admission gate, before the body is read; the handler after it.
  *
  * The table is the API: method, path pattern, required scope ("*" = any valid key, NULL =
- * public), rate class, handler. Scopes and rate classes follow the reference's route table.
+ * public), rate class, handler. Scopes and rate classes follow the original's route table.
  */
 #include "agents_api.h"
 #include "catalogue.h"

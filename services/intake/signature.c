@@ -1,9 +1,9 @@
 /*
  * signature.c - HMAC-SHA256 webhook signatures, compared in constant time.
  *
- * Sentinel and Elastic: X-Webhook-Signature (or the reference's X-Sentinel-Signature /
+ * Sentinel and Elastic: X-Webhook-Signature (or the original's X-Sentinel-Signature /
  * X-Elastic-Signature): hex HMAC-SHA256 of the raw body, optional "sha256=" prefix.
- * Splunk: X-Splunk-Signature (same HMAC form), or the reference's shared-token header
+ * Splunk: X-Splunk-Signature (same HMAC form), or the original's shared-token header
  * X-Splunk-Webhook-Secret compared with the secret itself. Generic has no secret: it is
  * accepted unsigned unless WEBHOOK_SIGNATURE_REQUIRED=true, which fails every unsigned source
  * closed. Header bytes are never trusted to be ASCII: anything but the expected hex is "bad".

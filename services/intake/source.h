@@ -4,7 +4,7 @@
  * A source turns a vendor payload into the common alert: validate() is the cheap shape check
  * behind 422 INVALID_PAYLOAD, normalize() fills a struct normalized_alert, extract() is
  * indicator extraction pass 1. All three are pure functions of the payload (a jansson value,
- * borrowed) and never crash on hostile input: every access is type-checked. The reference
+ * borrowed) and never crash on hostile input: every access is type-checked. The original
  * semantics (those of the original) are documented in each source file.
  *
  * Adding a source: write services/intake/source_<name>.c defining a `const struct alert_source
@@ -15,9 +15,9 @@
  *   keys and the "last key wins" question of Python's json does not arise.
  * - Strings are read up to their first NUL (json_string_value()); PostgreSQL text cannot hold
  *   NUL, and the intake refuses payloads that contain one before normalising.
- * - Where the reference raises (a 500 there, e.g. a non-string Sentinel title that pydantic
+ * - Where the original raises (a 500 there, e.g. a non-string Sentinel title that pydantic
  *   refuses), normalize() returns -1 and the intake answers 422 INVALID_PAYLOAD instead.
- *   Where the reference's behaviour on an odd type is not pinned down, the source is lenient
+ *   Where the original's behaviour on an odd type is not pinned down, the source is lenient
  *   (the value counts as absent) rather than failing.
  */
 #ifndef INTAKE_SOURCE_H
@@ -57,7 +57,7 @@ const struct alert_source *const *source_all(void);
 
 void normalized_alert_destroy(struct normalized_alert *a);
 /*
- * The alert's top-level fields as pass 2 sees them (the reference's CalsetaAlert.model_dump()):
+ * The alert's top-level fields as pass 2 sees them (the original's CalsetaAlert.model_dump()):
  * title, severity, source_name, description (if any) and the normalized_fields. New reference.
  */
 json_t *normalized_alert_fields(const struct normalized_alert *a, const char *source_name);

@@ -41,7 +41,7 @@ static const json_t *nested(const json_t *root, const char *path)
     }
 }
 
-/* The reference's _get(): flat key, then nested; null counts as missing. */
+/* The original's _get(): flat key, then nested; null counts as missing. */
 static const json_t *get(const json_t *raw, const char *path)
 {
     const json_t *v = json_object_get(raw, path);

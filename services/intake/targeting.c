@@ -1,6 +1,6 @@
 /*
  * targeting.c - save-time validation of targeting rules (see targeting.h), with the
- * reference's messages: unknown keys, neither list present, a list that is not an array, a
+ * original's messages: unknown keys, neither list present, a list that is not an array, a
  * rule that is not an object or lacks field/op/value, an unknown field or op, and the 64 KB
  * size limit of the compact JSON form.
  */

@@ -3,7 +3,7 @@
  *
  * validate(code) -> [(line, "Line N: message")], run inside a sandboxed child (zygote.c), so a
  * hostile parse (deep nesting, huge literals) spends the child's limits, not the runner's.
- * Rules: the reference's (top-level `async def run`, ALLOWED/BLOCKED imports, blocked builtin
+ * Rules: the original's (top-level `async def run`, ALLOWED/BLOCKED imports, blocked builtin
  * calls, no relative imports) and stricter ones of ours, which together leave workflow code no
  * attribute access by a computed name and no introspection:
  *  - no dunder or private attribute access, no frame/code/function internals (f_*, gi_*, cr_*,

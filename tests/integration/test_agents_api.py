@@ -1,6 +1,6 @@
 """test_agents_api.py - /v1/agents registrations: CRUD, validation, secrets at rest.
 
-Create/get/list/patch/delete with the reference's ranges and messages; the header pair rule on
+Create/get/list/patch/delete with the original's ranges and messages; the header pair rule on
 PATCH is a 400 (the original answered 500); trigger_filter is validated like context-document
 targeting rules at save time; header names that would replace Host, Content-Type,
 Content-Length or the X-Calseta-* headers are refused; the endpoint goes through the SSRF guard

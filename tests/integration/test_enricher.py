@@ -385,7 +385,7 @@ def test_enriches_all_providers():
     assert_eq(malice, "Benign")
     assert_eq(STACK.sql_value("SELECT count(*) FROM alert_indicators ai JOIN indicators i ON i.id = ai.indicator_id "
                               "WHERE ai.alert_id = %d" % alert), "5")
-    # one completion event with the reference's counters
+    # one completion event with the original's counters
     ev = json.loads(STACK.sql_value("SELECT \"references\"::text FROM activity_events WHERE alert_id = %d "
                                     "AND event_type = 'alert_enrichment_completed'" % alert))
     assert_eq(ev["indicator_count"], 5)

@@ -222,7 +222,7 @@ def test_provider_crud_builtins_and_secrets():
         assert_eq([x["provider_name"] for x in r["data"]], ["vt_standin"])
         r = s.request("POST", "/v1/enrichment-providers/%s/activate" % u, key=k)
         assert_eq(r.json()["data"]["is_active"], True)
-        # builtins: no delete, PATCH only the reference's fields
+        # builtins: no delete, PATCH only the original's fields
         vt = provider_uuid(s, k, "virustotal")
         r = s.request("DELETE", "/v1/enrichment-providers/" + vt, key=k)
         assert_eq(r.status, 400, r.body)

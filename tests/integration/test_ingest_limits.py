@@ -136,7 +136,7 @@ def test_nesting_and_value_caps_before_parsing():
         assert len(padded) > 1024 * 1024
         r = alerts(padded)
         assert_eq(r.status, 202, r.body)
-        # between the raw cap and the serialised cap: the reference's exact check still applies
+        # between the raw cap and the serialised cap: the original's exact check still applies
         esc = ('{"title": "esc", "s": "%s"}' % ("\u00e9" * (300 * 1024))).encode()  # 2 bytes in, 6 out
         r = alerts(esc)
         assert_eq((r.status, r.json()["error"]["code"]), (422, "VALIDATION_ERROR"), r.body)

@@ -16,8 +16,8 @@ SRC = os.path.abspath(os.environ.get("CALSETA_SOURCE_DIR",
                                      os.path.join(os.path.dirname(__file__), "..", "..")))
 BIN = os.path.abspath(os.environ.get("CALSETA_BIN_DIR", os.path.join(SRC, "build", "bin")))
 
-READERS = (r"settings_get|setting_value|setting_dup|setting_ll|setting_bool|setting_int|setting"
-           r"|get_str|get_int|get_ll|get_bool|get_rate|get|env_get|INT|BOOL|getenv")
+READERS = (r"settings_get|setting_value|setting_dup|setting_ll|setting_bool|setting_int"
+           r"|setting_integer|setting|get_str|get_int|get_ll|get_bool|get_rate|get|env_get|INT|BOOL|getenv")
 CALL = re.compile(r"\b(?:%s)\((?:[^;\"()]*,\s*)?\"([A-Z][A-Z0-9_]{2,})\"" % READERS)
 # Settings read through a list rather than one call per name.
 LISTED = re.compile(r"\"([A-Z][A-Z0-9_]{2,})\"")

@@ -155,7 +155,7 @@ def test_execute_and_containment():
         n = s.sql_value("SELECT count(*) FROM activity_events WHERE event_type = "
                         "'workflow_executed' AND \"references\"->>'run_uuid' = '%s'" % d["run_uuid"])
         assert_eq(n, "1")
-        # an indicator the platform does not know: a failed run, as the reference
+        # an indicator the platform does not know: a failed run, as the original
         run = wait_run(s, k, execute(s, k, u, value="203.0.113.99")["run_uuid"])
         assert_eq(run["status"], "failed")
         assert "not found in database" in run["result"]["message"], run

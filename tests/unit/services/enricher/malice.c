@@ -1,5 +1,5 @@
 /*
- * tests/unit/services/enricher/malice.c - the reference's malice rules: operators, coercion,
+ * tests/unit/services/enricher/malice.c - the original's malice rules: operators, coercion,
  * order, defaults, not-found, worst-of, and rule sets that are malformed on purpose.
  */
 #include <setjmp.h>

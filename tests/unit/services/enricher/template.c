@@ -78,7 +78,7 @@ static void test_url_mode_and_filter(void **state)
            "https://h/api/v1/users/j.doe%40ex%20ample.com");
     EXPECT("{{value | urlencode}}", 0, "j.doe%40ex%20ample.com");
     EXPECT("{{auth.api_key|urlencode}}", 0, "k3y%2F%2B%3D");
-    /* url mode encodes every value once, filter or not (the reference's base_url problem) */
+    /* url mode encodes every value once, filter or not (the original's base_url problem) */
     EXPECT("https://{{auth.domain}}/x", 1, "https://corp.okta.com/x");
     EXPECT("{{steps.user_lookup.response.id | urlencode}}", 1, "00u1%20x");
 }

@@ -244,7 +244,7 @@ static void test_title_and_description(void **state)
     assert_string_equal(a.description, "x");
     normalized_alert_destroy(&a);
 
-    /* Where pydantic would refuse (a 500 in the reference) normalize() refuses. */
+    /* Where pydantic would refuse (a 500 in the original) normalize() refuses. */
     static const char *const refused[] = {
         "{\"properties\":{\"title\":42}}",
         "{\"properties\":{\"title\":null,\"severity\":\"High\"}}",
@@ -265,7 +265,7 @@ static void test_title_and_description(void **state)
         normalized_alert_destroy(&a);
         json_decref(p);
     }
-    /* No properties at all: defaults (the reference's raw.get("properties", {})). */
+    /* No properties at all: defaults (the original's raw.get("properties", {})). */
     norm("{}", &a);
     assert_string_equal(a.title, "Untitled Sentinel Incident");
     assert_string_equal(a.severity, "Informational");

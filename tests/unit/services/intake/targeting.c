@@ -1,6 +1,6 @@
 /*
  * tests/unit/services/intake/targeting.c - save-time validation of targeting rules: the
- * reference's messages for each kind of mistake, joined with "; ", and the 64 KB limit.
+ * original's messages for each kind of mistake, joined with "; ", and the 64 KB limit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
