@@ -164,7 +164,7 @@ $DC up -d --scale enricher=3 >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; fail 
 python3 tests/compose/drive.py wait-health "http://127.0.0.1:$PORT" 180
 step "intake healthy on 127.0.0.1:$PORT"
 
-sql() { $DC exec -T db psql -U calseta -d calseta -XtAc "$1"; }
+sql() { $DC exec -T -e PGPASSWORD="$PGPW" db psql -h 127.0.0.1 -U calseta -d calseta -XtAc "$1"; }
 
 # --- 5. a key, a provider stand-in -------------------------------------------------------------
 KEY=$($DC exec -T intake calseta create-api-key --name compose-test --scopes admin 2>/dev/null |
