@@ -8,6 +8,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,23 +16,33 @@
 
 #define DRAIN_MAX 256
 
-static void *the_context; /* one per process, as ZeroMQ intends */
+/* One per process, as ZeroMQ intends. Threads may make their first socket at the same time
+ * (the runner's server thread and a client on the main thread), and inproc endpoints only
+ * join sockets of one context, so the first use is serialised. */
+static void *the_context;
+static pthread_mutex_t context_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void *bus_context(void)
 {
+    pthread_mutex_lock(&context_lock);
     if (!the_context) {
         the_context = zmq_ctx_new();
         if (!the_context)
             msg_fatal("zmq_ctx_new: %s", zmq_strerror(errno));
     }
-    return the_context;
+    void *ctx = the_context;
+    pthread_mutex_unlock(&context_lock);
+    return ctx;
 }
 
 void bus_context_term(void)
 {
-    if (the_context)
-        zmq_ctx_term(the_context);
+    pthread_mutex_lock(&context_lock);
+    void *ctx = the_context;
     the_context = NULL;
+    pthread_mutex_unlock(&context_lock);
+    if (ctx)
+        zmq_ctx_term(ctx);
 }
 
 static void set_int(void *s, int opt, int v)
