@@ -227,7 +227,10 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {ENRICH, "ENRICHER_PROVIDER_MAX_CONCURRENCY", "4", "enricher",
      "Default requests in flight per provider and worker."},
     {ENRICH, "ENRICHER_PROVIDER_RATE_PER_SECOND", "10", "enricher",
-     "Default requests per second per provider and worker."},
+     "Default requests per second per provider (shared by all workers unless "
+     "ENRICHER_PROVIDER_RATE_GLOBAL=false)."},
+    {ENRICH, "ENRICHER_PROVIDER_RATE_GLOBAL", "true", "enricher",
+     "Provider rate caps hold across all workers (leased from PostgreSQL); false: per worker."},
     {ENRICH, "ENRICHER_PROVIDER_TIMEOUT_SECONDS", "30", "enricher", "Default provider request timeout."},
     {ENRICH, "ENRICHER_MAX_RESPONSE_BYTES", "1048576", "enricher",
      "Larger provider answers fail the lookup."},

@@ -28,6 +28,20 @@
 #define SSRF_CACHE_ENTRIES 64
 #define SSRF_CACHE_TTL_MS 30000
 #define SSRF_CACHE_BLOCKED_TTL_MS 5000
+/* idle curl easy handles kept for reuse (each holds its own buffers; connections live in the
+ * multi handle's pool) */
+#define EASY_POOL_MAX 1024
+
+/* Decrypted credentials shared by the lookups of one job at one provider: they start together,
+ * so one decryption (and one audit event) serves all of them, and the locked copy is wiped
+ * when the last of them ends. On-demand lookups (job 0) never share. */
+struct shared_creds {
+    const struct provider *p;
+    long long job_id;
+    struct creds *creds;
+    int refs;
+    struct shared_creds *next;
+};
 
 struct engine {
     uv_loop_t *loop;
@@ -36,6 +50,11 @@ struct engine {
     struct ssrf_cache *ssrf;
     struct limiter *limiters;
     struct call *waiting; /* calls waiting for a provider slot, FIFO */
+    struct shared_creds *shared;
+    CURL **easy_pool; /* idle easy handles, reset before reuse */
+    size_t neasy;
+    int leases; /* lease queries out (the engine is freed only after their answers) */
+    int close_pending;
     size_t active;
     void (*closed)(void *);
     void *closed_arg;
@@ -57,7 +76,7 @@ struct call {
     json_t *steps;    /* {"name": {"response": body}} for templates */
     json_t *raw_by;   /* {"name": body} */
     json_t *last_raw; /* body of the last step */
-    struct creds *creds;
+    struct shared_creds *creds;
     int creds_opened;
     struct step_req req;
     struct limiter *lim;
@@ -80,8 +99,8 @@ static void next_step(struct call *c);
 static void send_request(struct call *c);
 static void unwait(struct call *c);
 static void wake_waiters(struct engine *e, struct limiter *l);
-
-/* ---- finishing ---- */
+static void ask_lease(struct engine *e, struct limiter *l);
+static void on_wait_timer(uv_timer_t *t);
 
 static void call_freed(uv_handle_t *h)
 {
@@ -91,11 +110,77 @@ static void call_freed(uv_handle_t *h)
     free(c);
 }
 
+/* ---- credentials, shared per job and provider ---- */
+
+static struct shared_creds *creds_acquire(struct engine *e, const struct provider *p,
+                                          long long job_id, char *err, size_t errlen)
+{
+    struct shared_creds *s;
+    if (job_id > 0)
+        for (s = e->shared; s; s = s->next)
+            if (s->p == p && s->job_id == job_id) {
+                s->refs++;
+                return s;
+            }
+    struct creds *cr = creds_open(e->o.creds, p, job_id, err, errlen);
+    if (!cr)
+        return NULL;
+    s = xcalloc(1, sizeof *s);
+    s->p = p;
+    s->job_id = job_id;
+    s->creds = cr;
+    s->refs = 1;
+    s->next = e->shared;
+    e->shared = s;
+    return s;
+}
+
+static void creds_release(struct engine *e, struct shared_creds *s)
+{
+    if (--s->refs > 0)
+        return;
+    for (struct shared_creds **pp = &e->shared; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    creds_close(s->creds);
+    free(s);
+}
+
+/* ---- easy handles ---- */
+
+static CURL *easy_get(struct engine *e)
+{
+    if (e->neasy) {
+        CURL *h = e->easy_pool[--e->neasy];
+        curl_easy_reset(h);
+        return h;
+    }
+    CURL *h = curl_easy_init();
+    if (!h)
+        msg_fatal("curl_easy_init failed");
+    return h;
+}
+
+static void easy_put(struct engine *e, CURL *h)
+{
+    if (e->neasy >= EASY_POOL_MAX) {
+        curl_easy_cleanup(h);
+        return;
+    }
+    if (!e->easy_pool)
+        e->easy_pool = xcalloc(EASY_POOL_MAX, sizeof *e->easy_pool);
+    e->easy_pool[e->neasy++] = h;
+}
+
+/* ---- finishing ---- */
+
 static void finish(struct call *c, json_t *result)
 {
     struct engine *e = c->e;
     if (c->creds)
-        creds_close(c->creds);
+        creds_release(e, c->creds);
     c->creds = NULL;
     unwait(c);
     step_req_wipe(&c->req);
@@ -146,9 +231,20 @@ static void succeed(struct call *c, int not_found)
 
 /* ---- limiter waiters ---- */
 
+static void rearm(struct call *c)
+{
+    uint64_t now = now_mono_ms();
+    uint64_t w = limiter_wait_ms(c->lim, now);
+    uint64_t left = c->deadline_ms > now ? c->deadline_ms - now : 0;
+    uv_timer_start(&c->timer, on_wait_timer, w && w < left ? w : left, 0);
+}
+
+/* A slot or tokens came free: send what fits, then make sure the rest is woken in time (a
+ * lease asked for, or their timers set to when tokens may be there). */
 static void wake_waiters(struct engine *e, struct limiter *l)
 {
     struct call **pp = &e->waiting;
+    int left = 0;
     while (*pp) {
         struct call *c = *pp;
         if (c->lim == l && limiter_try(l, now_mono_ms())) {
@@ -158,8 +254,15 @@ static void wake_waiters(struct engine *e, struct limiter *l)
             send_request(c);
             continue;
         }
+        left += c->lim == l;
         pp = &c->wait_next;
     }
+    if (!left || !l->global || l->in_flight >= l->max_in_flight)
+        return; /* nobody waiting, or waiting for a slot: a release wakes them */
+    ask_lease(e, l);
+    for (struct call *c = e->waiting; c; c = c->wait_next)
+        if (c->lim == l)
+            rearm(c);
 }
 
 static void unwait(struct call *c)
@@ -227,9 +330,7 @@ static void send_request(struct call *c)
     c->too_large = 0;
     c->retry_after_s = -1;
     c->curl_err[0] = 0;
-    CURL *h = curl_easy_init();
-    if (!h)
-        msg_fatal("curl_easy_init failed");
+    CURL *h = easy_get(c->e);
     c->easy = h;
     curl_easy_setopt(h, CURLOPT_URL, c->req.url);
     httpc_harden(h, 1);
@@ -257,6 +358,51 @@ static void send_request(struct call *c)
     curluv_add(c->e->cm, h);
 }
 
+/* ---- shared rate: leases from the quota counter ---- */
+
+struct lease_req {
+    struct engine *e;
+    struct limiter *l;
+    uint64_t asked_ms;
+};
+
+static void engine_free(struct engine *e);
+
+static void on_leased(void *arg, long granted, long ms_left, int failed)
+{
+    struct lease_req *r = arg;
+    struct engine *e = r->e;
+    uint64_t now = now_mono_ms();
+    if (failed && !r->l->fallback)
+        msg_warn("provider %s: the shared rate counter is unreachable; rate capped per worker "
+                 "for now", r->l->name);
+    limiter_leased(r->l, granted, ms_left > 0 ? (uint64_t)ms_left : 0, failed, r->asked_ms, now);
+    struct limiter *l = r->l;
+    free(r);
+    e->leases--;
+    if (e->close_pending) {
+        if (!e->leases)
+            engine_free(e);
+        return;
+    }
+    wake_waiters(e, l);
+}
+
+static void ask_lease(struct engine *e, struct limiter *l)
+{
+    uint64_t now = now_mono_ms();
+    if (!e->o.lease || !limiter_needs_lease(l, now))
+        return;
+    struct lease_req *r = xcalloc(1, sizeof *r);
+    r->e = e;
+    r->l = l;
+    r->asked_ms = now;
+    l->leasing = 1;
+    e->leases++;
+    e->o.lease(e->o.lease_arg, l->name, limiter_lease_block(l), limiter_window_limit(l),
+               (long)limiter_window_ms(l), on_leased, r);
+}
+
 static void on_wait_timer(uv_timer_t *t)
 {
     struct call *c = t->data;
@@ -276,15 +422,14 @@ static void on_wait_timer(uv_timer_t *t)
     while (*pp)
         pp = &(*pp)->wait_next;
     *pp = c;
-    uint64_t w = limiter_wait_ms(c->lim, now_mono_ms());
-    uint64_t left = c->deadline_ms - now_mono_ms();
-    uv_timer_start(&c->timer, on_wait_timer, w && w < left ? w : left, 0);
+    ask_lease(c->e, c->lim);
+    rearm(c);
 }
 
 static void acquire_and_send(struct call *c)
 {
     c->lim = limiter_get(&c->e->limiters, c->p->name, c->p->max_concurrency, c->p->rate_per_second,
-                         now_mono_ms());
+                         c->e->o.lease != NULL, now_mono_ms());
     c->state = ST_WAIT;
     on_wait_timer(&c->timer);
 }
@@ -320,7 +465,7 @@ static void request_done(struct call *c, CURLcode rc)
     long status = 0;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
     curluv_remove(c->e->cm, c->easy);
-    curl_easy_cleanup(c->easy);
+    easy_put(c->e, c->easy);
     c->easy = NULL;
     limiter_release(c->lim);
     wake_waiters(c->e, c->lim);
@@ -426,13 +571,13 @@ static void next_step(struct call *c)
     if (!c->creds_opened) {
         char err[256];
         c->creds_opened = 1;
-        c->creds = creds_open(c->e->o.creds, c->p, c->job_id, err, sizeof err);
+        c->creds = creds_acquire(c->e, c->p, c->job_id, err, sizeof err);
         if (!c->creds) {
             fail(c, "%s", err);
             return;
         }
     }
-    struct tpl_ctx ctx = {c->type, c->value, creds_get, c->creds, c->steps};
+    struct tpl_ctx ctx = {c->type, c->value, creds_get, c->creds->creds, c->steps};
     char err[256];
     if (step_build(c->p->http_config, c->step, &ctx, c->p->timeout_seconds, &c->req, err,
                    sizeof err)) {
@@ -538,16 +683,28 @@ size_t engine_active(const struct engine *e)
     return e->active;
 }
 
-static void on_curluv_closed(void *arg)
+static void engine_free(struct engine *e)
 {
-    struct engine *e = arg;
     void (*done)(void *) = e->closed;
     void *done_arg = e->closed_arg;
     limiter_free_all(&e->limiters);
     ssrf_cache_free(e->ssrf);
+    while (e->neasy)
+        curl_easy_cleanup(e->easy_pool[--e->neasy]);
+    free(e->easy_pool);
     free(e);
     if (done)
         done(done_arg);
+}
+
+static void on_curluv_closed(void *arg)
+{
+    struct engine *e = arg;
+    if (e->leases) {
+        e->close_pending = 1; /* on_leased frees it after the last answer */
+        return;
+    }
+    engine_free(e);
 }
 
 void engine_close(struct engine *e, void (*done)(void *), void *arg)

@@ -6,7 +6,8 @@
  * (CURLMOPT_SOCKETFUNCTION / CURLMOPT_TIMERFUNCTION), so a slow provider never holds up others.
  *
  * A lookup runs the provider's http_config steps in order (as the original): render, SSRF check
- * with the resolved address pinned for the connection, per-provider caps (limiter.h), send,
+ * with the resolved address pinned for the connection, per-provider caps (limiter.h; the rate
+ * shared by every worker when opts.lease is set), send,
  * then classify the status (expected / not-found / optional skip). A 429 or 5xx is retried
  * after Retry-After (seconds or HTTP date) or an exponential backoff, as long as the retry
  * still fits before the deadline; otherwise the lookup fails. Each request's timeout is the
@@ -17,7 +18,9 @@
  * In mock mode a provider with mock_responses answers from them at once (provider.h).
  *
  * Credentials are opened (creds.h) just before the first request of a lookup is built and
- * wiped when the lookup ends. The result is the original's per-provider result object; on
+ * wiped when the lookup ends; the lookups of one job at one provider, which run together,
+ * share one decryption, wiped when the last of them ends. Easy handles are reused (reset
+ * between requests) and connections kept alive in the multi handle's pool. The result is the original's per-provider result object; on
  * success, extracted = field extractions + "malice" (malice rules over the raw response).
  *
  * Reusable by the intake for on-demand lookups (POST /v1/enrichments): load a provider_set with
@@ -36,10 +39,20 @@ struct creds_ctx;
 struct guard;
 struct engine;
 
+/* The answer to a quota lease: granted tokens (0..want), good for ms_left from the moment
+ * the lease was asked for; failed: the shared counter could not be reached. */
+typedef void (*engine_leased_cb)(void *arg, long granted, long ms_left, int failed);
+/* Asks the shared counter for want of the limit requests of provider's current window of
+ * window_ms. Calls cb exactly once, never from inside this call. */
+typedef void (*engine_lease_fn)(void *lease_arg, const char *provider, long want, long limit,
+                                long window_ms, engine_leased_cb cb, void *arg);
+
 struct engine_opts {
     struct creds_ctx *creds;   /* borrowed, outlives the engine */
     struct guard *guard;       /* borrowed */
     size_t max_response_bytes; /* ENRICHER_MAX_RESPONSE_BYTES, 1 MiB */
+    engine_lease_fn lease;     /* NULL: rate caps per process (limiter.h) */
+    void *lease_arg;
 };
 
 /* result: a new reference handed to the callee. Always called from the loop, exactly once. */

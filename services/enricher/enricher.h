@@ -6,6 +6,7 @@
  *   reload.c    provider snapshots: first load, NOTIFY calseta_providers, periodic reload
  *   job.c       one job: pass 3, caches, lookups in parallel, one completing transaction
  *   lookup.c    on-demand lookups for the intake over the bus, on the same engine
+ *   quota.c     provider rate caps shared by every worker (leases from PostgreSQL)
  *
  * and the pieces they use: provider.h (provider snapshots), engine.h (lookups over HTTP, on
  * curluv.h), step.h + template.h (requests from http_config), extract.h + malice.h + jpath.h
@@ -38,6 +39,7 @@ struct enricher_options {
     long long cache_bytes;  /* ENRICHER_CACHE_MAX_BYTES, 64 MiB */
     long long max_response; /* ENRICHER_MAX_RESPONSE_BYTES, 1048576 */
     int db_connections;     /* ENRICHER_DB_CONNECTIONS, 4 */
+    int rate_global;        /* ENRICHER_PROVIDER_RATE_GLOBAL, true */
     struct provider_defaults provider;
 };
 
@@ -94,6 +96,10 @@ void lookups_start(struct enricher *en);
 void lookups_stop(struct enricher *en);
 /* After the drain: closes the socket. */
 void lookups_close(struct enricher *en);
+
+/* quota.c: engine_lease_fn on PostgreSQL (lease_arg: the enricher) */
+void quota_lease(void *lease_arg, const char *provider, long want, long limit, long window_ms,
+                 engine_leased_cb cb, void *arg);
 
 /* job.c */
 void job_start(struct enricher *en, long long job_id, long long alert_id, int attempts,

@@ -193,6 +193,31 @@ static void complete(struct job *j)
 
 /* ---- step 3: caches and lookups ---- */
 
+/* About the serialised size of v, without serialising it (the in-process cache's weight). */
+static size_t json_weight(json_t *v)
+{
+    size_t w = 0, i;
+    const char *k;
+    json_t *x;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        w = 2;
+        json_object_foreach(v, k, x) w += strlen(k) + 4 + json_weight(x);
+        return w;
+    case JSON_ARRAY:
+        w = 2;
+        json_array_foreach(v, i, x) w += 1 + json_weight(x);
+        return w;
+    case JSON_STRING:
+        return json_string_length(v) + 2;
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return 24;
+    default:
+        return 5;
+    }
+}
+
 static void lookup_done(struct job *j)
 {
     if (--j->pending == 0)
@@ -208,11 +233,9 @@ static void on_lookup(void *arg, json_t *result)
     if (json_is_true(json_object_get(result, "success"))) {
         json_t *ind = json_array_get(j->indicators, l->ind);
         const char *type = json_string_value(json_object_get(ind, "type"));
-        char *text = json_dumps(result, JSON_COMPACT);
-        size_t weight = text ? strlen(text) : 0;
-        free(text);
         cache_put(j->en->cache, l->p->name, type, json_string_value(json_object_get(ind, "value")),
-                  result, weight, now_mono_ms(), (int64_t)provider_cache_ttl(l->p, type) * 1000);
+                  result, json_weight(result), now_mono_ms(),
+                  (int64_t)provider_cache_ttl(l->p, type) * 1000);
     } else {
         msg_warn("job %lld: %s lookup failed: %s", j->id, l->p->name,
                  json_string_value(json_object_get(result, "error_message")));

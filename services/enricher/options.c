@@ -33,6 +33,7 @@ int enricher_options_load(struct enricher_options *o, const struct settings *s, 
     memset(o, 0, sizeof *o);
     if (setting_bool(s, "ENRICHER_ALLOW_LOOPBACK", &o->allow_loopback, err, errlen) ||
         setting_bool(s, "ENRICHMENT_MOCK_MODE", &o->provider.mock_mode, err, errlen) ||
+        setting_bool(s, "ENRICHER_PROVIDER_RATE_GLOBAL", &o->rate_global, err, errlen) ||
         setting_integer(s, "ENRICH_JOB_MAX_ATTEMPTS", 1, 1000, &o->max_attempts, err, errlen) ||
         setting_integer(s, "ENRICHER_POLL_INTERVAL_MS", 50, 600000, &o->poll_ms, err, errlen) ||
         setting_integer(s, "ENRICHER_PROVIDER_RELOAD_SECONDS", 1, 86400, &o->reload_s, err,

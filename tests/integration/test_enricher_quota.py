@@ -1,0 +1,215 @@
+"""test_enricher_quota.py - provider rate caps hold across enrichment workers.
+
+Two workers share one provider whose rate cap is 8 requests per second; a stand-in provider
+(a thread of this process, loopback only) records when each request arrives. With the shared
+cap (ENRICHER_PROVIDER_RATE_GLOBAL=true, the default) the requests of both workers together stay
+within 8 in every second of the clock (PostgreSQL's clock is this host's clock; one request of
+slack for the moment between a worker sending and the stand-in reading), both workers do work,
+and every job completes. With per-worker caps (false) the same load reaches well above 8 in some
+second: the measurement can tell the two apart.
+"""
+import base64
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Stack, assert_eq, run_tests  # noqa: E402
+
+
+def fernet_key():
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def fernet_encrypt(key_b64, plaintext):
+    key = base64.urlsafe_b64decode(key_b64)
+    signing, enc = key[:16], key[16:]
+    iv = os.urandom(16)
+    ct = subprocess.run(["openssl", "enc", "-aes-128-cbc", "-K", enc.hex(), "-iv", iv.hex()],
+                        input=plaintext, capture_output=True, check=True).stdout
+    body = b"\x80" + struct.pack(">Q", int(time.time())) + iv + ct
+    mac = hmac.new(signing, body, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(body + mac).decode()
+
+
+RATE = 8
+JOBS = 16
+PER_JOB = 5
+KEY = fernet_key()
+VT_KEY = "vt-quota-secret-51f0"
+
+
+class CountingStandin:
+    """VirusTotal-shaped answers after 20 ms; arrival times of every request kept."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.times = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                with outer.lock:
+                    outer.times.append(time.time())
+                time.sleep(0.02)
+                ok = self.headers.get("x-apikey") == VT_KEY
+                body = json.dumps({"data": {"attributes": {"last_analysis_stats": {
+                    "malicious": 0, "suspicious": 0, "harmless": 50, "undetected": 5}}}}
+                    if ok else {"error": "bad key"}).encode()
+                try:
+                    self.send_response(200 if ok else 401)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def reset(self):
+        with self.lock:
+            self.times = []
+
+    def per_second(self):
+        with self.lock:
+            t = list(self.times)
+        counts = {}
+        for x in t:
+            counts[int(x)] = counts.get(int(x), 0) + 1
+        return counts, t
+
+
+STANDIN = CountingStandin()
+STACK = None
+
+
+def setup():
+    global STACK
+    if STACK:
+        return
+    STACK = Stack("enrichquota", services=(), env={
+        "ENCRYPTION_KEY": KEY,
+        "ENRICHER_ALLOW_LOOPBACK": "true",
+        "ENRICHER_POLL_INTERVAL_MS": "100",
+        "ENRICHER_CONCURRENCY": "2",
+        "ENRICH_JOB_DEADLINE_SECONDS": "90",
+        "LOG_LEVEL": "INFO",
+    })
+    base = "http://127.0.0.1:%d/vt" % STANDIN.port
+    STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
+              "'https://www.virustotal.com', '%s')::jsonb" % base)
+    STACK.sql("UPDATE enrichment_providers SET http_config = http_config || "
+              "'{\"rate_limit_per_second\": %d, \"max_concurrency\": 8}'::jsonb "
+              "WHERE provider_name = 'virustotal'" % RATE)
+    tok = fernet_encrypt(KEY, json.dumps({"api_key": VT_KEY}).encode())
+    STACK.sql("UPDATE enrichment_providers SET auth_config = '%s'::jsonb WHERE provider_name = "
+              "'virustotal'" % json.dumps({"_encrypted": tok}))
+    STACK.sql("UPDATE enrichment_providers SET is_active = (provider_name = 'virustotal')")
+
+
+def insert_jobs(first_octet):
+    """JOBS alerts with PER_JOB fresh public IPs each, and their jobs; returns the job ids."""
+    ids = []
+    for a in range(JOBS):
+        vals = ",".join("('ip', '%d.%d.%d.%d', now(), now())" % (first_octet, a, i, 7)
+                        for i in range(PER_JOB))
+        row = STACK.sql(
+            "WITH a AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload) "
+            "VALUES ('quota %d', 'High', 'generic', now(), '{}'::jsonb) RETURNING id), "
+            "i AS (INSERT INTO indicators (type, value, first_seen, last_seen) VALUES %s "
+            "ON CONFLICT (type, value) DO UPDATE SET last_seen = now() RETURNING id), "
+            "l AS (INSERT INTO alert_indicators (alert_id, indicator_id) SELECT a.id, i.id FROM a, i) "
+            "INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a RETURNING id" % (a, vals))
+        ids.append(int(row[0][0]))
+    return ids
+
+
+def run_two_workers(first_octet, global_caps):
+    env = {"ENRICHER_PROVIDER_RATE_GLOBAL": "true" if global_caps else "false"}
+    workers = [STACK.start("enricher", env) for _ in range(2)]
+    deadline = time.time() + 20
+    while not all("providers loaded" in w.text() for w in workers):
+        for w in workers:
+            assert w.alive(), "worker exited:\n" + w.text()[-3000:]
+        assert time.time() < deadline, "workers did not load providers:\n" + STACK.logs()
+        time.sleep(0.05)
+    STANDIN.reset()
+    t0 = time.time()
+    ids = insert_jobs(first_octet)
+    deadline = t0 + 80
+    while True:
+        n = int(STACK.sql_value("SELECT count(*) FROM enrichment_jobs WHERE status = 'done' "
+                                "AND id BETWEEN %d AND %d" % (min(ids), max(ids))))
+        if n == len(ids):
+            break
+        assert time.time() < deadline, "jobs not done:\n" + STACK.logs()[-5000:]
+        time.sleep(0.1)
+    elapsed = time.time() - t0
+    texts = [w.text() for w in workers]
+    for w in workers:
+        assert_eq(w.stop(), 0, "worker exit code\n" + w.text()[-3000:])
+    counts, times = STANDIN.per_second()
+    return counts, times, elapsed, texts
+
+
+def max_sliding(times, width=1.0):
+    times = sorted(times)
+    best, j = 0, 0
+    for i in range(len(times)):
+        while times[i] - times[j] >= width:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def test_shared_cap_holds_across_two_workers():
+    setup()
+    counts, times, elapsed, texts = run_two_workers(41, True)
+    total = JOBS * PER_JOB
+    assert_eq(len(times), total, "provider requests")
+    worst = max(counts.values())
+    print("  shared cap %d/s: %d requests in %.1f s; per clock second %s; busiest sliding second %d"
+          % (RATE, total, elapsed, [counts[k] for k in sorted(counts)], max_sliding(times)))
+    assert worst <= RATE + 1, "a clock second saw %d requests (cap %d): %s" % (worst, RATE, counts)
+    assert max_sliding(times) <= 2 * RATE + 1, "sliding second above twice the cap"
+    # the cap was the limit, not the load: requests spread over about total / RATE seconds
+    spread = max(times) - min(times)
+    assert spread >= total / RATE - 2, "requests spread over %.1f s only" % spread
+    for t in texts:
+        assert " done in " in t, "a worker did no job:\n" + t[-3000:]
+
+
+def test_per_worker_caps_add_up():
+    setup()
+    counts, times, elapsed, texts = run_two_workers(42, False)
+    worst = max(counts.values())
+    print("  per-worker caps %d/s: per clock second %s; busiest sliding second %d"
+          % (RATE, [counts[k] for k in sorted(counts)], max_sliding(times)))
+    assert max_sliding(times) > RATE + 2, \
+        "two workers with per-worker caps never went past one cap: %s" % counts
+    for t in texts:
+        assert " done in " in t, "a worker did no job:\n" + t[-3000:]
+
+
+if __name__ == "__main__":
+    try:
+        run_tests(globals())
+    finally:
+        if STACK:
+            STACK.stop()
