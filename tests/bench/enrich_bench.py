@@ -16,6 +16,7 @@ connection, the answer scheduled with call_later), so its CPU is its own and mea
 Phases:
   1. one worker, fresh indicators             provider lookups/s, jobs/s
   2. two workers, fresh indicators            same, in total and per worker
+  2b. four workers, fresh indicators          same (ratios to one worker printed)
   3. one fresh worker, new jobs on phase 1's  cache hits from the shared PostgreSQL cache
      indicators                               (no provider call may happen)
   4. the same worker again, more such jobs    cache hits from the warm in-process cache
@@ -30,7 +31,8 @@ Run by hand (not in CI), with a release build:
     build-rel/bin/calseta migrate
     CALSETA_BIN_DIR=build-rel/bin python3 tests/bench/enrich_bench.py [--jobs 2000]
         [--indicators 10] [--latency-ms 50] [--concurrency 256] [--db-connections 8]
-Python standard library, psql and openssl only.
+Python standard library, psql, openssl and wrk (the ceiling: the stand-in driven by wrk at the
+same concurrency; every phase prints its ratio to it). --phases 1,2,4,cache picks phases.
 """
 import argparse
 import asyncio
@@ -445,6 +447,7 @@ class Bench:
             "lookups/s": round(lookups / el), "provider calls/s": round(calls / el),
             "jobs/s": round(jobs / el, 1),
             "lookups/s per worker": round(lookups / el / nworkers),
+            "ratio to wrk ceiling": round(lookups / el / self.ceiling, 2) if self.ceiling else None,
             "max provider requests in flight": st["max_inflight"],
             "max provider connections": st["max_connections"],
             "peak RSS MiB (VmHWM, per worker)": [round(v / 1024, 1) for v in peak.values()],
@@ -469,15 +472,50 @@ class Bench:
             print("  WARNING: %d provider calls in a cache phase" % calls)
         return r
 
+    def wrk_ceiling(self):
+        """The stand-in driven by wrk (not our code) at the workers' concurrency: the most
+        requests per second this stand-in and loopback give at this latency."""
+        a = self.args
+        t0 = cpu_ticks(self.standin.pid)
+        w0 = time.time()
+        out = subprocess.run(["wrk", "-t1", "-c%d" % a.concurrency, "-d%ds" % a.ceiling_seconds,
+                              "--latency", "http://127.0.0.1:%d/vt/23.0.0.1" % self.port],
+                             capture_output=True, text=True, check=True).stdout
+        el = time.time() - w0
+        standin = 100.0 * (cpu_ticks(self.standin.pid) - t0) / os.sysconf("SC_CLK_TCK") / el
+        rps = 0.0
+        for line in out.splitlines():
+            if line.startswith("Requests/sec:"):
+                rps = float(line.split()[1])
+        print("ceiling: wrk -t1 -c%d against the stand-in: %.0f requests/s, stand-in CPU %.0f%% "
+              "of one core, load average %s" % (a.concurrency, rps, standin, loadavg()))
+        print("  theoretical at this latency and concurrency: %.0f/s"
+              % (a.concurrency * 1000.0 / a.latency_ms), flush=True)
+        return rps
+
     def run(self):
         a = self.args
         print("stand-in on port %d, latency %d ms; database %s; load average %s"
               % (self.port, a.latency_ms, self.stack.dbname, loadavg()), flush=True)
-        self.phase("1 worker, fresh indicators", 1, 23, a.jobs, a.indicators, True)
-        self.phase("2 workers, fresh indicators", 2, 24, a.jobs, a.indicators, True)
-        self.phase("cache: 1 fresh worker, shared PostgreSQL cache", 1, 23, a.jobs, a.indicators, False)
-        self.phase("cache: same worker, warm in-process cache", 1, 23, a.jobs, a.indicators, False,
-                   restart=False)
+        self.ceiling = self.wrk_ceiling()
+        want = set(a.phases.split(","))
+        if "1" in want:
+            self.phase("1 worker, fresh indicators", 1, 23, a.jobs, a.indicators, True)
+        if "2" in want:
+            self.phase("2 workers, fresh indicators", 2, 24, a.jobs, a.indicators, True)
+        if "4" in want:
+            self.phase("4 workers, fresh indicators", 4, 25, a.jobs, a.indicators, True)
+        if "cache" in want:
+            self.phase("cache: 1 fresh worker, shared PostgreSQL cache", 1, 23, a.jobs,
+                       a.indicators, False)
+            self.phase("cache: same worker, warm in-process cache", 1, 23, a.jobs, a.indicators,
+                       False, restart=False)
+        one = [r for r in self.results if r["phase"].startswith("1 worker")]
+        if one:
+            base = one[0]["lookups/s"]
+            for r in self.results:
+                if r["phase"][0] in "24" and base:
+                    print("  %s: %.2fx one worker" % (r["phase"], r["lookups/s"] / base))
         print("\nsummary:")
         print("  %-48s %10s %10s %8s %10s %8s %8s %8s %8s %8s   %s" % (
             "phase", "lookups/s", "per wkr", "jobs/s", "RSS MiB", "wkr%", "stand%", "pg%", "us/lkp",
@@ -509,6 +547,9 @@ def main():
     ap.add_argument("--concurrency", type=int, default=256, help="ENRICHER_CONCURRENCY")
     ap.add_argument("--db-connections", type=int, default=8, help="ENRICHER_DB_CONNECTIONS")
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--ceiling-seconds", type=int, default=5, help="wrk run against the stand-in")
+    ap.add_argument("--phases", default="1,2,4,cache",
+                    help="comma-separated subset of 1,2,4,cache (fresh-indicator phases by worker count)")
     ap.add_argument("--timeout", type=int, default=600, help="seconds a phase may take")
     args = ap.parse_args()
     if args.standin:
