@@ -124,20 +124,22 @@ def setup():
 
 
 def insert_jobs(first_octet):
-    """JOBS alerts with PER_JOB fresh public IPs each, and their jobs; returns the job ids."""
-    ids = []
-    for a in range(JOBS):
-        vals = ",".join("('ip', '%d.%d.%d.%d', now(), now())" % (first_octet, a, i, 7)
-                        for i in range(PER_JOB))
-        row = STACK.sql(
-            "WITH a AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload) "
-            "VALUES ('quota %d', 'High', 'generic', now(), '{}'::jsonb) RETURNING id), "
-            "i AS (INSERT INTO indicators (type, value, first_seen, last_seen) VALUES %s "
-            "ON CONFLICT (type, value) DO UPDATE SET last_seen = now() RETURNING id), "
-            "l AS (INSERT INTO alert_indicators (alert_id, indicator_id) SELECT a.id, i.id FROM a, i) "
-            "INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a RETURNING id" % (a, vals))
-        ids.append(int(row[0][0]))
-    return ids
+    """JOBS alerts with PER_JOB fresh public IPs each, and their jobs, in one statement (all the
+    load at once); returns the job ids."""
+    rows = STACK.sql(
+        "WITH a AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload) "
+        "SELECT 'quota ' || g, 'High', 'generic', now(), '{}'::jsonb "
+        "FROM generate_series(0, %(jobs)d - 1) g RETURNING id, title), "
+        "i AS (INSERT INTO indicators (type, value, first_seen, last_seen) "
+        "SELECT 'ip', format('%(o)d.%%s.%%s.7', g, k), now(), now() "
+        "FROM generate_series(0, %(jobs)d - 1) g, generate_series(0, %(per)d - 1) k "
+        "ON CONFLICT (type, value) DO UPDATE SET last_seen = now() RETURNING id, value), "
+        "l AS (INSERT INTO alert_indicators (alert_id, indicator_id) SELECT a.id, i.id FROM a "
+        "JOIN i ON split_part(i.value, '.', 2) = split_part(a.title, ' ', 2)) "
+        "INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a RETURNING id"
+        % {"jobs": JOBS, "per": PER_JOB, "o": first_octet})
+    assert_eq(len(rows), JOBS, "jobs inserted")
+    return [int(r[0]) for r in rows]
 
 
 def run_two_workers(first_octet, global_caps):
