@@ -49,7 +49,6 @@ struct engine {
     struct engine_opts o;
     struct ssrf_cache *ssrf;
     struct limiter *limiters;
-    struct call *waiting; /* calls waiting for a provider slot, FIFO */
     struct shared_creds *shared;
     CURL **easy_pool; /* idle easy handles, reset before reuse */
     size_t neasy;
@@ -92,7 +91,8 @@ struct call {
     int too_large;
     long retry_after_s;
     char curl_err[CURL_ERROR_SIZE];
-    struct call *wait_next;
+    struct call *wait_prev, *wait_next; /* in lim's waiting queue */
+    int queued;
 };
 
 static void next_step(struct call *c);
@@ -231,48 +231,73 @@ static void succeed(struct call *c, int not_found)
 
 /* ---- limiter waiters ---- */
 
-static void rearm(struct call *c)
+/* Timer of a waiting call: the head of the queue wakes when a token may be there (or a slot is
+ * released), the others only at their deadline (the head's turn wakes them). */
+static void rearm(struct call *c, int head)
 {
     uint64_t now = now_mono_ms();
-    uint64_t w = limiter_wait_ms(c->lim, now);
+    uint64_t w = head ? limiter_wait_ms(c->lim, now) : 0;
     uint64_t left = c->deadline_ms > now ? c->deadline_ms - now : 0;
     uv_timer_start(&c->timer, on_wait_timer, w && w < left ? w : left, 0);
 }
 
-/* A slot or tokens came free: send what fits, then make sure the rest is woken in time (a
- * lease asked for, or their timers set to when tokens may be there). */
-static void wake_waiters(struct engine *e, struct limiter *l)
+static void enqueue(struct call *c, int front)
 {
-    struct call **pp = &e->waiting;
-    int left = 0;
-    while (*pp) {
-        struct call *c = *pp;
-        if (c->lim == l && limiter_try(l, now_mono_ms())) {
-            *pp = c->wait_next;
-            c->wait_next = NULL;
-            uv_timer_stop(&c->timer);
-            send_request(c);
-            continue;
-        }
-        left += c->lim == l;
-        pp = &c->wait_next;
+    struct limiter *l = c->lim;
+    struct call *h = l->wait_head, *t = l->wait_tail;
+    c->queued = 1;
+    if (front) {
+        c->wait_prev = NULL;
+        c->wait_next = h;
+        if (h)
+            h->wait_prev = c;
+        else
+            l->wait_tail = c;
+        l->wait_head = c;
+    } else {
+        c->wait_next = NULL;
+        c->wait_prev = t;
+        if (t)
+            t->wait_next = c;
+        else
+            l->wait_head = c;
+        l->wait_tail = c;
     }
-    if (!left || !l->global || l->in_flight >= l->max_in_flight)
-        return; /* nobody waiting, or waiting for a slot: a release wakes them */
-    ask_lease(e, l);
-    for (struct call *c = e->waiting; c; c = c->wait_next)
-        if (c->lim == l)
-            rearm(c);
 }
 
 static void unwait(struct call *c)
 {
-    for (struct call **pp = &c->e->waiting; *pp; pp = &(*pp)->wait_next)
-        if (*pp == c) {
-            *pp = c->wait_next;
-            c->wait_next = NULL;
-            return;
-        }
+    if (!c->queued)
+        return;
+    struct limiter *l = c->lim;
+    if (c->wait_prev)
+        c->wait_prev->wait_next = c->wait_next;
+    else
+        l->wait_head = c->wait_next;
+    if (c->wait_next)
+        c->wait_next->wait_prev = c->wait_prev;
+    else
+        l->wait_tail = c->wait_prev;
+    c->wait_prev = c->wait_next = NULL;
+    c->queued = 0;
+}
+
+/* A slot or tokens came free: send what fits, in order; then make sure the rest is woken in
+ * time (a lease asked for, the head's timer set). */
+static void wake_waiters(struct engine *e, struct limiter *l)
+{
+    uint64_t now = now_mono_ms();
+    struct call *c;
+    while ((c = l->wait_head) && limiter_try(l, now)) {
+        unwait(c);
+        uv_timer_stop(&c->timer);
+        send_request(c);
+    }
+    if (!(c = l->wait_head))
+        return;
+    ask_lease(e, l);
+    /* waiting for tokens: wake when they may be there; for a slot: a release wakes it */
+    rearm(c, l->in_flight < l->max_in_flight);
 }
 
 /* ---- one request ---- */
@@ -406,24 +431,25 @@ static void ask_lease(struct engine *e, struct limiter *l)
 static void on_wait_timer(uv_timer_t *t)
 {
     struct call *c = t->data;
-    if (c->state == ST_WAIT)
-        unwait(c);
+    int was_head = c->queued && !c->wait_prev;
+    unwait(c);
     if (now_mono_ms() >= c->deadline_ms) {
         fail(c, "Step '%s' failed: job deadline exceeded waiting for the provider", c->req.name);
         return;
     }
-    /* backoff over, or a token may be available */
+    /* backoff over, or a token may be available; nobody overtakes the queue */
     c->state = ST_WAIT;
-    if (limiter_try(c->lim, now_mono_ms())) {
+    struct limiter *l = c->lim;
+    if (!l->wait_head && limiter_try(l, now_mono_ms())) {
         send_request(c);
         return;
     }
-    struct call **pp = &c->e->waiting;
-    while (*pp)
-        pp = &(*pp)->wait_next;
-    *pp = c;
-    ask_lease(c->e, c->lim);
-    rearm(c);
+    enqueue(c, was_head);
+    if (l->wait_head == c) {
+        wake_waiters(c->e, l); /* c first, then whoever fits behind it */
+        return;
+    }
+    rearm(c, 0);
 }
 
 static void acquire_and_send(struct call *c)

@@ -34,6 +34,8 @@ struct limiter {
     uint64_t lease_until_ms;   /* end of the current lease's window (local clock) */
     uint64_t retry_lease_ms;   /* window exhausted: ask again from then on */
     int fallback;              /* the shared counter failed: local bucket until retry_lease_ms */
+    void *wait_head, *wait_tail; /* the engine's requests waiting for this provider, FIFO
+                                    (limiter.c never touches them) */
     struct limiter *next;
 };
 
