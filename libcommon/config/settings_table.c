@@ -58,7 +58,7 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {CORE, "LOG_LEVEL", "INFO", "all", "`DEBUG`, `INFO`, `WARNING` or `ERROR`."},
     {CORE, "LOG_FORMAT", "json", "all",
      "`json`: one JSON object per line (logs and audit lines); anything else: readable text."},
-    {CORE, "SSRF_ALLOWED_HOSTS", NULL, "intake, enricher, runner",
+    {CORE, "SSRF_ALLOWED_HOSTS", NULL, "intake, enricher, runner, workflowd",
      "Comma list of host names admitted past the private-address check of outgoing requests "
      "(providers, `ctx.http`, notifications, agent webhooks). Never past the cloud-metadata "
      "block."},
@@ -283,7 +283,7 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {WORKFLOW, "WORKFLOW_MAX_INFLIGHT", "8", "intake", "Runs one intake process has taken and not finished."},
     {WORKFLOW, "APPROVAL_DEFAULT_TIMEOUT_SECONDS", "3600", "intake",
      "Expiry of an approval request when the workflow sets none."},
-    {WORKFLOW, "CALSETA_BASE_URL", "http://localhost:8000", "intake",
+    {WORKFLOW, "CALSETA_BASE_URL", "http://localhost:8000", "intake, workflowd",
      "Public base URL of the API, used in approval decide links."},
     {WORKFLOW, "SLACK_SIGNING_SECRET", NULL, "intake",
      "Verifies Slack approval callbacks; unset: every callback is refused (403)."},
@@ -302,14 +302,16 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Microsoft Graph base. Empty: `https://graph.microsoft.com/v1.0`."},
 
     /* ---- notifications ---- */
-    {NOTIFY, "APPROVAL_NOTIFIER", "none", "intake",
+    {NOTIFY, "WORKFLOWD_POLL_INTERVAL_MS", "1000", "workflowd",
+     "Sweep of queued approval notifications, besides the NOTIFY wake-up (100-600000)."},
+    {NOTIFY, "APPROVAL_NOTIFIER", "none", "intake, workflowd",
      "`none`, `slack` or `teams` (any case; anything else is `none` with a warning)."},
-    {NOTIFY, "SLACK_BOT_TOKEN", NULL, "intake", "Slack bot token with `chat:write`; required for `slack`."},
-    {NOTIFY, "SLACK_API_URL", "https://slack.com/api", "intake", "Slack Web API base URL."},
-    {NOTIFY, "APPROVAL_DEFAULT_CHANNEL", "", "intake",
+    {NOTIFY, "SLACK_BOT_TOKEN", NULL, "workflowd", "Slack bot token with `chat:write`; required for `slack`."},
+    {NOTIFY, "SLACK_API_URL", "https://slack.com/api", "workflowd", "Slack Web API base URL."},
+    {NOTIFY, "APPROVAL_DEFAULT_CHANNEL", "", "workflowd",
      "Slack channel when the workflow names none (then `#general`)."},
-    {NOTIFY, "TEAMS_WEBHOOK_URL", NULL, "intake", "Teams incoming webhook URL (a secret); required for `teams`."},
-    {NOTIFY, "NOTIFIER_RETRY_SECONDS", "30", "intake", "Wait between send attempts (0-3600)."},
+    {NOTIFY, "TEAMS_WEBHOOK_URL", NULL, "workflowd", "Teams incoming webhook URL (a secret); required for `teams`."},
+    {NOTIFY, "NOTIFIER_RETRY_SECONDS", "30", "workflowd", "Wait between send attempts (0-3600)."},
 
     /* ---- agents ---- */
     {AGENTS, "AGENT_SECRET_OVERLAP_SECONDS", "86400", "intake",
