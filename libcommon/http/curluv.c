@@ -137,6 +137,11 @@ struct curluv *curluv_new(uv_loop_t *loop, curluv_done_fn done, void *arg)
     return m;
 }
 
+void curluv_max_connections(struct curluv *m, long n)
+{
+    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, n);
+}
+
 void curluv_add(struct curluv *m, CURL *easy)
 {
     curl_multi_add_handle(m->multi, easy);

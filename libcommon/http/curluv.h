@@ -19,6 +19,9 @@ struct curluv;
 typedef void (*curluv_done_fn)(void *arg, CURL *easy, CURLcode rc);
 
 struct curluv *curluv_new(uv_loop_t *loop, curluv_done_fn done, void *arg);
+/* Keeps at most n idle connections alive for reuse (CURLMOPT_MAXCONNECTS). Without it curl keeps
+ * four per transfer in progress, so a lull closes connections a burst then opens again. */
+void curluv_max_connections(struct curluv *m, long n);
 void curluv_add(struct curluv *m, CURL *easy);
 void curluv_remove(struct curluv *m, CURL *easy);
 /* Call with no transfer left; closed(arg) runs from the loop when every handle is closed. */

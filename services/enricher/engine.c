@@ -31,6 +31,8 @@
 /* idle curl easy handles kept for reuse (each holds its own buffers; connections live in the
  * multi handle's pool) */
 #define EASY_POOL_MAX 1024
+/* idle keep-alive connections kept (all providers together) */
+#define MAX_IDLE_CONNECTIONS 2048
 
 /* Decrypted credentials shared by the lookups of one job at one provider: they start together,
  * so one decryption (and one audit event) serves all of them, and the locked copy is wiped
@@ -700,6 +702,7 @@ struct engine *engine_new(uv_loop_t *loop, const struct engine_opts *o)
     if (!e->o.max_response_bytes)
         e->o.max_response_bytes = 1 << 20;
     e->cm = curluv_new(loop, on_transfer_done, e);
+    curluv_max_connections(e->cm, MAX_IDLE_CONNECTIONS);
     e->ssrf = ssrf_cache_new(SSRF_CACHE_ENTRIES, SSRF_CACHE_TTL_MS, SSRF_CACHE_BLOCKED_TTL_MS);
     return e;
 }

@@ -48,6 +48,7 @@ struct enricher {
     struct config *cfg;
     struct enricher_options opt;
     struct pg_pool *pg;
+    struct pg_pool *quota_pg; /* one connection for quota leases, never queued behind results */
     struct engine *engine;
     struct creds_ctx *creds;
     struct guard *guard;

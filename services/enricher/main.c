@@ -56,11 +56,18 @@ static void on_pool_closed(void *arg)
     en->pg = NULL;
 }
 
+static void on_quota_pool_closed(void *arg)
+{
+    struct enricher *en = arg;
+    en->quota_pg = NULL;
+}
+
 static void on_engine_closed(void *arg)
 {
     struct enricher *en = arg;
     en->engine = NULL;
     pg_pool_close(en->pg, on_pool_closed, en);
+    pg_pool_close(en->quota_pg, on_quota_pool_closed, en);
 }
 
 static void on_drained(struct enricher *en)
@@ -104,6 +111,7 @@ static void start(struct enricher *en)
     en->audit = audit_client_new(c, "enricher", en->loop);
     audit_emit_config_loaded(en->audit, c);
     en->pg = pg_pool_new(en->loop, c->database_url, en->opt.db_connections, 30000);
+    en->quota_pg = pg_pool_new(en->loop, c->database_url, 1, 2000);
     en->guard = guard_new(c->ssrf_allowed_hosts, en->opt.allow_loopback);
     if (en->opt.allow_loopback)
         msg_warn("ENRICHER_ALLOW_LOOPBACK=true: provider requests may reach loopback addresses "

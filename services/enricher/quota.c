@@ -6,6 +6,8 @@
  * current fixed window of the database clock; calseta_enrich_quota_lease() grants up to the
  * asked block without ever passing the window's limit, and says how long the window still
  * runs. Workers on any host agree on the windows because only the database clock is read.
+ * Leases go over their own connection: queued behind a worker's result writes they would
+ * stall every provider at each window's start.
  */
 #include "enricher.h"
 #include "log.h"
@@ -49,7 +51,7 @@ void quota_lease(void *lease_arg, const char *provider, long want, long limit, l
     struct quota_req *q = xcalloc(1, sizeof *q);
     q->cb = cb;
     q->arg = arg;
-    if (pg_exec_timeout(en->pg,
+    if (pg_exec_timeout(en->quota_pg,
                         "SELECT granted, ms_left FROM calseta_enrich_quota_lease($1, $2, $3, $4)",
                         4, params, QUOTA_TIMEOUT_MS, on_quota, q) != 0)
         msg_fatal("quota lease: query refused by the pool");
