@@ -22,6 +22,8 @@ Run by hand (not in CI), with a release build:
     export CALSETA_DATA_DIR=/tmp/bench-pg; DATABASE_URL=$(scripts/pg.sh start); export DATABASE_URL
     build-bench/bin/calseta migrate
     CALSETA_BIN_DIR=build-bench/bin python3 tests/bench/auth_bench.py [--seconds 10] [--intake 1]
+--refusal-window 0 audits every refusal on its own (as before scope refusals were aggregated),
+for comparison in the same build.
 Needs wrk and nginx (apt-get install nginx-light).
 """
 import argparse
@@ -89,10 +91,14 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--intake", type=int, default=1)
+    ap.add_argument("--refusal-window", type=int, default=None,
+                    help="AUDIT_REFUSAL_WINDOW_SECONDS for the run (0: every refusal audited on its own)")
     a = ap.parse_args()
 
     env = {"LOG_LEVEL": "WARNING", "SENTINEL_WEBHOOK_SECRET": SECRET,
            "RATE_LIMIT_UNAUTHED_PER_MINUTE": 100000000}
+    if a.refusal_window is not None:
+        env["AUDIT_REFUSAL_WINDOW_SECONDS"] = a.refusal_window
     s = harness.Stack("authbench", env=env, services=(), intake_processes=0)
     ng = None
     try:
