@@ -53,7 +53,6 @@ struct intake {
     struct enrich_api *enrich;      /* enrichment API: key, SSRF guard (enrichment_api.h) */
     struct lookup_client *lookups;  /* on-demand lookups asked of enrichers (lookup_client.h) */
     struct workflows *workflows;    /* workflows API, runner client (workflows_api.h) */
-    struct notifier *notifier;      /* approval notifications, Slack/Teams (notifier.h) */
     struct agents_api *agents;      /* agents and context documents (agents_api.h) */
     struct mcp *mcp;                /* MCP server: sessions and SSE streams (mcp.h) */
     void *job_push; /* PUSH to the job bus */

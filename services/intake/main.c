@@ -19,7 +19,6 @@
 #include "log.h"
 #include "lookup_client.h"
 #include "procsec.h"
-#include "notifier.h"
 #include "prom.h"
 #include "ratelimit.h"
 #include "keycache.h"
@@ -145,7 +144,6 @@ int main(void)
     mappings_listen(&in);
     in.enrich = enrich_api_new(&in);
     workflows_api_init(&in);
-    notifier_init(&in);
     agents_api_init(&in);
     mcp_init(&in);
     job_bus_open(&in);
@@ -211,7 +209,6 @@ int main(void)
     mappings_free(in.mappings);
     enrich_api_free(in.enrich);
     workflows_api_free(&in);
-    notifier_free(&in);
     agents_api_free(&in);
     mcp_free(&in);
     bus_close(in.job_push);
