@@ -58,7 +58,7 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {CORE, "LOG_LEVEL", "INFO", "all", "`DEBUG`, `INFO`, `WARNING` or `ERROR`."},
     {CORE, "LOG_FORMAT", "json", "all",
      "`json`: one JSON object per line (logs and audit lines); anything else: readable text."},
-    {CORE, "SSRF_ALLOWED_HOSTS", NULL, "intake, enricher, runner",
+    {CORE, "SSRF_ALLOWED_HOSTS", NULL, "intake, enricher, runner, workflowd",
      "Comma list of host names admitted past the private-address check of outgoing requests "
      "(providers, `ctx.http`, notifications, agent webhooks). Never past the cloud-metadata "
      "block."},
@@ -194,6 +194,38 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Z85 CURVE public key of the runner link (the stack-wide pair never applies to it, so a "
      "runner holds no key of another link)."},
     {BUS, "CURVE_RUNNER_SECRET_KEY", NULL, "runner", "Z85 CURVE secret key of the runner link."},
+    {BUS, "CURVE_CLIENT_PUBLIC_KEY", NULL, "all but the runner",
+     "Z85 CURVE public key with which clients of every `tcp://` link but the runner's prove "
+     "themselves, unless the link has its own (`CURVE_<LINK>_CLIENT_PUBLIC_KEY`); servers serve "
+     "only this key and the link's allowed list. Unset: each link's client pair is made at first "
+     "start in `$CALSETA_DATA_DIR/curve/<link>-client.key`."},
+    {BUS, "CURVE_CLIENT_SECRET_KEY", NULL, "intake, enricher, all audit clients",
+     "Z85 CURVE secret key that goes with `CURVE_CLIENT_PUBLIC_KEY` (only where a client "
+     "connects; the public key is derived from it when only this is set)."},
+    {BUS, "CURVE_AUDIT_CLIENT_PUBLIC_KEY", NULL, "auditd, all",
+     "Z85 CURVE client public key of the audit link."},
+    {BUS, "CURVE_AUDIT_CLIENT_SECRET_KEY", NULL, "all", "Z85 CURVE client secret key of the audit link."},
+    {BUS, "CURVE_AUDIT_ALLOWED_CLIENT_KEYS", NULL, "auditd",
+     "Comma list of further Z85 client public keys the audit link's servers serve (one per remote "
+     "host with a pair of its own, from `calseta gen-curve-keys`)."},
+    {BUS, "CURVE_JOBS_CLIENT_PUBLIC_KEY", NULL, "jobbus, intake, enricher",
+     "Z85 CURVE client public key of the job-hint link."},
+    {BUS, "CURVE_JOBS_CLIENT_SECRET_KEY", NULL, "intake, enricher", "Z85 CURVE client secret key of the job-hint link."},
+    {BUS, "CURVE_JOBS_ALLOWED_CLIENT_KEYS", NULL, "jobbus",
+     "Comma list of further Z85 client public keys the job-hint link's servers serve (one per remote "
+     "host with a pair of its own, from `calseta gen-curve-keys`)."},
+    {BUS, "CURVE_LOOKUP_CLIENT_PUBLIC_KEY", NULL, "jobbus, intake, enricher",
+     "Z85 CURVE client public key of the on-demand lookup link."},
+    {BUS, "CURVE_LOOKUP_CLIENT_SECRET_KEY", NULL, "intake, enricher", "Z85 CURVE client secret key of the on-demand lookup link."},
+    {BUS, "CURVE_LOOKUP_ALLOWED_CLIENT_KEYS", NULL, "jobbus",
+     "Comma list of further Z85 client public keys the on-demand lookup link's servers serve (one per remote "
+     "host with a pair of its own, from `calseta gen-curve-keys`)."},
+    {BUS, "CURVE_RUNNER_CLIENT_PUBLIC_KEY", NULL, "runner, intake",
+     "Z85 CURVE client public key of the runner link (the stack-wide client pair never applies to it)."},
+    {BUS, "CURVE_RUNNER_CLIENT_SECRET_KEY", NULL, "intake", "Z85 CURVE client secret key of the runner link."},
+    {BUS, "CURVE_RUNNER_ALLOWED_CLIENT_KEYS", NULL, "runner",
+     "Comma list of further Z85 client public keys the runner link's servers serve (one per remote "
+     "host with a pair of its own, from `calseta gen-curve-keys`)."},
 
     /* ---- audit ---- */
     {AUDIT, "AUDIT_ENDPOINT", NULL, "all",
@@ -255,7 +287,7 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {WORKFLOW, "WORKFLOW_MAX_INFLIGHT", "8", "intake", "Runs one intake process has taken and not finished."},
     {WORKFLOW, "APPROVAL_DEFAULT_TIMEOUT_SECONDS", "3600", "intake",
      "Expiry of an approval request when the workflow sets none."},
-    {WORKFLOW, "CALSETA_BASE_URL", "http://localhost:8000", "intake",
+    {WORKFLOW, "CALSETA_BASE_URL", "http://localhost:8000", "intake, workflowd",
      "Public base URL of the API, used in approval decide links."},
     {WORKFLOW, "SLACK_SIGNING_SECRET", NULL, "intake",
      "Verifies Slack approval callbacks; unset: every callback is refused (403)."},
@@ -274,14 +306,16 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Microsoft Graph base. Empty: `https://graph.microsoft.com/v1.0`."},
 
     /* ---- notifications ---- */
-    {NOTIFY, "APPROVAL_NOTIFIER", "none", "intake",
+    {NOTIFY, "WORKFLOWD_POLL_INTERVAL_MS", "1000", "workflowd",
+     "Sweep of queued approval notifications, besides the NOTIFY wake-up (100-600000)."},
+    {NOTIFY, "APPROVAL_NOTIFIER", "none", "intake, workflowd",
      "`none`, `slack` or `teams` (any case; anything else is `none` with a warning)."},
-    {NOTIFY, "SLACK_BOT_TOKEN", NULL, "intake", "Slack bot token with `chat:write`; required for `slack`."},
-    {NOTIFY, "SLACK_API_URL", "https://slack.com/api", "intake", "Slack Web API base URL."},
-    {NOTIFY, "APPROVAL_DEFAULT_CHANNEL", "", "intake",
+    {NOTIFY, "SLACK_BOT_TOKEN", NULL, "workflowd", "Slack bot token with `chat:write`; required for `slack`."},
+    {NOTIFY, "SLACK_API_URL", "https://slack.com/api", "workflowd", "Slack Web API base URL."},
+    {NOTIFY, "APPROVAL_DEFAULT_CHANNEL", "", "workflowd",
      "Slack channel when the workflow names none (then `#general`)."},
-    {NOTIFY, "TEAMS_WEBHOOK_URL", NULL, "intake", "Teams incoming webhook URL (a secret); required for `teams`."},
-    {NOTIFY, "NOTIFIER_RETRY_SECONDS", "30", "intake", "Wait between send attempts (0-3600)."},
+    {NOTIFY, "TEAMS_WEBHOOK_URL", NULL, "workflowd", "Teams incoming webhook URL (a secret); required for `teams`."},
+    {NOTIFY, "NOTIFIER_RETRY_SECONDS", "30", "workflowd", "Wait between send attempts (0-3600)."},
 
     /* ---- agents ---- */
     {AGENTS, "AGENT_SECRET_OVERLAP_SECONDS", "86400", "intake",

@@ -80,11 +80,6 @@ int creds_token_matches(const struct creds_ctx *cc, const char *token)
     return 0;
 }
 
-const char *creds_env_get(void *settings, const char *name)
-{
-    return settings ? settings_get(settings, name) : NULL;
-}
-
 /* ---- in-place parsing of the decrypted object ---- */
 
 static size_t skip_ws(const char *s, size_t i, size_t n)

@@ -36,7 +36,4 @@ struct creds *creds_open(struct creds_ctx *cc, const struct provider *p, long lo
 const char *creds_get(void *creds, const char *field, size_t *len);
 void creds_close(struct creds *c);
 
-/* Settings lookup for provider_configured(). arg: the struct settings. */
-const char *creds_env_get(void *settings, const char *name);
-
 #endif

@@ -15,7 +15,7 @@
 #include "extract.h"
 #include "log.h"
 #include "malice.h"
-#include "step.h"
+#include "result.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -320,7 +320,7 @@ static void plan(struct job *j)
         for (size_t p = 0; p < j->ps->n; p++) {
             const struct provider *pr = &j->ps->p[p];
             if (!provider_supports(pr, type) ||
-                !provider_configured(pr, creds_env_get, en->cfg->settings))
+                !provider_configured(pr, provider_env_get, en->cfg->settings))
                 continue;
             j->lk[j->nlk].job = j;
             j->lk[j->nlk].ind = i;

@@ -1,18 +1,16 @@
 /*
- * step.h - one http_config step turned into a request, and provider results.
+ * step.h - one http_config step turned into a request.
  *
  * step_build() renders a step of a provider's http_config for one indicator: URL (step 0 takes
  * url_templates_by_type[type] when present; every substituted value URL-encoded), query
  * parameters, headers, and a JSON (preferred) or form body, as the original engine does.
  * Header values lose any CR/LF (no header injection from provider responses). The rendered
  * request may hold credentials: step_req_wipe() zeroes it before freeing.
- *
- * result_new() builds the stored per-provider result object of the original:
- * {provider_name, status, success, extracted, raw, enriched_at, error_message, debug_steps}.
  */
 #ifndef ENRICHER_STEP_H
 #define ENRICHER_STEP_H
 
+#include "result.h"
 #include "template.h"
 
 #include <curl/curl.h>
@@ -39,13 +37,5 @@ void step_req_wipe(struct step_req *r);
 size_t step_count(json_t *http_config);
 /* 1 when status is listed in the JSON array of status codes. */
 int status_listed(json_t *list, long status);
-
-/* Parses a response body: JSON when it is a JSON document, else {"_raw_text": first 2000
- * characters} with invalid UTF-8 replaced and NUL bytes dropped. Never NULL. */
-json_t *body_parse(const char *data, size_t len);
-
-/* status: "success", "failed" or "skipped". extracted, raw: stolen (may be NULL). */
-json_t *result_new(const char *provider, const char *status, json_t *extracted, json_t *raw,
-                   const char *error);
 
 #endif

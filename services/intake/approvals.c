@@ -18,7 +18,6 @@
 #include "audit.h"
 #include "crypto.h"
 #include "log.h"
-#include "notifier.h"
 #include "ratelimit.h"
 #include "util.h"
 
@@ -173,7 +172,6 @@ static void on_decided(void *arg, PGresult *res, const char *err)
                          op->responder, "via", via_names[op->via], "run_uuid", run));
     if (run)
         wf_run_start(rc->in->workflows, run);
-    notifier_approval_decided(rc->in, op->uuid); /* Slack: chat.update of the message */
     if (op->via == VIA_SLACK) {
         reply_body(rc, 200, TEXT, "ok", 2);
     } else if (op->via == VIA_BROWSER) {

@@ -14,11 +14,11 @@
  */
 #include "enrichment_api.h"
 #include "audit.h"
-#include "enricher.h"
 #include "fernet.h"
 #include "guard.h"
 #include "indicators.h"
 #include "log.h"
+#include "provider.h"
 #include "settings.h"
 #include "util.h"
 
@@ -28,7 +28,8 @@
 
 struct enrich_api {
     struct intake *in;
-    struct enricher_options opt;
+    struct provider_defaults defaults;
+    int allow_loopback; /* ENRICHER_ALLOW_LOOPBACK (tests only) */
     int have_key;
     char key[64];
     struct guard *guard;
@@ -39,7 +40,8 @@ struct enrich_api *enrich_api_new(struct intake *in)
     struct enrich_api *a = xcalloc(1, sizeof *a);
     char err[512];
     a->in = in;
-    if (enricher_options_load(&a->opt, in->cfg.settings, err, sizeof err) != 0)
+    if (provider_defaults_load(&a->defaults, &a->allow_loopback, in->cfg.settings, err,
+                               sizeof err) != 0)
         msg_fatal("configuration error: %s", err);
     const char *k = in->cfg.encryption_key;
     struct fernet_key fk;
@@ -51,8 +53,8 @@ struct enrich_api *enrich_api_new(struct intake *in)
                  "stored or used");
     }
     explicit_bzero(&fk, sizeof fk);
-    a->guard = guard_new(in->cfg.ssrf_allowed_hosts, a->opt.allow_loopback);
-    if (a->opt.allow_loopback)
+    a->guard = guard_new(in->cfg.ssrf_allowed_hosts, a->allow_loopback);
+    if (a->allow_loopback)
         msg_warn("ENRICHER_ALLOW_LOOPBACK=true: provider URLs may name loopback addresses (for "
                  "tests only; cloud-metadata addresses stay blocked)");
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -69,9 +71,9 @@ void enrich_api_free(struct enrich_api *a)
     curl_global_cleanup();
 }
 
-const struct enricher_options *enrich_api_options(const struct enrich_api *a)
+const struct provider_defaults *enrich_api_defaults(const struct enrich_api *a)
 {
-    return &a->opt;
+    return &a->defaults;
 }
 
 const char *enrich_api_key(const struct enrich_api *a)
@@ -104,7 +106,7 @@ void enrich_provider_finish(const struct enrich_api *a, json_t *p)
     json_t *mock = json_object_get(p, "mock_responses");
     int conf = 0;
     if (json_is_true(json_object_get(p, "is_active"))) {
-        if (a->opt.provider.mock_mode && json_is_object(mock) && json_object_size(mock))
+        if (a->defaults.mock_mode && json_is_object(mock) && json_object_size(mock))
             conf = 1;
         else if (auth_type && !strcmp(auth_type, "no_auth"))
             conf = 1;

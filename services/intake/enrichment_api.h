@@ -68,9 +68,9 @@ void route_delete_extraction(struct reqctx *rc);
 
 /* ---- shared between the three files (enrichment_api.c) ---- */
 
-struct enricher_options;
-/* The loaded enricher options (mock mode, loopback allowance, provider defaults). */
-const struct enricher_options *enrich_api_options(const struct enrich_api *a);
+struct provider_defaults;
+/* The provider defaults as the enricher reads them (mock mode, limits, timeouts). */
+const struct provider_defaults *enrich_api_defaults(const struct enrich_api *a);
 /* ENCRYPTION_KEY as text when it is a valid Fernet key, else NULL. */
 const char *enrich_api_key(const struct enrich_api *a);
 struct guard *enrich_api_guard(const struct enrich_api *a);

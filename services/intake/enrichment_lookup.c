@@ -19,14 +19,13 @@
  * the same on-demand path for callers other than the REST route (MCP tools).
  */
 #include "audit.h"
-#include "creds.h" /* creds_env_get only: whether a variable is set */
-#include "enricher.h"
 #include "enrichment_api.h"
 #include "indicators.h"
 #include "log.h"
 #include "lookup_client.h"
 #include "prom.h"
-#include "step.h"
+#include "provider.h"
+#include "result.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -261,7 +260,7 @@ static struct provider_set *parse_config(struct lookup_op *op, const char *text)
     char err[256];
     json_t *doc = json_loads(text, 0, NULL);
     struct provider_set *ps =
-        doc ? provider_set_parse(doc, &enrich_api_options(op->a)->provider, err, sizeof err) : NULL;
+        doc ? provider_set_parse(doc, enrich_api_defaults(op->a), err, sizeof err) : NULL;
     json_decref(doc);
     return ps;
 }
@@ -294,7 +293,7 @@ static void on_config(void *arg, PGresult *res, const char *err)
         const struct provider *p = &op->ps->p[i];
         if (!provider_supports(p, op->type) ||
             (op->provider_filter && strcmp(p->name, op->provider_filter)) ||
-            !provider_configured(p, creds_env_get, op->in->cfg.settings))
+            !provider_configured(p, provider_env_get, op->in->cfg.settings))
             continue;
         json_t *hit = json_object_get(op->cached, p->name);
         if (json_is_object(hit)) {

@@ -19,7 +19,6 @@
 #include "log.h"
 #include "lookup_client.h"
 #include "procsec.h"
-#include "notifier.h"
 #include "prom.h"
 #include "ratelimit.h"
 #include "keycache.h"
@@ -48,6 +47,7 @@ static void on_housekeeping(uv_timer_t *t)
     ingest_sightings_apply(in);
     rl_cleanup(in);
     mappings_refresh(in);
+    metrics_rollup_run(in);
 }
 
 static void on_pool_closed(void *arg)
@@ -144,7 +144,6 @@ int main(void)
     mappings_listen(&in);
     in.enrich = enrich_api_new(&in);
     workflows_api_init(&in);
-    notifier_init(&in);
     agents_api_init(&in);
     mcp_init(&in);
     job_bus_open(&in);
@@ -210,7 +209,6 @@ int main(void)
     mappings_free(in.mappings);
     enrich_api_free(in.enrich);
     workflows_api_free(&in);
-    notifier_free(&in);
     agents_api_free(&in);
     mcp_free(&in);
     bus_close(in.job_push);

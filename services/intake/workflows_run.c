@@ -24,7 +24,6 @@
 #include "crypto.h"
 #include "indicator_types.h"
 #include "log.h"
-#include "notifier.h"
 #include "runner_client.h"
 #include "secmem.h"
 #include "settings.h"
@@ -191,8 +190,6 @@ static void on_finished(void *arg, PGresult *res, const char *err)
     else if (PQgetisnull(res, 0, 0))
         msg_warn("workflow run %s: attempt %s lost its lease; its outcome was not recorded",
                  op->run_uuid, op->attempt);
-    else
-        notifier_run_finished(op->wf->in, op->run_uuid);
     run_op_done(op);
 }
 
@@ -285,8 +282,6 @@ static void on_claimed(void *arg, PGresult *res, const char *err)
     }
     json_t *doc = json_loads_wide(PQgetvalue(res, 0, 0), 0);
     if (!doc || json_object_get(doc, "failed")) { /* failed in the claim */
-        if (doc)
-            notifier_run_finished(wf->in, op->run_uuid);
         json_decref(doc);
         run_op_done(op);
         return;
@@ -374,8 +369,6 @@ static void on_wf_executed(void *arg, PGresult *res, const char *err)
                        json_pack("{s:s,s:O,s:O}", "workflow_uuid", x->wf_uuid, "approval_uuid",
                                  json_object_get(doc, "approval_request_uuid"), "trigger_type",
                                  json_object_get(doc, "trigger_type")));
-            notifier_approval_requested(
-                in, json_string_value(json_object_get(doc, "approval_request_uuid")));
         }
     } else if (!doc && res && !err) {
         err = "unreadable outcome";

@@ -42,6 +42,7 @@ static const struct service_def services[] = {
     {"runner", "calseta-runner", 2, RESTART_ALWAYS},
     {"enricher", "calseta-enricher", 1, RESTART_ALWAYS},
     {"dispatcher", "calseta-dispatcher", 1, RESTART_ALWAYS},
+    {"workflowd", "calseta-workflowd", 1, RESTART_ALWAYS},
     {"intake", "calseta-intake", 0, RESTART_ALWAYS},
 };
 #define NSERVICES (sizeof services / sizeof services[0])

@@ -153,6 +153,13 @@ class Stack:
         self.procs.append(p)
         return p
 
+    def proc(self, name):
+        """The first process of service name this stack started (e.g. "workflowd")."""
+        for p in self.procs:
+            if p.name == name:
+                return p
+        raise AssertionError("this stack started no %s" % name)
+
     def endpoint(self, name):
         """The default (ipc) endpoint of an internal link: audit, jobs-in, jobs-out, runner,
         lookup-in, lookup-out."""

@@ -1,10 +1,10 @@
-"""Approval notifications (Slack and Teams, as the original sends them) against a real intake, runner, auditd and
-PostgreSQL, with local stand-ins for Slack's Web API (chat.postMessage / chat.update) and a Teams
-incoming webhook: the approval message (Block Kit / Adaptive Card) and its decide link, the
+"""Approval notifications (Slack and Teams, as the original sends them) against a real intake,
+workflowd (which sends them), runner, auditd and PostgreSQL, with local stand-ins for Slack's
+Web API (chat.postMessage / chat.update) and a Teams incoming webhook: the approval message (Block Kit / Adaptive Card) and its decide link, the
 stored Slack ts, chat.update after a Slack decision, the result message after an approved run
 and none after a rejection, retries ({"ok":false}, 500), an unreachable or SSRF-blocked API,
-APPROVAL_NOTIFIER=none, secrets kept out of logs and audit events, and a clean stop with a
-retry pending."""
+APPROVAL_NOTIFIER=none, secrets kept out of logs and audit events, and a clean stop of
+workflowd with a retry pending."""
 import base64
 import hashlib
 import hmac
@@ -18,7 +18,7 @@ import urllib.parse
 
 from harness import Stack, assert_eq, free_port, run_tests
 
-SERVICES = ("auditd", "runner", "intake")
+SERVICES = ("auditd", "runner", "workflowd", "intake")
 SLACK_SECRET = "1b2c3d4e5f60718293a4b5c6d7e8f901"
 BOT_TOKEN = "xoxb-111-222-notifiertesttoken"
 TEAMS_SECRET = "sig-" + base64.urlsafe_b64encode(os.urandom(12)).decode()
@@ -287,7 +287,7 @@ def test_slack_retries():
         assert_eq(posts[0]["raw"], posts[2]["raw"])
         row = wait_for(lambda: (lambda r: r if r[3] else None)(approval_row(s, a)), "stored ts")
         assert_eq(row[3], "1700000000.%06d" % posts[2]["n"])
-        log = s.intakes[0].text()
+        log = s.proc("workflowd").text()
         assert log.count("approval_notification_attempt_failed") == 2, log[-3000:]
         assert "slack: ratelimited" in log and "HTTP 500" in log
         # every attempt fails: three tries, then the failure is audited; the request stays usable
@@ -325,7 +325,7 @@ def test_slack_unreachable_and_ssrf():
             t0 = time.time()
             a = execute(st, k, u)
             assert time.time() - t0 < 5
-            wait_for(lambda: "approval_notification_failed" in st.intakes[0].text(),
+            wait_for(lambda: "approval_notification_failed" in st.proc("workflowd").text(),
                      "final failure", timeout=30)
             assert_eq(approval_row(st, a)[:4], ["pending", "slack", "", ""])
             ap = st.request("GET", "/v1/workflow-approvals/" + a, key=k).json()["data"]
@@ -333,8 +333,8 @@ def test_slack_unreachable_and_ssrf():
             r = st.request("POST", "/v1/workflow-approvals/%s/approve" % a, key=k, body={})
             assert_eq(r.status, 200, r.body)
             no_secrets_leaked(st, BOT_TOKEN, approval_row(st, a)[4])
-        assert "blocked by SSRF protection" in s2.intakes[0].text()
-        assert "Couldn't connect" in s.intakes[0].text() or "connect" in s.intakes[0].text()
+        assert "blocked by SSRF protection" in s2.proc("workflowd").text()
+        assert "Couldn't connect" in s.proc("workflowd").text() or "connect" in s.proc("workflowd").text()
         assert_eq(si.requests, [])
     finally:
         s.stop()
@@ -421,7 +421,7 @@ def test_none_sends_nothing():
             assert_eq(approval_row(st, a)[1], "none")
         time.sleep(1)
         assert_eq(si.requests, [])
-        assert "APPROVAL_NOTIFIER=carrier-pigeon is not one of none, slack, teams" in s2.intakes[0].text()
+        assert "APPROVAL_NOTIFIER=carrier-pigeon is not one of none, slack, teams" in s2.proc("workflowd").text()
     finally:
         s.stop()
         s2.stop()
@@ -438,12 +438,12 @@ def test_stop_with_retry_pending():
         u = create(s, k)
         execute(s, k, u)
         si.wait("/api/chat.postMessage", 1)
-        wait_for(lambda: "approval_notification_attempt_failed" in s.intakes[0].text(), "1st failure")
+        wait_for(lambda: "approval_notification_attempt_failed" in s.proc("workflowd").text(), "1st failure")
         t0 = time.time()
-        rc = s.intakes[0].stop()
-        assert_eq(rc, 0, s.intakes[0].text()[-3000:])
+        rc = s.proc("workflowd").stop()
+        assert_eq(rc, 0, s.proc("workflowd").text()[-3000:])
         assert time.time() - t0 < 10, time.time() - t0
-        assert "approval_notification_abandoned" in s.intakes[0].text()
+        assert "approval_notification_abandoned" in s.proc("workflowd").text()
     finally:
         s.stop()
         si.close()

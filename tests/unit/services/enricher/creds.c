@@ -18,7 +18,7 @@
 #include "secmem.h"
 #include "settings.h"
 #include "services/enricher/creds.h"
-#include "services/enricher/provider.h"
+#include "libcommon/providers/provider.h"
 
 static char key_text[45];
 static int audited;

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "services/enricher/guard.h"
+#include "libcommon/providers/guard.h"
 #include "services/enricher/ssrfcache.h"
 
 static void test_key(void **state)

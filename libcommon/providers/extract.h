@@ -6,8 +6,8 @@
  *                      extraction_target = raw_payload, walked over the alert's raw payload
  *   is_enrichable()    the original's pre-check (global IPs, public domains, URL hosts)
  */
-#ifndef ENRICHER_EXTRACT_H
-#define ENRICHER_EXTRACT_H
+#ifndef PROVIDERS_EXTRACT_H
+#define PROVIDERS_EXTRACT_H
 
 #include <jansson.h>
 #include <stddef.h>

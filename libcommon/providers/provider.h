@@ -14,8 +14,8 @@
  * "rate_limit_per_second", "timeout_seconds") and otherwise from the defaults given to
  * provider_set_parse().
  */
-#ifndef ENRICHER_PROVIDER_H
-#define ENRICHER_PROVIDER_H
+#ifndef PROVIDERS_PROVIDER_H
+#define PROVIDERS_PROVIDER_H
 
 #include "extract.h"
 
@@ -57,6 +57,14 @@ struct provider_set {
     size_t nmappings;
 };
 
+struct settings;
+
+/* Reads the provider defaults (ENRICHMENT_MOCK_MODE, ENRICHER_PROVIDER_*) and
+ * ENRICHER_ALLOW_LOOPBACK (tests only) from the settings: 0, or -1 with err naming the setting.
+ * The intake and the enricher read them alike, so a provider means the same thing to both. */
+int provider_defaults_load(struct provider_defaults *d, int *allow_loopback,
+                           const struct settings *s, char *err, size_t errlen);
+
 /* The SQL that returns the configuration document (one row, one column). */
 extern const char PROVIDER_CONFIG_SQL[];
 
@@ -74,6 +82,8 @@ int provider_supports(const struct provider *p, const char *type);
  */
 int provider_configured(const struct provider *p, const char *(*get_env)(void *, const char *),
                         void *arg);
+/* A get_env for provider_configured(): looks the name up in the settings (arg). */
+const char *provider_env_get(void *settings, const char *name);
 /* Cache TTL for a type: the original's per-type defaults overlaid by cache_ttl_by_type. */
 int provider_cache_ttl(const struct provider *p, const char *type);
 

@@ -1,5 +1,6 @@
 /*
- * guard.h - the SSRF guard as the enricher uses it (a thin layer over libcommon/ssrf/ssrf.h).
+ * guard.h - the SSRF guard as the enricher and the intake use it (a thin layer over
+ * libcommon/ssrf/ssrf.h).
  *
  * guard_check() blocks (it resolves the host), so the engine runs it on the libuv thread pool.
  * On success it fills `pin` with a CURLOPT_RESOLVE entry ("host:port:address") so the request
@@ -8,8 +9,8 @@
  * only) admits 127.0.0.0/8 and ::1 and nothing else; cloud-metadata addresses stay blocked
  * whatever the allowlist says.
  */
-#ifndef ENRICHER_GUARD_H
-#define ENRICHER_GUARD_H
+#ifndef PROVIDERS_GUARD_H
+#define PROVIDERS_GUARD_H
 
 #include <stddef.h>
 

@@ -5,8 +5,8 @@
  * key, or a list by a decimal integer; null counts as missing. Pass-3 indicator extraction
  * walks objects only (no list indexing). Nothing here allocates except jvalue_text().
  */
-#ifndef ENRICHER_JPATH_H
-#define ENRICHER_JPATH_H
+#ifndef PROVIDERS_JPATH_H
+#define PROVIDERS_JPATH_H
 
 #include <jansson.h>
 

@@ -8,8 +8,8 @@
  *   NOTIFIER_RETRY_SECONDS (at most SEND_MAX_ATTEMPTS attempts) → send_finish
  *
  * Slack answers 200 with {"ok":false,"error":...} on failure: that is a failed attempt too.
- * Retry timers are unref'd, so they never keep a draining intake alive; a send still waiting
- * for its retry when the intake stops is abandoned (logged). Transfers in flight finish within
+ * Retry timers are unref'd, so they never keep a draining workflowd alive; a send still
+ * waiting for its retry when workflowd stops is abandoned (logged). Transfers in flight finish within
  * their timeout (10 s Slack, 15 s Teams).
  */
 #include "notifier.h"
@@ -44,7 +44,7 @@ static const char *const MSG_NAMES[] = {"approval_request", "decision_update", "
 struct send;
 
 struct notifier {
-    struct intake *in;
+    struct workflowd *wd;
     enum notifier_kind kind;
     char *token;       /* SLACK_BOT_TOKEN: secret */
     char *api_url;     /* SLACK_API_URL, no trailing '/' */
@@ -221,7 +221,7 @@ static void send_start(struct notifier *n, enum notify_msg msg, const char *appr
                               MSG_NAMES[msg], "approval_uuid", approval_uuid, "error",
                               "too many notifications pending");
         log_event(LOG_ERROR, "approval_notification_failed", f);
-        audit_emit(n->in->audit, "approval_notification_failed", NULL, NULL, NULL, f);
+        audit_emit(n->wd->audit, "approval_notification_failed", NULL, NULL, NULL, f);
         return;
     }
     n->nsends++;
@@ -234,7 +234,7 @@ static void send_start(struct notifier *n, enum notify_msg msg, const char *appr
     s->channel = channel ? xstrdup(channel) : NULL;
     s->timeout_ms = n->kind == NOTIFY_SLACK ? SLACK_TIMEOUT_MS : TEAMS_TIMEOUT_MS;
     buf_init(&s->resp);
-    uv_timer_init(n->in->loop, &s->retry);
+    uv_timer_init(n->wd->loop, &s->retry);
     uv_unref((uv_handle_t *)&s->retry); /* a pending retry never keeps a drain waiting */
     s->retry.data = s;
     s->work.data = s;
@@ -258,14 +258,14 @@ static void store_ts_done(void *arg, PGresult *res, const char *err)
  * notifier_channel: chat.update needs both. */
 static void store_slack_ts(struct send *s, const char *ts, const char *channel)
 {
-    struct intake *in = s->n->in;
-    if (!in->pg) {
+    struct workflowd *wd = s->n->wd;
+    if (!wd->pg) {
         msg_warn("approval notification %s: shutting down, Slack message id not stored",
                  s->approval_uuid);
         return;
     }
     const char *params[3] = {s->approval_uuid, ts, channel ? channel : s->channel};
-    pg_exec(in->pg,
+    pg_exec(wd->pg,
             "UPDATE workflow_approval_requests SET external_message_id = $2, "
             "notifier_channel = coalesce($3, notifier_channel), updated_at = now() "
             "WHERE uuid = $1::uuid",
@@ -284,7 +284,7 @@ static void send_succeeded(struct send *s, long http_status, json_t *answer)
     json_t *extra = json_pack("{s:I}", "http_status", (json_int_t)http_status);
     log_fields(LOG_INFO, "approval_notification_sent", s, extra);
     json_decref(extra);
-    audit_emit(n->in->audit, "approval_notification_sent", NULL, NULL, NULL,
+    audit_emit(n->wd->audit, "approval_notification_sent", NULL, NULL, NULL,
                json_pack("{s:s,s:s,s:s,s:i}", "notifier", KIND_NAMES[n->kind], "kind",
                          MSG_NAMES[s->msg], "approval_uuid", s->approval_uuid, "attempts",
                          s->attempt));
@@ -311,7 +311,7 @@ static void send_failed(struct send *s, const char *error)
         uv_timer_start(&s->retry, on_retry, (uint64_t)n->retry_seconds * 1000, 0);
         return;
     }
-    audit_emit(n->in->audit, "approval_notification_failed", NULL, NULL, NULL,
+    audit_emit(n->wd->audit, "approval_notification_failed", NULL, NULL, NULL,
                json_pack("{s:s,s:s,s:s,s:i,s:s}", "notifier", KIND_NAMES[n->kind], "kind",
                          MSG_NAMES[s->msg], "approval_uuid", s->approval_uuid, "attempts",
                          s->attempt, "error", error));
@@ -408,7 +408,7 @@ static void ssrf_work(uv_work_t *w)
 {
     struct send *s = w->data;
     struct ssrf_result r;
-    s->blocked = ssrf_check(s->url, s->n->in->cfg.ssrf_allowed_hosts, 0, &r, s->reason,
+    s->blocked = ssrf_check(s->url, s->n->wd->cfg->ssrf_allowed_hosts, 0, &r, s->reason,
                             sizeof s->reason) != 0;
     snprintf(s->pin, sizeof s->pin, "%s", s->blocked ? "" : r.resolve);
 }
@@ -433,7 +433,7 @@ static void ssrf_after(uv_work_t *w, int status)
 static void send_attempt(struct send *s)
 {
     s->attempt++;
-    uv_queue_work(s->n->in->loop, &s->work, ssrf_work, ssrf_after);
+    uv_queue_work(s->n->wd->loop, &s->work, ssrf_work, ssrf_after);
 }
 
 /* ---- messages ----------------------------------------------------------------------------- */
@@ -787,14 +787,20 @@ static const char *const LOAD_SQL[] = {
     "AND $2 <> ''",
 };
 
-static void hook(struct intake *in, enum notify_msg msg, const char *uuid)
+void notifier_queued(struct workflowd *wd, const char *kind, const char *uuid)
 {
-    struct notifier *n = in->notifier;
-    if (!n || n->kind == NOTIFY_NONE || n->freed)
+    struct notifier *n = wd->notifier;
+    enum notify_msg msg;
+    for (msg = MSG_REQUEST; msg <= MSG_RESULT; msg++)
+        if (!strcmp(kind, MSG_NAMES[msg]))
+            break;
+    if (!n || n->kind == NOTIFY_NONE || n->freed || msg > MSG_RESULT)
         return;
-    if (!uuid || !crypto_uuid_valid(uuid) || !in->pg) {
+    if (msg == MSG_UPDATE && n->kind != NOTIFY_SLACK) /* only a Slack message is updated */
+        return;
+    if (!uuid || !crypto_uuid_valid(uuid) || !wd->pg) {
         msg_warn("approval notification (%s) skipped: %s", MSG_NAMES[msg],
-                 in->pg ? "invalid uuid" : "shutting down");
+                 wd->pg ? "invalid uuid" : "shutting down");
         return;
     }
     struct load_op *op = xcalloc(1, sizeof *op);
@@ -802,23 +808,7 @@ static void hook(struct intake *in, enum notify_msg msg, const char *uuid)
     op->msg = msg;
     snprintf(op->uuid, sizeof op->uuid, "%s", uuid);
     const char *params[2] = {op->uuid, KIND_NAMES[n->kind]};
-    pg_exec(in->pg, LOAD_SQL[msg], 2, params, on_loaded, op);
-}
-
-void notifier_approval_requested(struct intake *in, const char *approval_uuid)
-{
-    hook(in, MSG_REQUEST, approval_uuid);
-}
-
-void notifier_approval_decided(struct intake *in, const char *approval_uuid)
-{
-    if (in->notifier && in->notifier->kind == NOTIFY_SLACK)
-        hook(in, MSG_UPDATE, approval_uuid);
-}
-
-void notifier_run_finished(struct intake *in, const char *run_uuid)
-{
-    hook(in, MSG_RESULT, run_uuid);
+    pg_exec(wd->pg, LOAD_SQL[msg], 2, params, on_loaded, op);
 }
 
 /* ---- set-up ------------------------------------------------------------------------------- */
@@ -846,7 +836,7 @@ static int url_ok(const char *url)
 /* The settings of the chosen kind; a missing or malformed one turns notifications off. */
 static void read_settings(struct notifier *n)
 {
-    const struct config *c = &n->in->cfg;
+    const struct config *c = n->wd->cfg;
     long long retry = 30;
     char *r = setting_dup(c->settings, "NOTIFIER_RETRY_SECONDS");
     if (r && parse_ll(r, 0, 3600, &retry) != 0)
@@ -878,15 +868,15 @@ static void read_settings(struct notifier *n)
     }
 }
 
-void notifier_init(struct intake *in)
+void notifier_init(struct workflowd *wd)
 {
     struct notifier *n = xcalloc(1, sizeof *n);
-    n->in = in;
-    in->notifier = n;
-    n->kind = kind_setting(&in->cfg);
+    n->wd = wd;
+    wd->notifier = n;
+    n->kind = kind_setting(wd->cfg);
     read_settings(n);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    n->multi = curluv_new(in->loop, on_transfer_done, n);
+    n->multi = curluv_new(wd->loop, on_transfer_done, n);
     n->open_handles = 1;
     if (n->kind != NOTIFY_NONE)
         msg_info("approval notifications: %s (retries every %d s)", KIND_NAMES[n->kind],
@@ -900,12 +890,12 @@ static void on_multi_closed(void *arg)
     maybe_free_notifier(n);
 }
 
-void notifier_free(struct intake *in)
+void notifier_free(struct workflowd *wd)
 {
-    struct notifier *n = in->notifier;
+    struct notifier *n = wd->notifier;
     if (!n)
         return;
-    in->notifier = NULL;
+    wd->notifier = NULL;
     n->freed = 1;
     while (n->sends) {
         struct send *s = n->sends;

@@ -2,6 +2,9 @@
  * notifier.h - approval notifications: Slack (Web API, Block Kit) or Microsoft Teams (incoming
  * webhook, Adaptive Card), with the messages the original sends.
  *
+ * The intake never sends them: triggers queue a row in workflow_notifications when a request is
+ * made, decided or its run ends, and workflowd takes the rows (queue.c).
+ *
  *   approval requested  Slack chat.postMessage with Approve/Reject buttons and the decide link
  *                       (its `ts` and channel are stored on the approval request), or a Teams
  *                       card with "Review & Decide" / "Approve via API" / "Reject via API"
@@ -21,26 +24,23 @@
  * APPROVAL_DEFAULT_CHANNEL, TEAMS_WEBHOOK_URL, CALSETA_BASE_URL (http://localhost:8000),
  * NOTIFIER_RETRY_SECONDS (30), SSRF_ALLOWED_HOSTS (struct config).
  */
-#ifndef CALSETA_INTAKE_NOTIFIER_H
-#define CALSETA_INTAKE_NOTIFIER_H
+#ifndef WORKFLOWD_NOTIFIER_H
+#define WORKFLOWD_NOTIFIER_H
 
-#include "intake.h"
+#include "workflowd.h"
 
 struct notifier;
 
-/* Once at start (after workflows_api_init). Sets in->notifier. */
-void notifier_init(struct intake *in);
+/* Once at start. Sets wd->notifier. */
+void notifier_init(struct workflowd *wd);
 /* After uv_run() returned: abandons sends waiting for a retry and closes every handle; the
  * caller runs the loop once more (UV_RUN_NOWAIT) so the handles are released. */
-void notifier_free(struct intake *in);
+void notifier_free(struct workflowd *wd);
 
-/* After the pending approval request is committed: sends the approval message. */
-void notifier_approval_requested(struct intake *in, const char *approval_uuid);
-/* After any run's outcome is committed: sends the result notification when the run came from
- * an approved approval request; otherwise nothing. */
-void notifier_run_finished(struct intake *in, const char *run_uuid);
-/* After a decision on an approval request is committed (any path): Slack chat.update of the
- * request's message, replacing the buttons with the outcome. Teams/none: nothing. */
-void notifier_approval_decided(struct intake *in, const char *approval_uuid);
+/* One row of workflow_notifications, taken by queue.c: kind is approval_request (the pending
+ * request's message), decision_update (Slack chat.update replacing the buttons with the
+ * outcome; Teams/none: nothing) or result (the outcome of a run an approved request started);
+ * uuid is the approval request's, or the run's for result. */
+void notifier_queued(struct workflowd *wd, const char *kind, const char *uuid);
 
 #endif

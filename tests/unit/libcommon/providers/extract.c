@@ -1,5 +1,5 @@
 /*
- * tests/unit/services/enricher/extract.c - provider field extractions (paths, coercions, the
+ * tests/unit/libcommon/providers/extract.c - provider field extractions (paths, coercions, the
  * per-type precedence), pass-3 indicator extraction from raw payloads, and the enrichable
  * pre-check.
  */
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "services/enricher/extract.h"
+#include "libcommon/providers/extract.h"
 
 static char *dump(json_t *v)
 {
