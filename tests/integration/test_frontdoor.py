@@ -263,12 +263,32 @@ def wait_audit(s, where, want, timeout=20):
 def test_c_refusals_are_aggregated_in_the_audit_log():
     s = Stack("fd_audit", env={"AUDIT_REFUSAL_WINDOW_SECONDS": 3, "AUDIT_FSYNC_MS": 10})
     try:
-        # a failure naming an existing key stays individual
+        # a valid key refused for its scope: aggregated per key and route (the first refusal of
+        # a window written at once, with the key; the rest counted in one summary naming it)
         k = s.create_key("alerts:read")
         for _ in range(3):
             assert_eq(s.request("GET", "/v1/api-keys", key=k).status, 403)
-        rows = wait_audit(s, "fields->>'reason' = 'insufficient_scope'", lambda rows: len(rows) >= 3)
+        assert_eq(s.request("GET", "/v1/workflows", key=k).status, 403)
+
+        def scope_rows():
+            return [dict(json.loads(r[1]), actor=r[0]) for r in s.sql(
+                "SELECT actor_key_prefix, fields::text FROM audit_events WHERE event_type = "
+                "'auth_failure' AND fields->>'reason' = 'insufficient_scope' ORDER BY id")]
+        deadline = time.time() + 20
+        while True:
+            rows = scope_rows()
+            n = sum(r.get("count", 0) if r.get("aggregated") else 1 for r in rows)
+            if n >= 4 or time.time() > deadline:
+                break
+            time.sleep(0.3)
+        assert_eq(n, 4, rows)
         assert_eq(len(rows), 3, rows)
+        assert all(r["actor"] == k[:8] for r in rows), rows
+        assert_eq([r["path"] for r in rows if not r.get("aggregated")], ["/v1/api-keys", "/v1/workflows"])
+        summary = [r for r in rows if r.get("aggregated")]
+        assert_eq(len(summary), 1, rows)
+        assert_eq((summary[0]["count"], summary[0]["route"], summary[0]["required_scope"]),
+                  (2, "/v1/api-keys", "admin"))
         n_threads, per = 4, 500
 
         def hammer():
