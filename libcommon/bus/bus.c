@@ -41,8 +41,10 @@ void bus_context_term(void)
     void *ctx = the_context;
     the_context = NULL;
     pthread_mutex_unlock(&context_lock);
-    if (ctx)
+    if (ctx) {
         zmq_ctx_term(ctx);
+        bus_zap_stopped();
+    }
 }
 
 static void set_int(void *s, int opt, int v)
@@ -50,40 +52,71 @@ static void set_int(void *s, int opt, int v)
     zmq_setsockopt(s, opt, &v, sizeof v);
 }
 
-/* CURVE for a socket whose endpoints include tcp://: the server takes the link's secret key,
- * a client the link's public key and a fresh ephemeral pair of its own. */
+/* The server side: the link's secret key, and a ZAP domain named after the link whose
+ * allow-list holds the link's client keys. */
+static int curve_server(void *s, const struct config *c, const char *link, char *err,
+                        size_t errlen)
+{
+    char pub[41], sec[41];
+    struct buf allowed;
+    int rc = -1;
+    buf_init(&allowed);
+    if (bus_curve_keys(c, link, pub, sec, err, errlen) != 0 ||
+        bus_curve_allowed_clients(c, link, &allowed, err, errlen) != 0)
+        goto out;
+    if (!sec[0]) {
+        snprintf(err, errlen, "the %s link has a CURVE public key but no secret key", link);
+        goto out;
+    }
+    if (bus_zap_allow(link, (const uint8_t *)allowed.data, allowed.len / 32, err, errlen) != 0)
+        goto out;
+    set_int(s, ZMQ_CURVE_SERVER, 1);
+    rc = zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40) |
+         zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, link, strlen(link));
+#ifdef ZMQ_ZAP_ENFORCE_DOMAIN
+    set_int(s, ZMQ_ZAP_ENFORCE_DOMAIN, 1);
+#endif
+    if (rc != 0)
+        snprintf(err, errlen, "CURVE setup failed (is libzmq built with CURVE?): %s",
+                 zmq_strerror(errno));
+out:
+    explicit_bzero(sec, sizeof sec);
+    buf_destroy(&allowed);
+    return rc;
+}
+
+/* The client side: the link's server public key, and the link's client pair. */
+static int curve_client(void *s, const struct config *c, const char *link, char *err,
+                        size_t errlen)
+{
+    char pub[41], sec[41], cpub[41], csec[41];
+    int rc = -1;
+    csec[0] = 0;
+    if (bus_curve_keys(c, link, pub, sec, err, errlen) != 0 ||
+        bus_curve_client_keys(c, link, cpub, csec, err, errlen) != 0)
+        goto out;
+    if (!csec[0]) {
+        snprintf(err, errlen, "the %s link has a CURVE client public key but no client secret "
+                              "key", link);
+        goto out;
+    }
+    rc = zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, pub, 40) |
+         zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, cpub, 40) |
+         zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, csec, 40);
+    if (rc != 0)
+        snprintf(err, errlen, "CURVE setup failed (is libzmq built with CURVE?): %s",
+                 zmq_strerror(errno));
+out:
+    explicit_bzero(sec, sizeof sec);
+    explicit_bzero(csec, sizeof csec);
+    return rc;
+}
+
+/* CURVE for a socket whose endpoints include tcp://. */
 static int apply_curve(void *s, const struct config *c, const char *link, int server, char *err,
                        size_t errlen)
 {
-    char pub[41], sec[41], epub[41], esec[41];
-    int rc = -1;
-    if (bus_curve_keys(c, link, pub, sec, err, errlen) != 0)
-        goto out;
-    if (server) {
-        if (!sec[0]) {
-            snprintf(err, errlen, "the %s link has a CURVE public key but no secret key", link);
-            goto out;
-        }
-        set_int(s, ZMQ_CURVE_SERVER, 1);
-        rc = zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40);
-    } else {
-        if (zmq_curve_keypair(epub, esec) != 0)
-            goto bad;
-        rc = zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, pub, 40) |
-             zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, epub, 40) |
-             zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, esec, 40);
-        explicit_bzero(esec, sizeof esec);
-    }
-    if (rc != 0)
-        goto bad;
-    goto out;
-bad:
-    rc = -1;
-    snprintf(err, errlen, "CURVE setup failed (is libzmq built with CURVE?): %s",
-             zmq_strerror(errno));
-out:
-    explicit_bzero(sec, sizeof sec);
-    return rc;
+    return server ? curve_server(s, c, link, err, errlen) : curve_client(s, c, link, err, errlen);
 }
 
 /* An ipc:// path must fit in sun_path; its folder is made (0700) when missing. */

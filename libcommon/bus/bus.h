@@ -6,10 +6,12 @@
  * make us allocate more than max_msg bytes for one message) and, on connecting sockets,
  * ZMQ_IMMEDIATE (no queueing towards a peer that is not there). Endpoints are ipc:// (the
  * defaults, under CALSETA_DATA_DIR, so two stacks on one machine never meet), inproc:// or
- * tcp://. Every tcp:// link speaks CURVE, loopback included: the binding side is the CURVE
- * server with its link's secret key, a connecting side checks the link's public key and uses a
- * fresh ephemeral pair (bus_curve_keys says where keys come from). There is no plaintext TCP;
- * ipc:// links are guarded by the data folder's permissions instead.
+ * tcp://. Every tcp:// link speaks CURVE, loopback included, and both ends authenticate: the
+ * binding side is the CURVE server with its link's secret key and serves only clients whose
+ * public key its link allows (a ZAP handler, bus_zap.c); a connecting side checks the link's
+ * public key and proves itself with the link's client pair (bus_curve_keys and
+ * bus_curve_client_keys say where keys come from). There is no plaintext TCP; ipc:// links are
+ * guarded by the data folder's permissions instead.
  *
  * ZMQ_FD is edge-triggered: it signals a change, not a level, and any zmq_send/zmq_recv/
  * ZMQ_EVENTS on the socket may consume the edge. bus_watch therefore drains while ZMQ_EVENTS
@@ -55,6 +57,26 @@ void bus_close(void *sock);
 int bus_curve_keys(const struct config *c, const char *link, char pub[41], char sec[41],
                    char *err, size_t errlen);
 
+/* The link's client pair, the same way: CURVE_<LINK>_CLIENT_PUBLIC_KEY /
+ * CURVE_<LINK>_CLIENT_SECRET_KEY, else (but for the runner's link) CURVE_CLIENT_PUBLIC_KEY /
+ * CURVE_CLIENT_SECRET_KEY, else CALSETA_DATA_DIR/curve/<link>-client.key. */
+int bus_curve_client_keys(const struct config *c, const char *link, char pub[41], char sec[41],
+                          char *err, size_t errlen);
+
+/* The client public keys a server of the link serves, 32 raw bytes each, appended to *out:
+ * the link's client key and those of CURVE_<LINK>_ALLOWED_CLIENT_KEYS (a comma list, one per
+ * remote host that has a pair of its own). 0, or -1 with err. */
+struct buf;
+int bus_curve_allowed_clients(const struct config *c, const char *link, struct buf *out,
+                              char *err, size_t errlen);
+
+/* Adds keys (nkeys raw 32-byte public keys) to the ZAP domain's allow-list, starting the
+ * process's ZAP handler thread on first use (before any CURVE server socket binds). */
+int bus_zap_allow(const char *domain, const uint8_t *keys, size_t nkeys, char *err,
+                  size_t errlen);
+/* After the context is terminated: joins the handler thread and forgets the lists. */
+void bus_zap_stopped(void);
+
 /* Sends one frame without blocking (more: another frame follows); 0 or -1 (errno). */
 int bus_send(void *sock, const void *data, size_t len, int more);
 /* 1 when a message can be read now. */
@@ -62,7 +84,6 @@ int bus_readable(void *sock);
 /* Receives a whole multi-part message without blocking: its first maxparts frames are copied
  * into parts[] (initialised bufs), *nparts is the count of frames the message had (it may
  * exceed maxparts). -1 when no message is ready. */
-struct buf;
 int bus_recv_msg(void *sock, struct buf *parts, size_t maxparts, size_t *nparts);
 
 /* Receives one frame without blocking into buf (up to cap bytes). Returns its size (which may

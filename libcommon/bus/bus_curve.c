@@ -1,14 +1,17 @@
 /*
- * bus_curve.c - where a bus link's CURVE key pair comes from (see bus.h).
+ * bus_curve.c - where a bus link's CURVE key pairs come from (see bus.h).
  *
- * Each link (audit, jobs, runner, enricher) has its own server key pair so that a process that
+ * Each link (audit, jobs, lookup, runner) has its own server key pair so that a process that
  * serves one link cannot impersonate the server of another (a runner that lost its sandbox does
- * not hold the audit collector's key). The pair comes from the configuration when it is set
- * (CURVE_<LINK>_PUBLIC_KEY / CURVE_<LINK>_SECRET_KEY, or the stack-wide CURVE_SERVER_* pair for
- * every link but the runner's) and otherwise from CALSETA_DATA_DIR/curve/<link>.key, made at
- * first start by whichever process of the stack needs it first. The file is created under a
- * temporary name with mode 0600 and linked into place, so processes starting together all end
- * up with the one pair that won the link(2).
+ * not hold the audit collector's key), and its own client key pair, which the link's servers
+ * allow (bus_zap.c): knowing a server's public key is not enough to be served. A pair comes
+ * from the configuration when it is set (CURVE_<LINK>_PUBLIC_KEY / CURVE_<LINK>_SECRET_KEY and
+ * CURVE_<LINK>_CLIENT_PUBLIC_KEY / CURVE_<LINK>_CLIENT_SECRET_KEY, or the stack-wide
+ * CURVE_SERVER_* and CURVE_CLIENT_* pairs for every link but the runner's) and otherwise from
+ * CALSETA_DATA_DIR/curve/<link>.key and <link>-client.key, made at first start by whichever
+ * process of the stack needs it first. A file is created under a temporary name with mode 0600
+ * and linked into place, so processes starting together all end up with the one pair that won
+ * the link(2).
  */
 #include "bus.h"
 #include "config.h"
@@ -34,31 +37,53 @@ static int z85_ok(const char *k)
     return zmq_z85_decode(raw, k) != NULL;
 }
 
-/* The links and the settings that may give their key pair. */
+/* The links and the settings that may give their key pairs and extra allowed clients. */
 static const struct {
-    const char *link, *pub, *sec;
+    const char *link, *pub, *sec, *cpub, *csec, *allow;
 } LINK_KEYS[] = {
-    {"audit", "CURVE_AUDIT_PUBLIC_KEY", "CURVE_AUDIT_SECRET_KEY"},
-    {"jobs", "CURVE_JOBS_PUBLIC_KEY", "CURVE_JOBS_SECRET_KEY"},
-    {"lookup", "CURVE_LOOKUP_PUBLIC_KEY", "CURVE_LOOKUP_SECRET_KEY"},
-    {"runner", "CURVE_RUNNER_PUBLIC_KEY", "CURVE_RUNNER_SECRET_KEY"},
+    {"audit", "CURVE_AUDIT_PUBLIC_KEY", "CURVE_AUDIT_SECRET_KEY", "CURVE_AUDIT_CLIENT_PUBLIC_KEY",
+     "CURVE_AUDIT_CLIENT_SECRET_KEY", "CURVE_AUDIT_ALLOWED_CLIENT_KEYS"},
+    {"jobs", "CURVE_JOBS_PUBLIC_KEY", "CURVE_JOBS_SECRET_KEY", "CURVE_JOBS_CLIENT_PUBLIC_KEY",
+     "CURVE_JOBS_CLIENT_SECRET_KEY", "CURVE_JOBS_ALLOWED_CLIENT_KEYS"},
+    {"lookup", "CURVE_LOOKUP_PUBLIC_KEY", "CURVE_LOOKUP_SECRET_KEY",
+     "CURVE_LOOKUP_CLIENT_PUBLIC_KEY", "CURVE_LOOKUP_CLIENT_SECRET_KEY",
+     "CURVE_LOOKUP_ALLOWED_CLIENT_KEYS"},
+    {"runner", "CURVE_RUNNER_PUBLIC_KEY", "CURVE_RUNNER_SECRET_KEY",
+     "CURVE_RUNNER_CLIENT_PUBLIC_KEY", "CURVE_RUNNER_CLIENT_SECRET_KEY",
+     "CURVE_RUNNER_ALLOWED_CLIENT_KEYS"},
 };
 
-/* CURVE_<LINK>_<WHAT>_KEY, then (except for the runner) CURVE_SERVER_<WHAT>_KEY. */
-static const char *configured(const struct config *c, const char *link, int public)
+enum which { SERVER_PUB, SERVER_SEC, CLIENT_PUB, CLIENT_SEC, ALLOWED };
+
+static const char *link_setting(const struct config *c, const char *link, enum which w)
 {
-    if (!c)
-        return NULL;
     for (size_t i = 0; c->settings && i < sizeof LINK_KEYS / sizeof LINK_KEYS[0]; i++) {
         if (strcmp(LINK_KEYS[i].link, link))
             continue;
-        const char *v = settings_get(c->settings, public ? LINK_KEYS[i].pub : LINK_KEYS[i].sec);
-        if (v && *v)
-            return v;
+        const char *name = w == SERVER_PUB   ? LINK_KEYS[i].pub
+                           : w == SERVER_SEC ? LINK_KEYS[i].sec
+                           : w == CLIENT_PUB ? LINK_KEYS[i].cpub
+                           : w == CLIENT_SEC ? LINK_KEYS[i].csec
+                                             : LINK_KEYS[i].allow;
+        const char *v = settings_get(c->settings, name);
+        return v && *v ? v : NULL;
     }
-    if (!strcmp(link, "runner"))
+    return NULL;
+}
+
+/* CURVE_<LINK>_..._KEY, then (except for the runner) the stack-wide CURVE_SERVER_/CLIENT_ one. */
+static const char *configured(const struct config *c, const char *link, enum which w)
+{
+    if (!c)
         return NULL;
-    const char *v = public ? c->curve_server_public_key : c->curve_server_secret_key;
+    const char *v = link_setting(c, link, w);
+    if (v || !strcmp(link, "runner"))
+        return v;
+    if (w == SERVER_PUB || w == SERVER_SEC)
+        v = w == SERVER_PUB ? c->curve_server_public_key : c->curve_server_secret_key;
+    else if (c->settings)
+        v = settings_get(c->settings,
+                         w == CLIENT_PUB ? "CURVE_CLIENT_PUBLIC_KEY" : "CURVE_CLIENT_SECRET_KEY");
     return v && *v ? v : NULL;
 }
 
@@ -119,12 +144,12 @@ out:
     return rc;
 }
 
-static int file_pair(const struct config *c, const char *link, char pub[41], char sec[41],
+static int file_pair(const struct config *c, const char *name, char pub[41], char sec[41],
                      char *err, size_t errlen)
 {
     const char *dir = c && c->data_dir && *c->data_dir ? c->data_dir : "var";
     char *cdir = xasprintf("%s/curve", dir);
-    char *path = xasprintf("%s/%s.key", cdir, link);
+    char *path = xasprintf("%s/%s.key", cdir, name);
     int rc;
     mkdir(dir, 0700);
     if (mkdir(cdir, 0700) != 0 && errno != EEXIST) {
@@ -144,21 +169,23 @@ out:
     return rc;
 }
 
-int bus_curve_keys(const struct config *c, const char *link, char pub[41], char sec[41],
-                   char *err, size_t errlen)
+/* The server (client 0) or client (client 1) pair of a link. */
+static int link_pair(const struct config *c, const char *link, int client, char pub[41],
+                     char sec[41], char *err, size_t errlen)
 {
-    const char *cp = configured(c, link, 1);
-    const char *cs = configured(c, link, 0);
+    const char *what = client ? "client " : "";
+    const char *cp = configured(c, link, client ? CLIENT_PUB : SERVER_PUB);
+    const char *cs = configured(c, link, client ? CLIENT_SEC : SERVER_SEC);
     pub[0] = sec[0] = 0;
     if (cp || cs) {
         if (cp && !z85_ok(cp)) {
-            snprintf(err, errlen, "the configured CURVE public key of the %s link is not a "
-                                  "40-character Z85 key", link);
+            snprintf(err, errlen, "the configured CURVE %spublic key of the %s link is not a "
+                                  "40-character Z85 key", what, link);
             return -1;
         }
         if (cs && !z85_ok(cs)) {
-            snprintf(err, errlen, "the configured CURVE secret key of the %s link is not a "
-                                  "40-character Z85 key", link);
+            snprintf(err, errlen, "the configured CURVE %ssecret key of the %s link is not a "
+                                  "40-character Z85 key", what, link);
             return -1;
         }
         if (cp)
@@ -166,10 +193,55 @@ int bus_curve_keys(const struct config *c, const char *link, char pub[41], char 
         if (cs)
             memcpy(sec, cs, Z85_KEY_LEN + 1);
         if (cs && !cp && zmq_curve_public(pub, cs) != 0) {
-            snprintf(err, errlen, "cannot derive the %s link's public key", link);
+            snprintf(err, errlen, "cannot derive the %s link's %spublic key", link, what);
             return -1;
         }
         return 0;
     }
-    return file_pair(c, link, pub, sec, err, errlen);
+    char *name = xasprintf("%s%s", link, client ? "-client" : "");
+    int rc = file_pair(c, name, pub, sec, err, errlen);
+    free(name);
+    return rc;
+}
+
+int bus_curve_keys(const struct config *c, const char *link, char pub[41], char sec[41],
+                   char *err, size_t errlen)
+{
+    return link_pair(c, link, 0, pub, sec, err, errlen);
+}
+
+int bus_curve_client_keys(const struct config *c, const char *link, char pub[41], char sec[41],
+                          char *err, size_t errlen)
+{
+    return link_pair(c, link, 1, pub, sec, err, errlen);
+}
+
+static int add_key(struct buf *out, const char *z85, const char *link, char *err, size_t errlen)
+{
+    uint8_t raw[32];
+    if (!z85_ok(z85) || !zmq_z85_decode(raw, z85)) {
+        snprintf(err, errlen, "an allowed CURVE client key of the %s link is not a 40-character "
+                              "Z85 key: %.40s", link, z85);
+        return -1;
+    }
+    buf_append(out, raw, sizeof raw);
+    return 0;
+}
+
+int bus_curve_allowed_clients(const struct config *c, const char *link, struct buf *out,
+                              char *err, size_t errlen)
+{
+    char pub[41], sec[41];
+    int rc = bus_curve_client_keys(c, link, pub, sec, err, errlen);
+    explicit_bzero(sec, sizeof sec); /* a server needs the client's public key only */
+    if (rc != 0 || add_key(out, pub, link, err, errlen) != 0)
+        return -1;
+    const char *list = c ? link_setting(c, link, ALLOWED) : NULL;
+    if (!list)
+        return 0;
+    char *copy = xstrdup(list), *save = NULL;
+    for (char *k = strtok_r(copy, ", ", &save); k && rc == 0; k = strtok_r(NULL, ", ", &save))
+        rc = add_key(out, k, link, err, errlen);
+    free(copy);
+    return rc;
 }

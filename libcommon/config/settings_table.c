@@ -190,6 +190,38 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Z85 CURVE public key of the runner link (the stack-wide pair never applies to it, so a "
      "runner holds no key of another link)."},
     {BUS, "CURVE_RUNNER_SECRET_KEY", NULL, "runner", "Z85 CURVE secret key of the runner link."},
+    {BUS, "CURVE_CLIENT_PUBLIC_KEY", NULL, "all but the runner",
+     "Z85 CURVE public key with which clients of every `tcp://` link but the runner's prove "
+     "themselves, unless the link has its own (`CURVE_<LINK>_CLIENT_PUBLIC_KEY`); servers serve "
+     "only this key and the link's allowed list. Unset: each link's client pair is made at first "
+     "start in `$CALSETA_DATA_DIR/curve/<link>-client.key`."},
+    {BUS, "CURVE_CLIENT_SECRET_KEY", NULL, "intake, enricher, all audit clients",
+     "Z85 CURVE secret key that goes with `CURVE_CLIENT_PUBLIC_KEY` (only where a client "
+     "connects; the public key is derived from it when only this is set)."},
+    {BUS, "CURVE_AUDIT_CLIENT_PUBLIC_KEY", NULL, "auditd, all",
+     "Z85 CURVE client public key of the audit link."},
+    {BUS, "CURVE_AUDIT_CLIENT_SECRET_KEY", NULL, "all", "Z85 CURVE client secret key of the audit link."},
+    {BUS, "CURVE_AUDIT_ALLOWED_CLIENT_KEYS", NULL, "auditd",
+     "Comma list of further Z85 client public keys the audit link's servers serve (one per remote "
+     "host with a pair of its own, from `calseta gen-curve-keys`)."},
+    {BUS, "CURVE_JOBS_CLIENT_PUBLIC_KEY", NULL, "jobbus, intake, enricher",
+     "Z85 CURVE client public key of the job-hint link."},
+    {BUS, "CURVE_JOBS_CLIENT_SECRET_KEY", NULL, "intake, enricher", "Z85 CURVE client secret key of the job-hint link."},
+    {BUS, "CURVE_JOBS_ALLOWED_CLIENT_KEYS", NULL, "jobbus",
+     "Comma list of further Z85 client public keys the job-hint link's servers serve (one per remote "
+     "host with a pair of its own, from `calseta gen-curve-keys`)."},
+    {BUS, "CURVE_LOOKUP_CLIENT_PUBLIC_KEY", NULL, "jobbus, intake, enricher",
+     "Z85 CURVE client public key of the on-demand lookup link."},
+    {BUS, "CURVE_LOOKUP_CLIENT_SECRET_KEY", NULL, "intake, enricher", "Z85 CURVE client secret key of the on-demand lookup link."},
+    {BUS, "CURVE_LOOKUP_ALLOWED_CLIENT_KEYS", NULL, "jobbus",
+     "Comma list of further Z85 client public keys the on-demand lookup link's servers serve (one per remote "
+     "host with a pair of its own, from `calseta gen-curve-keys`)."},
+    {BUS, "CURVE_RUNNER_CLIENT_PUBLIC_KEY", NULL, "runner, intake",
+     "Z85 CURVE client public key of the runner link (the stack-wide client pair never applies to it)."},
+    {BUS, "CURVE_RUNNER_CLIENT_SECRET_KEY", NULL, "intake", "Z85 CURVE client secret key of the runner link."},
+    {BUS, "CURVE_RUNNER_ALLOWED_CLIENT_KEYS", NULL, "runner",
+     "Comma list of further Z85 client public keys the runner link's servers serve (one per remote "
+     "host with a pair of its own, from `calseta gen-curve-keys`)."},
 
     /* ---- audit ---- */
     {AUDIT, "AUDIT_ENDPOINT", NULL, "all",

@@ -288,11 +288,11 @@ static int seccomp_rules(scmp_filter_ctx f)
     static const int fcntl_ok[] = {F_GETFD, F_SETFD, F_GETFL, F_SETFL};
     for (size_t i = 0; i < 4; i++)
         if (seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1,
-                             SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntl_ok[i])) != 0)
+                             SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntl_ok[i], 0)) != 0)
             return -1;
     /* abort() signals itself; no other process may be signalled. */
     if (seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-                         SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid())) != 0)
+                         SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0)) != 0)
         return -1;
     return 0;
 }
