@@ -700,6 +700,7 @@ static void close_handles(struct workflows *wf)
     if (uv_is_closing((uv_handle_t *)&wf->stop_wait))
         return;
     uv_close((uv_handle_t *)&wf->stop_wait, on_handle_closed);
+    uv_close((uv_handle_t *)&wf->activate_retry, on_handle_closed);
     uv_close((uv_handle_t *)&wf->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&wf->sigint, on_handle_closed);
 }
@@ -739,12 +740,21 @@ static int setting_int(const struct config *c, const char *name, long long min, 
     return (int)x;
 }
 
+#define ACTIVATE_TRIES 60
+
+static void on_activate_retry(uv_timer_t *t);
+
 static void on_builtins_activated(void *arg, PGresult *res, const char *err)
 {
-    (void)arg;
-    if (!res || err)
-        msg_warn("built-in workflows: setting is_active failed: %s",
-                 err ? err : "database unavailable");
+    struct workflows *wf = arg;
+    if (res && !err)
+        return;
+    /* at start the database may not answer yet: try again, the built-ins' state depends on it */
+    int again = !wf->stopping && !wf->freed && ++wf->activate_tries < ACTIVATE_TRIES;
+    msg_warn("built-in workflows: setting is_active failed: %s%s",
+             err ? err : "database unavailable", again ? "; trying again in 1 s" : "");
+    if (again)
+        uv_timer_start(&wf->activate_retry, on_activate_retry, 1000, 0);
 }
 
 /* is_active of the nine built-ins follows the configuration (as in the original): the Okta ones
@@ -765,7 +775,13 @@ static void builtins_activate(struct intake *in)
         }
     if (in->pg)
         pg_exec(in->pg, "SELECT calseta_builtin_workflows_activate($1::boolean, $2::boolean)",
-                2, params, on_builtins_activated, NULL);
+                2, params, on_builtins_activated, in->workflows);
+}
+
+static void on_activate_retry(uv_timer_t *t)
+{
+    struct workflows *wf = t->data;
+    builtins_activate(wf->in);
 }
 
 void workflows_api_init(struct intake *in)
@@ -785,13 +801,14 @@ void workflows_api_init(struct intake *in)
         setting_int(&in->cfg, "APPROVAL_DEFAULT_TIMEOUT_SECONDS", 1, 30LL * 86400);
     if (!wf->slack_signing_secret)
         msg_info("SLACK_SIGNING_SECRET is not set: Slack approval callbacks are refused (403)");
-    builtins_activate(in);
-
     uv_timer_init(in->loop, &wf->stop_wait);
+    uv_timer_init(in->loop, &wf->activate_retry);
     uv_signal_init(in->loop, &wf->sigterm);
     uv_signal_init(in->loop, &wf->sigint);
-    wf->stop_wait.data = wf->sigterm.data = wf->sigint.data = wf;
-    wf->open_handles = 3;
+    wf->stop_wait.data = wf->sigterm.data = wf->sigint.data = wf->activate_retry.data = wf;
+    wf->open_handles = 4;
+    uv_unref((uv_handle_t *)&wf->activate_retry);
+    builtins_activate(in);
     uv_signal_start(&wf->sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&wf->sigint, on_stop_signal, SIGINT);
     uv_unref((uv_handle_t *)&wf->sigterm);

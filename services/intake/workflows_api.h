@@ -31,6 +31,8 @@ struct workflows {
     int approval_default_timeout;
     uv_signal_t sigterm, sigint; /* stop the runner client when the intake drains */
     uv_timer_t stop_wait;
+    uv_timer_t activate_retry; /* built-ins' is_active, until the database answers */
+    int activate_tries;
     int stopping, open_handles, freed;
     uint64_t stop_started_ms; /* loop time of the stop signal */
 };
