@@ -31,12 +31,17 @@
 #define REFUSAL_BUCKETS 1024
 #define REFUSAL_MAX 4096 /* tracked (reason, client) pairs; beyond, one shared entry per reason */
 
-/* One (reason, client IP) pair's current window: its first refusal was written at once, the
- * next ones are only counted until the window ends. */
+/* One refusal window: per (reason, client IP) for refusals that name no valid key, per (reason,
+ * key prefix, route) for a valid key refused (by_key). Its first refusal was written at once,
+ * the next ones are only counted until the window ends. */
 struct refusal {
     struct refusal *next;
+    int by_key;
     char reason[24];
-    char client_ip[64]; /* "" = the shared entry of clients beyond REFUSAL_MAX */
+    char client_ip[64];  /* by IP: "" = the shared entry beyond REFUSAL_MAX; by key: the last */
+    char key_prefix[16]; /* by key: "" = the shared entry beyond REFUSAL_MAX */
+    char route[128];
+    char required_scope[48];
     char method[12];
     char path[128];    /* of the last refusal counted */
     uint64_t start_ms; /* monotonic */
@@ -622,14 +627,32 @@ out:
 
 /* ---- refusal aggregation ---------------------------------------------------------------- */
 
-static unsigned refusal_hash(const char *reason, const char *ip)
+/* Who a window belongs to: the client IP, or (by_key) the key prefix and route. */
+struct refusal_id {
+    int by_key;
+    const char *reason, *ip, *key_prefix, *route;
+};
+
+static unsigned refusal_hash(const struct refusal_id *id)
 {
-    uint32_t h = 2166136261u;
-    for (const char *p = reason; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    for (const char *p = ip; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
+    uint32_t h = 2166136261u ^ (uint32_t)id->by_key;
+    const char *parts[] = {id->reason, id->by_key ? id->key_prefix : id->ip,
+                           id->by_key ? id->route : ""};
+    for (size_t i = 0; i < 3; i++) {
+        for (const char *p = parts[i]; *p; p++)
+            h = (h ^ (unsigned char)*p) * 16777619u;
+        h = (h ^ 0xffu) * 16777619u;
+    }
     return h % REFUSAL_BUCKETS;
+}
+
+static int refusal_is(const struct refusal *e, const struct refusal_id *id)
+{
+    if (e->by_key != id->by_key || strcmp(e->reason, id->reason) != 0)
+        return 0;
+    if (!id->by_key)
+        return !strcmp(e->client_ip, id->ip);
+    return !strcmp(e->key_prefix, id->key_prefix) && !strcmp(e->route, id->route);
 }
 
 /* Writes the summary of a window that counted refusals after its first: one event and one
@@ -639,19 +662,31 @@ static void refusal_summary(struct audit_client *ac, const struct refusal *r)
     if (r->count == 0)
         return;
     const char *ip = r->client_ip[0] ? r->client_ip : NULL;
+    const char *prefix = r->key_prefix[0] ? r->key_prefix : NULL;
+    const char *route = r->route[0] ? r->route : NULL;
+    const char *scope = r->required_scope[0] ? r->required_scope : NULL;
     json_t *line = json_pack("{s:s,s:s?,s:I,s:i,s:s,s:s,s:s}", "reason", r->reason, "client_ip",
                              ip, "count", (json_int_t)r->count, "window_seconds",
                              ac->refusal_window_ms / 1000, "window_start", r->started_at,
                              "last_method", r->method, "last_path", r->path);
     if (!ip)
         json_object_set_new(line, "client_ip", json_null());
+    if (r->by_key) {
+        json_object_set_new(line, "key_prefix", prefix ? json_string(prefix) : json_null());
+        json_object_set_new(line, "route", route ? json_string(route) : json_null());
+        json_object_set_new(line, "required_scope", scope ? json_string(scope) : json_null());
+    }
     log_event(LOG_WARN, "auth_failure_summary", line);
     json_decref(line);
-    audit_emit(ac, "auth_failure", NULL, NULL, ip,
-               json_pack("{s:s,s:b,s:I,s:i,s:s,s:s,s:s}", "reason", r->reason, "aggregated", 1,
-                         "count", (json_int_t)r->count, "window_seconds",
-                         ac->refusal_window_ms / 1000, "window_start", r->started_at, "method",
-                         r->method, "path", r->path));
+    json_t *fields = json_pack("{s:s,s:b,s:I,s:i,s:s,s:s,s:s}", "reason", r->reason, "aggregated",
+                               1, "count", (json_int_t)r->count, "window_seconds",
+                               ac->refusal_window_ms / 1000, "window_start", r->started_at,
+                               "method", r->method, "path", r->path);
+    if (route)
+        json_object_set_new(fields, "route", json_string(route));
+    if (scope)
+        json_object_set_new(fields, "required_scope", json_string(scope));
+    audit_emit(ac, "auth_failure", NULL, prefix, ip, fields);
 }
 
 /* Ends the windows that are over (all: every window, at shutdown). */
@@ -674,48 +709,64 @@ static void refusals_sweep(struct audit_client *ac, int all)
     }
 }
 
+static void refusal_note_last(struct refusal *r, const char *method, const char *path,
+                              const char *client_ip)
+{
+    snprintf(r->method, sizeof r->method, "%s", method ? method : "");
+    snprintf(r->path, sizeof r->path, "%s", path ? path : "");
+    if (r->by_key)
+        snprintf(r->client_ip, sizeof r->client_ip, "%s", client_ip ? client_ip : "");
+}
+
 /* 1 if this refusal is only counted (its window already wrote one); 0 if it is to be written
  * now, as the first of a new window. */
-static int refusal_counted(struct audit_client *ac, const char *method, const char *path,
-                           const char *client_ip, const char *reason)
+static int refusal_counted(struct audit_client *ac, struct refusal_id id, const char *method,
+                           const char *path, const char *client_ip, const char *required_scope)
 {
     if (!ac || ac->refusal_window_ms <= 0)
         return 0;
-    const char *ip = client_ip ? client_ip : "";
     struct refusal *r = NULL;
     for (int pass = 0; pass < 2 && !r; pass++) {
-        unsigned b = refusal_hash(reason, ip);
+        unsigned b = refusal_hash(&id);
         for (struct refusal *e = ac->refusals[b]; e && !r; e = e->next)
-            if (!strcmp(e->reason, reason) && !strcmp(e->client_ip, ip))
+            if (refusal_is(e, &id))
                 r = e;
         if (!r && ac->nrefusals >= REFUSAL_MAX)
-            ip = ""; /* too many clients: share one entry per reason */
+            id.ip = id.key_prefix = id.route = ""; /* too many: one shared entry per reason */
         else
             break;
     }
     uint64_t now = now_mono_ms();
     if (r && now - r->start_ms < (uint64_t)ac->refusal_window_ms) {
         r->count++;
-        snprintf(r->method, sizeof r->method, "%s", method ? method : "");
-        snprintf(r->path, sizeof r->path, "%s", path ? path : "");
+        refusal_note_last(r, method, path, client_ip);
         return 1;
     }
     if (r) { /* the tick has not ended it yet: end it now */
         refusal_summary(ac, r);
     } else {
         r = xcalloc(1, sizeof *r);
-        snprintf(r->reason, sizeof r->reason, "%s", reason);
-        snprintf(r->client_ip, sizeof r->client_ip, "%s", ip);
-        unsigned b = refusal_hash(r->reason, r->client_ip);
+        r->by_key = id.by_key;
+        snprintf(r->reason, sizeof r->reason, "%s", id.reason);
+        if (id.by_key) {
+            snprintf(r->key_prefix, sizeof r->key_prefix, "%s", id.key_prefix);
+            snprintf(r->route, sizeof r->route, "%s", id.route);
+        } else {
+            snprintf(r->client_ip, sizeof r->client_ip, "%s", id.ip);
+        }
+        /* the stored, possibly truncated, strings are the identity from now on */
+        struct refusal_id stored = {r->by_key, r->reason, r->client_ip, r->key_prefix, r->route};
+        unsigned b = refusal_hash(&stored);
         r->next = ac->refusals[b];
         ac->refusals[b] = r;
         ac->nrefusals++;
     }
+    snprintf(r->required_scope, sizeof r->required_scope, "%s",
+             required_scope ? required_scope : "");
     r->start_ms = now;
     r->count = 0;
     format_iso8601_us(now_wall_us(), r->started_at);
-    snprintf(r->method, sizeof r->method, "%s", method ? method : "");
-    snprintf(r->path, sizeof r->path, "%s", path ? path : "");
+    refusal_note_last(r, method, path, client_ip);
     return 0;
 }
 
@@ -743,7 +794,20 @@ void audit_auth_refusal_as(struct audit_client *ac, const char *event, const cha
                            const char *reason, const char *required_scope,
                            const char *request_id)
 {
-    if (reason && refusal_counted(ac, method, path, client_ip, reason))
+    struct refusal_id id = {0, reason, client_ip ? client_ip : "", "", ""};
+    if (reason && refusal_counted(ac, id, method, path, client_ip, NULL))
+        return;
+    auth_failure_write(ac, event, method, path, client_ip, key_prefix, reason, required_scope,
+                       request_id);
+}
+
+void audit_key_refusal_as(struct audit_client *ac, const char *event, const char *method,
+                          const char *route, const char *path, const char *client_ip,
+                          const char *key_prefix, const char *reason, const char *required_scope,
+                          const char *request_id)
+{
+    struct refusal_id id = {1, reason, "", key_prefix ? key_prefix : "", route ? route : ""};
+    if (reason && refusal_counted(ac, id, method, path, client_ip, required_scope))
         return;
     auth_failure_write(ac, event, method, path, client_ip, key_prefix, reason, required_scope,
                        request_id);

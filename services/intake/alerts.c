@@ -222,7 +222,7 @@ void route_delete_alert(struct reqctx *rc)
     const char *p[1] = {uuid};
     struct one_op *op = one_new(rc, 204);
     op->empty = 1;
-    pg_exec(rc->in->pg, "DELETE FROM alerts WHERE uuid = $1 RETURNING '{}'", 1, p, on_one, op);
+    pg_exec(rc->in->pg, "SELECT '{}' FROM calseta_alert_delete($1::uuid) AS d(found) WHERE found", 1, p, on_one, op);
 }
 
 void route_patch_alert(struct reqctx *rc)

@@ -223,8 +223,11 @@ static void authorize(struct auth_op *op, const struct key_rec *k)
     const char *scope = rc->route->scope;
     if (strcmp(scope, "*") != 0 && !has_scope(a, scope)) {
         struct http_request *req = rc->req;
-        audit_auth_failure_as(in->audit, AUTH_EVENT(rc), req->method, req->path, rc->client_ip,
-                              op->prefix, "insufficient_scope", scope, req->request_id);
+        /* Aggregated per key and route: a client repeating a request its key may not make
+         * writes one event per window, not one per request. */
+        audit_key_refusal_as(in->audit, AUTH_EVENT(rc), req->method, rc->route->pattern,
+                             req->path, rc->client_ip, op->prefix, "insufficient_scope", scope,
+                             req->request_id);
         char msg[128];
         snprintf(msg, sizeof msg, "Insufficient scope. Required: %s", scope);
         op_free(op);

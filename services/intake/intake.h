@@ -60,6 +60,7 @@ struct intake {
     uv_timer_t housekeeping;
     uv_timer_t drain_deadline; /* DRAIN_TIMEOUT_MS: then in-flight connections are closed */
     int draining;
+    int metrics_rolling; /* a metrics rollup pass is in flight (metrics_api.c) */
     uint64_t started_ms;
     struct prom *prom; /* Prometheus counters of this process (prom.h) */
 };
@@ -201,6 +202,10 @@ void route_post_alert(struct reqctx *rc);
 
 /* mappings.c: pass-2 indicator mappings, refreshed by housekeeping */
 void mappings_refresh(struct intake *in);
+
+/* metrics_api.c: one pass of the metrics rollup (housekeeping); skipped while one is in flight
+ * in this process, and a no-op in PostgreSQL while another process's pass holds its lock. */
+void metrics_rollup_run(struct intake *in);
 /* Reloads on every change notification of indicator_field_mappings. */
 void mappings_listen(struct intake *in);
 void mappings_apply(struct intake *in, const struct normalized_alert *na, const char *source,

@@ -47,6 +47,7 @@ static void on_housekeeping(uv_timer_t *t)
     ingest_sightings_apply(in);
     rl_cleanup(in);
     mappings_refresh(in);
+    metrics_rollup_run(in);
 }
 
 static void on_pool_closed(void *arg)

@@ -15,13 +15,17 @@ wrk --latency, keep-alive, 64 connections, 2 threads, each for --seconds:
 Then the flood: wrk with 64 connections sending well-formed unknown keys for --seconds while one
 keep-alive client sends the authenticated list request every 20 ms; its p50/p99/max latency
 (goal: p99 < 100 ms) and the flood's 401 rate.
-Printed: requests/s, p50/p99, ratios, load average before each run (the box may be shared).
+Printed: requests/s, p50/p99, ratios, load average before each run (the box may be shared), and
+for the intake's runs the CPU time per request of the intake and of auditd (from /proc, which
+the machine's load does not inflate the way it does throughput).
 
 Run by hand (not in CI), with a release build:
     cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release && cmake --build build-bench -j2
     export CALSETA_DATA_DIR=/tmp/bench-pg; DATABASE_URL=$(scripts/pg.sh start); export DATABASE_URL
     build-bench/bin/calseta migrate
     CALSETA_BIN_DIR=build-bench/bin python3 tests/bench/auth_bench.py [--seconds 10] [--intake 1]
+--refusal-window 0 audits every refusal on its own (as before scope refusals were aggregated),
+for comparison in the same build.
 Needs wrk and nginx (apt-get install nginx-light).
 """
 import argparse
@@ -43,6 +47,16 @@ SECRET = "bench-secret"
 PATH = "/v1/alerts?page_size=1"
 MISSING = "/bench-no-such"
 UNKNOWN_KEY = "cai_" + "A" * 43
+
+
+def cpu_seconds(pids):
+    """User + system CPU time of these processes so far (load-independent cost per request)."""
+    t = 0
+    for pid in pids:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        t += int(fields[11]) + int(fields[12])
+    return t / os.sysconf("SC_CLK_TCK")
 
 
 def ingest_one(s):
@@ -89,10 +103,14 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--intake", type=int, default=1)
+    ap.add_argument("--refusal-window", type=int, default=None,
+                    help="AUDIT_REFUSAL_WINDOW_SECONDS for the run (0: every refusal audited on its own)")
     a = ap.parse_args()
 
     env = {"LOG_LEVEL": "WARNING", "SENTINEL_WEBHOOK_SECRET": SECRET,
            "RATE_LIMIT_UNAUTHED_PER_MINUTE": 100000000}
+    if a.refusal_window is not None:
+        env["AUDIT_REFUSAL_WINDOW_SECONDS"] = a.refusal_window
     s = harness.Stack("authbench", env=env, services=(), intake_processes=0)
     ng = None
     try:
@@ -129,9 +147,17 @@ def main():
                 ("/health", url + "/health", ()),
                 ("nginx /health (same bytes)", "http://127.0.0.1:%d/health" % ng.port_hdrs, ())]
         res = {}
+        intake_pids = [p.p.pid for p in s.intakes]
+        auditd_pids = [p.p.pid for p in s.procs if "auditd" in p.name]
         for name, u, hdrs in runs:
+            before = (cpu_seconds(intake_pids), cpu_seconds(auditd_pids))
             res[name] = http_bench.run_wrk(u, a.seconds, a.connections, a.threads, hdrs)
-            print(http_bench.fmt_row(name, res[name]), flush=True)
+            line = http_bench.fmt_row(name, res[name])
+            if "nginx" not in name and res[name]["total"]:
+                n = res[name]["total"]
+                line += "  cpu/req: intake %.1f us, auditd %.1f us" % (
+                    (cpu_seconds(intake_pids) - before[0]) * 1e6 / n, (cpu_seconds(auditd_pids) - before[1]) * 1e6 / n)
+            print(line, flush=True)
 
         # The flood, with a legitimate client beside it.
         out = {}

@@ -1,5 +1,6 @@
 """The metrics routes (/v1/metrics/alerts, /workflows, /summary with its queue block) and the
 Prometheus endpoint, scraped and parsed as the text exposition format 0.0.4."""
+import json
 import re
 import time
 
@@ -126,6 +127,137 @@ def test_metrics_routes():
         s.sql("UPDATE enrichment_jobs SET status = 'done', completed_at = now() WHERE id = (SELECT min(id) FROM enrichment_jobs)")
         q = s.request("GET", "/v1/metrics/summary", key=k).json()["data"]["queue"]
         assert_eq((q["queues"][0]["pending"], q["queues"][0]["succeeded_30d"], q["total_succeeded_30d"]), (2, 1, 1))
+    finally:
+        s.stop()
+
+
+# The alert figures of a window counted straight from the alerts table: what the rollup-backed
+# routes must equal at every moment (before a rollup pass, after one, after changes since one).
+DIRECT = """
+SELECT jsonb_build_object(
+  'total_alerts', count(*),
+  'alerts_by_status', coalesce((SELECT jsonb_object_agg(k, n) FROM (SELECT status k, count(*) n FROM w GROUP BY 1) x), '{}'),
+  'alerts_by_severity', coalesce((SELECT jsonb_object_agg(k, n) FROM (SELECT severity k, count(*) n FROM w GROUP BY 1) x), '{}'),
+  'alerts_by_source', coalesce((SELECT jsonb_object_agg(k, n) FROM (SELECT source_name k, count(*) n FROM w GROUP BY 1) x), '{}'),
+  'active_alerts_by_severity', coalesce((SELECT jsonb_object_agg(k, n) FROM (SELECT severity k, count(*) n FROM w
+       WHERE status IN ('Open', 'Triaging', 'Escalated') GROUP BY 1) x), '{}'),
+  'alerts_over_time', coalesce((SELECT jsonb_agg(jsonb_build_object('date', to_char(d, 'YYYY-MM-DD'), 'count', n) ORDER BY d)
+       FROM (SELECT (created_at AT TIME ZONE 'UTC')::date d, count(*) n FROM w GROUP BY 1) x), '[]'),
+  'top_detection_rules', coalesce((SELECT jsonb_agg(jsonb_build_object('name', r.name, 'count', x.n) ORDER BY x.n DESC, r.name)
+       FROM (SELECT detection_rule_id, count(*) n FROM w WHERE detection_rule_id IS NOT NULL GROUP BY 1) x
+       JOIN detection_rules r ON r.id = x.detection_rule_id), '[]'),
+  'fp', count(*) FILTER (WHERE status = 'Closed' AND close_classification LIKE 'False Positive%%'),
+  'closed', count(*) FILTER (WHERE status = 'Closed'),
+  'enriched', count(*) FILTER (WHERE is_enriched),
+  'mean_time_to_detect', avg(extract(epoch FROM created_at - occurred_at))::float8,
+  'mean_time_to_conclusion', avg(extract(epoch FROM closed_at - created_at))::float8,
+  'mean_time_to_acknowledge', avg(extract(epoch FROM acknowledged_at - created_at))::float8)
+FROM w
+"""
+
+
+def direct(s, frm, to):
+    q = ("WITH w AS (SELECT * FROM alerts WHERE created_at >= '%s' AND created_at < '%s') " % (frm, to)) + DIRECT
+    return json.loads(s.sql_value(q.replace("%%", "%")))
+
+
+def check_window(s, k, frm, to, what):
+    got = s.request("GET", "/v1/metrics/alerts?from_time=%s&to_time=%s" % (frm, to), key=k)
+    assert_eq(got.status, 200, got.body)
+    got = got.json()["data"]
+    want = direct(s, frm, to)
+    for f in ("total_alerts", "alerts_by_status", "alerts_by_severity", "alerts_by_source",
+              "active_alerts_by_severity", "alerts_over_time"):
+        assert_eq(got[f], want[f], (what, f))
+    assert_eq([{"name": r["name"], "count": r["count"]} for r in got["top_detection_rules"]],
+              want["top_detection_rules"][:10], (what, "top_detection_rules"))
+    fpr = want["fp"] / want["closed"] if want["closed"] else 0.0
+    cov = want["enriched"] / want["total_alerts"] if want["total_alerts"] else 0.0
+    assert abs(got["false_positive_rate"] - fpr) < 1e-9, (what, got["false_positive_rate"], fpr)
+    assert abs(got["enrichment_coverage"] - cov) < 1e-9, (what, got["enrichment_coverage"], cov)
+    for f in ("mean_time_to_detect", "mean_time_to_conclusion", "mean_time_to_acknowledge"):
+        if want[f] is None:
+            assert_eq(got[f], None, (what, f))
+        else:
+            assert abs(got[f] - want[f]) < 1e-6, (what, f, got[f], want[f])
+    return got
+
+
+def iso(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % int((t % 1) * 1e6)
+
+
+def test_metrics_rollup_exact_through_changes():
+    """Figures equal a direct count of the table before any rollup, after one, after status and
+    severity changes, late (backfilled) inserts and deletes of rolled-up hours, and after the next
+    pass; windows with odd edges; enrichment jobs finished in 30 days likewise; and the intake runs
+    the rollup itself."""
+    s = Stack("metrics_rollup")
+    try:
+        k = s.create_key("admin")
+        s.sql("INSERT INTO detection_rules (name, source_name, source_rule_id) "
+              "SELECT 'rule ' || g, 'generic', 'RR' || g FROM generate_series(1, 4) g")
+        # 3,000 alerts over the last 20 days (several per hour), mixed everything
+        s.sql("""INSERT INTO alerts (title, severity, source_name, occurred_at, created_at, ingested_at,
+                     enriched_at, is_enriched, status, close_classification, acknowledged_at, closed_at,
+                     detection_rule_id)
+                 SELECT 'a' || g, (ARRAY['Low','Medium','High','Critical'])[1 + g % 4],
+                        (ARRAY['sentinel','elastic','generic'])[1 + g % 3], c - (g % 50) * interval '1 second',
+                        c, c, c + interval '20 seconds', g % 3 <> 0,
+                        (ARRAY['Open','Triaging','Escalated','Closed','Closed'])[1 + g % 5],
+                        CASE WHEN g % 5 >= 3 THEN (ARRAY['False Positive - Inaccurate Data', 'Duplicate'])[1 + g % 2] END,
+                        CASE WHEN g % 5 > 0 THEN c + (g % 70) * interval '1 second' END,
+                        CASE WHEN g % 5 >= 3 THEN c + (g % 600) * interval '1 second' END,
+                        CASE WHEN g % 7 < 4 THEN (SELECT min(id) FROM detection_rules WHERE source_rule_id LIKE 'RR%%') + g % 7 END
+                   FROM (SELECT g, now() - interval '20 days' * g / 3000.0 - interval '1 minute' AS c
+                           FROM generate_series(1, 3000) g) x""".replace("%%", "%"))
+        s.sql("INSERT INTO enrichment_jobs (alert_id, status, created_at, completed_at) "
+              "SELECT id, CASE WHEN id % 9 = 0 THEN 'failed' ELSE 'done' END, created_at, "
+              "created_at + (id % 40) * interval '1 second' FROM alerts")
+        now = time.time()
+        windows = [(iso(now - 30 * 86400), iso(now + 60)),
+                   (iso(now - 10.3 * 86400), iso(now - 2.71 * 86400)),
+                   (iso(now - 5 * 3600 - 17), iso(now - 3600 - 1234))]
+
+        def check_all(what):
+            for frm, to in windows:
+                check_window(s, k, frm, to, what)
+            q = s.request("GET", "/v1/metrics/summary", key=k).json()["data"]["queue"]["queues"][0]
+            want = s.sql("SELECT count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status = 'failed') "
+                         "FROM enrichment_jobs WHERE completed_at >= now() - interval '30 days'")[0]
+            assert_eq((q["succeeded_30d"], q["failed_30d"]), (int(want[0]), int(want[1])), what)
+
+        check_all("before any rollup")
+        roll = lambda: wait_for(lambda: int(s.sql_value("SELECT calseta_metrics_rollup()")) >= 0, 30, 0.2,
+                                "a rollup pass (the intake's may hold the lock)")
+        roll()
+        assert int(s.sql_value("SELECT count(*) FROM alert_metrics_rollup WHERE grain = 'd'")) > 0
+        check_all("after a rollup")
+        # changes to rolled-up hours: through the API and behind its back
+        olds = s.sql("SELECT uuid FROM alerts WHERE created_at < now() - interval '3 days' ORDER BY id LIMIT 40")
+        for (u,) in olds[:20]:
+            r = s.request("PATCH", "/v1/alerts/" + u, key=k, body={"status": "Closed",
+                          "close_classification": "False Positive - Incorrect Detection Logic"})
+            assert_eq(r.status, 200, r.body)
+        for (u,) in olds[20:25]:
+            assert_eq(s.request("PATCH", "/v1/alerts/" + u, key=k, body={"severity": "Critical"}).status, 200)
+        for (u,) in olds[25:30]:
+            assert_eq(s.request("DELETE", "/v1/alerts/" + u, key=k).status, 204)
+        s.sql("INSERT INTO alerts (title, severity, source_name, occurred_at, created_at, status) "
+              "SELECT 'late' || g, 'Medium', 'splunk', now() - interval '9 days', "
+              "now() - interval '9 days' + g * interval '1 minute', 'Escalated' FROM generate_series(1, 30) g")
+        s.sql("UPDATE enrichment_jobs SET status = 'failed', updated_at = now() "
+              "WHERE id IN (SELECT id FROM enrichment_jobs WHERE status = 'done' ORDER BY id LIMIT 7)")
+        ingest(s, k, "fresh")
+        check_all("changes since the rollup")
+        roll()
+        check_all("after the next rollup")
+        assert_eq(s.sql_value("SELECT count(*) FROM metrics_rollup_dirty"), "0")
+        # the intake runs the rollup itself (housekeeping), one process at a time
+        before = s.sql_value("SELECT rolled_at FROM metrics_rollup_state")
+        wait_for(lambda: s.sql_value("SELECT rolled_at FROM metrics_rollup_state") != before, 40, 0.5,
+                 "the intake's rollup pass")
+        check_all("after the intake's pass")
     finally:
         s.stop()
 

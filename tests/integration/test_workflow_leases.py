@@ -13,6 +13,7 @@ nothing; more runs than free slots all complete through the sweep; two runners s
 import signal
 import time
 
+import harness
 from harness import Stack, assert_eq, free_port, run_tests
 
 SLEEPY = ("import asyncio\nfrom calseta.workflows import WorkflowResult\n"
@@ -48,6 +49,27 @@ def row(s, run):
                     "FROM workflow_runs WHERE uuid = '%s'" % run)
     st, attempts, owner = v.split("|", 2)
     return st, int(attempts), owner
+
+
+def tcp_established(port):
+    """An established loopback TCP connection to port (from /proc/net/tcp)."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            if int(parts[1].split(":")[1], 16) == port and parts[3] == "01":
+                return True
+    return False
+
+
+def start_runner(s, extra=None):
+    """Starts a runner and waits until it listens (it exits at once on a setup error)."""
+    p = s.start("runner", extra)
+
+    def listening():
+        assert p.alive(), "runner exited:\n" + p.text()[-3000:]
+        return "listening on" in p.text()
+    harness.wait_for(listening, 30, 0.05, "the runner listening")
+    return p
 
 
 def wait_for(s, run, pred, timeout=40, what="condition"):
@@ -99,16 +121,6 @@ def patch_when_runner_up(s, k, u, body):
         time.sleep(0.1)
 
 
-def tcp_established_to(port):
-    """Whether some local socket has an established TCP connection to 127.0.0.1:port."""
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            parts = line.split()
-            if parts[3] == "01" and int(parts[2].split(":")[1], 16) == port:
-                return True
-    return False
-
-
 def wait_log(s, text, timeout=20):
     deadline = time.time() + timeout
     while text not in workflowd_logs(s):
@@ -122,7 +134,7 @@ def test_no_runner_then_runner_arrives():
     try:
         k = setup(s)
         # validation needs a runner: start one for the save, then stop it
-        r = s.start("runner")
+        r = start_runner(s)
         u = create_when_runner_up(s, k, SLEEPY % 0)
         r.stop()
         run = execute(s, k, u)
@@ -151,7 +163,7 @@ def test_runner_killed_mid_run():
         u = create(s, k, SLEEPY % 2, timeout=4)
         run = execute(s, k, u)
         wait_for(s, run, lambda r: r[0] == "running", what="running")
-        time.sleep(0.5)  # the child is asleep inside the runner
+        time.sleep(0.5)  # the kill must land while the child is asleep inside the runner
         runner_proc(s)[0].stop(signal.SIGKILL)
         s.start("runner")
         st, attempts, _ = wait_for(s, run, finished, what="finished")
@@ -216,7 +228,7 @@ def test_busy_runner_never_runs_a_run_twice():
               env=dict(ENV, WORKFLOW_MAX_INFLIGHT=4))
     try:
         k = setup(s)
-        runner = s.start("runner", {"RUNNER_CONCURRENCY": 1})
+        runner = start_runner(s, {"RUNNER_CONCURRENCY": 1})
         u = create_when_runner_up(s, k, SLEEPY % 1.5, timeout=3)
         runs = [execute(s, k, u) for _ in range(3)]
         for run in runs:
@@ -232,14 +244,14 @@ def test_a_run_executes_the_version_it_was_queued_with():
     s = Stack("lease_version", services=("auditd", "workflowd", "intake"), env=ENV)
     try:
         k = setup(s)
-        r = s.start("runner")
+        r = start_runner(s)
         v1 = ("from calseta.workflows import WorkflowResult\n"
               "async def run(ctx):\n    return WorkflowResult.ok('code v1')\n")
         u = create_when_runner_up(s, k, v1)
         r.stop()
         run = execute(s, k, u)  # queued: no runner
-        wait_log(s, "no runner connected")
-        s.start("runner")
+        wait_log(s, "no runner connected")  # the run sits queued with no runner: the point
+        start_runner(s)
         resp = patch_when_runner_up(s, k, u, {"code": v1.replace("v1", "v2")})
         assert_eq(resp.status, 200, resp.body)
         wait_for(s, run, finished, what="finished")
@@ -308,11 +320,10 @@ def test_more_runs_than_slots_and_two_runners():
         both = s.endpoint("runner") + "," + ep2
         s.proc("workflowd").stop()
         s.start("workflowd", {"RUNNER_ENDPOINT": both})
+        # workflowd's TCP connection to the second runner is up (its CURVE handshake follows
+        # within milliseconds); runs sent before that would all go to the first runner
         port2 = int(ep2.rsplit(":", 1)[1])
-        deadline = time.time() + 20
-        while not tcp_established_to(port2):  # workflowd has reached the second runner
-            assert time.time() < deadline, "workflowd never connected to " + ep2
-            time.sleep(0.05)
+        harness.wait_for(lambda: tcp_established(port2), 20, 0.05, "workflowd connected to runner 2")
         u = create(s, k, SLEEPY % 0.2)
         runs = [execute(s, k, u) for _ in range(12)]
         for run in runs:
