@@ -132,6 +132,7 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     INT("ALERT_DEDUP_WINDOW_HOURS", 0, 87600, alert_dedup_window_hours);
     INT("INGEST_BATCH_MAX", 1, 10000, ingest_batch_max);
     INT("INGEST_MAX_INFLIGHT", 1, 7, ingest_max_inflight);
+    INT("INGEST_BATCH_MIN", 1, 10000, ingest_batch_min);
     INT("INGEST_JSON_MAX_DEPTH", 2, 1000, ingest_json_max_depth);
     INT("INGEST_JSON_MAX_VALUES", 10, 10000000, ingest_json_max_values);
 

@@ -146,6 +146,10 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {INGEST, "INGEST_MAX_INFLIGHT", "4", "intake",
      "Group commits one intake process keeps in the database at once (1-7 of its 8 connections); "
      "while they run, the next batch fills up."},
+    {INGEST, "INGEST_BATCH_MIN", "16", "intake",
+     "Alerts a batch needs before it goes to the database beside batches already there (a batch "
+     "goes at once when none is); smaller ones wait for a running batch to return and grow, "
+     "since every transaction has a fixed cost."},
     {INGEST, "INGEST_JSON_MAX_DEPTH", "64", "intake",
      "Deepest nesting of arrays and objects an ingested body may have; checked on the raw bytes "
      "before parsing (deeper: 422)."},

@@ -760,7 +760,8 @@ def wait_runs(s, run_uuids, timeout):
 def load_runs(s, run_uuids):
     rows = psql_json_rows(s.db, "SELECT json_build_object('uuid', r.uuid, 'status', r.status, "
                                 "'result', r.result, 'log_output', r.log_output, 'duration_ms', "
-                                "r.duration_ms, 'result_len', length(r.result::text))::text "
+                                "r.duration_ms, 'result_len', length(r.result::text), 'attempts', "
+                                "r.attempt_count)::text "
                                 "FROM workflow_runs r WHERE r.uuid IN (%s)" %
                           ",".join("'%s'" % u for u in run_uuids))
     return {r["uuid"]: r for r in rows}
@@ -876,8 +877,13 @@ def test_escape_battery():
             if kind == "h":
                 h["run"] = run
         good_runs = [(name, run) for (kind, name), run in zip(jobs, run_ids) if kind == "g"]
-        # a run must be recorded soon after its deadline (longest timeout 20 s, 4 runs at once)
-        stuck = wait_runs(s, run_ids, 75)
+        # The runner executes RUNNER_CONCURRENCY (4) runs at once, so the batch needs about the
+        # sum of the timeouts / 4 when the machine is idle, and more on a loaded one (a fixed 75 s
+        # failed there). This wait only bounds the test; what the product promises is per run: a
+        # run is stopped at its own deadline and recorded by the process that leased it, checked
+        # below from its recorded duration and attempt count.
+        batch_wait = 60 + sum(h["timeout"] for h in hostile) / 4.0 * 2
+        stuck = wait_runs(s, run_ids, batch_wait)
         print("battery: %d hostile + %d well-behaved runs submitted, %d not finished after %.1fs" %
               (len(hostile), len(good_runs), len(stuck), time.time() - t_submit), flush=True)
 
@@ -889,9 +895,18 @@ def test_escape_battery():
         runs = load_runs(s, [h["run"] for h in hostile] + [r for _, r in good_runs])
         problems = []
         for h in hostile:
+            run = runs[h["run"]]
             if h["run"] in stuck:
-                problems.append("%s: run %s still '%s' long after its deadline (not recorded)" % (
-                    h["name"], h["run"], runs[h["run"]]["status"]))
+                problems.append("%s: run %s not recorded within %.0f s of the batch's submission "
+                                "(status now '%s')" % (h["name"], h["run"], batch_wait,
+                                                      run["status"]))
+                continue
+            # started_at is the first lease, kept when a busy runner gives the run back, so time
+            # from it says nothing; a timeout's duration is checked below, and here that the
+            # process that leased the run recorded it (no lease expired)
+            if run["attempts"] != 1:
+                problems.append("%s: run %s took %s attempts (a lease expired: the runner did "
+                                "not answer in time)" % (h["name"], h["run"], run["attempts"]))
         if stuck_after:
             problems.append("well-behaved runs after the battery not finished: %r" % stuck_after)
         for name, run_uuid in good_runs:

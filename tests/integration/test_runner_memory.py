@@ -86,7 +86,10 @@ def main():
         if "listening on" not in text:
             print("runner did not start:\n" + text)
             return 1
-        time.sleep(1.0)  # warm children are ready
+        # warm children are forked after "listening on": wait for one under the fork server
+        deadline = time.time() + 30
+        while time.time() < deadline and not [c for s in children(p.pid) for c in children(s)]:
+            time.sleep(0.1)
         needles = list(SECRETS.values()) + list(DOTENV.values())
         # the password alone, too: the URL may have been taken apart
         needles.append(SECRETS["DATABASE_URL"].split(":")[2].split("@")[0])

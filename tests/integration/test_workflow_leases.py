@@ -13,6 +13,7 @@ nothing; more runs than free slots all complete through the sweep; two runners s
 import signal
 import time
 
+import harness
 from harness import Stack, assert_eq, free_port, run_tests
 
 SLEEPY = ("import asyncio\nfrom calseta.workflows import WorkflowResult\n"
@@ -50,6 +51,27 @@ def row(s, run):
     return st, int(attempts), owner
 
 
+def tcp_established(port):
+    """An established loopback TCP connection to port (from /proc/net/tcp)."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            if int(parts[1].split(":")[1], 16) == port and parts[3] == "01":
+                return True
+    return False
+
+
+def start_runner(s, extra=None):
+    """Starts a runner and waits until it listens (it exits at once on a setup error)."""
+    p = s.start("runner", extra)
+
+    def listening():
+        assert p.alive(), "runner exited:\n" + p.text()[-3000:]
+        return "listening on" in p.text()
+    harness.wait_for(listening, 30, 0.05, "the runner listening")
+    return p
+
+
 def wait_for(s, run, pred, timeout=40, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -77,8 +99,7 @@ def test_no_runner_then_runner_arrives():
     try:
         k = setup(s)
         # validation needs a runner: start one for the save, then stop it
-        r = s.start("runner")
-        time.sleep(1)
+        r = start_runner(s)
         u = create(s, k, SLEEPY % 0)
         r.stop()
         run = execute(s, k, u)
@@ -107,7 +128,7 @@ def test_runner_killed_mid_run():
         u = create(s, k, SLEEPY % 2, timeout=4)
         run = execute(s, k, u)
         wait_for(s, run, lambda r: r[0] == "running", what="running")
-        time.sleep(0.5)  # the child is asleep inside the runner
+        time.sleep(0.5)  # the kill must land while the child is asleep inside the runner
         runner_proc(s)[0].stop(signal.SIGKILL)
         s.start("runner")
         st, attempts, _ = wait_for(s, run, finished, what="finished")
@@ -173,8 +194,7 @@ def test_busy_runner_never_runs_a_run_twice():
     s = Stack("lease_busy", services=("auditd", "intake"), env=dict(ENV, WORKFLOW_MAX_INFLIGHT=4))
     try:
         k = setup(s)
-        runner = s.start("runner", {"RUNNER_CONCURRENCY": 1})
-        time.sleep(1)
+        runner = start_runner(s, {"RUNNER_CONCURRENCY": 1})
         u = create(s, k, SLEEPY % 1.5, timeout=3)
         runs = [execute(s, k, u) for _ in range(3)]
         for run in runs:
@@ -190,16 +210,14 @@ def test_a_run_executes_the_version_it_was_queued_with():
     s = Stack("lease_version", services=("auditd", "intake"), env=ENV)
     try:
         k = setup(s)
-        r = s.start("runner")
-        time.sleep(1)
+        r = start_runner(s)
         v1 = ("from calseta.workflows import WorkflowResult\n"
               "async def run(ctx):\n    return WorkflowResult.ok('code v1')\n")
         u = create(s, k, v1)
         r.stop()
         run = execute(s, k, u)  # queued: no runner
-        time.sleep(0.5)
-        s.start("runner")
-        time.sleep(1)
+        time.sleep(0.5)  # the run sits queued with no runner for a while: the point
+        start_runner(s)
         resp = s.request("PATCH", "/v1/workflows/" + u, key=k, body={"code": v1.replace("v1", "v2")})
         assert_eq(resp.status, 200, resp.body)
         wait_for(s, run, finished, what="finished")
@@ -269,7 +287,10 @@ def test_more_runs_than_slots_and_two_runners():
         s.intakes.clear()
         s.start_intake({"RUNNER_ENDPOINT": both})
         s.wait_healthy()
-        time.sleep(0.5)
+        # the intake's TCP connection to the second runner is up (its CURVE handshake follows
+        # within milliseconds); runs sent before that would all go to the first runner
+        port2 = int(ep2.rsplit(":", 1)[1])
+        harness.wait_for(lambda: tcp_established(port2), 20, 0.05, "the intake connected to runner 2")
         u = create(s, k, SLEEPY % 0.2)
         runs = [execute(s, k, u) for _ in range(12)]
         for run in runs:
