@@ -46,7 +46,7 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {CORE, "POSTGRES_PASSWORD", NULL, "all",
      "Database password when the URL is built from parts (any characters)."},
     {CORE, "POSTGRES_DB", "calseta", "all", "Database name when the URL is built from parts."},
-    {CORE, "ENCRYPTION_KEY", NULL, "intake, enricher, master",
+    {CORE, "ENCRYPTION_KEY", NULL, "intake, enricher, workflowd, dispatcher, master",
      "Fernet key (44 characters) that encrypts provider credentials, workflow secrets and agent "
      "secrets at rest. `calseta gen-encryption-key` makes one; `make run` generates "
      "`$CALSETA_DATA_DIR/encryption.key` when unset. The enrichment workers refuse to start "
@@ -172,7 +172,7 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {BUS, "LOOKUP_WORKER_ENDPOINT", NULL, "jobbus, enricher",
      "Enrichers take on-demand lookups here (default "
      "`ipc://$CALSETA_DATA_DIR/bus/lookup-out.sock`); `tcp://` for enrichers on other hosts."},
-    {BUS, "RUNNER_ENDPOINT", NULL, "intake, runner",
+    {BUS, "RUNNER_ENDPOINT", NULL, "intake, workflowd, runner",
      "Workflow runner(s): a runner binds it; intakes connect to every one of a comma list "
      "(default `ipc://$CALSETA_DATA_DIR/bus/runner.sock`)."},
     {BUS, "CURVE_SERVER_PUBLIC_KEY", NULL, "all but the runner",
@@ -283,11 +283,11 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {WORKFLOW, "WORKFLOW_MAX_MEMORY_MB", "256", "runner", "Address-space limit of one run (16-65536)."},
     {WORKFLOW, "RUNNER_CONCURRENCY", "4", "runner",
      "Runs one runner executes at once, and warm children it keeps ready (1-256)."},
-    {WORKFLOW, "WORKFLOW_RUN_GRACE_SECONDS", "30", "intake",
+    {WORKFLOW, "WORKFLOW_RUN_GRACE_SECONDS", "30", "workflowd",
      "A run's lease is its timeout plus this (3-86400); a run without an answer by then is "
      "given back."},
-    {WORKFLOW, "WORKFLOW_RUN_MAX_ATTEMPTS", "3", "intake", "Times a run is taken before it is failed."},
-    {WORKFLOW, "WORKFLOW_MAX_INFLIGHT", "8", "intake", "Runs one intake process has taken and not finished."},
+    {WORKFLOW, "WORKFLOW_RUN_MAX_ATTEMPTS", "3", "workflowd", "Times a run is taken before it is failed."},
+    {WORKFLOW, "WORKFLOW_MAX_INFLIGHT", "8", "workflowd", "Runs one workflowd process has taken and not finished."},
     {WORKFLOW, "APPROVAL_DEFAULT_TIMEOUT_SECONDS", "3600", "intake",
      "Expiry of an approval request when the workflow sets none."},
     {WORKFLOW, "CALSETA_BASE_URL", "http://localhost:8000", "intake, workflowd",
@@ -296,16 +296,16 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Verifies Slack approval callbacks; unset: every callback is refused (403)."},
 
     /* ---- identity integrations ---- */
-    {IDENTITY, "OKTA_DOMAIN", NULL, "intake, enricher", "Okta org domain, e.g. `acme.okta.com`."},
-    {IDENTITY, "OKTA_API_TOKEN", NULL, "intake, enricher", "Okta API token (sent as `SSWS ...`)."},
-    {IDENTITY, "OKTA_BASE_URL", NULL, "intake",
+    {IDENTITY, "OKTA_DOMAIN", NULL, "intake, workflowd, enricher", "Okta org domain, e.g. `acme.okta.com`."},
+    {IDENTITY, "OKTA_API_TOKEN", NULL, "intake, workflowd, enricher", "Okta API token (sent as `SSWS ...`)."},
+    {IDENTITY, "OKTA_BASE_URL", NULL, "intake, workflowd",
      "Okta API base. Empty: `https://{OKTA_DOMAIN}/api/v1` (override for tests)."},
-    {IDENTITY, "ENTRA_TENANT_ID", NULL, "intake, enricher", "Microsoft Entra tenant."},
-    {IDENTITY, "ENTRA_CLIENT_ID", NULL, "intake, enricher", "App registration client id."},
-    {IDENTITY, "ENTRA_CLIENT_SECRET", NULL, "intake, enricher", "App registration secret."},
-    {IDENTITY, "ENTRA_LOGIN_URL", NULL, "intake",
+    {IDENTITY, "ENTRA_TENANT_ID", NULL, "intake, workflowd, enricher", "Microsoft Entra tenant."},
+    {IDENTITY, "ENTRA_CLIENT_ID", NULL, "intake, workflowd, enricher", "App registration client id."},
+    {IDENTITY, "ENTRA_CLIENT_SECRET", NULL, "intake, workflowd, enricher", "App registration secret."},
+    {IDENTITY, "ENTRA_LOGIN_URL", NULL, "intake, workflowd",
      "Token endpoint base. Empty: `https://login.microsoftonline.com`."},
-    {IDENTITY, "ENTRA_GRAPH_URL", NULL, "intake",
+    {IDENTITY, "ENTRA_GRAPH_URL", NULL, "intake, workflowd",
      "Microsoft Graph base. Empty: `https://graph.microsoft.com/v1.0`."},
 
     /* ---- notifications ---- */

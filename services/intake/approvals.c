@@ -171,7 +171,7 @@ static void on_decided(void *arg, PGresult *res, const char *err)
                json_pack("{s:s,s:s,s:s,s:s?}", "approval_uuid", op->uuid, "responder_id",
                          op->responder, "via", via_names[op->via], "run_uuid", run));
     if (run)
-        wf_run_start(rc->in->workflows, run);
+        wf_runs_wake(rc->in);
     if (op->via == VIA_SLACK) {
         reply_body(rc, 200, TEXT, "ok", 2);
     } else if (op->via == VIA_BROWSER) {

@@ -78,7 +78,7 @@ static void on_drained(void *arg)
     health_stop(in);
     keycache_stop(in->auth_cache);
     rl_stop(in->rl);
-    workflows_wait_runs(in, flush_and_close_pool);
+    flush_and_close_pool(in);
 }
 
 static void on_drain_deadline(uv_timer_t *t)

@@ -684,50 +684,6 @@ void route_delete_workflow_secret(struct reqctx *rc)
 
 /* ---- module state ------------------------------------------------------------------------- */
 
-/* ---- the run sweep ------------------------------------------------------------------------ */
-
-#define SWEEP_MS 1000
-#define SWEEP_MIN_AGE_MS 1000
-
-static void on_claimable(void *arg, PGresult *res, const char *err)
-{
-    struct workflows *wf = arg;
-    wf->sweeping = 0;
-    if (!res || err) {
-        msg_warn("workflow run sweep failed: %s", err ? err : "database unavailable");
-        return;
-    }
-    int n = PQntuples(res);
-    for (int i = 0; i < n; i++)
-        if (wf_run_start(wf, PQgetvalue(res, i, 0)) != 0)
-            break;
-}
-
-static void sweep(struct workflows *wf)
-{
-    int room = wf->max_inflight - wf->inflight;
-    if (wf->sweeping || wf->stopping || wf->freed || !wf->in->pg || !wf->runner || room <= 0 ||
-        uv_now(wf->in->loop) < wf->sweep_paused_until)
-        return;
-    char age[16], lim[16];
-    snprintf(age, sizeof age, "%d", SWEEP_MIN_AGE_MS);
-    snprintf(lim, sizeof lim, "%d", room);
-    const char *params[2] = {age, lim};
-    wf->sweeping = 1;
-    pg_exec(wf->in->pg, "SELECT calseta_workflow_runs_claimable($1::int, $2::int)::text", 2,
-            params, on_claimable, wf);
-}
-
-static void on_sweep_timer(uv_timer_t *t)
-{
-    sweep(t->data);
-}
-
-void wf_sweep_kick(struct workflows *wf)
-{
-    sweep(wf);
-}
-
 static void on_handle_closed(uv_handle_t *h)
 {
     struct workflows *wf = h->data;
@@ -738,14 +694,13 @@ static void on_handle_closed(uv_handle_t *h)
 static void close_handles(struct workflows *wf)
 {
     if (wf->runner) {
-        runner_client_free(wf->runner); /* runs still waiting: their leases expire, others take them */
+        runner_client_free(wf->runner); /* validations and tests still waiting get CLOSED */
         wf->runner = NULL;
     }
     if (uv_is_closing((uv_handle_t *)&wf->stop_wait))
         return;
-    uv_close((uv_handle_t *)&wf->sweep, on_handle_closed);
-    uv_close((uv_handle_t *)&wf->runs_wait, on_handle_closed);
     uv_close((uv_handle_t *)&wf->stop_wait, on_handle_closed);
+    uv_close((uv_handle_t *)&wf->activate_retry, on_handle_closed);
     uv_close((uv_handle_t *)&wf->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&wf->sigint, on_handle_closed);
 }
@@ -761,45 +716,12 @@ static void on_stop_wait(uv_timer_t *t)
     close_handles(wf);
 }
 
-static void begin_stop(struct workflows *wf);
-
-static void on_runs_wait(uv_timer_t *t)
-{
-    struct workflows *wf = t->data;
-    uint64_t waited = uv_now(wf->in->loop) - wf->stop_started_ms;
-    if (wf->inflight > 0 && waited < (uint64_t)wf->in->cfg.drain_timeout_ms)
-        return;
-    if (wf->inflight > 0)
-        msg_warn("drain: %d workflow run(s) still in flight; their leases will expire and "
-                 "another intake will take them over", wf->inflight);
-    uv_timer_stop(t);
-    void (*done)(struct intake *) = wf->runs_done;
-    wf->runs_done = NULL;
-    if (done)
-        done(wf->in);
-}
-
-void workflows_wait_runs(struct intake *in, void (*done)(struct intake *in))
-{
-    struct workflows *wf = in->workflows;
-    if (wf)
-        begin_stop(wf); /* whichever handler of the signal ran first */
-    if (!wf || wf->inflight == 0) {
-        done(in);
-        return;
-    }
-    msg_info("drain: waiting for %d workflow run(s) in flight", wf->inflight);
-    wf->runs_done = done;
-    uv_timer_start(&wf->runs_wait, on_runs_wait, 100, 100);
-}
-
 static void begin_stop(struct workflows *wf)
 {
     if (wf->stopping)
         return;
     wf->stopping = 1;
     wf->stop_started_ms = uv_now(wf->in->loop);
-    uv_timer_stop(&wf->sweep);
     uv_timer_start(&wf->stop_wait, on_stop_wait, 100, 100);
 }
 
@@ -807,17 +729,6 @@ static void on_stop_signal(uv_signal_t *s, int signum)
 {
     (void)signum;
     begin_stop(s->data);
-}
-
-/* intake:<host>:<pid>:<random>, unique per process start. */
-static void lease_owner(char *out, size_t outlen)
-{
-    char host[64] = "?";
-    uint8_t r[4];
-    gethostname(host, sizeof host - 1);
-    crypto_random(r, sizeof r);
-    snprintf(out, outlen, "intake:%s:%d:%02x%02x%02x%02x", host, (int)getpid(), r[0], r[1], r[2],
-             r[3]);
 }
 
 static int setting_int(const struct config *c, const char *name, long long min, long long max)
@@ -829,12 +740,21 @@ static int setting_int(const struct config *c, const char *name, long long min, 
     return (int)x;
 }
 
+#define ACTIVATE_TRIES 60
+
+static void on_activate_retry(uv_timer_t *t);
+
 static void on_builtins_activated(void *arg, PGresult *res, const char *err)
 {
-    (void)arg;
-    if (!res || err)
-        msg_warn("built-in workflows: setting is_active failed: %s",
-                 err ? err : "database unavailable");
+    struct workflows *wf = arg;
+    if (res && !err)
+        return;
+    /* at start the database may not answer yet: try again, the built-ins' state depends on it */
+    int again = !wf->stopping && !wf->freed && ++wf->activate_tries < ACTIVATE_TRIES;
+    msg_warn("built-in workflows: setting is_active failed: %s%s",
+             err ? err : "database unavailable", again ? "; trying again in 1 s" : "");
+    if (again)
+        uv_timer_start(&wf->activate_retry, on_activate_retry, 1000, 0);
 }
 
 /* is_active of the nine built-ins follows the configuration (as in the original): the Okta ones
@@ -855,7 +775,13 @@ static void builtins_activate(struct intake *in)
         }
     if (in->pg)
         pg_exec(in->pg, "SELECT calseta_builtin_workflows_activate($1::boolean, $2::boolean)",
-                2, params, on_builtins_activated, NULL);
+                2, params, on_builtins_activated, in->workflows);
+}
+
+static void on_activate_retry(uv_timer_t *t)
+{
+    struct workflows *wf = t->data;
+    builtins_activate(wf->in);
 }
 
 void workflows_api_init(struct intake *in)
@@ -873,31 +799,21 @@ void workflows_api_init(struct intake *in)
     wf->base_url = setting_dup(in->cfg.settings, "CALSETA_BASE_URL");
     wf->approval_default_timeout =
         setting_int(&in->cfg, "APPROVAL_DEFAULT_TIMEOUT_SECONDS", 1, 30LL * 86400);
-    wf->run_grace_seconds = setting_int(&in->cfg, "WORKFLOW_RUN_GRACE_SECONDS", 3, 86400);
-    wf->max_attempts = setting_int(&in->cfg, "WORKFLOW_RUN_MAX_ATTEMPTS", 1, 100);
-    wf->max_inflight = setting_int(&in->cfg, "WORKFLOW_MAX_INFLIGHT", 1, 10000);
-    lease_owner(wf->owner, sizeof wf->owner);
-    if (wf->runner) /* a sent run is given back after its timeout + the grace without answer */
-        runner_client_set_timeouts(wf->runner, 0, wf->run_grace_seconds * 1000);
     if (!wf->slack_signing_secret)
         msg_info("SLACK_SIGNING_SECRET is not set: Slack approval callbacks are refused (403)");
-    builtins_activate(in);
-
     uv_timer_init(in->loop, &wf->stop_wait);
-    uv_timer_init(in->loop, &wf->sweep);
-    uv_timer_init(in->loop, &wf->runs_wait);
+    uv_timer_init(in->loop, &wf->activate_retry);
     uv_signal_init(in->loop, &wf->sigterm);
     uv_signal_init(in->loop, &wf->sigint);
-    wf->stop_wait.data = wf->sweep.data = wf->runs_wait.data = wf->sigterm.data = wf;
-    wf->sigint.data = wf;
-    wf->open_handles = 5;
+    wf->stop_wait.data = wf->sigterm.data = wf->sigint.data = wf->activate_retry.data = wf;
+    wf->open_handles = 4;
+    uv_unref((uv_handle_t *)&wf->activate_retry);
+    builtins_activate(in);
     uv_signal_start(&wf->sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&wf->sigint, on_stop_signal, SIGINT);
     uv_unref((uv_handle_t *)&wf->sigterm);
     uv_unref((uv_handle_t *)&wf->sigint);
     uv_unref((uv_handle_t *)&wf->stop_wait);
-    uv_timer_start(&wf->sweep, on_sweep_timer, 0, SWEEP_MS);
-    uv_unref((uv_handle_t *)&wf->sweep);
 }
 
 void workflows_api_free(struct intake *in)

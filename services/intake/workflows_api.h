@@ -1,17 +1,17 @@
 /*
  * workflows_api.h - the workflow side of the intake: workflows CRUD with validation
- * by the runner at save time, declared/admin-allowed secrets, execute/test through the runner,
- * run records, and the approval gate (REST, token-authenticated decide pages, Slack callback).
+ * by the runner at save time, declared/admin-allowed secrets, execute (queues a run for
+ * workflowd) and test (through the runner), run records, and the approval gate (REST,
+ * token-authenticated decide pages, Slack callback). Runs themselves and approval
+ * notifications are workflowd's (services/workflowd): the intake writes rows and wakes it.
  *
  * workflows_api.c  module state, CRUD, versions, run lists, secrets routes
- * workflows_run.c  execute, test, and the run pipeline: claim → RUN → record the outcome
+ * workflows_run.c  execute, test
  * approvals.c      /v1/workflow-approvals, /v1/approvals/{uuid}/decide, Slack callback
  *
  * Settings read here (not in struct config): SLACK_SIGNING_SECRET (unset: Slack callbacks are
  * refused, unlike the original), APPROVAL_DEFAULT_TIMEOUT_SECONDS (3600), CALSETA_BASE_URL
- * (decide links), WORKFLOW_RUN_GRACE_SECONDS (30: a run's lease is its timeout + this, and a sent run
- * without an answer after as long is given back),
- * WORKFLOW_RUN_MAX_ATTEMPTS (3), WORKFLOW_MAX_INFLIGHT (8 runs per intake process).
+ * (decide links).
  */
 #ifndef CALSETA_WORKFLOWS_API_H
 #define CALSETA_WORKFLOWS_API_H
@@ -29,32 +29,18 @@ struct workflows {
     char *slack_signing_secret; /* NULL: Slack callbacks refused */
     char *base_url;
     int approval_default_timeout;
-    int run_grace_seconds; /* lease = the workflow's timeout + this */
-    int max_attempts;      /* a run is taken at most this many times */
-    int max_inflight;      /* runs this process has taken and not finished, at most */
-    int inflight;
-    char owner[96];        /* lease owner: intake:<host>:<pid>:<random> */
-    uv_timer_t sweep;      /* takes queued runs and expired leases */
-    int sweeping;
-    uint64_t sweep_paused_until; /* after "no runner connected", loop time in ms */
     uv_signal_t sigterm, sigint; /* stop the runner client when the intake drains */
     uv_timer_t stop_wait;
-    uv_timer_t runs_wait;                /* drain: runs in flight finish first */
-    void (*runs_done)(struct intake *in);
+    uv_timer_t activate_retry; /* built-ins' is_active, until the database answers */
+    int activate_tries;
     int stopping, open_handles, freed;
     uint64_t stop_started_ms; /* loop time of the stop signal */
 };
 
-/* Once, after mappings_refresh(): runner client, settings, the run sweep. */
+/* Once, after mappings_refresh(): runner client (validation, tests), settings. */
 void workflows_api_init(struct intake *in);
-/* Drain: calls done once no run this process took is in flight, or when DRAIN_TIMEOUT_MS has
- * passed since the stop signal (runs still out then are taken over when their lease expires). */
-void workflows_wait_runs(struct intake *in, void (*done)(struct intake *in));
 /* After uv_run() returned; leaves no handle open (run the loop once more afterwards). */
 void workflows_api_free(struct intake *in);
-/* Takes queued runs and runs under an expired lease, up to the free slots (see workflows_run.c);
- * every second, and at once after a slot frees up. */
-void wf_sweep_kick(struct workflows *wf);
 
 /* workflows_api.c */
 void route_list_workflows(struct reqctx *rc);
@@ -81,9 +67,8 @@ typedef void (*wf_execute_cb)(void *arg, PGresult *res, const char *err, json_t 
 void wf_execute(struct intake *in, const char *wf_uuid, json_t *p, const char *key_prefix,
                 const char *request_id, const char *client_ip, wf_execute_cb cb, void *arg);
 void route_test_workflow(struct reqctx *rc);
-/* Takes the queued run under a lease and sends it to a runner; the outcome is recorded later.
- * -1 when this process has no free slot (the run stays queued for the sweep). */
-int wf_run_start(struct workflows *wf, const char *run_uuid);
+/* After a run was committed queued: NOTIFY calseta_workflowd (workflowd takes it). */
+void wf_runs_wake(struct intake *in);
 
 /* approvals.c */
 void route_list_approvals(struct reqctx *rc);

@@ -125,7 +125,7 @@ static int export_role(const char *role)
         fprintf(stderr, "calseta: configuration error: %s\n", err);
         return 1;
     }
-    printf("# CURVE keys for a %s host of this stack (keep this file private, mode 0600)\n",
+    printf("# CURVE keys for the %s hosts of this stack (keep this file private, mode 0600)\n",
            role);
     int rc = !strcmp(role, "runner")
                  ? export_runner(&c)

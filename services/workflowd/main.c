@@ -4,13 +4,17 @@
  *   1. hardening, configuration      secure_process_init() before any secret is read (the
  *                                    Slack bot token and the Teams webhook URL are secrets)
  *   2. loop, database pool, audit    uv_default_loop(), pg_pool_new(), audit_client_new()
- *   3. notifier, queue               notifier_init(); LISTEN calseta_workflowd and a sweep
- *   4. SIGTERM/SIGINT: drain         stop taking rows, close the pool; transfers in flight end
- *                                    within their timeout, sends waiting for a retry are
- *                                    abandoned (logged)
+ *   3. runs, notifier, queue         runs_init() (runner client), notifier_init(); LISTEN
+ *                                    calseta_workflowd and a sweep
+ *   4. SIGTERM/SIGINT: drain         stop taking, let runs in flight finish and be recorded (up
+ *                                    to DRAIN_TIMEOUT_MS; later ones are taken over when their
+ *                                    lease expires), close the runner client and the pool;
+ *                                    notification transfers in flight end within their
+ *                                    timeout, sends waiting for a retry are abandoned (logged)
  */
 #include "audit.h"
 #include "bus.h"
+#include "crypto.h"
 #include "log.h"
 #include "notifier.h"
 #include "procsec.h"
@@ -22,10 +26,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void on_pool_closed(void *arg)
 {
     (void)arg;
+}
+
+static void on_drain_wait(uv_timer_t *t)
+{
+    struct workflowd *wd = t->data;
+    uint64_t waited = uv_now(wd->loop) - wd->drain_started_ms;
+    if (wd->inflight > 0 && waited < (uint64_t)wd->cfg->drain_timeout_ms)
+        return;
+    if (wd->inflight > 0)
+        msg_warn("drain: %d workflow run(s) still in flight; their leases will expire and "
+                 "another workflowd will take them over", wd->inflight);
+    uv_close((uv_handle_t *)t, NULL);
+    runs_close(wd);
+    struct pg_pool *pg = wd->pg;
+    wd->pg = NULL; /* the notifier stores no more Slack message ids from here on */
+    pg_pool_close(pg, on_pool_closed, wd);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -38,9 +59,24 @@ static void on_signal(uv_signal_t *s, int signum)
     queue_stop(wd);
     uv_close((uv_handle_t *)&wd->sigterm, NULL);
     uv_close((uv_handle_t *)&wd->sigint, NULL);
-    struct pg_pool *pg = wd->pg;
-    wd->pg = NULL; /* the notifier stores no more Slack message ids from here on */
-    pg_pool_close(pg, on_pool_closed, wd);
+    if (wd->inflight > 0)
+        msg_info("drain: waiting for %d workflow run(s) in flight", wd->inflight);
+    wd->drain_started_ms = uv_now(wd->loop);
+    uv_timer_init(wd->loop, &wd->drain_wait);
+    wd->drain_wait.data = wd;
+    uv_timer_start(&wd->drain_wait, on_drain_wait, 0, 100);
+}
+
+/* workflowd:<host>:<pid>:<random>, unique per process start. */
+static void lease_owner(char *out, size_t outlen)
+{
+    char host[64] = "?";
+    uint8_t r[4];
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = 0;
+    crypto_random(r, sizeof r);
+    snprintf(out, outlen, "workflowd:%s:%d:%02x%02x%02x%02x", host, (int)getpid(), r[0], r[1],
+             r[2], r[3]);
 }
 
 static int options_load(struct workflowd *wd, char *err, size_t errlen)
@@ -70,6 +106,8 @@ int main(void)
     wd.loop = uv_default_loop();
     wd.pg = pg_pool_new(wd.loop, cfg.database_url, 2, 30000);
     wd.audit = audit_client_new(&cfg, "workflowd", wd.loop);
+    lease_owner(wd.owner, sizeof wd.owner);
+    runs_init(&wd);
     notifier_init(&wd);
     queue_start(&wd);
     uv_signal_init(wd.loop, &wd.sigterm);
@@ -77,8 +115,9 @@ int main(void)
     wd.sigterm.data = wd.sigint.data = &wd;
     uv_signal_start(&wd.sigterm, on_signal, SIGTERM);
     uv_signal_start(&wd.sigint, on_signal, SIGINT);
-    msg_info("workflowd: approval notifications from workflow_notifications, sweep every %d ms",
-             wd.poll_ms);
+    msg_info("workflowd %s: %d runs at a time, lease %d s beyond a run's timeout, sweep every "
+             "%d ms",
+             wd.owner, wd.max_inflight, wd.run_grace_seconds, wd.poll_ms);
 
     uv_run(wd.loop, UV_RUN_DEFAULT);
 

@@ -1,7 +1,8 @@
 /*
- * queue.c - taking queued approval notifications: at start, on every NOTIFY calseta_workflowd
- * (the triggers of migration 0018 send it when they queue a row) and on a periodic sweep that
- * covers a lost wake-up or a restart.
+ * queue.c - when to look: at start, on every NOTIFY calseta_workflowd (the intake sends it
+ * after queueing a run; the triggers of migration 0018 when they queue a notification) and on a
+ * periodic sweep that covers a lost wake-up, a restart, expired leases and slots freed while
+ * the runner was away. Each look takes runs (runs.c) and queued notifications.
  *
  * A row is deleted when it is taken, in the statement that takes it (SKIP LOCKED keeps several
  * workflowd apart), so each notification is sent by one process at most once, as the original
@@ -58,16 +59,22 @@ void queue_take(struct workflowd *wd)
     wd->taking = 1;
 }
 
+static void look(struct workflowd *wd)
+{
+    runs_kick(wd);
+    queue_take(wd);
+}
+
 static void on_notify(void *arg, const char *channel, const char *payload)
 {
     (void)channel;
-    (void)payload; /* NULL (listen re-established) or '': either way, look */
-    queue_take(arg);
+    (void)payload; /* NULL (listen re-established), '' or 'run': either way, look */
+    look(arg);
 }
 
 static void on_sweep(uv_timer_t *t)
 {
-    queue_take(t->data);
+    look(t->data);
 }
 
 void queue_start(struct workflowd *wd)

@@ -13,12 +13,14 @@
 #define WORKFLOWD_H
 
 #include "config.h"
+#include "fernet.h"
 #include "pg.h"
 
 #include <uv.h>
 
 struct notifier;
 struct audit_client;
+struct runner_client;
 
 struct workflowd {
     struct config *cfg;
@@ -32,6 +34,19 @@ struct workflowd {
     int taking, take_again;
     int draining;
     unsigned long taken;
+    uv_timer_t drain_wait; /* runs in flight finish first, up to DRAIN_TIMEOUT_MS */
+    uint64_t drain_started_ms;
+    /* runs (runs.c) */
+    struct runner_client *runner;
+    struct fernet_key key; /* ENCRYPTION_KEY, for workflow secrets */
+    int have_key;
+    int run_grace_seconds; /* WORKFLOW_RUN_GRACE_SECONDS: lease = the workflow's timeout + this */
+    int max_attempts;      /* WORKFLOW_RUN_MAX_ATTEMPTS: a run is taken at most this many times */
+    int max_inflight;      /* WORKFLOW_MAX_INFLIGHT: runs taken and not finished, at most */
+    int inflight;
+    int runs_sweeping, runs_again;
+    uint64_t sweep_paused_until; /* after "no runner connected" or "busy", loop time in ms */
+    char owner[128];             /* lease owner: workflowd:<host>:<pid>:<random> */
 };
 
 /* queue.c */
@@ -39,5 +54,12 @@ void queue_start(struct workflowd *wd);
 /* Takes every queued notification (coalesces concurrent wake-ups). */
 void queue_take(struct workflowd *wd);
 void queue_stop(struct workflowd *wd);
+
+/* runs.c */
+void runs_init(struct workflowd *wd);
+/* Takes queued runs and runs under an expired lease, up to the free slots (coalesces). */
+void runs_kick(struct workflowd *wd);
+/* After the drain: frees the runner client (runs still out keep their lease until it expires). */
+void runs_close(struct workflowd *wd);
 
 #endif

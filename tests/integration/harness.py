@@ -134,6 +134,10 @@ class Stack:
             self.env.update({k: str(v) for k, v in env.items()})
         self.procs = []
         self.intakes = []
+        services = list(services)
+        if "runner" in services and "intake" in services and "workflowd" not in services:
+            # queued runs are taken by workflowd: a stack with runners runs its workflows
+            services.insert(services.index("intake"), "workflowd")
         for svc in services:
             if svc == "intake":
                 for _ in range(intake_processes):

@@ -1,12 +1,12 @@
-"""Workflow runs as leased jobs: committed first, sent to a runner over ZeroMQ under a
-lease held by the intake process that took them, never lost when a runner or an intake dies.
+"""Workflow runs as leased jobs: committed by the intake, sent to a runner over ZeroMQ under a
+lease held by the workflowd process that took them, never lost when a runner or a workflowd dies.
 
-Real intake(s), real runner(s), real PostgreSQL. Failures are made with kill -9 at chosen
+Real intake, workflowd(s), runner(s), real PostgreSQL. Failures are made with kill -9 at chosen
 moments; short timeouts (WORKFLOW_RUN_GRACE_SECONDS=3, its minimum) keep the test fast. Checks: a run with
 no runner connected stays queued and runs once a runner appears (the attempt is not counted);
 a runner killed mid-run → the run is given back and completes on the next runner (attempt 2);
-an intake killed mid-run → its lease expires and another intake takes the run over; an intake
-stopped with SIGTERM records its runs before it exits; the attempt
+a workflowd killed mid-run → its lease expires and another workflowd takes the run over; a
+workflowd stopped with SIGTERM records its runs before it exits; the attempt
 limit fails a run that keeps losing its runner; a late outcome from a lost lease changes
 nothing; more runs than free slots all complete through the sweep; two runners share the load.
 """
@@ -94,13 +94,48 @@ def runner_proc(s):
     return [p for p in s.procs if p.name == "runner" and p.alive()]
 
 
+def workflowd_logs(s):
+    return "".join(p.text() for p in s.procs if p.name == "workflowd")
+
+
+def create_when_runner_up(s, k, code, timeout=4, name="wf"):
+    """create(), once a runner is connected to validate the code (503 until then)."""
+    body = {"name": name, "code": code, "state": "active", "approval_mode": "never",
+            "timeout_seconds": timeout, "indicator_types": ["ip"]}
+    deadline = time.time() + 20
+    while True:
+        r = s.request("POST", "/v1/workflows", key=k, body=body)
+        if r.status != 503 or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert_eq(r.status, 201, r.body)
+    return r.json()["data"]["uuid"]
+
+
+def patch_when_runner_up(s, k, u, body):
+    deadline = time.time() + 20
+    while True:
+        r = s.request("PATCH", "/v1/workflows/" + u, key=k, body=body)
+        if r.status != 503 or time.time() > deadline:
+            return r
+        time.sleep(0.1)
+
+
+def wait_log(s, text, timeout=20):
+    deadline = time.time() + timeout
+    while text not in workflowd_logs(s):
+        if time.time() > deadline:
+            raise AssertionError("%r not logged by workflowd\n%s" % (text, s.logs()))
+        time.sleep(0.05)
+
+
 def test_no_runner_then_runner_arrives():
-    s = Stack("lease_norunner", services=("auditd", "intake"), env=ENV)
+    s = Stack("lease_norunner", services=("auditd", "workflowd", "intake"), env=ENV)
     try:
         k = setup(s)
         # validation needs a runner: start one for the save, then stop it
         r = start_runner(s)
-        u = create(s, k, SLEEPY % 0)
+        u = create_when_runner_up(s, k, SLEEPY % 0)
         r.stop()
         run = execute(s, k, u)
         # taken, found no runner connected, given back uncounted; the sweep pauses meanwhile
@@ -112,7 +147,7 @@ def test_no_runner_then_runner_arrives():
             seen.add((st, attempts))
             time.sleep(0.1)
         assert ("queued", 0) in seen, seen
-        logs = "".join(p.text() for p in s.intakes)
+        logs = workflowd_logs(s)
         assert "no runner connected" in logs, logs[-3000:]
         s.start("runner")
         st, attempts, _ = wait_for(s, run, finished, what="finished")
@@ -138,7 +173,7 @@ def test_runner_killed_mid_run():
         ev = s.sql_value("SELECT count(*) FROM activity_events WHERE event_type = "
                          "'workflow_executed' AND \"references\"->>'run_uuid' = '%s'" % run)
         assert_eq(ev, "1")  # one outcome recorded, once
-        logs = "".join(p.text() for p in s.intakes)
+        logs = workflowd_logs(s)
         assert "workflow_run_released" in logs, logs[-3000:]
     finally:
         s.stop()
@@ -165,60 +200,59 @@ def test_attempt_limit():
         s.stop()
 
 
-def test_intake_killed_mid_run():
-    s = Stack("lease_intakekill", services=("auditd", "runner", "intake"), env=ENV)
+def test_workflowd_killed_mid_run():
+    s = Stack("lease_wfdkill", services=("auditd", "runner", "intake"), env=ENV)
     try:
         k = setup(s)
         u = create(s, k, SLEEPY % 2, timeout=3)
         run = execute(s, k, u)
         _, _, owner1 = wait_for(s, run, lambda r: r[0] == "running", what="running")
-        s.intakes[0].stop(signal.SIGKILL)
-        s.intakes.clear()
-        s.start_intake()
-        s.wait_healthy()
-        # lease = timeout 3 s + grace 3 s from the claim; then the new intake's sweep takes it
+        s.proc("workflowd").stop(signal.SIGKILL)
+        s.start("workflowd")
+        # lease = timeout 3 s + grace 3 s from the claim; then the new workflowd's sweep takes it
         st, attempts, _ = wait_for(s, run, finished, what="finished")
         assert_eq((st, attempts), ("success", 2), result(s, run))
         owners = s.sql_value("SELECT count(DISTINCT \"references\"->>'run_uuid') FROM "
                              "activity_events WHERE event_type = 'workflow_executed'")
         assert_eq(owners, "1")
-        assert owner1.startswith("intake:"), owner1
+        assert owner1.startswith("workflowd:"), owner1
     finally:
         s.stop()
 
 
 def test_busy_runner_never_runs_a_run_twice():
     # one worker, three 1.5 s runs sent at once: the runner answers BUSY to what it cannot start
-    # (never queues it behind its worker), the intake gives those back uncounted and takes them
+    # (never queues it behind its worker), workflowd gives those back uncounted and takes them
     # again; every run executes exactly once, with attempt 1
-    s = Stack("lease_busy", services=("auditd", "intake"), env=dict(ENV, WORKFLOW_MAX_INFLIGHT=4))
+    s = Stack("lease_busy", services=("auditd", "workflowd", "intake"),
+              env=dict(ENV, WORKFLOW_MAX_INFLIGHT=4))
     try:
         k = setup(s)
         runner = start_runner(s, {"RUNNER_CONCURRENCY": 1})
-        u = create(s, k, SLEEPY % 1.5, timeout=3)
+        u = create_when_runner_up(s, k, SLEEPY % 1.5, timeout=3)
         runs = [execute(s, k, u) for _ in range(3)]
         for run in runs:
             st, attempts, _ = wait_for(s, run, finished, what="finished")
             assert_eq((st, attempts), ("success", 1), result(s, run))
         assert_eq(runner.text().count("finished: success"), 3)
-        assert "not started" in "".join(p.text() for p in s.intakes)
+        assert "not started" in workflowd_logs(s)
     finally:
         s.stop()
 
 
 def test_a_run_executes_the_version_it_was_queued_with():
-    s = Stack("lease_version", services=("auditd", "intake"), env=ENV)
+    s = Stack("lease_version", services=("auditd", "workflowd", "intake"), env=ENV)
     try:
         k = setup(s)
         r = start_runner(s)
         v1 = ("from calseta.workflows import WorkflowResult\n"
               "async def run(ctx):\n    return WorkflowResult.ok('code v1')\n")
-        u = create(s, k, v1)
+        u = create_when_runner_up(s, k, v1)
         r.stop()
         run = execute(s, k, u)  # queued: no runner
-        time.sleep(0.5)  # the run sits queued with no runner for a while: the point
+        wait_log(s, "no runner connected")  # the run sits queued with no runner: the point
         start_runner(s)
-        resp = s.request("PATCH", "/v1/workflows/" + u, key=k, body={"code": v1.replace("v1", "v2")})
+        resp = patch_when_runner_up(s, k, u, {"code": v1.replace("v1", "v2")})
         assert_eq(resp.status, 200, resp.body)
         wait_for(s, run, finished, what="finished")
         assert_eq(result(s, run), "code v1")
@@ -229,7 +263,7 @@ def test_a_run_executes_the_version_it_was_queued_with():
         s.stop()
 
 
-def test_intake_drain_waits_for_its_runs():
+def test_workflowd_drain_waits_for_its_runs():
     s = Stack("lease_drain", services=("auditd", "runner", "intake"), env=ENV)
     try:
         k = setup(s)
@@ -237,12 +271,13 @@ def test_intake_drain_waits_for_its_runs():
         run = execute(s, k, u)
         wait_for(s, run, lambda r: r[0] == "running", what="running")
         t0 = time.time()
-        rc = s.intakes[0].stop(signal.SIGTERM)
+        wfd = s.proc("workflowd")
+        rc = wfd.stop(signal.SIGTERM)
         assert_eq(rc, 0)
         st, attempts, owner = row(s, run)
         assert_eq((st, attempts, owner), ("success", 1, ""))  # recorded before it exited
         assert time.time() - t0 < 10, time.time() - t0
-        assert "waiting for 1 workflow run" in s.intakes[0].text(), s.intakes[0].text()[-2000:]
+        assert "waiting for 1 workflow run" in wfd.text(), wfd.text()[-2000:]
     finally:
         s.stop()
 
@@ -255,7 +290,7 @@ def test_late_outcome_of_a_lost_lease_changes_nothing():
         run = execute(s, k, u)
         wait_for(s, run, finished, what="finished")
         before = s.sql_value("SELECT result::text || status FROM workflow_runs WHERE uuid = '%s'" % run)
-        for owner, attempt in (("intake:other:1:00000000", 1), ("", 1), ("x", 99)):
+        for owner, attempt in (("workflowd:other:1:00000000", 1), ("", 1), ("x", 99)):
             v = s.sql_value("SELECT calseta_workflow_run_finish('%s', '%s', %d, 'failed', "
                             "'{\"success\": false}', 'late', 1) IS NULL" % (run, owner, attempt))
             assert_eq(v, "t")
@@ -279,18 +314,16 @@ def test_more_runs_than_slots_and_two_runners():
               env=dict(ENV, WORKFLOW_MAX_INFLIGHT=2))
     try:
         k = setup(s)
-        # a second runner on its own endpoint (TCP, so CURVE); the intake connects to both
+        # a second runner on its own endpoint (TCP, so CURVE); workflowd connects to both
         ep2 = "tcp://127.0.0.1:%d" % free_port()
         s.start("runner", {"RUNNER_ENDPOINT": ep2})
         both = s.endpoint("runner") + "," + ep2
-        s.intakes[0].stop()
-        s.intakes.clear()
-        s.start_intake({"RUNNER_ENDPOINT": both})
-        s.wait_healthy()
-        # the intake's TCP connection to the second runner is up (its CURVE handshake follows
+        s.proc("workflowd").stop()
+        s.start("workflowd", {"RUNNER_ENDPOINT": both})
+        # workflowd's TCP connection to the second runner is up (its CURVE handshake follows
         # within milliseconds); runs sent before that would all go to the first runner
         port2 = int(ep2.rsplit(":", 1)[1])
-        harness.wait_for(lambda: tcp_established(port2), 20, 0.05, "the intake connected to runner 2")
+        harness.wait_for(lambda: tcp_established(port2), 20, 0.05, "workflowd connected to runner 2")
         u = create(s, k, SLEEPY % 0.2)
         runs = [execute(s, k, u) for _ in range(12)]
         for run in runs:
