@@ -101,6 +101,8 @@ int mcp_jsonrpc_parse(const char *data, size_t len, struct mcp_msg *out, int *co
             why = "Invalid Request: neither a request, a notification nor a response";
         else if (has_error && !json_is_object(json_object_get(root, "error")))
             why = "Invalid Request: error must be an object";
+        else if (params && !json_is_object(params))
+            why = "Invalid Request: params must be an object"; /* out->params is one or NULL */
     }
     if (why) {
         json_decref(root);
