@@ -232,7 +232,9 @@ int http_tls_encrypt(struct http_tls *t, const char *data, size_t len, struct bu
 /* Appends a close_notify alert to *send. */
 void http_tls_close_notify(struct http_tls *t, struct buf *send);
 
-/* Fuzzing: runs the bytes through a socket-less connection of a built-in test server. */
+/* Fuzzing: runs the bytes through a socket-less connection of a built-in test server. The test
+ * servers are built once, by http_conn_fuzz_init() (else by the first feed) and kept. */
+void http_conn_fuzz_init(void);
 void http_conn_fuzz_feed(const uint8_t *data, size_t len);
 
 #endif

@@ -18,6 +18,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     log_init("fuzz", 0, LOG_ERROR);
+    http_conn_fuzz_init();
     return 0;
 }
 
