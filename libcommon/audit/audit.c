@@ -37,6 +37,7 @@
 struct refusal {
     struct refusal *next;
     int by_key;
+    char event[24]; /* the event type of the window's first refusal, and of its summary */
     char reason[24];
     char client_ip[64];  /* by IP: "" = the shared entry beyond REFUSAL_MAX; by key: the last */
     char key_prefix[16]; /* by key: "" = the shared entry beyond REFUSAL_MAX */
@@ -686,7 +687,7 @@ static void refusal_summary(struct audit_client *ac, const struct refusal *r)
         json_object_set_new(fields, "route", json_string(route));
     if (scope)
         json_object_set_new(fields, "required_scope", json_string(scope));
-    audit_emit(ac, "auth_failure", NULL, prefix, ip, fields);
+    audit_emit(ac, r->event[0] ? r->event : "auth_failure", NULL, prefix, ip, fields);
 }
 
 /* Ends the windows that are over (all: every window, at shutdown). */
@@ -720,8 +721,9 @@ static void refusal_note_last(struct refusal *r, const char *method, const char 
 
 /* 1 if this refusal is only counted (its window already wrote one); 0 if it is to be written
  * now, as the first of a new window. */
-static int refusal_counted(struct audit_client *ac, struct refusal_id id, const char *method,
-                           const char *path, const char *client_ip, const char *required_scope)
+static int refusal_counted(struct audit_client *ac, const char *event, struct refusal_id id,
+                           const char *method, const char *path, const char *client_ip,
+                           const char *required_scope)
 {
     if (!ac || ac->refusal_window_ms <= 0)
         return 0;
@@ -747,6 +749,7 @@ static int refusal_counted(struct audit_client *ac, struct refusal_id id, const 
     } else {
         r = xcalloc(1, sizeof *r);
         r->by_key = id.by_key;
+        snprintf(r->event, sizeof r->event, "%s", event ? event : "auth_failure");
         snprintf(r->reason, sizeof r->reason, "%s", id.reason);
         if (id.by_key) {
             snprintf(r->key_prefix, sizeof r->key_prefix, "%s", id.key_prefix);
@@ -795,7 +798,7 @@ void audit_auth_refusal_as(struct audit_client *ac, const char *event, const cha
                            const char *request_id)
 {
     struct refusal_id id = {0, reason, client_ip ? client_ip : "", "", ""};
-    if (reason && refusal_counted(ac, id, method, path, client_ip, NULL))
+    if (reason && refusal_counted(ac, event, id, method, path, client_ip, NULL))
         return;
     auth_failure_write(ac, event, method, path, client_ip, key_prefix, reason, required_scope,
                        request_id);
@@ -807,7 +810,7 @@ void audit_key_refusal_as(struct audit_client *ac, const char *event, const char
                           const char *request_id)
 {
     struct refusal_id id = {1, reason, "", key_prefix ? key_prefix : "", route ? route : ""};
-    if (reason && refusal_counted(ac, id, method, path, client_ip, required_scope))
+    if (reason && refusal_counted(ac, event, id, method, path, client_ip, required_scope))
         return;
     auth_failure_write(ac, event, method, path, client_ip, key_prefix, reason, required_scope,
                        request_id);

@@ -81,8 +81,9 @@ void audit_auth_refusal_as(struct audit_client *ac, const char *event, const cha
  * A valid key refused (insufficient_scope): aggregated per (reason, key prefix, route) and window
  * of AUDIT_REFUSAL_WINDOW_SECONDS, so a client repeating a request its key may not make costs one
  * event per window instead of one per request. The first refusal of a window is written as
- * audit_auth_failure() writes it; the summary event names the key (actor_key_prefix) and carries
- * count, window_seconds, window_start, route, required_scope and the last method/path/client IP.
+ * audit_auth_failure() writes it; the summary event (of the same event type as the first) names
+ * the key (actor_key_prefix) and carries count, window_seconds, window_start, route,
+ * required_scope and the last method/path/client IP.
  * route is the route's pattern (e.g. "/v1/alerts/{uuid}"); path the request's.
  */
 void audit_key_refusal_as(struct audit_client *ac, const char *event, const char *method,

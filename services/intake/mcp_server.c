@@ -10,6 +10,7 @@
 #include "util.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,9 +114,13 @@ int mcp_require_scope(struct mcp_call *c, const char *scope, int tool)
     if (has_scope(&c->rc->auth, scope))
         return 0;
     struct reqctx *rc = c->rc;
-    audit_auth_failure_as(rc->in->audit, "mcp_auth_failure", rc->req->method, rc->req->path,
-                          rc->client_ip, rc->auth.key_prefix, "insufficient_scope", scope,
-                          rc->req->request_id);
+    /* aggregated per key, scope and window like the REST refusals: an agent retrying a tool
+     * its key may not call costs one audit event per window, not one per call */
+    char route[96];
+    snprintf(route, sizeof route, "%s %s", rc->route ? rc->route->pattern : "/mcp", scope);
+    audit_key_refusal_as(rc->in->audit, "mcp_auth_failure", rc->req->method, route, rc->req->path,
+                         rc->client_ip, rc->auth.key_prefix, "insufficient_scope", scope,
+                         rc->req->request_id);
     if (tool)
         mcp_tool_fail(c, "Insufficient scope. Required: %s", scope);
     else

@@ -138,14 +138,18 @@ class Stack:
         if "runner" in services and "intake" in services and "workflowd" not in services:
             # queued runs are taken by workflowd: a stack with runners runs its workflows
             services.insert(services.index("intake"), "workflowd")
-        for svc in services:
-            if svc == "intake":
-                for _ in range(intake_processes):
-                    self.start_intake()
-            else:
-                self.start(svc)
-        if "intake" in services:
-            self.wait_healthy()
+        try:
+            for svc in services:
+                if svc == "intake":
+                    for _ in range(intake_processes):
+                        self.start_intake()
+                else:
+                    self.start(svc)
+            if "intake" in services:
+                self.wait_healthy()
+        except BaseException:
+            self.stop()  # a stack that never came up leaves no process behind
+            raise
 
     # -- processes -----------------------------------------------------------------------
     def start(self, svc, extra_env=None):

@@ -151,7 +151,7 @@ def test_auth_origin_and_metadata():
 
 
 def test_spoofed_client_id_and_scopes():
-    s = Stack("mcp_spoof")
+    s = Stack("mcp_spoof", env={"AUDIT_REFUSAL_WINDOW_SECONDS": "2"})
     try:
         admin = s.create_key("admin")
         reader = s.create_key("alerts:read")
@@ -168,6 +168,22 @@ def test_spoofed_client_id_and_scopes():
                             "params": {"uri": "calseta://workflows", "_meta": {"client_id": admin_prefix}}},
                 session=sid)
         assert_eq(r.json()["error"]["code"], -32003, r.body)
+        # a key retrying a tool it may not call: every refusal counted, not one event each
+        for _ in range(10):
+            res = call(s, reader, sid, "post_alert_finding",
+                       {"alert_uuid": u, "summary": "again", "confidence": "high"})
+            assert res["isError"], res
+
+        def scope_rows():
+            return [json.loads(r[0]) for r in s.sql(
+                "SELECT fields::text FROM audit_events WHERE event_type = 'mcp_auth_failure' "
+                "AND fields->>'reason' = 'insufficient_scope' "
+                "AND fields->>'required_scope' = 'alerts:write'")]
+        wait_for(lambda: sum(r.get("count", 0) if r.get("aggregated") else 1
+                             for r in scope_rows()) >= 11, 30, 0.2, "11 counted refusals")
+        rows = scope_rows()
+        assert len(rows) <= 3, rows
+        assert_eq(sum(r.get("count", 0) if r.get("aggregated") else 1 for r in rows), 11, rows)
     finally:
         s.stop()
 
