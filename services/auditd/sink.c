@@ -13,15 +13,50 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/*
+ * A writer killed in the middle of a write() leaves a partial last line. Its events were not
+ * acknowledged (acknowledgements follow the write and its fsync), so the producers send them
+ * again: the partial line is cut off, so that the file stays one event per line and the events
+ * sent again are not taken for ones already written.
+ */
+static void cut_partial_line(struct sink *s)
+{
+    char tail[4096];
+    off_t end = s->size;
+    while (end > 0) {
+        size_t n = end < (off_t)sizeof tail ? (size_t)end : sizeof tail;
+        if (pread(s->fd, tail, n, end - (off_t)n) != (ssize_t)n)
+            return;
+        size_t i = n;
+        while (i > 0 && tail[i - 1] != '\n')
+            i--;
+        if (i > 0) {
+            end = end - (off_t)n + (off_t)i;
+            break;
+        }
+        end -= (off_t)n;
+    }
+    if (end == s->size)
+        return;
+    if (ftruncate(s->fd, end) != 0) {
+        msg_error("audit file %s: cannot cut a partial last line: %s", s->path, strerror(errno));
+        return;
+    }
+    msg_warn("audit file %s: cut a partial last line of %lld bytes (a writer stopped mid-write; "
+             "its events are sent again)", s->path, (long long)(s->size - end));
+    s->size = end;
+}
+
 static int open_file(struct sink *s, char *err, size_t errlen)
 {
-    s->fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    s->fd = open(s->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (s->fd < 0) {
         snprintf(err, errlen, "AUDIT_LOG_FILE %s: %s", s->path, strerror(errno));
         return -1;
     }
     struct stat sb;
     s->size = fstat(s->fd, &sb) == 0 ? sb.st_size : 0;
+    cut_partial_line(s);
     return 0;
 }
 

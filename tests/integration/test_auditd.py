@@ -217,6 +217,32 @@ def test_kill9_under_load():
             e.close()
 
 
+def test_partial_last_line_is_cut():
+    """A writer killed mid-write leaves a partial line; the next auditd cuts it, so the file
+    stays one JSON object per line and the event it held is written whole when sent again."""
+    e = Env("partial")
+    try:
+        a = e.start_auditd()
+        st = e.finish(e.produce(50))
+        e.stop(a)
+        whole = open(e.log, "rb").read()
+        last = whole.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+        with open(e.log, "ab") as f:
+            f.write(last[:len(last) // 2])  # half of an event, no newline
+        a = e.start_auditd()
+        st2 = e.finish(e.produce(50))
+        e.stop(a)
+        for l in e.file_lines():
+            json.loads(l)  # every line is a whole event
+        assert open(e.log, "rb").read().startswith(whole)
+        count_runs(e, [st["run"], st2["run"]], 50)
+        err = "".join(open(os.path.join(e.dir, n)).read() for n in sorted(os.listdir(e.dir))
+                      if n.startswith("auditd-") and n.endswith(".err"))
+        assert "cut a partial last line" in err, err[-2000:]
+    finally:
+        e.close()
+
+
 def test_producer_kill9_spool_adopted():
     """A producer killed -9 while auditd is down leaves its spool; the next one replays it."""
     e = Env("orphan")
