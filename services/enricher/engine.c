@@ -238,9 +238,11 @@ static void succeed(struct call *c, int not_found)
 static void rearm(struct call *c, int head)
 {
     uint64_t now = now_mono_ms();
-    uint64_t w = head ? limiter_wait_ms(c->lim, now) : 0;
     uint64_t left = c->deadline_ms > now ? c->deadline_ms - now : 0;
-    uv_timer_start(&c->timer, on_wait_timer, w && w < left ? w : left, 0);
+    uint64_t w = head ? limiter_wait_ms(c->lim, now) : UINT64_MAX;
+    /* w == 0: the token came in the millisecond since limiter_try() refused; wake at once (a
+     * head left asleep until its deadline would stall the provider when nothing is in flight) */
+    uv_timer_start(&c->timer, on_wait_timer, w < left ? w : left, 0);
 }
 
 static void enqueue(struct call *c, int front)
