@@ -85,11 +85,9 @@ static int uuid_shaped(const char *s)
 
 static int decode_test(const struct proto_msg *m, struct wf_request *r)
 {
-    if (need_str(m, "workflow", 36, 0, &r->workflow_uuid) != 0 ||
-        !uuid_shaped(r->workflow_uuid) ||
+    if (need_str(m, "workflow", 36, 0, &r->workflow_uuid) != 0 || !uuid_shaped(r->workflow_uuid) ||
         need_str(m, "indicator_type", 32, 0, &r->indicator_type) != 0 ||
-        need_str(m, "indicator_value", 2048, 0, &r->indicator_value) != 0 ||
-        !*r->indicator_value)
+        need_str(m, "indicator_value", 2048, 0, &r->indicator_value) != 0 || !*r->indicator_value)
         return -1;
     if (opt_str(m, "key_prefix", 16, &r->key_prefix) != 0 ||
         opt_str(m, "request_id", 128, &r->request_id) != 0 ||
@@ -106,8 +104,7 @@ int wf_decode_request(const void *data, size_t len, struct wf_request *r)
     if (proto_decode_max(data, len, WF_MAX_REQUEST, PROTO_WORKFLOW_REQUEST, &m) != 0)
         return -1;
     int rc = -1;
-    if (get_id(&m, &r->id) == 0 &&
-        proto_get_i64(&m, "op", WF_OP_VALIDATE, WF_OP_TEST, &op) == 0) {
+    if (get_id(&m, &r->id) == 0 && proto_get_i64(&m, "op", WF_OP_VALIDATE, WF_OP_TEST, &op) == 0) {
         r->op = (int)op;
         if (op == WF_OP_VALIDATE)
             rc = need_str(&m, "code", RUNNER_MAX_CODE_BYTES, 1, &r->code) == 0 &&

@@ -123,8 +123,8 @@ static void on_sweep(uv_timer_t *t)
         uv_timer_stop(&c->sweep);
 }
 
-struct workflow_client *workflow_client_new(uv_loop_t *loop, const struct config *cfg,
-                                            char *err, size_t errlen)
+struct workflow_client *workflow_client_new(uv_loop_t *loop, const struct config *cfg, char *err,
+                                            size_t errlen)
 {
     struct workflow_client *c = xcalloc(1, sizeof *c);
     struct bus_opts o = {.link = "workflow", .max_msg = WF_MAX_MSG, .hwm = 1000};
@@ -161,8 +161,8 @@ void workflow_client_free(struct workflow_client *c)
 
 /* Sends the request, or keeps it for the sweep to try again; either way the callback runs
  * later, never inside the call. */
-static void ask(struct workflow_client *c, struct wf_request *r, int wait_ms,
-                workflow_client_cb cb, void *arg)
+static void ask(struct workflow_client *c, struct wf_request *r, int wait_ms, workflow_client_cb cb,
+                void *arg)
 {
     struct ask *a = xcalloc(1, sizeof *a);
     r->id = ++c->next_id;

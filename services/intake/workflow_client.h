@@ -22,8 +22,8 @@ struct workflow_caller {
     const char *key_prefix, *request_id, *client_ip;
 };
 
-struct workflow_client *workflow_client_new(uv_loop_t *loop, const struct config *cfg,
-                                            char *err, size_t errlen);
+struct workflow_client *workflow_client_new(uv_loop_t *loop, const struct config *cfg, char *err,
+                                            size_t errlen);
 /* Requests still waiting get "the service is stopping"; memory goes with the loop's close
  * callbacks. */
 void workflow_client_free(struct workflow_client *c);

@@ -117,8 +117,7 @@ static void on_test_result(void *arg, int status, const struct runner_result *r)
     audit_emit(op->wd->audit, "workflow_tested", op->r.request_id, op->r.key_prefix,
                op->r.client_ip,
                json_pack("{s:s,s:s,s:s}", "workflow_uuid", op->r.workflow_uuid, "status",
-                         runner_status_name(r->status), "indicator_type",
-                         op->r.indicator_type));
+                         runner_status_name(r->status), "indicator_type", op->r.indicator_type));
     reply(op, WF_OUT_OK, out);
 }
 
@@ -162,7 +161,7 @@ static void on_test_loaded(void *arg, PGresult *res, const char *err)
                      wd->cfg->settings);
     json_decref(doc);
     runner_run(wd->test_runner, &req, on_test_result, op); /* encoded (copied) here */
-    run_request_destroy(&req);                              /* secrets wiped */
+    run_request_destroy(&req);                             /* secrets wiped */
 }
 
 static void test_start(struct req_op *op)
@@ -185,7 +184,7 @@ static void test_start(struct req_op *op)
 static void dispatch(struct workflowd *wd, const struct buf *identity, const struct buf *msg)
 {
     struct wf_request r;
-    if (identity->len == 0 || identity->len > sizeof ((struct req_op *)0)->identity ||
+    if (identity->len == 0 || identity->len > sizeof((struct req_op *)0)->identity ||
         wf_decode_request(msg->data, msg->len, &r) != 0) {
         msg_warn("workflow requests: refused a malformed message (%zu bytes)", msg->len);
         return;

@@ -68,7 +68,8 @@ static void test_test_round_trip(void **state)
         assert_int_equal(wf_decode_request(b.data, n, &out), -1);
     buf_destroy(&b);
     /* a workflow id that is not uuid-shaped, an empty indicator */
-    const char *bad_uuids[] = {"0b8e7a52-1f3c-4d2e-9a7b-6c5d4e3f2a1", "0b8e7a52'1f3c-4d2e-9a7b-6c5d4e3f2a10",
+    const char *bad_uuids[] = {"0b8e7a52-1f3c-4d2e-9a7b-6c5d4e3f2a1",
+                               "0b8e7a52'1f3c-4d2e-9a7b-6c5d4e3f2a10",
                                "0b8e7a52-1f3c-4d2e-9a7b-6c5d4e3f2a1g"};
     for (size_t i = 0; i < 3; i++) {
         struct wf_request bad = in;
@@ -117,7 +118,8 @@ static void test_mixed_fields(void **state)
 static void test_reply(void **state)
 {
     (void)state;
-    struct wf_reply in = {.id = 3, .outcome = WF_OUT_RUNNER_BUSY, .body_json = "{\"message\":\"busy\"}"};
+    struct wf_reply in = {
+        .id = 3, .outcome = WF_OUT_RUNNER_BUSY, .body_json = "{\"message\":\"busy\"}"};
     struct wf_reply out;
     struct buf b;
     buf_init(&b);
