@@ -159,16 +159,16 @@ def test_no_workflow_secret_in_the_intake():
             d = r.json()["data"]
             assert_eq((d["status"], d["data"]), ("success", {"rev": WF_SECRET[::-1],
                                                              "len": len(WF_SECRET)}), r.body)
-        found = scan(fresh.p.pid, [WF_SECRET])
+        found = memory_scan(fresh.p.pid, [WF_SECRET])
         assert found is not None, "cannot read the intake's memory (the test must run as root)"
         assert WF_SECRET not in found, "a workflow secret is in the intake's memory"
-        ctl = scan(os.getpid(), [WF_SECRET])
+        ctl = memory_scan(os.getpid(), [WF_SECRET])
         assert ctl is not None and WF_SECRET in ctl, "the scan does not find a secret that is there"
         # workflowd audited each test with the caller's key, as the one that decrypted
         q = ("SELECT count(*) FROM audit_events WHERE event_type = 'workflow_tested' AND "
              "service = 'workflowd' AND actor_key_prefix = '%s' AND fields->>'workflow_uuid' = "
              "'%s' AND request_id IS NOT NULL AND client_ip IS NOT NULL" % (k[:8], u))
-        wait_for("the workflow_tested audit events", lambda: int(s.sql_value(q)) == 3)
+        wait_for(lambda: int(s.sql_value(q)) == 3, 30, what="the workflow_tested audit events")
     finally:
         s.stop()
 
