@@ -12,19 +12,21 @@
 #include <stdint.h>
 #include <string.h>
 
-int chan_frame_next(const struct buf *in, const char **frame, size_t *len)
+int chan_frame_next(const struct buf *in, size_t *off, const char **frame, size_t *len)
 {
-    if (in->len < 4)
+    size_t left = in->len - *off;
+    if (left < 4)
         return 0;
     uint32_t be;
-    memcpy(&be, in->data, 4);
+    memcpy(&be, in->data + *off, 4);
     uint32_t n = ntohl(be);
     if (n > CHAN_MAX_FRAME)
         return -1;
-    if (in->len < 4 + (size_t)n)
+    if (left - 4 < (size_t)n)
         return 0;
-    *frame = in->data + 4;
+    *frame = in->data + *off + 4;
     *len = n;
+    *off += 4 + (size_t)n;
     return 1;
 }
 

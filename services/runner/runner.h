@@ -132,9 +132,12 @@ void zygote_run(struct zygote *z, const struct runner_run_req *req, struct runne
 /* The child's channel: frames of a 4-byte big-endian length and a JSON object {"t": ...}. */
 #define CHAN_MAX_FRAME (16 * 1024 * 1024)
 enum chan_kind { CHAN_NONE, CHAN_LOG, CHAN_HTTP, CHAN_ANSWER };
-/* The next complete frame at the start of in: 1 with *frame (inside in) and *len, 0 when it
- * is not complete yet, -1 when it claims more than CHAN_MAX_FRAME. */
-int chan_frame_next(const struct buf *in, const char **frame, size_t *len);
+/* The next complete frame at offset *off of in: 1 with *frame (inside in) and *len, *off moved
+ * past it; 0 when it is not complete yet, -1 when it claims more than CHAN_MAX_FRAME. The
+ * caller drops the frames it has read once, with buf_consume(in, *off), after its loop: dropping
+ * each frame as it is read moves the rest of the buffer every time, quadratic in the frames a
+ * child can pack into one read. */
+int chan_frame_next(const struct buf *in, size_t *off, const char **frame, size_t *len);
 /* The kind of a frame and its JSON object (*out: a new reference, NULL for CHAN_NONE, which
  * is every frame that is not an object with a known "t"). */
 enum chan_kind chan_frame_parse(const char *data, size_t len, json_t **out);

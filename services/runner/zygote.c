@@ -157,12 +157,11 @@ static void handle_frame(struct zygote *z, struct child_io *io, const char *data
 static int drain_frames(struct zygote *z, struct child_io *io)
 {
     const char *frame;
-    size_t len;
+    size_t len, off = 0;
     int rc;
-    while ((rc = chan_frame_next(&io->in, &frame, &len)) == 1) {
+    while ((rc = chan_frame_next(&io->in, &off, &frame, &len)) == 1)
         handle_frame(z, io, frame, len);
-        buf_consume(&io->in, 4 + len);
-    }
+    buf_consume(&io->in, off);
     return rc;
 }
 

@@ -209,7 +209,31 @@ def intake_cpu(s):
     return sum(proc_ticks(p.p.pid) for p in s.intakes) / os.sysconf("SC_CLK_TCK")
 
 
+def log_sizes(s):
+    return [os.path.getsize(p.log_path) for p in s.intakes]
+
+
+def log_warnings(s, sizes):
+    """The warning and error lines the intake processes logged since sizes (what a non-2xx was)."""
+    seen = collections.Counter()
+    for p, off in zip(s.intakes, sizes):
+        p.log.flush()
+        with open(p.log_path, "rb") as f:
+            f.seek(off)
+            for line in f.read().decode("utf-8", "replace").splitlines():
+                if re.search(r"warn|error|fatal", line, re.I):
+                    seen[re.sub(r"\d+", "N", line.split("]", 1)[-1].strip())[:160]] += 1
+    return seen
+
+
+SHOW_ERRORS = ("response = function(status, headers, body)\n"
+               "  if status > 299 then io.write(string.format(\"non2xx %d %s\\n\", status, body)) end\nend\n")
+
+
 def run_stream(s, name, lua, a):
+    logs0 = log_sizes(s)
+    if a.show_errors:
+        lua += SHOW_ERRORS
     f = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     f.write(lua)
     f.close()
@@ -245,6 +269,10 @@ def run_stream(s, name, lua, a):
     print("%-15s cpu per alert: PostgreSQL %.0f us, intake %.0f us (load-independent)" %
           ("", 1e6 * (pg1 - pg0) / max(1, accepted), 1e6 * (in1 - in0) / max(1, accepted)))
     print("%-15s waits: %s" % ("", sampler.summary()))
+    for line, n in collections.Counter(re.findall(r"^non2xx (.*)$", out, re.M)).most_common(5):
+        print("%-15s answer: %dx %s" % ("", n, line[:200]))
+    for line, n in log_warnings(s, logs0).most_common(5):
+        print("%-15s intake log: %dx %s" % ("", n, line))
     return rate, batch, consistent
 
 
@@ -344,6 +372,7 @@ def main():
     ap.add_argument("--inflight", type=int, default=0, help="INGEST_MAX_INFLIGHT (default: the intake's)")
     ap.add_argument("--ceiling-clients", type=int, default=8)
     ap.add_argument("--streams", default=",".join(STREAMS))
+    ap.add_argument("--show-errors", action="store_true", help="print the non-2xx answers (costs wrk CPU)")
     a = ap.parse_args()
     streams = [x for x in a.streams.split(",") if x]
     for x in streams:

@@ -44,14 +44,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     buf_init(&in);
     buf_append(&in, data, size);
     const char *frame;
-    size_t len;
-    while (chan_frame_next(&in, &frame, &len) == 1) {
+    size_t len, off = 0;
+    while (chan_frame_next(&in, &off, &frame, &len) == 1) {
         json_t *j;
         if (chan_frame_parse(frame, len, &j) == CHAN_ANSWER)
             answer(j);
         json_decref(j);
-        buf_consume(&in, 4 + len);
     }
+    buf_consume(&in, off);
     buf_destroy(&in);
     return 0;
 }

@@ -149,6 +149,7 @@ SELECT jsonb_build_object(
   'fp', count(*) FILTER (WHERE status = 'Closed' AND close_classification LIKE 'False Positive%%'),
   'closed', count(*) FILTER (WHERE status = 'Closed'),
   'enriched', count(*) FILTER (WHERE is_enriched),
+  'mean_time_to_enrich', avg(extract(epoch FROM enriched_at - ingested_at)) FILTER (WHERE is_enriched)::float8,
   'mean_time_to_detect', avg(extract(epoch FROM created_at - occurred_at))::float8,
   'mean_time_to_conclusion', avg(extract(epoch FROM closed_at - created_at))::float8,
   'mean_time_to_acknowledge', avg(extract(epoch FROM acknowledged_at - created_at))::float8)
@@ -175,7 +176,7 @@ def check_window(s, k, frm, to, what):
     cov = want["enriched"] / want["total_alerts"] if want["total_alerts"] else 0.0
     assert abs(got["false_positive_rate"] - fpr) < 1e-9, (what, got["false_positive_rate"], fpr)
     assert abs(got["enrichment_coverage"] - cov) < 1e-9, (what, got["enrichment_coverage"], cov)
-    for f in ("mean_time_to_detect", "mean_time_to_conclusion", "mean_time_to_acknowledge"):
+    for f in ("mean_time_to_enrich", "mean_time_to_detect", "mean_time_to_conclusion", "mean_time_to_acknowledge"):
         if want[f] is None:
             assert_eq(got[f], None, (what, f))
         else:
@@ -188,13 +189,17 @@ def iso(t):
 
 
 def test_metrics_rollup_exact_through_changes():
-    """Figures equal a direct count of the table before any rollup, after one, after status and
-    severity changes, late (backfilled) inserts and deletes of rolled-up hours, and after the next
-    pass; windows with odd edges; enrichment jobs finished in 30 days likewise; and the intake runs
-    the rollup itself."""
+    """Figures equal a direct count of the table before any rollup, after one, after changes to
+    rolled-up hours through the platform (status, severity and classification patches, enrichment
+    completed by the enricher's own statement, deletes of alerts and of a detection rule), after a
+    hand-made backfill noted with calseta_metrics_invalidate, and after the next pass; windows
+    with odd edges; the summary's alert, workflow, approval and queue blocks likewise; no index on
+    alerts.updated_at is needed; and the intake runs the rollup itself."""
     s = Stack("metrics_rollup")
     try:
         k = s.create_key("admin")
+        assert_eq(s.sql_value("SELECT count(*) FROM pg_indexes WHERE tablename = 'alerts' "
+                              "AND indexdef LIKE '%(updated_at)%'"), "0")
         s.sql("INSERT INTO detection_rules (name, source_name, source_rule_id) "
               "SELECT 'rule ' || g, 'generic', 'RR' || g FROM generate_series(1, 4) g")
         # 3,000 alerts over the last 20 days (several per hour), mixed everything
@@ -219,13 +224,69 @@ def test_metrics_rollup_exact_through_changes():
                    (iso(now - 10.3 * 86400), iso(now - 2.71 * 86400)),
                    (iso(now - 5 * 3600 - 17), iso(now - 3600 - 1234))]
 
+        # workflow runs and approval requests in and out of the summary's 30 days
+        wf_id, saved = s.sql("SELECT id, coalesce(time_saved_minutes, 0) FROM workflows ORDER BY id LIMIT 1")[0]
+        s.sql("UPDATE workflows SET time_saved_minutes = 7 WHERE id = %s" % wf_id)
+        s.sql("INSERT INTO workflow_runs (workflow_id, trigger_type, code_version_executed, status, duration_ms, "
+              "created_at) SELECT %s, 'manual', 1, (ARRAY['success','success','failed','timed_out','queued',"
+              "'running'])[1 + g %% 6], CASE WHEN g %% 6 < 4 THEN 100 * g END, "
+              "now() - g * interval '7 hours' FROM generate_series(1, 150) g" % wf_id)
+        s.sql("INSERT INTO workflow_approval_requests (workflow_id, trigger_type, trigger_agent_key_prefix, "
+              "reason, confidence, status, responded_at, expires_at, created_at) "
+              "SELECT %s, 'manual', 'cai_test', 'r', 0.5, (ARRAY['approved','rejected','pending'])[1 + g %% 3], "
+              "CASE WHEN g %% 3 < 2 THEN c + g * interval '1 minute' END, c + interval '1 hour', c "
+              "FROM (SELECT g, now() - g * interval '9 hours' AS c FROM generate_series(1, 100) g) x" % wf_id)
+
+        def check_summary(what):
+            d = s.request("GET", "/v1/metrics/summary", key=k).json()["data"]
+            w = json.loads(s.sql_value("""
+                WITH r AS (SELECT * FROM workflow_runs WHERE created_at >= now() - interval '30 days'),
+                ap AS (SELECT * FROM workflow_approval_requests WHERE created_at >= now() - interval '30 days'),
+                a AS (SELECT * FROM alerts WHERE created_at >= now() - interval '30 days')
+                SELECT jsonb_build_object(
+                  'total', (SELECT count(*) FROM a),
+                  'active', (SELECT count(*) FROM a WHERE status IN ('Open', 'Triaging', 'Escalated')),
+                  'by_status', (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*) n FROM a GROUP BY 1) x),
+                  'executions', (SELECT count(*) FROM r),
+                  'ok', (SELECT count(*) FROM r WHERE status = 'success'),
+                  'saved_min', (SELECT coalesce(sum(w.time_saved_minutes), 0) FROM r JOIN workflows w ON w.id = r.workflow_id
+                                 WHERE r.status = 'success'),
+                  'runs', (SELECT jsonb_build_array(count(*) FILTER (WHERE status = 'queued'),
+                                  count(*) FILTER (WHERE status = 'running')) FROM workflow_runs),
+                  'runs_30d', (SELECT jsonb_build_array(count(*) FILTER (WHERE status = 'success'),
+                                  count(*) FILTER (WHERE status IN ('failed', 'timed_out')),
+                                  avg(duration_ms) FILTER (WHERE status IN ('success', 'failed', 'timed_out')) / 1000.0)
+                               FROM r),
+                  'ap_pending', (SELECT count(*) FROM workflow_approval_requests WHERE status = 'pending'),
+                  'ap_approved', (SELECT count(*) FROM ap WHERE status = 'approved'),
+                  'ap_median', (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM responded_at - created_at) / 60)
+                                FROM ap WHERE responded_at IS NOT NULL),
+                  'enr', (SELECT jsonb_build_array(count(*) FILTER (WHERE status = 'pending'),
+                                 count(*) FILTER (WHERE status = 'running')) FROM enrichment_jobs),
+                  'enr_30d', (SELECT jsonb_build_array(count(*) FILTER (WHERE status = 'done'),
+                                     count(*) FILTER (WHERE status = 'failed'))
+                              FROM enrichment_jobs WHERE completed_at >= now() - interval '30 days'))"""))
+            al = d["alerts"]
+            assert_eq((al["total"], al["active"], al["by_status"]), (w["total"], w["active"], w["by_status"]), what)
+            wf = d["workflows"]
+            assert_eq(wf["executions"], w["executions"], what)
+            assert abs(wf["success_rate"] - w["ok"] / w["executions"]) < 1e-9, what
+            assert abs(wf["estimated_time_saved_hours"] - w["saved_min"] / 60.0) < 1e-9, what
+            ap = d["approvals"]
+            assert_eq((ap["pending"], ap["approved_last_30_days"]), (w["ap_pending"], w["ap_approved"]), what)
+            assert abs(ap["median_response_time_minutes"] - w["ap_median"]) < 1e-9, what
+            enr, runs = d["queue"]["queues"][0], d["queue"]["queues"][1]
+            assert_eq([enr["pending"], enr["in_progress"]], w["enr"], what)
+            assert_eq([enr["succeeded_30d"], enr["failed_30d"]], w["enr_30d"], what)
+            assert_eq([runs["pending"], runs["in_progress"]], w["runs"], what)
+            assert_eq([runs["succeeded_30d"], runs["failed_30d"]], w["runs_30d"][:2], what)
+            assert abs(runs["avg_duration_seconds"] - w["runs_30d"][2]) < 1e-9, what
+            assert_eq(d["queue"]["total_pending"], sum(x["pending"] for x in d["queue"]["queues"]), what)
+
         def check_all(what):
             for frm, to in windows:
                 check_window(s, k, frm, to, what)
-            q = s.request("GET", "/v1/metrics/summary", key=k).json()["data"]["queue"]["queues"][0]
-            want = s.sql("SELECT count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status = 'failed') "
-                         "FROM enrichment_jobs WHERE completed_at >= now() - interval '30 days'")[0]
-            assert_eq((q["succeeded_30d"], q["failed_30d"]), (int(want[0]), int(want[1])), what)
+            check_summary(what)
 
         check_all("before any rollup")
         roll = lambda: wait_for(lambda: int(s.sql_value("SELECT calseta_metrics_rollup()")) >= 0, 30, 0.2,
@@ -243,9 +304,26 @@ def test_metrics_rollup_exact_through_changes():
             assert_eq(s.request("PATCH", "/v1/alerts/" + u, key=k, body={"severity": "Critical"}).status, 200)
         for (u,) in olds[25:30]:
             assert_eq(s.request("DELETE", "/v1/alerts/" + u, key=k).status, 204)
+        for (u,) in olds[30:34]:  # a classification change alone (no status change, no event)
+            assert_eq(s.request("PATCH", "/v1/alerts/" + u, key=k, body={"status": "Closed",
+                      "close_classification": "Duplicate"}).status, 200)
+            assert_eq(s.request("PATCH", "/v1/alerts/" + u, key=k, body={
+                      "close_classification": "False Positive - Inaccurate Data"}).status, 200)
+        # enrichment of old, unenriched alerts through the enricher's statements (claim, complete)
+        s.sql("INSERT INTO enrichment_jobs (alert_id) SELECT id FROM alerts WHERE NOT is_enriched "
+              "AND created_at < now() - interval '2 days' ORDER BY id LIMIT 25")
+        for (jid,) in s.sql("SELECT job_id FROM calseta_enrich_claim('metrics-test', 60, 100, 5)"):
+            assert_eq(s.sql_value("SELECT calseta_enrich_complete(%s, 'metrics-test', "
+                                  "'{\"indicators\": [], \"cache\": []}')" % jid), "done")
+        # a rule deleted: its alerts are unlinked without their rows being written
+        rule = s.sql_value("SELECT uuid FROM detection_rules WHERE source_rule_id = 'RR2'")
+        assert_eq(s.request("DELETE", "/v1/detection-rules/" + rule, key=k).status, 204)
+        # a backfill behind the platform's back is noted by hand, as the operations doc says
         s.sql("INSERT INTO alerts (title, severity, source_name, occurred_at, created_at, status) "
               "SELECT 'late' || g, 'Medium', 'splunk', now() - interval '9 days', "
               "now() - interval '9 days' + g * interval '1 minute', 'Escalated' FROM generate_series(1, 30) g")
+        assert int(s.sql_value("SELECT calseta_metrics_invalidate(now() - interval '9 days', "
+                               "now() - interval '9 days' + interval '31 minutes')")) >= 2
         s.sql("UPDATE enrichment_jobs SET status = 'failed', updated_at = now() "
               "WHERE id IN (SELECT id FROM enrichment_jobs WHERE status = 'done' ORDER BY id LIMIT 7)")
         ingest(s, k, "fresh")
