@@ -12,9 +12,14 @@
 --     them;
 --   * its statements are planned once per session (generic plans): every statement is driven
 --     by the document's arrays and unique keys, so the plan does not depend on the values, and
---     planning them again at every call cost more than running them.
+--     planning them again at every call cost more than running them. As for the ingest's
+--     group commit (0025), a plan made while the tables are small must not be a sequential
+--     scan kept while they grow: a job touches a handful of rows per indicator, each reached
+--     by a unique index, so the function forbids the other plans.
 CREATE OR REPLACE FUNCTION calseta_enrich_complete(p_job BIGINT, p_owner TEXT, doc JSONB)
-RETURNS TEXT LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+RETURNS TEXT LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
     j enrichment_jobs;
     a_ingested TIMESTAMPTZ;
