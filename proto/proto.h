@@ -31,7 +31,10 @@ enum proto_type {
     PROTO_RUNNER_RESULT = 7,     /* runner -> client: the run's result */
     PROTO_LOOKUP_REQUEST = 8,    /* intake -> enricher: an on-demand lookup (proto/lookup.h) */
     PROTO_LOOKUP_REPLY = 9,      /* enricher -> intake: its results */
-    PROTO_TYPE_MAX = PROTO_LOOKUP_REPLY, /* a new type goes above and moves this */
+    PROTO_WORKFLOW_REQUEST = 10, /* intake -> workflowd: validate code, test a workflow
+                                    (proto/workflow.h) */
+    PROTO_WORKFLOW_REPLY = 11,   /* workflowd -> intake: the outcome */
+    PROTO_TYPE_MAX = PROTO_WORKFLOW_REPLY, /* a new type goes above and moves this */
 };
 
 /* A decoded message: the envelope map, valid until proto_msg_destroy(). */

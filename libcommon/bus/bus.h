@@ -33,7 +33,7 @@ void *bus_context(void);
 void bus_context_term(void);
 
 struct bus_opts {
-    const char *link;     /* "audit", "jobs", "runner", "enricher": picks the CURVE keys */
+    const char *link; /* "audit", "jobs", "lookup", "runner", "workflow": picks the CURVE keys */
     int64_t max_msg;      /* ZMQ_MAXMSGSIZE; 0 -> PROTO_MAX_MSG */
     int hwm;              /* send and receive high-water marks; 0 -> 10000 */
     int linger_ms;        /* 0 -> 0 (drop on close); bounded to 10 s */

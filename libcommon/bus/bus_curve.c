@@ -1,8 +1,8 @@
 /*
  * bus_curve.c - where a bus link's CURVE key pairs come from (see bus.h).
  *
- * Each link (audit, jobs, lookup, runner) has its own server key pair so that a process that
- * serves one link cannot impersonate the server of another (a runner that lost its sandbox does
+ * Each link (audit, jobs, lookup, runner, workflow) has its own server key pair so that a process
+ * that serves one link cannot impersonate the server of another (a runner that lost its sandbox does
  * not hold the audit collector's key), and its own client key pair, which the link's servers
  * allow (bus_zap.c): knowing a server's public key is not enough to be served. A pair comes
  * from the configuration when it is set (CURVE_<LINK>_PUBLIC_KEY / CURVE_<LINK>_SECRET_KEY and
@@ -48,6 +48,9 @@ static const struct {
     {"lookup", "CURVE_LOOKUP_PUBLIC_KEY", "CURVE_LOOKUP_SECRET_KEY",
      "CURVE_LOOKUP_CLIENT_PUBLIC_KEY", "CURVE_LOOKUP_CLIENT_SECRET_KEY",
      "CURVE_LOOKUP_ALLOWED_CLIENT_KEYS"},
+    {"workflow", "CURVE_WORKFLOW_PUBLIC_KEY", "CURVE_WORKFLOW_SECRET_KEY",
+     "CURVE_WORKFLOW_CLIENT_PUBLIC_KEY", "CURVE_WORKFLOW_CLIENT_SECRET_KEY",
+     "CURVE_WORKFLOW_ALLOWED_CLIENT_KEYS"},
     {"runner", "CURVE_RUNNER_PUBLIC_KEY", "CURVE_RUNNER_SECRET_KEY",
      "CURVE_RUNNER_CLIENT_PUBLIC_KEY", "CURVE_RUNNER_CLIENT_SECRET_KEY",
      "CURVE_RUNNER_ALLOWED_CLIENT_KEYS"},

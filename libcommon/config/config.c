@@ -141,6 +141,7 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     c->audit_endpoint = endpoint(s, "AUDIT_ENDPOINT", c->data_dir, "audit");
     c->lookup_front = endpoint(s, "LOOKUP_REQUEST_ENDPOINT", c->data_dir, "lookup-in");
     c->lookup_back = endpoint(s, "LOOKUP_WORKER_ENDPOINT", c->data_dir, "lookup-out");
+    c->workflow_endpoint = endpoint(s, "WORKFLOW_REQUEST_ENDPOINT", c->data_dir, "workflow");
     c->audit_spool_dir = get_str(s, "AUDIT_SPOOL_DIR");
     c->audit_log_file = get_str(s, "AUDIT_LOG_FILE");
     BOOL("AUDIT_STDOUT", audit_stdout);
@@ -194,7 +195,8 @@ void config_destroy(struct config *c)
                      &c->sentinel_webhook_secret, &c->elastic_webhook_secret,
                      &c->splunk_webhook_secret, &c->job_bus_push, &c->job_bus_pull,
                      &c->audit_endpoint, &c->audit_spool_dir, &c->audit_log_file,
-                     &c->runner_endpoint, &c->lookup_front, &c->lookup_back, &c->curve_server_public_key,
+                     &c->runner_endpoint, &c->lookup_front, &c->lookup_back, &c->workflow_endpoint,
+                     &c->curve_server_public_key,
                      &c->curve_server_secret_key, &c->encryption_key, &c->ssrf_allowed_hosts,
                      &c->mcp_public_base_url, &c->mcp_allowed_hosts, &c->mcp_allowed_origins};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {

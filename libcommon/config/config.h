@@ -81,6 +81,7 @@ struct config {
     char *runner_endpoint;
     char *lookup_front; /* on-demand lookups: the job bus binds, intakes connect */
     char *lookup_back;  /* ...and enrichers connect here to answer them */
+    char *workflow_endpoint; /* workflowd binds, intakes connect: code checks and test runs */
     char *curve_server_public_key;
     char *curve_server_secret_key;
 

@@ -172,9 +172,13 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {BUS, "LOOKUP_WORKER_ENDPOINT", NULL, "jobbus, enricher",
      "Enrichers take on-demand lookups here (default "
      "`ipc://$CALSETA_DATA_DIR/bus/lookup-out.sock`); `tcp://` for enrichers on other hosts."},
-    {BUS, "RUNNER_ENDPOINT", NULL, "intake, workflowd, runner",
-     "Workflow runner(s): a runner binds it; intakes connect to every one of a comma list "
+    {BUS, "RUNNER_ENDPOINT", NULL, "workflowd, runner",
+     "Workflow runner(s): a runner binds it; workflowd connects to every one of a comma list "
      "(default `ipc://$CALSETA_DATA_DIR/bus/runner.sock`)."},
+    {BUS, "WORKFLOW_REQUEST_ENDPOINT", NULL, "intake, workflowd",
+     "Workflow code checks and test runs: workflowd binds it; intakes connect to every one of a "
+     "comma list (default `ipc://$CALSETA_DATA_DIR/bus/workflow.sock`); `tcp://` for a workflowd "
+     "on another host (CURVE, see `CURVE_WORKFLOW_PUBLIC_KEY`)."},
     {BUS, "CURVE_SERVER_PUBLIC_KEY", NULL, "all but the runner",
      "Z85 CURVE public key for every `tcp://` link but the runner's, unless the link has its "
      "own (`CURVE_<LINK>_PUBLIC_KEY`). Unset: each link's pair is made at first start in "
@@ -190,7 +194,11 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Z85 CURVE public key of the on-demand lookup links."},
     {BUS, "CURVE_LOOKUP_SECRET_KEY", NULL, "jobbus",
      "Z85 CURVE secret key of the on-demand lookup links."},
-    {BUS, "CURVE_RUNNER_PUBLIC_KEY", NULL, "intake, runner",
+    {BUS, "CURVE_WORKFLOW_PUBLIC_KEY", NULL, "intake, workflowd",
+     "Z85 CURVE public key of the workflow request link."},
+    {BUS, "CURVE_WORKFLOW_SECRET_KEY", NULL, "workflowd",
+     "Z85 CURVE secret key of the workflow request link."},
+    {BUS, "CURVE_RUNNER_PUBLIC_KEY", NULL, "workflowd, runner",
      "Z85 CURVE public key of the runner link (the stack-wide pair never applies to it, so a "
      "runner holds no key of another link)."},
     {BUS, "CURVE_RUNNER_SECRET_KEY", NULL, "runner", "Z85 CURVE secret key of the runner link."},
@@ -220,9 +228,16 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {BUS, "CURVE_LOOKUP_ALLOWED_CLIENT_KEYS", NULL, "jobbus",
      "Comma list of further Z85 client public keys the on-demand lookup link's servers serve (one per remote "
      "host with a pair of its own, from `calseta gen-curve-keys`)."},
-    {BUS, "CURVE_RUNNER_CLIENT_PUBLIC_KEY", NULL, "runner, intake",
+    {BUS, "CURVE_WORKFLOW_CLIENT_PUBLIC_KEY", NULL, "workflowd, intake",
+     "Z85 CURVE client public key of the workflow request link."},
+    {BUS, "CURVE_WORKFLOW_CLIENT_SECRET_KEY", NULL, "intake",
+     "Z85 CURVE client secret key of the workflow request link."},
+    {BUS, "CURVE_WORKFLOW_ALLOWED_CLIENT_KEYS", NULL, "workflowd",
+     "Comma list of further Z85 client public keys the workflow request link's servers serve (one "
+     "per remote host with a pair of its own, from `calseta gen-curve-keys`)."},
+    {BUS, "CURVE_RUNNER_CLIENT_PUBLIC_KEY", NULL, "runner, workflowd",
      "Z85 CURVE client public key of the runner link (the stack-wide client pair never applies to it)."},
-    {BUS, "CURVE_RUNNER_CLIENT_SECRET_KEY", NULL, "intake", "Z85 CURVE client secret key of the runner link."},
+    {BUS, "CURVE_RUNNER_CLIENT_SECRET_KEY", NULL, "workflowd", "Z85 CURVE client secret key of the runner link."},
     {BUS, "CURVE_RUNNER_ALLOWED_CLIENT_KEYS", NULL, "runner",
      "Comma list of further Z85 client public keys the runner link's servers serve (one per remote "
      "host with a pair of its own, from `calseta gen-curve-keys`)."},

@@ -1,7 +1,10 @@
 /*
- * fernet.c - Fernet encryption and decryption (see fernet.h) on OpenSSL's EVP API.
+ * fernet.c - Fernet keys and encryption (see fernet.h) on OpenSSL's EVP API. Decryption is in
+ * fernet_decrypt.c, so that a program that only encrypts (the intake stores secrets it is
+ * given and never reads one back) does not link it.
  */
 #include "fernet.h"
+#include "fernet_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +13,7 @@
 #include <openssl/evp.h>
 
 #include "crypto.h"
-#include "secmem.h"
 #include "util.h"
-
-#define FERNET_VERSION 0x80
-#define HDR_LEN 25 /* version + timestamp + IV */
-#define MAC_LEN 32
-#define MIN_TOKEN (HDR_LEN + 16 + MAC_LEN)
 
 int fernet_key_parse(const char *b64, struct fernet_key *out)
 {
@@ -41,8 +38,7 @@ void fernet_generate_key(char out[45])
     explicit_bzero(raw, sizeof raw);
 }
 
-/* AES-128-CBC with PKCS7 padding; returns the output length or -1. */
-static int aes_cbc(int enc, const uint8_t key[16], const uint8_t iv[16], const uint8_t *in,
+int fernet_aes_cbc(int enc, const uint8_t key[16], const uint8_t iv[16], const uint8_t *in,
                    size_t n, uint8_t *out)
 {
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
@@ -71,7 +67,7 @@ int fernet_encrypt_at(const struct fernet_key *k, const void *pt, size_t n, uint
     for (int i = 0; i < 8; i++)
         raw[1 + i] = (uint8_t)(ts >> (56 - 8 * i));
     memcpy(raw + 9, iv, 16);
-    int clen = aes_cbc(1, k->enc, iv, pt ? pt : (const void *)"", n, raw + HDR_LEN);
+    int clen = fernet_aes_cbc(1, k->enc, iv, pt ? pt : (const void *)"", n, raw + HDR_LEN);
     if (clen < 0) {
         free(raw);
         return -1;
@@ -93,8 +89,7 @@ int fernet_encrypt(const struct fernet_key *k, const void *pt, size_t n, char **
     return fernet_encrypt_at(k, pt, n, now > 0 ? (uint64_t)now : 0, iv, token_out);
 }
 
-/* Decodes a token's base64 into a fresh buffer; NULL if it is not valid base64. */
-static uint8_t *token_decode(const char *token, size_t *n)
+uint8_t *fernet_token_decode(const char *token, size_t *n)
 {
     size_t len = strlen(token);
     uint8_t *raw = xmalloc(crypto_b64_decoded_max(len));
@@ -105,39 +100,10 @@ static uint8_t *token_decode(const char *token, size_t *n)
     return raw;
 }
 
-int fernet_decrypt(const struct fernet_key *k, const char *token, uint8_t **pt_out, size_t *n_out)
-{
-    uint8_t mac[32], *raw = NULL, *pt = NULL;
-    size_t n = 0;
-    *pt_out = NULL;
-    *n_out = 0;
-    if (!token || !(raw = token_decode(token, &n)))
-        return -1;
-    if (n < MIN_TOKEN || (n - HDR_LEN - MAC_LEN) % 16 != 0 || raw[0] != FERNET_VERSION)
-        goto fail;
-    size_t body = n - MAC_LEN, clen = body - HDR_LEN;
-    crypto_hmac_sha256(k->sign, 16, raw, body, mac);
-    if (!crypto_ct_equal(mac, MAC_LEN, raw + body, MAC_LEN))
-        goto fail;
-    pt = secmem_alloc(clen + 16); /* EVP may want a block of slack */
-    int plen = aes_cbc(0, k->enc, raw + 9, raw + HDR_LEN, clen, pt);
-    if (plen < 0)
-        goto fail;
-    pt[plen] = 0;
-    free(raw);
-    *pt_out = pt;
-    *n_out = (size_t)plen;
-    return 0;
-fail:
-    secmem_free(pt);
-    free(raw);
-    return -1;
-}
-
 int fernet_token_timestamp(const char *token, uint64_t *ts)
 {
     size_t n = 0;
-    uint8_t *raw = token ? token_decode(token, &n) : NULL;
+    uint8_t *raw = token ? fernet_token_decode(token, &n) : NULL;
     if (!raw)
         return -1;
     int rc = -1;

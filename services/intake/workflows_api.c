@@ -1,11 +1,11 @@
 /*
  * workflows_api.c - /v1/workflows: list, create, get, patch, delete, versions, runs, and the
- * workflow secrets an admin allows; plus the module's state (runner client, settings) and its
+ * workflow secrets an admin allows; plus the module's state (workflowd client, settings) and its
  * start-up and shutdown.
  *
- * Code is checked by the runner (VALIDATE) before anything is saved: invalid code is answered
- * 400 WORKFLOW_CODE_INVALID with every error and its line; a runner that does not answer is a
- * 503 (nothing saved). A PATCH that changes the code keeps the old one in
+ * Code is checked by a runner (VALIDATE, asked through workflowd) before anything is saved:
+ * invalid code is answered 400 WORKFLOW_CODE_INVALID with every error and its line; a runner or
+ * a workflowd that does not answer is a 503 (nothing saved). A PATCH that changes the code keeps the old one in
  * workflow_code_versions and bumps code_version (calseta_workflow_patch, one transaction).
  * Secret values are Fernet-encrypted under ENCRYPTION_KEY and never returned.
  */
@@ -15,10 +15,11 @@
 #include "crypto.h"
 #include "indicator_types.h"
 #include "log.h"
-#include "runner_client.h"
+#include "proto/workflow.h"
 #include "settings.h"
 #include "settings_table.h"
 #include "util.h"
+#include "workflow_client.h"
 
 #include <ctype.h>
 #include <signal.h>
@@ -234,25 +235,33 @@ static void save_commit(struct save_op *op)
     free(p);
 }
 
-static void on_validated(void *arg, int status, const struct runner_validation *v)
+static void on_validated(void *arg, const char *error, int outcome, json_t *v)
 {
     struct save_op *op = arg;
     struct reqctx *rc = op->rc;
-    if (status != RUNNER_CLIENT_OK) {
+    if (error || outcome != WF_OUT_OK) {
+        if (error)
+            msg_warn("workflow code check: %s", error);
         save_free(op);
         reply_error(rc, 503, "SERVICE_UNAVAILABLE",
-                    "The workflow runner did not answer; the code could not be validated and "
-                    "nothing was saved. Retry later.",
+                    error && strstr(error, "not reachable")
+                        ? "The workflow service is not available; nothing was saved."
+                        : "The workflow runner did not answer; the code could not be validated "
+                          "and nothing was saved. Retry later.",
                     NULL);
         return;
     }
-    if (!v->ok) {
-        json_t *errors = json_array(), *locs = json_array();
-        for (size_t i = 0; i < v->nerrors; i++) {
-            const char *m = v->errors[i].message ? v->errors[i].message : "";
-            json_array_append_new(errors, json_string(m));
-            json_array_append_new(locs,
-                                  json_pack("{s:i,s:s}", "line", v->errors[i].line, "message", m));
+    if (!json_is_true(json_object_get(v, "ok"))) {
+        json_t *errors = json_array(), *locs = json_array(), *e;
+        size_t i;
+        json_array_foreach(json_object_get(v, "errors"), i, e)
+        {
+            const char *m = json_string_value(json_object_get(e, "message"));
+            json_array_append_new(errors, json_string(m ? m : ""));
+            json_array_append_new(
+                locs, json_pack("{s:I,s:s}", "line",
+                                json_integer_value(json_object_get(e, "line")), "message",
+                                m ? m : ""));
         }
         save_free(op);
         reply_error(rc, 400, "WORKFLOW_CODE_INVALID", "Workflow code failed validation.",
@@ -270,13 +279,13 @@ static void save_start(struct reqctx *rc, struct save_op *op)
         save_commit(op);
         return;
     }
-    if (!wf->runner) {
+    if (!wf->wfd) {
         save_free(op);
         reply_error(rc, 503, "SERVICE_UNAVAILABLE",
-                    "The workflow runner is not available; nothing was saved.", NULL);
+                    "The workflow service is not available; nothing was saved.", NULL);
         return;
     }
-    runner_validate(wf->runner, code, on_validated, op);
+    workflow_client_validate(wf->wfd, code, on_validated, op);
 }
 
 void route_create_workflow(struct reqctx *rc)
@@ -693,9 +702,9 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void close_handles(struct workflows *wf)
 {
-    if (wf->runner) {
-        runner_client_free(wf->runner); /* validations and tests still waiting get CLOSED */
-        wf->runner = NULL;
+    if (wf->wfd) {
+        workflow_client_free(wf->wfd); /* checks and tests still waiting: "stopping" (503) */
+        wf->wfd = NULL;
     }
     if (uv_is_closing((uv_handle_t *)&wf->stop_wait))
         return;
@@ -705,7 +714,7 @@ static void close_handles(struct workflows *wf)
     uv_close((uv_handle_t *)&wf->sigint, on_handle_closed);
 }
 
-/* The runner client's socket keeps the loop alive: let it go once the database pool is gone
+/* The workflowd client's socket keeps the loop alive: let it go once the database pool is gone
  * (the intake has drained), or after the drain timeout. */
 static void on_stop_wait(uv_timer_t *t)
 {
@@ -790,9 +799,10 @@ void workflows_api_init(struct intake *in)
     struct workflows *wf = xcalloc(1, sizeof *wf);
     wf->in = in;
     in->workflows = wf;
-    wf->runner = runner_client_new(in->loop, &in->cfg, in->cfg.runner_endpoint, err, sizeof err);
-    if (!wf->runner)
-        msg_warn("%s: workflow validation and runs answer 503", err);
+    wf->wfd = workflow_client_new(in->loop, &in->cfg, err, sizeof err);
+    if (!wf->wfd)
+        msg_warn("%s (WORKFLOW_REQUEST_ENDPOINT=%s): workflow code checks and tests answer 503",
+                 err, in->cfg.workflow_endpoint);
     wf->have_key = in->cfg.encryption_key && *in->cfg.encryption_key &&
                    fernet_key_parse(in->cfg.encryption_key, &wf->key) == 0;
     wf->slack_signing_secret = setting_dup(in->cfg.settings, "SLACK_SIGNING_SECRET");

@@ -1,12 +1,14 @@
 /*
  * workflows_api.h - the workflow side of the intake: workflows CRUD with validation
- * by the runner at save time, declared/admin-allowed secrets, execute (queues a run for
- * workflowd) and test (through the runner), run records, and the approval gate (REST,
- * token-authenticated decide pages, Slack callback). Runs themselves and approval
- * notifications are workflowd's (services/workflowd): the intake writes rows and wakes it.
+ * by a runner at save time, declared/admin-allowed secrets, execute (queues a run for
+ * workflowd) and test, run records, and the approval gate (REST, token-authenticated decide
+ * pages, Slack callback). Runs, code checks, test runs and approval notifications are
+ * workflowd's (services/workflowd): the intake writes rows and wakes it, or asks it over the
+ * bus (workflow_client.h). The intake encrypts a secret it is given but never decrypts one.
  *
- * workflows_api.c  module state, CRUD, versions, run lists, secrets routes
- * workflows_run.c  execute, test
+ * workflows_api.c   module state, CRUD, versions, run lists, secrets routes
+ * workflows_run.c   execute, test
+ * workflow_client.c requests to workflowd
  * approvals.c      /v1/workflow-approvals, /v1/approvals/{uuid}/decide, Slack callback
  *
  * Settings read here (not in struct config): SLACK_SIGNING_SECRET (unset: Slack callbacks are
@@ -19,17 +21,17 @@
 #include "fernet.h"
 #include "intake.h"
 
-struct runner_client;
+struct workflow_client;
 
 struct workflows {
     struct intake *in;
-    struct runner_client *runner;
-    struct fernet_key key; /* ENCRYPTION_KEY, for workflow secrets */
+    struct workflow_client *wfd; /* code checks and test runs, asked of workflowd */
+    struct fernet_key key;       /* ENCRYPTION_KEY, to encrypt the workflow secrets it is given */
     int have_key;
     char *slack_signing_secret; /* NULL: Slack callbacks refused */
     char *base_url;
     int approval_default_timeout;
-    uv_signal_t sigterm, sigint; /* stop the runner client when the intake drains */
+    uv_signal_t sigterm, sigint; /* stop the workflowd client when the intake drains */
     uv_timer_t stop_wait;
     uv_timer_t activate_retry; /* built-ins' is_active, until the database answers */
     int activate_tries;
@@ -37,7 +39,7 @@ struct workflows {
     uint64_t stop_started_ms; /* loop time of the stop signal */
 };
 
-/* Once, after mappings_refresh(): runner client (validation, tests), settings. */
+/* Once, after mappings_refresh(): workflowd client (code checks, tests), settings. */
 void workflows_api_init(struct intake *in);
 /* After uv_run() returned; leaves no handle open (run the loop once more afterwards). */
 void workflows_api_free(struct intake *in);

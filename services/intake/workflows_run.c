@@ -4,8 +4,9 @@
  * Execute commits first (calseta_workflow_execute: a queued run, or a pending approval when
  * the gate applies), answers 202 and wakes workflowd (NOTIFY calseta_workflowd), which takes
  * the run under a lease, sends it to a runner and records the outcome (services/workflowd). The
- * intake never runs a queued run itself. Test runs synchronously through the intake's runner
- * client with a synthetic indicator and stores nothing.
+ * intake never runs a queued run itself. Test asks workflowd over the bus (workflow_client.h),
+ * which loads the workflow, decrypts its secrets, runs it on a runner with a synthetic
+ * indicator and answers; nothing is stored, and the intake never sees a decrypted secret.
  */
 #include "workflows_api.h"
 
@@ -13,9 +14,9 @@
 #include "crypto.h"
 #include "indicator_types.h"
 #include "log.h"
-#include "run_request.h"
-#include "runner_client.h"
+#include "proto/workflow.h"
 #include "util.h"
+#include "workflow_client.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -213,69 +214,67 @@ void route_execute_workflow(struct reqctx *rc)
 
 /* ---- POST /v1/workflows/{uuid}/test ------------------------------------------------------ */
 
+/* Whether the workflow exists and is active is answered here, as before any run; workflowd
+ * loads it again (with its secrets) and checks once more. */
 struct test_op {
     struct reqctx *rc;
-    json_t *indicator;
+    char wf_uuid[37];
+    char type[40];
+    char *value;
 };
 
-static void on_test_result(void *arg, int status, const struct runner_result *r)
+static void on_tested(void *arg, const char *error, int outcome, json_t *body)
 {
-    struct test_op *op = arg;
-    struct reqctx *rc = op->rc;
-    json_decref(op->indicator);
-    free(op);
-    if (status != RUNNER_CLIENT_OK || r->status == RUNNER_BUSY) {
+    struct reqctx *rc = arg;
+    if (error)
+        msg_warn("workflow test: %s", error);
+    if (error && strstr(error, "not reachable"))
         reply_error(rc, 503, "SERVICE_UNAVAILABLE",
-                    status == RUNNER_CLIENT_OK
-                        ? "Every workflow runner is busy; the test did not run. Try again."
-                        : "The workflow runner did not answer; the test did not complete.",
-                    NULL);
-        return;
-    }
-    json_t *out = run_result_json(r);
-    json_object_set_new(out, "status", json_string(runner_status_name(r->status)));
-    json_object_set_new(out, "log_output", json_string(r->log_output ? r->log_output : ""));
-    json_object_set_new(out, "duration_ms", json_integer(r->duration_ms));
-    json_object_set_new(out, "sandbox", json_string(r->sandbox ? r->sandbox : ""));
-    reply_data(rc, 200, out);
+                    "The workflow service is not available; the test did not run.", NULL);
+    else if (error)
+        reply_error(rc, 503, "SERVICE_UNAVAILABLE",
+                    "The workflow runner did not answer; the test did not complete.", NULL);
+    else if (outcome == WF_OUT_OK)
+        reply_data(rc, 200, json_incref(body));
+    else if (outcome == WF_OUT_NOT_FOUND)
+        reply_error(rc, 404, "NOT_FOUND", "Workflow not found.", NULL);
+    else if (outcome == WF_OUT_NOT_EXECUTABLE)
+        reply_error(rc, 400, "WORKFLOW_NOT_EXECUTABLE",
+                    "Workflow must be active (state active and is_active) to be tested.", NULL);
+    else if (outcome == WF_OUT_RUNNER_BUSY)
+        reply_error(rc, 503, "SERVICE_UNAVAILABLE",
+                    "Every workflow runner is busy; the test did not run. Try again.", NULL);
+    else if (outcome == WF_OUT_NO_ANSWER)
+        reply_error(rc, 503, "SERVICE_UNAVAILABLE",
+                    "The workflow runner did not answer; the test did not complete.", NULL);
+    else
+        reply_error(rc, 503, "SERVICE_UNAVAILABLE",
+                    "The workflow service cannot run the test now; try again.",
+                    json_pack("{s:O}", "reason", json_object_get(body, "message")));
 }
 
-static void on_test_loaded(void *arg, PGresult *res, const char *err)
+static void on_test_checked(void *arg, PGresult *res, const char *err)
 {
     struct test_op *op = arg;
     struct reqctx *rc = op->rc;
     struct workflows *wf = rc->in->workflows;
-    if (reply_if_pg_failed(rc, res, err) != 0 || PQntuples(res) == 0) {
-        if (res && !err)
-            reply_error(rc, 404, "NOT_FOUND", "Workflow not found.", NULL);
-        goto fail;
-    }
-    json_t *doc = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    if (!doc || !json_is_true(json_object_get(doc, "executable"))) {
-        json_decref(doc);
+    if (reply_if_pg_failed(rc, res, err) != 0)
+        goto done;
+    if (PQntuples(res) == 0)
+        reply_error(rc, 404, "NOT_FOUND", "Workflow not found.", NULL);
+    else if (strcmp(PQgetvalue(res, 0, 0), "t"))
         reply_error(rc, 400, "WORKFLOW_NOT_EXECUTABLE",
                     "Workflow must be active (state active and is_active) to be tested.", NULL);
-        goto fail;
-    }
-    if (!wf->runner) {
-        json_decref(doc);
-        reply_error(rc, 503, "SERVICE_UNAVAILABLE", "The workflow runner is not available.",
+    else if (!wf->wfd)
+        reply_error(rc, 503, "SERVICE_UNAVAILABLE", "The workflow service is not available.",
                     NULL);
-        goto fail;
-    }
-    json_object_set(doc, "indicator", op->indicator);
-    int timeout = (int)json_integer_value(json_object_get(doc, "timeout_seconds"));
-    char run_uuid[37];
-    crypto_uuid4(run_uuid);
-    struct runner_run_req req;
-    run_request_init(&req, doc, run_uuid, timeout > 30 || timeout < 1 ? 30 : timeout,
-                     wf->have_key ? &wf->key : NULL, rc->in->cfg.settings);
-    json_decref(doc);
-    runner_run(wf->runner, &req, on_test_result, op);
-    run_request_destroy(&req);
-    return;
-fail:
-    json_decref(op->indicator);
+    else
+        workflow_client_test(wf->wfd, op->wf_uuid, op->type, op->value,
+                             &(struct workflow_caller){rc->auth.key_prefix, rc->req->request_id,
+                                                       rc->client_ip},
+                             on_tested, rc);
+done:
+    free(op->value);
     free(op);
 }
 
@@ -298,15 +297,12 @@ void route_test_workflow(struct reqctx *rc)
     }
     struct test_op *op = xcalloc(1, sizeof *op);
     op->rc = rc;
-    op->indicator = json_pack("{s:s,s:s,s:s,s:b,s:{}}", "type", ts, "value", vs, "malice",
-                              "Pending", "is_enriched", 0, "enrichment_results");
+    memcpy(op->wf_uuid, uuid, sizeof op->wf_uuid);
+    snprintf(op->type, sizeof op->type, "%s", ts);
+    op->value = xstrdup(vs);
     json_decref(body);
     const char *params[1] = {uuid};
     pg_exec(rc->in->pg,
-            "SELECT jsonb_build_object('code', w.code, 'timeout_seconds', w.timeout_seconds, "
-            "'executable', w.state = 'active' AND w.is_active, "
-            "'trigger_context', jsonb_build_object('trigger_source', 'test'), "
-            "'secrets', calseta_workflow_secret_tokens(w.id))::text "
-            "FROM workflows w WHERE w.uuid = $1",
-            1, params, on_test_loaded, op);
+            "SELECT w.state = 'active' AND w.is_active FROM workflows w WHERE w.uuid = $1", 1,
+            params, on_test_checked, op);
 }

@@ -4,7 +4,8 @@
  *
  *   calseta gen-curve-keys                new stack-wide server and client pairs
  *                                         (CURVE_SERVER_* and CURVE_CLIENT_*)
- *   calseta gen-curve-keys --link L       new pairs for one link (audit, jobs, lookup, runner)
+ *   calseta gen-curve-keys --link L       new pairs for one link (audit, jobs, lookup, runner,
+ *                                         workflow)
  *   calseta gen-curve-keys --export ROLE  this stack's keys (configuration, else the data
  *                                         folder's, made when missing) that a host running
  *                                         ROLE (enricher or runner) needs, and nothing more
@@ -22,7 +23,7 @@
 #include <strings.h>
 #include <zmq.h>
 
-static const char *const LINKS[] = {"audit", "jobs", "lookup", "runner"};
+static const char *const LINKS[] = {"audit", "jobs", "lookup", "runner", "workflow"};
 
 static void upper(const char *s, char *out, size_t cap)
 {
@@ -55,7 +56,8 @@ static int gen_new(const char *link)
     while (i < sizeof LINKS / sizeof LINKS[0] && strcmp(LINKS[i], link))
         i++;
     if (i == sizeof LINKS / sizeof LINKS[0]) {
-        fprintf(stderr, "calseta gen-curve-keys: unknown link %s (audit, jobs, lookup, runner)\n",
+        fprintf(stderr,
+                "calseta gen-curve-keys: unknown link %s (audit, jobs, lookup, runner, workflow)\n",
                 link);
         return 2;
     }
@@ -143,7 +145,7 @@ int cmd_gen_curve_keys(int argc, char **argv)
         return gen_new(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "--export"))
         return export_role(argv[2]);
-    fprintf(stderr, "usage: calseta gen-curve-keys [--link audit|jobs|lookup|runner | "
+    fprintf(stderr, "usage: calseta gen-curve-keys [--link audit|jobs|lookup|runner|workflow | "
                     "--export enricher|runner]\n");
     return 2;
 }

@@ -4,11 +4,13 @@
  *   1. hardening, configuration      secure_process_init() before any secret is read (the
  *                                    Slack bot token and the Teams webhook URL are secrets)
  *   2. loop, database pool, audit    uv_default_loop(), pg_pool_new(), audit_client_new()
- *   3. runs, notifier, queue         runs_init() (runner client), notifier_init(); LISTEN
+ *   3. runs, requests, notifier,     runs_init() (runner client), requests_init() (code
+ *      queue                         checks and test runs for intakes), notifier_init(); LISTEN
  *                                    calseta_workflowd and a sweep
- *   4. SIGTERM/SIGINT: drain         stop taking, let runs in flight finish and be recorded (up
- *                                    to DRAIN_TIMEOUT_MS; later ones are taken over when their
- *                                    lease expires), close the runner client and the pool;
+ *   4. SIGTERM/SIGINT: drain         stop taking, let runs and tests in flight finish and be
+ *                                    recorded or answered (up to DRAIN_TIMEOUT_MS; later runs
+ *                                    are taken over when their lease expires), close the
+ *                                    request socket, the runner clients and the pool;
  *                                    notification transfers in flight end within their
  *                                    timeout, sends waiting for a retry are abandoned (logged)
  */
@@ -37,12 +39,14 @@ static void on_drain_wait(uv_timer_t *t)
 {
     struct workflowd *wd = t->data;
     uint64_t waited = uv_now(wd->loop) - wd->drain_started_ms;
-    if (wd->inflight > 0 && waited < (uint64_t)wd->cfg->drain_timeout_ms)
+    if ((wd->inflight > 0 || wd->req_pending > 0) &&
+        waited < (uint64_t)wd->cfg->drain_timeout_ms)
         return;
     if (wd->inflight > 0)
         msg_warn("drain: %d workflow run(s) still in flight; their leases will expire and "
                  "another workflowd will take them over", wd->inflight);
     uv_close((uv_handle_t *)t, NULL);
+    requests_close(wd);
     runs_close(wd);
     struct pg_pool *pg = wd->pg;
     wd->pg = NULL; /* the notifier stores no more Slack message ids from here on */
@@ -108,6 +112,7 @@ int main(void)
     wd.audit = audit_client_new(&cfg, "workflowd", wd.loop);
     lease_owner(wd.owner, sizeof wd.owner);
     runs_init(&wd);
+    requests_init(&wd);
     notifier_init(&wd);
     queue_start(&wd);
     uv_signal_init(wd.loop, &wd.sigterm);
@@ -116,8 +121,8 @@ int main(void)
     uv_signal_start(&wd.sigterm, on_signal, SIGTERM);
     uv_signal_start(&wd.sigint, on_signal, SIGINT);
     msg_info("workflowd %s: %d runs at a time, lease %d s beyond a run's timeout, sweep every "
-             "%d ms",
-             wd.owner, wd.max_inflight, wd.run_grace_seconds, wd.poll_ms);
+             "%d ms, requests on %s",
+             wd.owner, wd.max_inflight, wd.run_grace_seconds, wd.poll_ms, cfg.workflow_endpoint);
 
     uv_run(wd.loop, UV_RUN_DEFAULT);
 

@@ -1,9 +1,13 @@
 /*
- * workflowd.h - calseta-workflowd: the workflow service. It sends approval notifications (Slack
- * or Teams) for what the intake commits; the intake keeps every REST route and only writes rows.
+ * workflowd.h - calseta-workflowd: the workflow service. It runs queued workflow runs, checks
+ * code and test-runs workflows for the intakes, and sends approval notifications (Slack or
+ * Teams); the intake keeps every REST route, writes rows and asks over the bus. Only workflowd
+ * (and the runner, for the run in hand) ever holds a decrypted workflow secret.
  *
  *   main.c      configuration, pool, audit client, signals and the drain
  *   queue.c     taking workflow_notifications rows: NOTIFY calseta_workflowd plus a sweep
+ *   runs.c      queued runs under a lease, sent to a runner, their outcome recorded
+ *   requests.c  code checks and test runs asked by intakes (proto/workflow.h)
  *   notifier.c  the Slack/Teams messages, sent over curl multi on the loop
  *
  * One per stack is enough; more are safe: a row is taken by exactly one of them (FOR UPDATE
@@ -21,6 +25,7 @@
 struct notifier;
 struct audit_client;
 struct runner_client;
+struct bus_watch;
 
 struct workflowd {
     struct config *cfg;
@@ -47,6 +52,11 @@ struct workflowd {
     int runs_sweeping, runs_again;
     uint64_t sweep_paused_until; /* after "no runner connected" or "busy", loop time in ms */
     char owner[128];             /* lease owner: workflowd:<host>:<pid>:<random> */
+    /* requests from intakes (requests.c) */
+    void *req_sock; /* ROUTER on WORKFLOW_REQUEST_ENDPOINT */
+    struct bus_watch *req_watch;
+    struct runner_client *test_runner; /* checks and test runs, with the default waits */
+    int req_pending;
 };
 
 /* queue.c */
@@ -61,5 +71,11 @@ void runs_init(struct workflowd *wd);
 void runs_kick(struct workflowd *wd);
 /* After the drain: frees the runner client (runs still out keep their lease until it expires). */
 void runs_close(struct workflowd *wd);
+
+/* requests.c */
+/* After runs_init() (the key): binds WORKFLOW_REQUEST_ENDPOINT; fatal when it cannot. */
+void requests_init(struct workflowd *wd);
+/* Answers what is still out "stopping", closes the socket and the runner client. */
+void requests_close(struct workflowd *wd);
 
 #endif

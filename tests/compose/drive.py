@@ -100,6 +100,32 @@ def ingest(url, key, n):
     print(ok)
 
 
+def workflow(url, key):
+    """Saves a workflow (its code checked by a runner through workflowd) and test-runs it: both
+    cross the intake -> workflowd -> runner links."""
+    u = urllib.parse.urlsplit(url)
+    code = ("from calseta.workflows import WorkflowResult\n"
+            "async def run(ctx):\n"
+            "    return WorkflowResult.ok('compose', {'value': ctx.indicator.value})\n")
+    body = {"name": "compose check", "code": code, "state": "active", "approval_mode": "never",
+            "timeout_seconds": 10, "indicator_types": ["ip"]}
+    deadline = time.time() + 60
+    while True:  # the runner may still be starting its fork server
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        st, raw = post(c, "/v1/workflows", key, json.dumps(body))
+        if st != 503 or time.time() > deadline:
+            break
+        time.sleep(1)
+    if st != 201:
+        sys.exit("saving a workflow: %s %r" % (st, raw))
+    wf = json.loads(raw)["data"]["uuid"]
+    st, raw = post(c, "/v1/workflows/%s/test" % wf, key,
+                   json.dumps({"indicator_type": "ip", "indicator_value": "192.0.2.7"}))
+    if st != 200 or json.loads(raw)["data"]["data"] != {"value": "192.0.2.7"}:
+        sys.exit("test run: %s %r" % (st, raw))
+    print(json.loads(raw)["data"]["status"])
+
+
 def wait_health(url, seconds):
     u = urllib.parse.urlsplit(url)
     deadline = time.time() + float(seconds)
@@ -120,4 +146,5 @@ def wait_health(url, seconds):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"standin": standin, "fernet": fernet, "ingest": ingest, "wait-health": wait_health}[cmd](*args)
+    {"standin": standin, "fernet": fernet, "ingest": ingest, "wait-health": wait_health,
+     "workflow": workflow}[cmd](*args)

@@ -172,6 +172,10 @@ KEY=$($DC exec -T intake calseta create-api-key --name compose-test --scopes adm
 [ -n "$KEY" ] || fail "create-api-key through docker-compose exec gave no key"
 step "admin key created through docker-compose exec"
 
+WF=$(python3 tests/compose/drive.py workflow "http://127.0.0.1:$PORT" "$KEY") ||
+    fail "a workflow could not be saved or test-run through workflowd"
+step "workflow saved (code checked) and test-run through workflowd: $WF"
+
 python3 tests/compose/drive.py standin "$VTPORT" &
 VT_PID=$!
 TOKEN=$(python3 tests/compose/drive.py fernet "$ENCKEY" '{"api_key": "compose-vt-key-5b1e"}')

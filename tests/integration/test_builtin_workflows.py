@@ -299,8 +299,10 @@ def test_seeded_once_and_is_active_follows_configuration():
         assert_eq(s.sql_value("SELECT count(*) FROM workflows WHERE is_system"), "9")
         assert_eq(s.sql_value("SELECT risk_level FROM workflows WHERE name = "
                               "'Okta — Suspend User'"), "critical")  # insert only
-        # every seeded code passes the runner's validator (it is checked again at run time)
+        # every seeded code passes the runner's validator (it is checked again at run time);
+        # the intake asks workflowd, which asks a runner
         s.start("runner")
+        s.start("workflowd")
         k = s.create_key("admin")
         for name, v in builtins(s).items():
             code = json.loads(s.sql_value("SELECT to_json(code)::text FROM workflows "

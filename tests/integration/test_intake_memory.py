@@ -1,4 +1,5 @@
-"""test_intake_memory.py - the internet-facing intake never holds a provider credential.
+"""test_intake_memory.py - the internet-facing intake never holds a provider credential nor a
+workflow secret.
 
 A provider is saved with an API key (through a first intake, which must see it once to encrypt
 it), that intake is replaced by a fresh one, and on-demand lookups and provider tests run
@@ -6,6 +7,10 @@ through the fresh intake against a loopback stand-in that checks the key. The lo
 (an enricher answered them with the decrypted key), and the fresh intake's whole readable
 memory holds no trace of the key. A positive control checks that the scan finds a secret that is
 there.
+
+The same for a workflow secret: saved through a first intake, then test runs through a fresh
+one. Each run proves it had the secret (it answers the secret reversed, never the secret), and
+the fresh intake's memory holds no trace of it: workflowd decrypted it and gave it to the runner.
 """
 import http.server
 import json
@@ -153,6 +158,55 @@ def test_no_provider_secret_in_the_intake():
     finally:
         s.stop()
         stand.close()
+
+
+WF_SECRET = "wf-secret-%s" % os.urandom(8).hex()
+WF_CODE = ("from calseta.workflows import WorkflowResult\n"
+           "async def run(ctx):\n"
+           "    t = ctx.secrets.get('API_TOKEN') or ''\n"
+           "    return WorkflowResult.ok('had it', {'rev': t[::-1], 'len': len(t)})\n")
+
+
+def test_no_workflow_secret_in_the_intake():
+    s = Stack("intake_wf_mem", env={"ENCRYPTION_KEY": gen_key()},
+              services=("auditd", "runner", "intake"))  # the harness adds workflowd
+    try:
+        k = s.create_key("admin")
+        r = s.request("POST", "/v1/workflows", key=k, body={
+            "name": "uses a secret", "code": WF_CODE, "state": "active", "approval_mode": "never",
+            "timeout_seconds": 10, "indicator_types": ["ip"], "secret_names": ["API_TOKEN"]})
+        assert_eq(r.status, 201, r.body)
+        u = r.json()["data"]["uuid"]
+        r = s.request("PUT", "/v1/workflows/%s/secrets/API_TOKEN" % u, key=k,
+                      body={"value": WF_SECRET})
+        assert_eq(r.status, 200, r.body)
+
+        # a fresh intake: it never saw the secret in a request body
+        s.intakes[0].stop()
+        s.intakes.clear()
+        port = free_port()
+        fresh = s.start_intake({"HTTP_PORT": port})
+        s.port = port
+        s.wait_healthy()
+        for i in range(3):
+            r = s.request("POST", "/v1/workflows/%s/test" % u, key=k,
+                          body={"indicator_type": "ip", "indicator_value": "192.0.2.%d" % (10 + i)})
+            assert_eq(r.status, 200, r.body)
+            d = r.json()["data"]
+            assert_eq((d["status"], d["data"]), ("success", {"rev": WF_SECRET[::-1],
+                                                             "len": len(WF_SECRET)}), r.body)
+        found = scan(fresh.p.pid, [WF_SECRET])
+        assert found is not None, "cannot read the intake's memory (the test must run as root)"
+        assert WF_SECRET not in found, "a workflow secret is in the intake's memory"
+        ctl = scan(os.getpid(), [WF_SECRET])
+        assert ctl is not None and WF_SECRET in ctl, "the scan does not find a secret that is there"
+        # workflowd audited each test with the caller's key, as the one that decrypted
+        q = ("SELECT count(*) FROM audit_events WHERE event_type = 'workflow_tested' AND "
+             "service = 'workflowd' AND actor_key_prefix = '%s' AND fields->>'workflow_uuid' = "
+             "'%s' AND request_id IS NOT NULL AND client_ip IS NOT NULL" % (k[:8], u))
+        wait_for("the workflow_tested audit events", lambda: int(s.sql_value(q)) == 3)
+    finally:
+        s.stop()
 
 
 if __name__ == "__main__":
