@@ -9,10 +9,11 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import time
 import urllib.parse
 
-from harness import Stack, assert_eq, run_tests, wait_for
+from harness import Stack, assert_eq, free_port, run_tests, wait_for
 
 FERNET_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -429,6 +430,35 @@ def test_workflowd_down_is_a_clear_503():
                                    body=body).status == 200, 30, 0.2, "a test run once back")
         r = s.request("POST", "/v1/workflows", key=k, body=wf_body(name="checked"))
         assert_eq(r.status, 201, r.body)
+    finally:
+        s.stop()
+
+
+def test_workflowd_link_over_tcp_is_curve_with_allowed_clients():
+    """Over tcp:// the intake -> workflowd link speaks CURVE: the stack's intake is served, an
+    intake holding a client pair workflowd does not allow is not (its saves are a 503)."""
+    ep = "tcp://127.0.0.1:%d" % free_port()
+    s = Stack("wf_tcp", services=SERVICES, env={"WORKFLOW_REQUEST_ENDPOINT": ep})
+    try:
+        k = s.create_key("admin")
+        u = create(s, k)
+        r = s.request("POST", "/v1/workflows/%s/test" % u, key=k,
+                      body={"indicator_type": "ip", "indicator_value": "192.0.2.3"})
+        assert_eq(r.status, 200, r.body)
+        assert_eq(r.json()["data"]["data"], {"value": "192.0.2.3"})
+        assert os.path.exists(os.path.join(s.data_dir, "curve", "workflow.key"))
+        out = s.cli("gen-curve-keys", "--link", "workflow").stdout
+        pair = dict(re.findall(r"^(CURVE_WORKFLOW_CLIENT_[A-Z]+_KEY)='([^']{40})'$", out, re.M))
+        assert_eq(len(pair), 2, out)
+        port = free_port()
+        rogue = s.start_intake(dict(pair, HTTP_PORT=port))
+        s.wait_healthy(port=port)
+        r = s.request("POST", "/v1/workflows", key=k, port=port, body=wf_body(name="rogue"))
+        assert_eq(r.status, 503, r.body)
+        assert_eq(s.sql_value("SELECT count(*) FROM workflows WHERE name = 'rogue'"), "0")
+        wait_for(lambda: "refused a CURVE client of the workflow link" in
+                 s.proc("workflowd").text(), 20, 0.1, "workflowd logging the refused client")
+        assert rogue.alive(), rogue.text()[-2000:]
     finally:
         s.stop()
 
