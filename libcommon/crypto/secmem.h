@@ -17,6 +17,10 @@ void *secmem_alloc(size_t n);
 void secmem_free(void *p);
 /* The n given to secmem_alloc() for p. */
 size_t secmem_size(const void *p);
+/* Keep up to regions wiped one-page regions for reuse instead of unmapping them (default 0:
+ * every region is unmapped when freed). For processes that decrypt often; kept regions stay
+ * locked and non-dumpable and hold only zeros. */
+void secmem_keep(size_t regions);
 /* 1 if p's pages are locked in RAM (mlock succeeded), 0 otherwise. */
 int secmem_locked(const void *p);
 

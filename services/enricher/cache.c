@@ -54,6 +54,11 @@ struct cache *cache_new(size_t max_entries, size_t max_bytes)
     while (c->nbuckets < c->max)
         c->nbuckets <<= 1;
     c->buckets = xcalloc(c->nbuckets, sizeof *c->buckets);
+    /* A large table comes as untouched zero pages: the first lookup in each page maps the
+     * shared zero page and the first insert copies it, two faults (and TLB flushes on every
+     * core the process runs on) while the worker is busiest. Touch every page once now. */
+    for (size_t i = 0; i < c->nbuckets; i += 4096 / sizeof *c->buckets)
+        ((struct entry *volatile *)c->buckets)[i] = NULL;
     return c;
 }
 

@@ -536,8 +536,10 @@ static void request_done(struct call *c, CURLcode rc)
         return;
     }
     json_t *body = body_parse(c->resp.data, c->resp.len);
-    json_object_set_new(c->steps, c->req.name, json_pack("{s:O}", "response", body));
-    json_object_set(c->raw_by, c->req.name, body);
+    if (c->nsteps > 1) { /* later steps' templates and the raw answer by step */
+        json_object_set_new(c->steps, c->req.name, json_pack("{s:O}", "response", body));
+        json_object_set(c->raw_by, c->req.name, body);
+    }
     json_decref(c->last_raw);
     c->last_raw = body;
     c->step++;
@@ -685,8 +687,10 @@ void engine_lookup(struct engine *e, const struct provider *p, const char *type,
     c->cb = cb;
     c->arg = arg;
     c->nsteps = step_count(p->http_config);
-    c->steps = json_object();
-    c->raw_by = json_object();
+    if (c->nsteps > 1) { /* one step: its answer is the raw answer, no template needs it */
+        c->steps = json_object();
+        c->raw_by = json_object();
+    }
     buf_init(&c->resp);
     uv_timer_init(e->loop, &c->timer);
     c->timer.data = c;

@@ -162,13 +162,11 @@ static void complete(struct job *j)
         struct lookup *l = &j->lk[k];
         if (!l->fresh || !json_is_true(json_object_get(l->result, "success")))
             continue;
+        /* the result itself is in indicators[i].results: sent (and parsed) once */
         json_t *ind = json_array_get(j->indicators, l->ind);
         json_array_append_new(
-            cache,
-            json_pack("{s:s,s:O,s:O,s:i,s:O}", "provider", l->p->name, "type",
-                      json_object_get(ind, "type"), "value", json_object_get(ind, "value"), "ttl",
-                      provider_cache_ttl(l->p, json_string_value(json_object_get(ind, "type"))),
-                      "result", l->result));
+            cache, json_pack("{s:s,s:i,s:i}", "provider", l->p->name, "i", (int)l->ind, "ttl",
+                             provider_cache_ttl(l->p, json_string_value(json_object_get(ind, "type")))));
     }
     json_object_set_new(doc, "indicators", inds);
     json_object_set_new(doc, "cache", cache);

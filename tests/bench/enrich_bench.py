@@ -72,6 +72,7 @@ class Stats:
     max_inflight = 0
     connections = 0
     max_connections = 0
+    accepted = 0
 
 
 def response(status, body, close=False):
@@ -89,6 +90,7 @@ class StandinProtocol(asyncio.Protocol):
         self.ready_at = 0.0  # answers on one connection leave in order
         self.loop = asyncio.get_running_loop()
         Stats.connections += 1
+        Stats.accepted += 1
         Stats.max_connections = max(Stats.max_connections, Stats.connections)
 
     def connection_lost(self, exc):
@@ -121,7 +123,8 @@ class StandinProtocol(asyncio.Protocol):
         if target.startswith(b"/__stats"):
             body = json.dumps({"requests": Stats.requests, "inflight": Stats.inflight,
                                "max_inflight": Stats.max_inflight,
-                               "max_connections": Stats.max_connections}).encode()
+                               "max_connections": Stats.max_connections,
+                               "accepted": Stats.accepted}).encode()
             self.tr.write(response(200, body))
             return
         if target.startswith(b"/__reset"):
@@ -177,12 +180,13 @@ def fernet_encrypt(key_b64, plaintext):
     return base64.urlsafe_b64encode(body + mac).decode()
 
 
-def cpu_ticks(pid):
-    """utime + stime of a process in clock ticks (0 when it is gone)."""
+def cpu_ticks(pid, reaped=False):
+    """utime + stime of a process in clock ticks (0 when it is gone); reaped: plus the CPU of
+    its children that exited and were waited for (a postmaster's short-lived backends)."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
+        return int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
     except (OSError, IndexError, ValueError):
         return 0
 
@@ -259,8 +263,9 @@ def postgres_pids(harness):
 class CpuWindow:
     """CPU used by groups of processes between start() and stop(), as % of one core."""
 
-    def __init__(self, groups):
+    def __init__(self, groups, reaped=()):
         self.groups = groups  # name -> callable returning pids
+        self.reaped = set(reaped)  # pids whose exited children count too (the postmaster)
 
     def start(self):
         self.t0 = time.time()
@@ -269,7 +274,7 @@ class CpuWindow:
         self.c0 = {}
         for name, fn in self.groups.items():
             for pid in fn():
-                self.c0[(name, pid)] = cpu_ticks(pid)
+                self.c0[(name, pid)] = cpu_ticks(pid, pid in self.reaped)
 
     def stop(self):
         dt = time.time() - self.t0
@@ -279,7 +284,7 @@ class CpuWindow:
         for name, fn in self.groups.items():
             ticks = 0
             for pid in set(fn()) | {p for (n, p) in self.c0 if n == name}:
-                ticks += max(0, cpu_ticks(pid) - self.c0.get((name, pid), 0))
+                ticks += max(0, cpu_ticks(pid, pid in self.reaped) - self.c0.get((name, pid), 0))
             out[name] = 100.0 * ticks / hz / dt
         s1 = os.times()
         out["bench script"] = 100.0 * ((s1.user - self.self0.user) + (s1.system - self.self0.system)) / dt
@@ -333,6 +338,11 @@ class Bench:
                   % (json.dumps({"_encrypted": tok}), name))
         s.sql("UPDATE enrichment_providers SET is_active = (provider_name IN ('virustotal', 'abuseipdb'))")
 
+    def worker_backends(self):
+        rows = self.stack.sql("SELECT pid FROM pg_stat_activity "
+                              "WHERE application_name = 'enrich-bench-worker'")
+        return [int(r[0]) for r in rows]
+
     def standin_stats(self, reset=False):
         path = "/__reset" if reset else "/__stats"
         with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=10) as r:
@@ -341,7 +351,9 @@ class Bench:
     def start_workers(self, n):
         for w in self.workers:
             w.stop()
-        self.workers = [self.stack.start("enricher") for _ in range(n)]
+        # PGAPPNAME tells the workers' database sessions apart (their CPU is measured)
+        self.workers = [self.stack.start("enricher", {"PGAPPNAME": "enrich-bench-worker"})
+                        for _ in range(n)]
         deadline = time.time() + 20
         while time.time() < deadline:
             if all("providers loaded" in w.text() for w in self.workers):
@@ -411,14 +423,16 @@ class Bench:
         if restart:
             self.start_workers(nworkers)
         self.standin_stats(reset=True)
-        before = self.standin_stats()["requests"]
+        st0 = self.standin_stats()
+        before, accepted0 = st0["requests"], st0["accepted"]
         cache_before = int(self.stack.sql_value("SELECT count(*) FROM enrichment_cache"))
         cpu = CpuWindow({
             "worker(s)": lambda: [w.p.pid for w in self.workers],
             "stand-in provider": lambda: [self.standin.pid],
             "postgresql (cluster)": lambda: self.pg + children_of(self.pg[0]) if self.pg else [],
+            "postgresql (worker sessions)": self.worker_backends,
             "auditd": lambda: [p.p.pid for p in self.stack.procs if p.name == "auditd"],
-        })
+        }, reaped=self.pg[:1])
         tag = "%s-%d" % (name.split()[0], int(time.time() * 1000) % 100000000)
         t_ins = time.time()
         lo, hi = self.insert(tag, first_octet, jobs, k, fresh)
@@ -450,19 +464,27 @@ class Bench:
             "ratio to wrk ceiling": round(lookups / el / self.ceiling, 2) if self.ceiling else None,
             "max provider requests in flight": st["max_inflight"],
             "max provider connections": st["max_connections"],
+            "provider connections opened": st["accepted"] - accepted0,
             "peak RSS MiB (VmHWM, per worker)": [round(v / 1024, 1) for v in peak.values()],
             "cpu % of one core": {kk: round(v) for kk, v in usage.items()},
             "worker main thread (schedstat)": sched,
             "worker CPU us per lookup": round(usage["worker(s)"] / 100 * el * 1e6 / lookups, 1),
+            "postgresql CPU us per lookup (worker sessions / whole cluster)": "%.1f / %.1f" % (
+                usage["postgresql (worker sessions)"] / 100 * el * 1e6 / lookups,
+                usage["postgresql (cluster)"] / 100 * el * 1e6 / lookups),
+            "stand-in CPU us per provider call":
+                round(usage["stand-in provider"] / 100 * el * 1e6 / calls, 1) if calls else None,
             "implied lookups/s per worker at 100% of one core":
                 round(lookups / (usage["worker(s)"] / 100 * el)) if usage["worker(s)"] else None,
             "db sessions (mean per sample)": self.activity,
             "load average (1/5/15)": loadavg(),
+            "_cpu": usage,
         }
         self.results.append(r)
         print("\n== %s ==" % name)
         for kk, v in r.items():
-            print("  %-34s %s" % (kk, v))
+            if not kk.startswith("_"):
+                print("  %-34s %s" % (kk, v))
         print("  ps:\n    " + ps.strip().replace("\n", "\n    "), flush=True)
         if failed:
             print("  WARNING: %d jobs failed" % failed)
@@ -516,16 +538,20 @@ class Bench:
             for r in self.results:
                 if r["phase"][0] in "24" and base:
                     print("  %s: %.2fx one worker" % (r["phase"], r["lookups/s"] / base))
-        print("\nsummary:")
-        print("  %-48s %10s %10s %8s %10s %8s %8s %8s %8s %8s   %s" % (
-            "phase", "lookups/s", "per wkr", "jobs/s", "RSS MiB", "wkr%", "stand%", "pg%", "us/lkp",
-            "@1core", "load"))
+        print("\nsummary (CPU in µs per lookup: worker, PostgreSQL sessions of the workers, whole "
+              "cluster; @1core: lookups/s one worker could do on a core of its own):")
+        print("  %-48s %9s %8s %7s %9s %5s %6s %4s %7s %7s %7s %7s   %s" % (
+            "phase", "lookups/s", "per wkr", "jobs/s", "RSS MiB", "wkr%", "stand%", "pg%",
+            "wkr us", "pg us", "pgall", "@1core", "load"))
         for r in self.results:
-            c = r["cpu % of one core"]
-            print("  %-48s %10d %10d %8.1f %10s %8d %8d %8d %8s %8s   %s" % (
+            c = r["_cpu"]
+            el, n = r["elapsed s"], r["lookups"]
+            print("  %-48s %9d %8d %7.1f %9s %5.0f %6.0f %4.0f %7.1f %7.1f %7.1f %7s   %s" % (
                 r["phase"], r["lookups/s"], r["lookups/s per worker"], r["jobs/s"],
                 "/".join(str(x) for x in r["peak RSS MiB (VmHWM, per worker)"]), c["worker(s)"],
                 c["stand-in provider"], c["postgresql (cluster)"], r["worker CPU us per lookup"],
+                c["postgresql (worker sessions)"] / 100 * el * 1e6 / n,
+                c["postgresql (cluster)"] / 100 * el * 1e6 / n,
                 r["implied lookups/s per worker at 100% of one core"], r["load average (1/5/15)"]))
 
     def close(self):

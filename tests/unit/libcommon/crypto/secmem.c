@@ -4,7 +4,9 @@
  * Checks what the kernel reports, not what the module claims: /proc/self/smaps shows the
  * region excluded from core dumps ("dd") and locked ("lo") when secmem says it is; after
  * secmem_free the pages are gone (mincore fails); a low RLIMIT_MEMLOCK still gives memory;
- * a pointer secmem did not hand out is fatal, not silently freed.
+ * a pointer secmem did not hand out is fatal, not silently freed; with secmem_keep, a freed
+ * one-page region is wiped in full, stays locked and non-dumpable, and comes back zero-filled,
+ * while larger regions are still unmapped.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -126,6 +128,58 @@ static void test_two_regions_independent(void **state)
     secmem_free(b);
 }
 
+static void test_kept_regions(void **state)
+{
+    (void)state;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    int lock_visible = kernel_reports_lock();
+    secmem_keep(2);
+    unsigned char *a = secmem_alloc(100);
+    int a_locked = secmem_locked(a);
+    memset(a, 0xa5, 100);
+    secmem_free(a);
+    /* kept: still mapped (so still locked and excluded from dumps), but every byte after the
+     * bookkeeping header wiped */
+    assert_true(mapped(a));
+    unsigned char *page_start = (unsigned char *)((uintptr_t)a & ~(uintptr_t)(page - 1));
+    for (unsigned char *q = a; q < page_start + page; q++)
+        assert_int_equal(*q, 0);
+    char flags[256];
+    vmflags_of(page_start, flags, sizeof flags);
+#ifdef MADV_DONTDUMP
+    if (!has_flag(flags, "dd"))
+        fail_msg("kept region not excluded from core dumps: %s", flags);
+#endif
+    if (a_locked && lock_visible)
+        assert_true(has_flag(flags, "lo"));
+    /* handed out again, zero-filled, with its own size */
+    unsigned char *b = secmem_alloc(50);
+    assert_ptr_equal(b, a);
+    assert_int_equal(secmem_size(b), 50);
+    assert_int_equal(secmem_locked(b), a_locked);
+    for (size_t j = 0; j < 50; j++)
+        assert_int_equal(b[j], 0);
+    /* more than one page: never kept */
+    unsigned char *big = secmem_alloc(2 * page);
+    memset(big, 1, 2 * page);
+    secmem_free(big);
+    assert_false(mapped(big));
+    /* beyond the number kept: unmapped */
+    unsigned char *c = secmem_alloc(10), *d = secmem_alloc(10);
+    secmem_free(b);
+    secmem_free(c);
+    secmem_free(d);
+    assert_false(mapped(d));
+    /* keeping none releases those kept */
+    assert_true(mapped(b) && mapped(c));
+    secmem_keep(0);
+    assert_false(mapped(b));
+    assert_false(mapped(c));
+    unsigned char *e = secmem_alloc(10);
+    secmem_free(e);
+    assert_false(mapped(e));
+}
+
 static void test_low_memlock_limit(void **state)
 {
     (void)state;
@@ -171,6 +225,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alloc_free),
         cmocka_unit_test(test_two_regions_independent),
+        cmocka_unit_test(test_kept_regions),
         cmocka_unit_test(test_low_memlock_limit),
         cmocka_unit_test(test_foreign_pointer_is_fatal),
     };
