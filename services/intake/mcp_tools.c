@@ -463,24 +463,44 @@ static void tool_search_rules(struct mcp_call *c, json_t *args)
 
 /* ---- post_alert_finding ------------------------------------------------------------------- */
 
+/* A tool's query about one alert or indicator, named by its uuid. */
 struct alert_op {
     struct mcp_call *c;
     char uuid[37];
 };
 
+static struct alert_op *alert_op_new(struct mcp_call *c, const char *uuid)
+{
+    struct alert_op *op = xcalloc(1, sizeof *op);
+    op->c = c;
+    snprintf(op->uuid, sizeof op->uuid, "%s", uuid);
+    return op;
+}
+
+/* Frees op, leaving its call in *c and its uuid in uuid; 0 when res has a first row whose column
+ * col is not null, else -1 with the call answered (the database's error, or "<what> not found:
+ * <uuid>"). */
+static int alert_op_done(struct alert_op *op, PGresult *res, const char *err, int col,
+                         const char *what, struct mcp_call **c, char uuid[37])
+{
+    *c = op->c;
+    memcpy(uuid, op->uuid, 37);
+    free(op);
+    if (mcp_pg_failed(*c, res, err, 1))
+        return -1;
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, col)) {
+        mcp_tool_fail(*c, "%s not found: %s", what, uuid);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_finding(void *arg, PGresult *res, const char *err)
 {
-    struct alert_op *op = arg;
-    struct mcp_call *c = op->c;
+    struct mcp_call *c;
     char uuid[37];
-    memcpy(uuid, op->uuid, sizeof uuid);
-    free(op);
-    if (mcp_pg_failed(c, res, err, 1))
+    if (alert_op_done(arg, res, err, 0, "Alert", &c, uuid))
         return;
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-        mcp_tool_fail(c, "Alert not found: %s", uuid);
-        return;
-    }
     json_t *f = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     mcp_tool_ok(c, json_pack("{s:O,s:s,s:O}", "finding_id", json_object_get(f, "id"),
                              "alert_uuid", uuid, "posted_at", json_object_get(f, "posted_at")));
@@ -526,29 +546,33 @@ static void tool_post_finding(struct mcp_call *c, json_t *args)
         json_decref(f);
         return;
     }
-    struct alert_op *op = xcalloc(1, sizeof *op);
-    op->c = c;
-    memcpy(op->uuid, uuid, sizeof uuid);
+    struct alert_op *op = alert_op_new(c, uuid);
     if (finding_add(c->rc->in, uuid, f, "mcp", c->rc->auth.key_prefix, on_finding, op) != 0)
         on_finding(op, NULL, "database queue full");
     json_decref(f);
+}
+
+/* The optional "malice" argument: absent (NULL, which clears an override) or a known verdict. */
+static int malice_arg(struct mcp_call *c, json_t *args, const char **out)
+{
+    if (opt_str(c, args, "malice", out))
+        return -1;
+    if (*out && !one_of(*out, MALICE)) {
+        mcp_tool_fail(c, "Invalid malice '%.40s'. Must be one of: ['Benign', 'Malicious', "
+                         "'Pending', 'Suspicious']", *out);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- update_alert_status / update_alert_malice -------------------------------------------- */
 
 static void on_status(void *arg, PGresult *res, const char *err)
 {
-    struct alert_op *op = arg;
-    struct mcp_call *c = op->c;
+    struct mcp_call *c;
     char uuid[37];
-    memcpy(uuid, op->uuid, sizeof uuid);
-    free(op);
-    if (mcp_pg_failed(c, res, err, 1))
+    if (alert_op_done(arg, res, err, 1, "Alert", &c, uuid))
         return;
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 1)) {
-        mcp_tool_fail(c, "Alert not found: %s", uuid);
-        return;
-    }
     json_t *a = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
     mcp_tool_ok(c, json_pack("{s:s,s:O,s:s,s:O}", "alert_uuid", uuid, "status",
                              json_object_get(a, "status"), "previous_status",
@@ -560,9 +584,7 @@ static void on_status(void *arg, PGresult *res, const char *err)
 static void patch_alert(struct mcp_call *c, const char *uuid, json_t *patch, const char *sql,
                         pg_result_cb cb)
 {
-    struct alert_op *op = xcalloc(1, sizeof *op);
-    op->c = c;
-    snprintf(op->uuid, sizeof op->uuid, "%s", uuid);
+    struct alert_op *op = alert_op_new(c, uuid);
     char *doc = json_dumps(patch, JSON_COMPACT);
     const char *p[3] = {uuid, doc, c->rc->auth.key_prefix};
     if (pg_exec(c->rc->in->pg, sql, 3, p, cb, op) != 0)
@@ -608,17 +630,10 @@ static void tool_update_status(struct mcp_call *c, json_t *args)
 
 static void on_malice(void *arg, PGresult *res, const char *err)
 {
-    struct alert_op *op = arg;
-    struct mcp_call *c = op->c;
+    struct mcp_call *c;
     char uuid[37];
-    memcpy(uuid, op->uuid, sizeof uuid);
-    free(op);
-    if (mcp_pg_failed(c, res, err, 1))
+    if (alert_op_done(arg, res, err, 0, "Alert", &c, uuid))
         return;
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-        mcp_tool_fail(c, "Alert not found: %s", uuid);
-        return;
-    }
     json_t *a = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     json_t *mo = json_object_get(a, "malice_override");
     mcp_tool_ok(c, json_pack("{s:s,s:O,s:s,s:O}", "alert_uuid", uuid, "malice_override",
@@ -632,14 +647,8 @@ static void tool_update_alert_malice(struct mcp_call *c, json_t *args)
 {
     char uuid[37];
     const char *malice;
-    if (uuid_arg(c, args, "alert_uuid", "UUID", uuid) || opt_str(c, args, "malice", &malice))
-        return;
-    if (malice && !one_of(malice, MALICE)) {
-        mcp_tool_fail(c, "Invalid malice '%.40s'. Must be one of: ['Benign', 'Malicious', "
-                         "'Pending', 'Suspicious']", malice);
-        return;
-    }
-    if (mcp_require_scope(c, "alerts:write", 1))
+    if (uuid_arg(c, args, "alert_uuid", "UUID", uuid) || malice_arg(c, args, &malice) ||
+        mcp_require_scope(c, "alerts:write", 1))
         return;
     json_t *patch = json_pack("{s:s?}", "malice_override", malice);
     if (!malice)
@@ -659,17 +668,10 @@ static void tool_update_alert_malice(struct mcp_call *c, json_t *args)
 
 static void on_indicator_malice(void *arg, PGresult *res, const char *err)
 {
-    struct alert_op *op = arg;
-    struct mcp_call *c = op->c;
+    struct mcp_call *c;
     char uuid[37];
-    memcpy(uuid, op->uuid, sizeof uuid);
-    free(op);
-    if (mcp_pg_failed(c, res, err, 1))
+    if (alert_op_done(arg, res, err, 0, "Indicator", &c, uuid))
         return;
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-        mcp_tool_fail(c, "Indicator not found: %s", uuid);
-        return;
-    }
     json_t *i = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     mcp_tool_ok(c, json_pack("{s:O?,s:O?,s:O?,s:O?}", "indicator_uuid", json_object_get(i, "uuid"),
                              "malice", json_object_get(i, "malice"), "malice_source",
@@ -682,18 +684,10 @@ static void tool_update_indicator_malice(struct mcp_call *c, json_t *args)
 {
     char uuid[37];
     const char *malice;
-    if (uuid_arg(c, args, "indicator_uuid", "UUID", uuid) || opt_str(c, args, "malice", &malice))
+    if (uuid_arg(c, args, "indicator_uuid", "UUID", uuid) || malice_arg(c, args, &malice) ||
+        mcp_require_scope(c, "alerts:write", 1))
         return;
-    if (malice && !one_of(malice, MALICE)) {
-        mcp_tool_fail(c, "Invalid malice '%.40s'. Must be one of: ['Benign', 'Malicious', "
-                         "'Pending', 'Suspicious']", malice);
-        return;
-    }
-    if (mcp_require_scope(c, "alerts:write", 1))
-        return;
-    struct alert_op *op = xcalloc(1, sizeof *op);
-    op->c = c;
-    memcpy(op->uuid, uuid, sizeof uuid);
+    struct alert_op *op = alert_op_new(c, uuid);
     const char *p[3] = {uuid, malice, c->rc->auth.key_prefix};
     if (pg_exec(c->rc->in->pg,
                 "SELECT calseta_indicator_set_malice($1::uuid, $2, $3, false, 'mcp')::text", 3, p,
