@@ -304,6 +304,15 @@ def wait_for(condition, timeout=20.0, interval=0.05, what=None):
         time.sleep(interval)
 
 
+def wait_window_start(min_left=12):
+    """When fewer than min_left seconds are left in this wall-clock minute, waits for the next
+    minute, so that a test of a per-minute budget does not straddle two windows. The wait is for
+    the clock itself, which no condition can stand in for."""
+    left = 60 - (time.time() % 60)
+    if left < min_left:
+        time.sleep(left + 0.5)
+
+
 def memory_scan(pid, needles):
     """The needles (strings) found in the readable memory of process pid, through /proc/PID/mem;
     None when that memory cannot be read (the test must run as root or with ptrace rights over
