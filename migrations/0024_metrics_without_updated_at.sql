@@ -9,10 +9,19 @@
 --   - enrichment sets enriched_at = now(): a partial index on enriched_at finds the alerts
 --     enriched since a pass (new alerts are not enriched yet, so ingest adds no entry to it);
 --   - ingest inserts with created_at = now(), inside the part always counted from the table.
+-- Workflow runs get the same treatment (workflow_run_rollup: per hour and whole day of creation,
+-- workflow and status), found changed by their updated_at, which every run transition sets; a
+-- deleted workflow's runs go with it, and its rollup rows are left out by joining workflows.
 -- A change made behind the platform's back (hand-written SQL, a backfill with old created_at) is
 -- not seen by any of these: SELECT calseta_metrics_invalidate(from, to) makes the hours of that
 -- span count from the tables until the next pass recomputes them.
 
+-- Changes since the last pass were to be found by updated_at: noted now, while its index exists.
+INSERT INTO metrics_rollup_dirty (kind, bucket)
+SELECT DISTINCT 'alert', date_trunc('hour', a.created_at, 'UTC')
+  FROM alerts a, metrics_rollup_state st
+ WHERE isfinite(st.rolled_to) AND a.updated_at >= st.changes_since AND a.created_at < st.rolled_to
+ON CONFLICT DO NOTHING;
 DROP INDEX IF EXISTS ix_alerts_updated_at;
 CREATE INDEX ix_alerts_enriched_at ON alerts (enriched_at) INCLUDE (created_at)
     WHERE enriched_at IS NOT NULL;
@@ -22,12 +31,68 @@ CREATE INDEX ix_approvals_created ON workflow_approval_requests (created_at)
     INCLUDE (status, responded_at);
 CREATE INDEX ix_approvals_pending ON workflow_approval_requests (created_at) WHERE status = 'pending';
 
+CREATE INDEX ix_workflow_runs_updated ON workflow_runs (updated_at) INCLUDE (created_at);
+ALTER TABLE metrics_rollup_dirty DROP CONSTRAINT metrics_rollup_dirty_kind_check,
+    ADD CONSTRAINT metrics_rollup_dirty_kind_check CHECK (kind IN ('alert', 'enrichment', 'run'));
+
+-- grain 'h': bucket is an hour of created_at; 'd': a UTC day (the sum of its 24 hours).
+CREATE TABLE workflow_run_rollup (
+    grain CHAR(1) NOT NULL CHECK (grain IN ('h', 'd')),
+    bucket TIMESTAMPTZ NOT NULL,
+    workflow_id BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    dur_ms BIGINT,
+    dur_n BIGINT NOT NULL,
+    PRIMARY KEY (grain, bucket, workflow_id, status)
+);
+
+-- Recomputes the hourly rows of the given hours, then the daily rows of their whole days.
+CREATE FUNCTION calseta_run_rollup_hours(p_hours TIMESTAMPTZ[], p_rolled_to TIMESTAMPTZ)
+RETURNS VOID LANGUAGE plpgsql AS $$
+DECLARE
+    days TIMESTAMPTZ[];
+BEGIN
+    DELETE FROM workflow_run_rollup WHERE grain = 'h' AND bucket = ANY (p_hours);
+    INSERT INTO workflow_run_rollup
+    SELECT 'h', h, r.workflow_id, r.status, count(*), sum(r.duration_ms), count(r.duration_ms)
+      FROM unnest(p_hours) h
+      JOIN workflow_runs r ON r.created_at >= h AND r.created_at < h + interval '1 hour'
+     GROUP BY 1, 2, 3, 4;
+    days := ARRAY(SELECT DISTINCT date_trunc('day', h, 'UTC') FROM unnest(p_hours) h
+                   WHERE date_trunc('day', h, 'UTC') + interval '1 day' <= p_rolled_to);
+    DELETE FROM workflow_run_rollup WHERE grain = 'd' AND bucket = ANY (days);
+    INSERT INTO workflow_run_rollup
+    SELECT 'd', d, r.workflow_id, r.status, sum(r.n), sum(r.dur_ms), sum(r.dur_n)
+      FROM unnest(days) d
+      JOIN workflow_run_rollup r ON r.grain = 'h' AND r.bucket >= d AND r.bucket < d + interval '1 day'
+     GROUP BY 1, 2, 3, 4;
+END $$;
+
+-- The hours of creation before p_before of the runs changed at or after p_since (one-off
+-- statement: the planner reads only the recent range of the updated_at index).
+CREATE FUNCTION calseta_run_changed_hours(p_since TIMESTAMPTZ, p_from TIMESTAMPTZ,
+                                          p_before TIMESTAMPTZ) RETURNS TIMESTAMPTZ[]
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    hours TIMESTAMPTZ[];
+BEGIN
+    IF p_since = '-infinity' THEN
+        RETURN '{}';
+    END IF;
+    EXECUTE format('SELECT ARRAY(SELECT DISTINCT date_trunc(''hour'', created_at, ''UTC'') FROM workflow_runs '
+                   'WHERE updated_at >= %L AND created_at >= %L AND created_at < %L)',
+                   p_since, p_from, p_before) INTO hours;
+    RETURN hours;
+END $$;
+
 -- Every rolled-up hour of [p_from, p_to) counts from the tables until the next pass: for changes
 -- made with SQL outside the platform. Returns the number of hours noted.
 CREATE FUNCTION calseta_metrics_invalidate(p_from TIMESTAMPTZ, p_to TIMESTAMPTZ) RETURNS INTEGER
 LANGUAGE plpgsql AS $$
 DECLARE
-    lo TIMESTAMPTZ := date_trunc('hour', greatest(p_from, (SELECT min(created_at) FROM alerts)), 'UTC');
+    lo TIMESTAMPTZ := date_trunc('hour', greatest(p_from, least((SELECT min(created_at) FROM alerts),
+                                                          (SELECT min(created_at) FROM workflow_runs))), 'UTC');
     hi TIMESTAMPTZ := least(p_to, (SELECT rolled_to FROM metrics_rollup_state));
     n INTEGER;
 BEGIN
@@ -35,7 +100,7 @@ BEGIN
         RETURN 0;
     END IF;
     INSERT INTO metrics_rollup_dirty (kind, bucket)
-    SELECT k, h FROM unnest(ARRAY['alert', 'enrichment']) k,
+    SELECT k, h FROM unnest(ARRAY['alert', 'enrichment', 'run']) k,
                      generate_series(lo, hi - interval '1 microsecond', interval '1 hour') h
     ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -78,7 +143,8 @@ BEGIN
 END $$;
 
 -- The pass of 0020; an alert's hour is recomputed when it was enriched since the last pass or
--- noted in metrics_rollup_dirty (analyst changes, deletes, calseta_metrics_invalidate).
+-- noted in metrics_rollup_dirty (analyst changes, deletes, calseta_metrics_invalidate); workflow
+-- runs are rolled up as well.
 CREATE OR REPLACE FUNCTION calseta_metrics_rollup() RETURNS INTEGER LANGUAGE plpgsql AS $$
 DECLARE
     st metrics_rollup_state;
@@ -86,8 +152,10 @@ DECLARE
     w_new TIMESTAMPTZ;
     first_alert TIMESTAMPTZ;
     first_job TIMESTAMPTZ;
+    first_run TIMESTAMPTZ;
     hours TIMESTAMPTZ[];
     jhours TIMESTAMPTZ[];
+    rhours TIMESTAMPTZ[];
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('calseta_metrics_rollup')) THEN
         RETURN -1;
@@ -124,13 +192,25 @@ BEGIN
     DELETE FROM metrics_rollup_dirty WHERE kind = 'enrichment' AND bucket < w_new;
     PERFORM calseta_job_rollup_hours(jhours);
 
+    SELECT date_trunc('hour', min(created_at), 'UTC') INTO first_run FROM workflow_runs;
+    rhours := ARRAY(
+        SELECT h FROM generate_series(greatest(st.rolled_to, coalesce(first_run, w_new)),
+                                      w_new - interval '1 hour', interval '1 hour') h
+        UNION
+        SELECT unnest(calseta_run_changed_hours(st.changes_since, '-infinity', w_new))
+        UNION
+        SELECT bucket FROM metrics_rollup_dirty WHERE kind = 'run' AND bucket < w_new);
+    DELETE FROM metrics_rollup_dirty WHERE kind = 'run' AND bucket < w_new;
+    PERFORM calseta_run_rollup_hours(rhours, w_new);
+
     UPDATE metrics_rollup_state SET rolled_to = w_new, changes_since = c_new, rolled_at = now(),
-           hours_recomputed = hours_recomputed + cardinality(hours) + cardinality(jhours);
-    RETURN cardinality(hours) + cardinality(jhours);
+           hours_recomputed = hours_recomputed + cardinality(hours) + cardinality(jhours)
+                              + cardinality(rhours);
+    RETURN cardinality(hours) + cardinality(jhours) + cardinality(rhours);
 END $$;
 
 
--- The hours of [p_from, p_to) whose rollup rows are out of date (kind 'alert' or 'enrichment').
+-- The hours of [p_from, p_to) whose rollup rows are out of date (kind 'alert', 'enrichment', 'run').
 CREATE OR REPLACE FUNCTION calseta_rollup_dirty_hours(p_kind TEXT, p_from TIMESTAMPTZ, p_to TIMESTAMPTZ)
 RETURNS TIMESTAMPTZ[] LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -140,11 +220,13 @@ BEGIN
     IF st.rolled_to = '-infinity' THEN
         RETURN '{}';
     END IF;
-    RETURN ARRAY(SELECT unnest(CASE WHEN p_kind = 'alert'
-                                    THEN calseta_alert_enriched_hours(st.changes_since, p_from,
-                                                                      least(p_to, st.rolled_to))
-                                    ELSE calseta_job_finished_hours(st.changes_since, p_from,
-                                                                    least(p_to, st.rolled_to)) END)
+    RETURN ARRAY(SELECT unnest(CASE p_kind
+                                   WHEN 'alert' THEN calseta_alert_enriched_hours(
+                                       st.changes_since, p_from, least(p_to, st.rolled_to))
+                                   WHEN 'run' THEN calseta_run_changed_hours(
+                                       st.changes_since, p_from, least(p_to, st.rolled_to))
+                                   ELSE calseta_job_finished_hours(
+                                       st.changes_since, p_from, least(p_to, st.rolled_to)) END)
                  UNION
                  SELECT bucket FROM metrics_rollup_dirty WHERE kind = p_kind);
 END $$;
@@ -319,9 +401,80 @@ BEGIN
     RETURN calseta_alert_json(a, false);
 END $$;
 
+-- The workflow runs created in [p_from, p_to) per workflow, status and UTC day of creation, from
+-- the rollup rows where current and from workflow_runs elsewhere (see calseta_rollup_plan); runs
+-- of deleted workflows (gone with them) leave their rollup rows out through the join.
+CREATE FUNCTION calseta_run_figures(p_from TIMESTAMPTZ, p_to TIMESTAMPTZ)
+RETURNS TABLE (workflow_id BIGINT, status TEXT, d DATE, n BIGINT, dur_ms NUMERIC, dur_n BIGINT)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    rolled_to TIMESTAMPTZ := (SELECT s.rolled_to FROM metrics_rollup_state s);
+    dirty TIMESTAMPTZ[] := calseta_rollup_dirty_hours('run', p_from, p_to);
+    dirty_days TIMESTAMPTZ[] := ARRAY(SELECT DISTINCT date_trunc('day', h, 'UTC') FROM unnest(dirty) h);
+    d_lo TIMESTAMPTZ[]; d_hi TIMESTAMPTZ[];
+    h_lo TIMESTAMPTZ[]; h_hi TIMESTAMPTZ[];
+    l_lo TIMESTAMPTZ[]; l_hi TIMESTAMPTZ[];
+BEGIN
+    SELECT array_agg(lo) FILTER (WHERE src = 'd'), array_agg(hi) FILTER (WHERE src = 'd'),
+           array_agg(lo) FILTER (WHERE src = 'h'), array_agg(hi) FILTER (WHERE src = 'h'),
+           array_agg(lo) FILTER (WHERE src = 'l'), array_agg(hi) FILTER (WHERE src = 'l')
+      INTO d_lo, d_hi, h_lo, h_hi, l_lo, l_hi
+      FROM calseta_rollup_plan(p_from, p_to, rolled_to, dirty, true)
+     WHERE lo < hi;
+    RETURN QUERY
+    SELECT x.workflow_id, x.status, (x.bucket AT TIME ZONE 'UTC')::date, sum(x.n)::bigint,
+           sum(x.dur_ms), sum(x.dur_n)::bigint
+      FROM (SELECT r.workflow_id, r.status, r.bucket, r.n, r.dur_ms, r.dur_n
+              FROM unnest(d_lo, d_hi) p(lo, hi)
+              JOIN workflow_run_rollup r ON r.grain = 'd' AND r.bucket >= p.lo AND r.bucket < p.hi
+             WHERE r.bucket <> ALL (dirty_days)
+            UNION ALL
+            SELECT r.workflow_id, r.status, r.bucket, r.n, r.dur_ms, r.dur_n
+              FROM unnest(h_lo, h_hi) p(lo, hi)
+              JOIN workflow_run_rollup r ON r.grain = 'h' AND r.bucket >= p.lo AND r.bucket < p.hi
+             WHERE r.bucket <> ALL (dirty)
+            UNION ALL
+            SELECT r.workflow_id, r.status, date_trunc('day', r.created_at, 'UTC'), 1, r.duration_ms,
+                   CASE WHEN r.duration_ms IS NULL THEN 0 ELSE 1 END
+              FROM unnest(l_lo, l_hi) p(lo, hi)
+              JOIN workflow_runs r ON r.created_at >= p.lo AND r.created_at < p.hi) x
+      JOIN workflows w ON w.id = x.workflow_id
+     GROUP BY 1, 2, 3;
+END $$;
+
+-- GET /v1/metrics/workflows: the answer of 0012, its runs from calseta_run_figures.
+CREATE OR REPLACE FUNCTION calseta_metrics_workflows(p_from TIMESTAMPTZ, p_to TIMESTAMPTZ) RETURNS JSONB
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    out JSONB;
+BEGIN
+    WITH r AS MATERIALIZED (SELECT * FROM calseta_run_figures(p_from, p_to))
+    SELECT jsonb_build_object(
+        'period_from', calseta_ts(p_from), 'period_to', calseta_ts(p_to),
+        'total_configured', (SELECT count(*) FROM workflows),
+        'workflows_by_type', (SELECT coalesce(jsonb_object_agg(k, n), '{}') FROM
+            (SELECT coalesce(workflow_type, 'unset') k, count(*) n FROM workflows GROUP BY 1) x),
+        'workflow_run_count', (SELECT coalesce(sum(n), 0) FROM r),
+        'workflow_success_rate', (SELECT calseta_rate(sum(n) FILTER (WHERE status = 'success'),
+                                                      sum(n)) FROM r),
+        'workflow_runs_over_time', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'date', to_char(d, 'YYYY-MM-DD'), 'count', n) ORDER BY d), '[]') FROM
+            (SELECT d, sum(n) n FROM r GROUP BY 1) x),
+        'time_saved_hours', (SELECT coalesce(sum(r.n * w.time_saved_minutes), 0)::float8 / 60
+                               FROM r JOIN workflows w ON w.id = r.workflow_id
+                              WHERE r.status = 'success'),
+        'most_executed_workflows', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'uuid', x.uuid, 'name', x.name, 'run_count', x.n) ORDER BY x.n DESC, x.name), '[]')
+            FROM (SELECT w.uuid, w.name, sum(r.n) n FROM r JOIN workflows w ON w.id = r.workflow_id
+                   GROUP BY 1, 2 ORDER BY 3 DESC, 2 LIMIT 10) x))
+      INTO out;
+    RETURN out;
+END $$;
+ALTER FUNCTION calseta_metrics_workflows(TIMESTAMPTZ, TIMESTAMPTZ) SET jit = off;
+
 -- GET /v1/metrics/summary (and the MCP resource): the last 30 days. plpgsql so that each
 -- statement keeps its plan on the connection (the SQL function of 0012 was planned on every
--- call); workflow runs are read once for the workflows block and the queue block.
+-- call); the runs of the 30 days (from their rollup) serve the workflows and the queue blocks.
 DROP FUNCTION calseta_metrics_summary();
 DROP FUNCTION calseta_queue_stats();
 CREATE FUNCTION calseta_metrics_summary() RETURNS JSONB LANGUAGE plpgsql STABLE AS $$
@@ -341,9 +494,8 @@ BEGIN
                / nullif(sum(x.dur_n) FILTER (WHERE x.status IN ('success', 'failed', 'timed_out')), 0)
                AS dur_ms
       INTO r
-      FROM (SELECT workflow_id, status, count(*) AS n, sum(duration_ms) AS dur,
-                   count(duration_ms) AS dur_n
-              FROM workflow_runs WHERE created_at >= since GROUP BY 1, 2) x
+      FROM (SELECT f.workflow_id, f.status, sum(f.n) AS n, sum(f.dur_ms) AS dur, sum(f.dur_n) AS dur_n
+              FROM calseta_run_figures(since, 'infinity') f GROUP BY 1, 2) x
       JOIN workflows w ON w.id = x.workflow_id;
     SELECT count(*) FILTER (WHERE status = 'approved') AS approved,
            count(*) FILTER (WHERE status = 'rejected' AND responded_at IS NOT NULL) AS rejected,
@@ -425,3 +577,13 @@ END $$;
 ALTER FUNCTION calseta_metrics_summary() SET jit = off;
 -- (CREATE OR REPLACE dropped the setting 0020 gave the alert figures)
 ALTER FUNCTION calseta_alert_stats(TIMESTAMPTZ, TIMESTAMPTZ) SET jit = off;
+
+-- A database rolled up before this migration gets the run rows of every hour already rolled up.
+SELECT calseta_run_rollup_hours(
+           ARRAY(SELECT generate_series(date_trunc('hour', x.first, 'UTC'),
+                                        st.rolled_to - interval '1 hour', interval '1 hour')
+                   FROM (SELECT min(created_at) AS first FROM workflow_runs) x
+                  WHERE x.first IS NOT NULL),
+           st.rolled_to)
+  FROM metrics_rollup_state st
+ WHERE isfinite(st.rolled_to);

@@ -165,8 +165,9 @@ static void complete(struct job *j)
         /* the result itself is in indicators[i].results: sent (and parsed) once */
         json_t *ind = json_array_get(j->indicators, l->ind);
         json_array_append_new(
-            cache, json_pack("{s:s,s:i,s:i}", "provider", l->p->name, "i", (int)l->ind, "ttl",
-                             provider_cache_ttl(l->p, json_string_value(json_object_get(ind, "type")))));
+            cache,
+            json_pack("{s:s,s:i,s:i}", "provider", l->p->name, "i", (int)l->ind, "ttl",
+                      provider_cache_ttl(l->p, json_string_value(json_object_get(ind, "type")))));
     }
     json_object_set_new(doc, "indicators", inds);
     json_object_set_new(doc, "cache", cache);

@@ -15,6 +15,7 @@
  * its result, woken by the NOTIFY the dispatcher's completing transaction sends.
  */
 #include "agents_api.h"
+#include "catalogue.h"
 #include "crypto.h"
 #include "fernet.h"
 #include "guard.h"
@@ -447,23 +448,15 @@ void route_list_agents(struct reqctx *rc)
 
 void route_get_agent(struct reqctx *rc)
 {
-    char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    const char *p[1] = {uuid};
-    row_reply(rc, 200, "Agent not found.",
-              "SELECT calseta_agent_json(g)::text FROM agent_registrations g WHERE g.uuid = $1", 1,
-              p);
+    cat_exec_uuid(rc,
+                  "SELECT calseta_agent_json(g)::text FROM agent_registrations g WHERE g.uuid = $1",
+                  200, "Agent not found.");
 }
 
 void route_delete_agent(struct reqctx *rc)
 {
-    char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    const char *p[1] = {uuid};
-    row_reply(rc, 204, "Agent not found.",
-              "DELETE FROM agent_registrations WHERE uuid = $1 RETURNING '{}'", 1, p);
+    cat_exec_uuid(rc, "DELETE FROM agent_registrations WHERE uuid = $1 RETURNING '{}'", 204,
+                  "Agent not found.");
 }
 
 void route_rotate_agent_secret(struct reqctx *rc)
@@ -655,17 +648,13 @@ void route_test_agent(struct reqctx *rc)
 
 void route_trigger_agents(struct reqctx *rc)
 {
-    char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    const char *p[1] = {uuid};
-    row_reply(rc, 202, "Alert not found.",
-              "SELECT (SELECT jsonb_build_object('queued_agent_count', count(*), 'agent_names', "
-              "coalesce(jsonb_agg(e.agent_name ORDER BY e.n), '[]'::jsonb)) FROM "
-              "calseta_agent_enqueue(a.id, NULL, 'trigger_agents', NULL) WITH ORDINALITY "
-              "AS e(agent_uuid, agent_name, delivery_uuid, n))::text FROM alerts a "
-              "WHERE a.uuid = $1",
-              1, p);
+    cat_exec_uuid(rc,
+                  "SELECT (SELECT jsonb_build_object('queued_agent_count', count(*), "
+                  "'agent_names', coalesce(jsonb_agg(e.agent_name ORDER BY e.n), '[]'::jsonb)) "
+                  "FROM calseta_agent_enqueue(a.id, NULL, 'trigger_agents', NULL) WITH "
+                  "ORDINALITY AS e(agent_uuid, agent_name, delivery_uuid, n))::text FROM alerts a "
+                  "WHERE a.uuid = $1",
+                  202, "Alert not found.");
 }
 
 static void on_dispatch(void *arg, PGresult *res, const char *err)

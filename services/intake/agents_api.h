@@ -16,11 +16,6 @@ struct agents_api;
 void agents_api_init(struct intake *in);
 void agents_api_free(struct intake *in);
 
-/* Runs sql; replies {"data": column 0 as JSON} with status (204: no body), or 404 not_found
- * when there is no row or column 0 is NULL. */
-void row_reply(struct reqctx *rc, int status, const char *not_found, const char *sql, int n,
-               const char *const *params);
-
 void route_list_agents(struct reqctx *rc);
 void route_create_agent(struct reqctx *rc);
 void route_get_agent(struct reqctx *rc);

@@ -14,6 +14,7 @@
  * otherwise the v0 HMAC and a 300 s timestamp window are required.
  */
 #include "workflows_api.h"
+#include "catalogue.h"
 
 #include "audit.h"
 #include "crypto.h"
@@ -231,29 +232,12 @@ void route_reject(struct reqctx *rc)
     rest_decide(rc, 0);
 }
 
-static void on_one_approval(void *arg, PGresult *res, const char *err)
-{
-    struct reqctx *rc = arg;
-    if (reply_if_pg_failed(rc, res, err) != 0)
-        return;
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-        reply_error(rc, 404, "NOT_FOUND", "Approval request not found.", NULL);
-        return;
-    }
-    json_t *data = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    reply_data(rc, 200, data ? data : json_object());
-}
-
 void route_get_approval(struct reqctx *rc)
 {
-    char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    const char *params[1] = {uuid};
-    pg_exec(rc->in->pg,
-            "SELECT calseta_approval_json(a)::text FROM workflow_approval_requests a "
-            "WHERE a.uuid = $1",
-            1, params, on_one_approval, rc);
+    cat_exec_uuid(rc,
+                  "SELECT calseta_approval_json(a)::text FROM workflow_approval_requests a "
+                  "WHERE a.uuid = $1",
+                  200, "Approval request not found.");
 }
 
 void route_list_approvals(struct reqctx *rc)

@@ -9,14 +9,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const MALICE_LEVELS[] = {"Pending", "Benign", "Suspicious", "Malicious", NULL};
-
 int str_in(const char *s, const char *const *set)
 {
     for (; s && *set; set++)
         if (!strcmp(s, *set))
             return 1;
     return 0;
+}
+
+json_t *comma_list(const char *list)
+{
+    json_t *arr = json_array();
+    char *copy = xstrdup(list), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        size_t n = strlen(t);
+        while (n && t[n - 1] == ' ')
+            t[--n] = 0;
+        if (*t)
+            json_array_append_new(arr, json_string(t));
+    }
+    free(copy);
+    return arr;
 }
 
 static size_t utf8_chars(const char *s)
@@ -135,7 +150,14 @@ struct cat_op {
     const char *not_found, *conflict;
 };
 
-static void on_cat(void *arg, PGresult *res, const char *err)
+void *cat_reply_new(struct reqctx *rc, int status, const char *not_found)
+{
+    struct cat_op *op = xcalloc(1, sizeof *op);
+    *op = (struct cat_op){.rc = rc, .status = status, .not_found = not_found};
+    return op;
+}
+
+void cat_reply_cb(void *arg, PGresult *res, const char *err)
 {
     struct cat_op op = *(struct cat_op *)arg;
     free(arg);
@@ -172,7 +194,7 @@ static void run(struct reqctx *rc, const char *sql, json_t *params, struct cat_o
     const char **pv = xcalloc(n ? n : 1, sizeof *pv);
     for (size_t i = 0; i < n; i++)
         pv[i] = json_string_value(json_array_get(params, i)); /* NULL for json null */
-    pg_exec(rc->in->pg, sql, (int)n, pv, on_cat, op);
+    pg_exec(rc->in->pg, sql, (int)n, pv, cat_reply_cb, op);
     free(pv);
     json_decref(params);
 }
@@ -192,4 +214,38 @@ void cat_list(struct reqctx *rc, const char *sql, json_t *params, int page, int 
     *op = (struct cat_op){.rc = rc, .status = 200, .list = 1, .page = page,
                           .page_size = page_size};
     run(rc, sql, params, op);
+}
+
+void cat_exec_uuid(struct reqctx *rc, const char *sql, int status, const char *not_found)
+{
+    char uuid[37];
+    if (require_uuid_param(rc, 0, uuid) != 0)
+        return;
+    json_t *params = json_array();
+    param_add(params, uuid);
+    cat_exec(rc, sql, params, status, not_found, NULL);
+}
+
+json_t *cat_patch_input(struct reqctx *rc, const struct field_spec *spec, char uuid[37])
+{
+    if (require_uuid_param(rc, 0, uuid) != 0)
+        return NULL;
+    json_t *body = body_json_object(rc);
+    if (body && validate_body(rc, body, spec, 1) != 0) {
+        json_decref(body);
+        body = NULL;
+    }
+    return body;
+}
+
+void cat_save(struct reqctx *rc, const char *uuid, json_t *body, const char *sql, int status,
+              const char *not_found, const char *conflict)
+{
+    char *doc = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    json_t *params = json_array();
+    param_add(params, uuid);
+    param_add(params, doc);
+    free_wiped(doc);
+    cat_exec(rc, sql, params, status, not_found, conflict);
 }

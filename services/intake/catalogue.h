@@ -1,7 +1,8 @@
 /*
  * catalogue.h - helpers shared by the catalogue routes (detection rules, indicator mappings,
- * indicators, sources, metrics, settings): body validation from a field table, and one-statement
- * handlers whose SQL returns the answer as one JSON text.
+ * indicators, sources, metrics, settings) and the other REST routes of the same shape (agents,
+ * context documents, findings, approvals): body validation from a field table, and
+ * one-statement handlers whose SQL returns the answer as one JSON text.
  *
  * The statements of these routes compute their whole answer in PostgreSQL (a JSON view of the
  * row, or an aggregate) so a handler is: validate → one pg_exec → reply.
@@ -9,6 +10,7 @@
 #ifndef INTAKE_CATALOGUE_H
 #define INTAKE_CATALOGUE_H
 
+#include "alert_vocab.h"
 #include "indicator_types.h"
 #include "intake.h"
 
@@ -40,6 +42,24 @@ int validate_body(struct reqctx *rc, const json_t *body, const struct field_spec
 void cat_exec(struct reqctx *rc, const char *sql, json_t *params, int status,
               const char *not_found, const char *conflict);
 
+/* cat_exec()'s reply as the callback of a statement queued elsewhere (by a function shared with
+ * the MCP tools): cat_reply_new() makes the callback's argument, which the callback frees. A
+ * statement that could not be queued is answered with cat_reply_cb(arg, NULL, why): a 503. */
+void *cat_reply_new(struct reqctx *rc, int status, const char *not_found);
+void cat_reply_cb(void *arg, PGresult *res, const char *err);
+
+/* As cat_exec() with $1 = path parameter 0, which must be a UUID (else a 422 and no query). */
+void cat_exec_uuid(struct reqctx *rc, const char *sql, int status, const char *not_found);
+
+/* The input of a PATCH: path parameter 0 as a UUID in uuid and the body checked against spec
+ * (nothing required). The body (a new reference), or NULL after the reply (422 or 400). */
+json_t *cat_patch_input(struct reqctx *rc, const struct field_spec *spec, char uuid[37]);
+
+/* As cat_exec() with $1 = uuid (NULL: SQL NULL) and $2 = body as compact JSON. The body is
+ * stolen and its text wiped once sent (it may carry a secret, encrypted or not). */
+void cat_save(struct reqctx *rc, const char *uuid, json_t *body, const char *sql, int status,
+              const char *not_found, const char *conflict);
+
 /* As cat_exec() for a list statement whose one row is (total, JSON array). */
 void cat_list(struct reqctx *rc, const char *sql, json_t *params, int page, int page_size);
 
@@ -51,6 +71,10 @@ int query_bool(struct reqctx *rc, const char *name);
 
 /* 1 if s is one of the NULL-terminated set. */
 int str_in(const char *s, const char *const *set);
+
+/* The items of a comma-separated list, spaces around them trimmed and empty ones dropped, as a
+ * new JSON array of strings. */
+json_t *comma_list(const char *list);
 
 /* indicators_api.c */
 void route_get_indicator(struct reqctx *rc);
@@ -82,7 +106,5 @@ void route_metrics_alerts(struct reqctx *rc);
 void route_metrics_workflows(struct reqctx *rc);
 void route_metrics_summary(struct reqctx *rc);
 
-/* The four malice levels (the indicator types are in indicator_types.h). */
-extern const char *const MALICE_LEVELS[];
 
 #endif

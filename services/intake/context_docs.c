@@ -11,6 +11,7 @@
  * Applicability is the SQL function calseta_applicable_documents(alert_id).
  */
 #include "agents_api.h"
+#include "catalogue.h"
 #include "html2md.h"
 #include "http_server.h"
 #include "multipart.h"
@@ -24,54 +25,10 @@
 
 static const char *const DOC_TYPES[] = {"runbook",         "ir_plan", "sop", "playbook",
                                         "detection_guide", "other",   NULL};
+static const char NOT_FOUND[] = "Context document not found.";
 #define SUPPORTED_FORMATS "plain text (.txt), Markdown (.md, .markdown), HTML (.html, .htm)"
 
-/* ---- shared reply helper ----------------------------------------------------------------- */
-
-struct row_op {
-    struct reqctx *rc;
-    int status;
-    const char *not_found;
-};
-
-static void on_row(void *arg, PGresult *res, const char *err)
-{
-    struct row_op *op = arg;
-    struct reqctx *rc = op->rc;
-    int status = op->status;
-    const char *not_found = op->not_found;
-    free(op);
-    if (reply_if_pg_failed(rc, res, err))
-        return;
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-        reply_error(rc, 404, "NOT_FOUND", not_found, NULL);
-        return;
-    }
-    if (status == 204) {
-        reply_empty(rc, 204);
-        return;
-    }
-    json_t *data = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    reply_data(rc, status, data ? data : json_null());
-}
-
-void row_reply(struct reqctx *rc, int status, const char *not_found, const char *sql, int n,
-               const char *const *params)
-{
-    struct row_op *op = xcalloc(1, sizeof *op);
-    *op = (struct row_op){rc, status, not_found};
-    pg_exec(rc->in->pg, sql, n, params, on_row, op);
-}
-
 /* ---- validation ---------------------------------------------------------------------------- */
-
-static int one_of(const char *s, const char *const *set)
-{
-    for (; s && *set; set++)
-        if (!strcmp(s, *set))
-            return 1;
-    return 0;
-}
 
 static int string_list(json_t *v)
 {
@@ -110,7 +67,7 @@ static int validate_doc(struct reqctx *rc, json_t *body, int create)
              !json_is_null(v))
         snprintf(msg, sizeof msg, "description: Input should be a valid string");
     else if ((v = json_object_get(body, "document_type")) &&
-             !one_of(json_string_value(v), DOC_TYPES))
+             !str_in(json_string_value(v), DOC_TYPES))
         snprintf(msg, sizeof msg,
                  "document_type: Input should be 'runbook', 'ir_plan', 'sop', 'playbook', "
                  "'detection_guide' or 'other'");
@@ -135,18 +92,19 @@ bad:
 static void insert_doc(struct reqctx *rc, json_t *doc)
 {
     char *text = json_dumps(doc, JSON_COMPACT);
-    const char *p[1] = {text};
-    row_reply(rc, 201, "Context document not found.",
-              "INSERT INTO context_documents (title, document_type, is_global, description, "
+    json_t *params = json_array();
+    param_add(params, text);
+    free(text);
+    cat_exec(rc,
+             "INSERT INTO context_documents (title, document_type, is_global, description, "
               "content, tags, targeting_rules) "
               "SELECT d->>'title', d->>'document_type', coalesce((d->>'is_global')::boolean, "
               "false), d->>'description', d->>'content', "
               "ARRAY(SELECT jsonb_array_elements_text(coalesce(d->'tags', '[]'))), "
               "CASE WHEN jsonb_typeof(d->'targeting_rules') = 'object' THEN d->'targeting_rules' "
               "END FROM (SELECT $1::jsonb AS d) x "
-              "RETURNING calseta_context_document_json(context_documents, true)::text",
-              1, p);
-    free(text);
+             "RETURNING calseta_context_document_json(context_documents, true)::text",
+             params, 201, NOT_FOUND, NULL);
 }
 
 static int ext_is(const char *name, const char *const *exts)
@@ -246,18 +204,7 @@ static json_t *form_doc(struct reqctx *rc, const struct multipart_form *form)
                 goto fail;
             }
         } else {
-            arr = json_array();
-            char *copy = xstrdup(ts), *save = NULL;
-            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-                while (*t == ' ')
-                    t++;
-                size_t n = strlen(t);
-                while (n && t[n - 1] == ' ')
-                    t[--n] = 0;
-                if (*t)
-                    json_array_append_new(arr, json_string(t));
-            }
-            free(copy);
+            arr = comma_list(ts);
         }
         json_decref(tags);
         json_object_set_new(doc, "tags", arr);
@@ -366,7 +313,7 @@ void route_list_context_documents(struct reqctx *rc)
                                         NULL};
     const char *sort = "created_at", *dir = "DESC";
     if (query_param(rc, "sort_by", v, sizeof v)) {
-        if (!one_of(v, sorts)) {
+        if (!str_in(v, sorts)) {
             reply_error(rc, 400, "VALIDATION_ERROR",
                         "sort_by must be one of: ['created_at', 'document_type', 'title', "
                         "'updated_at']",
@@ -395,20 +342,16 @@ void route_list_context_documents(struct reqctx *rc)
         "LIMIT $3::int OFFSET $4::bigint) x), '[]'::jsonb)::text",
         sort, dir, dir, sort, dir, dir);
     const char *p[4] = {type_list, global, lim, off};
-    list_query(rc, sql, 4, p, page, page_size, "Context document not found.", NULL);
+    list_query(rc, sql, 4, p, page, page_size, NOT_FOUND, NULL);
     free(sql);
 }
 
 void route_get_context_document(struct reqctx *rc)
 {
-    char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    const char *p[1] = {uuid};
-    row_reply(rc, 200, "Context document not found.",
-              "SELECT calseta_context_document_json(d, true)::text FROM context_documents d "
-              "WHERE d.uuid = $1",
-              1, p);
+    cat_exec_uuid(rc,
+                  "SELECT calseta_context_document_json(d, true)::text FROM context_documents d "
+                  "WHERE d.uuid = $1",
+                  200, NOT_FOUND);
 }
 
 void route_patch_context_document(struct reqctx *rc)
@@ -419,46 +362,35 @@ void route_patch_context_document(struct reqctx *rc)
     json_t *body = json_body(rc);
     if (!body)
         return;
-    if (validate_doc(rc, body, 0) != 0)
-        goto out;
-    char *text = json_dumps(body, JSON_COMPACT);
-    const char *p[2] = {uuid, text};
-    row_reply(rc, 200, "Context document not found.",
-              "UPDATE context_documents d SET "
-              "title = coalesce($2::jsonb->>'title', d.title), "
-              "document_type = coalesce($2::jsonb->>'document_type', d.document_type), "
-              "is_global = coalesce(($2::jsonb->>'is_global')::boolean, d.is_global), "
-              "description = coalesce($2::jsonb->>'description', d.description), "
-              "content = coalesce($2::jsonb->>'content', d.content), "
-              "tags = CASE WHEN $2::jsonb ? 'tags' THEN ARRAY(SELECT jsonb_array_elements_text("
-              "$2::jsonb->'tags')) ELSE d.tags END, "
-              "targeting_rules = coalesce($2::jsonb->'targeting_rules', d.targeting_rules), "
-              "version = d.version + CASE WHEN $2::jsonb ? 'content' THEN 1 ELSE 0 END, "
-              "updated_at = now() WHERE d.uuid = $1 "
-              "RETURNING calseta_context_document_json(d, true)::text",
-              2, p);
-    free(text);
-out:
-    json_decref(body);
+    if (validate_doc(rc, body, 0) != 0) {
+        json_decref(body);
+        return;
+    }
+    cat_save(rc, uuid, body,
+             "UPDATE context_documents d SET "
+             "title = coalesce($2::jsonb->>'title', d.title), "
+             "document_type = coalesce($2::jsonb->>'document_type', d.document_type), "
+             "is_global = coalesce(($2::jsonb->>'is_global')::boolean, d.is_global), "
+             "description = coalesce($2::jsonb->>'description', d.description), "
+             "content = coalesce($2::jsonb->>'content', d.content), "
+             "tags = CASE WHEN $2::jsonb ? 'tags' THEN ARRAY(SELECT jsonb_array_elements_text("
+             "$2::jsonb->'tags')) ELSE d.tags END, "
+             "targeting_rules = coalesce($2::jsonb->'targeting_rules', d.targeting_rules), "
+             "version = d.version + CASE WHEN $2::jsonb ? 'content' THEN 1 ELSE 0 END, "
+             "updated_at = now() WHERE d.uuid = $1 "
+             "RETURNING calseta_context_document_json(d, true)::text",
+             200, NOT_FOUND, NULL);
 }
 
 void route_delete_context_document(struct reqctx *rc)
 {
-    char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    const char *p[1] = {uuid};
-    row_reply(rc, 204, "Context document not found.",
-              "DELETE FROM context_documents WHERE uuid = $1 RETURNING '{}'", 1, p);
+    cat_exec_uuid(rc, "DELETE FROM context_documents WHERE uuid = $1 RETURNING '{}'", 204,
+                  NOT_FOUND);
 }
 
 void route_alert_context(struct reqctx *rc)
 {
-    char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    const char *p[1] = {uuid};
-    row_reply(rc, 200, "Alert not found.",
-              "SELECT calseta_alert_context_json(a.id)::text FROM alerts a WHERE a.uuid = $1", 1,
-              p);
+    cat_exec_uuid(rc,
+                  "SELECT calseta_alert_context_json(a.id)::text FROM alerts a WHERE a.uuid = $1",
+                  200, "Alert not found.");
 }

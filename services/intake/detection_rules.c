@@ -21,18 +21,7 @@ static void add_any(struct buf *w, json_t *params, const char *expr, const char 
 {
     if (!list)
         return;
-    json_t *arr = json_array();
-    char *copy = xstrdup(list), *save = NULL;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        while (*t == ' ')
-            t++;
-        size_t n = strlen(t);
-        while (n && t[n - 1] == ' ')
-            t[--n] = 0;
-        if (*t)
-            json_array_append_new(arr, json_string(t));
-    }
-    free(copy);
+    json_t *arr = comma_list(list);
     char *s = json_dumps(arr, JSON_COMPACT);
     json_decref(arr);
     buf_printf(w, " AND %s = ANY(calseta_text_array($%zu::jsonb))", expr, param_add(params, s));
@@ -135,6 +124,7 @@ static const struct field_spec RULE_FIELDS[] = {
     {NULL, 0, 0, 0, 0, NULL},
 };
 
+static const char NOT_FOUND[] = "Detection rule not found.";
 static const char CONFLICT[] =
     "A detection rule with this source_name and source_rule_id already exists.";
 
@@ -177,12 +167,7 @@ void route_create_detection_rule(struct reqctx *rc)
 
 void route_get_detection_rule(struct reqctx *rc)
 {
-    char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    json_t *params = json_array();
-    param_add(params, uuid);
-    cat_exec(rc, DETECTION_RULE_GET_SQL, params, 200, "Detection rule not found.", NULL);
+    cat_exec_uuid(rc, DETECTION_RULE_GET_SQL, 200, NOT_FOUND);
 }
 
 /* Patchable: name, severity, is_active, the four arrays, documentation (null = unchanged). */
@@ -201,22 +186,10 @@ static const struct field_spec PATCH_FIELDS[] = {
 void route_patch_detection_rule(struct reqctx *rc)
 {
     char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    json_t *body = body_json_object(rc);
+    json_t *body = cat_patch_input(rc, PATCH_FIELDS, uuid);
     if (!body)
         return;
-    if (validate_body(rc, body, PATCH_FIELDS, 1) != 0) {
-        json_decref(body);
-        return;
-    }
-    char *doc = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    json_t *params = json_array();
-    param_add(params, uuid);
-    param_add(params, doc);
-    free(doc);
-    cat_exec(rc,
+    cat_save(rc, uuid, body,
              "UPDATE detection_rules d SET "
              "name = coalesce($2::jsonb->>'name', d.name), "
              "severity = coalesce($2::jsonb->>'severity', d.severity), "
@@ -231,18 +204,13 @@ void route_patch_detection_rule(struct reqctx *rc)
              "d.data_sources), "
              "documentation = coalesce($2::jsonb->>'documentation', d.documentation), "
              "updated_at = now() WHERE d.uuid = $1 RETURNING calseta_detection_rule_json(d)::text",
-             params, 200, "Detection rule not found.", NULL);
+             200, NOT_FOUND, NULL);
 }
 
 void route_delete_detection_rule(struct reqctx *rc)
 {
-    char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    json_t *params = json_array();
-    param_add(params, uuid);
-    cat_exec(rc, "DELETE FROM detection_rules WHERE uuid = $1 RETURNING '{}'", params, 204,
-             "Detection rule not found.", NULL);
+    cat_exec_uuid(rc, "DELETE FROM detection_rules WHERE uuid = $1 RETURNING '{}'", 204,
+                  NOT_FOUND);
 }
 
 /* An ISO-8601 query parameter as a canonical UTC timestamp; def when absent. -1 after a 422. */
@@ -271,5 +239,5 @@ void route_detection_rule_metrics(struct reqctx *rc)
     param_add(params, uuid);
     param_add(params, from);
     param_add(params, to);
-    cat_exec(rc, DETECTION_RULE_METRICS_SQL, params, 200, "Detection rule not found.", NULL);
+    cat_exec(rc, DETECTION_RULE_METRICS_SQL, params, 200, NOT_FOUND, NULL);
 }

@@ -8,6 +8,7 @@
  * the same statement.
  */
 #include "findings.h"
+#include "catalogue.h"
 #include "crypto.h"
 #include "util.h"
 
@@ -116,19 +117,6 @@ int finding_add(struct intake *in, const char *alert_uuid, json_t *finding,
 
 /* ---- REST ----------------------------------------------------------------------------------- */
 
-static void on_posted(void *arg, PGresult *res, const char *err)
-{
-    struct reqctx *rc = arg;
-    if (reply_if_pg_failed(rc, res, err))
-        return;
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-        reply_error(rc, 404, "NOT_FOUND", "Alert not found.", NULL);
-        return;
-    }
-    json_t *f = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    reply_data(rc, 201, f ? f : json_object());
-}
-
 void route_post_finding(struct reqctx *rc)
 {
     char uuid[37];
@@ -146,8 +134,9 @@ void route_post_finding(struct reqctx *rc)
         return;
     }
     json_decref(body);
-    if (finding_add(rc->in, uuid, f, "api", rc->auth.key_prefix, on_posted, rc) != 0)
-        reply_db_unavailable(rc);
+    void *op = cat_reply_new(rc, 201, "Alert not found.");
+    if (finding_add(rc->in, uuid, f, "api", rc->auth.key_prefix, cat_reply_cb, op) != 0)
+        cat_reply_cb(op, NULL, "database queue full");
     json_decref(f);
 }
 

@@ -19,15 +19,10 @@ static const char NOT_FOUND[] = "Indicator not found.";
 
 void route_get_indicator(struct reqctx *rc)
 {
-    char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    json_t *params = json_array();
-    param_add(params, uuid);
-    cat_exec(rc,
-             "SELECT calseta_indicator_detail_json(i, true)::text FROM indicators i "
-             "WHERE i.uuid = $1",
-             params, 200, NOT_FOUND, NULL);
+    cat_exec_uuid(rc,
+                  "SELECT calseta_indicator_detail_json(i, true)::text FROM indicators i "
+                  "WHERE i.uuid = $1",
+                  200, NOT_FOUND);
 }
 
 void route_patch_indicator(struct reqctx *rc)

@@ -95,15 +95,10 @@ out:
 
 void route_get_mapping(struct reqctx *rc)
 {
-    char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    json_t *params = json_array();
-    param_add(params, uuid);
-    cat_exec(rc,
-             "SELECT calseta_mapping_json(m)::text FROM indicator_field_mappings m "
-             "WHERE m.uuid = $1",
-             params, 200, NOT_FOUND, NULL);
+    cat_exec_uuid(rc,
+                  "SELECT calseta_mapping_json(m)::text FROM indicator_field_mappings m "
+                  "WHERE m.uuid = $1",
+                  200, NOT_FOUND);
 }
 
 static const struct field_spec PATCH_FIELDS[] = {
@@ -146,15 +141,9 @@ static void on_mapping_change(void *arg, PGresult *res, const char *err)
 void route_patch_mapping(struct reqctx *rc)
 {
     char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    json_t *body = body_json_object(rc);
+    json_t *body = cat_patch_input(rc, PATCH_FIELDS, uuid);
     if (!body)
         return;
-    if (validate_body(rc, body, PATCH_FIELDS, 1) != 0) {
-        json_decref(body);
-        return;
-    }
     char *doc = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     const char *p[2] = {uuid, doc};

@@ -17,34 +17,14 @@
 #include "indicators.h"
 #include "isotime.h"
 #include "mcp.h"
+#include "alert_vocab.h"
 #include "util.h"
 #include "workflows_api.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static const char *STATUSES[] = {"Open", "Triaging", "Escalated", "Closed", NULL};
-static const char *SEVERITIES[] = {"Pending", "Informational", "Low", "Medium",
-                                   "High",    "Critical",      NULL};
-static const char *ENRICH_STATUSES[] = {"Pending", "Enriched", "Failed", NULL};
-static const char *MALICE[] = {"Pending", "Benign", "Suspicious", "Malicious", NULL};
-static const char *CLOSE_CLASSES[] = {"True Positive - Suspicious Activity",
-                                      "Benign Positive - Suspicious but Expected",
-                                      "False Positive - Incorrect Detection Logic",
-                                      "False Positive - Inaccurate Data",
-                                      "Undetermined",
-                                      "Duplicate",
-                                      "Not Applicable",
-                                      NULL};
 #define VALID_TYPES "['account', 'domain', 'email', 'hash_md5', 'hash_sha1', 'hash_sha256', 'ip', 'url']"
-
-static int one_of(const char *s, const char **set)
-{
-    for (; s && *set; set++)
-        if (!strcmp(s, *set))
-            return 1;
-    return 0;
-}
 
 /* ---- tool list ------------------------------------------------------------------------------ */
 
@@ -188,7 +168,7 @@ static size_t param(json_t *params, const char *v)
 /* A comma list as a JSON array parameter (trimmed, empties dropped, checked against allowed);
  * -1 after a reply naming the bad value. */
 static int list_param(struct mcp_call *c, json_t *params, const char *name, const char *v,
-                      const char **allowed, int keep_empty, size_t *num)
+                      const char *const *allowed, int keep_empty, size_t *num)
 {
     json_t *arr = json_array();
     char *copy = xstrdup(v), *p = copy;
@@ -203,7 +183,7 @@ static int list_param(struct mcp_call *c, json_t *params, const char *name, cons
         while (l && t[l - 1] == ' ')
             t[--l] = 0;
         if (*t || keep_empty) {
-            if (allowed && !one_of(t, allowed)) {
+            if (allowed && !vocab_has(allowed, t)) {
                 mcp_tool_fail(c, "Invalid %s '%.80s'.", name, t);
                 free(copy);
                 json_decref(arr);
@@ -313,7 +293,7 @@ static void tool_search_alerts(struct mcp_call *c, json_t *args)
         return;
     static const char *sorts[] = {"title",       "status",     "severity", "source_name",
                                   "occurred_at", "created_at", NULL};
-    if (sort_by && !one_of(sort_by, sorts)) {
+    if (sort_by && !vocab_has(sorts, sort_by)) {
         mcp_tool_fail(c, "Invalid sort_by '%.40s'. Must be one of: ['created_at', 'occurred_at', "
                          "'severity', 'source_name', 'status', 'title']", sort_by);
         return;
@@ -328,12 +308,12 @@ static void tool_search_alerts(struct mcp_call *c, json_t *args)
     buf_puts(&w, "TRUE");
     size_t n;
     if (status) {
-        if (list_param(c, params, "status", status, STATUSES, 0, &n))
+        if (list_param(c, params, "status", status, ALERT_STATUSES, 0, &n))
             goto out;
         buf_printf(&w, " AND a.status = ANY(ARRAY(SELECT json_array_elements_text($%zu::json)))", n);
     }
     if (severity) {
-        if (list_param(c, params, "severity", severity, SEVERITIES, 0, &n))
+        if (list_param(c, params, "severity", severity, ALERT_SEVERITIES, 0, &n))
             goto out;
         buf_printf(&w, " AND a.severity = ANY(ARRAY(SELECT json_array_elements_text($%zu::json)))", n);
     }
@@ -343,7 +323,7 @@ static void tool_search_alerts(struct mcp_call *c, json_t *args)
         buf_printf(&w, " AND a.source_name = ANY(ARRAY(SELECT json_array_elements_text($%zu::json)))", n);
     }
     if (estatus) {
-        if (list_param(c, params, "enrichment_status", estatus, ENRICH_STATUSES, 0, &n))
+        if (list_param(c, params, "enrichment_status", estatus, ENRICHMENT_STATUSES, 0, &n))
             goto out;
         buf_printf(&w, " AND a.enrichment_status = ANY(ARRAY(SELECT json_array_elements_text($%zu::json)))", n);
     }
@@ -463,24 +443,44 @@ static void tool_search_rules(struct mcp_call *c, json_t *args)
 
 /* ---- post_alert_finding ------------------------------------------------------------------- */
 
+/* A tool's query about one alert or indicator, named by its uuid. */
 struct alert_op {
     struct mcp_call *c;
     char uuid[37];
 };
 
+static struct alert_op *alert_op_new(struct mcp_call *c, const char *uuid)
+{
+    struct alert_op *op = xcalloc(1, sizeof *op);
+    op->c = c;
+    snprintf(op->uuid, sizeof op->uuid, "%s", uuid);
+    return op;
+}
+
+/* Frees op, leaving its call in *c and its uuid in uuid; 0 when res has a first row whose column
+ * col is not null, else -1 with the call answered (the database's error, or "<what> not found:
+ * <uuid>"). */
+static int alert_op_done(struct alert_op *op, PGresult *res, const char *err, int col,
+                         const char *what, struct mcp_call **c, char uuid[37])
+{
+    *c = op->c;
+    memcpy(uuid, op->uuid, 37);
+    free(op);
+    if (mcp_pg_failed(*c, res, err, 1))
+        return -1;
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, col)) {
+        mcp_tool_fail(*c, "%s not found: %s", what, uuid);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_finding(void *arg, PGresult *res, const char *err)
 {
-    struct alert_op *op = arg;
-    struct mcp_call *c = op->c;
+    struct mcp_call *c;
     char uuid[37];
-    memcpy(uuid, op->uuid, sizeof uuid);
-    free(op);
-    if (mcp_pg_failed(c, res, err, 1))
+    if (alert_op_done(arg, res, err, 0, "Alert", &c, uuid))
         return;
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-        mcp_tool_fail(c, "Alert not found: %s", uuid);
-        return;
-    }
     json_t *f = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     mcp_tool_ok(c, json_pack("{s:O,s:s,s:O}", "finding_id", json_object_get(f, "id"),
                              "alert_uuid", uuid, "posted_at", json_object_get(f, "posted_at")));
@@ -526,29 +526,33 @@ static void tool_post_finding(struct mcp_call *c, json_t *args)
         json_decref(f);
         return;
     }
-    struct alert_op *op = xcalloc(1, sizeof *op);
-    op->c = c;
-    memcpy(op->uuid, uuid, sizeof uuid);
+    struct alert_op *op = alert_op_new(c, uuid);
     if (finding_add(c->rc->in, uuid, f, "mcp", c->rc->auth.key_prefix, on_finding, op) != 0)
         on_finding(op, NULL, "database queue full");
     json_decref(f);
+}
+
+/* The optional "malice" argument: absent (NULL, which clears an override) or a known verdict. */
+static int malice_arg(struct mcp_call *c, json_t *args, const char **out)
+{
+    if (opt_str(c, args, "malice", out))
+        return -1;
+    if (*out && !vocab_has(MALICE_LEVELS, *out)) {
+        mcp_tool_fail(c, "Invalid malice '%.40s'. Must be one of: ['Benign', 'Malicious', "
+                         "'Pending', 'Suspicious']", *out);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- update_alert_status / update_alert_malice -------------------------------------------- */
 
 static void on_status(void *arg, PGresult *res, const char *err)
 {
-    struct alert_op *op = arg;
-    struct mcp_call *c = op->c;
+    struct mcp_call *c;
     char uuid[37];
-    memcpy(uuid, op->uuid, sizeof uuid);
-    free(op);
-    if (mcp_pg_failed(c, res, err, 1))
+    if (alert_op_done(arg, res, err, 1, "Alert", &c, uuid))
         return;
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 1)) {
-        mcp_tool_fail(c, "Alert not found: %s", uuid);
-        return;
-    }
     json_t *a = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
     mcp_tool_ok(c, json_pack("{s:s,s:O,s:s,s:O}", "alert_uuid", uuid, "status",
                              json_object_get(a, "status"), "previous_status",
@@ -560,9 +564,7 @@ static void on_status(void *arg, PGresult *res, const char *err)
 static void patch_alert(struct mcp_call *c, const char *uuid, json_t *patch, const char *sql,
                         pg_result_cb cb)
 {
-    struct alert_op *op = xcalloc(1, sizeof *op);
-    op->c = c;
-    snprintf(op->uuid, sizeof op->uuid, "%s", uuid);
+    struct alert_op *op = alert_op_new(c, uuid);
     char *doc = json_dumps(patch, JSON_COMPACT);
     const char *p[3] = {uuid, doc, c->rc->auth.key_prefix};
     if (pg_exec(c->rc->in->pg, sql, 3, p, cb, op) != 0)
@@ -577,7 +579,7 @@ static void tool_update_status(struct mcp_call *c, json_t *args)
     if (uuid_arg(c, args, "alert_uuid", "UUID", uuid) || req_str(c, args, "status", &status) ||
         opt_str(c, args, "close_classification", &cls))
         return;
-    if (!one_of(status, STATUSES)) {
+    if (!vocab_has(ALERT_STATUSES, status)) {
         mcp_tool_fail(c, "Invalid status '%.40s'. Must be one of: ['Closed', 'Escalated', "
                          "'Open', 'Triaging']", status);
         return;
@@ -586,7 +588,7 @@ static void tool_update_status(struct mcp_call *c, json_t *args)
         mcp_tool_fail(c, "close_classification is required when setting status to 'Closed'.");
         return;
     }
-    if (cls && !one_of(cls, CLOSE_CLASSES)) {
+    if (cls && !vocab_has(CLOSE_CLASSIFICATIONS, cls)) {
         mcp_tool_fail(c, "Invalid close_classification '%.80s'. Must be one of: ['True Positive "
                          "- Suspicious Activity', 'Benign Positive - Suspicious but Expected', "
                          "'False Positive - Incorrect Detection Logic', 'False Positive - "
@@ -608,17 +610,10 @@ static void tool_update_status(struct mcp_call *c, json_t *args)
 
 static void on_malice(void *arg, PGresult *res, const char *err)
 {
-    struct alert_op *op = arg;
-    struct mcp_call *c = op->c;
+    struct mcp_call *c;
     char uuid[37];
-    memcpy(uuid, op->uuid, sizeof uuid);
-    free(op);
-    if (mcp_pg_failed(c, res, err, 1))
+    if (alert_op_done(arg, res, err, 0, "Alert", &c, uuid))
         return;
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-        mcp_tool_fail(c, "Alert not found: %s", uuid);
-        return;
-    }
     json_t *a = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     json_t *mo = json_object_get(a, "malice_override");
     mcp_tool_ok(c, json_pack("{s:s,s:O,s:s,s:O}", "alert_uuid", uuid, "malice_override",
@@ -632,14 +627,8 @@ static void tool_update_alert_malice(struct mcp_call *c, json_t *args)
 {
     char uuid[37];
     const char *malice;
-    if (uuid_arg(c, args, "alert_uuid", "UUID", uuid) || opt_str(c, args, "malice", &malice))
-        return;
-    if (malice && !one_of(malice, MALICE)) {
-        mcp_tool_fail(c, "Invalid malice '%.40s'. Must be one of: ['Benign', 'Malicious', "
-                         "'Pending', 'Suspicious']", malice);
-        return;
-    }
-    if (mcp_require_scope(c, "alerts:write", 1))
+    if (uuid_arg(c, args, "alert_uuid", "UUID", uuid) || malice_arg(c, args, &malice) ||
+        mcp_require_scope(c, "alerts:write", 1))
         return;
     json_t *patch = json_pack("{s:s?}", "malice_override", malice);
     if (!malice)
@@ -659,17 +648,10 @@ static void tool_update_alert_malice(struct mcp_call *c, json_t *args)
 
 static void on_indicator_malice(void *arg, PGresult *res, const char *err)
 {
-    struct alert_op *op = arg;
-    struct mcp_call *c = op->c;
+    struct mcp_call *c;
     char uuid[37];
-    memcpy(uuid, op->uuid, sizeof uuid);
-    free(op);
-    if (mcp_pg_failed(c, res, err, 1))
+    if (alert_op_done(arg, res, err, 0, "Indicator", &c, uuid))
         return;
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-        mcp_tool_fail(c, "Indicator not found: %s", uuid);
-        return;
-    }
     json_t *i = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     mcp_tool_ok(c, json_pack("{s:O?,s:O?,s:O?,s:O?}", "indicator_uuid", json_object_get(i, "uuid"),
                              "malice", json_object_get(i, "malice"), "malice_source",
@@ -682,18 +664,10 @@ static void tool_update_indicator_malice(struct mcp_call *c, json_t *args)
 {
     char uuid[37];
     const char *malice;
-    if (uuid_arg(c, args, "indicator_uuid", "UUID", uuid) || opt_str(c, args, "malice", &malice))
+    if (uuid_arg(c, args, "indicator_uuid", "UUID", uuid) || malice_arg(c, args, &malice) ||
+        mcp_require_scope(c, "alerts:write", 1))
         return;
-    if (malice && !one_of(malice, MALICE)) {
-        mcp_tool_fail(c, "Invalid malice '%.40s'. Must be one of: ['Benign', 'Malicious', "
-                         "'Pending', 'Suspicious']", malice);
-        return;
-    }
-    if (mcp_require_scope(c, "alerts:write", 1))
-        return;
-    struct alert_op *op = xcalloc(1, sizeof *op);
-    op->c = c;
-    memcpy(op->uuid, uuid, sizeof uuid);
+    struct alert_op *op = alert_op_new(c, uuid);
     const char *p[3] = {uuid, malice, c->rc->auth.key_prefix};
     if (pg_exec(c->rc->in->pg,
                 "SELECT calseta_indicator_set_malice($1::uuid, $2, $3, false, 'mcp')::text", 3, p,

@@ -31,14 +31,9 @@ void route_list_sources(struct reqctx *rc)
 
 void route_get_source(struct reqctx *rc)
 {
-    char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    json_t *params = json_array();
-    param_add(params, uuid);
-    cat_exec(rc,
-             "SELECT calseta_source_json(s)::text FROM source_integrations s WHERE s.uuid = $1",
-             params, 200, NOT_FOUND, NULL);
+    cat_exec_uuid(rc,
+                  "SELECT calseta_source_json(s)::text FROM source_integrations s WHERE s.uuid = $1",
+                  200, NOT_FOUND);
 }
 
 /* Replaces body.auth_config (a non-null object) with its encrypted envelope. 0, or a reply
@@ -91,18 +86,6 @@ static const struct field_spec CREATE_FIELDS[] = {
     {NULL, 0, 0, 0, 0, NULL},
 };
 
-/* Runs sql with $1 = uuid (or NULL) and $2 = the checked, encrypted body; wipes the body. */
-static void save(struct reqctx *rc, const char *uuid, json_t *body, const char *sql, int status)
-{
-    char *doc = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    json_t *params = json_array();
-    param_add(params, uuid);
-    param_add(params, doc);
-    free_wiped(doc);
-    cat_exec(rc, sql, params, status, NOT_FOUND, NULL);
-}
-
 void route_create_source(struct reqctx *rc)
 {
     json_t *body = body_json_object(rc);
@@ -122,14 +105,14 @@ void route_create_source(struct reqctx *rc)
     }
     if (encrypt_auth_config(rc, body) != 0)
         goto fail;
-    save(rc, NULL, body,
-         "INSERT INTO source_integrations (source_name, display_name, is_active, auth_type, "
-         "auth_config, documentation) SELECT p->>'source_name', p->>'display_name', "
-         "coalesce((p->>'is_active')::boolean, true), p->>'auth_type', "
-         "nullif(p->'auth_config', 'null'), p->>'documentation' "
-         "FROM (SELECT $2::jsonb AS p, $1::text AS unused) x "
-         "RETURNING calseta_source_json(source_integrations)::text",
-         201);
+    cat_save(rc, NULL, body,
+             "INSERT INTO source_integrations (source_name, display_name, is_active, auth_type, "
+             "auth_config, documentation) SELECT p->>'source_name', p->>'display_name', "
+             "coalesce((p->>'is_active')::boolean, true), p->>'auth_type', "
+             "nullif(p->'auth_config', 'null'), p->>'documentation' "
+             "FROM (SELECT $2::jsonb AS p, $1::text AS unused) x "
+             "RETURNING calseta_source_json(source_integrations)::text",
+             201, NOT_FOUND, NULL);
     return;
 fail:
     json_decref(body);
@@ -147,33 +130,26 @@ static const struct field_spec PATCH_FIELDS[] = {
 void route_patch_source(struct reqctx *rc)
 {
     char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    json_t *body = body_json_object(rc);
+    json_t *body = cat_patch_input(rc, PATCH_FIELDS, uuid);
     if (!body)
         return;
-    if (validate_body(rc, body, PATCH_FIELDS, 1) != 0 || encrypt_auth_config(rc, body) != 0) {
+    if (encrypt_auth_config(rc, body) != 0) {
         json_decref(body);
         return;
     }
-    save(rc, uuid, body,
-         "UPDATE source_integrations s SET "
-         "display_name = coalesce($2::jsonb->>'display_name', s.display_name), "
-         "is_active = coalesce(($2::jsonb->>'is_active')::boolean, s.is_active), "
-         "auth_type = coalesce($2::jsonb->>'auth_type', s.auth_type), "
-         "auth_config = coalesce(nullif($2::jsonb->'auth_config', 'null'), s.auth_config), "
-         "documentation = coalesce($2::jsonb->>'documentation', s.documentation), "
-         "updated_at = now() WHERE s.uuid = $1::uuid RETURNING calseta_source_json(s)::text",
-         200);
+    cat_save(rc, uuid, body,
+             "UPDATE source_integrations s SET "
+             "display_name = coalesce($2::jsonb->>'display_name', s.display_name), "
+             "is_active = coalesce(($2::jsonb->>'is_active')::boolean, s.is_active), "
+             "auth_type = coalesce($2::jsonb->>'auth_type', s.auth_type), "
+             "auth_config = coalesce(nullif($2::jsonb->'auth_config', 'null'), s.auth_config), "
+             "documentation = coalesce($2::jsonb->>'documentation', s.documentation), "
+             "updated_at = now() WHERE s.uuid = $1::uuid RETURNING calseta_source_json(s)::text",
+             200, NOT_FOUND, NULL);
 }
 
 void route_delete_source(struct reqctx *rc)
 {
-    char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    json_t *params = json_array();
-    param_add(params, uuid);
-    cat_exec(rc, "DELETE FROM source_integrations WHERE uuid = $1 RETURNING '{}'", params, 204,
-             NOT_FOUND, NULL);
+    cat_exec_uuid(rc, "DELETE FROM source_integrations WHERE uuid = $1 RETURNING '{}'", 204,
+                  NOT_FOUND);
 }

@@ -4,9 +4,11 @@
 Loads --alerts rows (default 1,000,000) into alerts with COPY, created_at spread evenly over the
 last --days days (default 30: every row inside the routes' default window, the hardest case),
 with mixed status, severity, source, close classification, timestamps, 50 detection rules, one
-enrichment job per alert (mostly done) and some workflow runs; VACUUM ANALYZE; waits for the
-intake's metrics rollup pass over the loaded rows (and times one steady pass); then requests
-each route --requests times, one at a time over keep-alive, and prints p50/p99/max per route.
+enrichment job per alert (mostly done), 20,000 workflow runs and 2,000 approval requests; VACUUM
+ANALYZE; waits for the intake's metrics rollup pass over the loaded rows (and times one steady
+pass); prints each route's first request (its statements planned on that database connection),
+warms every connection of the intake's pool with concurrent requests, then requests each route
+--requests times, one at a time over keep-alive, and prints p50/p99/max per route.
 
 Ceiling in the same run (not our code): psql running the plainest aggregate any of these
 answers needs - SELECT count(*) FROM alerts WHERE created_at >= now() - 30 days - timed by
@@ -22,6 +24,7 @@ Run by hand (not in CI), with a release build:
         [--alerts 1000000] [--days 30] [--requests 200]
 """
 import argparse
+import concurrent.futures
 import http.client
 import json
 import os
@@ -34,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import harness  # noqa: E402
 
+POOL = 8  # database connections per intake process (services/intake/main.c)
 ROUTES = ["/v1/metrics/alerts", "/v1/metrics/summary", "/v1/metrics/workflows"]
 STATUSES = ["Open", "Open", "Triaging", "Escalated", "Closed", "Closed", "Closed"]
 SEVERITIES = ["Informational", "Low", "Medium", "High", "Critical", "Pending"]
@@ -104,9 +108,17 @@ def main():
         sql(db, "INSERT INTO workflow_runs (workflow_id, trigger_type, code_version_executed, status, duration_ms, created_at) "
               "SELECT (SELECT min(id) FROM workflows), 'manual', 1, CASE WHEN g % 5 = 0 THEN 'failed' ELSE 'success' END, "
               "1200, now() - (g % 30) * interval '1 day' FROM generate_series(1, 20000) g")
+        sql(db, "INSERT INTO workflow_approval_requests (workflow_id, trigger_type, trigger_agent_key_prefix, reason, "
+              "confidence, status, responded_at, expires_at, created_at) "
+              "SELECT (SELECT min(id) FROM workflows), 'agent', 'cai_benc', 'bench', 0.9, "
+              "(ARRAY['approved', 'approved', 'rejected', 'pending', 'expired'])[1 + g % 5], "
+              "CASE WHEN g % 5 < 3 THEN c + (g % 90) * interval '1 minute' END, c + interval '1 hour', c "
+              "FROM (SELECT g, now() - (g % 30) * interval '1 day' - (g % 24) * interval '1 hour' AS c "
+              "FROM generate_series(1, 2000) g) x")
         sql(db, "VACUUM ANALYZE")
         loaded = s.sql_value("SELECT now()")
-        print("loaded %d alerts (+ as many enrichment jobs, 20,000 runs) in %.1f s" % (a.alerts, time.time() - t0))
+        print("loaded %d alerts (+ as many enrichment jobs, 20,000 runs, 2,000 approval requests) in %.1f s"
+              % (a.alerts, time.time() - t0))
         # the intake's housekeeping runs the rollup; wait for a pass that began after the load
         t1 = time.time()
         while s.sql_value("SELECT changes_since >= '%s' FROM metrics_rollup_state" % loaded) != "t":
@@ -121,19 +133,35 @@ def main():
         print("steady rollup passes (nothing changed, one session): %s"
               % ", ".join(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Time:")))
         key = s.create_key("admin", extra=("--rate-limit-per-minute", "100000000"))
+        # The first request on each of the intake's database connections plans the route's
+        # statements; a running intake has planned them long ago. Shown apart, then every pool
+        # connection is warmed by concurrent requests (each takes its own connection).
+        def get(conn, route):
+            t = time.perf_counter()
+            conn.request("GET", route, headers={"Authorization": "Bearer " + key})
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 200, (route, r.status)
+            return (time.perf_counter() - t) * 1000
+        get(http.client.HTTPConnection("127.0.0.1", s.port, timeout=60), "/v1/settings/approval-defaults")  # bcrypt once
+        first = {route: get(http.client.HTTPConnection("127.0.0.1", s.port, timeout=60), route) for route in ROUTES}
+        print("first request on a new database connection (plans made): %s"
+              % ", ".join("%s %.1f ms" % (r, ms) for r, ms in first.items()))
+
+        def warm(_):
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+            for _ in range(3):
+                for route in ROUTES:
+                    get(c, route)
+        with concurrent.futures.ThreadPoolExecutor(POOL) as ex:
+            list(ex.map(warm, range(POOL)))
         conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
         print("%-24s %9s %9s %9s" % ("route", "p50 ms", "p99 ms", "max ms"))
         p99s = {}
         for route in ROUTES:
             lat = []
-            for i in range(a.requests + 5):
-                t = time.perf_counter()
-                conn.request("GET", route, headers={"Authorization": "Bearer " + key})
-                r = conn.getresponse()
-                r.read()
-                assert r.status == 200, (route, r.status)
-                if i >= 5:  # warm-up
-                    lat.append((time.perf_counter() - t) * 1000)
+            for i in range(a.requests):
+                lat.append(get(conn, route))
             p99s[route] = percentile(lat, 99)
             print("%-24s %9.1f %9.1f %9.1f" % (route, percentile(lat, 50), p99s[route], max(lat)))
         ceil = []

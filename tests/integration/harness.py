@@ -304,6 +304,43 @@ def wait_for(condition, timeout=20.0, interval=0.05, what=None):
         time.sleep(interval)
 
 
+def wait_window_start(min_left=12):
+    """When fewer than min_left seconds are left in this wall-clock minute, waits for the next
+    minute, so that a test of a per-minute budget does not straddle two windows. The wait is for
+    the clock itself, which no condition can stand in for."""
+    left = 60 - (time.time() % 60)
+    if left < min_left:
+        time.sleep(left + 0.5)
+
+
+def memory_scan(pid, needles):
+    """The needles (strings) found in the readable memory of process pid, through /proc/PID/mem;
+    None when that memory cannot be read (the test must run as root or with ptrace rights over
+    the process). A test that scans for secrets also scans its own process for one it holds, so
+    that a scan which finds nothing is known to be able to find something."""
+    found = set()
+    try:
+        maps = open("/proc/%d/maps" % pid).read().splitlines()
+        mem = open("/proc/%d/mem" % pid, "rb", 0)
+    except OSError:
+        return None
+    with mem:
+        for line in maps:
+            m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", line)
+            lo, hi, perms = int(m.group(1), 16), int(m.group(2), 16), m.group(3)
+            if perms[0] != "r" or hi - lo > (1 << 30) or "[vvar]" in line or "[vsyscall]" in line:
+                continue
+            try:
+                mem.seek(lo)
+                data = mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+            for n in needles:
+                if n.encode() in data:
+                    found.add(n)
+    return found
+
+
 def run_tests(module_globals):
     """Runs every function named test_* in definition order; exits non-zero on failure."""
     only = sys.argv[1:] if len(sys.argv) > 1 else None

@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from harness import Stack, assert_eq, fixture, run_tests, wait_for, SHARED
+from harness import Stack, assert_eq, fixture, run_tests, wait_for, wait_window_start, SHARED
 
 GENERIC = {"title": "Test alert", "severity": "high", "src_ip": "203.0.113.7"}
 
@@ -22,13 +22,6 @@ def auth_lines(stack):
             if o.get("event") == "auth_failure":
                 out.append(o)
     return out
-
-
-def wait_window_start(min_left=12):
-    """Avoid straddling a fixed one-minute window."""
-    left = 60 - (time.time() % 60)
-    if left < min_left:
-        time.sleep(left + 0.5)
 
 
 def test_missing_and_bad_header():

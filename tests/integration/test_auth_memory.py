@@ -9,13 +9,7 @@ import threading
 import time
 
 import harness
-from harness import Stack, assert_eq, run_tests
-
-
-def wait_window_start(min_left):
-    left = 60 - (time.time() % 60)
-    if left < min_left:
-        time.sleep(left + 0.5)
+from harness import Stack, assert_eq, run_tests, wait_for, wait_window_start
 
 
 class Client:
@@ -44,16 +38,8 @@ def two_intakes(name, env=None):
     s = Stack(name, env=env)
     port2 = harness.free_port()
     s.start_intake({"HTTP_PORT": port2})
-    deadline = time.time() + 30
-    while True:
-        try:
-            if s.request("GET", "/health", port=port2).status == 200:
-                break
-        except OSError:
-            pass
-        if time.time() > deadline:
-            raise RuntimeError("second intake not healthy:\n" + s.logs())
-        time.sleep(0.1)
+    wait_for(lambda: s.request("GET", "/health", port=port2).status == 200, 30,
+             what="the second intake to be healthy")
     return s, port2
 
 
@@ -217,11 +203,14 @@ def test_idle_leases_are_given_back():
         admin = s.create_key("admin")
 
         def run(window):
-            k, _ = limited_key(s, admin, 400)  # blocks of 4
+            k, kid = limited_key(s, admin, 400)  # blocks of 4
             a = Client(s.port)
             assert_eq(a.get("/v1/alerts?page_size=1", k)[0], 200)  # A leases 4, uses 1
             a.close()
-            time.sleep(2.5)  # A is idle: it gives back the 3 it did not use
+            # A is idle: it gives back the 3 it did not use
+            wait_for(lambda: s.sql_value("SELECT count FROM rate_limit_counters WHERE bucket = "
+                                         "'k:%s:default' AND window_start = %d" % (kid, window))
+                     == "1", 15, 0.1, "A to give back the 3 requests it did not use")
             return hammer([port2], k, 420)
 
         counts = in_one_window(run)
@@ -258,17 +247,16 @@ def lock_tables(db, tables, seconds):
                           "BEGIN; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(%d); COMMIT;"
                           % (", ".join(tables), seconds)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 10
-    while True:
-        n = int(harness.psql_value(db, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                                       "WHERE l.granted AND l.mode = 'AccessExclusiveLock' AND c.relname IN (%s)"
-                                   % ", ".join("'%s'" % t for t in tables)))
-        if n == len(tables):
-            return p
-        if time.time() > deadline:
-            p.kill()
-            raise RuntimeError("could not lock %s" % tables)
-        time.sleep(0.05)
+    sql = ("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE l.granted "
+           "AND l.mode = 'AccessExclusiveLock' AND c.relname IN (%s)"
+           % ", ".join("'%s'" % t for t in tables))
+    try:
+        wait_for(lambda: int(harness.psql_value(db, sql)) == len(tables), 10,
+                 what="locks on %s" % tables)
+    except AssertionError:
+        p.kill()
+        raise
+    return p
 
 
 def test_memory_answers_need_no_database():
@@ -305,8 +293,14 @@ def test_health_from_memory():
     try:
         s.sql("INSERT INTO enrichment_providers (provider_name, display_name, http_config) "
               "VALUES ('acme_internal_ti', 'Acme', '{}')")
-        time.sleep(0.6)
-        r = s.request("GET", "/health")
+        inserted = time.time()
+
+        def checked_since():
+            """An answer from a check sent after the insert: younger than the insert."""
+            since_ms = (time.time() - inserted) * 1000
+            r = s.request("GET", "/health")
+            return r if 0 <= r.json()["age_ms"] < since_ms else None
+        r = wait_for(checked_since, 10, what="a health check made after the insert")
         assert_eq(r.status, 200, r.body)
         b = r.json()
         for f in ("status", "version", "database", "queue", "queue_depth", "enrichment_providers", "age_ms"):

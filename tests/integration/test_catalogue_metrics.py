@@ -197,7 +197,7 @@ def test_metrics_rollup_exact_through_changes():
     alerts.updated_at is needed; and the intake runs the rollup itself."""
     s = Stack("metrics_rollup")
     try:
-        k = s.create_key("admin")
+        k = s.create_key("admin", extra=("--rate-limit-per-minute", "100000"))
         assert_eq(s.sql_value("SELECT count(*) FROM pg_indexes WHERE tablename = 'alerts' "
                               "AND indexdef LIKE '%(updated_at)%'"), "0")
         s.sql("INSERT INTO detection_rules (name, source_name, source_rule_id) "
@@ -227,8 +227,11 @@ def test_metrics_rollup_exact_through_changes():
         # workflow runs and approval requests in and out of the summary's 30 days
         wf_id, saved = s.sql("SELECT id, coalesce(time_saved_minutes, 0) FROM workflows ORDER BY id LIMIT 1")[0]
         s.sql("UPDATE workflows SET time_saved_minutes = 7 WHERE id = %s" % wf_id)
+        s.sql("UPDATE workflows SET time_saved_minutes = 3 WHERE id IN (SELECT id FROM workflows WHERE id > %s "
+              "ORDER BY id LIMIT 2)" % wf_id)
         s.sql("INSERT INTO workflow_runs (workflow_id, trigger_type, code_version_executed, status, duration_ms, "
-              "created_at) SELECT %s, 'manual', 1, (ARRAY['success','success','failed','timed_out','queued',"
+              "created_at) SELECT (SELECT id FROM workflows WHERE id >= %s ORDER BY id OFFSET g %% 3 LIMIT 1), "
+              "'manual', 1, (ARRAY['success','success','failed','timed_out','queued',"
               "'running'])[1 + g %% 6], CASE WHEN g %% 6 < 4 THEN 100 * g END, "
               "now() - g * interval '7 hours' FROM generate_series(1, 150) g" % wf_id)
         s.sql("INSERT INTO workflow_approval_requests (workflow_id, trigger_type, trigger_agent_key_prefix, "
@@ -283,10 +286,32 @@ def test_metrics_rollup_exact_through_changes():
             assert abs(runs["avg_duration_seconds"] - w["runs_30d"][2]) < 1e-9, what
             assert_eq(d["queue"]["total_pending"], sum(x["pending"] for x in d["queue"]["queues"]), what)
 
+        def check_workflows(what):
+            for frm, to in windows:
+                d = s.request("GET", "/v1/metrics/workflows?from_time=%s&to_time=%s" % (frm, to), key=k).json()["data"]
+                w = json.loads(s.sql_value("""
+                    WITH r AS (SELECT r.* FROM workflow_runs r WHERE created_at >= '%s' AND created_at < '%s')
+                    SELECT jsonb_build_object(
+                      'n', (SELECT count(*) FROM r), 'ok', (SELECT count(*) FROM r WHERE status = 'success'),
+                      'days', (SELECT coalesce(jsonb_agg(jsonb_build_object('date', to_char(d, 'YYYY-MM-DD'), 'count', n)
+                                                         ORDER BY d), '[]')
+                               FROM (SELECT (created_at AT TIME ZONE 'UTC')::date d, count(*) n FROM r GROUP BY 1) x),
+                      'saved', (SELECT coalesce(sum(w.time_saved_minutes), 0) FROM r JOIN workflows w ON w.id = r.workflow_id
+                                WHERE r.status = 'success'),
+                      'top', (SELECT coalesce(jsonb_agg(jsonb_build_object('name', name, 'run_count', n) ORDER BY n DESC, name), '[]')
+                              FROM (SELECT w.name, count(*) n FROM r JOIN workflows w ON w.id = r.workflow_id
+                                     GROUP BY 1) x))""" % (frm, to)))
+                assert_eq((d["workflow_run_count"], d["workflow_runs_over_time"]), (w["n"], w["days"]), (what, frm))
+                assert abs(d["workflow_success_rate"] - (w["ok"] / w["n"] if w["n"] else 0.0)) < 1e-9, (what, frm)
+                assert abs(d["time_saved_hours"] - w["saved"] / 60.0) < 1e-9, (what, frm)
+                assert_eq([{"name": x["name"], "run_count": x["run_count"]} for x in d["most_executed_workflows"]],
+                          w["top"][:10], (what, frm))
+
         def check_all(what):
             for frm, to in windows:
                 check_window(s, k, frm, to, what)
             check_summary(what)
+            check_workflows(what)
 
         check_all("before any rollup")
         roll = lambda: wait_for(lambda: int(s.sql_value("SELECT calseta_metrics_rollup()")) >= 0, 30, 0.2,
@@ -318,6 +343,12 @@ def test_metrics_rollup_exact_through_changes():
         # a rule deleted: its alerts are unlinked without their rows being written
         rule = s.sql_value("SELECT uuid FROM detection_rules WHERE source_rule_id = 'RR2'")
         assert_eq(s.request("DELETE", "/v1/detection-rules/" + rule, key=k).status, 204)
+        # runs finishing (every run transition stamps updated_at), and a workflow deleted with its runs
+        s.sql("UPDATE workflow_runs SET status = 'success', duration_ms = 4321, updated_at = now() "
+              "WHERE id IN (SELECT id FROM workflow_runs WHERE status IN ('queued', 'running') "
+              "AND created_at < now() - interval '2 days' ORDER BY id LIMIT 8)")
+        # (built-in workflows refuse DELETE /v1/workflows; the cascade is the same)
+        s.sql("DELETE FROM workflows WHERE id = (SELECT id FROM workflows WHERE id > %s ORDER BY id LIMIT 1)" % wf_id)
         # a backfill behind the platform's back is noted by hand, as the operations doc says
         s.sql("INSERT INTO alerts (title, severity, source_name, occurred_at, created_at, status) "
               "SELECT 'late' || g, 'Medium', 'splunk', now() - interval '9 days', "

@@ -32,7 +32,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Stack, assert_eq, run_tests  # noqa: E402
+from harness import Stack, assert_eq, run_tests, wait_for  # noqa: E402
 
 VT_KEY = "vt-secret-7f3a9c1e55d2"
 ABUSE_KEY = "abuse-secret-0b8e4d2a91"
@@ -129,13 +129,13 @@ class Standin:
             return self.send(h, 401, {"error": {"code": "WrongCredentialsError"}})
         value = urllib.parse.unquote(p.rsplit("/", 1)[-1])
         kind = p.split("/")[3] if p.count("/") >= 4 else ""
-        if value == "93.184.216.34":      # slow: the kill -9 and drain scenarios
+        if value == "93.184.216.34":      # slow (the thing under test): kill -9 and drain scenarios
             time.sleep(3)
         if value.startswith("31.13."):     # slow, to observe the concurrency cap
             with self.lock:
                 self.slow_now += 1
                 self.slow_max = max(self.slow_max, self.slow_now)
-            time.sleep(0.4)
+            time.sleep(0.4)  # a slow answer is the thing under test
             with self.lock:
                 self.slow_now -= 1
             return self.send(h, 404, {"error": {"code": "NotFoundError"}})
@@ -184,7 +184,7 @@ class Standin:
         if left:
             return self.send(h, 429, {"errors": [{"detail": "Daily rate limit exceeded"}]},
                              headers=[("Retry-After", "1")])
-        if ip == "45.33.32.156":          # hangs past the step timeout
+        if ip == "45.33.32.156":          # hangs past the step timeout (the thing under test)
             time.sleep(8)
             return self.send(h, 200, {"data": {"abuseConfidenceScore": 0}})
         if ip == "6.6.6.6":               # invalid JSON with a NUL escape and bad UTF-8
@@ -308,13 +308,12 @@ def new_alert(indicators, raw=None, title="test alert"):
 
 
 def wait_job(job_id, status="done", timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        s = STACK.sql_value("SELECT status FROM enrichment_jobs WHERE id = %d" % job_id)
-        if s == status:
-            return
-        time.sleep(0.1)
-    raise AssertionError("job %d not %s (is %s)\n%s" % (job_id, status, s, STACK.logs()))
+    try:
+        wait_for(lambda: STACK.sql_value("SELECT status FROM enrichment_jobs WHERE id = %d"
+                                         % job_id) == status, timeout, 0.1,
+                 "job %d to be %s" % (job_id, status))
+    except AssertionError as e:
+        raise AssertionError("%s\n%s" % (e, STACK.logs()))
 
 
 def indicator(t, v):
@@ -478,12 +477,8 @@ def change_providers(sql):
     workers = [p for p in STACK.procs if p.name == "enricher" and p.alive()]
     before = [p.text().count("providers reloaded") for p in workers]
     STACK.sql(sql)
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        if all(p.text().count("providers reloaded") > n for p, n in zip(workers, before)):
-            return
-        time.sleep(0.05)
-    raise AssertionError("workers did not reload their providers")
+    wait_for(lambda: all(p.text().count("providers reloaded") > n for p, n in zip(workers, before)),
+             15, what="every worker to reload its providers")
 
 
 def test_provider_concurrency_cap_and_reload():
@@ -510,10 +505,13 @@ def test_provider_concurrency_cap_and_reload():
 def test_kill9_mid_job_lease_taken_over():
     stop_all_workers()
     w1 = start_worker(ENRICH_JOB_LEASE_SECONDS=2)
+    asked = STANDIN.count("/vt/api/v3/ip_addresses/93.184.216.34")
     alert, job = new_alert([("ip", "93.184.216.34")])  # VT answers after 3 s
     wait_job(job, status="running")
     owner1 = STACK.sql_value("SELECT lease_owner FROM enrichment_jobs WHERE id = %d" % job)
-    time.sleep(0.5)
+    # the kill lands while the worker waits for VirusTotal's answer
+    wait_for(lambda: STANDIN.count("/vt/api/v3/ip_addresses/93.184.216.34") > asked, 10,
+             what="the worker's request to VirusTotal")
     w1.p.kill()
     w1.p.wait()
     assert_eq(STACK.sql_value("SELECT status FROM enrichment_jobs WHERE id = %d" % job), "running")
@@ -620,10 +618,10 @@ def test_pipeline_intake_jobbus_worker():
         configure_providers(s)
         s.start("jobbus")
         w = s.start("enricher")
-        deadline = time.time() + 10
-        while "providers loaded" not in w.text() and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)  # past the worker's first (start-up) poll
+        wait_for(lambda: "providers loaded" in w.text(), 10, what="the worker's providers")
+        # past the worker's first (start-up) poll, which finds no job and leaves no trace to
+        # wait for: a job it found would not prove the bus path
+        time.sleep(0.3)
         s.start_intake()
         s.wait_healthy()
         k = s.create_key("alerts:write,alerts:read")
@@ -631,14 +629,11 @@ def test_pipeline_intake_jobbus_worker():
             "title": "Tor login", "severity": "high", "src_ip": "185.220.101.34"}})
         assert_eq(r.status, 202, r)
         uuid = r.json()["data"]["alert_uuid"]
-        deadline = time.time() + 10
-        status = None
-        while time.time() < deadline:
-            status = s.sql_value("SELECT enrichment_status FROM alerts WHERE uuid = '%s'" % uuid)
-            if status == "Enriched":
-                break
-            time.sleep(0.1)
-        assert_eq(status, "Enriched", s.logs())
+        try:
+            wait_for(lambda: s.sql_value("SELECT enrichment_status FROM alerts WHERE uuid = '%s'"
+                                         % uuid) == "Enriched", 10, 0.1, "the alert to be enriched")
+        except AssertionError as e:
+            raise AssertionError("%s\n%s" % (e, s.logs()))
         assert_eq(s.sql_value("SELECT malice FROM indicators WHERE type = 'ip' AND value = '185.220.101.34'"),
                   "Malicious")
     finally:

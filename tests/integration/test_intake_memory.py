@@ -15,14 +15,12 @@ the fresh intake's memory holds no trace of it: workflowd decrypted it and gave 
 import http.server
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, Stack, assert_eq, free_port, run_tests  # noqa: E402
+from harness import BIN, Stack, assert_eq, free_port, memory_scan, run_tests, wait_for  # noqa: E402
 
 KEY = "vt-secret-%s" % os.urandom(8).hex()
 IP = "185.220.101.34"
@@ -86,47 +84,13 @@ def provider_uuid(s, k, name):
     raise AssertionError("no provider " + name)
 
 
-def scan(pid, needles):
-    """The needles found in the process's readable memory (None if it cannot be read)."""
-    found = set()
-    try:
-        maps = open("/proc/%d/maps" % pid).read().splitlines()
-        mem = open("/proc/%d/mem" % pid, "rb", 0)
-    except OSError:
-        return None
-    with mem:
-        for line in maps:
-            m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", line)
-            lo, hi, perms = int(m.group(1), 16), int(m.group(2), 16), m.group(3)
-            if perms[0] != "r" or hi - lo > (1 << 30) or "[vvar]" in line or "[vsyscall]" in line:
-                continue
-            try:
-                mem.seek(lo)
-                data = mem.read(hi - lo)
-            except (OSError, ValueError, OverflowError):
-                continue
-            for n in needles:
-                if n.encode() in data:
-                    found.add(n)
-    return found
-
-
-def wait_for(what, fn, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if fn():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def test_no_provider_secret_in_the_intake():
     stand = StandIn()
     s = Stack("intake_mem", env={"ENCRYPTION_KEY": gen_key(), "ENRICHER_ALLOW_LOOPBACK": "true"},
               services=("auditd", "jobbus", "enricher", "intake"))
     try:
         enricher = [p for p in s.procs if p.name == "enricher"][0]
-        wait_for("the enricher", lambda: "jobs at a time" in enricher.text())
+        wait_for(lambda: "jobs at a time" in enricher.text(), 30, what="the enricher")
         k = s.create_key("admin")
         r = s.request("POST", "/v1/enrichment-providers", key=k, body=provider(stand.port))
         assert_eq(r.status, 201, r.body)
@@ -150,10 +114,10 @@ def test_no_provider_secret_in_the_intake():
             assert_eq(r.status, 200, r.body)
             assert_eq(r.json()["data"]["success"], True, r.body)
         assert stand.hits >= 6, stand.hits  # the key reached the provider every time
-        found = scan(fresh.p.pid, [KEY])
+        found = memory_scan(fresh.p.pid, [KEY])
         assert found is not None, "cannot read the intake's memory (the test must run as root)"
         assert KEY not in found, "the provider's API key is in the intake's memory"
-        ctl = scan(os.getpid(), [KEY])
+        ctl = memory_scan(os.getpid(), [KEY])
         assert ctl is not None and KEY in ctl, "the scan does not find a secret that is there"
     finally:
         s.stop()
@@ -195,16 +159,16 @@ def test_no_workflow_secret_in_the_intake():
             d = r.json()["data"]
             assert_eq((d["status"], d["data"]), ("success", {"rev": WF_SECRET[::-1],
                                                              "len": len(WF_SECRET)}), r.body)
-        found = scan(fresh.p.pid, [WF_SECRET])
+        found = memory_scan(fresh.p.pid, [WF_SECRET])
         assert found is not None, "cannot read the intake's memory (the test must run as root)"
         assert WF_SECRET not in found, "a workflow secret is in the intake's memory"
-        ctl = scan(os.getpid(), [WF_SECRET])
+        ctl = memory_scan(os.getpid(), [WF_SECRET])
         assert ctl is not None and WF_SECRET in ctl, "the scan does not find a secret that is there"
         # workflowd audited each test with the caller's key, as the one that decrypted
         q = ("SELECT count(*) FROM audit_events WHERE event_type = 'workflow_tested' AND "
              "service = 'workflowd' AND actor_key_prefix = '%s' AND fields->>'workflow_uuid' = "
              "'%s' AND request_id IS NOT NULL AND client_ip IS NOT NULL" % (k[:8], u))
-        wait_for("the workflow_tested audit events", lambda: int(s.sql_value(q)) == 3)
+        wait_for(lambda: int(s.sql_value(q)) == 3, 30, what="the workflow_tested audit events")
     finally:
         s.stop()
 

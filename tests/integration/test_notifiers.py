@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.parse
 
-from harness import Stack, assert_eq, free_port, run_tests
+from harness import Stack, assert_eq, free_port, run_tests, wait_for
 
 SERVICES = ("auditd", "runner", "workflowd", "intake")
 SLACK_SECRET = "1b2c3d4e5f60718293a4b5c6d7e8f901"
@@ -84,14 +84,13 @@ class StandIn:
             return [r for r in self.requests if r["path"] == path]
 
     def wait(self, path, count, timeout=20):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        def enough():
             got = self.of(path)
-            if len(got) >= count:
-                return got
-            time.sleep(0.1)
-        raise AssertionError("expected %d requests to %s, got %d: %r" %
-                             (count, path, len(self.of(path)), self.requests))
+            return got if len(got) >= count else None
+        try:
+            return wait_for(enough, timeout, 0.1, "%d requests to %s" % (count, path))
+        except AssertionError as e:
+            raise AssertionError("%s; got %d: %r" % (e, len(self.of(path)), self.requests))
 
     def close(self):
         self.server.shutdown()
@@ -137,16 +136,6 @@ def approval_row(s, a):
                  "coalesce(external_message_id, ''), decide_token FROM workflow_approval_requests "
                  "WHERE uuid = '%s'" % a)
     return rows[0]
-
-
-def wait_for(fn, what, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def slack_callback(s, action, user="U0APPROVER"):
@@ -224,7 +213,7 @@ def test_slack_request_decision_result():
         url = re.match(r"^<([^|>]+)\|", ctx).group(1)
         decide_link_works(s, url, a)
         # the ts and the channel id are stored, notifier_type says slack
-        row = wait_for(lambda: (lambda r: r if r[3] else None)(approval_row(s, a)), "stored ts")
+        row = wait_for(lambda: (lambda r: r if r[3] else None)(approval_row(s, a)), what="stored ts")
         assert_eq(row[:4], ["pending", "slack", "C0TESTCHAN", "1700000000.%06d" % post["n"]])
         api = s.request("GET", "/v1/workflow-approvals/" + a, key=k).json()["data"]
         assert_eq((api["notifier_type"], api["external_message_id"]), ("slack", row[3]))
@@ -246,23 +235,24 @@ def test_slack_request_decision_result():
         # approvals decided elsewhere update the message too; a rejection sends no result
         b = execute(s, k, u, value=nasty)
         si.wait("/api/chat.postMessage", 3)
-        wait_for(lambda: approval_row(s, b)[3], "stored ts of b")
+        wait_for(lambda: approval_row(s, b)[3], what="stored ts of b")
         slack_callback(s, "reject:" + b, user="U0REJECTER")
         upd2 = si.wait("/api/chat.update", 2)[1]["json"]
         out2 = [x for x in upd2["blocks"] if x.get("block_id") == "approval:" + b][0]["text"]["text"]
         assert "*Rejected* by <@U0REJECTER>" in out2, out2
         c = execute(s, k, u, value=nasty)
         si.wait("/api/chat.postMessage", 4)
-        wait_for(lambda: approval_row(s, c)[3], "stored ts of c")
+        wait_for(lambda: approval_row(s, c)[3], what="stored ts of c")
         r = s.request("POST", "/v1/workflow-approvals/%s/reject" % c, key=k, body={})
         assert_eq(r.status, 200, r.body)
         upd3 = si.wait("/api/chat.update", 3)[2]["json"]
         assert "*Rejected* by " in json.dumps(upd3), upd3
+        # what must not happen has no event to wait for: the sleep is the window it is watched in
         time.sleep(2.5)
         assert_eq(len(si.of("/api/chat.postMessage")), 4)  # no result after rejections
         # a decision on an already decided request changes nothing
         slack_callback(s, "approve:" + b)
-        time.sleep(1)
+        time.sleep(1)  # the window in which no update may follow (nothing to wait for)
         assert_eq(len(si.of("/api/chat.update")), 3)
         ev = s.sql("SELECT fields->>'kind', fields->>'notifier' FROM audit_events "
                    "WHERE event_type = 'approval_notification_sent'")
@@ -285,7 +275,7 @@ def test_slack_retries():
         posts = si.wait("/api/chat.postMessage", 3, timeout=30)
         assert_eq(posts[0]["json"]["channel"], "C0DEFAULT")  # APPROVAL_DEFAULT_CHANNEL
         assert_eq(posts[0]["raw"], posts[2]["raw"])
-        row = wait_for(lambda: (lambda r: r if r[3] else None)(approval_row(s, a)), "stored ts")
+        row = wait_for(lambda: (lambda r: r if r[3] else None)(approval_row(s, a)), what="stored ts")
         assert_eq(row[3], "1700000000.%06d" % posts[2]["n"])
         log = s.proc("workflowd").text()
         assert log.count("approval_notification_attempt_failed") == 2, log[-3000:]
@@ -295,11 +285,11 @@ def test_slack_retries():
         b = execute(s, k, u)
         si.wait("/api/chat.postMessage", 6, timeout=30)
         wait_for(lambda: s.sql_value("SELECT count(*) FROM audit_events WHERE event_type = "
-                                     "'approval_notification_failed'") == "1", "failure audit")
+                                     "'approval_notification_failed'") == "1", what="failure audit")
         f = json.loads(s.sql_value("SELECT fields::text FROM audit_events WHERE event_type = "
                                    "'approval_notification_failed'"))
         assert_eq((f["approval_uuid"], f["attempts"], f["error"]), (b, 3, "HTTP 503"))
-        time.sleep(1.5)
+        time.sleep(1.5)  # the window in which no fourth attempt may come (nothing to wait for)
         assert_eq(len(si.of("/api/chat.postMessage")), 6)
         assert_eq(approval_row(s, b)[:2], ["pending", "slack"])
         assert_eq(s.request("POST", "/v1/workflow-approvals/%s/approve" % b, key=k, body={}).status, 200)
@@ -326,7 +316,7 @@ def test_slack_unreachable_and_ssrf():
             a = execute(st, k, u)
             assert time.time() - t0 < 5
             wait_for(lambda: "approval_notification_failed" in st.proc("workflowd").text(),
-                     "final failure", timeout=30)
+                     what="final failure", timeout=30)
             assert_eq(approval_row(st, a)[:4], ["pending", "slack", "", ""])
             ap = st.request("GET", "/v1/workflow-approvals/" + a, key=k).json()["data"]
             assert_eq(ap["status"], "pending")
@@ -372,7 +362,7 @@ def test_teams_cards():
         decide_link_works(s, card["actions"][0]["url"], a)
         assert_eq(card["actions"][1]["url"], BASE + "/v1/workflow-approvals/%s/approve" % a)
         assert_eq(card["actions"][2]["url"], BASE + "/v1/workflow-approvals/%s/reject" % a)
-        wait_for(lambda: approval_row(s, a)[1] == "teams", "notifier_type")
+        wait_for(lambda: approval_row(s, a)[1] == "teams", what="notifier_type")
         # approve via the decide page: a result card, colour Good
         token = approval_row(s, a)[4]
         r = s.request("POST", "/v1/approvals/%s/decide" % a,
@@ -394,7 +384,7 @@ def test_teams_cards():
         c = execute(s, k, f)
         si.wait(hook, 5)
         assert_eq(s.request("POST", "/v1/workflow-approvals/%s/reject" % c, key=k, body={}).status, 200)
-        time.sleep(2.5)
+        time.sleep(2.5)  # the window in which no result card may follow the rejection
         assert_eq(len(si.requests), 5)
         no_secrets_leaked(s, TEAMS_SECRET, token)
     finally:
@@ -417,9 +407,9 @@ def test_none_sends_nothing():
             wait_for(lambda: st.sql_value("SELECT r.status FROM workflow_runs r JOIN "
                                           "workflow_approval_requests a ON a.workflow_run_id = r.id "
                                           "WHERE a.uuid = '%s'" % a) in ("success", "failed"),
-                     "run finished")
+                     what="run finished")
             assert_eq(approval_row(st, a)[1], "none")
-        time.sleep(1)
+        time.sleep(1)  # the window in which nothing may be sent (nothing to wait for)
         assert_eq(si.requests, [])
         assert "APPROVAL_NOTIFIER=carrier-pigeon is not one of none, slack, teams" in s2.proc("workflowd").text()
     finally:
@@ -438,7 +428,7 @@ def test_stop_with_retry_pending():
         u = create(s, k)
         execute(s, k, u)
         si.wait("/api/chat.postMessage", 1)
-        wait_for(lambda: "approval_notification_attempt_failed" in s.proc("workflowd").text(), "1st failure")
+        wait_for(lambda: "approval_notification_attempt_failed" in s.proc("workflowd").text(), what="1st failure")
         t0 = time.time()
         rc = s.proc("workflowd").stop()
         assert_eq(rc, 0, s.proc("workflowd").text()[-3000:])

@@ -10,15 +10,12 @@ reads the memory of the runner, its fork server and a warm child through /proc/<
 looks for every secret value. It also checks /proc/<pid>/environ, and that runs still work.
 Needs root or ptrace rights over the runner (as in CI); fails when it cannot read the memory.
 """
-import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
-import time
 
-from harness import free_port
+from harness import free_port, memory_scan, wait_for
 
 BIN = os.path.abspath(os.path.join(os.environ.get("CALSETA_BIN_DIR", "build/bin"), "calseta-runner"))
 SECRETS = {
@@ -39,31 +36,6 @@ def children(pid):
         return []
 
 
-def scan(pid, needles):
-    """The needles found in the process's readable memory (None if it cannot be read)."""
-    found = set()
-    try:
-        maps = open("/proc/%d/maps" % pid).read().splitlines()
-        mem = open("/proc/%d/mem" % pid, "rb", 0)
-    except OSError:
-        return None
-    with mem:
-        for line in maps:
-            m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", line)
-            lo, hi, perms = int(m.group(1), 16), int(m.group(2), 16), m.group(3)
-            if perms[0] != "r" or hi - lo > (1 << 30) or "[vvar]" in line or "[vsyscall]" in line:
-                continue
-            try:
-                mem.seek(lo)
-                data = mem.read(hi - lo)
-            except (OSError, ValueError, OverflowError):
-                continue
-            for n in needles:
-                if n.encode() in data:
-                    found.add(n)
-    return found
-
-
 def main():
     work = tempfile.mkdtemp(prefix="calseta-runner-mem-")
     with open(os.path.join(work, ".env"), "w") as f:
@@ -77,19 +49,15 @@ def main():
     p = subprocess.Popen([BIN], env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     fails = []
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline and "listening on" not in open(log.name).read():
-            if p.poll() is not None:
-                break
-            time.sleep(0.1)
+        wait_for(lambda: "listening on" in open(log.name).read() or p.poll() is not None, 30,
+                 what="the runner to listen or exit")
         text = open(log.name).read()
         if "listening on" not in text:
             print("runner did not start:\n" + text)
             return 1
         # warm children are forked after "listening on": wait for one under the fork server
-        deadline = time.time() + 30
-        while time.time() < deadline and not [c for s in children(p.pid) for c in children(s)]:
-            time.sleep(0.1)
+        wait_for(lambda: [c for s in children(p.pid) for c in children(s)], 30,
+                 what="a warm child under the fork server")
         needles = list(SECRETS.values()) + list(DOTENV.values())
         # the password alone, too: the URL may have been taken apart
         needles.append(SECRETS["DATABASE_URL"].split(":")[2].split("@")[0])
@@ -104,7 +72,7 @@ def main():
             fails.append("expected one fork server with warm children, got %r / %r" % (server, kids))
         for pid, what in [(p.pid, "runner")] + [(s, "fork server") for s in server] + \
                          [(k, "warm child") for k in kids[:1]]:
-            found = scan(pid, needles)
+            found = memory_scan(pid, needles)
             if found is None:
                 fails.append("cannot read the memory of the %s (%d): run as root or with ptrace "
                              "rights" % (what, pid))
@@ -112,7 +80,7 @@ def main():
             for n in found:
                 fails.append("a secret (%s...) is in the memory of the %s" % (n[:12], what))
         # positive control: the scan finds what is there
-        ctl = scan(os.getpid(), [SECRETS["DATABASE_URL"]])
+        ctl = memory_scan(os.getpid(), [SECRETS["DATABASE_URL"]])
         if ctl is not None and SECRETS["DATABASE_URL"] not in ctl:
             fails.append("the scan does not find a secret this test process holds")
     finally:
