@@ -8,32 +8,11 @@
  * title), sort_order (asc|desc, default desc), page, page_size.
  */
 #include "intake.h"
+#include "alert_vocab.h"
 #include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-static const char *STATUSES[] = {"Open", "Triaging", "Escalated", "Closed", NULL};
-static const char *SEVERITIES[] = {"Pending", "Informational", "Low", "Medium",
-                                   "High",    "Critical",      NULL};
-static const char *ENRICH_STATUSES[] = {"Pending", "Enriched", "Failed", NULL};
-static const char *MALICE[] = {"Pending", "Benign", "Suspicious", "Malicious", NULL};
-static const char *CLOSE_CLASSES[] = {"True Positive - Suspicious Activity",
-                                      "Benign Positive - Suspicious but Expected",
-                                      "False Positive - Incorrect Detection Logic",
-                                      "False Positive - Inaccurate Data",
-                                      "Undetermined",
-                                      "Duplicate",
-                                      "Not Applicable",
-                                      NULL};
-
-static int one_of(const char *s, const char **set)
-{
-    for (; *set; set++)
-        if (!strcmp(s, *set))
-            return 1;
-    return 0;
-}
 
 /* Generic completion: one row, one JSON text column; 404 when no row or NULL. */
 struct one_op {
@@ -81,7 +60,7 @@ static struct one_op *one_new(struct reqctx *rc, int status)
 
 /* Adds "AND <column> = ANY(<list>)" for a comma-separated filter, checking every value. */
 static int add_list_filter(struct reqctx *rc, struct buf *where, json_t *params, const char *name,
-                           const char *column, const char **allowed)
+                           const char *column, const char *const *allowed)
 {
     char v[1024];
     if (!query_param(rc, name, v, sizeof v))
@@ -93,7 +72,7 @@ static int add_list_filter(struct reqctx *rc, struct buf *where, json_t *params,
             t++;
         if (!*t)
             continue;
-        if (allowed && !one_of(t, allowed)) {
+        if (allowed && !vocab_has(allowed, t)) {
             json_decref(arr);
             char msg[160];
             snprintf(msg, sizeof msg, "Invalid value for %s: '%.80s'", name, t);
@@ -125,11 +104,11 @@ void route_list_alerts(struct reqctx *rc)
     buf_puts(&where, "TRUE");
     json_t *params = json_array();
     char v[256];
-    if (add_list_filter(rc, &where, params, "status", "status", STATUSES) ||
-        add_list_filter(rc, &where, params, "severity", "severity", SEVERITIES) ||
+    if (add_list_filter(rc, &where, params, "status", "status", ALERT_STATUSES) ||
+        add_list_filter(rc, &where, params, "severity", "severity", ALERT_SEVERITIES) ||
         add_list_filter(rc, &where, params, "source_name", "source_name", NULL) ||
         add_list_filter(rc, &where, params, "enrichment_status", "enrichment_status",
-                        ENRICH_STATUSES) ||
+                        ENRICHMENT_STATUSES) ||
         add_list_filter(rc, &where, params, "tags", "tags", NULL))
         goto out;
     if (query_param(rc, "is_enriched", v, sizeof v)) {
@@ -151,7 +130,7 @@ void route_list_alerts(struct reqctx *rc)
     if (query_param(rc, "sort_by", v, sizeof v)) {
         static const char *cols[] = {"created_at", "occurred_at", "ingested_at", "updated_at",
                                      "status",     "title",       "severity",    NULL};
-        if (!one_of(v, cols)) {
+        if (!vocab_has(cols, v)) {
             reply_validation_error(rc, "value_error", "query", "sort_by", "Invalid sort field");
             goto out;
         }
@@ -237,19 +216,19 @@ void route_patch_alert(struct reqctx *rc)
     const char *status = NULL;
     if ((v = json_object_get(body, "status"))) {
         status = json_string_value(v);
-        if (!status || !one_of(status, STATUSES)) {
+        if (!status || !vocab_has(ALERT_STATUSES, status)) {
             reply_validation_error(rc, "value_error", "body", "status",
                           "Input should be 'Open', 'Triaging', 'Escalated' or 'Closed'");
             goto out;
         }
     }
     if ((v = json_object_get(body, "severity")) &&
-        (!json_is_string(v) || !one_of(json_string_value(v), SEVERITIES))) {
+        (!json_is_string(v) || !vocab_has(ALERT_SEVERITIES, json_string_value(v)))) {
         reply_validation_error(rc, "value_error", "body", "severity", "Invalid severity");
         goto out;
     }
     if ((v = json_object_get(body, "close_classification")) &&
-        (!json_is_string(v) || !one_of(json_string_value(v), CLOSE_CLASSES))) {
+        (!json_is_string(v) || !vocab_has(CLOSE_CLASSIFICATIONS, json_string_value(v)))) {
         reply_validation_error(rc, "value_error", "body", "close_classification", "Invalid close_classification");
         goto out;
     }
@@ -259,7 +238,7 @@ void route_patch_alert(struct reqctx *rc)
         goto out;
     }
     if ((v = json_object_get(body, "malice_override")) && !json_is_null(v) &&
-        (!json_is_string(v) || !one_of(json_string_value(v), MALICE))) {
+        (!json_is_string(v) || !vocab_has(MALICE_LEVELS, json_string_value(v)))) {
         reply_validation_error(rc, "value_error", "body", "malice_override", "Invalid malice value");
         goto out;
     }

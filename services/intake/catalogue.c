@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const MALICE_LEVELS[] = {"Pending", "Benign", "Suspicious", "Malicious", NULL};
-
 int str_in(const char *s, const char *const *set)
 {
     for (; s && *set; set++)

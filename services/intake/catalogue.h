@@ -10,6 +10,7 @@
 #ifndef INTAKE_CATALOGUE_H
 #define INTAKE_CATALOGUE_H
 
+#include "alert_vocab.h"
 #include "indicator_types.h"
 #include "intake.h"
 
@@ -105,7 +106,5 @@ void route_metrics_alerts(struct reqctx *rc);
 void route_metrics_workflows(struct reqctx *rc);
 void route_metrics_summary(struct reqctx *rc);
 
-/* The four malice levels (the indicator types are in indicator_types.h). */
-extern const char *const MALICE_LEVELS[];
 
 #endif

@@ -17,34 +17,14 @@
 #include "indicators.h"
 #include "isotime.h"
 #include "mcp.h"
+#include "alert_vocab.h"
 #include "util.h"
 #include "workflows_api.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static const char *STATUSES[] = {"Open", "Triaging", "Escalated", "Closed", NULL};
-static const char *SEVERITIES[] = {"Pending", "Informational", "Low", "Medium",
-                                   "High",    "Critical",      NULL};
-static const char *ENRICH_STATUSES[] = {"Pending", "Enriched", "Failed", NULL};
-static const char *MALICE[] = {"Pending", "Benign", "Suspicious", "Malicious", NULL};
-static const char *CLOSE_CLASSES[] = {"True Positive - Suspicious Activity",
-                                      "Benign Positive - Suspicious but Expected",
-                                      "False Positive - Incorrect Detection Logic",
-                                      "False Positive - Inaccurate Data",
-                                      "Undetermined",
-                                      "Duplicate",
-                                      "Not Applicable",
-                                      NULL};
 #define VALID_TYPES "['account', 'domain', 'email', 'hash_md5', 'hash_sha1', 'hash_sha256', 'ip', 'url']"
-
-static int one_of(const char *s, const char **set)
-{
-    for (; s && *set; set++)
-        if (!strcmp(s, *set))
-            return 1;
-    return 0;
-}
 
 /* ---- tool list ------------------------------------------------------------------------------ */
 
@@ -188,7 +168,7 @@ static size_t param(json_t *params, const char *v)
 /* A comma list as a JSON array parameter (trimmed, empties dropped, checked against allowed);
  * -1 after a reply naming the bad value. */
 static int list_param(struct mcp_call *c, json_t *params, const char *name, const char *v,
-                      const char **allowed, int keep_empty, size_t *num)
+                      const char *const *allowed, int keep_empty, size_t *num)
 {
     json_t *arr = json_array();
     char *copy = xstrdup(v), *p = copy;
@@ -203,7 +183,7 @@ static int list_param(struct mcp_call *c, json_t *params, const char *name, cons
         while (l && t[l - 1] == ' ')
             t[--l] = 0;
         if (*t || keep_empty) {
-            if (allowed && !one_of(t, allowed)) {
+            if (allowed && !vocab_has(allowed, t)) {
                 mcp_tool_fail(c, "Invalid %s '%.80s'.", name, t);
                 free(copy);
                 json_decref(arr);
@@ -313,7 +293,7 @@ static void tool_search_alerts(struct mcp_call *c, json_t *args)
         return;
     static const char *sorts[] = {"title",       "status",     "severity", "source_name",
                                   "occurred_at", "created_at", NULL};
-    if (sort_by && !one_of(sort_by, sorts)) {
+    if (sort_by && !vocab_has(sorts, sort_by)) {
         mcp_tool_fail(c, "Invalid sort_by '%.40s'. Must be one of: ['created_at', 'occurred_at', "
                          "'severity', 'source_name', 'status', 'title']", sort_by);
         return;
@@ -328,12 +308,12 @@ static void tool_search_alerts(struct mcp_call *c, json_t *args)
     buf_puts(&w, "TRUE");
     size_t n;
     if (status) {
-        if (list_param(c, params, "status", status, STATUSES, 0, &n))
+        if (list_param(c, params, "status", status, ALERT_STATUSES, 0, &n))
             goto out;
         buf_printf(&w, " AND a.status = ANY(ARRAY(SELECT json_array_elements_text($%zu::json)))", n);
     }
     if (severity) {
-        if (list_param(c, params, "severity", severity, SEVERITIES, 0, &n))
+        if (list_param(c, params, "severity", severity, ALERT_SEVERITIES, 0, &n))
             goto out;
         buf_printf(&w, " AND a.severity = ANY(ARRAY(SELECT json_array_elements_text($%zu::json)))", n);
     }
@@ -343,7 +323,7 @@ static void tool_search_alerts(struct mcp_call *c, json_t *args)
         buf_printf(&w, " AND a.source_name = ANY(ARRAY(SELECT json_array_elements_text($%zu::json)))", n);
     }
     if (estatus) {
-        if (list_param(c, params, "enrichment_status", estatus, ENRICH_STATUSES, 0, &n))
+        if (list_param(c, params, "enrichment_status", estatus, ENRICHMENT_STATUSES, 0, &n))
             goto out;
         buf_printf(&w, " AND a.enrichment_status = ANY(ARRAY(SELECT json_array_elements_text($%zu::json)))", n);
     }
@@ -557,7 +537,7 @@ static int malice_arg(struct mcp_call *c, json_t *args, const char **out)
 {
     if (opt_str(c, args, "malice", out))
         return -1;
-    if (*out && !one_of(*out, MALICE)) {
+    if (*out && !vocab_has(MALICE_LEVELS, *out)) {
         mcp_tool_fail(c, "Invalid malice '%.40s'. Must be one of: ['Benign', 'Malicious', "
                          "'Pending', 'Suspicious']", *out);
         return -1;
@@ -599,7 +579,7 @@ static void tool_update_status(struct mcp_call *c, json_t *args)
     if (uuid_arg(c, args, "alert_uuid", "UUID", uuid) || req_str(c, args, "status", &status) ||
         opt_str(c, args, "close_classification", &cls))
         return;
-    if (!one_of(status, STATUSES)) {
+    if (!vocab_has(ALERT_STATUSES, status)) {
         mcp_tool_fail(c, "Invalid status '%.40s'. Must be one of: ['Closed', 'Escalated', "
                          "'Open', 'Triaging']", status);
         return;
@@ -608,7 +588,7 @@ static void tool_update_status(struct mcp_call *c, json_t *args)
         mcp_tool_fail(c, "close_classification is required when setting status to 'Closed'.");
         return;
     }
-    if (cls && !one_of(cls, CLOSE_CLASSES)) {
+    if (cls && !vocab_has(CLOSE_CLASSIFICATIONS, cls)) {
         mcp_tool_fail(c, "Invalid close_classification '%.80s'. Must be one of: ['True Positive "
                          "- Suspicious Activity', 'Benign Positive - Suspicious but Expected', "
                          "'False Positive - Incorrect Detection Logic', 'False Positive - "
