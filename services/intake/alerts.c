@@ -7,6 +7,7 @@
  * ISO-8601), sort_by (created_at, occurred_at, ingested_at, updated_at, severity, status,
  * title), sort_order (asc|desc, default desc), page, page_size.
  */
+#include "catalogue.h"
 #include "intake.h"
 #include "alert_vocab.h"
 #include "util.h"
@@ -159,15 +160,12 @@ void route_list_alerts(struct reqctx *rc)
         "AS rn FROM f a ORDER BY %s %s, a.id %s LIMIT %d OFFSET %lld) x), '[]'::json)::text",
         where.data, order, dir, dir, order, dir, dir, page_size,
         (long long)(page - 1) * page_size);
-    size_t n = json_array_size(params);
-    const char **pv = xcalloc(n ? n : 1, sizeof *pv);
-    for (size_t i = 0; i < n; i++)
-        pv[i] = json_string_value(json_array_get(params, i));
+    const char **pv = param_values(params);
     struct one_op *op = one_new(rc, 200);
     op->list = 1;
     op->page = page;
     op->page_size = page_size;
-    pg_exec(rc->in->pg, sql, (int)n, pv, on_one, op);
+    pg_exec(rc->in->pg, sql, (int)json_array_size(params), pv, on_one, op);
     free(pv);
     free(sql);
 out:

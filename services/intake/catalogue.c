@@ -128,6 +128,15 @@ size_t param_add(json_t *params, const char *value)
     return json_array_size(params);
 }
 
+const char **param_values(json_t *params)
+{
+    size_t n = json_array_size(params);
+    const char **pv = xcalloc(n ? n : 1, sizeof *pv);
+    for (size_t i = 0; i < n; i++)
+        pv[i] = json_string_value(json_array_get(params, i)); /* NULL for json null */
+    return pv;
+}
+
 int query_bool(struct reqctx *rc, const char *name)
 {
     char v[16];
@@ -190,11 +199,8 @@ void cat_reply_cb(void *arg, PGresult *res, const char *err)
 
 static void run(struct reqctx *rc, const char *sql, json_t *params, struct cat_op *op)
 {
-    size_t n = json_array_size(params);
-    const char **pv = xcalloc(n ? n : 1, sizeof *pv);
-    for (size_t i = 0; i < n; i++)
-        pv[i] = json_string_value(json_array_get(params, i)); /* NULL for json null */
-    pg_exec(rc->in->pg, sql, (int)n, pv, cat_reply_cb, op);
+    const char **pv = param_values(params);
+    pg_exec(rc->in->pg, sql, (int)json_array_size(params), pv, cat_reply_cb, op);
     free(pv);
     json_decref(params);
 }

@@ -66,6 +66,10 @@ void cat_list(struct reqctx *rc, const char *sql, json_t *params, int page, int 
 /* Appends a string parameter (NULL → SQL NULL); returns its number ($n). */
 size_t param_add(json_t *params, const char *value);
 
+/* The values of params (strings, NULL for json null) as pg_exec() takes them; a new array to
+ * free() whose strings stay owned by params. */
+const char **param_values(json_t *params);
+
 /* "true"/"false" query parameter: 1/0, -1 when absent; 422 reply and -2 when malformed. */
 int query_bool(struct reqctx *rc, const char *name);
 

@@ -13,6 +13,7 @@
  */
 #include "findings.h"
 #include "crypto.h"
+#include "catalogue.h"
 #include "detection_rules.h"
 #include "indicators.h"
 #include "isotime.h"
@@ -201,15 +202,6 @@ static int list_param(struct mcp_call *c, json_t *params, const char *name, cons
     *num = param(params, s);
     free(s);
     return 0;
-}
-
-static const char **param_values(json_t *params)
-{
-    size_t n = json_array_size(params);
-    const char **pv = xcalloc(n ? n : 1, sizeof *pv);
-    for (size_t i = 0; i < n; i++)
-        pv[i] = json_string_value(json_array_get(params, i));
-    return pv;
 }
 
 static void run_query(struct mcp_call *c, const char *sql, json_t *params, pg_result_cb cb)
