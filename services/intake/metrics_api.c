@@ -1,11 +1,12 @@
 /*
  * metrics_api.c - /v1/metrics/alerts (alerts:read), /v1/metrics/workflows (workflows:read) and
- * /v1/metrics/summary (alerts:read). Each is one statement (migration 0012): the alert figures
- * come from one grouping-sets pass over a covering index of alerts by created_at.
+ * /v1/metrics/summary (alerts:read). Each is one statement, a function of migrations 0012, 0020
+ * and 0024.
  *
- * The alert figures and the enrichment jobs finished in 30 days come from the rollup of migration
- * 0020 where it is current and from the tables elsewhere, so they are exact as of the request;
- * metrics_rollup_run() (housekeeping) keeps the part counted live small.
+ * The alert figures, the enrichment jobs finished in 30 days and the workflow runs come from the
+ * rollup of migrations 0020 and 0024 where it is current and from the tables elsewhere, so they
+ * are exact as of the request; metrics_rollup_run() (housekeeping) keeps the part counted live
+ * small.
  *
  * Window: from_time, to_time (ISO-8601), created_at in [from, to); if either is missing both
  * are the last 30 days, as in the original. The summary's queue block reports every job kind
