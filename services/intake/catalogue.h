@@ -56,7 +56,7 @@ void cat_exec_uuid(struct reqctx *rc, const char *sql, int status, const char *n
 json_t *cat_patch_input(struct reqctx *rc, const struct field_spec *spec, char uuid[37]);
 
 /* As cat_exec() with $1 = uuid (NULL: SQL NULL) and $2 = body as compact JSON. The body is
- * stolen and its text wiped once sent (it may carry a secret, encrypted or not). */
+ * stolen; its compact text is wiped once copied into the parameters (it may carry a secret). */
 void cat_save(struct reqctx *rc, const char *uuid, json_t *body, const char *sql, int status,
               const char *not_found, const char *conflict);
 

@@ -6,12 +6,16 @@ helper processes on free loopback ports, and small clients (HTTP over raw socket
 Every process's stderr is kept; a sanitizer report in any of them fails the test.
 Standard library only.
 """
+import base64
+import hashlib
+import hmac
 import http.client
 import json
 import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -302,6 +306,24 @@ def wait_for(condition, timeout=20.0, interval=0.05, what=None):
                                  % (timeout, what or getattr(condition, "__name__", "condition"),
                                     last))
         time.sleep(interval)
+
+
+def fernet_key():
+    """A new Fernet key (what ENCRYPTION_KEY holds), made without the code under test."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def fernet_encrypt(key_b64, plaintext):
+    """A Fernet token of plaintext (bytes) in the original's format, made with the openssl
+    command rather than the code under test, for rows a test writes into the database directly."""
+    key = base64.urlsafe_b64decode(key_b64)
+    signing, enc = key[:16], key[16:]
+    iv = os.urandom(16)
+    ct = subprocess.run(["openssl", "enc", "-aes-128-cbc", "-K", enc.hex(), "-iv", iv.hex()],
+                        input=plaintext, capture_output=True, check=True).stdout
+    body = b"\x80" + struct.pack(">Q", int(time.time())) + iv + ct
+    mac = hmac.new(signing, body, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(body + mac).decode()
 
 
 def wait_window_start(min_left=12):

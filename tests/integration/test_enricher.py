@@ -16,14 +16,10 @@ changes no row (shared cache: no provider call either); hostile and huge provide
 SIGTERM drains the job in flight; wrong/missing/invalid ENCRYPTION_KEY -> a start-up error naming
 it; loopback blocked without the test setting; credentials never in logs or audit events.
 """
-import base64
-import hashlib
-import hmac
 import http.server
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -32,7 +28,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Stack, assert_eq, run_tests, wait_for  # noqa: E402
+from harness import Stack, assert_eq, fernet_encrypt, fernet_key, run_tests, wait_for  # noqa: E402
 
 VT_KEY = "vt-secret-7f3a9c1e55d2"
 ABUSE_KEY = "abuse-secret-0b8e4d2a91"
@@ -43,21 +39,6 @@ SECRETS = [VT_KEY, ABUSE_KEY, OKTA_TOKEN, ENTRA_SECRET]
 
 
 # ---- Fernet (the original's token format) -------------------------------------------------
-
-def fernet_key():
-    return base64.urlsafe_b64encode(os.urandom(32)).decode()
-
-
-def fernet_encrypt(key_b64, plaintext):
-    key = base64.urlsafe_b64decode(key_b64)
-    signing, enc = key[:16], key[16:]
-    iv = os.urandom(16)
-    ct = subprocess.run(["openssl", "enc", "-aes-128-cbc", "-K", enc.hex(), "-iv", iv.hex()],
-                        input=plaintext, capture_output=True, check=True).stdout
-    body = b"\x80" + struct.pack(">Q", int(time.time())) + iv + ct
-    mac = hmac.new(signing, body, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(body + mac).decode()
-
 
 # ---- stand-in providers ---------------------------------------------------------------------
 

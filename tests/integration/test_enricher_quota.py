@@ -8,35 +8,15 @@ slack for the moment between a worker sending and the stand-in reading), both wo
 and every job completes. With per-worker caps (false) the same load reaches well above 8 in some
 second: the measurement can tell the two apart.
 """
-import base64
-import hashlib
-import hmac
 import http.server
 import json
 import os
-import struct
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, assert_eq, run_tests  # noqa: E402
-
-
-def fernet_key():
-    return base64.urlsafe_b64encode(os.urandom(32)).decode()
-
-
-def fernet_encrypt(key_b64, plaintext):
-    key = base64.urlsafe_b64decode(key_b64)
-    signing, enc = key[:16], key[16:]
-    iv = os.urandom(16)
-    ct = subprocess.run(["openssl", "enc", "-aes-128-cbc", "-K", enc.hex(), "-iv", iv.hex()],
-                        input=plaintext, capture_output=True, check=True).stdout
-    body = b"\x80" + struct.pack(">Q", int(time.time())) + iv + ct
-    mac = hmac.new(signing, body, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(body + mac).decode()
+from harness import Stack, assert_eq, fernet_encrypt, fernet_key, run_tests  # noqa: E402
 
 
 RATE = 8

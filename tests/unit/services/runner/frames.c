@@ -124,8 +124,7 @@ static void decode_all(struct buf *in, size_t frames, double budget)
     double start = cpu_seconds();
     while (chan_frame_next(in, &off, &f, &len) == 1) {
         if (++seen % 256 == 0 && cpu_seconds() - start > budget)
-            fail_msg("%zu of %zu frames took over %.3f s of CPU: not linear", seen, frames,
-                     budget);
+            fail_msg("%zu of %zu frames took over %.3f s of CPU: not linear", seen, frames, budget);
     }
     buf_consume(in, off);
     assert_int_equal(seen, frames);
