@@ -190,7 +190,8 @@ int proto_utf8_ok(const char *s, size_t n, int allow_ctl)
     while (p < end) {
         unsigned c = *p;
         if (c < 0x80) {
-            if (c == 0 || c == 0x7f || (c < 0x20 && !(allow_ctl && (c == '\t' || c == '\n'))))
+            if (c == 0 || (allow_ctl != PROTO_CTL_ANY &&
+                           (c == 0x7f || (c < 0x20 && !(allow_ctl && (c == '\t' || c == '\n'))))))
                 return 0;
             p++;
             continue;

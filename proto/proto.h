@@ -64,13 +64,17 @@ void proto_msg_destroy(struct proto_msg *m);
 const msgpack_object *proto_get(const struct proto_msg *m, const char *key);
 /* Typed getters; each returns 0, 1 when absent or nil (out untouched), -1 on a wrong type or a
  * value out of bounds. Strings must be valid UTF-8 without NUL or control characters
- * (tab/newline allowed only when allow_ctl); *out is a new NUL-terminated copy. */
+ * (tab/newline allowed only when allow_ctl, every control character but NUL when allow_ctl is
+ * PROTO_CTL_ANY: for text the platform accepts as it is, such as workflow code with CRLF line
+ * ends); *out is a new NUL-terminated copy. */
+#define PROTO_CTL_ANY 2
 int proto_get_str(const struct proto_msg *m, const char *key, size_t maxlen, int allow_ctl,
                   char **out);
 int proto_get_i64(const struct proto_msg *m, const char *key, int64_t min, int64_t max,
                   int64_t *out);
 
-/* 1 when s[0..n) is valid UTF-8 with no NUL and (unless allow_ctl) no control characters. */
+/* 1 when s[0..n) is valid UTF-8 with no NUL and no control characters but those allow_ctl
+ * admits (see proto_get_str). */
 int proto_utf8_ok(const char *s, size_t n, int allow_ctl);
 
 /* Encoding: starts the envelope map with nfields further entries. */

@@ -60,7 +60,7 @@ static int get_id(const struct proto_msg *m, uint64_t *id)
     return 0;
 }
 
-/* A field that must be there (1 = absent is an error too). */
+/* A field that must be there (1 = absent is an error too). ctl: proto_get_str's allow_ctl. */
 static int need_str(const struct proto_msg *m, const char *key, size_t max, int ctl, char **out)
 {
     return proto_get_str(m, key, max, ctl, out) == 0 ? 0 : -1;
@@ -87,7 +87,7 @@ static int decode_test(const struct proto_msg *m, struct wf_request *r)
 {
     if (need_str(m, "workflow", 36, 0, &r->workflow_uuid) != 0 || !uuid_shaped(r->workflow_uuid) ||
         need_str(m, "indicator_type", 32, 0, &r->indicator_type) != 0 ||
-        need_str(m, "indicator_value", 2048, 0, &r->indicator_value) != 0 || !*r->indicator_value)
+        need_str(m, "indicator_value", 2048, PROTO_CTL_ANY, &r->indicator_value) != 0 || !*r->indicator_value)
         return -1;
     if (opt_str(m, "key_prefix", 16, &r->key_prefix) != 0 ||
         opt_str(m, "request_id", 128, &r->request_id) != 0 ||
@@ -107,7 +107,7 @@ int wf_decode_request(const void *data, size_t len, struct wf_request *r)
     if (get_id(&m, &r->id) == 0 && proto_get_i64(&m, "op", WF_OP_VALIDATE, WF_OP_TEST, &op) == 0) {
         r->op = (int)op;
         if (op == WF_OP_VALIDATE)
-            rc = need_str(&m, "code", RUNNER_MAX_CODE_BYTES, 1, &r->code) == 0 &&
+            rc = need_str(&m, "code", RUNNER_MAX_CODE_BYTES, PROTO_CTL_ANY, &r->code) == 0 &&
                          !proto_get(&m, "workflow")
                      ? 0
                      : -1;
@@ -130,7 +130,7 @@ int wf_decode_reply(const void *data, size_t len, struct wf_reply *r)
     int rc = -1;
     if (get_id(&m, &r->id) == 0 &&
         proto_get_i64(&m, "outcome", WF_OUT_OK, WF_OUT_MAX, &outcome) == 0 &&
-        need_str(&m, "body", WF_MAX_REPLY, 1, &r->body_json) == 0) {
+        need_str(&m, "body", WF_MAX_REPLY, PROTO_CTL_ANY, &r->body_json) == 0) {
         r->outcome = (int)outcome;
         rc = 0;
     }

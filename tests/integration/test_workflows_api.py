@@ -463,5 +463,27 @@ def test_workflowd_link_over_tcp_is_curve_with_allowed_clients():
         s.stop()
 
 
+def test_control_characters_reach_workflowd_and_back():
+    """Code saved with CRLF line ends and a form feed, a test indicator holding a tab, and a
+    result holding DEL cross the intake -> workflowd link both ways (the link refused them: the
+    request or reply was dropped unanswered and the intake answered 503 after its deadline)."""
+    s = Stack("wf_ctl", services=SERVICES)
+    try:
+        k = s.create_key("admin")
+        code = ("from calseta.workflows import WorkflowResult\r\n\x0c\r\n"
+                "async def run(ctx):\r\n"
+                "    return WorkflowResult.ok('done', {'v': ctx.indicator.value + chr(127)})\r\n")
+        r = s.request("POST", "/v1/workflows", key=k, body=wf_body(code=code))
+        assert_eq(r.status, 201, r.body)
+        assert_eq(r.json()["data"]["code"], code)
+        u = r.json()["data"]["uuid"]
+        r = s.request("POST", "/v1/workflows/%s/test" % u, key=k,
+                      body={"indicator_type": "ip", "indicator_value": "192.0.2.9\tx"})
+        assert_eq(r.status, 200, r.body)
+        assert_eq(r.json()["data"]["data"], {"v": "192.0.2.9\tx\x7f"})
+    finally:
+        s.stop()
+
+
 if __name__ == "__main__":
     run_tests(globals())

@@ -138,6 +138,61 @@ static void test_reply(void **state)
     buf_destroy(&b);
 }
 
+/* What the intake accepts and the runner runs must cross the link: code with CRLF line ends, a
+ * form feed or DEL, a test indicator with a tab or CR, a result whose JSON holds DEL (jansson
+ * escapes only the characters below 0x20). A request or reply refused here is never answered:
+ * the intake waits out its deadline and answers 503. */
+static void test_control_characters_cross(void **state)
+{
+    (void)state;
+    struct wf_request v = {.id = 1, .op = WF_OP_VALIDATE, .code = "a = 1\r\n\fb = '\x7f'\r\n"};
+    struct wf_request t = {.id = 2,
+                           .op = WF_OP_TEST,
+                           .workflow_uuid = "0b8e7a52-1f3c-4d2e-9a7b-6c5d4e3f2a10",
+                           .indicator_type = "domain",
+                           .indicator_value = "evil\texample\r\x1b.com"};
+    struct wf_reply r = {.id = 3, .outcome = WF_OUT_OK, .body_json = "{\"data\":\"\x7f\"}"};
+    struct wf_request out;
+    struct wf_reply rout;
+    struct buf b;
+    buf_init(&b);
+    wf_encode_request(&v, &b);
+    assert_int_equal(wf_decode_request(b.data, b.len, &out), 0);
+    assert_string_equal(out.code, v.code);
+    wf_request_destroy(&out);
+    buf_reset(&b);
+    wf_encode_request(&t, &b);
+    assert_int_equal(wf_decode_request(b.data, b.len, &out), 0);
+    assert_string_equal(out.indicator_value, t.indicator_value);
+    wf_request_destroy(&out);
+    buf_reset(&b);
+    wf_encode_reply(&r, &b);
+    assert_int_equal(wf_decode_reply(b.data, b.len, &rout), 0);
+    assert_string_equal(rout.body_json, r.body_json);
+    wf_reply_destroy(&rout);
+    buf_destroy(&b);
+}
+
+/* A NUL inside the code is still refused (C strings end there). */
+static void test_nul_refused(void **state)
+{
+    (void)state;
+    struct buf b;
+    msgpack_packer pk;
+    struct wf_request out;
+    buf_init(&b);
+    msgpack_packer_init(&pk, &b, buf_write);
+    proto_pack_begin(&pk, PROTO_WORKFLOW_REQUEST, 3);
+    proto_pack_key(&pk, "id");
+    msgpack_pack_uint64(&pk, 1);
+    proto_pack_i64(&pk, "op", WF_OP_VALIDATE);
+    proto_pack_key(&pk, "code");
+    msgpack_pack_str(&pk, 3);
+    msgpack_pack_str_body(&pk, "a\0b", 3);
+    assert_int_equal(wf_decode_request(b.data, b.len, &out), -1);
+    buf_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +200,8 @@ int main(void)
         cmocka_unit_test(test_test_round_trip),
         cmocka_unit_test(test_mixed_fields),
         cmocka_unit_test(test_reply),
+        cmocka_unit_test(test_control_characters_cross),
+        cmocka_unit_test(test_nul_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
