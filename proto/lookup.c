@@ -13,18 +13,12 @@ static int buf_write(void *data, const char *p, size_t n)
     return 0;
 }
 
-static void pack_id(msgpack_packer *pk, uint64_t id)
-{
-    proto_pack_key(pk, "id");
-    msgpack_pack_uint64(pk, id);
-}
-
 void lookup_encode_request(const struct lookup_req *r, struct buf *out)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, buf_write);
     proto_pack_begin(&pk, PROTO_LOOKUP_REQUEST, 6);
-    pack_id(&pk, r->id);
+    proto_pack_u64(&pk, "id", r->id);
     proto_pack_str(&pk, "type", r->type);
     proto_pack_str(&pk, "value", r->value);
     proto_pack_str(&pk, "config", r->config_json);
@@ -37,20 +31,11 @@ void lookup_encode_reply(const struct lookup_reply *r, struct buf *out)
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, buf_write);
     proto_pack_begin(&pk, PROTO_LOOKUP_REPLY, 2);
-    pack_id(&pk, r->id);
+    proto_pack_u64(&pk, "id", r->id);
     if (r->error)
         proto_pack_str(&pk, "error", r->error);
     else
         proto_pack_str(&pk, "results", r->results_json ? r->results_json : "{}");
-}
-
-static int get_id(const struct proto_msg *m, uint64_t *id)
-{
-    const msgpack_object *o = proto_get(m, "id");
-    if (!o || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return -1;
-    *id = o->via.u64;
-    return 0;
 }
 
 int lookup_decode_request(const void *data, size_t len, struct lookup_req *r)
@@ -60,7 +45,7 @@ int lookup_decode_request(const void *data, size_t len, struct lookup_req *r)
     if (proto_decode_max(data, len, LOOKUP_MAX_MSG, PROTO_LOOKUP_REQUEST, &m) != 0)
         return -1;
     int rc = -1;
-    if (get_id(&m, &r->id) == 0 && proto_get_str(&m, "type", 32, 0, &r->type) == 0 &&
+    if (proto_get_u64(&m, "id", &r->id) == 0 && proto_get_str(&m, "type", 32, 0, &r->type) == 0 &&
         proto_get_str(&m, "value", 2048, 0, &r->value) == 0 &&
         proto_get_str(&m, "config", LOOKUP_MAX_CONFIG, 1, &r->config_json) == 0 &&
         proto_get_str(&m, "providers", 65536, 0, &r->providers_json) == 0 &&
@@ -79,7 +64,7 @@ int lookup_decode_reply(const void *data, size_t len, struct lookup_reply *r)
     if (proto_decode_max(data, len, LOOKUP_MAX_MSG, PROTO_LOOKUP_REPLY, &m) != 0)
         return -1;
     int rc = -1;
-    if (get_id(&m, &r->id) == 0) {
+    if (proto_get_u64(&m, "id", &r->id) == 0) {
         int e = proto_get_str(&m, "error", 1024, 0, &r->error);
         int s = proto_get_str(&m, "results", LOOKUP_MAX_RESULTS, 1, &r->results_json);
         rc = (e == 0) != (s == 0) && e >= 0 && s >= 0 ? 0 : -1; /* exactly one of them */

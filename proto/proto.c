@@ -260,6 +260,17 @@ int proto_get_i64(const struct proto_msg *m, const char *key, int64_t min, int64
     return 0;
 }
 
+int proto_get_u64(const struct proto_msg *m, const char *key, uint64_t *out)
+{
+    const msgpack_object *o = proto_get(m, key);
+    if (!o || o->type == MSGPACK_OBJECT_NIL)
+        return 1;
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return -1;
+    *out = o->via.u64;
+    return 0;
+}
+
 void proto_pack_key(msgpack_packer *pk, const char *key)
 {
     size_t n = strlen(key);
@@ -292,4 +303,10 @@ void proto_pack_i64(msgpack_packer *pk, const char *key, int64_t val)
 {
     proto_pack_key(pk, key);
     msgpack_pack_int64(pk, val);
+}
+
+void proto_pack_u64(msgpack_packer *pk, const char *key, uint64_t val)
+{
+    proto_pack_key(pk, key);
+    msgpack_pack_uint64(pk, val);
 }

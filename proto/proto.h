@@ -72,6 +72,8 @@ int proto_get_str(const struct proto_msg *m, const char *key, size_t maxlen, int
                   char **out);
 int proto_get_i64(const struct proto_msg *m, const char *key, int64_t min, int64_t max,
                   int64_t *out);
+/* An unsigned integer (request ids). */
+int proto_get_u64(const struct proto_msg *m, const char *key, uint64_t *out);
 
 /* 1 when s[0..n) is valid UTF-8 with no NUL and no control characters but those allow_ctl
  * admits (see proto_get_str). */
@@ -81,6 +83,7 @@ int proto_utf8_ok(const char *s, size_t n, int allow_ctl);
 void proto_pack_begin(msgpack_packer *pk, unsigned type, uint32_t nfields);
 void proto_pack_str(msgpack_packer *pk, const char *key, const char *val); /* val NULL -> nil */
 void proto_pack_i64(msgpack_packer *pk, const char *key, int64_t val);
+void proto_pack_u64(msgpack_packer *pk, const char *key, uint64_t val);
 void proto_pack_key(msgpack_packer *pk, const char *key);
 
 #endif

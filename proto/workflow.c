@@ -13,25 +13,19 @@ static int buf_write(void *data, const char *p, size_t n)
     return 0;
 }
 
-static void pack_id(msgpack_packer *pk, uint64_t id)
-{
-    proto_pack_key(pk, "id");
-    msgpack_pack_uint64(pk, id);
-}
-
 void wf_encode_request(const struct wf_request *r, struct buf *out)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, buf_write);
     if (r->op == WF_OP_VALIDATE) {
         proto_pack_begin(&pk, PROTO_WORKFLOW_REQUEST, 3);
-        pack_id(&pk, r->id);
+        proto_pack_u64(&pk, "id", r->id);
         proto_pack_i64(&pk, "op", r->op);
         proto_pack_str(&pk, "code", r->code ? r->code : "");
         return;
     }
     proto_pack_begin(&pk, PROTO_WORKFLOW_REQUEST, 8);
-    pack_id(&pk, r->id);
+    proto_pack_u64(&pk, "id", r->id);
     proto_pack_i64(&pk, "op", r->op);
     proto_pack_str(&pk, "workflow", r->workflow_uuid);
     proto_pack_str(&pk, "indicator_type", r->indicator_type);
@@ -46,18 +40,9 @@ void wf_encode_reply(const struct wf_reply *r, struct buf *out)
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, buf_write);
     proto_pack_begin(&pk, PROTO_WORKFLOW_REPLY, 3);
-    pack_id(&pk, r->id);
+    proto_pack_u64(&pk, "id", r->id);
     proto_pack_i64(&pk, "outcome", r->outcome);
     proto_pack_str(&pk, "body", r->body_json ? r->body_json : "{}");
-}
-
-static int get_id(const struct proto_msg *m, uint64_t *id)
-{
-    const msgpack_object *o = proto_get(m, "id");
-    if (!o || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return -1;
-    *id = o->via.u64;
-    return 0;
 }
 
 /* A field that must be there (1 = absent is an error too). ctl: proto_get_str's allow_ctl. */
@@ -104,7 +89,7 @@ int wf_decode_request(const void *data, size_t len, struct wf_request *r)
     if (proto_decode_max(data, len, WF_MAX_REQUEST, PROTO_WORKFLOW_REQUEST, &m) != 0)
         return -1;
     int rc = -1;
-    if (get_id(&m, &r->id) == 0 && proto_get_i64(&m, "op", WF_OP_VALIDATE, WF_OP_TEST, &op) == 0) {
+    if (proto_get_u64(&m, "id", &r->id) == 0 && proto_get_i64(&m, "op", WF_OP_VALIDATE, WF_OP_TEST, &op) == 0) {
         r->op = (int)op;
         if (op == WF_OP_VALIDATE)
             rc = need_str(&m, "code", RUNNER_MAX_CODE_BYTES, PROTO_CTL_ANY, &r->code) == 0 &&
@@ -128,7 +113,7 @@ int wf_decode_reply(const void *data, size_t len, struct wf_reply *r)
     if (proto_decode_max(data, len, WF_MAX_REPLY, PROTO_WORKFLOW_REPLY, &m) != 0)
         return -1;
     int rc = -1;
-    if (get_id(&m, &r->id) == 0 &&
+    if (proto_get_u64(&m, "id", &r->id) == 0 &&
         proto_get_i64(&m, "outcome", WF_OUT_OK, WF_OUT_MAX, &outcome) == 0 &&
         need_str(&m, "body", WF_MAX_REPLY, PROTO_CTL_ANY, &r->body_json) == 0) {
         r->outcome = (int)outcome;
