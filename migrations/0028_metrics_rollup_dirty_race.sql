@@ -18,6 +18,27 @@ ALTER TABLE metrics_rollup_dirty DROP CONSTRAINT metrics_rollup_dirty_pkey;
 ALTER TABLE metrics_rollup_dirty ADD COLUMN id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY;
 CREATE INDEX ix_metrics_rollup_dirty_kind_bucket ON metrics_rollup_dirty (kind, bucket);
 
+-- The hours of one kind a pass recomputes: every whole hour since the last pass (from the
+-- kind's first row), the hours found changed, and the hours noted in metrics_rollup_dirty, whose
+-- notes are taken in the same statement (only committed ones are seen, so only those are taken).
+CREATE FUNCTION calseta_rollup_take_hours(p_kind TEXT, p_first TIMESTAMPTZ, p_rolled_to TIMESTAMPTZ,
+                                          p_changed TIMESTAMPTZ[], p_before TIMESTAMPTZ)
+RETURNS TIMESTAMPTZ[] LANGUAGE plpgsql AS $$
+DECLARE
+    hours TIMESTAMPTZ[];
+BEGIN
+    WITH d AS (DELETE FROM metrics_rollup_dirty WHERE kind = p_kind AND bucket < p_before
+               RETURNING bucket)
+    SELECT coalesce(array_agg(h ORDER BY h), '{}') INTO hours FROM (
+        SELECT h FROM generate_series(greatest(p_rolled_to, coalesce(p_first, p_before)),
+                                      p_before - interval '1 hour', interval '1 hour') h
+        UNION
+        SELECT unnest(p_changed)
+        UNION
+        SELECT bucket FROM d) s(h);
+    RETURN hours;
+END $$;
+
 CREATE OR REPLACE FUNCTION calseta_metrics_rollup() RETURNS INTEGER LANGUAGE plpgsql AS $$
 DECLARE
     st metrics_rollup_state;
@@ -43,40 +64,19 @@ BEGIN
     w_new := date_trunc('hour', c_new, 'UTC');
 
     SELECT date_trunc('hour', min(created_at), 'UTC') INTO first_alert FROM alerts;
-    WITH d AS (DELETE FROM metrics_rollup_dirty WHERE kind = 'alert' AND bucket < w_new
-               RETURNING bucket)
-    SELECT coalesce(array_agg(h ORDER BY h), '{}') INTO hours FROM (
-        SELECT h FROM generate_series(greatest(st.rolled_to, coalesce(first_alert, w_new)),
-                                      w_new - interval '1 hour', interval '1 hour') h
-        UNION
-        SELECT unnest(calseta_alert_enriched_hours(st.changes_since, '-infinity', w_new))
-        UNION
-        SELECT bucket FROM d) s(h);
+    hours := calseta_rollup_take_hours('alert', first_alert, st.rolled_to,
+        calseta_alert_enriched_hours(st.changes_since, '-infinity', w_new), w_new);
     PERFORM calseta_alert_rollup_hours(hours, w_new);
 
     SELECT date_trunc('hour', min(completed_at), 'UTC') INTO first_job FROM enrichment_jobs
      WHERE status IN ('done', 'failed');
-    WITH d AS (DELETE FROM metrics_rollup_dirty WHERE kind = 'enrichment' AND bucket < w_new
-               RETURNING bucket)
-    SELECT coalesce(array_agg(h ORDER BY h), '{}') INTO jhours FROM (
-        SELECT h FROM generate_series(greatest(st.rolled_to, coalesce(first_job, w_new)),
-                                      w_new - interval '1 hour', interval '1 hour') h
-        UNION
-        SELECT unnest(calseta_job_finished_hours(st.changes_since, '-infinity', w_new))
-        UNION
-        SELECT bucket FROM d) s(h);
+    jhours := calseta_rollup_take_hours('enrichment', first_job, st.rolled_to,
+        calseta_job_finished_hours(st.changes_since, '-infinity', w_new), w_new);
     PERFORM calseta_job_rollup_hours(jhours);
 
     SELECT date_trunc('hour', min(created_at), 'UTC') INTO first_run FROM workflow_runs;
-    WITH d AS (DELETE FROM metrics_rollup_dirty WHERE kind = 'run' AND bucket < w_new
-               RETURNING bucket)
-    SELECT coalesce(array_agg(h ORDER BY h), '{}') INTO rhours FROM (
-        SELECT h FROM generate_series(greatest(st.rolled_to, coalesce(first_run, w_new)),
-                                      w_new - interval '1 hour', interval '1 hour') h
-        UNION
-        SELECT unnest(calseta_run_changed_hours(st.changes_since, '-infinity', w_new))
-        UNION
-        SELECT bucket FROM d) s(h);
+    rhours := calseta_rollup_take_hours('run', first_run, st.rolled_to,
+        calseta_run_changed_hours(st.changes_since, '-infinity', w_new), w_new);
     PERFORM calseta_run_rollup_hours(rhours, w_new);
 
     UPDATE metrics_rollup_state SET rolled_to = w_new, changes_since = c_new, rolled_at = now(),
