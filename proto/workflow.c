@@ -105,6 +105,16 @@ int wf_decode_request(const void *data, size_t len, struct wf_request *r)
     return rc;
 }
 
+int wf_request_id(const void *data, size_t len, uint64_t *id)
+{
+    struct proto_msg m;
+    if (proto_decode_max(data, len, WF_MAX_MSG, PROTO_WORKFLOW_REQUEST, &m) != 0)
+        return -1;
+    int rc = proto_get_u64(&m, "id", id) == 0 ? 0 : -1;
+    proto_msg_destroy(&m);
+    return rc;
+}
+
 int wf_decode_reply(const void *data, size_t len, struct wf_reply *r)
 {
     struct proto_msg m;

@@ -9,11 +9,14 @@
  * UNSENT_RETRY_MS, which covers a workflowd that is (re)starting, then ends with "not
  * reachable"; a sent request with no answer by its deadline (the runner's own waits plus a
  * margin) ends with "did not answer"; a reply that comes later is dropped (bus_rpc.c keeps
- * that bookkeeping).
+ * that bookkeeping). A request workflowd's decoder would refuse (the routes check each field's
+ * limits first, so this is a last guard, e.g. against a field that outgrew workflowd's limit) is
+ * not sent: it ends at once as WF_OUT_REFUSED with the reason.
  */
 #include "workflow_client.h"
 #include "bus_rpc.h"
 #include "config.h"
+#include "log.h"
 #include "proto/workflow.h"
 #include "util.h"
 
@@ -33,17 +36,26 @@ struct workflow_client {
 struct call {
     workflow_client_cb cb;
     void *arg;
+    char *refused; /* set when the request was not sent: why workflowd could not read it */
 };
 
 static void call_end(struct call *k, const char *error, int outcome, json_t *body)
 {
     k->cb(k->arg, error, outcome, body);
+    free(k->refused);
     free(k);
 }
 
 static void call_fail(void *p, const char *error)
 {
-    call_end(p, error, -1, NULL);
+    struct call *k = p;
+    if (k->refused) {
+        json_t *body = json_pack("{s:s}", "message", k->refused);
+        call_end(k, NULL, WF_OUT_REFUSED, body);
+        json_decref(body);
+        return;
+    }
+    call_end(k, error, -1, NULL);
 }
 
 static int on_reply(struct bus_rpc *rpc, const char *data, size_t len)
@@ -92,6 +104,20 @@ void workflow_client_free(struct workflow_client *c)
     free(c);
 }
 
+/* Why workflowd would refuse the encoded request msg, or NULL when it decodes: the same
+ * decoder runs here so that a request workflowd cannot read is refused at once, with a reason,
+ * instead of costing the caller the whole wait. */
+static char *unreadable(const struct buf *msg)
+{
+    struct wf_request back;
+    if (wf_decode_request(msg->data, msg->len, &back) == 0) {
+        wf_request_destroy(&back);
+        return NULL;
+    }
+    return xstrdup("The request cannot be passed to the workflow service (a field is too long "
+                   "or not valid text).");
+}
+
 /* Sends the request, or keeps it for the sweep to try again; either way the callback runs
  * later, never inside the call. */
 static void ask(struct workflow_client *c, struct wf_request *r, int wait_ms, workflow_client_cb cb,
@@ -104,6 +130,13 @@ static void ask(struct workflow_client *c, struct wf_request *r, int wait_ms, wo
     r->id = bus_rpc_next_id(c->rpc);
     buf_init(&msg);
     wf_encode_request(r, &msg);
+    k->refused = unreadable(&msg);
+    if (k->refused) {
+        msg_warn("workflow requests: not sent: %s", k->refused);
+        buf_destroy(&msg);
+        bus_rpc_fail_soon(c->rpc, k, k->refused);
+        return;
+    }
     bus_rpc_ask(c->rpc, r->id, &msg, (uint64_t)wait_ms, k); /* kept even when unsent */
 }
 void workflow_client_validate(struct workflow_client *c, const char *code, workflow_client_cb cb,
