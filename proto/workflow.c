@@ -149,6 +149,8 @@ void wf_request_destroy(struct wf_request *r)
 
 void wf_reply_destroy(struct wf_reply *r)
 {
+    if (r->body_json) /* a test's result may hold what the workflow made of its secrets */
+        explicit_bzero(r->body_json, strlen(r->body_json));
     free(r->body_json);
     memset(r, 0, sizeof *r);
 }

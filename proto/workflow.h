@@ -69,6 +69,7 @@ int wf_decode_reply(const void *data, size_t len, struct wf_reply *r);
  * bytes, any other field broken): 0, or -1 when even that cannot be read. */
 int wf_request_id(const void *data, size_t len, uint64_t *id);
 void wf_request_destroy(struct wf_request *r);
+/* Zeroes the body before freeing it. */
 void wf_reply_destroy(struct wf_reply *r);
 
 #endif

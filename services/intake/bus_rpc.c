@@ -5,8 +5,9 @@
  *
  * A request that finds no peer connected (ZMQ_IMMEDIATE) either fails at once (the caller
  * reports it) or is kept and tried again by the sweep for unsent_retry_ms, which covers a peer
- * that is (re)starting. The owner encodes requests and decodes replies; replies are wiped
- * after use since they may carry what was made of secrets.
+ * that is (re)starting. The owner encodes requests and decodes replies. A reply may carry what
+ * was made of secrets: its frame is wiped here after use, and the owner wipes the copies it
+ * decodes from it.
  */
 #include "bus_rpc.h"
 #include "bus.h"

@@ -58,11 +58,18 @@ static void call_fail(void *p, const char *error)
     call_end(k, error, -1, NULL);
 }
 
+/* A test run's result may hold what the workflow made of its secrets: every copy decoded here
+ * (the body text, the JSON tree, what the route makes of it) is zeroed when freed, by having
+ * jansson free through free_wiped() while the reply is handled. */
 static int on_reply(struct bus_rpc *rpc, const char *data, size_t len)
 {
     struct wf_reply r;
+    json_malloc_t json_malloc;
+    json_free_t json_free;
     if (wf_decode_reply(data, len, &r) != 0)
         return -1;
+    json_get_alloc_funcs(&json_malloc, &json_free);
+    json_set_alloc_funcs(json_malloc, free_wiped);
     struct call *k = bus_rpc_take(rpc, r.id);
     json_t *body = json_loads(r.body_json, 0, NULL);
     if (k && !json_is_object(body))
@@ -70,7 +77,8 @@ static int on_reply(struct bus_rpc *rpc, const char *data, size_t len)
     else if (k)
         call_end(k, NULL, r.outcome, body);
     json_decref(body);
-    wf_reply_destroy(&r);
+    json_set_alloc_funcs(json_malloc, json_free);
+    wf_reply_destroy(&r); /* wipes the body text */
     return 0;
 }
 

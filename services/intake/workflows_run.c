@@ -226,6 +226,7 @@ struct test_op {
 static void on_tested(void *arg, const char *error, int outcome, json_t *body)
 {
     struct reqctx *rc = arg;
+    rc->req->wipe_response = 1; /* the result may hold what the workflow made of its secrets */
     if (error)
         msg_warn("workflow test: %s", error);
     if (error && strstr(error, "not reachable"))
