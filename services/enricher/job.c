@@ -41,10 +41,10 @@ struct job {
     uint64_t started_ms, deadline_ms;
     struct lookup *lk;
     size_t nlk, pending;
-    char *doc;                 /* completing document, while waiting in en->finished */
-    int alone;                 /* to be completed in a statement of its own */
-    struct job *fin_next;      /* en->finished */
-    struct job *wait_next;     /* en->cache_wait, then the cache read's list */
+    char *doc;             /* completing document, while waiting in en->finished */
+    int alone;             /* to be completed in a statement of its own */
+    struct job *fin_next;  /* en->finished */
+    struct job *wait_next; /* en->cache_wait, then the cache read's list */
     struct job *prev, *next;
 };
 
@@ -238,8 +238,7 @@ static json_t *indicator_entry(struct job *j, size_t i, json_t *summary_counts, 
                 /* stored in the shared cache from results[provider]: sent once */
                 if (!ttl)
                     ttl = json_object();
-                json_object_set_new(ttl, l->p->name,
-                                    json_integer(provider_cache_ttl(l->p, type)));
+                json_object_set_new(ttl, l->p->name, json_integer(provider_cache_ttl(l->p, type)));
             }
         } else if (!strcmp(json_string_value(json_object_get(l->result, "status")), "failed")) {
             (*failed)++;
@@ -411,17 +410,18 @@ void jobs_read_shared_cache(struct enricher *en)
             if (l->result)
                 continue;
             json_t *ind = json_array_get(j->indicators, l->ind);
-            json_array_append_new(keys, json_pack("[s,O,O]", l->p->name,
-                                                  json_object_get(ind, "type"),
-                                                  json_object_get(ind, "value")));
+            json_array_append_new(keys,
+                                  json_pack("[s,O,O]", l->p->name, json_object_get(ind, "type"),
+                                            json_object_get(ind, "value")));
             cr->keys[cr->n++] = l;
         }
     }
     char *text = json_dumps(keys, JSON_COMPACT);
     json_decref(keys);
     const char *params[1] = {text};
-    pg_exec(en->pg, "SELECT k, result::text, ttl_left FROM calseta_enrich_cache_get_many($1::jsonb)",
-            1, params, on_shared_cache, cr);
+    pg_exec(en->pg,
+            "SELECT k, result::text, ttl_left FROM calseta_enrich_cache_get_many($1::jsonb)", 1,
+            params, on_shared_cache, cr);
     free(text);
 }
 
@@ -433,9 +433,9 @@ static void consult_caches(struct job *j)
     for (size_t k = 0; k < j->nlk; k++) {
         struct lookup *l = &j->lk[k];
         json_t *ind = json_array_get(j->indicators, l->ind);
-        l->result = cache_get(j->en->cache, l->p->name,
-                              json_string_value(json_object_get(ind, "type")),
-                              json_string_value(json_object_get(ind, "value")), now_mono_ms());
+        l->result =
+            cache_get(j->en->cache, l->p->name, json_string_value(json_object_get(ind, "type")),
+                      json_string_value(json_object_get(ind, "value")), now_mono_ms());
         if (!l->result)
             missing++;
     }
