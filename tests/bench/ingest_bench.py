@@ -15,11 +15,14 @@ Each stream checks that every 202 left a row: a new alert, or an alert_deduplica
 one per connection).
 
 Ceiling: pgbench inserting the five fixture documents (as the intake normalised them; the raw
-payload as JSON text, parsed and compressed by PostgreSQL as when a client sends it) as plain
+payload as JSON text, parsed and compressed by PostgreSQL as when a client sends it, with the
+compression method of alerts.raw_payload) as plain
 alert + enrichment-job rows - one statement per batch (INSERT ... RETURNING feeding the job
 INSERT), the batch size the intake achieved in the fixtures stream, 8 clients - into scratch
 tables with the same columns and indexes in a scratch database on the same server. No
 indicators, links, events, de-duplication or HTTP: what PostgreSQL itself can commit.
+
+Every stream and the ceiling print the server's CPU and WAL bytes per alert (load-independent).
 
 While each stream runs, the wait events of the server's active backends are sampled (10 per
 second) and printed: what the write path waits for. The load average is printed per stream.
