@@ -395,8 +395,10 @@ static void response_finish(struct http_conn *c, int status, const char *ctype, 
         c->close_after = 1;
     if (!c->closing) {
         response_build(c, status, ctype, body, len, extra, nextra, trusted);
-        http_conn_send(c, c->out.data, c->out.len);
-        if (c->out.cap > (256u << 10))
+        http_conn_send(c, c->out.data, c->out.len); /* written or copied: c->out is free */
+        if (req->wipe_response)
+            buf_destroy_wiped(&c->out);
+        else if (c->out.cap > (256u << 10))
             buf_destroy(&c->out);
     }
     access_log(c, status);
@@ -426,13 +428,19 @@ void http_respond_json(struct http_request *req, int status, json_t *body,
 {
     struct http_conn *c = req->conn;
     struct buf *b = &c->jsonbuf;
+    int wipe = req->wipe_response; /* reset once the answer is sent */
+    size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
     b->len = 0;
+    if (body && wipe) /* room first: growing the buffer would leave unwiped copies behind */
+        buf_reserve(b, json_dumpb(body, NULL, 0, flags) + 1);
     if (body)
-        json_dump_callback(body, json_to_buf, b, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_dump_callback(body, json_to_buf, b, flags);
     json_decref(body);
     http_response_send(c, status, "application/json", b->data ? b->data : "", b->len, extra,
                        nextra);
-    if (b->cap > (256u << 10))
+    if (wipe)
+        buf_destroy_wiped(b);
+    else if (b->cap > (256u << 10))
         buf_destroy(b);
 }
 
