@@ -51,6 +51,8 @@ struct engine_opts {
     struct creds_ctx *creds;   /* borrowed, outlives the engine */
     struct guard *guard;       /* borrowed */
     size_t max_response_bytes; /* ENRICHER_MAX_RESPONSE_BYTES, 1 MiB */
+    long idle_connections;     /* ENRICHER_IDLE_CONNECTIONS: kept-alive pool, all hosts */
+    long host_connections;     /* ENRICHER_HOST_CONNECTIONS: per host:port at once, 0 = any */
     engine_lease_fn lease;     /* NULL: rate caps per process (limiter.h) */
     void *lease_arg;
 };
