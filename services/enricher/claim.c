@@ -42,6 +42,7 @@ static void on_claimed(void *arg, PGresult *res, const char *err)
                   atoi(PQgetvalue(res, r, 2)), doc);
         json_decref(doc);
     }
+    jobs_read_shared_cache(en);
     if (en->draining) {
         if (en->inflight == 0 && en->drained)
             en->drained(en);

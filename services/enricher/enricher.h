@@ -64,6 +64,9 @@ struct enricher {
     char owner[160]; /* lease owner: host:pid:random */
     struct job *jobs;
     int inflight;
+    struct job *finished, *finished_tail; /* waiting for a completing statement */
+    int completing;                       /* completing statements in flight */
+    struct job *cache_wait;               /* claimed, waiting for one shared-cache read */
     int claiming, claim_again;
     int loading, reload_again;
     int draining;
@@ -107,6 +110,8 @@ void quota_lease(void *lease_arg, const char *provider, long want, long limit, l
 /* job.c */
 void job_start(struct enricher *en, long long job_id, long long alert_id, int attempts,
                json_t *doc);
+/* Reads the shared cache for every job started since the last call, in one query. */
+void jobs_read_shared_cache(struct enricher *en);
 /* Called by job.c when a job is over (done, released or lost). */
 void claim_job_finished(struct enricher *en);
 /* Ids of jobs in flight as a PostgreSQL array literal "{1,2}" (caller frees). */

@@ -4,10 +4,11 @@
  *   1. pass 3: custom raw_payload mappings add indicators to those linked at ingest
  *   2. pairs: every indicator x every active, configured provider that supports its type
  *      (indicators the original would not enrich get only a "_validation" skipped result)
- *   3. results from the in-process cache, then the shared cache (one query), the rest looked
- *      up by the engine, all at once
- *   4. one statement, calseta_enrich_complete(), writes everything and marks the job done
- *      (or a failure releases the job for another try)
+ *   3. results from the in-process cache, then the shared cache (one query for all the jobs
+ *      of a claim), the rest looked up by the engine, all at once
+ *   4. one statement, calseta_enrich_complete_batch(), writes everything and marks the job
+ *      done, together with the other jobs finished meanwhile (or a failure releases the job
+ *      for another try)
  */
 #include "jsonparse.h"
 #include "creds.h"
@@ -40,6 +41,10 @@ struct job {
     uint64_t started_ms, deadline_ms;
     struct lookup *lk;
     size_t nlk, pending;
+    char *doc;             /* completing document, while waiting in en->finished */
+    int alone;             /* to be completed in a statement of its own */
+    struct job *fin_next;  /* en->finished */
+    struct job *wait_next; /* en->cache_wait, then the cache read's list */
     struct job *prev, *next;
 };
 
@@ -55,6 +60,7 @@ static void job_free(struct job *j)
     for (size_t i = 0; i < j->nlk; i++)
         json_decref(j->lk[i].result);
     free(j->lk);
+    free(j->doc);
     json_decref(j->indicators);
     json_decref(j->skipped);
     provider_set_unref(j->ps);
@@ -76,6 +82,19 @@ char *jobs_in_flight_array(const struct enricher *en)
 
 /* ---- step 4: the completing transaction ---- */
 
+/* Finished jobs wait in en->finished while COMPLETING_MAX statements are running; each
+ * statement completes up to BATCH_MAX of them (one round trip, one commit). A job waits at most
+ * for one statement in flight, so batching adds no delay when PostgreSQL keeps up. */
+#define BATCH_MAX 64
+
+struct batch {
+    struct enricher *en;
+    size_t n;
+    struct job *jobs[BATCH_MAX];
+};
+
+static void flush_finished(struct enricher *en);
+
 static void on_released(void *arg, PGresult *res, const char *err)
 {
     struct job *j = arg;
@@ -93,15 +112,8 @@ static void release(struct job *j, const char *why)
     pg_exec(j->en->pg, "SELECT calseta_enrich_release($1, $2, $3)", 3, params, on_released, j);
 }
 
-static void on_completed(void *arg, PGresult *res, const char *err)
+static void job_outcome(struct job *j, const char *outcome)
 {
-    struct job *j = arg;
-    if (err) {
-        msg_error("job %lld: completing failed: %s", j->id, err);
-        release(j, err);
-        return;
-    }
-    const char *outcome = PQntuples(res) ? PQgetvalue(res, 0, 0) : "?";
     if (!strcmp(outcome, "done")) {
         j->en->jobs_done++;
         msg_info("job %lld (alert %lld) done in %llu ms: %zu indicators, %zu lookups", j->id,
@@ -113,14 +125,96 @@ static void on_completed(void *arg, PGresult *res, const char *err)
     job_free(j);
 }
 
+/* Puts j back at the head of the queue, to be completed in a statement of its own. */
+static void requeue_alone(struct enricher *en, struct job *j)
+{
+    j->alone = 1;
+    j->fin_next = en->finished;
+    en->finished = j;
+    if (!en->finished_tail)
+        en->finished_tail = j;
+}
+
+static void on_completed(void *arg, PGresult *res, const char *err)
+{
+    struct batch *b = arg;
+    struct enricher *en = b->en;
+    en->completing--;
+    if (err && b->n > 1) {
+        /* one bad job must not fail the others: each is tried again on its own */
+        msg_warn("completing %zu jobs failed (%s); completing them one by one", b->n, err);
+        for (size_t i = b->n; i-- > 0;)
+            requeue_alone(en, b->jobs[i]);
+    } else if (err) {
+        msg_error("job %lld: completing failed: %s", b->jobs[0]->id, err);
+        release(b->jobs[0], err);
+    } else {
+        for (int r = 0; r < PQntuples(res); r++) {
+            long long id = atoll(PQgetvalue(res, r, 0));
+            for (size_t i = 0; i < b->n; i++) {
+                if (b->jobs[i] && b->jobs[i]->id == id) {
+                    job_outcome(b->jobs[i], PQgetvalue(res, r, 1));
+                    b->jobs[i] = NULL;
+                }
+            }
+        }
+        for (size_t i = 0; i < b->n; i++)
+            if (b->jobs[i])
+                job_outcome(b->jobs[i], "?");
+    }
+    free(b);
+    flush_finished(en);
+}
+
+static int completing_max(const struct enricher *en)
+{
+    int n = en->opt.db_connections / 2;
+    return n < 1 ? 1 : n;
+}
+
+static void flush_finished(struct enricher *en)
+{
+    while (en->finished && en->completing < completing_max(en)) {
+        struct batch *b = xcalloc(1, sizeof *b);
+        b->en = en;
+        struct buf doc;
+        buf_init(&doc);
+        buf_puts(&doc, "{\"jobs\":[");
+        do {
+            struct job *j = en->finished;
+            if (b->n > 0 && j->alone)
+                break;
+            en->finished = j->fin_next;
+            if (!en->finished)
+                en->finished_tail = NULL;
+            j->fin_next = NULL;
+            if (b->n > 0)
+                buf_puts(&doc, ",");
+            buf_puts(&doc, j->doc);
+            free(j->doc);
+            j->doc = NULL;
+            b->jobs[b->n++] = j;
+            if (j->alone)
+                break;
+        } while (en->finished && b->n < BATCH_MAX);
+        buf_puts(&doc, "]}");
+        const char *params[2] = {en->owner, doc.data};
+        en->completing++;
+        pg_exec(en->pg, "SELECT job_id, outcome FROM calseta_enrich_complete_batch($1, $2::jsonb)",
+                2, params, on_completed, b);
+        buf_destroy(&doc);
+    }
+}
+
 static json_t *indicator_entry(struct job *j, size_t i, json_t *summary_counts, int *ok,
                                int *failed)
 {
     json_t *ind = json_array_get(j->indicators, i);
+    const char *type = json_string_value(json_object_get(ind, "type"));
     json_t *e =
         json_pack("{s:O,s:O,s:b}", "type", json_object_get(ind, "type"), "value",
                   json_object_get(ind, "value"), "new", json_is_true(json_object_get(ind, "new")));
-    json_t *results = json_object();
+    json_t *results = json_object(), *ttl = NULL;
     const char *worst = "Pending";
     json_t *reason = json_object_get(j->skipped, json_string_value(json_object_get(ind, "key")));
     if (reason) {
@@ -140,12 +234,20 @@ static json_t *indicator_entry(struct job *j, size_t i, json_t *summary_counts, 
                 json_object_get(json_object_get(l->result, "extracted"), "malice"));
             if (m && malice_rank(m) >= 0)
                 worst = malice_worst(worst, m);
+            if (l->fresh) {
+                /* stored in the shared cache from results[provider]: sent once */
+                if (!ttl)
+                    ttl = json_object();
+                json_object_set_new(ttl, l->p->name, json_integer(provider_cache_ttl(l->p, type)));
+            }
         } else if (!strcmp(json_string_value(json_object_get(l->result, "status")), "failed")) {
             (*failed)++;
         }
     }
     json_object_set_new(e, "results", results);
     json_object_set_new(e, "malice", json_string(worst));
+    if (ttl)
+        json_object_set_new(e, "ttl", ttl);
     json_t *cnt = json_object_get(summary_counts, worst);
     json_object_set_new(summary_counts, worst, json_integer(json_integer_value(cnt) + 1));
     return e;
@@ -153,41 +255,31 @@ static json_t *indicator_entry(struct job *j, size_t i, json_t *summary_counts, 
 
 static void complete(struct job *j)
 {
-    json_t *doc = json_object(), *inds = json_array(), *cache = json_array();
+    json_t *doc = json_object(), *inds = json_array();
     json_t *counts = json_object();
     int ok = 0, failed = 0;
     for (size_t i = 0; i < json_array_size(j->indicators); i++)
         json_array_append_new(inds, indicator_entry(j, i, counts, &ok, &failed));
-    for (size_t k = 0; k < j->nlk; k++) {
-        struct lookup *l = &j->lk[k];
-        if (!l->fresh || !json_is_true(json_object_get(l->result, "success")))
-            continue;
-        /* the result itself is in indicators[i].results: sent (and parsed) once */
-        json_t *ind = json_array_get(j->indicators, l->ind);
-        json_array_append_new(
-            cache,
-            json_pack("{s:s,s:i,s:i}", "provider", l->p->name, "i", (int)l->ind, "ttl",
-                      provider_cache_ttl(l->p, json_string_value(json_object_get(ind, "type")))));
-    }
+    json_object_set_new(doc, "id", json_integer(j->id));
     json_object_set_new(doc, "indicators", inds);
-    json_object_set_new(doc, "cache", cache);
     json_object_set_new(doc, "summary",
                         json_pack("{s:i,s:i,s:i,s:o}", "indicator_count",
                                   (int)json_array_size(j->indicators), "providers_succeeded", ok,
                                   "providers_failed", failed, "malice_counts", counts));
-    char *text = json_dumps(doc, JSON_COMPACT);
+    j->doc = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
-    if (!text) {
+    if (!j->doc) {
         msg_error("job %lld: results could not be serialised", j->id);
         release(j, "results could not be serialised");
         return;
     }
-    char id[32];
-    snprintf(id, sizeof id, "%lld", j->id);
-    const char *params[3] = {id, j->en->owner, text};
-    pg_exec(j->en->pg, "SELECT calseta_enrich_complete($1, $2, $3::jsonb)", 3, params, on_completed,
-            j);
-    free(text);
+    struct enricher *en = j->en;
+    if (en->finished_tail)
+        en->finished_tail->fin_next = j;
+    else
+        en->finished = j;
+    en->finished_tail = j;
+    flush_finished(en);
 }
 
 /* ---- step 3: caches and lookups ---- */
@@ -258,66 +350,101 @@ static void run_lookups(struct job *j)
     lookup_done(j);
 }
 
-static struct lookup *find_lookup(struct job *j, const char *prov, const char *type,
-                                  const char *value)
-{
-    for (size_t k = 0; k < j->nlk; k++) {
-        json_t *ind = json_array_get(j->indicators, j->lk[k].ind);
-        if (!j->lk[k].result && !strcmp(j->lk[k].p->name, prov) &&
-            !strcmp(json_string_value(json_object_get(ind, "type")), type) &&
-            !strcmp(json_string_value(json_object_get(ind, "value")), value))
-            return &j->lk[k];
-    }
-    return NULL;
-}
+/* One shared-cache read for the jobs of a claim: key k (1-based) is keys[k - 1]. */
+struct cache_read {
+    struct enricher *en;
+    struct job *jobs; /* linked by wait_next */
+    size_t n;
+    struct lookup **keys;
+};
 
 static void on_shared_cache(void *arg, PGresult *res, const char *err)
 {
-    struct job *j = arg;
+    struct cache_read *cr = arg;
     if (err) {
-        msg_warn("job %lld: shared cache unavailable (%s), looking everything up", j->id, err);
+        msg_warn("shared cache unavailable (%s), looking everything up", err);
     } else {
         for (int r = 0; r < PQntuples(res); r++) {
-            struct lookup *l =
-                find_lookup(j, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2));
-            json_t *v = l ? json_loads_wide(PQgetvalue(res, r, 3), 0) : NULL;
+            long k = atol(PQgetvalue(res, r, 0));
+            if (k < 1 || (size_t)k > cr->n)
+                continue;
+            struct lookup *l = cr->keys[k - 1];
+            json_t *v = json_loads_wide(PQgetvalue(res, r, 1), 0);
             if (!v)
                 continue;
+            json_t *ind = json_array_get(l->job->indicators, l->ind);
             l->result = v;
-            cache_put(j->en->cache, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1),
-                      PQgetvalue(res, r, 2), v, (size_t)PQgetlength(res, r, 3), now_mono_ms(),
-                      atoll(PQgetvalue(res, r, 4)) * 1000);
+            cache_put(cr->en->cache, l->p->name, json_string_value(json_object_get(ind, "type")),
+                      json_string_value(json_object_get(ind, "value")), v,
+                      (size_t)PQgetlength(res, r, 1), now_mono_ms(),
+                      atoll(PQgetvalue(res, r, 2)) * 1000);
         }
     }
-    run_lookups(j);
+    struct job *j = cr->jobs;
+    while (j) {
+        struct job *next = j->wait_next;
+        j->wait_next = NULL;
+        run_lookups(j);
+        j = next;
+    }
+    free(cr->keys);
+    free(cr);
 }
 
-static void consult_caches(struct job *j)
+void jobs_read_shared_cache(struct enricher *en)
 {
-    json_t *keys = json_array();
-    for (size_t k = 0; k < j->nlk; k++) {
-        struct lookup *l = &j->lk[k];
-        json_t *ind = json_array_get(j->indicators, l->ind);
-        const char *type = json_string_value(json_object_get(ind, "type"));
-        const char *value = json_string_value(json_object_get(ind, "value"));
-        l->result = cache_get(j->en->cache, l->p->name, type, value, now_mono_ms());
-        if (!l->result)
-            json_array_append_new(keys, json_pack("{s:s,s:s,s:s}", "provider", l->p->name, "type",
-                                                  type, "value", value));
-    }
-    if (json_array_size(keys) == 0) {
-        json_decref(keys);
-        run_lookups(j);
+    if (!en->cache_wait)
         return;
+    struct cache_read *cr = xcalloc(1, sizeof *cr);
+    cr->en = en;
+    cr->jobs = en->cache_wait;
+    en->cache_wait = NULL;
+    size_t cap = 0;
+    for (struct job *j = cr->jobs; j; j = j->wait_next)
+        cap += j->nlk;
+    cr->keys = xcalloc(cap ? cap : 1, sizeof *cr->keys);
+    json_t *keys = json_array();
+    for (struct job *j = cr->jobs; j; j = j->wait_next) {
+        for (size_t k = 0; k < j->nlk; k++) {
+            struct lookup *l = &j->lk[k];
+            if (l->result)
+                continue;
+            json_t *ind = json_array_get(j->indicators, l->ind);
+            json_array_append_new(keys,
+                                  json_pack("[s,O,O]", l->p->name, json_object_get(ind, "type"),
+                                            json_object_get(ind, "value")));
+            cr->keys[cr->n++] = l;
+        }
     }
     char *text = json_dumps(keys, JSON_COMPACT);
     json_decref(keys);
     const char *params[1] = {text};
-    pg_exec(j->en->pg,
-            "SELECT provider_name, indicator_type, indicator_value, result::text, ttl_left "
-            "FROM calseta_enrich_cache_get($1::jsonb)",
-            1, params, on_shared_cache, j);
+    pg_exec(en->pg,
+            "SELECT k, result::text, ttl_left FROM calseta_enrich_cache_get_many($1::jsonb)", 1,
+            params, on_shared_cache, cr);
     free(text);
+}
+
+/* The in-process cache first; the shared cache for the rest is read with the other jobs of
+ * the claim (jobs_read_shared_cache). */
+static void consult_caches(struct job *j)
+{
+    size_t missing = 0;
+    for (size_t k = 0; k < j->nlk; k++) {
+        struct lookup *l = &j->lk[k];
+        json_t *ind = json_array_get(j->indicators, l->ind);
+        l->result =
+            cache_get(j->en->cache, l->p->name, json_string_value(json_object_get(ind, "type")),
+                      json_string_value(json_object_get(ind, "value")), now_mono_ms());
+        if (!l->result)
+            missing++;
+    }
+    if (missing == 0) {
+        run_lookups(j);
+        return;
+    }
+    j->wait_next = j->en->cache_wait;
+    j->en->cache_wait = j;
 }
 
 /* ---- steps 1 and 2 ---- */

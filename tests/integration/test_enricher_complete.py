@@ -1,0 +1,209 @@
+"""test_enricher_complete.py - the statements that complete enrichment jobs, against real
+PostgreSQL, without the worker: several jobs in one calseta_enrich_complete_batch() call, the
+outcome of each (done, lease_lost, gone), what a second completion changes (nothing), and two
+sessions completing jobs that share indicators while a third holds a lock between their steps:
+an ordering that deadlocked when new indicators were locked in (type, value) order by their
+upsert and then all of them in id order (PostgreSQL aborted one completion).
+"""
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Stack, assert_eq, run_tests, wait_for  # noqa: E402
+
+STACK = None
+
+
+def stack():
+    global STACK
+    if STACK is None:
+        STACK = Stack("enrich_complete", services=())
+    return STACK
+
+
+def new_alert(s, title):
+    return s.sql_value("INSERT INTO alerts (title, source_name, occurred_at) "
+                       "VALUES ('%s', 'generic', now()) RETURNING id" % title)
+
+
+def new_job(s, alert, owner):
+    """A job of alert, running under owner's lease."""
+    return s.sql_value("INSERT INTO enrichment_jobs (alert_id, status, attempts, lease_owner, "
+                       "lease_expires_at) VALUES (%s, 'running', 1, '%s', now() + interval '5 min') "
+                       "RETURNING id" % (alert, owner))
+
+
+def result(provider, malicious):
+    return {"provider_name": provider, "success": True, "status": "success",
+            "extracted": {"malice": "Malicious" if malicious else "Benign", "score": malicious},
+            "enriched_at": "2026-01-01T00:00:00Z"}
+
+
+def sql_json(s, q):
+    return json.loads(s.sql_value(q))
+
+
+def test_batch_outcomes_and_second_completion():
+    s = stack()
+    a1, a2, a3 = new_alert(s, "b1"), new_alert(s, "b2"), new_alert(s, "b3")
+    s.sql("INSERT INTO indicators (type, value, first_seen, last_seen) VALUES "
+          "('ip', '203.0.113.10', now() - interval '2 days', now() - interval '2 days')")
+    s.sql("INSERT INTO alert_indicators (alert_id, indicator_id) SELECT %s, id FROM indicators "
+          "WHERE value = '203.0.113.10'" % a1)
+    j1, j2 = new_job(s, a1, "w1"), new_job(s, a2, "w1")
+    j3 = new_job(s, a3, "w2")  # another worker's lease
+    j4 = new_job(s, a3, "w1")
+    s.sql("DELETE FROM enrichment_jobs WHERE id = %s" % j4)  # gone
+    shared = {"type": "domain", "value": "shared.example.org", "new": True}
+    doc = {"jobs": [
+        {"id": int(j1), "indicators": [
+            {"type": "ip", "value": "203.0.113.10", "new": False, "malice": "Benign",
+             "results": {"virustotal": result("virustotal", 0)}, "ttl": {"virustotal": 600}},
+            dict(shared, malice="Benign", results={"virustotal": result("virustotal", 0)})],
+         "summary": {"indicator_count": 2}},
+        {"id": int(j2), "indicators": [
+            dict(shared, malice="Malicious", results={"abuseipdb": result("abuseipdb", 7)},
+                 ttl={"abuseipdb": 300})],
+         "summary": {"indicator_count": 1}},
+        {"id": int(j3), "indicators": [], "summary": {}},
+        {"id": int(j4), "indicators": [], "summary": {}}]}
+    text = json.dumps(doc).replace("'", "''")
+    rows = s.sql("SELECT job_id, outcome FROM calseta_enrich_complete_batch('w1', '%s') "
+                 "ORDER BY job_id" % text)
+    assert_eq(rows, [[j1, "done"], [j2, "done"], [j3, "lease_lost"], [j4, "gone"]])
+
+    # the shared new indicator: stored once, linked to both alerts, results of both jobs merged,
+    # the verdict of the later job
+    ind = sql_json(s, "SELECT row_to_json(i) FROM indicators i WHERE value = 'shared.example.org'")
+    assert_eq(sorted(ind["enrichment_results"]), ["abuseipdb", "virustotal"])
+    assert_eq((ind["malice"], ind["is_enriched"]), ("Malicious", True))
+    assert_eq(s.sql("SELECT alert_id FROM alert_indicators ai JOIN indicators i ON i.id = ai.indicator_id "
+                    "WHERE i.value = 'shared.example.org' ORDER BY 1"), [[a1], [a2]])
+    # the linked indicator's last_seen is not moved by a job it was not new in
+    assert_eq(s.sql_value("SELECT last_seen < now() - interval '1 day' FROM indicators "
+                          "WHERE value = '203.0.113.10'"), "t")
+    assert_eq(s.sql("SELECT id, enrichment_status, is_enriched, enriched_at IS NOT NULL FROM alerts "
+                    "WHERE id IN (%s, %s, %s) ORDER BY id" % (a1, a2, a3)),
+              [[a1, "Enriched", "t", "t"], [a2, "Enriched", "t", "t"], [a3, "Pending", "f", "f"]])
+    assert_eq(s.sql("SELECT alert_id, \"references\"->>'indicator_count' FROM activity_events "
+                    "WHERE event_type = 'alert_enrichment_completed' AND alert_id IN (%s, %s, %s) "
+                    "ORDER BY alert_id" % (a1, a2, a3)), [[a1, "2"], [a2, "1"]])
+    assert_eq(s.sql("SELECT provider_name, indicator_value, result->'extracted'->>'score', "
+                    "extract(epoch FROM expires_at - now()) BETWEEN 250 AND 300 "
+                    "OR extract(epoch FROM expires_at - now()) BETWEEN 550 AND 600 "
+                    "FROM enrichment_cache ORDER BY 1, 2"),
+              [["abuseipdb", "shared.example.org", "7", "t"], ["virustotal", "203.0.113.10", "0", "t"]])
+    assert_eq(s.sql("SELECT id, status, lease_owner FROM enrichment_jobs WHERE id IN (%s, %s, %s) "
+                    "ORDER BY id" % (j1, j2, j3)),
+              [[j1, "done", ""], [j2, "done", ""], [j3, "running", "w2"]])
+
+    # completing the same jobs again changes nothing
+    snap = ("SELECT string_agg(t || ':' || x, ',' ORDER BY t, x) FROM ("
+            "SELECT 'i' t, xmin::text x FROM indicators UNION ALL "
+            "SELECT 'a', xmin::text FROM alerts UNION ALL "
+            "SELECT 'l', xmin::text FROM alert_indicators UNION ALL "
+            "SELECT 'j', xmin::text FROM enrichment_jobs UNION ALL "
+            "SELECT 'e', count(*)::text FROM activity_events) s")
+    before = s.sql_value(snap)
+    rows = s.sql("SELECT job_id, outcome FROM calseta_enrich_complete_batch('w1', '%s') "
+                 "ORDER BY job_id" % text)
+    assert_eq([r[1] for r in rows], ["lease_lost", "lease_lost", "lease_lost", "gone"])
+    assert_eq(s.sql_value(snap), before)
+
+    # a new job of an alert with the same answers: the job is done, no row is rewritten
+    j5 = new_job(s, a2, "w1")
+    before = s.sql_value(snap.replace("SELECT 'j', xmin::text FROM enrichment_jobs UNION ALL ", ""))
+    one = dict(doc["jobs"][1])
+    del one["id"]
+    assert_eq(s.sql_value("SELECT calseta_enrich_complete(%s, 'w1', '%s')"
+                          % (j5, json.dumps(one).replace("'", "''"))), "done")
+    assert_eq(s.sql_value(snap.replace("SELECT 'j', xmin::text FROM enrichment_jobs UNION ALL ", "")),
+              before)
+
+
+class Session:
+    """A psql session fed line by line (a transaction held open between steps)."""
+
+    def __init__(self, s, name):
+        self.name = name
+        env = dict(os.environ, PGAPPNAME=name)
+        self.p = subprocess.Popen(["psql", s.db, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=0"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, env=env)
+
+    def send(self, sql):
+        self.p.stdin.write(sql + "\n")
+        self.p.stdin.flush()
+
+    def finish(self, timeout=30):
+        out, _ = self.p.communicate(timeout=timeout)
+        return out
+
+
+def state(s, name):
+    rows = s.sql("SELECT state, coalesce(wait_event_type, '') FROM pg_stat_activity "
+                 "WHERE application_name = '%s'" % name)
+    return rows[0] if rows else None
+
+
+def test_completions_sharing_indicators_do_not_deadlock():
+    s = stack()
+    # P is older (smaller id) but sorts after Q by value; both were last seen before the alerts
+    for v in ("198.51.100.9", "198.51.100.1"):
+        s.sql("INSERT INTO indicators (type, value, first_seen, last_seen) VALUES "
+              "('ip', '%s', now() - interval '1 day', now() - interval '1 day')" % v)
+    p_id = s.sql_value("SELECT id FROM indicators WHERE value = '198.51.100.9'")
+    q_id = s.sql_value("SELECT id FROM indicators WHERE value = '198.51.100.1'")
+    assert int(p_id) < int(q_id)
+    a1, a2 = new_alert(s, "d1"), new_alert(s, "d2")
+    # job 1 has Q new (pass 3) and P linked at ingest; job 2 has P new and Q linked
+    s.sql("INSERT INTO alert_indicators (alert_id, indicator_id) VALUES (%s, %s), (%s, %s)"
+          % (a1, p_id, a2, q_id))
+    j1, j2 = new_job(s, a1, "w1"), new_job(s, a2, "w2")
+
+    def doc(inds):
+        return json.dumps({"indicators": [
+            {"type": "ip", "value": v, "new": new, "malice": "Benign",
+             "results": {"virustotal": result("virustotal", 0)}} for v, new in inds],
+            "summary": {}})
+
+    # a third session holds the link job 1 will write, so job 1 stops between its steps
+    x = Session(s, "dl-x")
+    x.send("BEGIN;")
+    x.send("INSERT INTO alert_indicators (alert_id, indicator_id) VALUES (%s, %s);" % (a1, q_id))
+    wait_for(lambda: state(s, "dl-x") == ["idle in transaction", "Client"], 20, what="the holder")
+    s1 = Session(s, "dl-1")
+    s1.send("SELECT 'one:' || calseta_enrich_complete(%s, 'w1', '%s');"
+            % (j1, doc([("198.51.100.1", True), ("198.51.100.9", False)])))
+    wait_for(lambda: state(s, "dl-1") == ["active", "Lock"], 20, what="job 1 waiting on the holder")
+    s2 = Session(s, "dl-2")
+    s2.send("SELECT 'two:' || calseta_enrich_complete(%s, 'w2', '%s');"
+            % (j2, doc([("198.51.100.9", True), ("198.51.100.1", False)])))
+    # job 2 waits on a lock job 1 holds (or, with no lock held by job 1 yet, finishes)
+    wait_for(lambda: state(s, "dl-2") in (["active", "Lock"], ["idle", "Client"]), 20,
+             what="job 2 blocked or done")
+    x.send("ROLLBACK;")
+    out = x.finish() + s1.finish() + s2.finish()
+    assert "deadlock" not in out, out
+    assert "one:done" in out and "two:done" in out, out
+    assert_eq(s.sql("SELECT status FROM enrichment_jobs WHERE id IN (%s, %s)" % (j1, j2)),
+              [["done"], ["done"]])
+    assert_eq(s.sql("SELECT alert_id FROM alert_indicators WHERE indicator_id = %s ORDER BY 1"
+                    % q_id), [[a1], [a2]])
+    assert_eq(s.sql("SELECT alert_id FROM alert_indicators WHERE indicator_id = %s ORDER BY 1"
+                    % p_id), [[a1], [a2]])
+    # both moved last_seen of the indicator they had as new
+    assert_eq(s.sql("SELECT value, last_seen > now() - interval '1 hour', is_enriched FROM indicators "
+                    "WHERE id IN (%s, %s) ORDER BY value" % (p_id, q_id)),
+              [["198.51.100.1", "t", "t"], ["198.51.100.9", "t", "t"]])
+
+
+def test_zz_stop():
+    if STACK:
+        STACK.stop()
+
+
+if __name__ == "__main__":
+    run_tests(globals())
