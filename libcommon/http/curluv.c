@@ -4,8 +4,12 @@
  * A keep-alive connection is handed back to curl's pool after every transfer and curl then
  * stops watching its socket (CURL_POLL_REMOVE). Its uv_poll handle is parked by descriptor
  * instead of closed, and taken up again when the connection carries the next request: no
- * allocation, handle setup or close round per request. A parked handle is closed when curl
- * closes the socket (our CURLOPT_CLOSESOCKETFUNCTION), before the descriptor can be reused.
+ * allocation, handle setup or close round per request. A parked handle stays registered for
+ * readability (the events curl asks for while it waits for an answer), so taking it up again
+ * usually changes nothing in the epoll set; if the idle socket does turn readable (the server
+ * closed it), the handle just stops: curl finds the connection dead when it next looks at it.
+ * A parked handle is closed when curl closes the socket (our CURLOPT_CLOSESOCKETFUNCTION),
+ * before the descriptor can be reused.
  */
 #include "curluv.h"
 #include "log.h"
@@ -19,6 +23,8 @@ struct sock_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
     struct curluv *m;
+    int parked;
+    int events; /* what the poll handle watches now (uv_poll_start() always re-registers) */
     struct sock_ctx *prev, *next; /* for closing */
 };
 
@@ -55,6 +61,11 @@ static void on_poll(uv_poll_t *h, int status, int events)
     struct sock_ctx *s = h->data;
     struct curluv *m = s->m;
     int flags = 0, running;
+    if (s->parked) { /* not curl's now (see the top of this file) */
+        uv_poll_stop(h);
+        s->events = 0;
+        return;
+    }
     if (status < 0)
         flags = CURL_CSELECT_ERR;
     if (events & UV_READABLE)
@@ -77,12 +88,24 @@ static void sock_forget(struct curluv *m, struct sock_ctx *s)
     uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
 
+/* uv_poll_start() unregisters and registers again (two epoll_ctl calls) even when nothing
+ * changes: call it only for a change. */
+static void watch(struct sock_ctx *s, int events)
+{
+    if (s->events == events)
+        return;
+    uv_poll_start(&s->poll, events, on_poll);
+    s->events = events;
+}
+
 static struct sock_ctx *unpark(struct curluv *m, curl_socket_t fd)
 {
     if (fd < 0 || (size_t)fd >= m->nparked)
         return NULL;
     struct sock_ctx *s = m->parked[fd];
     m->parked[fd] = NULL;
+    if (s)
+        s->parked = 0;
     return s;
 }
 
@@ -96,7 +119,8 @@ static void park(struct curluv *m, struct sock_ctx *s)
         memset(m->parked + m->nparked, 0, (n - m->nparked) * sizeof *m->parked);
         m->nparked = n;
     }
-    uv_poll_stop(&s->poll);
+    watch(s, UV_READABLE);
+    s->parked = 1;
     m->parked[s->fd] = s;
 }
 
@@ -142,7 +166,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void
         ev |= UV_READABLE;
     if (action != CURL_POLL_IN)
         ev |= UV_WRITABLE;
-    uv_poll_start(&s->poll, ev, on_poll);
+    watch(s, ev);
     return 0;
 }
 
