@@ -5,8 +5,7 @@
 --   job = {"id", "indicators": [{type, value, new, malice, results: {provider: result},
 --          ttl: {provider: seconds}}], "summary": {...}}
 -- where ttl names the fresh successes to store in the shared cache (their result is the one in
--- results, so it is sent once). A job's older "cache" array ({provider, i, ttl} or
--- {provider, type, value, ttl, result}) is still accepted.
+-- results, so it is sent once).
 --
 -- Lock order. The previous function upserted pass-3 indicators in (type, value) order, taking
 -- the row lock of every existing one whose last_seen it moved, and then locked all of them in id
@@ -21,14 +20,17 @@
 --      them (last_seen included);
 --   4. links, by (alert, indicator); 5. alerts, by id; 6. shared-cache rows, by key.
 --
--- Work per job: the document is parsed once into arrays (one row per job indicator) that the
--- statements read by unnest(); an indicator shared by several jobs of the batch is updated once
+-- Work per job: the document is walked once into arrays (one element per job indicator) that the
+-- statements read by unnest() and subscript; large values (results) are not carried through
+-- sorts or joins; an indicator shared by several jobs of the batch is updated once
 -- (their results merged in job order); rows are rewritten only when something changed; the
 -- shared cache's index on expires_at (read by nothing) is dropped so refreshing an entry can be
 -- a HOT update, and indicators keep free space in their pages for the same reason (a row gains
 -- its enrichment results after it was inserted).
 --
--- calseta_enrich_complete(job, owner, doc) stays, as one job of a batch.
+-- calseta_enrich_complete(job, owner, doc) stays, as one job of a batch (older documents too).
+-- calseta_enrich_claim gets the same planner settings as the completing function: its statements
+-- are planned once per session and must not keep a sequential scan chosen while tables are small.
 -- calseta_enrich_cache_get_many(keys) reads the shared cache for the jobs of a whole claim.
 
 DROP INDEX IF EXISTS ix_enrichment_cache_expires_at;
@@ -46,12 +48,15 @@ RETURNS TABLE (job_id BIGINT, outcome TEXT) LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
+    d_ids BIGINT[];     -- per job of the document
+    d_inds JSONB[];
+    d_summary JSONB[];
     ids BIGINT[];
     ok_jobs BIGINT[];
     ok_alerts BIGINT[];
     ok_seen TIMESTAMPTZ[];
     lost_jobs BIGINT[];
-    r_job BIGINT[];
+    r_job BIGINT[];     -- per indicator of the jobs still leased to p_owner
     r_alert BIGINT[];
     r_type TEXT[];
     r_value TEXT[];
@@ -65,8 +70,11 @@ DECLARE
     changed BIGINT[];
     linked BIGINT[];
 BEGIN
-    SELECT array_agg(DISTINCT (x->>'id')::bigint) INTO ids
-      FROM jsonb_array_elements(doc->'jobs') x;
+    -- the document is walked once; every later statement reads these arrays
+    SELECT array_agg((jx->>'id')::bigint), array_agg(jx->'indicators'), array_agg(jx->'summary')
+      INTO d_ids, d_inds, d_summary
+      FROM jsonb_array_elements(doc->'jobs') jx;
+    SELECT array_agg(DISTINCT x) INTO ids FROM unnest(d_ids) x WHERE x IS NOT NULL;
 
     -- 1. the jobs, locked by id; those still leased to this worker go on
     SELECT array_agg(l.id) FILTER (WHERE l.mine AND l.seen IS NOT NULL),
@@ -82,19 +90,21 @@ BEGIN
              ORDER BY j.id FOR NO KEY UPDATE OF j) l;
 
     IF ok_jobs IS NOT NULL THEN
-        -- the document, read once: one array element per job indicator
-        SELECT array_agg(k.job), array_agg(k.alert), array_agg(x.e->>'type'),
+        -- one array element per job indicator (a job listed twice counts once)
+        SELECT array_agg(jj.id), array_agg(ok_alerts[jj.p]), array_agg(x.e->>'type'),
                array_agg(x.e->>'value'), array_agg(coalesce((x.e->>'new')::boolean, false)),
                array_agg(x.e->>'malice'),
                array_agg(CASE WHEN jsonb_typeof(x.e->'results') = 'object'
                               THEN x.e->'results' ELSE '{}'::jsonb END),
-               array_agg(k.seen), array_agg(x.e->'ttl')
+               array_agg(ok_seen[jj.p]), array_agg(x.e->'ttl')
           INTO r_job, r_alert, r_type, r_value, r_new, r_malice, r_results, r_seen, r_ttl
-          FROM jsonb_array_elements(doc->'jobs') jx
-          JOIN unnest(ok_jobs, ok_alerts, ok_seen) AS k(job, alert, seen)
-            ON k.job = (jx->>'id')::bigint
-         CROSS JOIN LATERAL jsonb_array_elements(jx->'indicators') AS x(e)
-         WHERE jsonb_typeof(x.e->'type') = 'string' AND jsonb_typeof(x.e->'value') = 'string';
+          FROM (SELECT DISTINCT ON (u.id) u.id, u.inds, array_position(ok_jobs, u.id) AS p
+                  FROM unnest(d_ids, d_inds) AS u(id, inds)
+                 ORDER BY u.id) jj
+         CROSS JOIN LATERAL jsonb_array_elements(
+                   CASE WHEN jsonb_typeof(jj.inds) = 'array' THEN jj.inds ELSE '[]' END) AS x(e)
+         WHERE jj.p IS NOT NULL
+           AND jsonb_typeof(x.e->'type') = 'string' AND jsonb_typeof(x.e->'value') = 'string';
     END IF;
 
     IF r_job IS NOT NULL THEN
@@ -110,27 +120,32 @@ BEGIN
         END IF;
 
         -- 3. every indicator, locked by id, updated once with the results of all its jobs
-        WITH x AS (
-            SELECT * FROM unnest(r_job, r_alert, r_type, r_value, r_new, r_malice, r_results,
-                                 r_seen) AS u(job, alert, t, v, n, mal, res, seen)),
-        locked AS MATERIALIZED (
-            SELECT i.id, x.job, x.alert, x.n, x.mal, x.res, x.seen, i.enrichment_results AS old
-              FROM x JOIN indicators i ON i.type = x.t AND i.value = x.v
+        WITH locked AS MATERIALIZED (
+            SELECT i.id, x.o, x.job, x.alert, x.n, i.enrichment_results AS old
+              FROM unnest(r_job, r_alert, r_type, r_value, r_new)
+                   WITH ORDINALITY AS x(job, alert, t, v, n, o)
+              JOIN indicators i ON i.type = x.t AND i.value = x.v
              ORDER BY i.id FOR NO KEY UPDATE OF i),
         g AS (
-            SELECT l.id, (array_agg(l.mal ORDER BY l.job DESC))[1] AS mal,
-                   calseta_jsonb_merge(l.res ORDER BY l.job) AS fresh,
-                   max(l.seen) FILTER (WHERE l.n) AS seen, (array_agg(l.old))[1] AS old
+            SELECT l.id, count(*) AS jobs, min(l.o) AS o1,
+                   (array_agg(l.o ORDER BY l.job DESC))[1] AS olast,
+                   array_agg(l.o ORDER BY l.job) AS os,
+                   max(r_seen[l.o]) FILTER (WHERE l.n) AS seen, (array_agg(l.old))[1] AS old
               FROM locked l GROUP BY l.id),
         merged AS (
-            SELECT g.id, g.mal, g.seen,
+            SELECT g.id, r_malice[g.olast] AS mal, g.seen, g.old,
                    coalesce(g.old, '{}'::jsonb) || coalesce((
                        SELECT jsonb_object_agg(e.k,
                                   CASE WHEN g.old ? e.k AND jsonb_typeof(g.old->e.k) = 'object'
                                             AND jsonb_typeof(e.v) = 'object'
                                             AND (g.old->e.k) - 'enriched_at' = e.v - 'enriched_at'
                                        THEN g.old->e.k ELSE e.v END)
-                         FROM jsonb_each(g.fresh) AS e(k, v)), '{}'::jsonb) AS results
+                         FROM jsonb_each(CASE WHEN g.jobs = 1 THEN r_results[g.o1]
+                                              ELSE (SELECT calseta_jsonb_merge(r_results[o.o]
+                                                                               ORDER BY o.n)
+                                                      FROM unnest(g.os) WITH ORDINALITY AS o(o, n))
+                                         END) AS e(k, v)),
+                       '{}'::jsonb) AS results
               FROM g),
         upd AS (
             UPDATE indicators i
@@ -142,7 +157,7 @@ BEGIN
               FROM merged m
              WHERE i.id = m.id
                AND (NOT i.is_enriched
-                    OR i.enrichment_results IS DISTINCT FROM m.results
+                    OR m.old IS DISTINCT FROM m.results
                     OR (i.malice_source <> 'analyst' AND m.mal IS NOT NULL
                         AND i.malice IS DISTINCT FROM m.mal)
                     OR i.last_seen < m.seen)
@@ -180,41 +195,32 @@ BEGIN
               FROM la WHERE a.id = la.id
             RETURNING a.id)
         INSERT INTO activity_events (event_type, actor_type, alert_id, "references")
-        SELECT 'alert_enrichment_completed', 'system', k.alert,
-               CASE WHEN jsonb_typeof(jx->'summary') = 'object' THEN jx->'summary'
-                    ELSE '{}'::jsonb END
+        SELECT 'alert_enrichment_completed', 'system', ok_alerts[k.p],
+               CASE WHEN jsonb_typeof(k.summary) = 'object' THEN k.summary ELSE '{}'::jsonb END
                    || jsonb_build_object('enriched_at', calseta_ts(now()))
-          FROM jsonb_array_elements(doc->'jobs') jx
-          JOIN unnest(ok_jobs, ok_alerts) AS k(job, alert) ON k.job = (jx->>'id')::bigint
-         WHERE k.alert IN (SELECT ua.id FROM ua)
-         ORDER BY k.job;
+          FROM (SELECT DISTINCT ON (u.id) u.id, u.summary, array_position(ok_jobs, u.id) AS p
+                  FROM unnest(d_ids, d_summary) AS u(id, summary)
+                 ORDER BY u.id) k
+         WHERE k.p IS NOT NULL AND ok_alerts[k.p] IN (SELECT ua.id FROM ua)
+         ORDER BY k.id;
 
         -- 6. fresh successes into the shared cache, by key (the latest job's wins)
-        INSERT INTO enrichment_cache AS c (provider_name, indicator_type, indicator_value, result,
-                                           expires_at)
-        SELECT DISTINCT ON (s.p, s.t, s.v) s.p, s.t, s.v, s.res,
-               now() + make_interval(secs => s.ttl)
-          FROM (SELECT e.key AS p, u.t, u.v, u.res->e.key AS res, e.value::integer AS ttl, u.job
-                  FROM unnest(r_job, r_type, r_value, r_results, r_ttl) AS u(job, t, v, res, ttl)
-                 CROSS JOIN LATERAL jsonb_each_text(u.ttl) AS e
-                 WHERE jsonb_typeof(u.ttl) = 'object'
-                UNION ALL
-                SELECT cx->>'provider', coalesce(cx->>'type', ind->>'type'),
-                       coalesce(cx->>'value', ind->>'value'),
-                       coalesce(cx->'result', ind->'results'->(cx->>'provider')),
-                       (cx->>'ttl')::integer, (jx->>'id')::bigint
-                  FROM jsonb_array_elements(doc->'jobs') jx
-                 CROSS JOIN LATERAL jsonb_array_elements(jx->'cache') AS cx
-                  LEFT JOIN LATERAL (SELECT jx->'indicators'->((cx->>'i')::integer) AS ind) r
-                    ON cx ? 'i'
-                 WHERE jsonb_typeof(jx->'cache') = 'array'
-                   AND (jx->>'id')::bigint = ANY (ok_jobs)) s
-         WHERE s.ttl > 0 AND s.p IS NOT NULL AND s.t IS NOT NULL AND s.v IS NOT NULL
-           AND jsonb_typeof(s.res) = 'object'
-         ORDER BY s.p, s.t, s.v, s.job DESC
-        ON CONFLICT (provider_name, indicator_type, indicator_value)
-        DO UPDATE SET result = EXCLUDED.result, expires_at = EXCLUDED.expires_at,
-                      created_at = now();
+        IF r_job IS NOT NULL THEN
+            INSERT INTO enrichment_cache AS c (provider_name, indicator_type, indicator_value,
+                                               result, expires_at)
+            SELECT DISTINCT ON (s.p, s.t, s.v) s.p, s.t, s.v, r_results[s.o]->s.p,
+                   now() + make_interval(secs => s.ttl)
+              FROM (SELECT e.key AS p, u.t, u.v, u.o, e.value::integer AS ttl, u.job
+                      FROM unnest(r_job, r_type, r_value, r_ttl)
+                           WITH ORDINALITY AS u(job, t, v, ttl, o)
+                     CROSS JOIN LATERAL jsonb_each_text(u.ttl) AS e
+                     WHERE jsonb_typeof(u.ttl) = 'object') s
+             WHERE s.ttl > 0 AND jsonb_typeof(r_results[s.o]->s.p) = 'object'
+             ORDER BY s.p, s.t, s.v, s.job DESC
+            ON CONFLICT (provider_name, indicator_type, indicator_value)
+            DO UPDATE SET result = EXCLUDED.result, expires_at = EXCLUDED.expires_at,
+                          created_at = now();
+        END IF;
 
         UPDATE enrichment_jobs j
            SET status = 'done', completed_at = now(), lease_owner = NULL,
@@ -230,12 +236,29 @@ BEGIN
       FROM unnest(ids) AS k(id);
 END $$;
 
--- One job, as a batch of one (same document as a batch's job, without "id").
+-- One job, as a batch of one. Its document may still carry the older "cache" array
+-- ({provider, i, ttl}, or {provider, type, value, ttl, result} naming one of its indicators):
+-- each entry becomes the ttl of the indicator's result it names.
 CREATE OR REPLACE FUNCTION calseta_enrich_complete(p_job BIGINT, p_owner TEXT, doc JSONB)
 RETURNS TEXT LANGUAGE sql AS $$
     SELECT b.outcome
       FROM calseta_enrich_complete_batch(p_owner, jsonb_build_object('jobs', jsonb_build_array(
-               doc || jsonb_build_object('id', p_job)))) b
+               jsonb_build_object('id', p_job, 'summary', doc->'summary', 'indicators',
+                   coalesce((SELECT jsonb_agg(CASE WHEN t.m IS NULL THEN x.e
+                                                   ELSE x.e || jsonb_build_object('ttl', t.m) END
+                                              ORDER BY x.o)
+                               FROM jsonb_array_elements(CASE WHEN jsonb_typeof(doc->'indicators') = 'array'
+                                                              THEN doc->'indicators' ELSE '[]' END)
+                                    WITH ORDINALITY AS x(e, o)
+                               LEFT JOIN LATERAL (
+                                   SELECT jsonb_object_agg(c->>'provider', (c->>'ttl')::integer) AS m
+                                     FROM jsonb_array_elements(CASE WHEN jsonb_typeof(doc->'cache') = 'array'
+                                                                    THEN doc->'cache' ELSE '[]' END) c
+                                    WHERE c->>'provider' IS NOT NULL
+                                      AND ((c->>'i')::integer = x.o - 1
+                                           OR (NOT c ? 'i' AND c->>'type' = x.e->>'type'
+                                               AND c->>'value' = x.e->>'value'))) t ON true),
+                            '[]'::jsonb))))) b
 $$;
 
 -- Shared-cache entries for keys = [[provider, type, value], ...]: the 1-based position of each
@@ -252,3 +275,13 @@ SET enable_mergejoin = off AS $$
                              AND c.indicator_value = u.e->>2
      WHERE c.expires_at > now()
 $$;
+
+-- The claim's statements run with generic plans in a long-lived session: index lookups only, as
+-- for the completing function (a plan chosen while indicators is small scanned it whole for
+-- every claimed alert).
+ALTER FUNCTION calseta_enrich_claim(TEXT, INTEGER, INTEGER, INTEGER)
+    SET enable_seqscan = off;
+ALTER FUNCTION calseta_enrich_claim(TEXT, INTEGER, INTEGER, INTEGER)
+    SET enable_hashjoin = off;
+ALTER FUNCTION calseta_enrich_claim(TEXT, INTEGER, INTEGER, INTEGER)
+    SET enable_mergejoin = off;

@@ -105,6 +105,16 @@ int wf_decode_request(const void *data, size_t len, struct wf_request *r)
     return rc;
 }
 
+int wf_request_id(const void *data, size_t len, uint64_t *id)
+{
+    struct proto_msg m;
+    if (proto_decode_max(data, len, WF_MAX_MSG, PROTO_WORKFLOW_REQUEST, &m) != 0)
+        return -1;
+    int rc = proto_get_u64(&m, "id", id) == 0 ? 0 : -1;
+    proto_msg_destroy(&m);
+    return rc;
+}
+
 int wf_decode_reply(const void *data, size_t len, struct wf_reply *r)
 {
     struct proto_msg m;
@@ -139,6 +149,8 @@ void wf_request_destroy(struct wf_request *r)
 
 void wf_reply_destroy(struct wf_reply *r)
 {
+    if (r->body_json) /* a test's result may hold what the workflow made of its secrets */
+        explicit_bzero(r->body_json, strlen(r->body_json));
     free(r->body_json);
     memset(r, 0, sizeof *r);
 }

@@ -13,6 +13,9 @@
  *   test, WF_OUT_OK:     {"success", "message", "data", "status", "log_output", "duration_ms",
  *                         "sandbox"} as the route answers it;
  *   anything else:       {"message": s} (why).
+ * A request workflowd cannot decode is still answered (WF_OUT_REFUSED) when its "id" can be
+ * read, so the asker never waits out its deadline for it; the intake checks its own requests
+ * with the same decoder before sending, so a request it makes is never one workflowd drops.
  */
 #ifndef CALSETA_PROTO_WORKFLOW_H
 #define CALSETA_PROTO_WORKFLOW_H
@@ -37,7 +40,8 @@ enum wf_outcome {
     WF_OUT_RUNNER_BUSY = 3,    /* test: every runner busy, nothing ran */
     WF_OUT_NO_ANSWER = 4,      /* no runner answered in time (or none is connected) */
     WF_OUT_UNAVAILABLE = 5,    /* workflowd cannot serve it (database, stopping, overloaded) */
-    WF_OUT_MAX = WF_OUT_UNAVAILABLE,
+    WF_OUT_REFUSED = 6,        /* the request was not one workflowd reads: the id, no more */
+    WF_OUT_MAX = WF_OUT_REFUSED,
 };
 
 struct wf_request {
@@ -61,7 +65,11 @@ void wf_encode_reply(const struct wf_reply *r, struct buf *out);
  * must carry exactly what its op needs. */
 int wf_decode_request(const void *data, size_t len, struct wf_request *r);
 int wf_decode_reply(const void *data, size_t len, struct wf_reply *r);
+/* The "id" of a WORKFLOW_REQUEST envelope that wf_decode_request() refused (up to WF_MAX_MSG
+ * bytes, any other field broken): 0, or -1 when even that cannot be read. */
+int wf_request_id(const void *data, size_t len, uint64_t *id);
 void wf_request_destroy(struct wf_request *r);
+/* Zeroes the body before freeing it. */
 void wf_reply_destroy(struct wf_reply *r);
 
 #endif

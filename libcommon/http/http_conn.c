@@ -327,6 +327,7 @@ static void req_reset(struct http_conn *c)
     r->user = NULL;
     json_decref(r->log_fields);
     r->log_fields = NULL;
+    r->wipe_response = 0;
     r->start_ms = now_mono_ms();
 }
 

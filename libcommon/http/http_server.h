@@ -101,6 +101,8 @@ struct http_request {
     void *user;                     /* free for the handler */
     json_t *log_fields; /* optional object merged into the access-log line (freed by the server) */
     uint64_t start_ms;  /* monotonic ms when the request's first byte was parsed */
+    int wipe_response;  /* set by a handler whose answer may carry secrets: the server's own
+                           copies of it are zeroed as soon as it is handed to the socket */
     struct http_conn *conn; /* internal */
 };
 

@@ -82,10 +82,13 @@ char *jobs_in_flight_array(const struct enricher *en)
 
 /* ---- step 4: the completing transaction ---- */
 
-/* Finished jobs wait in en->finished while COMPLETING_MAX statements are running; each
- * statement completes up to BATCH_MAX of them (one round trip, one commit). A job waits at most
- * for one statement in flight, so batching adds no delay when PostgreSQL keeps up. */
-#define BATCH_MAX 64
+/* Finished jobs wait in en->finished while completing_max() statements are running; each
+ * statement completes up to BATCH_MAX of them (one round trip, one commit), in a document of at
+ * most about BATCH_BYTES (the server parses and copies it whole: past a few hundred KB its
+ * memory is mapped and faulted in afresh for every statement). A job waits at most for one
+ * statement in flight, so batching adds no delay when PostgreSQL keeps up. */
+#define BATCH_MAX 32
+#define BATCH_BYTES (256 * 1024)
 
 struct batch {
     struct enricher *en;
@@ -182,7 +185,7 @@ static void flush_finished(struct enricher *en)
         buf_puts(&doc, "{\"jobs\":[");
         do {
             struct job *j = en->finished;
-            if (b->n > 0 && j->alone)
+            if (b->n > 0 && (j->alone || doc.len + strlen(j->doc) > BATCH_BYTES))
                 break;
             en->finished = j->fin_next;
             if (!en->finished)

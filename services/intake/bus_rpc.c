@@ -5,8 +5,9 @@
  *
  * A request that finds no peer connected (ZMQ_IMMEDIATE) either fails at once (the caller
  * reports it) or is kept and tried again by the sweep for unsent_retry_ms, which covers a peer
- * that is (re)starting. The owner encodes requests and decodes replies; replies are wiped
- * after use since they may carry what was made of secrets.
+ * that is (re)starting. The owner encodes requests and decodes replies. A reply may carry what
+ * was made of secrets: its frame is wiped here after use, and the owner wipes the copies it
+ * decodes from it.
  */
 #include "bus_rpc.h"
 #include "bus.h"
@@ -24,6 +25,7 @@ struct pending {
     uint64_t unsent_until_ms; /* while msg is held: give up sending then */
     uint64_t deadline_ms;
     struct buf msg; /* the encoded request until it has left */
+    const char *refused; /* ended by the next sweep with this error (never sent) */
     void *call;
 };
 
@@ -46,7 +48,7 @@ static void pending_end(struct bus_rpc *rpc, struct pending *p, const char *erro
 void *bus_rpc_take(struct bus_rpc *rpc, uint64_t id)
 {
     for (struct pending **pp = &rpc->list; *pp; pp = &(*pp)->next)
-        if ((*pp)->id == id && (*pp)->msg.len == 0) {
+        if ((*pp)->id == id && (*pp)->msg.len == 0 && !(*pp)->refused) {
             struct pending *p = *pp;
             void *call = p->call;
             *pp = p->next;
@@ -88,7 +90,9 @@ static void on_sweep(uv_timer_t *t)
     while (*pp) {
         struct pending *p = *pp;
         const char *gone = NULL;
-        if (p->msg.len && !try_send(rpc, p) && now >= p->unsent_until_ms)
+        if (p->refused)
+            gone = p->refused;
+        else if (p->msg.len && !try_send(rpc, p) && now >= p->unsent_until_ms)
             gone = rpc->o.unreachable;
         else if (!p->msg.len && now >= p->deadline_ms)
             gone = rpc->o.silent;
@@ -144,6 +148,23 @@ uint64_t bus_rpc_next_id(struct bus_rpc *rpc)
     return ++rpc->next_id;
 }
 
+static void keep(struct bus_rpc *rpc, struct pending *p)
+{
+    p->next = rpc->list;
+    rpc->list = p;
+    if (!uv_is_active((uv_handle_t *)&rpc->sweep))
+        uv_timer_start(&rpc->sweep, on_sweep, rpc->o.sweep_ms, rpc->o.sweep_ms);
+}
+
+void bus_rpc_fail_soon(struct bus_rpc *rpc, void *call, const char *error)
+{
+    struct pending *p = xcalloc(1, sizeof *p);
+    buf_init(&p->msg);
+    p->refused = error;
+    p->call = call;
+    keep(rpc, p);
+}
+
 int bus_rpc_ask(struct bus_rpc *rpc, uint64_t id, struct buf *msg, uint64_t wait_ms, void *call)
 {
     struct pending *p = xcalloc(1, sizeof *p);
@@ -159,9 +180,6 @@ int bus_rpc_ask(struct bus_rpc *rpc, uint64_t id, struct buf *msg, uint64_t wait
     p->unsent_until_ms = now + rpc->o.unsent_retry_ms;
     p->deadline_ms = now + wait_ms;
     p->call = call;
-    p->next = rpc->list;
-    rpc->list = p;
-    if (!uv_is_active((uv_handle_t *)&rpc->sweep))
-        uv_timer_start(&rpc->sweep, on_sweep, rpc->o.sweep_ms, rpc->o.sweep_ms);
+    keep(rpc, p);
     return 0;
 }

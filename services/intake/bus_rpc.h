@@ -46,6 +46,9 @@ uint64_t bus_rpc_next_id(struct bus_rpc *rpc);
  * sent and unsent_retry_ms is 0; otherwise 0, an unsent request being tried again by the
  * sweep. */
 int bus_rpc_ask(struct bus_rpc *rpc, uint64_t id, struct buf *msg, uint64_t wait_ms, void *call);
+/* Ends call with error from the loop, soon (never inside this call): for a request its owner
+ * refuses to send, e.g. one the peer could not decode. */
+void bus_rpc_fail_soon(struct bus_rpc *rpc, void *call, const char *error);
 /* The call of the sent request with id, now no longer pending; NULL when there is none (it
  * already ended: a late or duplicate reply). */
 void *bus_rpc_take(struct bus_rpc *rpc, uint64_t id);

@@ -9,11 +9,14 @@
  * UNSENT_RETRY_MS, which covers a workflowd that is (re)starting, then ends with "not
  * reachable"; a sent request with no answer by its deadline (the runner's own waits plus a
  * margin) ends with "did not answer"; a reply that comes later is dropped (bus_rpc.c keeps
- * that bookkeeping).
+ * that bookkeeping). A request workflowd's decoder would refuse (the routes check each field's
+ * limits first, so this is a last guard, e.g. against a field that outgrew workflowd's limit) is
+ * not sent: it ends at once as WF_OUT_REFUSED with the reason.
  */
 #include "workflow_client.h"
 #include "bus_rpc.h"
 #include "config.h"
+#include "log.h"
 #include "proto/workflow.h"
 #include "util.h"
 
@@ -33,24 +36,40 @@ struct workflow_client {
 struct call {
     workflow_client_cb cb;
     void *arg;
+    char *refused; /* set when the request was not sent: why workflowd could not read it */
 };
 
 static void call_end(struct call *k, const char *error, int outcome, json_t *body)
 {
     k->cb(k->arg, error, outcome, body);
+    free(k->refused);
     free(k);
 }
 
 static void call_fail(void *p, const char *error)
 {
-    call_end(p, error, -1, NULL);
+    struct call *k = p;
+    if (k->refused) {
+        json_t *body = json_pack("{s:s}", "message", k->refused);
+        call_end(k, NULL, WF_OUT_REFUSED, body);
+        json_decref(body);
+        return;
+    }
+    call_end(k, error, -1, NULL);
 }
 
+/* A test run's result may hold what the workflow made of its secrets: every copy decoded here
+ * (the body text, the JSON tree, what the route makes of it) is zeroed when freed, by having
+ * jansson free through free_wiped() while the reply is handled. */
 static int on_reply(struct bus_rpc *rpc, const char *data, size_t len)
 {
     struct wf_reply r;
+    json_malloc_t json_malloc;
+    json_free_t json_free;
     if (wf_decode_reply(data, len, &r) != 0)
         return -1;
+    json_get_alloc_funcs(&json_malloc, &json_free);
+    json_set_alloc_funcs(json_malloc, free_wiped);
     struct call *k = bus_rpc_take(rpc, r.id);
     json_t *body = json_loads(r.body_json, 0, NULL);
     if (k && !json_is_object(body))
@@ -58,7 +77,8 @@ static int on_reply(struct bus_rpc *rpc, const char *data, size_t len)
     else if (k)
         call_end(k, NULL, r.outcome, body);
     json_decref(body);
-    wf_reply_destroy(&r);
+    json_set_alloc_funcs(json_malloc, json_free);
+    wf_reply_destroy(&r); /* wipes the body text */
     return 0;
 }
 
@@ -92,6 +112,20 @@ void workflow_client_free(struct workflow_client *c)
     free(c);
 }
 
+/* Why workflowd would refuse the encoded request msg, or NULL when it decodes: the same
+ * decoder runs here so that a request workflowd cannot read is refused at once, with a reason,
+ * instead of costing the caller the whole wait. */
+static char *unreadable(const struct buf *msg)
+{
+    struct wf_request back;
+    if (wf_decode_request(msg->data, msg->len, &back) == 0) {
+        wf_request_destroy(&back);
+        return NULL;
+    }
+    return xstrdup("The request cannot be passed to the workflow service (a field is too long "
+                   "or not valid text).");
+}
+
 /* Sends the request, or keeps it for the sweep to try again; either way the callback runs
  * later, never inside the call. */
 static void ask(struct workflow_client *c, struct wf_request *r, int wait_ms, workflow_client_cb cb,
@@ -104,6 +138,13 @@ static void ask(struct workflow_client *c, struct wf_request *r, int wait_ms, wo
     r->id = bus_rpc_next_id(c->rpc);
     buf_init(&msg);
     wf_encode_request(r, &msg);
+    k->refused = unreadable(&msg);
+    if (k->refused) {
+        msg_warn("workflow requests: not sent: %s", k->refused);
+        buf_destroy(&msg);
+        bus_rpc_fail_soon(c->rpc, k, k->refused);
+        return;
+    }
     bus_rpc_ask(c->rpc, r->id, &msg, (uint64_t)wait_ms, k); /* kept even when unsent */
 }
 void workflow_client_validate(struct workflow_client *c, const char *code, workflow_client_cb cb,

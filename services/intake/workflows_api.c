@@ -239,6 +239,14 @@ static void on_validated(void *arg, const char *error, int outcome, json_t *v)
 {
     struct save_op *op = arg;
     struct reqctx *rc = op->rc;
+    if (!error && outcome == WF_OUT_REFUSED) {
+        const char *why = json_string_value(json_object_get(v, "message"));
+        save_free(op);
+        reply_error(rc, 422, "VALIDATION_ERROR",
+                    why ? why : "The workflow service could not read the code; nothing was saved.",
+                    NULL);
+        return;
+    }
     if (error || outcome != WF_OUT_OK) {
         if (error)
             msg_warn("workflow code check: %s", error);

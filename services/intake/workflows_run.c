@@ -226,6 +226,7 @@ struct test_op {
 static void on_tested(void *arg, const char *error, int outcome, json_t *body)
 {
     struct reqctx *rc = arg;
+    rc->req->wipe_response = 1; /* the result may hold what the workflow made of its secrets */
     if (error)
         msg_warn("workflow test: %s", error);
     if (error && strstr(error, "not reachable"))
@@ -244,6 +245,12 @@ static void on_tested(void *arg, const char *error, int outcome, json_t *body)
     else if (outcome == WF_OUT_RUNNER_BUSY)
         reply_error(rc, 503, "SERVICE_UNAVAILABLE",
                     "Every workflow runner is busy; the test did not run. Try again.", NULL);
+    else if (outcome == WF_OUT_REFUSED)
+        reply_error(rc, 422, "VALIDATION_ERROR",
+                    json_string_value(json_object_get(body, "message"))
+                        ? json_string_value(json_object_get(body, "message"))
+                        : "The workflow service could not read the request.",
+                    NULL);
     else if (outcome == WF_OUT_NO_ANSWER)
         reply_error(rc, 503, "SERVICE_UNAVAILABLE",
                     "The workflow runner did not answer; the test did not complete.", NULL);

@@ -11,7 +11,8 @@
  * request never waits on the lease grace that queued runs use. A test stores nothing; it is
  * audited (workflow_tested) with the caller's identity the intake forwarded. At most
  * MAX_PENDING requests are served at once; more, and any while draining, are answered
- * "unavailable" at once rather than left to the intake's deadline.
+ * "unavailable" at once rather than left to the intake's deadline; a request that does not
+ * decode is answered "refused" when its id can be read.
  */
 #include "workflowd.h"
 
@@ -181,12 +182,38 @@ static void test_start(struct req_op *op)
 
 /* ---- the socket ------------------------------------------------------------------------------ */
 
+/* A request that does not decode is answered when its id can be read (the intake would
+ * otherwise wait out its deadline, up to a minute, for an answer that never comes); without a
+ * readable id there is no one to answer. */
+static void refuse(struct workflowd *wd, const struct buf *identity, const struct buf *msg)
+{
+    uint64_t id;
+    if (identity->len == 0 || identity->len > sizeof((struct req_op *)0)->identity ||
+        wf_request_id(msg->data, msg->len, &id) != 0) {
+        msg_warn("workflow requests: dropped a malformed message without a readable id "
+                 "(%zu bytes)",
+                 msg->len);
+        return;
+    }
+    msg_warn("workflow request %llu: refused a malformed request (%zu bytes)",
+             (unsigned long long)id, msg->len);
+    struct req_op *op = xcalloc(1, sizeof *op);
+    op->wd = wd;
+    memcpy(op->identity, identity->data, identity->len);
+    op->identity_len = identity->len;
+    op->r.id = id;
+    wd->req_pending++;
+    reply(op, WF_OUT_REFUSED,
+          why("workflowd could not read the request (a field is missing, too long or not "
+              "valid text)"));
+}
+
 static void dispatch(struct workflowd *wd, const struct buf *identity, const struct buf *msg)
 {
     struct wf_request r;
     if (identity->len == 0 || identity->len > sizeof((struct req_op *)0)->identity ||
         wf_decode_request(msg->data, msg->len, &r) != 0) {
-        msg_warn("workflow requests: refused a malformed message (%zu bytes)", msg->len);
+        refuse(wd, identity, msg);
         return;
     }
     struct req_op *op = xcalloc(1, sizeof *op);

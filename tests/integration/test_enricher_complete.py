@@ -123,6 +123,33 @@ def test_batch_outcomes_and_second_completion():
               before)
 
 
+def test_single_job_older_document():
+    """calseta_enrich_complete(job, owner, doc) with the older "cache" array, both forms."""
+    s = stack()
+    a = new_alert(s, "older")
+    j = new_job(s, a, "w9")
+    doc = {"indicators": [
+        {"type": "domain", "value": "older-%s.example.net" % a, "new": True, "malice": "Benign",
+         "results": {"virustotal": result("virustotal", 0), "abuseipdb": result("abuseipdb", 1)}},
+        {"type": "domain", "value": "other-%s.example.net" % a, "new": True, "malice": "Benign",
+         "results": {"virustotal": result("virustotal", 2)}}],
+        "cache": [{"provider": "virustotal", "i": 0, "ttl": 100},
+                  {"provider": "virustotal", "type": "domain", "value": "other-%s.example.net" % a,
+                   "ttl": 200, "result": result("virustotal", 2)}],
+        "summary": {"indicator_count": 2}}
+    assert_eq(s.sql_value("SELECT calseta_enrich_complete(%s, 'w9', '%s')"
+                          % (j, json.dumps(doc).replace("'", "''"))), "done")
+    assert_eq(s.sql("SELECT provider_name, indicator_value, result->'extracted'->>'score', "
+                    "ceil(extract(epoch FROM expires_at - now()) / 100) FROM enrichment_cache "
+                    "WHERE indicator_value LIKE '%%-%s.example.net' ORDER BY 2, 1" % a),
+              [["virustotal", "older-%s.example.net" % a, "0", "1"],
+               ["virustotal", "other-%s.example.net" % a, "2", "2"]])
+    assert_eq(s.sql_value("SELECT count(*) FROM alert_indicators WHERE alert_id = %s" % a), "2")
+    assert_eq(s.sql_value("SELECT calseta_enrich_complete(%s, 'w9', '%s')"
+                          % (j, json.dumps(doc).replace("'", "''"))), "lease_lost")
+    assert_eq(s.sql_value("SELECT calseta_enrich_complete(0, 'w9', '{}')"), "gone")
+
+
 class Session:
     """A psql session fed line by line (a transaction held open between steps)."""
 
@@ -173,16 +200,16 @@ def test_completions_sharing_indicators_do_not_deadlock():
     x = Session(s, "dl-x")
     x.send("BEGIN;")
     x.send("INSERT INTO alert_indicators (alert_id, indicator_id) VALUES (%s, %s);" % (a1, q_id))
-    wait_for(lambda: state(s, "dl-x") == ["idle in transaction", "Client"], 20, what="the holder")
+    wait_for(lambda: state(s, "dl-x") == ["idle in transaction", "Client"], 60, what="the holder")
     s1 = Session(s, "dl-1")
     s1.send("SELECT 'one:' || calseta_enrich_complete(%s, 'w1', '%s');"
             % (j1, doc([("198.51.100.1", True), ("198.51.100.9", False)])))
-    wait_for(lambda: state(s, "dl-1") == ["active", "Lock"], 20, what="job 1 waiting on the holder")
+    wait_for(lambda: state(s, "dl-1") == ["active", "Lock"], 60, what="job 1 waiting on the holder")
     s2 = Session(s, "dl-2")
     s2.send("SELECT 'two:' || calseta_enrich_complete(%s, 'w2', '%s');"
             % (j2, doc([("198.51.100.9", True), ("198.51.100.1", False)])))
     # job 2 waits on a lock job 1 holds (or, with no lock held by job 1 yet, finishes)
-    wait_for(lambda: state(s, "dl-2") in (["active", "Lock"], ["idle", "Client"]), 20,
+    wait_for(lambda: state(s, "dl-2") in (["active", "Lock"], ["idle", "Client"]), 60,
              what="job 2 blocked or done")
     x.send("ROLLBACK;")
     out = x.finish() + s1.finish() + s2.finish()

@@ -14,6 +14,9 @@ import time
 import urllib.parse
 
 from harness import Stack, assert_eq, free_port, run_tests, wait_for
+from zmtp import Dealer, mp, unmp_map
+
+PROTO_WORKFLOW_REQUEST, PROTO_WORKFLOW_REPLY, WF_OUT_REFUSED = 10, 11, 6
 
 FERNET_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -481,6 +484,49 @@ def test_control_characters_reach_workflowd_and_back():
                       body={"indicator_type": "ip", "indicator_value": "192.0.2.9\tx"})
         assert_eq(r.status, 200, r.body)
         assert_eq(r.json()["data"]["data"], {"v": "192.0.2.9\tx\x7f"})
+    finally:
+        s.stop()
+
+
+def test_undecodable_requests_are_answered_at_once():
+    """A request workflowd cannot decode is answered WF_OUT_REFUSED with its id when the id is
+    readable (it was dropped unanswered, and the intake waited 21 s for a check, 51 s for a
+    test); one without a readable id is dropped and workflowd keeps serving. (The intake checks
+    its own requests with the same decoder before sending: unit test workflow_client.c.)"""
+    s = Stack("wf_garbled", services=SERVICES)
+    try:
+        k = s.create_key("admin")
+        d = Dealer(s.endpoint("workflow"))
+        try:
+            def request(rid, code):
+                return mp([("v", 1), ("t", PROTO_WORKFLOW_REQUEST), ("id", rid), ("op", 1),
+                           ("code", code)])
+            cases = [(77, request(77, b"bad \xff\xfe utf-8")),  # code that is not valid text
+                     (2 ** 63 + 5, mp([("v", 1), ("t", PROTO_WORKFLOW_REQUEST),
+                                       ("id", 2 ** 63 + 5), ("op", 9)]))]  # no such op
+            for rid, frame in cases:
+                d.send(frame)
+                parts = d.recv(5)
+                assert parts is not None, "no answer to request %d:\n%s" % (rid, s.logs())
+                rep = unmp_map(parts[0])
+                assert_eq((rep["t"], rep["id"], rep["outcome"]),
+                          (PROTO_WORKFLOW_REPLY, rid, WF_OUT_REFUSED), rep)
+                assert "could not read" in rep["body"], rep
+            d.send(b"\x00garbage")  # no envelope, no id: nobody to answer
+            d.send(request(79, b"bad")[:-1])  # cut short: the envelope does not parse
+            d.send(request(80, b"\xc0"))
+            parts = d.recv(5)
+            assert parts is not None and unmp_map(parts[0])["id"] == 80, parts
+        finally:
+            d.close()
+        wait_for(lambda: "without a readable id" in s.proc("workflowd").text(), 10, 0.1,
+                 "workflowd logging the unattributable message")
+        assert s.proc("workflowd").alive()
+
+        u = create(s, k)  # workflowd still serves checks and tests
+        r = s.request("POST", "/v1/workflows/%s/test" % u, key=k,
+                      body={"indicator_type": "ip", "indicator_value": "192.0.2.4"})
+        assert_eq(r.status, 200, r.body)
     finally:
         s.stop()
 
