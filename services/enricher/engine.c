@@ -383,6 +383,7 @@ static void send_request(struct call *c)
         tmo = left;
     c->state = ST_HTTP;
     buf_reset(&c->resp);
+    buf_reserve(&c->resp, 2048); /* most answers fit: no reallocation per body chunk */
     c->too_large = 0;
     c->retry_after_s = -1;
     c->curl_err[0] = 0;
