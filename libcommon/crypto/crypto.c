@@ -7,13 +7,12 @@
  */
 #include "crypto.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include "log.h"
 
@@ -162,9 +161,43 @@ void crypto_hex_encode(const void *in, size_t n, char *out)
     out[2 * n] = 0;
 }
 
+/* SHA-256 fetched from the provider once: SHA256(), HMAC() and EVP_sha256() look the
+ * algorithm up again on every call (OpenSSL 3), which cost a request signature check as much
+ * as hashing its body. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    if (!sha256_md)
+        msg_fatal("crypto: SHA-256 unavailable");
+    return sha256_md;
+}
+
+/* One digest over two pieces (a NULL piece is skipped). */
+static void sha256_2(EVP_MD_CTX *ctx, const void *a, size_t an, const void *b, size_t bn,
+                     uint8_t out[32])
+{
+    unsigned int olen = 0;
+    if (EVP_DigestInit_ex2(ctx, sha256(), NULL) != 1 || (an && EVP_DigestUpdate(ctx, a, an) != 1) ||
+        (bn && EVP_DigestUpdate(ctx, b, bn) != 1) || EVP_DigestFinal_ex(ctx, out, &olen) != 1 ||
+        olen != 32)
+        msg_fatal("crypto: SHA-256 failed");
+}
+
 void crypto_sha256(const void *p, size_t n, uint8_t out[32])
 {
-    SHA256(p, n, out);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx)
+        msg_fatal("out of memory");
+    sha256_2(ctx, p, n, NULL, 0, out);
+    EVP_MD_CTX_free(ctx);
 }
 
 void crypto_sha256_hex(const void *p, size_t n, char out[65])
@@ -183,15 +216,27 @@ void crypto_md5_hex(const void *p, size_t n, char out[33])
     crypto_hex_encode(d, 16, out);
 }
 
+/* HMAC (RFC 2104) over the fetched digest: H((K ^ opad) || H((K ^ ipad) || msg)). */
 void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n, uint8_t out[32])
 {
-    static const uint8_t empty[1];
-    unsigned int olen = 0;
-    if (keylen > (size_t)INT32_MAX)
-        msg_fatal("crypto: HMAC key too long");
-    if (!HMAC(EVP_sha256(), key ? key : empty, (int)keylen, msg ? msg : empty, n, out, &olen) ||
-        olen != 32)
-        msg_fatal("crypto: HMAC-SHA256 failed");
+    uint8_t k[64] = {0}, pad[64], inner[32];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx)
+        msg_fatal("out of memory");
+    if (keylen > sizeof k)
+        sha256_2(ctx, key, keylen, NULL, 0, k);
+    else if (keylen)
+        memcpy(k, key, keylen);
+    for (size_t i = 0; i < sizeof k; i++)
+        pad[i] = k[i] ^ 0x36;
+    sha256_2(ctx, pad, sizeof pad, msg, msg ? n : 0, inner);
+    for (size_t i = 0; i < sizeof k; i++)
+        pad[i] = k[i] ^ 0x5c;
+    sha256_2(ctx, pad, sizeof pad, inner, sizeof inner, out);
+    EVP_MD_CTX_free(ctx);
+    OPENSSL_cleanse(k, sizeof k);
+    OPENSSL_cleanse(pad, sizeof pad);
+    OPENSSL_cleanse(inner, sizeof inner);
 }
 
 void crypto_hmac_sha256_hex(const void *key, size_t keylen, const void *msg, size_t n, char out[65])

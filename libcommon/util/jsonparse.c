@@ -1,10 +1,11 @@
 /*
  * jsonparse.c - bounded-cost parsing of untrusted JSON and integers beyond int64 (see
  * jsonparse.h). The walk is a byte loop with no allocation; it does not validate syntax
- * (jansson does that afterwards), it only counts, so it is fooled by nothing that matters:
+ * (json_read() does that afterwards), it only counts, so it is fooled by nothing that matters:
  * whatever it counts wrongly in invalid JSON is refused by the parser anyway.
  */
 #include "jsonparse.h"
+#include "jsonread.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -168,18 +169,8 @@ json_t *json_parse_limited(const char *data, size_t len, size_t flags,
         *status = st;
         return NULL;
     }
-    json_error_t jerr;
-    json_t *v;
-    if (s.big_integers) {
-        size_t wlen;
-        char *wide = widen_integers(data, len, &wlen);
-        v = json_loadb(wide, wlen, flags, &jerr);
-        free(wide);
-    } else {
-        v = json_loadb(data, len, flags, &jerr);
-    }
+    json_t *v = json_read(data, len, flags, err, errlen);
     if (!v) {
-        snprintf(err, errlen, "%s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
         *status = JSONP_INVALID;
         return NULL;
     }

@@ -52,6 +52,11 @@ int log_is_json(void)
     return L.json;
 }
 
+int log_enabled(enum log_level level)
+{
+    return level >= L.level;
+}
+
 static void write_line(const char *s, size_t n)
 {
     while (n > 0) {

@@ -19,6 +19,8 @@ void log_init(const char *service, int json, enum log_level level);
 enum log_level log_level_parse(const char *s);
 const char *log_service(void);
 int log_is_json(void);
+/* 1 when a line of this level is written: lets a caller skip building one that would not be. */
+int log_enabled(enum log_level level);
 
 void msg_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void msg_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -6,7 +6,9 @@
  * are parsed under small limits. Besides crashes the harness aborts when the parser's answer
  * disagrees with its definition: an accepted document stays within the limits and re-parses
  * after json_dumps; a document jansson itself accepts is never called invalid (only a limit may
- * refuse it); the scan of a refused document never exceeds what it reports. Seeds:
+ * refuse it), and an accepted document without integers beyond int64 is exactly what jansson
+ * reads from the same bytes (json_read() replaces json_loadb() there); the scan of a refused
+ * document never exceeds what it reports. Seeds:
  * corpus/jsonparse/.
  */
 #include <stddef.h>
@@ -47,6 +49,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (st != JSONP_OK)
             abort();
         check_accepted(v, &scan);
+        if (!scan.big_integers) {
+            json_error_t je;
+            json_t *j = json_loadb(copy, size, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+            if (!j || !json_equal(j, v))
+                abort(); /* json_read() and jansson disagree */
+            json_decref(j);
+        }
         json_decref(v);
     } else if (st == JSONP_INVALID) {
         /* jansson accepts it and no limit was hit: we must not call it invalid */

@@ -1,0 +1,18 @@
+/*
+ * jsonread.h - a strict, fast JSON reader producing jansson values (see jsonread.c).
+ *
+ * json_read() accepts what json_loadb(data, len, flags) accepts, with the same flags
+ * (JSON_REJECT_DUPLICATES, JSON_DECODE_ANY, JSON_ALLOW_NUL, JSON_DECODE_INT_AS_REAL), and one
+ * difference: an integer literal beyond int64 becomes a real instead of an error. It bounds
+ * nesting at jansson's 2048 levels only: callers check their own limits first (jsonparse.h).
+ * Returns a new reference, or NULL with err ("reason (line L, column C)") set.
+ */
+#ifndef CALSETA_JSONREAD_H
+#define CALSETA_JSONREAD_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+json_t *json_read(const char *data, size_t len, size_t flags, char *err, size_t errlen);
+
+#endif
