@@ -46,7 +46,7 @@ static void skip_ws(struct reader *r)
 
 /* Length of the valid UTF-8 sequence at p (first byte >= 0x80), or 0: no overlong forms, no
  * surrogates, nothing above U+10FFFF (as jansson's utf8_check_full). */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+size_t json_utf8_seq(const unsigned char *p, const unsigned char *end)
 {
     unsigned c = p[0];
     size_t n;
@@ -155,7 +155,7 @@ static int read_string(struct reader *r, const char **s, size_t *n)
         if (p >= end)
             return fail(r, "premature end of input"), -1;
         if (*p >= 0x80) {
-            size_t k = utf8_seq(p, end);
+            size_t k = json_utf8_seq(p, end);
             if (!k)
                 return fail(r, "invalid UTF-8"), -1;
             p += k;
@@ -182,7 +182,7 @@ static int read_string(struct reader *r, const char **s, size_t *n)
         }
         if (*q < 0x20)
             return fail(r, "control character in string"), -1;
-        size_t k = *q < 0x80 ? 1 : utf8_seq(q, end);
+        size_t k = *q < 0x80 ? 1 : json_utf8_seq(q, end);
         if (!k)
             return fail(r, "invalid UTF-8"), -1;
         buf_append(&r->scratch, q, k);

@@ -15,4 +15,8 @@
 
 json_t *json_read(const char *data, size_t len, size_t flags, char *err, size_t errlen);
 
+/* Length of the valid UTF-8 sequence starting at p (whose first byte is >= 0x80) before end, or
+ * 0: no overlong forms, no surrogates, nothing above U+10FFFF. */
+size_t json_utf8_seq(const unsigned char *p, const unsigned char *end);
+
 #endif
