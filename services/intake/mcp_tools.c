@@ -348,12 +348,13 @@ static void tool_search_alerts(struct mcp_call *c, json_t *args)
                         : !strcmp(sort_by, "source_name") ? "a.source_name"
                                                           : "a.created_at";
     const char *dir = sort_order && !strcmp(sort_order, "asc") ? "ASC" : "DESC";
+    /* As the REST list (alerts.c): the count, then the page by sort key and id only. */
     char *sql = xasprintf(
-        "WITH f AS (SELECT a.* FROM alerts a WHERE %s) "
-        "SELECT (SELECT count(*) FROM f), coalesce((SELECT json_agg(x.j ORDER BY x.rn) FROM "
-        "(SELECT " MCP_ALERT_SUMMARY_JSON " AS j, row_number() OVER (ORDER BY %s %s, a.id %s) AS rn "
-        "FROM f a ORDER BY %s %s, a.id %s LIMIT %d OFFSET %lld) x), '[]'::json)::text, %d, %d",
-        w.data, order, dir, dir, order, dir, dir, page_size, (long long)(page - 1) * page_size,
+        "SELECT (SELECT count(*) FROM alerts a WHERE %s), "
+        "coalesce((SELECT json_agg(" MCP_ALERT_SUMMARY_JSON " ORDER BY x.k %s, x.id %s) FROM "
+        "(SELECT %s AS k, a.id FROM alerts a WHERE %s ORDER BY 1 %s, 2 %s LIMIT %d OFFSET %lld) x "
+        "JOIN alerts a ON a.id = x.id), '[]'::json)::text, %d, %d",
+        w.data, dir, dir, order, w.data, dir, dir, page_size, (long long)(page - 1) * page_size,
         page, page_size);
     run_query(c, sql, params, on_alerts_page);
     free(sql);

@@ -1,8 +1,8 @@
 """The metrics routes (/v1/metrics/alerts, /workflows, /summary with its queue block) and the
 Prometheus endpoint, scraped and parsed as the text exposition format 0.0.4."""
 import json
-import subprocess
 import re
+import subprocess
 import time
 
 from harness import Stack, assert_eq, run_tests, wait_for
@@ -473,6 +473,52 @@ def test_prometheus_scrape():
         _, again = parse_prometheus(s.request("GET", "/metrics", key=k).body.decode())
         assert_eq(value(again, "calseta_queue_pending", queue="enrichment"), 3)
         assert_eq(value(again, "calseta_http_requests_total", route="/metrics", code=200), 1)
+    finally:
+        s.stop()
+
+
+def test_changed_hours_is_one_function_for_every_kind():
+    """Which rolled-up hours changed since a pass is found by one function for alerts (enriched
+    since), enrichment jobs (finished since) and workflow runs (changed since), each by the hour
+    its rollup groups by, within [from, before); the three per-kind copies are gone; an unknown
+    kind is an error, not a silent empty answer."""
+    s = Stack("metrics_changed_hours")
+    try:
+        names = {r[0] for r in s.sql("SELECT proname FROM pg_proc WHERE proname LIKE 'calseta_%hours'")}
+        assert "calseta_changed_hours" in names, names
+        for gone in ("calseta_alert_enriched_hours", "calseta_job_finished_hours",
+                     "calseta_run_changed_hours"):
+            assert gone not in names, names
+        s.sql("INSERT INTO alerts (title, severity, source_name, occurred_at, created_at, ingested_at, "
+              "enriched_at, is_enriched) VALUES "
+              "('old, enriched now', 'Low', 'generic', '2026-01-02 03:04:05+00', '2026-01-02 03:04:05+00', "
+              " '2026-01-02 03:04:05+00', now(), true), "
+              "('old, enriched long ago', 'Low', 'generic', '2026-01-03 05:00:00+00', "
+              " '2026-01-03 05:00:00+00', '2026-01-03 05:00:00+00', '2026-01-03 05:01:00+00', true)")
+        s.sql("INSERT INTO enrichment_jobs (alert_id, status, created_at, completed_at, updated_at) "
+              "SELECT id, 'done', created_at, '2026-01-04 07:30:00+00', now() FROM alerts "
+              "WHERE title = 'old, enriched now'")
+        s.sql("INSERT INTO enrichment_jobs (alert_id, status, created_at, updated_at) "
+              "SELECT id, 'pending', created_at, now() FROM alerts WHERE title = 'old, enriched long ago'")
+        s.sql("INSERT INTO workflow_runs (workflow_id, trigger_type, code_version_executed, status, "
+              "created_at, updated_at) SELECT min(id), 'manual', 1, 'success', "
+              "'2026-01-05 09:15:00+00', now() FROM workflows")
+
+        def hours(kind, since="now() - interval '1 hour'", frm="'-infinity'", before="now()"):
+            return s.sql_value("SELECT array_to_string(ARRAY(SELECT to_char(h AT TIME ZONE 'UTC', "
+                               "'YYYY-MM-DD HH24') FROM unnest(calseta_changed_hours('%s', %s, %s, %s)) h "
+                               "ORDER BY 1), ',')" % (kind, since, frm, before)) or ""
+        assert_eq(hours("alert"), "2026-01-02 03")
+        assert_eq(hours("enrichment"), "2026-01-04 07")  # the pending job is not finished
+        assert_eq(hours("run"), "2026-01-05 09")
+        assert_eq(hours("alert", frm="'2026-01-02 04:00+00'"), "")
+        assert_eq(hours("run", before="'2026-01-05 09:00+00'"), "")
+        assert_eq(hours("alert", since="'-infinity'"), "")  # before the first pass
+        try:
+            s.sql("SELECT calseta_changed_hours('alerts', now(), '-infinity', now())")
+            raise AssertionError("an unknown kind was answered")
+        except RuntimeError as e:
+            assert "unknown kind" in str(e), e
     finally:
         s.stop()
 

@@ -206,6 +206,27 @@ def test_indicator_last_seen_follows_within_bound():
         s.stop()
 
 
+
+def test_duplicate_touches_no_indicator():
+    """A duplicate, as in the original, neither links nor sights its indicators (they are its
+    original's): after the fold, last_seen is still the original's time."""
+    s = Stack("dupind")
+    try:
+        k = s.create_key("alerts:write")
+        body = {"title": "dup ind", "indicators": [{"type": "domain", "value": "dup.example"}]}
+        first = s.request("POST", "/v1/ingest/generic", key=k, body=body)
+        assert_eq(first.status, 202)
+        again = s.request("POST", "/v1/ingest/generic", key=k, body=body)
+        assert_eq((again.status, again.json()["data"]["status"]), (202, "deduplicated"))
+        # the fold, as an intake runs it (after any fold of the intake's own: same lock)
+        s.sql("SELECT pg_advisory_xact_lock(727276); SELECT calseta_indicator_sightings_apply()")
+        row = s.sql("SELECT first_seen = last_seen, (SELECT count(*) FROM alert_indicators ai "
+                    "WHERE ai.indicator_id = i.id) FROM indicators i WHERE value = 'dup.example'")[0]
+        assert_eq(row, ["t", "1"])
+    finally:
+        s.stop()
+
+
 class TcpProxy:
     """A loopback TCP forwarder that the test can cut and restore (a database outage)."""
 
