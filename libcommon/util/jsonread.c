@@ -2,12 +2,14 @@
  * jsonread.c - a strict JSON reader that builds jansson values, for request bodies.
  *
  * It accepts exactly what json_loadb() accepts with the same flags (checked against it by
- * tests/unit/libcommon/util/jsonread.c and the jsonparse fuzz target), except that an integer
- * literal beyond int64 becomes a real instead of an error (see jsonparse.h). Why not
- * json_loadb(): jansson reads its input one character at a time through a stream and copies
- * every string through a growing buffer; this reader scans strings with a tight loop and hands
- * an escape-free string (nearly all of them) to jansson straight from the input. Parsing a
- * SIEM alert was the largest share of the intake's CPU per alert.
+ * tests/unit/libcommon/util/jsonread.c and the jsonparse fuzz target), with two differences: an
+ * integer literal beyond int64 becomes a real instead of an error (see jsonparse.h), and a raw
+ * NUL byte right after a number or a literal, which jansson skips ("[8\0]" reads as [8]), is
+ * refused: it is not JSON. Why not json_loadb(): jansson reads its input one character at a
+ * time through a stream and copies every string through a growing buffer; this reader scans
+ * strings with a tight loop and hands an escape-free string (nearly all of them) to jansson
+ * straight from the input. Parsing a SIEM alert was the largest share of the intake's CPU per
+ * alert.
  */
 #include "jsonread.h"
 #include "util.h"
