@@ -29,8 +29,7 @@
 -- its enrichment results after it was inserted).
 --
 -- calseta_enrich_complete(job, owner, doc) stays, as one job of a batch (older documents too).
--- calseta_enrich_claim gets the same planner settings as the completing function: its statements
--- are planned once per session and must not keep a sequential scan chosen while tables are small.
+-- calseta_enrich_claim claims in one statement that stops after its limit (see below).
 -- calseta_enrich_cache_get_many(keys) reads the shared cache for the jobs of a whole claim.
 
 DROP INDEX IF EXISTS ix_enrichment_cache_expires_at;
@@ -276,12 +275,59 @@ SET enable_mergejoin = off AS $$
      WHERE c.expires_at > now()
 $$;
 
--- The claim's statements run with generic plans in a long-lived session: index lookups only, as
--- for the completing function (a plan chosen while indicators is small scanned it whole for
--- every claimed alert).
-ALTER FUNCTION calseta_enrich_claim(TEXT, INTEGER, INTEGER, INTEGER)
-    SET enable_seqscan = off;
-ALTER FUNCTION calseta_enrich_claim(TEXT, INTEGER, INTEGER, INTEGER)
-    SET enable_hashjoin = off;
-ALTER FUNCTION calseta_enrich_claim(TEXT, INTEGER, INTEGER, INTEGER)
-    SET enable_mergejoin = off;
+-- Claims up to p_limit jobs (pending ones, and running ones whose lease expired), the oldest
+-- first, in one statement: it walks the claimable jobs in id order (an index on id) and stops
+-- after p_limit. Those already claimed p_max_attempts times are marked failed (with their
+-- alert's enrichment_status) as they are met, instead of being claimed; the previous function
+-- looked for them in a statement of its own that read every pending job at every claim. Same
+-- result rows as before. Its statement is planned with index lookups only, as the completing
+-- function's (a plan chosen while indicators was small scanned it whole for every claimed alert).
+CREATE OR REPLACE FUNCTION calseta_enrich_claim(p_owner TEXT, p_lease_seconds INTEGER,
+                                                p_limit INTEGER, p_max_attempts INTEGER)
+RETURNS TABLE (job_id BIGINT, alert_id BIGINT, attempts INTEGER, doc JSONB)
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+BEGIN
+    RETURN QUERY
+    WITH c AS (
+        SELECT j.id, j.attempts >= p_max_attempts AS spent
+          FROM enrichment_jobs j
+         WHERE j.status IN ('pending', 'running')
+           AND (j.status = 'pending' OR j.lease_expires_at < now())
+         ORDER BY j.id LIMIT p_limit FOR UPDATE SKIP LOCKED),
+    dead AS (
+        UPDATE enrichment_jobs j
+           SET status = 'failed', lease_owner = NULL, lease_expires_at = NULL,
+               completed_at = now(), updated_at = now(),
+               last_error = coalesce(j.last_error, 'lease expired') || ' (gave up after '
+                            || j.attempts || ' attempts)'
+          FROM c WHERE j.id = c.id AND c.spent
+        RETURNING j.alert_id),
+    dead_alerts AS (
+        UPDATE alerts a SET enrichment_status = 'Failed', updated_at = now()
+          FROM dead WHERE a.id = dead.alert_id AND a.enrichment_status <> 'Enriched'
+        RETURNING a.id),
+    u AS (
+        UPDATE enrichment_jobs j
+           SET status = 'running', attempts = j.attempts + 1, lease_owner = p_owner,
+               lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+               updated_at = now()
+          FROM c WHERE j.id = c.id AND NOT c.spent
+        RETURNING j.id, j.alert_id, j.attempts)
+    SELECT u.id, u.alert_id, u.attempts,
+           jsonb_build_object(
+               'source_name', a.source_name, 'raw_payload', a.raw_payload,
+               'indicators', coalesce((SELECT jsonb_agg(jsonb_build_object('type', i.type,
+                                                                           'value', i.value)
+                                                        ORDER BY i.id)
+                                         FROM alert_indicators ai
+                                         JOIN indicators i ON i.id = ai.indicator_id
+                                        WHERE ai.alert_id = u.alert_id), '[]'::jsonb))
+      FROM u JOIN alerts a ON a.id = u.alert_id;
+END $$;
+
+-- Claimable jobs by id: the claim takes the oldest ones, so it walks this index in order and
+-- stops after its limit, where the index on (status, lease_expires_at) it replaces made it read
+-- and sort every pending job for each claim (the whole backlog, while one builds up).
+DROP INDEX IF EXISTS ix_enrichment_jobs_claim;
+CREATE INDEX ix_enrichment_jobs_claim ON enrichment_jobs (id) WHERE status IN ('pending', 'running');

@@ -150,6 +150,36 @@ def test_single_job_older_document():
     assert_eq(s.sql_value("SELECT calseta_enrich_complete(0, 'w9', '{}')"), "gone")
 
 
+def test_claim_order_attempts_and_leases():
+    s = stack()
+    s.sql("UPDATE enrichment_jobs SET status = 'done', lease_owner = NULL WHERE status <> 'done'")
+    alerts = [new_alert(s, "c%d" % i) for i in range(5)]
+    s.sql("INSERT INTO indicators (type, value, first_seen, last_seen) VALUES "
+          "('ip', '192.0.2.77', now(), now()) ON CONFLICT DO NOTHING")
+    s.sql("INSERT INTO alert_indicators (alert_id, indicator_id) SELECT %s, id FROM indicators "
+          "WHERE value = '192.0.2.77'" % alerts[1])
+    specs = ((alerts[0], "'pending', 5, NULL, NULL"),                         # spent: given up
+             (alerts[1], "'pending', 0, NULL, NULL"),
+             (alerts[2], "'running', 1, 'other', now() + interval '5 min'"),  # leased: skipped
+             (alerts[3], "'running', 2, 'dead', now() - interval '1 s'"),     # expired: taken over
+             (alerts[4], "'pending', 0, NULL, NULL"))
+    ids = [s.sql_value("INSERT INTO enrichment_jobs (alert_id, status, attempts, lease_owner, "
+                       "lease_expires_at) VALUES (%s, %s) RETURNING id" % (a, v)) for a, v in specs]
+    # the oldest two claimable: the spent one is given up (and counts), the next is claimed
+    rows = s.sql("SELECT job_id, alert_id, attempts, doc->'indicators' FROM "
+                 "calseta_enrich_claim('me', 60, 2, 5)")
+    assert_eq(rows, [[ids[1], alerts[1], "1", '[{"type": "ip", "value": "192.0.2.77"}]']])
+    assert_eq(s.sql_value("SELECT enrichment_status FROM alerts WHERE id = %s" % alerts[0]), "Failed")
+    rows = s.sql("SELECT job_id, attempts FROM calseta_enrich_claim('me', 60, 10, 5) ORDER BY 1")
+    assert_eq(rows, [[ids[3], "3"], [ids[4], "1"]])
+    assert_eq(s.sql("SELECT id, status, lease_owner, last_error FROM enrichment_jobs WHERE id IN (%s) "
+                    "ORDER BY id" % ",".join(ids)),
+              [[ids[0], "failed", "", "lease expired (gave up after 5 attempts)"],
+               [ids[1], "running", "me", ""], [ids[2], "running", "other", ""],
+               [ids[3], "running", "me", ""], [ids[4], "running", "me", ""]])
+    assert_eq(s.sql("SELECT job_id FROM calseta_enrich_claim('me', 60, 10, 5)"), [])
+
+
 class Session:
     """A psql session fed line by line (a transaction held open between steps)."""
 
