@@ -1,16 +1,30 @@
 /*
  * curluv.c - curl multi on libuv, see curluv.h.
+ *
+ * A keep-alive connection is handed back to curl's pool after every transfer and curl then
+ * stops watching its socket (CURL_POLL_REMOVE). Its uv_poll handle is parked by descriptor
+ * instead of closed, and taken up again when the connection carries the next request: no
+ * allocation, handle setup or close round per request. A parked handle stays registered for
+ * readability (the events curl asks for while it waits for an answer), so taking it up again
+ * usually changes nothing in the epoll set; if the idle socket does turn readable (the server
+ * closed it), the handle just stops: curl finds the connection dead when it next looks at it.
+ * A parked handle is closed when curl closes the socket (our CURLOPT_CLOSESOCKETFUNCTION),
+ * before the descriptor can be reused.
  */
 #include "curluv.h"
 #include "log.h"
 #include "util.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 struct sock_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
     struct curluv *m;
+    int parked;
+    int events; /* what the poll handle watches now (uv_poll_start() always re-registers) */
     struct sock_ctx *prev, *next; /* for closing */
 };
 
@@ -19,6 +33,8 @@ struct curluv {
     CURLM *multi;
     uv_timer_t timer;
     struct sock_ctx *socks;
+    struct sock_ctx **parked; /* by descriptor: handles of sockets curl does not watch now */
+    size_t nparked;
     curluv_done_fn done;
     void *arg;
     void (*closed)(void *);
@@ -45,6 +61,11 @@ static void on_poll(uv_poll_t *h, int status, int events)
     struct sock_ctx *s = h->data;
     struct curluv *m = s->m;
     int flags = 0, running;
+    if (s->parked) { /* not curl's now (see the top of this file) */
+        uv_poll_stop(h);
+        s->events = 0;
+        return;
+    }
     if (status < 0)
         flags = CURL_CSELECT_ERR;
     if (events & UV_READABLE)
@@ -67,6 +88,53 @@ static void sock_forget(struct curluv *m, struct sock_ctx *s)
     uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
 
+/* uv_poll_start() unregisters and registers again (two epoll_ctl calls) even when nothing
+ * changes: call it only for a change. */
+static void watch(struct sock_ctx *s, int events)
+{
+    if (s->events == events)
+        return;
+    uv_poll_start(&s->poll, events, on_poll);
+    s->events = events;
+}
+
+static struct sock_ctx *unpark(struct curluv *m, curl_socket_t fd)
+{
+    if (fd < 0 || (size_t)fd >= m->nparked)
+        return NULL;
+    struct sock_ctx *s = m->parked[fd];
+    m->parked[fd] = NULL;
+    if (s)
+        s->parked = 0;
+    return s;
+}
+
+static void park(struct curluv *m, struct sock_ctx *s)
+{
+    if ((size_t)s->fd >= m->nparked) {
+        size_t n = m->nparked ? m->nparked : 64;
+        while (n <= (size_t)s->fd)
+            n *= 2;
+        m->parked = xrealloc(m->parked, n * sizeof *m->parked);
+        memset(m->parked + m->nparked, 0, (n - m->nparked) * sizeof *m->parked);
+        m->nparked = n;
+    }
+    watch(s, UV_READABLE);
+    s->parked = 1;
+    m->parked[s->fd] = s;
+}
+
+/* curl closes a socket: a parked handle goes first, while the descriptor is still ours (closing
+ * a poll handle later would remove whatever then has that number from the loop's epoll set). */
+static int on_close_socket(void *arg, curl_socket_t fd)
+{
+    struct curluv *m = arg;
+    struct sock_ctx *s = unpark(m, fd);
+    if (s)
+        sock_forget(m, s);
+    return close(fd);
+}
+
 static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
 {
     struct curluv *m = userp;
@@ -74,12 +142,14 @@ static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void
     (void)easy;
     if (action == CURL_POLL_REMOVE) {
         if (s) {
-            sock_forget(m, s);
+            park(m, s);
             curl_multi_assign(m->multi, fd, NULL);
         }
         return 0;
     }
-    if (!s) {
+    if (!s && (s = unpark(m, fd))) {
+        curl_multi_assign(m->multi, fd, s);
+    } else if (!s) {
         s = xcalloc(1, sizeof *s);
         s->fd = fd;
         s->m = m;
@@ -96,7 +166,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void
         ev |= UV_READABLE;
     if (action != CURL_POLL_IN)
         ev |= UV_WRITABLE;
-    uv_poll_start(&s->poll, ev, on_poll);
+    watch(s, ev);
     return 0;
 }
 
@@ -142,8 +212,16 @@ void curluv_max_connections(struct curluv *m, long n)
     curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, n);
 }
 
+void curluv_max_host_connections(struct curluv *m, long n)
+{
+    curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, n);
+}
+
 void curluv_add(struct curluv *m, CURL *easy)
 {
+    /* every connection is opened by a handle added here, so every close comes through us */
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, m);
     curl_multi_add_handle(m->multi, easy);
 }
 
@@ -157,6 +235,7 @@ static void on_closed(uv_handle_t *h)
     struct curluv *m = h->data;
     void (*closed)(void *) = m->closed;
     void *arg = m->closed_arg;
+    free(m->parked);
     free(m);
     if (closed)
         closed(arg);
@@ -170,6 +249,8 @@ void curluv_close(struct curluv *m, void (*closed)(void *), void *arg)
     m->multi = NULL;
     while (m->socks)
         sock_forget(m, m->socks);
+    if (m->parked)
+        memset(m->parked, 0, m->nparked * sizeof *m->parked);
     uv_timer_stop(&m->timer);
     uv_close((uv_handle_t *)&m->timer, on_closed);
 }

@@ -31,8 +31,6 @@
 /* idle curl easy handles kept for reuse (each holds its own buffers; connections live in the
  * multi handle's pool) */
 #define EASY_POOL_MAX 1024
-/* idle keep-alive connections kept (all providers together) */
-#define MAX_IDLE_CONNECTIONS 2048
 
 /* Decrypted credentials shared by the lookups of one job at one provider: they start together,
  * so one decryption (and one audit event) serves all of them, and the locked copy is wiped
@@ -152,16 +150,24 @@ static void creds_release(struct engine *e, struct shared_creds *s)
 
 /* ---- easy handles ---- */
 
+/* callbacks of every request */
+static size_t on_body(char *data, size_t size, size_t n, void *userp);
+static size_t on_header(char *data, size_t size, size_t n, void *userp);
+
+/* A pooled handle keeps the options every request shares (set here once); send_request() sets
+ * the ones that change, all of them on every request, so nothing of the previous request's
+ * carries over and no curl_easy_reset() frees and re-creates the handle's state each time. */
 static CURL *easy_get(struct engine *e)
 {
-    if (e->neasy) {
-        CURL *h = e->easy_pool[--e->neasy];
-        curl_easy_reset(h);
-        return h;
-    }
+    if (e->neasy)
+        return e->easy_pool[--e->neasy];
     CURL *h = curl_easy_init();
     if (!h)
         msg_fatal("curl_easy_init failed");
+    httpc_harden(h, 1);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "calseta-enricher");
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     return h;
 }
 
@@ -341,6 +347,27 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
     return len;
 }
 
+/* The method and body of this request, with those of the handle's previous one undone: no
+ * body pointer is left behind (it was freed with that request), GET and no custom verb is the
+ * starting point. */
+static void set_method(CURL *h, const struct step_req *r)
+{
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, -1L);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L); /* also clears NOBODY (a HEAD before) */
+    if (r->body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)r->body_len);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body);
+    }
+    if (!strcmp(r->method, "GET"))
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    else if (!strcmp(r->method, "HEAD"))
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    else if (strcmp(r->method, "POST") || !r->body)
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+}
+
 static void send_request(struct call *c)
 {
     uint64_t now = now_mono_ms();
@@ -356,34 +383,22 @@ static void send_request(struct call *c)
         tmo = left;
     c->state = ST_HTTP;
     buf_reset(&c->resp);
+    buf_reserve(&c->resp, 2048); /* most answers fit: no reallocation per body chunk */
     c->too_large = 0;
     c->retry_after_s = -1;
     c->curl_err[0] = 0;
     CURL *h = easy_get(c->e);
     c->easy = h;
     curl_easy_setopt(h, CURLOPT_URL, c->req.url);
-    httpc_harden(h, 1);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)tmo);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(tmo < 10000 ? tmo : 10000));
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "calseta-enricher");
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->req.headers);
     curl_easy_setopt(h, CURLOPT_RESOLVE, c->resolve);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->curl_err);
     curl_easy_setopt(h, CURLOPT_PRIVATE, c);
-    if (c->req.body) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)c->req.body_len);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->req.body);
-    }
-    if (!strcmp(c->req.method, "GET"))
-        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-    else if (!strcmp(c->req.method, "HEAD"))
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    else if (strcmp(c->req.method, "POST") || !c->req.body)
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->req.method);
+    set_method(h, &c->req);
     curluv_add(c->e->cm, h);
 }
 
@@ -708,7 +723,8 @@ struct engine *engine_new(uv_loop_t *loop, const struct engine_opts *o)
     if (!e->o.max_response_bytes)
         e->o.max_response_bytes = 1 << 20;
     e->cm = curluv_new(loop, on_transfer_done, e);
-    curluv_max_connections(e->cm, MAX_IDLE_CONNECTIONS);
+    curluv_max_connections(e->cm, o->idle_connections ? o->idle_connections : 2048);
+    curluv_max_host_connections(e->cm, o->host_connections);
     e->ssrf = ssrf_cache_new(SSRF_CACHE_ENTRIES, SSRF_CACHE_TTL_MS, SSRF_CACHE_BLOCKED_TTL_MS);
     return e;
 }

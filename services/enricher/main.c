@@ -134,8 +134,13 @@ static void start(struct enricher *en)
         msg_warn("ENRICHER_ALLOW_LOOPBACK=true: provider requests may reach loopback addresses "
                  "(for tests only; cloud-metadata addresses stay blocked)");
     en->cache = cache_new((size_t)en->opt.cache_entries, (size_t)en->opt.cache_bytes);
-    struct engine_opts eo = {en->creds, en->guard, (size_t)en->opt.max_response,
-                             en->opt.rate_global ? quota_lease : NULL, en};
+    struct engine_opts eo = {en->creds,
+                             en->guard,
+                             (size_t)en->opt.max_response,
+                             en->opt.idle_connections,
+                             en->opt.host_connections,
+                             en->opt.rate_global ? quota_lease : NULL,
+                             en};
     en->engine = engine_new(en->loop, &eo);
     make_owner(en);
     providers_start(en);

@@ -27,7 +27,11 @@ int enricher_options_load(struct enricher_options *o, const struct settings *s, 
         setting_ll(s, "ENRICHER_CACHE_MAX_BYTES", 4096, 64LL << 30, &o->cache_bytes, err, errlen) ||
         setting_ll(s, "ENRICHER_MAX_RESPONSE_BYTES", 1024, 64LL << 20, &o->max_response, err,
                    errlen) ||
-        setting_integer(s, "ENRICHER_DB_CONNECTIONS", 1, 64, &o->db_connections, err, errlen))
+        setting_integer(s, "ENRICHER_DB_CONNECTIONS", 1, 64, &o->db_connections, err, errlen) ||
+        setting_integer(s, "ENRICHER_IDLE_CONNECTIONS", 1, 65536, &o->idle_connections, err,
+                        errlen) ||
+        setting_integer(s, "ENRICHER_HOST_CONNECTIONS", 0, 65536, &o->host_connections, err,
+                        errlen))
         return -1;
     return 0;
 }

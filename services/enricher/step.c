@@ -30,8 +30,6 @@ static void wipe_free(char *s)
 
 void step_req_wipe(struct step_req *r)
 {
-    free(r->name);
-    free(r->method);
     wipe_free(r->url);
     for (struct curl_slist *h = r->headers; h; h = h->next)
         explicit_bzero(h->data, strlen(h->data));
@@ -84,24 +82,47 @@ static void add_query(struct buf *url, json_t *params, const struct tpl_ctx *ctx
     }
 }
 
+/* Renders a non-string value (number, boolean, null, object) as its JSON text. */
+static void render_value_to(struct buf *b, json_t *v, const struct tpl_ctx *ctx)
+{
+    if (json_is_string(v)) {
+        template_render_to(b, json_string_value(v), ctx, 0);
+        return;
+    }
+    char *s = render_value(v, ctx);
+    buf_puts(b, s);
+    wipe_free(s);
+}
+
+/* Each line is rendered into one buffer (wiped after: it may hold a credential) and copied
+ * into the list. */
 static void add_headers(struct step_req *r, json_t *headers, const struct tpl_ctx *ctx)
 {
     const char *k;
     json_t *v;
+    struct buf line;
+    buf_init(&line);
+    buf_reserve(&line, 256);
     json_object_foreach(headers, k, v)
     {
         if (!*k || strpbrk(k, ":\r\n \t"))
             continue;
-        char *val = render_value(v, ctx);
-        for (char *p = val; *p; p++)
+        buf_reset(&line);
+        buf_puts(&line, k);
+        buf_puts(&line, ": ");
+        size_t at = line.len;
+        render_value_to(&line, v, ctx);
+        for (char *p = line.data + at; *p; p++)
             if (*p == '\r' || *p == '\n')
                 *p = ' ';
-        /* "Name:" alone would remove a header; "Name;" sends it empty. */
-        char *line = *val ? xasprintf("%s: %s", k, val) : xasprintf("%s;", k);
-        r->headers = curl_slist_append(r->headers, line);
-        wipe_free(line);
-        wipe_free(val);
+        if (line.len == at) { /* "Name:" alone would remove a header; "Name;" sends it empty */
+            line.len = at - 2;
+            buf_puts(&line, ";");
+        }
+        r->headers = curl_slist_append(r->headers, line.data);
+        explicit_bzero(line.data, line.len);
     }
+    buf_destroy_wiped(&line);
 }
 
 static void add_body(struct step_req *r, json_t *step, const struct tpl_ctx *ctx)
@@ -147,11 +168,18 @@ int step_build(json_t *http_config, size_t index, const struct tpl_ctx *ctx, int
         return -1;
     }
     const char *name = json_string_value(json_object_get(step, "name"));
-    out->name = name ? xstrdup(name) : xasprintf("step_%zu", index);
+    if (!name)
+        snprintf(out->name_buf, sizeof out->name_buf, "step_%zu", index);
+    out->name = name ? name : out->name_buf;
     const char *method = json_string_value(json_object_get(step, "method"));
-    out->method = xstrdup(method ? method : "GET");
-    for (char *p = out->method; *p; p++)
-        *p = (char)toupper((unsigned char)*p);
+    method = method ? method : "GET";
+    if (strlen(method) >= sizeof out->method) {
+        snprintf(err, errlen, "Step '%s' has a method longer than %zu characters", out->name,
+                 sizeof out->method - 1);
+        return -1;
+    }
+    for (size_t i = 0; method[i]; i++)
+        out->method[i] = (char)toupper((unsigned char)method[i]);
     const char *url = json_string_value(json_object_get(step, "url"));
     if (index == 0) {
         json_t *byt = json_object_get(json_object_get(http_config, "url_templates_by_type"),
@@ -165,10 +193,8 @@ int step_build(json_t *http_config, size_t index, const struct tpl_ctx *ctx, int
     }
     struct buf u;
     buf_init(&u);
-    char *rendered = template_render(url, ctx, 1);
-    buf_puts(&u, rendered);
-    wipe_free(rendered);
-    buf_append(&u, "", 0);
+    buf_reserve(&u, strlen(url) + 256); /* one allocation, no copies left behind by growth */
+    template_render_to(&u, url, ctx, 1);
     add_query(&u, json_object_get(step, "query_params"), ctx);
     out->url = u.data;
     add_headers(out, json_object_get(step, "headers"), ctx);

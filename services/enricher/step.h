@@ -17,8 +17,9 @@
 #include <jansson.h>
 
 struct step_req {
-    char *name;
-    char *method;
+    const char *name;  /* the step's (borrowed from it) or name_buf */
+    char name_buf[32]; /* "step_<index>" for a step without a name */
+    char method[32];   /* upper case */
     char *url;
     struct curl_slist *headers;
     char *body; /* NULL: none */

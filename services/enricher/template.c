@@ -35,38 +35,54 @@ static void emit(struct buf *out, const char *v, size_t n, int encode)
         buf_append(out, v, n);
 }
 
-/* Resolves one expression into out. Returns 0, or -1 for an unknown namespace. */
-static int resolve(const char *expr, const struct tpl_ctx *ctx, int encode, struct buf *out)
+static int expr_is(const char *e, size_t n, const char *name)
 {
-    if (!strcmp(expr, "indicator.value") || !strcmp(expr, "value")) {
+    return strlen(name) == n && !memcmp(e, name, n);
+}
+
+static int expr_starts(const char *e, size_t n, const char *prefix, size_t plen)
+{
+    return n >= plen && !memcmp(e, prefix, plen);
+}
+
+/* Resolves one expression (e, n bytes) into out. Returns 0, or -1 for an unknown namespace. */
+static int resolve(const char *e, size_t n, const struct tpl_ctx *ctx, int encode, struct buf *out)
+{
+    if (expr_is(e, n, "indicator.value") || expr_is(e, n, "value")) {
         if (ctx->value)
             emit(out, ctx->value, strlen(ctx->value), encode);
         return 0;
     }
-    if (!strcmp(expr, "indicator.type") || !strcmp(expr, "type")) {
+    if (expr_is(e, n, "indicator.type") || expr_is(e, n, "type")) {
         if (ctx->type)
             emit(out, ctx->type, strlen(ctx->type), encode);
         return 0;
     }
-    if (!strncmp(expr, "indicator.", 10))
+    if (expr_starts(e, n, "indicator.", 10))
         return 0; /* unknown indicator attribute: missing */
-    if (!strncmp(expr, "auth.", 5)) {
-        size_t n = 0;
-        const char *v = ctx->auth ? ctx->auth(ctx->auth_arg, expr + 5, &n) : NULL;
+    if (!expr_starts(e, n, "auth.", 5) && !expr_starts(e, n, "steps.", 6))
+        return -1;
+    /* the callbacks take a NUL-terminated name: copy it (on the stack when it is short) */
+    char small[128];
+    char *expr = n < sizeof small ? small : xmalloc(n + 1);
+    memcpy(expr, e, n);
+    expr[n] = 0;
+    if (expr[0] == 'a') {
+        size_t vn = 0;
+        const char *v = ctx->auth ? ctx->auth(ctx->auth_arg, expr + 5, &vn) : NULL;
         if (v)
-            emit(out, v, n, encode);
-        return 0;
-    }
-    if (!strncmp(expr, "steps.", 6)) {
+            emit(out, v, vn, encode);
+    } else {
         json_t *v = ctx->steps ? jpath_get(ctx->steps, expr + 6) : NULL;
         char *t = jvalue_text(v);
         if (t) {
             emit(out, t, strlen(t), encode);
             template_free_wipe(t);
         }
-        return 0;
     }
-    return -1;
+    if (expr != small)
+        free(expr);
+    return 0;
 }
 
 /* One {{...}} body (between the braces): expression and optional filter. */
@@ -85,16 +101,20 @@ static void render_expr(const char *body, size_t n, const struct tpl_ctx *ctx, i
         if (fn == 9 && !memcmp(f, "urlencode", 9))
             encode = 1;
     }
-    char *expr = xstrndup(e, en);
-    if (resolve(expr, ctx, encode, out) != 0)
+    if (resolve(e, en, ctx, encode, out) != 0)
         buf_append(out, whole, whole_len);
-    free(expr);
 }
 
 char *template_render(const char *tpl, const struct tpl_ctx *ctx, int url_mode)
 {
     struct buf out;
     buf_init(&out);
+    template_render_to(&out, tpl, ctx, url_mode);
+    return out.data;
+}
+
+void template_render_to(struct buf *o, const char *tpl, const struct tpl_ctx *ctx, int url_mode)
+{
     const char *p = tpl;
     for (;;) {
         const char *open = strstr(p, "{{");
@@ -109,23 +129,20 @@ char *template_render(const char *tpl, const struct tpl_ctx *ctx, int url_mode)
             /* No match starting here, nor at any "{{" before q (each would stop at the same
              * q): go on from q. Keeps rendering linear on hostile input. */
             if (q == open + 2 && q[1] == '}') {
-                buf_append(&out, p, (size_t)(open - p) + 1);
+                buf_append(o, p, (size_t)(open - p) + 1);
                 p = open + 1;
             } else {
-                buf_append(&out, p, (size_t)(q - p));
+                buf_append(o, p, (size_t)(q - p));
                 p = q;
             }
             continue;
         }
-        buf_append(&out, p, (size_t)(open - p));
-        render_expr(open + 2, (size_t)(q - open - 2), ctx, url_mode, &out, open,
+        buf_append(o, p, (size_t)(open - p));
+        render_expr(open + 2, (size_t)(q - open - 2), ctx, url_mode, o, open,
                     (size_t)(q + 2 - open));
         p = q + 2;
     }
-    buf_puts(&out, p);
-    if (!out.data)
-        buf_append(&out, "", 0);
-    return out.data;
+    buf_puts(o, p);
 }
 
 json_t *template_render_json(json_t *v, const struct tpl_ctx *ctx)

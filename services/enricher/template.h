@@ -33,6 +33,8 @@ struct tpl_ctx {
 /* Renders tpl (NUL-terminated); url_mode encodes every substituted value. Caller frees the
  * result with template_free_wipe(). */
 char *template_render(const char *tpl, const struct tpl_ctx *ctx, int url_mode);
+/* As template_render(), appending to out (NUL-terminated after). */
+void template_render_to(struct buf *out, const char *tpl, const struct tpl_ctx *ctx, int url_mode);
 /* Renders every string inside a JSON value (object keys untouched); returns a new reference. */
 json_t *template_render_json(json_t *v, const struct tpl_ctx *ctx);
 /* Wipes and frees a rendered string (it may hold a credential). NULL is fine. */

@@ -54,6 +54,31 @@ static void test_build_vt(void **state)
     json_decref(cfg);
 }
 
+/* Names and methods are kept without allocating: a named step's name is the step's own, an
+ * over-long method is refused; header values that are not strings are their JSON text. */
+static void test_names_methods_values(void **state)
+{
+    (void)state;
+    json_t *cfg =
+        json_loads("{\"steps\":[{\"name\":\"lookup\",\"method\":\"purge\",\"url\":\"http://h/\","
+                   "\"headers\":{\"X-N\":42,\"X-B\":true}},"
+                   "{\"method\":\"abcdefghijklmnopqrstuvwxyzabcdefg\",\"url\":\"http://h/\"}]}",
+                   0, NULL);
+    struct tpl_ctx ctx = {"ip", "1.2.3.4", auth, NULL, NULL};
+    struct step_req r;
+    char err[128];
+    assert_int_equal(step_build(cfg, 0, &ctx, 30, &r, err, sizeof err), 0);
+    assert_string_equal(r.name, "lookup");
+    assert_string_equal(r.method, "PURGE");
+    assert_string_equal(r.headers->data, "X-N: 42");
+    assert_string_equal(r.headers->next->data, "X-B: true");
+    step_req_wipe(&r);
+    assert_int_equal(step_build(cfg, 1, &ctx, 30, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "method longer than 31"));
+    step_req_wipe(&r);
+    json_decref(cfg);
+}
+
 static void test_build_query_and_bodies(void **state)
 {
     (void)state;
@@ -94,6 +119,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_vt),
         cmocka_unit_test(test_build_query_and_bodies),
+        cmocka_unit_test(test_names_methods_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
