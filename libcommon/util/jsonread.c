@@ -2,12 +2,14 @@
  * jsonread.c - a strict JSON reader that builds jansson values, for request bodies.
  *
  * It accepts exactly what json_loadb() accepts with the same flags (checked against it by
- * tests/unit/libcommon/util/jsonread.c and the jsonparse fuzz target), except that an integer
- * literal beyond int64 becomes a real instead of an error (see jsonparse.h). Why not
- * json_loadb(): jansson reads its input one character at a time through a stream and copies
- * every string through a growing buffer; this reader scans strings with a tight loop and hands
- * an escape-free string (nearly all of them) to jansson straight from the input. Parsing a
- * SIEM alert was the largest share of the intake's CPU per alert.
+ * tests/unit/libcommon/util/jsonread.c and the jsonparse fuzz target), with two differences: an
+ * integer literal beyond int64 becomes a real instead of an error (see jsonparse.h), and a raw
+ * NUL byte right after a number or a literal, which jansson skips ("[8\0]" reads as [8]), is
+ * refused: it is not JSON. Why not json_loadb(): jansson reads its input one character at a
+ * time through a stream and copies every string through a growing buffer; this reader scans
+ * strings with a tight loop and hands an escape-free string (nearly all of them) to jansson
+ * straight from the input. Parsing a SIEM alert was the largest share of the intake's CPU per
+ * alert.
  */
 #include "jsonread.h"
 #include "util.h"
@@ -46,7 +48,7 @@ static void skip_ws(struct reader *r)
 
 /* Length of the valid UTF-8 sequence at p (first byte >= 0x80), or 0: no overlong forms, no
  * surrogates, nothing above U+10FFFF (as jansson's utf8_check_full). */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+size_t json_utf8_seq(const unsigned char *p, const unsigned char *end)
 {
     unsigned c = p[0];
     size_t n;
@@ -155,7 +157,7 @@ static int read_string(struct reader *r, const char **s, size_t *n)
         if (p >= end)
             return fail(r, "premature end of input"), -1;
         if (*p >= 0x80) {
-            size_t k = utf8_seq(p, end);
+            size_t k = json_utf8_seq(p, end);
             if (!k)
                 return fail(r, "invalid UTF-8"), -1;
             p += k;
@@ -182,7 +184,7 @@ static int read_string(struct reader *r, const char **s, size_t *n)
         }
         if (*q < 0x20)
             return fail(r, "control character in string"), -1;
-        size_t k = *q < 0x80 ? 1 : utf8_seq(q, end);
+        size_t k = *q < 0x80 ? 1 : json_utf8_seq(q, end);
         if (!k)
             return fail(r, "invalid UTF-8"), -1;
         buf_append(&r->scratch, q, k);

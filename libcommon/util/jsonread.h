@@ -3,7 +3,8 @@
  *
  * json_read() accepts what json_loadb(data, len, flags) accepts, with the same flags
  * (JSON_REJECT_DUPLICATES, JSON_DECODE_ANY, JSON_ALLOW_NUL, JSON_DECODE_INT_AS_REAL), and one
- * difference: an integer literal beyond int64 becomes a real instead of an error. It bounds
+ * difference: an integer literal beyond int64 becomes a real instead of an error (and a raw NUL
+ * byte after a number or a literal, which jansson skips, is refused). It bounds
  * nesting at jansson's 2048 levels only: callers check their own limits first (jsonparse.h).
  * Returns a new reference, or NULL with err ("reason (line L, column C)") set.
  */
@@ -14,5 +15,9 @@
 #include <stddef.h>
 
 json_t *json_read(const char *data, size_t len, size_t flags, char *err, size_t errlen);
+
+/* Length of the valid UTF-8 sequence starting at p (whose first byte is >= 0x80) before end, or
+ * 0: no overlong forms, no surrogates, nothing above U+10FFFF. */
+size_t json_utf8_seq(const unsigned char *p, const unsigned char *end);
 
 #endif

@@ -7,6 +7,9 @@
  *   calseta_rate_limit_refusals_total{pid,class}                 counter
  *   calseta_auth_cache_lookups_total{pid,result="hit"|"miss"}    counter
  *   calseta_ingest_batches_total{pid}, calseta_ingest_batch_size{pid} (histogram of alerts)
+ *   calseta_ingest_wait_seconds{pid,phase="queued"|"database"} histogram per ingested alert:
+ *                                            waiting for its batch to go out, the batch's
+ *                                            round trip (the rest of a request is the intake's)
  *   calseta_audit_events_pending{pid}, calseta_audit_spool_bytes{pid}
  *   calseta_enrichment_lookups_total{pid,provider,outcome}   lookups this process made for
  *                                            the API (on-demand, provider tests)
@@ -67,6 +70,8 @@ struct prom {
     uint64_t cache_hit, cache_miss;
     uint64_t batches, batch_buckets[NSIZES + 1];
     double batch_sum;
+    uint64_t wait_buckets[2][NBUCKETS + 1], wait_count[2];
+    double wait_sum[2];
     double started_s;
     char *db_text;      /* cached PostgreSQL series */
     uint64_t db_at_ms;  /* when db_text was read */
@@ -142,6 +147,19 @@ void prom_ingest_batch(struct intake *in, size_t n)
     p->batches++;
     p->batch_sum += (double)n;
     observe(p->batch_buckets, SIZE_BUCKETS, NSIZES, (double)n);
+}
+
+void prom_ingest_waits(struct intake *in, double queued_s, double database_s)
+{
+    struct prom *p = in->prom;
+    if (!p)
+        return;
+    double v[2] = {queued_s, database_s};
+    for (int k = 0; k < 2; k++) {
+        observe(p->wait_buckets[k], LATENCY_BUCKETS, NBUCKETS, v[k]);
+        p->wait_sum[k] += v[k];
+        p->wait_count[k]++;
+    }
 }
 
 void prom_enrichment_lookup(struct intake *in, const char *provider, const char *outcome)
@@ -241,6 +259,14 @@ static void process_series(struct prom *p, struct buf *b)
     snprintf(lab, sizeof lab, "pid=\"%ld\"", pid);
     histogram(b, "calseta_ingest_batch_size", lab, p->batch_buckets, SIZE_BUCKETS, NSIZES,
               p->batch_sum, p->batches);
+    help(b, "calseta_ingest_wait_seconds", "histogram",
+         "Per ingested alert: queued until its batch went out, then the batch's round trip.");
+    static const char *const PHASES[2] = {"queued", "database"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(lab, sizeof lab, "pid=\"%ld\",phase=\"%s\"", pid, PHASES[k]);
+        histogram(b, "calseta_ingest_wait_seconds", lab, p->wait_buckets[k], LATENCY_BUCKETS,
+                  NBUCKETS, p->wait_sum[k], p->wait_count[k]);
+    }
     help(b, "calseta_enrichment_lookups_total", "counter",
          "Provider lookups this process made for the API, by provider and outcome.");
     for (size_t i = 0; i < NPROVIDERS && p->lookups[i].provider[0]; i++)

@@ -24,6 +24,8 @@ void prom_request(struct intake *in, const struct reqctx *rc, int status);
 void prom_auth_cache(struct intake *in, int hit);
 /* One ingest batch of n alerts sent to PostgreSQL. */
 void prom_ingest_batch(struct intake *in, size_t n);
+/* One ingested alert's waits: queued until its batch went out, then the batch's round trip. */
+void prom_ingest_waits(struct intake *in, double queued_s, double database_s);
 
 /* One provider lookup made by this process for the API (on-demand or provider test); outcome
  * "success", "failure" or "cache_hit". */

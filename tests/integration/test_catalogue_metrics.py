@@ -452,6 +452,13 @@ def test_prometheus_scrape():
         assert value(samples, "calseta_auth_cache_lookups_total", result="miss") >= 1
         assert value(samples, "calseta_ingest_batches_total") >= 1
         assert_eq(value(samples, "calseta_ingest_batch_size_sum"), 3)
+        # every committed alert's two waits, each within the whole request's duration
+        for phase in ("queued", "database"):
+            assert_eq(value(samples, "calseta_ingest_wait_seconds_count", phase=phase), 3)
+        assert value(samples, "calseta_ingest_wait_seconds_sum", phase="database") > 0
+        assert (value(samples, "calseta_ingest_wait_seconds_sum", phase="queued") +
+                value(samples, "calseta_ingest_wait_seconds_sum", phase="database") <=
+                value(samples, "calseta_http_request_duration_seconds_sum", route="/v1/ingest/{source}"))
         assert_eq(value(samples, "calseta_queue_pending", queue="enrichment"), 3)
         assert value(samples, "calseta_queue_oldest_pending_age_seconds", queue="enrichment") > 0
         assert_eq(value(samples, "calseta_queue_in_progress", queue="agent_deliveries"), 0)

@@ -101,6 +101,13 @@ static void test_embedded_nul_byte(void **state)
     assert_true(agree("\"a\0b\"", 5, FLAGS));
     assert_true(agree("[1]\0", 4, FLAGS));
     assert_true(agree("[1,\0]", 5, FLAGS));
+    /* jansson skips a NUL right after a number or literal; it is not JSON and is refused */
+    json_error_t je;
+    json_t *j = json_loadb("[8\0]", 4, FLAGS, &je);
+    assert_non_null(j);
+    json_decref(j);
+    assert_null(json_read("[8\0]", 4, FLAGS, NULL, 0));
+    assert_null(json_read("{\"a\":true\0}", 11, FLAGS, NULL, 0));
 }
 
 static void test_depth(void **state)

@@ -1,0 +1,76 @@
+/*
+ * tests/unit/libcommon/util/jsontext.c - JSON strings written as text read back as the same
+ * string (every byte value, escapes, multi-byte UTF-8), and bytes that are not UTF-8 become
+ * U+FFFD so the text stays valid.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsontext.h"
+
+static json_t *read_back(struct buf *b)
+{
+    json_error_t je;
+    json_t *v = json_loadb(b->data, b->len, JSON_DECODE_ANY, &je);
+    if (!v)
+        fail_msg("not JSON: %.*s (%s)", (int)b->len, b->data, je.text);
+    return v;
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    char s[160];
+    size_t n = 0;
+    for (int c = 1; c < 0x80; c++)
+        s[n++] = (char)c;
+    memcpy(s + n, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9); /* é € 😀 */
+    n += 9;
+    struct buf b;
+    buf_init(&b);
+    buf_json_string(&b, s, n);
+    json_t *v = read_back(&b);
+    assert_int_equal(json_string_length(v), n);
+    assert_memory_equal(json_string_value(v), s, n);
+    json_decref(v);
+    /* escaped as jansson escapes */
+    b.len = 0;
+    buf_json_string(&b, "a\"b\\c\n/\x01", 8);
+    assert_int_equal(b.len, strlen("\"a\\\"b\\\\c\\n/\\u0001\""));
+    assert_memory_equal(b.data, "\"a\\\"b\\\\c\\n/\\u0001\"", b.len);
+    buf_destroy(&b);
+}
+
+static void test_invalid_utf8_replaced(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b);
+    buf_json_string(&b, "a\xff" "b\xc3" "c\xed\xa0\x80", 8);
+    json_t *v = read_back(&b);
+    assert_string_equal(json_string_value(v),
+                        "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    json_decref(v);
+    b.len = 0;
+    buf_json_cstr(&b, NULL);
+    assert_int_equal(b.len, 4);
+    assert_memory_equal(b.data, "null", 4);
+    buf_destroy(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_invalid_utf8_replaced),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
