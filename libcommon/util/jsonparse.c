@@ -47,6 +47,28 @@ static size_t number_token(const char *p, size_t len, int *big)
     return n;
 }
 
+/* Index of the quote closing the string opened at data[open], or len when it is not closed. A
+ * quote ends the string unless an odd run of backslashes precedes it: escapes are pairs from
+ * the opening quote on, and a run starts at a pair boundary (after a character that is not a
+ * backslash, or right after the opening quote). memchr() jumps to each candidate quote: the
+ * byte loop this replaces was a fifth of the intake's CPU spent on JSON. */
+static size_t string_end(const char *data, size_t len, size_t open)
+{
+    size_t j = open + 1;
+    while (j < len) {
+        const char *q = memchr(data + j, '"', len - j);
+        if (!q)
+            return len;
+        size_t k = (size_t)(q - data), run = 0;
+        while (k - run > open + 1 && data[k - run - 1] == '\\')
+            run++;
+        if (run % 2 == 0)
+            return k;
+        j = k + 1;
+    }
+    return len;
+}
+
 enum json_parse_status json_scan_bytes(const char *data, size_t len, const struct json_limits *lim,
                                        struct json_scan *scan)
 {
@@ -64,11 +86,7 @@ enum json_parse_status json_scan_bytes(const char *data, size_t len, const struc
         switch (c) {
         case '"': {
             s.values++;
-            size_t j = i + 1;
-            while (j < len && data[j] != '"')
-                j += data[j] == '\\' ? 2 : 1;
-            if (j > len)
-                j = len;
+            size_t j = string_end(data, len, i);
             s.compact_bytes += (j < len ? j : len - 1) - i;
             i = j;
             break;

@@ -1,6 +1,7 @@
 /*
  * json_read_bench.c - CPU per parse of the five SIEM fixtures: json_read() (what the intake
- * parses request bodies with) against jansson's json_loadb() on the same bytes, same flags.
+ * parses request bodies with) against jansson's json_loadb() on the same bytes, same flags,
+ * and the limit walk (json_scan_bytes) that runs before it.
  *
  * Thread CPU time, so the figure holds on a loaded machine. Run by hand:
  *   cmake --build build --target bench_json_read_bench && build/bench/bench_json_read_bench [dir]
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jsonparse.h"
 #include "jsonread.h"
 #include "util.h"
 
@@ -78,6 +80,14 @@ int main(int argc, char **argv)
                 t[which] = (cpu_ns() - t0) / ((double)ROUNDS * NFIX);
         }
     }
+    double t0 = cpu_ns();
+    for (int r = 0; r < ROUNDS; r++)
+        for (size_t i = 0; i < NFIX; i++) {
+            struct json_scan sc;
+            if (json_scan_bytes(doc[i], len[i], NULL, &sc) != JSONP_OK)
+                return 1;
+        }
+    double tscan = (cpu_ns() - t0) / ((double)ROUNDS * NFIX);
     printf("fixtures: %zu documents, %.0f bytes on average, %d rounds\n", NFIX,
            (double)bytes / NFIX, ROUNDS);
     printf("json_loadb (jansson)   %7.2f us per document  %6.0f MB/s\n", t[0] / 1e3,
@@ -85,6 +95,8 @@ int main(int argc, char **argv)
     printf("json_read              %7.2f us per document  %6.0f MB/s\n", t[1] / 1e3,
            bytes / NFIX / t[1] * 1e3);
     printf("ratio                  %7.2f (json_read CPU / jansson CPU)\n", t[1] / t[0]);
+    printf("json_scan_bytes        %7.2f us per document (the limit walk before parsing)\n",
+           tscan / 1e3);
     for (size_t i = 0; i < NFIX; i++)
         free(doc[i]);
     return 0;

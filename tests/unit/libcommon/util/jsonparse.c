@@ -122,6 +122,39 @@ static void test_compact_bytes(void **state)
     assert_int_equal(json_scan_bytes(s, strlen(s), &lim, &scan), JSONP_OK);
 }
 
+/* Backslash runs before a quote: an even run leaves the quote closing the string, an odd one
+ * escapes it; what follows the string is counted as structure again. */
+static void test_backslash_runs(void **state)
+{
+    (void)state;
+    struct json_scan scan;
+    static const struct {
+        const char *doc;
+        size_t values, depth;
+    } cases[] = {
+        {"[\"a\\\\\", [1]]", 4, 2},        /* "a\\" ends: [1] is structure */
+        {"[\"a\\\\\\\", [1]]\"]", 2, 1}, /* "a\\\", [1]]" is one string */
+        {"[\"\\\\\", [[1]]]", 5, 3},        /* a run right after the opening quote */
+        {"[\"\\\", [[1]]]\"]", 2, 1},
+        {"[\"x\\\" \\\\\\\" y\", [1]]", 4, 2}, /* escaped quotes inside, then it ends */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *d = cases[i].doc;
+        assert_int_equal(json_scan_bytes(d, strlen(d), NULL, &scan), JSONP_OK);
+        assert_int_equal(scan.values, cases[i].values);
+        assert_int_equal(scan.depth, cases[i].depth);
+        json_error_t je;
+        json_t *v = json_loadb(d, strlen(d), JSON_DECODE_ANY, &je);
+        assert_non_null(v); /* the cases are JSON, so the walk matches the parser's reading */
+        json_decref(v);
+    }
+    /* unterminated: everything after the quote is string */
+    const char *open = "[\"abc\\\" [[[[";
+    assert_int_equal(json_scan_bytes(open, strlen(open), NULL, &scan), JSONP_OK);
+    assert_int_equal(scan.depth, 1);
+    assert_int_equal(scan.compact_bytes, strlen(open));
+}
+
 static void test_big_integers_become_reals(void **state)
 {
     (void)state;
@@ -187,6 +220,7 @@ int main(void)
         cmocka_unit_test(test_value_limit),
         cmocka_unit_test(test_strings_hide_nothing),
         cmocka_unit_test(test_compact_bytes),
+        cmocka_unit_test(test_backslash_runs),
         cmocka_unit_test(test_big_integers_become_reals),
         cmocka_unit_test(test_invalid_stays_invalid),
         cmocka_unit_test(test_loads_wide),
