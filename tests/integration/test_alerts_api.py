@@ -127,10 +127,24 @@ def test_status_lifecycle_and_activity():
         assert_eq([(i["type"], i["value"]) for i in ind["data"]], [("ip", "198.51.100.9")])
         reader = s.create_key("alerts:read")
         assert_eq(s.request("PATCH", "/v1/alerts/" + u, key=reader, body={"status": "Open"}).status, 403)
+        aid = s.sql_value("SELECT id FROM alerts WHERE uuid = '%s'" % u)
         assert_eq(s.request("DELETE", "/v1/alerts/" + u, key=k).status, 204)
         assert_eq(s.request("GET", "/v1/alerts/" + u, key=k).status, 404)
         assert_eq(s.request("DELETE", "/v1/alerts/" + u, key=k).status, 404)
         assert_eq(s.sql_value("SELECT count(*) FROM enrichment_jobs"), "0")
+        # links and jobs go with the alert, its events stay without it (triggers, not keys)
+        assert_eq(s.sql_value("SELECT count(*) FROM alert_indicators WHERE alert_id = %s" % aid), "0")
+        assert_eq(s.sql_value("SELECT count(*) FROM activity_events WHERE alert_id = %s" % aid), "0")
+        assert int(s.sql_value("SELECT count(*) FROM activity_events WHERE alert_id IS NULL"
+                               " AND event_type = 'alert_ingested'")) >= 1
+        # a row naming a missing alert is refused outside the ingest function
+        for q in ("INSERT INTO activity_events (event_type, actor_type, alert_id) VALUES ('alert_status_updated', 'api', %s)",
+                  "INSERT INTO enrichment_jobs (alert_id) VALUES (%s)"):
+            try:
+                s.sql(q % aid)
+                raise AssertionError("accepted: " + q)
+            except RuntimeError as e:
+                assert "violates the reference to alerts" in str(e), e
     finally:
         s.stop()
 
