@@ -9,7 +9,9 @@
  * usually changes nothing in the epoll set; if the idle socket does turn readable (the server
  * closed it), the handle just stops: curl finds the connection dead when it next looks at it.
  * A parked handle is closed when curl closes the socket (our CURLOPT_CLOSESOCKETFUNCTION),
- * before the descriptor can be reused.
+ * before the descriptor can be reused. Only sockets opened through our
+ * CURLOPT_OPENSOCKETFUNCTION are parked: curl closes others (its resolver's socket pair, for
+ * one) without that callback, so their handles are closed as soon as curl stops watching them.
  */
 #include "curluv.h"
 #include "log.h"
@@ -17,6 +19,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct sock_ctx {
@@ -34,7 +37,8 @@ struct curluv {
     uv_timer_t timer;
     struct sock_ctx *socks;
     struct sock_ctx **parked; /* by descriptor: handles of sockets curl does not watch now */
-    size_t nparked;
+    unsigned char *owned;     /* by descriptor: opened by on_open_socket, not yet closed */
+    size_t nparked;           /* size of both */
     curluv_done_fn done;
     void *arg;
     void (*closed)(void *);
@@ -98,6 +102,25 @@ static void watch(struct sock_ctx *s, int events)
     s->events = events;
 }
 
+static void fd_room(struct curluv *m, curl_socket_t fd)
+{
+    if ((size_t)fd < m->nparked)
+        return;
+    size_t n = m->nparked ? m->nparked : 64;
+    while (n <= (size_t)fd)
+        n *= 2;
+    m->parked = xrealloc(m->parked, n * sizeof *m->parked);
+    m->owned = xrealloc(m->owned, n);
+    memset(m->parked + m->nparked, 0, (n - m->nparked) * sizeof *m->parked);
+    memset(m->owned + m->nparked, 0, n - m->nparked);
+    m->nparked = n;
+}
+
+static int owned(const struct curluv *m, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < m->nparked && m->owned[fd];
+}
+
 static struct sock_ctx *unpark(struct curluv *m, curl_socket_t fd)
 {
     if (fd < 0 || (size_t)fd >= m->nparked)
@@ -111,14 +134,7 @@ static struct sock_ctx *unpark(struct curluv *m, curl_socket_t fd)
 
 static void park(struct curluv *m, struct sock_ctx *s)
 {
-    if ((size_t)s->fd >= m->nparked) {
-        size_t n = m->nparked ? m->nparked : 64;
-        while (n <= (size_t)s->fd)
-            n *= 2;
-        m->parked = xrealloc(m->parked, n * sizeof *m->parked);
-        memset(m->parked + m->nparked, 0, (n - m->nparked) * sizeof *m->parked);
-        m->nparked = n;
-    }
+    fd_room(m, s->fd);
     watch(s, UV_READABLE);
     s->parked = 1;
     m->parked[s->fd] = s;
@@ -132,7 +148,21 @@ static int on_close_socket(void *arg, curl_socket_t fd)
     struct sock_ctx *s = unpark(m, fd);
     if (s)
         sock_forget(m, s);
+    if (owned(m, fd))
+        m->owned[fd] = 0;
     return close(fd);
+}
+
+static curl_socket_t on_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct curluv *m = arg;
+    (void)purpose;
+    int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    fd_room(m, fd);
+    m->owned[fd] = 1;
+    return fd;
 }
 
 static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
@@ -142,7 +172,10 @@ static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void
     (void)easy;
     if (action == CURL_POLL_REMOVE) {
         if (s) {
-            park(m, s);
+            if (owned(m, fd))
+                park(m, s);
+            else /* curl may close it without telling us: not kept past this point */
+                sock_forget(m, s);
             curl_multi_assign(m->multi, fd, NULL);
         }
         return 0;
@@ -219,7 +252,10 @@ void curluv_max_host_connections(struct curluv *m, long n)
 
 void curluv_add(struct curluv *m, CURL *easy)
 {
-    /* every connection is opened by a handle added here, so every close comes through us */
+    /* connections are opened and closed through us, so a parked handle never outlives its
+     * socket */
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, m);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, m);
     curl_multi_add_handle(m->multi, easy);
@@ -236,6 +272,7 @@ static void on_closed(uv_handle_t *h)
     void (*closed)(void *) = m->closed;
     void *arg = m->closed_arg;
     free(m->parked);
+    free(m->owned);
     free(m);
     if (closed)
         closed(arg);

@@ -8,7 +8,7 @@
 
 void buf_json_string(struct buf *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
+    static const char hex[] = "0123456789ABCDEF";
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
     buf_reserve(b, n + 2);
     buf_append(b, "\"", 1);

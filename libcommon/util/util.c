@@ -126,6 +126,21 @@ void free_wiped(void *p)
     }
 }
 
+static _Thread_local int wipe_frees;
+
+void free_scoped(void *p)
+{
+    if (wipe_frees)
+        free_wiped(p);
+    else
+        free(p);
+}
+
+void free_wiped_scope(int on)
+{
+    wipe_frees = on;
+}
+
 void buf_reserve(struct buf *b, size_t extra)
 {
     if (b->len + extra + 1 <= b->cap)

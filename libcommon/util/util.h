@@ -30,6 +30,13 @@ void buf_destroy_wiped(struct buf *b);
 /* free() that zeroes the whole block first (malloc_usable_size); for allocators of libraries
  * that handle secrets, e.g. json_set_alloc_funcs(malloc, free_wiped). */
 void free_wiped(void *p);
+/* free() that zeroes the block first only while the calling thread has asked for it with
+ * free_wiped_scope(1): installed once, before any thread starts, as jansson's free, it lets one
+ * thread wipe what it decodes from a secret-bearing message while other threads parse and free
+ * their own documents at full speed (jansson's allocator functions are process-wide; swapping
+ * them at run time would race with those threads). */
+void free_scoped(void *p);
+void free_wiped_scope(int on);
 
 /* Blocking read/write of exactly n bytes (EINTR retried); 0, or -1 on error or end of file. */
 int fd_read_full(int fd, void *p, size_t n);

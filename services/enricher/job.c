@@ -193,9 +193,9 @@ static void flush_finished(struct enricher *en)
             j->fin_next = NULL;
             if (b->n > 0)
                 buf_puts(&doc, ",");
+            /* the document stays with the job until its outcome: a failed batch sends each
+             * of its jobs again in a statement of its own */
             buf_puts(&doc, j->doc);
-            free(j->doc);
-            j->doc = NULL;
             b->jobs[b->n++] = j;
             if (j->alone)
                 break;

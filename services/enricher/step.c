@@ -193,7 +193,9 @@ int step_build(json_t *http_config, size_t index, const struct tpl_ctx *ctx, int
     }
     struct buf u;
     buf_init(&u);
-    buf_reserve(&u, strlen(url) + 256); /* one allocation, no copies left behind by growth */
+    /* usually one allocation; a URL that outgrows it (a long credential or indicator) leaves
+     * its smaller block freed unwiped, as a header line longer than 256 bytes does below */
+    buf_reserve(&u, strlen(url) + 256);
     template_render_to(&u, url, ctx, 1);
     add_query(&u, json_object_get(step, "query_params"), ctx);
     out->url = u.data;

@@ -26,6 +26,7 @@
 #include "util.h"
 #include "workflows_api.h"
 
+#include <jansson.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -134,6 +135,8 @@ int main(void)
      * back to the kernel (brk) and took it again for the next batch - 5 % of the CPU per alert
      * under load (perf). What is kept is reused by the next batch. */
     mallopt(M_TRIM_THRESHOLD, 16 << 20);
+    /* before any thread: a workflow test's reply is wiped when freed (workflow_client.c) */
+    json_set_alloc_funcs(malloc, free_scoped);
     in.loop = uv_default_loop();
     in.started_ms = now_mono_ms();
 

@@ -49,7 +49,9 @@ static void call_end(struct call *k, const char *error, int outcome, json_t *bod
 static void call_fail(void *p, const char *error)
 {
     struct call *k = p;
-    if (k->refused) {
+    /* only the refusal itself is a refusal: a call ended for another reason before it could be
+     * dropped (the client stopping) answers as any failed call */
+    if (k->refused && error == k->refused) {
         json_t *body = json_pack("{s:s}", "message", k->refused);
         call_end(k, NULL, WF_OUT_REFUSED, body);
         json_decref(body);
@@ -59,17 +61,15 @@ static void call_fail(void *p, const char *error)
 }
 
 /* A test run's result may hold what the workflow made of its secrets: every copy decoded here
- * (the body text, the JSON tree, what the route makes of it) is zeroed when freed, by having
- * jansson free through free_wiped() while the reply is handled. */
+ * (the body text, the JSON tree, what the route makes of it) is zeroed when freed: the intake
+ * installs free_scoped() as jansson's free at start, and this thread asks it to wipe while the
+ * reply is handled. */
 static int on_reply(struct bus_rpc *rpc, const char *data, size_t len)
 {
     struct wf_reply r;
-    json_malloc_t json_malloc;
-    json_free_t json_free;
     if (wf_decode_reply(data, len, &r) != 0)
         return -1;
-    json_get_alloc_funcs(&json_malloc, &json_free);
-    json_set_alloc_funcs(json_malloc, free_wiped);
+    free_wiped_scope(1);
     struct call *k = bus_rpc_take(rpc, r.id);
     json_t *body = json_loads(r.body_json, 0, NULL);
     if (k && !json_is_object(body))
@@ -77,7 +77,7 @@ static int on_reply(struct bus_rpc *rpc, const char *data, size_t len)
     else if (k)
         call_end(k, NULL, r.outcome, body);
     json_decref(body);
-    json_set_alloc_funcs(json_malloc, json_free);
+    free_wiped_scope(0);
     wf_reply_destroy(&r); /* wipes the body text */
     return 0;
 }

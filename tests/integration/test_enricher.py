@@ -18,6 +18,7 @@ it; loopback blocked without the test setting; credentials never in logs or audi
 """
 import http.server
 import json
+import re
 import os
 import signal
 import subprocess
@@ -528,6 +529,37 @@ def test_sigterm_drains_job_in_flight():
     rc = w.p.wait(30)
     assert_eq(rc, 0, w.text()[-2000:])
     assert_eq(STACK.sql_value("SELECT status FROM enrichment_jobs WHERE id = %d" % job), "done")
+
+
+def test_failed_batch_completed_one_by_one():
+    """A completing statement for several jobs that fails sends each job again on its own; the
+    worker keeps running and a job that fails alone is released."""
+    stop_all_workers()
+    # every completion of a 'poison' alert fails, after holding its statement long enough for the
+    # other finished jobs to queue up behind it and go out as one batch
+    STACK.sql("CREATE OR REPLACE FUNCTION t_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+              "IF NEW.title LIKE 'poison%' THEN PERFORM pg_sleep(0.3); "
+              "RAISE EXCEPTION 'poisoned alert %', NEW.id; END IF; RETURN NEW; END $$")
+    STACK.sql("CREATE TRIGGER t_poison BEFORE UPDATE ON alerts FOR EACH ROW EXECUTE FUNCTION t_poison()")
+    try:
+        jobs = [new_alert([("ip", "1.1.1.1")], title="poison %d" % i)[1] for i in range(6)]
+        w = start_worker(ENRICHER_DB_CONNECTIONS="2")
+        wait_for(lambda: re.search(r"completing [2-9] jobs failed", w.text()), 30, 0.1,
+                 "a batch of several jobs to fail")
+        wait_for(lambda: w.text().count("poisoned alert") >= 7, 30, 0.1,
+                 "each job of the batch to be tried on its own")
+        assert w.alive(), w.text()[-3000:]
+    finally:
+        STACK.sql("DROP TRIGGER t_poison ON alerts")
+    # the same worker goes on: released jobs are taken again (up to their attempt cap) and a
+    # new job completes
+    wait_for(lambda: STACK.sql_value("SELECT count(*) FROM enrichment_jobs WHERE id IN (%s) AND status IN "
+                                     "('done', 'failed')" % ",".join(map(str, jobs))) == "6", 30, 0.1,
+             "the poisoned jobs to be finished")
+    _, job = new_alert([("ip", "1.1.1.1")], title="after poison")
+    wait_job(job)
+    assert w.alive(), w.text()[-3000:]
+    stop_all_workers()
 
 
 def test_loopback_blocked_without_test_setting():

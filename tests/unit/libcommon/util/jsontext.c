@@ -46,6 +46,16 @@ static void test_round_trip(void **state)
     buf_json_string(&b, "a\"b\\c\n/\x01", 8);
     assert_int_equal(b.len, strlen("\"a\\\"b\\\\c\\n/\\u0001\""));
     assert_memory_equal(b.data, "\"a\\\"b\\\\c\\n/\\u0001\"", b.len);
+    /* hex digits in upper case, as json_dumps() writes them */
+    b.len = 0;
+    buf_json_string(&b, "\x1f", 1);
+    json_t *one = json_string("\x1f");
+    char *dumped = json_dumps(one, JSON_ENCODE_ANY);
+    json_decref(one);
+    assert_non_null(dumped);
+    assert_int_equal(b.len, strlen(dumped));
+    assert_memory_equal(b.data, dumped, b.len);
+    free(dumped);
     buf_destroy(&b);
 }
 
