@@ -5,7 +5,7 @@
  * across hosts without the value ever being printed.
  */
 #include "settings.h"
-#include "sigv4.h"
+#include "crypto.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -26,7 +26,7 @@ int settings_check_main(int argc, char **argv)
             continue;
         }
         char hex[65];
-        sigv4_sha256_hex(v, strlen(v), hex);
+        crypto_sha256_hex(v, strlen(v), hex);
         printf("%s=set sha256=%s\n", argv[i], hex);
     }
     settings_free(s);

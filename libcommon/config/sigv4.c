@@ -6,47 +6,22 @@
  * sorted by name then value (the caller supplies them already percent-encoded).
  */
 #include "sigv4.h"
+#include "crypto.h"
 #include "util.h"
 
 #include <ctype.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void hex(const unsigned char *p, size_t n, char *out)
-{
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[p[i] >> 4];
-        out[2 * i + 1] = d[p[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
-void sigv4_sha256_hex(const void *data, size_t len, char out[65])
-{
-    unsigned char md[32];
-    SHA256(data, len, md);
-    hex(md, 32, out);
-}
-
-static void hmac(const void *key, size_t klen, const char *msg, unsigned char out[32])
-{
-    unsigned int n = 32;
-    HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, strlen(msg), out, &n);
-}
 
 void sigv4_signing_key(const char *secret, const char *date8, const char *region,
                        const char *service, unsigned char out[32])
 {
     char *k = xasprintf("AWS4%s", secret);
     unsigned char a[32], b[32];
-    hmac(k, strlen(k), date8, a);
-    hmac(a, 32, region, b);
-    hmac(b, 32, service, a);
-    hmac(a, 32, "aws4_request", out);
+    crypto_hmac_sha256(k, strlen(k), date8, strlen(date8), a);
+    crypto_hmac_sha256(a, 32, region, strlen(region), b);
+    crypto_hmac_sha256(b, 32, service, strlen(service), a);
+    crypto_hmac_sha256(a, 32, "aws4_request", 12, out);
     explicit_bzero(k, strlen(k));
     free(k);
     explicit_bzero(a, sizeof a);
@@ -186,13 +161,13 @@ int sigv4_sign(const struct sigv4_input *in, struct sigv4_result *out)
     buf_puts(&b, "\n");
     out->signed_headers = canonical_headers(in, &b);
     char body_hash[65];
-    sigv4_sha256_hex(in->body ? in->body : "", in->body ? in->body_len : 0, body_hash);
+    crypto_sha256_hex(in->body ? in->body : "", in->body ? in->body_len : 0, body_hash);
     buf_printf(&b, "\n%s\n%s", out->signed_headers, body_hash);
     out->canonical_request = xstrdup(b.data);
     buf_destroy(&b);
 
     char creq_hash[65], date8[9];
-    sigv4_sha256_hex(out->canonical_request, strlen(out->canonical_request), creq_hash);
+    crypto_sha256_hex(out->canonical_request, strlen(out->canonical_request), creq_hash);
     memcpy(date8, in->amz_date, 8);
     date8[8] = 0;
     char *scope = xasprintf("%s/%s/%s/aws4_request", date8, in->region, in->service);
@@ -200,8 +175,8 @@ int sigv4_sign(const struct sigv4_input *in, struct sigv4_result *out)
 
     unsigned char key[32], sig[32];
     sigv4_signing_key(in->secret_key, date8, in->region, in->service, key);
-    hmac(key, 32, out->string_to_sign, sig);
-    hex(sig, 32, out->signature);
+    crypto_hmac_sha256(key, 32, out->string_to_sign, strlen(out->string_to_sign), sig);
+    crypto_hex_encode(sig, 32, out->signature);
     explicit_bzero(key, sizeof key);
     out->authorization =
         xasprintf("AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",

@@ -52,8 +52,6 @@ void sigv4_result_destroy(struct sigv4_result *r);
 /* kSigning = HMAC chain over "AWS4"+secret, date8 (YYYYMMDD), region, service, "aws4_request". */
 void sigv4_signing_key(const char *secret, const char *date8, const char *region,
                        const char *service, unsigned char out[32]);
-/* Lower-case hex SHA-256 of data. */
-void sigv4_sha256_hex(const void *data, size_t len, char out[65]);
 /* Formats t as "YYYYMMDDTHHMMSSZ" (UTC). */
 void sigv4_amz_date(time_t t, char out[17]);
 
