@@ -37,12 +37,8 @@ same concurrency; every phase prints its ratio to it). --phases 1,2,4,cache pick
 """
 import argparse
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -166,21 +162,6 @@ def standin_main(latency_ms):
 
 # ---- helpers --------------------------------------------------------------------------------
 
-def fernet_key():
-    return base64.urlsafe_b64encode(os.urandom(32)).decode()
-
-
-def fernet_encrypt(key_b64, plaintext):
-    key = base64.urlsafe_b64decode(key_b64)
-    signing, enc = key[:16], key[16:]
-    iv = os.urandom(16)
-    ct = subprocess.run(["openssl", "enc", "-aes-128-cbc", "-K", enc.hex(), "-iv", iv.hex()],
-                        input=plaintext, capture_output=True, check=True).stdout
-    body = b"\x80" + struct.pack(">Q", int(time.time())) + iv + ct
-    mac = hmac.new(signing, body, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(body + mac).decode()
-
-
 def cpu_ticks(pid, reaped=False):
     """utime + stime of a process in clock ticks (0 when it is gone); reaped: plus the CPU of
     its children that exited and were waited for (a postmaster's short-lived backends)."""
@@ -301,7 +282,7 @@ class Bench:
         import harness
         self.h = harness
         self.args = args
-        self.key = fernet_key()
+        self.key = harness.fernet_key()
         self.standin = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--standin",
                                          "--latency-ms", str(args.latency_ms)],
                                         stdout=subprocess.PIPE, text=True)
@@ -336,7 +317,7 @@ class Bench:
             s.sql("UPDATE enrichment_providers SET http_config = "
                   "replace(http_config::text, '%s', '%s')::jsonb" % (old, new))
         for name, c in (("virustotal", {"api_key": VT_KEY}), ("abuseipdb", {"api_key": ABUSE_KEY})):
-            tok = fernet_encrypt(self.key, json.dumps(c).encode())
+            tok = self.h.fernet_encrypt(self.key, json.dumps(c).encode())
             s.sql("UPDATE enrichment_providers SET auth_config = '%s'::jsonb WHERE provider_name = '%s'"
                   % (json.dumps({"_encrypted": tok}), name))
         s.sql("UPDATE enrichment_providers SET is_active = (provider_name IN ('virustotal', 'abuseipdb'))")
