@@ -150,7 +150,7 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Alerts a batch needs before it goes to the database beside batches already there (a batch "
      "goes at once when none is); smaller ones wait for a running batch to return and grow, "
      "since every transaction has a fixed cost."},
-    {INGEST, "INGEST_FLUSH_WAIT_MS", "0", "intake",
+    {INGEST, "INGEST_FLUSH_WAIT_MS", "5", "intake",
      "Longest an alert waits in the queue for a batch beside running ones to reach "
      "INGEST_BATCH_MIN; after that its batch goes as it is (0: it waits for a running batch to "
      "return). Bounds the queueing part of the ingest latency at the cost of smaller batches."},
