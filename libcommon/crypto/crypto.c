@@ -256,24 +256,54 @@ int crypto_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 
 /* ---- UUIDs ----------------------------------------------------------------------------- */
 
+/* UUIDs come from a per-thread pool of random bytes refilled 4 KB at a time: one RAND_bytes()
+ * per id (its fork check is a getpid() system call, and the generator takes a lock) was a
+ * visible share of a small HTTP request's CPU, which carries a fresh request id. A forked child
+ * drops the pool it inherited, so parent and child never hand out the same ids. */
+#define UUID_POOL 4096
+static __thread unsigned char uuid_pool[UUID_POOL];
+static __thread size_t uuid_pool_left;
+static pthread_once_t uuid_once = PTHREAD_ONCE_INIT;
+
+static void uuid_pool_drop(void)
+{
+    explicit_bzero(uuid_pool, sizeof uuid_pool);
+    uuid_pool_left = 0;
+}
+
+static void uuid_once_init(void)
+{
+    pthread_atfork(NULL, NULL, uuid_pool_drop);
+}
+
+static void uuid_random(unsigned char b[16])
+{
+    pthread_once(&uuid_once, uuid_once_init);
+    if (uuid_pool_left < 16) {
+        crypto_random(uuid_pool, sizeof uuid_pool);
+        uuid_pool_left = sizeof uuid_pool;
+    }
+    unsigned char *p = uuid_pool + sizeof uuid_pool - uuid_pool_left;
+    memcpy(b, p, 16);
+    explicit_bzero(p, 16); /* an id handed out is not kept */
+    uuid_pool_left -= 16;
+}
+
 void crypto_uuid4(char out[37])
 {
-    uint8_t b[16];
-    char hex[33];
-    crypto_random(b, sizeof b);
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    crypto_hex_encode(b, 16, hex);
-    memcpy(out, hex, 8);
-    out[8] = '-';
-    memcpy(out + 9, hex + 8, 4);
-    out[13] = '-';
-    memcpy(out + 14, hex + 12, 4);
-    out[18] = '-';
-    memcpy(out + 19, hex + 16, 4);
-    out[23] = '-';
-    memcpy(out + 24, hex + 20, 12);
-    out[36] = 0;
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
+    uuid_random(b);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
 }
 
 static int hex_value(unsigned char c)

@@ -51,7 +51,8 @@ void crypto_hmac_sha256_hex(const void *key, size_t keylen, const void *msg, siz
  * only, never on the contents (a length mismatch returns at once). */
 int crypto_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 
-/* A random (version 4) UUID, lowercase and hyphenated: 36 characters plus NUL. */
+/* A random (version 4) UUID, lowercase and hyphenated: 36 characters plus NUL. Cheap enough
+ * for one per request (per-thread pool of random bytes, dropped in a forked child). */
 void crypto_uuid4(char out[37]);
 /* 1 if s is exactly 36 characters of the form 8-4-4-4-12 hex digits (either case), else 0. */
 int crypto_uuid_valid(const char *s);

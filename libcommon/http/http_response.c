@@ -12,10 +12,9 @@
 #include "http_internal.h"
 #include "log.h"
 
-#include <openssl/rand.h>
-#include <pthread.h>
 #include <string.h>
-#include <sys/random.h>
+
+#include "crypto.h"
 
 #define CSP_API_VALUE "default-src 'none'; frame-ancestors 'none'"
 #define CSP_UI_VALUE                                                                               \
@@ -131,58 +130,6 @@ int http_request_aborted(const struct http_request *req)
     return req->conn->closing || req->conn->peer_eof;
 }
 
-/* Request ids come from a per-thread pool of random bytes refilled 4 KB at a time: one
- * RAND_bytes() per request (its fork check is a getpid() system call, and the generator takes
- * a lock) was a visible share of a small request's CPU. A forked child drops the pool it
- * inherited, so parent and child never hand out the same ids. */
-#define UUID_POOL 4096
-static __thread unsigned char uuid_pool[UUID_POOL];
-static __thread size_t uuid_pool_left;
-static pthread_once_t uuid_once = PTHREAD_ONCE_INIT;
-
-static void uuid_pool_drop(void)
-{
-    explicit_bzero(uuid_pool, sizeof uuid_pool);
-    uuid_pool_left = 0;
-}
-
-static void uuid_once_init(void)
-{
-    pthread_atfork(NULL, NULL, uuid_pool_drop);
-}
-
-static void uuid_random(unsigned char b[16])
-{
-    pthread_once(&uuid_once, uuid_once_init);
-    if (uuid_pool_left < 16) {
-        if (RAND_bytes(uuid_pool, sizeof uuid_pool) != 1 &&
-            getrandom(uuid_pool, sizeof uuid_pool, 0) != (ssize_t)sizeof uuid_pool)
-            msg_fatal("no randomness for a request id");
-        uuid_pool_left = sizeof uuid_pool;
-    }
-    unsigned char *p = uuid_pool + sizeof uuid_pool - uuid_pool_left;
-    memcpy(b, p, 16);
-    memset(p, 0, 16); /* an id handed out is not kept */
-    uuid_pool_left -= 16;
-}
-
-void http_uuid4(char out[37])
-{
-    unsigned char b[16];
-    uuid_random(b);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    static const char hex[] = "0123456789abcdef";
-    char *o = out;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *o++ = '-';
-        *o++ = hex[b[i] >> 4];
-        *o++ = hex[b[i] & 15];
-    }
-    *o = '\0';
-}
-
 static int request_id_sane(const char *v, size_t n)
 {
     if (n == 0 || n > 64)
@@ -204,7 +151,7 @@ void http_request_id_assign(struct http_request *req)
         memcpy(req->request_id, v, n);
         req->request_id[n] = '\0';
     } else {
-        http_uuid4(req->request_id);
+        crypto_uuid4(req->request_id);
     }
 }
 

@@ -18,6 +18,7 @@
  * close callback, and every connection not yet freed. Drain completes when the listener is
  * closed and no connection is left.
  */
+#include "crypto.h"
 #include "http_internal.h"
 #include "log.h"
 
@@ -554,7 +555,7 @@ void http_conn_fuzz_init(void)
     if (fz_router)
         return;
     char id[37];
-    http_uuid4(id); /* OpenSSL builds its generator on first use: here, not inside an input */
+    crypto_uuid4(id); /* OpenSSL builds its generator on first use: here, not inside an input */
     fz_router = http_router_new();
     http_router_add(fz_router, "GET", "/health", fz_info, NULL);
     http_router_add(fz_router, "POST", "/v1/alerts", fz_info, NULL);

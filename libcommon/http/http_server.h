@@ -201,7 +201,4 @@ int http_stream_write(struct http_request *req, const char *data, size_t len);
 size_t http_stream_queued(const struct http_request *req);
 void http_stream_end(struct http_request *req);
 
-/* Fills out with a random uuid4 (lowercase, hyphenated). */
-void http_uuid4(char out[37]);
-
 #endif

@@ -103,6 +103,30 @@ int fd_read_full(int fd, void *p, size_t n)
     return 0;
 }
 
+char *file_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    struct buf b;
+    buf_init(&b);
+    buf_append(&b, "", 0); /* an empty file is "" */
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(&b, chunk, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        buf_destroy(&b);
+        errno = EIO;
+        return NULL;
+    }
+    if (len)
+        *len = b.len;
+    return b.data;
+}
+
 int fd_write_full(int fd, const void *p, size_t n)
 {
     const char *c = p;

@@ -38,6 +38,10 @@ void free_wiped(void *p);
 void free_scoped(void *p);
 void free_wiped_scope(int on);
 
+/* A whole file's bytes, NUL-terminated (len, when not NULL, gets their count without the NUL);
+ * NULL with errno set when it cannot be opened or read. Caller frees. */
+char *file_read(const char *path, size_t *len);
+
 /* Blocking read/write of exactly n bytes (EINTR retried); 0, or -1 on error or end of file. */
 int fd_read_full(int fd, void *p, size_t n);
 int fd_write_full(int fd, const void *p, size_t n);

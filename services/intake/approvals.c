@@ -240,6 +240,14 @@ void route_get_approval(struct reqctx *rc)
                   200, "Approval request not found.");
 }
 
+/* $1 a status as the answer shows it (a pending request past its expiry reads "expired", so the
+ * filter asks the same function) or NULL, $2 the workflow's uuid or NULL. */
+#define APPROVALS_WHERE                                                                            \
+    "($1::text IS NULL OR calseta_approval_json(a)->>'status' = $1) AND ($2::uuid IS NULL OR "     \
+    "a.workflow_id = (SELECT id FROM workflows WHERE uuid = $2::uuid))"
+
+/* The count and the page are separate reads: the page cuts the matching requests' sort keys to
+ * the page before building any request's JSON. */
 void route_list_approvals(struct reqctx *rc)
 {
     static const char *const STATUSES[] = {"pending", "approved", "rejected", "expired"};
@@ -268,14 +276,11 @@ void route_list_approvals(struct reqctx *rc)
     pagination_params(page, page_size, limit, offset);
     const char *params[4] = {status, wf_uuid, limit, offset};
     list_query(rc,
-                  "WITH base AS (SELECT calseta_approval_json(a) AS j, row_number() OVER "
-                  "(ORDER BY a.created_at DESC, a.id DESC) AS k FROM workflow_approval_requests a "
-                  "WHERE ($2::uuid IS NULL OR a.workflow_id = "
-                  "(SELECT id FROM workflows WHERE uuid = $2::uuid))) "
-                  "SELECT (SELECT count(*) FROM base WHERE $1::text IS NULL OR j->>'status' = $1),"
-                  " (SELECT coalesce(jsonb_agg(j ORDER BY k), '[]'::jsonb)::text FROM "
-                  "(SELECT j, k FROM base WHERE $1::text IS NULL OR j->>'status' = $1 "
-                  "ORDER BY k LIMIT $3 OFFSET $4) x)",
+                  "SELECT (SELECT count(*) FROM workflow_approval_requests a WHERE " APPROVALS_WHERE
+                  "), (SELECT coalesce(jsonb_agg(calseta_approval_json(a) ORDER BY x.created_at "
+                  "DESC, x.id DESC), '[]'::jsonb)::text FROM (SELECT a.created_at, a.id FROM "
+                  "workflow_approval_requests a WHERE " APPROVALS_WHERE " ORDER BY 1 DESC, 2 DESC "
+                  "LIMIT $3 OFFSET $4) x JOIN workflow_approval_requests a ON a.id = x.id)",
                   4, params, page, page_size, "Workflow not found.", NULL);
 }
 

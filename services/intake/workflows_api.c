@@ -499,7 +499,15 @@ void route_list_workflows(struct reqctx *rc)
 static const char *const RUN_STATUSES[] = {"queued", "running", "success", "failed", "timed_out",
                                            NULL};
 
-/* Runs of one workflow ($1 = its uuid) or of all (filters status, workflow_uuid). */
+/* $1 the workflow's uuid or NULL, $2 statuses (comma list) or NULL. */
+#define RUNS_WHERE                                                                                 \
+    "($1::uuid IS NULL OR r.workflow_id = (SELECT id FROM workflows WHERE uuid = $1::uuid)) AND "  \
+    "($2::text IS NULL OR r.status = ANY (string_to_array($2, ',')))"
+
+/* Runs of one workflow ($1 = its uuid) or of all (filters status, workflow_uuid). The count and
+ * the page are separate reads; the page takes the sort keys of the matching runs, cuts them to
+ * the page, and only then builds the page's runs (a run list grows with every alert a workflow
+ * answers: building and copying every run's JSON for one page was the cost). */
 static void list_runs(struct reqctx *rc, const char *wf_uuid, int must_exist)
 {
     int page, page_size;
@@ -512,15 +520,12 @@ static void list_runs(struct reqctx *rc, const char *wf_uuid, int must_exist)
     pagination_params(page, page_size, limit, offset);
     const char *params[5] = {wf_uuid, st, limit, offset, must_exist ? "t" : "f"};
     list_query(rc,
-                  "WITH base AS (SELECT calseta_workflow_run_json(r) AS j, row_number() OVER "
-                  "(ORDER BY r.created_at DESC, r.id DESC) AS k FROM workflow_runs r "
-                  "WHERE ($1::uuid IS NULL OR r.workflow_id = "
-                  "(SELECT id FROM workflows WHERE uuid = $1::uuid)) AND "
-                  "($2::text IS NULL OR r.status = ANY (string_to_array($2, ',')))) "
-                  "SELECT (SELECT count(*) FROM base), CASE WHEN NOT $5::boolean OR EXISTS "
-                  "(SELECT 1 FROM workflows WHERE uuid = $1::uuid) THEN "
-                  "(SELECT coalesce(jsonb_agg(j ORDER BY k), '[]'::jsonb)::text FROM "
-                  "(SELECT j, k FROM base ORDER BY k LIMIT $3 OFFSET $4) x) END",
+                  "SELECT (SELECT count(*) FROM workflow_runs r WHERE " RUNS_WHERE "), "
+                  "CASE WHEN NOT $5::boolean OR EXISTS (SELECT 1 FROM workflows WHERE uuid = "
+                  "$1::uuid) THEN (SELECT coalesce(jsonb_agg(calseta_workflow_run_json(r) ORDER BY "
+                  "x.created_at DESC, x.id DESC), '[]'::jsonb)::text FROM (SELECT r.created_at, "
+                  "r.id FROM workflow_runs r WHERE " RUNS_WHERE " ORDER BY 1 DESC, 2 DESC "
+                  "LIMIT $3 OFFSET $4) x JOIN workflow_runs r ON r.id = x.id) END",
                   5, params, page, page_size, "Workflow not found.", NULL);
 }
 

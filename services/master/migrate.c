@@ -63,23 +63,6 @@ static char *find_dir(const struct config *c, const char *opt)
     return xstrdup("migrations");
 }
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    struct buf b;
-    buf_init(&b);
-    char tmp[8192];
-    size_t n;
-    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
-        buf_append(&b, tmp, n);
-    fclose(f);
-    if (!b.data)
-        buf_append(&b, "", 0);
-    return b.data;
-}
-
 static int exec_ok(PGconn *db, const char *sql, const char *what)
 {
     PGresult *r = PQexec(db, sql);
@@ -110,7 +93,7 @@ static int apply_one(PGconn *db, const char *dir, const char *name)
     if (applied(db, version))
         return 0;
     char *path = xasprintf("%s/%s", dir, name);
-    char *sql = read_file(path);
+    char *sql = file_read(path, NULL);
     free(path);
     if (!sql) {
         fprintf(stderr, "calseta migrate: cannot read %s/%s\n", dir, name);

@@ -16,21 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    struct buf b;
-    char chunk[65536];
-    size_t n;
-    if (!f)
-        return NULL;
-    buf_init(&b);
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(&b, chunk, n);
-    fclose(f);
-    return b.data ? b.data : xstrdup("");
-}
-
 /* Sends the encoded request through dispatch and decodes the reply. */
 static int roundtrip(struct zygote *z, const struct buf *req, struct runner_msg *reply)
 {
@@ -57,7 +42,7 @@ static void print_json(json_t *j)
 
 int runner_oneshot_validate(struct zygote *z, const char *path)
 {
-    char *code = read_file(path);
+    char *code = file_read(path, NULL);
     struct buf req;
     struct runner_msg reply;
     if (!code) {

@@ -73,19 +73,23 @@ static void reply(struct req_op *op, int outcome, json_t *body)
     wd->req_pending--;
 }
 
+/* 1 when the runner client did not answer (stopping, or no runner), after replying so. */
+static int runner_failed(struct req_op *op, int status)
+{
+    if (status == RUNNER_CLIENT_CLOSED)
+        reply(op, WF_OUT_UNAVAILABLE, why("workflowd is stopping"));
+    else if (status != RUNNER_CLIENT_OK)
+        reply(op, WF_OUT_NO_ANSWER, why("no workflow runner answered"));
+    return status != RUNNER_CLIENT_OK;
+}
+
 /* ---- validation -------------------------------------------------------------------------- */
 
 static void on_validated(void *arg, int status, const struct runner_validation *v)
 {
     struct req_op *op = arg;
-    if (status == RUNNER_CLIENT_CLOSED) {
-        reply(op, WF_OUT_UNAVAILABLE, why("workflowd is stopping"));
+    if (runner_failed(op, status))
         return;
-    }
-    if (status != RUNNER_CLIENT_OK) {
-        reply(op, WF_OUT_NO_ANSWER, why("no workflow runner answered"));
-        return;
-    }
     json_t *errors = json_array();
     for (size_t i = 0; i < v->nerrors; i++)
         json_array_append_new(errors, json_pack("{s:i,s:s}", "line", v->errors[i].line, "message",
@@ -98,14 +102,8 @@ static void on_validated(void *arg, int status, const struct runner_validation *
 static void on_test_result(void *arg, int status, const struct runner_result *r)
 {
     struct req_op *op = arg;
-    if (status == RUNNER_CLIENT_CLOSED) {
-        reply(op, WF_OUT_UNAVAILABLE, why("workflowd is stopping"));
+    if (runner_failed(op, status))
         return;
-    }
-    if (status != RUNNER_CLIENT_OK) {
-        reply(op, WF_OUT_NO_ANSWER, why("no workflow runner answered"));
-        return;
-    }
     if (r->status == RUNNER_BUSY) {
         reply(op, WF_OUT_RUNNER_BUSY, why("every workflow runner is busy"));
         return;

@@ -32,22 +32,6 @@ static double cpu_ns(void)
     return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    struct buf b;
-    buf_init(&b);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(&b, chunk, n);
-    fclose(f);
-    *len = b.len;
-    return b.data;
-}
-
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "tests/data/fixtures";
@@ -56,7 +40,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < NFIX; i++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", dir, FIXTURES[i]);
-        if (!(doc[i] = slurp(path, &len[i]))) {
+        if (!(doc[i] = file_read(path, &len[i]))) {
             fprintf(stderr, "cannot read %s\n", path);
             return 1;
         }

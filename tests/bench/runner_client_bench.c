@@ -125,21 +125,6 @@ static double pct(const double *v, int n, double p)
     return n ? v[i < n ? i : n - 1] : 0;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    struct buf b;
-    char chunk[4096];
-    size_t n;
-    if (!f)
-        return NULL;
-    buf_init(&b);
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(&b, chunk, n);
-    fclose(f);
-    return b.data ? b.data : xstrdup("");
-}
-
 int main(int argc, char **argv)
 {
     struct bench b;
@@ -159,7 +144,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "runs, outstanding and warmup must be positive\n");
         return 2;
     }
-    b.req.code = slurp(argv[2]);
+    b.req.code = file_read(argv[2], NULL);
     if (!b.req.code) {
         fprintf(stderr, "cannot read %s\n", argv[2]);
         return 2;

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "crypto.h"
 #include "util.h"
@@ -305,6 +307,45 @@ static void test_uuid(void **state)
     assert_false(crypto_uuid_valid(buf));
 }
 
+/* Ids come from a per-thread pool: past a refill they stay distinct, and a forked child never
+ * hands out what its parent will (it drops the pool it inherited). */
+static int cmp_id(const void *a, const void *b)
+{
+    return memcmp(a, b, 37);
+}
+
+static void test_uuid_pool(void **state)
+{
+    (void)state;
+    enum { N = 1000 }; /* about four pools' worth */
+    char(*ids)[37] = calloc(N, 37);
+    assert_non_null(ids);
+    for (int i = 0; i < N; i++)
+        crypto_uuid4(ids[i]);
+    qsort(ids, N, 37, cmp_id);
+    for (int i = 1; i < N; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+    free(ids);
+
+    char parent[37], child[37] = {0};
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        crypto_uuid4(child);
+        _exit(write(fds[1], child, 37) == 37 ? 0 : 1);
+    }
+    crypto_uuid4(parent);
+    assert_int_equal(read(fds[0], child, 37), 37);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    close(fds[0]);
+    close(fds[1]);
+    assert_true(crypto_uuid_valid(child));
+    assert_string_not_equal(parent, child);
+}
+
 static void test_hex_signature(void **state)
 {
     (void)state;
@@ -380,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_b64_rejects),     cmocka_unit_test(test_b64_roundtrip),
         cmocka_unit_test(test_hex_and_digests), cmocka_unit_test(test_hmac),
         cmocka_unit_test(test_ct_equal),        cmocka_unit_test(test_uuid),
+        cmocka_unit_test(test_uuid_pool),
         cmocka_unit_test(test_hex_signature),   cmocka_unit_test(test_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,18 +29,10 @@ static char *fixture_bytes(const char *name, size_t *len)
     const char *dir = getenv("CALSETA_SHARED_DIR");
     char path[1024];
     snprintf(path, sizeof path, "%s/fixtures/%s", dir && *dir ? dir : "tests/data", name);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    struct buf b;
-    buf_init(&b);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(&b, chunk, n);
-    fclose(f);
-    *len = b.len;
-    return b.data;
+    char *data = file_read(path, len);
+    if (!data)
+        fail_msg("cannot read %s", path);
+    return data;
 }
 
 #define FLAGS (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY)
