@@ -82,11 +82,13 @@ struct call {
     uv_timer_t timer;
     uv_work_t work;
     int blocked;
-    char pin[512];
+    char pin[512];    /* "host:port:addr" from the SSRF check, "" for an address literal */
     char ssrf_key[272]; /* "" when the URL is not cacheable */
     char reason[256];
     CURL *easy;
-    struct curl_slist *resolve;
+    char connect_to[528]; /* "host:port:addr:port", the pin as CURLOPT_CONNECT_TO takes it */
+    struct curl_slist connect_node; /* one-entry list over connect_to (no allocation) */
+    int pinned;
     struct buf resp;
     int too_large;
     long retry_after_s;
@@ -192,8 +194,6 @@ static void finish(struct call *c, json_t *result)
     c->creds = NULL;
     unwait(c);
     step_req_wipe(&c->req);
-    curl_slist_free_all(c->resolve);
-    c->resolve = NULL;
     json_decref(c->steps);
     json_decref(c->raw_by);
     json_decref(c->last_raw);
@@ -393,7 +393,7 @@ static void send_request(struct call *c)
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)tmo);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(tmo < 10000 ? tmo : 10000));
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->req.headers);
-    curl_easy_setopt(h, CURLOPT_RESOLVE, c->resolve);
+    curl_easy_setopt(h, CURLOPT_CONNECT_TO, c->pinned ? &c->connect_node : NULL);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->curl_err);
@@ -571,6 +571,29 @@ static void on_transfer_done(void *arg, CURL *easy, CURLcode rc)
 
 /* ---- steps ---- */
 
+/* The checked address as the connection's target: "host:port:addr" becomes
+ * "host:port:addr:port" for CURLOPT_CONNECT_TO. Unlike a CURLOPT_RESOLVE entry (loaded into
+ * the multi handle's DNS cache on every transfer), a connect-to target is part of what curl
+ * matches when it picks a kept-alive connection: a connection opened to an address checked
+ * before is reused only while the check still names that address. The host of a pin never
+ * holds a ':' (an IPv6 literal is not pinned), so the port is the second field. */
+static int pin_connect_to(struct call *c)
+{
+    c->pinned = 0;
+    if (!c->pin[0])
+        return 0;
+    const char *port = strchr(c->pin, ':');
+    size_t plen = port ? strcspn(port + 1, ":") : 0;
+    if (!port || !plen || port[1 + plen] != ':' ||
+        strlen(c->pin) + 1 + plen >= sizeof c->connect_to)
+        return -1;
+    snprintf(c->connect_to, sizeof c->connect_to, "%s:%.*s", c->pin, (int)plen, port + 1);
+    c->connect_node.data = c->connect_to;
+    c->connect_node.next = NULL;
+    c->pinned = 1;
+    return 0;
+}
+
 /* The SSRF check is done (from the cache or the thread pool): go on or fail closed. */
 static void checked(struct call *c, int cancelled)
 {
@@ -584,8 +607,10 @@ static void checked(struct call *c, int cancelled)
              cancelled ? "check cancelled" : c->reason);
         return;
     }
-    curl_slist_free_all(c->resolve);
-    c->resolve = c->pin[0] ? curl_slist_append(NULL, c->pin) : NULL;
+    if (pin_connect_to(c) != 0) { /* fail closed: never connect unpinned */
+        fail(c, "Step '%s' SSRF blocked: unusable address pin", c->req.name);
+        return;
+    }
     acquire_and_send(c);
 }
 
@@ -608,8 +633,7 @@ static void do_check(uv_work_t *w)
 static void next_step(struct call *c)
 {
     step_req_wipe(&c->req);
-    curl_slist_free_all(c->resolve);
-    c->resolve = NULL;
+    c->pinned = 0;
     c->retries = 0;
     if (c->step >= c->nsteps) {
         succeed(c, 0);
@@ -634,7 +658,7 @@ static void next_step(struct call *c)
     c->state = ST_CHECK;
     c->pin[0] = 0;
     c->reason[0] = 0;
-    if (ssrf_cache_key(c->req.url, c->ssrf_key, sizeof c->ssrf_key) != 0)
+    if (ssrf_cache_key_of(c->e->ssrf, c->req.url, c->ssrf_key, sizeof c->ssrf_key) != 0)
         c->ssrf_key[0] = 0;
     switch (ssrf_cache_get(c->e->ssrf, c->ssrf_key, now_mono_ms(), c->pin, sizeof c->pin,
                            c->reason, sizeof c->reason)) {

@@ -13,6 +13,8 @@
 #define KEY_MAX 272 /* host (255) + ":65535" */
 #define PIN_MAX 384
 #define REASON_MAX 256
+#define ORIGIN_MAX 288 /* "https://" + KEY_MAX */
+#define MEMO_MAX 16
 
 struct ssrf_entry {
     char key[KEY_MAX];
@@ -22,10 +24,18 @@ struct ssrf_entry {
     uint64_t expires_ms; /* 0: free slot */
 };
 
+/* "scheme://authority" as written in a URL, and its key */
+struct key_memo {
+    char origin[ORIGIN_MAX];
+    char key[KEY_MAX];
+};
+
 struct ssrf_cache {
     struct ssrf_entry *e;
     size_t n;
     uint64_t ttl_ms, blocked_ttl_ms;
+    struct key_memo memo[MEMO_MAX];
+    size_t nmemo, next_memo;
 };
 
 struct ssrf_cache *ssrf_cache_new(size_t max_entries, uint64_t ttl_ms, uint64_t blocked_ttl_ms)
@@ -169,4 +179,55 @@ size_t ssrf_cache_count(const struct ssrf_cache *c, uint64_t now_ms)
         if (c->e[i].expires_ms > now_ms)
             k++;
     return k;
+}
+
+/* Length of the "scheme://authority" that starts url when it is plain enough to stand for the
+ * whole URL's host and port: a letters-only scheme and an authority of host-name characters and
+ * ':' only (no userinfo, brackets, percent or backslash, nothing curl could read another way),
+ * ended by '/', '?', '#' or the end. 0 otherwise. */
+static size_t plain_origin(const char *url)
+{
+    size_t i = 0;
+    while ((url[i] >= 'a' && url[i] <= 'z') || (url[i] >= 'A' && url[i] <= 'Z'))
+        i++;
+    if (i == 0 || strncmp(url + i, "://", 3) != 0)
+        return 0;
+    i += 3;
+    size_t start = i;
+    for (;; i++) {
+        unsigned char ch = (unsigned char)url[i];
+        if (ch == 0 || ch == '/' || ch == '?' || ch == '#')
+            break;
+        int alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        if (!alnum && ch != '.' && ch != '-' && ch != '_' && ch != ':')
+            return 0;
+    }
+    return i > start && i < ORIGIN_MAX ? i : 0;
+}
+
+int ssrf_cache_key_of(struct ssrf_cache *c, const char *url, char *key, size_t keylen)
+{
+    size_t on = url ? plain_origin(url) : 0;
+    for (size_t i = 0; on && i < c->nmemo; i++) {
+        struct key_memo *m = &c->memo[i];
+        if (!strncmp(m->origin, url, on) && m->origin[on] == 0) {
+            size_t kn = strlen(m->key);
+            if (kn >= keylen)
+                break;
+            memcpy(key, m->key, kn + 1);
+            return 0;
+        }
+    }
+    if (ssrf_cache_key(url, key, keylen) != 0)
+        return -1;
+    if (on && strlen(key) < KEY_MAX) {
+        struct key_memo *m = &c->memo[c->next_memo];
+        memcpy(m->origin, url, on);
+        m->origin[on] = 0;
+        memcpy(m->key, key, strlen(key) + 1);
+        c->next_memo = (c->next_memo + 1) % MEMO_MAX;
+        if (c->nmemo < MEMO_MAX)
+            c->nmemo++;
+    }
+    return 0;
 }

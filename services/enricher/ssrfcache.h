@@ -33,6 +33,11 @@ void ssrf_cache_free(struct ssrf_cache *c);
 /* The cache key of url ("host:port"). 0, or -1 when the URL is not cacheable. */
 int ssrf_cache_key(const char *url, char *key, size_t keylen);
 
+/* ssrf_cache_key(), remembered per "scheme://authority" prefix of plain URLs: the URLs of a
+ * provider differ only after it (the indicator in the path or query), so the URL parser runs
+ * once per origin instead of once per request. */
+int ssrf_cache_key_of(struct ssrf_cache *c, const char *url, char *key, size_t keylen);
+
 /* ALLOWED: pin filled (a "host:port:addr" entry for CURLOPT_RESOLVE); BLOCKED: reason filled;
  * MISS: nothing filled. now_ms: a monotonic clock. */
 enum ssrf_cache_hit ssrf_cache_get(struct ssrf_cache *c, const char *key, uint64_t now_ms,

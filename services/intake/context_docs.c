@@ -333,14 +333,19 @@ void route_list_context_documents(struct reqctx *rc)
     }
     char lim[16], off[24];
     pagination_params(page, page_size, lim, off);
+    /* The count and the page are separate reads; the page cuts the sort keys before any
+     * document (content included) is read whole. */
+#define DOCS_WHERE                                                                                 \
+    "($1::text IS NULL OR d.document_type = ANY (string_to_array(replace($1, ' ', ''), ','))) "   \
+    "AND ($2::boolean IS NULL OR d.is_global = $2::boolean)"
     char *sql = xasprintf(
-        "WITH f AS (SELECT d.* FROM context_documents d WHERE "
-        "($1::text IS NULL OR d.document_type = ANY (string_to_array(replace($1, ' ', ''), ','))) "
-        "AND ($2::boolean IS NULL OR d.is_global = $2::boolean)) "
-        "SELECT (SELECT count(*) FROM f), coalesce((SELECT jsonb_agg(calseta_context_document_json"
-        "(x, false) ORDER BY x.%s %s, x.id %s) FROM (SELECT * FROM f ORDER BY f.%s %s, f.id %s "
-        "LIMIT $3::int OFFSET $4::bigint) x), '[]'::jsonb)::text",
-        sort, dir, dir, sort, dir, dir);
+        "SELECT (SELECT count(*) FROM context_documents d WHERE " DOCS_WHERE "), "
+        "coalesce((SELECT jsonb_agg(calseta_context_document_json(d, false) ORDER BY x.k %s, "
+        "x.id %s) FROM (SELECT d.%s AS k, d.id FROM context_documents d WHERE " DOCS_WHERE
+        " ORDER BY 1 %s, 2 %s LIMIT $3::int OFFSET $4::bigint) x JOIN context_documents d ON "
+        "d.id = x.id), '[]'::jsonb)::text",
+        dir, dir, sort, dir, dir);
+#undef DOCS_WHERE
     const char *p[4] = {type_list, global, lim, off};
     list_query(rc, sql, 4, p, page, page_size, NOT_FOUND, NULL);
     free(sql);

@@ -71,12 +71,14 @@ int detection_rules_list_sql(const struct dr_filter *f, char **sql, json_t *para
                       : !strcmp(sort, "source_name") ? "d.source_name"
                                                      : "d.created_at";
     const char *dir = !strcmp(order, "asc") ? "ASC" : "DESC";
+    /* The count and the page are separate reads; the page cuts the sort keys before any
+     * rule is read whole. */
     *sql = xasprintf(
-        "WITH f AS (SELECT d.* FROM detection_rules d WHERE %s) "
-        "SELECT (SELECT count(*) FROM f), coalesce((SELECT jsonb_agg("
-        "calseta_detection_rule_json(d) ORDER BY %s %s, d.id %s) FROM (SELECT * FROM f d "
-        "ORDER BY %s %s, d.id %s LIMIT %d OFFSET %lld) d), '[]'::jsonb)::text",
-        w.data, key, dir, dir, key, dir, dir, f->page_size,
+        "SELECT (SELECT count(*) FROM detection_rules d WHERE %s), coalesce((SELECT jsonb_agg("
+        "calseta_detection_rule_json(d) ORDER BY x.k %s, x.id %s) FROM (SELECT %s AS k, d.id "
+        "FROM detection_rules d WHERE %s ORDER BY 1 %s, 2 %s LIMIT %d OFFSET %lld) x "
+        "JOIN detection_rules d ON d.id = x.id), '[]'::jsonb)::text",
+        w.data, dir, dir, key, w.data, dir, dir, f->page_size,
         (long long)(f->page - 1) * f->page_size);
     buf_destroy(&w);
     return 0;

@@ -3,7 +3,8 @@
  *
  *   POST /v1/enrichments                     {type, value} (or indicator_type/indicator_value):
  *       every active, configured provider supporting the type; the shared PostgreSQL cache
- *       (enrichment_cache of migration 0004) is read first in the same statement as the
+ *       (enrichment_cache_results: entries it wrote and those a worker's job stored) is read
+ *       first in the same statement as the
  *       configuration, misses are asked of an enricher over the bus (lookup_client.h) with the
  *       configuration (credentials still encrypted), successes are written back in one
  *       statement before the reply. Per provider: the result without raw, plus cache_hit.
@@ -331,7 +332,7 @@ static void start_on_demand(struct lookup_op *op)
     const char *params[2] = {op->type, op->value};
     pg_exec(op->in->pg,
             "SELECT calseta_enrichment_config()::text, "
-            "coalesce((SELECT jsonb_object_agg(c.provider_name, c.result) FROM enrichment_cache c "
+            "coalesce((SELECT jsonb_object_agg(c.provider_name, c.result) FROM enrichment_cache_results c "
             "WHERE c.indicator_type = $1 AND c.indicator_value = $2 AND c.expires_at > now()), "
             "'{}'::jsonb)::text",
             2, params, on_config, op);

@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -423,9 +424,11 @@ class Bench:
         t0 = time.time()
         cpu.start()
         s0 = {w.p.pid: sched_ns(w.p.pid) for w in self.workers}
+        prof = self.profile_start(name)
         done, failed, peak = self.wait_done(lo, hi, a.timeout)
         t1 = time.time()
         usage = cpu.stop()
+        self.profile_stop(prof)
         s1 = {w.p.pid: sched_ns(w.p.pid) for w in self.workers}
         el_ns = (t1 - t0) * 1e9
         sched = ["on CPU %d%%, runnable but waiting for a CPU %d%%"
@@ -477,6 +480,42 @@ class Bench:
         if not fresh and calls:
             print("  WARNING: %d provider calls in a cache phase" % calls)
         return r
+
+    def profile_start(self, name):
+        """--perf DIR: `perf record -g` of the worker(s) for the phase; --strace: syscall counts
+        (`strace -c -f`) of the first worker for --strace seconds (it slows the worker: the
+        phase's figures are then not comparable)."""
+        a = self.args
+        prof = []
+        pids = ",".join(str(w.p.pid) for w in self.workers)
+        if a.perf:
+            os.makedirs(a.perf, exist_ok=True)
+            out = os.path.join(a.perf, "phase-%s.data" % name.split()[0].replace(":", ""))
+            prof.append(("perf", out, subprocess.Popen(
+                ["perf", "record", "-q", "-g", "-o", out, "-p", pids],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        if a.strace:
+            p = subprocess.Popen(["timeout", "-s", "INT", str(a.strace), "strace", "-c", "-f", "-p",
+                                  str(self.workers[0].p.pid)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            prof.append(("strace", None, p))
+        return prof
+
+    def profile_stop(self, prof):
+        for kind, out, p in prof:
+            if kind == "perf":
+                p.send_signal(signal.SIGINT)
+                p.wait()
+                for sort in ("dso", "dso,symbol"):
+                    rep = subprocess.run(["perf", "report", "-i", out, "--no-children", "-g", "none",
+                                          "--percent-limit", "0.7", "--sort", sort],
+                                         capture_output=True, text=True).stdout
+                    lines = [l for l in rep.splitlines() if l.strip() and not l.startswith("#")]
+                    print("  perf (self, by %s), %s:\n    %s" % (sort, out, "\n    ".join(lines[:25])))
+            else:
+                err = p.communicate()[1]
+                print("  strace -c -f of the first worker:\n    " + "\n    ".join(
+                    l for l in err.splitlines()[:25]))
 
     def wrk_ceiling(self):
         """The stand-in driven by wrk (not our code) at the workers' concurrency: the most
@@ -563,6 +602,10 @@ def main():
     ap.add_argument("--phases", default="1,2,4,cache",
                     help="comma-separated subset of 1,2,4,cache (fresh-indicator phases by worker count)")
     ap.add_argument("--timeout", type=int, default=600, help="seconds a phase may take")
+    ap.add_argument("--perf", metavar="DIR", help="perf record -g the workers of each phase into DIR "
+                    "and print the top symbols")
+    ap.add_argument("--strace", type=int, metavar="SECONDS",
+                    help="count the first worker's system calls for SECONDS in each phase")
     args = ap.parse_args()
     if args.standin:
         return standin_main(args.latency_ms)

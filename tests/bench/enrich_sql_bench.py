@@ -9,6 +9,9 @@ Paths, each over its own fresh jobs (N alerts with K linked IP indicators each, 
             the previous completing function, one job per statement (migration 0026's
             calseta_enrich_complete, loaded here under another name), with the shared cache's
             expires_at index and full table pages as they were
+  0030/B    the previous batch path: migration 0030's calseta_enrich_complete_batch (each cache
+            entry written with its whole result) and the row-level dispatch trigger on finished
+            jobs, B = the largest batch given
   after/B   a shared-cache read per claim (calseta_enrich_cache_get_many) and
             calseta_enrich_complete_batch with B jobs per statement (B = 1 is a worker whose
             completions never overlap; a busy worker sends larger batches)
@@ -16,7 +19,9 @@ Paths, each over its own fresh jobs (N alerts with K linked IP indicators each, 
             written by plain multi-row INSERTs into tables with only a primary key, B jobs per
             statement: what writing the data costs without any of our logic
 For each: CPU of the session's backend per job and per lookup (/proc/PID/schedstat, so other load
-on the machine does not count), WAL bytes per job, round trips per job and, when the server has
+on the machine does not count), CPU of the whole cluster per lookup (every process of the
+postmaster: checkpointer, WAL writer, autovacuum... from /proc/PID/stat, exited children
+included), WAL bytes per job, round trips per job and, when the server has
 pg_stat_statements loaded, SQL statements executed per job (nested ones included). Claims take
 64 jobs at a time, as a worker with free slots does.
 
@@ -101,6 +106,27 @@ class Session:
         with open("/proc/%d/schedstat" % self.pid) as f:
             return int(f.read().split()[0])
 
+    def cluster_cpu_ns(self):
+        """CPU of every process of the cluster so far: the postmaster with its reaped children,
+        and its live children."""
+        def stat(pid):
+            with open("/proc/%d/stat" % pid) as f:
+                return f.read().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        pm = int(stat(self.pid)[1])
+        f = stat(pm)
+        total = sum(int(x) for x in f[11:15])  # utime stime cutime cstime
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                f = stat(int(d))
+            except OSError:
+                continue
+            if int(f[1]) == pm:
+                total += int(f[11]) + int(f[12])
+        return total * 1e9 / tick
+
     def close(self):
         self.p.stdin.close()
         self.p.wait(timeout=30)
@@ -118,6 +144,15 @@ class Bench:
         old = open(os.path.join(SRC, "migrations", "0026_enrich_complete_lean.sql")).read()
         self.h.psql(self.db, old.replace("FUNCTION calseta_enrich_complete(",
                                          "FUNCTION bench_enrich_complete_0026("))
+        prev = open(os.path.join(SRC, "migrations", "0030_enrich_complete_batch.sql")).read()
+        start = prev.index("CREATE FUNCTION calseta_enrich_complete_batch(")
+        prev = prev[start:prev.index("END $$;", start) + len("END $$;")]
+        self.h.psql(self.db, prev.replace("FUNCTION calseta_enrich_complete_batch(",
+                                          "FUNCTION bench_enrich_complete_batch_0030("))
+        # the dispatch trigger as it was before 0036: one PL/pgSQL call per finished job
+        self.sql("CREATE FUNCTION bench_dispatch_row() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                 "BEGIN PERFORM calseta_agent_enqueue(NEW.alert_id, NULL, 'enrichment', NEW.id); "
+                 "RETURN NULL; END $$")
         self.sql("CREATE TABLE bench_ceiling_ind (id BIGSERIAL PRIMARY KEY, type TEXT, value TEXT, "
                  "results JSONB, malice TEXT);"
                  "CREATE TABLE bench_ceiling_cache (id BIGSERIAL PRIMARY KEY, provider TEXT, "
@@ -190,7 +225,7 @@ class Bench:
                               % (jid, lit(json.dumps(self.job_doc(jid, doc, True)))))
                 assert out == [["done"]], out
 
-    def run_after(self, s, batch):
+    def run_after(self, s, batch, fn="calseta_enrich_complete_batch"):
         while True:
             claimed = self.claim(s)
             if not claimed:
@@ -202,9 +237,22 @@ class Bench:
             for i in range(0, len(claimed), batch):
                 part = claimed[i:i + batch]
                 doc = {"jobs": [self.job_doc(jid, d, False) for jid, d in part]}
-                out = s.query("SELECT job_id, outcome FROM calseta_enrich_complete_batch('bench', "
-                              "%s::jsonb)" % lit(json.dumps(doc)))
+                out = s.query("SELECT job_id, outcome FROM %s('bench', %s::jsonb)"
+                              % (fn, lit(json.dumps(doc))))
                 assert all(r[1] == "done" for r in out) and len(out) == len(part), out
+
+    def run_0030(self, s, batch):
+        self.sql("DROP TRIGGER enrichment_jobs_dispatch ON enrichment_jobs;"
+                 "CREATE TRIGGER enrichment_jobs_dispatch AFTER UPDATE OF status ON enrichment_jobs "
+                 "FOR EACH ROW WHEN (NEW.status IN ('done', 'failed') AND OLD.status IS DISTINCT "
+                 "FROM NEW.status) EXECUTE FUNCTION bench_dispatch_row()")
+        try:
+            self.run_after(s, batch, "bench_enrich_complete_batch_0030")
+        finally:
+            self.sql("DROP TRIGGER enrichment_jobs_dispatch ON enrichment_jobs;"
+                     "CREATE TRIGGER enrichment_jobs_dispatch AFTER UPDATE ON enrichment_jobs "
+                     "REFERENCING OLD TABLE AS jobs_before NEW TABLE AS jobs_after "
+                     "FOR EACH STATEMENT EXECUTE FUNCTION calseta_enrichment_jobs_dispatch()")
 
     def run_ceiling(self, s, batch):
         while True:
@@ -239,9 +287,11 @@ class Bench:
         if self.pgss:
             self.sql("SELECT pg_stat_statements_reset()")
         wal0 = self.h.psql_value(self.db, "SELECT pg_current_wal_lsn()")
-        cpu0, t0, trips0 = s.cpu_ns(), time.time(), s.trips
+        cpu0, t0, trips0, all0 = s.cpu_ns(), time.time(), s.trips, s.cluster_cpu_ns()
         fn(s)
+        self.sql("CHECKPOINT")  # the checkpointer's share of writing this path's pages
         cpu, elapsed, trips = s.cpu_ns() - cpu0, time.time() - t0, s.trips - trips0
+        allcpu = s.cluster_cpu_ns() - all0
         wal = int(self.h.psql_value(self.db, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '%s')"
                                     % wal0))
         stmts = None
@@ -257,12 +307,14 @@ class Bench:
         lookups = n * a.indicators * len(PROVIDERS)
         r = {"path": name, "jobs": n, "cpu_ms": cpu / 1e6, "us/job": cpu / 1e3 / n,
              "us/lookup": cpu / 1e3 / lookups, "wal/job": wal / n,
+             "cluster us/lookup": allcpu / 1e3 / lookups,
              "trips/job": trips / n,
              "stmts/job": (stmts / n) if stmts is not None else None,
              "elapsed": elapsed}
         self.rows.append(r)
-        print("  %-12s %8.0f us/job %7.1f us/lookup %9.0f WAL B/job %6.3f trips/job %s  (%.1fs)"
-              % (name, r["us/job"], r["us/lookup"], r["wal/job"], r["trips/job"],
+        print("  %-12s %8.0f us/job %7.1f us/lookup %7.1f cluster us/lookup %9.0f WAL B/job "
+              "%6.3f trips/job %s  (%.1fs)"
+              % (name, r["us/job"], r["us/lookup"], r["cluster us/lookup"], r["wal/job"], r["trips/job"],
                  ("%6.1f stmts/job" % r["stmts/job"]) if stmts is not None else "stmts n/a",
                  elapsed), flush=True)
 
@@ -281,6 +333,7 @@ class Bench:
             self.sql("DROP INDEX bench_cache_expires;"
                      "ALTER TABLE indicators SET (fillfactor = 80);"
                      "ALTER TABLE enrichment_cache SET (fillfactor = 80)")
+            self.phase("0030/%d" % batches[-1], lambda s: self.run_0030(s, batches[-1]))
             for b in batches:
                 self.phase("after/%d" % b, lambda s, b=b: self.run_after(s, b))
             self.phase("ceiling/%d" % batches[-1], lambda s: self.run_ceiling(s, batches[-1]))
@@ -295,12 +348,13 @@ class Bench:
             rs = sorted((r for r in self.rows if r["path"] == nme), key=lambda r: r["us/job"])
             med[nme] = rs[len(rs) // 2]
         ceil = med["ceiling/%d" % batches[-1]]["us/job"]
-        print("%-12s %10s %11s %11s %10s %10s %12s" % ("path", "us/job", "us/lookup", "WAL B/job",
-                                                      "trips/job", "stmts/job", "x ceiling"))
+        print("%-12s %10s %11s %11s %11s %10s %10s %12s" % (
+            "path", "us/job", "us/lookup", "cluster/lk", "WAL B/job", "trips/job", "stmts/job",
+            "x ceiling"))
         for nme in names:
             r = med[nme]
-            print("%-12s %10.0f %11.1f %11.0f %10.3f %10s %12.2f" % (
-                nme, r["us/job"], r["us/lookup"], r["wal/job"], r["trips/job"],
+            print("%-12s %10.0f %11.1f %11.1f %11.0f %10.3f %10s %12.2f" % (
+                nme, r["us/job"], r["us/lookup"], r["cluster us/lookup"], r["wal/job"], r["trips/job"],
                 "%.1f" % r["stmts/job"] if r["stmts/job"] is not None else "n/a",
                 r["us/job"] / ceil))
 

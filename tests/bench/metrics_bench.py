@@ -21,7 +21,9 @@ Run by hand (not in CI), with a release build:
     export CALSETA_DATA_DIR=/tmp/bench-pg; DATABASE_URL=$(scripts/pg.sh start); export DATABASE_URL
     build-bench/bin/calseta migrate
     CALSETA_BIN_DIR=build-bench/bin CALSETA_SOURCE_DIR=$PWD python3 tests/bench/metrics_bench.py \
-        [--alerts 1000000] [--days 30] [--requests 200]
+        [--alerts 1000000] [--days 30] [--requests 200] [--layout before]
+--layout before puts back the alerts indexes of migration 0032 (a covering created_at index with
+twelve columns, a partial enriched_at index) before loading, for a paired comparison.
 """
 import argparse
 import concurrent.futures
@@ -42,6 +44,12 @@ ROUTES = ["/v1/metrics/alerts", "/v1/metrics/summary", "/v1/metrics/workflows"]
 STATUSES = ["Open", "Open", "Triaging", "Escalated", "Closed", "Closed", "Closed"]
 SEVERITIES = ["Informational", "Low", "Medium", "High", "Critical", "Pending"]
 SOURCES = ["sentinel", "elastic", "splunk", "generic"]
+LAYOUT_BEFORE = """DROP INDEX IF EXISTS ix_alerts_created;
+CREATE INDEX ix_alerts_created_metrics ON alerts (created_at)
+    INCLUDE (status, severity, source_name, close_classification, is_enriched, detection_rule_id,
+             occurred_at, ingested_at, enriched_at, acknowledged_at, triaged_at, closed_at);
+CREATE INDEX ix_alerts_enriched_at ON alerts (enriched_at) INCLUDE (created_at) WHERE enriched_at IS NOT NULL;
+"""
 CLASSES = ["True Positive - Suspicious Activity", "False Positive - Incorrect Detection Logic",
            "False Positive - Inaccurate Data", "Benign Positive - Suspicious but Expected", "Duplicate"]
 
@@ -90,10 +98,17 @@ def main():
     ap.add_argument("--alerts", type=int, default=1000000)
     ap.add_argument("--days", type=float, default=30)
     ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--layout", choices=("current", "before"), default="current",
+                    help="before: the alerts indexes up to migration 0032 (the metrics' covering index "
+                         "and the enriched_at index), to compare in the same conditions")
     a = ap.parse_args()
     s = harness.Stack("metrics_bench")
     try:
         db = s.db
+        if a.layout == "before":
+            s.sql(LAYOUT_BEFORE)
+        print("alerts indexes: " + s.sql_value("SELECT string_agg(indexrelid::regclass::text, ', ' ORDER BY 1) "
+                                               "FROM pg_index WHERE indrelid = 'alerts'::regclass"))
         t0 = time.time()
         s.sql("INSERT INTO detection_rules (name, source_name, source_rule_id) "
               "SELECT 'rule ' || g, 'generic', 'R' || g FROM generate_series(1, 50) g")

@@ -93,7 +93,7 @@ def test_batch_outcomes_and_second_completion():
     assert_eq(s.sql("SELECT provider_name, indicator_value, result->'extracted'->>'score', "
                     "extract(epoch FROM expires_at - now()) BETWEEN 250 AND 300 "
                     "OR extract(epoch FROM expires_at - now()) BETWEEN 550 AND 600 "
-                    "FROM enrichment_cache ORDER BY 1, 2"),
+                    "FROM enrichment_cache_results ORDER BY 1, 2"),
               [["abuseipdb", "shared.example.org", "7", "t"], ["virustotal", "203.0.113.10", "0", "t"]])
     assert_eq(s.sql("SELECT id, status, lease_owner FROM enrichment_jobs WHERE id IN (%s, %s, %s) "
                     "ORDER BY id" % (j1, j2, j3)),
@@ -140,7 +140,7 @@ def test_single_job_older_document():
     assert_eq(s.sql_value("SELECT calseta_enrich_complete(%s, 'w9', '%s')"
                           % (j, json.dumps(doc).replace("'", "''"))), "done")
     assert_eq(s.sql("SELECT provider_name, indicator_value, result->'extracted'->>'score', "
-                    "ceil(extract(epoch FROM expires_at - now()) / 100) FROM enrichment_cache "
+                    "ceil(extract(epoch FROM expires_at - now()) / 100) FROM enrichment_cache_results "
                     "WHERE indicator_value LIKE '%%-%s.example.net' ORDER BY 2, 1" % a),
               [["virustotal", "older-%s.example.net" % a, "0", "1"],
                ["virustotal", "other-%s.example.net" % a, "2", "2"]])
@@ -148,6 +148,76 @@ def test_single_job_older_document():
     assert_eq(s.sql_value("SELECT calseta_enrich_complete(%s, 'w9', '%s')"
                           % (j, json.dumps(doc).replace("'", "''"))), "lease_lost")
     assert_eq(s.sql_value("SELECT calseta_enrich_complete(0, 'w9', '{}')"), "gone")
+
+
+def test_shared_cache_result_stored_once():
+    """A worker's cache entry holds the key and expiry only; its result is the indicator's. It
+    is served while that result is a success and becomes a miss once a failure is stored over
+    it; an entry with its own result (the intake's) is served as it is."""
+    s = stack()
+    a = new_alert(s, "once")
+    value = "once-%s.example.net" % a
+    j = new_job(s, a, "w7")
+    doc = {"jobs": [{"id": int(j), "summary": {"indicator_count": 1}, "indicators": [
+        {"type": "domain", "value": value, "new": True, "malice": "Malicious",
+         "results": {"virustotal": result("virustotal", 3), "abuseipdb": result("abuseipdb", 4)},
+         "ttl": {"virustotal": 300}}]}]}
+    text = json.dumps(doc).replace("'", "''")
+    assert_eq(s.sql("SELECT outcome FROM calseta_enrich_complete_batch('w7', '%s')" % text),
+              [["done"]])
+    # one row, no copy of the result
+    assert_eq(s.sql("SELECT provider_name, result IS NULL FROM enrichment_cache "
+                    "WHERE indicator_value = '%s'" % value), [["virustotal", "t"]])
+    keys = json.dumps([["virustotal", "domain", value], ["abuseipdb", "domain", value]])
+    got = s.sql("SELECT k, result->'extracted'->>'score', ttl_left BETWEEN 250 AND 300 "
+                "FROM calseta_enrich_cache_get_many('%s') ORDER BY k" % keys)
+    assert_eq(got, [["1", "3", "t"]])
+    # the intake's reader sees it too
+    assert_eq(s.sql_value("SELECT result->'extracted'->>'score' FROM enrichment_cache_results "
+                          "WHERE provider_name = 'virustotal' AND indicator_value = '%s'" % value), "3")
+
+    # a later job stores a failure for the provider: the entry is a miss from then on
+    j2 = new_job(s, a, "w7")
+    failed = {"provider_name": "virustotal", "success": False, "status": "failed",
+              "error_message": "HTTP 500", "enriched_at": "2026-01-01T00:00:01Z"}
+    doc["jobs"][0].update(id=int(j2))
+    doc["jobs"][0]["indicators"][0].update(results={"virustotal": failed}, ttl={})
+    text = json.dumps(doc).replace("'", "''")
+    assert_eq(s.sql("SELECT outcome FROM calseta_enrich_complete_batch('w7', '%s')" % text),
+              [["done"]])
+    assert_eq(s.sql("SELECT k FROM calseta_enrich_cache_get_many('%s')" % keys), [])
+
+    # an entry written with its result (on-demand lookups) is served as written
+    s.sql("UPDATE enrichment_cache SET result = '{\"success\": true, \"status\": \"success\", "
+          "\"extracted\": {\"score\": 9}}' WHERE indicator_value = '%s'" % value)
+    assert_eq(s.sql("SELECT k, result->'extracted'->>'score' FROM calseta_enrich_cache_get_many('%s')"
+                    % keys), [["1", "9"]])
+
+
+def test_finished_jobs_dispatched_once_per_statement():
+    """The dispatch trigger runs per statement: every job one statement finishes gets its
+    deliveries (in id order), jobs it does not finish get none, and finishing again adds none."""
+    s = stack()
+    s.sql("INSERT INTO agent_registrations (name, endpoint_url, trigger_on_sources, "
+          "trigger_on_severities, is_active) VALUES ('dispatch-once', 'http://127.0.0.1:9/', "
+          "'{generic}', '{}', true)")
+    try:
+        alerts = [new_alert(s, "d%d" % i) for i in range(3)]
+        jobs = [new_job(s, x, "w8") for x in alerts]
+        ids = ",".join(jobs)
+        s.sql("UPDATE enrichment_jobs SET status = CASE WHEN id = %s THEN 'running' ELSE 'done' END "
+              "WHERE id IN (%s)" % (jobs[2], ids))
+        rows = s.sql("SELECT source_job_id FROM agent_deliveries d JOIN agent_registrations g "
+                     "ON g.id = d.agent_id WHERE g.name = 'dispatch-once' ORDER BY d.id")
+        assert_eq(rows, [[jobs[0]], [jobs[1]]])
+        s.sql("UPDATE enrichment_jobs SET status = 'failed' WHERE id IN (%s)" % ids)
+        rows = s.sql("SELECT source_job_id FROM agent_deliveries d JOIN agent_registrations g "
+                     "ON g.id = d.agent_id WHERE g.name = 'dispatch-once' ORDER BY d.id")
+        assert_eq(rows, [[jobs[0]], [jobs[1]], [jobs[2]]])
+    finally:
+        s.sql("DELETE FROM agent_deliveries WHERE agent_id IN (SELECT id FROM agent_registrations "
+              "WHERE name = 'dispatch-once');"
+              "DELETE FROM agent_registrations WHERE name = 'dispatch-once'")
 
 
 def test_claim_order_attempts_and_leases():

@@ -73,6 +73,47 @@ static void test_key_matches_guard(void **state)
     guard_free(g);
 }
 
+/* The remembered key of a URL is always the one the parser gives for that very URL, whatever
+ * came before it (same origin, other paths; origins curl reads in surprising ways). */
+static void test_key_memo(void **state)
+{
+    (void)state;
+    struct ssrf_cache *c = ssrf_cache_new(4, 30000, 5000);
+    const char *urls[] = {"https://www.VirusTotal.com/api/v3/ip/1.2.3.4",
+                          "https://www.VirusTotal.com/api/v3/ip/5.6.7.8",
+                          "https://www.VirusTotal.com?x=1",
+                          "https://www.virustotal.com:8443/a",
+                          "HTTP://127.0.0.1:0080/x?y=1#z",
+                          "http://127.0.0.1:0080#z",
+                          "http://user:pw@api.example.com:8443/",
+                          "http://user:pw@other.example.com:8443/",
+                          "http:///path",
+                          "http:///other",
+                          "http://example.com:0/",
+                          "http://example.com:65536/",
+                          "http://a b.com/",
+                          "http://a.com\\@b.com/",
+                          "http://a.com\\@c.com/",
+                          "ftp://example.com/",
+                          "http://[::1]:80/",
+                          "http://2130706433:81/c",
+                          "http://2130706433:81/d",
+                          "not a url",
+                          ""};
+    for (int round = 0; round < 3; round++)
+        for (size_t i = 0; i < sizeof urls / sizeof *urls; i++) {
+            char want[300], got[300];
+            int rw = ssrf_cache_key(urls[i], want, sizeof want);
+            int rg = ssrf_cache_key_of(c, urls[i], got, sizeof got);
+            assert_int_equal(rg, rw);
+            if (rw == 0)
+                assert_string_equal(got, want);
+        }
+    char small[8];
+    assert_int_equal(ssrf_cache_key_of(c, "https://www.VirusTotal.com/x", small, sizeof small), -1);
+    ssrf_cache_free(c);
+}
+
 static void test_expiry_and_blocked(void **state)
 {
     (void)state;
@@ -199,6 +240,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key),
         cmocka_unit_test(test_key_matches_guard),
+        cmocka_unit_test(test_key_memo),
         cmocka_unit_test(test_expiry_and_blocked),
         cmocka_unit_test(test_size_bound),
     };

@@ -17,6 +17,7 @@
 #include "services/intake/source.h"
 #include "util.h"
 #include "tests/unit/testdata.h"
+#include "tests/unit/services/intake/source_test.h"
 
 static json_t *fixture(const char *name)
 {
@@ -30,31 +31,17 @@ static json_t *parse(const char *text)
 
 static const struct alert_source *src(void)
 {
-    const struct alert_source *s = source_lookup("elastic");
-    assert_ptr_equal(s, &source_elastic);
-    return s;
+    return source_expect("elastic", &source_elastic);
 }
 
 static void norm(const char *text, struct normalized_alert *a)
 {
-    json_t *p = parse(text);
-    assert_int_equal(src()->normalize(p, a), 0);
-    json_decref(p);
+    source_normalize_ok(src(), parse(text), a);
 }
 
 static void expect_indicators(const char *text, const char *want)
 {
-    json_t *p = parse(text);
-    struct indicator_set set;
-    indicator_set_init(&set);
-    src()->extract(p, &set);
-    json_t *j = indicators_to_json(&set);
-    char *got = json_dumps(j, JSON_COMPACT);
-    assert_string_equal(got, want);
-    free(got);
-    json_decref(j);
-    indicator_set_destroy(&set);
-    json_decref(p);
+    source_expect_indicators(src(), parse(text), want);
 }
 
 static void test_fixture_malware(void **state)

@@ -17,6 +17,7 @@
 #include "services/intake/source.h"
 #include "util.h"
 #include "tests/unit/testdata.h"
+#include "tests/unit/services/intake/source_test.h"
 
 static json_t *parse(const char *text)
 {
@@ -25,16 +26,12 @@ static json_t *parse(const char *text)
 
 static const struct alert_source *src(void)
 {
-    const struct alert_source *s = source_lookup("generic");
-    assert_ptr_equal(s, &source_generic);
-    return s;
+    return source_expect("generic", &source_generic);
 }
 
 static void norm(const char *text, struct normalized_alert *a)
 {
-    json_t *p = parse(text);
-    assert_int_equal(src()->normalize(p, a), 0);
-    json_decref(p);
+    source_normalize_ok(src(), parse(text), a);
 }
 
 static void test_validate(void **state)

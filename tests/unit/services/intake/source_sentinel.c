@@ -17,6 +17,7 @@
 #include "services/intake/source.h"
 #include "util.h"
 #include "tests/unit/testdata.h"
+#include "tests/unit/services/intake/source_test.h"
 
 static json_t *fixture(const char *name)
 {
@@ -31,17 +32,13 @@ static json_t *parse(const char *text)
 
 static const struct alert_source *src(void)
 {
-    const struct alert_source *s = source_lookup("sentinel");
-    assert_non_null(s);
-    return s;
+    return source_expect("sentinel", &source_sentinel);
 }
 
 /* Normalises text, which must succeed; caller destroys. */
 static void norm(const char *text, struct normalized_alert *a)
 {
-    json_t *p = parse(text);
-    assert_int_equal(src()->normalize(p, a), 0);
-    json_decref(p);
+    source_normalize_ok(src(), parse(text), a);
 }
 
 static char *tags_of(const struct normalized_alert *a)
@@ -49,25 +46,9 @@ static char *tags_of(const struct normalized_alert *a)
     return json_dumps(a->tags, JSON_COMPACT | JSON_ENSURE_ASCII);
 }
 
-static char *indicators_of(const char *text, struct indicator_set *set)
-{
-    json_t *p = parse(text);
-    indicator_set_init(set);
-    src()->extract(p, set);
-    json_decref(p);
-    json_t *j = indicators_to_json(set);
-    char *s = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    return s;
-}
-
 static void expect_indicators(const char *text, const char *want)
 {
-    struct indicator_set set;
-    char *got = indicators_of(text, &set);
-    assert_string_equal(got, want);
-    free(got);
-    indicator_set_destroy(&set);
+    source_expect_indicators(src(), parse(text), want);
 }
 
 static void test_registry(void **state)

@@ -17,6 +17,7 @@
 #include "services/intake/source.h"
 #include "util.h"
 #include "tests/unit/testdata.h"
+#include "tests/unit/services/intake/source_test.h"
 
 static json_t *parse(const char *text)
 {
@@ -25,28 +26,17 @@ static json_t *parse(const char *text)
 
 static const struct alert_source *src(void)
 {
-    const struct alert_source *s = source_lookup("splunk");
-    assert_ptr_equal(s, &source_splunk);
-    return s;
+    return source_expect("splunk", &source_splunk);
 }
 
 static void norm(const char *text, struct normalized_alert *a)
 {
-    json_t *p = parse(text);
-    assert_int_equal(src()->normalize(p, a), 0);
-    json_decref(p);
+    source_normalize_ok(src(), parse(text), a);
 }
 
 static char *indicators_text(const json_t *p)
 {
-    struct indicator_set set;
-    indicator_set_init(&set);
-    src()->extract(p, &set);
-    json_t *j = indicators_to_json(&set);
-    char *s = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    indicator_set_destroy(&set);
-    return s;
+    return source_indicators_text(src(), p);
 }
 
 static void test_fixture(void **state)
