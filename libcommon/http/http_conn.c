@@ -607,20 +607,11 @@ static int transfer_encoding_ok(const struct http_request *r)
         const struct http_header *h = &r->headers[i];
         if (h->name_len != 17 || memcmp(h->name, "transfer-encoding", 17) != 0)
             continue;
-        const char *v = h->value, *end = h->value + h->value_len;
-        while (v < end) {
-            const char *comma = memchr(v, ',', (size_t)(end - v));
-            const char *te = comma ? comma : end;
-            const char *a = v, *z = te;
-            while (a < z && (*a == ' ' || *a == '\t'))
-                a++;
-            while (z > a && (z[-1] == ' ' || z[-1] == '\t'))
-                z--;
-            if (z > a) {
-                if (seen++ || z - a != 7 || ascii_casecmp_n(a, "chunked", 7) != 0)
-                    return 0;
-            }
-            v = comma ? comma + 1 : end;
+        struct http_list l = {h->value, h->value + h->value_len, 0};
+        const char *a, *z;
+        while (http_list_next(&l, &a, &z)) {
+            if (z > a && (seen++ || z - a != 7 || ascii_casecmp_n(a, "chunked", 7) != 0))
+                return 0;
         }
     }
     return seen == 1;

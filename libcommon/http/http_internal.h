@@ -17,6 +17,7 @@
 #include "llhttp.h"
 
 #include <openssl/ssl.h>
+#include <string.h>
 #include <time.h>
 
 enum csp_kind { CSP_API = 0, CSP_UI = 1, CSP_DOCS = 2 };
@@ -231,6 +232,34 @@ int http_tls_handshake_done(const struct http_tls *t);
 int http_tls_encrypt(struct http_tls *t, const char *data, size_t len, struct buf *send);
 /* Appends a close_notify alert to *send. */
 void http_tls_close_notify(struct http_tls *t, struct buf *send);
+
+/* Walks a comma-separated header or setting value element by element, as Python's
+ * str.split(","): every element, empty ones included, with the spaces and tabs around it
+ * dropped. Start with {p, end, 0}; each call sets [*a, *z) and returns 1, then 0 when none is
+ * left. */
+struct http_list {
+    const char *p, *end;
+    int done;
+};
+
+static inline int http_list_next(struct http_list *l, const char **a, const char **z)
+{
+    if (l->done)
+        return 0;
+    const char *comma = l->p < l->end ? memchr(l->p, ',', (size_t)(l->end - l->p)) : NULL;
+    const char *x = l->p, *y = comma ? comma : l->end;
+    while (x < y && (*x == ' ' || *x == '\t'))
+        x++;
+    while (y > x && (y[-1] == ' ' || y[-1] == '\t'))
+        y--;
+    *a = x;
+    *z = y;
+    if (comma)
+        l->p = comma + 1;
+    else
+        l->done = 1;
+    return 1;
+}
 
 /* Fuzzing: runs the bytes through a socket-less connection of a built-in test server. The test
  * servers are built once, by http_conn_fuzz_init() (else by the first feed) and kept. */

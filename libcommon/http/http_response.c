@@ -452,26 +452,17 @@ static int requested_headers_ok(const char *v, size_t n)
 {
     static const char *const allowed[] = {"accept",           "accept-language", "authorization",
                                           "content-language", "content-type",    "x-request-id"};
-    const char *p = v, *end = v + n;
-    for (;;) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *e = comma ? comma : end;
-        const char *a = p;
-        while (a < e && (*a == ' ' || *a == '\t'))
-            a++;
-        const char *z = e;
-        while (z > a && (z[-1] == ' ' || z[-1] == '\t'))
-            z--;
+    struct http_list l = {v, v + n, 0};
+    const char *a, *z;
+    while (http_list_next(&l, &a, &z)) {
         int ok = 0;
         for (size_t i = 0; i < sizeof allowed / sizeof allowed[0] && !ok; i++)
             ok = strlen(allowed[i]) == (size_t)(z - a) &&
                  ascii_casecmp_n(a, allowed[i], (size_t)(z - a)) == 0;
         if (!ok)
             return 0;
-        if (!comma)
-            return 1;
-        p = comma + 1;
     }
+    return 1;
 }
 
 static int requested_method_ok(const char *v, size_t n)

@@ -38,23 +38,13 @@ static void cors_parse(struct http_server *s, const char *list)
 {
     if (!list)
         return;
-    const char *p = list;
-    while (*p) {
-        const char *comma = strchr(p, ',');
-        const char *e = comma ? comma : p + strlen(p);
-        const char *a = p;
-        while (a < e && (*a == ' ' || *a == '\t'))
-            a++;
-        const char *z = e;
-        while (z > a && (z[-1] == ' ' || z[-1] == '\t'))
-            z--;
+    struct http_list l = {list, list + strlen(list), 0};
+    const char *a, *z;
+    while (http_list_next(&l, &a, &z)) {
         if (z > a) {
             s->cors_origins = xrealloc(s->cors_origins, (s->ncors + 1) * sizeof(char *));
             s->cors_origins[s->ncors++] = xstrndup(a, (size_t)(z - a));
         }
-        if (!comma)
-            break;
-        p = comma + 1;
     }
 }
 

@@ -26,7 +26,10 @@ it runs, in one database session whose server process it watches:
   3. after VACUUM ANALYZE: the rollup of the hour holding the alerts
      (calseta_alert_rollup_hours) and the live count of the same hour that a metrics request
      makes before the pass (calseta_alert_stats over the window), backend CPU ms each
-     (median of 5).
+     (mean of 10 calls).
+
+  4. (--list-rows, both layouts) the filtered totals of GET /v1/alerts, which the covering index
+     answered index-only: PostgreSQL's execution time of the count on synthetic alerts.
 
 The ceiling, in the same run and not our code: a plain INSERT of the same documents as alert
 rows into a scratch table with only a primary key and a created_at index (one statement per
@@ -179,13 +182,11 @@ def hot_stats(sess):
     return int(u), int(h)
 
 
-def median_cpu_ms(sess, q, n=5):
-    xs = []
-    for _ in range(n):
-        c0 = sess.cpu_us()
-        sess.run_quiet(q + ";\n")
-        xs.append((sess.cpu_us() - c0) / 1000)
-    return statistics.median(xs)
+def mean_cpu_ms(sess, q, n=10):
+    """Backend CPU per call over n calls (the clock-tick resolution of /proc divided by n)."""
+    c0 = sess.cpu_us()
+    sess.run_quiet((q + ";\n") * n)
+    return (sess.cpu_us() - c0) / 1000 / n
 
 
 def measure(layout, docs, a):
@@ -239,15 +240,52 @@ def measure(layout, docs, a):
         hour = sess.ask("SELECT date_trunc('hour', min(created_at), 'UTC') FROM alerts")
         span = sess.ask("SELECT count(DISTINCT date_trunc('hour', created_at, 'UTC')) FROM alerts")
         res["hours"] = span
-        res["rollup_ms"] = median_cpu_ms(
+        res["rollup_ms"] = mean_cpu_ms(
             sess, "SELECT calseta_alert_rollup_hours(ARRAY(SELECT DISTINCT date_trunc('hour', created_at, "
                   "'UTC') FROM alerts), now())")
-        res["live_ms"] = median_cpu_ms(sess, "SELECT calseta_alert_stats('%s', 'infinity')" % hour)
+        res["live_ms"] = mean_cpu_ms(sess, "SELECT calseta_alert_stats('%s', 'infinity')" % hour)
         res["alerts"] = n
         sess.close()
     finally:
         s.stop()
     return res
+
+
+LIST_COUNTS = ("status = 'Open'", "severity = 'High' AND is_enriched = false")
+
+
+def list_counts(layout, a):
+    """meta.total of GET /v1/alerts with filters (the route's count statement), on --list-rows
+    synthetic alerts of ~900 bytes each: the one reader the covering index served beyond the
+    metrics. PostgreSQL's execution time (EXPLAIN ANALYZE), median of 5, and the scan used."""
+    s = harness.Stack("write_cost_list_" + layout, services=())
+    out = []
+    try:
+        if layout == "before":
+            s.sql(BEFORE)
+        s.sql("INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload, tags, fingerprint, "
+              "status, created_at) SELECT 'alert ' || g, (ARRAY['Low','Medium','High'])[1 + g %% 3], 'generic', "
+              "now(), jsonb_build_object('d', repeat(md5(g::text), 20)), '{}', 'f' || g, "
+              "(ARRAY['Open','Open','Triaging','Closed','Closed','Closed','Escalated'])[1 + g %% 7], "
+              "now() - g * interval '1 second' FROM generate_series(1, %d) g" % a.list_rows)
+        s.sql("VACUUM ANALYZE alerts")
+        for cond in LIST_COUNTS:
+            ts = []
+            for _ in range(5):
+                plan = json.loads(subprocess.run(
+                    ["psql", s.db, "-XAt", "-c", "EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM alerts a "
+                     "WHERE TRUE AND a.%s" % cond], capture_output=True, text=True, check=True).stdout)[0]
+                ts.append(plan["Execution Time"])
+            scans, todo = [], [plan["Plan"]]
+            while todo:
+                n = todo.pop()
+                todo.extend(n.get("Plans", []))
+                if "Scan" in n["Node Type"]:
+                    scans.append(n["Node Type"] + (" " + n["Index Name"] if "Index Name" in n else ""))
+            out.append((cond, statistics.median(ts), ", ".join(scans)))
+    finally:
+        s.stop()
+    return out
 
 
 def ceiling(docs, a):
@@ -279,6 +317,8 @@ def main():
     ap.add_argument("--batch", type=int, default=15)
     ap.add_argument("--layouts", default="before,after")
     ap.add_argument("--repeat", type=int, default=2, help="runs of each layout, interleaved")
+    ap.add_argument("--list-rows", type=int, default=300000,
+                    help="alerts for the filtered list totals (0: skip them)")
     a = ap.parse_args()
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     t0 = time.time()
@@ -293,6 +333,7 @@ def main():
         mine = sorted((r for k, r in runs if k == layout), key=lambda r: r["ingest_cpu_us"])
         results[layout] = mine[(len(mine) - 1) // 2]
     ceil = ceiling(docs, a)
+    counts = {k: list_counts(k, a) for k in ("before", "after")} if a.list_rows else {}
     print("%d alerts per layout (%d batches of %d fixture alerts), de-duplication off" %
           (a.batches * a.batch, a.batches, a.batch))
     print("ingest runs in order: " + ", ".join("%s %.0f us %.0f B" % (k, r["ingest_cpu_us"], r["ingest_wal_b"])
@@ -318,6 +359,10 @@ def main():
         print("%-8s rollup of %s hour(s) holding %d alerts: %.1f ms CPU; live count of them "
               "(calseta_alert_stats, before a pass): %.1f ms CPU" %
               (k, r["hours"], r["alerts"], r["rollup_ms"], r["live_ms"]))
+    for k, rows in counts.items():
+        for cond, ms, scans in rows:
+            print("%-8s list total of %d alerts WHERE %s: %.1f ms (PostgreSQL execution, median of 5; %s)"
+                  % (k, a.list_rows, cond, ms, scans))
     print("done in %.0f s" % (time.time() - t0))
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 

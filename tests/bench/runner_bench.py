@@ -30,13 +30,14 @@ Run by hand (not in CI), with a release build:
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from harness import free_port  # noqa: E402
 SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
 BIN = os.path.abspath(os.environ.get("CALSETA_BIN_DIR", os.path.join(SRC, "build", "bin")))
 RUNNER = os.path.join(BIN, "calseta-runner")
@@ -56,14 +57,6 @@ ENV = {"LOG_FORMAT": "text", "DATABASE_URL": "postgresql://calseta:unused@db/cal
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def pct(v, p):
