@@ -31,18 +31,21 @@ static int fixed_write(void *data, const char *p, size_t n)
 int job_ready_encode_msg(const struct job_ready *j, void *out, size_t cap, size_t *len)
 {
     int has_uuid = j->alert_uuid[0] != 0;
-    if (j->job_id <= 0 || j->alert_id <= 0 || !out)
+    int has_count = j->count > 1;
+    if (j->job_id <= 0 || j->alert_id <= 0 || j->count < 0 || j->count > PROTO_MAX_ITEMS || !out)
         return -1;
     if (has_uuid && !audit_id_valid(j->alert_uuid, strlen(j->alert_uuid)))
         return -1;
     struct fixed f = {out, cap, 0, 0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &f, fixed_write);
-    proto_pack_begin(&pk, PROTO_JOB_READY, has_uuid ? 3 : 2);
+    proto_pack_begin(&pk, PROTO_JOB_READY, 2 + has_uuid + has_count);
     proto_pack_i64(&pk, "job", j->job_id);
     proto_pack_i64(&pk, "alert", j->alert_id);
     if (has_uuid)
         proto_pack_str(&pk, "uuid", j->alert_uuid);
+    if (has_count)
+        proto_pack_i64(&pk, "count", j->count);
     if (f.overflow)
         return -1;
     *len = f.len;
@@ -51,7 +54,7 @@ int job_ready_encode_msg(const struct job_ready *j, void *out, size_t cap, size_
 
 int job_ready_encode(int64_t job_id, int64_t alert_id, void *out, size_t cap, size_t *len)
 {
-    struct job_ready j = {job_id, alert_id, ""};
+    struct job_ready j = {job_id, alert_id, "", 1};
     return job_ready_encode_msg(&j, out, cap, len);
 }
 
@@ -64,6 +67,9 @@ int job_ready_decode(const void *data, size_t len, struct job_ready *j)
     char *uuid = NULL;
     if (proto_get_i64(&m, "job", 1, INT64_MAX, &j->job_id) != 0 ||
         proto_get_i64(&m, "alert", 1, INT64_MAX, &j->alert_id) != 0)
+        goto fail;
+    j->count = 1;
+    if (proto_get_i64(&m, "count", 1, PROTO_MAX_ITEMS, &j->count) < 0)
         goto fail;
     int r = proto_get_str(&m, "uuid", AUDIT_ID_LEN, 0, &uuid);
     if (r < 0 || (r == 0 && !audit_id_valid(uuid, strlen(uuid))))

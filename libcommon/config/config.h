@@ -65,6 +65,7 @@ struct config {
     int ingest_batch_max;
     int ingest_max_inflight; /* group commits one intake process has in the database at once */
     int ingest_batch_min;    /* alerts a batch needs to join batches already in the database */
+    int ingest_flush_wait_ms; /* ... or how long its oldest alert waited (0: no such bound) */
     int ingest_json_max_depth;  /* nesting of an ingested document */
     int ingest_json_max_values; /* values (keys included) of an ingested document */
 

@@ -150,6 +150,10 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Alerts a batch needs before it goes to the database beside batches already there (a batch "
      "goes at once when none is); smaller ones wait for a running batch to return and grow, "
      "since every transaction has a fixed cost."},
+    {INGEST, "INGEST_FLUSH_WAIT_MS", "5", "intake",
+     "Longest an alert waits in the queue for a batch beside running ones to reach "
+     "INGEST_BATCH_MIN; after that its batch goes as it is (0: it waits for a running batch to "
+     "return). Bounds the queueing part of the ingest latency at the cost of smaller batches."},
     {INGEST, "INGEST_JSON_MAX_DEPTH", "64", "intake",
      "Deepest nesting of arrays and objects an ingested body may have; checked on the raw bytes "
      "before parsing (deeper: 422)."},

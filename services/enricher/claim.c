@@ -102,7 +102,8 @@ static void on_bus(void *arg)
             bus_skip_rest(en->pull);
         struct job_ready jr;
         if (n <= (int)sizeof msg && job_ready_decode(msg, (size_t)n, &jr) == 0)
-            msg_debug("job %lld ready (alert %lld)", (long long)jr.job_id, (long long)jr.alert_id);
+            msg_debug("%lld job(s) ready from job %lld (alert %lld)", (long long)jr.count,
+                      (long long)jr.job_id, (long long)jr.alert_id);
         else
             msg_warn("job bus: ignoring a message that is not a JOB_READY");
         got = 1;

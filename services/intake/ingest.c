@@ -20,6 +20,7 @@
 #include "jsontext.h"
 #include "prom.h"
 #include "proto/job.h"
+#include "proto/proto.h"
 #include "log.h"
 #include "signature.h"
 #include "source.h"
@@ -51,7 +52,8 @@ struct ingest_batcher {
     struct pending *q;
     size_t n, cap;
     int inflight;
-    int folding; /* a sightings fold is running */
+    int folding;       /* a sightings fold is running */
+    uv_timer_t waited; /* INGEST_FLUSH_WAIT_MS of the oldest queued alert */
 };
 
 struct batch {
@@ -63,13 +65,23 @@ struct batch {
 
 static void flush(struct ingest_batcher *b);
 
+static void on_waited(uv_timer_t *t);
+
 struct ingest_batcher *ingest_batcher_new(struct intake *in)
 {
     struct ingest_batcher *b = xcalloc(1, sizeof *b);
     b->in = in;
+    uv_timer_init(in->loop, &b->waited);
+    b->waited.data = b;
     return b;
 }
 
+static void on_batcher_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* The memory goes once the loop has released the timer (the caller runs the loop once more). */
 void ingest_batcher_free(struct ingest_batcher *b)
 {
     if (!b)
@@ -77,7 +89,9 @@ void ingest_batcher_free(struct ingest_batcher *b)
     for (size_t i = 0; i < b->n; i++)
         free(b->q[i].elem);
     free(b->q);
-    free(b);
+    b->q = NULL;
+    b->n = 0;
+    uv_close((uv_handle_t *)&b->waited, on_batcher_closed);
 }
 
 static void enqueue(struct ingest_batcher *b, struct pending p, int front)
@@ -95,16 +109,25 @@ static void enqueue(struct ingest_batcher *b, struct pending p, int front)
     b->n++;
 }
 
-void push_job_ready(struct intake *in, long long job_id, long long alert_id)
+/* One wake-up for count jobs committed together, job_id/alert_id the first of them. */
+static void push_jobs_ready(struct intake *in, long long job_id, long long alert_id,
+                            long long count)
 {
-    if (!in->job_push)
+    if (!in->job_push || count <= 0)
         return;
+    struct job_ready j = {.job_id = job_id, .alert_id = alert_id,
+                          .count = count > PROTO_MAX_ITEMS ? PROTO_MAX_ITEMS : count};
     uint8_t msg[128];
     size_t len = 0;
-    if (job_ready_encode(job_id, alert_id, msg, sizeof msg, &len) != 0)
+    if (job_ready_encode_msg(&j, msg, sizeof msg, &len) != 0)
         return;
     /* Never block the loop: a full or absent bus only delays the job until the poll. */
     bus_send(in->job_push, msg, len, 0);
+}
+
+void push_job_ready(struct intake *in, long long job_id, long long alert_id)
+{
+    push_jobs_ready(in, job_id, alert_id, 1);
 }
 
 /* The 202 body as text: the uuid and count come from PostgreSQL (a uuid, an integer), so
@@ -143,17 +166,23 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
         for (size_t i = 0; i < bt->n; i++)
             prom_ingest_waits(in, (double)(bt->sent_ns - bt->items[i].queued_ns) / 1e9,
                               (double)(now - bt->sent_ns) / 1e9);
-        int rows = PQntuples(res);
+        int rows = PQntuples(res), first_job = -1;
+        long long jobs = 0;
         for (int r = 0; r < rows; r++) {
             int idx = atoi(PQgetvalue(res, r, 0));
             if (idx < 0 || (size_t)idx >= bt->n || !bt->items[idx].rc)
                 continue;
             struct pending *p = &bt->items[idx];
-            if (!PQgetisnull(res, r, 3))
-                push_job_ready(in, atoll(PQgetvalue(res, r, 3)), atoll(PQgetvalue(res, r, 2)));
+            if (!PQgetisnull(res, r, 3) && jobs++ == 0)
+                first_job = r;
             reply_accepted(p->rc, res, r);
             p->rc = NULL;
         }
+        /* One wake-up per commit, not per alert: the message cost the intake as much as a
+         * tenth of its work per alert, and an enricher claims whatever is pending anyway. */
+        if (first_job >= 0)
+            push_jobs_ready(in, atoll(PQgetvalue(res, first_job, 3)),
+                            atoll(PQgetvalue(res, first_job, 2)), jobs);
         for (size_t i = 0; i < bt->n; i++) {
             if (bt->items[i].rc) /* no row came back for it: cannot happen, never hang */
                 reply_error(bt->items[i].rc, 500, "INTERNAL_ERROR",
@@ -253,21 +282,50 @@ static void send_batch(struct ingest_batcher *b)
     buf_destroy(&doc);
 }
 
+/* With INGEST_FLUSH_WAIT_MS, a queue held back by the floor below is sent when its oldest alert
+ * has waited that long; the timer runs only while alerts are held back. */
+static void arm_wait(struct ingest_batcher *b)
+{
+    uint64_t wait_ns = (uint64_t)b->in->cfg.ingest_flush_wait_ms * 1000000u;
+    if (!wait_ns || b->n == 0 || b->inflight >= b->in->cfg.ingest_max_inflight) {
+        uv_timer_stop(&b->waited);
+        return;
+    }
+    uint64_t age = uv_hrtime() - b->q[0].queued_ns;
+    uint64_t left_ms = age >= wait_ns ? 0 : (wait_ns - age + 999999u) / 1000000u;
+    uv_timer_start(&b->waited, on_waited, left_ms, 0);
+}
+
 /* Group commit with a floor: a batch goes out at once when none is in the database; beside
  * running ones only when it holds INGEST_BATCH_MIN alerts (or is a retry of one alert alone).
  * Every transaction costs the database a fixed ~2 ms of CPU whatever its size, so many small
  * batches in parallel bought latency nothing and halved what the server could commit; now the
  * queue grows while a batch runs, and more batches run at once only when there is enough
  * work to fill them. */
-static void flush(struct ingest_batcher *b)
+static void flush_policy(struct ingest_batcher *b, int waited)
 {
     const struct config *c = &b->in->cfg;
     while (b->n > 0 && b->inflight < c->ingest_max_inflight) {
         if (b->inflight > 0 && !b->q[0].solo && b->n < (size_t)c->ingest_batch_min &&
-            b->n < (size_t)c->ingest_batch_max)
+            b->n < (size_t)c->ingest_batch_max && !waited)
             break;
         send_batch(b);
+        waited = 0;
     }
+    arm_wait(b);
+}
+
+static void flush(struct ingest_batcher *b)
+{
+    flush_policy(b, 0);
+}
+
+/* The oldest queued alert waited INGEST_FLUSH_WAIT_MS: its batch goes as it is, if a slot is
+ * free (else the next returning batch sends it). */
+static void on_waited(uv_timer_t *t)
+{
+    struct ingest_batcher *b = t->data;
+    flush_policy(b, 1);
 }
 
 /* ---- indicators.last_seen, off the write path ------------------------------------------- */

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Where an ingest request's time goes, for choosing the intake's batching policy (run by hand).
+
+One stream of tests/bench/ingest_bench.py (fixtures, de-duplication off; or hot: generic alerts
+all sharing one IP, de-duplication on) over N keep-alive connections, with the batching settings
+given by --set (INGEST_BATCH_MIN=8, INGEST_FLUSH_WAIT_MS=4, ...); then, from every intake
+process's GET /metrics, the percentiles of each phase of a request:
+
+  queued    an alert waiting for its batch to go out
+  database  its batch's round trip (commit included)
+  request   the whole request as the intake saw it (headers read -> answer queued)
+
+beside wrk's client-side percentiles, the batch size, and the CPU per alert of PostgreSQL and of
+the intake (load-independent). The ceiling of the comparison is the same stream with the
+settings of another run: run it twice under `flock /work/bench.lock` and compare.
+
+  python3 tests/bench/ingest_latency.py --stream fixtures --set INGEST_BATCH_MIN=16
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import harness  # noqa: E402
+import ingest_bench as ib  # noqa: E402
+
+SERIES = (("queued", "calseta_ingest_wait_seconds", {"phase": "queued"}),
+          ("database", "calseta_ingest_wait_seconds", {"phase": "database"}),
+          ("request", "calseta_http_request_duration_seconds", {"route": "/v1/ingest/{source}"}))
+LINE = re.compile(r'^(\w+)\{(.*)\} (\S+)$')
+
+
+def scrape_all(s, key, n):
+    """The /metrics text of each of n intake processes (one connection per GET: the kernel
+    spreads them over the processes), keyed by pid."""
+    seen = {}
+    for _ in range(200):
+        r = s.request("GET", "/metrics", key=key)
+        assert r.status == 200, r.status
+        text = r.body.decode()
+        m = re.search(r'pid="(\d+)"', text)
+        seen[m.group(1)] = text
+        if len(seen) == n:
+            return seen
+    raise RuntimeError("saw only %d of %d intake processes on /metrics" % (len(seen), n))
+
+
+def buckets(texts, name, want):
+    """Summed cumulative buckets {le: count} of one histogram over every process."""
+    out = {}
+    for text in texts.values():
+        for line in text.splitlines():
+            m = LINE.match(line)
+            if not m or m.group(1) != name + "_bucket":
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+            if all(labels.get(k) == v for k, v in want.items()):
+                le = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
+                out[le] = out.get(le, 0) + float(m.group(3))
+    return out
+
+
+def percentile(cum, q):
+    """The q-quantile of a cumulative histogram, interpolated inside its bucket (ms)."""
+    les = sorted(cum)
+    total = cum[les[-1]] if les else 0
+    if not total:
+        return float("nan")
+    rank, prev_le, prev_n = q * total, 0.0, 0.0
+    for le in les:
+        if cum[le] >= rank:
+            if le == float("inf"):
+                return prev_le * 1e3
+            return 1e3 * (prev_le + (le - prev_le) * (rank - prev_n) / max(1e-9, cum[le] - prev_n))
+        prev_le, prev_n = le, cum[le]
+    return float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--intake", type=int, default=2)
+    ap.add_argument("--stream", choices=("fixtures", "hot"), default="fixtures")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="an intake setting for this run (repeatable)")
+    ap.add_argument("--perf", metavar="FILE", help="perf record -g one intake process during the stream")
+    a = ap.parse_args()
+    a.inflight, a.show_errors = 0, False
+    for kv in a.set:
+        k, _, v = kv.partition("=")
+        os.environ[k] = v
+    print("%s, %d connections, %d s, %d intake processes, settings: %s; uptime: %s" %
+          (a.stream, a.connections, a.seconds, a.intake, " ".join(a.set) or "defaults",
+           open("/proc/loadavg").read().strip()))
+    s, key = ib.stack(0 if a.stream == "fixtures" else 24, a)
+    try:
+        lua = ib.fixtures_script(key) if a.stream == "fixtures" else ib.generic_script(key, 0.0, True)
+        ib.warm_up(s, lua, a)
+        mkey = s.create_key("alerts:read", name="metrics",
+                            extra=("--rate-limit-per-minute", "100000000"))
+        before = scrape_all(s, mkey, a.intake)
+        perf = None
+        if a.perf:
+            perf = subprocess.Popen(["perf", "record", "-q", "--call-graph", "dwarf,16384", "-F", "2000", "-o", a.perf, "-p", str(s.intakes[0].p.pid),
+                                     "--", "sleep", str(max(1, a.seconds - 2))], stdout=subprocess.DEVNULL)
+        rate, batch, good = ib.run_stream(s, a.stream, lua, a)
+        if perf:
+            perf.wait()
+        after = scrape_all(s, mkey, a.intake)
+        for label, name, want in SERIES:
+            b0, b1 = buckets(before, name, want), buckets(after, name, want)
+            d = {le: b1[le] - b0.get(le, 0) for le in b1}
+            print("%-15s %-8s p50 %6.1f ms  p90 %6.1f ms  p99 %6.1f ms  (server side, %d samples)" %
+                  ("phase", label, percentile(d, 0.5), percentile(d, 0.9), percentile(d, 0.99),
+                   max(d.values()) if d else 0))
+    finally:
+        s.stop()
+    if not good:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
