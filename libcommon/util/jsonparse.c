@@ -163,6 +163,34 @@ static char *widen_integers(const char *data, size_t len, size_t *outlen)
     return b.data ? b.data : xstrdup(""); /* the buffer's block is the caller's now */
 }
 
+static void depth_error(const struct json_limits *lim, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "nesting deeper than %zu levels", lim->max_depth);
+}
+
+/* Every value takes at least one byte and whitespace is not counted, so an input no longer
+ * than the value and size limits can only break the depth limit: the reader enforces that as
+ * it goes, and the walk before it, a second pass over every byte, is skipped. */
+static json_t *parse_one_pass(const char *data, size_t len, size_t flags,
+                              const struct json_limits *lim, struct json_scan *scan,
+                              enum json_parse_status *status, char *err, size_t errlen)
+{
+    struct json_read_stats rs;
+    json_t *v = json_read_bounded(data, len, flags, lim->max_depth, &rs, err, errlen);
+    if (scan)
+        *scan = (struct json_scan){.depth = rs.depth, .values = rs.values,
+                                   .compact_bytes = rs.compact_bytes,
+                                   .big_integers = rs.big_integers};
+    if (v)
+        *status = JSONP_OK;
+    else if (rs.too_deep) {
+        *status = JSONP_TOO_DEEP;
+        depth_error(lim, err, errlen);
+    } else
+        *status = JSONP_INVALID;
+    return v;
+}
+
 json_t *json_parse_limited(const char *data, size_t len, size_t flags,
                            const struct json_limits *lim, struct json_scan *scan,
                            enum json_parse_status *status, char *err, size_t errlen)
@@ -170,15 +198,18 @@ json_t *json_parse_limited(const char *data, size_t len, size_t flags,
     struct json_scan s;
     if (!data)
         data = "", len = 0;
+    static const struct json_limits defaults = {JSON_MAX_DEPTH_DEFAULT, JSON_MAX_VALUES_DEFAULT, 0};
+    if (!lim)
+        lim = &defaults;
+    if ((!lim->max_values || len <= lim->max_values) && (!lim->max_bytes || len <= lim->max_bytes))
+        return parse_one_pass(data, len, flags, lim, scan, status, err, errlen);
     enum json_parse_status st = json_scan_bytes(data, len, lim, &s);
     if (scan)
         *scan = s;
     if (st == JSONP_TOO_DEEP) {
-        snprintf(err, errlen, "nesting deeper than %zu levels", lim ? lim->max_depth
-                                                                   : (size_t)JSON_MAX_DEPTH_DEFAULT);
+        depth_error(lim, err, errlen);
     } else if (st == JSONP_TOO_MANY) {
-        snprintf(err, errlen, "more than %zu values", lim ? lim->max_values
-                                                           : (size_t)JSON_MAX_VALUES_DEFAULT);
+        snprintf(err, errlen, "more than %zu values", lim->max_values);
     } else if (st == JSONP_TOO_BIG) {
         snprintf(err, errlen, "%zu bytes without whitespace, more than %zu", s.compact_bytes,
                  lim->max_bytes);
