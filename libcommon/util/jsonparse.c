@@ -22,9 +22,29 @@ static int is_num_char(char c)
     return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
 }
 
-/* Length of the number token at p (at most len), and whether it is an integer literal that
- * does not fit int64. */
-static size_t number_token(const char *p, size_t len, int *big)
+/* Whether the number token p[0..n) may be beyond what PostgreSQL's numeric holds (about 131,072
+ * digits before the point and 16,383 after): longer than 1,000 characters, or an exponent of 1,000
+ * or more either way. Anything else is far inside both limits. */
+static int number_is_wide(const char *p, size_t n)
+{
+    if (n > 1000)
+        return 1;
+    size_t e = 0;
+    while (e < n && p[e] != 'e' && p[e] != 'E')
+        e++;
+    if (e == n)
+        return 0;
+    e++;
+    if (e < n && (p[e] == '+' || p[e] == '-'))
+        e++;
+    while (e < n && p[e] == '0')
+        e++;
+    return n - e > 3;
+}
+
+/* Length of the number token at p (at most len), whether it is an integer literal that does not
+ * fit int64 (big), and whether it is wide (number_is_wide; wide may be NULL). */
+static size_t number_token(const char *p, size_t len, int *big, int *wide)
 {
     size_t n = 0;
     int integral = 1;
@@ -34,6 +54,8 @@ static size_t number_token(const char *p, size_t len, int *big)
         n++;
     }
     *big = 0;
+    if (wide)
+        *wide = number_is_wide(p, n);
     if (!integral)
         return n;
     int neg = p[0] == '-';
@@ -109,9 +131,10 @@ enum json_parse_status json_scan_bytes(const char *data, size_t len, const struc
             break;
         default:
             if (c == '-' || (c >= '0' && c <= '9')) {
-                int big;
-                size_t n = number_token(data + i, len - i, &big);
+                int big, wide;
+                size_t n = number_token(data + i, len - i, &big, &wide);
                 s.big_integers |= big;
+                s.wide_numbers |= wide;
                 s.compact_bytes += n - 1;
                 i += n - 1;
             } else { /* true, false, null or junk the parser will refuse */
@@ -146,7 +169,7 @@ static char *widen_integers(const char *data, size_t len, size_t *outlen)
             i++;
         } else if (c == '-' || (c >= '0' && c <= '9')) {
             int big;
-            size_t n = number_token(data + i, len - i, &big);
+            size_t n = number_token(data + i, len - i, &big, NULL);
             i += n;
             if (big) {
                 buf_append(&b, data + from, i - from);

@@ -40,6 +40,8 @@ struct json_scan {
     size_t values;        /* values seen (up to the limit) */
     size_t compact_bytes; /* bytes outside insignificant whitespace */
     int big_integers;     /* integer literals outside the int64 range were seen */
+    int wide_numbers;     /* numbers PostgreSQL's numeric may not hold were seen (over 1,000
+                             characters, or an exponent of 1,000 or more either way) */
 };
 
 /*

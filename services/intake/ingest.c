@@ -39,8 +39,9 @@
 
 struct pending {
     struct reqctx *rc;
-    char *elem; /* one element of the batch document, as JSON text */
-    size_t len;
+    char *elem;  /* one element of the batch document, as JSON text, then its payload's text */
+    size_t len;  /* of the element; the payload's plen bytes follow it in the same allocation */
+    size_t plen;
     size_t bytes;
     int retries;
     int solo;           /* retry alone after a batch-level SQL error */
@@ -258,28 +259,37 @@ static void send_batch(struct ingest_batcher *b)
     memmove(b->q, b->q + take, (b->n - take) * sizeof *b->q);
     b->n -= take;
 
-    /* The elements are JSON text already (the payload spliced in as received): joining them is
-     * the whole cost of the batch document. */
-    struct buf doc;
+    /* The elements and the payloads are JSON text already (a payload as received): joining
+     * them is the whole cost of the two documents. The payloads go as a json array beside the
+     * batch, so PostgreSQL stores each as sent instead of converting it to jsonb. */
+    struct buf doc, pay;
     buf_init(&doc);
+    buf_init(&pay);
     buf_reserve(&doc, bytes + take + 2);
+    buf_reserve(&pay, bytes + take + 2);
     buf_append(&doc, "[", 1);
+    buf_append(&pay, "[", 1);
     for (size_t i = 0; i < take; i++) {
-        if (i)
+        if (i) {
             buf_append(&doc, ",", 1);
+            buf_append(&pay, ",", 1);
+        }
         buf_append(&doc, bt->items[i].elem, bt->items[i].len);
+        buf_append(&pay, bt->items[i].elem + bt->items[i].len, bt->items[i].plen);
     }
     buf_append(&doc, "]", 1);
+    buf_append(&pay, "]", 1);
     char hours[16];
     snprintf(hours, sizeof hours, "%d", in->cfg.alert_dedup_window_hours);
-    const char *params[2] = {doc.data, hours};
+    const char *params[3] = {doc.data, hours, pay.data};
     b->inflight++;
     prom_ingest_batch(in, take);
     pg_exec(in->pg,
             "SELECT idx, alert_uuid, alert_id, job_id, is_duplicate, duplicate_count "
-            "FROM calseta_ingest_batch($1::jsonb, $2::int)",
-            2, params, on_batch_done, bt);
+            "FROM calseta_ingest_batch($1::jsonb, $2::int, $3::json)",
+            3, params, on_batch_done, bt);
     buf_destroy(&doc);
+    buf_destroy(&pay);
 }
 
 /* With INGEST_FLUSH_WAIT_MS, a queue held back by the floor below is sent when its oldest alert
@@ -440,20 +450,22 @@ static void put_tags(struct buf *t, json_t *tags)
 }
 
 /* The alert as one element of the batch document, written as text (a jansson tree built only to
- * be serialised once cost about a tenth of the intake's CPU per alert). raw (raw_len bytes of
- * JSON), when not NULL, is spliced in as the "raw_payload" member; otherwise raw_json, when not
- * NULL, goes as a string with raw_member. */
+ * be serialised once cost about a tenth of the intake's CPU per alert). Its payload goes beside
+ * the batch (see send_batch); raw_member, when not NULL, names the member of that text to store
+ * (the payload of a POST /v1/alerts body). check_numbers: the payload has a number PostgreSQL's
+ * numeric may not hold, so the database converts it to jsonb once to refuse it at ingest rather
+ * than store a payload that a jsonb reader (enrichment, workflows) could not read. */
 struct element {
     const struct normalized_alert *na;
     const char *source, *occurred_at, *fingerprint, *key_prefix;
     const struct indicator_set *set;
-    const char *raw, *raw_json, *raw_member;
-    size_t raw_len;
+    const char *raw_member;
+    int check_numbers;
 };
 
 static void element_text(struct buf *t, const struct element *e)
 {
-    buf_reserve(t, 512 + e->raw_len);
+    buf_reserve(t, 512);
     buf_puts(t, "{\"title\":");
     buf_json_cstr(t, e->na->title);
     buf_puts(t, ",\"severity\":");
@@ -464,12 +476,12 @@ static void element_text(struct buf *t, const struct element *e)
     buf_json_cstr(t, e->na->description);
     buf_puts(t, ",\"occurred_at\":");
     buf_json_cstr(t, e->occurred_at);
-    if (!e->raw && e->raw_json) {
-        buf_puts(t, ",\"raw_json\":");
-        buf_json_cstr(t, e->raw_json);
+    if (e->raw_member) {
         buf_puts(t, ",\"raw_member\":");
         buf_json_cstr(t, e->raw_member);
     }
+    if (e->check_numbers)
+        buf_puts(t, ",\"check_numbers\":true");
     buf_puts(t, ",\"tags\":");
     put_tags(t, e->na->tags);
     buf_puts(t, ",\"fingerprint\":");
@@ -480,21 +492,18 @@ static void element_text(struct buf *t, const struct element *e)
     buf_json_cstr(t, e->na->source_rule_ref);
     buf_puts(t, ",\"actor_key_prefix\":");
     buf_json_cstr(t, e->key_prefix);
-    if (e->raw) {
-        buf_puts(t, ",\"raw_payload\":");
-        buf_append(t, e->raw, e->raw_len);
-    }
     buf_append(t, "}", 1);
 }
 
 /* Normalise, extract, fingerprint and queue; payload is borrowed. body_is_payload: the request
  * body is the payload (POST /v1/ingest/{source}); its text goes to the database as received
- * (the parser accepted it), so nothing is serialised again and numbers beyond 64 bits stay
- * exact. Otherwise raw_json, when not NULL, is the request body to store instead of payload
- * (its member raw_member): payload had integers beyond 64 bits, which the tree only holds as
- * reals, or is large. */
+ * (the parser accepted it), so nothing is serialised again and numbers stay exactly as sent.
+ * Otherwise raw_json, when not NULL, is the request body to store instead of payload (its
+ * member raw_member): payload had integers beyond 64 bits, which the tree only holds as reals,
+ * or is large. scan: what the limit walk saw of the body. */
 static void submit(struct reqctx *rc, const struct alert_source *src, json_t *payload,
-                   int body_is_payload, const char *raw_json, const char *raw_member)
+                   int body_is_payload, const char *raw_json, const char *raw_member,
+                   const struct json_scan *scan)
 {
     struct normalized_alert na;
     if (src->normalize(payload, &na) != 0) {
@@ -511,30 +520,36 @@ static void submit(struct reqctx *rc, const struct alert_source *src, json_t *pa
     format_iso8601_us(na.occurred_at_us, ts);
 
     struct element e = {.na = &na, .source = src->name, .occurred_at = ts, .fingerprint = fp,
-                        .key_prefix = rc->auth.key_prefix, .set = &set};
+                        .key_prefix = rc->auth.key_prefix, .set = &set,
+                        .check_numbers = scan && scan->wide_numbers};
+    const char *raw;
+    size_t raw_len;
     char *dumped = NULL;
     if (body_is_payload) {
-        e.raw = rc->req->body.data ? rc->req->body.data : "{}";
-        e.raw_len = rc->req->body.data ? rc->req->body.len : 2;
+        raw = rc->req->body.data ? rc->req->body.data : "{}";
+        raw_len = rc->req->body.data ? rc->req->body.len : 2;
     } else if (raw_json) {
-        e.raw_json = raw_json;
+        raw = raw_json;
+        raw_len = strlen(raw_json);
         e.raw_member = raw_member;
     } else {
         dumped = json_dumps(payload, JSON_COMPACT);
         if (!dumped)
             msg_fatal("out of memory");
-        e.raw = dumped;
-        e.raw_len = strlen(dumped);
+        raw = dumped;
+        raw_len = strlen(dumped);
     }
     struct buf t;
     buf_init(&t);
     element_text(&t, &e);
+    size_t elem_len = t.len;
+    buf_append(&t, raw, raw_len);
     free(dumped);
     indicator_set_destroy(&set);
     normalized_alert_destroy(&na);
 
-    struct pending p = {.rc = rc, .elem = t.data, .len = t.len, .bytes = t.len,
-                        .queued_ns = uv_hrtime()};
+    struct pending p = {.rc = rc, .elem = t.data, .len = elem_len, .plen = raw_len,
+                        .bytes = t.len, .queued_ns = uv_hrtime()};
     struct ingest_batcher *b = rc->in->batcher;
     enqueue(b, p, 0);
     flush(b);
@@ -695,7 +710,7 @@ static void ingest_source_parsed(struct parse_job *pj)
     } else if (!src->validate(payload)) {
         reply_payload_mismatch(rc, src->name);
     } else {
-        submit(rc, src, payload, 1, NULL, NULL);
+        submit(rc, src, payload, 1, NULL, NULL, &pj->scan);
     }
     parse_job_free(pj);
 }
@@ -778,7 +793,7 @@ static void post_alert_parsed(struct parse_job *pj)
             reply_payload_mismatch(rc, src->name);
         } else if (src) {
             char *raw = stored_text(pj);
-            submit(rc, src, payload, 0, raw, "payload");
+            submit(rc, src, payload, 0, raw, "payload", &pj->scan);
             free(raw);
         }
     }

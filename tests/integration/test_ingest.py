@@ -1,5 +1,6 @@
 """Ingestion end to end over real sockets: normalisation into PostgreSQL, de-duplication,
 error codes, nasty bodies, database outage and recovery, and the kill -9 durability test."""
+import hashlib
 import json
 import os
 import signal
@@ -34,7 +35,7 @@ def test_fixtures_are_normalised_and_committed():
                         "(SELECT count(*) FROM enrichment_jobs j WHERE j.alert_id = a.id), "
                         "(SELECT count(*) FROM alert_indicators ai WHERE ai.alert_id = a.id), "
                         "(SELECT count(*) FROM activity_events e WHERE e.alert_id = a.id "
-                        "   AND e.event_type = 'alert_ingested'), a.raw_payload::text "
+                        "   AND e.event_type = 'alert_ingested'), a.raw_payload::jsonb::text, md5(a.raw_payload::text) "
                         "FROM alerts a WHERE a.uuid = '%s'" % d["alert_uuid"])[0]
             assert_eq(row[0], src)
             assert row[1] in ("Informational", "Low", "Medium", "High", "Critical", "Pending"), row
@@ -43,6 +44,8 @@ def test_fixtures_are_normalised_and_committed():
             assert int(row[5]) >= 1, (name, row)
             assert_eq(row[6], "1")
             assert_eq(json.loads(row[7]), json.loads(body))
+            # stored as sent: the request's own text, byte for byte (the space around it aside)
+            assert_eq(row[8], hashlib.md5(body.strip()).hexdigest())
             # duplicate
             r = s.request("POST", "/v1/ingest/" + src, key=k, body=body)
             d2 = r.json()["data"]

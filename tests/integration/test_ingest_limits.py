@@ -82,6 +82,42 @@ def test_numbers_beyond_64_bits_stored_and_read_back():
         s.stop()
 
 
+def test_payload_stored_as_sent_and_numbers_numeric_cannot_hold_refused():
+    """The payload is stored as the SIEM wrote it (key order, spacing, 1e19 as written); a
+    number PostgreSQL's numeric cannot hold (which a jsonb reader such as the enricher's claim
+    would fail on) is refused 422 at ingest and stores nothing, while a wide one it can hold is
+    accepted and read back."""
+    s = Stack("payload_text")
+    try:
+        k = s.create_key("alerts:write,alerts:read")
+        body = b'{"title": "as sent", "z": 1, "a": [1e19, 0.5e-3],  "m": {"y": 2, "b": "x"}}'
+        r = s.request("POST", "/v1/ingest/generic", key=k, body=body, headers={"Content-Type": "application/json"})
+        assert_eq(r.status, 202, r.body)
+        u = r.json()["data"]["alert_uuid"]
+        assert_eq(s.sql_value("SELECT raw_payload::text = convert_from('\\x%s', 'UTF8') FROM alerts WHERE uuid = '%s'"
+                              % (body.hex(), u)), "t")
+        got = s.request("GET", "/v1/alerts/" + u, key=k).json()["data"]["raw_payload"]
+        assert_eq(got, {"title": "as sent", "z": 1, "a": [10 ** 19, 0.0005], "m": {"y": 2, "b": "x"}})
+        n0 = s.sql_value("SELECT count(*) FROM alerts")
+        # a real number below what numeric holds: jansson reads it as 0, PostgreSQL refuses it
+        for bad in (b'{"title": "tiny", "v": 1e-20000}', b'{"title": "tiny too", "v": [1, -5E-0100000]}'):
+            r = s.request("POST", "/v1/ingest/generic", key=k, body=bad, headers={"Content-Type": "application/json"})
+            assert_eq((r.status, r.json()["error"]["code"]), (422, "INVALID_PAYLOAD"), (bad, r.body))
+            body = b'{"source_name": "generic", "payload": %s}' % bad.replace(b"tiny", b"via alerts")
+            r = s.request("POST", "/v1/alerts", key=k, body=body, headers={"Content-Type": "application/json"})
+            assert_eq(r.status, 202, (bad, r.body))  # stored from jansson's reading of it: 0.0
+            n0 = str(int(n0) + 1)
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts"), n0)
+        ok = b'{"title": "wide but fine", "v": 1e-1000, "w": -3E-01200}'
+        r = s.request("POST", "/v1/ingest/generic", key=k, body=ok, headers={"Content-Type": "application/json"})
+        assert_eq(r.status, 202, r.body)
+        u = r.json()["data"]["alert_uuid"]
+        assert_eq(s.sql_value("SELECT raw_payload::jsonb->>'title' FROM alerts WHERE uuid = '%s'" % u), "wide but fine")
+        assert_eq(s.request("GET", "/v1/alerts/" + u, key=k).status, 200)
+    finally:
+        s.stop()
+
+
 def nested(depth):
     """A generic payload whose nesting (the payload object included) is exactly depth."""
     return ('{"title": "deep", "d": %s1%s}' % ("[" * (depth - 1), "]" * (depth - 1))).encode()

@@ -3,8 +3,8 @@
  *
  * The limits refuse before parsing (a document far too deep for jansson's own limit is refused
  * as too deep, not as invalid), strings cannot hide brackets or numbers from the walk, only the
- * integers that overflow become reals (and exactly those), and the PostgreSQL reader takes what
- * PostgreSQL writes for numerics.
+ * integers that overflow become reals (and exactly those), numbers numeric may not hold are
+ * flagged, and the PostgreSQL reader takes what PostgreSQL writes for numerics.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -231,6 +231,38 @@ static void test_big_integers_become_reals(void **state)
     json_decref(v);
 }
 
+/* Numbers PostgreSQL's numeric may not hold are flagged (the ingest then has the database check
+ * the payload); everyday numbers, and digits inside strings, are not. */
+static void test_wide_numbers(void **state)
+{
+    (void)state;
+    enum json_parse_status st;
+    struct json_scan scan;
+    const char *plain[] = {"[1, -2.5, 1e19, 1.5E+308, 1e-999, 5E-0999, 18446744073709551615]",
+                           "{\"s\": \"1e-20000\"}"};
+    for (size_t i = 0; i < sizeof plain / sizeof *plain; i++) {
+        json_t *v = parse(plain[i], NULL, &st, &scan);
+        assert_non_null(v);
+        assert_int_equal(scan.wide_numbers, 0);
+        json_decref(v);
+    }
+    const char *wide[] = {"[1e-20000]", "{\"a\": [0, -5E-0100000]}", "[1.5e-1000]", "[1e+1000]"};
+    for (size_t i = 0; i < sizeof wide / sizeof *wide; i++) {
+        json_t *v = parse(wide[i], NULL, &st, &scan);
+        assert_int_equal(scan.wide_numbers, 1);
+        json_decref(v);
+    }
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "[0.");
+    for (int i = 0; i < 1200; i++)
+        buf_puts(&b, "1");
+    buf_puts(&b, "]");
+    assert_int_equal(json_scan_bytes(b.data, b.len, NULL, &scan), JSONP_OK);
+    assert_int_equal(scan.wide_numbers, 1);
+    buf_destroy(&b);
+}
+
 static void test_invalid_stays_invalid(void **state)
 {
     (void)state;
@@ -269,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_one_pass_counts_as_the_walk),
         cmocka_unit_test(test_backslash_runs),
         cmocka_unit_test(test_big_integers_become_reals),
+        cmocka_unit_test(test_wide_numbers),
         cmocka_unit_test(test_invalid_stays_invalid),
         cmocka_unit_test(test_loads_wide),
     };

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""ingest_sql_bench.py - calseta_ingest_batch() alone: PostgreSQL CPU and WAL per alert.
+
+The five fixtures are posted once through a real intake (de-duplication off); their stored rows
+give back the batch elements the intake sent (normalised fields, indicators, rule, payload), so
+the batches replayed here are the intake's own. pgbench then calls the function with batches of
+--batch of them (fixtures round-robin, de-duplication off, so every element is a new alert, as in
+ingest_bench.py's fixtures stream), the batch sent as text the server parses, as the intake sends
+it. Printed: the server's CPU (all its processes) and WAL bytes per alert, which hold on a loaded
+machine where calls/s do not, and the ceiling: the same documents as plain alert + job rows
+(as ingest_bench.py's, one statement per batch) on the same server in the same run.
+
+Run by hand, release build, with the database migrated:
+    export CALSETA_DATA_DIR=/tmp/calseta-bench; DATABASE_URL=$(scripts/pg.sh start); export DATABASE_URL
+    build/bin/calseta migrate
+    python3 tests/bench/ingest_sql_bench.py [--seconds 8] [--batch 15] [--clients 1] [--perf FILE]
+With --perf, `perf record -g` samples the backend of the first client into FILE.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+os.environ.setdefault("CALSETA_BIN_DIR", os.path.join(HERE, "..", "..", "build", "bin"))
+import harness  # noqa: E402
+import ingest_bench  # noqa: E402
+
+ELEMENTS = """
+SELECT json_build_object(
+         'title', a.title, 'severity', a.severity, 'source_name', a.source_name,
+         'description', a.description, 'occurred_at', a.occurred_at, 'tags', a.tags,
+         'fingerprint', a.fingerprint,
+         'indicators', (SELECT coalesce(json_agg(json_build_object('type', i.type, 'value', i.value)), '[]')
+                          FROM alert_indicators l JOIN indicators i ON i.id = l.indicator_id
+                         WHERE l.alert_id = a.id),
+         'rule_ref', d.source_rule_id, 'actor_key_prefix', 'cai_bench')::text || chr(1) || a.raw_payload::text
+  FROM alerts a LEFT JOIN detection_rules d ON d.id = a.detection_rule_id ORDER BY a.id
+"""
+
+
+def payloads_separate(s):
+    """The function takes the payloads as a parameter of their own (json array) when it has 3."""
+    return s.sql_value("SELECT max(pronargs) FROM pg_proc WHERE proname = 'calseta_ingest_batch'") == "3"
+
+
+def call_sql(elems, batch, separate):
+    docs = [elems[i % len(elems)] for i in range(batch)]
+    if separate:
+        b = "[" + ",".join(e for e, _ in docs) + "]"
+        p = "[" + ",".join(p for _, p in docs) + "]"
+        return "SELECT count(*) FROM calseta_ingest_batch($b$%s$b$::jsonb, 0, $p$%s$p$::json);\n" % (b, p)
+    b = "[" + ",".join(e[:-1] + ',"raw_payload":' + p + "}" for e, p in docs) + "]"
+    return "SELECT count(*) FROM calseta_ingest_batch($b$%s$b$::jsonb, 0);\n" % b
+
+
+def pgbench(url, script, a, variables=()):
+    f = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+    f.write(script)
+    f.close()
+    try:
+        cpu0, wal0 = ingest_bench.server_cpu(url), ingest_bench.wal_lsn(url)
+        argv = ["pgbench", "-n", "-c", str(a.clients), "-j", str(a.clients), "-T", str(a.seconds), "-f", f.name]
+        for v in variables:
+            argv += ["-D", v]
+        pb = subprocess.Popen(argv + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        perf = None
+        if a.perf:
+            pid = None
+            t = time.time()
+            while pid is None and time.time() - t < 5:
+                pid = harness.psql_value(url, "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' "
+                                         "LIMIT 1") or None
+                if pid is None:
+                    time.sleep(0.05)
+            if pid:
+                perf = subprocess.Popen(["perf", "record", "-g", "-o", a.perf, "-p", pid, "--", "sleep",
+                                         str(max(1, a.seconds - 2))], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        out, err = pb.communicate()
+        if perf:
+            perf.wait()
+        cpu1, wal = ingest_bench.server_cpu(url), ingest_bench.wal_bytes_since(url, wal0)
+    finally:
+        os.unlink(f.name)
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+    if not m or pb.returncode != 0:
+        raise RuntimeError("pgbench failed:\n" + out + err)
+    return float(m.group(1)), cpu1 - cpu0, wal
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=15)
+    ap.add_argument("--clients", type=int, default=1)
+    ap.add_argument("--perf", default="", help="perf.data file for the first client's backend")
+    ap.add_argument("--no-ceiling", action="store_true")
+    a = ap.parse_args()
+
+    s = harness.Stack("ingsql", env={"ALERT_DEDUP_WINDOW_HOURS": 0, "LOG_LEVEL": "WARNING"})
+    try:
+        key = s.create_key("alerts:write")
+        for src, name in ingest_bench.FIXTURES:
+            r = s.request("POST", "/v1/ingest/" + src, key=key, body=harness.fixture(name))
+            assert r.status == 202, r
+        for p in list(s.procs):
+            p.stop()
+        elems = [tuple(x.split("\x01", 1)) for x in
+                 harness.psql_value(s.db, "SELECT string_agg(x, chr(2)) FROM (%s) q(x)" % ELEMENTS).split("\x02")]
+        assert len(elems) == 5, len(elems)
+        separate = payloads_separate(s)
+        n0 = int(s.sql_value("SELECT count(*) FROM alerts"))
+        load0 = open("/proc/loadavg").read().split()[0]
+        tps, cpu, wal = pgbench(s.db, call_sql(elems, a.batch, separate), a)
+        n = int(s.sql_value("SELECT count(*) FROM alerts")) - n0
+        load1 = open("/proc/loadavg").read().split()[0]
+        print("calseta_ingest_batch: %.0f alerts/s (%d clients, batch %d, payloads %s, load %s->%s)" %
+              (tps * a.batch, a.clients, a.batch, "separate" if separate else "in the batch", load0, load1))
+        print("  per alert: PostgreSQL CPU %.0f us, WAL %.0f B (%d alerts)" % (1e6 * cpu / n, wal / n, n))
+        if not a.no_ceiling:
+            scratch = s.dbname + "_ceiling"
+            harness.psql(harness.db_url_for("postgres"), "CREATE DATABASE %s" % scratch)
+            url = harness.db_url_for(scratch)
+            try:
+                harness.psql(url, ingest_bench.CEILING_DDL)
+                typ = ingest_bench.ceiling_storage(s, url)
+                docs = s.sql_value("SELECT jsonb_agg(d) FROM (SELECT (row_number() OVER () - 1)::int AS i, title, "
+                                   "severity, source_name, description, occurred_at, raw_payload, tags, fingerprint "
+                                   "FROM alerts ORDER BY id LIMIT 5) d")
+                harness.psql(url, "INSERT INTO scratch_docs SELECT * FROM json_populate_recordset(NULL::scratch_docs, "
+                             "$$%s$$)" % docs)
+                harness.psql(url, "UPDATE scratch_docs SET raw_text = raw_payload::text")
+                tps, cpu, wal = pgbench(url, ingest_bench.CEILING_SQL % ingest_bench.CEILINGS[0][1].format(type=typ), a,
+                                        ("batch=%d" % a.batch,))
+                n = int(harness.psql_value(url, "SELECT count(*) FROM scratch_alerts"))
+                print("ceiling (plain INSERTs): %.0f alerts/s" % (tps * a.batch))
+                print("  per alert: PostgreSQL CPU %.0f us, WAL %.0f B (%d alerts)" % (1e6 * cpu / n, wal / n, n))
+            finally:
+                harness.psql(harness.db_url_for("postgres"), "DROP DATABASE IF EXISTS %s" % scratch, check=False)
+    finally:
+        s.stop()
+
+
+if __name__ == "__main__":
+    main()
