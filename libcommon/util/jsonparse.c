@@ -22,28 +22,8 @@ static int is_num_char(char c)
     return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
 }
 
-/* Whether the number token p[0..n) may be beyond what PostgreSQL's numeric holds (about 131,072
- * digits before the point and 16,383 after): longer than 1,000 characters, or an exponent of 1,000
- * or more either way. Anything else is far inside both limits. */
-static int number_is_wide(const char *p, size_t n)
-{
-    if (n > 1000)
-        return 1;
-    size_t e = 0;
-    while (e < n && p[e] != 'e' && p[e] != 'E')
-        e++;
-    if (e == n)
-        return 0;
-    e++;
-    if (e < n && (p[e] == '+' || p[e] == '-'))
-        e++;
-    while (e < n && p[e] == '0')
-        e++;
-    return n - e > 3;
-}
-
 /* Length of the number token at p (at most len), whether it is an integer literal that does not
- * fit int64 (big), and whether it is wide (number_is_wide; wide may be NULL). */
+ * fit int64 (big), and whether it is wide (json_number_is_wide; wide may be NULL). */
 static size_t number_token(const char *p, size_t len, int *big, int *wide)
 {
     size_t n = 0;
@@ -55,7 +35,7 @@ static size_t number_token(const char *p, size_t len, int *big, int *wide)
     }
     *big = 0;
     if (wide)
-        *wide = number_is_wide(p, n);
+        *wide = json_number_is_wide(p, n);
     if (!integral)
         return n;
     int neg = p[0] == '-';
@@ -203,7 +183,8 @@ static json_t *parse_one_pass(const char *data, size_t len, size_t flags,
     if (scan)
         *scan = (struct json_scan){.depth = rs.depth, .values = rs.values,
                                    .compact_bytes = rs.compact_bytes,
-                                   .big_integers = rs.big_integers};
+                                   .big_integers = rs.big_integers,
+                                   .wide_numbers = rs.wide_numbers};
     if (v)
         *status = JSONP_OK;
     else if (rs.too_deep) {

@@ -208,6 +208,26 @@ static int is_digit(const unsigned char *p, const unsigned char *end)
 }
 
 /* A number with JSON's grammar; integers that fit int64 become integers, the others reals. */
+/* Whether the number token p[0..n) may be beyond what PostgreSQL's numeric holds (about 131,072
+ * digits before the point and 16,383 after): longer than 1,000 characters, or an exponent of 1,000
+ * or more either way. Anything else is far inside both limits. */
+int json_number_is_wide(const char *p, size_t n)
+{
+    if (n > 1000)
+        return 1;
+    size_t e = 0;
+    while (e < n && p[e] != 'e' && p[e] != 'E')
+        e++;
+    if (e == n)
+        return 0;
+    e++;
+    if (e < n && (p[e] == '+' || p[e] == '-'))
+        e++;
+    while (e < n && p[e] == '0')
+        e++;
+    return n - e > 3;
+}
+
 static json_t *read_number(struct reader *r)
 {
     const unsigned char *p = r->p, *end = r->end, *start = p;
@@ -242,6 +262,8 @@ static json_t *read_number(struct reader *r)
             p++;
     }
     r->p = p;
+    if (json_number_is_wide((const char *)start, (size_t)(p - start)))
+        r->st.wide_numbers = 1;
     if (integral && !(r->flags & JSON_DECODE_INT_AS_REAL)) {
         uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
         const unsigned char *d = start + neg;

@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct json_scan walk; /* a short input was read in one pass: its counts are the walk's */
         if (json_scan_bytes(copy, size, &LIMITS, &walk) != JSONP_OK || walk.depth != scan.depth ||
             walk.values != scan.values || walk.compact_bytes != scan.compact_bytes ||
-            walk.big_integers != scan.big_integers)
+            walk.big_integers != scan.big_integers || walk.wide_numbers != scan.wide_numbers)
             abort();
         if (!scan.big_integers) {
             json_error_t je;

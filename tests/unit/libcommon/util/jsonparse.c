@@ -130,6 +130,7 @@ static void test_one_pass_counts_as_the_walk(void **state)
     const char *docs[] = {
         " { \"a b\" :\n [ 1 , true ,\t\"x y\", -0.5e3, null, false ] } ",
         "{\"n\": 18446744073709551615, \"m\": -9223372036854775808, \"r\": 1e19}",
+        "[1e-1000, 2.5E-0001000, 1e-999]",
         "[[[[{\"k\": [\"\\\" ]\", {}]}]]], [], {}]",
         "\"just a string\"",
         "  42  ",
@@ -146,6 +147,7 @@ static void test_one_pass_counts_as_the_walk(void **state)
         assert_int_equal(one.values, walk.values);
         assert_int_equal(one.compact_bytes, walk.compact_bytes);
         assert_int_equal(one.big_integers, walk.big_integers);
+        assert_int_equal(one.wide_numbers, walk.wide_numbers);
         tight.max_values = walk.values; /* shorter than the input: walked first */
         json_t *b = parse(d, &tight, &st, &two);
         assert_int_equal(st, JSONP_OK);
