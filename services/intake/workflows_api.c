@@ -296,39 +296,35 @@ static void save_start(struct reqctx *rc, struct save_op *op)
     workflow_client_validate(wf->wfd, code, on_validated, op);
 }
 
-void route_create_workflow(struct reqctx *rc)
+/* Creates a workflow (uuid NULL) or patches the one named uuid from the request's body. */
+static void save_from_body(struct reqctx *rc, const char *uuid)
 {
     json_t *body = body_json_object(rc);
     if (!body)
         return;
-    json_t *p = workflow_fields(rc, body, 1);
+    json_t *p = workflow_fields(rc, body, uuid == NULL);
     json_decref(body);
     if (!p)
         return;
     struct save_op *op = xcalloc(1, sizeof *op);
     op->rc = rc;
     op->p = p;
-    op->create = 1;
+    op->create = uuid == NULL;
+    if (uuid)
+        memcpy(op->uuid, uuid, sizeof op->uuid);
     save_start(rc, op);
+}
+
+void route_create_workflow(struct reqctx *rc)
+{
+    save_from_body(rc, NULL);
 }
 
 void route_patch_workflow(struct reqctx *rc)
 {
     char uuid[37];
-    if (require_uuid_param(rc, 0, uuid) != 0)
-        return;
-    json_t *body = body_json_object(rc);
-    if (!body)
-        return;
-    json_t *p = workflow_fields(rc, body, 0);
-    json_decref(body);
-    if (!p)
-        return;
-    struct save_op *op = xcalloc(1, sizeof *op);
-    op->rc = rc;
-    op->p = p;
-    memcpy(op->uuid, uuid, sizeof op->uuid);
-    save_start(rc, op);
+    if (require_uuid_param(rc, 0, uuid) == 0)
+        save_from_body(rc, uuid);
 }
 
 void route_generate_workflow(struct reqctx *rc)

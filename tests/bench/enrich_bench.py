@@ -293,11 +293,12 @@ class Bench:
             "ENRICHER_ALLOW_LOOPBACK": "true",
             "ENRICHER_POLL_INTERVAL_MS": "100",
             "ENRICHER_CONCURRENCY": str(args.concurrency),
-            "ENRICHER_PROVIDER_MAX_CONCURRENCY": "1000",
+            "ENRICHER_PROVIDER_MAX_CONCURRENCY": str(args.provider_concurrency),
             "ENRICHER_PROVIDER_RATE_PER_SECOND": "100000",
             "ENRICHER_DB_CONNECTIONS": str(args.db_connections),
             # both providers are the one stand-in host:port here, so its cap serves both
             "ENRICHER_HOST_CONNECTIONS": str(args.host_connections),
+            "ENRICHER_IDLE_CONNECTIONS": str(args.idle_connections),
             "ENRICHER_CACHE_ENTRIES": "1000000",
             "ENRICHER_CACHE_MAX_BYTES": str(1 << 30),
             "ENRICH_JOB_DEADLINE_SECONDS": "300",
@@ -483,7 +484,7 @@ class Bench:
 
     def profile_start(self, name):
         """--perf DIR: `perf record -g` of the worker(s) for the phase; --strace: syscall counts
-        (`strace -c -f`) of the first worker for --strace seconds (it slows the worker: the
+        (`strace -c`) of the first worker's main thread for --strace seconds (it slows the worker: the
         phase's figures are then not comparable)."""
         a = self.args
         prof = []
@@ -495,7 +496,7 @@ class Bench:
                 ["perf", "record", "-q", "-g", "-o", out, "-p", pids],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         if a.strace:
-            p = subprocess.Popen(["timeout", "-s", "INT", str(a.strace), "strace", "-c", "-f", "-p",
+            p = subprocess.Popen(["timeout", "-s", "INT", str(a.strace), "strace", "-c", "-p",
                                   str(self.workers[0].p.pid)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             prof.append(("strace", None, p))
@@ -514,7 +515,7 @@ class Bench:
                     print("  perf (self, by %s), %s:\n    %s" % (sort, out, "\n    ".join(lines[:25])))
             else:
                 err = p.communicate()[1]
-                print("  strace -c -f of the first worker:\n    " + "\n    ".join(
+                print("  strace -c of the first worker's main thread (its loop):\n    " + "\n    ".join(
                     l for l in err.splitlines()[:25]))
 
     def wrk_ceiling(self):
@@ -594,6 +595,11 @@ def main():
     ap.add_argument("--jobs", type=int, default=2000)
     ap.add_argument("--indicators", type=int, default=10, help="IP indicators per job")
     ap.add_argument("--concurrency", type=int, default=256, help="ENRICHER_CONCURRENCY")
+    ap.add_argument("--provider-concurrency", type=int, default=1000,
+                    help="ENRICHER_PROVIDER_MAX_CONCURRENCY (requests in flight per provider and "
+                    "worker, and so about the provider connections a worker opens)")
+    ap.add_argument("--idle-connections", type=int, default=2048,
+                    help="ENRICHER_IDLE_CONNECTIONS (kept-alive provider connections kept idle)")
     ap.add_argument("--db-connections", type=int, default=8, help="ENRICHER_DB_CONNECTIONS")
     ap.add_argument("--host-connections", type=int, default=0,
                     help="ENRICHER_HOST_CONNECTIONS (both providers share the stand-in's host:port)")

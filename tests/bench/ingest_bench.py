@@ -347,8 +347,9 @@ CEILINGS = (("ceiling", "d.raw_text::{type}"), ("ceiling-copy", "d.raw_payload")
 
 
 def ceiling_storage(s, url):
-    """The payload column stored as alerts stores it (type, compression method), so the ceiling
-    compares the work of the write path, not a storage setting either side could use."""
+    """The payload column stored as alerts stores it (type, compression method; the other text
+    columns' compression too), so the ceiling compares the work of the write path, not a storage
+    setting either side could use."""
     typ, comp = s.sql_value("SELECT format_type(atttypid, atttypmod) || ',' || attcompression::text FROM pg_attribute "
                             "WHERE attrelid = 'alerts'::regclass AND attname = 'raw_payload'").split(",")
     if typ != "jsonb":
@@ -357,6 +358,13 @@ def ceiling_storage(s, url):
     if comp in ("l", "p"):
         harness.psql(url, "ALTER TABLE scratch_alerts ALTER raw_payload SET COMPRESSION %s" %
                      ("lz4" if comp == "l" else "pglz"))
+    # the other text columns the ceiling writes, likewise
+    for col in ("title", "description", "tags"):
+        c = s.sql_value("SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'alerts'::regclass "
+                        "AND attname = '%s'" % col)
+        if c in ("l", "p"):
+            harness.psql(url, "ALTER TABLE scratch_alerts ALTER %s SET COMPRESSION %s" %
+                         (col, "lz4" if c == "l" else "pglz"))
     return typ
 
 

@@ -111,8 +111,10 @@ def main():
             assert r.status == 202, r
         for p in list(s.procs):
             p.stop()
-        elems = [tuple(x.split("\x01", 1)) for x in
-                 harness.psql_value(s.db, "SELECT string_agg(x, chr(2)) FROM (%s) q(x)" % ELEMENTS).split("\x02")]
+        # hex: a payload stored as sent may hold line breaks, which psql's output would split
+        text = bytes.fromhex(harness.psql_value(s.db, "SELECT encode(convert_to(string_agg(x, chr(2)), 'UTF8'), "
+                                                "'hex') FROM (%s) q(x)" % ELEMENTS)).decode()
+        elems = [tuple(x.split("\x01", 1)) for x in text.split("\x02")]
         assert len(elems) == 5, len(elems)
         separate = payloads_separate(s)
         n0 = int(s.sql_value("SELECT count(*) FROM alerts"))
