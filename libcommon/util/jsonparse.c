@@ -22,28 +22,8 @@ static int is_num_char(char c)
     return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
 }
 
-/* Whether the number token p[0..n) may be beyond what PostgreSQL's numeric holds (about 131,072
- * digits before the point and 16,383 after): longer than 1,000 characters, or an exponent of 1,000
- * or more either way. Anything else is far inside both limits. */
-static int number_is_wide(const char *p, size_t n)
-{
-    if (n > 1000)
-        return 1;
-    size_t e = 0;
-    while (e < n && p[e] != 'e' && p[e] != 'E')
-        e++;
-    if (e == n)
-        return 0;
-    e++;
-    if (e < n && (p[e] == '+' || p[e] == '-'))
-        e++;
-    while (e < n && p[e] == '0')
-        e++;
-    return n - e > 3;
-}
-
 /* Length of the number token at p (at most len), whether it is an integer literal that does not
- * fit int64 (big), and whether it is wide (number_is_wide; wide may be NULL). */
+ * fit int64 (big), and whether it is wide (json_number_is_wide; wide may be NULL). */
 static size_t number_token(const char *p, size_t len, int *big, int *wide)
 {
     size_t n = 0;
@@ -55,7 +35,7 @@ static size_t number_token(const char *p, size_t len, int *big, int *wide)
     }
     *big = 0;
     if (wide)
-        *wide = number_is_wide(p, n);
+        *wide = json_number_is_wide(p, n);
     if (!integral)
         return n;
     int neg = p[0] == '-';
@@ -186,6 +166,35 @@ static char *widen_integers(const char *data, size_t len, size_t *outlen)
     return b.data ? b.data : xstrdup(""); /* the buffer's block is the caller's now */
 }
 
+static void depth_error(const struct json_limits *lim, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "nesting deeper than %zu levels", lim->max_depth);
+}
+
+/* Every value takes at least one byte and whitespace is not counted, so an input no longer
+ * than the value and size limits can only break the depth limit: the reader enforces that as
+ * it goes, and the walk before it, a second pass over every byte, is skipped. */
+static json_t *parse_one_pass(const char *data, size_t len, size_t flags,
+                              const struct json_limits *lim, struct json_scan *scan,
+                              enum json_parse_status *status, char *err, size_t errlen)
+{
+    struct json_read_stats rs;
+    json_t *v = json_read_bounded(data, len, flags, lim->max_depth, &rs, err, errlen);
+    if (scan)
+        *scan = (struct json_scan){.depth = rs.depth, .values = rs.values,
+                                   .compact_bytes = rs.compact_bytes,
+                                   .big_integers = rs.big_integers,
+                                   .wide_numbers = rs.wide_numbers};
+    if (v)
+        *status = JSONP_OK;
+    else if (rs.too_deep) {
+        *status = JSONP_TOO_DEEP;
+        depth_error(lim, err, errlen);
+    } else
+        *status = JSONP_INVALID;
+    return v;
+}
+
 json_t *json_parse_limited(const char *data, size_t len, size_t flags,
                            const struct json_limits *lim, struct json_scan *scan,
                            enum json_parse_status *status, char *err, size_t errlen)
@@ -193,15 +202,18 @@ json_t *json_parse_limited(const char *data, size_t len, size_t flags,
     struct json_scan s;
     if (!data)
         data = "", len = 0;
+    static const struct json_limits defaults = {JSON_MAX_DEPTH_DEFAULT, JSON_MAX_VALUES_DEFAULT, 0};
+    if (!lim)
+        lim = &defaults;
+    if ((!lim->max_values || len <= lim->max_values) && (!lim->max_bytes || len <= lim->max_bytes))
+        return parse_one_pass(data, len, flags, lim, scan, status, err, errlen);
     enum json_parse_status st = json_scan_bytes(data, len, lim, &s);
     if (scan)
         *scan = s;
     if (st == JSONP_TOO_DEEP) {
-        snprintf(err, errlen, "nesting deeper than %zu levels", lim ? lim->max_depth
-                                                                   : (size_t)JSON_MAX_DEPTH_DEFAULT);
+        depth_error(lim, err, errlen);
     } else if (st == JSONP_TOO_MANY) {
-        snprintf(err, errlen, "more than %zu values", lim ? lim->max_values
-                                                           : (size_t)JSON_MAX_VALUES_DEFAULT);
+        snprintf(err, errlen, "more than %zu values", lim->max_values);
     } else if (st == JSONP_TOO_BIG) {
         snprintf(err, errlen, "%zu bytes without whitespace, more than %zu", s.compact_bytes,
                  lim->max_bytes);

@@ -1,9 +1,11 @@
 /*
  * jsonparse.h - JSON from outside parsed at a bounded cost, and JSON numbers beyond 64 bits.
  *
- * json_parse_limited() walks the raw bytes once before anything is allocated (nesting depth,
- * number of values, size without whitespace) and refuses a document past a limit there, so a
- * request's parse cost is bounded by the limits instead of by what the sender chose to nest.
+ * json_parse_limited() bounds a request's parse cost by the limits instead of by what the sender
+ * chose to nest. An input long enough to break the value or size limit is walked once before
+ * anything is allocated (nesting depth, number of values, size without whitespace) and refused
+ * there; a shorter one (every value takes a byte) can only break the depth limit, which the
+ * reader enforces as it goes, so it is read in one pass.
  *
  * jansson holds integers as int64 and refuses a document with a larger integer literal (SIEM
  * u64 counters, PostgreSQL's rendering of 1e19 as 10000000000000000000). Both functions here

@@ -26,7 +26,10 @@
 struct reader {
     const unsigned char *p, *start, *end;
     size_t flags;
-    size_t depth;
+    size_t depth, max_depth;
+    int callers_limit; /* max_depth is the caller's, not jansson's */
+    struct json_read_stats st;
+    size_t ws; /* insignificant whitespace skipped */
     struct buf scratch; /* unescaped strings, number tokens */
     const char *error;
 };
@@ -42,8 +45,10 @@ static void *fail(struct reader *r, const char *why)
 
 static void skip_ws(struct reader *r)
 {
+    const unsigned char *from = r->p;
     while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
         r->p++;
+    r->ws += (size_t)(r->p - from);
 }
 
 /* Length of the valid UTF-8 sequence at p (first byte >= 0x80), or 0: no overlong forms, no
@@ -203,6 +208,26 @@ static int is_digit(const unsigned char *p, const unsigned char *end)
 }
 
 /* A number with JSON's grammar; integers that fit int64 become integers, the others reals. */
+/* Whether the number token p[0..n) may be beyond what PostgreSQL's numeric holds (about 131,072
+ * digits before the point and 16,383 after): longer than 1,000 characters, or an exponent of 1,000
+ * or more either way. Anything else is far inside both limits. */
+int json_number_is_wide(const char *p, size_t n)
+{
+    if (n > 1000)
+        return 1;
+    size_t e = 0;
+    while (e < n && p[e] != 'e' && p[e] != 'E')
+        e++;
+    if (e == n)
+        return 0;
+    e++;
+    if (e < n && (p[e] == '+' || p[e] == '-'))
+        e++;
+    while (e < n && p[e] == '0')
+        e++;
+    return n - e > 3;
+}
+
 static json_t *read_number(struct reader *r)
 {
     const unsigned char *p = r->p, *end = r->end, *start = p;
@@ -237,6 +262,8 @@ static json_t *read_number(struct reader *r)
             p++;
     }
     r->p = p;
+    if (json_number_is_wide((const char *)start, (size_t)(p - start)))
+        r->st.wide_numbers = 1;
     if (integral && !(r->flags & JSON_DECODE_INT_AS_REAL)) {
         uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
         const unsigned char *d = start + neg;
@@ -248,6 +275,7 @@ static json_t *read_number(struct reader *r)
         }
         if (d == p)
             return json_integer(neg ? (json_int_t)(0 - v) : (json_int_t)v);
+        r->st.big_integers = 1;
     }
     r->scratch.len = 0; /* strtod needs a terminated copy */
     buf_append(&r->scratch, start, (size_t)(p - start));
@@ -325,6 +353,7 @@ static json_t *read_object(struct reader *r)
             fail(r, "string or '}' expected");
             goto fail;
         }
+        r->st.values++;
         if (read_string(r, &s, &n) != 0)
             goto fail;
         if (memchr(s, '\0', n)) {
@@ -370,9 +399,14 @@ static json_t *read_value(struct reader *r)
     if (r->p >= r->end)
         return fail(r, "premature end of input");
     unsigned char c = *r->p;
+    r->st.values++;
     if (c == '{' || c == '[') {
-        if (++r->depth > READ_MAX_DEPTH)
+        if (++r->depth > r->st.depth)
+            r->st.depth = r->depth;
+        if (r->depth > r->max_depth) {
+            r->st.too_deep = r->callers_limit;
             return fail(r, "maximum parsing depth reached");
+        }
         json_t *v = c == '{' ? read_object(r) : read_array(r);
         r->depth--;
         return v;
@@ -393,7 +427,15 @@ static json_t *read_value(struct reader *r)
 
 json_t *json_read(const char *data, size_t len, size_t flags, char *err, size_t errlen)
 {
+    return json_read_bounded(data, len, flags, 0, NULL, err, errlen);
+}
+
+json_t *json_read_bounded(const char *data, size_t len, size_t flags, size_t max_depth,
+                          struct json_read_stats *stats, char *err, size_t errlen)
+{
     struct reader r = {.flags = flags};
+    r.callers_limit = max_depth > 0 && max_depth <= READ_MAX_DEPTH;
+    r.max_depth = r.callers_limit ? max_depth : READ_MAX_DEPTH;
     r.start = r.p = (const unsigned char *)(data ? data : "");
     r.end = r.p + (data ? len : 0);
     buf_init(&r.scratch);
@@ -412,6 +454,10 @@ json_t *json_read(const char *data, size_t len, size_t flags, char *err, size_t 
         }
     }
     buf_destroy(&r.scratch);
+    if (stats) {
+        *stats = r.st;
+        stats->compact_bytes = (size_t)(r.p - r.start) - r.ws;
+    }
     if (!v && err && errlen) {
         size_t line = 1, col = 1;
         for (const unsigned char *q = r.start; q < r.p && q < r.end; q++) {

@@ -49,6 +49,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (st != JSONP_OK)
             abort();
         check_accepted(v, &scan);
+        struct json_scan walk; /* a short input was read in one pass: its counts are the walk's */
+        if (json_scan_bytes(copy, size, &LIMITS, &walk) != JSONP_OK || walk.depth != scan.depth ||
+            walk.values != scan.values || walk.compact_bytes != scan.compact_bytes ||
+            walk.big_integers != scan.big_integers || walk.wide_numbers != scan.wide_numbers)
+            abort();
         if (!scan.big_integers) {
             json_error_t je;
             json_t *j = json_loadb(copy, size, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);

@@ -122,6 +122,54 @@ static void test_compact_bytes(void **state)
     assert_int_equal(json_scan_bytes(s, strlen(s), &lim, &scan), JSONP_OK);
 }
 
+/* A short input is read in one pass (the walk is skipped): its counts and verdicts are the
+ * walk's, and the two-pass path (input longer than the value limit) agrees on the same text. */
+static void test_one_pass_counts_as_the_walk(void **state)
+{
+    (void)state;
+    const char *docs[] = {
+        " { \"a b\" :\n [ 1 , true ,\t\"x y\", -0.5e3, null, false ] } ",
+        "{\"n\": 18446744073709551615, \"m\": -9223372036854775808, \"r\": 1e19}",
+        "[1e-1000, 2.5E-0001000, 1e-999]",
+        "[[[[{\"k\": [\"\\\" ]\", {}]}]]], [], {}]",
+        "\"just a string\"",
+        "  42  ",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        const char *d = docs[i];
+        struct json_scan walk, one, two;
+        enum json_parse_status st;
+        assert_int_equal(json_scan_bytes(d, strlen(d), NULL, &walk), JSONP_OK);
+        struct json_limits roomy = {64, 100000, 0}, tight = {64, 1, 0};
+        json_t *a = parse(d, &roomy, &st, &one); /* one pass */
+        assert_int_equal(st, JSONP_OK);
+        assert_int_equal(one.depth, walk.depth);
+        assert_int_equal(one.values, walk.values);
+        assert_int_equal(one.compact_bytes, walk.compact_bytes);
+        assert_int_equal(one.big_integers, walk.big_integers);
+        assert_int_equal(one.wide_numbers, walk.wide_numbers);
+        tight.max_values = walk.values; /* shorter than the input: walked first */
+        json_t *b = parse(d, &tight, &st, &two);
+        assert_int_equal(st, JSONP_OK);
+        assert_true(json_equal(a, b));
+        json_decref(a);
+        json_decref(b);
+    }
+    /* too deep in one pass, and the message names the limit */
+    struct json_limits lim = {3, 100000, 0};
+    char err[160];
+    enum json_parse_status st;
+    const char *deep = "{\"a\":[[[1]]]}";
+    assert_null(json_parse_limited(deep, strlen(deep), JSON_DECODE_ANY, &lim, NULL, &st, err,
+                                   sizeof err));
+    assert_int_equal(st, JSONP_TOO_DEEP);
+    assert_string_equal(err, "nesting deeper than 3 levels");
+    const char *bad = "{\"a\":[[1]] x}";
+    assert_null(json_parse_limited(bad, strlen(bad), JSON_DECODE_ANY, &lim, NULL, &st, err,
+                                   sizeof err));
+    assert_int_equal(st, JSONP_INVALID);
+}
+
 /* Backslash runs before a quote: an even run leaves the quote closing the string, an odd one
  * escapes it; what follows the string is counted as structure again. */
 static void test_backslash_runs(void **state)
@@ -252,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_value_limit),
         cmocka_unit_test(test_strings_hide_nothing),
         cmocka_unit_test(test_compact_bytes),
+        cmocka_unit_test(test_one_pass_counts_as_the_walk),
         cmocka_unit_test(test_backslash_runs),
         cmocka_unit_test(test_big_integers_become_reals),
         cmocka_unit_test(test_wide_numbers),
