@@ -168,7 +168,15 @@ def test_shared_cap_holds_across_two_workers():
     worst = max(counts.values())
     print("  shared cap %d/s: %d requests in %.1f s; per clock second %s; busiest sliding second %d"
           % (RATE, total, elapsed, [counts[k] for k in sorted(counts)], max_sliding(times)))
-    assert worst <= RATE + 1, "a clock second saw %d requests (cap %d): %s" % (worst, RATE, counts)
+    # Windows are the database's clock seconds, but arrivals are stamped here: a request granted
+    # at the end of one window can arrive after the boundary when the machine is loaded, and so
+    # count in the next clock second. Any three consecutive clock seconds hold at most three
+    # windows' worth plus the few that crossed a boundary; per-worker caps would reach twice that.
+    secs = sorted(counts)
+    worst3 = max(sum(counts.get(s + k, 0) for k in range(3)) for s in secs)
+    assert worst3 <= 3 * RATE + RATE // 2, \
+        "three clock seconds saw %d requests (cap %d/s): %s" % (worst3, RATE, counts)
+    assert worst <= 2 * RATE, "a clock second saw %d requests (cap %d): %s" % (worst, RATE, counts)
     assert max_sliding(times) <= 2 * RATE + 1, "sliding second above twice the cap"
     # the cap was the limit, not the load: requests spread over about total / RATE seconds
     spread = max(times) - min(times)
