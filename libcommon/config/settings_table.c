@@ -155,11 +155,12 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "INGEST_BATCH_MIN; after that its batch goes as it is (0: it waits for a running batch to "
      "return). Bounds the queueing part of the ingest latency at the cost of smaller batches."},
     {INGEST, "INGEST_JSON_MAX_DEPTH", "64", "intake",
-     "Deepest nesting of arrays and objects an ingested body may have; checked on the raw bytes "
-     "before parsing (deeper: 422)."},
+     "Deepest nesting of arrays and objects an ingested body may have; enforced while the body "
+     "is read, before any value deeper is built (deeper: 422)."},
     {INGEST, "INGEST_JSON_MAX_VALUES", "100000", "intake",
-     "Most JSON values (object keys included) an ingested body may have; checked on the raw bytes "
-     "before parsing (more: 413 on /v1/ingest, 422 on /v1/alerts)."},
+     "Most JSON values (object keys included) an ingested body may have; a body long enough to "
+     "hold more is counted on its raw bytes before parsing (more: 413 on /v1/ingest, 422 on "
+     "/v1/alerts)."},
 
     /* ---- processes and buses ---- */
     {BUS, "INTAKE_PROCESSES", "2", "master", "Intake processes sharing the HTTP port."},

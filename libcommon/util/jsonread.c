@@ -207,7 +207,6 @@ static int is_digit(const unsigned char *p, const unsigned char *end)
     return p < end && *p >= '0' && *p <= '9';
 }
 
-/* A number with JSON's grammar; integers that fit int64 become integers, the others reals. */
 /* Whether the number token p[0..n) may be beyond what PostgreSQL's numeric holds (about 131,072
  * digits before the point and 16,383 after): longer than 1,000 characters, or an exponent of 1,000
  * or more either way. Anything else is far inside both limits. */
@@ -228,6 +227,7 @@ int json_number_is_wide(const char *p, size_t n)
     return n - e > 3;
 }
 
+/* A number with JSON's grammar; integers that fit int64 become integers, the others reals. */
 static json_t *read_number(struct reader *r)
 {
     const unsigned char *p = r->p, *end = r->end, *start = p;

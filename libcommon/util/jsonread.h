@@ -26,15 +26,15 @@ struct json_read_stats {
     int too_deep;         /* failed on nesting deeper than max_depth */
 };
 
-/* json_read() that also refuses nesting deeper than max_depth (0: jansson's 2048 only; above
- * 2048 is 2048) as it reads, setting stats->too_deep, and counts what it reads: one pass
- * instead of a limit walk before the parse, for a caller whose other limits the length of the
- * input already guarantees (each value takes at least one byte). stats may be NULL. */
 /* Whether the number token p[0..n) may be beyond what PostgreSQL's numeric holds (about 131,072
  * digits before the point and 16,383 after): longer than 1,000 characters, or an exponent of
  * 1,000 or more either way. Anything else is far inside both limits. */
 int json_number_is_wide(const char *p, size_t n);
 
+/* json_read() that also refuses nesting deeper than max_depth (0: jansson's 2048 only; above
+ * 2048 is 2048) as it reads, setting stats->too_deep, and counts what it reads: one pass
+ * instead of a limit walk before the parse, for a caller whose other limits the length of the
+ * input already guarantees (each value takes at least one byte). stats may be NULL. */
 json_t *json_read_bounded(const char *data, size_t len, size_t flags, size_t max_depth,
                           struct json_read_stats *stats, char *err, size_t errlen);
 

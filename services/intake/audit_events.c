@@ -33,16 +33,32 @@ static void on_list(void *arg, PGresult *res, const char *err)
     reply_list(rc, items ? items : json_array(), atoll(PQgetvalue(res, 0, 0)), page, page_size);
 }
 
-/* An ISO-8601 query parameter as the original's datetime reads it, rewritten as UTC text for
- * the statement: 1 when given (out filled), 0 when absent, -1 after a 422 (PostgreSQL alone
- * would take words such as "yesterday", or fail the request with a 500). */
+/* Whether v is a plain decimal number ("1700000000", "-1.5"): the original's datetime reads
+ * such a query value as Unix time, in seconds, or in milliseconds above 2e10 as pydantic does. */
+static int epoch_param(const char *v, int64_t *us)
+{
+    const char *p = v + (*v == '-');
+    size_t digits = strspn(p, "0123456789");
+    if (digits == 0 || (p[digits] && (p[digits] != '.' || !p[digits + 1] ||
+                                      p[digits + 1 + strspn(p + digits + 1, "0123456789")])))
+        return -1;
+    double secs = strtod(v, NULL);
+    if (secs > 2e10 || secs < -2e10)
+        secs /= 1000;
+    return isotime_from_epoch(secs, us);
+}
+
+/* A datetime query parameter as the original reads it (ISO-8601, or a number as Unix time),
+ * rewritten as UTC text for the statement: 1 when given (out filled), 0 when absent, -1 after
+ * a 422 (PostgreSQL alone would take words such as "yesterday", or fail the request with a
+ * 500). */
 static int time_param(struct reqctx *rc, const char *name, char out[32])
 {
     char v[128];
     int64_t us;
     if (!query_param(rc, name, v, sizeof v))
         return 0;
-    if (isotime_parse(v, &us) != 0) {
+    if (epoch_param(v, &us) != 0 && isotime_parse(v, &us) != 0) {
         reply_validation_error(rc, "datetime_parsing", "query", name, "Input should be a valid datetime");
         return -1;
     }

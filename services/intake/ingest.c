@@ -111,6 +111,9 @@ static void enqueue(struct ingest_batcher *b, struct pending p, int front)
 }
 
 /* One wake-up for count jobs committed together, job_id/alert_id the first of them. */
+/* Jobs announced by one JOB_READY message after a commit (see on_batch_done). */
+#define JOBS_PER_WAKEUP 4
+
 static void push_jobs_ready(struct intake *in, long long job_id, long long alert_id,
                             long long count)
 {
@@ -179,11 +182,14 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
             reply_accepted(p->rc, res, r);
             p->rc = NULL;
         }
-        /* One wake-up per commit, not per alert: the message cost the intake as much as a
-         * tenth of its work per alert, and an enricher claims whatever is pending anyway. */
-        if (first_job >= 0)
+        /* A few wake-ups per commit, not one per alert: the message cost the intake as much
+         * as a tenth of its work per alert. Not one per commit either: the bus hands each
+         * message to one enricher, which claims only as many jobs as it has free slots, so a
+         * large commit would leave the other enrichers idle until their poll. */
+        for (long long left = jobs; first_job >= 0 && left > 0; left -= JOBS_PER_WAKEUP)
             push_jobs_ready(in, atoll(PQgetvalue(res, first_job, 3)),
-                            atoll(PQgetvalue(res, first_job, 2)), jobs);
+                            atoll(PQgetvalue(res, first_job, 2)),
+                            left < JOBS_PER_WAKEUP ? left : JOBS_PER_WAKEUP);
         for (size_t i = 0; i < bt->n; i++) {
             if (bt->items[i].rc) /* no row came back for it: cannot happen, never hang */
                 reply_error(bt->items[i].rc, 500, "INTERNAL_ERROR",
@@ -660,11 +666,13 @@ static void parse_job_free(struct parse_job *pj)
 
 /* The body as a NUL-terminated string for raw_json (the parser accepted it: no NUL inside),
  * when the payload is to be stored from it: integers beyond 64 bits (the tree holds them only
- * as reals) or a large body (serialising its tree again would cost the loop). */
+ * as reals), numbers PostgreSQL's numeric may not hold (the tree rounds them, so only the text
+ * lets the database refuse them as /v1/ingest does) or a large body (serialising its tree again
+ * would cost the loop). */
 static char *stored_text(struct parse_job *pj)
 {
     struct http_request *req = pj->rc->req;
-    if (!pj->scan.big_integers && req->body.len <= OFFLOOP_BYTES)
+    if (!pj->scan.big_integers && !pj->scan.wide_numbers && req->body.len <= OFFLOOP_BYTES)
         return NULL;
     return xstrndup(req->body.data ? req->body.data : "", req->body.len);
 }

@@ -194,6 +194,38 @@ def test_shared_cache_result_stored_once():
                     % keys), [["1", "9"]])
 
 
+def test_older_result_never_replaces_a_newer_one():
+    """A job completed with a result looked up before the one stored (a worker's in-process
+    cache) keeps the stored, newer result, in the indicator and so in the shared cache; a newer
+    result still replaces it."""
+    s = stack()
+    a = new_alert(s, "forward")
+    value = "forward-%s.example.net" % a
+
+    def complete(score, at, ttl):
+        j = new_job(s, a, "w8")
+        r = dict(result("virustotal", score), enriched_at=at)
+        doc = {"jobs": [{"id": int(j), "summary": {"indicator_count": 1}, "indicators": [
+            {"type": "domain", "value": value, "new": True, "malice": "Malicious",
+             "results": {"virustotal": r}, "ttl": ttl}]}]}
+        text = json.dumps(doc).replace("'", "''")
+        assert_eq(s.sql("SELECT outcome FROM calseta_enrich_complete_batch('w8', '%s')" % text),
+                  [["done"]])
+
+    def stored():
+        return s.sql_value("SELECT enrichment_results->'virustotal'->'extracted'->>'score' "
+                           "FROM indicators WHERE value = '%s'" % value)
+
+    keys = json.dumps([["virustotal", "domain", value]])
+    complete(5, "2026-03-01T10:00:00.000000Z", {"virustotal": 300})
+    complete(2, "2026-03-01T09:59:00.000000Z", {})  # looked up earlier, completed later
+    assert_eq(stored(), "5")
+    assert_eq(s.sql("SELECT result->'extracted'->>'score' FROM calseta_enrich_cache_get_many('%s')"
+                    % keys), [["5"]])
+    complete(8, "2026-03-01T10:00:00.000001Z", {"virustotal": 300})
+    assert_eq(stored(), "8")
+
+
 def test_finished_jobs_dispatched_once_per_statement():
     """The dispatch trigger runs per statement: every job one statement finishes gets its
     deliveries (in id order), jobs it does not finish get none, and finishing again adds none."""

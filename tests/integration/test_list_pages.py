@@ -115,13 +115,16 @@ def test_audit_event_pages():
         # bad input is refused
         r = s.request("GET", "/v1/audit-events?page_size=0", key=k)
         assert_eq(r.status, 422, r.body)
-        for bad in ("from_time=yesterday", "to_time=2020-13-01T00:00:00Z", "from_time=garbage"):
+        for bad in ("from_time=yesterday", "to_time=2020-13-01T00:00:00Z", "from_time=garbage",
+                    "from_time=-", "from_time=12abc"):
             r = s.request("GET", "/v1/audit-events?" + bad, key=k)
             assert_eq(r.status, 422, (bad, r.body))
             assert_eq(r.json()["error"]["code"], "VALIDATION_ERROR", r.body)
         # a naive time is UTC, an offset is honoured
         total = count(s, "audit_events", "occurred_at >= '2020-06-01T00:02:00Z' AND " + OLD)
-        for t in ("2020-06-01T00:02:00", "2020-06-01T02:02:00%2B02:00"):
+        # and a number is Unix time, in seconds or (above 2e10) milliseconds, as the original reads it
+        for t in ("2020-06-01T00:02:00", "2020-06-01T02:02:00%2B02:00", "1590969720", "1590969720.0",
+                  "1590969720000"):
             audit_page(s, k, "from_time=" + t, total)
     finally:
         s.stop()
