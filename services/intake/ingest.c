@@ -186,10 +186,10 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
          * as a tenth of its work per alert. Not one per commit either: the bus hands each
          * message to one enricher, which claims only as many jobs as it has free slots, so a
          * large commit would leave the other enrichers idle until their poll. */
-        for (long long left = jobs; first_job >= 0 && left > 0; left -= JOBS_PER_WAKEUP)
-            push_jobs_ready(in, atoll(PQgetvalue(res, first_job, 3)),
-                            atoll(PQgetvalue(res, first_job, 2)),
-                            left < JOBS_PER_WAKEUP ? left : JOBS_PER_WAKEUP);
+        long long job = first_job >= 0 ? atoll(PQgetvalue(res, first_job, 3)) : 0;
+        long long alert = first_job >= 0 ? atoll(PQgetvalue(res, first_job, 2)) : 0;
+        for (long long left = jobs; left > 0; left -= JOBS_PER_WAKEUP)
+            push_jobs_ready(in, job, alert, left < JOBS_PER_WAKEUP ? left : JOBS_PER_WAKEUP);
         for (size_t i = 0; i < bt->n; i++) {
             if (bt->items[i].rc) /* no row came back for it: cannot happen, never hang */
                 reply_error(bt->items[i].rc, 500, "INTERNAL_ERROR",
