@@ -198,6 +198,10 @@ void used_keys_free(struct used_keys *u);
 /* ingest.c */
 struct ingest_batcher *ingest_batcher_new(struct intake *in);
 void ingest_batcher_free(struct ingest_batcher *b);
+/* The batcher's state for GET /metrics: alerts queued, of them held behind a batch of their
+ * fingerprint, batches in the database, alerts ever held back on arrival. */
+void ingest_batcher_gauges(const struct ingest_batcher *b, size_t *queued, size_t *held,
+                           int *inflight, uint64_t *held_total);
 /* Folds the indicator sightings of committed alerts into indicators.last_seen (housekeeping). */
 void ingest_sightings_apply(struct intake *in);
 void route_ingest_source(struct reqctx *rc);
