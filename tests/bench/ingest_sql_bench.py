@@ -49,7 +49,7 @@ def payloads_separate(s):
     return s.sql_value("SELECT max(pronargs) FROM pg_proc WHERE proname = 'calseta_ingest_batch'") == "3"
 
 
-def call_sql(elems, batch, separate):
+def call_sql(elems, batch, separate, unique=False):
     """The pgbench script and its variables: the batch (and payloads) go as parameters of a
     prepared statement, as the intake sends them, not as literals the server's SQL parser would
     scan on every call."""
@@ -57,7 +57,11 @@ def call_sql(elems, batch, separate):
     if separate:
         b = "[" + ",".join(e for e, _ in docs) + "]"
         p = "[" + ",".join(p for _, p in docs) + "]"
-        return ("SELECT count(*) FROM calseta_ingest_batch(:b::jsonb, 0, :p::json);\n", ("b=" + b, "p=" + p))
+        arg = ":b::jsonb"
+        if unique:  # every alert its own fingerprint, as distinct alerts have
+            arg = ("(SELECT jsonb_agg(e || jsonb_build_object('fingerprint', md5(random()::text)) ORDER BY o) "
+                   "FROM jsonb_array_elements(:b::jsonb) WITH ORDINALITY x(e, o))")
+        return ("SELECT count(*) FROM calseta_ingest_batch(%s, 0, :p::json);\n" % arg, ("b=" + b, "p=" + p))
     b = "[" + ",".join(e[:-1] + ',"raw_payload":' + p + "}" for e, p in docs) + "]"
     return "SELECT count(*) FROM calseta_ingest_batch(:b::jsonb, 0);\n", ("b=" + b,)
 
@@ -137,6 +141,7 @@ def main():
     ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--perf", default="", help="perf.data file for the first client's backend")
     ap.add_argument("--no-ceiling", action="store_true")
+    ap.add_argument("--unique", action="store_true", help="a fingerprint of its own for every alert")
     ap.add_argument("--prefill", type=int, default=0,
                     help="alerts written before the measured run (then a checkpoint): a larger table")
     a = ap.parse_args()
@@ -156,16 +161,17 @@ def main():
         assert len(elems) == 5, len(elems)
         separate = payloads_separate(s)
         if a.prefill:
-            script, variables = call_sql(elems, a.batch, separate)
+            script, variables = call_sql(elems, a.batch, separate, a.unique)
             pgbench(s.db, script, a, variables, transactions=max(1, a.prefill // a.batch // a.clients))
         n0 = int(s.sql_value("SELECT count(*) FROM alerts"))
         load0 = open("/proc/loadavg").read().split()[0]
-        script, variables = call_sql(elems, a.batch, separate)
+        script, variables = call_sql(elems, a.batch, separate, a.unique)
         tps, cpu, wal = pgbench(s.db, script, a, variables)
         n = int(s.sql_value("SELECT count(*) FROM alerts")) - n0
         load1 = open("/proc/loadavg").read().split()[0]
-        print("calseta_ingest_batch: %.0f alerts/s (%d clients, batch %d, payloads %s, load %s->%s)" %
-              (tps * a.batch, a.clients, a.batch, "separate" if separate else "in the batch", load0, load1))
+        print("calseta_ingest_batch: %.0f alerts/s (%d clients, batch %d, payloads %s, %s fingerprints, "
+              "%d alerts before, load %s->%s)" % (tps * a.batch, a.clients, a.batch, "separate" if separate else
+                                                  "in the batch", "unique" if a.unique else "fixture", n0, load0, load1))
         print("  per alert: PostgreSQL CPU %.0f us, WAL %.0f B (%d alerts)" % (1e6 * cpu / n, wal / n, n))
         wal_stats(s.db, pgbench.lsns, n)
         if not a.no_ceiling:
