@@ -257,14 +257,10 @@ static void on_created(void *arg, PGresult *res, const char *err)
 {
     struct created *c = arg;
     struct reqctx *rc = c->rc;
-    if (reply_if_pg_failed(rc, res, err) == 0) {
-        if (PQntuples(res) == 0) {
-            reply_error(rc, 404, "NOT_FOUND", "Agent not found.", NULL);
-        } else {
-            json_t *data = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-            json_object_set_new(data, "webhook_secret", json_string(c->secret));
-            reply_data(rc, c->status, data);
-        }
+    if (reply_if_no_row(rc, res, err, "Agent not found.") == 0) {
+        json_t *data = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+        json_object_set_new(data, "webhook_secret", json_string(c->secret));
+        reply_data(rc, c->status, data);
     }
     explicit_bzero(c->secret, sizeof c->secret);
     free(c);
@@ -598,12 +594,8 @@ static void on_test_notify(void *arg, const char *channel, const char *payload)
 static void on_test_queued(void *arg, PGresult *res, const char *err)
 {
     struct reqctx *rc = arg;
-    if (reply_if_pg_failed(rc, res, err))
+    if (reply_if_no_row(rc, res, err, "Agent not found."))
         return;
-    if (PQntuples(res) == 0) {
-        reply_error(rc, 404, "NOT_FOUND", "Agent not found.", NULL);
-        return;
-    }
     struct agents_api *a = api(rc);
     struct test_wait *w = xcalloc(1, sizeof *w);
     w->a = a;

@@ -257,14 +257,8 @@ static void on_one(void *arg, PGresult *res, const char *err)
 {
     struct one_op *op = arg;
     struct reqctx *rc = op->rc;
-    if (!res || err) {
+    if (reply_if_no_row(rc, res, err, "API key not found.")) {
         free(op);
-        reply_pg_failure(rc, res, err);
-        return;
-    }
-    if (PQntuples(res) == 0) {
-        free(op);
-        reply_error(rc, 404, "NOT_FOUND", "API key not found.", NULL);
         return;
     }
     json_t *data = json_loads(PQgetvalue(res, 0, 0), 0, NULL);

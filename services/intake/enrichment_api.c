@@ -658,13 +658,7 @@ void route_create_provider(struct reqctx *rc)
 static void on_patch_target(void *arg, PGresult *res, const char *err)
 {
     struct save_op *op = arg;
-    if (!res || err) {
-        reply_pg_failure(op->rc, res, err);
-        save_free(op);
-        return;
-    }
-    if (PQntuples(res) == 0) {
-        reply_error(op->rc, 404, "NOT_FOUND", "Enrichment provider not found.", NULL);
+    if (reply_if_no_row(op->rc, res, err, "Enrichment provider not found.")) {
         save_free(op);
         return;
     }
@@ -734,14 +728,8 @@ static void on_one(void *arg, PGresult *res, const char *err)
 {
     struct prov_op *op = arg;
     struct reqctx *rc = op->rc;
-    if (!res || err) {
+    if (reply_if_no_row(rc, res, err, "Enrichment provider not found.")) {
         free(op);
-        reply_pg_failure(rc, res, err);
-        return;
-    }
-    if (PQntuples(res) == 0) {
-        free(op);
-        reply_error(rc, 404, "NOT_FOUND", "Enrichment provider not found.", NULL);
         return;
     }
     json_t *data = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
@@ -798,14 +786,8 @@ void route_deactivate_provider(struct reqctx *rc)
 static void on_deleted(void *arg, PGresult *res, const char *err)
 {
     struct reqctx *rc = arg;
-    if (!res || err) {
-        reply_pg_failure(rc, res, err);
+    if (reply_if_no_row(rc, res, err, "Enrichment provider not found."))
         return;
-    }
-    if (PQntuples(res) == 0) {
-        reply_error(rc, 404, "NOT_FOUND", "Enrichment provider not found.", NULL);
-        return;
-    }
     if (!strcmp(PQgetvalue(res, 0, 0), "t")) {
         reply_error(rc, 400, "BUILTIN_PROVIDER_PROTECTED",
                     "Built-in providers cannot be deleted; deactivate them instead.", NULL);

@@ -330,14 +330,8 @@ void route_patch_extraction(struct reqctx *rc)
 static void on_deleted(void *arg, PGresult *res, const char *err)
 {
     struct reqctx *rc = arg;
-    if (!res || err) {
-        reply_pg_failure(rc, res, err);
+    if (reply_if_no_row(rc, res, err, "Field extraction not found."))
         return;
-    }
-    if (PQntuples(res) == 0) {
-        reply_error(rc, 404, "NOT_FOUND", "Field extraction not found.", NULL);
-        return;
-    }
     if (!strcmp(PQgetvalue(res, 0, 0), "t")) {
         reply_error(rc, 400, "SYSTEM_EXTRACTION_PROTECTED",
                     "System field extractions cannot be deleted; deactivate them instead "

@@ -143,12 +143,8 @@ void route_post_finding(struct reqctx *rc)
 static void on_listed(void *arg, PGresult *res, const char *err)
 {
     struct reqctx *rc = arg;
-    if (reply_if_pg_failed(rc, res, err))
+    if (reply_if_no_row(rc, res, err, "Alert not found."))
         return;
-    if (PQntuples(res) == 0) {
-        reply_error(rc, 404, "NOT_FOUND", "Alert not found.", NULL);
-        return;
-    }
     json_t *items = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     reply_data(rc, 200, items ? items : json_array());
 }

@@ -9,6 +9,12 @@
  * to the job bus; it is only a wake-up signal (PostgreSQL is the truth), so a lost message
  * delays a job until the enrichers' poll and loses nothing.
  *
+ * With de-duplication on, two alerts of one fingerprint never go out in two of this process's
+ * batches at once: the database serialises identical fingerprints on a lock held until commit,
+ * so the later batch would only sit in the database behind the earlier one (and hold every
+ * other alert of its batch there too). The later alert stays queued until the earlier batch is
+ * back; alerts of one fingerprint queued together go in the same batch, which counts them.
+ *
  * Failure handling of a batch: serialisation failure or deadlock → retried; any other SQL error
  * → the batch is split and each alert retried alone, so one bad alert cannot fail others; a
  * lost or unreachable database → 503 for everything in the batch (nothing was committed).
@@ -46,6 +52,15 @@ struct pending {
     int retries;
     int solo;           /* retry alone after a batch-level SQL error */
     uint64_t queued_ns; /* uv_hrtime() when first queued */
+    uint64_t fp;        /* the fingerprint's first 64 bits, never 0 */
+};
+
+/* Fingerprints of the alerts in this process's batches in flight: a multiset (one count per
+ * alert) in an open-addressing table with linear probing; 0 marks a free slot. */
+struct fpset {
+    uint64_t *key;
+    uint32_t *count;
+    size_t cap, used;
 };
 
 struct ingest_batcher {
@@ -54,7 +69,9 @@ struct ingest_batcher {
     size_t n, cap;
     int inflight;
     int folding;       /* a sightings fold is running */
-    uv_timer_t waited; /* INGEST_FLUSH_WAIT_MS of the oldest queued alert */
+    uv_timer_t waited; /* INGEST_FLUSH_WAIT_MS of the oldest alert free to go */
+    struct fpset flying;
+    uint64_t held;     /* alerts ever held back behind a batch of their fingerprint */
 };
 
 struct batch {
@@ -79,7 +96,104 @@ struct ingest_batcher *ingest_batcher_new(struct intake *in)
 
 static void on_batcher_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct ingest_batcher *b = h->data;
+    free(b->flying.key);
+    free(b->flying.count);
+    free(b);
+}
+
+/* ---- fingerprints in flight -------------------------------------------------------------- */
+
+static uint64_t fp_bits(const char fp[33])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 16 && fp[i]; i++) {
+        char c = fp[i];
+        v = (v << 4) | ((uint64_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10) & 15u);
+    }
+    return v ? v : 1;
+}
+
+static size_t fp_slot(const struct fpset *s, uint64_t k)
+{
+    size_t i = (size_t)(k ^ k >> 29) & (s->cap - 1);
+    while (s->key[i] && s->key[i] != k)
+        i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+static int fp_flying(const struct fpset *s, uint64_t k)
+{
+    return s->used && s->key[fp_slot(s, k)] == k;
+}
+
+static void fp_add(struct fpset *s, uint64_t k)
+{
+    if ((s->used + 1) * 2 > s->cap) {
+        struct fpset old = *s;
+        s->cap = old.cap ? old.cap * 2 : 256;
+        s->key = xcalloc(s->cap, sizeof *s->key);
+        s->count = xcalloc(s->cap, sizeof *s->count);
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.key[i]) {
+                size_t j = fp_slot(s, old.key[i]);
+                s->key[j] = old.key[i];
+                s->count[j] = old.count[i];
+            }
+        free(old.key);
+        free(old.count);
+    }
+    size_t i = fp_slot(s, k);
+    if (!s->key[i]) {
+        s->key[i] = k;
+        s->used++;
+    }
+    s->count[i]++;
+}
+
+/* Drops one count of k; an emptied slot is refilled from the probe run after it, so lookups
+ * never stop early at a hole (no tombstones). */
+static void fp_remove(struct fpset *s, uint64_t k)
+{
+    if (!fp_flying(s, k))
+        return;
+    size_t i = fp_slot(s, k);
+    if (--s->count[i])
+        return;
+    s->key[i] = 0;
+    s->used--;
+    for (size_t j = (i + 1) & (s->cap - 1); s->key[j]; j = (j + 1) & (s->cap - 1)) {
+        size_t home = (size_t)(s->key[j] ^ s->key[j] >> 29) & (s->cap - 1);
+        /* j's key may move to the hole at i when i lies cyclically in [home, j) */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            s->key[i] = s->key[j];
+            s->count[i] = s->count[j];
+            s->key[j] = 0;
+            s->count[j] = 0;
+            i = j;
+        }
+    }
+}
+
+/* A queued alert may go out now: de-duplication off, or no batch of its fingerprint flying. */
+static int may_go(const struct ingest_batcher *b, const struct pending *p)
+{
+    return b->in->cfg.alert_dedup_window_hours <= 0 || !fp_flying(&b->flying, p->fp);
+}
+
+void ingest_batcher_gauges(const struct ingest_batcher *b, size_t *queued, size_t *held,
+                           int *inflight, uint64_t *held_total)
+{
+    *queued = *held = 0;
+    *inflight = 0;
+    *held_total = 0;
+    if (!b)
+        return;
+    *queued = b->n;
+    for (size_t i = 0; i < b->n; i++)
+        *held += !may_go(b, &b->q[i]);
+    *inflight = b->inflight;
+    *held_total = b->held;
 }
 
 /* The memory goes once the loop has released the timer (the caller runs the loop once more). */
@@ -165,6 +279,8 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
     struct ingest_batcher *b = bt->b;
     struct intake *in = b->in;
     b->inflight--;
+    for (size_t i = 0; i < bt->n; i++)
+        fp_remove(&b->flying, bt->items[i].fp);
     if (res && !err) {
         uint64_t now = uv_hrtime();
         for (size_t i = 0; i < bt->n; i++)
@@ -243,27 +359,39 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
     flush(b);
 }
 
+/* Moves the alerts of the next batch from the queue into bt->items, in queue order: those free
+ * to go (see may_go), up to INGEST_BATCH_MAX and MAX_BATCH_BYTES; a retry of one alert alone
+ * goes alone. The alerts held back keep their order. Returns the bytes of the elements. */
+static size_t take_batch(struct ingest_batcher *b, struct batch *bt)
+{
+    size_t max = (size_t)b->in->cfg.ingest_batch_max, bytes = 0, kept = 0, i;
+    bt->items = xmalloc((b->n < max ? b->n : max) * sizeof *bt->items);
+    bt->n = 0;
+    for (i = 0; i < b->n && bt->n < max; i++) {
+        struct pending *p = &b->q[i];
+        int fits = bt->n == 0 || (!p->solo && !bt->items[0].solo &&
+                                  bytes + p->bytes <= MAX_BATCH_BYTES);
+        if (!fits || !may_go(b, p)) {
+            b->q[kept++] = *p;
+            continue;
+        }
+        bytes += p->bytes;
+        bt->items[bt->n++] = *p;
+    }
+    memmove(b->q + kept, b->q + i, (b->n - i) * sizeof *b->q);
+    b->n = kept + (b->n - i);
+    for (size_t k = 0; k < bt->n; k++)
+        fp_add(&b->flying, bt->items[k].fp);
+    return bytes;
+}
+
 static void send_batch(struct ingest_batcher *b)
 {
     struct intake *in = b->in;
-    size_t take = 0, bytes = 0;
-    if (b->q[0].solo) {
-        take = 1;
-    } else {
-        while (take < b->n && take < (size_t)in->cfg.ingest_batch_max && !b->q[take].solo &&
-               (take == 0 || bytes + b->q[take].bytes <= MAX_BATCH_BYTES)) {
-            bytes += b->q[take].bytes;
-            take++;
-        }
-    }
     struct batch *bt = xcalloc(1, sizeof *bt);
     bt->b = b;
-    bt->n = take;
     bt->sent_ns = uv_hrtime();
-    bt->items = xmalloc(take * sizeof *bt->items);
-    memcpy(bt->items, b->q, take * sizeof *bt->items);
-    memmove(b->q, b->q + take, (b->n - take) * sizeof *b->q);
-    b->n -= take;
+    size_t bytes = take_batch(b, bt), take = bt->n;
 
     /* The elements and the payloads are JSON text already (a payload as received): joining
      * them is the whole cost of the two documents. The payloads go as a json array beside the
@@ -298,16 +426,33 @@ static void send_batch(struct ingest_batcher *b)
     buf_destroy(&pay);
 }
 
+/* The queued alerts free to go now (at most INGEST_BATCH_MAX are counted); *first, the oldest. */
+static size_t ready(const struct ingest_batcher *b, const struct pending **first)
+{
+    size_t n = 0, max = (size_t)b->in->cfg.ingest_batch_max;
+    *first = NULL;
+    for (size_t i = 0; i < b->n && n < max; i++)
+        if (may_go(b, &b->q[i])) {
+            if (!n)
+                *first = &b->q[i];
+            n++;
+        }
+    return n;
+}
+
 /* With INGEST_FLUSH_WAIT_MS, a queue held back by the floor below is sent when its oldest alert
- * has waited that long; the timer runs only while alerts are held back. */
+ * free to go has waited that long; the timer runs only while such alerts are held back (an
+ * alert behind a batch of its fingerprint goes when that batch returns). */
 static void arm_wait(struct ingest_batcher *b)
 {
     uint64_t wait_ns = (uint64_t)b->in->cfg.ingest_flush_wait_ms * 1000000u;
-    if (!wait_ns || b->n == 0 || b->inflight >= b->in->cfg.ingest_max_inflight) {
+    const struct pending *first = NULL;
+    if (!wait_ns || b->n == 0 || b->inflight >= b->in->cfg.ingest_max_inflight ||
+        !ready(b, &first)) {
         uv_timer_stop(&b->waited);
         return;
     }
-    uint64_t age = uv_hrtime() - b->q[0].queued_ns;
+    uint64_t age = uv_hrtime() - first->queued_ns;
     uint64_t left_ms = age >= wait_ns ? 0 : (wait_ns - age + 999999u) / 1000000u;
     uv_timer_start(&b->waited, on_waited, left_ms, 0);
 }
@@ -317,13 +462,17 @@ static void arm_wait(struct ingest_batcher *b)
  * Every transaction costs the database a fixed ~2 ms of CPU whatever its size, so many small
  * batches in parallel bought latency nothing and halved what the server could commit; now the
  * queue grows while a batch runs, and more batches run at once only when there is enough
- * work to fill them. */
+ * work to fill them. Only alerts free to go count (see may_go). */
 static void flush_policy(struct ingest_batcher *b, int waited)
 {
     const struct config *c = &b->in->cfg;
     while (b->n > 0 && b->inflight < c->ingest_max_inflight) {
-        if (b->inflight > 0 && !b->q[0].solo && b->n < (size_t)c->ingest_batch_min &&
-            b->n < (size_t)c->ingest_batch_max && !waited)
+        const struct pending *first;
+        size_t n = ready(b, &first);
+        if (!n)
+            break;
+        if (b->inflight > 0 && !first->solo && n < (size_t)c->ingest_batch_min &&
+            n < (size_t)c->ingest_batch_max && !waited)
             break;
         send_batch(b);
         waited = 0;
@@ -555,8 +704,9 @@ static void submit(struct reqctx *rc, const struct alert_source *src, json_t *pa
     normalized_alert_destroy(&na);
 
     struct pending p = {.rc = rc, .elem = t.data, .len = elem_len, .plen = raw_len,
-                        .bytes = t.len, .queued_ns = uv_hrtime()};
+                        .bytes = t.len, .queued_ns = uv_hrtime(), .fp = fp_bits(fp)};
     struct ingest_batcher *b = rc->in->batcher;
+    b->held += !may_go(b, &p);
     enqueue(b, p, 0);
     flush(b);
 }

@@ -152,6 +152,9 @@ void reply_db_unavailable(struct reqctx *rc);
 void reply_pg_failure(struct reqctx *rc, PGresult *res, const char *err);
 /* 0 when the query succeeded; otherwise replies as reply_pg_failure() and returns -1. */
 int reply_if_pg_failed(struct reqctx *rc, PGresult *res, const char *err);
+/* 0 when the query succeeded with at least one row; otherwise replies as reply_if_pg_failed()
+ * or, for no row, 404 NOT_FOUND with not_found, and returns -1. */
+int reply_if_no_row(struct reqctx *rc, PGresult *res, const char *err, const char *not_found);
 /* Path parameter i as a NUL-terminated copy in buf; returns buf. */
 const char *path_param(struct reqctx *rc, size_t i, char *buf, size_t buflen);
 /* Query parameter lookup (URL-decoded); returns 1 if present. */
@@ -195,6 +198,10 @@ void used_keys_free(struct used_keys *u);
 /* ingest.c */
 struct ingest_batcher *ingest_batcher_new(struct intake *in);
 void ingest_batcher_free(struct ingest_batcher *b);
+/* The batcher's state for GET /metrics: alerts queued, of them held behind a batch of their
+ * fingerprint, batches in the database, alerts ever held back on arrival. */
+void ingest_batcher_gauges(const struct ingest_batcher *b, size_t *queued, size_t *held,
+                           int *inflight, uint64_t *held_total);
 /* Folds the indicator sightings of committed alerts into indicators.last_seen (housekeeping). */
 void ingest_sightings_apply(struct intake *in);
 void route_ingest_source(struct reqctx *rc);

@@ -10,6 +10,10 @@
  *   calseta_ingest_wait_seconds{pid,phase="queued"|"database"} histogram per ingested alert:
  *                                            waiting for its batch to go out, the batch's
  *                                            round trip (the rest of a request is the intake's)
+ *   calseta_ingest_queued{pid}, calseta_ingest_held{pid} gauges: alerts waiting for a batch, of
+ *                                            them those held behind an in-flight batch of
+ *                                            their fingerprint; calseta_ingest_batches_in_flight
+ *                                            {pid}; calseta_ingest_held_total{pid} counter
  *   calseta_audit_events_pending{pid}, calseta_audit_spool_bytes{pid}
  *   calseta_enrichment_lookups_total{pid,provider,outcome}   lookups this process made for
  *                                            the API (on-demand, provider tests)
@@ -269,6 +273,21 @@ static void process_series(struct prom *p, struct buf *b)
         histogram(b, "calseta_ingest_wait_seconds", lab, p->wait_buckets[k], LATENCY_BUCKETS,
                   NBUCKETS, p->wait_sum[k], p->wait_count[k]);
     }
+    size_t queued, held;
+    int inflight;
+    uint64_t held_total;
+    ingest_batcher_gauges(p->in->batcher, &queued, &held, &inflight, &held_total);
+    help(b, "calseta_ingest_queued", "gauge", "Alerts waiting for their batch to go out.");
+    buf_printf(b, "calseta_ingest_queued{pid=\"%ld\"} %zu\n", pid, queued);
+    help(b, "calseta_ingest_held", "gauge",
+         "Queued alerts held behind an in-flight batch of their fingerprint.");
+    buf_printf(b, "calseta_ingest_held{pid=\"%ld\"} %zu\n", pid, held);
+    help(b, "calseta_ingest_held_total", "counter",
+         "Alerts held back on arrival behind an in-flight batch of their fingerprint.");
+    buf_printf(b, "calseta_ingest_held_total{pid=\"%ld\"} %llu\n", pid,
+               (unsigned long long)held_total);
+    help(b, "calseta_ingest_batches_in_flight", "gauge", "Ingest transactions in the database.");
+    buf_printf(b, "calseta_ingest_batches_in_flight{pid=\"%ld\"} %d\n", pid, inflight);
     help(b, "calseta_enrichment_lookups_total", "counter",
          "Provider lookups this process made for the API, by provider and outcome.");
     for (size_t i = 0; i < NPROVIDERS && p->lookups[i].provider[0]; i++)

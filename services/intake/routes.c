@@ -542,6 +542,16 @@ int reply_if_pg_failed(struct reqctx *rc, PGresult *res, const char *err)
     return -1;
 }
 
+int reply_if_no_row(struct reqctx *rc, PGresult *res, const char *err, const char *not_found)
+{
+    if (reply_if_pg_failed(rc, res, err))
+        return -1;
+    if (PQntuples(res) > 0)
+        return 0;
+    reply_error(rc, 404, "NOT_FOUND", not_found, NULL);
+    return -1;
+}
+
 void reply_db_unavailable(struct reqctx *rc)
 {
     reply_error(rc, 503, "SERVICE_UNAVAILABLE",

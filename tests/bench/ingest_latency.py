@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Where an ingest request's time goes, for choosing the intake's batching policy (run by hand).
 
-One stream of tests/bench/ingest_bench.py (fixtures, de-duplication off; or hot: generic alerts
+One stream of tests/bench/ingest_bench.py (fixtures, de-duplication off; fixtures-dedup, the
+same with de-duplication on, every post after the first five a duplicate; or hot: generic alerts
 all sharing one IP, de-duplication on) over N keep-alive connections, with the batching settings
 given by --set (INGEST_BATCH_MIN=8, INGEST_FLUSH_WAIT_MS=4, ...); then, from every intake
 process's GET /metrics, the percentiles of each phase of a request:
@@ -79,12 +80,18 @@ def percentile(cum, q):
     return float("nan")
 
 
+def counter(text, name):
+    """A per-process counter's value in one /metrics text (0 when absent)."""
+    m = re.search(r'^%s\{[^}]*\} (\S+)$' % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--intake", type=int, default=2)
-    ap.add_argument("--stream", choices=("fixtures", "hot"), default="fixtures")
+    ap.add_argument("--stream", choices=("fixtures", "fixtures-dedup", "hot"), default="fixtures")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="an intake setting for this run (repeatable)")
     ap.add_argument("--perf", metavar="FILE", help="perf record -g one intake process during the stream")
@@ -98,7 +105,7 @@ def main():
            open("/proc/loadavg").read().strip()))
     s, key = ib.stack(0 if a.stream == "fixtures" else 24, a)
     try:
-        lua = ib.fixtures_script(key) if a.stream == "fixtures" else ib.generic_script(key, 0.0, True)
+        lua = ib.fixtures_script(key) if a.stream.startswith("fixtures") else ib.generic_script(key, 0.0, True)
         ib.warm_up(s, lua, a)
         mkey = s.create_key("alerts:read", name="metrics",
                             extra=("--rate-limit-per-minute", "100000000"))
@@ -117,6 +124,9 @@ def main():
             print("%-15s %-8s p50 %6.1f ms  p90 %6.1f ms  p99 %6.1f ms  (server side, %d samples)" %
                   ("phase", label, percentile(d, 0.5), percentile(d, 0.9), percentile(d, 0.99),
                    max(d.values()) if d else 0))
+        held = sum(counter(after, "calseta_ingest_held_total") - counter(before.get(p, ""), "calseta_ingest_held_total")
+                   for p in after)
+        print("%-15s %d alerts held behind a batch of their fingerprint in flight" % ("held", held))
     finally:
         s.stop()
     if not good:

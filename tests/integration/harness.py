@@ -216,6 +216,15 @@ class Stack:
         assert m, r.stdout
         return m.group(1)
 
+    def ingest(self, key, title, severity="high", via="generic", **fields):
+        """Ingests one alert (title, severity and any other fields) through /v1/ingest/<via>,
+        asserts the 202 and returns the alert's uuid."""
+        body = {"title": title, "severity": severity}
+        body.update(fields)
+        r = self.request("POST", "/v1/ingest/" + via, key=key, body=body)
+        assert_eq(r.status, 202, r.body)
+        return r.json()["data"]["alert_uuid"]
+
     def sql(self, q):
         return psql(self.db, q)
 
@@ -311,6 +320,15 @@ def wait_for(condition, timeout=20.0, interval=0.05, what=None):
 def fernet_key():
     """A new Fernet key (what ENCRYPTION_KEY holds), made without the code under test."""
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def gen_encryption_key():
+    """A new ENCRYPTION_KEY made by `calseta gen-encryption-key` (its output checked)."""
+    r = subprocess.run([os.path.join(BIN, "calseta"), "gen-encryption-key"], capture_output=True,
+                       text=True, timeout=30, check=True)
+    k = r.stdout.strip().splitlines()[-1].strip()
+    assert len(k) == 44, r.stdout
+    return k
 
 
 def fernet_encrypt(key_b64, plaintext):

@@ -7,19 +7,11 @@ import test_mcp_http as mcp
 from harness import Stack, assert_eq, fixture, run_tests
 
 
-def ingest(s, k, title, severity="low", source="generic", **extra):
-    body = {"title": title, "severity": severity}
-    body.update(extra)
-    r = s.request("POST", "/v1/ingest/" + source, key=k, body=body)
-    assert_eq(r.status, 202, r.body)
-    return r.json()["data"]["alert_uuid"]
-
-
 def test_list_filters_and_pagination():
     s = Stack("alerts_list")
     try:
         k = s.create_key("admin")
-        uuids = [ingest(s, k, "alert %d" % i, severity=("high" if i % 2 else "low"), tags=["t%d" % (i % 3)])
+        uuids = [s.ingest(k, "alert %d" % i, severity=("high" if i % 2 else "low"), tags=["t%d" % (i % 3)])
                  for i in range(7)]
         r = s.request("GET", "/v1/alerts?page=1&page_size=3", key=k)
         assert_eq(r.status, 200)
@@ -99,7 +91,7 @@ def test_status_lifecycle_and_activity():
     s = Stack("alerts_patch")
     try:
         k = s.create_key("admin")
-        u = ingest(s, k, "lifecycle", src_ip="198.51.100.9")
+        u = s.ingest(k, "lifecycle", "low", src_ip="198.51.100.9")
         r = s.request("PATCH", "/v1/alerts/" + u, key=k, body={"status": "Triaging"})
         assert_eq(r.status, 200, r.body)
         d = r.json()["data"]

@@ -52,22 +52,14 @@ def value(samples, name, **labels):
     return sum(found)
 
 
-def ingest(s, k, title, **extra):
-    body = {"title": title, "severity": "high"}
-    body.update(extra)
-    r = s.request("POST", "/v1/ingest/generic", key=k, body=body)
-    assert_eq(r.status, 202, r.body)
-    return r.json()["data"]["alert_uuid"]
-
-
 def test_metrics_routes():
     s = Stack("metrics_routes")
     try:
         k = s.create_key("admin")
         wf = s.create_key("workflows:read")
-        a1 = ingest(s, k, "one", rule_id="R1")
-        ingest(s, k, "two", rule_id="R1", severity="low")
-        ingest(s, k, "three", source="x")
+        a1 = s.ingest(k, "one", rule_id="R1")
+        s.ingest(k, "two", rule_id="R1", severity="low")
+        s.ingest(k, "three", source="x")
         s.request("PATCH", "/v1/alerts/" + a1, key=k,
                   body={"status": "Closed", "close_classification": "False Positive - Inaccurate Data"})
         r = s.request("GET", "/v1/metrics/alerts", key=k)
@@ -362,7 +354,7 @@ def test_metrics_rollup_exact_through_changes():
                                "now() - interval '9 days' + interval '31 minutes')")) >= 2
         s.sql("UPDATE enrichment_jobs SET status = 'failed', updated_at = now() "
               "WHERE id IN (SELECT id FROM enrichment_jobs WHERE status = 'done' ORDER BY id LIMIT 7)")
-        ingest(s, k, "fresh")
+        s.ingest(k, "fresh")
         check_all("changes since the rollup")
         roll()
         check_all("after the next rollup")
@@ -425,7 +417,7 @@ def test_prometheus_scrape():
         s.request("POST", "/v1/enrichments", key=k, body={"type": "ip", "value": "185.220.101.34"})
         enricher.stop()
         for i in range(3):
-            ingest(s, k, "p%d" % i)
+            s.ingest(k, "p%d" % i)
         s.request("GET", "/v1/alerts/00000000-0000-0000-0000-000000000000", key=k)
         slow = s.create_key("alerts:read", extra=("--rate-limit-per-minute", "3"))
         codes = [s.request("GET", "/v1/alerts", key=slow).status for _ in range(5)]

@@ -8,14 +8,6 @@ from harness import Stack, assert_eq, run_tests
 NIL = "00000000-0000-0000-0000-000000000000"
 
 
-def ingest(s, k, title, **extra):
-    body = {"title": title, "severity": "high"}
-    body.update(extra)
-    r = s.request("POST", "/v1/ingest/generic", key=k, body=body)
-    assert_eq(r.status, 202, r.body)
-    return r.json()["data"]["alert_uuid"]
-
-
 def test_detection_rules_crud_and_scopes():
     s = Stack("rules_crud")
     try:
@@ -87,7 +79,7 @@ def test_detection_rules_crud_and_scopes():
         assert_eq(s.request("PATCH", "/v1/detection-rules/" + u, key=reader, body={"name": "x"}).status, 403)
         assert_eq(s.request("PATCH", "/v1/detection-rules/" + NIL, key=admin, body={"name": "x"}).status, 404)
         # ingest links to the admin's rule instead of making a stub
-        a = ingest(s, admin, "login storm", rule_id="R-1")
+        a = s.ingest(admin, "login storm", rule_id="R-1")
         r = s.request("GET", "/v1/alerts/" + a, key=reader).json()["data"]
         assert_eq(r["detection_rule"]["uuid"], u)
         assert_eq(s.sql_value("SELECT count(*) FROM detection_rules WHERE source_rule_id = 'R-1'"), "1")
@@ -134,9 +126,9 @@ def test_rule_metrics():
     try:
         k = s.create_key("admin")
         reader = s.create_key("alerts:read")
-        a1 = ingest(s, k, "m1", rule_id="M", src_ip="203.0.113.5")
-        a2 = ingest(s, k, "m2", rule_id="M", src_ip="203.0.113.5", severity="low")
-        ingest(s, k, "m3", rule_id="M")
+        a1 = s.ingest(k, "m1", rule_id="M", src_ip="203.0.113.5")
+        a2 = s.ingest(k, "m2", rule_id="M", src_ip="203.0.113.5", severity="low")
+        s.ingest(k, "m3", rule_id="M")
         s.request("PATCH", "/v1/alerts/" + a1, key=k,
                   body={"status": "Closed", "close_classification": "False Positive - Inaccurate Data"})
         s.request("PATCH", "/v1/alerts/" + a2, key=k,
@@ -174,9 +166,9 @@ def test_indicators_override_add_and_graph():
         writer = s.create_key("alerts:write")
         reader = s.create_key("alerts:read")
         er = s.create_key("enrichments:read")
-        a = ingest(s, admin, "first", src_ip="198.51.100.7")
-        b = ingest(s, admin, "second", src_ip="198.51.100.7")
-        c = ingest(s, admin, "third", src_ip="198.51.100.7")
+        a = s.ingest(admin, "first", src_ip="198.51.100.7")
+        b = s.ingest(admin, "second", src_ip="198.51.100.7")
+        c = s.ingest(admin, "third", src_ip="198.51.100.7")
         iu = s.sql_value("SELECT uuid FROM indicators WHERE value = '198.51.100.7'")
         s.sql("UPDATE indicators SET enrichment_results = '{\"vt\": {\"success\": true, \"extracted\": "
               "{\"malice\": \"Suspicious\"}, \"raw\": {\"secret\": 1}}, \"odd\": 5}' WHERE uuid = '%s'" % iu)

@@ -9,13 +9,11 @@ allowance ENRICHER_ALLOW_LOOPBACK=true (cloud-metadata addresses stay blocked wh
 import base64
 import http.server
 import json
-import subprocess
-import os
 import threading
 import time
 import urllib.parse
 
-from harness import BIN, Stack, assert_eq, run_tests
+from harness import Stack, assert_eq, gen_encryption_key, run_tests
 
 VT_KEY = "vt-secret-0123456789abcdef"
 ABUSE_KEY = "abuse-secret-fedcba9876543210"
@@ -70,14 +68,6 @@ class StandIn:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def gen_key():
-    r = subprocess.run([os.path.join(BIN, "calseta"), "gen-encryption-key"], capture_output=True,
-                       text=True, timeout=30, check=True)
-    k = r.stdout.strip().splitlines()[-1].strip()
-    assert len(k) == 44, r.stdout
-    return k
 
 
 def vt_provider(port, name="vt_standin", key=VT_KEY):
@@ -149,7 +139,7 @@ def wait_for_enricher(s, timeout=30):
 
 
 def test_provider_crud_builtins_and_secrets():
-    key = gen_key()
+    key = gen_encryption_key()
     s = Stack("enr_crud", env={"ENCRYPTION_KEY": key, "ENRICHER_ALLOW_LOOPBACK": "true"})
     try:
         k = s.create_key("admin")
@@ -169,9 +159,9 @@ def test_provider_crud_builtins_and_secrets():
         assert raw[0] == 0x80 and len(raw) >= 1 + 8 + 16 + 16 + 32, len(raw)
         assert VT_KEY.encode() not in raw
         # ... which decrypts under the key (the rotation CLI refuses tokens it cannot open)
-        r = s.cli("rotate-encryption-key", "--old-key", key, "--new-key", gen_key(), "--dry-run")
+        r = s.cli("rotate-encryption-key", "--old-key", key, "--new-key", gen_encryption_key(), "--dry-run")
         assert "enrichment_providers" in r.stdout and "1 re-encrypted" in r.stdout, r.stdout
-        bad = s.cli("rotate-encryption-key", "--old-key", gen_key(), "--new-key", gen_key(),
+        bad = s.cli("rotate-encryption-key", "--old-key", gen_encryption_key(), "--new-key", gen_encryption_key(),
                     "--dry-run", check=False)
         assert bad.returncode != 0
         for path in ("/v1/enrichment-providers/" + u, "/v1/enrichment-providers"):
@@ -310,7 +300,7 @@ def test_ssrf_guard_and_missing_key():
 
 def test_on_demand_lookup_cache_and_provider_test():
     stand = StandIn()
-    s = Stack("enr_lookup", env={"ENCRYPTION_KEY": gen_key(), "ENRICHER_ALLOW_LOOPBACK": "true",
+    s = Stack("enr_lookup", env={"ENCRYPTION_KEY": gen_encryption_key(), "ENRICHER_ALLOW_LOOPBACK": "true",
                                  "VIRUSTOTAL_API_KEY": "", "ABUSEIPDB_API_KEY": ""},
               services=LOOKUP_SERVICES)
     try:
@@ -415,7 +405,7 @@ def test_on_demand_lookup_cache_and_provider_test():
 
 
 def test_alert_reenrich_job():
-    s = Stack("enr_job", env={"ENCRYPTION_KEY": gen_key()})
+    s = Stack("enr_job", env={"ENCRYPTION_KEY": gen_encryption_key()})
     try:
         k = s.create_key("admin")
         r = s.request("POST", "/v1/ingest/generic", key=k, body={"title": "t", "severity": "low",
@@ -442,7 +432,7 @@ def test_alert_reenrich_job():
 
 
 def test_field_extractions():
-    s = Stack("enr_ext", env={"ENCRYPTION_KEY": gen_key()})
+    s = Stack("enr_ext", env={"ENCRYPTION_KEY": gen_encryption_key()})
     try:
         k = s.create_key("admin")
         base = "/v1/enrichment-field-extractions"
@@ -505,7 +495,7 @@ def test_field_extractions():
 
 
 def test_scopes():
-    s = Stack("enr_scopes", env={"ENCRYPTION_KEY": gen_key(), "ENRICHMENT_MOCK_MODE": "true"},
+    s = Stack("enr_scopes", env={"ENCRYPTION_KEY": gen_encryption_key(), "ENRICHMENT_MOCK_MODE": "true"},
               services=LOOKUP_SERVICES)
     try:
         wait_for_enricher(s)

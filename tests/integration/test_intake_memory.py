@@ -15,12 +15,11 @@ the fresh intake's memory holds no trace of it: workflowd decrypted it and gave 
 import http.server
 import json
 import os
-import subprocess
 import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, Stack, assert_eq, free_port, memory_scan, run_tests, wait_for  # noqa: E402
+from harness import Stack, assert_eq, free_port, gen_encryption_key, memory_scan, run_tests, wait_for  # noqa: E402
 
 KEY = "vt-secret-%s" % os.urandom(8).hex()
 IP = "185.220.101.34"
@@ -57,12 +56,6 @@ class StandIn:
         self.httpd.server_close()
 
 
-def gen_key():
-    r = subprocess.run([os.path.join(BIN, "calseta"), "gen-encryption-key"], capture_output=True,
-                       text=True, timeout=30, check=True)
-    return r.stdout.strip().splitlines()[-1].strip()
-
-
 def provider(port):
     return {
         "provider_name": "vt_standin", "display_name": "VT stand-in",
@@ -86,7 +79,7 @@ def provider_uuid(s, k, name):
 
 def test_no_provider_secret_in_the_intake():
     stand = StandIn()
-    s = Stack("intake_mem", env={"ENCRYPTION_KEY": gen_key(), "ENRICHER_ALLOW_LOOPBACK": "true"},
+    s = Stack("intake_mem", env={"ENCRYPTION_KEY": gen_encryption_key(), "ENRICHER_ALLOW_LOOPBACK": "true"},
               services=("auditd", "jobbus", "enricher", "intake"))
     try:
         enricher = [p for p in s.procs if p.name == "enricher"][0]
@@ -133,7 +126,7 @@ WF_CODE = ("from calseta.workflows import WorkflowResult\n"
 
 
 def test_no_workflow_secret_in_the_intake():
-    s = Stack("intake_wf_mem", env={"ENCRYPTION_KEY": gen_key()},
+    s = Stack("intake_wf_mem", env={"ENCRYPTION_KEY": gen_encryption_key()},
               services=("auditd", "runner", "intake"))  # the harness adds workflowd
     try:
         k = s.create_key("admin")

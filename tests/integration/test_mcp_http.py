@@ -12,14 +12,6 @@ from harness import Stack, assert_eq, run_tests, wait_for
 ACCEPT = "application/json, text/event-stream"
 
 
-def ingest(s, k, title="mcp alert", **extra):
-    body = {"title": title, "severity": "high"}
-    body.update(extra)
-    r = s.request("POST", "/v1/ingest/generic", key=k, body=body)
-    assert_eq(r.status, 202, r.body)
-    return r.json()["data"]["alert_uuid"]
-
-
 def rpc(s, key, msg, session=None, headers=None):
     h = {"Accept": ACCEPT, "Content-Type": "application/json"}
     if session:
@@ -155,7 +147,7 @@ def test_spoofed_client_id_and_scopes():
     try:
         admin = s.create_key("admin")
         reader = s.create_key("alerts:read")
-        u = ingest(s, admin)
+        u = s.ingest(admin, "mcp alert")
         admin_prefix = admin[:8]
         sid, _ = init(s, reader)
         res = call(s, reader, sid, "post_alert_finding",
@@ -192,7 +184,7 @@ def test_findings_rest_and_concurrency():
     s = Stack("mcp_findings", env={"RATE_LIMIT_DEFAULT_PER_MINUTE": "1000"})
     try:
         k = s.create_key("alerts:read,alerts:write")
-        u = ingest(s, k)
+        u = s.ingest(k, "mcp alert")
         r = s.request("POST", "/v1/alerts/%s/findings" % u, key=k,
                       body={"agent_name": "triage-bot", "summary": "x" * 130, "confidence": "medium",
                             "evidence": {"ip": "198.51.100.7"}})
