@@ -6,6 +6,8 @@ mappings, sources, indicators) and MCP.
 - Every create/patch route answers malformed JSON, non-objects, bad UTF-8, NUL, deep nesting,
   wrong types, unknown enum values, non-ASCII and overlong strings, and an 11 MB body with the
   reference's status and error code, never a 5xx, and creates nothing from a refused body.
+- Out-of-range, malformed and unknown list parameters, and manual dispatch with a missing,
+  malformed or unknown agent, an unknown alert or an inactive agent, answer their 4xx.
 - Missing, malformed, overlong, unknown, expired and revoked keys and a missing scope answer
   401/403 with their codes on each of those routes.
 - MCP tools/call and resources/read with wrong types, unknown names and oversized values answer
@@ -222,6 +224,43 @@ def test_hostile_mcp_params():
             assert_eq(r.json()["error"]["code"], code, "%s %s" % (method, json.dumps(params)[:80]))
             assert len(r.body) < 4096, "an error echoes at most a bounded part of its input"
         assert_eq(s.request("GET", "/health").status, 200)
+    finally:
+        s.stop()
+
+
+def test_hostile_queries_and_dispatch():
+    s = Stack("hostile_queries", env=ENV)
+    try:
+        k = s.create_key("admin")
+        alert = s.ingest(k, "queries", src_ip="198.51.100.7")
+        r = s.request("POST", "/v1/agents", key=k,
+                      body={"name": "idle", "endpoint_url": "http://127.0.0.1:9/", "is_active": False})
+        assert_eq(r.status, 201, r.body)
+        idle = r.json()["data"]["uuid"]
+        lists = ["/v1/agents", "/v1/context-documents", "/v1/detection-rules", "/v1/indicator-mappings",
+                 "/v1/sources", "/v1/agents/%s/runs" % idle]
+        for p in lists:
+            for q in ("page=0", "page=-1", "page=abc", "page=99999999999999999999", "page_size=0",
+                      "page_size=501", "page_size=%ff"):
+                check_error(s.request("GET", p + "?" + q, key=k), 422, "VALIDATION_ERROR", p + "?" + q)
+        for p, q in (("/v1/context-documents", "sort_by=nope"), ("/v1/context-documents", "sort_order=up"),
+                     ("/v1/detection-rules", "sort_by=%00"), ("/v1/detection-rules", "sort_order=UP")):
+            check_error(s.request("GET", p + "?" + q, key=k), 400, "VALIDATION_ERROR", p + "?" + q)
+        check_error(s.request("GET", "/v1/context-documents?is_global=maybe", key=k), 422,
+                    "VALIDATION_ERROR", "is_global=maybe")
+        base = "/v1/alerts/%s/dispatch-agent" % alert
+        for q in ("", "?agent_uuid=", "?agent_uuid=not-a-uuid", "?agent_uuid=" + "a" * 5000):
+            check_error(s.request("POST", base + q, key=k), 422, "VALIDATION_ERROR", "dispatch " + q[:30])
+        check_error(s.request("POST", base + "?agent_uuid=" + NIL, key=k), 404, "NOT_FOUND", "no agent")
+        check_error(s.request("POST", "/v1/alerts/%s/dispatch-agent?agent_uuid=%s" % (NIL, idle), key=k),
+                    404, "NOT_FOUND", "no alert")
+        check_error(s.request("POST", base + "?agent_uuid=" + idle, key=k), 422, "AGENT_INACTIVE",
+                    "inactive agent")
+        check_error(s.request("POST", "/v1/alerts/not-a-uuid/trigger-agents", key=k), 422,
+                    "VALIDATION_ERROR", "trigger-agents bad uuid")
+        check_error(s.request("POST", "/v1/alerts/%s/trigger-agents" % NIL, key=k), 404, "NOT_FOUND",
+                    "trigger-agents no alert")
+        assert_eq(s.sql_value("SELECT count(*) FROM agent_deliveries"), "0", "nothing was queued")
     finally:
         s.stop()
 
