@@ -531,6 +531,14 @@ static void wait_finish(struct test_wait *w, json_t *result)
     uv_close((uv_handle_t *)&w->timer, wait_closed);
 }
 
+static void on_test_retired(void *arg, PGresult *res, const char *err)
+{
+    (void)arg;
+    if (!res || err)
+        msg_warn("agents: an unanswered test delivery could not be retired: %s",
+                 err ? err : "no result");
+}
+
 static void on_test_result(void *arg, PGresult *res, const char *err)
 {
     struct test_wait *w = arg;
@@ -549,7 +557,7 @@ static void on_test_result(void *arg, PGresult *res, const char *err)
                 "UPDATE agent_deliveries SET status = 'failed', completed_at = now(), "
                 "updated_at = now(), last_error = 'no dispatcher answered in time' "
                 "WHERE uuid = $1 AND status = 'pending'",
-                1, p, NULL, NULL);
+                1, p, on_test_retired, NULL);
         wait_finish(w, json_pack("{s:b,s:n,s:i,s:s}", "delivered", 0, "status_code",
                                  "duration_ms", 0, "error",
                                  "No dispatcher delivered the test in time (is "
