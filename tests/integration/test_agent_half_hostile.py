@@ -6,16 +6,22 @@ mappings, sources, indicators) and MCP.
 - Every create/patch route answers malformed JSON, non-objects, bad UTF-8, NUL, deep nesting,
   wrong types, unknown enum values, non-ASCII and overlong strings, and an 11 MB body with the
   reference's status and error code, never a 5xx, and creates nothing from a refused body.
+- Out-of-range, malformed and unknown list parameters, and manual dispatch with a missing,
+  malformed or unknown agent, an unknown alert or an inactive agent, answer their 4xx.
 - Missing, malformed, overlong, unknown, expired and revoked keys and a missing scope answer
   401/403 with their codes on each of those routes.
 - MCP tools/call and resources/read with wrong types, unknown names and oversized values answer
   JSON-RPC errors on a live session.
 - An answer that comes after a drain closed its connection (a test delivery that waits for a
   dispatcher) does not touch the freed connection: the intake exits 0 and ASan reports nothing.
+- A test delivery answered "not delivered" is retired, so a dispatcher started later never
+  sends it.
 """
+import http.server
 import json
 import signal
 import socket
+import threading
 
 from harness import Stack, assert_eq, fernet_key, run_tests, wait_for
 from test_mcp_http import init, rpc
@@ -141,28 +147,26 @@ def test_hostile_keys():
         alert = s.ingest(admin, "keys", src_ip="198.51.100.5")
         wait_for(lambda: s.request("GET", "/v1/alerts", key=expired).status == 401,
                  timeout=10, what="the short key to expire")
-        cases = [
+        bearer = "Bearer {}".format
+        cases = [  # (Authorization header, status, code)
             (None, 401, "UNAUTHORIZED"), ("Basic abc", 401, "UNAUTHORIZED"),
-            ("nope", 401, "UNAUTHORIZED"), ("cai_" + "x" * 200, 401, "UNAUTHORIZED"),
-            (admin[:8] + "x" * 100, 401, "UNAUTHORIZED"),  # past bcrypt's 72 bytes
-            ("cai_" + "A" * 43, 401, "UNAUTHORIZED"), (admin[:-1] + "\u00e9", 401, "UNAUTHORIZED"),
-            (expired, 401, "KEY_EXPIRED"), (revoked, 401, "UNAUTHORIZED"),
+            (bearer("nope"), 401, "UNAUTHORIZED"), (bearer("cai_" + "x" * 200), 401, "UNAUTHORIZED"),
+            (bearer(admin[:8] + "x" * 100), 401, "UNAUTHORIZED"),  # past bcrypt's 72 bytes
+            (bearer("cai_" + "A" * 43), 401, "UNAUTHORIZED"),
+            (bearer(admin[:-1] + "\u00e9"), 401, "UNAUTHORIZED"),
+            (bearer(expired), 401, "KEY_EXPIRED"), (bearer(revoked), 401, "UNAUTHORIZED"),
         ]
         paths = [("POST", "/v1/agents"), ("GET", "/v1/agents"), ("POST", "/v1/alerts/%s/findings" % alert),
                  ("POST", "/v1/context-documents"), ("GET", "/v1/context-documents/" + NIL),
                  ("POST", "/v1/detection-rules"), ("POST", "/v1/indicator-mappings"),
                  ("POST", "/v1/sources"), ("POST", "/v1/alerts/%s/trigger-agents" % alert)]
         for m, p in paths:
-            for key, status, code in cases:
+            for auth, status, code in cases:
                 hdrs = {"Content-Type": "application/json"}
-                if key and not key.startswith("cai_") and key != "nope":
-                    hdrs["Authorization"] = key
-                    key = None
-                elif key == "nope":
-                    hdrs["Authorization"] = "Bearer nope"
-                    key = None
-                r = s.request(m, p, key=key, headers=hdrs, body=b"{}")
-                check_error(r, status, code, "%s %s with %r" % (m, p, (key or "")[:12]))
+                if auth:
+                    hdrs["Authorization"] = auth
+                r = s.request(m, p, headers=hdrs, body=b"{}")
+                check_error(r, status, code, "%s %s with %r" % (m, p, (auth or "")[:20]))
         scoped = {"POST /v1/agents": "agents:write", "GET /v1/agents": "agents:read",
                   "POST /v1/detection-rules": "admin", "POST /v1/sources": "admin"}
         for route, scope in scoped.items():
@@ -226,6 +230,43 @@ def test_hostile_mcp_params():
         s.stop()
 
 
+def test_hostile_queries_and_dispatch():
+    s = Stack("hostile_queries", env=ENV)
+    try:
+        k = s.create_key("admin")
+        alert = s.ingest(k, "queries", src_ip="198.51.100.7")
+        r = s.request("POST", "/v1/agents", key=k,
+                      body={"name": "idle", "endpoint_url": "http://127.0.0.1:9/", "is_active": False})
+        assert_eq(r.status, 201, r.body)
+        idle = r.json()["data"]["uuid"]
+        lists = ["/v1/agents", "/v1/context-documents", "/v1/detection-rules", "/v1/indicator-mappings",
+                 "/v1/sources", "/v1/agents/%s/runs" % idle]
+        for p in lists:
+            for q in ("page=0", "page=-1", "page=abc", "page=99999999999999999999", "page_size=0",
+                      "page_size=501", "page_size=%ff"):
+                check_error(s.request("GET", p + "?" + q, key=k), 422, "VALIDATION_ERROR", p + "?" + q)
+        for p, q in (("/v1/context-documents", "sort_by=nope"), ("/v1/context-documents", "sort_order=up"),
+                     ("/v1/detection-rules", "sort_by=%00"), ("/v1/detection-rules", "sort_order=UP")):
+            check_error(s.request("GET", p + "?" + q, key=k), 400, "VALIDATION_ERROR", p + "?" + q)
+        check_error(s.request("GET", "/v1/context-documents?is_global=maybe", key=k), 422,
+                    "VALIDATION_ERROR", "is_global=maybe")
+        base = "/v1/alerts/%s/dispatch-agent" % alert
+        for q in ("", "?agent_uuid=", "?agent_uuid=not-a-uuid", "?agent_uuid=" + "a" * 5000):
+            check_error(s.request("POST", base + q, key=k), 422, "VALIDATION_ERROR", "dispatch " + q[:30])
+        check_error(s.request("POST", base + "?agent_uuid=" + NIL, key=k), 404, "NOT_FOUND", "no agent")
+        check_error(s.request("POST", "/v1/alerts/%s/dispatch-agent?agent_uuid=%s" % (NIL, idle), key=k),
+                    404, "NOT_FOUND", "no alert")
+        check_error(s.request("POST", base + "?agent_uuid=" + idle, key=k), 422, "AGENT_INACTIVE",
+                    "inactive agent")
+        check_error(s.request("POST", "/v1/alerts/not-a-uuid/trigger-agents", key=k), 422,
+                    "VALIDATION_ERROR", "trigger-agents bad uuid")
+        check_error(s.request("POST", "/v1/alerts/%s/trigger-agents" % NIL, key=k), 404, "NOT_FOUND",
+                    "trigger-agents no alert")
+        assert_eq(s.sql_value("SELECT count(*) FROM agent_deliveries"), "0", "nothing was queued")
+    finally:
+        s.stop()
+
+
 def test_answer_after_drain_closed_the_connection():
     # No dispatcher runs: a test delivery waits timeout_seconds plus a grace, then answers
     # "not delivered". A SIGTERM meanwhile drains the intake, which closes the waiting
@@ -255,6 +296,60 @@ def test_answer_after_drain_closed_the_connection():
         if c:
             c.close()
         s.stop()
+
+
+class Hits:
+    """A stand-in agent endpoint that records the paths it was sent."""
+
+    def __init__(self):
+        hits = self.paths = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                hits.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_unanswered_test_is_never_sent_later():
+    # The test route answers "not delivered" when no dispatcher ran in time; that delivery must
+    # then be retired, so that a dispatcher started later does not send a stale test.
+    hits = Hits()
+    s = Stack("hostile_late_test", env=ENV)
+    try:
+        k = s.create_key("admin")
+        url = "http://127.0.0.1:%d/" % hits.port
+        r = s.request("POST", "/v1/agents", key=k,
+                      body={"name": "late", "endpoint_url": url + "stale", "timeout_seconds": 1})
+        stale_agent = r.json()["data"]["uuid"]
+        r = s.request("POST", "/v1/agents/%s/test" % stale_agent, key=k, timeout=60)
+        assert_eq((r.status, r.json()["data"]["delivered"]), (200, False), r.body)
+        state = "SELECT status || '/' || attempts FROM agent_deliveries WHERE agent_id = " \
+                "(SELECT id FROM agent_registrations WHERE uuid = '%s')" % stale_agent
+        wait_for(lambda: s.sql_value(state) == "failed/0", timeout=10,
+                 what="the unanswered test retired")
+        s.start("dispatcher")
+        r = s.request("POST", "/v1/agents", key=k,
+                      body={"name": "fresh", "endpoint_url": url + "fresh", "timeout_seconds": 5})
+        r = s.request("POST", "/v1/agents/%s/test" % r.json()["data"]["uuid"], key=k, timeout=60)
+        assert_eq(r.json()["data"]["delivered"], True, r.body)
+        assert_eq(hits.paths, ["/fresh"])
+        assert_eq(s.sql_value(state), "failed/0")
+    finally:
+        s.stop()
+        hits.close()
 
 
 if __name__ == "__main__":
