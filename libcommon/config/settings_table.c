@@ -528,7 +528,13 @@ char *settings_table_markdown(void)
                  "A setting that is unset or empty takes its default. An invalid value stops the "
                  "program with a message naming the setting. `calseta config-check NAME...` shows "
                  "which backend a host uses and whether each name is set, without printing any "
-                 "value. The secrets backends are described in [security.md](security.md).\n");
+                 "value. The secrets backends are described in [security.md](security.md).\n\n"
+                 "Besides the names below, an enrichment worker reads the names a provider's "
+                 "`env_var_mapping` lists, from the same sources, when the provider has no "
+                 "stored credentials: for the built-in providers `VIRUSTOTAL_API_KEY` "
+                 "(VirusTotal), `ABUSEIPDB_API_KEY` (AbuseIPDB) and the Okta and Entra settings "
+                 "below; for a provider you add, the names you give it. See "
+                 "[enrichment.md](enrichment.md).\n");
     const char *group = NULL;
     for (const struct setting_doc *d = SETTINGS_TABLE; d->name; d++) {
         if (!group || strcmp(group, d->group)) {

@@ -12,11 +12,17 @@
  * before the descriptor can be reused. Only sockets opened through our
  * CURLOPT_OPENSOCKETFUNCTION are parked: curl closes others (its resolver's socket pair, for
  * one) without that callback, so their handles are closed as soon as curl stops watching them.
+ *
+ * A pinned transfer (curluv_add_pinned) gets its own open-socket callback: the socket is made
+ * only for the pinned address and port, compared as binary sockaddrs, never as names.
  */
 #include "curluv.h"
 #include "log.h"
 #include "util.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -165,6 +171,128 @@ static curl_socket_t on_open_socket(void *arg, curlsocktype purpose, struct curl
     return fd;
 }
 
+/* ---- the address pin ---- */
+
+int curluv_pin_set(struct curluv_pin *pin, const char *addr, size_t addrlen, int port)
+{
+    char a[INET6_ADDRSTRLEN + 2];
+    memset(pin, 0, sizeof *pin);
+    if (addrlen >= 2 && addr[0] == '[' && addr[addrlen - 1] == ']') {
+        addr++;
+        addrlen -= 2;
+    }
+    if (!addrlen || addrlen >= sizeof a || port <= 0 || port > 65535)
+        return -1;
+    memcpy(a, addr, addrlen);
+    a[addrlen] = 0;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&pin->addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&pin->addr;
+    if (inet_pton(AF_INET, a, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, a, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        return 0;
+    }
+    return -1;
+}
+
+int curluv_pin_parse(struct curluv_pin *pin, const char *entry)
+{
+    const char *p = strchr(entry, ':');
+    const char *a = p ? strchr(p + 1, ':') : NULL;
+    long long port;
+    char num[8];
+    memset(pin, 0, sizeof *pin);
+    if (!a || a == p + 1 || (size_t)(a - p - 1) >= sizeof num)
+        return -1;
+    memcpy(num, p + 1, (size_t)(a - p - 1));
+    num[a - p - 1] = 0;
+    if (parse_ll(num, 1, 65535, &port) != 0)
+        return -1;
+    return curluv_pin_set(pin, a + 1, strlen(a + 1), (int)port);
+}
+
+/* Exactly the pinned address and port (for IPv6 the scope too); families must agree, so an
+ * IPv4-mapped IPv6 form of a pinned IPv4 address does not pass either. */
+static int pin_matches(const struct curluv_pin *pin, const struct sockaddr *sa, socklen_t len)
+{
+    const struct sockaddr *want = (const struct sockaddr *)&pin->addr;
+    if (sa->sa_family != want->sa_family)
+        return 0;
+    if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *x = (const void *)sa, *y = (const void *)want;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *x = (const void *)sa, *y = (const void *)want;
+        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+               !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr);
+    }
+    return 0;
+}
+
+static void pin_refuse(struct curluv_pin *pin, const char *what, const char *ip, int port)
+{
+    pin->refused = 1;
+    msg_warn("refused %s to %s port %d: not the address the SSRF check approved", what, ip,
+             port);
+}
+
+static curl_socket_t on_open_pinned(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct curluv_pin *pin = arg;
+    if (purpose != CURLSOCKTYPE_IPCXN || !pin_matches(pin, &a->addr, a->addrlen)) {
+        char ip[INET6_ADDRSTRLEN] = "?";
+        int port = 0;
+        if (a->family == AF_INET) {
+            const struct sockaddr_in *x = (const void *)&a->addr;
+            inet_ntop(AF_INET, &x->sin_addr, ip, sizeof ip);
+            port = ntohs(x->sin_port);
+        } else if (a->family == AF_INET6) {
+            const struct sockaddr_in6 *x = (const void *)&a->addr;
+            inet_ntop(AF_INET6, &x->sin6_addr, ip, sizeof ip);
+            port = ntohs(x->sin6_port);
+        }
+        pin_refuse(pin, "a connection", ip, port);
+        return CURL_SOCKET_BAD;
+    }
+    return on_open_socket(pin->m, purpose, a);
+}
+
+/* Every transfer, on a new or a kept-alive connection, before its request is sent: the
+ * connection's peer must be the pinned address (a connection opened for another transfer's
+ * pin is not this one's to use). */
+static int on_prereq(void *arg, char *peer_ip, char *local_ip, int peer_port, int local_port)
+{
+    struct curluv_pin *pin = arg;
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    (void)local_ip;
+    (void)local_port;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (peer_port > 0 && peer_port <= 65535 && inet_pton(AF_INET, peer_ip, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)peer_port);
+        len = sizeof *v4;
+    } else if (peer_port > 0 && peer_port <= 65535 &&
+               inet_pton(AF_INET6, peer_ip, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)peer_port);
+        v6->sin6_scope_id = ((const struct sockaddr_in6 *)&pin->addr)->sin6_scope_id;
+        len = sizeof *v6;
+    }
+    if (len && pin_matches(pin, (struct sockaddr *)&ss, len))
+        return CURL_PREREQFUNC_OK;
+    pin_refuse(pin, "a request", peer_ip, peer_port);
+    return CURL_PREREQFUNC_ABORT;
+}
+
 static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
 {
     struct curluv *m = userp;
@@ -253,9 +381,23 @@ void curluv_max_host_connections(struct curluv *m, long n)
 void curluv_add(struct curluv *m, CURL *easy)
 {
     /* connections are opened and closed through us, so a parked handle never outlives its
-     * socket */
+     * socket; a handle pinned before is unpinned */
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, m);
+    curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, NULL);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, m);
+    curl_multi_add_handle(m->multi, easy);
+}
+
+void curluv_add_pinned(struct curluv *m, CURL *easy, struct curluv_pin *pin)
+{
+    pin->m = m;
+    pin->refused = 0;
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_pinned);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, pin);
+    curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(easy, CURLOPT_PREREQDATA, pin);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, m);
     curl_multi_add_handle(m->multi, easy);

@@ -10,9 +10,27 @@
 #define CALSETA_CURLUV_H
 
 #include <curl/curl.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 struct curluv;
+
+/* The one address a transfer may connect to (the address an SSRF check approved). A pinned
+ * transfer fails closed: whatever name curl resolves or whichever connect-to entry it applies,
+ * a new connection to any other address and port is refused before connect() (curl gets
+ * CURL_SOCKET_BAD), and a kept-alive connection to another address is refused before the
+ * request goes out (CURLOPT_PREREQFUNCTION). CURLOPT_RESOLVE or CURLOPT_CONNECT_TO still steer
+ * curl to the address; the pin makes a mistake there an error instead of a bypass. */
+struct curluv_pin {
+    struct sockaddr_storage addr; /* family, address and port */
+    int refused;                  /* set when a connection was refused for this transfer */
+    struct curluv *m;             /* set by curluv_add_pinned() */
+};
+
+/* pin from a numeric address (IPv4, or IPv6 with or without brackets) and a port. 0 or -1. */
+int curluv_pin_set(struct curluv_pin *pin, const char *addr, size_t addrlen, int port);
+/* pin from a CURLOPT_RESOLVE entry "host:port:addr" (the host holds no ':'). 0 or -1. */
+int curluv_pin_parse(struct curluv_pin *pin, const char *entry);
 
 /* A transfer finished (rc: its result). The callee owns easy again: it must call
  * curluv_remove() before curl_easy_cleanup(). May add new transfers. */
@@ -28,6 +46,9 @@ void curluv_max_connections(struct curluv *m, long n);
 void curluv_max_host_connections(struct curluv *m, long n);
 /* Starts a transfer. Sets CURLOPT_CLOSESOCKETFUNCTION/DATA on easy (curluv closes sockets). */
 void curluv_add(struct curluv *m, CURL *easy);
+/* curluv_add() for a transfer that may reach pin's address only; pin (refused cleared here)
+ * must stay valid until the transfer is removed. */
+void curluv_add_pinned(struct curluv *m, CURL *easy, struct curluv_pin *pin);
 void curluv_remove(struct curluv *m, CURL *easy);
 /* Call with no transfer left; closed(arg) runs from the loop when every handle is closed. */
 void curluv_close(struct curluv *m, void (*closed)(void *), void *arg);

@@ -420,12 +420,16 @@ void http_respond_json(struct http_request *req, int status, json_t *body,
     if (body)
         json_dump_callback(body, json_to_buf, b, flags);
     json_decref(body);
+    /* The answer to a client that has gone drops the connection's last reference: hold one
+     * until the buffer is wiped or trimmed. */
+    http_conn_ref(c);
     http_response_send(c, status, "application/json", b->data ? b->data : "", b->len, extra,
                        nextra);
     if (wipe)
         buf_destroy_wiped(b);
     else if (b->cap > (256u << 10))
         buf_destroy(b);
+    http_conn_unref(c);
 }
 
 void http_respond_error(struct http_request *req, int status, const char *code, const char *message,

@@ -7,6 +7,11 @@
  * claim never asks for more jobs than the free slots (ENRICHER_CONCURRENCY). Leases of jobs in
  * flight are renewed every third of the lease, so a long job keeps its lease while a dead
  * worker's jobs are taken over by others after at most one lease.
+ *
+ * The poll also purges expired shared-cache entries, off the completion path: each tick
+ * deletes the expired rows of the next CACHE_PURGE_SPAN keys of enrichment_cache, walking the
+ * table in key order and starting over at its end, so each statement stays short whatever the
+ * table's size and the whole table is visited every (rows / span) polls.
  */
 #include "jsonparse.h"
 #include "bus.h"
@@ -112,9 +117,55 @@ static void on_bus(void *arg)
         claim_kick(en);
 }
 
+/* ---- shared-cache purge ---- */
+
+enum { CACHE_PURGE_SPAN = 5000 };
+
+static void purge_cursor_set(struct enricher *en, PGresult *res)
+{
+    for (int i = 0; i < 3; i++) {
+        free(en->purge_after[i]);
+        en->purge_after[i] = NULL;
+        if (res && !PQgetisnull(res, 0, 1 + i))
+            en->purge_after[i] = xstrdup(PQgetvalue(res, 0, 1 + i));
+    }
+}
+
+static void on_purged(void *arg, PGresult *res, const char *err)
+{
+    struct enricher *en = arg;
+    en->purging = 0;
+    if (err) {
+        msg_warn("purging expired shared-cache entries failed: %s", err);
+        return; /* the next poll tries the same span again */
+    }
+    if (en->draining || PQntuples(res) != 1)
+        return;
+    int purged = atoi(PQgetvalue(res, 0, 0));
+    if (purged > 0)
+        msg_debug("shared cache: %d expired entries purged", purged);
+    purge_cursor_set(en, PQgetisnull(res, 0, 1) ? NULL : res);
+}
+
+static void cache_purge(struct enricher *en)
+{
+    if (en->purging || en->draining)
+        return;
+    char span[16];
+    snprintf(span, sizeof span, "%d", CACHE_PURGE_SPAN);
+    const char *params[4] = {en->purge_after[0], en->purge_after[1], en->purge_after[2], span};
+    if (pg_exec(en->pg,
+                "SELECT purged, next_after[1], next_after[2], next_after[3] "
+                "FROM calseta_enrich_cache_purge(CASE WHEN $1::text IS NOT NULL "
+                "THEN ARRAY[$1, $2, $3] END, $4)",
+                4, params, on_purged, en) == 0)
+        en->purging = 1;
+}
+
 static void on_poll(uv_timer_t *t)
 {
     claim_kick(t->data);
+    cache_purge(t->data);
 }
 
 static void on_renewed(void *arg, PGresult *res, const char *err)
@@ -158,6 +209,7 @@ void claim_start(struct enricher *en)
 
 void claim_close(struct enricher *en)
 {
+    purge_cursor_set(en, NULL);
     uv_timer_stop(&en->renew_timer);
     uv_close((uv_handle_t *)&en->renew_timer, NULL);
 }

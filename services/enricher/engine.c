@@ -89,6 +89,7 @@ struct call {
     char connect_to[528]; /* "host:port:addr:port", the pin as CURLOPT_CONNECT_TO takes it */
     struct curl_slist connect_node; /* one-entry list over connect_to (no allocation) */
     int pinned;
+    struct curluv_pin sockpin; /* the checked address: no connection goes anywhere else */
     struct buf resp;
     int too_large;
     long retry_after_s;
@@ -399,7 +400,7 @@ static void send_request(struct call *c)
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->curl_err);
     curl_easy_setopt(h, CURLOPT_PRIVATE, c);
     set_method(h, &c->req);
-    curluv_add(c->e->cm, h);
+    curluv_add_pinned(c->e->cm, h, &c->sockpin);
 }
 
 /* ---- shared rate: leases from the quota counter ---- */
@@ -514,6 +515,16 @@ static void request_done(struct call *c, CURLcode rc)
     c->easy = NULL;
     limiter_release(c->lim);
     wake_waiters(c->e, c->lim);
+    if (c->sockpin.refused) { /* curl tried an address the check never approved */
+        if (c->req.optional) {
+            c->step++;
+            next_step(c);
+            return;
+        }
+        fail(c, "Step '%s' SSRF blocked: connection to an address the check did not approve",
+             c->req.name);
+        return;
+    }
     if (c->too_large) {
         fail(c, "Step '%s' failed: response larger than %zu bytes", c->req.name,
              c->e->o.max_response_bytes);
@@ -594,6 +605,22 @@ static int pin_connect_to(struct call *c)
     return 0;
 }
 
+/* The checked address as the socket-level pin: the pin's address, or for an IPv6 literal
+ * (which the check leaves unpinned) the literal itself, from the "host:port" key. */
+static int pin_socket(struct call *c)
+{
+    if (c->pin[0])
+        return curluv_pin_parse(&c->sockpin, c->pin);
+    char key[272];
+    if (ssrf_cache_key(c->req.url, key, sizeof key) != 0)
+        return -1;
+    const char *colon = strrchr(key, ':');
+    long long port;
+    if (!colon || parse_ll(colon + 1, 1, 65535, &port) != 0)
+        return -1;
+    return curluv_pin_set(&c->sockpin, key, (size_t)(colon - key), (int)port);
+}
+
 /* The SSRF check is done (from the cache or the thread pool): go on or fail closed. */
 static void checked(struct call *c, int cancelled)
 {
@@ -607,7 +634,7 @@ static void checked(struct call *c, int cancelled)
              cancelled ? "check cancelled" : c->reason);
         return;
     }
-    if (pin_connect_to(c) != 0) { /* fail closed: never connect unpinned */
+    if (pin_connect_to(c) != 0 || pin_socket(c) != 0) { /* fail closed: never unpinned */
         fail(c, "Step '%s' SSRF blocked: unusable address pin", c->req.name);
         return;
     }

@@ -2,7 +2,8 @@
  * enricher.h - the enrichment worker's one context struct and its modules.
  *
  *   options.c   enricher settings beyond struct config (read once, validated)
- *   claim.c     claiming jobs (poll, ZeroMQ wake-ups, completions), lease renewal
+ *   claim.c     claiming jobs (poll, ZeroMQ wake-ups, completions), lease renewal, purging
+ *               expired shared-cache entries (on the poll)
  *   reload.c    provider snapshots: first load, NOTIFY calseta_providers, periodic reload
  *   job.c       one job: pass 3, caches, lookups in parallel, one completing transaction
  *   lookup.c    on-demand lookups for the intake over the bus, on the same engine
@@ -68,6 +69,8 @@ struct enricher {
     int completing;                       /* completing statements in flight */
     struct job *cache_wait;               /* claimed, waiting for one shared-cache read */
     int claiming, claim_again;
+    int purging;          /* a shared-cache purge statement in flight */
+    char *purge_after[3]; /* where the next purge span starts (NULL: the first key) */
     int loading, reload_again;
     int draining;
     unsigned long jobs_done;

@@ -88,16 +88,6 @@ void agents_api_free(struct intake *in)
 
 /* ---- validation ---------------------------------------------------------------------------- */
 
-static int string_list(json_t *v)
-{
-    size_t i;
-    json_t *t;
-    if (!json_is_array(v))
-        return 0;
-    json_array_foreach(v, i, t) if (!json_is_string(t)) return 0;
-    return 1;
-}
-
 static int int_in(json_t *v, long long lo, long long hi)
 {
     return json_is_integer(v) && json_integer_value(v) >= lo && json_integer_value(v) <= hi;
@@ -160,9 +150,9 @@ static int validate_agent(struct reqctx *rc, json_t *b, int create)
                 strlen(json_string_value(v)) != json_string_length(v))) {
         field = "auth_header_value",
         msg = "auth_header_value must be a string of at most 8192 characters without line breaks";
-    } else if ((v = json_object_get(b, "trigger_on_sources")) && !string_list(v)) {
+    } else if ((v = json_object_get(b, "trigger_on_sources")) && !is_string_list(v)) {
         field = "trigger_on_sources", msg = "Input should be a valid list of strings";
-    } else if ((v = json_object_get(b, "trigger_on_severities")) && !string_list(v)) {
+    } else if ((v = json_object_get(b, "trigger_on_severities")) && !is_string_list(v)) {
         field = "trigger_on_severities", msg = "Input should be a valid list of strings";
     } else if ((v = json_object_get(b, "trigger_filter")) && !json_is_null(v) &&
                targeting_validate(v, "trigger_filter", why, sizeof why) != 0) {
@@ -541,6 +531,14 @@ static void wait_finish(struct test_wait *w, json_t *result)
     uv_close((uv_handle_t *)&w->timer, wait_closed);
 }
 
+static void on_test_retired(void *arg, PGresult *res, const char *err)
+{
+    (void)arg;
+    if (!res || err)
+        msg_warn("agents: an unanswered test delivery could not be retired: %s",
+                 err ? err : "no result");
+}
+
 static void on_test_result(void *arg, PGresult *res, const char *err)
 {
     struct test_wait *w = arg;
@@ -559,7 +557,7 @@ static void on_test_result(void *arg, PGresult *res, const char *err)
                 "UPDATE agent_deliveries SET status = 'failed', completed_at = now(), "
                 "updated_at = now(), last_error = 'no dispatcher answered in time' "
                 "WHERE uuid = $1 AND status = 'pending'",
-                1, p, NULL, NULL);
+                1, p, on_test_retired, NULL);
         wait_finish(w, json_pack("{s:b,s:n,s:i,s:s}", "delivered", 0, "status_code",
                                  "duration_ms", 0, "error",
                                  "No dispatcher delivered the test in time (is "

@@ -76,6 +76,14 @@ int query_bool(struct reqctx *rc, const char *name);
 /* 1 if s is one of the NULL-terminated set. */
 int str_in(const char *s, const char *const *set);
 
+/* Replaces holder's "auth_config" (an object) with {"_encrypted": <Fernet token of it under
+ * key>}, the original's stored form. 0, or a reply (400 ENCRYPTION_NOT_CONFIGURED without a
+ * usable key, 500) and -1. */
+int encrypt_auth_config(struct reqctx *rc, const char *key, json_t *holder);
+
+/* 1 if v is an array whose items are all strings. */
+int is_string_list(const json_t *v);
+
 /* The items of a comma-separated list, spaces around them trimmed and empty ones dropped, as a
  * new JSON array of strings. */
 json_t *comma_list(const char *list);

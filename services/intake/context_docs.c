@@ -30,16 +30,6 @@ static const char NOT_FOUND[] = "Context document not found.";
 
 /* ---- validation ---------------------------------------------------------------------------- */
 
-static int string_list(json_t *v)
-{
-    size_t i;
-    json_t *t;
-    if (!json_is_array(v))
-        return 0;
-    json_array_foreach(v, i, t) if (!json_is_string(t)) return 0;
-    return 1;
-}
-
 /* Checks a create (all required fields) or patch body; replies 422 and returns -1 on a
  * problem. Null values of a patch mean "unchanged" and are removed from the body. */
 static int validate_doc(struct reqctx *rc, json_t *body, int create)
@@ -73,7 +63,7 @@ static int validate_doc(struct reqctx *rc, json_t *body, int create)
                  "'detection_guide' or 'other'");
     else if ((v = json_object_get(body, "is_global")) && !json_is_boolean(v))
         snprintf(msg, sizeof msg, "is_global: Input should be a valid boolean");
-    else if ((v = json_object_get(body, "tags")) && !string_list(v))
+    else if ((v = json_object_get(body, "tags")) && !is_string_list(v))
         snprintf(msg, sizeof msg, "tags: Input should be a valid list of strings");
     else if ((v = json_object_get(body, "targeting_rules")) && !json_is_null(v)) {
         char why[1024];
@@ -194,7 +184,7 @@ static json_t *form_doc(struct reqctx *rc, const struct multipart_form *form)
         if (ts[0] == '[') {
             json_error_t e;
             arr = json_loads(ts, JSON_REJECT_DUPLICATES, &e);
-            if (!string_list(arr)) {
+            if (!is_string_list(arr)) {
                 json_decref(arr);
                 json_decref(tags);
                 snprintf(msg, sizeof msg,

@@ -14,6 +14,7 @@
  */
 #include "enrichment_api.h"
 #include "audit.h"
+#include "catalogue.h"
 #include "fernet.h"
 #include "guard.h"
 #include "indicators.h"
@@ -432,29 +433,7 @@ static int encrypt_auth(struct save_op *op)
         json_object_set_new(op->doc, "auth_config", json_null());
         return 0;
     }
-    struct fernet_key k;
-    const char *key = enrich_api_key(op->a);
-    if (!key || fernet_key_parse(key, &k) != 0) {
-        reply_error(op->rc, 400, "ENCRYPTION_NOT_CONFIGURED",
-                    "ENCRYPTION_KEY must be set (a valid Fernet key) to store auth_config "
-                    "securely. Set ENCRYPTION_KEY in your environment and restart the service.",
-                    NULL);
-        return -1;
-    }
-    /* The original's json.dumps form: ", " and ": " separators, ASCII only. */
-    char *plain = json_dumps(ac, JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
-    char *token = NULL;
-    int rcode = fernet_encrypt(&k, plain, strlen(plain), &token);
-    explicit_bzero(plain, strlen(plain));
-    free(plain);
-    explicit_bzero(&k, sizeof k);
-    if (rcode != 0) {
-        reply_error(op->rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
-        return -1;
-    }
-    json_object_set_new(op->doc, "auth_config", json_pack("{s:s}", "_encrypted", token));
-    free(token);
-    return 0;
+    return encrypt_auth_config(op->rc, enrich_api_key(op->a), op->doc);
 }
 
 static void save_write(struct save_op *op);

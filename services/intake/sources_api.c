@@ -4,7 +4,6 @@
  * ENCRYPTION_KEY and is never returned, logged or decrypted here.
  */
 #include "catalogue.h"
-#include "fernet.h"
 #include "source.h"
 #include "util.h"
 
@@ -38,7 +37,7 @@ void route_get_source(struct reqctx *rc)
 
 /* Replaces body.auth_config (a non-null object) with its encrypted envelope. 0, or a reply
  * (422 too large, 400 no key) and -1. */
-static int encrypt_auth_config(struct reqctx *rc, json_t *body)
+static int check_and_encrypt(struct reqctx *rc, json_t *body)
 {
     json_t *ac = json_object_get(body, "auth_config");
     if (!ac || json_is_null(ac))
@@ -51,29 +50,7 @@ static int encrypt_auth_config(struct reqctx *rc, json_t *body)
                                "auth_config exceeds maximum size of 256 KB (262144 bytes)");
         return -1;
     }
-    struct fernet_key k;
-    const char *key = rc->in->cfg.encryption_key;
-    if (!key || !*key || fernet_key_parse(key, &k) != 0) {
-        reply_error(rc, 400, "ENCRYPTION_NOT_CONFIGURED",
-                    "ENCRYPTION_KEY must be set (a valid Fernet key) to store auth_config "
-                    "securely. Set ENCRYPTION_KEY in your environment and restart the service.",
-                    NULL);
-        return -1;
-    }
-    /* json.dumps() form of the original: ", " and ": " separators, ASCII only. */
-    char *plain = json_dumps(ac, JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
-    char *token = NULL;
-    int r = fernet_encrypt(&k, plain, strlen(plain), &token);
-    explicit_bzero(plain, strlen(plain));
-    free(plain);
-    explicit_bzero(&k, sizeof k);
-    if (r != 0) {
-        reply_error(rc, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL);
-        return -1;
-    }
-    json_object_set_new(body, "auth_config", json_pack("{s:s}", "_encrypted", token));
-    free(token);
-    return 0;
+    return encrypt_auth_config(rc, rc->in->cfg.encryption_key, body);
 }
 
 static const struct field_spec CREATE_FIELDS[] = {
@@ -103,7 +80,7 @@ void route_create_source(struct reqctx *rc)
         reply_error(rc, 400, "INVALID_SOURCE", msg, NULL);
         goto fail;
     }
-    if (encrypt_auth_config(rc, body) != 0)
+    if (check_and_encrypt(rc, body) != 0)
         goto fail;
     cat_save(rc, NULL, body,
              "INSERT INTO source_integrations (source_name, display_name, is_active, auth_type, "
@@ -133,7 +110,7 @@ void route_patch_source(struct reqctx *rc)
     json_t *body = cat_patch_input(rc, PATCH_FIELDS, uuid);
     if (!body)
         return;
-    if (encrypt_auth_config(rc, body) != 0) {
+    if (check_and_encrypt(rc, body) != 0) {
         json_decref(body);
         return;
     }

@@ -165,6 +165,10 @@ class Bench:
             self.pgss = True
         except RuntimeError:
             self.pgss = False
+        if args.wal_detail:
+            self.sql("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        if args.setup:
+            self.sql(args.setup)  # an experiment's schema change, on this run's database only
         self.rows = []
 
     def insert(self, jobs, k):
@@ -287,8 +291,20 @@ class Bench:
         if self.pgss:
             self.sql("SELECT pg_stat_statements_reset()")
         wal0 = self.h.psql_value(self.db, "SELECT pg_current_wal_lsn()")
+        perf = None
+        if a.perf:
+            # the session's backend only: where its CPU goes, by function
+            perf = subprocess.Popen(["perf", "record", "-q", "-g", "-p", str(s.pid), "-o",
+                                     "%s.%s" % (a.perf, name.replace("/", "-"))],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)  # perf attaches before the path starts (a profile, not a wait)
         cpu0, t0, trips0, all0 = s.cpu_ns(), time.time(), s.trips, s.cluster_cpu_ns()
         fn(s)
+        if perf:
+            perf.send_signal(2)
+            perf.wait(timeout=60)
+        if a.wal_detail:  # before the checkpoint recycles the segments
+            self.wal_detail(name, wal0, n=a.jobs)
         self.sql("CHECKPOINT")  # the checkpointer's share of writing this path's pages
         cpu, elapsed, trips = s.cpu_ns() - cpu0, time.time() - t0, s.trips - trips0
         allcpu = s.cluster_cpu_ns() - all0
@@ -318,6 +334,22 @@ class Bench:
                  ("%6.1f stmts/job" % r["stmts/job"]) if stmts is not None else "stmts n/a",
                  elapsed), flush=True)
 
+    def wal_detail(self, name, since, n):
+        """WAL bytes and records per job of this path, by relation (pg_walinspect): which
+        tables and indexes a completion writes, and how many index entries."""
+        rows = self.h.psql(self.db, (
+            "SELECT coalesce(c.relname, r.rel), count(*), sum(r.bytes) FROM ("
+            "SELECT (regexp_match(block_ref, 'rel \\d+/\\d+/(\\d+)'))[1] AS rel, "
+            "record_length + fpi_length AS bytes FROM pg_get_wal_records_info('%s', "
+            "pg_current_wal_lsn())) r LEFT JOIN pg_class c ON c.relfilenode::text = r.rel "
+            "GROUP BY 1 ORDER BY 3 DESC LIMIT 14" % since))
+        print("    WAL of %s by relation (records/job, bytes/job):" % name)
+        for rel, cnt, b in rows:
+            print("      %-40s %8.1f %9.0f" % (rel or "(none)", int(cnt) / n, int(b) / n))
+
+    def want(self, name):
+        return not self.a.paths or name.split("/")[0] in self.a.paths.split(",")
+
     def run(self):
         a = self.a
         batches = [int(b) for b in a.batches.split(",")]
@@ -329,13 +361,16 @@ class Bench:
             self.sql("CREATE INDEX IF NOT EXISTS bench_cache_expires ON enrichment_cache (expires_at);"
                      "ALTER TABLE indicators SET (fillfactor = 100);"
                      "ALTER TABLE enrichment_cache SET (fillfactor = 100)")
-            self.phase("before", self.run_before)
+            if self.want("before"):
+                self.phase("before", self.run_before)
             self.sql("DROP INDEX bench_cache_expires;"
                      "ALTER TABLE indicators SET (fillfactor = 80);"
                      "ALTER TABLE enrichment_cache SET (fillfactor = 80)")
-            self.phase("0030/%d" % batches[-1], lambda s: self.run_0030(s, batches[-1]))
+            if self.want("0030"):
+                self.phase("0030/%d" % batches[-1], lambda s: self.run_0030(s, batches[-1]))
             for b in batches:
-                self.phase("after/%d" % b, lambda s, b=b: self.run_after(s, b))
+                if self.want("after"):
+                    self.phase("after/%d" % b, lambda s, b=b: self.run_after(s, b))
             self.phase("ceiling/%d" % batches[-1], lambda s: self.run_ceiling(s, batches[-1]))
         print("uptime: %s" % open("/proc/loadavg").read().strip())
         print("\nsummary (medians over %d rounds)" % a.rounds)
@@ -368,6 +403,14 @@ def main():
     ap.add_argument("--indicators", type=int, default=10)
     ap.add_argument("--batches", default="1,16,64", help="jobs per completing statement")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--paths", default="", help="only these paths (before,0030,after); the "
+                    "ceiling always runs")
+    ap.add_argument("--setup", default="", help="SQL run on the bench's database first (to "
+                    "measure a schema change before writing its migration)")
+    ap.add_argument("--wal-detail", action="store_true", help="WAL per job by relation "
+                    "(pg_walinspect)")
+    ap.add_argument("--perf", default="", help="record a perf profile of the session's backend "
+                    "per path into PREFIX.<path>")
     a = ap.parse_args()
     if not os.environ.get("DATABASE_URL"):
         sys.exit("DATABASE_URL is not set")

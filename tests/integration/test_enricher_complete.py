@@ -226,6 +226,26 @@ def test_older_result_never_replaces_a_newer_one():
     assert_eq(stored(), "8")
 
 
+def test_merge_rule_in_one_function():
+    """calseta_enrich_result_kept(stored, fresh), the rule the completing function applies per
+    provider: the stored result stays when the fresh one is the same but for enriched_at or
+    older; a newer or different one, or one with nothing stored, is taken."""
+    s = stack()
+    old = '{"success": true, "score": 1, "enriched_at": "2026-03-01T10:00:00.000000Z"}'
+    cases = [
+        (old, '{"success": true, "score": 1, "enriched_at": "2026-03-01T11:00:00.000000Z"}', "t"),
+        (old, '{"success": true, "score": 2, "enriched_at": "2026-03-01T09:00:00.000000Z"}', "t"),
+        (old, '{"success": true, "score": 2, "enriched_at": "2026-03-01T10:00:00.000001Z"}', "f"),
+        (old, '{"success": true, "score": 2}', "f"),
+        (None, '{"success": true, "score": 2}', "f"),
+        (old, '"not an object"', "f"),
+    ]
+    for stored, fresh, want in cases:
+        got = s.sql_value("SELECT calseta_enrich_result_kept(%s, '%s'::jsonb)"
+                          % ("NULL" if stored is None else "'%s'::jsonb" % stored, fresh))
+        assert_eq(got, want, "%s over %s" % (fresh, stored))
+
+
 def test_finished_jobs_dispatched_once_per_statement():
     """The dispatch trigger runs per statement: every job one statement finishes gets its
     deliveries (in id order), jobs it does not finish get none, and finishing again adds none."""

@@ -1,0 +1,327 @@
+/*
+ * curluv.c - tests of libcommon/http/curluv: transfers on a libuv loop, and the address pin
+ * that keeps a transfer off any address but the one an SSRF check approved, whatever curl
+ * resolves or whichever connect-to entry it applies or skips.
+ *
+ * Two small HTTP/1.1 keep-alive listeners run on the same loop (127.0.0.1, port 0); each counts
+ * the connections it accepted and the requests it answered, so a test can tell which address a
+ * transfer really reached.
+ */
+#include "curluv.h"
+#include "httpc.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* ---------- the listeners ---------- */
+
+struct listener {
+    uv_tcp_t tcp;
+    int port;
+    int accepted;
+    int answered;
+};
+
+struct peer {
+    uv_tcp_t tcp;
+    struct listener *l;
+    char buf[4096];
+    size_t len;
+};
+
+static const char ANSWER[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+static void on_peer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct peer *p = h->data;
+    (void)hint;
+    *b = uv_buf_init(p->buf + p->len, (unsigned)(sizeof p->buf - p->len - 1));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct peer *p = s->data;
+    (void)b;
+    if (n < 0) {
+        uv_close((uv_handle_t *)s, on_peer_closed);
+        return;
+    }
+    p->len += (size_t)n;
+    p->buf[p->len] = 0;
+    char *end;
+    while ((end = strstr(p->buf, "\r\n\r\n"))) { /* bodiless requests only */
+        size_t used = (size_t)(end + 4 - p->buf);
+        memmove(p->buf, p->buf + used, p->len - used + 1);
+        p->len -= used;
+        p->l->answered++;
+        uv_write_t *w = malloc(sizeof *w);
+        uv_buf_t out = uv_buf_init((char *)ANSWER, sizeof ANSWER - 1);
+        uv_write(w, s, &out, 1, on_written);
+    }
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct listener *l = server->data;
+    assert_int_equal(status, 0);
+    struct peer *p = calloc(1, sizeof *p);
+    p->l = l;
+    uv_tcp_init(server->loop, &p->tcp);
+    p->tcp.data = p;
+    assert_int_equal(uv_accept(server, (uv_stream_t *)&p->tcp), 0);
+    l->accepted++;
+    uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
+}
+
+static void listen_on(uv_loop_t *loop, struct listener *l)
+{
+    struct sockaddr_in sa;
+    struct sockaddr_storage got;
+    int len = sizeof got;
+    memset(l, 0, sizeof *l);
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(loop, &l->tcp);
+    l->tcp.data = l;
+    assert_int_equal(uv_tcp_bind(&l->tcp, (struct sockaddr *)&sa, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&l->tcp, 16, on_connection), 0);
+    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&got, &len);
+    l->port = ntohs(((struct sockaddr_in *)&got)->sin_port);
+}
+
+/* ---------- the fixture: a loop, a curluv, two listeners ---------- */
+
+struct fx {
+    uv_loop_t loop;
+    struct curluv *cm;
+    struct listener a, b;
+    int done;
+    CURLcode rc;
+    long status;
+};
+
+static void on_done(void *arg, CURL *easy, CURLcode rc)
+{
+    struct fx *f = arg;
+    f->rc = rc;
+    f->status = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &f->status);
+    curluv_remove(f->cm, easy);
+    f->done = 1;
+    uv_stop(&f->loop); /* reported from a timer: uv_run(ONCE) would go on to block in poll */
+}
+
+static size_t discard(char *d, size_t size, size_t n, void *u)
+{
+    (void)d;
+    (void)u;
+    return size * n;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    uv_loop_init(&f->loop);
+    f->cm = curluv_new(&f->loop, on_done, f);
+    listen_on(&f->loop, &f->a);
+    listen_on(&f->loop, &f->b);
+    *state = f;
+    return 0;
+}
+
+static void on_curluv_closed(void *arg)
+{
+    (void)arg;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) /* peers carry their heap block in data, listeners NULL */
+        uv_close(h, h->type == UV_TCP && h->data ? on_peer_closed : NULL);
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    curluv_close(f->cm, on_curluv_closed, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    f->a.tcp.data = f->b.tcp.data = NULL; /* listeners are not heap peers */
+    uv_walk(&f->loop, close_walk, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f);
+    return 0;
+}
+
+/* One GET of url, pinned to pin (NULL: unpinned), connect_to applied when given. */
+static void fetch(struct fx *f, const char *url, struct curluv_pin *pin, const char *connect_to)
+{
+    CURL *h = curl_easy_init();
+    struct curl_slist *ct = connect_to ? curl_slist_append(NULL, connect_to) : NULL;
+    httpc_harden(h, 1);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(h, CURLOPT_CONNECT_TO, ct);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    f->done = 0;
+    if (pin)
+        curluv_add_pinned(f->cm, h, pin);
+    else
+        curluv_add(f->cm, h);
+    while (!f->done)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    curl_easy_cleanup(h);
+    curl_slist_free_all(ct);
+}
+
+static void pin_to(struct curluv_pin *pin, const struct listener *l)
+{
+    assert_int_equal(curluv_pin_set(pin, "127.0.0.1", 9, l->port), 0);
+}
+
+/* ---------- tests ---------- */
+
+static void test_pin_parse(void **state)
+{
+    struct curluv_pin p;
+    (void)state;
+    assert_int_equal(curluv_pin_parse(&p, "example.com:443:93.184.216.34"), 0);
+    assert_int_equal(p.addr.ss_family, AF_INET);
+    assert_int_equal(ntohs(((struct sockaddr_in *)&p.addr)->sin_port), 443);
+    assert_int_equal(curluv_pin_parse(&p, "example.com:80:[2606:2800::1]"), 0);
+    assert_int_equal(p.addr.ss_family, AF_INET6);
+    assert_int_equal(curluv_pin_set(&p, "::1", 3, 8080), 0);
+    assert_int_equal(p.addr.ss_family, AF_INET6);
+    /* anything not exactly host:port:numeric-address is refused, never guessed at */
+    const char *bad[] = {"", "example.com", "example.com:443", "example.com::1.2.3.4",
+                         "example.com:0:1.2.3.4", "example.com:65536:1.2.3.4",
+                         "example.com:44x:1.2.3.4", "example.com:443:", "example.com:443:name",
+                         "example.com:443:[1.2.3.4", "example.com:443:1.2.3.4.5"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(curluv_pin_parse(&p, bad[i]), -1);
+}
+
+static void test_pinned_reaches_its_address(void **state)
+{
+    struct fx *f = *state;
+    struct curluv_pin pin;
+    char url[64];
+    pin_to(&pin, &f->a);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/x", f->a.port);
+    fetch(f, url, &pin, NULL);
+    assert_int_equal(f->rc, CURLE_OK);
+    assert_int_equal(f->status, 200);
+    assert_int_equal(pin.refused, 0);
+    assert_int_equal(f->a.answered, 1);
+    /* through a connect-to entry that matches, as the enricher sends */
+    char ct[96];
+    snprintf(url, sizeof url, "http://localhost:%d/y", f->b.port);
+    snprintf(ct, sizeof ct, "localhost:%d:127.0.0.1:%d", f->b.port, f->a.port);
+    fetch(f, url, &pin, ct);
+    assert_int_equal(f->rc, CURLE_OK);
+    assert_int_equal(f->a.answered, 2);
+    assert_int_equal(f->b.accepted, 0);
+}
+
+/* The URL names another address and nothing steers curl to the pinned one (a pin whose
+ * connect-to or resolve entry was lost): the connection is refused before connect(). */
+static void test_other_address_refused(void **state)
+{
+    struct fx *f = *state;
+    struct curluv_pin pin;
+    char url[64];
+    pin_to(&pin, &f->a);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", f->b.port);
+    fetch(f, url, &pin, NULL);
+    assert_int_not_equal(f->rc, CURLE_OK);
+    assert_int_equal(pin.refused, 1);
+    assert_int_equal(f->b.accepted, 0);
+    assert_int_equal(f->a.accepted, 0);
+}
+
+/* A connect-to entry that does not match the URL's host (another spelling of the name) is
+ * skipped by curl, which then resolves the name itself: unpinned, that reaches the address the
+ * name resolves to; pinned, it is refused. */
+static void test_connect_to_mismatch_refused(void **state)
+{
+    struct fx *f = *state;
+    struct curluv_pin pin;
+    char url[64], ct[96];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", f->b.port);
+    snprintf(ct, sizeof ct, "127.0.0.2:%d:127.0.0.1:%d", f->b.port, f->a.port);
+    fetch(f, url, NULL, ct); /* what the entry alone would do: curl goes to b */
+    assert_int_equal(f->rc, CURLE_OK);
+    assert_int_equal(f->b.answered, 1);
+    int b_before = f->b.accepted;
+    pin_to(&pin, &f->a);
+    /* a different path, so only a new connection could serve it... */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/again", f->b.port);
+    curluv_close(f->cm, on_curluv_closed, NULL); /* ...no connection to b kept alive */
+    f->cm = curluv_new(&f->loop, on_done, f);
+    fetch(f, url, &pin, ct);
+    assert_int_not_equal(f->rc, CURLE_OK);
+    assert_int_equal(pin.refused, 1);
+    assert_int_equal(f->b.accepted, b_before);
+    assert_int_equal(f->b.answered, 1);
+    assert_int_equal(f->a.accepted, 0);
+}
+
+/* A kept-alive connection to another address (opened for an earlier pin) is not reused for
+ * this transfer: its request never goes out. */
+static void test_reused_connection_refused(void **state)
+{
+    struct fx *f = *state;
+    struct curluv_pin pa, pb;
+    char url[64];
+    pin_to(&pa, &f->a);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", f->a.port);
+    fetch(f, url, &pa, NULL);
+    assert_int_equal(f->rc, CURLE_OK);
+    assert_int_equal(f->a.answered, 1);
+    pin_to(&pb, &f->b); /* the check now names b */
+    fetch(f, url, &pb, NULL);
+    assert_int_not_equal(f->rc, CURLE_OK);
+    assert_int_equal(pb.refused, 1);
+    assert_int_equal(f->a.answered, 1);
+    assert_int_equal(f->a.accepted + f->b.accepted, 1);
+    fetch(f, url, &pa, NULL); /* a itself still is */
+    assert_int_equal(f->rc, CURLE_OK);
+    assert_int_equal(pa.refused, 0);
+    assert_int_equal(f->a.answered, 2);
+    fetch(f, url, NULL, NULL);
+    assert_int_equal(f->rc, CURLE_OK);
+}
+
+int main(void)
+{
+    log_init("test", 1, LOG_ERROR);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pin_parse),
+        cmocka_unit_test_setup_teardown(test_pinned_reaches_its_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_address_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_to_mismatch_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reused_connection_refused, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
