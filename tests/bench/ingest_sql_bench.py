@@ -49,28 +49,37 @@ def payloads_separate(s):
     return s.sql_value("SELECT max(pronargs) FROM pg_proc WHERE proname = 'calseta_ingest_batch'") == "3"
 
 
-def call_sql(elems, batch, separate):
+def call_sql(elems, batch, separate, unique=False):
+    """The pgbench script and its variables: the batch (and payloads) go as parameters of a
+    prepared statement, as the intake sends them, not as literals the server's SQL parser would
+    scan on every call."""
     docs = [elems[i % len(elems)] for i in range(batch)]
     if separate:
         b = "[" + ",".join(e for e, _ in docs) + "]"
         p = "[" + ",".join(p for _, p in docs) + "]"
-        return "SELECT count(*) FROM calseta_ingest_batch($b$%s$b$::jsonb, 0, $p$%s$p$::json);\n" % (b, p)
+        arg = ":b::jsonb"
+        if unique:  # every alert its own fingerprint, as distinct alerts have
+            arg = ("(SELECT jsonb_agg(e || jsonb_build_object('fingerprint', md5(random()::text)) ORDER BY o) "
+                   "FROM jsonb_array_elements(:b::jsonb) WITH ORDINALITY x(e, o))")
+        return ("SELECT count(*) FROM calseta_ingest_batch(%s, 0, :p::json);\n" % arg, ("b=" + b, "p=" + p))
     b = "[" + ",".join(e[:-1] + ',"raw_payload":' + p + "}" for e, p in docs) + "]"
-    return "SELECT count(*) FROM calseta_ingest_batch($b$%s$b$::jsonb, 0);\n" % b
+    return "SELECT count(*) FROM calseta_ingest_batch(:b::jsonb, 0);\n", ("b=" + b,)
 
 
-def pgbench(url, script, a, variables=()):
+def pgbench(url, script, a, variables=(), transactions=0):
     f = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
     f.write(script)
     f.close()
     try:
         cpu0, wal0 = ingest_bench.server_cpu(url), ingest_bench.wal_lsn(url)
-        argv = ["pgbench", "-n", "-c", str(a.clients), "-j", str(a.clients), "-T", str(a.seconds), "-f", f.name]
+        harness.psql(url, "CHECKPOINT")  # as ingest_bench.py between streams: full-page images show
+        argv = ["pgbench", "-n", "-M", "prepared", "-c", str(a.clients), "-j", str(a.clients), "-f", f.name]
+        argv += ["-t", str(transactions)] if transactions else ["-T", str(a.seconds)]
         for v in variables:
             argv += ["-D", v]
         pb = subprocess.Popen(argv + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         perf = None
-        if a.perf:
+        if a.perf and not transactions:
             pid = None
             t = time.time()
             while pid is None and time.time() - t < 5:
@@ -86,12 +95,43 @@ def pgbench(url, script, a, variables=()):
         if perf:
             perf.wait()
         cpu1, wal = ingest_bench.server_cpu(url), ingest_bench.wal_bytes_since(url, wal0)
+        wal1 = ingest_bench.wal_lsn(url)
     finally:
         os.unlink(f.name)
     m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
     if not m or pb.returncode != 0:
         raise RuntimeError("pgbench failed:\n" + out + err)
+    pgbench.lsns = (wal0, wal1)
     return float(m.group(1)), cpu1 - cpu0, wal
+
+
+def wal_stats(url, lsns, n):
+    """Per resource manager: WAL records and full-page images per alert over the run's LSN range
+    (pg_waldump --stats; the run is alone on the server, so every record is the bench's)."""
+    datadir = harness.psql_value(url, "SHOW data_directory")
+    waldump = os.path.join(subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip(),
+                           "pg_waldump")
+    if not os.path.exists(waldump):
+        waldump = "pg_waldump"
+    harness.psql(url, "SELECT pg_switch_wal()", check=False)
+    r = subprocess.run([waldump, "--stats", "-p", os.path.join(datadir, "pg_wal"), "-s", lsns[0], "-e", lsns[1]],
+                       capture_output=True, text=True)
+    rows, total = [], None
+    for line in r.stdout.splitlines():
+        m = re.match(r"(\S+)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)", line)
+        if m and m.group(1) != "Total":
+            rows.append((m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))))
+        m = re.match(r"Total\s+(\d+)\s+(\d+)\s+\[[^]]*\]\s+(\d+)", line)
+        if m:
+            total = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    if not rows or not total:
+        print("  (pg_waldump gave no statistics: %s)" % r.stderr.strip()[:200])
+        return
+    print("  WAL per alert, largest kinds: records, record bytes, full-page-image bytes")
+    for name, cnt, rec, fpi in sorted(rows, key=lambda x: -(x[2] + x[3]))[:8]:
+        print("    %-28s %5.2f %6.0f B %6.0f B" % (name, cnt / n, rec / n, fpi / n))
+    print("  FPI share of WAL: %.0f %% (%.0f B of %.0f B per alert)" %
+          (100.0 * total[2] / max(1, total[1] + total[2]), total[2] / n, (total[1] + total[2]) / n))
 
 
 def main():
@@ -101,6 +141,9 @@ def main():
     ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--perf", default="", help="perf.data file for the first client's backend")
     ap.add_argument("--no-ceiling", action="store_true")
+    ap.add_argument("--unique", action="store_true", help="a fingerprint of its own for every alert")
+    ap.add_argument("--prefill", type=int, default=0,
+                    help="alerts written before the measured run (then a checkpoint): a larger table")
     a = ap.parse_args()
 
     s = harness.Stack("ingsql", env={"ALERT_DEDUP_WINDOW_HOURS": 0, "LOG_LEVEL": "WARNING"})
@@ -117,14 +160,20 @@ def main():
         elems = [tuple(x.split("\x01", 1)) for x in text.split("\x02")]
         assert len(elems) == 5, len(elems)
         separate = payloads_separate(s)
+        if a.prefill:
+            script, variables = call_sql(elems, a.batch, separate, a.unique)
+            pgbench(s.db, script, a, variables, transactions=max(1, a.prefill // a.batch // a.clients))
         n0 = int(s.sql_value("SELECT count(*) FROM alerts"))
         load0 = open("/proc/loadavg").read().split()[0]
-        tps, cpu, wal = pgbench(s.db, call_sql(elems, a.batch, separate), a)
+        script, variables = call_sql(elems, a.batch, separate, a.unique)
+        tps, cpu, wal = pgbench(s.db, script, a, variables)
         n = int(s.sql_value("SELECT count(*) FROM alerts")) - n0
         load1 = open("/proc/loadavg").read().split()[0]
-        print("calseta_ingest_batch: %.0f alerts/s (%d clients, batch %d, payloads %s, load %s->%s)" %
-              (tps * a.batch, a.clients, a.batch, "separate" if separate else "in the batch", load0, load1))
+        print("calseta_ingest_batch: %.0f alerts/s (%d clients, batch %d, payloads %s, %s fingerprints, "
+              "%d alerts before, load %s->%s)" % (tps * a.batch, a.clients, a.batch, "separate" if separate else
+                                                  "in the batch", "unique" if a.unique else "fixture", n0, load0, load1))
         print("  per alert: PostgreSQL CPU %.0f us, WAL %.0f B (%d alerts)" % (1e6 * cpu / n, wal / n, n))
+        wal_stats(s.db, pgbench.lsns, n)
         if not a.no_ceiling:
             scratch = s.dbname + "_ceiling"
             harness.psql(harness.db_url_for("postgres"), "CREATE DATABASE %s" % scratch)
@@ -143,6 +192,7 @@ def main():
                 n = int(harness.psql_value(url, "SELECT count(*) FROM scratch_alerts"))
                 print("ceiling (plain INSERTs): %.0f alerts/s" % (tps * a.batch))
                 print("  per alert: PostgreSQL CPU %.0f us, WAL %.0f B (%d alerts)" % (1e6 * cpu / n, wal / n, n))
+                wal_stats(url, pgbench.lsns, n)
             finally:
                 harness.psql(harness.db_url_for("postgres"), "DROP DATABASE IF EXISTS %s" % scratch, check=False)
     finally:
