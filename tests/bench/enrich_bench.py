@@ -31,7 +31,7 @@ Run by hand (not in CI), with a release build:
     build-rel/bin/calseta migrate
     CALSETA_BIN_DIR=build-rel/bin python3 tests/bench/enrich_bench.py [--jobs 2000]
         [--indicators 10] [--latency-ms 50] [--concurrency 256] [--db-connections 8]
-        [--host-connections 0]
+        [--host-connections 256]
 Python standard library, psql, openssl and wrk (the ceiling: the stand-in driven by wrk at the
 same concurrency; every phase prints its ratio to it). --phases 1,2,4,cache picks phases.
 """
@@ -601,8 +601,9 @@ def main():
     ap.add_argument("--idle-connections", type=int, default=2048,
                     help="ENRICHER_IDLE_CONNECTIONS (kept-alive provider connections kept idle)")
     ap.add_argument("--db-connections", type=int, default=8, help="ENRICHER_DB_CONNECTIONS")
-    ap.add_argument("--host-connections", type=int, default=0,
-                    help="ENRICHER_HOST_CONNECTIONS (both providers share the stand-in's host:port)")
+    ap.add_argument("--host-connections", type=int, default=256,
+                    help="ENRICHER_HOST_CONNECTIONS: requests in flight per host:port and worker "
+                    "(both providers share the stand-in's host:port; 0: no cap)")
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--ceiling-seconds", type=int, default=5, help="wrk run against the stand-in")
     ap.add_argument("--phases", default="1,2,4,cache",
