@@ -239,6 +239,14 @@ static void test_pinned_reaches_its_address(void **state)
     assert_int_equal(f->rc, CURLE_OK);
     assert_int_equal(f->a.answered, 2);
     assert_int_equal(f->b.accepted, 0);
+    /* a pinned transfer reuses a kept-alive connection to its address */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/z", f->a.port);
+    int before = f->a.accepted;
+    fetch(f, url, &pin, NULL);
+    fetch(f, url, &pin, NULL);
+    assert_int_equal(f->rc, CURLE_OK);
+    assert_int_equal(f->a.answered, 4);
+    assert_true(f->a.accepted <= before + 1);
 }
 
 /* The URL names another address and nothing steers curl to the pinned one (a pin whose
