@@ -29,8 +29,15 @@ Run by hand (not in CI), release build, under the benchmark lock:
     export CALSETA_DATA_DIR=/tmp/calseta-bench; DATABASE_URL=$(scripts/pg.sh start); export DATABASE_URL
     build/bin/calseta migrate
     flock /work/bench.lock python3 tests/bench/enrich_sql_bench.py [--jobs 640] [--indicators 10]
-        [--batches 1,16,64]
-Standard library and psql only.
+        [--batches 1,16,64] [--paths after] [--compare 0042_enrich_merge_rule_and_purge.sql]
+        [--stmt-detail] [--wal-detail] [--perf /tmp/prof] [--setup "SQL"]
+--compare runs another migration's completing function as path cmp/B in the same rounds (a
+paired A/B, the only kind of comparison this shared box allows); --stmt-detail prints time per
+job of the top statements (pg_stat_statements loaded); --wal-detail prints WAL per job by
+relation (pg_walinspect; its own queries then count in the cluster CPU) and the HOT share of
+updates; --perf records a profile of the session's backend per path; --setup runs SQL on the
+bench's database first (a candidate migration, measured before it is applied).
+Standard library, psql and (for --perf) perf only.
 """
 import argparse
 import json
@@ -149,6 +156,14 @@ class Bench:
         prev = prev[start:prev.index("END $$;", start) + len("END $$;")]
         self.h.psql(self.db, prev.replace("FUNCTION calseta_enrich_complete_batch(",
                                           "FUNCTION bench_enrich_complete_batch_0030("))
+        if args.compare:
+            # another migration's completing function, run beside the current one (A/B in one run)
+            cmp = open(os.path.join(SRC, "migrations", args.compare)).read()
+            start = cmp.index("FUNCTION calseta_enrich_complete_batch(")
+            start = cmp.rindex("CREATE", 0, start)
+            cmp = cmp[start:cmp.index("END $$;", start) + len("END $$;")]
+            self.h.psql(self.db, cmp.replace("FUNCTION calseta_enrich_complete_batch(",
+                                             "FUNCTION bench_enrich_complete_batch_cmp("))
         # the dispatch trigger as it was before 0036: one PL/pgSQL call per finished job
         self.sql("CREATE FUNCTION bench_dispatch_row() RETURNS trigger LANGUAGE plpgsql AS $$ "
                  "BEGIN PERFORM calseta_agent_enqueue(NEW.alert_id, NULL, 'enrichment', NEW.id); "
@@ -316,6 +331,18 @@ class Bench:
                 "SELECT sum(calls) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM "
                 "pg_database WHERE datname = current_database()) AND query !~* "
                 "'pg_stat_statements|pg_current_wal_lsn|pg_backend_pid'")))
+        if self.pgss and a.stmt_detail:
+            rows = self.h.psql(self.db, (
+                "SELECT calls, total_exec_time, rows, regexp_replace(left(query, 400), "
+                "'\\s+', ' ', 'g') FROM pg_stat_statements WHERE dbid = (SELECT oid FROM "
+                "pg_database WHERE datname = current_database()) AND query !~* "
+                "'pg_stat_statements|pg_current_wal_lsn|pg_backend_pid|CHECKPOINT' "
+                "ORDER BY total_exec_time DESC LIMIT 12"))
+            print("    statements of %s (calls/job, us/job; nested ones inside their caller):"
+                  % name)
+            for calls, ms, _, q in rows:
+                print("      %6.2f %8.0f  %s" % (int(calls) / a.jobs, float(ms) * 1e3 / a.jobs,
+                                                q[:110]))
         s.close()
         left = self.h.psql_value(self.db, "SELECT count(*) FROM enrichment_jobs WHERE status <> 'done'")
         assert left == "0", "%s jobs not done after %s" % (left, name)
@@ -340,8 +367,8 @@ class Bench:
         rows = self.h.psql(self.db, (
             "SELECT coalesce(c.relname, r.rel), count(*), sum(r.bytes) FROM ("
             "SELECT (regexp_match(block_ref, 'rel \\d+/\\d+/(\\d+)'))[1] AS rel, "
-            "record_length + fpi_length AS bytes FROM pg_get_wal_records_info('%s', "
-            "pg_current_wal_lsn())) r LEFT JOIN pg_class c ON c.relfilenode::text = r.rel "
+            "record_length + fpi_length AS bytes FROM pg_get_wal_records_info_till_end_of_wal('%s'"
+            ")) r LEFT JOIN pg_class c ON c.relfilenode::text = r.rel "
             "GROUP BY 1 ORDER BY 3 DESC LIMIT 14" % since))
         print("    WAL of %s by relation (records/job, bytes/job):" % name)
         for rel, cnt, b in rows:
@@ -369,9 +396,21 @@ class Bench:
             if self.want("0030"):
                 self.phase("0030/%d" % batches[-1], lambda s: self.run_0030(s, batches[-1]))
             for b in batches:
+                if a.compare:
+                    self.phase("cmp/%d" % b, lambda s, b=b: self.run_after(
+                        s, b, "bench_enrich_complete_batch_cmp"))
                 if self.want("after"):
                     self.phase("after/%d" % b, lambda s, b=b: self.run_after(s, b))
             self.phase("ceiling/%d" % batches[-1], lambda s: self.run_ceiling(s, batches[-1]))
+        if a.wal_detail:
+            # every path's sessions have ended (their statistics are flushed when they exit)
+            rows = self.h.psql(self.db, (
+                "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname "
+                "IN ('indicators', 'enrichment_jobs', 'alerts', 'enrichment_cache') ORDER BY 1"))
+            print("HOT updates, all paths of the run (updated rows, of which HOT):")
+            for rel, upd, hot in rows:
+                print("  %-20s %8s %8s  %5.1f %%" % (rel, upd, hot,
+                                                   100.0 * int(hot) / max(1, int(upd))))
         print("uptime: %s" % open("/proc/loadavg").read().strip())
         print("\nsummary (medians over %d rounds)" % a.rounds)
         names = []
@@ -405,8 +444,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--paths", default="", help="only these paths (before,0030,after); the "
                     "ceiling always runs")
+    ap.add_argument("--compare", default="", help="a migration file name: its completing "
+                    "function runs as path cmp/B beside after/B, in the same rounds")
     ap.add_argument("--setup", default="", help="SQL run on the bench's database first (to "
                     "measure a schema change before writing its migration)")
+    ap.add_argument("--stmt-detail", action="store_true", help="time per job of the top "
+                    "statements, nested ones included (needs pg_stat_statements loaded)")
     ap.add_argument("--wal-detail", action="store_true", help="WAL per job by relation "
                     "(pg_walinspect)")
     ap.add_argument("--perf", default="", help="record a perf profile of the session's backend "

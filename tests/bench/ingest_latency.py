@@ -23,6 +23,8 @@ import re
 import subprocess
 import sys
 
+# the release build unless told: harness reads CALSETA_BIN_DIR when imported
+os.environ.setdefault("CALSETA_BIN_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "bin"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import harness  # noqa: E402
@@ -124,7 +126,7 @@ def main():
             print("%-15s %-8s p50 %6.1f ms  p90 %6.1f ms  p99 %6.1f ms  (server side, %d samples)" %
                   ("phase", label, percentile(d, 0.5), percentile(d, 0.9), percentile(d, 0.99),
                    max(d.values()) if d else 0))
-        held = sum(counter(after, "calseta_ingest_held_total") - counter(before.get(p, ""), "calseta_ingest_held_total")
+        held = sum(counter(after[p], "calseta_ingest_held_total") - counter(before.get(p, ""), "calseta_ingest_held_total")
                    for p in after)
         print("%-15s %d alerts held behind a batch of their fingerprint in flight" % ("held", held))
     finally:

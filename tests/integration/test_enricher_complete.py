@@ -226,6 +226,35 @@ def test_older_result_never_replaces_a_newer_one():
     assert_eq(stored(), "8")
 
 
+def test_document_read_in_place():
+    """The completing function reads each job where it lies in the document: a job listed twice
+    counts once (its first entry: indicators and summary), a job whose indicators are not a list
+    is completed with none, and a document whose jobs are not a list completes nothing."""
+    s = stack()
+    a1, a2 = new_alert(s, "place1"), new_alert(s, "place2")
+    j1, j2 = new_job(s, a1, "w6"), new_job(s, a2, "w6")
+    v1, v2 = "place-%s.example.net" % a1, "twice-%s.example.net" % a1
+
+    def ind(value, score):
+        return {"type": "domain", "value": value, "new": True, "malice": "Malicious",
+                "results": {"virustotal": result("virustotal", score)}}
+
+    assert_eq(s.sql("SELECT outcome FROM calseta_enrich_complete_batch('w6', '{\"jobs\": {}}')"),
+              [])
+    doc = {"jobs": [
+        {"id": int(j1), "indicators": [ind(v1, 4)], "summary": {"indicator_count": 1}},
+        {"id": int(j2), "indicators": "none", "summary": {"indicator_count": 0}},
+        {"id": int(j1), "indicators": [ind(v2, 5)], "summary": {"indicator_count": 9}}]}
+    text = json.dumps(doc).replace("'", "''")
+    assert_eq(s.sql("SELECT job_id, outcome FROM calseta_enrich_complete_batch('w6', '%s') "
+                    "ORDER BY job_id" % text), [[j1, "done"], [j2, "done"]])
+    assert_eq(s.sql("SELECT value, enrichment_results->'virustotal'->'extracted'->>'score' "
+                    "FROM indicators WHERE value IN ('%s', '%s')" % (v1, v2)), [[v1, "4"]])
+    assert_eq(s.sql("SELECT alert_id, \"references\"->>'indicator_count' FROM activity_events "
+                    "WHERE event_type = 'alert_enrichment_completed' AND alert_id IN (%s, %s) "
+                    "ORDER BY alert_id" % (a1, a2)), [[a1, "1"], [a2, "0"]])
+
+
 def test_merge_rule_in_one_function():
     """calseta_enrich_result_kept(stored, fresh), the rule the completing function applies per
     provider: the stored result stays when the fresh one is the same but for enriched_at or
