@@ -295,10 +295,10 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {ENRICH, "ENRICHER_DB_CONNECTIONS", "4", "enricher", "PostgreSQL connections per worker."},
     {ENRICH, "ENRICHER_IDLE_CONNECTIONS", "2048", "enricher",
      "Idle keep-alive provider connections a worker keeps for reuse (all hosts together)."},
-    {ENRICH, "ENRICHER_HOST_CONNECTIONS", "0", "enricher",
-     "Provider connections a worker opens to one host:port at most; requests beyond wait inside "
-     "curl for one to come free (each retry costs CPU). 0: no limit beyond the providers' "
-     "concurrency caps."},
+    {ENRICH, "ENRICHER_HOST_CONNECTIONS", "256", "enricher",
+     "Provider requests a worker has in flight to one host:port at most (and so the kept-alive "
+     "connections it opens to it); requests beyond wait in order, in the worker, for one to end. "
+     "0: no limit beyond the providers' concurrency caps."},
     {ENRICH, "ENRICHMENT_MOCK_MODE", "false", "intake, enricher",
      "Providers with `mock_responses` answer from them (no credentials, no HTTP)."},
     {ENRICH, "ENRICHER_ALLOW_LOOPBACK", "false", "intake, enricher",

@@ -40,16 +40,32 @@ struct shared_creds {
     long long job_id;
     struct creds *creds;
     int refs;
-    struct shared_creds *next;
+    struct shared_creds *prev, *next; /* in their bucket of engine.shared */
+};
+
+/* Buckets of shared credentials by job: a few hundred jobs are in progress at once, and each of
+ * their lookups finds (and leaves) its entry without walking all of them. */
+#define SHARED_BUCKETS 1024
+
+/* Requests in flight to one host:port (the SSRF cache key) in this worker, and the requests
+ * waiting for one of them to end. libcurl walks every connection to a host each time it picks
+ * one for a transfer, so thousands of connections to one provider host make each request cost
+ * O(connections); a capped number in flight keeps the pool at the cap, reused in turn. */
+struct host_gate {
+    char key[272];
+    long in_flight;
+    struct call *head, *tail;
+    struct host_gate *next;
 };
 
 struct engine {
     uv_loop_t *loop;
+    struct host_gate *gates;
     struct curluv *cm;
     struct engine_opts o;
     struct ssrf_cache *ssrf;
     struct limiter *limiters;
-    struct shared_creds *shared;
+    struct shared_creds *shared[SHARED_BUCKETS];
     CURL **easy_pool; /* idle easy handles, reset before reuse */
     size_t neasy;
     int leases; /* lease queries out (the engine is freed only after their answers) */
@@ -96,6 +112,9 @@ struct call {
     char curl_err[CURL_ERROR_SIZE];
     struct call *wait_prev, *wait_next; /* in lim's waiting queue */
     int queued;
+    struct host_gate *gate; /* holding one of its slots, or queued there */
+    int host_queued;
+    struct call *hq_prev, *hq_next;
 };
 
 static void next_step(struct call *c);
@@ -104,6 +123,7 @@ static void unwait(struct call *c);
 static void wake_waiters(struct engine *e, struct limiter *l);
 static void ask_lease(struct engine *e, struct limiter *l);
 static void on_wait_timer(uv_timer_t *t);
+static void host_unqueue(struct call *c);
 
 static void call_freed(uv_handle_t *h)
 {
@@ -115,12 +135,17 @@ static void call_freed(uv_handle_t *h)
 
 /* ---- credentials, shared per job and provider ---- */
 
+static struct shared_creds **bucket(struct engine *e, long long job_id)
+{
+    return &e->shared[(unsigned long long)job_id % SHARED_BUCKETS];
+}
+
 static struct shared_creds *creds_acquire(struct engine *e, const struct provider *p,
                                           long long job_id, char *err, size_t errlen)
 {
-    struct shared_creds *s;
+    struct shared_creds *s, **b = bucket(e, job_id);
     if (job_id > 0)
-        for (s = e->shared; s; s = s->next)
+        for (s = *b; s; s = s->next)
             if (s->p == p && s->job_id == job_id) {
                 s->refs++;
                 return s;
@@ -133,8 +158,10 @@ static struct shared_creds *creds_acquire(struct engine *e, const struct provide
     s->job_id = job_id;
     s->creds = cr;
     s->refs = 1;
-    s->next = e->shared;
-    e->shared = s;
+    s->next = *b;
+    if (*b)
+        (*b)->prev = s;
+    *b = s;
     return s;
 }
 
@@ -142,11 +169,12 @@ static void creds_release(struct engine *e, struct shared_creds *s)
 {
     if (--s->refs > 0)
         return;
-    for (struct shared_creds **pp = &e->shared; *pp; pp = &(*pp)->next)
-        if (*pp == s) {
-            *pp = s->next;
-            break;
-        }
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        *bucket(e, s->job_id) = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
     creds_close(s->creds);
     free(s);
 }
@@ -194,6 +222,7 @@ static void finish(struct call *c, json_t *result)
         creds_release(e, c->creds);
     c->creds = NULL;
     unwait(c);
+    host_unqueue(c);
     step_req_wipe(&c->req);
     json_decref(c->steps);
     json_decref(c->raw_by);
@@ -369,6 +398,93 @@ static void set_method(CURL *h, const struct step_req *r)
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
 }
 
+/* ---- the per-host cap ---- */
+
+static struct host_gate *gate_of(struct engine *e, const char *key)
+{
+    struct host_gate *g;
+    for (g = e->gates; g; g = g->next)
+        if (!strcmp(g->key, key))
+            return g;
+    g = xcalloc(1, sizeof *g);
+    snprintf(g->key, sizeof g->key, "%s", key);
+    g->next = e->gates;
+    e->gates = g;
+    return g;
+}
+
+static void host_unqueue(struct call *c)
+{
+    if (!c->host_queued)
+        return;
+    struct host_gate *g = c->gate;
+    if (c->hq_prev)
+        c->hq_prev->hq_next = c->hq_next;
+    else
+        g->head = c->hq_next;
+    if (c->hq_next)
+        c->hq_next->hq_prev = c->hq_prev;
+    else
+        g->tail = c->hq_prev;
+    c->hq_prev = c->hq_next = NULL;
+    c->host_queued = 0;
+    c->gate = NULL;
+}
+
+/* Waited at the host until the deadline: the provider slot it holds goes back. */
+static void on_host_deadline(uv_timer_t *t)
+{
+    struct call *c = t->data;
+    host_unqueue(c);
+    limiter_release(c->lim);
+    wake_waiters(c->e, c->lim);
+    fail(c, "Step '%s' failed: job deadline exceeded waiting for a connection", c->req.name);
+}
+
+static void transmit(struct call *c);
+
+/* A request to the gate's host ended: its slot goes to the first waiting one. */
+static void host_release(struct call *c)
+{
+    struct host_gate *g = c->gate;
+    if (!g)
+        return;
+    c->gate = NULL;
+    g->in_flight--;
+    struct call *n = g->head;
+    if (!n)
+        return;
+    host_unqueue(n);
+    uv_timer_stop(&n->timer);
+    n->gate = g;
+    g->in_flight++;
+    transmit(n);
+}
+
+/* A slot at the host, or a place in its queue (0: sent, 1: queued). */
+static int host_admit(struct call *c)
+{
+    struct engine *e = c->e;
+    if (e->o.host_connections <= 0 || !c->ssrf_key[0])
+        return 0;
+    struct host_gate *g = gate_of(e, c->ssrf_key);
+    c->gate = g;
+    if (g->in_flight < e->o.host_connections && !g->head) {
+        g->in_flight++;
+        return 0;
+    }
+    c->host_queued = 1;
+    c->hq_next = NULL;
+    c->hq_prev = g->tail;
+    if (g->tail)
+        g->tail->hq_next = c;
+    else
+        g->head = c;
+    g->tail = c;
+    uv_timer_start(&c->timer, on_host_deadline, c->deadline_ms - now_mono_ms(), 0);
+    return 1;
+}
+
 static void send_request(struct call *c)
 {
     uint64_t now = now_mono_ms();
@@ -378,11 +494,18 @@ static void send_request(struct call *c)
         fail(c, "Step '%s' failed: job deadline exceeded", c->req.name);
         return;
     }
-    uint64_t left = c->deadline_ms - now;
+    c->state = ST_HTTP;
+    if (host_admit(c) == 0)
+        transmit(c);
+}
+
+static void transmit(struct call *c)
+{
+    uint64_t now = now_mono_ms();
+    uint64_t left = c->deadline_ms > now ? c->deadline_ms - now : 1;
     uint64_t tmo = (uint64_t)c->req.timeout_s * 1000;
     if (tmo > left)
         tmo = left;
-    c->state = ST_HTTP;
     buf_reset(&c->resp);
     buf_reserve(&c->resp, 2048); /* most answers fit: no reallocation per body chunk */
     c->too_large = 0;
@@ -513,6 +636,7 @@ static void request_done(struct call *c, CURLcode rc)
     curluv_remove(c->e->cm, c->easy);
     easy_put(c->e, c->easy);
     c->easy = NULL;
+    host_release(c);
     limiter_release(c->lim);
     wake_waiters(c->e, c->lim);
     if (c->sockpin.refused) { /* curl tried an address the check never approved */
@@ -775,7 +899,6 @@ struct engine *engine_new(uv_loop_t *loop, const struct engine_opts *o)
         e->o.max_response_bytes = 1 << 20;
     e->cm = curluv_new(loop, on_transfer_done, e);
     curluv_max_connections(e->cm, o->idle_connections ? o->idle_connections : 2048);
-    curluv_max_host_connections(e->cm, o->host_connections);
     e->ssrf = ssrf_cache_new(SSRF_CACHE_ENTRIES, SSRF_CACHE_TTL_MS, SSRF_CACHE_BLOCKED_TTL_MS);
     return e;
 }
@@ -790,6 +913,11 @@ static void engine_free(struct engine *e)
     void (*done)(void *) = e->closed;
     void *done_arg = e->closed_arg;
     limiter_free_all(&e->limiters);
+    while (e->gates) {
+        struct host_gate *g = e->gates;
+        e->gates = g->next;
+        free(g);
+    }
     ssrf_cache_free(e->ssrf);
     while (e->neasy)
         curl_easy_cleanup(e->easy_pool[--e->neasy]);

@@ -20,8 +20,8 @@
  * Credentials are opened (creds.h) just before the first request of a lookup is built and
  * wiped when the lookup ends; the lookups of one job at one provider, which run together,
  * share one decryption, wiped when the last of them ends. Easy handles are reused (each
- * request sets what changes) and connections kept alive in the multi handle's pool, at most
- * host_connections per host:port. The result is the original's per-provider result object; on
+ * request sets what changes) and connections kept alive in the multi handle's pool; at most
+ * host_connections requests are in flight per host:port, the others wait in order here. The result is the original's per-provider result object; on
  * success, extracted = field extractions + "malice" (malice rules over the raw response).
  *
  * Reusable by the intake for on-demand lookups (POST /v1/enrichments): load a provider_set with
@@ -53,7 +53,7 @@ struct engine_opts {
     struct guard *guard;       /* borrowed */
     size_t max_response_bytes; /* ENRICHER_MAX_RESPONSE_BYTES, 1 MiB */
     long idle_connections;     /* ENRICHER_IDLE_CONNECTIONS: kept-alive pool, all hosts */
-    long host_connections;     /* ENRICHER_HOST_CONNECTIONS: per host:port at once, 0 = any */
+    long host_connections;     /* ENRICHER_HOST_CONNECTIONS: in flight per host:port, 0 = any */
     engine_lease_fn lease;     /* NULL: rate caps per process (limiter.h) */
     void *lease_arg;
 };

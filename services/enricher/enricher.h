@@ -41,7 +41,7 @@ struct enricher_options {
     long long max_response; /* ENRICHER_MAX_RESPONSE_BYTES, 1048576 */
     int db_connections;     /* ENRICHER_DB_CONNECTIONS, 4 */
     int idle_connections;   /* ENRICHER_IDLE_CONNECTIONS, 2048 */
-    int host_connections;   /* ENRICHER_HOST_CONNECTIONS, 0 (no limit) */
+    int host_connections;   /* ENRICHER_HOST_CONNECTIONS, 256 (0: no limit) */
     int rate_global;        /* ENRICHER_PROVIDER_RATE_GLOBAL, true */
     struct provider_defaults provider;
 };

@@ -1,0 +1,170 @@
+"""test_enricher_hostcap.py - a worker keeps at most ENRICHER_HOST_CONNECTIONS provider requests
+in flight to one host:port, and so opens no more connections to it than that.
+
+A stand-in provider (a thread of this process, loopback only, HTTP/1.1 keep-alive) answers after
+100 ms and records how many requests it holds at once and which client connections they came
+on. One worker gets far more lookups at once than the cap (provider concurrency 50); with the cap
+at 3 the stand-in never holds more than 3, sees at most 3 connections, sees exactly 3 at some
+point (the load did reach the cap), and every job completes. With the cap off (0) the same load
+holds more than 3 at once: the measurement can tell the two apart.
+"""
+import http.server
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Stack, assert_eq, fernet_encrypt, fernet_key, run_tests  # noqa: E402
+
+
+CAP = 3
+JOBS = 8
+PER_JOB = 5
+KEY = fernet_key()
+VT_KEY = "vt-hostcap-secret-7c21"
+
+
+class HoldingStandin:
+    """VirusTotal-shaped answers after 100 ms; requests held at once and connections seen."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                with outer.lock:
+                    outer.requests += 1
+                    outer.holding += 1
+                    outer.max_holding = max(outer.max_holding, outer.holding)
+                    outer.peers.add(self.client_address)
+                time.sleep(0.1)
+                ok = self.headers.get("x-apikey") == VT_KEY
+                body = json.dumps({"data": {"attributes": {"last_analysis_stats": {
+                    "malicious": 0, "suspicious": 0, "harmless": 50, "undetected": 5}}}}
+                    if ok else {"error": "bad key"}).encode()
+                with outer.lock:
+                    outer.holding -= 1
+                try:
+                    self.send_response(200 if ok else 401)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def reset(self):
+        with self.lock:
+            self.requests = 0
+            self.holding = 0
+            self.max_holding = 0
+            self.peers = set()
+
+
+STANDIN = HoldingStandin()
+STACK = None
+
+
+def setup():
+    global STACK
+    if STACK:
+        return
+    STACK = Stack("enrichhostcap", services=(), env={
+        "ENCRYPTION_KEY": KEY,
+        "ENRICHER_ALLOW_LOOPBACK": "true",
+        "ENRICHER_POLL_INTERVAL_MS": "100",
+        "ENRICHER_CONCURRENCY": str(JOBS),
+        "ENRICH_JOB_DEADLINE_SECONDS": "90",
+        "LOG_LEVEL": "INFO",
+    })
+    base = "http://127.0.0.1:%d/vt" % STANDIN.port
+    STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
+              "'https://www.virustotal.com', '%s')::jsonb" % base)
+    STACK.sql("UPDATE enrichment_providers SET http_config = http_config || "
+              "'{\"rate_limit_per_second\": 1000, \"max_concurrency\": 50}'::jsonb "
+              "WHERE provider_name = 'virustotal'")
+    tok = fernet_encrypt(KEY, json.dumps({"api_key": VT_KEY}).encode())
+    STACK.sql("UPDATE enrichment_providers SET auth_config = '%s'::jsonb WHERE provider_name = "
+              "'virustotal'" % json.dumps({"_encrypted": tok}))
+    STACK.sql("UPDATE enrichment_providers SET is_active = (provider_name = 'virustotal')")
+
+
+def insert_jobs(first_octet):
+    rows = STACK.sql(
+        "WITH a AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload) "
+        "SELECT 'hostcap ' || g, 'High', 'generic', now(), '{}'::jsonb "
+        "FROM generate_series(0, %(jobs)d - 1) g RETURNING id, title), "
+        "i AS (INSERT INTO indicators (type, value, first_seen, last_seen) "
+        "SELECT 'ip', format('%(o)d.%%s.%%s.9', g, k), now(), now() "
+        "FROM generate_series(0, %(jobs)d - 1) g, generate_series(0, %(per)d - 1) k "
+        "ON CONFLICT (type, value) DO UPDATE SET last_seen = now() RETURNING id, value), "
+        "l AS (INSERT INTO alert_indicators (alert_id, indicator_id) SELECT a.id, i.id FROM a "
+        "JOIN i ON split_part(i.value, '.', 2) = split_part(a.title, ' ', 2)) "
+        "INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a RETURNING id"
+        % {"jobs": JOBS, "per": PER_JOB, "o": first_octet})
+    assert_eq(len(rows), JOBS, "jobs inserted")
+    return [int(r[0]) for r in rows]
+
+
+def run_worker(first_octet, cap):
+    w = STACK.start("enricher", {"ENRICHER_HOST_CONNECTIONS": str(cap)})
+    deadline = time.time() + 20
+    while "providers loaded" not in w.text():
+        assert w.alive(), "worker exited:\n" + w.text()[-3000:]
+        assert time.time() < deadline, "worker did not load providers:\n" + STACK.logs()
+        time.sleep(0.05)
+    STANDIN.reset()
+    ids = insert_jobs(first_octet)
+    deadline = time.time() + 80
+    while True:
+        n = int(STACK.sql_value("SELECT count(*) FROM enrichment_jobs WHERE status = 'done' "
+                                "AND id BETWEEN %d AND %d" % (min(ids), max(ids))))
+        if n == len(ids):
+            break
+        assert time.time() < deadline, "jobs not done:\n" + STACK.logs()[-5000:]
+        time.sleep(0.1)
+    assert_eq(w.stop(), 0, "worker exit code\n" + w.text()[-3000:])
+    with STANDIN.lock:
+        return STANDIN.requests, STANDIN.max_holding, len(STANDIN.peers)
+
+
+def test_cap_holds_requests_and_connections():
+    setup()
+    requests, held, conns = run_worker(51, CAP)
+    print("  cap %d: %d requests, at most %d held at once, %d connections"
+          % (CAP, requests, held, conns))
+    assert_eq(requests, JOBS * PER_JOB, "provider requests")
+    assert held <= CAP, "%d requests in flight at once with a cap of %d" % (held, CAP)
+    assert_eq(held, CAP, "the load reached the cap")
+    assert conns <= CAP, "%d connections with a cap of %d" % (conns, CAP)
+
+
+def test_no_cap_goes_past_it():
+    setup()
+    requests, held, conns = run_worker(52, 0)
+    print("  no cap: %d requests, at most %d held at once, %d connections"
+          % (requests, held, conns))
+    assert_eq(requests, JOBS * PER_JOB, "provider requests")
+    assert held > CAP, "without a cap only %d requests were in flight at once" % held
+
+
+if __name__ == "__main__":
+    try:
+        run_tests(globals())
+    finally:
+        if STACK:
+            STACK.stop()
