@@ -48,7 +48,7 @@ def assert_index_only(report, what):
     bad = sorted({t for t in scans if t in TABLES})
     assert not bad, "%s: sequential scans of %s in the ingest plans:\n%s" % (what, bad, report[:6000])
     assert re.search(r"Index (Only )?Scan using uq_indicator_type_value", report), report[:4000]
-    assert re.search(r"Index Scan using ix_alerts_fingerprint_created_at", report), report[:4000]
+    assert re.search(r"Index Scan using ix_alerts_fingerprint_key", report), report[:4000]
 
 
 def test_plan_made_on_empty_tables_stays_indexed_as_they_grow():
