@@ -481,7 +481,9 @@ static int host_admit(struct call *c)
     else
         g->head = c;
     g->tail = c;
-    uv_timer_start(&c->timer, on_host_deadline, c->deadline_ms - now_mono_ms(), 0);
+    uint64_t now = now_mono_ms();
+    uv_timer_start(&c->timer, on_host_deadline, c->deadline_ms > now ? c->deadline_ms - now : 0,
+                   0);
     return 1;
 }
 
