@@ -260,6 +260,8 @@ static curl_socket_t on_open_pinned(void *arg, curlsocktype purpose, struct curl
         pin_refuse(pin, "a connection", ip, port);
         return CURL_SOCKET_BAD;
     }
+    if (!pin->m) /* a transfer outside curluv (curluv_pin_easy): curl closes it itself */
+        return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
     return on_open_socket(pin->m, purpose, a);
 }
 
@@ -401,6 +403,16 @@ void curluv_add_pinned(struct curluv *m, CURL *easy, struct curluv_pin *pin)
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, m);
     curl_multi_add_handle(m->multi, easy);
+}
+
+void curluv_pin_easy(CURL *easy, struct curluv_pin *pin)
+{
+    pin->m = NULL;
+    pin->refused = 0;
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_pinned);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, pin);
+    curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(easy, CURLOPT_PREREQDATA, pin);
 }
 
 void curluv_remove(struct curluv *m, CURL *easy)

@@ -49,6 +49,9 @@ void curluv_add(struct curluv *m, CURL *easy);
 /* curluv_add() for a transfer that may reach pin's address only; pin (refused cleared here)
  * must stay valid until the transfer is removed. */
 void curluv_add_pinned(struct curluv *m, CURL *easy, struct curluv_pin *pin);
+/* The same pin for a transfer run outside curluv (curl_easy_perform): sets the easy's
+ * open-socket and prerequest callbacks; pin must stay valid until the transfer ends. */
+void curluv_pin_easy(CURL *easy, struct curluv_pin *pin);
 void curluv_remove(struct curluv *m, CURL *easy);
 /* Call with no transfer left; closed(arg) runs from the loop when every handle is closed. */
 void curluv_close(struct curluv *m, void (*closed)(void *), void *arg);

@@ -41,6 +41,7 @@ struct delivery {
     const char *url;
     int timeout_s;
     char pin[512];
+    struct curluv_pin sockpin; /* the checked address: no connection goes anywhere else */
     int blocked;
     char reason[300];
     uv_work_t work;
@@ -305,7 +306,7 @@ static void send_attempt(struct delivery *v)
     curl_easy_setopt(h, CURLOPT_WRITEDATA, v);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, v->curl_err);
     curl_easy_setopt(h, CURLOPT_PRIVATE, v);
-    curluv_add(d->cm, h);
+    curluv_add_pinned(d->cm, h, &v->sockpin);
 }
 
 /* ---- 1. the guard ---------------------------------------------------------------------------- */
@@ -317,6 +318,11 @@ static void do_guard(uv_work_t *w)
     if (ssrf_check(v->url, v->d->cfg->ssrf_allowed_hosts, v->d->ssrf_flags, &r, v->reason,
                    sizeof v->reason) != 0 ||
         strlen(r.resolve) >= sizeof v->pin) {
+        v->blocked = 1;
+        return;
+    }
+    if (curluv_pin_set(&v->sockpin, r.addr, strlen(r.addr), r.port) != 0) {
+        snprintf(v->reason, sizeof v->reason, "checked address %s cannot be pinned", r.addr);
         v->blocked = 1;
         return;
     }

@@ -10,6 +10,7 @@
  * smaller of the request's timeout and the run's remaining time, and a response size cap.
  * The reply is {"t":"http_resp", status, headers, body_b64} or {"t":"http_err", kind, message}.
  */
+#include "curluv.h"
 #include "httpc.h"
 #include "runner.h"
 #include "ssrf.h"
@@ -134,11 +135,13 @@ static char *perform(CURL *c, struct response *r, const char *url)
 }
 
 static char *send_request(const struct broker_opts *o, json_t *req, const char *method,
-                          const char *url, const char *pin, long timeout_ms)
+                          const char *url, const struct ssrf_result *sr, long timeout_ms)
 {
     struct buf body;
     struct response r = {.headers = json_array(), .max = o->max_response_bytes};
+    const char *pin = sr->resolve;
     struct curl_slist *hdrs = NULL, *resolve = pin[0] ? curl_slist_append(NULL, pin) : NULL;
+    struct curluv_pin sockpin;
     char *reply = NULL;
     buf_init(&body);
     buf_init(&r.body);
@@ -163,8 +166,14 @@ static char *send_request(const struct broker_opts *o, json_t *req, const char *
         hdrs = curl_slist_append(hdrs, line);
         free(line);
     }
+    if (curluv_pin_set(&sockpin, sr->addr, strlen(sr->addr), sr->port) != 0) {
+        reply = http_err("blocked", "blocked by SSRF guard: checked address %s cannot be pinned",
+                         sr->addr);
+        goto out;
+    }
     CURL *c = curl_easy_init();
     curl_easy_setopt(c, CURLOPT_URL, url);
+    curluv_pin_easy(c, &sockpin); /* a name curl resolves anew can reach no other address */
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     if (!strcmp(method, "HEAD"))
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
@@ -222,7 +231,7 @@ char *broker_http(const struct broker_opts *o, const char *req_json, int remaini
     long timeout_ms = t > 0 && t < 3600 ? (long)(t * 1000) : 30000;
     if (timeout_ms > remaining_ms)
         timeout_ms = remaining_ms > 1 ? remaining_ms : 1;
-    reply = send_request(o, req, method, url, sr.resolve, timeout_ms);
+    reply = send_request(o, req, method, url, &sr, timeout_ms);
 out:
     json_decref(req);
     return reply;

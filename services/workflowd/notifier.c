@@ -74,6 +74,7 @@ struct send {
     int blocked;
     char reason[192];
     char pin[400];
+    struct curluv_pin sockpin; /* the checked address: no connection goes anywhere else */
     CURL *easy;
     struct curl_slist *headers, *resolve;
     struct buf resp;
@@ -400,7 +401,7 @@ static void transfer_start(struct send *s)
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
     curl_easy_setopt(h, CURLOPT_PRIVATE, s);
-    curluv_add(n->multi, h);
+    curluv_add_pinned(n->multi, h, &s->sockpin);
 }
 
 /* Thread pool: the SSRF guard resolves the host. */
@@ -410,6 +411,10 @@ static void ssrf_work(uv_work_t *w)
     struct ssrf_result r;
     s->blocked = ssrf_check(s->url, s->n->wd->cfg->ssrf_allowed_hosts, 0, &r, s->reason,
                             sizeof s->reason) != 0;
+    if (!s->blocked && curluv_pin_set(&s->sockpin, r.addr, strlen(r.addr), r.port) != 0) {
+        s->blocked = 1;
+        snprintf(s->reason, sizeof s->reason, "checked address %s cannot be pinned", r.addr);
+    }
     snprintf(s->pin, sizeof s->pin, "%s", s->blocked ? "" : r.resolve);
 }
 

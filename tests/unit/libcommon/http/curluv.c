@@ -5,18 +5,21 @@
  *
  * Two small HTTP/1.1 keep-alive listeners run on the same loop (127.0.0.1, port 0); each counts
  * the connections it accepted and the requests it answered, so a test can tell which address a
- * transfer really reached.
+ * transfer really reached. The blocking-transfer test uses plain listening sockets instead.
  */
 #include "curluv.h"
 #include "httpc.h"
 #include "log.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -318,6 +321,76 @@ static void test_reused_connection_refused(void **state)
     assert_int_equal(f->rc, CURLE_OK);
 }
 
+/* A plain listening socket on 127.0.0.1 (no loop): the kernel completes a handshake into its
+ * queue, so a non-blocking accept tells whether anything connected. */
+static int plain_listener(int *port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+static int connected(int lfd)
+{
+    int c = accept(lfd, NULL, NULL);
+    if (c < 0) {
+        assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+        return 0;
+    }
+    close(c);
+    return 1;
+}
+
+static CURLcode connect_blocking(const char *url, const char *resolve, struct curluv_pin *pin)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *r = resolve ? curl_slist_append(NULL, resolve) : NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_RESOLVE, r);
+    curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    httpc_harden(c, 1);
+    if (pin)
+        curluv_pin_easy(c, pin);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(r);
+    return rc;
+}
+
+/* A blocking transfer (the workflow runner's broker) pinned with curluv_pin_easy: a resolve
+ * entry that does not match the URL's host lets curl connect wherever the URL says; with the
+ * pin, that connection is refused and only the pinned address is reached. */
+static void test_blocking_transfer_pinned(void **state)
+{
+    int pa, pb;
+    int la = plain_listener(&pa), lb = plain_listener(&pb);
+    struct curluv_pin pin;
+    char url[64], resolve[96];
+    (void)state;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", pb);
+    snprintf(resolve, sizeof resolve, "localhost:%d:127.0.0.1", pb); /* another host: skipped */
+    assert_int_equal(connect_blocking(url, resolve, NULL), CURLE_OK);
+    assert_int_equal(connected(lb), 1);
+    assert_int_equal(curluv_pin_set(&pin, "127.0.0.1", 9, pa), 0);
+    assert_int_not_equal(connect_blocking(url, resolve, &pin), CURLE_OK);
+    assert_int_equal(pin.refused, 1);
+    assert_int_equal(connected(lb), 0);
+    assert_int_equal(connected(la), 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", pa);
+    assert_int_equal(connect_blocking(url, NULL, &pin), CURLE_OK);
+    assert_int_equal(pin.refused, 0);
+    assert_int_equal(connected(la), 1);
+    close(la);
+    close(lb);
+}
+
 int main(void)
 {
     log_init("test", 1, LOG_ERROR);
@@ -328,6 +401,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_address_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_to_mismatch_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reused_connection_refused, setup, teardown),
+        cmocka_unit_test(test_blocking_transfer_pinned),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
