@@ -26,6 +26,12 @@ Every stream and the ceiling print the server's CPU and WAL bytes per alert (loa
 
 While each stream runs, the wait events of the server's active backends are sampled (10 per
 second) and printed: what the write path waits for. The load average is printed per stream.
+With --trace, a 10 ms timeline of each stream (tests/bench/ingest_trace.py): the 100 ms slices in
+which some call ran longer than 100 ms, what every backend waited for then, lock waiters,
+autovacuum workers, and the tables' last autoanalyze/autovacuum and checkpoint counts.
+Before each stream of the de-duplicating stack the ingest tables are vacuumed and analysed
+(--no-settle: not), so autovacuum's first pass over the previous streams' rows does not land in
+this one, and a CHECKPOINT is forced (--no-checkpoint: none).
 
 Run by hand (not in CI), with a release build and a PostgreSQL that fsyncs:
     cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build -j2
@@ -51,6 +57,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 os.environ.setdefault("CALSETA_BIN_DIR", os.path.join(HERE, "..", "..", "build", "bin"))
 import harness  # noqa: E402
+sys.path.insert(0, HERE)
+import ingest_trace  # noqa: E402
 
 SECRET = "bench-secret"
 FIXTURES = [("sentinel", "01_sentinel_brute_force_tor.json"), ("elastic", "02_elastic_malware_hash.json"),
@@ -137,7 +145,7 @@ class WaitSampler(threading.Thread):
     """Samples wait_event_type/wait_event of the database's active backends 10 times a second."""
     SQL = ("SELECT coalesce(wait_event_type, 'CPU') || ':' || coalesce(wait_event, '-') FROM pg_stat_activity "
            "WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
-           "AND datname = current_database()")
+           "AND datname = current_database() AND application_name <> 'ingest_trace'")
 
     def __init__(self, url, start_after, seconds):
         super().__init__(daemon=True)
@@ -276,11 +284,18 @@ def run_stream(s, name, lua, a):
     wal0 = wal_lsn(s.db)
     sampler = WaitSampler(s.db, a.seconds * 0.3, a.seconds * 0.5)
     sampler.start()
+    tracer = None
+    if a.trace:
+        state0, t0 = ingest_trace.state(s.db), time.time()
+        tracer = ingest_trace.Tracer(s.db, a.seconds)
+        tracer.start()
     out = subprocess.run(["wrk", "-t2", "-c%d" % a.connections, "-d%ds" % a.seconds, "--latency", "--timeout", "10s",
                           "-s", f.name, "http://127.0.0.1:%d" % s.port], capture_output=True, text=True).stdout
     pg1, in1 = server_cpu(s.db), intake_cpu(s)
     wal = wal_bytes_since(s.db, wal0)
     sampler.join()
+    if tracer:
+        tracer.join()
     load1 = open("/proc/loadavg").read().split()[0]
     os.unlink(f.name)
     total, bad, lat, errs = parse_wrk(out)
@@ -309,6 +324,8 @@ def run_stream(s, name, lua, a):
         print("%-15s answer: %dx %s" % ("", n, line[:200]))
     for line, n in log_warnings(s, logs0).most_common(5):
         print("%-15s intake log: %dx %s" % ("", n, line))
+    if tracer:
+        tracer.report(t0, state0, ingest_trace.state(s.db))
     return rate, batch, consistent
 
 
@@ -408,6 +425,20 @@ def ceiling(s, batch, a, name, expr):
         harness.psql(harness.db_url_for("postgres"), "DROP DATABASE IF EXISTS %s" % scratch, check=False)
 
 
+INGEST_TABLES = "alerts, alert_indicators, indicators, indicator_sightings, enrichment_jobs, activity_events"
+
+
+def settle(s, a):
+    """Before a stream: the previous streams' rows vacuumed and analysed (unless --no-settle), so
+    autovacuum's pass over them does not land inside this stream at a moment its launcher chooses
+    (measured: a stream it lands in pays for it, with a p99 up to several times the same stream's
+    next run); then a checkpoint, so every stream starts with the same full-page images to write."""
+    if not a.no_settle:
+        s.sql("VACUUM (ANALYZE) " + INGEST_TABLES)
+    if not a.no_checkpoint:
+        s.sql("CHECKPOINT")
+
+
 def stack(dedup_hours, a):
     # Every connection comes from one address, as from one SIEM forwarder: the per-address cap on
     # requests in their authentication or body phase (32 per process by default) is raised to
@@ -437,6 +468,11 @@ def main():
     ap.add_argument("--inflight", type=int, default=0, help="INGEST_MAX_INFLIGHT (default: the intake's)")
     ap.add_argument("--ceiling-clients", type=int, default=8)
     ap.add_argument("--streams", default=",".join(STREAMS))
+    ap.add_argument("--trace", action="store_true",
+                    help="a 10 ms timeline of wait events, lock waiters, autovacuum and checkpoints per stream")
+    ap.add_argument("--no-settle", action="store_true",
+                    help="no VACUUM ANALYZE of the ingest tables before each stream (autovacuum may land in one)")
+    ap.add_argument("--no-checkpoint", action="store_true", help="no forced CHECKPOINT before each stream")
     ap.add_argument("--show-errors", action="store_true", help="print the non-2xx answers (costs wrk CPU)")
     a = ap.parse_args()
     streams = [x for x in a.streams.split(",") if x]
@@ -470,6 +506,7 @@ def main():
             warm_up(s, generic_script(key, 0.0, False), a)
             warm_up(s, fixtures_script(key), a)
             for x in rest:
+                settle(s, a)
                 lua = fixtures_script(key) if x == "fixtures-dedup" else \
                     generic_script(key, 0.3 if x == "dup30" else 0.0, x == "hot")
                 rate, _, good = run_stream(s, x, lua, a)
