@@ -30,8 +30,9 @@ With --trace, a 10 ms timeline of each stream (tests/bench/ingest_trace.py): the
 which some call ran longer than 100 ms, what every backend waited for then, lock waiters,
 autovacuum workers, and the tables' last autoanalyze/autovacuum and checkpoint counts.
 Before each stream of the de-duplicating stack the ingest tables are vacuumed and analysed
-(--no-settle: not), so autovacuum's first pass over the previous streams' rows does not land in
-this one, and a CHECKPOINT is forced (--no-checkpoint: none).
+(--no-settle: not), so autovacuum's pass over the previous streams' rows is not carried into
+this one, and a CHECKPOINT is forced (--no-checkpoint: none). Each stream also prints the run-queue
+wait of the server's processes (/proc/PID/schedstat): on a shared box, their time without a core.
 
 Run by hand (not in CI), with a release build and a PostgreSQL that fsyncs:
     cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build -j2
@@ -216,6 +217,23 @@ def server_cpu(url):
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def server_runq(url):
+    """Seconds the live PostgreSQL processes have spent runnable but waiting for a core
+    (/proc/PID/schedstat): on a shared box, how much of a call's time was someone else's CPU."""
+    pm = int(harness.psql_value(url, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"))
+    pm = int(open("/proc/%d/stat" % pm).read().rsplit(")", 1)[1].split()[1])
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if int(open("/proc/%s/stat" % d).read().rsplit(")", 1)[1].split()[1]) == pm:
+                total += int(open("/proc/%s/schedstat" % d).read().split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            pass
+    return total / 1e9
+
+
 def wal_lsn(url):
     return harness.psql_value(url, "SELECT pg_current_wal_insert_lsn()")
 
@@ -281,6 +299,7 @@ def run_stream(s, name, lua, a):
                              "WHERE funcname = 'calseta_ingest_batch'") or 0)
     load0 = open("/proc/loadavg").read().split()[0]
     pg0, in0 = server_cpu(s.db), intake_cpu(s)
+    rq0 = server_runq(s.db)
     wal0 = wal_lsn(s.db)
     sampler = WaitSampler(s.db, a.seconds * 0.3, a.seconds * 0.5)
     sampler.start()
@@ -292,6 +311,7 @@ def run_stream(s, name, lua, a):
     out = subprocess.run(["wrk", "-t2", "-c%d" % a.connections, "-d%ds" % a.seconds, "--latency", "--timeout", "10s",
                           "-s", f.name, "http://127.0.0.1:%d" % s.port], capture_output=True, text=True).stdout
     pg1, in1 = server_cpu(s.db), intake_cpu(s)
+    rq = server_runq(s.db) - rq0
     wal = wal_bytes_since(s.db, wal0)
     sampler.join()
     if tracer:
@@ -317,6 +337,8 @@ def run_stream(s, name, lua, a):
     print("%-15s cpu per alert: PostgreSQL %.0f us, intake %.0f us; WAL per alert %.0f B (load-independent)" %
           ("", 1e6 * (pg1 - pg0) / max(1, accepted), 1e6 * (in1 - in0) / max(1, accepted), wal / max(1, accepted)))
     print("%-15s waits: %s" % ("", sampler.summary()))
+    print("%-15s run-queue wait of the server's processes: %.2f s per second of stream, %.0f us per alert "
+          "(time runnable without a core)" % ("", rq / a.seconds, 1e6 * rq / max(1, accepted)))
     if upd[0] > upd0[0]:
         print("%-15s alert updates (duplicates): %d, HOT %d%%" % ("", upd[0] - upd0[0],
                                                                  100 * (upd[1] - upd0[1]) // (upd[0] - upd0[0])))
@@ -430,9 +452,11 @@ INGEST_TABLES = "alerts, alert_indicators, indicators, indicator_sightings, enri
 
 def settle(s, a):
     """Before a stream: the previous streams' rows vacuumed and analysed (unless --no-settle), so
-    autovacuum's pass over them does not land inside this stream at a moment its launcher chooses
-    (measured: a stream it lands in pays for it, with a p99 up to several times the same stream's
-    next run); then a checkpoint, so every stream starts with the same full-page images to write."""
+    every stream starts from the same state and autovacuum's pass over the earlier streams' rows
+    (3-4 s of a worker, measured costing the stream it lands in up to half again its server CPU
+    per alert) is not carried into it; then a checkpoint, so every stream starts with the same
+    full-page images to write. A stream inserting more than a fifth of the tables can still
+    trigger a pass of its own, as in production."""
     if not a.no_settle:
         s.sql("VACUUM (ANALYZE) " + INGEST_TABLES)
     if not a.no_checkpoint:

@@ -96,6 +96,8 @@ def main():
     ap.add_argument("--stream", choices=("fixtures", "fixtures-dedup", "hot"), default="fixtures")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="an intake setting for this run (repeatable)")
+    ap.add_argument("--trace", action="store_true",
+                    help="a 10 ms timeline of the database during the stream (tests/bench/ingest_trace.py)")
     ap.add_argument("--perf", metavar="FILE", help="perf record -g one intake process during the stream")
     a = ap.parse_args()
     a.inflight, a.show_errors = 0, False

@@ -115,6 +115,11 @@ class Tracer(threading.Thread):
                     ("  autovacuum: " + "; ".join(sorted(s["av"]))) if s["av"] else ""))
             if s["maxage"] >= self.slow_ms:
                 slow.update(s["waits"])
+        calls = [s["maxage"] for s in slices.values() if s["ticks"]]
+        avs = [s["maxage"] for s in slices.values() if s["ticks"] and s["av"]]
+        out("trace calls: longest %.0f ms; %d of %d slices had a call >= %.0f ms; autovacuum busy in %d slices "
+            "(longest call in them %.0f ms)" % (max(calls or [0]), sum(1 for c in calls if c >= self.slow_ms),
+                                                len(calls), self.slow_ms, len(avs), max(avs or [0])))
         for label, c in (("whole stream", total), ("slices with a call >= %.0f ms" % self.slow_ms, slow)):
             n = sum(c.values())
             out("trace waits, %s: %s" % (label, ", ".join("%s %.0f%%" % (w, 100.0 * v / n) for w, v in c.most_common(8))
