@@ -348,6 +348,9 @@ def run_stream(s, name, lua, a):
         print("%-15s intake log: %dx %s" % ("", n, line))
     if tracer:
         tracer.report(t0, state0, ingest_trace.state(s.db))
+    if getattr(a, "wal_detail", False):
+        import ingest_sql_bench  # it imports this module: only once both are loaded
+        ingest_sql_bench.wal_stats(s.db, (wal0, wal_lsn(s.db)), max(1, accepted))
     return rate, batch, consistent
 
 
@@ -494,6 +497,8 @@ def main():
     ap.add_argument("--streams", default=",".join(STREAMS))
     ap.add_argument("--trace", action="store_true",
                     help="a 10 ms timeline of wait events, lock waiters, autovacuum and checkpoints per stream")
+    ap.add_argument("--wal-detail", action="store_true",
+                    help="WAL records and full-page images per alert, per kind (pg_waldump --stats), per stream")
     ap.add_argument("--no-settle", action="store_true",
                     help="no VACUUM ANALYZE of the ingest tables before each stream (autovacuum may land in one)")
     ap.add_argument("--no-checkpoint", action="store_true", help="no forced CHECKPOINT before each stream")
