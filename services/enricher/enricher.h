@@ -66,6 +66,7 @@ struct enricher {
     struct job *jobs;
     int inflight;
     struct job *finished, *finished_tail; /* waiting for a completing statement */
+    size_t doc_len; /* length of the last completion document: the next one's first guess */
     int completing;                       /* completing statements in flight */
     struct job *cache_wait;               /* claimed, waiting for one shared-cache read */
     int claiming, claim_again;

@@ -257,7 +257,7 @@ static json_t *indicator_entry(struct job *j, size_t i, json_t *summary_counts, 
     return e;
 }
 
-static size_t json_weight(json_t *v);
+#define DOC_HINT_MAX (64 << 10)
 
 static void complete(struct job *j)
 {
@@ -272,15 +272,18 @@ static void complete(struct job *j)
                         json_pack("{s:i,s:i,s:i,s:o}", "indicator_count",
                                   (int)json_array_size(j->indicators), "providers_succeeded", ok,
                                   "providers_failed", failed, "malice_counts", counts));
-    /* written straight into one buffer sized for it: json_dumps() would check every
-     * container for loops (a formatted key and a hash insert each) and copy the text once more */
+    /* written straight into one buffer: json_dumps() would check every container for loops (a
+     * formatted key and a hash insert each) and copy the text once more. Jobs of one load are
+     * alike, so the last document's size (and a quarter) is usually enough at once. */
+    struct enricher *en = j->en;
     struct buf text;
     buf_init(&text);
-    buf_reserve(&text, json_weight(doc) + 64);
+    buf_reserve(&text, en->doc_len + en->doc_len / 4 + 256);
     buf_json_value(&text, doc);
     json_decref(doc);
+    /* a job with huge answers does not make every later document reserve as much */
+    en->doc_len = text.len < DOC_HINT_MAX ? text.len : DOC_HINT_MAX;
     j->doc = text.data;
-    struct enricher *en = j->en;
     if (en->finished_tail)
         en->finished_tail->fin_next = j;
     else
