@@ -409,6 +409,9 @@ void curluv_pin_easy(CURL *easy, struct curluv_pin *pin)
 {
     pin->m = NULL;
     pin->refused = 0;
+    /* curl closes the socket itself (an easy once run through curluv keeps no stale callback) */
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, NULL);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, NULL);
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_pinned);
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, pin);
     curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);

@@ -7,6 +7,8 @@
 
 #include "util.h"
 
+#include <jansson.h>
+
 #include <stddef.h>
 
 /* Appends s[0..n) as a quoted JSON string, escaped as json_dumps() escapes (quote, backslash,
@@ -15,5 +17,10 @@
 void buf_json_string(struct buf *b, const char *s, size_t n);
 /* As buf_json_string() for a NUL-terminated string, or `null` when s is NULL. */
 void buf_json_cstr(struct buf *b, const char *s);
+/* Appends v as compact JSON text, as json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) writes it
+ * (keys in their order, reals with up to 17 significant digits), straight into b: no loop
+ * check per container, no intermediate string, no copy. v must not contain itself (a tree
+ * built by the caller). NULL is written as `null`. */
+void buf_json_value(struct buf *b, const json_t *v);
 
 #endif

@@ -1,9 +1,10 @@
 /*
  * deliver.c - one attempt of one delivery, from claimed row to recorded outcome:
  *
- *   1. SSRF guard on the libuv thread pool (it resolves): the address it checked is pinned
- *      with CURLOPT_RESOLVE, so a DNS answer that changed since the agent was saved (or since
- *      the last attempt) cannot send the request anywhere else; refused → recorded, not retried
+ *   1. SSRF guard on the libuv thread pool (it resolves): the address it checked is the target
+ *      (CURLOPT_CONNECT_TO) and the only address a socket may connect to (curluv's pin), so a
+ *      DNS answer that changed since the agent was saved (or since the last attempt) cannot
+ *      send the request anywhere else; refused → recorded, not retried
  *   2. headers: X-Calseta-Delivery (the row's uuid, the same on every attempt),
  *      X-Calseta-Timestamp, X-Calseta-Signature = sha256=HMAC-SHA256(secret, ts "." body),
  *      one signature per valid secret (two during a rotation overlap), and the agent's own
@@ -46,7 +47,7 @@ struct delivery {
     char reason[300];
     uv_work_t work;
     CURL *easy;
-    struct curl_slist *headers, *resolve;
+    struct curl_slist *headers, *resolve; /* resolve: the one CURLOPT_CONNECT_TO entry */
     struct buf resp;
     int truncated;
     char curl_err[CURL_ERROR_SIZE];
@@ -189,6 +190,9 @@ void delivery_curl_done(void *arg, CURL *easy, CURLcode rc)
         snprintf(err, sizeof err, "Timeout: %s", v->curl_err[0] ? v->curl_err
                                                                 : curl_easy_strerror(rc));
         record(v, "timeout", code, err);
+    } else if (v->sockpin.refused) {
+        record(v, "failed", code,
+               "URL blocked by SSRF protection: connection to an address the check did not approve");
     } else {
         snprintf(err, sizeof err, "Connection error: %s",
                  v->curl_err[0] ? v->curl_err : curl_easy_strerror(rc));
@@ -299,7 +303,7 @@ static void send_attempt(struct delivery *v)
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, tmo);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, tmo < 10000 ? tmo : 10000L);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, v->headers);
-    curl_easy_setopt(h, CURLOPT_RESOLVE, v->resolve);
+    curl_easy_setopt(h, CURLOPT_CONNECT_TO, v->resolve);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)v->payload_len);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, v->payload);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -317,7 +321,7 @@ static void do_guard(uv_work_t *w)
     struct ssrf_result r;
     if (ssrf_check(v->url, v->d->cfg->ssrf_allowed_hosts, v->d->ssrf_flags, &r, v->reason,
                    sizeof v->reason) != 0 ||
-        strlen(r.resolve) >= sizeof v->pin) {
+        strlen(r.resolve) + 7 >= sizeof v->pin) {
         v->blocked = 1;
         return;
     }
@@ -326,7 +330,14 @@ static void do_guard(uv_work_t *w)
         v->blocked = 1;
         return;
     }
-    memcpy(v->pin, r.resolve, strlen(r.resolve) + 1);
+    /* "host:port:addr:port" for CURLOPT_CONNECT_TO: unlike a resolve entry, a connect-to target
+     * is part of what curl matches when it picks a kept-alive connection, so a delivery checked
+     * as one address of a host never gets a connection opened to another (which the socket pin
+     * would refuse: a spurious failure) */
+    if (r.resolve[0])
+        snprintf(v->pin, sizeof v->pin, "%s:%d", r.resolve, r.port);
+    else
+        v->pin[0] = 0; /* an IPv6 literal: curl connects to it as named; the socket pin holds */
 }
 
 static void after_guard(uv_work_t *w, int status)

@@ -11,6 +11,7 @@
  *      for another try)
  */
 #include "jsonparse.h"
+#include "jsontext.h"
 #include "creds.h"
 #include "enricher.h"
 #include "extract.h"
@@ -256,6 +257,8 @@ static json_t *indicator_entry(struct job *j, size_t i, json_t *summary_counts, 
     return e;
 }
 
+static size_t json_weight(json_t *v);
+
 static void complete(struct job *j)
 {
     json_t *doc = json_object(), *inds = json_array();
@@ -269,13 +272,14 @@ static void complete(struct job *j)
                         json_pack("{s:i,s:i,s:i,s:o}", "indicator_count",
                                   (int)json_array_size(j->indicators), "providers_succeeded", ok,
                                   "providers_failed", failed, "malice_counts", counts));
-    j->doc = json_dumps(doc, JSON_COMPACT);
+    /* written straight into one buffer sized for it: json_dumps() would check every
+     * container for loops (a formatted key and a hash insert each) and copy the text once more */
+    struct buf text;
+    buf_init(&text);
+    buf_reserve(&text, json_weight(doc) + 64);
+    buf_json_value(&text, doc);
     json_decref(doc);
-    if (!j->doc) {
-        msg_error("job %lld: results could not be serialised", j->id);
-        release(j, "results could not be serialised");
-        return;
-    }
+    j->doc = text.data;
     struct enricher *en = j->en;
     if (en->finished_tail)
         en->finished_tail->fin_next = j;

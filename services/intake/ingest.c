@@ -72,6 +72,11 @@ struct ingest_batcher {
     uv_timer_t waited; /* INGEST_FLUSH_WAIT_MS of the oldest alert free to go */
     struct fpset flying;
     uint64_t held;     /* alerts ever held back behind a batch of their fingerprint */
+    /* ready()'s answer, kept while neither the queue's order nor the fingerprints in flight
+     * change, so a submit beside a queue of held alerts does not walk it (enqueue at the end
+     * updates it; anything else drops it) */
+    int rd_valid;
+    size_t rd_n, rd_first;
 };
 
 struct batch {
@@ -206,6 +211,7 @@ void ingest_batcher_free(struct ingest_batcher *b)
     free(b->q);
     b->q = NULL;
     b->n = 0;
+    b->rd_valid = 0;
     uv_close((uv_handle_t *)&b->waited, on_batcher_closed);
 }
 
@@ -218,8 +224,14 @@ static void enqueue(struct ingest_batcher *b, struct pending p, int front)
     if (front) {
         memmove(b->q + 1, b->q, b->n * sizeof *b->q);
         b->q[0] = p;
+        b->rd_valid = 0;
     } else {
         b->q[b->n] = p;
+        if (b->rd_valid && b->rd_n < (size_t)b->in->cfg.ingest_batch_max && may_go(b, &p)) {
+            if (!b->rd_n)
+                b->rd_first = b->n;
+            b->rd_n++;
+        }
     }
     b->n++;
 }
@@ -281,6 +293,7 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
     b->inflight--;
     for (size_t i = 0; i < bt->n; i++)
         fp_remove(&b->flying, bt->items[i].fp);
+    b->rd_valid = 0;
     if (res && !err) {
         uint64_t now = uv_hrtime();
         for (size_t i = 0; i < bt->n; i++)
@@ -361,7 +374,9 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
 
 /* Moves the alerts of the next batch from the queue into bt->items, in queue order: those free
  * to go (see may_go), up to INGEST_BATCH_MAX and MAX_BATCH_BYTES; a retry of one alert alone
- * goes alone. The alerts held back keep their order. Returns the bytes of the elements. */
+ * goes alone. The alerts held back keep their order. The batch ends at the first alert free to
+ * go that does not fit, so no later alert overtakes it (one of its fingerprint would become the
+ * stored alert and it the duplicate). Returns the bytes of the elements. */
 static size_t take_batch(struct ingest_batcher *b, struct batch *bt)
 {
     size_t max = (size_t)b->in->cfg.ingest_batch_max, bytes = 0, kept = 0, i;
@@ -371,10 +386,12 @@ static size_t take_batch(struct ingest_batcher *b, struct batch *bt)
         struct pending *p = &b->q[i];
         int fits = bt->n == 0 || (!p->solo && !bt->items[0].solo &&
                                   bytes + p->bytes <= MAX_BATCH_BYTES);
-        if (!fits || !may_go(b, p)) {
+        if (!may_go(b, p)) {
             b->q[kept++] = *p;
             continue;
         }
+        if (!fits)
+            break;
         bytes += p->bytes;
         bt->items[bt->n++] = *p;
     }
@@ -382,6 +399,7 @@ static size_t take_batch(struct ingest_batcher *b, struct batch *bt)
     b->n = kept + (b->n - i);
     for (size_t k = 0; k < bt->n; k++)
         fp_add(&b->flying, bt->items[k].fp);
+    b->rd_valid = 0;
     return bytes;
 }
 
@@ -418,26 +436,42 @@ static void send_batch(struct ingest_batcher *b)
     const char *params[3] = {doc.data, hours, pay.data};
     b->inflight++;
     prom_ingest_batch(in, take);
-    pg_exec(in->pg,
-            "SELECT idx, alert_uuid, alert_id, job_id, is_duplicate, duplicate_count "
-            "FROM calseta_ingest_batch($1::jsonb, $2::int, $3::json)",
-            3, params, on_batch_done, bt);
+    int sent = pg_exec(in->pg,
+                       "SELECT idx, alert_uuid, alert_id, job_id, is_duplicate, duplicate_count "
+                       "FROM calseta_ingest_batch($1::jsonb, $2::int, $3::json)",
+                       3, params, on_batch_done, bt);
     buf_destroy(&doc);
     buf_destroy(&pay);
+    if (sent != 0) { /* the pool is gone (shutdown): nothing was stored, nothing is in flight */
+        b->inflight--;
+        for (size_t i = 0; i < take; i++) {
+            fp_remove(&b->flying, bt->items[i].fp);
+            reply_db_unavailable(bt->items[i].rc);
+            free(bt->items[i].elem);
+        }
+        b->rd_valid = 0;
+        free(bt->items);
+        free(bt);
+    }
 }
 
 /* The queued alerts free to go now (at most INGEST_BATCH_MAX are counted); *first, the oldest. */
-static size_t ready(const struct ingest_batcher *b, const struct pending **first)
+static size_t ready(struct ingest_batcher *b, const struct pending **first)
 {
     size_t n = 0, max = (size_t)b->in->cfg.ingest_batch_max;
-    *first = NULL;
-    for (size_t i = 0; i < b->n && n < max; i++)
-        if (may_go(b, &b->q[i])) {
-            if (!n)
-                *first = &b->q[i];
-            n++;
-        }
-    return n;
+    if (!b->rd_valid) {
+        b->rd_first = 0;
+        for (size_t i = 0; i < b->n && n < max; i++)
+            if (may_go(b, &b->q[i])) {
+                if (!n)
+                    b->rd_first = i;
+                n++;
+            }
+        b->rd_n = n;
+        b->rd_valid = 1;
+    }
+    *first = b->rd_n ? &b->q[b->rd_first] : NULL;
+    return b->rd_n;
 }
 
 /* With INGEST_FLUSH_WAIT_MS, a queue held back by the floor below is sent when its oldest alert

@@ -493,7 +493,7 @@ class Bench:
             os.makedirs(a.perf, exist_ok=True)
             out = os.path.join(a.perf, "phase-%s.data" % name.split()[0].replace(":", ""))
             prof.append(("perf", out, subprocess.Popen(
-                ["perf", "record", "-q", "-g", "-o", out, "-p", pids],
+                ["perf", "record", "-q"] + (["--call-graph", "dwarf,16384", "-F", "499"] if a.perf_dwarf else ["-g"]) + ["-o", out, "-p", pids],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         if a.strace:
             p = subprocess.Popen(["timeout", "-s", "INT", str(a.strace), "strace", "-c", "-p",
@@ -611,6 +611,8 @@ def main():
     ap.add_argument("--timeout", type=int, default=600, help="seconds a phase may take")
     ap.add_argument("--perf", metavar="DIR", help="perf record -g the workers of each phase into DIR "
                     "and print the top symbols")
+    ap.add_argument("--perf-dwarf", action="store_true",
+                    help="with --perf: DWARF call graphs (callers through libc and libcurl)")
     ap.add_argument("--strace", type=int, metavar="SECONDS",
                     help="count the first worker's system calls for SECONDS in each phase")
     args = ap.parse_args()

@@ -26,6 +26,13 @@ Every stream and the ceiling print the server's CPU and WAL bytes per alert (loa
 
 While each stream runs, the wait events of the server's active backends are sampled (10 per
 second) and printed: what the write path waits for. The load average is printed per stream.
+With --trace, a 10 ms timeline of each stream (tests/bench/ingest_trace.py): the 100 ms slices in
+which some call ran longer than 100 ms, what every backend waited for then, lock waiters,
+autovacuum workers, and the tables' last autoanalyze/autovacuum and checkpoint counts.
+Before each stream of the de-duplicating stack the ingest tables are vacuumed and analysed
+(--no-settle: not), so autovacuum's pass over the previous streams' rows is not carried into
+this one, and a CHECKPOINT is forced (--no-checkpoint: none). Each stream also prints the run-queue
+wait of the server's processes (/proc/PID/schedstat): on a shared box, their time without a core.
 
 Run by hand (not in CI), with a release build and a PostgreSQL that fsyncs:
     cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build -j2
@@ -51,6 +58,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 os.environ.setdefault("CALSETA_BIN_DIR", os.path.join(HERE, "..", "..", "build", "bin"))
 import harness  # noqa: E402
+sys.path.insert(0, HERE)
+import ingest_trace  # noqa: E402
 
 SECRET = "bench-secret"
 FIXTURES = [("sentinel", "01_sentinel_brute_force_tor.json"), ("elastic", "02_elastic_malware_hash.json"),
@@ -137,7 +146,7 @@ class WaitSampler(threading.Thread):
     """Samples wait_event_type/wait_event of the database's active backends 10 times a second."""
     SQL = ("SELECT coalesce(wait_event_type, 'CPU') || ':' || coalesce(wait_event, '-') FROM pg_stat_activity "
            "WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
-           "AND datname = current_database()")
+           "AND datname = current_database() AND application_name <> 'ingest_trace'")
 
     def __init__(self, url, start_after, seconds):
         super().__init__(daemon=True)
@@ -208,6 +217,23 @@ def server_cpu(url):
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def server_runq(url):
+    """Seconds the live PostgreSQL processes have spent runnable but waiting for a core
+    (/proc/PID/schedstat): on a shared box, how much of a call's time was someone else's CPU."""
+    pm = int(harness.psql_value(url, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"))
+    pm = int(open("/proc/%d/stat" % pm).read().rsplit(")", 1)[1].split()[1])
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if int(open("/proc/%s/stat" % d).read().rsplit(")", 1)[1].split()[1]) == pm:
+                total += int(open("/proc/%s/schedstat" % d).read().split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            pass
+    return total / 1e9
+
+
 def wal_lsn(url):
     return harness.psql_value(url, "SELECT pg_current_wal_insert_lsn()")
 
@@ -273,14 +299,23 @@ def run_stream(s, name, lua, a):
                              "WHERE funcname = 'calseta_ingest_batch'") or 0)
     load0 = open("/proc/loadavg").read().split()[0]
     pg0, in0 = server_cpu(s.db), intake_cpu(s)
+    rq0 = server_runq(s.db)
     wal0 = wal_lsn(s.db)
     sampler = WaitSampler(s.db, a.seconds * 0.3, a.seconds * 0.5)
     sampler.start()
+    tracer = None
+    if a.trace:
+        state0, t0 = ingest_trace.state(s.db), time.time()
+        tracer = ingest_trace.Tracer(s.db, a.seconds)
+        tracer.start()
     out = subprocess.run(["wrk", "-t2", "-c%d" % a.connections, "-d%ds" % a.seconds, "--latency", "--timeout", "10s",
                           "-s", f.name, "http://127.0.0.1:%d" % s.port], capture_output=True, text=True).stdout
     pg1, in1 = server_cpu(s.db), intake_cpu(s)
+    rq = server_runq(s.db) - rq0
     wal = wal_bytes_since(s.db, wal0)
     sampler.join()
+    if tracer:
+        tracer.join()
     load1 = open("/proc/loadavg").read().split()[0]
     os.unlink(f.name)
     total, bad, lat, errs = parse_wrk(out)
@@ -302,6 +337,8 @@ def run_stream(s, name, lua, a):
     print("%-15s cpu per alert: PostgreSQL %.0f us, intake %.0f us; WAL per alert %.0f B (load-independent)" %
           ("", 1e6 * (pg1 - pg0) / max(1, accepted), 1e6 * (in1 - in0) / max(1, accepted), wal / max(1, accepted)))
     print("%-15s waits: %s" % ("", sampler.summary()))
+    print("%-15s run-queue wait of the server's processes: %.2f s per second of stream, %.0f us per alert "
+          "(time runnable without a core)" % ("", rq / a.seconds, 1e6 * rq / max(1, accepted)))
     if upd[0] > upd0[0]:
         print("%-15s alert updates (duplicates): %d, HOT %d%%" % ("", upd[0] - upd0[0],
                                                                  100 * (upd[1] - upd0[1]) // (upd[0] - upd0[0])))
@@ -309,6 +346,11 @@ def run_stream(s, name, lua, a):
         print("%-15s answer: %dx %s" % ("", n, line[:200]))
     for line, n in log_warnings(s, logs0).most_common(5):
         print("%-15s intake log: %dx %s" % ("", n, line))
+    if tracer:
+        tracer.report(t0, state0, ingest_trace.state(s.db))
+    if getattr(a, "wal_detail", False):
+        import ingest_sql_bench  # it imports this module: only once both are loaded
+        ingest_sql_bench.wal_stats(s.db, (wal0, wal_lsn(s.db)), max(1, accepted))
     return rate, batch, consistent
 
 
@@ -408,6 +450,22 @@ def ceiling(s, batch, a, name, expr):
         harness.psql(harness.db_url_for("postgres"), "DROP DATABASE IF EXISTS %s" % scratch, check=False)
 
 
+INGEST_TABLES = "alerts, alert_indicators, indicators, indicator_sightings, enrichment_jobs, activity_events"
+
+
+def settle(s, a):
+    """Before a stream: the previous streams' rows vacuumed and analysed (unless --no-settle), so
+    every stream starts from the same state and autovacuum's pass over the earlier streams' rows
+    (3-4 s of a worker, measured costing the stream it lands in up to half again its server CPU
+    per alert) is not carried into it; then a checkpoint, so every stream starts with the same
+    full-page images to write. A stream inserting more than a fifth of the tables can still
+    trigger a pass of its own, as in production."""
+    if not a.no_settle:
+        s.sql("VACUUM (ANALYZE) " + INGEST_TABLES)
+    if not a.no_checkpoint:
+        s.sql("CHECKPOINT")
+
+
 def stack(dedup_hours, a):
     # Every connection comes from one address, as from one SIEM forwarder: the per-address cap on
     # requests in their authentication or body phase (32 per process by default) is raised to
@@ -437,6 +495,13 @@ def main():
     ap.add_argument("--inflight", type=int, default=0, help="INGEST_MAX_INFLIGHT (default: the intake's)")
     ap.add_argument("--ceiling-clients", type=int, default=8)
     ap.add_argument("--streams", default=",".join(STREAMS))
+    ap.add_argument("--trace", action="store_true",
+                    help="a 10 ms timeline of wait events, lock waiters, autovacuum and checkpoints per stream")
+    ap.add_argument("--wal-detail", action="store_true",
+                    help="WAL records and full-page images per alert, per kind (pg_waldump --stats), per stream")
+    ap.add_argument("--no-settle", action="store_true",
+                    help="no VACUUM ANALYZE of the ingest tables before each stream (autovacuum may land in one)")
+    ap.add_argument("--no-checkpoint", action="store_true", help="no forced CHECKPOINT before each stream")
     ap.add_argument("--show-errors", action="store_true", help="print the non-2xx answers (costs wrk CPU)")
     a = ap.parse_args()
     streams = [x for x in a.streams.split(",") if x]
@@ -470,6 +535,7 @@ def main():
             warm_up(s, generic_script(key, 0.0, False), a)
             warm_up(s, fixtures_script(key), a)
             for x in rest:
+                settle(s, a)
                 lua = fixtures_script(key) if x == "fixtures-dedup" else \
                     generic_script(key, 0.3 if x == "dup30" else 0.0, x == "hot")
                 rate, _, good = run_stream(s, x, lua, a)
