@@ -31,6 +31,9 @@
 /* idle curl easy handles kept for reuse (each holds its own buffers; connections live in the
  * multi handle's pool) */
 #define EASY_POOL_MAX 1024
+/* response buffers kept for reuse (a lookup's answer usually fits the one it gets back) */
+#define RESP_POOL_MAX 1024
+#define RESP_KEEP_MAX (64 << 10)
 
 /* Decrypted credentials shared by the lookups of one job at one provider: they start together,
  * so one decryption (and one audit event) serves all of them, and the locked copy is wiped
@@ -68,6 +71,8 @@ struct engine {
     struct shared_creds *shared[SHARED_BUCKETS];
     CURL **easy_pool; /* idle easy handles, reset before reuse */
     size_t neasy;
+    struct buf *resp_pool; /* empty response buffers with their capacity */
+    size_t nresp;
     int leases; /* lease queries out (the engine is freed only after their answers) */
     int close_pending;
     size_t active;
@@ -213,6 +218,29 @@ static void easy_put(struct engine *e, CURL *h)
     e->easy_pool[e->neasy++] = h;
 }
 
+/* ---- response buffers ---- */
+
+static void resp_get(struct engine *e, struct buf *b)
+{
+    if (e->nresp)
+        *b = e->resp_pool[--e->nresp];
+    else
+        buf_init(b);
+}
+
+static void resp_put(struct engine *e, struct buf *b)
+{
+    if (b->cap > RESP_KEEP_MAX || !b->data || e->nresp >= RESP_POOL_MAX) {
+        buf_destroy(b);
+        return;
+    }
+    if (!e->resp_pool)
+        e->resp_pool = xcalloc(RESP_POOL_MAX, sizeof *e->resp_pool);
+    buf_reset(b);
+    e->resp_pool[e->nresp++] = *b;
+    buf_init(b);
+}
+
 /* ---- finishing ---- */
 
 static void finish(struct call *c, json_t *result)
@@ -227,7 +255,7 @@ static void finish(struct call *c, json_t *result)
     json_decref(c->steps);
     json_decref(c->raw_by);
     json_decref(c->last_raw);
-    buf_destroy(&c->resp);
+    resp_put(e, &c->resp);
     uv_timer_stop(&c->timer);
     e->active--;
     c->cb(c->arg, result);
@@ -883,7 +911,7 @@ void engine_lookup(struct engine *e, const struct provider *p, const char *type,
         c->steps = json_object();
         c->raw_by = json_object();
     }
-    buf_init(&c->resp);
+    resp_get(e, &c->resp);
     uv_timer_init(e->loop, &c->timer);
     c->timer.data = c;
     e->active++;
@@ -924,6 +952,9 @@ static void engine_free(struct engine *e)
     while (e->neasy)
         curl_easy_cleanup(e->easy_pool[--e->neasy]);
     free(e->easy_pool);
+    while (e->nresp)
+        buf_destroy(&e->resp_pool[--e->nresp]);
+    free(e->resp_pool);
     free(e);
     if (done)
         done(done_arg);

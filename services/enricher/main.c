@@ -119,8 +119,10 @@ static void start(struct enricher *en)
     if (secure_process_init(err, sizeof err) != 0) /* it holds decrypted credentials */
         msg_warn("%s", err);
     tune_malloc();
-    /* credentials are decrypted once per job and provider: reuse wiped locked pages */
-    secmem_keep(64);
+    /* credentials are decrypted once per job and provider: reuse wiped locked pages, as many
+     * as a full load of jobs at two providers each frees at once (fewer only kept pages get
+     * unmapped and mapped again, with a TLB flush of every core each time) */
+    secmem_keep(c->enricher_concurrency > 32 ? 2 * (size_t)c->enricher_concurrency : 64);
     en->creds = creds_ctx_new(c->encryption_key, c->settings, audit_decrypted, en, err, sizeof err);
     if (!en->creds)
         msg_fatal("configuration error: %s", err);
