@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
 libuv1-dev libzmq3-dev libpq-dev libmsgpack-dev libssl-dev libjansson-dev
-libcurl4-openssl-dev libcrypt-dev libcmocka-dev node-llhttp libseccomp-dev libpython3.11-dev
+libcurl4-openssl-dev libcrypt-dev libcmocka-dev node-llhttp libseccomp-dev libpython3.11-dev libjemalloc-dev
 python3 python3-zmq postgresql postgresql-client openssl procps wrk"
 
 missing=""

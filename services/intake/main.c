@@ -133,7 +133,8 @@ int main(void)
     /* Keep freed heap instead of returning it at once: every group commit frees a batch
      * document of tens of KB at the top of the heap, and glibc's default trim threshold gave it
      * back to the kernel (brk) and took it again for the next batch - 5 % of the CPU per alert
-     * under load (perf). What is kept is reused by the next batch. */
+     * under load (perf). What is kept is reused by the next batch. Only glibc's malloc reads
+     * this; the release build links jemalloc (docs/allocator.md), which keeps freed pages itself. */
     mallopt(M_TRIM_THRESHOLD, 16 << 20);
     /* before any thread: a workflow test's reply is wiped when freed (workflow_client.c) */
     json_set_alloc_funcs(malloc, free_scoped);
