@@ -7,6 +7,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,29 @@ static struct {
     char service[32];
     int json;
     enum log_level level;
-} L = {"calseta", 1, LOG_INFO};
+    pid_t pid; /* 0 until the first line, and again in a forked child */
+} L = {"calseta", 1, LOG_INFO, 0};
+
+static void forget_pid(void)
+{
+    L.pid = 0;
+}
+
+static void reset_pid_on_fork(void)
+{
+    pthread_atfork(NULL, NULL, forget_pid);
+}
+
+/* The process id of each line without a system call per line (a busy worker logs often); a
+ * child made by fork() asks again (every fork here goes through glibc, which runs the handler). */
+static pid_t log_pid(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, reset_pid_on_fork);
+    if (!L.pid)
+        L.pid = getpid();
+    return L.pid;
+}
 
 static const char *level_name[] = {"debug", "info", "warning", "error"};
 
@@ -79,7 +102,7 @@ void log_event(enum log_level level, const char *event, json_t *fields)
         json_object_set_new(o, "timestamp", json_string(ts));
         json_object_set_new(o, "level", json_string(level_name[level]));
         json_object_set_new(o, "service", json_string(L.service));
-        json_object_set_new(o, "pid", json_integer(getpid()));
+        json_object_set_new(o, "pid", json_integer(log_pid()));
         json_object_set_new(o, "event", json_string(event));
         if (fields)
             json_object_update_missing(o, fields);
@@ -96,7 +119,7 @@ void log_event(enum log_level level, const char *event, json_t *fields)
     }
     struct buf b;
     buf_init(&b);
-    buf_printf(&b, "%s [%-7s] %s[%d] %s", ts, level_name[level], L.service, (int)getpid(), event);
+    buf_printf(&b, "%s [%-7s] %s[%d] %s", ts, level_name[level], L.service, (int)log_pid(), event);
     if (fields) {
         const char *k;
         json_t *v;

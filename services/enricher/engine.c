@@ -129,6 +129,7 @@ static void wake_waiters(struct engine *e, struct limiter *l);
 static void ask_lease(struct engine *e, struct limiter *l);
 static void on_wait_timer(uv_timer_t *t);
 static void host_unqueue(struct call *c);
+static void gate_drop_if_idle(struct engine *e, struct host_gate *g);
 
 static void call_freed(uv_handle_t *h)
 {
@@ -250,7 +251,11 @@ static void finish(struct call *c, json_t *result)
         creds_release(e, c->creds);
     c->creds = NULL;
     unwait(c);
-    host_unqueue(c);
+    if (c->host_queued) {
+        struct host_gate *g = c->gate;
+        host_unqueue(c);
+        gate_drop_if_idle(e, g);
+    }
     step_req_wipe(&c->req);
     json_decref(c->steps);
     json_decref(c->raw_by);
@@ -428,12 +433,18 @@ static void set_method(CURL *h, const struct step_req *r)
 
 /* ---- the per-host cap ---- */
 
+/* A gate lives while its host has requests in flight or waiting, so a provider whose URL names
+ * a host per indicator leaves no gate behind; the gate found goes to the front of the list. */
 static struct host_gate *gate_of(struct engine *e, const char *key)
 {
-    struct host_gate *g;
-    for (g = e->gates; g; g = g->next)
-        if (!strcmp(g->key, key))
+    struct host_gate *g, **pp;
+    for (pp = &e->gates; (g = *pp); pp = &g->next)
+        if (!strcmp(g->key, key)) {
+            *pp = g->next;
+            g->next = e->gates;
+            e->gates = g;
             return g;
+        }
     g = xcalloc(1, sizeof *g);
     snprintf(g->key, sizeof g->key, "%s", key);
     g->next = e->gates;
@@ -441,6 +452,20 @@ static struct host_gate *gate_of(struct engine *e, const char *key)
     return g;
 }
 
+static void gate_drop_if_idle(struct engine *e, struct host_gate *g)
+{
+    if (!g || g->in_flight > 0 || g->head)
+        return;
+    for (struct host_gate **pp = &e->gates; *pp; pp = &(*pp)->next)
+        if (*pp == g) {
+            *pp = g->next;
+            free(g);
+            return;
+        }
+}
+
+/* Leaves the gate's queue; the caller drops the gate if that left it idle (host_release hands
+ * the slot on first). */
 static void host_unqueue(struct call *c)
 {
     if (!c->host_queued)
@@ -463,7 +488,9 @@ static void host_unqueue(struct call *c)
 static void on_host_deadline(uv_timer_t *t)
 {
     struct call *c = t->data;
+    struct host_gate *g = c->gate;
     host_unqueue(c);
+    gate_drop_if_idle(c->e, g);
     limiter_release(c->lim);
     wake_waiters(c->e, c->lim);
     fail(c, "Step '%s' failed: job deadline exceeded waiting for a connection", c->req.name);
@@ -480,8 +507,10 @@ static void host_release(struct call *c)
     c->gate = NULL;
     g->in_flight--;
     struct call *n = g->head;
-    if (!n)
+    if (!n) {
+        gate_drop_if_idle(c->e, g);
         return;
+    }
     host_unqueue(n);
     uv_timer_stop(&n->timer);
     n->gate = g;
