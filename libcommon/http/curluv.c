@@ -392,7 +392,8 @@ void curluv_add(struct curluv *m, CURL *easy)
     curl_multi_add_handle(m->multi, easy);
 }
 
-void curluv_add_pinned(struct curluv *m, CURL *easy, struct curluv_pin *pin)
+/* The pin's two checks: the socket (new connections) and the request (kept-alive ones). */
+static void pin_checks(CURL *easy, struct curluv_pin *pin, struct curluv *m)
 {
     pin->m = m;
     pin->refused = 0;
@@ -400,6 +401,11 @@ void curluv_add_pinned(struct curluv *m, CURL *easy, struct curluv_pin *pin)
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, pin);
     curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(easy, CURLOPT_PREREQDATA, pin);
+}
+
+void curluv_add_pinned(struct curluv *m, CURL *easy, struct curluv_pin *pin)
+{
+    pin_checks(easy, pin, m);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, m);
     curl_multi_add_handle(m->multi, easy);
@@ -407,15 +413,10 @@ void curluv_add_pinned(struct curluv *m, CURL *easy, struct curluv_pin *pin)
 
 void curluv_pin_easy(CURL *easy, struct curluv_pin *pin)
 {
-    pin->m = NULL;
-    pin->refused = 0;
+    pin_checks(easy, pin, NULL);
     /* curl closes the socket itself (an easy once run through curluv keeps no stale callback) */
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, NULL);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, NULL);
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_pinned);
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, pin);
-    curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
-    curl_easy_setopt(easy, CURLOPT_PREREQDATA, pin);
 }
 
 void curluv_remove(struct curluv *m, CURL *easy)
