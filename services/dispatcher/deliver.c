@@ -320,8 +320,7 @@ static void do_guard(uv_work_t *w)
     struct delivery *v = w->data;
     struct ssrf_result r;
     if (ssrf_check(v->url, v->d->cfg->ssrf_allowed_hosts, v->d->ssrf_flags, &r, v->reason,
-                   sizeof v->reason) != 0 ||
-        strlen(r.resolve) + 7 >= sizeof v->pin) {
+                   sizeof v->reason) != 0) {
         v->blocked = 1;
         return;
     }
@@ -334,10 +333,12 @@ static void do_guard(uv_work_t *w)
      * is part of what curl matches when it picks a kept-alive connection, so a delivery checked
      * as one address of a host never gets a connection opened to another (which the socket pin
      * would refuse: a spurious failure) */
-    if (r.resolve[0])
-        snprintf(v->pin, sizeof v->pin, "%s:%d", r.resolve, r.port);
-    else
-        v->pin[0] = 0; /* an IPv6 literal: curl connects to it as named; the socket pin holds */
+    v->pin[0] = 0; /* an IPv6 literal (no resolve entry): curl connects to it as named */
+    if (r.resolve[0] &&
+        (size_t)snprintf(v->pin, sizeof v->pin, "%s:%d", r.resolve, r.port) >= sizeof v->pin) {
+        snprintf(v->reason, sizeof v->reason, "checked address of %s too long to pin", r.host);
+        v->blocked = 1;
+    }
 }
 
 static void after_guard(uv_work_t *w, int status)

@@ -128,8 +128,7 @@ static void unwait(struct call *c);
 static void wake_waiters(struct engine *e, struct limiter *l);
 static void ask_lease(struct engine *e, struct limiter *l);
 static void on_wait_timer(uv_timer_t *t);
-static void host_unqueue(struct call *c);
-static void gate_drop_if_idle(struct engine *e, struct host_gate *g);
+static void host_leave(struct call *c);
 
 static void call_freed(uv_handle_t *h)
 {
@@ -251,11 +250,7 @@ static void finish(struct call *c, json_t *result)
         creds_release(e, c->creds);
     c->creds = NULL;
     unwait(c);
-    if (c->host_queued) {
-        struct host_gate *g = c->gate;
-        host_unqueue(c);
-        gate_drop_if_idle(e, g);
-    }
+    host_leave(c);
     step_req_wipe(&c->req);
     json_decref(c->steps);
     json_decref(c->raw_by);
@@ -484,13 +479,21 @@ static void host_unqueue(struct call *c)
     c->gate = NULL;
 }
 
+/* A call gives up its place in the queue (deadline, job ended); the gate goes if now idle. */
+static void host_leave(struct call *c)
+{
+    if (!c->host_queued)
+        return;
+    struct host_gate *g = c->gate;
+    host_unqueue(c);
+    gate_drop_if_idle(c->e, g);
+}
+
 /* Waited at the host until the deadline: the provider slot it holds goes back. */
 static void on_host_deadline(uv_timer_t *t)
 {
     struct call *c = t->data;
-    struct host_gate *g = c->gate;
-    host_unqueue(c);
-    gate_drop_if_idle(c->e, g);
+    host_leave(c);
     limiter_release(c->lim);
     wake_waiters(c->e, c->lim);
     fail(c, "Step '%s' failed: job deadline exceeded waiting for a connection", c->req.name);
