@@ -237,9 +237,6 @@ static void enqueue(struct ingest_batcher *b, struct pending p, int front)
 }
 
 /* One wake-up for count jobs committed together, job_id/alert_id the first of them. */
-/* Jobs announced by one JOB_READY message after a commit (see on_batch_done). */
-#define JOBS_PER_WAKEUP 4
-
 static void push_jobs_ready(struct intake *in, long long job_id, long long alert_id,
                             long long count)
 {
@@ -311,14 +308,12 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
             reply_accepted(p->rc, res, r);
             p->rc = NULL;
         }
-        /* A few wake-ups per commit, not one per alert: the message cost the intake as much
-         * as a tenth of its work per alert. Not one per commit either: the bus hands each
-         * message to one enricher, which claims only as many jobs as it has free slots, so a
-         * large commit would leave the other enrichers idle until their poll. */
+        /* One wake-up per commit, not one per alert: each message costs the intake a wake-up of
+         * ZeroMQ's I/O thread and several system calls, once a large share of its work per
+         * alert. The job bus splits it so that a large commit wakes several enrichers. */
         long long job = first_job >= 0 ? atoll(PQgetvalue(res, first_job, 3)) : 0;
         long long alert = first_job >= 0 ? atoll(PQgetvalue(res, first_job, 2)) : 0;
-        for (long long left = jobs; left > 0; left -= JOBS_PER_WAKEUP)
-            push_jobs_ready(in, job, alert, left < JOBS_PER_WAKEUP ? left : JOBS_PER_WAKEUP);
+        push_jobs_ready(in, job, alert, jobs);
         for (size_t i = 0; i < bt->n; i++) {
             if (bt->items[i].rc) /* no row came back for it: cannot happen, never hang */
                 reply_error(bt->items[i].rc, 500, "INTERNAL_ERROR",
