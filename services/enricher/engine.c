@@ -15,6 +15,7 @@
 #include "util.h"
 
 #include <curl/curl.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +32,9 @@
 /* idle curl easy handles kept for reuse (each holds its own buffers; connections live in the
  * multi handle's pool) */
 #define EASY_POOL_MAX 1024
-/* response buffers kept for reuse (a lookup's answer usually fits the one it gets back) */
-#define RESP_POOL_MAX 1024
+/* idle lookup records kept for reuse, each with its timer and its response buffer (a lookup's
+ * answer usually fits the buffer the record kept) */
+#define CALL_POOL_MAX 1024
 #define RESP_KEEP_MAX (64 << 10)
 
 /* Decrypted credentials shared by the lookups of one job at one provider: they start together,
@@ -71,8 +73,9 @@ struct engine {
     struct shared_creds *shared[SHARED_BUCKETS];
     CURL **easy_pool; /* idle easy handles, reset before reuse */
     size_t neasy;
-    struct buf *resp_pool; /* empty response buffers with their capacity */
-    size_t nresp;
+    struct call *pool; /* idle lookup records */
+    size_t npool;
+    int closing;
     int leases; /* lease queries out (the engine is freed only after their answers) */
     int close_pending;
     size_t active;
@@ -83,9 +86,10 @@ struct engine {
 enum call_state { ST_IDLE, ST_CHECK, ST_WAIT, ST_HTTP, ST_BACKOFF };
 
 struct call {
+    /* ---- zeroed for every lookup (call_get) ---- */
     struct engine *e;
     const struct provider *p;
-    char *type, *value;
+    char *type, *value; /* in tv, or allocated when they do not fit there */
     long long job_id;
     uint64_t deadline_ms;
     engine_done_cb cb;
@@ -100,26 +104,29 @@ struct call {
     int creds_opened;
     struct step_req req;
     struct limiter *lim;
-    uv_timer_t timer;
-    uv_work_t work;
     int blocked;
-    char pin[512];    /* "host:port:addr" from the SSRF check, "" for an address literal */
-    char ssrf_key[272]; /* "" when the URL is not cacheable */
-    char reason[256];
     CURL *easy;
-    char connect_to[528]; /* "host:port:addr:port", the pin as CURLOPT_CONNECT_TO takes it */
-    struct curl_slist connect_node; /* one-entry list over connect_to (no allocation) */
     int pinned;
-    struct curluv_pin sockpin; /* the checked address: no connection goes anywhere else */
-    struct buf resp;
     int too_large;
     long retry_after_s;
-    char curl_err[CURL_ERROR_SIZE];
     struct call *wait_prev, *wait_next; /* in lim's waiting queue */
     int queued;
     struct host_gate *gate; /* holding one of its slots, or queued there */
     int host_queued;
     struct call *hq_prev, *hq_next;
+    /* ---- kept from one lookup to the next while pooled: each is set before it is read ---- */
+    uv_timer_t timer; /* initialised once, stopped between lookups */
+    struct buf resp;  /* emptied, its capacity kept */
+    struct call *pool_next;
+    uv_work_t work;
+    char pin[512];    /* "host:port:addr" from the SSRF check, "" for an address literal */
+    char ssrf_key[272]; /* "" when the URL is not cacheable */
+    char reason[256];
+    char connect_to[528]; /* "host:port:addr:port", the pin as CURLOPT_CONNECT_TO takes it */
+    struct curl_slist connect_node; /* one-entry list over connect_to (no allocation) */
+    struct curluv_pin sockpin; /* the checked address: no connection goes anywhere else */
+    char curl_err[CURL_ERROR_SIZE];
+    char tv[192]; /* type and value, when they fit */
 };
 
 static void next_step(struct call *c);
@@ -130,12 +137,67 @@ static void ask_lease(struct engine *e, struct limiter *l);
 static void on_wait_timer(uv_timer_t *t);
 static void host_leave(struct call *c);
 
+/* ---- lookup records ---- */
+
 static void call_freed(uv_handle_t *h)
 {
     struct call *c = h->data;
-    free(c->type);
-    free(c->value);
+    buf_destroy(&c->resp);
     free(c);
+}
+
+/* A record from the pool has its timer and buffers; only the per-lookup part is zeroed (the
+ * whole record, about 2.3 KiB, was allocated zeroed and freed per lookup before). */
+static struct call *call_get(struct engine *e)
+{
+    struct call *c = e->pool;
+    if (c) {
+        e->pool = c->pool_next;
+        e->npool--;
+        memset(c, 0, offsetof(struct call, timer));
+        return c;
+    }
+    c = xcalloc(1, sizeof *c);
+    buf_init(&c->resp);
+    uv_timer_init(e->loop, &c->timer);
+    c->timer.data = c;
+    return c;
+}
+
+static void call_names(struct call *c, const char *type, const char *value)
+{
+    size_t tl = strlen(type) + 1, vl = strlen(value) + 1;
+    if (tl + vl <= sizeof c->tv) {
+        memcpy(c->tv, type, tl);
+        memcpy(c->tv + tl, value, vl);
+        c->type = c->tv;
+        c->value = c->tv + tl;
+        return;
+    }
+    c->type = xstrdup(type);
+    c->value = xstrdup(value);
+}
+
+/* The lookup is over (its timer stopped): back to the pool, or closed. */
+static void call_put(struct engine *e, struct call *c)
+{
+    if (c->type != c->tv) {
+        free(c->type);
+        free(c->value);
+    }
+    c->type = c->value = NULL;
+    if (c->resp.cap > RESP_KEEP_MAX) {
+        buf_destroy(&c->resp);
+        buf_init(&c->resp);
+    }
+    buf_reset(&c->resp);
+    if (e->closing || e->npool >= CALL_POOL_MAX) {
+        uv_close((uv_handle_t *)&c->timer, call_freed);
+        return;
+    }
+    c->pool_next = e->pool;
+    e->pool = c;
+    e->npool++;
 }
 
 /* ---- credentials, shared per job and provider ---- */
@@ -218,29 +280,6 @@ static void easy_put(struct engine *e, CURL *h)
     e->easy_pool[e->neasy++] = h;
 }
 
-/* ---- response buffers ---- */
-
-static void resp_get(struct engine *e, struct buf *b)
-{
-    if (e->nresp)
-        *b = e->resp_pool[--e->nresp];
-    else
-        buf_init(b);
-}
-
-static void resp_put(struct engine *e, struct buf *b)
-{
-    if (b->cap > RESP_KEEP_MAX || !b->data || e->nresp >= RESP_POOL_MAX) {
-        buf_destroy(b);
-        return;
-    }
-    if (!e->resp_pool)
-        e->resp_pool = xcalloc(RESP_POOL_MAX, sizeof *e->resp_pool);
-    buf_reset(b);
-    e->resp_pool[e->nresp++] = *b;
-    buf_init(b);
-}
-
 /* ---- finishing ---- */
 
 static void finish(struct call *c, json_t *result)
@@ -255,11 +294,10 @@ static void finish(struct call *c, json_t *result)
     json_decref(c->steps);
     json_decref(c->raw_by);
     json_decref(c->last_raw);
-    resp_put(e, &c->resp);
     uv_timer_stop(&c->timer);
     e->active--;
     c->cb(c->arg, result);
-    uv_close((uv_handle_t *)&c->timer, call_freed);
+    call_put(e, c);
 }
 
 static void fail(struct call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -929,11 +967,10 @@ static void start_call(uv_timer_t *t)
 void engine_lookup(struct engine *e, const struct provider *p, const char *type, const char *value,
                    long long job_id, uint64_t deadline_ms, engine_done_cb cb, void *arg)
 {
-    struct call *c = xcalloc(1, sizeof *c);
+    struct call *c = call_get(e);
     c->e = e;
     c->p = p;
-    c->type = xstrdup(type);
-    c->value = xstrdup(value);
+    call_names(c, type, value);
     c->job_id = job_id;
     c->deadline_ms = deadline_ms;
     c->cb = cb;
@@ -943,9 +980,6 @@ void engine_lookup(struct engine *e, const struct provider *p, const char *type,
         c->steps = json_object();
         c->raw_by = json_object();
     }
-    resp_get(e, &c->resp);
-    uv_timer_init(e->loop, &c->timer);
-    c->timer.data = c;
     e->active++;
     uv_timer_start(&c->timer, start_call, 0, 0); /* never call back from inside this call */
 }
@@ -984,9 +1018,6 @@ static void engine_free(struct engine *e)
     while (e->neasy)
         curl_easy_cleanup(e->easy_pool[--e->neasy]);
     free(e->easy_pool);
-    while (e->nresp)
-        buf_destroy(&e->resp_pool[--e->nresp]);
-    free(e->resp_pool);
     free(e);
     if (done)
         done(done_arg);
@@ -1008,5 +1039,12 @@ void engine_close(struct engine *e, void (*done)(void *), void *arg)
         msg_warn("engine closed with %zu lookups active", e->active);
     e->closed = done;
     e->closed_arg = arg;
+    e->closing = 1;
+    while (e->pool) {
+        struct call *c = e->pool;
+        e->pool = c->pool_next;
+        uv_close((uv_handle_t *)&c->timer, call_freed);
+    }
+    e->npool = 0;
     curluv_close(e->cm, on_curluv_closed, e);
 }

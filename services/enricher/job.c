@@ -210,77 +210,132 @@ static void flush_finished(struct enricher *en)
     }
 }
 
-static json_t *indicator_entry(struct job *j, size_t i, json_t *summary_counts, int *ok,
-                               int *failed)
+/* The verdicts counted for the summary, in the order they first came (the order of its keys). */
+struct verdict_counts {
+    const char *name[8];
+    long n[8];
+    size_t k;
+};
+
+static void verdict_count(struct verdict_counts *vc, const char *worst)
+{
+    for (size_t i = 0; i < vc->k; i++)
+        if (!strcmp(vc->name[i], worst)) {
+            vc->n[i]++;
+            return;
+        }
+    if (vc->k < sizeof vc->name / sizeof vc->name[0]) {
+        vc->name[vc->k] = worst;
+        vc->n[vc->k++] = 1;
+    }
+}
+
+static void put_key(struct buf *b, const char *key)
+{
+    buf_json_string(b, key, strlen(key));
+    buf_append(b, ":", 1);
+}
+
+/* One indicator's entry of the completion document, written as text: {type, value, new,
+ * results by provider, the worst verdict, the cache TTL of each fresh result}. */
+static void put_indicator(struct buf *b, struct job *j, size_t i, struct verdict_counts *vc,
+                          int *ok, int *failed)
 {
     json_t *ind = json_array_get(j->indicators, i);
     const char *type = json_string_value(json_object_get(ind, "type"));
-    json_t *e =
-        json_pack("{s:O,s:O,s:b}", "type", json_object_get(ind, "type"), "value",
-                  json_object_get(ind, "value"), "new", json_is_true(json_object_get(ind, "new")));
-    json_t *results = json_object(), *ttl = NULL;
     const char *worst = "Pending";
+    int fresh = 0;
+    buf_puts(b, "{\"type\":");
+    buf_json_value(b, json_object_get(ind, "type"));
+    buf_puts(b, ",\"value\":");
+    buf_json_value(b, json_object_get(ind, "value"));
+    buf_puts(b, json_is_true(json_object_get(ind, "new")) ? ",\"new\":true,\"results\":{"
+                                                          : ",\"new\":false,\"results\":{");
+    int first = 1;
     json_t *reason = json_object_get(j->skipped, json_string_value(json_object_get(ind, "key")));
     if (reason) {
         char *msg = xasprintf("Enrichment skipped: %s", json_string_value(reason));
-        json_object_set_new(results, "_validation",
-                            result_new("_validation", "skipped", NULL, NULL, msg));
+        json_t *r = result_new("_validation", "skipped", NULL, NULL, msg);
+        put_key(b, "_validation");
+        buf_json_value(b, r);
+        json_decref(r);
         free(msg);
+        first = 0;
     }
     for (size_t k = 0; k < j->nlk; k++) {
         struct lookup *l = &j->lk[k];
         if (l->ind != i || !l->result)
             continue;
-        json_object_set(results, l->p->name, l->result);
+        if (!first)
+            buf_append(b, ",", 1);
+        first = 0;
+        put_key(b, l->p->name);
+        buf_json_value(b, l->result);
         if (json_is_true(json_object_get(l->result, "success"))) {
             (*ok)++;
             const char *m = json_string_value(
                 json_object_get(json_object_get(l->result, "extracted"), "malice"));
             if (m && malice_rank(m) >= 0)
                 worst = malice_worst(worst, m);
-            if (l->fresh) {
-                /* stored in the shared cache from results[provider]: sent once */
-                if (!ttl)
-                    ttl = json_object();
-                json_object_set_new(ttl, l->p->name, json_integer(provider_cache_ttl(l->p, type)));
-            }
+            fresh += l->fresh;
         } else if (!strcmp(json_string_value(json_object_get(l->result, "status")), "failed")) {
             (*failed)++;
         }
     }
-    json_object_set_new(e, "results", results);
-    json_object_set_new(e, "malice", json_string(worst));
-    if (ttl)
-        json_object_set_new(e, "ttl", ttl);
-    json_t *cnt = json_object_get(summary_counts, worst);
-    json_object_set_new(summary_counts, worst, json_integer(json_integer_value(cnt) + 1));
-    return e;
+    buf_puts(b, "},\"malice\":");
+    buf_json_string(b, worst, strlen(worst));
+    if (fresh) { /* stored in the shared cache from results[provider]: sent once */
+        buf_puts(b, ",\"ttl\":{");
+        first = 1;
+        for (size_t k = 0; k < j->nlk; k++) {
+            struct lookup *l = &j->lk[k];
+            if (l->ind != i || !l->result || !l->fresh ||
+                !json_is_true(json_object_get(l->result, "success")))
+                continue;
+            if (!first)
+                buf_append(b, ",", 1);
+            first = 0;
+            put_key(b, l->p->name);
+            buf_printf(b, "%d", provider_cache_ttl(l->p, type));
+        }
+        buf_append(b, "}", 1);
+    }
+    buf_append(b, "}", 1);
+    verdict_count(vc, worst);
 }
 
 #define DOC_HINT_MAX (64 << 10)
 
 static void complete(struct job *j)
 {
-    json_t *doc = json_object(), *inds = json_array();
-    json_t *counts = json_object();
+    struct verdict_counts vc = {0};
     int ok = 0, failed = 0;
-    for (size_t i = 0; i < json_array_size(j->indicators); i++)
-        json_array_append_new(inds, indicator_entry(j, i, counts, &ok, &failed));
-    json_object_set_new(doc, "id", json_integer(j->id));
-    json_object_set_new(doc, "indicators", inds);
-    json_object_set_new(doc, "summary",
-                        json_pack("{s:i,s:i,s:i,s:o}", "indicator_count",
-                                  (int)json_array_size(j->indicators), "providers_succeeded", ok,
-                                  "providers_failed", failed, "malice_counts", counts));
-    /* written straight into one buffer: json_dumps() would check every container for loops (a
-     * formatted key and a hash insert each) and copy the text once more. Jobs of one load are
-     * alike, so the last document's size (and a quarter) is usually enough at once. */
+    size_t n = json_array_size(j->indicators);
+    /* written straight into one buffer, without a document tree (about 15 objects per
+     * indicator) or json_dumps() (which checks every container for loops and copies the text
+     * once more); the text is what json_dumps() of that tree wrote. Jobs of one load are alike,
+     * so the last document's size (and a quarter) is usually enough at once. */
     struct enricher *en = j->en;
     struct buf text;
     buf_init(&text);
     buf_reserve(&text, en->doc_len + en->doc_len / 4 + 256);
-    buf_json_value(&text, doc);
-    json_decref(doc);
+    buf_printf(&text, "{\"id\":%lld,\"indicators\":[", j->id);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            buf_append(&text, ",", 1);
+        put_indicator(&text, j, i, &vc, &ok, &failed);
+    }
+    buf_printf(&text,
+               "],\"summary\":{\"indicator_count\":%d,\"providers_succeeded\":%d,"
+               "\"providers_failed\":%d,\"malice_counts\":{",
+               (int)n, ok, failed);
+    for (size_t k = 0; k < vc.k; k++) {
+        if (k)
+            buf_append(&text, ",", 1);
+        put_key(&text, vc.name[k]);
+        buf_printf(&text, "%ld", vc.n[k]);
+    }
+    buf_puts(&text, "}}}");
     /* a job with huge answers does not make every later document reserve as much */
     en->doc_len = text.len < DOC_HINT_MAX ? text.len : DOC_HINT_MAX;
     j->doc = text.data;
