@@ -395,3 +395,43 @@ fail:
     memset(out, 0, sizeof *out);
     return -1;
 }
+
+/* ---- the connection target --------------------------------------------------------------- */
+
+int ssrf_target_of(const struct ssrf_result *r, struct ssrf_target *t, char *reason,
+                   size_t reasonlen)
+{
+    int n = 0;
+    memset(t, 0, sizeof *t);
+    size_t hlen = strnlen(r->host, sizeof r->host), alen = strnlen(r->addr, sizeof r->addr);
+    if (!hlen || hlen == sizeof r->host || !alen || alen >= sizeof t->addr || r->port <= 0 ||
+        r->port > 65535 || (r->family != AF_INET && r->family != AF_INET6)) {
+        block(reason, reasonlen, "cannot pin the checked address of %.*s", (int)hlen, r->host);
+        goto fail;
+    }
+    memcpy(t->addr, r->addr, alen);
+    t->port = r->port;
+    if (memchr(r->host, ':', hlen)) /* an IPv6 literal: curl connects to the address it names */
+        return 0;
+    n = snprintf(t->connect_to, sizeof t->connect_to,
+                 r->family == AF_INET6 ? "%.*s:%d:[%s]:%d" : "%.*s:%d:%s:%d", (int)hlen, r->host,
+                 r->port, t->addr, r->port);
+    if (n < 0 || (size_t)n >= sizeof t->connect_to) {
+        block(reason, reasonlen, "cannot pin the checked address of %.*s: too long", (int)hlen,
+              r->host);
+        goto fail;
+    }
+    return 0;
+fail:
+    memset(t, 0, sizeof *t);
+    return -1;
+}
+
+struct curl_slist *ssrf_target_list(struct ssrf_target *t)
+{
+    if (!t->connect_to[0])
+        return NULL;
+    t->node.data = t->connect_to;
+    t->node.next = NULL;
+    return &t->node;
+}

@@ -16,12 +16,20 @@
  * On success the result carries the first checked address and a CURLOPT_RESOLVE entry
  * "host:port:address"; the caller must install it (and follow no redirects without checking
  * them again) so the connection goes to exactly the address that was checked.
+ *
+ * ssrf_target_of() turns an allowed result into what a transfer installs: the
+ * CURLOPT_CONNECT_TO entry and the address and port a socket-level pin (curluv_pin_set) allows.
+ * A connect-to target, unlike a resolve entry, is part of what curl matches when it picks a
+ * kept-alive connection, so a connection opened to another checked address of the same host is
+ * never reused for this one.
  */
 #ifndef CALSETA_SSRF_H
 #define CALSETA_SSRF_H
 
 #include <stddef.h>
 #include <sys/socket.h>
+
+#include <curl/curl.h>
 
 /* Flags of ssrf_check(). */
 #define SSRF_ALLOW_LOOPBACK 1u /* tests only: 127.0.0.0/8 and ::1 pass (metadata never does) */
@@ -49,6 +57,24 @@ struct ssrf_result {
  * allowed_hosts_csv may be NULL or "". flags: SSRF_ALLOW_LOOPBACK or 0. Blocks (resolves). */
 int ssrf_check(const char *url, const char *allowed_hosts_csv, unsigned flags,
                struct ssrf_result *out, char *reason, size_t reasonlen);
+
+/* Where the connection of an allowed check goes, as a transfer installs it. */
+struct ssrf_target {
+    char connect_to[400];   /* "host:port:addr:port" for CURLOPT_CONNECT_TO (IPv6 addr in
+                               brackets); "" when the host is an IPv6 literal: curl connects to
+                               it as named */
+    char addr[64];          /* the checked address without brackets, for the socket pin */
+    int port;               /* the port the socket pin allows */
+    struct curl_slist node; /* ssrf_target_list()'s one entry (no allocation) */
+};
+
+/* Fills *t from an allowed result r. 0, or -1 (reason filled, *t cleared) when r holds no
+ * usable address or its fields do not fit (never a truncated entry). */
+int ssrf_target_of(const struct ssrf_result *r, struct ssrf_target *t, char *reason,
+                   size_t reasonlen);
+/* The CURLOPT_CONNECT_TO list of t: one entry over t->connect_to, or NULL when t has none.
+ * Points into t: t must outlive the transfer and stay where it is; never free the list. */
+struct curl_slist *ssrf_target_list(struct ssrf_target *t);
 
 /* Pure classification of one address (AF_INET / AF_INET6; other families are RESERVED).
  * IPv4-mapped, IPv4-compatible, NAT64 (64:ff9b::/96) and 6to4 forms take the class of the

@@ -41,13 +41,13 @@ struct delivery {
     size_t payload_len;
     const char *url;
     int timeout_s;
-    char pin[512];
+    struct ssrf_target target; /* the checked address: the connect-to entry and the socket pin */
     struct curluv_pin sockpin; /* the checked address: no connection goes anywhere else */
     int blocked;
     char reason[300];
     uv_work_t work;
     CURL *easy;
-    struct curl_slist *headers, *resolve; /* resolve: the one CURLOPT_CONNECT_TO entry */
+    struct curl_slist *headers;
     struct buf resp;
     int truncated;
     char curl_err[CURL_ERROR_SIZE];
@@ -176,8 +176,7 @@ void delivery_curl_done(void *arg, CURL *easy, CURLcode rc)
     v->easy = NULL;
     wipe_list(v->headers);
     curl_slist_free_all(v->headers);
-    curl_slist_free_all(v->resolve);
-    v->headers = v->resolve = NULL;
+    v->headers = NULL;
     char err[CURL_ERROR_SIZE + 64];
     if (rc == CURLE_OK || (rc == CURLE_WRITE_ERROR && v->truncated && code)) {
         if (code >= 200 && code < 300) {
@@ -291,8 +290,6 @@ static void send_attempt(struct delivery *v)
         record(v, "blocked", 0, err);
         return;
     }
-    if (v->pin[0])
-        v->resolve = curl_slist_append(NULL, v->pin);
     CURL *h = curl_easy_init();
     if (!h)
         msg_fatal("curl_easy_init failed");
@@ -303,7 +300,7 @@ static void send_attempt(struct delivery *v)
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, tmo);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, tmo < 10000 ? tmo : 10000L);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, v->headers);
-    curl_easy_setopt(h, CURLOPT_CONNECT_TO, v->resolve);
+    curl_easy_setopt(h, CURLOPT_CONNECT_TO, ssrf_target_list(&v->target));
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)v->payload_len);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, v->payload);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -324,19 +321,15 @@ static void do_guard(uv_work_t *w)
         v->blocked = 1;
         return;
     }
-    if (curluv_pin_set(&v->sockpin, r.addr, strlen(r.addr), r.port) != 0) {
-        snprintf(v->reason, sizeof v->reason, "checked address %s cannot be pinned", r.addr);
+    /* a connect-to target (unlike a resolve entry) is part of what curl matches when it picks a
+     * kept-alive connection, so a delivery checked as one address of a host never gets a
+     * connection opened to another (which the socket pin would refuse: a spurious failure) */
+    if (ssrf_target_of(&r, &v->target, v->reason, sizeof v->reason) != 0) {
         v->blocked = 1;
         return;
     }
-    /* "host:port:addr:port" for CURLOPT_CONNECT_TO: unlike a resolve entry, a connect-to target
-     * is part of what curl matches when it picks a kept-alive connection, so a delivery checked
-     * as one address of a host never gets a connection opened to another (which the socket pin
-     * would refuse: a spurious failure) */
-    v->pin[0] = 0; /* an IPv6 literal (no resolve entry): curl connects to it as named */
-    if (r.resolve[0] &&
-        (size_t)snprintf(v->pin, sizeof v->pin, "%s:%d", r.resolve, r.port) >= sizeof v->pin) {
-        snprintf(v->reason, sizeof v->reason, "checked address of %s too long to pin", r.host);
+    if (curluv_pin_set(&v->sockpin, v->target.addr, strlen(v->target.addr), v->target.port) != 0) {
+        snprintf(v->reason, sizeof v->reason, "checked address %s cannot be pinned", r.addr);
         v->blocked = 1;
     }
 }

@@ -2,12 +2,13 @@
  * broker.c - ctx.http, performed by the runner parent on behalf of a sandboxed child.
  *
  * A child frame {"t":"http", method, url, headers[[k,v]], body_b64, timeout} is checked field
- * by field (the child is hostile), the URL goes through the shared SSRF guard (libcommon/ssrf/ssrf.h:
- * http/https only; the name is resolved once and the request is pinned to that address with
- * CURLOPT_RESOLVE; DNS failure blocks; private, loopback, link-local and metadata addresses
- * are blocked, an allow-listed host may reach private ranges but never the metadata endpoints;
- * loopback only in the test mode), and libcurl performs it with no redirects, no proxy, the
- * smaller of the request's timeout and the run's remaining time, and a response size cap.
+ * by field (the child is hostile), the URL goes through the shared SSRF guard
+ * (libcommon/ssrf/ssrf.h: http/https only; the name is resolved once and the request is pinned
+ * to that address with CURLOPT_CONNECT_TO and a socket-level pin; DNS failure blocks; private,
+ * loopback, link-local and metadata addresses are blocked, an allow-listed host may reach
+ * private ranges but never the metadata endpoints; loopback only in the test mode), and libcurl
+ * performs it with no redirects, no proxy, the smaller of the request's timeout and the run's
+ * remaining time, and a response size cap.
  * The reply is {"t":"http_resp", status, headers, body_b64} or {"t":"http_err", kind, message}.
  */
 #include "curluv.h"
@@ -139,8 +140,8 @@ static char *send_request(const struct broker_opts *o, json_t *req, const char *
 {
     struct buf body;
     struct response r = {.headers = json_array(), .max = o->max_response_bytes};
-    const char *pin = sr->resolve;
-    struct curl_slist *hdrs = NULL, *resolve = pin[0] ? curl_slist_append(NULL, pin) : NULL;
+    struct curl_slist *hdrs = NULL;
+    struct ssrf_target target;
     struct curluv_pin sockpin;
     char *reply = NULL;
     buf_init(&body);
@@ -166,7 +167,12 @@ static char *send_request(const struct broker_opts *o, json_t *req, const char *
         hdrs = curl_slist_append(hdrs, line);
         free(line);
     }
-    if (curluv_pin_set(&sockpin, sr->addr, strlen(sr->addr), sr->port) != 0) {
+    char reason[300];
+    if (ssrf_target_of(sr, &target, reason, sizeof reason) != 0) {
+        reply = http_err("blocked", "blocked by SSRF guard: %s", reason);
+        goto out;
+    }
+    if (curluv_pin_set(&sockpin, target.addr, strlen(target.addr), target.port) != 0) {
         reply = http_err("blocked", "blocked by SSRF guard: checked address %s cannot be pinned",
                          sr->addr);
         goto out;
@@ -182,7 +188,7 @@ static char *send_request(const struct broker_opts *o, json_t *req, const char *
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body.len);
     }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
+    curl_easy_setopt(c, CURLOPT_CONNECT_TO, ssrf_target_list(&target));
     httpc_harden(c, 1);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
@@ -195,7 +201,6 @@ static char *send_request(const struct broker_opts *o, json_t *req, const char *
     curl_easy_cleanup(c);
 out:
     curl_slist_free_all(hdrs);
-    curl_slist_free_all(resolve);
     buf_destroy_wiped(&body); /* requests and answers may carry tokens */
     buf_destroy_wiped(&r.body);
     json_decref(r.headers);

@@ -73,10 +73,10 @@ struct send {
     uv_work_t work;
     int blocked;
     char reason[192];
-    char pin[400];
+    struct ssrf_target target; /* the checked address: the connect-to entry and the socket pin */
     struct curluv_pin sockpin; /* the checked address: no connection goes anywhere else */
     CURL *easy;
-    struct curl_slist *headers, *resolve;
+    struct curl_slist *headers;
     struct buf resp;
 };
 
@@ -363,8 +363,7 @@ static void on_transfer_done(void *arg, CURL *easy, CURLcode rc)
     curl_easy_cleanup(easy);
     s->easy = NULL;
     slist_wipe_free(s->headers);
-    curl_slist_free_all(s->resolve);
-    s->headers = s->resolve = NULL;
+    s->headers = NULL;
     judge(s, rc, status);
 }
 
@@ -383,8 +382,6 @@ static void transfer_start(struct send *s)
         s->headers = curl_slist_append(s->headers, auth);
         wipe_free(auth);
     }
-    if (*s->pin)
-        s->resolve = curl_slist_append(NULL, s->pin);
     buf_reset(&s->resp);
     s->easy = h;
     curl_easy_setopt(h, CURLOPT_URL, s->url);
@@ -394,7 +391,7 @@ static void transfer_start(struct send *s)
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "calseta-notifier");
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, s->headers);
-    curl_easy_setopt(h, CURLOPT_RESOLVE, s->resolve);
+    curl_easy_setopt(h, CURLOPT_CONNECT_TO, ssrf_target_list(&s->target));
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(s->body));
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, s->body);
@@ -410,12 +407,13 @@ static void ssrf_work(uv_work_t *w)
     struct send *s = w->data;
     struct ssrf_result r;
     s->blocked = ssrf_check(s->url, s->n->wd->cfg->ssrf_allowed_hosts, 0, &r, s->reason,
-                            sizeof s->reason) != 0;
-    if (!s->blocked && curluv_pin_set(&s->sockpin, r.addr, strlen(r.addr), r.port) != 0) {
+                            sizeof s->reason) != 0 ||
+                 ssrf_target_of(&r, &s->target, s->reason, sizeof s->reason) != 0;
+    if (!s->blocked && curluv_pin_set(&s->sockpin, s->target.addr, strlen(s->target.addr),
+                                      s->target.port) != 0) {
         s->blocked = 1;
         snprintf(s->reason, sizeof s->reason, "checked address %s cannot be pinned", r.addr);
     }
-    snprintf(s->pin, sizeof s->pin, "%s", s->blocked ? "" : r.resolve);
 }
 
 static void ssrf_after(uv_work_t *w, int status)
@@ -909,7 +907,6 @@ void notifier_free(struct workflowd *wd)
             curluv_remove(n->multi, s->easy);
             curl_easy_cleanup(s->easy);
             slist_wipe_free(s->headers);
-            curl_slist_free_all(s->resolve);
             s->easy = NULL;
         }
         send_finish(s);

@@ -228,6 +228,80 @@ static void test_result_fields(void **state)
     assert_int_equal(ssrf_check(big, NULL, 0, &r, reason, sizeof reason), -1);
 }
 
+/* A result as ssrf_check() leaves it, for ssrf_target_of(). */
+static struct ssrf_result result(const char *host, int port, int family, const char *addr)
+{
+    struct ssrf_result r = {.port = port, .family = family};
+    snprintf(r.host, sizeof r.host, "%s", host);
+    snprintf(r.addr, sizeof r.addr, "%s", addr);
+    return r;
+}
+
+static void test_target(void **state)
+{
+    (void)state;
+    struct ssrf_target t;
+    char reason[128];
+
+    /* IPv4: host and port to the checked address and the same port */
+    struct ssrf_result r = result("api.example.com", 8443, AF_INET, "93.184.216.34");
+    assert_int_equal(ssrf_target_of(&r, &t, reason, sizeof reason), 0);
+    assert_string_equal(t.connect_to, "api.example.com:8443:93.184.216.34:8443");
+    assert_string_equal(t.addr, "93.184.216.34");
+    assert_int_equal(t.port, 8443);
+    struct curl_slist *l = ssrf_target_list(&t);
+    assert_non_null(l);
+    assert_ptr_equal(l->data, t.connect_to);
+    assert_null(l->next);
+
+    /* IPv6 address of a name: in brackets in the entry, bare for the pin */
+    r = result("v6.example.com", 443, AF_INET6, "2606:4700:4700::1111");
+    assert_int_equal(ssrf_target_of(&r, &t, reason, sizeof reason), 0);
+    assert_string_equal(t.connect_to, "v6.example.com:443:[2606:4700:4700::1111]:443");
+    assert_string_equal(t.addr, "2606:4700:4700::1111");
+    assert_int_equal(t.port, 443);
+
+    /* an IPv6 literal host: no entry (curl connects to it as named), the pin still set */
+    r = result("2606:4700:4700::1111", 80, AF_INET6, "2606:4700:4700::1111");
+    assert_int_equal(ssrf_target_of(&r, &t, reason, sizeof reason), 0);
+    assert_string_equal(t.connect_to, "");
+    assert_null(ssrf_target_list(&t));
+    assert_string_equal(t.addr, "2606:4700:4700::1111");
+    assert_int_equal(t.port, 80);
+
+    /* straight from a check */
+    assert_int_equal(ssrf_check("http://2130706433:8000/x", NULL, LB, &r, reason, sizeof reason),
+                     0);
+    assert_int_equal(ssrf_target_of(&r, &t, reason, sizeof reason), 0);
+    char want[300];
+    snprintf(want, sizeof want, "%s:8000:127.0.0.1:8000", r.host);
+    assert_string_equal(t.connect_to, want);
+
+    /* the longest host a result holds still fits whole */
+    char host[256];
+    memset(host, 'a', 255);
+    host[255] = 0;
+    r = result(host, 65535, AF_INET6, "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff");
+    assert_int_equal(ssrf_target_of(&r, &t, reason, sizeof reason), 0);
+    assert_int_equal(strlen(t.connect_to), 255 + 1 + 5 + 1 + 40 + 1 + 5);
+
+    /* an overlong (unterminated) host, no address, a bad port or family: refused, nothing set */
+    memset(r.host, 'a', sizeof r.host);
+    assert_int_equal(ssrf_target_of(&r, &t, reason, sizeof reason), -1);
+    assert_non_null(strstr(reason, "cannot pin the checked address of aaa"));
+    assert_string_equal(t.connect_to, "");
+    assert_string_equal(t.addr, "");
+    assert_null(ssrf_target_list(&t));
+    r = result("example.com", 80, AF_INET, "");
+    assert_int_equal(ssrf_target_of(&r, &t, reason, sizeof reason), -1);
+    r = result("example.com", 0, AF_INET, "93.184.216.34");
+    assert_int_equal(ssrf_target_of(&r, &t, reason, sizeof reason), -1);
+    r = result("example.com", 65536, AF_INET, "93.184.216.34");
+    assert_int_equal(ssrf_target_of(&r, &t, NULL, 0), -1);
+    r = result("example.com", 80, AF_UNIX, "93.184.216.34");
+    assert_int_equal(ssrf_target_of(&r, &t, reason, sizeof reason), -1);
+}
+
 static enum ssrf_addr_class classify(const char *text)
 {
     struct sockaddr_in s4 = {.sin_family = AF_INET};
@@ -348,9 +422,8 @@ static void test_metadata_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_url_table),
-        cmocka_unit_test(test_result_fields),
-        cmocka_unit_test(test_addr_table),
+        cmocka_unit_test(test_url_table),      cmocka_unit_test(test_result_fields),
+        cmocka_unit_test(test_target),         cmocka_unit_test(test_addr_table),
         cmocka_unit_test(test_metadata_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
