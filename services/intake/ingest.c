@@ -6,8 +6,9 @@
  * indicators, its enrichment job and its activity event in one transaction. Concurrent ingests
  * are batched into one call (group commit): while a batch is in the database the next one
  * fills up, so throughput is many alerts per fsync. After the commit a JOB_READY message goes
- * to the job bus; it is only a wake-up signal (PostgreSQL is the truth), so a lost message
- * delays a job until the enrichers' poll and loses nothing.
+ * to the job bus (at most one per HINT_GAP_MS, counting the jobs of every commit since the
+ * last); it is only a wake-up signal (PostgreSQL is the truth), so a lost message delays a job
+ * until the enrichers' poll and loses nothing.
  *
  * With de-duplication on, two alerts of one fingerprint never go out in two of this process's
  * batches at once: the database serialises identical fingerprints on a lock held until commit,
@@ -70,6 +71,10 @@ struct ingest_batcher {
     int inflight;
     int folding;       /* a sightings fold is running */
     uv_timer_t waited; /* INGEST_FLUSH_WAIT_MS of the oldest alert free to go */
+    uv_timer_t hint;   /* the next JOB_READY, while one was sent less than HINT_GAP_MS ago */
+    uint64_t hint_sent_ns;
+    long long hint_jobs, hint_job, hint_alert; /* committed since the last JOB_READY */
+    int open_handles;  /* the timers, until the loop has released them */
     struct fpset flying;
     uint64_t held;     /* alerts ever held back behind a batch of their fingerprint */
     /* ready()'s answer, kept while neither the queue's order nor the fingerprints in flight
@@ -89,6 +94,7 @@ struct batch {
 static void flush(struct ingest_batcher *b);
 
 static void on_waited(uv_timer_t *t);
+static void hint_flush(struct ingest_batcher *b);
 
 struct ingest_batcher *ingest_batcher_new(struct intake *in)
 {
@@ -96,12 +102,17 @@ struct ingest_batcher *ingest_batcher_new(struct intake *in)
     b->in = in;
     uv_timer_init(in->loop, &b->waited);
     b->waited.data = b;
+    uv_timer_init(in->loop, &b->hint);
+    b->hint.data = b;
+    b->open_handles = 2;
     return b;
 }
 
 static void on_batcher_closed(uv_handle_t *h)
 {
     struct ingest_batcher *b = h->data;
+    if (--b->open_handles > 0)
+        return;
     free(b->flying.key);
     free(b->flying.count);
     free(b);
@@ -212,7 +223,9 @@ void ingest_batcher_free(struct ingest_batcher *b)
     b->q = NULL;
     b->n = 0;
     b->rd_valid = 0;
+    hint_flush(b);
     uv_close((uv_handle_t *)&b->waited, on_batcher_closed);
+    uv_close((uv_handle_t *)&b->hint, on_batcher_closed);
 }
 
 static void enqueue(struct ingest_batcher *b, struct pending p, int front)
@@ -236,10 +249,11 @@ static void enqueue(struct ingest_batcher *b, struct pending p, int front)
     b->n++;
 }
 
-/* One wake-up for count jobs committed together, job_id/alert_id the first of them. */
-/* Jobs announced by one JOB_READY message after a commit (see on_batch_done). */
-#define JOBS_PER_WAKEUP 4
+/* The shortest time between two JOB_READY messages of a process: the most an enricher's start
+ * on a committed job is delayed by the coalescing (its poll is the fallback, seconds). */
+#define HINT_GAP_MS 50
 
+/* One wake-up for count jobs committed together, job_id/alert_id the first of them. */
 static void push_jobs_ready(struct intake *in, long long job_id, long long alert_id,
                             long long count)
 {
@@ -258,6 +272,43 @@ static void push_jobs_ready(struct intake *in, long long job_id, long long alert
 void push_job_ready(struct intake *in, long long job_id, long long alert_id)
 {
     push_jobs_ready(in, job_id, alert_id, 1);
+}
+
+/* Sends the wake-up for the jobs committed since the last one, if any. */
+static void hint_flush(struct ingest_batcher *b)
+{
+    if (!b->hint_jobs)
+        return;
+    push_jobs_ready(b->in, b->hint_job, b->hint_alert, b->hint_jobs);
+    b->hint_jobs = 0;
+    b->hint_sent_ns = uv_hrtime();
+}
+
+static void on_hint_due(uv_timer_t *t)
+{
+    hint_flush(t->data);
+}
+
+/* Counts jobs committed (job/alert: the first of them) towards the next wake-up: sent at once
+ * when the last went HINT_GAP_MS ago or more, else when that much has passed. A wake-up per
+ * commit cost the intake a tenth of its system calls (each message wakes ZeroMQ's I/O thread);
+ * now a busy intake sends at most 1000 / HINT_GAP_MS a second, an idle one without delay. */
+static void hint_add(struct ingest_batcher *b, long long job, long long alert, long long jobs)
+{
+    if (jobs <= 0)
+        return;
+    if (!b->hint_jobs) {
+        b->hint_job = job;
+        b->hint_alert = alert;
+    }
+    b->hint_jobs += jobs;
+    if (uv_is_active((uv_handle_t *)&b->hint))
+        return;
+    uint64_t gap_ns = (uint64_t)HINT_GAP_MS * 1000000u, since = uv_hrtime() - b->hint_sent_ns;
+    if (since >= gap_ns || b->hint_jobs >= PROTO_MAX_ITEMS)
+        hint_flush(b);
+    else
+        uv_timer_start(&b->hint, on_hint_due, (gap_ns - since + 999999u) / 1000000u, 0);
 }
 
 /* The 202 body as text: the uuid and count come from PostgreSQL (a uuid, an integer), so
@@ -311,14 +362,11 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
             reply_accepted(p->rc, res, r);
             p->rc = NULL;
         }
-        /* A few wake-ups per commit, not one per alert: the message cost the intake as much
-         * as a tenth of its work per alert. Not one per commit either: the bus hands each
-         * message to one enricher, which claims only as many jobs as it has free slots, so a
-         * large commit would leave the other enrichers idle until their poll. */
+        /* Wake-ups for many commits at once (see hint_add); the job bus splits each so that
+         * many jobs wake several enrichers. */
         long long job = first_job >= 0 ? atoll(PQgetvalue(res, first_job, 3)) : 0;
         long long alert = first_job >= 0 ? atoll(PQgetvalue(res, first_job, 2)) : 0;
-        for (long long left = jobs; left > 0; left -= JOBS_PER_WAKEUP)
-            push_jobs_ready(in, job, alert, left < JOBS_PER_WAKEUP ? left : JOBS_PER_WAKEUP);
+        hint_add(b, job, alert, jobs);
         for (size_t i = 0; i < bt->n; i++) {
             if (bt->items[i].rc) /* no row came back for it: cannot happen, never hang */
                 reply_error(bt->items[i].rc, 500, "INTERNAL_ERROR",

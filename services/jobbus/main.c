@@ -5,7 +5,9 @@
  * 1. "Work is ready": intakes PUSH to JOB_BUS_PUSH_ENDPOINT, enrichers PULL from
  *    JOB_BUS_PULL_ENDPOINT. Messages are only wake-up signals carrying ids: PostgreSQL is the
  *    truth, so a message lost here (forwarder restart, full queue) delays a job until the
- *    enrichers' periodic claim poll, and loses nothing.
+ *    enrichers' periodic claim poll, and loses nothing. An intake sends one message per
+ *    commit; the bus splits it into one wake-up per JOBS_PER_WAKEUP jobs, which PUSH hands to
+ *    the enrichers in turn, so a large commit wakes several of them.
  * 2. On-demand lookups: intakes send requests to LOOKUP_REQUEST_ENDPOINT (a ROUTER, which
  *    prefixes the sender's identity), enrichers take them from LOOKUP_WORKER_ENDPOINT (a
  *    DEALER, round robin) and answer with the identity in front, which the ROUTER uses to route
@@ -16,6 +18,7 @@
 #include "bus.h"
 #include "config.h"
 #include "log.h"
+#include "proto/job.h"
 #include "proto/lookup.h"
 #include "util.h"
 #include "procsec.h"
@@ -67,6 +70,42 @@ static unsigned long forward(void *from, void *to)
             }
         }
         n += ok;
+    }
+    return n;
+}
+
+/* An enricher claims as many jobs as it has free slots (ENRICHER_CONCURRENCY, 8 by default):
+ * a wake-up per four jobs of a commit leaves none of them to wait for an enricher's poll. */
+#define JOBS_PER_WAKEUP 4
+
+/* "Work is ready" from intakes to enrichers: a JOB_READY of more than JOBS_PER_WAKEUP jobs goes
+ * on as several wake-ups of at most that many; anything else is passed on as it came. (The
+ * intake could send them itself, but every message costs it a wake-up of its ZeroMQ I/O thread
+ * and several system calls, a large share of its work per alert.) */
+static unsigned long forward_jobs(void *from, void *to)
+{
+    unsigned long n = 0;
+    unsigned char msg[256];
+    int more;
+    for (int got; (got = bus_recv_frame(from, msg, sizeof msg, &more)) >= 0;) {
+        if (more)
+            bus_skip_rest(from); /* not ours: a JOB_READY is one frame */
+        struct job_ready j;
+        if (more || got > (int)sizeof msg || job_ready_decode(msg, (size_t)got, &j) != 0)
+            continue; /* the enrichers would only log and drop it */
+        if (j.count <= JOBS_PER_WAKEUP) {
+            n += bus_send(to, msg, (size_t)got, 0) == 0;
+            continue;
+        }
+        for (int64_t left = j.count; left > 0; left -= JOBS_PER_WAKEUP) {
+            struct job_ready part = j;
+            size_t len;
+            part.count = left < JOBS_PER_WAKEUP ? left : JOBS_PER_WAKEUP;
+            if (job_ready_encode_msg(&part, msg, sizeof msg, &len) != 0 ||
+                bus_send(to, msg, len, 0) != 0)
+                break; /* no enricher connected, or a full queue: the poll finds the jobs */
+            n++;
+        }
     }
     return n;
 }
@@ -139,11 +178,11 @@ int main(void)
         int rc = zmq_poll(items, 3, 500);
         if (rc <= 0)
             continue;
-        jobs += forward(jobs_in, jobs_out);
+        jobs += forward_jobs(jobs_in, jobs_out);
         lookups += forward_lookups(lookup_in, lookup_out);
         forward(lookup_out, lookup_in);
     }
-    msg_info("job bus stopping after forwarding %lu job signals and %lu lookups", jobs, lookups);
+    msg_info("job bus stopping after sending %lu job wake-ups and %lu lookups", jobs, lookups);
     bus_close(jobs_in);
     bus_close(jobs_out);
     bus_close(lookup_in);

@@ -88,6 +88,18 @@ def counter(text, name):
     return float(m.group(1)) if m else 0.0
 
 
+def print_syscalls(table, alerts):
+    """strace -c's table as calls per alert, largest first."""
+    rows = []
+    for line in table.splitlines():
+        f = line.split()
+        if len(f) >= 5 and re.match(r"^\d+\.\d+$", f[0]) and f[-1] != "total":
+            rows.append((int(f[3]), f[-1]))
+    total = sum(n for n, _ in rows)
+    print("%-15s %.2f system calls per alert: %s" % ("syscalls", total / max(1, alerts), ", ".join(
+        "%s %.2f" % (name, n / max(1, alerts)) for n, name in sorted(rows, reverse=True)[:8])))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=8)
@@ -98,7 +110,11 @@ def main():
                     help="an intake setting for this run (repeatable)")
     ap.add_argument("--trace", action="store_true",
                     help="a 10 ms timeline of the database during the stream (tests/bench/ingest_trace.py)")
-    ap.add_argument("--perf", metavar="FILE", help="perf record -g one intake process during the stream")
+    ap.add_argument("--perf", metavar="FILE", help="perf record every intake process during the stream and "
+                    "print the top symbols")
+    ap.add_argument("--strace", action="store_true",
+                    help="count the intake processes' system calls during the stream (strace -c): calls per "
+                    "alert (the tracing slows the intake: take the throughput of such a run as void)")
     a = ap.parse_args()
     a.inflight, a.show_errors = 0, False
     for kv in a.set:
@@ -116,13 +132,28 @@ def main():
         mkey = s.create_key("alerts:read", name="metrics",
                             extra=("--rate-limit-per-minute", "100000000"))
         before = scrape_all(s, mkey, a.intake)
-        perf = None
+        pids = ",".join(str(p.p.pid) for p in s.intakes)
+        perf = strace = None
         if a.perf:
-            perf = subprocess.Popen(["perf", "record", "-q", "--call-graph", "dwarf,16384", "-F", "2000", "-o", a.perf, "-p", str(s.intakes[0].p.pid),
+            perf = subprocess.Popen(["perf", "record", "-q", "-F", "1999"] + (["--call-graph", "dwarf,8192"] if os.environ.get("PERF_DWARF") else []) + [ "-o", a.perf, "-p", pids,
                                      "--", "sleep", str(max(1, a.seconds - 2))], stdout=subprocess.DEVNULL)
+        if a.strace:
+            strace = subprocess.Popen(["strace", "-c", "-f", "-o", "/dev/stderr"] +
+                                      [x for p in s.intakes for x in ("-p", str(p.p.pid))],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         rate, batch, good = ib.run_stream(s, a.stream, lua, a)
         if perf:
             perf.wait()
+            top = subprocess.run(["perf", "report", "-i", a.perf, "--no-children", "--stdio", "--sort", "dso,sym"],
+                                 capture_output=True, text=True).stdout
+            rows = [x for x in top.splitlines() if re.match(r"^\s+\d+\.\d+%", x)]
+            print("%-15s top symbols of the intake processes (perf, cpu-clock):" % "profile")
+            for x in rows[:25]:
+                print("%-15s %s" % ("", x.strip()[:110]))
+        if strace:
+            strace.send_signal(2)
+            table = strace.communicate(timeout=30)[1]
+            print_syscalls(table, rate * a.seconds)
         after = scrape_all(s, mkey, a.intake)
         for label, name, want in SERIES:
             b0, b1 = buckets(before, name, want), buckets(after, name, want)
