@@ -187,8 +187,7 @@ void route_get_alert(struct reqctx *rc)
     pg_exec(rc->in->pg,
             "SELECT (calseta_alert_json(a, true)::jsonb || jsonb_build_object('indicators', "
             "coalesce((SELECT jsonb_agg(calseta_indicator_json(i) ORDER BY i.type, i.value) "
-            "FROM alert_indicators ai JOIN indicators i ON i.id = ai.indicator_id "
-            "WHERE ai.alert_id = a.id), '[]'::jsonb), "
+            "FROM indicators i WHERE i.id = ANY (a.indicator_ids)), '[]'::jsonb), "
             "'context_documents', calseta_alert_context_json(a.id), "
             "'_metadata', calseta_alert_metadata(a.id)))::text FROM alerts a WHERE a.uuid = $1",
             1, p, on_one, one_new(rc, 200));
@@ -275,10 +274,10 @@ void route_alert_indicators(struct reqctx *rc)
     op->page = 1;
     op->page_size = 500;
     pg_exec(rc->in->pg,
-            "SELECT (SELECT count(*) FROM alert_indicators ai WHERE ai.alert_id = a.id), "
+            "SELECT cardinality(a.indicator_ids), "
             "coalesce((SELECT json_agg(calseta_indicator_json(i) ORDER BY i.type, i.value) "
-            "FROM alert_indicators ai JOIN indicators i ON i.id = ai.indicator_id "
-            "WHERE ai.alert_id = a.id), '[]'::json)::text FROM alerts a WHERE a.uuid = $1",
+            "FROM indicators i WHERE i.id = ANY (a.indicator_ids)), '[]'::json)::text "
+            "FROM alerts a WHERE a.uuid = $1",
             1, p, on_one, op);
 }
 

@@ -630,9 +630,8 @@ static void tool_update_alert_malice(struct mcp_call *c, json_t *args)
                 "SELECT calseta_alert_patch($1::uuid, $2::jsonb, $3, 'mcp')::text, "
                 "(SELECT coalesce((ARRAY['Pending','Benign','Suspicious','Malicious'])"
                 "[max(array_position(ARRAY['Pending','Benign','Suspicious','Malicious'], "
-                "i.malice))], 'Pending') FROM alerts a JOIN alert_indicators ai ON "
-                "ai.alert_id = a.id JOIN indicators i ON i.id = ai.indicator_id "
-                "WHERE a.uuid = $1::uuid)",
+                "i.malice))], 'Pending') FROM alerts a JOIN indicators i "
+                "ON i.id = ANY (a.indicator_ids) WHERE a.uuid = $1::uuid)",
                 on_malice);
     json_decref(patch);
 }

@@ -37,8 +37,7 @@ SELECT json_build_object(
          'description', a.description, 'occurred_at', a.occurred_at, 'tags', a.tags,
          'fingerprint', a.fingerprint,
          'indicators', (SELECT coalesce(json_agg(json_build_object('type', i.type, 'value', i.value)), '[]')
-                          FROM alert_indicators l JOIN indicators i ON i.id = l.indicator_id
-                         WHERE l.alert_id = a.id),
+                          FROM unnest(a.indicator_ids) l(id) JOIN indicators i ON i.id = l.id),
          'rule_ref', d.source_rule_id, 'actor_key_prefix', 'cai_bench')::text || chr(1) || a.raw_payload::text
   FROM alerts a LEFT JOIN detection_rules d ON d.id = a.detection_rule_id ORDER BY a.id
 """

@@ -17,13 +17,12 @@ mappings, sources, indicators) and MCP.
 - A test delivery answered "not delivered" is retired, so a dispatcher started later never
   sends it.
 """
-import http.server
 import json
 import signal
 import socket
-import threading
 
 from harness import Stack, assert_eq, fernet_key, run_tests, wait_for
+from standin import StandIn
 from test_mcp_http import init, rpc
 
 NIL = "00000000-0000-0000-0000-000000000000"
@@ -298,39 +297,14 @@ def test_answer_after_drain_closed_the_connection():
         s.stop()
 
 
-class Hits:
-    """A stand-in agent endpoint that records the paths it was sent."""
-
-    def __init__(self):
-        hits = self.paths = []
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                hits.append(self.path)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_unanswered_test_is_never_sent_later():
     # The test route answers "not delivered" when no dispatcher ran in time; that delivery must
     # then be retired, so that a dispatcher started later does not send a stale test.
-    hits = Hits()
+    hits = StandIn(lambda req: (200, b""))  # an agent endpoint: records what it was sent
     s = Stack("hostile_late_test", env=ENV)
     try:
         k = s.create_key("admin")
-        url = "http://127.0.0.1:%d/" % hits.port
+        url = hits.url + "/"
         r = s.request("POST", "/v1/agents", key=k,
                       body={"name": "late", "endpoint_url": url + "stale", "timeout_seconds": 1})
         stale_agent = r.json()["data"]["uuid"]
@@ -345,7 +319,7 @@ def test_unanswered_test_is_never_sent_later():
                       body={"name": "fresh", "endpoint_url": url + "fresh", "timeout_seconds": 5})
         r = s.request("POST", "/v1/agents/%s/test" % r.json()["data"]["uuid"], key=k, timeout=60)
         assert_eq(r.json()["data"]["delivered"], True, r.body)
-        assert_eq(hits.paths, ["/fresh"])
+        assert_eq([r.path for r in hits.requests], ["/fresh"])
         assert_eq(s.sql_value(state), "failed/0")
     finally:
         s.stop()

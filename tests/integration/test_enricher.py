@@ -278,12 +278,14 @@ def setup():
 def new_alert(indicators, raw=None, title="test alert"):
     """Inserts an alert, its indicators and its job as the intake would; returns (alert_id, job_id)."""
     vals = ",".join("('%s','%s',now(),now())" % (t, v) for t, v in indicators) or None
-    sql = ("WITH a AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload) "
-           "VALUES ('%s', 'High', 'generic', now(), '%s'::jsonb) RETURNING id)" % (title, json.dumps(raw or {})))
-    if vals:
-        sql += (", i AS (INSERT INTO indicators (type, value, first_seen, last_seen) VALUES %s "
-                "ON CONFLICT (type, value) DO UPDATE SET last_seen = now() RETURNING id), "
-                "l AS (INSERT INTO alert_indicators (alert_id, indicator_id) SELECT a.id, i.id FROM a, i) " % vals)
+    sql = "WITH "
+    ids = "'{}'::bigint[]"
+    if vals:  # the alert's links are the ids it holds (alerts.indicator_ids)
+        sql += ("i AS (INSERT INTO indicators (type, value, first_seen, last_seen) VALUES %s "
+                "ON CONFLICT (type, value) DO UPDATE SET last_seen = now() RETURNING id), " % vals)
+        ids = "(SELECT array_agg(DISTINCT id ORDER BY id) FROM i)"
+    sql += ("a AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload, indicator_ids) "
+            "SELECT '%s', 'High', 'generic', now(), '%s'::jsonb, %s RETURNING id)" % (title, json.dumps(raw or {}), ids))
     sql += " INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a RETURNING alert_id, id"
     row = STACK.sql(sql)[0]
     return int(row[0]), int(row[1])

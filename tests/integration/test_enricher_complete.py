@@ -103,7 +103,6 @@ def test_batch_outcomes_and_second_completion():
     snap = ("SELECT string_agg(t || ':' || x, ',' ORDER BY t, x) FROM ("
             "SELECT 'i' t, xmin::text x FROM indicators UNION ALL "
             "SELECT 'a', xmin::text FROM alerts UNION ALL "
-            "SELECT 'l', xmin::text FROM alert_indicators UNION ALL "
             "SELECT 'j', xmin::text FROM enrichment_jobs UNION ALL "
             "SELECT 'e', count(*)::text FROM activity_events) s")
     before = s.sql_value(snap)

@@ -8,15 +8,14 @@ at 3 the stand-in never holds more than 3, sees at most 3 connections, sees exac
 point (the load did reach the cap), and every job completes. With the cap off (0) the same load
 holds more than 3 at once: the measurement can tell the two apart.
 """
-import http.server
 import json
 import os
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Stack, assert_eq, fernet_encrypt, fernet_key, run_tests  # noqa: E402
+from standin import StandIn, virustotal  # noqa: E402
 
 
 CAP = 3
@@ -26,56 +25,7 @@ KEY = fernet_key()
 VT_KEY = "vt-hostcap-secret-7c21"
 
 
-class HoldingStandin:
-    """VirusTotal-shaped answers after 100 ms; requests held at once and connections seen."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.reset()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                with outer.lock:
-                    outer.requests += 1
-                    outer.holding += 1
-                    outer.max_holding = max(outer.max_holding, outer.holding)
-                    outer.peers.add(self.client_address)
-                time.sleep(0.1)
-                ok = self.headers.get("x-apikey") == VT_KEY
-                body = json.dumps({"data": {"attributes": {"last_analysis_stats": {
-                    "malicious": 0, "suspicious": 0, "harmless": 50, "undetected": 5}}}}
-                    if ok else {"error": "bad key"}).encode()
-                with outer.lock:
-                    outer.holding -= 1
-                try:
-                    self.send_response(200 if ok else 401)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:
-                    pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def reset(self):
-        with self.lock:
-            self.requests = 0
-            self.holding = 0
-            self.max_holding = 0
-            self.peers = set()
-
-
-STANDIN = HoldingStandin()
+STANDIN = StandIn(virustotal(VT_KEY), delay=0.1)
 STACK = None
 
 
@@ -91,7 +41,7 @@ def setup():
         "ENRICH_JOB_DEADLINE_SECONDS": "90",
         "LOG_LEVEL": "INFO",
     })
-    base = "http://127.0.0.1:%d/vt" % STANDIN.port
+    base = STANDIN.url + "/vt"
     STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
               "'https://www.virustotal.com', '%s')::jsonb" % base)
     STACK.sql("UPDATE enrichment_providers SET http_config = http_config || "
@@ -139,7 +89,7 @@ def run_worker(first_octet, cap):
         time.sleep(0.1)
     assert_eq(w.stop(), 0, "worker exit code\n" + w.text()[-3000:])
     with STANDIN.lock:
-        return STANDIN.requests, STANDIN.max_holding, len(STANDIN.peers)
+        return len(STANDIN.requests), STANDIN.max_holding, len(STANDIN.peers)
 
 
 def test_cap_holds_requests_and_connections():

@@ -8,15 +8,14 @@ slack for the moment between a worker sending and the stand-in reading), both wo
 and every job completes. With per-worker caps (false) the same load reaches well above 8 in some
 second: the measurement can tell the two apart.
 """
-import http.server
 import json
 import os
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Stack, assert_eq, fernet_encrypt, fernet_key, run_tests  # noqa: E402
+from standin import StandIn, virustotal  # noqa: E402
 
 
 RATE = 8
@@ -26,56 +25,7 @@ KEY = fernet_key()
 VT_KEY = "vt-quota-secret-51f0"
 
 
-class CountingStandin:
-    """VirusTotal-shaped answers after 20 ms; arrival times of every request kept."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.times = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                with outer.lock:
-                    outer.times.append(time.time())
-                time.sleep(0.02)
-                ok = self.headers.get("x-apikey") == VT_KEY
-                body = json.dumps({"data": {"attributes": {"last_analysis_stats": {
-                    "malicious": 0, "suspicious": 0, "harmless": 50, "undetected": 5}}}}
-                    if ok else {"error": "bad key"}).encode()
-                try:
-                    self.send_response(200 if ok else 401)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:
-                    pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def reset(self):
-        with self.lock:
-            self.times = []
-
-    def per_second(self):
-        with self.lock:
-            t = list(self.times)
-        counts = {}
-        for x in t:
-            counts[int(x)] = counts.get(int(x), 0) + 1
-        return counts, t
-
-
-STANDIN = CountingStandin()
+STANDIN = StandIn(virustotal(VT_KEY), delay=0.02)
 STACK = None
 
 
@@ -91,7 +41,7 @@ def setup():
         "ENRICH_JOB_DEADLINE_SECONDS": "90",
         "LOG_LEVEL": "INFO",
     })
-    base = "http://127.0.0.1:%d/vt" % STANDIN.port
+    base = STANDIN.url + "/vt"
     STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
               "'https://www.virustotal.com', '%s')::jsonb" % base)
     STACK.sql("UPDATE enrichment_providers SET http_config = http_config || "
@@ -146,8 +96,18 @@ def run_two_workers(first_octet, global_caps):
     texts = [w.text() for w in workers]
     for w in workers:
         assert_eq(w.stop(), 0, "worker exit code\n" + w.text()[-3000:])
-    counts, times = STANDIN.per_second()
+    counts, times = per_second()
     return counts, times, elapsed, texts
+
+
+def per_second():
+    """Requests per clock second, and their arrival times."""
+    with STANDIN.lock:
+        times = [r.time for r in STANDIN.requests]
+    counts = {}
+    for x in times:
+        counts[int(x)] = counts.get(int(x), 0) + 1
+    return counts, times
 
 
 def max_sliding(times, width=1.0):

@@ -7,67 +7,33 @@ The stand-ins live on loopback, which the SSRF guard blocks; the stacks here set
 allowance ENRICHER_ALLOW_LOOPBACK=true (cloud-metadata addresses stay blocked whatever it says).
 """
 import base64
-import http.server
 import json
-import threading
 import time
 import urllib.parse
 
 from harness import Stack, assert_eq, gen_encryption_key, run_tests
+from standin import StandIn
 
 VT_KEY = "vt-secret-0123456789abcdef"
 ABUSE_KEY = "abuse-secret-fedcba9876543210"
 IP = "185.220.101.34"
 
 
-class StandIn:
+def vt_and_abuse(req):
     """VirusTotal v3 /ip_addresses and AbuseIPDB v2 /check, checking the auth headers."""
-
-    def __init__(self):
-        self.hits = []
-        outer = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def reply(self, status, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                u = urllib.parse.urlsplit(self.path)
-                outer.hits.append((u.path, dict(self.headers)))
-                if u.path.startswith("/api/v3/ip_addresses/"):
-                    if self.headers.get("x-apikey") != VT_KEY:
-                        return self.reply(401, {"error": {"code": "WrongCredentialsError"}})
-                    ip = urllib.parse.unquote(u.path.rsplit("/", 1)[1])
-                    return self.reply(200, {"data": {"id": ip, "type": "ip_address", "attributes": {
-                        "last_analysis_stats": {"malicious": 7, "suspicious": 1, "harmless": 60},
-                        "reputation": -12, "country": "DE", "tags": ["tor"]}}})
-                if u.path == "/api/v2/check":
-                    if self.headers.get("Key") != ABUSE_KEY:
-                        return self.reply(401, {"errors": [{"detail": "Authentication failed"}]})
-                    q = urllib.parse.parse_qs(u.query)
-                    return self.reply(200, {"data": {"ipAddress": q["ipAddress"][0],
-                                                     "abuseConfidenceScore": 30, "totalReports": 4,
-                                                     "isTor": True}})
-                self.reply(404, {"error": "not found"})
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def count(self, prefix):
-        return sum(1 for p, _ in self.hits if p.startswith(prefix))
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    if req.route.startswith("/api/v3/ip_addresses/"):
+        if req.headers.get("x-apikey") != VT_KEY:
+            return 401, {"error": {"code": "WrongCredentialsError"}}
+        ip = urllib.parse.unquote(req.route.rsplit("/", 1)[1])
+        return 200, {"data": {"id": ip, "type": "ip_address", "attributes": {
+            "last_analysis_stats": {"malicious": 7, "suspicious": 1, "harmless": 60},
+            "reputation": -12, "country": "DE", "tags": ["tor"]}}}
+    if req.route == "/api/v2/check":
+        if req.headers.get("key") != ABUSE_KEY:
+            return 401, {"errors": [{"detail": "Authentication failed"}]}
+        return 200, {"data": {"ipAddress": req.query["ipAddress"], "abuseConfidenceScore": 30,
+                              "totalReports": 4, "isTor": True}}
+    return 404, {"error": "not found"}
 
 
 def vt_provider(port, name="vt_standin", key=VT_KEY):
@@ -299,7 +265,7 @@ def test_ssrf_guard_and_missing_key():
 
 
 def test_on_demand_lookup_cache_and_provider_test():
-    stand = StandIn()
+    stand = StandIn(vt_and_abuse)
     s = Stack("enr_lookup", env={"ENCRYPTION_KEY": gen_encryption_key(), "ENRICHER_ALLOW_LOOPBACK": "true",
                                  "VIRUSTOTAL_API_KEY": "", "ABUSEIPDB_API_KEY": ""},
               services=LOOKUP_SERVICES)
@@ -336,9 +302,9 @@ def test_on_demand_lookup_cache_and_provider_test():
         assert_eq((wk["status"], wk["success"]), ("failed", False))
         assert "401" in wk["error_message"], wk
         # the stand-ins saw the decrypted credentials in the right headers
-        vt_hdrs = [h for p, h in stand.hits if p == "/api/v3/ip_addresses/" + IP]
+        vt_hdrs = [r.headers for r in stand.of("/api/v3/ip_addresses/" + IP)]
         assert any(h.get("x-apikey") == VT_KEY for h in vt_hdrs), vt_hdrs
-        assert any(h.get("Key") == ABUSE_KEY for p, h in stand.hits if p == "/api/v2/check")
+        assert any(r.headers.get("key") == ABUSE_KEY for r in stand.of("/api/v2/check"))
         n_vt, n_ab = stand.count("/api/v3/"), stand.count("/api/v2/")
         assert_eq(s.sql_value("SELECT string_agg(provider_name, ',' ORDER BY provider_name) FROM enrichment_cache "
                               "WHERE indicator_type = 'ip' AND indicator_value = '%s'" % IP),

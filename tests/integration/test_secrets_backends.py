@@ -25,13 +25,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import BIN, SANITIZER_MARKERS, assert_eq, run_tests  # noqa: E402
+from standin import StandIn  # noqa: E402
 
 CALSETA = os.environ.get("CALSETA_CONFIG_CHECK_BIN", os.path.join(BIN, "calseta"))
 
@@ -73,65 +71,19 @@ def sha(v):
 
 # ---- stand-in servers ------------------------------------------------------------------------
 
-class Recorded:
-    def __init__(self, method, path, headers, body):
-        self.method, self.path, self.headers, self.body = method, path, headers, body
-        u = urllib.parse.urlsplit(path)
-        self.route = u.path
-        self.query = dict(urllib.parse.parse_qsl(u.query, keep_blank_values=True))
-
-    def h(self, name):
-        return self.headers.get(name.lower())
-
-    def __repr__(self):
-        return "<%s %s>" % (self.method, self.path)
-
-
-class StandIn:
-    """A ThreadingHTTPServer on a free loopback port; handle(req) -> (status, headers, body)."""
+class Backend(StandIn):
+    """A stand-in whose handle(srv, req) -> (status, headers, body) reads the mode a test sets."""
 
     def __init__(self, handle):
-        self.handle = handle
-        self.requests = []
-        self.mode = "ok"
-        self.state = {}
-        outer = self
+        self.mode, self.state = "ok", {}
+        super().__init__(lambda req: self._answer(handle, req))
 
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def _any(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else b""
-                hdrs = {k.lower(): v for k, v in self.headers.items()}
-                req = Recorded(self.command, self.path, hdrs, body)
-                outer.requests.append(req)
-                status, rh, rb = outer.handle(outer, req)
-                if isinstance(rb, (dict, list)):
-                    rb = json.dumps(rb).encode()
-                    rh = dict(rh, **{"Content-Type": "application/json"})
-                elif isinstance(rb, str):
-                    rb = rb.encode()
-                self.send_response(status)
-                for k, v in rh.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(rb)))
-                self.end_headers()
-                self.wfile.write(rb)
-
-            do_GET = do_PUT = do_POST = do_DELETE = _any
-
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
-        self.port = self.srv.server_address[1]
-        self.url = "http://127.0.0.1:%d" % self.port
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+    def _answer(self, handle, req):
+        status, headers, body = handle(self, req)
+        return status, body, headers
 
     def reset(self, mode="ok"):
-        self.requests = []
+        super().reset()
         self.mode = mode
         self.state = {}
 
@@ -306,7 +258,7 @@ def servers(reset=True):
     if not SERVERS:
         for name, fn in (("imds", azure_imds), ("appsvc", app_service_identity), ("kv", key_vault),
                          ("awsimds", aws_imds), ("ecs", container_creds), ("sm", secrets_manager)):
-            SERVERS[name] = StandIn(fn)
+            SERVERS[name] = Backend(fn)
     for s in SERVERS.values() if reset else ():
         s.reset()
     return SERVERS
