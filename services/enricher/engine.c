@@ -73,6 +73,7 @@ struct engine {
     struct shared_creds *shared[SHARED_BUCKETS];
     CURL **easy_pool; /* idle easy handles, reset before reuse */
     size_t neasy;
+    struct call *leaders; /* calls running the SSRF check of a host:port for all its lookups */
     struct call *pool; /* idle lookup records */
     size_t npool;
     int closing;
@@ -114,6 +115,11 @@ struct call {
     struct host_gate *gate; /* holding one of its slots, or queued there */
     int host_queued;
     struct call *hq_prev, *hq_next;
+    /* the one SSRF check of its host:port in flight, and the calls waiting for its verdict */
+    int leading;
+    struct call *lead_next;              /* in engine.leaders */
+    struct call *waiters, *waiters_tail; /* while leading */
+    struct call *wait_check_next;        /* in its leader's waiters */
     /* ---- kept from one lookup to the next while pooled: each is set before it is read ---- */
     uv_timer_t timer; /* initialised once, stopped between lookups */
     struct buf resp;  /* emptied, its capacity kept */
@@ -836,7 +842,9 @@ static int pin_socket(struct call *c)
     if (c->pin[0])
         return curluv_pin_parse(&c->sockpin, c->pin);
     char key[272];
-    if (ssrf_cache_key(c->req.url, key, sizeof key) != 0)
+    if (c->ssrf_key[0]) /* the URL's host:port, as ssrf_cache_key() reads it */
+        snprintf(key, sizeof key, "%s", c->ssrf_key);
+    else if (ssrf_cache_key(c->req.url, key, sizeof key) != 0)
         return -1;
     const char *colon = strrchr(key, ':');
     long long port;
@@ -865,12 +873,54 @@ static void checked(struct call *c, int cancelled)
     acquire_and_send(c);
 }
 
+/* The call checking key now, if any: the lookups that miss the cache while it runs wait for
+ * its verdict instead of each resolving the host again (a burst of claimed jobs at start, or
+ * when the cached verdict expires, would queue one resolution per lookup). */
+static struct call *leader_of(struct engine *e, const char *key)
+{
+    for (struct call *l = e->leaders; l; l = l->lead_next)
+        if (!strcmp(l->ssrf_key, key))
+            return l;
+    return NULL;
+}
+
+static void leader_drop(struct engine *e, struct call *c)
+{
+    for (struct call **pp = &e->leaders; *pp; pp = &(*pp)->lead_next)
+        if (*pp == c) {
+            *pp = c->lead_next;
+            break;
+        }
+    c->leading = 0;
+    c->lead_next = NULL;
+}
+
 static void on_checked(uv_work_t *w, int status)
 {
     struct call *c = w->data;
+    struct engine *e = c->e;
     if (status == 0 && c->ssrf_key[0])
-        ssrf_cache_put(c->e->ssrf, c->ssrf_key, now_mono_ms(), c->blocked, c->pin, c->reason);
+        ssrf_cache_put(e->ssrf, c->ssrf_key, now_mono_ms(), c->blocked, c->pin, c->reason);
+    struct call *next = NULL;
+    char pin[sizeof c->pin], reason[sizeof c->reason];
+    int blocked = c->blocked;
+    if (c->leading) { /* the verdict is copied out: checked() may end c and reuse its record */
+        leader_drop(e, c);
+        next = c->waiters;
+        c->waiters = c->waiters_tail = NULL;
+        memcpy(pin, c->pin, sizeof pin);
+        memcpy(reason, c->reason, sizeof reason);
+    }
     checked(c, status != 0);
+    while (next) {
+        struct call *n = next;
+        next = n->wait_check_next;
+        n->wait_check_next = NULL;
+        n->blocked = blocked;
+        memcpy(n->pin, pin, sizeof pin);
+        memcpy(n->reason, reason, sizeof reason);
+        checked(n, status != 0);
+    }
 }
 
 static void do_check(uv_work_t *w)
@@ -923,6 +973,20 @@ static void next_step(struct call *c)
         return;
     case SSRF_CACHE_MISS:
         break;
+    }
+    if (c->ssrf_key[0]) {
+        struct call *l = leader_of(c->e, c->ssrf_key);
+        if (l) {
+            if (l->waiters_tail)
+                l->waiters_tail->wait_check_next = c;
+            else
+                l->waiters = c;
+            l->waiters_tail = c;
+            return;
+        }
+        c->leading = 1;
+        c->lead_next = c->e->leaders;
+        c->e->leaders = c;
     }
     c->work.data = c;
     uv_queue_work(c->e->loop, &c->work, do_check, on_checked);

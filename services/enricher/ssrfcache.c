@@ -4,6 +4,7 @@
 #include "ssrfcache.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,21 @@ static void copy(char *dst, size_t len, const char *src)
         snprintf(dst, len, "%s", src ? src : "");
 }
 
+/* An IPv4 address literal as the key's host: the check resolves nothing, so an allowed verdict
+ * carries no pin (the address is the key's own) and is cached like any other. */
+static int literal_key(const char *key, size_t kn)
+{
+    char host[INET_ADDRSTRLEN];
+    struct in_addr a;
+    const char *colon = memchr(key, ':', kn);
+    size_t hn = colon ? (size_t)(colon - key) : kn;
+    if (hn == 0 || hn >= sizeof host)
+        return 0;
+    memcpy(host, key, hn);
+    host[hn] = 0;
+    return inet_pton(AF_INET, host, &a) == 1;
+}
+
 enum ssrf_cache_hit ssrf_cache_get(struct ssrf_cache *c, const char *key, uint64_t now_ms,
                                    char *pin, size_t pinlen, char *reason, size_t reasonlen)
 {
@@ -146,8 +162,9 @@ int ssrf_cache_put(struct ssrf_cache *c, const char *key, uint64_t now_ms, int b
     uint64_t ttl = blocked ? c->blocked_ttl_ms : c->ttl_ms;
     if (kn == 0 || kn >= KEY_MAX || ttl == 0)
         return 0;
-    if (!blocked && (!pin || strncmp(pin, key, kn) != 0 || pin[kn] != ':' || !pin[kn + 1] ||
-                     strlen(pin) >= PIN_MAX))
+    if (!blocked && !(literal_key(key, kn) && pin && !pin[0]) &&
+        (!pin || strncmp(pin, key, kn) != 0 || pin[kn] != ':' || !pin[kn + 1] ||
+         strlen(pin) >= PIN_MAX))
         return 0; /* the pin must be for exactly this host:port */
     struct ssrf_entry *e = find(c, key, now_ms);
     if (!e) {

@@ -10,7 +10,8 @@
  *     cannot be keyed that way is never served from the cache, so it gets the full check;
  *   - an allowed result is stored with its CURLOPT_RESOLVE pin, and only when the pin names
  *     that same host:port: a hit hands back the pinned address that was checked, so the
- *     connection still goes to exactly that address (no DNS rebinding);
+ *     connection still goes to exactly that address (no DNS rebinding); an IPv4 address
+ *     literal resolves nothing and is stored with an empty pin (its address is the key's);
  *   - a blocked result is stored too (shorter TTL): the cache can only keep a URL blocked,
  *     never let it through;
  *   - entries expire after their TTL; the table holds at most max_entries (the entry closest
@@ -44,7 +45,7 @@ enum ssrf_cache_hit ssrf_cache_get(struct ssrf_cache *c, const char *key, uint64
                                    char *pin, size_t pinlen, char *reason, size_t reasonlen);
 
 /* Stores a check result. An allowed result whose pin does not start with "key:" is not
- * stored. Returns 1 when stored. */
+ * stored, except an empty pin for an IPv4 address literal key. Returns 1 when stored. */
 int ssrf_cache_put(struct ssrf_cache *c, const char *key, uint64_t now_ms, int blocked,
                    const char *pin, const char *reason);
 

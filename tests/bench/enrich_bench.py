@@ -42,6 +42,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -496,10 +497,15 @@ class Bench:
                 ["perf", "record", "-q"] + (["--call-graph", "dwarf,16384", "-F", "499"] if a.perf_dwarf else ["-g"]) + ["-o", out, "-p", pids],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         if a.strace:
-            p = subprocess.Popen(["timeout", "-s", "INT", str(a.strace), "strace", "-c", "-p",
+            # every thread (-f: the SSRF checks and name lookups run on libuv's thread pool); the
+            # stand-in's request count over the same window turns the counts into per-call figures
+            window = {"calls0": self.standin_stats()["requests"]}
+            p = subprocess.Popen(["timeout", "-s", "INT", str(a.strace), "strace", "-f", "-c", "-p",
                                   str(self.workers[0].p.pid)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            prof.append(("strace", None, p))
+            t = threading.Timer(a.strace, lambda: window.update(calls1=self.standin_stats()["requests"]))
+            t.start()
+            prof.append(("strace", window, p))
         return prof
 
     def profile_stop(self, prof):
@@ -515,8 +521,15 @@ class Bench:
                     print("  perf (self, by %s), %s:\n    %s" % (sort, out, "\n    ".join(lines[:25])))
             else:
                 err = p.communicate()[1]
-                print("  strace -c of the first worker's main thread (its loop):\n    " + "\n    ".join(
-                    l for l in err.splitlines()[:25]))
+                calls = out.get("calls1", self.standin_stats()["requests"]) - out["calls0"]
+                lines = []
+                for l in err.splitlines():
+                    f = l.split()
+                    if len(f) >= 5 and f[3].isdigit():
+                        lines.append("%-14s %8s calls  %6.2f per provider call" % (
+                            f[-1], f[3], int(f[3]) / calls if calls else 0))
+                print("  strace -f -c of the first worker, all threads, %d provider calls in the "
+                      "window:\n    %s" % (calls, "\n    ".join(lines[:25])))
 
     def wrk_ceiling(self):
         """The stand-in driven by wrk (not our code) at the workers' concurrency: the most

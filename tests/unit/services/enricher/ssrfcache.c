@@ -163,6 +163,16 @@ static void test_expiry_and_blocked(void **state)
     assert_int_equal(ssrf_cache_put(c, "b.example:443", 50000, 0, "", NULL), 0);
     assert_int_equal(ssrf_cache_put(c, "b.example:443", 50000, 0, NULL, NULL), 0);
     assert_int_equal(ssrf_cache_put(c, "", 50000, 1, NULL, "x"), 0);
+    /* an address literal resolves nothing: allowed with no pin, a pin for another host not */
+    assert_int_equal(ssrf_cache_put(c, "127.0.0.1:8080", 50000, 0, "", NULL), 1);
+    assert_int_equal(ssrf_cache_get(c, "127.0.0.1:8080", 50000, pin, sizeof pin, reason,
+                                     sizeof reason),
+                     SSRF_CACHE_ALLOWED);
+    assert_string_equal(pin, "");
+    assert_int_equal(ssrf_cache_put(c, "127.0.0.1:8081", 50000, 0, "b.example:443:1.2.3.4", NULL),
+                     0);
+    assert_int_equal(ssrf_cache_put(c, "127.0.0.1:8082", 50000, 0, NULL, NULL), 0);
+    assert_int_equal(ssrf_cache_put(c, "127.0.0.1x:8082", 50000, 0, "", NULL), 0);
     assert_int_equal(ssrf_cache_get(c, "b.example:443", 50000, pin, sizeof pin, reason,
                                      sizeof reason),
                      SSRF_CACHE_MISS);
@@ -177,7 +187,7 @@ static void test_expiry_and_blocked(void **state)
     assert_int_equal(ssrf_cache_get(c, "c.example:443", 60002, pin, sizeof pin, reason,
                                      sizeof reason),
                      SSRF_CACHE_BLOCKED);
-    assert_int_equal(ssrf_cache_count(c, 60002), 1);
+    assert_int_equal(ssrf_cache_count(c, 60002), 2); /* and the address literal's */
 
     /* a pin that does not fit the caller's buffer is a miss, not a truncated pin */
     char tiny[8];
