@@ -28,6 +28,7 @@ class Request:
         self.peer = peer
         self.time = time.time()
         self.nth = 0  # this is the nth request to its path (query included), from 1
+        self.seq = 0  # and the seq-th request the stand-in got, from 1
 
     def h(self, name):
         return self.headers.get(name.lower())
@@ -100,6 +101,7 @@ class StandIn:
                       h.rfile.read(n) if n else b"", h.client_address)
         with self.lock:
             self.requests.append(req)
+            req.seq = len(self.requests)
             req.nth = self.per_path[req.path] = self.per_path.get(req.path, 0) + 1
             self.holding += 1
             self.max_holding = max(self.max_holding, self.holding)
