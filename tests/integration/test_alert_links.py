@@ -15,10 +15,10 @@ def test_links_in_row_both_directions_and_deletion():
     s = Stack("alert_links")
     try:
         admin = s.create_key("admin")
-        a = s.ingest(admin, "one", src_ip="198.51.100.8", dst_ip="198.51.100.7")
+        a = s.ingest(admin, "one", src_ip="198.51.100.7", domain="a.example")
         b = s.ingest(admin, "two", src_ip="198.51.100.7")
         ia = s.sql_value("SELECT array_agg(id ORDER BY id)::text FROM indicators "
-                         "WHERE value IN ('198.51.100.7', '198.51.100.8')")
+                         "WHERE value IN ('198.51.100.7', 'a.example')")
         assert_eq(ids_of(s, a), ia)
         # the view shows one row per link, as the table did
         assert_eq(s.sql_value("SELECT count(*) FROM alert_indicators l JOIN alerts x ON x.id = l.alert_id "
@@ -27,7 +27,7 @@ def test_links_in_row_both_directions_and_deletion():
         r = s.request("GET", "/v1/alerts/%s/indicators" % a, key=admin)
         assert_eq(r.status, 200, r.body)
         assert_eq([(x["type"], x["value"]) for x in r.json()["data"]],
-                  [("ip", "198.51.100.7"), ("ip", "198.51.100.8")])
+                  [("domain", "a.example"), ("ip", "198.51.100.7")])
         assert_eq(r.json()["meta"]["total"], 2)
         # reverse: the shared IP's sibling alert through the GIN index
         g = s.request("GET", "/v1/alerts/%s/relationship-graph" % a, key=admin).json()["data"]
@@ -47,7 +47,6 @@ def test_links_in_row_both_directions_and_deletion():
                               "OR array_length(indicator_ids, 1) IS NULL"), "0")
         assert_eq(ids_of(s, b), s.sql_value("SELECT array_agg(id)::text FROM indicators WHERE value = '198.51.100.8'"))
         # the view: an insert adds, a link to a missing alert is refused as the key refused it
-        s.sql("INSERT INTO indicators (type, value, first_seen, last_seen) VALUES ('domain', 'a.example', now(), now())")
         s.sql("INSERT INTO alert_indicators (alert_id, indicator_id) SELECT x.id, i.id FROM alerts x, indicators i "
               "WHERE x.uuid = '%s' AND i.value = 'a.example'" % b)
         assert_eq(s.sql_value("SELECT count(*) FROM alert_indicators l JOIN alerts x ON x.id = l.alert_id "
