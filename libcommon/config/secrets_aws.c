@@ -53,19 +53,11 @@ static const char *env_get(const struct aws *a, const char *name)
     return v && *v ? v : NULL;
 }
 
-static void wipe_str(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 static void creds_destroy(struct creds *c)
 {
-    wipe_str(c->access_key);
-    wipe_str(c->secret_key);
-    wipe_str(c->token);
+    free_wiped(c->access_key);
+    free_wiped(c->secret_key);
+    free_wiped(c->token);
     memset(c, 0, sizeof *c);
 }
 
@@ -174,7 +166,7 @@ static int container_token(struct aws *a, char **out)
         *out = xstrdup(tok);
     }
     if (*out && !header_ok(*out)) {
-        wipe_str(*out);
+        free_wiped(*out);
         *out = NULL;
         return failf(a, "the container authorization token contains a line break");
     }
@@ -221,8 +213,8 @@ static int creds_container(struct aws *a, struct creds *c)
     httpc_response_destroy(&r);
     c->source = "container";
 out:
-    wipe_str(tok);
-    wipe_str(hdr);
+    free_wiped(tok);
+    free_wiped(hdr);
     httpc_url_destroy(&u);
     free(url);
     return rc;
@@ -272,7 +264,7 @@ static int creds_imds(struct aws *a, struct creds *c)
         httpc_response_destroy(&r);
     }
     c->source = "instance metadata";
-    wipe_str(thdr);
+    free_wiped(thdr);
     free(role);
     free(url);
     free(base);
@@ -348,7 +340,7 @@ static char **signed_headers(const struct httpc_url *u, const char *region, cons
 static void free_strv(char **v)
 {
     for (size_t i = 0; v && v[i]; i++)
-        wipe_str(v[i]);
+        free_wiped(v[i]);
     free(v);
 }
 
@@ -383,7 +375,7 @@ static int store_secret(struct aws *a, const char *text, struct settings *out)
         } else {
             char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
             settings_set(out, k, s);
-            wipe_str(s);
+            free_wiped(s);
         }
     }
     json_decref(j);

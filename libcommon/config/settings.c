@@ -45,14 +45,6 @@ static const struct backend backends[] = {
      secrets_aws_load},
 };
 
-static void wipe_str(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 struct settings *settings_new(void)
 {
     struct settings *s = xcalloc(1, sizeof *s);
@@ -64,7 +56,7 @@ void settings_set(struct settings *s, const char *name, const char *value)
 {
     for (size_t i = 0; i < s->n; i++) {
         if (!strcmp(s->items[i].name, name)) {
-            wipe_str(s->items[i].value);
+            free_wiped(s->items[i].value);
             s->items[i].value = xstrdup(value);
             return;
         }
@@ -108,7 +100,7 @@ void settings_free(struct settings *s)
         return;
     for (size_t i = 0; i < s->n; i++) {
         free(s->items[i].name);
-        wipe_str(s->items[i].value);
+        free_wiped(s->items[i].value);
     }
     free(s->items);
     free(s);

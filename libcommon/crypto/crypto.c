@@ -8,7 +8,9 @@
 #include "crypto.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -287,6 +289,17 @@ static void uuid_random(unsigned char b[16])
     memcpy(b, p, 16);
     explicit_bzero(p, 16); /* an id handed out is not kept */
     uuid_pool_left -= 16;
+}
+
+void crypto_owner_id(char *out, size_t outlen, const char *prefix)
+{
+    char host[64] = "unknown";
+    unsigned char r[4];
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = 0;
+    crypto_random(r, sizeof r);
+    snprintf(out, outlen, "%s%s%s:%d:%02x%02x%02x%02x", prefix ? prefix : "", prefix ? ":" : "",
+             host, (int)getpid(), r[0], r[1], r[2], r[3]);
 }
 
 void crypto_uuid4(char out[37])

@@ -4,7 +4,8 @@
  * Offers: random bytes (fatal on failure), base64 (standard and urlsafe alphabets, with or
  * without padding; the decoder rejects any byte outside the alphabet), lowercase hex, SHA-256,
  * MD5 (alert fingerprints only), HMAC-SHA256, a constant-time comparison, UUIDv4 generation
- * and validation, and the parser of webhook signature headers ("sha256=" + 64 hex digits).
+ * and validation, lease owner names, and the parser of webhook signature headers ("sha256=" + 64
+ * hex digits).
  */
 #ifndef CALSETA_CRYPTO_H
 #define CALSETA_CRYPTO_H
@@ -56,6 +57,12 @@ int crypto_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 void crypto_uuid4(char out[37]);
 /* 1 if s is exactly 36 characters of the form 8-4-4-4-12 hex digits (either case), else 0. */
 int crypto_uuid_valid(const char *s);
+
+/* The name a process puts on the rows it leases, unique to this process start:
+ * "<prefix>:<host>:<pid>:<8 hex digits>" ("<host>:<pid>:<8 hex digits>" when prefix is NULL),
+ * so a restarted process (same host, maybe the same pid) never takes another's lease for its
+ * own. 128 bytes always hold it whole (host names are cut at 63 characters). */
+void crypto_owner_id(char *out, size_t outlen, const char *prefix);
 
 /* Parses a webhook signature header value hdr[0..len): an optional "sha256=" prefix followed
  * by exactly 64 hex digits (either case) and nothing else. 0 and out filled, or -1. */

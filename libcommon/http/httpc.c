@@ -273,3 +273,10 @@ int httpc_url_same_origin(const struct httpc_url *a, const struct httpc_url *b)
     return !strcmp(a->scheme, b->scheme) && !strcasecmp(a->host, b->host) &&
            a->port_num == b->port_num;
 }
+
+void httpc_slist_free_wiped(struct curl_slist *l)
+{
+    for (struct curl_slist *p = l; p; p = p->next)
+        explicit_bzero(p->data, strlen(p->data));
+    curl_slist_free_all(l);
+}

@@ -72,6 +72,10 @@ int httpc_url_same_origin(const struct httpc_url *a, const struct httpc_url *b);
  */
 void httpc_harden(CURL *h, int no_proxy);
 
+/* curl_slist_free_all() that zeroes every entry first: header lists of ours carry credentials
+ * and signatures. NULL is fine. */
+void httpc_slist_free_wiped(struct curl_slist *l);
+
 /* Percent-encodes everything but RFC 3986 unreserved characters. Caller frees. */
 char *httpc_escape(const char *s);
 

@@ -312,23 +312,52 @@ void pg_pool_set_queue_max(struct pg_pool *pool, size_t max)
     pool->queue_max = max;
 }
 
-int pg_exec_timeout(struct pg_pool *pool, const char *sql, int nparams, const char *const *values,
-                    int timeout_ms, pg_result_cb cb, void *arg)
+/* Queues q (its callback runs exactly once from now on). */
+static void query_submit(struct pg_pool *pool, struct pool_query *q)
 {
-    if (!pool || !sql || !cb || nparams < 0 || nparams > PG_MAX_PARAMS ||
-        (nparams > 0 && !values) || pool->final)
-        return -1;
-    struct pool_query *q = query_new(sql, nparams, values, timeout_ms, cb, arg);
     if (pool->closing) {
         pgp_fail(pool, q, "shutting down");
-        return 0;
+        return;
     }
     if (pool->queue.len >= pool->queue_max) {
         pgp_fail(pool, q, "queue full");
-        return 0;
+        return;
     }
     queue_add(pool, q);
     pgp_dispatch(pool);
+}
+
+static int args_valid(const struct pg_pool *pool, const char *sql, int nparams,
+                      const void *values, pg_result_cb cb)
+{
+    return pool && sql && cb && nparams >= 0 && nparams <= PG_MAX_PARAMS &&
+           (nparams == 0 || values) && !pool->final;
+}
+
+int pg_exec_timeout(struct pg_pool *pool, const char *sql, int nparams, const char *const *values,
+                    int timeout_ms, pg_result_cb cb, void *arg)
+{
+    if (!args_valid(pool, sql, nparams, values, cb))
+        return -1;
+    query_submit(pool, query_new(sql, nparams, values, timeout_ms, cb, arg));
+    return 0;
+}
+
+int pg_exec_owned(struct pg_pool *pool, const char *sql, int nparams, char **values,
+                  pg_result_cb cb, void *arg)
+{
+    if (!args_valid(pool, sql, nparams, values, cb)) {
+        for (int i = 0; values && i < nparams; i++)
+            free(values[i]);
+        return -1;
+    }
+    struct pool_query *q = query_new(sql, 0, NULL, 0, cb, arg);
+    if (nparams > 0) {
+        q->nparams = nparams;
+        q->values = xmalloc((size_t)nparams * sizeof(char *));
+        memcpy(q->values, values, (size_t)nparams * sizeof(char *));
+    }
+    query_submit(pool, q);
     return 0;
 }
 

@@ -90,6 +90,12 @@ int pg_exec(struct pg_pool *pool, const char *sql, int nparams, const char *cons
 int pg_exec_timeout(struct pg_pool *pool, const char *sql, int nparams, const char *const *values,
                     int timeout_ms, pg_result_cb cb, void *arg);
 
+/* As pg_exec(), but the parameters are taken instead of copied: values[i] (malloc'd or NULL)
+ * belong to the pool from the call on, whatever it returns. For parameters of tens of KB
+ * (the intake's batch documents), whose copy cost as much as building them. */
+int pg_exec_owned(struct pg_pool *pool, const char *sql, int nparams, char **values,
+                  pg_result_cb cb, void *arg);
+
 /*
  * LISTENs on channel (exact name, case-sensitive, quoted by the pool) on a dedicated connection
  * opened on first use; cb(arg, channel, payload) runs for every notification on it. Each time the

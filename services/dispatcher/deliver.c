@@ -158,12 +158,6 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-static void wipe_list(struct curl_slist *l)
-{
-    for (; l; l = l->next)
-        explicit_bzero(l->data, strlen(l->data));
-}
-
 void delivery_curl_done(void *arg, CURL *easy, CURLcode rc)
 {
     struct dispatcher *d = arg;
@@ -174,8 +168,7 @@ void delivery_curl_done(void *arg, CURL *easy, CURLcode rc)
     curluv_remove(d->cm, easy);
     curl_easy_cleanup(easy);
     v->easy = NULL;
-    wipe_list(v->headers);
-    curl_slist_free_all(v->headers);
+    httpc_slist_free_wiped(v->headers);
     v->headers = NULL;
     char err[CURL_ERROR_SIZE + 64];
     if (rc == CURLE_OK || (rc == CURLE_WRITE_ERROR && v->truncated && code)) {
@@ -265,8 +258,7 @@ static struct curl_slist *build_headers(struct delivery *v, char *err, size_t er
         uint8_t *plain = NULL;
         size_t n = 0;
         if (fernet_decrypt(d->key, hval, &plain, &n) != 0) {
-            wipe_list(h);
-            curl_slist_free_all(h);
+            httpc_slist_free_wiped(h);
             snprintf(err, errlen, "the agent's auth_header_value cannot be decrypted with this "
                                   "ENCRYPTION_KEY");
             return NULL;

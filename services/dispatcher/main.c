@@ -16,6 +16,7 @@
  *
  * The intake never sends webhooks: agent secrets are decrypted only here, at send time.
  */
+#include "crypto.h"
 #include "curluv.h"
 #include "dispatcher.h"
 #include "log.h"
@@ -29,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -44,18 +44,6 @@ static void harden(void)
         msg_warn("setrlimit(RLIMIT_CORE) failed");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         msg_warn("prctl(PR_SET_NO_NEW_PRIVS) failed");
-}
-
-static void make_owner(struct dispatcher *d)
-{
-    char host[64] = "unknown";
-    unsigned char rnd[4] = {0};
-    gethostname(host, sizeof host - 1);
-    host[sizeof host - 1] = 0;
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-        msg_warn("getrandom failed; lease owner id less unique");
-    snprintf(d->owner, sizeof d->owner, "dispatcher:%s:%d:%02x%02x%02x%02x", host, (int)getpid(),
-             rnd[0], rnd[1], rnd[2], rnd[3]);
 }
 
 static void on_pool_closed(void *arg)
@@ -145,7 +133,7 @@ int main(void)
         msg_warn("AGENT_WEBHOOK_ALLOW_LOOPBACK=true: webhooks may reach loopback addresses (for "
                  "tests only; cloud-metadata addresses stay blocked)");
     d.cm = curluv_new(d.loop, delivery_curl_done, &d);
-    make_owner(&d);
+    crypto_owner_id(d.owner, sizeof d.owner, "dispatcher");
     record_init(&d);
     claim_start(&d);
     uv_signal_init(d.loop, &d.sigterm);

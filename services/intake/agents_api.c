@@ -243,6 +243,25 @@ struct created {
     char secret[64];
 };
 
+/* A fresh signing secret for an answer of `status`, and its encryption for the row in *token
+ * (caller frees). NULL, with the 400 answered, when no ENCRYPTION_KEY can encrypt it. */
+static struct created *created_new(struct reqctx *rc, struct agents_api *a, int status,
+                                   char **token)
+{
+    struct created *c = xcalloc(1, sizeof *c);
+    c->rc = rc;
+    c->status = status;
+    new_secret(c->secret);
+    *token = NULL;
+    if (encrypt_text(a, c->secret, token) != 0) {
+        explicit_bzero(c->secret, sizeof c->secret);
+        free(c);
+        no_key(rc);
+        return NULL;
+    }
+    return c;
+}
+
 static void on_created(void *arg, PGresult *res, const char *err)
 {
     struct created *c = arg;
@@ -314,15 +333,9 @@ static void save_write(struct save_op *op)
     }
     json_object_del(op->body, "auth_header_value"); /* never sent to the database in clear */
     if (op->create) {
-        struct created *c = xcalloc(1, sizeof *c);
-        c->rc = rc;
-        c->status = 201;
-        new_secret(c->secret);
-        char *token = NULL;
-        if (encrypt_text(a, c->secret, &token) != 0) {
-            explicit_bzero(c->secret, sizeof c->secret);
-            free(c);
-            no_key(rc);
+        char *token;
+        struct created *c = created_new(rc, a, 201, &token);
+        if (!c) {
             save_free(op);
             return;
         }
@@ -451,17 +464,10 @@ void route_rotate_agent_secret(struct reqctx *rc)
     if (require_uuid_param(rc, 0, uuid) != 0)
         return;
     struct agents_api *a = api(rc);
-    struct created *c = xcalloc(1, sizeof *c);
-    c->rc = rc;
-    c->status = 200;
-    new_secret(c->secret);
-    char *token = NULL;
-    if (encrypt_text(a, c->secret, &token) != 0) {
-        explicit_bzero(c->secret, sizeof c->secret);
-        free(c);
-        no_key(rc);
+    char *token;
+    struct created *c = created_new(rc, a, 200, &token);
+    if (!c)
         return;
-    }
     char overlap[24];
     snprintf(overlap, sizeof overlap, "%lld", a->secret_overlap_s);
     const char *p[3] = {uuid, token, overlap};

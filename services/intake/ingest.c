@@ -481,15 +481,15 @@ static void send_batch(struct ingest_batcher *b)
     buf_append(&pay, "]", 1);
     char hours[16];
     snprintf(hours, sizeof hours, "%d", in->cfg.alert_dedup_window_hours);
-    const char *params[3] = {doc.data, hours, pay.data};
+    /* handed to the pool, not copied: the documents are most of the bytes of a batch */
+    char *params[3] = {doc.data, xstrdup(hours), pay.data};
     b->inflight++;
     prom_ingest_batch(in, take);
-    int sent = pg_exec(in->pg,
-                       "SELECT idx, alert_uuid, alert_id, job_id, is_duplicate, duplicate_count "
-                       "FROM calseta_ingest_batch($1::jsonb, $2::int, $3::json)",
-                       3, params, on_batch_done, bt);
-    buf_destroy(&doc);
-    buf_destroy(&pay);
+    int sent = pg_exec_owned(in->pg,
+                             "SELECT idx, alert_uuid, alert_id, job_id, is_duplicate, "
+                             "duplicate_count FROM calseta_ingest_batch($1::jsonb, $2::int, "
+                             "$3::json)",
+                             3, params, on_batch_done, bt);
     if (sent != 0) { /* the pool is gone (shutdown): nothing was stored, nothing is in flight */
         b->inflight--;
         for (size_t i = 0; i < take; i++) {

@@ -213,6 +213,9 @@ void mappings_refresh(struct intake *in);
 /* metrics_api.c: one pass of the metrics rollup (housekeeping); skipped while one is in flight
  * in this process, and a no-op in PostgreSQL while another process's pass holds its lock. */
 void metrics_rollup_run(struct intake *in);
+/* links_merge.c: the periodic merge of the alert links' GIN pending list */
+void links_merge_start(struct intake *in);
+void links_merge_stop(void);
 /* Reloads on every change notification of indicator_field_mappings. */
 void mappings_listen(struct intake *in);
 void mappings_apply(struct intake *in, const struct normalized_alert *na, const char *source,

@@ -74,6 +74,7 @@ static void on_drained(void *arg)
     msg_info("drained: no request in flight, stopping");
     uv_timer_stop(&in->housekeeping);
     uv_close((uv_handle_t *)&in->housekeeping, NULL);
+    links_merge_stop();
     uv_close((uv_handle_t *)&in->drain_deadline, NULL);
     uv_close((uv_handle_t *)&in->sigterm, NULL);
     uv_close((uv_handle_t *)&in->sigint, NULL);
@@ -198,6 +199,7 @@ int main(void)
     uv_timer_init(in.loop, &in.housekeeping);
     in.housekeeping.data = &in;
     uv_timer_start(&in.housekeeping, on_housekeeping, 15000, 15000);
+    links_merge_start(&in);
     uv_timer_init(in.loop, &in.drain_deadline);
     in.drain_deadline.data = &in;
     uv_signal_init(in.loop, &in.sigterm);

@@ -71,18 +71,6 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&wd->drain_wait, on_drain_wait, 0, 100);
 }
 
-/* workflowd:<host>:<pid>:<random>, unique per process start. */
-static void lease_owner(char *out, size_t outlen)
-{
-    char host[64] = "?";
-    uint8_t r[4];
-    gethostname(host, sizeof host - 1);
-    host[sizeof host - 1] = 0;
-    crypto_random(r, sizeof r);
-    snprintf(out, outlen, "workflowd:%s:%d:%02x%02x%02x%02x", host, (int)getpid(), r[0], r[1],
-             r[2], r[3]);
-}
-
 static int options_load(struct workflowd *wd, char *err, size_t errlen)
 {
     return setting_integer(wd->cfg->settings, "WORKFLOWD_POLL_INTERVAL_MS", 100, 600000,
@@ -110,7 +98,7 @@ int main(void)
     wd.loop = uv_default_loop();
     wd.pg = pg_pool_new(wd.loop, cfg.database_url, 2, 30000);
     wd.audit = audit_client_new(&cfg, "workflowd", wd.loop);
-    lease_owner(wd.owner, sizeof wd.owner);
+    crypto_owner_id(wd.owner, sizeof wd.owner, "workflowd");
     runs_init(&wd);
     requests_init(&wd);
     notifier_init(&wd);

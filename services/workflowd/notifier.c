@@ -82,21 +82,6 @@ struct send {
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
-static void slist_wipe_free(struct curl_slist *l)
-{
-    for (struct curl_slist *p = l; p; p = p->next)
-        explicit_bzero(p->data, strlen(p->data));
-    curl_slist_free_all(l);
-}
-
 static void strip_trailing_slashes(char *s)
 {
     size_t n = s ? strlen(s) : 0;
@@ -178,8 +163,8 @@ static void maybe_free_notifier(struct notifier *n)
 {
     if (!n->freed || n->open_handles > 0)
         return;
-    wipe_free(n->token);
-    wipe_free(n->webhook_url);
+    free_wiped(n->token);
+    free_wiped(n->webhook_url);
     free(n->api_url);
     free(n->default_channel);
     free(n->base_url);
@@ -191,8 +176,8 @@ static void on_send_closed(uv_handle_t *h)
 {
     struct send *s = h->data;
     struct notifier *n = s->n;
-    wipe_free(s->url);
-    wipe_free(s->body);
+    free_wiped(s->url);
+    free_wiped(s->body);
     free(s->channel);
     buf_destroy(&s->resp);
     free(s);
@@ -362,7 +347,7 @@ static void on_transfer_done(void *arg, CURL *easy, CURLcode rc)
     curluv_remove(n->multi, easy);
     curl_easy_cleanup(easy);
     s->easy = NULL;
-    slist_wipe_free(s->headers);
+    httpc_slist_free_wiped(s->headers);
     s->headers = NULL;
     judge(s, rc, status);
 }
@@ -380,7 +365,7 @@ static void transfer_start(struct send *s)
         char *auth = xmalloc(strlen(n->token) + 32);
         sprintf(auth, "Authorization: Bearer %s", n->token);
         s->headers = curl_slist_append(s->headers, auth);
-        wipe_free(auth);
+        free_wiped(auth);
     }
     buf_reset(&s->resp);
     s->easy = h;
@@ -562,8 +547,8 @@ static json_t *slack_request(struct notifier *n, json_t *a)
     sprintf(link, "<%s|Review and decide in the browser>", url);
     json_array_append_new(blocks, json_pack("{s:s,s:[{s:s,s:s}]}", "type", "context", "elements",
                                             "type", "mrkdwn", "text", link));
-    wipe_free(link);
-    wipe_free(url);
+    free_wiped(link);
+    free_wiped(url);
     char *title = title_of(a, "Workflow Approval");
     json_t *msg = json_pack("{s:s,s:s,s:o}", "channel", slack_channel(n, a), "text", title,
                             "blocks", blocks);
@@ -689,7 +674,7 @@ static json_t *teams_request(struct notifier *n, json_t *a)
                                 "Action.OpenUrl", "title", "Approve via API", "url", api_a.data,
                                 "type", "Action.OpenUrl", "title", "Reject via API", "url",
                                 api_r.data);
-    wipe_free(url);
+    free_wiped(url);
     buf_destroy(&api_a);
     buf_destroy(&api_r);
     free(title);
@@ -906,7 +891,7 @@ void notifier_free(struct workflowd *wd)
         if (s->easy) {
             curluv_remove(n->multi, s->easy);
             curl_easy_cleanup(s->easy);
-            slist_wipe_free(s->headers);
+            httpc_slist_free_wiped(s->headers);
             s->easy = NULL;
         }
         send_finish(s);

@@ -145,8 +145,8 @@ def capture(args):
             "'tags', to_jsonb(a.tags), 'fingerprint', a.fingerprint, 'actor_key_prefix', 'cai_bench', "
             "'rule_ref', (SELECT d.source_rule_id FROM detection_rules d WHERE d.id = a.detection_rule_id), "
             "'indicators', coalesce((SELECT jsonb_agg(jsonb_build_object('type', i.type, 'value', i.value) "
-            "ORDER BY i.type, i.value) FROM alert_indicators l JOIN indicators i ON i.id = l.indicator_id "
-            "WHERE l.alert_id = a.id), '[]')) ORDER BY a.id) FROM alerts a")
+            "ORDER BY i.type, i.value) FROM indicators i WHERE i.id = ANY (a.indicator_ids)), '[]')) "
+            "ORDER BY a.id) FROM alerts a")
     finally:
         s.stop()
     docs = json.loads(doc)

@@ -450,7 +450,7 @@ def ceiling(s, batch, a, name, expr):
         harness.psql(harness.db_url_for("postgres"), "DROP DATABASE IF EXISTS %s" % scratch, check=False)
 
 
-INGEST_TABLES = "alerts, alert_indicators, indicators, indicator_sightings, enrichment_jobs, activity_events"
+INGEST_TABLES = "alerts, indicators, indicator_sightings, enrichment_jobs, activity_events"
 
 
 def settle(s, a):

@@ -135,8 +135,10 @@ def main():
         pids = ",".join(str(p.p.pid) for p in s.intakes)
         perf = strace = None
         if a.perf:
-            perf = subprocess.Popen(["perf", "record", "-q", "-F", "1999"] + (["--call-graph", "dwarf,8192"] if os.environ.get("PERF_DWARF") else []) + [ "-o", a.perf, "-p", pids,
-                                     "--", "sleep", str(max(1, a.seconds - 2))], stdout=subprocess.DEVNULL)
+            graph = ["--call-graph", "dwarf,8192"] if os.environ.get("PERF_DWARF") else []
+            perf = subprocess.Popen(["perf", "record", "-q", "-F", "1999"] + graph +
+                                    ["-o", a.perf, "-p", pids, "--", "sleep", str(max(1, a.seconds - 2))],
+                                    stdout=subprocess.DEVNULL)
         if a.strace:
             strace = subprocess.Popen(["strace", "-c", "-f", "-o", "/dev/stderr"] +
                                       [x for p in s.intakes for x in ("-p", str(p.p.pid))],

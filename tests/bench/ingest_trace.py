@@ -57,7 +57,7 @@ STATE = ("SELECT extract(epoch FROM now()) || '|' || (SELECT checkpoints_timed +
          "|| '|' || coalesce((SELECT string_agg(relname || '=' || coalesce(extract(epoch FROM last_autoanalyze)::text, '') "
          "|| '/' || coalesce(extract(epoch FROM last_autovacuum)::text, '') || '/' || autoanalyze_count || '/' || "
          "autovacuum_count, ' ' ORDER BY relname) FROM pg_stat_user_tables WHERE relname IN "
-         "('alerts', 'alert_indicators', 'indicators', 'indicator_sightings', 'enrichment_jobs', 'activity_events')), '')")
+         "('alerts', 'indicators', 'indicator_sightings', 'enrichment_jobs', 'activity_events')), '')")
 
 
 class Tracer(threading.Thread):

@@ -27,6 +27,8 @@ class Request:
         self.body = body
         self.peer = peer
         self.time = time.time()
+        self.nth = 0  # this is the nth request to its path (query included), from 1
+        self.seq = 0  # and the seq-th request the stand-in got, from 1
 
     def h(self, name):
         return self.headers.get(name.lower())
@@ -75,6 +77,7 @@ class StandIn:
     def reset(self):
         with self.lock:
             self.requests = []
+            self.per_path = {}
             self.holding = 0
             self.max_holding = 0
             self.peers = set()
@@ -98,6 +101,8 @@ class StandIn:
                       h.rfile.read(n) if n else b"", h.client_address)
         with self.lock:
             self.requests.append(req)
+            req.seq = len(self.requests)
+            req.nth = self.per_path[req.path] = self.per_path.get(req.path, 0) + 1
             self.holding += 1
             self.max_holding = max(self.max_holding, self.holding)
             self.peers.add(h.client_address)

@@ -19,105 +19,64 @@ plays two enrichment providers (VirusTotal answers, AbuseIPDB refuses with 403).
 import base64
 import hashlib
 import hmac
-import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Stack, assert_eq, run_tests  # noqa: E402
+from standin import StandIn  # noqa: E402
 
 KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 HEADER_VALUE = "agent-bearer-6d0c1f9a77"
 VT_KEY = "vt-dispatch-key-31f0"
 
 
-class Agent:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.reqs = []  # (path, headers, body, time)
-        self.counts = {}
-        outer = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                outer.handle(self, b"")
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                outer.handle(self, self.rfile.read(n) if n else b"")
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        self.server.handle_error = lambda *a: None
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
-
-    def send(self, h, status, obj):
-        data = json.dumps(obj).encode()
-        try:
-            h.send_response(status)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(len(data)))
-            h.end_headers()
-            h.wfile.write(data)
-        except OSError:
-            pass
-
-    def handle(self, h, body):
-        p = h.path
-        with self.lock:
-            self.reqs.append((p, {k.lower(): v for k, v in h.headers.items()}, body, time.time()))
-            n = self.counts[p] = self.counts.get(p, 0) + 1
-        if p.startswith("/vt/"):
-            if h.headers.get("x-apikey") != VT_KEY:
-                return self.send(h, 401, {})
-            return self.send(h, 200, {"data": {"attributes": {"last_analysis_stats": {"malicious": 3, "suspicious": 0},
-                                                              "reputation": -5, "tags": ["t"]}}})
-        if p.startswith("/abuse/"):
-            return self.send(h, 403, {"error": "forbidden"})
-        if p.startswith("/flaky"):  # 500 twice, then 200
-            return self.send(h, 500 if n <= 2 else 200, {"n": n})
-        if p.startswith("/hang-once"):
-            if n == 1:
-                time.sleep(6)
-            return self.send(h, 200, {"n": n})
-        if p.startswith("/hang"):
+def agent_answer(req):
+    """The agent endpoints (and the two providers) the tests name by path."""
+    p, n = req.path, req.nth
+    if p.startswith("/vt/"):
+        if req.headers.get("x-apikey") != VT_KEY:
+            return 401, {}
+        return 200, {"data": {"attributes": {"last_analysis_stats": {"malicious": 3, "suspicious": 0},
+                                             "reputation": -5, "tags": ["t"]}}}
+    if p.startswith("/abuse/"):
+        return 403, {"error": "forbidden"}
+    if p.startswith("/flaky"):  # 500 twice, then 200
+        return (500 if n <= 2 else 200), {"n": n}
+    if p.startswith("/hang-once"):
+        if n == 1:
             time.sleep(6)
-            return self.send(h, 200, {})
-        if p.startswith("/big"):
-            return self.send(h, 200, {"x": "y" * 300000})
-        return self.send(h, 200, {"received": True})
-
-    def hits(self, prefix):
-        with self.lock:
-            return [r for r in self.reqs if r[0].startswith(prefix)]
-
-    def wait(self, prefix, n=1, timeout=20):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            got = self.hits(prefix)
-            if len(got) >= n:
-                return got
-            time.sleep(0.05)
-        raise AssertionError("agent %s: %d requests, wanted %d\n%s" % (prefix, len(self.hits(prefix)), n,
-                                                                        S["stack"].logs()))
+        return 200, {"n": n}
+    if p.startswith("/hang"):
+        time.sleep(6)
+        return 200, {}
+    if p.startswith("/big"):
+        return 200, {"x": "y" * 300000}
+    return 200, {"received": True}
 
 
-AGENT = Agent()
+def hits(prefix):
+    with AGENT.lock:
+        return [r for r in AGENT.requests if r.path.startswith(prefix)]
+
+
+def wait(prefix, n=1, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = hits(prefix)
+        if len(got) >= n:
+            return got
+        time.sleep(0.05)
+    raise AssertionError("agent %s: %d requests, wanted %d\n%s" % (prefix, len(hits(prefix)), n,
+                                                                    S["stack"].logs()))
+
+
+AGENT = StandIn(agent_answer)
 S = {}
 ENV = {"ENCRYPTION_KEY": KEY, "AGENT_WEBHOOK_ALLOW_LOOPBACK": "true", "ENRICHER_ALLOW_LOOPBACK": "true",
        "ENRICHER_POLL_INTERVAL_MS": "200", "DISPATCHER_POLL_INTERVAL_MS": "300", "DISPATCHER_LEASE_SECONDS": "1",
@@ -128,7 +87,7 @@ ENV = {"ENCRYPTION_KEY": KEY, "AGENT_WEBHOOK_ALLOW_LOOPBACK": "true", "ENRICHER_
 def setup():
     if "stack" not in S:
         st = Stack("dispatch", env=ENV, services=("auditd", "intake", "jobbus", "enricher", "dispatcher"))
-        base = "http://127.0.0.1:%d" % AGENT.port
+        base = AGENT.url
         st.sql("UPDATE enrichment_providers SET http_config = replace(replace(http_config::text, "
                "'https://www.virustotal.com', '%s/vt'), 'https://api.abuseipdb.com', '%s/abuse')::jsonb"
                % (base, base))
@@ -146,7 +105,7 @@ def quiet_others():
 
 def agent(path, **kw):
     st, admin = setup()
-    b = {"name": "agent-" + path.strip("/").replace("/", "-"), "endpoint_url": AGENT.url(path),
+    b = {"name": "agent-" + path.strip("/").replace("/", "-"), "endpoint_url": AGENT.url + path,
          "trigger_on_sources": ["nomatch"]}
     b.update(kw)
     r = st.request("POST", "/v1/agents", key=admin, body=b)
@@ -155,7 +114,7 @@ def agent(path, **kw):
 
 
 def verify(req, secret):
-    _, h, body, _ = req
+    h, body = req.headers, req.body
     ts = h["x-calseta-timestamp"]
     assert abs(int(ts) - time.time()) < 300
     sigs = [s.strip() for s in h["x-calseta-signature"].split(",")]
@@ -194,12 +153,12 @@ def test_delivery_after_enrichment():
     S["secret"], S["hook_uuid"] = a["webhook_secret"], a["uuid"]
     agent("/never", trigger_on_sources=["generic"], trigger_on_severities=["Low"])
     au = ingest_generic("Tor login")
-    req = AGENT.wait("/hook")[0]
-    _, h, body, _ = req
+    req = wait("/hook")[0]
+    h = req.headers
     assert verify(req, S["secret"]), h
     assert_eq(h["authorization"], HEADER_VALUE)
     assert_eq(h["content-type"], "application/json")
-    p = json.loads(body)
+    p = req.json()
     assert_eq(p["alert"]["uuid"], au)
     meta = p["alert"]["_metadata"]
     assert_eq(meta["enrichment"]["succeeded"], ["virustotal"], meta)
@@ -217,7 +176,7 @@ def test_delivery_after_enrichment():
                             "WHERE g.uuid = '%s'" % a["uuid"])
     assert_eq(h["x-calseta-delivery"], delivery)
     wait_sql("SELECT status FROM agent_deliveries WHERE uuid = '%s'" % delivery, "done")
-    assert_eq(AGENT.hits("/never"), [])
+    assert_eq(hits("/never"), [])
     r = st.request("GET", "/v1/agents/%s/runs" % a["uuid"], key=admin)
     run = r.json()["data"][0]
     assert_eq((run["status"], run["response_status_code"], run["attempt_count"], run["alert_uuid"],
@@ -236,9 +195,9 @@ def test_retry_500_then_success():
     r = st.request("POST", "/v1/alerts/%s/dispatch-agent?agent_uuid=%s" % (au, a["uuid"]), key=admin)
     assert_eq(r.status, 202, r.body)
     assert_eq(r.json()["data"], {"agent_uuid": a["uuid"], "agent_name": a["name"], "alert_uuid": au})
-    reqs = AGENT.wait("/flaky", 3, timeout=30)
-    assert_eq(len({x[1]["x-calseta-delivery"] for x in reqs}), 1)
-    assert reqs[1][3] - reqs[0][3] >= 0.9 and reqs[2][3] - reqs[1][3] >= 1.9, [x[3] for x in reqs]
+    reqs = wait("/flaky", 3, timeout=30)
+    assert_eq(len({x.headers["x-calseta-delivery"] for x in reqs}), 1)
+    assert reqs[1].time - reqs[0].time >= 0.9 and reqs[2].time - reqs[1].time >= 1.9, [x.time for x in reqs]
     wait_sql("SELECT count(*) FROM agent_runs r JOIN agent_registrations g ON g.id = r.agent_registration_id "
              "WHERE g.uuid = '%s'" % a["uuid"], "3")
     runs = st.request("GET", "/v1/agents/%s/runs" % a["uuid"], key=admin).json()["data"]
@@ -258,9 +217,9 @@ def test_timeout_and_hanging_agent_does_not_delay_another():
         "title": "slow", "severity": "low", "tags": ["slowtest"]}})
     au = r.json()["data"]["alert_uuid"]
     t0 = time.time()
-    AGENT.wait("/hang")
-    AGENT.wait("/fast")
-    hang_t, fast_t = AGENT.hits("/hang")[0][3], AGENT.hits("/fast")[0][3]
+    wait("/hang")
+    wait("/fast")
+    hang_t, fast_t = hits("/hang")[0].time, hits("/fast")[0].time
     assert abs(fast_t - hang_t) < 1.5, (fast_t - hang_t)
     wait_sql("SELECT last_status FROM agent_deliveries d JOIN agent_registrations g ON g.id = d.agent_id "
              "WHERE g.uuid = '%s'" % fast["uuid"], "success", timeout=3)
@@ -282,16 +241,16 @@ def test_kill9_mid_delivery_lease_taken_over():
     disp = [p for p in st.procs if p.name == "dispatcher" and p.alive()][0]
     r = st.request("POST", "/v1/alerts/%s/dispatch-agent?agent_uuid=%s" % (au, a["uuid"]), key=admin)
     assert_eq(r.status, 202)
-    first = AGENT.wait("/hang-once")[0]
+    first = wait("/hang-once")[0]
     disp.p.send_signal(signal.SIGKILL)
     disp.p.wait()
     st.start("dispatcher")
-    reqs = AGENT.wait("/hang-once", 2, timeout=30)
-    assert_eq(reqs[1][1]["x-calseta-delivery"], first[1]["x-calseta-delivery"])
+    reqs = wait("/hang-once", 2, timeout=30)
+    assert_eq(reqs[1].headers["x-calseta-delivery"], first.headers["x-calseta-delivery"])
     assert verify(reqs[1], a["webhook_secret"])
-    assert reqs[1][3] - first[3] >= 8, "taken over before the lease (timeout + lease) expired"
+    assert reqs[1].time - first.time >= 8, "taken over before the lease (timeout + lease) expired"
     wait_sql("SELECT status || ':' || claims || ':' || attempts FROM agent_deliveries WHERE uuid = '%s'"
-             % first[1]["x-calseta-delivery"], "done:2:1")
+             % first.headers["x-calseta-delivery"], "done:2:1")
 
 
 def test_ssrf_at_send_time():
@@ -317,7 +276,7 @@ def test_ssrf_at_send_time():
             run = st.request("GET", "/v1/agents/%s/runs" % x["uuid"], key=admin).json()["data"]
             assert_eq(len(run), 1, run)  # refused addresses are not retried
             assert "SSRF" in run[0]["error"], run
-        assert_eq(AGENT.hits("/rebind"), [])
+        assert_eq(hits("/rebind"), [])
     finally:
         assert_eq(strict.stop(), 0)
         st.start("dispatcher")
@@ -335,7 +294,7 @@ def test_trigger_agents_dispatch_agent_and_errors():
     r = st.request("POST", "/v1/alerts/%s/trigger-agents" % au, key=admin)
     assert_eq(r.status, 202, r.body)
     assert_eq(r.json()["data"], {"queued_agent_count": 1, "agent_names": [a["name"]]})
-    AGENT.wait("/trig")
+    wait("/trig")
     r = st.request("POST", "/v1/alerts/%s/trigger-agents" % uuid.uuid4(), key=admin)
     assert_eq((r.status, r.json()["error"]["message"]), (404, "Alert not found."))
     r = st.request("POST", "/v1/alerts/%s/dispatch-agent?agent_uuid=%s" % (uuid.uuid4(), a["uuid"]), key=admin)
@@ -363,18 +322,18 @@ def test_test_endpoint_and_rotation_overlap():
     assert_eq(r.status, 200, r.body)
     d = r.json()["data"]
     assert_eq((d["delivered"], d["status_code"], d["error"]), (True, 200, None))
-    req = AGENT.wait("/testhook")[0]
+    req = wait("/testhook")[0]
     assert verify(req, a["webhook_secret"])
-    body = json.loads(req[2])
+    body = json.loads(req.body)
     assert_eq((body["test"], body["alert"]["source_name"]), (True, a["name"]))
-    assert_eq(req[1]["x-token"], HEADER_VALUE)
+    assert_eq(req.headers["x-token"], HEADER_VALUE)
     r = st.request("POST", "/v1/agents/%s/rotate-secret" % a["uuid"], key=admin)
     new = r.json()["data"]["webhook_secret"]
     r = st.request("POST", "/v1/agents/%s/test" % a["uuid"], key=admin)
     assert_eq(r.json()["data"]["delivered"], True)
-    req = AGENT.wait("/testhook", 2)[1]
+    req = wait("/testhook", 2)[1]
     assert verify(req, new) and verify(req, a["webhook_secret"])
-    assert_eq(len(req[1]["x-calseta-signature"].split(",")), 2)
+    assert_eq(len(req.headers["x-calseta-signature"].split(",")), 2)
     # a refused address is reported, not probed
     m = agent("/m2")
     st.sql("UPDATE agent_registrations SET endpoint_url = 'http://169.254.169.254/' WHERE uuid = '%s'" % m["uuid"])
@@ -409,4 +368,4 @@ if __name__ == "__main__":
     finally:
         if "stack" in S:
             S["stack"].stop()
-        AGENT.server.shutdown()
+        AGENT.close()

@@ -13,14 +13,13 @@ built-in whose code a user replaced see ctx.integrations.okta/entra None; no tok
 any run record, activity event, audit line or process log.
 """
 import glob
-import http.server
 import json
 import os
-import threading
 import time
 import urllib.parse
 
 from harness import BIN, Stack, assert_eq, run_tests
+from standin import StandIn
 
 SERVICES = ("auditd", "runner", "intake")
 OKTA_TOKEN = "okta-ssws-bi-7c1f00d2e9"
@@ -52,32 +51,23 @@ MFA_METHODS = [
 ]
 
 
-class StandIn(http.server.BaseHTTPRequestHandler):
+class IdentityAPIs(StandIn):
     """/okta/api/v1/... (Okta), /login/{tenant}/oauth2/v2.0/token, /graph/v1.0/... (Graph).
     Every request is recorded as (method, path, query, auth, body) with problems, if any."""
-    seen = []
-    problems = []
-    lock = threading.Lock()
 
-    def log_message(self, *a):
-        pass
+    def __init__(self):
+        self.seen = []
+        self.problems = []
+        super().__init__(self.answer)
 
     def _reply(self, status, obj=None):
-        body = b"" if obj is None else json.dumps(obj).encode()
-        self.send_response(status)
-        if obj is not None:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        return status, (b"" if obj is None else obj)
 
-    def _handle(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(n) if n else b""
-        u = urllib.parse.urlsplit(self.path)
-        rec = {"method": self.command, "path": u.path, "query": u.query,
-               "auth": self.headers.get("Authorization", ""), "body": body.decode("utf-8", "replace"),
-               "ctype": self.headers.get("Content-Type", "")}
+    def answer(self, req):
+        u = urllib.parse.urlsplit(req.path)
+        rec = {"method": req.method, "path": u.path, "query": u.query,
+               "auth": req.h("Authorization") or "", "body": req.body.decode("utf-8", "replace"),
+               "ctype": req.h("Content-Type") or ""}
         with self.lock:
             self.seen.append(rec)
         if u.path.startswith("/okta/api/v1/"):
@@ -174,16 +164,13 @@ class StandIn(http.server.BaseHTTPRequestHandler):
         self._problem(rec, "unexpected Graph call")
         return self._reply(400, {"error": {"code": "BadRequest"}})
 
-    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _handle
+
+CURRENT = [None]  # the stand-in of the test in progress
 
 
 def standin():
-    StandIn.seen = []
-    StandIn.problems = []
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, srv.server_address[1]
+    CURRENT[0] = IdentityAPIs()
+    return CURRENT[0], CURRENT[0].port
 
 
 def configured_env(port):
@@ -236,14 +223,14 @@ def wait_run(s, run_uuid, timeout=60):
 
 def execute_approved(s, k, wf_uuid, account):
     """Execute (gated: pending, no run, no call), approve over REST; the finished run."""
-    before = len(StandIn.seen)
+    before = len(CURRENT[0].seen)
     r = s.request("POST", "/v1/workflows/%s/execute" % wf_uuid, key=k,
                   body={"indicator_type": "account", "indicator_value": account})
     assert_eq(r.status, 202, r.body)
     d = r.json()["data"]
     assert_eq(d["status"], "pending_approval", d)
     time.sleep(0.3)
-    assert_eq(len(StandIn.seen), before, "a call before approval")
+    assert_eq(len(CURRENT[0].seen), before, "a call before approval")
     assert_eq(s.sql_value("SELECT count(*) FROM workflow_runs r JOIN workflows w ON "
                           "w.id = r.workflow_id WHERE w.uuid = '%s' AND r.status IN "
                           "('queued', 'running')" % wf_uuid), "0")
@@ -254,7 +241,7 @@ def execute_approved(s, k, wf_uuid, account):
 
 
 def calls_since(n):
-    return [(c["method"], c["path"], c["query"]) for c in StandIn.seen[n:]]
+    return [(c["method"], c["path"], c["query"]) for c in CURRENT[0].seen[n:]]
 
 
 def assert_no_secret(s):
@@ -344,10 +331,10 @@ def test_not_configured_fails_clearly():
             assert_eq(st, "failed", res)
             assert "integration is not configured" in res["message"], res
             assert_eq(res["data"], {"account": ALICE})
-        assert_eq(StandIn.seen, [])
+        assert_eq(CURRENT[0].seen, [])
     finally:
         s.stop()
-        srv.shutdown()
+        srv.close()
 
 
 def test_builtins_call_the_apis():
@@ -370,7 +357,7 @@ def test_builtins_call_the_apis():
                                              % uid, ""),
         }
         for name, call in okta_expect.items():
-            n = len(StandIn.seen)
+            n = len(CURRENT[0].seen)
             st, res, _ = execute_approved(s, k, b[name][0], ALICE)
             assert_eq((st, res["data"]), ("success", {"account": ALICE}), (name, res))
             assert ALICE in res["message"], res
@@ -388,15 +375,15 @@ def test_builtins_call_the_apis():
                 ("DELETE", g + "/authentication/fido2Methods/fi-0004", "")],
         }
         for name, calls in entra_expect.items():
-            n = len(StandIn.seen)
+            n = len(CURRENT[0].seen)
             st, res, _ = execute_approved(s, k, b[name][0], ALICE)
             assert_eq((st, res["data"]), ("success", {"account": ALICE}), (name, res))
             assert_eq(calls_since(n), [token] + calls, name)  # one token per run, then reused
             if name.endswith("Account"):
                 want = {"accountEnabled": name.endswith("Enable Account")}
-                assert_eq(json.loads(StandIn.seen[n + 1]["body"]), want)
+                assert_eq(json.loads(CURRENT[0].seen[n + 1]["body"]), want)
         # an unknown user: a failed run with the HTTP status
-        n = len(StandIn.seen)
+        n = len(CURRENT[0].seen)
         st, res, _ = execute_approved(s, k, b["Okta — Suspend User"][0], NOBODY)
         assert_eq(st, "failed", res)
         assert "404" in res["message"] and NOBODY in res["message"], res
@@ -405,11 +392,11 @@ def test_builtins_call_the_apis():
         st, res, _ = execute_approved(s, k, b["Entra — Disable Account"][0], NOBODY)
         assert_eq(st, "failed", res)
         assert "404" in res["message"], res
-        assert_eq(StandIn.problems, [])
+        assert_eq(CURRENT[0].problems, [])
         assert_no_secret(s)
     finally:
         s.stop()
-        srv.shutdown()
+        srv.close()
 
 
 def test_integration_calls_go_through_the_ssrf_guard():
@@ -467,20 +454,20 @@ def test_user_workflows_never_get_credentials():
         assert_eq((st, res["data"]["okta"], res["data"]["entra"]), ("success", "None", "None"),
                   res)
         # the untouched built-ins still get their own integration only
-        n = len(StandIn.seen)
+        n = len(CURRENT[0].seen)
         st, res, _ = execute_approved(s, k, b["Okta — Suspend User"][0], ALICE)
         assert_eq(st, "success", res)
-        assert all(c["path"].startswith("/okta/") for c in StandIn.seen[n:]), StandIn.seen[n:]
+        assert all(c["path"].startswith("/okta/") for c in CURRENT[0].seen[n:]), CURRENT[0].seen[n:]
         # /test runs a synthetic indicator with no credentials
         r = s.request("POST", "/v1/workflows/%s/test" % b["Entra — Disable Account"][0], key=k,
                       body={"indicator_type": "account", "indicator_value": ALICE})
         assert_eq(r.status, 200, r.body)
         assert "integration is not configured" in r.json()["data"]["message"], r.body
-        assert_eq(StandIn.problems, [])
+        assert_eq(CURRENT[0].problems, [])
         assert_no_secret(s)
     finally:
         s.stop()
-        srv.shutdown()
+        srv.close()
 
 
 if __name__ == "__main__":

@@ -8,15 +8,14 @@ workflowd with a retry pending."""
 import base64
 import hashlib
 import hmac
-import http.server
 import json
 import os
 import re
-import threading
 import time
 import urllib.parse
 
 from harness import Stack, assert_eq, free_port, run_tests, wait_for
+from standin import StandIn
 
 SERVICES = ("auditd", "runner", "workflowd", "intake")
 SLACK_SECRET = "1b2c3d4e5f60718293a4b5c6d7e8f901"
@@ -32,56 +31,24 @@ FAIL_CODE = ("from calseta.workflows import WorkflowResult\n"
              "    return WorkflowResult.fail('could not do it')\n")
 
 
-class StandIn:
+class SlackTeams(StandIn):
     """Slack Web API + Teams webhook on one loopback port. `script` holds the answers of the
     next requests as (status, body); when empty Slack answers ok with a fresh ts."""
 
     def __init__(self):
-        self.requests = []
         self.script = []
-        self.lock = threading.Lock()
-        self.n = 0
-        outer = self
+        super().__init__(self.answer)
 
-        class H(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with outer.lock:
-                    outer.n += 1
-                    rec = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                           "raw": body, "n": outer.n}
-                    try:
-                        rec["json"] = json.loads(body)
-                    except ValueError:
-                        rec["json"] = None
-                    outer.requests.append(rec)
-                    answer = outer.script.pop(0) if outer.script else None
-                if answer is None:
-                    if self.path.startswith("/teams/"):
-                        answer = (200, "1")
-                    elif rec["headers"].get("authorization") != "Bearer " + BOT_TOKEN:
-                        answer = (200, {"ok": False, "error": "invalid_auth"})
-                    else:
-                        answer = (200, {"ok": True, "channel": "C0TESTCHAN",
-                                        "ts": "1700000000.%06d" % rec["n"]})
-                status, payload = answer
-                data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def of(self, path):
+    def answer(self, req):
         with self.lock:
-            return [r for r in self.requests if r["path"] == path]
+            scripted = self.script.pop(0) if self.script else None
+        if scripted:
+            return scripted[0], scripted[1], {"Content-Type": "application/json"}
+        if req.path.startswith("/teams/"):
+            return 200, "1", {"Content-Type": "application/json"}
+        if req.headers.get("authorization") != "Bearer " + BOT_TOKEN:
+            return 200, {"ok": False, "error": "invalid_auth"}
+        return 200, {"ok": True, "channel": "C0TESTCHAN", "ts": "1700000000.%06d" % req.seq}
 
     def wait(self, path, count, timeout=20):
         def enough():
@@ -92,9 +59,6 @@ class StandIn:
         except AssertionError as e:
             raise AssertionError("%s; got %d: %r" % (e, len(self.of(path)), self.requests))
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def slack_env(si, **extra):
@@ -172,11 +136,11 @@ def no_secrets_leaked(s, *secrets):
 
 
 def blocks_of(rec):
-    return rec["json"]["blocks"]
+    return rec.json()["blocks"]
 
 
 def test_slack_request_decision_result():
-    si = StandIn()
+    si = SlackTeams()
     s = Stack("notif_slack", services=SERVICES, env=slack_env(si))
     try:
         k = s.create_key("admin")
@@ -187,10 +151,10 @@ def test_slack_request_decision_result():
         reason = "<!channel> see <https://evil.example|here> & " + "é" * 1900
         a = execute(s, k, u, value=nasty, reason=reason, confidence=0.87)
         post = si.wait("/api/chat.postMessage", 1)[0]
-        h = post["headers"]
+        h = post.headers
         assert_eq(h.get("authorization"), "Bearer " + BOT_TOKEN)
         assert h.get("content-type", "").startswith("application/json"), h
-        m = post["json"]
+        m = post.json()
         assert_eq(m["channel"], "#sec-approvals")
         bl = m["blocks"]
         assert_eq(bl[0]["type"], "header")
@@ -201,7 +165,7 @@ def test_slack_request_decision_result():
             assert want in fields, fields
         rtext = bl[2]["text"]["text"]
         assert rtext.startswith("*Reason:*\n&lt;!channel&gt; see &lt;https://evil.example|here&gt; &amp; "), rtext
-        assert "<!channel>" not in post["raw"].decode() and len(rtext.encode()) < 3000, len(rtext)
+        assert "<!channel>" not in post.body.decode() and len(rtext.encode()) < 3000, len(rtext)
         rtext.encode("utf-8")  # cut on a character boundary (json.loads already refused bad UTF-8)
         acts = [b for b in bl if b["type"] == "actions"]
         assert_eq(len(acts), 1)
@@ -214,21 +178,21 @@ def test_slack_request_decision_result():
         decide_link_works(s, url, a)
         # the ts and the channel id are stored, notifier_type says slack
         row = wait_for(lambda: (lambda r: r if r[3] else None)(approval_row(s, a)), what="stored ts")
-        assert_eq(row[:4], ["pending", "slack", "C0TESTCHAN", "1700000000.%06d" % post["n"]])
+        assert_eq(row[:4], ["pending", "slack", "C0TESTCHAN", "1700000000.%06d" % post.seq])
         api = s.request("GET", "/v1/workflow-approvals/" + a, key=k).json()["data"]
         assert_eq((api["notifier_type"], api["external_message_id"]), ("slack", row[3]))
 
         # approve from Slack: chat.update replaces the buttons, then the result is posted
         slack_callback(s, "approve:" + a)
         upd = si.wait("/api/chat.update", 1)[0]
-        assert_eq(upd["headers"].get("authorization"), "Bearer " + BOT_TOKEN)
-        um = upd["json"]
+        assert_eq(upd.headers.get("authorization"), "Bearer " + BOT_TOKEN)
+        um = upd.json()
         assert_eq((um["channel"], um["ts"]), ("C0TESTCHAN", row[3]))
         assert not [b for b in um["blocks"] if b["type"] == "actions"], um
-        assert "decide?token=" not in upd["raw"].decode()
+        assert "decide?token=" not in upd.body.decode()
         out = [b for b in um["blocks"] if b.get("block_id") == "approval:" + a][0]["text"]["text"]
         assert "*Approved* by <@U0APPROVER>" in out, out
-        res = si.wait("/api/chat.postMessage", 2)[1]["json"]
+        res = si.wait("/api/chat.postMessage", 2)[1].json()
         assert_eq((res["channel"], res["thread_ts"]), ("C0TESTCHAN", row[3]))
         rt = res["blocks"][0]["text"]["text"]
         assert "finished: *success*" in rt and "done for " + esc in rt, rt
@@ -237,7 +201,7 @@ def test_slack_request_decision_result():
         si.wait("/api/chat.postMessage", 3)
         wait_for(lambda: approval_row(s, b)[3], what="stored ts of b")
         slack_callback(s, "reject:" + b, user="U0REJECTER")
-        upd2 = si.wait("/api/chat.update", 2)[1]["json"]
+        upd2 = si.wait("/api/chat.update", 2)[1].json()
         out2 = [x for x in upd2["blocks"] if x.get("block_id") == "approval:" + b][0]["text"]["text"]
         assert "*Rejected* by <@U0REJECTER>" in out2, out2
         c = execute(s, k, u, value=nasty)
@@ -245,7 +209,7 @@ def test_slack_request_decision_result():
         wait_for(lambda: approval_row(s, c)[3], what="stored ts of c")
         r = s.request("POST", "/v1/workflow-approvals/%s/reject" % c, key=k, body={})
         assert_eq(r.status, 200, r.body)
-        upd3 = si.wait("/api/chat.update", 3)[2]["json"]
+        upd3 = si.wait("/api/chat.update", 3)[2].json()
         assert "*Rejected* by " in json.dumps(upd3), upd3
         # what must not happen has no event to wait for: the sleep is the window it is watched in
         time.sleep(2.5)
@@ -264,7 +228,7 @@ def test_slack_request_decision_result():
 
 
 def test_slack_retries():
-    si = StandIn()
+    si = SlackTeams()
     si.script = [(200, {"ok": False, "error": "ratelimited"}), (500, "oops")]
     s = Stack("notif_retry", services=SERVICES, env=slack_env(si))
     try:
@@ -273,10 +237,10 @@ def test_slack_retries():
         u = create(s, k)
         a = execute(s, k, u)
         posts = si.wait("/api/chat.postMessage", 3, timeout=30)
-        assert_eq(posts[0]["json"]["channel"], "C0DEFAULT")  # APPROVAL_DEFAULT_CHANNEL
-        assert_eq(posts[0]["raw"], posts[2]["raw"])
+        assert_eq(posts[0].json()["channel"], "C0DEFAULT")  # APPROVAL_DEFAULT_CHANNEL
+        assert_eq(posts[0].body, posts[2].body)
         row = wait_for(lambda: (lambda r: r if r[3] else None)(approval_row(s, a)), what="stored ts")
-        assert_eq(row[3], "1700000000.%06d" % posts[2]["n"])
+        assert_eq(row[3], "1700000000.%06d" % posts[2].seq)
         log = s.proc("workflowd").text()
         assert log.count("approval_notification_attempt_failed") == 2, log[-3000:]
         assert "slack: ratelimited" in log and "HTTP 500" in log
@@ -302,7 +266,7 @@ def test_slack_retries():
 
 def test_slack_unreachable_and_ssrf():
     dead = free_port()
-    si = StandIn()
+    si = SlackTeams()
     s = Stack("notif_down", services=SERVICES,
               env=slack_env(si, SLACK_API_URL="http://localhost:%d/api" % dead))
     # same stand-in, but loopback is not allowlisted: the SSRF guard stops it
@@ -333,7 +297,7 @@ def test_slack_unreachable_and_ssrf():
 
 
 def test_teams_cards():
-    si = StandIn()
+    si = SlackTeams()
     hook = "/teams/webhook/" + TEAMS_SECRET
     s = Stack("notif_teams", services=SERVICES,
               env={"APPROVAL_NOTIFIER": "TEAMS", "TEAMS_WEBHOOK_URL": "http://localhost:%d%s" % (si.port, hook),
@@ -345,9 +309,9 @@ def test_teams_cards():
         u = create(s, k, risk_level="critical")
         a = execute(s, k, u, reason="suspicious", confidence=0.5)
         rec = si.wait(hook, 1)[0]
-        assert rec["headers"].get("content-type", "").startswith("application/json")
-        assert "authorization" not in rec["headers"]
-        m = rec["json"]
+        assert rec.headers.get("content-type", "").startswith("application/json")
+        assert "authorization" not in rec.headers
+        m = rec.json()
         assert_eq(m["type"], "message")
         att = m["attachments"][0]
         assert_eq(att["contentType"], "application/vnd.microsoft.card.adaptive")
@@ -369,7 +333,7 @@ def test_teams_cards():
                       headers={"Content-Type": "application/x-www-form-urlencoded"},
                       body="token=%s&decision=approve" % token)
         assert_eq(r.status, 200, r.body)
-        res = si.wait(hook, 2)[1]["json"]["attachments"][0]["content"]
+        res = si.wait(hook, 2)[1].json()["attachments"][0]["content"]
         assert_eq((res["body"][0]["color"], res["body"][0]["text"]),
                   ("Good", "[CRITICAL] Workflow Result: Block user"))
         assert "done for 198.51.100.7" in json.dumps(res)
@@ -378,7 +342,7 @@ def test_teams_cards():
         b = execute(s, k, f)
         si.wait(hook, 3)
         assert_eq(s.request("POST", "/v1/workflow-approvals/%s/approve" % b, key=k, body={}).status, 200)
-        res2 = si.wait(hook, 4)[3]["json"]["attachments"][0]["content"]
+        res2 = si.wait(hook, 4)[3].json()["attachments"][0]["content"]
         assert_eq(res2["body"][0]["color"], "Attention")
         assert "could not do it" in json.dumps(res2)
         c = execute(s, k, f)
@@ -393,7 +357,7 @@ def test_teams_cards():
 
 
 def test_none_sends_nothing():
-    si = StandIn()
+    si = SlackTeams()
     base = slack_env(si)
     s = Stack("notif_none", services=SERVICES, env=dict(base, APPROVAL_NOTIFIER="none"))
     s2 = Stack("notif_bogus", services=SERVICES, env=dict(base, APPROVAL_NOTIFIER="carrier-pigeon"))
@@ -419,7 +383,7 @@ def test_none_sends_nothing():
 
 
 def test_stop_with_retry_pending():
-    si = StandIn()
+    si = SlackTeams()
     si.script = [(500, "down")]
     s = Stack("notif_stop", services=SERVICES, env=slack_env(si, NOTIFIER_RETRY_SECONDS="600"))
     try:

@@ -9,15 +9,16 @@ validation errors with line numbers, secrets, and ctx.http through the SSRF guar
 local stand-in server (loopback allowed only with the test flag).
 Standard library only.
 """
-import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from standin import StandIn  # noqa: E402
 
 BIN = os.path.join(os.environ.get("CALSETA_BIN_DIR", "build/bin"), "calseta-runner")
 SANITIZER = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
@@ -426,28 +427,16 @@ def secrets():
 
 # ---- ctx.http ----------------------------------------------------------------------------
 
-class StandIn(http.server.BaseHTTPRequestHandler):
-    def _reply(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(n).decode() if n else ""
-        out = json.dumps({"method": self.command, "path": self.path,
-                          "x_test": self.headers.get("X-Test"), "body": body}).encode()
-        self.send_response(418 if "teapot" in self.path else 200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("X-Reply", "yes")
-        self.end_headers()
-        self.wfile.write(out)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _reply
-
-    def log_message(self, *a):
-        pass
+def echo(req):
+    """The ctx.http target: the request echoed back as JSON; 418 for a teapot."""
+    out = {"method": req.method, "path": req.path, "x_test": req.h("X-Test"),
+           "body": req.body.decode()}
+    return (418 if "teapot" in req.path else 200), out, {"X-Reply": "yes"}
 
 
 def http_broker():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    base = "http://127.0.0.1:%d" % srv.server_address[1]
+    srv = StandIn(echo)
+    base = srv.url
     code = ("from calseta.workflows import WorkflowResult\nasync def run(ctx):\n"
             "    r = await ctx.http.get('%s/q', params={'a': '1', 'b': 'x y'}, headers={'X-Test': 'h'})\n"
             "    p = await ctx.http.post('%s/p', json={'k': [1, 2]})\n"
@@ -482,7 +471,7 @@ def http_broker():
               "ctx.http to %s blocked" % why, r)
     r = run(blocked % "http://169.254.169.254/", timeout_seconds=20, flags=["--allow-loopback"])
     check(r.get("message", "").startswith("blocked:"), "metadata blocked in test mode too", r)
-    srv.shutdown()
+    srv.close()
 
 
 def main():

@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, SANITIZER_MARKERS, assert_eq, run_tests  # noqa: E402
+from harness import BIN, SANITIZER_MARKERS, assert_eq, free_port, run_tests  # noqa: E402
 from standin import StandIn  # noqa: E402
 
 CALSETA = os.environ.get("CALSETA_CONFIG_CHECK_BIN", os.path.join(BIN, "calseta"))
@@ -511,7 +511,7 @@ def test_azure_next_link_to_another_host_is_refused():
 
 def test_azure_unreachable_vault_and_bad_urls():
     s = servers()
-    dead = "http://127.0.0.1:%d" % free_dead_port()
+    dead = "http://127.0.0.1:%d" % free_port()
     r = check(azure_env(AZURE_KEY_VAULT_URL=dead))
     failed(r, "Azure Key Vault", "listing secrets")
     r = check(azure_env(AZURE_KEY_VAULT_URL="http://myvault.vault.azure.net"))
@@ -530,15 +530,6 @@ def test_both_triggers_azure_wins_with_warning():
     ok(r, "azure_key_vault")
     no_requests("sm")
     assert "ignoring AWS Secrets Manager" in r.err, r.err
-
-
-def free_dead_port():
-    import socket
-    so = socket.socket()
-    so.bind(("127.0.0.1", 0))
-    p = so.getsockname()[1]
-    so.close()
-    return p
 
 
 # ---- tests: AWS Secrets Manager -------------------------------------------------------------
@@ -637,7 +628,7 @@ def test_aws_imds_disabled_or_unreachable():
     servers()
     r = check(aws_env(AWS_EC2_METADATA_DISABLED="true"))
     failed(r, "AWS Secrets Manager", "no credentials")
-    r = check(aws_env(AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:%d" % free_dead_port()))
+    r = check(aws_env(AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:%d" % free_port()))
     failed(r, "AWS Secrets Manager", "IMDSv2 token")
     no_requests("sm")
 

@@ -403,6 +403,32 @@ static void test_hex_signature(void **state)
         assert_int_equal(got[i], 0x5a);
 }
 
+static void test_owner_id(void **state)
+{
+    (void)state;
+    char host[64] = "unknown", want[128], a[128], b[128];
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = 0;
+
+    crypto_owner_id(a, sizeof a, "svc");
+    snprintf(want, sizeof want, "svc:%s:%d:", host, (int)getpid());
+    assert_int_equal(strncmp(a, want, strlen(want)), 0);
+    const char *rnd = a + strlen(want);
+    assert_int_equal(strlen(rnd), 8);
+    assert_int_equal(strspn(rnd, "0123456789abcdef"), 8);
+
+    crypto_owner_id(b, sizeof b, NULL); /* no prefix */
+    snprintf(want, sizeof want, "%s:%d:", host, (int)getpid());
+    assert_int_equal(strncmp(b, want, strlen(want)), 0);
+    assert_int_equal(strlen(b), strlen(want) + 8);
+
+    crypto_owner_id(b, sizeof b, "svc"); /* a second start of the same pid differs */
+    assert_string_not_equal(a, b);
+
+    crypto_owner_id(b, 8, "svc"); /* truncated, terminated */
+    assert_int_equal(strlen(b), 7);
+}
+
 static void test_random(void **state)
 {
     (void)state;
@@ -421,7 +447,7 @@ int main(void)
         cmocka_unit_test(test_b64_rejects),     cmocka_unit_test(test_b64_roundtrip),
         cmocka_unit_test(test_hex_and_digests), cmocka_unit_test(test_hmac),
         cmocka_unit_test(test_ct_equal),        cmocka_unit_test(test_uuid),
-        cmocka_unit_test(test_uuid_pool),
+        cmocka_unit_test(test_uuid_pool),       cmocka_unit_test(test_owner_id),
         cmocka_unit_test(test_hex_signature),   cmocka_unit_test(test_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

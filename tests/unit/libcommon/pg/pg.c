@@ -593,6 +593,29 @@ static void test_large(void **state)
     close_pool(&loop, pool, 5000);
 }
 
+/* pg_exec_owned takes its parameters: they are sent as given and freed by the pool (ASan's leak
+ * check fails the test otherwise), also when the arguments are refused. */
+static void test_owned_params(void **state)
+{
+    (void)state;
+    NEED_DB();
+    uv_loop_t loop;
+    struct pg_pool *pool = pool_open(&loop, db_url, 1, 10000);
+    struct rec a = {0}, bad = {0};
+    int n = 0;
+    a.counter = &n;
+    char *v[3] = {xstrdup("[1, 2, 3]"), NULL, xstrdup("tail")};
+    assert_int_equal(pg_exec_owned(pool, "SELECT jsonb_array_length($1::jsonb) || "
+                                         "coalesce($2, '-') || $3", 3, v, on_rec, &a), 0);
+    char *refused[1] = {xstrdup("x")};
+    assert_int_equal(pg_exec_owned(pool, "SELECT $1", 1, refused, NULL, &bad), -1);
+    wait_count(&loop, &n, 1, 30000);
+    assert_true(a.ok);
+    assert_string_equal(a.val, "3-tail");
+    assert_int_equal(bad.calls, 0);
+    close_pool(&loop, pool, 5000);
+}
+
 /* A LISTEN issued through pg_exec on a query connection: its notifications are dropped, not
  * leaked, and do not disturb the queries that follow. */
 static void test_stray_notifications(void **state)
@@ -1344,6 +1367,7 @@ int main(void)
         cmocka_unit_test(test_params),
         cmocka_unit_test(test_concurrent_1000),
         cmocka_unit_test(test_large),
+        cmocka_unit_test(test_owned_params),
         cmocka_unit_test(test_stray_notifications),
         cmocka_unit_test(test_sql_errors),
         cmocka_unit_test(test_reentrant),
