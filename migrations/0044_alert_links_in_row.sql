@@ -9,9 +9,9 @@
 -- index in bulk later (autovacuum, or calseta_links_pending_merge() from the intake's housekeeping)
 -- rather than descending one posting tree per indicator on every insert.
 --
--- Moving the links takes a SHARE lock on alerts for the UPDATE of every linked alert and the
--- index build (ingest and alert updates wait; reads go on) and an ACCESS EXCLUSIVE lock on the
--- old table; the UPDATE writes a new version of every linked alert row.
+-- Adding the column takes an ACCESS EXCLUSIVE lock on alerts, held until the migration commits:
+-- every read and write of alerts waits while the UPDATE of every linked alert and the index build
+-- run. The UPDATE writes a new version of every linked alert row.
 --
 -- alert_indicators remains as a view (alert_id, indicator_id, created_at: the alert's) with
 -- INSTEAD OF triggers, for ad-hoc SQL; the application's queries read the array directly.
