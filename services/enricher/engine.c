@@ -835,22 +835,43 @@ static int pin_connect_to(struct call *c)
     return 0;
 }
 
-/* The checked address as the socket-level pin: the pin's address, or for an IPv6 literal
- * (which the check leaves unpinned) the literal itself, from the "host:port" key. */
+/* An IPv6 literal's address and port as libcurl reads them from the URL: the check leaves such a
+ * host unpinned (it resolves nothing, and a "host:port:addr" entry cannot be written for it) and
+ * the verdict cache has no key for it, so the socket pin is taken from the URL itself. */
+static int pin_ipv6_literal(struct call *c)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL;
+    long long p;
+    int rc = -1;
+    if (!u || curl_url_set(u, CURLUPART_URL, c->req.url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+        goto out;
+    size_t n = strlen(host);
+    if (n > 2 && host[0] == '[' && host[n - 1] == ']' && parse_ll(port, 1, 65535, &p) == 0)
+        rc = curluv_pin_set(&c->sockpin, host, n, (int)p);
+out:
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+/* The checked address as the socket-level pin: the pin's address; for an address literal
+ * without one, the literal itself (an IPv4 literal from its "host:port" cache key, an IPv6
+ * literal, which has no key, from the URL). */
 static int pin_socket(struct call *c)
 {
     if (c->pin[0])
         return curluv_pin_parse(&c->sockpin, c->pin);
-    char key[272];
-    if (c->ssrf_key[0]) /* the URL's host:port, as ssrf_cache_key() reads it */
-        snprintf(key, sizeof key, "%s", c->ssrf_key);
-    else if (ssrf_cache_key(c->req.url, key, sizeof key) != 0)
-        return -1;
-    const char *colon = strrchr(key, ':');
+    if (!c->ssrf_key[0])
+        return pin_ipv6_literal(c);
+    const char *colon = strrchr(c->ssrf_key, ':');
     long long port;
     if (!colon || parse_ll(colon + 1, 1, 65535, &port) != 0)
         return -1;
-    return curluv_pin_set(&c->sockpin, key, (size_t)(colon - key), (int)port);
+    return curluv_pin_set(&c->sockpin, c->ssrf_key, (size_t)(colon - c->ssrf_key), (int)port);
 }
 
 /* The SSRF check is done (from the cache or the thread pool): go on or fail closed. */

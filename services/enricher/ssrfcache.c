@@ -122,8 +122,9 @@ static void copy(char *dst, size_t len, const char *src)
         snprintf(dst, len, "%s", src ? src : "");
 }
 
-/* An IPv4 address literal as the key's host: the check resolves nothing, so an allowed verdict
- * carries no pin (the address is the key's own) and is cached like any other. */
+/* An IPv4 address literal as the key's host. The check writes a pin for it (the literal itself);
+ * should an allowed verdict for one ever carry none, its address is still the key's own, so it
+ * is cached like any other rather than checked again on the thread pool per lookup. */
 static int literal_key(const char *key, size_t kn)
 {
     char host[INET_ADDRSTRLEN];

@@ -302,10 +302,15 @@ static void hint_add(struct ingest_batcher *b, long long job, long long alert, l
         b->hint_alert = alert;
     }
     b->hint_jobs += jobs;
+    if (b->hint_jobs >= PROTO_MAX_ITEMS) { /* the most one wake-up counts: send it now */
+        uv_timer_stop(&b->hint);
+        hint_flush(b);
+        return;
+    }
     if (uv_is_active((uv_handle_t *)&b->hint))
         return;
     uint64_t gap_ns = (uint64_t)HINT_GAP_MS * 1000000u, since = uv_hrtime() - b->hint_sent_ns;
-    if (since >= gap_ns || b->hint_jobs >= PROTO_MAX_ITEMS)
+    if (since >= gap_ns)
         hint_flush(b);
     else
         uv_timer_start(&b->hint, on_hint_due, (gap_ns - since + 999999u) / 1000000u, 0);

@@ -13,27 +13,49 @@
 #include "log.h"
 #include "pg.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <uv.h>
 
 #define LINKS_MERGE_PERIOD_MS 1000
 
-static uv_timer_t merge_timer;
-static int merging; /* a merge call is in flight */
+#define LINKS_MERGE_BACKOFF_MAX_MS 60000
 
+static uv_timer_t merge_timer;
+static int merging;        /* a merge call is in flight */
+static unsigned failures;  /* merges failed in a row */
+static uint64_t resume_ms; /* after failures, no call before this loop time */
+
+/* A merge that keeps failing (a role that does not own the index, a read-only server, an
+ * overloaded pool) is retried after 2, 4, ... up to 60 s, and warned about at the first failure
+ * and each doubling, instead of every second. */
 static void on_merged(void *arg, PGresult *res, const char *err)
 {
-    (void)arg;
+    struct intake *in = arg;
     (void)res;
     merging = 0;
-    if (err)
-        msg_warn("links pending-list merge: %s", err);
+    if (!err) {
+        if (failures)
+            msg_info("links pending-list merge works again after %u failures", failures);
+        failures = 0;
+        return;
+    }
+    failures++;
+    uint64_t wait = LINKS_MERGE_PERIOD_MS;
+    for (unsigned i = 0; i < failures && wait < LINKS_MERGE_BACKOFF_MAX_MS; i++)
+        wait *= 2;
+    if (wait > LINKS_MERGE_BACKOFF_MAX_MS)
+        wait = LINKS_MERGE_BACKOFF_MAX_MS;
+    resume_ms = uv_now(in->loop) + wait;
+    if ((failures & (failures - 1)) == 0)
+        msg_warn("links pending-list merge failed (%u in a row, next try in %llu ms): %s",
+                 failures, (unsigned long long)wait, err);
 }
 
 static void on_merge_timer(uv_timer_t *t)
 {
     struct intake *in = t->data;
-    if (merging || in->draining || !in->pg)
+    if (merging || in->draining || !in->pg || uv_now(in->loop) < resume_ms)
         return;
     merging = 1;
     if (pg_exec(in->pg, "SELECT calseta_links_pending_merge()", 0, NULL, on_merged, in) != 0)

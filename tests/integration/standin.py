@@ -9,6 +9,7 @@ the requests it holds at once (holding, max_holding) and the client connections 
 """
 import http.server
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -49,7 +50,7 @@ def _encode(body, headers):
 
 
 class StandIn:
-    def __init__(self, handle, delay=0.0):
+    def __init__(self, handle, delay=0.0, host="127.0.0.1"):
         self.handle = handle
         self.delay = delay
         self.lock = threading.Lock()
@@ -67,11 +68,16 @@ class StandIn:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server_class = http.server.ThreadingHTTPServer
+        if ":" in host:  # an IPv6 address (loopback only, as every stand-in)
+            class V6(http.server.ThreadingHTTPServer):
+                address_family = socket.AF_INET6
+            server_class = V6
+        self.server = server_class((host, 0), Handler)
         self.server.daemon_threads = True
         self.server.handle_error = lambda request, address: None  # clients may hang up
         self.port = self.server.server_address[1]
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "http://%s:%d" % ("[%s]" % host if ":" in host else host, self.port)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def reset(self):

@@ -112,6 +112,39 @@ def test_no_cap_goes_past_it():
     assert held > CAP, "without a cap only %d requests were in flight at once" % held
 
 
+def test_ipv6_literal_provider():
+    """A provider named by an IPv6 address literal is checked, pinned to that address at the
+    socket, and answers (the check leaves such a host without a resolve entry, and the verdict
+    cache has no key for it: the pin comes from the URL)."""
+    setup()
+    v6 = StandIn(virustotal(VT_KEY), host="::1")
+    try:
+        STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
+                  "'%s', '%s')::jsonb WHERE provider_name = 'virustotal'"
+                  % (STANDIN.url, v6.url))
+        w = STACK.start("enricher", {"ENRICHER_HOST_CONNECTIONS": str(CAP)})
+        ids = insert_jobs(53)
+        deadline = time.time() + 60
+        while True:
+            n = int(STACK.sql_value("SELECT count(*) FROM enrichment_jobs WHERE status = 'done' "
+                                    "AND id BETWEEN %d AND %d" % (min(ids), max(ids))))
+            if n == len(ids):
+                break
+            assert "SSRF blocked" not in w.text(), "IPv6 literal refused:\n" + w.text()[-3000:]
+            assert time.time() < deadline, "jobs not done:\n" + STACK.logs()[-5000:]
+            time.sleep(0.1)
+        assert_eq(w.stop(), 0, "worker exit code\n" + w.text()[-3000:])
+        with v6.lock:
+            got = len(v6.requests)
+        assert_eq(got, JOBS * PER_JOB, "provider requests over IPv6")
+        print("  IPv6 literal provider: %d requests answered" % got)
+    finally:
+        STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
+                  "'%s', '%s')::jsonb WHERE provider_name = 'virustotal'"
+                  % (v6.url, STANDIN.url))
+        v6.server.shutdown()
+
+
 if __name__ == "__main__":
     try:
         run_tests(globals())
