@@ -232,7 +232,7 @@ static void verdict_count(struct verdict_counts *vc, const char *worst)
 
 static void put_key(struct buf *b, const char *key)
 {
-    buf_json_string(b, key, strlen(key));
+    buf_json_cstr(b, key);
     buf_append(b, ":", 1);
 }
 
@@ -283,7 +283,7 @@ static void put_indicator(struct buf *b, struct job *j, size_t i, struct verdict
         }
     }
     buf_puts(b, "},\"malice\":");
-    buf_json_string(b, worst, strlen(worst));
+    buf_json_cstr(b, worst);
     if (fresh) { /* stored in the shared cache from results[provider]: sent once */
         buf_puts(b, ",\"ttl\":{");
         first = 1;
