@@ -85,11 +85,14 @@ int json_lower(const json_t *v, char *buf, size_t size);
 /* The token counterparts: the lowercased string as json_lower(); Python str() as py_str() (a
  * string's text, anything else through its jansson value); occurred_at from an ISO 8601 string
  * with "Z" as isotime_parse_zfix() (-1 when i is not a string or does not parse); a tag string
- * appended to out->tags. */
+ * appended to out->tags; a string added to out as an indicator of type (indicator_set_add_json()). */
 int jtok_lower(const struct jtok_doc *d, uint32_t i, char *buf, size_t size);
 char *jtok_py_str(const struct jtok_doc *d, uint32_t i);
 int jtok_isotime_zfix(const struct jtok_doc *d, uint32_t i, int64_t *out_us);
+int jtok_isotime(const struct jtok_doc *d, uint32_t i, int64_t *out_us); /* isotime_parse() */
 void jtok_add_tag(const struct jtok_doc *d, uint32_t i, struct normalized_alert *a);
+void jtok_add_indicator(const struct jtok_doc *d, uint32_t i, struct indicator_set *out,
+                        const char *type);
 /* Starts an alert: tags = [], normalized_fields = {}, everything else zero. */
 void normalized_alert_init(struct normalized_alert *a);
 /* Sets occurred_at to now and occurred_at_was_now. */

@@ -283,7 +283,9 @@ char *jtok_py_str(const struct jtok_doc *d, uint32_t i)
     return s;
 }
 
-int jtok_isotime_zfix(const struct jtok_doc *d, uint32_t i, int64_t *out_us)
+/* parse(text of string i); -1 when i is not a string. */
+static int jtok_time(const struct jtok_doc *d, uint32_t i, int (*parse)(const char *, int64_t *),
+                     int64_t *out_us)
 {
     size_t n;
     const char *s = jtok_str(d, i, &n);
@@ -293,12 +295,22 @@ int jtok_isotime_zfix(const struct jtok_doc *d, uint32_t i, int64_t *out_us)
     if (n < sizeof small) {
         memcpy(small, s, n);
         small[n] = '\0';
-        return isotime_parse_zfix(small, out_us);
+        return parse(small, out_us);
     }
     char *copy = xstrndup(s, n);
-    int rc = isotime_parse_zfix(copy, out_us);
+    int rc = parse(copy, out_us);
     free(copy);
     return rc;
+}
+
+int jtok_isotime_zfix(const struct jtok_doc *d, uint32_t i, int64_t *out_us)
+{
+    return jtok_time(d, i, isotime_parse_zfix, out_us);
+}
+
+int jtok_isotime(const struct jtok_doc *d, uint32_t i, int64_t *out_us)
+{
+    return jtok_time(d, i, isotime_parse, out_us);
 }
 
 void jtok_add_tag(const struct jtok_doc *d, uint32_t i, struct normalized_alert *a)
@@ -307,4 +319,13 @@ void jtok_add_tag(const struct jtok_doc *d, uint32_t i, struct normalized_alert 
     const char *s = jtok_str(d, i, &n);
     if (s)
         json_array_append_new(a->tags, json_stringn_nocheck(s, n));
+}
+
+void jtok_add_indicator(const struct jtok_doc *d, uint32_t i, struct indicator_set *out,
+                        const char *type)
+{
+    size_t n;
+    const char *s = jtok_str(d, i, &n);
+    if (s)
+        indicator_set_add(out, type, s, n);
 }

@@ -214,6 +214,25 @@ static void test_fixtures(void **state)
     assert_true(compared > 10000);
 }
 
+/* The generic source has no fixture: a body with every member it reads, in every odd shape. */
+static void test_generic_shapes(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "{\"title\":\"Brute force\",\"severity\":\"High\",\"occurred_at\":\"2024-03-01T10:00:00Z\","
+        "\"tags\":[\"a\",1,null,true,1.5,-0.0,1e300,{\"k\":\"v\",\"n\":[1,2.5]},[\"x\"],\"\\u00e9\\\"\"],"
+        "\"rule_id\":\"r-1\",\"rule_name\":\"n\",\"indicators\":[{\"type\":\"IP\",\"value\":\"10.0.0.1\"},"
+        "{\"type\":\"hash_sha256\",\"value\":\" abc \"},{\"type\":\"bogus\",\"value\":\"x\"},"
+        "{\"type\":\"email\"},{\"type\":\"Domain\",\"value\":[\"x\"]},\"ip\"],\"src_ip\":\"1.2.3.4\","
+        "\"dest_ip\":\"5.6.7.8\",\"source_ip\":\"\",\"destination_ip\":null,\"ip\":\"9.9.9.9\","
+        "\"domain\":\"evil.example\",\"hostname\":\"h\",\"url\":\"http://x/\",\"user\":\"bob\","
+        "\"username\":\"b\",\"email\":\"a@b.c\",\"md5\":\"d41d8cd98f00b204e9800998ecf8427e\","
+        "\"sha1\":\"da39a3ee5e6b4b0d3255bfef95601890afd80709\",\"sha256\":\"e3b0c442\",\"hash\":\"h\"}";
+    size_t before = compared;
+    fixture_variants(text, sizeof text - 1);
+    assert_true(compared - before > 1000);
+}
+
 /* ---- hostile bodies ---- */
 
 static char *repeat(const char *open, size_t n, const char *mid, const char *close)
@@ -353,7 +372,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accessors), cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_deep),      cmocka_unit_test(test_big),
-        cmocka_unit_test(test_fixtures),
+        cmocka_unit_test(test_fixtures),  cmocka_unit_test(test_generic_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
