@@ -30,17 +30,14 @@ void guard_free(struct guard *g)
     free(g);
 }
 
-int guard_check(const struct guard *g, const char *url, char *pin, size_t pinlen, char *reason,
+int guard_check(const struct guard *g, const char *url, struct ssrf_target *t, char *reason,
                 size_t reasonlen)
 {
     struct ssrf_result r;
-    pin[0] = 0;
+    struct ssrf_target local;
+    struct ssrf_target *out = t ? t : &local;
+    memset(out, 0, sizeof *out);
     if (ssrf_check(url, g->allowed_hosts, g->flags, &r, reason, reasonlen) != 0)
         return -1;
-    if (strlen(r.resolve) >= pinlen) {
-        snprintf(reason, reasonlen, "host name too long");
-        return -1;
-    }
-    memcpy(pin, r.resolve, strlen(r.resolve) + 1);
-    return 0;
+    return ssrf_target_of(&r, out, reason, reasonlen);
 }

@@ -79,7 +79,7 @@ size_t json_utf8_seq(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
-static int hex4(const unsigned char *p, const unsigned char *end, uint32_t *out)
+int json_hex4(const unsigned char *p, const unsigned char *end, uint32_t *out)
 {
     if (end - p < 4)
         return -1;
@@ -100,7 +100,7 @@ static int hex4(const unsigned char *p, const unsigned char *end, uint32_t *out)
     return 0;
 }
 
-static void put_utf8(struct buf *b, uint32_t v)
+void json_put_utf8(struct buf *b, uint32_t v)
 {
     char u[4];
     size_t n;
@@ -132,11 +132,11 @@ static int read_escape(struct reader *r)
         return 0;
     }
     uint32_t v, lo;
-    if (*p != 'u' || hex4(p + 1, r->end, &v) != 0)
+    if (*p != 'u' || json_hex4(p + 1, r->end, &v) != 0)
         return fail(r, "invalid escape"), -1;
     p += 5;
     if (v >= 0xD800 && v <= 0xDBFF) {
-        if (r->end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, r->end, &lo) != 0 ||
+        if (r->end - p < 6 || p[0] != '\\' || p[1] != 'u' || json_hex4(p + 2, r->end, &lo) != 0 ||
             lo < 0xDC00 || lo > 0xDFFF)
             return fail(r, "invalid Unicode surrogate pair"), -1;
         v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
@@ -146,14 +146,14 @@ static int read_escape(struct reader *r)
     } else if (v == 0 && !(r->flags & JSON_ALLOW_NUL)) {
         return fail(r, "\\u0000 is not allowed without JSON_ALLOW_NUL"), -1;
     }
-    put_utf8(&r->scratch, v);
+    json_put_utf8(&r->scratch, v);
     r->p = p;
     return 0;
 }
 
 /* The bytes a string's fast loop steps over: printable ASCII but the quote and the backslash
  * (one table load per byte instead of four comparisons; the loop was the parser's hottest). */
-static const unsigned char PLAIN[256] = {
+const unsigned char JSON_PLAIN[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -178,7 +178,7 @@ static int read_string(struct reader *r, const char **s, size_t *n)
 {
     const unsigned char *p = ++r->p, *end = r->end;
     for (;;) { /* the common case: no escape, straight from the input */
-        while (p < end && PLAIN[*p])
+        while (p < end && JSON_PLAIN[*p])
             p++;
         if (p >= end)
             return fail(r, "premature end of input"), -1;

@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 json_t *json_read(const char *data, size_t len, size_t flags, char *err, size_t errlen);
 
@@ -41,5 +42,13 @@ json_t *json_read_bounded(const char *data, size_t len, size_t flags, size_t max
 /* Length of the valid UTF-8 sequence starting at p (whose first byte is >= 0x80) before end, or
  * 0: no overlong forms, no surrogates, nothing above U+10FFFF. */
 size_t json_utf8_seq(const unsigned char *p, const unsigned char *end);
+
+/* What the token reader (jsontok.c) shares with this one: the bytes a string's fast loop steps
+ * over (printable ASCII but the quote and the backslash), four hex digits at p (0, or -1 when
+ * they are not), and v appended as UTF-8. */
+extern const unsigned char JSON_PLAIN[256];
+int json_hex4(const unsigned char *p, const unsigned char *end, uint32_t *out);
+struct buf;
+void json_put_utf8(struct buf *b, uint32_t v);
 
 #endif

@@ -113,7 +113,6 @@ struct call {
     struct limiter *lim;
     int blocked;
     CURL *easy;
-    int pinned;
     int too_large;
     long retry_after_s;
     struct call *wait_prev, *wait_next; /* in lim's waiting queue */
@@ -131,11 +130,9 @@ struct call {
     struct buf resp;  /* the answer, while a request is in flight (from engine.resp_pool) */
     struct call *pool_next;
     uv_work_t work;
-    char pin[512];    /* "host:port:addr" from the SSRF check, "" for an address literal */
+    struct ssrf_target target; /* where the SSRF check lets the request go */
     char ssrf_key[272]; /* "" when the URL is not cacheable */
     char reason[256];
-    char connect_to[528]; /* "host:port:addr:port", the pin as CURLOPT_CONNECT_TO takes it */
-    struct curl_slist connect_node; /* one-entry list over connect_to (no allocation) */
     struct curluv_pin sockpin; /* the checked address: no connection goes anywhere else */
     char curl_err[CURL_ERROR_SIZE];
     char tv[192]; /* type and value, when they fit */
@@ -652,7 +649,7 @@ static void transmit(struct call *c)
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)tmo);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(tmo < 10000 ? tmo : 10000));
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->req.headers);
-    curl_easy_setopt(h, CURLOPT_CONNECT_TO, c->pinned ? &c->connect_node : NULL);
+    curl_easy_setopt(h, CURLOPT_CONNECT_TO, ssrf_target_list(&c->target));
     curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->curl_err);
@@ -842,66 +839,15 @@ static void on_transfer_done(void *arg, CURL *easy, CURLcode rc)
 
 /* ---- steps ---- */
 
-/* The checked address as the connection's target: "host:port:addr" becomes
- * "host:port:addr:port" for CURLOPT_CONNECT_TO. Unlike a CURLOPT_RESOLVE entry (loaded into
- * the multi handle's DNS cache on every transfer), a connect-to target is part of what curl
- * matches when it picks a kept-alive connection: a connection opened to an address checked
- * before is reused only while the check still names that address. The host of a pin never
- * holds a ':' (an IPv6 literal is not pinned), so the port is the second field. */
-static int pin_connect_to(struct call *c)
-{
-    c->pinned = 0;
-    if (!c->pin[0])
-        return 0;
-    const char *port = strchr(c->pin, ':');
-    size_t plen = port ? strcspn(port + 1, ":") : 0;
-    if (!port || !plen || port[1 + plen] != ':' ||
-        strlen(c->pin) + 1 + plen >= sizeof c->connect_to)
-        return -1;
-    snprintf(c->connect_to, sizeof c->connect_to, "%s:%.*s", c->pin, (int)plen, port + 1);
-    c->connect_node.data = c->connect_to;
-    c->connect_node.next = NULL;
-    c->pinned = 1;
-    return 0;
-}
-
-/* An IPv6 literal's address and port as libcurl reads them from the URL: the check leaves such a
- * host unpinned (it resolves nothing, and a "host:port:addr" entry cannot be written for it) and
- * the verdict cache has no key for it, so the socket pin is taken from the URL itself. */
-static int pin_ipv6_literal(struct call *c)
-{
-    CURLU *u = curl_url();
-    char *host = NULL, *port = NULL;
-    long long p;
-    int rc = -1;
-    if (!u || curl_url_set(u, CURLUPART_URL, c->req.url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
-        goto out;
-    size_t n = strlen(host);
-    if (n > 2 && host[0] == '[' && host[n - 1] == ']' && parse_ll(port, 1, 65535, &p) == 0)
-        rc = curluv_pin_set(&c->sockpin, host, n, (int)p);
-out:
-    curl_free(host);
-    curl_free(port);
-    curl_url_cleanup(u);
-    return rc;
-}
-
-/* The checked address as the socket-level pin: the pin's address; for an address literal
- * without one, the literal itself (an IPv4 literal from its "host:port" cache key, an IPv6
- * literal, which has no key, from the URL). */
+/* The checked address as the socket-level pin, from the check's own target (an IPv6 literal
+ * included): curl may connect nowhere else. The target's connect-to entry (ssrf_target_list(),
+ * installed per transfer) steers curl there; unlike a CURLOPT_RESOLVE entry it is part of what
+ * curl matches when it picks a kept-alive connection, so a connection opened to an address
+ * checked before is reused only while the check still names that address. */
 static int pin_socket(struct call *c)
 {
-    if (c->pin[0])
-        return curluv_pin_parse(&c->sockpin, c->pin);
-    if (!c->ssrf_key[0])
-        return pin_ipv6_literal(c);
-    const char *colon = strrchr(c->ssrf_key, ':');
-    long long port;
-    if (!colon || parse_ll(colon + 1, 1, 65535, &port) != 0)
-        return -1;
-    return curluv_pin_set(&c->sockpin, c->ssrf_key, (size_t)(colon - c->ssrf_key), (int)port);
+    const struct ssrf_target *t = &c->target;
+    return curluv_pin_set(&c->sockpin, t->addr, strnlen(t->addr, sizeof t->addr), t->port);
 }
 
 /* The SSRF check is done (from the cache or the thread pool): go on or fail closed. */
@@ -917,7 +863,7 @@ static void checked(struct call *c, int cancelled)
              cancelled ? "check cancelled" : c->reason);
         return;
     }
-    if (pin_connect_to(c) != 0 || pin_socket(c) != 0) { /* fail closed: never unpinned */
+    if (pin_socket(c) != 0) { /* fail closed: never unpinned */
         fail(c, "Step '%s' SSRF blocked: unusable address pin", c->req.name);
         return;
     }
@@ -951,15 +897,16 @@ static void on_checked(uv_work_t *w, int status)
     struct call *c = w->data;
     struct engine *e = c->e;
     if (status == 0 && c->ssrf_key[0])
-        ssrf_cache_put(e->ssrf, c->ssrf_key, now_mono_ms(), c->blocked, c->pin, c->reason);
+        ssrf_cache_put(e->ssrf, c->ssrf_key, now_mono_ms(), c->blocked, &c->target, c->reason);
     struct call *next = NULL;
-    char pin[sizeof c->pin], reason[sizeof c->reason];
+    struct ssrf_target target;
+    char reason[sizeof c->reason];
     int blocked = c->blocked;
     if (c->leading) { /* the verdict is copied out: checked() may end c and reuse its record */
         leader_drop(e, c);
         next = c->waiters;
         c->waiters = c->waiters_tail = NULL;
-        memcpy(pin, c->pin, sizeof pin);
+        target = c->target;
         memcpy(reason, c->reason, sizeof reason);
     }
     checked(c, status != 0);
@@ -968,7 +915,7 @@ static void on_checked(uv_work_t *w, int status)
         next = n->wait_check_next;
         n->wait_check_next = NULL;
         n->blocked = blocked;
-        memcpy(n->pin, pin, sizeof pin);
+        n->target = target;
         memcpy(n->reason, reason, sizeof reason);
         checked(n, status != 0);
     }
@@ -977,15 +924,13 @@ static void on_checked(uv_work_t *w, int status)
 static void do_check(uv_work_t *w)
 {
     struct call *c = w->data;
-    c->pin[0] = 0;
-    c->blocked = guard_check(c->e->o.guard, c->req.url, c->pin, sizeof c->pin, c->reason,
+    c->blocked = guard_check(c->e->o.guard, c->req.url, &c->target, c->reason,
                              sizeof c->reason) != 0;
 }
 
 static void next_step(struct call *c)
 {
     step_req_wipe(&c->req);
-    c->pinned = 0;
     c->retries = 0;
     if (c->step >= c->nsteps) {
         succeed(c, 0);
@@ -1008,12 +953,12 @@ static void next_step(struct call *c)
         return;
     }
     c->state = ST_CHECK;
-    c->pin[0] = 0;
+    memset(&c->target, 0, sizeof c->target);
     c->reason[0] = 0;
     if (ssrf_cache_key_of(c->e->ssrf, c->req.url, c->ssrf_key, sizeof c->ssrf_key) != 0)
         c->ssrf_key[0] = 0;
-    switch (ssrf_cache_get(c->e->ssrf, c->ssrf_key, now_mono_ms(), c->pin, sizeof c->pin,
-                           c->reason, sizeof c->reason)) {
+    switch (ssrf_cache_get(c->e->ssrf, c->ssrf_key, now_mono_ms(), &c->target, c->reason,
+                           sizeof c->reason)) {
     case SSRF_CACHE_ALLOWED:
         c->blocked = 0;
         checked(c, 0);

@@ -16,6 +16,7 @@
 #include "audit.h"
 #include "bus.h"
 #include "creds.h"
+#include "crypto.h"
 #include "enricher.h"
 #include "guard.h"
 #include "log.h"
@@ -30,26 +31,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 static void audit_decrypted(void *arg, const char *provider, long long job_id)
 {
     struct enricher *en = arg;
     audit_emit(en->audit, "credentials_decrypted", NULL, NULL, NULL,
                json_pack("{s:s,s:I}", "provider", provider, "job_id", (json_int_t)job_id));
-}
-
-static void make_owner(struct enricher *en)
-{
-    char host[64] = "unknown";
-    unsigned char rnd[4] = {0};
-    gethostname(host, sizeof host - 1);
-    host[sizeof host - 1] = 0;
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-        msg_warn("getrandom failed; lease owner id less unique");
-    snprintf(en->owner, sizeof en->owner, "%s:%d:%02x%02x%02x%02x", host, (int)getpid(), rnd[0],
-             rnd[1], rnd[2], rnd[3]);
 }
 
 static void on_pool_closed(void *arg)
@@ -144,7 +131,7 @@ static void start(struct enricher *en)
                              en->opt.rate_global ? quota_lease : NULL,
                              en};
     en->engine = engine_new(en->loop, &eo);
-    make_owner(en);
+    crypto_owner_id(en->owner, sizeof en->owner, NULL);
     providers_start(en);
     claim_start(en);
     lookups_start(en);

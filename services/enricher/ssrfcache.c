@@ -12,14 +12,13 @@
 #include <strings.h>
 
 #define KEY_MAX 272 /* host (255) + ":65535" */
-#define PIN_MAX 384
 #define REASON_MAX 256
 #define ORIGIN_MAX 288 /* "https://" + KEY_MAX */
 #define MEMO_MAX 16
 
 struct ssrf_entry {
     char key[KEY_MAX];
-    char pin[PIN_MAX];
+    struct ssrf_target target; /* allowed: where the check lets the connection go */
     char reason[REASON_MAX];
     int blocked;
     uint64_t expires_ms; /* 0: free slot */
@@ -57,11 +56,24 @@ void ssrf_cache_free(struct ssrf_cache *c)
     free(c);
 }
 
-/* Host as the guard sees it: ASCII letters, digits, '.', '-', '_' only (no IPv6 literal). */
+/* Host as the guard sees it: ASCII letters, digits, '.', '-', '_', or an IPv6 literal in
+ * brackets (hex digits, ':' and '.'; no zone, which the guard never allows anyway). */
 static int host_ok(const char *h, size_t n)
 {
     if (n == 0 || n > 255)
         return 0;
+    if (h[0] == '[') {
+        if (n < 4 || h[n - 1] != ']')
+            return 0;
+        for (size_t i = 1; i + 1 < n; i++) {
+            unsigned char ch = (unsigned char)h[i];
+            int hex =
+                (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+            if (!hex && ch != ':' && ch != '.')
+                return 0;
+        }
+        return 1;
+    }
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)h[i];
         int alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
@@ -122,24 +134,45 @@ static void copy(char *dst, size_t len, const char *src)
         snprintf(dst, len, "%s", src ? src : "");
 }
 
-/* An IPv4 address literal as the key's host. The check writes a pin for it (the literal itself);
- * should an allowed verdict for one ever carry none, its address is still the key's own, so it
- * is cached like any other rather than checked again on the thread pool per lookup. */
-static int literal_key(const char *key, size_t kn)
+/* 1 if the key "[v6]:port" names the IPv6 address addr (compared as addresses, not text). */
+static int literal_is(const char *key, size_t hostlen, const char *addr)
 {
-    char host[INET_ADDRSTRLEN];
-    struct in_addr a;
-    const char *colon = memchr(key, ':', kn);
-    size_t hn = colon ? (size_t)(colon - key) : kn;
-    if (hn == 0 || hn >= sizeof host)
+    char lit[INET6_ADDRSTRLEN];
+    struct in6_addr a, b;
+    if (hostlen < 4 || key[0] != '[' || key[hostlen - 1] != ']' || hostlen - 2 >= sizeof lit)
         return 0;
-    memcpy(host, key, hn);
-    host[hn] = 0;
-    return inet_pton(AF_INET, host, &a) == 1;
+    memcpy(lit, key + 1, hostlen - 2);
+    lit[hostlen - 2] = 0;
+    return inet_pton(AF_INET6, lit, &a) == 1 && inet_pton(AF_INET6, addr, &b) == 1 &&
+           memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* 1 if t is a target for exactly key's host and port: its connect-to entry is
+ * "key:addr:port" for its own address and port, or, for an IPv6 literal key (curl connects to
+ * the literal as named, so there is no entry), its address is the literal's. */
+static int target_fits(const char *key, size_t kn, const struct ssrf_target *t)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    char want[sizeof t->connect_to];
+    const char *colon = key + kn;
+    while (colon > key && colon[-1] != ':')
+        colon--;
+    long long port;
+    if (!t || colon == key || parse_ll(colon, 1, 65535, &port) != 0 || port != t->port ||
+        strnlen(t->addr, sizeof t->addr) == sizeof t->addr)
+        return 0;
+    int v6 = inet_pton(AF_INET6, t->addr, &a6) == 1;
+    if (!v6 && inet_pton(AF_INET, t->addr, &a4) != 1)
+        return 0;
+    if (!t->connect_to[0])
+        return v6 && literal_is(key, (size_t)(colon - 1 - key), t->addr);
+    int n = snprintf(want, sizeof want, v6 ? "%s:[%s]:%d" : "%s:%s:%d", key, t->addr, t->port);
+    return n > 0 && (size_t)n < sizeof want && !strcmp(want, t->connect_to);
 }
 
 enum ssrf_cache_hit ssrf_cache_get(struct ssrf_cache *c, const char *key, uint64_t now_ms,
-                                   char *pin, size_t pinlen, char *reason, size_t reasonlen)
+                                   struct ssrf_target *t, char *reason, size_t reasonlen)
 {
     if (!key || !key[0])
         return SSRF_CACHE_MISS;
@@ -150,23 +183,21 @@ enum ssrf_cache_hit ssrf_cache_get(struct ssrf_cache *c, const char *key, uint64
         copy(reason, reasonlen, e->reason);
         return SSRF_CACHE_BLOCKED;
     }
-    if (strlen(e->pin) >= pinlen)
-        return SSRF_CACHE_MISS;
-    copy(pin, pinlen, e->pin);
+    *t = e->target;
+    t->node.data = NULL; /* ssrf_target_list() points it into the caller's copy */
+    t->node.next = NULL;
     return SSRF_CACHE_ALLOWED;
 }
 
 int ssrf_cache_put(struct ssrf_cache *c, const char *key, uint64_t now_ms, int blocked,
-                   const char *pin, const char *reason)
+                   const struct ssrf_target *t, const char *reason)
 {
     size_t kn = key ? strlen(key) : 0;
     uint64_t ttl = blocked ? c->blocked_ttl_ms : c->ttl_ms;
     if (kn == 0 || kn >= KEY_MAX || ttl == 0)
         return 0;
-    if (!blocked && !(literal_key(key, kn) && pin && !pin[0]) &&
-        (!pin || strncmp(pin, key, kn) != 0 || pin[kn] != ':' || !pin[kn + 1] ||
-         strlen(pin) >= PIN_MAX))
-        return 0; /* the pin must be for exactly this host:port */
+    if (!blocked && !target_fits(key, kn, t))
+        return 0; /* the target must be for exactly this host:port */
     struct ssrf_entry *e = find(c, key, now_ms);
     if (!e) {
         e = &c->e[0];
@@ -182,10 +213,13 @@ int ssrf_cache_put(struct ssrf_cache *c, const char *key, uint64_t now_ms, int b
     memset(e, 0, sizeof *e);
     memcpy(e->key, key, kn + 1);
     e->blocked = blocked ? 1 : 0;
-    if (blocked)
+    if (blocked) {
         copy(e->reason, sizeof e->reason, reason);
-    else
-        copy(e->pin, sizeof e->pin, pin);
+    } else {
+        e->target = *t;
+        e->target.node.data = NULL;
+        e->target.node.next = NULL;
+    }
     e->expires_ms = now_ms + ttl;
     return 1;
 }
@@ -216,7 +250,8 @@ static size_t plain_origin(const char *url)
         unsigned char ch = (unsigned char)url[i];
         if (ch == 0 || ch == '/' || ch == '?' || ch == '#')
             break;
-        int alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        int alnum =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
         if (!alnum && ch != '.' && ch != '-' && ch != '_' && ch != ':')
             return 0;
     }

@@ -6,12 +6,13 @@
  * engine keeps one ssrf_cache on its loop thread (not thread-safe, no locking):
  *
  *   - the key is "host:port" exactly as the guard parses the URL (libcurl's URL parser, scheme
- *     http/https only, host lowercase, brackets removed, default port filled in); a URL that
- *     cannot be keyed that way is never served from the cache, so it gets the full check;
- *   - an allowed result is stored with its CURLOPT_RESOLVE pin, and only when the pin names
- *     that same host:port: a hit hands back the pinned address that was checked, so the
- *     connection still goes to exactly that address (no DNS rebinding); an IPv4 address
- *     literal resolves nothing and is stored with an empty pin (its address is the key's);
+ *     http/https only, host lowercase, default port filled in; an IPv6 literal keeps its
+ *     brackets, "[::1]:8080"); a URL that cannot be keyed that way is never served from the
+ *     cache, so it gets the full check;
+ *   - an allowed result is stored with the checked target (ssrf.h's struct ssrf_target: the
+ *     CURLOPT_CONNECT_TO entry and the address the socket pin allows), and only when that target
+ *     is for that same host:port: a hit hands back the address that was checked, so the
+ *     connection still goes to exactly that address (no DNS rebinding);
  *   - a blocked result is stored too (shorter TTL): the cache can only keep a URL blocked,
  *     never let it through;
  *   - entries expire after their TTL; the table holds at most max_entries (the entry closest
@@ -22,6 +23,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "ssrf.h"
 
 struct ssrf_cache;
 
@@ -39,15 +42,16 @@ int ssrf_cache_key(const char *url, char *key, size_t keylen);
  * once per origin instead of once per request. */
 int ssrf_cache_key_of(struct ssrf_cache *c, const char *url, char *key, size_t keylen);
 
-/* ALLOWED: pin filled (a "host:port:addr" entry for CURLOPT_RESOLVE); BLOCKED: reason filled;
- * MISS: nothing filled. now_ms: a monotonic clock. */
+/* ALLOWED: *t filled with the checked target; BLOCKED: reason filled; MISS: nothing filled.
+ * now_ms: a monotonic clock. */
 enum ssrf_cache_hit ssrf_cache_get(struct ssrf_cache *c, const char *key, uint64_t now_ms,
-                                   char *pin, size_t pinlen, char *reason, size_t reasonlen);
+                                   struct ssrf_target *t, char *reason, size_t reasonlen);
 
-/* Stores a check result. An allowed result whose pin does not start with "key:" is not
- * stored, except an empty pin for an IPv4 address literal key. Returns 1 when stored. */
+/* Stores a check result: t for an allowed one, reason for a blocked one. An allowed target that
+ * is not for exactly key's host and port (its connect-to entry names another, or it has none
+ * while key is no IPv6 literal of its address) is not stored. Returns 1 when stored. */
 int ssrf_cache_put(struct ssrf_cache *c, const char *key, uint64_t now_ms, int blocked,
-                   const char *pin, const char *reason);
+                   const struct ssrf_target *t, const char *reason);
 
 /* Live (unexpired) entries. */
 size_t ssrf_cache_count(const struct ssrf_cache *c, uint64_t now_ms);

@@ -2,6 +2,7 @@
  * step.c - request building from http_config steps.
  */
 #include "step.h"
+#include "httpc.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -23,17 +24,10 @@ int status_listed(json_t *list, long status)
     return 0;
 }
 
-static void wipe_free(char *s)
-{
-    template_free_wipe(s);
-}
-
 void step_req_wipe(struct step_req *r)
 {
-    wipe_free(r->url);
-    for (struct curl_slist *h = r->headers; h; h = h->next)
-        explicit_bzero(h->data, strlen(h->data));
-    curl_slist_free_all(r->headers);
+    free_wiped(r->url);
+    httpc_slist_free_wiped(r->headers);
     if (r->body) {
         explicit_bzero(r->body, r->body_len);
         free(r->body);
@@ -78,7 +72,7 @@ static void add_query(struct buf *url, json_t *params, const struct tpl_ctx *ctx
         urlencode_append(url, k, strlen(k));
         buf_puts(url, "=");
         urlencode_append(url, val, strlen(val));
-        wipe_free(val);
+        free_wiped(val);
     }
 }
 
@@ -91,7 +85,7 @@ static void render_value_to(struct buf *b, json_t *v, const struct tpl_ctx *ctx)
     }
     char *s = render_value(v, ctx);
     buf_puts(b, s);
-    wipe_free(s);
+    free_wiped(s);
 }
 
 /* Each line is rendered into one buffer (wiped after: it may hold a credential) and copied
@@ -148,7 +142,7 @@ static void add_body(struct step_req *r, json_t *step, const struct tpl_ctx *ctx
             form_append(&b, k);
             buf_puts(&b, "=");
             form_append(&b, val);
-            wipe_free(val);
+            free_wiped(val);
         }
         buf_append(&b, "", 0);
         r->body = b.data;

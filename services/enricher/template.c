@@ -9,14 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void template_free_wipe(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 static void trim(const char **s, size_t *n)
 {
     while (*n && isspace((unsigned char)**s)) {
@@ -77,7 +69,7 @@ static int resolve(const char *e, size_t n, const struct tpl_ctx *ctx, int encod
         char *t = jvalue_text(v);
         if (t) {
             emit(out, t, strlen(t), encode);
-            template_free_wipe(t);
+            free_wiped(t);
         }
     }
     if (expr != small)
@@ -150,7 +142,7 @@ json_t *template_render_json(json_t *v, const struct tpl_ctx *ctx)
     if (json_is_string(v)) {
         char *s = template_render(json_string_value(v), ctx, 0);
         json_t *r = json_string(s);
-        template_free_wipe(s);
+        free_wiped(s);
         return r ? r : json_string("");
     }
     if (json_is_object(v)) {

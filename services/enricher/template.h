@@ -9,7 +9,7 @@
  *
  * Auth values come through a callback so that they can stay in locked memory (creds.h) until
  * they are copied into the request; callers wipe rendered output that may hold them
- * (template_free_wipe()).
+ * (free_wiped()).
  */
 #ifndef ENRICHER_TEMPLATE_H
 #define ENRICHER_TEMPLATE_H
@@ -31,13 +31,11 @@ struct tpl_ctx {
 };
 
 /* Renders tpl (NUL-terminated); url_mode encodes every substituted value. Caller frees the
- * result with template_free_wipe(). */
+ * result with free_wiped() (it may hold a credential). */
 char *template_render(const char *tpl, const struct tpl_ctx *ctx, int url_mode);
 /* As template_render(), appending to out (NUL-terminated after). */
 void template_render_to(struct buf *out, const char *tpl, const struct tpl_ctx *ctx, int url_mode);
 /* Renders every string inside a JSON value (object keys untouched); returns a new reference. */
 json_t *template_render_json(json_t *v, const struct tpl_ctx *ctx);
-/* Wipes and frees a rendered string (it may hold a credential). NULL is fine. */
-void template_free_wipe(char *s);
 
 #endif

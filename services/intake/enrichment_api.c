@@ -442,9 +442,8 @@ static void do_ssrf(uv_work_t *w)
 {
     struct save_op *op = w->data;
     for (size_t i = 0; i < op->nurls && !op->blocked; i++) {
-        char pin[512], why[256];
-        if (guard_check(enrich_api_guard(op->a), op->urls[i], pin, sizeof pin, why, sizeof why) !=
-            0) {
+        char why[256];
+        if (guard_check(enrich_api_guard(op->a), op->urls[i], NULL, why, sizeof why) != 0) {
             op->blocked = 1;
             snprintf(op->reason, sizeof op->reason, "%s (%s)", why, op->urls[i]);
         }

@@ -21,6 +21,7 @@
  * lost or unreachable database → 503 for everything in the batch (nothing was committed).
  */
 #include "audit.h"
+#include "batch_element.h"
 #include "indicators.h"
 #include "intake.h"
 #include "jsonparse.h"
@@ -650,111 +651,29 @@ static void reply_payload_mismatch(struct reqctx *rc, const char *name)
     reply_error(rc, 422, "INVALID_PAYLOAD", msg, NULL);
 }
 
-/* The indicators to store: all of them count for the fingerprint, but a value longer than
- * INDICATOR_STORE_MAX cannot be indexed (and is no indicator anyone looks up). */
-#define INDICATOR_STORE_MAX 2048
-static void put_indicators(struct buf *t, const struct indicator_set *set)
-{
-    int first = 1;
-    buf_append(t, "[", 1);
-    for (size_t i = 0; i < set->n; i++) {
-        size_t n = strlen(set->items[i].value);
-        if (n > INDICATOR_STORE_MAX)
-            continue;
-        buf_puts(t, first ? "{\"type\":" : ",{\"type\":");
-        buf_json_cstr(t, set->items[i].type);
-        buf_puts(t, ",\"value\":");
-        buf_json_string(t, set->items[i].value, n);
-        buf_append(t, "}", 1);
-        first = 0;
-    }
-    buf_append(t, "]", 1);
-}
-
-static void put_tags(struct buf *t, json_t *tags)
-{
-    size_t i;
-    json_t *v;
-    buf_append(t, "[", 1);
-    json_array_foreach(tags, i, v)
-    {
-        if (i)
-            buf_append(t, ",", 1);
-        if (json_is_string(v)) {
-            buf_json_string(t, json_string_value(v), json_string_length(v));
-        } else {
-            char *x = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-            buf_puts(t, x ? x : "null");
-            free(x);
-        }
-    }
-    buf_append(t, "]", 1);
-}
-
-/* The alert as one element of the batch document, written as text (a jansson tree built only to
- * be serialised once cost about a tenth of the intake's CPU per alert). Its payload goes beside
- * the batch (see send_batch); raw_member, when not NULL, names the member of that text to store
- * (the payload of a POST /v1/alerts body). check_numbers: the payload has a number PostgreSQL's
- * numeric may not hold, so the database converts it to jsonb once to refuse it at ingest rather
- * than store a payload that a jsonb reader (enrichment, workflows) could not read. */
-struct element {
-    const struct normalized_alert *na;
-    const char *source, *occurred_at, *fingerprint, *key_prefix;
-    const struct indicator_set *set;
-    const char *raw_member;
-    int check_numbers;
-};
-
-static void element_text(struct buf *t, const struct element *e)
-{
-    buf_reserve(t, 512);
-    buf_puts(t, "{\"title\":");
-    buf_json_cstr(t, e->na->title);
-    buf_puts(t, ",\"severity\":");
-    buf_json_cstr(t, e->na->severity);
-    buf_puts(t, ",\"source_name\":");
-    buf_json_cstr(t, e->source);
-    buf_puts(t, ",\"description\":");
-    buf_json_cstr(t, e->na->description);
-    buf_puts(t, ",\"occurred_at\":");
-    buf_json_cstr(t, e->occurred_at);
-    if (e->raw_member) {
-        buf_puts(t, ",\"raw_member\":");
-        buf_json_cstr(t, e->raw_member);
-    }
-    if (e->check_numbers)
-        buf_puts(t, ",\"check_numbers\":true");
-    buf_puts(t, ",\"tags\":");
-    put_tags(t, e->na->tags);
-    buf_puts(t, ",\"fingerprint\":");
-    buf_json_cstr(t, e->fingerprint);
-    buf_puts(t, ",\"indicators\":");
-    put_indicators(t, e->set);
-    buf_puts(t, ",\"rule_ref\":");
-    buf_json_cstr(t, e->na->source_rule_ref);
-    buf_puts(t, ",\"actor_key_prefix\":");
-    buf_json_cstr(t, e->key_prefix);
-    buf_append(t, "}", 1);
-}
-
-/* Normalise, extract, fingerprint and queue; payload is borrowed. body_is_payload: the request
+/* Normalise, extract, fingerprint and queue; payload is borrowed. tok, when not NULL, is the
+ * token index of the payload to read instead of the tree (payload is then NULL). body_is_payload:
+ * the request
  * body is the payload (POST /v1/ingest/{source}); its text goes to the database as received
  * (the parser accepted it), so nothing is serialised again and numbers stay exactly as sent.
  * Otherwise raw_json, when not NULL, is the request body to store instead of payload (its
  * member raw_member): payload had integers beyond 64 bits, which the tree only holds as reals,
  * or is large. scan: what the limit walk saw of the body. */
 static void submit(struct reqctx *rc, const struct alert_source *src, json_t *payload,
-                   int body_is_payload, const char *raw_json, const char *raw_member,
-                   const struct json_scan *scan)
+                   const struct jtok_doc *tok, int body_is_payload, const char *raw_json,
+                   const char *raw_member, const struct json_scan *scan)
 {
     struct normalized_alert na;
-    if (src->normalize(payload, &na) != 0) {
+    if ((tok ? src->normalize_tok(tok, &na) : src->normalize(payload, &na)) != 0) {
         reply_payload_mismatch(rc, src->name);
         return;
     }
     struct indicator_set set;
     indicator_set_init(&set);
-    src->extract(payload, &set);
+    if (tok)
+        src->extract_tok(tok, &set);
+    else
+        src->extract(payload, &set);
     mappings_apply(rc->in, &na, src->name, &set);
     char fp[33];
     indicators_fingerprint(na.title, src->name, &set, fp);
@@ -818,6 +737,9 @@ struct parse_job {
     struct json_limits lim;
     int alerts_route;       /* POST /v1/alerts: measure the serialised payload too */
     json_t *doc;            /* the parsed body, or NULL */
+    int use_tok;            /* read the body into tok instead of doc (the source reads tokens) */
+    int tok_ok;             /* tok holds the body */
+    struct jtok_doc tok;
     struct json_scan scan;
     enum json_parse_status st;
     size_t payload_size;    /* POST /v1/alerts: compact ASCII size of "payload" */
@@ -832,6 +754,11 @@ struct parse_job {
 static void parse_body(struct parse_job *pj)
 {
     struct http_request *req = pj->rc->req;
+    if (pj->use_tok) {
+        pj->tok_ok = jtok_parse_limited(&pj->tok, req->body.data, req->body.len, &pj->lim,
+                                        &pj->scan, &pj->st, pj->err, sizeof pj->err) == 0;
+        return;
+    }
     pj->doc = json_parse_limited(req->body.data, req->body.len,
                                  JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &pj->lim, &pj->scan,
                                  &pj->st, pj->err, sizeof pj->err);
@@ -858,6 +785,7 @@ static void parse_then(struct reqctx *rc, const struct alert_source *src, size_t
     struct parse_job *pj = xcalloc(1, sizeof *pj);
     pj->rc = rc;
     pj->src = src;
+    pj->use_tok = src && src->normalize_tok && src->validate_tok && src->extract_tok;
     pj->lim = (struct json_limits){(size_t)rc->in->cfg.ingest_json_max_depth,
                                    (size_t)rc->in->cfg.ingest_json_max_values, max_bytes};
     pj->alerts_route = max_bytes > 0;
@@ -888,6 +816,8 @@ static void free_after(uv_work_t *w, int status)
  * holds the body's text instead). */
 static void parse_job_free(struct parse_job *pj)
 {
+    if (pj->use_tok)
+        jtok_free(&pj->tok); /* two blocks, whatever the size */
     if (pj->doc && pj->body_len > OFFLOOP_BYTES) {
         uv_work_t *w = xcalloc(1, sizeof *w);
         w->data = pj->doc;
@@ -934,28 +864,49 @@ void route_ingest_source(struct reqctx *rc)
     parse_then(rc, src, 0, ingest_source_parsed);
 }
 
+static void reply_unparsed(struct reqctx *rc, const struct parse_job *pj)
+{
+    char msg[256];
+    if (pj->st == JSONP_TOO_MANY) {
+        snprintf(msg, sizeof msg, "Payload too large: %s.", pj->err);
+        reply_error(rc, 413, "PAYLOAD_TOO_LARGE", msg, NULL);
+    } else if (pj->st == JSONP_TOO_DEEP) {
+        snprintf(msg, sizeof msg, "Payload nesting too deep: %s.", pj->err);
+        reply_error(rc, 422, "INVALID_PAYLOAD", msg, NULL);
+    } else {
+        reply_error(rc, 400, "INVALID_JSON", "Request body is not valid JSON.", NULL);
+    }
+}
+
+/* The checks of ingest_source_parsed() over the token index. */
+static void ingest_source_tokens(struct parse_job *pj)
+{
+    struct reqctx *rc = pj->rc;
+    if (!pj->tok_ok)
+        reply_unparsed(rc, pj);
+    else if (jtok_type(&pj->tok, 0) != JT_OBJECT)
+        reply_error(rc, 422, "INVALID_PAYLOAD", "Request body must be a JSON object.", NULL);
+    else if (!pj->src->validate_tok(&pj->tok))
+        reply_payload_mismatch(rc, pj->src->name);
+    else
+        submit(rc, pj->src, NULL, &pj->tok, 1, NULL, NULL, &pj->scan);
+}
+
 static void ingest_source_parsed(struct parse_job *pj)
 {
     struct reqctx *rc = pj->rc;
     const struct alert_source *src = pj->src;
     json_t *payload = pj->doc;
-    char msg[256];
-    if (!payload) {
-        if (pj->st == JSONP_TOO_MANY) {
-            snprintf(msg, sizeof msg, "Payload too large: %s.", pj->err);
-            reply_error(rc, 413, "PAYLOAD_TOO_LARGE", msg, NULL);
-        } else if (pj->st == JSONP_TOO_DEEP) {
-            snprintf(msg, sizeof msg, "Payload nesting too deep: %s.", pj->err);
-            reply_error(rc, 422, "INVALID_PAYLOAD", msg, NULL);
-        } else {
-            reply_error(rc, 400, "INVALID_JSON", "Request body is not valid JSON.", NULL);
-        }
+    if (pj->use_tok) {
+        ingest_source_tokens(pj);
+    } else if (!payload) {
+        reply_unparsed(rc, pj);
     } else if (!json_is_object(payload)) {
         reply_error(rc, 422, "INVALID_PAYLOAD", "Request body must be a JSON object.", NULL);
     } else if (!src->validate(payload)) {
         reply_payload_mismatch(rc, src->name);
     } else {
-        submit(rc, src, payload, 1, NULL, NULL, &pj->scan);
+        submit(rc, src, payload, NULL, 1, NULL, NULL, &pj->scan);
     }
     parse_job_free(pj);
 }
@@ -1038,7 +989,7 @@ static void post_alert_parsed(struct parse_job *pj)
             reply_payload_mismatch(rc, src->name);
         } else if (src) {
             char *raw = stored_text(pj);
-            submit(rc, src, payload, 0, raw, "payload", &pj->scan);
+            submit(rc, src, payload, NULL, 0, raw, "payload", &pj->scan);
             free(raw);
         }
     }

@@ -24,6 +24,7 @@
 #define INTAKE_SOURCE_H
 
 #include "indicators.h"
+#include "jsontok.h"
 
 #include <jansson.h>
 #include <stdint.h>
@@ -48,6 +49,13 @@ struct alert_source {
     int (*normalize)(const json_t *payload, struct normalized_alert *out);
     /* Pass 1: adds the indicators the source knows about to out. */
     void (*extract)(const json_t *payload, struct indicator_set *out);
+    /* The same three over a token index (jsontok.h) of the payload, root token 0: the intake's
+     * path for a body that is the payload, with no jansson tree built. A source that has them
+     * gives exactly the results of the three above for every payload (a unit test runs both
+     * over the fixtures and hostile inputs); NULL: the intake builds the tree. */
+    int (*validate_tok)(const struct jtok_doc *d);
+    int (*normalize_tok)(const struct jtok_doc *d, struct normalized_alert *out);
+    void (*extract_tok)(const struct jtok_doc *d, struct indicator_set *out);
 };
 
 /* The registered source with exactly this name, or NULL. */
@@ -74,6 +82,17 @@ char *json_strdup_or_null(const json_t *v);
 const json_t *py_or(const json_t *a, const json_t *b);
 /* ASCII-lowercased copy of a JSON string into buf (truncated); 0 if v is not a string. */
 int json_lower(const json_t *v, char *buf, size_t size);
+/* The token counterparts: the lowercased string as json_lower(); Python str() as py_str() (a
+ * string's text, anything else through its jansson value); occurred_at from an ISO 8601 string
+ * with "Z" as isotime_parse_zfix() (-1 when i is not a string or does not parse); a tag string
+ * appended to out->tags; a string added to out as an indicator of type (indicator_set_add_json()). */
+int jtok_lower(const struct jtok_doc *d, uint32_t i, char *buf, size_t size);
+char *jtok_py_str(const struct jtok_doc *d, uint32_t i);
+int jtok_isotime_zfix(const struct jtok_doc *d, uint32_t i, int64_t *out_us);
+int jtok_isotime(const struct jtok_doc *d, uint32_t i, int64_t *out_us); /* isotime_parse() */
+void jtok_add_tag(const struct jtok_doc *d, uint32_t i, struct normalized_alert *a);
+void jtok_add_indicator(const struct jtok_doc *d, uint32_t i, struct indicator_set *out,
+                        const char *type);
 /* Starts an alert: tags = [], normalized_fields = {}, everything else zero. */
 void normalized_alert_init(struct normalized_alert *a);
 /* Sets occurred_at to now and occurred_at_was_now. */

@@ -26,22 +26,28 @@ static int generic_validate(const json_t *payload)
     return py_truthy(json_object_get(payload, "title"));
 }
 
+static const char *const SEVERITY_NAMES[][2] = {
+    {"critical", "Critical"}, {"high", "High"},          {"medium", "Medium"},
+    {"low", "Low"},           {"info", "Informational"}, {"informational", "Informational"},
+    {"pending", "Pending"},
+};
+
+static const char *severity_named(const char *low)
+{
+    for (size_t i = 0; i < sizeof SEVERITY_NAMES / sizeof *SEVERITY_NAMES; i++)
+        if (!strcmp(low, SEVERITY_NAMES[i][0]))
+            return SEVERITY_NAMES[i][1];
+    return "Pending";
+}
+
 static const char *generic_severity(const json_t *raw)
 {
-    static const char *const names[][2] = {
-        {"critical", "Critical"}, {"high", "High"},          {"medium", "Medium"},
-        {"low", "Low"},           {"info", "Informational"}, {"informational", "Informational"},
-        {"pending", "Pending"},
-    };
     const json_t *v = json_object_get(raw, "severity");
     if (!v || !json_is_string(v))
         return "Pending"; /* str() of a non-string never spells a level */
     char low[16];
     json_lower(v, low, sizeof low);
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (!strcmp(low, names[i][0]))
-            return names[i][1];
-    return "Pending";
+    return severity_named(low);
 }
 
 static int generic_normalize(const json_t *payload, struct normalized_alert *out)
@@ -87,30 +93,95 @@ static void explicit_indicators(const json_t *list, struct indicator_set *out)
     }
 }
 
+/* Pass 1: top-level members read as they are, and the type of their indicators. */
+static const char *const FIELDS[][2] = {
+    {"src_ip", "ip"},
+    {"dest_ip", "ip"},
+    {"source_ip", "ip"},
+    {"destination_ip", "ip"},
+    {"ip", "ip"},
+    {"domain", "domain"},
+    {"hostname", "domain"},
+    {"url", "url"},
+    {"user", "account"},
+    {"username", "account"},
+    {"email", "email"},
+    {"md5", "hash_md5"},
+    {"sha1", "hash_sha1"},
+    {"sha256", "hash_sha256"},
+    {"hash", "hash_sha256"},
+};
+
 static void generic_extract(const json_t *payload, struct indicator_set *out)
 {
-    static const char *const fields[][2] = {
-        {"src_ip", "ip"},
-        {"dest_ip", "ip"},
-        {"source_ip", "ip"},
-        {"destination_ip", "ip"},
-        {"ip", "ip"},
-        {"domain", "domain"},
-        {"hostname", "domain"},
-        {"url", "url"},
-        {"user", "account"},
-        {"username", "account"},
-        {"email", "email"},
-        {"md5", "hash_md5"},
-        {"sha1", "hash_sha1"},
-        {"sha256", "hash_sha256"},
-        {"hash", "hash_sha256"},
-    };
     if (!json_is_object(payload))
         return;
     explicit_indicators(json_object_get(payload, "indicators"), out);
-    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
-        indicator_set_add_json(out, fields[i][1], json_object_get(payload, fields[i][0]));
+    for (size_t i = 0; i < sizeof FIELDS / sizeof *FIELDS; i++)
+        indicator_set_add_json(out, FIELDS[i][1], json_object_get(payload, FIELDS[i][0]));
+}
+
+/* ---- the same over a token index (see source.h): keep in step with the functions above ---- */
+
+static int generic_validate_tok(const struct jtok_doc *d)
+{
+    return jtok_truthy(d, jtok_get(d, 0, "title"));
+}
+
+static const char *generic_severity_tok(const struct jtok_doc *d)
+{
+    char low[16];
+    if (!jtok_lower(d, jtok_get(d, 0, "severity"), low, sizeof low))
+        return "Pending"; /* str() of a non-string never spells a level */
+    return severity_named(low);
+}
+
+static int generic_normalize_tok(const struct jtok_doc *d, struct normalized_alert *out)
+{
+    normalized_alert_init(out);
+    if (jtok_type(d, 0) != JT_OBJECT) {
+        normalized_alert_destroy(out);
+        return -1;
+    }
+    uint32_t title = jtok_get(d, 0, "title");
+    out->title = title != JTOK_NONE ? jtok_py_str(d, title) : xstrdup("Untitled Alert");
+    out->severity = xstrdup(generic_severity_tok(d));
+    if (jtok_isotime(d, jtok_get(d, 0, "occurred_at"), &out->occurred_at_us) != 0)
+        normalized_alert_now(out);
+    uint32_t tags = jtok_get(d, 0, "tags");
+    if (jtok_type(d, tags) == JT_ARRAY) {
+        for (uint32_t t = jtok_first(d, tags); t != JTOK_NONE; t = jtok_next(d, t)) {
+            if (jtok_type(d, t) == JT_STRING) {
+                jtok_add_tag(d, t, out);
+                continue;
+            }
+            char *s = jtok_py_str(d, t);
+            json_array_append_new(out->tags, json_string(s));
+            free(s);
+        }
+    }
+    uint32_t ref = jtok_or(d, jtok_get(d, 0, "rule_id"), jtok_get(d, 0, "rule_name"));
+    out->source_rule_ref = jtok_strdup(d, ref);
+    return 0;
+}
+
+static void generic_extract_tok(const struct jtok_doc *d, struct indicator_set *out)
+{
+    if (jtok_type(d, 0) != JT_OBJECT)
+        return;
+    uint32_t list = jtok_get(d, 0, "indicators");
+    if (jtok_type(d, list) == JT_ARRAY) {
+        for (uint32_t e = jtok_first(d, list); e != JTOK_NONE; e = jtok_next(d, e)) {
+            char type[16];
+            if (jtok_type(d, e) != JT_OBJECT ||
+                !jtok_lower(d, jtok_get(d, e, "type"), type, sizeof type))
+                continue;
+            if (indicator_type_valid(type))
+                jtok_add_indicator(d, jtok_get(d, e, "value"), out, type);
+        }
+    }
+    for (size_t i = 0; i < sizeof FIELDS / sizeof *FIELDS; i++)
+        jtok_add_indicator(d, jtok_get(d, 0, FIELDS[i][0]), out, FIELDS[i][1]);
 }
 
 const struct alert_source source_generic = {
@@ -118,4 +189,7 @@ const struct alert_source source_generic = {
     .validate = generic_validate,
     .normalize = generic_normalize,
     .extract = generic_extract,
+    .validate_tok = generic_validate_tok,
+    .normalize_tok = generic_normalize_tok,
+    .extract_tok = generic_extract_tok,
 };

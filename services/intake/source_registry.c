@@ -3,6 +3,7 @@
  * (Python truthiness and str(), string copies, the normalised alert's life cycle).
  */
 #include "source.h"
+#include "isotime.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -255,4 +256,76 @@ char *py_str(const json_t *v)
     py_repr(&b, v, 1);
     char *s = b.data ? b.data : xstrdup("");
     return s;
+}
+
+/* ---- the same over a token index ---- */
+
+int jtok_lower(const struct jtok_doc *d, uint32_t i, char *buf, size_t size)
+{
+    size_t n;
+    const char *s = jtok_str(d, i, &n);
+    if (!s || size == 0)
+        return 0;
+    size_t k = 0;
+    for (; k < n && k + 1 < size; k++)
+        buf[k] = (s[k] >= 'A' && s[k] <= 'Z') ? (char)(s[k] + 32) : s[k];
+    buf[k] = '\0';
+    return 1;
+}
+
+char *jtok_py_str(const struct jtok_doc *d, uint32_t i)
+{
+    if (jtok_type(d, i) == JT_STRING)
+        return jtok_strdup(d, i);
+    json_t *v = jtok_json(d, i);
+    char *s = py_str(v);
+    json_decref(v);
+    return s;
+}
+
+/* parse(text of string i); -1 when i is not a string. */
+static int jtok_time(const struct jtok_doc *d, uint32_t i, int (*parse)(const char *, int64_t *),
+                     int64_t *out_us)
+{
+    size_t n;
+    const char *s = jtok_str(d, i, &n);
+    if (!s)
+        return -1;
+    char small[128];
+    if (n < sizeof small) {
+        memcpy(small, s, n);
+        small[n] = '\0';
+        return parse(small, out_us);
+    }
+    char *copy = xstrndup(s, n);
+    int rc = parse(copy, out_us);
+    free(copy);
+    return rc;
+}
+
+int jtok_isotime_zfix(const struct jtok_doc *d, uint32_t i, int64_t *out_us)
+{
+    return jtok_time(d, i, isotime_parse_zfix, out_us);
+}
+
+int jtok_isotime(const struct jtok_doc *d, uint32_t i, int64_t *out_us)
+{
+    return jtok_time(d, i, isotime_parse, out_us);
+}
+
+void jtok_add_tag(const struct jtok_doc *d, uint32_t i, struct normalized_alert *a)
+{
+    size_t n;
+    const char *s = jtok_str(d, i, &n);
+    if (s)
+        json_array_append_new(a->tags, json_stringn_nocheck(s, n));
+}
+
+void jtok_add_indicator(const struct jtok_doc *d, uint32_t i, struct indicator_set *out,
+                        const char *type)
+{
+    size_t n;
+    const char *s = jtok_str(d, i, &n);
+    if (s)
+        indicator_set_add(out, type, s, n);
 }

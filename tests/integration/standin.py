@@ -68,12 +68,17 @@ class StandIn:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any
 
-        server_class = http.server.ThreadingHTTPServer
-        if ":" in host:  # an IPv6 address (loopback only, as every stand-in)
-            class V6(http.server.ThreadingHTTPServer):
-                address_family = socket.AF_INET6
-            server_class = V6
-        self.server = server_class((host, 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            # socketserver listens with a backlog of 5: a burst of new connections (a worker
+            # without a per-host cap opens one per lookup) overflows the accept queue, the
+            # kernel drops the handshake's last ACK, and the client, which believes it is
+            # connected, resends its request with a doubling timeout that can outlast the
+            # lookup's own (a lookup then times out with nothing received)
+            request_queue_size = 1024
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        # an IPv6 address is loopback only too, as every stand-in
+        self.server = Server((host, 0), Handler)
         self.server.daemon_threads = True
         self.server.handle_error = lambda request, address: None  # clients may hang up
         self.port = self.server.server_address[1]

@@ -1,6 +1,6 @@
 """test_enricher.py - the enrichment worker against real PostgreSQL and stand-in providers.
 
-Stand-ins (threads in this process, one HTTP server) speak the real request formats of the four
+Stand-ins (threads in this process, one standin.StandIn HTTP server) speak the real request formats of the four
 built-in providers: VirusTotal v3 (x-apikey header, /api/v3/ip_addresses|domains|files/{v}),
 AbuseIPDB v2 (Key header, /api/v2/check?ipAddress=&maxAgeInDays=90), Okta (SSWS token,
 /api/v1/users/{login}, groups, manager) and Microsoft Entra (client-credentials token POST, then
@@ -16,7 +16,6 @@ changes no row (shared cache: no provider call either); hostile and huge provide
 SIGTERM drains the job in flight; wrong/missing/invalid ENCRYPTION_KEY -> a start-up error naming
 it; loopback blocked without the test setting; credentials never in logs or audit events.
 """
-import http.server
 import json
 import re
 import os
@@ -30,6 +29,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Stack, assert_eq, fernet_encrypt, fernet_key, run_tests, wait_for  # noqa: E402
+from standin import StandIn  # noqa: E402
 
 VT_KEY = "vt-secret-7f3a9c1e55d2"
 ABUSE_KEY = "abuse-secret-0b8e4d2a91"
@@ -43,72 +43,36 @@ SECRETS = [VT_KEY, ABUSE_KEY, OKTA_TOKEN, ENTRA_SECRET]
 
 # ---- stand-in providers ---------------------------------------------------------------------
 
-class Standin:
+JSON = {"Content-Type": "application/json"}
+
+
+class Providers:
+    """The four providers' answers, for one standin.StandIn (handle(req) -> (status, body[,
+    headers])); the state a test steers or reads is kept here."""
+
     def __init__(self):
         self.lock = threading.Lock()
-        self.requests = []  # (method, path, headers dict, body)
         self.abuse_429_left = {"9.9.9.9": 1}
         self.slow_now = 0   # concurrent requests for the 31.13.x.x addresses
         self.slow_max = 0
-        outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                outer.handle(self, "GET")
-
-            def do_POST(self):
-                outer.handle(self, "POST")
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.handle_error = lambda request, address: None  # clients may hang up
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def count(self, needle):
-        with self.lock:
-            return sum(1 for r in self.requests if needle in r[1])
-
-    def send(self, h, status, obj=None, raw=None, headers=()):
-        data = raw if raw is not None else json.dumps(obj).encode()
-        try:
-            h.send_response(status)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(len(data)))
-            for k, v in headers:
-                h.send_header(k, v)
-            h.end_headers()
-            h.wfile.write(data)
-        except OSError:
-            pass
-
-    def handle(self, h, method):
-        n = int(h.headers.get("Content-Length") or 0)
-        body = h.rfile.read(n) if n else b""
-        u = urllib.parse.urlsplit(h.path)
-        with self.lock:
-            self.requests.append((method, h.path, dict(h.headers), body))
-        p = u.path
+    def handle(self, req):
+        p = req.route
         if p.startswith("/vt/"):
-            return self.vt(h, p[3:])
+            return self.vt(req, p[3:])
         if p.startswith("/abuse/"):
-            return self.abuse(h, p[6:], urllib.parse.parse_qs(u.query))
+            return self.abuse(req, p[6:])
         if p.startswith("/okta/"):
-            return self.okta(h, p[5:])
+            return self.okta(req, p[5:])
         if p.startswith("/entra/"):
-            return self.entra_token(h, p[6:], body)
+            return self.entra_token(req, p[6:])
         if p.startswith("/graph/"):
-            return self.graph(h, p[6:], urllib.parse.parse_qs(u.query))
-        self.send(h, 404, {"error": "no route"})
+            return self.graph(req, p[6:])
+        return 404, {"error": "no route"}
 
-    def vt(self, h, p):
-        if h.headers.get("x-apikey") != VT_KEY:
-            return self.send(h, 401, {"error": {"code": "WrongCredentialsError"}})
+    def vt(self, req, p):
+        if req.h("x-apikey") != VT_KEY:
+            return 401, {"error": {"code": "WrongCredentialsError"}}
         value = urllib.parse.unquote(p.rsplit("/", 1)[-1])
         kind = p.split("/")[3] if p.count("/") >= 4 else ""
         if value == "93.184.216.34":      # slow (the thing under test): kill -9 and drain scenarios
@@ -120,16 +84,16 @@ class Standin:
             time.sleep(0.4)  # a slow answer is the thing under test
             with self.lock:
                 self.slow_now -= 1
-            return self.send(h, 404, {"error": {"code": "NotFoundError"}})
+            return 404, {"error": {"code": "NotFoundError"}}
         if value == "7.7.7.7":            # huge body
-            return self.send(h, 200, raw=b'{"data":"' + b"A" * (3 << 20) + b'"}')
+            return 200, b'{"data":"' + b"A" * (3 << 20) + b'"}', JSON
         if value == "6.6.6.6":            # hostile shapes and types
-            return self.send(h, 200, {"data": {"attributes": {
+            return 200, {"data": {"attributes": {
                 "last_analysis_stats": {"malicious": "lots", "suspicious": [1]},
                 "asn": "AS-not-a-number", "tags": {"x": 1}, "country": ["a", "b"],
-                "\u0000weird": 1, "reputation": 1e300}}})
+                "\u0000weird": 1, "reputation": 1e300}}}
         if kind not in ("ip_addresses", "domains", "files"):
-            return self.send(h, 400, {"error": "bad kind %s" % kind})
+            return 400, {"error": "bad kind %s" % kind}
         table = {
             "185.220.101.34": (5, 1, ["tor"]),
             "evil-c2.com": (0, 2, []),
@@ -139,102 +103,108 @@ class Standin:
             "93.184.216.34": (0, 0, []),
         }
         if value not in table:
-            return self.send(h, 404, {"error": {"code": "NotFoundError"}})
+            return 404, {"error": {"code": "NotFoundError"}}
         mal, sus, tags = table[value]
-        self.send(h, 200, {"data": {"id": value, "type": kind[:-1] if kind != "ip_addresses" else "ip_address",
-                                    "attributes": {
-                                        "last_analysis_stats": {"malicious": mal, "suspicious": sus,
-                                                                "harmless": 60, "undetected": 10},
-                                        "reputation": -12 if mal else 3, "tags": tags,
-                                        "country": "DE", "as_owner": "Example AS", "asn": 64500,
-                                        "network": "185.220.100.0/22",
-                                        "registrar": "Example Registrar",
-                                        "creation_date": 1500000000,
-                                        "categories": {"vendor": "malware"}}}})
+        return 200, {"data": {"id": value, "type": kind[:-1] if kind != "ip_addresses" else "ip_address",
+                              "attributes": {
+                                  "last_analysis_stats": {"malicious": mal, "suspicious": sus,
+                                                          "harmless": 60, "undetected": 10},
+                                  "reputation": -12 if mal else 3, "tags": tags,
+                                  "country": "DE", "as_owner": "Example AS", "asn": 64500,
+                                  "network": "185.220.100.0/22",
+                                  "registrar": "Example Registrar",
+                                  "creation_date": 1500000000,
+                                  "categories": {"vendor": "malware"}}}}
 
-    def abuse(self, h, p, q):
-        if p != "/api/v2/check" or h.headers.get("Key") != ABUSE_KEY \
-                or h.headers.get("Accept") != "application/json":
-            return self.send(h, 401, {"errors": [{"detail": "Authentication failed."}]})
-        ip = (q.get("ipAddress") or [""])[0]
-        if (q.get("maxAgeInDays") or [""])[0] != "90":
-            return self.send(h, 422, {"errors": [{"detail": "maxAgeInDays"}]})
+    def abuse(self, req, p):
+        if p != "/api/v2/check" or req.h("Key") != ABUSE_KEY or req.h("Accept") != "application/json":
+            return 401, {"errors": [{"detail": "Authentication failed."}]}
+        ip = req.query.get("ipAddress", "")
+        if req.query.get("maxAgeInDays") != "90":
+            return 422, {"errors": [{"detail": "maxAgeInDays"}]}
         with self.lock:
             left = self.abuse_429_left.get(ip, 0)
             if left:
                 self.abuse_429_left[ip] = left - 1
         if left:
-            return self.send(h, 429, {"errors": [{"detail": "Daily rate limit exceeded"}]},
-                             headers=[("Retry-After", "1")])
+            return 429, {"errors": [{"detail": "Daily rate limit exceeded"}]}, {"Retry-After": "1"}
         if ip == "45.33.32.156":          # hangs past the step timeout (the thing under test)
             time.sleep(8)
-            return self.send(h, 200, {"data": {"abuseConfidenceScore": 0}})
+            return 200, {"data": {"abuseConfidenceScore": 0}}
         if ip == "6.6.6.6":               # invalid JSON with a NUL escape and bad UTF-8
-            return self.send(h, 200, raw=b'{"data": {"isp": "\\u0000"}, \xff\xfe' + b"[" * 5000)
+            return 200, b'{"data": {"isp": "\\u0000"}, \xff\xfe' + b"[" * 5000, JSON
         score = {"185.220.101.34": 100, "9.9.9.9": 30}.get(ip, 0)
-        self.send(h, 200, {"data": {"ipAddress": ip, "isPublic": True, "abuseConfidenceScore": score,
-                                    "countryCode": "DE", "usageType": "Data Center", "isp": "Example",
-                                    "totalReports": 12, "numDistinctUsers": 4, "isTor": score == 100,
-                                    "isWhitelisted": False, "lastReportedAt": "2026-01-01T00:00:00+00:00"}})
+        return 200, {"data": {"ipAddress": ip, "isPublic": True, "abuseConfidenceScore": score,
+                              "countryCode": "DE", "usageType": "Data Center", "isp": "Example",
+                              "totalReports": 12, "numDistinctUsers": 4, "isTor": score == 100,
+                              "isWhitelisted": False, "lastReportedAt": "2026-01-01T00:00:00+00:00"}}
 
-    def okta(self, h, p):
-        if h.headers.get("Authorization") != "SSWS " + OKTA_TOKEN:
-            return self.send(h, 401, {"errorCode": "E0000011"})
+    def okta(self, req, p):
+        if req.h("Authorization") != "SSWS " + OKTA_TOKEN:
+            return 401, {"errorCode": "E0000011"}
         parts = p.split("/")  # /api/v1/users/{x}[/groups|/linkedObjects/manager]
         who = urllib.parse.unquote(parts[4]) if len(parts) > 4 else ""
         if len(parts) == 5:
             if who != "alice@contoso.com":
-                return self.send(h, 404, {"errorCode": "E0000007"})
-            return self.send(h, 200, {"id": "00u1alice", "status": "ACTIVE",
-                                      "created": "2024-01-01T00:00:00.000Z",
-                                      "lastLogin": "2026-01-01T00:00:00.000Z",
-                                      "passwordChanged": "2025-06-01T00:00:00.000Z",
-                                      "profile": {"login": who, "email": who, "firstName": "Alice",
-                                                  "lastName": "Doe", "department": "Finance",
-                                                  "title": "Analyst"}})
+                return 404, {"errorCode": "E0000007"}
+            return 200, {"id": "00u1alice", "status": "ACTIVE",
+                         "created": "2024-01-01T00:00:00.000Z",
+                         "lastLogin": "2026-01-01T00:00:00.000Z",
+                         "passwordChanged": "2025-06-01T00:00:00.000Z",
+                         "profile": {"login": who, "email": who, "firstName": "Alice",
+                                     "lastName": "Doe", "department": "Finance",
+                                     "title": "Analyst"}}
         if who != "00u1alice":
-            return self.send(h, 404, {"errorCode": "E0000007"})
+            return 404, {"errorCode": "E0000007"}
         if parts[5] == "groups":
-            return self.send(h, 200, [{"id": "g1", "profile": {"name": "Everyone"}}])
-        return self.send(h, 200, [{"id": "00u1boss"}])
+            return 200, [{"id": "g1", "profile": {"name": "Everyone"}}]
+        return 200, [{"id": "00u1boss"}]
 
-    def entra_token(self, h, p, body):
-        form = urllib.parse.parse_qs(body.decode())
-        ok = (p == "/tenant-123/oauth2/v2.0/token"
+    def entra_token(self, req, p):
+        form = urllib.parse.parse_qs(req.body.decode())
+        ok = (req.method == "POST"
+              and p == "/tenant-123/oauth2/v2.0/token"
               and form.get("client_id") == ["client-abc"]
               and form.get("client_secret") == [ENTRA_SECRET]
               and form.get("grant_type") == ["client_credentials"]
               and form.get("scope") == ["https://graph.microsoft.com/.default"])
         if not ok:
-            return self.send(h, 401, {"error": "invalid_client"})
-        self.send(h, 200, {"token_type": "Bearer", "expires_in": 3599, "access_token": ENTRA_TOKEN})
+            return 401, {"error": "invalid_client"}
+        return 200, {"token_type": "Bearer", "expires_in": 3599, "access_token": ENTRA_TOKEN}
 
-    def graph(self, h, p, q):
-        if h.headers.get("Authorization") != "Bearer " + ENTRA_TOKEN:
-            return self.send(h, 401, {"error": {"code": "InvalidAuthenticationToken"}})
+    def graph(self, req, p):
+        if req.h("Authorization") != "Bearer " + ENTRA_TOKEN:
+            return 401, {"error": {"code": "InvalidAuthenticationToken"}}
         parts = p.split("/")  # /v1.0/users/{x}[/memberOf|/manager]
         who = urllib.parse.unquote(parts[3])
         if len(parts) == 4:
-            if who != "alice@contoso.com" or "$select" not in q:
-                return self.send(h, 404, {"error": {"code": "Request_ResourceNotFound"}})
-            return self.send(h, 200, {"id": "obj-alice", "displayName": "Alice Doe",
-                                      "userPrincipalName": who, "mail": who, "accountEnabled": True,
-                                      "department": "Finance", "jobTitle": "Analyst",
-                                      "lastPasswordChangeDateTime": "2025-06-01T00:00:00Z"})
+            if who != "alice@contoso.com" or "$select" not in req.query:
+                return 404, {"error": {"code": "Request_ResourceNotFound"}}
+            return 200, {"id": "obj-alice", "displayName": "Alice Doe",
+                         "userPrincipalName": who, "mail": who, "accountEnabled": True,
+                         "department": "Finance", "jobTitle": "Analyst",
+                         "lastPasswordChangeDateTime": "2025-06-01T00:00:00Z"}
         if parts[4] == "memberOf":
-            return self.send(h, 200, {"value": [{"displayName": "GlobalAdmins"}]})
-        return self.send(h, 404, {"error": {"code": "Request_ResourceNotFound"}})  # no manager
+            return 200, {"value": [{"displayName": "GlobalAdmins"}]}
+        return 404, {"error": {"code": "Request_ResourceNotFound"}}  # no manager
+
+
+def seen(needle):
+    """Requests whose path (query included) contains needle."""
+    with STANDIN.lock:
+        return sum(1 for r in STANDIN.requests if needle in r.path)
 
 
 # ---- fixture ---------------------------------------------------------------------------------
 
-STANDIN = Standin()
+PROVIDERS = Providers()
+STANDIN = StandIn(PROVIDERS.handle)
 KEY = fernet_key()
 STACK = None
 
 
 def configure_providers(stack):
-    base = "http://127.0.0.1:%d" % STANDIN.port
+    base = STANDIN.url
     for old, new in (("https://www.virustotal.com", base + "/vt"),
                      ("https://api.abuseipdb.com", base + "/abuse"),
                      ("https://{{auth.domain}}", base + "/okta"),
@@ -375,14 +345,14 @@ def test_enriches_all_providers():
     assert_eq(ev["providers_failed"], 0)
     assert ev["providers_succeeded"] >= 6, ev
     # real request formats reached the stand-ins
-    assert STANDIN.count("/vt/api/v3/ip_addresses/185.220.101.34") == 1
-    assert STANDIN.count("/vt/api/v3/domains/evil-c2.com") == 1
-    assert STANDIN.count("/abuse/api/v2/check?ipAddress=185.220.101.34&maxAgeInDays=90") == 1
-    assert STANDIN.count("/okta/api/v1/users/alice%40contoso.com") == 1
-    assert STANDIN.count("/okta/api/v1/users/00u1alice/groups") == 1
-    assert STANDIN.count("/entra/tenant-123/oauth2/v2.0/token") == 1
-    assert STANDIN.count("/graph/v1.0/users/alice%40contoso.com?$select=") == 1
-    assert STANDIN.count("/10.0.0.5") == 0
+    assert seen("/vt/api/v3/ip_addresses/185.220.101.34") == 1
+    assert seen("/vt/api/v3/domains/evil-c2.com") == 1
+    assert seen("/abuse/api/v2/check?ipAddress=185.220.101.34&maxAgeInDays=90") == 1
+    assert seen("/okta/api/v1/users/alice%40contoso.com") == 1
+    assert seen("/okta/api/v1/users/00u1alice/groups") == 1
+    assert seen("/entra/tenant-123/oauth2/v2.0/token") == 1
+    assert seen("/graph/v1.0/users/alice%40contoso.com?$select=") == 1
+    assert seen("/10.0.0.5") == 0
     assert_eq(STACK.sql_value("SELECT count(*) FROM enrichment_cache"), "7")
 
 
@@ -412,7 +382,7 @@ def test_429_then_200_is_retried():
     t0 = time.time()
     wait_job(job)
     assert time.time() - t0 >= 0.9, "Retry-After not honoured"
-    assert_eq(STANDIN.count("ipAddress=9.9.9.9&"), 2)
+    assert_eq(seen("ipAddress=9.9.9.9&"), 2)
     malice, _, res = indicator("ip", "9.9.9.9")
     assert_eq(res["abuseipdb"]["status"], "success", res["abuseipdb"])
     assert_eq(res["abuseipdb"]["extracted"]["abuse_confidence_score"], 30)
@@ -472,9 +442,9 @@ def test_provider_concurrency_cap_and_reload():
     ips = ["31.13.0.%d" % i for i in range(1, 7)]
     alert, job = new_alert([("ip", ip) for ip in ips])
     wait_job(job)
-    assert_eq(STANDIN.count("/vt/api/v3/ip_addresses/31.13."), 6)
-    assert STANDIN.slow_max <= 2, "cap not applied: %d in flight" % STANDIN.slow_max
-    assert_eq(STANDIN.slow_max, 2)
+    assert_eq(seen("/vt/api/v3/ip_addresses/31.13."), 6)
+    assert PROVIDERS.slow_max <= 2, "cap not applied: %d in flight" % PROVIDERS.slow_max
+    assert_eq(PROVIDERS.slow_max, 2)
     _, _, res = indicator("ip", "31.13.0.1")
     assert_eq(res["virustotal"]["extracted"], {"found": False, "malice": "Pending"})
     # deactivating a provider is picked up without a restart
@@ -489,12 +459,12 @@ def test_provider_concurrency_cap_and_reload():
 def test_kill9_mid_job_lease_taken_over():
     stop_all_workers()
     w1 = start_worker(ENRICH_JOB_LEASE_SECONDS=2)
-    asked = STANDIN.count("/vt/api/v3/ip_addresses/93.184.216.34")
+    asked = seen("/vt/api/v3/ip_addresses/93.184.216.34")
     alert, job = new_alert([("ip", "93.184.216.34")])  # VT answers after 3 s
     wait_job(job, status="running")
     owner1 = STACK.sql_value("SELECT lease_owner FROM enrichment_jobs WHERE id = %d" % job)
     # the kill lands while the worker waits for VirusTotal's answer
-    wait_for(lambda: STANDIN.count("/vt/api/v3/ip_addresses/93.184.216.34") > asked, 10,
+    wait_for(lambda: seen("/vt/api/v3/ip_addresses/93.184.216.34") > asked, 10,
              what="the worker's request to VirusTotal")
     w1.p.kill()
     w1.p.wait()
@@ -573,7 +543,7 @@ def test_loopback_blocked_without_test_setting():
     _, _, res = indicator("ip", "8.8.4.4")
     assert_eq(res["virustotal"]["status"], "failed")
     assert "SSRF" in res["virustotal"]["error_message"], res["virustotal"]
-    assert_eq(STANDIN.count("8.8.4.4"), 0)
+    assert_eq(seen("8.8.4.4"), 0)
     assert_eq(w.stop(), 0)
 
 
@@ -591,8 +561,8 @@ def test_mock_mode():
     assert_eq(res["entra"]["extracted"]["malice"], "Pending")
     malice, _, res = indicator("hash_md5", "d41d8cd98f00b204e9800998ecf8427e")
     assert_eq((malice, res["virustotal"]["extracted"]["meaningful_name"]), ("Malicious", "svchost_update.exe"))
-    assert_eq(STANDIN.count("2.2.2.2"), 0)
-    assert_eq(STANDIN.count("nobody"), 0)
+    assert_eq(seen("2.2.2.2"), 0)
+    assert_eq(seen("nobody"), 0)
     assert_eq(w.stop(), 0)
 
 
@@ -661,4 +631,4 @@ if __name__ == "__main__":
     finally:
         if STACK:
             STACK.stop()
-        STANDIN.server.shutdown()
+        STANDIN.close()

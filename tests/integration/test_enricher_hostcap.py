@@ -6,7 +6,8 @@ A stand-in provider (a thread of this process, loopback only, HTTP/1.1 keep-aliv
 on. One worker gets far more lookups at once than the cap (provider concurrency 50); with the cap
 at 3 the stand-in never holds more than 3, sees at most 3 connections, sees exactly 3 at some
 point (the load did reach the cap), and every job completes. With the cap off (0) the same load
-holds more than 3 at once: the measurement can tell the two apart.
+holds more than 3 at once: the measurement can tell the two apart. A provider named by an IPv6
+address literal ([::1]) is pinned, capped the same way and answers all of its lookups.
 """
 import json
 import os
@@ -114,10 +115,10 @@ def test_no_cap_goes_past_it():
 
 def test_ipv6_literal_provider():
     """A provider named by an IPv6 address literal is checked, pinned to that address at the
-    socket, and answers (the check leaves such a host without a resolve entry, and the verdict
-    cache has no key for it: the pin comes from the URL)."""
+    socket, and answers every lookup; its verdict is cached under its bracketed host:port like a
+    name's, so the per-host cap holds for it too."""
     setup()
-    v6 = StandIn(virustotal(VT_KEY), host="::1")
+    v6 = StandIn(virustotal(VT_KEY), delay=0.1, host="::1")
     try:
         STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
                   "'%s', '%s')::jsonb WHERE provider_name = 'virustotal'"
@@ -137,11 +138,12 @@ def test_ipv6_literal_provider():
         assert_eq(w.stop(), 0, "worker exit code\n" + log[-3000:])
         assert "SSRF blocked" not in log, "IPv6 literal refused:\n" + log[-3000:]
         with v6.lock:
-            got = len(v6.requests)
-        # a refused pin sends no request at all. Not every lookup is answered yet: some time out
-        # after 30 s with nothing received over IPv6 loopback (cause not found: stand-in or worker)
-        assert got > 0, "no provider request reached the IPv6 stand-in"
-        print("  IPv6 literal provider: %d requests answered" % got)
+            got, held, conns = len(v6.requests), v6.max_holding, len(v6.peers)
+        print("  IPv6 literal provider: %d requests answered, at most %d held at once, "
+              "%d connections" % (got, held, conns))
+        assert_eq(got, JOBS * PER_JOB, "provider requests reaching the IPv6 stand-in")
+        assert held <= CAP, "%d requests in flight at once with a cap of %d" % (held, CAP)
+        assert conns <= CAP, "%d connections with a cap of %d" % (conns, CAP)
     finally:
         STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
                   "'%s', '%s')::jsonb WHERE provider_name = 'virustotal'"

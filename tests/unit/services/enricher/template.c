@@ -115,11 +115,11 @@ static void test_hostile(void **state)
     struct tpl_ctx ctx = {"domain", "b\xc3\xbc\x63her.de", NULL, NULL, steps};
     s = template_render("{{value}}", &ctx, 1);
     assert_string_equal(s, "b%C3%BCcher.de");
-    template_free_wipe(s);
+    free_wiped(s);
     /* no auth callback: auth values are missing */
     s = template_render("[{{auth.api_key}}]", &ctx, 0);
     assert_string_equal(s, "[]");
-    template_free_wipe(s);
+    free_wiped(s);
     json_decref(steps);
 }
 

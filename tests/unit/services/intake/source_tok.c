@@ -1,0 +1,378 @@
+/*
+ * tests/unit/services/intake/source_tok.c - the token path of POST /v1/ingest/{source} gives
+ * exactly what the jansson path gives: the same parse verdict and, for every source that reads
+ * tokens, the same batch element byte for byte. Inputs: every file of the fixtures folder, each
+ * with every value replaced in turn by odd values (types, escapes, surrogates, numbers beyond 64
+ * bits, zeros, timestamps), rewritten (keys escaped, pretty-printed, ASCII-escaped, a duplicate
+ * key), and hand-written hostile bodies (deep, huge, duplicate keys, invalid UTF-8 and escapes,
+ * NUL bytes, big objects), under the default limits and under small ones.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/unit/services/intake/source_tok_compare.h"
+
+static const struct json_limits SMALL = {.max_depth = 8, .max_values = 60, .max_bytes = 0};
+static size_t compared;
+
+/* Fails the test, showing both outcomes, unless every token source gives the same outcome both
+ * ways for data under the default limits and under SMALL. */
+static void same(const char *data, size_t len)
+{
+    const struct json_limits *lims[] = {NULL, &SMALL};
+    for (const struct alert_source *const *s = source_all(); *s; s++) {
+        if (!(*s)->normalize_tok)
+            continue;
+        for (size_t l = 0; l < 2; l++) {
+            char *a = outcome_tree(*s, data, len, lims[l]);
+            char *b = outcome_tok(*s, data, len, lims[l]);
+            if (strcmp(a, b) != 0) {
+                fprintf(stderr, "source %s, limits %zu, input (%zu bytes): %.*s\ntree: %s\ntok:  %s\n",
+                        (*s)->name, l, len, (int)(len > 600 ? 600 : len), data, a, b);
+                fail();
+            }
+            free(a);
+            free(b);
+            compared++;
+        }
+    }
+}
+
+static void same_str(const char *s)
+{
+    same(s, strlen(s));
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    struct buf b;
+    buf_init(&b);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(&b, chunk, n);
+    fclose(f);
+    *len = b.len;
+    buf_append(&b, "", 1);
+    return b.data;
+}
+
+/* ---- every value replaced in turn ---- */
+
+static const char *const ODD[] = {
+    "[]", "{}", "null", "0", "0.0", "-0", "0e5", "1e-400", "true", "false", "\"\"", "\"x\"",
+    "1e19", "18446744073709551616", "-9223372036854775809", "9223372036854775807", "1.5",
+    "1e400", "\"\\u0000\"", "\"a\\u00e9\\\\\\\"\\/\"", "\"\\ud83d\\ude00\"", "\"\\ud83d\"",
+    "\"\\ude00\"", "\"\\x\"", "\"caf\xc3\xa9\"", "\"\xff\"", "\"  spaced  \"", "\"ctl\\n\\t\"",
+    "[\"a\",1,null,{\"labelName\":\"t\"},{\"labelName\":\"\"},{\"labelName\":3}]",
+    "{\"labelName\":\"x\",\"Type\":\"ip\",\"Address\":\"1.2.3.4\"}", "\"HIGH\"", "\"high\"",
+    "\"None\"", "\"Critical\"", "\"2024-01-01T00:00:00Z\"", "\"2024-01-01T00:00:00.123456+02:00\"",
+    "\"1709305200\"", "1709305200.5", "1709305200", "\"a/b/c/\"", "\"/x\"",
+    "[{\"Type\":\"filehash\",\"Algorithm\":\"sha256\",\"Value\":\" abc \"},"
+    "{\"type\":\"FileHash\",\"algorithm\":\"Md5\",\"value\":\"d41d8cd98f00b204e9800998ecf8427e\"},"
+    "{\"Type\":\"account\",\"Name\":\"bob\",\"UPNSuffix\":\"corp.example\"},"
+    "{\"Type\":\"host\",\"HostName\":\"h\",\"dnsDomain\":\"d.example\"},{\"Type\":\"url\",\"url\":\"http://x/\"},"
+    "{\"Type\":\"ip\",\"Address\":\"\",\"address\":\"10.0.0.1\"},{\"Type\":\"\\u0049P\",\"Address\":\"10.0.0.2\"}]",
+    "{\"a\":1,\"a\":2}", "{\"a\":1,\"\\u0061\":2}",
+};
+
+#define MARK "\"\\u0001MARK\""
+
+/* root with the value at *slot replaced by each odd value, each compared. */
+static void replace_each(json_t *root, json_t *parent, const char *key, size_t index)
+{
+    json_t *old = key ? json_object_get(parent, key) : json_array_get(parent, index);
+    json_incref(old);
+    json_t *mark = json_string("\001MARK");
+    if (key)
+        json_object_set_new(parent, key, mark);
+    else
+        json_array_set_new(parent, index, mark);
+    char *text = json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *at = strstr(text, MARK);
+    assert_non_null(at);
+    for (size_t i = 0; i < sizeof ODD / sizeof *ODD; i++) {
+        struct buf b;
+        buf_init(&b);
+        buf_append(&b, text, (size_t)(at - text));
+        buf_puts(&b, ODD[i]);
+        buf_puts(&b, at + strlen(MARK));
+        same(b.data, b.len);
+        buf_destroy(&b);
+    }
+    free(text);
+    if (key)
+        json_object_set_new(parent, key, old);
+    else
+        json_array_set_new(parent, index, old);
+}
+
+static void replace_all(json_t *root, json_t *v)
+{
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x)
+        {
+            replace_each(root, v, k, 0);
+            replace_all(root, x);
+        }
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            replace_each(root, v, NULL, i);
+            replace_all(root, json_array_get(v, i));
+        }
+    }
+}
+
+/* Every key of the text written with its first letter as a \u escape. */
+static char *escape_keys(const char *text)
+{
+    struct buf b;
+    buf_init(&b);
+    for (const char *p = text; *p; p++) {
+        buf_append(&b, p, 1);
+        if (*p == '"' && p[1] && p[1] != '"' && p[1] != '\\' && (unsigned char)p[1] < 0x80) {
+            /* a key: the closing quote is followed by ':' */
+            const char *q = strchr(p + 1, '"');
+            if (q && q[1] == ':' && !memchr(p + 1, '\\', (size_t)(q - p - 1))) {
+                buf_printf(&b, "\\u%04X", (unsigned char)p[1]);
+                buf_append(&b, p + 2, (size_t)(q - p - 2));
+                p = q - 1;
+            }
+        }
+    }
+    buf_append(&b, "", 1);
+    return b.data;
+}
+
+static void fixture_variants(const char *text, size_t len)
+{
+    same(text, len);
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    assert_non_null(root);
+    replace_all(root, root);
+    char *pretty = json_dumps(root, JSON_INDENT(3));
+    char *ascii = json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII);
+    char *escaped = escape_keys(ascii);
+    same_str(pretty);
+    same_str(ascii);
+    same_str(escaped);
+    /* the first key again at the end: a duplicate, refused both ways */
+    void *it = json_object_iter(root);
+    if (it) {
+        struct buf b;
+        buf_init(&b);
+        buf_append(&b, ascii, strlen(ascii) - 1);
+        buf_printf(&b, ",\"%s\":1}", json_object_iter_key(it));
+        same(b.data, b.len);
+        buf_destroy(&b);
+    }
+    free(pretty);
+    free(ascii);
+    free(escaped);
+    json_decref(root);
+}
+
+static void test_fixtures(void **state)
+{
+    (void)state;
+    const char *shared = getenv("CALSETA_SHARED_DIR");
+    assert_non_null(shared);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/fixtures", shared);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t files = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0)
+            continue;
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        size_t len;
+        char *text = read_file(path, &len);
+        fixture_variants(text, len);
+        free(text);
+        files++;
+    }
+    closedir(d);
+    assert_true(files >= 5);
+    assert_true(compared > 10000);
+}
+
+/* The generic source has no fixture: a body with every member it reads, in every odd shape. */
+static void test_generic_shapes(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "{\"title\":\"Brute force\",\"severity\":\"High\",\"occurred_at\":\"2024-03-01T10:00:00Z\","
+        "\"tags\":[\"a\",1,null,true,1.5,-0.0,1e300,{\"k\":\"v\",\"n\":[1,2.5]},[\"x\"],\"\\u00e9\\\"\"],"
+        "\"rule_id\":\"r-1\",\"rule_name\":\"n\",\"indicators\":[{\"type\":\"IP\",\"value\":\"10.0.0.1\"},"
+        "{\"type\":\"hash_sha256\",\"value\":\" abc \"},{\"type\":\"bogus\",\"value\":\"x\"},"
+        "{\"type\":\"email\"},{\"type\":\"Domain\",\"value\":[\"x\"]},\"ip\"],\"src_ip\":\"1.2.3.4\","
+        "\"dest_ip\":\"5.6.7.8\",\"source_ip\":\"\",\"destination_ip\":null,\"ip\":\"9.9.9.9\","
+        "\"domain\":\"evil.example\",\"hostname\":\"h\",\"url\":\"http://x/\",\"user\":\"bob\","
+        "\"username\":\"b\",\"email\":\"a@b.c\",\"md5\":\"d41d8cd98f00b204e9800998ecf8427e\","
+        "\"sha1\":\"da39a3ee5e6b4b0d3255bfef95601890afd80709\",\"sha256\":\"e3b0c442\",\"hash\":\"h\"}";
+    size_t before = compared;
+    fixture_variants(text, sizeof text - 1);
+    assert_true(compared - before > 1000);
+}
+
+/* ---- hostile bodies ---- */
+
+static char *repeat(const char *open, size_t n, const char *mid, const char *close)
+{
+    struct buf b;
+    buf_init(&b);
+    for (size_t i = 0; i < n; i++)
+        buf_puts(&b, open);
+    buf_puts(&b, mid);
+    for (size_t i = 0; i < n; i++)
+        buf_puts(&b, close);
+    return b.data;
+}
+
+static void test_deep(void **state)
+{
+    (void)state;
+    size_t depths[] = {7, 8, 9, 63, 64, 65, 2047, 2048, 2049, 5000};
+    for (size_t i = 0; i < sizeof depths / sizeof *depths; i++) {
+        char *a = repeat("[", depths[i], "1", "]");
+        char *o = repeat("{\"properties\":", depths[i], "{}", "}");
+        char *bad = repeat("[", depths[i], "1", "}");
+        same_str(a);
+        same_str(o);
+        same_str(bad);
+        free(a);
+        free(o);
+        free(bad);
+    }
+}
+
+static void test_big(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b);
+    /* a string of a megabyte, plain and then with escapes all along */
+    buf_puts(&b, "{\"properties\":{\"title\":\"");
+    for (int i = 0; i < 1 << 20; i++)
+        buf_append(&b, i % 1000 == 999 ? "\\n" : "a", i % 1000 == 999 ? 2 : 1);
+    buf_puts(&b, "\",\"severity\":\"High\"}}");
+    same(b.data, b.len);
+    buf_reset(&b);
+    /* a hundred thousand and one values; then objects with many keys, a duplicate at the end */
+    buf_puts(&b, "{\"Entities\":[");
+    for (int i = 0; i < 100001; i++)
+        buf_puts(&b, i ? ",0" : "0");
+    buf_puts(&b, "]}");
+    same(b.data, b.len);
+    size_t sizes[] = {15, 16, 17, 100, 5000};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        for (int dup = 0; dup < 3; dup++) {
+            buf_reset(&b);
+            buf_puts(&b, "{\"properties\":{\"title\":\"t\"");
+            for (size_t i = 0; i < sizes[s]; i++)
+                buf_printf(&b, ",\"k%zu\":%zu", i, i);
+            if (dup == 1)
+                buf_puts(&b, ",\"k3\":0");
+            if (dup == 2)
+                buf_puts(&b, ",\"\\u006b1\":0");
+            buf_puts(&b, "}}");
+            same(b.data, b.len);
+        }
+    }
+    buf_destroy(&b);
+}
+
+static void test_hostile(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "", " ", "{", "}", "[]", "\"x\"", "1", "null", "{}", "{} x", "{}}", " {} ",
+        "{\"a\":1,\"a\":2}", "{\"a\":1,\"\\u0061\":2}", "{\"\\u0000\":1}",
+        "{\"properties\":{\"title\":\"t\",\"title\":\"u\"}}",
+        "{\"properties\":{\"title\":\"t\"},\"properties\":{\"title\":\"u\"}}",
+        "{\"a\":\"\xff\"}", "{\"a\":\"\xc0\xaf\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xf4\x90\x80\x80\"}",
+        "{\"a\":\"\xe2\x82\"}", "{\"a\":tru}", "{\"a\":nul}", "{\"a\":True}", "{\"a\":01}",
+        "{\"a\":-}", "{\"a\":1.}", "{\"a\":1e}", "{\"a\":.5}", "{\"a\":+1}", "{\"a\":1,}",
+        "{\"a\" 1}", "{a:1}", "{\"a\":[1,]}", "{\"a\":[1 2]}", "{\"a\":\"\\u12\"}",
+        "{\"a\":\"\\uD834\\uDD1E\"}", "{\"a\":\"\\uDD1E\\uD834\"}", "{\"a\":\"\\uD834x\"}",
+        "{\"a\":\"\t\"}", "{\"a\":\"x", "{\"a\":\"x\\", "{\"a\":1e400}", "{\"a\":-1e400}",
+        "{\"a\":123456789012345678901234567890}", "{\"a\":-0.0e-0}",
+        "{\"properties\":{\"title\":\"t\",\"severity\":1e19},\"Entities\":1e19}",
+        "{\"properties\":{\"title\":\"t\",\"labels\":[{\"labelName\":18446744073709551616}]}}",
+        "{\"properties\":{\"title\":\"t\"},\"x\":[1e1000]}",
+        "{\"properties\":{\"title\":\"t\"},\"x\":" "1" "00000000000000000000000000000000000000000000"
+        "000000000000000000000000000000000000000000000000000000000000000000000000000000000}",
+        "\xef\xbb\xbf{}", "{\"properties\":{\"title\":\"\xf0\x9f\x98\x80\"}}",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+        same_str(texts[i]);
+    /* raw NUL bytes: inside a string, after a number, after a literal, after the document */
+    static const char nul1[] = "{\"a\":\"x\0y\"}", nul2[] = "{\"a\":1\0}", nul3[] = "{\"a\":true\0}",
+                      nul4[] = "{}\0";
+    same(nul1, sizeof nul1 - 1);
+    same(nul2, sizeof nul2 - 1);
+    same(nul3, sizeof nul3 - 1);
+    same(nul4, sizeof nul4 - 1);
+    same(NULL, 0);
+}
+
+/* The accessors: lookups, iteration and what a value reads back as. */
+static void test_accessors(void **state)
+{
+    (void)state;
+    const char *text = " {\"a\":[1,\"two\",{\"x\":null}],\"b\\u0063\":\"d\\ne\",\"e\":{}} ";
+    struct jtok_doc d;
+    enum json_parse_status st;
+    char err[160];
+    assert_int_equal(jtok_parse_limited(&d, text, strlen(text), NULL, NULL, &st, err, sizeof err), 0);
+    uint32_t a = jtok_get(&d, 0, "a");
+    assert_int_equal(jtok_type(&d, a), JT_ARRAY);
+    assert_true(jtok_streq(&d, jtok_index(&d, a, 1), "two"));
+    assert_int_equal(jtok_type(&d, jtok_get(&d, jtok_index(&d, a, 2), "x")), JT_NULL);
+    assert_int_equal(jtok_index(&d, a, 3), JTOK_NONE);
+    size_t n;
+    const char *s = jtok_str(&d, jtok_get(&d, 0, "bc"), &n);
+    assert_int_equal(n, 3);
+    assert_memory_equal(s, "d\ne", 3);
+    assert_int_equal(jtok_get(&d, JTOK_NONE, "a"), JTOK_NONE);
+    assert_int_equal(jtok_get(&d, a, "a"), JTOK_NONE);
+    assert_false(jtok_truthy(&d, jtok_get(&d, 0, "e")));
+    size_t count = 0;
+    for (uint32_t k = jtok_first(&d, 0); k != JTOK_NONE; k = jtok_next(&d, k))
+        count++;
+    assert_int_equal(count, 3);
+    json_t *v = jtok_json(&d, a);
+    json_t *want = json_loads("[1,\"two\",{\"x\":null}]", 0, NULL);
+    assert_true(json_equal(v, want));
+    json_decref(v);
+    json_decref(want);
+    jtok_free(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_accessors), cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_deep),      cmocka_unit_test(test_big),
+        cmocka_unit_test(test_fixtures),  cmocka_unit_test(test_generic_shapes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
