@@ -200,22 +200,6 @@ int curluv_pin_set(struct curluv_pin *pin, const char *addr, size_t addrlen, int
     return -1;
 }
 
-int curluv_pin_parse(struct curluv_pin *pin, const char *entry)
-{
-    const char *p = strchr(entry, ':');
-    const char *a = p ? strchr(p + 1, ':') : NULL;
-    long long port;
-    char num[8];
-    memset(pin, 0, sizeof *pin);
-    if (!a || a == p + 1 || (size_t)(a - p - 1) >= sizeof num)
-        return -1;
-    memcpy(num, p + 1, (size_t)(a - p - 1));
-    num[a - p - 1] = 0;
-    if (parse_ll(num, 1, 65535, &port) != 0)
-        return -1;
-    return curluv_pin_set(pin, a + 1, strlen(a + 1), (int)port);
-}
-
 /* Exactly the pinned address and port (for IPv6 the scope too); families must agree, so an
  * IPv4-mapped IPv6 form of a pinned IPv4 address does not pass either. */
 static int pin_matches(const struct curluv_pin *pin, const struct sockaddr *sa, socklen_t len)

@@ -29,8 +29,6 @@ struct curluv_pin {
 
 /* pin from a numeric address (IPv4, or IPv6 with or without brackets) and a port. 0 or -1. */
 int curluv_pin_set(struct curluv_pin *pin, const char *addr, size_t addrlen, int port);
-/* pin from a CURLOPT_RESOLVE entry "host:port:addr" (the host holds no ':'). 0 or -1. */
-int curluv_pin_parse(struct curluv_pin *pin, const char *entry);
 
 /* A transfer finished (rc: its result). The callee owns easy again: it must call
  * curluv_remove() before curl_easy_cleanup(). May add new transfers. */

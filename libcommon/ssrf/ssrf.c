@@ -386,10 +386,6 @@ int ssrf_check(const char *url, const char *allowed_hosts_csv, unsigned flags,
     }
     if (resolve_and_check(out, listed, flags, reason, reasonlen) != 0)
         goto fail;
-    if (!strchr(out->host, ':')) /* an IPv6 literal needs no pin (and cannot be written) */
-        snprintf(out->resolve, sizeof out->resolve,
-                 out->family == AF_INET6 ? "%s:%d:[%s]" : "%s:%d:%s", out->host, out->port,
-                 out->addr);
     return 0;
 fail:
     memset(out, 0, sizeof *out);

@@ -13,12 +13,11 @@
  *   6. every resolved address must pass ssrf_addr_blocked(): metadata, link-local, reserved,
  *      multicast and unspecified addresses are always blocked; private/CGNAT/ULA and loopback
  *      addresses only pass for an allowlisted host, and loopback also with SSRF_ALLOW_LOOPBACK.
- * On success the result carries the first checked address and a CURLOPT_RESOLVE entry
- * "host:port:address"; the caller must install it (and follow no redirects without checking
- * them again) so the connection goes to exactly the address that was checked.
- *
- * ssrf_target_of() turns an allowed result into what a transfer installs: the
- * CURLOPT_CONNECT_TO entry and the address and port a socket-level pin (curluv_pin_set) allows.
+ * On success the result carries the host, the port and the checked address (an IPv4 one when
+ * the host has any). ssrf_target_of() turns it into what a transfer installs: the
+ * CURLOPT_CONNECT_TO entry and the address and port a socket-level pin (curluv_pin_set) allows;
+ * the caller must install both (and follow no redirects without checking them again) so the
+ * connection goes to exactly the address that was checked.
  * A connect-to target, unlike a resolve entry, is part of what curl matches when it picks a
  * kept-alive connection, so a connection opened to another checked address of the same host is
  * never reused for this one.
@@ -49,8 +48,6 @@ struct ssrf_result {
     int port;          /* explicit or the scheme's default (80/443) */
     int family;        /* AF_INET or AF_INET6 of addr */
     char addr[64];     /* the pinned numeric address */
-    char resolve[384]; /* "host:port:addr" for CURLOPT_RESOLVE (IPv6 addr in brackets);
-                          "" when host is an IPv6 literal: curl connects to it directly */
 };
 
 /* 0: allowed (*out filled); -1: blocked, with a short human reason in reason[0..reasonlen).

@@ -36,6 +36,10 @@
  * answer usually fits the buffer the record kept) */
 #define CALL_POOL_MAX 1024
 #define RESP_KEEP_MAX (64 << 10)
+/* idle response buffers kept for reuse: a buffer belongs to a lookup only while its request is
+ * in flight, so the buffers a worker holds follow the requests in flight (a few hundred), not
+ * the lookups queued behind the caps (thousands, when a burst of jobs arrives) */
+#define RESP_POOL_MAX 1024
 
 /* Decrypted credentials shared by the lookups of one job at one provider: they start together,
  * so one decryption (and one audit event) serves all of them, and the locked copy is wiped
@@ -73,6 +77,8 @@ struct engine {
     struct shared_creds *shared[SHARED_BUCKETS];
     CURL **easy_pool; /* idle easy handles, reset before reuse */
     size_t neasy;
+    struct buf *resp_pool; /* idle response buffers, emptied, their capacity kept */
+    size_t nresp;
     struct call *leaders; /* calls running the SSRF check of a host:port for all its lookups */
     struct call *pool; /* idle lookup records */
     size_t npool;
@@ -121,7 +127,7 @@ struct call {
     struct call *wait_check_next;        /* in its leader's waiters */
     /* ---- kept from one lookup to the next while pooled: each is set before it is read ---- */
     uv_timer_t timer; /* initialised once, stopped between lookups */
-    struct buf resp;  /* emptied, its capacity kept */
+    struct buf resp;  /* the answer, while a request is in flight (from engine.resp_pool) */
     struct call *pool_next;
     uv_work_t work;
     struct ssrf_target target; /* where the SSRF check lets the request go */
@@ -149,7 +155,33 @@ static void call_freed(uv_handle_t *h)
     free(c);
 }
 
-/* A record from the pool has its timer and buffers; only the per-lookup part is zeroed (the
+/* ---- response buffers ---- */
+
+static void resp_take(struct engine *e, struct call *c)
+{
+    if (c->resp.cap || !e->nresp)
+        return;
+    c->resp = e->resp_pool[--e->nresp];
+}
+
+/* The lookup's buffer back to the pool (emptied), or freed when it grew large or the pool is
+ * full. */
+static void resp_give(struct engine *e, struct call *c)
+{
+    if (!c->resp.cap)
+        return;
+    if (c->resp.cap > RESP_KEEP_MAX || e->nresp >= RESP_POOL_MAX || e->closing) {
+        buf_destroy(&c->resp);
+    } else {
+        if (!e->resp_pool)
+            e->resp_pool = xcalloc(RESP_POOL_MAX, sizeof *e->resp_pool);
+        buf_reset(&c->resp);
+        e->resp_pool[e->nresp++] = c->resp;
+    }
+    buf_init(&c->resp);
+}
+
+/* A record from the pool has its timer; only the per-lookup part is zeroed (the
  * whole record, about 2.3 KiB, was allocated zeroed and freed per lookup before). */
 static struct call *call_get(struct engine *e)
 {
@@ -189,11 +221,7 @@ static void call_put(struct engine *e, struct call *c)
         free(c->value);
     }
     c->type = c->value = NULL;
-    if (c->resp.cap > RESP_KEEP_MAX) {
-        buf_destroy(&c->resp);
-        buf_init(&c->resp);
-    }
-    buf_reset(&c->resp);
+    resp_give(e, c);
     if (e->closing || e->npool >= CALL_POOL_MAX) {
         uv_close((uv_handle_t *)&c->timer, call_freed);
         return;
@@ -609,6 +637,7 @@ static void transmit(struct call *c)
     uint64_t tmo = (uint64_t)c->req.timeout_s * 1000;
     if (tmo > left)
         tmo = left;
+    resp_take(c->e, c);
     buf_reset(&c->resp);
     buf_reserve(&c->resp, 2048); /* most answers fit: no reallocation per body chunk */
     c->too_large = 0;
@@ -789,6 +818,7 @@ static void request_done(struct call *c, CURLcode rc)
         return;
     }
     json_t *body = body_parse(c->resp.data, c->resp.len);
+    resp_give(c->e, c);
     if (c->nsteps > 1) { /* later steps' templates and the raw answer by step */
         json_object_set_new(c->steps, c->req.name, json_pack("{s:O}", "response", body));
         json_object_set(c->raw_by, c->req.name, body);
@@ -1048,6 +1078,9 @@ static void engine_free(struct engine *e)
     while (e->neasy)
         curl_easy_cleanup(e->easy_pool[--e->neasy]);
     free(e->easy_pool);
+    while (e->nresp)
+        buf_destroy(&e->resp_pool[--e->nresp]);
+    free(e->resp_pool);
     free(e);
     if (done)
         done(done_arg);

@@ -339,8 +339,9 @@ class Bench:
         for w in self.workers:
             w.stop()
         # PGAPPNAME tells the workers' database sessions apart (their CPU is measured)
-        self.workers = [self.stack.start("enricher", {"PGAPPNAME": "enrich-bench-worker"})
-                        for _ in range(n)]
+        env = {"PGAPPNAME": "enrich-bench-worker"}
+        env.update(kv.split("=", 1) for kv in self.args.worker_env)
+        self.workers = [self.stack.start("enricher", env) for _ in range(n)]
         deadline = time.time() + 20
         while time.time() < deadline:
             if all("providers loaded" in w.text() for w in self.workers):
@@ -405,6 +406,20 @@ class Bench:
             time.sleep(0.1)
         raise RuntimeError("jobs not done in %ds:\n%s" % (timeout, self.stack.logs()))
 
+    def decryptions_audited(self, settle=False):
+        """credentials_decrypted events auditd has committed; settle: wait (up to 5 s) until the
+        count stops moving, as auditd commits a little after the workers emit."""
+        q = "SELECT count(*) FROM audit_events WHERE event_type = 'credentials_decrypted'"
+        n = int(self.stack.sql_value(q))
+        deadline = time.time() + (5 if settle else 0)
+        while time.time() < deadline:
+            time.sleep(0.3)
+            m = int(self.stack.sql_value(q))
+            if m == n:
+                break
+            n = m
+        return n
+
     def phase(self, name, nworkers, first_octet, jobs, k, fresh, restart=True):
         a = self.args
         if restart:
@@ -413,6 +428,7 @@ class Bench:
         st0 = self.standin_stats()
         before, accepted0 = st0["requests"], st0["accepted"]
         cache_before = int(self.stack.sql_value("SELECT count(*) FROM enrichment_cache"))
+        audit_before = self.decryptions_audited()
         cpu = CpuWindow({
             "worker(s)": lambda: [w.p.pid for w in self.workers],
             "stand-in provider": lambda: [self.standin.pid],
@@ -443,6 +459,7 @@ class Bench:
         cache_after = int(self.stack.sql_value("SELECT count(*) FROM enrichment_cache"))
         lookups = jobs * k * 2
         el = t1 - t0
+        audited = self.decryptions_audited(settle=True) - audit_before
         r = {
             "phase": name, "workers": nworkers, "jobs": jobs, "indicators/job": k,
             "lookups": lookups, "provider calls": calls, "cache rows added": cache_after - cache_before,
@@ -465,6 +482,7 @@ class Bench:
                 round(usage["stand-in provider"] / 100 * el * 1e6 / calls, 1) if calls else None,
             "implied lookups/s per worker at 100% of one core":
                 round(lookups / (usage["worker(s)"] / 100 * el)) if usage["worker(s)"] else None,
+            "credential decryptions audited (per lookup)": "%d (%.3f)" % (audited, audited / lookups),
             "db sessions (mean per sample)": self.activity,
             "load average (1/5/15)": loadavg(),
             "_cpu": usage,
@@ -622,6 +640,9 @@ def main():
     ap.add_argument("--phases", default="1,2,4,cache",
                     help="comma-separated subset of 1,2,4,cache (fresh-indicator phases by worker count)")
     ap.add_argument("--timeout", type=int, default=600, help="seconds a phase may take")
+    ap.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra environment of the workers (e.g. LD_PRELOAD=... to try an "
+                         "allocator); repeatable")
     ap.add_argument("--perf", metavar="DIR", help="perf record -g the workers of each phase into DIR "
                     "and print the top symbols")
     ap.add_argument("--perf-dwarf", action="store_true",

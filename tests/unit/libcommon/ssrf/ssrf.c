@@ -5,7 +5,8 @@
  * metadata hosts and addresses (still blocked when allowlisted or with loopback allowed),
  * internal suffixes, every private/reserved range, odd IPv4 spellings (decimal, octal, hex,
  * short forms), IPv6 forms embedding IPv4, userinfo tricks, DNS failure (blocked). Allowed URLs
- * must come back with the right port, pinned address and CURLOPT_RESOLVE entry. Then a table
+ * must come back with the right port, pinned address and CURLOPT_CONNECT_TO entry (none for an
+ * IPv6 literal, which curl connects to as named). Then a table
  * of addresses for the pure classifier. Only literal addresses, /etc/hosts names and the
  * reserved .invalid domain are used, so the test needs no network.
  */
@@ -30,15 +31,15 @@ struct url_case {
     const char *allow; /* allowlist csv */
     unsigned flags;
     int ok;             /* 1 allowed, 0 blocked */
-    const char *expect; /* allowed: resolve entry; blocked: substring of the reason (or NULL) */
+    const char *expect; /* allowed: connect-to entry; blocked: substring of the reason (or NULL) */
 };
 
 static const struct url_case cases[] = {
     /* allowed: public literals */
-    {"http://8.8.8.8/", NULL, 0, 1, "8.8.8.8:80:8.8.8.8"},
-    {"https://1.1.1.1/", "", 0, 1, "1.1.1.1:443:1.1.1.1"},
-    {"HTTPS://93.184.216.34:8443/p?q=1#f", NULL, 0, 1, "93.184.216.34:8443:93.184.216.34"},
-    {"http://user:pw@8.8.4.4:81/", NULL, 0, 1, "8.8.4.4:81:8.8.4.4"},
+    {"http://8.8.8.8/", NULL, 0, 1, "8.8.8.8:80:8.8.8.8:80"},
+    {"https://1.1.1.1/", "", 0, 1, "1.1.1.1:443:1.1.1.1:443"},
+    {"HTTPS://93.184.216.34:8443/p?q=1#f", NULL, 0, 1, "93.184.216.34:8443:93.184.216.34:8443"},
+    {"http://user:pw@8.8.4.4:81/", NULL, 0, 1, "8.8.4.4:81:8.8.4.4:81"},
     {"http://[2606:4700:4700::1111]/", NULL, 0, 1, ""},
     {"http://[::ffff:8.8.8.8]/", NULL, 0, 1, ""},
     {"http://[2002:0808:0808::1]/", NULL, 0, 1, ""}, /* 6to4 of a public address */
@@ -105,22 +106,22 @@ static const struct url_case cases[] = {
     {"http://[2002:7f00:1::]/", NULL, 0, 0, "loopback"},
     {"http://[::127.0.0.1]/", NULL, LB, 0, "reserved"}, /* IPv4-compatible: deprecated */
     /* loopback allowed by flag (tests) or allowlist */
-    {"http://127.0.0.1:9000/x", NULL, LB, 1, "127.0.0.1:9000:127.0.0.1"},
-    {"http://localhost:9000/", NULL, LB, 1, "localhost:9000:127.0.0.1"},
-    {"http://LOCALHOST:9000/", NULL, LB, 1, "localhost:9000:127.0.0.1"},
+    {"http://127.0.0.1:9000/x", NULL, LB, 1, "127.0.0.1:9000:127.0.0.1:9000"},
+    {"http://localhost:9000/", NULL, LB, 1, "localhost:9000:127.0.0.1:9000"},
+    {"http://LOCALHOST:9000/", NULL, LB, 1, "localhost:9000:127.0.0.1:9000"},
     {"http://[::1]:9000/", NULL, LB, 1, ""},
-    {"http://localhost:9000/", "localhost", 0, 1, "localhost:9000:127.0.0.1"},
-    {"http://localhost:9/", "LocalHost.", 0, 1, "localhost:9:127.0.0.1"},
+    {"http://localhost:9000/", "localhost", 0, 1, "localhost:9000:127.0.0.1:9000"},
+    {"http://localhost:9/", "LocalHost.", 0, 1, "localhost:9:127.0.0.1:9"},
     /* private ranges: blocked, allowed only for allowlisted hosts, never by the LB flag */
     {"http://10.0.0.1/", NULL, 0, 0, "private"},
     {"http://10.0.0.1/", NULL, LB, 0, "private"},
     {"http://10.255.255.255/", "10.0.0.1", 0, 0, "private"},
-    {"http://10.0.0.5/", "10.0.0.5", 0, 1, "10.0.0.5:80:10.0.0.5"},
+    {"http://10.0.0.5/", "10.0.0.5", 0, 1, "10.0.0.5:80:10.0.0.5:80"},
     {"http://192.168.1.1:8080/", " other.example , 192.168.1.1 ", 0, 1,
-     "192.168.1.1:8080:192.168.1.1"},
+     "192.168.1.1:8080:192.168.1.1:8080"},
     {"http://172.16.0.1/", NULL, 0, 0, "private"},
     {"http://172.31.255.255/", NULL, 0, 0, "private"},
-    {"http://172.32.0.1/", NULL, 0, 1, "172.32.0.1:80:172.32.0.1"},
+    {"http://172.32.0.1/", NULL, 0, 1, "172.32.0.1:80:172.32.0.1:80"},
     {"http://172.15.255.255/", NULL, 0, 1, NULL},
     {"http://192.168.0.1/", NULL, 0, 0, "private"},
     {"http://100.64.0.1/", NULL, 0, 0, "private"},
@@ -182,12 +183,17 @@ static void test_url_table(void **state)
             if (c->expect && !strstr(reason, c->expect))
                 fail_msg("case %zu %s: reason '%s' lacks '%s'", i, c->url, reason, c->expect);
             assert_string_equal(r.addr, "");
-            assert_string_equal(r.resolve, "");
+            assert_string_equal(r.host, "");
         } else {
+            struct ssrf_target t;
             assert_true(r.addr[0] != 0);
             assert_true(r.port > 0);
-            if (c->expect && strcmp(r.resolve, c->expect) != 0)
-                fail_msg("case %zu %s: resolve '%s', want '%s'", i, c->url, r.resolve, c->expect);
+            assert_int_equal(ssrf_target_of(&r, &t, reason, sizeof reason), 0);
+            assert_string_equal(t.addr, r.addr);
+            assert_int_equal(t.port, r.port);
+            if (c->expect && strcmp(t.connect_to, c->expect) != 0)
+                fail_msg("case %zu %s: connect-to '%s', want '%s'", i, c->url, t.connect_to,
+                         c->expect);
         }
     }
 }
@@ -204,15 +210,12 @@ static void test_result_fields(void **state)
     assert_int_equal(r.port, 443);
     assert_int_equal(r.family, AF_INET6);
     assert_string_equal(r.addr, "2606:4700:4700::1111");
-    assert_string_equal(r.resolve, "");
 
     assert_int_equal(ssrf_check("http://2130706433:8000/", NULL, LB, &r, reason, sizeof reason), 0);
     assert_int_equal(r.family, AF_INET);
     assert_string_equal(r.addr, "127.0.0.1");
     assert_int_equal(r.port, 8000);
-    char want[300];
-    snprintf(want, sizeof want, "%s:8000:127.0.0.1", r.host);
-    assert_string_equal(r.resolve, want);
+    assert_string_equal(r.host, "127.0.0.1");
 
     /* NULL url, NULL/zero reason buffer */
     assert_int_equal(ssrf_check(NULL, NULL, 0, &r, reason, sizeof reason), -1);
