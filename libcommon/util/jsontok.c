@@ -14,6 +14,9 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <sys/random.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,12 +327,34 @@ static const char *text_of(const struct jtok_doc *d, const struct jtok *t)
     return t->escaped ? d->text.data + t->str : d->data + t->str;
 }
 
+/* Keys come from the sender, so the hash is seeded per process (as jansson seeds its tables):
+ * without the seed nobody can pick keys that collide and make a large object's check slow. */
+static uint64_t hash_seed;
+static pthread_once_t hash_seed_once = PTHREAD_ONCE_INIT;
+
+static void hash_seed_init(void)
+{
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s)
+        s = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&s;
+    hash_seed = s | 1;
+}
+
+/* Eight bytes at a time, a multiply and a shift per word: the keys of SIEM payloads are long
+ * dotted paths, and a byte-at-a-time hash was half of the reader's own time. */
 static uint32_t hash_bytes(const char *s, size_t n)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+    uint64_t h = hash_seed ^ (n * 0x9E3779B97F4A7C15ull), w;
+    for (; n >= 8; s += 8, n -= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, s, n);
+    h = (h ^ w) * 0xC4CEB9FE1A85EC53ull;
+    h ^= h >> 29;
+    return (uint32_t)h;
 }
 
 static int same_text(const struct jtok_doc *d, uint32_t a, uint32_t b)
@@ -556,6 +581,7 @@ int jtok_parse_limited(struct jtok_doc *d, const char *data, size_t len,
     struct json_scan s = {0};
     memset(d, 0, sizeof *d);
     buf_init(&d->text);
+    pthread_once(&hash_seed_once, hash_seed_init);
     d->data = data ? data : "";
     d->len = data ? len : 0;
     if (!lim)
