@@ -136,6 +136,7 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     INT("INGEST_FLUSH_WAIT_MS", 0, 1000, ingest_flush_wait_ms);
     INT("INGEST_JSON_MAX_DEPTH", 2, 1000, ingest_json_max_depth);
     INT("INGEST_JSON_MAX_VALUES", 10, 10000000, ingest_json_max_values);
+    INT("LINKS_MERGE_TIMEOUT_MS", 100, 3600000, links_merge_timeout_ms);
 
     c->job_bus_push = endpoint(s, "JOB_BUS_PUSH_ENDPOINT", c->data_dir, "jobs-in");
     c->job_bus_pull = endpoint(s, "JOB_BUS_PULL_ENDPOINT", c->data_dir, "jobs-out");

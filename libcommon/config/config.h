@@ -64,6 +64,7 @@ struct config {
     int alert_dedup_window_hours;
     int ingest_batch_max;
     int ingest_max_inflight; /* group commits one intake process has in the database at once */
+    int links_merge_timeout_ms; /* longest one merge of the links index's pending list may run */
     int ingest_batch_min;    /* alerts a batch needs to join batches already in the database */
     int ingest_flush_wait_ms; /* ... or how long its oldest alert waited (0: no such bound) */
     int ingest_json_max_depth;  /* nesting of an ingested document */

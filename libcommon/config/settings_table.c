@@ -161,6 +161,11 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Most JSON values (object keys included) an ingested body may have; a body long enough to "
      "hold more is counted on its raw bytes before parsing (more: 413 on /v1/ingest, 422 on "
      "/v1/alerts)."},
+    {INGEST, "LINKS_MERGE_TIMEOUT_MS", "10000", "intake",
+     "Longest the intake's once-a-second merge of the alert links index's pending list may run "
+     "before it is cancelled (what it merged so far stays merged; the rest is tried again with "
+     "the failure back-off). A merge normally takes milliseconds; a cancelled one means a lock "
+     "blocks it or the list has grown far past what a second's ingest adds."},
 
     /* ---- processes and buses ---- */
     {BUS, "INTAKE_PROCESSES", "2", "master", "Intake processes sharing the HTTP port."},

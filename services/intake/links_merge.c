@@ -7,7 +7,9 @@
  * gin_pending_list_limit merges it inside its own batch: measured, one batch in ~25,000 alerts
  * then took 0.3-0.7 s. Merging every second from here keeps the list far below the limit, so no
  * batch pays for it. Several intakes may call at once: the SQL function lets one merge and the
- * others return at once. The call runs on a pool connection, never on the loop.
+ * others return at once. The call runs on a pool connection, never on the loop, and is cancelled
+ * after LINKS_MERGE_TIMEOUT_MS: a merge stuck on a huge list or a lock would otherwise hold that
+ * connection (one of the few the ingest's group commits use) for as long as it lasts.
  */
 #include "intake.h"
 #include "log.h"
@@ -58,7 +60,8 @@ static void on_merge_timer(uv_timer_t *t)
     if (merging || in->draining || !in->pg || uv_now(in->loop) < resume_ms)
         return;
     merging = 1;
-    if (pg_exec(in->pg, "SELECT calseta_links_pending_merge()", 0, NULL, on_merged, in) != 0)
+    if (pg_exec_timeout(in->pg, "SELECT calseta_links_pending_merge()", 0, NULL,
+                        in->cfg.links_merge_timeout_ms, on_merged, in) != 0)
         merging = 0;
 }
 
