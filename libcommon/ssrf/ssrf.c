@@ -279,6 +279,15 @@ static int parse_url(const char *url, struct ssrf_result *out, char *reason, siz
         block(reason, rlen, "hostname required");
         goto done;
     }
+    /* A zone id (http://[fe80::1%25eth0]/) names a link, not a host: curl keeps it apart from
+     * the host, so the address checked here would not say which link the request leaves on. */
+    char *zone = NULL;
+    CURLUcode zrc = curl_url_get(u, CURLUPART_ZONEID, &zone, 0);
+    curl_free(zone);
+    if (zrc == CURLUE_OK) {
+        block(reason, rlen, "IPv6 zone ids are not allowed");
+        goto done;
+    }
     size_t n = strlen(host);
     const char *h = host;
     if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {

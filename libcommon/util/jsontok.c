@@ -129,6 +129,26 @@ static int read_escaped(struct tokreader *r, struct jtok *t, const unsigned char
     return 0;
 }
 
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Past the leading 8-byte words of p that hold only JSON_PLAIN bytes: a word has a quote, a
+ * backslash, a control character or a byte >= 0x80 when its high-bit mask below is not zero
+ * (a byte after the first such one may be flagged wrongly; the byte loop takes over there). */
+static const unsigned char *skip_plain8(const unsigned char *p, const unsigned char *end)
+{
+    while (end - p >= 8) {
+        uint64_t w, q, b;
+        memcpy(&w, p, 8);
+        q = w ^ (ONES * '"');
+        b = w ^ (ONES * '\\');
+        if ((((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - ONES * 0x20) & ~w) | w) & HIGHS)
+            break;
+        p += 8;
+    }
+    return p;
+}
+
 /* The string at r->p (its opening quote) as token *out. */
 static int read_string(struct tokreader *r, uint32_t *out)
 {
@@ -137,6 +157,7 @@ static int read_string(struct tokreader *r, uint32_t *out)
     const unsigned char *p = ++r->p, *end = r->end;
     *out = i;
     for (;;) {
+        p = skip_plain8(p, end);
         while (p < end && JSON_PLAIN[*p])
             p++;
         if (p >= end)
@@ -296,31 +317,42 @@ static int read_array(struct tokreader *r, uint32_t a)
     }
 }
 
-/* ---- duplicate keys ---- */
+/* ---- duplicate keys, and the key tables lookups use ---- */
 
 static const char *text_of(const struct jtok_doc *d, const struct jtok *t)
 {
     return t->escaped ? d->text.data + t->str : d->data + t->str;
 }
 
-static int same_key(const struct jtok_doc *d, uint32_t a, uint32_t b)
+static uint32_t hash_bytes(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static int same_text(const struct jtok_doc *d, uint32_t a, uint32_t b)
 {
     const struct jtok *x = &d->t[a], *y = &d->t[b];
     return x->slen == y->slen && !memcmp(text_of(d, x), text_of(d, y), x->slen);
 }
 
-static uint32_t key_hash(const struct jtok_doc *d, uint32_t k)
+/* In an object with a key table, a key token's count holds its hash (strings have no
+ * children), so a key is hashed once. */
+static int same_key(const struct jtok_doc *d, uint32_t a, uint32_t b)
 {
-    const struct jtok *t = &d->t[k];
-    const unsigned char *s = (const unsigned char *)text_of(d, t);
-    uint32_t h = 2166136261u;
-    for (uint32_t i = 0; i < t->slen; i++)
-        h = (h ^ s[i]) * 16777619u;
-    return h;
+    return d->t[a].count == d->t[b].count && same_text(d, a, b);
+}
+
+static void hash_key(struct jtok_doc *d, uint32_t k)
+{
+    struct jtok *t = &d->t[k];
+    t->count = hash_bytes(text_of(d, t), t->slen);
 }
 
 /* The keys seen in one object: a chain walked while it is short, then an open-addressing
- * table of key token indices. */
+ * table of key token indices, which the object keeps for lookups (jtok_getn). */
 struct keyset {
     uint32_t first, last, n;
     uint32_t *slots;
@@ -330,7 +362,7 @@ struct keyset {
 static int table_add(const struct jtok_doc *d, struct keyset *ks, uint32_t k)
 {
     size_t mask = ks->nslots - 1;
-    for (size_t s = key_hash(d, k) & mask;; s = (s + 1) & mask) {
+    for (size_t s = d->t[k].count & mask;; s = (s + 1) & mask) {
         if (ks->slots[s] == JTOK_NONE) {
             ks->slots[s] = k;
             return 0;
@@ -340,10 +372,13 @@ static int table_add(const struct jtok_doc *d, struct keyset *ks, uint32_t k)
     }
 }
 
-static void table_grow(const struct jtok_doc *d, struct keyset *ks)
+static void table_grow(struct jtok_doc *d, struct keyset *ks)
 {
+    if (!ks->slots) /* the object outgrows the chain: hash the keys it has */
+        for (uint32_t k = ks->first; k != JTOK_NONE; k = d->t[k].next)
+            hash_key(d, k);
     free(ks->slots);
-    ks->nslots = ks->nslots ? ks->nslots * 2 : 64;
+    ks->nslots = ks->nslots ? ks->nslots * 2 : 4 * DUP_LINEAR_KEYS;
     ks->slots = xmalloc(ks->nslots * sizeof *ks->slots);
     memset(ks->slots, 0xff, ks->nslots * sizeof *ks->slots);
     for (uint32_t k = ks->first; k != JTOK_NONE; k = d->t[k].next)
@@ -351,19 +386,18 @@ static void table_grow(const struct jtok_doc *d, struct keyset *ks)
 }
 
 /* Adds key token k (not yet linked); -1 when the object already has that key. */
-static int keyset_add(const struct jtok_doc *d, struct keyset *ks, uint32_t k)
+static int keyset_add(struct jtok_doc *d, struct keyset *ks, uint32_t k)
 {
     if (ks->n < DUP_LINEAR_KEYS) {
         for (uint32_t j = ks->first; j != JTOK_NONE; j = d->t[j].next)
-            if (same_key(d, j, k))
+            if (same_text(d, j, k))
                 return -1;
-    } else {
-        if (!ks->slots || (ks->n + 1) * 2 > ks->nslots)
-            table_grow(d, ks);
-        if (table_add(d, ks, k) != 0)
-            return -1;
+        return 0;
     }
-    return 0;
+    if (!ks->slots || (ks->n + 1) * 2 > ks->nslots)
+        table_grow(d, ks);
+    hash_key(d, k);
+    return table_add(d, ks, k);
 }
 
 static void keyset_link(struct jtok_doc *d, struct keyset *ks, uint32_t k)
@@ -374,6 +408,22 @@ static void keyset_link(struct jtok_doc *d, struct keyset *ks, uint32_t k)
         ks->first = k;
     ks->last = k;
     ks->n++;
+}
+
+/* The object's table, if it has one, into the document's slot array: an object token's str and
+ * slen (unused by containers) say where it is and how many slots it has. */
+static void keyset_keep(struct jtok_doc *d, struct keyset *ks, uint32_t o)
+{
+    if (!ks->slots)
+        return;
+    if (d->nslots + ks->nslots > d->slots_cap) {
+        d->slots_cap = (d->nslots + ks->nslots) * 2;
+        d->slots = xrealloc(d->slots, d->slots_cap * sizeof *d->slots);
+    }
+    memcpy(d->slots + d->nslots, ks->slots, ks->nslots * sizeof *ks->slots);
+    d->t[o].str = (uint32_t)d->nslots;
+    d->t[o].slen = (uint32_t)ks->nslots;
+    d->nslots += ks->nslots;
 }
 
 static int read_members(struct tokreader *r, uint32_t o, struct keyset *ks)
@@ -419,6 +469,8 @@ static int read_object(struct tokreader *r, uint32_t o)
     }
     struct keyset ks = {.first = JTOK_NONE, .last = JTOK_NONE};
     int rc = read_members(r, o, &ks);
+    if (rc == 0)
+        keyset_keep(r->d, &ks, o);
     free(ks.slots);
     return rc;
 }
@@ -558,8 +610,10 @@ fail:
 void jtok_free(struct jtok_doc *d)
 {
     free(d->t);
+    free(d->slots);
     d->t = NULL;
-    d->n = d->cap = 0;
+    d->slots = NULL;
+    d->n = d->cap = d->nslots = d->slots_cap = 0;
     buf_destroy(&d->text);
 }
 
@@ -581,6 +635,17 @@ uint32_t jtok_getn(const struct jtok_doc *d, uint32_t obj, const char *key, size
     const struct jtok *o = tok(d, obj);
     if (!o || o->type != JT_OBJECT || !o->count)
         return JTOK_NONE;
+    if (o->slen) { /* a large object: its key table */
+        const uint32_t *slots = d->slots + o->str;
+        size_t mask = o->slen - 1;
+        uint32_t h = hash_bytes(key, n);
+        for (size_t s = h & mask; slots[s] != JTOK_NONE; s = (s + 1) & mask) {
+            const struct jtok *t = &d->t[slots[s]];
+            if (t->count == h && t->slen == n && !memcmp(text_of(d, t), key, n))
+                return slots[s] + 1;
+        }
+        return JTOK_NONE;
+    }
     for (uint32_t k = obj + 1; k != JTOK_NONE; k = d->t[k].next) {
         const struct jtok *t = &d->t[k];
         if (t->slen == n && !memcmp(text_of(d, t), key, n))

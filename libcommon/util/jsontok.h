@@ -31,8 +31,9 @@ enum jtok_type { JT_NONE, JT_OBJECT, JT_ARRAY, JT_STRING, JT_NUMBER, JT_TRUE, JT
 struct jtok {
     uint32_t start, end; /* the value's bytes in the input: [start, end) */
     uint32_t next;       /* next sibling (see above), or JTOK_NONE */
-    uint32_t count;      /* containers: elements, or members of an object */
-    uint32_t str, slen;  /* strings: decoded text at str (in the input, or in text if escaped) */
+    uint32_t count;      /* containers: elements, or members of an object (object keys: a hash) */
+    uint32_t str, slen;  /* strings: decoded text at str (in the input, or in text if escaped);
+                            objects with many keys: their key table, slen slots at slots + str */
     uint8_t type;        /* enum jtok_type */
     uint8_t escaped;     /* strings: the decoded text is in the side buffer */
 };
@@ -43,6 +44,8 @@ struct jtok_doc {
     struct jtok *t;
     size_t n, cap;
     struct buf text; /* decoded text of the strings with escapes */
+    uint32_t *slots; /* key tables of the objects with many keys (open addressing) */
+    size_t nslots, slots_cap;
 };
 
 /*

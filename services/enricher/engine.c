@@ -917,6 +917,13 @@ static void on_checked(uv_work_t *w, int status)
         n->blocked = blocked;
         n->target = target;
         memcpy(n->reason, reason, sizeof reason);
+        /* a waiter shares the leader's key, so the target is its own; if the two ever parsed a
+         * URL apart, it would be another host's checked address: fail closed instead */
+        if (!blocked && status == 0 && !ssrf_cache_target_fits(n->ssrf_key, &target)) {
+            n->blocked = 1;
+            snprintf(n->reason, sizeof n->reason, "checked target does not match %.200s",
+                     n->ssrf_key);
+        }
         checked(n, status != 0);
     }
 }

@@ -57,7 +57,8 @@ void ssrf_cache_free(struct ssrf_cache *c)
 }
 
 /* Host as the guard sees it: ASCII letters, digits, '.', '-', '_', or an IPv6 literal in
- * brackets (hex digits, ':' and '.'; no zone, which the guard never allows anyway). */
+ * brackets (hex digits, ':' and '.'). A URL with a zone id has no key (ssrf_cache_key), and the
+ * guard refuses it. */
 static int host_ok(const char *h, size_t n)
 {
     if (n == 0 || n > 255)
@@ -95,6 +96,11 @@ int ssrf_cache_key(const char *url, char *key, size_t keylen)
         (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0))
         goto done;
     if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host_ok(host, strlen(host)))
+        goto done;
+    char *zone = NULL; /* curl keeps a zone id apart from the host: the key would drop it */
+    CURLUcode zrc = curl_url_get(u, CURLUPART_ZONEID, &zone, 0);
+    curl_free(zone);
+    if (zrc == CURLUE_OK)
         goto done;
     if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
         parse_ll(port, 1, 65535, &pn) != 0)
@@ -169,6 +175,11 @@ static int target_fits(const char *key, size_t kn, const struct ssrf_target *t)
         return v6 && literal_is(key, (size_t)(colon - 1 - key), t->addr);
     int n = snprintf(want, sizeof want, v6 ? "%s:[%s]:%d" : "%s:%s:%d", key, t->addr, t->port);
     return n > 0 && (size_t)n < sizeof want && !strcmp(want, t->connect_to);
+}
+
+int ssrf_cache_target_fits(const char *key, const struct ssrf_target *t)
+{
+    return key && target_fits(key, strlen(key), t);
 }
 
 enum ssrf_cache_hit ssrf_cache_get(struct ssrf_cache *c, const char *key, uint64_t now_ms,

@@ -42,6 +42,9 @@ int ssrf_cache_key(const char *url, char *key, size_t keylen);
  * once per origin instead of once per request. */
 int ssrf_cache_key_of(struct ssrf_cache *c, const char *url, char *key, size_t keylen);
 
+/* 1 if t is a target for exactly key's host and port (what ssrf_cache_put stores), else 0. */
+int ssrf_cache_target_fits(const char *key, const struct ssrf_target *t);
+
 /* ALLOWED: *t filled with the checked target; BLOCKED: reason filled; MISS: nothing filled.
  * now_ms: a monotonic clock. */
 enum ssrf_cache_hit ssrf_cache_get(struct ssrf_cache *c, const char *key, uint64_t now_ms,

@@ -148,7 +148,7 @@ def test_ipv6_literal_provider():
         STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
                   "'%s', '%s')::jsonb WHERE provider_name = 'virustotal'"
                   % (v6.url, STANDIN.url))
-        v6.server.shutdown()
+        v6.close()
 
 
 if __name__ == "__main__":

@@ -134,7 +134,11 @@ static const struct url_case cases[] = {
     /* link-local, reserved, multicast, unspecified: blocked even when allowlisted */
     {"http://169.254.1.1/", "169.254.1.1", LB, 0, "link-local"},
     {"http://[fe80::1]/", "fe80::1", 0, 0, "link-local"},
-    {"http://[fe80::1%25eth0]/", NULL, 0, 0, NULL},
+    {"http://[fe80::1%25eth0]/", NULL, 0, 0, "zone"},
+    /* a zone id is refused even where the address alone is allowed */
+    {"http://[fd12:3456::1]/", "fd12:3456::1", 0, 1, ""},
+    {"http://[fd12:3456::1%25eth0]/", "fd12:3456::1", 0, 0, "zone"},
+    {"http://[::1%25lo]:9000/", NULL, LB, 0, "zone"},
     {"http://0.0.0.0/", "0.0.0.0", LB, 0, "reserved"},
     {"http://0/", NULL, LB, 0, "reserved"},
     {"http://[::]/", NULL, LB, 0, "reserved"},

@@ -42,6 +42,8 @@ static void test_key(void **state)
                          "gopher://127.0.0.1:70/",
                          "http://[::1/",
                          "http://[::g]/",
+                         "http://[fe80::1%25eth0]/",
+                         "http://[fd12::1%25eth0]:8080/",
                          "http://ex\xc3\xa4mple.com/",
                          "http://a b.com/",
                          "http://example.com:0/",
@@ -210,8 +212,13 @@ static void test_expiry_and_blocked(void **state)
         tg("", "1.2.3.4", 443), /* no connect-to entry: only an IPv6 literal goes as named */
         tg("", "", 0),
     };
-    for (size_t i = 0; i < sizeof wrong / sizeof *wrong; i++)
+    for (size_t i = 0; i < sizeof wrong / sizeof *wrong; i++) {
         assert_int_equal(ssrf_cache_put(c, "b.example:443", 50000, 0, &wrong[i], NULL), 0);
+        assert_int_equal(ssrf_cache_target_fits("b.example:443", &wrong[i]), 0);
+    }
+    const struct ssrf_target right = tg("b.example:443:1.2.3.4:443", "1.2.3.4", 443);
+    assert_int_equal(ssrf_cache_target_fits("b.example:443", &right), 1);
+    assert_int_equal(ssrf_cache_target_fits(NULL, &right), 0);
     assert_int_equal(ssrf_cache_put(c, "b.example:443", 50000, 0, NULL, NULL), 0);
     assert_int_equal(ssrf_cache_put(c, "", 50000, 1, NULL, "x"), 0);
     assert_int_equal(ssrf_cache_get(c, "b.example:443", 50000, &t, reason, sizeof reason),

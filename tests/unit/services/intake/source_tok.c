@@ -365,6 +365,41 @@ static void test_accessors(void **state)
     json_decref(v);
     json_decref(want);
     jtok_free(&d);
+
+    /* objects with many keys are looked up through their key table, nested ones too */
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "{\"in\":{");
+    for (int i = 0; i < 300; i++)
+        buf_printf(&b, "%s\"k%d\":%d", i ? "," : "", i, i);
+    buf_puts(&b, ",\"\\u00e9t\\u00e9\":\"summer\"}");
+    for (int i = 0; i < 40; i++)
+        buf_printf(&b, ",\"o%d\":\"v%d\"", i, i);
+    buf_puts(&b, "}");
+    assert_int_equal(jtok_parse_limited(&d, b.data, b.len, NULL, NULL, &st, err, sizeof err), 0);
+    uint32_t in = jtok_get(&d, 0, "in");
+    assert_int_equal(jtok_type(&d, in), JT_OBJECT);
+    for (int i = 0; i < 300; i++) {
+        char key[16], val[16];
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(val, sizeof val, "%d", i);
+        uint32_t x = jtok_get(&d, in, key);
+        assert_int_equal(jtok_type(&d, x), JT_NUMBER);
+        assert_int_equal(d.t[x].end - d.t[x].start, strlen(val));
+        assert_memory_equal(b.data + d.t[x].start, val, strlen(val));
+    }
+    for (int i = 0; i < 40; i++) {
+        char key[16], val[16];
+        snprintf(key, sizeof key, "o%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        assert_true(jtok_streq(&d, jtok_get(&d, 0, key), val));
+    }
+    assert_true(jtok_streq(&d, jtok_get(&d, in, "\xc3\xa9t\xc3\xa9"), "summer"));
+    assert_int_equal(jtok_get(&d, in, "k300"), JTOK_NONE);
+    assert_int_equal(jtok_get(&d, in, "o1"), JTOK_NONE);
+    assert_int_equal(jtok_get(&d, 0, "k1"), JTOK_NONE);
+    jtok_free(&d);
+    buf_destroy(&b);
 }
 
 int main(void)

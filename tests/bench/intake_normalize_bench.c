@@ -1,0 +1,161 @@
+/*
+ * intake_normalize_bench.c - CPU per alert of what the intake does with a POST /v1/ingest/{source}
+ * body between reading it and queueing its batch element, both ways: the jansson tree
+ * (json_parse_limited, validate, normalize, extract, element) and the token index
+ * (jtok_parse_limited and the sources' _tok functions), for each of the five SIEM fixtures,
+ * and the ratio. The ceiling is not our code: memcpy of the body into a fresh block (the least
+ * any path must do with it). Thread CPU time, so the figure holds on a loaded machine. By hand:
+ *   cmake --build build --target bench_intake_normalize_bench
+ *   build/bench/bench_intake_normalize_bench [fixtures dir [tree|tokens]]
+ * A path named second runs alone (ten times the rounds), for a profile of that path.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "services/intake/batch_element.h"
+#include "services/intake/source.h"
+#include "jsonparse.h"
+#include "jsontok.h"
+#include "util.h"
+
+static const char *const FIXTURES[][2] = {
+    {"01_sentinel_brute_force_tor.json", "sentinel"},
+    {"02_elastic_malware_hash.json", "elastic"},
+    {"03_splunk_anomalous_data_transfer.json", "splunk"},
+    {"04_sentinel_impossible_travel.json", "sentinel"},
+    {"05_elastic_suspicious_powershell.json", "elastic"},
+};
+#define NFIX (sizeof FIXTURES / sizeof FIXTURES[0])
+#define ROUNDS 20000
+
+static double cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static void element(const struct alert_source *src, const struct normalized_alert *na,
+                    const struct indicator_set *set, struct buf *out)
+{
+    char fp[33], ts[32];
+    indicators_fingerprint(na->title, src->name, set, fp);
+    format_iso8601_us(na->occurred_at_us, ts);
+    struct element e = {.na = na, .source = src->name, .occurred_at = ts, .fingerprint = fp,
+                        .key_prefix = "cai_bench", .set = set};
+    buf_reset(out);
+    element_text(out, &e);
+}
+
+static int by_tree(const struct alert_source *src, const char *doc, size_t len, struct buf *out)
+{
+    enum json_parse_status st;
+    struct json_scan scan;
+    char err[160];
+    json_t *p = json_parse_limited(doc, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL, &scan,
+                                   &st, err, sizeof err);
+    struct normalized_alert na;
+    if (!p || !src->validate(p) || src->normalize(p, &na) != 0)
+        return -1;
+    struct indicator_set set;
+    indicator_set_init(&set);
+    src->extract(p, &set);
+    element(src, &na, &set, out);
+    indicator_set_destroy(&set);
+    normalized_alert_destroy(&na);
+    json_decref(p);
+    return 0;
+}
+
+static int by_tokens(const struct alert_source *src, const char *doc, size_t len, struct buf *out)
+{
+    enum json_parse_status st;
+    struct json_scan scan;
+    char err[160];
+    struct jtok_doc d;
+    struct normalized_alert na;
+    if (jtok_parse_limited(&d, doc, len, NULL, &scan, &st, err, sizeof err) != 0 ||
+        !src->validate_tok(&d) || src->normalize_tok(&d, &na) != 0)
+        return -1;
+    struct indicator_set set;
+    indicator_set_init(&set);
+    src->extract_tok(&d, &set);
+    element(src, &na, &set, out);
+    indicator_set_destroy(&set);
+    normalized_alert_destroy(&na);
+    jtok_free(&d);
+    return 0;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "%s: cannot open\n", path);
+        exit(1);
+    }
+    struct buf b;
+    buf_init(&b);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(&b, chunk, n);
+    fclose(f);
+    *len = b.len;
+    return b.data;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = argc > 1 ? argv[1] : "tests/data/fixtures";
+    const char *only = argc > 2 ? argv[2] : NULL;
+    double tree_all = 0, tok_all = 0, copy_all = 0;
+    struct buf out;
+    buf_init(&out);
+    printf("%-40s %8s %10s %10s %10s %7s\n", "fixture", "bytes", "tree us", "tokens us",
+           "memcpy us", "ratio");
+    for (size_t i = 0; i < NFIX; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, FIXTURES[i][0]);
+        size_t len;
+        char *doc = slurp(path, &len);
+        const struct alert_source *src = source_lookup(FIXTURES[i][1]);
+        if (by_tree(src, doc, len, &out) != 0 || by_tokens(src, doc, len, &out) != 0) {
+            fprintf(stderr, "%s: refused\n", path);
+            return 1;
+        }
+        if (only) {
+            int tree = !strcmp(only, "tree");
+            for (int r = 0; r < ROUNDS * 10; r++)
+                (tree ? by_tree : by_tokens)(src, doc, len, &out);
+            free(doc);
+            continue;
+        }
+        double t0 = cpu_ns();
+        for (int r = 0; r < ROUNDS; r++)
+            by_tree(src, doc, len, &out);
+        double t1 = cpu_ns();
+        for (int r = 0; r < ROUNDS; r++)
+            by_tokens(src, doc, len, &out);
+        double t2 = cpu_ns();
+        for (int r = 0; r < ROUNDS; r++) {
+            char *c = xmalloc(len);
+            memcpy(c, doc, len);
+            __asm__ volatile("" : : "r"(c) : "memory");
+            free(c);
+        }
+        double t3 = cpu_ns();
+        double tree = (t1 - t0) / ROUNDS / 1e3, tok = (t2 - t1) / ROUNDS / 1e3,
+               copy = (t3 - t2) / ROUNDS / 1e3;
+        printf("%-40s %8zu %10.2f %10.2f %10.3f %7.2f\n", FIXTURES[i][0], len, tree, tok, copy,
+               tree / tok);
+        tree_all += tree, tok_all += tok, copy_all += copy;
+        free(doc);
+    }
+    printf("%-40s %8s %10.2f %10.2f %10.3f %7.2f\n", "mean per fixture alert", "",
+           tree_all / NFIX, tok_all / NFIX, copy_all / NFIX, tree_all / tok_all);
+    buf_destroy(&out);
+    return 0;
+}
