@@ -329,10 +329,17 @@ static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
 {
     struct curluv *m = userp;
     (void)multi;
-    if (timeout_ms < 0)
+    if (timeout_ms < 0) {
         uv_timer_stop(&m->timer);
-    else
-        uv_timer_start(&m->timer, on_timer, (uint64_t)timeout_ms, 0);
+        return 0;
+    }
+    /* curl often asks again for the expiry the timer already has (within the loop's cached
+     * millisecond); restarting would take the timer out of the loop's heap and put it back,
+     * among thousands of lookup timers */
+    if (uv_is_active((uv_handle_t *)&m->timer) &&
+        uv_timer_get_due_in(&m->timer) == (uint64_t)timeout_ms)
+        return 0;
+    uv_timer_start(&m->timer, on_timer, (uint64_t)timeout_ms, 0);
     return 0;
 }
 
