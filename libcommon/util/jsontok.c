@@ -11,12 +11,11 @@
  */
 #include "jsontok.h"
 #include "jsonread.h"
+#include "siphash.h"
 
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <sys/random.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,34 +326,20 @@ static const char *text_of(const struct jtok_doc *d, const struct jtok *t)
     return t->escaped ? d->text.data + t->str : d->data + t->str;
 }
 
-/* Keys come from the sender, so the hash is seeded per process (as jansson seeds its tables):
- * without the seed nobody can pick keys that collide and make a large object's check slow. */
-static uint64_t hash_seed;
-static pthread_once_t hash_seed_once = PTHREAD_ONCE_INIT;
+/* Keys come from the sender, so they are hashed with SipHash-1-3 under a key drawn once per
+ * process: a seeded plain hash still has collisions that hold for every seed, so a sender could
+ * pack a large object with keys sharing one slot and make each insert walk all the others. */
+static struct siphash_key hash_key_secret;
+static pthread_once_t hash_key_once = PTHREAD_ONCE_INIT;
 
-static void hash_seed_init(void)
+static void hash_key_init(void)
 {
-    uint64_t s = 0;
-    if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s)
-        s = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&s;
-    hash_seed = s | 1;
+    siphash_random_key(&hash_key_secret);
 }
 
-/* Eight bytes at a time, a multiply and a shift per word: the keys of SIEM payloads are long
- * dotted paths, and a byte-at-a-time hash was half of the reader's own time. */
 static uint32_t hash_bytes(const char *s, size_t n)
 {
-    uint64_t h = hash_seed ^ (n * 0x9E3779B97F4A7C15ull), w;
-    for (; n >= 8; s += 8, n -= 8) {
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xFF51AFD7ED558CCDull;
-        h ^= h >> 32;
-    }
-    w = 0;
-    memcpy(&w, s, n);
-    h = (h ^ w) * 0xC4CEB9FE1A85EC53ull;
-    h ^= h >> 29;
-    return (uint32_t)h;
+    return (uint32_t)siphash13(&hash_key_secret, s, n);
 }
 
 static int same_text(const struct jtok_doc *d, uint32_t a, uint32_t b)
@@ -384,10 +369,10 @@ struct keyset {
     size_t nslots;
 };
 
-static int table_add(const struct jtok_doc *d, struct keyset *ks, uint32_t k)
+static int table_add(struct jtok_doc *d, struct keyset *ks, uint32_t k)
 {
     size_t mask = ks->nslots - 1;
-    for (size_t s = d->t[k].count & mask;; s = (s + 1) & mask) {
+    for (size_t s = d->t[k].count & mask;; s = (s + 1) & mask, d->probes++) {
         if (ks->slots[s] == JTOK_NONE) {
             ks->slots[s] = k;
             return 0;
@@ -581,7 +566,7 @@ int jtok_parse_limited(struct jtok_doc *d, const char *data, size_t len,
     struct json_scan s = {0};
     memset(d, 0, sizeof *d);
     buf_init(&d->text);
-    pthread_once(&hash_seed_once, hash_seed_init);
+    pthread_once(&hash_key_once, hash_key_init);
     d->data = data ? data : "";
     d->len = data ? len : 0;
     if (!lim)
@@ -639,7 +624,7 @@ void jtok_free(struct jtok_doc *d)
     free(d->slots);
     d->t = NULL;
     d->slots = NULL;
-    d->n = d->cap = d->nslots = d->slots_cap = 0;
+    d->n = d->cap = d->nslots = d->slots_cap = d->probes = 0;
     buf_destroy(&d->text);
 }
 

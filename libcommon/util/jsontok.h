@@ -46,6 +46,8 @@ struct jtok_doc {
     struct buf text; /* decoded text of the strings with escapes */
     uint32_t *slots; /* key tables of the objects with many keys (open addressing) */
     size_t nslots, slots_cap;
+    size_t probes; /* slots the duplicate-key check stepped past: stays near the key count
+                      unless keys collide, which tests check */
 };
 
 /*
