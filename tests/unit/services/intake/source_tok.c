@@ -4,7 +4,7 @@
  * tokens, the same batch element byte for byte. Inputs: every file of the fixtures folder, each
  * with every value replaced in turn by odd values (types, escapes, surrogates, numbers beyond 64
  * bits, zeros, timestamps), rewritten (keys escaped, pretty-printed, ASCII-escaped, a duplicate
- * key), and hand-written hostile bodies (deep, huge, duplicate keys, invalid UTF-8 and escapes,
+ * key, dotted keys nested as objects, a flat key set to null beside its nested value), and hand-written hostile bodies (deep, huge, duplicate keys, invalid UTF-8 and escapes,
  * NUL bytes, big objects), under the default limits and under small ones.
  */
 #include <setjmp.h>
@@ -157,6 +157,81 @@ static char *escape_keys(const char *text)
     return b.data;
 }
 
+/* The object with every dotted key "a.b.c" written as nested objects {"a":{"b":{"c":...}}}, as
+ * Elastic sends documents that were never flattened; a key whose path crosses a value that is no
+ * object stays flat. NULL when no key has a dot. */
+static json_t *nest_keys(json_t *flat)
+{
+    if (!json_is_object(flat))
+        return NULL;
+    json_t *out = json_object();
+    int nested = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(flat, k, v)
+    {
+        json_t *at = out;
+        const char *seg = k, *dot;
+        while (at && (dot = strchr(seg, '.')) != NULL) {
+            char *name = xstrndup(seg, (size_t)(dot - seg));
+            json_t *next = json_object_get(at, name);
+            if (!next) {
+                next = json_object();
+                json_object_set_new(at, name, next);
+            }
+            free(name);
+            at = json_is_object(next) ? next : NULL;
+            seg = dot + 1;
+        }
+        if (at && !json_object_get(at, seg)) {
+            json_object_set(at, seg, v);
+            nested |= seg != k;
+        } else {
+            json_object_set(out, k, v);
+        }
+    }
+    if (!nested) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* The nested form, every value replaced in turn; then the nested form with each dotted key also
+ * present flat, once set to null (the nested value must win) and once to an odd value. */
+static void nested_variants(json_t *flat)
+{
+    json_t *nested = nest_keys(flat);
+    if (!nested)
+        return;
+    char *text = json_dumps(nested, JSON_COMPACT);
+    same_str(text);
+    free(text);
+    replace_all(nested, nested);
+    const char *k;
+    json_t *v;
+    json_object_foreach(flat, k, v)
+    {
+        if (!strchr(k, '.'))
+            continue;
+        json_t *both = json_deep_copy(nested);
+        json_object_set_new(both, k, json_null());
+        text = json_dumps(both, JSON_COMPACT);
+        same_str(text);
+        free(text);
+        json_object_set_new(both, k, json_string(""));
+        text = json_dumps(both, JSON_COMPACT);
+        same_str(text);
+        free(text);
+        json_object_set_new(both, k, json_integer(0));
+        text = json_dumps(both, JSON_COMPACT);
+        same_str(text);
+        free(text);
+        json_decref(both);
+    }
+    json_decref(nested);
+}
+
 static void fixture_variants(const char *text, size_t len)
 {
     same(text, len);
@@ -164,6 +239,7 @@ static void fixture_variants(const char *text, size_t len)
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     assert_non_null(root);
     replace_all(root, root);
+    nested_variants(root);
     char *pretty = json_dumps(root, JSON_INDENT(3));
     char *ascii = json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII);
     char *escaped = escape_keys(ascii);
