@@ -4,8 +4,9 @@
  * tokens, the same batch element byte for byte. Inputs: every file of the fixtures folder, each
  * with every value replaced in turn by odd values (types, escapes, surrogates, numbers beyond 64
  * bits, zeros, timestamps), rewritten (keys escaped, pretty-printed, ASCII-escaped, a duplicate
- * key, dotted keys nested as objects, a flat key set to null beside its nested value), and hand-written hostile bodies (deep, huge, duplicate keys, invalid UTF-8 and escapes,
- * NUL bytes, big objects), under the default limits and under small ones.
+ * key, dotted keys nested as objects, a flat key set to null beside its nested value), and
+ * hand-written hostile bodies (deep, huge, duplicate keys, invalid UTF-8 and escapes, NUL
+ * bytes, big objects), under the default limits and under small ones.
  */
 #include <setjmp.h>
 #include <stdarg.h>
