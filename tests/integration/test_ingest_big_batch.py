@@ -7,7 +7,8 @@ import json
 import subprocess
 import time
 
-from harness import Stack, assert_eq, run_tests
+from harness import Stack, assert_eq, run_tests, wait_for
+from test_ingest_rule_race import Session
 
 ALERTS = 400
 NEW_PER_ALERT = 20
@@ -66,6 +67,39 @@ def test_large_batch_of_new_indicators_is_fast_and_links_right():
         assert_eq(s.sql_value("SELECT indicator_ids::text FROM indicator_sightings"),
                   "{%s}" % ",".join(map(str, old_ids)))
         assert_eq(s.sql_value("SELECT count(*) FROM alerts WHERE detection_rule_id IS NULL"), "0")
+    finally:
+        s.stop()
+
+
+def one(title, value):
+    return json.dumps([{"title": title, "severity": "High", "source_name": "generic", "description": None,
+                        "occurred_at": "2026-01-01T00:00:00Z", "raw_payload": {}, "tags": [],
+                        "fingerprint": title, "indicators": [{"type": "ip", "value": value},
+                                                             {"type": "ip", "value": title + ".x"}],
+                        "actor_key_prefix": "cai_big"}])
+
+
+def test_indicator_inserted_by_a_concurrent_batch_is_linked():
+    # the second batch waits for the first's commit on the shared new value, inserts nothing for
+    # it and reads it again in a statement of its own
+    s = Stack("ingest_big_concurrent", services=())
+    try:
+        a, b = Session(s.db), Session(s.db)
+        a.send("BEGIN; SELECT count(*) FROM calseta_ingest_batch($j$%s$j$::jsonb, 0);" % one("cc-a", "192.0.2.55"))
+        assert_eq(a.read_line(), "1")
+        b.send("SELECT count(*) FROM calseta_ingest_batch($j$%s$j$::jsonb, 0);" % one("cc-b", "192.0.2.55"))
+        wait_for(lambda: s.sql_value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                     "AND datname = current_database()") == "1", 20, 0.05, "the second batch waiting")
+        a.send("COMMIT; SELECT 'committed';")
+        assert_eq(a.read_line(), "committed")
+        assert_eq(b.read_line(), "1")
+        assert_eq(a.close(), 0)
+        assert_eq(b.close(), 0)
+        shared = s.sql_value("SELECT id FROM indicators WHERE value = '192.0.2.55'")
+        for title in ("cc-a", "cc-b"):
+            own = s.sql_value("SELECT id FROM indicators WHERE value = '%s.x'" % title)
+            assert_eq(s.sql_value("SELECT indicator_ids::text FROM alerts WHERE title = '%s'" % title),
+                      "{%s}" % ",".join(sorted([shared, own], key=int)), title)
     finally:
         s.stop()
 
