@@ -79,5 +79,70 @@ def test_rule_deletion_waits_for_the_batch_and_clears_the_reference():
         s.stop()
 
 
+def expect_error(db, sql, text):
+    try:
+        harness.psql(db, sql)
+    except RuntimeError as e:
+        assert text in str(e), e
+        return
+    raise AssertionError("no error from: %s" % sql)
+
+
+def test_rule_deletion_is_refused_outside_read_committed():
+    # under REPEATABLE READ the clearing statement would reuse the deleter's snapshot and miss
+    # the alerts of a batch it waited for
+    s = harness.Stack("ingest_rule_iso", services=())
+    try:
+        rule = s.sql_value("INSERT INTO detection_rules (name, source_rule_id, source_name) "
+                           "VALUES ('RACE-1', 'RACE-1', 'generic') RETURNING id")
+        assert_eq(s.sql_value("SELECT count(*) FROM calseta_ingest_batch('%s'::jsonb, 0)" % ELEMENT), "1")
+        for level in ("REPEATABLE READ", "SERIALIZABLE"):
+            expect_error(s.db, "BEGIN ISOLATION LEVEL %s; DELETE FROM detection_rules WHERE id = %s; COMMIT;"
+                         % (level, rule), "only be deleted in a READ COMMITTED transaction (this one is %s)" % level)
+        assert_eq(s.sql_value("SELECT count(*) FROM detection_rules WHERE id = %s" % rule), "1")
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts WHERE detection_rule_id = %s" % rule), "1")
+        s.sql("BEGIN ISOLATION LEVEL READ COMMITTED; DELETE FROM detection_rules WHERE id = %s; COMMIT;" % rule)
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts WHERE detection_rule_id IS NOT NULL"), "0")
+    finally:
+        s.stop()
+
+
+def test_rule_ids_cannot_change_and_truncate_keeps_alerts_sound():
+    s = harness.Stack("ingest_rule_guards", services=())
+    try:
+        rule = s.sql_value("INSERT INTO detection_rules (name, source_rule_id, source_name) "
+                           "VALUES ('RACE-1', 'RACE-1', 'generic') RETURNING id")
+        assert_eq(s.sql_value("SELECT count(*) FROM calseta_ingest_batch('%s'::jsonb, 0)" % ELEMENT), "1")
+        expect_error(s.db, "UPDATE detection_rules SET id = id + 1000 WHERE id = %s" % rule,
+                     "the id of a detection rule cannot change")
+        # other columns, and an id set to itself, still update
+        s.sql("UPDATE detection_rules SET id = id, name = 'renamed' WHERE id = %s" % rule)
+        assert_eq(s.sql_value("SELECT name FROM detection_rules WHERE id = %s" % rule), "renamed")
+        expect_error(s.db, "TRUNCATE detection_rules CASCADE", "cannot truncate detection_rules while alerts name")
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts a JOIN detection_rules d ON d.id = a.detection_rule_id"), "1")
+        # once no alert names a rule, the table can be emptied
+        s.sql("UPDATE alerts SET detection_rule_id = NULL")
+        s.sql("TRUNCATE detection_rules CASCADE")
+        assert_eq(s.sql_value("SELECT count(*) FROM detection_rules"), "0")
+    finally:
+        s.stop()
+
+
+def test_alert_deletion_replicates_its_events():
+    # activity_events has no primary key: a publication needs the full row to replicate a delete
+    s = harness.Stack("ingest_rule_repl", services=())
+    try:
+        assert_eq(s.sql_value("SELECT relreplident FROM pg_class WHERE relname = 'activity_events'"), "f")
+        s.sql("CREATE PUBLICATION calseta_test_pub FOR TABLE alerts, activity_events")
+        aid = s.sql_value("SELECT alert_id FROM calseta_ingest_batch('%s'::jsonb, 0)" % ELEMENT)
+        assert_eq(s.sql_value("SELECT count(*) FROM activity_events WHERE alert_id = %s" % aid), "1")
+        s.sql("DELETE FROM activity_events WHERE alert_id = %s" % aid)
+        s.sql("DELETE FROM alerts WHERE id = %s" % aid)
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts"), "0")
+    finally:
+        s.sql("DROP PUBLICATION IF EXISTS calseta_test_pub")
+        s.stop()
+
+
 if __name__ == "__main__":
     run_tests(globals())

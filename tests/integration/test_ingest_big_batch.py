@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""test_ingest_big_batch.py - one large batch with many new indicators per alert goes through
+calseta_ingest_batch in about linear time (the function runs with hash and merge joins off, so
+a join of the batch's indicators to the new ones once compared every pair: about 9 s for this
+batch, 1 s without it), and every alert links exactly its indicators, old and new."""
+import json
+import subprocess
+import time
+
+from harness import Stack, assert_eq, run_tests, wait_for
+from test_ingest_rule_race import Session
+
+ALERTS = 400
+NEW_PER_ALERT = 20
+OLD = [("ip", "203.0.113.1"), ("domain", "old.big-batch.example")]
+SHARED_NEW = ("ip", "203.0.113.200")
+
+
+def indicators_of(i):
+    own = [("domain", "n%d-%d.big-batch.example" % (i, k)) for k in range(NEW_PER_ALERT)]
+    return own + OLD + [SHARED_NEW]
+
+
+def batch():
+    out = []
+    for i in range(ALERTS):
+        out.append({"title": "Big %d" % i, "severity": "High", "source_name": "generic",
+                    "description": None, "occurred_at": "2026-01-01T00:00:00Z", "raw_payload": {"i": i},
+                    "tags": [], "fingerprint": "big-%d" % i,
+                    "indicators": [{"type": t, "value": v} for t, v in indicators_of(i)],
+                    "rule_ref": "big-rule", "actor_key_prefix": "cai_big"})
+    return json.dumps(out)
+
+
+def psql_script(url, sql):
+    r = subprocess.run(["psql", url, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"],
+                       input=sql, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_large_batch_of_new_indicators_is_fast_and_links_right():
+    s = Stack("ingest_big_batch", services=())
+    try:
+        s.sql("INSERT INTO indicators (type, value, first_seen, last_seen) VALUES "
+              + ", ".join("('%s', '%s', now() - interval '1 day', now() - interval '1 day')" % o for o in OLD))
+        doc = batch()
+        started = time.monotonic()
+        out = psql_script(s.db, "SELECT count(*) FROM calseta_ingest_batch($json$%s$json$::jsonb, 24);\n" % doc)
+        took = time.monotonic() - started
+        print("batch took %.2f s" % took)
+        assert_eq(out, str(ALERTS))
+        assert took < 5.0, "a batch of %d alerts x %d new indicators took %.1f s" % (ALERTS, NEW_PER_ALERT, took)
+
+        ids = {(t, v): int(i) for t, v, i in s.sql("SELECT type, value, id FROM indicators")}
+        assert_eq(len(ids), ALERTS * NEW_PER_ALERT + len(OLD) + 1)
+        rows = s.sql("SELECT title, indicator_ids FROM alerts")
+        assert_eq(len(rows), ALERTS)
+        for title, links in rows:
+            i = int(title.split()[1])
+            want = sorted(ids[k] for k in indicators_of(i))
+            got = [int(x) for x in links.strip("{}").split(",")]
+            assert_eq(got, want, title)
+        # the indicators known before the batch are sighted again once, the new ones not at all
+        old_ids = sorted(ids[o] for o in OLD)
+        assert_eq(s.sql_value("SELECT count(*) FROM indicator_sightings"), "1")
+        assert_eq(s.sql_value("SELECT indicator_ids::text FROM indicator_sightings"),
+                  "{%s}" % ",".join(map(str, old_ids)))
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts WHERE detection_rule_id IS NULL"), "0")
+    finally:
+        s.stop()
+
+
+def one(title, value):
+    return json.dumps([{"title": title, "severity": "High", "source_name": "generic", "description": None,
+                        "occurred_at": "2026-01-01T00:00:00Z", "raw_payload": {}, "tags": [],
+                        "fingerprint": title, "indicators": [{"type": "ip", "value": value},
+                                                             {"type": "ip", "value": title + ".x"}],
+                        "actor_key_prefix": "cai_big"}])
+
+
+def test_indicator_inserted_by_a_concurrent_batch_is_linked():
+    # the second batch waits for the first's commit on the shared new value, inserts nothing for
+    # it and reads it again in a statement of its own
+    s = Stack("ingest_big_concurrent", services=())
+    try:
+        a, b = Session(s.db), Session(s.db)
+        a.send("BEGIN; SELECT count(*) FROM calseta_ingest_batch($j$%s$j$::jsonb, 0);" % one("cc-a", "192.0.2.55"))
+        assert_eq(a.read_line(), "1")
+        b.send("SELECT count(*) FROM calseta_ingest_batch($j$%s$j$::jsonb, 0);" % one("cc-b", "192.0.2.55"))
+        wait_for(lambda: s.sql_value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                     "AND datname = current_database()") == "1", 20, 0.05, "the second batch waiting")
+        a.send("COMMIT; SELECT 'committed';")
+        assert_eq(a.read_line(), "committed")
+        assert_eq(b.read_line(), "1")
+        assert_eq(a.close(), 0)
+        assert_eq(b.close(), 0)
+        shared = s.sql_value("SELECT id FROM indicators WHERE value = '192.0.2.55'")
+        for title in ("cc-a", "cc-b"):
+            own = s.sql_value("SELECT id FROM indicators WHERE value = '%s.x'" % title)
+            assert_eq(s.sql_value("SELECT indicator_ids::text FROM alerts WHERE title = '%s'" % title),
+                      "{%s}" % ",".join(sorted([shared, own], key=int)), title)
+    finally:
+        s.stop()
+
+
+if __name__ == "__main__":
+    run_tests(globals())
