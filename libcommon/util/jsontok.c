@@ -3,9 +3,9 @@
  *
  * The grammar, the checks and their order are those of jsonread.c (a recursive descent with the
  * same error texts at the same positions), so the same input gets the same verdict from both;
- * tests/unit/libcommon/util/jsontok.c and the jsontok fuzz target compare them. What differs is
- * the output: a token per value appended to one growing array, a string's text left in the
- * input unless it has escapes. Duplicate keys are found as each key is read (a linear look at
+ * tests/unit/libcommon/util/jsontok.c and the normalize_tok fuzz target compare them. What
+ * differs is the output: a token per value appended to one growing array, a string's text left
+ * in the input unless it has escapes. Duplicate keys are found as each key is read (a linear look at
  * the earlier keys of a small object, a hash table for a large one), so a duplicate is refused
  * at the same point as jsonread.c refuses it.
  */
@@ -592,7 +592,11 @@ int jtok_parse_limited(struct jtok_doc *d, const char *data, size_t len,
             goto fail;
     }
     struct json_read_stats rs;
+    /* a token per 8 bytes covers ordinary payloads, and no document has more tokens than the
+     * value limit lets through; push() doubles the array for denser bodies */
     d->cap = d->len / 8 + 16;
+    if (lim->max_values && d->cap > lim->max_values + 1)
+        d->cap = lim->max_values + 1;
     d->t = xmalloc(d->cap * sizeof *d->t);
     int rc = tok_read(d, one_pass ? lim->max_depth : 0, &rs, err, errlen);
     if (one_pass)
