@@ -1,7 +1,11 @@
 /*
- * tests/unit/libcommon/util/jsontok.c - the token reader against hostile key sets: an object
- * whose keys all share one slot under a plain unkeyed hash (built as an attacker builds them)
- * costs no more probes than one with ordinary keys.
+ * tests/unit/libcommon/util/jsontok.c - the token reader against json_read(): over the fixtures
+ * and hostile bodies (each in a heap block of exactly its size, so ASan sees an over-read) both
+ * give the same verdict and error text, and the token index - first/next links, child counts,
+ * decoded keys and strings, jtok_getn(), jtok_index(), jtok_json() - describes the same tree.
+ * Also: an object whose keys all share one slot under a plain unkeyed hash (built as an attacker
+ * builds them) costs no more probes than one with ordinary keys, and the token array is never
+ * sized beyond the value limit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,11 +14,241 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonread.h"
 #include "jsontok.h"
+
+#define READ_FLAGS (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY)
+
+/* ---- the token index against json_read()'s tree ---- */
+
+static void same_tree(const struct jtok_doc *d, uint32_t i, const json_t *j);
+
+static void same_object(const struct jtok_doc *d, uint32_t i, const json_t *j)
+{
+    assert_int_equal(jtok_type(d, i), JT_OBJECT);
+    assert_int_equal(d->t[i].count, json_object_size(j));
+    size_t walked = 0;
+    for (uint32_t k = jtok_first(d, i); k != JTOK_NONE; k = jtok_next(d, k), walked++) {
+        size_t n;
+        const char *key = jtok_str(d, k, &n);
+        assert_non_null(key);
+        assert_null(memchr(key, 0, n));
+        const json_t *v = json_object_getn(j, key, n);
+        assert_non_null(v);
+        assert_int_equal(jtok_getn(d, i, key, n), k + 1);
+        same_tree(d, k + 1, v);
+    }
+    assert_int_equal(walked, json_object_size(j));
+    assert_int_equal(jtok_getn(d, i, "\001" "absent", 7), JTOK_NONE);
+}
+
+static void same_array(const struct jtok_doc *d, uint32_t i, const json_t *j)
+{
+    assert_int_equal(jtok_type(d, i), JT_ARRAY);
+    assert_int_equal(d->t[i].count, json_array_size(j));
+    size_t idx = 0;
+    for (uint32_t e = jtok_first(d, i); e != JTOK_NONE; e = jtok_next(d, e), idx++) {
+        assert_true(idx < json_array_size(j));
+        assert_int_equal(jtok_index(d, i, idx), e);
+        same_tree(d, e, json_array_get(j, idx));
+    }
+    assert_int_equal(idx, json_array_size(j));
+    assert_int_equal(jtok_index(d, i, idx), JTOK_NONE);
+}
+
+static void same_tree(const struct jtok_doc *d, uint32_t i, const json_t *j)
+{
+    size_t n;
+    const char *s;
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        same_object(d, i, j);
+        return;
+    case JSON_ARRAY:
+        same_array(d, i, j);
+        return;
+    case JSON_STRING:
+        s = jtok_str(d, i, &n);
+        assert_non_null(s);
+        assert_int_equal(n, json_string_length(j));
+        assert_memory_equal(s, json_string_value(j), n);
+        return;
+    case JSON_INTEGER:
+    case JSON_REAL:
+        assert_int_equal(jtok_type(d, i), JT_NUMBER);
+        break;
+    case JSON_TRUE:
+        assert_int_equal(jtok_type(d, i), JT_TRUE);
+        break;
+    case JSON_FALSE:
+        assert_int_equal(jtok_type(d, i), JT_FALSE);
+        break;
+    case JSON_NULL:
+        assert_int_equal(jtok_type(d, i), JT_NULL);
+        break;
+    }
+    json_t *back = jtok_json(d, i);
+    assert_true(json_equal(back, j));
+    json_decref(back);
+}
+
+/* data[0..len) copied to a block of exactly len bytes, read both ways. */
+static void compare(const char *data, size_t len)
+{
+    /* no caller's limits: the reader's own bound (jansson's 2048 levels) and its error texts */
+    static const struct json_limits lim = {0, 0, 0};
+    char *exact = malloc(len ? len : 1);
+    memcpy(exact, data, len);
+    char e1[200] = "", e2[200] = "";
+    json_t *tree = json_read(exact, len, READ_FLAGS, e1, sizeof e1);
+    struct jtok_doc d;
+    enum json_parse_status st;
+    int rc = jtok_parse_limited(&d, exact, len, &lim, NULL, &st, e2, sizeof e2);
+    if ((tree != NULL) != (rc == 0) || (!tree && strcmp(e1, e2) != 0))
+        fail_msg("verdicts differ on %.*s: tree %s, tokens %s", (int)(len > 200 ? 200 : len), data,
+                 tree ? "ok" : e1, rc == 0 ? "ok" : e2);
+    if (tree) {
+        same_tree(&d, 0, tree);
+        json_t *back = jtok_json(&d, 0);
+        assert_true(json_equal(back, tree));
+        json_decref(back);
+    }
+    json_decref(tree);
+    jtok_free(&d);
+    free(exact);
+}
+
+static void compare_str(const char *s)
+{
+    compare(s, strlen(s));
+}
+
+static void test_fixtures(void **state)
+{
+    (void)state;
+    const char *shared = getenv("CALSETA_SHARED_DIR");
+    assert_non_null(shared);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/fixtures", shared);
+    DIR *dh = opendir(dir);
+    assert_non_null(dh);
+    size_t files = 0;
+    struct dirent *e;
+    while ((e = readdir(dh)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0)
+            continue;
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        struct buf b;
+        buf_init(&b);
+        char chunk[4096];
+        size_t got;
+        while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+            buf_append(&b, chunk, got);
+        fclose(f);
+        compare(b.data, b.len);
+        /* and every proper prefix: truncated bodies fail at the same place */
+        for (size_t cut = 0; cut < b.len; cut += 7)
+            compare(b.data, cut);
+        buf_destroy(&b);
+        files++;
+    }
+    closedir(dh);
+    assert_true(files >= 5);
+}
+
+static void test_hostile(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "", " ", "{", "}", "[]", "\"x\"", "1", "null", "{}", "{} x", "{}}", " {} ", "[[[]]]",
+        "{\"a\":1,\"a\":2}", "{\"a\":1,\"\\u0061\":2}", "{\"\\u0000\":1}", "\"\\u0000\"",
+        "{\"a\":\"\xff\"}", "{\"a\":\"\xc0\xaf\"}", "{\"a\":\"\xed\xa0\x80\"}",
+        "{\"a\":\"\xf4\x90\x80\x80\"}", "{\"a\":\"\xe2\x82\"}", "{\"a\":tru}", "{\"a\":01}",
+        "{\"a\":-}", "{\"a\":1.}", "{\"a\":1e}", "{\"a\":.5}", "{\"a\":+1}", "{\"a\":1,}",
+        "{\"a\" 1}", "{a:1}", "{\"a\":[1,]}", "{\"a\":[1 2]}", "{\"a\":\"\\u12\"}",
+        "{\"a\":\"\\uD834\\uDD1E\"}", "{\"a\":\"\\uDD1E\\uD834\"}", "{\"a\":\"\\uD834x\"}",
+        "{\"a\":\"\t\"}", "{\"a\":\"x", "{\"a\":\"x\\", "{\"a\":1e400}", "{\"a\":-0.0e-0}",
+        "{\"a\":123456789012345678901234567890}", "[1e19,-9223372036854775809,9223372036854775807]",
+        "\xef\xbb\xbf{}", "{\"k\\u00e9\\n\":{\"\":[true,false,null,{}]}}", "[\"\xf0\x9f\x98\x80\"]",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+        compare_str(texts[i]);
+    static const char nul1[] = "{\"a\":\"x\0y\"}", nul2[] = "{\"a\":1\0}", nul3[] = "{}\0";
+    compare(nul1, sizeof nul1 - 1);
+    compare(nul2, sizeof nul2 - 1);
+    compare(nul3, sizeof nul3 - 1);
+    /* objects around the size where the key table starts, a duplicate at the end, nested */
+    size_t sizes[] = {15, 16, 17, 33, 300};
+    struct buf b;
+    buf_init(&b);
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        for (int dup = 0; dup < 3; dup++) {
+            buf_reset(&b);
+            buf_puts(&b, "{\"in\":{\"t\":\"t\"");
+            for (size_t i = 0; i < sizes[s]; i++)
+                buf_printf(&b, ",\"k%zu\":[%zu,{\"x\":\"\\u00e9%zu\"}]", i, i, i);
+            if (dup == 1)
+                buf_puts(&b, ",\"k3\":0");
+            if (dup == 2)
+                buf_puts(&b, ",\"\\u006b1\":0");
+            buf_puts(&b, "}}");
+            compare(b.data, b.len);
+        }
+    }
+    /* nesting at and past the reader's bound */
+    size_t depths[] = {2047, 2048, 2049};
+    for (size_t i = 0; i < sizeof depths / sizeof *depths; i++) {
+        buf_reset(&b);
+        for (size_t k = 0; k < depths[i]; k++)
+            buf_puts(&b, k % 2 ? "[" : "{\"a\":");
+        buf_puts(&b, "1");
+        for (size_t k = depths[i]; k-- > 0;)
+            buf_puts(&b, k % 2 ? "]" : "}");
+        compare(b.data, b.len);
+    }
+    buf_destroy(&b);
+}
+
+/* The token array is sized for the body but never past what the value limit lets through. */
+static void test_token_array_bounded(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "{\"t\":\"");
+    for (int i = 0; i < 1 << 20; i++)
+        buf_append(&b, "a", 1);
+    buf_puts(&b, "\"}");
+    const struct json_limits lim = {64, 1000, 0};
+    struct jtok_doc d;
+    enum json_parse_status st;
+    char err[160];
+    assert_int_equal(jtok_parse_limited(&d, b.data, b.len, &lim, NULL, &st, err, sizeof err), 0);
+    assert_true(d.cap <= lim.max_values + 1);
+    assert_int_equal(d.n, 3);
+    jtok_free(&d);
+    /* and a body denser than one token per 8 bytes still reads (the array grows) */
+    buf_reset(&b);
+    buf_puts(&b, "[0");
+    for (int i = 0; i < 5000; i++)
+        buf_puts(&b, ",0");
+    buf_puts(&b, "]");
+    const struct json_limits wide = {64, 0, 0};
+    assert_int_equal(jtok_parse_limited(&d, b.data, b.len, &wide, NULL, &st, err, sizeof err), 0);
+    assert_int_equal(d.n, 5002);
+    assert_int_equal(d.t[0].count, 5001);
+    jtok_free(&d);
+    buf_destroy(&b);
+}
 
 /* ---- keys that collide under 32-bit FNV-1a in their low bits, for any table up to 2^BITS ---- */
 
@@ -125,6 +359,9 @@ static void test_colliding_keys(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fixtures),
+        cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_token_array_bounded),
         cmocka_unit_test(test_colliding_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
