@@ -659,21 +659,50 @@ static void reply_payload_mismatch(struct reqctx *rc, const char *name)
  * Otherwise raw_json, when not NULL, is the request body to store instead of payload (its
  * member raw_member): payload had integers beyond 64 bits, which the tree only holds as reals,
  * or is large. scan: what the limit walk saw of the body. */
+/* The source's normalise and extract steps: they read only the payload (or its tokens), so they
+ * may run on a pool thread. -1 when the payload does not normalise (nothing to release). */
+static int normalize_extract(const struct alert_source *src, json_t *payload,
+                             const struct jtok_doc *tok, struct normalized_alert *na,
+                             struct indicator_set *set)
+{
+    if ((tok ? src->normalize_tok(tok, na) : src->normalize(payload, na)) != 0)
+        return -1;
+    indicator_set_init(set);
+    if (tok)
+        src->extract_tok(tok, set);
+    else
+        src->extract(payload, set);
+    return 0;
+}
+
+static void submit_normalized(struct reqctx *rc, const struct alert_source *src,
+                              json_t *payload, struct normalized_alert *pna,
+                              struct indicator_set *pset, int body_is_payload,
+                              const char *raw_json, const char *raw_member,
+                              const struct json_scan *scan);
+
 static void submit(struct reqctx *rc, const struct alert_source *src, json_t *payload,
                    const struct jtok_doc *tok, int body_is_payload, const char *raw_json,
                    const char *raw_member, const struct json_scan *scan)
 {
     struct normalized_alert na;
-    if ((tok ? src->normalize_tok(tok, &na) : src->normalize(payload, &na)) != 0) {
+    struct indicator_set set;
+    if (normalize_extract(src, payload, tok, &na, &set) != 0) {
         reply_payload_mismatch(rc, src->name);
         return;
     }
-    struct indicator_set set;
-    indicator_set_init(&set);
-    if (tok)
-        src->extract_tok(tok, &set);
-    else
-        src->extract(payload, &set);
+    submit_normalized(rc, src, payload, &na, &set, body_is_payload, raw_json, raw_member, scan);
+}
+
+/* The rest of submit() on a normalised alert and its indicators, which it releases. */
+static void submit_normalized(struct reqctx *rc, const struct alert_source *src,
+                              json_t *payload, struct normalized_alert *pna,
+                              struct indicator_set *pset, int body_is_payload,
+                              const char *raw_json, const char *raw_member,
+                              const struct json_scan *scan)
+{
+    struct normalized_alert na = *pna;
+    struct indicator_set set = *pset;
     mappings_apply(rc->in, &na, src->name, &set);
     char fp[33];
     indicators_fingerprint(na.title, src->name, &set, fp);
@@ -740,6 +769,9 @@ struct parse_job {
     int use_tok;            /* read the body into tok instead of doc (the source reads tokens) */
     int tok_ok;             /* tok holds the body */
     struct jtok_doc tok;
+    enum { TOK_UNCHECKED, TOK_NOT_OBJECT, TOK_MISMATCH, TOK_READY } tok_verdict;
+    struct normalized_alert na; /* TOK_READY: the normalised alert and its indicators, */
+    struct indicator_set set;   /* built on the pool for a large body; submit releases them */
     struct json_scan scan;
     enum json_parse_status st;
     size_t payload_size;    /* POST /v1/alerts: compact ASCII size of "payload" */
@@ -749,6 +781,20 @@ struct parse_job {
     parsed_fn next;
 };
 
+/* The source's checks over the token index, for a large body on the pool thread that parsed it:
+ * they only read the tokens, and str() of a large container (tags, Python's rendering of a
+ * value) re-reads its bytes, which would otherwise cost the loop. */
+static void check_tokens(struct parse_job *pj)
+{
+    if (jtok_type(&pj->tok, 0) != JT_OBJECT)
+        pj->tok_verdict = TOK_NOT_OBJECT;
+    else if (!pj->src->validate_tok(&pj->tok) ||
+             normalize_extract(pj->src, NULL, &pj->tok, &pj->na, &pj->set) != 0)
+        pj->tok_verdict = TOK_MISMATCH;
+    else
+        pj->tok_verdict = TOK_READY;
+}
+
 /* Strict JSON: duplicate keys are refused, and so is \u0000 (jansson's default), which
  * PostgreSQL could not store. Runs on the loop or on a pool thread (touches only pj). */
 static void parse_body(struct parse_job *pj)
@@ -757,6 +803,8 @@ static void parse_body(struct parse_job *pj)
     if (pj->use_tok) {
         pj->tok_ok = jtok_parse_limited(&pj->tok, req->body.data, req->body.len, &pj->lim,
                                         &pj->scan, &pj->st, pj->err, sizeof pj->err) == 0;
+        if (pj->tok_ok && pj->body_len > OFFLOOP_BYTES)
+            check_tokens(pj);
         return;
     }
     pj->doc = json_parse_limited(req->body.data, req->body.len,
@@ -884,6 +932,10 @@ static void ingest_source_tokens(struct parse_job *pj)
     struct reqctx *rc = pj->rc;
     if (!pj->tok_ok)
         reply_unparsed(rc, pj);
+    else if (pj->tok_verdict == TOK_READY)
+        submit_normalized(rc, pj->src, NULL, &pj->na, &pj->set, 1, NULL, NULL, &pj->scan);
+    else if (pj->tok_verdict == TOK_MISMATCH)
+        reply_payload_mismatch(rc, pj->src->name);
     else if (jtok_type(&pj->tok, 0) != JT_OBJECT)
         reply_error(rc, 422, "INVALID_PAYLOAD", "Request body must be a JSON object.", NULL);
     else if (!pj->src->validate_tok(&pj->tok))
