@@ -2,6 +2,7 @@
  * indicators.c - the de-duplicating indicator set, passes 2 and 3, the fingerprint.
  */
 #include "indicators.h"
+#include "siphash.h"
 #include "util.h"
 
 #include <openssl/evp.h>
@@ -70,14 +71,14 @@ void indicator_set_destroy(struct indicator_set *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Values come from the sender (a generic body may list thousands), so they are hashed with the
+ * process's SipHash key: an unkeyed hash would let a sender pick values sharing one slot and make
+ * every insert walk all the others. The type is one of a few fixed names. */
 static size_t hash_pair(const char *type, const char *value, size_t vlen)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    uint64_t h = siphash13(siphash_process_key(), value, vlen);
     for (const char *p = type; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    h = (h ^ 0xff) * 1099511628211ULL;
-    for (size_t i = 0; i < vlen; i++)
-        h = (h ^ (unsigned char)value[i]) * 1099511628211ULL;
     return (size_t)h;
 }
 

@@ -15,7 +15,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,17 +328,9 @@ static const char *text_of(const struct jtok_doc *d, const struct jtok *t)
 /* Keys come from the sender, so they are hashed with SipHash-1-3 under a key drawn once per
  * process: a seeded plain hash still has collisions that hold for every seed, so a sender could
  * pack a large object with keys sharing one slot and make each insert walk all the others. */
-static struct siphash_key hash_key_secret;
-static pthread_once_t hash_key_once = PTHREAD_ONCE_INIT;
-
-static void hash_key_init(void)
-{
-    siphash_random_key(&hash_key_secret);
-}
-
 static uint32_t hash_bytes(const char *s, size_t n)
 {
-    return (uint32_t)siphash13(&hash_key_secret, s, n);
+    return (uint32_t)siphash13(siphash_process_key(), s, n);
 }
 
 static int same_text(const struct jtok_doc *d, uint32_t a, uint32_t b)
@@ -566,7 +557,6 @@ int jtok_parse_limited(struct jtok_doc *d, const char *data, size_t len,
     struct json_scan s = {0};
     memset(d, 0, sizeof *d);
     buf_init(&d->text);
-    pthread_once(&hash_key_once, hash_key_init);
     d->data = data ? data : "";
     d->len = data ? len : 0;
     if (!lim)

@@ -6,6 +6,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -99,4 +100,18 @@ void siphash_random_key(struct siphash_key *key)
     key->k0 = load_le64(b);
     key->k1 = load_le64(b + 8);
     memset(b, 0, sizeof b);
+}
+
+static struct siphash_key process_key;
+static pthread_once_t process_key_once = PTHREAD_ONCE_INIT;
+
+static void process_key_init(void)
+{
+    siphash_random_key(&process_key);
+}
+
+const struct siphash_key *siphash_process_key(void)
+{
+    pthread_once(&process_key_once, process_key_init);
+    return &process_key;
 }

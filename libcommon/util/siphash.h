@@ -23,4 +23,9 @@ uint64_t siphash24(const struct siphash_key *key, const void *data, size_t len);
  * would give back the flooding the keyed hash exists to stop). */
 void siphash_random_key(struct siphash_key *key);
 
+/* The process's one hash-table key, drawn on first use (thread-safe). A service calls it once
+ * at startup, so a kernel without randomness stops it there and not in the middle of a
+ * request. */
+const struct siphash_key *siphash_process_key(void);
+
 #endif

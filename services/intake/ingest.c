@@ -651,14 +651,6 @@ static void reply_payload_mismatch(struct reqctx *rc, const char *name)
     reply_error(rc, 422, "INVALID_PAYLOAD", msg, NULL);
 }
 
-/* Normalise, extract, fingerprint and queue; payload is borrowed. tok, when not NULL, is the
- * token index of the payload to read instead of the tree (payload is then NULL). body_is_payload:
- * the request
- * body is the payload (POST /v1/ingest/{source}); its text goes to the database as received
- * (the parser accepted it), so nothing is serialised again and numbers stay exactly as sent.
- * Otherwise raw_json, when not NULL, is the request body to store instead of payload (its
- * member raw_member): payload had integers beyond 64 bits, which the tree only holds as reals,
- * or is large. scan: what the limit walk saw of the body. */
 /* The source's normalise and extract steps: they read only the payload (or its tokens), so they
  * may run on a pool thread. -1 when the payload does not normalise (nothing to release). */
 static int normalize_extract(const struct alert_source *src, json_t *payload,
@@ -681,6 +673,14 @@ static void submit_normalized(struct reqctx *rc, const struct alert_source *src,
                               const char *raw_json, const char *raw_member,
                               const struct json_scan *scan);
 
+/* Normalise, extract, fingerprint and queue; payload is borrowed. tok, when not NULL, is the
+ * token index of the payload to read instead of the tree (payload is then NULL). body_is_payload:
+ * the request body is the payload (POST /v1/ingest/{source}); its text goes to the database as
+ * received (the parser accepted it), so nothing is serialised again and numbers stay exactly as
+ * sent.
+ * Otherwise raw_json, when not NULL, is the request body to store instead of payload (its
+ * member raw_member): payload had integers beyond 64 bits, which the tree only holds as reals,
+ * or is large. scan: what the limit walk saw of the body. */
 static void submit(struct reqctx *rc, const struct alert_source *src, json_t *payload,
                    const struct jtok_doc *tok, int body_is_payload, const char *raw_json,
                    const char *raw_member, const struct json_scan *scan)

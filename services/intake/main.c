@@ -19,6 +19,7 @@
 #include "log.h"
 #include "lookup_client.h"
 #include "procsec.h"
+#include "siphash.h"
 #include "prom.h"
 #include "ratelimit.h"
 #include "keycache.h"
@@ -122,6 +123,7 @@ int main(void)
     char perr[160];
     if (secure_process_init(perr, sizeof perr) != 0) /* before any secret is read */
         fprintf(stderr, "calseta-intake: %s\n", perr);
+    (void)siphash_process_key(); /* drawn now: a kernel without randomness stops us here */
     char err[512];
     if (config_load(&in.cfg, err, sizeof err) != 0) {
         fprintf(stderr, "calseta-intake: configuration error: %s\n", err);
