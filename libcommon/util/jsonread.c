@@ -249,39 +249,52 @@ int json_number_is_wide(const char *p, size_t n)
 }
 
 /* A number with JSON's grammar; integers that fit int64 become integers, the others reals. */
-static json_t *read_number(struct reader *r)
+/* The end of the JSON number at p (RFC 8259's grammar: optional minus, no leading zeros, a
+ * fraction and an exponent each with at least one digit), or NULL when p holds none; *integral
+ * is 1 when it has neither fraction nor exponent. Both readers scan numbers with it. */
+const unsigned char *json_number_scan(const unsigned char *p, const unsigned char *end,
+                                      int *integral)
 {
-    const unsigned char *p = r->p, *end = r->end, *start = p;
-    int neg = *p == '-', integral = 1;
-    if (neg)
+    *integral = 1;
+    if (p < end && *p == '-')
         p++;
     if (!is_digit(p, end))
-        return fail(r, "invalid number");
+        return NULL;
     if (*p == '0') {
         p++;
         if (is_digit(p, end))
-            return fail(r, "invalid number");
+            return NULL;
     } else {
         while (is_digit(p, end))
             p++;
     }
     if (p < end && *p == '.') {
-        integral = 0;
+        *integral = 0;
         if (!is_digit(++p, end))
-            return fail(r, "invalid number");
+            return NULL;
         while (is_digit(p, end))
             p++;
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
-        integral = 0;
+        *integral = 0;
         p++;
         if (p < end && (*p == '+' || *p == '-'))
             p++;
         if (!is_digit(p, end))
-            return fail(r, "invalid number");
+            return NULL;
         while (is_digit(p, end))
             p++;
     }
+    return p;
+}
+
+static json_t *read_number(struct reader *r)
+{
+    const unsigned char *p = r->p, *end = r->end, *start = p;
+    int neg = *p == '-', integral;
+    p = json_number_scan(p, end, &integral);
+    if (!p)
+        return fail(r, "invalid number");
     r->p = p;
     if (json_number_is_wide((const char *)start, (size_t)(p - start)))
         r->st.wide_numbers = 1;

@@ -45,10 +45,13 @@ size_t json_utf8_seq(const unsigned char *p, const unsigned char *end);
 
 /* What the token reader (jsontok.c) shares with this one: the bytes a string's fast loop steps
  * over (printable ASCII but the quote and the backslash), four hex digits at p (0, or -1 when
- * they are not), and v appended as UTF-8. */
+ * they are not), v appended as UTF-8, and the number grammar. */
 extern const unsigned char JSON_PLAIN[256];
 int json_hex4(const unsigned char *p, const unsigned char *end, uint32_t *out);
 struct buf;
 void json_put_utf8(struct buf *b, uint32_t v);
+/* The end of the number at p, or NULL when there is none; *integral: no fraction, no exponent. */
+const unsigned char *json_number_scan(const unsigned char *p, const unsigned char *end,
+                                      int *integral);
 
 #endif

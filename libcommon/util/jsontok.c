@@ -189,11 +189,6 @@ static int read_string(struct tokreader *r, uint32_t *out)
     return 0;
 }
 
-static int is_digit(const unsigned char *p, const unsigned char *end)
-{
-    return p < end && *p >= '0' && *p <= '9';
-}
-
 /* Whether the integer literal start..p (digits after an optional minus) fits int64. */
 static int fits_int64(const unsigned char *start, const unsigned char *p)
 {
@@ -213,36 +208,10 @@ static int fits_int64(const unsigned char *start, const unsigned char *p)
 static int read_number(struct tokreader *r)
 {
     const unsigned char *p = r->p, *end = r->end, *start = p;
-    int integral = 1;
-    if (*p == '-')
-        p++;
-    if (!is_digit(p, end))
+    int integral;
+    p = json_number_scan(p, end, &integral);
+    if (!p)
         return fail(r, "invalid number");
-    if (*p == '0') {
-        p++;
-        if (is_digit(p, end))
-            return fail(r, "invalid number");
-    } else {
-        while (is_digit(p, end))
-            p++;
-    }
-    if (p < end && *p == '.') {
-        integral = 0;
-        if (!is_digit(++p, end))
-            return fail(r, "invalid number");
-        while (is_digit(p, end))
-            p++;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        integral = 0;
-        p++;
-        if (p < end && (*p == '+' || *p == '-'))
-            p++;
-        if (!is_digit(p, end))
-            return fail(r, "invalid number");
-        while (is_digit(p, end))
-            p++;
-    }
     uint32_t i = push(r, JT_NUMBER);
     r->p = p;
     close_tok(r, i);
