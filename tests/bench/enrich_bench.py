@@ -11,7 +11,11 @@ The per-process caps are raised through their settings (ENRICHER_CONCURRENCY,
 ENRICHER_PROVIDER_MAX_CONCURRENCY, ENRICHER_PROVIDER_RATE_PER_SECOND).
 
 The stand-in is a separate process (asyncio, raw HTTP/1.1 with keep-alive, one Protocol per
-connection, the answer scheduled with call_later), so its CPU is its own and measurable.
+connection, the answer scheduled with call_later), so its CPU is its own and measurable. It
+listens on two ports, one per provider, because the real providers are two hosts: the worker's
+per-host cap (ENRICHER_HOST_CONNECTIONS) then applies to each as it would in production. With
+both on one host:port, one worker's lookups are bound by that one cap: at most
+host_connections / latency (256 / 50 ms = 5,120/s) whatever the CPU. --one-host measures that.
 
 Phases:
   1. one worker, fresh indicators             provider lookups/s, jobs/s
@@ -39,6 +43,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,9 +160,11 @@ def standin_main(latency_ms):
 
     async def serve():
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(StandinProtocol, "127.0.0.1", 0, backlog=4096)
-        print(srv.sockets[0].getsockname()[1], flush=True)
-        await srv.serve_forever()
+        # one port per provider (both answer every route); the counters are the process's
+        srvs = [await loop.create_server(StandinProtocol, "127.0.0.1", 0, backlog=4096)
+                for _ in range(2)]
+        print(" ".join(str(s.sockets[0].getsockname()[1]) for s in srvs), flush=True)
+        await asyncio.gather(*(s.serve_forever() for s in srvs))
 
     asyncio.run(serve())
 
@@ -288,7 +295,10 @@ class Bench:
         self.standin = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--standin",
                                          "--latency-ms", str(args.latency_ms)],
                                         stdout=subprocess.PIPE, text=True)
-        self.port = int(self.standin.stdout.readline())
+        self.ports = [int(x) for x in self.standin.stdout.readline().split()]
+        self.port = self.ports[0]
+        # the VirusTotal and AbuseIPDB stand-ins: two host:ports, or one with --one-host
+        self.provider_ports = self.ports[:1] * 2 if args.one_host else self.ports
         self.env = {
             "ENCRYPTION_KEY": self.key,
             "ENRICHER_ALLOW_LOOPBACK": "true",
@@ -297,7 +307,7 @@ class Bench:
             "ENRICHER_PROVIDER_MAX_CONCURRENCY": str(args.provider_concurrency),
             "ENRICHER_PROVIDER_RATE_PER_SECOND": "100000",
             "ENRICHER_DB_CONNECTIONS": str(args.db_connections),
-            # both providers are the one stand-in host:port here, so its cap serves both
+            # per host:port: each provider has its own (one shared with --one-host)
             "ENRICHER_HOST_CONNECTIONS": str(args.host_connections),
             "ENRICHER_IDLE_CONNECTIONS": str(args.idle_connections),
             "ENRICHER_CACHE_ENTRIES": "1000000",
@@ -313,10 +323,10 @@ class Bench:
         self.results = []
 
     def configure(self):
-        base = "http://127.0.0.1:%d" % self.port
+        vt, abuse = ("http://127.0.0.1:%d" % p for p in self.provider_ports)
         s = self.stack
-        for old, new in (("https://www.virustotal.com", base + "/vt"),
-                         ("https://api.abuseipdb.com", base + "/abuse")):
+        for old, new in (("https://www.virustotal.com", vt + "/vt"),
+                         ("https://api.abuseipdb.com", abuse + "/abuse")):
             s.sql("UPDATE enrichment_providers SET http_config = "
                   "replace(http_config::text, '%s', '%s')::jsonb" % (old, new))
         for name, c in (("virustotal", {"api_key": VT_KEY}), ("abuseipdb", {"api_key": ABUSE_KEY})):
@@ -335,9 +345,18 @@ class Bench:
         with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=10) as r:
             return json.loads(r.read())
 
-    def start_workers(self, n):
+    def stop_workers(self):
+        """Stops the workers; prints what each says when drained (the completing statements
+        it sent and the jobs they carried, over every phase it ran)."""
         for w in self.workers:
             w.stop()
+            for line in w.text().splitlines():
+                if "drained:" in line:
+                    print("  worker %d: %s" % (w.p.pid, line.split("drained:", 1)[1].strip()))
+        self.workers = []
+
+    def start_workers(self, n):
+        self.stop_workers()
         # PGAPPNAME tells the workers' database sessions apart (their CPU is measured)
         env = {"PGAPPNAME": "enrich-bench-worker"}
         env.update(kv.split("=", 1) for kv in self.args.worker_env)
@@ -441,6 +460,7 @@ class Bench:
         lo, hi = self.insert(tag, first_octet, jobs, k, fresh)
         t0 = time.time()
         cpu.start()
+        log0 = {w.p.pid: len(w.text()) for w in self.workers}
         s0 = {w.p.pid: sched_ns(w.p.pid) for w in self.workers}
         prof = self.profile_start(name)
         done, failed, peak = self.wait_done(lo, hi, a.timeout)
@@ -456,6 +476,10 @@ class Bench:
                             capture_output=True, text=True).stdout
         st = self.standin_stats()
         calls = st["requests"] - before
+        # claim to commit of each job this phase (the workers log it): with jobs/s, Little's
+        # law gives the jobs really in flight, against ENRICHER_CONCURRENCY per worker
+        took = sorted(int(m) for w in self.workers
+                      for m in re.findall(r" done in (\d+) ms", w.text()[log0[w.p.pid]:]))
         cache_after = int(self.stack.sql_value("SELECT count(*) FROM enrichment_cache"))
         lookups = jobs * k * 2
         el = t1 - t0
@@ -468,6 +492,13 @@ class Bench:
             "jobs/s": round(jobs / el, 1),
             "lookups/s per worker": round(lookups / el / nworkers),
             "ratio to wrk ceiling": round(lookups / el / self.ceiling, 2) if self.ceiling else None,
+            "job claim to commit ms (mean / median / p99)": "%.0f / %d / %d" % (
+                sum(took) / len(took), took[len(took) // 2], took[len(took) * 99 // 100])
+                if took else None,
+            "jobs in flight (jobs/s x mean time; cap)": "%.0f; %d" % (
+                jobs / (t1 - t0) * sum(took) / len(took) / 1000, a.concurrency * nworkers)
+                if took else None,
+            "lookups in flight (lookups/s x latency)": round(lookups / (t1 - t0) * a.latency_ms / 1000),
             "max provider requests in flight": st["max_inflight"],
             "max provider connections": st["max_connections"],
             "provider connections opened": st["accepted"] - accepted0,
@@ -549,31 +580,52 @@ class Bench:
                 print("  strace -f -c of the first worker, all threads, %d provider calls in the "
                       "window:\n    %s" % (calls, "\n    ".join(lines[:25])))
 
-    def wrk_ceiling(self):
-        """The stand-in driven by wrk (not our code) at the workers' concurrency: the most
-        requests per second this stand-in and loopback give at this latency."""
+    def in_flight_bound(self):
+        """Lookups one worker can have in flight: the jobs in flight times their lookups, and
+        at most ENRICHER_HOST_CONNECTIONS per provider host:port (each request holds one
+        connection until its answer)."""
         a = self.args
+        hosts = len(set(self.provider_ports))
+        n = a.concurrency * a.indicators * 2
+        if a.host_connections > 0:
+            n = min(n, hosts * a.host_connections)
+        return hosts, n
+
+    def wrk_ceiling(self):
+        """The stand-in driven by wrk (not our code) with as many connections as one worker may
+        open (one wrk per provider port, at the same time): the most requests per second this
+        stand-in and loopback give at this latency."""
+        a = self.args
+        hosts, n = self.in_flight_bound()
+        per = max(1, n // hosts)
         t0 = cpu_ticks(self.standin.pid)
         w0 = time.time()
-        out = subprocess.run(["wrk", "-t1", "-c%d" % a.concurrency, "-d%ds" % a.ceiling_seconds,
-                              "--latency", "http://127.0.0.1:%d/vt/23.0.0.1" % self.port],
-                             capture_output=True, text=True, check=True).stdout
+        runs = [subprocess.Popen(["wrk", "-t1", "-c%d" % per, "-d%ds" % a.ceiling_seconds,
+                                  "--latency", "http://127.0.0.1:%d/vt/23.0.0.1" % port],
+                                 stdout=subprocess.PIPE, text=True)
+                for port in sorted(set(self.provider_ports))]
+        outs = [r.communicate()[0] for r in runs]
         el = time.time() - w0
         standin = 100.0 * (cpu_ticks(self.standin.pid) - t0) / os.sysconf("SC_CLK_TCK") / el
         rps = 0.0
-        for line in out.splitlines():
-            if line.startswith("Requests/sec:"):
-                rps = float(line.split()[1])
-        print("ceiling: wrk -t1 -c%d against the stand-in: %.0f requests/s, stand-in CPU %.0f%% "
-              "of one core, load average %s" % (a.concurrency, rps, standin, loadavg()))
-        print("  theoretical at this latency and concurrency: %.0f/s"
-              % (a.concurrency * 1000.0 / a.latency_ms), flush=True)
+        for out in outs:
+            for line in out.splitlines():
+                if line.startswith("Requests/sec:"):
+                    rps += float(line.split()[1])
+        print("ceiling: %d x wrk -t1 -c%d against the stand-in (one per provider port): %.0f "
+              "requests/s, stand-in CPU %.0f%% of one core, load average %s"
+              % (hosts, per, rps, standin, loadavg()))
+        print("  theoretical for one worker: min(%d jobs x %d lookups, %d host(s) x %s "
+              "connections) = %d in flight / %d ms = %.0f lookups/s"
+              % (a.concurrency, a.indicators * 2, hosts, a.host_connections or "unlimited", n,
+                 a.latency_ms, n * 1000.0 / a.latency_ms), flush=True)
         return rps
 
     def run(self):
         a = self.args
-        print("stand-in on port %d, latency %d ms; database %s; load average %s"
-              % (self.port, a.latency_ms, self.stack.dbname, loadavg()), flush=True)
+        print("stand-in on port(s) %s (VirusTotal, AbuseIPDB), latency %d ms; database %s; "
+              "load average %s" % ("/".join(map(str, self.provider_ports)), a.latency_ms,
+                                   self.stack.dbname, loadavg()), flush=True)
         self.ceiling = self.wrk_ceiling()
         want = set(a.phases.split(","))
         if "1" in want:
@@ -611,8 +663,7 @@ class Bench:
 
     def close(self):
         try:
-            for w in self.workers:
-                w.stop()
+            self.stop_workers()
             self.stack.stop()
         finally:
             self.standin.terminate()
@@ -634,7 +685,10 @@ def main():
     ap.add_argument("--db-connections", type=int, default=8, help="ENRICHER_DB_CONNECTIONS")
     ap.add_argument("--host-connections", type=int, default=256,
                     help="ENRICHER_HOST_CONNECTIONS: requests in flight per host:port and worker "
-                    "(both providers share the stand-in's host:port; 0: no cap)")
+                    "(0: no cap)")
+    ap.add_argument("--one-host", action="store_true",
+                    help="both providers on one stand-in host:port (one ENRICHER_HOST_CONNECTIONS "
+                    "cap for both)")
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--ceiling-seconds", type=int, default=5, help="wrk run against the stand-in")
     ap.add_argument("--phases", default="1,2,4,cache",
