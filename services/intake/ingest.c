@@ -731,6 +731,7 @@ static void submit_normalized(struct reqctx *rc, const struct alert_source *src,
     }
     struct buf t;
     buf_init(&t);
+    buf_reserve(&t, raw_len + 2048); /* the element is ~1 KB: one block, not a chain of reallocs */
     element_text(&t, &e);
     size_t elem_len = t.len;
     buf_append(&t, raw, raw_len);
