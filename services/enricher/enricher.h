@@ -77,6 +77,7 @@ struct enricher {
     int draining;
     unsigned long jobs_done;
     unsigned long complete_stmts, complete_jobs; /* completing statements, jobs they carried */
+    unsigned long claims, claimed;               /* claim statements, jobs they returned */
     uv_timer_t poll_timer;
     uv_timer_t renew_timer;
     uv_timer_t reload_timer;

@@ -88,10 +88,9 @@ char *jobs_in_flight_array(const struct enricher *en)
  * BATCH_BYTES (the server parses and copies it whole: past a few hundred KB its memory is mapped
  * and faulted in afresh for every statement). One statement runs at a time, and another one
  * (up to completing_max()) only when a full batch waits: with two or more always in flight, the
- * jobs finishing meanwhile were split between them, and a statement of 3 jobs costs PostgreSQL
- * about half as much again per lookup as one of 12 (enrich_bench.py: 86 against 56 µs per
- * lookup in the worker's sessions). A job waits at most for one statement in flight, so
- * batching adds no delay when PostgreSQL keeps up. */
+ * jobs finishing meanwhile were split between them, and statements of about 3 jobs cost
+ * PostgreSQL a third more per lookup than statements of 13-18. A job waits at most for one
+ * statement in flight, so batching adds no delay when PostgreSQL keeps up. */
 #define BATCH_MAX 32
 #define BATCH_BYTES (256 * 1024)
 
