@@ -80,6 +80,8 @@ struct http_conn {
     struct ip_slot *ip;        /* peer address accounting (NULL: fuzzing) */
     struct http_conn *idle_prev, *idle_next;
     uint64_t win_bytes;        /* bytes received in the current body-rate window */
+    uint64_t deadline;         /* loop time (ms) the state's timeout falls due, 0: none */
+    uint64_t timer_due;        /* loop time (ms) the armed timer fires */
     size_t ext_bytes;          /* chunk-extension bytes of the current request */
     unsigned streaming : 1;     /* the answer is a stream (http_stream_begin) not yet ended */
     unsigned stream_chunked : 1; /* its body goes out in chunked encoding (HTTP/1.1) */

@@ -229,6 +229,18 @@ int http_cors_is_preflight(const struct http_server *s, const struct http_reques
            http_header_get(req, "access-control-request-method", NULL);
 }
 
+/* n in decimal, without printf: the status line and Content-Length of every answer. */
+static void buf_put_decimal(struct buf *o, unsigned long long n)
+{
+    char d[24];
+    size_t i = sizeof d;
+    do {
+        d[--i] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    buf_append(o, d + i, sizeof d - i);
+}
+
 static void header_line(struct buf *o, const char *name, const char *v, size_t n)
 {
     buf_puts(o, name);
@@ -332,13 +344,20 @@ static void response_head(struct http_conn *c, int status, const char *ctype, si
     int head = req->method && strcmp(req->method, "HEAD") == 0;
     o->len = 0;
     buf_reserve(o, 1024 + (nobody || head ? 0 : len));
-    buf_printf(o, "HTTP/1.1 %d %s\r\n", status, status_reason(status));
+    buf_append(o, "HTTP/1.1 ", 9);
+    buf_put_decimal(o, (unsigned long long)(status > 0 ? status : 0));
+    buf_append(o, " ", 1);
+    buf_puts(o, status_reason(status));
+    buf_append(o, "\r\n", 2);
     if (ctype && !nobody && value_safe(ctype, strlen(ctype)))
         header_line(o, "Content-Type", ctype, strlen(ctype));
     if (streamed && c->stream_chunked)
         buf_puts(o, "Transfer-Encoding: chunked\r\n");
-    else if (!streamed && !informational && status != 204)
-        buf_printf(o, "Content-Length: %zu\r\n", nobody ? (size_t)0 : len);
+    else if (!streamed && !informational && status != 204) {
+        buf_append(o, "Content-Length: ", 16);
+        buf_put_decimal(o, nobody ? 0 : (unsigned long long)len);
+        buf_append(o, "\r\n", 2);
+    }
     const char *date = date_header(s); /* before strlen: argument order is unspecified */
     header_line(o, "Date", date, strlen(date));
     buf_puts(o, http_conn_keep_alive(c) ? "Connection: keep-alive\r\n" : "Connection: close\r\n");

@@ -37,6 +37,8 @@ static void on_claimed(void *arg, PGresult *res, const char *err)
         return; /* the poll tries again */
     }
     int n = PQntuples(res);
+    en->claims++;
+    en->claimed += (unsigned long)n;
     for (int r = 0; r < n; r++) {
         json_t *doc = json_loads_wide(PQgetvalue(res, r, 3), 0);
         if (!doc) {

@@ -66,6 +66,7 @@ struct enricher {
     struct job *jobs;
     int inflight;
     struct job *finished, *finished_tail; /* waiting for a completing statement */
+    size_t fin_jobs, fin_bytes;           /* how many wait there, their documents' bytes */
     size_t doc_len; /* length of the last completion document: the next one's first guess */
     int completing;                       /* completing statements in flight */
     struct job *cache_wait;               /* claimed, waiting for one shared-cache read */
@@ -75,6 +76,8 @@ struct enricher {
     int loading, reload_again;
     int draining;
     unsigned long jobs_done;
+    unsigned long complete_stmts, complete_jobs; /* completing statements, jobs they carried */
+    unsigned long claims, claimed;               /* claim statements, jobs they returned */
     uv_timer_t poll_timer;
     uv_timer_t renew_timer;
     uv_timer_t reload_timer;

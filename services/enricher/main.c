@@ -61,7 +61,9 @@ static void on_engine_closed(void *arg)
 
 static void on_drained(struct enricher *en)
 {
-    msg_info("drained: no job in flight (%lu done), stopping", en->jobs_done);
+    msg_info("drained: no job in flight (%lu done; %lu jobs claimed by %lu claims, %lu "
+             "completed by %lu statements), stopping",
+             en->jobs_done, en->claimed, en->claims, en->complete_jobs, en->complete_stmts);
     en->drained = NULL;
     claim_close(en);
     lookups_close(en);

@@ -11,7 +11,11 @@ The per-process caps are raised through their settings (ENRICHER_CONCURRENCY,
 ENRICHER_PROVIDER_MAX_CONCURRENCY, ENRICHER_PROVIDER_RATE_PER_SECOND).
 
 The stand-in is a separate process (asyncio, raw HTTP/1.1 with keep-alive, one Protocol per
-connection, the answer scheduled with call_later), so its CPU is its own and measurable.
+connection, the answer scheduled with call_later), so its CPU is its own and measurable. It
+listens on two ports, one per provider, because the real providers are two hosts: the worker's
+per-host cap (ENRICHER_HOST_CONNECTIONS) then applies to each as it would in production. With
+both on one host:port, one worker's lookups are bound by that one cap: at most
+host_connections / latency (256 / 50 ms = 5,120/s) whatever the CPU. --one-host measures that.
 
 Phases:
   1. one worker, fresh indicators             provider lookups/s, jobs/s
@@ -39,6 +43,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,9 +160,11 @@ def standin_main(latency_ms):
 
     async def serve():
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(StandinProtocol, "127.0.0.1", 0, backlog=4096)
-        print(srv.sockets[0].getsockname()[1], flush=True)
-        await srv.serve_forever()
+        # one port per provider (both answer every route); the counters are the process's
+        srvs = [await loop.create_server(StandinProtocol, "127.0.0.1", 0, backlog=4096)
+                for _ in range(2)]
+        print(" ".join(str(s.sockets[0].getsockname()[1]) for s in srvs), flush=True)
+        await asyncio.gather(*(s.serve_forever() for s in srvs))
 
     asyncio.run(serve())
 
@@ -245,7 +252,10 @@ def postgres_pids(harness):
 
 
 class CpuWindow:
-    """CPU used by groups of processes between start() and stop(), as % of one core."""
+    """CPU used by groups of processes between start() and stop(), as % of one core. A child
+    of a reaped pid that exits inside the window brings all its CPU into its parent's count,
+    what it used before start() too: the window must not start while such a child is ending
+    (the bench's statements go through one session kept open, PsqlSession)."""
 
     def __init__(self, groups, reaped=()):
         self.groups = groups  # name -> callable returning pids
@@ -277,6 +287,33 @@ class CpuWindow:
         return out
 
 
+class PsqlSession:
+    """One psql kept open for the phases' inserts and progress polls: a connection per poll
+    costs about 4 ms of a backend's CPU (its start and password exchange), and the backend of
+    a phase's insert, exiting just after it, would bring the insert's CPU into the window's."""
+
+    def __init__(self, url):
+        self.p = subprocess.Popen(["psql", url, "-X", "-q", "-t", "-A", "-F", "\t", "-v",
+                                   "ON_ERROR_STOP=1"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def rows(self, sql):
+        self.p.stdin.write(sql.rstrip().rstrip(";") + ";\n\\echo __done__\n")
+        self.p.stdin.flush()
+        out = []
+        for line in self.p.stdout:
+            line = line.rstrip("\n")
+            if line == "__done__":
+                return out
+            if line:
+                out.append(line.split("\t"))
+        raise RuntimeError("psql session ended")
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait()
+
+
 # ---- the benchmark --------------------------------------------------------------------------
 
 class Bench:
@@ -288,7 +325,10 @@ class Bench:
         self.standin = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--standin",
                                          "--latency-ms", str(args.latency_ms)],
                                         stdout=subprocess.PIPE, text=True)
-        self.port = int(self.standin.stdout.readline())
+        self.ports = [int(x) for x in self.standin.stdout.readline().split()]
+        self.port = self.ports[0]
+        # the VirusTotal and AbuseIPDB stand-ins: two host:ports, or one with --one-host
+        self.provider_ports = self.ports[:1] * 2 if args.one_host else self.ports
         self.env = {
             "ENCRYPTION_KEY": self.key,
             "ENRICHER_ALLOW_LOOPBACK": "true",
@@ -297,7 +337,7 @@ class Bench:
             "ENRICHER_PROVIDER_MAX_CONCURRENCY": str(args.provider_concurrency),
             "ENRICHER_PROVIDER_RATE_PER_SECOND": "100000",
             "ENRICHER_DB_CONNECTIONS": str(args.db_connections),
-            # both providers are the one stand-in host:port here, so its cap serves both
+            # per host:port: each provider has its own (one shared with --one-host)
             "ENRICHER_HOST_CONNECTIONS": str(args.host_connections),
             "ENRICHER_IDLE_CONNECTIONS": str(args.idle_connections),
             "ENRICHER_CACHE_ENTRIES": "1000000",
@@ -309,14 +349,15 @@ class Bench:
         self.stack = self.h.Stack("enrichbench", services=("auditd",), env=self.env)
         self.configure()
         self.pg = postgres_pids(self.h)
+        self.poll = PsqlSession(self.stack.db)
         self.workers = []
         self.results = []
 
     def configure(self):
-        base = "http://127.0.0.1:%d" % self.port
+        vt, abuse = ("http://127.0.0.1:%d" % p for p in self.provider_ports)
         s = self.stack
-        for old, new in (("https://www.virustotal.com", base + "/vt"),
-                         ("https://api.abuseipdb.com", base + "/abuse")):
+        for old, new in (("https://www.virustotal.com", vt + "/vt"),
+                         ("https://api.abuseipdb.com", abuse + "/abuse")):
             s.sql("UPDATE enrichment_providers SET http_config = "
                   "replace(http_config::text, '%s', '%s')::jsonb" % (old, new))
         for name, c in (("virustotal", {"api_key": VT_KEY}), ("abuseipdb", {"api_key": ABUSE_KEY})):
@@ -325,19 +366,30 @@ class Bench:
                   % (json.dumps({"_encrypted": tok}), name))
         s.sql("UPDATE enrichment_providers SET is_active = (provider_name IN ('virustotal', 'abuseipdb'))")
 
-    def worker_backends(self):
-        rows = self.stack.sql("SELECT pid FROM pg_stat_activity "
-                              "WHERE application_name = 'enrich-bench-worker'")
+    def backends(self, app):
+        rows = self.stack.sql("SELECT pid FROM pg_stat_activity WHERE application_name = '%s'" % app)
         return [int(r[0]) for r in rows]
+
+    def worker_backends(self):
+        return self.backends("enrich-bench-worker")
 
     def standin_stats(self, reset=False):
         path = "/__reset" if reset else "/__stats"
         with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=10) as r:
             return json.loads(r.read())
 
-    def start_workers(self, n):
+    def stop_workers(self):
+        """Stops the workers; prints what each says when drained (the completing statements
+        it sent and the jobs they carried, over every phase it ran)."""
         for w in self.workers:
             w.stop()
+            for line in w.text().splitlines():
+                if "drained:" in line:
+                    print("  worker %d: %s" % (w.p.pid, line.split("drained:", 1)[1].strip()))
+        self.workers = []
+
+    def start_workers(self, n):
+        self.stop_workers()
         # PGAPPNAME tells the workers' database sessions apart (their CPU is measured)
         env = {"PGAPPNAME": "enrich-bench-worker"}
         env.update(kv.split("=", 1) for kv in self.args.worker_env)
@@ -359,11 +411,11 @@ class Bench:
               % first_octet)
         sql = (
             "BEGIN;"
-            "CREATE TEMP TABLE b AS SELECT g AS a_no, (g - 1) * %(k)d + j AS n FROM generate_series(1, %(jobs)d) g, "
+            "CREATE TEMP TABLE b ON COMMIT DROP AS SELECT g AS a_no, (g - 1) * %(k)d + j AS n FROM generate_series(1, %(jobs)d) g, "
             "generate_series(1, %(k)d) j;"
             "INSERT INTO indicators (type, value, first_seen, last_seen) SELECT DISTINCT 'ip', %(ip)s, now(), now() FROM b "
             "ON CONFLICT (type, value) DO UPDATE SET last_seen = now();"
-            "CREATE TEMP TABLE a AS WITH ins AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload) "
+            "CREATE TEMP TABLE a ON COMMIT DROP AS WITH ins AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload) "
             "SELECT '%(tag)s ' || g, 'High', 'generic', now(), '{}'::jsonb FROM generate_series(1, %(jobs)d) g "
             "RETURNING id, title) SELECT id, split_part(title, ' ', 2)::int AS a_no FROM ins;"
             "INSERT INTO alert_indicators (alert_id, indicator_id) SELECT a.id, i.id FROM a JOIN b USING (a_no) "
@@ -371,7 +423,7 @@ class Bench:
             "INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a ORDER BY id;"
             "SELECT min(j.id), max(j.id) FROM enrichment_jobs j JOIN a ON a.id = j.alert_id;"
             "COMMIT;" % {"k": k, "jobs": jobs, "ip": ip, "tag": tag})
-        rows = self.h.psql(self.stack.db, sql)
+        rows = self.poll.rows(sql)
         lo, hi = rows[-1]
         return int(lo), int(hi)
 
@@ -382,7 +434,7 @@ class Bench:
         self.activity = {}
         samples = 0
         while time.time() < deadline:
-            rows = self.stack.sql("SELECT 'jobs', count(*) FILTER (WHERE status = 'done'), "
+            rows = self.poll.rows("SELECT 'jobs', count(*) FILTER (WHERE status = 'done'), "
                                   "count(*) FILTER (WHERE status = 'failed') FROM enrichment_jobs "
                                   "WHERE id BETWEEN %d AND %d UNION ALL "
                                   "SELECT state || ' ' || coalesce(wait_event_type || ':' || wait_event, 'on CPU'), "
@@ -434,6 +486,10 @@ class Bench:
             "stand-in provider": lambda: [self.standin.pid],
             "postgresql (cluster)": lambda: self.pg + children_of(self.pg[0]) if self.pg else [],
             "postgresql (worker sessions)": self.worker_backends,
+            "postgresql (auditd session)": lambda: self.backends("calseta-auditd"),
+            # what the postmaster reaped: autovacuum workers and short sessions (this script's
+            # psql polls, a connection each), not the long-lived sessions
+            "postgresql (exited processes)": lambda: self.pg[:1],
             "auditd": lambda: [p.p.pid for p in self.stack.procs if p.name == "auditd"],
         }, reaped=self.pg[:1])
         tag = "%s-%d" % (name.split()[0], int(time.time() * 1000) % 100000000)
@@ -441,6 +497,7 @@ class Bench:
         lo, hi = self.insert(tag, first_octet, jobs, k, fresh)
         t0 = time.time()
         cpu.start()
+        log0 = {w.p.pid: len(w.text()) for w in self.workers}
         s0 = {w.p.pid: sched_ns(w.p.pid) for w in self.workers}
         prof = self.profile_start(name)
         done, failed, peak = self.wait_done(lo, hi, a.timeout)
@@ -456,6 +513,10 @@ class Bench:
                             capture_output=True, text=True).stdout
         st = self.standin_stats()
         calls = st["requests"] - before
+        # claim to commit of each job this phase (the workers log it): with jobs/s, Little's
+        # law gives the jobs really in flight, against ENRICHER_CONCURRENCY per worker
+        took = sorted(int(m) for w in self.workers
+                      for m in re.findall(r" done in (\d+) ms", w.text()[log0[w.p.pid]:]))
         cache_after = int(self.stack.sql_value("SELECT count(*) FROM enrichment_cache"))
         lookups = jobs * k * 2
         el = t1 - t0
@@ -468,6 +529,13 @@ class Bench:
             "jobs/s": round(jobs / el, 1),
             "lookups/s per worker": round(lookups / el / nworkers),
             "ratio to wrk ceiling": round(lookups / el / self.ceiling, 2) if self.ceiling else None,
+            "job claim to commit ms (mean / median / p99)": "%.0f / %d / %d" % (
+                sum(took) / len(took), took[len(took) // 2], took[len(took) * 99 // 100])
+                if took else None,
+            "jobs in flight (jobs/s x mean time; cap)": "%.0f; %d" % (
+                jobs / (t1 - t0) * sum(took) / len(took) / 1000, a.concurrency * nworkers)
+                if took else None,
+            "lookups in flight (lookups/s x latency)": round(lookups / (t1 - t0) * a.latency_ms / 1000),
             "max provider requests in flight": st["max_inflight"],
             "max provider connections": st["max_connections"],
             "provider connections opened": st["accepted"] - accepted0,
@@ -475,9 +543,13 @@ class Bench:
             "cpu % of one core": {kk: round(v) for kk, v in usage.items()},
             "worker main thread (schedstat)": sched,
             "worker CPU us per lookup": round(usage["worker(s)"] / 100 * el * 1e6 / lookups, 1),
-            "postgresql CPU us per lookup (worker sessions / whole cluster)": "%.1f / %.1f" % (
+            "postgresql CPU us per lookup (worker sessions / whole cluster / auditd session / "
+            "exited processes)":
+                "%.1f / %.1f / %.1f / %.1f" % (
                 usage["postgresql (worker sessions)"] / 100 * el * 1e6 / lookups,
-                usage["postgresql (cluster)"] / 100 * el * 1e6 / lookups),
+                usage["postgresql (cluster)"] / 100 * el * 1e6 / lookups,
+                usage["postgresql (auditd session)"] / 100 * el * 1e6 / lookups,
+                usage["postgresql (exited processes)"] / 100 * el * 1e6 / lookups),
             "stand-in CPU us per provider call":
                 round(usage["stand-in provider"] / 100 * el * 1e6 / calls, 1) if calls else None,
             "implied lookups/s per worker at 100% of one core":
@@ -549,31 +621,52 @@ class Bench:
                 print("  strace -f -c of the first worker, all threads, %d provider calls in the "
                       "window:\n    %s" % (calls, "\n    ".join(lines[:25])))
 
-    def wrk_ceiling(self):
-        """The stand-in driven by wrk (not our code) at the workers' concurrency: the most
-        requests per second this stand-in and loopback give at this latency."""
+    def in_flight_bound(self):
+        """Lookups one worker can have in flight: the jobs in flight times their lookups, and
+        at most ENRICHER_HOST_CONNECTIONS per provider host:port (each request holds one
+        connection until its answer)."""
         a = self.args
+        hosts = len(set(self.provider_ports))
+        n = a.concurrency * a.indicators * 2
+        if a.host_connections > 0:
+            n = min(n, hosts * a.host_connections)
+        return hosts, n
+
+    def wrk_ceiling(self):
+        """The stand-in driven by wrk (not our code) with as many connections as one worker may
+        open (one wrk per provider port, at the same time): the most requests per second this
+        stand-in and loopback give at this latency."""
+        a = self.args
+        hosts, n = self.in_flight_bound()
+        per = max(1, n // hosts)
         t0 = cpu_ticks(self.standin.pid)
         w0 = time.time()
-        out = subprocess.run(["wrk", "-t1", "-c%d" % a.concurrency, "-d%ds" % a.ceiling_seconds,
-                              "--latency", "http://127.0.0.1:%d/vt/23.0.0.1" % self.port],
-                             capture_output=True, text=True, check=True).stdout
+        runs = [subprocess.Popen(["wrk", "-t1", "-c%d" % per, "-d%ds" % a.ceiling_seconds,
+                                  "--latency", "http://127.0.0.1:%d/vt/23.0.0.1" % port],
+                                 stdout=subprocess.PIPE, text=True)
+                for port in sorted(set(self.provider_ports))]
+        outs = [r.communicate()[0] for r in runs]
         el = time.time() - w0
         standin = 100.0 * (cpu_ticks(self.standin.pid) - t0) / os.sysconf("SC_CLK_TCK") / el
         rps = 0.0
-        for line in out.splitlines():
-            if line.startswith("Requests/sec:"):
-                rps = float(line.split()[1])
-        print("ceiling: wrk -t1 -c%d against the stand-in: %.0f requests/s, stand-in CPU %.0f%% "
-              "of one core, load average %s" % (a.concurrency, rps, standin, loadavg()))
-        print("  theoretical at this latency and concurrency: %.0f/s"
-              % (a.concurrency * 1000.0 / a.latency_ms), flush=True)
+        for out in outs:
+            for line in out.splitlines():
+                if line.startswith("Requests/sec:"):
+                    rps += float(line.split()[1])
+        print("ceiling: %d x wrk -t1 -c%d against the stand-in (one per provider port): %.0f "
+              "requests/s, stand-in CPU %.0f%% of one core, load average %s"
+              % (hosts, per, rps, standin, loadavg()))
+        print("  theoretical for one worker: min(%d jobs x %d lookups, %d host(s) x %s "
+              "connections) = %d in flight / %d ms = %.0f lookups/s"
+              % (a.concurrency, a.indicators * 2, hosts, a.host_connections or "unlimited", n,
+                 a.latency_ms, n * 1000.0 / a.latency_ms), flush=True)
         return rps
 
     def run(self):
         a = self.args
-        print("stand-in on port %d, latency %d ms; database %s; load average %s"
-              % (self.port, a.latency_ms, self.stack.dbname, loadavg()), flush=True)
+        print("stand-in on port(s) %s (VirusTotal, AbuseIPDB), latency %d ms; database %s; "
+              "load average %s" % ("/".join(map(str, self.provider_ports)), a.latency_ms,
+                                   self.stack.dbname, loadavg()), flush=True)
         self.ceiling = self.wrk_ceiling()
         want = set(a.phases.split(","))
         if "1" in want:
@@ -611,8 +704,8 @@ class Bench:
 
     def close(self):
         try:
-            for w in self.workers:
-                w.stop()
+            self.stop_workers()
+            self.poll.close()
             self.stack.stop()
         finally:
             self.standin.terminate()
@@ -634,7 +727,10 @@ def main():
     ap.add_argument("--db-connections", type=int, default=8, help="ENRICHER_DB_CONNECTIONS")
     ap.add_argument("--host-connections", type=int, default=256,
                     help="ENRICHER_HOST_CONNECTIONS: requests in flight per host:port and worker "
-                    "(both providers share the stand-in's host:port; 0: no cap)")
+                    "(0: no cap)")
+    ap.add_argument("--one-host", action="store_true",
+                    help="both providers on one stand-in host:port (one ENRICHER_HOST_CONNECTIONS "
+                    "cap for both)")
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--ceiling-seconds", type=int, default=5, help="wrk run against the stand-in")
     ap.add_argument("--phases", default="1,2,4,cache",

@@ -247,6 +247,27 @@ def intake_cpu(s):
     return sum(proc_ticks(p.p.pid) for p in s.intakes) / os.sysconf("SC_CLK_TCK")
 
 
+def intake_split(s):
+    """The intake processes' user and kernel CPU seconds and context switches (every thread):
+    what the kernel's share of an alert is (its TCP path, the loop's wake-ups), and how often a
+    process gave up or lost its core, which the load of a shared box moves far less than the
+    CPU time itself."""
+    user = kern = switches = 0
+    for p in s.intakes:
+        try:
+            f = open("/proc/%d/stat" % p.p.pid).read().rsplit(")", 1)[1].split()
+            user += int(f[11])
+            kern += int(f[12])
+            for t in os.listdir("/proc/%d/task" % p.p.pid):
+                for line in open("/proc/%d/task/%s/status" % (p.p.pid, t)):
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        switches += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    tck = os.sysconf("SC_CLK_TCK")
+    return user / tck, kern / tck, switches
+
+
 def log_sizes(s):
     return [os.path.getsize(p.log_path) for p in s.intakes]
 
@@ -299,6 +320,7 @@ def run_stream(s, name, lua, a):
                              "WHERE funcname = 'calseta_ingest_batch'") or 0)
     load0 = open("/proc/loadavg").read().split()[0]
     pg0, in0 = server_cpu(s.db), intake_cpu(s)
+    split0 = intake_split(s)
     rq0 = server_runq(s.db)
     wal0 = wal_lsn(s.db)
     sampler = WaitSampler(s.db, a.seconds * 0.3, a.seconds * 0.5)
@@ -311,6 +333,7 @@ def run_stream(s, name, lua, a):
     out = subprocess.run(["wrk", "-t2", "-c%d" % a.connections, "-d%ds" % a.seconds, "--latency", "--timeout", "10s",
                           "-s", f.name, "http://127.0.0.1:%d" % s.port], capture_output=True, text=True).stdout
     pg1, in1 = server_cpu(s.db), intake_cpu(s)
+    split = [b - a for a, b in zip(split0, intake_split(s))]
     rq = server_runq(s.db) - rq0
     wal = wal_bytes_since(s.db, wal0)
     sampler.join()
@@ -336,6 +359,8 @@ def run_stream(s, name, lua, a):
           ("", rows, accepted, bad, (", " + errs) if errs else "", "consistent" if consistent else "INCONSISTENT"))
     print("%-15s cpu per alert: PostgreSQL %.0f us, intake %.0f us; WAL per alert %.0f B (load-independent)" %
           ("", 1e6 * (pg1 - pg0) / max(1, accepted), 1e6 * (in1 - in0) / max(1, accepted), wal / max(1, accepted)))
+    print("%-15s intake per alert: user %.0f us, kernel %.0f us, %.2f context switches" %
+          ("", 1e6 * split[0] / max(1, accepted), 1e6 * split[1] / max(1, accepted), split[2] / max(1, accepted)))
     print("%-15s waits: %s" % ("", sampler.summary()))
     print("%-15s run-queue wait of the server's processes: %.2f s per second of stream, %.0f us per alert "
           "(time runnable without a core)" % ("", rq / a.seconds, 1e6 * rq / max(1, accepted)))

@@ -44,8 +44,13 @@ SELECT json_build_object(
 
 
 def payloads_separate(s):
-    """The function takes the payloads as a parameter of their own (json array) when it has 3."""
-    return s.sql_value("SELECT max(pronargs) FROM pg_proc WHERE proname = 'calseta_ingest_batch'") == "3"
+    """The function takes the payloads as a parameter of their own when it has 3: "text" when
+    they go as the intake sends them now (joined by U+0001), "json" for a json array."""
+    if s.sql_value("SELECT max(pronargs) FROM pg_proc WHERE proname = 'calseta_ingest_batch'") != "3":
+        return None
+    return s.sql_value("SELECT max(format_type(proargtypes[2], NULL)) FROM pg_proc "
+                       "WHERE proname = 'calseta_ingest_batch' AND pronargs = 3 "
+                       "AND proargtypes[2] IN ('text'::regtype, 'json'::regtype)")
 
 
 def call_sql(elems, batch, separate, unique=False):
@@ -55,12 +60,12 @@ def call_sql(elems, batch, separate, unique=False):
     docs = [elems[i % len(elems)] for i in range(batch)]
     if separate:
         b = "[" + ",".join(e for e, _ in docs) + "]"
-        p = "[" + ",".join(p for _, p in docs) + "]"
+        p = "\x01".join(p for _, p in docs) if separate == "text" else "[" + ",".join(p for _, p in docs) + "]"
         arg = ":b::jsonb"
         if unique:  # every alert its own fingerprint, as distinct alerts have
             arg = ("(SELECT jsonb_agg(e || jsonb_build_object('fingerprint', md5(random()::text)) ORDER BY o) "
                    "FROM jsonb_array_elements(:b::jsonb) WITH ORDINALITY x(e, o))")
-        return ("SELECT count(*) FROM calseta_ingest_batch(%s, 0, :p::json);\n" % arg, ("b=" + b, "p=" + p))
+        return ("SELECT count(*) FROM calseta_ingest_batch(%s, 0, :p::%s);\n" % (arg, separate), ("b=" + b, "p=" + p))
     b = "[" + ",".join(e[:-1] + ',"raw_payload":' + p + "}" for e, p in docs) + "]"
     return "SELECT count(*) FROM calseta_ingest_batch(:b::jsonb, 0);\n", ("b=" + b,)
 
@@ -169,7 +174,7 @@ def main():
         n = int(s.sql_value("SELECT count(*) FROM alerts")) - n0
         load1 = open("/proc/loadavg").read().split()[0]
         print("calseta_ingest_batch: %.0f alerts/s (%d clients, batch %d, payloads %s, %s fingerprints, "
-              "%d alerts before, load %s->%s)" % (tps * a.batch, a.clients, a.batch, "separate" if separate else
+              "%d alerts before, load %s->%s)" % (tps * a.batch, a.clients, a.batch, ("separate (%s)" % separate) if separate else
                                                   "in the batch", "unique" if a.unique else "fixture", n0, load0, load1))
         print("  per alert: PostgreSQL CPU %.0f us, WAL %.0f B (%d alerts)" % (1e6 * cpu / n, wal / n, n))
         wal_stats(s.db, pgbench.lsns, n)
