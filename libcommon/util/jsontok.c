@@ -3,7 +3,7 @@
  *
  * The grammar, the checks and their order are those of jsonread.c (a recursive descent with the
  * same error texts at the same positions), so the same input gets the same verdict from both;
- * tests/unit/libcommon/util/jsontok.c and the normalize_tok fuzz target compare them. What
+ * tests/unit/libcommon/util/jsontok.c and the normalize fuzz target compare them. What
  * differs is the output: a token per value appended to one growing array, a string's text left
  * in the input unless it has escapes. Duplicate keys are found as each key is read (a linear look at
  * the earlier keys of a small object, a hash table for a large one), so a duplicate is refused

@@ -75,9 +75,10 @@ const char *jtok_str(const struct jtok_doc *d, uint32_t i, size_t *len);
 int jtok_streq(const struct jtok_doc *d, uint32_t i, const char *s);
 /* NUL-terminated copy of a string's text, or NULL when i is not a string. Caller frees. */
 char *jtok_strdup(const struct jtok_doc *d, uint32_t i);
-/* Python truthiness, as py_truthy() of the value json_read() would have built. */
+/* Python truthiness of the value json_read() would have built: null, false, 0, 0.0, "", []
+ * and {} are false, and so is JTOK_NONE. */
 int jtok_truthy(const struct jtok_doc *d, uint32_t i);
-/* `a or b`: a when truthy, else b when truthy, else JTOK_NONE (py_or()). */
+/* Python `a or b`: a when truthy, else b when truthy, else JTOK_NONE. */
 uint32_t jtok_or(const struct jtok_doc *d, uint32_t a, uint32_t b);
 /* The value as json_read() builds it (new reference), or NULL for JTOK_NONE. For the rare
  * paths that need a number's value or Python's str() of a container. */

@@ -665,19 +665,15 @@ static void reply_payload_mismatch(struct reqctx *rc, const char *name)
     reply_error(rc, 422, "INVALID_PAYLOAD", msg, NULL);
 }
 
-/* The source's normalise and extract steps: they read only the payload (or its tokens), so they
- * may run on a pool thread. -1 when the payload does not normalise (nothing to release). */
-static int normalize_extract(const struct alert_source *src, json_t *payload,
-                             const struct jtok_doc *tok, struct normalized_alert *na,
-                             struct indicator_set *set)
+/* The source's normalise and extract steps: they read only the payload's tokens, so they may
+ * run on a pool thread. -1 when the payload does not normalise (nothing to release). */
+static int normalize_extract(const struct alert_source *src, const struct jtok_doc *tok,
+                             uint32_t root, struct normalized_alert *na, struct indicator_set *set)
 {
-    if ((tok ? src->normalize_tok(tok, na) : src->normalize(payload, na)) != 0)
+    if (src->normalize(tok, root, na) != 0)
         return -1;
     indicator_set_init(set);
-    if (tok)
-        src->extract_tok(tok, set);
-    else
-        src->extract(payload, set);
+    src->extract(tok, root, set);
     return 0;
 }
 
@@ -687,8 +683,9 @@ static void submit_normalized(struct reqctx *rc, const struct alert_source *src,
                               const char *raw_json, const char *raw_member,
                               const struct json_scan *scan);
 
-/* Normalise, extract, fingerprint and queue; payload is borrowed. tok, when not NULL, is the
- * token index of the payload to read instead of the tree (payload is then NULL). body_is_payload:
+/* Normalise, extract, fingerprint and queue; payload is borrowed. The source reads the payload
+ * from tok, the body's token index, at token root (payload, the tree, is NULL when the body is
+ * the payload and was read into tokens only). body_is_payload:
  * the request body is the payload (POST /v1/ingest/{source}); its text goes to the database as
  * received (the parser accepted it), so nothing is serialised again and numbers stay exactly as
  * sent.
@@ -696,12 +693,12 @@ static void submit_normalized(struct reqctx *rc, const struct alert_source *src,
  * member raw_member): payload had integers beyond 64 bits, which the tree only holds as reals,
  * or is large. scan: what the limit walk saw of the body. */
 static void submit(struct reqctx *rc, const struct alert_source *src, json_t *payload,
-                   const struct jtok_doc *tok, int body_is_payload, const char *raw_json,
-                   const char *raw_member, const struct json_scan *scan)
+                   const struct jtok_doc *tok, uint32_t root, int body_is_payload,
+                   const char *raw_json, const char *raw_member, const struct json_scan *scan)
 {
     struct normalized_alert na;
     struct indicator_set set;
-    if (normalize_extract(src, payload, tok, &na, &set) != 0) {
+    if (normalize_extract(src, tok, root, &na, &set) != 0) {
         reply_payload_mismatch(rc, src->name);
         return;
     }
@@ -781,7 +778,7 @@ struct parse_job {
     struct json_limits lim;
     int alerts_route;       /* POST /v1/alerts: measure the serialised payload too */
     json_t *doc;            /* the parsed body, or NULL */
-    int use_tok;            /* read the body into tok instead of doc (the source reads tokens) */
+    int use_tok;            /* read the body into tok instead of doc: the body is the payload */
     int tok_ok;             /* tok holds the body */
     struct jtok_doc tok;
     enum { TOK_UNCHECKED, TOK_NOT_OBJECT, TOK_MISMATCH, TOK_READY } tok_verdict;
@@ -803,8 +800,8 @@ static void check_tokens(struct parse_job *pj)
 {
     if (jtok_type(&pj->tok, 0) != JT_OBJECT)
         pj->tok_verdict = TOK_NOT_OBJECT;
-    else if (!pj->src->validate_tok(&pj->tok) ||
-             normalize_extract(pj->src, NULL, &pj->tok, &pj->na, &pj->set) != 0)
+    else if (!pj->src->validate(&pj->tok, 0) ||
+             normalize_extract(pj->src, &pj->tok, 0, &pj->na, &pj->set) != 0)
         pj->tok_verdict = TOK_MISMATCH;
     else
         pj->tok_verdict = TOK_READY;
@@ -848,7 +845,7 @@ static void parse_then(struct reqctx *rc, const struct alert_source *src, size_t
     struct parse_job *pj = xcalloc(1, sizeof *pj);
     pj->rc = rc;
     pj->src = src;
-    pj->use_tok = src && src->normalize_tok && src->validate_tok && src->extract_tok;
+    pj->use_tok = src != NULL;
     pj->lim = (struct json_limits){(size_t)rc->in->cfg.ingest_json_max_depth,
                                    (size_t)rc->in->cfg.ingest_json_max_values, max_bytes};
     pj->alerts_route = max_bytes > 0;
@@ -953,28 +950,15 @@ static void ingest_source_tokens(struct parse_job *pj)
         reply_payload_mismatch(rc, pj->src->name);
     else if (jtok_type(&pj->tok, 0) != JT_OBJECT)
         reply_error(rc, 422, "INVALID_PAYLOAD", "Request body must be a JSON object.", NULL);
-    else if (!pj->src->validate_tok(&pj->tok))
+    else if (!pj->src->validate(&pj->tok, 0))
         reply_payload_mismatch(rc, pj->src->name);
     else
-        submit(rc, pj->src, NULL, &pj->tok, 1, NULL, NULL, &pj->scan);
+        submit(rc, pj->src, NULL, &pj->tok, 0, 1, NULL, NULL, &pj->scan);
 }
 
 static void ingest_source_parsed(struct parse_job *pj)
 {
-    struct reqctx *rc = pj->rc;
-    const struct alert_source *src = pj->src;
-    json_t *payload = pj->doc;
-    if (pj->use_tok) {
-        ingest_source_tokens(pj);
-    } else if (!payload) {
-        reply_unparsed(rc, pj);
-    } else if (!json_is_object(payload)) {
-        reply_error(rc, 422, "INVALID_PAYLOAD", "Request body must be a JSON object.", NULL);
-    } else if (!src->validate(payload)) {
-        reply_payload_mismatch(rc, src->name);
-    } else {
-        submit(rc, src, payload, NULL, 1, NULL, NULL, &pj->scan);
-    }
+    ingest_source_tokens(pj);
     parse_job_free(pj);
 }
 
@@ -1052,13 +1036,19 @@ static void post_alert_parsed(struct parse_job *pj)
         json_t *payload = json_object_get(pj->doc, "payload");
         const struct alert_source *src =
             resolve_source(rc, json_string_value(json_object_get(pj->doc, "source_name")));
-        if (src && !src->validate(payload)) {
+        struct jtok_doc tok; /* borrows the body: rc and its request are gone once answered */
+        uint32_t root;
+        if (src && (source_body_tokens(&tok, rc->req->body.data, rc->req->body.len, "payload",
+                                       &root) != 0 ||
+                    !src->validate(&tok, root))) {
             reply_payload_mismatch(rc, src->name);
         } else if (src) {
             char *raw = stored_text(pj);
-            submit(rc, src, payload, NULL, 0, raw, "payload", &pj->scan);
+            submit(rc, src, payload, &tok, root, 0, raw, "payload", &pj->scan);
             free(raw);
         }
+        if (src)
+            jtok_free(&tok);
     }
     parse_job_free(pj);
 }

@@ -245,7 +245,10 @@ void route_source_plugin_fields(struct reqctx *rc)
 struct extraction_op {
     struct reqctx *rc;
     const struct alert_source *src;
-    json_t *payload;
+    json_t *payload;     /* pass 3 reads the tree */
+    char *body;          /* a copy of the request body, which tok reads */
+    struct jtok_doc tok; /* the source reads the payload from the body's tokens, at root */
+    uint32_t root;
     uint64_t started_ns;
 };
 
@@ -320,12 +323,12 @@ static void on_test_mappings(void *arg, PGresult *res, const char *err)
     json_t *p1 = pass_new("source_plugin", "Source Plugin");
     json_t *p2 = pass_new("normalized_mappings", "Normalized Mappings");
     json_t *p3 = pass_new("raw_payload_mappings", "Raw Payload Mappings");
-    op->src->extract(op->payload, &tmp);
+    op->src->extract(&op->tok, op->root, &tmp);
     pass_take(p1, &tmp, NULL, &all, dedup);
     indicator_set_destroy(&tmp);
     struct normalized_alert na;
     json_t *preview = json_null();
-    if (op->src->normalize(op->payload, &na) == 0) {
+    if (op->src->normalize(&op->tok, op->root, &na) == 0) {
         preview = preview_of(&na, source);
         json_t *fields = normalized_alert_fields(&na, source);
         mapping_pass(p2, res, "normalized", fields, source, &all, dedup);
@@ -344,6 +347,8 @@ static void on_test_mappings(void *arg, PGresult *res, const char *err)
                          "normalization_preview", preview, "error_message", "duration_ms", ms));
 out:
     json_decref(op->payload);
+    jtok_free(&op->tok);
+    free(op->body);
     free(op);
 }
 
@@ -371,15 +376,22 @@ void route_test_extraction(struct reqctx *rc)
         reply_error(rc, 422, "UNKNOWN_SOURCE", msg, NULL);
         goto out;
     }
-    if (!src->validate(payload)) {
+    struct extraction_op *op = xcalloc(1, sizeof *op);
+    *op = (struct extraction_op){.rc = rc, .src = src, .started_ns = started};
+    struct http_request *req = rc->req;
+    op->body = xstrndup(req->body.data, req->body.len); /* parsed: no NUL inside */
+    if (source_body_tokens(&op->tok, op->body, req->body.len, "raw_payload", &op->root) != 0 ||
+        !src->validate(&op->tok, op->root)) {
+        jtok_free(&op->tok);
+        free(op->body);
+        free(op);
         reply_error(rc, 422, "INVALID_PAYLOAD",
                     "Payload failed source validation. Check the JSON structure matches the "
                     "selected source format.",
                     NULL);
         goto out;
     }
-    struct extraction_op *op = xcalloc(1, sizeof *op);
-    *op = (struct extraction_op){rc, src, json_incref(payload), started};
+    op->payload = json_incref(payload);
     const char *p[1] = {src->name};
     pg_exec(rc->in->pg,
             "SELECT source_name, field_path, indicator_type, extraction_target "

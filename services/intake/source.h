@@ -3,22 +3,27 @@
  *
  * A source turns a vendor payload into the common alert: validate() is the cheap shape check
  * behind 422 INVALID_PAYLOAD, normalize() fills a struct normalized_alert, extract() is
- * indicator extraction pass 1. All three are pure functions of the payload (a jansson value,
- * borrowed) and never crash on hostile input: every access is type-checked. The original
- * semantics (those of the original) are documented in each source file.
+ * indicator extraction pass 1. All three are pure functions of the payload, read from a token
+ * index (jsontok.h; borrowed) where the payload is token root (0 when the body is the payload,
+ * the member's value when it is a member of the body), and never crash on hostile input: every
+ * access is type-checked. The original semantics (those of the original) are documented in
+ * each source file.
  *
  * Adding a source: write services/intake/source_<name>.c defining a `const struct alert_source
  * source_<name>`, and add it to the table in source_registry.c.
  *
  * Conventions shared by the sources:
- * - The intake parses bodies with JSON_REJECT_DUPLICATES, so a source never sees duplicate
- *   keys and the "last key wins" question of Python's json does not arise.
- * - Strings are read up to their first NUL (json_string_value()); PostgreSQL text cannot hold
- *   NUL, and the intake refuses payloads that contain one before normalising.
+ * - The token reader refuses duplicate keys, so a source never sees them and the "last key
+ *   wins" question of Python's json does not arise.
+ * - A decoded string never holds a NUL (the reader refuses \u0000: PostgreSQL text cannot
+ *   hold it).
  * - Where the original raises (a 500 there, e.g. a non-string Sentinel title that pydantic
  *   refuses), normalize() returns -1 and the intake answers 422 INVALID_PAYLOAD instead.
  *   Where the original's behaviour on an odd type is not pinned down, the source is lenient
  *   (the value counts as absent) rather than failing.
+ * - Where the intake holds the body as a jansson tree (POST /v1/alerts, the mapping test
+ *   endpoint: their envelope is checked on the tree), the sources still read the payload from
+ *   the body's tokens (source_body_tokens()).
  */
 #ifndef INTAKE_SOURCE_H
 #define INTAKE_SOURCE_H
@@ -44,18 +49,11 @@ struct normalized_alert {
 struct alert_source {
     const char *name; /* lowercase, as in /v1/ingest/{name} */
     /* 1 when the payload has the source's shape; never fails otherwise. */
-    int (*validate)(const json_t *payload);
+    int (*validate)(const struct jtok_doc *d, uint32_t root);
     /* 0 and *out filled (release with normalized_alert_destroy()), or -1 and *out empty. */
-    int (*normalize)(const json_t *payload, struct normalized_alert *out);
+    int (*normalize)(const struct jtok_doc *d, uint32_t root, struct normalized_alert *out);
     /* Pass 1: adds the indicators the source knows about to out. */
-    void (*extract)(const json_t *payload, struct indicator_set *out);
-    /* The same three over a token index (jsontok.h) of the payload, root token 0: the intake's
-     * path for a body that is the payload, with no jansson tree built. A source that has them
-     * gives exactly the results of the three above for every payload (a unit test runs both
-     * over the fixtures and hostile inputs); NULL: the intake builds the tree. */
-    int (*validate_tok)(const struct jtok_doc *d);
-    int (*normalize_tok)(const struct jtok_doc *d, struct normalized_alert *out);
-    void (*extract_tok)(const struct jtok_doc *d, struct indicator_set *out);
+    void (*extract)(const struct jtok_doc *d, uint32_t root, struct indicator_set *out);
 };
 
 /* The registered source with exactly this name, or NULL. */
@@ -70,22 +68,23 @@ void normalized_alert_destroy(struct normalized_alert *a);
  */
 json_t *normalized_alert_fields(const struct normalized_alert *a, const char *source_name);
 
+/*
+ * The token index of a request body whose parse into a tree succeeded already (so it is read
+ * with no limits), and in *root the token of its top-level member `member`, the payload. 0, or
+ * -1 when the body does not read or has no such member. d borrows body; release it with
+ * jtok_free() whatever the result.
+ */
+int source_body_tokens(struct jtok_doc *d, const char *body, size_t len, const char *member,
+                       uint32_t *root);
+
 /* ---- helpers for the source implementations (source_registry.c) ---- */
 
-/* Python truthiness: null, false, 0, 0.0, "", [] and {} are false. NULL is false. */
-int py_truthy(const json_t *v);
 /* Python str() of a JSON value (repr() inside containers, True/False/None). Caller frees. */
 char *py_str(const json_t *v);
-/* Copy of a JSON string up to its first NUL, or NULL when v is not a string. */
-char *json_strdup_or_null(const json_t *v);
-/* The first of a, b that is truthy, else NULL (Python `a or b`). */
-const json_t *py_or(const json_t *a, const json_t *b);
-/* ASCII-lowercased copy of a JSON string into buf (truncated); 0 if v is not a string. */
-int json_lower(const json_t *v, char *buf, size_t size);
-/* The token counterparts: the lowercased string as json_lower(); Python str() as py_str() (a
- * string's text, anything else through its jansson value); occurred_at from an ISO 8601 string
- * with "Z" as isotime_parse_zfix() (-1 when i is not a string or does not parse); a tag string
- * appended to out->tags; a string added to out as an indicator of type (indicator_set_add_json()). */
+/* The ASCII-lowercased text of string i into buf (truncated); 0 if i is not a string. Python
+ * str() of value i (a string's text, anything else through its jansson value). occurred_at from
+ * an ISO 8601 string with "Z" as isotime_parse_zfix() (-1 when i is not a string or does not
+ * parse). A tag string appended to a->tags; a string added to out as an indicator of type. */
 int jtok_lower(const struct jtok_doc *d, uint32_t i, char *buf, size_t size);
 char *jtok_py_str(const struct jtok_doc *d, uint32_t i);
 int jtok_isotime_zfix(const struct jtok_doc *d, uint32_t i, int64_t *out_us);

@@ -21,11 +21,6 @@
 
 #include <string.h>
 
-static int generic_validate(const json_t *payload)
-{
-    return py_truthy(json_object_get(payload, "title"));
-}
-
 static const char *const SEVERITY_NAMES[][2] = {
     {"critical", "Critical"}, {"high", "High"},          {"medium", "Medium"},
     {"low", "Low"},           {"info", "Informational"}, {"informational", "Informational"},
@@ -38,59 +33,6 @@ static const char *severity_named(const char *low)
         if (!strcmp(low, SEVERITY_NAMES[i][0]))
             return SEVERITY_NAMES[i][1];
     return "Pending";
-}
-
-static const char *generic_severity(const json_t *raw)
-{
-    const json_t *v = json_object_get(raw, "severity");
-    if (!v || !json_is_string(v))
-        return "Pending"; /* str() of a non-string never spells a level */
-    char low[16];
-    json_lower(v, low, sizeof low);
-    return severity_named(low);
-}
-
-static int generic_normalize(const json_t *payload, struct normalized_alert *out)
-{
-    normalized_alert_init(out);
-    if (!json_is_object(payload)) {
-        normalized_alert_destroy(out);
-        return -1;
-    }
-    const json_t *title = json_object_get(payload, "title");
-    out->title = title ? py_str(title) : xstrdup("Untitled Alert");
-    out->severity = xstrdup(generic_severity(payload));
-    if (isotime_parse(json_string_value(json_object_get(payload, "occurred_at")),
-                      &out->occurred_at_us) != 0)
-        normalized_alert_now(out);
-    const json_t *tags = json_object_get(payload, "tags");
-    size_t i;
-    const json_t *t;
-    json_array_foreach(tags, i, t)
-    {
-        char *s = py_str(t);
-        json_array_append_new(out->tags, json_string(s));
-        free(s);
-    }
-    const json_t *ref =
-        py_or(json_object_get(payload, "rule_id"), json_object_get(payload, "rule_name"));
-    if (json_is_string(ref))
-        out->source_rule_ref = xstrdup(json_string_value(ref));
-    return 0;
-}
-
-static void explicit_indicators(const json_t *list, struct indicator_set *out)
-{
-    size_t i;
-    const json_t *e;
-    json_array_foreach(list, i, e)
-    {
-        char type[16];
-        if (!json_is_object(e) || !json_lower(json_object_get(e, "type"), type, sizeof type))
-            continue;
-        if (indicator_type_valid(type))
-            indicator_set_add_json(out, type, json_object_get(e, "value"));
-    }
 }
 
 /* Pass 1: top-level members read as they are, and the type of their indicators. */
@@ -112,43 +54,33 @@ static const char *const FIELDS[][2] = {
     {"hash", "hash_sha256"},
 };
 
-static void generic_extract(const json_t *payload, struct indicator_set *out)
+static int generic_validate(const struct jtok_doc *d, uint32_t root)
 {
-    if (!json_is_object(payload))
-        return;
-    explicit_indicators(json_object_get(payload, "indicators"), out);
-    for (size_t i = 0; i < sizeof FIELDS / sizeof *FIELDS; i++)
-        indicator_set_add_json(out, FIELDS[i][1], json_object_get(payload, FIELDS[i][0]));
+    return jtok_truthy(d, jtok_get(d, root, "title"));
 }
 
-/* ---- the same over a token index (see source.h): keep in step with the functions above ---- */
-
-static int generic_validate_tok(const struct jtok_doc *d)
-{
-    return jtok_truthy(d, jtok_get(d, 0, "title"));
-}
-
-static const char *generic_severity_tok(const struct jtok_doc *d)
+static const char *generic_severity(const struct jtok_doc *d, uint32_t root)
 {
     char low[16];
-    if (!jtok_lower(d, jtok_get(d, 0, "severity"), low, sizeof low))
+    if (!jtok_lower(d, jtok_get(d, root, "severity"), low, sizeof low))
         return "Pending"; /* str() of a non-string never spells a level */
     return severity_named(low);
 }
 
-static int generic_normalize_tok(const struct jtok_doc *d, struct normalized_alert *out)
+static int generic_normalize(const struct jtok_doc *d, uint32_t root,
+                              struct normalized_alert *out)
 {
     normalized_alert_init(out);
-    if (jtok_type(d, 0) != JT_OBJECT) {
+    if (jtok_type(d, root) != JT_OBJECT) {
         normalized_alert_destroy(out);
         return -1;
     }
-    uint32_t title = jtok_get(d, 0, "title");
+    uint32_t title = jtok_get(d, root, "title");
     out->title = title != JTOK_NONE ? jtok_py_str(d, title) : xstrdup("Untitled Alert");
-    out->severity = xstrdup(generic_severity_tok(d));
-    if (jtok_isotime(d, jtok_get(d, 0, "occurred_at"), &out->occurred_at_us) != 0)
+    out->severity = xstrdup(generic_severity(d, root));
+    if (jtok_isotime(d, jtok_get(d, root, "occurred_at"), &out->occurred_at_us) != 0)
         normalized_alert_now(out);
-    uint32_t tags = jtok_get(d, 0, "tags");
+    uint32_t tags = jtok_get(d, root, "tags");
     if (jtok_type(d, tags) == JT_ARRAY) {
         for (uint32_t t = jtok_first(d, tags); t != JTOK_NONE; t = jtok_next(d, t)) {
             if (jtok_type(d, t) == JT_STRING) {
@@ -160,16 +92,16 @@ static int generic_normalize_tok(const struct jtok_doc *d, struct normalized_ale
             free(s);
         }
     }
-    uint32_t ref = jtok_or(d, jtok_get(d, 0, "rule_id"), jtok_get(d, 0, "rule_name"));
+    uint32_t ref = jtok_or(d, jtok_get(d, root, "rule_id"), jtok_get(d, root, "rule_name"));
     out->source_rule_ref = jtok_strdup(d, ref);
     return 0;
 }
 
-static void generic_extract_tok(const struct jtok_doc *d, struct indicator_set *out)
+static void generic_extract(const struct jtok_doc *d, uint32_t root, struct indicator_set *out)
 {
-    if (jtok_type(d, 0) != JT_OBJECT)
+    if (jtok_type(d, root) != JT_OBJECT)
         return;
-    uint32_t list = jtok_get(d, 0, "indicators");
+    uint32_t list = jtok_get(d, root, "indicators");
     if (jtok_type(d, list) == JT_ARRAY) {
         for (uint32_t e = jtok_first(d, list); e != JTOK_NONE; e = jtok_next(d, e)) {
             char type[16];
@@ -181,7 +113,7 @@ static void generic_extract_tok(const struct jtok_doc *d, struct indicator_set *
         }
     }
     for (size_t i = 0; i < sizeof FIELDS / sizeof *FIELDS; i++)
-        jtok_add_indicator(d, jtok_get(d, 0, FIELDS[i][0]), out, FIELDS[i][1]);
+        jtok_add_indicator(d, jtok_get(d, root, FIELDS[i][0]), out, FIELDS[i][1]);
 }
 
 const struct alert_source source_generic = {
@@ -189,7 +121,4 @@ const struct alert_source source_generic = {
     .validate = generic_validate,
     .normalize = generic_normalize,
     .extract = generic_extract,
-    .validate_tok = generic_validate_tok,
-    .normalize_tok = generic_normalize_tok,
-    .extract_tok = generic_extract_tok,
 };

@@ -1,6 +1,7 @@
 /*
  * source_registry.c - the table of alert sources, and the helpers the sources share
- * (Python truthiness and str(), string copies, the normalised alert's life cycle).
+ * (Python str(), the token readers of strings and timestamps, the normalised alert's life
+ * cycle, the token index of a payload that is a member of the body).
  */
 #include "source.h"
 #include "isotime.h"
@@ -72,51 +73,23 @@ json_t *normalized_alert_fields(const struct normalized_alert *a, const char *so
     return o;
 }
 
-/* ---- Python semantics ---- */
+/* ---- a payload that is a member of the body ---- */
 
-int py_truthy(const json_t *v)
+int source_body_tokens(struct jtok_doc *d, const char *body, size_t len, const char *member,
+                       uint32_t *root)
 {
-    switch (v ? json_typeof(v) : JSON_NULL) {
-    case JSON_STRING:
-        return json_string_length(v) > 0;
-    case JSON_INTEGER:
-        return json_integer_value(v) != 0;
-    case JSON_REAL:
-        return json_real_value(v) != 0.0;
-    case JSON_TRUE:
-        return 1;
-    case JSON_ARRAY:
-        return json_array_size(v) > 0;
-    case JSON_OBJECT:
-        return json_object_size(v) > 0;
-    default:
-        return 0;
-    }
+    /* the body passed the caller's limits already, read into a tree */
+    static const struct json_limits none = {0, 0, 0};
+    enum json_parse_status st;
+    char err[160];
+    *root = JTOK_NONE;
+    if (jtok_parse_limited(d, body, len, &none, NULL, &st, err, sizeof err) != 0)
+        return -1;
+    *root = jtok_get(d, 0, member);
+    return *root == JTOK_NONE ? -1 : 0;
 }
 
-const json_t *py_or(const json_t *a, const json_t *b)
-{
-    if (py_truthy(a))
-        return a;
-    return py_truthy(b) ? b : NULL;
-}
-
-char *json_strdup_or_null(const json_t *v)
-{
-    return json_is_string(v) ? xstrdup(json_string_value(v)) : NULL;
-}
-
-int json_lower(const json_t *v, char *buf, size_t size)
-{
-    if (!json_is_string(v) || size == 0)
-        return 0;
-    const char *s = json_string_value(v);
-    size_t i = 0;
-    for (; s[i] && i + 1 < size; i++)
-        buf[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
-    buf[i] = '\0';
-    return 1;
-}
+/* ---- Python str() ---- */
 
 /* repr(float): shortest round-trip digits; fixed notation for 1e-4 <= |x| < 1e16. */
 static void repr_real(struct buf *b, double d)
@@ -258,7 +231,7 @@ char *py_str(const json_t *v)
     return s;
 }
 
-/* ---- the same over a token index ---- */
+/* ---- readers over the token index ---- */
 
 int jtok_lower(const struct jtok_doc *d, uint32_t i, char *buf, size_t size)
 {

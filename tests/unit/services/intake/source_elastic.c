@@ -48,9 +48,9 @@ static void test_fixture_malware(void **state)
 {
     (void)state;
     json_t *p = fixture("02_elastic_malware_hash.json");
-    assert_true(src()->validate(p));
+    assert_true(source_validate_json(src(), p));
     struct normalized_alert a;
-    assert_int_equal(src()->normalize(p, &a), 0);
+    assert_int_equal(source_normalize_json(src(), p, &a), 0);
     assert_string_equal(a.title, "Known Malware Hash Detected on Endpoint");
     assert_string_equal(a.severity, "Critical");
     assert_int_equal(a.occurred_at_us, 1772383338000000LL);
@@ -62,7 +62,7 @@ static void test_fixture_malware(void **state)
 
     struct indicator_set set;
     indicator_set_init(&set);
-    src()->extract(p, &set);
+    source_extract_json(src(), p, &set);
     json_t *j = indicators_to_json(&set);
     char *s = json_dumps(j, JSON_COMPACT);
     assert_string_equal(
@@ -92,15 +92,15 @@ static void test_fixture_powershell(void **state)
 {
     (void)state;
     json_t *p = fixture("05_elastic_suspicious_powershell.json");
-    assert_true(src()->validate(p));
+    assert_true(source_validate_json(src(), p));
     struct normalized_alert a;
-    assert_int_equal(src()->normalize(p, &a), 0);
+    assert_int_equal(source_normalize_json(src(), p, &a), 0);
     assert_string_equal(a.severity, "High");
     assert_int_equal(a.occurred_at_us, 1772403277000000LL);
     assert_int_equal(json_array_size(a.tags), 7);
     struct indicator_set set;
     indicator_set_init(&set);
-    src()->extract(p, &set);
+    source_extract_json(src(), p, &set);
     assert_int_equal(set.n, 6); /* source.ip and host.ip are both 10.0.1.10; domains repeat */
     /* Same recipe over account:SYSTEM|domain:c2-relay.darkops.net|hash_sha256:de96...|
      * ip:10.0.1.10|ip:198.51.100.99|url:https://c2-relay.darkops.net/stager.ps1 */
@@ -135,7 +135,7 @@ static void test_validate_and_lookup(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         json_t *p = parse(cases[i].json);
-        if (src()->validate(p) != cases[i].want)
+        if (source_validate_json(src(), p) != cases[i].want)
             fail_msg("validate(%s) != %d", cases[i].json, cases[i].want);
         json_decref(p);
     }
@@ -239,12 +239,12 @@ static void test_description(void **state)
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
         json_t *p = parse(refused[i]);
         struct normalized_alert a;
-        assert_int_equal(src()->normalize(p, &a), -1);
+        assert_int_equal(source_normalize_json(src(), p, &a), -1);
         json_decref(p);
     }
     json_t *p = parse("[1]");
     struct normalized_alert a;
-    assert_int_equal(src()->normalize(p, &a), -1);
+    assert_int_equal(source_normalize_json(src(), p, &a), -1);
     json_decref(p);
 }
 
@@ -311,7 +311,7 @@ static void test_many_and_deep(void **state)
     json_t *p = json_pack("{s:s,s:o}", "kibana.alert.rule.name", "n", "host.ip", ips);
     struct indicator_set set;
     indicator_set_init(&set);
-    src()->extract(p, &set);
+    source_extract_json(src(), p, &set);
     assert_int_equal(set.n, 10000);
     indicator_set_destroy(&set);
     json_decref(p);

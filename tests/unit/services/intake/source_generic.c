@@ -48,7 +48,7 @@ static void test_validate(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         json_t *p = parse(cases[i].json);
-        if (src()->validate(p) != cases[i].want)
+        if (source_validate_json(src(), p) != cases[i].want)
             fail_msg("validate(%s) != %d", cases[i].json, cases[i].want);
         json_decref(p);
     }
@@ -92,7 +92,7 @@ static void test_normalize(void **state)
     normalized_alert_destroy(&a);
 
     json_t *p = parse("[1]");
-    assert_int_equal(src()->normalize(p, &a), -1);
+    assert_int_equal(source_normalize_json(src(), p, &a), -1);
     json_decref(p);
 }
 
@@ -182,7 +182,7 @@ static void test_extract(void **state)
               "\"sha256\":\"AB\",\"hash\":\"CD\",\"dst_ip\":\"6.6.6.6\"}");
     struct indicator_set set;
     indicator_set_init(&set);
-    src()->extract(p, &set);
+    source_extract_json(src(), p, &set);
     json_t *j = indicators_to_json(&set);
     char *s = json_dumps(j, JSON_COMPACT);
     assert_string_equal(
@@ -203,7 +203,7 @@ static void test_extract(void **state)
 
     p = parse("{\"indicators\":{\"type\":\"ip\",\"value\":\"1.1.1.1\"},\"ip\":[\"1.1.1.1\"]}");
     indicator_set_init(&set);
-    src()->extract(p, &set);
+    source_extract_json(src(), p, &set);
     assert_int_equal(set.n, 0);
     indicator_set_destroy(&set);
     json_decref(p);
@@ -215,10 +215,10 @@ static void test_unicode_fingerprint(void **state)
     json_t *p = parse("{\"title\":\"\\u00dcn\\u00efc\\u00f6d\\u00e9 \\ud83d\\udea8 alert\","
                       "\"user\":\"  bob\\u3000\",\"username\":\"bob\"}");
     struct normalized_alert a;
-    assert_int_equal(src()->normalize(p, &a), 0);
+    assert_int_equal(source_normalize_json(src(), p, &a), 0);
     struct indicator_set set;
     indicator_set_init(&set);
-    src()->extract(p, &set);
+    source_extract_json(src(), p, &set);
     assert_int_equal(set.n, 1); /* "  bob\u3000".strip() == "bob" */
     /* python3 -c 'import hashlib; print(hashlib.md5("Ünïcödé 🚨 alert\0generic\0account:bob"
      *   .encode()).hexdigest())' */
@@ -238,7 +238,7 @@ static void test_huge_tags(void **state)
         json_array_append_new(tags, json_integer(i));
     json_t *p = json_pack("{s:s,s:o}", "title", "t", "tags", tags);
     struct normalized_alert a;
-    assert_int_equal(src()->normalize(p, &a), 0);
+    assert_int_equal(source_normalize_json(src(), p, &a), 0);
     assert_int_equal(json_array_size(a.tags), 10000);
     assert_string_equal(json_string_value(json_array_get(a.tags, 9999)), "9999");
     normalized_alert_destroy(&a);

@@ -43,9 +43,9 @@ static void test_fixture(void **state)
 {
     (void)state;
     json_t *p = test_data_json("fixtures", "03_splunk_anomalous_data_transfer.json");
-    assert_true(src()->validate(p));
+    assert_true(source_validate_json(src(), p));
     struct normalized_alert a;
-    assert_int_equal(src()->normalize(p, &a), 0);
+    assert_int_equal(source_normalize_json(src(), p, &a), 0);
     assert_string_equal(a.title, "Anomalous Outbound Data Transfer");
     assert_string_equal(a.severity, "High");
     assert_int_equal(a.occurred_at_us, 1709305200000000LL);
@@ -63,7 +63,7 @@ static void test_fixture(void **state)
     free(s);
     struct indicator_set set;
     indicator_set_init(&set);
-    src()->extract(p, &set);
+    source_extract_json(src(), p, &set);
     /* python3 -c 'import hashlib; print(hashlib.md5("Anomalous Outbound Data Transfer\0splunk\0
      *   account:svc_backup|domain:suspicious-cloud-sync.com|ip:10.0.8.55|ip:45.33.32.156|
      *   url:https://suspicious-cloud-sync.com/api/v2/upload".encode()).hexdigest())' */
@@ -94,7 +94,7 @@ static void test_validate(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         json_t *p = parse(cases[i].json);
-        if (src()->validate(p) != cases[i].want)
+        if (source_validate_json(src(), p) != cases[i].want)
             fail_msg("validate(%s) != %d", cases[i].json, cases[i].want);
         json_decref(p);
     }
@@ -142,7 +142,7 @@ static void test_title_severity(void **state)
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
         json_t *p = parse(refused[i]);
         struct normalized_alert a;
-        if (src()->normalize(p, &a) != -1)
+        if (source_normalize_json(src(), p, &a) != -1)
             fail_msg("accepted %s", refused[i]);
         json_decref(p);
     }
@@ -201,7 +201,7 @@ static void test_description(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         json_t *p = parse(cases[i].json);
         struct normalized_alert a;
-        int rv = src()->normalize(p, &a);
+        int rv = source_normalize_json(src(), p, &a);
         if (i == 7) {
             assert_int_equal(rv, -1); /* the _raw that would be used is not a string */
         } else {

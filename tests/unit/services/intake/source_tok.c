@@ -1,12 +1,21 @@
 /*
- * tests/unit/services/intake/source_tok.c - the token path of POST /v1/ingest/{source} gives
- * exactly what the jansson path gives: the same parse verdict and, for every source that reads
- * tokens, the same batch element byte for byte. Inputs: every file of the fixtures folder, each
- * with every value replaced in turn by odd values (types, escapes, surrogates, numbers beyond 64
- * bits, zeros, timestamps), rewritten (keys escaped, pretty-printed, ASCII-escaped, a duplicate
- * key, dotted keys nested as objects, a flat key set to null beside its nested value), and
- * hand-written hostile bodies (deep, huge, duplicate keys, invalid UTF-8 and escapes, NUL
- * bytes, big objects), under the default limits and under small ones.
+ * tests/unit/services/intake/source_tok.c - what every source makes of a POST /v1/ingest/{source}
+ * body, checked byte for byte against the golden files in tests/data/golden/source_tok/: the parse
+ * verdict (status, error text, scan counts) and, for a body the parser accepts, whether the
+ * source takes it and the batch element the intake would queue (fingerprint included), under the
+ * default limits and under small ones. Inputs: every file of the fixtures folder, each with every
+ * value replaced in turn by odd values (types, escapes, surrogates, numbers beyond 64 bits, zeros,
+ * timestamps), rewritten (keys escaped, pretty-printed, ASCII-escaped, a duplicate key, dotted
+ * keys nested as objects, a flat key set to null beside its nested value), and hand-written
+ * hostile bodies (deep, huge, duplicate keys, invalid UTF-8 and escapes, NUL bytes, big objects).
+ *
+ * The golden files were written by the jansson implementation of the sources that the token one
+ * replaced, while both still existed and gave the same outcome for every input here: they pin
+ * that behaviour. Each input is one line, "<index> <digest> <bytes>", the digest (128 bits of
+ * SipHash under fixed keys) taken over its outcomes for every source and both limits; the
+ * fixtures as sent and the hostile bodies also have their outcomes in full in the .full file,
+ * so that a change there shows as text. CALSETA_GOLDEN_WRITE=1 rewrites the files from the code
+ * instead of checking it (only for a change of behaviour that is meant).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,36 +25,150 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tests/unit/services/intake/source_tok_compare.h"
+#include "siphash.h"
+#include "tests/unit/services/intake/source_outcome.h"
 
 static const struct json_limits SMALL = {.max_depth = 8, .max_values = 60, .max_bytes = 0};
 static size_t compared;
 
-/* Fails the test, showing both outcomes, unless every token source gives the same outcome both
- * ways for data under the default limits and under SMALL. */
-static void same(const char *data, size_t len)
+static char *read_file(const char *path, size_t *len);
+
+/* One golden file pair being written or checked: the digest lines and the full outcomes. */
+static struct golden {
+    const char *name;
+    int writing;
+    FILE *lines_out, *full_out;
+    char *lines, *full;  /* checking: the files' text */
+    size_t lines_at, full_at;
+    size_t index;        /* inputs so far */
+    int full_texts;      /* inputs now also have their outcomes in full */
+} g;
+
+static char *golden_path(const char *name, const char *ext)
+{
+    const char *root = getenv("CALSETA_SOURCE_DIR");
+    assert_non_null(root);
+    return xasprintf("%s/tests/data/golden/source_tok/%s.%s", root, name, ext);
+}
+
+static void golden_open(const char *name)
+{
+    memset(&g, 0, sizeof g);
+    g.name = name;
+    const char *w = getenv("CALSETA_GOLDEN_WRITE");
+    g.writing = w && !strcmp(w, "1");
+    char *lines = golden_path(name, "txt"), *full = golden_path(name, "full");
+    size_t n;
+    if (g.writing) {
+        g.lines_out = fopen(lines, "wb");
+        g.full_out = fopen(full, "wb");
+        assert_non_null(g.lines_out);
+        assert_non_null(g.full_out);
+    } else {
+        g.lines = read_file(lines, &n);
+        g.full = read_file(full, &n);
+    }
+    free(lines);
+    free(full);
+}
+
+static void golden_close(void)
+{
+    if (g.writing) {
+        assert_int_equal(fclose(g.lines_out), 0);
+        assert_int_equal(fclose(g.full_out), 0);
+    } else {
+        /* every recorded input was made again */
+        if (g.lines[g.lines_at] || g.full[g.full_at]) {
+            fprintf(stderr, "golden %s: %zu inputs made, the file has more\n", g.name, g.index);
+            fail();
+        }
+        free(g.lines);
+        free(g.full);
+    }
+    memset(&g, 0, sizeof g);
+}
+
+/* The outcomes of data for every source under both limits, as one text (caller frees); and the
+ * payload held as a tree gives the same under the default limits. */
+static char *outcomes(const char *data, size_t len)
 {
     const struct json_limits *lims[] = {NULL, &SMALL};
+    struct held h;
+    held_read(&h, data, len, NULL);
+    struct buf b;
+    buf_init(&b);
     for (const struct alert_source *const *s = source_all(); *s; s++) {
-        if (!(*s)->normalize_tok)
-            continue;
         for (size_t l = 0; l < 2; l++) {
-            char *a = outcome_tree(*s, data, len, lims[l]);
-            char *b = outcome_tok(*s, data, len, lims[l]);
-            if (strcmp(a, b) != 0) {
-                fprintf(stderr, "source %s, limits %zu, input (%zu bytes): %.*s\ntree: %s\ntok:  %s\n",
-                        (*s)->name, l, len, (int)(len > 600 ? 600 : len), data, a, b);
-                fail();
+            char *o = outcome_tok(*s, data, len, lims[l]);
+            if (!l) {
+                char *t = outcome_held_read(*s, &h);
+                if (strcmp(o, t) != 0) {
+                    fprintf(stderr, "source %s, input (%zu bytes): %.*s\nheld as a tree: %s\n"
+                                    "tokens: %s\n",
+                            (*s)->name, len, (int)(len > 600 ? 600 : len), data ? data : "", t,
+                            o);
+                    fail();
+                }
+                free(t);
             }
-            free(a);
-            free(b);
+            buf_printf(&b, "== %s limits=%s\n%s\n", (*s)->name, l ? "small" : "default", o);
+            free(o);
             compared++;
         }
     }
+    held_free(&h);
+    buf_append(&b, "", 1);
+    return b.data;
+}
+
+/* Fails the test, showing the input and what it gives now, unless data's outcomes are the ones
+ * recorded for the next input of the open golden file. */
+static void same(const char *data, size_t len)
+{
+    assert_non_null(g.name);
+    char *text = outcomes(data, len);
+    size_t tlen = strlen(text);
+    static const struct siphash_key K0 = {0x736f757263655f74ULL, 0x6f6b5f676f6c6431ULL},
+                                    K1 = {0x676f6c64656e5f32ULL, 0x6a736f6e365f6b32ULL};
+    char line[96];
+    snprintf(line, sizeof line, "%zu %016" PRIx64 "%016" PRIx64 " %zu\n", g.index,
+             siphash24(&K0, text, tlen), siphash24(&K1, text, tlen), len);
+    char *full = g.full_texts ? xasprintf("## input %zu\n%s", g.index, text) : NULL;
+    if (g.writing) {
+        fputs(line, g.lines_out);
+        if (full)
+            fputs(full, g.full_out);
+    } else {
+        size_t n = strlen(line);
+        int ok = !strncmp(g.lines + g.lines_at, line, n);
+        if (ok)
+            g.lines_at += n;
+        if (ok && full) {
+            size_t m = strlen(full);
+            ok = !strncmp(g.full + g.full_at, full, m);
+            if (ok)
+                g.full_at += m;
+        }
+        if (!ok) {
+            const char *want = g.lines + g.lines_at, *eol = strchr(want, '\n');
+            fprintf(stderr,
+                    "golden %s, input %zu (%zu bytes): %.*s\nrecorded: %.*s\nnow:      %s"
+                    "outcomes now:\n%s\n",
+                    g.name, g.index, len, (int)(len > 600 ? 600 : len), data ? data : "",
+                    eol ? (int)(eol - want + 1) : (int)strlen(want), want, line, text);
+            fail();
+        }
+    }
+    free(full);
+    free(text);
+    g.index++;
 }
 
 static void same_str(const char *s)
@@ -235,7 +358,9 @@ static void nested_variants(json_t *flat)
 
 static void fixture_variants(const char *text, size_t len)
 {
+    g.full_texts = 1;
     same(text, len);
+    g.full_texts = 0;
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     assert_non_null(root);
@@ -263,6 +388,12 @@ static void fixture_variants(const char *text, size_t len)
     json_decref(root);
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Each fixture has its own golden files, named after it. */
 static void test_fixtures(void **state)
 {
     (void)state;
@@ -272,21 +403,29 @@ static void test_fixtures(void **state)
     snprintf(dir, sizeof dir, "%s/fixtures", shared);
     DIR *d = opendir(dir);
     assert_non_null(d);
+    char *names[64];
     size_t files = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t n = strlen(e->d_name);
         if (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0)
             continue;
-        char path[2048];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        size_t len;
-        char *text = read_file(path, &len);
-        fixture_variants(text, len);
-        free(text);
-        files++;
+        assert_true(files < sizeof names / sizeof *names);
+        names[files++] = xstrndup(e->d_name, n - 5);
     }
     closedir(d);
+    qsort(names, files, sizeof *names, by_name);
+    for (size_t i = 0; i < files; i++) {
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s.json", dir, names[i]);
+        size_t len;
+        char *text = read_file(path, &len);
+        golden_open(names[i]);
+        fixture_variants(text, len);
+        golden_close();
+        free(text);
+        free(names[i]);
+    }
     assert_true(files >= 5);
     assert_true(compared > 10000);
 }
@@ -306,7 +445,9 @@ static void test_generic_shapes(void **state)
         "\"username\":\"b\",\"email\":\"a@b.c\",\"md5\":\"d41d8cd98f00b204e9800998ecf8427e\","
         "\"sha1\":\"da39a3ee5e6b4b0d3255bfef95601890afd80709\",\"sha256\":\"e3b0c442\",\"hash\":\"h\"}";
     size_t before = compared;
+    golden_open("generic_shapes");
     fixture_variants(text, sizeof text - 1);
+    golden_close();
     assert_true(compared - before > 1000);
 }
 
@@ -328,6 +469,8 @@ static void test_deep(void **state)
 {
     (void)state;
     size_t depths[] = {7, 8, 9, 63, 64, 65, 2047, 2048, 2049, 5000};
+    golden_open("deep");
+    g.full_texts = 1;
     for (size_t i = 0; i < sizeof depths / sizeof *depths; i++) {
         char *a = repeat("[", depths[i], "1", "]");
         char *o = repeat("{\"properties\":", depths[i], "{}", "}");
@@ -339,11 +482,13 @@ static void test_deep(void **state)
         free(o);
         free(bad);
     }
+    golden_close();
 }
 
 static void test_big(void **state)
 {
     (void)state;
+    golden_open("big"); /* digests only: the outcomes hold the megabyte */
     struct buf b;
     buf_init(&b);
     /* a string of a megabyte, plain and then with escapes all along */
@@ -375,6 +520,7 @@ static void test_big(void **state)
         }
     }
     buf_destroy(&b);
+    golden_close();
 }
 
 static void test_hostile(void **state)
@@ -399,6 +545,8 @@ static void test_hostile(void **state)
         "000000000000000000000000000000000000000000000000000000000000000000000000000000000}",
         "\xef\xbb\xbf{}", "{\"properties\":{\"title\":\"\xf0\x9f\x98\x80\"}}",
     };
+    golden_open("hostile");
+    g.full_texts = 1;
     for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
         same_str(texts[i]);
     /* raw NUL bytes: inside a string, after a number, after a literal, after the document */
@@ -409,6 +557,7 @@ static void test_hostile(void **state)
     same(nul3, sizeof nul3 - 1);
     same(nul4, sizeof nul4 - 1);
     same(NULL, 0);
+    golden_close();
 }
 
 /* The accessors: lookups, iteration and what a value reads back as. */
