@@ -35,7 +35,7 @@ Run by hand (not in CI), with a release build:
     build-rel/bin/calseta migrate
     CALSETA_BIN_DIR=build-rel/bin python3 tests/bench/enrich_bench.py [--jobs 2000]
         [--indicators 10] [--latency-ms 50] [--concurrency 256] [--db-connections 8]
-        [--host-connections 256]
+        [--host-connections 256] [--one-host]
 Python standard library, psql, openssl and wrk (the ceiling: the stand-in driven by wrk at the
 same concurrency; every phase prints its ratio to it). --phases 1,2,4,cache picks phases.
 """
