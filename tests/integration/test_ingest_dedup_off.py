@@ -110,8 +110,9 @@ def test_dedup_off_stores_what_dedup_on_stores():
 
 def test_dedup_off_batch_with_new_rule_and_indicators_from_sql():
     """Straight calls of the function (de-duplication off) with the payloads in either form:
-    a rule missing until this batch gets its stub, new and known indicators get linked, and
-    a payload count that does not match the batch stores nothing."""
+    a rule missing until this batch gets its stub, new and known indicators get linked, the
+    known ones are sighted once per batch, and a payload count that does not match the batch
+    stores nothing."""
     s = Stack("dedup_off_sql", services=("auditd",))
     try:
         el = ('{"title": "t%d", "severity": "High", "source_name": "generic", "occurred_at": "2026-01-01T00:00:00Z", '
@@ -121,8 +122,13 @@ def test_dedup_off_batch_with_new_rule_and_indicators_from_sql():
         pays = ['{"n": %d}' % i for i in range(3)]
         q = "SELECT count(*) FROM calseta_ingest_batch($j$%s$j$::jsonb, 0, $p$%s$p$::text)"
         assert_eq(s.sql_value(q % (batch, "\x01".join(pays))), "3")
+        # every indicator was new: nothing sighted again
+        assert_eq(s.sql_value("SELECT count(*) FROM indicator_sightings"), "0")
         q2 = "SELECT count(*) FROM calseta_ingest_batch($j$%s$j$::jsonb, 0, $p$%s$p$::json)"
         assert_eq(s.sql_value(q2 % (batch, "[" + ",".join(pays) + "]")), "3")
+        # the second batch sighted all four again: one row, their ids sorted
+        assert_eq(s.sql("SELECT indicator_ids::text FROM indicator_sightings"),
+                  [[s.sql_value("SELECT array_agg(id ORDER BY id)::text FROM indicators")]])
         rows = s.sql("SELECT a.title, a.raw_payload::text, a.tags::text, d.source_rule_id, cardinality(a.indicator_ids) "
                      "FROM alerts a JOIN detection_rules d ON d.id = a.detection_rule_id ORDER BY a.id")
         assert_eq(rows, [["t%d" % i, '{"n": %d}' % i, "{a,b}", "rule-x", "2"] for i in range(3)] * 2)
