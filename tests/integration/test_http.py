@@ -152,6 +152,56 @@ def test_slow_clients_get_408():
         s.stop()
 
 
+def read_answer(sock):
+    """One whole answer (Content-Length framed) from a raw socket."""
+    out = b""
+    while b"\r\n\r\n" not in out:
+        chunk = sock.recv(65536)
+        assert chunk, out
+        out += chunk
+    head, _, body = out.partition(b"\r\n\r\n")
+    n = int(parse_raw(out)[1]["content-length"])
+    while len(body) < n:
+        chunk = sock.recv(65536)
+        assert chunk, out
+        body += chunk
+    return head
+
+
+def closed_after(sock, quiet):
+    """Seconds until the server closes the idle connection; it must stay silent and open for
+    quiet seconds first."""
+    t0 = time.time()
+    sock.settimeout(quiet)
+    try:
+        got = sock.recv(1)
+        raise AssertionError("idle connection closed or answered after %.2f s: %r" % (time.time() - t0, got))
+    except socket.timeout:
+        pass
+    sock.settimeout(10)
+    assert_eq(sock.recv(1), b"")
+    return time.time() - t0
+
+
+def test_idle_keepalive_closes_on_its_own_deadline():
+    """A connection's timer is re-armed only when its deadline moves earlier: an idle deadline
+    later than the header deadline it was armed for is waited out, an earlier one is kept."""
+    for idle_ms, header_ms in ((1500, 400), (300, 3000)):
+        s = Stack("idle%d" % idle_ms, env={"HTTP_IDLE_TIMEOUT_MS": idle_ms, "HTTP_HEADER_TIMEOUT_MS": header_ms})
+        try:
+            sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            for _ in range(2):  # two requests: the deadlines move with each
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_answer(sock).startswith(b"HTTP/1.1 200")
+            quiet = idle_ms / 1000 * 0.8
+            took = closed_after(sock, quiet)
+            print("idle %d ms, header %d ms: closed after %.2f s" % (idle_ms, header_ms, took))
+            assert took < idle_ms / 1000 + 1.5, took
+            sock.close()
+        finally:
+            s.stop()
+
+
 def test_connection_limit():
     s = Stack("connlimit", env={"MAX_CONNECTIONS": 4})
     try:
