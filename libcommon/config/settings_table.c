@@ -275,8 +275,9 @@ const struct setting_doc SETTINGS_TABLE[] = {
     /* ---- enrichment ---- */
     {ENRICH, "ENRICHER_CONCURRENCY", "8", "enricher", "Jobs in flight per worker process."},
     {ENRICH, "ENRICH_JOB_LEASE_SECONDS", "60", "enricher",
-     "Lease of a claimed job, renewed while it runs; a dead worker's jobs are taken over when it "
-     "expires."},
+     "Lease of a claimed job, renewed every third of it while it runs; a dead worker's jobs are "
+     "taken over when it expires. Half of it bounds a completing statement, which then fails and "
+     "its jobs are retried alone."},
     {ENRICH, "ENRICH_JOB_DEADLINE_SECONDS", "120", "enricher",
      "A job's time budget, retries included; unfinished lookups are failed then."},
     {ENRICH, "ENRICH_JOB_MAX_ATTEMPTS", "5", "enricher",

@@ -181,9 +181,9 @@ static void on_renewed(void *arg, PGresult *res, const char *err)
 static void on_renew(uv_timer_t *t)
 {
     struct enricher *en = t->data;
-    if (!en->jobs)
+    char *ids = jobs_to_renew_array(en);
+    if (!ids)
         return;
-    char *ids = jobs_in_flight_array(en);
     char lease[16];
     snprintf(lease, sizeof lease, "%d", en->cfg->enrich_job_lease_seconds);
     const char *params[3] = {ids, en->owner, lease};

@@ -30,6 +30,7 @@ struct creds_ctx;
 struct guard;
 struct bus_watch;
 struct job;
+struct batch;
 
 struct enricher_options {
     int allow_loopback;     /* ENRICHER_ALLOW_LOOPBACK (tests only), false */
@@ -69,6 +70,8 @@ struct enricher {
     size_t fin_jobs, fin_bytes;           /* how many wait there, their documents' bytes */
     size_t doc_len; /* length of the last completion document: the next one's first guess */
     int completing;                       /* completing statements in flight */
+    struct batch *running;                /* those statements, newest first */
+    uv_timer_t stall_timer; /* when a running statement has been out too long */
     struct job *cache_wait;               /* claimed, waiting for one shared-cache read */
     int claiming, claim_again;
     int purging;          /* a shared-cache purge statement in flight */
@@ -117,11 +120,15 @@ void quota_lease(void *lease_arg, const char *provider, long want, long limit, l
 /* job.c */
 void job_start(struct enricher *en, long long job_id, long long alert_id, int attempts,
                json_t *doc);
+/* The completing statements' timer: set up at start, closed once drained. */
+void jobs_init(struct enricher *en);
+void jobs_close(struct enricher *en);
 /* Reads the shared cache for every job started since the last call, in one query. */
 void jobs_read_shared_cache(struct enricher *en);
 /* Called by job.c when a job is over (done, released or lost). */
 void claim_job_finished(struct enricher *en);
-/* Ids of jobs in flight as a PostgreSQL array literal "{1,2}" (caller frees). */
-char *jobs_in_flight_array(const struct enricher *en);
+/* Ids of the jobs in flight whose leases are to be renewed, as a PostgreSQL array literal
+ * "{1,2}" (caller frees), or NULL when there are none. */
+char *jobs_to_renew_array(const struct enricher *en);
 
 #endif

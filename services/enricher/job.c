@@ -44,6 +44,7 @@ struct job {
     size_t nlk, pending;
     char *doc;             /* completing document, while waiting in en->finished */
     int alone;             /* to be completed in a statement of its own */
+    int in_stmt;           /* carried by a completing statement now running */
     struct job *fin_next;  /* en->finished */
     struct job *wait_next; /* en->cache_wait, then the cache read's list */
     struct job *prev, *next;
@@ -70,14 +71,24 @@ static void job_free(struct job *j)
     claim_job_finished(en);
 }
 
-char *jobs_in_flight_array(const struct enricher *en)
+/* A job in a running completing statement is left out: that statement holds (or waits for)
+ * its row lock, and a renewal waiting behind it would hold the rows of every other job it had
+ * already updated, so their completions would wait for the stuck one too. The statement
+ * checks the lease when it locks the row; the job is renewed again once it is out of it. */
+char *jobs_to_renew_array(const struct enricher *en)
 {
     struct buf b;
+    int n = 0;
     buf_init(&b);
     buf_puts(&b, "{");
     for (const struct job *j = en->jobs; j; j = j->next)
-        buf_printf(&b, "%s%lld", j == en->jobs ? "" : ",", j->id);
+        if (!j->in_stmt)
+            buf_printf(&b, "%s%lld", n++ ? "," : "", j->id);
     buf_puts(&b, "}");
+    if (n == 0) {
+        buf_destroy(&b);
+        return NULL;
+    }
     return b.data;
 }
 
@@ -86,21 +97,45 @@ char *jobs_in_flight_array(const struct enricher *en)
 /* Finished jobs wait in en->finished while a completing statement is running; each statement
  * completes up to BATCH_MAX of them (one round trip, one commit), in a document of at most about
  * BATCH_BYTES (the server parses and copies it whole: past a few hundred KB its memory is mapped
- * and faulted in afresh for every statement). One statement runs at a time, and another one
- * (up to completing_max()) only when a full batch waits: with two or more always in flight, the
- * jobs finishing meanwhile were split between them, and statements of about 3 jobs cost
- * PostgreSQL a third more per lookup than statements of 13-18. A job waits at most for one
- * statement in flight, so batching adds no delay when PostgreSQL keeps up. */
+ * and faulted in afresh for every statement). One statement runs at a time: with two or more
+ * always in flight, the jobs finishing meanwhile were split between them, and statements of
+ * about 3 jobs cost PostgreSQL a third more per lookup than statements of 13-18. A job waits at
+ * most for one statement in flight, so batching adds no delay when PostgreSQL keeps up.
+ *
+ * Another statement starts beside the running ones (up to completing_max()) when
+ *   - a full batch waits: full_jobs() jobs, half the worker's concurrency up to BATCH_MAX (with
+ *     8 jobs in flight 32 can never wait), or BATCH_BYTES;
+ *   - every running statement has been out longer than STALL_MS: a statement of a full batch
+ *     takes a few ms when PostgreSQL keeps up, so one out that long waits for a lock or a stuck
+ *     connection, and the jobs finishing meanwhile must not wait behind it (their slots stay
+ *     taken and claiming stops); a statement every STALL_MS costs nothing worth batching;
+ *   - a job of a failed batch is tried again on its own: those retries run side by side.
+ * A statement out longer than complete_timeout_ms() fails with "query timeout" and its jobs
+ * go the failure path (one by one, then released for another try). */
 #define BATCH_MAX 32
 #define BATCH_BYTES (256 * 1024)
+#define STALL_MS 250
 
 struct batch {
     struct enricher *en;
+    uint64_t started_ms;
+    int stall_logged;
+    struct batch *prev, *next; /* en->running */
     size_t n;
     struct job *jobs[BATCH_MAX];
 };
 
 static void flush_finished(struct enricher *en);
+
+/* Completing and releasing statements end within half a lease (at least a second): a stuck one
+ * would otherwise keep its jobs' slots for as long as it hangs, and (renewed meanwhile) the
+ * jobs from every other worker. Half a lease is far beyond a healthy statement (milliseconds)
+ * and leaves the lease, renewed at most a third of a lease before, valid when it ends. */
+static int complete_timeout_ms(const struct enricher *en)
+{
+    int ms = en->cfg->enrich_job_lease_seconds * 500;
+    return ms < 1000 ? 1000 : ms;
+}
 
 static void on_released(void *arg, PGresult *res, const char *err)
 {
@@ -116,7 +151,8 @@ static void release(struct job *j, const char *why)
     char id[32];
     snprintf(id, sizeof id, "%lld", j->id);
     const char *params[3] = {id, j->en->owner, why};
-    pg_exec(j->en->pg, "SELECT calseta_enrich_release($1, $2, $3)", 3, params, on_released, j);
+    pg_exec_timeout(j->en->pg, "SELECT calseta_enrich_release($1, $2, $3)", 3, params,
+                    complete_timeout_ms(j->en), on_released, j);
 }
 
 static void job_outcome(struct job *j, const char *outcome)
@@ -136,6 +172,7 @@ static void job_outcome(struct job *j, const char *outcome)
 static void requeue_alone(struct enricher *en, struct job *j)
 {
     j->alone = 1;
+    j->in_stmt = 0;
     en->fin_jobs++;
     en->fin_bytes += strlen(j->doc);
     j->fin_next = en->finished;
@@ -144,19 +181,36 @@ static void requeue_alone(struct enricher *en, struct job *j)
         en->finished_tail = j;
 }
 
+/* The statement never ran (no connection, or none free within the queue timeout, or the pool
+ * is closing): no job of the batch can have caused it, and a retry would only wait as long
+ * again. "query timeout" and "connection lost" are not among them: a lock held on one job's
+ * rows, or one job's document, may be the cause, so the others are worth a try on their own. */
+static int never_ran(PGresult *res, const char *err)
+{
+    return !res && strcmp(err, "query timeout") != 0 && strncmp(err, "connection lost", 15) != 0;
+}
+
 static void on_completed(void *arg, PGresult *res, const char *err)
 {
     struct batch *b = arg;
     struct enricher *en = b->en;
     en->completing--;
-    if (err && b->n > 1) {
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        en->running = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    if (err && b->n > 1 && !never_ran(res, err)) {
         /* one bad job must not fail the others: each is tried again on its own */
         msg_warn("completing %zu jobs failed (%s); completing them one by one", b->n, err);
         for (size_t i = b->n; i-- > 0;)
             requeue_alone(en, b->jobs[i]);
     } else if (err) {
-        msg_error("job %lld: completing failed: %s", b->jobs[0]->id, err);
-        release(b->jobs[0], err);
+        for (size_t i = 0; i < b->n; i++) {
+            msg_error("job %lld: completing failed: %s", b->jobs[i]->id, err);
+            release(b->jobs[i], err);
+        }
     } else {
         for (int r = 0; r < PQntuples(res); r++) {
             long long id = atoll(PQgetvalue(res, r, 0));
@@ -181,17 +235,52 @@ static int completing_max(const struct enricher *en)
     return n < 1 ? 1 : n;
 }
 
-/* A statement may start: none is running, or a full batch waits for a second one. */
-static int may_complete(const struct enricher *en)
+static size_t full_jobs(const struct enricher *en)
 {
+    int n = en->cfg->enricher_concurrency / 2;
+    return n < 1 ? 1 : n > BATCH_MAX ? BATCH_MAX : (size_t)n;
+}
+
+/* Running statements started less than STALL_MS before now; *next_ms: when the first of them
+ * stops counting (0 when none). */
+static int young_statements(struct enricher *en, uint64_t now, uint64_t *next_ms)
+{
+    int n = 0;
+    *next_ms = 0;
+    for (struct batch *b = en->running; b; b = b->next) {
+        if (now - b->started_ms < STALL_MS) {
+            n++;
+            if (!*next_ms || b->started_ms + STALL_MS < *next_ms)
+                *next_ms = b->started_ms + STALL_MS;
+        } else if (!b->stall_logged) {
+            b->stall_logged = 1;
+            msg_warn("completing %zu jobs: statement out for %llu ms, completing others beside it",
+                     b->n, (unsigned long long)(now - b->started_ms));
+        }
+    }
+    return n;
+}
+
+/* A statement may start now (see above). */
+static int may_complete(struct enricher *en, uint64_t now, uint64_t *next_ms)
+{
+    *next_ms = 0;
     if (!en->finished || en->completing >= completing_max(en))
         return 0;
-    return en->completing == 0 || en->fin_jobs >= BATCH_MAX || en->fin_bytes >= BATCH_BYTES;
+    if (en->finished->alone || en->fin_jobs >= full_jobs(en) || en->fin_bytes >= BATCH_BYTES)
+        return 1;
+    return young_statements(en, now, next_ms) == 0;
+}
+
+static void on_stall_timer(uv_timer_t *t)
+{
+    flush_finished(t->data);
 }
 
 static void flush_finished(struct enricher *en)
 {
-    while (may_complete(en)) {
+    uint64_t now = now_mono_ms(), next_ms;
+    while (may_complete(en, now, &next_ms)) {
         struct batch *b = xcalloc(1, sizeof *b);
         b->en = en;
         struct buf doc;
@@ -208,6 +297,7 @@ static void flush_finished(struct enricher *en)
             if (!en->finished)
                 en->finished_tail = NULL;
             j->fin_next = NULL;
+            j->in_stmt = 1;
             if (b->n > 0)
                 buf_puts(&doc, ",");
             /* the document stays with the job until its outcome: a failed batch sends each
@@ -219,13 +309,35 @@ static void flush_finished(struct enricher *en)
         } while (en->finished && b->n < BATCH_MAX);
         buf_puts(&doc, "]}");
         const char *params[2] = {en->owner, doc.data};
+        b->started_ms = now;
+        b->next = en->running;
+        if (en->running)
+            en->running->prev = b;
+        en->running = b;
         en->completing++;
         en->complete_stmts++;
         en->complete_jobs += b->n;
-        pg_exec(en->pg, "SELECT job_id, outcome FROM calseta_enrich_complete_batch($1, $2::jsonb)",
-                2, params, on_completed, b);
+        pg_exec_timeout(en->pg,
+                        "SELECT job_id, outcome FROM calseta_enrich_complete_batch($1, $2::jsonb)",
+                        2, params, complete_timeout_ms(en), on_completed, b);
         buf_destroy(&doc);
     }
+    /* jobs left waiting behind young statements: look again when the first of them stalls */
+    if (next_ms)
+        uv_timer_start(&en->stall_timer, on_stall_timer, next_ms - now + 1, 0);
+    else
+        uv_timer_stop(&en->stall_timer);
+}
+
+void jobs_init(struct enricher *en)
+{
+    uv_timer_init(en->loop, &en->stall_timer);
+    en->stall_timer.data = en;
+}
+
+void jobs_close(struct enricher *en)
+{
+    uv_close((uv_handle_t *)&en->stall_timer, NULL);
 }
 
 /* The verdicts counted for the summary, in the order they first came (the order of its keys). */

@@ -67,6 +67,7 @@ static void on_drained(struct enricher *en)
     en->drained = NULL;
     claim_close(en);
     lookups_close(en);
+    jobs_close(en);
     uv_close((uv_handle_t *)&en->sigterm, NULL);
     uv_close((uv_handle_t *)&en->sigint, NULL);
     engine_close(en->engine, on_engine_closed, en);
@@ -134,6 +135,7 @@ static void start(struct enricher *en)
                              en};
     en->engine = engine_new(en->loop, &eo);
     crypto_owner_id(en->owner, sizeof en->owner, NULL);
+    jobs_init(en);
     providers_start(en);
     claim_start(en);
     lookups_start(en);

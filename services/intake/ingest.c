@@ -764,7 +764,9 @@ static void submit_normalized(struct reqctx *rc, const struct alert_source *src,
  * payload cap on the bytes received) before anything is built. Bodies larger than OFFLOOP_BYTES
  * are parsed, measured and later freed on libuv's thread pool, and their payload is stored from
  * the request's own text instead of being serialised again, so a request the limits let through
- * costs the loop little more than a small one. */
+ * costs the loop little more than a small one. For POST /v1/alerts the pool thread also indexes
+ * the body's tokens, which the source reads the payload from: they do not depend on which
+ * source the body names, and indexing a 1 MB body would hold the loop for milliseconds. */
 
 #define OFFLOOP_BYTES (64u << 10)
 
@@ -779,8 +781,9 @@ struct parse_job {
     int alerts_route;       /* POST /v1/alerts: measure the serialised payload too */
     json_t *doc;            /* the parsed body, or NULL */
     int use_tok;            /* read the body into tok instead of doc: the body is the payload */
-    int tok_ok;             /* tok holds the body */
-    struct jtok_doc tok;
+    int tok_ok;             /* tok holds the body (POST /v1/alerts: and tok_root its payload) */
+    struct jtok_doc tok;    /* POST /v1/alerts, large body: indexed on the pool as well */
+    uint32_t tok_root;      /* POST /v1/alerts: "payload" in tok, once tok_ok */
     enum { TOK_UNCHECKED, TOK_NOT_OBJECT, TOK_MISMATCH, TOK_READY } tok_verdict;
     struct normalized_alert na; /* TOK_READY: the normalised alert and its indicators, */
     struct indicator_set set;   /* built on the pool for a large body; submit releases them */
@@ -823,8 +826,12 @@ static void parse_body(struct parse_job *pj)
                                  JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &pj->lim, &pj->scan,
                                  &pj->st, pj->err, sizeof pj->err);
     json_t *payload = pj->alerts_route ? json_object_get(pj->doc, "payload") : NULL;
-    if (json_is_object(payload))
+    if (json_is_object(payload)) {
         pj->payload_size = json_dumpb(payload, NULL, 0, JSON_COMPACT | JSON_ENSURE_ASCII);
+        if (pj->body_len > OFFLOOP_BYTES)
+            pj->tok_ok = source_body_tokens(&pj->tok, req->body.data, req->body.len, "payload",
+                                            &pj->tok_root) == 0;
+    }
 }
 
 static void parse_work(uv_work_t *w)
@@ -876,8 +883,7 @@ static void free_after(uv_work_t *w, int status)
  * holds the body's text instead). */
 static void parse_job_free(struct parse_job *pj)
 {
-    if (pj->use_tok)
-        jtok_free(&pj->tok); /* two blocks, whatever the size */
+    jtok_free(&pj->tok); /* two blocks, whatever the size; nothing when never filled */
     if (pj->doc && pj->body_len > OFFLOOP_BYTES) {
         uv_work_t *w = xcalloc(1, sizeof *w);
         w->data = pj->doc;
@@ -1036,19 +1042,18 @@ static void post_alert_parsed(struct parse_job *pj)
         json_t *payload = json_object_get(pj->doc, "payload");
         const struct alert_source *src =
             resolve_source(rc, json_string_value(json_object_get(pj->doc, "source_name")));
-        struct jtok_doc tok; /* borrows the body: rc and its request are gone once answered */
-        uint32_t root;
-        if (src && (source_body_tokens(&tok, rc->req->body.data, rc->req->body.len, "payload",
-                                       &root) != 0 ||
-                    !src->validate(&tok, root))) {
+        /* a small body is indexed here, a large one was on the pool (parse_body); the tokens
+         * borrow the body, so nothing reads them once rc and its request are answered */
+        if (src && pj->body_len <= OFFLOOP_BYTES)
+            pj->tok_ok = source_body_tokens(&pj->tok, rc->req->body.data, rc->req->body.len,
+                                            "payload", &pj->tok_root) == 0;
+        if (src && (!pj->tok_ok || !src->validate(&pj->tok, pj->tok_root))) {
             reply_payload_mismatch(rc, src->name);
         } else if (src) {
             char *raw = stored_text(pj);
-            submit(rc, src, payload, &tok, root, 0, raw, "payload", &pj->scan);
+            submit(rc, src, payload, &pj->tok, pj->tok_root, 0, raw, "payload", &pj->scan);
             free(raw);
         }
-        if (src)
-            jtok_free(&tok);
     }
     parse_job_free(pj);
 }

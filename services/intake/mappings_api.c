@@ -246,8 +246,8 @@ struct extraction_op {
     struct reqctx *rc;
     const struct alert_source *src;
     json_t *payload;     /* pass 3 reads the tree */
-    char *body;          /* a copy of the request body, which tok reads */
-    struct jtok_doc tok; /* the source reads the payload from the body's tokens, at root */
+    struct jtok_doc tok; /* the source reads the payload from the body's tokens, at root; they
+                            borrow the request's body, valid until the reply (http_server.h) */
     uint32_t root;
     uint64_t started_ns;
 };
@@ -348,7 +348,6 @@ static void on_test_mappings(void *arg, PGresult *res, const char *err)
 out:
     json_decref(op->payload);
     jtok_free(&op->tok);
-    free(op->body);
     free(op);
 }
 
@@ -379,11 +378,10 @@ void route_test_extraction(struct reqctx *rc)
     struct extraction_op *op = xcalloc(1, sizeof *op);
     *op = (struct extraction_op){.rc = rc, .src = src, .started_ns = started};
     struct http_request *req = rc->req;
-    op->body = xstrndup(req->body.data, req->body.len); /* parsed: no NUL inside */
-    if (source_body_tokens(&op->tok, op->body, req->body.len, "raw_payload", &op->root) != 0 ||
+    if (source_body_tokens(&op->tok, req->body.data, req->body.len, "raw_payload", &op->root) !=
+            0 ||
         !src->validate(&op->tok, op->root)) {
         jtok_free(&op->tok);
-        free(op->body);
         free(op);
         reply_error(rc, 422, "INVALID_PAYLOAD",
                     "Payload failed source validation. Check the JSON structure matches the "

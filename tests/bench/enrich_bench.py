@@ -44,6 +44,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -622,12 +623,14 @@ class Bench:
                       "window:\n    %s" % (calls, "\n    ".join(lines[:25])))
 
     def in_flight_bound(self):
-        """Lookups one worker can have in flight: the jobs in flight times their lookups, and
-        at most ENRICHER_HOST_CONNECTIONS per provider host:port (each request holds one
-        connection until its answer)."""
+        """Lookups one worker can have in flight, as docs/enrichment.md's sizing formula puts
+        it: per provider, the jobs in flight times their lookups at it, at most its
+        max_concurrency (ENRICHER_PROVIDER_MAX_CONCURRENCY); both providers together at most
+        ENRICHER_HOST_CONNECTIONS per provider host:port (each request holds one connection
+        until its answer)."""
         a = self.args
         hosts = len(set(self.provider_ports))
-        n = a.concurrency * a.indicators * 2
+        n = 2 * min(a.concurrency * a.indicators, a.provider_concurrency)
         if a.host_connections > 0:
             n = min(n, hosts * a.host_connections)
         return hosts, n
@@ -639,6 +642,14 @@ class Bench:
         a = self.args
         hosts, n = self.in_flight_bound()
         per = max(1, n // hosts)
+        # each connection is a descriptor of wrk's (and one of the stand-in's, which serves
+        # every port): keep both well inside the open-files limit
+        fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        room = max(1, (fds - 64) // hosts)
+        if per > room:
+            print("ceiling: %d connections per port capped to %d by the open-files limit (%d)"
+                  % (per, room, fds))
+            per = room
         t0 = cpu_ticks(self.standin.pid)
         w0 = time.time()
         runs = [subprocess.Popen(["wrk", "-t1", "-c%d" % per, "-d%ds" % a.ceiling_seconds,
@@ -656,10 +667,12 @@ class Bench:
         print("ceiling: %d x wrk -t1 -c%d against the stand-in (one per provider port): %.0f "
               "requests/s, stand-in CPU %.0f%% of one core, load average %s"
               % (hosts, per, rps, standin, loadavg()))
-        print("  theoretical for one worker: min(%d jobs x %d lookups, %d host(s) x %s "
-              "connections) = %d in flight / %d ms = %.0f lookups/s"
-              % (a.concurrency, a.indicators * 2, hosts, a.host_connections or "unlimited", n,
-                 a.latency_ms, n * 1000.0 / a.latency_ms), flush=True)
+        print("  theoretical for one worker: min(2 providers x min(%d jobs x %d lookups, "
+              "max_concurrency %d), %d host(s) x %s connections) = %d in flight / %d ms = "
+              "%.0f lookups/s"
+              % (a.concurrency, a.indicators, a.provider_concurrency, hosts,
+                 a.host_connections or "unlimited", n, a.latency_ms, n * 1000.0 / a.latency_ms),
+              flush=True)
         return rps
 
     def run(self):

@@ -8,7 +8,9 @@
  * when the same bytes read as the payload member of a body (as POST /v1/alerts reads it: a
  * jansson tree, then the body's tokens) give any other outcome, or when a
  * document the token reader accepts does not read back (jtok_json of the root) as the value
- * json_parse_limited() builds. A body that is a bare string also goes through the timestamp
+ * json_parse_limited() builds, or when jansson's json_loadb() (as the mapping test endpoint
+ * reads its body) accepts the bytes as the member "raw_payload" of a body whose token index
+ * source_body_tokens() then refuses. A body that is a bare string also goes through the timestamp
  * parsers. Seeds: corpus/normalize/ (the fixtures, odd shapes of each source).
  */
 #include <stddef.h>
@@ -110,6 +112,27 @@ static void same_held(const char *data, size_t size, const struct json_limits *l
     }
 }
 
+/* The mapping test endpoint checks its body with json_loadb() and then reads the source's payload
+ * from the body's tokens: whatever jansson accepts there, the token reader must read too. */
+static void loadb_then_tokens(const char *data, size_t size)
+{
+    struct buf body;
+    buf_init(&body);
+    buf_puts(&body, "{\"raw_payload\":");
+    buf_append(&body, data, size);
+    buf_puts(&body, "}");
+    json_error_t e;
+    json_t *v = json_loadb(body.data, body.len, JSON_REJECT_DUPLICATES, &e);
+    if (v) {
+        struct jtok_doc d;
+        uint32_t root;
+        check(source_body_tokens(&d, body.data, body.len, "raw_payload", &root) == 0);
+        jtok_free(&d);
+        json_decref(v);
+    }
+    buf_destroy(&body);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *copy = malloc(size ? size : 1);
@@ -117,6 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(copy, data, size);
     same_held(copy, size, &SMALL);
     same_held(copy, size, NULL);
+    loadb_then_tokens(copy, size);
     struct jtok_doc d;
     enum json_parse_status st;
     char err[160];

@@ -11,10 +11,11 @@
  *
  * The golden files were written by the jansson implementation of the sources that the token one
  * replaced, while both still existed and gave the same outcome for every input here: they pin
- * that behaviour. Each input is one line, "<index> <digest> <bytes>", the digest (128 bits of
- * SipHash under fixed keys) taken over its outcomes for every source and both limits; the
- * fixtures as sent and the hostile bodies also have their outcomes in full in the .full file,
- * so that a change there shows as text. CALSETA_GOLDEN_WRITE=1 rewrites the files from the code
+ * that behaviour. Each input is one line, "<digest> <bytes>" (input n on line n + 1), the digest
+ * (64 bits of SipHash under a fixed key: a changed outcome keeps its digest with odds of 2^-64)
+ * taken over its outcomes for every source and both limits; the fixtures as sent and the hostile
+ * bodies also have their outcomes in full in the .full file, so that a change there shows as
+ * text. CALSETA_GOLDEN_WRITE=1 rewrites the files from the code
  * instead of checking it (only for a change of behaviour that is meant).
  */
 #include <setjmp.h>
@@ -135,11 +136,9 @@ static void same(const char *data, size_t len)
     assert_non_null(g.name);
     char *text = outcomes(data, len);
     size_t tlen = strlen(text);
-    static const struct siphash_key K0 = {0x736f757263655f74ULL, 0x6f6b5f676f6c6431ULL},
-                                    K1 = {0x676f6c64656e5f32ULL, 0x6a736f6e365f6b32ULL};
-    char line[96];
-    snprintf(line, sizeof line, "%zu %016" PRIx64 "%016" PRIx64 " %zu\n", g.index,
-             siphash24(&K0, text, tlen), siphash24(&K1, text, tlen), len);
+    static const struct siphash_key K = {0x736f757263655f74ULL, 0x6f6b5f676f6c6431ULL};
+    char line[64];
+    snprintf(line, sizeof line, "%016" PRIx64 " %zu\n", siphash24(&K, text, tlen), len);
     char *full = g.full_texts ? xasprintf("## input %zu\n%s", g.index, text) : NULL;
     if (g.writing) {
         fputs(line, g.lines_out);
@@ -159,9 +158,9 @@ static void same(const char *data, size_t len)
         if (!ok) {
             const char *want = g.lines + g.lines_at, *eol = strchr(want, '\n');
             fprintf(stderr,
-                    "golden %s, input %zu (%zu bytes): %.*s\nrecorded: %.*s\nnow:      %s"
+                    "golden %s, input %zu (line %zu, %zu bytes): %.*s\nrecorded: %.*s\nnow:      %s"
                     "outcomes now:\n%s\n",
-                    g.name, g.index, len, (int)(len > 600 ? 600 : len), data ? data : "",
+                    g.name, g.index, g.index + 1, len, (int)(len > 600 ? 600 : len), data ? data : "",
                     eol ? (int)(eol - want + 1) : (int)strlen(want), want, line, text);
             fail();
         }

@@ -1,0 +1,214 @@
+"""test_enricher_complete_stall.py - a completing statement that waits on a lock holds up
+neither the other jobs nor, for longer than its timeout, its own job.
+
+A second session holds the row lock of one job's indicator (the completing statement updates
+every indicator of its jobs), so that job's completing statement waits. The worker runs with the
+default concurrency (8 jobs in flight): a full batch can never wait there, and before, every job
+finishing afterwards waited behind the blocked statement, its slot taken, until claiming stopped.
+
+  1. A long statement timeout (a lease of 600 s, half of it): the other jobs are completed beside
+     the blocked statement while the lock is held; once it is released, the blocked job is
+     completed by that same statement (first attempt).
+  2. A lease of 4 s (a 2 s statement timeout): the blocked statement fails with a timeout, the
+     others are completed meanwhile, the blocked job is released for another attempt and
+     completed once the lock is gone.
+
+The stand-in provider answers every lookup after 100 ms. Waits are bounded, with generous
+limits; nothing depends on how fast the box is.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Stack, assert_eq, fernet_encrypt, fernet_key, run_tests  # noqa: E402
+from standin import StandIn, virustotal  # noqa: E402
+
+
+KEY = fernet_key()
+VT_KEY = "vt-stall-secret-77c1"
+OTHERS = 12
+
+STANDIN = StandIn(virustotal(VT_KEY), delay=0.1)
+STACK = None
+
+
+def setup():
+    global STACK
+    if STACK:
+        return
+    STACK = Stack("enrichstall", services=(), env={
+        "ENCRYPTION_KEY": KEY,
+        "ENRICHER_ALLOW_LOOPBACK": "true",
+        "ENRICHER_POLL_INTERVAL_MS": "100",
+        "ENRICH_JOB_DEADLINE_SECONDS": "90",
+        "ENRICH_JOB_MAX_ATTEMPTS": "50",
+        "LOG_LEVEL": "INFO",
+    })
+    STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
+              "'https://www.virustotal.com', '%s')::jsonb" % (STANDIN.url + "/vt"))
+    STACK.sql("UPDATE enrichment_providers SET http_config = http_config || "
+              "'{\"rate_limit_per_second\": 1000, \"max_concurrency\": 50}'::jsonb "
+              "WHERE provider_name = 'virustotal'")
+    tok = fernet_encrypt(KEY, json.dumps({"api_key": VT_KEY}).encode())
+    STACK.sql("UPDATE enrichment_providers SET auth_config = '%s'::jsonb WHERE provider_name = "
+              "'virustotal'" % json.dumps({"_encrypted": tok}))
+    STACK.sql("UPDATE enrichment_providers SET is_active = (provider_name = 'virustotal')")
+
+
+class Locker:
+    """A session of its own holding the row lock of one indicator until release()."""
+
+    def __init__(self, value):
+        self.p = subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", STACK.db],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True,
+                                  env=dict(os.environ, PGAPPNAME="stall-locker"))
+        self.p.stdin.write("BEGIN;\nSELECT id FROM indicators WHERE type = 'ip' AND value = '%s' "
+                           "FOR UPDATE;\n" % value)
+        self.p.stdin.flush()
+        deadline = time.time() + 30
+        while STACK.sql_value("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING "
+                              "(pid) WHERE a.application_name = 'stall-locker' AND l.mode = "
+                              "'RowShareLock' AND l.granted AND a.state = "
+                              "'idle in transaction'") == "0":
+            assert self.p.poll() is None, "locking session exited: " + self.p.stderr.read()
+            assert time.time() < deadline, "the locking session did not take its lock"
+            time.sleep(0.05)
+
+    def release(self):
+        if self.p.poll() is None:
+            self.p.stdin.write("COMMIT;\n")
+            self.p.stdin.close()
+            self.p.wait(30)
+
+
+def insert_indicator(value):
+    STACK.sql("INSERT INTO indicators (type, value, first_seen, last_seen) "
+              "VALUES ('ip', '%s', now(), now())" % value)
+
+
+def insert_jobs(third, n):
+    """n alerts with one IP each (54.7.<third>.<1..n>, stored already or not: an existing row,
+    locked maybe, is not touched), and their jobs, in one transaction; returns the job ids in IP
+    order."""
+    STACK.sql("INSERT INTO indicators (type, value, first_seen, last_seen) "
+              "SELECT 'ip', format('54.7.%d.%%s', g), now(), now() FROM generate_series(1, %d) g "
+              "ON CONFLICT (type, value) DO NOTHING" % (third, n))
+    rows = STACK.sql(
+        "WITH a AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload) "
+        "SELECT 'stall %(t)d ' || g, 'High', 'generic', now(), '{}'::jsonb "
+        "FROM generate_series(1, %(n)d) g RETURNING id, title), "
+        "l AS (INSERT INTO alert_indicators (alert_id, indicator_id) SELECT a.id, i.id FROM a "
+        "JOIN indicators i ON i.type = 'ip' AND i.value = format('54.7.%(t)d.%%s', "
+        "split_part(a.title, ' ', 3))) "
+        "INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a ORDER BY id RETURNING id"
+        % {"t": third, "n": n})
+    assert_eq(len(rows), n, "jobs inserted")
+    return [int(r[0]) for r in rows]
+
+
+def job_status(job):
+    return STACK.sql("SELECT status, attempts FROM enrichment_jobs WHERE id = %d" % job)[0]
+
+
+def done_count(ids):
+    return int(STACK.sql_value("SELECT count(*) FROM enrichment_jobs WHERE status = 'done' AND "
+                               "id IN (%s)" % ",".join(str(i) for i in ids)))
+
+
+def wait_for(what, cond, worker, timeout=60):
+    deadline = time.time() + timeout
+    while not cond():
+        assert worker.alive(), "worker exited:\n" + worker.text()[-3000:]
+        assert time.time() < deadline, "%s: not within %d s:\n%s" % (
+            what, timeout, worker.text()[-5000:])
+        time.sleep(0.1)
+
+
+def start_worker(lease):
+    w = STACK.start("enricher", {"ENRICH_JOB_LEASE_SECONDS": lease})
+    wait_for("providers loaded", lambda: "providers loaded" in w.text(), w, 20)
+    return w
+
+
+def blocked_statement_waits():
+    return STACK.sql_value(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+        "wait_event_type = 'Lock' AND query LIKE '%calseta_enrich_complete_batch%'") != "0"
+
+
+def stop_worker(w, jobs):
+    assert_eq(w.stop(), 0, "worker exit code\n" + w.text()[-3000:])
+    m = re.search(r"drained: no job in flight \((\d+) done;", w.text())
+    assert m, "no drain summary in the worker's log:\n" + w.text()[-3000:]
+    assert_eq(int(m.group(1)), jobs, "jobs the worker completed")
+
+
+def test_others_complete_beside_a_blocked_statement():
+    setup()
+    insert_indicator("54.7.1.1")
+    lock = Locker("54.7.1.1")
+    w = None
+    try:
+        w = start_worker(600)
+        [blocked] = insert_jobs(1, 1)
+        wait_for("the blocked job's completing statement waiting on the lock",
+                 blocked_statement_waits, w, 30)
+        others = insert_jobs(2, OTHERS)
+        wait_for("the other jobs done while the lock is held",
+                 lambda: done_count(others) == OTHERS, w)
+        assert_eq(job_status(blocked)[0], "running", "the blocked job while the lock is held")
+        assert "completing others beside it" in w.text(), w.text()[-3000:]
+    except BaseException:
+        if w:
+            w.stop()  # a worker left running would take the next test's jobs
+        raise
+    finally:
+        lock.release()
+    wait_for("the blocked job done once the lock is released",
+             lambda: done_count([blocked]) == 1, w)
+    assert_eq(job_status(blocked)[1], "1", "attempts of the blocked job (its first statement)")
+    stop_worker(w, OTHERS + 1)
+    n = STACK.sql_value("SELECT count(*) FROM indicators WHERE type = 'ip' AND (value LIKE "
+                        "'54.7.2.%' OR value = '54.7.1.1') AND enrichment_results ? 'virustotal'")
+    assert_eq(int(n), OTHERS + 1, "indicators with a VirusTotal result")
+
+
+def test_a_stuck_statement_times_out_and_its_job_is_retried():
+    setup()
+    insert_indicator("54.7.3.1")
+    lock = Locker("54.7.3.1")
+    w = None
+    try:
+        w = start_worker(4)  # statements time out after 2 s
+        [blocked] = insert_jobs(3, 1)
+        others = insert_jobs(4, OTHERS)
+        wait_for("the other jobs done while the lock is held",
+                 lambda: done_count(others) == OTHERS, w)
+        failed = "job %d: completing failed: query timeout" % blocked
+        wait_for("the blocked job's statement timing out", lambda: failed in w.text(), w)
+        assert_eq(job_status(blocked)[0] in ("pending", "running"), True,
+                  "the blocked job not done while the lock is held")
+    except BaseException:
+        if w:
+            w.stop()  # a worker left running would take the next test's jobs
+        raise
+    finally:
+        lock.release()
+    wait_for("the blocked job done once the lock is released",
+             lambda: done_count([blocked]) == 1, w)
+    assert int(job_status(blocked)[1]) >= 2, "the blocked job was not tried again"
+    stop_worker(w, OTHERS + 1)
+
+
+if __name__ == "__main__":
+    try:
+        run_tests(globals())
+    finally:
+        if STACK:
+            STACK.stop()
+        STANDIN.close()
