@@ -968,7 +968,8 @@ void http_conn_response_done(struct http_conn *c)
 /* ---------- reading ---------- */
 
 /* Plaintext is read straight into the connection's input buffer (room for at least
- * READ_ROOM_BYTES, more once a large body has grown it), not into the server's read buffer to
+ * READ_ROOM_BYTES; after a read of a body that filled the room, as much as the server's read
+ * buffer, so a large body takes few reads), not into the server's read buffer to
  * be copied there: a copy of every request less. TLS records and discarded input still go
  * through the server's buffer. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
@@ -979,7 +980,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
         *b = uv_buf_init(c->srv->rbuf, (unsigned)c->srv->rbuf_len);
         return;
     }
-    buf_reserve(&c->in, READ_ROOM_BYTES);
+    /* More room only for a body (read, or waiting behind the gate, which stops reading at
+     * GATE_PAUSE_BYTES as before): a header section grows the buffer only as its bytes do. */
+    int more = c->read_filled && (c->state == CS_BODY || c->gating);
+    buf_reserve(&c->in, more ? c->srv->rbuf_len : READ_ROOM_BYTES);
     size_t room = c->in.cap - c->in.len - 1; /* the NUL the buffer keeps after its bytes */
     if (room > c->srv->rbuf_len)
         room = c->srv->rbuf_len;
@@ -1035,6 +1039,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     if (c->tls) {
         tls_input(c, b->base, (size_t)nread);
     } else if (c->in.data && b->base == c->in.data + c->in.len) { /* read in place */
+        c->read_filled = (size_t)nread == b->len;
         c->in.len += (size_t)nread;
         c->in.data[c->in.len] = '\0';
     } else {

@@ -64,6 +64,7 @@ struct http_conn {
     unsigned over_limit : 1;  /* accepted beyond max_connections */
     unsigned processing : 1;  /* inside conn_process() */
     unsigned read_stopped : 1;
+    unsigned read_filled : 1;  /* the last read filled the room offered: offer more */
     unsigned peer_eof : 1;
     unsigned req_active : 1;   /* a request is waiting for its answer */
     unsigned body_unread : 1;  /* answered before the body was read */
