@@ -955,8 +955,14 @@ void http_conn_response_done(struct http_conn *c)
             c->state = CS_LINGER;
             if (c->writes_pending == 0)
                 conn_shutdown(c);
+            else /* a client that never reads its closing answer does not keep the connection */
+                conn_timer(c, c->srv->idle_timeout_ms);
         } else {
             c->state = CS_IDLE;
+            if (c->in_off >= c->in.len && c->in.cap > 2 * READ_ROOM_BYTES) {
+                buf_destroy(&c->in); /* an idle connection keeps no body-sized read buffer */
+                c->in_off = 0;
+            }
             conn_timer(c, c->srv->idle_timeout_ms);
             http_server_idle_enter(c->srv, c);
             if (c->read_stopped)
@@ -985,7 +991,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     /* More room only for a body (read, or waiting behind the gate, which stops reading at
      * GATE_PAUSE_BYTES as before): a header section grows the buffer only as its bytes do. */
     int more = c->read_filled && (c->state == CS_BODY || c->gating);
-    buf_reserve(&c->in, more ? c->srv->rbuf_len : READ_ROOM_BYTES);
+    /* buf_reserve() keeps a byte for the NUL itself: asking one less keeps an empty buffer at a
+     * power of two (4 or 64 KiB, not 8 or 128). */
+    buf_reserve(&c->in, (more ? c->srv->rbuf_len : READ_ROOM_BYTES) - 1);
     size_t room = c->in.cap - c->in.len - 1; /* the NUL the buffer keeps after its bytes */
     if (room > c->srv->rbuf_len)
         room = c->srv->rbuf_len;

@@ -265,6 +265,40 @@ def test_client_that_never_reads_is_paused():
         s.stop()
 
 
+def test_unread_closing_answer_is_dropped_after_the_idle_timeout():
+    """A client that asks for a large answer with Connection: close and never reads it: the
+    answer cannot drain, so the connection never reaches its linger; the idle timeout closes it
+    instead of it staying open for as long as the client likes."""
+    s = Stack("unreadclose", env={"HTTP_IDLE_TIMEOUT_MS": 1000})
+    try:
+        socks = []
+        for _ in range(4):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", s.port))
+            # pipelined copies so the answers outgrow the kernel's buffers on both sides
+            sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 40 +
+                         b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            socks.append(sock)
+
+        def established():
+            out = subprocess.run(["ss", "-Htn", "state", "established", "( sport = :%d )" % s.port],
+                                 capture_output=True, text=True, check=True).stdout
+            return len([l for l in out.splitlines() if l.strip()])
+
+        time.sleep(0.5)
+        assert_eq(established(), 4)
+        deadline = time.time() + 15
+        while established() and time.time() < deadline:
+            time.sleep(0.2)
+        assert_eq(established(), 0)
+        for sock in socks:
+            sock.close()
+        assert s.intakes[0].alive(), s.logs()
+    finally:
+        s.stop()
+
+
 def test_connection_limit():
     s = Stack("connlimit", env={"MAX_CONNECTIONS": 4})
     try:
