@@ -1,5 +1,6 @@
 """test_enricher_complete_stall.py - a completing statement that waits on a lock holds up
-neither the other jobs nor, for longer than its timeout, its own job.
+neither the other jobs nor, for longer than its timeout, its own job; and a job whose completion
+waits keeps its lease and its attempt.
 
 A second session holds the row lock of one job's indicator (the completing statement updates
 every indicator of its jobs), so that job's completing statement waits. The worker runs with the
@@ -9,9 +10,16 @@ finishing afterwards waited behind the blocked statement, its slot taken, until 
   1. A long statement timeout (a lease of 600 s, half of it): the other jobs are completed beside
      the blocked statement while the lock is held; once it is released, the blocked job is
      completed by that same statement (first attempt).
-  2. A lease of 4 s (a 2 s statement timeout): the blocked statement fails with a timeout, the
-     others are completed meanwhile, the blocked job is released for another attempt and
-     completed once the lock is gone.
+  2. A lease of 4 s (a 2 s statement timeout) and the default ENRICH_JOB_MAX_ATTEMPTS (5): the
+     blocked statement fails with a timeout, the others are completed meanwhile, and the lock is
+     held for longer than five timeouts (and several leases). The worker keeps the finished job
+     and tries its completion again and again, renewing its lease: the job is never claimed a
+     second time (attempts stay 1; it would have failed for good if each timeout had cost an
+     attempt) and is completed once the lock is gone.
+  3. Two workers, a lease of 3 s, and the blocked job claimed after the others (a higher id),
+     so it finishes beside them and may share their statement: the others are completed while
+     it is blocked, and no job's lease lapses while completion waits (no job is claimed twice,
+     by either worker).
 
 The stand-in provider answers every lookup after 100 ms. Waits are bounded, with generous
 limits; nothing depends on how fast the box is.
@@ -45,7 +53,6 @@ def setup():
         "ENRICHER_ALLOW_LOOPBACK": "true",
         "ENRICHER_POLL_INTERVAL_MS": "100",
         "ENRICH_JOB_DEADLINE_SECONDS": "90",
-        "ENRICH_JOB_MAX_ATTEMPTS": "50",
         "LOG_LEVEL": "INFO",
     })
     STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
@@ -191,8 +198,15 @@ def test_a_stuck_statement_times_out_and_its_job_is_retried():
                  lambda: done_count(others) == OTHERS, w)
         failed = "job %d: completing failed: query timeout" % blocked
         wait_for("the blocked job's statement timing out", lambda: failed in w.text(), w)
-        assert_eq(job_status(blocked)[0] in ("pending", "running"), True,
-                  "the blocked job not done while the lock is held")
+        # held for more than ENRICH_JOB_MAX_ATTEMPTS (5) statement timeouts, and several leases
+        deadline = time.time() + 60
+        while w.text().count(failed) < 6:
+            assert_eq(job_status(blocked), ["running", "1"],
+                      "the blocked job while the lock is held (status, attempts)")
+            assert w.alive(), "worker exited:\n" + w.text()[-3000:]
+            assert time.time() < deadline, "six timeouts not within 60 s:\n" + w.text()[-3000:]
+            time.sleep(0.3)
+        assert "released" not in w.text(), w.text()[-3000:]
     except BaseException:
         if w:
             w.stop()  # a worker left running would take the next test's jobs
@@ -201,8 +215,62 @@ def test_a_stuck_statement_times_out_and_its_job_is_retried():
         lock.release()
     wait_for("the blocked job done once the lock is released",
              lambda: done_count([blocked]) == 1, w)
-    assert int(job_status(blocked)[1]) >= 2, "the blocked job was not tried again"
+    assert_eq(job_status(blocked), ["done", "1"], "the blocked job (status, attempts)")
     stop_worker(w, OTHERS + 1)
+
+
+def test_a_blocked_job_claimed_last_keeps_every_lease():
+    setup()
+    insert_indicator("54.7.6.1")
+    lock = Locker("54.7.6.1")
+    workers = []
+    try:
+        others = insert_jobs(5, OTHERS)
+        [blocked] = insert_jobs(6, 1)
+        assert blocked > max(others), "the blocked job's id is the highest"
+        workers = [start_worker(3), start_worker(3)]  # 1.5 s statements, renewed every second
+        both = Both(workers)
+        wait_for("the other jobs done while the lock is held",
+                 lambda: done_count(others) == OTHERS, both)
+        wait_for("the blocked job's statement waiting on the lock",
+                 blocked_statement_waits, both, 30)
+        held_until = time.time() + 10  # over three leases
+        while time.time() < held_until:
+            assert_eq(job_status(blocked), ["running", "1"],
+                      "the blocked job while the lock is held (status, attempts)")
+            assert both.alive(), "worker exited:\n" + both.text()[-3000:]
+            time.sleep(0.3)
+    except BaseException:
+        for w in workers:
+            w.stop()  # a worker left running would take the next test's jobs
+        raise
+    finally:
+        lock.release()
+    wait_for("the blocked job done once the lock is released",
+             lambda: done_count([blocked]) == 1, both)
+    attempts = STACK.sql("SELECT id, attempts FROM enrichment_jobs WHERE id IN (%s) AND "
+                         "attempts <> 1" % ",".join(str(i) for i in others + [blocked]))
+    assert_eq(attempts, [], "jobs claimed more than once")
+    done = 0
+    for w in workers:
+        assert_eq(w.stop(), 0, "worker exit code\n" + w.text()[-3000:])
+        m = re.search(r"drained: no job in flight \((\d+) done;", w.text())
+        assert m, "no drain summary in the worker's log:\n" + w.text()[-3000:]
+        done += int(m.group(1))
+    assert_eq(done, OTHERS + 1, "jobs the workers completed")
+
+
+class Both:
+    """Two workers seen as one by wait_for()."""
+
+    def __init__(self, workers):
+        self.workers = workers
+
+    def alive(self):
+        return all(w.alive() for w in self.workers)
+
+    def text(self):
+        return "\n".join(w.text() for w in self.workers)
 
 
 if __name__ == "__main__":
