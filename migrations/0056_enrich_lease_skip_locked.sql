@@ -1,4 +1,4 @@
--- Leases of jobs whose completion waits.
+-- Leases of jobs whose completion waits, and batches that do not wait for one blocked job.
 --
 -- A completing statement holds its jobs' rows (FOR NO KEY UPDATE) while it waits, for a lock
 -- or a slow server, and the claim skips locked rows, so a job in a running completing
@@ -104,3 +104,14 @@ AS $function$
     SELECT * FROM calseta_enrich_claim(p_owner, p_lease_seconds, p_limit, p_max_attempts,
                                        '{}'::bigint[])
 $function$;
+
+-- A completing statement of several jobs waits for a lock at most p_lock_timeout_ms: one job
+-- whose rows someone else holds then fails its batch at once, the others are completed again
+-- one by one, and only that job waits (in a statement of its own, without this bound).
+CREATE FUNCTION calseta_enrich_complete_batch_bounded(p_owner TEXT, doc JSONB,
+                                                      p_lock_timeout_ms INTEGER)
+RETURNS TABLE(job_id BIGINT, outcome TEXT) LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('lock_timeout', p_lock_timeout_ms::text, true);
+    RETURN QUERY SELECT c.job_id, c.outcome FROM calseta_enrich_complete_batch(p_owner, doc) c;
+END $$;

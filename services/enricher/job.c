@@ -110,7 +110,8 @@ char *jobs_to_renew_array(const struct enricher *en)
  *     connection, and the jobs finishing meanwhile must not wait behind it (their slots stay
  *     taken and claiming stops); a statement every STALL_MS costs nothing worth batching;
  *   - a job of a failed batch is tried again on its own: those retries run side by side.
- * A statement out longer than complete_timeout_ms() fails with "query timeout". A failed
+ * A statement out longer than complete_timeout_ms() fails with "query timeout"; one of
+ * several jobs also fails when it waits for a lock longer than LOCK_WAIT_MS_TEXT. A failed
  * batch's jobs are each tried again alone at once; a job whose own statement failed for a
  * passing reason (retryable()) stays here with its results and is tried again after a backoff
  * (RETRY_MIN_MS doubling to RETRY_MAX_MS), its lease renewed all along, until its deadline:
@@ -123,6 +124,11 @@ char *jobs_to_renew_array(const struct enricher *en)
 #define STALL_MS 250
 #define RETRY_MIN_MS 500
 #define RETRY_MAX_MS 5000
+/* A statement of several jobs waits at most this long for a lock (healthy waits, behind
+ * another worker's statement on a shared indicator, take milliseconds): a job whose rows
+ * someone holds fails its batch at once, not after the timeout, and the others are completed
+ * again alone; only that job's own statement then waits. */
+#define LOCK_WAIT_MS_TEXT "1000"
 
 struct batch {
     struct enricher *en;
@@ -440,9 +446,18 @@ static void flush_finished(struct enricher *en)
         en->completing++;
         en->complete_stmts++;
         en->complete_jobs += b->n;
-        pg_exec_timeout(en->pg,
-                        "SELECT job_id, outcome FROM calseta_enrich_complete_batch($1, $2::jsonb)",
-                        2, params, complete_timeout_ms(en), on_completed, b);
+        if (b->n > 1) {
+            const char *bparams[3] = {en->owner, doc.data, LOCK_WAIT_MS_TEXT};
+            pg_exec_timeout(en->pg,
+                            "SELECT job_id, outcome "
+                            "FROM calseta_enrich_complete_batch_bounded($1, $2::jsonb, $3)",
+                            3, bparams, complete_timeout_ms(en), on_completed, b);
+        } else {
+            pg_exec_timeout(en->pg,
+                            "SELECT job_id, outcome FROM calseta_enrich_complete_batch($1, "
+                            "$2::jsonb)",
+                            2, params, complete_timeout_ms(en), on_completed, b);
+        }
         buf_destroy(&doc);
     }
     /* jobs left waiting behind young statements: look again when the first of them stalls */

@@ -430,6 +430,18 @@ def test_renewal_skips_held_rows_and_claim_skips_own_jobs():
         # an expired lease held by a statement is not claimed; nor is a job of the claimer's own
         assert_eq(s.sql("SELECT job_id FROM calseta_enrich_claim('me', 60, 10, 5, "
                         "ARRAY[%s]::bigint[])" % mine), [])
+        # a completing statement of several jobs gives up on a held row after its lock timeout
+        t0 = time.time()
+        try:
+            s.sql("SET statement_timeout = '20s'; SELECT * FROM calseta_enrich_complete_batch_"
+                  "bounded('me', '{\"jobs\": [{\"id\": %s, \"indicators\": []}, {\"id\": %s, "
+                  "\"indicators\": []}]}', 300)" % (free, held))
+            raise AssertionError("the bounded statement completed past a held row")
+        except RuntimeError as e:
+            assert "lock timeout" in str(e), str(e)
+        assert time.time() - t0 < 10, "the bounded statement waited %.1f s" % (time.time() - t0)
+        assert_eq(s.sql_value("SELECT status FROM enrichment_jobs WHERE id = %s" % free),
+                  "running")
     finally:
         locker.send("COMMIT;")
         locker.finish()
