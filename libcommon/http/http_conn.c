@@ -250,6 +250,8 @@ static void on_write(uv_write_t *req, int status)
         if (c->writes_pending == 0)
             conn_shutdown(c);
     } else if (c->write_queued < OUTPUT_PAUSE_BYTES / 2 && c->state != CS_HANDLER) {
+        if (c->read_stopped)
+            http_conn_read_start(c); /* stopped while the answers backed up (on_read) */
         conn_process(c);
     }
     http_conn_unref(c);
@@ -1057,6 +1059,15 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
             on_eof(c);
         else
             conn_process(c);
+        /* A client that sends requests faster than it reads the answers: parsing pauses at
+         * OUTPUT_PAUSE_BYTES of answers queued (may_parse), so stop reading too once the
+         * unparsed input passes INPUT_PAUSE_BYTES, or the connection would buffer whatever the
+         * client sends until the idle close. on_write() reads again when the answers drain. */
+        if (!c->closing && !c->read_stopped && c->write_queued >= OUTPUT_PAUSE_BYTES &&
+            c->in.len - c->in_off > INPUT_PAUSE_BYTES) {
+            uv_read_stop(st);
+            c->read_stopped = 1;
+        }
     }
     http_conn_unref(c);
 }

@@ -507,7 +507,7 @@ static void send_batch(struct ingest_batcher *b)
     prom_ingest_batch(in, take);
     int sent = pg_exec_owned(in->pg,
                              "SELECT idx, alert_uuid, alert_id, job_id, is_duplicate, "
-                             "duplicate_count FROM calseta_ingest_batch($1::jsonb, $2::int, "
+                             "duplicate_count FROM calseta_ingest_batch_joined($1::jsonb, $2::int, "
                              "$3::text)",
                              3, params, on_batch_done, bt);
     if (sent != 0) { /* the pool is gone (shutdown): nothing was stored, nothing is in flight */

@@ -317,7 +317,7 @@ def run_stream(s, name, lua, a):
                              "WHERE event_type = 'alert_deduplicated')"))
     upd0 = hot_counts(s)
     calls0 = int(s.sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
-                             "WHERE funcname = 'calseta_ingest_batch'") or 0)
+                             "WHERE funcname IN ('calseta_ingest_batch', 'calseta_ingest_batch_joined')") or 0)
     load0 = open("/proc/loadavg").read().split()[0]
     pg0, in0 = server_cpu(s.db), intake_cpu(s)
     split0 = intake_split(s)
@@ -347,7 +347,7 @@ def run_stream(s, name, lua, a):
     after = int(s.sql_value("SELECT (SELECT count(*) FROM alerts) + (SELECT count(*) FROM activity_events "
                             "WHERE event_type = 'alert_deduplicated')"))
     calls = int(s.sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
-                            "WHERE funcname = 'calseta_ingest_batch'") or 0) - calls0
+                            "WHERE funcname IN ('calseta_ingest_batch', 'calseta_ingest_batch_joined')") or 0) - calls0
     rows = after - before
     batch = rows / calls if calls else 0
     consistent = 0 <= rows - accepted <= a.connections and bad == 0

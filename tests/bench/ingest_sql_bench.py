@@ -44,8 +44,11 @@ SELECT json_build_object(
 
 
 def payloads_separate(s):
-    """The function takes the payloads as a parameter of their own when it has 3: "text" when
-    they go as the intake sends them now (joined by U+0001), "json" for a json array."""
+    """The function takes the payloads as a parameter of their own when it has 3: "joined" when
+    they go as the intake sends them now (text joined by U+0001, to calseta_ingest_batch_joined),
+    "text" for the same text under the older name, "json" for a json array."""
+    if s.sql_value("SELECT count(*) FROM pg_proc WHERE proname = 'calseta_ingest_batch_joined'") != "0":
+        return "joined"
     if s.sql_value("SELECT max(pronargs) FROM pg_proc WHERE proname = 'calseta_ingest_batch'") != "3":
         return None
     return s.sql_value("SELECT max(format_type(proargtypes[2], NULL)) FROM pg_proc "
@@ -60,11 +63,13 @@ def call_sql(elems, batch, separate, unique=False):
     docs = [elems[i % len(elems)] for i in range(batch)]
     if separate:
         b = "[" + ",".join(e for e, _ in docs) + "]"
-        p = "\x01".join(p for _, p in docs) if separate == "text" else "[" + ",".join(p for _, p in docs) + "]"
+        p = "\x01".join(p for _, p in docs) if separate != "json" else "[" + ",".join(p for _, p in docs) + "]"
         arg = ":b::jsonb"
         if unique:  # every alert its own fingerprint, as distinct alerts have
             arg = ("(SELECT jsonb_agg(e || jsonb_build_object('fingerprint', md5(random()::text)) ORDER BY o) "
                    "FROM jsonb_array_elements(:b::jsonb) WITH ORDINALITY x(e, o))")
+        if separate == "joined":
+            return ("SELECT count(*) FROM calseta_ingest_batch_joined(%s, 0, :p::text);\n" % arg, ("b=" + b, "p=" + p))
         return ("SELECT count(*) FROM calseta_ingest_batch(%s, 0, :p::%s);\n" % (arg, separate), ("b=" + b, "p=" + p))
     b = "[" + ",".join(e[:-1] + ',"raw_payload":' + p + "}" for e, p in docs) + "]"
     return "SELECT count(*) FROM calseta_ingest_batch(:b::jsonb, 0);\n", ("b=" + b,)

@@ -2,6 +2,7 @@
 ids on every status, body and header limits, slow clients, pipelining, TLS, drain on SIGTERM,
 health."""
 import os
+import select
 import signal
 import socket
 import ssl
@@ -200,6 +201,68 @@ def test_idle_keepalive_closes_on_its_own_deadline():
             sock.close()
         finally:
             s.stop()
+
+
+def test_client_that_never_reads_is_paused():
+    """A client that pipelines requests and never reads the answers: once its answers back up the
+    intake stops parsing, and once the unparsed input passes its pause threshold it stops reading
+    too, so what the client can push in is bounded by the kernel's buffers and those thresholds
+    (not by the idle timeout). When the client reads, the intake reads and answers again: every
+    request pushed gets its answer."""
+    s = Stack("noread")
+    try:
+        req = b"GET /no-such-route HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 1900 + b"\r\n\r\n"
+        chunk = req * 32
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", s.port))
+        sock.setblocking(False)
+        sent, off, limit = 0, 0, 256 << 20
+        deadline = time.time() + 20
+        stalled = False
+        while sent < limit and time.time() < deadline:
+            _, w, _ = select.select([], [sock], [], 2.0)
+            if not w:
+                stalled = True  # nothing taken for 2 s: the intake stopped reading
+                break
+            try:
+                n = sock.send(chunk[off:])
+            except BlockingIOError:
+                continue
+            sent += n
+            off = (off + n) % len(chunk)
+        print("pushed %.1f MB before the intake stopped reading" % (sent / 1e6))
+        assert stalled, "the intake kept reading: %d bytes pushed" % sent
+        assert sent < 128 << 20, sent
+        # Finish the request cut in the middle, then read every answer.
+        sock.setblocking(True)
+        sock.settimeout(60)
+        rest = (len(req) - sent % len(req)) % len(req)
+        want = (sent + rest) // len(req)
+        got = []
+
+        def reader():
+            n, tail = 0, b""
+            while n < want:
+                d = sock.recv(1 << 20)
+                if not d:
+                    break
+                buf = tail + d
+                n += buf.count(b"HTTP/1.1 404 ")
+                tail = buf[-12:]
+            got.append(n)
+
+        t = threading.Thread(target=reader)
+        t.start()
+        if rest:
+            sock.sendall(req[len(req) - rest:])
+        t.join(90)
+        assert not t.is_alive(), "answers stopped coming"
+        assert_eq(got[0], want)
+        sock.close()
+        assert s.intakes[0].alive(), s.logs()
+    finally:
+        s.stop()
 
 
 def test_connection_limit():

@@ -109,7 +109,7 @@ def test_dedup_off_stores_what_dedup_on_stores():
 
 
 def test_dedup_off_batch_with_new_rule_and_indicators_from_sql():
-    """Straight calls of the function (de-duplication off) with the payloads in either form:
+    """Straight calls of the functions (de-duplication off) with the payloads in either form:
     a rule missing until this batch gets its stub, new and known indicators get linked, the
     known ones are sighted once per batch, and a payload count that does not match the batch
     stores nothing."""
@@ -120,7 +120,7 @@ def test_dedup_off_batch_with_new_rule_and_indicators_from_sql():
               '"indicators": [{"type": "ip", "value": "192.0.2.%d"}, {"type": "ip", "value": "192.0.2.200"}]}')
         batch = "[" + ",".join(el % (i, i, i) for i in range(3)) + "]"
         pays = ['{"n": %d}' % i for i in range(3)]
-        q = "SELECT count(*) FROM calseta_ingest_batch($j$%s$j$::jsonb, 0, $p$%s$p$::text)"
+        q = "SELECT count(*) FROM calseta_ingest_batch_joined($j$%s$j$::jsonb, 0, $p$%s$p$::text)"
         assert_eq(s.sql_value(q % (batch, "\x01".join(pays))), "3")
         # every indicator was new: nothing sighted again
         assert_eq(s.sql_value("SELECT count(*) FROM indicator_sightings"), "0")
@@ -141,6 +141,63 @@ def test_dedup_off_batch_with_new_rule_and_indicators_from_sql():
         except RuntimeError as e:
             assert "2 payloads for 3 alerts" in str(e), e
         assert_eq(s.sql_value("SELECT count(*) FROM alerts"), "6")
+    finally:
+        s.stop()
+
+
+# Succeeds only when the call is refused with invalid_parameter_value (22023); the block's
+# writes are rolled back either way.
+REFUSED = """DO $do$ BEGIN
+    PERFORM count(*) FROM %s;
+    RAISE EXCEPTION 'accepted';
+EXCEPTION WHEN invalid_parameter_value THEN NULL;
+END $do$"""
+
+
+def test_payload_forms_from_sql():
+    """The payloads as a json array, as joined text, or omitted, from straight calls: an untyped
+    array reaches the json form (not the text one), a payload array of the wrong length is
+    refused whatever its length (an empty one too), omitted payloads fall back to each element's
+    raw_payload, and the joined text's pieces are stored without the whitespace around them."""
+    s = Stack("payload_forms", services=("auditd",))
+    try:
+        el = ('{"title": "%s", "severity": "Low", "source_name": "generic", "occurred_at": "2026-01-01T00:00:00Z",'
+              ' "fingerprint": "%s"%s}')
+        one = "[" + el % ("one", "f1", ', "raw_payload": {"r": 1}') + "]"
+        two = "[" + el % ("a", "f2", "") + ", " + el % ("b", "f3", "") + "]"
+        # only the json form is left under the old name: no text overload to fall into
+        assert_eq(s.sql_value("SELECT string_agg(pg_get_function_identity_arguments(oid), ' | ') FROM pg_proc "
+                              "WHERE proname = 'calseta_ingest_batch'"),
+                  "batch jsonb, dedup_hours integer, payloads json")
+        # untyped literals, as a driver sends an untyped parameter: the array's element is the payload
+        for hours in (0, 24):
+            aid = s.sql_value("SELECT alert_id FROM calseta_ingest_batch('%s', %d, '[{\"a\":1}]')"
+                              % (one.replace("f1", "f1-%d" % hours), hours))
+            assert_eq(s.sql_value("SELECT raw_payload::text FROM alerts WHERE id = %s" % aid), '{"a":1}')
+        n = s.sql_value("SELECT count(*) FROM alerts")
+        # a payload array of the wrong length is refused, empty or not, with either window
+        for hours in (0, 24):
+            for pays in ("[]", '[{"a": 1}]', '[{"a": 1}, {"b": 2}, {"c": 3}]'):
+                s.sql(REFUSED % ("calseta_ingest_batch('%s', %d, '%s')" % (two, hours, pays)))
+            s.sql(REFUSED % ("calseta_ingest_batch('%s', %d, '[]')" % (one, hours)))
+            s.sql(REFUSED % ("calseta_ingest_batch_joined('%s', %d, 'x')" % (two, hours)))
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts"), n)
+        # omitted payloads: each element's raw_payload, or {}
+        for hours in (0, 24):
+            ids = s.sql("SELECT alert_id FROM calseta_ingest_batch('%s', %d) ORDER BY idx"
+                        % (one.replace("f1", "f1-omit-%d" % hours), hours))
+            assert_eq(s.sql_value("SELECT raw_payload::text FROM alerts WHERE id = %s" % ids[0][0]), '{"r": 1}')
+            ids = s.sql("SELECT alert_id FROM calseta_ingest_batch('%s', %d, NULL) ORDER BY idx"
+                        % (two.replace('": "f', '": "omit-%d-f' % hours), hours))
+            assert_eq([s.sql_value("SELECT raw_payload::text FROM alerts WHERE id = %s" % i[0]) for i in ids],
+                      ["{}", "{}"])
+        # joined text from a caller that did not trim: stored without the whitespace around each
+        for hours in (0, 24):
+            ids = s.sql("SELECT alert_id FROM calseta_ingest_batch_joined('%s', %d, E' \\n{\"n\": 1}\\t\\r'"
+                        " || chr(1) || E'\\r\\n [1,  2] ') ORDER BY idx"
+                        % (two.replace('": "f', '": "ws-%d-f' % hours), hours))
+            assert_eq([s.sql_value("SELECT raw_payload::text FROM alerts WHERE id = %s" % i[0]) for i in ids],
+                      ['{"n": 1}', "[1,  2]"])
     finally:
         s.stop()
 
