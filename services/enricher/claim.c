@@ -4,9 +4,13 @@
  * A claim runs when a "work ready" message arrives on the job bus, every poll interval
  * (messages are only hints: lost ones, jobs whose worker died, and leases that expired are
  * found by the poll), and whenever a job finishes. At most one claim query is in flight, and a
- * claim never asks for more jobs than the free slots (ENRICHER_CONCURRENCY). Leases of jobs in
- * flight are renewed every third of the lease, so a long job keeps its lease while a dead
- * worker's jobs are taken over by others after at most one lease.
+ * claim never asks for more jobs than the free slots (ENRICHER_CONCURRENCY) and leaves out the
+ * jobs this worker has in flight (one whose lease lapsed is not claimed by its own worker a
+ * second time). Leases of jobs in flight are renewed every third of the lease, so a long job
+ * keeps its lease while a dead worker's jobs are taken over by others after at most one lease.
+ * A renewal skips the rows a running completing statement holds instead of waiting for them,
+ * ends within a third of a lease, and runs only when the previous one has ended, so a stuck
+ * statement never piles renewals up on every connection.
  *
  * The poll also purges expired shared-cache entries, off the completion path: each tick
  * deletes the expired rows of the next CACHE_PURGE_SPAN keys of enrichment_cache, walking the
@@ -76,12 +80,14 @@ void claim_kick(struct enricher *en)
     snprintf(lease, sizeof lease, "%d", en->cfg->enrich_job_lease_seconds);
     snprintf(limit, sizeof limit, "%d", free_slots);
     snprintf(attempts, sizeof attempts, "%d", en->opt.max_attempts);
-    const char *params[4] = {en->owner, lease, limit, attempts};
+    char *mine = jobs_to_renew_array(en);
+    const char *params[5] = {en->owner, lease, limit, attempts, mine ? mine : "{}"};
     en->claiming = free_slots;
-    pg_exec(
-        en->pg,
-        "SELECT job_id, alert_id, attempts, doc::text FROM calseta_enrich_claim($1, $2, $3, $4)", 4,
-        params, on_claimed, en);
+    pg_exec(en->pg,
+            "SELECT job_id, alert_id, attempts, doc::text "
+            "FROM calseta_enrich_claim($1, $2, $3, $4, $5::bigint[])",
+            5, params, on_claimed, en);
+    free(mine);
 }
 
 void claim_job_finished(struct enricher *en)
@@ -170,10 +176,17 @@ static void on_poll(uv_timer_t *t)
     cache_purge(t->data);
 }
 
+static uint64_t renew_interval_ms(const struct enricher *en)
+{
+    uint64_t ms = (uint64_t)en->cfg->enrich_job_lease_seconds * 1000 / 3;
+    return ms ? ms : 300;
+}
+
 static void on_renewed(void *arg, PGresult *res, const char *err)
 {
-    (void)arg;
+    struct enricher *en = arg;
     (void)res;
+    en->renewing = 0;
     if (err)
         msg_warn("renewing job leases failed: %s", err);
 }
@@ -181,13 +194,20 @@ static void on_renewed(void *arg, PGresult *res, const char *err)
 static void on_renew(uv_timer_t *t)
 {
     struct enricher *en = t->data;
+    if (en->renewing) {
+        msg_warn("lease renewal skipped: the previous one has not ended");
+        return;
+    }
     char *ids = jobs_to_renew_array(en);
     if (!ids)
         return;
     char lease[16];
     snprintf(lease, sizeof lease, "%d", en->cfg->enrich_job_lease_seconds);
     const char *params[3] = {ids, en->owner, lease};
-    pg_exec(en->pg, "SELECT calseta_enrich_renew($1::bigint[], $2, $3)", 3, params, on_renewed, en);
+    uint64_t timeout = renew_interval_ms(en);
+    if (pg_exec_timeout(en->pg, "SELECT calseta_enrich_renew($1::bigint[], $2, $3)", 3, params,
+                        timeout < 1000 ? 1000 : (int)timeout, on_renewed, en) == 0)
+        en->renewing = 1;
     free(ids);
 }
 
@@ -202,11 +222,10 @@ void claim_start(struct enricher *en)
     uv_timer_init(en->loop, &en->poll_timer);
     en->poll_timer.data = en;
     uv_timer_start(&en->poll_timer, on_poll, 0, (uint64_t)en->opt.poll_ms);
-    uint64_t renew_ms = (uint64_t)en->cfg->enrich_job_lease_seconds * 1000 / 3;
+    uint64_t renew_ms = renew_interval_ms(en);
     uv_timer_init(en->loop, &en->renew_timer);
     en->renew_timer.data = en;
-    uv_timer_start(&en->renew_timer, on_renew, renew_ms ? renew_ms : 300,
-                   renew_ms ? renew_ms : 300);
+    uv_timer_start(&en->renew_timer, on_renew, renew_ms, renew_ms);
 }
 
 void claim_close(struct enricher *en)

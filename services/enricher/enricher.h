@@ -72,8 +72,11 @@ struct enricher {
     int completing;                       /* completing statements in flight */
     struct batch *running;                /* those statements, newest first */
     uv_timer_t stall_timer; /* when a running statement has been out too long */
+    struct job *retry;      /* finished jobs waiting to try their completion again */
+    uv_timer_t retry_timer; /* when the first of them is due */
     struct job *cache_wait;               /* claimed, waiting for one shared-cache read */
     int claiming, claim_again;
+    int renewing; /* a lease renewal in flight */
     int purging;          /* a shared-cache purge statement in flight */
     char *purge_after[3]; /* where the next purge span starts (NULL: the first key) */
     int loading, reload_again;
@@ -120,15 +123,17 @@ void quota_lease(void *lease_arg, const char *provider, long want, long limit, l
 /* job.c */
 void job_start(struct enricher *en, long long job_id, long long alert_id, int attempts,
                json_t *doc);
-/* The completing statements' timer: set up at start, closed once drained. */
+/* The completing statements' timers: set up at start, closed once drained. */
 void jobs_init(struct enricher *en);
 void jobs_close(struct enricher *en);
+/* On a drain: jobs waiting to try their completion again are released now. */
+void jobs_drain(struct enricher *en);
 /* Reads the shared cache for every job started since the last call, in one query. */
 void jobs_read_shared_cache(struct enricher *en);
 /* Called by job.c when a job is over (done, released or lost). */
 void claim_job_finished(struct enricher *en);
-/* Ids of the jobs in flight whose leases are to be renewed, as a PostgreSQL array literal
- * "{1,2}" (caller frees), or NULL when there are none. */
+/* Ids of the jobs in flight (their leases are renewed; the claim leaves them out), as a
+ * PostgreSQL array literal "{1,2}" (caller frees), or NULL when there are none. */
 char *jobs_to_renew_array(const struct enricher *en);
 
 #endif

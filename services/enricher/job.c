@@ -7,8 +7,9 @@
  *   3. results from the in-process cache, then the shared cache (one query for all the jobs
  *      of a claim), the rest looked up by the engine, all at once
  *   4. one statement, calseta_enrich_complete_batch(), writes everything and marks the job
- *      done, together with the other jobs finished meanwhile (or a failure releases the job
- *      for another try)
+ *      done, together with the other jobs finished meanwhile; a statement that failed for a
+ *      passing reason (a timeout, a lock, a lost connection) is tried again, its results kept,
+ *      until the job's deadline; any other failure releases the job for another try
  */
 #include "jsonparse.h"
 #include "jsontext.h"
@@ -44,8 +45,9 @@ struct job {
     size_t nlk, pending;
     char *doc;             /* completing document, while waiting in en->finished */
     int alone;             /* to be completed in a statement of its own */
-    int in_stmt;           /* carried by a completing statement now running */
-    struct job *fin_next;  /* en->finished */
+    int backoff_ms;        /* wait before the next try of its completion (0: none failed) */
+    uint64_t retry_at;     /* while in en->retry: when to try again */
+    struct job *fin_next;  /* en->finished, or en->retry */
     struct job *wait_next; /* en->cache_wait, then the cache read's list */
     struct job *prev, *next;
 };
@@ -71,10 +73,9 @@ static void job_free(struct job *j)
     claim_job_finished(en);
 }
 
-/* A job in a running completing statement is left out: that statement holds (or waits for)
- * its row lock, and a renewal waiting behind it would hold the rows of every other job it had
- * already updated, so their completions would wait for the stuck one too. The statement
- * checks the lease when it locks the row; the job is renewed again once it is out of it. */
+/* Every job in flight, finished ones waiting for (or in) a completing statement included:
+ * calseta_enrich_renew() skips the rows a running statement holds (they cannot be claimed
+ * by anyone while it holds them) instead of waiting behind it. */
 char *jobs_to_renew_array(const struct enricher *en)
 {
     struct buf b;
@@ -82,8 +83,7 @@ char *jobs_to_renew_array(const struct enricher *en)
     buf_init(&b);
     buf_puts(&b, "{");
     for (const struct job *j = en->jobs; j; j = j->next)
-        if (!j->in_stmt)
-            buf_printf(&b, "%s%lld", n++ ? "," : "", j->id);
+        buf_printf(&b, "%s%lld", n++ ? "," : "", j->id);
     buf_puts(&b, "}");
     if (n == 0) {
         buf_destroy(&b);
@@ -110,11 +110,25 @@ char *jobs_to_renew_array(const struct enricher *en)
  *     connection, and the jobs finishing meanwhile must not wait behind it (their slots stay
  *     taken and claiming stops); a statement every STALL_MS costs nothing worth batching;
  *   - a job of a failed batch is tried again on its own: those retries run side by side.
- * A statement out longer than complete_timeout_ms() fails with "query timeout" and its jobs
- * go the failure path (one by one, then released for another try). */
+ * A statement out longer than complete_timeout_ms() fails with "query timeout"; one of
+ * several jobs also fails when it waits for a lock longer than LOCK_WAIT_MS_TEXT. A failed
+ * batch's jobs are each tried again alone at once; a job whose own statement failed for a
+ * passing reason (retryable()) stays here with its results and is tried again after a backoff
+ * (RETRY_MIN_MS doubling to RETRY_MAX_MS), its lease renewed all along, until its deadline:
+ * a lock held for minutes (an analyst's transaction) costs no attempt. Before each try the
+ * job's lease is renewed by calseta_enrich_renew_one(), which waits for the row: the periodic
+ * renewal skipped it while the failed statement held it, and the statement that failed may
+ * still be ending on the server. */
 #define BATCH_MAX 32
 #define BATCH_BYTES (256 * 1024)
 #define STALL_MS 250
+#define RETRY_MIN_MS 500
+#define RETRY_MAX_MS 5000
+/* A statement of several jobs waits at most this long for a lock (healthy waits, behind
+ * another worker's statement on a shared indicator, take milliseconds): a job whose rows
+ * someone holds fails its batch at once, not after the timeout, and the others are completed
+ * again alone; only that job's own statement then waits. */
+#define LOCK_WAIT_MS_TEXT "1000"
 
 struct batch {
     struct enricher *en;
@@ -126,11 +140,14 @@ struct batch {
 };
 
 static void flush_finished(struct enricher *en);
+static void on_retry_timer(uv_timer_t *t);
 
 /* Completing and releasing statements end within half a lease (at least a second): a stuck one
- * would otherwise keep its jobs' slots for as long as it hangs, and (renewed meanwhile) the
- * jobs from every other worker. Half a lease is far beyond a healthy statement (milliseconds)
- * and leaves the lease, renewed at most a third of a lease before, valid when it ends. */
+ * would otherwise keep its jobs' slots for as long as it hangs. Half a lease is far beyond a
+ * healthy statement (milliseconds). While a statement holds its jobs' rows the periodic renewal
+ * skips them, and so does every claim; once the statement is sent nothing else holds those
+ * rows, so the last renewal (at most a third of a lease before it was sent, or the
+ * calseta_enrich_renew_one() before a retry) still holds when the timeout ends it. */
 static int complete_timeout_ms(const struct enricher *en)
 {
     int ms = en->cfg->enrich_job_lease_seconds * 500;
@@ -172,7 +189,6 @@ static void job_outcome(struct job *j, const char *outcome)
 static void requeue_alone(struct enricher *en, struct job *j)
 {
     j->alone = 1;
-    j->in_stmt = 0;
     en->fin_jobs++;
     en->fin_bytes += strlen(j->doc);
     j->fin_next = en->finished;
@@ -190,6 +206,122 @@ static int never_ran(PGresult *res, const char *err)
     return !res && strcmp(err, "query timeout") != 0 && strncmp(err, "connection lost", 15) != 0;
 }
 
+/* Worth trying again with the same document: the statement timed out, lost its connection,
+ * never ran, or waited for a lock, a deadlock or a serialisation conflict; another SQL error
+ * (a document PostgreSQL refuses) would fail the same way. */
+static int retryable(PGresult *res, const char *err)
+{
+    if (!res)
+        return strcmp(err, "shutting down") != 0;
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (!state)
+        return 0;
+    return !strncmp(state, "40", 2) || !strncmp(state, "08", 2) || !strncmp(state, "53", 2) ||
+           !strcmp(state, "55P03") || !strcmp(state, "57014") || !strcmp(state, "57P01");
+}
+
+static void arm_retry_timer(struct enricher *en)
+{
+    uint64_t first = 0;
+    for (struct job *j = en->retry; j; j = j->fin_next)
+        if (!first || j->retry_at < first)
+            first = j->retry_at;
+    if (!first) {
+        uv_timer_stop(&en->retry_timer);
+        return;
+    }
+    uint64_t now = now_mono_ms();
+    uv_timer_start(&en->retry_timer, on_retry_timer, first > now ? first - now : 0, 0);
+}
+
+/* j's completion failed (err): tried again later, or released when that cannot help. */
+static void retry_or_release(struct job *j, PGresult *res, const char *err)
+{
+    struct enricher *en = j->en;
+    uint64_t now = now_mono_ms();
+    const char *why = NULL;
+    if (en->draining)
+        why = "draining";
+    else if (!retryable(res, err))
+        why = "not worth a retry";
+    else if (now + (uint64_t)(j->backoff_ms ? 2 * j->backoff_ms : RETRY_MIN_MS) >= j->deadline_ms)
+        why = "past its deadline";
+    if (why) {
+        msg_error("job %lld: completing failed: %s (%s: released)", j->id, err, why);
+        release(j, err);
+        return;
+    }
+    j->backoff_ms = j->backoff_ms ? 2 * j->backoff_ms : RETRY_MIN_MS;
+    if (j->backoff_ms > RETRY_MAX_MS)
+        j->backoff_ms = RETRY_MAX_MS;
+    msg_warn("job %lld: completing failed: %s; trying again in %d ms", j->id, err,
+             j->backoff_ms);
+    j->retry_at = now + (uint64_t)j->backoff_ms;
+    j->fin_next = en->retry;
+    en->retry = j;
+    arm_retry_timer(en);
+}
+
+static void on_renewed_one(void *arg, PGresult *res, const char *err)
+{
+    struct job *j = arg;
+    struct enricher *en = j->en;
+    if (err) {
+        retry_or_release(j, res, err);
+        return;
+    }
+    const char *state = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "?";
+    if (strcmp(state, "running") != 0) {
+        job_outcome(j, state); /* done by a statement whose answer was lost, or taken over */
+        return;
+    }
+    requeue_alone(en, j);
+    flush_finished(en);
+}
+
+/* Renews j's lease, waiting for its row, then queues its completion alone. */
+static void renew_then_retry(struct job *j)
+{
+    struct enricher *en = j->en;
+    char id[32], lease[16];
+    snprintf(id, sizeof id, "%lld", j->id);
+    snprintf(lease, sizeof lease, "%d", en->cfg->enrich_job_lease_seconds);
+    const char *params[3] = {id, en->owner, lease};
+    pg_exec_timeout(en->pg, "SELECT calseta_enrich_renew_one($1, $2, $3)", 3, params,
+                    complete_timeout_ms(en), on_renewed_one, j);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    struct enricher *en = t->data;
+    uint64_t now = now_mono_ms();
+    struct job **pp = &en->retry;
+    while (*pp) {
+        struct job *j = *pp;
+        if (j->retry_at <= now) {
+            *pp = j->fin_next;
+            j->fin_next = NULL;
+            renew_then_retry(j);
+        } else {
+            pp = &j->fin_next;
+        }
+    }
+    arm_retry_timer(en);
+}
+
+void jobs_drain(struct enricher *en)
+{
+    while (en->retry) {
+        struct job *j = en->retry;
+        en->retry = j->fin_next;
+        j->fin_next = NULL;
+        msg_warn("job %lld: draining while its completion waits to be tried again: released",
+                 j->id);
+        release(j, "worker stopped while its completion waited");
+    }
+    uv_timer_stop(&en->retry_timer);
+}
+
 static void on_completed(void *arg, PGresult *res, const char *err)
 {
     struct batch *b = arg;
@@ -201,16 +333,14 @@ static void on_completed(void *arg, PGresult *res, const char *err)
         en->running = b->next;
     if (b->next)
         b->next->prev = b->prev;
-    if (err && b->n > 1 && !never_ran(res, err)) {
-        /* one bad job must not fail the others: each is tried again on its own */
+    if (err && b->n > 1 && !never_ran(res, err) && !en->draining) {
+        /* one bad job must not fail the others: each is tried again on its own, at once */
         msg_warn("completing %zu jobs failed (%s); completing them one by one", b->n, err);
-        for (size_t i = b->n; i-- > 0;)
-            requeue_alone(en, b->jobs[i]);
+        for (size_t i = 0; i < b->n; i++)
+            renew_then_retry(b->jobs[i]);
     } else if (err) {
-        for (size_t i = 0; i < b->n; i++) {
-            msg_error("job %lld: completing failed: %s", b->jobs[i]->id, err);
-            release(b->jobs[i], err);
-        }
+        for (size_t i = 0; i < b->n; i++)
+            retry_or_release(b->jobs[i], res, err);
     } else {
         for (int r = 0; r < PQntuples(res); r++) {
             long long id = atoll(PQgetvalue(res, r, 0));
@@ -297,7 +427,6 @@ static void flush_finished(struct enricher *en)
             if (!en->finished)
                 en->finished_tail = NULL;
             j->fin_next = NULL;
-            j->in_stmt = 1;
             if (b->n > 0)
                 buf_puts(&doc, ",");
             /* the document stays with the job until its outcome: a failed batch sends each
@@ -317,9 +446,18 @@ static void flush_finished(struct enricher *en)
         en->completing++;
         en->complete_stmts++;
         en->complete_jobs += b->n;
-        pg_exec_timeout(en->pg,
-                        "SELECT job_id, outcome FROM calseta_enrich_complete_batch($1, $2::jsonb)",
-                        2, params, complete_timeout_ms(en), on_completed, b);
+        if (b->n > 1) {
+            const char *bparams[3] = {en->owner, doc.data, LOCK_WAIT_MS_TEXT};
+            pg_exec_timeout(en->pg,
+                            "SELECT job_id, outcome "
+                            "FROM calseta_enrich_complete_batch_bounded($1, $2::jsonb, $3)",
+                            3, bparams, complete_timeout_ms(en), on_completed, b);
+        } else {
+            pg_exec_timeout(en->pg,
+                            "SELECT job_id, outcome FROM calseta_enrich_complete_batch($1, "
+                            "$2::jsonb)",
+                            2, params, complete_timeout_ms(en), on_completed, b);
+        }
         buf_destroy(&doc);
     }
     /* jobs left waiting behind young statements: look again when the first of them stalls */
@@ -333,11 +471,14 @@ void jobs_init(struct enricher *en)
 {
     uv_timer_init(en->loop, &en->stall_timer);
     en->stall_timer.data = en;
+    uv_timer_init(en->loop, &en->retry_timer);
+    en->retry_timer.data = en;
 }
 
 void jobs_close(struct enricher *en)
 {
     uv_close((uv_handle_t *)&en->stall_timer, NULL);
+    uv_close((uv_handle_t *)&en->retry_timer, NULL);
 }
 
 /* The verdicts counted for the summary, in the order they first came (the order of its keys). */

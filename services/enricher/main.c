@@ -84,6 +84,7 @@ static void on_signal(uv_signal_t *s, int signum)
     en->draining = 1;
     en->drained = on_drained;
     claim_stop(en);
+    jobs_drain(en);
     lookups_stop(en);
     providers_stop(en);
     if (en->inflight == 0 && !en->claiming)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Stack, assert_eq, run_tests, wait_for  # noqa: E402
@@ -405,6 +406,54 @@ def test_completions_sharing_indicators_do_not_deadlock():
     assert_eq(s.sql("SELECT value, last_seen > now() - interval '1 hour', is_enriched FROM indicators "
                     "WHERE id IN (%s, %s) ORDER BY value" % (p_id, q_id)),
               [["198.51.100.1", "t", "t"], ["198.51.100.9", "t", "t"]])
+
+
+def test_renewal_skips_held_rows_and_claim_skips_own_jobs():
+    s = stack()
+    s.sql("UPDATE enrichment_jobs SET status = 'done', lease_owner = NULL WHERE status <> 'done'")
+    held, free, mine = (new_job(s, new_alert(s, "r%d" % i), "me") for i in range(3))
+    s.sql("UPDATE enrichment_jobs SET lease_expires_at = now() - interval '1 s' WHERE id IN "
+          "(%s, %s, %s)" % (held, free, mine))
+    # a completing statement of this worker holds one job's row
+    locker = Session(s, "renew-locker")
+    locker.send("BEGIN;\nSELECT 1 FROM enrichment_jobs WHERE id = %s FOR NO KEY UPDATE;" % held)
+    deadline = time.time() + 30
+    while state(s, "renew-locker") != ["idle in transaction", "Client"]:
+        assert time.time() < deadline, "the locking session did not take its lock"
+        time.sleep(0.05)
+    try:
+        # the renewal does not wait for the held row: it renews the other one
+        assert_eq(s.sql_value("SET statement_timeout = '5s'; SELECT calseta_enrich_renew("
+                              "ARRAY[%s, %s]::bigint[], 'me', 60)" % (held, free)), "1")
+        assert_eq(s.sql("SELECT id, lease_expires_at > now() FROM enrichment_jobs WHERE id IN "
+                        "(%s, %s) ORDER BY id" % (held, free)), [[held, "f"], [free, "t"]])
+        # an expired lease held by a statement is not claimed; nor is a job of the claimer's own
+        assert_eq(s.sql("SELECT job_id FROM calseta_enrich_claim('me', 60, 10, 5, "
+                        "ARRAY[%s]::bigint[])" % mine), [])
+        # a completing statement of several jobs gives up on a held row after its lock timeout
+        t0 = time.time()
+        try:
+            s.sql("SET statement_timeout = '20s'; SELECT * FROM calseta_enrich_complete_batch_"
+                  "bounded('me', '{\"jobs\": [{\"id\": %s, \"indicators\": []}, {\"id\": %s, "
+                  "\"indicators\": []}]}', 300)" % (free, held))
+            raise AssertionError("the bounded statement completed past a held row")
+        except RuntimeError as e:
+            assert "lock timeout" in str(e), str(e)
+        assert time.time() - t0 < 10, "the bounded statement waited %.1f s" % (time.time() - t0)
+        assert_eq(s.sql_value("SELECT status FROM enrichment_jobs WHERE id = %s" % free),
+                  "running")
+    finally:
+        locker.send("COMMIT;")
+        locker.finish()
+    assert_eq(s.sql("SELECT job_id, attempts FROM calseta_enrich_claim('me', 60, 10, 5, "
+                    "ARRAY[%s]::bigint[])" % mine), [[held, "2"]])
+    assert_eq(s.sql_value("SELECT calseta_enrich_renew_one(%s, 'me', 60)" % mine), "running")
+    assert_eq(s.sql_value("SELECT lease_expires_at > now() FROM enrichment_jobs WHERE id = %s"
+                          % mine), "t")
+    assert_eq(s.sql_value("SELECT calseta_enrich_renew_one(%s, 'other', 60)" % mine), "lease_lost")
+    s.sql("UPDATE enrichment_jobs SET status = 'done', lease_owner = NULL WHERE id = %s" % mine)
+    assert_eq(s.sql_value("SELECT calseta_enrich_renew_one(%s, 'me', 60)" % mine), "done")
+    s.sql("UPDATE enrichment_jobs SET status = 'done', lease_owner = NULL WHERE status <> 'done'")
 
 
 def test_zz_stop():

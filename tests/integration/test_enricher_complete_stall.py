@@ -1,5 +1,6 @@
 """test_enricher_complete_stall.py - a completing statement that waits on a lock holds up
-neither the other jobs nor, for longer than its timeout, its own job.
+neither the other jobs nor, for longer than its timeout, its own job; and a job whose completion
+waits keeps its lease and its attempt.
 
 A second session holds the row lock of one job's indicator (the completing statement updates
 every indicator of its jobs), so that job's completing statement waits. The worker runs with the
@@ -9,9 +10,17 @@ finishing afterwards waited behind the blocked statement, its slot taken, until 
   1. A long statement timeout (a lease of 600 s, half of it): the other jobs are completed beside
      the blocked statement while the lock is held; once it is released, the blocked job is
      completed by that same statement (first attempt).
-  2. A lease of 4 s (a 2 s statement timeout): the blocked statement fails with a timeout, the
-     others are completed meanwhile, the blocked job is released for another attempt and
-     completed once the lock is gone.
+  2. A lease of 4 s (a 2 s statement timeout) and the default ENRICH_JOB_MAX_ATTEMPTS (5): the
+     blocked statement fails with a timeout, the others are completed meanwhile, and the lock is
+     held for longer than five timeouts (and several leases). The worker keeps the finished job
+     and tries its completion again and again, renewing its lease: the job is never claimed a
+     second time (attempts stay 1; it would have failed for good if each timeout had cost an
+     attempt) and is completed once the lock is gone.
+  3. A lease of 3 s, and the blocked job in one statement with 12 others, after them in id
+     order (the statement locks their job rows first, then waits for the blocked job's
+     indicator): the statement gives up on the lock after 1 s and is split, the others are
+     completed while the job is blocked, and no job's lease lapses while completion waits (no
+     job is claimed twice, although a second worker runs, ready to take over a lapsed lease).
 
 The stand-in provider answers every lookup after 100 ms. Waits are bounded, with generous
 limits; nothing depends on how fast the box is.
@@ -32,7 +41,18 @@ KEY = fernet_key()
 VT_KEY = "vt-stall-secret-77c1"
 OTHERS = 12
 
-STANDIN = StandIn(virustotal(VT_KEY), delay=0.1)
+SLOW = "54.7.8."  # lookups of these IPs answer 200 ms later than the others
+
+
+def slow_virustotal(handle):
+    def slow(req):
+        if SLOW in req.path:
+            time.sleep(0.2)
+        return handle(req)
+    return slow
+
+
+STANDIN = StandIn(slow_virustotal(virustotal(VT_KEY)), delay=0.1)
 STACK = None
 
 
@@ -45,7 +65,6 @@ def setup():
         "ENRICHER_ALLOW_LOOPBACK": "true",
         "ENRICHER_POLL_INTERVAL_MS": "100",
         "ENRICH_JOB_DEADLINE_SECONDS": "90",
-        "ENRICH_JOB_MAX_ATTEMPTS": "50",
         "LOG_LEVEL": "INFO",
     })
     STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
@@ -62,19 +81,19 @@ def setup():
 class Locker:
     """A session of its own holding the row lock of one indicator until release()."""
 
-    def __init__(self, value):
+    def __init__(self, value, name="stall-locker"):
         self.p = subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", STACK.db],
                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True,
-                                  env=dict(os.environ, PGAPPNAME="stall-locker"))
+                                  env=dict(os.environ, PGAPPNAME=name))
         self.p.stdin.write("BEGIN;\nSELECT id FROM indicators WHERE type = 'ip' AND value = '%s' "
                            "FOR UPDATE;\n" % value)
         self.p.stdin.flush()
         deadline = time.time() + 30
         while STACK.sql_value("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING "
-                              "(pid) WHERE a.application_name = 'stall-locker' AND l.mode = "
+                              "(pid) WHERE a.application_name = '%s' AND l.mode = "
                               "'RowShareLock' AND l.granted AND a.state = "
-                              "'idle in transaction'") == "0":
+                              "'idle in transaction'" % name) == "0":
             assert self.p.poll() is None, "locking session exited: " + self.p.stderr.read()
             assert time.time() < deadline, "the locking session did not take its lock"
             time.sleep(0.05)
@@ -129,8 +148,9 @@ def wait_for(what, cond, worker, timeout=60):
         time.sleep(0.1)
 
 
-def start_worker(lease):
-    w = STACK.start("enricher", {"ENRICH_JOB_LEASE_SECONDS": lease})
+def start_worker(lease, concurrency=8):
+    w = STACK.start("enricher", {"ENRICH_JOB_LEASE_SECONDS": lease,
+                                 "ENRICHER_CONCURRENCY": concurrency})
     wait_for("providers loaded", lambda: "providers loaded" in w.text(), w, 20)
     return w
 
@@ -139,6 +159,17 @@ def blocked_statement_waits():
     return STACK.sql_value(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
         "wait_event_type = 'Lock' AND query LIKE '%calseta_enrich_complete_batch%'") != "0"
+
+
+def only_lock_failures(text, blocked, lead=None):
+    """Every failed completing statement failed on the held lock: a batch by its lock timeout
+    or statement timeout, a job's own statement (the blocked job's, or the lead's held by the
+    gate) by its timeout."""
+    for reason in re.findall(r"completing \d+ jobs failed \((.*)\); completing", text):
+        assert reason in ("query timeout", "canceling statement due to lock timeout"), text[-5000:]
+    for job, reason in re.findall(r"job (\d+): completing failed: (.*?)(?:;| \(|$)", text, re.M):
+        assert_eq((int(job) in (blocked, lead), reason), (True, "query timeout"),
+                  "a failed completion of job %s" % job)
 
 
 def stop_worker(w, jobs):
@@ -191,8 +222,15 @@ def test_a_stuck_statement_times_out_and_its_job_is_retried():
                  lambda: done_count(others) == OTHERS, w)
         failed = "job %d: completing failed: query timeout" % blocked
         wait_for("the blocked job's statement timing out", lambda: failed in w.text(), w)
-        assert_eq(job_status(blocked)[0] in ("pending", "running"), True,
-                  "the blocked job not done while the lock is held")
+        # held for more than ENRICH_JOB_MAX_ATTEMPTS (5) statement timeouts, and several leases
+        deadline = time.time() + 60
+        while w.text().count(failed) < 6:
+            assert_eq(job_status(blocked), ["running", "1"],
+                      "the blocked job while the lock is held (status, attempts)")
+            assert w.alive(), "worker exited:\n" + w.text()[-3000:]
+            assert time.time() < deadline, "six timeouts not within 60 s:\n" + w.text()[-3000:]
+            time.sleep(0.3)
+        assert "released" not in w.text(), w.text()[-3000:]
     except BaseException:
         if w:
             w.stop()  # a worker left running would take the next test's jobs
@@ -201,8 +239,76 @@ def test_a_stuck_statement_times_out_and_its_job_is_retried():
         lock.release()
     wait_for("the blocked job done once the lock is released",
              lambda: done_count([blocked]) == 1, w)
-    assert int(job_status(blocked)[1]) >= 2, "the blocked job was not tried again"
+    assert_eq(job_status(blocked), ["done", "1"], "the blocked job (status, attempts)")
+    only_lock_failures(w.text(), blocked)
     stop_worker(w, OTHERS + 1)
+
+
+def test_a_blocked_job_claimed_last_keeps_every_lease():
+    setup()
+    insert_indicator("54.7.8.13")
+    insert_indicator("54.7.9.1")
+    lock = Locker("54.7.8.13")
+    gate = Locker("54.7.9.1", "stall-gate")
+    workers = []
+    try:
+        # 13 jobs, the last (highest id) blocked; then a lead job, claimed first and finished
+        # first (its lookup is not slowed), whose statement waits on the gate: the 13 finish
+        # meanwhile and go together in one statement, which locks their jobs' rows in id order
+        # and then waits for the blocked job's indicator
+        batch = insert_jobs(8, OTHERS + 1)
+        others, blocked = batch[:-1], batch[-1]
+        [lead] = insert_jobs(9, 1)
+        # one worker claims them all (1.5 s statements, leases renewed every second); a second
+        # one would take over any job whose lease lapsed
+        workers = [start_worker(3, 32)]
+        wait_for("the shared statement failing on the lock", lambda: re.search(
+            r"completing %d jobs failed \(canceling statement due to lock timeout\)"
+            % (OTHERS + 1), workers[0].text()), workers[0], 30)
+        gate.release()
+        workers.append(start_worker(3))
+        both = Both(workers)
+        wait_for("the other jobs done while the lock is held",
+                 lambda: done_count(others + [lead]) == OTHERS + 1, both)
+        held_until = time.time() + 10  # over three leases
+        while time.time() < held_until:
+            assert_eq(job_status(blocked), ["running", "1"],
+                      "the blocked job while the lock is held (status, attempts)")
+            assert both.alive(), "worker exited:\n" + both.text()[-3000:]
+            time.sleep(0.3)
+    except BaseException:
+        for w in workers:
+            w.stop()  # a worker left running would take the next test's jobs
+        raise
+    finally:
+        gate.release()
+        lock.release()
+    wait_for("the blocked job done once the lock is released",
+             lambda: done_count([blocked]) == 1, both)
+    attempts = STACK.sql("SELECT id, attempts FROM enrichment_jobs WHERE id IN (%s) AND "
+                         "attempts <> 1" % ",".join(str(i) for i in batch + [lead]))
+    assert_eq(attempts, [], "jobs claimed more than once")
+    only_lock_failures(both.text(), blocked, lead)
+    done = 0
+    for w in workers:
+        assert_eq(w.stop(), 0, "worker exit code\n" + w.text()[-3000:])
+        m = re.search(r"drained: no job in flight \((\d+) done;", w.text())
+        assert m, "no drain summary in the worker's log:\n" + w.text()[-3000:]
+        done += int(m.group(1))
+    assert_eq(done, OTHERS + 2, "jobs the workers completed")
+
+
+class Both:
+    """Two workers seen as one by wait_for()."""
+
+    def __init__(self, workers):
+        self.workers = workers
+
+    def alive(self):
+        return all(w.alive() for w in self.workers)
+
+    def text(self):
+        return "\n".join(w.text() for w in self.workers)
 
 
 if __name__ == "__main__":
