@@ -97,33 +97,6 @@ void mappings_listen(struct intake *in)
     pg_pool_listen(in->pg, "calseta_providers", on_changed, in);
 }
 
-/* The value a mapping of field path reads: what normalized_alert_fields(na, source) holds under
- * that key, without building that object (a copy of every normalised field per alert, about 3 %
- * of the intake's CPU per alert, for the few keys the mappings name). As there, title, severity
- * and source_name override a normalised field of the same name when set, description always
- * does (null when unset), and a string that is not UTF-8 overrides nothing. *tmp: a value made
- * here, for the caller to release. */
-static const json_t *field_of(const struct normalized_alert *na, const char *source,
-                              const char *path, json_t **tmp)
-{
-    const char *text = NULL;
-    *tmp = NULL;
-    if (!strcmp(path, "title"))
-        text = na->title;
-    else if (!strcmp(path, "severity"))
-        text = na->severity;
-    else if (!strcmp(path, "source_name"))
-        text = source;
-    else if (!strcmp(path, "description") && !na->description)
-        return json_null();
-    else if (!strcmp(path, "description"))
-        text = na->description;
-    if (text && (*tmp = json_string(text)) != NULL)
-        return *tmp;
-    return json_is_object(na->normalized_fields) ? json_object_get(na->normalized_fields, path)
-                                                 : NULL;
-}
-
 /* indicators_extract_normalized() over the fields of normalized_alert_fields(), read in place. */
 void mappings_apply(struct intake *in, const struct normalized_alert *na, const char *source,
                     struct indicator_set *set)
@@ -137,7 +110,7 @@ void mappings_apply(struct intake *in, const struct normalized_alert *na, const 
             (m->source_name && (!source || strcmp(m->source_name, source))))
             continue;
         json_t *tmp;
-        indicator_set_add_json(set, m->indicator_type, field_of(na, source, m->field_path, &tmp));
+        indicator_set_add_json(set, m->indicator_type, normalized_alert_field(na, source, m->field_path, &tmp));
         json_decref(tmp);
     }
 }

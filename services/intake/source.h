@@ -67,6 +67,12 @@ void normalized_alert_destroy(struct normalized_alert *a);
  * title, severity, source_name, description (if any) and the normalized_fields. New reference.
  */
 json_t *normalized_alert_fields(const struct normalized_alert *a, const char *source_name);
+/* What normalized_alert_fields(a, source_name) holds under key, without building the object:
+ * a borrowed value, or one made here and left in *tmp for the caller to release, or NULL. As
+ * there, title, severity and source_name override a normalised field of that name when set,
+ * description always does (null when unset), and a string that is not UTF-8 overrides nothing. */
+const json_t *normalized_alert_field(const struct normalized_alert *a, const char *source_name,
+                                     const char *key, json_t **tmp);
 
 /*
  * The token index of a request body whose parse into a tree succeeded already (so it is read

@@ -73,6 +73,30 @@ json_t *normalized_alert_fields(const struct normalized_alert *a, const char *so
     return o;
 }
 
+/* Kept in step with normalized_alert_fields() above (tests/unit/services/intake/
+ * source_registry.c compares the two key by key): the ingest path reads the few keys its
+ * mappings name without copying every normalised field per alert. */
+const json_t *normalized_alert_field(const struct normalized_alert *a, const char *source_name,
+                                     const char *key, json_t **tmp)
+{
+    const char *text = NULL;
+    *tmp = NULL;
+    if (!strcmp(key, "title"))
+        text = a->title;
+    else if (!strcmp(key, "severity"))
+        text = a->severity;
+    else if (!strcmp(key, "source_name"))
+        text = source_name;
+    else if (!strcmp(key, "description") && !a->description)
+        return json_null();
+    else if (!strcmp(key, "description"))
+        text = a->description;
+    if (text && (*tmp = json_string(text)) != NULL)
+        return *tmp;
+    return json_is_object(a->normalized_fields) ? json_object_get(a->normalized_fields, key)
+                                                : NULL;
+}
+
 /* ---- a payload that is a member of the body ---- */
 
 int source_body_tokens(struct jtok_doc *d, const char *body, size_t len, const char *member,

@@ -1,0 +1,112 @@
+/*
+ * tests/unit/services/intake/source_registry.c - normalized_alert_field() reads, key by key, what
+ * normalized_alert_fields() builds: every override of a normalised field (title, severity,
+ * source_name, description set and unset, a title that is not UTF-8), plain and dotted keys, an
+ * absent key, and an alert without normalised fields.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "services/intake/source.h"
+
+static const char *const KEYS[] = {"title",  "severity", "source_name", "description",
+                                   "src_ip", "a.b",      "absent",      "Title"};
+
+static void expect_same(const struct normalized_alert *a, const char *source)
+{
+    json_t *all = normalized_alert_fields(a, source);
+    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++) {
+        json_t *tmp = NULL;
+        const json_t *one = normalized_alert_field(a, source, KEYS[i], &tmp);
+        const json_t *want = json_object_get(all, KEYS[i]);
+        if (!want || !one) {
+            if (want != one)
+                fail_msg("key %s: one side absent", KEYS[i]);
+        } else if (!json_equal((json_t *)one, (json_t *)want)) {
+            fail_msg("key %s differs", KEYS[i]);
+        }
+        json_decref(tmp);
+    }
+    json_decref(all);
+}
+
+static void fill(struct normalized_alert *a, int with_fields)
+{
+    normalized_alert_init(a);
+    if (with_fields) {
+        json_object_set_new(a->normalized_fields, "title", json_string("from the fields"));
+        json_object_set_new(a->normalized_fields, "description", json_string("field text"));
+        json_object_set_new(a->normalized_fields, "source_name", json_integer(7));
+        json_object_set_new(a->normalized_fields, "src_ip", json_string("10.1.2.3"));
+        json_object_set_new(a->normalized_fields, "a.b", json_pack("[s,i]", "x", 1));
+        json_object_set_new(a->normalized_fields, "Title", json_string("other case"));
+    }
+}
+
+static void test_overrides_set(void **state)
+{
+    (void)state;
+    for (int f = 0; f < 2; f++) {
+        struct normalized_alert a;
+        fill(&a, f);
+        a.title = strdup("Brute force");
+        a.severity = strdup("High");
+        a.description = strdup("many logons");
+        expect_same(&a, "sentinel");
+        expect_same(&a, NULL);
+        normalized_alert_destroy(&a);
+    }
+}
+
+static void test_overrides_unset(void **state)
+{
+    (void)state;
+    for (int f = 0; f < 2; f++) {
+        struct normalized_alert a;
+        fill(&a, f);
+        expect_same(&a, "generic");
+        expect_same(&a, NULL);
+        normalized_alert_destroy(&a);
+    }
+}
+
+static void test_title_not_utf8(void **state)
+{
+    (void)state;
+    struct normalized_alert a;
+    fill(&a, 1);
+    a.title = strdup("bad \xff title");
+    a.severity = strdup("Low");
+    expect_same(&a, "elastic");
+    normalized_alert_destroy(&a);
+}
+
+static void test_no_fields_object(void **state)
+{
+    (void)state;
+    struct normalized_alert a;
+    fill(&a, 0);
+    json_decref(a.normalized_fields);
+    a.normalized_fields = NULL;
+    a.title = strdup("t");
+    expect_same(&a, "splunk");
+    normalized_alert_destroy(&a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_overrides_set),
+        cmocka_unit_test(test_overrides_unset),
+        cmocka_unit_test(test_title_not_utf8),
+        cmocka_unit_test(test_no_fields_object),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
