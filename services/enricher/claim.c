@@ -9,8 +9,10 @@
  * second time). Leases of jobs in flight are renewed every third of the lease, so a long job
  * keeps its lease while a dead worker's jobs are taken over by others after at most one lease.
  * A renewal skips the rows a running completing statement holds instead of waiting for them,
- * ends within a third of a lease, and runs only when the previous one has ended, so a stuck
- * statement never piles renewals up on every connection.
+ * runs on a connection of its own (never queued behind completing statements) and ends within a
+ * sixth of a lease, so it has always ended when the next one is due: when a statement is sent,
+ * the last renewal that ended began at most half a lease before (a third between renewals and
+ * a sixth for the one in flight), which job.c's statement bound relies on.
  *
  * The poll also purges expired shared-cache entries, off the completion path: each tick
  * deletes the expired rows of the next CACHE_PURGE_SPAN keys of enrichment_cache, walking the
@@ -204,9 +206,9 @@ static void on_renew(uv_timer_t *t)
     char lease[16];
     snprintf(lease, sizeof lease, "%d", en->cfg->enrich_job_lease_seconds);
     const char *params[3] = {ids, en->owner, lease};
-    uint64_t timeout = renew_interval_ms(en);
-    if (pg_exec_timeout(en->pg, "SELECT calseta_enrich_renew($1::bigint[], $2, $3)", 3, params,
-                        timeout < 1000 ? 1000 : (int)timeout, on_renewed, en) == 0)
+    uint64_t timeout = renew_interval_ms(en) / 2;
+    if (pg_exec_timeout(en->renew_pg, "SELECT calseta_enrich_renew($1::bigint[], $2, $3)", 3,
+                        params, timeout < 100 ? 100 : (int)timeout, on_renewed, en) == 0)
         en->renewing = 1;
     free(ids);
 }

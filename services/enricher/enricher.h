@@ -53,6 +53,7 @@ struct enricher {
     struct enricher_options opt;
     struct pg_pool *pg;
     struct pg_pool *quota_pg; /* one connection for quota leases, never queued behind results */
+    struct pg_pool *renew_pg; /* one connection for lease renewals, never queued either */
     struct engine *engine;
     struct creds_ctx *creds;
     struct guard *guard;
@@ -73,6 +74,9 @@ struct enricher {
     struct batch *running;                /* those statements, newest first */
     uv_timer_t stall_timer; /* when a running statement has been out too long */
     struct job *retry;      /* finished jobs waiting to try their completion again */
+    struct job *again, *again_tail; /* due to try again, each in a statement of its own */
+    int completing_again;           /* of the completing statements in flight, such tries */
+    unsigned group_seq;             /* last id given to the halves of a failed statement */
     uv_timer_t retry_timer; /* when the first of them is due */
     struct job *cache_wait;               /* claimed, waiting for one shared-cache read */
     int claiming, claim_again;
@@ -82,6 +86,7 @@ struct enricher {
     int loading, reload_again;
     int draining;
     unsigned long jobs_done;
+    unsigned long jobs_found_done; /* found done after a statement's answer was lost */
     unsigned long complete_stmts, complete_jobs; /* completing statements, jobs they carried */
     unsigned long claims, claimed;               /* claim statements, jobs they returned */
     uv_timer_t poll_timer;

@@ -44,10 +44,11 @@ struct job {
     struct lookup *lk;
     size_t nlk, pending;
     char *doc;             /* completing document, while waiting in en->finished */
-    int alone;             /* to be completed in a statement of its own */
+    unsigned group;        /* nonzero: half of a failed statement, completed with its half */
+    int wait_row;          /* its last statement's outcome is unknown (timeout, lost link) */
     int backoff_ms;        /* wait before the next try of its completion (0: none failed) */
     uint64_t retry_at;     /* while in en->retry: when to try again */
-    struct job *fin_next;  /* en->finished, or en->retry */
+    struct job *fin_next;  /* en->finished, en->retry or en->again */
     struct job *wait_next; /* en->cache_wait, then the cache read's list */
     struct job *prev, *next;
 };
@@ -109,31 +110,45 @@ char *jobs_to_renew_array(const struct enricher *en)
  *     takes a few ms when PostgreSQL keeps up, so one out that long waits for a lock or a stuck
  *     connection, and the jobs finishing meanwhile must not wait behind it (their slots stay
  *     taken and claiming stops); a statement every STALL_MS costs nothing worth batching;
- *   - a job of a failed batch is tried again on its own: those retries run side by side.
+ *   - a half of a failed statement waits, or a job trying again on its own.
  * A statement out longer than complete_timeout_ms() fails with "query timeout"; one of
- * several jobs also fails when it waits for a lock longer than LOCK_WAIT_MS_TEXT. A failed
- * batch's jobs are each tried again alone at once; a job whose own statement failed for a
- * passing reason (retryable()) stays here with its results and is tried again after a backoff
- * (RETRY_MIN_MS doubling to RETRY_MAX_MS), its lease renewed all along, until its deadline:
- * a lock held for minutes (an analyst's transaction) costs no attempt. Before each try the
- * job's lease is renewed by calseta_enrich_renew_one(), which waits for the row: the periodic
- * renewal skipped it while the failed statement held it, and the statement that failed may
- * still be ending on the server. */
+ * several jobs also fails when it waits for a lock longer than lock_wait_ms(). When the server
+ * refused a statement of several jobs (a lock wait, a deadlock: it rolled back, and the rows it
+ * held are free) its jobs' leases are renewed in one statement and it is split in halves, each
+ * completed at once in a statement of its own: one blocked job is found in log2(n) statements
+ * and the others are completed meanwhile, where one statement per job would add n statements
+ * to a box that is already slow. When its outcome is unknown (a timeout, a lost connection: it
+ * may still be ending on the server, or have committed) each job is asked for by
+ * calseta_enrich_renew_one(), which waits for the row, renews the lease and says whether the
+ * job is done, and then tries again alone; that path waits complete_timeout_ms() first, so it
+ * is rare.
+ *
+ * A job whose own statement failed for a passing reason (retryable()) stays here with its
+ * results and is tried again after a backoff (RETRY_MIN_MS doubling to RETRY_MAX_MS), its lease
+ * renewed all along, until its deadline: a lock held for minutes (an analyst's transaction)
+ * costs no attempt. Before each try its lease is renewed (waiting for the row only when the
+ * failed statement's outcome is unknown). Such tries, which may wait for a lock up to
+ * complete_timeout_ms() each, take at most completing_max() - 1 of the statement slots: the
+ * last one is kept for the jobs finishing meanwhile, so they are completed and claiming goes on
+ * while a job waits for a lock. */
 #define BATCH_MAX 32
 #define BATCH_BYTES (256 * 1024)
 #define STALL_MS 250
 #define RETRY_MIN_MS 500
 #define RETRY_MAX_MS 5000
-/* A statement of several jobs waits at most this long for a lock (healthy waits, behind
- * another worker's statement on a shared indicator, take milliseconds): a job whose rows
- * someone holds fails its batch at once, not after the timeout, and the others are completed
- * again alone; only that job's own statement then waits. */
-#define LOCK_WAIT_MS_TEXT "1000"
+/* A statement of several jobs waits at most this long for a lock: a job whose rows someone
+ * holds fails its statement at once, not after the timeout, and the others are completed in
+ * the halves. Healthy waits (behind another worker's statement on a shared indicator) take
+ * milliseconds: 2000 jobs of 10 indicators through two workers at a load of 3 on two cores
+ * (tests/bench/enrich_bench.py --phases 1,2) tripped it 0 times, its longest statements about
+ * 270 ms. */
+#define LOCK_WAIT_MS 1000
 
 struct batch {
     struct enricher *en;
     uint64_t started_ms;
     int stall_logged;
+    int again;                 /* a job trying again on its own */
     struct batch *prev, *next; /* en->running */
     size_t n;
     struct job *jobs[BATCH_MAX];
@@ -142,16 +157,28 @@ struct batch {
 static void flush_finished(struct enricher *en);
 static void on_retry_timer(uv_timer_t *t);
 
-/* Completing and releasing statements end within half a lease (at least a second): a stuck one
- * would otherwise keep its jobs' slots for as long as it hangs. Half a lease is far beyond a
- * healthy statement (milliseconds). While a statement holds its jobs' rows the periodic renewal
- * skips them, and so does every claim; once the statement is sent nothing else holds those
- * rows, so the last renewal (at most a third of a lease before it was sent, or the
- * calseta_enrich_renew_one() before a retry) still holds when the timeout ends it. */
+/* Completing and releasing statements end within 3/8 of a lease (at least 750 ms): a stuck one
+ * would otherwise keep its jobs' slots for as long as it hangs, and it must end before the
+ * lease it holds lapses. While a statement holds its jobs' rows the periodic renewal skips
+ * them, and so does every claim; when it is sent, the last renewal of its rows that ended began
+ * at most half a lease before (claim.c: one every third of a lease, each ending within a sixth,
+ * on a connection of its own; after a failed statement its jobs are renewed again before the
+ * next try, see above). So the lease holds until at least half a lease after the statement is
+ * sent, and the statement ends 3/8 of a lease after it: an eighth of a lease to spare (7.5 s
+ * at the 60 s default; the 750 ms floor keeps that true from 2 s leases up). A healthy
+ * statement takes milliseconds. */
 static int complete_timeout_ms(const struct enricher *en)
 {
-    int ms = en->cfg->enrich_job_lease_seconds * 500;
-    return ms < 1000 ? 1000 : ms;
+    int ms = en->cfg->enrich_job_lease_seconds * 375;
+    return ms < 750 ? 750 : ms;
+}
+
+/* The lock wait of a statement of several jobs ends well before its timeout, so a blocked job
+ * fails it as a lock wait (the rows are then free, the outcome known), not as a timeout. */
+static int lock_wait_ms(const struct enricher *en)
+{
+    int ms = complete_timeout_ms(en) / 2;
+    return ms < LOCK_WAIT_MS ? ms : LOCK_WAIT_MS;
 }
 
 static void on_released(void *arg, PGresult *res, const char *err)
@@ -185,16 +212,36 @@ static void job_outcome(struct job *j, const char *outcome)
     job_free(j);
 }
 
-/* Puts j back at the head of the queue, to be completed in a statement of its own. */
-static void requeue_alone(struct enricher *en, struct job *j)
+/* j tries its completion again in a statement of its own. */
+static void queue_again(struct enricher *en, struct job *j)
 {
-    j->alone = 1;
-    en->fin_jobs++;
-    en->fin_bytes += strlen(j->doc);
-    j->fin_next = en->finished;
-    en->finished = j;
-    if (!en->finished_tail)
-        en->finished_tail = j;
+    j->group = 0;
+    j->fin_next = NULL;
+    if (en->again_tail)
+        en->again_tail->fin_next = j;
+    else
+        en->again = j;
+    en->again_tail = j;
+}
+
+/* The n jobs of jobs, put back at the head of en->finished to be completed together. */
+static void requeue_group(struct enricher *en, struct job **jobs, size_t n)
+{
+    if (n == 1) {
+        queue_again(en, jobs[0]);
+        return;
+    }
+    unsigned g = ++en->group_seq ? en->group_seq : ++en->group_seq;
+    for (size_t i = n; i-- > 0;) {
+        struct job *j = jobs[i];
+        j->group = g;
+        en->fin_jobs++;
+        en->fin_bytes += strlen(j->doc);
+        j->fin_next = en->finished;
+        en->finished = j;
+        if (!en->finished_tail)
+            en->finished_tail = j;
+    }
 }
 
 /* The statement never ran (no connection, or none free within the queue timeout, or the pool
@@ -244,16 +291,23 @@ static void retry_or_release(struct job *j, PGresult *res, const char *err)
         why = "draining";
     else if (!retryable(res, err))
         why = "not worth a retry";
-    else if (now + (uint64_t)(j->backoff_ms ? 2 * j->backoff_ms : RETRY_MIN_MS) >= j->deadline_ms)
+    int backoff = j->backoff_ms ? 2 * j->backoff_ms : RETRY_MIN_MS;
+    if (backoff > RETRY_MAX_MS)
+        backoff = RETRY_MAX_MS;
+    /* the next try ends by then: the backoff, the renewal before it (which waits for the row
+     * only when the outcome is unknown), its own statement */
+    int wait_row = !res && !never_ran(res, err);
+    uint64_t next_end =
+        now + (uint64_t)backoff + (uint64_t)complete_timeout_ms(en) * (wait_row ? 2 : 1);
+    if (!why && next_end >= j->deadline_ms)
         why = "past its deadline";
     if (why) {
         msg_error("job %lld: completing failed: %s (%s: released)", j->id, err, why);
         release(j, err);
         return;
     }
-    j->backoff_ms = j->backoff_ms ? 2 * j->backoff_ms : RETRY_MIN_MS;
-    if (j->backoff_ms > RETRY_MAX_MS)
-        j->backoff_ms = RETRY_MAX_MS;
+    j->backoff_ms = backoff;
+    j->wait_row = wait_row;
     msg_warn("job %lld: completing failed: %s; trying again in %d ms", j->id, err,
              j->backoff_ms);
     j->retry_at = now + (uint64_t)j->backoff_ms;
@@ -271,15 +325,25 @@ static void on_renewed_one(void *arg, PGresult *res, const char *err)
         return;
     }
     const char *state = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "?";
-    if (strcmp(state, "running") != 0) {
-        job_outcome(j, state); /* done by a statement whose answer was lost, or taken over */
+    if (!strcmp(state, "done")) {
+        /* by the statement whose answer was lost, or by another worker after our lease lapsed:
+         * not told apart, so not counted among this worker's jobs done */
+        en->jobs_found_done++;
+        msg_info("job %lld (alert %lld) found done after its statement's answer was lost", j->id,
+                 j->alert_id);
+        job_free(j);
         return;
     }
-    requeue_alone(en, j);
+    if (strcmp(state, "running") != 0) {
+        job_outcome(j, state); /* taken over */
+        return;
+    }
+    queue_again(en, j);
     flush_finished(en);
 }
 
-/* Renews j's lease, waiting for its row, then queues its completion alone. */
+/* Renews j's lease, waiting for its row (the statement whose outcome is unknown may still hold
+ * it), then queues its completion alone. */
 static void renew_then_retry(struct job *j)
 {
     struct enricher *en = j->en;
@@ -289,6 +353,50 @@ static void renew_then_retry(struct job *j)
     const char *params[3] = {id, en->owner, lease};
     pg_exec_timeout(en->pg, "SELECT calseta_enrich_renew_one($1, $2, $3)", 3, params,
                     complete_timeout_ms(en), on_renewed_one, j);
+}
+
+/* Jobs of a statement the server refused (its rows are free): their leases renewed in one
+ * statement, then completed again, in halves when there are several. */
+struct regroup {
+    struct enricher *en;
+    size_t n;
+    struct job *jobs[BATCH_MAX];
+};
+
+static void on_regroup_renewed(void *arg, PGresult *res, const char *err)
+{
+    struct regroup *rg = arg;
+    struct enricher *en = rg->en;
+    (void)res;
+    if (err) /* the statement itself then says lease_lost if the lease lapsed */
+        msg_warn("renewing %zu jobs before completing them again failed: %s", rg->n, err);
+    size_t h = rg->n / 2;
+    if (h > 0)
+        requeue_group(en, rg->jobs + h, rg->n - h);
+    requeue_group(en, rg->jobs, h > 0 ? h : rg->n);
+    free(rg);
+    flush_finished(en);
+}
+
+static void renew_then_regroup(struct enricher *en, struct job **jobs, size_t n)
+{
+    struct regroup *rg = xcalloc(1, sizeof *rg);
+    struct buf ids;
+    char lease[16];
+    rg->en = en;
+    rg->n = n;
+    buf_init(&ids);
+    buf_puts(&ids, "{");
+    for (size_t i = 0; i < n; i++) {
+        rg->jobs[i] = jobs[i];
+        buf_printf(&ids, "%s%lld", i ? "," : "", jobs[i]->id);
+    }
+    buf_puts(&ids, "}");
+    snprintf(lease, sizeof lease, "%d", en->cfg->enrich_job_lease_seconds);
+    const char *params[3] = {ids.data, en->owner, lease};
+    pg_exec_timeout(en->pg, "SELECT calseta_enrich_renew($1::bigint[], $2, $3)", 3, params,
+                    complete_timeout_ms(en), on_regroup_renewed, rg);
+    buf_destroy(&ids);
 }
 
 static void on_retry_timer(uv_timer_t *t)
@@ -301,7 +409,10 @@ static void on_retry_timer(uv_timer_t *t)
         if (j->retry_at <= now) {
             *pp = j->fin_next;
             j->fin_next = NULL;
-            renew_then_retry(j);
+            if (j->wait_row)
+                renew_then_retry(j);
+            else
+                renew_then_regroup(en, &j, 1);
         } else {
             pp = &j->fin_next;
         }
@@ -327,6 +438,7 @@ static void on_completed(void *arg, PGresult *res, const char *err)
     struct batch *b = arg;
     struct enricher *en = b->en;
     en->completing--;
+    en->completing_again -= b->again;
     if (b->prev)
         b->prev->next = b->next;
     else
@@ -334,10 +446,16 @@ static void on_completed(void *arg, PGresult *res, const char *err)
     if (b->next)
         b->next->prev = b->prev;
     if (err && b->n > 1 && !never_ran(res, err) && !en->draining) {
-        /* one bad job must not fail the others: each is tried again on its own, at once */
-        msg_warn("completing %zu jobs failed (%s); completing them one by one", b->n, err);
-        for (size_t i = 0; i < b->n; i++)
-            renew_then_retry(b->jobs[i]);
+        /* one bad job must not fail the others: they are tried again at once, in halves when
+         * the server refused the statement, one by one when its outcome is unknown */
+        if (res) {
+            msg_warn("completing %zu jobs failed (%s); completing them in halves", b->n, err);
+            renew_then_regroup(en, b->jobs, b->n);
+        } else {
+            msg_warn("completing %zu jobs failed (%s); completing them one by one", b->n, err);
+            for (size_t i = 0; i < b->n; i++)
+                renew_then_retry(b->jobs[i]);
+        }
     } else if (err) {
         for (size_t i = 0; i < b->n; i++)
             retry_or_release(b->jobs[i], res, err);
@@ -397,7 +515,7 @@ static int may_complete(struct enricher *en, uint64_t now, uint64_t *next_ms)
     *next_ms = 0;
     if (!en->finished || en->completing >= completing_max(en))
         return 0;
-    if (en->finished->alone || en->fin_jobs >= full_jobs(en) || en->fin_bytes >= BATCH_BYTES)
+    if (en->finished->group || en->fin_jobs >= full_jobs(en) || en->fin_bytes >= BATCH_BYTES)
         return 1;
     return young_statements(en, now, next_ms) == 0;
 }
@@ -407,19 +525,80 @@ static void on_stall_timer(uv_timer_t *t)
     flush_finished(t->data);
 }
 
+/* Sends b's statement: its jobs' documents in one; a statement of several jobs with a bounded
+ * lock wait. */
+static void send_batch(struct enricher *en, struct batch *b, uint64_t now)
+{
+    struct buf doc;
+    char lock_wait[16];
+    buf_init(&doc);
+    buf_puts(&doc, "{\"jobs\":[");
+    for (size_t i = 0; i < b->n; i++) {
+        if (i > 0)
+            buf_puts(&doc, ",");
+        /* the document stays with the job until its outcome: a failed statement sends it
+         * again */
+        buf_puts(&doc, b->jobs[i]->doc);
+    }
+    buf_puts(&doc, "]}");
+    b->started_ms = now;
+    b->next = en->running;
+    if (en->running)
+        en->running->prev = b;
+    en->running = b;
+    en->completing++;
+    en->completing_again += b->again;
+    en->complete_stmts++;
+    en->complete_jobs += b->n;
+    if (b->n > 1) {
+        snprintf(lock_wait, sizeof lock_wait, "%d", lock_wait_ms(en));
+        const char *params[3] = {en->owner, doc.data, lock_wait};
+        pg_exec_timeout(en->pg,
+                        "SELECT job_id, outcome "
+                        "FROM calseta_enrich_complete_batch_bounded($1, $2::jsonb, $3)",
+                        3, params, complete_timeout_ms(en), on_completed, b);
+    } else {
+        const char *params[2] = {en->owner, doc.data};
+        pg_exec_timeout(en->pg,
+                        "SELECT job_id, outcome FROM calseta_enrich_complete_batch($1, "
+                        "$2::jsonb)",
+                        2, params, complete_timeout_ms(en), on_completed, b);
+    }
+    buf_destroy(&doc);
+}
+
+/* Statements a job trying again on its own may take: all but one when there are several. */
+static int again_max(const struct enricher *en)
+{
+    int n = completing_max(en) - 1;
+    return n < 1 ? 1 : n;
+}
+
 static void flush_finished(struct enricher *en)
 {
     uint64_t now = now_mono_ms(), next_ms;
+    while (en->again && en->completing < completing_max(en) &&
+           en->completing_again < again_max(en)) {
+        struct batch *b = xcalloc(1, sizeof *b);
+        struct job *j = en->again;
+        en->again = j->fin_next;
+        if (!en->again)
+            en->again_tail = NULL;
+        j->fin_next = NULL;
+        b->en = en;
+        b->again = 1;
+        b->jobs[b->n++] = j;
+        send_batch(en, b, now);
+    }
     while (may_complete(en, now, &next_ms)) {
         struct batch *b = xcalloc(1, sizeof *b);
+        size_t bytes = 0;
+        unsigned group = en->finished->group;
         b->en = en;
-        struct buf doc;
-        buf_init(&doc);
-        buf_puts(&doc, "{\"jobs\":[");
         do {
             struct job *j = en->finished;
             size_t len = strlen(j->doc);
-            if (b->n > 0 && (j->alone || doc.len + len > BATCH_BYTES))
+            if (b->n > 0 && (j->group != group || bytes + len > BATCH_BYTES))
                 break;
             en->fin_jobs--;
             en->fin_bytes -= len;
@@ -427,38 +606,11 @@ static void flush_finished(struct enricher *en)
             if (!en->finished)
                 en->finished_tail = NULL;
             j->fin_next = NULL;
-            if (b->n > 0)
-                buf_puts(&doc, ",");
-            /* the document stays with the job until its outcome: a failed batch sends each
-             * of its jobs again in a statement of its own */
-            buf_puts(&doc, j->doc);
+            j->group = 0;
+            bytes += len + 1;
             b->jobs[b->n++] = j;
-            if (j->alone)
-                break;
         } while (en->finished && b->n < BATCH_MAX);
-        buf_puts(&doc, "]}");
-        const char *params[2] = {en->owner, doc.data};
-        b->started_ms = now;
-        b->next = en->running;
-        if (en->running)
-            en->running->prev = b;
-        en->running = b;
-        en->completing++;
-        en->complete_stmts++;
-        en->complete_jobs += b->n;
-        if (b->n > 1) {
-            const char *bparams[3] = {en->owner, doc.data, LOCK_WAIT_MS_TEXT};
-            pg_exec_timeout(en->pg,
-                            "SELECT job_id, outcome "
-                            "FROM calseta_enrich_complete_batch_bounded($1, $2::jsonb, $3)",
-                            3, bparams, complete_timeout_ms(en), on_completed, b);
-        } else {
-            pg_exec_timeout(en->pg,
-                            "SELECT job_id, outcome FROM calseta_enrich_complete_batch($1, "
-                            "$2::jsonb)",
-                            2, params, complete_timeout_ms(en), on_completed, b);
-        }
-        buf_destroy(&doc);
+        send_batch(en, b, now);
     }
     /* jobs left waiting behind young statements: look again when the first of them stalls */
     if (next_ms)

@@ -51,19 +51,27 @@ static void on_quota_pool_closed(void *arg)
     en->quota_pg = NULL;
 }
 
+static void on_renew_pool_closed(void *arg)
+{
+    struct enricher *en = arg;
+    en->renew_pg = NULL;
+}
+
 static void on_engine_closed(void *arg)
 {
     struct enricher *en = arg;
     en->engine = NULL;
     pg_pool_close(en->pg, on_pool_closed, en);
     pg_pool_close(en->quota_pg, on_quota_pool_closed, en);
+    pg_pool_close(en->renew_pg, on_renew_pool_closed, en);
 }
 
 static void on_drained(struct enricher *en)
 {
     msg_info("drained: no job in flight (%lu done; %lu jobs claimed by %lu claims, %lu "
-             "completed by %lu statements), stopping",
-             en->jobs_done, en->claimed, en->claims, en->complete_jobs, en->complete_stmts);
+             "completed by %lu statements), %lu found done after a lost answer, stopping",
+             en->jobs_done, en->claimed, en->claims, en->complete_jobs, en->complete_stmts,
+             en->jobs_found_done);
     en->drained = NULL;
     claim_close(en);
     lookups_close(en);
@@ -122,6 +130,7 @@ static void start(struct enricher *en)
     audit_emit_config_loaded(en->audit, c);
     en->pg = pg_pool_new(en->loop, c->database_url, en->opt.db_connections, 30000);
     en->quota_pg = pg_pool_new(en->loop, c->database_url, 1, 2000);
+    en->renew_pg = pg_pool_new(en->loop, c->database_url, 1, 2000);
     en->guard = guard_new(c->ssrf_allowed_hosts, en->opt.allow_loopback);
     if (en->opt.allow_loopback)
         msg_warn("ENRICHER_ALLOW_LOOPBACK=true: provider requests may reach loopback addresses "

@@ -3,7 +3,8 @@ PostgreSQL, without the worker: several jobs in one calseta_enrich_complete_batc
 outcome of each (done, lease_lost, gone), what a second completion changes (nothing), and two
 sessions completing jobs that share indicators while a third holds a lock between their steps:
 an ordering that deadlocked when new indicators were locked in (type, value) order by their
-upsert and then all of them in id order (PostgreSQL aborted one completion).
+upsert and then all of them in id order (PostgreSQL aborted one completion). Also the lease
+renewals: the periodic one skips held rows, the one before a retry counts from the row.
 """
 import json
 import os
@@ -454,6 +455,30 @@ def test_renewal_skips_held_rows_and_claim_skips_own_jobs():
     s.sql("UPDATE enrichment_jobs SET status = 'done', lease_owner = NULL WHERE id = %s" % mine)
     assert_eq(s.sql_value("SELECT calseta_enrich_renew_one(%s, 'me', 60)" % mine), "done")
     s.sql("UPDATE enrichment_jobs SET status = 'done', lease_owner = NULL WHERE status <> 'done'")
+
+
+def test_renew_one_counts_the_lease_from_the_row():
+    """renew_one waits for a row a statement still holds (one whose answer the worker lost):
+    the lease it gives runs from the moment it has the row, not from when it was sent."""
+    s = stack()
+    job = new_job(s, new_alert(s, "r1"), "me")
+    locker = Session(s, "renew-one-locker")
+    locker.send("BEGIN;\nSELECT 1 FROM enrichment_jobs WHERE id = %s FOR NO KEY UPDATE;" % job)
+    wait_for(lambda: state(s, "renew-one-locker") == ["idle in transaction", "Client"], 30,
+             what="the locking session")
+    renewer = Session(s, "renew-one")
+    renewer.send("SELECT 'renewed:' || calseta_enrich_renew_one(%s, 'me', 4);" % job)
+    wait_for(lambda: state(s, "renew-one") == ["active", "Lock"], 30,
+             what="renew_one waiting for the row")
+    time.sleep(3)  # most of the 4 s lease
+    locker.send("COMMIT;")
+    locker.finish()
+    out = renewer.finish()
+    assert "renewed:running" in out, out
+    left = float(s.sql_value("SELECT extract(epoch FROM lease_expires_at - now()) "
+                             "FROM enrichment_jobs WHERE id = %s" % job))
+    assert left > 3, "%.1f s of a 4 s lease left just after renewal" % left
+    s.sql("UPDATE enrichment_jobs SET status = 'done', lease_owner = NULL WHERE id = %s" % job)
 
 
 def test_zz_stop():
