@@ -626,9 +626,5 @@ def test_pipeline_intake_jobbus_worker():
 
 
 if __name__ == "__main__":
-    try:
-        run_tests(globals())
-    finally:
-        if STACK:
-            STACK.stop()
-        STANDIN.close()
+    from enricher_stack import main
+    main(globals(), STANDIN)
