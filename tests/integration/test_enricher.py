@@ -28,7 +28,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Stack, assert_eq, fernet_encrypt, fernet_key, run_tests, wait_for  # noqa: E402
+from harness import Stack, assert_eq, fernet_encrypt, fernet_key, wait_for  # noqa: E402
 from standin import StandIn  # noqa: E402
 
 VT_KEY = "vt-secret-7f3a9c1e55d2"
