@@ -28,7 +28,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Stack, assert_eq, fernet_encrypt, fernet_key, run_tests, wait_for  # noqa: E402
+from harness import Stack, assert_eq, fernet_encrypt, fernet_key, wait_for  # noqa: E402
 from standin import StandIn  # noqa: E402
 
 VT_KEY = "vt-secret-7f3a9c1e55d2"
@@ -626,9 +626,5 @@ def test_pipeline_intake_jobbus_worker():
 
 
 if __name__ == "__main__":
-    try:
-        run_tests(globals())
-    finally:
-        if STACK:
-            STACK.stop()
-        STANDIN.close()
+    from enricher_stack import main
+    main(globals(), STANDIN)

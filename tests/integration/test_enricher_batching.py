@@ -9,14 +9,14 @@ completed exactly once (24 done, 24 carried), and the 24 are carried by at most 
 (one per job would be the worker completing each job on its own, at about half as much again of
 PostgreSQL's CPU per lookup). Every indicator has its result.
 """
-import json
 import os
 import re
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, assert_eq, fernet_encrypt, fernet_key, run_tests  # noqa: E402
+from enricher_stack import insert_jobs, main, start_workers, virustotal_stack  # noqa: E402
+from harness import assert_eq, fernet_key  # noqa: E402
 from standin import StandIn, virustotal  # noqa: E402
 
 
@@ -32,52 +32,17 @@ def setup():
     global STACK
     if STACK:
         return
-    STACK = Stack("enrichbatch", services=(), env={
-        "ENCRYPTION_KEY": KEY,
-        "ENRICHER_ALLOW_LOOPBACK": "true",
-        "ENRICHER_POLL_INTERVAL_MS": "100",
+    STACK = virustotal_stack("enrichbatch", STANDIN, KEY, VT_KEY, {
         "ENRICHER_CONCURRENCY": str(JOBS),
         "ENRICHER_DB_CONNECTIONS": "8",
-        "ENRICH_JOB_DEADLINE_SECONDS": "90",
-        "LOG_LEVEL": "INFO",
     })
-    STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
-              "'https://www.virustotal.com', '%s')::jsonb" % (STANDIN.url + "/vt"))
-    STACK.sql("UPDATE enrichment_providers SET http_config = http_config || "
-              "'{\"rate_limit_per_second\": 1000, \"max_concurrency\": 50}'::jsonb "
-              "WHERE provider_name = 'virustotal'")
-    tok = fernet_encrypt(KEY, json.dumps({"api_key": VT_KEY}).encode())
-    STACK.sql("UPDATE enrichment_providers SET auth_config = '%s'::jsonb WHERE provider_name = "
-              "'virustotal'" % json.dumps({"_encrypted": tok}))
-    STACK.sql("UPDATE enrichment_providers SET is_active = (provider_name = 'virustotal')")
-
-
-def insert_jobs():
-    """JOBS alerts with one distinct IP each, and their jobs, in one transaction."""
-    rows = STACK.sql(
-        "WITH a AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload) "
-        "SELECT 'batch ' || g, 'High', 'generic', now(), '{}'::jsonb "
-        "FROM generate_series(1, %(jobs)d) g RETURNING id, title), "
-        "i AS (INSERT INTO indicators (type, value, first_seen, last_seen) "
-        "SELECT 'ip', format('54.1.2.%%s', g), now(), now() FROM generate_series(1, %(jobs)d) g "
-        "ON CONFLICT (type, value) DO UPDATE SET last_seen = now() RETURNING id, value), "
-        "l AS (INSERT INTO alert_indicators (alert_id, indicator_id) SELECT a.id, i.id FROM a "
-        "JOIN i ON split_part(i.value, '.', 4) = split_part(a.title, ' ', 2)) "
-        "INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a RETURNING id"
-        % {"jobs": JOBS})
-    assert_eq(len(rows), JOBS, "jobs inserted")
-    return [int(r[0]) for r in rows]
 
 
 def test_jobs_finishing_together_share_statements():
     setup()
-    w = STACK.start("enricher")
-    deadline = time.time() + 20
-    while "providers loaded" not in w.text():
-        assert w.alive(), "worker exited:\n" + w.text()[-3000:]
-        assert time.time() < deadline, "worker did not load providers:\n" + STACK.logs()
-        time.sleep(0.05)
-    ids = insert_jobs()
+    w, = start_workers(STACK, 1)
+    # one distinct IP each, so every job makes one lookup
+    ids = insert_jobs(STACK, "batch", JOBS, "54.1.2.%s", first=1, octet=4)
     span = "id BETWEEN %d AND %d" % (min(ids), max(ids))
     deadline = time.time() + 60
     while int(STACK.sql_value("SELECT count(*) FROM enrichment_jobs WHERE status = 'done' AND "
@@ -106,9 +71,4 @@ def test_jobs_finishing_together_share_statements():
 
 
 if __name__ == "__main__":
-    try:
-        run_tests(globals())
-    finally:
-        if STACK:
-            STACK.stop()
-        STANDIN.close()
+    main(globals(), STANDIN)

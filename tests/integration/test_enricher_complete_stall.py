@@ -25,7 +25,6 @@ finishing afterwards waited behind the blocked statement, its slot taken, until 
 The stand-in provider answers every lookup after 100 ms. Waits are bounded, with generous
 limits; nothing depends on how fast the box is.
 """
-import json
 import os
 import re
 import subprocess
@@ -33,7 +32,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, assert_eq, fernet_encrypt, fernet_key, run_tests  # noqa: E402
+from enricher_stack import main, virustotal_stack  # noqa: E402
+from harness import assert_eq, fernet_key  # noqa: E402
 from standin import StandIn, virustotal  # noqa: E402
 
 
@@ -60,22 +60,7 @@ def setup():
     global STACK
     if STACK:
         return
-    STACK = Stack("enrichstall", services=(), env={
-        "ENCRYPTION_KEY": KEY,
-        "ENRICHER_ALLOW_LOOPBACK": "true",
-        "ENRICHER_POLL_INTERVAL_MS": "100",
-        "ENRICH_JOB_DEADLINE_SECONDS": "90",
-        "LOG_LEVEL": "INFO",
-    })
-    STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
-              "'https://www.virustotal.com', '%s')::jsonb" % (STANDIN.url + "/vt"))
-    STACK.sql("UPDATE enrichment_providers SET http_config = http_config || "
-              "'{\"rate_limit_per_second\": 1000, \"max_concurrency\": 50}'::jsonb "
-              "WHERE provider_name = 'virustotal'")
-    tok = fernet_encrypt(KEY, json.dumps({"api_key": VT_KEY}).encode())
-    STACK.sql("UPDATE enrichment_providers SET auth_config = '%s'::jsonb WHERE provider_name = "
-              "'virustotal'" % json.dumps({"_encrypted": tok}))
-    STACK.sql("UPDATE enrichment_providers SET is_active = (provider_name = 'virustotal')")
+    STACK = virustotal_stack("enrichstall", STANDIN, KEY, VT_KEY, {})
 
 
 class Locker:
@@ -312,9 +297,4 @@ class Both:
 
 
 if __name__ == "__main__":
-    try:
-        run_tests(globals())
-    finally:
-        if STACK:
-            STACK.stop()
-        STANDIN.close()
+    main(globals(), STANDIN)

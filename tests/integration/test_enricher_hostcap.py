@@ -9,13 +9,13 @@ point (the load did reach the cap), and every job completes. With the cap off (0
 holds more than 3 at once: the measurement can tell the two apart. A provider named by an IPv6
 address literal ([::1]) is pinned, capped the same way and answers all of its lookups.
 """
-import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, assert_eq, fernet_encrypt, fernet_key, run_tests  # noqa: E402
+from enricher_stack import insert_jobs, main, start_workers, virustotal_stack  # noqa: E402
+from harness import assert_eq, fernet_key  # noqa: E402
 from standin import StandIn, virustotal  # noqa: E402
 
 
@@ -34,52 +34,20 @@ def setup():
     global STACK
     if STACK:
         return
-    STACK = Stack("enrichhostcap", services=(), env={
-        "ENCRYPTION_KEY": KEY,
-        "ENRICHER_ALLOW_LOOPBACK": "true",
-        "ENRICHER_POLL_INTERVAL_MS": "100",
+    STACK = virustotal_stack("enrichhostcap", STANDIN, KEY, VT_KEY, {
         "ENRICHER_CONCURRENCY": str(JOBS),
-        "ENRICH_JOB_DEADLINE_SECONDS": "90",
-        "LOG_LEVEL": "INFO",
     })
-    base = STANDIN.url + "/vt"
-    STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
-              "'https://www.virustotal.com', '%s')::jsonb" % base)
-    STACK.sql("UPDATE enrichment_providers SET http_config = http_config || "
-              "'{\"rate_limit_per_second\": 1000, \"max_concurrency\": 50}'::jsonb "
-              "WHERE provider_name = 'virustotal'")
-    tok = fernet_encrypt(KEY, json.dumps({"api_key": VT_KEY}).encode())
-    STACK.sql("UPDATE enrichment_providers SET auth_config = '%s'::jsonb WHERE provider_name = "
-              "'virustotal'" % json.dumps({"_encrypted": tok}))
-    STACK.sql("UPDATE enrichment_providers SET is_active = (provider_name = 'virustotal')")
 
 
-def insert_jobs(first_octet):
-    rows = STACK.sql(
-        "WITH a AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload) "
-        "SELECT 'hostcap ' || g, 'High', 'generic', now(), '{}'::jsonb "
-        "FROM generate_series(0, %(jobs)d - 1) g RETURNING id, title), "
-        "i AS (INSERT INTO indicators (type, value, first_seen, last_seen) "
-        "SELECT 'ip', format('%(o)d.%%s.%%s.9', g, k), now(), now() "
-        "FROM generate_series(0, %(jobs)d - 1) g, generate_series(0, %(per)d - 1) k "
-        "ON CONFLICT (type, value) DO UPDATE SET last_seen = now() RETURNING id, value), "
-        "l AS (INSERT INTO alert_indicators (alert_id, indicator_id) SELECT a.id, i.id FROM a "
-        "JOIN i ON split_part(i.value, '.', 2) = split_part(a.title, ' ', 2)) "
-        "INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a RETURNING id"
-        % {"jobs": JOBS, "per": PER_JOB, "o": first_octet})
-    assert_eq(len(rows), JOBS, "jobs inserted")
-    return [int(r[0]) for r in rows]
+def insert_hostcap_jobs(first_octet):
+    """JOBS alerts with PER_JOB fresh IPs each (<first_octet>.<job>.<k>.9), and their jobs."""
+    return insert_jobs(STACK, "hostcap", JOBS, "%d.%%s.%%s.9" % first_octet, per_job=PER_JOB)
 
 
 def run_worker(first_octet, cap):
-    w = STACK.start("enricher", {"ENRICHER_HOST_CONNECTIONS": str(cap)})
-    deadline = time.time() + 20
-    while "providers loaded" not in w.text():
-        assert w.alive(), "worker exited:\n" + w.text()[-3000:]
-        assert time.time() < deadline, "worker did not load providers:\n" + STACK.logs()
-        time.sleep(0.05)
+    w, = start_workers(STACK, 1, {"ENRICHER_HOST_CONNECTIONS": str(cap)})
     STANDIN.reset()
-    ids = insert_jobs(first_octet)
+    ids = insert_hostcap_jobs(first_octet)
     deadline = time.time() + 80
     while True:
         n = int(STACK.sql_value("SELECT count(*) FROM enrichment_jobs WHERE status = 'done' "
@@ -124,7 +92,7 @@ def test_ipv6_literal_provider():
                   "'%s', '%s')::jsonb WHERE provider_name = 'virustotal'"
                   % (STANDIN.url, v6.url))
         w = STACK.start("enricher", {"ENRICHER_HOST_CONNECTIONS": str(CAP)})
-        ids = insert_jobs(53)
+        ids = insert_hostcap_jobs(53)
         deadline = time.time() + 60
         while True:
             n = int(STACK.sql_value("SELECT count(*) FROM enrichment_jobs WHERE status = 'done' "
@@ -152,8 +120,4 @@ def test_ipv6_literal_provider():
 
 
 if __name__ == "__main__":
-    try:
-        run_tests(globals())
-    finally:
-        if STACK:
-            STACK.stop()
+    main(globals(), STANDIN)

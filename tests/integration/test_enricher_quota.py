@@ -8,13 +8,13 @@ slack for the moment between a worker sending and the stand-in reading), both wo
 and every job completes. With per-worker caps (false) the same load reaches well above 8 in some
 second: the measurement can tell the two apart.
 """
-import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, assert_eq, fernet_encrypt, fernet_key, run_tests  # noqa: E402
+from enricher_stack import insert_jobs, main, start_workers, virustotal_stack  # noqa: E402
+from harness import assert_eq, fernet_key  # noqa: E402
 from standin import StandIn, virustotal  # noqa: E402
 
 
@@ -33,57 +33,18 @@ def setup():
     global STACK
     if STACK:
         return
-    STACK = Stack("enrichquota", services=(), env={
-        "ENCRYPTION_KEY": KEY,
-        "ENRICHER_ALLOW_LOOPBACK": "true",
-        "ENRICHER_POLL_INTERVAL_MS": "100",
+    STACK = virustotal_stack("enrichquota", STANDIN, KEY, VT_KEY, {
         "ENRICHER_CONCURRENCY": "2",
-        "ENRICH_JOB_DEADLINE_SECONDS": "90",
-        "LOG_LEVEL": "INFO",
-    })
-    base = STANDIN.url + "/vt"
-    STACK.sql("UPDATE enrichment_providers SET http_config = replace(http_config::text, "
-              "'https://www.virustotal.com', '%s')::jsonb" % base)
-    STACK.sql("UPDATE enrichment_providers SET http_config = http_config || "
-              "'{\"rate_limit_per_second\": %d, \"max_concurrency\": 8}'::jsonb "
-              "WHERE provider_name = 'virustotal'" % RATE)
-    tok = fernet_encrypt(KEY, json.dumps({"api_key": VT_KEY}).encode())
-    STACK.sql("UPDATE enrichment_providers SET auth_config = '%s'::jsonb WHERE provider_name = "
-              "'virustotal'" % json.dumps({"_encrypted": tok}))
-    STACK.sql("UPDATE enrichment_providers SET is_active = (provider_name = 'virustotal')")
-
-
-def insert_jobs(first_octet):
-    """JOBS alerts with PER_JOB fresh public IPs each, and their jobs, in one statement (all the
-    load at once); returns the job ids."""
-    rows = STACK.sql(
-        "WITH a AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload) "
-        "SELECT 'quota ' || g, 'High', 'generic', now(), '{}'::jsonb "
-        "FROM generate_series(0, %(jobs)d - 1) g RETURNING id, title), "
-        "i AS (INSERT INTO indicators (type, value, first_seen, last_seen) "
-        "SELECT 'ip', format('%(o)d.%%s.%%s.7', g, k), now(), now() "
-        "FROM generate_series(0, %(jobs)d - 1) g, generate_series(0, %(per)d - 1) k "
-        "ON CONFLICT (type, value) DO UPDATE SET last_seen = now() RETURNING id, value), "
-        "l AS (INSERT INTO alert_indicators (alert_id, indicator_id) SELECT a.id, i.id FROM a "
-        "JOIN i ON split_part(i.value, '.', 2) = split_part(a.title, ' ', 2)) "
-        "INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a RETURNING id"
-        % {"jobs": JOBS, "per": PER_JOB, "o": first_octet})
-    assert_eq(len(rows), JOBS, "jobs inserted")
-    return [int(r[0]) for r in rows]
+    }, rate=RATE, concurrency=8)
 
 
 def run_two_workers(first_octet, global_caps):
     env = {"ENRICHER_PROVIDER_RATE_GLOBAL": "true" if global_caps else "false"}
-    workers = [STACK.start("enricher", env) for _ in range(2)]
-    deadline = time.time() + 20
-    while not all("providers loaded" in w.text() for w in workers):
-        for w in workers:
-            assert w.alive(), "worker exited:\n" + w.text()[-3000:]
-        assert time.time() < deadline, "workers did not load providers:\n" + STACK.logs()
-        time.sleep(0.05)
+    workers = start_workers(STACK, 2, env)
     STANDIN.reset()
     t0 = time.time()
-    ids = insert_jobs(first_octet)
+    # JOBS alerts with PER_JOB fresh public IPs each: all the load at once
+    ids = insert_jobs(STACK, "quota", JOBS, "%d.%%s.%%s.7" % first_octet, per_job=PER_JOB)
     deadline = t0 + 80
     while True:
         n = int(STACK.sql_value("SELECT count(*) FROM enrichment_jobs WHERE status = 'done' "
@@ -158,8 +119,4 @@ def test_per_worker_caps_add_up():
 
 
 if __name__ == "__main__":
-    try:
-        run_tests(globals())
-    finally:
-        if STACK:
-            STACK.stop()
+    main(globals(), STANDIN)
