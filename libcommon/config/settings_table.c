@@ -276,10 +276,11 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {ENRICH, "ENRICHER_CONCURRENCY", "8", "enricher", "Jobs in flight per worker process."},
     {ENRICH, "ENRICH_JOB_LEASE_SECONDS", "60", "enricher",
      "Lease of a claimed job, renewed every third of it while it runs; a dead worker's jobs are "
-     "taken over when it expires. Half of it bounds a completing statement, which then fails and "
-     "its jobs are retried alone."},
+     "taken over when it expires. 3/8 of it bounds a completing statement, which then fails and "
+     "its jobs are tried again."},
     {ENRICH, "ENRICH_JOB_DEADLINE_SECONDS", "120", "enricher",
-     "A job's time budget, retries included; unfinished lookups are failed then."},
+     "A job's time budget: unfinished lookups are failed then, and a completion is not tried "
+     "again when the try would end past it."},
     {ENRICH, "ENRICH_JOB_MAX_ATTEMPTS", "5", "enricher",
      "Claims before a job is marked failed."},
     {ENRICH, "ENRICHER_POLL_INTERVAL_MS", "2000", "enricher",
