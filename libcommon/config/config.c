@@ -163,7 +163,7 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
     c->encryption_key = get_str(s, "ENCRYPTION_KEY");
     c->ssrf_allowed_hosts = get_str(s, "SSRF_ALLOWED_HOSTS");
     INT("WORKFLOW_MAX_MEMORY_MB", 16, 65536, workflow_max_memory_mb);
-    INT("ENRICH_JOB_LEASE_SECONDS", 1, 86400, enrich_job_lease_seconds);
+    INT("ENRICH_JOB_LEASE_SECONDS", 2, 86400, enrich_job_lease_seconds);
     INT("ENRICH_JOB_DEADLINE_SECONDS", 1, 86400, enrich_job_deadline_seconds);
     INT("ENRICHER_CONCURRENCY", 1, 1024, enricher_concurrency);
 

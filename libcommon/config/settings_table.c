@@ -275,9 +275,9 @@ const struct setting_doc SETTINGS_TABLE[] = {
     /* ---- enrichment ---- */
     {ENRICH, "ENRICHER_CONCURRENCY", "8", "enricher", "Jobs in flight per worker process."},
     {ENRICH, "ENRICH_JOB_LEASE_SECONDS", "60", "enricher",
-     "Lease of a claimed job, renewed every third of it while it runs; a dead worker's jobs are "
-     "taken over when it expires. 3/8 of it bounds a completing statement, which then fails and "
-     "its jobs are tried again."},
+     "Lease of a claimed job (at least 2), renewed every third of it while it runs; a dead "
+     "worker's jobs are taken over when it expires. 3/8 of it bounds a completing statement, "
+     "which then fails and its jobs are tried again."},
     {ENRICH, "ENRICH_JOB_DEADLINE_SECONDS", "120", "enricher",
      "A job's time budget: unfinished lookups are failed then, and a completion is not tried "
      "again when the try would end past it."},
@@ -299,7 +299,9 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "Larger provider answers fail the lookup."},
     {ENRICH, "ENRICHER_CACHE_ENTRIES", "10000", "enricher", "In-process result cache, entries."},
     {ENRICH, "ENRICHER_CACHE_MAX_BYTES", "67108864", "enricher", "In-process result cache, bytes."},
-    {ENRICH, "ENRICHER_DB_CONNECTIONS", "4", "enricher", "PostgreSQL connections per worker."},
+    {ENRICH, "ENRICHER_DB_CONNECTIONS", "4", "enricher",
+     "PostgreSQL connections per worker for results and claims; a worker holds 3 more (quota "
+     "leases, lease renewals, LISTEN), so size max_connections for this + 3 per worker."},
     {ENRICH, "ENRICHER_IDLE_CONNECTIONS", "2048", "enricher",
      "Idle keep-alive provider connections a worker keeps for reuse (all hosts together)."},
     {ENRICH, "ENRICHER_HOST_CONNECTIONS", "256", "enricher",

@@ -9,10 +9,15 @@
  * second time). Leases of jobs in flight are renewed every third of the lease, so a long job
  * keeps its lease while a dead worker's jobs are taken over by others after at most one lease.
  * A renewal skips the rows a running completing statement holds instead of waiting for them,
- * runs on a connection of its own (never queued behind completing statements) and ends within a
- * sixth of a lease, so it has always ended when the next one is due: when a statement is sent,
- * the last renewal that ended began at most half a lease before (a third between renewals and
- * a sixth for the one in flight), which job.c's statement bound relies on.
+ * runs on a connection of its own (never queued behind completing statements) and ends within
+ * renew_timeout_ms(): a quarter of a lease, at least 1 s (a renewal that times out renews
+ * nothing, so a loaded server must not make it fail), never more than 7/8 of the interval, so
+ * it has always ended when the next one is due. Assuming each renewal succeeds within that
+ * bound (the server answers them: a worker whose renewals keep failing loses its leases
+ * whatever the bounds), when a statement is sent the last renewal that succeeded began at most
+ * a third of a lease plus that bound before (at most 7/24 + 8/24 = 5/8 of a lease), so the
+ * lease holds at least 3/8 of a lease after the statement is sent, which job.c's statement
+ * bound relies on.
  *
  * The poll also purges expired shared-cache entries, off the completion path: each tick
  * deletes the expired rows of the next CACHE_PURGE_SPAN keys of enrichment_cache, walking the
@@ -184,6 +189,17 @@ static uint64_t renew_interval_ms(const struct enricher *en)
     return ms ? ms : 300;
 }
 
+/* See above: a quarter of a lease, at least 1 s, at most 7/24 of a lease (7/8 of the interval,
+ * which also keeps the lease arithmetic true: 2/3 - 7/24 = 3/8). */
+static int renew_timeout_ms(const struct enricher *en)
+{
+    uint64_t lease_ms = (uint64_t)en->cfg->enrich_job_lease_seconds * 1000;
+    uint64_t ms = lease_ms / 4, most = lease_ms * 7 / 24;
+    if (ms < 1000)
+        ms = 1000;
+    return (int)(ms < most ? ms : most);
+}
+
 static void on_renewed(void *arg, PGresult *res, const char *err)
 {
     struct enricher *en = arg;
@@ -206,9 +222,8 @@ static void on_renew(uv_timer_t *t)
     char lease[16];
     snprintf(lease, sizeof lease, "%d", en->cfg->enrich_job_lease_seconds);
     const char *params[3] = {ids, en->owner, lease};
-    uint64_t timeout = renew_interval_ms(en) / 2;
     if (pg_exec_timeout(en->renew_pg, "SELECT calseta_enrich_renew($1::bigint[], $2, $3)", 3,
-                        params, timeout < 100 ? 100 : (int)timeout, on_renewed, en) == 0)
+                        params, renew_timeout_ms(en), on_renewed, en) == 0)
         en->renewing = 1;
     free(ids);
 }

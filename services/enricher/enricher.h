@@ -76,6 +76,7 @@ struct enricher {
     struct job *retry;      /* finished jobs waiting to try their completion again */
     struct job *again, *again_tail; /* due to try again, each in a statement of its own */
     int completing_again;           /* of the completing statements in flight, such tries */
+    int last_again;                 /* the last statement started was such a try */
     unsigned group_seq;             /* last id given to the halves of a failed statement */
     uv_timer_t retry_timer; /* when the first of them is due */
     struct job *cache_wait;               /* claimed, waiting for one shared-cache read */

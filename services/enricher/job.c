@@ -128,9 +128,10 @@ char *jobs_to_renew_array(const struct enricher *en)
  * renewed all along, until its deadline: a lock held for minutes (an analyst's transaction)
  * costs no attempt. Before each try its lease is renewed (waiting for the row only when the
  * failed statement's outcome is unknown). Such tries, which may wait for a lock up to
- * complete_timeout_ms() each, take at most completing_max() - 1 of the statement slots: the
- * last one is kept for the jobs finishing meanwhile, so they are completed and claiming goes on
- * while a job waits for a lock. */
+ * complete_timeout_ms() each, take at most completing_max() - 1 of the statement slots when
+ * there are several: the last one is kept for the jobs finishing meanwhile, so they are
+ * completed and claiming goes on while a job waits for a lock. With a single slot they take
+ * turns with the finished jobs: no try starts right after another while finished jobs wait. */
 #define BATCH_MAX 32
 #define BATCH_BYTES (256 * 1024)
 #define STALL_MS 250
@@ -160,13 +161,16 @@ static void on_retry_timer(uv_timer_t *t);
 /* Completing and releasing statements end within 3/8 of a lease (at least 750 ms): a stuck one
  * would otherwise keep its jobs' slots for as long as it hangs, and it must end before the
  * lease it holds lapses. While a statement holds its jobs' rows the periodic renewal skips
- * them, and so does every claim; when it is sent, the last renewal of its rows that ended began
- * at most half a lease before (claim.c: one every third of a lease, each ending within a sixth,
- * on a connection of its own; after a failed statement its jobs are renewed again before the
- * next try, see above). So the lease holds until at least half a lease after the statement is
- * sent, and the statement ends 3/8 of a lease after it: an eighth of a lease to spare (7.5 s
- * at the 60 s default; the 750 ms floor keeps that true from 2 s leases up). A healthy
- * statement takes milliseconds. */
+ * them, and so does every claim; when it is sent, the last renewal of its rows that succeeded
+ * began at most 7/12 of a lease before (claim.c: one every third of a lease, each ending within
+ * a quarter of a lease, or 1 s up to 7/24 of a lease when that is more; after a failed
+ * statement its jobs are renewed again before the next try, see above), assuming renewals
+ * succeed. So the lease holds until at least 5/12 of a lease after the statement is sent, and
+ * the statement ends 3/8 of a lease after it: 2.5 s to spare at the 60 s default. Below 4 s
+ * leases the 1 s renewal floor takes up to 7/24 of a lease, and the statement then ends no
+ * later than the lease: leases that short are for tests. 3/8 of the 2 s shortest lease is the
+ * 750 ms floor: from the 2 s minimum up the floor never applies. A healthy statement takes
+ * milliseconds. */
 static int complete_timeout_ms(const struct enricher *en)
 {
     int ms = en->cfg->enrich_job_lease_seconds * 375;
@@ -367,7 +371,16 @@ static void on_regroup_renewed(void *arg, PGresult *res, const char *err)
 {
     struct regroup *rg = arg;
     struct enricher *en = rg->en;
-    (void)res;
+    if (err && (never_ran(res, err) || en->draining)) {
+        /* no database to complete them with (or no time left): each waits out its backoff, or
+         * is released, instead of another statement that would only wait as long again */
+        msg_warn("renewing %zu jobs before completing them again failed: %s", rg->n, err);
+        for (size_t i = 0; i < rg->n; i++)
+            retry_or_release(rg->jobs[i], res, err);
+        free(rg);
+        flush_finished(en);
+        return;
+    }
     if (err) /* the statement itself then says lease_lost if the lease lapsed */
         msg_warn("renewing %zu jobs before completing them again failed: %s", rg->n, err);
     size_t h = rg->n / 2;
@@ -430,6 +443,15 @@ void jobs_drain(struct enricher *en)
                  j->id);
         release(j, "worker stopped while its completion waited");
     }
+    while (en->again) {
+        struct job *j = en->again;
+        en->again = j->fin_next;
+        j->fin_next = NULL;
+        msg_warn("job %lld: draining while its completion waits to be tried again: released",
+                 j->id);
+        release(j, "worker stopped while its completion waited");
+    }
+    en->again_tail = NULL;
     uv_timer_stop(&en->retry_timer);
 }
 
@@ -577,20 +599,34 @@ static int again_max(const struct enricher *en)
 static void flush_finished(struct enricher *en)
 {
     uint64_t now = now_mono_ms(), next_ms;
-    while (en->again && en->completing < completing_max(en) &&
-           en->completing_again < again_max(en)) {
-        struct batch *b = xcalloc(1, sizeof *b);
-        struct job *j = en->again;
-        en->again = j->fin_next;
-        if (!en->again)
-            en->again_tail = NULL;
-        j->fin_next = NULL;
-        b->en = en;
-        b->again = 1;
-        b->jobs[b->n++] = j;
-        send_batch(en, b, now);
-    }
-    while (may_complete(en, now, &next_ms)) {
+    for (;;) {
+        int again = en->again && en->completing < completing_max(en) &&
+                    en->completing_again < again_max(en);
+        int finished = may_complete(en, now, &next_ms);
+        if (!again && !finished)
+            break;
+        if (again && !(finished && en->last_again)) {
+            /* a try on its own; with a single slot, turns with the finished jobs */
+            struct job *j = en->again;
+            en->again = j->fin_next;
+            if (!en->again)
+                en->again_tail = NULL;
+            j->fin_next = NULL;
+            if (en->draining) { /* as jobs_drain() does with those queued before */
+                msg_warn("job %lld: draining while its completion waits to be tried again: "
+                         "released", j->id);
+                release(j, "worker stopped while its completion waited");
+                continue;
+            }
+            struct batch *b = xcalloc(1, sizeof *b);
+            b->en = en;
+            b->again = 1;
+            b->jobs[b->n++] = j;
+            en->last_again = 1;
+            send_batch(en, b, now);
+            continue;
+        }
+        en->last_again = 0;
         struct batch *b = xcalloc(1, sizeof *b);
         size_t bytes = 0;
         unsigned group = en->finished->group;
