@@ -87,7 +87,7 @@ void claim_kick(struct enricher *en)
     snprintf(lease, sizeof lease, "%d", en->cfg->enrich_job_lease_seconds);
     snprintf(limit, sizeof limit, "%d", free_slots);
     snprintf(attempts, sizeof attempts, "%d", en->opt.max_attempts);
-    char *mine = jobs_to_renew_array(en);
+    char *mine = jobs_in_flight_array(en);
     const char *params[5] = {en->owner, lease, limit, attempts, mine ? mine : "{}"};
     en->claiming = free_slots;
     pg_exec(en->pg,
@@ -216,7 +216,7 @@ static void on_renew(uv_timer_t *t)
         msg_warn("lease renewal skipped: the previous one has not ended");
         return;
     }
-    char *ids = jobs_to_renew_array(en);
+    char *ids = jobs_in_flight_array(en);
     if (!ids)
         return;
     char lease[16];

@@ -140,6 +140,6 @@ void jobs_read_shared_cache(struct enricher *en);
 void claim_job_finished(struct enricher *en);
 /* Ids of the jobs in flight (their leases are renewed; the claim leaves them out), as a
  * PostgreSQL array literal "{1,2}" (caller frees), or NULL when there are none. */
-char *jobs_to_renew_array(const struct enricher *en);
+char *jobs_in_flight_array(const struct enricher *en);
 
 #endif

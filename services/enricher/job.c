@@ -74,10 +74,10 @@ static void job_free(struct job *j)
     claim_job_finished(en);
 }
 
-/* Every job in flight, finished ones waiting for (or in) a completing statement included:
- * calseta_enrich_renew() skips the rows a running statement holds (they cannot be claimed
- * by anyone while it holds them) instead of waiting behind it. */
-char *jobs_to_renew_array(const struct enricher *en)
+/* Every job in flight, finished ones waiting for (or in) a completing statement included: the
+ * ids the renewal renews (calseta_enrich_renew() skips the rows a running statement holds, which
+ * nobody can claim meanwhile, instead of waiting behind it) and the claim leaves out. */
+char *jobs_in_flight_array(const struct enricher *en)
 {
     struct buf b;
     int n = 0;
@@ -433,25 +433,25 @@ static void on_retry_timer(uv_timer_t *t)
     arm_retry_timer(en);
 }
 
+/* A job whose completion waits to be tried again, when the worker stops. */
+static void release_waiting(struct job *j)
+{
+    j->fin_next = NULL;
+    msg_warn("job %lld: draining while its completion waits to be tried again: released", j->id);
+    release(j, "worker stopped while its completion waited");
+}
+
 void jobs_drain(struct enricher *en)
 {
-    while (en->retry) {
-        struct job *j = en->retry;
-        en->retry = j->fin_next;
-        j->fin_next = NULL;
-        msg_warn("job %lld: draining while its completion waits to be tried again: released",
-                 j->id);
-        release(j, "worker stopped while its completion waited");
+    struct job *lists[2] = {en->retry, en->again};
+    en->retry = en->again = en->again_tail = NULL;
+    for (size_t i = 0; i < 2; i++) {
+        while (lists[i]) {
+            struct job *j = lists[i];
+            lists[i] = j->fin_next;
+            release_waiting(j);
+        }
     }
-    while (en->again) {
-        struct job *j = en->again;
-        en->again = j->fin_next;
-        j->fin_next = NULL;
-        msg_warn("job %lld: draining while its completion waits to be tried again: released",
-                 j->id);
-        release(j, "worker stopped while its completion waited");
-    }
-    en->again_tail = NULL;
     uv_timer_stop(&en->retry_timer);
 }
 
@@ -613,9 +613,7 @@ static void flush_finished(struct enricher *en)
                 en->again_tail = NULL;
             j->fin_next = NULL;
             if (en->draining) { /* as jobs_drain() does with those queued before */
-                msg_warn("job %lld: draining while its completion waits to be tried again: "
-                         "released", j->id);
-                release(j, "worker stopped while its completion waited");
+                release_waiting(j);
                 continue;
             }
             struct batch *b = xcalloc(1, sizeof *b);
