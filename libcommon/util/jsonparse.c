@@ -12,11 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int is_ws(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
 static int is_num_char(char c)
 {
     return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
@@ -82,7 +77,7 @@ enum json_parse_status json_scan_bytes(const char *data, size_t len, const struc
     enum json_parse_status st = JSONP_OK;
     for (size_t i = 0; i < len && st == JSONP_OK; i++) {
         char c = data[i];
-        if (is_ws(c))
+        if (json_is_ws(c))
             continue;
         s.compact_bytes++;
         switch (c) {

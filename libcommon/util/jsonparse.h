@@ -21,6 +21,12 @@
 #define JSON_MAX_DEPTH_DEFAULT 64
 #define JSON_MAX_VALUES_DEFAULT 100000
 
+/* JSON's insignificant whitespace (RFC 8259): space, tab, line feed, carriage return. */
+static inline int json_is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
 struct json_limits {
     size_t max_depth;  /* nesting of arrays and objects; 0 = no limit */
     size_t max_values; /* values of every kind, object keys included; 0 = no limit */

@@ -457,12 +457,6 @@ static size_t take_batch(struct ingest_batcher *b, struct batch *bt)
     return bytes;
 }
 
-/* JSON's whitespace (RFC 8259), the only bytes around a payload's value */
-static int json_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
 static void send_batch(struct ingest_batcher *b)
 {
     struct intake *in = b->in;
@@ -490,11 +484,11 @@ static void send_batch(struct ingest_batcher *b)
         /* stored without the whitespace around it, as an element of a JSON array is */
         const char *raw = bt->items[i].elem + bt->items[i].len;
         size_t rlen = bt->items[i].plen;
-        while (rlen && json_space(raw[0])) {
+        while (rlen && json_is_ws(raw[0])) {
             raw++;
             rlen--;
         }
-        while (rlen && json_space(raw[rlen - 1]))
+        while (rlen && json_is_ws(raw[rlen - 1]))
             rlen--;
         buf_append(&pay, raw, rlen);
     }
