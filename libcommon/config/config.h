@@ -65,8 +65,8 @@ struct config {
     int ingest_batch_max;
     int ingest_max_inflight; /* group commits one intake process has in the database at once */
     int links_merge_timeout_ms; /* longest one merge of the links index's pending list may run */
-    int ingest_batch_min;    /* alerts a batch needs to join batches already in the database */
-    int ingest_flush_wait_ms; /* ... or how long its oldest alert waited (0: no such bound) */
+    int ingest_batch_min; /* alerts that go beside a live batch without waiting for it */
+    int ingest_stall_ms; /* a batch out this long no longer keeps the next one from going */
     int ingest_json_max_depth;  /* nesting of an ingested document */
     int ingest_json_max_values; /* values (keys included) of an ingested document */
 

@@ -144,16 +144,16 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "(0 disables)."},
     {INGEST, "INGEST_BATCH_MAX", "128", "intake", "Most alerts committed in one group commit."},
     {INGEST, "INGEST_MAX_INFLIGHT", "4", "intake",
-     "Group commits one intake process keeps in the database at once (1-7 of its 8 connections); "
-     "while they run, the next batch fills up."},
+     "Most group commits one intake process keeps in the database at once (1-7 of its 8 "
+     "connections), stalled ones included; while they run, the next batch fills up."},
     {INGEST, "INGEST_BATCH_MIN", "16", "intake",
-     "Alerts a batch needs before it goes to the database beside batches already there (a batch "
-     "goes at once when none is); smaller ones wait for a running batch to return and grow, "
-     "since every transaction has a fixed cost."},
-    {INGEST, "INGEST_FLUSH_WAIT_MS", "5", "intake",
-     "Longest an alert waits in the queue for a batch beside running ones to reach "
-     "INGEST_BATCH_MIN; after that its batch goes as it is (0: it waits for a running batch to "
-     "return). Bounds the queueing part of the ingest latency at the cost of smaller batches."},
+     "Alerts the queue needs to go to the database as a batch beside live ones (a batch goes at "
+     "once when none of the process's batches is live); until then the queue grows while the "
+     "running batch commits, since every transaction has a fixed cost."},
+    {INGEST, "INGEST_STALL_MS", "5", "intake",
+     "A batch that has been in the database this long is no longer live (a lock or a slow WAL "
+     "flush holds it): the queue may go beside it whatever its size, so a stuck batch delays "
+     "the process's other alerts by this bound at most (1-60000)."},
     {INGEST, "INGEST_JSON_MAX_DEPTH", "64", "intake",
      "Deepest nesting of arrays and objects an ingested body may have; enforced while the body "
      "is read, before any value deeper is built (deeper: 422)."},

@@ -65,13 +65,17 @@ struct fpset {
     size_t cap, used;
 };
 
+/* Above INGEST_MAX_INFLIGHT's range (1-7). */
+#define INFLIGHT_SLOTS 8
+
 struct ingest_batcher {
     struct intake *in;
     struct pending *q;
     size_t n, cap;
     int inflight;
+    uint64_t out_ns[INFLIGHT_SLOTS]; /* when each batch in flight went out, inflight of them */
     int folding;       /* a sightings fold is running */
-    uv_timer_t waited; /* INGEST_FLUSH_WAIT_MS of the oldest alert free to go */
+    uv_timer_t stall;  /* the youngest batch in flight reaches INGEST_STALL_MS */
     uv_timer_t hint;   /* the next JOB_READY, while one was sent less than HINT_GAP_MS ago */
     uint64_t hint_sent_ns;
     long long hint_jobs, hint_job, hint_alert; /* committed since the last JOB_READY */
@@ -94,15 +98,15 @@ struct batch {
 
 static void flush(struct ingest_batcher *b);
 
-static void on_waited(uv_timer_t *t);
+static void on_stalled(uv_timer_t *t);
 static void hint_flush(struct ingest_batcher *b);
 
 struct ingest_batcher *ingest_batcher_new(struct intake *in)
 {
     struct ingest_batcher *b = xcalloc(1, sizeof *b);
     b->in = in;
-    uv_timer_init(in->loop, &b->waited);
-    b->waited.data = b;
+    uv_timer_init(in->loop, &b->stall);
+    b->stall.data = b;
     uv_timer_init(in->loop, &b->hint);
     b->hint.data = b;
     b->open_handles = 2;
@@ -225,7 +229,7 @@ void ingest_batcher_free(struct ingest_batcher *b)
     b->n = 0;
     b->rd_valid = 0;
     hint_flush(b);
-    uv_close((uv_handle_t *)&b->waited, on_batcher_closed);
+    uv_close((uv_handle_t *)&b->stall, on_batcher_closed);
     uv_close((uv_handle_t *)&b->hint, on_batcher_closed);
 }
 
@@ -342,12 +346,23 @@ static int sqlstate_is(PGresult *res, const char *state)
     return s && !strcmp(s, state);
 }
 
+/* A batch went out at sent_ns and is back (or never went): one slot less in flight. */
+static void out_remove(struct ingest_batcher *b, uint64_t sent_ns)
+{
+    for (int i = 0; i < b->inflight; i++)
+        if (b->out_ns[i] == sent_ns) {
+            b->out_ns[i] = b->out_ns[b->inflight - 1];
+            break;
+        }
+    b->inflight--;
+}
+
 static void on_batch_done(void *arg, PGresult *res, const char *err)
 {
     struct batch *bt = arg;
     struct ingest_batcher *b = bt->b;
     struct intake *in = b->in;
-    b->inflight--;
+    out_remove(b, bt->sent_ns);
     for (size_t i = 0; i < bt->n; i++)
         fp_remove(&b->flying, bt->items[i].fp);
     b->rd_valid = 0;
@@ -497,7 +512,7 @@ static void send_batch(struct ingest_batcher *b)
     snprintf(hours, sizeof hours, "%d", in->cfg.alert_dedup_window_hours);
     /* handed to the pool, not copied: the documents are most of the bytes of a batch */
     char *params[3] = {doc.data, xstrdup(hours), pay.data};
-    b->inflight++;
+    b->out_ns[b->inflight++] = bt->sent_ns;
     prom_ingest_batch(in, take);
     int sent = pg_exec_owned(in->pg,
                              "SELECT idx, alert_uuid, alert_id, job_id, is_duplicate, "
@@ -505,7 +520,7 @@ static void send_batch(struct ingest_batcher *b)
                              "$3::text)",
                              3, params, on_batch_done, bt);
     if (sent != 0) { /* the pool is gone (shutdown): nothing was stored, nothing is in flight */
-        b->inflight--;
+        out_remove(b, bt->sent_ns);
         for (size_t i = 0; i < take; i++) {
             fp_remove(&b->flying, bt->items[i].fp);
             reply_db_unavailable(bt->items[i].rc);
@@ -536,57 +551,63 @@ static size_t ready(struct ingest_batcher *b, const struct pending **first)
     return b->rd_n;
 }
 
-/* With INGEST_FLUSH_WAIT_MS, a queue held back by the floor below is sent when its oldest alert
- * free to go has waited that long; the timer runs only while such alerts are held back (an
- * alert behind a batch of its fingerprint goes when that batch returns). */
-static void arm_wait(struct ingest_batcher *b)
+/* The batches in flight that are live: out less than INGEST_STALL_MS. *due_ms, when the
+ * youngest of them stalls (0 when none is live). */
+static int live_batches(const struct ingest_batcher *b, uint64_t *due_ms)
 {
-    uint64_t wait_ns = (uint64_t)b->in->cfg.ingest_flush_wait_ms * 1000000u;
-    const struct pending *first = NULL;
-    if (!wait_ns || b->n == 0 || b->inflight >= b->in->cfg.ingest_max_inflight ||
-        !ready(b, &first)) {
-        uv_timer_stop(&b->waited);
-        return;
+    uint64_t stall_ns = (uint64_t)b->in->cfg.ingest_stall_ms * 1000000u, now = uv_hrtime();
+    uint64_t left_ns = 0;
+    int n = 0;
+    for (int i = 0; i < b->inflight; i++) {
+        uint64_t age = now - b->out_ns[i];
+        if (age < stall_ns) {
+            n++;
+            if (stall_ns - age > left_ns)
+                left_ns = stall_ns - age;
+        }
     }
-    uint64_t age = uv_hrtime() - first->queued_ns;
-    uint64_t left_ms = age >= wait_ns ? 0 : (wait_ns - age + 999999u) / 1000000u;
-    uv_timer_start(&b->waited, on_waited, left_ms, 0);
+    *due_ms = (left_ns + 999999u) / 1000000u;
+    return n;
 }
 
-/* Group commit with a floor: a batch goes out at once when none is in the database; beside
- * running ones only when it holds INGEST_BATCH_MIN alerts (or is a retry of one alert alone).
- * Every transaction costs the database a fixed ~2 ms of CPU whatever its size, so many small
- * batches in parallel bought latency nothing and halved what the server could commit; now the
- * queue grows while a batch runs, and more batches run at once only when there is enough
- * work to fill them. Only alerts free to go count (see may_go). */
-static void flush_policy(struct ingest_batcher *b, int waited)
+/* Group commit with a floor: a batch goes out at once when none of the process's batches is
+ * live in the database; beside live ones only when the queue holds INGEST_BATCH_MIN alerts (or
+ * a full batch, or a retry of one alert alone), up to INGEST_MAX_INFLIGHT. Otherwise the queue
+ * grows while the running batch commits: every transaction costs the server a fixed amount of
+ * CPU. A batch held in the database (a lock, a slow WAL flush) is no longer live once it has
+ * been out INGEST_STALL_MS, so a stuck batch delays the rest of the process's alerts by that
+ * bound, not by its own duration. One live batch per process at a time was measured too: it
+ * lost throughput on a loaded box (an alert then waits a whole round trip, mostly the WAL
+ * flush, which a second batch overlaps) for no CPU saving. Only alerts free to go count (see
+ * may_go). */
+static void flush(struct ingest_batcher *b)
 {
     const struct config *c = &b->in->cfg;
+    uint64_t due_ms = 0;
+    int held_by_live = 0;
     while (b->n > 0 && b->inflight < c->ingest_max_inflight) {
         const struct pending *first;
         size_t n = ready(b, &first);
         if (!n)
             break;
-        if (b->inflight > 0 && !first->solo && n < (size_t)c->ingest_batch_min &&
-            n < (size_t)c->ingest_batch_max && !waited)
+        if (!first->solo && n < (size_t)c->ingest_batch_min && n < (size_t)c->ingest_batch_max &&
+            b->inflight > 0 &&
+            live_batches(b, &due_ms) > 0) {
+            held_by_live = 1;
             break;
+        }
         send_batch(b);
-        waited = 0;
     }
-    arm_wait(b);
+    /* the queue goes when the running batch returns, or when it stalls, whichever is first */
+    if (held_by_live)
+        uv_timer_start(&b->stall, on_stalled, due_ms ? due_ms : 1, 0);
+    else
+        uv_timer_stop(&b->stall);
 }
 
-static void flush(struct ingest_batcher *b)
+static void on_stalled(uv_timer_t *t)
 {
-    flush_policy(b, 0);
-}
-
-/* The oldest queued alert waited INGEST_FLUSH_WAIT_MS: its batch goes as it is, if a slot is
- * free (else the next returning batch sends it). */
-static void on_waited(uv_timer_t *t)
-{
-    struct ingest_batcher *b = t->data;
-    flush_policy(b, 1);
+    flush(t->data);
 }
 
 /* ---- indicators.last_seen, off the write path ------------------------------------------- */
@@ -672,23 +693,15 @@ static int normalize_extract(const struct alert_source *src, const struct jtok_d
 }
 
 static void submit_normalized(struct reqctx *rc, const struct alert_source *src,
-                              json_t *payload, struct normalized_alert *pna,
-                              struct indicator_set *pset, int body_is_payload,
-                              const char *raw_json, const char *raw_member,
-                              const struct json_scan *scan);
+                              struct normalized_alert *pna, struct indicator_set *pset,
+                              const char *raw, size_t raw_len, const struct json_scan *scan);
 
-/* Normalise, extract, fingerprint and queue; payload is borrowed. The source reads the payload
- * from tok, the body's token index, at token root (payload, the tree, is NULL when the body is
- * the payload and was read into tokens only). body_is_payload:
- * the request body is the payload (POST /v1/ingest/{source}); its text goes to the database as
- * received (the parser accepted it), so nothing is serialised again and numbers stay exactly as
- * sent.
- * Otherwise raw_json, when not NULL, is the request body to store instead of payload (its
- * member raw_member): payload had integers beyond 64 bits, which the tree only holds as reals,
- * or is large. scan: what the limit walk saw of the body. */
-static void submit(struct reqctx *rc, const struct alert_source *src, json_t *payload,
-                   const struct jtok_doc *tok, uint32_t root, int body_is_payload,
-                   const char *raw_json, const char *raw_member, const struct json_scan *scan)
+/* Normalise, extract, fingerprint and queue. The source reads the payload from tok, the body's
+ * token index, at token root; raw/raw_len is the payload's text in the body, which goes to the
+ * database as received (the parser accepted it), so nothing is serialised again and numbers
+ * stay exactly as sent. scan: what the limit walk saw of the body. */
+static void submit(struct reqctx *rc, const struct alert_source *src, const struct jtok_doc *tok,
+                   uint32_t root, const char *raw, size_t raw_len, const struct json_scan *scan)
 {
     struct normalized_alert na;
     struct indicator_set set;
@@ -696,15 +709,13 @@ static void submit(struct reqctx *rc, const struct alert_source *src, json_t *pa
         reply_payload_mismatch(rc, src->name);
         return;
     }
-    submit_normalized(rc, src, payload, &na, &set, body_is_payload, raw_json, raw_member, scan);
+    submit_normalized(rc, src, &na, &set, raw, raw_len, scan);
 }
 
 /* The rest of submit() on a normalised alert and its indicators, which it releases. */
 static void submit_normalized(struct reqctx *rc, const struct alert_source *src,
-                              json_t *payload, struct normalized_alert *pna,
-                              struct indicator_set *pset, int body_is_payload,
-                              const char *raw_json, const char *raw_member,
-                              const struct json_scan *scan)
+                              struct normalized_alert *pna, struct indicator_set *pset,
+                              const char *raw, size_t raw_len, const struct json_scan *scan)
 {
     struct normalized_alert na = *pna;
     struct indicator_set set = *pset;
@@ -717,30 +728,12 @@ static void submit_normalized(struct reqctx *rc, const struct alert_source *src,
     struct element e = {.na = &na, .source = src->name, .occurred_at = ts, .fingerprint = fp,
                         .key_prefix = rc->auth.key_prefix, .set = &set,
                         .check_numbers = scan && scan->wide_numbers};
-    const char *raw;
-    size_t raw_len;
-    char *dumped = NULL;
-    if (body_is_payload) {
-        raw = rc->req->body.data ? rc->req->body.data : "{}";
-        raw_len = rc->req->body.data ? rc->req->body.len : 2;
-    } else if (raw_json) {
-        raw = raw_json;
-        raw_len = strlen(raw_json);
-        e.raw_member = raw_member;
-    } else {
-        dumped = json_dumps(payload, JSON_COMPACT);
-        if (!dumped)
-            msg_fatal("out of memory");
-        raw = dumped;
-        raw_len = strlen(dumped);
-    }
     struct buf t;
     buf_init(&t);
     buf_reserve(&t, raw_len + 2048); /* the element is ~1 KB: one block, not a chain of reallocs */
     element_text(&t, &e);
     size_t elem_len = t.len;
     buf_append(&t, raw, raw_len);
-    free(dumped);
     indicator_set_destroy(&set);
     normalized_alert_destroy(&na);
 
@@ -754,15 +747,19 @@ static void submit_normalized(struct reqctx *rc, const struct alert_source *src,
 
 /* ---- parsing, off the loop when the body is large ------------------------------------------
  *
- * A body is parsed with the limits of jsonparse.h (nesting, values; for POST /v1/alerts also the
- * payload cap on the bytes received) before anything is built. Bodies larger than OFFLOOP_BYTES
- * are parsed, measured and later freed on libuv's thread pool, and their payload is stored from
- * the request's own text instead of being serialised again, so a request the limits let through
- * costs the loop little more than a small one. For POST /v1/alerts the pool thread also indexes
- * the body's tokens, which the source reads the payload from: they do not depend on which
- * source the body names, and indexing a 1 MB body would hold the loop for milliseconds. */
+ * A body is read once, into a token index, with the limits of jsonparse.h (nesting, values; for
+ * POST /v1/alerts also the payload cap on the bytes received) before anything is built. Bodies
+ * larger than OFFLOOP_BYTES are parsed (and for POST /v1/ingest/{source} also normalised) on
+ * libuv's thread pool, so a request the limits let through costs the loop little more than a
+ * small one. The payload is stored from the request's own text, never serialised again. */
 
 #define OFFLOOP_BYTES (64u << 10)
+
+/* Serialised with ASCII escapes, a payload is at most this many times its bytes without
+ * whitespace: a character of 2 UTF-8 bytes becomes \uXXXX (6), and a 3-byte real such as 0.1
+ * becomes 0.10000000000000001 (19) - 8 leaves room. Below the cap divided by this, the exact
+ * serialised size cannot break the cap and is not computed. */
+#define SERIALISED_GROWTH 8
 
 struct parse_job;
 typedef void (*parsed_fn)(struct parse_job *pj);
@@ -772,20 +769,18 @@ struct parse_job {
     struct reqctx *rc;
     const struct alert_source *src; /* POST /v1/ingest/{source} */
     struct json_limits lim;
-    int alerts_route;       /* POST /v1/alerts: measure the serialised payload too */
-    json_t *doc;            /* the parsed body, or NULL */
-    int use_tok;            /* read the body into tok instead of doc: the body is the payload */
-    int tok_ok;             /* tok holds the body (POST /v1/alerts: and tok_root its payload) */
-    struct jtok_doc tok;    /* POST /v1/alerts, large body: indexed on the pool as well */
+    int alerts_route;       /* POST /v1/alerts: the payload is the body's member "payload" */
+    int tok_ok;             /* tok holds the body */
+    struct jtok_doc tok;    /* the body's tokens (they borrow the request's body) */
     uint32_t tok_root;      /* POST /v1/alerts: "payload" in tok, once tok_ok */
     enum { TOK_UNCHECKED, TOK_NOT_OBJECT, TOK_MISMATCH, TOK_READY } tok_verdict;
     struct normalized_alert na; /* TOK_READY: the normalised alert and its indicators, */
     struct indicator_set set;   /* built on the pool for a large body; submit releases them */
     struct json_scan scan;
     enum json_parse_status st;
-    size_t payload_size;    /* POST /v1/alerts: compact ASCII size of "payload" */
+    size_t payload_size;    /* POST /v1/alerts: compact ASCII size of "payload", when it may be
+                               over the cap (else 0) */
     size_t body_len;        /* kept: rc is gone once the request is answered */
-    uv_loop_t *loop;
     char err[160];
     parsed_fn next;
 };
@@ -804,27 +799,33 @@ static void check_tokens(struct parse_job *pj)
         pj->tok_verdict = TOK_READY;
 }
 
-/* Strict JSON: duplicate keys are refused, and so is \u0000 (jansson's default), which
- * PostgreSQL could not store. Runs on the loop or on a pool thread (touches only pj). */
+/* The payload's size as the original measured it (compact, ASCII escapes), only when it may be
+ * over the cap: a body that large is on the pool already. */
+static size_t payload_serialised_size(const struct parse_job *pj)
+{
+    if (pj->scan.compact_bytes <= ALERT_PAYLOAD_MAX / SERIALISED_GROWTH)
+        return 0;
+    json_t *payload = jtok_json(&pj->tok, pj->tok_root);
+    size_t n = json_dumpb(payload, NULL, 0, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(payload);
+    return n;
+}
+
+/* Strict JSON: duplicate keys are refused, and so is \u0000, which PostgreSQL could not store.
+ * Runs on the loop or on a pool thread (touches only pj and the request's body). */
 static void parse_body(struct parse_job *pj)
 {
     struct http_request *req = pj->rc->req;
-    if (pj->use_tok) {
-        pj->tok_ok = jtok_parse_limited(&pj->tok, req->body.data, req->body.len, &pj->lim,
-                                        &pj->scan, &pj->st, pj->err, sizeof pj->err) == 0;
-        if (pj->tok_ok && pj->body_len > OFFLOOP_BYTES)
-            check_tokens(pj);
+    pj->tok_ok = jtok_parse_limited(&pj->tok, req->body.data, req->body.len, &pj->lim,
+                                    &pj->scan, &pj->st, pj->err, sizeof pj->err) == 0;
+    if (!pj->tok_ok)
         return;
-    }
-    pj->doc = json_parse_limited(req->body.data, req->body.len,
-                                 JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &pj->lim, &pj->scan,
-                                 &pj->st, pj->err, sizeof pj->err);
-    json_t *payload = pj->alerts_route ? json_object_get(pj->doc, "payload") : NULL;
-    if (json_is_object(payload)) {
-        pj->payload_size = json_dumpb(payload, NULL, 0, JSON_COMPACT | JSON_ENSURE_ASCII);
-        if (pj->body_len > OFFLOOP_BYTES)
-            pj->tok_ok = source_body_tokens(&pj->tok, req->body.data, req->body.len, "payload",
-                                            &pj->tok_root) == 0;
+    if (pj->alerts_route) {
+        pj->tok_root = jtok_get(&pj->tok, 0, "payload");
+        if (jtok_type(&pj->tok, pj->tok_root) == JT_OBJECT)
+            pj->payload_size = payload_serialised_size(pj);
+    } else if (pj->body_len > OFFLOOP_BYTES) {
+        check_tokens(pj);
     }
 }
 
@@ -846,13 +847,12 @@ static void parse_then(struct reqctx *rc, const struct alert_source *src, size_t
     struct parse_job *pj = xcalloc(1, sizeof *pj);
     pj->rc = rc;
     pj->src = src;
-    pj->use_tok = src != NULL;
+    pj->tok_root = JTOK_NONE;
     pj->lim = (struct json_limits){(size_t)rc->in->cfg.ingest_json_max_depth,
                                    (size_t)rc->in->cfg.ingest_json_max_values, max_bytes};
     pj->alerts_route = max_bytes > 0;
     pj->next = next;
     pj->body_len = rc->req->body.len;
-    pj->loop = rc->in->loop;
     pj->work.data = pj;
     if (rc->req->body.len <= OFFLOOP_BYTES ||
         uv_queue_work(rc->in->loop, &pj->work, parse_work, parse_after) != 0) {
@@ -861,47 +861,11 @@ static void parse_then(struct reqctx *rc, const struct alert_source *src, size_t
     }
 }
 
-static void free_work(uv_work_t *w)
-{
-    json_decref(w->data);
-}
-
-static void free_after(uv_work_t *w, int status)
-{
-    (void)status;
-    free(w);
-}
-
-/* Drops the parse job and its document (the request may be answered and gone by now); a large
- * document is freed on the thread pool (only the job still refers to it, the stored element
- * holds the body's text instead). */
+/* Drops the parse job and its tokens: two blocks, whatever the body's size. */
 static void parse_job_free(struct parse_job *pj)
 {
-    jtok_free(&pj->tok); /* two blocks, whatever the size; nothing when never filled */
-    if (pj->doc && pj->body_len > OFFLOOP_BYTES) {
-        uv_work_t *w = xcalloc(1, sizeof *w);
-        w->data = pj->doc;
-        if (uv_queue_work(pj->loop, w, free_work, free_after) != 0) {
-            json_decref(pj->doc);
-            free(w);
-        }
-    } else {
-        json_decref(pj->doc);
-    }
+    jtok_free(&pj->tok);
     free(pj);
-}
-
-/* The body as a NUL-terminated string for raw_json (the parser accepted it: no NUL inside),
- * when the payload is to be stored from it: integers beyond 64 bits (the tree holds them only
- * as reals), numbers PostgreSQL's numeric may not hold (the tree rounds them, so only the text
- * lets the database refuse them as /v1/ingest does) or a large body (serialising its tree again
- * would cost the loop). */
-static char *stored_text(struct parse_job *pj)
-{
-    struct http_request *req = pj->rc->req;
-    if (!pj->scan.big_integers && !pj->scan.wide_numbers && req->body.len <= OFFLOOP_BYTES)
-        return NULL;
-    return xstrndup(req->body.data ? req->body.data : "", req->body.len);
 }
 
 static void ingest_source_parsed(struct parse_job *pj);
@@ -942,10 +906,14 @@ static void reply_unparsed(struct reqctx *rc, const struct parse_job *pj)
 static void ingest_source_tokens(struct parse_job *pj)
 {
     struct reqctx *rc = pj->rc;
+    struct http_request *req = rc->req;
+    /* the parser accepted the body, so it is there: a body of no bytes is not JSON */
+    const char *raw = req->body.data;
+    size_t raw_len = req->body.len;
     if (!pj->tok_ok)
         reply_unparsed(rc, pj);
     else if (pj->tok_verdict == TOK_READY)
-        submit_normalized(rc, pj->src, NULL, &pj->na, &pj->set, 1, NULL, NULL, &pj->scan);
+        submit_normalized(rc, pj->src, &pj->na, &pj->set, raw, raw_len, &pj->scan);
     else if (pj->tok_verdict == TOK_MISMATCH)
         reply_payload_mismatch(rc, pj->src->name);
     else if (jtok_type(&pj->tok, 0) != JT_OBJECT)
@@ -953,7 +921,7 @@ static void ingest_source_tokens(struct parse_job *pj)
     else if (!pj->src->validate(&pj->tok, 0))
         reply_payload_mismatch(rc, pj->src->name);
     else
-        submit(rc, pj->src, NULL, &pj->tok, 0, 1, NULL, NULL, &pj->scan);
+        submit(rc, pj->src, &pj->tok, 0, raw, raw_len, &pj->scan);
 }
 
 static void ingest_source_parsed(struct parse_job *pj)
@@ -981,9 +949,9 @@ void route_post_alert(struct reqctx *rc)
 static int post_alert_check(struct parse_job *pj)
 {
     struct reqctx *rc = pj->rc;
-    json_t *body = pj->doc;
+    const struct jtok_doc *d = &pj->tok;
     char msg[256];
-    if (!body && pj->st != JSONP_INVALID) {
+    if (!pj->tok_ok && pj->st != JSONP_INVALID) {
         if (pj->st == JSONP_TOO_BIG)
             snprintf(msg, sizeof msg,
                      "Value error, payload exceeds maximum size of 1 MB (%zu bytes received)",
@@ -994,22 +962,21 @@ static int post_alert_check(struct parse_job *pj)
                     validation_error("value_error", "payload", msg));
         return -1;
     }
-    if (!body || !json_is_object(body)) {
+    if (!pj->tok_ok || jtok_type(d, 0) != JT_OBJECT) {
         reply_error(rc, 422, "VALIDATION_ERROR", "Request validation failed.",
                     validation_error("json_invalid", "body", "JSON object expected"));
         return -1;
     }
-    json_t *sn = json_object_get(body, "source_name");
-    json_t *payload = json_object_get(body, "payload");
+    uint32_t sn = jtok_get(d, 0, "source_name");
     const char *err_field = NULL, *err_type = NULL, *err_msg = NULL;
-    if (!sn) {
+    if (sn == JTOK_NONE) {
         err_field = "source_name", err_type = "missing", err_msg = "Field required";
-    } else if (!json_is_string(sn)) {
+    } else if (jtok_type(d, sn) != JT_STRING) {
         err_field = "source_name", err_type = "string_type",
         err_msg = "Input should be a valid string";
-    } else if (!payload) {
+    } else if (pj->tok_root == JTOK_NONE) {
         err_field = "payload", err_type = "missing", err_msg = "Field required";
-    } else if (!json_is_object(payload)) {
+    } else if (jtok_type(d, pj->tok_root) != JT_OBJECT) {
         err_field = "payload", err_type = "dict_type",
         err_msg = "Input should be a valid dictionary";
     }
@@ -1033,20 +1000,15 @@ static void post_alert_parsed(struct parse_job *pj)
 {
     struct reqctx *rc = pj->rc;
     if (post_alert_check(pj) == 0) {
-        json_t *payload = json_object_get(pj->doc, "payload");
-        const struct alert_source *src =
-            resolve_source(rc, json_string_value(json_object_get(pj->doc, "source_name")));
-        /* a small body is indexed here, a large one was on the pool (parse_body); the tokens
-         * borrow the body, so nothing reads them once rc and its request are answered */
-        if (src && pj->body_len <= OFFLOOP_BYTES)
-            pj->tok_ok = source_body_tokens(&pj->tok, rc->req->body.data, rc->req->body.len,
-                                            "payload", &pj->tok_root) == 0;
-        if (src && (!pj->tok_ok || !src->validate(&pj->tok, pj->tok_root))) {
+        char *name = jtok_strdup(&pj->tok, jtok_get(&pj->tok, 0, "source_name"));
+        const struct alert_source *src = resolve_source(rc, name);
+        free(name);
+        if (src && !src->validate(&pj->tok, pj->tok_root)) {
             reply_payload_mismatch(rc, src->name);
         } else if (src) {
-            char *raw = stored_text(pj);
-            submit(rc, src, payload, &pj->tok, pj->tok_root, 0, raw, "payload", &pj->scan);
-            free(raw);
+            const struct jtok *t = &pj->tok.t[pj->tok_root];
+            submit(rc, src, &pj->tok, pj->tok_root, rc->req->body.data + t->start,
+                   t->end - t->start, &pj->scan);
         }
     }
     parse_job_free(pj);

@@ -10,6 +10,8 @@ Streams (each over N keep-alive connections with wrk, for --seconds):
   hot         as unique, but every alert carries the same IP indicator
   fixtures-dedup  the five fixtures with de-duplication on: every post after the first five is a
               duplicate of one of five alerts
+  alerts      the five fixtures through POST /v1/alerts ({"source_name", "payload"}; no
+              signature), de-duplication off (not in the default set: --streams fixtures,alerts)
 Each stream checks that every 202 left a row: a new alert, or an alert_deduplicated event
 (requests still in flight when wrk stops may be committed without their 202 being read: at most
 one per connection).
@@ -65,7 +67,7 @@ SECRET = "bench-secret"
 FIXTURES = [("sentinel", "01_sentinel_brute_force_tor.json"), ("elastic", "02_elastic_malware_hash.json"),
             ("splunk", "03_splunk_anomalous_data_transfer.json"), ("sentinel", "04_sentinel_impossible_travel.json"),
             ("elastic", "05_elastic_suspicious_powershell.json")]
-STREAMS = ("fixtures", "unique", "dup30", "hot", "fixtures-dedup")
+STREAMS = ("fixtures", "unique", "dup30", "hot", "fixtures-dedup", "alerts")
 
 WRK_DONE = ("done = function(summary, latency, requests)\n"
             "  io.write(string.format(\"p999_us %d\\n\", latency:percentile(99.9)))\nend\n")
@@ -83,6 +85,17 @@ def fixtures_script(key):
         hdr = "X-Splunk-Signature" if src == "splunk" else "X-Webhook-Signature"
         reqs.append('wrk.format("POST", "/v1/ingest/%s", {["Authorization"]="Bearer %s", '
                     '["Content-Type"]="application/json", ["%s"]="%s"}, %s)' % (src, key, hdr, sig, lua_string(body)))
+    return ("local reqs = {}\n" + "".join("reqs[%d] = %s\n" % (i + 1, r) for i, r in enumerate(reqs)) +
+            "local n = 0\nrequest = function()\n  n = n + 1\n  return reqs[(n %% %d) + 1]\nend\n" % len(reqs) +
+            WRK_DONE)
+
+
+def alerts_script(key):
+    reqs = []
+    for src, name in FIXTURES:
+        body = b'{"source_name": "%s", "payload": %s}' % (src.encode(), harness.fixture(name))
+        reqs.append('wrk.format("POST", "/v1/alerts", {["Authorization"]="Bearer %s", '
+                    '["Content-Type"]="application/json"}, %s)' % (key, lua_string(body)))
     return ("local reqs = {}\n" + "".join("reqs[%d] = %s\n" % (i + 1, r) for i, r in enumerate(reqs)) +
             "local n = 0\nrequest = function()\n  n = n + 1\n  return reqs[(n %% %d) + 1]\nend\n" % len(reqs) +
             WRK_DONE)
@@ -519,7 +532,7 @@ def main():
     ap.add_argument("--intake", type=int, default=2)
     ap.add_argument("--inflight", type=int, default=0, help="INGEST_MAX_INFLIGHT (default: the intake's)")
     ap.add_argument("--ceiling-clients", type=int, default=8)
-    ap.add_argument("--streams", default=",".join(STREAMS))
+    ap.add_argument("--streams", default=",".join(STREAMS[:-1]))
     ap.add_argument("--trace", action="store_true",
                     help="a 10 ms timeline of wait events, lock waiters, autovacuum and checkpoints per stream")
     ap.add_argument("--wal-detail", action="store_true",
@@ -551,9 +564,14 @@ def main():
             for name, expr in CEILINGS:
                 c = ceiling(s, max(1, round(batch)), a, name, expr)
                 print("%-15s %.2f (fixtures / %s)" % ("ratio", results["fixtures"] / c, name))
+        if "alerts" in streams:
+            warm_up(s, alerts_script(key), a)
+            rate, _, good = run_stream(s, "alerts", alerts_script(key), a)
+            results["alerts"] = rate
+            ok &= good
     finally:
         s.stop()
-    rest = [x for x in streams if x != "fixtures"]
+    rest = [x for x in streams if x not in ("fixtures", "alerts")]
     if rest:
         s, key = stack(24, a)
         try:

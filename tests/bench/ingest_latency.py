@@ -4,7 +4,7 @@
 One stream of tests/bench/ingest_bench.py (fixtures, de-duplication off; fixtures-dedup, the
 same with de-duplication on, every post after the first five a duplicate; or hot: generic alerts
 all sharing one IP, de-duplication on) over N keep-alive connections, with the batching settings
-given by --set (INGEST_BATCH_MIN=8, INGEST_FLUSH_WAIT_MS=4, ...); then, from every intake
+given by --set (INGEST_STALL_MS=20, INGEST_MAX_INFLIGHT=2, ...); then, from every intake
 process's GET /metrics, the percentiles of each phase of a request:
 
   queued    an alert waiting for its batch to go out
@@ -15,7 +15,7 @@ beside wrk's client-side percentiles, the batch size, and the CPU per alert of P
 the intake (load-independent). The ceiling of the comparison is the same stream with the
 settings of another run: run it twice under `flock /work/bench.lock` and compare.
 
-  python3 tests/bench/ingest_latency.py --stream fixtures --set INGEST_BATCH_MIN=16
+  python3 tests/bench/ingest_latency.py --stream fixtures --set INGEST_STALL_MS=10
 """
 import argparse
 import os

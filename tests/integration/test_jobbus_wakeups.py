@@ -48,7 +48,7 @@ def wakeups(enrichers):
 
 def test_a_large_commit_wakes_several_enrichers():
     s = Stack("jobwake", services=(), env={"LOG_LEVEL": "DEBUG", "ENRICHER_POLL_INTERVAL_MS": "60000", "ENCRYPTION_KEY": fernet_key(),
-                                            "INGEST_MAX_INFLIGHT": "1", "INGEST_FLUSH_WAIT_MS": "0"})
+                                            "INGEST_MAX_INFLIGHT": "1"})
     holder = None
     try:
         s.start("jobbus")
