@@ -34,8 +34,8 @@ SELECT a.title, a.severity, a.source_name, md5(coalesce(a.description, '<null>')
        (SELECT string_agg(j.status || ':' || j.attempts, ' ') FROM enrichment_jobs j WHERE j.alert_id = a.id),
        (SELECT string_agg(e.event_type || ' ' || e.actor_type || ' '
                           || CASE WHEN starts_with('%s', e.actor_key_prefix) THEN 'the key' ELSE 'another' END
-                          || ' ' || e."references"::text, ' | ')
-          FROM activity_events e WHERE e.alert_id = a.id)
+                          || ' ' || e."references"::text, ' | ' ORDER BY e.created_at, e.id)
+          FROM alert_activity e WHERE e.alert_id = a.id)
   FROM alerts a LEFT JOIN detection_rules d ON d.id = a.detection_rule_id
  WHERE a.uuid = '%s'
 """
@@ -93,7 +93,7 @@ def test_dedup_off_stores_what_dedup_on_stores():
         uoff.append(a_off["alert_uuid"])
         assert_eq(len(set(uoff)), len(uoff))
         assert_eq(dump(off, koff, [uoff[-1]]), [doff[0]])
-        for t in ("alerts", "enrichment_jobs", "activity_events"):
+        for t in ("alerts", "enrichment_jobs", "alert_activity"):
             assert_eq(off.sql_value("SELECT count(*) FROM " + t), str(len(uoff)))
         # the payload kept as sent, without the whitespace around it
         assert_eq(off.sql_value("SELECT raw_payload::text FROM alerts WHERE uuid = '%s'" % uoff[8]),
