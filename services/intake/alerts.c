@@ -281,6 +281,8 @@ void route_alert_indicators(struct reqctx *rc)
             1, p, on_one, op);
 }
 
+/* alert_activity holds the stored events and the alert_ingested event each newer alert's row
+ * stands for (its ingest writes no event row). */
 void route_alert_activity(struct reqctx *rc)
 {
     char uuid[37];
@@ -296,12 +298,12 @@ void route_alert_activity(struct reqctx *rc)
     op->page = page;
     op->page_size = page_size;
     pg_exec(rc->in->pg,
-            "SELECT (SELECT count(*) FROM activity_events e WHERE e.alert_id = a.id), "
+            "SELECT (SELECT count(*) FROM alert_activity e WHERE e.alert_id = a.id), "
             "coalesce((SELECT json_agg(x.j ORDER BY x.created_at DESC, x.id DESC) FROM "
             "(SELECT e.id, e.created_at, json_build_object('uuid', e.uuid, 'event_type', "
             "e.event_type, 'actor_type', e.actor_type, 'actor_key_prefix', e.actor_key_prefix, "
             "'references', e.\"references\", 'created_at', calseta_ts(e.created_at)) AS j "
-            "FROM activity_events e WHERE e.alert_id = a.id "
+            "FROM alert_activity e WHERE e.alert_id = a.id "
             "ORDER BY e.created_at DESC, e.id DESC LIMIT $2::int OFFSET $3::bigint) x), "
             "'[]'::json)::text FROM alerts a WHERE a.uuid = $1",
             3, p, on_one, op);

@@ -105,15 +105,16 @@ static const char SQL_ALERT_CONTEXT[] =
     APPLICABLE_DOCS "))::text FROM alerts a WHERE a.uuid = $1::uuid";
 
 /* The event's references first, so a reference key can never overwrite a core field (the
- * original let it). */
+ * original let it). alert_activity, as for GET /v1/alerts/{uuid}/activity: the stored events and
+ * the ingest event derived from the alert's row. */
 static const char SQL_ALERT_ACTIVITY[] =
     "SELECT json_build_object('activity', coalesce((SELECT json_agg(x.j ORDER BY x.created_at "
     "DESC, x.id DESC) FROM (SELECT e.id, e.created_at, (CASE WHEN jsonb_typeof(e.\"references\") "
     "= 'object' THEN e.\"references\" ELSE '{}'::jsonb END || jsonb_build_object('event_type', "
     "e.event_type, 'actor_type', e.actor_type, 'actor_key_prefix', e.actor_key_prefix, "
-    "'created_at', calseta_ts(e.created_at))) AS j FROM activity_events e WHERE e.alert_id = a.id "
+    "'created_at', calseta_ts(e.created_at))) AS j FROM alert_activity e WHERE e.alert_id = a.id "
     "ORDER BY e.created_at DESC, e.id DESC LIMIT 100) x), '[]'::json), 'count', (SELECT "
-    "least(count(*), 100) FROM activity_events e WHERE e.alert_id = a.id))::text FROM alerts a "
+    "least(count(*), 100) FROM alert_activity e WHERE e.alert_id = a.id))::text FROM alerts a "
     "WHERE a.uuid = $1::uuid";
 
 static const char SQL_RULES[] =

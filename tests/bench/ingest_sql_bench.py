@@ -14,7 +14,10 @@ Run by hand, release build, with the database migrated:
     export CALSETA_DATA_DIR=/tmp/calseta-bench; DATABASE_URL=$(scripts/pg.sh start); export DATABASE_URL
     build/bin/calseta migrate
     python3 tests/bench/ingest_sql_bench.py [--seconds 8] [--batch 15] [--clients 1] [--perf FILE]
-With --perf, `perf record -g` samples the backend of the first client into FILE.
+                                            [--load FILE]
+With --perf, `perf record -g` samples the backend of the first client into FILE. With --load, the
+SQL in FILE (say, an older body of the function) runs in the bench's database first: paired A/B
+runs of two bodies on one server.
 """
 import argparse
 import json
@@ -153,6 +156,9 @@ def main():
     ap.add_argument("--unique", action="store_true", help="a fingerprint of its own for every alert")
     ap.add_argument("--prefill", type=int, default=0,
                     help="alerts written before the measured run (then a checkpoint): a larger table")
+    ap.add_argument("--load", default="",
+                    help="SQL file run in the bench database before anything is measured (another "
+                         "body of the function, for A/B runs on one server)")
     a = ap.parse_args()
 
     s = harness.Stack("ingsql", env={"ALERT_DEDUP_WINDOW_HOURS": 0, "LOG_LEVEL": "WARNING"})
@@ -168,6 +174,12 @@ def main():
                                                 "'hex') FROM (%s) q(x)" % ELEMENTS)).decode()
         elems = [tuple(x.split("\x01", 1)) for x in text.split("\x02")]
         assert len(elems) == 5, len(elems)
+        if a.load:
+            r = subprocess.run(["psql", s.db, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", a.load],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError("--load %s failed:\n%s" % (a.load, r.stderr))
+            print("loaded %s" % a.load)
         separate = payloads_separate(s)
         if a.prefill:
             script, variables = call_sql(elems, a.batch, separate, a.unique)

@@ -141,6 +141,98 @@ def test_status_lifecycle_and_activity():
         s.stop()
 
 
+
+def mcp_activity(s, key, uuid):
+    sid, _ = mcp.init(s, key)
+    r = mcp.rpc(s, key, {"jsonrpc": "2.0", "id": 3, "method": "resources/read",
+                         "params": {"uri": "calseta://alerts/%s/activity" % uuid}}, session=sid)
+    assert_eq(r.status, 200, r.body)
+    return json.loads(r.json()["result"]["contents"][0]["text"])
+
+
+def test_ingest_event_as_it_was_at_ingest():
+    """An alert's alert_ingested event, read through the API and MCP, carries what the alert
+    was at ingest: a severity PATCHed since still shows the ingest-time one; the event keeps
+    its uuid from read to read, its place under later events of the same timestamp, its count
+    and paging. An alert stored the old way (its event a row of its own) shows exactly one, and a
+    deleted alert's ingest event stays, without the alert, under the uuid it was read with."""
+    s = Stack("alerts_ingest_event")
+    try:
+        k = s.create_key("admin")
+        prefix = s.sql_value("SELECT key_prefix FROM api_keys")
+        assert k.startswith(prefix), (k, prefix)
+        u = s.ingest(k, "sev at ingest", severity="high")
+        created = s.request("GET", "/v1/alerts/" + u, key=k).json()["data"]["created_at"]
+        want = {"event_type": "alert_ingested", "actor_type": "api", "actor_key_prefix": prefix,
+                "references": {"source_name": "generic", "severity": "High", "title": "sev at ingest"},
+                "created_at": created}
+        first = s.request("GET", "/v1/alerts/%s/activity" % u, key=k).json()
+        assert_eq(first["meta"]["total"], 1)
+        ev = first["data"][0]
+        assert_eq({f: ev[f] for f in want}, want)
+        for sev in ("Low", "Critical"):
+            r = s.request("PATCH", "/v1/alerts/" + u, key=k, body={"severity": sev})
+            assert_eq(r.status, 200, r.body)
+        r = s.request("PATCH", "/v1/alerts/" + u, key=k, body={"status": "Triaging"})
+        assert_eq(r.status, 200, r.body)
+        assert_eq(s.request("GET", "/v1/alerts/" + u, key=k).json()["data"]["severity"], "Critical")
+        acts = s.request("GET", "/v1/alerts/%s/activity" % u, key=k).json()
+        assert_eq(acts["meta"]["total"], 4)
+        assert_eq([a["event_type"] for a in acts["data"]],
+                  ["alert_status_updated", "alert_severity_updated", "alert_severity_updated", "alert_ingested"])
+        assert_eq(acts["data"][-1], ev)  # same uuid, same fields, after the PATCHes
+        assert_eq([a["references"]["to_severity"] for a in acts["data"][1:3]], ["Critical", "Low"])
+        # paging counts and places it as a stored event
+        pages = [s.request("GET", "/v1/alerts/%s/activity?page=%d&page_size=3" % (u, n), key=k).json()
+                 for n in (1, 2)]
+        assert_eq([p["meta"]["total"] for p in pages], [4, 4])
+        assert_eq(pages[0]["data"] + pages[1]["data"], acts["data"])
+        m = mcp_activity(s, k, u)
+        assert_eq(m["count"], 4)
+        assert_eq([a["event_type"] for a in m["activity"]], [a["event_type"] for a in acts["data"]])
+        assert_eq(m["activity"][-1], {"source_name": "generic", "severity": "High", "title": "sev at ingest",
+                                      "event_type": "alert_ingested", "actor_type": "api",
+                                      "actor_key_prefix": prefix, "created_at": created})
+
+        # a duplicate in the ingest's own transaction has the alert's timestamp: it sorts above
+        el = ('{"title": "same ts", "severity": "Low", "source_name": "generic", '
+              '"occurred_at": "2026-01-01T00:00:00Z", "fingerprint": "same-ts", "actor_key_prefix": "cai_sql"}')
+        s.sql("SELECT count(*) FROM calseta_ingest_batch('[%s, %s]', 24)" % (el, el))
+        u2 = s.sql_value("SELECT uuid FROM alerts WHERE fingerprint = 'same-ts'")
+        acts2 = s.request("GET", "/v1/alerts/%s/activity" % u2, key=k).json()
+        assert_eq([(a["event_type"], a["actor_key_prefix"]) for a in acts2["data"]],
+                  [("alert_deduplicated", "cai_sql"), ("alert_ingested", "cai_sql")])
+        assert_eq(acts2["data"][0]["created_at"], acts2["data"][1]["created_at"])
+        assert_eq([a["event_type"] for a in mcp_activity(s, k, u2)["activity"]],
+                  ["alert_deduplicated", "alert_ingested"])
+
+        # an alert stored before the derived event: its own row, shown once
+        old = s.sql_value(
+            "WITH a AS (INSERT INTO alerts (title, severity, source_name, occurred_at) "
+            "VALUES ('old way', 'Medium', 'generic', now()) RETURNING id, uuid), "
+            "e AS (INSERT INTO activity_events (event_type, actor_type, actor_key_prefix, alert_id, \"references\") "
+            "SELECT 'alert_ingested', 'api', 'cai_old', a.id, jsonb_build_object('source_name', 'generic', "
+            "'severity', 'Medium', 'title', 'old way') FROM a) SELECT uuid FROM a")
+        r = s.request("PATCH", "/v1/alerts/" + old, key=k, body={"severity": "High"})
+        assert_eq(r.status, 200, r.body)
+        acts3 = s.request("GET", "/v1/alerts/%s/activity" % old, key=k).json()
+        assert_eq([a["event_type"] for a in acts3["data"]], ["alert_severity_updated", "alert_ingested"])
+        assert_eq(acts3["data"][1]["references"], {"source_name": "generic", "severity": "Medium",
+                                                   "title": "old way"})
+        assert_eq(acts3["data"][1]["uuid"],
+                  s.sql_value("SELECT uuid FROM activity_events WHERE event_type = 'alert_ingested'"))
+        assert_eq(mcp_activity(s, k, old)["count"], 2)
+
+        # deleted: the events stay without the alert, the ingest event as it was read
+        assert_eq(s.request("DELETE", "/v1/alerts/" + u, key=k).status, 204)
+        assert_eq(s.sql("SELECT uuid, actor_key_prefix, \"references\"->>'severity', calseta_ts(created_at) "
+                        "FROM activity_events WHERE alert_id IS NULL AND event_type = 'alert_ingested'"),
+                  [[ev["uuid"], prefix, "High", created]])
+        assert_eq(s.sql_value("SELECT count(*) FROM activity_events WHERE alert_id IS NULL"), "4")
+    finally:
+        s.stop()
+
+
 def test_api_key_management_bodies():
     s = Stack("keys_api")
     try:

@@ -362,7 +362,7 @@ def test_rerun_changes_nothing():
                 "i.updated_at, i.last_seen FROM indicators i JOIN alert_indicators ai ON ai.indicator_id = i.id "
                 "WHERE ai.alert_id = %d ORDER BY i.id" % alert)
     alert_sql = ("SELECT enrichment_status, enriched_at, updated_at, is_enriched, "
-                 "(SELECT count(*) FROM activity_events WHERE alert_id = %d), "
+                 "(SELECT count(*) FROM alert_activity WHERE alert_id = %d), "
                  "(SELECT count(*) FROM alert_indicators WHERE alert_id = %d) FROM alerts WHERE id = %d"
                  % (alert, alert, alert))
     before = (STACK.sql(snap_sql), STACK.sql(alert_sql))

@@ -34,7 +34,7 @@ def test_fixtures_are_normalised_and_committed():
             row = s.sql("SELECT a.source_name, a.severity, a.status, a.enrichment_status, "
                         "(SELECT count(*) FROM enrichment_jobs j WHERE j.alert_id = a.id), "
                         "(SELECT count(*) FROM alert_indicators ai WHERE ai.alert_id = a.id), "
-                        "(SELECT count(*) FROM activity_events e WHERE e.alert_id = a.id "
+                        "(SELECT count(*) FROM alert_activity e WHERE e.alert_id = a.id "
                         "   AND e.event_type = 'alert_ingested'), a.raw_payload::jsonb::text, md5(a.raw_payload::text) "
                         "FROM alerts a WHERE a.uuid = '%s'" % d["alert_uuid"])[0]
             assert_eq(row[0], src)
@@ -176,7 +176,7 @@ def test_shared_new_indicators_from_two_processes():
         assert_eq(s.sql_value("SELECT count(*) FROM alerts a WHERE (SELECT count(*) FROM alert_indicators ai "
                               "WHERE ai.alert_id = a.id) <> 2"), "0")
         assert_eq(s.sql_value("SELECT count(*) FROM enrichment_jobs"), "80")
-        assert_eq(s.sql_value("SELECT count(*) FROM activity_events WHERE event_type = 'alert_ingested'"), "80")
+        assert_eq(s.sql_value("SELECT count(*) FROM alert_activity WHERE event_type = 'alert_ingested'"), "80")
     finally:
         s.stop()
 
@@ -376,9 +376,15 @@ def test_kill9_intake_under_load():
         # every stored alert is whole: its job, its indicator link and its activity event
         broken = s.sql("SELECT a.title FROM alerts a WHERE NOT EXISTS (SELECT 1 FROM enrichment_jobs j "
                        "WHERE j.alert_id = a.id) OR NOT EXISTS (SELECT 1 FROM alert_indicators ai "
-                       "WHERE ai.alert_id = a.id) OR NOT EXISTS (SELECT 1 FROM activity_events e "
+                       "WHERE ai.alert_id = a.id) OR NOT EXISTS (SELECT 1 FROM alert_activity e "
                        "WHERE e.alert_id = a.id)")
         assert not broken, broken[:5]
+        # the event is derived from the row (the view above always finds it): the row must say
+        # so and carry the ingesting key's prefix, and no alert may also have a stored one
+        unmarked = s.sql("SELECT a.title FROM alerts a WHERE NOT a.ingest_event OR a.ingest_key_prefix IS NULL "
+                         "OR EXISTS (SELECT 1 FROM activity_events e WHERE e.alert_id = a.id "
+                         "AND e.event_type = 'alert_ingested')")
+        assert not unmarked, unmarked[:5]
         print("kill9: %d accepted, %d errors, %d stored" % (len(accepted), len(errors), len(titles)))
     finally:
         s.stop()

@@ -6,6 +6,8 @@ generic alert, a payload with whitespace around it, a number PostgreSQL cannot h
 of each kind and compares everything stored per alert: fields, payload text, tags, rule,
 indicators, enrichment job and activity event. With de-duplication off a repeated alert is a
 new alert, with its own job and event."""
+import json
+
 from harness import Stack, assert_eq, fixture, run_tests
 
 U64 = 18446744073709551615
@@ -32,8 +34,8 @@ SELECT a.title, a.severity, a.source_name, md5(coalesce(a.description, '<null>')
        (SELECT string_agg(j.status || ':' || j.attempts, ' ') FROM enrichment_jobs j WHERE j.alert_id = a.id),
        (SELECT string_agg(e.event_type || ' ' || e.actor_type || ' '
                           || CASE WHEN starts_with('%s', e.actor_key_prefix) THEN 'the key' ELSE 'another' END
-                          || ' ' || e."references"::text, ' | ')
-          FROM activity_events e WHERE e.alert_id = a.id)
+                          || ' ' || e."references"::text, ' | ' ORDER BY e.created_at, e.id)
+          FROM alert_activity e WHERE e.alert_id = a.id)
   FROM alerts a LEFT JOIN detection_rules d ON d.id = a.detection_rule_id
  WHERE a.uuid = '%s'
 """
@@ -91,7 +93,7 @@ def test_dedup_off_stores_what_dedup_on_stores():
         uoff.append(a_off["alert_uuid"])
         assert_eq(len(set(uoff)), len(uoff))
         assert_eq(dump(off, koff, [uoff[-1]]), [doff[0]])
-        for t in ("alerts", "enrichment_jobs", "activity_events"):
+        for t in ("alerts", "enrichment_jobs", "alert_activity"):
             assert_eq(off.sql_value("SELECT count(*) FROM " + t), str(len(uoff)))
         # the payload kept as sent, without the whitespace around it
         assert_eq(off.sql_value("SELECT raw_payload::text FROM alerts WHERE uuid = '%s'" % uoff[8]),
@@ -158,7 +160,8 @@ def test_payload_forms_from_sql():
     """The payloads as a json array, as joined text, or omitted, from straight calls: an untyped
     array reaches the json form (not the text one), a payload array of the wrong length is
     refused whatever its length (an empty one too), omitted payloads fall back to each element's
-    raw_payload, and the joined text's pieces are stored without the whitespace around them."""
+    raw_payload, the joined text's pieces are stored exactly as given, and the json array's
+    elements without the whitespace around them."""
     s = Stack("payload_forms", services=("auditd",))
     try:
         el = ('{"title": "%s", "severity": "Low", "source_name": "generic", "occurred_at": "2026-01-01T00:00:00Z",'
@@ -191,11 +194,20 @@ def test_payload_forms_from_sql():
                         % (two.replace('": "f', '": "omit-%d-f' % hours), hours))
             assert_eq([s.sql_value("SELECT raw_payload::text FROM alerts WHERE id = %s" % i[0]) for i in ids],
                       ["{}", "{}"])
-        # joined text from a caller that did not trim: stored without the whitespace around each
+        # joined text is stored exactly as given (trimming is the caller's: the intake trims)
         for hours in (0, 24):
             ids = s.sql("SELECT alert_id FROM calseta_ingest_batch_joined('%s', %d, E' \\n{\"n\": 1}\\t\\r'"
                         " || chr(1) || E'\\r\\n [1,  2] ') ORDER BY idx"
                         % (two.replace('": "f', '": "ws-%d-f' % hours), hours))
+            # read back as a JSON string: psql's rows cannot carry the tabs and line breaks
+            assert_eq([json.loads(s.sql_value("SELECT to_json(raw_payload::text) FROM alerts WHERE id = %s" % i[0]))
+                       for i in ids],
+                      [' \n{"n": 1}\t\r', "\r\n [1,  2] "])
+        # the json array's elements are stored without the whitespace around each
+        for hours in (0, 24):
+            ids = s.sql("SELECT alert_id FROM calseta_ingest_batch('%s', %d, E'[ \\n{\"n\": 1}\\t\\r,"
+                        " \\r\\n [1,  2] \\n]') ORDER BY idx"
+                        % (two.replace('": "f', '": "wsarr-%d-f' % hours), hours))
             assert_eq([s.sql_value("SELECT raw_payload::text FROM alerts WHERE id = %s" % i[0]) for i in ids],
                       ['{"n": 1}', "[1,  2]"])
     finally:

@@ -140,10 +140,17 @@ def test_alert_deletion_replicates_its_events():
         assert_eq(s.sql_value("SELECT relreplident FROM pg_class WHERE relname = 'activity_events'"), "f")
         s.sql("CREATE PUBLICATION calseta_test_pub FOR TABLE alerts, activity_events")
         aid = s.sql_value("SELECT alert_id FROM calseta_ingest_batch('%s'::jsonb, 0)" % ELEMENT)
-        assert_eq(s.sql_value("SELECT count(*) FROM activity_events WHERE alert_id = %s" % aid), "1")
-        s.sql("DELETE FROM activity_events WHERE alert_id = %s" % aid)
+        assert_eq(s.sql_value("SELECT count(*) FROM alert_activity WHERE alert_id = %s" % aid), "1")
+        # a stored event of the alert: the deletion updates it (its alert_id to NULL) and writes
+        # the ingest event out beside it
+        s.sql("INSERT INTO activity_events (event_type, actor_type, alert_id) "
+              "VALUES ('alert_status_updated', 'api', %s)" % aid)
         s.sql("DELETE FROM alerts WHERE id = %s" % aid)
         assert_eq(s.sql_value("SELECT count(*) FROM alerts"), "0")
+        assert_eq(s.sql_value("SELECT string_agg(event_type, ' ' ORDER BY event_type) FROM activity_events "
+                              "WHERE alert_id IS NULL"), "alert_ingested alert_status_updated")
+        s.sql("DELETE FROM activity_events")
+        assert_eq(s.sql_value("SELECT count(*) FROM activity_events"), "0")
     finally:
         s.sql("DROP PUBLICATION IF EXISTS calseta_test_pub")
         s.stop()
