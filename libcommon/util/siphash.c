@@ -5,6 +5,7 @@
 #include "siphash.h"
 #include "log.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -16,7 +17,10 @@ struct sipstate {
     uint64_t v0, v1, v2, v3;
 };
 
-static void sipround(struct sipstate *s)
+/* The rounds and the word loads are inlined into each variant with its round counts as
+ * constants: keys of JSON objects and indicator values are hashed per alert, and calling a
+ * round and a byte-by-byte load per word made the hash a few percent of the intake's CPU. */
+static inline __attribute__((always_inline)) void sipround(struct sipstate *s)
 {
     s->v0 += s->v1;
     s->v1 = ROTL(s->v1, 13);
@@ -35,15 +39,15 @@ static void sipround(struct sipstate *s)
 }
 
 /* The message word at p, read as little-endian whatever the host. */
-static uint64_t load_le64(const unsigned char *p)
+static inline uint64_t load_le64(const unsigned char *p)
 {
-    uint64_t w = 0;
-    for (int i = 7; i >= 0; i--)
-        w = (w << 8) | p[i];
-    return w;
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    return le64toh(w);
 }
 
-static void compress(struct sipstate *s, uint64_t m, int rounds)
+static inline __attribute__((always_inline)) void compress(struct sipstate *s, uint64_t m,
+                                                            int rounds)
 {
     s->v3 ^= m;
     for (int i = 0; i < rounds; i++)
@@ -51,8 +55,8 @@ static void compress(struct sipstate *s, uint64_t m, int rounds)
     s->v0 ^= m;
 }
 
-static uint64_t siphash_cd(const struct siphash_key *key, const void *data, size_t len, int c,
-                           int d)
+static inline __attribute__((always_inline)) uint64_t
+siphash_cd(const struct siphash_key *key, const void *data, size_t len, int c, int d)
 {
     const unsigned char *p = data;
     struct sipstate s = {
