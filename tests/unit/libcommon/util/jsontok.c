@@ -356,6 +356,42 @@ static void test_colliding_keys(void **state)
     free(ctl);
 }
 
+/* Objects of every size up to 300 keys, across the linear check's bound and each growth of the
+ * key table: every key is found, an absent one is not, and a duplicate last key is refused. */
+static void test_key_tables_every_size(void **state)
+{
+    (void)state;
+    for (int n = 1; n <= 300; n++) {
+        for (int dup = 0; dup < 2; dup++) {
+            struct buf b;
+            buf_init(&b);
+            buf_puts(&b, "{");
+            for (int i = 0; i < n; i++)
+                buf_printf(&b, "%s\"key.number.%d\":%d", i ? "," : "", i, i);
+            if (dup)
+                buf_printf(&b, ",\"key.number.%d\":0", n / 2);
+            buf_puts(&b, "}");
+            struct jtok_doc d;
+            enum json_parse_status st;
+            char err[160], key[32];
+            int rc = jtok_parse_limited(&d, b.data, b.len, NULL, NULL, &st, err, sizeof err);
+            if (dup) {
+                assert_int_equal(rc, -1);
+                assert_non_null(strstr(err, "duplicate"));
+            } else {
+                assert_int_equal(rc, 0);
+                for (int i = 0; i < n; i++) {
+                    snprintf(key, sizeof key, "key.number.%d", i);
+                    assert_int_equal(jtok_type(&d, jtok_get(&d, 0, key)), JT_NUMBER);
+                }
+                assert_int_equal(jtok_get(&d, 0, "key.number.x"), JTOK_NONE);
+            }
+            jtok_free(&d);
+            buf_destroy(&b);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -363,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_token_array_bounded),
         cmocka_unit_test(test_colliding_keys),
+        cmocka_unit_test(test_key_tables_every_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
