@@ -144,16 +144,23 @@ const struct setting_doc SETTINGS_TABLE[] = {
      "(0 disables)."},
     {INGEST, "INGEST_BATCH_MAX", "128", "intake", "Most alerts committed in one group commit."},
     {INGEST, "INGEST_MAX_INFLIGHT", "4", "intake",
-     "Most group commits one intake process keeps in the database at once (1-7 of its 8 "
-     "connections), stalled ones included; while they run, the next batch fills up."},
-    {INGEST, "INGEST_BATCH_MIN", "16", "intake",
+     "Most group commits one intake process keeps in the database at once (2-7 of its 8 "
+     "connections), stalled ones included: the stall bound of `INGEST_STALL_MS` holds only "
+     "while fewer than this many of the process's batches are stalled."},
+    {INGEST, "INGEST_BATCH_MIN", "128", "intake",
      "Alerts the queue needs to go to the database as a batch beside live ones (a batch goes at "
      "once when none of the process's batches is live); until then the queue grows while the "
-     "running batch commits, since every transaction has a fixed cost."},
-    {INGEST, "INGEST_STALL_MS", "5", "intake",
+     "running batch commits, since every transaction has a fixed cost. The default, "
+     "`INGEST_BATCH_MAX`'s, keeps one live batch per process: a second goes beside it only when "
+     "the queue fills a whole batch."},
+    {INGEST, "INGEST_STALL_MS", "20", "intake",
      "A batch that has been in the database this long is no longer live (a lock or a slow WAL "
-     "flush holds it): the queue may go beside it whatever its size, so a stuck batch delays "
-     "the process's other alerts by this bound at most (1-60000)."},
+     "flush holds it): the queue may go beside it whatever its size, so while fewer than "
+     "`INGEST_MAX_INFLIGHT` of the process's batches are stalled, a stuck batch delays the "
+     "process's other alerts by this bound at most (1-60000; a normal round trip is 2-5 ms)."},
+    {INGEST, "INGEST_FLUSH_WAIT_MS", NULL, "intake",
+     "Retired, ignored: the intake logs a warning at start when it is set. `INGEST_BATCH_MIN` "
+     "and `INGEST_STALL_MS` decide when a queue goes beside a running batch."},
     {INGEST, "INGEST_JSON_MAX_DEPTH", "64", "intake",
      "Deepest nesting of arrays and objects an ingested body may have; enforced while the body "
      "is read, before any value deeper is built (deeper: 422)."},

@@ -65,7 +65,7 @@ struct fpset {
     size_t cap, used;
 };
 
-/* Above INGEST_MAX_INFLIGHT's range (1-7). */
+/* Above INGEST_MAX_INFLIGHT's range (2-7). */
 #define INFLIGHT_SLOTS 8
 
 struct ingest_batcher {
@@ -395,22 +395,28 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
             free(bt->items[i].elem);
         }
     } else if (res && (sqlstate_is(res, "40P01") || sqlstate_is(res, "40001") || bt->n > 1)) {
-        /* Retry: the whole batch after a deadlock, else each alert alone. */
+        /* Retry: the whole batch after a deadlock, else each alert alone. The whole batch is
+         * back in the queue, in its order, before any alert past its retries is answered: an
+         * answer can start its connection's next pipelined request, whose submit flushes the
+         * queue, and a half re-queued batch would let a later alert of a fingerprint go out
+         * before an earlier one. */
         int split = !(sqlstate_is(res, "40P01") || sqlstate_is(res, "40001"));
         for (size_t i = bt->n; i-- > 0;) {
             struct pending p = bt->items[i];
+            if (p.retries >= MAX_RETRIES)
+                continue;
             p.retries++;
             p.solo = split;
-            if (p.retries > MAX_RETRIES) {
-                reply_error(p.rc, 503, "SERVICE_UNAVAILABLE",
-                            "The database could not store the alert; nothing was stored. Retry "
-                            "later.",
-                            NULL);
-                free(p.elem);
-                continue;
-            }
             enqueue(b, p, 1);
         }
+        for (size_t i = 0; i < bt->n; i++)
+            if (bt->items[i].retries >= MAX_RETRIES) {
+                reply_error(bt->items[i].rc, 503, "SERVICE_UNAVAILABLE",
+                            "The database could not store the alert; nothing was stored. "
+                            "Retry later.",
+                            NULL);
+                free(bt->items[i].elem);
+            }
     } else {
         int is_data = res && PQresultErrorField(res, PG_DIAG_SQLSTATE) &&
                       !strncmp(PQresultErrorField(res, PG_DIAG_SQLSTATE), "22", 2);
@@ -574,12 +580,13 @@ static int live_batches(const struct ingest_batcher *b, uint64_t *due_ms)
  * live in the database; beside live ones only when the queue holds INGEST_BATCH_MIN alerts (or
  * a full batch, or a retry of one alert alone), up to INGEST_MAX_INFLIGHT. Otherwise the queue
  * grows while the running batch commits: every transaction costs the server a fixed amount of
- * CPU. A batch held in the database (a lock, a slow WAL flush) is no longer live once it has
- * been out INGEST_STALL_MS, so a stuck batch delays the rest of the process's alerts by that
- * bound, not by its own duration. One live batch per process at a time was measured too: it
- * lost throughput on a loaded box (an alert then waits a whole round trip, mostly the WAL
- * flush, which a second batch overlaps) for no CPU saving. Only alerts free to go count (see
- * may_go). */
+ * CPU. By default the floor is a whole batch, so a process keeps one live batch in the database:
+ * on a quiet box that was the fastest and cheapest per alert, a second batch beside it only
+ * adding concurrency. A batch held in the database (a lock, a slow WAL flush) is no longer live
+ * once it has been out INGEST_STALL_MS, so a stuck batch delays the rest of the process's alerts
+ * by that bound, not by its own duration - while fewer than INGEST_MAX_INFLIGHT of the
+ * process's batches are stuck (stalled ones keep their slots, hence a range from 2). Only
+ * alerts free to go count (see may_go). */
 static void flush(struct ingest_batcher *b)
 {
     const struct config *c = &b->in->cfg;

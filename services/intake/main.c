@@ -130,6 +130,10 @@ int main(void)
         return 1;
     }
     config_init_log(&in.cfg, "intake");
+    if (in.cfg.ingest_flush_wait_set)
+        msg_warn("INGEST_FLUSH_WAIT_MS is retired and ignored: a batch now waits beside a live "
+                 "one until the queue holds INGEST_BATCH_MIN alerts or the live batch has been "
+                 "out INGEST_STALL_MS");
     if (!*in.cfg.database_url)
         msg_fatal("DATABASE_URL is not set");
     signal(SIGPIPE, SIG_IGN);

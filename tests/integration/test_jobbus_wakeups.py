@@ -4,7 +4,8 @@ commit wakes several enrichers and every committed job is announced exactly once
 
 One commit of many alerts is made certain by holding the first batch in the database (a test
 transaction holds an uncommitted insert of its one new indicator) while the other alerts queue
-behind it in the intake (one batch in flight at most); released, they go as one batch. The
+behind it in the intake (the first batch stays live for a minute, and the queue is below a
+whole batch, so nothing goes beside it); released, they go as one batch. The
 enrichers log every wake-up they receive (LOG_LEVEL=DEBUG), with its job count."""
 import re
 import subprocess
@@ -48,7 +49,7 @@ def wakeups(enrichers):
 
 def test_a_large_commit_wakes_several_enrichers():
     s = Stack("jobwake", services=(), env={"LOG_LEVEL": "DEBUG", "ENRICHER_POLL_INTERVAL_MS": "60000", "ENCRYPTION_KEY": fernet_key(),
-                                            "INGEST_MAX_INFLIGHT": "1"})
+                                            "INGEST_STALL_MS": "60000", "INGEST_BATCH_MIN": "128"})
     holder = None
     try:
         s.start("jobbus")
