@@ -131,11 +131,17 @@ int config_from_settings(struct config *c, struct settings *s, char *err, size_t
 
     INT("ALERT_DEDUP_WINDOW_HOURS", 0, 87600, alert_dedup_window_hours);
     INT("INGEST_BATCH_MAX", 1, 10000, ingest_batch_max);
-    INT("INGEST_MAX_INFLIGHT", 2, 7, ingest_max_inflight);
+    INT("INGEST_MAX_INFLIGHT", 1, 7, ingest_max_inflight);
+    /* 1 was allowed before stalled batches kept their slots: read as 2 (the intake says so)
+     * rather than refused, which would stop every process of a deployment that set it */
+    c->ingest_max_inflight_raised = c->ingest_max_inflight == 1;
+    if (c->ingest_max_inflight_raised)
+        c->ingest_max_inflight = 2;
     INT("INGEST_BATCH_MIN", 1, 10000, ingest_batch_min);
     INT("INGEST_STALL_MS", 1, 60000, ingest_stall_ms);
     /* retired: set, it would be silently ignored, and its owner would think it still acts */
-    c->ingest_flush_wait_set = settings_get(s, "INGEST_FLUSH_WAIT_MS") != NULL;
+    const char *flush_wait = settings_get(s, "INGEST_FLUSH_WAIT_MS");
+    c->ingest_flush_wait_set = flush_wait && *flush_wait;
     INT("INGEST_JSON_MAX_DEPTH", 2, 1000, ingest_json_max_depth);
     INT("INGEST_JSON_MAX_VALUES", 10, 10000000, ingest_json_max_values);
     INT("LINKS_MERGE_TIMEOUT_MS", 100, 3600000, links_merge_timeout_ms);

@@ -68,6 +68,7 @@ struct config {
     int ingest_batch_min; /* alerts that go beside a live batch without waiting for it */
     int ingest_stall_ms; /* a batch out this long no longer keeps the next one from going */
     int ingest_flush_wait_set; /* the retired INGEST_FLUSH_WAIT_MS is set (it is ignored) */
+    int ingest_max_inflight_raised; /* INGEST_MAX_INFLIGHT=1 was read as 2 */
     int ingest_json_max_depth;  /* nesting of an ingested document */
     int ingest_json_max_values; /* values (keys included) of an ingested document */
 

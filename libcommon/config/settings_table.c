@@ -145,14 +145,16 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {INGEST, "INGEST_BATCH_MAX", "128", "intake", "Most alerts committed in one group commit."},
     {INGEST, "INGEST_MAX_INFLIGHT", "4", "intake",
      "Most group commits one intake process keeps in the database at once (2-7 of its 8 "
-     "connections), stalled ones included: the stall bound of `INGEST_STALL_MS` holds only "
-     "while fewer than this many of the process's batches are stalled."},
+     "connections; 1 is read as 2, with a warning), stalled ones included: the stall bound of "
+     "`INGEST_STALL_MS` holds only while fewer than this many of the process's batches are "
+     "stalled."},
     {INGEST, "INGEST_BATCH_MIN", "128", "intake",
      "Alerts the queue needs to go to the database as a batch beside live ones (a batch goes at "
      "once when none of the process's batches is live); until then the queue grows while the "
      "running batch commits, since every transaction has a fixed cost. The default, "
-     "`INGEST_BATCH_MAX`'s, keeps one live batch per process: a second goes beside it only when "
-     "the queue fills a whole batch."},
+     "equal to `INGEST_BATCH_MAX`'s default, keeps one live batch per process: a second goes "
+     "beside it only when the queue fills a whole batch (`INGEST_BATCH_MAX` alerts, or 16 MB of "
+     "them); raising `INGEST_BATCH_MAX` above this lets a second batch go at this count."},
     {INGEST, "INGEST_STALL_MS", "20", "intake",
      "A batch that has been in the database this long is no longer live (a lock or a slow WAL "
      "flush holds it): the queue may go beside it whatever its size, so while fewer than "

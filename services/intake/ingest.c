@@ -86,7 +86,7 @@ struct ingest_batcher {
      * change, so a submit beside a queue of held alerts does not walk it (enqueue at the end
      * updates it; anything else drops it) */
     int rd_valid;
-    size_t rd_n, rd_first;
+    size_t rd_n, rd_first, rd_bytes; /* rd_bytes: the elements' bytes of those rd_n alerts */
 };
 
 struct batch {
@@ -249,6 +249,7 @@ static void enqueue(struct ingest_batcher *b, struct pending p, int front)
             if (!b->rd_n)
                 b->rd_first = b->n;
             b->rd_n++;
+            b->rd_bytes += p.bytes;
         }
     }
     b->n++;
@@ -541,7 +542,7 @@ static void send_batch(struct ingest_batcher *b)
 /* The queued alerts free to go now (at most INGEST_BATCH_MAX are counted); *first, the oldest. */
 static size_t ready(struct ingest_batcher *b, const struct pending **first)
 {
-    size_t n = 0, max = (size_t)b->in->cfg.ingest_batch_max;
+    size_t n = 0, bytes = 0, max = (size_t)b->in->cfg.ingest_batch_max;
     if (!b->rd_valid) {
         b->rd_first = 0;
         for (size_t i = 0; i < b->n && n < max; i++)
@@ -549,8 +550,10 @@ static size_t ready(struct ingest_batcher *b, const struct pending **first)
                 if (!n)
                     b->rd_first = i;
                 n++;
+                bytes += b->q[i].bytes;
             }
         b->rd_n = n;
+        b->rd_bytes = bytes;
         b->rd_valid = 1;
     }
     *first = b->rd_n ? &b->q[b->rd_first] : NULL;
@@ -597,8 +600,10 @@ static void flush(struct ingest_batcher *b)
         size_t n = ready(b, &first);
         if (!n)
             break;
+        /* a queue that fills a whole batch goes: INGEST_BATCH_MAX alerts, or the byte cap (a
+         * batch of large alerts is full long before the count says so) */
         if (!first->solo && n < (size_t)c->ingest_batch_min && n < (size_t)c->ingest_batch_max &&
-            b->inflight > 0 &&
+            b->rd_bytes < MAX_BATCH_BYTES && b->inflight > 0 &&
             live_batches(b, &due_ms) > 0) {
             held_by_live = 1;
             break;

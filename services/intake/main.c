@@ -134,6 +134,9 @@ int main(void)
         msg_warn("INGEST_FLUSH_WAIT_MS is retired and ignored: a batch now waits beside a live "
                  "one until the queue holds INGEST_BATCH_MIN alerts or the live batch has been "
                  "out INGEST_STALL_MS");
+    if (in.cfg.ingest_max_inflight_raised)
+        msg_warn("INGEST_MAX_INFLIGHT=1 is read as 2: a stalled batch keeps its slot, so with one "
+                 "slot a stuck batch would hold every other alert of the process");
     if (!*in.cfg.database_url)
         msg_fatal("DATABASE_URL is not set");
     signal(SIGPIPE, SIG_IGN);

@@ -236,15 +236,46 @@ def test_with_every_slot_stalled_the_queue_waits_for_one():
         st.stop()
 
 
+def test_a_queue_full_by_bytes_goes_beside_a_live_batch():
+    """A whole batch is INGEST_BATCH_MAX alerts or the 16 MB byte cap, whichever comes first: four
+    alerts of 4.5 MB beside a live batch (its stall bound a minute away) fill the cap, so three
+    go at once (as many as fit) and the fourth waits for the running batch or the bound."""
+    st = Stalled("stallbytes", {"INGEST_STALL_MS": "60000"})
+    try:
+        filler = "x" * (4500 * 1024)
+        for i in range(4):
+            st.post("big%d" % i, dict(alert("BIG%d" % i, "198.51.100.%d" % (90 + i)), note=filler))
+        wait_for(lambda: sum(1 for n in st.got if n.startswith("big")) >= 3, 60, 0.1,
+                 "three large alerts answered beside the live batch")
+        time.sleep(0.5)
+        big = sorted(n for n in st.got if n.startswith("big"))
+        assert_eq(len(big), 3, big)
+        for n in big:
+            assert_eq(st.got[n][0].status, 202, st.got[n][0].body[:200])
+        assert_eq(("a2" in st.got, lock_waiters(st.s)), (False, "1"))
+        st.finish()
+        assert_eq(st.s.sql_value("SELECT count(*) FROM alerts WHERE title LIKE 'BIG%'"), "4")
+    finally:
+        st.stop()
+
+
 def test_retired_and_out_of_range_settings_are_not_silent():
-    """INGEST_FLUSH_WAIT_MS, retired, is ignored with a warning at start; INGEST_MAX_INFLIGHT=1,
-    which would leave a stuck batch no escape, is refused."""
+    """INGEST_FLUSH_WAIT_MS, retired, is ignored with a warning at start (set empty, it is unset:
+    no warning); INGEST_MAX_INFLIGHT=1, which would leave a stuck batch no escape, is read as 2
+    with a warning (refusing it would stop every process of a deployment that set it); a value
+    outside 1-7 is refused."""
     s = Stack("flushcfg", env={"INGEST_FLUSH_WAIT_MS": "5"})
     try:
         assert "INGEST_FLUSH_WAIT_MS is retired" in s.proc("intake").text(), s.proc("intake").text()
-        p = s.start("intake", {"INGEST_MAX_INFLIGHT": "1", "HTTP_PORT": str(free_port())})
-        assert_eq(p.p.wait(30), 1, p.text())
-        assert "INGEST_MAX_INFLIGHT" in p.text(), p.text()
+        one = s.start("intake", {"INGEST_MAX_INFLIGHT": "1", "INGEST_FLUSH_WAIT_MS": "",
+                                 "HTTP_PORT": str(free_port())})
+        wait_for(lambda: "INGEST_MAX_INFLIGHT=1 is read as 2" in one.text(), 30, 0.1,
+                 "the intake warns that INGEST_MAX_INFLIGHT=1 is read as 2")
+        assert one.p.poll() is None, one.text()
+        assert "INGEST_FLUSH_WAIT_MS is retired" not in one.text(), one.text()
+        bad = s.start("intake", {"INGEST_MAX_INFLIGHT": "8", "HTTP_PORT": str(free_port())})
+        assert_eq(bad.p.wait(30), 1, bad.text())
+        assert "INGEST_MAX_INFLIGHT" in bad.text(), bad.text()
     finally:
         s.stop()
 
