@@ -493,7 +493,11 @@ static int slack_verify(struct reqctx *rc, const char *secret)
         slack_refuse(rc, "invalid_timestamp", "Invalid timestamp");
         return -1;
     }
-    long long now = (long long)time(NULL);
+    /* the precise clock: time() reads the kernel's coarse one, up to a tick behind, so a
+     * timestamp taken just after a second's turn could look a second younger than it is */
+    struct timespec tsnow;
+    clock_gettime(CLOCK_REALTIME, &tsnow);
+    long long now = (long long)tsnow.tv_sec;
     if (now - t > 300 || t - now > 300) {
         slack_refuse(rc, "stale_timestamp", "Request too old");
         return -1;
