@@ -361,6 +361,30 @@ int pg_exec_owned(struct pg_pool *pool, const char *sql, int nparams, char **val
     return 0;
 }
 
+int pg_exec_prepared_owned(struct pg_pool *pool, const char *name, const char *sql, int nparams,
+                           char **values, pg_result_cb cb, void *arg)
+{
+    if (!name || !*name) {
+        for (int i = 0; values && i < nparams; i++)
+            free(values[i]);
+        return -1;
+    }
+    if (!args_valid(pool, sql, nparams, values, cb)) {
+        for (int i = 0; values && i < nparams; i++)
+            free(values[i]);
+        return -1;
+    }
+    struct pool_query *q = query_new(sql, 0, NULL, 0, cb, arg);
+    q->prep = name;
+    if (nparams > 0) {
+        q->nparams = nparams;
+        q->values = xmalloc((size_t)nparams * sizeof(char *));
+        memcpy(q->values, values, (size_t)nparams * sizeof(char *));
+    }
+    query_submit(pool, q);
+    return 0;
+}
+
 int pg_exec(struct pg_pool *pool, const char *sql, int nparams, const char *const *values,
             pg_result_cb cb, void *arg)
 {

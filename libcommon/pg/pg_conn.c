@@ -92,6 +92,16 @@ static void conn_reset(struct pool_conn *c)
     c->res = NULL;
     c->flushing = 0;
     c->listen_done = 0;
+    c->nprepared = 0; /* a new session has none */
+    c->preparing = 0;
+}
+
+static int conn_prepared(const struct pool_conn *c, const char *name)
+{
+    for (int i = 0; i < c->nprepared; i++)
+        if (c->prepared[i] == name || !strcmp(c->prepared[i], name))
+            return 1;
+    return 0;
 }
 
 static void on_conn_timer(uv_timer_t *t);
@@ -301,11 +311,20 @@ void pgp_conn_send(struct pool_conn *c, struct pool_query *q)
         }
         discard_notifies(c);
     }
-    if (q->simple)
+    if (q->simple) {
         ok = PQsendQuery(c->pg, q->sql);
-    else
+    } else if (q->prep && conn_prepared(c, q->prep)) {
+        ok = PQsendQueryPrepared(c->pg, q->prep, q->nparams, (const char *const *)q->values, NULL,
+                                 NULL, 0);
+    } else if (q->prep && c->nprepared < PG_MAX_PREPARED) {
+        /* prepared once per session: parse, analysis and planning are not paid per call (the
+         * query goes when the prepare's result is in, see conn_complete) */
+        ok = PQsendPrepare(c->pg, q->prep, q->sql, q->nparams, NULL);
+        c->preparing = ok;
+    } else {
         ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->values,
                                NULL, NULL, 0);
+    }
     c->q = q;
     if (!ok) {
         if (PQstatus(c->pg) == CONNECTION_BAD) {
@@ -361,6 +380,20 @@ static void conn_complete(struct pool_conn *c)
         conn_lost(c, why); /* fails q, clears res */
         free(why);
         return;
+    }
+    if (c->preparing) {
+        /* the prepare is done: the query itself goes now (a name the session holds already,
+         * 42P05, is as good as prepared) */
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        c->preparing = 0;
+        if (result_ok(res) || (state && !strcmp(state, "42P05"))) {
+            c->prepared[c->nprepared++] = q->prep;
+            PQclear(res);
+            c->res = NULL;
+            c->q = NULL;
+            pgp_conn_send(c, q);
+            return;
+        }
     }
     c->q = NULL;
     c->res = NULL;

@@ -11,6 +11,10 @@
 
 enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_UP, CONN_CLOSED };
 
+/* Statement names one connection keeps prepared; a query with another name beyond these is
+ * sent unnamed, as any other. */
+#define PG_MAX_PREPARED 8
+
 struct pool_query {
     struct pool_query *next;
     char *sql;
@@ -18,6 +22,8 @@ struct pool_query {
     int nparams;
     int timeout_ms;
     int simple; /* internal LISTEN batch: PQsendQuery, several statements */
+    const char *prep; /* a statement name (static): sent prepared, the connection preparing
+                       * sql under that name the first time */
     uint64_t deadline;
     pg_result_cb cb;
     void *arg;
@@ -55,6 +61,9 @@ struct pool_conn {
     int failures;       /* consecutive failed attempts, for logging */
     size_t listen_done; /* listeners whose LISTEN is active on this connection */
     size_t listen_upto; /* listeners covered by the LISTEN in flight */
+    const char *prepared[PG_MAX_PREPARED]; /* statement names prepared on this session */
+    int nprepared;
+    int preparing; /* q's statement is being prepared; q is sent when that is done */
 };
 
 struct listener {

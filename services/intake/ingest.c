@@ -521,7 +521,7 @@ static void send_batch(struct ingest_batcher *b)
     char *params[3] = {doc.data, xstrdup(hours), pay.data};
     b->out_ns[b->inflight++] = bt->sent_ns;
     prom_ingest_batch(in, take);
-    int sent = pg_exec_owned(in->pg,
+    int sent = pg_exec_prepared_owned(in->pg, "calseta_ingest_batch",
                              "SELECT idx, alert_uuid, alert_id, job_id, is_duplicate, "
                              "duplicate_count FROM calseta_ingest_batch_joined($1::jsonb, $2::int, "
                              "$3::text)",

@@ -616,6 +616,64 @@ static void test_owned_params(void **state)
     close_pool(&loop, pool, 5000);
 }
 
+/* pg_exec_prepared_owned: the connection prepares the statement once (it is then in the
+ * session's pg_prepared_statements) and runs it with each call's parameters; a new session
+ * (the backend killed) prepares it again; a bad statement fails its query, and a missing name is
+ * refused with the parameters freed. */
+static void exec_wait(uv_loop_t *loop, struct pg_pool *pool, const char *sql, struct rec *r)
+{
+    int n = 0;
+    memset(r, 0, sizeof *r);
+    r->counter = &n;
+    assert_int_equal(pg_exec(pool, sql, 0, NULL, on_rec, r), 0);
+    wait_count(loop, &n, 1, 30000);
+}
+
+static void run_prepared(uv_loop_t *loop, struct pg_pool *pool, const char *sql, const char *arg,
+                         struct rec *r)
+{
+    int n = 0;
+    memset(r, 0, sizeof *r);
+    r->counter = &n;
+    char *v[2] = {xstrdup("[1, 2]"), xstrdup(arg)};
+    assert_int_equal(pg_exec_prepared_owned(pool, "unit_prep", sql, 2, v, on_rec, r), 0);
+    wait_count(loop, &n, 1, 30000);
+}
+
+static void test_prepared_owned(void **state)
+{
+    (void)state;
+    NEED_DB();
+    uv_loop_t loop;
+    struct pg_pool *pool = pool_open(&loop, db_url, 1, 10000);
+    const char *sql = "SELECT jsonb_array_length($1::jsonb) || $2::text";
+    struct rec a, b;
+    run_prepared(&loop, pool, sql, "x", &a);
+    assert_true(a.ok);
+    assert_string_equal(a.val, "2x");
+    run_prepared(&loop, pool, sql, "y", &a);
+    assert_true(a.ok);
+    assert_string_equal(a.val, "2y");
+    exec_wait(&loop, pool, "SELECT count(*) FROM pg_prepared_statements WHERE name = 'unit_prep'", &b);
+    assert_true(b.ok);
+    assert_string_equal(b.val, "1");
+    /* the session ends: the next call prepares again on the new one */
+    exec_wait(&loop, pool, "SELECT pg_terminate_backend(pg_backend_pid())", &b);
+    assert_false(b.ok);
+    run_prepared(&loop, pool, sql, "z", &a);
+    assert_true(a.ok);
+    assert_string_equal(a.val, "2z");
+    close_pool(&loop, pool, 5000);
+
+    pool = pool_open(&loop, db_url, 1, 10000);
+    run_prepared(&loop, pool, "SELECT no_such_function($1::jsonb, $2::text)", "x", &a);
+    assert_false(a.ok);
+    assert_string_equal(a.sqlstate, "42883");
+    char *refused[1] = {xstrdup("x")};
+    assert_int_equal(pg_exec_prepared_owned(pool, NULL, "SELECT $1", 1, refused, on_rec, &b), -1);
+    close_pool(&loop, pool, 5000);
+}
+
 /* A LISTEN issued through pg_exec on a query connection: its notifications are dropped, not
  * leaked, and do not disturb the queries that follow. */
 static void test_stray_notifications(void **state)
@@ -1368,6 +1426,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_1000),
         cmocka_unit_test(test_large),
         cmocka_unit_test(test_owned_params),
+        cmocka_unit_test(test_prepared_owned),
         cmocka_unit_test(test_stray_notifications),
         cmocka_unit_test(test_sql_errors),
         cmocka_unit_test(test_reentrant),
