@@ -364,7 +364,8 @@ int pg_exec_owned(struct pg_pool *pool, const char *sql, int nparams, char **val
 int pg_exec_prepared_owned(struct pg_pool *pool, const char *name, const char *sql, int nparams,
                            char **values, pg_result_cb cb, void *arg)
 {
-    if (!name || !*name) {
+    /* the server cuts names at 63 bytes: a longer one could meet another statement's */
+    if (!name || !*name || strlen(name) > 63) {
         for (int i = 0; values && i < nparams; i++)
             free(values[i]);
         return -1;

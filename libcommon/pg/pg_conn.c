@@ -104,6 +104,23 @@ static int conn_prepared(const struct pool_conn *c, const char *name)
     return 0;
 }
 
+/* A prepared statement the session no longer holds as we prepared it: gone (26000, e.g. a
+ * DISCARD) or its plan's result type changed under it (0A000, a migration that changed what the
+ * statement returns). The name is forgotten, and the session is replaced once idle, so the next
+ * call prepares the statement afresh. */
+static int conn_prepared_stale(struct pool_conn *c, const struct pool_query *q, const PGresult *res)
+{
+    const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (!q->prep || !st || (strcmp(st, "26000") && strcmp(st, "0A000")))
+        return 0;
+    for (int i = 0; i < c->nprepared; i++)
+        if (c->prepared[i] == q->prep || !strcmp(c->prepared[i], q->prep)) {
+            c->prepared[i] = c->prepared[--c->nprepared];
+            break;
+        }
+    return 1;
+}
+
 static void on_conn_timer(uv_timer_t *t);
 
 /*
@@ -392,9 +409,14 @@ static void conn_complete(struct pool_conn *c)
             c->res = NULL;
             c->q = NULL;
             pgp_conn_send(c, q);
+            /* a connection that broke meanwhile put q back at the head of the queue: another
+             * idle one may take it now */
+            if (c->q != q && !pool->closing)
+                pgp_dispatch(pool);
             return;
         }
     }
+    int stale = !result_ok(res) && conn_prepared_stale(c, q, res);
     c->q = NULL;
     c->res = NULL;
     if (result_ok(res)) {
@@ -406,6 +428,8 @@ static void conn_complete(struct pool_conn *c)
     }
     PQclear(res);
     pgp_query_free(q);
+    if (stale && c->state == CONN_UP && !c->q && !pool->closing)
+        pgp_conn_fail(c, "prepared statement invalidated", 0); /* a new session, at once */
     if (pool->closing)
         pgp_idle_kick(pool);
     else

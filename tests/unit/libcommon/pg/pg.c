@@ -622,22 +622,26 @@ static void test_owned_params(void **state)
  * refused with the parameters freed. */
 static void exec_wait(uv_loop_t *loop, struct pg_pool *pool, const char *sql, struct rec *r)
 {
-    int n = 0;
+    static int n;
+    n = 0;
     memset(r, 0, sizeof *r);
     r->counter = &n;
     assert_int_equal(pg_exec(pool, sql, 0, NULL, on_rec, r), 0);
     wait_count(loop, &n, 1, 30000);
 }
 
-static void run_prepared(uv_loop_t *loop, struct pg_pool *pool, const char *sql, const char *arg,
-                         struct rec *r)
+static void run_prepared(uv_loop_t *loop, struct pg_pool *pool, const char *name, const char *sql,
+                         const char *arg, struct rec *r)
 {
-    int n = 0;
+    static int n;
+    n = 0;
     memset(r, 0, sizeof *r);
     r->counter = &n;
     char *v[2] = {xstrdup("[1, 2]"), xstrdup(arg)};
-    assert_int_equal(pg_exec_prepared_owned(pool, "unit_prep", sql, 2, v, on_rec, r), 0);
+    assert_int_equal(pg_exec_prepared_owned(pool, name, sql, 2, v, on_rec, r), 0);
     wait_count(loop, &n, 1, 30000);
+    run_for(loop, 50); /* a second answer would show now */
+    assert_int_equal(r->calls, 1);
 }
 
 static void test_prepared_owned(void **state)
@@ -647,30 +651,61 @@ static void test_prepared_owned(void **state)
     uv_loop_t loop;
     struct pg_pool *pool = pool_open(&loop, db_url, 1, 10000);
     const char *sql = "SELECT jsonb_array_length($1::jsonb) || $2::text";
+    const char *when = "SELECT count(*) || ' ' || max(prepare_time) FROM pg_prepared_statements "
+                       "WHERE name = 'unit_prep'";
     struct rec a, b;
-    run_prepared(&loop, pool, sql, "x", &a);
+    char first[256];
+    run_prepared(&loop, pool, "unit_prep", sql, "x", &a);
     assert_true(a.ok);
     assert_string_equal(a.val, "2x");
-    run_prepared(&loop, pool, sql, "y", &a);
+    exec_wait(&loop, pool, when, &b);
+    assert_true(b.ok);
+    snprintf(first, sizeof first, "%s", b.val);
+    assert_true(!strncmp(first, "1 ", 2));
+    run_prepared(&loop, pool, "unit_prep", sql, "y", &a);
     assert_true(a.ok);
     assert_string_equal(a.val, "2y");
-    exec_wait(&loop, pool, "SELECT count(*) FROM pg_prepared_statements WHERE name = 'unit_prep'", &b);
+    /* prepared once: the second call ran the statement the first prepared */
+    exec_wait(&loop, pool, when, &b);
     assert_true(b.ok);
-    assert_string_equal(b.val, "1");
+    assert_string_equal(b.val, first);
+    /* a statement the session lost (DISCARD) is prepared again on a new session */
+    exec_wait(&loop, pool, "DEALLOCATE unit_prep", &b);
+    assert_true(b.ok);
+    run_prepared(&loop, pool, "unit_prep", sql, "w", &a);
+    assert_false(a.ok);
+    assert_string_equal(a.sqlstate, "26000");
+    run_prepared(&loop, pool, "unit_prep", sql, "v", &a);
+    assert_true(a.ok);
+    assert_string_equal(a.val, "2v");
     /* the session ends: the next call prepares again on the new one */
     exec_wait(&loop, pool, "SELECT pg_terminate_backend(pg_backend_pid())", &b);
     assert_false(b.ok);
-    run_prepared(&loop, pool, sql, "z", &a);
+    run_prepared(&loop, pool, "unit_prep", sql, "z", &a);
     assert_true(a.ok);
     assert_string_equal(a.val, "2z");
     close_pool(&loop, pool, 5000);
 
     pool = pool_open(&loop, db_url, 1, 10000);
-    run_prepared(&loop, pool, "SELECT no_such_function($1::jsonb, $2::text)", "x", &a);
+    run_prepared(&loop, pool, "unit_prep", "SELECT no_such_function($1::jsonb, $2::text)", "x", &a);
     assert_false(a.ok);
     assert_string_equal(a.sqlstate, "42883");
+    /* the failed prepare left the connection in order: the next queries run once each */
+    exec_wait(&loop, pool, "SELECT 'plain'", &b);
+    assert_true(b.ok);
+    assert_string_equal(b.val, "plain");
+    run_prepared(&loop, pool, "unit_prep2", sql, "u", &a);
+    assert_true(a.ok);
+    assert_string_equal(a.val, "2u");
+    memset(&b, 0, sizeof b);
     char *refused[1] = {xstrdup("x")};
     assert_int_equal(pg_exec_prepared_owned(pool, NULL, "SELECT $1", 1, refused, on_rec, &b), -1);
+    char *refused2[1] = {xstrdup("x")};
+    char longname[80];
+    memset(longname, 'n', 64);
+    longname[64] = 0;
+    assert_int_equal(pg_exec_prepared_owned(pool, longname, "SELECT $1", 1, refused2, on_rec, &b), -1);
+    assert_int_equal(b.calls, 0);
     close_pool(&loop, pool, 5000);
 }
 
