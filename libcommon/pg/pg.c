@@ -343,8 +343,9 @@ int pg_exec_timeout(struct pg_pool *pool, const char *sql, int nparams, const ch
     return 0;
 }
 
-int pg_exec_owned(struct pg_pool *pool, const char *sql, int nparams, char **values,
-                  pg_result_cb cb, void *arg)
+/* pg_exec_owned() and pg_exec_prepared_owned(): the parameters are taken, also when refused. */
+static int exec_owned(struct pg_pool *pool, const char *prep, const char *sql, int nparams,
+                      char **values, pg_result_cb cb, void *arg)
 {
     if (!args_valid(pool, sql, nparams, values, cb)) {
         for (int i = 0; values && i < nparams; i++)
@@ -352,6 +353,7 @@ int pg_exec_owned(struct pg_pool *pool, const char *sql, int nparams, char **val
         return -1;
     }
     struct pool_query *q = query_new(sql, 0, NULL, 0, cb, arg);
+    q->prep = prep;
     if (nparams > 0) {
         q->nparams = nparams;
         q->values = xmalloc((size_t)nparams * sizeof(char *));
@@ -361,29 +363,19 @@ int pg_exec_owned(struct pg_pool *pool, const char *sql, int nparams, char **val
     return 0;
 }
 
+int pg_exec_owned(struct pg_pool *pool, const char *sql, int nparams, char **values,
+                  pg_result_cb cb, void *arg)
+{
+    return exec_owned(pool, NULL, sql, nparams, values, cb, arg);
+}
+
 int pg_exec_prepared_owned(struct pg_pool *pool, const char *name, const char *sql, int nparams,
                            char **values, pg_result_cb cb, void *arg)
 {
     /* the server cuts names at 63 bytes: a longer one could meet another statement's */
-    if (!name || !*name || strlen(name) > 63) {
-        for (int i = 0; values && i < nparams; i++)
-            free(values[i]);
-        return -1;
-    }
-    if (!args_valid(pool, sql, nparams, values, cb)) {
-        for (int i = 0; values && i < nparams; i++)
-            free(values[i]);
-        return -1;
-    }
-    struct pool_query *q = query_new(sql, 0, NULL, 0, cb, arg);
-    q->prep = name;
-    if (nparams > 0) {
-        q->nparams = nparams;
-        q->values = xmalloc((size_t)nparams * sizeof(char *));
-        memcpy(q->values, values, (size_t)nparams * sizeof(char *));
-    }
-    query_submit(pool, q);
-    return 0;
+    if (!name || !*name || strlen(name) > 63)
+        cb = NULL; /* refused as invalid arguments, the parameters freed */
+    return exec_owned(pool, name, sql, nparams, values, cb, arg);
 }
 
 int pg_exec(struct pg_pool *pool, const char *sql, int nparams, const char *const *values,

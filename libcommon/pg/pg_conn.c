@@ -96,12 +96,13 @@ static void conn_reset(struct pool_conn *c)
     c->preparing = 0;
 }
 
+/* Where name is in c's prepared statements, or -1. */
 static int conn_prepared(const struct pool_conn *c, const char *name)
 {
     for (int i = 0; i < c->nprepared; i++)
         if (c->prepared[i] == name || !strcmp(c->prepared[i], name))
-            return 1;
-    return 0;
+            return i;
+    return -1;
 }
 
 /* A prepared statement the session no longer holds as we prepared it: gone (26000, e.g. a
@@ -113,11 +114,9 @@ static int conn_prepared_stale(struct pool_conn *c, const struct pool_query *q, 
     const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     if (!q->prep || !st || (strcmp(st, "26000") && strcmp(st, "0A000")))
         return 0;
-    for (int i = 0; i < c->nprepared; i++)
-        if (c->prepared[i] == q->prep || !strcmp(c->prepared[i], q->prep)) {
-            c->prepared[i] = c->prepared[--c->nprepared];
-            break;
-        }
+    int i = conn_prepared(c, q->prep);
+    if (i >= 0)
+        c->prepared[i] = c->prepared[--c->nprepared];
     return 1;
 }
 
@@ -330,7 +329,7 @@ void pgp_conn_send(struct pool_conn *c, struct pool_query *q)
     }
     if (q->simple) {
         ok = PQsendQuery(c->pg, q->sql);
-    } else if (q->prep && conn_prepared(c, q->prep)) {
+    } else if (q->prep && conn_prepared(c, q->prep) >= 0) {
         ok = PQsendQueryPrepared(c->pg, q->prep, q->nparams, (const char *const *)q->values, NULL,
                                  NULL, 0);
     } else if (q->prep && c->nprepared < PG_MAX_PREPARED) {
