@@ -63,10 +63,6 @@ void element_text(struct buf *t, const struct element *e)
     buf_json_cstr(t, e->na->description);
     buf_puts(t, ",\"occurred_at\":");
     buf_json_cstr(t, e->occurred_at);
-    if (e->raw_member) {
-        buf_puts(t, ",\"raw_member\":");
-        buf_json_cstr(t, e->raw_member);
-    }
     if (e->check_numbers)
         buf_puts(t, ",\"check_numbers\":true");
     buf_puts(t, ",\"tags\":");

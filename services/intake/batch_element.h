@@ -9,8 +9,8 @@
 #include "source.h"
 #include "util.h"
 
-/* The alert's element. Its payload goes beside the batch (the intake's send_batch); raw_member,
- * when not NULL, names the member of that text to store (the payload of a POST /v1/alerts body).
+/* The alert's element. Its payload goes beside the batch (the intake's send_batch), always the
+ * payload's own text (POST /v1/alerts sends its "payload" member's, not the whole body).
  * check_numbers: the payload has a number PostgreSQL's numeric may not hold, so the database
  * converts it to jsonb once to refuse it at ingest rather than store a payload that a jsonb
  * reader (enrichment, workflows) could not read. */
@@ -18,7 +18,6 @@ struct element {
     const struct normalized_alert *na;
     const char *source, *occurred_at, *fingerprint, *key_prefix;
     const struct indicator_set *set;
-    const char *raw_member;
     int check_numbers;
 };
 
