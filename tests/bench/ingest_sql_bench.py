@@ -6,7 +6,11 @@ give back the batch elements the intake sent (normalised fields, indicators, rul
 the batches replayed here are the intake's own. pgbench then calls the function with batches of
 --batch of them (fixtures round-robin, de-duplication off, so every element is a new alert, as in
 ingest_bench.py's fixtures stream), the batch sent as text the server parses, as the intake sends
-it. Printed: the server's CPU (all its processes) and WAL bytes per alert, which hold on a loaded
+it. The element mixes of ingest_bench.py's other streams: --dedup 24 (the window the function is
+called with) and the fixtures as they are: every alert after the first batch a duplicate of one of
+five (fixtures-dedup); --unique --new-indicators: every alert new, with an IP and a domain of its
+own (unique); --dup-share 0.3 besides: 30 % repeat an alert made before (dup30); --hot: one IP in
+every alert (hot). Printed: the server's CPU (all its processes) and WAL bytes per alert, which hold on a loaded
 machine where calls/s do not, and the ceiling: the same documents as plain alert + job rows
 (as ingest_bench.py's, one statement per batch) on the same server in the same run.
 
@@ -14,7 +18,8 @@ Run by hand, release build, with the database migrated:
     export CALSETA_DATA_DIR=/tmp/calseta-bench; DATABASE_URL=$(scripts/pg.sh start); export DATABASE_URL
     build/bin/calseta migrate
     python3 tests/bench/ingest_sql_bench.py [--seconds 8] [--batch 15] [--clients 1] [--perf FILE]
-                                            [--load FILE]
+                                            [--load FILE] [--dedup HOURS] [--unique] [--dup-share F]
+                                            [--new-indicators] [--hot]
 With --perf, `perf record -g` samples the backend of the first client into FILE. With --load, the
 SQL in FILE (say, an older body of the function) runs in the bench's database first: paired A/B
 runs of two bodies on one server.
@@ -45,6 +50,8 @@ SELECT json_build_object(
   FROM alerts a LEFT JOIN detection_rules d ON d.id = a.detection_rule_id ORDER BY a.id
 """
 
+DUPLICATES = "SELECT count(*) FROM activity_events WHERE event_type = 'alert_deduplicated'"
+
 
 def payloads_separate(s):
     """The function takes the payloads as a parameter of their own when it has 3: "joined" when
@@ -59,23 +66,44 @@ def payloads_separate(s):
                        "AND proargtypes[2] IN ('text'::regtype, 'json'::regtype)")
 
 
-def call_sql(elems, batch, separate, unique=False):
+def element_sql(a):
+    """The batch argument of the call: the intake's documents as they are (the fixtures), or each
+    element given a fingerprint of its own ('u-' and a number from a sequence of the bench's
+    database), a share of them (--dup-share) the fingerprint of an alert made before instead,
+    and with --new-indicators an IP and a domain of its own (those of its number: a repeat
+    carries its original's), as ingest_bench.py's generic streams; --hot, one IP in every
+    alert."""
+    if not (a.unique or a.dup_share > 0 or a.new_indicators or a.hot):
+        return ":b::jsonb"
+    ip = ("'203.0.113.7'" if a.hot else
+          "'10.' || (k.k / 65536 % 256) || '.' || (k.k / 256 % 256) || '.' || (k.k % 256)")
+    inds = ("jsonb_build_object('indicators', jsonb_build_array("
+            "jsonb_build_object('type', 'ip', 'value', %s), "
+            "jsonb_build_object('type', 'domain', 'value', 'h' || k.k || '.bench.example')))" % ip
+            if a.new_indicators or a.hot else "'{}'::jsonb")
+    return ("(SELECT jsonb_agg(x.e || jsonb_build_object('fingerprint', 'u-' || k.k) || %s ORDER BY x.o) "
+            "FROM jsonb_array_elements(:b::jsonb) WITH ORDINALITY x(e, o) "
+            "CROSS JOIN LATERAL (SELECT CASE WHEN random() < %r AND (SELECT last_value FROM bench_fp) > 20 "
+            "THEN floor(random() * (SELECT last_value FROM bench_fp))::bigint + 1 "
+            "ELSE nextval('bench_fp') END AS k WHERE x.o > 0) k)" % (inds, a.dup_share))
+
+
+def call_sql(elems, a, separate):
     """The pgbench script and its variables: the batch (and payloads) go as parameters of a
     prepared statement, as the intake sends them, not as literals the server's SQL parser would
     scan on every call."""
-    docs = [elems[i % len(elems)] for i in range(batch)]
+    docs = [elems[i % len(elems)] for i in range(a.batch)]
     if separate:
         b = "[" + ",".join(e for e, _ in docs) + "]"
         p = "\x01".join(p for _, p in docs) if separate != "json" else "[" + ",".join(p for _, p in docs) + "]"
-        arg = ":b::jsonb"
-        if unique:  # every alert its own fingerprint, as distinct alerts have
-            arg = ("(SELECT jsonb_agg(e || jsonb_build_object('fingerprint', md5(random()::text)) ORDER BY o) "
-                   "FROM jsonb_array_elements(:b::jsonb) WITH ORDINALITY x(e, o))")
+        arg = element_sql(a)
         if separate == "joined":
-            return ("SELECT count(*) FROM calseta_ingest_batch_joined(%s, 0, :p::text);\n" % arg, ("b=" + b, "p=" + p))
-        return ("SELECT count(*) FROM calseta_ingest_batch(%s, 0, :p::%s);\n" % (arg, separate), ("b=" + b, "p=" + p))
+            return ("SELECT count(*) FROM calseta_ingest_batch_joined(%s, %d, :p::text);\n" % (arg, a.dedup),
+                    ("b=" + b, "p=" + p))
+        return ("SELECT count(*) FROM calseta_ingest_batch(%s, %d, :p::%s);\n" % (arg, a.dedup, separate),
+                ("b=" + b, "p=" + p))
     b = "[" + ",".join(e[:-1] + ',"raw_payload":' + p + "}" for e, p in docs) + "]"
-    return "SELECT count(*) FROM calseta_ingest_batch(:b::jsonb, 0);\n", ("b=" + b,)
+    return "SELECT count(*) FROM calseta_ingest_batch(:b::jsonb, %d);\n" % a.dedup, ("b=" + b,)
 
 
 def pgbench(url, script, a, variables=(), transactions=0):
@@ -154,6 +182,15 @@ def main():
     ap.add_argument("--perf", default="", help="perf.data file for the first client's backend")
     ap.add_argument("--no-ceiling", action="store_true")
     ap.add_argument("--unique", action="store_true", help="a fingerprint of its own for every alert")
+    ap.add_argument("--dedup", type=int, default=0,
+                    help="the de-duplication window (hours) the function is called with; 0: off. With "
+                         "the fixtures' own fingerprints every alert after the first batch is a duplicate")
+    ap.add_argument("--dup-share", type=float, default=0.0,
+                    help="share of alerts repeating the fingerprint of one made before (implies --unique)")
+    ap.add_argument("--new-indicators", action="store_true",
+                    help="every alert an IP and a domain of its own instead of the fixture's (implies --unique)")
+    ap.add_argument("--hot", action="store_true",
+                    help="every alert the same IP and a domain of its own (implies --unique)")
     ap.add_argument("--prefill", type=int, default=0,
                     help="alerts written before the measured run (then a checkpoint): a larger table")
     ap.add_argument("--load", default="",
@@ -181,19 +218,28 @@ def main():
                 raise RuntimeError("--load %s failed:\n%s" % (a.load, r.stderr))
             print("loaded %s" % a.load)
         separate = payloads_separate(s)
+        s.sql("CREATE SEQUENCE bench_fp")
         if a.prefill:
-            script, variables = call_sql(elems, a.batch, separate, a.unique)
+            script, variables = call_sql(elems, a, separate)
             pgbench(s.db, script, a, variables, transactions=max(1, a.prefill // a.batch // a.clients))
         n0 = int(s.sql_value("SELECT count(*) FROM alerts"))
+        d0 = int(s.sql_value(DUPLICATES))
         load0 = open("/proc/loadavg").read().split()[0]
-        script, variables = call_sql(elems, a.batch, separate, a.unique)
+        script, variables = call_sql(elems, a, separate)
         tps, cpu, wal = pgbench(s.db, script, a, variables)
         n = int(s.sql_value("SELECT count(*) FROM alerts")) - n0
         load1 = open("/proc/loadavg").read().split()[0]
-        print("calseta_ingest_batch: %.0f alerts/s (%d clients, batch %d, payloads %s, %s fingerprints, "
-              "%d alerts before, load %s->%s)" % (tps * a.batch, a.clients, a.batch, ("separate (%s)" % separate) if separate else
-                                                  "in the batch", "unique" if a.unique else "fixture", n0, load0, load1))
-        print("  per alert: PostgreSQL CPU %.0f us, WAL %.0f B (%d alerts)" % (1e6 * cpu / n, wal / n, n))
+        made = n
+        n = n + int(s.sql_value(DUPLICATES)) - d0
+        own = a.unique or a.dup_share > 0 or a.new_indicators or a.hot
+        print("calseta_ingest_batch: %.0f alerts/s (%d clients, batch %d, payloads %s, %s fingerprints%s%s, "
+              "de-duplication %s, %d alerts before, load %s->%s)" %
+              (tps * a.batch, a.clients, a.batch, ("separate (%s)" % separate) if separate else "in the batch",
+               "own" if own else "fixture", (", %.0f %% repeats" % (100 * a.dup_share)) if a.dup_share else "",
+               ", own IP and domain" if a.new_indicators else ", one IP in all" if a.hot else "",
+               ("%d h" % a.dedup) if a.dedup > 0 else "off", n0, load0, load1))
+        print("  per alert: PostgreSQL CPU %.0f us, WAL %.0f B (%d alerts: %d new, %d duplicates)" %
+              (1e6 * cpu / n, wal / n, n, made, n - made))
         wal_stats(s.db, pgbench.lsns, n)
         if not a.no_ceiling:
             scratch = s.dbname + "_ceiling"

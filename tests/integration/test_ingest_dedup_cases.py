@@ -1,0 +1,133 @@
+"""De-duplication on: what calseta_ingest_batch() stores and answers for each kind of batch.
+
+The function writes a batch of new alerts only, of duplicates only (a storm of one alert) and a
+mix of both through different statements; this calls it straight from SQL with one batch of
+each kind, in order on one database, and checks every answer (index, uuid, id, job,
+is_duplicate, duplicate_count) and every row written: the alerts' counts, last_seen_at and
+updated_at (the batch's transaction time), links and rule, the jobs, the alert_deduplicated
+events' references, and the sighting row (the known indicators the batch's new alerts carry,
+never a duplicate's)."""
+import json
+
+from harness import Stack, assert_eq, run_tests
+
+IND = [("ip", "192.0.2.%d" % i) for i in range(20)]
+
+
+def el(fp, inds, rule="rule-a"):
+    return {"title": "T " + fp, "severity": "High", "source_name": "generic", "description": None,
+            "occurred_at": "2026-01-01T00:00:00Z", "raw_payload": {"fp": fp}, "tags": ["x"],
+            "fingerprint": fp, "indicators": [{"type": t, "value": v} for t, v in (IND[i] for i in inds)],
+            "rule_ref": rule, "actor_key_prefix": "cai_case"}
+
+
+class Db:
+    def __init__(self, s):
+        self.s = s
+
+    def call(self, hours, elems):
+        """The answers as [idx, alert fingerprint, own uuid?, job?, is_duplicate, duplicate_count]
+        and the transaction time of the batch."""
+        # the answers kept in a table and read in a statement of their own, which sees the rows
+        # the call wrote (one transaction: now() is the batch's time)
+        rows = self.s.sql(
+            "CREATE TEMP TABLE r AS SELECT * FROM calseta_ingest_batch($j$%s$j$::jsonb, %d); "
+            "SELECT now()::text, r.idx, a.fingerprint, r.alert_uuid = a.uuid, "
+            "r.job_id IS NOT NULL AND r.job_id = (SELECT j.id FROM enrichment_jobs j WHERE j.alert_id = r.alert_id), "
+            "r.is_duplicate, coalesce(r.duplicate_count::text, '-'), r.alert_id "
+            "FROM r LEFT JOIN alerts a ON a.id = r.alert_id ORDER BY r.idx" % (json.dumps(elems), hours))
+        return [r[1:] for r in rows], rows[0][0]
+
+    def alert(self, aid):
+        """count, last_seen_at, updated_at = created_at?, the linked indicators (values), rule."""
+        return self.s.sql(
+            "SELECT a.duplicate_count, coalesce(a.last_seen_at::text, '-'), a.updated_at::text, "
+            "(SELECT coalesce(string_agg(i.value, ' ' ORDER BY i.id), '') FROM unnest(a.indicator_ids) l(id) "
+            " JOIN indicators i ON i.id = l.id), coalesce(d.source_rule_id, '-') "
+            "FROM alerts a LEFT JOIN detection_rules d ON d.id = a.detection_rule_id WHERE a.id = %s" % aid)[0]
+
+    def events(self, aid):
+        return [r[0] for r in self.s.sql(
+            "SELECT (\"references\"->>'duplicate_count') || ' ' || (\"references\"->>'fingerprint') || ' ' "
+            "|| (\"references\"->>'title') || ' ' || actor_key_prefix FROM activity_events "
+            "WHERE alert_id = %s AND event_type = 'alert_deduplicated' ORDER BY 1" % aid)]
+
+    def sightings(self):
+        return self.s.sql("SELECT seen_at::text, (SELECT string_agg(i.value, ' ' ORDER BY i.id) "
+                          "FROM unnest(indicator_ids) l(id) JOIN indicators i ON i.id = l.id) "
+                          "FROM indicator_sightings ORDER BY seen_at")
+
+
+def ip(*ns):
+    return " ".join(IND[n][1] for n in ns)
+
+
+def test_new_storm_and_mixed_batches():
+    s = Stack("ingest_dedup_cases", services=())
+    try:
+        db = Db(s)
+        # new alerts only; nothing known before the batch, so no sighting row
+        r, ts0 = db.call(24, [el("f1", [0, 1]), el("f2", [1]), el("f3", [2], "rule-b"), el("f4", [])])
+        assert_eq([x[:6] for x in r], [[str(i), "f%d" % (i + 1), "t", "t", "f", "-"] for i in range(4)])
+        ids = {"f%d" % (i + 1): r[i][6] for i in range(4)}
+        assert_eq([int(x[6]) for x in r], sorted(int(x[6]) for x in r), "ids in the batch's order")
+        assert_eq(db.alert(ids["f1"]), ["0", "-", ts0, ip(0, 1), "rule-a"])
+        assert_eq(db.alert(ids["f3"]), ["0", "-", ts0, ip(2), "rule-b"])
+        assert_eq(db.sightings(), [])
+
+        # duplicates only: each original counted once per duplicate, nothing inserted, linked
+        # or sighted (their new indicators are stored, unlinked)
+        r, ts1 = db.call(24, [el("f1", [0, 3]), el("f2", [4]), el("f1", [5])])
+        assert_eq(r, [["0", "f1", "t", "f", "t", "1", ids["f1"]], ["1", "f2", "t", "f", "t", "1", ids["f2"]],
+                      ["2", "f1", "t", "f", "t", "2", ids["f1"]]])
+        assert_eq(db.alert(ids["f1"]), ["2", ts1, ts1, ip(0, 1), "rule-a"])
+        assert_eq(db.alert(ids["f2"]), ["1", ts1, ts1, ip(1), "rule-a"])
+        assert_eq(db.events(ids["f1"]), ["1 f1 T f1 cai_case", "2 f1 T f1 cai_case"])
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts"), "4")
+        assert_eq(s.sql_value("SELECT count(*) FROM enrichment_jobs"), "4")
+        assert_eq(s.sql_value("SELECT count(*) FROM indicators WHERE value IN ('%s', '%s', '%s')"
+                              % (IND[3][1], IND[4][1], IND[5][1])), "3")
+        assert_eq(db.sightings(), [])
+
+        # a mix: duplicates of an older alert, a new alert repeated in the batch, new alerts
+        r, ts2 = db.call(24, [el("f3", [2, 6]), el("f5", [0, 7]), el("f5", [1, 8]), el("f6", [2], "rule-c"),
+                              el("f3", [9]), el("f7", [3])])
+        ids.update({"f5": r[1][6], "f6": r[3][6], "f7": r[5][6]})
+        assert_eq(r, [["0", "f3", "t", "f", "t", "1", ids["f3"]], ["1", "f5", "t", "t", "f", "-", ids["f5"]],
+                      ["2", "f5", "t", "f", "t", "1", ids["f5"]], ["3", "f6", "t", "t", "f", "-", ids["f6"]],
+                      ["4", "f3", "t", "f", "t", "2", ids["f3"]], ["5", "f7", "t", "t", "f", "-", ids["f7"]]])
+        assert int(ids["f5"]) < int(ids["f6"]) < int(ids["f7"]), ids
+        assert_eq(db.alert(ids["f3"]), ["2", ts2, ts2, ip(2), "rule-b"])
+        assert_eq(db.alert(ids["f5"]), ["1", ts2, ts2, ip(0, 7), "rule-a"])
+        assert_eq(db.alert(ids["f6"]), ["0", "-", ts2, ip(2), "rule-c"])
+        assert_eq(db.alert(ids["f7"]), ["0", "-", ts2, ip(3), "rule-a"])
+        assert_eq(db.events(ids["f5"]), ["1 f5 T f5 cai_case"])
+        assert_eq(db.events(ids["f3"]), ["1 f3 T f3 cai_case", "2 f3 T f3 cai_case"])
+        # known before the batch and carried by a new alert: 0 (f5), 2 (f6), 3 (f7, stored by
+        # the storm); not 1 (only the repeat of f5 names it) nor the new 6-9
+        assert_eq(db.sightings(), [[ts2, ip(0, 2, 3)]])
+
+        # new alerts only, but one repeated in the batch: counted on the alert just made
+        r, ts3 = db.call(24, [el("f8", [0]), el("f8", [10]), el("f8", [0, 11])])
+        assert_eq([x[:6] for x in r], [["0", "f8", "t", "t", "f", "-"], ["1", "f8", "t", "f", "t", "1"],
+                                       ["2", "f8", "t", "f", "t", "2"]])
+        assert_eq(len({x[6] for x in r}), 1)
+        assert_eq(db.alert(r[0][6]), ["2", ts3, ts3, ip(0), "rule-a"])
+        assert_eq(db.sightings()[-1], [ts3, ip(0)])
+
+        # de-duplication off: a repeat is a new alert of its own
+        r, _ = db.call(0, [el("f1", [0]), el("f1", [12])])
+        assert_eq([x[:6] for x in r], [["0", "f1", "t", "t", "f", "-"], ["1", "f1", "t", "t", "f", "-"]])
+        assert r[0][6] != ids["f1"] and r[1][6] != r[0][6], r
+
+        # outside the window nothing is a duplicate: the original is two hours old, the window one
+        s.sql("UPDATE alerts SET created_at = created_at - interval '2 hours' WHERE fingerprint = 'f7'")
+        r, _ = db.call(1, [el("f7", [3]), el("f7", [3])])
+        assert_eq([x[:6] for x in r], [["0", "f7", "t", "t", "f", "-"], ["1", "f7", "t", "f", "t", "1"]])
+        assert r[0][6] != ids["f7"], r
+    finally:
+        s.stop()
+
+
+if __name__ == "__main__":
+    run_tests(globals())
