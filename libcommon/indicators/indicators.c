@@ -6,6 +6,7 @@
 #include "util.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,6 +188,16 @@ static int cmp_indicator(const void *a, const void *b)
     return c ? c : strcmp(x->value, y->value);
 }
 
+/* MD5 fetched from the provider once: EVP_md5() is looked up again on every digest (OpenSSL 3),
+ * which with a context per alert and an update per piece cost more than the hashing itself. */
+static EVP_MD *md5_md;
+static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
+
+static void md5_fetch(void)
+{
+    md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
+}
+
 void indicators_fingerprint(const char *title, const char *source_name,
                             const struct indicator_set *s, char out[33])
 {
@@ -195,25 +206,27 @@ void indicators_fingerprint(const char *title, const char *source_name,
         sorted[i] = &s->items[i];
     qsort(sorted, s->n, sizeof *sorted, cmp_indicator);
 
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_md5(), NULL) != 1)
-        abort(); /* out of memory or MD5 unavailable: nothing sensible to continue with */
+    /* the digest's input in one piece: title, NUL, source, NUL, then type:value joined by | */
+    struct buf in;
+    buf_init(&in);
     title = title ? title : "";
     source_name = source_name ? source_name : "";
-    EVP_DigestUpdate(ctx, title, strlen(title) + 1); /* with its NUL: the "\x00" separator */
-    EVP_DigestUpdate(ctx, source_name, strlen(source_name) + 1);
+    buf_append(&in, title, strlen(title) + 1);
+    buf_append(&in, source_name, strlen(source_name) + 1);
     for (size_t i = 0; i < s->n; i++) {
         if (i)
-            EVP_DigestUpdate(ctx, "|", 1);
-        EVP_DigestUpdate(ctx, sorted[i]->type, strlen(sorted[i]->type));
-        EVP_DigestUpdate(ctx, ":", 1);
-        EVP_DigestUpdate(ctx, sorted[i]->value, strlen(sorted[i]->value));
+            buf_append(&in, "|", 1);
+        buf_puts(&in, sorted[i]->type);
+        buf_append(&in, ":", 1);
+        buf_puts(&in, sorted[i]->value);
     }
+    free(sorted);
+    pthread_once(&md5_once, md5_fetch);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
-    free(sorted);
+    if (!md5_md || EVP_Digest(in.data, in.len, md, &mdlen, md5_md, NULL) != 1 || mdlen != 16)
+        abort(); /* out of memory or MD5 unavailable: nothing sensible to continue with */
+    buf_destroy(&in);
     static const char hex[] = "0123456789abcdef";
     for (unsigned i = 0; i < 16; i++) {
         out[2 * i] = hex[md[i] >> 4];

@@ -354,6 +354,7 @@ static int exec_owned(struct pg_pool *pool, const char *prep, const char *sql, i
     }
     struct pool_query *q = query_new(sql, 0, NULL, 0, cb, arg);
     q->prep = prep;
+    q->large = 1;
     if (nparams > 0) {
         q->nparams = nparams;
         q->values = xmalloc((size_t)nparams * sizeof(char *));

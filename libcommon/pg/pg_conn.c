@@ -15,9 +15,12 @@
 #include "pg_int.h"
 #include "util.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* ---- socket watching ---- */
 
@@ -199,12 +202,23 @@ void pgp_conn_start(struct pool_conn *c)
         conn_lost(c, "cannot watch the connection's socket");
 }
 
+/* Whether the session's socket is TCP: a Unix-domain socket has no corking. */
+static int socket_is_tcp(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    return ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
+}
+
 static void conn_up(struct pool_conn *c)
 {
     if (PQsetnonblocking(c->pg, 1) != 0 || conn_watch(c, UV_READABLE, 1) != 0) {
         conn_lost(c, PQerrorMessage(c->pg));
         return;
     }
+    c->tcp = socket_is_tcp(PQsocket(c->pg));
     uv_timer_stop(&c->timer);
     if (!c->is_listen && !pg_pool_up(c->pool))
         c->pool->up_since_ms = uv_now(c->pool->loop);
@@ -311,13 +325,29 @@ static void discard_notifies(struct pool_conn *c)
 }
 
 /*
+ * libpq writes a message past 8 KB as soon as it is complete: a large Bind goes out alone and
+ * the Describe, Execute and Sync after it in a second write. The server then wakes for the
+ * Bind, runs it and waits, active and holding the query's snapshot, for the rest; when the
+ * intake is preempted between the two writes (a loaded box) that wait is long (ClientRead in
+ * the server's wait events). Corked, the kernel holds a partial segment until the uncork, so
+ * the query reaches the server in one piece and wakes it once. Errors are ignored: without
+ * the option the query only goes in two pieces.
+ */
+static void conn_cork(struct pool_conn *c, int on)
+{
+    int fd = PQsocket(c->pg);
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+}
+
+/*
  * Sends q on the idle connection c. Before sending, reads whatever is pending: a connection the
  * server closed while idle is noticed here and q goes back to the head of the queue unharmed.
  */
 void pgp_conn_send(struct pool_conn *c, struct pool_query *q)
 {
     struct pg_pool *pool = c->pool;
-    int ok;
+    int ok, corked = 0;
 
     if (!c->is_listen) {
         if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD) {
@@ -326,6 +356,10 @@ void pgp_conn_send(struct pool_conn *c, struct pool_query *q)
             return;
         }
         discard_notifies(c);
+    }
+    if (c->tcp && q->large && !q->simple) {
+        conn_cork(c, 1);
+        corked = 1;
     }
     if (q->simple) {
         ok = PQsendQuery(c->pg, q->sql);
@@ -343,6 +377,8 @@ void pgp_conn_send(struct pool_conn *c, struct pool_query *q)
     }
     c->q = q;
     if (!ok) {
+        if (corked)
+            conn_cork(c, 0);
         if (PQstatus(c->pg) == CONNECTION_BAD) {
             conn_lost(c, PQerrorMessage(c->pg));
         } else {
@@ -357,7 +393,11 @@ void pgp_conn_send(struct pool_conn *c, struct pool_query *q)
         uv_update_time(pool->loop); /* the loop's cached time may be well behind */
         uv_timer_start(&c->timer, on_conn_timer, (uint64_t)q->timeout_ms, 0);
     }
+    /* the uncork sends what the kernel holds; a flush left unfinished goes on when writable */
+    int fd = corked ? PQsocket(c->pg) : -1;
     conn_flush(c);
+    if (corked && c->pg && PQsocket(c->pg) == fd)
+        conn_cork(c, 0);
 }
 
 static int result_ok(const PGresult *res)

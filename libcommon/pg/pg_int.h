@@ -24,6 +24,7 @@ struct pool_query {
     int simple; /* internal LISTEN batch: PQsendQuery, several statements */
     const char *prep; /* a statement name (static): sent prepared, the connection preparing
                        * sql under that name the first time */
+    int large;        /* parameters handed over by the caller (documents): sent corked */
     uint64_t deadline;
     pg_result_cb cb;
     void *arg;
@@ -64,6 +65,7 @@ struct pool_conn {
     const char *prepared[PG_MAX_PREPARED]; /* statement names prepared on this session */
     int nprepared;
     int preparing; /* q's statement is being prepared; q is sent when that is done */
+    int tcp;       /* the session's socket is TCP (TCP_CORK applies) */
 };
 
 struct listener {

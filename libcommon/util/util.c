@@ -267,19 +267,68 @@ int64_t now_wall_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The civil date of a day count since 1970-01-01 (proleptic Gregorian, days of 400-year eras). */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static char *put_digits(char *p, unsigned v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + n;
+}
+
+/* Written digit by digit for the years 1000-9999 (every alert timestamp goes through here):
+ * gmtime_r, strftime and snprintf cost more than the rest of an alert's element text. */
 void format_iso8601_us(int64_t wall_us, char out[32])
 {
-    time_t secs = (time_t)(wall_us / 1000000);
+    int64_t secs = wall_us / 1000000;
     long us = (long)(wall_us % 1000000);
     if (us < 0) {
         us += 1000000;
         secs -= 1;
     }
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char date[24];
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 32, "%.19s.%06ldZ", date, us);
+    int64_t days = secs / 86400, sod = secs % 86400, y;
+    if (sod < 0) {
+        sod += 86400;
+        days -= 1;
+    }
+    unsigned mo, d;
+    civil_from_days(days, &y, &mo, &d);
+    if (y < 1000 || y > 9999) { /* strftime writes these without padding, or five digits */
+        time_t t = (time_t)secs;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        char date[24];
+        strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(out, 32, "%.19s.%06ldZ", date, us);
+        return;
+    }
+    char *p = put_digits(out, (unsigned)y, 4);
+    *p++ = '-';
+    p = put_digits(p, mo, 2);
+    *p++ = '-';
+    p = put_digits(p, d, 2);
+    *p++ = 'T';
+    p = put_digits(p, (unsigned)(sod / 3600), 2);
+    *p++ = ':';
+    p = put_digits(p, (unsigned)(sod / 60 % 60), 2);
+    *p++ = ':';
+    p = put_digits(p, (unsigned)(sod % 60), 2);
+    *p++ = '.';
+    p = put_digits(p, (unsigned)us, 6);
+    *p++ = 'Z';
+    *p = '\0';
 }
 
 void urlencode_append(struct buf *b, const char *s, size_t n)

@@ -3,7 +3,9 @@
  * and hostile bodies (each in a heap block of exactly its size, so ASan sees an over-read) both
  * give the same verdict and error text, and the token index - first/next links, child counts,
  * decoded keys and strings, jtok_getn(), jtok_index(), jtok_json() - describes the same tree.
- * Also: an object whose keys all share one slot under a plain unkeyed hash (built as an attacker
+ * Strings of every length to 48 with each kind of special byte at every place (the scan of plain
+ * bytes goes a block at a time) get the same verdict and text as from json_read(). Also: an
+ * object whose keys all share one slot under a plain unkeyed hash (built as an attacker
  * builds them) costs no more probes than one with ordinary keys, and the token array is never
  * sized beyond the value limit.
  */
@@ -392,11 +394,31 @@ static void test_key_tables_every_size(void **state)
     }
 }
 
+static void test_string_scan_positions(void **state)
+{
+    (void)state;
+    static const char *const specials[] = {"\"", "\\n", "\\u00e9", "\x01", "\x1f", " ", "\x7f",
+                                           "\xc3\xa9", "\xe2\x82\xac", "\xff", "\xc3", "~"};
+    char doc[128];
+    for (int len = 0; len <= 48; len++) {
+        for (int k = 0; k <= len; k++) {
+            for (size_t s = 0; s < sizeof specials / sizeof *specials; s++) {
+                int n = snprintf(doc, sizeof doc, "[\"%.*s%s%.*s\"]", k,
+                                 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", specials[s],
+                                 len - k, "0123456789012345678901234567890123456789012345678");
+                compare(doc, (size_t)n);
+                compare(doc, (size_t)n - 2); /* the string never closed */
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixtures),
         cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_string_scan_positions),
         cmocka_unit_test(test_token_array_bounded),
         cmocka_unit_test(test_colliding_keys),
         cmocka_unit_test(test_key_tables_every_size),

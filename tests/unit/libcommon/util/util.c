@@ -1,7 +1,9 @@
 /*
  * tests/unit/libcommon/util/util.c - file_read(): a file's bytes come back whole (past one read
  * chunk, NUL bytes included) and NUL-terminated, an empty file is "", a missing one is NULL
- * with errno.
+ * with errno. format_iso8601_us() writes what gmtime_r and strftime write, across leap days,
+ * centuries, negative times and microseconds, and the years outside 1000-9999 (unpadded or five
+ * digits) the same way.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -70,11 +73,71 @@ static void test_file_read_empty_and_missing(void **state)
     assert_int_equal(errno, ENOENT);
 }
 
+/* The reference: the C library's own calendar. */
+static void iso_reference(int64_t wall_us, char out[32])
+{
+    time_t secs = (time_t)(wall_us / 1000000);
+    long us = (long)(wall_us % 1000000);
+    if (us < 0) {
+        us += 1000000;
+        secs -= 1;
+    }
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char date[24];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, 32, "%.19s.%06ldZ", date, us);
+}
+
+static void iso_check(int64_t wall_us)
+{
+    char got[32], want[32];
+    format_iso8601_us(wall_us, got);
+    iso_reference(wall_us, want);
+    if (strcmp(got, want) != 0)
+        fail_msg("%lld: %s, expected %s", (long long)wall_us, got, want);
+}
+
+static void test_format_iso8601_us(void **state)
+{
+    (void)state;
+    char out[32];
+    format_iso8601_us(0, out);
+    assert_string_equal(out, "1970-01-01T00:00:00.000000Z");
+    format_iso8601_us(951782400123456LL, out); /* a leap day of a century divisible by 400 */
+    assert_string_equal(out, "2000-02-29T00:00:00.123456Z");
+    format_iso8601_us(-1, out);
+    assert_string_equal(out, "1969-12-31T23:59:59.999999Z");
+    static const int64_t edges[] = {
+        0, 1, -1, 999999, 1000000, -1000000, -1000001, 86399999999LL, 86400000000LL,
+        -62167219200000000LL,  /* 0000-01-01: strftime writes the year as 0 */
+        -30610224000000000LL, -30610224000000001LL, /* 1000-01-01 and the microsecond before */
+        -62167219200000001LL,  /* the microsecond before: year -1, the C library's way */
+        253402300799999999LL,  /* 9999-12-31T23:59:59.999999 */
+        253402300800000000LL,  /* 10000-01-01 */
+        4102444800000000LL,    /* 2100-03-01 area: a century without a leap day */
+        4107542400000000LL, 1709164800000000LL, 1740787199999999LL,
+    };
+    for (size_t i = 0; i < sizeof edges / sizeof *edges; i++)
+        iso_check(edges[i]);
+    /* every day from 1600 to 2500, at a time of day that moves */
+    for (int64_t day = -135140; day <= 193000; day++)
+        iso_check(day * 86400000000LL + (day * 7919 % 86400) * 1000000LL + day % 1000000);
+    uint64_t x = 88172645463325252ULL; /* xorshift over years -7500 to 11500 */
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        iso_check((int64_t)(x % 600000000000000000ULL) - 300000000000000000LL);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_file_read_whole),
         cmocka_unit_test(test_file_read_empty_and_missing),
+        cmocka_unit_test(test_format_iso8601_us),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
