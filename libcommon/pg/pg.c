@@ -354,7 +354,13 @@ static int exec_owned(struct pg_pool *pool, const char *prep, const char *sql, i
     }
     struct pool_query *q = query_new(sql, 0, NULL, 0, cb, arg);
     q->prep = prep;
-    q->large = 1;
+    /* parameters past libpq's 8 KB output chunk go corked (see conn_cork); a small query goes in
+     * one write anyway, so it is spared the two setsockopt calls */
+    size_t total = 0;
+    for (int i = 0; i < nparams && total < 8192; i++)
+        if (values[i])
+            total += strnlen(values[i], 8192 - total);
+    q->large = total >= 8192;
     if (nparams > 0) {
         q->nparams = nparams;
         q->values = xmalloc((size_t)nparams * sizeof(char *));

@@ -335,9 +335,14 @@ static void discard_notifies(struct pool_conn *c)
  */
 static void conn_cork(struct pool_conn *c, int on)
 {
+#ifdef TCP_CORK
     int fd = PQsocket(c->pg);
     if (fd >= 0)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+#else
+    (void)c; /* a system without the option: the query goes in two pieces */
+    (void)on;
+#endif
 }
 
 /*

@@ -24,7 +24,7 @@ struct pool_query {
     int simple; /* internal LISTEN batch: PQsendQuery, several statements */
     const char *prep; /* a statement name (static): sent prepared, the connection preparing
                        * sql under that name the first time */
-    int large;        /* parameters handed over by the caller (documents): sent corked */
+    int large;        /* handed-over parameters of 8 KB or more (documents): sent corked */
     uint64_t deadline;
     pg_result_cb cb;
     void *arg;

@@ -8,6 +8,8 @@ updated_at (the batch's transaction time), links and rule, the jobs, the alert_d
 events' references, and the sighting row (the known indicators the batch's new alerts carry,
 never a duplicate's)."""
 import json
+import subprocess
+import time
 
 from harness import Stack, assert_eq, run_tests
 
@@ -125,6 +127,43 @@ def test_new_storm_and_mixed_batches():
         r, _ = db.call(1, [el("f7", [3]), el("f7", [3])])
         assert_eq([x[:6] for x in r], [["0", "f7", "t", "t", "f", "-"], ["1", "f7", "t", "f", "t", "1"]])
         assert r[0][6] != ids["f7"], r
+    finally:
+        s.stop()
+
+
+def test_original_deleted_under_the_batch_fails_it():
+    """An original deleted after the batch looked it up, before the batch's update of it: the
+    update waits for the deletion's commit and finds nothing, and the batch fails with the
+    error a reference to a missing alert raises, storing nothing (the intake retries it alone);
+    called again, the alert is new."""
+    s = Stack("ingest_dedup_gone", services=())
+    try:
+        db = Db(s)
+        r, _ = db.call(24, [el("g1", [0])])
+        gone = r[0][6]
+        deleter = subprocess.Popen(["psql", s.db, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                                    "BEGIN; DELETE FROM alerts WHERE id = %s; SELECT pg_sleep(2); COMMIT;" % gone],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            t = time.time()  # the deletion holds the row before the batch reads it
+            while s.sql_value("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                              "WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' "
+                              "AND a.query LIKE 'BEGIN; DELETE FROM alerts%'") == "0":
+                assert time.time() - t < 10, "the deletion did not start"
+                time.sleep(0.05)
+            batch = [el("g2", [1]), el("g1", [0])]
+            try:
+                db.call(24, batch)
+                raise AssertionError("a batch counting a deleted alert was stored")
+            except RuntimeError as e:
+                assert "violates the reference to alerts" in str(e), e
+        finally:
+            _, err = deleter.communicate(timeout=30)
+            assert_eq(deleter.returncode, 0, err)
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts"), "0")
+        assert_eq(s.sql_value("SELECT count(*) FROM activity_events WHERE event_type = 'alert_deduplicated'"), "0")
+        r, _ = db.call(24, batch)
+        assert_eq([x[:6] for x in r], [["0", "g2", "t", "t", "f", "-"], ["1", "g1", "t", "t", "f", "-"]])
     finally:
         s.stop()
 

@@ -12,7 +12,9 @@ TABLES = ("alerts", "indicators", "detection_rules", "alert_indicators", "enrich
 
 
 def batch(tag, n):
-    """n alerts sharing one IP, each with a domain of its own, two rules (one new), one repeat."""
+    """n alerts sharing one IP, each with a domain of its own, two rules (one new), one repeat
+    (so the duplicates' statement runs as well: with every other alert new, or, where the test
+    stored alerts of these fingerprints first, with every alert a duplicate)."""
     out = []
     for i in range(n):
         out.append({"title": "Plan %s %d" % (tag, i), "severity": "High", "source_name": "generic",
@@ -49,6 +51,11 @@ def assert_index_only(report, what):
     assert not bad, "%s: sequential scans of %s in the ingest plans:\n%s" % (what, bad, report[:6000])
     assert re.search(r"Index (Only )?Scan using uq_indicator_type_value", report), report[:4000]
     assert re.search(r"Index Scan using ix_alerts_fingerprint_key", report), report[:4000]
+    # the duplicates' counts: each original updated through its key, and no row lock per alert
+    # or per event (a check of each duplicate's event against its alert locked the alert's row)
+    assert re.search(r"Update on alerts", report), report[:4000]
+    assert re.search(r"Index Scan using alerts_pkey on alerts", report), report[:4000]
+    assert "LockRows" not in report, "%s: a row lock per alert in the ingest plans:\n%s" % (what, report[:6000])
 
 
 def test_plan_made_on_empty_tables_stays_indexed_as_they_grow():
