@@ -14,6 +14,10 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 json_t *json_read(const char *data, size_t len, size_t flags, char *err, size_t errlen);
 
@@ -53,5 +57,47 @@ void json_put_utf8(struct buf *b, uint32_t v);
 /* The end of the number at p, or NULL when there is none; *integral: no fraction, no exponent. */
 const unsigned char *json_number_scan(const unsigned char *p, const unsigned char *end,
                                       int *integral);
+
+/* The first byte from p that is not JSON_PLAIN (a quote, a backslash, a control character or a
+ * byte >= 0x80), found a block at a time while a block remains; the caller's byte loop over
+ * JSON_PLAIN finishes the tail (and, without SSE2, the block that held such a byte). Used per
+ * string by the token reader and the string writer of jsontext.c, so inline. */
+#ifdef __SSE2__
+static inline const unsigned char *json_skip_plain(const unsigned char *p,
+                                                   const unsigned char *end)
+{
+    /* as signed bytes, a control character and a byte >= 0x80 are both below 0x20 */
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash));
+        hit = _mm_or_si128(hit, _mm_cmplt_epi8(v, space));
+        unsigned m = (unsigned)_mm_movemask_epi8(hit);
+        if (m)
+            return p + __builtin_ctz(m);
+        p += 16;
+    }
+    return p;
+}
+#else
+static inline const unsigned char *json_skip_plain(const unsigned char *p,
+                                                   const unsigned char *end)
+{
+    /* a word holds such a byte when this high-bit mask is not zero (bytes after the first may
+     * be flagged wrongly, which only hands the word to the byte loop) */
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    while (end - p >= 8) {
+        uint64_t w, q, b;
+        memcpy(&w, p, 8);
+        q = w ^ (ones * '"');
+        b = w ^ (ones * '\\');
+        if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w) & highs)
+            break;
+        p += 8;
+    }
+    return p;
+}
+#endif
 
 #endif

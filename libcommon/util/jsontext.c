@@ -15,7 +15,8 @@ void buf_json_string(struct buf *b, const char *s, size_t n)
     buf_append(b, "\"", 1);
     while (p < end) {
         const unsigned char *run = p; /* bytes that go out as they are */
-        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+        p = json_skip_plain(p, end);
+        while (p < end && JSON_PLAIN[*p])
             p++;
         buf_append(b, run, (size_t)(p - run));
         if (p >= end)

@@ -18,9 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
 #define READ_MAX_DEPTH 2048  /* jansson's JSON_PARSER_MAX_DEPTH, as jsonread.c */
 #define DUP_LINEAR_KEYS 16   /* objects up to this many keys are checked without a table */
@@ -133,47 +130,6 @@ static int read_escaped(struct tokreader *r, struct jtok *t, const unsigned char
     return 0;
 }
 
-#ifdef __SSE2__
-/* The first byte from p that is not JSON_PLAIN (a quote, a backslash, a control character or a
- * byte >= 0x80), 16 bytes at a time while 16 remain; the byte loop after it finds it in the
- * tail. As signed bytes, both a control character and a byte >= 0x80 are below 0x20. */
-static const unsigned char *skip_plain(const unsigned char *p, const unsigned char *end)
-{
-    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
-    const __m128i space = _mm_set1_epi8(0x20);
-    while (end - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)p);
-        __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash));
-        hit = _mm_or_si128(hit, _mm_cmplt_epi8(v, space));
-        unsigned m = (unsigned)_mm_movemask_epi8(hit);
-        if (m)
-            return p + __builtin_ctz(m);
-        p += 16;
-    }
-    return p;
-}
-#else
-#define ONES 0x0101010101010101ull
-#define HIGHS 0x8080808080808080ull
-
-/* Past the leading 8-byte words of p that hold only JSON_PLAIN bytes: a word has a quote, a
- * backslash, a control character or a byte >= 0x80 when its high-bit mask below is not zero
- * (a byte after the first such one may be flagged wrongly; the byte loop takes over there). */
-static const unsigned char *skip_plain(const unsigned char *p, const unsigned char *end)
-{
-    while (end - p >= 8) {
-        uint64_t w, q, b;
-        memcpy(&w, p, 8);
-        q = w ^ (ONES * '"');
-        b = w ^ (ONES * '\\');
-        if ((((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - ONES * 0x20) & ~w) | w) & HIGHS)
-            break;
-        p += 8;
-    }
-    return p;
-}
-#endif
-
 /* The string at r->p (its opening quote) as token *out. */
 static int read_string(struct tokreader *r, uint32_t *out)
 {
@@ -182,7 +138,7 @@ static int read_string(struct tokreader *r, uint32_t *out)
     const unsigned char *p = ++r->p, *end = r->end;
     *out = i;
     for (;;) {
-        p = skip_plain(p, end);
+        p = json_skip_plain(p, end);
         while (p < end && JSON_PLAIN[*p])
             p++;
         if (p >= end)

@@ -76,6 +76,7 @@ struct ingest_batcher {
     uint64_t out_ns[INFLIGHT_SLOTS]; /* when each batch in flight went out, inflight of them */
     int folding;       /* a sightings fold is running */
     uv_timer_t stall;  /* the youngest batch in flight reaches INGEST_STALL_MS */
+    uint64_t stall_for_ns; /* out_ns of the batch the armed stall timer is for */
     uv_timer_t hint;   /* the next JOB_READY, while one was sent less than HINT_GAP_MS ago */
     uint64_t hint_sent_ns;
     long long hint_jobs, hint_job, hint_alert; /* committed since the last JOB_READY */
@@ -323,21 +324,31 @@ static void hint_add(struct ingest_batcher *b, long long job, long long alert, l
 }
 
 /* The 202 body as text: the uuid and count come from PostgreSQL (a uuid, an integer), so
- * nothing needs escaping, and building it costs no JSON tree per alert. */
+ * nothing needs escaping, and building it costs no JSON tree per alert (nor a printf: the
+ * pieces are copied). */
 static void reply_accepted(struct reqctx *rc, PGresult *res, int row)
 {
+    static const char queued_tail[] = "\",\"status\":\"queued\",\"is_duplicate\":false,"
+                                      "\"duplicate_count\":null}";
+    static const char dup_mid[] = "\",\"status\":\"deduplicated\",\"is_duplicate\":true,"
+                                  "\"duplicate_count\":";
     int dup = !strcmp(PQgetvalue(res, row, 4), "t");
-    char data[160];
-    if (dup)
-        snprintf(data, sizeof data,
-                 "{\"alert_uuid\":\"%.36s\",\"status\":\"deduplicated\",\"is_duplicate\":true,"
-                 "\"duplicate_count\":%d}",
-                 PQgetvalue(res, row, 1), atoi(PQgetvalue(res, row, 5)));
-    else
-        snprintf(data, sizeof data,
-                 "{\"alert_uuid\":\"%.36s\",\"status\":\"queued\",\"is_duplicate\":false,"
-                 "\"duplicate_count\":null}",
-                 PQgetvalue(res, row, 1));
+    const char *uuid = PQgetvalue(res, row, 1);
+    size_t ulen = strnlen(uuid, 36);
+    char data[160], *p = data;
+    memcpy(p, "{\"alert_uuid\":\"", 15);
+    p += 15;
+    memcpy(p, uuid, ulen);
+    p += ulen;
+    if (dup) {
+        memcpy(p, dup_mid, sizeof dup_mid - 1);
+        p += sizeof dup_mid - 1;
+        p += snprintf(p, 16, "%d", atoi(PQgetvalue(res, row, 5)));
+        *p++ = '}';
+        *p = '\0';
+    } else {
+        memcpy(p, queued_tail, sizeof queued_tail); /* with its NUL */
+    }
     reply_data_text(rc, 202, data);
 }
 
@@ -561,18 +572,21 @@ static size_t ready(struct ingest_batcher *b, const struct pending **first)
 }
 
 /* The batches in flight that are live: out less than INGEST_STALL_MS. *due_ms, when the
- * youngest of them stalls (0 when none is live). */
-static int live_batches(const struct ingest_batcher *b, uint64_t *due_ms)
+ * youngest of them stalls (0 when none is live); *youngest_ns, when it went out. */
+static int live_batches(const struct ingest_batcher *b, uint64_t *due_ms, uint64_t *youngest_ns)
 {
     uint64_t stall_ns = (uint64_t)b->in->cfg.ingest_stall_ms * 1000000u, now = uv_hrtime();
     uint64_t left_ns = 0;
     int n = 0;
+    *youngest_ns = 0;
     for (int i = 0; i < b->inflight; i++) {
         uint64_t age = now - b->out_ns[i];
         if (age < stall_ns) {
             n++;
-            if (stall_ns - age > left_ns)
+            if (stall_ns - age > left_ns) {
                 left_ns = stall_ns - age;
+                *youngest_ns = b->out_ns[i];
+            }
         }
     }
     *due_ms = (left_ns + 999999u) / 1000000u;
@@ -593,7 +607,7 @@ static int live_batches(const struct ingest_batcher *b, uint64_t *due_ms)
 static void flush(struct ingest_batcher *b)
 {
     const struct config *c = &b->in->cfg;
-    uint64_t due_ms = 0;
+    uint64_t due_ms = 0, youngest_ns = 0;
     int held_by_live = 0;
     while (b->n > 0 && b->inflight < c->ingest_max_inflight) {
         const struct pending *first;
@@ -604,17 +618,21 @@ static void flush(struct ingest_batcher *b)
          * batch of large alerts is full long before the count says so) */
         if (!first->solo && n < (size_t)c->ingest_batch_min && n < (size_t)c->ingest_batch_max &&
             b->rd_bytes < MAX_BATCH_BYTES && b->inflight > 0 &&
-            live_batches(b, &due_ms) > 0) {
+            live_batches(b, &due_ms, &youngest_ns) > 0) {
             held_by_live = 1;
             break;
         }
         send_batch(b);
     }
-    /* the queue goes when the running batch returns, or when it stalls, whichever is first */
-    if (held_by_live)
-        uv_timer_start(&b->stall, on_stalled, due_ms ? due_ms : 1, 0);
-    else
+    /* the queue goes when the running batch returns, or when it stalls, whichever is first;
+     * the timer already armed for the same youngest batch stays (each alert queued beside a
+     * live batch re-armed it) */
+    if (!held_by_live) {
         uv_timer_stop(&b->stall);
+    } else if (!uv_is_active((uv_handle_t *)&b->stall) || b->stall_for_ns != youngest_ns) {
+        uv_timer_start(&b->stall, on_stalled, due_ms ? due_ms : 1, 0);
+        b->stall_for_ns = youngest_ns;
+    }
 }
 
 static void on_stalled(uv_timer_t *t)
