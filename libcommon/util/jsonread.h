@@ -60,29 +60,13 @@ const unsigned char *json_number_scan(const unsigned char *p, const unsigned cha
 
 /* The first byte from p that is not JSON_PLAIN (a quote, a backslash, a control character or a
  * byte >= 0x80), found a block at a time while a block remains; the caller's byte loop over
- * JSON_PLAIN finishes the tail (and, without SSE2, the block that held such a byte). Used per
- * string by the token reader and the string writer of jsontext.c, so inline. */
-#ifdef __SSE2__
-static inline const unsigned char *json_skip_plain(const unsigned char *p,
-                                                   const unsigned char *end)
-{
-    /* as signed bytes, a control character and a byte >= 0x80 are both below 0x20 */
-    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
-    const __m128i space = _mm_set1_epi8(0x20);
-    while (end - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)p);
-        __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash));
-        hit = _mm_or_si128(hit, _mm_cmplt_epi8(v, space));
-        unsigned m = (unsigned)_mm_movemask_epi8(hit);
-        if (m)
-            return p + __builtin_ctz(m);
-        p += 16;
-    }
-    return p;
-}
-#else
-static inline const unsigned char *json_skip_plain(const unsigned char *p,
-                                                   const unsigned char *end)
+ * JSON_PLAIN finishes the tail (and, in the word version, the word that held such a byte). Used
+ * per string by the token reader and the string writer of jsontext.c, so inline. The word
+ * version is what builds without SSE2 use; it is compiled everywhere so that its unit test runs
+ * on x86-64 too, and CALSETA_JSON_NO_SIMD makes json_skip_plain() use it (a second unit test
+ * build of the reader and the writer does). */
+static inline const unsigned char *json_skip_plain_words(const unsigned char *p,
+                                                         const unsigned char *end)
 {
     /* a word holds such a byte when this high-bit mask is not zero (bytes after the first may
      * be flagged wrongly, which only hands the word to the byte loop) */
@@ -98,6 +82,35 @@ static inline const unsigned char *json_skip_plain(const unsigned char *p,
     }
     return p;
 }
+
+#ifdef __SSE2__
+static inline const unsigned char *json_skip_plain_sse2(const unsigned char *p,
+                                                        const unsigned char *end)
+{
+    /* as signed bytes, a control character and a byte >= 0x80 are both below 0x20 */
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash));
+        hit = _mm_or_si128(hit, _mm_cmplt_epi8(v, space));
+        unsigned m = (unsigned)_mm_movemask_epi8(hit);
+        if (m)
+            return p + __builtin_ctz(m);
+        p += 16;
+    }
+    return p;
+}
 #endif
+
+static inline const unsigned char *json_skip_plain(const unsigned char *p,
+                                                   const unsigned char *end)
+{
+#if defined(__SSE2__) && !defined(CALSETA_JSON_NO_SIMD)
+    return json_skip_plain_sse2(p, end);
+#else
+    return json_skip_plain_words(p, end);
+#endif
+}
 
 #endif

@@ -6,7 +6,9 @@
  * strings, same numbers). The cases cover the grammar's corners (numbers, escapes, surrogates,
  * UTF-8, control characters, literals, trailing bytes, duplicates) and the five SIEM fixtures;
  * then every prefix of a fixture and single-byte mutations of it. Integers beyond int64 are the
- * one intended difference and have their own test.
+ * one intended difference and have their own test. The block scans of plain string bytes (the
+ * word version and, where the compiler has it, the SSE2 one) stop where a byte loop says they
+ * must, for every byte value at every place of every length to 48.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -178,6 +180,52 @@ static void test_error_position(void **state)
     assert_non_null(strstr(err, "duplicate"));
 }
 
+/* Where a block scan must stop on p[0..n): in the block holding the first byte JSON_PLAIN
+ * refuses, when that block is whole - at the byte itself (exact) or at the block's start (the
+ * word version, which hands the word to the byte loop) - and otherwise where less than a block
+ * remains. */
+typedef const unsigned char *(*skip_fn)(const unsigned char *, const unsigned char *);
+
+static void check_skip(skip_fn scan, size_t block, int exact, const unsigned char *p, size_t n)
+{
+    size_t first = 0; /* the first byte the byte loop stops at */
+    while (first < n && JSON_PLAIN[p[first]])
+        first++;
+    size_t blk = first / block * block, want = blk + block <= n ? (exact ? first : blk)
+                                                                  : n / block * block;
+    size_t at = (size_t)(scan(p, p + n) - p);
+    if (at != want)
+        fail_msg("%zu-byte scan of %zu bytes, byte 0x%02x at %zu: stopped at %zu, not %zu", block,
+                 n, first < n ? p[first] : 0, first, at, want);
+}
+
+static void test_skip_plain_every_byte_and_place(void **state)
+{
+    (void)state;
+    for (size_t len = 0; len <= 48; len++) {
+        for (size_t k = 0; k <= len; k++) {
+            for (int c = 0; c < 256; c++) {
+                unsigned char *s = malloc(len ? len : 1); /* exactly len bytes */
+                memset(s, 'a', len);
+                if (k < len)
+                    s[k] = (unsigned char)c;
+                check_skip(json_skip_plain_words, 8, 0, s, len);
+#ifdef __SSE2__
+                check_skip(json_skip_plain_sse2, 16, 1, s, len);
+#endif
+#if defined(__SSE2__) && !defined(CALSETA_JSON_NO_SIMD)
+                check_skip(json_skip_plain, 16, 1, s, len); /* the one the build uses */
+#else
+                check_skip(json_skip_plain, 8, 0, s, len);
+#endif
+                free(s);
+                if (k == len)
+                    break; /* all plain: once */
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +235,7 @@ int main(void)
         cmocka_unit_test(test_fixtures_prefixes_and_mutations),
         cmocka_unit_test(test_big_integers_become_reals),
         cmocka_unit_test(test_error_position),
+        cmocka_unit_test(test_skip_plain_every_byte_and_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -397,17 +397,32 @@ static void test_key_tables_every_size(void **state)
 static void test_string_scan_positions(void **state)
 {
     (void)state;
-    static const char *const specials[] = {"\"", "\\n", "\\u00e9", "\x01", "\x1f", " ", "\x7f",
-                                           "\xc3\xa9", "\xe2\x82\xac", "\xff", "\xc3", "~"};
+    /* (bytes, length): a NUL among them, so the documents are put together with memcpy */
+    static const struct {
+        const char *s;
+        size_t n;
+    } specials[] = {
+        {"\"", 1}, {"\\", 1}, {"\\n", 2}, {"\\u00e9", 6}, {"\0", 1}, {"\x01", 1}, {"\x1f", 1},
+        {" ", 1}, {"~", 1}, {"\x7f", 1}, {"\x80", 1}, {"\xff", 1}, {"\xc3\xa9", 2},
+        {"\xe2\x82\xac", 3}, {"\xf0\x9f\x98\x80", 4}, {"\xf4\x8f\xbf\xbf", 4}, {"\xc0\x80", 2},
+        {"\xe0\x80\x80", 3}, {"\xed\xa0\x80", 3}, {"\xf4\x90\x80\x80", 4}, {"\xc3", 1},
+        {"\xe2\x82", 2}, {"\xf0\x9f\x98", 3},
+    };
+    static const char before[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    static const char after[] = "0123456789012345678901234567890123456789012345678";
     char doc[128];
-    for (int len = 0; len <= 48; len++) {
-        for (int k = 0; k <= len; k++) {
+    for (size_t len = 0; len <= 48; len++) {
+        for (size_t k = 0; k <= len; k++) {
             for (size_t s = 0; s < sizeof specials / sizeof *specials; s++) {
-                int n = snprintf(doc, sizeof doc, "[\"%.*s%s%.*s\"]", k,
-                                 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", specials[s],
-                                 len - k, "0123456789012345678901234567890123456789012345678");
-                compare(doc, (size_t)n);
-                compare(doc, (size_t)n - 2); /* the string never closed */
+                /* ["<k plain bytes><special><len - k plain bytes>"] */
+                size_t n = 0;
+                memcpy(doc + n, "[\"", 2), n += 2;
+                memcpy(doc + n, before, k), n += k;
+                memcpy(doc + n, specials[s].s, specials[s].n), n += specials[s].n;
+                memcpy(doc + n, after, len - k), n += len - k;
+                memcpy(doc + n, "\"]", 2), n += 2;
+                compare(doc, n);
+                compare(doc, n - 2); /* the string never closed */
             }
         }
     }
