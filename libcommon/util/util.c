@@ -167,11 +167,14 @@ void free_wiped_scope(int on)
 
 void buf_grow(struct buf *b, size_t extra)
 {
-    if (b->len + extra + 1 <= b->cap)
+    if (extra < b->cap - b->len)
         return;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
+    /* a size that does not fit size_t cannot be allocated either: fatal, as out of memory is */
+    if (extra > SIZE_MAX - 1 - b->len)
+        msg_fatal("buffer of %zu bytes cannot grow by %zu more", b->len, extra);
+    size_t need = b->len + extra + 1, cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     b->data = xrealloc(b->data, cap);
     b->cap = cap;
 }
@@ -275,7 +278,9 @@ static char *put_digits(char *p, unsigned v, int n)
 }
 
 /* Written digit by digit for the years 1000-9999 (every alert timestamp goes through here):
- * gmtime_r, strftime and snprintf cost more than the rest of an alert's element text. */
+ * gmtime_r, strftime and snprintf cost more than the rest of an alert's element text. The
+ * arithmetic is POSIX time (every day 86,400 s) by design, whatever TZ names: gmtime_r under a
+ * leap-second zone (right/...) would count leap seconds, which the stored timestamps never do. */
 void format_iso8601_us(int64_t wall_us, char out[32])
 {
     int64_t secs = wall_us / 1000000;

@@ -46,13 +46,15 @@ char *file_read(const char *path, size_t *len);
 /* Blocking read/write of exactly n bytes (EINTR retried); 0, or -1 on error or end of file. */
 int fd_read_full(int fd, void *p, size_t n);
 int fd_write_full(int fd, const void *p, size_t n);
-/* Grows b to hold extra more bytes and the NUL (the out-of-line half of buf_reserve). */
+/* Grows b to hold extra more bytes and the NUL (the out-of-line half of buf_reserve); a size
+ * beyond size_t is fatal, like an allocation that fails. */
 void buf_grow(struct buf *b, size_t extra);
 /* Inline: the batch elements and answers are written in many short appends, where a call per
- * append and a strlen() of each constant string were a tenth of their cost. */
+ * append and a strlen() of each constant string were a tenth of their cost. The test is
+ * len + extra + 1 > cap written so that no sum can wrap (cap is 0 or above len). */
 static inline void buf_reserve(struct buf *b, size_t extra)
 {
-    if (b->len + extra + 1 > b->cap)
+    if (extra >= b->cap - b->len)
         buf_grow(b, extra);
 }
 static inline void buf_append(struct buf *b, const void *p, size_t n)

@@ -3,7 +3,10 @@
  * chunk, NUL bytes included) and NUL-terminated, an empty file is "", a missing one is NULL
  * with errno. format_iso8601_us() writes what gmtime_r and strftime write, across leap days,
  * centuries, negative times and microseconds, and the years outside 1000-9999 (unpadded or five
- * digits) the same way.
+ * digits) the same way; the test runs with TZ=UTC, as format_iso8601_us() writes POSIX time
+ * whatever TZ says (a leap-second zone would move gmtime_r's answer, never its own). A buffer
+ * asked to grow past what size_t holds ends the process as an allocation failure does, instead
+ * of wrapping the size and writing past its end.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -115,7 +119,7 @@ static void test_format_iso8601_us(void **state)
         -62167219200000001LL,  /* the microsecond before: year -1, the C library's way */
         253402300799999999LL,  /* 9999-12-31T23:59:59.999999 */
         253402300800000000LL,  /* 10000-01-01 */
-        4102444800000000LL,    /* 2100-03-01 area: a century without a leap day */
+        4102444800000000LL,    /* 2100-01-01: a century without a leap day */
         4107542400000000LL, 1709164800000000LL, 1740787199999999LL,
     };
     for (size_t i = 0; i < sizeof edges / sizeof *edges; i++)
@@ -132,12 +136,56 @@ static void test_format_iso8601_us(void **state)
     }
 }
 
+/* buf_reserve(b, extra) on a buffer holding "abc", in a child: its exit status (-1: a signal). */
+static int reserve_in_child(size_t extra)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct buf b;
+        buf_init(&b);
+        buf_append(&b, "abc", 3);
+        buf_reserve(&b, extra);
+        buf_destroy(&b);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_buf_size_overflow_is_fatal(void **state)
+{
+    (void)state;
+    /* len + extra + 1 wraps to 0, 1 and 2: each would pass as "room enough" */
+    assert_int_equal(reserve_in_child(SIZE_MAX - 3), 1);
+    assert_int_equal(reserve_in_child(SIZE_MAX - 2), 1);
+    assert_int_equal(reserve_in_child(SIZE_MAX), 1);
+    assert_int_equal(reserve_in_child(1000), 0);
+    struct buf b;
+    buf_init(&b);
+    buf_reserve(&b, 0);
+    assert_true(b.cap >= 1);
+    buf_append(&b, "x", 1);
+    buf_reserve(&b, b.cap - b.len - 1); /* exactly what is left: no growth */
+    size_t cap = b.cap;
+    buf_reserve(&b, cap - b.len - 1);
+    assert_int_equal(b.cap, cap);
+    buf_reserve(&b, cap - b.len); /* one more: grows */
+    assert_true(b.cap > cap);
+    buf_destroy(&b);
+}
+
 int main(void)
 {
+    /* gmtime_r under a leap-second zone (right/...) counts leap seconds; the tested code does not */
+    setenv("TZ", "UTC", 1);
+    tzset();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_file_read_whole),
         cmocka_unit_test(test_file_read_empty_and_missing),
         cmocka_unit_test(test_format_iso8601_us),
+        cmocka_unit_test(test_buf_size_overflow_is_fatal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
