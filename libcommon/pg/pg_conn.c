@@ -326,8 +326,8 @@ static void discard_notifies(struct pool_conn *c)
 
 /*
  * libpq writes a message past 8 KB as soon as it is complete: a large Bind goes out alone and
- * the Describe, Execute and Sync after it in a second write. The server then wakes for the
- * Bind, runs it and waits, active and holding the query's snapshot, for the rest; when the
+ * the Describe, Execute and Sync after it in a second write (strace shows the two sendto calls).
+ * The server then wakes for the Bind, binds it and waits for the rest, reported active; when the
  * intake is preempted between the two writes (a loaded box) that wait is long (ClientRead in
  * the server's wait events). Corked, the kernel holds a partial segment until the uncork, so
  * the query reaches the server in one piece and wakes it once. Errors are ignored: without

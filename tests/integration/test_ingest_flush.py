@@ -76,16 +76,23 @@ class Stalled:
     """A stack of one intake process whose batch holding a repeat of alert A is stuck in the
     database on A's fingerprint lock."""
 
-    def __init__(self, name, env):
+    def __init__(self, name, env, locked=()):
+        """locked: more (title, ip) alerts stored first, whose fingerprints the test also holds
+        (self.locks[title]), so that a repeat of one is held in the database as well."""
         self.s = Stack(name, env=dict({"ALERT_DEDUP_WINDOW_HOURS": "24"}, **env))
         self.lock = None
+        self.locks = {}
         self.got = {}
         self.threads = []
         s = self.s
         self.k = s.create_key("alerts:write", extra=("--rate-limit-per-minute", "100000"))
         self.mk = s.create_key("alerts:read", name="metrics", extra=("--rate-limit-per-minute", "100000"))
-        r = s.request("POST", "/v1/ingest/generic", key=self.k, body=alert("A", "198.51.100.77"))
-        assert_eq(r.status, 202, r.body)
+        for title, ip in (("A", "198.51.100.77"),) + tuple(locked):
+            r = s.request("POST", "/v1/ingest/generic", key=self.k, body=alert(title, ip))
+            assert_eq(r.status, 202, r.body)
+        for title, _ in locked:
+            self.locks[title] = FingerprintLock(
+                s, s.sql_value("SELECT fingerprint FROM alerts WHERE title = '%s'" % title))
         self.lock = FingerprintLock(s, s.sql_value("SELECT fingerprint FROM alerts WHERE title = 'A'"))
         # A2's batch goes out after this moment: the stall bound counts from no earlier
         self.a2_posted = time.monotonic()
@@ -105,6 +112,8 @@ class Stalled:
         assert_eq(r.json()["data"]["status"], "deduplicated")
 
     def stop(self):
+        for lock in self.locks.values():
+            lock.release()
         if self.lock:
             self.lock.release()
         self.s.stop()
@@ -134,9 +143,13 @@ def test_a_stalled_batch_does_not_stop_the_process():
 def test_a_live_batch_holds_the_next_until_the_stall_bound():
     """With a long stall bound, B is first held in the intake beside the running batch (the
     policy decides as B is queued, so this is the decision, not a moment before it), not sent
-    to the database; after the bound it goes, before A2's batch is back. Times are counted from
-    just before A2 was posted, which is no later than the moment the bound counts from."""
-    bound = 3.0
+    to the database; after the bound it goes, before A2's batch is back. C, queued beside B
+    halfway through, goes with it: the bound counts from when A2's batch went out, not from the
+    last alert queued (restarting a whole bound per queued alert would answer both at 1.5 times
+    the bound). Times are counted from just before A2 was posted, which is no later than the
+    moment the bound counts from; the upper bound leaves a second for the commit and the
+    answers on a loaded box."""
+    bound = 4.0
     st = Stalled("stallwait", {"INGEST_STALL_MS": str(int(bound * 1000)), "INGEST_MAX_INFLIGHT": "2"})
     try:
         st.post("b", alert("B", "198.51.100.78"))
@@ -147,15 +160,62 @@ def test_a_live_batch_holds_the_next_until_the_stall_bound():
         seen = time.monotonic() - st.a2_posted
         # Inside the bound B must still be queued; a box so slow that this check ran past it
         # cannot tell, and fails rather than pass without the check.
-        assert seen < bound, "the check ran %.0f ms after A2 was posted, past the %.0f ms bound" % (
+        assert seen < bound / 2, "the check ran %.0f ms after A2 was posted, past half the %.0f ms bound" % (
             seen * 1000, bound * 1000)
         assert_eq((g["calseta_ingest_queued"], g["calseta_ingest_batches_in_flight"], b_answered),
                   (1, 1, False), g)
+        time.sleep(max(0.0, st.a2_posted + bound / 2 - time.monotonic()))
+        st.post("c", alert("C", "198.51.100.79"))
+        wait_for(lambda: "b" in st.got and "c" in st.got, 20, what="B and C answered once A2's batch stalled")
+        for name in ("b", "c"):
+            r, t1 = st.got[name]
+            assert_eq(r.status, 202, r.body)
+            took = t1 - st.a2_posted
+            print("%s answered %.0f ms after A2 was posted (bound: %.0f ms)" % (name.upper(), took * 1000, bound * 1000))
+            assert bound <= took < bound + 1.0, (name, took)
+        assert_eq("a2" in st.got, False)
+        st.finish()
+    finally:
+        st.stop()
+
+
+def test_the_stall_timer_follows_the_youngest_live_batch():
+    """The queue waits for the youngest live batch to stall, and when that one returns, for the
+    next youngest: A2 goes out at t0 and is stuck; at t0+2 s C2 (a repeat of C, whose
+    fingerprint the test holds too) and D fill the floor of two and go out as batch Z beside it;
+    B, queued next, waits for Z to stall (t0+6 s). Z is released and returns at about t0+2.5 s,
+    so A2 is the youngest live batch again and B must go when A2 stalls, at t0+4 s - not when Z
+    would have (t0+6 s at the earliest), as a timer kept from before Z returned would do. The
+    upper bound leaves 1.2 s for the commit and the answer on a loaded box and still fails such
+    a timer by 0.8 s."""
+    bound = 4.0
+    st = Stalled("stallnext", {"INGEST_STALL_MS": str(int(bound * 1000)), "INGEST_MAX_INFLIGHT": "4",
+                               "INGEST_BATCH_MIN": "2"}, locked=(("C", "198.51.100.80"),))
+    s, mk = st.s, st.mk
+    try:
+        time.sleep(max(0.0, st.a2_posted + bound / 2 - time.monotonic()))
+        st.post("c2", alert("C", "198.51.100.80"))
+        st.post("d", alert("D", "198.51.100.81"))
+        wait_for(lambda: lock_waiters(s) == "2", 10, what="batch Z (C2 and D) waits in the database beside A2's")
+        st.post("b", alert("B", "198.51.100.78"))
+        wait_for(lambda: gauges(s, mk).get("calseta_ingest_queued") == 1, 10, what="B queued in the intake")
+        st.locks.pop("C").release()
+        wait_for(lambda: "c2" in st.got and "d" in st.got, 10, what="batch Z back")
+        back = max(st.got["c2"][1], st.got["d"][1]) - st.a2_posted
+        # Z must be back while A2's batch is still live, or this cannot tell the two timers apart
+        assert back < bound - 0.5, "batch Z was back %.0f ms after A2 was posted, too close to the %.0f ms bound" % (
+            back * 1000, bound * 1000)
+        assert_eq(st.got["c2"][0].json()["data"]["status"], "deduplicated")
+        assert_eq(st.got["d"][0].status, 202, st.got["d"][0].body)
+        assert_eq("b" in st.got, False)
         wait_for(lambda: "b" in st.got, 20, what="B answered once A2's batch stalled")
         r, t1 = st.got["b"]
         assert_eq(r.status, 202, r.body)
-        assert t1 - st.a2_posted >= bound, t1 - st.a2_posted
-        assert_eq("a2" in st.got, False)
+        took = t1 - st.a2_posted
+        print("B answered %.0f ms after A2 was posted (A2 stalls at %.0f ms; Z at %.0f ms or later)"
+              % (took * 1000, bound * 1000, (bound + bound / 2) * 1000))
+        assert bound <= took < bound + 1.2, took
+        assert_eq(("a2" in st.got, lock_waiters(s)), (False, "1"))
         st.finish()
     finally:
         st.stop()
