@@ -119,6 +119,16 @@ def test_new_storm_and_mixed_batches():
         assert_eq(db.alert(r[0][6]), ["2", ts3, ts3, ip(0), "rule-a"])
         assert_eq(db.sightings()[-1], [ts3, ip(0)])
 
+        # new alerts whose fingerprints' text order is not the batch's: ids in the batch's
+        # order, alone and beside duplicates (f3, stored above)
+        r, _ = db.call(24, [el("fz", [0]), el("fa", [0]), el("fm", [1])])
+        assert_eq([x[:6] for x in r], [[str(i), fp, "t", "t", "f", "-"] for i, fp in enumerate(["fz", "fa", "fm"])])
+        assert_eq([int(x[6]) for x in r], sorted(int(x[6]) for x in r), "ids in the batch's order")
+        r, _ = db.call(24, [el("fy", [0]), el("f3", [0]), el("fb", [1])])
+        assert_eq([x[:6] for x in r], [["0", "fy", "t", "t", "f", "-"], ["1", "f3", "t", "f", "t", "3"],
+                                       ["2", "fb", "t", "t", "f", "-"]])
+        assert int(r[0][6]) < int(r[2][6]), r
+
         # de-duplication off: a repeat is a new alert of its own
         r, _ = db.call(0, [el("f1", [0]), el("f1", [12])])
         assert_eq([x[:6] for x in r], [["0", "f1", "t", "t", "f", "-"], ["1", "f1", "t", "t", "f", "-"]])
@@ -217,6 +227,99 @@ def test_original_deleted_under_a_lone_alert_is_retried():
         if deleter and deleter.poll() is None:
             deleter.kill()
             deleter.wait(10)
+        s.stop()
+
+
+def test_new_alert_repeated_in_its_batch_is_written_once():
+    """A batch [F, F, F] of a new F (the first batch of a storm) inserts F's alert with its count
+    and last_seen_at and never updates it (no second row version); beside a duplicate of an
+    older alert, only that one is updated."""
+    s = Stack("ingest_dedup_once", services=())
+    try:
+        def written(elems):
+            # the call and the table's counters of this transaction, in one transaction
+            return s.sql("BEGIN; CREATE TEMP TABLE r AS SELECT * FROM calseta_ingest_batch($j$%s$j$::jsonb, 24); "
+                         "SELECT pg_stat_get_xact_tuples_inserted('alerts'::regclass), "
+                         "pg_stat_get_xact_tuples_updated('alerts'::regclass), now()::text, "
+                         "string_agg(r.alert_uuid::text || ' ' || r.is_duplicate || ' ' || "
+                         "coalesce(r.duplicate_count::text, '-'), ',' ORDER BY r.idx) FROM r; COMMIT;"
+                         % json.dumps(elems))[0]
+        ins, upd, ts, answers = written([el("s1", [0]), el("s1", [1]), el("s1", [0])])
+        assert_eq([ins, upd], ["1", "0"], "the alert inserted once, never updated")
+        row = s.sql("SELECT uuid, duplicate_count, last_seen_at::text, updated_at::text FROM alerts")
+        assert_eq(row, [[row[0][0], "2", ts, ts]])
+        u = row[0][0]
+        assert_eq(answers, "%s false -,%s true 1,%s true 2" % (u, u, u))
+        assert_eq(s.sql_value("SELECT string_agg((\"references\"->>'duplicate_count'), ' ' ORDER BY id) "
+                              "FROM activity_events WHERE event_type = 'alert_deduplicated' "
+                              "AND alert_id = (SELECT id FROM alerts)"), "1 2")
+
+        # s1 is now an older alert: its duplicates update it (once), the new s2 is written once
+        ins, upd, ts, _ = written([el("s2", [0]), el("s1", [0]), el("s2", [0]), el("s1", [1])])
+        assert_eq([ins, upd], ["1", "1"], "one insert (s2), one update (s1)")
+        assert_eq(s.sql("SELECT fingerprint, duplicate_count, last_seen_at::text FROM alerts ORDER BY id"),
+                  [["s1", "4", ts], ["s2", "1", ts]])
+    finally:
+        s.stop()
+
+
+def test_repeats_count_on_their_own_alert_by_identity():
+    """The repeats of a new alert count on the alert the batch made, not on the newest alert of
+    its fingerprint: here a trigger adds, in the batch's own transaction, a later alert of the
+    same fingerprint (as a writer not taking the fingerprint lock could commit one meanwhile)."""
+    s = Stack("ingest_dedup_identity", services=())
+    try:
+        s.sql("CREATE FUNCTION test_intruder() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+              "IF NEW.fingerprint = 'id1' AND NEW.title <> 'intruder' THEN "
+              "INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload, tags, fingerprint, created_at) "
+              "VALUES ('intruder', 'Low', 'generic', now(), '{}', '{}', 'id1', now() + interval '1 second'); "
+              "END IF; RETURN NULL; END $$")
+        s.sql("CREATE TRIGGER test_intruder AFTER INSERT ON alerts FOR EACH ROW EXECUTE FUNCTION test_intruder()")
+        r, ts = Db(s).call(24, [el("id1", [0]), el("id1", [1])])
+        own = r[0][6]
+        assert_eq([x[:7] for x in r], [["0", "id1", "t", "t", "f", "-", own], ["1", "id1", "t", "f", "t", "1", own]])
+        assert_eq(s.sql("SELECT title, duplicate_count FROM alerts ORDER BY id"), [["T id1", "1"], ["intruder", "0"]])
+    finally:
+        s.stop()
+
+
+def test_elements_without_a_fingerprint_are_never_duplicates():
+    """Only a direct SQL caller can send an element without a fingerprint: each is a new alert."""
+    s = Stack("ingest_dedup_nofp", services=())
+    try:
+        e = el("x", [0])
+        del e["fingerprint"]
+        r, _ = Db(s).call(24, [e, e, el("n1", [1]), e])
+        assert_eq([x[:6] for x in r], [["0", "", "t", "t", "f", "-"], ["1", "", "t", "t", "f", "-"],
+                                       ["2", "n1", "t", "t", "f", "-"], ["3", "", "t", "t", "f", "-"]])
+        assert_eq(len({x[6] for x in r}), 4)
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts WHERE duplicate_count = 0 AND last_seen_at IS NULL"), "4")
+        assert_eq(s.sql_value("SELECT count(*) FROM activity_events WHERE event_type = 'alert_deduplicated'"), "0")
+    finally:
+        s.stop()
+
+
+def test_mix_with_joined_payloads():
+    """The intake's form: payloads joined by chr(1), one per element, each stored as given. A
+    mix (a duplicate of an older alert, a new alert repeated, another new alert) stores each
+    new alert's own payload, byte for byte."""
+    s = Stack("ingest_dedup_joined", services=())
+    try:
+        def call(elems, payloads):
+            for e in elems:
+                e.pop("raw_payload", None)
+                e["check_numbers"] = True
+            # the answers read back in a statement of their own, which sees the rows written
+            return s.sql("CREATE TEMP TABLE r AS SELECT * FROM calseta_ingest_batch_joined($j$%s$j$::jsonb, 24, $p$%s$p$); "
+                         "SELECT r.idx, r.is_duplicate, a.fingerprint, a.raw_payload::text "
+                         "FROM r JOIN alerts a ON a.id = r.alert_id ORDER BY r.idx"
+                         % (json.dumps(elems), "\x01".join(payloads)))
+        call([el("j0", [0])], ['{"old": 0}'])
+        got = call([el("j0", [0]), el("j1", [1]), el("j1", [2]), el("j2", [3])],
+                   ['{"dup":  "of j0"}', '{"n": 1,  "first": true}', '{"n": 1, "repeat": true}', '{ "n" : 2 }'])
+        assert_eq(got, [["0", "t", "j0", '{"old": 0}'], ["1", "f", "j1", '{"n": 1,  "first": true}'],
+                        ["2", "t", "j1", '{"n": 1,  "first": true}'], ["3", "f", "j2", '{ "n" : 2 }']])
+    finally:
         s.stop()
 
 
