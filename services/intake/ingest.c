@@ -416,7 +416,10 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
             free(bt->items[i].elem);
         }
     } else if (res && (sqlstate_is(res, "40P01") || sqlstate_is(res, "40001") || bt->n > 1)) {
-        /* Retry: the whole batch after a deadlock, else each alert alone. The whole batch is
+        /* Retry: the whole batch after a deadlock or a serialization failure (an alert a
+         * duplicate counts on was deleted under the batch: the retry's lookup no longer finds
+         * it, and the alert is new), else each alert alone. Each alert's retries are counted
+         * across all three, so a batch that keeps failing ends in 503. The whole batch is
          * back in the queue, in its order, before any alert past its retries is answered: an
          * answer can start its connection's next pipelined request, whose submit flushes the
          * queue, and a half re-queued batch would let a later alert of a fingerprint go out

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 
 from harness import Stack, assert_eq, run_tests, wait_for
 
@@ -153,26 +152,40 @@ def test_original_deleted_under_the_batch_fails_it():
         db = Db(s)
         r, _ = db.call(24, [el("g1", [0])])
         gone = r[0][6]
-        deleter = subprocess.Popen(["psql", s.db, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
-                                    "BEGIN; DELETE FROM alerts WHERE id = %s; SELECT pg_sleep(2); COMMIT;" % gone],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # the deletion is held open, and committed only once the batch waits on the row: no
+        # sleep decides the order, so a slow box cannot make the batch miss the original
+        deleter = subprocess.Popen(["psql", s.db, "-X", "-q", "-v", "ON_ERROR_STOP=1"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   text=True, env=dict(os.environ, PGAPPNAME="gone-deleter-sql"))
+        batcher = None
         try:
-            t = time.time()  # the deletion holds the row before the batch reads it
-            while s.sql_value("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                              "WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' "
-                              "AND a.query LIKE 'BEGIN; DELETE FROM alerts%'") == "0":
-                assert time.time() - t < 10, "the deletion did not start"
-                time.sleep(0.05)
+            deleter.stdin.write("BEGIN;\nDELETE FROM alerts WHERE id = %s;\n" % gone)
+            deleter.stdin.flush()
+            wait_for(lambda: s.sql_value("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                                         "WHERE a.application_name = 'gone-deleter-sql' "
+                                         "AND l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' "
+                                         "AND a.state = 'idle in transaction'") == "1",
+                     10, what="the deletion holds the row")
             batch = [el("g2", [1]), el("g1", [0])]
             # verbose errors: the SQLSTATE is what the intake reads
-            out = subprocess.run(["psql", s.db, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
-                                  "-c", "SELECT * FROM calseta_ingest_batch($j$%s$j$::jsonb, 24)" % json.dumps(batch)],
-                                 capture_output=True, text=True, timeout=60)
-            assert out.returncode != 0, "a batch counting a deleted alert was stored"
-            assert "ERROR:  40001: original alert %s was deleted during the ingest batch" % gone in out.stderr, out.stderr
+            batcher = subprocess.Popen(["psql", s.db, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
+                                        "-c", "SELECT * FROM calseta_ingest_batch($j$%s$j$::jsonb, 24)" % json.dumps(batch)],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            # the batch found the alert (the deletion is not committed) and waits on its row
+            wait_for(lambda: s.sql_value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                         "AND wait_event_type = 'Lock' AND wait_event = 'transactionid'") == "1",
+                     10, what="the batch waits on the deleted row")
+            deleter.stdin.write("COMMIT;\n")
+            deleter.stdin.close()
+            assert_eq(deleter.wait(20), 0, deleter.stderr.read())
+            _, err = batcher.communicate(timeout=60)
+            assert batcher.returncode != 0, "a batch counting a deleted alert was stored"
+            assert "ERROR:  40001: original alert %s was deleted during the ingest batch" % gone in err, err
         finally:
-            _, err = deleter.communicate(timeout=30)
-            assert_eq(deleter.returncode, 0, err)
+            for proc in (deleter, batcher):
+                if proc and proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
         assert_eq(s.sql_value("SELECT count(*) FROM alerts"), "0")
         assert_eq(s.sql_value("SELECT count(*) FROM activity_events WHERE event_type = 'alert_deduplicated'"), "0")
         r, _ = db.call(24, batch)
