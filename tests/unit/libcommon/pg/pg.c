@@ -3,13 +3,14 @@
  *
  * Needs DATABASE_URL and fails without it (a skipped database test has tested nothing). Covers
  * plain and parameterised queries (NULL, non-ASCII, invalid UTF-8, 2000 parameters, 16 MB of
- * parameters), 1000 concurrent queries over 4 connections (answered once, in order per backend),
- * SQL errors, re-entrant use from callbacks (exec, close, retry storms), LISTEN/NOTIFY, backends
- * killed server-side, the server vanishing and coming back (a TCP proxy in a thread cuts it),
- * an unreachable and a silent server, queue and statement timeouts (the cancel is checked),
- * a full queue, COPY refusal and closing in every state. Every query records how many times
- * its callback ran; tests check exactly once, after the pool is closed and the loop drained,
- * and that the loop then closes cleanly (no handle left behind).
+ * parameters, the TCP cork around large ones always lifted), 1000 concurrent queries over 4
+ * connections (answered once, in order per backend), SQL errors, re-entrant use from callbacks
+ * (exec, close, retry storms), LISTEN/NOTIFY, backends killed server-side, the server vanishing
+ * and coming back (a TCP proxy in a thread cuts it), an unreachable and a silent server, queue and
+ * statement timeouts (the cancel is checked), a full queue, COPY refusal and closing in every
+ * state. Every query records how many times its callback ran; tests check exactly once, after the
+ * pool is closed and the loop drained, and that the loop then closes cleanly (no handle left
+ * behind).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -590,6 +591,45 @@ static void test_large(void **state)
     assert_string_equal(b.val, "8000000");
     assert_true(c.ok);
     assert_string_equal(c.val, "t");
+    close_pool(&loop, pool, 5000);
+}
+
+/* A query of 8 KB or more of taken parameters goes corked (TCP_CORK), so the uncork must follow
+ * every one, also when PQflush() leaves 8 MB to the write watcher: a cork left on holds each
+ * later write up to 200 ms in the kernel. Twenty rounds of a large prepared query (two of them
+ * 8 MB, the rest 64 KB) each followed by a small one: the small ones' round trips together
+ * stay far below the 4 s that twenty such holds would take. */
+static void test_large_owned_uncorked(void **state)
+{
+    (void)state;
+    NEED_DB();
+    enum { ROUNDS = 20, BIG = 8 * 1024 * 1024, MID = 64 * 1024 };
+    uv_loop_t loop;
+    struct pg_pool *pool = pool_open(&loop, db_url, 1, 10000);
+    uint64_t small_ms = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        size_t len = i % 10 == 0 ? BIG : MID;
+        char *v[1] = {xmalloc(len + 1)};
+        memset(v[0], 'a' + i % 26, len);
+        v[0][len] = 0;
+        struct rec big = {0}, small = {0};
+        int n = 0;
+        big.counter = small.counter = &n;
+        assert_int_equal(pg_exec_prepared_owned(pool, "unit_large_owned", "SELECT length($1)", 1, v,
+                                                on_rec, &big), 0);
+        wait_count(&loop, &n, 1, 30000);
+        assert_true(big.ok);
+        assert_int_equal(atoi(big.val), (int)len);
+        uint64_t t0 = now_mono_ms();
+        assert_int_equal(pg_exec(pool, "SELECT 7", 0, NULL, on_rec, &small), 0);
+        wait_count(&loop, &n, 2, 30000);
+        small_ms += small.at_ms - t0;
+        assert_true(small.ok);
+        assert_string_equal(small.val, "7");
+    }
+    printf("%d small queries after corked ones: %llu ms in all\n", ROUNDS,
+           (unsigned long long)small_ms);
+    assert_true(small_ms < ROUNDS * 200 / 2);
     close_pool(&loop, pool, 5000);
 }
 
@@ -1461,6 +1501,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_1000),
         cmocka_unit_test(test_large),
         cmocka_unit_test(test_owned_params),
+        cmocka_unit_test(test_large_owned_uncorked),
         cmocka_unit_test(test_prepared_owned),
         cmocka_unit_test(test_stray_notifications),
         cmocka_unit_test(test_sql_errors),
