@@ -140,8 +140,8 @@ const struct setting_doc SETTINGS_TABLE[] = {
     {INGEST, "WEBHOOK_SIGNATURE_REQUIRED", "false", "intake",
      "Refuse unsigned webhooks for every source, `generic` included."},
     {INGEST, "ALERT_DEDUP_WINDOW_HOURS", "24", "intake",
-     "An alert with the same fingerprint within this window counts as a duplicate of the first "
-     "(0 disables)."},
+     "An alert with the same fingerprint within this window counts as a duplicate of the newest "
+     "alert of that fingerprint inside the window (0 disables)."},
     {INGEST, "INGEST_BATCH_MAX", "128", "intake", "Most alerts committed in one group commit."},
     {INGEST, "INGEST_MAX_INFLIGHT", "4", "intake",
      "Most group commits one intake process keeps in the database at once (2-7 of its 8 "

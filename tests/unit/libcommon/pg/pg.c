@@ -606,7 +606,8 @@ static void test_large_owned_uncorked(void **state)
     enum { ROUNDS = 20, BIG = 8 * 1024 * 1024, MID = 64 * 1024 };
     uv_loop_t loop;
     struct pg_pool *pool = pool_open(&loop, db_url, 1, 10000);
-    uint64_t small_ms = 0;
+    uint64_t small_ms = 0, slowest = 0;
+    int slow = 0;
     for (int i = 0; i < ROUNDS; i++) {
         size_t len = i % 10 == 0 ? BIG : MID;
         char *v[1] = {xmalloc(len + 1)};
@@ -623,13 +624,17 @@ static void test_large_owned_uncorked(void **state)
         uint64_t t0 = now_mono_ms();
         assert_int_equal(pg_exec(pool, "SELECT 7", 0, NULL, on_rec, &small), 0);
         wait_count(&loop, &n, 2, 30000);
-        small_ms += small.at_ms - t0;
+        uint64_t took = small.at_ms - t0;
+        small_ms += took;
+        slowest = took > slowest ? took : slowest;
+        slow += took >= 150; /* a cork left on holds each small query ~200 ms */
         assert_true(small.ok);
         assert_string_equal(small.val, "7");
     }
-    printf("%d small queries after corked ones: %llu ms in all\n", ROUNDS,
-           (unsigned long long)small_ms);
-    assert_true(small_ms < ROUNDS * 200 / 2);
+    printf("%d small queries after corked ones: %llu ms in all, slowest %llu ms, %d of 150 ms or more\n",
+           ROUNDS, (unsigned long long)small_ms, (unsigned long long)slowest, slow);
+    /* counted per round, so one stall of a loaded box cannot fail it, a cork left on always does */
+    assert_true(slow < ROUNDS / 2);
     close_pool(&loop, pool, 5000);
 }
 
