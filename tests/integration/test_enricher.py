@@ -257,7 +257,16 @@ def new_alert(indicators, raw=None, title="test alert"):
     sql += ("a AS (INSERT INTO alerts (title, severity, source_name, occurred_at, raw_payload, indicator_ids) "
             "SELECT '%s', 'High', 'generic', now(), '%s'::jsonb, %s RETURNING id)" % (title, json.dumps(raw or {}), ids))
     sql += " INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a RETURNING alert_id, id"
-    row = STACK.sql(sql)[0]
+    # the upsert locks the indicator rows a running worker may be writing in another order: a
+    # deadlock the server breaks by failing this statement, which is then simply run again
+    for attempt in range(5):
+        try:
+            row = STACK.sql(sql)[0]
+            break
+        except RuntimeError as e:
+            if "deadlock detected" not in str(e) or attempt == 4:
+                raise
+            time.sleep(0.1)
     return int(row[0]), int(row[1])
 
 
