@@ -233,12 +233,7 @@ int http_cors_is_preflight(const struct http_server *s, const struct http_reques
 static void buf_put_decimal(struct buf *o, unsigned long long n)
 {
     char d[24];
-    size_t i = sizeof d;
-    do {
-        d[--i] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n);
-    buf_append(o, d + i, sizeof d - i);
+    buf_append(o, d, fmt_ull(d, n));
 }
 
 static void header_line(struct buf *o, const char *name, const char *v, size_t n)

@@ -60,39 +60,11 @@ json_t *body_parse(const char *data, size_t len)
     return o;
 }
 
-/* format_iso8601_us() of wall_us, its date and time of day formatted once per second per
- * thread (gmtime_r() and strftime() cost more than the rest of a result object). */
-void result_time(int64_t wall_us, char out[32])
-{
-    static _Thread_local int64_t last_secs = INT64_MIN;
-    static _Thread_local char last[20];
-    int64_t secs = wall_us / 1000000;
-    long us = (long)(wall_us % 1000000);
-    if (us < 0) {
-        us += 1000000;
-        secs -= 1;
-    }
-    if (secs != last_secs) {
-        char full[32];
-        format_iso8601_us(secs * 1000000, full);
-        memcpy(last, full, 19);
-        last_secs = secs;
-    }
-    memcpy(out, last, 19);
-    out[19] = '.';
-    for (int i = 25; i >= 20; i--) {
-        out[i] = (char)('0' + us % 10);
-        us /= 10;
-    }
-    out[26] = 'Z';
-    out[27] = 0;
-}
-
 json_t *result_new(const char *provider, const char *status, json_t *extracted, json_t *raw,
                    const char *error)
 {
     char ts[32];
-    result_time(now_wall_us(), ts);
+    format_iso8601_us(now_wall_us(), ts);
     json_t *r = json_object();
     json_object_set_new(r, "provider_name", json_string(provider));
     json_object_set_new(r, "status", json_string(status));

@@ -15,10 +15,6 @@
  * characters} with invalid UTF-8 replaced and NUL bytes dropped. Never NULL. */
 json_t *body_parse(const char *data, size_t len);
 
-/* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ" of wall_us (microseconds since the epoch, UTC): the text of
- * format_iso8601_us(), its date part formatted once per second per thread. */
-void result_time(int64_t wall_us, char out[32]);
-
 /* status: "success", "failed" or "skipped". extracted, raw: stolen (may be NULL). */
 json_t *result_new(const char *provider, const char *status, json_t *extracted, json_t *raw,
                    const char *error);

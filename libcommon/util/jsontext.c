@@ -59,14 +59,8 @@ void buf_json_cstr(struct buf *b, const char *s)
 
 static void put_integer(struct buf *b, json_int_t n)
 {
-    char d[24], *p = d + sizeof d;
-    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
-    do
-        *--p = (char)('0' + u % 10);
-    while (u /= 10);
-    if (n < 0)
-        *--p = '-';
-    buf_append(b, p, (size_t)(d + sizeof d - p));
+    char d[24];
+    buf_append(b, d, fmt_ll(d, n));
 }
 
 /* As jansson writes a real: "%.17g", a ".0" when it would read back as an integer, and an

@@ -322,6 +322,27 @@ void format_iso8601_us(int64_t wall_us, char out[32])
     *p = '\0';
 }
 
+size_t fmt_ull(char *dst, unsigned long long v)
+{
+    char d[20]; /* 2^64 - 1 has 20 digits */
+    size_t i = sizeof d;
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(dst, d + i, sizeof d - i);
+    dst[sizeof d - i] = '\0';
+    return sizeof d - i;
+}
+
+size_t fmt_ll(char *dst, long long v)
+{
+    if (v >= 0)
+        return fmt_ull(dst, (unsigned long long)v);
+    dst[0] = '-';
+    return 1 + fmt_ull(dst + 1, 0ULL - (unsigned long long)v);
+}
+
 void urlencode_append(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";

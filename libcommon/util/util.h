@@ -86,5 +86,10 @@ uint64_t now_mono_ms(void);
 int64_t now_wall_us(void);
 /* ISO-8601 UTC with microseconds and trailing Z, as the original serialises datetimes. */
 void format_iso8601_us(int64_t wall_us, char out[32]);
+/* v in decimal into dst (room for 22 bytes), NUL-terminated; its length. Without printf:
+ * answers' status lines, lengths and counts and every JSON integer written go through these,
+ * where parsing a format cost more than the rest of the text. */
+size_t fmt_ull(char *dst, unsigned long long v);
+size_t fmt_ll(char *dst, long long v);
 
 #endif

@@ -343,16 +343,7 @@ static void reply_accepted(struct reqctx *rc, PGresult *res, int row)
     if (dup) {
         memcpy(p, dup_mid, sizeof dup_mid - 1);
         p += sizeof dup_mid - 1;
-        int count = atoi(PQgetvalue(res, row, 5));
-        char digits[12], *d = digits + sizeof digits;
-        unsigned u = count < 0 ? 0u - (unsigned)count : (unsigned)count;
-        do
-            *--d = (char)('0' + u % 10);
-        while (u /= 10);
-        if (count < 0)
-            *--d = '-';
-        memcpy(p, d, (size_t)(digits + sizeof digits - d));
-        p += digits + sizeof digits - d;
+        p += fmt_ll(p, atoi(PQgetvalue(res, row, 5)));
         *p++ = '}';
         *p = '\0';
     } else {

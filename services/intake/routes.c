@@ -402,35 +402,16 @@ static void reqctx_free(struct reqctx *rc)
     free(rc);
 }
 
-/* v in decimal into dst (24 bytes), NUL-terminated; its length. Every answer carries three of
- * these, and snprintf's format parsing cost more than the rest of the headers together. */
-static size_t fmt_long(char dst[24], long v)
-{
-    char d[24];
-    size_t i = sizeof d, n;
-    unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
-    do {
-        d[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        d[--i] = '-';
-    n = sizeof d - i;
-    memcpy(dst, d + i, n);
-    dst[n] = '\0';
-    return n;
-}
-
 static size_t rate_headers(struct reqctx *rc, struct http_header *h, char bufs[3][24])
 {
     if (!rc->rl_set)
         return 0;
     h[0] = (struct http_header){"X-RateLimit-Limit", 17, bufs[0],
-                                fmt_long(bufs[0], rc->rl_limit)};
+                                fmt_ll(bufs[0], rc->rl_limit)};
     h[1] = (struct http_header){"X-RateLimit-Remaining", 21, bufs[1],
-                                fmt_long(bufs[1], rc->rl_remaining < 0 ? 0 : rc->rl_remaining)};
+                                fmt_ll(bufs[1], rc->rl_remaining < 0 ? 0 : rc->rl_remaining)};
     h[2] = (struct http_header){"X-RateLimit-Reset", 17, bufs[2],
-                                fmt_long(bufs[2], rc->rl_reset)};
+                                fmt_ll(bufs[2], rc->rl_reset)};
     return 3;
 }
 

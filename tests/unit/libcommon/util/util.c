@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,28 @@ static void test_buf_size_overflow_is_fatal(void **state)
     buf_destroy(&b);
 }
 
+/* fmt_ll / fmt_ull write what printf would, with the NUL, and say how long it is. */
+static void test_fmt_decimal(void **state)
+{
+    (void)state;
+    const long long s[] = {0, 1, -1, 9, 10, -10, 2147483647LL, -2147483648LL, LLONG_MAX, LLONG_MIN};
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
+        char want[32], got[24];
+        int n = snprintf(want, sizeof want, "%lld", s[i]);
+        memset(got, 'x', sizeof got);
+        assert_int_equal(fmt_ll(got, s[i]), (size_t)n);
+        assert_string_equal(got, want);
+    }
+    const unsigned long long u[] = {0, 7, 1000, ULLONG_MAX};
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) {
+        char want[32], got[24];
+        int n = snprintf(want, sizeof want, "%llu", u[i]);
+        memset(got, 'x', sizeof got);
+        assert_int_equal(fmt_ull(got, u[i]), (size_t)n);
+        assert_string_equal(got, want);
+    }
+}
+
 int main(void)
 {
     /* gmtime_r under a leap-second zone (right/...) counts leap seconds; the tested code does not */
@@ -185,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_file_read_whole),
         cmocka_unit_test(test_file_read_empty_and_missing),
         cmocka_unit_test(test_format_iso8601_us),
+        cmocka_unit_test(test_fmt_decimal),
         cmocka_unit_test(test_buf_size_overflow_is_fatal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
