@@ -398,12 +398,27 @@ static int cb_url(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-/* RFC 9110 token characters: what a field name may contain (llhttp's loose mode allows more). */
-static int is_tchar(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
+/* RFC 9110 token characters, what a field name may contain (llhttp's loose mode allows more),
+ * each mapped to its lowercase; 0 for any other byte: letters, digits and !#$%&'*+-.^_`|~.
+ * One lookup per byte of a header name checks it and lowers it. */
+static const unsigned char tchar_lower[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 33, 0, 35, 36, 37, 38, 39, 0, 0, 42, 43, 0, 45, 46, 0,
+    48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 0, 0, 0, 0, 0, 0,
+    0, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111,
+    112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 0, 0, 0, 94, 95,
+    96, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111,
+    112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 0, 124, 0, 126, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
 
 static int cb_header_field(llhttp_t *p, const char *at, size_t len)
 {
@@ -411,7 +426,7 @@ static int cb_header_field(llhttp_t *p, const char *at, size_t len)
     if (header_budget(c, len))
         return -1;
     for (size_t i = 0; i < len; i++) {
-        if (!is_tchar((unsigned char)at[i])) {
+        if (!tchar_lower[(unsigned char)at[i]]) {
             conn_server_error(c, 400, "BAD_REQUEST", "Malformed HTTP request.");
             c->body_unread = 1;
             c->act_ready = 1;
@@ -434,10 +449,8 @@ static int cb_header_field(llhttp_t *p, const char *at, size_t len)
     }
     buf_reserve(&c->hdrs, len);
     char *dst = c->hdrs.data + c->hdrs.len;
-    for (size_t i = 0; i < len; i++) {
-        char ch = at[i];
-        dst[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
-    }
+    for (size_t i = 0; i < len; i++)
+        dst[i] = (char)tchar_lower[(unsigned char)at[i]];
     c->hdrs.len += len;
     c->hdrs.data[c->hdrs.len] = '\0';
     return 0;

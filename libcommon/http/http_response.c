@@ -31,22 +31,29 @@
 #define CORS_HEADERS                                                                               \
     "Accept, Accept-Language, Authorization, Content-Language, Content-Type, X-Request-ID"
 
-static const char *const reserved_headers[] = {
-    "content-length",
-    "connection",
-    "date",
-    "transfer-encoding",
-    "x-request-id",
-    "x-content-type-options",
-    "x-frame-options",
-    "x-xss-protection",
-    "referrer-policy",
-    "permissions-policy",
-    "content-security-policy",
-    "strict-transport-security",
-    "access-control-allow-origin",
-    "access-control-allow-credentials",
+/* With their lengths: a handler's extra headers (the rate-limit ones on every authenticated
+ * answer) are checked against the list, and most names differ from each entry by length. */
+#define RESERVED(name) {name, sizeof name - 1}
+static const struct {
+    const char *name;
+    size_t len;
+} reserved_headers[] = {
+    RESERVED("content-length"),
+    RESERVED("connection"),
+    RESERVED("date"),
+    RESERVED("transfer-encoding"),
+    RESERVED("x-request-id"),
+    RESERVED("x-content-type-options"),
+    RESERVED("x-frame-options"),
+    RESERVED("x-xss-protection"),
+    RESERVED("referrer-policy"),
+    RESERVED("permissions-policy"),
+    RESERVED("content-security-policy"),
+    RESERVED("strict-transport-security"),
+    RESERVED("access-control-allow-origin"),
+    RESERVED("access-control-allow-credentials"),
 };
+#undef RESERVED
 
 static const char *status_reason(int status)
 {
@@ -270,7 +277,7 @@ static void cors_simple(const struct http_server *s, const struct http_request *
 static int header_reserved(const char *name, size_t n)
 {
     for (size_t i = 0; i < sizeof reserved_headers / sizeof reserved_headers[0]; i++)
-        if (strlen(reserved_headers[i]) == n && ascii_casecmp_n(name, reserved_headers[i], n) == 0)
+        if (reserved_headers[i].len == n && ascii_casecmp_n(name, reserved_headers[i].name, n) == 0)
             return 1;
     return 0;
 }

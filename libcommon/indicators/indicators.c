@@ -61,11 +61,43 @@ void indicator_set_init(struct indicator_set *s)
     memset(s, 0, sizeof *s);
 }
 
+/* The items' strings are copied into blocks that are never moved or freed before the set is:
+ * two allocations per indicator (type and value) were most of an alert's allocations. A block
+ * is twice the last one's size (at least 512 bytes, at least what the string needs), so a set
+ * of n strings takes O(log n) blocks. */
+struct indicator_text {
+    struct indicator_text *prev;
+    size_t used, cap;
+    char data[];
+};
+
+#define TEXT_BLOCK_MIN 512
+
+static char *text_copy(struct indicator_set *s, const char *p, size_t n)
+{
+    struct indicator_text *t = s->text;
+    if (!t || t->cap - t->used < n + 1) {
+        size_t cap = t ? 2 * t->cap : TEXT_BLOCK_MIN;
+        if (cap < n + 1)
+            cap = n + 1;
+        struct indicator_text *b = xmalloc(sizeof *b + cap);
+        b->prev = t;
+        b->used = 0;
+        b->cap = cap;
+        s->text = t = b;
+    }
+    char *d = t->data + t->used;
+    memcpy(d, p, n);
+    d[n] = '\0';
+    t->used += n + 1;
+    return d;
+}
+
 void indicator_set_destroy(struct indicator_set *s)
 {
-    for (size_t i = 0; i < s->n; i++) {
-        free(s->items[i].type);
-        free(s->items[i].value);
+    for (struct indicator_text *t = s->text, *prev; t; t = prev) {
+        prev = t->prev;
+        free(t);
     }
     free(s->items);
     free(s->slots);
@@ -119,8 +151,8 @@ int indicator_set_add(struct indicator_set *s, const char *type, const char *val
         s->cap = s->cap ? s->cap * 2 : 8;
         s->items = xrealloc(s->items, s->cap * sizeof *s->items);
     }
-    s->items[s->n].type = xstrdup(type);
-    s->items[s->n].value = xstrndup(value, len);
+    s->items[s->n].type = text_copy(s, type, strlen(type));
+    s->items[s->n].value = text_copy(s, value, len);
     s->slots[h] = ++s->n;
     return 1;
 }
@@ -198,35 +230,53 @@ static void md5_fetch(void)
     md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
 }
 
+/* Sorted pointers and the digest's input stay on the stack up to these sizes (an alert has a
+ * few indicators and a few hundred bytes of input); a larger set takes heap blocks. */
+#define FP_STACK_ITEMS 64
+#define FP_STACK_BYTES 2048
+
 void indicators_fingerprint(const char *title, const char *source_name,
                             const struct indicator_set *s, char out[33])
 {
-    const struct indicator **sorted = xmalloc((s->n + 1) * sizeof *sorted);
+    const struct indicator *sorted_small[FP_STACK_ITEMS];
+    const struct indicator **sorted =
+        s->n <= FP_STACK_ITEMS ? sorted_small : xmalloc(s->n * sizeof *sorted);
     for (size_t i = 0; i < s->n; i++)
         sorted[i] = &s->items[i];
     qsort(sorted, s->n, sizeof *sorted, cmp_indicator);
 
     /* the digest's input in one piece: title, NUL, source, NUL, then type:value joined by | */
-    struct buf in;
-    buf_init(&in);
     title = title ? title : "";
     source_name = source_name ? source_name : "";
-    buf_append(&in, title, strlen(title) + 1);
-    buf_append(&in, source_name, strlen(source_name) + 1);
+    size_t tlen = strlen(title), slen = strlen(source_name), need = tlen + slen + 2;
+    for (size_t i = 0; i < s->n; i++)
+        need += strlen(sorted[i]->type) + strlen(sorted[i]->value) + 2;
+    char in_small[FP_STACK_BYTES];
+    char *in = need <= sizeof in_small ? in_small : xmalloc(need);
+    char *p = in;
+    memcpy(p, title, tlen + 1);
+    p += tlen + 1;
+    memcpy(p, source_name, slen + 1);
+    p += slen + 1;
     for (size_t i = 0; i < s->n; i++) {
+        size_t a = strlen(sorted[i]->type), b = strlen(sorted[i]->value);
         if (i)
-            buf_append(&in, "|", 1);
-        buf_puts(&in, sorted[i]->type);
-        buf_append(&in, ":", 1);
-        buf_puts(&in, sorted[i]->value);
+            *p++ = '|';
+        memcpy(p, sorted[i]->type, a);
+        p += a;
+        *p++ = ':';
+        memcpy(p, sorted[i]->value, b);
+        p += b;
     }
-    free(sorted);
+    if (sorted != sorted_small)
+        free(sorted);
     pthread_once(&md5_once, md5_fetch);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (!md5_md || EVP_Digest(in.data, in.len, md, &mdlen, md5_md, NULL) != 1 || mdlen != 16)
+    if (!md5_md || EVP_Digest(in, (size_t)(p - in), md, &mdlen, md5_md, NULL) != 1 || mdlen != 16)
         abort(); /* out of memory or MD5 unavailable: nothing sensible to continue with */
-    buf_destroy(&in);
+    if (in != in_small)
+        free(in);
     static const char hex[] = "0123456789abcdef";
     for (unsigned i = 0; i < 16; i++) {
         out[2 * i] = hex[md[i] >> 4];

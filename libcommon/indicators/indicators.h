@@ -29,11 +29,14 @@ struct indicator {
     char *value; /* stripped, non-empty, NUL-free */
 };
 
+struct indicator_text; /* blocks holding the items' strings */
+
 struct indicator_set {
-    struct indicator *items; /* in insertion order */
+    struct indicator *items; /* in insertion order; their strings belong to the set */
     size_t n, cap;
     size_t *slots; /* open-addressing index of items (+1; 0 = empty) for de-duplication */
     size_t nslots;
+    struct indicator_text *text;
 };
 
 /* One indicator_field_mappings row. source_name NULL applies to every source. */

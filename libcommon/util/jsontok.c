@@ -39,12 +39,18 @@ static int fail(struct tokreader *r, const char *why)
     return -1;
 }
 
-static void skip_ws(struct tokreader *r)
+/* Called before and after every value, key and separator: a byte above the space is never
+ * whitespace, which settles the common case with one test, and the loop runs on locals. */
+static inline void skip_ws(struct tokreader *r)
 {
-    const unsigned char *from = r->p;
-    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
-        r->p++;
-    r->ws += (size_t)(r->p - from);
+    const unsigned char *p = r->p, *end = r->end;
+    if (p >= end || *p > ' ')
+        return;
+    const unsigned char *from = p;
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    r->ws += (size_t)(p - from);
+    r->p = p;
 }
 
 static uint32_t push(struct tokreader *r, enum jtok_type type)
@@ -584,6 +590,33 @@ enum jtok_type jtok_type(const struct jtok_doc *d, uint32_t i)
     return t ? (enum jtok_type)t->type : JT_NONE;
 }
 
+/* A looked-up name's hash, as the table's keys were hashed. The sources look the same few dozen
+ * literal names up in every alert, so a name's hash is remembered per thread: the slot its
+ * address picks holds the address, the length, a copy of the bytes and the hash, and a hit needs
+ * all three to match, so a buffer reused for another name is hashed afresh. */
+#define NAME_CACHE_SLOTS 64
+#define NAME_CACHE_BYTES 40
+struct name_hash {
+    const char *p;
+    uint32_t n, h;
+    char text[NAME_CACHE_BYTES];
+};
+static __thread struct name_hash name_cache[NAME_CACHE_SLOTS];
+
+static uint32_t name_hash(const char *key, size_t n)
+{
+    if (n > NAME_CACHE_BYTES || !key)
+        return hash_bytes(key ? key : "", n);
+    struct name_hash *e = &name_cache[((uintptr_t)key >> 3 ^ n) & (NAME_CACHE_SLOTS - 1)];
+    if (e->p == key && e->n == n && !memcmp(e->text, key, n))
+        return e->h;
+    e->p = key;
+    e->n = (uint32_t)n;
+    memcpy(e->text, key, n);
+    e->h = hash_bytes(key, n);
+    return e->h;
+}
+
 uint32_t jtok_getn(const struct jtok_doc *d, uint32_t obj, const char *key, size_t n)
 {
     const struct jtok *o = tok(d, obj);
@@ -592,7 +625,7 @@ uint32_t jtok_getn(const struct jtok_doc *d, uint32_t obj, const char *key, size
     if (o->slen) { /* a large object: its key table */
         const uint32_t *slots = d->slots + o->str;
         size_t mask = o->slen - 1;
-        uint32_t h = hash_bytes(key, n);
+        uint32_t h = name_hash(key, n);
         for (size_t s = h & mask; slots[s] != JTOK_NONE; s = (s + 1) & mask) {
             const struct jtok *t = &d->t[slots[s]];
             if (t->count == h && t->slen == n && !memcmp(text_of(d, t), key, n))

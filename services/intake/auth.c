@@ -240,9 +240,17 @@ static void authorize(struct auth_op *op, const struct key_rec *k)
         next(rc);
         return;
     }
+    /* "k:<id>:<class>", written without printf: one per authenticated request */
     char bucket[64];
-    snprintf(bucket, sizeof bucket, "k:%lld:%s", (long long)k->id,
-             rate_class_name(rc->route->rate));
+    const char *cls = rate_class_name(rc->route->rate);
+    size_t n = 2, clen = strlen(cls);
+    memcpy(bucket, "k:", 2);
+    n += fmt_ll(bucket + n, (long long)k->id);
+    bucket[n++] = ':';
+    if (clen > sizeof bucket - n - 1)
+        clen = sizeof bucket - n - 1;
+    memcpy(bucket + n, cls, clen);
+    bucket[n + clen] = '\0';
     long limit = k->rate_limit > 0 ? k->rate_limit : class_limit(&in->cfg, rc->route->rate);
     rl_take(in, bucket, limit, on_key_counted, op);
 }

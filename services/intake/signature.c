@@ -11,35 +11,120 @@
 #include "signature.h"
 #include "crypto.h"
 #include "log.h"
+#include "util.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
 #include <string.h>
 
-static const char *secret_for(const struct config *c, const char *source)
+/* The source's secret ("" for none); *slot numbers the signed sources (-1 for the others). */
+static const char *secret_for(const struct config *c, const char *source, int *slot)
 {
-    if (!strcmp(source, "sentinel"))
-        return c->sentinel_webhook_secret;
-    if (!strcmp(source, "elastic"))
-        return c->elastic_webhook_secret;
-    if (!strcmp(source, "splunk"))
-        return c->splunk_webhook_secret;
+    static const char *const signed_sources[] = {"sentinel", "elastic", "splunk"};
+    const char *secrets[] = {c->sentinel_webhook_secret, c->elastic_webhook_secret,
+                             c->splunk_webhook_secret};
+    for (int i = 0; i < 3; i++) {
+        if (!strcmp(source, signed_sources[i])) {
+            *slot = i;
+            return secrets[i];
+        }
+    }
+    *slot = -1;
     return "";
 }
 
-static enum sig_result check_hmac(const char *secret, const struct http_request *req,
+/* A secret's HMAC-SHA256 (RFC 2104) key blocks hashed once: the digest states after K ^ ipad
+ * and after K ^ opad. A check starts from copies of them in a context the thread keeps, instead
+ * of a new context, both key blocks hashed again and three digest set-ups per request. Per thread,
+ * so no lock; the intake checks signatures on its loop thread only. A state is remade when its
+ * source's secret is another one (the configuration is read once, but a test may change it). */
+#define SIGNED_SOURCES 3
+struct hmac_state {
+    char *secret; /* the secret the state was made from */
+    EVP_MD_CTX *inner, *outer;
+};
+static __thread struct hmac_state hmac_states[SIGNED_SOURCES];
+static __thread EVP_MD_CTX *hmac_work;
+static __thread EVP_MD *hmac_md;
+
+static EVP_MD_CTX *ctx_new(void)
+{
+    EVP_MD_CTX *x = EVP_MD_CTX_new();
+    if (!x)
+        msg_fatal("out of memory");
+    return x;
+}
+
+static void keyed(EVP_MD_CTX *x, const uint8_t k[64], uint8_t pad)
+{
+    uint8_t block[64];
+    for (size_t i = 0; i < sizeof block; i++)
+        block[i] = k[i] ^ pad;
+    if (EVP_DigestInit_ex2(x, hmac_md, NULL) != 1 || EVP_DigestUpdate(x, block, sizeof block) != 1)
+        msg_fatal("signature: SHA-256 failed");
+    OPENSSL_cleanse(block, sizeof block);
+}
+
+static const struct hmac_state *hmac_state_for(int slot, const char *secret)
+{
+    struct hmac_state *st = &hmac_states[slot];
+    if (st->secret && !strcmp(st->secret, secret))
+        return st;
+    if (!hmac_md && !(hmac_md = EVP_MD_fetch(NULL, "SHA256", NULL)))
+        msg_fatal("signature: SHA-256 unavailable");
+    if (!st->inner) {
+        st->inner = ctx_new();
+        st->outer = ctx_new();
+    }
+    uint8_t k[64] = {0};
+    size_t n = strlen(secret);
+    if (n > sizeof k)
+        crypto_sha256(secret, n, k); /* a key longer than the block is its digest */
+    else
+        memcpy(k, secret, n);
+    keyed(st->inner, k, 0x36);
+    keyed(st->outer, k, 0x5c);
+    OPENSSL_cleanse(k, sizeof k);
+    if (st->secret) {
+        OPENSSL_cleanse(st->secret, strlen(st->secret));
+        free(st->secret);
+    }
+    st->secret = xstrdup(secret);
+    return st;
+}
+
+static void hmac_body(int slot, const char *secret, const void *msg, size_t n, uint8_t out[32])
+{
+    const struct hmac_state *st = hmac_state_for(slot, secret);
+    if (!hmac_work)
+        hmac_work = ctx_new();
+    uint8_t inner[32];
+    unsigned int ilen = 0, olen = 0;
+    if (EVP_MD_CTX_copy_ex(hmac_work, st->inner) != 1 ||
+        (n && EVP_DigestUpdate(hmac_work, msg, n) != 1) ||
+        EVP_DigestFinal_ex(hmac_work, inner, &ilen) != 1 || ilen != 32 ||
+        EVP_MD_CTX_copy_ex(hmac_work, st->outer) != 1 ||
+        EVP_DigestUpdate(hmac_work, inner, sizeof inner) != 1 ||
+        EVP_DigestFinal_ex(hmac_work, out, &olen) != 1 || olen != 32)
+        msg_fatal("signature: HMAC-SHA256 failed");
+}
+
+static enum sig_result check_hmac(int slot, const char *secret, const struct http_request *req,
                                   const char *hdr, size_t len)
 {
     uint8_t given[32], expect[32];
     if (crypto_parse_hex_signature(hdr, len, given) != 0)
         return SIG_BAD;
-    crypto_hmac_sha256(secret, strlen(secret), req->body.data ? req->body.data : "",
-                       req->body.len, expect);
+    hmac_body(slot, secret, req->body.data ? req->body.data : "", req->body.len, expect);
     return crypto_ct_equal(given, 32, expect, 32) ? SIG_OK : SIG_BAD;
 }
 
 enum sig_result webhook_verify(const struct config *c, const char *source,
                                const struct http_request *req)
 {
-    const char *secret = secret_for(c, source);
+    int slot;
+    const char *secret = secret_for(c, source, &slot);
     if (!*secret)
         return c->webhook_signature_required ? SIG_MISSING : SIG_UNSIGNED_OK;
     size_t len = 0;
@@ -51,7 +136,7 @@ enum sig_result webhook_verify(const struct config *c, const char *source,
     if (!h && !strcmp(source, "splunk"))
         h = http_header_get(req, "x-splunk-signature", &len);
     if (h)
-        return check_hmac(secret, req, h, len);
+        return check_hmac(slot, secret, req, h, len);
     if (!strcmp(source, "splunk")) {
         h = http_header_get(req, "x-splunk-webhook-secret", &len);
         if (h)
@@ -71,8 +156,9 @@ void webhook_warn_unsigned(const struct config *c)
     const char *names[] = {"sentinel", "elastic", "splunk"};
     const char *vars[] = {"SENTINEL_WEBHOOK_SECRET", "ELASTIC_WEBHOOK_SECRET",
                           "SPLUNK_WEBHOOK_SECRET"};
-    for (int i = 0; i < 3; i++) {
-        if (*secret_for(c, names[i]))
+    for (int i = 0; i < SIGNED_SOURCES; i++) {
+        int slot;
+        if (*secret_for(c, names[i], &slot))
             continue;
         if (c->webhook_signature_required)
             msg_warn("%s is not set: %s webhooks are refused (WEBHOOK_SIGNATURE_REQUIRED=true)",

@@ -81,16 +81,29 @@ const json_t *normalized_alert_field(const struct normalized_alert *a, const cha
 {
     const char *text = NULL;
     *tmp = NULL;
-    if (!strcmp(key, "title"))
-        text = a->title;
-    else if (!strcmp(key, "severity"))
-        text = a->severity;
-    else if (!strcmp(key, "source_name"))
-        text = source_name;
-    else if (!strcmp(key, "description") && !a->description)
-        return json_null();
-    else if (!strcmp(key, "description"))
-        text = a->description;
+    /* the first byte picks the one name a key can be: most mappings name a field of
+     * normalized_fields, and five string comparisons each per mapping and alert added up */
+    switch (key[0]) {
+    case 't':
+        if (!strcmp(key, "title"))
+            text = a->title;
+        break;
+    case 's':
+        if (!strcmp(key, "severity"))
+            text = a->severity;
+        else if (!strcmp(key, "source_name"))
+            text = source_name;
+        break;
+    case 'd':
+        if (!strcmp(key, "description")) {
+            if (!a->description)
+                return json_null();
+            text = a->description;
+        }
+        break;
+    default:
+        break;
+    }
     if (text && (*tmp = json_string(text)) != NULL)
         return *tmp;
     return json_is_object(a->normalized_fields) ? json_object_get(a->normalized_fields, key)

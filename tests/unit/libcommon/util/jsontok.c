@@ -394,6 +394,56 @@ static void test_key_tables_every_size(void **state)
     }
 }
 
+/* Lookups in a key table remember a name's hash by the name's address: one buffer rewritten with
+ * names of the same length, the same name at two addresses, and names past the remembered
+ * length all find their own key (or none), in a document and in a second one. */
+static long long num(const struct jtok_doc *d, uint32_t t)
+{
+    json_t *v = jtok_json(d, t);
+    long long x = json_is_integer(v) ? (long long)json_integer_value(v) : -1;
+    json_decref(v);
+    return x;
+}
+
+static void test_lookup_names_reused(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "{");
+    for (int i = 0; i < 40; i++)
+        buf_printf(&b, "%s\"name_%02d\":%d", i ? "," : "", i, i);
+    buf_puts(&b, ",\"a.very.long.dotted.key.name.past.forty.bytes.x\":\"long\"}");
+    for (int doc = 0; doc < 2; doc++) {
+        struct jtok_doc d;
+        enum json_parse_status st;
+        char err[160], key[64];
+        assert_int_equal(jtok_parse_limited(&d, b.data, b.len, NULL, NULL, &st, err, sizeof err), 0);
+        for (int round = 0; round < 3; round++) {
+            for (int i = 0; i < 45; i++) {
+                snprintf(key, sizeof key, "name_%02d", i);
+                uint32_t t = jtok_get(&d, 0, key);
+                if (i < 40) {
+                    assert_int_equal(jtok_type(&d, t), JT_NUMBER);
+                    assert_int_equal(num(&d, t), i);
+                } else {
+                    assert_int_equal(t, JTOK_NONE);
+                }
+            }
+            char *copy = strdup("name_07");
+            assert_int_equal(num(&d, jtok_get(&d, 0, copy)), 7);
+            assert_int_equal(num(&d, jtok_get(&d, 0, "name_07")), 7);
+            free(copy);
+            snprintf(key, sizeof key, "a.very.long.dotted.key.name.past.forty.bytes.x");
+            assert_int_equal(jtok_type(&d, jtok_get(&d, 0, key)), JT_STRING);
+            key[strlen(key) - 1] = 'y';
+            assert_int_equal(jtok_get(&d, 0, key), JTOK_NONE);
+        }
+        jtok_free(&d);
+    }
+    buf_destroy(&b);
+}
+
 static void test_string_scan_positions(void **state)
 {
     (void)state;
@@ -437,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_token_array_bounded),
         cmocka_unit_test(test_colliding_keys),
         cmocka_unit_test(test_key_tables_every_size),
+        cmocka_unit_test(test_lookup_names_reused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

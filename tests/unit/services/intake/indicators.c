@@ -104,6 +104,37 @@ static void test_set(void **state)
         }
     assert_int_equal(s.n, 100000);
     assert_string_equal(s.items[99999].value, "v99999");
+    for (int i = 0; i < 100000; i += 997) {
+        snprintf(buf, sizeof buf, "v%d", i);
+        assert_string_equal(s.items[i].value, buf);
+        assert_string_equal(s.items[i].type, "domain");
+    }
+    indicator_set_destroy(&s);
+
+    /* Strings larger than a text block, between small ones, and a type and value taken from the
+     * set's own items while it grows: every string stays where it was put. */
+    indicator_set_init(&s);
+    char *big = malloc(5001);
+    memset(big, 'b', 5000);
+    big[5000] = '\0';
+    assert_int_equal(indicator_set_add(&s, "url", "small", 5), 1);
+    assert_int_equal(indicator_set_add(&s, "url", big, 5000), 1);
+    big[0] = 'c';
+    assert_int_equal(indicator_set_add(&s, "url", big, 5000), 1);
+    for (int i = 0; i < 300; i++) {
+        int n = snprintf(buf, sizeof buf, "%d.example", i);
+        assert_int_equal(indicator_set_add(&s, s.items[0].type, buf, (size_t)n), 1);
+    }
+    assert_int_equal(indicator_set_add(&s, s.items[1].type, s.items[1].value, 5000), 0);
+    assert_int_equal(indicator_set_add(&s, "domain", s.items[2].value, 5000), 1);
+    assert_string_equal(s.items[0].value, "small");
+    assert_int_equal(strlen(s.items[1].value), 5000);
+    assert_int_equal(s.items[1].value[0], 'b');
+    assert_string_equal(s.items[2].value, big);
+    assert_string_equal(s.items[s.n - 1].value, big);
+    assert_string_equal(s.items[s.n - 1].type, "domain");
+    assert_string_equal(s.items[302].value, "299.example");
+    free(big);
     indicator_set_destroy(&s);
 }
 
