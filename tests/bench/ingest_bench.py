@@ -157,7 +157,12 @@ def parse_wrk(out):
 
 class WaitSampler(threading.Thread):
     """Samples wait_event_type/wait_event of the database's active backends 10 times a second."""
-    SQL = ("SELECT coalesce(wait_event_type, 'CPU') || ':' || coalesce(wait_event, '-') FROM pg_stat_activity "
+    SQL = ("SELECT coalesce(wait_event_type, 'CPU') || ':' || coalesce(wait_event, '-') || '|' || "
+           "CASE WHEN query LIKE '%calseta_ingest_batch%' THEN 'ingest batches' "
+           "WHEN query LIKE '%FROM enrichment_jobs%' AND query LIKE '%count(*)%' THEN 'health check' "
+           "WHEN query LIKE '%links_pending_merge%' THEN 'links merge' "
+           "WHEN query LIKE '%indicator_sightings_apply%' THEN 'sightings fold' "
+           "ELSE left(regexp_replace(query, '\\s+', ' ', 'g'), 30) END FROM pg_stat_activity "
            "WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
            "AND datname = current_database() AND application_name <> 'ingest_trace'")
 
@@ -165,6 +170,7 @@ class WaitSampler(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.start_after, self.seconds = url, start_after, seconds
         self.counts = collections.Counter()
+        self.kinds = collections.Counter()
         self.samples = 0
 
     def run(self):
@@ -176,7 +182,9 @@ class WaitSampler(threading.Thread):
         self.samples = n
         for line in r.stdout.splitlines():
             if line.strip():
-                self.counts[line.strip()] += 1
+                w, _, kind = line.strip().partition("|")
+                self.counts[w] += 1
+                self.kinds[kind] += 1
 
     def qfile(self):
         if not hasattr(self, "_q"):
@@ -192,6 +200,73 @@ class WaitSampler(threading.Thread):
             return "(no active backend seen)"
         return ", ".join("%s %.0f%%" % (k, 100.0 * v / total) for k, v in self.counts.most_common(6)) + \
             " (%.1f active on average)" % (total / max(1, self.samples))
+
+    def by_statement(self):
+        """Which statements the active backends were running: the share of the server's busy
+        time each kind of call takes (the intakes' periodic health check, links merge and
+        sightings fold run beside the ingest batches)."""
+        total = sum(self.kinds.values())
+        if not total:
+            return "(no active backend seen)"
+        return ", ".join("%s %.0f%%" % (k, 100.0 * v / total) for k, v in self.kinds.most_common(5))
+
+
+class GinSampler(threading.Thread):
+    """Samples the pending list of the alerts' GIN index (ix_alerts_indicator_ids, fastupdate) 10
+    times a second: its size, and each fall in it - a flush of the list into the index, done by
+    whichever inserting backend crossed gin_pending_list_limit (inside its batch), or in the
+    background: the intakes' periodic calseta_links_pending_merge() or an autovacuum worker on
+    alerts (told apart by whether one of those was running at that moment; a merge shorter than
+    the 100 ms between samples can be missed and counted as an insert's). Needs pageinspect in
+    the database."""
+    SQL = ("SELECT m.n_pending_pages || ' ' || (SELECT count(*) FROM pg_stat_activity WHERE (backend_type = "
+           "'autovacuum worker' AND query LIKE '%%alerts%%') OR query LIKE '%%links_pending_merge%%' AND state = "
+           "'active') FROM gin_metapage_info(get_raw_page(%s, 0)) m")
+
+    def __init__(self, url, seconds, index="ix_alerts_indicator_ids"):
+        super().__init__(daemon=True)
+        self.url, self.seconds, self.index = url, seconds, index
+        self.samples = []
+
+    def run(self):
+        n = int(self.seconds * 10)
+        f = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+        f.write(self.SQL % ("'%s'" % self.index) + ";\n")
+        f.close()
+        script = "".join("\\i %s\n\\! sleep 0.1\n" % f.name for _ in range(n))
+        r = subprocess.run(["psql", self.url, "-X", "-q", "-t", "-A"], input=script, capture_output=True, text=True,
+                           env=dict(os.environ, PGAPPNAME="ingest_trace"), timeout=self.seconds * 10 + 60)
+        os.unlink(f.name)
+        for line in r.stdout.splitlines():
+            x = line.split()
+            if len(x) == 2:
+                self.samples.append((int(x[0]), int(x[1]) > 0))
+
+    def summary(self):
+        if not self.samples:
+            return "(no samples: pageinspect missing?)"
+        fg, bg, most = [], [], 0
+        for (p0, _), (p1, av) in zip(self.samples, self.samples[1:]):
+            most = max(most, p0, p1)
+            if p1 < p0:
+                (bg if av else fg).append(p0 - p1)
+        return ("at most %d pages (%.1f MB); %d flushes seen with no merge or autovacuum running (%s pages), "
+                "%d during one (%s pages)" % (most, most * 8192 / 1e6, len(fg), ",".join(map(str, fg)) or "-",
+                                                      len(bg), ",".join(map(str, bg)) or "-"))
+
+
+def fillfactor(s):
+    """The alerts table's and its GIN index's storage options, as the run had them."""
+    return "alerts %s, ix_alerts_indicator_ids %s" % tuple(
+        s.sql_value("SELECT coalesce(array_to_string(reloptions, ' '), 'defaults') FROM pg_class WHERE relname = '%s'"
+                    % r) for r in ("alerts", "ix_alerts_indicator_ids"))
+
+
+def table_sizes(s):
+    """alerts: rows, heap bytes, bytes of all its indexes."""
+    r = s.sql_value("SELECT (SELECT count(*) FROM alerts) || ',' || pg_relation_size('alerts') || ',' || "
+                    "pg_indexes_size('alerts')")
+    return tuple(int(x) for x in r.split(","))
 
 
 def warm_up(s, lua, a):
@@ -329,6 +404,7 @@ def run_stream(s, name, lua, a):
     before = int(s.sql_value("SELECT (SELECT count(*) FROM alerts) + (SELECT count(*) FROM activity_events "
                              "WHERE event_type = 'alert_deduplicated')"))
     upd0 = hot_counts(s)
+    size0 = table_sizes(s)
     calls0 = int(s.sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
                              "WHERE funcname IN ('calseta_ingest_batch', 'calseta_ingest_batch_joined')") or 0)
     load0 = open("/proc/loadavg").read().split()[0]
@@ -338,6 +414,8 @@ def run_stream(s, name, lua, a):
     wal0 = wal_lsn(s.db)
     sampler = WaitSampler(s.db, a.seconds * 0.3, a.seconds * 0.5)
     sampler.start()
+    gin = GinSampler(s.db, a.seconds + 1)
+    gin.start()
     tracer = None
     if a.trace:
         state0, t0 = ingest_trace.state(s.db), time.time()
@@ -350,12 +428,14 @@ def run_stream(s, name, lua, a):
     rq = server_runq(s.db) - rq0
     wal = wal_bytes_since(s.db, wal0)
     sampler.join()
+    gin.join()
     if tracer:
         tracer.join()
     load1 = open("/proc/loadavg").read().split()[0]
     os.unlink(f.name)
     total, bad, lat, errs = parse_wrk(out)
     upd = wait_hot_counts(s)
+    size1 = table_sizes(s)
     accepted = total - bad
     after = int(s.sql_value("SELECT (SELECT count(*) FROM alerts) + (SELECT count(*) FROM activity_events "
                             "WHERE event_type = 'alert_deduplicated')"))
@@ -375,11 +455,17 @@ def run_stream(s, name, lua, a):
     print("%-15s intake per alert: user %.0f us, kernel %.0f us, %.2f context switches" %
           ("", 1e6 * split[0] / max(1, accepted), 1e6 * split[1] / max(1, accepted), split[2] / max(1, accepted)))
     print("%-15s waits: %s" % ("", sampler.summary()))
+    print("%-15s active backends by statement: %s" % ("", sampler.by_statement()))
     print("%-15s run-queue wait of the server's processes: %.2f s per second of stream, %.0f us per alert "
           "(time runnable without a core)" % ("", rq / a.seconds, 1e6 * rq / max(1, accepted)))
     if upd[0] > upd0[0]:
         print("%-15s alert updates (duplicates): %d, HOT %d%%" % ("", upd[0] - upd0[0],
                                                                  100 * (upd[1] - upd0[1]) // (upd[0] - upd0[0])))
+    if size1[0] > size0[0]:
+        new = size1[0] - size0[0]
+        print("%-15s alerts table per new alert: heap %.0f B, indexes %.0f B (%s of them new; %s)" %
+              ("", (size1[1] - size0[1]) / new, (size1[2] - size0[2]) / new, new, fillfactor(s)))
+    print("%-15s GIN pending list: %s" % ("", gin.summary()))
     for line, n in collections.Counter(re.findall(r"^non2xx (.*)$", out, re.M)).most_common(5):
         print("%-15s answer: %dx %s" % ("", n, line[:200]))
     for line, n in log_warnings(s, logs0).most_common(5):
@@ -438,6 +524,11 @@ def ceiling_storage(s, url):
     if comp in ("l", "p"):
         harness.psql(url, "ALTER TABLE scratch_alerts ALTER raw_payload SET COMPRESSION %s" %
                      ("lz4" if comp == "l" else "pglz"))
+    # the table's storage parameters (fillfactor, toast_tuple_target, ...), likewise
+    opts = s.sql_value("SELECT coalesce(array_to_string(reloptions, ', '), '') FROM pg_class "
+                       "WHERE oid = 'alerts'::regclass")
+    if opts:
+        harness.psql(url, "ALTER TABLE scratch_alerts SET (%s)" % opts)
     # the other text columns the ceiling writes, likewise
     for col in ("title", "description", "tags"):
         c = s.sql_value("SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'alerts'::regclass "
@@ -516,6 +607,7 @@ def stack(dedup_hours, a):
         env["INGEST_MAX_INFLIGHT"] = a.inflight
     s = harness.Stack("bench", services=(), env=env)
     s.sql("ALTER DATABASE %s SET track_functions = 'pl'" % s.dbname)
+    s.sql("CREATE EXTENSION IF NOT EXISTS pageinspect")  # the GIN pending list's size (GinSampler)
     s.start("auditd")
     s.start("jobbus")
     for _ in range(a.intake):
