@@ -315,5 +315,32 @@ def test_health_from_memory():
         s.stop()
 
 
+def test_health_queue_depth_counted_sparingly():
+    """queue_depth counts every unfinished job (its cost grows with the backlog), so the 4-a-second
+    checks count at most once a second; the depth still follows new jobs within about a second."""
+    s = Stack("healthdepth")
+    try:
+        key = s.create_key(scopes="alerts:write")
+        wait_for(lambda: s.request("GET", "/health").json()["age_ms"] >= 0, 10, what="a first check")
+        for i in range(3):
+            s.ingest(key, "depth %d" % i)
+        jobs = int(s.sql_value("SELECT count(*) FROM enrichment_jobs WHERE status IN ('pending', 'running')"))
+        assert_eq(jobs, 3)
+        wait_for(lambda: s.request("GET", "/health").json()["queue_depth"] == 3, 5,
+                 what="queue_depth 3 after three alerts")
+        # the intake's backends, sampled for 3 s: checks that only ask for the providers run
+        # between the counting ones (each backend shows the last statement it ran)
+        q = ("SELECT string_agg(CASE WHEN query LIKE 'SELECT NULL::bigint, %' THEN 'n' "
+             "WHEN query LIKE 'SELECT (SELECT count(*) FROM enrichment_jobs%' THEN 'c' END, '') "
+             "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        script = "".join("%s;\n\\! sleep 0.05\n" % q for _ in range(60))
+        out = subprocess.run(["psql", s.db, "-X", "-q", "-t", "-A"], input=script, capture_output=True,
+                             text=True, timeout=60).stdout
+        seen = "".join(out.split())
+        assert "n" in seen, "no check without the count in 3 s: %r" % seen
+    finally:
+        s.stop()
+
+
 if __name__ == "__main__":
     run_tests(globals())
