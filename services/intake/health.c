@@ -99,16 +99,25 @@ static void on_checked(void *arg, PGresult *res, const char *err)
     struct health *h = arg;
     h->checking = 0;
     int ok = res && !err && PQntuples(res) == 1 && PQnfields(res) == 3;
+    uint64_t now = now_mono_ms();
     if (ok && h->counting && !PQgetisnull(res, 0, 0)) {
         long long took_us = atoll(PQgetvalue(res, 0, 2));
-        uint64_t wait = took_us > 0 ? (uint64_t)took_us * DEPTH_DUTY / 1000 : 0;
+        uint64_t wait = DEPTH_MAX_INTERVAL_MS;
+        if (took_us >= 0 && took_us < (long long)DEPTH_MAX_INTERVAL_MS * 1000 / DEPTH_DUTY)
+            wait = (uint64_t)took_us * DEPTH_DUTY / 1000;
         if (wait < DEPTH_MIN_INTERVAL_MS)
             wait = DEPTH_MIN_INTERVAL_MS;
-        if (wait > DEPTH_MAX_INTERVAL_MS)
-            wait = DEPTH_MAX_INTERVAL_MS;
         h->depth = atoll(PQgetvalue(res, 0, 0));
         h->depth_known = 1;
-        h->depth_due_ms = h->sent_ms + wait;
+        h->depth_due_ms = now + wait;
+    } else if (!ok && h->counting && now - h->sent_ms >= HEALTH_TIMEOUT_MS) {
+        /* The count itself may be what timed out (a huge backlog, a lock on the table): the
+         * checks go on without it, so /health answers, and it is tried again later. */
+        h->depth_due_ms = now + DEPTH_MAX_INTERVAL_MS;
+    } else if (!ok) {
+        /* The database was unreachable: the first good check counts, so a depth from before
+         * an outage is not reported as fresh. */
+        h->depth_known = 0;
     }
     if (ok) {
         json_t *prov = json_loads(PQgetvalue(res, 0, 1), 0, NULL);

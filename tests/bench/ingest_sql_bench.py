@@ -19,10 +19,17 @@ Run by hand, release build, with the database migrated:
     build/bin/calseta migrate
     python3 tests/bench/ingest_sql_bench.py [--seconds 8] [--batch 15] [--clients 1] [--perf FILE]
                                             [--load FILE] [--dedup HOURS] [--unique] [--dup-share F]
-                                            [--new-indicators] [--hot]
+                                            [--new-indicators] [--hot] [--callgrind]
 With --perf, `perf record -g` samples the backend of the first client into FILE. With --load, the
 SQL in FILE (say, an older body of the function) runs in the bench's database first: paired A/B
 runs of two bodies on one server.
+
+On a shared box CPU time per call moves by several per cent with the others' load, more than
+most changes to the function. --callgrind counts instructions instead, which do not move: the
+same batches (as literals, random draws seeded) are run 10 and 40 times by a single-user backend
+of a throwaway cluster (migrated, then --load applied) under valgrind's callgrind, and the
+difference over 30 calls is printed per call and per alert (the startup and the first call's
+planning cancel out). Give --load OLD and --load NEW in two runs to compare two bodies.
 """
 import argparse
 import json
@@ -119,21 +126,30 @@ def pgbench(url, script, a, variables=(), transactions=0):
             argv += ["-D", v]
         pb = subprocess.Popen(argv + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         perf = None
-        if a.perf and not transactions:
-            pid = None
-            t = time.time()
-            while pid is None and time.time() - t < 5:
-                pid = harness.psql_value(url, "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' "
-                                         "LIMIT 1") or None
-                if pid is None:
-                    time.sleep(0.05)
-            if pid:
-                perf = subprocess.Popen(["perf", "record", "-g", "-o", a.perf, "-p", pid, "--", "sleep",
-                                         str(max(1, a.seconds - 2))], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        pid = None
+        t = time.time()
+        while not transactions and pid is None and time.time() - t < 5:
+            pid = harness.psql_value(url, "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' "
+                                     "LIMIT 1") or None
+            if pid is None:
+                time.sleep(0.05)
+        if a.perf and pid:
+            perf = subprocess.Popen(["perf", "record", "-g", "-o", a.perf, "-p", pid, "--", "sleep",
+                                     str(max(1, a.seconds - 2))], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        # the first client's backend alone (its own CPU, polled until it exits): the server's
+        # total also holds its background processes, whose share per alert grows as calls/s fall
+        ticks = 0
+        while pid and pb.poll() is None:
+            try:
+                ticks = max(ticks, ingest_bench.proc_ticks(int(pid)))
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                break
+            time.sleep(0.02)
         out, err = pb.communicate()
         if perf:
             perf.wait()
+        pgbench.backend_cpu = ticks / os.sysconf("SC_CLK_TCK")
         cpu1, wal = ingest_bench.server_cpu(url), ingest_bench.wal_bytes_since(url, wal0)
         wal1 = ingest_bench.wal_lsn(url)
     finally:
@@ -141,6 +157,8 @@ def pgbench(url, script, a, variables=(), transactions=0):
     m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
     if not m or pb.returncode != 0:
         raise RuntimeError("pgbench failed:\n" + out + err)
+    t = re.search(r"number of transactions actually processed: (\d+)", out)
+    pgbench.calls = int(t.group(1)) if t else 0
     pgbench.lsns = (wal0, wal1)
     return float(m.group(1)), cpu1 - cpu0, wal
 
@@ -174,6 +192,70 @@ def wal_stats(url, lsns, n):
           (100.0 * total[2] / max(1, total[1] + total[2]), total[2] / n, (total[1] + total[2]) / n))
 
 
+def callgrind_script(path, elems, a, separate, calls):
+    """The calls of the pgbench script with its variables as literals, each ended as a
+    single-user backend's -j mode reads it (a semicolon and an empty line)."""
+    script, variables = call_sql(elems, a, separate)
+    q = script.strip().rstrip(";")
+    for v in variables:
+        name, value = v.split("=", 1)
+        assert "$qv$" not in value
+        q = q.replace(":%s::" % name, "$qv$%s$qv$::" % value)
+    with open(path, "w") as f:
+        f.write("SELECT setseed(0.25);\n\nCREATE SEQUENCE bench_fp;\n\n")
+        f.write((q + ";\n\n") * calls)
+
+
+def callgrind(elems, a, separate):
+    """Instructions per call of a single-user backend (see the module's text)."""
+    src = os.path.join(HERE, "..", "..")
+    work = tempfile.mkdtemp(prefix="ingsql-cg-")
+    os.chmod(work, 0o777)  # the server's own user (when run as root) writes the cluster here
+    env = dict(os.environ, CALSETA_DATA_DIR=work)
+    env.pop("PG_FSYNC", None)
+    pg = os.path.join(src, "scripts", "pg.sh")
+    try:
+        url = subprocess.run([pg, "start"], env=dict(env, PG_FSYNC="off"), capture_output=True, text=True,
+                             check=True).stdout.strip()
+        subprocess.run([os.path.join(os.environ["CALSETA_BIN_DIR"], "calseta"), "migrate"],
+                       env=dict(env, DATABASE_URL=url), check=True, capture_output=True)
+        if a.load:
+            subprocess.run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", a.load], check=True,
+                           capture_output=True)
+        pgdata = harness.psql_value(url, "SHOW data_directory")
+        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+        subprocess.run([pg, "stop"], env=env, check=True, capture_output=True)
+        owner = os.stat(pgdata).st_uid
+        runas = ["runuser", "-u", str(__import__("pwd").getpwuid(owner).pw_name), "--"] if os.getuid() == 0 else []
+        counts = {}
+        for calls in (10, 40):
+            sql = os.path.join(work, "calls%d.sql" % calls)
+            callgrind_script(sql, elems, a, separate, calls)
+            copy = os.path.join(work, "run%d" % calls)
+            subprocess.run(["cp", "-a", pgdata, copy], check=True)
+            out = os.path.join(work, "cg%d.out" % calls)
+            with open(sql) as f:
+                r = subprocess.run(runas + ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                                            os.path.join(bindir, "postgres"), "--single", "-j", "-D", copy,
+                                            "-c", "autovacuum=off", "-c", "fsync=off", "calseta"],
+                                   stdin=f, capture_output=True, text=True)
+            if "ERROR" in r.stdout or "ERROR" in r.stderr or r.returncode != 0:
+                raise RuntimeError("single-user run failed:\n" + (r.stdout + r.stderr)[-3000:])
+            m = re.search(r"^summary: (\d+)", open(out).read(), re.M)
+            counts[calls] = int(m.group(1))
+        per_call = (counts[40] - counts[10]) / 30.0
+        print("calseta_ingest_batch under callgrind (batch %d, %s%s%s, de-duplication %s%s): "
+              "%.2f M instructions per call, %.0f k per alert" %
+              (a.batch, "own fingerprints" if (a.unique or a.dup_share or a.new_indicators or a.hot) else
+               "fixture fingerprints", (", %.0f %% repeats" % (100 * a.dup_share)) if a.dup_share else "",
+               ", own IP and domain" if a.new_indicators else ", one IP in all" if a.hot else "",
+               ("%d h" % a.dedup) if a.dedup > 0 else "off", (", " + a.load) if a.load else "",
+               per_call / 1e6, per_call / a.batch / 1e3))
+    finally:
+        subprocess.run([pg, "stop"], env=env, capture_output=True)
+        subprocess.run(["rm", "-rf", work])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=8)
@@ -193,6 +275,8 @@ def main():
                     help="every alert the same IP and a domain of its own (implies --unique)")
     ap.add_argument("--prefill", type=int, default=0,
                     help="alerts written before the measured run (then a checkpoint): a larger table")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="count the instructions per call (valgrind) instead of timing pgbench")
     ap.add_argument("--load", default="",
                     help="SQL file run in the bench database before anything is measured (another "
                          "body of the function, for A/B runs on one server)")
@@ -218,6 +302,9 @@ def main():
                 raise RuntimeError("--load %s failed:\n%s" % (a.load, r.stderr))
             print("loaded %s" % a.load)
         separate = payloads_separate(s)
+        if a.callgrind:
+            callgrind(elems, a, separate)
+            return
         s.sql("CREATE SEQUENCE bench_fp")
         if a.prefill:
             script, variables = call_sql(elems, a, separate)
@@ -240,6 +327,10 @@ def main():
                ("%d h" % a.dedup) if a.dedup > 0 else "off", n0, load0, load1))
         print("  per alert: PostgreSQL CPU %.0f us, WAL %.0f B (%d alerts: %d new, %d duplicates)" %
               (1e6 * cpu / n, wal / n, n, made, n - made))
+        if pgbench.backend_cpu and pgbench.calls:
+            print("  per alert: first client's backend CPU %.1f us (%.0f us per call)" %
+                  (1e6 * pgbench.backend_cpu / (pgbench.calls * a.batch / a.clients),
+                   1e6 * pgbench.backend_cpu / (pgbench.calls / a.clients)))
         wal_stats(s.db, pgbench.lsns, n)
         if not a.no_ceiling:
             scratch = s.dbname + "_ceiling"
@@ -259,6 +350,10 @@ def main():
                 n = int(harness.psql_value(url, "SELECT count(*) FROM scratch_alerts"))
                 print("ceiling (plain INSERTs): %.0f alerts/s" % (tps * a.batch))
                 print("  per alert: PostgreSQL CPU %.0f us, WAL %.0f B (%d alerts)" % (1e6 * cpu / n, wal / n, n))
+                if pgbench.backend_cpu and pgbench.calls:
+                    print("  per alert: first client's backend CPU %.1f us (%.0f us per call)" %
+                          (1e6 * pgbench.backend_cpu / (pgbench.calls * a.batch / a.clients),
+                           1e6 * pgbench.backend_cpu / (pgbench.calls / a.clients)))
                 wal_stats(url, pgbench.lsns, n)
             finally:
                 harness.psql(harness.db_url_for("postgres"), "DROP DATABASE IF EXISTS %s" % scratch, check=False)
