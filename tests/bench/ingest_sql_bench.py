@@ -32,6 +32,7 @@ difference over 30 calls is printed per call and per alert (the startup and the 
 planning cancel out). Give --load OLD and --load NEW in two runs to compare two bodies.
 """
 import argparse
+import glob
 import json
 import os
 import re
@@ -129,8 +130,10 @@ def pgbench(url, script, a, variables=(), transactions=0):
         pid = None
         t = time.time()
         while not transactions and pid is None and time.time() - t < 5:
-            pid = harness.psql_value(url, "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' "
-                                     "LIMIT 1") or None
+            # once every client is connected: pgbench's own set-up connection, short-lived and
+            # of the same name, is gone by then
+            pid = harness.psql_value(url, "SELECT min(pid) FROM pg_stat_activity WHERE application_name = 'pgbench' "
+                                     "HAVING count(*) = %d" % a.clients) or None
             if pid is None:
                 time.sleep(0.05)
         if a.perf and pid:
@@ -210,7 +213,9 @@ def callgrind(elems, a, separate):
     """Instructions per call of a single-user backend (see the module's text)."""
     src = os.path.join(HERE, "..", "..")
     work = tempfile.mkdtemp(prefix="ingsql-cg-")
-    os.chmod(work, 0o777)  # the server's own user (when run as root) writes the cluster here
+    if os.getuid() == 0:  # pg.sh runs the server as postgres, which writes the cluster here
+        pw = __import__("pwd").getpwnam("postgres")
+        os.chown(work, pw.pw_uid, pw.pw_gid)
     env = dict(os.environ, CALSETA_DATA_DIR=work)
     env.pop("PG_FSYNC", None)
     pg = os.path.join(src, "scripts", "pg.sh")
@@ -223,7 +228,9 @@ def callgrind(elems, a, separate):
             subprocess.run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", a.load], check=True,
                            capture_output=True)
         pgdata = harness.psql_value(url, "SHOW data_directory")
-        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+        # the server pg.sh started: the newest installed major version
+        bindir = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
+                        key=lambda d: int(d.split("/")[-2]) if d.split("/")[-2].isdigit() else 0)[-1]
         subprocess.run([pg, "stop"], env=env, check=True, capture_output=True)
         owner = os.stat(pgdata).st_uid
         runas = ["runuser", "-u", str(__import__("pwd").getpwuid(owner).pw_name), "--"] if os.getuid() == 0 else []
