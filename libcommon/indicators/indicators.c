@@ -7,6 +7,7 @@
 
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,29 +63,45 @@ void indicator_set_init(struct indicator_set *s)
 }
 
 /* The items' strings are copied into blocks that are never moved or freed before the set is:
- * two allocations per indicator (type and value) were most of an alert's allocations. A block
- * is twice the last one's size (at least 512 bytes, at least what the string needs), so a set
- * of n strings takes O(log n) blocks. */
+ * two allocations per indicator (type and value) were most of an alert's allocations. A regular
+ * block is twice the last regular one's size (512 bytes to 64 KiB), so a set of n strings takes
+ * O(log n) blocks up to there. A string bigger than half the next regular block gets a block of
+ * its own, put behind the one being filled: doubling from it would make every later small
+ * string cost a block twice the sender's largest value. */
 struct indicator_text {
     struct indicator_text *prev;
     size_t used, cap;
+    int own; /* holds one large string; never filled further */
     char data[];
 };
 
 #define TEXT_BLOCK_MIN 512
+#define TEXT_BLOCK_MAX (64 * 1024)
 
 static char *text_copy(struct indicator_set *s, const char *p, size_t n)
 {
     struct indicator_text *t = s->text;
+    if (n >= SIZE_MAX - sizeof *t - 1)
+        abort(); /* no string of the body can be this long */
     if (!t || t->cap - t->used < n + 1) {
-        size_t cap = t ? 2 * t->cap : TEXT_BLOCK_MIN;
-        if (cap < n + 1)
+        size_t cap = t && !t->own ? 2 * t->cap : TEXT_BLOCK_MIN;
+        if (cap > TEXT_BLOCK_MAX)
+            cap = TEXT_BLOCK_MAX;
+        int own = n + 1 > cap / 2;
+        if (own)
             cap = n + 1;
         struct indicator_text *b = xmalloc(sizeof *b + cap);
-        b->prev = t;
         b->used = 0;
         b->cap = cap;
-        s->text = t = b;
+        b->own = own;
+        if (own && t) {
+            b->prev = t->prev; /* behind the block being filled, which stays the head */
+            t->prev = b;
+        } else {
+            b->prev = t;
+            s->text = b;
+        }
+        t = b;
     }
     char *d = t->data + t->used;
     memcpy(d, p, n);

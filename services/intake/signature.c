@@ -15,19 +15,35 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The signed sources, one table: the key states below are numbered by it. */
+static const struct {
+    const char *name, *var;
+    size_t off; /* of the secret in struct config */
+} signed_sources[] = {
+    {"sentinel", "SENTINEL_WEBHOOK_SECRET", offsetof(struct config, sentinel_webhook_secret)},
+    {"elastic", "ELASTIC_WEBHOOK_SECRET", offsetof(struct config, elastic_webhook_secret)},
+    {"splunk", "SPLUNK_WEBHOOK_SECRET", offsetof(struct config, splunk_webhook_secret)},
+};
+#define SIGNED_SOURCES (sizeof signed_sources / sizeof signed_sources[0])
+
+static const char *secret_at(const struct config *c, size_t i)
+{
+    const char *s = *(char *const *)((const char *)c + signed_sources[i].off);
+    return s ? s : "";
+}
 
 /* The source's secret ("" for none); *slot numbers the signed sources (-1 for the others). */
 static const char *secret_for(const struct config *c, const char *source, int *slot)
 {
-    static const char *const signed_sources[] = {"sentinel", "elastic", "splunk"};
-    const char *secrets[] = {c->sentinel_webhook_secret, c->elastic_webhook_secret,
-                             c->splunk_webhook_secret};
-    for (int i = 0; i < 3; i++) {
-        if (!strcmp(source, signed_sources[i])) {
-            *slot = i;
-            return secrets[i];
+    for (size_t i = 0; i < SIGNED_SOURCES; i++) {
+        if (!strcmp(source, signed_sources[i].name)) {
+            *slot = (int)i;
+            return secret_at(c, i);
         }
     }
     *slot = -1;
@@ -35,11 +51,12 @@ static const char *secret_for(const struct config *c, const char *source, int *s
 }
 
 /* A secret's HMAC-SHA256 (RFC 2104) key blocks hashed once: the digest states after K ^ ipad
- * and after K ^ opad. A check starts from copies of them in a context the thread keeps, instead
- * of a new context, both key blocks hashed again and three digest set-ups per request. Per thread,
- * so no lock; the intake checks signatures on its loop thread only. A state is remade when its
- * source's secret is another one (the configuration is read once, but a test may change it). */
-#define SIGNED_SOURCES 3
+ * and after K ^ opad. A check copies them into a context the thread keeps, instead of a new
+ * context, both key blocks hashed again and two digest set-ups per request. Per thread, so no
+ * lock; the intake checks signatures on its loop thread only. A state is remade when its
+ * source's secret is another one and dropped when the secret is removed (the configuration is
+ * read once, but a test may change it): the states are as good as the key, so an old one is
+ * cleared at once, and a thread's are cleared and freed when it exits. */
 struct hmac_state {
     char *secret; /* the secret the state was made from */
     EVP_MD_CTX *inner, *outer;
@@ -47,6 +64,50 @@ struct hmac_state {
 static __thread struct hmac_state hmac_states[SIGNED_SOURCES];
 static __thread EVP_MD_CTX *hmac_work;
 static __thread EVP_MD *hmac_md;
+static pthread_key_t hmac_key;
+static pthread_once_t hmac_key_once = PTHREAD_ONCE_INIT;
+
+/* Forgets a slot's key: the secret's copy zeroed and freed, the states reset (OpenSSL clears a
+ * digest's state before freeing it). The contexts stay for the next secret. */
+static void hmac_state_drop(struct hmac_state *st)
+{
+    if (st->secret) {
+        OPENSSL_cleanse(st->secret, strlen(st->secret));
+        free(st->secret);
+        st->secret = NULL;
+    }
+    if (st->inner)
+        EVP_MD_CTX_reset(st->inner);
+    if (st->outer)
+        EVP_MD_CTX_reset(st->outer);
+}
+
+void webhook_keys_free(void)
+{
+    for (size_t i = 0; i < SIGNED_SOURCES; i++) {
+        hmac_state_drop(&hmac_states[i]);
+        EVP_MD_CTX_free(hmac_states[i].inner);
+        EVP_MD_CTX_free(hmac_states[i].outer);
+        hmac_states[i].inner = hmac_states[i].outer = NULL;
+    }
+    EVP_MD_CTX_free(hmac_work); /* holds the last request's digest state */
+    hmac_work = NULL;
+    EVP_MD_free(hmac_md);
+    hmac_md = NULL;
+}
+
+/* Thread-exit destructor: runs on the exiting thread, so it sees that thread's states. */
+static void hmac_thread_exit(void *unused)
+{
+    (void)unused;
+    webhook_keys_free();
+}
+
+static void hmac_key_make(void)
+{
+    if (pthread_key_create(&hmac_key, hmac_thread_exit) != 0)
+        msg_fatal("signature: no thread key");
+}
 
 static EVP_MD_CTX *ctx_new(void)
 {
@@ -71,8 +132,15 @@ static const struct hmac_state *hmac_state_for(int slot, const char *secret)
     struct hmac_state *st = &hmac_states[slot];
     if (st->secret && !strcmp(st->secret, secret))
         return st;
-    if (!hmac_md && !(hmac_md = EVP_MD_fetch(NULL, "SHA256", NULL)))
-        msg_fatal("signature: SHA-256 unavailable");
+    if (!hmac_md) {
+        if (!(hmac_md = EVP_MD_fetch(NULL, "SHA256", NULL)))
+            msg_fatal("signature: SHA-256 unavailable");
+        /* any non-NULL value makes the destructor run at this thread's exit */
+        pthread_once(&hmac_key_once, hmac_key_make);
+        if (pthread_setspecific(hmac_key, &hmac_key) != 0)
+            msg_fatal("signature: no thread key");
+    }
+    hmac_state_drop(st);
     if (!st->inner) {
         st->inner = ctx_new();
         st->outer = ctx_new();
@@ -86,10 +154,6 @@ static const struct hmac_state *hmac_state_for(int slot, const char *secret)
     keyed(st->inner, k, 0x36);
     keyed(st->outer, k, 0x5c);
     OPENSSL_cleanse(k, sizeof k);
-    if (st->secret) {
-        OPENSSL_cleanse(st->secret, strlen(st->secret));
-        free(st->secret);
-    }
     st->secret = xstrdup(secret);
     return st;
 }
@@ -108,6 +172,7 @@ static void hmac_body(int slot, const char *secret, const void *msg, size_t n, u
         EVP_DigestUpdate(hmac_work, inner, sizeof inner) != 1 ||
         EVP_DigestFinal_ex(hmac_work, out, &olen) != 1 || olen != 32)
         msg_fatal("signature: HMAC-SHA256 failed");
+    OPENSSL_cleanse(inner, sizeof inner);
 }
 
 static enum sig_result check_hmac(int slot, const char *secret, const struct http_request *req,
@@ -117,7 +182,9 @@ static enum sig_result check_hmac(int slot, const char *secret, const struct htt
     if (crypto_parse_hex_signature(hdr, len, given) != 0)
         return SIG_BAD;
     hmac_body(slot, secret, req->body.data ? req->body.data : "", req->body.len, expect);
-    return crypto_ct_equal(given, 32, expect, 32) ? SIG_OK : SIG_BAD;
+    enum sig_result r = crypto_ct_equal(given, 32, expect, 32) ? SIG_OK : SIG_BAD;
+    OPENSSL_cleanse(expect, sizeof expect);
+    return r;
 }
 
 enum sig_result webhook_verify(const struct config *c, const char *source,
@@ -125,8 +192,11 @@ enum sig_result webhook_verify(const struct config *c, const char *source,
 {
     int slot;
     const char *secret = secret_for(c, source, &slot);
-    if (!*secret)
+    if (!*secret) {
+        if (slot >= 0 && hmac_states[slot].secret)
+            hmac_state_drop(&hmac_states[slot]); /* the secret was removed */
         return c->webhook_signature_required ? SIG_MISSING : SIG_UNSIGNED_OK;
+    }
     size_t len = 0;
     const char *h = http_header_get(req, "x-webhook-signature", &len);
     if (!h && !strcmp(source, "sentinel"))
@@ -153,18 +223,14 @@ enum sig_result webhook_verify(const struct config *c, const char *source,
 
 void webhook_warn_unsigned(const struct config *c)
 {
-    const char *names[] = {"sentinel", "elastic", "splunk"};
-    const char *vars[] = {"SENTINEL_WEBHOOK_SECRET", "ELASTIC_WEBHOOK_SECRET",
-                          "SPLUNK_WEBHOOK_SECRET"};
-    for (int i = 0; i < SIGNED_SOURCES; i++) {
-        int slot;
-        if (*secret_for(c, names[i], &slot))
+    for (size_t i = 0; i < SIGNED_SOURCES; i++) {
+        if (*secret_at(c, i))
             continue;
         if (c->webhook_signature_required)
             msg_warn("%s is not set: %s webhooks are refused (WEBHOOK_SIGNATURE_REQUIRED=true)",
-                     vars[i], names[i]);
+                     signed_sources[i].var, signed_sources[i].name);
         else
-            msg_warn("%s is not set: %s webhooks are accepted without a signature", vars[i],
-                     names[i]);
+            msg_warn("%s is not set: %s webhooks are accepted without a signature",
+                     signed_sources[i].var, signed_sources[i].name);
     }
 }

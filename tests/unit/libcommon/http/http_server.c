@@ -5,7 +5,9 @@
  * Each server runs on 127.0.0.1, port 0, in its own thread with its own uv loop and a small
  * router of test handlers (one of them answers later from a uv timer). The tests talk to it with
  * raw send/recv (and OpenSSL for TLS, with a certificate made here) and check framing, limits,
- * timeouts, headers, CORS, TLS and drain.
+ * timeouts, headers, CORS, TLS and drain. Every byte value in a header name is accepted exactly
+ * when it is an RFC 9110 token character (the set is written here) and reaches the handler
+ * lowercased.
  */
 #include "http_server.h"
 #include "log.h"
@@ -148,6 +150,20 @@ static void h_echo(struct http_request *req, void *ctx)
     http_respond(req, 200, "application/octet-stream", req->body.data, req->body.len, NULL, 0);
 }
 
+/* The request's header names as the handler sees them, one a line. */
+static void h_headers(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    char out[4096];
+    size_t n = 0;
+    for (size_t i = 0; i < req->nheaders && n + req->headers[i].name_len + 1 < sizeof out; i++) {
+        memcpy(out + n, req->headers[i].name, req->headers[i].name_len);
+        n += req->headers[i].name_len;
+        out[n++] = '\n';
+    }
+    http_respond(req, 200, "application/octet-stream", out, n, NULL, 0);
+}
+
 static void h_alert(struct http_request *req, void *ctx)
 {
     (void)ctx;
@@ -209,6 +225,7 @@ static void *srv_main(void *arg)
     uv_loop_init(&s->loop);
     s->router = http_router_new();
     http_router_add(s->router, "GET", "/v1/t/hello", h_hello, NULL);
+    http_router_add(s->router, "GET", "/v1/t/headers", h_headers, NULL);
     http_router_add(s->router, "GET", "/v1/t/slow", h_slow, NULL);
     http_router_add(s->router, "POST", "/v1/t/echo", h_echo, NULL);
     http_router_add(s->router, "GET", "/v1/alerts/{uuid}", h_alert, NULL);
@@ -1050,6 +1067,54 @@ static void test_malformed(void **state)
     cli_free(c);
 }
 
+/* RFC 9110 token characters, written out independently of the server's table. */
+static int is_token_char(int b)
+{
+    return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') ||
+           (b && strchr("!#$%&'*+-.^_`|~", b) != NULL);
+}
+
+static void test_header_name_bytes(void **state)
+{
+    (void)state;
+    for (int b = 0; b < 256; b++) {
+        if (b == '\r' || b == '\n' || b == ':')
+            continue;
+        char req[128];
+        int n = snprintf(req, sizeof req, "GET /v1/t/headers HTTP/1.1\r\nX%cy: v\r\n\r\n", 'Q');
+        char *q = memchr(req, 'Q', (size_t)n);
+        *q = (char)b;
+        struct cli *c = cli_new(S->port);
+        assert_int_equal(cli_send(c, req, (size_t)n), 0);
+        struct resp r;
+        assert_int_equal(cli_read(c, &r, 0), 0);
+        if (is_token_char(b)) {
+            if (r.status != 200)
+                fail_msg("byte 0x%02x in a header name: %d, expected 200", b, r.status);
+            char want[8] = {'x', (char)(b >= 'A' && b <= 'Z' ? b - 'A' + 'a' : b), 'y', '\n'};
+            assert_int_equal(r.body_len, 4);
+            assert_memory_equal(r.body, want, 4);
+        } else {
+            if (r.status != 400)
+                fail_msg("byte 0x%02x in a header name: %d, expected 400", b, r.status);
+            assert_error(&r, 400, "BAD_REQUEST");
+        }
+        cli_free(c);
+    }
+    /* every token character in one mixed-case name, and a second header after it */
+    struct cli *c = cli_new(S->port);
+    assert_int_equal(cli_sendf(c, "GET /v1/t/headers HTTP/1.1\r\nAbYz-09!#$%%&'*+.^_`|~QM: v\r\n"
+                                  "X-SECOND: w\r\n\r\n"),
+                     0);
+    struct resp r;
+    assert_int_equal(cli_read(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    static const char want[] = "abyz-09!#$%&'*+.^_`|~qm\nx-second\n";
+    assert_int_equal(r.body_len, sizeof want - 1);
+    assert_memory_equal(r.body, want, sizeof want - 1);
+    cli_free(c);
+}
+
 static void test_cors(void **state)
 {
     (void)state;
@@ -1363,6 +1428,7 @@ int main(void)
         cmocka_unit_test(test_handler_errors),
         cmocka_unit_test(test_request_id),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_header_name_bytes),
         cmocka_unit_test(test_cors),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_drain),

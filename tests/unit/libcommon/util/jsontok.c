@@ -7,7 +7,9 @@
  * bytes goes a block at a time) get the same verdict and text as from json_read(). Also: an
  * object whose keys all share one slot under a plain unkeyed hash (built as an attacker
  * builds them) costs no more probes than one with ordinary keys, and the token array is never
- * sized beyond the value limit.
+ * sized beyond the value limit. Every byte value put as whitespace between tokens is taken
+ * exactly when it is a space, tab, LF or CR. Names of 40 bytes (the longest whose hash a lookup
+ * remembers) and 41 bytes are rewritten in place and still find their own key.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -413,7 +415,13 @@ static void test_lookup_names_reused(void **state)
     buf_puts(&b, "{");
     for (int i = 0; i < 40; i++)
         buf_printf(&b, "%s\"name_%02d\":%d", i ? "," : "", i, i);
-    buf_puts(&b, ",\"a.very.long.dotted.key.name.past.forty.bytes.x\":\"long\"}");
+    buf_puts(&b, ",\"a.very.long.dotted.key.name.past.forty.bytes.x\":\"long\"");
+    /* 40 and 41 bytes, two of each differing only in the last byte */
+    static const char n40[] = "forty.bytes.exactly.remembered.by.name.";
+    static const char n41[] = "forty.one.bytes.never.remembered.by.name";
+    for (int last = 1; last <= 2; last++)
+        buf_printf(&b, ",\"%s%d\":%d,\"%s%d\":%d", n40, last, 400 + last, n41, last, 410 + last);
+    buf_puts(&b, "}");
     for (int doc = 0; doc < 2; doc++) {
         struct jtok_doc d;
         enum json_parse_status st;
@@ -438,6 +446,20 @@ static void test_lookup_names_reused(void **state)
             assert_int_equal(jtok_type(&d, jtok_get(&d, 0, key)), JT_STRING);
             key[strlen(key) - 1] = 'y';
             assert_int_equal(jtok_get(&d, 0, key), JTOK_NONE);
+            for (int w = 0; w < 2; w++) {
+                const char *stem = w ? n41 : n40;
+                size_t len = strlen(stem) + 1;
+                assert_int_equal(len, w ? 41 : 40);
+                snprintf(key, sizeof key, "%s1", stem);
+                assert_int_equal(num(&d, jtok_get(&d, 0, key)), (w ? 410 : 400) + 1);
+                key[len - 1] = '2'; /* same address, same length */
+                assert_int_equal(num(&d, jtok_get(&d, 0, key)), (w ? 410 : 400) + 2);
+                key[len - 1] = '3';
+                assert_int_equal(jtok_get(&d, 0, key), JTOK_NONE);
+                key[len - 1] = '1';
+                assert_int_equal(num(&d, jtok_get(&d, 0, key)), (w ? 410 : 400) + 1);
+                assert_int_equal(jtok_getn(&d, 0, key, len - 1), JTOK_NONE); /* a prefix */
+            }
         }
         jtok_free(&d);
     }
@@ -478,6 +500,40 @@ static void test_string_scan_positions(void **state)
     }
 }
 
+/* Every byte value as whitespace at each place between tokens: accepted exactly for space, tab,
+ * LF and CR (written here, not taken from the reader), with json_read()'s verdict and text. Each
+ * template is invalid for any other single byte in the gap (no byte there can make a number or
+ * a literal longer, or close a container). */
+static void test_whitespace_bytes(void **state)
+{
+    (void)state;
+    static const char *const templates[] = {
+        "@{}",         "{}@",          "{@\"a\":true}", "{\"a\"@:true}", "{\"a\":@true}",
+        "{\"a\":true@}", "[true,@null]", "[true@,null]", "[@null]",     "[null@]",
+        "@\"s\"@",      "{\"a\":[@{}@]@}",
+    };
+    static const struct json_limits lim = {0, 0, 0};
+    for (size_t t = 0; t < sizeof templates / sizeof templates[0]; t++) {
+        for (int byte = 0; byte < 256; byte++) {
+            char doc[32];
+            size_t len = strlen(templates[t]);
+            memcpy(doc, templates[t], len);
+            for (size_t i = 0; i < len; i++)
+                if (doc[i] == '@')
+                    doc[i] = (char)byte;
+            int ws = byte == ' ' || byte == '\t' || byte == '\n' || byte == '\r';
+            struct jtok_doc d;
+            enum json_parse_status st;
+            char err[200];
+            int rc = jtok_parse_limited(&d, doc, len, &lim, NULL, &st, err, sizeof err);
+            if ((rc == 0) != ws)
+                fail_msg("byte 0x%02x in %s: %s", byte, templates[t], rc == 0 ? "accepted" : err);
+            jtok_free(&d);
+            compare(doc, len);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -488,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_colliding_keys),
         cmocka_unit_test(test_key_tables_every_size),
         cmocka_unit_test(test_lookup_names_reused),
+        cmocka_unit_test(test_whitespace_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

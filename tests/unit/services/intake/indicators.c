@@ -1,7 +1,9 @@
 /*
  * tests/unit/services/intake/indicators.c - the indicator set (strip, blank drop, de-dup, NULs,
  * growth), passes 2 and 3, the type check and the fingerprint against MD5 values computed
- * independently with Python's hashlib.
+ * independently with Python's hashlib; sets past the fingerprint's stack sizes (more than 64
+ * indicators, inputs of 2047-2049 bytes, values of hundreds of KB between small ones) against a
+ * fingerprint computed here from the pairs added.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 
 #include "services/intake/source.h"
 
@@ -275,12 +279,138 @@ static void test_fingerprint(void **state)
     indicator_set_destroy(&s);
 }
 
+/* The pairs a test added, kept apart from the set, and the fingerprint computed from them. */
+struct pair {
+    char *type, *value;
+};
+
+static int pair_cmp(const void *a, const void *b)
+{
+    const struct pair *x = a, *y = b;
+    int c = strcmp(x->type, y->type);
+    return c ? c : strcmp(x->value, y->value);
+}
+
+static void reference_fp(const char *title, const char *source, struct pair *p, size_t n,
+                         char out[33])
+{
+    qsort(p, n, sizeof *p, pair_cmp);
+    size_t cap = strlen(title) + strlen(source) + 2, len = 0;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(p[i].type) + strlen(p[i].value) + 2;
+    char *in = malloc(cap + 1);
+    assert_non_null(in);
+    len += (size_t)sprintf(in + len, "%s", title) + 1;
+    len += (size_t)sprintf(in + len, "%s", source) + 1;
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(in + len, "%s%s:%s", i ? "|" : "", p[i].type, p[i].value);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    assert_int_equal(EVP_Digest(in, len, md, &mdlen, EVP_md5(), NULL), 1);
+    assert_int_equal(mdlen, 16);
+    for (unsigned i = 0; i < 16; i++)
+        sprintf(out + 2 * i, "%02x", md[i]);
+    free(in);
+}
+
+/* The set's fingerprint for (title, source) equals the reference. */
+static void expect_fp(const char *title, const char *source, const struct indicator_set *s,
+                      struct pair *p, size_t n)
+{
+    char got[33], want[33];
+    indicators_fingerprint(title, source, s, got);
+    reference_fp(title, source, p, n, want);
+    assert_string_equal(got, want);
+}
+
+static void test_fingerprint_heap(void **state)
+{
+    (void)state;
+    static const char *const types[] = {"ip", "domain", "hash_md5", "url", "email"};
+    for (size_t count = 1; count <= 200; count = count < 60 ? count + 59 : count + 1) {
+        if (count > 66 && count != 200)
+            continue; /* 1, 60, 64, 65, 66 and 200 items */
+        struct indicator_set s;
+        indicator_set_init(&s);
+        struct pair *p = calloc(count, sizeof *p);
+        assert_non_null(p);
+        size_t base = strlen("generic") + 2; /* need with an empty title */
+        for (size_t i = 0; i < count; i++) {
+            char v[32];
+            /* inserted in an order the sort must undo */
+            snprintf(v, sizeof v, "v%zu.example", (i * 37) % count);
+            p[i].type = strdup(types[i % 5]);
+            p[i].value = strdup(v);
+            assert_int_equal(indicator_set_add(&s, p[i].type, v, strlen(v)), 1);
+            base += strlen(p[i].type) + strlen(v) + 2;
+        }
+        expect_fp("T", "generic", &s, p, count);
+        /* inputs sized 2047, 2048 and 2049 bytes (the stack buffer is 2048), when reachable */
+        for (size_t need = 2047; need <= 2049; need++) {
+            if (base >= need)
+                continue;
+            char *title = malloc(need - base + 1);
+            assert_non_null(title);
+            memset(title, 'T', need - base);
+            title[need - base] = '\0';
+            expect_fp(title, "generic", &s, p, count);
+            free(title);
+        }
+        for (size_t i = 0; i < count; i++)
+            free(p[i].type), free(p[i].value);
+        free(p);
+        indicator_set_destroy(&s);
+    }
+}
+
+/* Huge values between small ones: every string stays intact wherever its block went, and the
+ * fingerprint is the reference's. */
+static void test_large_values(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {3, 300, 200000, 5, 255, 256, 257, 700000, 9, 1023, 40000, 7};
+    enum { N = sizeof sizes / sizeof sizes[0], REPEAT = 40 };
+    struct indicator_set s;
+    indicator_set_init(&s);
+    struct pair p[N * REPEAT];
+    size_t n = 0;
+    for (size_t r = 0; r < REPEAT; r++)
+        for (size_t i = 0; i < N; i++, n++) {
+            size_t len = sizes[i] < 100000 || r < 2 ? sizes[i] : sizes[i] / 100;
+            char *v = malloc(len + 1);
+            assert_non_null(v);
+            for (size_t k = 0; k < len; k++)
+                v[k] = (char)('a' + (k * 7 + r + i) % 26);
+            int m = snprintf(v, len + 1, "%zu-%zu-", r, i); /* unique */
+            if ((size_t)m < len)
+                v[m] = 'x';
+            v[len] = '\0';
+            p[n].type = strdup(i % 2 ? "url" : "domain");
+            p[n].value = v;
+            assert_int_equal(indicator_set_add(&s, p[n].type, v, len), 1);
+        }
+    assert_int_equal(s.n, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(s.items[i].type, p[i].type);
+        assert_string_equal(s.items[i].value, p[i].value);
+    }
+    expect_fp("big", "generic", &s, p, n);
+    for (size_t i = 0; i < n; i++)
+        free(p[i].type), free(p[i].value);
+    indicator_set_destroy(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strip),      cmocka_unit_test(test_set),
-        cmocka_unit_test(test_type_valid), cmocka_unit_test(test_pass2),
-        cmocka_unit_test(test_pass3),      cmocka_unit_test(test_fingerprint),
+        cmocka_unit_test(test_strip),
+        cmocka_unit_test(test_set),
+        cmocka_unit_test(test_type_valid),
+        cmocka_unit_test(test_pass2),
+        cmocka_unit_test(test_pass3),
+        cmocka_unit_test(test_fingerprint),
+        cmocka_unit_test(test_fingerprint_heap),
+        cmocka_unit_test(test_large_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
