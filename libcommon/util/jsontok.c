@@ -39,15 +39,19 @@ static int fail(struct tokreader *r, const char *why)
     return -1;
 }
 
+/* JSON's four whitespace bytes. */
+static const unsigned char JSON_WS[256] = {['\t'] = 1, ['\n'] = 1, ['\r'] = 1, [' '] = 1};
+
 /* Called before and after every value, key and separator: a byte above the space is never
- * whitespace, which settles the common case with one test, and the loop runs on locals. */
+ * whitespace, which settles the common case with one test; a run (a pretty-printed body's
+ * line breaks and indentation) is then one table lookup per byte, on locals. */
 static inline void skip_ws(struct tokreader *r)
 {
     const unsigned char *p = r->p, *end = r->end;
     if (p >= end || *p > ' ')
         return;
     const unsigned char *from = p;
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    while (p < end && JSON_WS[*p])
         p++;
     r->ws += (size_t)(p - from);
     r->p = p;
@@ -313,6 +317,7 @@ struct keyset {
     uint32_t first, last, n;
     uint32_t *slots;
     size_t nslots;
+    uint64_t seen; /* while the chain is walked: a bit per (length, first byte) class of its keys */
 };
 
 static int table_add(struct jtok_doc *d, struct keyset *ks, uint32_t k)
@@ -345,6 +350,15 @@ static void table_grow(struct jtok_doc *d, struct keyset *ks)
 static int keyset_add(struct jtok_doc *d, struct keyset *ks, uint32_t k)
 {
     if (ks->n < DUP_LINEAR_KEYS) {
+        /* Equal keys have the same length and first byte: a key whose class no earlier key
+         * has cannot repeat one, and skips the walk (most keys of an object differ there). */
+        const struct jtok *t = &d->t[k];
+        unsigned first = t->slen ? (unsigned char)text_of(d, t)[0] : 0;
+        uint64_t bit = 1ull << ((t->slen * 5u + first) & 63);
+        if (!(ks->seen & bit)) {
+            ks->seen |= bit;
+            return 0;
+        }
         for (uint32_t j = ks->first; j != JTOK_NONE; j = d->t[j].next)
             if (same_text(d, j, k))
                 return -1;

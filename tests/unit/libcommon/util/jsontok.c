@@ -466,6 +466,45 @@ static void test_lookup_names_reused(void **state)
     buf_destroy(&b);
 }
 
+/* Small objects skip the walk over earlier keys for a key whose length and first byte no earlier
+ * key has: duplicates are still refused when written differently (escapes), when other keys
+ * share their class, and as the last key; keys that only share a class are accepted. */
+static void test_small_object_duplicates(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *doc;
+        int ok;
+    } cases[] = {
+        {"{\"ab\":1,\"ac\":2,\"ab\":3}", 0},
+        {"{\"ab\":1,\"ba\":2,\"ac\":3,\"bb\":4}", 1},
+        {"{\"\\u0061b\":1,\"ab\":2}", 0},
+        {"{\"ab\":1,\"a\\u0062\":2}", 0},
+        {"{\"\":1,\"x\":2,\"\":3}", 0},
+        {"{\"\":1,\"x\":2}", 1},
+        {"{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"a\":9}", 0},
+        {"{\"key1\":1,\"key2\":2,\"key3\":3,\"kez1\":4,\"key4\":5}", 1},
+        {"{\"key1\":1,\"key2\":2,\"key3\":3,\"kez1\":4,\"key2\":5}", 0},
+        {"{\"o\":{\"ab\":1},\"p\":{\"ab\":2,\"ab\":3}}", 0},
+        {"{\"o\":{\"ab\":1},\"p\":{\"ab\":2}}", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct jtok_doc d;
+        enum json_parse_status st;
+        char err[160];
+        int rc = jtok_parse_limited(&d, cases[i].doc, strlen(cases[i].doc), NULL, NULL, &st, err,
+                                    sizeof err);
+        if (cases[i].ok) {
+            assert_int_equal(rc, 0);
+            jtok_free(&d);
+        } else {
+            assert_int_equal(rc, -1);
+            assert_non_null(strstr(err, "duplicate"));
+        }
+        compare_str(cases[i].doc); /* the same verdict and position as jsonread.c */
+    }
+}
+
 static void test_string_scan_positions(void **state)
 {
     (void)state;
@@ -544,6 +583,7 @@ int main(void)
         cmocka_unit_test(test_colliding_keys),
         cmocka_unit_test(test_key_tables_every_size),
         cmocka_unit_test(test_lookup_names_reused),
+        cmocka_unit_test(test_small_object_duplicates),
         cmocka_unit_test(test_whitespace_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
