@@ -24,9 +24,10 @@
 #include <jansson.h>
 #include <stddef.h>
 
+/* The strings live in the set's shared blocks: read them, never free or change them. */
 struct indicator {
-    char *type;
-    char *value; /* stripped, non-empty, NUL-free */
+    const char *type;
+    const char *value; /* stripped, non-empty, NUL-free */
 };
 
 struct indicator_text; /* blocks holding the items' strings */
