@@ -381,8 +381,12 @@ static void test_large_values(void **state)
             assert_non_null(v);
             for (size_t k = 0; k < len; k++)
                 v[k] = (char)('a' + (k * 7 + r + i) % 26);
-            int m = snprintf(v, len + 1, "%zu-%zu-", r, i); /* unique */
-            if ((size_t)m < len)
+            char tag[48]; /* unique, cut to the value's length */
+            size_t m = (size_t)snprintf(tag, sizeof tag, "%zu-%zu-", r, i);
+            if (m > len)
+                m = len;
+            memcpy(v, tag, m);
+            if (m < len)
                 v[m] = 'x';
             v[len] = '\0';
             p[n].type = strdup(i % 2 ? "url" : "domain");
