@@ -487,6 +487,27 @@ static void test_small_object_duplicates(void **state)
         {"{\"key1\":1,\"key2\":2,\"key3\":3,\"kez1\":4,\"key2\":5}", 0},
         {"{\"o\":{\"ab\":1},\"p\":{\"ab\":2,\"ab\":3}}", 0},
         {"{\"o\":{\"ab\":1},\"p\":{\"ab\":2}}", 1},
+        /* the outer object's keys seen before and after an inner object */
+        {"{\"a\":1,\"o\":{\"x\":1},\"a\":2}", 0},
+        {"{\"a\":1,\"o\":{\"a\":1},\"b\":2}", 1},
+        {"{\"a\":1,\"o\":[{\"q\":1},{\"a\":2}],\"a\":3}", 0},
+        /* one key written two ways: escaped solidus, a two-byte character, a surrogate pair */
+        {"{\"/\":1,\"\\/\":2}", 0},
+        {"{\"\xc3\xa9\":1,\"\\u00e9\":2}", 0},
+        {"{\"\xf0\x9f\x98\x80\":1,\"\\ud83d\\ude00\":2}", 0},
+        {"{\"\xc3\xa9\":1,\"\\u00e8\":2}", 1},
+        /* keys longer than 64 bytes, differing only at the end */
+        {"{\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk1\":1,"
+         "\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk2\":2}", 1},
+        {"{\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk1\":1,"
+         "\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk1\":2}", 0},
+        /* sixteen keys of sixteen classes, a duplicate of the first as key 16 and as key 17 */
+        {"{\"a\":1,\"b\":1,\"c\":1,\"d\":1,\"e\":1,\"f\":1,\"g\":1,\"h\":1,\"i\":1,\"j\":1,"
+         "\"k\":1,\"l\":1,\"m\":1,\"n\":1,\"o\":1,\"a\":1}", 0},
+        {"{\"a\":1,\"b\":1,\"c\":1,\"d\":1,\"e\":1,\"f\":1,\"g\":1,\"h\":1,\"i\":1,\"j\":1,"
+         "\"k\":1,\"l\":1,\"m\":1,\"n\":1,\"o\":1,\"p\":1,\"a\":1}", 0},
+        {"{\"a\":1,\"b\":1,\"c\":1,\"d\":1,\"e\":1,\"f\":1,\"g\":1,\"h\":1,\"i\":1,\"j\":1,"
+         "\"k\":1,\"l\":1,\"m\":1,\"n\":1,\"o\":1,\"p\":1,\"q\":1}", 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct jtok_doc d;
