@@ -19,7 +19,9 @@
  *                                            the API (on-demand, provider tests)
  *   calseta_queue_pending{queue}, calseta_queue_in_progress{queue},
  *   calseta_queue_oldest_pending_age_seconds{queue}, calseta_workflow_runs{status}
- *                                            gauges read from PostgreSQL, cached for 5 s
+ *                                            gauges read from PostgreSQL, cached for 5 s or
+ *                                            100 times the read's own time (60 s at most);
+ *                                            calseta_queue_figures_age_seconds{pid} their age
  *   calseta_process_start_time_seconds{pid}
  * Queues: enrichment (enrichment_jobs), workflow_runs, agent_deliveries. The statement reads
  * only the partial indexes of unfinished jobs and the runs-by-status index.
@@ -43,7 +45,12 @@ static const double LATENCY_BUCKETS[NBUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.0
 #define NSIZES 8
 static const double SIZE_BUCKETS[NSIZES] = {1, 2, 5, 10, 25, 50, 100, 250};
 #define NCODES 12
+/* The PostgreSQL series are read again once they are CACHE_MS old and older than DB_DUTY times
+ * the backend's own time for the last read (its counts grow with the backlogs), DB_MAX_MS at
+ * most; a failed read is tried again CACHE_MS later, the last figures served meanwhile. */
 #define CACHE_MS 5000
+#define DB_MAX_MS 60000
+#define DB_DUTY 100
 
 struct code_count {
     int code;
@@ -81,6 +88,8 @@ struct prom {
     double started_s;
     char *db_text;      /* cached PostgreSQL series */
     uint64_t db_at_ms;  /* when db_text was read */
+    uint64_t db_ttl_ms; /* how long it is served */
+    uint64_t retry_ms;  /* after a failed read: no new one before this */
     struct reqctx **waiting; /* scrapes waiting for the read in flight */
     size_t nwaiting;
     int reading;
@@ -340,7 +349,9 @@ static const char DB_SQL[] =
     " || E'\\n# HELP calseta_workflow_runs Workflow runs in the database, by status.\\n'"
     " || E'# TYPE calseta_workflow_runs gauge\\n' ||"
     " coalesce((SELECT string_agg(format('calseta_workflow_runs{status=\"%s\"} %s', status, n),"
-    "  E'\\n' ORDER BY status) || E'\\n' FROM w), '')";
+    "  E'\\n' ORDER BY status) || E'\\n' FROM w), ''),"
+    /* the backend's time for the statement, read after the text above is made */
+    " (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000000)::bigint";
 
 static void reply_scrape(struct reqctx *rc)
 {
@@ -352,6 +363,10 @@ static void reply_scrape(struct reqctx *rc)
         buf_puts(&b, p->db_text);
         if (b.len && b.data[b.len - 1] != '\n')
             buf_puts(&b, "\n");
+        help(&b, "calseta_queue_figures_age_seconds", "gauge",
+             "Age of the queue and workflow-run figures this process serves.");
+        buf_printf(&b, "calseta_queue_figures_age_seconds{pid=\"%ld\"} %.3f\n", (long)getpid(),
+                   (double)(now_mono_ms() - p->db_at_ms) / 1000.0);
     }
     reply_body(rc, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
     buf_destroy(&b);
@@ -361,12 +376,21 @@ static void on_db(void *arg, PGresult *res, const char *err)
 {
     struct prom *p = arg;
     p->reading = 0;
-    if (res && !err && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+    uint64_t now = now_mono_ms();
+    if (res && !err && PQntuples(res) == 1 && PQnfields(res) == 2 && !PQgetisnull(res, 0, 0)) {
         free(p->db_text);
         p->db_text = xstrdup(PQgetvalue(res, 0, 0));
-        p->db_at_ms = now_mono_ms();
+        p->db_at_ms = now;
+        long long took_us = atoll(PQgetvalue(res, 0, 1));
+        p->db_ttl_ms = DB_MAX_MS;
+        if (took_us >= 0 && took_us < (long long)DB_MAX_MS * 1000 / DB_DUTY)
+            p->db_ttl_ms = (uint64_t)took_us * DB_DUTY / 1000;
+        if (p->db_ttl_ms < CACHE_MS)
+            p->db_ttl_ms = CACHE_MS;
+        p->retry_ms = 0;
     } else {
         msg_warn("metrics: reading the queue figures failed: %s", err ? err : "no row");
+        p->retry_ms = now + CACHE_MS;
     }
     struct reqctx **w = p->waiting;
     size_t n = p->nwaiting;
@@ -380,7 +404,8 @@ static void on_db(void *arg, PGresult *res, const char *err)
 void route_prometheus(struct reqctx *rc)
 {
     struct prom *p = rc->in->prom;
-    if (p->db_text && now_mono_ms() - p->db_at_ms < CACHE_MS) {
+    uint64_t now = now_mono_ms();
+    if ((p->db_text && now - p->db_at_ms < p->db_ttl_ms) || now < p->retry_ms) {
         reply_scrape(rc);
         return;
     }

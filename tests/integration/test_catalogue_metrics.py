@@ -460,6 +460,8 @@ def test_prometheus_scrape():
         value(samples, "calseta_audit_spool_bytes")
         assert_eq(sorted({l["queue"] for n, l, v in samples if n == "calseta_queue_pending"}),
                   ["agent_deliveries", "enrichment", "workflow_runs"])
+        assert_eq(types["calseta_queue_figures_age_seconds"], "gauge")
+        assert 0 <= value(samples, "calseta_queue_figures_age_seconds") < 5, samples
         # the queue figures are cached for a few seconds, not read on every scrape
         s.sql("DELETE FROM enrichment_jobs")
         _, again = parse_prometheus(s.request("GET", "/metrics", key=k).body.decode())
