@@ -47,7 +47,8 @@ static const double SIZE_BUCKETS[NSIZES] = {1, 2, 5, 10, 25, 50, 100, 250};
 #define NCODES 12
 /* The PostgreSQL series are read again once they are CACHE_MS old and older than DB_DUTY times
  * the backend's own time for the last read (its counts grow with the backlogs), DB_MAX_MS at
- * most; a failed read is tried again CACHE_MS later, the last figures served meanwhile. */
+ * most; a failed read is tried again as long after it as DB_DUTY times its own duration (at
+ * least CACHE_MS, at most DB_MAX_MS), the last figures served meanwhile. */
 #define CACHE_MS 5000
 #define DB_MAX_MS 60000
 #define DB_DUTY 100
@@ -90,6 +91,7 @@ struct prom {
     uint64_t db_at_ms;  /* when db_text was read */
     uint64_t db_ttl_ms; /* how long it is served */
     uint64_t retry_ms;  /* after a failed read: no new one before this */
+    uint64_t sent_ms;   /* when the read in flight was sent */
     struct reqctx **waiting; /* scrapes waiting for the read in flight */
     size_t nwaiting;
     int reading;
@@ -372,6 +374,18 @@ static void reply_scrape(struct reqctx *rc)
     buf_destroy(&b);
 }
 
+/* DB_DUTY times a read's cost in microseconds, as milliseconds between CACHE_MS and DB_MAX_MS
+ * (negative: a clock stepped back, counted as nothing). */
+static uint64_t db_wait_ms(long long took_us)
+{
+    uint64_t ms = DB_MAX_MS;
+    if (took_us < 0)
+        took_us = 0;
+    if (took_us < (long long)DB_MAX_MS * 1000 / DB_DUTY)
+        ms = (uint64_t)took_us * DB_DUTY / 1000;
+    return ms < CACHE_MS ? CACHE_MS : ms;
+}
+
 static void on_db(void *arg, PGresult *res, const char *err)
 {
     struct prom *p = arg;
@@ -381,16 +395,13 @@ static void on_db(void *arg, PGresult *res, const char *err)
         free(p->db_text);
         p->db_text = xstrdup(PQgetvalue(res, 0, 0));
         p->db_at_ms = now;
-        long long took_us = atoll(PQgetvalue(res, 0, 1));
-        p->db_ttl_ms = DB_MAX_MS;
-        if (took_us >= 0 && took_us < (long long)DB_MAX_MS * 1000 / DB_DUTY)
-            p->db_ttl_ms = (uint64_t)took_us * DB_DUTY / 1000;
-        if (p->db_ttl_ms < CACHE_MS)
-            p->db_ttl_ms = CACHE_MS;
+        p->db_ttl_ms = db_wait_ms(strtoll(PQgetvalue(res, 0, 1), NULL, 10));
         p->retry_ms = 0;
     } else {
-        msg_warn("metrics: reading the queue figures failed: %s", err ? err : "no row");
-        p->retry_ms = now + CACHE_MS;
+        msg_warn("metrics: reading the queue figures failed: %s",
+                 err ? err : "unexpected result shape");
+        /* a read that timed out would cost as much again: wait as long as its cost asks */
+        p->retry_ms = now + db_wait_ms((long long)(now - p->sent_ms) * 1000);
     }
     struct reqctx **w = p->waiting;
     size_t n = p->nwaiting;
@@ -413,6 +424,8 @@ void route_prometheus(struct reqctx *rc)
     p->waiting[p->nwaiting++] = rc;
     if (!p->reading) {
         p->reading = 1;
-        pg_exec_timeout(rc->in->pg, DB_SQL, 0, NULL, 2000, on_db, p);
+        p->sent_ms = now;
+        if (pg_exec_timeout(rc->in->pg, DB_SQL, 0, NULL, 2000, on_db, p) != 0)
+            on_db(p, NULL, "the pool is closing"); /* the waiting scrapes are answered */
     }
 }
