@@ -239,7 +239,6 @@ int main(void)
     uv_run(in.loop, UV_RUN_NOWAIT); /* let libuv release the closed handles */
     uv_loop_close(in.loop);
     bus_context_term();
-    webhook_keys_free();
     config_destroy(&in.cfg);
     return 0;
 }

@@ -18,10 +18,6 @@ enum sig_result {
 enum sig_result webhook_verify(const struct config *c, const char *source,
                                const struct http_request *req);
 
-/* Frees the calling thread's key states (zeroed first) and its copies of the secrets; a thread
- * that exits frees its own, the process calls this at shutdown. Verifying again remakes them. */
-void webhook_keys_free(void);
-
 /* Logs at start-up which sources accept unsigned webhooks. */
 void webhook_warn_unsigned(const struct config *c);
 
