@@ -249,6 +249,16 @@ uint64_t now_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t duty_wait_ms(long long took_us, unsigned duty, uint64_t min_ms, uint64_t max_ms)
+{
+    uint64_t ms = max_ms;
+    if (took_us < 0)
+        took_us = 0;
+    if (duty == 0 || (uint64_t)took_us < max_ms * 1000 / duty)
+        ms = (uint64_t)took_us * duty / 1000;
+    return ms < min_ms ? min_ms : ms;
+}
+
 int64_t now_wall_us(void)
 {
     struct timespec ts;

@@ -84,6 +84,10 @@ int ascii_casecmp_n(const char *a, const char *b, size_t n);
 /* Milliseconds since an arbitrary monotonic epoch, and wall-clock microseconds since 1970. */
 uint64_t now_mono_ms(void);
 int64_t now_wall_us(void);
+/* How long to wait before repeating work whose last run took took_us microseconds so that it
+ * takes at most 1/duty of the time: took_us * duty in milliseconds, between min_ms and max_ms (a
+ * negative took_us, a clock stepped back, counts as nothing). */
+uint64_t duty_wait_ms(long long took_us, unsigned duty, uint64_t min_ms, uint64_t max_ms);
 /* ISO-8601 UTC with microseconds and trailing Z, as the original serialises datetimes. */
 void format_iso8601_us(int64_t wall_us, char out[32]);
 /* v in decimal into dst (room for 22 bytes), NUL-terminated; its length. Without printf:

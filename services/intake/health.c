@@ -3,13 +3,13 @@
  *
  * A timer checks readiness every HEALTH_INTERVAL_MS (the database and the providers'
  * configuration, one query with the original's 2 s timeout) and keeps the answer as two pieces of
- * JSON text around the one field that changes per request, "age_ms": how old the check is. The
- * queue depth is a count of every unfinished enrichment job, whose cost grows with the backlog
- * (150,000 pending jobs: 17-39 ms of a backend), and the backlog grows when enrichment falls behind
- * ingest, when the server is busiest; so a check counts only when the last count is older than
- * DEPTH_MIN_INTERVAL_MS and DEPTH_DUTY times its own duration (at most 1/DEPTH_DUTY of a backend's
- * time per process), never older than DEPTH_MAX_INTERVAL_MS. So a request costs no
- * database work and no JSON building. The body keeps the original's fields; the answer is 503
+ * JSON text around the one field that changes per request, "age_ms": how old the check is. So a
+ * request costs no database work and no JSON building. The queue depth is a count of every
+ * unfinished enrichment job, whose cost grows with the backlog (150,000 pending jobs: 17-39 ms of
+ * a backend), and the backlog grows when enrichment falls behind ingest, when the server is
+ * busiest; so a check counts only when the last count is older than DEPTH_MIN_INTERVAL_MS and
+ * DEPTH_DUTY times its own duration (at most 1/DEPTH_DUTY of a backend's time per process), never
+ * older than DEPTH_MAX_INTERVAL_MS. The body keeps the original's fields; the answer is 503
  * ("down") when the last check failed or when the last good one is older than HEALTH_STALE_MS (a
  * hung database). Requests that come before the first check has finished wait for it. Only the
  * built-in enrichment providers are listed: the names of custom ones are not for anyone without
@@ -101,15 +101,10 @@ static void on_checked(void *arg, PGresult *res, const char *err)
     int ok = res && !err && PQntuples(res) == 1 && PQnfields(res) == 3;
     uint64_t now = now_mono_ms();
     if (ok && h->counting && !PQgetisnull(res, 0, 0)) {
-        long long took_us = atoll(PQgetvalue(res, 0, 2));
-        uint64_t wait = DEPTH_MAX_INTERVAL_MS;
-        if (took_us >= 0 && took_us < (long long)DEPTH_MAX_INTERVAL_MS * 1000 / DEPTH_DUTY)
-            wait = (uint64_t)took_us * DEPTH_DUTY / 1000;
-        if (wait < DEPTH_MIN_INTERVAL_MS)
-            wait = DEPTH_MIN_INTERVAL_MS;
         h->depth = atoll(PQgetvalue(res, 0, 0));
         h->depth_known = 1;
-        h->depth_due_ms = now + wait;
+        h->depth_due_ms = now + duty_wait_ms(strtoll(PQgetvalue(res, 0, 2), NULL, 10), DEPTH_DUTY,
+                                             DEPTH_MIN_INTERVAL_MS, DEPTH_MAX_INTERVAL_MS);
     } else if (!ok && h->counting && now - h->sent_ms >= HEALTH_TIMEOUT_MS) {
         /* The count itself may be what timed out (a huge backlog, a lock on the table): the
          * checks go on without it, so /health answers, and it is tried again later. */

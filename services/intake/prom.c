@@ -374,16 +374,9 @@ static void reply_scrape(struct reqctx *rc)
     buf_destroy(&b);
 }
 
-/* DB_DUTY times a read's cost in microseconds, as milliseconds between CACHE_MS and DB_MAX_MS
- * (negative: a clock stepped back, counted as nothing). */
 static uint64_t db_wait_ms(long long took_us)
 {
-    uint64_t ms = DB_MAX_MS;
-    if (took_us < 0)
-        took_us = 0;
-    if (took_us < (long long)DB_MAX_MS * 1000 / DB_DUTY)
-        ms = (uint64_t)took_us * DB_DUTY / 1000;
-    return ms < CACHE_MS ? CACHE_MS : ms;
+    return duty_wait_ms(took_us, DB_DUTY, CACHE_MS, DB_MAX_MS);
 }
 
 static void on_db(void *arg, PGresult *res, const char *err)

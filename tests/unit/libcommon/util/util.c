@@ -177,6 +177,20 @@ static void test_buf_size_overflow_is_fatal(void **state)
     buf_destroy(&b);
 }
 
+/* took * duty, in ms, bounded; a negative time counts as nothing, a huge one does not overflow. */
+static void test_duty_wait(void **state)
+{
+    (void)state;
+    assert_int_equal(duty_wait_ms(0, 100, 1000, 30000), 1000);
+    assert_int_equal(duty_wait_ms(-5000000, 100, 1000, 30000), 1000);
+    assert_int_equal(duty_wait_ms(9999, 100, 1000, 30000), 1000);
+    assert_int_equal(duty_wait_ms(25000, 100, 1000, 30000), 2500);
+    assert_int_equal(duty_wait_ms(299999, 100, 1000, 30000), 29999);
+    assert_int_equal(duty_wait_ms(300000, 100, 1000, 30000), 30000);
+    assert_int_equal(duty_wait_ms(LLONG_MAX, 100, 1000, 30000), 30000);
+    assert_int_equal(duty_wait_ms(200000, 100, 5000, 60000), 20000);
+}
+
 /* fmt_ll / fmt_ull write what printf would, with the NUL, and say how long it is. */
 static void test_fmt_decimal(void **state)
 {
@@ -209,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_file_read_empty_and_missing),
         cmocka_unit_test(test_format_iso8601_us),
         cmocka_unit_test(test_fmt_decimal),
+        cmocka_unit_test(test_duty_wait),
         cmocka_unit_test(test_buf_size_overflow_is_fatal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
