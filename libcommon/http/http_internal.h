@@ -53,6 +53,7 @@ struct http_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_shutdown_t shutdown_req;
+    int fd; /* the socket of tcp, for send() (-1: fuzzing) */
     llhttp_t parser;
     struct http_tls *tls;
     int refs;

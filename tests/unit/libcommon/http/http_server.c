@@ -5,7 +5,7 @@
  * Each server runs on 127.0.0.1, port 0, in its own thread with its own uv loop and a small
  * router of test handlers (one of them answers later from a uv timer). The tests talk to it with
  * raw send/recv (and OpenSSL for TLS, with a certificate made here) and check framing, limits,
- * timeouts, headers, CORS, TLS and drain. Every byte value in a header name is accepted exactly
+ * timeouts, headers, CORS, TLS and drain, and an answer larger than the socket takes at once. Every byte value in a header name is accepted exactly
  * when it is an RFC 9110 token character (the set is written here) and reaches the handler
  * lowercased.
  */
@@ -591,6 +591,65 @@ static void test_pipelining(void **state)
     /* still usable */
     get(c, "/v1/t/hello", &r);
     assert_int_equal(r.status, 200);
+    cli_free(c);
+}
+
+/* Answers larger than the socket takes at once (four pipelined echoes of 1.9 MB, more than
+ * the kernel's largest send buffer; the client's receive buffer is small and it reads only
+ * later): a send() takes part of an answer, the rest is queued and follows in order, and the
+ * request pipelined behind them is answered last, on the same connection. */
+static void test_large_answer_sent_in_parts(void **state)
+{
+    (void)state;
+    enum { BODY = 1900000, ECHOES = 4 };
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)S->port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    struct cli *c = calloc(1, sizeof *c);
+    c->fd = fd;
+    char *body = malloc(BODY);
+    for (int e = 0; e < ECHOES; e++) {
+        for (size_t i = 0; i < BODY; i++)
+            body[i] = (char)('a' + (i + (size_t)e) % 23);
+        assert_int_equal(
+            cli_sendf(c, "POST /v1/t/echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n",
+                      BODY),
+            0);
+        assert_int_equal(cli_send(c, body, BODY), 0);
+    }
+    assert_int_equal(cli_sendf(c, "GET /v1/t/hello HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    usleep(300 * 1000); /* the server has sent what the socket took and queued the rest */
+    for (int e = 0; e < ECHOES; e++) {
+        for (size_t i = 0; i < BODY; i++)
+            body[i] = (char)('a' + (i + (size_t)e) % 23);
+        char *end;
+        while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
+            assert_true(cli_fill(c) > 0);
+        assert_int_equal(atoi(c->buf + 9), 200);
+        size_t hl = (size_t)(end - c->buf) + 4, got = 0;
+        assert_non_null(memmem(c->buf, hl, "Content-Length: 1900000\r\n", 25));
+        memmove(c->buf, c->buf + hl, c->len - hl);
+        c->len -= hl;
+        while (got < BODY) {
+            if (c->len == 0)
+                assert_true(cli_fill(c) > 0);
+            size_t take = c->len < BODY - got ? c->len : BODY - got;
+            assert_memory_equal(c->buf, body + got, take);
+            got += take;
+            memmove(c->buf, c->buf + take, c->len - take);
+            c->len -= take;
+        }
+    }
+    struct resp r;
+    assert_int_equal(cli_read(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body, "hello", 5);
+    free(body);
     cli_free(c);
 }
 
@@ -1415,6 +1474,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keepalive),
         cmocka_unit_test(test_pipelining),
+        cmocka_unit_test(test_large_answer_sent_in_parts),
         cmocka_unit_test(test_chunked),
         cmocka_unit_test(test_chunked_too_large),
         cmocka_unit_test(test_content_length_too_large),

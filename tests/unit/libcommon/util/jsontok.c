@@ -8,7 +8,8 @@
  * object whose keys all share one slot under a plain unkeyed hash (built as an attacker
  * builds them) costs no more probes than one with ordinary keys, and the token array is never
  * sized beyond the value limit. Every byte value put as whitespace between tokens is taken
- * exactly when it is a space, tab, LF or CR. Names of 40 bytes (the longest whose hash a lookup
+ * exactly when it is a space, tab, LF or CR. Numbers of every length around where a double
+ * overflows get json_read()'s verdict. Names of 40 bytes (the longest whose hash a lookup
  * remembers) and 41 bytes are rewritten in place and still find their own key.
  */
 #include <setjmp.h>
@@ -217,6 +218,43 @@ static void test_hostile(void **state)
         buf_puts(&b, "1");
         for (size_t k = depths[i]; k-- > 0;)
             buf_puts(&b, k % 2 ? "]" : "}");
+        compare(b.data, b.len);
+    }
+    buf_destroy(&b);
+}
+
+/* Numbers without an exponent are converted only from 301 characters on (shorter ones cannot
+ * reach DBL_MAX): around that length and around the overflow itself (309 integer digits), as
+ * integers, reals, negative, with long fractions and with exponents, the verdict and error text
+ * are json_read()'s. */
+static void test_long_numbers(void **state)
+{
+    (void)state;
+    static const size_t digits[] = {19, 20, 299, 300, 301, 307, 308, 309, 310, 400};
+    struct buf b;
+    buf_init(&b);
+    for (size_t i = 0; i < sizeof digits / sizeof *digits; i++) {
+        for (int form = 0; form < 8; form++) {
+            buf_reset(&b);
+            buf_puts(&b, "{\"a\":");
+            if (form & 1)
+                buf_puts(&b, "-");
+            buf_puts(&b, form & 4 ? "1" : "9");
+            for (size_t k = 1; k < digits[i]; k++)
+                buf_puts(&b, form & 4 ? "0" : "9");
+            if (form & 2)
+                buf_puts(&b, ".25");
+            buf_puts(&b, "}");
+            compare(b.data, b.len);
+        }
+        buf_reset(&b); /* a long fraction of a small value */
+        buf_puts(&b, "[0.");
+        for (size_t k = 0; k < digits[i]; k++)
+            buf_puts(&b, "0");
+        buf_puts(&b, "1]");
+        compare(b.data, b.len);
+        buf_reset(&b); /* short mantissas with exponents at the edge */
+        buf_printf(&b, "[1e%zu,1E%zu,-1.5e%zu,1e-%zu]", digits[i], digits[i], digits[i], digits[i]);
         compare(b.data, b.len);
     }
     buf_destroy(&b);
@@ -599,6 +637,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixtures),
         cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_long_numbers),
         cmocka_unit_test(test_string_scan_positions),
         cmocka_unit_test(test_token_array_bounded),
         cmocka_unit_test(test_colliding_keys),
