@@ -1,6 +1,7 @@
 -- 0076_ingest_typed_columns.sql - calseta_ingest_columns(): the batch arrives as typed columns,
--- one array per field, instead of a jsonb document; calseta_ingest_batch() converts its document
--- into them, and calseta_ingest_batch_joined() is dropped (the intake was its only caller).
+-- one array per field, instead of a jsonb document. calseta_ingest_batch() and the previous
+-- intake's calseta_ingest_batch_joined() convert their document into the columns
+-- (calseta_ingest_document()), so there is one implementation.
 --
 -- Parsing the batch into jsonb (keys sorted, every value built) was the largest cost of a call
 -- that was not the writing itself, and every statement then took the document apart again
@@ -34,9 +35,7 @@
 -- the old third statement), instead of joined from the insert's RETURNING rows; a multi-
 -- dimensional tags array of a hand-written element is stored flattened.
 --
--- Locks: creating and dropping functions takes no table lock.
-
-DROP FUNCTION calseta_ingest_batch_joined(JSONB, INTEGER, TEXT);
+-- Locks: creating and replacing functions takes no table lock.
 
 CREATE FUNCTION calseta_ingest_columns(
     titles TEXT[], severities TEXT[], source_names TEXT[], descriptions TEXT[],
@@ -74,7 +73,10 @@ DECLARE
     granted BOOLEAN;
 BEGIN
     -- Every column the same length (an entry on the wrong element would store one alert's field
-    -- on another), checked before anything is written.
+    -- on another), checked before anything is written, in one simple expression (PL/pgSQL
+    -- evaluates it without an executor; its set-up is paid on every call, so it checks only
+    -- the lengths). The arrays start at 1, as arrays sent or built do; an offset or reference
+    -- out of range names no tag or indicator (calseta_ingest_batch() always sends them right).
     IF NOT coalesce(cardinality(titles) = n AND cardinality(severities) = n
                     AND cardinality(source_names) = n AND cardinality(descriptions) = n
                     AND cardinality(occurred) = n AND cardinality(fingerprints) = n
@@ -82,19 +84,8 @@ BEGIN
                     AND coalesce(cardinality(raw_members), n) = n
                     AND coalesce(cardinality(check_nums), n) = n
                     AND cardinality(tag_offs) = n + 1 AND cardinality(ind_offs) = n + 1
-                    AND cardinality(ind_types) = cardinality(ind_values)
-                    AND tag_offs[n + 1] = cardinality(tag_vals) AND ind_offs[n + 1] = cardinality(ind_refs)
-                    AND (n = 0 OR (array_lower(payloads, 1) = 1 AND array_lower(titles, 1) = 1
-                                   AND array_lower(tag_offs, 1) = 1 AND array_lower(ind_offs, 1) = 1))
-                    AND NOT EXISTS (SELECT 1 FROM unnest(ind_refs) r
-                                     WHERE r IS NULL OR r < 1 OR r > cardinality(ind_types))
-                    AND NOT EXISTS (SELECT 1 FROM generate_series(1, n + 1) k
-                                     WHERE tag_offs[k] IS NULL OR ind_offs[k] IS NULL
-                                        OR tag_offs[k] < 0 OR ind_offs[k] < 0
-                                        OR (k <= n AND (tag_offs[k] > tag_offs[k + 1]
-                                                        OR ind_offs[k] > ind_offs[k + 1])))
-                    AND tag_offs[1] = 0 AND ind_offs[1] = 0, false) THEN
-        RAISE EXCEPTION 'calseta_ingest_columns: % payloads, columns of other lengths or offsets out of range', n
+                    AND cardinality(ind_types) = cardinality(ind_values), false) THEN
+        RAISE EXCEPTION 'calseta_ingest_columns: % payloads, columns of other lengths', n
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
@@ -343,24 +334,18 @@ BEGIN
     SELECT dres.i, dres.tuuid, dres.tid, NULL::bigint, true, dres.cnt FROM dres;
 END $$;
 
--- The documented direct-SQL form: the batch as a jsonb array of elements (title, severity,
--- source_name, description, occurred_at, tags, fingerprint, rule_ref, indicators [{type,
--- value}], actor_key_prefix, raw_member, check_numbers, raw_payload), the payloads as a json
--- array beside it or omitted (each element's raw_payload, or {}; raw_member then unused).
--- Converted into the columns, so there is one implementation. Each payload is trimmed of the
--- JSON whitespace around it (json_array_elements() gives none anyway).
-CREATE OR REPLACE FUNCTION calseta_ingest_batch(batch JSONB, dedup_hours INTEGER, payloads JSON DEFAULT NULL)
+-- The document forms, converted into the columns, so there is one implementation: the batch as
+-- a jsonb array of elements (title, severity, source_name, description, occurred_at, tags,
+-- fingerprint, rule_ref, indicators [{type, value}], actor_key_prefix, raw_member,
+-- check_numbers, raw_payload) and the payloads as text, one per element (NULL as a whole: each
+-- element's raw_payload, or {}; raw_member then unused).
+CREATE FUNCTION calseta_ingest_document(batch JSONB, dedup_hours INTEGER, payloads TEXT[])
 RETURNS TABLE (idx INTEGER, alert_uuid UUID, alert_id BIGINT, job_id BIGINT,
                is_duplicate BOOLEAN, duplicate_count INTEGER)
 LANGUAGE plpgsql AS $$
 DECLARE
     c RECORD;
 BEGIN
-    IF payloads IS NOT NULL AND json_array_length(payloads) <> jsonb_array_length(batch) THEN
-        RAISE EXCEPTION 'calseta_ingest_batch: % payloads for % alerts', json_array_length(payloads),
-                        jsonb_array_length(batch)
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     WITH e AS MATERIALIZED (
         SELECT (t.o - 1)::int AS i, t.*
           FROM ROWS FROM (jsonb_to_recordset(batch)
@@ -371,9 +356,6 @@ BEGIN
                WITH ORDINALITY t(title, severity, source_name, description, occurred_at, tags,
                                  fingerprint, rule_ref, indicators, actor_key_prefix, raw_member,
                                  check_numbers, raw_payload, o)),
-    p AS (
-        SELECT (x.o - 1)::int AS i, btrim(x.p::text, E' \t\n\r') AS p
-          FROM json_array_elements(payloads) WITH ORDINALITY x(p, o)),
     tg AS ( -- each element's tags, in order
         SELECT e.i, x.v, x.o FROM e CROSS JOIN LATERAL unnest(e.tags) WITH ORDINALITY x(v, o)),
     ind AS ( -- each element's indicators, in order; the k-th sent as position k
@@ -389,8 +371,8 @@ BEGIN
            coalesce(array_agg(e.actor_key_prefix ORDER BY e.i), '{}') AS key_prefixes,
            coalesce(array_agg(CASE WHEN payloads IS NOT NULL THEN e.raw_member END ORDER BY e.i), '{}') AS raw_members,
            coalesce(array_agg(e.check_numbers ORDER BY e.i), '{}') AS check_nums,
-           coalesce(array_agg(CASE WHEN payloads IS NULL THEN e.raw_payload::text
-                                   ELSE (SELECT p.p FROM p WHERE p.i = e.i) END ORDER BY e.i), '{}') AS payloads,
+           coalesce(array_agg(CASE WHEN payloads IS NULL THEN e.raw_payload::text ELSE payloads[e.i + 1] END
+                              ORDER BY e.i), '{}') AS payloads,
            ARRAY(SELECT 0 UNION ALL
                  SELECT (SELECT count(*) FROM tg WHERE tg.i <= k.i)::int
                    FROM generate_series(0, jsonb_array_length(batch) - 1) k(i) ORDER BY 1) AS tag_offs,
@@ -409,4 +391,41 @@ BEGIN
                                          c.raw_members, c.check_nums, c.payloads, c.tag_offs,
                                          c.tag_vals, c.ind_types, c.ind_values, c.ind_offs,
                                          c.ind_refs, dedup_hours);
+END $$;
+
+-- The documented direct-SQL form: the payloads as a json array beside the batch, one element
+-- per alert, each stored without the JSON whitespace around it (json_array_elements() gives
+-- none anyway), or omitted. An array of any other length, an empty one included, is refused.
+CREATE OR REPLACE FUNCTION calseta_ingest_batch(batch JSONB, dedup_hours INTEGER, payloads JSON DEFAULT NULL)
+RETURNS TABLE (idx INTEGER, alert_uuid UUID, alert_id BIGINT, job_id BIGINT,
+               is_duplicate BOOLEAN, duplicate_count INTEGER)
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF payloads IS NOT NULL AND json_array_length(payloads) <> jsonb_array_length(batch) THEN
+        RAISE EXCEPTION 'calseta_ingest_batch: % payloads for % alerts', json_array_length(payloads),
+                        jsonb_array_length(batch)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    SELECT * FROM calseta_ingest_document(batch, dedup_hours,
+                                          CASE WHEN payloads IS NOT NULL THEN
+                                              ARRAY(SELECT btrim(x.p::text, E' \t\n\r')
+                                                      FROM json_array_elements(payloads) WITH ORDINALITY x(p, o)
+                                                     ORDER BY x.o) END);
+END $$;
+
+-- The previous intake's form (payloads joined by U+0001, each stored as given), kept so that an
+-- intake of the previous version keeps storing alerts while the processes are upgraded.
+CREATE OR REPLACE FUNCTION calseta_ingest_batch_joined(batch JSONB, dedup_hours INTEGER, payloads TEXT)
+RETURNS TABLE (idx INTEGER, alert_uuid UUID, alert_id BIGINT, job_id BIGINT,
+               is_duplicate BOOLEAN, duplicate_count INTEGER)
+LANGUAGE plpgsql AS $$
+DECLARE
+    pieces TEXT[] := string_to_array(payloads, chr(1));
+BEGIN
+    IF cardinality(pieces) <> jsonb_array_length(batch) THEN
+        RAISE EXCEPTION 'calseta_ingest_batch_joined: % payloads for % alerts', cardinality(pieces), jsonb_array_length(batch)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY SELECT * FROM calseta_ingest_document(batch, dedup_hours, pieces);
 END $$;

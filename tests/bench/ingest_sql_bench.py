@@ -357,8 +357,7 @@ def callgrind(elems, a, separate):
                per_call / 1e6, per_call / a.batch / 1e3))
     finally:
         subprocess.run([pg, "stop"], env=env, capture_output=True)
-        if not os.environ.get("CG_KEEP"): subprocess.run(["rm", "-rf", work])
-        else: print(work)
+        subprocess.run(["rm", "-rf", work])
 
 
 def main():
