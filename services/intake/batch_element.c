@@ -4,6 +4,7 @@
  */
 #include "batch_element.h"
 #include "jsonparse.h"
+#include "jsonread.h"
 #include "jsontext.h"
 
 #include <stddef.h>
@@ -84,17 +85,40 @@ void element_text(struct buf *t, const struct element *e)
 
 /* ---- packed for the columns ---- */
 
+/* s[0..n) as an array element. A byte that is not part of valid UTF-8 is sent as U+FFFD (as the
+ * JSON form writes it), so the server never refuses a normalised field for its encoding. */
 static void pk_str(struct buf *t, const char *s, size_t n)
 {
-    unsigned char x[4];
-    uint32_t u = s ? (uint32_t)n : 0xffffffffu;
-    x[0] = (unsigned char)(u >> 24);
-    x[1] = (unsigned char)(u >> 16);
-    x[2] = (unsigned char)(u >> 8);
-    x[3] = (unsigned char)u;
+    unsigned char x[4] = {0xff, 0xff, 0xff, 0xff};
+    if (!s) {
+        buf_append(t, x, 4);
+        return;
+    }
+    size_t at = t->len;
     buf_append(t, x, 4);
-    if (s)
-        buf_append(t, s, n);
+    buf_reserve(t, n);
+    const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
+    while (p < end) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        size_t k = json_utf8_seq(p, end);
+        if (k) {
+            p += k;
+            continue;
+        }
+        buf_append(t, run, (size_t)(p - run));
+        buf_append(t, "\xef\xbf\xbd", 3);
+        run = ++p;
+    }
+    buf_append(t, run, (size_t)(end - run));
+    uint32_t u = (uint32_t)(t->len - at - 4);
+    unsigned char *l = (unsigned char *)t->data + at;
+    l[0] = (unsigned char)(u >> 24);
+    l[1] = (unsigned char)(u >> 16);
+    l[2] = (unsigned char)(u >> 8);
+    l[3] = (unsigned char)u;
 }
 
 static void pk_cstr(struct buf *t, const char *s)
