@@ -489,6 +489,10 @@ SHOW_ERRORS = ("response = function(status, headers, body)\n"
                "  if status > 299 then io.write(string.format(\"non2xx %d %s\\n\", status, body)) end\nend\n")
 
 
+# the functions an intake calls, one per batch (whichever its version calls), for the batch size
+INGEST_FUNCTIONS = "'calseta_ingest_batch', 'calseta_ingest_batch_joined', 'calseta_ingest_columns'"
+
+
 def run_stream(s, name, lua, a):
     logs0 = log_sizes(s)
     if a.show_errors:
@@ -500,7 +504,7 @@ def run_stream(s, name, lua, a):
     upd0 = hot_counts(s)
     st = storage(s)
     calls0 = int(s.sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
-                             "WHERE funcname LIKE 'calseta\\_ingest\\_batch%'") or 0)
+                             "WHERE funcname IN (%s)" % INGEST_FUNCTIONS) or 0)
     load0 = open("/proc/loadavg").read().split()[0]
     pg0, in0 = server_cpu(s.db), intake_cpu(s)
     split0 = intake_split(s)
@@ -540,7 +544,7 @@ def run_stream(s, name, lua, a):
     accepted = total - bad
     after, _, heap1, idx1 = alerts_state(s)
     calls = int(s.sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
-                            "WHERE funcname LIKE 'calseta\\_ingest\\_batch%'") or 0) - calls0
+                            "WHERE funcname IN (%s)" % INGEST_FUNCTIONS) or 0) - calls0
     rows = after - before
     batch = rows / calls if calls else 0
     consistent = 0 <= rows - accepted <= a.connections and bad == 0
