@@ -50,6 +50,8 @@ void pgp_query_free(struct pool_query *q)
     for (int i = 0; i < q->nparams; i++)
         free(q->values[i]);
     free(q->values);
+    free(q->lengths);
+    free(q->formats);
     free(q->sql);
     free(q->err);
     free(q);
@@ -383,6 +385,41 @@ int pg_exec_prepared_owned(struct pg_pool *pool, const char *name, const char *s
     if (!name || !*name || strlen(name) > 63)
         cb = NULL; /* refused as invalid arguments, the parameters freed */
     return exec_owned(pool, name, sql, nparams, values, cb, arg);
+}
+
+int pg_exec_prepared_bin(struct pg_pool *pool, const char *name, const char *sql, int nparams,
+                         char **values, const int *lengths, const int *formats, pg_result_cb cb,
+                         void *arg)
+{
+    int ok = name && *name && strlen(name) <= 63 && lengths && formats;
+    for (int i = 0; ok && values && i < nparams; i++)
+        if (values[i] && (formats[i] < 0 || formats[i] > 1 || (formats[i] == 1 && lengths[i] < 0)))
+            ok = 0;
+    if (!ok || !args_valid(pool, sql, nparams, values, cb)) {
+        for (int i = 0; values && i < nparams; i++)
+            free(values[i]);
+        return -1;
+    }
+    struct pool_query *q = query_new(sql, 0, NULL, 0, cb, arg);
+    q->prep = name;
+    size_t total = 0;
+    for (int i = 0; i < nparams && total < 8192; i++)
+        if (values[i])
+            total += formats[i] ? (size_t)lengths[i] : strnlen(values[i], 8192 - total);
+    q->large = total >= 8192;
+    if (nparams > 0) {
+        q->nparams = nparams;
+        q->values = xmalloc((size_t)nparams * sizeof(char *));
+        memcpy(q->values, values, (size_t)nparams * sizeof(char *));
+        q->lengths = xmalloc((size_t)nparams * sizeof(int));
+        q->formats = xmalloc((size_t)nparams * sizeof(int));
+        for (int i = 0; i < nparams; i++) {
+            q->formats[i] = formats[i];
+            q->lengths[i] = formats[i] ? lengths[i] : 0;
+        }
+    }
+    query_submit(pool, q);
+    return 0;
 }
 
 int pg_exec(struct pg_pool *pool, const char *sql, int nparams, const char *const *values,

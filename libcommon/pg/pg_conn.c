@@ -369,8 +369,8 @@ void pgp_conn_send(struct pool_conn *c, struct pool_query *q)
     if (q->simple) {
         ok = PQsendQuery(c->pg, q->sql);
     } else if (q->prep && conn_prepared(c, q->prep) >= 0) {
-        ok = PQsendQueryPrepared(c->pg, q->prep, q->nparams, (const char *const *)q->values, NULL,
-                                 NULL, 0);
+        ok = PQsendQueryPrepared(c->pg, q->prep, q->nparams, (const char *const *)q->values,
+                                 q->lengths, q->formats, 0);
     } else if (q->prep && c->nprepared < PG_MAX_PREPARED) {
         /* prepared once per session: parse, analysis and planning are not paid per call (the
          * query goes when the prepare's result is in, see conn_complete) */
@@ -378,7 +378,7 @@ void pgp_conn_send(struct pool_conn *c, struct pool_query *q)
         c->preparing = ok;
     } else {
         ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->values,
-                               NULL, NULL, 0);
+                               q->lengths, q->formats, 0);
     }
     c->q = q;
     if (!ok) {

@@ -19,6 +19,8 @@ struct pool_query {
     struct pool_query *next;
     char *sql;
     char **values;
+    int *lengths;  /* NULL, or each value's bytes (binary parameters) */
+    int *formats;  /* NULL, or 0 (text) / 1 (binary) per parameter */
     int nparams;
     int timeout_ms;
     int simple; /* internal LISTEN batch: PQsendQuery, several statements */

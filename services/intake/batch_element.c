@@ -1,9 +1,13 @@
 /*
- * batch_element.c - one alert as an element of the batch document, written as text.
+ * batch_element.c - one alert as an element of a batch: packed for the typed columns the intake
+ * sends, or written as a JSON object; the batch's columns built from the packed alerts.
  */
 #include "batch_element.h"
+#include "jsonparse.h"
+#include "jsonread.h"
 #include "jsontext.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,3 +82,253 @@ void element_text(struct buf *t, const struct element *e)
     buf_append(t, "}", 1);
 }
 
+
+/* ---- packed for the columns ---- */
+
+/* s[0..n) as an array element. A byte that is not part of valid UTF-8 is sent as U+FFFD (as the
+ * JSON form writes it), so the server never refuses a normalised field for its encoding. */
+static void pk_str(struct buf *t, const char *s, size_t n)
+{
+    unsigned char x[4] = {0xff, 0xff, 0xff, 0xff};
+    if (!s) {
+        buf_append(t, x, 4);
+        return;
+    }
+    size_t at = t->len;
+    buf_append(t, x, 4);
+    buf_reserve(t, n);
+    const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
+    while (p < end) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        size_t k = json_utf8_seq(p, end);
+        if (k) {
+            p += k;
+            continue;
+        }
+        buf_append(t, run, (size_t)(p - run));
+        buf_append(t, "\xef\xbf\xbd", 3);
+        run = ++p;
+    }
+    buf_append(t, run, (size_t)(end - run));
+    uint32_t u = (uint32_t)(t->len - at - 4);
+    unsigned char *l = (unsigned char *)t->data + at;
+    l[0] = (unsigned char)(u >> 24);
+    l[1] = (unsigned char)(u >> 16);
+    l[2] = (unsigned char)(u >> 8);
+    l[3] = (unsigned char)u;
+}
+
+static void pk_cstr(struct buf *t, const char *s)
+{
+    pk_str(t, s, s ? strlen(s) : 0);
+}
+
+struct packed *element_pack(const struct element *e, const char *raw, size_t raw_len)
+{
+    /* built in a buffer with the header's room in front, then the header written over it: one
+     * allocation, sized once (the payload is most of it) */
+    struct buf t;
+    buf_init(&t);
+    const size_t head = offsetof(struct packed, data);
+    buf_reserve(&t, head + raw_len + 1024);
+    t.len = head;
+    struct packed h;
+    memset(&h, 0, sizeof h);
+    const char *f[PK_NFIELDS] = {
+        [PK_TITLE] = e->na->title,          [PK_SEVERITY] = e->na->severity,
+        [PK_SOURCE] = e->source,            [PK_DESCRIPTION] = e->na->description,
+        [PK_FINGERPRINT] = e->fingerprint,  [PK_RULE] = e->na->source_rule_ref,
+        [PK_KEY] = e->key_prefix};
+    for (int i = 0; i < PK_NFIELDS; i++) {
+        h.field[i] = (uint32_t)(t.len - head);
+        pk_cstr(&t, f[i]);
+    }
+    h.tags = (uint32_t)(t.len - head);
+    size_t i;
+    json_t *v;
+    json_array_foreach(e->na->tags, i, v)
+    {
+        if (json_is_string(v)) {
+            pk_str(&t, json_string_value(v), json_string_length(v));
+        } else { /* never from a source (their tags are strings); as the document had it */
+            char *x = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            pk_cstr(&t, x);
+            free(x);
+        }
+        h.ntags++;
+    }
+    h.tags_end = (uint32_t)(t.len - head);
+    h.inds = h.tags_end;
+    for (size_t k = 0; k < e->set->n; k++) {
+        size_t n = strlen(e->set->items[k].value);
+        if (n > INDICATOR_STORE_MAX)
+            continue;
+        pk_cstr(&t, e->set->items[k].type);
+        pk_str(&t, e->set->items[k].value, n);
+        h.nind++;
+    }
+    /* stored without the whitespace around it, as an element of a JSON array is */
+    while (raw_len && json_is_ws(raw[0])) {
+        raw++;
+        raw_len--;
+    }
+    while (raw_len && json_is_ws(raw[raw_len - 1]))
+        raw_len--;
+    h.pay = t.len - head;
+    h.pay_len = raw_len;
+    buf_append(&t, raw, raw_len);
+    h.len = t.len - head;
+    h.occurred_pg = e->na->occurred_at_us - PG_EPOCH_OFFSET_US;
+    h.check_numbers = e->check_numbers;
+    memcpy(t.data, &h, head);
+    return (struct packed *)(void *)t.data;
+}
+
+/* The batch's indicator pairs, each once: an open-addressing table of the pairs' bytes (a type's
+ * element and its value's, adjacent in a packed alert), 1-based positions. */
+struct pairs {
+    const char **key;
+    size_t *klen;
+    int32_t *pos;
+    size_t cap;
+};
+
+static uint64_t pair_hash(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The pair's position; 0 with *slot set when it is new. */
+static int32_t pair_find(const struct pairs *s, const char *p, size_t n, size_t *slot)
+{
+    size_t i = (size_t)pair_hash(p, n) & (s->cap - 1);
+    while (s->key[i]) {
+        if (s->klen[i] == n && !memcmp(s->key[i], p, n))
+            return s->pos[i];
+        i = (i + 1) & (s->cap - 1);
+    }
+    *slot = i;
+    return 0;
+}
+
+void columns_build(const struct packed *const *pk, size_t n, int dedup_hours,
+                   char *values[INGEST_COLUMNS], int lengths[INGEST_COLUMNS],
+                   int formats[INGEST_COLUMNS])
+{
+    struct buf col[INGEST_COLUMNS];
+    struct pg_arr a;
+    size_t tags = 0, inds = 0, pay = 0;
+    int checks = 0;
+    for (size_t i = 0; i < n; i++) {
+        tags += pk[i]->tags_end - pk[i]->tags;
+        inds += pk[i]->nind;
+        pay += pk[i]->pay_len;
+        checks |= pk[i]->check_numbers;
+    }
+    for (int c = 0; c < INGEST_COLUMNS; c++) {
+        buf_init(&col[c]);
+        formats[c] = 1;
+    }
+    /* $1-$4, $6-$8: the scalar strings, each alert's element copied */
+    static const int scol[PK_NFIELDS] = {[PK_TITLE] = 0,       [PK_SEVERITY] = 1, [PK_SOURCE] = 2,
+                                         [PK_DESCRIPTION] = 3, [PK_FINGERPRINT] = 5,
+                                         [PK_RULE] = 6,        [PK_KEY] = 7};
+    for (int f = 0; f < PK_NFIELDS; f++) {
+        struct buf *b = &col[scol[f]];
+        buf_reserve(b, 20 + n * 64);
+        pg_arr_begin(&a, b, PG_OID_TEXT);
+        for (size_t i = 0; i < n; i++) {
+            const char *p = pk[i]->data + pk[i]->field[f];
+            buf_append(b, p, pk_elem_size(p));
+        }
+        a.n = (uint32_t)n;
+        pg_arr_end(&a);
+    }
+    pg_arr_begin(&a, &col[4], PG_OID_TIMESTAMPTZ);
+    for (size_t i = 0; i < n; i++)
+        pg_arr_int8(&a, pk[i]->occurred_pg);
+    pg_arr_end(&a);
+    /* $9 raw_members: none (the intake sends each payload itself); $10: only when one asks */
+    if (checks) {
+        pg_arr_begin(&a, &col[9], PG_OID_BOOL);
+        for (size_t i = 0; i < n; i++)
+            pg_arr_bool(&a, pk[i]->check_numbers);
+        pg_arr_end(&a);
+    }
+    buf_reserve(&col[10], 20 + 4 * n + pay);
+    pg_arr_begin(&a, &col[10], PG_OID_TEXT);
+    for (size_t i = 0; i < n; i++)
+        pg_arr_elem(&a, pk[i]->data + pk[i]->pay, pk[i]->pay_len);
+    pg_arr_end(&a);
+    /* $12, $13: the tags, each alert's slice by offsets */
+    struct pg_arr offs;
+    pg_arr_begin(&offs, &col[11], PG_OID_INT4);
+    pg_arr_begin(&a, &col[12], PG_OID_TEXT);
+    buf_reserve(&col[12], tags);
+    pg_arr_int4(&offs, 0);
+    for (size_t i = 0; i < n; i++) {
+        buf_append(&col[12], pk[i]->data + pk[i]->tags, pk[i]->tags_end - pk[i]->tags);
+        a.n += pk[i]->ntags;
+        pg_arr_int4(&offs, (int32_t)a.n);
+    }
+    pg_arr_end(&offs);
+    pg_arr_end(&a);
+    /* $14-$17: the distinct pairs, then each alert's references to them */
+    struct pairs s = {0};
+    for (s.cap = 16; s.cap < 2 * inds; s.cap *= 2)
+        ;
+    s.key = xcalloc(s.cap, sizeof *s.key);
+    s.klen = xmalloc(s.cap * sizeof *s.klen);
+    s.pos = xmalloc(s.cap * sizeof *s.pos);
+    struct pg_arr types, vals, refs;
+    pg_arr_begin(&types, &col[13], PG_OID_TEXT);
+    pg_arr_begin(&vals, &col[14], PG_OID_TEXT);
+    pg_arr_begin(&offs, &col[15], PG_OID_INT4);
+    pg_arr_begin(&refs, &col[16], PG_OID_INT4);
+    pg_arr_int4(&offs, 0);
+    for (size_t i = 0; i < n; i++) {
+        const char *p = pk[i]->data + pk[i]->inds;
+        for (uint32_t k = 0; k < pk[i]->nind; k++) {
+            size_t tn = pk_elem_size(p), vn = pk_elem_size(p + tn), slot = 0;
+            int32_t pos = pair_find(&s, p, tn + vn, &slot);
+            if (!pos) {
+                buf_append(&col[13], p, tn);
+                buf_append(&col[14], p + tn, vn);
+                types.n++;
+                vals.n++;
+                pos = (int32_t)types.n;
+                s.key[slot] = p;
+                s.klen[slot] = tn + vn;
+                s.pos[slot] = pos;
+            }
+            pg_arr_int4(&refs, pos);
+            p += tn + vn;
+        }
+        pg_arr_int4(&offs, (int32_t)refs.n);
+    }
+    pg_arr_end(&types);
+    pg_arr_end(&vals);
+    pg_arr_end(&offs);
+    pg_arr_end(&refs);
+    free(s.key);
+    free(s.klen);
+    free(s.pos);
+    buf_printf(&col[17], "%d", dedup_hours);
+    formats[17] = 0;
+    for (int c = 0; c < INGEST_COLUMNS; c++) {
+        if (col[c].len == 0) { /* $9, and $10 unless asked: SQL NULL */
+            buf_destroy(&col[c]);
+            values[c] = NULL;
+            lengths[c] = 0;
+            continue;
+        }
+        values[c] = col[c].data;
+        lengths[c] = (int)col[c].len;
+    }
+}

@@ -1,11 +1,13 @@
 /*
- * batch_element.h - one normalised alert as an element of the batch document that
- * calseta_ingest_batch() reads, written straight as JSON text.
+ * batch_element.h - one normalised alert as an element of a batch: packed for the typed columns
+ * calseta_ingest_columns() reads (what the intake sends), or written as a JSON object (the form
+ * of calseta_ingest_batch()'s document, which the source tests compare).
  */
 #ifndef INTAKE_BATCH_ELEMENT_H
 #define INTAKE_BATCH_ELEMENT_H
 
 #include "indicators.h"
+#include "pg.h"
 #include "source.h"
 #include "util.h"
 
@@ -23,5 +25,47 @@ struct element {
 
 /* Appends e's element (a JSON object, keys in a fixed order) to t. */
 void element_text(struct buf *t, const struct element *e);
+
+/* The alert's fields packed for the columns, in one allocation: each string already an element
+ * of a binary array (a 4-byte big-endian length, or -1 for NULL, then its bytes), so a column is
+ * built by copying each alert's element; then the payload's text. */
+enum pk_field { PK_TITLE, PK_SEVERITY, PK_SOURCE, PK_DESCRIPTION, PK_FINGERPRINT, PK_RULE, PK_KEY,
+                PK_NFIELDS };
+struct packed {
+    int64_t occurred_pg;        /* microseconds since 2000-01-01 UTC, PostgreSQL's epoch */
+    int check_numbers;
+    uint32_t field[PK_NFIELDS]; /* each field's element, at data + field[f] */
+    uint32_t tags, tags_end;    /* the tags' elements: data[tags, tags_end) */
+    uint32_t ntags;
+    uint32_t inds, nind;        /* nind (type, value) pairs of elements from data + inds */
+    size_t pay, pay_len;        /* the payload's text, stored as given (trimmed of JSON whitespace) */
+    size_t len;                 /* data's bytes */
+    char data[];
+};
+
+/* e and its payload's text raw (raw_len bytes) packed; free() it. */
+struct packed *element_pack(const struct element *e, const char *raw, size_t raw_len);
+
+/* The bytes of the array element at p (its length word and its bytes). */
+static inline size_t pk_elem_size(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    uint32_t n = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+    return n == 0xffffffffu ? 4 : 4 + (size_t)n;
+}
+
+/* The batch's columns, as calseta_ingest_columns() takes them ($1-$17 of INGEST_COLUMNS_SQL):
+ * binary arrays built from n packed alerts (each indicator pair sent once, the alerts naming
+ * theirs by position). values[i] are malloc'd (NULL: SQL NULL), lengths and formats set;
+ * values[17], the de-duplication window, is hours as text. */
+#define INGEST_COLUMNS 18
+#define INGEST_COLUMNS_SQL                                                                         \
+    "SELECT idx, alert_uuid, alert_id, job_id, is_duplicate, duplicate_count FROM "                \
+    "calseta_ingest_columns($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], "   \
+    "$6::text[], $7::text[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::int4[], "      \
+    "$13::text[], $14::text[], $15::text[], $16::int4[], $17::int4[], $18::int4)"
+void columns_build(const struct packed *const *pk, size_t n, int dedup_hours,
+                   char *values[INGEST_COLUMNS], int lengths[INGEST_COLUMNS],
+                   int formats[INGEST_COLUMNS]);
 
 #endif

@@ -47,9 +47,7 @@
 
 struct pending {
     struct reqctx *rc;
-    char *elem;  /* one element of the batch document, as JSON text, then its payload's text */
-    size_t len;  /* of the element; the payload's plen bytes follow it in the same allocation */
-    size_t plen;
+    struct packed *pk; /* the alert's fields and payload, packed for the batch's columns */
     size_t bytes;
     int retries;
     int solo;           /* retry alone after a batch-level SQL error */
@@ -224,7 +222,7 @@ void ingest_batcher_free(struct ingest_batcher *b)
     if (!b)
         return;
     for (size_t i = 0; i < b->n; i++)
-        free(b->q[i].elem);
+        free(b->q[i].pk);
     free(b->q);
     b->q = NULL;
     b->n = 0;
@@ -404,7 +402,7 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
             if (bt->items[i].rc) /* no row came back for it: cannot happen, never hang */
                 reply_error(bt->items[i].rc, 500, "INTERNAL_ERROR",
                             "An unexpected error occurred.", NULL);
-            free(bt->items[i].elem);
+            free(bt->items[i].pk);
         }
     } else if (res && (sqlstate_is(res, "40P01") || sqlstate_is(res, "40001") || bt->n > 1)) {
         /* Retry: the whole batch after a deadlock or a serialization failure (an alert a
@@ -430,7 +428,7 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
                             "The database could not store the alert; nothing was stored. "
                             "Retry later.",
                             NULL);
-                free(bt->items[i].elem);
+                free(bt->items[i].pk);
             }
     } else {
         int is_data = res && PQresultErrorField(res, PG_DIAG_SQLSTATE) &&
@@ -454,7 +452,7 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
                             NULL);
             else
                 reply_db_unavailable(p->rc);
-            free(p->elem);
+            free(p->pk);
         }
     }
     free(bt->items);
@@ -499,53 +497,30 @@ static void send_batch(struct ingest_batcher *b)
     struct batch *bt = xcalloc(1, sizeof *bt);
     bt->b = b;
     bt->sent_ns = uv_hrtime();
-    size_t bytes = take_batch(b, bt), take = bt->n;
+    take_batch(b, bt);
+    size_t take = bt->n;
 
-    /* The elements and the payloads are JSON text already (a payload as received): joining
-     * them is the whole cost of the two documents. The payloads go beside the batch, joined by
-     * U+0001 (which JSON text cannot hold unescaped), so PostgreSQL cuts them apart with a byte
-     * search, parses each once and stores it as sent instead of converting it to jsonb. */
-    struct buf doc, pay;
-    buf_init(&doc);
-    buf_init(&pay);
-    buf_reserve(&doc, bytes + take + 2);
-    buf_reserve(&pay, bytes + take + 2);
-    buf_append(&doc, "[", 1);
-    for (size_t i = 0; i < take; i++) {
-        if (i) {
-            buf_append(&doc, ",", 1);
-            buf_append(&pay, "\x01", 1);
-        }
-        buf_append(&doc, bt->items[i].elem, bt->items[i].len);
-        /* stored without the whitespace around it, as an element of a JSON array is */
-        const char *raw = bt->items[i].elem + bt->items[i].len;
-        size_t rlen = bt->items[i].plen;
-        while (rlen && json_is_ws(raw[0])) {
-            raw++;
-            rlen--;
-        }
-        while (rlen && json_is_ws(raw[rlen - 1]))
-            rlen--;
-        buf_append(&pay, raw, rlen);
-    }
-    buf_append(&doc, "]", 1);
-    char hours[16];
-    snprintf(hours, sizeof hours, "%d", in->cfg.alert_dedup_window_hours);
-    /* handed to the pool, not copied: the documents are most of the bytes of a batch */
-    char *params[3] = {doc.data, xstrdup(hours), pay.data};
+    /* The batch as typed columns, binary arrays the server reads with no parsing (each alert's
+     * strings packed as array elements already, copied once into their column), instead of a
+     * JSON document it parsed into jsonb and took apart again. */
+    const struct packed **pks = xmalloc(take * sizeof *pks);
+    for (size_t i = 0; i < take; i++)
+        pks[i] = bt->items[i].pk;
+    char *values[INGEST_COLUMNS];
+    int lengths[INGEST_COLUMNS], formats[INGEST_COLUMNS];
+    columns_build(pks, take, in->cfg.alert_dedup_window_hours, values, lengths, formats);
+    free(pks);
     b->out_ns[b->inflight++] = bt->sent_ns;
     prom_ingest_batch(in, take);
-    int sent = pg_exec_prepared_owned(in->pg, "calseta_ingest_batch",
-                             "SELECT idx, alert_uuid, alert_id, job_id, is_duplicate, "
-                             "duplicate_count FROM calseta_ingest_batch_joined($1::jsonb, $2::int, "
-                             "$3::text)",
-                             3, params, on_batch_done, bt);
+    /* handed to the pool, not copied: the columns are most of the bytes of a batch */
+    int sent = pg_exec_prepared_bin(in->pg, "calseta_ingest_columns", INGEST_COLUMNS_SQL,
+                                    INGEST_COLUMNS, values, lengths, formats, on_batch_done, bt);
     if (sent != 0) { /* the pool is gone (shutdown): nothing was stored, nothing is in flight */
         out_remove(b, bt->sent_ns);
         for (size_t i = 0; i < take; i++) {
             fp_remove(&b->flying, bt->items[i].fp);
             reply_db_unavailable(bt->items[i].rc);
-            free(bt->items[i].elem);
+            free(bt->items[i].pk);
         }
         b->rd_valid = 0;
         free(bt->items);
@@ -755,23 +730,16 @@ static void submit_normalized(struct reqctx *rc, const struct alert_source *src,
     mappings_apply(rc->in, &na, src->name, &set);
     char fp[33];
     indicators_fingerprint(na.title, src->name, &set, fp);
-    char ts[32];
-    format_iso8601_us(na.occurred_at_us, ts);
 
-    struct element e = {.na = &na, .source = src->name, .occurred_at = ts, .fingerprint = fp,
+    struct element e = {.na = &na, .source = src->name, .fingerprint = fp,
                         .key_prefix = rc->auth.key_prefix, .set = &set,
                         .check_numbers = scan && scan->wide_numbers};
-    struct buf t;
-    buf_init(&t);
-    buf_reserve(&t, raw_len + 2048); /* the element is ~1 KB: one block, not a chain of reallocs */
-    element_text(&t, &e);
-    size_t elem_len = t.len;
-    buf_append(&t, raw, raw_len);
+    struct packed *pk = element_pack(&e, raw, raw_len);
     indicator_set_destroy(&set);
     normalized_alert_destroy(&na);
 
-    struct pending p = {.rc = rc, .elem = t.data, .len = elem_len, .plen = raw_len,
-                        .bytes = t.len, .queued_ns = uv_hrtime(), .fp = fp_bits(fp)};
+    struct pending p = {.rc = rc, .pk = pk, .bytes = pk->len, .queued_ns = uv_hrtime(),
+                        .fp = fp_bits(fp)};
     struct ingest_batcher *b = rc->in->batcher;
     b->held += !may_go(b, &p);
     enqueue(b, p, 0);

@@ -24,7 +24,13 @@ INSERT), the batch size the intake achieved in the fixtures stream, 8 clients - 
 tables with the same columns and indexes in a scratch database on the same server. No
 indicators, links, events, de-duplication or HTTP: what PostgreSQL itself can commit.
 
-Every stream and the ceiling print the server's CPU and WAL bytes per alert (load-independent).
+The plain-INSERT ceiling is measured again at the end of the run (same documents, same batch
+size): on a shared box one sample of it moves by up to a seventh between runs a minute apart, as
+much as a stream does. The summary at the end gives every stream's ratio to each sample and to
+their mean.
+
+Every stream and the ceiling print the server's CPU and WAL bytes per alert (load-independent),
+and the client's CPU per request (wrk) or per alert (pgbench): the client runs on the same cores.
 
 While each stream runs, the wait events of the server's active backends are sampled (10 per
 second) and printed: what the write path waits for. The load average is printed per stream.
@@ -51,6 +57,7 @@ import hmac
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -370,6 +377,13 @@ def proc_ticks(pid, children=False):
     return t + int(f[13]) + int(f[14]) if children else t
 
 
+def client_cpu():
+    """CPU seconds (user + kernel) of the bench's finished child processes: wrk's or pgbench's
+    when read around one run of it (the client shares the cores with the server)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def server_cpu(url):
     """CPU seconds the PostgreSQL server has used so far (all its processes, live and exited):
     the postmaster reaps every backend, so its children's times hold the exited ones."""
@@ -475,6 +489,10 @@ SHOW_ERRORS = ("response = function(status, headers, body)\n"
                "  if status > 299 then io.write(string.format(\"non2xx %d %s\\n\", status, body)) end\nend\n")
 
 
+# the functions an intake calls, one per batch (whichever its version calls), for the batch size
+INGEST_FUNCTIONS = "'calseta_ingest_batch', 'calseta_ingest_batch_joined', 'calseta_ingest_columns'"
+
+
 def run_stream(s, name, lua, a):
     logs0 = log_sizes(s)
     if a.show_errors:
@@ -486,7 +504,7 @@ def run_stream(s, name, lua, a):
     upd0 = hot_counts(s)
     st = storage(s)
     calls0 = int(s.sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
-                             "WHERE funcname IN ('calseta_ingest_batch', 'calseta_ingest_batch_joined')") or 0)
+                             "WHERE funcname IN (%s)" % INGEST_FUNCTIONS) or 0)
     load0 = open("/proc/loadavg").read().split()[0]
     pg0, in0 = server_cpu(s.db), intake_cpu(s)
     split0 = intake_split(s)
@@ -503,8 +521,10 @@ def run_stream(s, name, lua, a):
         state0, t0 = ingest_trace.state(s.db), time.time()
         tracer = ingest_trace.Tracer(s.db, a.seconds)
         tracer.start()
+    cl0 = client_cpu()
     out = subprocess.run(["wrk", "-t2", "-c%d" % a.connections, "-d%ds" % a.seconds, "--latency", "--timeout", "10s",
                           "-s", f.name, "http://127.0.0.1:%d" % s.port], capture_output=True, text=True).stdout
+    cl = client_cpu() - cl0
     pg1, in1 = server_cpu(s.db), intake_cpu(s)
     # the GIN sampler's backend, started after pg0 and alive until after the stream: its CPU so
     # far is the sampler's share of the server's, left out
@@ -524,7 +544,7 @@ def run_stream(s, name, lua, a):
     accepted = total - bad
     after, _, heap1, idx1 = alerts_state(s)
     calls = int(s.sql_value("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
-                            "WHERE funcname IN ('calseta_ingest_batch', 'calseta_ingest_batch_joined')") or 0) - calls0
+                            "WHERE funcname IN (%s)" % INGEST_FUNCTIONS) or 0) - calls0
     rows = after - before
     batch = rows / calls if calls else 0
     consistent = 0 <= rows - accepted <= a.connections and bad == 0
@@ -540,6 +560,7 @@ def run_stream(s, name, lua, a):
            if gin.pid else ""))
     print("%-15s intake per alert: user %.0f us, kernel %.0f us, %.2f context switches" %
           ("", 1e6 * split[0] / max(1, accepted), 1e6 * split[1] / max(1, accepted), split[2] / max(1, accepted)))
+    print("%-15s load generator (wrk, same cores): %.0f us per request" % ("", 1e6 * cl / max(1, total)))
     print("%-15s waits: %s" % ("", sampler.summary()))
     print("%-15s active-backend samples by statement: %s" % ("", sampler.by_statement()))
     print("%-15s run-queue wait of the server's processes: %.2f s per second of stream, %.0f us per alert "
@@ -565,7 +586,7 @@ def run_stream(s, name, lua, a):
     if getattr(a, "wal_detail", False):
         import ingest_sql_bench  # it imports this module: only once both are loaded
         ingest_sql_bench.wal_stats(s.db, (wal0, wal_lsn(s.db)), max(1, accepted))
-    return rate, batch, consistent
+    return rate, batch, consistent, lat.get("99", float("nan"))
 
 
 CEILING_DDL = """
@@ -635,15 +656,17 @@ def ceiling_storage(s, url):
     return typ, "; ".join(shown) or "default storage parameters"
 
 
-def ceiling(s, batch, a, name, expr):
-    """pgbench: the five documents as plain alert + job rows, one statement per batch."""
+def ceiling(s, batch, a, name, expr, docs=None):
+    """pgbench: the five documents as plain alert + job rows, one statement per batch. docs: the
+    documents of an earlier call (the ceiling measured again at the end of the run writes the
+    same five, whatever the stack holds then). Returns (alerts/s, docs)."""
     scratch = s.dbname + "_ceiling"
     harness.psql(harness.db_url_for("postgres"), "CREATE DATABASE %s" % scratch)
     url = harness.db_url_for(scratch)
     try:
         harness.psql(url, CEILING_DDL)
         typ, opts = ceiling_storage(s, url)
-        docs = s.sql_value("SELECT jsonb_agg(d) FROM (SELECT (row_number() OVER () - 1)::int AS i, title, severity, "
+        docs = docs or s.sql_value("SELECT jsonb_agg(d) FROM (SELECT (row_number() OVER () - 1)::int AS i, title, severity, "
                            "source_name, description, occurred_at, raw_payload, tags, fingerprint FROM "
                            "(SELECT DISTINCT ON (source_name, title) * FROM alerts ORDER BY source_name, title) x "
                            "LIMIT 5) d")
@@ -655,9 +678,11 @@ def ceiling(s, batch, a, name, expr):
         f.close()
         load0 = open("/proc/loadavg").read().split()[0]
         pg0, wal0 = server_cpu(url), wal_lsn(url)
+        cl0 = client_cpu()
         pb = subprocess.run(["pgbench", "-n", "-c", str(a.ceiling_clients), "-j", "2", "-T", str(a.seconds),
                              "-D", "batch=%d" % batch, "-f", f.name, url], capture_output=True, text=True)
         pg1, wal = server_cpu(url), wal_bytes_since(url, wal0)
+        cl = client_cpu() - cl0
         load1 = open("/proc/loadavg").read().split()[0]
         os.unlink(f.name)
         m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", pb.stdout)
@@ -668,11 +693,11 @@ def ceiling(s, batch, a, name, expr):
         rate = float(m.group(1)) * batch
         print("%-15s %7.0f alerts/s  (pgbench, %d clients, %d rows per statement, %d alerts + %d jobs written, "
               "load %s->%s)" % (name, rate, a.ceiling_clients, batch, rows, jobs, load0, load1))
-        print("%-15s cpu per alert: PostgreSQL %.0f us; WAL per alert %.0f B (load-independent)" %
-              ("", 1e6 * (pg1 - pg0) / max(1, rows), wal / max(1, rows)))
+        print("%-15s cpu per alert: PostgreSQL %.0f us, pgbench %.1f us; WAL per alert %.0f B (load-independent)" %
+              ("", 1e6 * (pg1 - pg0) / max(1, rows), 1e6 * cl / max(1, rows), wal / max(1, rows)))
         # a ratio is comparable only with runs whose ceiling had the same parameters
         print("%-15s storage as the stream's tables: %s" % ("", opts))
-        return rate
+        return rate, docs
     finally:
         harness.psql(harness.db_url_for("postgres"), "DROP DATABASE IF EXISTS %s" % scratch, check=False)
 
@@ -752,23 +777,25 @@ def main():
           (a.connections, a.seconds, a.intake, os.cpu_count(),
            harness.psql_value(harness.db_url_for("postgres"), "SHOW fsync")))
     ok = True
-    results = {}
-    batch = 0
+    results = {}     # stream -> (alerts/s, p99 ms)
+    ceilings = {}    # ceiling -> [alerts/s at the start of the run, at its end]
+    batch, docs = 0, None
     s, key = stack(0, a)
     try:
         if "fixtures" in streams:
             warm_up(s, fixtures_script(key), a)
-            rate, batch, good = run_stream(s, "fixtures", fixtures_script(key), a)
-            results["fixtures"] = rate
+            rate, batch, good, p99 = run_stream(s, "fixtures", fixtures_script(key), a)
+            results["fixtures"] = (rate, p99)
             ok &= good
         if "fixtures" in results:
             for name, expr in CEILINGS:
-                c = ceiling(s, max(1, round(batch)), a, name, expr)
-                print("%-15s %.2f (fixtures / %s)" % ("ratio", results["fixtures"] / c, name))
+                c, docs = ceiling(s, max(1, round(batch)), a, name, expr)
+                ceilings[name] = [c]
+                print("%-15s %.2f (fixtures / %s)" % ("ratio", results["fixtures"][0] / c, name))
         if "alerts" in streams:
             warm_up(s, alerts_script(key), a)
-            rate, _, good = run_stream(s, "alerts", alerts_script(key), a)
-            results["alerts"] = rate
+            rate, _, good, p99 = run_stream(s, "alerts", alerts_script(key), a)
+            results["alerts"] = (rate, p99)
             ok &= good
     finally:
         s.stop()
@@ -782,13 +809,34 @@ def main():
                 settle(s, a)
                 lua = fixtures_script(key) if x == "fixtures-dedup" else \
                     generic_script(key, 0.3 if x == "dup30" else 0.0, x == "hot")
-                rate, _, good = run_stream(s, x, lua, a)
-                results[x] = rate
+                rate, _, good, p99 = run_stream(s, x, lua, a)
+                results[x] = (rate, p99)
                 ok &= good
+            # The ceiling again, at the end of the run (same documents, same batch size): on a
+            # shared box it moves between samples a minute apart as much as a stream does, so
+            # each stream is compared with both samples and with their mean.
+            if docs:
+                name, expr = CEILINGS[0]
+                c, _ = ceiling(s, max(1, round(batch)), a, name + "-end", expr, docs)
+                ceilings[name].append(c)
         finally:
             s.stop()
     if "hot" in results and "unique" in results:
-        print("%-15s %.2f (hot / unique)" % ("hot ratio", results["hot"] / results["unique"]))
+        print("%-15s %.2f (hot / unique)" % ("hot ratio", results["hot"][0] / results["unique"][0]))
+    if ceilings:
+        name = CEILINGS[0][0]
+        cs = ceilings[name]
+        mean = sum(cs) / len(cs)
+        print("summary: each stream / the plain-INSERT %s (%s alerts/s%s)" %
+              (name, " and ".join("%.0f" % c for c in cs), ", at the start and at the end of the run; mean %.0f" % mean
+                                                             if len(cs) > 1 else ""))
+        print("  %-15s %9s %9s  %s" % ("stream", "alerts/s", "p99 ms", "  ".join(
+            "%5s" % h for h in (("start", "end", "mean") if len(cs) > 1 else ("ratio",)))))
+        for x in streams:
+            if x in results:
+                r, p99 = results[x]
+                ratios = [r / c for c in cs] + ([r / mean] if len(cs) > 1 else [])
+                print("  %-15s %9.0f %9.1f  %s" % (x, r, p99, "  ".join("%5.2f" % q for q in ratios)))
     if not ok:
         sys.exit(1)
 

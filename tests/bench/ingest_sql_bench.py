@@ -62,9 +62,13 @@ DUPLICATES = "SELECT count(*) FROM activity_events WHERE event_type = 'alert_ded
 
 
 def payloads_separate(s):
-    """The function takes the payloads as a parameter of their own when it has 3: "joined" when
+    """"columns" when the function takes the batch as typed columns (calseta_ingest_columns, as
+    the intake sends it now). The function takes the payloads as a parameter of their own when it
+    has 3: "joined" when
     they go as the intake sends them now (text joined by U+0001, to calseta_ingest_batch_joined),
     "text" for the same text under the older name, "json" for a json array."""
+    if s.sql_value("SELECT count(*) FROM pg_proc WHERE proname = 'calseta_ingest_columns'") != "0":
+        return "columns"
     if s.sql_value("SELECT count(*) FROM pg_proc WHERE proname = 'calseta_ingest_batch_joined'") != "0":
         return "joined"
     if s.sql_value("SELECT max(pronargs) FROM pg_proc WHERE proname = 'calseta_ingest_batch'") != "3":
@@ -96,11 +100,85 @@ def element_sql(a):
             "ELSE nextval('bench_fp') END AS k WHERE x.o > 0) k)" % (inds, a.dup_share))
 
 
+def pg_array(values):
+    """A text-format array literal of strings (None: NULL), as array_in reads it."""
+    out = []
+    for v in values:
+        if v is None:
+            out.append("NULL")
+        else:
+            out.append('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return "{" + ",".join(out) + "}"
+
+
+def columns_sql(docs, a):
+    """calseta_ingest_columns()'s call and its variables: each field an array, as the intake sends
+    them (the intake sends them in binary, which array_recv reads with no parsing: the text form
+    here costs the server more). The indicators are the batch's distinct pairs, each element
+    naming its own by position. The --unique modes' fingerprints (and indicators) are drawn by
+    SQL expressions on every call, as element_sql's."""
+    els = [(json.loads(e), p) for e, p in docs]
+    pairs, refs, ind_offs, tags, tag_offs = [], [], [0], [], [0]
+    for e, _ in els:
+        for x in e.get("indicators") or []:
+            k = (x["type"], x["value"])
+            if k not in pairs:
+                pairs.append(k)
+            refs.append(pairs.index(k) + 1)
+        ind_offs.append(len(refs))
+        tags += e.get("tags") or []
+        tag_offs.append(len(tags))
+    cols = [("titles", "text", [e.get("title") for e, _ in els]),
+            ("severities", "text", [e.get("severity") for e, _ in els]),
+            ("source_names", "text", [e.get("source_name") for e, _ in els]),
+            ("descriptions", "text", [e.get("description") for e, _ in els]),
+            ("occurred", "timestamptz", [e.get("occurred_at") for e, _ in els]),
+            ("fingerprints", "text", [e.get("fingerprint") for e, _ in els]),
+            ("rule_refs", "text", [e.get("rule_ref") for e, _ in els]),
+            ("key_prefixes", "text", [e.get("actor_key_prefix") for e, _ in els]),
+            ("payloads", "text", [p for _, p in els]),
+            ("tag_offs", "int4", tag_offs), ("tag_vals", "text", tags),
+            ("ind_types", "text", [t for t, _ in pairs]), ("ind_values", "text", [v for _, v in pairs]),
+            ("ind_offs", "int4", ind_offs), ("ind_refs", "int4", refs)]
+    arg = {name: ":%s::%s[]" % (name, typ) for name, typ, _ in cols}
+    variables = tuple("%s=%s" % (name, pg_array(vals)) for name, _, vals in cols)
+    gen = ""
+    if a.unique or a.dup_share > 0 or a.new_indicators or a.hot:
+        gen = ("(SELECT array_agg(k.k ORDER BY g.o) AS ks FROM generate_series(1, %d) g(o) "
+               "CROSS JOIN LATERAL (SELECT CASE WHEN random() < %r AND (SELECT last_value FROM bench_fp) > 20 "
+               "THEN floor(random() * (SELECT last_value FROM bench_fp))::bigint + 1 "
+               "ELSE nextval('bench_fp') END AS k WHERE g.o > 0) k) g, " % (a.batch, a.dup_share))
+        arg["fingerprints"] = "(SELECT array_agg('u-' || k ORDER BY o) FROM unnest(g.ks) WITH ORDINALITY x(k, o))"
+        n = a.batch
+        if a.hot:
+            arg["ind_types"] = "array_fill('domain'::text, ARRAY[%d]) || ARRAY['ip']" % n
+            arg["ind_values"] = ("(SELECT array_agg('h' || k || '.bench.example' ORDER BY o) "
+                                 "FROM unnest(g.ks) WITH ORDINALITY x(k, o)) || ARRAY['203.0.113.7']")
+            arg["ind_offs"] = "'%s'::int4[]" % pg_array(range(0, 2 * n + 1, 2))
+            arg["ind_refs"] = "'%s'::int4[]" % pg_array(x for i in range(n) for x in (n + 1, i + 1))
+        elif a.new_indicators:
+            arg["ind_types"] = "'%s'::text[]" % pg_array(["ip", "domain"] * n)
+            arg["ind_values"] = ("(SELECT array_agg(v ORDER BY o, j) FROM unnest(g.ks) WITH ORDINALITY x(k, o) "
+                                 "CROSS JOIN LATERAL (VALUES (1, '10.' || (k / 65536 % 256) || '.' || "
+                                 "(k / 256 % 256) || '.' || (k % 256)), (2, 'h' || k || '.bench.example')) y(j, v))")
+            arg["ind_offs"] = "'%s'::int4[]" % pg_array(range(0, 2 * n + 1, 2))
+            arg["ind_refs"] = "'%s'::int4[]" % pg_array(range(1, 2 * n + 1))
+    used = set(arg[name] for name, _, _ in cols)
+    variables = tuple(v for v in variables if ":%s::" % v.split("=", 1)[0] in " ".join(used))
+    call = ("calseta_ingest_columns(%s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s, %s, %s, %s, %s, %s, %s, %d)" %
+            tuple([arg[k] for k in ("titles", "severities", "source_names", "descriptions", "occurred",
+                                    "fingerprints", "rule_refs", "key_prefixes", "payloads", "tag_offs",
+                                    "tag_vals", "ind_types", "ind_values", "ind_offs", "ind_refs")] + [a.dedup]))
+    return "SELECT count(*) FROM %s%s;\n" % (gen, call), variables
+
+
 def call_sql(elems, a, separate):
     """The pgbench script and its variables: the batch (and payloads) go as parameters of a
     prepared statement, as the intake sends them, not as literals the server's SQL parser would
     scan on every call."""
     docs = [elems[i % len(elems)] for i in range(a.batch)]
+    if separate == "columns":
+        return columns_sql(docs, a)
     if separate:
         b = "[" + ",".join(e for e, _ in docs) + "]"
         p = "\x01".join(p for _, p in docs) if separate != "json" else "[" + ",".join(p for _, p in docs) + "]"
@@ -196,16 +274,35 @@ def wal_stats(url, lsns, n):
 
 
 def callgrind_script(path, elems, a, separate, calls):
-    """The calls of the pgbench script with its variables as literals, each ended as a
-    single-user backend's -j mode reads it (a semicolon and an empty line)."""
+    """The calls of the pgbench script, each ended as a single-user backend's -j mode reads it (a
+    semicolon and an empty line). The variables are the columns of a one-row table written
+    before the calls (stored uncompressed, out of line), which every call reads: a text variable
+    is cast where pgbench's is (a batch document is parsed by jsonb_in on every call, as the
+    intake's text parameter is), an array is read as stored, as array_recv reads the intake's
+    binary one. As literals, the SQL scanner's pass over a document and array_in's over an
+    array's text (dearer than array_recv) would be counted in every call."""
     script, variables = call_sql(elems, a, separate)
     q = script.strip().rstrip(";")
+    cols, values = [], []
     for v in variables:
         name, value = v.split("=", 1)
         assert "$qv$" not in value
-        q = q.replace(":%s::" % name, "$qv$%s$qv$::" % value)
+        m = re.search(r":%s::(\w+(?:\[\])?)" % name, q)
+        typ = m.group(1)
+        if typ.endswith("[]"):  # read as stored
+            q = q.replace(m.group(0), "v.%s" % name)
+            cols.append((name, typ))
+        else:  # stored as text, converted on every call
+            q = q.replace(":%s::" % name, "v.%s::" % name)
+            cols.append((name, "text"))
+        values.append("$qv$%s$qv$::%s" % (value, cols[-1][1]))
+    q = q.replace("SELECT count(*) FROM ", "SELECT count(*) FROM bench_vars v, ", 1)
     with open(path, "w") as f:
         f.write("SELECT setseed(0.25);\n\nCREATE SEQUENCE bench_fp;\n\n")
+        f.write("CREATE TABLE bench_vars (%s);\n\n" % ", ".join("%s %s" % c for c in cols))
+        for name, _ in cols:
+            f.write("ALTER TABLE bench_vars ALTER COLUMN %s SET STORAGE EXTERNAL;\n\n" % name)
+        f.write("INSERT INTO bench_vars VALUES (%s);\n\n" % ", ".join(values))
         f.write((q + ";\n\n") * calls)
 
 

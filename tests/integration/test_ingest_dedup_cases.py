@@ -12,6 +12,7 @@ import os
 import subprocess
 import threading
 
+import ingest_columns  # noqa: E402
 from harness import Stack, assert_eq, run_tests, wait_for
 
 IND = [("ip", "192.0.2.%d" % i) for i in range(20)]
@@ -312,21 +313,20 @@ def test_elements_without_a_fingerprint_are_never_duplicates():
         s.stop()
 
 
-def test_mix_with_joined_payloads():
-    """The intake's form: payloads joined by chr(1), one per element, each stored as given. A
+def test_mix_with_column_payloads():
+    """The intake's form: the batch as columns, one payload per element, each stored as given. A
     mix (a duplicate of an older alert, a new alert repeated, another new alert) stores each
     new alert's own payload, byte for byte."""
-    s = Stack("ingest_dedup_joined", services=())
+    s = Stack("ingest_dedup_columns", services=())
     try:
         def call(elems, payloads):
             for e in elems:
                 e.pop("raw_payload", None)
-                e["check_numbers"] = True
             # the answers read back in a statement of their own, which sees the rows written
-            return s.sql("CREATE TEMP TABLE r AS SELECT * FROM calseta_ingest_batch_joined($j$%s$j$::jsonb, 24, $p$%s$p$); "
+            return s.sql("CREATE TEMP TABLE r AS %s; "
                          "SELECT r.idx, r.is_duplicate, a.fingerprint, a.raw_payload::text "
                          "FROM r JOIN alerts a ON a.id = r.alert_id ORDER BY r.idx"
-                         % (json.dumps(elems), "\x01".join(payloads)))
+                         % ingest_columns.call_sql(elems, payloads, 24, check_numbers=[True] * len(elems)))
         call([el("j0", [0])], ['{"old": 0}'])
         got = call([el("j0", [0]), el("j1", [1]), el("j1", [2]), el("j2", [3])],
                    ['{"dup":  "of j0"}', '{"n": 1,  "first": true}', '{"n": 1, "repeat": true}', '{ "n" : 2 }'])

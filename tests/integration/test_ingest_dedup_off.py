@@ -8,6 +8,7 @@ indicators, enrichment job and activity event. With de-duplication off a repeate
 new alert, with its own job and event."""
 import json
 
+import ingest_columns  # noqa: E402
 from harness import Stack, assert_eq, fixture, run_tests
 
 U64 = 18446744073709551615
@@ -111,7 +112,7 @@ def test_dedup_off_stores_what_dedup_on_stores():
 
 
 def test_dedup_off_batch_with_new_rule_and_indicators_from_sql():
-    """Straight calls of the functions (de-duplication off) with the payloads in either form:
+    """Straight calls of the functions (de-duplication off), as columns and as a document:
     a rule missing until this batch gets its stub, new and known indicators get linked, the
     known ones are sighted once per batch, and a payload count that does not match the batch
     stores nothing."""
@@ -122,8 +123,9 @@ def test_dedup_off_batch_with_new_rule_and_indicators_from_sql():
               '"indicators": [{"type": "ip", "value": "192.0.2.%d"}, {"type": "ip", "value": "192.0.2.200"}]}')
         batch = "[" + ",".join(el % (i, i, i) for i in range(3)) + "]"
         pays = ['{"n": %d}' % i for i in range(3)]
-        q = "SELECT count(*) FROM calseta_ingest_batch_joined($j$%s$j$::jsonb, 0, $p$%s$p$::text)"
-        assert_eq(s.sql_value(q % (batch, "\x01".join(pays))), "3")
+        elems = json.loads(batch)
+        q = "SELECT count(*) FROM (%s) c"
+        assert_eq(s.sql_value(q % ingest_columns.call_sql(elems, pays, 0)), "3")
         # every indicator was new: nothing sighted again
         assert_eq(s.sql_value("SELECT count(*) FROM indicator_sightings"), "0")
         q2 = "SELECT count(*) FROM calseta_ingest_batch($j$%s$j$::jsonb, 0, $p$%s$p$::json)"
@@ -138,10 +140,10 @@ def test_dedup_off_batch_with_new_rule_and_indicators_from_sql():
         assert_eq(s.sql_value("SELECT count(*) FROM indicators"), "4")
         assert_eq(s.sql_value("SELECT count(*) FROM enrichment_jobs"), "6")
         try:
-            s.sql(q % (batch, "\x01".join(pays[:2])))
+            s.sql(q % ingest_columns.call_sql(elems, pays[:2], 0))
             raise AssertionError("a batch with a payload missing was accepted")
         except RuntimeError as e:
-            assert "2 payloads for 3 alerts" in str(e), e
+            assert "2 payloads, columns of other lengths" in str(e), e
         assert_eq(s.sql_value("SELECT count(*) FROM alerts"), "6")
     finally:
         s.stop()
@@ -157,10 +159,10 @@ END $do$"""
 
 
 def test_payload_forms_from_sql():
-    """The payloads as a json array, as joined text, or omitted, from straight calls: an untyped
+    """The payloads as a json array, as columns, or omitted, from straight calls: an untyped
     array reaches the json form (not the text one), a payload array of the wrong length is
     refused whatever its length (an empty one too), omitted payloads fall back to each element's
-    raw_payload, the joined text's pieces are stored exactly as given, and the json array's
+    raw_payload, the columns' payloads are stored exactly as given, and the json array's
     elements without the whitespace around them."""
     s = Stack("payload_forms", services=("auditd",))
     try:
@@ -183,7 +185,8 @@ def test_payload_forms_from_sql():
             for pays in ("[]", '[{"a": 1}]', '[{"a": 1}, {"b": 2}, {"c": 3}]'):
                 s.sql(REFUSED % ("calseta_ingest_batch('%s', %d, '%s')" % (two, hours, pays)))
             s.sql(REFUSED % ("calseta_ingest_batch('%s', %d, '[]')" % (one, hours)))
-            s.sql(REFUSED % ("calseta_ingest_batch_joined('%s', %d, 'x')" % (two, hours)))
+            s.sql(REFUSED % ("calseta_ingest_columns(%s)" % ingest_columns.columns(json.loads(two), ["{}"], hours)))
+            s.sql(REFUSED % ("calseta_ingest_columns(%s)" % ingest_columns.columns(json.loads(two), ["{}"] * 3, hours)))
         assert_eq(s.sql_value("SELECT count(*) FROM alerts"), n)
         # omitted payloads: each element's raw_payload, or {}
         for hours in (0, 24):
@@ -194,11 +197,11 @@ def test_payload_forms_from_sql():
                         % (two.replace('": "f', '": "omit-%d-f' % hours), hours))
             assert_eq([s.sql_value("SELECT raw_payload::text FROM alerts WHERE id = %s" % i[0]) for i in ids],
                       ["{}", "{}"])
-        # joined text is stored exactly as given (trimming is the caller's: the intake trims)
+        # the columns' payloads are stored exactly as given (trimming is the caller's: the intake trims)
         for hours in (0, 24):
-            ids = s.sql("SELECT alert_id FROM calseta_ingest_batch_joined('%s', %d, E' \\n{\"n\": 1}\\t\\r'"
-                        " || chr(1) || E'\\r\\n [1,  2] ') ORDER BY idx"
-                        % (two.replace('": "f', '": "ws-%d-f' % hours), hours))
+            elems = json.loads(two.replace('": "f', '": "ws-%d-f' % hours))
+            ids = s.sql("SELECT alert_id FROM (%s) c ORDER BY idx"
+                        % ingest_columns.call_sql(elems, [' \n{"n": 1}\t\r', "\r\n [1,  2] "], hours))
             # read back as a JSON string: psql's rows cannot carry the tabs and line breaks
             assert_eq([json.loads(s.sql_value("SELECT to_json(raw_payload::text) FROM alerts WHERE id = %s" % i[0]))
                        for i in ids],

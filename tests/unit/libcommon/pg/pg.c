@@ -763,6 +763,114 @@ static void test_prepared_owned(void **state)
     close_pool(&loop, pool, 5000);
 }
 
+/* pg_exec_prepared_bin: binary arrays (text with U+0001, U+FFFF, a 4-byte character, quotes
+ * and backslashes, NULL elements, an empty array; int4, int8, bool, timestamptz) and a text
+ * parameter beside them reach the server exactly, twice on one prepared statement; NULL is SQL
+ * NULL; bad formats are refused with the values freed (ASan's leak check). */
+static void run_bin(uv_loop_t *loop, struct pg_pool *pool, const char *sql, int nparams,
+                    struct buf *vals, const int *null, const int *formats, struct rec *r)
+{
+    static int n;
+    n = 0;
+    memset(r, 0, sizeof *r);
+    r->counter = &n;
+    char *v[8];
+    int len[8];
+    for (int i = 0; i < nparams; i++) {
+        len[i] = (int)vals[i].len;
+        v[i] = null[i] ? NULL : xmalloc(vals[i].len + 1);
+        if (v[i])
+            memcpy(v[i], vals[i].data, vals[i].len + 1);
+    }
+    assert_int_equal(pg_exec_prepared_bin(pool, "unit_bin", sql, nparams, v, len, formats, on_rec, r), 0);
+    wait_count(loop, &n, 1, 30000);
+    run_for(loop, 50);
+    assert_int_equal(r->calls, 1);
+}
+
+static void test_prepared_bin(void **state)
+{
+    (void)state;
+    NEED_DB();
+    uv_loop_t loop;
+    struct pg_pool *pool = pool_open(&loop, db_url, 1, 10000);
+    const char *sql =
+        "SELECT ($1::text[] IS NOT DISTINCT FROM ARRAY[E'a\\x01b', NULL, E'\\uFFFF', E'\\U0001F600', "
+        "E'q\"\\\\''\\\\', '']::text[])::int::text || ($2::int4[] = '{-7,0,2147483647}')::int || "
+        "($3::int8[] = '{-1,9007199254740993}')::int || ($4::bool[] IS NOT DISTINCT FROM '{t,f,NULL}')::int || "
+        "($5::timestamptz[] = ARRAY['2024-05-01T12:34:56.789012Z', '1969-12-31T23:59:59Z']::timestamptz[])::int "
+        "|| (cardinality($6::text[]) = 0 AND array_ndims($6) IS NULL)::int || coalesce($7::text, 'null') "
+        "|| coalesce($8::text, 'null')";
+    struct buf vals[8];
+    struct pg_arr a;
+    for (int i = 0; i < 8; i++)
+        buf_init(&vals[i]);
+    pg_arr_begin(&a, &vals[0], PG_OID_TEXT);
+    pg_arr_text(&a, "a\x01" "b");
+    pg_arr_text(&a, NULL);
+    pg_arr_text(&a, "\xef\xbf\xbf");
+    pg_arr_text(&a, "\xf0\x9f\x98\x80");
+    pg_arr_text(&a, "q\"\\'\\");
+    pg_arr_text(&a, "");
+    assert_int_equal(pg_arr_end(&a), vals[0].len);
+    pg_arr_begin(&a, &vals[1], PG_OID_INT4);
+    pg_arr_int4(&a, -7);
+    pg_arr_int4(&a, 0);
+    pg_arr_int4(&a, 2147483647);
+    pg_arr_end(&a);
+    pg_arr_begin(&a, &vals[2], PG_OID_INT8);
+    pg_arr_int8(&a, -1);
+    pg_arr_int8(&a, 9007199254740993LL);
+    pg_arr_end(&a);
+    pg_arr_begin(&a, &vals[3], PG_OID_BOOL);
+    pg_arr_bool(&a, 1);
+    pg_arr_bool(&a, 0);
+    pg_arr_elem(&a, NULL, 0);
+    pg_arr_end(&a);
+    pg_arr_begin(&a, &vals[4], PG_OID_TIMESTAMPTZ);
+    pg_arr_int8(&a, 1714566896789012LL - PG_EPOCH_OFFSET_US);
+    pg_arr_int8(&a, -1000000LL - PG_EPOCH_OFFSET_US);
+    pg_arr_end(&a);
+    pg_arr_begin(&a, &vals[5], PG_OID_TEXT);
+    assert_int_equal(pg_arr_end(&a), 12);
+    buf_puts(&vals[6], "text \x01 param");
+    int formats[8] = {1, 1, 1, 1, 1, 1, 0, 1}, null[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+    struct rec r;
+    run_bin(&loop, pool, sql, 8, vals, null, formats, &r);
+    if (!r.ok)
+        fail_msg("%s %s", r.sqlstate, r.err);
+    assert_string_equal(r.val, "111111text \x01 paramnull");
+    /* the same statement again, now prepared, with the text parameter NULL */
+    null[6] = 1;
+    run_bin(&loop, pool, sql, 8, vals, null, formats, &r);
+    assert_true(r.ok);
+    assert_string_equal(r.val, "111111nullnull");
+    /* an array that is not of the declared type fails its query, in the server */
+    formats[6] = 1;
+    null[6] = 0;
+    buf_reset(&vals[6]);
+    buf_append(&vals[6], vals[1].data, vals[1].len); /* int4[] where text is declared */
+    run_bin(&loop, pool, sql, 8, vals, null, formats, &r);
+    assert_false(r.ok);
+    assert_true(r.sqlstate[0] == '2' && r.sqlstate[1] == '2');
+
+    struct rec bad = {0};
+    char *v1[1] = {xstrdup("x")};
+    int len1[1] = {1}, fmt2[1] = {2}, fmt1[1] = {1}, neg[1] = {-1};
+    assert_int_equal(pg_exec_prepared_bin(pool, "unit_bin2", "SELECT $1", 1, v1, len1, fmt2, on_rec, &bad), -1);
+    char *v2[1] = {xstrdup("x")};
+    assert_int_equal(pg_exec_prepared_bin(pool, "unit_bin2", "SELECT $1", 1, v2, neg, fmt1, on_rec, &bad), -1);
+    char *v3[1] = {xstrdup("x")};
+    assert_int_equal(pg_exec_prepared_bin(pool, NULL, "SELECT $1", 1, v3, len1, fmt1, on_rec, &bad), -1);
+    char *v4[1] = {xstrdup("x")};
+    assert_int_equal(pg_exec_prepared_bin(pool, "unit_bin2", "SELECT $1", 1, v4, len1, NULL, on_rec, &bad), -1);
+    run_for(&loop, 50);
+    assert_int_equal(bad.calls, 0);
+    for (int i = 0; i < 8; i++)
+        buf_destroy(&vals[i]);
+    close_pool(&loop, pool, 5000);
+}
+
 /* A LISTEN issued through pg_exec on a query connection: its notifications are dropped, not
  * leaked, and do not disturb the queries that follow. */
 static void test_stray_notifications(void **state)
@@ -1517,6 +1625,7 @@ int main(void)
         cmocka_unit_test(test_owned_params),
         cmocka_unit_test(test_large_owned_uncorked),
         cmocka_unit_test(test_prepared_owned),
+        cmocka_unit_test(test_prepared_bin),
         cmocka_unit_test(test_stray_notifications),
         cmocka_unit_test(test_sql_errors),
         cmocka_unit_test(test_reentrant),

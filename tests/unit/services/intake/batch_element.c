@@ -1,0 +1,247 @@
+/*
+ * tests/unit/services/intake/batch_element.c - alerts packed for the batch's columns and the
+ * columns built from them: each string exact (U+0001, U+FFFF, a 4-byte character, quotes),
+ * bytes that are not UTF-8 sent as U+FFFD, NULL fields as NULL elements, the batch's indicator
+ * pairs sent once with each alert's references, the tags' offsets, the payload trimmed, the
+ * arrays in array_send's form. (The server reading them back is test_ingest_columns.py.)
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "services/intake/batch_element.h"
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* A read cursor over one binary array: its header checked, then its elements in order. */
+struct rd {
+    const unsigned char *p, *end;
+    uint32_t n;
+};
+
+static void rd_open(struct rd *r, const char *v, int len, uint32_t oid, uint32_t n)
+{
+    assert_non_null(v);
+    r->p = (const unsigned char *)v;
+    r->end = r->p + len;
+    r->n = n;
+    assert_int_equal(be32(r->p), n ? 1 : 0);
+    assert_int_equal(be32(r->p + 8), oid);
+    if (!n) {
+        assert_int_equal(len, 12);
+        r->p += 12;
+        return;
+    }
+    assert_int_equal(be32(r->p + 12), n);
+    assert_int_equal(be32(r->p + 16), 1);
+    r->p += 20;
+}
+
+/* The next element's bytes (NULL for a NULL element), its length in *len. */
+static const char *rd_next(struct rd *r, uint32_t *len)
+{
+    assert_true(r->p + 4 <= r->end);
+    uint32_t l = be32(r->p);
+    r->p += 4;
+    if (l == 0xffffffffu) {
+        *len = 0;
+        return NULL;
+    }
+    const char *s = (const char *)r->p;
+    r->p += l;
+    assert_true(r->p <= r->end);
+    *len = l;
+    return s;
+}
+
+static void rd_text(struct rd *r, const char *want)
+{
+    uint32_t l;
+    const char *s = rd_next(r, &l);
+    if (!want) {
+        assert_null(s);
+        return;
+    }
+    assert_non_null(s);
+    assert_int_equal(l, strlen(want));
+    assert_memory_equal(s, want, l);
+}
+
+static void rd_int4(struct rd *r, int32_t want)
+{
+    uint32_t l;
+    const char *s = rd_next(r, &l);
+    assert_int_equal(l, 4);
+    assert_int_equal((int32_t)be32((const unsigned char *)s), want);
+}
+
+static void rd_close(struct rd *r)
+{
+    assert_true(r->p == r->end);
+}
+
+#define ODD "a\x01" "b\xef\xbf\xbf" "c\xf0\x9f\x98\x80" "d\"e\\f'g"
+
+static struct packed *pack(const char *title, const char *desc, const char **tags, size_t ntags,
+                           const char *const (*inds)[2], size_t ninds, const char *rule,
+                           int64_t at_us, int check, const char *payload)
+{
+    struct normalized_alert na;
+    normalized_alert_init(&na);
+    na.title = title ? strdup(title) : NULL;
+    na.severity = strdup("High");
+    na.description = desc ? strdup(desc) : NULL;
+    na.source_rule_ref = rule ? strdup(rule) : NULL;
+    na.occurred_at_us = at_us;
+    for (size_t i = 0; i < ntags; i++)
+        json_array_append_new(na.tags, json_string(tags[i]));
+    struct indicator_set set;
+    indicator_set_init(&set);
+    for (size_t i = 0; i < ninds; i++)
+        indicator_set_add(&set, inds[i][0], inds[i][1], strlen(inds[i][1]));
+    struct element e = {.na = &na, .source = "generic", .fingerprint = "fp", .key_prefix = "cai_k",
+                        .set = &set, .check_numbers = check};
+    struct packed *pk = element_pack(&e, payload, strlen(payload));
+    indicator_set_destroy(&set);
+    normalized_alert_destroy(&na);
+    return pk;
+}
+
+static void test_columns(void **state)
+{
+    (void)state;
+    const char *tags0[] = {ODD, "\x01", "plain"};
+    const char *const inds0[][2] = {{"ip", "192.0.2.1"}, {"domain", ODD}};
+    const char *const inds2[][2] = {{"domain", ODD}, {"ip", "192.0.2.2"}, {"ip", "192.0.2.1"}};
+    struct packed *pk[3];
+    pk[0] = pack(ODD, "desc " ODD, tags0, 3, inds0, 2, "rule-1", 1714566896789012LL, 0,
+                 " \n{\"a\": 1}\t\r");
+    /* not UTF-8: a lone continuation byte, a truncated sequence, an overlong form */
+    pk[1] = pack("x\x80y\xe2\x82z\xc0\xaf", NULL, NULL, 0, NULL, 0, NULL, 0, 1, "[]");
+    pk[2] = pack("third", "", NULL, 0, inds2, 3, "rule-1", -1, 0, "{}");
+    char *v[INGEST_COLUMNS];
+    int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
+    columns_build((const struct packed *const *)pk, 3, 24, v, len, fmt);
+    struct rd r;
+    for (int c = 0; c < INGEST_COLUMNS; c++)
+        assert_int_equal(fmt[c], c == 17 ? 0 : 1);
+    rd_open(&r, v[0], len[0], PG_OID_TEXT, 3); /* titles */
+    rd_text(&r, ODD);
+    /* each byte that starts no valid sequence replaced, as the JSON form does */
+    rd_text(&r, "x\xef\xbf\xbdy\xef\xbf\xbd\xef\xbf\xbdz\xef\xbf\xbd\xef\xbf\xbd");
+    rd_text(&r, "third");
+    rd_close(&r);
+    rd_open(&r, v[3], len[3], PG_OID_TEXT, 3); /* descriptions */
+    rd_text(&r, "desc " ODD);
+    rd_text(&r, NULL);
+    rd_text(&r, "");
+    rd_close(&r);
+    rd_open(&r, v[4], len[4], PG_OID_TIMESTAMPTZ, 3);
+    uint32_t l;
+    const unsigned char *t = (const unsigned char *)rd_next(&r, &l);
+    assert_int_equal(l, 8);
+    int64_t us = (int64_t)((uint64_t)be32(t) << 32 | be32(t + 4));
+    assert_true(us == 1714566896789012LL - PG_EPOCH_OFFSET_US);
+    rd_next(&r, &l);
+    t = (const unsigned char *)rd_next(&r, &l);
+    us = (int64_t)((uint64_t)be32(t) << 32 | be32(t + 4));
+    assert_true(us == -1 - PG_EPOCH_OFFSET_US);
+    rd_close(&r);
+    rd_open(&r, v[6], len[6], PG_OID_TEXT, 3); /* rule refs */
+    rd_text(&r, "rule-1");
+    rd_text(&r, NULL);
+    rd_text(&r, "rule-1");
+    rd_close(&r);
+    assert_null(v[8]); /* raw members: none */
+    rd_open(&r, v[9], len[9], PG_OID_BOOL, 3); /* one asks for the number check: all sent */
+    for (int i = 0; i < 3; i++) {
+        const char *b = rd_next(&r, &l);
+        assert_int_equal(l, 1);
+        assert_int_equal(b[0], i == 1);
+    }
+    rd_close(&r);
+    rd_open(&r, v[10], len[10], PG_OID_TEXT, 3); /* payloads, trimmed */
+    rd_text(&r, "{\"a\": 1}");
+    rd_text(&r, "[]");
+    rd_text(&r, "{}");
+    rd_close(&r);
+    rd_open(&r, v[11], len[11], PG_OID_INT4, 4); /* tag offsets */
+    rd_int4(&r, 0);
+    rd_int4(&r, 3);
+    rd_int4(&r, 3);
+    rd_int4(&r, 3);
+    rd_close(&r);
+    rd_open(&r, v[12], len[12], PG_OID_TEXT, 3);
+    rd_text(&r, ODD);
+    rd_text(&r, "\x01");
+    rd_text(&r, "plain");
+    rd_close(&r);
+    /* the distinct pairs, in the order first named; each alert's references */
+    rd_open(&r, v[13], len[13], PG_OID_TEXT, 3);
+    rd_text(&r, "ip");
+    rd_text(&r, "domain");
+    rd_text(&r, "ip");
+    rd_close(&r);
+    rd_open(&r, v[14], len[14], PG_OID_TEXT, 3);
+    rd_text(&r, "192.0.2.1");
+    rd_text(&r, ODD);
+    rd_text(&r, "192.0.2.2");
+    rd_close(&r);
+    rd_open(&r, v[15], len[15], PG_OID_INT4, 4);
+    rd_int4(&r, 0);
+    rd_int4(&r, 2);
+    rd_int4(&r, 2);
+    rd_int4(&r, 5);
+    rd_close(&r);
+    rd_open(&r, v[16], len[16], PG_OID_INT4, 5);
+    static const int32_t refs[] = {1, 2, 2, 3, 1};
+    for (int i = 0; i < 5; i++)
+        rd_int4(&r, refs[i]);
+    rd_close(&r);
+    assert_string_equal(v[17], "24");
+    for (int c = 0; c < INGEST_COLUMNS; c++)
+        free(v[c]);
+    for (int i = 0; i < 3; i++)
+        free(pk[i]);
+}
+
+/* A batch of one alert with no tags and no indicators: empty arrays (no dimension), offsets 0. */
+static void test_empty_lists(void **state)
+{
+    (void)state;
+    struct packed *pk = pack("t", NULL, NULL, 0, NULL, 0, NULL, 0, 0, "{}");
+    char *v[INGEST_COLUMNS];
+    int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
+    columns_build((const struct packed *const *)&pk, 1, 0, v, len, fmt);
+    struct rd r;
+    assert_null(v[9]); /* no number check asked: NULL */
+    rd_open(&r, v[12], len[12], PG_OID_TEXT, 0);
+    rd_open(&r, v[13], len[13], PG_OID_TEXT, 0);
+    rd_open(&r, v[16], len[16], PG_OID_INT4, 0);
+    rd_open(&r, v[15], len[15], PG_OID_INT4, 2);
+    rd_int4(&r, 0);
+    rd_int4(&r, 0);
+    rd_close(&r);
+    assert_string_equal(v[17], "0");
+    for (int c = 0; c < INGEST_COLUMNS; c++)
+        free(v[c]);
+    free(pk);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_columns),
+        cmocka_unit_test(test_empty_lists),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
