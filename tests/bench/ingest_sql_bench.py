@@ -5,8 +5,9 @@ The five fixtures are posted once through a real intake (de-duplication off); th
 give back the batch elements the intake sent (normalised fields, indicators, rule, payload), so
 the batches replayed here are the intake's own. pgbench then calls the function with batches of
 --batch of them (fixtures round-robin, de-duplication off, so every element is a new alert, as in
-ingest_bench.py's fixtures stream), the batch sent as text the server parses, as the intake sends
-it. The element mixes of ingest_bench.py's other streams: --dedup 24 (the window the function is
+ingest_bench.py's fixtures stream), the arguments read by every call from a one-row table
+written once (see table_form: what the server does with the intake's binary columns, or with an
+older body's document text, which it parses on every call). The element mixes of ingest_bench.py's other streams: --dedup 24 (the window the function is
 called with) and the fixtures as they are: every alert after the first batch a duplicate of one of
 five (fixtures-dedup); --unique --new-indicators: every alert new, with an IP and a domain of its
 own (unique); --dup-share 0.3 besides: 30 % repeat an alert made before (dup30); --hot: one IP in
@@ -26,7 +27,7 @@ runs of two bodies on one server.
 
 On a shared box CPU time per call moves by several per cent with the others' load, more than
 most changes to the function. --callgrind counts instructions instead, which do not move: the
-same batches (as literals, random draws seeded) are run 10 and 40 times by a single-user backend
+same batches (from the same table, random draws seeded) are run 10 and 40 times by a single-user backend
 of a throwaway cluster (migrated, then --load applied) under valgrind's callgrind, and the
 difference over 30 calls is printed per call and per alert (the startup and the first call's
 planning cancel out). Give --load OLD and --load NEW in two runs to compare two bodies.
@@ -273,14 +274,14 @@ def wal_stats(url, lsns, n):
           (100.0 * total[2] / max(1, total[1] + total[2]), total[2] / n, (total[1] + total[2]) / n))
 
 
-def callgrind_script(path, elems, a, separate, calls):
-    """The calls of the pgbench script, each ended as a single-user backend's -j mode reads it (a
-    semicolon and an empty line). The variables are the columns of a one-row table written
-    before the calls (stored uncompressed, out of line), which every call reads: a text variable
-    is cast where pgbench's is (a batch document is parsed by jsonb_in on every call, as the
-    intake's text parameter is), an array is read as stored, as array_recv reads the intake's
-    binary one. As literals, the SQL scanner's pass over a document and array_in's over an
-    array's text (dearer than array_recv) would be counted in every call."""
+def table_form(elems, a, separate):
+    """The call with its arguments read from a one-row table written once (stored uncompressed,
+    out of line), which every call reads: a text variable is cast where pgbench's is (a batch
+    document is parsed by jsonb_in on every call, as the intake's text parameter is), an array is
+    read as stored, as array_recv reads the intake's binary one. Sent as pgbench's text
+    parameters or as literals, every call would also pay array_in over each array's text (which
+    escapes every quote of every payload), dearer than array_recv, and as literals the SQL
+    scanner's pass over each document. Returns (the statements that write the table, the call)."""
     script, variables = call_sql(elems, a, separate)
     q = script.strip().rstrip(";")
     cols, values = [], []
@@ -297,12 +298,20 @@ def callgrind_script(path, elems, a, separate, calls):
             cols.append((name, "text"))
         values.append("$qv$%s$qv$::%s" % (value, cols[-1][1]))
     q = q.replace("SELECT count(*) FROM ", "SELECT count(*) FROM bench_vars v, ", 1)
+    setup = ["CREATE TABLE bench_vars (%s)" % ", ".join("%s %s" % c for c in cols)]
+    setup += ["ALTER TABLE bench_vars ALTER COLUMN %s SET STORAGE EXTERNAL" % name for name, _ in cols]
+    setup.append("INSERT INTO bench_vars VALUES (%s)" % ", ".join(values))
+    return setup, q
+
+
+def callgrind_script(path, elems, a, separate, calls):
+    """The calls (see table_form), each ended as a single-user backend's -j mode reads it (a
+    semicolon and an empty line)."""
+    setup, q = table_form(elems, a, separate)
     with open(path, "w") as f:
         f.write("SELECT setseed(0.25);\n\nCREATE SEQUENCE bench_fp;\n\n")
-        f.write("CREATE TABLE bench_vars (%s);\n\n" % ", ".join("%s %s" % c for c in cols))
-        for name, _ in cols:
-            f.write("ALTER TABLE bench_vars ALTER COLUMN %s SET STORAGE EXTERNAL;\n\n" % name)
-        f.write("INSERT INTO bench_vars VALUES (%s);\n\n" % ", ".join(values))
+        for st in setup:
+            f.write(st + ";\n\n")
         f.write((q + ";\n\n") * calls)
 
 
@@ -410,14 +419,15 @@ def main():
             callgrind(elems, a, separate)
             return
         s.sql("CREATE SEQUENCE bench_fp")
+        setup, q = table_form(elems, a, separate)
+        for st in setup:
+            s.sql(st)
         if a.prefill:
-            script, variables = call_sql(elems, a, separate)
-            pgbench(s.db, script, a, variables, transactions=max(1, a.prefill // a.batch // a.clients))
+            pgbench(s.db, q + ";\n", a, (), transactions=max(1, a.prefill // a.batch // a.clients))
         n0 = int(s.sql_value("SELECT count(*) FROM alerts"))
         d0 = int(s.sql_value(DUPLICATES))
         load0 = open("/proc/loadavg").read().split()[0]
-        script, variables = call_sql(elems, a, separate)
-        tps, cpu, wal = pgbench(s.db, script, a, variables)
+        tps, cpu, wal = pgbench(s.db, q + ";\n", a, ())
         n = int(s.sql_value("SELECT count(*) FROM alerts")) - n0
         load1 = open("/proc/loadavg").read().split()[0]
         made = n
@@ -442,7 +452,7 @@ def main():
             url = harness.db_url_for(scratch)
             try:
                 harness.psql(url, ingest_bench.CEILING_DDL)
-                typ = ingest_bench.ceiling_storage(s, url)
+                typ, _ = ingest_bench.ceiling_storage(s, url)
                 docs = s.sql_value("SELECT jsonb_agg(d) FROM (SELECT (row_number() OVER () - 1)::int AS i, title, "
                                    "severity, source_name, description, occurred_at, raw_payload, tags, fingerprint "
                                    "FROM alerts ORDER BY id LIMIT 5) d")

@@ -1,6 +1,6 @@
 /*
  * intake_normalize_bench.c - CPU per alert of what the intake does with a payload between
- * reading it and queueing its batch element, both ways it reads one: as the member of a POST
+ * reading it and queueing it packed for the batch, both ways it reads one: as the member of a POST
  * /v1/alerts body ("once": jtok_parse_limited of the body, the envelope checked on its tokens,
  * then validate, normalize, extract, element at the payload's token; "tree": the former path,
  * json_parse_limited into a tree for the envelope and the body read again into tokens) and as
@@ -40,16 +40,19 @@ static double cpu_ns(void)
     return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
+/* The alert packed for the batch's columns, as the intake queues it (the payload, which the
+ * intake copies in behind the fields, left out: the ceiling's memcpy is that copy). */
 static void element(const struct alert_source *src, const struct normalized_alert *na,
                     const struct indicator_set *set, struct buf *out)
 {
-    char fp[33], ts[32];
+    char fp[33];
     indicators_fingerprint(na->title, src->name, set, fp);
-    format_iso8601_us(na->occurred_at_us, ts);
-    struct element e = {.na = na, .source = src->name, .occurred_at = ts, .fingerprint = fp,
-                        .key_prefix = "cai_bench", .set = set};
+    struct element e = {.na = na, .source = src->name, .fingerprint = fp, .key_prefix = "cai_bench",
+                        .set = set};
+    struct packed *pk = element_pack(&e, "", 0);
     buf_reset(out);
-    element_text(out, &e);
+    buf_append(out, pk->data, pk->len);
+    free(pk);
 }
 
 static int by_tree(const struct alert_source *src, const char *doc, size_t len, struct buf *out)
