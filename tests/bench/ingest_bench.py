@@ -166,7 +166,7 @@ def parse_wrk(out):
 class WaitSampler(threading.Thread):
     """Samples wait_event_type/wait_event of the database's active backends 10 times a second."""
     SQL = ("SELECT coalesce(wait_event_type, 'CPU') || ':' || coalesce(wait_event, '-') || '|' || "
-           "CASE WHEN query LIKE '%calseta_ingest_batch%' THEN 'ingest batches' "
+           "CASE WHEN query LIKE '%calseta_ingest_batch%' OR query LIKE '%calseta_ingest_columns%' THEN 'ingest batches' "
            "WHEN query LIKE '%FROM enrichment_jobs%' AND query LIKE '%count(*)%' THEN 'health check' "
            "WHEN query LIKE '%links_pending_merge%' THEN 'links merge' "
            "WHEN query LIKE '%indicator_sightings_apply%' THEN 'sightings fold' "
