@@ -393,7 +393,8 @@ int pg_exec_prepared_bin(struct pg_pool *pool, const char *name, const char *sql
 {
     int ok = name && *name && strlen(name) <= 63 && lengths && formats;
     for (int i = 0; ok && values && i < nparams; i++)
-        if (values[i] && (formats[i] < 0 || formats[i] > 1 || (formats[i] == 1 && lengths[i] < 0)))
+        /* the server checks a NULL's format code too (Bind refuses it) */
+        if (formats[i] < 0 || formats[i] > 1 || (values[i] && formats[i] == 1 && lengths[i] < 0))
             ok = 0;
     if (!ok || !args_valid(pool, sql, nparams, values, cb)) {
         for (int i = 0; values && i < nparams; i++)

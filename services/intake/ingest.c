@@ -2,7 +2,7 @@
  * ingest.c - POST /v1/ingest/{source} and POST /v1/alerts: check, normalise, extract,
  * fingerprint, then group-commit.
  *
- * Durability: the 202 goes out only after calseta_ingest_batch() committed the alert, its
+ * Durability: the 202 goes out only after calseta_ingest_columns() committed the alert, its
  * indicators, its enrichment job and its activity event in one transaction. Concurrent ingests
  * are batched into one call (group commit): while a batch is in the database the next one
  * fills up, so throughput is many alerts per fsync. After the commit a JOB_READY message goes
@@ -76,6 +76,7 @@ struct ingest_batcher {
     uv_timer_t stall;  /* the youngest batch in flight reaches INGEST_STALL_MS */
     uint64_t stall_for_ns; /* out_ns of the batch the armed stall timer is for */
     uv_timer_t hint;   /* the next JOB_READY, while one was sent less than HINT_GAP_MS ago */
+    uv_timer_t schema; /* the start-up check of calseta_ingest_columns(), again after a failure */
     uint64_t hint_sent_ns;
     long long hint_jobs, hint_job, hint_alert; /* committed since the last JOB_READY */
     int open_handles;  /* the timers, until the loop has released them */
@@ -100,6 +101,43 @@ static void flush(struct ingest_batcher *b);
 static void on_stalled(uv_timer_t *t);
 static void hint_flush(struct ingest_batcher *b);
 
+/* Start-up: the function every batch calls must exist with the argument types the intake
+ * sends, or every alert would be answered 500. A database not migrated yet stops the process
+ * with the fix in its message; a database that cannot be reached is asked again a second later
+ * (the intake starts, and answers 503, while the database is down). */
+#define INGEST_COLUMNS_SIGNATURE                                                                   \
+    "calseta_ingest_columns(text[],text[],text[],text[],timestamptz[],text[],text[],text[],"        \
+    "text[],boolean[],text[],integer[],text[],text[],text[],integer[],integer[],integer)"
+
+static void schema_check(struct ingest_batcher *b);
+
+static void on_schema_retry(uv_timer_t *t)
+{
+    schema_check(t->data);
+}
+
+static void on_schema_checked(void *arg, PGresult *res, const char *err)
+{
+    struct ingest_batcher *b = arg;
+    if (res && !err) {
+        if (PQntuples(res) == 1 && PQgetisnull(res, 0, 0))
+            msg_fatal("the database has no " INGEST_COLUMNS_SIGNATURE
+                      ": run `calseta migrate` (migration 0076_ingest_typed_columns.sql and "
+                      "later) before starting this intake");
+        return;
+    }
+    if (err && !strcmp(err, "shutting down"))
+        return;
+    msg_warn("checking the database's ingest function failed (again in 1 s): %s", err);
+    uv_timer_start(&b->schema, on_schema_retry, 1000, 0);
+}
+
+static void schema_check(struct ingest_batcher *b)
+{
+    static const char sql[] = "SELECT to_regprocedure('" INGEST_COLUMNS_SIGNATURE "')";
+    (void)pg_exec(b->in->pg, sql, 0, NULL, on_schema_checked, b); /* refused: shutting down */
+}
+
 struct ingest_batcher *ingest_batcher_new(struct intake *in)
 {
     struct ingest_batcher *b = xcalloc(1, sizeof *b);
@@ -108,7 +146,11 @@ struct ingest_batcher *ingest_batcher_new(struct intake *in)
     b->stall.data = b;
     uv_timer_init(in->loop, &b->hint);
     b->hint.data = b;
-    b->open_handles = 2;
+    uv_timer_init(in->loop, &b->schema);
+    b->schema.data = b;
+    uv_unref((uv_handle_t *)&b->schema); /* a retry pending never holds the loop open */
+    b->open_handles = 3;
+    schema_check(b);
     return b;
 }
 
@@ -230,6 +272,7 @@ void ingest_batcher_free(struct ingest_batcher *b)
     hint_flush(b);
     uv_close((uv_handle_t *)&b->stall, on_batcher_closed);
     uv_close((uv_handle_t *)&b->hint, on_batcher_closed);
+    uv_close((uv_handle_t *)&b->schema, on_batcher_closed);
 }
 
 static void enqueue(struct ingest_batcher *b, struct pending p, int front)
@@ -356,6 +399,17 @@ static int sqlstate_is(PGresult *res, const char *state)
     return s && !strcmp(s, state);
 }
 
+/* A data error that comes from how the intake encoded the columns, not from what a client
+ * sent: a binary array the server cannot read (22P03), or calseta_ingest_columns()'s own
+ * refusal of columns or offsets that do not match (22023, its message names it). The parsers
+ * and pk_str() let no client bytes through that could cause either. */
+static int encoding_refused(PGresult *res)
+{
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    return sqlstate_is(res, "22P03") ||
+           (sqlstate_is(res, "22023") && msg && !strncmp(msg, "calseta_ingest_columns:", 23));
+}
+
 /* A batch went out at sent_ns and is back (or never went): one slot less in flight. */
 static void out_remove(struct ingest_batcher *b, uint64_t sent_ns)
 {
@@ -433,13 +487,16 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
     } else {
         int is_data = res && PQresultErrorField(res, PG_DIAG_SQLSTATE) &&
                       !strncmp(PQresultErrorField(res, PG_DIAG_SQLSTATE), "22", 2);
-        if (res)
+        int ours = res && is_data && encoding_refused(res);
+        if (ours) /* the intake's own columns refused: its bug, not the client's alert */
+            msg_error("ingest batch of %zu refused as sent by the intake: %s", bt->n, err);
+        else if (res)
             msg_warn("ingest batch of %zu failed: %s", bt->n, err);
         else
             msg_warn("ingest batch of %zu not stored: %s", bt->n, err);
         for (size_t i = 0; i < bt->n; i++) {
             struct pending *p = &bt->items[i];
-            if (is_data)
+            if (is_data && !ours)
                 reply_error(p->rc, 422, "INVALID_PAYLOAD",
                             "The alert contains a value the database cannot store.", NULL);
             else if (res)

@@ -59,19 +59,51 @@ SELECT json_build_object(
   FROM alerts a LEFT JOIN detection_rules d ON d.id = a.detection_rule_id ORDER BY a.id
 """
 
+FUNCTION = {"columns": "calseta_ingest_columns", "joined": "calseta_ingest_batch_joined",
+            "text": "calseta_ingest_batch", "json": "calseta_ingest_batch", None: "calseta_ingest_batch"}
+
 DUPLICATES = "SELECT count(*) FROM activity_events WHERE event_type = 'alert_deduplicated'"
 
 
-def payloads_separate(s):
-    """"columns" when the function takes the batch as typed columns (calseta_ingest_columns, as
-    the intake sends it now). The function takes the payloads as a parameter of their own when it
-    has 3: "joined" when
-    they go as the intake sends them now (text joined by U+0001, to calseta_ingest_batch_joined),
-    "text" for the same text under the older name, "json" for a json array."""
-    if s.sql_value("SELECT count(*) FROM pg_proc WHERE proname = 'calseta_ingest_columns'") != "0":
+def loaded_form(path):
+    """The form a --load file's own body takes, from the functions it defines: a file of
+    calseta_ingest_columns() is measured through it; one that defines calseta_ingest_batch_joined()
+    but not the columns (an older migration, e.g. 0070's, loaded on a cluster migrated past it,
+    where calseta_ingest_columns() still exists) through calseta_ingest_batch_joined(); one of
+    calseta_ingest_batch() alone through it. None: the file defines none of them (a setting, a
+    table option): the database's newest form."""
+    text = re.sub(r"--[^\n]*", "", open(path).read())
+    defined = set(m.lower() for m in re.findall(r"FUNCTION\s+(\w+)\s*\(", text, re.I))
+    if "calseta_ingest_columns" in defined:
+        return "columns"
+    if "calseta_ingest_batch_joined" in defined:
+        return "joined"
+    if "calseta_ingest_batch" in defined:
+        return "batch"
+    return None
+
+
+def payloads_separate(s, form=None):
+    """The form the bench calls: "columns" when the function takes the batch as typed columns
+    (calseta_ingest_columns, as the intake sends it now), "joined" for the document and the
+    payloads as text joined by U+0001 (calseta_ingest_batch_joined), and for calseta_ingest_batch
+    with 3 arguments "text" (the same text under the older name) or "json" (a json array); None:
+    the payloads inside the document. form ("columns", "joined" or "batch", from --form or
+    loaded_form) picks the function; otherwise the newest the database has."""
+    if form == "joined":
+        return "joined"
+    if form == "batch":
+        return payloads_separate_batch(s)
+    if form == "columns" or \
+            s.sql_value("SELECT count(*) FROM pg_proc WHERE proname = 'calseta_ingest_columns'") != "0":
         return "columns"
     if s.sql_value("SELECT count(*) FROM pg_proc WHERE proname = 'calseta_ingest_batch_joined'") != "0":
         return "joined"
+    return payloads_separate_batch(s)
+
+
+def payloads_separate_batch(s):
+    """calseta_ingest_batch()'s form: "text" or "json" for its third argument, None with 2."""
     if s.sql_value("SELECT max(pronargs) FROM pg_proc WHERE proname = 'calseta_ingest_batch'") != "3":
         return None
     return s.sql_value("SELECT max(format_type(proargtypes[2], NULL)) FROM pg_proc "
@@ -357,9 +389,9 @@ def callgrind(elems, a, separate):
             m = re.search(r"^summary: (\d+)", open(out).read(), re.M)
             counts[calls] = int(m.group(1))
         per_call = (counts[40] - counts[10]) / 30.0
-        print("calseta_ingest_batch under callgrind (batch %d, %s%s%s, de-duplication %s%s): "
-              "%.2f M instructions per call, %.0f k per alert" %
-              (a.batch, "own fingerprints" if (a.unique or a.dup_share or a.new_indicators or a.hot) else
+        print("%s under callgrind (batch %d, %s%s%s, de-duplication %s%s): "
+              "%.3f M instructions per call, %.1f k per alert" %
+              (FUNCTION[separate], a.batch, "own fingerprints" if (a.unique or a.dup_share or a.new_indicators or a.hot) else
                "fixture fingerprints", (", %.0f %% repeats" % (100 * a.dup_share)) if a.dup_share else "",
                ", own IP and domain" if a.new_indicators else ", one IP in all" if a.hot else "",
                ("%d h" % a.dedup) if a.dedup > 0 else "off", (", " + a.load) if a.load else "",
@@ -393,7 +425,13 @@ def main():
     ap.add_argument("--load", default="",
                     help="SQL file run in the bench database before anything is measured (another "
                          "body of the function, for A/B runs on one server)")
+    ap.add_argument("--form", choices=("auto", "columns", "joined", "batch"), default="auto",
+                    help="the function called: calseta_ingest_columns, calseta_ingest_batch_joined "
+                         "or calseta_ingest_batch; auto: the one the --load file defines, else the "
+                         "newest the database has")
     a = ap.parse_args()
+    if a.form == "auto":
+        a.form = loaded_form(a.load) if a.load else None
 
     s = harness.Stack("ingsql", env={"ALERT_DEDUP_WINDOW_HOURS": 0, "LOG_LEVEL": "WARNING"})
     try:
@@ -414,7 +452,8 @@ def main():
             if r.returncode != 0:
                 raise RuntimeError("--load %s failed:\n%s" % (a.load, r.stderr))
             print("loaded %s" % a.load)
-        separate = payloads_separate(s)
+        separate = payloads_separate(s, a.form)
+        print("calling %s" % FUNCTION[separate])
         if a.callgrind:
             callgrind(elems, a, separate)
             return
@@ -433,9 +472,9 @@ def main():
         made = n
         n = n + int(s.sql_value(DUPLICATES)) - d0
         own = a.unique or a.dup_share > 0 or a.new_indicators or a.hot
-        print("calseta_ingest_batch: %.0f alerts/s (%d clients, batch %d, payloads %s, %s fingerprints%s%s, "
+        print("%s: %.0f alerts/s (%d clients, batch %d, payloads %s, %s fingerprints%s%s, "
               "de-duplication %s, %d alerts before, load %s->%s)" %
-              (tps * a.batch, a.clients, a.batch, ("separate (%s)" % separate) if separate else "in the batch",
+              (FUNCTION[separate], tps * a.batch, a.clients, a.batch, ("separate (%s)" % separate) if separate else "in the batch",
                "own" if own else "fixture", (", %.0f %% repeats" % (100 * a.dup_share)) if a.dup_share else "",
                ", own IP and domain" if a.new_indicators else ", one IP in all" if a.hot else "",
                ("%d h" % a.dedup) if a.dedup > 0 else "off", n0, load0, load1))

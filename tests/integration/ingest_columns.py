@@ -21,6 +21,11 @@ def arr(values):
 
 def columns(elems, payloads, dedup_hours, raw_members=None, check_numbers=None):
     """The call's argument list (SQL text)."""
+    return ", ".join(column_list(elems, payloads, dedup_hours, raw_members, check_numbers))
+
+
+def column_list(elems, payloads, dedup_hours, raw_members=None, check_numbers=None):
+    """The call's 18 arguments, each as SQL text, in order (titles ... dedup_hours)."""
     pairs, refs, ind_offs, tags, tag_offs = [], [], [0], [], [0]
     for e in elems:
         for x in e.get("indicators") or []:
@@ -35,7 +40,7 @@ def columns(elems, payloads, dedup_hours, raw_members=None, check_numbers=None):
     def col(key):
         return arr([e.get(key) for e in elems])
 
-    return ", ".join([
+    return [
         col("title") + "::text[]", col("severity") + "::text[]", col("source_name") + "::text[]",
         col("description") + "::text[]", col("occurred_at") + "::timestamptz[]",
         col("fingerprint") + "::text[]", col("rule_ref") + "::text[]", col("actor_key_prefix") + "::text[]",
@@ -46,7 +51,7 @@ def columns(elems, payloads, dedup_hours, raw_members=None, check_numbers=None):
         "'{%s}'::int4[]" % ",".join(map(str, tag_offs)), arr(tags) + "::text[]",
         arr([t for t, _ in pairs]) + "::text[]", arr([v for _, v in pairs]) + "::text[]",
         "'{%s}'::int4[]" % ",".join(map(str, ind_offs)), "'{%s}'::int4[]" % ",".join(map(str, refs)),
-        str(int(dedup_hours))])
+        str(int(dedup_hours))]
 
 
 def call_sql(elems, payloads, dedup_hours, **kw):

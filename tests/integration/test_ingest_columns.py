@@ -11,10 +11,11 @@ database and through the previous body, loaded from its migration file, on anoth
 compares every answer and every row written."""
 import json
 import os
+import subprocess
 import threading
 
 import ingest_columns  # noqa: E402
-from harness import Stack, assert_eq, run_tests
+from harness import Stack, assert_eq, run_tests, wait_for
 
 ODD = "a\u0001b\uffffc\U0001F600d\"e\\f'g"
 
@@ -23,6 +24,25 @@ def read_json(s, q):
     """One text value read back exactly (as a JSON string: psql's rows cannot carry every
     character)."""
     return json.loads(s.sql_value("SELECT to_json((%s))::text" % q))
+
+
+def hold_jobs(s, seconds=1.5):
+    """A session holding enrichment_jobs locked for a while, started now: the first batch
+    waits on it, so alerts posted meanwhile queue and go in batches of several."""
+    p = subprocess.Popen(["psql", s.db, "-X", "-q", "-c", "BEGIN; LOCK TABLE enrichment_jobs IN EXCLUSIVE MODE; "
+                          "SELECT pg_sleep(%s); COMMIT;" % seconds], stdout=subprocess.DEVNULL)
+    wait_for(lambda: s.sql_value("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                                 "WHERE c.relname = 'enrichment_jobs' AND l.mode = 'ExclusiveLock' "
+                                 "AND l.granted") == "1", what="the lock")
+    return p
+
+
+def batches(s, key):
+    """The intake's ingest transactions so far, from /metrics."""
+    m = s.request("GET", "/metrics", key=key).body.decode()
+    count = [float(x.split()[-1]) for x in m.splitlines() if x.startswith("calseta_ingest_batch_size_count")]
+    assert len(count) == 1, [x for x in m.splitlines() if "batch_size" in x]
+    return count[0]
 
 
 def test_strings_exact_through_the_intake():
@@ -41,15 +61,18 @@ def test_strings_exact_through_the_intake():
                 body = {"kibana.alert.rule.name": ODD + " bare", "kibana.alert.severity": "low"}
             results[i] = s.request("POST", "/v1/ingest/elastic", key=key, body=body)
 
-        # at once, so that several go in one batch
+        # at once, behind a lock, so that several go in one batch
+        held = hold_jobs(s)
         threads = [threading.Thread(target=post, args=(i,)) for i in range(6)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        held.wait()
         for r in results:
             assert_eq(r.status, 202, r.body)
             uuids.append(r.json()["data"]["alert_uuid"])
+        assert batches(s, key) < len(results), "every alert went alone"
         for i, u in enumerate(uuids[:5]):
             a = "(SELECT %%s FROM alerts WHERE uuid = '%s')" % u
             assert_eq(read_json(s, a % "title"), ODD + " %d" % i)
@@ -75,6 +98,44 @@ def test_strings_exact_through_the_intake():
         assert_eq(results[0].status, 202, results[0].body)
         assert_eq(results[0].json()["data"]["is_duplicate"], True)
         assert_eq(results[0].json()["data"]["alert_uuid"], uuids[0])
+    finally:
+        s.stop()
+
+
+def test_raw_payload_bytes_through_the_intake():
+    """A body sent as raw UTF-8 (not \\u escapes: U+FFFF, a 4-byte character, an accented
+    letter as their bytes), with quotes, backslashes and escapes inside its strings and odd
+    spacing, is stored as its exact bytes, trimmed of the whitespace around it; several at once,
+    and at least one batch held more than one of them."""
+    s = Stack("ingest_columns_raw", env={"ALERT_DEDUP_WINDOW_HOURS": 0})
+    try:
+        key = s.create_key("alerts:write,alerts:read")
+        bodies = [('{"title":  "raw \uffff \U0001F600 é \\"q\\" b\\\\s %d", "severity":"low",\n'
+                   ' "k" : ["\\u0001", "\\\\", "\\"", "é\\u00e9", 1e19, {"x":  [ ]}]}' % i)
+                  for i in range(12)]
+        for b in bodies:
+            json.loads(b)  # valid JSON, as sent
+        results = [None] * len(bodies)
+
+        def post(i):
+            results[i] = s.request("POST", "/v1/ingest/generic", key=key, body=(" \n" + bodies[i] + "\t ").encode(),
+                                   headers={"Content-Type": "application/json"})
+
+        held = hold_jobs(s)
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        held.wait()
+        for i, r in enumerate(results):
+            assert_eq(r.status, 202, r.body)
+            u = r.json()["data"]["alert_uuid"]
+            got = bytes.fromhex(s.sql_value("SELECT encode(convert_to(raw_payload::text, 'UTF8'), 'hex') "
+                                            "FROM alerts WHERE uuid = '%s'" % u))
+            assert_eq(got, bodies[i].encode())
+        # some batch held more than one alert (else this tested single-alert batches only)
+        assert batches(s, key) < len(bodies), "every alert went alone"
     finally:
         s.stop()
 
@@ -155,20 +216,113 @@ def test_same_as_the_document_form():
         wrap.stop()
 
 
+REFUSED = """DO $do$ BEGIN
+    PERFORM count(*) FROM %s;
+    RAISE EXCEPTION 'accepted';
+EXCEPTION WHEN invalid_parameter_value THEN NULL;
+END $do$"""
+
+
 def test_wrong_lengths_refused():
-    """Columns of different lengths store nothing (invalid_parameter_value, 422 at the intake)."""
+    """Columns of different lengths, or offsets that do not start at 0 and end at the number of
+    tags and of indicator references, store nothing (invalid_parameter_value; the intake answers
+    500, the columns being its own). Each case would otherwise store a field on the wrong alert,
+    none or the wrong one, or fail later with another error."""
     s = Stack("ingest_columns_refused", services=())
     try:
-        args = ingest_columns.columns([el("a", [0]), el("b", [1])], ['{}', '{}'], 24)
-        short = args.replace(ingest_columns.arr(["T a", "T b"]), ingest_columns.arr(["T a"]), 1)
-        assert short != args
+        good = ingest_columns.column_list([el("a", [0], tags=("x",)), el("b", [1], tags=("y", "z"))],
+                                          ['{}', '{}'], 24)
+        assert_eq(good[11], "'{0,1,3}'::int4[]")
+        assert_eq(good[15], "'{0,1,2}'::int4[]")
+        bad = {
+            "a short title column": (0, ingest_columns.arr(["T a"]) + "::text[]"),
+            "NULL titles": (0, "NULL::text[]"),
+            "ind_values shorter than ind_types": (14, ingest_columns.arr([IND[0][1]]) + "::text[]"),
+            "tag_offs of length n": (11, "'{0,1}'::int4[]"),
+            "tag_offs not from 0": (11, "'{1,2,3}'::int4[]"),
+            "tag_offs short of the tags": (11, "'{0,1,2}'::int4[]"),
+            "tag_offs past the tags": (11, "'{0,2,4}'::int4[]"),
+            "NULL tag_vals": (12, "NULL::text[]"),
+            "ind_offs not from 0": (15, "'{1,1,2}'::int4[]"),
+            "ind_offs short of the references": (15, "'{0,1,1}'::int4[]"),
+            "NULL ind_refs": (16, "NULL::int4[]"),
+        }
+        for what, (k, value) in bad.items():
+            args = list(good)
+            args[k] = value
+            try:
+                s.sql(REFUSED % ("calseta_ingest_columns(%s)" % ", ".join(args)))
+            except RuntimeError as e:
+                raise AssertionError("%s: not refused with 22023: %s" % (what, e))
+        # the refusal names the function (the intake tells its own encoding's errors by it)
         try:
-            s.sql("SELECT * FROM calseta_ingest_columns(%s)" % short)
+            s.sql("SELECT * FROM calseta_ingest_columns(%s)" % ", ".join(good[:11] + ["'{0,1,2}'::int4[]"] + good[12:]))
             raise AssertionError("accepted")
         except RuntimeError as e:
-            assert "columns of other lengths" in str(e), e
+            assert "calseta_ingest_columns: " in str(e), e
         assert_eq(s.sql_value("SELECT count(*) FROM alerts"), "0")
         assert_eq(s.sql_value("SELECT count(*) FROM indicators"), "0")
+        s.sql("SELECT * FROM calseta_ingest_columns(%s)" % ", ".join(good))
+        assert_eq(s.sql("SELECT fingerprint, tags, cardinality(indicator_ids) FROM alerts ORDER BY id"),
+                  [["a", "{x}", "1"], ["b", "{y,z}", "1"]])
+    finally:
+        s.stop()
+
+
+def test_document_forms_refuse_and_store_exactly():
+    """calseta_ingest_document() checks its own payload count (a public function: its callers'
+    checks do not cover a direct call); the joined form (old intakes during an upgrade) refuses a
+    wrong count and stores each piece byte for byte; an element whose "indicators" is JSON null is
+    refused as before the columns; offsets built by the document forms put each tag and
+    indicator on its own element in a batch of many."""
+    s = Stack("ingest_columns_document", services=())
+    try:
+        two = json.dumps([el("j1", [0], tags=("a",)), el("j2", [1, 2], tags=("b", "c"))])
+        for hours in (0, 24):
+            s.sql(REFUSED % ("calseta_ingest_document('%s', %d, ARRAY['{}'])" % (two, hours)))
+            s.sql(REFUSED % ("calseta_ingest_document('%s', %d, ARRAY['{}', '{}', '{}'])" % (two, hours)))
+            s.sql(REFUSED % ("calseta_ingest_batch_joined('%s', %d, 'x')" % (two, hours)))
+            s.sql(REFUSED % ("calseta_ingest_batch_joined('%s', %d, E'{}\\u0001{}\\u0001{}')" % (two, hours)))
+            nul = json.dumps([dict(el("n1", []), indicators=None)])
+            s.sql(REFUSED % ("calseta_ingest_batch('%s', %d)" % (nul, hours)))
+            s.sql(REFUSED % ("calseta_ingest_batch_joined('%s', %d, '{}')" % (nul, hours)))
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts"), "0")
+        # a missing "indicators" is none
+        bare = el("ni", [])
+        del bare["indicators"]
+        s.sql("SELECT * FROM calseta_ingest_batch('%s', 0)" % json.dumps([bare]))
+        assert_eq(s.sql_value("SELECT indicator_ids FROM alerts WHERE fingerprint = 'ni'"), "{}")
+        # each piece of the joined form stored as given, whitespace and all
+        pieces = [' {"p": 1}\n', '\t[1, 2 ,3]  ']
+        ids = s.sql("SELECT alert_id FROM calseta_ingest_batch_joined('%s', 0, %s) ORDER BY idx"
+                    % (two, "E'" + "\\u0001".join(p.replace("\\", "\\\\") for p in pieces) + "'"))
+        got = [read_json(s, "SELECT raw_payload::text FROM alerts WHERE id = %s" % i[0]) for i in ids]
+        assert_eq(got, pieces)
+        # many elements, uneven tags and indicators: every one on its own alert
+        many = [el("m%d" % i, list(range(i % 4)), tags=tuple("t%d-%d" % (i, k) for k in range(i % 3)))
+                for i in range(60)]
+        rows = s.sql("CREATE TEMP TABLE r AS SELECT * FROM calseta_ingest_batch('%s', 0); "
+                     "SELECT a.fingerprint, array_to_string(a.tags, ','), (SELECT string_agg(x.value, ',' "
+                     "ORDER BY x.value) FROM indicators x WHERE x.id = ANY (a.indicator_ids)) "
+                     "FROM r JOIN alerts a ON a.id = r.alert_id ORDER BY r.idx" % json.dumps(many))
+        assert_eq(rows, [["m%d" % i, ",".join("t%d-%d" % (i, k) for k in range(i % 3)),
+                          ",".join(sorted(IND[k][1] for k in range(i % 4)))] for i in range(60)])
+    finally:
+        s.stop()
+
+
+def test_intake_refuses_an_unmigrated_database():
+    """An intake whose database lacks calseta_ingest_columns() with the types it sends stops at
+    start-up, naming the migration to run, instead of answering 500 to every alert."""
+    s = Stack("ingest_columns_unmigrated", services=())
+    try:
+        s.sql("ALTER FUNCTION calseta_ingest_columns(text[], text[], text[], text[], timestamptz[], text[], "
+              "text[], text[], text[], boolean[], text[], integer[], text[], text[], text[], integer[], "
+              "integer[], integer) RENAME TO calseta_ingest_columns_gone")
+        p = s.start_intake()
+        wait_for(lambda: not p.alive(), timeout=20, what="the intake to stop")
+        assert p.p.returncode != 0, p.p.returncode
+        assert "calseta migrate" in p.text() and "0076_ingest_typed_columns.sql" in p.text(), p.text()
     finally:
         s.stop()
 

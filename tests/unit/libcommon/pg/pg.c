@@ -845,14 +845,27 @@ static void test_prepared_bin(void **state)
     run_bin(&loop, pool, sql, 8, vals, null, formats, &r);
     assert_true(r.ok);
     assert_string_equal(r.val, "111111nullnull");
-    /* an array that is not of the declared type fails its query, in the server */
+    /* an array whose element type is not the declared one fails its query in the server
+     * (array_recv checks the element OID: 42804), and the statement stays usable */
+    buf_reset(&vals[1]);
+    buf_append(&vals[1], vals[0].data, vals[0].len); /* text[] where int4[] is declared */
+    run_bin(&loop, pool, sql, 8, vals, null, formats, &r);
+    assert_false(r.ok);
+    assert_string_equal(r.sqlstate, "42804");
+    /* binary bytes where text is declared: not valid text (22021, the NUL bytes) */
+    buf_reset(&vals[1]);
+    pg_arr_begin(&a, &vals[1], PG_OID_INT4);
+    pg_arr_int4(&a, -7);
+    pg_arr_int4(&a, 0);
+    pg_arr_int4(&a, 2147483647);
+    pg_arr_end(&a);
     formats[6] = 1;
     null[6] = 0;
     buf_reset(&vals[6]);
-    buf_append(&vals[6], vals[1].data, vals[1].len); /* int4[] where text is declared */
+    buf_append(&vals[6], vals[1].data, vals[1].len);
     run_bin(&loop, pool, sql, 8, vals, null, formats, &r);
     assert_false(r.ok);
-    assert_true(r.sqlstate[0] == '2' && r.sqlstate[1] == '2');
+    assert_string_equal(r.sqlstate, "22021");
 
     struct rec bad = {0};
     char *v1[1] = {xstrdup("x")};
@@ -864,6 +877,10 @@ static void test_prepared_bin(void **state)
     assert_int_equal(pg_exec_prepared_bin(pool, NULL, "SELECT $1", 1, v3, len1, fmt1, on_rec, &bad), -1);
     char *v4[1] = {xstrdup("x")};
     assert_int_equal(pg_exec_prepared_bin(pool, "unit_bin2", "SELECT $1", 1, v4, len1, NULL, on_rec, &bad), -1);
+    /* a NULL's format is checked too: the server's Bind refuses a bad one even for NULL */
+    char *v5[2] = {xstrdup("x"), NULL};
+    int len5[2] = {1, 0}, fmt5[2] = {0, 7};
+    assert_int_equal(pg_exec_prepared_bin(pool, "unit_bin2", "SELECT $1, $2", 2, v5, len5, fmt5, on_rec, &bad), -1);
     run_for(&loop, 50);
     assert_int_equal(bad.calls, 0);
     for (int i = 0; i < 8; i++)

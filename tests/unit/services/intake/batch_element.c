@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -237,11 +238,109 @@ static void test_empty_lists(void **state)
     free(pk);
 }
 
+/* An indicator value over 2048 bytes is not sent (a btree entry cannot hold it: the batch
+ * would fail 54000); one of exactly 2048 is. */
+static void test_indicator_size_limit(void **state)
+{
+    (void)state;
+    char *big = malloc(2050), *edge = malloc(2049);
+    memset(big, 'b', 2049);
+    big[2049] = '\0';
+    memset(edge, 'e', 2048);
+    edge[2048] = '\0';
+    const char *const inds[][2] = {{"domain", big}, {"domain", edge}, {"ip", "192.0.2.9"}};
+    struct packed *pk = pack("t", NULL, NULL, 0, inds, 3, NULL, 0, 0, "{}");
+    char *v[INGEST_COLUMNS];
+    int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
+    columns_build((const struct packed *const *)&pk, 1, 0, v, len, fmt);
+    struct rd r;
+    rd_open(&r, v[14], len[14], PG_OID_TEXT, 2);
+    rd_text(&r, edge);
+    rd_text(&r, "192.0.2.9");
+    rd_close(&r);
+    rd_open(&r, v[15], len[15], PG_OID_INT4, 2);
+    rd_int4(&r, 0);
+    rd_int4(&r, 2);
+    rd_close(&r);
+    for (int c = 0; c < INGEST_COLUMNS; c++)
+        free(v[c]);
+    free(pk);
+    free(big);
+    free(edge);
+}
+
+/* 500 alerts of 20 pairs each out of 60 overlapping ones (the batch's pair table grows far
+ * past its first size and collides): every reference names its alert's own pair, every pair
+ * is sent once. */
+static void test_many_pairs(void **state)
+{
+    (void)state;
+    enum { N = 500, PER = 20, POOL = 60 };
+    static char vals[POOL][16];
+    for (int k = 0; k < POOL; k++)
+        snprintf(vals[k], sizeof vals[k], "198.51.%d.%d", k / 7, k);
+    struct packed **pk = malloc(N * sizeof *pk);
+    for (int i = 0; i < N; i++) {
+        const char *inds[PER][2];
+        for (int j = 0; j < PER; j++) {
+            int k = (i * 7 + j * 3) % POOL;
+            inds[j][0] = k % 2 ? "ip" : "domain";
+            inds[j][1] = vals[k];
+        }
+        pk[i] = pack("t", NULL, NULL, 0, (const char *const (*)[2])inds, PER, NULL, 0, 0, "{}");
+    }
+    char *v[INGEST_COLUMNS];
+    int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
+    columns_build((const struct packed *const *)pk, N, 0, v, len, fmt);
+    /* the pairs: type and value of each position */
+    const char *types[POOL], *values[POOL];
+    uint32_t tl[POOL], vl[POOL];
+    struct rd rt, rv, ro, rr;
+    rd_open(&rt, v[13], len[13], PG_OID_TEXT, POOL);
+    rd_open(&rv, v[14], len[14], PG_OID_TEXT, POOL);
+    for (int k = 0; k < POOL; k++) {
+        types[k] = rd_next(&rt, &tl[k]);
+        values[k] = rd_next(&rv, &vl[k]);
+        for (int q = 0; q < k; q++) /* each pair once */
+            assert_false(tl[q] == tl[k] && vl[q] == vl[k] && !memcmp(types[q], types[k], tl[k]) &&
+                         !memcmp(values[q], values[k], vl[k]));
+    }
+    rd_close(&rt);
+    rd_close(&rv);
+    rd_open(&ro, v[15], len[15], PG_OID_INT4, N + 1);
+    rd_open(&rr, v[16], len[16], PG_OID_INT4, N * PER);
+    rd_int4(&ro, 0);
+    for (int i = 0; i < N; i++) {
+        rd_int4(&ro, (i + 1) * PER);
+        for (int j = 0; j < PER; j++) {
+            int k = (i * 7 + j * 3) % POOL;
+            uint32_t l;
+            const char *p = rd_next(&rr, &l);
+            assert_int_equal(l, 4);
+            int32_t ref = (int32_t)be32((const unsigned char *)p);
+            assert_true(ref >= 1 && ref <= POOL);
+            assert_int_equal(tl[ref - 1], strlen(k % 2 ? "ip" : "domain"));
+            assert_memory_equal(types[ref - 1], k % 2 ? "ip" : "domain", tl[ref - 1]);
+            assert_int_equal(vl[ref - 1], strlen(vals[k]));
+            assert_memory_equal(values[ref - 1], vals[k], vl[ref - 1]);
+        }
+    }
+    rd_close(&ro);
+    rd_close(&rr);
+    for (int c = 0; c < INGEST_COLUMNS; c++)
+        free(v[c]);
+    for (int i = 0; i < N; i++)
+        free(pk[i]);
+    free(pk);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_columns),
         cmocka_unit_test(test_empty_lists),
+        cmocka_unit_test(test_indicator_size_limit),
+        cmocka_unit_test(test_many_pairs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
