@@ -96,6 +96,12 @@ def test_indicator_inserted_by_a_concurrent_batch_is_linked():
         assert_eq(a.close(), 0)
         assert_eq(b.close(), 0)
         shared = s.sql_value("SELECT id FROM indicators WHERE value = '192.0.2.55'")
+        # the second batch's own new value went in after its first insert gave way, once
+        assert_eq(s.sql_value("SELECT count(*) FROM indicators WHERE value IN ('cc-a.x', 'cc-b.x')"), "2")
+        # the shared value, new to the second batch's lookup and found after its insert with the
+        # first batch's last_seen, is sighted by the second batch
+        assert_eq(s.sql_value("SELECT count(*) FROM indicator_sightings WHERE indicator_ids = ARRAY[%s]::bigint[]"
+                              % shared), "1")
         for title in ("cc-a", "cc-b"):
             own = s.sql_value("SELECT id FROM indicators WHERE value = '%s.x'" % title)
             assert_eq(s.sql_value("SELECT indicator_ids::text FROM alerts WHERE title = '%s'" % title),
