@@ -268,7 +268,9 @@ static void stream_write(struct http_conn *c, const char *data, size_t len)
 {
     if (c->closing || len == 0)
         return;
-    if (c->writes_pending == 0) {
+    /* libuv's own queue and a started shutdown are checked as well as our count, so that no
+     * later path writing through libuv directly can let an answer overtake an earlier one */
+    if (c->writes_pending == 0 && c->tcp.write_queue_size == 0 && !c->shutdown_started) {
         ssize_t n;
         do
             n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);

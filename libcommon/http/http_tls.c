@@ -3,9 +3,10 @@
  *
  * libuv does all socket I/O. Received ciphertext is written into the connection's read BIO and
  * SSL_read() yields plaintext; plaintext answers go through SSL_write() and the write BIO is
- * drained into bytes for uv_write(). Policy: TLS 1.2 minimum, server cipher preference,
- * ECDHE with AEAD ciphers only for TLS 1.2 (TLS 1.3 suites are all AEAD), no compression,
- * no renegotiation, no session tickets state on disk.
+ * drained into bytes for the connection's writer (send(), or uv_write() behind queued bytes).
+ * Policy: TLS 1.2 minimum, server cipher preference, ECDHE with AEAD ciphers only for TLS 1.2
+ * (TLS 1.3 suites are all AEAD), no compression, no renegotiation, no session tickets state on
+ * disk.
  */
 #include "http_internal.h"
 #include "log.h"

@@ -31,6 +31,8 @@ their mean.
 
 Every stream and the ceiling print the server's CPU and WAL bytes per alert (load-independent),
 and the client's CPU per request (wrk) or per alert (pgbench): the client runs on the same cores.
+A stream's server CPU is also split by kind of process (client backends, walwriter, autovacuum
+workers, ...; the processes that exited during the stream together).
 
 While each stream runs, the wait events of the server's active backends are sampled (10 per
 second) and printed: what the write path waits for. The load average is printed per stream.
@@ -400,6 +402,44 @@ def server_cpu(url):
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def server_kinds(url):
+    """CPU ticks of each live PostgreSQL process by pid, with its kind (the title it gives
+    itself: 'walwriter', 'autovacuum worker', a client backend's database and user...)."""
+    pm = int(harness.psql_value(url, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"))
+    pm = int(open("/proc/%d/stat" % pm).read().rsplit(")", 1)[1].split()[1])
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if int(open("/proc/%s/stat" % d).read().rsplit(")", 1)[1].split()[1]) != pm:
+                continue
+            title = open("/proc/%s/cmdline" % d).read().replace("\0", " ").strip()
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        t = title[len("postgres: "):] if title.startswith("postgres: ") else title
+        for k in ("walwriter", "checkpointer", "background writer", "autovacuum worker", "autovacuum launcher",
+                  "logical replication launcher", "walsender", "stats collector"):
+            if t.startswith(k):
+                kind = k
+                break
+        else:
+            kind = "client backends"
+        out[int(d)] = (kind, proc_ticks(int(d)))
+    return out
+
+
+def kinds_split(before, after, total_s):
+    """The server's CPU of a stream split by kind of process: each live process's ticks since
+    before (all of them for one started since), and what the others used (exited meanwhile)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    per = collections.Counter()
+    for pid, (kind, t) in after.items():
+        per[kind] += t - before[pid][1] if pid in before and before[pid][0] == kind else t
+    per["exited meanwhile"] = max(0, total_s * hz - sum(per.values()))
+    return {k: v / hz for k, v in per.items() if v > 0}
+
+
 def server_runq(url):
     """Seconds the live PostgreSQL processes have spent runnable but waiting for a core
     (/proc/PID/schedstat): on a shared box, how much of a call's time was someone else's CPU."""
@@ -507,6 +547,7 @@ def run_stream(s, name, lua, a):
                              "WHERE funcname IN (%s)" % INGEST_FUNCTIONS) or 0)
     load0 = open("/proc/loadavg").read().split()[0]
     pg0, in0 = server_cpu(s.db), intake_cpu(s)
+    kinds0 = server_kinds(s.db)
     split0 = intake_split(s)
     rq0 = server_runq(s.db)
     wal0 = wal_lsn(s.db)
@@ -526,6 +567,7 @@ def run_stream(s, name, lua, a):
                           "-s", f.name, "http://127.0.0.1:%d" % s.port], capture_output=True, text=True).stdout
     cl = client_cpu() - cl0
     pg1, in1 = server_cpu(s.db), intake_cpu(s)
+    kinds1 = server_kinds(s.db)
     # the GIN sampler's backend, started after pg0 and alive until after the stream: its CPU so
     # far is the sampler's share of the server's, left out
     gin_cpu = gin.backend_cpu()
@@ -558,6 +600,9 @@ def run_stream(s, name, lua, a):
           ("", 1e6 * (pg1 - pg0) / max(1, accepted), 1e6 * (in1 - in0) / max(1, accepted), wal / max(1, accepted),
            "; the GIN sampler's own backend, %.1f us per alert, left out" % (1e6 * gin_cpu / max(1, accepted))
            if gin.pid else ""))
+    split_k = kinds_split(kinds0, kinds1, pg1 + gin_cpu - pg0)
+    print("%-15s PostgreSQL per alert by process: %s" % ("", ", ".join(
+        "%s %.1f us" % (k, 1e6 * v / max(1, accepted)) for k, v in sorted(split_k.items(), key=lambda x: -x[1]))))
     print("%-15s intake per alert: user %.0f us, kernel %.0f us, %.2f context switches" %
           ("", 1e6 * split[0] / max(1, accepted), 1e6 * split[1] / max(1, accepted), split[2] / max(1, accepted)))
     print("%-15s load generator (wrk, same cores): %.0f us per request" % ("", 1e6 * cl / max(1, total)))

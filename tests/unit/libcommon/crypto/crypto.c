@@ -401,6 +401,24 @@ static void test_hex_signature(void **state)
     assert_int_equal(crypto_parse_hex_signature(s, 64, got), -1);
     for (int i = 0; i < 32; i++)
         assert_int_equal(got[i], 0x5a);
+    /* every byte value as the first and as the last digit: taken exactly when it is one of
+     * 0-9a-fA-F, with its value */
+    for (int pos = 0; pos < 64; pos += 63) {
+        for (int b = 0; b < 256; b++) {
+            memset(s, '0', 64);
+            s[pos] = (char)b;
+            int v = b >= '0' && b <= '9'   ? b - '0'
+                    : b >= 'a' && b <= 'f' ? b - 'a' + 10
+                    : b >= 'A' && b <= 'F' ? b - 'A' + 10
+                                           : -1;
+            memset(got, 0x5a, 32);
+            assert_int_equal(crypto_parse_hex_signature(s, 64, got), v < 0 ? -1 : 0);
+            if (v < 0)
+                continue;
+            for (int i = 0; i < 32; i++)
+                assert_int_equal(got[i], i == pos / 2 ? (pos ? v : v << 4) : 0);
+        }
+    }
 }
 
 static void test_owner_id(void **state)
