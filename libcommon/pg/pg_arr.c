@@ -2,9 +2,11 @@
  * pg_arr.c - one-dimensional arrays written in PostgreSQL's binary form (as array_send writes
  * them, as array_recv reads them), for binary parameters of pg_exec_prepared_bin().
  */
+#include "log.h"
 #include "pg.h"
 #include "util.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static void put_u32(struct buf *b, uint32_t v)
@@ -42,6 +44,8 @@ void pg_arr_elem(struct pg_arr *a, const void *p, size_t len)
     if (!p) {
         put_u32(a->b, 0xffffffffu);
     } else {
+        if (len > INT32_MAX) /* its length word would read as NULL or negative */
+            msg_fatal("pg_arr: an array element of %zu bytes", len);
         put_u32(a->b, (uint32_t)len);
         buf_append(a->b, p, len);
     }

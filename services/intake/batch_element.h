@@ -11,8 +11,9 @@
 #include "source.h"
 #include "util.h"
 
-/* The alert's element. Its payload goes beside the batch (the intake's send_batch), always the
- * payload's own text (POST /v1/alerts sends its "payload" member's, not the whole body).
+/* The alert's element. Its payload is packed after it (element_pack), always the payload's own
+ * text (POST /v1/alerts sends its "payload" member's, not the whole body); occurred_at is read
+ * by element_text() only (the columns carry occurred_at_us as a binary timestamp).
  * check_numbers: the payload has a number PostgreSQL's numeric may not hold, so the database
  * converts it to jsonb once to refuse it at ingest rather than store a payload that a jsonb
  * reader (enrichment, workflows) could not read. */

@@ -21,9 +21,13 @@ Run by hand, release build, with the database migrated:
     python3 tests/bench/ingest_sql_bench.py [--seconds 8] [--batch 15] [--clients 1] [--perf FILE]
                                             [--load FILE] [--dedup HOURS] [--unique] [--dup-share F]
                                             [--new-indicators] [--hot] [--callgrind]
+                                            [--form auto|columns|joined|batch]
 With --perf, `perf record -g` samples the backend of the first client into FILE. With --load, the
 SQL in FILE (say, an older body of the function) runs in the bench's database first: paired A/B
-runs of two bodies on one server.
+runs of two bodies on one server. The function called is the one the --load file defines (see
+loaded_form: 0070's migration file is measured through calseta_ingest_batch_joined, the body it
+holds, even on a cluster where calseta_ingest_columns exists), else the newest the database has;
+--form names it instead.
 
 On a shared box CPU time per call moves by several per cent with the others' load, more than
 most changes to the function. --callgrind counts instructions instead, which do not move: the

@@ -311,6 +311,29 @@ def test_document_forms_refuse_and_store_exactly():
         s.stop()
 
 
+def test_raw_member():
+    """An element's raw_member stores that member of its payload (the intake never sends one;
+    direct callers may): present, the member's text; missing, the batch is refused (the payload
+    column is NOT NULL), as before the columns."""
+    s = Stack("ingest_columns_member", services=())
+    try:
+        one = [dict(el("rm1", [0]), raw_member="inner"), dict(el("rm2", []), raw_member="inner",
+                                                              check_numbers=True)]
+        s.sql("SELECT * FROM calseta_ingest_batch('%s', 0, '[{\"inner\": {\"a\":  [1]}}, {\"inner\": 2}]')"
+              % json.dumps(one))
+        assert_eq(s.sql("SELECT fingerprint, raw_payload::text FROM alerts ORDER BY id"),
+                  [["rm1", '{"a":  [1]}'], ["rm2", "2"]])
+        gone = [dict(el("rm3", []), raw_member="gone")]
+        try:
+            s.sql("SELECT * FROM calseta_ingest_batch('%s', 0, '[{\"inner\": 3}]')" % json.dumps(gone))
+            raise AssertionError("accepted")
+        except RuntimeError as e:
+            assert "raw_payload" in str(e) and "not-null" in str(e), e
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts"), "2")
+    finally:
+        s.stop()
+
+
 def test_intake_refuses_an_unmigrated_database():
     """An intake whose database lacks calseta_ingest_columns() with the types it sends stops at
     start-up, naming the migration to run, instead of answering 500 to every alert."""

@@ -767,8 +767,8 @@ static void test_prepared_owned(void **state)
  * and backslashes, NULL elements, an empty array; int4, int8, bool, timestamptz) and a text
  * parameter beside them reach the server exactly, twice on one prepared statement; NULL is SQL
  * NULL; bad formats are refused with the values freed (ASan's leak check). */
-static void run_bin(uv_loop_t *loop, struct pg_pool *pool, const char *sql, int nparams,
-                    struct buf *vals, const int *null, const int *formats, struct rec *r)
+static void run_bin(uv_loop_t *loop, struct pg_pool *pool, const char *name, const char *sql,
+                    int nparams, struct buf *vals, const int *null, const int *formats, struct rec *r)
 {
     static int n;
     n = 0;
@@ -782,7 +782,7 @@ static void run_bin(uv_loop_t *loop, struct pg_pool *pool, const char *sql, int 
         if (v[i])
             memcpy(v[i], vals[i].data, vals[i].len + 1);
     }
-    assert_int_equal(pg_exec_prepared_bin(pool, "unit_bin", sql, nparams, v, len, formats, on_rec, r), 0);
+    assert_int_equal(pg_exec_prepared_bin(pool, name, sql, nparams, v, len, formats, on_rec, r), 0);
     wait_count(loop, &n, 1, 30000);
     run_for(loop, 50);
     assert_int_equal(r->calls, 1);
@@ -836,20 +836,20 @@ static void test_prepared_bin(void **state)
     buf_puts(&vals[6], "text \x01 param");
     int formats[8] = {1, 1, 1, 1, 1, 1, 0, 1}, null[8] = {0, 0, 0, 0, 0, 0, 0, 1};
     struct rec r;
-    run_bin(&loop, pool, sql, 8, vals, null, formats, &r);
+    run_bin(&loop, pool, "unit_bin", sql, 8, vals, null, formats, &r);
     if (!r.ok)
         fail_msg("%s %s", r.sqlstate, r.err);
     assert_string_equal(r.val, "111111text \x01 paramnull");
     /* the same statement again, now prepared, with the text parameter NULL */
     null[6] = 1;
-    run_bin(&loop, pool, sql, 8, vals, null, formats, &r);
+    run_bin(&loop, pool, "unit_bin", sql, 8, vals, null, formats, &r);
     assert_true(r.ok);
     assert_string_equal(r.val, "111111nullnull");
     /* an array whose element type is not the declared one fails its query in the server
      * (array_recv checks the element OID: 42804), and the statement stays usable */
     buf_reset(&vals[1]);
     buf_append(&vals[1], vals[0].data, vals[0].len); /* text[] where int4[] is declared */
-    run_bin(&loop, pool, sql, 8, vals, null, formats, &r);
+    run_bin(&loop, pool, "unit_bin", sql, 8, vals, null, formats, &r);
     assert_false(r.ok);
     assert_string_equal(r.sqlstate, "42804");
     /* binary bytes where text is declared: not valid text (22021, the NUL bytes) */
@@ -863,9 +863,44 @@ static void test_prepared_bin(void **state)
     null[6] = 0;
     buf_reset(&vals[6]);
     buf_append(&vals[6], vals[1].data, vals[1].len);
-    run_bin(&loop, pool, sql, 8, vals, null, formats, &r);
+    run_bin(&loop, pool, "unit_bin", sql, 8, vals, null, formats, &r);
     assert_false(r.ok);
     assert_string_equal(r.sqlstate, "22021");
+    formats[6] = 0;
+    null[6] = 1;
+    /* past the session's PG_MAX_PREPARED names a statement goes unprepared
+     * (PQsendQueryParams), its binary formats with it */
+    static const char *const fill[] = {"unit_fill0", "unit_fill1", "unit_fill2", "unit_fill3",
+                                       "unit_fill4", "unit_fill5", "unit_fill6", "unit_fill7"};
+    static int filled;
+    filled = 0;
+    struct rec fr[8];
+    for (int i = 0; i < 8; i++) {
+        memset(&fr[i], 0, sizeof fr[i]);
+        fr[i].counter = &filled;
+        assert_int_equal(pg_exec_prepared_owned(pool, fill[i], "SELECT 1", 0, NULL, on_rec, &fr[i]), 0);
+    }
+    wait_count(&loop, &filled, 8, 30000);
+    run_bin(&loop, pool, "unit_bin_over", sql, 8, vals, null, formats, &r);
+    if (!r.ok)
+        fail_msg("%s %s", r.sqlstate, r.err);
+    assert_string_equal(r.val, "111111nullnull");
+    /* a statement the session lost fails once (26000), then the pool opens a new session and
+     * the statement is prepared again there, binary formats and all */
+    struct rec dr = {0};
+    static int dealloc;
+    dealloc = 0;
+    dr.counter = &dealloc;
+    assert_int_equal(pg_exec(pool, "DEALLOCATE ALL", 0, NULL, on_rec, &dr), 0);
+    wait_count(&loop, &dealloc, 1, 30000);
+    assert_true(dr.ok);
+    run_bin(&loop, pool, "unit_bin", sql, 8, vals, null, formats, &r);
+    assert_false(r.ok);
+    assert_string_equal(r.sqlstate, "26000");
+    run_bin(&loop, pool, "unit_bin", sql, 8, vals, null, formats, &r);
+    if (!r.ok)
+        fail_msg("%s %s", r.sqlstate, r.err);
+    assert_string_equal(r.val, "111111nullnull");
 
     struct rec bad = {0};
     char *v1[1] = {xstrdup("x")};
