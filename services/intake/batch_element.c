@@ -155,7 +155,10 @@ struct packed *element_pack(const struct element *e, const char *raw, size_t raw
     {
         if (json_is_string(v)) {
             pk_str(&t, json_string_value(v), json_string_length(v));
-        } else { /* never from a source (their tags are strings); as the document had it */
+        } else if (json_is_null(v)) { /* SQL NULL, as the document form stored it */
+            pk_str(&t, NULL, 0);
+        } else { /* never from a source (their tags are strings): the value's compact JSON
+                  * text (the document form stored jsonb's, with a space after ':' and ',') */
             char *x = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
             pk_cstr(&t, x);
             free(x);

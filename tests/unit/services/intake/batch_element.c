@@ -238,6 +238,41 @@ static void test_empty_lists(void **state)
     free(pk);
 }
 
+/* Tags that are not strings (no source makes them): JSON null a NULL element, any other value
+ * its compact JSON text. */
+static void test_tags_not_strings(void **state)
+{
+    (void)state;
+    struct normalized_alert na;
+    normalized_alert_init(&na);
+    na.title = strdup("t");
+    na.severity = strdup("High");
+    json_array_append_new(na.tags, json_null());
+    json_array_append_new(na.tags, json_integer(5));
+    json_array_append_new(na.tags, json_pack("{s:i}", "a", 1));
+    json_array_append_new(na.tags, json_string("s"));
+    struct indicator_set set;
+    indicator_set_init(&set);
+    struct element e = {.na = &na, .source = "generic", .fingerprint = "fp", .key_prefix = "cai_k",
+                        .set = &set};
+    struct packed *pk = element_pack(&e, "{}", 2);
+    indicator_set_destroy(&set);
+    normalized_alert_destroy(&na);
+    char *v[INGEST_COLUMNS];
+    int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
+    columns_build((const struct packed *const *)&pk, 1, 0, v, len, fmt);
+    struct rd r;
+    rd_open(&r, v[12], len[12], PG_OID_TEXT, 4);
+    rd_text(&r, NULL);
+    rd_text(&r, "5");
+    rd_text(&r, "{\"a\":1}");
+    rd_text(&r, "s");
+    rd_close(&r);
+    for (int c = 0; c < INGEST_COLUMNS; c++)
+        free(v[c]);
+    free(pk);
+}
+
 /* An indicator value over 2048 bytes is not sent (a btree entry cannot hold it: the batch
  * would fail 54000); one of exactly 2048 is. */
 static void test_indicator_size_limit(void **state)
@@ -340,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_columns),
         cmocka_unit_test(test_empty_lists),
         cmocka_unit_test(test_indicator_size_limit),
+        cmocka_unit_test(test_tags_not_strings),
         cmocka_unit_test(test_many_pairs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
