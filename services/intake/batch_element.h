@@ -44,7 +44,9 @@ struct packed {
     char data[];
 };
 
-/* e and its payload's text raw (raw_len bytes) packed; free() it. */
+/* e and its payload's text raw (raw_len bytes) packed; free() it. Bytes that are not UTF-8 in
+ * a field become U+FFFD; a NUL byte is passed through and PostgreSQL refuses it (22021, the
+ * alert then answered 422), so the strings must hold none: the JSON parsers refuse \u0000. */
 struct packed *element_pack(const struct element *e, const char *raw, size_t raw_len);
 
 /* The bytes of the array element at p (its length word and its bytes). */

@@ -311,6 +311,23 @@ def test_document_forms_refuse_and_store_exactly():
         s.stop()
 
 
+def test_early_years_stored_exactly():
+    """occurred_at of years 1-999 goes as a binary timestamp and is stored as the instant given
+    (as text, an unpadded year 50 was read as 2050 or refused)."""
+    s = Stack("ingest_columns_years", env={"ALERT_DEDUP_WINDOW_HOURS": 0})
+    try:
+        key = s.create_key("alerts:write")
+        for ts in ("0050-06-01T12:00:00Z", "0999-01-02T03:04:05.123456Z", "0001-01-01T00:00:00Z"):
+            r = s.request("POST", "/v1/ingest/generic", key=key,
+                          body={"title": "year " + ts, "severity": "low", "occurred_at": ts})
+            assert_eq(r.status, 202, r.body)
+        assert_eq(s.sql("SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') "
+                        "FROM alerts ORDER BY id"),
+                  [["0050-06-01 12:00:00.000000"], ["0999-01-02 03:04:05.123456"], ["0001-01-01 00:00:00.000000"]])
+    finally:
+        s.stop()
+
+
 def test_raw_member():
     """An element's raw_member stores that member of its payload (the intake never sends one;
     direct callers may): present, the member's text; missing, the batch is refused (the payload
