@@ -3,7 +3,7 @@
  * them, as array_recv reads them), for binary parameters of pg_exec_prepared_bin().
  */
 #include "log.h"
-#include "pg.h"
+#include "pg_arr.h"
 #include "util.h"
 
 #include <stdint.h>

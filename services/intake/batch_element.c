@@ -222,25 +222,12 @@ static int32_t pair_find(const struct pairs *s, const char *p, size_t n, size_t 
     return 0;
 }
 
-void columns_build(const struct packed *const *pk, size_t n, int dedup_hours,
-                   char *values[INGEST_COLUMNS], int lengths[INGEST_COLUMNS],
-                   int formats[INGEST_COLUMNS])
+/* $1-$11: the scalar strings (each alert's element copied), the times, the number checks (only
+ * when one asks; $9 raw_members never) and the payloads. */
+static void field_columns(struct buf col[INGEST_COLUMNS], const struct packed *const *pk, size_t n,
+                          size_t pay, int checks)
 {
-    struct buf col[INGEST_COLUMNS];
     struct pg_arr a;
-    size_t tags = 0, inds = 0, pay = 0;
-    int checks = 0;
-    for (size_t i = 0; i < n; i++) {
-        tags += pk[i]->tags_end - pk[i]->tags;
-        inds += pk[i]->nind;
-        pay += pk[i]->pay_len;
-        checks |= pk[i]->check_numbers;
-    }
-    for (int c = 0; c < INGEST_COLUMNS; c++) {
-        buf_init(&col[c]);
-        formats[c] = 1;
-    }
-    /* $1-$4, $6-$8: the scalar strings, each alert's element copied */
     static const int scol[PK_NFIELDS] = {[PK_TITLE] = 0,       [PK_SEVERITY] = 1, [PK_SOURCE] = 2,
                                          [PK_DESCRIPTION] = 3, [PK_FINGERPRINT] = 5,
                                          [PK_RULE] = 6,        [PK_KEY] = 7};
@@ -259,7 +246,6 @@ void columns_build(const struct packed *const *pk, size_t n, int dedup_hours,
     for (size_t i = 0; i < n; i++)
         pg_arr_int8(&a, pk[i]->occurred_pg);
     pg_arr_end(&a);
-    /* $9 raw_members: none (the intake sends each payload itself); $10: only when one asks */
     if (checks) {
         pg_arr_begin(&a, &col[9], PG_OID_BOOL);
         for (size_t i = 0; i < n; i++)
@@ -271,8 +257,13 @@ void columns_build(const struct packed *const *pk, size_t n, int dedup_hours,
     for (size_t i = 0; i < n; i++)
         pg_arr_elem(&a, pk[i]->data + pk[i]->pay, pk[i]->pay_len);
     pg_arr_end(&a);
-    /* $12, $13: the tags, each alert's slice by offsets */
-    struct pg_arr offs;
+}
+
+/* $12, $13: the tags, each alert's slice by offsets. */
+static void tag_columns(struct buf col[INGEST_COLUMNS], const struct packed *const *pk, size_t n,
+                        size_t tags)
+{
+    struct pg_arr a, offs;
     pg_arr_begin(&offs, &col[11], PG_OID_INT4);
     pg_arr_begin(&a, &col[12], PG_OID_TEXT);
     buf_reserve(&col[12], tags);
@@ -284,14 +275,19 @@ void columns_build(const struct packed *const *pk, size_t n, int dedup_hours,
     }
     pg_arr_end(&offs);
     pg_arr_end(&a);
-    /* $14-$17: the distinct pairs, then each alert's references to them */
+}
+
+/* $14-$17: the distinct pairs, then each alert's references to them. */
+static void indicator_columns(struct buf col[INGEST_COLUMNS], const struct packed *const *pk,
+                              size_t n, size_t inds)
+{
     struct pairs s = {0};
     for (s.cap = 16; s.cap < 2 * inds; s.cap *= 2)
         ;
     s.key = xcalloc(s.cap, sizeof *s.key);
     s.klen = xmalloc(s.cap * sizeof *s.klen);
     s.pos = xmalloc(s.cap * sizeof *s.pos);
-    struct pg_arr types, vals, refs;
+    struct pg_arr types, vals, offs, refs;
     pg_arr_begin(&types, &col[13], PG_OID_TEXT);
     pg_arr_begin(&vals, &col[14], PG_OID_TEXT);
     pg_arr_begin(&offs, &col[15], PG_OID_INT4);
@@ -324,6 +320,28 @@ void columns_build(const struct packed *const *pk, size_t n, int dedup_hours,
     free(s.key);
     free(s.klen);
     free(s.pos);
+}
+
+void columns_build(const struct packed *const *pk, size_t n, int dedup_hours,
+                   char *values[INGEST_COLUMNS], int lengths[INGEST_COLUMNS],
+                   int formats[INGEST_COLUMNS])
+{
+    struct buf col[INGEST_COLUMNS];
+    size_t tags = 0, inds = 0, pay = 0;
+    int checks = 0;
+    for (size_t i = 0; i < n; i++) {
+        tags += pk[i]->tags_end - pk[i]->tags;
+        inds += pk[i]->nind;
+        pay += pk[i]->pay_len;
+        checks |= pk[i]->check_numbers;
+    }
+    for (int c = 0; c < INGEST_COLUMNS; c++) {
+        buf_init(&col[c]);
+        formats[c] = 1;
+    }
+    field_columns(col, pk, n, pay, checks);
+    tag_columns(col, pk, n, tags);
+    indicator_columns(col, pk, n, inds);
     buf_printf(&col[17], "%d", dedup_hours);
     formats[17] = 0;
     for (int c = 0; c < INGEST_COLUMNS; c++) {

@@ -8,6 +8,7 @@
 
 #include "indicators.h"
 #include "pg.h"
+#include "pg_arr.h"
 #include "source.h"
 #include "util.h"
 

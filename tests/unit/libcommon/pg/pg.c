@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "pg.h"
+#include "pg_arr.h"
 #include "util.h"
 
 static const char *db_url;
