@@ -400,13 +400,14 @@ static int sqlstate_is(PGresult *res, const char *state)
 }
 
 /* A data error that comes from how the intake encoded the columns, not from what a client
- * sent: a binary array the server cannot read (22P03), or calseta_ingest_columns()'s own
- * refusal of columns or offsets that do not match (22023, its message names it). The parsers
- * and pk_str() let no client bytes through that could cause either. */
+ * sent: a binary array the server cannot read (22P03), text that is not UTF-8 or holds a NUL
+ * (22021), or calseta_ingest_columns()'s own refusal of columns or offsets that do not match
+ * (22023, its message names it). The parsers and pk_str() let no client bytes through that
+ * could cause any of them. */
 static int encoding_refused(PGresult *res)
 {
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    return sqlstate_is(res, "22P03") ||
+    return sqlstate_is(res, "22P03") || sqlstate_is(res, "22021") ||
            (sqlstate_is(res, "22023") && msg && !strncmp(msg, "calseta_ingest_columns:", 23));
 }
 
@@ -468,6 +469,12 @@ static void on_batch_done(void *arg, PGresult *res, const char *err)
          * queue, and a half re-queued batch would let a later alert of a fingerprint go out
          * before an earlier one. */
         int split = !(sqlstate_is(res, "40P01") || sqlstate_is(res, "40001"));
+        /* the alerts retried alone may each go in; the intake's own encoding bug must not go
+         * unseen for that */
+        if (encoding_refused(res))
+            msg_error("ingest batch of %zu refused as sent by the intake (retrying each alert "
+                      "alone): %s",
+                      bt->n, err);
         for (size_t i = bt->n; i-- > 0;) {
             struct pending p = bt->items[i];
             if (p.retries >= MAX_RETRIES)

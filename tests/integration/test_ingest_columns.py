@@ -287,6 +287,12 @@ def test_document_forms_refuse_and_store_exactly():
             s.sql(REFUSED % ("calseta_ingest_batch('%s', %d)" % (nul, hours)))
             s.sql(REFUSED % ("calseta_ingest_batch_joined('%s', %d, '{}')" % (nul, hours)))
         assert_eq(s.sql_value("SELECT count(*) FROM alerts"), "0")
+        # a null entry in "indicators" names no indicator, as before the columns (not refused)
+        for k, inds in enumerate(([None], [{"type": "ip", "value": "192.0.2.77"}, None])):
+            entry = dict(el("nn%d" % k, []), indicators=inds)
+            s.sql("SELECT * FROM calseta_ingest_batch('%s', 0)" % json.dumps([entry]))
+            assert_eq(s.sql_value("SELECT cardinality(indicator_ids) FROM alerts WHERE fingerprint = 'nn%d'" % k),
+                      str(k))
         # a missing "indicators" is none
         bare = el("ni", [])
         del bare["indicators"]
