@@ -51,6 +51,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 os.environ.setdefault("CALSETA_BIN_DIR", os.path.join(HERE, "..", "..", "build", "bin"))
 import harness  # noqa: E402
 import ingest_bench  # noqa: E402
+from ingest_columns import array_literal as pg_array  # noqa: E402
 
 ELEMENTS = """
 SELECT json_build_object(
@@ -135,17 +136,6 @@ def element_sql(a):
             "CROSS JOIN LATERAL (SELECT CASE WHEN random() < %r AND (SELECT last_value FROM bench_fp) > 20 "
             "THEN floor(random() * (SELECT last_value FROM bench_fp))::bigint + 1 "
             "ELSE nextval('bench_fp') END AS k WHERE x.o > 0) k)" % (inds, a.dup_share))
-
-
-def pg_array(values):
-    """A text-format array literal of strings (None: NULL), as array_in reads it."""
-    out = []
-    for v in values:
-        if v is None:
-            out.append("NULL")
-        else:
-            out.append('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"')
-    return "{" + ",".join(out) + "}"
 
 
 def columns_sql(docs, a):

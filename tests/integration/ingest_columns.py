@@ -7,16 +7,20 @@ values either way. Strings are written as E'' literals of arrays whose elements 
 so any character but NUL reaches the function as given."""
 
 
-def arr(values):
-    """A SQL expression of a text array literal: None is NULL."""
+def array_literal(values):
+    """A text-format array literal of strings (None: NULL), as array_in reads it."""
     out = []
     for v in values:
         if v is None:
             out.append("NULL")
         else:
             out.append('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"')
-    lit = "{" + ",".join(out) + "}"
-    return "E'" + lit.replace("\\", "\\\\").replace("'", "''") + "'"
+    return "{" + ",".join(out) + "}"
+
+
+def arr(values):
+    """A SQL expression of a text array literal: None is NULL."""
+    return "E'" + array_literal(values).replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def columns(elems, payloads, dedup_hours, raw_members=None, check_numbers=None):
