@@ -345,9 +345,11 @@ int pg_exec_timeout(struct pg_pool *pool, const char *sql, int nparams, const ch
     return 0;
 }
 
-/* pg_exec_owned() and pg_exec_prepared_owned(): the parameters are taken, also when refused. */
+/* pg_exec_owned(), pg_exec_prepared_owned() and pg_exec_prepared_bin(): the parameters are
+ * taken, also when refused. lengths and formats: NULL (every parameter text), or copied. */
 static int exec_owned(struct pg_pool *pool, const char *prep, const char *sql, int nparams,
-                      char **values, pg_result_cb cb, void *arg)
+                      char **values, const int *lengths, const int *formats, pg_result_cb cb,
+                      void *arg)
 {
     if (!args_valid(pool, sql, nparams, values, cb)) {
         for (int i = 0; values && i < nparams; i++)
@@ -361,57 +363,14 @@ static int exec_owned(struct pg_pool *pool, const char *prep, const char *sql, i
     size_t total = 0;
     for (int i = 0; i < nparams && total < 8192; i++)
         if (values[i])
-            total += strnlen(values[i], 8192 - total);
+            total += formats && formats[i] ? (size_t)lengths[i] : strnlen(values[i], 8192 - total);
     q->large = total >= 8192;
     if (nparams > 0) {
         q->nparams = nparams;
         q->values = xmalloc((size_t)nparams * sizeof(char *));
         memcpy(q->values, values, (size_t)nparams * sizeof(char *));
     }
-    query_submit(pool, q);
-    return 0;
-}
-
-int pg_exec_owned(struct pg_pool *pool, const char *sql, int nparams, char **values,
-                  pg_result_cb cb, void *arg)
-{
-    return exec_owned(pool, NULL, sql, nparams, values, cb, arg);
-}
-
-int pg_exec_prepared_owned(struct pg_pool *pool, const char *name, const char *sql, int nparams,
-                           char **values, pg_result_cb cb, void *arg)
-{
-    /* the server cuts names at 63 bytes: a longer one could meet another statement's */
-    if (!name || !*name || strlen(name) > 63)
-        cb = NULL; /* refused as invalid arguments, the parameters freed */
-    return exec_owned(pool, name, sql, nparams, values, cb, arg);
-}
-
-int pg_exec_prepared_bin(struct pg_pool *pool, const char *name, const char *sql, int nparams,
-                         char **values, const int *lengths, const int *formats, pg_result_cb cb,
-                         void *arg)
-{
-    int ok = name && *name && strlen(name) <= 63 && lengths && formats;
-    for (int i = 0; ok && values && i < nparams; i++)
-        /* the server checks a NULL's format code too (Bind refuses it) */
-        if (formats[i] < 0 || formats[i] > 1 || (values[i] && formats[i] == 1 && lengths[i] < 0))
-            ok = 0;
-    if (!ok || !args_valid(pool, sql, nparams, values, cb)) {
-        for (int i = 0; values && i < nparams; i++)
-            free(values[i]);
-        return -1;
-    }
-    struct pool_query *q = query_new(sql, 0, NULL, 0, cb, arg);
-    q->prep = name;
-    size_t total = 0;
-    for (int i = 0; i < nparams && total < 8192; i++)
-        if (values[i])
-            total += formats[i] ? (size_t)lengths[i] : strnlen(values[i], 8192 - total);
-    q->large = total >= 8192;
-    if (nparams > 0) {
-        q->nparams = nparams;
-        q->values = xmalloc((size_t)nparams * sizeof(char *));
-        memcpy(q->values, values, (size_t)nparams * sizeof(char *));
+    if (nparams > 0 && formats) {
         q->lengths = xmalloc((size_t)nparams * sizeof(int));
         q->formats = xmalloc((size_t)nparams * sizeof(int));
         for (int i = 0; i < nparams; i++) {
@@ -421,6 +380,40 @@ int pg_exec_prepared_bin(struct pg_pool *pool, const char *name, const char *sql
     }
     query_submit(pool, q);
     return 0;
+}
+
+int pg_exec_owned(struct pg_pool *pool, const char *sql, int nparams, char **values,
+                  pg_result_cb cb, void *arg)
+{
+    return exec_owned(pool, NULL, sql, nparams, values, NULL, NULL, cb, arg);
+}
+
+/* the server cuts names at 63 bytes: a longer one could meet another statement's */
+static int name_valid(const char *name)
+{
+    return name && *name && strlen(name) <= 63;
+}
+
+int pg_exec_prepared_owned(struct pg_pool *pool, const char *name, const char *sql, int nparams,
+                           char **values, pg_result_cb cb, void *arg)
+{
+    if (!name_valid(name))
+        cb = NULL; /* refused as invalid arguments, the parameters freed */
+    return exec_owned(pool, name, sql, nparams, values, NULL, NULL, cb, arg);
+}
+
+int pg_exec_prepared_bin(struct pg_pool *pool, const char *name, const char *sql, int nparams,
+                         char **values, const int *lengths, const int *formats, pg_result_cb cb,
+                         void *arg)
+{
+    int ok = name_valid(name) && lengths && formats;
+    for (int i = 0; ok && values && i < nparams; i++)
+        /* the server checks a NULL's format code too (Bind refuses it) */
+        if (formats[i] < 0 || formats[i] > 1 || (values[i] && formats[i] == 1 && lengths[i] < 0))
+            ok = 0;
+    if (!ok)
+        cb = NULL; /* refused as invalid arguments, the parameters freed */
+    return exec_owned(pool, name, sql, nparams, values, lengths, formats, cb, arg);
 }
 
 int pg_exec(struct pg_pool *pool, const char *sql, int nparams, const char *const *values,

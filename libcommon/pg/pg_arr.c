@@ -11,18 +11,9 @@
 
 static void put_u32(struct buf *b, uint32_t v)
 {
-    unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
-                          (unsigned char)v};
+    unsigned char x[4];
+    pg_be32_put(x, v);
     buf_append(b, x, 4);
-}
-
-static void set_u32(struct buf *b, size_t at, uint32_t v)
-{
-    unsigned char *x = (unsigned char *)b->data + at;
-    x[0] = (unsigned char)(v >> 24);
-    x[1] = (unsigned char)(v >> 16);
-    x[2] = (unsigned char)(v >> 8);
-    x[3] = (unsigned char)v;
 }
 
 /* Header: ndim 1, has-nulls 0 (array_recv works out the null bitmap itself), the element type,
@@ -60,20 +51,15 @@ void pg_arr_text(struct pg_arr *a, const char *s)
 void pg_arr_int4(struct pg_arr *a, int32_t v)
 {
     unsigned char x[4];
-    uint32_t u = (uint32_t)v;
-    x[0] = (unsigned char)(u >> 24);
-    x[1] = (unsigned char)(u >> 16);
-    x[2] = (unsigned char)(u >> 8);
-    x[3] = (unsigned char)u;
+    pg_be32_put(x, (uint32_t)v);
     pg_arr_elem(a, x, 4);
 }
 
 void pg_arr_int8(struct pg_arr *a, int64_t v)
 {
     unsigned char x[8];
-    uint64_t u = (uint64_t)v;
-    for (int i = 0; i < 8; i++)
-        x[i] = (unsigned char)(u >> (56 - 8 * i));
+    pg_be32_put(x, (uint32_t)((uint64_t)v >> 32));
+    pg_be32_put(x + 4, (uint32_t)v);
     pg_arr_elem(a, x, 8);
 }
 
@@ -87,11 +73,11 @@ void pg_arr_bool(struct pg_arr *a, int v)
 size_t pg_arr_end(struct pg_arr *a)
 {
     if (a->n == 0) {
-        set_u32(a->b, a->start, 0);
+        pg_be32_put(a->b->data + a->start, 0);
         a->b->len = a->start + 12;
         a->b->data[a->b->len] = 0;
     } else {
-        set_u32(a->b, a->start + 12, a->n);
+        pg_be32_put(a->b->data + a->start + 12, a->n);
     }
     return a->b->len - a->start;
 }

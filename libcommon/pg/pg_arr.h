@@ -28,6 +28,22 @@ struct pg_arr {
     size_t start;
     uint32_t n;
 };
+/* A 4-byte big-endian word (an array's header fields and element lengths) at p. */
+static inline void pg_be32_put(void *p, uint32_t v)
+{
+    unsigned char *x = p;
+    x[0] = (unsigned char)(v >> 24);
+    x[1] = (unsigned char)(v >> 16);
+    x[2] = (unsigned char)(v >> 8);
+    x[3] = (unsigned char)v;
+}
+
+static inline uint32_t pg_be32_get(const void *p)
+{
+    const unsigned char *x = p;
+    return (uint32_t)x[0] << 24 | (uint32_t)x[1] << 16 | (uint32_t)x[2] << 8 | x[3];
+}
+
 void pg_arr_begin(struct pg_arr *a, struct buf *b, uint32_t elem_oid);
 void pg_arr_elem(struct pg_arr *a, const void *p, size_t len);
 void pg_arr_text(struct pg_arr *a, const char *s);

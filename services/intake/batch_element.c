@@ -7,6 +7,7 @@
 #include "jsonread.h"
 #include "jsontext.h"
 #include "log.h"
+#include "siphash.h"
 
 #include <limits.h>
 #include <stddef.h>
@@ -115,12 +116,7 @@ static void pk_str(struct buf *t, const char *s, size_t n)
         run = ++p;
     }
     buf_append(t, run, (size_t)(end - run));
-    uint32_t u = (uint32_t)(t->len - at - 4);
-    unsigned char *l = (unsigned char *)t->data + at;
-    l[0] = (unsigned char)(u >> 24);
-    l[1] = (unsigned char)(u >> 16);
-    l[2] = (unsigned char)(u >> 8);
-    l[3] = (unsigned char)u;
+    pg_be32_put(t->data + at, (uint32_t)(t->len - at - 4));
 }
 
 static void pk_cstr(struct buf *t, const char *s)
@@ -201,18 +197,11 @@ struct pairs {
     size_t cap;
 };
 
-static uint64_t pair_hash(const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-    return h;
-}
-
-/* The pair's position; 0 with *slot set when it is new. */
+/* The pair's position; 0 with *slot set when it is new. The pairs are client data, so the
+ * table is keyed by the process's SipHash key: no batch can be built to collide. */
 static int32_t pair_find(const struct pairs *s, const char *p, size_t n, size_t *slot)
 {
-    size_t i = (size_t)pair_hash(p, n) & (s->cap - 1);
+    size_t i = (size_t)siphash13(siphash_process_key(), p, n) & (s->cap - 1);
     while (s->key[i]) {
         if (s->klen[i] == n && !memcmp(s->key[i], p, n))
             return s->pos[i];

@@ -53,8 +53,7 @@ struct packed *element_pack(const struct element *e, const char *raw, size_t raw
 /* The bytes of the array element at p (its length word and its bytes). */
 static inline size_t pk_elem_size(const char *p)
 {
-    const unsigned char *u = (const unsigned char *)p;
-    uint32_t n = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+    uint32_t n = pg_be32_get(p);
     return n == 0xffffffffu ? 4 : 4 + (size_t)n;
 }
 
