@@ -319,31 +319,6 @@ void crypto_uuid4(char out[37])
     *o = '\0';
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-int crypto_uuid_valid(const char *s)
-{
-    if (!s)
-        return 0;
-    for (int i = 0; i < 36; i++) {
-        int dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : hex_value((unsigned char)s[i]) < 0)
-            return 0;
-    }
-    return s[36] == 0;
-}
-
-/* ---- webhook signatures ---------------------------------------------------------------- */
-
 /* Each byte's value as a hex digit, 16 for any other byte: a signature's 64 digits are decoded
  * with a lookup each and one check for them all, on every signed request. */
 static const uint8_t hex_digit[256] = {
@@ -364,6 +339,25 @@ static const uint8_t hex_digit[256] = {
     16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16,
     16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16,
 };
+
+static int hex_value(unsigned char c)
+{
+    return hex_digit[c] < 16 ? hex_digit[c] : -1;
+}
+
+int crypto_uuid_valid(const char *s)
+{
+    if (!s)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : hex_value((unsigned char)s[i]) < 0)
+            return 0;
+    }
+    return s[36] == 0;
+}
+
+/* ---- webhook signatures ---------------------------------------------------------------- */
 
 int crypto_parse_hex_signature(const char *hdr, size_t len, uint8_t out[32])
 {
