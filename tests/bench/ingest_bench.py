@@ -116,7 +116,14 @@ RUNS = [0]
 
 def generic_script(key, dup_share, hot):
     """Distinct generic alerts built per request (each wrk thread numbers its own), about the size
-    of a fixture; dup_share of them repeat an earlier one of the same thread."""
+    of a fixture; dup_share of them repeat an earlier one of the same thread.
+
+    The request is put together the way wrk.format() would, but with only the alert's own fields
+    formatted per request: the head (request line, Host, Authorization, Content-Type) is built
+    once, and the 1.5 KB filler is appended as a constant instead of going through
+    string.format(), which copies its format string a character at a time. The server gets the
+    same bytes; the load generator, which shares the cores with the stack, spends less per
+    request (it prints its own CPU per request)."""
     filler = json.dumps("x" * 1500)
     RUNS[0] += 1  # every run numbers its alerts apart from the runs before
     return """
@@ -128,8 +135,13 @@ end
 local n = 0
 local titles = {"Brute force from Tor exit", "Malware hash on endpoint", "Anomalous data transfer",
                 "Impossible travel", "Suspicious PowerShell"}
-local hdrs = {["Authorization"]="Bearer %s", ["Content-Type"]="application/json"}
+local head = nil
+local tail = '%s}'
 request = function()
+  if head == nil then
+    head = "POST /v1/ingest/generic HTTP/1.1\\r\\nHost: " .. wrk.headers["Host"] ..
+      "\\r\\nAuthorization: Bearer %s\\r\\nContent-Type: application/json\\r\\nContent-Length: "
+  end
   n = n + 1
   local k = n
   if n > 20 and math.random() < %f then k = math.random(1, n - 1) end
@@ -138,13 +150,13 @@ request = function()
   if ip == "" then
     ip = string.format("10.%%d.%%d.%%d", math.floor(u / 65536) %% 256, math.floor(u / 256) %% 256, u %% 256)
   end
-  local body = string.format('{"title": "%%s", "severity": "high", "rule_id": "bench-%%d", ' ..
+  local fields = string.format('{"title": "%%s", "severity": "high", "rule_id": "bench-%%d", ' ..
     '"occurred_at": "2026-01-01T00:00:00Z", "src_ip": "%%s", "tags": ["bench"], ' ..
-    '"indicators": [{"type": "domain", "value": "h%%.0f.bench.example"}], "raw": %s}',
+    '"indicators": [{"type": "domain", "value": "h%%.0f.bench.example"}], "raw": ',
     titles[(k %% 5) + 1], k %% 5, ip, u)
-  return wrk.format("POST", "/v1/ingest/generic", hdrs, body)
+  return head .. (#fields + #tail) .. "\\r\\n\\r\\n" .. fields .. tail
 end
-""" % (key, dup_share, RUNS[0] * 1000000000, "203.0.113.7" if hot else "", filler) + WRK_DONE
+""" % (filler, key, dup_share, RUNS[0] * 1000000000, "203.0.113.7" if hot else "") + WRK_DONE
 
 
 def parse_wrk(out):
@@ -565,6 +577,8 @@ def run_stream(s, name, lua, a):
     cl0 = client_cpu()
     out = subprocess.run(["wrk", "-t2", "-c%d" % a.connections, "-d%ds" % a.seconds, "--latency", "--timeout", "10s",
                           "-s", f.name, "http://127.0.0.1:%d" % s.port], capture_output=True, text=True).stdout
+    if a.show_errors:  # the first answers that were not 2xx, as SHOW_ERRORS wrote them
+        print("".join(l + "\n" for l in out.splitlines() if l.startswith("non2xx"))[:2000], end="")
     cl = client_cpu() - cl0
     pg1, in1 = server_cpu(s.db), intake_cpu(s)
     kinds1 = server_kinds(s.db)

@@ -21,6 +21,7 @@ Run by hand, release build, with the database migrated:
     python3 tests/bench/ingest_sql_bench.py [--seconds 8] [--batch 15] [--clients 1] [--perf FILE]
                                             [--load FILE] [--dedup HOURS] [--unique] [--dup-share F]
                                             [--new-indicators] [--hot] [--callgrind]
+                                            [--callgrind-keep DIR]
                                             [--form auto|columns|joined|batch]
 With --perf, `perf record -g` samples the backend of the first client into FILE. With --load, the
 SQL in FILE (say, an older body of the function) runs in the bench's database first: paired A/B
@@ -35,6 +36,8 @@ same batches (from the same table, random draws seeded) are run 10 and 40 times 
 of a throwaway cluster (migrated, then --load applied) under valgrind's callgrind, and the
 difference over 30 calls is printed per call and per alert (the startup and the first call's
 planning cancel out). Give --load OLD and --load NEW in two runs to compare two bodies.
+--callgrind-keep DIR keeps the two profiles (cg10.out, cg40.out) for callgrind_annotate: a
+function's count in the 40 calls' less its count in the 10's, over 30, is its cost per call.
 """
 import argparse
 import glob
@@ -382,6 +385,9 @@ def callgrind(elems, a, separate):
                 raise RuntimeError("single-user run failed:\n" + (r.stdout + r.stderr)[-3000:])
             m = re.search(r"^summary: (\d+)", open(out).read(), re.M)
             counts[calls] = int(m.group(1))
+            if a.callgrind_keep:  # for callgrind_annotate: the 40 calls' profile less the 10's
+                os.makedirs(a.callgrind_keep, exist_ok=True)
+                subprocess.run(["cp", out, a.callgrind_keep], check=True)
         per_call = (counts[40] - counts[10]) / 30.0
         print("%s under callgrind (batch %d, %s%s%s, de-duplication %s%s): "
               "%.3f M instructions per call, %.1f k per alert" %
@@ -416,6 +422,8 @@ def main():
                     help="alerts written before the measured run (then a checkpoint): a larger table")
     ap.add_argument("--callgrind", action="store_true",
                     help="count the instructions per call (valgrind) instead of timing pgbench")
+    ap.add_argument("--callgrind-keep", default="", metavar="DIR",
+                    help="with --callgrind, keep the two profiles (cg10.out, cg40.out) in DIR")
     ap.add_argument("--load", default="",
                     help="SQL file run in the bench database before anything is measured (another "
                          "body of the function, for A/B runs on one server)")

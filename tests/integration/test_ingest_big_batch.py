@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 
+import ingest_columns  # noqa: E402
 from harness import Stack, assert_eq, run_tests, wait_for
 from test_ingest_rule_race import Session
 
@@ -106,6 +107,37 @@ def test_indicator_inserted_by_a_concurrent_batch_is_linked():
             own = s.sql_value("SELECT id FROM indicators WHERE value = '%s.x'" % title)
             assert_eq(s.sql_value("SELECT indicator_ids::text FROM alerts WHERE title = '%s'" % title),
                       "{%s}" % ",".join(sorted([shared, own], key=int)), title)
+    finally:
+        s.stop()
+
+
+def test_pair_sent_twice_is_one_indicator():
+    # calseta_ingest_columns() draws a new pair's id at its lookup, one per position: a pair sent
+    # at two positions (the intake sends each once; another caller may not) is written once, and
+    # both positions then read that row's id
+    s = Stack("ingest_pair_twice", services=())
+    try:
+        s.sql("INSERT INTO indicators (type, value, first_seen, last_seen) "
+              "VALUES ('ip', '198.51.100.1', now() - interval '1 day', now() - interval '1 day')")
+        elems = [{"title": "twice-%d" % i, "severity": "High", "source_name": "generic", "description": None,
+                  "occurred_at": "2026-01-01T00:00:00Z", "tags": [], "fingerprint": "twice-%d" % i,
+                  "actor_key_prefix": "cai_big"} for i in range(2)]
+        args = ingest_columns.column_list(elems, ["{}", "{}"], 0)
+        pairs = [("ip", "198.51.100.7"), ("ip", "198.51.100.7"), ("ip", "198.51.100.1"),
+                 ("domain", "twice.example")]
+        args[13] = ingest_columns.arr([t for t, _ in pairs]) + "::text[]"
+        args[14] = ingest_columns.arr([v for _, v in pairs]) + "::text[]"
+        args[15] = "'{0,2,4}'::int4[]"
+        args[16] = "'{1,3,2,4}'::int4[]"
+        assert_eq(s.sql_value("SELECT count(*) FROM calseta_ingest_columns(%s)" % ", ".join(args)), "2")
+        ids = {v: i for v, i in s.sql("SELECT value, id FROM indicators")}
+        assert_eq(sorted(ids), ["198.51.100.1", "198.51.100.7", "twice.example"])
+        for title, want in (("twice-0", ["198.51.100.7", "198.51.100.1"]),
+                            ("twice-1", ["198.51.100.7", "twice.example"])):
+            assert_eq(s.sql_value("SELECT indicator_ids::text FROM alerts WHERE title = '%s'" % title),
+                      "{%s}" % ",".join(sorted((ids[v] for v in want), key=int)), title)
+        # the known one sighted, the new ones not
+        assert_eq(s.sql("SELECT indicator_ids::text FROM indicator_sightings"), [["{%s}" % ids["198.51.100.1"]]])
     finally:
         s.stop()
 

@@ -161,13 +161,20 @@ SEQUENCE = [
     (24, [el("h", [1]), el("i", [9, 8], rule=None), el("h", [1])]),
 ]
 
+# An indicator's id is not compared: since 0080 a new indicator's id is drawn in the batch's order
+# of pairs, before 0080 in their sorted order. Links are compared as the (type, value) pairs they
+# name, and each list of ids is checked to be sorted and distinct.
+NAMED = ("(SELECT coalesce(array_agg(i.type || ':' || i.value ORDER BY i.type, i.value), '{}') "
+         "FROM unnest(%s) l(id) JOIN indicators i ON i.id = l.id)")
+SORTED = "coalesce(%s = (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(%s) x), cardinality(%s) = 0)"
 COMPARED = [
     ("alerts", "SELECT id, title, severity, source_name, description, occurred_at, raw_payload::text, tags, "
                "fingerprint, (SELECT source_rule_id FROM detection_rules d WHERE d.id = detection_rule_id), "
-               "indicator_ids, ingest_event, ingest_key_prefix, duplicate_count, last_seen_at IS NOT NULL "
-               "FROM alerts ORDER BY id"),
-    ("indicators", "SELECT id, type, value, first_seen = last_seen FROM indicators ORDER BY id"),
-    ("sightings", "SELECT indicator_ids FROM indicator_sightings ORDER BY seen_at, indicator_ids"),
+               "%s, %s, ingest_event, ingest_key_prefix, duplicate_count, last_seen_at IS NOT NULL "
+               "FROM alerts ORDER BY id" % (NAMED % "indicator_ids", SORTED % (("indicator_ids",) * 3))),
+    ("indicators", "SELECT type, value, first_seen = last_seen FROM indicators ORDER BY type, value"),
+    ("sightings", "SELECT %s, %s FROM indicator_sightings ORDER BY seen_at, 1"
+                  % (NAMED % "indicator_ids", SORTED % (("indicator_ids",) * 3))),
     ("jobs", "SELECT id, alert_id FROM enrichment_jobs ORDER BY id"),
     ("events", "SELECT event_type, actor_type, actor_key_prefix, alert_id, \"references\" FROM activity_events "
                "ORDER BY id"),
