@@ -12,9 +12,12 @@
 #include <string.h>
 #include <unistd.h>
 
+/* OpenSSL's low-level digest functions (see sha256_2) */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
+#include <openssl/md5.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "log.h"
 
@@ -163,43 +166,26 @@ void crypto_hex_encode(const void *in, size_t n, char *out)
     out[2 * n] = 0;
 }
 
-/* SHA-256 fetched from the provider once: SHA256(), HMAC() and EVP_sha256() look the
- * algorithm up again on every call (OpenSSL 3), which cost a request signature check as much
- * as hashing its body. */
-static EVP_MD *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-
-static void sha256_fetch(void)
+/* The digests through OpenSSL's low-level functions on a context on the stack, not its EVP
+ * layer: the inputs here are short (an API key, an alert's fingerprint input, a webhook body),
+ * and the EVP layer's per-digest work - a context from the heap, the provider's lookup of the
+ * algorithm (OpenSSL 3 repeats it on every EVP_sha256() or EVP_md5()), an initialisation through
+ * the provider - cost a third of hashing such an input, even with the algorithm fetched once
+ * and the context kept. The functions are the ones the default provider itself calls, so the
+ * digests are the same bytes; OpenSSL 3 marks them deprecated (for applications that must pick
+ * providers, such as a FIPS one: these digests are not security boundaries that need one). */
+static void sha256_2(const void *a, size_t an, const void *b, size_t bn, uint8_t out[32])
 {
-    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-}
-
-static const EVP_MD *sha256(void)
-{
-    pthread_once(&sha256_once, sha256_fetch);
-    if (!sha256_md)
-        msg_fatal("crypto: SHA-256 unavailable");
-    return sha256_md;
-}
-
-/* One digest over two pieces (a NULL piece is skipped). */
-static void sha256_2(EVP_MD_CTX *ctx, const void *a, size_t an, const void *b, size_t bn,
-                     uint8_t out[32])
-{
-    unsigned int olen = 0;
-    if (EVP_DigestInit_ex2(ctx, sha256(), NULL) != 1 || (an && EVP_DigestUpdate(ctx, a, an) != 1) ||
-        (bn && EVP_DigestUpdate(ctx, b, bn) != 1) || EVP_DigestFinal_ex(ctx, out, &olen) != 1 ||
-        olen != 32)
+    SHA256_CTX c;
+    if (SHA256_Init(&c) != 1 || (an && SHA256_Update(&c, a, an) != 1) ||
+        (bn && SHA256_Update(&c, b, bn) != 1) || SHA256_Final(out, &c) != 1)
         msg_fatal("crypto: SHA-256 failed");
+    OPENSSL_cleanse(&c, sizeof c);
 }
 
 void crypto_sha256(const void *p, size_t n, uint8_t out[32])
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx)
-        msg_fatal("out of memory");
-    sha256_2(ctx, p, n, NULL, 0, out);
-    EVP_MD_CTX_free(ctx);
+    sha256_2(p, n, NULL, 0, out);
 }
 
 void crypto_sha256_hex(const void *p, size_t n, char out[65])
@@ -211,31 +197,27 @@ void crypto_sha256_hex(const void *p, size_t n, char out[65])
 
 void crypto_md5_hex(const void *p, size_t n, char out[33])
 {
-    uint8_t d[EVP_MAX_MD_SIZE];
-    unsigned int dlen = 0;
-    if (EVP_Digest(p, n, d, &dlen, EVP_md5(), NULL) != 1 || dlen != 16)
+    MD5_CTX c;
+    uint8_t d[MD5_DIGEST_LENGTH];
+    if (MD5_Init(&c) != 1 || MD5_Update(&c, p, n) != 1 || MD5_Final(d, &c) != 1)
         msg_fatal("crypto: MD5 digest unavailable");
-    crypto_hex_encode(d, 16, out);
+    crypto_hex_encode(d, sizeof d, out);
 }
 
-/* HMAC (RFC 2104) over the fetched digest: H((K ^ opad) || H((K ^ ipad) || msg)). */
+/* HMAC (RFC 2104): H((K ^ opad) || H((K ^ ipad) || msg)). */
 void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n, uint8_t out[32])
 {
     uint8_t k[64] = {0}, pad[64], inner[32];
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx)
-        msg_fatal("out of memory");
     if (keylen > sizeof k)
-        sha256_2(ctx, key, keylen, NULL, 0, k);
+        sha256_2(key, keylen, NULL, 0, k);
     else if (keylen)
         memcpy(k, key, keylen);
     for (size_t i = 0; i < sizeof k; i++)
         pad[i] = k[i] ^ 0x36;
-    sha256_2(ctx, pad, sizeof pad, msg, msg ? n : 0, inner);
+    sha256_2(pad, sizeof pad, msg, msg ? n : 0, inner);
     for (size_t i = 0; i < sizeof k; i++)
         pad[i] = k[i] ^ 0x5c;
-    sha256_2(ctx, pad, sizeof pad, inner, sizeof inner, out);
-    EVP_MD_CTX_free(ctx);
+    sha256_2(pad, sizeof pad, inner, sizeof inner, out);
     OPENSSL_cleanse(k, sizeof k);
     OPENSSL_cleanse(pad, sizeof pad);
     OPENSSL_cleanse(inner, sizeof inner);

@@ -2,11 +2,10 @@
  * indicators.c - the de-duplicating indicator set, passes 2 and 3, the fingerprint.
  */
 #include "indicators.h"
+#include "crypto.h"
 #include "siphash.h"
 #include "util.h"
 
-#include <openssl/evp.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,16 +236,6 @@ static int cmp_indicator(const void *a, const void *b)
     return c ? c : strcmp(x->value, y->value);
 }
 
-/* MD5 fetched from the provider once: EVP_md5() is looked up again on every digest (OpenSSL 3),
- * which with a context per alert and an update per piece cost more than the hashing itself. */
-static EVP_MD *md5_md;
-static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
-
-static void md5_fetch(void)
-{
-    md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
-}
-
 /* Sorted pointers and the digest's input stay on the stack up to these sizes (an alert has a
  * few indicators and a few hundred bytes of input); a larger set takes heap blocks. */
 #define FP_STACK_ITEMS 64
@@ -287,19 +276,9 @@ void indicators_fingerprint(const char *title, const char *source_name,
     }
     if (sorted != sorted_small)
         free(sorted);
-    pthread_once(&md5_once, md5_fetch);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (!md5_md || EVP_Digest(in, (size_t)(p - in), md, &mdlen, md5_md, NULL) != 1 || mdlen != 16)
-        abort(); /* out of memory or MD5 unavailable: nothing sensible to continue with */
+    crypto_md5_hex(in, (size_t)(p - in), out);
     if (in != in_small)
         free(in);
-    static const char hex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < 16; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[32] = '\0';
 }
 
 json_t *indicators_to_json(const struct indicator_set *s)

@@ -11,6 +11,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +103,16 @@ static void pk_str(struct buf *t, const char *s, size_t n)
     buf_reserve(t, n);
     const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
     while (p < end) {
+        /* most fields are ASCII: eight bytes at a time while no byte has its high bit */
+        while ((size_t)(end - p) >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            if (w & 0x8080808080808080ull)
+                break;
+            p += 8;
+        }
+        if (p == end)
+            break;
         if (*p < 0x80) {
             p++;
             continue;

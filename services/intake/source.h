@@ -43,7 +43,8 @@ struct normalized_alert {
     json_t *tags;              /* array of strings, never NULL */
     char *source_rule_ref;     /* the source's detection-rule id, may be NULL */
     json_t *normalized_fields; /* object: the optional normalised IOC fields (src_ip, dst_ip,
-                                  ...); the built-in sources leave it empty */
+                                  ...), or NULL for none: the built-in sources set none, so no
+                                  object is made per alert only to stay empty */
 };
 
 struct alert_source {
@@ -98,7 +99,7 @@ int jtok_isotime(const struct jtok_doc *d, uint32_t i, int64_t *out_us); /* isot
 void jtok_add_tag(const struct jtok_doc *d, uint32_t i, struct normalized_alert *a);
 void jtok_add_indicator(const struct jtok_doc *d, uint32_t i, struct indicator_set *out,
                         const char *type);
-/* Starts an alert: tags = [], normalized_fields = {}, everything else zero. */
+/* Starts an alert: tags = [], normalized_fields = NULL (none), everything else zero. */
 void normalized_alert_init(struct normalized_alert *a);
 /* Sets occurred_at to now and occurred_at_was_now. */
 void normalized_alert_now(struct normalized_alert *a);

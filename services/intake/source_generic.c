@@ -36,23 +36,63 @@ static const char *severity_named(const char *low)
 }
 
 /* Pass 1: top-level members read as they are, and the type of their indicators. */
-static const char *const FIELDS[][2] = {
-    {"src_ip", "ip"},
-    {"dest_ip", "ip"},
-    {"source_ip", "ip"},
-    {"destination_ip", "ip"},
-    {"ip", "ip"},
-    {"domain", "domain"},
-    {"hostname", "domain"},
-    {"url", "url"},
-    {"user", "account"},
-    {"username", "account"},
-    {"email", "email"},
-    {"md5", "hash_md5"},
-    {"sha1", "hash_sha1"},
-    {"sha256", "hash_sha256"},
-    {"hash", "hash_sha256"},
+#define FIELD(name, type) {name, sizeof name - 1, type}
+static const struct {
+    const char *name;
+    size_t len;
+    const char *type;
+} FIELDS[] = {
+    FIELD("src_ip", "ip"),
+    FIELD("dest_ip", "ip"),
+    FIELD("source_ip", "ip"),
+    FIELD("destination_ip", "ip"),
+    FIELD("ip", "ip"),
+    FIELD("domain", "domain"),
+    FIELD("hostname", "domain"),
+    FIELD("url", "url"),
+    FIELD("user", "account"),
+    FIELD("username", "account"),
+    FIELD("email", "email"),
+    FIELD("md5", "hash_md5"),
+    FIELD("sha1", "hash_sha1"),
+    FIELD("sha256", "hash_sha256"),
+    FIELD("hash", "hash_sha256"),
 };
+#undef FIELD
+#define NFIELDS (sizeof FIELDS / sizeof *FIELDS)
+
+/* Up to this many members, the object's keys are walked once and each matched against FIELDS
+ * (a length and a first byte rule out almost every entry without a call); a lookup per name
+ * walked the keys once per name, 15 times. A larger object has a key table: looked up. */
+#define FIELDS_WALK_MAX 32
+
+/* The FIELDS entry the key names, or -1. */
+static int field_named(const char *k, size_t n)
+{
+    for (size_t i = 0; i < NFIELDS; i++)
+        if (FIELDS[i].len == n && FIELDS[i].name[0] == k[0] && !memcmp(FIELDS[i].name, k, n))
+            return (int)i;
+    return -1;
+}
+
+/* at[i]: the value of FIELDS[i] in the object root, or JTOK_NONE. */
+static void fields_find(const struct jtok_doc *d, uint32_t root, uint32_t at[NFIELDS])
+{
+    if (d->t[root].count > FIELDS_WALK_MAX) {
+        for (size_t i = 0; i < NFIELDS; i++)
+            at[i] = jtok_getn(d, root, FIELDS[i].name, FIELDS[i].len);
+        return;
+    }
+    for (size_t i = 0; i < NFIELDS; i++)
+        at[i] = JTOK_NONE;
+    for (uint32_t k = jtok_first(d, root); k != JTOK_NONE; k = jtok_next(d, k)) {
+        size_t n;
+        const char *name = jtok_str(d, k, &n);
+        int f = n ? field_named(name, n) : -1;
+        if (f >= 0) /* the parser refuses a repeated key: one match at most per name */
+            at[f] = k + 1;
+    }
+}
 
 static int generic_validate(const struct jtok_doc *d, uint32_t root)
 {
@@ -112,8 +152,10 @@ static void generic_extract(const struct jtok_doc *d, uint32_t root, struct indi
                 jtok_add_indicator(d, jtok_get(d, e, "value"), out, type);
         }
     }
-    for (size_t i = 0; i < sizeof FIELDS / sizeof *FIELDS; i++)
-        jtok_add_indicator(d, jtok_get(d, root, FIELDS[i][0]), out, FIELDS[i][1]);
+    uint32_t at[NFIELDS];
+    fields_find(d, root, at);
+    for (size_t i = 0; i < NFIELDS; i++)
+        jtok_add_indicator(d, at[i], out, FIELDS[i].type);
 }
 
 const struct alert_source source_generic = {

@@ -143,7 +143,7 @@ def main():
             strace = subprocess.Popen(["strace", "-c", "-f", "-o", "/dev/stderr"] +
                                       [x for p in s.intakes for x in ("-p", str(p.p.pid))],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        rate, batch, good = ib.run_stream(s, a.stream, lua, a)
+        rate, batch, good = ib.run_stream(s, a.stream, lua, a)[:3]
         if perf:
             perf.wait()
             top = subprocess.run(["perf", "report", "-i", a.perf, "--no-children", "--stdio", "--sort", "dso,sym"],

@@ -38,7 +38,8 @@ static void check_alert(const struct normalized_alert *a)
     for (size_t i = 0; i < 6; i++)
         known |= !strcmp(a->severity, sev[i]);
     check(known);
-    check(json_is_array(a->tags) && json_is_object(a->normalized_fields));
+    check(json_is_array(a->tags) &&
+          (!a->normalized_fields || json_is_object(a->normalized_fields)));
     size_t i;
     json_t *t;
     json_array_foreach(a->tags, i, t) check(json_is_string(t));

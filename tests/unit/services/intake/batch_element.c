@@ -215,6 +215,52 @@ static void test_columns(void **state)
         free(pk[i]);
 }
 
+/* A field's ASCII is skipped eight bytes at a time: a byte that is not UTF-8 is replaced, and a
+ * valid sequence kept, at every position within and across those words, and at the end. */
+static void test_title_words(void **state)
+{
+    (void)state;
+    for (size_t at = 0; at < 24; at++) {
+        for (int kind = 0; kind < 3; kind++) {
+            char title[32], want[40];
+            memset(title, 'a', 24);
+            title[24] = '\0';
+            size_t wn = 0;
+            memcpy(want, title, at);
+            wn = at;
+            if (kind == 0) { /* a lone continuation byte */
+                title[at] = '\x80';
+                memcpy(want + wn, "\xef\xbf\xbd", 3);
+                wn += 3;
+                memcpy(want + wn, title + at + 1, 24 - at - 1);
+                wn += 24 - at - 1;
+            } else if (kind == 1 && at < 23) { /* a valid two-byte sequence, kept */
+                title[at] = '\xc3';
+                title[at + 1] = '\xa9';
+                memcpy(want + wn, title + at, 24 - at);
+                wn += 24 - at;
+            } else { /* a sequence cut short by the end of the field */
+                title[at] = '\xc3';
+                title[at + 1] = '\0';
+                memcpy(want + wn, "\xef\xbf\xbd", 3);
+                wn += 3;
+            }
+            want[wn] = '\0';
+            struct packed *pk = pack(title, NULL, NULL, 0, NULL, 0, NULL, 0, 0, "{}");
+            char *v[INGEST_COLUMNS];
+            int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
+            columns_build((const struct packed *const *)&pk, 1, 24, v, len, fmt);
+            struct rd r;
+            rd_open(&r, v[0], len[0], PG_OID_TEXT, 1);
+            rd_text(&r, want);
+            rd_close(&r);
+            for (int c = 0; c < INGEST_COLUMNS; c++)
+                free(v[c]);
+            free(pk);
+        }
+    }
+}
+
 /* A batch of one alert with no tags and no indicators: empty arrays (no dimension), offsets 0. */
 static void test_empty_lists(void **state)
 {
@@ -373,6 +419,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_columns),
+        cmocka_unit_test(test_title_words),
         cmocka_unit_test(test_empty_lists),
         cmocka_unit_test(test_indicator_size_limit),
         cmocka_unit_test(test_tags_not_strings),

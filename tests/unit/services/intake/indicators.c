@@ -163,6 +163,7 @@ static void test_pass2(void **state)
     normalized_alert_init(&a);
     a.title = strdup("evil.example");
     a.severity = strdup("High");
+    a.normalized_fields = json_object();
     json_object_set_new(a.normalized_fields, "src_ip", json_string(" 10.0.0.1 "));
     json_object_set_new(a.normalized_fields, "dst_ip", json_integer(4));
     json_object_set_new(a.normalized_fields, "actor_email", json_string("   "));

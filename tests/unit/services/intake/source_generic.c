@@ -209,6 +209,65 @@ static void test_extract(void **state)
     json_decref(p);
 }
 
+/* The indicators extract() finds in text, read as sent (escaped keys stay escaped). */
+static char *extract_text(const char *text)
+{
+    static const struct json_limits none = {0, 0, 0};
+    struct jtok_doc d;
+    enum json_parse_status st;
+    char err[160];
+    assert_int_equal(jtok_parse_limited(&d, text, strlen(text), &none, NULL, &st, err, sizeof err), 0);
+    struct indicator_set set;
+    indicator_set_init(&set);
+    src()->extract(&d, 0, &set);
+    json_t *j = indicators_to_json(&set);
+    char *out = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    indicator_set_destroy(&set);
+    jtok_free(&d);
+    return out;
+}
+
+/* The top-level fields are found in one walk over a small object's keys and by lookups in a
+ * large one's key table: either way in the order of the field list, whatever the keys' order,
+ * with escaped keys decoded, and keys that only resemble a field name (its length and first
+ * byte, a prefix, another case) ignored. */
+static void test_extract_fields_walk(void **state)
+{
+    (void)state;
+    static const char fields[] =
+        "\"ha\\u0073h\":\"CD\",\"sha256\":\"AB\",\"sha1\":\"s\",\"md5\":\"m\",\"email\":\"e@x.example\","
+        "\"username\":\"u2\",\"user\":\"u\",\"url\":\"https://a.example\",\"hostname\":\"h.example\","
+        "\"domain\":\"d.example\",\"ip\":\"5.5.5.5\",\"destination_ip\":\"4.4.4.4\","
+        "\"source_ip\":\"3.3.3.3\",\"dest_ip\":\"2.2.2.2\",\"src_ip\":\"1.1.1.1\","
+        "\"src_ix\":\"7.7.7.7\",\"Src_ip\":\"8.8.8.8\",\"s\":\"x\",\"\":\"x\",\"urls\":\"x\"";
+    static const char want[] =
+        "[{\"type\":\"ip\",\"value\":\"1.1.1.1\"},{\"type\":\"ip\",\"value\":\"2.2.2.2\"},"
+        "{\"type\":\"ip\",\"value\":\"3.3.3.3\"},{\"type\":\"ip\",\"value\":\"4.4.4.4\"},"
+        "{\"type\":\"ip\",\"value\":\"5.5.5.5\"},{\"type\":\"domain\",\"value\":\"d.example\"},"
+        "{\"type\":\"domain\",\"value\":\"h.example\"},"
+        "{\"type\":\"url\",\"value\":\"https://a.example\"},"
+        "{\"type\":\"account\",\"value\":\"u\"},{\"type\":\"account\",\"value\":\"u2\"},"
+        "{\"type\":\"email\",\"value\":\"e@x.example\"},"
+        "{\"type\":\"hash_md5\",\"value\":\"m\"},{\"type\":\"hash_sha1\",\"value\":\"s\"},"
+        "{\"type\":\"hash_sha256\",\"value\":\"AB\"},{\"type\":\"hash_sha256\",\"value\":\"CD\"}]";
+    /* 21 members (walked), then the same with 30 more (past the walk's bound: looked up) */
+    for (int filler = 0; filler <= 30; filler += 30) {
+        struct buf b;
+        buf_init(&b);
+        buf_puts(&b, "{\"title\":\"t\",");
+        for (int i = 0; i < filler; i++)
+            buf_printf(&b, "\"f%d\":%d,", i, i);
+        buf_puts(&b, fields);
+        buf_append(&b, "}", 2);
+        char *got = extract_text(b.data);
+        if (strcmp(got, want))
+            fail_msg("%d filler members: %s", filler, got);
+        free(got);
+        buf_destroy(&b);
+    }
+}
+
 static void test_unicode_fingerprint(void **state)
 {
     (void)state;
@@ -250,7 +309,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validate),  cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_severity),  cmocka_unit_test(test_time),
-        cmocka_unit_test(test_extract),   cmocka_unit_test(test_unicode_fingerprint),
+        cmocka_unit_test(test_extract),   cmocka_unit_test(test_extract_fields_walk),
+        cmocka_unit_test(test_unicode_fingerprint),
         cmocka_unit_test(test_huge_tags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,7 +40,9 @@ static void expect_same(const struct normalized_alert *a, const char *source)
 static void fill(struct normalized_alert *a, int with_fields)
 {
     normalized_alert_init(a);
+    assert_null(a->normalized_fields); /* none until a source sets some */
     if (with_fields) {
+        a->normalized_fields = json_object();
         json_object_set_new(a->normalized_fields, "title", json_string("from the fields"));
         json_object_set_new(a->normalized_fields, "description", json_string("field text"));
         json_object_set_new(a->normalized_fields, "source_name", json_integer(7));

@@ -79,7 +79,7 @@ static void test_fixture_brute_force(void **state)
     assert_string_equal(tags, "[\"TOR\",\"BruteForce\",\"IdentityThreat\"]");
     free(tags);
     assert_string_equal(a.source_rule_ref, "c9a7e4d2-3b1f-4e8a-9c6d-f0123456789a");
-    assert_int_equal(json_object_size(a.normalized_fields), 0);
+    assert_null(a.normalized_fields); /* none set */
 
     struct indicator_set set;
     indicator_set_init(&set);
