@@ -11,15 +11,16 @@ from harness import Stack, run_tests
 TABLES = ("alerts", "indicators", "detection_rules", "alert_indicators", "enrichment_jobs")
 
 
-def batch(tag, n):
+def batch(tag, n, repeat=True):
     """n alerts sharing one IP, each with a domain of its own, two rules (one new), one repeat
     (so the duplicates' statement runs as well: with every other alert new, or, where the test
-    stored alerts of these fingerprints first, with every alert a duplicate)."""
+    stored alerts of these fingerprints first, with every alert a duplicate). Without the repeat
+    (every fingerprint once), the de-duplication looks the originals up in its lean form."""
     out = []
     for i in range(n):
         out.append({"title": "Plan %s %d" % (tag, i), "severity": "High", "source_name": "generic",
                     "description": None, "occurred_at": "2026-01-01T00:00:00Z", "raw_payload": {"i": i},
-                    "tags": ["plan"], "fingerprint": "plan-%s-%d" % (tag, i % (n - 1)),
+                    "tags": ["plan"], "fingerprint": "plan-%s-%d" % (tag, i % (n - 1) if repeat else i),
                     "indicators": [{"type": "ip", "value": "198.51.100.7"},
                                    {"type": "domain", "value": "d%d.%s.example" % (i, tag)}],
                     "rule_ref": "plan-rule-%s" % ("old" if i % 2 else tag), "actor_key_prefix": "cai_plan"})
@@ -35,9 +36,11 @@ def plans_of_second_call(s, grow):
     grow (SQL), then a second call whose nested statement plans auto_explain reports. Returns the
     report of the second call."""
     script = ("SET client_min_messages = warning;\n" + call(batch("first", 4), 24) + call(batch("first0", 4), 0) +
+              call(batch("first1", 4, repeat=False), 24) +
               grow + "LOAD 'auto_explain';\nSET auto_explain.log_min_duration = 0;\n"
               "SET auto_explain.log_nested_statements = on;\nSET auto_explain.log_level = notice;\n"
-              "SET client_min_messages = notice;\n" + call(batch("second", 12), 24) + call(batch("second0", 12), 0))
+              "SET client_min_messages = notice;\n" + call(batch("second", 12), 24) + call(batch("second0", 12), 0) +
+              call(batch("second1", 12, repeat=False), 24))
     r = subprocess.run(["psql", s.db, "-X", "-q", "-v", "ON_ERROR_STOP=1"], input=script, capture_output=True,
                        text=True, timeout=90)
     assert r.returncode == 0, r.stderr
@@ -56,6 +59,12 @@ def assert_index_only(report, what):
     assert re.search(r"Update on alerts", report), report[:4000]
     assert re.search(r"Index Scan using alerts_pkey on alerts", report), report[:4000]
     assert "LockRows" not in report, "%s: a row lock per alert in the ingest plans:\n%s" % (what, report[:6000])
+    # both forms of the originals' lookup reach alerts through the fingerprint's key
+    for form in (r"jsonb_object_agg\(e\.fp", r"jsonb_object_agg\(t\.fp"):
+        plans = [p for p in report.split("Query Text:") if re.match(r"\s*SELECT " + form, p)]
+        assert plans, "%s: no plan of the lookup %s:\n%s" % (what, form, report[:6000])
+        for p in plans:
+            assert re.search(r"Index Scan using ix_alerts_fingerprint_key", p), p[:3000]
 
 
 def test_plan_made_on_empty_tables_stays_indexed_as_they_grow():
