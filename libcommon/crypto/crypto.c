@@ -12,14 +12,12 @@
 #include <string.h>
 #include <unistd.h>
 
-/* OpenSSL's low-level digest functions (see sha256_2) */
-#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
-#include <openssl/md5.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include "log.h"
+#include "util.h"
 
 void crypto_random(void *buf, size_t n)
 {
@@ -166,21 +164,109 @@ void crypto_hex_encode(const void *in, size_t n, char *out)
     out[2 * n] = 0;
 }
 
-/* The digests through OpenSSL's low-level functions on a context on the stack, not its EVP
- * layer: the inputs here are short (an API key, an alert's fingerprint input, a webhook body),
- * and the EVP layer's per-digest work - a context from the heap, the provider's lookup of the
- * algorithm (OpenSSL 3 repeats it on every EVP_sha256() or EVP_md5()), an initialisation through
- * the provider - cost a third of hashing such an input, even with the algorithm fetched once
- * and the context kept. The functions are the ones the default provider itself calls, so the
- * digests are the same bytes; OpenSSL 3 marks them deprecated (for applications that must pick
- * providers, such as a FIPS one: these digests are not security boundaries that need one). */
+/* The digests go through the EVP layer, so the configured providers decide what runs (a FIPS
+ * provider's SHA-256 on a host that requires one; MD5 refused there). Its per-digest costs are
+ * kept out of the way of short inputs (an API key, an alert's fingerprint input, a webhook
+ * body): each algorithm is fetched once per process (EVP_sha256() and EVP_md5() are looked up
+ * in the provider again on every use), and each thread keeps, per algorithm, a context
+ * initialised once and a working one that each digest starts as a copy of it. A copy is the
+ * cheapest start OpenSSL 3.0 offers: EVP_DigestInit_ex2() on a kept context still frees and
+ * makes the provider's state, asks for an ENGINE and initialises through the provider.
+ * A working SHA-256 context holds the last digest's output between calls (the provider wipes
+ * the input block when it finishes), never a key's bytes: the HMAC's digest of a long key is
+ * overwritten by its inner and outer passes. */
+enum { DIGEST_SHA256, DIGEST_MD5, DIGEST_N };
+
+static EVP_MD *digest_md[DIGEST_N];
+static pthread_once_t digest_once[DIGEST_N] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT};
+
+static void sha256_fetch(void)
+{
+    digest_md[DIGEST_SHA256] = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!digest_md[DIGEST_SHA256])
+        msg_fatal("crypto: SHA-256 unavailable from the configured providers");
+}
+
+/* Fetched on first use only, so a process that never fingerprints an alert does not fail
+ * where the providers refuse MD5 (FIPS); one that does stops with this message. */
+static void md5_fetch(void)
+{
+    digest_md[DIGEST_MD5] = EVP_MD_fetch(NULL, "MD5", NULL);
+    if (!digest_md[DIGEST_MD5])
+        msg_fatal("crypto: MD5 unavailable from the configured providers (FIPS mode?); alert "
+                  "fingerprints need it");
+}
+
+static void (*const digest_fetch[DIGEST_N])(void) = {sha256_fetch, md5_fetch};
+
+struct digest_ctxs {
+    EVP_MD_CTX *fresh[DIGEST_N]; /* initialised once, never updated */
+    EVP_MD_CTX *work[DIGEST_N];
+};
+
+static __thread struct digest_ctxs *digest_ctxs_tls; /* this thread's, or NULL */
+static pthread_key_t digest_key; /* frees a thread's contexts when it exits */
+static pthread_once_t digest_key_once = PTHREAD_ONCE_INIT;
+
+static void digest_ctxs_free(void *p)
+{
+    struct digest_ctxs *d = p;
+    for (int i = 0; i < DIGEST_N; i++) {
+        EVP_MD_CTX_free(d->fresh[i]);
+        EVP_MD_CTX_free(d->work[i]);
+    }
+    free(d);
+}
+
+static void digest_key_make(void)
+{
+    if (pthread_key_create(&digest_key, digest_ctxs_free) != 0)
+        msg_fatal("crypto: no thread key for digest contexts");
+}
+
+/* This thread's kept contexts for one algorithm, made (and the algorithm fetched) on first use. */
+static struct digest_ctxs *digest_ctxs_make(int which)
+{
+    struct digest_ctxs *d = digest_ctxs_tls;
+    if (!d) {
+        pthread_once(&digest_key_once, digest_key_make);
+        d = xcalloc(1, sizeof *d);
+        if (pthread_setspecific(digest_key, d) != 0)
+            msg_fatal("crypto: cannot keep digest contexts");
+        digest_ctxs_tls = d;
+    }
+    if (!d->fresh[which]) {
+        pthread_once(&digest_once[which], digest_fetch[which]);
+        EVP_MD_CTX *f = EVP_MD_CTX_new(), *w = EVP_MD_CTX_new();
+        if (!f || !w)
+            msg_fatal("out of memory");
+        if (EVP_DigestInit_ex2(f, digest_md[which], NULL) != 1)
+            msg_fatal("crypto: digest initialisation failed");
+        d->fresh[which] = f;
+        d->work[which] = w;
+    }
+    return d;
+}
+
+/* This thread's working context for one algorithm, started afresh. */
+static EVP_MD_CTX *digest_start(int which)
+{
+    struct digest_ctxs *d = digest_ctxs_tls;
+    if (!d || !d->fresh[which])
+        d = digest_ctxs_make(which);
+    if (EVP_MD_CTX_copy_ex(d->work[which], d->fresh[which]) != 1)
+        msg_fatal("crypto: digest start failed");
+    return d->work[which];
+}
+
+/* One SHA-256 over two pieces (an empty piece is skipped). */
 static void sha256_2(const void *a, size_t an, const void *b, size_t bn, uint8_t out[32])
 {
-    SHA256_CTX c;
-    if (SHA256_Init(&c) != 1 || (an && SHA256_Update(&c, a, an) != 1) ||
-        (bn && SHA256_Update(&c, b, bn) != 1) || SHA256_Final(out, &c) != 1)
+    EVP_MD_CTX *c = digest_start(DIGEST_SHA256);
+    unsigned int olen = 0;
+    if ((an && EVP_DigestUpdate(c, a, an) != 1) || (bn && EVP_DigestUpdate(c, b, bn) != 1) ||
+        EVP_DigestFinal_ex(c, out, &olen) != 1 || olen != 32)
         msg_fatal("crypto: SHA-256 failed");
-    OPENSSL_cleanse(&c, sizeof c);
 }
 
 void crypto_sha256(const void *p, size_t n, uint8_t out[32])
@@ -197,14 +283,19 @@ void crypto_sha256_hex(const void *p, size_t n, char out[65])
 
 void crypto_md5_hex(const void *p, size_t n, char out[33])
 {
-    MD5_CTX c;
-    uint8_t d[MD5_DIGEST_LENGTH];
-    if (MD5_Init(&c) != 1 || MD5_Update(&c, p, n) != 1 || MD5_Final(d, &c) != 1)
-        msg_fatal("crypto: MD5 digest unavailable");
-    crypto_hex_encode(d, sizeof d, out);
+    EVP_MD_CTX *c = digest_start(DIGEST_MD5);
+    uint8_t d[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    if ((n && EVP_DigestUpdate(c, p, n) != 1) || EVP_DigestFinal_ex(c, d, &dlen) != 1 ||
+        dlen != 16)
+        msg_fatal("crypto: MD5 failed");
+    crypto_hex_encode(d, 16, out);
 }
 
-/* HMAC (RFC 2104): H((K ^ opad) || H((K ^ ipad) || msg)). */
+/* HMAC (RFC 2104) over the fetched SHA-256: H((K ^ opad) || H((K ^ ipad) || msg)), two
+ * passes (three when the key is longer than a block and is first hashed itself). Built here on
+ * the kept context rather than through EVP_MAC, whose HMAC keeps three digest contexts and
+ * copies them per MAC. */
 void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n, uint8_t out[32])
 {
     uint8_t k[64] = {0}, pad[64], inner[32];

@@ -218,6 +218,9 @@ void links_merge_start(struct intake *in);
 void links_merge_stop(void);
 /* Reloads on every change notification of indicator_field_mappings. */
 void mappings_listen(struct intake *in);
+/* Replaces the mappings with copies of m[0..n), as a load from the table does. */
+struct indicator_mapping;
+void mappings_set(struct intake *in, const struct indicator_mapping *m, size_t n);
 void mappings_apply(struct intake *in, const struct normalized_alert *na, const char *source,
                     struct indicator_set *set);
 void mappings_free(struct mapping_cache *c);

@@ -17,7 +17,7 @@
 
 struct mapping_cache {
     struct indicator_mapping *m;
-    unsigned char *own; /* own[i]: m[i] names one of the alert's own fields (see below) */
+    unsigned char *own; /* own[i]: m[i] names one of the alert's own fields (see cache_fill) */
     char **strings; /* owned copies the mappings point into */
     size_t n, nstrings;
     uint64_t requested, applied; /* generations of loads */
@@ -41,21 +41,29 @@ static void cache_clear(struct mapping_cache *c)
     c->n = c->nstrings = 0;
 }
 
-static const char *keep(struct mapping_cache *c, PGresult *res, int r, int col)
+static const char *keep(struct mapping_cache *c, const char *s)
 {
-    if (PQgetisnull(res, r, col))
+    if (!s)
         return NULL;
-    char *s = xstrdup(PQgetvalue(res, r, col));
-    c->strings[c->nstrings++] = s;
-    return s;
+    return c->strings[c->nstrings++] = xstrdup(s);
 }
 
-/* The names normalized_alert_field() answers from the alert itself; any other name can only be
- * found in normalized_fields. */
-static unsigned char names_own_field(const char *path)
+/* Replaces the cache's mappings with copies of m[0..n). Whether each names one of the alert's
+ * own fields is settled here, once per load: any other name can only be found in
+ * normalized_fields, so mappings_apply() skips it without a call when the alert has none. */
+static void cache_fill(struct mapping_cache *c, const struct indicator_mapping *m, size_t n)
 {
-    return path && (!strcmp(path, "title") || !strcmp(path, "severity") ||
-                    !strcmp(path, "source_name") || !strcmp(path, "description"));
+    cache_clear(c);
+    c->m = xcalloc(n + 1, sizeof *c->m);
+    c->own = xcalloc(n + 1, sizeof *c->own);
+    c->strings = xcalloc(n * 3 + 1, sizeof *c->strings);
+    for (size_t i = 0; i < n; i++) {
+        c->m[i].source_name = keep(c, m[i].source_name);
+        c->m[i].field_path = keep(c, m[i].field_path);
+        c->m[i].indicator_type = keep(c, m[i].indicator_type);
+        c->own[i] = normalized_alert_own_field(m[i].field_path) != ALERT_OWN_NONE;
+    }
+    c->n = n;
 }
 
 static void on_loaded(void *arg, PGresult *res, const char *err)
@@ -71,18 +79,22 @@ static void on_loaded(void *arg, PGresult *res, const char *err)
     if (l.generation < c->applied)
         return; /* a newer load already answered */
     c->applied = l.generation;
-    cache_clear(c);
-    int rows = PQntuples(res);
-    c->m = xcalloc((size_t)rows + 1, sizeof *c->m);
-    c->own = xcalloc((size_t)rows + 1, sizeof *c->own);
-    c->strings = xcalloc((size_t)rows * 3 + 1, sizeof *c->strings);
-    for (int r = 0; r < rows; r++) {
-        c->m[c->n].source_name = keep(c, res, r, 0);
-        c->m[c->n].field_path = keep(c, res, r, 1);
-        c->m[c->n].indicator_type = keep(c, res, r, 2);
-        c->own[c->n] = names_own_field(c->m[c->n].field_path);
-        c->n++;
+    size_t rows = (size_t)PQntuples(res);
+    struct indicator_mapping *m = xcalloc(rows + 1, sizeof *m);
+    for (size_t r = 0; r < rows; r++) {
+        const char **col[3] = {&m[r].source_name, &m[r].field_path, &m[r].indicator_type};
+        for (int k = 0; k < 3; k++)
+            *col[k] = PQgetisnull(res, (int)r, k) ? NULL : PQgetvalue(res, (int)r, k);
     }
+    cache_fill(c, m, rows);
+    free(m);
+}
+
+void mappings_set(struct intake *in, const struct indicator_mapping *m, size_t n)
+{
+    if (!in->mappings)
+        in->mappings = xcalloc(1, sizeof *in->mappings);
+    cache_fill(in->mappings, m, n);
 }
 
 void mappings_refresh(struct intake *in)

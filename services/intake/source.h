@@ -68,6 +68,17 @@ void normalized_alert_destroy(struct normalized_alert *a);
  * title, severity, source_name, description (if any) and the normalized_fields. New reference.
  */
 json_t *normalized_alert_fields(const struct normalized_alert *a, const char *source_name);
+/* Which of the alert's own fields (the ones normalized_alert_fields() sets from the alert
+ * itself, over any normalised field of that name) key names; ALERT_OWN_NONE for every other
+ * key, NULL included, which only normalized_fields can hold. */
+enum alert_own_field {
+    ALERT_OWN_NONE = 0,
+    ALERT_OWN_TITLE,
+    ALERT_OWN_SEVERITY,
+    ALERT_OWN_SOURCE_NAME,
+    ALERT_OWN_DESCRIPTION,
+};
+enum alert_own_field normalized_alert_own_field(const char *key);
 /* What normalized_alert_fields(a, source_name) holds under key, without building the object:
  * a borrowed value, or one made here and left in *tmp for the caller to release, or NULL. As
  * there, title, severity and source_name override a normalised field of that name when set,

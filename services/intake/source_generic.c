@@ -63,7 +63,9 @@ static const struct {
 
 /* Up to this many members, the object's keys are walked once and each matched against FIELDS
  * (a length and a first byte rule out almost every entry without a call); a lookup per name
- * walked the keys once per name, 15 times. A larger object has a key table: looked up. */
+ * walked the keys once per name, 15 times. A larger object is looked up by name through its
+ * key table (the parser gives one to objects of more than 16 members, so those of 17 to 32
+ * members have one too, and are walked all the same). */
 #define FIELDS_WALK_MAX 32
 
 /* The FIELDS entry the key names, or -1. */
@@ -89,7 +91,9 @@ static void fields_find(const struct jtok_doc *d, uint32_t root, uint32_t at[NFI
         size_t n;
         const char *name = jtok_str(d, k, &n);
         int f = n ? field_named(name, n) : -1;
-        if (f >= 0) /* the parser refuses a repeated key: one match at most per name */
+        /* the first match, as jtok_getn() finds it (the parser refuses a repeated key today,
+         * so there is one at most) */
+        if (f >= 0 && at[f] == JTOK_NONE)
             at[f] = k + 1;
     }
 }

@@ -72,6 +72,26 @@ json_t *normalized_alert_fields(const struct normalized_alert *a, const char *so
     return o;
 }
 
+/* The first byte picks the one name a key can be: most mappings name a field of
+ * normalized_fields, and five string comparisons each per mapping and alert added up. */
+enum alert_own_field normalized_alert_own_field(const char *key)
+{
+    if (!key)
+        return ALERT_OWN_NONE;
+    switch (key[0]) {
+    case 't':
+        return strcmp(key, "title") ? ALERT_OWN_NONE : ALERT_OWN_TITLE;
+    case 's':
+        if (!strcmp(key, "severity"))
+            return ALERT_OWN_SEVERITY;
+        return strcmp(key, "source_name") ? ALERT_OWN_NONE : ALERT_OWN_SOURCE_NAME;
+    case 'd':
+        return strcmp(key, "description") ? ALERT_OWN_NONE : ALERT_OWN_DESCRIPTION;
+    default:
+        return ALERT_OWN_NONE;
+    }
+}
+
 /* Kept in step with normalized_alert_fields() above (tests/unit/services/intake/
  * source_registry.c compares the two key by key): the ingest path reads the few keys its
  * mappings name without copying every normalised field per alert. */
@@ -80,27 +100,22 @@ const json_t *normalized_alert_field(const struct normalized_alert *a, const cha
 {
     const char *text = NULL;
     *tmp = NULL;
-    /* the first byte picks the one name a key can be: most mappings name a field of
-     * normalized_fields, and five string comparisons each per mapping and alert added up */
-    switch (key[0]) {
-    case 't':
-        if (!strcmp(key, "title"))
-            text = a->title;
+    switch (normalized_alert_own_field(key)) {
+    case ALERT_OWN_TITLE:
+        text = a->title;
         break;
-    case 's':
-        if (!strcmp(key, "severity"))
-            text = a->severity;
-        else if (!strcmp(key, "source_name"))
-            text = source_name;
+    case ALERT_OWN_SEVERITY:
+        text = a->severity;
         break;
-    case 'd':
-        if (!strcmp(key, "description")) {
-            if (!a->description)
-                return json_null();
-            text = a->description;
-        }
+    case ALERT_OWN_SOURCE_NAME:
+        text = source_name;
         break;
-    default:
+    case ALERT_OWN_DESCRIPTION:
+        if (!a->description)
+            return json_null();
+        text = a->description;
+        break;
+    case ALERT_OWN_NONE:
         break;
     }
     if (text && (*tmp = json_string(text)) != NULL)

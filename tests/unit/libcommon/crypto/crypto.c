@@ -5,7 +5,8 @@
  * Base64 is checked against RFC 4648 vectors in both alphabets, with and without padding, and
  * against every kind of malformed input (bad characters, NUL bytes, wrong padding, impossible
  * lengths); a random round-trip covers all lengths 0..300. Digests use published vectors
- * (FIPS 180-2, RFC 1321, RFC 4231).
+ * (FIPS 180-2, RFC 1321, RFC 4231), on the main thread and on threads of their own (each keeps
+ * its contexts, freed when it exits); MD5 refused by the providers stops the process loudly.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,11 +15,14 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "crypto.h"
 #include "util.h"
@@ -236,6 +240,75 @@ static void test_hmac(void **state)
     assert_memory_equal(r1, r2, 32);
     crypto_hex_encode(r1, 32, hex);
     assert_string_equal(hex, "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+}
+
+/* A process whose providers refuse MD5 (default properties "fips=yes", as on a host in FIPS
+ * mode) stops with a message at its first fingerprint instead of digesting outside them. Runs
+ * first, in a child forked before this process fetched MD5 itself. */
+static void test_md5_refused(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        if (EVP_set_default_properties(NULL, "fips=yes") != 1)
+            _exit(3);
+        char out[33];
+        crypto_md5_hex("abc", 3, out);
+        _exit(0); /* digested although refused */
+    }
+    close(fds[1]);
+    char buf[4096];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof buf - 1 && (r = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0)
+        got += (size_t)r;
+    buf[got] = 0;
+    close(fds[0]);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    assert_non_null(strstr(buf, "MD5 unavailable"));
+}
+
+/* Every digest on a thread of its own, interleaved so each kept context is re-initialised
+ * after the other algorithm ran; the threads' contexts are freed as they exit (the sanitizer
+ * build reports any left). */
+static void *digest_thread(void *arg)
+{
+    long bad = 0;
+    for (int i = 0; i < 50; i++) {
+        char hex[65], md5[33];
+        crypto_md5_hex("The quick brown fox jumps over the lazy dog", 43, md5);
+        bad += strcmp(md5, "9e107d9d372bb6826bd81d3542a419d6") != 0;
+        crypto_sha256_hex("abc", 3, hex);
+        bad += strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") != 0;
+        crypto_hmac_sha256_hex("Jefe", 4, "what do ya want for nothing?", 28, hex);
+        bad += strcmp(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843") != 0;
+        crypto_md5_hex("", 0, md5);
+        bad += strcmp(md5, "d41d8cd98f00b204e9800998ecf8427e") != 0;
+    }
+    (void)arg;
+    return (void *)bad;
+}
+
+static void test_digest_threads(void **state)
+{
+    (void)state;
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, digest_thread, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        void *bad = NULL;
+        assert_int_equal(pthread_join(t[i], &bad), 0);
+        assert_null(bad);
+    }
+    assert_null(digest_thread(NULL)); /* and the main thread's own contexts */
 }
 
 static void test_ct_equal(void **state)
@@ -461,6 +534,8 @@ static void test_random(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        /* first: its child must not inherit an MD5 already fetched */
+        cmocka_unit_test(test_md5_refused),     cmocka_unit_test(test_digest_threads),
         cmocka_unit_test(test_b64_rfc4648),     cmocka_unit_test(test_b64_alphabets),
         cmocka_unit_test(test_b64_rejects),     cmocka_unit_test(test_b64_roundtrip),
         cmocka_unit_test(test_hex_and_digests), cmocka_unit_test(test_hmac),

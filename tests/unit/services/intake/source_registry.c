@@ -2,7 +2,9 @@
  * tests/unit/services/intake/source_registry.c - normalized_alert_field() reads, key by key, what
  * normalized_alert_fields() builds: every override of a normalised field (title, severity,
  * source_name, description set and unset, a title that is not UTF-8), plain and dotted keys, an
- * absent key, and an alert without normalised fields.
+ * absent key, and an alert without normalised fields. normalized_alert_own_field() names
+ * exactly the keys the alert itself provides: every key of normalized_alert_fields() for an
+ * alert without normalised fields, and nothing else.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -102,6 +104,48 @@ static void test_no_fields_object(void **state)
     normalized_alert_destroy(&a);
 }
 
+/* The mappings skip a field that is not the alert's own when the alert has no normalised
+ * fields, so a field added to normalized_alert_fields() must be added to the predicate too. */
+static void test_own_fields(void **state)
+{
+    (void)state;
+    static const char *const own[] = {"title", "severity", "source_name", "description"};
+    static const enum alert_own_field which[] = {ALERT_OWN_TITLE, ALERT_OWN_SEVERITY,
+                                                 ALERT_OWN_SOURCE_NAME, ALERT_OWN_DESCRIPTION};
+    for (int set = 0; set < 2; set++) {
+        struct normalized_alert a;
+        fill(&a, 0);
+        if (set) {
+            a.title = strdup("t");
+            a.severity = strdup("Low");
+            a.description = strdup("d");
+        }
+        json_t *all = normalized_alert_fields(&a, "generic");
+        const char *key;
+        json_t *v;
+        json_object_foreach(all, key, v)
+        {
+            (void)v;
+            if (normalized_alert_own_field(key) == ALERT_OWN_NONE)
+                fail_msg("%s is built from the alert but not named as its own", key);
+        }
+        for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
+            assert_int_equal(normalized_alert_own_field(own[i]), which[i]);
+            if (set && !json_object_get(all, own[i]))
+                fail_msg("%s is named as the alert's own but not built from it", own[i]);
+        }
+        if (set)
+            assert_int_equal(json_object_size(all), sizeof own / sizeof *own);
+        json_decref(all);
+        normalized_alert_destroy(&a);
+    }
+    static const char *const other[] = {"src_ip", "", "Title", "titles", "titl", "sever",
+                                        "source_rule_ref", "occurred_at", "a.b", "d", "s"};
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++)
+        assert_int_equal(normalized_alert_own_field(other[i]), ALERT_OWN_NONE);
+    assert_int_equal(normalized_alert_own_field(NULL), ALERT_OWN_NONE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -109,6 +153,7 @@ int main(void)
         cmocka_unit_test(test_overrides_unset),
         cmocka_unit_test(test_title_not_utf8),
         cmocka_unit_test(test_no_fields_object),
+        cmocka_unit_test(test_own_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
