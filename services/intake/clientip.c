@@ -19,10 +19,20 @@ static int valid_ip(const char *s)
     return inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1;
 }
 
+/* s into out, cut to fit as snprintf() would, without a format to interpret on every request */
+static void copy_cut(char *out, size_t outlen, const char *s)
+{
+    if (!outlen)
+        return;
+    size_t n = strnlen(s, outlen - 1);
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
 void client_ip_resolve(const struct http_request *req, int trusted_proxy_count, char *out,
                        size_t outlen)
 {
-    snprintf(out, outlen, "%s", req->peer_ip);
+    copy_cut(out, outlen, req->peer_ip);
     if (trusted_proxy_count <= 0)
         return;
     /* Join every X-Forwarded-For header in order. */
@@ -64,6 +74,6 @@ void client_ip_resolve(const struct http_request *req, int trusted_proxy_count, 
         end = start > all.data ? start - 1 : start;
     }
     if (chosen[0] && valid_ip(chosen))
-        snprintf(out, outlen, "%s", chosen);
+        copy_cut(out, outlen, chosen);
     buf_destroy(&all);
 }

@@ -17,6 +17,7 @@
 
 struct mapping_cache {
     struct indicator_mapping *m;
+    unsigned char *own; /* own[i]: m[i] names one of the alert's own fields (see below) */
     char **strings; /* owned copies the mappings point into */
     size_t n, nstrings;
     uint64_t requested, applied; /* generations of loads */
@@ -33,7 +34,9 @@ static void cache_clear(struct mapping_cache *c)
         free(c->strings[i]);
     free(c->strings);
     free(c->m);
+    free(c->own);
     c->m = NULL;
+    c->own = NULL;
     c->strings = NULL;
     c->n = c->nstrings = 0;
 }
@@ -45,6 +48,14 @@ static const char *keep(struct mapping_cache *c, PGresult *res, int r, int col)
     char *s = xstrdup(PQgetvalue(res, r, col));
     c->strings[c->nstrings++] = s;
     return s;
+}
+
+/* The names normalized_alert_field() answers from the alert itself; any other name can only be
+ * found in normalized_fields. */
+static unsigned char names_own_field(const char *path)
+{
+    return path && (!strcmp(path, "title") || !strcmp(path, "severity") ||
+                    !strcmp(path, "source_name") || !strcmp(path, "description"));
 }
 
 static void on_loaded(void *arg, PGresult *res, const char *err)
@@ -63,11 +74,13 @@ static void on_loaded(void *arg, PGresult *res, const char *err)
     cache_clear(c);
     int rows = PQntuples(res);
     c->m = xcalloc((size_t)rows + 1, sizeof *c->m);
+    c->own = xcalloc((size_t)rows + 1, sizeof *c->own);
     c->strings = xcalloc((size_t)rows * 3 + 1, sizeof *c->strings);
     for (int r = 0; r < rows; r++) {
         c->m[c->n].source_name = keep(c, res, r, 0);
         c->m[c->n].field_path = keep(c, res, r, 1);
         c->m[c->n].indicator_type = keep(c, res, r, 2);
+        c->own[c->n] = names_own_field(c->m[c->n].field_path);
         c->n++;
     }
 }
@@ -106,7 +119,9 @@ void mappings_apply(struct intake *in, const struct normalized_alert *na, const 
         return;
     for (size_t i = 0; i < c->n; i++) {
         const struct indicator_mapping *m = &c->m[i];
-        if (!m->field_path || !m->indicator_type ||
+        /* the 14 default mappings name normalised fields, which no source sets yet: skipped
+         * without a call each when the alert has none */
+        if (!m->field_path || !m->indicator_type || (!c->own[i] && !na->normalized_fields) ||
             (m->source_name && (!source || strcmp(m->source_name, source))))
             continue;
         json_t *tmp;

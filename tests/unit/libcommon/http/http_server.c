@@ -150,6 +150,33 @@ static void h_echo(struct http_request *req, void *ctx)
     http_respond(req, 200, "application/octet-stream", req->body.data, req->body.len, NULL, 0);
 }
 
+/* Handler headers with a CR, LF or NUL at each position of a 20-byte value, and of a name,
+ * beside safe ones: only the safe ones may go out. */
+static void h_unsafe(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    static const char bad[3] = {'\r', '\n', '\0'};
+    static char names[2 * 3 * 20][24], values[2 * 3 * 20][24];
+    struct http_header h[2 * 3 * 20 + 2];
+    size_t n = 0;
+    for (int inname = 0; inname < 2; inname++)
+        for (int k = 0; k < 3; k++)
+            for (int at = 0; at < 20; at++) {
+                char *nm = names[n], *v = values[n];
+                snprintf(nm, 24, "X-Bad-%d-%d-%02d-nnnnnnn", inname, k, at); /* 20 bytes */
+                memset(v, 'v', 20);
+                if (inname)
+                    nm[at] = bad[k];
+                else
+                    v[at] = bad[k];
+                h[n] = (struct http_header){.name = nm, .name_len = 20, .value = v, .value_len = 20};
+                n++;
+            }
+    h[n++] = (struct http_header){.name = "X-Good-Long", .value = "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvv"};
+    h[n++] = (struct http_header){.name = "X-Good", .value = "v"};
+    http_respond(req, 200, "text/plain", "ok", 2, h, n);
+}
+
 /* The request's header names as the handler sees them, one a line. */
 static void h_headers(struct http_request *req, void *ctx)
 {
@@ -226,6 +253,7 @@ static void *srv_main(void *arg)
     s->router = http_router_new();
     http_router_add(s->router, "GET", "/v1/t/hello", h_hello, NULL);
     http_router_add(s->router, "GET", "/v1/t/headers", h_headers, NULL);
+    http_router_add(s->router, "GET", "/v1/t/unsafe", h_unsafe, NULL);
     http_router_add(s->router, "GET", "/v1/t/slow", h_slow, NULL);
     http_router_add(s->router, "POST", "/v1/t/echo", h_echo, NULL);
     http_router_add(s->router, "GET", "/v1/alerts/{uuid}", h_alert, NULL);
@@ -1133,6 +1161,22 @@ static int is_token_char(int b)
            (b && strchr("!#$%&'*+-.^_`|~", b) != NULL);
 }
 
+static void test_unsafe_handler_headers(void **state)
+{
+    (void)state;
+    struct cli *c = cli_new(S->port);
+    assert_int_equal(cli_sendf(c, "GET /v1/t/unsafe HTTP/1.1\r\n\r\n"), 0);
+    struct resp r;
+    assert_int_equal(cli_read(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.head, "\r\nX-Good-Long: vvvvvvvvvvvvvvvvvvvvvvvvvvvvvv\r\n"));
+    assert_non_null(strstr(r.head, "\r\nX-Good: v\r\n"));
+    if (strstr(r.head, "X-Bad") || strstr(r.head, "vvvvvvvvvvvvvvvvvvvv\r\n\r\n\r\n"))
+        fail_msg("an unsafe handler header went out:\n%s", r.head);
+    assert_int_equal(r.body_len, 2);
+    cli_free(c);
+}
+
 static void test_header_name_bytes(void **state)
 {
     (void)state;
@@ -1494,6 +1538,7 @@ int main(void)
         cmocka_unit_test(test_drain),
         cmocka_unit_test(test_client_abort),
         cmocka_unit_test(test_reuseport),
+        cmocka_unit_test(test_unsafe_handler_headers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
