@@ -516,6 +516,7 @@ static void headers_build(struct http_conn *c)
         c->harr[i].name_len = sp->name_len;
         c->harr[i].value = c->hdrs.data + sp->value_off;
         c->harr[i].value_len = sp->value_len;
+        c->harr[i].vetted = 0;
     }
     c->req.headers = c->harr;
     c->req.nheaders = c->nspans;
@@ -843,7 +844,7 @@ static void conn_act(struct http_conn *c)
         http_response_preflight(c);
         break;
     default: {
-        struct http_header allow = {"Allow", 5, c->allow, strlen(c->allow)};
+        struct http_header allow = {"Allow", 5, c->allow, strlen(c->allow), 0};
         http_response_error(c, c->err_status ? c->err_status : 400,
                             c->err_status ? c->err_code : "BAD_REQUEST",
                             c->err_status ? c->err_msg : "Malformed HTTP request.", NULL, &allow,

@@ -372,8 +372,9 @@ static void response_head(struct http_conn *c, int status, const char *ctype, si
         const struct http_header *h = &extra[i];
         size_t nl = h->name_len ? h->name_len : strlen(h->name);
         size_t vl = h->value_len ? h->value_len : strlen(h->value);
-        if (!trusted && (header_reserved(h->name, nl) || !value_safe(h->name, nl) ||
-                         !value_safe(h->value, vl) || memchr(h->name, ':', nl) || nl == 0)) {
+        if (!trusted && !h->vetted &&
+            (header_reserved(h->name, nl) || !value_safe(h->name, nl) ||
+             !value_safe(h->value, vl) || memchr(h->name, ':', nl) || nl == 0)) {
             msg_warn("http: handler header %.*s ignored", (int)(nl > 64 ? 64 : nl), h->name);
             continue;
         }
@@ -511,11 +512,11 @@ void http_response_preflight(struct http_conn *c)
     size_t nh = 0;
     char failures[64] = "";
     if (s->cors_allow_all) {
-        h[nh++] = (struct http_header){"Access-Control-Allow-Origin", 27, "*", 1};
+        h[nh++] = (struct http_header){"Access-Control-Allow-Origin", 27, "*", 1, 0};
     } else {
-        h[nh++] = (struct http_header){"Vary", 4, "Origin", 6};
+        h[nh++] = (struct http_header){"Vary", 4, "Origin", 6, 0};
         if (origin_allowed(s, origin, on))
-            h[nh++] = (struct http_header){"Access-Control-Allow-Origin", 27, origin, on};
+            h[nh++] = (struct http_header){"Access-Control-Allow-Origin", 27, origin, on, 0};
         else
             strcat(failures, "origin");
     }
@@ -524,12 +525,12 @@ void http_response_preflight(struct http_conn *c)
     if (hdrs && !requested_headers_ok(hdrs, hn))
         strcat(failures, *failures ? ", headers" : "headers");
     h[nh++] = (struct http_header){"Access-Control-Allow-Methods", 28, CORS_METHODS,
-                                   sizeof CORS_METHODS - 1};
-    h[nh++] = (struct http_header){"Access-Control-Max-Age", 22, "600", 3};
+                                   sizeof CORS_METHODS - 1, 0};
+    h[nh++] = (struct http_header){"Access-Control-Max-Age", 22, "600", 3, 0};
     h[nh++] = (struct http_header){"Access-Control-Allow-Headers", 28, CORS_HEADERS,
-                                   sizeof CORS_HEADERS - 1};
+                                   sizeof CORS_HEADERS - 1, 0};
     if (!s->cors_allow_all)
-        h[nh++] = (struct http_header){"Access-Control-Allow-Credentials", 32, "true", 4};
+        h[nh++] = (struct http_header){"Access-Control-Allow-Credentials", 32, "true", 4, 0};
     char body[96];
     int status = *failures ? 400 : 200;
     if (*failures)

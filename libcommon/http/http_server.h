@@ -67,12 +67,16 @@ struct http_server_config {
     int cors_allow_all;               /* "*" without credentials; wins over the list */
 };
 
-/* A request header; names are lowercased, values have surrounding blanks removed. */
+/* A request header (names lowercased, values with surrounding blanks removed), or a header a
+ * handler adds to its answer. vetted (answers only): the handler wrote name and value itself
+ * from constants and digits, so the answer does not check them again for reserved names,
+ * CR, LF, NUL or ':' (never set for anything a client sent). */
 struct http_header {
     const char *name;
     size_t name_len;
     const char *value;
     size_t value_len;
+    int vetted;
 };
 
 struct http_conn;

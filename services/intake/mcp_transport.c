@@ -219,7 +219,7 @@ void route_mcp_resource_metadata(struct reqctx *rc)
                             "workflows:execute", "admin", "resource_name", "Calseta MCP server");
     free(res);
     free(b);
-    struct http_header h[1] = {{"Cache-Control", 13, "public, max-age=3600", 20}};
+    struct http_header h[1] = {{"Cache-Control", 13, "public, max-age=3600", 20, 0}};
     reply_json_headers(rc, 200, doc, h, 1);
 }
 
@@ -325,7 +325,7 @@ static void on_session_opened(void *arg, PGresult *res, const char *err)
     json_t *resp = mcp_jsonrpc_result(op->msg.id, result);
     char sid[33];
     memcpy(sid, op->session, sizeof sid);
-    struct http_header h[1] = {{"Mcp-Session-Id", 14, sid, 32}};
+    struct http_header h[1] = {{"Mcp-Session-Id", 14, sid, 32, 0}};
     post_op_free(op);
     reply_json_headers(rc, 200, resp, h, 1);
 }
@@ -718,8 +718,8 @@ static void on_sse_opened(void *arg, PGresult *res, const char *err)
         reply_rpc_error(rc, 429, -32000, "Too many open MCP sessions for this API key.");
         return;
     }
-    struct http_header h[2] = {{"Cache-Control", 13, "no-cache", 8},
-                               {"X-Accel-Buffering", 17, "no", 2}};
+    struct http_header h[2] = {{"Cache-Control", 13, "no-cache", 8, 0},
+                               {"X-Accel-Buffering", 17, "no", 2, 0}};
     struct sse_sess *s = xcalloc(1, sizeof *s);
     memcpy(s->id, so->id, sizeof s->id);
     s->key_id = rc->auth.key_id;

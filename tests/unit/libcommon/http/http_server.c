@@ -215,9 +215,9 @@ static void h_boom(struct http_request *req, void *ctx)
 {
     (void)ctx;
     struct http_header h[] = {
-        {"Retry-After", 11, "60", 2},
-        {"X-Frame-Options", 15, "ALLOW", 5},  /* must be ignored */
-        {"X-Bad", 5, "a\r\nInjected: 1", 14}, /* must be ignored */
+        {"Retry-After", 11, "60", 2, 0},
+        {"X-Frame-Options", 15, "ALLOW", 5, 0},  /* must be ignored */
+        {"X-Bad", 5, "a\r\nInjected: 1", 14, 0}, /* must be ignored */
     };
     if (strcmp(req->path, "/v1/t/boom") == 0)
         http_respond_error(req, 500, "INTERNAL_ERROR", "An unexpected error occurred.", NULL, NULL,

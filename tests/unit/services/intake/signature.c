@@ -24,7 +24,7 @@
 static enum sig_result check(const struct config *c, const char *source, const char *header,
                              const char *sig, const char *body)
 {
-    struct http_header h = {header, strlen(header), sig, strlen(sig)};
+    struct http_header h = {header, strlen(header), sig, strlen(sig), 0};
     struct http_request req;
     memset(&req, 0, sizeof req);
     req.headers = &h;
