@@ -12,6 +12,7 @@
 #include "http_internal.h"
 #include "log.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "crypto.h"
@@ -372,9 +373,21 @@ static void response_head(struct http_conn *c, int status, const char *ctype, si
         const struct http_header *h = &extra[i];
         size_t nl = h->name_len ? h->name_len : strlen(h->name);
         size_t vl = h->value_len ? h->value_len : strlen(h->value);
-        if (!trusted && !h->vetted &&
-            (header_reserved(h->name, nl) || !value_safe(h->name, nl) ||
-             !value_safe(h->value, vl) || memchr(h->name, ':', nl) || nl == 0)) {
+        /* A vetted header skips the check in release builds only: debug and sanitizer builds
+         * (what the tests run) check it too and stop on a false claim, so a header marked
+         * vetted that can carry other bytes fails the tests instead of splitting an answer. */
+#ifdef NDEBUG
+        int check = !trusted && !h->vetted;
+#else
+        int check = !trusted;
+#endif
+        if (check && (header_reserved(h->name, nl) || !value_safe(h->name, nl) ||
+                      !value_safe(h->value, vl) || memchr(h->name, ':', nl) || nl == 0)) {
+            if (h->vetted) {
+                msg_error("http: handler header %.*s marked vetted is not safe",
+                          (int)(nl > 64 ? 64 : nl), h->name);
+                abort();
+            }
             msg_warn("http: handler header %.*s ignored", (int)(nl > 64 ? 64 : nl), h->name);
             continue;
         }

@@ -163,9 +163,15 @@ SEQUENCE = [
 
 # An indicator's id is not compared: since 0080 a new indicator's id is drawn in the batch's order
 # of pairs, before 0080 in their sorted order. Links are compared as the (type, value) pairs they
-# name, and each list of ids is checked to be sorted and distinct.
-NAMED = ("(SELECT coalesce(array_agg(i.type || ':' || i.value ORDER BY i.type, i.value), '{}') "
-         "FROM unnest(%s) l(id) JOIN indicators i ON i.id = l.id)")
+# name, an id that names no row as "missing" (an id drawn for a pair and never written, say), and
+# each list of ids is checked to be sorted and distinct.
+NAMED = ("(SELECT coalesce(array_agg(coalesce(i.type || ':' || i.value, 'missing') "
+         "ORDER BY coalesce(i.type || ':' || i.value, 'missing')), '{}') "
+         "FROM unnest(%s) l(id) LEFT JOIN indicators i ON i.id = l.id)")
+DANGLING = ("SELECT (SELECT count(*) FROM alerts a, unnest(a.indicator_ids) l(id) "
+            "WHERE NOT EXISTS (SELECT 1 FROM indicators i WHERE i.id = l.id)) + "
+            "(SELECT count(*) FROM indicator_sightings g, unnest(g.indicator_ids) l(id) "
+            "WHERE NOT EXISTS (SELECT 1 FROM indicators i WHERE i.id = l.id))")
 SORTED = "coalesce(%s = (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(%s) x), cardinality(%s) = 0)"
 COMPARED = [
     ("alerts", "SELECT id, title, severity, source_name, description, occurred_at, raw_payload::text, tags, "
@@ -212,6 +218,9 @@ def test_same_as_the_document_form():
         for name, q in COMPARED:
             assert_eq(new.sql(q), old.sql(q), name)
             assert_eq(wrap.sql(q), old.sql(q), name + " (wrapper)")
+        # every link names a row that exists
+        for st in (new, wrap, old):
+            assert_eq(st.sql_value(DANGLING), "0")
         # the sequence went through every path: duplicates, repeats in a batch, stubs, sightings
         assert int(new.sql_value("SELECT count(*) FROM activity_events WHERE event_type = 'alert_deduplicated'")) >= 5
         assert int(new.sql_value("SELECT count(*) FROM indicator_sightings")) >= 3
@@ -272,6 +281,56 @@ def test_wrong_lengths_refused():
         s.sql("SELECT * FROM calseta_ingest_columns(%s)" % ", ".join(good))
         assert_eq(s.sql("SELECT fingerprint, tags, cardinality(indicator_ids) FROM alerts ORDER BY id"),
                   [["a", "{x}", "1"], ["b", "{y,z}", "1"]])
+    finally:
+        s.stop()
+
+
+def test_columns_not_from_1_refused():
+    """A column whose subscripts do not start at 1 ('[0:1]={...}', which a direct caller can
+    send) is refused like one of the wrong length: the new indicators' insert reads a pair by
+    subscript at the position the lookup numbered it, so such a column paired one indicator's
+    type with another's value under a new id (here: the new ip would have been written as
+    (ip, x.example), and the alert linked to it), and every other column is read by subscript
+    too. Nothing is stored; the same batch from 1 is stored right."""
+    s = Stack("ingest_columns_bounds", services=())
+    try:
+        s.sql("INSERT INTO indicators (type, value, first_seen, last_seen) "
+              "VALUES ('domain', 'x.example', now(), now())")
+        elems = [{"title": "T b%d" % i, "severity": "High", "source_name": "generic", "description": "d",
+                  "occurred_at": "2026-01-01T00:00:00Z", "tags": ["t%d" % i], "fingerprint": "b%d" % i,
+                  "rule_ref": "rule-b", "actor_key_prefix": "cai_cols",
+                  "indicators": [{"type": "ip", "value": "198.51.100.9"}, {"type": "domain", "value": "x.example"}][i:i + 1]}
+                 for i in range(2)]
+        good = ingest_columns.column_list(elems, ['{}', '{}'], 24)
+        assert_eq(s.sql("SELECT %s, %s" % (good[13], good[14])), [["{ip,domain}", "{198.51.100.9,x.example}"]])
+
+        def from0(k):  # column k, the same values with subscripts from 0
+            return ("(SELECT ('[0:' || (cardinality(x) - 1) || ']=' || x::text)::%s FROM (SELECT %s AS x) q)"
+                    % (good[k].rsplit("::", 1)[1], good[k]))
+
+        names = ["titles", "severities", "source_names", "descriptions", "occurred", "fingerprints",
+                 "rule_refs", "key_prefixes", "raw_members", "check_nums", "payloads", "tag_offs",
+                 "tag_vals", "ind_types", "ind_values", "ind_offs", "ind_refs"]
+        for k, name in enumerate(names):
+            if good[k].startswith("NULL"):
+                continue
+            args = list(good)
+            args[k] = from0(k)
+            try:
+                s.sql(REFUSED % ("calseta_ingest_columns(%s)" % ", ".join(args)))
+            except RuntimeError as e:
+                raise AssertionError("%s from 0: not refused with 22023: %s" % (name, e))
+        # both indicator columns from 0 (positions and subscripts agree within them, not with the
+        # references, which count from 1)
+        args = list(good)
+        args[13], args[14] = from0(13), from0(14)
+        s.sql(REFUSED % ("calseta_ingest_columns(%s)" % ", ".join(args)))
+        assert_eq(s.sql_value("SELECT count(*) FROM alerts"), "0")
+        assert_eq(s.sql("SELECT type, value FROM indicators ORDER BY id"), [["domain", "x.example"]])
+        s.sql("SELECT * FROM calseta_ingest_columns(%s)" % ", ".join(good))
+        assert_eq(s.sql("SELECT a.fingerprint, i.type, i.value FROM alerts a, unnest(a.indicator_ids) l(id) "
+                        "JOIN indicators i ON i.id = l.id ORDER BY a.id"),
+                  [["b0", "ip", "198.51.100.9"], ["b1", "domain", "x.example"]])
     finally:
         s.stop()
 

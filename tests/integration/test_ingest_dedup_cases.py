@@ -139,6 +139,22 @@ def test_new_storm_and_mixed_batches():
         r, _ = db.call(1, [el("f7", [3]), el("f7", [3])])
         assert_eq([x[:6] for x in r], [["0", "f7", "t", "t", "f", "-"], ["1", "f7", "t", "f", "t", "1"]])
         assert r[0][6] != ids["f7"], r
+
+        # the same through the lean lookup (every fingerprint of the batch once, so no window
+        # functions over the batch): a lone f7 whose alerts are all outside the window is new
+        s.sql("UPDATE alerts SET created_at = created_at - interval '2 hours' WHERE fingerprint = 'f7'")
+        lone, _ = db.call(1, [el("f7", [3])])
+        assert_eq([x[:6] for x in lone], [["0", "f7", "t", "t", "f", "-"]])
+        assert lone[0][6] not in (ids["f7"], r[0][6]), lone
+        # and counts on the newest of several alerts of its fingerprint in the window, neither the
+        # first nor the last made: ages now 4 h (the first f7), 2 h (the one the general form made
+        # above, count 1) and 3 h (the lone one)
+        s.sql("UPDATE alerts SET created_at = now() - interval '3 hours' WHERE id = %s" % lone[0][6])
+        r2, _ = db.call(24, [el("f7", [3]), el("fq", [0])])
+        assert_eq([x[:6] for x in r2], [["0", "f7", "t", "f", "t", "2"], ["1", "fq", "t", "t", "f", "-"]])
+        assert_eq(r2[0][6], r[0][6])
+        assert_eq(s.sql("SELECT duplicate_count FROM alerts WHERE fingerprint = 'f7' ORDER BY id"),
+                  [["0"], ["2"], ["0"]])
     finally:
         s.stop()
 

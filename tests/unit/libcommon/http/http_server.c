@@ -1171,7 +1171,9 @@ static void test_unsafe_handler_headers(void **state)
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.head, "\r\nX-Good-Long: vvvvvvvvvvvvvvvvvvvvvvvvvvvvvv\r\n"));
     assert_non_null(strstr(r.head, "\r\nX-Good: v\r\n"));
-    if (strstr(r.head, "X-Bad") || strstr(r.head, "vvvvvvvvvvvvvvvvvvvv\r\n\r\n\r\n"))
+    /* a bad byte in a name breaks at most one of its two markers ("X-Bad" at 0-4, the n-run at
+     * 13-19 leaves a run of 3 either side); a value's leaves its name whole */
+    if (strstr(r.head, "X-Bad") || strstr(r.head, "nnn"))
         fail_msg("an unsafe handler header went out:\n%s", r.head);
     assert_int_equal(r.body_len, 2);
     cli_free(c);
