@@ -172,9 +172,9 @@ void crypto_hex_encode(const void *in, size_t n, char *out)
  * initialised once and a working one that each digest starts as a copy of it. A copy is the
  * cheapest start OpenSSL 3.0 offers: EVP_DigestInit_ex2() on a kept context still frees and
  * makes the provider's state, asks for an ENGINE and initialises through the provider.
- * A working SHA-256 context holds the last digest's output between calls (the provider wipes
- * the input block when it finishes), never a key's bytes: the HMAC's digest of a long key is
- * overwritten by its inner and outer passes. */
+ * A working SHA-256 context is started afresh again after each digest (one more copy, ~0.5 k
+ * instructions), so it never keeps a digest of a secret (a webhook secret, an API key) until
+ * the thread's next digest; an MD5 one keeps the last fingerprint's, which is stored anyway. */
 enum { DIGEST_SHA256, DIGEST_MD5, DIGEST_N };
 
 static EVP_MD *digest_md[DIGEST_N];
@@ -211,6 +211,7 @@ static pthread_once_t digest_key_once = PTHREAD_ONCE_INIT;
 static void digest_ctxs_free(void *p)
 {
     struct digest_ctxs *d = p;
+    digest_ctxs_tls = NULL; /* run in the exiting thread: a digest after this makes new ones */
     for (int i = 0; i < DIGEST_N; i++) {
         EVP_MD_CTX_free(d->fresh[i]);
         EVP_MD_CTX_free(d->work[i]);
@@ -265,7 +266,8 @@ static void sha256_2(const void *a, size_t an, const void *b, size_t bn, uint8_t
     EVP_MD_CTX *c = digest_start(DIGEST_SHA256);
     unsigned int olen = 0;
     if ((an && EVP_DigestUpdate(c, a, an) != 1) || (bn && EVP_DigestUpdate(c, b, bn) != 1) ||
-        EVP_DigestFinal_ex(c, out, &olen) != 1 || olen != 32)
+        EVP_DigestFinal_ex(c, out, &olen) != 1 || olen != 32 ||
+        EVP_MD_CTX_copy_ex(c, digest_ctxs_tls->fresh[DIGEST_SHA256]) != 1)
         msg_fatal("crypto: SHA-256 failed");
 }
 
@@ -279,6 +281,11 @@ void crypto_sha256_hex(const void *p, size_t n, char out[65])
     uint8_t d[32];
     crypto_sha256(p, n, d);
     crypto_hex_encode(d, 32, out);
+}
+
+void crypto_md5_require(void)
+{
+    pthread_once(&digest_once[DIGEST_MD5], md5_fetch);
 }
 
 void crypto_md5_hex(const void *p, size_t n, char out[33])

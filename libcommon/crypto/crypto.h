@@ -44,6 +44,10 @@ void crypto_sha256(const void *p, size_t n, uint8_t out[32]);
 void crypto_sha256_hex(const void *p, size_t n, char out[65]);
 /* MD5 is used only for the original-compatible alert fingerprint, never for security. */
 void crypto_md5_hex(const void *p, size_t n, char out[33]);
+/* Fetches MD5 now; where the configured providers refuse it (FIPS) the process stops with a
+ * message. A process that fingerprints alerts calls it at start, before it takes requests, so
+ * such a host fails at once instead of at its first alert. */
+void crypto_md5_require(void);
 void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n, uint8_t out[32]);
 void crypto_hmac_sha256_hex(const void *key, size_t keylen, const void *msg, size_t n,
                             char out[65]);

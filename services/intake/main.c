@@ -12,6 +12,7 @@
  */
 #include "audit.h"
 #include "bus.h"
+#include "crypto.h"
 #include "enrichment_api.h"
 #include "agents_api.h"
 #include "intake.h"
@@ -140,6 +141,7 @@ int main(void)
     if (!*in.cfg.database_url)
         msg_fatal("DATABASE_URL is not set");
     signal(SIGPIPE, SIG_IGN);
+    crypto_md5_require(); /* alert fingerprints: a host whose providers refuse MD5 stops here */
     /* Keep freed heap instead of returning it at once: every group commit frees a batch
      * document of tens of KB at the top of the heap, and glibc's default trim threshold gave it
      * back to the kernel (brk) and took it again for the next batch - 5 % of the CPU per alert
