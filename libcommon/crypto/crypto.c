@@ -169,12 +169,11 @@ void crypto_hex_encode(const void *in, size_t n, char *out)
  * kept out of the way of short inputs (an API key, an alert's fingerprint input, a webhook
  * body): each algorithm is fetched once per process (EVP_sha256() and EVP_md5() are looked up
  * in the provider again on every use), and each thread keeps, per algorithm, a context
- * initialised once and a working one that each digest starts as a copy of it. A copy is the
- * cheapest start OpenSSL 3.0 offers: EVP_DigestInit_ex2() on a kept context still frees and
- * makes the provider's state, asks for an ENGINE and initialises through the provider.
- * A working SHA-256 context is started afresh again after each digest (one more copy, ~0.5 k
- * instructions), so it never keeps a digest of a secret (a webhook secret, an API key) until
- * the thread's next digest; an MD5 one keeps the last fingerprint's, which is stored anyway. */
+ * initialised once and a working one that is made a copy of it again as each digest finishes,
+ * so the next digest finds it ready and no digest of a secret (a webhook secret, an API key)
+ * stays in it. A copy is the cheapest start OpenSSL 3.0 offers: EVP_DigestInit_ex2() on a kept
+ * context still frees and makes the provider's state, asks for an ENGINE and initialises
+ * through the provider. */
 enum { DIGEST_SHA256, DIGEST_MD5, DIGEST_N };
 
 static EVP_MD *digest_md[DIGEST_N];
@@ -241,7 +240,7 @@ static struct digest_ctxs *digest_ctxs_make(int which)
         EVP_MD_CTX *f = EVP_MD_CTX_new(), *w = EVP_MD_CTX_new();
         if (!f || !w)
             msg_fatal("out of memory");
-        if (EVP_DigestInit_ex2(f, digest_md[which], NULL) != 1)
+        if (EVP_DigestInit_ex2(f, digest_md[which], NULL) != 1 || EVP_MD_CTX_copy_ex(w, f) != 1)
             msg_fatal("crypto: digest initialisation failed");
         d->fresh[which] = f;
         d->work[which] = w;
@@ -249,25 +248,33 @@ static struct digest_ctxs *digest_ctxs_make(int which)
     return d;
 }
 
-/* This thread's working context for one algorithm, started afresh. */
+/* This thread's working context for one algorithm, fresh (digest_finish() left it so). */
 static EVP_MD_CTX *digest_start(int which)
 {
     struct digest_ctxs *d = digest_ctxs_tls;
     if (!d || !d->fresh[which])
         d = digest_ctxs_make(which);
-    if (EVP_MD_CTX_copy_ex(d->work[which], d->fresh[which]) != 1)
-        msg_fatal("crypto: digest start failed");
     return d->work[which];
+}
+
+/* Finishes the digest begun by digest_start(which) and makes the working context fresh again;
+ * 0, or -1 when the digest or the copy failed. */
+static int digest_finish(int which, uint8_t *out, unsigned int want)
+{
+    struct digest_ctxs *d = digest_ctxs_tls;
+    unsigned int olen = 0;
+    if (EVP_DigestFinal_ex(d->work[which], out, &olen) != 1 || olen != want ||
+        EVP_MD_CTX_copy_ex(d->work[which], d->fresh[which]) != 1)
+        return -1;
+    return 0;
 }
 
 /* One SHA-256 over two pieces (an empty piece is skipped). */
 static void sha256_2(const void *a, size_t an, const void *b, size_t bn, uint8_t out[32])
 {
     EVP_MD_CTX *c = digest_start(DIGEST_SHA256);
-    unsigned int olen = 0;
     if ((an && EVP_DigestUpdate(c, a, an) != 1) || (bn && EVP_DigestUpdate(c, b, bn) != 1) ||
-        EVP_DigestFinal_ex(c, out, &olen) != 1 || olen != 32 ||
-        EVP_MD_CTX_copy_ex(c, digest_ctxs_tls->fresh[DIGEST_SHA256]) != 1)
+        digest_finish(DIGEST_SHA256, out, 32) != 0)
         msg_fatal("crypto: SHA-256 failed");
 }
 
@@ -292,9 +299,7 @@ void crypto_md5_hex(const void *p, size_t n, char out[33])
 {
     EVP_MD_CTX *c = digest_start(DIGEST_MD5);
     uint8_t d[EVP_MAX_MD_SIZE];
-    unsigned int dlen = 0;
-    if ((n && EVP_DigestUpdate(c, p, n) != 1) || EVP_DigestFinal_ex(c, d, &dlen) != 1 ||
-        dlen != 16)
+    if ((n && EVP_DigestUpdate(c, p, n) != 1) || digest_finish(DIGEST_MD5, d, 16) != 0)
         msg_fatal("crypto: MD5 failed");
     crypto_hex_encode(d, 16, out);
 }
