@@ -198,7 +198,9 @@ class WaitSampler(threading.Thread):
     def run(self):
         time.sleep(self.start_after)
         n = int(self.seconds * 10)
-        script = "".join("\\i %s\n\\! sleep 0.1\n" % self.qfile() for _ in range(n))
+        # the pause is a sleep in the server, not psql's \! (a shell and a sleep process forked
+        # per sample, ~3 % of a core the stream shared and the ceiling did not)
+        script = "".join("\\i %s\nSELECT pg_sleep(0.1);\n" % self.qfile() for _ in range(n))
         r = subprocess.run(["psql", self.url, "-X", "-q", "-t", "-A"], input=script, capture_output=True,
                            text=True, timeout=self.seconds * 10 + 60)
         self.samples = n
@@ -575,7 +577,7 @@ def run_stream(s, name, lua, a):
         tracer = ingest_trace.Tracer(s.db, a.seconds)
         tracer.start()
     cl0 = client_cpu()
-    out = subprocess.run(["wrk", "-t2", "-c%d" % a.connections, "-d%ds" % a.seconds, "--latency", "--timeout", "10s",
+    out = subprocess.run(["wrk", "-t%d" % a.wrk_threads, "-c%d" % a.connections, "-d%ds" % a.seconds, "--latency", "--timeout", "10s",
                           "-s", f.name, "http://127.0.0.1:%d" % s.port], capture_output=True, text=True).stdout
     if a.show_errors:  # the first answers that were not 2xx, as SHOW_ERRORS wrote them
         print("".join(l + "\n" for l in out.splitlines() if l.startswith("non2xx"))[:2000], end="")
@@ -815,6 +817,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--intake", type=int, default=2)
+    ap.add_argument("--wrk-threads", type=int, default=2,
+                    help="the load generator's threads (it shares the cores with the stack)")
     ap.add_argument("--inflight", type=int, default=0, help="INGEST_MAX_INFLIGHT (default: the intake's)")
     ap.add_argument("--ceiling-clients", type=int, default=8)
     ap.add_argument("--streams", default=",".join(STREAMS[:-1]))
