@@ -207,8 +207,9 @@ def columns_sql(docs, a):
     variables = tuple(v for v in variables if ":%s::" % v.split("=", 1)[0] in " ".join(used))
     npairs = 2 * a.batch if a.new_indicators and not a.hot else a.batch + 1 if a.hot else len(pairs)
     columns_sql.shape = (a.batch, npairs)
-    # the call's uuids: a row of its own (see uuid_table), read in every mode
-    row = "(SELECT x.au, x.iu FROM bench_uuids x WHERE x.k = (SELECT nextval('bench_call'))) u, "
+    # the call's uuids: a row of its own (see uuid_table), read in every mode, by a function (a
+    # join of the table here was planned again by every call: ~250 k instructions per call)
+    row = "bench_call_uuids() u, "
     uuids = {"supplied": ", u.au, u.iu", "null": ", NULL, NULL", "old": ""}[a.uuids]
     call = ("calseta_ingest_columns(%s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s, %s, %s, %s, %s, %s, %s, %d%s)" %
             tuple([arg[k] for k in ("titles", "severities", "source_names", "descriptions", "occurred",
@@ -233,7 +234,11 @@ def uuid7s(count):
 
 
 UUID_TABLE = ["CREATE TABLE bench_uuids (k BIGINT PRIMARY KEY, au UUID[], iu UUID[])",
-              "CREATE SEQUENCE bench_call"]
+              "CREATE SEQUENCE bench_call",
+              # the next call's row (its statement's plan kept by the session)
+              "CREATE FUNCTION bench_call_uuids(OUT au UUID[], OUT iu UUID[]) LANGUAGE plpgsql AS "
+              "$f$ DECLARE c BIGINT := nextval('bench_call'); "
+              "BEGIN SELECT x.au, x.iu INTO au, iu FROM bench_uuids x WHERE x.k = c; END $f$"]
 
 
 def uuid_rows(calls, shape):
@@ -250,7 +255,7 @@ def uuid_rows(calls, shape):
 
 def uuid_table(url, calls, shape):
     """bench_uuids written with calls rows (pgbench's runs: as many calls as the run can make;
-    a call past the last row would find none and call nothing, which the run checks)."""
+    a call past the last row would send NULL columns, which the run checks)."""
     for st in UUID_TABLE:
         harness.psql(url, st)
     r = subprocess.run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "COPY bench_uuids FROM STDIN"],
@@ -261,7 +266,7 @@ def uuid_table(url, calls, shape):
 
 
 def uuid_rows_left(url):
-    """Fails the run when its calls outran bench_uuids (a call past its rows called nothing)."""
+    """Fails the run when its calls outran bench_uuids (a call past its rows sent NULL columns)."""
     used = int(harness.psql_value(url, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM bench_call"))
     have = int(harness.psql_value(url, "SELECT count(*) FROM bench_uuids"))
     if used > have:
@@ -403,9 +408,10 @@ def table_form(elems, a, separate):
     return setup, q
 
 
-def callgrind_script(path, elems, a, separate, calls):
+def callgrind_script(path, elems, a, separate, calls, rows):
     """The calls (see table_form), each ended as a single-user backend's -j mode reads it (a
-    semicolon and an empty line)."""
+    semicolon and an empty line). bench_uuids gets rows rows whatever the calls, so its writing
+    cancels out of the difference of two runs."""
     setup, q = table_form(elems, a, separate)
     with open(path, "w") as f:
         f.write("SELECT setseed(0.25);\n\nCREATE SEQUENCE bench_fp;\n\n")
@@ -414,9 +420,9 @@ def callgrind_script(path, elems, a, separate, calls):
         if separate == "columns":
             for st in UUID_TABLE:
                 f.write(st + ";\n\n")
-            rows = uuid_rows(calls, columns_sql.shape).splitlines()
+            lines = uuid_rows(rows, columns_sql.shape).splitlines()
             f.write("INSERT INTO bench_uuids VALUES %s;\n\n" %
-                    ", ".join("(%s, '%s', '%s')" % tuple(x.split("\t")) for x in rows))
+                    ", ".join("(%s, '%s', '%s')" % tuple(x.split("\t")) for x in lines))
         f.write((q + ";\n\n") * calls)
 
 
@@ -448,7 +454,7 @@ def callgrind(elems, a, separate):
         counts = {}
         for calls in (10, 40):
             sql = os.path.join(work, "calls%d.sql" % calls)
-            callgrind_script(sql, elems, a, separate, calls)
+            callgrind_script(sql, elems, a, separate, calls, 40)
             copy = os.path.join(work, "run%d" % calls)
             subprocess.run(["cp", "-a", pgdata, copy], check=True)
             out = os.path.join(work, "cg%d.out" % calls)

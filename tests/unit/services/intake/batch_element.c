@@ -3,8 +3,9 @@
  * columns built from them: each string exact (U+0001, U+FFFF, a 4-byte character, quotes),
  * bytes that are not UTF-8 sent as U+FFFD, NULL fields as NULL elements, the batch's indicator
  * pairs sent once with each alert's references, the tags' offsets, the payload trimmed, the
- * arrays in array_send's form, a version-7 uuid per alert and per pair. (The server reading
- * them back is test_ingest_columns.py; the uuids stored, test_ingest_uuids.py.)
+ * arrays in array_send's form, a version-7 uuid per alert and per pair (none, and an error,
+ * when the random generator fails). (The server reading them back is test_ingest_columns.py;
+ * the uuids stored, test_ingest_uuids.py.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/rand.h>
 
 #include "services/intake/batch_element.h"
 
@@ -526,6 +530,48 @@ static void test_uuids_no_pairs(void **state)
     free(pk);
 }
 
+/* The generator failing: no columns, the error said, nothing left allocated (the leak checker
+ * sees every column freed); once it works again, so does the batch. The failing generator is a
+ * legacy RAND_METHOD, the one way to make RAND_bytes() fail on demand (deprecated, hence the
+ * pragma). */
+static int rand_refuse(unsigned char *buf, int num)
+{
+    (void)buf;
+    (void)num;
+    ERR_raise(ERR_LIB_RAND, RAND_R_ERROR_RETRIEVING_ENTROPY);
+    return 0;
+}
+
+static int rand_status_no(void)
+{
+    return 0;
+}
+
+static void test_uuids_generator_fails(void **state)
+{
+    (void)state;
+    const char *const inds[][2] = {{"ip", "192.0.2.1"}};
+    struct packed *pk = pack("t", NULL, NULL, 0, inds, 1, NULL, 0, 0, "{}");
+    char *v[INGEST_COLUMNS], err[256] = "";
+    int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
+    static const RAND_METHOD refuse = {.bytes = rand_refuse, .status = rand_status_no};
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    const RAND_METHOD *was = RAND_get_rand_method();
+    assert_int_equal(RAND_set_rand_method(&refuse), 1);
+    int rc = columns_build((const struct packed *const *)&pk, 1, 24, v, len, fmt, err, sizeof err);
+    assert_int_equal(RAND_set_rand_method(was), 1);
+#pragma GCC diagnostic pop
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err, "random bytes"));
+    assert_int_equal(ERR_peek_error(), 0); /* the error queue left clean */
+    rc = columns_build((const struct packed *const *)&pk, 1, 24, v, len, fmt, err, sizeof err);
+    assert_int_equal(rc, 0);
+    for (int c = 0; c < INGEST_COLUMNS; c++)
+        free(v[c]);
+    free(pk);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -537,6 +583,7 @@ int main(void)
         cmocka_unit_test(test_many_pairs),
         cmocka_unit_test(test_uuids),
         cmocka_unit_test(test_uuids_no_pairs),
+        cmocka_unit_test(test_uuids_generator_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
