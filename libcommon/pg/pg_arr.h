@@ -12,7 +12,7 @@
  * pg_arr_begin, one pg_arr_* per element, pg_arr_end (which returns the array's bytes, the
  * length to give pg_exec_prepared_bin). elem_oid: the element type, e.g. PG_OID_TEXT. Elements
  * are in the type's binary form: text its UTF-8 bytes (no NUL), int4/int8 big-endian,
- * timestamptz an int8 of microseconds since 2000-01-01 UTC, bool one byte. A NULL pointer is a
+ * timestamptz an int8 of microseconds since 2000-01-01 UTC, bool one byte, uuid its 16 bytes. A NULL pointer is a
  * NULL element. The buffer may move while an array is written; the array is b's bytes from its
  * start (b->len before pg_arr_begin) on. */
 #define PG_OID_BOOL 16
@@ -20,6 +20,7 @@
 #define PG_OID_INT4 23
 #define PG_OID_TEXT 25
 #define PG_OID_TIMESTAMPTZ 1184
+#define PG_OID_UUID 2950
 /* microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch */
 #define PG_EPOCH_OFFSET_US 946684800000000LL
 struct buf;

@@ -57,18 +57,23 @@ static inline size_t pk_elem_size(const char *p)
     return n == 0xffffffffu ? 4 : 4 + (size_t)n;
 }
 
-/* The batch's columns, as calseta_ingest_columns() takes them ($1-$17 of INGEST_COLUMNS_SQL):
+/* The batch's columns, as calseta_ingest_columns() takes them ($1-$20 of INGEST_COLUMNS_SQL):
  * binary arrays built from n packed alerts (each indicator pair sent once, the alerts naming
- * theirs by position). values[i] are malloc'd (NULL: SQL NULL), lengths and formats set;
- * values[17], the de-duplication window, is hours as text. */
-#define INGEST_COLUMNS 18
+ * theirs by position); values[17], the de-duplication window, is hours as text; values[18] and
+ * values[19], the uuids a new alert and a new indicator get: one per alert and one per pair,
+ * version 7 (RFC 9562: the Unix time in milliseconds now, then 74 random bits), all their random
+ * bits from one request to OpenSSL's generator. On success, returns 0 with values[i] malloc'd
+ * (NULL: SQL NULL) and lengths and formats set. When the generator fails, returns -1 with err
+ * set and nothing allocated (the batch is not sent: no uuid is made with fewer random bits). */
+#define INGEST_COLUMNS 20
 #define INGEST_COLUMNS_SQL                                                                         \
     "SELECT idx, alert_uuid, alert_id, job_id, is_duplicate, duplicate_count FROM "                \
     "calseta_ingest_columns($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], "   \
     "$6::text[], $7::text[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::int4[], "      \
-    "$13::text[], $14::text[], $15::text[], $16::int4[], $17::int4[], $18::int4)"
-void columns_build(const struct packed *const *pk, size_t n, int dedup_hours,
-                   char *values[INGEST_COLUMNS], int lengths[INGEST_COLUMNS],
-                   int formats[INGEST_COLUMNS]);
+    "$13::text[], $14::text[], $15::text[], $16::int4[], $17::int4[], $18::int4, $19::uuid[], "    \
+    "$20::uuid[])"
+int columns_build(const struct packed *const *pk, size_t n, int dedup_hours,
+                  char *values[INGEST_COLUMNS], int lengths[INGEST_COLUMNS],
+                  int formats[INGEST_COLUMNS], char *err, size_t errlen);
 
 #endif

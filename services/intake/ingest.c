@@ -18,7 +18,9 @@
  *
  * Failure handling of a batch: serialisation failure or deadlock → retried; any other SQL error
  * → the batch is split and each alert retried alone, so one bad alert cannot fail others; a
- * lost or unreachable database → 503 for everything in the batch (nothing was committed).
+ * lost or unreachable database → 503 for everything in the batch (nothing was committed), as
+ * when no random bytes could be had for the uuids of its new alerts and indicators (the intake
+ * makes them, see columns_build) and the batch was never sent.
  */
 #include "audit.h"
 #include "batch_element.h"
@@ -107,7 +109,8 @@ static void hint_flush(struct ingest_batcher *b);
  * (the intake starts, and answers 503, while the database is down). */
 #define INGEST_COLUMNS_SIGNATURE                                                                   \
     "calseta_ingest_columns(text[],text[],text[],text[],timestamptz[],text[],text[],text[],"        \
-    "text[],boolean[],text[],integer[],text[],text[],text[],integer[],integer[],integer)"
+    "text[],boolean[],text[],integer[],text[],text[],text[],integer[],integer[],integer,uuid[],"    \
+    "uuid[])"
 
 static void schema_check(struct ingest_batcher *b);
 
@@ -122,7 +125,7 @@ static void on_schema_checked(void *arg, PGresult *res, const char *err)
     if (res && !err) {
         if (PQntuples(res) == 1 && PQgetisnull(res, 0, 0))
             msg_fatal("the database has no " INGEST_COLUMNS_SIGNATURE
-                      ": run `calseta migrate` (migration 0076_ingest_typed_columns.sql and "
+                      ": run `calseta migrate` (migration 0084_ingest_uuids_supplied.sql and "
                       "later) before starting this intake");
         return;
     }
@@ -555,6 +558,21 @@ static size_t take_batch(struct ingest_batcher *b, struct batch *bt)
     return bytes;
 }
 
+/* A batch that never reached the database (the pool is gone at shutdown, or no uuids could be
+ * made for it): nothing was stored and nothing is in flight, so each alert is answered 503. */
+static void batch_unsent(struct ingest_batcher *b, struct batch *bt)
+{
+    out_remove(b, bt->sent_ns);
+    for (size_t i = 0; i < bt->n; i++) {
+        fp_remove(&b->flying, bt->items[i].fp);
+        reply_db_unavailable(bt->items[i].rc);
+        free(bt->items[i].pk);
+    }
+    b->rd_valid = 0;
+    free(bt->items);
+    free(bt);
+}
+
 static void send_batch(struct ingest_batcher *b)
 {
     struct intake *in = b->in;
@@ -566,30 +584,28 @@ static void send_batch(struct ingest_batcher *b)
 
     /* The batch as typed columns, binary arrays the server reads with no parsing (each alert's
      * strings packed as array elements already, copied once into their column), instead of a
-     * JSON document it parsed into jsonb and took apart again. */
+     * JSON document it parsed into jsonb and took apart again; with the uuids of its new alerts
+     * and indicators, made here for the whole batch (see columns_build). */
     const struct packed **pks = xmalloc(take * sizeof *pks);
     for (size_t i = 0; i < take; i++)
         pks[i] = bt->items[i].pk;
-    char *values[INGEST_COLUMNS];
+    char *values[INGEST_COLUMNS], err[256];
     int lengths[INGEST_COLUMNS], formats[INGEST_COLUMNS];
-    columns_build(pks, take, in->cfg.alert_dedup_window_hours, values, lengths, formats);
+    int built = columns_build(pks, take, in->cfg.alert_dedup_window_hours, values, lengths, formats,
+                              err, sizeof err);
     free(pks);
     b->out_ns[b->inflight++] = bt->sent_ns;
+    if (built != 0) {
+        msg_error("ingest batch of %zu not sent: %s", take, err);
+        batch_unsent(b, bt);
+        return;
+    }
     prom_ingest_batch(in, take);
     /* handed to the pool, not copied: the columns are most of the bytes of a batch */
     int sent = pg_exec_prepared_bin(in->pg, "calseta_ingest_columns", INGEST_COLUMNS_SQL,
                                     INGEST_COLUMNS, values, lengths, formats, on_batch_done, bt);
-    if (sent != 0) { /* the pool is gone (shutdown): nothing was stored, nothing is in flight */
-        out_remove(b, bt->sent_ns);
-        for (size_t i = 0; i < take; i++) {
-            fp_remove(&b->flying, bt->items[i].fp);
-            reply_db_unavailable(bt->items[i].rc);
-            free(bt->items[i].pk);
-        }
-        b->rd_valid = 0;
-        free(bt->items);
-        free(bt);
-    }
+    if (sent != 0) /* the pool is gone (shutdown) */
+        batch_unsent(b, bt);
 }
 
 /* The queued alerts free to go now (at most INGEST_BATCH_MAX are counted); *first, the oldest. */

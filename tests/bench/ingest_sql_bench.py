@@ -23,12 +23,22 @@ Run by hand, release build, with the database migrated:
                                             [--new-indicators] [--hot] [--callgrind]
                                             [--callgrind-keep DIR]
                                             [--form auto|columns|joined|batch]
+                                            [--uuids auto|supplied|null|old]
 With --perf, `perf record -g` samples the backend of the first client into FILE. With --load, the
 SQL in FILE (say, an older body of the function) runs in the bench's database first: paired A/B
 runs of two bodies on one server. The function called is the one the --load file defines (see
 loaded_form: 0070's migration file is measured through calseta_ingest_batch_joined, the body it
 holds, even on a cluster where calseta_ingest_columns exists), else the newest the database has;
 --form names it instead.
+
+calseta_ingest_columns() is called as the intake calls it (--uuids supplied): with the uuids of
+the batch's new alerts and indicators, made here (version 7, from Python's os.urandom) and
+distinct for every call: each call reads a row of its own from a table (bench_uuids, numbered by
+a sequence) written before the run. --uuids null sends NULL uuid columns (the function draws
+them with calseta_uuid7(), as for direct callers); --uuids old calls the previous 18-argument
+form (since 0084 a wrapper calling the 20-argument one with NULL columns; the body itself when
+--load holds an older migration's calseta_ingest_columns(), which auto picks). Every mode reads
+its call's bench_uuids row, so the modes differ only in the call.
 
 On a shared box CPU time per call moves by several per cent with the others' load, more than
 most changes to the function. --callgrind counts instructions instead, which do not move: the
@@ -195,11 +205,76 @@ def columns_sql(docs, a):
             arg["ind_refs"] = "'%s'::int4[]" % pg_array(range(1, 2 * n + 1))
     used = set(arg[name] for name, _, _ in cols)
     variables = tuple(v for v in variables if ":%s::" % v.split("=", 1)[0] in " ".join(used))
-    call = ("calseta_ingest_columns(%s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s, %s, %s, %s, %s, %s, %s, %d)" %
+    npairs = 2 * a.batch if a.new_indicators and not a.hot else a.batch + 1 if a.hot else len(pairs)
+    columns_sql.shape = (a.batch, npairs)
+    # the call's uuids: a row of its own (see uuid_table), read in every mode, by a function (a
+    # join of the table here was planned again by every call: ~250 k instructions per call)
+    row = "bench_call_uuids() u, "
+    uuids = {"supplied": ", u.au, u.iu", "null": ", NULL, NULL", "old": ""}[a.uuids]
+    call = ("calseta_ingest_columns(%s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s, %s, %s, %s, %s, %s, %s, %d%s)" %
             tuple([arg[k] for k in ("titles", "severities", "source_names", "descriptions", "occurred",
                                     "fingerprints", "rule_refs", "key_prefixes", "payloads", "tag_offs",
-                                    "tag_vals", "ind_types", "ind_values", "ind_offs", "ind_refs")] + [a.dedup]))
-    return "SELECT count(*) FROM %s%s;\n" % (gen, call), variables
+                                    "tag_vals", "ind_types", "ind_values", "ind_offs", "ind_refs")] + [a.dedup, uuids]))
+    return "SELECT count(*) FROM %s%s%s;\n" % (row, gen, call), variables
+
+
+def uuid7s(count):
+    """count version-7 uuids (RFC 9562), as text, as the intake makes them: this millisecond,
+    the version, 12 random bits, the variant, 62 random bits; the random bytes drawn at once."""
+    ms = int(time.time() * 1000).to_bytes(6, "big")
+    r = os.urandom(10 * count)
+    out = []
+    for i in range(count):
+        b = bytearray(ms + r[10 * i:10 * i + 10])
+        b[6] = 0x70 | (b[6] & 0x0F)
+        b[8] = 0x80 | (b[8] & 0x3F)
+        h = b.hex()
+        out.append("%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:]))
+    return out
+
+
+UUID_TABLE = ["CREATE TABLE bench_uuids (k BIGINT PRIMARY KEY, au UUID[], iu UUID[])",
+              "CREATE SEQUENCE bench_call",
+              # the next call's row (its statement's plan kept by the session)
+              "CREATE FUNCTION bench_call_uuids(OUT au UUID[], OUT iu UUID[]) LANGUAGE plpgsql AS "
+              "$f$ DECLARE c BIGINT := nextval('bench_call'); "
+              "BEGIN SELECT x.au, x.iu INTO au, iu FROM bench_uuids x WHERE x.k = c; END $f$"]
+
+
+def uuid_rows(calls, shape):
+    """calls rows of bench_uuids (k from 1) as COPY text: each call's uuids, shape = (alerts,
+    pairs), every uuid distinct."""
+    n, m = shape
+    u = uuid7s(calls * (n + m))
+    lines = []
+    for k in range(calls):
+        x = u[k * (n + m):(k + 1) * (n + m)]
+        lines.append("%d\t{%s}\t{%s}\n" % (k + 1, ",".join(x[:n]), ",".join(x[n:])))
+    return "".join(lines)
+
+
+def uuid_table(url, calls, shape):
+    """bench_uuids written with calls rows (pgbench's runs: as many calls as the run can make;
+    a call past the last row would send NULL columns, which the run checks)."""
+    for st in UUID_TABLE:
+        harness.psql(url, st)
+    r = subprocess.run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "COPY bench_uuids FROM STDIN"],
+                       input=uuid_rows(calls, shape), capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("writing bench_uuids failed: " + r.stderr)
+    harness.psql(url, "VACUUM ANALYZE bench_uuids")
+
+
+def uuid_rows_left(url):
+    """Fails the run when its calls outran bench_uuids (a call past its rows sent NULL columns)."""
+    used = int(harness.psql_value(url, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM bench_call"))
+    have = int(harness.psql_value(url, "SELECT count(*) FROM bench_uuids"))
+    if used > have:
+        raise RuntimeError("%d calls, bench_uuids has %d rows: raise UUID_CALLS_PER_SECOND" % (used, have))
+
+
+# bench_uuids rows per second of a pgbench run and client: more than the server can call
+UUID_CALLS_PER_SECOND = 3000
 
 
 def call_sql(elems, a, separate):
@@ -333,14 +408,21 @@ def table_form(elems, a, separate):
     return setup, q
 
 
-def callgrind_script(path, elems, a, separate, calls):
+def callgrind_script(path, elems, a, separate, calls, rows):
     """The calls (see table_form), each ended as a single-user backend's -j mode reads it (a
-    semicolon and an empty line)."""
+    semicolon and an empty line). bench_uuids gets rows rows whatever the calls, so its writing
+    cancels out of the difference of two runs."""
     setup, q = table_form(elems, a, separate)
     with open(path, "w") as f:
         f.write("SELECT setseed(0.25);\n\nCREATE SEQUENCE bench_fp;\n\n")
         for st in setup:
             f.write(st + ";\n\n")
+        if separate == "columns":
+            for st in UUID_TABLE:
+                f.write(st + ";\n\n")
+            lines = uuid_rows(rows, columns_sql.shape).splitlines()
+            f.write("INSERT INTO bench_uuids VALUES %s;\n\n" %
+                    ", ".join("(%s, '%s', '%s')" % tuple(x.split("\t")) for x in lines))
         f.write((q + ";\n\n") * calls)
 
 
@@ -372,7 +454,7 @@ def callgrind(elems, a, separate):
         counts = {}
         for calls in (10, 40):
             sql = os.path.join(work, "calls%d.sql" % calls)
-            callgrind_script(sql, elems, a, separate, calls)
+            callgrind_script(sql, elems, a, separate, calls, 40)
             copy = os.path.join(work, "run%d" % calls)
             subprocess.run(["cp", "-a", pgdata, copy], check=True)
             out = os.path.join(work, "cg%d.out" % calls)
@@ -389,12 +471,13 @@ def callgrind(elems, a, separate):
                 os.makedirs(a.callgrind_keep, exist_ok=True)
                 subprocess.run(["cp", out, a.callgrind_keep], check=True)
         per_call = (counts[40] - counts[10]) / 30.0
-        print("%s under callgrind (batch %d, %s%s%s, de-duplication %s%s): "
+        print("%s under callgrind (batch %d, %s%s%s, de-duplication %s%s%s): "
               "%.3f M instructions per call, %.1f k per alert" %
               (FUNCTION[separate], a.batch, "own fingerprints" if (a.unique or a.dup_share or a.new_indicators or a.hot) else
                "fixture fingerprints", (", %.0f %% repeats" % (100 * a.dup_share)) if a.dup_share else "",
                ", own IP and domain" if a.new_indicators else ", one IP in all" if a.hot else "",
                ("%d h" % a.dedup) if a.dedup > 0 else "off", (", " + a.load) if a.load else "",
+               (", uuids " + a.uuids) if separate == "columns" else "",
                per_call / 1e6, per_call / a.batch / 1e3))
     finally:
         subprocess.run([pg, "stop"], env=env, capture_output=True)
@@ -431,9 +514,16 @@ def main():
                     help="the function called: calseta_ingest_columns, calseta_ingest_batch_joined "
                          "or calseta_ingest_batch; auto: the one the --load file defines, else the "
                          "newest the database has")
+    ap.add_argument("--uuids", choices=("auto", "supplied", "null", "old"), default="auto",
+                    help="calseta_ingest_columns()'s uuid columns: supplied (made here, as the intake "
+                         "does), null (drawn by the function), old (the 18-argument form); auto: old "
+                         "when --load defines calseta_ingest_columns() without them, else supplied")
     a = ap.parse_args()
     if a.form == "auto":
         a.form = loaded_form(a.load) if a.load else None
+    if a.uuids == "auto":
+        a.uuids = "old" if a.load and loaded_form(a.load) == "columns" and \
+            "alert_uuids" not in re.sub(r"--[^\n]*", "", open(a.load).read()) else "supplied"
 
     s = harness.Stack("ingsql", env={"ALERT_DEDUP_WINDOW_HOURS": 0, "LOG_LEVEL": "WARNING"})
     try:
@@ -463,23 +553,30 @@ def main():
         setup, q = table_form(elems, a, separate)
         for st in setup:
             s.sql(st)
+        prefill_calls = max(1, a.prefill // a.batch // a.clients) if a.prefill else 0
+        if separate == "columns":
+            uuid_table(s.db, prefill_calls * a.clients + a.seconds * a.clients * UUID_CALLS_PER_SECOND,
+                       columns_sql.shape)
         if a.prefill:
-            pgbench(s.db, q + ";\n", a, (), transactions=max(1, a.prefill // a.batch // a.clients))
+            pgbench(s.db, q + ";\n", a, (), transactions=prefill_calls)
         n0 = int(s.sql_value("SELECT count(*) FROM alerts"))
         d0 = int(s.sql_value(DUPLICATES))
         load0 = open("/proc/loadavg").read().split()[0]
         tps, cpu, wal = pgbench(s.db, q + ";\n", a, ())
+        if separate == "columns":
+            uuid_rows_left(s.db)
         n = int(s.sql_value("SELECT count(*) FROM alerts")) - n0
         load1 = open("/proc/loadavg").read().split()[0]
         made = n
         n = n + int(s.sql_value(DUPLICATES)) - d0
         own = a.unique or a.dup_share > 0 or a.new_indicators or a.hot
         print("%s: %.0f alerts/s (%d clients, batch %d, payloads %s, %s fingerprints%s%s, "
-              "de-duplication %s, %d alerts before, load %s->%s)" %
+              "de-duplication %s%s, %d alerts before, load %s->%s)" %
               (FUNCTION[separate], tps * a.batch, a.clients, a.batch, ("separate (%s)" % separate) if separate else "in the batch",
                "own" if own else "fixture", (", %.0f %% repeats" % (100 * a.dup_share)) if a.dup_share else "",
                ", own IP and domain" if a.new_indicators else ", one IP in all" if a.hot else "",
-               ("%d h" % a.dedup) if a.dedup > 0 else "off", n0, load0, load1))
+               ("%d h" % a.dedup) if a.dedup > 0 else "off", (", uuids " + a.uuids) if separate == "columns" else "",
+               n0, load0, load1))
         print("  per alert: PostgreSQL CPU %.0f us, WAL %.0f B (%d alerts: %d new, %d duplicates)" %
               (1e6 * cpu / n, wal / n, n, made, n - made))
         if pgbench.backend_cpu and pgbench.calls:

@@ -23,13 +23,16 @@ def arr(values):
     return "E'" + array_literal(values).replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def columns(elems, payloads, dedup_hours, raw_members=None, check_numbers=None):
+def columns(elems, payloads, dedup_hours, raw_members=None, check_numbers=None, uuids=None):
     """The call's argument list (SQL text)."""
-    return ", ".join(column_list(elems, payloads, dedup_hours, raw_members, check_numbers))
+    return ", ".join(column_list(elems, payloads, dedup_hours, raw_members, check_numbers, uuids))
 
 
-def column_list(elems, payloads, dedup_hours, raw_members=None, check_numbers=None):
-    """The call's 18 arguments, each as SQL text, in order (titles ... dedup_hours)."""
+def column_list(elems, payloads, dedup_hours, raw_members=None, check_numbers=None, uuids=None):
+    """The call's 18 arguments, each as SQL text, in order (titles ... dedup_hours); with uuids
+    (alert uuids, pair uuids: lists of strings, or None for a NULL column), 20: the uuids of the
+    new alerts and of the new indicators after them, as the intake sends them. The pairs are
+    numbered in the order the elements first name them."""
     pairs, refs, ind_offs, tags, tag_offs = [], [], [0], [], [0]
     for e in elems:
         for x in e.get("indicators") or []:
@@ -55,7 +58,19 @@ def column_list(elems, payloads, dedup_hours, raw_members=None, check_numbers=No
         "'{%s}'::int4[]" % ",".join(map(str, tag_offs)), arr(tags) + "::text[]",
         arr([t for t, _ in pairs]) + "::text[]", arr([v for _, v in pairs]) + "::text[]",
         "'{%s}'::int4[]" % ",".join(map(str, ind_offs)), "'{%s}'::int4[]" % ",".join(map(str, refs)),
-        str(int(dedup_hours))]
+        str(int(dedup_hours))] + ([] if uuids is None else [
+            (arr(u) if u is not None else "NULL") + "::uuid[]" for u in uuids])
+
+
+def pairs_of(elems):
+    """The batch's distinct (type, value) pairs, in the order column_list numbers them."""
+    pairs = []
+    for e in elems:
+        for x in e.get("indicators") or []:
+            k = (x.get("type"), x.get("value"))
+            if k not in pairs:
+                pairs.append(k)
+    return pairs
 
 
 def call_sql(elems, payloads, dedup_hours, **kw):

@@ -428,13 +428,14 @@ def test_intake_refuses_an_unmigrated_database():
     start-up, naming the migration to run, instead of answering 500 to every alert."""
     s = Stack("ingest_columns_unmigrated", services=())
     try:
+        # the previous form (18 arguments, no uuids) is there: not enough
         s.sql("ALTER FUNCTION calseta_ingest_columns(text[], text[], text[], text[], timestamptz[], text[], "
               "text[], text[], text[], boolean[], text[], integer[], text[], text[], text[], integer[], "
-              "integer[], integer) RENAME TO calseta_ingest_columns_gone")
+              "integer[], integer, uuid[], uuid[]) RENAME TO calseta_ingest_columns_gone")
         p = s.start_intake()
         wait_for(lambda: not p.alive(), timeout=20, what="the intake to stop")
         assert p.p.returncode != 0, p.p.returncode
-        assert "calseta migrate" in p.text() and "0076_ingest_typed_columns.sql" in p.text(), p.text()
+        assert "calseta migrate" in p.text() and "0084_ingest_uuids_supplied.sql" in p.text(), p.text()
     finally:
         s.stop()
 

@@ -3,7 +3,9 @@
  * columns built from them: each string exact (U+0001, U+FFFF, a 4-byte character, quotes),
  * bytes that are not UTF-8 sent as U+FFFD, NULL fields as NULL elements, the batch's indicator
  * pairs sent once with each alert's references, the tags' offsets, the payload trimmed, the
- * arrays in array_send's form. (The server reading them back is test_ingest_columns.py.)
+ * arrays in array_send's form, a version-7 uuid per alert and per pair (none, and an error,
+ * when the random generator fails). (The server reading them back is test_ingest_columns.py;
+ * the uuids stored, test_ingest_uuids.py.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/rand.h>
 
 #include "services/intake/batch_element.h"
 
@@ -129,9 +135,10 @@ static void test_columns(void **state)
     /* not UTF-8: a lone continuation byte, a truncated sequence, an overlong form */
     pk[1] = pack("x\x80y\xe2\x82z\xc0\xaf", NULL, NULL, 0, NULL, 0, NULL, 0, 1, "[]");
     pk[2] = pack("third", "", NULL, 0, inds2, 3, "rule-1", -1, 0, "{}");
-    char *v[INGEST_COLUMNS];
+    char *v[INGEST_COLUMNS], err[256];
     int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
-    columns_build((const struct packed *const *)pk, 3, 24, v, len, fmt);
+    assert_int_equal(
+        columns_build((const struct packed *const *)pk, 3, 24, v, len, fmt, err, sizeof err), 0);
     struct rd r;
     for (int c = 0; c < INGEST_COLUMNS; c++)
         assert_int_equal(fmt[c], c == 17 ? 0 : 1);
@@ -247,9 +254,10 @@ static void test_title_words(void **state)
             }
             want[wn] = '\0';
             struct packed *pk = pack(title, NULL, NULL, 0, NULL, 0, NULL, 0, 0, "{}");
-            char *v[INGEST_COLUMNS];
+            char *v[INGEST_COLUMNS], err[256];
             int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
-            columns_build((const struct packed *const *)&pk, 1, 24, v, len, fmt);
+            const struct packed *const *one = (const struct packed *const *)&pk;
+            assert_int_equal(columns_build(one, 1, 24, v, len, fmt, err, sizeof err), 0);
             struct rd r;
             rd_open(&r, v[0], len[0], PG_OID_TEXT, 1);
             rd_text(&r, want);
@@ -266,9 +274,10 @@ static void test_empty_lists(void **state)
 {
     (void)state;
     struct packed *pk = pack("t", NULL, NULL, 0, NULL, 0, NULL, 0, 0, "{}");
-    char *v[INGEST_COLUMNS];
+    char *v[INGEST_COLUMNS], err[256];
     int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
-    columns_build((const struct packed *const *)&pk, 1, 0, v, len, fmt);
+    assert_int_equal(
+        columns_build((const struct packed *const *)&pk, 1, 0, v, len, fmt, err, sizeof err), 0);
     struct rd r;
     assert_null(v[9]); /* no number check asked: NULL */
     rd_open(&r, v[12], len[12], PG_OID_TEXT, 0);
@@ -304,9 +313,10 @@ static void test_tags_not_strings(void **state)
     struct packed *pk = element_pack(&e, "{}", 2);
     indicator_set_destroy(&set);
     normalized_alert_destroy(&na);
-    char *v[INGEST_COLUMNS];
+    char *v[INGEST_COLUMNS], err[256];
     int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
-    columns_build((const struct packed *const *)&pk, 1, 0, v, len, fmt);
+    assert_int_equal(
+        columns_build((const struct packed *const *)&pk, 1, 0, v, len, fmt, err, sizeof err), 0);
     struct rd r;
     rd_open(&r, v[12], len[12], PG_OID_TEXT, 4);
     rd_text(&r, NULL);
@@ -331,9 +341,10 @@ static void test_indicator_size_limit(void **state)
     edge[2048] = '\0';
     const char *const inds[][2] = {{"domain", big}, {"domain", edge}, {"ip", "192.0.2.9"}};
     struct packed *pk = pack("t", NULL, NULL, 0, inds, 3, NULL, 0, 0, "{}");
-    char *v[INGEST_COLUMNS];
+    char *v[INGEST_COLUMNS], err[256];
     int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
-    columns_build((const struct packed *const *)&pk, 1, 0, v, len, fmt);
+    assert_int_equal(
+        columns_build((const struct packed *const *)&pk, 1, 0, v, len, fmt, err, sizeof err), 0);
     struct rd r;
     rd_open(&r, v[14], len[14], PG_OID_TEXT, 2);
     rd_text(&r, edge);
@@ -370,9 +381,10 @@ static void test_many_pairs(void **state)
         }
         pk[i] = pack("t", NULL, NULL, 0, (const char *const (*)[2])inds, PER, NULL, 0, 0, "{}");
     }
-    char *v[INGEST_COLUMNS];
+    char *v[INGEST_COLUMNS], err[256];
     int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
-    columns_build((const struct packed *const *)pk, N, 0, v, len, fmt);
+    assert_int_equal(
+        columns_build((const struct packed *const *)pk, N, 0, v, len, fmt, err, sizeof err), 0);
     /* the pairs: type and value of each position */
     const char *types[POOL], *values[POOL];
     uint32_t tl[POOL], vl[POOL];
@@ -415,6 +427,151 @@ static void test_many_pairs(void **state)
     free(pk);
 }
 
+/* A uuid column: m version-7 uuids (RFC 9562), each distinct from every one in seen[0..*nseen),
+ * their time between t0 and t1 (Unix milliseconds); appended to seen. */
+static void rd_uuids(const char *v, int len, uint32_t m, uint64_t t0, uint64_t t1,
+                     unsigned char (*seen)[16], size_t *nseen)
+{
+    struct rd r;
+    rd_open(&r, v, len, PG_OID_UUID, m);
+    for (uint32_t i = 0; i < m; i++) {
+        uint32_t l;
+        const unsigned char *u = (const unsigned char *)rd_next(&r, &l);
+        assert_int_equal(l, 16);
+        uint64_t ms = 0;
+        for (int k = 0; k < 6; k++)
+            ms = ms << 8 | u[k];
+        assert_true(ms >= t0 && ms <= t1);
+        assert_int_equal(u[6] >> 4, 7);      /* version */
+        assert_int_equal(u[8] >> 6, 2);      /* variant 10 */
+        for (size_t q = 0; q < *nseen; q++)
+            assert_memory_not_equal(seen[q], u, 16);
+        memcpy(seen[(*nseen)++], u, 16);
+    }
+    rd_close(&r);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+/* $19: a uuid per alert; $20: one per distinct pair (a pair two alerts name gets one); all
+ * distinct, across batches too, version 7 with the time of the build. The random bits are not
+ * constant: over the 60 uuids each of the 74 random bits takes both values. */
+static void test_uuids(void **state)
+{
+    (void)state;
+    const char *const inds0[][2] = {{"ip", "192.0.2.1"}, {"domain", "a.example"}};
+    const char *const inds1[][2] = {{"domain", "a.example"}, {"ip", "192.0.2.2"}};
+    struct packed *pk[3];
+    pk[0] = pack("a", NULL, NULL, 0, inds0, 2, NULL, 0, 0, "{}");
+    pk[1] = pack("b", NULL, NULL, 0, inds1, 2, NULL, 0, 0, "{}");
+    pk[2] = pack("c", NULL, NULL, 0, NULL, 0, NULL, 0, 0, "{}");
+    static unsigned char seen[128][16];
+    size_t nseen = 0;
+    unsigned char any1[16] = {0}, all1[16]; /* each bit: seen set once; set every time */
+    memset(all1, 0xff, sizeof all1);
+    for (int round = 0; round < 10; round++) {
+        char *v[INGEST_COLUMNS], err[256];
+        int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
+        uint64_t t0 = now_ms();
+        const struct packed *const *three = (const struct packed *const *)pk;
+        assert_int_equal(columns_build(three, 3, 0, v, len, fmt, err, sizeof err), 0);
+        uint64_t t1 = now_ms();
+        assert_int_equal(fmt[18], 1);
+        assert_int_equal(fmt[19], 1);
+        size_t from = nseen;
+        rd_uuids(v[18], len[18], 3, t0, t1, seen, &nseen);
+        rd_uuids(v[19], len[19], 3, t0, t1, seen, &nseen);
+        for (size_t q = from; q < nseen; q++)
+            for (int k = 6; k < 16; k++) {
+                any1[k] |= seen[q][k];
+                all1[k] &= seen[q][k];
+            }
+        for (int c = 0; c < INGEST_COLUMNS; c++)
+            free(v[c]);
+    }
+    assert_int_equal(nseen, 60);
+    /* rand_a: the low 4 bits of byte 6 and byte 7; rand_b: the low 6 bits of byte 8, bytes 9-15 */
+    assert_int_equal(any1[6] & 0x0f, 0x0f);
+    assert_int_equal(all1[6] & 0x0f, 0);
+    assert_int_equal(any1[8] & 0x3f, 0x3f);
+    assert_int_equal(all1[8] & 0x3f, 0);
+    for (int k = 7; k < 16; k++) {
+        if (k == 8)
+            continue;
+        assert_int_equal(any1[k], 0xff);
+        assert_int_equal(all1[k], 0);
+    }
+    for (int i = 0; i < 3; i++)
+        free(pk[i]);
+}
+
+/* A batch with no indicators: an empty uuid column for the pairs, one uuid for the alert. */
+static void test_uuids_no_pairs(void **state)
+{
+    (void)state;
+    struct packed *pk = pack("t", NULL, NULL, 0, NULL, 0, NULL, 0, 0, "{}");
+    char *v[INGEST_COLUMNS], err[256];
+    int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
+    uint64_t t0 = now_ms();
+    assert_int_equal(
+        columns_build((const struct packed *const *)&pk, 1, 0, v, len, fmt, err, sizeof err), 0);
+    static unsigned char seen[2][16];
+    size_t nseen = 0;
+    rd_uuids(v[18], len[18], 1, t0, now_ms(), seen, &nseen);
+    struct rd r;
+    rd_open(&r, v[19], len[19], PG_OID_UUID, 0);
+    for (int c = 0; c < INGEST_COLUMNS; c++)
+        free(v[c]);
+    free(pk);
+}
+
+/* The generator failing: no columns, the error said, nothing left allocated (the leak checker
+ * sees every column freed); once it works again, so does the batch. The failing generator is a
+ * legacy RAND_METHOD, the one way to make RAND_bytes() fail on demand (deprecated, hence the
+ * pragma). */
+static int rand_refuse(unsigned char *buf, int num)
+{
+    (void)buf;
+    (void)num;
+    ERR_raise(ERR_LIB_RAND, RAND_R_ERROR_RETRIEVING_ENTROPY);
+    return 0;
+}
+
+static int rand_status_no(void)
+{
+    return 0;
+}
+
+static void test_uuids_generator_fails(void **state)
+{
+    (void)state;
+    const char *const inds[][2] = {{"ip", "192.0.2.1"}};
+    struct packed *pk = pack("t", NULL, NULL, 0, inds, 1, NULL, 0, 0, "{}");
+    char *v[INGEST_COLUMNS], err[256] = "";
+    int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
+    static const RAND_METHOD refuse = {.bytes = rand_refuse, .status = rand_status_no};
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    const RAND_METHOD *was = RAND_get_rand_method();
+    assert_int_equal(RAND_set_rand_method(&refuse), 1);
+    int rc = columns_build((const struct packed *const *)&pk, 1, 24, v, len, fmt, err, sizeof err);
+    assert_int_equal(RAND_set_rand_method(was), 1);
+#pragma GCC diagnostic pop
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err, "random bytes"));
+    assert_int_equal(ERR_peek_error(), 0); /* the error queue left clean */
+    rc = columns_build((const struct packed *const *)&pk, 1, 24, v, len, fmt, err, sizeof err);
+    assert_int_equal(rc, 0);
+    for (int c = 0; c < INGEST_COLUMNS; c++)
+        free(v[c]);
+    free(pk);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -424,6 +581,9 @@ int main(void)
         cmocka_unit_test(test_indicator_size_limit),
         cmocka_unit_test(test_tags_not_strings),
         cmocka_unit_test(test_many_pairs),
+        cmocka_unit_test(test_uuids),
+        cmocka_unit_test(test_uuids_no_pairs),
+        cmocka_unit_test(test_uuids_generator_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
