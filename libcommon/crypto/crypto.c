@@ -13,22 +13,32 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "log.h"
 #include "util.h"
 
-void crypto_random(void *buf, size_t n)
+int crypto_random_try(void *buf, size_t n)
 {
     unsigned char *p = buf;
     while (n > 0) {
         int chunk = n > (1u << 30) ? (1 << 30) : (int)n;
-        if (RAND_bytes(p, chunk) != 1)
-            msg_fatal("crypto: RAND_bytes failed; no secure randomness available");
+        if (RAND_bytes(p, chunk) != 1) {
+            ERR_clear_error(); /* the next OpenSSL call must not read this failure as its own */
+            return -1;
+        }
         p += chunk;
         n -= (size_t)chunk;
     }
+    return 0;
+}
+
+void crypto_random(void *buf, size_t n)
+{
+    if (crypto_random_try(buf, n) != 0)
+        msg_fatal("crypto: RAND_bytes failed; no secure randomness available");
 }
 
 /* ---- base64 ---------------------------------------------------------------------------- */
@@ -440,6 +450,21 @@ int crypto_uuid_valid(const char *s)
             return 0;
     }
     return s[36] == 0;
+}
+
+void crypto_uuid7_fill(unsigned char (*out)[16], size_t n, uint64_t unix_ms,
+                       const unsigned char *rand)
+{
+    unsigned char ms[6];
+    for (int i = 0; i < 6; i++)
+        ms[i] = (unsigned char)(unix_ms >> (40 - 8 * i));
+    for (size_t i = 0; i < n; i++, rand += CRYPTO_UUID7_RANDOM) {
+        unsigned char *u = out[i];
+        memcpy(u, ms, sizeof ms);
+        memcpy(u + 6, rand, CRYPTO_UUID7_RANDOM);
+        u[6] = (unsigned char)(0x70 | (u[6] & 0x0f)); /* version 7, then rand_a's 12 bits */
+        u[8] = (unsigned char)(0x80 | (u[8] & 0x3f)); /* variant 10, then rand_b's 62 bits */
+    }
 }
 
 /* ---- webhook signatures ---------------------------------------------------------------- */

@@ -1,11 +1,11 @@
 /*
  * crypto.h - small cryptographic helpers on top of OpenSSL.
  *
- * Offers: random bytes (fatal on failure), base64 (standard and urlsafe alphabets, with or
- * without padding; the decoder rejects any byte outside the alphabet), lowercase hex, SHA-256,
- * MD5 (alert fingerprints only), HMAC-SHA256, a constant-time comparison, UUIDv4 generation
- * and validation, lease owner names, and the parser of webhook signature headers ("sha256=" + 64
- * hex digits).
+ * Offers: random bytes (fatal on failure, or a failure the caller handles), base64 (standard
+ * and urlsafe alphabets, with or without padding; the decoder rejects any byte outside the
+ * alphabet), lowercase hex, SHA-256, MD5 (alert fingerprints only), HMAC-SHA256, a
+ * constant-time comparison, UUIDv4 generation and validation, the UUIDv7 layout, lease owner
+ * names, and the parser of webhook signature headers ("sha256=" + 64 hex digits).
  */
 #ifndef CALSETA_CRYPTO_H
 #define CALSETA_CRYPTO_H
@@ -13,8 +13,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Random bytes, two policies. crypto_random() is for a caller with nothing safe to do without
+ * them (keys, secrets, request ids): a generator that fails stops the process, since OpenSSL's
+ * generator only fails when the system has no entropy to seed it. crypto_random_try() is for a
+ * caller with a fallback that loses nothing (the intake's batch uuids: the database draws them
+ * instead): it returns -1, logs nothing and leaves OpenSSL's error queue clean, and the caller
+ * decides how loudly to say so. */
+
 /* Fills buf with n cryptographically secure random bytes; exits via msg_fatal on failure. */
 void crypto_random(void *buf, size_t n);
+/* Fills buf with n cryptographically secure random bytes: 0, or -1 when the generator fails
+ * (buf's contents are then undefined). */
+int crypto_random_try(void *buf, size_t n);
 
 /* Base64 flags. Encoding: URL picks "-_" instead of "+/", NOPAD leaves out the '=' padding.
  * Decoding: URL picks the alphabet; NOPAD means padding is forbidden; PADOPT means padding may
@@ -61,6 +71,15 @@ int crypto_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 void crypto_uuid4(char out[37]);
 /* 1 if s is exactly 36 characters of the form 8-4-4-4-12 hex digits (either case), else 0. */
 int crypto_uuid_valid(const char *s);
+
+/* n version-7 UUIDs in binary (RFC 9562) into out: unix_ms's low 48 bits big-endian, the
+ * version, 12 random bits, the variant (binary 10), 62 random bits. The random bits of out[i]
+ * are taken from rand[CRYPTO_UUID7_RANDOM * i] on (10 bytes, 74 of their 80 bits kept), so
+ * one draw of CRYPTO_UUID7_RANDOM * n bytes makes them all. Sorted by their bytes they are in
+ * the order of their milliseconds, which keeps an index of them appending at its right edge. */
+#define CRYPTO_UUID7_RANDOM 10
+void crypto_uuid7_fill(unsigned char (*out)[16], size_t n, uint64_t unix_ms,
+                       const unsigned char *rand);
 
 /* The name a process puts on the rows it leases, unique to this process start:
  * "<prefix>:<host>:<pid>:<8 hex digits>" ("<host>:<pid>:<8 hex digits>" when prefix is NULL),

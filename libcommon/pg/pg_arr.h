@@ -12,9 +12,9 @@
  * pg_arr_begin, one pg_arr_* per element, pg_arr_end (which returns the array's bytes, the
  * length to give pg_exec_prepared_bin). elem_oid: the element type, e.g. PG_OID_TEXT. Elements
  * are in the type's binary form: text its UTF-8 bytes (no NUL), int4/int8 big-endian,
- * timestamptz an int8 of microseconds since 2000-01-01 UTC, bool one byte, uuid its 16 bytes. A NULL pointer is a
- * NULL element. The buffer may move while an array is written; the array is b's bytes from its
- * start (b->len before pg_arr_begin) on. */
+ * timestamptz an int8 of microseconds since 2000-01-01 UTC, bool one byte, uuid its 16 bytes.
+ * A NULL pointer is a NULL element. The buffer may move while an array is written; the array
+ * is b's bytes from its start (b->len before pg_arr_begin) on. */
 #define PG_OID_BOOL 16
 #define PG_OID_INT8 20
 #define PG_OID_INT4 23

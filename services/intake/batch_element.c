@@ -4,6 +4,7 @@
  * the uuids its new alerts and indicators get.
  */
 #include "batch_element.h"
+#include "crypto.h"
 #include "jsonparse.h"
 #include "jsonread.h"
 #include "jsontext.h"
@@ -18,8 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/err.h>
-#include <openssl/rand.h>
 
 /* The indicators to store: all of them count for the fingerprint, but a value longer than
  * INDICATOR_STORE_MAX cannot be indexed (and is no indicator anyone looks up). */
@@ -234,9 +233,13 @@ static void field_columns(struct buf col[INGEST_COLUMNS], const struct packed *c
                           size_t pay, int checks)
 {
     struct pg_arr a;
-    static const int scol[PK_NFIELDS] = {[PK_TITLE] = 0,       [PK_SEVERITY] = 1, [PK_SOURCE] = 2,
-                                         [PK_DESCRIPTION] = 3, [PK_FINGERPRINT] = 5,
-                                         [PK_RULE] = 6,        [PK_KEY] = 7};
+    static const int scol[PK_NFIELDS] = {[PK_TITLE] = COL_TITLES,
+                                         [PK_SEVERITY] = COL_SEVERITIES,
+                                         [PK_SOURCE] = COL_SOURCE_NAMES,
+                                         [PK_DESCRIPTION] = COL_DESCRIPTIONS,
+                                         [PK_FINGERPRINT] = COL_FINGERPRINTS,
+                                         [PK_RULE] = COL_RULE_REFS,
+                                         [PK_KEY] = COL_KEY_PREFIXES};
     for (int f = 0; f < PK_NFIELDS; f++) {
         struct buf *b = &col[scol[f]];
         buf_reserve(b, 20 + n * 64);
@@ -248,18 +251,18 @@ static void field_columns(struct buf col[INGEST_COLUMNS], const struct packed *c
         a.n = (uint32_t)n;
         pg_arr_end(&a);
     }
-    pg_arr_begin(&a, &col[4], PG_OID_TIMESTAMPTZ);
+    pg_arr_begin(&a, &col[COL_OCCURRED], PG_OID_TIMESTAMPTZ);
     for (size_t i = 0; i < n; i++)
         pg_arr_int8(&a, pk[i]->occurred_pg);
     pg_arr_end(&a);
     if (checks) {
-        pg_arr_begin(&a, &col[9], PG_OID_BOOL);
+        pg_arr_begin(&a, &col[COL_CHECK_NUMBERS], PG_OID_BOOL);
         for (size_t i = 0; i < n; i++)
             pg_arr_bool(&a, pk[i]->check_numbers);
         pg_arr_end(&a);
     }
-    buf_reserve(&col[10], 20 + 4 * n + pay);
-    pg_arr_begin(&a, &col[10], PG_OID_TEXT);
+    buf_reserve(&col[COL_PAYLOADS], 20 + 4 * n + pay);
+    pg_arr_begin(&a, &col[COL_PAYLOADS], PG_OID_TEXT);
     for (size_t i = 0; i < n; i++)
         pg_arr_elem(&a, pk[i]->data + pk[i]->pay, pk[i]->pay_len);
     pg_arr_end(&a);
@@ -270,12 +273,12 @@ static void tag_columns(struct buf col[INGEST_COLUMNS], const struct packed *con
                         size_t tags)
 {
     struct pg_arr a, offs;
-    pg_arr_begin(&offs, &col[11], PG_OID_INT4);
-    pg_arr_begin(&a, &col[12], PG_OID_TEXT);
-    buf_reserve(&col[12], tags);
+    pg_arr_begin(&offs, &col[COL_TAG_OFFS], PG_OID_INT4);
+    pg_arr_begin(&a, &col[COL_TAG_VALS], PG_OID_TEXT);
+    buf_reserve(&col[COL_TAG_VALS], tags);
     pg_arr_int4(&offs, 0);
     for (size_t i = 0; i < n; i++) {
-        buf_append(&col[12], pk[i]->data + pk[i]->tags, pk[i]->tags_end - pk[i]->tags);
+        buf_append(&col[COL_TAG_VALS], pk[i]->data + pk[i]->tags, pk[i]->tags_end - pk[i]->tags);
         a.n += pk[i]->ntags;
         pg_arr_int4(&offs, (int32_t)a.n);
     }
@@ -294,10 +297,10 @@ static uint32_t indicator_columns(struct buf col[INGEST_COLUMNS], const struct p
     s.klen = xmalloc(s.cap * sizeof *s.klen);
     s.pos = xmalloc(s.cap * sizeof *s.pos);
     struct pg_arr types, vals, offs, refs;
-    pg_arr_begin(&types, &col[13], PG_OID_TEXT);
-    pg_arr_begin(&vals, &col[14], PG_OID_TEXT);
-    pg_arr_begin(&offs, &col[15], PG_OID_INT4);
-    pg_arr_begin(&refs, &col[16], PG_OID_INT4);
+    pg_arr_begin(&types, &col[COL_IND_TYPES], PG_OID_TEXT);
+    pg_arr_begin(&vals, &col[COL_IND_VALUES], PG_OID_TEXT);
+    pg_arr_begin(&offs, &col[COL_IND_OFFS], PG_OID_INT4);
+    pg_arr_begin(&refs, &col[COL_IND_REFS], PG_OID_INT4);
     pg_arr_int4(&offs, 0);
     for (size_t i = 0; i < n; i++) {
         const char *p = pk[i]->data + pk[i]->inds;
@@ -305,8 +308,8 @@ static uint32_t indicator_columns(struct buf col[INGEST_COLUMNS], const struct p
             size_t tn = pk_elem_size(p), vn = pk_elem_size(p + tn), slot = 0;
             int32_t pos = pair_find(&s, p, tn + vn, &slot);
             if (!pos) {
-                buf_append(&col[13], p, tn);
-                buf_append(&col[14], p + tn, vn);
+                buf_append(&col[COL_IND_TYPES], p, tn);
+                buf_append(&col[COL_IND_VALUES], p + tn, vn);
                 types.n++;
                 vals.n++;
                 pos = (int32_t)types.n;
@@ -329,47 +332,43 @@ static uint32_t indicator_columns(struct buf col[INGEST_COLUMNS], const struct p
     return types.n;
 }
 
-/* $19, $20: a uuid for each of n alerts, then for each of npairs pairs, version 7 (RFC 9562):
- * the Unix time in milliseconds (48 bits, big-endian), the version, 12 random bits, the variant
- * (binary 10), 62 random bits. The database drew each with gen_random_uuid(), a request to
- * OpenSSL's generator per uuid (three per alert of an IP and a domain of its own); here one
- * request gives the batch's 10 bytes per uuid, 74 of their 80 bits kept. -1 when the generator
- * fails. */
-#define UUID_RANDOM 10
+/* $19, $20: a version-7 uuid for each of n alerts, then for each of npairs pairs (see
+ * crypto_uuid7_fill), all at the intake's clock's millisecond. The database drew each with
+ * gen_random_uuid(), a request to OpenSSL's generator per uuid (three per alert of an IP and a
+ * domain of its own); here one request gives the batch's random bits. -1 with both columns left
+ * empty (SQL NULL) when the generator fails. */
 static int uuid_columns(struct buf col[INGEST_COLUMNS], size_t n, size_t npairs, char *err,
                         size_t errlen)
 {
     size_t k = n + npairs;
-    if (k > (size_t)INT_MAX / UUID_RANDOM) { /* unreachable under the batch's byte cap */
+    if (k > (size_t)INT_MAX / CRYPTO_UUID7_RANDOM) { /* unreachable under the batch's byte cap */
         snprintf(err, errlen, "ingest batch of %zu uuids", k);
         return -1;
     }
-    unsigned char *r = xmalloc(k * UUID_RANDOM + 1);
-    if (RAND_bytes(r, (int)(k * UUID_RANDOM)) != 1) {
-        const char *why = ERR_reason_error_string(ERR_peek_last_error());
-        snprintf(err, errlen, "no random bytes for the batch's uuids: %s",
-                 why ? why : "RAND_bytes failed");
-        ERR_clear_error();
+    unsigned char *r = xmalloc(k * CRYPTO_UUID7_RANDOM + 1);
+    if (crypto_random_try(r, k * CRYPTO_UUID7_RANDOM) != 0) {
+        snprintf(err, errlen, "OpenSSL's generator gave no random bytes for %zu uuids", k);
         free(r);
         return -1;
     }
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     uint64_t ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-    unsigned char u[16];
-    for (int i = 0; i < 6; i++)
-        u[i] = (unsigned char)(ms >> (40 - 8 * i));
     const unsigned char *p = r;
-    for (int c = 18; c < 20; c++) {
-        size_t m = c == 18 ? n : npairs;
+    static const struct {
+        int col;
+        int pairs;
+    } cols[] = {{COL_ALERT_UUIDS, 0}, {COL_IND_UUIDS, 1}};
+    for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++) {
+        size_t m = cols[c].pairs ? npairs : n;
+        struct buf *b = &col[cols[c].col];
         struct pg_arr a;
-        buf_reserve(&col[c], 20 + m * 20);
-        pg_arr_begin(&a, &col[c], PG_OID_UUID);
-        for (size_t i = 0; i < m; i++, p += UUID_RANDOM) {
-            memcpy(u + 6, p, UUID_RANDOM);
-            u[6] = (unsigned char)(0x70 | (u[6] & 0x0f)); /* version 7, then rand_a's 12 bits */
-            u[8] = (unsigned char)(0x80 | (u[8] & 0x3f)); /* variant 10, then rand_b's 62 bits */
-            pg_arr_elem(&a, u, sizeof u);
+        buf_reserve(b, 20 + m * (4 + 16)); /* the header, then a length word and 16 bytes each */
+        pg_arr_begin(&a, b, PG_OID_UUID);
+        for (size_t i = 0; i < m; i++, p += CRYPTO_UUID7_RANDOM) {
+            unsigned char u[1][16];
+            crypto_uuid7_fill(u, 1, ms, p);
+            pg_arr_elem(&a, u[0], sizeof u[0]);
         }
         pg_arr_end(&a);
     }
@@ -397,15 +396,14 @@ int columns_build(const struct packed *const *pk, size_t n, int dedup_hours,
     field_columns(col, pk, n, pay, checks);
     tag_columns(col, pk, n, tags);
     uint32_t pairs = indicator_columns(col, pk, n, inds);
-    buf_printf(&col[17], "%d", dedup_hours);
-    formats[17] = 0;
-    if (uuid_columns(col, n, pairs, err, errlen) != 0) {
-        for (int c = 0; c < INGEST_COLUMNS; c++)
-            buf_destroy(&col[c]);
-        return -1;
-    }
+    buf_printf(&col[COL_DEDUP_HOURS], "%d", dedup_hours);
+    formats[COL_DEDUP_HOURS] = 0;
+    /* Without random bytes the uuids are left to the database, not refused with a 503: the
+     * alerts are stored all the same, their uuids drawn by calseta_uuid7() with the database's
+     * generator, and no uuid is ever made with fewer random bits. */
+    int rc = uuid_columns(col, n, pairs, err, errlen) != 0;
     for (int c = 0; c < INGEST_COLUMNS; c++) {
-        if (col[c].len == 0) { /* $9, and $10 unless asked: SQL NULL */
+        if (col[c].len == 0) { /* $9, $10 unless asked, the uuids without random bytes: NULL */
             buf_destroy(&col[c]);
             values[c] = NULL;
             lengths[c] = 0;
@@ -416,5 +414,5 @@ int columns_build(const struct packed *const *pk, size_t n, int dedup_hours,
         values[c] = col[c].data;
         lengths[c] = (int)col[c].len;
     }
-    return 0;
+    return rc;
 }

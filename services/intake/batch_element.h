@@ -57,15 +57,40 @@ static inline size_t pk_elem_size(const char *p)
     return n == 0xffffffffu ? 4 : 4 + (size_t)n;
 }
 
-/* The batch's columns, as calseta_ingest_columns() takes them ($1-$20 of INGEST_COLUMNS_SQL):
- * binary arrays built from n packed alerts (each indicator pair sent once, the alerts naming
- * theirs by position); values[17], the de-duplication window, is hours as text; values[18] and
- * values[19], the uuids a new alert and a new indicator get: one per alert and one per pair,
- * version 7 (RFC 9562: the Unix time in milliseconds now, then 74 random bits), all their random
- * bits from one request to OpenSSL's generator. On success, returns 0 with values[i] malloc'd
- * (NULL: SQL NULL) and lengths and formats set. When the generator fails, returns -1 with err
- * set and nothing allocated (the batch is not sent: no uuid is made with fewer random bits). */
-#define INGEST_COLUMNS 20
+/* The batch's columns, as calseta_ingest_columns() takes them ($1-$20 of INGEST_COLUMNS_SQL,
+ * values[COL_x] is $x's): binary arrays built from n packed alerts (each indicator pair sent
+ * once, the alerts naming theirs by position); COL_DEDUP_HOURS, the de-duplication window, is
+ * hours as text; COL_ALERT_UUIDS and COL_IND_UUIDS, the uuids a new alert and a new indicator
+ * get: one per alert and one per pair, version 7 (RFC 9562: the intake's clock in milliseconds
+ * as the batch is built, then 74 random bits), all their random bits from one request to
+ * OpenSSL's generator. Returns 0 with values[i] malloc'd (NULL: SQL NULL) and lengths and
+ * formats set. When the generator fails, the two uuid columns are SQL NULL, which makes the
+ * function draw those uuids itself (full entropy, from the database's generator): every other
+ * column is built as usual, and columns_build returns 1 with err saying why, for the caller's
+ * log. */
+enum ingest_column {
+    COL_TITLES,
+    COL_SEVERITIES,
+    COL_SOURCE_NAMES,
+    COL_DESCRIPTIONS,
+    COL_OCCURRED,
+    COL_FINGERPRINTS,
+    COL_RULE_REFS,
+    COL_KEY_PREFIXES,
+    COL_RAW_MEMBERS,
+    COL_CHECK_NUMBERS,
+    COL_PAYLOADS,
+    COL_TAG_OFFS,
+    COL_TAG_VALS,
+    COL_IND_TYPES,
+    COL_IND_VALUES,
+    COL_IND_OFFS,
+    COL_IND_REFS,
+    COL_DEDUP_HOURS,
+    COL_ALERT_UUIDS,
+    COL_IND_UUIDS,
+    INGEST_COLUMNS
+};
 #define INGEST_COLUMNS_SQL                                                                         \
     "SELECT idx, alert_uuid, alert_id, job_id, is_duplicate, duplicate_count FROM "                \
     "calseta_ingest_columns($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], "   \

@@ -18,9 +18,9 @@
  *
  * Failure handling of a batch: serialisation failure or deadlock → retried; any other SQL error
  * → the batch is split and each alert retried alone, so one bad alert cannot fail others; a
- * lost or unreachable database → 503 for everything in the batch (nothing was committed), as
- * when no random bytes could be had for the uuids of its new alerts and indicators (the intake
- * makes them, see columns_build) and the batch was never sent.
+ * lost or unreachable database → 503 for everything in the batch (nothing was committed). When
+ * no random bytes can be had for the uuids of a batch's new alerts and indicators (the intake
+ * makes them, see columns_build), the batch goes all the same and the database draws them.
  */
 #include "audit.h"
 #include "batch_element.h"
@@ -89,6 +89,9 @@ struct ingest_batcher {
      * updates it; anything else drops it) */
     int rd_valid;
     size_t rd_n, rd_first, rd_bytes; /* rd_bytes: the elements' bytes of those rd_n alerts */
+    /* batches sent with their uuids left to the database (no random bytes) since the last
+     * report of it, and when that report was */
+    uint64_t norand, norand_said_ns;
 };
 
 struct batch {
@@ -558,19 +561,48 @@ static size_t take_batch(struct ingest_batcher *b, struct batch *bt)
     return bytes;
 }
 
-/* A batch that never reached the database (the pool is gone at shutdown, or no uuids could be
- * made for it): nothing was stored and nothing is in flight, so each alert is answered 503. */
+/* A batch that never reached the database (the pool is gone at shutdown): nothing was stored
+ * and nothing is in flight, so each alert is answered 503. As in on_batch_done, the batcher's
+ * state is settled before the first answer: an answer can start its connection's next
+ * pipelined request, whose submit flushes, and that flush must not see this batch's
+ * fingerprints still flying. */
 static void batch_unsent(struct ingest_batcher *b, struct batch *bt)
 {
     out_remove(b, bt->sent_ns);
-    for (size_t i = 0; i < bt->n; i++) {
+    for (size_t i = 0; i < bt->n; i++)
         fp_remove(&b->flying, bt->items[i].fp);
+    b->rd_valid = 0;
+    for (size_t i = 0; i < bt->n; i++) {
         reply_db_unavailable(bt->items[i].rc);
         free(bt->items[i].pk);
     }
-    b->rd_valid = 0;
     free(bt->items);
     free(bt);
+}
+
+/* The policy when the generator gives no random bytes for a batch's uuids: the batch goes with
+ * its uuid columns NULL and the database draws them (see columns_build), so no alert is refused
+ * for it. OpenSSL's generator fails only when the system cannot seed it, and then it fails for
+ * every batch, so the log says so once a minute with the count of batches, not once per batch;
+ * and once more when the generator works again. */
+#define NORAND_SAY_NS (60ull * 1000000000ull)
+static void norand_note(struct ingest_batcher *b, int failed, const char *why)
+{
+    uint64_t now = uv_hrtime();
+    if (failed) {
+        b->norand++;
+        if (b->norand_said_ns && now - b->norand_said_ns < NORAND_SAY_NS)
+            return;
+        msg_warn("ingest: %llu batch(es) sent with their uuids left to the database (%s)",
+                 (unsigned long long)b->norand, why);
+    } else {
+        msg_warn("ingest: random bytes again; %llu more batch(es) had their uuids drawn by the "
+                 "database",
+                 (unsigned long long)b->norand);
+        now = 0; /* the next failure is a new burst, said at once */
+    }
+    b->norand = 0;
+    b->norand_said_ns = now;
 }
 
 static void send_batch(struct ingest_batcher *b)
@@ -591,15 +623,12 @@ static void send_batch(struct ingest_batcher *b)
         pks[i] = bt->items[i].pk;
     char *values[INGEST_COLUMNS], err[256];
     int lengths[INGEST_COLUMNS], formats[INGEST_COLUMNS];
-    int built = columns_build(pks, take, in->cfg.alert_dedup_window_hours, values, lengths, formats,
-                              err, sizeof err);
+    int norand = columns_build(pks, take, in->cfg.alert_dedup_window_hours, values, lengths,
+                               formats, err, sizeof err);
     free(pks);
+    if (norand || b->norand_said_ns)
+        norand_note(b, norand, err);
     b->out_ns[b->inflight++] = bt->sent_ns;
-    if (built != 0) {
-        msg_error("ingest batch of %zu not sent: %s", take, err);
-        batch_unsent(b, bt);
-        return;
-    }
     prom_ingest_batch(in, take);
     /* handed to the pool, not copied: the columns are most of the bytes of a batch */
     int sent = pg_exec_prepared_bin(in->pg, "calseta_ingest_columns", INGEST_COLUMNS_SQL,

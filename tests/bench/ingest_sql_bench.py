@@ -32,9 +32,12 @@ holds, even on a cluster where calseta_ingest_columns exists), else the newest t
 --form names it instead.
 
 calseta_ingest_columns() is called as the intake calls it (--uuids supplied): with the uuids of
-the batch's new alerts and indicators, made here (version 7, from Python's os.urandom) and
-distinct for every call: each call reads a row of its own from a table (bench_uuids, numbered by
-a sequence) written before the run. --uuids null sends NULL uuid columns (the function draws
+the batch's new alerts and indicators, version 7, distinct for every call and each call's a
+millisecond later than the one before's (as the intake's move with its clock): each call reads a
+row of its own from a table (bench_uuids, numbered by a sequence) written before the run by the
+database (random bits from gen_random_uuid()), as many rows as a short calibration run of the
+same calls says the run can use (twice its rate; the run fails if it outruns them). The callgrind
+runs write the same 40 rows, made here, in both. --uuids null sends NULL uuid columns (the function draws
 them with calseta_uuid7(), as for direct callers); --uuids old calls the previous 18-argument
 form (since 0084 a wrapper calling the 20-argument one with NULL columns; the body itself when
 --load holds an older migration's calseta_ingest_columns(), which auto picks). Every mode reads
@@ -218,50 +221,65 @@ def columns_sql(docs, a):
     return "SELECT count(*) FROM %s%s%s;\n" % (row, gen, call), variables
 
 
-def uuid7s(count):
-    """count version-7 uuids (RFC 9562), as text, as the intake makes them: this millisecond,
-    the version, 12 random bits, the variant, 62 random bits; the random bytes drawn at once."""
-    ms = int(time.time() * 1000).to_bytes(6, "big")
-    r = os.urandom(10 * count)
-    out = []
-    for i in range(count):
-        b = bytearray(ms + r[10 * i:10 * i + 10])
-        b[6] = 0x70 | (b[6] & 0x0F)
-        b[8] = 0x80 | (b[8] & 0x3F)
-        h = b.hex()
-        out.append("%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:]))
-    return out
+def uuid7(ms, r):
+    """A version-7 uuid (RFC 9562) as text, as the intake makes them: the millisecond ms, the
+    version, 12 random bits, the variant, 62 random bits (from the 10 bytes r)."""
+    b = bytearray(ms.to_bytes(6, "big") + r)
+    b[6] = 0x70 | (b[6] & 0x0F)
+    b[8] = 0x80 | (b[8] & 0x3F)
+    h = b.hex()
+    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 
 
+# bench_uuids: a row of uuids per call, k from 1, taken in order by bench_call_uuids() (the
+# statement's plan kept by the session). Call k's uuids are all of the millisecond base + k,
+# as a batch's are all of the millisecond the intake built it in: each call's later than the
+# one before, so the uuid indexes take them at their right edge as they take the intake's
+# (uuids of one millisecond in random order would land on random leaves). bench_uuids_add()
+# writes more rows in the database, before a run: their random bits from gen_random_uuid(),
+# which the run itself never calls.
 UUID_TABLE = ["CREATE TABLE bench_uuids (k BIGINT PRIMARY KEY, au UUID[], iu UUID[])",
               "CREATE SEQUENCE bench_call",
-              # the next call's row (its statement's plan kept by the session)
               "CREATE FUNCTION bench_call_uuids(OUT au UUID[], OUT iu UUID[]) LANGUAGE plpgsql AS "
               "$f$ DECLARE c BIGINT := nextval('bench_call'); "
-              "BEGIN SELECT x.au, x.iu INTO au, iu FROM bench_uuids x WHERE x.k = c; END $f$"]
+              "BEGIN SELECT x.au, x.iu INTO au, iu FROM bench_uuids x WHERE x.k = c; END $f$",
+              "CREATE FUNCTION bench_uuid7(ms BIGINT) RETURNS UUID LANGUAGE sql AS "
+              "$f$ SELECT encode(set_byte(b, 6, (get_byte(b, 6) & 15) | 112), 'hex')::uuid "
+              "FROM (SELECT overlay(uuid_send(gen_random_uuid()) PLACING substr(int8send(ms), 3) "
+              "FROM 1 FOR 6) AS b) x $f$",
+              "CREATE FUNCTION bench_uuids_add(calls BIGINT, n INT, m INT, base BIGINT) RETURNS VOID "
+              "LANGUAGE sql AS $f$ INSERT INTO bench_uuids SELECT k, "
+              "ARRAY(SELECT bench_uuid7(base + k) FROM generate_series(1, n)), "
+              "ARRAY(SELECT bench_uuid7(base + k) FROM generate_series(1, m)) "
+              "FROM (SELECT coalesce(max(k), 0) AS k0 FROM bench_uuids) t, "
+              "generate_series(t.k0 + 1, t.k0 + calls) k $f$"]
 
 
 def uuid_rows(calls, shape):
-    """calls rows of bench_uuids (k from 1) as COPY text: each call's uuids, shape = (alerts,
-    pairs), every uuid distinct."""
+    """calls rows of bench_uuids (k from 1) as COPY text, made here (the callgrind runs: the same
+    rows, from seeded random bits, in both); shape = (alerts, pairs)."""
     n, m = shape
-    u = uuid7s(calls * (n + m))
-    lines = []
-    for k in range(calls):
-        x = u[k * (n + m):(k + 1) * (n + m)]
-        lines.append("%d\t{%s}\t{%s}\n" % (k + 1, ",".join(x[:n]), ",".join(x[n:])))
-    return "".join(lines)
+    if getattr(uuid_rows, "made", (None,))[0] != (calls, shape):
+        rnd = __import__("random").Random(25)
+        base = int(time.time() * 1000)
+        lines = []
+        for k in range(1, calls + 1):
+            u = [uuid7(base + k, rnd.randbytes(10)) for _ in range(n + m)]
+            lines.append("%d\t{%s}\t{%s}\n" % (k, ",".join(u[:n]), ",".join(u[n:])))
+        uuid_rows.made = ((calls, shape), "".join(lines))
+    return uuid_rows.made[1]
 
 
-def uuid_table(url, calls, shape):
-    """bench_uuids written with calls rows (pgbench's runs: as many calls as the run can make;
-    a call past the last row would send NULL columns, which the run checks)."""
+def uuid_table(url):
+    """bench_uuids and its functions, empty (see uuid_add)."""
     for st in UUID_TABLE:
         harness.psql(url, st)
-    r = subprocess.run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "COPY bench_uuids FROM STDIN"],
-                       input=uuid_rows(calls, shape), capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError("writing bench_uuids failed: " + r.stderr)
+    uuid_table.base = int(time.time() * 1000)
+
+
+def uuid_add(url, calls, shape):
+    """calls more rows of bench_uuids, written by the database."""
+    harness.psql(url, "SELECT bench_uuids_add(%d, %d, %d, %d)" % ((calls,) + tuple(shape) + (uuid_table.base,)))
     harness.psql(url, "VACUUM ANALYZE bench_uuids")
 
 
@@ -270,11 +288,15 @@ def uuid_rows_left(url):
     used = int(harness.psql_value(url, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM bench_call"))
     have = int(harness.psql_value(url, "SELECT count(*) FROM bench_uuids"))
     if used > have:
-        raise RuntimeError("%d calls, bench_uuids has %d rows: raise UUID_CALLS_PER_SECOND" % (used, have))
+        raise RuntimeError("%d calls, bench_uuids has %d rows: raise UUID_MARGIN" % (used, have))
+    return have - used
 
 
-# bench_uuids rows per second of a pgbench run and client: more than the server can call
-UUID_CALLS_PER_SECOND = 3000
+# bench_uuids rows for a run: a calibration's calls per second, times the run's seconds, times
+# UUID_MARGIN (the others' load on a shared box moves the rate), and UUID_SLACK more per client
+UUID_CALIBRATE_CALLS = 100
+UUID_MARGIN = 2.0
+UUID_SLACK = 200
 
 
 def call_sql(elems, a, separate):
@@ -555,8 +577,15 @@ def main():
             s.sql(st)
         prefill_calls = max(1, a.prefill // a.batch // a.clients) if a.prefill else 0
         if separate == "columns":
-            uuid_table(s.db, prefill_calls * a.clients + a.seconds * a.clients * UUID_CALLS_PER_SECOND,
-                       columns_sql.shape)
+            # the calls a run can make, from a short calibration run of the same calls (its
+            # alerts are stored before the measured run's, as --prefill's)
+            uuid_table(s.db)
+            uuid_add(s.db, UUID_CALIBRATE_CALLS * a.clients, columns_sql.shape)
+            tps, _, _ = pgbench(s.db, q + ";\n", argparse.Namespace(**dict(vars(a), perf="")), (),
+                                transactions=UUID_CALIBRATE_CALLS)
+            rows = int(tps * a.seconds * UUID_MARGIN) + (UUID_SLACK + prefill_calls) * a.clients
+            uuid_add(s.db, rows, columns_sql.shape)
+            print("calibration: %.0f calls/s; %d more bench_uuids rows" % (tps, rows))
         if a.prefill:
             pgbench(s.db, q + ";\n", a, (), transactions=prefill_calls)
         n0 = int(s.sql_value("SELECT count(*) FROM alerts"))
@@ -564,7 +593,7 @@ def main():
         load0 = open("/proc/loadavg").read().split()[0]
         tps, cpu, wal = pgbench(s.db, q + ";\n", a, ())
         if separate == "columns":
-            uuid_rows_left(s.db)
+            print("  bench_uuids rows left unused: %d" % uuid_rows_left(s.db))
         n = int(s.sql_value("SELECT count(*) FROM alerts")) - n0
         load1 = open("/proc/loadavg").read().split()[0]
         made = n

@@ -1,5 +1,7 @@
 """The uuids of new alerts and new indicators: the intake makes them (version 7, one request for
-random bytes per batch) and calseta_ingest_columns() stores the ones it is given.
+random bytes per batch) and calseta_ingest_columns() stores the ones it is given. No step waits
+a fixed time: a lock a test holds is held by a psql it feeds on stdin and lets go when the
+state it waits for is seen.
 
 Through the intake, with calseta_uuid7() (the database's own generator) made to fail: every
 batch still stores, so every uuid of a new alert or indicator came from the intake; each is
@@ -40,22 +42,53 @@ def uuid7():
     return str(uuid.UUID(bytes=bytes(b)))
 
 
-def hold_jobs(s, seconds=1.5):
-    """A session holding enrichment_jobs locked for a while: the first batch waits on it, so
-    alerts posted meanwhile queue and go in batches of several."""
-    p = subprocess.Popen(["psql", s.db, "-X", "-q", "-c", "BEGIN; LOCK TABLE enrichment_jobs IN EXCLUSIVE MODE; "
-                          "SELECT pg_sleep(%s); COMMIT;" % seconds], stdout=subprocess.DEVNULL)
-    wait_for(lambda: s.sql_value("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                                 "WHERE c.relname = 'enrichment_jobs' AND l.mode = 'ExclusiveLock' "
-                                 "AND l.granted") == "1", what="the lock")
-    return p
+class Held:
+    """A session holding enrichment_jobs locked until release(): a batch waits on it (the job
+    insert), so alerts posted meanwhile queue and go in batches of several. The lock is taken
+    by a psql fed on stdin, and let go only when the test says, whatever the box's speed."""
+
+    def __init__(self, s):
+        self.p = subprocess.Popen(["psql", s.db, "-X", "-q", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.p.stdin.write("BEGIN;\nLOCK TABLE enrichment_jobs IN EXCLUSIVE MODE;\n")
+        self.p.stdin.flush()
+        wait_for(lambda: s.sql_value("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                                     "WHERE c.relname = 'enrichment_jobs' AND l.mode = 'ExclusiveLock' "
+                                     "AND l.granted") == "1", what="the lock")
+
+    def release(self):
+        if self.p.stdin.closed:
+            return
+        self.p.stdin.write("COMMIT;\n")
+        self.p.stdin.close()
+        assert_eq(self.p.wait(timeout=30), 0, self.p.stderr.read())
+
+
+METRICS = ("calseta_ingest_queued", "calseta_ingest_batch_size_sum", "calseta_ingest_batch_size_count")
+
+
+def metrics(s, key):
+    """The batcher's figures (METRICS) of the stack's one intake process."""
+    m = s.request("GET", "/metrics", key=key).body.decode()
+    out = {}
+    for line in m.splitlines():
+        name = line.split("{")[0]
+        if name in METRICS:
+            assert name not in out, "more than one intake process: " + name
+            out[name] = float(line.split()[-1])
+    assert_eq(sorted(out), sorted(METRICS))
+    return out
 
 
 def batches(s, key):
-    m = s.request("GET", "/metrics", key=key).body.decode()
-    count = [float(x.split()[-1]) for x in m.splitlines() if x.startswith("calseta_ingest_batch_size_count")]
-    assert len(count) == 1
-    return count[0]
+    return metrics(s, key)["calseta_ingest_batch_size_count"]
+
+
+def arrived(s, key):
+    """Alerts the intake has taken: queued, or sent in a batch (none answered while the lock is
+    held: every batch waits on it)."""
+    m = metrics(s, key)
+    return m["calseta_ingest_queued"] + m["calseta_ingest_batch_size_sum"]
 
 
 def test_intake_makes_the_uuids():
@@ -80,17 +113,21 @@ def test_intake_makes_the_uuids():
         def post(i):
             results[i] = s.request("POST", "/v1/ingest/generic", key=key, body=bodies[i])
 
-        held = hold_jobs(s)
+        held = Held(s)
         threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
-        # the first alone in a batch that waits on the lock; the others queue behind it, together
-        threads[0].start()
-        wait_for(lambda: s.sql_value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                     "AND query LIKE '%calseta_ingest_columns%'") == "1", what="the first batch")
-        for t in threads[1:]:
-            t.start()
+        try:
+            # the first alone in a batch that waits on the lock; the others queue behind it,
+            # together; the lock goes once the intake has them all
+            threads[0].start()
+            wait_for(lambda: s.sql_value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                         "AND query LIKE '%calseta_ingest_columns%'") == "1", what="the first batch")
+            for t in threads[1:]:
+                t.start()
+            wait_for(lambda: arrived(s, key) == len(bodies), what="every alert in the intake")
+        finally:
+            held.release()
         for t in threads:
             t.join()
-        held.wait()
         for r in results:
             assert_eq(r.status, 202, r.body)
         assert batches(s, key) < len(bodies), "every alert went alone"
@@ -272,18 +309,38 @@ def test_new_indicator_retry_keeps_supplied_uuids():
         s.sql(FAILING_UUID7)
         a_elems = [el("ra", [("ip", "192.0.2.77")])]
         a_uuids = ([uuid7()], [uuid7()])
-        a = subprocess.Popen(["psql", s.db, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
-                              "BEGIN; SELECT count(*) FROM %s; SELECT pg_sleep(2.5); COMMIT;" % call(a_elems, 24, a_uuids)],
+        # the first batch's transaction left open (psql fed on stdin) until the second waits on it
+        a = subprocess.Popen(["psql", s.db, "-X", "-q", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: s.sql_value("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                                     "AND wait_event = 'PgSleep'") == "1", what="the first batch to hold its insert")
-        b_elems = [el("rb", [("domain", "rb.example"), ("ip", "192.0.2.77")])]
-        b_uuids = ([uuid7()], [uuid7(), uuid7()])
-        t0 = time.time()
-        s.sql("SELECT count(*) FROM %s" % call(b_elems, 24, b_uuids))
-        assert time.time() - t0 > 0.5, "the second batch did not wait for the first"
-        _, err = a.communicate(timeout=30)
-        assert_eq(a.returncode, 0, err)
+        a.stdin.write("BEGIN;\nSELECT count(*) FROM %s;\nSELECT 'first done' AS mark;\n" % call(a_elems, 24, a_uuids))
+        a.stdin.flush()
+        try:
+            wait_for(lambda: s.sql_value("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                                         "AND query LIKE '%first done%'") == "1", what="the first batch to hold its insert")
+            b_elems = [el("rb", [("domain", "rb.example"), ("ip", "192.0.2.77")])]
+            b_uuids = ([uuid7()], [uuid7(), uuid7()])
+            second = {}
+
+            def run_second():
+                try:
+                    s.sql("SELECT count(*) FROM %s" % call(b_elems, 24, b_uuids))
+                    second["ok"] = True
+                except Exception as e:  # reported below, in the test's thread
+                    second["error"] = e
+
+            t = threading.Thread(target=run_second)
+            t.start()
+            wait_for(lambda: s.sql_value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                         "AND query LIKE '%calseta_ingest_columns%'") == "1",
+                     what="the second batch to wait for the first")
+            assert "ok" not in second and "error" not in second, second
+        finally:
+            a.stdin.write("COMMIT;\n")
+            a.stdin.close()
+        assert_eq(a.wait(timeout=30), 0, a.stderr.read())
+        t.join(timeout=60)
+        assert not t.is_alive(), "the second batch did not finish"
+        assert_eq(second, {"ok": True})
         got = dict((r[0], r[1]) for r in s.sql("SELECT value, uuid FROM indicators"))
         assert_eq(got, {"192.0.2.77": a_uuids[1][0], "rb.example": b_uuids[1][0]})
         assert_eq(s.sql("SELECT uuid::text, (SELECT array_agg(i.value ORDER BY i.value) FROM indicators i "

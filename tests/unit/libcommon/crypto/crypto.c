@@ -7,6 +7,8 @@
  * lengths); a random round-trip covers all lengths 0..300. Digests use published vectors
  * (FIPS 180-2, RFC 1321, RFC 4231), on the main thread and on threads of their own (each keeps
  * its contexts, freed when it exits); MD5 refused by the providers stops the process loudly.
+ * The version-7 layout is checked against RFC 9562's example, and a failing generator makes
+ * crypto_random_try() return -1 with OpenSSL's error queue left clean.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,7 +24,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "crypto.h"
 #include "util.h"
@@ -532,6 +536,73 @@ static void test_random(void **state)
     crypto_random(NULL, 0);
 }
 
+/* RFC 9562's example (appendix A.6): 017f22e2-79b0-7cc3-98c4-dc0c0c07398f, from the random
+ * bytes with the bits the version and the variant replace set, which must not show; then each
+ * uuid of a fill takes its own 10 bytes, and a later millisecond sorts after whatever the
+ * random bits. */
+static void test_uuid7(void **state)
+{
+    (void)state;
+    static const unsigned char want[16] = {0x01, 0x7f, 0x22, 0xe2, 0x79, 0xb0, 0x7c, 0xc3,
+                                           0x98, 0xc4, 0xdc, 0x0c, 0x0c, 0x07, 0x39, 0x8f};
+    unsigned char rnd[3 * CRYPTO_UUID7_RANDOM] = {0xfc, 0xc3, 0xd8, 0xc4, 0xdc,
+                                                  0x0c, 0x0c, 0x07, 0x39, 0x8f};
+    memset(rnd + CRYPTO_UUID7_RANDOM, 0xff, CRYPTO_UUID7_RANDOM);
+    memset(rnd + 2 * CRYPTO_UUID7_RANDOM, 0x00, CRYPTO_UUID7_RANDOM);
+    unsigned char u[4][16];
+    memset(u, 0xaa, sizeof u);
+    crypto_uuid7_fill(u, 3, 0x017f22e279b0ull | 0xabcd000000000000ull, rnd); /* 48 bits kept */
+    assert_memory_equal(u[0], want, 16);
+    static const unsigned char ones[10] = {0x7f, 0xff, 0xbf, 0xff, 0xff,
+                                           0xff, 0xff, 0xff, 0xff, 0xff};
+    static const unsigned char zeros[10] = {0x70, 0x00, 0x80};
+    assert_memory_equal(u[1], want, 6);
+    assert_memory_equal(u[1] + 6, ones, 10);
+    assert_memory_equal(u[2], want, 6);
+    assert_memory_equal(u[2] + 6, zeros, 10);
+    for (int k = 0; k < 16; k++) /* nothing written past n */
+        assert_int_equal(u[3][k], 0xaa);
+    crypto_uuid7_fill(u + 3, 1, 0x017f22e279b1ull, rnd + 2 * CRYPTO_UUID7_RANDOM);
+    assert_true(memcmp(u[1], u[3], 16) < 0); /* all random bits set, a millisecond earlier */
+    crypto_uuid7_fill(u, 0, 0, NULL);
+    assert_memory_equal(u[0], want, 16);
+}
+
+/* A generator that refuses, as OpenSSL's does with no entropy: the legacy RAND_METHOD is the
+ * one way to make RAND_bytes() fail on demand (deprecated, hence the pragma). */
+static int rand_refuse(unsigned char *buf, int num)
+{
+    (void)buf;
+    (void)num;
+    ERR_raise(ERR_LIB_RAND, RAND_R_ERROR_RETRIEVING_ENTROPY);
+    return 0;
+}
+
+static int rand_status_no(void)
+{
+    return 0;
+}
+
+static void test_random_try(void **state)
+{
+    (void)state;
+    uint8_t a[32] = {0}, zero[32] = {0};
+    assert_int_equal(crypto_random_try(a, sizeof a), 0);
+    assert_memory_not_equal(a, zero, 32);
+    assert_int_equal(crypto_random_try(NULL, 0), 0);
+    static const RAND_METHOD refuse = {.bytes = rand_refuse, .status = rand_status_no};
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    const RAND_METHOD *was = RAND_get_rand_method();
+    assert_int_equal(RAND_set_rand_method(&refuse), 1);
+    int rc = crypto_random_try(a, sizeof a);
+    assert_int_equal(RAND_set_rand_method(was), 1);
+#pragma GCC diagnostic pop
+    assert_int_equal(rc, -1);
+    assert_int_equal(ERR_peek_error(), 0);
+    assert_int_equal(crypto_random_try(a, sizeof a), 0); /* working again */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -543,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_ct_equal),        cmocka_unit_test(test_uuid),
         cmocka_unit_test(test_uuid_pool),       cmocka_unit_test(test_owner_id),
         cmocka_unit_test(test_hex_signature),   cmocka_unit_test(test_random),
+        cmocka_unit_test(test_uuid7),           cmocka_unit_test(test_random_try),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,8 +3,8 @@
  * columns built from them: each string exact (U+0001, U+FFFF, a 4-byte character, quotes),
  * bytes that are not UTF-8 sent as U+FFFD, NULL fields as NULL elements, the batch's indicator
  * pairs sent once with each alert's references, the tags' offsets, the payload trimmed, the
- * arrays in array_send's form, a version-7 uuid per alert and per pair (none, and an error,
- * when the random generator fails). (The server reading them back is test_ingest_columns.py;
+ * arrays in array_send's form, a version-7 uuid per alert and per pair (the two columns SQL
+ * NULL, for the database to draw them, when the random generator fails). (The server reading them back is test_ingest_columns.py;
  * the uuids stored, test_ingest_uuids.py.)
  */
 #include <setjmp.h>
@@ -481,11 +481,11 @@ static void test_uuids(void **state)
         const struct packed *const *three = (const struct packed *const *)pk;
         assert_int_equal(columns_build(three, 3, 0, v, len, fmt, err, sizeof err), 0);
         uint64_t t1 = now_ms();
-        assert_int_equal(fmt[18], 1);
-        assert_int_equal(fmt[19], 1);
+        assert_int_equal(fmt[COL_ALERT_UUIDS], 1);
+        assert_int_equal(fmt[COL_IND_UUIDS], 1);
         size_t from = nseen;
-        rd_uuids(v[18], len[18], 3, t0, t1, seen, &nseen);
-        rd_uuids(v[19], len[19], 3, t0, t1, seen, &nseen);
+        rd_uuids(v[COL_ALERT_UUIDS], len[COL_ALERT_UUIDS], 3, t0, t1, seen, &nseen);
+        rd_uuids(v[COL_IND_UUIDS], len[COL_IND_UUIDS], 3, t0, t1, seen, &nseen);
         for (size_t q = from; q < nseen; q++)
             for (int k = 6; k < 16; k++) {
                 any1[k] |= seen[q][k];
@@ -522,18 +522,19 @@ static void test_uuids_no_pairs(void **state)
         columns_build((const struct packed *const *)&pk, 1, 0, v, len, fmt, err, sizeof err), 0);
     static unsigned char seen[2][16];
     size_t nseen = 0;
-    rd_uuids(v[18], len[18], 1, t0, now_ms(), seen, &nseen);
+    rd_uuids(v[COL_ALERT_UUIDS], len[COL_ALERT_UUIDS], 1, t0, now_ms(), seen, &nseen);
     struct rd r;
-    rd_open(&r, v[19], len[19], PG_OID_UUID, 0);
+    rd_open(&r, v[COL_IND_UUIDS], len[COL_IND_UUIDS], PG_OID_UUID, 0);
     for (int c = 0; c < INGEST_COLUMNS; c++)
         free(v[c]);
     free(pk);
 }
 
-/* The generator failing: no columns, the error said, nothing left allocated (the leak checker
- * sees every column freed); once it works again, so does the batch. The failing generator is a
- * legacy RAND_METHOD, the one way to make RAND_bytes() fail on demand (deprecated, hence the
- * pragma). */
+/* The generator failing: the uuid columns SQL NULL (the database then draws them), every other
+ * column built as when it works, the error said, nothing left allocated (the leak checker sees
+ * every column freed), OpenSSL's error queue clean; once it works again, so do the uuids. The
+ * failing generator is a legacy RAND_METHOD, the one way to make RAND_bytes() fail on demand
+ * (deprecated, hence the pragma). */
 static int rand_refuse(unsigned char *buf, int num)
 {
     (void)buf;
@@ -550,26 +551,54 @@ static int rand_status_no(void)
 static void test_uuids_generator_fails(void **state)
 {
     (void)state;
-    const char *const inds[][2] = {{"ip", "192.0.2.1"}};
-    struct packed *pk = pack("t", NULL, NULL, 0, inds, 1, NULL, 0, 0, "{}");
-    char *v[INGEST_COLUMNS], err[256] = "";
-    int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS];
+    const char *const inds[][2] = {{"ip", "192.0.2.1"}, {"domain", "a.example"}};
+    struct packed *pk[2];
+    pk[0] = pack("t", NULL, NULL, 0, inds, 2, NULL, 0, 0, "{}");
+    pk[1] = pack("u", NULL, NULL, 0, inds, 1, NULL, 0, 1, "{\"n\": 1e400}");
+    const struct packed *const *two = (const struct packed *const *)pk;
+    char *v[INGEST_COLUMNS], *w[INGEST_COLUMNS], err[256] = "";
+    int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS], wlen[INGEST_COLUMNS], wfmt[INGEST_COLUMNS];
     static const RAND_METHOD refuse = {.bytes = rand_refuse, .status = rand_status_no};
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     const RAND_METHOD *was = RAND_get_rand_method();
     assert_int_equal(RAND_set_rand_method(&refuse), 1);
-    int rc = columns_build((const struct packed *const *)&pk, 1, 24, v, len, fmt, err, sizeof err);
+    int rc = columns_build(two, 2, 24, v, len, fmt, err, sizeof err);
     assert_int_equal(RAND_set_rand_method(was), 1);
 #pragma GCC diagnostic pop
-    assert_int_equal(rc, -1);
+    assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "random bytes"));
     assert_int_equal(ERR_peek_error(), 0); /* the error queue left clean */
-    rc = columns_build((const struct packed *const *)&pk, 1, 24, v, len, fmt, err, sizeof err);
-    assert_int_equal(rc, 0);
-    for (int c = 0; c < INGEST_COLUMNS; c++)
+    assert_null(v[COL_ALERT_UUIDS]);
+    assert_int_equal(len[COL_ALERT_UUIDS], 0);
+    assert_null(v[COL_IND_UUIDS]);
+    assert_int_equal(len[COL_IND_UUIDS], 0);
+    err[0] = 0;
+    assert_int_equal(columns_build(two, 2, 24, w, wlen, wfmt, err, sizeof err), 0);
+    assert_string_equal(err, "");
+    for (int c = 0; c < INGEST_COLUMNS; c++) {
+        assert_int_equal(fmt[c], wfmt[c]);
+        if (c == COL_ALERT_UUIDS || c == COL_IND_UUIDS)
+            continue;
+        assert_int_equal(len[c], wlen[c]);
+        if (w[c])
+            assert_memory_equal(v[c], w[c], (size_t)wlen[c]);
+        else
+            assert_null(v[c]);
+    }
+    assert_non_null(v[COL_CHECK_NUMBERS]); /* asked for by the second alert */
+    assert_string_equal(v[COL_DEDUP_HOURS], "24");
+    uint64_t t = now_ms();
+    static unsigned char seen[4][16];
+    size_t nseen = 0;
+    rd_uuids(w[COL_ALERT_UUIDS], wlen[COL_ALERT_UUIDS], 2, t - 60000, t, seen, &nseen);
+    rd_uuids(w[COL_IND_UUIDS], wlen[COL_IND_UUIDS], 2, t - 60000, t, seen, &nseen);
+    for (int c = 0; c < INGEST_COLUMNS; c++) {
         free(v[c]);
-    free(pk);
+        free(w[c]);
+    }
+    for (int i = 0; i < 2; i++)
+        free(pk[i]);
 }
 
 int main(void)
