@@ -278,8 +278,12 @@ def uuid_table(url):
 
 
 def uuid_add(url, calls, shape):
-    """calls more rows of bench_uuids, written by the database."""
-    harness.psql(url, "SELECT bench_uuids_add(%d, %d, %d, %d)" % ((calls,) + tuple(shape) + (uuid_table.base,)))
+    """calls more rows of bench_uuids, written by the database, a chunk per statement (one
+    statement for a long run's rows outlasted psql's timeout)."""
+    while calls > 0:
+        k = min(calls, 20000)
+        harness.psql(url, "SELECT bench_uuids_add(%d, %d, %d, %d)" % ((k,) + tuple(shape) + (uuid_table.base,)))
+        calls -= k
     harness.psql(url, "VACUUM ANALYZE bench_uuids")
 
 
