@@ -30,6 +30,7 @@
 
 #include "crypto.h"
 #include "util.h"
+#include "tests/unit/rand_refuse.h"
 
 static char *enc(const char *s, size_t n, int flags)
 {
@@ -568,21 +569,8 @@ static void test_uuid7(void **state)
     assert_memory_equal(u[0], want, 16);
 }
 
-/* A generator that refuses, as OpenSSL's does with no entropy: the legacy RAND_METHOD is the
- * one way to make RAND_bytes() fail on demand (deprecated, hence the pragma). */
-static int rand_refuse(unsigned char *buf, int num)
-{
-    (void)buf;
-    (void)num;
-    ERR_raise(ERR_LIB_RAND, RAND_R_ERROR_RETRIEVING_ENTROPY);
-    return 0;
-}
-
-static int rand_status_no(void)
-{
-    return 0;
-}
-
+/* crypto_random_try(): bytes while the generator works, -1 with a clean error queue while it
+ * refuses, bytes again after. */
 static void test_random_try(void **state)
 {
     (void)state;
@@ -590,14 +578,9 @@ static void test_random_try(void **state)
     assert_int_equal(crypto_random_try(a, sizeof a), 0);
     assert_memory_not_equal(a, zero, 32);
     assert_int_equal(crypto_random_try(NULL, 0), 0);
-    static const RAND_METHOD refuse = {.bytes = rand_refuse, .status = rand_status_no};
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    const RAND_METHOD *was = RAND_get_rand_method();
-    assert_int_equal(RAND_set_rand_method(&refuse), 1);
+    const RAND_METHOD *was = rand_refuse_begin();
     int rc = crypto_random_try(a, sizeof a);
-    assert_int_equal(RAND_set_rand_method(was), 1);
-#pragma GCC diagnostic pop
+    rand_refuse_end(was);
     assert_int_equal(rc, -1);
     assert_int_equal(ERR_peek_error(), 0);
     assert_int_equal(crypto_random_try(a, sizeof a), 0); /* working again */

@@ -23,6 +23,7 @@
 #include <openssl/rand.h>
 
 #include "services/intake/batch_element.h"
+#include "tests/unit/rand_refuse.h"
 
 static uint32_t be32(const unsigned char *p)
 {
@@ -532,22 +533,7 @@ static void test_uuids_no_pairs(void **state)
 
 /* The generator failing: the uuid columns SQL NULL (the database then draws them), every other
  * column built as when it works, the error said, nothing left allocated (the leak checker sees
- * every column freed), OpenSSL's error queue clean; once it works again, so do the uuids. The
- * failing generator is a legacy RAND_METHOD, the one way to make RAND_bytes() fail on demand
- * (deprecated, hence the pragma). */
-static int rand_refuse(unsigned char *buf, int num)
-{
-    (void)buf;
-    (void)num;
-    ERR_raise(ERR_LIB_RAND, RAND_R_ERROR_RETRIEVING_ENTROPY);
-    return 0;
-}
-
-static int rand_status_no(void)
-{
-    return 0;
-}
-
+ * every column freed), OpenSSL's error queue clean; once it works again, so do the uuids. */
 static void test_uuids_generator_fails(void **state)
 {
     (void)state;
@@ -558,14 +544,9 @@ static void test_uuids_generator_fails(void **state)
     const struct packed *const *two = (const struct packed *const *)pk;
     char *v[INGEST_COLUMNS], *w[INGEST_COLUMNS], err[256] = "";
     int len[INGEST_COLUMNS], fmt[INGEST_COLUMNS], wlen[INGEST_COLUMNS], wfmt[INGEST_COLUMNS];
-    static const RAND_METHOD refuse = {.bytes = rand_refuse, .status = rand_status_no};
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    const RAND_METHOD *was = RAND_get_rand_method();
-    assert_int_equal(RAND_set_rand_method(&refuse), 1);
+    const RAND_METHOD *was = rand_refuse_begin();
     int rc = columns_build(two, 2, 24, v, len, fmt, err, sizeof err);
-    assert_int_equal(RAND_set_rand_method(was), 1);
-#pragma GCC diagnostic pop
+    rand_refuse_end(was);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "random bytes"));
     assert_int_equal(ERR_peek_error(), 0); /* the error queue left clean */
