@@ -19,7 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-
 /* The indicators to store: all of them count for the fingerprint, but a value longer than
  * INDICATOR_STORE_MAX cannot be indexed (and is no indicator anyone looks up). */
 #define INDICATOR_STORE_MAX 2048
